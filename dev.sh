@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Set up Témoin from a fresh Debian machine and run it: `./dev.sh demo` or `./dev.sh test`.
+# Idempotent: a second run reuses the virtual environment and installs only what changed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=${PYTHON:-python3}
+SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+
+apt_install() {  # apt_install PKG... : Debian packages, only when missing
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null; then
+    echo "dev.sh: please install ${missing[*]} (no apt-get here)" >&2; return 1
+  fi
+  echo "dev.sh: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+venv() {
+  if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv 2>/dev/null || { apt_install python3-venv && "$PY" -m venv .venv; }
+  fi
+  local stamp=.venv/.installed
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    touch "$stamp"
+  fi
+}
+
+postgres_up() {  # the test suite runs on PostgreSQL too; make sure one answers on 127.0.0.1:5432
+  local url=${TEMOIN_TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+  export TEMOIN_TEST_POSTGRES_URL=$url
+  .venv/bin/python - "$url" <<'PY' && return 0
+import sys, psycopg
+try:
+    psycopg.connect(sys.argv[1], connect_timeout=3).close()
+except Exception:
+    sys.exit(1)
+PY
+  if ! command -v pg_ctlcluster >/dev/null; then apt_install postgresql || true; fi
+  if command -v pg_ctlcluster >/dev/null; then
+    local version; version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
+    sleep 2
+  fi
+  # Not reachable still: the PostgreSQL tests will fail loudly and say why.
+}
+
+case "${1:-}" in
+  demo)
+    venv
+    shift
+    exec .venv/bin/temoin demo "$@"
+    ;;
+  test)
+    venv
+    apt_install chromium ffmpeg
+    postgres_up
+    shift
+    exec .venv/bin/python -m pytest "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,3 @@
+from temoin.cli import main
+
+main()

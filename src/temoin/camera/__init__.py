@@ -1,0 +1,1 @@
+"""The camera agent: the software of a body-worn camera, or of a simulated one."""

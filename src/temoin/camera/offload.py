@@ -1,0 +1,150 @@
+"""Offload: the camera hands its recordings to the vault, resumably, and keeps the signed receipt.
+
+Used by the camera agent when docked, by the demo's simulated cameras and by the tests: the same
+code path as a real camera, over real HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from temoin.evidence.canonical import b64d, b64e
+from temoin.evidence.chain import chain_links
+from temoin.evidence.manifest import (GpsFix, NotInformedReason, RecordingManifest, SegmentEntry, SignedManifest,
+                                      SignedReceipt, Trigger)
+from temoin.evidence.signing import public_key_bytes
+
+AUTH_SCHEME = "Temoin-Device"
+PIECE_BYTES = 4 * 1024 * 1024
+
+
+class OffloadError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SegmentFile:
+    data: bytes
+    started_at: datetime
+    duration_s: float
+
+
+def build_manifest(*, recording_id: str, camera_id: str, agent_id: str, segments: Sequence[SegmentFile],
+                   trigger: Trigger, persons_informed: bool, not_informed_reason: NotInformedReason | None = None,
+                   gps_track: Sequence[GpsFix] = (), pre_event_buffer_s: float = 0,
+                   clock_offset_ms: int | None = None, outside_territory: bool = False,
+                   ended_at: datetime | None = None) -> RecordingManifest:
+    digests = [hashlib.sha256(s.data).digest() for s in segments]
+    links = chain_links(recording_id, digests)
+    entries = [SegmentEntry(index=i, size=len(s.data), sha256=d.hex(), chain=link.hex(), started_at=s.started_at,
+                            duration_s=s.duration_s)
+               for i, (s, d, link) in enumerate(zip(segments, digests, links))]
+    last = segments[-1]
+    return RecordingManifest(
+        recording_id=recording_id, camera_id=camera_id, agent_id=agent_id, started_at=segments[0].started_at,
+        ended_at=ended_at or last.started_at + timedelta(seconds=last.duration_s), trigger=trigger,
+        persons_informed=persons_informed, not_informed_reason=not_informed_reason, gps_track=list(gps_track),
+        pre_event_buffer_s=pre_event_buffer_s, clock_offset_ms=clock_offset_ms,
+        outside_territory=outside_territory, segments=entries)
+
+
+class DeviceAuth(httpx.Auth):
+    """Signs every request with the camera's Ed25519 key (no shared secret ever travels)."""
+
+    def __init__(self, device_id: str, key: Ed25519PrivateKey) -> None:
+        self.device_id, self.key = device_id, key
+
+    def auth_flow(self, request: httpx.Request):  # noqa: ANN201
+        path = request.url.raw_path.decode()
+        ts, nonce = int(time.time()), secrets.token_hex(16)
+        signature = b64e(self.key.sign(f"{request.method.upper()}\n{path}\n{ts}\n{nonce}".encode()))
+        request.headers["Authorization"] = (f'{AUTH_SCHEME} id="{self.device_id}", ts="{ts}", '
+                                            f'nonce="{nonce}", sig="{signature}"')
+        yield request
+
+
+def enrol(base_url: str, code: str, serial: str, key: Ed25519PrivateKey, **client_kw) -> dict:
+    """Register this camera's public key with a one-time code from an administrator."""
+    proof = b64e(key.sign(f"temoin-enrol\n{code.strip().upper()}\n{serial}".encode()))
+    response = httpx.post(f"{base_url}/api/v1/devices/enrol", json={
+        "code": code, "serial": serial, "public_key": b64e(public_key_bytes(key)), "proof": proof}, **client_kw)
+    if response.status_code != 201:
+        raise OffloadError(f"enrolment refused ({response.status_code}): {response.json().get('detail')}")
+    return response.json()
+
+
+class VaultClient:
+    def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey, platform_public_key: bytes,
+                 timeout: float = 30.0, http: httpx.Client | None = None) -> None:
+        """`http` lets a caller bring its own client (tests pass an in-process one)."""
+        self.platform_public_key = platform_public_key
+        self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
+        self.http.auth = DeviceAuth(device_id, key)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _check(self, response: httpx.Response, *ok: int) -> httpx.Response:
+        if response.status_code not in ok:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text[:200]
+            raise OffloadError(f"{response.request.method} {response.request.url.path}: "
+                               f"{response.status_code} {detail}")
+        return response
+
+    def send_manifest(self, signed: SignedManifest) -> dict:
+        body = signed.model_dump_json(by_alias=True).encode()
+        return self._check(self.http.post("/api/v1/ingest/recordings", content=body,
+                                          headers={"Content-Type": "application/json"}), 201).json()
+
+    def received(self, recording_id: str, index: int) -> int:
+        response = self._check(self.http.head(f"/api/v1/ingest/recordings/{recording_id}/segments/{index}"), 200)
+        return int(response.headers["Upload-Offset"])
+
+    def upload_segment(self, recording_id: str, index: int, data: bytes, start: int = 0,
+                       piece: int = PIECE_BYTES) -> None:
+        """Send from `start` to the end in pieces; each piece is a resumable Content-Range PUT."""
+        url = f"/api/v1/ingest/recordings/{recording_id}/segments/{index}"
+        while start < len(data):
+            end = min(start + piece, len(data))
+            response = self.http.put(url, content=data[start:end], headers={
+                "Content-Range": f"bytes {start}-{end - 1}/{len(data)}", "Content-Type": "application/octet-stream"})
+            if response.status_code == 409 and "Upload-Offset" in response.headers:
+                start = int(response.headers["Upload-Offset"])  # the vault knows better: resume there
+                if start >= len(data):
+                    return
+                continue
+            self._check(response, 200)
+            start = int(response.headers["Upload-Offset"])
+
+    def complete(self, recording_id: str) -> SignedReceipt:
+        response = self._check(self.http.post(f"/api/v1/ingest/recordings/{recording_id}/complete"), 200)
+        return SignedReceipt.model_validate(response.json())
+
+    def offload(self, signed: SignedManifest, segments: Sequence[bytes]) -> SignedReceipt:
+        """The whole hand-over, resuming whatever the vault already holds. Returns a verified receipt."""
+        status = self.send_manifest(signed)
+        for seg in status["segments"]:
+            if not seg["complete"]:
+                self.upload_segment(signed.manifest.recording_id, seg["index"], segments[seg["index"]],
+                                    start=seg["received"])
+        receipt = self.complete(signed.manifest.recording_id)
+        if not receipt.verify(self.platform_public_key):
+            raise OffloadError("the vault's receipt signature is invalid: keep the recording on the camera")
+        if not receipt.matches(signed.manifest):
+            raise OffloadError("the receipt does not describe the recording sent: keep it on the camera")
+        return receipt
+
+
+def platform_key(base_url: str, **client_kw) -> bytes:
+    return b64d(httpx.get(f"{base_url}/api/v1/platform", **client_kw).json()["public_key"])

@@ -1,0 +1,289 @@
+"""The `temoin` command: serve, demo, administration, retention, journal and vault checks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from temoin.keyring import KeyError_
+from temoin.law.access import Role
+from temoin.platform import Platform
+
+app = typer.Typer(help="Témoin: body-worn cameras for municipal police.", no_args_is_help=True)
+admin = typer.Typer(help="Tenants, users and cameras.", no_args_is_help=True)
+tenant_cmd = typer.Typer(help="Tenants (communes, EPCI).", no_args_is_help=True)
+user_cmd = typer.Typer(help="Users of a tenant.", no_args_is_help=True)
+device_cmd = typer.Typer(help="Cameras of a tenant.", no_args_is_help=True)
+retention_cmd = typer.Typer(help="Retention of recordings.", no_args_is_help=True)
+journal_cmd = typer.Typer(help="The tamper-evident journal.", no_args_is_help=True)
+vault_cmd = typer.Typer(help="The evidence vault's storage.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+admin.add_typer(tenant_cmd, name="tenant")
+admin.add_typer(user_cmd, name="user")
+admin.add_typer(device_cmd, name="device")
+app.add_typer(retention_cmd, name="retention")
+app.add_typer(journal_cmd, name="journal")
+app.add_typer(vault_cmd, name="vault")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _open(init: bool = False) -> Platform:
+    try:
+        return Platform.open(init=init)
+    except KeyError_ as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console, transient=False)
+
+
+@app.command()
+def init() -> None:
+    """Create the data folder, the keys and the database schema (idempotent)."""
+    p = _open(init=True)
+    console.print(f"Témoin ready in [bold]{p.settings.home}[/bold] ({p.engine.url.render_as_string()})")
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the platform: API, web pages, ingest, and the retention scheduler."""
+    import uvicorn
+
+    from temoin.web.app import create_app
+
+    p = _open(init=True)
+    uvicorn.run(create_app(p), host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo(host: str = "127.0.0.1", port: int = 8000, recordings: int = typer.Option(4, min=0, max=50)) -> None:
+    """Start the platform with a demo commune, users, cameras and signed sample recordings."""
+    from temoin.demo.run import run_demo
+
+    run_demo(host=host, port=port, recordings=recordings, console=console)
+
+
+# --- administration -------------------------------------------------------------------------------
+
+@tenant_cmd.command("create")
+def tenant_create(slug: str, name: str, profile: str = "fr-police-municipale",
+                  cameras: int = typer.Option(..., help="number of cameras the prefect authorised (R241-8)"),
+                  territory: Path | None = typer.Option(None, help="GeoJSON file of the authorised territory")) -> None:
+    """Create a tenant (a commune or an EPCI)."""
+    import json
+
+    from temoin.geo.territory import validate_territory
+    from temoin.identity.service import IdentityError, create_tenant
+    from temoin.law.profiles import UnknownProfile
+
+    shape = None
+    if territory:
+        shape = json.loads(territory.read_text("utf-8"))
+        validate_territory(shape)
+    p = _open(init=True)
+    with p.session() as db:
+        try:
+            create_tenant(p, db, slug=slug, name=name, profile=profile, authorised_cameras=cameras, territory=shape)
+        except (IdentityError, UnknownProfile) as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        db.commit()
+    console.print(f"tenant [bold]{slug}[/bold] created with profile {profile}")
+
+
+@tenant_cmd.command("list")
+def tenant_list() -> None:
+    from sqlalchemy import select
+
+    from temoin.identity.models import Tenant
+
+    p = _open()
+    table = Table("slug", "name", "profile", "authorised cameras")
+    with p.session() as db:
+        for t in db.scalars(select(Tenant).order_by(Tenant.slug)):
+            table.add_row(t.slug, t.name, t.profile, str(t.authorised_cameras))
+    console.print(table)
+
+
+@user_cmd.command("create")
+def user_create(tenant: str, username: str, display_name: str,
+                role: Role = typer.Option(..., case_sensitive=False),
+                agent_number: str | None = typer.Option(None, help="matricule, for wearing agents")) -> None:
+    """Create a user; prints a one-time password and the TOTP enrolment URI (shown once)."""
+    from temoin.identity.service import IdentityError, create_user
+
+    p = _open()
+    with p.session() as db:
+        try:
+            new = create_user(p, db, p.tenant(db, tenant), username=username, display_name=display_name, role=role,
+                              agent_number=agent_number)
+        except (IdentityError, LookupError) as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        db.commit()
+    console.print(f"user [bold]{username}[/bold] ({role.value}) created\n  password: {new.password}\n"
+                  f"  TOTP: {new.totp_uri}\n[dim]shown once: hand them over securely[/dim]")
+
+
+@user_cmd.command("totp")
+def user_totp(username: str) -> None:
+    """Print a demo user's current TOTP code (demo tenants only)."""
+    from sqlalchemy import select
+
+    from temoin.identity.models import Tenant, User
+    from temoin.identity.secrets import current_totp
+    from temoin.identity.service import totp_secret_of
+
+    p = _open()
+    with p.session() as db:
+        user = db.scalar(select(User).where(User.username == username))
+        if user is None or not db.get(Tenant, user.tenant_id).demo:
+            err.print("[red]only demo users' codes can be shown; real users use their authenticator[/red]")
+            raise typer.Exit(1)
+        console.print(current_totp(totp_secret_of(p, user)))
+
+
+@device_cmd.command("code")
+def device_code(tenant: str, label: str) -> None:
+    """Issue a one-time enrolment code for a new camera (valid 24 h)."""
+    from temoin.identity.devices import create_enrolment_code
+    from temoin.journal.entry import Actor
+
+    p = _open()
+    with p.session() as db:
+        code = create_enrolment_code(p, db, p.tenant(db, tenant), label=label, by=Actor.system("cli"))
+    console.print(f"enrolment code for {label}: [bold]{code}[/bold] (valid 24 h, once)")
+
+
+@device_cmd.command("list")
+def device_list(tenant: str) -> None:
+    from sqlalchemy import select
+
+    from temoin.identity.models import Device
+
+    p = _open()
+    table = Table("id", "serial", "label", "status", "enrolled")
+    with p.session() as db:
+        t = p.tenant(db, tenant)
+        for d in db.scalars(select(Device).where(Device.tenant_id == t.id).order_by(Device.serial)):
+            table.add_row(d.id, d.serial, d.label, d.status, d.enrolled_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+@device_cmd.command("revoke")
+def device_revoke(device_id: str) -> None:
+    from temoin.identity.devices import revoke
+    from temoin.identity.models import Device
+    from temoin.journal.entry import Actor
+
+    p = _open()
+    with p.session() as db:
+        device = db.get(Device, device_id)
+        if device is None:
+            err.print(f"[red]no camera {device_id}[/red]")
+            raise typer.Exit(1)
+        revoke(p, db, device, Actor.system("cli"))
+    console.print(f"camera {device_id} revoked")
+
+
+# --- retention, journal, vault --------------------------------------------------------------------
+
+@retention_cmd.command("run")
+def retention_run() -> None:
+    """Delete every recording whose retention period is over and that no hold keeps."""
+    from temoin.vault.retention import sweep
+
+    p = _open()
+    with p.session() as db, _progress() as bar:
+        task = bar.add_task("retention sweep", total=None)
+
+        def step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = sweep(p, db, progress=step)
+        bar.update(task, completed=len(result.deleted), total=max(len(result.deleted), 1))
+    console.print(f"{len(result.deleted)} recordings deleted ({result.blobs_removed} blobs), "
+                  f"{result.held} kept by a hold, {result.orphans_removed} orphan blobs removed")
+
+
+@journal_cmd.command("verify")
+def journal_verify() -> None:
+    """Verify both sinks of every chain, and that they agree. Exit 1 and name each problem if not."""
+    from temoin.journal.verify import verify_all
+
+    p = _open()
+    with p.session() as db, console.status("verifying the journal…"):
+        result = verify_all(db, p.journal.sink, p.keyring.public_key)
+    table = Table("chain", "sink", "entries", "last entry", "problems")
+    for r in result.reports:
+        table.add_row(r.chain, r.sink, str(r.entries), str(r.last_seq), str(len(r.problems)))
+    console.print(table)
+    if result.ok:
+        console.print("[green]journal intact[/green]")
+        return
+    for problem in result.problems:
+        console.print(f"[red]{problem}[/red]")
+    raise typer.Exit(1)
+
+
+@journal_cmd.command("seal")
+def journal_seal() -> None:
+    """Sign the current head of every chain (the server does it too)."""
+    from temoin.journal.checkpoints import seal
+
+    p = _open()
+    with p.session() as db:
+        console.print(f"{seal(db, p.journal.sink, p.keyring)} chains sealed")
+
+
+@journal_cmd.command("prune")
+def journal_prune() -> None:
+    """Remove entries older than each tenant's journal retention (three years), behind a signed checkpoint."""
+    from sqlalchemy import select
+
+    from temoin.db import utcnow
+    from temoin.identity.models import Tenant
+    from temoin.journal.checkpoints import prune
+    from temoin.law.profiles import get_profile
+
+    p = _open()
+    with p.session() as db:
+        for t in db.scalars(select(Tenant)).all():
+            cutoff = get_profile(t.profile).journal_cutoff(utcnow())
+            console.print(f"{t.slug}: {prune(db, p.journal.sink, p.keyring, t.slug, cutoff)} entries pruned")
+
+
+@vault_cmd.command("scrub")
+def vault_scrub() -> None:
+    """Decrypt and re-hash every stored segment against its signed manifest; report corruption."""
+    from temoin.vault.scrub import scrub
+
+    p = _open()
+    with p.session() as db, _progress() as bar:
+        task = bar.add_task("scrubbing recordings", total=None)
+        result = scrub(p, db, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"{result.recordings} recordings, {result.segments} segments, {result.bytes} bytes checked")
+    if result.ok:
+        console.print("[green]no corruption[/green]")
+        return
+    for problem in result.problems:
+        console.print(f"[red]{problem}[/red]")
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    app(prog_name="temoin")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evidence formats shared by the camera and the vault: the manifest, the receipt, the hash chain."""

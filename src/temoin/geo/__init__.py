@@ -1,0 +1,1 @@
+"""Geography: territories, positions, distances."""

@@ -1,0 +1,175 @@
+"""Tenants, users, sign-in with a second factor, sessions, API tokens, throttling."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from temoin.db import utcnow
+from temoin.identity import secrets as sec
+from temoin.identity.models import ApiToken, LoginAttempt, Tenant, User, WebSession
+from temoin.journal.entry import Action, Actor, EntryDraft
+from temoin.law.access import ROLE_LABELS_FR, Role
+from temoin.law.profiles import get_profile
+from temoin.platform import Platform
+
+
+class IdentityError(ValueError):
+    pass
+
+
+class Throttled(IdentityError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed sign-ins: try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def actor_of(user: User) -> Actor:
+    return Actor(kind="user", id=user.username, name=user.display_name,
+                 function=ROLE_LABELS_FR.get(Role(user.role), user.role))
+
+
+def create_tenant(p: Platform, db: Session, *, slug: str, name: str, profile: str, authorised_cameras: int,
+                  territory: dict | None = None, kind: str = "commune", communes: list[str] | None = None,
+                  demo: bool = False, by: Actor | None = None) -> Tenant:
+    get_profile(profile)  # raises with the list of known profiles
+    if db.scalar(select(Tenant).where(Tenant.slug == slug)):
+        raise IdentityError(f"tenant {slug!r} already exists")
+    if authorised_cameras < 0:
+        raise IdentityError("the number of authorised cameras cannot be negative")
+    tenant = Tenant(slug=slug, name=name, profile=profile, authorised_cameras=authorised_cameras,
+                    territory=territory, kind=kind, communes=communes or [], demo=demo)
+    db.add(tenant)
+    db.flush()
+    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="tenant.created",
+                            actor=by or Actor.system("admin"),
+                            details={"slug": slug, "name": name, "profile": profile,
+                                     "authorised_cameras": authorised_cameras}), tenant)
+    return tenant
+
+
+@dataclass
+class NewUser:
+    user: User
+    password: str
+    totp_secret: str
+
+    @property
+    def totp_uri(self) -> str:
+        return sec.totp_uri(self.totp_secret, self.user.username)
+
+
+def create_user(p: Platform, db: Session, tenant: Tenant, *, username: str, display_name: str, role: Role,
+                password: str | None = None, agent_number: str | None = None, by: Actor | None = None) -> NewUser:
+    if db.scalar(select(User).where(User.username == username)):
+        raise IdentityError(f"user {username!r} already exists")
+    password = password or sec.random_password()
+    totp_secret = sec.new_totp_secret()
+    user = User(tenant_id=tenant.id, username=username, display_name=display_name, role=Role(role).value,
+                agent_number=agent_number, password_hash=sec.hash_password(password),
+                totp_secret=sec.seal_totp_secret(p.keyring.master_key, totp_secret, username))
+    db.add(user)
+    db.flush()
+    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="user.created", actor=by or Actor.system("admin"),
+                            details={"username": username, "role": user.role}), tenant)
+    return NewUser(user, password, totp_secret)
+
+
+def totp_secret_of(p: Platform, user: User) -> str:
+    assert user.totp_secret is not None
+    return sec.open_totp_secret(p.keyring.master_key, user.totp_secret, user.username)
+
+
+def _throttle(p: Platform, db: Session, username: str, address: str) -> None:
+    since = utcnow() - timedelta(seconds=p.settings.login_window_s)
+    failures = db.scalar(select(func.count()).select_from(LoginAttempt).where(
+        LoginAttempt.username == username, LoginAttempt.at >= since, LoginAttempt.success.is_(False)))
+    if failures >= p.settings.login_max_failures:
+        oldest = db.scalar(select(func.min(LoginAttempt.at)).where(
+            LoginAttempt.username == username, LoginAttempt.at >= since, LoginAttempt.success.is_(False)))
+        retry = int((oldest + timedelta(seconds=p.settings.login_window_s) - utcnow()).total_seconds()) + 1
+        raise Throttled(max(retry, 1))
+
+
+def check_password(p: Platform, db: Session, username: str, password: str, address: str) -> User:
+    """First factor. Failures are counted per username; past the limit, sign-in is refused for a while."""
+    _throttle(p, db, username, address)
+    user = db.scalar(select(User).where(User.username == username))
+    ok = user is not None and user.active and sec.check_password(user.password_hash, password)
+    if user is None:
+        sec.burn_time(password)
+    db.add(LoginAttempt(username=username, address=address, success=ok))
+    if not ok:
+        if user is not None:
+            tenant = db.get(Tenant, user.tenant_id)
+            p.record(db, EntryDraft(action=Action.SECURITY, event="signin.failed", actor=actor_of(user),
+                                    details={"address": address, "factor": "password"}), tenant)
+        db.commit()
+        raise IdentityError("unknown user or wrong password")
+    db.commit()
+    return user
+
+
+def check_second_factor(p: Platform, db: Session, user: User, code: str) -> None:
+    step = sec.totp_step_if_valid(totp_secret_of(p, user), code, user.totp_last_step)
+    if step is None:
+        db.add(LoginAttempt(username=user.username, address="totp", success=False))
+        db.commit()
+        raise IdentityError("wrong or already used code: type the current 6-digit code of your authenticator")
+    user.totp_last_step = step
+    db.commit()
+
+
+SESSION_COOKIE = "temoin_session"
+
+
+def open_session(p: Platform, db: Session, user: User) -> tuple[str, WebSession]:
+    token = secrets.token_urlsafe(32)
+    session = WebSession(id_hash=sec.token_hash(token), user_id=user.id, second_factor_ok=False,
+                         csrf_token=secrets.token_urlsafe(24),
+                         expires_at=utcnow() + timedelta(hours=p.settings.session_hours))
+    db.add(session)
+    db.commit()
+    return token, session
+
+
+def session_for(db: Session, token: str) -> tuple[WebSession, User] | None:
+    session = db.get(WebSession, sec.token_hash(token))
+    if session is None or session.expires_at <= utcnow():
+        return None
+    user = db.get(User, session.user_id)
+    if user is None or not user.active:
+        return None
+    return session, user
+
+
+def close_session(db: Session, token: str) -> None:
+    db.execute(delete(WebSession).where(WebSession.id_hash == sec.token_hash(token)))
+    db.commit()
+
+
+def issue_api_token(p: Platform, db: Session, user: User, name: str, days: int = 30) -> str:
+    token = sec.new_token("tmn")
+    db.add(ApiToken(user_id=user.id, token_hash=sec.token_hash(token), name=name,
+                    expires_at=utcnow() + timedelta(days=days)))
+    tenant = db.get(Tenant, user.tenant_id)
+    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="api_token.issued", actor=actor_of(user),
+                            details={"name": name, "days": days}), tenant)
+    db.commit()
+    return token
+
+
+def user_for_api_token(db: Session, token: str) -> User | None:
+    row = db.scalar(select(ApiToken).where(ApiToken.token_hash == sec.token_hash(token)))
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return None
+    user = db.get(User, row.user_id)
+    return user if user is not None and user.active else None
+
+
+def expires(at: datetime) -> int:
+    return max(0, int((at - utcnow()).total_seconds()))

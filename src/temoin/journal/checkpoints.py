@@ -1,0 +1,76 @@
+"""Signed checkpoints: seals (the platform vouches for a chain's head at a time) and pruning.
+
+Entries older than the profile's journal retention (three years) are removed behind a prune
+checkpoint that records the last pruned entry's hash, so the remaining chain still verifies.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from temoin.db import utcnow
+from temoin.evidence.canonical import canonical_bytes
+from temoin.journal.models import JournalCheckpoint, JournalEntry, JournalHead
+from temoin.journal.sinks import FileSink
+from temoin.keyring import Keyring
+
+
+def _record(db: Session, sink: FileSink, keyring: Keyring, chain: str, kind: str, seq: int, digest: str,
+            extra: dict | None = None) -> JournalCheckpoint:
+    at = utcnow()
+    body = canonical_bytes({"chain": chain, "kind": kind, "seq": seq, "hash": digest, "at": at.isoformat(),
+                            "platform_key_id": keyring.public_key_id, **(extra or {})})
+    signature = keyring.sign(body)
+    checkpoint = JournalCheckpoint(chain=chain, kind=kind, seq=seq, hash=digest, at=at, body=body.decode(),
+                                   signature=signature)
+    db.add(checkpoint)
+    sink.append_checkpoint(chain, signature.encode() + b" " + body)
+    return checkpoint
+
+
+def seal(db: Session, sink: FileSink, keyring: Keyring) -> int:
+    """Sign the current head of every chain. Returns the number of chains sealed."""
+    sealed = 0
+    for head in db.scalars(select(JournalHead)).all():
+        last = db.scalar(select(func.max(JournalCheckpoint.seq)).where(JournalCheckpoint.chain == head.chain,
+                                                                       JournalCheckpoint.kind == "seal"))
+        if last == head.seq:
+            continue
+        _record(db, sink, keyring, head.chain, "seal", head.seq, head.hash)
+        sealed += 1
+    db.commit()
+    return sealed
+
+
+def prune(db: Session, sink: FileSink, keyring: Keyring, chain: str, cutoff: datetime) -> int:
+    """Remove the entries of `chain` older than `cutoff` from both sinks. Returns how many."""
+    last = db.execute(select(JournalEntry.seq, JournalEntry.hash).where(
+        JournalEntry.chain == chain, JournalEntry.at < cutoff).order_by(JournalEntry.seq.desc()).limit(1)).first()
+    if last is None:
+        return 0
+    first_seq = db.scalar(select(func.min(JournalEntry.seq)).where(JournalEntry.chain == chain))
+    # The checkpoint is written (both sinks) before anything is removed: a crash in between leaves
+    # entries that verification simply walks past.
+    _record(db, sink, keyring, chain, "prune", last.seq, last.hash,
+            {"pruned_from": first_seq, "cutoff": cutoff.isoformat()})
+    db.commit()
+    removed = db.execute(delete(JournalEntry).where(JournalEntry.chain == chain,
+                                                    JournalEntry.seq <= last.seq)).rowcount
+    db.commit()
+    for path in sink.files(chain):
+        keep: list[bytes] = []
+        dropped = False
+        for raw in path.read_bytes().splitlines():
+            if not raw.strip():
+                continue
+            if int(orjson.loads(raw.partition(b" ")[2])["seq"]) <= last.seq:
+                dropped = True
+            else:
+                keep.append(raw)
+        if dropped:
+            sink.rewrite(path, keep)
+    return removed

@@ -1,0 +1,96 @@
+"""Writing the journal: each entry is chained to the previous one of its tenant's chain and written
+to the database in the caller's transaction, then to the append-only file once that transaction
+commits. An operation and its journal entry therefore commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from temoin.db import utcnow
+from temoin.journal.entry import GENESIS, PLATFORM_CHAIN, EntryDraft, entry_body, entry_hash
+from temoin.journal.models import JournalEntry, JournalHead
+from temoin.journal.sinks import FileSink
+
+_PENDING = "temoin.journal.pending"
+
+
+class Journal:
+    def __init__(self, sink: FileSink) -> None:
+        self.sink = sink
+
+    def write(self, db: Session, draft: EntryDraft, *, tenant_id: int | None, tenant_slug: str | None,
+              at: datetime | None = None) -> JournalEntry:
+        chain = tenant_slug or PLATFORM_CHAIN
+        seq, prev = self._advance_head(db, chain)
+        # Timestamped once the head is held, so times follow sequence numbers.
+        at = at or utcnow()
+        body = entry_body(draft, chain=chain, seq=seq, prev=prev, at=at, tenant=tenant_slug)
+        digest = entry_hash(body)
+        db.execute(update(JournalHead).where(JournalHead.chain == chain).values(hash=digest))
+        entry = JournalEntry(chain=chain, seq=seq, at=at, tenant_id=tenant_id, action=draft.action.value,
+                             event=draft.event, body=body.decode(), prev_hash=prev, hash=digest)
+        db.add(entry)
+        self._queue_for_file(db, chain, at, digest, body)
+        return entry
+
+    def _advance_head(self, db: Session, chain: str) -> tuple[int, str]:
+        # The UPDATE comes first: it takes the row lock (PostgreSQL) or the write lock (SQLite)
+        # before the head is read, so two writers can never chain onto the same entry.
+        moved = db.execute(update(JournalHead).where(JournalHead.chain == chain).values(seq=JournalHead.seq + 1))
+        if moved.rowcount == 0:
+            db.add(JournalHead(chain=chain, seq=1, hash=GENESIS))
+            db.flush()
+            return 1, GENESIS
+        head = db.execute(select(JournalHead.seq, JournalHead.hash).where(JournalHead.chain == chain)).one()
+        return head.seq, head.hash
+
+    def _queue_for_file(self, db: Session, chain: str, at: datetime, digest: str, body: bytes) -> None:
+        pending = db.info.get(_PENDING)
+        if pending is None:
+            pending = db.info[_PENDING] = []
+            journal = self
+
+            @event.listens_for(db, "after_commit", once=True)
+            def _flush(session: Session) -> None:
+                items = session.info.pop(_PENDING, [])
+                journal._append_file(items)
+
+            @event.listens_for(db, "after_rollback", once=True)
+            def _drop(session: Session) -> None:
+                session.info.pop(_PENDING, None)
+
+        pending.append((chain, at.strftime("%Y-%m"), digest, body))
+
+    def _append_file(self, items: list[tuple[str, str, str, bytes]]) -> None:
+        grouped: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+        for chain, month, digest, body in items:
+            grouped.setdefault((chain, month), []).append((digest, body))
+        for (chain, month), lines in grouped.items():
+            self.sink.append(chain, month, lines)
+
+    def catch_up(self, db: Session) -> int:
+        """Append to the file the entries the database has and the file lacks.
+
+        That happens only if the process died between a commit and the file write; run at start-up.
+        Returns the number of lines appended.
+        """
+        appended = 0
+        for head in db.scalars(select(JournalHead)).all():
+            last = self.sink.last_seq(head.chain)
+            if last < 0 or last >= head.seq:
+                continue
+            rows = db.execute(select(JournalEntry.at, JournalEntry.hash, JournalEntry.body)
+                              .where(JournalEntry.chain == head.chain, JournalEntry.seq > last)
+                              .order_by(JournalEntry.seq)).all()
+            self._append_file([(head.chain, r.at.strftime("%Y-%m"), r.hash, r.body.encode()) for r in rows])
+            appended += len(rows)
+        return appended
+
+
+def parse_body(body: str | bytes) -> dict:
+    return orjson.loads(body)

@@ -1,0 +1,251 @@
+"""Verifying the journal: each sink on its own, then the two against each other.
+
+Finds and names an altered, deleted, inserted or reordered entry. An attacker who rewrites one
+sink and recomputes its hashes is caught by the other sink and by the platform-signed checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from temoin.evidence.canonical import b64d
+from temoin.evidence.signing import verify as verify_signature
+from temoin.journal.entry import GENESIS
+from temoin.journal.models import JournalCheckpoint, JournalEntry, JournalHead
+from temoin.journal.sinks import FileSink
+
+
+@dataclass(frozen=True)
+class Problem:
+    sink: str  # "database", "file", "both"
+    chain: str
+    seq: int | None
+    kind: str  # altered | deleted | inserted | reordered | mismatch | checkpoint
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.chain}] {self.sink}: {self.message}"
+
+
+@dataclass
+class ChainReport:
+    chain: str
+    sink: str
+    entries: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    last_hash: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+    # Hashes at the sequence numbers that signed checkpoints vouch for.
+    vouched: dict[int, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Record:
+    where: str
+    stored_hash: str
+    body: bytes
+    column_seq: int | None = None
+    column_prev: str | None = None
+    column_event: str | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    kind: str
+    seq: int
+    hash: str
+    at: str
+
+
+def _signed_checkpoints(raw: list[tuple[bytes, str]], public_key: bytes, report: ChainReport) -> list[Checkpoint]:
+    found = []
+    for body, signature in raw:
+        try:
+            ok = verify_signature(public_key, b64d(signature), body)
+        except ValueError:
+            ok = False
+        if not ok:
+            report.problems.append(Problem(report.sink, report.chain, None, "checkpoint",
+                                           "a checkpoint's platform signature is invalid: forged or altered"))
+            continue
+        cp = orjson.loads(body)
+        found.append(Checkpoint(cp["kind"], int(cp["seq"]), cp["hash"], cp["at"]))
+    return found
+
+
+def _walk(records: Iterable[Record], report: ChainReport, checkpoints: list[Checkpoint]) -> None:
+    prunes = [cp for cp in checkpoints if cp.kind == "prune"]
+    start = max(prunes, key=lambda cp: cp.seq) if prunes else None
+    expected_seq, expected_prev = (start.seq + 1, start.hash) if start else (1, GENESIS)
+    wanted = {cp.seq for cp in checkpoints}
+    seen_max = expected_seq - 1
+    missing: dict[int, Problem] = {}
+    sink, chain = report.sink, report.chain
+
+    def problem(seq: int | None, kind: str, message: str) -> None:
+        report.problems.append(Problem(sink, chain, seq, kind, message))
+
+    for rec in records:
+        report.entries += 1
+        try:
+            body = orjson.loads(rec.body)
+            seq, prev = int(body["seq"]), str(body["prev"])
+        except (ValueError, KeyError, TypeError):
+            problem(rec.column_seq, "altered", f"{rec.where}: entry unreadable (altered)")
+            continue
+        if start is not None and seq <= start.seq:
+            continue  # pruned behind the checkpoint; removal was interrupted
+        if report.first_seq is None:
+            report.first_seq = seq
+        if hashlib.sha256(rec.body).hexdigest() != rec.stored_hash:
+            problem(seq, "altered", f"{rec.where}: entry {seq} was altered (content does not match its hash)")
+        if body.get("chain") != chain:
+            problem(seq, "inserted", f"{rec.where}: entry {seq} belongs to chain {body.get('chain')!r}")
+        if rec.column_seq is not None and (rec.column_seq != seq or rec.column_prev != prev
+                                           or rec.column_event != body.get("event")):
+            problem(rec.column_seq, "altered",
+                    f"{rec.where}: indexed columns disagree with the entry's content (altered)")
+        if seq in wanted:
+            report.vouched[seq] = rec.stored_hash
+        if seq == expected_seq:
+            if prev != expected_prev:
+                problem(seq, "altered", f"{rec.where}: entry {seq} does not chain onto entry {seq - 1}: "
+                                        f"entry {seq - 1} was altered or replaced")
+            expected_seq, expected_prev = seq + 1, rec.stored_hash
+        elif seq > expected_seq:
+            gap = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq} to {seq - 1}"
+            missing[expected_seq] = Problem(sink, chain, expected_seq, "deleted",
+                                            f"{rec.where}: entry {gap} missing (deleted) before entry {seq}")
+            expected_seq, expected_prev = seq + 1, rec.stored_hash
+        elif seq in missing:
+            # A missing entry that turns up later: the entries were reordered, not deleted.
+            gap_problem = missing.pop(seq)
+            if f"entry {seq} missing" not in gap_problem.message:
+                report.problems.append(gap_problem)
+            problem(seq, "reordered", f"{rec.where}: entry {seq} is out of order (after entry {seen_max})")
+        else:
+            problem(seq, "inserted", f"{rec.where}: entry {seq} appears again after entry {seen_max} "
+                                     "(duplicate or inserted)")
+        seen_max = max(seen_max, seq)
+    report.problems.extend(missing.values())
+    report.last_seq = expected_seq - 1 if report.entries else (start.seq if start else None)
+    report.last_hash = expected_prev
+    for cp in checkpoints:
+        if cp.kind == "seal" and cp.seq in report.vouched and report.vouched[cp.seq] != cp.hash:
+            problem(cp.seq, "altered", f"entry {cp.seq} differs from the platform-signed checkpoint of {cp.at}: "
+                                       "the chain was rewritten after it")
+        if report.last_seq is not None and cp.seq > report.last_seq:
+            problem(report.last_seq + 1, "deleted", f"a signed checkpoint vouches for entry {cp.seq} but the chain "
+                                                    f"ends at {report.last_seq}: entries were deleted at the end")
+
+
+def _db_checkpoints(db: Session, chain: str) -> list[tuple[bytes, str]]:
+    rows = db.scalars(select(JournalCheckpoint).where(JournalCheckpoint.chain == chain)
+                      .order_by(JournalCheckpoint.id))
+    return [(r.body.encode(), r.signature) for r in rows]
+
+
+def _db_records(db: Session, chain: str) -> Iterator[Record]:
+    stmt = (select(JournalEntry.seq, JournalEntry.prev_hash, JournalEntry.event, JournalEntry.hash,
+                   JournalEntry.body)
+            .where(JournalEntry.chain == chain).order_by(JournalEntry.seq)
+            .execution_options(yield_per=20_000))
+    for seq, prev, event, digest, body in db.execute(stmt):
+        yield Record(f"database entry {seq}", digest, body.encode(), seq, prev, event)
+
+
+def _file_checkpoints(sink: FileSink, chain: str) -> list[tuple[bytes, str]]:
+    path = sink.checkpoints_path(chain)
+    if not path.exists():
+        return []
+    found = []
+    for raw in path.read_bytes().splitlines():
+        if raw.strip():
+            signature, _, body = raw.partition(b" ")
+            found.append((body, signature.decode()))
+    return found
+
+
+def _file_records(sink: FileSink, chain: str) -> Iterator[Record]:
+    for line in sink.read(chain):
+        yield Record(f"file {chain}/{line.path.name} line {line.lineno}", line.hash, line.body)
+
+
+def verify_database(db: Session, chain: str, public_key: bytes) -> ChainReport:
+    report = ChainReport(chain=chain, sink="database")
+    checkpoints = _signed_checkpoints(_db_checkpoints(db, chain), public_key, report)
+    _walk(_db_records(db, chain), report, checkpoints)
+    head = db.get(JournalHead, chain)
+    if head is not None and report.last_seq is not None and head.seq > report.last_seq:
+        report.problems.append(Problem("database", chain, report.last_seq + 1, "deleted",
+                                       f"the chain head counts {head.seq} entries but the last one present is "
+                                       f"{report.last_seq}: entries were deleted at the end"))
+    return report
+
+
+def verify_file(sink: FileSink, chain: str, public_key: bytes) -> ChainReport:
+    report = ChainReport(chain=chain, sink="file")
+    checkpoints = _signed_checkpoints(_file_checkpoints(sink, chain), public_key, report)
+    _walk(_file_records(sink, chain), report, checkpoints)
+    return report
+
+
+def compare(db: Session, sink: FileSink, chain: str, db_report: ChainReport, file_report: ChainReport,
+            limit: int = 20) -> list[Problem]:
+    """The two sinks must hold the same entries. Two valid chains with the same first entry and the
+    same last hash are identical; only when they are not do we walk both to name the differences."""
+    if (db_report.first_seq == file_report.first_seq and db_report.last_seq == file_report.last_seq
+            and db_report.last_hash == file_report.last_hash):
+        return []
+    problems: list[Problem] = []
+    db_hashes = {r.column_seq: r.stored_hash for r in _db_records(db, chain)} if db_report.entries < 5_000_000 else {}
+    seen: set[int] = set()
+    for rec in _file_records(sink, chain):
+        try:
+            seq = int(orjson.loads(rec.body)["seq"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        seen.add(seq)
+        in_db = db_hashes.get(seq)
+        if in_db is None:
+            problems.append(Problem("database", chain, seq, "deleted",
+                                    f"entry {seq} is in the file but not in the database"))
+        elif in_db != rec.stored_hash:
+            problems.append(Problem("both", chain, seq, "mismatch",
+                                    f"entry {seq} differs between the database and the file"))
+        if len(problems) >= limit:
+            return problems
+    for seq in sorted(set(db_hashes) - seen)[: limit - len(problems)]:
+        problems.append(Problem("file", chain, seq, "deleted", f"entry {seq} is in the database but not in the file"))
+    return problems
+
+
+@dataclass
+class VerifyResult:
+    reports: list[ChainReport]
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_all(db: Session, sink: FileSink, public_key: bytes, chains: list[str] | None = None) -> VerifyResult:
+    if chains is None:
+        chains = sorted(set(db.scalars(select(JournalHead.chain))) | set(sink.chains()))
+    reports: list[ChainReport] = []
+    problems: list[Problem] = []
+    for chain in chains:
+        db_report = verify_database(db, chain, public_key)
+        file_report = verify_file(sink, chain, public_key)
+        reports += [db_report, file_report]
+        problems += db_report.problems + file_report.problems
+        problems += compare(db, sink, chain, db_report, file_report)
+    return VerifyResult(reports, problems)

@@ -1,0 +1,1 @@
+"""The law's rules, as data: legal profiles, roles, entitlements and motives."""

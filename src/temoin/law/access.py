@@ -1,0 +1,140 @@
+"""Who may do what (CSI R241-12 need-to-know), and the motives that must accompany access.
+
+This module is the single source of truth for entitlements: the web layer asks it, the
+route-by-role test enumerates it. Anything not granted here is denied.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class Role(StrEnum):
+    MAYOR = "mayor"  # maire / président d'EPCI: controller of the processing
+    CHIEF = "chief"  # responsable du service de police municipale
+    DESIGNATED_AGENT = "designated_agent"  # agent individuellement désigné et habilité
+    AGENT = "agent"  # porteur de caméra
+    CSU_OPERATOR = "csu_operator"  # opérateur du centre de supervision urbaine
+    DPO = "dpo"  # délégué à la protection des données / droits des personnes
+    TECH_ADMIN = "tech_admin"  # administrateur technique: never sees content
+    AUDITOR = "auditor"  # reads and verifies the journal
+
+
+ROLE_LABELS_FR = {
+    Role.MAYOR: "Maire / président d'EPCI",
+    Role.CHIEF: "Responsable du service",
+    Role.DESIGNATED_AGENT: "Agent habilité",
+    Role.AGENT: "Agent",
+    Role.CSU_OPERATOR: "Opérateur CSU",
+    Role.DPO: "Délégué à la protection des données",
+    Role.TECH_ADMIN: "Administrateur technique",
+    Role.AUDITOR: "Auditeur",
+}
+
+
+class Permission(StrEnum):
+    RECORDINGS_LIST = "recordings.list"  # metadata only
+    RECORDINGS_VIEW = "recordings.view"  # content: playback, download
+    RECORDINGS_TAG = "recordings.tag"
+    RECORDINGS_HOLD = "recordings.hold"
+    JOURNAL_READ = "journal.read"
+    ADMIN_USERS = "admin.users"
+    ADMIN_DEVICES = "admin.devices"
+    VAULT_OPERATE = "vault.operate"  # retention sweep, scrub: no content
+    LIVE_VIEW = "live.view"
+
+
+GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.MAYOR: frozenset({
+        Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
+        Permission.RECORDINGS_HOLD, Permission.JOURNAL_READ, Permission.LIVE_VIEW,
+    }),
+    Role.CHIEF: frozenset({
+        Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
+        Permission.RECORDINGS_HOLD, Permission.LIVE_VIEW,
+    }),
+    Role.DESIGNATED_AGENT: frozenset({
+        Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
+    }),
+    # The wearing agent: own recordings only, and only with an R241-11 motive (see below).
+    Role.AGENT: frozenset({Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW}),
+    Role.CSU_OPERATOR: frozenset({Permission.LIVE_VIEW}),
+    Role.DPO: frozenset({Permission.RECORDINGS_LIST}),
+    Role.TECH_ADMIN: frozenset({Permission.ADMIN_USERS, Permission.ADMIN_DEVICES, Permission.VAULT_OPERATE}),
+    Role.AUDITOR: frozenset({Permission.JOURNAL_READ}),
+}
+
+# Roles that see only what they themselves recorded.
+OWN_RECORDINGS_ONLY = frozenset({Role.AGENT})
+
+
+def allows(role: Role, permission: Permission) -> bool:
+    return permission in GRANTS.get(role, frozenset())
+
+
+def can_see_content(role: Role) -> bool:
+    return allows(role, Permission.RECORDINGS_VIEW) or allows(role, Permission.LIVE_VIEW)
+
+
+class MotiveCode(StrEnum):
+    # R241-12: the entitled staff.
+    JUDICIAL_PROCEDURE = "judicial_procedure"
+    ADMINISTRATIVE_PROCEDURE = "administrative_procedure"
+    DISCIPLINARY_PROCEDURE = "disciplinary_procedure"
+    INCIDENT_REVIEW = "incident_review"
+    COMPLAINT = "complaint"
+    RIGHTS_REQUEST = "rights_request"
+    TRAINING = "training"
+    # R241-11: the four reasons a wearing agent may see their own recording.
+    IDENTIFY_OFFENDERS = "identify_offenders"
+    PREVENT_PUBLIC_ORDER_BREACH = "prevent_public_order_breach"
+    RESCUE_PERSONS = "rescue_persons"
+    REPORT_FACTS = "report_facts"
+
+
+MOTIVE_LABELS: dict[MotiveCode, tuple[str, str]] = {
+    MotiveCode.JUDICIAL_PROCEDURE: ("Procédure judiciaire", "Judicial procedure"),
+    MotiveCode.ADMINISTRATIVE_PROCEDURE: ("Procédure administrative", "Administrative procedure"),
+    MotiveCode.DISCIPLINARY_PROCEDURE: ("Procédure disciplinaire", "Disciplinary procedure"),
+    MotiveCode.INCIDENT_REVIEW: ("Analyse d'un incident", "Incident review"),
+    MotiveCode.COMPLAINT: ("Plainte ou réclamation", "Complaint"),
+    MotiveCode.RIGHTS_REQUEST: ("Demande d'exercice des droits", "Data subject request"),
+    MotiveCode.TRAINING: ("Formation (images anonymisées)", "Training (anonymised)"),
+    MotiveCode.IDENTIFY_OFFENDERS: ("Faciliter la recherche d'auteurs d'infractions", "Identify offenders"),
+    MotiveCode.PREVENT_PUBLIC_ORDER_BREACH: (
+        "Prévenir une atteinte imminente à l'ordre public", "Prevent an imminent breach of public order"),
+    MotiveCode.RESCUE_PERSONS: ("Secourir des personnes", "Rescue people"),
+    MotiveCode.REPORT_FACTS: (
+        "Établir fidèlement les faits (compte rendu d'intervention)", "Report the facts faithfully"),
+}
+
+AGENT_MOTIVES = frozenset({
+    MotiveCode.IDENTIFY_OFFENDERS, MotiveCode.PREVENT_PUBLIC_ORDER_BREACH,
+    MotiveCode.RESCUE_PERSONS, MotiveCode.REPORT_FACTS,
+})
+STAFF_MOTIVES = frozenset(MotiveCode) - AGENT_MOTIVES
+
+
+def motives_for(role: Role) -> frozenset[MotiveCode]:
+    if role in OWN_RECORDINGS_ONLY:
+        return AGENT_MOTIVES
+    if allows(role, Permission.RECORDINGS_VIEW):
+        return STAFF_MOTIVES | AGENT_MOTIVES
+    return frozenset()
+
+
+class Motive(BaseModel):
+    """A motive from the list, plus free text that says what exactly (both required)."""
+
+    code: MotiveCode
+    text: str = Field(min_length=3, max_length=1000)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if len(value) < 3:
+            raise ValueError("the motive needs a few words saying what the access is for")
+        return value

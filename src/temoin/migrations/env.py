@@ -1,0 +1,29 @@
+"""Alembic environment: the URL and metadata come from Témoin itself, not from an ini file."""
+
+from alembic import context
+
+from temoin.models import metadata
+
+config = context.config
+connection = config.attributes.get("connection")
+
+
+def run() -> None:
+    if connection is None:
+        from temoin.db import make_engine
+
+        engine = make_engine(config.get_main_option("sqlalchemy.url"))
+        with engine.begin() as conn:
+            _migrate(conn)
+    else:
+        _migrate(connection)
+
+
+def _migrate(conn) -> None:  # noqa: ANN001
+    context.configure(connection=conn, target_metadata=metadata, render_as_batch=True,
+                      compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run()

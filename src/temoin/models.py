@@ -1,0 +1,8 @@
+"""Every domain's tables, gathered for migrations. Domain packages own their models."""
+
+from temoin.db import Base
+from temoin.identity import models as identity_models  # noqa: F401
+from temoin.journal import models as journal_models  # noqa: F401
+from temoin.vault import models as vault_models  # noqa: F401
+
+metadata = Base.metadata

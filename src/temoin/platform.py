@@ -1,0 +1,74 @@
+"""The assembled platform: settings, database, keys, journal, blob store.
+
+Created once per process (server, CLI command, test) and handed to the parts that need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from temoin.db import make_engine, make_sessionmaker
+from temoin.identity.models import Tenant
+from temoin.journal.entry import Actor, EntryDraft
+from temoin.journal.service import Journal
+from temoin.journal.sinks import FileSink
+from temoin.keyring import Keyring
+from temoin.migrate import upgrade
+from temoin.settings import Settings
+from temoin.vault.storage import LocalBlobStore
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker
+    keyring: Keyring
+    journal: Journal
+    store: LocalBlobStore
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, init: bool = False) -> "Platform":
+        """Open the platform; with init=True create the data folder, keys and schema if missing."""
+        settings = settings or Settings.from_env()
+        if init:
+            settings.home.mkdir(parents=True, exist_ok=True)
+        keyring = Keyring.load(settings, create=init)
+        engine = make_engine(settings.database_url)
+        if init:
+            upgrade(engine)
+        platform = cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine), keyring=keyring,
+                       journal=Journal(FileSink(settings.journal_dir)), store=LocalBlobStore(settings.vault_dir))
+        with platform.session() as db:
+            platform.journal.catch_up(db)
+        return platform
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        db = self.sessions()
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def tenant(self, db: Session, slug: str) -> Tenant:
+        tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
+        if tenant is None:
+            raise LookupError(f"no tenant {slug!r}; list them with `temoin admin tenant list`")
+        return tenant
+
+    def record(self, db: Session, draft: EntryDraft, tenant: Tenant | None) -> None:
+        self.journal.write(db, draft, tenant_id=tenant.id if tenant else None,
+                           tenant_slug=tenant.slug if tenant else None)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+SYSTEM = Actor.system

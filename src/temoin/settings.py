@@ -1,0 +1,57 @@
+"""Platform settings, read once from the environment.
+
+Embedded defaults: SQLite and a local data folder under TEMOIN_HOME (default ./var),
+so that nothing needs to be installed to run a demo.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    master_key_file: Path | None = None
+    master_key_env: str | None = field(default=None, repr=False)
+    # Cookies are marked Secure unless explicitly served over plain HTTP (demo, tests).
+    secure_cookies: bool = True
+    session_hours: int = 10
+    # Device request signatures are accepted within this clock window.
+    device_clock_window_s: int = 300
+    max_manifest_bytes: int = 1_048_576
+    max_segment_bytes: int = 4 * 1024**3
+    retention_interval_s: int = 3600
+    # Login throttling: this many failures in the window locks the account+address.
+    login_max_failures: int = 5
+    login_window_s: int = 900
+
+    @property
+    def vault_dir(self) -> Path:
+        return self.home / "vault"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.home / "journal"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("TEMOIN_HOME", "./var")).resolve()
+        url = env.get("TEMOIN_DATABASE_URL") or f"sqlite:///{home / 'temoin.db'}"
+        key_file = env.get("TEMOIN_MASTER_KEY_FILE")
+        return cls(
+            home=home,
+            database_url=url,
+            master_key_file=Path(key_file) if key_file else None,
+            master_key_env=env.get("TEMOIN_MASTER_KEY"),
+            secure_cookies=env.get("TEMOIN_INSECURE_COOKIES", "") != "1",
+            retention_interval_s=int(env.get("TEMOIN_RETENTION_INTERVAL_S", "3600")),
+        )

@@ -1,0 +1,1 @@
+"""The evidence vault: ingest, encrypted storage, retention, holds, scrub."""

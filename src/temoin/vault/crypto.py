@@ -1,0 +1,131 @@
+"""Encryption at rest: one AES-256-GCM data key per recording, wrapped by the master key.
+
+A blob is a header (magic, random salt) followed by records. Each record is one AES-256-GCM
+message of at most RECORD_BYTES plaintext, prefixed by its ciphertext length. The blob key is
+derived from the recording's data key and the blob's salt (HKDF), so a segment uploaded twice
+never reuses a nonce; the record index is the nonce, so records cannot be reordered.
+
+Records make uploads resumable at any byte while never writing plaintext to disk: what a
+camera sends is sealed as it arrives, and a record cut by a crash is simply dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+MAGIC = b"TMNB1\x00"
+SALT_BYTES = 16
+HEADER_BYTES = len(MAGIC) + SALT_BYTES
+RECORD_BYTES = 1024 * 1024
+TAG_BYTES = 16
+_LEN = struct.Struct(">I")
+
+
+class IntegrityError(Exception):
+    """Stored bytes do not decrypt: altered, truncated, or sealed with another key."""
+
+
+def new_data_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def wrap_key(master_key: bytes, data_key: bytes, recording_id: str) -> bytes:
+    # The recording id is authenticated: a wrapped key moved to another recording fails to open.
+    nonce = os.urandom(12)
+    return nonce + AESGCM(master_key).encrypt(nonce, data_key, b"temoin-data-key\x00" + recording_id.encode())
+
+
+def unwrap_key(master_key: bytes, wrapped: bytes, recording_id: str) -> bytes:
+    try:
+        return AESGCM(master_key).decrypt(wrapped[:12], wrapped[12:],
+                                          b"temoin-data-key\x00" + recording_id.encode())
+    except InvalidTag:
+        raise IntegrityError(f"the data key of {recording_id} does not open with this master key") from None
+
+
+def _blob_cipher(data_key: bytes, header: bytes) -> AESGCM:
+    salt = header[len(MAGIC):HEADER_BYTES]
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"temoin-blob-v1").derive(data_key)
+    return AESGCM(key)
+
+
+def _nonce(index: int) -> bytes:
+    return b"\x00\x00\x00\x00" + index.to_bytes(8, "big")
+
+
+def new_header() -> bytes:
+    return MAGIC + os.urandom(SALT_BYTES)
+
+
+class Sealer:
+    """Seals plaintext into records for one blob; `index` continues where a resumed blob stopped."""
+
+    def __init__(self, data_key: bytes, header: bytes, next_index: int = 0) -> None:
+        self._aead = _blob_cipher(data_key, header)
+        self._header = header
+        self.index = next_index
+
+    def seal(self, plaintext: bytes) -> bytes:
+        out = bytearray()
+        for start in range(0, len(plaintext), RECORD_BYTES):
+            chunk = plaintext[start:start + RECORD_BYTES]
+            sealed = self._aead.encrypt(_nonce(self.index), chunk, self._header)
+            out += _LEN.pack(len(sealed)) + sealed
+            self.index += 1
+        return bytes(out)
+
+
+def scan_records(fh: BinaryIO) -> tuple[int, int, int]:
+    """Walk a blob's record lengths without decrypting.
+
+    Returns (complete records, plaintext bytes in them, file offset where they end). A record cut
+    short (a crash mid-write) is not counted; the caller truncates the file there.
+    """
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    if size < HEADER_BYTES:
+        return 0, 0, 0
+    pos, count, plain = HEADER_BYTES, 0, 0
+    while pos + _LEN.size <= size:
+        fh.seek(pos)
+        (length,) = _LEN.unpack(fh.read(_LEN.size))
+        if length < TAG_BYTES or length > RECORD_BYTES + TAG_BYTES or pos + _LEN.size + length > size:
+            break
+        pos += _LEN.size + length
+        count += 1
+        plain += length - TAG_BYTES
+    return count, plain, pos
+
+
+def open_records(fh: BinaryIO, data_key: bytes) -> Iterator[bytes]:
+    """Decrypt a blob record by record; raises IntegrityError naming the first bad record."""
+    fh.seek(0)
+    header = fh.read(HEADER_BYTES)
+    if len(header) != HEADER_BYTES or not header.startswith(MAGIC):
+        raise IntegrityError("not a Témoin blob (bad header)")
+    aead = _blob_cipher(data_key, header)
+    index, offset = 0, HEADER_BYTES
+    while True:
+        raw_len = fh.read(_LEN.size)
+        if not raw_len:
+            return
+        if len(raw_len) != _LEN.size:
+            raise IntegrityError(f"record {index} at byte {offset}: truncated length")
+        (length,) = _LEN.unpack(raw_len)
+        sealed = fh.read(length)
+        if len(sealed) != length:
+            raise IntegrityError(f"record {index} at byte {offset}: truncated ({len(sealed)} of {length} bytes)")
+        try:
+            yield aead.decrypt(_nonce(index), sealed, header)
+        except InvalidTag:
+            raise IntegrityError(f"record {index} at byte {offset}: authentication failed (altered)") from None
+        index += 1
+        offset += _LEN.size + length

@@ -1,0 +1,313 @@
+"""Ingest: a camera hands over a recording (manifest, then segments), the vault verifies
+everything and answers with a signed receipt.
+
+Protocol (documented in docs/ingest.md):
+1. POST the signed manifest. The vault checks the device signature, the chain and the limits.
+2. PUT each segment, whole or in pieces with `Content-Range: bytes START-END/TOTAL`. START must be
+   what the vault already holds (HEAD tells it, in `Upload-Offset`). A cut upload resumes there.
+3. POST complete: every segment is in and matched its hash; the recording becomes visible and the
+   vault returns its signed receipt, which the camera keeps before deleting its own copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from temoin.db import utcnow
+from temoin.evidence.chain import chain_links
+from temoin.evidence.manifest import Receipt, SignedManifest, SignedReceipt
+from temoin.geo.territory import contains
+from temoin.identity.devices import device_actor
+from temoin.identity.models import Device, Tenant, User
+from temoin.journal.entry import Action, EntryDraft
+from temoin.law.profiles import get_profile
+from temoin.platform import Platform
+from temoin.vault import crypto
+from temoin.vault.models import Quarantine, Recording, RecordingState, Segment
+from temoin.vault.storage import blob_key
+
+CLOCK_DRIFT_FLAG_MS = 2000
+
+
+class IngestError(Exception):
+    def __init__(self, status: int, message: str, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.offset = status, message, offset
+
+
+@dataclass(frozen=True)
+class SegmentStatus:
+    index: int
+    size: int
+    received: int
+    complete: bool
+
+
+@dataclass(frozen=True)
+class UploadStatus:
+    recording_id: str
+    state: str
+    segments: list[SegmentStatus]
+
+    def as_dict(self) -> dict:
+        return {"recording_id": self.recording_id, "state": self.state,
+                "segments": [s.__dict__ for s in self.segments]}
+
+
+def _tenant(db: Session, device: Device) -> Tenant:
+    tenant = db.get(Tenant, device.tenant_id)
+    assert tenant is not None
+    return tenant
+
+
+def quarantine(p: Platform, db: Session, device: Device, recording_id: str | None, reason: str,
+               evidence: bytes | None = None) -> None:
+    """Keep a failed upload apart, with its reason, and journal it."""
+    tenant = _tenant(db, device)
+    evidence_path = None
+    if evidence is not None:
+        folder = p.settings.home / "quarantine" / tenant.slug
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{utcnow().strftime('%Y%m%dT%H%M%S%f')}-{device.id}.json"
+        path.write_bytes(evidence[: p.settings.max_manifest_bytes])
+        evidence_path = str(path.relative_to(p.settings.home))
+    db.add(Quarantine(tenant_id=tenant.id, device_id=device.id, recording_id=recording_id, reason=reason,
+                      evidence_path=evidence_path))
+    if recording_id:
+        rec = db.get(Recording, recording_id)
+        if rec is not None and rec.tenant_id == tenant.id and rec.state == RecordingState.RECEIVING:
+            rec.state, rec.state_reason = RecordingState.QUARANTINED, reason
+    p.record(db, EntryDraft(action=Action.SECURITY, event="ingest.quarantined", actor=device_actor(device),
+                            recordings=[recording_id] if recording_id else [], cameras=[device.id],
+                            details={"reason": reason}), tenant)
+    db.commit()
+
+
+def open_upload(p: Platform, db: Session, device: Device, raw: bytes) -> UploadStatus:
+    """Accept a signed manifest; idempotent, so a camera that lost the answer simply asks again."""
+    if len(raw) > p.settings.max_manifest_bytes:
+        raise IngestError(413, f"manifest larger than {p.settings.max_manifest_bytes} bytes")
+    try:
+        envelope = SignedManifest.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "manifest"
+        raise IngestError(422, f"malformed manifest at {where}: {first['msg']}") from None
+    manifest = envelope.manifest
+    if manifest.camera_id != device.id:
+        quarantine(p, db, device, None, f"manifest names camera {manifest.camera_id!r}, "
+                                        f"signed request came from {device.id!r}", raw)
+        raise IngestError(403, "the manifest names another camera than the one signing the request")
+    if not envelope.verify(device.public_key):
+        quarantine(p, db, device, None, "device signature of the manifest is invalid", raw)
+        raise IngestError(403, "the manifest's device signature is invalid (forged or altered): upload quarantined")
+    for seg in manifest.segments:
+        if seg.size > p.settings.max_segment_bytes:
+            raise IngestError(413, f"segment {seg.index} declares {seg.size} bytes, more than the "
+                                   f"{p.settings.max_segment_bytes} allowed")
+    digest = envelope.digest()
+    existing = db.get(Recording, manifest.recording_id)
+    if existing is not None:
+        if existing.device_id != device.id or existing.manifest_sha256 != digest:
+            raise IngestError(409, f"recording {manifest.recording_id} already exists with another manifest")
+        return upload_status(p, db, device, manifest.recording_id)
+    tenant = _tenant(db, device)
+    profile = get_profile(tenant.profile)
+    agent = db.scalar(select(User).where(User.tenant_id == tenant.id, User.agent_number == manifest.agent_id))
+    outside = manifest.outside_territory or any(
+        not contains(tenant.territory, fix.lat, fix.lon) for fix in manifest.gps_track)
+    data_key = crypto.new_data_key()
+    rec = Recording(
+        id=manifest.recording_id, tenant_id=tenant.id, device_id=device.id, agent_ref=manifest.agent_id,
+        agent_user_id=agent.id if agent else None, started_at=manifest.started_at, ended_at=manifest.ended_at,
+        trigger=manifest.trigger.value, persons_informed=manifest.persons_informed,
+        not_informed_reason=manifest.not_informed_reason.value if manifest.not_informed_reason else None,
+        outside_territory=outside, clock_offset_ms=manifest.clock_offset_ms,
+        clock_drift_flag=abs(manifest.clock_offset_ms or 0) > CLOCK_DRIFT_FLAG_MS, categories=[],
+        state=RecordingState.RECEIVING, manifest=raw.decode(), manifest_sha256=digest,
+        chain_head=manifest.chain_head, segment_count=len(manifest.segments), size_bytes=manifest.total_bytes,
+        wrapped_key=crypto.wrap_key(p.keyring.master_key, data_key, manifest.recording_id),
+        master_key_id=p.keyring.master_key_id, retention_until=profile.retention.deadline(manifest.started_at))
+    rec.segments = [Segment(index=s.index, size=s.size, sha256=s.sha256, chain=s.chain, started_at=s.started_at,
+                            duration_s=s.duration_s) for s in manifest.segments]
+    db.add(rec)
+    db.commit()
+    return upload_status(p, db, device, rec.id)
+
+
+def _own_recording(db: Session, device: Device, recording_id: str) -> Recording:
+    rec = db.get(Recording, recording_id)
+    if rec is None or rec.device_id != device.id:
+        raise IngestError(404, f"no upload {recording_id} from this camera: send its manifest first")
+    return rec
+
+
+def upload_status(p: Platform, db: Session, device: Device, recording_id: str) -> UploadStatus:
+    rec = _own_recording(db, device, recording_id)
+    tenant = _tenant(db, device)
+    segments = []
+    for seg in rec.segments:
+        if seg.complete:
+            received = seg.size
+        else:
+            _, _, received = p.store.staged_state(blob_key(tenant.slug, rec.id, seg.index))
+        segments.append(SegmentStatus(seg.index, seg.size, received, seg.complete))
+    return UploadStatus(rec.id, rec.state, segments)
+
+
+# Hash states of uploads in progress, so that consecutive pieces need not re-read what is staged.
+# After a restart the state is rebuilt from the staged (sealed) bytes.
+_progress: dict[str, tuple[int, "hashlib._Hash"]] = {}
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(key: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
+class SegmentUpload:
+    """Receives one piece of one segment: hashes and seals bytes as they arrive (bounded memory)."""
+
+    def __init__(self, p: Platform, db: Session, device: Device, recording_id: str, index: int,
+                 start: int, total: int | None) -> None:
+        self.p, self.db, self.device = p, db, device
+        rec = _own_recording(db, device, recording_id)
+        if rec.state != RecordingState.RECEIVING:
+            raise IngestError(409, f"recording {recording_id} is {rec.state}: nothing more can be uploaded")
+        seg = next((s for s in rec.segments if s.index == index), None)
+        if seg is None:
+            raise IngestError(404, f"the manifest of {recording_id} has no segment {index}")
+        if total is not None and total != seg.size:
+            raise IngestError(400, f"segment {index} is {seg.size} bytes per the manifest, not {total}")
+        self.rec, self.seg = rec, seg
+        self.tenant = _tenant(db, device)
+        self.key = blob_key(self.tenant.slug, rec.id, index)
+        self.lock = _lock(self.key)
+        if not self.lock.acquire(blocking=False):
+            raise IngestError(409, f"segment {index} is already being uploaded by another request")
+        try:
+            if seg.complete:
+                raise IngestError(409, f"segment {index} is already complete", offset=seg.size)
+            self.data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
+            header, records, received = p.store.staged_state(self.key)
+            if start != received:
+                raise IngestError(409, f"segment {index}: the vault holds {received} bytes, resume from there",
+                                  offset=received)
+            self.header_to_write = None
+            if header is None:
+                header = crypto.new_header()
+                self.header_to_write = header
+            self.sealer = crypto.Sealer(self.data_key, header, records)
+            self.hasher = self._hasher(header, received)
+            self.received = received
+            self.buffer = bytearray()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _hasher(self, header: bytes, received: int):  # noqa: ANN202
+        cached = _progress.get(self.key)
+        if cached is not None and cached[0] == received:
+            return cached[1].copy()
+        hasher = hashlib.sha256()
+        if received:
+            with self.p.store.open_staged(self.key) as fh:
+                for plain in crypto.open_records(fh, self.data_key):
+                    hasher.update(plain)
+        return hasher
+
+    def feed(self, chunk: bytes) -> None:
+        if self.received + len(self.buffer) + len(chunk) > self.seg.size:
+            raise IngestError(413, f"segment {self.seg.index}: more bytes than the {self.seg.size} declared")
+        self.buffer += chunk
+        if len(self.buffer) >= crypto.RECORD_BYTES:
+            self._seal(bytes(self.buffer))
+            self.buffer.clear()
+
+    def _seal(self, plain: bytes) -> None:
+        self.hasher.update(plain)
+        self.p.store.append_staged(self.key, self.header_to_write, self.sealer.seal(plain))
+        self.header_to_write = None
+        self.received += len(plain)
+
+    def finish(self) -> SegmentStatus:
+        """Seal what is buffered, make it durable, and verify the segment once it is whole.
+
+        Called also when the camera's connection breaks: what arrived is kept for the resume.
+        """
+        try:
+            if self.buffer:
+                self._seal(bytes(self.buffer))
+                self.buffer.clear()
+            self.p.store.sync_staged(self.key)
+            _progress[self.key] = (self.received, self.hasher.copy())
+            if self.received < self.seg.size:
+                return SegmentStatus(self.seg.index, self.seg.size, self.received, False)
+            _progress.pop(self.key, None)
+            digest = self.hasher.hexdigest()
+            if digest != self.seg.sha256:
+                self.db.rollback()
+                quarantine(self.p, self.db, self.device, self.rec.id,
+                           f"segment {self.seg.index}: SHA-256 {digest} does not match the manifest's "
+                           f"{self.seg.sha256} (altered, or a segment of another recording)")
+                raise IngestError(422, f"segment {self.seg.index} does not match its hash in the manifest: "
+                                       "the recording is quarantined")
+            self.p.store.promote(self.key)
+            self.seg.complete = True
+            self.db.commit()
+            return SegmentStatus(self.seg.index, self.seg.size, self.received, True)
+        finally:
+            self.lock.release()
+
+    def abort(self) -> None:
+        self.lock.release()
+
+
+def complete(p: Platform, db: Session, device: Device, recording_id: str) -> SignedReceipt:
+    """Every segment arrived and matched: make the recording visible and sign the receipt."""
+    rec = _own_recording(db, device, recording_id)
+    if rec.state == RecordingState.STORED and rec.receipt:
+        return SignedReceipt.model_validate_json(rec.receipt)
+    if rec.state != RecordingState.RECEIVING:
+        raise IngestError(409, f"recording {recording_id} is {rec.state}")
+    missing = [s.index for s in rec.segments if not s.complete]
+    if missing:
+        raise IngestError(409, f"segments still missing or incomplete: {missing[:20]}")
+    tenant = _tenant(db, device)
+    for seg in rec.segments:
+        if not p.store.exists(blob_key(tenant.slug, rec.id, seg.index)):
+            raise IngestError(500, f"segment {seg.index} is marked complete but its blob is missing: "
+                                   "run `temoin vault scrub`")
+    # The hashes were verified piece by piece; the chain over them must end at the signed head.
+    links = chain_links(rec.id, (bytes.fromhex(s.sha256) for s in rec.segments))
+    if links[-1].hex() != rec.chain_head:
+        quarantine(p, db, device, rec.id, "segment chain does not end at the signed head")
+        raise IngestError(422, "the segment chain does not match the signed manifest: quarantined")
+    now = utcnow()
+    receipt = Receipt(recording_id=rec.id, camera_id=device.id, tenant=tenant.slug,
+                      manifest_sha256=rec.manifest_sha256, chain_head=rec.chain_head,
+                      segment_count=rec.segment_count, total_bytes=rec.size_bytes, stored_at=now,
+                      retention_until=rec.retention_until, platform_key_id=p.keyring.public_key_id)
+    signed = SignedReceipt(receipt=receipt, signature=p.keyring.sign(receipt.signing_bytes()))
+    rec.state, rec.stored_at, rec.receipt = RecordingState.STORED, now, signed.model_dump_json()
+    manifest = orjson.loads(rec.manifest)["manifest"]
+    p.record(db, EntryDraft(
+        action=Action.COLLECTION, event="recording.ingested", actor=device_actor(device), recordings=[rec.id],
+        cameras=[device.id],
+        details={"agent": rec.agent_ref, "started_at": manifest["started_at"], "ended_at": manifest["ended_at"],
+                 "trigger": rec.trigger, "persons_informed": rec.persons_informed,
+                 "not_informed_reason": rec.not_informed_reason, "outside_territory": rec.outside_territory,
+                 "clock_drift": rec.clock_drift_flag, "bytes": rec.size_bytes, "segments": rec.segment_count,
+                 "manifest_sha256": rec.manifest_sha256, "retention_until": rec.retention_until.isoformat()}),
+        tenant)
+    db.commit()
+    return signed

@@ -1,0 +1,204 @@
+"""Where sealed blobs live. One interface; the local filesystem implementation now.
+
+A blob is first *staged* (appended to as an upload arrives, resumable), then *promoted*: fsync,
+atomic rename into place, fsync of the folder. A reader never sees a half-written blob.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from temoin.vault import crypto
+
+_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class StorageError(RuntimeError):
+    pass
+
+
+class StorageFull(StorageError):
+    pass
+
+
+class BlobMissing(StorageError):
+    pass
+
+
+def blob_key(tenant: str, recording_id: str, segment_index: int) -> str:
+    """The storage name of a segment. Parts are checked: no name can climb out of the store."""
+    for part in (tenant, recording_id):
+        if not _PART.match(part):
+            raise StorageError(f"unsafe name {part!r} in a blob key")
+    return f"{tenant}/{recording_id}/{segment_index:05d}.seg"
+
+
+class BlobStore(Protocol):
+    def staged_state(self, key: str) -> tuple[bytes | None, int, int]: ...
+    def append_staged(self, key: str, header: bytes | None, data: bytes) -> None: ...
+    def sync_staged(self, key: str) -> None: ...
+    def open_staged(self, key: str) -> BinaryIO:
+        return self._path(self.staging, key).open("rb")
+
+    def open_staged(self, key: str) -> BinaryIO: ...
+    def discard_staged(self, key: str) -> None: ...
+    def promote(self, key: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+    def prefixes(self) -> Iterator[str]: ...
+
+
+def _raise_storage(exc: OSError, what: str) -> None:
+    if exc.errno == errno.ENOSPC:
+        raise StorageFull(f"disk full while {what}: free space in the vault folder, then resume the upload; "
+                          "nothing partial was kept as evidence") from exc
+    raise StorageError(f"storage failure while {what}: {exc.strerror}") from exc
+
+
+class LocalBlobStore:
+    """Blobs under <root>/blobs, uploads in progress under <root>/staging (same filesystem)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.staging = root / "staging"
+        self._handles: dict[str, BinaryIO] = {}
+
+    def _path(self, base: Path, key: str) -> Path:
+        path = (base / key).resolve()
+        if base.resolve() not in path.parents:
+            raise StorageError(f"blob key {key!r} leaves the store")
+        return path
+
+    # Staging: resumable, append-only.
+
+    def staged_state(self, key: str) -> tuple[bytes | None, int, int]:
+        """(blob header, complete records, plaintext bytes) of a staged blob; cuts a torn record off."""
+        self._close_handle(key)
+        path = self._path(self.staging, key)
+        if not path.exists():
+            return None, 0, 0
+        with path.open("r+b") as fh:
+            header = fh.read(crypto.HEADER_BYTES)
+            if len(header) < crypto.HEADER_BYTES:
+                fh.truncate(0)
+                return None, 0, 0
+            count, plain, end = crypto.scan_records(fh)
+            if end != fh.seek(0, os.SEEK_END):
+                fh.truncate(end)  # a record torn by a crash: the camera resends from `plain`
+                os.fsync(fh.fileno())
+        return header, count, plain
+
+    def append_staged(self, key: str, header: bytes | None, data: bytes) -> None:
+        fh = self._handles.get(key)
+        try:
+            if fh is None:
+                path = self._path(self.staging, key)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fh = self._handles[key] = path.open("ab")
+            if header is not None:
+                fh.write(header)
+            fh.write(data)
+        except OSError as exc:
+            self._close_handle(key)
+            _raise_storage(exc, "staging an upload")
+
+    def sync_staged(self, key: str) -> None:
+        """Make what was appended durable before it is acknowledged to the camera."""
+        fh = self._handles.pop(key, None)
+        if fh is None:
+            return
+        try:
+            fh.flush()
+            os.fsync(fh.fileno())
+        except OSError as exc:
+            _raise_storage(exc, "syncing an upload")
+        finally:
+            fh.close()
+
+    def open_staged(self, key: str) -> BinaryIO:
+        return self._path(self.staging, key).open("rb")
+
+    def discard_staged(self, key: str) -> None:
+        self._close_handle(key)
+        self._path(self.staging, key).unlink(missing_ok=True)
+
+    def truncate_staged(self, key: str, length: int) -> None:
+        self._close_handle(key)
+        path = self._path(self.staging, key)
+        if path.exists():
+            os.truncate(path, length)
+
+    def promote(self, key: str) -> None:
+        """Staged -> final, atomically. Idempotent: a promote repeated after a crash does nothing."""
+        src, dst = self._path(self.staging, key), self._path(self.blobs, key)
+        if not src.exists():
+            if dst.exists():
+                return
+            raise BlobMissing(f"nothing staged for {key}")
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with src.open("rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(src, dst)
+            _fsync_dir(dst.parent)
+        except OSError as exc:
+            _raise_storage(exc, "storing a blob")
+
+    # Final blobs: read-only once promoted.
+
+    def exists(self, key: str) -> bool:
+        return self._path(self.blobs, key).exists()
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(self.blobs, key).open("rb")
+        except FileNotFoundError:
+            raise BlobMissing(f"blob {key} is missing from the store") from None
+
+    def size(self, key: str) -> int:
+        return self._path(self.blobs, key).stat().st_size
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every blob (and staged part) under `tenant/recording/`. Returns files removed."""
+        removed = 0
+        for base in (self.blobs, self.staging):
+            folder = self._path(base, prefix.rstrip("/"))
+            if folder.is_dir():
+                removed += sum(1 for p in folder.rglob("*") if p.is_file())
+                shutil.rmtree(folder)
+                _fsync_dir(folder.parent)
+        return removed
+
+    def prefixes(self) -> Iterator[str]:
+        """Every `tenant/recording` folder holding blobs (to find orphans)."""
+        if not self.blobs.is_dir():
+            return
+        for tenant in sorted(self.blobs.iterdir()):
+            if tenant.is_dir():
+                for rec in sorted(tenant.iterdir()):
+                    if rec.is_dir():
+                        yield f"{tenant.name}/{rec.name}"
+
+    def _close_handle(self, key: str) -> None:
+        fh = self._handles.pop(key, None)
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError:
+                pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,77 @@
+"""The FastAPI application: assembles the domain routers, the pages and the retention scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from temoin import __version__
+from temoin.evidence.canonical import b64e
+from temoin.platform import Platform
+from temoin.vault import retention
+from temoin.web import pages
+from temoin.web.routes import admin, ingest, journal, recordings, session
+
+log = logging.getLogger("temoin.retention")
+
+
+def run_retention(p: Platform) -> retention.SweepResult:
+    with p.session() as db:
+        return retention.sweep(p, db)
+
+
+async def _retention_loop(p: Platform) -> None:
+    """The server deletes what the law says to delete, without anyone having to remember to."""
+    while True:
+        try:
+            result = await run_in_threadpool(run_retention, p)
+            if result.deleted:
+                log.info("retention: %d recordings deleted", len(result.deleted))
+        except Exception:  # keep the scheduler alive; the next run retries
+            log.exception("retention sweep failed")
+        await asyncio.sleep(p.settings.retention_interval_s)
+
+
+def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        task = asyncio.create_task(_retention_loop(p)) if scheduler else None
+        yield
+        if task:
+            task.cancel()
+
+    app = FastAPI(title="Témoin", version=__version__, lifespan=lifespan,
+                  description="Body-worn cameras: evidence vault, live supervision, camera agent.")
+    app.state.platform = p
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    for router in (session.router, ingest.router, recordings.router, journal.router, admin.router,
+                   admin.devices_router, pages.router):
+        app.include_router(router)
+
+    @app.get("/api/v1/platform", tags=["platform"], summary="Platform public key and clock")
+    def platform_info() -> dict:
+        # Public: a camera checks receipts with this key and measures its clock offset.
+        return {"version": __version__, "public_key": b64e(p.keyring.public_key),
+                "public_key_id": p.keyring.public_key_id, "time": time.time()}
+
+    @app.exception_handler(pages.SignInRequired)
+    async def _to_login(request: Request, exc: pages.SignInRequired) -> Response:
+        return RedirectResponse("/login", 303)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):  # noqa: ANN001, ANN202
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    return app

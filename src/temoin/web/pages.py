@@ -1,0 +1,171 @@
+"""Web pages for now: sign-in with TOTP, the recordings a user may see, the journal for the auditor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from temoin.identity import service
+from temoin.identity.models import Tenant
+from temoin.journal.service import parse_body
+from temoin.journal.verify import verify_all
+from temoin.law.access import MOTIVE_LABELS, Motive, Permission, allows, motives_for
+from temoin.platform import Platform
+from temoin.vault import catalogue
+from temoin.web.deps import Principal, Require, current_principal, get_db, get_platform
+from temoin.web.i18n import LANGS, lang_of, translator
+from temoin.web.routes.journal import tenant_entries
+from temoin.web.routes.session import second_factor, sign_in
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.globals["paris"] = ZoneInfo("Europe/Paris")
+router = APIRouter(include_in_schema=False)
+
+
+class SignInRequired(Exception):
+    pass
+
+
+class PageRequire(Require):
+    """Like Require, for pages: an anonymous visitor is sent to the sign-in page."""
+
+    async def __call__(self, request: Request, db: Session = Depends(get_db)) -> Principal:  # type: ignore[override]
+        try:
+            principal = await current_principal(request, db)
+        except HTTPException as exc:
+            if exc.status_code == 401:
+                raise SignInRequired() from None
+            raise
+        return super().__call__(principal)
+
+
+def page(request: Request, name: str, status: int = 200, who: Principal | None = None, **context) -> HTMLResponse:
+    lang = lang_of(request)
+    return templates.TemplateResponse(request, name, {"t": translator(lang), "lang": lang, "who": who, **context},
+                                      status_code=status)
+
+
+def home_for(who: Principal) -> str:
+    if allows(who.role, Permission.RECORDINGS_LIST):
+        return "/recordings"
+    if allows(who.role, Permission.JOURNAL_READ):
+        return "/journal"
+    return "/docs"
+
+
+@router.get("/")
+async def root(request: Request, db: Session = Depends(get_db)) -> Response:
+    try:
+        who = await current_principal(request, db)
+    except HTTPException:
+        return RedirectResponse("/login", 303)
+    return RedirectResponse(home_for(who), 303)
+
+
+@router.get("/lang/{code}")
+def set_lang(code: str, request: Request) -> Response:
+    back = request.headers.get("referer") or "/"
+    response = RedirectResponse(back if back.startswith(str(request.base_url)) else "/", 303)
+    if code in LANGS:
+        response.set_cookie("lang", code, samesite="lax", max_age=365 * 86400)
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request) -> HTMLResponse:
+    return page(request, "login.html")
+
+
+@router.post("/login")
+def login(request: Request, username: str = Form(max_length=64), password: str = Form(max_length=256),
+          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+    response = RedirectResponse("/login/totp", 303)
+    try:
+        sign_in(p, db, request, response, username, password)
+    except HTTPException as exc:
+        return page(request, "login.html", status=exc.status_code, error=exc.detail)
+    return response
+
+
+@router.get("/login/totp")
+def totp_form(request: Request) -> HTMLResponse:
+    return page(request, "totp.html")
+
+
+@router.post("/login/totp")
+def totp(request: Request, code: str = Form(max_length=12), db: Session = Depends(get_db),
+         p: Platform = Depends(get_platform)) -> Response:
+    try:
+        user, session = second_factor(p, db, request, code)
+    except HTTPException as exc:
+        return page(request, "totp.html", status=exc.status_code, error=exc.detail)
+    return RedirectResponse(home_for(Principal(user, db.get(Tenant, user.tenant_id), session)), 303)
+
+
+@router.post("/logout")
+async def logout(request: Request, who: Principal = Depends(current_principal),
+                 db: Session = Depends(get_db)) -> Response:
+    cookie = request.cookies.get(service.SESSION_COOKIE)
+    if cookie:
+        service.close_session(db, cookie)
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(service.SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/recordings")
+def recordings(request: Request, who: Principal = Depends(PageRequire(Permission.RECORDINGS_LIST)),
+               db: Session = Depends(get_db)) -> HTMLResponse:
+    found = catalogue.search(db, who.user, catalogue.SearchQuery(limit=200))
+    return page(request, "recordings.html", who=who, recordings=found)
+
+
+def _recording_page(request: Request, who: Principal, p: Platform, db: Session, recording_id: str,
+                    **extra) -> HTMLResponse:
+    try:
+        rec = catalogue.get_visible(p, db, who.user, recording_id)
+    except catalogue.NotFound as exc:
+        return page(request, "error.html", status=404, who=who, error=str(exc))
+    lang = lang_of(request)
+    motives = [(m.value, MOTIVE_LABELS[m][0 if lang == "fr" else 1]) for m in sorted(motives_for(who.role))]
+    return page(request, "recording.html", who=who, rec=rec, motives=motives,
+                can_view=allows(who.role, Permission.RECORDINGS_VIEW), **extra)
+
+
+@router.get("/recordings/{recording_id}")
+def recording(recording_id: str, request: Request,
+              who: Principal = Depends(PageRequire(Permission.RECORDINGS_LIST)), db: Session = Depends(get_db),
+              p: Platform = Depends(get_platform)) -> HTMLResponse:
+    return _recording_page(request, who, p, db, recording_id)
+
+
+@router.post("/recordings/{recording_id}/consult")
+def consult(recording_id: str, request: Request, motive_code: str = Form(), motive_text: str = Form(""),
+            who: Principal = Depends(PageRequire(Permission.RECORDINGS_VIEW)), db: Session = Depends(get_db),
+            p: Platform = Depends(get_platform)) -> HTMLResponse:
+    try:
+        motive = Motive(code=motive_code, text=motive_text)
+        grant = catalogue.open_consultation(p, db, who.user, recording_id, motive)
+    except ValidationError:
+        return _recording_page(request, who, p, db, recording_id, error="motive")
+    except catalogue.Forbidden as exc:
+        return page(request, "error.html", status=403, who=who, error=str(exc))
+    except catalogue.NotFound as exc:
+        return page(request, "error.html", status=404, who=who, error=str(exc))
+    rec = catalogue.get_visible(p, db, who.user, recording_id)
+    urls = [f"/api/v1/recordings/{rec.id}/segments/{i}?grant={grant}" for i in range(rec.segment_count)]
+    return _recording_page(request, who, p, db, recording_id, segment_urls=urls)
+
+
+@router.get("/journal")
+def journal(request: Request, verify: bool = False, who: Principal = Depends(PageRequire(Permission.JOURNAL_READ)),
+            db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
+    entries = [(e, parse_body(e.body)) for e in tenant_entries(db, who.tenant.slug, 200)]
+    result = verify_all(db, p.journal.sink, p.keyring.public_key, chains=[who.tenant.slug]) if verify else None
+    return page(request, "journal.html", who=who, entries=entries, result=result)

@@ -1,0 +1,56 @@
+"""The journal as the auditor reads it: the tenant's entries, and a verification of both sinks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from temoin.journal.models import JournalEntry
+from temoin.journal.service import parse_body
+from temoin.journal.verify import verify_all
+from temoin.law.access import Permission
+from temoin.platform import Platform
+from temoin.web.deps import Principal, get_db, get_platform, require
+
+router = APIRouter(prefix="/api/v1/journal", tags=["journal"])
+
+
+class EntryOut(BaseModel):
+    seq: int
+    at: datetime
+    action: str
+    event: str
+    body: dict
+    hash: str
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    entries: int
+    problems: list[str]
+
+
+def tenant_entries(db: Session, chain: str, limit: int, before: int | None = None) -> list[JournalEntry]:
+    stmt = select(JournalEntry).where(JournalEntry.chain == chain)
+    if before is not None:
+        stmt = stmt.where(JournalEntry.seq < before)
+    return list(db.scalars(stmt.order_by(JournalEntry.seq.desc()).limit(limit)))
+
+
+@router.get("", response_model=list[EntryOut], summary="Journal entries of your tenant, newest first")
+def entries(limit: int = Query(100, ge=1, le=1000), before: int | None = None,
+            who: Principal = require(Permission.JOURNAL_READ), db: Session = Depends(get_db)) -> list[EntryOut]:
+    return [EntryOut(seq=e.seq, at=e.at, action=e.action, event=e.event, body=parse_body(e.body), hash=e.hash)
+            for e in tenant_entries(db, who.tenant.slug, limit, before)]
+
+
+@router.get("/verify", response_model=VerifyOut, summary="Verify your tenant's chain in both sinks")
+def verify(who: Principal = require(Permission.JOURNAL_READ), db: Session = Depends(get_db),
+           p: Platform = Depends(get_platform)) -> VerifyOut:
+    result = verify_all(db, p.journal.sink, p.keyring.public_key, chains=[who.tenant.slug])
+    return VerifyOut(ok=result.ok, entries=sum(r.entries for r in result.reports if r.sink == "database"),
+                     problems=[str(x) for x in result.problems])

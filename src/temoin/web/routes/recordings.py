@@ -1,0 +1,168 @@
+"""Recordings as staff see them: search, metadata, consultation with a motive, content, holds, tags."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from temoin.identity.service import actor_of
+from temoin.journal.entry import Action, EntryDraft
+from temoin.law.access import Motive, Permission
+from temoin.platform import Platform
+from temoin.vault import catalogue, holds
+from temoin.vault.models import Hold, Recording
+from temoin.web.deps import Principal, get_db, get_platform, require
+
+router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
+
+
+class RecordingOut(BaseModel):
+    id: str
+    camera_id: str
+    agent: str
+    started_at: datetime
+    ended_at: datetime
+    trigger: str
+    persons_informed: bool
+    not_informed_reason: str | None
+    outside_territory: bool
+    clock_drift: bool
+    categories: list[str]
+    segment_count: int
+    size_bytes: int
+    stored_at: datetime | None
+    retention_until: datetime
+    on_hold: bool
+
+    @classmethod
+    def of(cls, rec: Recording, on_hold: bool) -> "RecordingOut":
+        return cls(id=rec.id, camera_id=rec.device_id, agent=rec.agent_ref, started_at=rec.started_at,
+                   ended_at=rec.ended_at, trigger=rec.trigger, persons_informed=rec.persons_informed,
+                   not_informed_reason=rec.not_informed_reason, outside_territory=rec.outside_territory,
+                   clock_drift=rec.clock_drift_flag, categories=list(rec.categories or []),
+                   segment_count=rec.segment_count, size_bytes=rec.size_bytes, stored_at=rec.stored_at,
+                   retention_until=rec.retention_until, on_hold=on_hold)
+
+
+class ConsultationIn(BaseModel):
+    motive: Motive
+
+
+class ConsultationOut(BaseModel):
+    grant: str = Field(description="pass as ?grant= to the content URLs; valid 30 minutes")
+    segments: list[str]
+
+
+class HoldIn(BaseModel):
+    procedure: holds.ProcedureType
+    reference: str = Field(min_length=3, max_length=200)
+
+
+class LiftIn(BaseModel):
+    reason: str = Field(min_length=3, max_length=1000)
+
+
+class CategoriesIn(BaseModel):
+    categories: list[str] = Field(max_length=20)
+
+
+def _held(db: Session, ids: list[str]) -> set[str]:
+    if not ids:
+        return set()
+    return set(db.scalars(select(Hold.recording_id).where(Hold.recording_id.in_(ids), Hold.lifted_at.is_(None))))
+
+
+def _visible(p: Platform, db: Session, who: Principal, recording_id: str) -> Recording:
+    try:
+        return catalogue.get_visible(p, db, who.user, recording_id)
+    except catalogue.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.get("", response_model=list[RecordingOut], summary="Search recordings (metadata only)")
+def search(start: datetime | None = None, end: datetime | None = None, agent: str | None = None,
+           camera: str | None = None, trigger: str | None = None, limit: int = Query(100, le=1000),
+           offset: int = Query(0, ge=0), who: Principal = require(Permission.RECORDINGS_LIST),
+           db: Session = Depends(get_db)) -> list[RecordingOut]:
+    found = catalogue.search(db, who.user, catalogue.SearchQuery(start, end, agent, camera, trigger, limit, offset))
+    held = _held(db, [r.id for r in found])
+    return [RecordingOut.of(r, r.id in held) for r in found]
+
+
+@router.get("/{recording_id}", response_model=RecordingOut, summary="One recording's metadata")
+def get_one(recording_id: str, who: Principal = require(Permission.RECORDINGS_LIST),
+            db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RecordingOut:
+    rec = _visible(p, db, who, recording_id)
+    return RecordingOut.of(rec, bool(_held(db, [rec.id])))
+
+
+@router.post("/{recording_id}/consultations", response_model=ConsultationOut, status_code=201,
+             summary="Open a consultation: give the motive, get a grant for the content")
+def consult(recording_id: str, body: ConsultationIn, who: Principal = require(Permission.RECORDINGS_VIEW),
+            db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> ConsultationOut:
+    try:
+        grant = catalogue.open_consultation(p, db, who.user, recording_id, body.motive)
+    except catalogue.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except catalogue.Forbidden as exc:
+        raise HTTPException(403, str(exc)) from None
+    rec = db.get(Recording, recording_id)
+    return ConsultationOut(grant=grant, segments=[f"/api/v1/recordings/{recording_id}/segments/{i}?grant={grant}"
+                                                  for i in range(rec.segment_count)])
+
+
+@router.get("/{recording_id}/segments/{index}", summary="A segment's original bytes (needs a grant)",
+            response_class=StreamingResponse)
+def segment(recording_id: str, index: int, grant: str, who: Principal = require(Permission.RECORDINGS_VIEW),
+            db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> StreamingResponse:
+    rec = _visible(p, db, who, recording_id)
+    try:
+        catalogue.grant_for(db, who.user, recording_id, grant)
+        chunks = catalogue.read_segment(p, db, rec, index)
+    except catalogue.Forbidden as exc:
+        raise HTTPException(403, str(exc)) from None
+    except catalogue.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    size = next(s.size for s in rec.segments if s.index == index)
+    return StreamingResponse(chunks, media_type="video/mp4",
+                             headers={"Content-Length": str(size), "Cache-Control": "no-store"})
+
+
+@router.post("/{recording_id}/holds", status_code=201, summary="Put a recording on hold for a procedure")
+def place_hold(recording_id: str, body: HoldIn, who: Principal = require(Permission.RECORDINGS_HOLD),
+               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+    rec = _visible(p, db, who, recording_id)
+    try:
+        hold = holds.place_hold(p, db, who.user, rec, body.procedure, body.reference)
+    except holds.HoldError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"recording_id": rec.id, "procedure": hold.procedure_type, "reference": hold.reference}
+
+
+@router.post("/{recording_id}/holds/lift", summary="Lift the hold: the retention rule applies again")
+def lift_hold(recording_id: str, body: LiftIn, who: Principal = require(Permission.RECORDINGS_HOLD),
+              db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+    rec = _visible(p, db, who, recording_id)
+    try:
+        holds.lift_hold(p, db, who.user, rec, body.reason)
+    except holds.HoldError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"recording_id": rec.id, "retention_until": rec.retention_until}
+
+
+@router.put("/{recording_id}/categories", response_model=RecordingOut, summary="Tag a recording")
+def set_categories(recording_id: str, body: CategoriesIn, who: Principal = require(Permission.RECORDINGS_TAG),
+                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RecordingOut:
+    rec = _visible(p, db, who, recording_id)
+    before = list(rec.categories or [])
+    rec.categories = sorted({c.strip()[:64] for c in body.categories if c.strip()})
+    p.record(db, EntryDraft(action=Action.MODIFICATION, event="recording.tagged", actor=actor_of(who.user),
+                            recordings=[rec.id], cameras=[rec.device_id],
+                            details={"before": before, "after": rec.categories}), who.tenant)
+    db.commit()
+    return RecordingOut.of(rec, bool(_held(db, [rec.id])))

@@ -1,0 +1,178 @@
+"""Ingest: a camera's signed recording reaches the vault intact, or is refused and quarantined."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from temoin.camera.offload import OffloadError
+from temoin.db import utcnow
+from temoin.demo.samples import sample_recording
+from temoin.journal.models import JournalEntry
+from temoin.vault.models import Quarantine, Recording, RecordingState
+from tests.helpers import agent_number, make_commune, upload, vault_client
+
+
+def test_recording_reaches_the_vault_and_the_receipt_proves_it(platform, client):
+    commune = make_commune(platform)
+    rid, receipt = upload(platform, client, commune, duration_s=5, segment_s=2)
+    assert receipt.verify(platform.keyring.public_key)
+    assert receipt.receipt.segment_count == 3
+    with platform.session() as db:
+        rec = db.get(Recording, rid)
+        assert rec.state == RecordingState.STORED
+        assert rec.agent_user_id is not None  # the agent's identity came from the manifest
+        entry = db.scalar(select(JournalEntry).where(JournalEntry.event == "recording.ingested"))
+        assert rid in entry.body and "collection" == entry.action
+    # Encrypted at rest: no stored byte sequence of the original appears in the vault.
+    blobs = list((platform.settings.vault_dir / "blobs").rglob("*.seg"))
+    assert len(blobs) == 3
+    assert all(b"ftyp" not in b.read_bytes() and b"mdat" not in b.read_bytes() for b in blobs)
+
+
+def test_not_visible_before_complete_and_cut_upload_resumes(platform, client):
+    commune = make_commune(platform)
+    cam = commune.cameras[0]
+    signed, segments = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune),
+                                        started_at=utcnow(), duration_s=3, segment_s=3)
+    vc = vault_client(platform, client, cam)
+    status = vc.send_manifest(signed)
+    rid = status["recording_id"]
+    data = segments[0]
+    cut = len(data) // 3 + 7  # an arbitrary byte, not a record boundary
+    url = f"/api/v1/ingest/recordings/{rid}/segments/0"
+    r = client.put(url, content=data[:cut], headers={"Content-Range": f"bytes 0-{cut - 1}/{len(data)}"})
+    assert r.status_code == 200 and r.json()["complete"] is False
+    assert vc.received(rid, 0) == cut
+    # Resuming from the wrong place is refused with where to resume.
+    r = client.put(url, content=data[5:], headers={"Content-Range": f"bytes 5-{len(data) - 1}/{len(data)}"})
+    assert r.status_code == 409 and r.headers["Upload-Offset"] == str(cut)
+    with platform.session() as db:
+        assert db.get(Recording, rid).state == RecordingState.RECEIVING
+    client.auth = None
+    assert rid not in client.get("/api/v1/recordings").text  # anonymous anyway; visibility tested in access
+    vc = vault_client(platform, client, cam)
+    vc.upload_segment(rid, 0, data, start=vc.received(rid, 0))
+    receipt = vc.complete(rid)
+    assert receipt.matches(signed.manifest)
+    with platform.session() as db:
+        assert db.get(Recording, rid).state == RecordingState.STORED
+
+
+def test_forged_manifest_signature_is_quarantined_and_journaled(platform, client):
+    commune = make_commune(platform)
+    cam = commune.cameras[0]
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    signed, segments = sample_recording(Ed25519PrivateKey.generate(), camera_id=cam[0],
+                                        agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=2)
+    with pytest.raises(OffloadError, match="403.*signature"):
+        vault_client(platform, client, cam).offload(signed, segments)
+    with platform.session() as db:
+        q = db.scalar(select(Quarantine))
+        assert "signature" in q.reason
+        assert db.scalar(select(JournalEntry).where(JournalEntry.event == "ingest.quarantined")) is not None
+        assert db.get(Recording, signed.manifest.recording_id) is None
+
+
+def test_segment_not_matching_its_hash_quarantines_the_recording(platform, client):
+    commune = make_commune(platform)
+    cam = commune.cameras[0]
+    signed, segments = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune),
+                                        started_at=utcnow(), duration_s=2, segment_s=2)
+    tampered = bytearray(segments[0])
+    tampered[len(tampered) // 2] ^= 0xFF
+    with pytest.raises(OffloadError, match="422.*hash"):
+        vault_client(platform, client, cam).offload(signed, [bytes(tampered)])
+    with platform.session() as db:
+        rec = db.get(Recording, signed.manifest.recording_id)
+        assert rec.state == RecordingState.QUARANTINED and "SHA-256" in rec.state_reason
+
+
+def test_segment_replayed_from_another_recording_is_refused(platform, client):
+    commune = make_commune(platform)
+    cam = commune.cameras[0]
+    a, seg_a = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(),
+                                duration_s=2, segment_s=2, seed=1)
+    b, seg_b = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(),
+                                duration_s=2, segment_s=2, seed=2)
+    vault_client(platform, client, cam).offload(a, seg_a)
+    vc = vault_client(platform, client, cam)
+    vc.send_manifest(b)
+    rid = b.manifest.recording_id
+    size = b.manifest.segments[0].size
+    replayed = seg_a[0][:size].ljust(size, b"\0")  # A's genuine bytes, fitted to B's declared size
+    r = vc.http.put(f"/api/v1/ingest/recordings/{rid}/segments/0", content=replayed,
+                    headers={"Content-Range": f"bytes 0-{size - 1}/{size}"})
+    assert r.status_code == 422 and "hash" in r.json()["detail"]
+    with platform.session() as db:
+        assert db.get(Recording, rid).state == RecordingState.QUARANTINED
+    # Nor can A's segment hashes be grafted into B's manifest: the chain binds the recording id.
+    forged = b.manifest.model_copy(update={"segments": a.manifest.segments})
+    with pytest.raises(ValueError, match="chain"):
+        type(b.manifest).model_validate(forged.model_dump())
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    (b"{not json", 422, "malformed"),
+    (b'{"manifest": {}, "signature": "x"}', 422, "malformed"),
+    (b"x" * 2_000_000, 413, "larger"),
+])
+def test_malformed_or_oversized_manifest_is_refused_clearly(platform, client, body, status, needle):
+    commune = make_commune(platform)
+    vc = vault_client(platform, client, commune.cameras[0])
+    r = vc.http.post("/api/v1/ingest/recordings", content=body)
+    assert r.status_code == status and needle in r.json()["detail"]
+
+
+def test_path_traversal_in_any_name_is_refused(platform, client):
+    commune = make_commune(platform)
+    cam = commune.cameras[0]
+    signed, _ = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(),
+                                 duration_s=2, segment_s=2)
+    payload = signed.model_dump(mode="json", by_alias=True)
+    payload["manifest"]["recording_id"] = "../../etc/passwd"
+    vc = vault_client(platform, client, cam)
+    r = vc.http.post("/api/v1/ingest/recordings", json=payload)
+    assert r.status_code == 422 and "recording_id" in r.json()["detail"]
+    r = vc.http.put("/api/v1/ingest/recordings/..%2F..%2Fx/segments/0", content=b"abc")
+    assert r.status_code == 404
+    assert not any(p.name == "passwd" for p in platform.settings.home.rglob("*"))
+
+
+def test_disk_full_during_a_write_keeps_no_partial_blob(platform, client, monkeypatch):
+    import errno
+
+    from pathlib import Path
+
+    commune = make_commune(platform)
+    cam = commune.cameras[0]
+    signed, segments = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune),
+                                        started_at=utcnow(), duration_s=2, segment_s=2)
+    vc = vault_client(platform, client, cam)
+    vc.send_manifest(signed)
+    real_open = Path.open
+
+    class FullDisk:  # the OS boundary: every write finds no space left
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    def opener(self, mode="r", *args, **kwargs):
+        fh = real_open(self, mode, *args, **kwargs)
+        return FullDisk(fh) if "a" in mode else fh
+
+    monkeypatch.setattr(Path, "open", opener)
+    rid = signed.manifest.recording_id
+    with pytest.raises(OffloadError, match="507.*disk full"):
+        vc.upload_segment(rid, 0, segments[0])
+    monkeypatch.setattr(Path, "open", real_open)
+    assert not list((platform.settings.vault_dir / "blobs").rglob("*.seg"))
+    # Once space is back, the same upload goes through.
+    receipt = vault_client(platform, client, cam).offload(signed, segments)
+    assert receipt.verify(platform.keyring.public_key)
