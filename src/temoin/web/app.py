@@ -12,9 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import select
 
 from temoin import __version__
 from temoin.evidence.canonical import b64e
+from temoin.db import utcnow
+from temoin.identity.models import Tenant
+from temoin.journal.checkpoints import prune, seal
+from temoin.law.profiles import get_profile
 from temoin.platform import Platform
 from temoin.vault import retention
 from temoin.web import pages
@@ -24,8 +29,14 @@ log = logging.getLogger("temoin.retention")
 
 
 def run_retention(p: Platform) -> retention.SweepResult:
+    """One scheduled pass: delete what is due, prune journal entries past their retention (three
+    years, behind a signed checkpoint), then seal the journal heads with the platform key."""
     with p.session() as db:
-        return retention.sweep(p, db)
+        result = retention.sweep(p, db)
+        for tenant in db.scalars(select(Tenant)).all():
+            prune(db, p.journal.sink, p.keyring, tenant.slug, get_profile(tenant.profile).journal_cutoff(utcnow()))
+        seal(db, p.journal.sink, p.keyring)
+        return result
 
 
 async def _retention_loop(p: Platform) -> None:
