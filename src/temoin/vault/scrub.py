@@ -78,7 +78,7 @@ def check_recording(p: Platform, rec: Recording, tenant_slug: str) -> tuple[list
 
 def scrub(p: Platform, db: Session, progress: Callable[[int, int], None] | None = None) -> ScrubResult:
     result = ScrubResult()
-    slugs = dict(db.execute(select(Tenant.id, Tenant.slug)).tuples().all())
+    slugs = {tid: slug for tid, slug in db.execute(select(Tenant.id, Tenant.slug))}
     ids = list(db.scalars(select(Recording.id).where(Recording.state == RecordingState.STORED)
                           .order_by(Recording.id)))
     for n, rid in enumerate(ids, start=1):

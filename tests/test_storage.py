@@ -1,0 +1,103 @@
+"""Encryption at rest and the scrub: stored bytes are sealed, and any change to them is found and named."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from temoin.vault import crypto
+from temoin.vault.models import Recording
+from temoin.vault.scrub import scrub
+from temoin.vault.storage import LocalBlobStore, StorageError, blob_key
+from tests.helpers import make_commune, upload
+
+
+def test_records_resume_after_a_torn_write(tmp_path):
+    key = crypto.new_data_key()
+    store = LocalBlobStore(tmp_path)
+    name = blob_key("t", "r1", 0)
+    header = crypto.new_header()
+    sealer = crypto.Sealer(key, header)
+    store.append_staged(name, header, sealer.seal(b"a" * 1000))
+    store.append_staged(name, None, sealer.seal(b"b" * 500))
+    store.sync_staged(name)
+    with open(store.staging / name, "ab") as fh:  # a crash in the middle of the next record
+        fh.write(b"\x00\x00\x01\x00partial")
+    got_header, records, plain = store.staged_state(name)
+    assert (got_header, records, plain) == (header, 2, 1500)  # the torn record is cut off
+    resumed = crypto.Sealer(key, got_header, records)
+    store.append_staged(name, None, resumed.seal(b"c" * 10))
+    store.sync_staged(name)
+    store.promote(name)
+    with store.open(name) as fh:
+        assert b"".join(crypto.open_records(fh, key)) == b"a" * 1000 + b"b" * 500 + b"c" * 10
+
+
+def test_reordered_or_altered_records_do_not_open(tmp_path):
+    key = crypto.new_data_key()
+    header = crypto.new_header()
+    sealer = crypto.Sealer(key, header)
+    first, second = sealer.seal(b"x" * 100), sealer.seal(b"y" * 100)
+    with pytest.raises(crypto.IntegrityError, match="record 0"):
+        list(crypto.open_records(io.BytesIO(header + second + first), key))
+    altered = bytearray(header + first + second)
+    altered[len(header) + 10] ^= 1
+    with pytest.raises(crypto.IntegrityError, match="record 0 at byte 22: authentication failed"):
+        list(crypto.open_records(io.BytesIO(bytes(altered)), key))
+    with pytest.raises(crypto.IntegrityError):
+        list(crypto.open_records(io.BytesIO(header + first + second), crypto.new_data_key()))
+
+
+def test_wrapped_key_is_bound_to_its_recording_and_master_key():
+    master, data_key = os.urandom(32), crypto.new_data_key()
+    wrapped = crypto.wrap_key(master, data_key, "rec-1")
+    assert crypto.unwrap_key(master, wrapped, "rec-1") == data_key
+    with pytest.raises(crypto.IntegrityError):
+        crypto.unwrap_key(master, wrapped, "rec-2")
+    with pytest.raises(crypto.IntegrityError):
+        crypto.unwrap_key(os.urandom(32), wrapped, "rec-1")
+
+
+def test_blob_keys_cannot_leave_the_store(tmp_path):
+    with pytest.raises(StorageError):
+        blob_key("..", "x", 0)
+    with pytest.raises(StorageError):
+        blob_key("t", "../../etc", 0)
+    with pytest.raises(StorageError):
+        LocalBlobStore(tmp_path).open("../../etc/passwd")
+
+
+def test_master_key_is_never_in_the_database(platform, client):
+    commune = make_commune(platform)
+    upload(platform, client, commune)
+    url = platform.settings.database_url
+    if url.startswith("sqlite"):
+        raw = open(url.removeprefix("sqlite:///"), "rb").read()
+        assert platform.keyring.master_key not in raw
+    with platform.session() as db:
+        rec = db.query(Recording).one()
+        assert platform.keyring.master_key not in rec.wrapped_key
+
+
+def test_scrub_names_each_corrupted_segment(platform, client):
+    commune = make_commune(platform)
+    good, _ = upload(platform, client, commune, duration_s=4, segment_s=2)
+    bad, _ = upload(platform, client, commune, duration_s=4, segment_s=2)
+    gone, _ = upload(platform, client, commune, duration_s=2, segment_s=2)
+    with platform.session() as db:
+        assert scrub(platform, db).ok
+    blob = platform.store.blobs / blob_key(commune.slug, bad, 1)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x40  # one bit flipped on disk
+    blob.write_bytes(bytes(data))
+    (platform.store.blobs / blob_key(commune.slug, gone, 0)).unlink()
+    with platform.session() as db:
+        result = scrub(platform, db)
+    problems = sorted(str(p) for p in result.problems)
+    assert len(problems) == 2
+    assert any(p.startswith(f"{bad} segment 1: record 0 at byte") and "authentication failed" in p
+               for p in problems)
+    assert any(p == f"{gone} segment 0: blob missing from the store" for p in problems)
+    assert not any(good in p for p in problems)
