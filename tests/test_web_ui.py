@@ -26,6 +26,7 @@ from temoin.platform import Platform
 from temoin.web.app import create_app
 from tests.helpers import PASSWORD, Commune, make_commune, upload
 
+pytestmark = pytest.mark.slow  # a server per test, a browser per module
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
@@ -152,14 +153,20 @@ def test_sign_in_needs_password_then_totp(page, platform, commune) -> None:  # n
     expect(page).to_have_url(re.compile(r"/login$"))
     # The right code signs in and lands on the recordings.
     page.goto("/login/totp")
-    page.get_by_label("Code").fill(totp_code(platform, chief))
+    code = totp_code(platform, chief)
+    page.get_by_label("Code").fill(code)
     page.get_by_role("button", name="Continuer").click()
     expect(page).to_have_url(re.compile(r"/recordings$"))
     expect(page.locator("h1")).to_have_text("Enregistrements")
     expect(page.locator("header .who")).to_contain_text("chief of port-temoin")
-    # A code is good once only: replaying it on a fresh password step is refused.
-    with platform.session() as db:
-        assert db.scalar(select(User.totp_last_step).where(User.username == chief)) > 0
+    # A code is good once only: replayed after a fresh password step, it is refused.
+    page.context.clear_cookies()
+    password_step(page, chief)
+    page.get_by_label("Code").fill(code)
+    page.get_by_role("button", name="Continuer").click()
+    expect(page.locator(".error")).to_contain_text("Code incorrect ou déjà utilisé")
+    page.goto("/recordings")
+    expect(page).to_have_url(re.compile(r"/login$"))
 
 
 def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api) -> None:  # noqa: ANN001
@@ -191,7 +198,7 @@ def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api)
     # ...and the server refuses blank text the browser would let through.
     form.locator("input[name=motive_text]").fill("    ")
     form.get_by_role("button", name="Consulter").click()
-    expect(page.locator("#motive-form .error")).to_be_visible()
+    expect(page.locator("#motive-form .error")).to_contain_text("Choisissez un motif de la liste")
     expect(page.locator("#player")).to_have_count(0)
     with platform.session() as db:
         assert db.scalar(select(func.count()).select_from(JournalEntry)
@@ -212,6 +219,11 @@ def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api)
     state = player.evaluate("v => ({w: v.videoWidth, h: v.videoHeight, paused: v.paused, error: v.error})")
     assert state["w"] > 0 and state["h"] > 0 and state["error"] is None
     page.screenshot(path="/tmp/temoin-recording.png", full_page=True)
+    # The segments play one after the other: the second one follows the first.
+    page.wait_for_function(
+        "() => { const v = document.getElementById('player');"
+        " return v.currentSrc.includes('/segments/1?') && v.readyState >= 2 && v.currentTime > 0; }",
+        timeout=TIMEOUT_MS)
 
     # The consultation is in the journal with its motive.
     with platform.session() as db:
@@ -248,16 +260,16 @@ def test_agent_sees_own_recordings_and_only_r241_11_motives(page, platform, comm
     options = page.locator("#motive-form select[name=motive_code] option")
     values = sorted(options.evaluate_all("os => os.map(o => o.value)"))
     assert values == sorted(m.value for m in AGENT_MOTIVES)
-    expect(options).to_have_text(sorted(MOTIVE_LABELS[m][0] for m in sorted(AGENT_MOTIVES)), use_inner_text=True)
+    assert sorted(t.strip() for t in options.all_inner_texts()) == sorted(MOTIVE_LABELS[m][0] for m in AGENT_MOTIVES)
     # A staff motive forged into the form is refused by the server.
     options.first.evaluate("o => { o.value = 'complaint'; }")
     page.locator("#motive-form input[name=motive_text]").fill("pour voir")
     page.locator("#motive-form").get_by_role("button", name="Consulter").click()
-    expect(page.locator(".error")).to_be_visible()
+    expect(page.locator("#motive-form .error")).to_contain_text("Ce motif n'est pas ouvert à votre fonction")
     expect(page.locator("#player")).to_have_count(0)
 
 
-def test_auditor_verifies_journal_and_tech_admin_gets_no_recordings(page, platform, commune, api) -> None:  # noqa: ANN001
+def test_auditor_verifies_journal_tech_admin_sees_no_recordings(page, platform, commune, api) -> None:  # noqa: ANN001
     rid, _ = upload(platform, api, commune)
     sign_in(page, platform, commune.users[Role.AUDITOR])
     expect(page).to_have_url(re.compile(r"/journal$"))
@@ -275,6 +287,8 @@ def test_auditor_verifies_journal_and_tech_admin_gets_no_recordings(page, platfo
 
     page.context.clear_cookies()
     sign_in(page, platform, commune.users[Role.TECH_ADMIN])
+    expect(page.locator("h1")).to_have_text("Accueil")  # no page for the role: a home with the sign-out
+    expect(page.locator("header nav a")).to_have_count(0)
     for path in ("/recordings", f"/recordings/{rid}", "/journal"):
         response = page.goto(path)
         assert response.status == 403 or re.search(r"/login$", page.url), path

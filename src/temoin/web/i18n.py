@@ -51,6 +51,32 @@ TEXTS: dict[str, dict[str, str]] = {
     "details": {"fr": "Détails", "en": "Details"},
     "forbidden": {"fr": "Accès refusé", "en": "Access denied"},
     "language": {"fr": "English", "en": "Français"},
+    "bad_password": {"fr": "Identifiant ou mot de passe incorrect.", "en": "Unknown user or wrong password."},
+    "throttled": {"fr": "Trop de tentatives échouées : réessayez dans {n} s.",
+                  "en": "Too many failed sign-ins: try again in {n} s."},
+    "bad_code": {"fr": "Code incorrect ou déjà utilisé : saisissez le code actuel de votre application.",
+                 "en": "Wrong or already used code: type the current code of your authenticator."},
+    "password_first": {"fr": "Connectez-vous d'abord avec votre mot de passe.",
+                       "en": "Sign in with your password first."},
+    "trigger.incident": {"fr": "incident en cours ou probable", "en": "incident happening or likely"},
+    "trigger.person_request": {"fr": "à la demande de la personne filmée", "en": "asked by the person filmed"},
+    "trigger.flagrant_offence": {"fr": "flagrant délit", "en": "flagrant offence"},
+    "trigger.automatic": {"fr": "automatique (arme armée)", "en": "automatic (weapon armed)"},
+    "trigger.live_request": {"fr": "demande de direct", "en": "live request"},
+    "reason.circumstances": {"fr": "les circonstances l'interdisaient", "en": "circumstances prevented it"},
+    "reason.flagrant_offence": {"fr": "flagrant délit", "en": "flagrant offence"},
+    "reason.other": {"fr": "autre raison", "en": "other reason"},
+    "home": {"fr": "Accueil", "en": "Home"},
+    "no_pages": {"fr": "Votre fonction n'a pas de page ici : elle travaille par l'API.",
+                 "en": "Your role has no page here: it works through the API."},
+    "api_docs": {"fr": "Documentation de l'API", "en": "API documentation"},
+    "not_found": {"fr": "Introuvable", "en": "Not found"},
+    "no_such_recording": {"fr": "Aucun enregistrement de ce nom ne vous est accessible.",
+                          "en": "No recording by that name that you may see."},
+    "motive_refused": {"fr": "Ce motif n'est pas ouvert à votre fonction.",
+                       "en": "This motive is not open to your role."},
+    "motive_invalid": {"fr": "Choisissez un motif de la liste et précisez-le en quelques mots.",
+                       "en": "Choose a motive from the list and give a few words of detail."},
 }
 
 
@@ -63,7 +89,9 @@ def lang_of(request: Request) -> str:
 
 
 def translator(lang: str):  # noqa: ANN201
-    def t(key: str) -> str:
+    def t(key: str, default: str | None = None) -> str:
         entry = TEXTS.get(key)
-        return entry.get(lang, entry["fr"]) if entry else key
+        if entry is None:
+            return key if default is None else default
+        return entry.get(lang, entry["fr"])
     return t

@@ -56,7 +56,7 @@ def home_for(who: Principal) -> str:
         return "/recordings"
     if allows(who.role, Permission.JOURNAL_READ):
         return "/journal"
-    return "/docs"
+    return "/"  # no page for this role yet: a signed-in home with the header (sign-out) and the API docs
 
 
 @router.get("/")
@@ -65,7 +65,10 @@ async def root(request: Request, db: Session = Depends(get_db)) -> Response:
         who = await current_principal(request, db)
     except HTTPException:
         return RedirectResponse("/login", 303)
-    return RedirectResponse(home_for(who), 303)
+    home = home_for(who)
+    if home == "/":
+        return page(request, "home.html", who=who)
+    return RedirectResponse(home, 303)
 
 
 @router.get("/lang/{code}")
@@ -89,7 +92,12 @@ def login(request: Request, username: str = Form(max_length=64), password: str =
     try:
         sign_in(p, db, request, response, username, password)
     except HTTPException as exc:
-        return page(request, "login.html", status=exc.status_code, error=exc.detail)
+        t = translator(lang_of(request))
+        if exc.status_code == 429:
+            error = t("throttled").format(n=(exc.headers or {}).get("Retry-After", "60"))
+        else:
+            error = t("bad_password")
+        return page(request, "login.html", status=exc.status_code, error=error)
     return response
 
 
@@ -101,10 +109,14 @@ def totp_form(request: Request) -> HTMLResponse:
 @router.post("/login/totp")
 def totp(request: Request, code: str = Form(max_length=12), db: Session = Depends(get_db),
          p: Platform = Depends(get_platform)) -> Response:
+    cookie = request.cookies.get(service.SESSION_COOKIE)
+    signed_in = cookie is not None and service.session_for(db, cookie) is not None
     try:
         user, session = second_factor(p, db, request, code)
     except HTTPException as exc:
-        return page(request, "totp.html", status=exc.status_code, error=exc.detail)
+        t = translator(lang_of(request))
+        return page(request, "totp.html", status=exc.status_code,
+                    error=t("bad_code") if signed_in else t("password_first"))
     return RedirectResponse(home_for(Principal(user, db.get(Tenant, user.tenant_id), session)), 303)
 
 
@@ -127,15 +139,20 @@ def recordings(request: Request, who: Principal = Depends(PageRequire(Permission
 
 
 def _recording_page(request: Request, who: Principal, p: Platform, db: Session, recording_id: str,
-                    **extra) -> HTMLResponse:
+                    status: int = 200, **extra) -> HTMLResponse:
     try:
         rec = catalogue.get_visible(p, db, who.user, recording_id)
-    except catalogue.NotFound as exc:
-        return page(request, "error.html", status=404, who=who, error=str(exc))
+    except catalogue.NotFound:
+        return not_found(request, who)
     lang = lang_of(request)
     motives = [(m.value, MOTIVE_LABELS[m][0 if lang == "fr" else 1]) for m in sorted(motives_for(who.role))]
-    return page(request, "recording.html", who=who, rec=rec, motives=motives,
+    return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives,
                 can_view=allows(who.role, Permission.RECORDINGS_VIEW), **extra)
+
+
+def not_found(request: Request, who: Principal) -> HTMLResponse:
+    t = translator(lang_of(request))
+    return page(request, "error.html", status=404, who=who, title=t("not_found"), error=t("no_such_recording"))
 
 
 @router.get("/recordings/{recording_id}")
@@ -146,18 +163,20 @@ def recording(recording_id: str, request: Request,
 
 
 @router.post("/recordings/{recording_id}/consult")
-def consult(recording_id: str, request: Request, motive_code: str = Form(), motive_text: str = Form(""),
+def consult(recording_id: str, request: Request, motive_code: str = Form(""), motive_text: str = Form(""),
             who: Principal = Depends(PageRequire(Permission.RECORDINGS_VIEW)), db: Session = Depends(get_db),
             p: Platform = Depends(get_platform)) -> HTMLResponse:
     try:
         motive = Motive(code=motive_code, text=motive_text)
         grant = catalogue.open_consultation(p, db, who.user, recording_id, motive)
     except ValidationError:
-        return _recording_page(request, who, p, db, recording_id, error="motive")
-    except catalogue.Forbidden as exc:
-        return page(request, "error.html", status=403, who=who, error=str(exc))
-    except catalogue.NotFound as exc:
-        return page(request, "error.html", status=404, who=who, error=str(exc))
+        return _recording_page(request, who, p, db, recording_id, status=422, error="motive_invalid",
+                               motive_code=motive_code, motive_text=motive_text)
+    except catalogue.Forbidden:  # the role may view content (guard above), so the motive is not open to it
+        return _recording_page(request, who, p, db, recording_id, status=403, error="motive_refused",
+                               motive_code=motive_code, motive_text=motive_text)
+    except catalogue.NotFound:
+        return not_found(request, who)
     rec = catalogue.get_visible(p, db, who.user, recording_id)
     urls = [f"/api/v1/recordings/{rec.id}/segments/{i}?grant={grant}" for i in range(rec.segment_count)]
     return _recording_page(request, who, p, db, recording_id, segment_urls=urls)
