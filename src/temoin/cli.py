@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -232,7 +233,7 @@ def journal_verify() -> None:
         console.print("[green]journal intact[/green]")
         return
     for problem in result.problems:
-        console.print(f"[red]{problem}[/red]")
+        console.print(f"[red]{escape(str(problem))}[/red]")
     raise typer.Exit(1)
 
 
@@ -277,7 +278,7 @@ def vault_scrub() -> None:
         console.print("[green]no corruption[/green]")
         return
     for problem in result.problems:
-        console.print(f"[red]{problem}[/red]")
+        console.print(f"[red]{escape(str(problem))}[/red]")
     raise typer.Exit(1)
 
 

@@ -117,3 +117,18 @@ class DeviceNonce(Base):
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
+
+
+class ShiftAssignment(Base):
+    """A camera checked out to an agent for a shift: the identity the camera records and burns in."""
+
+    __tablename__ = "shift_assignments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    checked_out_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    checked_out_by: Mapped[str] = mapped_column(String(64))
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    checked_in_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

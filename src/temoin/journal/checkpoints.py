@@ -13,7 +13,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
-from temoin.evidence.canonical import canonical_bytes
+from temoin.evidence.canonical import b64d, canonical_bytes
+from temoin.evidence.signing import verify as verify_signature
 from temoin.journal.models import JournalCheckpoint, JournalEntry, JournalHead
 from temoin.journal.sinks import FileSink
 from temoin.keyring import Keyring
@@ -51,6 +52,7 @@ def prune(db: Session, sink: FileSink, keyring: Keyring, chain: str, cutoff: dat
     last = db.execute(select(JournalEntry.seq, JournalEntry.hash).where(
         JournalEntry.chain == chain, JournalEntry.at < cutoff).order_by(JournalEntry.seq.desc()).limit(1)).first()
     if last is None:
+        _finish_interrupted_prune(db, sink, keyring, chain)
         return 0
     first_seq = db.scalar(select(func.min(JournalEntry.seq)).where(JournalEntry.chain == chain))
     # The checkpoint is written (both sinks) before anything is removed: a crash in between leaves
@@ -61,16 +63,33 @@ def prune(db: Session, sink: FileSink, keyring: Keyring, chain: str, cutoff: dat
     removed = db.execute(delete(JournalEntry).where(JournalEntry.chain == chain,
                                                     JournalEntry.seq <= last.seq)).rowcount
     db.commit()
+    _drop_file_lines(sink, chain, last.seq)
+    return removed
+
+
+def _drop_file_lines(sink: FileSink, chain: str, upto: int) -> None:
     for path in sink.files(chain):
         keep: list[bytes] = []
         dropped = False
         for raw in path.read_bytes().splitlines():
             if not raw.strip():
                 continue
-            if int(orjson.loads(raw.partition(b" ")[2])["seq"]) <= last.seq:
+            if int(orjson.loads(raw.partition(b" ")[2])["seq"]) <= upto:
                 dropped = True
             else:
                 keep.append(raw)
         if dropped:
             sink.rewrite(path, keep)
-    return removed
+
+
+def _finish_interrupted_prune(db: Session, sink: FileSink, keyring: Keyring, chain: str) -> None:
+    """A prune killed after the database deletion left its entries in the file: remove them now, behind
+    the latest prune checkpoint the platform signed, so they do not outlive their retention."""
+    latest = db.scalar(select(JournalCheckpoint).where(JournalCheckpoint.chain == chain,
+                                                       JournalCheckpoint.kind == "prune")
+                       .order_by(JournalCheckpoint.seq.desc()).limit(1))
+    if latest is None or not verify_signature(keyring.public_key, b64d(latest.signature), latest.body.encode()):
+        return
+    if orjson.loads(latest.body).get("seq") != latest.seq:
+        return
+    _drop_file_lines(sink, chain, latest.seq)

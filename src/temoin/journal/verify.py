@@ -137,13 +137,15 @@ def _walk(records: Iterable[Record], report: ChainReport, checkpoints: list[Chec
     report.problems.extend(missing.values())
     report.last_seq = expected_seq - 1 if report.entries else (start.seq if start else None)
     report.last_hash = expected_prev
+    # A chain left with no entry at all ends at 0: a checkpoint beyond that means entries were deleted.
+    end = report.last_seq if report.last_seq is not None else 0
     for cp in checkpoints:
         if cp.kind == "seal" and cp.seq in report.vouched and report.vouched[cp.seq] != cp.hash:
             problem(cp.seq, "altered", f"entry {cp.seq} differs from the platform-signed checkpoint of {cp.at}: "
                                        "the chain was rewritten after it")
-        if report.last_seq is not None and cp.seq > report.last_seq:
-            problem(report.last_seq + 1, "deleted", f"a signed checkpoint vouches for entry {cp.seq} but the chain "
-                                                    f"ends at {report.last_seq}: entries were deleted at the end")
+        if cp.seq > end:
+            problem(end + 1, "deleted", f"a signed checkpoint vouches for entry {cp.seq} but the chain "
+                                        f"ends at {end}: entries were deleted at the end")
 
 
 def _db_checkpoints(db: Session, chain: str) -> list[tuple[bytes, str]]:
@@ -183,10 +185,16 @@ def verify_database(db: Session, chain: str, public_key: bytes) -> ChainReport:
     checkpoints = _signed_checkpoints(_db_checkpoints(db, chain), public_key, report)
     _walk(_db_records(db, chain), report, checkpoints)
     head = db.get(JournalHead, chain)
-    if head is not None and report.last_seq is not None and head.seq > report.last_seq:
-        report.problems.append(Problem("database", chain, report.last_seq + 1, "deleted",
+    end = report.last_seq if report.last_seq is not None else 0
+    if head is not None and head.seq > end:
+        report.problems.append(Problem("database", chain, end + 1, "deleted",
                                        f"the chain head counts {head.seq} entries but the last one present is "
-                                       f"{report.last_seq}: entries were deleted at the end"))
+                                       f"{end}: entries were deleted at the end"))
+    elif head is not None and head.seq < end:
+        # Every entry is written with its head in one transaction: one beyond the head did not come from the journal.
+        report.problems.append(Problem("database", chain, head.seq + 1, "inserted",
+                                       f"the chain head counts {head.seq} entries but entries up to {end} are "
+                                       f"present: entry {head.seq + 1} onwards were inserted"))
     return report
 
 
@@ -201,8 +209,8 @@ def compare(db: Session, sink: FileSink, chain: str, db_report: ChainReport, fil
             limit: int = 20) -> list[Problem]:
     """The two sinks must hold the same entries. Two valid chains with the same first entry and the
     same last hash are identical; only when they are not do we walk both to name the differences."""
-    if (db_report.first_seq == file_report.first_seq and db_report.last_seq == file_report.last_seq
-            and db_report.last_hash == file_report.last_hash):
+    if (not db_report.problems and not file_report.problems and db_report.first_seq == file_report.first_seq
+            and db_report.last_seq == file_report.last_seq and db_report.last_hash == file_report.last_hash):
         return []
     problems: list[Problem] = []
     db_hashes = {r.column_seq: r.stored_hash for r in _db_records(db, chain)} if db_report.entries < 5_000_000 else {}

@@ -42,6 +42,7 @@ class Permission(StrEnum):
     JOURNAL_READ = "journal.read"
     ADMIN_USERS = "admin.users"
     ADMIN_DEVICES = "admin.devices"
+    DEVICES_ASSIGN = "devices.assign"  # check cameras out to agents for a shift, and in
     VAULT_OPERATE = "vault.operate"  # retention sweep, scrub: no content
     LIVE_VIEW = "live.view"
 
@@ -53,7 +54,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
     }),
     Role.CHIEF: frozenset({
         Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
-        Permission.RECORDINGS_HOLD, Permission.LIVE_VIEW,
+        Permission.RECORDINGS_HOLD, Permission.LIVE_VIEW, Permission.DEVICES_ASSIGN,
     }),
     Role.DESIGNATED_AGENT: frozenset({
         Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
@@ -62,7 +63,8 @@ GRANTS: dict[Role, frozenset[Permission]] = {
     Role.AGENT: frozenset({Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW}),
     Role.CSU_OPERATOR: frozenset({Permission.LIVE_VIEW}),
     Role.DPO: frozenset({Permission.RECORDINGS_LIST}),
-    Role.TECH_ADMIN: frozenset({Permission.ADMIN_USERS, Permission.ADMIN_DEVICES, Permission.VAULT_OPERATE}),
+    Role.TECH_ADMIN: frozenset({Permission.ADMIN_USERS, Permission.ADMIN_DEVICES, Permission.VAULT_OPERATE,
+                                Permission.DEVICES_ASSIGN}),
     Role.AUDITOR: frozenset({Permission.JOURNAL_READ}),
 }
 

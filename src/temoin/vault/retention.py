@@ -44,9 +44,13 @@ def _held():  # noqa: ANN202
     return exists().where(Hold.recording_id == Recording.id, Hold.lifted_at.is_(None))
 
 
+# Quarantined and never-completed uploads are personal data too: the same period applies to them.
+KEPT_STATES = (RecordingState.STORED, RecordingState.QUARANTINED, RecordingState.RECEIVING)
+
+
 def due_ids(db: Session, now: datetime, limit: int) -> list[str]:
     return list(db.scalars(select(Recording.id).where(
-        Recording.state == RecordingState.STORED, Recording.retention_until <= now, ~_held())
+        Recording.state.in_(KEPT_STATES), Recording.retention_until <= now, ~_held())
         .order_by(Recording.retention_until).limit(limit)))
 
 
@@ -103,7 +107,7 @@ def sweep(p: Platform, db: Session, now: datetime | None = None,
             progress(len(result.deleted), total)
     result.orphans_removed = remove_orphans(p, db)
     result.held = db.scalar(select(func.count()).select_from(Recording).where(
-        Recording.state == RecordingState.STORED, Recording.retention_until <= now, _held())) or 0
+        Recording.state.in_(KEPT_STATES), Recording.retention_until <= now, _held())) or 0
     return result
 
 

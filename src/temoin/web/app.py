@@ -23,7 +23,7 @@ from temoin.law.profiles import get_profile
 from temoin.platform import Platform
 from temoin.vault import retention
 from temoin.web import pages
-from temoin.web.routes import admin, ingest, journal, recordings, session
+from temoin.web.routes import admin, camera, ingest, journal, recordings, session, shifts
 
 log = logging.getLogger("temoin.retention")
 
@@ -64,7 +64,7 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     app.state.platform = p
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     for router in (session.router, ingest.router, recordings.router, journal.router, admin.router,
-                   admin.devices_router, pages.router):
+                   admin.devices_router, shifts.router, camera.router, pages.router):
         app.include_router(router)
 
     @app.get("/api/v1/platform", tags=["platform"], summary="Platform public key and clock")
