@@ -138,10 +138,12 @@ def authenticate(p: Platform, db: Session, header: str | None, method: str, path
     device = db.get(Device, device_id)
     if device is None:
         raise DeviceAuthFailure(401, "unknown camera: enrol it first (`temoin camera enroll`)")
+    # The signature first: an unsigned request naming a revoked camera must not flood the journal.
+    if not verify(device.public_key, sig, signing_string(method, path, ts, nonce)):
+        raise DeviceAuthFailure(401, "device signature invalid (forged, or signed for another request)",
+                                device if device.status == "active" else None)
     if device.status != "active":
         raise DeviceAuthFailure(403, "this camera has been revoked", device)
-    if not verify(device.public_key, sig, signing_string(method, path, ts, nonce)):
-        raise DeviceAuthFailure(401, "device signature invalid (forged, or signed for another request)", device)
     if abs(time.time() - ts) > p.settings.device_clock_window_s:
         raise DeviceAuthFailure(401, "device clock too far from the platform's: sync the camera's clock", device)
     db.add(DeviceNonce(device_id=device_id, nonce=nonce))

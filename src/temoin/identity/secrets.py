@@ -6,6 +6,7 @@ import hashlib
 import os
 import secrets
 import time
+from functools import cache
 
 import pyotp
 from argon2 import PasswordHasher
@@ -34,12 +35,15 @@ def check_password(stored: str, password: str) -> bool:
         return False
 
 
-# A fixed hash to spend the same time when the user does not exist (no user enumeration by timing).
-_DUMMY = _hasher.hash("temoin-dummy-password-for-timing")
+@cache
+def _dummy_hash() -> str:
+    # Made on first use, not at import: argon2 takes 64 MiB while hashing, which every process would pay.
+    return _hasher.hash("temoin-dummy-password-for-timing")
 
 
 def burn_time(password: str) -> None:
-    check_password(_DUMMY, password)
+    """Spend the same time when the user does not exist (no user enumeration by timing)."""
+    check_password(_dummy_hash(), password)
 
 
 def random_password() -> str:

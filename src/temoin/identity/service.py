@@ -115,6 +115,8 @@ def check_password(p: Platform, db: Session, username: str, password: str, addre
 
 
 def check_second_factor(p: Platform, db: Session, user: User, code: str) -> None:
+    # Failed codes count with failed passwords: past the limit, no more guessing on an open session.
+    _throttle(p, db, user.username, "totp")
     step = sec.totp_step_if_valid(totp_secret_of(p, user), code, user.totp_last_step)
     if step is None:
         db.add(LoginAttempt(username=user.username, address="totp", success=False))

@@ -70,17 +70,23 @@ class Sealer:
 
     def __init__(self, data_key: bytes, header: bytes, next_index: int = 0) -> None:
         self._aead = _blob_cipher(data_key, header)
-        self._header = header
+        self.header = header
         self.index = next_index
 
+    def seal_record(self, plaintext: bytes | memoryview) -> tuple[bytes, bytes]:
+        """One record (at most RECORD_BYTES): its length prefix and its ciphertext, kept apart so
+        that the caller writes them without concatenating a MiB."""
+        if len(plaintext) > RECORD_BYTES:
+            raise ValueError(f"a record holds at most {RECORD_BYTES} bytes")
+        sealed = self._aead.encrypt(_nonce(self.index), plaintext, self.header)
+        self.index += 1
+        return _LEN.pack(len(sealed)), sealed
+
     def seal(self, plaintext: bytes) -> bytes:
-        out = bytearray()
-        for start in range(0, len(plaintext), RECORD_BYTES):
-            chunk = plaintext[start:start + RECORD_BYTES]
-            sealed = self._aead.encrypt(_nonce(self.index), chunk, self._header)
-            out += _LEN.pack(len(sealed)) + sealed
-            self.index += 1
-        return bytes(out)
+        """Seal any length as consecutive records (small data; the vault's upload path uses seal_record)."""
+        view = memoryview(plaintext)
+        return b"".join(part for start in range(0, len(view), RECORD_BYTES)
+                        for part in self.seal_record(view[start:start + RECORD_BYTES]))
 
 
 def scan_records(fh: BinaryIO) -> tuple[int, int, int]:

@@ -157,14 +157,24 @@ def upload_status(p: Platform, db: Session, device: Device, recording_id: str) -
         if seg.complete:
             received = seg.size
         else:
-            _, _, received = p.store.staged_state(blob_key(tenant.slug, rec.id, seg.index))
+            _, _, received = p.store.staged_state(blob_key(tenant.slug, rec.id, seg.index), repair=False)
         segments.append(SegmentStatus(seg.index, seg.size, received, seg.complete))
     return UploadStatus(rec.id, rec.state, segments)
 
 
-# Hash states of uploads in progress, so that consecutive pieces need not re-read what is staged.
-# After a restart the state is rebuilt from the staged (sealed) bytes.
-_progress: dict[str, tuple[int, "hashlib._Hash"]] = {}
+@dataclass
+class _Progress:
+    """Where an upload stopped, so the next piece need not re-read what is staged."""
+
+    received: int
+    records: int
+    file_end: int
+    header: bytes
+    hasher: "hashlib._Hash"
+
+
+# After a restart (or if the staged file changed under us) the state is rebuilt from the sealed bytes.
+_progress: dict[str, _Progress] = {}
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -175,7 +185,11 @@ def _lock(key: str) -> threading.Lock:
 
 
 class SegmentUpload:
-    """Receives one piece of one segment: hashes and seals bytes as they arrive (bounded memory)."""
+    """Receives one piece of one segment: hashes and seals bytes as they arrive (bounded memory).
+
+    Bytes are copied once, into a one-record buffer; each full record is hashed and sealed from it
+    (call `feed` from a worker thread: sealing a MiB costs milliseconds of CPU).
+    """
 
     def __init__(self, p: Platform, db: Session, device: Device, recording_id: str, index: int,
                  start: int, total: int | None) -> None:
@@ -198,46 +212,55 @@ class SegmentUpload:
             if seg.complete:
                 raise IngestError(409, f"segment {index} is already complete", offset=seg.size)
             self.data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
-            header, records, received = p.store.staged_state(self.key)
-            if start != received:
-                raise IngestError(409, f"segment {index}: the vault holds {received} bytes, resume from there",
-                                  offset=received)
-            self.header_to_write = None
-            if header is None:
-                header = crypto.new_header()
-                self.header_to_write = header
-            self.sealer = crypto.Sealer(self.data_key, header, records)
-            self.hasher = self._hasher(header, received)
-            self.received = received
-            self.buffer = bytearray()
+            state = self._resume_state()
+            if start != state.received:
+                raise IngestError(409, f"segment {index}: the vault holds {state.received} bytes, resume from there",
+                                  offset=state.received)
+            self.header_to_write = None if state.file_end else state.header
+            self.sealer = crypto.Sealer(self.data_key, state.header, state.records)
+            self.hasher = state.hasher
+            self.received, self.file_end = state.received, state.file_end
+            self.buffer = bytearray(crypto.RECORD_BYTES)
+            self.fill = 0
         except BaseException:
             self.lock.release()
             raise
 
-    def _hasher(self, header: bytes, received: int):  # noqa: ANN202
+    def _resume_state(self) -> _Progress:
         cached = _progress.get(self.key)
-        if cached is not None and cached[0] == received:
-            return cached[1].copy()
+        if cached is not None and self.p.store.staged_size(self.key) == cached.file_end:
+            return _Progress(cached.received, cached.records, cached.file_end, cached.header, cached.hasher.copy())
+        header, records, received = self.p.store.staged_state(self.key)
         hasher = hashlib.sha256()
-        if received:
-            with self.p.store.open_staged(self.key) as fh:
-                for plain in crypto.open_records(fh, self.data_key):
-                    hasher.update(plain)
-        return hasher
+        if header is None:
+            return _Progress(0, 0, 0, crypto.new_header(), hasher)
+        with self.p.store.open_staged(self.key) as fh:
+            for plain in crypto.open_records(fh, self.data_key):
+                hasher.update(plain)
+        return _Progress(received, records, self.p.store.staged_size(self.key), header, hasher)
 
-    def feed(self, chunk: bytes) -> None:
-        if self.received + len(self.buffer) + len(chunk) > self.seg.size:
-            raise IngestError(413, f"segment {self.seg.index}: more bytes than the {self.seg.size} declared")
-        self.buffer += chunk
-        if len(self.buffer) >= crypto.RECORD_BYTES:
-            self._seal(bytes(self.buffer))
-            self.buffer.clear()
+    def feed(self, *chunks: bytes) -> None:
+        for chunk in chunks:
+            if self.received + self.fill + len(chunk) > self.seg.size:
+                raise IngestError(413, f"segment {self.seg.index}: more bytes than the {self.seg.size} declared")
+            view, room = memoryview(chunk), crypto.RECORD_BYTES
+            while view:
+                take = min(len(view), room - self.fill)
+                self.buffer[self.fill:self.fill + take] = view[:take]
+                self.fill += take
+                view = view[take:]
+                if self.fill == room:
+                    self._seal()
 
-    def _seal(self, plain: bytes) -> None:
+    def _seal(self) -> None:
+        plain = memoryview(self.buffer)[:self.fill]
         self.hasher.update(plain)
-        self.p.store.append_staged(self.key, self.header_to_write, self.sealer.seal(plain))
+        prefix, sealed = self.sealer.seal_record(plain)
+        self.p.store.append_staged(self.key, self.header_to_write, prefix, sealed)
+        self.file_end += (len(self.header_to_write) if self.header_to_write else 0) + len(prefix) + len(sealed)
         self.header_to_write = None
-        self.received += len(plain)
+        self.received += self.fill
+        self.fill = 0
 
     def finish(self) -> SegmentStatus:
         """Seal what is buffered, make it durable, and verify the segment once it is whole.
@@ -245,12 +268,12 @@ class SegmentUpload:
         Called also when the camera's connection breaks: what arrived is kept for the resume.
         """
         try:
-            if self.buffer:
-                self._seal(bytes(self.buffer))
-                self.buffer.clear()
+            if self.fill:
+                self._seal()
             self.p.store.sync_staged(self.key)
-            _progress[self.key] = (self.received, self.hasher.copy())
             if self.received < self.seg.size:
+                _progress[self.key] = _Progress(self.received, self.sealer.index, self.file_end,
+                                                self.sealer.header, self.hasher.copy())
                 return SegmentStatus(self.seg.index, self.seg.size, self.received, False)
             _progress.pop(self.key, None)
             digest = self.hasher.hexdigest()
@@ -269,6 +292,7 @@ class SegmentUpload:
             self.lock.release()
 
     def abort(self) -> None:
+        _progress.pop(self.key, None)
         self.lock.release()
 
 

@@ -40,8 +40,9 @@ def blob_key(tenant: str, recording_id: str, segment_index: int) -> str:
 
 
 class BlobStore(Protocol):
-    def staged_state(self, key: str) -> tuple[bytes | None, int, int]: ...
-    def append_staged(self, key: str, header: bytes | None, data: bytes) -> None: ...
+    def staged_state(self, key: str, *, repair: bool = True) -> tuple[bytes | None, int, int]: ...
+    def append_staged(self, key: str, header: bytes | None, *parts: bytes) -> None: ...
+    def staged_size(self, key: str) -> int: ...
     def sync_staged(self, key: str) -> None: ...
     def open_staged(self, key: str) -> BinaryIO:
         return self._path(self.staging, key).open("rb")
@@ -79,33 +80,47 @@ class LocalBlobStore:
 
     # Staging: resumable, append-only.
 
-    def staged_state(self, key: str) -> tuple[bytes | None, int, int]:
-        """(blob header, complete records, plaintext bytes) of a staged blob; cuts a torn record off."""
-        self._close_handle(key)
+    def staged_state(self, key: str, *, repair: bool = True) -> tuple[bytes | None, int, int]:
+        """(blob header, complete records, plaintext bytes) of a staged blob; cuts a torn record off.
+
+        repair=False only reads: for status queries, which may run while an upload of the same blob
+        is writing (a record being written looks torn, and must not be cut under the writer's feet).
+        Only the upload itself, holding the blob's lock, repairs.
+        """
+        if repair:
+            self._close_handle(key)
         path = self._path(self.staging, key)
         if not path.exists():
             return None, 0, 0
-        with path.open("r+b") as fh:
+        with path.open("r+b" if repair else "rb") as fh:
             header = fh.read(crypto.HEADER_BYTES)
             if len(header) < crypto.HEADER_BYTES:
-                fh.truncate(0)
+                if repair:
+                    fh.truncate(0)
                 return None, 0, 0
             count, plain, end = crypto.scan_records(fh)
-            if end != fh.seek(0, os.SEEK_END):
+            if repair and end != fh.seek(0, os.SEEK_END):
                 fh.truncate(end)  # a record torn by a crash: the camera resends from `plain`
                 os.fsync(fh.fileno())
         return header, count, plain
 
-    def append_staged(self, key: str, header: bytes | None, data: bytes) -> None:
+    def staged_size(self, key: str) -> int:
+        try:
+            return self._path(self.staging, key).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def append_staged(self, key: str, header: bytes | None, *parts: bytes) -> None:
         fh = self._handles.get(key)
         try:
             if fh is None:
                 path = self._path(self.staging, key)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fh = self._handles[key] = path.open("ab")
+                fh = self._handles[key] = path.open("ab", buffering=0)
             if header is not None:
                 fh.write(header)
-            fh.write(data)
+            for part in parts:
+                fh.write(part)
         except OSError as exc:
             self._close_handle(key)
             _raise_storage(exc, "staging an upload")

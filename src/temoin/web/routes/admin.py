@@ -14,7 +14,7 @@ from temoin.identity import devices, service
 from temoin.identity.models import Device, Tenant, User
 from temoin.identity.secrets import WeakPassword
 from temoin.identity.service import actor_of
-from temoin.law.access import Permission, Role
+from temoin.law.access import Permission, Role, can_see_content
 from temoin.platform import Platform
 from temoin.web.deps import Principal, get_db, get_platform, require
 
@@ -81,6 +81,11 @@ def list_users(who: Principal = require(Permission.ADMIN_USERS), db: Session = D
 @router.post("/users", response_model=NewUserOut, status_code=201, summary="Create a user")
 def create_user(body: UserIn, who: Principal = require(Permission.ADMIN_USERS), db: Session = Depends(get_db),
                 p: Platform = Depends(get_platform)) -> NewUserOut:
+    if can_see_content(body.role):
+        # The technical administrator never sees content, so cannot mint accounts that do (and learn their
+        # password): those are created on the server, by whoever the controller entrusts with it.
+        raise HTTPException(403, f"accounts with the role {body.role.value} can see content: create them on the "
+                                 "server with `temoin admin user create`")
     try:
         new = service.create_user(p, db, who.tenant, username=body.username, display_name=body.display_name,
                                   role=body.role, agent_number=body.agent_number, by=actor_of(who.user))

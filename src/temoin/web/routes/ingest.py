@@ -14,6 +14,7 @@ from temoin.evidence.manifest import SignedReceipt
 from temoin.identity.models import Device
 from temoin.platform import Platform
 from temoin.vault import ingest
+from temoin.vault.crypto import RECORD_BYTES
 from temoin.vault.storage import StorageError, StorageFull
 from temoin.web.deps import current_device, get_db, get_platform
 
@@ -87,10 +88,7 @@ async def put_segment(recording_id: str, index: int, request: Request, device: D
         return _error(exc)
     try:
         try:
-            async for chunk in request.stream():
-                upload.feed(chunk)
-        except ClientDisconnect:
-            pass  # the camera went away: keep what arrived, it resumes from there
+            await _receive(request, upload)
         except ingest.IngestError as exc:
             await run_in_threadpool(upload.finish)
             return _error(exc)
@@ -105,6 +103,24 @@ async def put_segment(recording_id: str, index: int, request: Request, device: D
         return _error(ingest.IngestError(507 if isinstance(exc, StorageFull) else 500, str(exc)))
     return JSONResponse({"index": seg.index, "received": seg.received, "size": seg.size, "complete": seg.complete},
                         headers={OFFSET_HEADER: str(seg.received)})
+
+
+async def _receive(request: Request, upload: ingest.SegmentUpload) -> None:
+    """Gather what the socket gives until a record is full, then hash and seal it off the event loop."""
+    pending: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= RECORD_BYTES:
+                await run_in_threadpool(upload.feed, *pending)
+                pending.clear()
+                size = 0
+    except ClientDisconnect:
+        pass  # the camera went away: keep what arrived, it resumes from there
+    if pending:
+        await run_in_threadpool(upload.feed, *pending)
 
 
 @router.post("/recordings/{recording_id}/complete", response_model=SignedReceipt,

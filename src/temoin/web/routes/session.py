@@ -62,6 +62,8 @@ def second_factor(p: Platform, db: Session, request: Request, code: str):  # noq
     session, user = found
     try:
         service.check_second_factor(p, db, user, code)
+    except service.Throttled as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     except service.IdentityError as exc:
         raise HTTPException(401, str(exc)) from None
     session.second_factor_ok = True
