@@ -221,10 +221,10 @@ def test_blobs_left_by_a_sweep_killed_after_its_commit_are_removed_next_time(pla
     rid, _ = upload(platform, client, commune, started_at=days_ago(50))
     other, _ = upload(platform, client, commune, started_at=days_ago(1))
 
-    def killed(prefix: str) -> int:
+    def killed(prefixes: list[str]) -> int:
         raise SystemExit("killed")
 
-    monkeypatch.setattr(platform.store, "delete_prefix", killed)
+    monkeypatch.setattr(platform.store, "delete_prefixes", killed)
     with platform.session() as db, pytest.raises(SystemExit):
         sweep(platform, db)
     monkeypatch.undo()

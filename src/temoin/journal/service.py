@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import orjson
-from sqlalchemy import event, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
@@ -24,30 +24,42 @@ class Journal:
         self.sink = sink
 
     def write(self, db: Session, draft: EntryDraft, *, tenant_id: int | None, tenant_slug: str | None,
-              at: datetime | None = None) -> JournalEntry:
+              at: datetime | None = None) -> None:
+        self.write_many(db, [draft], tenant_id=tenant_id, tenant_slug=tenant_slug, at=at)
+
+    def write_many(self, db: Session, drafts: list[EntryDraft], *, tenant_id: int | None, tenant_slug: str | None,
+                   at: datetime | None = None) -> None:
+        """Append entries to one chain in the caller's transaction, moving the chain head once."""
+        if not drafts:
+            return
         chain = tenant_slug or PLATFORM_CHAIN
-        seq, prev = self._advance_head(db, chain)
+        seq, prev = self._advance_head(db, chain, len(drafts))
         # Timestamped once the head is held, so times follow sequence numbers.
         at = at or utcnow()
-        body = entry_body(draft, chain=chain, seq=seq, prev=prev, at=at, tenant=tenant_slug)
-        digest = entry_hash(body)
-        db.execute(update(JournalHead).where(JournalHead.chain == chain).values(hash=digest))
-        entry = JournalEntry(chain=chain, seq=seq, at=at, tenant_id=tenant_id, action=draft.action.value,
-                             event=draft.event, body=body.decode(), prev_hash=prev, hash=digest)
-        db.add(entry)
-        self._queue_for_file(db, chain, at, digest, body)
-        return entry
+        rows = []
+        for draft in drafts:
+            body = entry_body(draft, chain=chain, seq=seq, prev=prev, at=at, tenant=tenant_slug)
+            digest = entry_hash(body)
+            rows.append({"chain": chain, "seq": seq, "at": at, "tenant_id": tenant_id, "action": draft.action.value,
+                         "event": draft.event, "body": body.decode(), "prev_hash": prev, "hash": digest})
+            self._queue_for_file(db, chain, at, digest, body)
+            seq, prev = seq + 1, digest
+        db.execute(update(JournalHead).where(JournalHead.chain == chain).values(hash=prev),
+                   execution_options={"synchronize_session": False})
+        db.execute(insert(JournalEntry), rows)
 
-    def _advance_head(self, db: Session, chain: str) -> tuple[int, str]:
+    def _advance_head(self, db: Session, chain: str, count: int) -> tuple[int, str]:
+        """Reserve `count` sequence numbers; returns the first one and the hash to chain onto."""
         # The UPDATE comes first: it takes the row lock (PostgreSQL) or the write lock (SQLite)
         # before the head is read, so two writers can never chain onto the same entry.
-        moved = db.execute(update(JournalHead).where(JournalHead.chain == chain).values(seq=JournalHead.seq + 1))
+        moved = db.execute(update(JournalHead).where(JournalHead.chain == chain)
+                           .values(seq=JournalHead.seq + count), execution_options={"synchronize_session": False})
         if moved.rowcount == 0:
-            db.add(JournalHead(chain=chain, seq=1, hash=GENESIS))
+            db.add(JournalHead(chain=chain, seq=count, hash=GENESIS))
             db.flush()
             return 1, GENESIS
         head = db.execute(select(JournalHead.seq, JournalHead.hash).where(JournalHead.chain == chain)).one()
-        return head.seq, head.hash
+        return head.seq - count + 1, head.hash
 
     def _queue_for_file(self, db: Session, chain: str, at: datetime, digest: str, body: bytes) -> None:
         pending = db.info.get(_PENDING)

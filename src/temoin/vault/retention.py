@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
@@ -54,58 +54,83 @@ def due_ids(db: Session, now: datetime, limit: int) -> list[str]:
         .order_by(Recording.retention_until).limit(limit)))
 
 
+_CERT_COLUMNS = (Recording.id, Recording.tenant_id, Recording.device_id, Recording.agent_ref, Recording.started_at,
+                 Recording.ended_at, Recording.manifest_sha256, Recording.chain_head, Recording.retention_until)
+
+
+def _erase(p: Platform, db: Session, rows: list, tenants: dict[int, Tenant], *, reason: str, actor: Actor,
+           rules: dict[int, str], now: datetime, details: dict | None = None) -> None:
+    """Destroy the data keys of `rows` (recordings, as _CERT_COLUMNS), sign one certificate each and journal
+    each erasure, in the caller's transaction. Batched: one statement per table, one head move per chain."""
+    certificates, by_tenant = [], {}
+    for row in rows:
+        tenant, rule = tenants[row.tenant_id], rules[row.tenant_id]
+        body = canonical_bytes({
+            "schema": "temoin.deletion-certificate/1", "recording_id": row.id, "tenant": tenant.slug,
+            "camera_id": row.device_id, "agent": row.agent_ref, "started_at": row.started_at.isoformat(),
+            "ended_at": row.ended_at.isoformat(), "manifest_sha256": row.manifest_sha256,
+            "chain_head": row.chain_head, "retention_until": row.retention_until.isoformat(),
+            "deleted_at": now.isoformat(), "reason": reason, "rule": rule,
+            "platform_key_id": p.keyring.public_key_id, **(details or {})})
+        certificates.append({"tenant_id": tenant.id, "recording_id": row.id, "deleted_at": now,
+                             "body": body.decode(), "signature": p.keyring.sign(body)})
+        by_tenant.setdefault(tenant.id, []).append(EntryDraft(
+            action=Action.ERASURE, event=f"recording.deleted.{reason}", actor=actor, recordings=[row.id],
+            cameras=[row.device_id], details={"rule": rule, "retention_until": row.retention_until.isoformat(),
+                                              **(details or {})}))
+    db.execute(insert(DeletionCertificate), certificates)
+    db.execute(update(Recording).where(Recording.id.in_([r.id for r in rows]))
+               .values(wrapped_key=None, state=RecordingState.DELETED, deleted_at=now, state_reason=reason)
+               .execution_options(synchronize_session=False))
+    for tenant_id, drafts in by_tenant.items():
+        tenant = tenants[tenant_id]
+        p.journal.write_many(db, drafts, tenant_id=tenant.id, tenant_slug=tenant.slug)
+
+
+def _rule(tenant: Tenant) -> str:
+    profile = get_profile(tenant.profile)
+    return f"{profile.id}: {profile.retention.describe()}"
+
+
 def delete_recording(p: Platform, db: Session, rec: Recording, *, reason: str, actor: Actor,
-                     rule: str, now: datetime | None = None, details: dict | None = None) -> DeletionCertificate:
-    """Destroy one recording's data key and write its certificate and journal entry (caller commits)."""
+                     rule: str | None = None, now: datetime | None = None, details: dict | None = None) -> None:
+    """Destroy one recording's data key and write its certificate and journal entry (caller commits).
+
+    Early deletion (a citizen's erasure request) goes through here; the retention sweep batches the same."""
     if active_hold(db, rec.id) is not None:
         raise HoldForbidsDeletion(f"{rec.id} is on hold for a procedure: lift the hold first")
-    now = now or utcnow()
     tenant = db.get(Tenant, rec.tenant_id)
-    assert tenant is not None
-    body = canonical_bytes({
-        "schema": "temoin.deletion-certificate/1", "recording_id": rec.id, "tenant": tenant.slug,
-        "camera_id": rec.device_id, "agent": rec.agent_ref, "started_at": rec.started_at.isoformat(),
-        "ended_at": rec.ended_at.isoformat(), "manifest_sha256": rec.manifest_sha256,
-        "chain_head": rec.chain_head, "retention_until": rec.retention_until.isoformat(),
-        "deleted_at": now.isoformat(), "reason": reason, "rule": rule,
-        "platform_key_id": p.keyring.public_key_id, **(details or {})})
-    cert = DeletionCertificate(tenant_id=tenant.id, recording_id=rec.id, deleted_at=now, body=body.decode(),
-                               signature=p.keyring.sign(body))
-    db.add(cert)
-    rec.wrapped_key, rec.state, rec.deleted_at, rec.state_reason = None, RecordingState.DELETED, now, reason
-    p.record(db, EntryDraft(action=Action.ERASURE, event=f"recording.deleted.{reason}", actor=actor,
-                            recordings=[rec.id], cameras=[rec.device_id],
-                            details={"rule": rule, "retention_until": rec.retention_until.isoformat(),
-                                     **(details or {})}), tenant)
-    return cert
+    row = db.execute(select(*_CERT_COLUMNS).where(Recording.id == rec.id)).one()
+    _erase(p, db, [row], {tenant.id: tenant}, reason=reason, actor=actor, rules={tenant.id: rule or _rule(tenant)},
+           now=now or utcnow(), details=details)
+    db.expire(rec)
 
 
 def sweep(p: Platform, db: Session, now: datetime | None = None,
-          progress: Callable[[int, int], None] | None = None) -> SweepResult:
-    """Delete every recording whose period is over and that no hold keeps."""
+          progress: Callable[[int, int], None] | None = None, orphans: bool = True) -> SweepResult:
+    """Delete every recording whose period is over and that no hold keeps.
+
+    `orphans` also looks through the whole store for blobs left by a sweep killed after its commit.
+    """
     now = now or utcnow()
     result = SweepResult()
     actor = Actor.system("retention")
     total = len(due_ids(db, now, 10**9)) if progress else 0
-    profiles: dict[int, tuple[str, str]] = {}
+    tenants = {t.id: t for t in db.scalars(select(Tenant))}
+    rules = {tid: _rule(t) for tid, t in tenants.items()}
     while True:
         ids = due_ids(db, now, BATCH)
         if not ids:
             break
-        recs = db.scalars(select(Recording).where(Recording.id.in_(ids))).all()
-        for rec in recs:
-            if rec.tenant_id not in profiles:
-                tenant = db.get(Tenant, rec.tenant_id)
-                profile = get_profile(tenant.profile)
-                profiles[rec.tenant_id] = (tenant.slug, f"{profile.id}: {profile.retention.describe()}")
-            delete_recording(p, db, rec, reason="retention", actor=actor, rule=profiles[rec.tenant_id][1], now=now)
+        rows = db.execute(select(*_CERT_COLUMNS).where(Recording.id.in_(ids))).all()
+        _erase(p, db, rows, tenants, reason="retention", actor=actor, rules=rules, now=now)
         db.commit()  # keys destroyed and journaled: from here the bytes are unreadable
-        for rec in recs:
-            result.blobs_removed += p.store.delete_prefix(f"{profiles[rec.tenant_id][0]}/{rec.id}")
-            result.deleted.append(rec.id)
+        result.blobs_removed += p.store.delete_prefixes([f"{tenants[r.tenant_id].slug}/{r.id}" for r in rows])
+        result.deleted += [r.id for r in rows]
         if progress:
             progress(len(result.deleted), total)
-    result.orphans_removed = remove_orphans(p, db)
+    if orphans:
+        result.orphans_removed = remove_orphans(p, db)
     result.held = db.scalar(select(func.count()).select_from(Recording).where(
         Recording.state.in_(KEPT_STATES), Recording.retention_until <= now, _held())) or 0
     return result
@@ -119,7 +144,7 @@ def remove_orphans(p: Platform, db: Session) -> int:
     def flush() -> int:
         ids = {prefix.split("/", 1)[1]: prefix for prefix in batch}
         gone = db.scalars(select(Recording.id).where(Recording.id.in_(ids), Recording.state == RecordingState.DELETED))
-        count = sum(p.store.delete_prefix(ids[rid]) for rid in gone)
+        count = p.store.delete_prefixes([ids[rid] for rid in gone])
         batch.clear()
         return count
 

@@ -40,19 +40,18 @@ def blob_key(tenant: str, recording_id: str, segment_index: int) -> str:
 
 
 class BlobStore(Protocol):
-    def staged_state(self, key: str, *, repair: bool = True) -> tuple[bytes | None, int, int]: ...
-    def append_staged(self, key: str, header: bytes | None, *parts: bytes) -> None: ...
-    def staged_size(self, key: str) -> int: ...
-    def sync_staged(self, key: str) -> None: ...
-    def open_staged(self, key: str) -> BinaryIO:
-        return self._path(self.staging, key).open("rb")
+    """What the vault needs of a storage backend (the local filesystem now; S3-compatible next)."""
 
+    def staged_state(self, key: str, *, repair: bool = True) -> tuple[bytes | None, int, int]: ...
+    def staged_size(self, key: str) -> int: ...
+    def append_staged(self, key: str, header: bytes | None, *parts: bytes) -> None: ...
+    def sync_staged(self, key: str) -> None: ...
     def open_staged(self, key: str) -> BinaryIO: ...
     def discard_staged(self, key: str) -> None: ...
     def promote(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def open(self, key: str) -> BinaryIO: ...
-    def delete_prefix(self, prefix: str) -> int: ...
+    def delete_prefixes(self, prefixes: list[str]) -> int: ...
     def prefixes(self) -> Iterator[str]: ...
 
 
@@ -182,14 +181,24 @@ class LocalBlobStore:
         return self._path(self.blobs, key).stat().st_size
 
     def delete_prefix(self, prefix: str) -> int:
-        """Remove every blob (and staged part) under `tenant/recording/`. Returns files removed."""
-        removed = 0
-        for base in (self.blobs, self.staging):
-            folder = self._path(base, prefix.rstrip("/"))
-            if folder.is_dir():
-                removed += sum(1 for p in folder.rglob("*") if p.is_file())
+        return self.delete_prefixes([prefix])
+
+    def delete_prefixes(self, prefixes: list[str]) -> int:
+        """Remove every blob (and staged part) under each `tenant/recording`. Returns files removed.
+
+        The parent folders are fsynced once for the whole batch, not once per recording."""
+        removed, parents = 0, set()
+        for prefix in prefixes:
+            for base in (self.blobs, self.staging):
+                folder = self._path(base, prefix.rstrip("/"))
+                try:
+                    removed += len(os.listdir(folder))
+                except FileNotFoundError:
+                    continue
                 shutil.rmtree(folder)
-                _fsync_dir(folder.parent)
+                parents.add(folder.parent)
+        for parent in parents:
+            _fsync_dir(parent)
         return removed
 
     def prefixes(self) -> Iterator[str]:
