@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from temoin.camera.cli import camera_app
 from temoin.keyring import KeyError_
 from temoin.law.access import Role
 from temoin.platform import Platform
@@ -30,6 +31,7 @@ admin.add_typer(device_cmd, name="device")
 app.add_typer(retention_cmd, name="retention")
 app.add_typer(journal_cmd, name="journal")
 app.add_typer(vault_cmd, name="vault")
+app.add_typer(camera_app, name="camera")
 
 console = Console()
 err = Console(stderr=True)
@@ -67,11 +69,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
 
 @app.command()
-def demo(host: str = "127.0.0.1", port: int = 8000, recordings: int = typer.Option(4, min=0, max=50)) -> None:
-    """Start the platform with a demo commune, users, cameras and signed sample recordings."""
+def demo(host: str = "127.0.0.1", port: int = 8000, recordings: int = typer.Option(4, min=0, max=50),
+         cameras: int = typer.Option(6, min=0, max=8, help="simulated cameras on patrol (each the real agent)")) -> None:
+    """Start the platform with a demo commune, users, sample recordings and a fleet of simulated cameras."""
     from temoin.demo.run import run_demo
 
-    run_demo(host=host, port=port, recordings=recordings, console=console)
+    run_demo(host=host, port=port, recordings=recordings, console=console, cameras=cameras)
 
 
 # --- administration -------------------------------------------------------------------------------

@@ -16,14 +16,20 @@ header, checkpoints and manifest. Stopping finalises the manifest (`build_manife
 Docked, `offload` hands every finalised recording to the vault and deletes the local copy only
 once the vault's receipt verifies and matches.
 
-The wearer's API is what this class exposes: start, stop, say whether people were told, dock.
-There is no way through it to play back or delete a recording.
+Online, the agent takes its settings from the platform (`apply`, see `platform_link`): the
+wearer from the shift assignment (`UNASSIGNED` when there is none: it records anyway and says
+so), the tenant's pre-event buffer, the territory (a recording with a fix outside it is marked
+`outside_territory`, never refused) and the measured clock offset, written into each manifest.
+
+The wearer's API is what this class exposes: start, stop, say whether people were told, the live
+button, dock. There is no way through it to play back or delete a recording.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -34,11 +40,14 @@ from temoin.camera.buffer import DEFAULT_BITRATE_BPS, DEFAULT_PRE_EVENT_S, PreEv
 from temoin.camera.clock import Clock, system_clock
 from temoin.camera.device_store import DeviceStore, Notice, RecordingHeader, RecordingWriter, StoreError
 from temoin.camera.gps import RECORDING_INTERVAL_S, STANDBY_INTERVAL_S, GpsSchedule, GpsSource
+from temoin.camera.inputs import LiveButton
 from temoin.camera.media import EncodedSegment, SegmentWriter
 from temoin.camera.offload import OffloadError, VaultClient
+from temoin.camera.platform_link import UNASSIGNED, CameraSettings
 from temoin.camera.signals import DEFAULT_BEEP_INTERVAL_S, Led, RecordingIndicator, Signals, TerminalSignals, Vibration
 from temoin.camera.sources import AudioSource, VideoSource
 from temoin.evidence.manifest import GpsFix, NotInformedReason, SignedManifest, SignedReceipt, Trigger
+from temoin.geo.territory import contains
 
 # Inputs that start a recording by themselves, and what the recording says about them.
 AUTOMATIC_INPUTS = {"taser": "Taser-type weapon armed (R511-28)"}
@@ -53,7 +62,7 @@ class AgentState(StrEnum):
 @dataclass(frozen=True)
 class AgentConfig:
     camera_id: str
-    agent_id: str  # the wearer, from the shift assignment
+    agent_id: str = UNASSIGNED  # the wearer, from the shift assignment (`apply` updates it)
     pre_event_s: float = DEFAULT_PRE_EVENT_S
     pre_event_audio: bool = False  # video only by default (common practice, privacy)
     record_audio: bool = True
@@ -81,8 +90,12 @@ class OffloadOutcome:
 class CameraAgent:
     def __init__(self, config: AgentConfig, *, store: DeviceStore, video: VideoSource,
                  audio: AudioSource | None = None, gps: GpsSource | None = None, signals: Signals | None = None,
-                 clock: Clock = system_clock, recover: bool = True) -> None:
+                 clock: Clock = system_clock, recover: bool = True, settings: CameraSettings | None = None) -> None:
         self.config = config
+        self.agent_id = config.agent_id  # the wearer now; a recording keeps the one it started with
+        self.territory: dict | None = None  # the tenant's authorised territory (R241-8 II), once known
+        self.settings: CameraSettings | None = None
+        self.live_requested_at: datetime | None = None
         self.store = store
         self.video = video
         self.audio = audio
@@ -102,9 +115,52 @@ class CameraAgent:
         self._writer_audio = False
         self._recording: RecordingWriter | None = None
         self._notice: Notice | None = None
-        # A camera that died mid-recording finalises what it kept, so that it can be offloaded.
-        self.recovered: list[SignedManifest] = store.recover() if recover else []
+        self._outside = False  # a fix of the current recording fell outside the territory
+        self._deferred: CameraSettings | None = None  # settings that wait for the recording to stop
+        self._live_button = LiveButton()
         self.signals.led(Led.STANDBY)
+        if settings is not None:
+            self.apply(settings)
+        # A camera that died mid-recording finalises what it kept, so that it can be offloaded.
+        self.recovered: list[SignedManifest] = store.recover(
+            territory=self.territory, clock_offset_ms=self.clock_offset_ms) if recover else []
+
+    # --- settings from the platform ---------------------------------------------------------
+
+    def apply(self, settings: CameraSettings) -> None:
+        """Take the platform's settings: clock offset and territory at once; the wearer and the
+        pre-event buffer at once in standby, after the current recording otherwise (a recording
+        keeps one wearer from start to end)."""
+        previous, self.settings = self.settings, settings
+        self.clock_offset_ms = settings.clock_offset_ms
+        self.territory = settings.territory
+        if settings.clock_drift and (previous is None or not previous.clock_drift):
+            self.signals.warn(f"camera clock off by {settings.clock_offset_ms / 1000:+.1f} s from the platform: "
+                              "recordings are flagged; have the clock set")
+        if self.state is AgentState.RECORDING:
+            self._deferred = settings
+            return
+        self._apply_standby(settings, first=previous is None)
+
+    def _apply_standby(self, settings: CameraSettings, first: bool = False) -> None:
+        self._deferred = None
+        changed = settings.agent_id != self.agent_id
+        resize = settings.pre_event_buffer_s != self.buffer.seconds
+        if changed or resize:
+            # What is buffered was burned in with the previous wearer (or sized for the old
+            # buffer): drop it rather than hand it over under another name.
+            if self._writer is not None:
+                self._writer.abort()
+                self._writer = None
+            self.buffer.clear()
+        if resize:
+            self.buffer = PreEventBuffer(settings.pre_event_buffer_s, bitrate_bps=self.config.buffer_bitrate_bps)
+        self.agent_id = settings.agent_id
+        if changed and settings.assignment is not None:
+            self.signals.warn(f"camera assigned to {settings.assignment.display_name} ({settings.agent_id})")
+        if self.agent_id == UNASSIGNED and (changed or first):
+            self.signals.warn("no agent assigned to this camera: it records as UNASSIGNED "
+                              "(have it checked out to you)")
 
     # --- the capture loop -------------------------------------------------------------------
 
@@ -144,8 +200,9 @@ class CameraAgent:
             else:
                 self.audio.stop()
         self._writer_audio = audio
+        agent_id = self._recording.header.agent_id if self._recording is not None else self.agent_id
         return SegmentWriter(0, at, width=self.video.width, height=self.video.height, fps=self.video.fps,
-                             agent_id=self.config.agent_id, camera_id=self.config.camera_id, audio=audio,
+                             agent_id=agent_id, camera_id=self.config.camera_id, audio=audio,
                              sample_rate=self.audio.sample_rate if self.audio is not None else 48_000)
 
     def _feed_audio(self, until: datetime) -> None:
@@ -187,11 +244,19 @@ class CameraAgent:
         self.last_fix = fix
         if recording:
             self._pending_fixes.append(fix)
+            self._check_territory([fix])
         else:
             self._standby_fixes.append(fix)
             horizon = at - timedelta(seconds=self.config.pre_event_s + self.config.gps_standby_interval_s)
             while self._standby_fixes and self._standby_fixes[0].t < horizon:
                 self._standby_fixes.popleft()
+
+    def _check_territory(self, fixes: list[GpsFix]) -> None:
+        if self._outside or not self.territory:
+            return
+        if any(not contains(self.territory, f.lat, f.lon) for f in fixes):
+            self._outside = True  # marked in the manifest; recording goes on (never refused)
+            self.signals.warn("outside the authorised territory (R241-8 II): the recording goes on and is marked")
 
     # --- the wearer's and the inputs' actions ----------------------------------------------------
 
@@ -210,7 +275,7 @@ class CameraAgent:
             self.buffer.push(self._close_writer(), now)
         pre_event = self.buffer.take(now)
         header = RecordingHeader(recording_id=f"rec-{uuid.uuid4().hex[:16]}", camera_id=self.config.camera_id,
-                                 agent_id=self.config.agent_id, trigger=trigger, trigger_detail=detail,
+                                 agent_id=self.agent_id, trigger=trigger, trigger_detail=detail,
                                  triggered_at=now, pre_event_buffer_s=self.config.pre_event_s)
         self._recording = self.store.begin(header)
         self._notice = notice
@@ -218,11 +283,15 @@ class CameraAgent:
         first = pre_event[0].started_at if pre_event else now
         self._pending_fixes = _fixes_since(self._standby_fixes, first)
         self._standby_fixes.clear()
+        self._outside = False
+        self._check_territory(self._pending_fixes)
         self._gps_schedule.reset()
         self._poll_gps(now)  # the place of collection, now
         self._indicator.start(now)  # the light and the beep first: the people filmed see it at once
         self.signals.vibrate(Vibration.AUTOMATIC_TRIGGER if trigger is Trigger.AUTOMATIC
                              else Vibration.RECORDING_STARTED)
+        if self.agent_id == UNASSIGNED:
+            self.signals.warn("recording as UNASSIGNED: no agent is checked out with this camera")
         for segment in pre_event:
             self._store(segment)
         return header.recording_id
@@ -248,13 +317,17 @@ class CameraAgent:
         recording, self._recording = self._recording, None
         self.state = AgentState.STANDBY
         try:
-            signed = recording.finalise(notice=self._notice, clock_offset_ms=self.clock_offset_ms)
+            signed = recording.finalise(notice=self._notice, clock_offset_ms=self.clock_offset_ms,
+                                        outside_territory=self._outside)
         finally:
             self.store.release(recording)
             self._notice = None
+            self._outside = False
             self._gps_schedule.reset()
             self._indicator.stop(now)
             self.signals.vibrate(Vibration.RECORDING_STOPPED)
+            if self._deferred is not None:
+                self._apply_standby(self._deferred)
         return signed
 
     def press_record(self, notice: Notice | None = None) -> str | SignedManifest:
@@ -276,15 +349,39 @@ class CameraAgent:
             return self.recording_id
         return self.start_recording(Trigger.AUTOMATIC, detail=self.config.automatic_inputs[name])
 
+    def press_live(self) -> str | None:
+        """One press of the live button. The second press within 0.5 s is a live request: recording
+        starts at once (trigger: live_request). Returns the recording id on a live request."""
+        now = self.clock()
+        if not self._live_button.press(now):
+            return None
+        self.live_requested_at = now
+        if self.state is AgentState.RECORDING:
+            rid = self.recording_id
+        else:
+            # A threat is presumed (R241-11): nobody stops to announce the camera.
+            rid = self.start_recording(Trigger.LIVE_REQUEST, detail="live button (double press)", notice=Notice.not_told(
+                NotInformedReason.CIRCUMSTANCES, "live request (threat): not confirmed by the wearer"))
+        # Honest to the wearer: nobody is watching yet, the CSU must be called by radio.
+        self.signals.vibrate(Vibration.ATTENTION)
+        self.signals.warn("live request: the camera records, but live transmission to the CSU is not "
+                          "available in this version: call the CSU by radio")
+        return rid
+
     # --- docked ----------------------------------------------------------------------------
 
-    def offload(self, vault: VaultClient) -> OffloadOutcome:
-        """Hand every finalised recording to the vault; each local copy goes only on a valid receipt."""
+    def offload(self, vault: VaultClient, progress: Callable[[str, int], None] | None = None) -> OffloadOutcome:
+        """Hand every finalised recording to the vault; each local copy goes only on a valid receipt.
+
+        `progress(recording_id, n)` hears of the bytes the vault holds as they arrive.
+        """
         outcome = OffloadOutcome()
         self.signals.led(Led.OFFLOADING)
         for rid in self.store.pending():
+            send = vault.offload if progress is None else (
+                lambda signed, segments, rid=rid: vault.offload(signed, segments, progress=lambda n: progress(rid, n)))
             try:
-                outcome.sent[rid] = self.store.hand_over(rid, vault.offload)
+                outcome.sent[rid] = self.store.hand_over(rid, send)
             except (OffloadError, StoreError, httpx.HTTPError) as exc:
                 outcome.kept[rid] = f"{type(exc).__name__}: {exc}"
         self.signals.led(Led.ATTENTION if outcome.kept else

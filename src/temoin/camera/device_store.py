@@ -46,6 +46,7 @@ from temoin.evidence.chain import first_link, next_link
 from temoin.evidence.manifest import (HEX64, SAFE_ID, GpsFix, NotInformedReason, SegmentEntry, SignedManifest,
                                       SignedReceipt, Trigger, is_safe_id)
 from temoin.evidence.signing import public_key_bytes, verify
+from temoin.geo.territory import contains
 from temoin.vault.crypto import IntegrityError, Sealer, new_data_key, new_header, open_records, unwrap_key, wrap_key
 
 HEADER_SCHEMA = "temoin.device-recording/1"
@@ -442,29 +443,32 @@ class RecordingWriter:
 
     def finalise(self, *, notice: Notice | None = None, ended_at: datetime | None = None,
                  clock_offset_ms: int | None = None, outside_territory: bool = False) -> SignedManifest:
-        """Build the manifest from the bytes on disk (`build_manifest`), sign it, write it."""
+        """Build the manifest from the checkpointed entries (`build_manifest`), sign it, write it.
+
+        The entries were computed from the plaintext as each segment was written (or, after a
+        crash, re-verified by decrypting it): nothing is decrypted again here.
+        """
         self._check_open()
         if not self._entries:
             raise StoreError(f"recording {self.recording_id} has no segment: nothing to finalise")
         notice = notice or self.notice
         assert notice is not None
-        stored = _StoredSegments(self.folder, self._data_key, self._entries)
         manifest = build_manifest(
             recording_id=self.recording_id, camera_id=self.header.camera_id, agent_id=self.header.agent_id,
-            segments=stored, trigger=self.header.trigger, persons_informed=notice.persons_informed,
-            not_informed_reason=notice.not_informed_reason, gps_track=self._fixes,
+            entries=self._entries, trigger=self.header.trigger, trigger_detail=self.header.trigger_detail,
+            persons_informed=notice.persons_informed, not_informed_reason=notice.not_informed_reason,
+            not_informed_detail=notice.not_informed_detail, gps_track=self._fixes,
             pre_event_buffer_s=_pre_event(self.header.triggered_at, self._entries[0].started_at),
             clock_offset_ms=clock_offset_ms, outside_territory=outside_territory, ended_at=ended_at)
-        manifest = manifest.model_copy(update={"trigger_detail": self.header.trigger_detail,
-                                               "not_informed_detail": notice.not_informed_detail})
-        manifest = type(manifest).model_validate(manifest.model_dump(by_alias=True))  # re-run the validators
-        if manifest.segments != self._entries:
-            raise StoreError(f"recording {self.recording_id}: the stored segments differ from their checkpoints")
         signed = SignedManifest.sign(manifest, self.store.signing_key)
         atomic_write(self.folder / MANIFEST_FILE, _dump(signed))
         self.closed = True
         self._data_key = b""
         return signed
+
+    @property
+    def fixes(self) -> list[GpsFix]:
+        return list(self._fixes)
 
     def _check_open(self) -> None:
         if self.closed:
@@ -564,7 +568,7 @@ class DeviceStore:
     def verify(self, recording_id: str) -> Prefix:
         return verify_prefix(self.folder(recording_id), self.public_key, self._storage_key)
 
-    def recover(self) -> list[SignedManifest]:
+    def recover(self, *, territory: dict | None = None, clock_offset_ms: int | None = None) -> list[SignedManifest]:
         """Finalise the recordings a crash cut short, from their verified prefix.
 
         A segment written but not yet checkpointed when the power went is checkpointed now if it
@@ -584,8 +588,17 @@ class DeviceStore:
                 writer.adopt_orphan()
             if not writer.segments:
                 continue  # nothing was recorded before the crash: the header alone stays as a trace
-            out.append(writer.finalise())
+            outside = any(not contains(territory, f.lat, f.lon) for f in writer.fixes) if territory else False
+            out.append(writer.finalise(clock_offset_ms=clock_offset_ms, outside_territory=outside))
         return out
+
+    def manifest(self, recording_id: str) -> SignedManifest | None:
+        """The finalised manifest as written (for display and progress; `hand_over` verifies it)."""
+        path = self.folder(recording_id) / MANIFEST_FILE
+        try:
+            return SignedManifest.model_validate_json(path.read_bytes())
+        except (FileNotFoundError, ValidationError):
+            return None
 
     def hand_over(self, recording_id: str, send: Sender) -> SignedReceipt:
         """Give a finalised recording to `send` (the vault client); delete it only on a valid receipt."""

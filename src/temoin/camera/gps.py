@@ -27,19 +27,22 @@ class SimulatedWalk:
     """A wearer walking along a street of the demo commune from `started_at`, turning back at its end."""
 
     def __init__(self, started_at: datetime, street: str = "Avenue de la Mer", *, speed_m_s: float = 1.4,
-                 accuracy_m: float = 5.0) -> None:
+                 accuracy_m: float = 5.0, offset_s: int = 0) -> None:
+        """`offset_s`: start that many seconds into the walk (two wearers on one street, apart)."""
         if started_at.tzinfo is None:
             raise ValueError("started_at must be timezone-aware")
         self.started_at = started_at.astimezone(UTC)
         self.street = street
         self.speed_m_s = speed_m_s
         self.accuracy_m = accuracy_m
+        self.offset_s = max(0, int(offset_s))
         self._positions: list[tuple[float, float]] = walk(street, 600, speed_m_s)
 
     def fix(self, at: datetime) -> GpsFix | None:
         second = int((at - self.started_at).total_seconds())
         if second < 0:
             return None
+        second += self.offset_s
         while second >= len(self._positions):
             self._positions = walk(self.street, len(self._positions) * 2, self.speed_m_s)
         lat, lon = self._positions[second]

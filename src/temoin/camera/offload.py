@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,7 +23,8 @@ from temoin.evidence.manifest import (GpsFix, NotInformedReason, RecordingManife
 from temoin.evidence.signing import public_key_bytes
 
 AUTH_SCHEME = "Temoin-Device"
-PIECE_BYTES = 4 * 1024 * 1024
+Progress = Callable[[int], None]
+PIECE_BYTES = 16 * 1024 * 1024  # each piece is fsynced before it is acknowledged
 
 
 class OffloadError(RuntimeError):
@@ -37,21 +38,36 @@ class SegmentFile:
     duration_s: float
 
 
-def build_manifest(*, recording_id: str, camera_id: str, agent_id: str, segments: Sequence[SegmentFile],
-                   trigger: Trigger, persons_informed: bool, not_informed_reason: NotInformedReason | None = None,
+def build_manifest(*, recording_id: str, camera_id: str, agent_id: str,
+                   segments: Sequence[SegmentFile] | None = None, entries: Sequence[SegmentEntry] | None = None,
+                   trigger: Trigger, trigger_detail: str | None = None, persons_informed: bool,
+                   not_informed_reason: NotInformedReason | None = None, not_informed_detail: str | None = None,
                    gps_track: Sequence[GpsFix] = (), pre_event_buffer_s: float = 0,
                    clock_offset_ms: int | None = None, outside_territory: bool = False,
                    ended_at: datetime | None = None) -> RecordingManifest:
-    digests = [hashlib.sha256(s.data).digest() for s in segments]
-    links = chain_links(recording_id, digests)
-    entries = [SegmentEntry(index=i, size=len(s.data), sha256=d.hex(), chain=link.hex(), started_at=s.started_at,
-                            duration_s=s.duration_s)
-               for i, (s, d, link) in enumerate(zip(segments, digests, links))]
-    last = segments[-1]
+    """The manifest of a recording, from its segments' bytes or from entries already computed.
+
+    Give `segments` (the bytes are hashed and chained here) or `entries` (the device store's
+    checkpointed entries: nothing is read or decrypted again; the manifest's validator still
+    checks that their chain links follow from their hashes). Exactly one of the two.
+    """
+    if (segments is None) == (entries is None):
+        raise ValueError("give either the segments' bytes or their precomputed entries")
+    if segments is not None:
+        digests = [hashlib.sha256(s.data).digest() for s in segments]
+        links = chain_links(recording_id, digests)
+        entries = [SegmentEntry(index=i, size=len(s.data), sha256=d.hex(), chain=link.hex(),
+                                started_at=s.started_at, duration_s=s.duration_s)
+                   for i, (s, d, link) in enumerate(zip(segments, digests, links))]
+    entries = list(entries or [])
+    if not entries:
+        raise ValueError("a recording has at least one segment")
+    last = entries[-1]
     return RecordingManifest(
-        recording_id=recording_id, camera_id=camera_id, agent_id=agent_id, started_at=segments[0].started_at,
+        recording_id=recording_id, camera_id=camera_id, agent_id=agent_id, started_at=entries[0].started_at,
         ended_at=ended_at or last.started_at + timedelta(seconds=last.duration_s), trigger=trigger,
-        persons_informed=persons_informed, not_informed_reason=not_informed_reason, gps_track=list(gps_track),
+        trigger_detail=trigger_detail, persons_informed=persons_informed, not_informed_reason=not_informed_reason,
+        not_informed_detail=not_informed_detail, gps_track=list(gps_track),
         pre_event_buffer_s=pre_event_buffer_s, clock_offset_ms=clock_offset_ms,
         outside_territory=outside_territory, segments=entries)
 
@@ -59,12 +75,14 @@ def build_manifest(*, recording_id: str, camera_id: str, agent_id: str, segments
 class DeviceAuth(httpx.Auth):
     """Signs every request with the camera's Ed25519 key (no shared secret ever travels)."""
 
-    def __init__(self, device_id: str, key: Ed25519PrivateKey) -> None:
-        self.device_id, self.key = device_id, key
+    def __init__(self, device_id: str, key: Ed25519PrivateKey, clock_skew_s: float = 0.0) -> None:
+        """`clock_skew_s`: how far the device's clock is ahead of the platform's, once measured;
+        the signed timestamp is corrected by it so that a drifting camera can still reach the vault."""
+        self.device_id, self.key, self.clock_skew_s = device_id, key, clock_skew_s
 
     def auth_flow(self, request: httpx.Request):  # noqa: ANN201
         path = request.url.raw_path.decode()
-        ts, nonce = int(time.time()), secrets.token_hex(16)
+        ts, nonce = int(time.time() - self.clock_skew_s), secrets.token_hex(16)
         signature = b64e(self.key.sign(f"{request.method.upper()}\n{path}\n{ts}\n{nonce}".encode()))
         request.headers["Authorization"] = (f'{AUTH_SCHEME} id="{self.device_id}", ts="{ts}", '
                                             f'nonce="{nonce}", sig="{signature}"')
@@ -112,32 +130,47 @@ class VaultClient:
         return int(response.headers["Upload-Offset"])
 
     def upload_segment(self, recording_id: str, index: int, data: bytes, start: int = 0,
-                       piece: int = PIECE_BYTES) -> None:
-        """Send from `start` to the end in pieces; each piece is a resumable Content-Range PUT."""
+                       piece: int = PIECE_BYTES, progress: Progress | None = None) -> None:
+        """Send from `start` to the end in pieces; each piece is a resumable Content-Range PUT.
+
+        `progress(n)` is called with the number of bytes each accepted piece moved the vault on.
+        """
         url = f"/api/v1/ingest/recordings/{recording_id}/segments/{index}"
         while start < len(data):
             end = min(start + piece, len(data))
             response = self.http.put(url, content=data[start:end], headers={
                 "Content-Range": f"bytes {start}-{end - 1}/{len(data)}", "Content-Type": "application/octet-stream"})
             if response.status_code == 409 and "Upload-Offset" in response.headers:
-                start = int(response.headers["Upload-Offset"])  # the vault knows better: resume there
+                held = int(response.headers["Upload-Offset"])  # the vault knows better: resume there
+                if progress is not None and held > start:
+                    progress(held - start)
+                start = held
                 if start >= len(data):
                     return
                 continue
             self._check(response, 200)
-            start = int(response.headers["Upload-Offset"])
+            held = int(response.headers["Upload-Offset"])
+            if progress is not None and held > start:
+                progress(held - start)
+            start = held
 
     def complete(self, recording_id: str) -> SignedReceipt:
         response = self._check(self.http.post(f"/api/v1/ingest/recordings/{recording_id}/complete"), 200)
         return SignedReceipt.model_validate(response.json())
 
-    def offload(self, signed: SignedManifest, segments: Sequence[bytes]) -> SignedReceipt:
-        """The whole hand-over, resuming whatever the vault already holds. Returns a verified receipt."""
+    def offload(self, signed: SignedManifest, segments: Sequence[bytes],
+                progress: Progress | None = None) -> SignedReceipt:
+        """The whole hand-over, resuming whatever the vault already holds. Returns a verified receipt.
+
+        `progress(n)` hears of every byte the vault holds, including those it already had.
+        """
         status = self.send_manifest(signed)
         for seg in status["segments"]:
+            if progress is not None and seg["received"]:
+                progress(seg["received"])
             if not seg["complete"]:
                 self.upload_segment(signed.manifest.recording_id, seg["index"], segments[seg["index"]],
-                                    start=seg["received"])
+                                    start=seg["received"], progress=progress)
         receipt = self.complete(signed.manifest.recording_id)
         if not receipt.verify(self.platform_public_key):
             raise OffloadError("the vault's receipt signature is invalid: keep the recording on the camera")

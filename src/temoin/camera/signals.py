@@ -47,6 +47,10 @@ class Signals(Protocol):
     def acknowledged(self, message: str) -> None:
         """The CSU confirmed reception (live alert): the wearer must feel and see it."""
 
+    def warn(self, message: str) -> None:
+        """Something the wearer must know that is not an error of theirs: no agent assigned,
+        clock drift, outside the authorised territory, live streaming unavailable."""
+
 
 @dataclass
 class RecordingIndicator:
@@ -97,6 +101,7 @@ class TerminalSignals:
     recording_since: datetime | None = None
     current_led: Led = Led.OFF
     beeps: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def _emit(self, text: str) -> None:
         self.events.append(text)
@@ -121,6 +126,10 @@ class TerminalSignals:
     def acknowledged(self, message: str) -> None:
         self._emit(f"acknowledged: {message}")
 
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self._emit(f"warning: {message}")
+
     def status_line(self, now: datetime) -> str:
         if self.recording_since is None:
             return f"{WHITE_DOT} standby ({self.current_led.value})"
@@ -132,7 +141,8 @@ GPIO_WIRING = (
     "GpioSignals is the extension point for real hardware: subclass it and wire "
     "recording() to the red LED held steady on (legal signal, seed 003), beep() to the buzzer "
     "(one short pulse), vibrate() to the vibration motor (patterns in temoin.camera.signals.Vibration), "
-    "led() to the status LED (patterns in Led) and acknowledged() to motor + LED together, "
+    "led() to the status LED (patterns in Led), acknowledged() to motor + LED together and warn() to "
+    "the attention LED (and a display if the camera has one), "
     "e.g. through libgpiod lines of your board; then pass it to CameraAgent(signals=...)"
 )
 
@@ -157,4 +167,7 @@ class GpioSignals:
         raise NotImplementedError(GPIO_WIRING)
 
     def acknowledged(self, message: str) -> None:
+        raise NotImplementedError(GPIO_WIRING)
+
+    def warn(self, message: str) -> None:
         raise NotImplementedError(GPIO_WIRING)

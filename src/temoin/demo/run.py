@@ -1,16 +1,17 @@
-"""`temoin demo`: the platform with the demo commune, its users and cameras, and sample recordings
-that went through the real enrolment and ingest paths over HTTP.
+"""`temoin demo`: the platform with the demo commune, its users and cameras, sample recordings that
+went through the real enrolment and ingest paths over HTTP, and a fleet of simulated cameras
+(`fleet.py`: each the real camera agent) checked out to the demo agents, patrolling, recording
+and docking to offload at the end of their shifts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-import time
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
-import httpx
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 from rich.progress import Progress
@@ -18,13 +19,15 @@ from rich.table import Table
 from sqlalchemy import select
 
 from temoin.camera import offload
+from temoin.camera.runner import CameraHome
 from temoin.db import utcnow
 from temoin.demo.commune import streets, territory
+from temoin.demo.fleet import Fleet, FleetSettings
 from temoin.demo.samples import sample_recording
+from temoin.demo.server import BackgroundServer
 from temoin.evidence.manifest import Trigger
-from temoin.evidence.signing import load_private_key_pem, private_key_pem
-from temoin.identity import devices, secrets as sec, service
-from temoin.identity.models import Device, Tenant, User
+from temoin.identity import devices, secrets as sec, service, shifts
+from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.entry import Actor
 from temoin.law.access import Role
 from temoin.platform import Platform
@@ -38,12 +41,20 @@ USERS: list[tuple[str, str, Role, str | None]] = [
     ("habilite", "Sophie Laurent (agent habilitée)", Role.DESIGNATED_AGENT, None),
     ("agent1", "Julien Moreau", Role.AGENT, "PM-0101"),
     ("agent2", "Inès Garcia", Role.AGENT, "PM-0102"),
+    ("agent3", "Mathieu Lefèvre", Role.AGENT, "PM-0103"),
+    ("agent4", "Camille Dubois", Role.AGENT, "PM-0104"),
+    ("agent5", "Yanis Haddad", Role.AGENT, "PM-0105"),
+    ("agent6", "Léa Fontaine", Role.AGENT, "PM-0106"),
+    ("agent7", "Hugo Mercier", Role.AGENT, "PM-0107"),
+    ("agent8", "Aïcha Diallo", Role.AGENT, "PM-0108"),
     ("csu", "Marc Petit (opérateur CSU)", Role.CSU_OPERATOR, None),
     ("dpo", "Hélène Roux (DPO)", Role.DPO, None),
     ("admin", "Thomas Blanc (admin technique)", Role.TECH_ADMIN, None),
     ("auditeur", "Nadia Faure (auditrice)", Role.AUDITOR, None),
 ]
-CAMERAS = 6
+CAMERAS = 6  # simulated cameras by default (`temoin demo --cameras`)
+MAX_CAMERAS = 8  # as many as the prefect authorised the demo commune, one demo agent each
+SHIFT_S = 240.0  # a demo shift: patrol, then dock and offload (a real one is hours)
 
 
 def ensure_tenant(p: Platform) -> dict[str, str]:
@@ -53,7 +64,7 @@ def ensure_tenant(p: Platform) -> dict[str, str]:
         tenant = db.scalar(select(Tenant).where(Tenant.slug == TENANT))
         if tenant is None:
             tenant = service.create_tenant(p, db, slug=TENANT, name="Port-Témoin", profile="fr-police-municipale",
-                                           authorised_cameras=CAMERAS + 2, territory=territory(), demo=True)
+                                           authorised_cameras=MAX_CAMERAS, territory=territory(), demo=True)
         if not tenant.demo:
             raise SystemExit(f"tenant {TENANT} exists and is not a demo tenant: refusing to touch it")
         for username, name, role, number in USERS:
@@ -69,34 +80,65 @@ def ensure_tenant(p: Platform) -> dict[str, str]:
     return passwords
 
 
-def ensure_cameras(p: Platform, base_url: str) -> list[tuple[str, Ed25519PrivateKey]]:
-    """Enrol the demo cameras over HTTP with one-time codes, as a real camera would."""
+@dataclass(frozen=True)
+class DemoCamera:
+    serial: str
+    device_id: str
+    home: Path  # the camera's own folder: keys, device store, receipts (`temoin camera --home`)
+
+    @property
+    def key(self) -> Ed25519PrivateKey:
+        return CameraHome(self.home).keys().signing_key
+
+
+def ensure_cameras(p: Platform, base_url: str, count: int = CAMERAS) -> list[DemoCamera]:
+    """Enrol the demo cameras over HTTP with one-time codes, as a real camera would (`CameraHome.enrol`)."""
     folder = p.settings.home / "demo-cameras"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     cameras = []
-    for n in range(1, CAMERAS + 1):
+    for n in range(1, count + 1):
         serial = f"PT-BWC-{n:03d}"
-        key_file = folder / f"{serial}.pem"
+        home = CameraHome(folder / serial)
+        known = home.identity()
         with p.session() as db:
             tenant = p.tenant(db, TENANT)
             device = db.scalar(select(Device).where(Device.tenant_id == tenant.id, Device.serial == serial,
                                                     Device.status == "active"))
-            if device is not None and key_file.exists():
-                cameras.append((device.id, load_private_key_pem(key_file.read_bytes())))
+            if device is not None and known is not None and known.device_id == device.id:
+                cameras.append(DemoCamera(serial, device.id, home.root))
                 continue
-            if device is not None:
+            if device is not None:  # its keys are gone: retire it, enrol the camera again
                 devices.revoke(p, db, device, Actor.system("demo"))
             code = devices.create_enrolment_code(p, db, tenant, label=f"Caméra {n}", by=Actor.system("demo"))
-        key = Ed25519PrivateKey.generate()
-        key_file.write_bytes(private_key_pem(key))
-        key_file.chmod(0o600)
-        answer = offload.enrol(base_url, code, serial, key)
-        cameras.append((answer["device_id"], key))
+        identity = home.enrol(base_url, code, serial)
+        cameras.append(DemoCamera(serial, identity.device_id, home.root))
     return cameras
 
 
-def upload_samples(p: Platform, base_url: str, cameras: list[tuple[str, Ed25519PrivateKey]], count: int,
-                   console: Console) -> int:
+def ensure_shifts(p: Platform, cameras: list[DemoCamera]) -> dict[str, str]:
+    """Check camera n out to agent n (as the staff does at the start of a shift). Returns device -> matricule."""
+    agents = [u for u in USERS if u[2] is Role.AGENT]
+    out = {}
+    with p.session() as db:
+        for camera, (username, _, _, number) in zip(cameras, agents, strict=False):
+            agent = db.scalar(select(User).where(User.username == username))
+            device = db.get(Device, camera.device_id)
+            current = shifts.current(db, device.id)
+            if current is not None and current.user_id == agent.id:
+                out[device.id] = number
+                continue
+            if current is not None:
+                shifts.check_in(p, db, device, Actor.system("demo"))
+            held = db.scalar(select(ShiftAssignment).where(ShiftAssignment.user_id == agent.id,
+                                                           ShiftAssignment.checked_in_at.is_(None)))
+            if held is not None:
+                shifts.check_in(p, db, db.get(Device, held.device_id), Actor.system("demo"))
+            shifts.check_out(p, db, device, agent, Actor.system("demo"))
+            out[device.id] = number
+    return out
+
+
+def upload_samples(p: Platform, base_url: str, cameras: list[DemoCamera], count: int, console: Console) -> int:
     public_key = offload.platform_key(base_url)
     agents = [u[3] for u in USERS if u[3]]
     names = list(streets())
@@ -104,7 +146,7 @@ def upload_samples(p: Platform, base_url: str, cameras: list[tuple[str, Ed25519P
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("sample recordings: encode, sign, upload", total=count)
         for i in range(count):
-            camera_id, key = cameras[i % len(cameras)]
+            camera_id, key = cameras[i % len(cameras)].device_id, cameras[i % len(cameras)].key
             started = utcnow() - timedelta(days=i * 3, minutes=17 * i + 5)
             signed, segments = sample_recording(
                 key, camera_id=camera_id, agent_id=agents[i % len(agents)], started_at=started, seed=i,
@@ -121,34 +163,49 @@ def upload_samples(p: Platform, base_url: str, cameras: list[tuple[str, Ed25519P
     return done
 
 
-def run_demo(host: str, port: int, recordings: int, console: Console) -> None:
+def run_demo(host: str, port: int, recordings: int, console: Console, cameras: int = CAMERAS) -> None:
+    if not 0 <= cameras <= MAX_CAMERAS:
+        raise SystemExit(f"the demo commune is authorised {MAX_CAMERAS} cameras: --cameras 0 to {MAX_CAMERAS}")
     # Plain HTTP on a local address: cookies cannot be marked Secure there.
     settings = dataclasses.replace(Settings.from_env(), secure_cookies=False)
     p = Platform.open(settings, init=True)
     passwords = ensure_tenant(p)
-    server = uvicorn.Server(uvicorn.Config(create_app(p), host=host, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base_url = f"http://{host}:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(f"{base_url}/api/v1/platform", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        raise SystemExit(f"the server did not start on {base_url}: is the port taken? try --port")
-    cameras = ensure_cameras(p, base_url)
-    uploaded = upload_samples(p, base_url, cameras, recordings, console)
+    server = BackgroundServer(create_app(p), host=host, port=port)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    base_url = server.url
+    enrolled = ensure_cameras(p, base_url, max(cameras, 1))
+    uploaded = upload_samples(p, base_url, enrolled, recordings, console)
+    fleet_cameras = enrolled[:cameras]
+    assigned = ensure_shifts(p, fleet_cameras)
     table = Table("user", "role", "password", title="Demo users (TOTP: `temoin admin user totp USER`)")
     for username, _, role, _ in USERS:
         table.add_row(username, role.value, passwords[username])
     console.print(table)
-    console.print(f"{len(cameras)} cameras enrolled, {uploaded} signed recordings uploaded through the ingest API")
+    console.print(f"{len(enrolled)} cameras enrolled, {uploaded} signed recordings uploaded through the ingest API")
+    stop = threading.Event()
+    fleet_thread = None
+    if fleet_cameras:
+        def report(label: str, what: str) -> None:
+            console.print(f"[dim]{utcnow():%H:%M:%S}[/dim] [bold]{label}[/bold] {what}", highlight=False)
+
+        fleet = Fleet.build([c.home for c in fleet_cameras], base_url, start=utcnow(),
+                            settings=FleetSettings(shift_s=SHIFT_S), report=report)
+        fleet_thread = threading.Thread(target=fleet.run, kwargs={"realtime": True, "stop": stop},
+                                        daemon=True, name="demo-fleet")
+        fleet_thread.start()
+        console.print(f"{len(fleet_cameras)} simulated cameras on patrol, checked out to "
+                      f"{', '.join(sorted(assigned.values()))}: they record now and then and dock every "
+                      f"{SHIFT_S / 60:.0f} min (320x240, 10 fps, real time)")
     console.print(f"[bold]Témoin demo running on {base_url}[/bold]  (API docs: {base_url}/docs)  Ctrl-C to stop")
     try:
-        while thread.is_alive():
-            thread.join(0.5)
+        while server.thread.is_alive():
+            server.thread.join(0.5)
     except KeyboardInterrupt:
-        server.should_exit = True
-        thread.join(5)
+        if fleet_thread is not None:
+            console.print("docking the cameras: offloading what they recorded…")
+            stop.set()
+            fleet_thread.join(120)
+        server.stop()

@@ -1,0 +1,242 @@
+"""The demo fleet: simulated cameras that are each the real `CameraAgent`, with synthetic inputs.
+
+Each camera has its own home (keys, device store), is enrolled with a one-time code and checked
+out to a demo agent like a real one, and gets its settings (wearer, buffer, territory, clock)
+from `GET /api/v1/camera/config`. Its pictures and sound are the synthetic scene, its GPS a walk
+along its own street of the demo commune. During a shift the agent patrols (the pre-event buffer
+running), and now and then records: an incident (the record button), a person's request, a
+flagrant offence (people not always told), a Taser armed (automatic, R511-28; the wearer
+confirms a few seconds later that the people were told). At the end of its shift the camera
+docks and offloads through the real HTTP ingest; local copies go only on verified receipts.
+
+Time: each camera runs on its own `SimulatedClock`, advanced by `Fleet.run` in small ticks,
+camera after camera in one thread (no encoder threads to contend on two cores). In real time
+(`realtime=True`, the demo) the ticks follow the wall clock; otherwise (tests) they go as fast as
+the encoders allow. At 320x240, 10 fps, a camera costs a few per cent of one core (buffering
+about 2 %, recording about 4 %), so six cameras run in real time on two cores.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from temoin.camera.agent import AgentConfig, AgentState, CameraAgent, OffloadOutcome
+from temoin.camera.clock import SimulatedClock
+from temoin.camera.device_store import Notice, StoreError
+from temoin.camera.gps import SimulatedWalk
+from temoin.camera.media import SyntheticScene
+from temoin.camera.offload import OffloadError
+from temoin.camera.runner import CameraHome
+from temoin.camera.signals import TerminalSignals
+from temoin.camera.sources import SyntheticAudio, SyntheticVideo
+from temoin.demo.commune import streets
+from temoin.evidence.manifest import NotInformedReason, Trigger
+
+# What starts the recordings, in turn (each camera starts at its own place in the cycle).
+SCENARIOS = ("incident", "person_request", "flagrant_offence", "taser")
+SCENARIO_TRIGGER = {"incident": Trigger.INCIDENT, "person_request": Trigger.PERSON_REQUEST,
+                    "flagrant_offence": Trigger.FLAGRANT_OFFENCE, "taser": Trigger.AUTOMATIC}
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    width: int = 320
+    height: int = 240
+    fps: int = 10
+    segment_s: float = 4.0
+    shift_s: float = 300.0  # patrol time between two docks
+    stagger: bool = True  # first shifts of different lengths: the cameras dock one after another
+    first_delay_s: tuple[float, float] = (10.0, 40.0)  # from the shift start to the first recording
+    gap_s: tuple[float, float] = (60.0, 180.0)  # between two recordings
+    duration_s: tuple[float, float] = (15.0, 45.0)  # of a recording
+    tick_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class FleetRecord:
+    recording_id: str
+    camera_id: str
+    agent_id: str
+    scenario: str
+    started_at: datetime
+
+    @property
+    def trigger(self) -> Trigger:
+        return SCENARIO_TRIGGER[self.scenario]
+
+
+Report = Callable[[str, str], None]  # (camera label, what happened)
+
+
+class FleetCamera:
+    def __init__(self, index: int, home: CameraHome, base_url: str, street: str, clock: SimulatedClock,
+                 settings: FleetSettings, report: Report, seed: int | None = None, walk_offset_s: int = 0) -> None:
+        self.index, self.home, self.base_url, self.settings, self.report = index, home, base_url, settings, report
+        self.identity = home.require_identity()
+        self.label = self.identity.serial
+        self.clock = clock
+        self.rng = random.Random(index if seed is None else seed)
+        self.records: list[FleetRecord] = []
+        self.offloads: list[OffloadOutcome] = []
+        self.link = home.link(base_url, clock=clock)
+        platform_settings, why = self.link.current()
+        if why:
+            report(self.label, why)
+        scene = SyntheticScene(settings.width, settings.height, fps=settings.fps, seed=100 + index)
+        start = clock()
+        self.signals = TerminalSignals()
+        self.agent = CameraAgent(
+            AgentConfig(camera_id=self.identity.device_id, segment_s=settings.segment_s), store=home.store(clock),
+            video=SyntheticVideo(scene, clock, start), audio=SyntheticAudio(scene, start),
+            gps=SimulatedWalk(start, street, offset_s=walk_offset_s), signals=self.signals, clock=clock, settings=platform_settings)
+        self.street = street
+        self._cycle = 2 * index  # camera i starts its cycle at its own place (two cameras: all four kinds)
+        first = settings.shift_s * (index + 1) / (index + 2) if settings.stagger else settings.shift_s
+        self._begin_shift(start, first)
+
+    @property
+    def who(self) -> str:
+        s = self.agent.settings
+        return f"{s.assignment.display_name} ({s.agent_id})" if s and s.assignment else self.agent.agent_id
+
+    def _begin_shift(self, start: datetime, length_s: float) -> None:
+        self.shift_end = start + timedelta(seconds=length_s)
+        self._next_start = start + timedelta(seconds=self.rng.uniform(*self.settings.first_delay_s))
+        self._stop_at: datetime | None = None
+        self._confirm_at: datetime | None = None
+        self.report(self.label, f"shift starts: {self.who} patrols {self.street}")
+
+    def advance(self, until: datetime) -> None:
+        """Live the camera's life up to `until`: frames, scheduled actions, the dock at shift end."""
+        while self.clock() < until:
+            now = self.clock()
+            if now >= self.shift_end:
+                self.dock()
+                self._begin_shift(now, self.settings.shift_s)
+                continue
+            recording = self.agent.state is AgentState.RECORDING
+            if recording and self._confirm_at is not None and now >= self._confirm_at:
+                self._confirm_at = None
+                self.agent.trigger_input("taser", False)
+                self.agent.inform(Notice.told())  # the wearer confirms the people were told
+            if recording and self._stop_at is not None and now >= self._stop_at:
+                self._stop()
+            elif not recording and now >= self._next_start:
+                if now + timedelta(seconds=self.settings.duration_s[0]) < self.shift_end:
+                    self._start(now)
+                else:
+                    self._next_start = self.shift_end  # too late in the shift: next one
+            self.agent.step()
+
+    def _start(self, now: datetime) -> None:
+        scenario = SCENARIOS[self._cycle % len(SCENARIOS)]
+        self._cycle += 1
+        agent = self.agent
+        if scenario == "incident":
+            rid = agent.start_recording(Trigger.INCIDENT)
+        elif scenario == "person_request":
+            rid = agent.start_recording(Trigger.PERSON_REQUEST, notice=Notice.told(),
+                                        detail="asked by the person filmed")
+        elif scenario == "flagrant_offence":
+            notice = Notice.told() if self.rng.random() < 0.5 else Notice.not_told(
+                NotInformedReason.FLAGRANT_OFFENCE, "suspect fleeing: no time to announce the camera")
+            rid = agent.start_recording(Trigger.FLAGRANT_OFFENCE, notice=notice, detail="flagrant offence")
+        else:
+            rid = agent.trigger_input("taser", True) or ""
+            self._confirm_at = now + timedelta(seconds=self.rng.uniform(3, 8))
+        duration = self.rng.uniform(*self.settings.duration_s)
+        self._stop_at = min(now + timedelta(seconds=duration), self.shift_end)
+        self.records.append(FleetRecord(rid, self.identity.device_id, agent.agent_id, scenario, now))
+        self.report(self.label, f"REC {scenario.replace('_', ' ')} ({self.who}), about {duration:.0f} s")
+
+    def _stop(self) -> None:
+        signed = self.agent.stop_recording()
+        m = signed.manifest
+        self._stop_at = None
+        self._confirm_at = None
+        self._next_start = self.clock() + timedelta(seconds=self.rng.uniform(*self.settings.gap_s))
+        flags = " outside territory" if m.outside_territory else ""
+        self.report(self.label, f"stopped: {len(m.segments)} segments, "
+                                f"{(m.ended_at - m.started_at).total_seconds():.0f} s{flags}")
+
+    def dock(self) -> OffloadOutcome:
+        """End of shift: stop what is recording, dock, offload through the real ingest."""
+        if self.agent.state is AgentState.RECORDING:
+            self._stop()
+        pending = self.agent.store.pending()
+        if not pending:
+            self.report(self.label, "docked: nothing to offload")
+            return OffloadOutcome()
+        vault = self.home.vault(self.base_url)
+        try:
+            outcome = self.agent.offload(vault)
+        except (OffloadError, StoreError, httpx.HTTPError) as exc:
+            outcome = OffloadOutcome(kept={rid: str(exc) for rid in pending})
+        finally:
+            vault.close()
+        self.offloads.append(outcome)
+        kept = f", {len(outcome.kept)} kept ({next(iter(outcome.kept.values()))})" if outcome.kept else ""
+        self.report(self.label, f"docked: {len(outcome.sent)} recording(s) offloaded, receipts verified{kept}")
+        return outcome
+
+    def close(self) -> None:
+        self.link.close()
+
+
+@dataclass
+class Fleet:
+    cameras: list[FleetCamera]
+    settings: FleetSettings = field(default_factory=FleetSettings)
+    lag_s: float = 0.0  # how far behind the wall clock a real-time run fell
+
+    @classmethod
+    def build(cls, homes: list[Path], base_url: str, *, start: datetime, settings: FleetSettings | None = None,
+              report: Report | None = None) -> Fleet:
+        """One camera per home folder of an enrolled camera, each on its own street (two on one
+        street walk it 5 minutes apart); all start at `start`."""
+        settings = settings or FleetSettings()
+        report = report or (lambda label, what: None)
+        names = list(streets())
+        cameras = [FleetCamera(i, CameraHome(home), base_url, names[i % len(names)], SimulatedClock(start), settings,
+                               report, walk_offset_s=300 * (i // len(names)))
+                   for i, home in enumerate(homes)]
+        return cls(cameras, settings)
+
+    @property
+    def records(self) -> list[FleetRecord]:
+        return [r for c in self.cameras for r in c.records]
+
+    def run(self, seconds: float | None = None, *, realtime: bool = True, stop: threading.Event | None = None,
+            dock_at_end: bool = True) -> None:
+        """Advance every camera tick by tick for `seconds` (or until `stop`), then dock them all."""
+        if not self.cameras:
+            return
+        t0 = self.cameras[0].clock()
+        t = t0
+        wall0 = time.monotonic()
+        tick = timedelta(seconds=self.settings.tick_s)
+        try:
+            while (seconds is None or (t - t0).total_seconds() < seconds) and not (stop and stop.is_set()):
+                t += tick
+                for camera in self.cameras:
+                    camera.advance(t)
+                if realtime:
+                    ahead = (t - t0).total_seconds() - (time.monotonic() - wall0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                    else:
+                        self.lag_s = -ahead
+        finally:
+            if dock_at_end:
+                for camera in self.cameras:
+                    camera.dock()
+            for camera in self.cameras:
+                camera.close()
