@@ -46,14 +46,22 @@ class ChainReport:
     vouched: dict[int, str] = field(default_factory=dict, repr=False)
 
 
-@dataclass(frozen=True)
 class Record:
-    where: str
-    stored_hash: str
-    body: bytes
-    column_seq: int | None = None
-    column_prev: str | None = None
-    column_event: str | None = None
+    """One entry as a sink holds it. `place` names where, formatted only when a problem is reported
+    (a million f-strings would cost more than the hashing)."""
+
+    __slots__ = ("place", "stored_hash", "body", "column_seq", "column_prev", "column_event")
+
+    def __init__(self, place: tuple, stored_hash: str, body: bytes, column_seq: int | None = None,
+                 column_prev: str | None = None, column_event: str | None = None) -> None:
+        self.place, self.stored_hash, self.body = place, stored_hash, body
+        self.column_seq, self.column_prev, self.column_event = column_seq, column_prev, column_event
+
+    @property
+    def where(self) -> str:
+        if self.place[0] == "database":
+            return f"database entry {self.place[1]}"
+        return f"file {self.place[1]}/{self.place[2].name} line {self.place[3]}"
 
 
 @dataclass(frozen=True)
@@ -159,8 +167,8 @@ def _db_records(db: Session, chain: str) -> Iterator[Record]:
                    JournalEntry.body)
             .where(JournalEntry.chain == chain).order_by(JournalEntry.seq)
             .execution_options(yield_per=20_000))
-    for seq, prev, event, digest, body in db.execute(stmt):
-        yield Record(f"database entry {seq}", digest, body.encode(), seq, prev, event)
+    for seq, prev, event, digest, body in db.connection().execute(stmt):
+        yield Record(("database", seq), digest, body.encode(), seq, prev, event)
 
 
 def _file_checkpoints(sink: FileSink, chain: str) -> list[tuple[bytes, str]]:
@@ -177,7 +185,7 @@ def _file_checkpoints(sink: FileSink, chain: str) -> list[tuple[bytes, str]]:
 
 def _file_records(sink: FileSink, chain: str) -> Iterator[Record]:
     for line in sink.read(chain):
-        yield Record(f"file {chain}/{line.path.name} line {line.lineno}", line.hash, line.body)
+        yield Record(("file", chain, line.path, line.lineno), line.hash, line.body)
 
 
 def verify_database(db: Session, chain: str, public_key: bytes) -> ChainReport:
