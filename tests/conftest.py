@@ -17,6 +17,19 @@ from temoin.platform import Platform
 from temoin.settings import Settings
 from temoin.web.app import create_app
 
+@pytest.fixture(autouse=True)
+def cheap_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at its recommended cost takes most of a second per hash on this hardware, and each commune has
+    eight users: tests use argon2id with minimal parameters (a hash carries its own, so checks still work).
+    Tests marked `real_argon2` keep the production parameters."""
+    if request.node.get_closest_marker("real_argon2") is None:
+        from argon2 import PasswordHasher
+
+        from temoin.identity import secrets as identity_secrets
+
+        monkeypatch.setattr(identity_secrets, "_hasher", PasswordHasher(time_cost=1, memory_cost=256, parallelism=1))
+
+
 POSTGRES_URL = os.environ.get("TEMOIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
