@@ -3,6 +3,7 @@
 from temoin.db import Base
 from temoin.identity import models as identity_models  # noqa: F401
 from temoin.journal import models as journal_models  # noqa: F401
+from temoin.live import models as live_models  # noqa: F401
 from temoin.vault import models as vault_models  # noqa: F401
 
 metadata = Base.metadata

@@ -28,6 +28,11 @@ class Settings:
     # Login throttling: this many failures in the window locks the account+address.
     login_max_failures: int = 5
     login_window_s: int = 900
+    # Live transmission: STUN/TURN servers for the media plane (none: host candidates only, a LAN or
+    # a server with a public address), viewers per stream, silence after which a stream is "link lost".
+    live_ice_servers: tuple[str, ...] = ()
+    live_max_viewers: int = 8
+    live_stall_after_s: float = 2.0
 
     @property
     def vault_dir(self) -> Path:
@@ -40,6 +45,10 @@ class Settings:
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def live_backup_dir(self) -> Path:
+        return self.home / "live-backup"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -54,4 +63,7 @@ class Settings:
             master_key_env=env.get("TEMOIN_MASTER_KEY"),
             secure_cookies=env.get("TEMOIN_INSECURE_COOKIES", "") != "1",
             retention_interval_s=int(env.get("TEMOIN_RETENTION_INTERVAL_S", "3600")),
+            live_ice_servers=tuple(u.strip() for u in env.get("TEMOIN_LIVE_ICE_SERVERS", "").split(",") if u.strip()),
+            live_max_viewers=int(env.get("TEMOIN_LIVE_MAX_VIEWERS", "8")),
+            live_stall_after_s=float(env.get("TEMOIN_LIVE_STALL_AFTER_S", "2")),
         )

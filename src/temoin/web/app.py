@@ -20,19 +20,20 @@ from temoin.db import utcnow
 from temoin.identity.models import Tenant
 from temoin.journal.checkpoints import prune, seal
 from temoin.law.profiles import get_profile
+from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.vault import retention
 from temoin.web import pages
-from temoin.web.routes import admin, camera, ingest, journal, recordings, session, shifts
+from temoin.web.routes import admin, camera, ingest, journal, live, recordings, session, shifts
 
 log = logging.getLogger("temoin.retention")
 
 
-def run_retention(p: Platform) -> retention.SweepResult:
+def run_retention(p: Platform, orphans: bool = True) -> retention.SweepResult:
     """One scheduled pass: delete what is due, prune journal entries past their retention (three
     years, behind a signed checkpoint), then seal the journal heads with the platform key."""
     with p.session() as db:
-        result = retention.sweep(p, db)
+        result = retention.sweep(p, db, orphans=orphans)
         for tenant in db.scalars(select(Tenant)).all():
             prune(db, p.journal.sink, p.keyring, tenant.slug, get_profile(tenant.profile).journal_cutoff(utcnow()))
         seal(db, p.journal.sink, p.keyring)
@@ -41,9 +42,13 @@ def run_retention(p: Platform) -> retention.SweepResult:
 
 async def _retention_loop(p: Platform) -> None:
     """The server deletes what the law says to delete, without anyone having to remember to."""
+    passes = 0
     while True:
         try:
-            result = await run_in_threadpool(run_retention, p)
+            # The whole-store orphan scan is slow on a large vault: at start-up, then daily.
+            orphans = passes % max(1, 86400 // p.settings.retention_interval_s) == 0
+            passes += 1
+            result = await run_in_threadpool(run_retention, p, orphans)
             if result.deleted:
                 log.info("retention: %d recordings deleted", len(result.deleted))
         except Exception:  # keep the scheduler alive; the next run retries
@@ -55,16 +60,19 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         task = asyncio.create_task(_retention_loop(p)) if scheduler else None
+        await app.state.live.start()  # the live media plane and its stream watcher
         yield
+        await app.state.live.stop()
         if task:
             task.cancel()
 
     app = FastAPI(title="Témoin", version=__version__, lifespan=lifespan,
                   description="Body-worn cameras: evidence vault, live supervision, camera agent.")
     app.state.platform = p
+    app.state.live = LiveHub(p)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     for router in (session.router, ingest.router, recordings.router, journal.router, admin.router,
-                   admin.devices_router, shifts.router, camera.router, pages.router):
+                   admin.devices_router, shifts.router, camera.router, live.router, live.pages, pages.router):
         app.include_router(router)
 
     @app.get("/api/v1/platform", tags=["platform"], summary="Platform public key and clock")

@@ -1,0 +1,259 @@
+"""Forwarding encoded media with aiortc, without decoding or re-encoding it.
+
+aiortc's public API decodes everything it receives (`RTCRtpReceiver` runs a decoder thread that turns
+RTP into `av.VideoFrame`/`av.AudioFrame`), and `MediaRelay` fans out those *decoded* frames, which the
+viewers' senders then re-encode: a full transcode per viewer. Two aiortc facts make real forwarding
+possible instead:
+
+- a sender packs an `av.Packet` returned by its track as is (`Encoder.pack`: H.264 NAL units are only
+  re-packetized into RTP, Opus packets are copied), no encoder involved;
+- a receiver hands each re-assembled encoded frame (depayloaded H.264 access unit in Annex B, or one
+  Opus packet) to its decoder through a queue.
+
+`tap_receiver` replaces that queue by one that passes the encoded frames to the relay and never to the
+decoder, which then idles, and the receiver's jitter buffer by one that releases a frame as soon as it is
+complete. This uses private attributes of aiortc (checked when tapping, and by the tests): pin aiortc,
+and re-check on upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+from collections.abc import Callable
+from fractions import Fraction
+
+import av
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from temoin.live.plane import EncodedFrame
+
+log = logging.getLogger("temoin.live")
+
+CLOCK = {"video": 90_000, "audio": 48_000}  # RTP clock rates of H.264 and Opus
+FRAME_STEP = {"video": 3_000, "audio": 960}  # one 30 fps frame, one 20 ms Opus packet, in clock ticks
+_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
+_JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+_MAPPER_ATTR = "_RTCRtpReceiver__timestamp_mapper"
+NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8
+
+
+
+class UnsupportedAiortc(RuntimeError):
+    pass
+
+
+def nal_types(data: bytes) -> list[int]:
+    """Types of the NAL units of an Annex B access unit."""
+    types, i = [], 0
+    while True:
+        i = data.find(b"\x00\x00\x01", i)
+        if i < 0 or i + 3 >= len(data):
+            return types
+        types.append(data[i + 3] & 0x1F)
+        i += 3
+
+
+class ParameterSets:
+    """Remembers the last SPS/PPS so that a keyframe sent without them can still be decoded."""
+
+    def __init__(self) -> None:
+        self.sps: bytes | None = None
+        self.pps: bytes | None = None
+
+    def complete(self, data: bytes) -> tuple[bytes, bool]:
+        """(access unit, is a keyframe); the cached SPS/PPS are put in front of an IDR that lacks them."""
+        units = _split(data)
+        types = [u[0] & 0x1F for u in units if u]
+        for unit in units:
+            if unit and unit[0] & 0x1F == NAL_SPS:
+                self.sps = unit
+            elif unit and unit[0] & 0x1F == NAL_PPS:
+                self.pps = unit
+        keyframe = NAL_IDR in types
+        if keyframe and NAL_SPS not in types and self.sps and self.pps:
+            data = b"\x00\x00\x00\x01" + self.sps + b"\x00\x00\x00\x01" + self.pps + data
+        return data, keyframe
+
+
+def _split(data: bytes) -> list[bytes]:
+    out, starts, i = [], [], 0
+    while True:
+        i = data.find(b"\x00\x00\x01", i)
+        if i < 0:
+            break
+        starts.append(i + 3)
+        i += 3
+    for n, start in enumerate(starts):
+        end = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
+        if n + 1 < len(starts) and end > start and data[end - 1] == 0:
+            end -= 1  # four-byte start code
+        out.append(data[start:end])
+    return out
+
+
+class EagerJitterBuffer(JitterBuffer):
+    """aiortc's jitter buffer releases a frame when the *next* frame's first packet arrives: one frame
+    interval of added delay (67 ms at 15 fps), harmless for a player, wasted in a relay. This one releases
+    a video frame at its marker packet (RFC 6184: the last packet of an access unit) and an audio packet
+    at once, and otherwise behaves as aiortc's (a following timestamp also completes a frame)."""
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        packets: list = []
+        timestamp = None
+        complete = False
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                break
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:
+                complete = True
+                break
+            packets.append(packet)
+            if not self._is_video or packet.marker:
+                complete = True
+                break
+        if not complete or not packets:
+            return None
+        self.remove(len(packets))
+        return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)  # type: ignore[attr-defined]
+
+
+class _Tap(queue.Queue):
+    """Stands in for a receiver's decoder queue: encoded frames go to `on_frame`, only the end-of-stream
+    marker (None) reaches the decoder thread, which then stops. After each frame it drains the frames the
+    jitter buffer already holds complete (aiortc hands over one frame per packet received, so a burst
+    completed by a retransmission would otherwise stay one frame behind for good)."""
+
+    def __init__(self, receiver: RTCRtpReceiver, on_frame: Callable[[str, bytes, int], None]) -> None:
+        super().__init__()
+        self._receiver = receiver
+        self._on_frame = on_frame
+
+    def put(self, item, block: bool = True, timeout: float | None = None) -> None:  # noqa: ANN001
+        if item is None:
+            super().put(None, block, timeout)
+            return
+        codec, frame = item
+        mime = codec.mimeType.lower()
+        try:
+            self._on_frame(mime, frame.data, frame.timestamp)
+            buffer = getattr(self._receiver, _JITTER_ATTR)
+            mapper = getattr(self._receiver, _MAPPER_ATTR)
+            while (extra := buffer._remove_frame(0)) is not None:
+                self._on_frame(mime, extra.data, mapper.map(extra.timestamp))
+        except Exception:  # never let a relay bug kill aiortc's RTP handling
+            log.exception("live relay: dropping a frame")
+
+
+def tap_receiver(receiver: RTCRtpReceiver, on_frame: Callable[[str, bytes, int], None]) -> None:
+    """Divert a receiver's encoded frames to `on_frame(mime, data, timestamp)`. Call before the connection
+    starts receiving (right after setRemoteDescription)."""
+    for attr, kind in ((_QUEUE_ATTR, queue.Queue), (_JITTER_ATTR, JitterBuffer), (_MAPPER_ATTR, object)):
+        if not isinstance(getattr(receiver, attr, None), kind):
+            raise UnsupportedAiortc(f"this aiortc version has no RTCRtpReceiver.{attr}: encoded forwarding must "
+                                    "be adapted to it (temoin.live.forwarding); refusing to fall back to a "
+                                    "silent transcode")
+    old = getattr(receiver, _JITTER_ATTR)
+    setattr(receiver, _JITTER_ATTR, EagerJitterBuffer(capacity=old.capacity, prefetch=0, is_video=old._is_video))
+    setattr(receiver, _QUEUE_ATTR, _Tap(receiver, on_frame))
+
+
+async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
+    """Send a PLI (RFC 4585) to the publisher for every video source it sends."""
+    sources = receiver.getSynchronizationSources()
+    for source in sources:
+        await receiver._send_rtcp_pli(source.source)
+    return bool(sources)
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """A viewer's PLI/FIR reaches `callback` (forwarded to the publisher) instead of a local encoder."""
+    sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+class Continuity:
+    """Timestamps that keep going forward when a new publisher (starting again from 0) takes over."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._generation: int | None = None
+        self._offset = 0
+        self._last: int | None = None
+
+    def map(self, frame: EncodedFrame) -> int:
+        if frame.generation != self._generation:
+            self._generation = frame.generation
+            following = 0 if self._last is None else self._last + FRAME_STEP[self.kind]
+            self._offset = following - frame.timestamp
+        ts = frame.timestamp + self._offset
+        if self._last is not None and ts < self._last:
+            ts = self._last  # never backwards
+        self._last = ts
+        return ts
+
+
+class ForwardTrack(MediaStreamTrack):
+    """The outgoing track of one viewer: yields encoded packets that its sender only re-packetizes.
+
+    Video starts at a keyframe; output timestamps stay monotonic across publisher reconnections; when
+    the viewer cannot keep up the backlog is dropped and video waits for the next keyframe (asking for one).
+    """
+
+    def __init__(self, kind: str, need_keyframe: Callable[[], None], max_queue: int = 120) -> None:
+        super().__init__()
+        self.kind = kind
+        self._need_keyframe = need_keyframe
+        self._queue: asyncio.Queue[EncodedFrame | None] = asyncio.Queue(maxsize=max_queue)
+        self._waiting_key = kind == "video"
+        self._clock = Continuity(kind)
+        self._time_base = Fraction(1, CLOCK[kind])
+        self.sent = 0
+
+    def restart(self) -> None:
+        """A new publisher took over: video waits for its first keyframe."""
+        self._waiting_key = self.kind == "video"
+
+    def push(self, frame: EncodedFrame) -> None:
+        if self.readyState != "live":
+            return
+        if self._waiting_key:
+            if not frame.keyframe:
+                return
+            self._waiting_key = False
+        if self._queue.full():
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            if self.kind == "video":
+                self._waiting_key = True
+                self._need_keyframe()
+                if not frame.keyframe:
+                    return
+                self._waiting_key = False
+        self._queue.put_nowait(frame)
+
+    def finish(self) -> None:
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            self._queue.get_nowait()
+            self._queue.put_nowait(None)
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = await self._queue.get()
+        if frame is None:
+            self.stop()
+            raise MediaStreamError
+        packet = av.Packet(frame.data)
+        packet.pts = packet.dts = self._clock.map(frame)
+        packet.time_base = self._time_base
+        self.sent += 1
+        return packet
+

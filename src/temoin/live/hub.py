@@ -1,0 +1,388 @@
+"""The live subsystem assembled: sessions (database, journal), the media plane and the events channel.
+
+Routes stay thin and call this. Database work runs in the thread pool; media work in the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from temoin.db import utcnow
+from temoin.evidence.manifest import GpsFix
+from temoin.identity.devices import device_actor
+from temoin.identity.models import Device, Tenant, User
+from temoin.identity.service import actor_of
+from temoin.journal.entry import Action, Actor, EntryDraft
+from temoin.law.profiles import get_profile
+from temoin.live import backup, sessions, viewing
+from temoin.live.events import EventBus, InProcessEventBus
+from temoin.live.models import LiveSession, LiveState
+from temoin.live.plane import Answer, MediaPlane
+from temoin.live.relay import AiortcMediaPlane
+from temoin.live.sessions import LiveError, LiveRequest, view
+from temoin.platform import Platform
+
+log = logging.getLogger("temoin.live")
+T = TypeVar("T")
+WATCH_INTERVAL_S = 0.5
+STATUS_EVERY_S = 5.0
+RECENT = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class _Ref:
+    id: str
+    tenant_id: int
+    device_id: str
+    backup: bool
+
+
+@dataclass
+class _Viewer:
+    session_id: str
+    user_id: int
+    started_at: datetime | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LiveHub:
+    def __init__(self, p: Platform, plane: MediaPlane | None = None, bus: EventBus | None = None) -> None:
+        self.p = p
+        self.plane = plane or AiortcMediaPlane(p.settings.live_ice_servers, p.settings.live_max_viewers)
+        self.bus = bus or InProcessEventBus()
+        self.stall_after_s = p.settings.live_stall_after_s
+        self._tenant_of: dict[str, int] = {}
+        self._link: dict[str, tuple[str, float]] = {}  # stream -> (link state, when last announced)
+        self._viewers: dict[str, _Viewer] = {}
+        self._publications: dict[str, set[str]] = {}  # session -> WHIP resources it has had
+        self._monitor: asyncio.Task | None = None
+        self._opening = asyncio.Lock()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.plane.start()
+        self._monitor = asyncio.create_task(self._watch())
+        self._hook_shutdown_signals()
+
+    async def stop(self) -> None:
+        self._unhook_shutdown_signals()
+        if self._monitor is not None:
+            self._monitor.cancel()
+        self.bus.close()
+        await self.plane.close()
+
+    def _hook_shutdown_signals(self) -> None:
+        """A server waits for open responses before it shuts down, and the events channel never ends by
+        itself: on SIGINT/SIGTERM, end the event streams first, then let the server's own handler run."""
+        self._previous_handlers: dict[int, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return  # a server in a thread (tests) has no signal handlers of its own
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def handler(signum: int, frame: object, _previous=previous) -> None:  # noqa: ANN001
+                loop.call_soon_threadsafe(self.bus.close)  # not here: the bus lock may be held
+                _previous(signum, frame)
+            self._previous_handlers[sig] = previous
+            signal.signal(sig, handler)
+
+    def _unhook_shutdown_signals(self) -> None:
+        for sig, previous in getattr(self, "_previous_handlers", {}).items():
+            signal.signal(sig, previous)
+        self._previous_handlers = {}
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        def work() -> T:
+            with self.p.session() as db:
+                return fn(db, *args)
+        return await run_in_threadpool(work)
+
+    # --- sessions -------------------------------------------------------------------------------------
+
+    def _ref(self, db: Session, s: LiveSession) -> _Ref:
+        tenant = db.get(Tenant, s.tenant_id)
+        return _Ref(s.id, s.tenant_id, s.device_id,
+                    get_profile(tenant.profile).live_backup_recording and s.backup_file is None)
+
+    def _device_session(self, db: Session, device_id: str, session_id: str, *, open_only: bool = True) -> LiveSession:
+        s = db.get(LiveSession, session_id)
+        if s is None or s.device_id != device_id:
+            raise LiveError(404, f"no live session {session_id} for this camera")
+        if open_only and s.state == LiveState.ENDED.value:
+            raise LiveError(404, f"live session {session_id} has ended: press the live button again")
+        return s
+
+    def user_session(self, db: Session, user: User, session_id: str) -> LiveSession:
+        s = db.get(LiveSession, session_id)
+        if s is None or s.tenant_id != user.tenant_id:
+            if s is not None:
+                viewing.refused(self.p, db, user, session_id, "another tenant's live session")
+            raise LiveError(404, f"no live session {session_id} in your tenant")
+        return s
+
+    async def request(self, device_id: str, req: LiveRequest) -> tuple[dict, bool]:
+        def work(db: Session) -> tuple[dict, bool, _Ref]:
+            s, created = sessions.request(self.p, db, self.bus, db.get(Device, device_id), req)
+            return view(s), created, self._ref(db, s)
+        out, created, ref = await self._db(work)
+        await self._ensure_stream(ref)
+        return out, created
+
+    async def _ensure_stream(self, ref: _Ref) -> None:
+        async with self._opening:  # one stream, and one backup recording, per session
+            if ref.id in self.plane.streams():
+                return
+            self._tenant_of[ref.id] = ref.tenant_id
+            sink = None
+            if ref.backup:
+                sink = await self._db(self._start_backup, ref.id)
+            self.plane.open_stream(ref.id, sink)
+
+    async def _end_stream(self, session_id: str) -> None:
+        await self.plane.end_stream(session_id)
+        self._tenant_of.pop(session_id, None)
+        self._link.pop(session_id, None)
+        self._publications.pop(session_id, None)
+
+    def _start_backup(self, db: Session, session_id: str) -> backup.BackupRecorder | None:
+        s = db.get(LiveSession, session_id)
+        if s.backup_file is not None:  # one backup per session (not resumed after a server restart)
+            return None
+        tenant = db.get(Tenant, s.tenant_id)
+        key, wrapped = backup.new_key(self.p.keyring.master_key, s.id)
+        path = self.p.settings.live_backup_dir / tenant.slug / f"{s.id}.ts.sealed"
+        s.backup_file, s.backup_key = str(path.relative_to(self.p.settings.home)), wrapped
+        self.p.record(db, EntryDraft(action=Action.COLLECTION, event="live.backup_started", actor=Actor.system("live"),
+                                     cameras=[s.device_id], details={"live_session": s.id, "file": s.backup_file}),
+                      tenant)
+        db.commit()
+
+        def stored(sha256: str, size: int) -> None:
+            with self.p.session() as db2:
+                sessions.backup_stored(self.p, db2, db2.get(LiveSession, session_id), sha256, size)
+        return backup.BackupRecorder(path, key, stored)
+
+    async def camera_view(self, device_id: str, session_id: str, known_state: str | None = None,
+                          wait_s: float = 0) -> dict:
+        """The session as its camera sees it; waits up to `wait_s` for its state to leave `known_state`
+        (a long poll: the acknowledgement reaches the camera as soon as it is given)."""
+        tenant_id = await self._db(lambda db: self._device_session(db, device_id, session_id,
+                                                                   open_only=False).tenant_id)
+        sub = self.bus.subscribe(tenant_id)
+        try:
+            deadline = time.monotonic() + max(0.0, min(wait_s, 25.0))
+            while True:
+                out = await self._db(lambda db: view(self._device_session(db, device_id, session_id,
+                                                                          open_only=False)))
+                if known_state is None or out["state"] != known_state:
+                    return out
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return out
+                    event = await sub.next(left)
+                    if event is None:
+                        return out
+                    if event.type == "session" and event.data.get("id") == session_id:
+                        break
+        finally:
+            sub.close()
+
+    async def position(self, device_id: str, session_id: str, fix: GpsFix) -> None:
+        await self._db(lambda db: sessions.update_position(db, self.bus, self._device_session(db, device_id,
+                                                                                              session_id), fix))
+
+    # --- publishing (WHIP) ----------------------------------------------------------------------------
+
+    async def publish(self, device_id: str, session_id: str, offer: str) -> Answer:
+        ref = await self._db(lambda db: self._ref(db, self._device_session(db, device_id, session_id)))
+        await self._ensure_stream(ref)
+
+        async def ended(reason: str) -> None:
+            await self._publication_ended(device_id, session_id, reason)
+
+        answer = await self.plane.publish(session_id, offer, on_ended=ended)
+
+        def journal(db: Session) -> None:
+            sessions.streaming(self.p, db, self.bus, self._device_session(db, device_id, session_id),
+                               db.get(Device, device_id), answer.resource_id)
+        try:
+            await self._db(journal)
+        except Exception:
+            await self.plane.end(session_id, answer.resource_id)
+            raise
+        self._publications.setdefault(session_id, set()).add(answer.resource_id)
+        return answer
+
+    async def _publication_ended(self, device_id: str, session_id: str, reason: str) -> None:
+        if reason == "replaced":  # the camera reconnected: its new publication carries on
+            return
+        self._link.pop(session_id, None)
+        if reason in ("failed", "closed"):  # not ended on purpose: every gap must be provable
+            def journal(db: Session) -> None:
+                s = db.get(LiveSession, session_id)
+                if s is not None and s.state != LiveState.ENDED.value:
+                    self.p.record(db, EntryDraft(action=Action.COMMUNICATION, event="live.stream_interrupted",
+                                                 actor=Actor.system("live"), cameras=[device_id],
+                                                 details={"live_session": session_id, "reason": reason}),
+                                  db.get(Tenant, s.tenant_id))
+                    db.commit()
+            try:
+                await self._db(journal)
+            except Exception:
+                log.exception("live: journaling an interrupted stream")
+        tenant_id = self._tenant_of.get(session_id)
+        if tenant_id is not None:
+            self.bus.publish(tenant_id, "stream", {"id": session_id, "publishing": False, "reason": reason})
+
+    async def unpublish(self, device_id: str, session_id: str, resource_id: str) -> None:
+        """The camera DELETEs its WHIP resource: the live session ends."""
+        await self._db(lambda db: self._device_session(db, device_id, session_id, open_only=False))
+        # Its current publication, or an earlier one whose link has died: either way the camera means to end.
+        if resource_id not in self._publications.get(session_id, ()):
+            raise LiveError(404, f"no WHIP session {resource_id} on live session {session_id}")
+
+        def end(db: Session) -> None:
+            sessions.end(self.p, db, self.bus, self._device_session(db, device_id, session_id, open_only=False),
+                         device_actor(db.get(Device, device_id)), "camera_ended")
+        await self._db(end)
+        await self._end_stream(session_id)
+
+    # --- watching (WHEP) ------------------------------------------------------------------------------
+
+    async def play(self, user_id: int, session_id: str, offer: str) -> Answer:
+        def load(db: Session) -> _Ref:
+            s = self.user_session(db, db.get(User, user_id), session_id)
+            if s.state == LiveState.ENDED.value:
+                raise LiveError(404, f"live session {session_id} has ended")
+            return self._ref(db, s)
+        ref = await self._db(load)
+        await self._ensure_stream(ref)
+        viewer = _Viewer(session_id, user_id)
+
+        async def ended(reason: str) -> None:
+            await viewer.ready.wait()  # the start entry is written (or failed) before the end one
+            self._viewers.pop(answer.resource_id, None)
+            if viewer.started_at is not None:
+                await self._db(lambda db: viewing.ended(self.p, db, db.get(LiveSession, session_id),
+                                                        db.get(User, user_id), answer.resource_id,
+                                                        viewer.started_at, reason))
+
+        answer = await self.plane.play(session_id, offer, on_ended=ended)
+        self._viewers[answer.resource_id] = viewer
+        try:
+            viewer.started_at = await self._db(lambda db: viewing.started(
+                self.p, db, db.get(LiveSession, session_id), db.get(User, user_id), answer.resource_id))
+        except BaseException:
+            viewer.ready.set()
+            await self.plane.end(session_id, answer.resource_id)  # no unjournaled viewing
+            raise
+        viewer.ready.set()
+        return answer
+
+    async def stop_playing(self, user_id: int, session_id: str, resource_id: str) -> None:
+        viewer = self._viewers.get(resource_id)
+        if viewer is None or viewer.session_id != session_id or viewer.user_id != user_id:
+            raise LiveError(404, f"no WHEP session {resource_id} of yours on live session {session_id}")
+        await self.plane.end(session_id, resource_id)
+
+    # --- the CSU --------------------------------------------------------------------------------------
+
+    async def list_sessions(self, user_id: int) -> list[dict]:
+        def work(db: Session) -> list[dict]:
+            user = db.get(User, user_id)
+            rows = db.scalars(select(LiveSession).where(
+                LiveSession.tenant_id == user.tenant_id,
+                or_(LiveSession.state != LiveState.ENDED.value, LiveSession.requested_at > utcnow() - RECENT))
+                .order_by(LiveSession.requested_at.desc()))
+            return [self._with_link(view(s)) for s in rows]
+        return await self._db(work)
+
+    def _with_link(self, out: dict) -> dict:
+        status = self.plane.status(out["id"])
+        now = time.time()
+        out["link"] = self._link_of(status, now) if status else None
+        out["silent_s"] = status.silent_for(now) if status else None
+        out["viewers"] = status.viewers if status else 0
+        return out
+
+    async def get_session(self, user_id: int, session_id: str) -> dict:
+        return self._with_link(await self._db(lambda db: view(self.user_session(db, db.get(User, user_id),
+                                                                                session_id))))
+
+    async def acknowledge(self, user_id: int, session_id: str) -> dict:
+        def work(db: Session) -> dict:
+            user = db.get(User, user_id)
+            s = self.user_session(db, user, session_id)
+            sessions.acknowledge(self.p, db, self.bus, s, actor_of(user))
+            return view(s)
+        return await self._db(work)
+
+    async def reinforcements(self, user_id: int, session_id: str, note: str | None) -> dict:
+        def work(db: Session) -> dict:
+            user = db.get(User, user_id)
+            s = self.user_session(db, user, session_id)
+            sessions.reinforcements(self.p, db, self.bus, s, actor_of(user), note)
+            return view(s)
+        return await self._db(work)
+
+    async def end(self, user_id: int, session_id: str, reason: str) -> dict:
+        def work(db: Session) -> dict:
+            user = db.get(User, user_id)
+            s = self.user_session(db, user, session_id)
+            sessions.end(self.p, db, self.bus, s, actor_of(user), reason)
+            return view(s)
+        out = await self._db(work)
+        await self._end_stream(session_id)
+        return out
+
+    # --- link health ----------------------------------------------------------------------------------
+
+    def _link_of(self, status, now: float) -> str:  # noqa: ANN001
+        silent = status.silent_for(now)
+        if silent is None:
+            return "waiting"  # nothing received yet
+        if silent > self.stall_after_s:
+            return "lost"
+        return "live"
+
+    async def _watch(self) -> None:
+        """Tell the dashboards when a stream's media stops ("link lost since N s") and when it comes back:
+        a frozen picture is never shown as live."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            try:
+                now = time.time()
+                for stream in self.plane.streams():
+                    status = self.plane.status(stream)
+                    tenant_id = self._tenant_of.get(stream)
+                    if status is None or tenant_id is None:
+                        continue
+                    link = self._link_of(status, now)
+                    previous = self._link.get(stream)
+                    if previous is None or previous[0] != link or now - previous[1] >= STATUS_EVERY_S:
+                        self._link[stream] = (link, now)
+                        self.bus.publish(tenant_id, "stream", {
+                            "id": stream, "link": link, "publishing": status.publishing,
+                            "silent_s": status.silent_for(now), "last_packet_at": status.last_packet_at,
+                            "viewers": status.viewers, "video_frames": status.video_frames,
+                            "audio_frames": status.audio_frames})
+            except Exception:  # the watcher must outlive a bad tick
+                log.exception("live: stream watch")
+

@@ -1,0 +1,52 @@
+"""Live sessions: one press of the live button, from the request to the end, with who did what when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from temoin.db import Base, UTCDateTime, utcnow
+
+
+class LiveState(StrEnum):
+    REQUESTED = "requested"  # the agent pressed the button; the CSU is alerted
+    STREAMING = "streaming"  # the camera's media reaches the platform
+    ACKNOWLEDGED = "acknowledged"  # an operator confirmed reception (the agent is told)
+    REINFORCEMENTS_SENT = "reinforcements_sent"
+    ENDED = "ended"
+
+
+ORDER = list(LiveState)
+
+
+class LiveSession(Base):
+    __tablename__ = "live_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # matricule, from the shift
+    agent_claimed: Mapped[str | None] = mapped_column(String(64), nullable=True)  # what the camera said
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    state: Mapped[str] = mapped_column(String(24), default=LiveState.REQUESTED.value)
+    position: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the last fix: t, lat, lon, accuracy_m
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    streaming_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reinforcements_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reinforcements_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reinforcements_note: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Server-side backup of the live feed (legal profile's live_backup_recording), sealed like the vault's
+    # blobs: the data key is wrapped by the master key, the file never holds plaintext.
+    backup_file: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    backup_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    backup_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    backup_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)

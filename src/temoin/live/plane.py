@@ -1,0 +1,148 @@
+"""The media plane interface: what the platform asks of whatever carries live media.
+
+The in-process implementation (`live.relay.AiortcMediaPlane`) runs inside `temoin serve`; an external
+SFU (mediasoup, Janus, LiveKit, a WHIP/WHEP server) can replace it by implementing this class. The
+rest of the platform (authorisation, sessions, journal, events) never touches WebRTC objects.
+
+A *stream* is named by its live session id. Publishing and playing both speak SDP, as WHIP
+(RFC 9725) and WHEP carry it: an offer in, an answer out, and a resource id to end it with.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+MAX_SDP_BYTES = 64 * 1024
+VIDEO_CODEC = "H264"
+AUDIO_CODEC = "opus"
+
+# Called once when a publication or a playback ends, whatever ended it (DELETE, lost link, shutdown).
+OnEnded = Callable[[str], Awaitable[None] | None]  # the argument says why: "deleted", "failed", "closed", ...
+
+
+class MediaPlaneError(Exception):
+    status = 500
+
+
+class BadOffer(MediaPlaneError):
+    """The SDP offer is malformed, or does not offer what the platform carries (H.264 + Opus)."""
+
+    status = 400
+
+
+class NoSuchStream(MediaPlaneError):
+    status = 404
+
+
+class TooManyViewers(MediaPlaneError):
+    status = 503
+
+
+@dataclass(frozen=True)
+class Answer:
+    resource_id: str  # names the WHIP/WHEP session resource (the Location header)
+    sdp: str
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    stream: str
+    publishing: bool  # a publisher is attached
+    publisher: str | None  # its resource id
+    last_packet_at: float | None  # wall-clock time (time.time()) of the last media frame received
+    video_frames: int
+    audio_frames: int
+    keyframes: int
+    viewers: int
+
+    def silent_for(self, now: float) -> float | None:
+        """Seconds since the last frame, None before the first."""
+        return None if self.last_packet_at is None else max(0.0, now - self.last_packet_at)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    kind: Literal["audio", "video"]
+    data: bytes  # H.264 access unit (Annex B) or one Opus packet
+    timestamp: int  # in the RTP clock of its kind (90 kHz, 48 kHz), from 0 at the publisher's first frame
+    keyframe: bool
+    generation: int  # which publication produced it (a reconnecting camera starts a new generation)
+    received_at: float  # time.time()
+
+
+class FrameSink(ABC):
+    """Receives the encoded frames of a stream as they arrive (the server-side backup recording).
+    Called in the event loop: it must not block."""
+
+    @abstractmethod
+    def write(self, frame: EncodedFrame) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class MediaPlane(ABC):
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None:
+        """End every publication and playback (server shutdown)."""
+
+    @abstractmethod
+    async def publish(self, stream: str, offer: str, *, on_ended: OnEnded | None = None) -> Answer:
+        """Accept a publisher's offer (WHIP). A new publisher replaces the previous one (a camera that
+        reconnects after losing its link); viewers stay attached and resume at the next keyframe."""
+
+    @abstractmethod
+    async def play(self, stream: str, offer: str, *, on_ended: OnEnded | None = None) -> Answer:
+        """Accept a viewer's offer (WHEP). The stream must have been opened (`open_stream`)."""
+
+    @abstractmethod
+    def open_stream(self, stream: str, sink: FrameSink | None = None) -> None:
+        """Make a stream known, so that viewers may attach before the publisher's media arrives; `sink`
+        (once per stream) receives every frame until the stream ends, then is closed."""
+
+    @abstractmethod
+    async def end(self, stream: str, resource_id: str) -> bool:
+        """End one publication or playback; False if there is no such resource on that stream."""
+
+    @abstractmethod
+    async def end_stream(self, stream: str, reason: str = "stream_ended") -> None:
+        """End the publication and every playback of a stream, and forget it."""
+
+    @abstractmethod
+    def status(self, stream: str) -> StreamStatus | None: ...
+
+    @abstractmethod
+    def streams(self) -> list[str]: ...
+
+
+_MEDIA = re.compile(r"^m=(audio|video) \d+ [A-Z/]+ [\d ]+$", re.MULTILINE)
+_RTPMAP = re.compile(r"^a=rtpmap:\d+ ([\w.-]+)/", re.MULTILINE)
+
+
+def check_offer(sdp: str, *, video_required: bool = True) -> None:
+    """Refuse early and clearly what aiortc would refuse obscurely (or accept and fail later)."""
+    if len(sdp.encode()) > MAX_SDP_BYTES:
+        raise BadOffer(f"SDP offer larger than {MAX_SDP_BYTES} bytes")
+    if not sdp.startswith("v=0"):
+        raise BadOffer("not an SDP offer: it must start with 'v=0' (send the offer as application/sdp)")
+    sdp = sdp.replace("\r\n", "\n")
+    kinds = _MEDIA.findall(sdp)
+    if not kinds:
+        raise BadOffer("the SDP offer has no audio or video media section")
+    if video_required and "video" not in kinds:
+        raise BadOffer("the SDP offer has no video media section")
+    if "a=fingerprint:" not in sdp or "a=ice-ufrag:" not in sdp:
+        raise BadOffer("the SDP offer lacks ICE credentials or a DTLS fingerprint")
+    codecs = {name.lower() for name in _RTPMAP.findall(sdp)}
+    if "video" in kinds and VIDEO_CODEC.lower() not in codecs:
+        raise BadOffer("the SDP offer does not offer H.264 video: live media is forwarded as H.264, never "
+                       "transcoded")
+    if "audio" in kinds and AUDIO_CODEC not in codecs:
+        raise BadOffer("the SDP offer does not offer Opus audio")

@@ -1,0 +1,249 @@
+"""Live transmission: the camera's live button and WHIP publication (device-signed), WHEP viewing, the
+CSU's acknowledgement and dispatch, and the events channel of the dashboards (LIVE_VIEW, own tenant)."""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+import orjson
+
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from temoin.evidence.manifest import GpsFix
+from temoin.identity.models import Device
+from temoin.law.access import Permission
+from temoin.live.hub import LiveHub
+from temoin.live.plane import MAX_SDP_BYTES, Answer, MediaPlaneError
+from temoin.live.sessions import LiveError, LiveRequest
+from temoin.web.deps import Principal, current_device, require
+from temoin.web.pages import PageRequire
+
+router = APIRouter(prefix="/api/v1/live", tags=["live"])
+pages = APIRouter(include_in_schema=False)
+SDP = "application/sdp"
+SSE_MAX_S = 120  # a dashboard reconnects (EventSource does it alone, with Last-Event-ID) and misses nothing
+KEEPALIVE_S = 15
+STATIC = Path(__file__).parent.parent / "static"
+
+
+def get_hub(request: Request) -> LiveHub:
+    return request.app.state.live
+
+
+def _http(exc: LiveError | MediaPlaneError) -> HTTPException:
+    if isinstance(exc, LiveError):
+        return HTTPException(exc.status, exc.message)
+    return HTTPException(exc.status, str(exc))
+
+
+async def _offer(request: Request) -> str:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != SDP:
+        raise HTTPException(415, f"send the SDP offer as the body, with Content-Type: {SDP}")
+    body = await request.body()
+    if len(body) > MAX_SDP_BYTES:
+        raise HTTPException(413, f"SDP offer larger than {MAX_SDP_BYTES} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(400, "the SDP offer is not UTF-8 text") from None
+
+
+def _answer(answer: Answer, location: str) -> Response:
+    # RFC 9725: 201 Created, the answer as application/sdp, the session resource in Location.
+    return Response(answer.sdp, 201, media_type=SDP, headers={"Location": location, "ETag": f'"{answer.resource_id}"'})
+
+
+# --- the camera (device-signed) ------------------------------------------------------------------------
+
+class LiveSessionOut(BaseModel):
+    id: str
+    state: str
+    whip_url: str | None = None
+    model_config = {"extra": "allow"}
+
+
+@router.post("/sessions", status_code=201, response_model=LiveSessionOut,
+             summary="Live button: ask for a live session (201; 200 with the open one if already live)")
+async def live_request(body: LiveRequest, response: Response, device: Device = Depends(current_device),
+                       hub: LiveHub = Depends(get_hub)) -> dict:
+    try:
+        out, created = await hub.request(device.id, body)
+    except LiveError as exc:
+        raise _http(exc) from None
+    if not created:
+        response.status_code = 200
+    return {**out, "whip_url": f"/api/v1/live/whip/{out['id']}"}
+
+
+@router.get("/camera/sessions/{session_id}", summary="The camera's view of its live session (long poll)")
+async def camera_session(session_id: str, known_state: str | None = None,
+                         wait_s: float = Query(0, ge=0, le=25), device: Device = Depends(current_device),
+                         hub: LiveHub = Depends(get_hub)) -> dict:
+    try:
+        return await hub.camera_view(device.id, session_id, known_state, wait_s)
+    except LiveError as exc:
+        raise _http(exc) from None
+
+
+@router.post("/camera/sessions/{session_id}/position", status_code=204, summary="The agent's position while live")
+async def camera_position(session_id: str, fix: GpsFix, device: Device = Depends(current_device),
+                          hub: LiveHub = Depends(get_hub)) -> Response:
+    try:
+        await hub.position(device.id, session_id, fix)
+    except LiveError as exc:
+        raise _http(exc) from None
+    return Response(status_code=204)
+
+
+@router.post("/whip/{session_id}", status_code=201, response_class=Response,
+             summary="WHIP (RFC 9725): publish the live session's media (SDP offer in, answer out)")
+async def whip(session_id: str, request: Request, device: Device = Depends(current_device),
+               hub: LiveHub = Depends(get_hub)) -> Response:
+    offer = await _offer(request)
+    try:
+        answer = await hub.publish(device.id, session_id, offer)
+    except (LiveError, MediaPlaneError) as exc:
+        raise _http(exc) from None
+    return _answer(answer, f"/api/v1/live/whip/{session_id}/{answer.resource_id}")
+
+
+@router.delete("/whip/{session_id}/{resource_id}", summary="End the publication, and the live session")
+async def whip_delete(session_id: str, resource_id: str, device: Device = Depends(current_device),
+                      hub: LiveHub = Depends(get_hub)) -> Response:
+    try:
+        await hub.unpublish(device.id, session_id, resource_id)
+    except LiveError as exc:
+        raise _http(exc) from None
+    return Response(status_code=200)
+
+
+# --- the CSU (LIVE_VIEW, own tenant) --------------------------------------------------------------------
+
+@router.post("/whep/{session_id}", status_code=201, response_class=Response,
+             summary="WHEP: watch the live session (SDP offer in, answer out); journaled as a communication")
+async def whep(session_id: str, request: Request, who: Principal = require(Permission.LIVE_VIEW),
+               hub: LiveHub = Depends(get_hub)) -> Response:
+    offer = await _offer(request)
+    try:
+        answer = await hub.play(who.user.id, session_id, offer)
+    except (LiveError, MediaPlaneError) as exc:
+        raise _http(exc) from None
+    return _answer(answer, f"/api/v1/live/whep/{session_id}/{answer.resource_id}")
+
+
+@router.delete("/whep/{session_id}/{resource_id}", summary="Stop watching")
+async def whep_delete(session_id: str, resource_id: str, who: Principal = require(Permission.LIVE_VIEW),
+                      hub: LiveHub = Depends(get_hub)) -> Response:
+    try:
+        await hub.stop_playing(who.user.id, session_id, resource_id)
+    except LiveError as exc:
+        raise _http(exc) from None
+    return Response(status_code=200)
+
+
+@router.get("/sessions", summary="Open live sessions, and those of the last 24 hours")
+async def list_sessions(who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)) -> list[dict]:
+    return await hub.list_sessions(who.user.id)
+
+
+@router.get("/sessions/{session_id}", summary="A live session, with its link state")
+async def get_session(session_id: str, who: Principal = require(Permission.LIVE_VIEW),
+                      hub: LiveHub = Depends(get_hub)) -> dict:
+    try:
+        return await hub.get_session(who.user.id, session_id)
+    except LiveError as exc:
+        raise _http(exc) from None
+
+
+@router.post("/sessions/{session_id}/ack", summary="Acknowledge the alert: the agent's camera is told")
+async def acknowledge(session_id: str, who: Principal = require(Permission.LIVE_VIEW),
+                      hub: LiveHub = Depends(get_hub)) -> dict:
+    try:
+        return await hub.acknowledge(who.user.id, session_id)
+    except LiveError as exc:
+        raise _http(exc) from None
+
+
+class NoteIn(BaseModel):
+    note: str | None = Field(default=None, max_length=500)
+
+
+@router.post("/sessions/{session_id}/reinforcements", summary="Record that reinforcements were sent")
+async def reinforcements(session_id: str, body: NoteIn | None = Body(default=None),
+                         who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)) -> dict:
+    try:
+        return await hub.reinforcements(who.user.id, session_id, body.note if body else None)
+    except LiveError as exc:
+        raise _http(exc) from None
+
+
+@router.post("/sessions/{session_id}/end", summary="End a live session from the CSU")
+async def end_session(session_id: str, body: NoteIn | None = Body(default=None),
+                      who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)) -> dict:
+    try:
+        return await hub.end(who.user.id, session_id, (body.note if body and body.note else "ended_by_csu"))
+    except LiveError as exc:
+        raise _http(exc) from None
+
+
+@router.get("/events", summary="Events channel (Server-Sent Events with Accept: text/event-stream; JSON otherwise)")
+async def events(request: Request, who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub),
+                 after: int | None = Query(None, ge=0),
+                 last_event_id: str | None = Header(None)) -> Response:
+    if last_event_id and last_event_id.isdigit():
+        after = int(last_event_id)
+    tenant_id = who.tenant.id
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return Response(orjson.dumps({"events": [e.as_dict() for e in hub.bus.recent(tenant_id, after)]}),
+                        media_type="application/json")
+    sub = hub.bus.subscribe(tenant_id, after)
+    snapshot = await hub.list_sessions(who.user.id)
+
+    async def stream():  # noqa: ANN202
+        deadline = time.monotonic() + SSE_MAX_S
+        try:
+            yield b"retry: 1000\n\n"
+            yield b"event: snapshot\ndata: " + orjson.dumps({"sessions": snapshot}) + b"\n\n"
+            while (left := deadline - time.monotonic()) > 0:
+                event = await sub.next(min(KEEPALIVE_S, left))
+                if event is None:
+                    if sub.closed:
+                        return
+                    yield b": keep-alive\n\n"
+                    continue
+                yield event.sse()
+        finally:
+            sub.close()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+# --- the pages ----------------------------------------------------------------------------------------
+
+def _page(name: str, who: Principal, **values: str) -> HTMLResponse:
+    text = (STATIC / name).read_text("utf-8")
+    values |= {"csrf_token": who.session.csrf_token if who.session else "", "viewer": who.user.display_name}
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", html.escape(value, quote=True))
+    return HTMLResponse(text, headers={"Cache-Control": "no-store"})
+
+
+@pages.get("/live")
+async def dashboard_page(who: Principal = Depends(PageRequire(Permission.LIVE_VIEW))) -> HTMLResponse:
+    return _page("live-dashboard.html", who)
+
+
+@pages.get("/live/{session_id}")
+async def viewer_page(session_id: str, who: Principal = Depends(PageRequire(Permission.LIVE_VIEW)),
+                      hub: LiveHub = Depends(get_hub)) -> HTMLResponse:
+    try:
+        await hub.get_session(who.user.id, session_id)
+    except LiveError as exc:
+        raise _http(exc) from None
+    return _page("live-viewer.html", who, session_id=session_id)
