@@ -6,7 +6,9 @@ what it hands over plays alone and can be hashed and chained like any other segm
 
 - never more than `seconds` before the moment recording starts (a segment that began earlier
   is dropped, so the pre-event footage is between `seconds - segment length` and `seconds`);
-- never more than `max_bytes` in memory (the bitrate bound: bitrate x duration), oldest first.
+- never more than `max_bytes` in memory (the bitrate bound: bitrate x duration), oldest first;
+- never more than `cap_bytes` when the agent sets it (`limit`): what the buffer holds lands on the
+  device store when a recording starts, so when the store runs low the buffer gives way first.
 
 The buffer lives in memory only: nothing of standby ever reaches the disk unless a recording
 starts, and then only encrypted (`device_store`).
@@ -40,13 +42,27 @@ class PreEventBuffer:
             raise ValueError("bitrate_bps must be positive")
         self.seconds = float(seconds)
         self.max_bytes = byte_budget(seconds, bitrate_bps) if max_bytes is None else max_bytes
+        self.cap_bytes: int | None = None  # set by `limit` (storage running low), None: no cap
         self._segments: deque[EncodedSegment] = deque()
         self._bytes = 0
         self.evicted = 0  # segments dropped so far (by age or by the memory bound)
 
     @property
     def enabled(self) -> bool:
-        return self.seconds > 0
+        """Worth encoding into: a duration, and room for at least something."""
+        return self.seconds > 0 and self.bound > 0
+
+    @property
+    def bound(self) -> int:
+        """The bytes it may hold now: the memory bound, or less under a storage cap."""
+        return self.max_bytes if self.cap_bytes is None else min(self.max_bytes, self.cap_bytes)
+
+    def limit(self, cap_bytes: int | None) -> int:
+        """Hold at most `cap_bytes` from now on (None lifts the cap); returns the segments dropped now."""
+        self.cap_bytes = None if cap_bytes is None else max(0, cap_bytes)
+        before = self.evicted
+        self._trim(None)
+        return self.evicted - before
 
     @property
     def bytes(self) -> int:
@@ -81,8 +97,10 @@ class PreEventBuffer:
         self._segments.clear()
         self._bytes = 0
 
-    def _trim(self, now: datetime) -> None:
-        horizon = now - timedelta(seconds=self.seconds)
-        while self._segments and (self._segments[0].started_at < horizon or self._bytes > self.max_bytes):
+    def _trim(self, now: datetime | None) -> None:
+        horizon = None if now is None else now - timedelta(seconds=self.seconds)
+        bound = self.bound
+        while self._segments and ((horizon is not None and self._segments[0].started_at < horizon)
+                                  or self._bytes > bound):
             self._bytes -= self._segments.popleft().size
             self.evicted += 1

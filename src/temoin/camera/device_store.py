@@ -9,7 +9,9 @@ Layout, one folder per recording under `<root>/recordings/<recording id>/`:
     ...
     manifest.json         the signed manifest (temoin.manifest/1), once the recording is finalised
 
-and `<root>/receipts/<recording id>.json`, the vault's signed receipt, kept after hand-over.
+and `<root>/receipts/<recording id>.json`, the vault's signed receipt, kept after hand-over, and
+`<root>/events.jsonl`, the device's log of incidents (receipt rejected, storage low or full, clock
+jump), one JSON object a line, appended and fsynced.
 
 Each checkpoint carries its segment's manifest entry (size, SHA-256 of the plaintext, chain link
 to the previous segments), the SHA-256 of the encrypted file, whether people were told, and the
@@ -21,6 +23,13 @@ The store has no method that returns a recording's plaintext or deletes a record
 way out is `hand_over`, which gives the segments to a sender (the vault client) and deletes the
 local copy only once the vault's receipt verifies under the pinned platform key and matches the
 manifest.
+
+Storage budget: a store may be given `budget_bytes`, the most its recordings and receipts may take.
+A segment that would not fit (with room kept for its checkpoint and the recording's manifest) is
+refused with `StorageFull` before anything is written: nothing is ever deleted or overwritten to
+make room. Headers, checkpoints and manifests are small and are always written, so that what was
+recorded can still be finalised; the budget is therefore exceeded by metadata at most. What to do
+when room runs low (the pre-event buffer gives way first, the wearer is warned) is the agent's policy.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +50,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from temoin.camera.files import atomic_write, fsync_dir, private_dir, remove_stale_tmp
 from temoin.camera.keys import DeviceKeys
-from temoin.camera.offload import SegmentFile, build_manifest
+from temoin.camera.offload import ReceiptError, SegmentFile, build_manifest
 from temoin.evidence.canonical import b64d, b64e, canonical_bytes
 from temoin.evidence.chain import first_link, next_link
 from temoin.evidence.manifest import (HEX64, SAFE_ID, GpsFix, NotInformedReason, SegmentEntry, SignedManifest,
@@ -54,7 +64,13 @@ CHECKPOINT_SCHEMA = "temoin.checkpoint/1"
 KEY_FILE = "key.wrapped"
 HEADER_FILE = "recording.json"
 MANIFEST_FILE = "manifest.json"
+EVENTS_FILE = "events.jsonl"
 MAX_PRE_EVENT_S = 120.0
+# Room kept, when a segment is written under a budget, for what must follow it (upper estimates).
+CHECKPOINT_RESERVE = 4096  # a signed checkpoint is about 1 KiB, plus its sealed fixes
+MANIFEST_RESERVE = 8192  # the signed manifest's fixed part, plus per segment and per fix below
+RESERVE_PER_SEGMENT = 512
+RESERVE_PER_FIX = 256
 
 
 class StoreError(RuntimeError):
@@ -63,6 +79,20 @@ class StoreError(RuntimeError):
 
 class ReceiptRejected(StoreError):
     """The vault's receipt does not prove the recording arrived: the local copy is kept."""
+
+
+class StorageFull(StoreError):
+    """The store's byte budget cannot take this segment: nothing was written, nothing was deleted."""
+
+
+@dataclass(frozen=True)
+class StorageUsage:
+    budget_bytes: int | None  # None: no budget (the disk is the only limit)
+    used_bytes: int  # recordings and receipts on the device
+
+    @property
+    def free_bytes(self) -> int | None:
+        return None if self.budget_bytes is None else max(0, self.budget_bytes - self.used_bytes)
 
 
 def segment_file(index: int) -> str:
@@ -393,7 +423,11 @@ class RecordingWriter:
         self._check_open()
         index = len(self._entries)
         stored = _seal(self._data_key, data)
-        atomic_write(self.folder / segment_file(index), stored)
+        # Under a budget, the segment must fit with its checkpoint and the (grown) manifest to come.
+        self.store.reserve(len(stored) + CHECKPOINT_RESERVE + RESERVE_PER_FIX * len(fixes) + MANIFEST_RESERVE
+                           + RESERVE_PER_SEGMENT * (index + 1) + RESERVE_PER_FIX * (len(self._fixes) + len(fixes)),
+                           what=f"segment {index} of {self.recording_id}")
+        self.store.write(self.folder / segment_file(index), stored)
         return self._checkpoint(index, data, stored, started_at, duration_s, notice, fixes)
 
     def _checkpoint(self, index: int, data: bytes, stored: bytes, started_at: datetime, duration_s: float,
@@ -406,7 +440,8 @@ class RecordingWriter:
         ckpt = Checkpoint(recording_id=self.recording_id, header_sha256=self._header_digest, segment=entry,
                           stored_sha256=hashlib.sha256(stored).hexdigest(), stored_size=len(stored), notice=notice,
                           gps_sealed=_seal_fixes(self._data_key, fixes), written_at=self.store.clock())
-        atomic_write(self.folder / checkpoint_file(index), _dump(SignedCheckpoint.sign(ckpt, self.store.signing_key)))
+        signed = SignedCheckpoint.sign(ckpt, self.store.signing_key)
+        self.store.write(self.folder / checkpoint_file(index), _dump(signed))
         self._entries.append(entry)
         self._fixes.extend(fixes)
         self.notice = notice
@@ -461,7 +496,7 @@ class RecordingWriter:
             pre_event_buffer_s=_pre_event(self.header.triggered_at, self._entries[0].started_at),
             clock_offset_ms=clock_offset_ms, outside_territory=outside_territory, ended_at=ended_at)
         signed = SignedManifest.sign(manifest, self.store.signing_key)
-        atomic_write(self.folder / MANIFEST_FILE, _dump(signed))
+        self.store.write(self.folder / MANIFEST_FILE, _dump(signed))
         self.closed = True
         self._data_key = b""
         return signed
@@ -497,7 +532,10 @@ class _StoredSegments(Sequence[SegmentFile]):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         entry = self._entries[i]
-        data = _open(self._key, (self.folder / segment_file(entry.index)).read_bytes())
+        try:
+            data = _open(self._key, (self.folder / segment_file(entry.index)).read_bytes())
+        except (FileNotFoundError, IntegrityError) as exc:
+            raise StoreError(f"{self.folder.name} segment {entry.index}: cannot be read back ({exc}): kept") from exc
         if hashlib.sha256(data).hexdigest() != entry.sha256:
             raise StoreError(f"{self.folder.name} segment {entry.index}: stored content does not match its hash")
         return SegmentFile(data, entry.started_at, entry.duration_s)
@@ -522,8 +560,11 @@ Sender = Callable[[SignedManifest, Sequence[bytes]], SignedReceipt]
 
 class DeviceStore:
     def __init__(self, root: Path, keys: DeviceKeys, platform_public_key: bytes | None,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], *, budget_bytes: int | None = None) -> None:
+        if budget_bytes is not None and budget_bytes <= 0:
+            raise ValueError("budget_bytes must be positive (or None: no budget)")
         self.root = Path(root)
+        self.budget_bytes = budget_bytes
         self.signing_key = keys.signing_key
         self._storage_key = keys.storage_key
         self.public_key = public_key_bytes(keys.signing_key)
@@ -532,7 +573,59 @@ class DeviceStore:
         self.recordings_dir = private_dir(self.root / "recordings")
         self.receipts_dir = private_dir(self.root / "receipts")
         self._open: set[str] = set()
+        self._used = 0
         self._sweep()
+        self._used = self._scan()
+
+    # --- room on the device ---------------------------------------------------------------------
+
+    def usage(self) -> StorageUsage:
+        return StorageUsage(self.budget_bytes, self._used)
+
+    def reserve(self, size: int, *, what: str = "write") -> None:
+        """Raise `StorageFull` unless `size` more bytes fit in the budget (nothing is written here)."""
+        if self.budget_bytes is not None and self._used + size > self.budget_bytes:
+            raise StorageFull(f"{what} needs {size} bytes, {max(0, self.budget_bytes - self._used)} left of the "
+                              f"{self.budget_bytes}-byte budget: kept what is stored, deleted nothing")
+
+    def write(self, path: Path, data: bytes) -> None:
+        """Atomic write of a file of this store, counted against the budget."""
+        try:
+            old = path.stat().st_size
+        except FileNotFoundError:
+            old = 0
+        atomic_write(path, data)
+        self._used += len(data) - old
+
+    def _scan(self) -> int:
+        return sum(f.stat().st_size for base in (self.recordings_dir, self.receipts_dir)
+                   for f in base.rglob("*") if f.is_file())
+
+    # --- the device's incident log --------------------------------------------------------------
+
+    def log_event(self, event: str, **details: object) -> None:
+        """Append one entry to `events.jsonl` (fsynced): what the wearer was warned of, kept for later."""
+        line = json.dumps({"at": self.clock().isoformat(), "event": event, **details}, default=str,
+                          ensure_ascii=False, sort_keys=True) + "\n"
+        fd = os.open(self.root / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def events(self) -> list[dict]:
+        try:
+            lines = (self.root / EVENTS_FILE).read_text("utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line torn by a power cut
+        return out
 
     def folder(self, recording_id: str) -> Path:
         if not is_safe_id(recording_id):
@@ -544,9 +637,9 @@ class DeviceStore:
         folder.mkdir(mode=0o700)  # a new recording never reuses a folder
         fsync_dir(self.recordings_dir)
         data_key = new_data_key()
-        atomic_write(folder / KEY_FILE, wrap_key(self._storage_key, data_key, header.recording_id))
+        self.write(folder / KEY_FILE, wrap_key(self._storage_key, data_key, header.recording_id))
         signed = SignedHeader.sign(header, self.signing_key)
-        atomic_write(folder / HEADER_FILE, _dump(signed))
+        self.write(folder / HEADER_FILE, _dump(signed))
         self._open.add(header.recording_id)
         return RecordingWriter(self, signed, data_key)
 
@@ -605,19 +698,34 @@ class DeviceStore:
         if self.platform_public_key is None:
             raise StoreError("no platform key is pinned: enrol the camera first")
         folder = self.folder(recording_id)
-        prefix = self.verify(recording_id)
+        # Signatures, chain and the encrypted files' hashes; each segment is then decrypted and its
+        # plaintext checked against the manifest as it is handed over (`_StoredSegments`): once, not twice.
+        prefix = verify_prefix(folder, self.public_key)
         if not prefix.ok or prefix.manifest is None:
             raise StoreError(f"recording {recording_id} is not finalised or does not verify: {prefix.problems}")
         signed = prefix.manifest
-        data_key = unwrap_key(self._storage_key, (folder / KEY_FILE).read_bytes(), recording_id)
-        receipt = send(signed, _StoredBytes(_StoredSegments(folder, data_key, signed.manifest.segments)))
+        try:
+            data_key = unwrap_key(self._storage_key, (folder / KEY_FILE).read_bytes(), recording_id)
+        except (FileNotFoundError, IntegrityError) as exc:
+            raise StoreError(f"recording {recording_id}: its data key cannot be unwrapped ({exc}): kept") from exc
+        try:
+            receipt = send(signed, _StoredBytes(_StoredSegments(folder, data_key, signed.manifest.segments)))
+        except ReceiptError as exc:  # the sender checked the receipt itself and refused it
+            raise self._rejected(recording_id, f"recording {recording_id}: {exc}") from exc
         if not receipt.verify(self.platform_public_key):
-            raise ReceiptRejected(f"recording {recording_id}: the receipt is not signed by the platform: kept")
+            raise self._rejected(recording_id, f"recording {recording_id}: the receipt is not signed by the platform: "
+                                               "kept")
         if not receipt.matches(signed.manifest) or receipt.receipt.camera_id != signed.manifest.camera_id:
-            raise ReceiptRejected(f"recording {recording_id}: the receipt describes another recording: kept")
-        atomic_write(self.receipts_dir / f"{recording_id}.json", receipt.model_dump_json().encode())
+            raise self._rejected(recording_id, f"recording {recording_id}: the receipt describes another recording: "
+                                               "kept")
+        self.write(self.receipts_dir / f"{recording_id}.json", receipt.model_dump_json().encode())
         self._erase(recording_id)
         return receipt
+
+    def _rejected(self, recording_id: str, why: str) -> ReceiptRejected:
+        """A receipt that proves nothing is an incident (a forged vault, a replay, a vault bug): logged."""
+        self.log_event("receipt.rejected", recording=recording_id, detail=why)
+        return ReceiptRejected(why)
 
     def receipt(self, recording_id: str) -> SignedReceipt | None:
         path = self.receipts_dir / f"{recording_id}.json"
@@ -625,11 +733,13 @@ class DeviceStore:
 
     def _erase(self, recording_id: str) -> None:
         folder = self.folder(recording_id)
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         # The wrapped data key goes first: from then on the segments are unreadable noise.
         (folder / KEY_FILE).unlink(missing_ok=True)
         fsync_dir(folder)
         shutil.rmtree(folder)
         fsync_dir(self.recordings_dir)
+        self._used = max(0, self._used - size)
 
     def _sweep(self) -> None:
         """Finish what a crash interrupted: erasures whose receipt was already kept, temporary files."""

@@ -31,6 +31,11 @@ class OffloadError(RuntimeError):
     pass
 
 
+class ReceiptError(OffloadError):
+    """The vault answered with a receipt that does not prove the recording arrived (forged, or for
+    another recording): an incident, unlike a network failure. The camera keeps its copy."""
+
+
 @dataclass(frozen=True)
 class SegmentFile:
     data: bytes
@@ -173,9 +178,9 @@ class VaultClient:
                                     start=seg["received"], progress=progress)
         receipt = self.complete(signed.manifest.recording_id)
         if not receipt.verify(self.platform_public_key):
-            raise OffloadError("the vault's receipt signature is invalid: keep the recording on the camera")
+            raise ReceiptError("the vault's receipt signature is invalid: keep the recording on the camera")
         if not receipt.matches(signed.manifest):
-            raise OffloadError("the receipt does not describe the recording sent: keep it on the camera")
+            raise ReceiptError("the receipt does not describe the recording sent: keep it on the camera")
         return receipt
 
 
