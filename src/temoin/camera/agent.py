@@ -21,37 +21,64 @@ wearer from the shift assignment (`UNASSIGNED` when there is none: it records an
 so), the tenant's pre-event buffer, the territory (a recording with a fix outside it is marked
 `outside_territory`, never refused) and the measured clock offset, written into each manifest.
 
+Faults the agent copes with, and how the wearer learns of them (`signals.warn`, a long vibration,
+and an entry in the device's log, `DeviceStore.events`):
+
+- Storage (`DeviceStore(budget_bytes=...)`): the pre-event buffer may never take what the store will
+  need; it shrinks as the free budget approaches `storage_low_bytes`, and is off below it (the wearer
+  is warned then). A recording still starts when storage is low (safety first), but nothing is ever
+  deleted or overwritten to make room: when a segment no longer fits, the recording stops there,
+  finalised and signed, with a warning.
+- The vault's receipt does not verify or does not match: the recording stays, the incident is logged.
+- The clock jumps (set by hand, by NTP or GPS after a long time off, or a failing RTC): a jump is
+  a frame whose capture time moved by more than `clock_jump_s` beyond the time that passed on the
+  monotonic clock (with no monotonic clock, only a step back can be told from a pause). A recording
+  never spans two clocks: the one running is closed at the last frame before the jump (finalised,
+  signed, its clock offset as measured) and continues at once, without a frame lost, as a new
+  recording whose trigger detail names the first and the jump; the measured clock offset moves by the
+  jump, so the second manifest's `clock_offset_ms` says how to read its timestamps, and the vault
+  flags it past 2 s. Timestamps are never rewritten: each stays what the clock said. In standby the
+  pre-event buffer is emptied (it would otherwise hand over footage of the other clock).
+
 The wearer's API is what this class exposes: start, stop, say whether people were told, the live
 button, dock. There is no way through it to play back or delete a recording.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import httpx
 
 from temoin.camera.buffer import DEFAULT_BITRATE_BPS, DEFAULT_PRE_EVENT_S, PreEventBuffer
 from temoin.camera.clock import Clock, system_clock
-from temoin.camera.device_store import DeviceStore, Notice, RecordingHeader, RecordingWriter, StoreError
+from temoin.camera.device_store import (DeviceStore, Notice, ReceiptRejected, RecordingHeader, RecordingWriter,
+                                        StorageFull, StoreError)
 from temoin.camera.gps import RECORDING_INTERVAL_S, STANDBY_INTERVAL_S, GpsSchedule, GpsSource
 from temoin.camera.inputs import LiveButton
 from temoin.camera.media import EncodedSegment, SegmentWriter
 from temoin.camera.offload import OffloadError, VaultClient
-from temoin.camera.platform_link import UNASSIGNED, CameraSettings
+from temoin.camera.platform_link import DRIFT_FLAG_MS, UNASSIGNED, CameraSettings
 from temoin.camera.signals import DEFAULT_BEEP_INTERVAL_S, Led, RecordingIndicator, Signals, TerminalSignals, Vibration
 from temoin.camera.sources import AudioSource, VideoSource
 from temoin.evidence.manifest import GpsFix, NotInformedReason, SignedManifest, SignedReceipt, Trigger
 from temoin.geo.territory import contains
 
+if TYPE_CHECKING:  # aiortc is loaded only by a camera that has a live link
+    from temoin.camera.live_publisher import LiveEvent, LiveLink
+
 # Inputs that start a recording by themselves, and what the recording says about them.
 AUTOMATIC_INPUTS = {"taser": "Taser-type weapon armed (R511-28)"}
 ROLL_SLACK_S = 1e-6
+CLOCK_JUMP_S = 1.0  # capture time moving this much more (or less) than the monotonic clock: a jump
+STORAGE_LOW_FRACTION = 0.1  # default low-storage threshold: a tenth of the store's budget
 
 
 class AgentState(StrEnum):
@@ -75,10 +102,24 @@ class AgentConfig:
     # announce the recording (L241-2). Automatic starts assert the opposite until corrected.
     button_notice: Notice = field(default_factory=Notice.told)
     automatic_inputs: dict[str, str] = field(default_factory=lambda: dict(AUTOMATIC_INPUTS))
+    # Under a store budget: free bytes under which the wearer is warned and the pre-event buffer is
+    # off (None: a tenth of the budget). Above it the buffer may only use what lies beyond it.
+    storage_low_bytes: int | None = None
+    clock_jump_s: float = CLOCK_JUMP_S
 
     def __post_init__(self) -> None:
         if self.segment_s <= 0:
             raise ValueError("segment_s must be positive")
+        if self.clock_jump_s <= 0:
+            raise ValueError("clock_jump_s must be positive")
+
+
+@dataclass(frozen=True)
+class ClockJump:
+    at: datetime  # the capture time of the first frame after the jump (the new clock)
+    jump_s: float  # how far the clock moved beyond the time that passed (negative: backwards)
+    recording_id: str | None  # the recording it cut, if any
+    continued_as: str | None = None  # the recording that carries on after it
 
 
 @dataclass
@@ -90,12 +131,18 @@ class OffloadOutcome:
 class CameraAgent:
     def __init__(self, config: AgentConfig, *, store: DeviceStore, video: VideoSource,
                  audio: AudioSource | None = None, gps: GpsSource | None = None, signals: Signals | None = None,
-                 clock: Clock = system_clock, recover: bool = True, settings: CameraSettings | None = None) -> None:
+                 clock: Clock = system_clock, recover: bool = True, settings: CameraSettings | None = None,
+                 live: LiveLink | None = None, monotonic: Callable[[], float] | None = None) -> None:
+        """`monotonic`: seconds on a clock that never jumps, to tell a clock jump from a pause (default:
+        `time.monotonic` with the system clock, the clock's own `monotonic()` if it has one)."""
         self.config = config
         self.agent_id = config.agent_id  # the wearer now; a recording keeps the one it started with
         self.territory: dict | None = None  # the tenant's authorised territory (R241-8 II), once known
         self.settings: CameraSettings | None = None
         self.live_requested_at: datetime | None = None
+        self.live = live  # live transmission to the CSU (the live button), when the camera has a platform
+        self.live_session_id: str | None = None
+        self.live_acknowledged_at: datetime | None = None
         self.store = store
         self.video = video
         self.audio = audio
@@ -118,12 +165,18 @@ class CameraAgent:
         self._outside = False  # a fix of the current recording fell outside the territory
         self._deferred: CameraSettings | None = None  # settings that wait for the recording to stop
         self._live_button = LiveButton()
+        self._monotonic = monotonic or (time.monotonic if clock is system_clock else getattr(clock, "monotonic", None))
+        self._last_frame: tuple[datetime, float | None] | None = None
+        self.clock_jumps: list[ClockJump] = []
+        self.storage_low = False
+        self._full: str | None = None  # a segment refused for want of room: the recording stops
         self.signals.led(Led.STANDBY)
         if settings is not None:
             self.apply(settings)
         # A camera that died mid-recording finalises what it kept, so that it can be offloaded.
         self.recovered: list[SignedManifest] = store.recover(
             territory=self.territory, clock_offset_ms=self.clock_offset_ms) if recover else []
+        self._check_storage()
 
     # --- settings from the platform ---------------------------------------------------------
 
@@ -155,6 +208,7 @@ class CameraAgent:
             self.buffer.clear()
         if resize:
             self.buffer = PreEventBuffer(settings.pre_event_buffer_s, bitrate_bps=self.config.buffer_bitrate_bps)
+            self._check_storage()
         self.agent_id = settings.agent_id
         if changed and settings.assignment is not None:
             self.signals.warn(f"camera assigned to {settings.assignment.display_name} ({settings.agent_id})")
@@ -171,6 +225,11 @@ class CameraAgent:
     def step(self) -> None:
         """Capture one frame and do whatever is due at its time."""
         frame, at = self.video.read()
+        jump = self._clock_jump(at)
+        if jump is not None:
+            self._on_clock_jump(jump, at)
+        if self.live is not None:
+            self._live_tick(frame)
         self._poll_gps(at)
         self._indicator.tick(at)
         recording = self.state is AgentState.RECORDING
@@ -180,6 +239,9 @@ class CameraAgent:
             self._feed_audio(at)
             if (at - self._writer.started_at).total_seconds() >= self.config.segment_s - ROLL_SLACK_S:
                 self._route(self._close_writer(), at)
+                if self._full is not None:
+                    self._stop_when_full(at)
+                    return
         if self._writer is None:
             self._writer = self._open_writer(at, audio=self.config.record_audio if recording
                                              else self.config.pre_event_audio)
@@ -210,6 +272,8 @@ class CameraAgent:
             return
         chunk = self.audio.read(until)
         if chunk is not None:
+            if self.live is not None:
+                self.live.feed.put_audio(chunk)  # the live stream's sound (a no-op when not live)
             self._writer.add_audio(chunk)
 
     def _close_writer(self) -> EncodedSegment:
@@ -225,14 +289,146 @@ class CameraAgent:
 
     def _store(self, segment: EncodedSegment) -> None:
         assert self._recording is not None and self._notice is not None
+        if self._full is not None:
+            return  # already out of room: the caller stops the recording
         fixes, self._pending_fixes = self._pending_fixes, []
         try:
             self._recording.add_segment(segment.data, segment.started_at, segment.duration_s, notice=self._notice,
                                         fixes=fixes)
+        except StorageFull as exc:  # nothing written: the caller stops the recording, finalised, at once
+            self._pending_fixes = fixes + self._pending_fixes
+            self._full = str(exc)
+            self.errors.append(f"segment at {segment.started_at.isoformat()} not stored: {exc}")
+            return
         except OSError as exc:  # disk full or failing: the wearer must know at once
             self.errors.append(f"segment at {segment.started_at.isoformat()} not stored: {exc}")
             self.signals.led(Led.ATTENTION)
             self.signals.vibrate(Vibration.ATTENTION)
+            return
+        self._check_storage()
+
+    # --- storage running low ----------------------------------------------------------------
+
+    def _check_storage(self) -> None:
+        """Under a store budget: cap the pre-event buffer to what the store can spare beyond the
+        low threshold (the buffer lands on the store when a recording starts), warn once when the
+        free budget falls under the threshold."""
+        usage = self.store.usage()
+        if usage.budget_bytes is None:
+            return
+        free = usage.free_bytes
+        assert free is not None
+        low = (self.config.storage_low_bytes if self.config.storage_low_bytes is not None
+               else int(usage.budget_bytes * STORAGE_LOW_FRACTION))
+        spare = max(0, free - low)
+        self.buffer.limit(spare if spare < self.buffer.max_bytes else None)
+        if not self.buffer.enabled and self.state is AgentState.STANDBY and self._writer is not None:
+            self._writer.abort()  # standby footage that has nowhere to go
+            self._writer = None
+        was_low, self.storage_low = self.storage_low, free <= low
+        if self.storage_low and not was_low:
+            self.signals.warn(f"storage low: {_mb(free)} left of {_mb(usage.budget_bytes)}; recordings not yet "
+                              "offloaded are kept, the pre-event buffer is off, recording still works until the "
+                              "storage is full: dock the camera to offload")
+            self.signals.vibrate(Vibration.ATTENTION)
+            if self.state is AgentState.STANDBY:
+                self.signals.led(Led.ATTENTION)
+            self.store.log_event("storage.low", free_bytes=free, budget_bytes=usage.budget_bytes,
+                                 pending=len(self.store.pending()))
+        elif was_low and not self.storage_low:
+            self.store.log_event("storage.ok", free_bytes=free, budget_bytes=usage.budget_bytes)
+            if self.state is AgentState.STANDBY:
+                self.signals.led(Led.STANDBY)
+
+    def _stop_when_full(self, now: datetime) -> SignedManifest | None:
+        """A segment did not fit: stop here, keep and finalise what is stored, tell the wearer."""
+        assert self._recording is not None
+        reason, self._full = self._full, None
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        rid = self._recording.recording_id
+        kept = len(self._recording.segments)
+        self.signals.warn(f"storage full: recording {rid} stopped at {now:%H:%M:%S} UTC with {kept} segment(s) "
+                          "kept; nothing was overwritten or deleted: dock the camera to offload")
+        self.signals.vibrate(Vibration.ATTENTION)
+        self.store.log_event("storage.full", recording=rid, segments_kept=kept, detail=reason)
+        signed = self._finish(now)
+        self.signals.led(Led.ATTENTION)
+        return signed
+
+    # --- the clock jumping ------------------------------------------------------------------
+
+    def _clock_jump(self, at: datetime) -> float | None:
+        """How far the capture clock jumped since the previous frame, if it did."""
+        mono = self._monotonic() if self._monotonic is not None else None
+        previous, self._last_frame = self._last_frame, (at, mono)
+        if previous is None:
+            return None
+        wall = (at - previous[0]).total_seconds()
+        if mono is not None and previous[1] is not None:
+            jump = wall - (mono - previous[1])
+        else:
+            jump = min(wall, 0.0)  # a pause and a jump forward look alike without a monotonic clock
+        return jump if abs(jump) >= self.config.clock_jump_s else None
+
+    def _on_clock_jump(self, jump_s: float, at: datetime) -> None:
+        jump_ms = round(jump_s * 1000)
+        before_ms = self.clock_offset_ms
+        if before_ms is not None:
+            self.clock_offset_ms = before_ms + jump_ms  # the camera's clock moved that far from the platform's
+        # Schedules measured on the old clock start again on the new one.
+        self._gps_schedule.reset()
+        if self._indicator.on:
+            self._indicator._last_beep = at  # the beep keeps its rhythm (a step back would silence it)
+        self._standby_fixes.clear()
+        rid = self.recording_id
+        continued: str | None = None
+        if self.state is AgentState.RECORDING and self._recording is not None and (
+                self._writer is not None or self._recording.segments):
+            continued = self._continue_after_jump(jump_s, at, before_ms)
+            what = (f"recording {rid} closed and continued as {continued}, no frame lost" if continued
+                    else f"recording {rid} closed (storage full)")
+        elif self.state is AgentState.STANDBY:
+            if self._writer is not None:
+                self._writer.abort()
+                self._writer = None
+            self.buffer.clear()  # its footage is stamped by the old clock
+            what = "pre-event buffer emptied"
+        else:
+            what = "the recording had not stored anything yet: it goes on"
+        self.clock_jumps.append(ClockJump(at, jump_s, rid, continued))
+        offset = "unknown" if self.clock_offset_ms is None else f"{self.clock_offset_ms / 1000:+.1f} s"
+        self.signals.warn(f"camera clock jumped {jump_s:+.1f} s at {at:%Y-%m-%d %H:%M:%S} UTC: {what}; clock offset "
+                          f"from the platform now {offset}"
+                          + ("; recordings are flagged: have the clock set" if self.clock_offset_ms is not None
+                             and abs(self.clock_offset_ms) > DRIFT_FLAG_MS else ""))
+        self.signals.vibrate(Vibration.ATTENTION)
+        self.store.log_event("clock.jump", at=at.isoformat(), jump_ms=jump_ms, recording=rid, continued_as=continued,
+                             clock_offset_ms=self.clock_offset_ms)
+
+    def _continue_after_jump(self, jump_s: float, at: datetime, offset_before_ms: int | None) -> str | None:
+        """Close the recording on the old clock (finalised, signed) and carry on in a new one."""
+        assert self._recording is not None and self._notice is not None
+        if self._writer is not None:
+            self._store(self._close_writer())  # its frames all carry old-clock times
+        if self._full is not None:  # that last segment did not fit: the recording stops here
+            self._stop_when_full(at)
+            return None
+        old, self._recording = self._recording, None
+        try:
+            old.finalise(notice=self._notice, clock_offset_ms=offset_before_ms, outside_territory=self._outside)
+        finally:
+            self.store.release(old)
+        detail = f"continues {old.recording_id} after the camera clock jumped {jump_s:+.1f} s"
+        if old.header.trigger_detail:
+            detail = f"{old.header.trigger_detail}; {detail}"
+        header = RecordingHeader(recording_id=f"rec-{uuid.uuid4().hex[:16]}", camera_id=self.config.camera_id,
+                                 agent_id=old.header.agent_id, trigger=old.header.trigger, trigger_detail=detail[:500],
+                                 triggered_at=at, pre_event_buffer_s=0)
+        self._recording = self.store.begin(header)
+        self._outside = False
+        return header.recording_id
 
     def _poll_gps(self, at: datetime) -> None:
         recording = self.state is AgentState.RECORDING
@@ -273,6 +469,7 @@ class CameraAgent:
         if self._writer is not None:
             self._feed_audio(now)
             self.buffer.push(self._close_writer(), now)
+        self._check_storage()  # what the store cannot spare of the buffer goes now, before anything is written
         pre_event = self.buffer.take(now)
         header = RecordingHeader(recording_id=f"rec-{uuid.uuid4().hex[:16]}", camera_id=self.config.camera_id,
                                  agent_id=self.agent_id, trigger=trigger, trigger_detail=detail,
@@ -294,6 +491,8 @@ class CameraAgent:
             self.signals.warn("recording as UNASSIGNED: no agent is checked out with this camera")
         for segment in pre_event:
             self._store(segment)
+        if self._full is not None:
+            self._stop_when_full(now)
         return header.recording_id
 
     def inform(self, notice: Notice) -> None:
@@ -306,25 +505,42 @@ class CameraAgent:
         """Stop, store the last segment and finalise the signed manifest; back to standby."""
         if self.state is not AgentState.RECORDING or self._recording is None:
             raise StoreError("not recording")
+        if self.live is not None:
+            self.live.stop()  # the wearer stops recording: the live transmission ends with it
         if self._writer is None and not self._recording.segments:
             self.step()  # stopped before a single frame: keep at least that one
         now = self.clock()
         if self._writer is not None:
             self._feed_audio(now)
             self._store(self._close_writer())
+        signed = self._stop_when_full(now) if self._full is not None else self._finish(now)
+        if signed is None:
+            raise StoreError("storage full: not a single segment of this recording could be stored")
+        return signed
+
+    def _finish(self, now: datetime) -> SignedManifest | None:
+        """Back to standby; the recording finalised (None when not a segment of it could be stored:
+        its signed header stays on the device as the trace that recording was attempted)."""
+        assert self._recording is not None
         if self.audio is not None:
             self.audio.stop()
         recording, self._recording = self._recording, None
         self.state = AgentState.STANDBY
+        signed: SignedManifest | None = None
         try:
-            signed = recording.finalise(notice=self._notice, clock_offset_ms=self.clock_offset_ms,
-                                        outside_territory=self._outside)
+            if recording.segments:
+                signed = recording.finalise(notice=self._notice, clock_offset_ms=self.clock_offset_ms,
+                                            outside_territory=self._outside)
+            else:
+                self.store.log_event("recording.empty", recording=recording.recording_id)
         finally:
             self.store.release(recording)
             self._notice = None
             self._outside = False
             self._gps_schedule.reset()
             self._indicator.stop(now)
+            if self.storage_low:
+                self.signals.led(Led.ATTENTION)  # standby, but the store needs the dock
             self.signals.vibrate(Vibration.RECORDING_STOPPED)
             if self._deferred is not None:
                 self._apply_standby(self._deferred)
@@ -350,23 +566,62 @@ class CameraAgent:
         return self.start_recording(Trigger.AUTOMATIC, detail=self.config.automatic_inputs[name])
 
     def press_live(self) -> str | None:
-        """One press of the live button. The second press within 0.5 s is a live request: recording
-        starts at once (trigger: live_request). Returns the recording id on a live request."""
+        """One press of the live button. The second press within 0.5 s is a live request: the CSU is
+        alerted and the camera streams to it (in the live link's own thread: nothing here waits on the
+        network), and recording starts at once (trigger: live_request). Returns the recording id on a
+        live request. The live transmission ends when the wearer stops recording, or when the CSU ends it
+        (the recording goes on)."""
         now = self.clock()
         if not self._live_button.press(now):
             return None
         self.live_requested_at = now
+        if self.live is not None and not self.live.active:
+            # The alert first: the request leaves while the recording opens.
+            self.live_session_id, self.live_acknowledged_at = None, None
+            self.live.start(position=self.last_fix, agent=self.agent_id, detail="live button (double press)")
         if self.state is AgentState.RECORDING:
             rid = self.recording_id
         else:
             # A threat is presumed (R241-11): nobody stops to announce the camera.
             rid = self.start_recording(Trigger.LIVE_REQUEST, detail="live button (double press)", notice=Notice.not_told(
                 NotInformedReason.CIRCUMSTANCES, "live request (threat): not confirmed by the wearer"))
-        # Honest to the wearer: nobody is watching yet, the CSU must be called by radio.
-        self.signals.vibrate(Vibration.ATTENTION)
-        self.signals.warn("live request: the camera records, but live transmission to the CSU is not "
-                          "available in this version: call the CSU by radio")
+        if self.live is None:
+            # Honest to the wearer: a camera without a platform link cannot reach the CSU.
+            self.signals.vibrate(Vibration.ATTENTION)
+            self.signals.warn("live request: the camera records, but live transmission is not available on this "
+                              "camera (no platform link): call the CSU by radio")
         return rid
+
+    def _live_tick(self, frame) -> None:  # noqa: ANN001 - the captured picture (RGB array)
+        """Between two frames: the picture to the live stream, the position to the CSU's map, and what the
+        live link heard (the CSU's acknowledgement) to the wearer."""
+        live = self.live
+        assert live is not None
+        if live.feed.active:
+            live.feed.put_video(frame)
+            live.position = self.last_fix
+        for event in live.events():
+            self._live_event(event)
+
+    def _live_event(self, event: LiveEvent) -> None:
+        if event.session_id:
+            self.live_session_id = event.session_id
+        if event.kind == "acknowledged":
+            self.live_acknowledged_at = self.clock()
+            self.signals.acknowledged(f"the CSU has your live alert ({event.data.get('by') or 'CSU'})")
+            self.signals.vibrate(Vibration.ACKNOWLEDGED)
+        elif event.kind == "reinforcements_sent":
+            note = event.data.get("note")
+            self.signals.warn(f"CSU: reinforcements sent{f' ({note})' if note else ''}")
+        elif event.kind == "ended" and event.data.get("by") != "camera":
+            self.signals.warn("live transmission ended by the CSU: the camera goes on recording")
+        elif event.kind == "interrupted":
+            self.signals.warn("live link lost: reconnecting (the camera goes on recording)")
+        elif event.kind == "failed":
+            self.signals.vibrate(Vibration.ATTENTION)
+            self.signals.warn(f"live transmission: {event.data.get('why')}"
+                              + (": the camera records; call the CSU by radio" if event.data.get("final", True)
+                                 else ""))
 
     # --- docked ----------------------------------------------------------------------------
 
@@ -382,11 +637,21 @@ class CameraAgent:
                 lambda signed, segments, rid=rid: vault.offload(signed, segments, progress=lambda n: progress(rid, n)))
             try:
                 outcome.sent[rid] = self.store.hand_over(rid, send)
+            except ReceiptRejected as exc:  # not a network failure: an incident (logged by the store)
+                outcome.kept[rid] = f"{type(exc).__name__}: {exc}"
+                self.signals.warn(f"the vault's receipt for {rid} was rejected ({exc}): the recording stays on "
+                                  "the camera; report this incident")
+                self.signals.vibrate(Vibration.ATTENTION)
             except (OffloadError, StoreError, httpx.HTTPError) as exc:
                 outcome.kept[rid] = f"{type(exc).__name__}: {exc}"
-        self.signals.led(Led.ATTENTION if outcome.kept else
+        self._check_storage()  # room came back with every local copy deleted
+        self.signals.led(Led.ATTENTION if outcome.kept or self.storage_low else
                          Led.RECORDING if self.state is AgentState.RECORDING else Led.STANDBY)
         return outcome
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def _fixes_since(fixes: deque[GpsFix], start: datetime) -> list[GpsFix]:

@@ -8,8 +8,9 @@ The home folder (`./var/camera` by default) holds everything the camera keeps:
     recordings/, receipts/   the device store (`device_store.py`)
 
 `CameraRuntime` puts the pieces together for `temoin camera run`: sources, device store, agent,
-platform link (settings fetched at start and refreshed in the background), the local input
-server, and the docked offload.
+platform link (settings fetched at start and refreshed in the background), the live link (the live
+button streams what the camera captures to the CSU, in a thread of its own), the local input server,
+and the docked offload.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -129,6 +131,67 @@ class CameraHome:
 
 
 OffloadProgress = Callable[[str, int], None]
+INPUT_POLL_S = 0.005
+LIVE_KEEP_WARM_S = 4.0  # an open connection for the live button (see LiveLink): servers close idle ones at 5 s
+
+
+class PrefetchedVideo:
+    """The sensor read in a thread of its own, one frame ahead, so that the capture loop can run the inputs'
+    commands while it waits for the next frame: a button is acted on within milliseconds, not at the next
+    frame (the live button's alert must not wait up to 1/fps). The agent still runs in one thread: only
+    the source is touched here. Started by the first `poll` or `read`."""
+
+    def __init__(self, source: VideoSource) -> None:
+        self.source = source
+        self.width, self.height, self.fps = source.width, source.height, source.fps
+        self._frames: queue.Queue = queue.Queue(maxsize=1)
+        self._held: tuple | BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _reader(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item: tuple | BaseException = self.source.read()
+            except BaseException as exc:  # noqa: BLE001 - handed to the capture loop
+                item = exc
+            while not self._stop.is_set():
+                try:
+                    self._frames.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._reader, daemon=True, name="camera-sensor")
+            self._thread.start()
+
+    def poll(self, timeout: float) -> bool:
+        """True once a frame is ready for `read` (waits up to `timeout`)."""
+        self._start()
+        if self._held is None:
+            try:
+                self._held = self._frames.get(timeout=timeout)
+            except queue.Empty:
+                return False
+        return True
+
+    def read(self):  # noqa: ANN201 - (frame, capture time), as the source's
+        self._start()
+        item, self._held = self._held, None
+        if item is None:
+            item = self._frames.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
 
 
 class CameraRuntime:
@@ -137,7 +200,7 @@ class CameraRuntime:
     def __init__(self, home: CameraHome, *, video: VideoSource, audio: AudioSource | None = None,
                  gps: GpsSource | None = None, signals: Signals | None = None, url: str | None = None,
                  clock: Clock = system_clock, segment_s: float = 2.0, docked: bool = False,
-                 refresh_s: float = REFRESH_S) -> None:
+                 refresh_s: float = REFRESH_S, live: bool = True) -> None:
         self.home = home
         self.identity = home.require_identity()
         self.url = url or self.identity.url
@@ -153,9 +216,20 @@ class CameraRuntime:
             self.notes.append(why)
         if settings is None:
             self.notes.append("no settings from the platform yet: recording as UNASSIGNED with a 30 s buffer")
+        if clock is system_clock:  # real time: read ahead, so that inputs need not wait for a frame
+            video = self.sensor = PrefetchedVideo(video)
+        else:
+            self.sensor = None
+        self.live = None
+        if live:
+            from temoin.camera.live_publisher import LiveLink  # aiortc: loaded by cameras that go live only
+
+            self.live = LiveLink(self.url, self.identity.device_id, home.keys().signing_key, width=video.width,
+                                 height=video.height, fps=video.fps, clock_skew_s=lambda: self.link.auth.clock_skew_s,
+                                 keep_warm_s=LIVE_KEEP_WARM_S, name=f"camera-live-{self.identity.serial}")
         self.agent = CameraAgent(AgentConfig(camera_id=self.identity.device_id, segment_s=segment_s),
                                  store=home.store(clock), video=video, audio=audio, gps=gps, signals=self.signals,
-                                 clock=clock, settings=settings)
+                                 clock=clock, settings=settings, live=self.live)
         if settings is None:
             self.signals.warn("no agent assigned to this camera: it records as UNASSIGNED")
         self.docked = docked
@@ -199,9 +273,14 @@ class CameraRuntime:
 
     def status(self) -> dict:
         """State, wearer and counts only: never any content."""
+        live = None
+        if self.live is not None and (self.live.active or self.agent.live_session_id):
+            live = {"session": self.agent.live_session_id, "state": self.live.state, "active": self.live.active,
+                    "acknowledged": self.agent.live_acknowledged_at is not None}
         return {"state": self.agent.state.value, "recording_id": self.agent.recording_id,
                 "agent": self.agent.agent_id, "camera": self.identity.device_id, "docked": self.docked,
-                "pending_offload": len(self.agent.store.pending()), "clock_offset_ms": self.agent.clock_offset_ms}
+                "pending_offload": len(self.agent.store.pending()), "clock_offset_ms": self.agent.clock_offset_ms,
+                "live": live}
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -214,6 +293,9 @@ class CameraRuntime:
         deadline = self.clock() + timedelta(seconds=seconds) if seconds is not None else None
         try:
             while not self.stop_requested.is_set() and (deadline is None or self.clock() < deadline):
+                if self.sensor is not None and not self.sensor.poll(INPUT_POLL_S):
+                    self.inputs.run_pending()  # between two frames: a button is acted on at once
+                    continue
                 self.agent.step()
                 self.inputs.run_pending()
                 self._maybe_refresh()
@@ -229,6 +311,10 @@ class CameraRuntime:
                 self.offload()
 
     def close(self) -> None:
+        if self.sensor is not None:
+            self.sensor.close()
+        if self.live is not None:
+            self.live.close()  # a live session still open is ended (DELETE), then the live thread stops
         self.link.close()
         self._held.close()
 

@@ -9,6 +9,11 @@ flagrant offence (people not always told), a Taser armed (automatic, R511-28; th
 confirms a few seconds later that the people were told). At the end of its shift the camera
 docks and offloads through the real HTTP ingest; local copies go only on verified receipts.
 
+With `live_every_s`, every so often one camera's wearer presses the live button (the camera's real live
+link: the CSU is alerted on /live and can watch what the camera captures, and acknowledge; the
+acknowledgement reaches the camera, which reports it); the wearer stops recording a minute or so later,
+which ends the live session.
+
 Time: each camera runs on its own `SimulatedClock`, advanced by `Fleet.run` in small ticks,
 camera after camera in one thread (no encoder threads to contend on two cores). In real time
 (`realtime=True`, the demo) the ticks follow the wall clock; otherwise (tests) they go as fast as
@@ -43,7 +48,8 @@ from temoin.evidence.manifest import NotInformedReason, Trigger
 # What starts the recordings, in turn (each camera starts at its own place in the cycle).
 SCENARIOS = ("incident", "person_request", "flagrant_offence", "taser")
 SCENARIO_TRIGGER = {"incident": Trigger.INCIDENT, "person_request": Trigger.PERSON_REQUEST,
-                    "flagrant_offence": Trigger.FLAGRANT_OFFENCE, "taser": Trigger.AUTOMATIC}
+                    "flagrant_offence": Trigger.FLAGRANT_OFFENCE, "taser": Trigger.AUTOMATIC,
+                    "live": Trigger.LIVE_REQUEST}  # "live": the live button (`live_every_s`), not in the cycle
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,9 @@ class FleetSettings:
     gap_s: tuple[float, float] = (60.0, 180.0)  # between two recordings
     duration_s: tuple[float, float] = (15.0, 45.0)  # of a recording
     tick_s: float = 0.5
+    live_every_s: float | None = None  # one camera presses the live button this often (None: never)
+    live_first_s: float = 45.0  # the first press, from the start of the run
+    live_duration_s: tuple[float, float] = (60.0, 90.0)  # until the wearer stops recording (the live ends)
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,23 @@ class FleetRecord:
 Report = Callable[[str, str], None]  # (camera label, what happened)
 
 
+class FleetSignals(TerminalSignals):
+    """The wearer's signals, kept as text; what concerns the live transmission is reported as it happens."""
+
+    def __init__(self, label: str, report: Report) -> None:
+        super().__init__()
+        self._label, self._report = label, report
+
+    def acknowledged(self, message: str) -> None:
+        super().acknowledged(message)
+        self._report(self._label, f"LIVE acknowledged by the CSU: the camera vibrates ({message})")
+
+    def warn(self, message: str) -> None:
+        super().warn(message)
+        if message.startswith(("live", "CSU")):
+            self._report(self._label, message)
+
+
 class FleetCamera:
     def __init__(self, index: int, home: CameraHome, base_url: str, street: str, clock: SimulatedClock,
                  settings: FleetSettings, report: Report, seed: int | None = None, walk_offset_s: int = 0) -> None:
@@ -92,11 +118,20 @@ class FleetCamera:
             report(self.label, why)
         scene = SyntheticScene(settings.width, settings.height, fps=settings.fps, seed=100 + index)
         start = clock()
-        self.signals = TerminalSignals()
+        self.signals = FleetSignals(self.label, report)
+        self.live = None
+        if settings.live_every_s:
+            from temoin.camera.live_publisher import LiveLink  # aiortc: only when the fleet goes live
+
+            self.live = LiveLink(base_url, self.identity.device_id, home.keys().signing_key, width=settings.width,
+                                 height=settings.height, fps=settings.fps,
+                                 clock_skew_s=lambda: self.link.auth.clock_skew_s, name=f"live-{self.label}")
+        self._live_reported: str | None = None
         self.agent = CameraAgent(
             AgentConfig(camera_id=self.identity.device_id, segment_s=settings.segment_s), store=home.store(clock),
             video=SyntheticVideo(scene, clock, start), audio=SyntheticAudio(scene, start),
-            gps=SimulatedWalk(start, street, offset_s=walk_offset_s), signals=self.signals, clock=clock, settings=platform_settings)
+            gps=SimulatedWalk(start, street, offset_s=walk_offset_s), signals=self.signals, clock=clock,
+            settings=platform_settings, live=self.live)
         self.street = street
         self._cycle = 2 * index  # camera i starts its cycle at its own place (two cameras: all four kinds)
         first = settings.shift_s * (index + 1) / (index + 2) if settings.stagger else settings.shift_s
@@ -135,6 +170,30 @@ class FleetCamera:
                 else:
                     self._next_start = self.shift_end  # too late in the shift: next one
             self.agent.step()
+            if self.agent.live_session_id and self.agent.live_session_id != self._live_reported:
+                self._live_reported = self.agent.live_session_id
+                self.report(self.label, f"LIVE alert received by the platform ({self.agent.live_session_id}): "
+                                        "the CSU watches and acknowledges on /live")
+
+    @property
+    def shift_left_s(self) -> float:
+        return (self.shift_end - self.clock()).total_seconds()
+
+    def press_live(self) -> None:
+        """The wearer presses the live button twice: the CSU is alerted, the camera streams and records
+        (trigger: live request); the wearer stops recording later on, which ends the live session."""
+        now = self.clock()
+        self.agent.press_live()
+        rid = self.agent.press_live()  # the second press within 0.5 s: a live request
+        duration = self.rng.uniform(*self.settings.live_duration_s)
+        stop_at = min(now + timedelta(seconds=duration), self.shift_end)
+        if self._stop_at is None or self._stop_at < stop_at:
+            if self._stop_at is None:  # a recording started by the live button
+                self.records.append(FleetRecord(rid or "", self.identity.device_id, self.agent.agent_id, "live",
+                                                now))
+            self._stop_at = stop_at
+        self.report(self.label, f"LIVE button pressed twice ({self.who}): threat, alert to the CSU, "
+                                f"streaming for about {(stop_at - now).total_seconds():.0f} s")
 
     def _start(self, now: datetime) -> None:
         scenario = SCENARIOS[self._cycle % len(SCENARIOS)]
@@ -188,6 +247,8 @@ class FleetCamera:
         return outcome
 
     def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
         self.link.close()
 
 
@@ -214,6 +275,16 @@ class Fleet:
     def records(self) -> list[FleetRecord]:
         return [r for c in self.cameras for r in c.records]
 
+    def _press_live(self) -> bool:
+        """One camera's wearer presses the live button: one that is not live, preferably not recording, with
+        the most of its shift left. False (try again at the next tick) if none has a minute left."""
+        idle = [c for c in self.cameras if c.live is not None and not c.live.active and c.shift_left_s >= 60]
+        if not idle:
+            return False
+        camera = max(idle, key=lambda c: (c.agent.state is not AgentState.RECORDING, c.shift_left_s))
+        camera.press_live()
+        return True
+
     def run(self, seconds: float | None = None, *, realtime: bool = True, stop: threading.Event | None = None,
             dock_at_end: bool = True) -> None:
         """Advance every camera tick by tick for `seconds` (or until `stop`), then dock them all."""
@@ -223,9 +294,13 @@ class Fleet:
         t = t0
         wall0 = time.monotonic()
         tick = timedelta(seconds=self.settings.tick_s)
+        live_every = self.settings.live_every_s
+        next_live = t0 + timedelta(seconds=self.settings.live_first_s) if live_every else None
         try:
             while (seconds is None or (t - t0).total_seconds() < seconds) and not (stop and stop.is_set()):
                 t += tick
+                if next_live is not None and t >= next_live and self._press_live():
+                    next_live += timedelta(seconds=live_every)
                 for camera in self.cameras:
                     camera.advance(t)
                 if realtime:

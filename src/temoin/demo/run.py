@@ -1,12 +1,16 @@
 """`temoin demo`: the platform with the demo commune, its users and cameras, sample recordings that
 went through the real enrolment and ingest paths over HTTP, and a fleet of simulated cameras
 (`fleet.py`: each the real camera agent) checked out to the demo agents, patrolling, recording
-and docking to offload at the end of their shifts.
+and docking to offload at the end of their shifts. Every few minutes one of them presses its live
+button: the CSU operator (`csu`) gets the alert on /live, watches, acknowledges, and the camera
+reports that the acknowledgement reached it. `TEMOIN_DEMO_LIVE_EVERY_S` sets how often (default
+180 s, the first press within a minute of the start; 0 for never).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -55,6 +59,23 @@ USERS: list[tuple[str, str, Role, str | None]] = [
 CAMERAS = 6  # simulated cameras by default (`temoin demo --cameras`)
 MAX_CAMERAS = 8  # as many as the prefect authorised the demo commune, one demo agent each
 SHIFT_S = 240.0  # a demo shift: patrol, then dock and offload (a real one is hours)
+LIVE_EVERY_S = 180.0  # one camera presses the live button this often
+LIVE_FIRST_S = 45.0  # the first press, after the start of the fleet
+LIVE_ENV = "TEMOIN_DEMO_LIVE_EVERY_S"
+
+
+def live_every_s(value: float | None = None) -> float | None:
+    """How often a camera of the demo presses its live button: `value`, else $TEMOIN_DEMO_LIVE_EVERY_S, else
+    every 3 minutes; None (never) for 0."""
+    if value is None:
+        raw = os.environ.get(LIVE_ENV, "").strip()
+        try:
+            value = float(raw) if raw else LIVE_EVERY_S
+        except ValueError:
+            raise SystemExit(f"{LIVE_ENV} must be a number of seconds (0: no live button), not {raw!r}") from None
+    if value < 0:
+        raise SystemExit(f"{LIVE_ENV} must be a number of seconds, 0 or more")
+    return value or None
 
 
 def ensure_tenant(p: Platform) -> dict[str, str]:
@@ -163,9 +184,11 @@ def upload_samples(p: Platform, base_url: str, cameras: list[DemoCamera], count:
     return done
 
 
-def run_demo(host: str, port: int, recordings: int, console: Console, cameras: int = CAMERAS) -> None:
+def run_demo(host: str, port: int, recordings: int, console: Console, cameras: int = CAMERAS,
+             live_every: float | None = None) -> None:
     if not 0 <= cameras <= MAX_CAMERAS:
         raise SystemExit(f"the demo commune is authorised {MAX_CAMERAS} cameras: --cameras 0 to {MAX_CAMERAS}")
+    live_every = live_every_s(live_every)
     # Plain HTTP on a local address: cookies cannot be marked Secure there.
     settings = dataclasses.replace(Settings.from_env(), secure_cookies=False)
     p = Platform.open(settings, init=True)
@@ -192,13 +215,19 @@ def run_demo(host: str, port: int, recordings: int, console: Console, cameras: i
             console.print(f"[dim]{utcnow():%H:%M:%S}[/dim] [bold]{label}[/bold] {what}", highlight=False)
 
         fleet = Fleet.build([c.home for c in fleet_cameras], base_url, start=utcnow(),
-                            settings=FleetSettings(shift_s=SHIFT_S), report=report)
+                            settings=FleetSettings(shift_s=SHIFT_S, live_every_s=live_every,
+                                                   live_first_s=min(LIVE_FIRST_S, live_every or LIVE_FIRST_S)),
+                            report=report)
         fleet_thread = threading.Thread(target=fleet.run, kwargs={"realtime": True, "stop": stop},
                                         daemon=True, name="demo-fleet")
         fleet_thread.start()
         console.print(f"{len(fleet_cameras)} simulated cameras on patrol, checked out to "
                       f"{', '.join(sorted(assigned.values()))}: they record now and then and dock every "
                       f"{SHIFT_S / 60:.0f} min (320x240, 10 fps, real time)")
+        if live_every:
+            console.print(f"live button: one camera presses it about {LIVE_FIRST_S:.0f} s from now, then every "
+                          f"{live_every / 60:g} min ({LIVE_ENV}): sign in as [bold]csu[/bold] and watch "
+                          f"{base_url}/live to see the alert, watch and acknowledge")
     console.print(f"[bold]Témoin demo running on {base_url}[/bold]  (API docs: {base_url}/docs)  Ctrl-C to stop")
     try:
         while server.thread.is_alive():

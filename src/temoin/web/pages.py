@@ -56,6 +56,8 @@ def home_for(who: Principal) -> str:
         return "/recordings"
     if allows(who.role, Permission.JOURNAL_READ):
         return "/journal"
+    if allows(who.role, Permission.LIVE_VIEW):
+        return "/live"  # the CSU operator: the live dashboard (alerts, feeds, acknowledgement)
     return "/"  # no page for this role yet: a signed-in home with the header (sign-out) and the API docs
 
 

@@ -1,0 +1,331 @@
+"""How many live streams `temoin serve` relays at once: N cameras publishing (WHIP), each watched by two
+viewers (WHEP), at a small resolution; frames lost on the way, and the server's CPU per stream.
+
+The server is the real one (`temoin serve`, in a subprocess; its CPU is read from /proc). To leave the
+machine's cores to it, the clients spend as little as they can: each camera replays H.264 + Opus packets
+encoded once beforehand (the synthetic scene, 320x240 at 15 fps, about 300 kbit/s, a keyframe every second;
+aiortc only packetizes them), and each viewer counts the frames it receives without decoding them (the
+relay's own tap on aiortc's receiver). Clients run in worker processes, one per core by default. Everything
+is on this machine, over loopback: no network limit, only CPU.
+
+Per step of N streams: all cameras publish, all viewers join; after a warm-up, every viewer's frames are
+counted over a window and compared with what the cameras sent in it (15 pictures and 50 Opus packets a
+second). Loss = 1 − received / sent, over all viewers. Then every session ends and the next step starts.
+
+    .venv/bin/python bench/live/capacity.py                   # 1, 4, 8, 16, 24 streams, 15 s windows
+    .venv/bin/python bench/live/capacity.py --quick           # 1, 4, 8 streams, 6 s windows
+    .venv/bin/python bench/live/capacity.py --steps 1,8,32
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import Results  # noqa: E402
+
+WIDTH, HEIGHT, FPS, BITRATE = 320, 240, 15, 300_000
+VIEWERS = 2
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / CLK, sum(values) / CLK
+
+
+def encode_media(seconds: float = 4.0) -> tuple[list[tuple[bytes, bool]], list[bytes]]:
+    """H.264 access units (Annex B, keyframe flag) and 20 ms Opus packets of the synthetic scene."""
+    import av
+    import numpy as np
+
+    from temoin.camera.media import SyntheticScene
+
+    scene = SyntheticScene(WIDTH, HEIGHT, FPS, seed=7)
+    video = av.CodecContext.create("libx264", "w")
+    video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    video.time_base = fractions.Fraction(1, FPS)
+    video.bit_rate = BITRATE
+    video.gop_size = FPS
+    video.options = {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline", "keyint": str(FPS),
+                     "min-keyint": str(FPS), "scenecut": "0", "repeat-headers": "1"}
+    pictures = []
+    for i in range(int(seconds * FPS)):
+        frame = av.VideoFrame.from_ndarray(scene.rgb(i), format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        pictures += [(bytes(p), bool(p.is_keyframe)) for p in video.encode(frame)]
+    pictures += [(bytes(p), bool(p.is_keyframe)) for p in video.encode(None)]
+    audio = av.CodecContext.create("libopus", "w")
+    audio.sample_rate, audio.format, audio.layout = 48_000, "s16", "mono"
+    audio.bit_rate = 32_000
+    sounds = []
+    for i in range(int(seconds * 50)):
+        pcm = (scene.samples(i * 960, 960) * 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 48_000, i * 960
+        sounds += [bytes(p) for p in audio.encode(frame)]
+    return pictures, sounds
+
+
+# --- the worker processes --------------------------------------------------------------------------
+
+def worker(url: str, token: str, cameras: list[tuple[str, bytes]], media, ready, measure, done,  # noqa: ANN001
+           results) -> None:
+    asyncio.run(_worker(url, token, cameras, media, ready, measure, done, results))
+
+
+async def _worker(url, token, cameras, media, ready, measure, done, results) -> None:  # noqa: ANN001
+    import av
+    import httpx
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from temoin.camera.live_publisher import prefer
+    from temoin.camera.offload import DeviceAuth
+    from temoin.live.forwarding import tap_receiver
+
+    pictures, sounds = media
+
+    class Replay(MediaStreamTrack):
+        def __init__(self, kind: str, items: list, step_s: float, clock: int, ticks: int) -> None:
+            super().__init__()
+            self.kind, self.items, self.step_s, self.ticks = kind, items, step_s, ticks
+            self.time_base = fractions.Fraction(1, clock)
+            self.i = 0
+            self.t0: float | None = None
+            self.sent = 0
+
+        async def recv(self) -> av.Packet:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self.t0 is None:
+                self.t0 = time.monotonic()
+            delay = self.t0 + self.i * self.step_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            item = self.items[self.i % len(self.items)]
+            packet = av.Packet(item[0] if isinstance(item, tuple) else item)
+            packet.pts = packet.dts = self.i * self.ticks
+            packet.time_base = self.time_base
+            self.i += 1
+            self.sent += 1
+            return packet
+
+    viewers: list[dict] = []
+    pcs: list = []
+    streams = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        bearer = {"Authorization": f"Bearer {token}"}
+        for device_id, raw in cameras:
+            auth = DeviceAuth(device_id, Ed25519PrivateKey.from_private_bytes(raw))
+            r = await http.post("/api/v1/live/sessions", json={"reason": "threat"}, auth=auth)
+            r.raise_for_status()
+            sid = r.json()["id"]
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            tracks = [Replay("video", pictures, 1 / FPS, 90_000, 90_000 // FPS), Replay("audio", sounds, 0.02, 48_000, 960)]
+            for track in tracks:
+                pc.addTransceiver(track, direction="sendonly")
+            prefer(pc, "video", "video/h264")
+            prefer(pc, "audio", "audio/opus")
+            await pc.setLocalDescription(await pc.createOffer())
+            r = await http.post(f"/api/v1/live/whip/{sid}", content=pc.localDescription.sdp.encode(),
+                                headers={"Content-Type": "application/sdp"}, auth=auth)
+            r.raise_for_status()
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+            pcs.append(pc)
+            streams.append({"sid": sid, "auth": auth, "resource": r.headers["location"], "tracks": tracks})
+        for s in streams:
+            for _ in range(VIEWERS):
+                pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+                video = pc.addTransceiver("video", direction="recvonly")
+                audio = pc.addTransceiver("audio", direction="recvonly")
+                await pc.setLocalDescription(await pc.createOffer())
+                r = await http.post(f"/api/v1/live/whep/{s['sid']}", content=pc.localDescription.sdp.encode(),
+                                    headers={"Content-Type": "application/sdp", **bearer})
+                r.raise_for_status()
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+                counts = {"video": 0, "audio": 0, "keyframes": 0}
+
+                def on_frame(mime: str, data: bytes, ts: int, counts=counts) -> None:  # noqa: ANN001
+                    if mime.startswith("video"):
+                        counts["video"] += 1
+                        counts["keyframes"] += b"\x00\x00\x01\x65" in data or b"\x00\x00\x01\x25" in data
+                    else:
+                        counts["audio"] += 1
+                for transceiver in (video, audio):
+                    tap_receiver(transceiver.receiver, on_frame)
+                pcs.append(pc)
+                viewers.append(counts)
+        deadline = time.monotonic() + 30
+        while any(v["video"] == 0 for v in viewers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        ready.put(sum(v["video"] == 0 for v in viewers))
+        while not measure.is_set():
+            await asyncio.sleep(0.01)
+        start = [dict(v) for v in viewers]
+        sent0 = [(t[0].sent, t[1].sent) for t in (s["tracks"] for s in streams)]
+        cpu0 = os.times()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+        end = [dict(v) for v in viewers]
+        sent1 = [(t[0].sent, t[1].sent) for t in (s["tracks"] for s in streams)]
+        cpu1 = os.times()
+        results.put({
+            "video_sent": sum(b[0] - a[0] for a, b in zip(sent0, sent1, strict=True)) * VIEWERS,
+            "audio_sent": sum(b[1] - a[1] for a, b in zip(sent0, sent1, strict=True)) * VIEWERS,
+            "video_got": sum(e["video"] - s["video"] for s, e in zip(start, end, strict=True)),
+            "audio_got": sum(e["audio"] - s["audio"] for s, e in zip(start, end, strict=True)),
+            "worst_viewer_video": min((e["video"] - s["video"]) for s, e in zip(start, end, strict=True)),
+            "cpu_s": cpu1.user + cpu1.system - cpu0.user - cpu0.system})
+        for s in streams:
+            await http.delete(s["resource"], auth=s["auth"])
+    for pc in pcs:
+        await pc.close()
+
+
+def setup(home: Path, cameras: int) -> tuple[str, list[tuple[str, bytes]]]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    from temoin.evidence.canonical import b64e
+    from temoin.evidence.signing import public_key_bytes
+    from temoin.identity import devices, service
+    from temoin.journal.entry import Actor
+    from temoin.law.access import Role
+
+    p = common.open_platform(home)
+    out = []
+    with p.session() as db:
+        tenant = service.create_tenant(p, db, slug="bench-live", name="Bench", profile="fr-police-municipale",
+                                       authorised_cameras=cameras + 1)
+        operator = service.create_user(p, db, tenant, username="bench-csu", display_name="CSU",
+                                       role=Role.CSU_OPERATOR, password="correct horse battery staple")
+        db.commit()
+        token = service.issue_api_token(p, db, operator.user, "bench")
+        for n in range(cameras):
+            key = Ed25519PrivateKey.generate()
+            code = devices.create_enrolment_code(p, db, tenant, label=f"cam {n}", by=Actor.system("bench"))
+            serial = f"bench-cam-{n}"
+            proof = b64e(key.sign(f"temoin-enrol\n{code}\n{serial}".encode()))
+            device = devices.enrol(p, db, code=code, serial=serial, public_key=public_key_bytes(key), proof=proof)
+            out.append((device.id, key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())))
+    p.close()
+    return token, out
+
+
+def step(url: str, token: str, cameras: list, media, workers: int, window_s: float, server_pid: int) -> dict:  # noqa: ANN001
+    ctx = mp.get_context("spawn")
+    ready, results = ctx.Queue(), ctx.Queue()
+    measure, done = ctx.Event(), ctx.Event()
+    shares = [cameras[i::workers] for i in range(workers)]
+    procs = [ctx.Process(target=worker, args=(url, token, share, media, ready, measure, done, results))
+             for share in shares if share]
+    for proc in procs:
+        proc.start()
+    silent = sum(ready.get(timeout=120) for _ in procs)
+    time.sleep(3.0)  # warm-up: jitter buffers, bitrate estimates
+    server0, busy0, wall0 = proc_cpu_s(server_pid), machine_busy_s(), time.monotonic()
+    measure.set()
+    time.sleep(window_s)
+    done.set()
+    server1, busy1, wall1 = proc_cpu_s(server_pid), machine_busy_s(), time.monotonic()
+    parts = [results.get(timeout=60) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    wall = wall1 - wall0
+    total = {k: sum(p[k] for p in parts) for k in ("video_sent", "audio_sent", "video_got", "audio_got", "cpu_s")}
+    return {"streams": len(cameras), "viewers_without_picture": silent, "window_s": wall,
+            "server_cpu": (server1 - server0) / wall, "clients_cpu": total["cpu_s"] / wall,
+            "machine_busy": (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) * (os.cpu_count() or 1),
+            "video_loss": 1 - total["video_got"] / max(1, total["video_sent"]),
+            "audio_loss": 1 - total["audio_got"] / max(1, total["audio_sent"]),
+            "worst_viewer_fps": min(p["worst_viewer_video"] for p in parts) / wall}
+
+
+def main() -> None:
+    ap = common.parser(__doc__.splitlines()[0])
+    ap.add_argument("--steps", default=None, help="stream counts, e.g. 1,4,8,16")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    args = ap.parse_args()
+    steps = [int(s) for s in (args.steps or ("1,4,8" if args.quick else "1,4,8,16,24")).split(",")]
+    window = 6.0 if args.quick else 15.0
+    results = Results("live capacity", f"{WIDTH}x{HEIGHT} at {FPS} fps (~{BITRATE // 1000} kbit/s) + Opus, "
+                                       f"{VIEWERS} viewers per stream, {window:.0f} s windows, loopback")
+    media = encode_media()
+    from latency import free_port
+
+    with common.bench_home(args, "live-capacity") as home:
+        token, cameras = setup(home, max(steps))
+        port = free_port()
+        env = {**os.environ, "TEMOIN_HOME": str(home), "TEMOIN_RETENTION_INTERVAL_S": "86400"}
+        import subprocess
+
+        import httpx
+        server_log = open(home / "server.log", "wb")  # noqa: SIM115
+        server = subprocess.Popen([sys.executable, "-m", "temoin", "serve", "--port", str(port)], env=env,
+                                  stdout=server_log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        rows = []
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{url}/api/v1/platform", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit(f"the server did not start: {(home / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.1)
+            idle0, t0 = proc_cpu_s(server.pid), time.monotonic()
+            time.sleep(3)
+            idle = (proc_cpu_s(server.pid) - idle0) / (time.monotonic() - t0)
+            for n in steps:
+                if server.poll() is not None:
+                    raise SystemExit(f"the server died: {(home / 'server.log').read_text()[-3000:]}")
+                print(f"step: {n} streams", flush=True)
+                row = step(url, token, cameras[:n], media, min(args.workers, n), window, server.pid)
+                rows.append(row)
+                common.console.print(f"[dim]{n} streams: server {row['server_cpu'] * 100:.0f} % of a core, loss "
+                                     f"video {row['video_loss'] * 100:.2f} % audio {row['audio_loss'] * 100:.2f} %, "
+                                     f"machine {row['machine_busy']:.2f} cores busy[/dim]")
+                time.sleep(2)
+        finally:
+            server.terminate()
+            server.wait(15)
+    results.add("server CPU at rest (no stream)", f"{idle * 100:.1f} % of a core")
+    for row in rows:
+        per = (row["server_cpu"] - idle) / row["streams"]
+        results.add(f"{row['streams']} streams × {VIEWERS} viewers",
+                    f"server {row['server_cpu'] * 100:.0f} % of a core ({per * 100:.1f} % per stream); "
+                    f"lost: video {row['video_loss'] * 100:.2f} %, audio {row['audio_loss'] * 100:.2f} %; "
+                    f"worst viewer {row['worst_viewer_fps']:.1f} fps; clients {row['clients_cpu'] * 100:.0f} %; "
+                    f"machine {row['machine_busy']:.2f} of {os.cpu_count()} cores busy"
+                    + (f"; {row['viewers_without_picture']} viewers without a picture"
+                       if row["viewers_without_picture"] else ""),
+                    **{f"s{row['streams']}_server_cpu": row["server_cpu"],
+                       f"s{row['streams']}_video_loss": row["video_loss"],
+                       f"s{row['streams']}_audio_loss": row["audio_loss"]})
+    results.raw["rows"] = rows
+    results.print()
+    results.write_json(args.json)
+
+
+if __name__ == "__main__":
+    main()
