@@ -237,3 +237,51 @@ def test_demo_fleet_camera_goes_live_and_hears_the_acknowledgement(platform: Pla
     assert any(w.startswith("LIVE button pressed twice") for w in said), said
     assert any(w.startswith("LIVE alert received by the platform") for w in said), said
     assert [r.scenario for r in fleet.records] == ["live"] and fleet.records[0].trigger is Trigger.LIVE_REQUEST
+
+
+def test_csu_operator_lands_on_the_live_dashboard(platform: Platform, client):
+    from tests.helpers import sign_in
+
+    commune = make_commune(platform, cameras=0)
+    sign_in(platform, client, commune.users[Role.CSU_OPERATOR])
+    r = client.get("/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/live"
+    assert client.get("/live").status_code == 200
+    sign_in(platform, client, commune.users[Role.CHIEF])  # LIVE_VIEW too, but the recordings come first
+    assert client.get("/", follow_redirects=False).headers["location"] == "/recordings"
+
+
+def test_the_relay_gives_up_a_packet_lost_for_good():
+    """Over a lossy uplink a packet may be lost with its retransmission: the relay must not hold every later
+    frame back (aiortc's buffer would, until it overflows, ~13 s of video): it drops the broken frame, goes
+    on with the next whole one and asks the camera for a keyframe."""
+    from aiortc.rtp import RtpPacket
+
+    from temoin.live.forwarding import EagerJitterBuffer
+
+    def rtp(seq: int, ts: int, marker: int, data: bytes) -> RtpPacket:
+        packet = RtpPacket(payload_type=96, marker=marker, sequence_number=seq, timestamp=ts)
+        packet._data = data
+        return packet
+
+    video = EagerJitterBuffer(capacity=128, is_video=True, give_up_s=0.05)
+    pli, frame = video.add(rtp(10, 3000, 1, b"a"))
+    assert not pli and frame.data == b"a"
+    # 11 (the next frame) is lost for good; 12 and 13 are whole frames.
+    assert video.add(rtp(12, 9000, 1, b"c"))[1] is None  # held: 11 may still come (NACK, retransmission)
+    time.sleep(0.06)
+    pli, frame = video.add(rtp(13, 12000, 1, b"d"))
+    assert pli and frame.data == b"d" and video.skipped == 1  # given up: the next whole frame, and a keyframe asked
+    pli, frame = video.add(rtp(14, 15000, 1, b"e"))
+    assert not pli and frame.data == b"e"
+    # A late retransmission of 11 is ignored; a short gap that fills in time loses nothing.
+    assert video.add(rtp(11, 6000, 1, b"b"))[1] is None
+    assert video.add(rtp(16, 21000, 1, b"g"))[1] is None
+    assert video.add(rtp(15, 18000, 1, b"f"))[1].data == b"f" and video.skipped == 1
+    audio = EagerJitterBuffer(capacity=16, give_up_s=0.05)
+    assert audio.add(rtp(1, 960, 0, b"x"))[1].data == b"x"
+    assert audio.add(rtp(3, 2880, 0, b"z"))[1] is None  # 2 lost
+    time.sleep(0.06)
+    pli, frame = audio.add(rtp(4, 3840, 0, b"w"))
+    assert not pli and frame.data == b"z"  # no keyframe for sound; 4 follows at the next drain
+    assert audio._remove_frame(0).data == b"w"

@@ -214,9 +214,9 @@ def run_demo(host: str, port: int, recordings: int, console: Console, cameras: i
         def report(label: str, what: str) -> None:
             console.print(f"[dim]{utcnow():%H:%M:%S}[/dim] [bold]{label}[/bold] {what}", highlight=False)
 
+        first_live = min(LIVE_FIRST_S, live_every or LIVE_FIRST_S)
         fleet = Fleet.build([c.home for c in fleet_cameras], base_url, start=utcnow(),
-                            settings=FleetSettings(shift_s=SHIFT_S, live_every_s=live_every,
-                                                   live_first_s=min(LIVE_FIRST_S, live_every or LIVE_FIRST_S)),
+                            settings=FleetSettings(shift_s=SHIFT_S, live_every_s=live_every, live_first_s=first_live),
                             report=report)
         fleet_thread = threading.Thread(target=fleet.run, kwargs={"realtime": True, "stop": stop},
                                         daemon=True, name="demo-fleet")
@@ -225,9 +225,9 @@ def run_demo(host: str, port: int, recordings: int, console: Console, cameras: i
                       f"{', '.join(sorted(assigned.values()))}: they record now and then and dock every "
                       f"{SHIFT_S / 60:.0f} min (320x240, 10 fps, real time)")
         if live_every:
-            console.print(f"live button: one camera presses it about {LIVE_FIRST_S:.0f} s from now, then every "
-                          f"{live_every / 60:g} min ({LIVE_ENV}): sign in as [bold]csu[/bold] and watch "
-                          f"{base_url}/live to see the alert, watch and acknowledge")
+            console.print(f"live button: one camera presses it about {first_live:.0f} s from now, then every "
+                          f"{live_every:.0f} s ({LIVE_ENV}): sign in as [bold]csu[/bold] on {base_url}/live to "
+                          "see the alert, watch the feed and acknowledge (the camera reports it)")
     console.print(f"[bold]Témoin demo running on {base_url}[/bold]  (API docs: {base_url}/docs)  Ctrl-C to stop")
     try:
         while server.thread.is_alive():

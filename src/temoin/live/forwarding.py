@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import time
 from collections.abc import Callable
 from fractions import Fraction
 
 import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.utils import uint16_add, uint16_gt
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from temoin.live.plane import EncodedFrame
@@ -39,6 +41,7 @@ _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _MAPPER_ATTR = "_RTCRtpReceiver__timestamp_mapper"
 NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8
+GAP_GIVE_UP_S = 0.25  # a lost packet's retransmission takes one round trip (~80 ms on 4G): then give up
 
 
 
@@ -99,29 +102,82 @@ class EagerJitterBuffer(JitterBuffer):
     """aiortc's jitter buffer releases a frame when the *next* frame's first packet arrives: one frame
     interval of added delay (67 ms at 15 fps), harmless for a player, wasted in a relay. This one releases
     a video frame at its marker packet (RFC 6184: the last packet of an access unit) and an audio packet
-    at once, and otherwise behaves as aiortc's (a following timestamp also completes a frame)."""
+    at once, and otherwise behaves as aiortc's (a following timestamp also completes a frame).
+
+    A packet lost for good (its NACK or its retransmission lost as well: aiortc asks once) would otherwise
+    hold every later frame back until the buffer overflows, about 13 s of video at 300 kbit/s: after
+    `give_up_s` with later packets waiting, the incomplete frame is dropped, the next whole frame goes on,
+    and (video) a keyframe is asked of the publisher (PLI) so that the viewers' pictures heal."""
+
+    def __init__(self, *args, give_up_s: float = GAP_GIVE_UP_S, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.give_up_s = give_up_s
+        self._highest: int | None = None  # the highest sequence number received
+        self._stalled_at: float | None = None
+        self._want_keyframe = False
+        self.skipped = 0  # frames given up
+
+    def add(self, packet):  # noqa: ANN001, ANN201 - (PLI wanted, complete frame), as aiortc's
+        if self._highest is None or uint16_gt(packet.sequence_number, self._highest):
+            self._highest = packet.sequence_number
+        pli, frame = super().add(packet)
+        if self._want_keyframe:
+            self._want_keyframe, pli = False, True
+        return pli, frame
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        frame, gap = self._head()
+        if frame is not None or gap is None:
+            self._stalled_at = None
+            return frame
+        # The head frame waits for a packet that is missing while later ones have arrived.
+        now = time.monotonic()
+        if self._stalled_at is None:
+            self._stalled_at = now
+            return None
+        if now - self._stalled_at < self.give_up_s or not self._skip(gap):
+            return None
+        self._stalled_at = None
+        self.skipped += 1
+        self._want_keyframe = self._is_video
+        return self._remove_frame(sequence_number)
+
+    def _head(self) -> tuple[JitterFrame | None, int | None]:
+        """(the head frame if complete, else None; where a missing packet blocks it, if later ones exist)."""
         packets: list = []
         timestamp = None
-        complete = False
         for count in range(self.capacity):
             packet = self._packets[(self._origin + count) % self._capacity]
             if packet is None:
-                break
+                behind = self._highest is not None and uint16_add(self._highest, -self._origin) > count
+                return None, count if behind else None
             if timestamp is None:
                 timestamp = packet.timestamp
             elif packet.timestamp != timestamp:
-                complete = True
                 break
             packets.append(packet)
             if not self._is_video or packet.marker:
-                complete = True
                 break
-        if not complete or not packets:
-            return None
+        else:
+            return None, None
         self.remove(len(packets))
-        return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)  # type: ignore[attr-defined]
+        return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp), None  # type: ignore[attr-defined]
+
+    def _skip(self, gap: int) -> bool:
+        """Drop what precedes the first whole frame after the gap at `gap`; False if none has begun yet."""
+        last = uint16_add(self._highest, -self._origin)
+        broken = None  # the timestamp of the packets right after the gap: maybe the rest of the broken frame
+        for count in range(gap + 1, min(last, self.capacity - 1) + 1):
+            packet = self._packets[(self._origin + count) % self._capacity]
+            if packet is None:
+                continue
+            if broken is None and self._is_video:
+                broken = packet.timestamp
+                continue
+            if packet.timestamp != broken:
+                self.remove(count)
+                return True
+        return False
 
 
 class _Tap(queue.Queue):
