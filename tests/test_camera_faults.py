@@ -626,7 +626,7 @@ def test_clock_jumps_keep_every_recording_coherent_and_show(platform, client, tm
     settings = link.fetch()
     client.auth = None
     offset = settings.clock_offset_ms
-    assert abs(offset) < 1000
+    assert abs(offset) < 2000  # in sync, below the drift flag (a loaded CI machine adds RTT noise)
     cam = Camera(tmp_path / "camera", keys=DeviceKeys(signing_key=device_key, storage_key=new_data_key()),
                  platform_key=platform.keyring.public_key, camera_id=device_id, agent_id=agent_number(commune),
                  clock=clock, video=video, gps=FixedGps(), settings=settings, pre_event_s=2, beep_interval_s=2,
