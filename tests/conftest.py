@@ -74,3 +74,66 @@ def platform(settings: Settings) -> Iterator[Platform]:
 def client(platform: Platform) -> Iterator[TestClient]:
     with TestClient(create_app(platform, scheduler=False), base_url="http://testserver") as c:
         yield c
+
+
+# --- a real server and a real browser, for the web UI tests ----------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; `./dev.sh test` installs it
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """Headless Chromium driven by Playwright. Missing Chromium fails loudly: the UI is part of the product."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as pw:
+        try:
+            b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        except Exception as exc:
+            pytest.fail(f"Chromium cannot start from {CHROMIUM} ({exc}): install Debian's chromium package "
+                        "(./dev.sh test does)", pytrace=False)
+        yield b
+        b.close()
+
+
+def serve_in_thread(app) -> tuple[str, "object", "object", "object"]:  # noqa: ANN001
+    """Run `app` under uvicorn on a free port in a thread; returns (url, server, thread, socket)."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/platform", timeout=1).status_code == 200:
+                return url, server, thread, sock
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the server did not answer within 20 s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def server_url(platform: Platform) -> Iterator[str]:
+    """The platform served by a real uvicorn in a thread (retention scheduler off)."""
+    url, server, thread, sock = serve_in_thread(create_app(platform, scheduler=False))
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -49,7 +49,7 @@ def _cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the route inventory ------------------------------------------------------------------------------
 
 # Routes FastAPI itself adds, and the static files: not ours to guard.
-FRAMEWORK_PATHS = {"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/static"}
+FRAMEWORK_PATHS = {"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/static", "/static/leaflet"}
 
 # Every route without a `Require` guard, and why. A new unguarded route fails the matrix test until
 # it is added here, with its reason.
@@ -76,11 +76,15 @@ UNGUARDED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/live/sessions"): DEVICE,  # the camera's live button
     ("GET", "/api/v1/live/camera/sessions/{session_id}"): DEVICE,
     ("POST", "/api/v1/live/camera/sessions/{session_id}/position"): DEVICE,
+    ("POST", "/api/v1/dispatch/camera/position"): DEVICE,  # the agent on the CSU's map
+    ("GET", "/api/v1/dispatch/camera/orders"): DEVICE,  # reinforcement orders (long poll)
+    ("POST", "/api/v1/dispatch/camera/orders/{order_id}/ack"): DEVICE,
     ("POST", "/api/v1/live/whip/{session_id}"): DEVICE,
     ("DELETE", "/api/v1/live/whip/{session_id}/{resource_id}"): DEVICE,
     ("DELETE", "/api/v1/session"): SESSION,  # sign out
     ("POST", "/api/v1/tokens"): SESSION,  # an API token for oneself
     ("POST", "/logout"): SESSION,
+    ("GET", "/api/v1/map/basemap"): SESSION,  # the commune's outline and streets: no content
 }
 
 
@@ -182,6 +186,8 @@ def call(client: TestClient, info: RouteInfo, s: Scene, csrf: str | None, role: 
         kw["json"] = {"reason": "route matrix check"}
     elif key == ("PUT", "/api/v1/recordings/{recording_id}/categories"):
         kw["json"] = {"categories": ["matrix"]}
+    elif key == ("POST", "/api/v1/recordings/holds"):
+        kw["json"] = {"recording_ids": [s.recording_id], "procedure": "judicial", "reference": "PV-2024-000124"}
     elif key == ("POST", "/api/v1/admin/users"):
         kw["json"] = {"username": f"matrix-{role.value.replace('_', '-')}", "display_name": "Matrix",
                       "role": "auditor"}
@@ -191,6 +197,13 @@ def call(client: TestClient, info: RouteInfo, s: Scene, csrf: str | None, role: 
         kw["data"] = {"motive_code": "report_facts", "motive_text": "route matrix check"}
     elif key == ("POST", "/api/v1/shifts/checkout"):
         kw["json"] = {"device_id": s.device, "username": s.commune.users[Role.AGENT]}
+    elif key == ("POST", "/api/v1/rights/requests"):
+        kw["json"] = {"kind": "access", "person_description": "route matrix", "contact": "matrix@example.org"}
+    elif key == ("POST", "/rights"):
+        kw["data"] = {"kind": "access", "person_description": "route matrix", "contact": "matrix@example.org"}
+    elif key == ("POST", "/api/v1/extractions"):
+        kw["json"] = {"recording_ids": [s.recording_id], "recipient_name": "OPJ Matrix",
+                      "recipient_kind": "judicial_police", "procedure_type": "judicial", "reference": "PV-2024-000123"}
     # Any other route gets no body: an allowed role then meets a 422 at worst, never a 401/403.
     return client.request(info.method, fill(info.path, s), headers=headers, follow_redirects=False,
                           **kw).status_code

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
 
 import pytest
@@ -26,22 +25,6 @@ from tests.test_live import FIX, _cheap_password_hashes, entries, on_shift, publ
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with sync_api.sync_playwright() as pw:
-        try:
-            b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        except Exception as exc:  # no Chromium on this machine: say so, do not pretend
-            pytest.skip(f"Chromium cannot start from {CHROMIUM}: {exc}")
-        yield b
-        b.close()
-
 
 class CameraThread:
     """A camera pressing the live button and streaming, in its own thread and event loop."""

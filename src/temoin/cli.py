@@ -12,6 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from temoin.camera.cli import camera_app
+from temoin.supervision.cli import cctv_app
+from temoin.evidence.cli import extract_command, verify_command
 from temoin.keyring import KeyError_
 from temoin.law.access import Role
 from temoin.platform import Platform
@@ -32,6 +34,13 @@ app.add_typer(retention_cmd, name="retention")
 app.add_typer(journal_cmd, name="journal")
 app.add_typer(vault_cmd, name="vault")
 app.add_typer(camera_app, name="camera")
+from temoin.rights.cli import rights_app  # noqa: E402
+from temoin.reports.cli import report_app  # noqa: E402
+app.add_typer(rights_app, name="rights")
+app.add_typer(report_app, name="report")
+app.add_typer(cctv_app, name="cctv")
+app.command("verify")(verify_command)
+app.command("extract")(extract_command)
 
 console = Console()
 err = Console(stderr=True)
@@ -65,7 +74,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     from temoin.web.app import create_app
 
     p = _open(init=True)
-    uvicorn.run(create_app(p), host=host, port=port, log_level="info")
+    # Cameras long-poll the platform (live acknowledgement, orders): a restart should not wait for them.
+    uvicorn.run(create_app(p), host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
 
 
 @app.command()

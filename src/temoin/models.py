@@ -1,9 +1,13 @@
 """Every domain's tables, gathered for migrations. Domain packages own their models."""
 
 from temoin.db import Base
+from temoin.evidence import models as evidence_models  # noqa: F401
 from temoin.identity import models as identity_models  # noqa: F401
 from temoin.journal import models as journal_models  # noqa: F401
 from temoin.live import models as live_models  # noqa: F401
+from temoin.rights import models as rights_models  # noqa: F401
+from temoin.supervision import dispatch_models  # noqa: F401
+from temoin.supervision import models as supervision_models  # noqa: F401
 from temoin.vault import models as vault_models  # noqa: F401
 
 metadata = Base.metadata

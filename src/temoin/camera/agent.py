@@ -72,6 +72,7 @@ from temoin.evidence.manifest import GpsFix, NotInformedReason, SignedManifest, 
 from temoin.geo.territory import contains
 
 if TYPE_CHECKING:  # aiortc is loaded only by a camera that has a live link
+    from temoin.camera.dispatch import DispatchLink
     from temoin.camera.live_publisher import LiveEvent, LiveLink
 
 # Inputs that start a recording by themselves, and what the recording says about them.
@@ -132,7 +133,8 @@ class CameraAgent:
     def __init__(self, config: AgentConfig, *, store: DeviceStore, video: VideoSource,
                  audio: AudioSource | None = None, gps: GpsSource | None = None, signals: Signals | None = None,
                  clock: Clock = system_clock, recover: bool = True, settings: CameraSettings | None = None,
-                 live: LiveLink | None = None, monotonic: Callable[[], float] | None = None) -> None:
+                 live: LiveLink | None = None, monotonic: Callable[[], float] | None = None,
+                 dispatch: DispatchLink | None = None) -> None:
         """`monotonic`: seconds on a clock that never jumps, to tell a clock jump from a pause (default:
         `time.monotonic` with the system clock, the clock's own `monotonic()` if it has one)."""
         self.config = config
@@ -143,6 +145,7 @@ class CameraAgent:
         self.live = live  # live transmission to the CSU (the live button), when the camera has a platform
         self.live_session_id: str | None = None
         self.live_acknowledged_at: datetime | None = None
+        self.dispatch = dispatch  # position to the CSU's map, reinforcement orders (its own threads)
         self.store = store
         self.video = video
         self.audio = audio
@@ -231,6 +234,8 @@ class CameraAgent:
         if self.live is not None:
             self._live_tick(frame)
         self._poll_gps(at)
+        if self.dispatch is not None:
+            self.dispatch.tick(self)
         self._indicator.tick(at)
         recording = self.state is AgentState.RECORDING
         if not recording and not self.buffer.enabled:
@@ -617,6 +622,8 @@ class CameraAgent:
             self.signals.warn("live transmission ended by the CSU: the camera goes on recording")
         elif event.kind == "interrupted":
             self.signals.warn("live link lost: reconnecting (the camera goes on recording)")
+        elif event.kind == "resumed":
+            self.signals.warn("live link restored: the CSU sees and hears you again")
         elif event.kind == "failed":
             self.signals.vibrate(Vibration.ATTENTION)
             self.signals.warn(f"live transmission: {event.data.get('why')}"

@@ -2,8 +2,8 @@
 
 - The record button starts a recording (trigger: incident) or stops the current one.
 - The live button must be pressed twice within 0.5 s (a single press in a pocket must not call
-  the CSU): that is a live request, which starts recording at once (trigger: live_request). The
-  live transmission itself is not part of this build: the wearer is told so.
+  the CSU): that is a live request, which starts recording at once (trigger: live_request) and
+  opens a live transmission to the CSU (`camera.live_publisher.LiveLink`).
 - Trigger inputs (a Taser-type weapon's holster or arming switch, R511-28) arrive on a small HTTP
   server bound to 127.0.0.1 only, so that any local process wired to the hardware can report
   them: `POST /trigger/taser {"armed": true}` starts recording from that moment.

@@ -49,6 +49,16 @@ from temoin.evidence.manifest import GpsFix
 VIDEO_CLOCK = 90_000
 AUDIO_RATE = 48_000
 AUDIO_PTIME_S = 0.020
+# A dead link is noticed from the platform's RTCP receiver reports (aiortc's receivers send one every 0.5 to
+# 1.5 s per stream): none for this long and the camera publishes again. ICE consent (RFC 7675), the other
+# signal, takes aiortc 30 s to fail. The WHIP POSTs that re-publish are short-lived, so that one sent into
+# a dead network does not hold back the next one, and are tried again after a short backoff: media flows
+# again within a couple of seconds of the network's return.
+LINK_TIMEOUT_S = 2.0
+CONNECT_TIMEOUT_S = 5.0  # a publication not connected (ICE + DTLS) by then is given up and published again
+REPUBLISH_BACKOFF_S = (0.25, 0.5)  # then 0.5 s, for as long as the session lasts: one SYN now and then
+REPUBLISH_TIMEOUT = httpx.Timeout(3.0, connect=1.2)  # TCP's first SYN retransmission comes at 1 s
+LINK_CHECK_S = 0.25
 Frames = Callable[[int], np.ndarray]  # frame index -> (height, width, 3) uint8 RGB
 Samples = Callable[[int, int], np.ndarray]  # (first sample, count) -> count mono float32 samples at 48 kHz
 
@@ -174,6 +184,9 @@ class LivePublisher:
         self.session_id: str | None = None
         self.state: str | None = None
         self.resource_url: str | None = None
+        self.link_timeout_s, self.connect_timeout_s = LINK_TIMEOUT_S, CONNECT_TIMEOUT_S
+        self._published_at = 0.0  # time.monotonic() of the last publication's answer
+        self._connected_at: float | None = None  # ... and of its connection (ICE + DTLS)
 
     async def _check(self, response: httpx.Response, *ok: int) -> httpx.Response:
         if response.status_code not in ok:
@@ -201,13 +214,17 @@ class LivePublisher:
         await self.publish()
         return LiveStart(self.session_id, self.state, out["whip_url"], self.resource_url)
 
-    async def publish(self) -> None:
+    async def publish(self, timeout: httpx.Timeout | float | None = None,
+                      http: httpx.AsyncClient | None = None) -> None:
         """WHIP (RFC 9725): offer in, 201 with the answer and the session resource. Called again after
-        a lost link: the platform swaps the new publication in and the CSU's viewers stay attached."""
+        a lost link: the platform swaps the new publication in and the CSU's viewers stay attached.
+        `timeout`: for the WHIP POST (the client's own by default); `http`: another client to send it with
+        (with `DeviceAuth`)."""
         if self.session_id is None:
             raise RuntimeError("no live session: call start() or request() first")
         if self.pc is not None:
-            await self.pc.close()
+            old, self.pc = self.pc, None
+            await old.close()
         self.pace.origin = None  # the new tracks count their frames from 0: pace them from now, no burst
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(u) for u in self.ice_servers]))
         pc.addTransceiver(CameraVideoTrack(self.frames, self.fps, self.pace), direction="sendonly")
@@ -215,14 +232,49 @@ class LivePublisher:
             pc.addTransceiver(CameraAudioTrack(self.samples, self.pace), direction="sendonly")
         prefer(pc, "video", "video/h264")
         prefer(pc, "audio", "audio/opus")
-        await pc.setLocalDescription(await pc.createOffer())  # gathers candidates: no trickle needed
-        r = await self._check(await self.http.post(f"/api/v1/live/whip/{self.session_id}",
-                                                   content=pc.localDescription.sdp.encode(),
-                                                   headers={"Content-Type": "application/sdp"}), 201)
-        self.resource_url = urljoin(self.base_url + "/", r.headers["location"])
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+        try:
+            await pc.setLocalDescription(await pc.createOffer())  # gathers candidates: no trickle needed
+            extra = {} if timeout is None else {"timeout": timeout}
+            r = await self._check(await (http or self.http).post(f"/api/v1/live/whip/{self.session_id}",
+                                                       content=pc.localDescription.sdp.encode(),
+                                                       headers={"Content-Type": "application/sdp"}, **extra), 201)
+            self.resource_url = urljoin(self.base_url + "/", r.headers["location"])
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+        except BaseException:
+            await pc.close()  # its tracks and sockets would otherwise live on
+            raise
+        self._published_at, self._connected_at = time.monotonic(), None
+
+        @pc.on("connectionstatechange")
+        def _state() -> None:
+            if pc.connectionState == "connected" and self._connected_at is None:
+                self._connected_at = time.monotonic()
+
         self.pc = pc
         self.state = "streaming" if self.state == "requested" else self.state
+
+    async def link_lost(self) -> str | None:
+        """Why the publication's link is dead, or None while the platform still hears it: its connection
+        failed or was closed (a server that shut down), never connected within `connect_timeout_s`, or the
+        platform's RTCP receiver reports stopped for `link_timeout_s` (a network that went silent)."""
+        pc = self.pc
+        if pc is None:
+            return "not published"
+        if pc.connectionState in ("failed", "closed"):
+            return f"connection {pc.connectionState}"
+        now = time.monotonic()
+        if self._connected_at is None:
+            waited = now - self._published_at
+            return f"not connected after {waited:.1f} s" if waited > self.connect_timeout_s else None
+        heard = self._connected_at
+        wall = time.time()
+        for sender in pc.getSenders():
+            with contextlib.suppress(Exception):  # a sender being torn down has no stats
+                for stats in (await sender.getStats()).values():
+                    if stats.type == "remote-inbound-rtp":  # updated at each receiver report
+                        heard = max(heard, now - (wall - stats.timestamp.timestamp()))
+        silent = now - heard
+        return f"no receiver report for {silent:.1f} s" if silent > self.link_timeout_s else None
 
     async def status(self, known_state: str | None = None, wait_s: float = 0) -> dict:
         """The session as the camera sees it; with `known_state` and `wait_s`, waits for a change (long poll)."""
@@ -442,7 +494,10 @@ class LiveLink:
 
     A request that cannot reach the platform is tried again every `retry_s` until it is accepted or the
     wearer stops: the alert must get through. A refusal (the legal profile, a revoked camera) is final.
-    A publication whose connection fails is published again (the CSU's viewers stay attached).
+    A publication whose link dies (no RTCP receiver report from the platform for `LINK_TIMEOUT_S`, or its
+    connection failed or closed: a network cut, a server restart) is published again on the same session
+    with a short backoff (`REPUBLISH_BACKOFF_S`), so that the CSU sees the camera again within a couple of
+    seconds of the network's return; the CSU's viewers stay attached. Recording never waits on any of it.
 
     `keep_warm_s`: between live sessions, a request to the platform's public endpoint this often, so that
     the live button finds an open HTTP connection (servers close idle ones after about 5 s): on a mobile link
@@ -464,6 +519,7 @@ class LiveLink:
         self.session_id: str | None = None
         self.state: str | None = None
         self.position: GpsFix | None = None  # the last fix, set by the capture loop
+        self._sent_position: GpsFix | None = None
         self.publisher: LivePublisher | None = None
         self._events: queue.SimpleQueue[LiveEvent] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -659,23 +715,28 @@ class LiveLink:
                 return False
 
     async def _follow(self, publisher: LivePublisher, stop: asyncio.Event) -> bool:
-        """Follow the session until the wearer stops (False) or the platform ends it (True)."""
+        """Follow the session until the wearer stops (False) or the platform ends it (True).
+
+        Nothing here waits on the network inline: the long poll, the position and the re-publication are
+        tasks, so that the link is checked every `LINK_CHECK_S` whatever the network does."""
         state = publisher.state or "streaming"
-        acknowledged = reinforced = False
-        sent_position = self.position
+        acknowledged = reinforced = refused = False
+        self._sent_position = self.position
         next_position = time.monotonic() + self.position_every_s
+        next_poll = 0.0
         poll: asyncio.Task | None = None
+        sending: asyncio.Task | None = None
+        recovery: asyncio.Task | None = None
         stopping = asyncio.ensure_future(stop.wait())
-        interrupted = False
         try:
             while not stop.is_set():
-                if poll is None:
+                if poll is None and time.monotonic() >= next_poll:
                     poll = asyncio.ensure_future(publisher.status(state, wait_s=20))
-                done, _ = await asyncio.wait({poll, stopping}, timeout=min(self.position_every_s, 1.0),
-                                             return_when=asyncio.FIRST_COMPLETED)
+                waiting = {t for t in (stopping, poll, recovery) if t is not None}
+                await asyncio.wait(waiting, timeout=LINK_CHECK_S, return_when=asyncio.FIRST_COMPLETED)
                 if stop.is_set():
                     break
-                if poll in done:
+                if poll is not None and poll.done():
                     finished, poll = poll, None
                     try:
                         out = finished.result()
@@ -683,41 +744,73 @@ class LiveLink:
                         if isinstance(exc, LiveError) and exc.status == 404:
                             self._emit("ended", reason="unknown to the platform", by="platform")
                             return True
-                        await self._stopped(stop, self.retry_s)
-                        continue
-                    self.state = state = out["state"]
-                    if out.get("acknowledged_at") and not acknowledged:
-                        acknowledged = True
-                        self._emit("acknowledged", by=out.get("acknowledged_by"), at=out["acknowledged_at"])
-                    if out.get("reinforcements_at") and not reinforced:
-                        reinforced = True
-                        self._emit("reinforcements_sent", by=out.get("reinforcements_by"),
-                                   note=out.get("reinforcements_note"), at=out["reinforcements_at"])
-                    if state == "ended":
-                        self._emit("ended", reason=out.get("end_reason"), by=out.get("ended_by"))
-                        return True
+                        next_poll = time.monotonic() + self.retry_s
+                        out = None
+                    if out is not None:
+                        self.state = state = out["state"]
+                        if out.get("acknowledged_at") and not acknowledged:
+                            acknowledged = True
+                            self._emit("acknowledged", by=out.get("acknowledged_by"), at=out["acknowledged_at"])
+                        if out.get("reinforcements_at") and not reinforced:
+                            reinforced = True
+                            self._emit("reinforcements_sent", by=out.get("reinforcements_by"),
+                                       note=out.get("reinforcements_note"), at=out["reinforcements_at"])
+                        if state == "ended":
+                            self._emit("ended", reason=out.get("end_reason"), by=out.get("ended_by"))
+                            return True
                 now = time.monotonic()
                 position = self.position
-                if position is not None and position != sent_position and now >= next_position:
+                if (position is not None and position != self._sent_position and now >= next_position
+                        and (sending is None or sending.done())):
                     next_position = now + self.position_every_s
-                    try:
-                        await publisher.send_position(position)
-                        sent_position = position
-                    except (LiveError, httpx.HTTPError):
-                        pass  # the next one will do
-                pc = publisher.pc
-                if pc is not None and pc.connectionState == "failed":
-                    if not interrupted:
-                        interrupted = True
-                        self._emit("interrupted", link=pc.connectionState)
-                    try:
-                        await publisher.publish()
-                        interrupted = False
+                    sending = asyncio.ensure_future(self._send_position(publisher, position))
+                if recovery is not None and recovery.done():
+                    finished, recovery = recovery, None
+                    if finished.result():
                         self._emit("resumed")
-                    except (LiveError, httpx.HTTPError, OSError):
-                        await self._stopped(stop, self.retry_s)
+                        for task in (poll, sending):  # they may hang on a connection the outage stalled
+                            if task is not None:
+                                task.cancel()
+                        poll = sending = None
+                        next_poll = 0.0
+                    else:
+                        refused = True
+                if recovery is None and not refused:
+                    why = await publisher.link_lost()
+                    if why is not None:
+                        self._emit("interrupted", link=why)
+                        recovery = asyncio.ensure_future(self._republish(publisher, stop))
             return False
         finally:
-            stopping.cancel()
-            if poll is not None:
-                poll.cancel()
+            for task in (stopping, poll, sending, recovery):
+                if task is not None:
+                    task.cancel()
+
+    async def _send_position(self, publisher: LivePublisher, position: GpsFix) -> None:
+        try:
+            await publisher.send_position(position)
+            self._sent_position = position
+        except (LiveError, httpx.HTTPError):
+            pass  # the next one will do
+
+    async def _republish(self, publisher: LivePublisher, stop: asyncio.Event) -> bool:
+        """Publish again until the platform takes it (True), refuses it for good, or the wearer stops (False).
+        Each try is a new WHIP POST on the same live session: the platform swaps the publication."""
+        backoff = iter(REPUBLISH_BACKOFF_S)
+        # A new connection for each try: a kept-alive one may be stuck behind TCP's retransmission backoff
+        # (up to seconds) long after the network is back.
+        async with httpx.AsyncClient(base_url=self.base_url.rstrip("/"), auth=self._auth, timeout=REPUBLISH_TIMEOUT,
+                                     limits=httpx.Limits(max_keepalive_connections=0)) as http:
+            while not stop.is_set():
+                try:
+                    await publisher.publish(http=http)
+                    return True
+                except LiveError as exc:
+                    if exc.status in (403, 404, 409):  # ended, or not ours: the long poll says which
+                        self._emit("failed", why=f"publication refused ({exc.status}): {exc.message}", final=True)
+                        return False
+                except (httpx.HTTPError, OSError, ConnectionError):
+                    pass  # the network or the platform is still away
+                if await self._stopped(stop, next(backoff, REPUBLISH_BACKOFF_S[-1])):
+                    return False
+        return False

@@ -15,6 +15,7 @@ and the docked offload.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -200,7 +201,7 @@ class CameraRuntime:
     def __init__(self, home: CameraHome, *, video: VideoSource, audio: AudioSource | None = None,
                  gps: GpsSource | None = None, signals: Signals | None = None, url: str | None = None,
                  clock: Clock = system_clock, segment_s: float = 2.0, docked: bool = False,
-                 refresh_s: float = REFRESH_S, live: bool = True) -> None:
+                 refresh_s: float = REFRESH_S, live: bool = True, dispatch: bool = True) -> None:
         self.home = home
         self.identity = home.require_identity()
         self.url = url or self.identity.url
@@ -227,9 +228,18 @@ class CameraRuntime:
             self.live = LiveLink(self.url, self.identity.device_id, home.keys().signing_key, width=video.width,
                                  height=video.height, fps=video.fps, clock_skew_s=lambda: self.link.auth.clock_skew_s,
                                  keep_warm_s=LIVE_KEEP_WARM_S, name=f"camera-live-{self.identity.serial}")
-        self.agent = CameraAgent(AgentConfig(camera_id=self.identity.device_id, segment_s=segment_s),
-                                 store=home.store(clock), video=video, audio=audio, gps=gps, signals=self.signals,
-                                 clock=clock, settings=settings, live=self.live)
+        self.dispatch = None
+        config = AgentConfig(camera_id=self.identity.device_id, segment_s=segment_s)
+        if dispatch:  # the wearer on the CSU's map, and reinforcement orders (threads of their own)
+            from temoin.camera.dispatch import POSITION_EVERY_S, DispatchLink
+
+            self.dispatch = DispatchLink(self.url, self.identity.device_id, home.keys().signing_key,
+                                         clock_skew_s=lambda: self.link.auth.clock_skew_s,
+                                         name=f"camera-dispatch-{self.identity.serial}")
+            config = dataclasses.replace(config, gps_standby_interval_s=POSITION_EVERY_S)
+        self.agent = CameraAgent(config, store=home.store(clock), video=video, audio=audio, gps=gps,
+                                 signals=self.signals, clock=clock, settings=settings, live=self.live,
+                                 dispatch=self.dispatch)
         if settings is None:
             self.signals.warn("no agent assigned to this camera: it records as UNASSIGNED")
         self.docked = docked
@@ -315,6 +325,8 @@ class CameraRuntime:
             self.sensor.close()
         if self.live is not None:
             self.live.close()  # a live session still open is ended (DELETE), then the live thread stops
+        if self.dispatch is not None:
+            self.dispatch.close()
         self.link.close()
         self._held.close()
 

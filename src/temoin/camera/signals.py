@@ -21,6 +21,7 @@ class Led(StrEnum):
     RECORDING = "red-steady"  # the legal signal: steady red while recording
     OFFLOADING = "amber-blink"  # docked, handing recordings to the vault
     ATTENTION = "amber-steady"  # something needs the wearer (storage full, offload refused, ...)
+    REINFORCEMENT = "blue-fast-blink"  # the CSU sends the wearer to help another agent
 
 
 class Vibration(StrEnum):
@@ -29,6 +30,7 @@ class Vibration(StrEnum):
     AUTOMATIC_TRIGGER = "three-short"  # recording started by an input (Taser armed), not by the wearer
     ACKNOWLEDGED = "one-short"  # the CSU acknowledged (live alert)
     ATTENTION = "long-long"
+    REINFORCEMENT = "three-long"  # a reinforcement order from the CSU (camera/dispatch.py)
 
 
 class Signals(Protocol):
@@ -46,6 +48,10 @@ class Signals(Protocol):
 
     def acknowledged(self, message: str) -> None:
         """The CSU confirmed reception (live alert): the wearer must feel and see it."""
+
+    def reinforcement(self, message: str) -> None:
+        """The CSU sends the wearer to help another agent: "Renfort demandé : <agent> à <distance> m,
+        <direction>" (the vibration and LED come through vibrate() and led())."""
 
     def warn(self, message: str) -> None:
         """Something the wearer must know that is not an error of theirs: no agent assigned,
@@ -126,6 +132,9 @@ class TerminalSignals:
     def acknowledged(self, message: str) -> None:
         self._emit(f"acknowledged: {message}")
 
+    def reinforcement(self, message: str) -> None:
+        self._emit(message)
+
     def warn(self, message: str) -> None:
         self.warnings.append(message)
         self._emit(f"warning: {message}")
@@ -167,6 +176,9 @@ class GpioSignals:
         raise NotImplementedError(GPIO_WIRING)
 
     def acknowledged(self, message: str) -> None:
+        raise NotImplementedError(GPIO_WIRING)
+
+    def reinforcement(self, message: str) -> None:
         raise NotImplementedError(GPIO_WIRING)
 
     def warn(self, message: str) -> None:

@@ -14,6 +14,12 @@ link: the CSU is alerted on /live and can watch what the camera captures, and ac
 acknowledgement reaches the camera, which reports it); the wearer stops recording a minute or so later,
 which ends the live session.
 
+Reinforcements: each camera also sends its position and status to the CSU's map every few seconds and waits
+for orders (its real dispatch link, `camera/dispatch.py`). An agent the CSU sends walks from where they are
+to the target in a straight line at the tenant's patrol speed, and their positions show them converging on
+the map; once there they stay a minute, then walk back to their street and patrol on. An order cancelled
+on the way sends them straight back. The other agents keep patrolling their streets.
+
 Time: each camera runs on its own `SimulatedClock`, advanced by `Fleet.run` in small ticks,
 camera after camera in one thread (no encoder threads to contend on two cores). In real time
 (`realtime=True`, the demo) the ticks follow the wall clock; otherwise (tests) they go as fast as
@@ -35,6 +41,7 @@ import httpx
 
 from temoin.camera.agent import AgentConfig, AgentState, CameraAgent, OffloadOutcome
 from temoin.camera.clock import SimulatedClock
+from temoin.camera.dispatch import POSITION_EVERY_S, DispatchLink, Order
 from temoin.camera.device_store import Notice, StoreError
 from temoin.camera.gps import SimulatedWalk
 from temoin.camera.media import SyntheticScene
@@ -43,7 +50,8 @@ from temoin.camera.runner import CameraHome
 from temoin.camera.signals import TerminalSignals
 from temoin.camera.sources import SyntheticAudio, SyntheticVideo
 from temoin.demo.commune import streets
-from temoin.evidence.manifest import NotInformedReason, Trigger
+from temoin.evidence.manifest import GpsFix, NotInformedReason, Trigger
+from temoin.geo.geometry import distance_m
 
 # What starts the recordings, in turn (each camera starts at its own place in the cycle).
 SCENARIOS = ("incident", "person_request", "flagrant_offence", "taser")
@@ -67,6 +75,9 @@ class FleetSettings:
     live_every_s: float | None = None  # one camera presses the live button this often (None: never)
     live_first_s: float = 45.0  # the first press, from the start of the run
     live_duration_s: tuple[float, float] = (60.0, 90.0)  # until the wearer stops recording (the live ends)
+    dispatch: bool = True  # positions to the CSU's map, and reinforcement orders followed
+    on_scene_s: float = 60.0  # how long a reinforcing agent stays at the target before patrolling again
+    position_every_s: float = POSITION_EVERY_S  # a GPS fix, and a position to the CSU's map, this often
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,10 @@ class FleetSignals(TerminalSignals):
     def acknowledged(self, message: str) -> None:
         super().acknowledged(message)
         self._report(self._label, f"LIVE acknowledged by the CSU: the camera vibrates ({message})")
+
+    def reinforcement(self, message: str) -> None:
+        super().reinforcement(message)
+        self._report(self._label, f"ORDER from the CSU, the camera vibrates: {message}")
 
     def warn(self, message: str) -> None:
         super().warn(message)
@@ -127,11 +142,20 @@ class FleetCamera:
                                  height=settings.height, fps=settings.fps,
                                  clock_skew_s=lambda: self.link.auth.clock_skew_s, name=f"live-{self.label}")
         self._live_reported: str | None = None
+        self.dispatch: DispatchLink | None = None
+        config = AgentConfig(camera_id=self.identity.device_id, segment_s=settings.segment_s)
+        if settings.dispatch:
+            self.dispatch = DispatchLink(base_url, self.identity.device_id, home.keys().signing_key,
+                                         clock_skew_s=lambda: self.link.auth.clock_skew_s,
+                                         position_every_s=settings.position_every_s, name=f"dispatch-{self.label}")
+            config = AgentConfig(camera_id=self.identity.device_id, segment_s=settings.segment_s,
+                                 gps_standby_interval_s=settings.position_every_s)  # a fix for each position
+        self.patrol = SimulatedWalk(start, street, offset_s=walk_offset_s)
+        self.route: Route | None = None  # where the CSU sent this agent, when it did
         self.agent = CameraAgent(
-            AgentConfig(camera_id=self.identity.device_id, segment_s=settings.segment_s), store=home.store(clock),
-            video=SyntheticVideo(scene, clock, start), audio=SyntheticAudio(scene, start),
-            gps=SimulatedWalk(start, street, offset_s=walk_offset_s), signals=self.signals, clock=clock,
-            settings=platform_settings, live=self.live)
+            config, store=home.store(clock), video=SyntheticVideo(scene, clock, start),
+            audio=SyntheticAudio(scene, start), gps=self.patrol, signals=self.signals, clock=clock,
+            settings=platform_settings, live=self.live, dispatch=self.dispatch)
         self.street = street
         self._cycle = 2 * index  # camera i starts its cycle at its own place (two cameras: all four kinds)
         first = settings.shift_s * (index + 1) / (index + 2) if settings.stagger else settings.shift_s
@@ -170,6 +194,7 @@ class FleetCamera:
                 else:
                     self._next_start = self.shift_end  # too late in the shift: next one
             self.agent.step()
+            self._follow_orders(self.clock())
             if self.agent.live_session_id and self.agent.live_session_id != self._live_reported:
                 self._live_reported = self.agent.live_session_id
                 self.report(self.label, f"LIVE alert received by the platform ({self.agent.live_session_id}): "
@@ -249,7 +274,102 @@ class FleetCamera:
     def close(self) -> None:
         if self.live is not None:
             self.live.close()
+        if self.dispatch is not None:
+            self.dispatch.close()
         self.link.close()
+
+    # --- reinforcements ------------------------------------------------------------------------------
+
+    def _here(self, now: datetime) -> tuple[float, float]:
+        fix = (self.agent.gps.fix(now) if self.agent.gps is not None else None) or self.agent.last_fix
+        fix = fix or self.patrol.fix(now)
+        return (fix.lat, fix.lon) if fix else (0.0, 0.0)
+
+    def _follow_orders(self, now: datetime) -> None:
+        """Go where the CSU sends this agent (the order its camera heard and acknowledged), stay there a while,
+        then walk back to the street and patrol on; straight back if the order is cancelled on the way."""
+        if self.dispatch is None:
+            return
+        orders = self.dispatch.orders
+        route = self.route
+        order = next(iter(orders.values()), None)
+        if order is not None and (route is None or route.order.id != order.id):
+            self._head_to(order, now)
+            return
+        if route is None:
+            return
+        if route.leg == "to_target" and order is None:  # arrived, or cancelled on the way
+            here = self._here(now)
+            if distance_m(here[0], here[1], route.order.target_lat, route.order.target_lon) <= 30.0:
+                route.leg, route.until = "on_scene", now + timedelta(seconds=self.settings.on_scene_s)
+                self.report(self.label, f"{self.who} arrived on the scene: stays {self.settings.on_scene_s:.0f} s")
+            else:
+                self._walk_back(now, "order cancelled")
+        elif route.leg == "on_scene" and route.until is not None and now >= route.until:
+            self._walk_back(now, "leaves the scene")
+        elif route.leg == "back" and route.walk.reached(now):
+            # On the street again, where they left it: the patrol goes on from there.
+            self.patrol = SimulatedWalk(now, self.street, offset_s=route.left_at_s)
+            self.agent.gps = self.patrol
+            self.route = None
+            self.report(self.label, f"{self.who} patrols {self.street} again")
+
+    def _head_to(self, order: Order, now: datetime) -> None:
+        here = self._here(now)
+        speed = float(order.data.get("speed_m_s") or 1.4)
+        if self.route is None:  # leaving the street: remember where, to come back to it
+            left = self.patrol.fix(now)
+            left_at = (left.lat, left.lon) if left else here
+            left_at_s = self.patrol.offset_s + max(0, int((now - self.patrol.started_at).total_seconds()))
+        else:
+            left_at, left_at_s = self.route.left_at, self.route.left_at_s
+        walk = StraightWalk(here, (order.target_lat, order.target_lon), now, speed)
+        self.route = Route(order, "to_target", walk, left_at, left_at_s)
+        self.agent.gps = walk
+        self.report(self.label, f"{self.who} heads for {order.for_agent}: {walk.length_m:.0f} m in a straight line "
+                                f"at {speed:.1f} m/s, about {walk.length_m / speed:.0f} s")
+
+    def _walk_back(self, now: datetime, why: str) -> None:
+        route = self.route
+        assert route is not None
+        route.leg, route.until = "back", None
+        route.walk = StraightWalk(self._here(now), route.left_at, now, route.walk.speed_m_s)
+        self.agent.gps = route.walk
+        self.report(self.label, f"{self.who} {why}: back to {self.street} ({route.walk.length_m:.0f} m)")
+
+
+class StraightWalk:
+    """A GPS source walking from `start` to `end` in a straight line at `speed_m_s`, then standing there."""
+
+    def __init__(self, start: tuple[float, float], end: tuple[float, float], started_at: datetime,
+                 speed_m_s: float, accuracy_m: float = 5.0) -> None:
+        self.start, self.end, self.started_at = start, end, started_at
+        self.speed_m_s, self.accuracy_m = max(speed_m_s, 0.1), accuracy_m
+        self.length_m = distance_m(start[0], start[1], end[0], end[1])
+
+    def _done(self, at: datetime) -> float:
+        walked = self.speed_m_s * max(0.0, (at - self.started_at).total_seconds())
+        return 1.0 if self.length_m < 0.5 else min(1.0, walked / self.length_m)
+
+    def reached(self, at: datetime) -> bool:
+        return self._done(at) >= 1.0
+
+    def fix(self, at: datetime) -> GpsFix:
+        f = self._done(at)  # a straight line on the map: fine at a town's scale
+        return GpsFix(t=at, lat=self.start[0] + (self.end[0] - self.start[0]) * f,
+                      lon=self.start[1] + (self.end[1] - self.start[1]) * f, accuracy_m=self.accuracy_m)
+
+
+@dataclass
+class Route:
+    """Where an agent the CSU sent is: going to the target, on the scene, or back to their street."""
+
+    order: Order
+    leg: str  # to_target | on_scene | back
+    walk: StraightWalk
+    left_at: tuple[float, float]  # where they left their street
+    left_at_s: int  # how far along their street's walk that was (SimulatedWalk offset)
+    until: datetime | None = None
 
 
 @dataclass

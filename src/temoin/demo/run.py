@@ -25,6 +25,7 @@ from sqlalchemy import select
 from temoin.camera import offload
 from temoin.camera.runner import CameraHome
 from temoin.db import utcnow
+from temoin.demo.cctv.network import CctvNetwork
 from temoin.demo.commune import streets, territory
 from temoin.demo.fleet import Fleet, FleetSettings
 from temoin.demo.samples import sample_recording
@@ -88,6 +89,8 @@ def ensure_tenant(p: Platform) -> dict[str, str]:
                                            authorised_cameras=MAX_CAMERAS, territory=territory(), demo=True)
         if not tenant.demo:
             raise SystemExit(f"tenant {TENANT} exists and is not a demo tenant: refusing to touch it")
+        # The demo shows the PTZ cameras turning to the agent by themselves on an alert.
+        tenant.settings = {**(tenant.settings or {}), "ptz_auto_aim": True}
         for username, name, role, number in USERS:
             user = db.scalar(select(User).where(User.username == username))
             password = sec.random_password()
@@ -199,6 +202,9 @@ def run_demo(host: str, port: int, recordings: int, console: Console, cameras: i
     except RuntimeError as exc:
         raise SystemExit(str(exc)) from None
     base_url = server.url
+    network = CctvNetwork().start()
+    with p.session() as db:
+        cctv = network.register(p, p.tenant(db, TENANT))
     enrolled = ensure_cameras(p, base_url, max(cameras, 1))
     uploaded = upload_samples(p, base_url, enrolled, recordings, console)
     fleet_cameras = enrolled[:cameras]
@@ -208,6 +214,8 @@ def run_demo(host: str, port: int, recordings: int, console: Console, cameras: i
         table.add_row(username, role.value, passwords[username])
     console.print(table)
     console.print(f"{len(enrolled)} cameras enrolled, {uploaded} signed recordings uploaded through the ingest API")
+    console.print(f"{cctv} CCTV cameras ({len(network.onvif)} PTZ over ONVIF) stream synthetic street views over RTSP "
+                  f"from {network.rtsp.url('')}; the CSU sees those around an agent in danger")
     stop = threading.Event()
     fleet_thread = None
     if fleet_cameras:
@@ -238,3 +246,4 @@ def run_demo(host: str, port: int, recordings: int, console: Console, cameras: i
             stop.set()
             fleet_thread.join(120)
         server.stop()
+        network.stop()

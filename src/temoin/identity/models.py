@@ -25,6 +25,7 @@ class Tenant(Base):
     authorised_cameras: Mapped[int] = mapped_column(Integer, default=0)  # prefect's authorisation (R241-8)
     demo: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    settings: Mapped[dict | None] = mapped_column(JSON, nullable=True, default=dict)  # see tenant_settings
 
 
 class User(Base):

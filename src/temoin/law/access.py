@@ -44,27 +44,39 @@ class Permission(StrEnum):
     ADMIN_DEVICES = "admin.devices"
     DEVICES_ASSIGN = "devices.assign"  # check cameras out to agents for a shift, and in
     VAULT_OPERATE = "vault.operate"  # retention sweep, scrub: no content
-    LIVE_VIEW = "live.view"
+    LIVE_VIEW = "live.view"  # live feeds of cameras and CCTV, alerts, acknowledgement
+    LIVE_DISPATCH = "live.dispatch"  # send reinforcements to an agent's position
+    PTZ_CONTROL = "ptz.control"  # aim the PTZ CCTV cameras
+    CCTV_MANAGE = "cctv.manage"  # the registry of fixed CCTV cameras (no content)
+    RECORDINGS_EXTRACT = "recordings.extract"  # packages for a procedure, for a named recipient
+    RECORDINGS_REDACT = "recordings.redact"  # review faces and produce redacted copies
+    RIGHTS_MANAGE = "rights.manage"  # citizens' requests register: access, erasure, limitation
+    REPORTS_READ = "reports.read"  # annual report, public notice, monthly statistics (no content)
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.MAYOR: frozenset({
         Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
         Permission.RECORDINGS_HOLD, Permission.JOURNAL_READ, Permission.LIVE_VIEW,
+        Permission.RECORDINGS_EXTRACT, Permission.RIGHTS_MANAGE, Permission.REPORTS_READ,
     }),
     Role.CHIEF: frozenset({
         Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
         Permission.RECORDINGS_HOLD, Permission.LIVE_VIEW, Permission.DEVICES_ASSIGN,
+        Permission.LIVE_DISPATCH, Permission.PTZ_CONTROL, Permission.CCTV_MANAGE,
+        Permission.RECORDINGS_EXTRACT, Permission.RECORDINGS_REDACT, Permission.RIGHTS_MANAGE,
+        Permission.REPORTS_READ,
     }),
     Role.DESIGNATED_AGENT: frozenset({
         Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
+        Permission.RECORDINGS_REDACT,
     }),
     # The wearing agent: own recordings only, and only with an R241-11 motive (see below).
     Role.AGENT: frozenset({Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW}),
-    Role.CSU_OPERATOR: frozenset({Permission.LIVE_VIEW}),
-    Role.DPO: frozenset({Permission.RECORDINGS_LIST}),
+    Role.CSU_OPERATOR: frozenset({Permission.LIVE_VIEW, Permission.LIVE_DISPATCH, Permission.PTZ_CONTROL}),
+    Role.DPO: frozenset({Permission.RECORDINGS_LIST, Permission.RIGHTS_MANAGE, Permission.REPORTS_READ}),
     Role.TECH_ADMIN: frozenset({Permission.ADMIN_USERS, Permission.ADMIN_DEVICES, Permission.VAULT_OPERATE,
-                                Permission.DEVICES_ASSIGN}),
+                                Permission.DEVICES_ASSIGN, Permission.CCTV_MANAGE}),
     Role.AUDITOR: frozenset({Permission.JOURNAL_READ}),
 }
 

@@ -26,11 +26,12 @@ from temoin.identity.models import Device, Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
-from temoin.live import backup, sessions, viewing
+from temoin.live import backup, sessions, timeline, viewing
 from temoin.live.events import EventBus, InProcessEventBus
 from temoin.live.models import LiveSession, LiveState
-from temoin.live.plane import Answer, MediaPlane
+from temoin.live.plane import Answer, MediaPlane, check_offer
 from temoin.live.relay import AiortcMediaPlane
+from temoin.live.rtsp_pull import CctvSources, cctv_stream, check_stream_url
 from temoin.live.sessions import LiveError, LiveRequest, view
 from temoin.platform import Platform
 
@@ -57,6 +58,17 @@ class _Viewer:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass
+class _CctvViewer:
+    stream: str
+    user_id: int
+    tenant_id: int
+    camera_id: str
+    session_id: str | None
+    started_at: datetime | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class LiveHub:
     def __init__(self, p: Platform, plane: MediaPlane | None = None, bus: EventBus | None = None) -> None:
         self.p = p
@@ -69,6 +81,8 @@ class LiveHub:
         self._publications: dict[str, set[str]] = {}  # session -> WHIP resources it has had
         self._monitor: asyncio.Task | None = None
         self._opening = asyncio.Lock()
+        self.cctv = CctvSources(self.plane, on_closed=self._cctv_closed)  # CCTV cameras pulled over RTSP
+        self._cctv_viewers: dict[str, _CctvViewer] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -82,6 +96,7 @@ class LiveHub:
         if self._monitor is not None:
             self._monitor.cancel()
         self.bus.close()
+        await self.cctv.close_all()
         await self.plane.close()
 
     def _hook_shutdown_signals(self) -> None:
@@ -232,6 +247,7 @@ class LiveHub:
 
     async def _publication_ended(self, device_id: str, session_id: str, reason: str) -> None:
         if reason == "replaced":  # the camera reconnected: its new publication carries on
+            await self._replaced_after_silence(device_id, session_id)
             return
         self._link.pop(session_id, None)
         if reason in ("failed", "closed"):  # not ended on purpose: every gap must be provable
@@ -250,6 +266,29 @@ class LiveHub:
         tenant_id = self._tenant_of.get(session_id)
         if tenant_id is not None:
             self.bus.publish(tenant_id, "stream", {"id": session_id, "publishing": False, "reason": reason})
+
+    async def _replaced_after_silence(self, device_id: str, session_id: str) -> None:
+        """A camera that published again after its link went silent (a network cut, which it noticed before
+        the platform's own 30 s ICE timeout): the gap is journaled, with when the media stopped."""
+        status = self.plane.status(session_id)
+        silent = status.silent_for(time.time()) if status else None
+        if silent is None or silent <= self.stall_after_s:
+            return
+
+        def journal(db: Session) -> None:
+            s = db.get(LiveSession, session_id)
+            if s is not None and s.state != LiveState.ENDED.value:
+                self.p.record(db, EntryDraft(action=Action.COMMUNICATION, event="live.stream_interrupted",
+                                             actor=Actor.system("live"), cameras=[device_id],
+                                             details={"live_session": session_id, "reason": "link_lost",
+                                                      "silent_s": round(silent, 1),
+                                                      "since": (utcnow() - timedelta(seconds=silent)).isoformat()}),
+                              db.get(Tenant, s.tenant_id))
+                db.commit()
+        try:
+            await self._db(journal)
+        except Exception:
+            log.exception("live: journaling an interrupted stream")
 
     async def unpublish(self, device_id: str, session_id: str, resource_id: str) -> None:
         """The camera DELETEs its WHIP resource: the live session ends."""
@@ -326,6 +365,13 @@ class LiveHub:
         return self._with_link(await self._db(lambda db: view(self.user_session(db, db.get(User, user_id),
                                                                                 session_id))))
 
+    async def timeline(self, user_id: int, session_id: str) -> dict:
+        """The incident record: the session and its journaled steps."""
+        def work(db: Session) -> dict:
+            s = self.user_session(db, db.get(User, user_id), session_id)
+            return {"session": view(s), "entries": timeline.timeline(db, s)}
+        return await self._db(work)
+
     async def acknowledge(self, user_id: int, session_id: str) -> dict:
         def work(db: Session) -> dict:
             user = db.get(User, user_id)
@@ -386,3 +432,101 @@ class LiveHub:
             except Exception:  # the watcher must outlive a bad tick
                 log.exception("live: stream watch")
 
+    # --- CCTV cameras: their RTSP streams pulled, forwarded over WHEP ----------------------------------
+
+    async def watch_cctv(self, user_id: int, tenant_id: int, camera_id: str, stream_url: str, offer: str,
+                         session_id: str | None = None) -> Answer:
+        """A user watches a fixed CCTV camera (beside the live session `session_id`, if given). The platform
+        pulls the camera's RTSP stream (one puller per camera whatever the number of viewers, see
+        `live.rtsp_pull`) into the stream `cctv:{tenant_id}:{camera_id}` and forwards it, not transcoded, over
+        WHEP. The viewing is journaled (start and end, Action.CONSULTATION) and announced ("cctv" event).
+        The caller has checked the camera against the tenant's registry; raises LiveError, or a
+        MediaPlaneError (a bad offer; `rtsp_pull.CctvSourceError` when the camera cannot be read)."""
+        check_offer(offer)
+        check_stream_url(stream_url)
+
+        def load(db: Session) -> None:
+            user = db.get(User, user_id)
+            if user is None or user.tenant_id != tenant_id:
+                raise LiveError(404, "no such user in this tenant")
+            if session_id is not None:
+                self.user_session(db, user, session_id)
+        await self._db(load)
+        stream = cctv_stream(tenant_id, camera_id)
+        viewer = _CctvViewer(stream, user_id, tenant_id, camera_id, session_id)
+
+        async def ended(reason: str) -> None:
+            await viewer.ready.wait()  # the start entry is written (or failed) before the end one
+            self._cctv_viewers.pop(answer.resource_id, None)
+            try:
+                if viewer.started_at is not None:
+                    await self._db(lambda db: self._journal_cctv(db, viewer, answer.resource_id, reason))
+            finally:
+                self._announce_cctv(viewer)
+                self.cctv.idle(stream)
+
+        async with self.cctv.lock(stream):
+            await self.cctv.open(stream, stream_url)
+            self._tenant_of[stream] = tenant_id  # link health ("stream" events) as for a camera's stream
+            try:
+                answer = await self.plane.play(stream, offer, on_ended=ended)
+            except BaseException:
+                self.cctv.idle(stream)
+                raise
+        self._cctv_viewers[answer.resource_id] = viewer
+        try:
+            viewer.started_at = await self._db(lambda db: self._journal_cctv(db, viewer, answer.resource_id))
+        except BaseException:
+            viewer.ready.set()
+            await self.plane.end(stream, answer.resource_id)  # no unjournaled viewing
+            raise
+        viewer.ready.set()
+        self._announce_cctv(viewer)
+        return answer
+
+    async def stop_cctv(self, user_id: int, tenant_id: int, camera_id: str, resource_id: str) -> None:
+        """The viewer DELETEs its WHEP resource; the puller stops after the linger if it was the last one."""
+        viewer = self._cctv_viewers.get(resource_id)
+        if viewer is None or (viewer.user_id, viewer.tenant_id, viewer.camera_id) != (user_id, tenant_id, camera_id):
+            raise LiveError(404, f"no CCTV viewing {resource_id} of yours on camera {camera_id}")
+        await self.plane.end(viewer.stream, resource_id)
+
+    def cctv_status(self, tenant_id: int, camera_id: str) -> dict | None:
+        """The camera's feed as the dashboard shows it, None when it is not being pulled."""
+        stream = cctv_stream(tenant_id, camera_id)
+        status, puller = self.plane.status(stream), self.cctv.puller(stream)
+        if status is None or puller is None:
+            return None
+        now = time.time()
+        return {"camera_id": camera_id, "link": self._link_of(status, now), "silent_s": status.silent_for(now),
+                "viewers": status.viewers, "video_frames": status.video_frames,
+                "reconnections": max(0, puller.stats.connections - 1), "error": puller.stats.last_error}
+
+    def _cctv_closed(self, stream: str) -> None:
+        self._tenant_of.pop(stream, None)
+        self._link.pop(stream, None)
+
+    def _announce_cctv(self, viewer: _CctvViewer) -> None:
+        status = self.plane.status(viewer.stream)
+        self.bus.publish(viewer.tenant_id, "cctv", {"camera_id": viewer.camera_id, "session_id": viewer.session_id,
+                                                    "viewers": status.viewers if status else 0})
+
+    def _journal_cctv(self, db: Session, viewer: _CctvViewer, resource_id: str,
+                      ended_reason: str | None = None) -> datetime:
+        """Watching a CCTV camera is a consultation of its images: the start, then the end with its duration."""
+        user = db.get(User, viewer.user_id)
+        at = utcnow()
+        details: dict[str, Any] = {"camera_id": viewer.camera_id, "live_session": viewer.session_id,
+                                   "resource": resource_id}
+        if ended_reason is None:
+            event, details["started_at"] = "cctv.viewing_started", at.isoformat()
+        else:
+            assert viewer.started_at is not None
+            event = "cctv.viewing_ended"
+            details.update(started_at=viewer.started_at.isoformat(), ended_at=at.isoformat(),
+                           duration_s=round((at - viewer.started_at).total_seconds(), 3), reason=ended_reason)
+        self.p.record(db, EntryDraft(action=Action.CONSULTATION, event=event, actor=actor_of(user),
+                                     cameras=[viewer.camera_id], recipients=[user.username], details=details),
+                      db.get(Tenant, viewer.tenant_id))
+        db.commit()
+        return at

@@ -6,6 +6,10 @@ rest of the platform (authorisation, sessions, journal, events) never touches We
 
 A *stream* is named by its live session id. Publishing and playing both speak SDP, as WHIP
 (RFC 9725) and WHEP carry it: an offer in, an answer out, and a resource id to end it with.
+
+A stream may also be fed from inside the server (`attach`, a `LocalFeed`): the CCTV cameras whose RTSP
+streams the platform pulls (`live.rtsp_pull`) are streams named `cctv:{tenant}:{camera}`, watched over the
+same WHEP path.
 """
 
 from __future__ import annotations
@@ -85,6 +89,33 @@ class FrameSink(ABC):
     def close(self) -> None: ...
 
 
+class LocalFeed(ABC):
+    """A publication from inside the server (`MediaPlane.attach`): a CCTV camera's RTSP stream pulled by
+    the platform, say. It is the stream's publisher as a WHIP camera would be: its frames reach the viewers
+    the same way, `StreamStatus` (publishing, last_packet_at, counters) and the link health read the same,
+    a WHIP publication or another feed replaces it, and `MediaPlane.end(stream, feed.resource_id)` ends it.
+
+    Its methods are called in the event loop (from a thread: `loop.call_soon_threadsafe`)."""
+
+    resource_id: str
+
+    @abstractmethod
+    def push(self, kind: Literal["audio", "video"], data: bytes, timestamp: int) -> None:
+        """One encoded frame: an H.264 access unit in Annex B (SPS/PPS in front of keyframes, or given once
+        before) or one Opus packet; `timestamp` on the RTP clock of its kind (90 kHz, 48 kHz), from 0 at the
+        source's first frame and never going back. Ignored once the feed has ended or been replaced."""
+
+    @abstractmethod
+    def restart(self) -> None:
+        """The source starts over (a reconnection: its timestamps start from 0 again). The viewers carry on
+        with monotonic timestamps and resume at the source's next keyframe, as when a camera reconnects."""
+
+    @property
+    @abstractmethod
+    def active(self) -> bool:
+        """Still the stream's publisher (not ended, not replaced)."""
+
+
 class MediaPlane(ABC):
     @abstractmethod
     async def start(self) -> None: ...
@@ -106,6 +137,14 @@ class MediaPlane(ABC):
     def open_stream(self, stream: str, sink: FrameSink | None = None) -> None:
         """Make a stream known, so that viewers may attach before the publisher's media arrives; `sink`
         (once per stream) receives every frame until the stream ends, then is closed."""
+
+    @abstractmethod
+    async def attach(self, stream: str, *, on_keyframe_request: Callable[[], None] | None = None,
+                     on_ended: OnEnded | None = None) -> LocalFeed:
+        """Publish into a stream from inside the server (see `LocalFeed`), opening the stream if needed. A
+        feed replaces the current publisher, as a new WHIP publication does. `on_keyframe_request` is called
+        (at most every few hundred ms) when a viewer needs a keyframe: a source that cannot produce one on
+        demand (an RTSP camera) leaves it out and viewers wait for its next periodic keyframe."""
 
     @abstractmethod
     async def end(self, stream: str, resource_id: str) -> bool:

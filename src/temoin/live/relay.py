@@ -16,6 +16,7 @@ import inspect
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -23,6 +24,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSend
 from temoin.live.forwarding import ForwardTrack, ParameterSets, on_keyframe_request, request_keyframe, tap_receiver
 from temoin.live.plane import (Answer, BadOffer, EncodedFrame, FrameSink, MediaPlane, NoSuchStream, OnEnded,
                                StreamStatus, TooManyViewers, check_offer)
+from temoin.live.plane import LocalFeed
 
 log = logging.getLogger("temoin.live")
 PLI_MIN_INTERVAL_S = 0.3
@@ -99,11 +101,62 @@ class _Stream:
 
     def request_keyframe(self) -> None:
         now = time.monotonic()
+        if isinstance(self.publisher, _LocalLeg) and now - self.last_pli >= PLI_MIN_INTERVAL_S:
+            self.last_pli = now
+            self.publisher.request_keyframe()
+            return
         if self.publisher is None or self.publisher.video_receiver is None or now - self.last_pli < PLI_MIN_INTERVAL_S:
             return
         self.last_pli = now
         task = asyncio.ensure_future(request_keyframe(self.publisher.video_receiver))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a closed transport: nothing to do
+
+
+class _LocalLeg(LocalFeed):
+    """A publication from inside the server (`MediaPlane.attach`): a leg without a peer connection, whose
+    frames go through `_Stream.on_frame` as a WHIP publisher's do."""
+
+    video_receiver = None
+    tracks: dict[str, ForwardTrack] = {}  # a publication has no outgoing tracks (never written to)
+
+    def __init__(self, stream: _Stream, on_keyframe_request: Callable[[], None] | None,
+                 on_ended: OnEnded | None) -> None:
+        self.resource_id = secrets.token_urlsafe(12)
+        self.on_ended = on_ended
+        self.ended = False
+        self._stream = stream
+        self._on_keyframe_request = on_keyframe_request
+
+    @property
+    def active(self) -> bool:
+        return not self.ended and self._stream.publisher is self
+
+    def push(self, kind: str, data: bytes, timestamp: int) -> None:
+        if self.active:
+            self._stream.on_frame(f"{kind}/local", data, timestamp)
+
+    def restart(self) -> None:
+        if self.active:
+            self._stream.generation += 1
+            for viewer in self._stream.viewers.values():
+                for track in viewer.tracks.values():
+                    track.restart()
+
+    def request_keyframe(self) -> None:
+        if self._on_keyframe_request is not None:
+            try:
+                self._on_keyframe_request()
+            except Exception:  # noqa: BLE001 - a source's bug must not cut the viewers
+                log.exception("live: asking a local source for a keyframe")
+
+    async def finish(self, reason: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self.on_ended is not None:
+            result = self.on_ended(reason)
+            if inspect.isawaitable(result):
+                await result
 
 
 class AiortcMediaPlane(MediaPlane):
@@ -222,6 +275,21 @@ class AiortcMediaPlane(MediaPlane):
         self._watch(pc, s, lambda: leg)
         s.request_keyframe()  # the newcomer needs a keyframe now, not at the camera's next periodic one
         return Answer(leg.resource_id, sdp)
+
+    async def attach(self, stream: str, *, on_keyframe_request: Callable[[], None] | None = None,
+                     on_ended: OnEnded | None = None) -> LocalFeed:
+        self.open_stream(stream)
+        s = self._streams[stream]
+        leg = _LocalLeg(s, on_keyframe_request, on_ended)
+        previous = s.publisher
+        s.publisher = leg
+        s.generation += 1
+        for viewer in s.viewers.values():
+            for track in viewer.tracks.values():
+                track.restart()
+        if previous is not None:
+            await previous.finish("replaced")
+        return leg
 
     async def end(self, stream: str, resource_id: str) -> bool:
         s = self._streams.get(stream)

@@ -5,12 +5,15 @@ a wearing agent. Every content access goes through a grant opened with a motive.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+import orjson
+from sqlalchemy import Select, exists, select
+from sqlalchemy.orm import Session, defer
 
 from temoin.db import utcnow
 from temoin.identity.models import Tenant, User
@@ -20,7 +23,7 @@ from temoin.journal.entry import Action, EntryDraft
 from temoin.law.access import OWN_RECORDINGS_ONLY, Motive, Permission, Role, allows, motives_for
 from temoin.platform import Platform
 from temoin.vault import crypto
-from temoin.vault.models import AccessGrant, Recording, RecordingState
+from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState
 from temoin.vault.storage import blob_key
 
 GRANT_MINUTES = 30
@@ -34,6 +37,21 @@ class Forbidden(PermissionError):
     pass
 
 
+LatLon = tuple[float, float]
+
+
+class HoldState:
+    """The `state` filter of a search: what a reviewer asks about a recording's future."""
+
+    ON_HOLD = "on_hold"  # kept for a procedure
+    NOT_ON_HOLD = "not_on_hold"  # under its retention rule
+    EXPIRING = "expiring"  # not on hold and deleted within EXPIRING_DAYS
+    ALL = (ON_HOLD, NOT_ON_HOLD, EXPIRING)
+
+
+EXPIRING_DAYS = 7
+
+
 @dataclass(frozen=True)
 class SearchQuery:
     start: datetime | None = None
@@ -43,6 +61,10 @@ class SearchQuery:
     trigger: str | None = None
     limit: int = 100
     offset: int = 0
+    category: str | None = None
+    state: str | None = None
+    # A polygon (lat, lon) drawn on the map: recordings whose GPS track passes inside it.
+    area: tuple[LatLon, ...] | None = None
 
 
 def visible(user: User) -> Select:
@@ -53,10 +75,19 @@ def visible(user: User) -> Select:
     return stmt
 
 
+def _held():  # noqa: ANN202
+    return exists().where(Hold.recording_id == Recording.id, Hold.lifted_at.is_(None))
+
+
+SCAN_BATCH = 500
+
+
 def search(db: Session, user: User, q: SearchQuery) -> list[Recording]:
-    stmt = visible(user)
+    """Newest first. Time, agent, camera, trigger and hold state narrow in SQL (indexed); category and
+    area then filter in Python, the area through each track's cached bounding box first."""
+    stmt = visible(user).options(defer(Recording.manifest))  # the manifest is read only for cache misses
     if q.start:
-        stmt = stmt.where(Recording.started_at >= q.start)
+        stmt = stmt.where(Recording.ended_at >= q.start)  # overlaps the range
     if q.end:
         stmt = stmt.where(Recording.started_at < q.end)
     if q.agent:
@@ -65,8 +96,146 @@ def search(db: Session, user: User, q: SearchQuery) -> list[Recording]:
         stmt = stmt.where(Recording.device_id == q.camera)
     if q.trigger:
         stmt = stmt.where(Recording.trigger == q.trigger)
-    stmt = stmt.order_by(Recording.started_at.desc()).limit(min(q.limit, 1000)).offset(q.offset)
-    return list(db.scalars(stmt))
+    if q.state == HoldState.ON_HOLD:
+        stmt = stmt.where(_held())
+    elif q.state == HoldState.NOT_ON_HOLD:
+        stmt = stmt.where(~_held())
+    elif q.state == HoldState.EXPIRING:
+        stmt = stmt.where(~_held(), Recording.retention_until <= utcnow() + timedelta(days=EXPIRING_DAYS))
+    stmt = stmt.order_by(Recording.started_at.desc(), Recording.id)
+    limit = max(0, min(q.limit, 1000))
+    if not q.category and not q.area:
+        return list(db.scalars(stmt.limit(limit).offset(q.offset)))
+    found: list[Recording] = []
+    skipped, position = 0, 0
+    while len(found) < limit:
+        rows = list(db.scalars(stmt.limit(SCAN_BATCH).offset(position)))
+        position, last = position + len(rows), len(rows) < SCAN_BATCH
+        if q.category:
+            rows = [r for r in rows if q.category in (r.categories or [])]
+        if q.area:
+            tracks = tracks_of(db, rows)
+            rows = [r for r in rows if tracks[r.id].passes_through(q.area)]
+        for rec in rows:
+            if skipped < q.offset:
+                skipped += 1
+            elif len(found) < limit:
+                found.append(rec)
+        if last:
+            break
+    return found
+
+
+def parse_area(text: str | None) -> tuple[LatLon, ...] | None:
+    """'lat,lon;lat,lon;lat,lon[;...]': a polygon of at least three corners (a rectangle: its four)."""
+    if not text:
+        return None
+    try:
+        points = tuple((float(a), float(b)) for a, b in (pair.split(",") for pair in text.strip().split(";")))
+    except ValueError:
+        raise ValueError("area: write lat,lon pairs separated by ';' (e.g. 43.55,4.07;43.56,4.07;43.56,4.08)") \
+            from None
+    if not 3 <= len(points) <= 200:
+        raise ValueError("area: a polygon needs 3 to 200 corners")
+    if not all(-90 <= lat <= 90 and -180 <= lon <= 180 for lat, lon in points):
+        raise ValueError("area: a latitude is within ±90 and a longitude within ±180")
+    return points
+
+
+# --- GPS tracks ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Track:
+    """A recording's GPS fixes, from its signed manifest: times (epoch seconds) and (lat, lon)."""
+
+    times: tuple[float, ...] = ()
+    points: tuple[LatLon, ...] = ()
+    bbox: tuple[float, float, float, float] | None = field(default=None)  # south, west, north, east
+
+    @classmethod
+    def of(cls, fixes: Iterable[dict]) -> "Track":
+        times, points = [], []
+        for fix in fixes:
+            times.append(datetime.fromisoformat(fix["t"]).timestamp())
+            points.append((float(fix["lat"]), float(fix["lon"])))
+        if not points:
+            return cls()
+        lats, lons = [p[0] for p in points], [p[1] for p in points]
+        return cls(tuple(times), tuple(points), (min(lats), min(lons), max(lats), max(lons)))
+
+    def passes_through(self, area: Sequence[LatLon]) -> bool:
+        """True if a fix lies inside the polygon, or the straight line between two fixes crosses it."""
+        if not self.points or len(area) < 3:
+            return False
+        s, w, n, e = self.bbox  # type: ignore[misc]
+        lats, lons = [p[0] for p in area], [p[1] for p in area]
+        if s > max(lats) or n < min(lats) or w > max(lons) or e < min(lons):
+            return False  # the cheap pre-filter: boxes apart
+        if any(_inside(p, area) for p in self.points):
+            return True
+        edges = list(zip(area, [*area[1:], area[0]]))
+        return any(_crosses(a, b, c, d) for a, b in zip(self.points, self.points[1:]) for c, d in edges)
+
+    def simplified(self, max_points: int) -> list[LatLon]:
+        """At most max_points fixes, first and last kept: enough to draw a track on a map."""
+        if len(self.points) <= max_points:
+            return list(self.points)
+        step = len(self.points) / (max_points - 1)
+        return [self.points[int(i * step)] for i in range(max_points - 1)] + [self.points[-1]]
+
+
+def _inside(p: LatLon, poly: Sequence[LatLon]) -> bool:
+    """Ray casting: small areas, so latitude and longitude are treated as plane coordinates."""
+    y, x = p
+    inside = False
+    for (y1, x1), (y2, x2) in zip(poly, [*poly[1:], poly[0]]):
+        if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
+            inside = not inside
+    return inside
+
+
+def _orient(a: LatLon, b: LatLon, c: LatLon) -> float:
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+
+def _crosses(a: LatLon, b: LatLon, c: LatLon, d: LatLon) -> bool:
+    d1, d2, d3, d4 = _orient(c, d, a), _orient(c, d, b), _orient(a, b, c), _orient(a, b, d)
+    return ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and 0 not in (d1, d2, d3, d4)
+
+
+# A manifest never changes once stored (its SHA-256 is its identity): its parsed track is cached
+# in memory, keyed by recording and manifest digest, so repeated area searches do not re-read it.
+_TRACKS: OrderedDict[tuple[str, str], Track] = OrderedDict()
+_TRACKS_MAX = 20_000
+_TRACKS_LOCK = threading.Lock()
+
+
+def track_from_manifest(manifest_text: str) -> Track:
+    envelope = orjson.loads(manifest_text)
+    return Track.of(envelope.get("manifest", {}).get("gps_track") or [])
+
+
+def tracks_of(db: Session, recs: Sequence[Recording]) -> dict[str, Track]:
+    out: dict[str, Track] = {}
+    missing: dict[str, str] = {}
+    with _TRACKS_LOCK:
+        for rec in recs:
+            found = _TRACKS.get((rec.id, rec.manifest_sha256))
+            if found is None:
+                missing[rec.id] = rec.manifest_sha256
+            else:
+                _TRACKS.move_to_end((rec.id, rec.manifest_sha256))
+                out[rec.id] = found
+    ids = list(missing)
+    for i in range(0, len(ids), SCAN_BATCH):
+        rows = db.execute(select(Recording.id, Recording.manifest).where(Recording.id.in_(ids[i:i + SCAN_BATCH])))
+        for rid, text in rows:
+            out[rid] = track_from_manifest(text)
+            with _TRACKS_LOCK:
+                _TRACKS[(rid, missing[rid])] = out[rid]
+                while len(_TRACKS) > _TRACKS_MAX:
+                    _TRACKS.popitem(last=False)
+    return out
 
 
 def get_visible(p: Platform, db: Session, user: User, recording_id: str) -> Recording:
@@ -127,3 +296,77 @@ def read_segment(p: Platform, db: Session, rec: Recording, index: int) -> Iterat
             yield from crypto.open_records(fh, data_key)
 
     return stream()
+
+
+# --- integrity as a reviewer sees it ---------------------------------------------------------------
+
+INTEGRITY_EVENTS = ("vault.corruption", "recording.verified")
+
+
+@dataclass(frozen=True)
+class FullCheck:
+    """The last re-read of the stored blobs (a scrub that found problems, or a check asked for)."""
+
+    at: datetime
+    ok: bool
+    problems: list[str]
+    by: str
+
+
+@dataclass(frozen=True)
+class Integrity:
+    stored_at: datetime | None  # every check passed on receipt: device signature, chain, each segment's hash
+    signature_ok: bool  # the stored manifest's device signature, checked again now
+    chain_ok: bool  # the catalogued segment hashes chain to the signed head, checked again now
+    checked_at: datetime
+    last_full_check: FullCheck | None
+
+
+def integrity_of(db: Session, rec: Recording) -> Integrity:
+    """What is known of a recording's integrity, and when it was checked. Cheap: no blob is read."""
+    from temoin.evidence.chain import chain_links
+    from temoin.evidence.manifest import SignedManifest
+    from temoin.identity.models import Device
+
+    device = db.get(Device, rec.device_id)
+    try:
+        envelope = SignedManifest.model_validate_json(rec.manifest)
+        signature_ok = (device is not None and envelope.digest() == rec.manifest_sha256
+                        and envelope.verify(device.public_key))
+        head = envelope.manifest.chain_head
+    except ValueError:
+        signature_ok, head = False, None
+    links = chain_links(rec.id, (bytes.fromhex(s.sha256) for s in rec.segments))
+    chain_ok = bool(links) and links[-1].hex() == rec.chain_head == head
+    return Integrity(rec.stored_at, signature_ok, chain_ok, utcnow(), last_full_check(db, rec))
+
+
+def last_full_check(db: Session, rec: Recording) -> FullCheck | None:
+    from temoin.journal.models import JournalEntry
+    from temoin.journal.service import parse_body
+
+    entries = db.scalars(select(JournalEntry).where(
+        JournalEntry.tenant_id == rec.tenant_id, JournalEntry.event.in_(INTEGRITY_EVENTS),
+        JournalEntry.body.contains(f'"{rec.id}"', autoescape=True)).order_by(JournalEntry.at.desc()).limit(1))
+    for entry in entries:
+        body = parse_body(entry.body)
+        details = body.get("details") or {}
+        problems = [p for p in details.get("problems", []) if str(p).startswith(f"{rec.id} ")]
+        ok = bool(details.get("ok")) if entry.event == "recording.verified" else not problems
+        return FullCheck(entry.at, ok, problems, (body.get("actor") or {}).get("name", "?"))
+    return None
+
+
+def verify_stored(p: Platform, db: Session, user: User, rec: Recording) -> FullCheck:
+    """Re-read, decrypt and re-hash every stored segment of one recording now; journaled."""
+    from temoin.vault.scrub import check_recording
+
+    tenant = db.get(Tenant, rec.tenant_id)
+    problems, checked = check_recording(p, rec, tenant.slug)
+    messages = [str(c) for c in problems]
+    p.record(db, EntryDraft(action=Action.SECURITY, event="recording.verified", actor=actor_of(user),
+                            recordings=[rec.id], cameras=[rec.device_id],
+                            details={"ok": not problems, "problems": messages[:100], "bytes": checked,
+                                     "segments": rec.segment_count}), tenant)
+    db.commit()
+    return FullCheck(utcnow(), not problems, messages, user.display_name)

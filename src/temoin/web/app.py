@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
+from xstatic.pkg import leaflet
 
 from temoin import __version__
 from temoin.evidence.canonical import b64e
@@ -24,7 +25,8 @@ from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.vault import retention
 from temoin.web import pages
-from temoin.web.routes import admin, camera, ingest, journal, live, recordings, session, shifts
+from temoin.web.routes import (admin, camera, cctv, dispatch, extractions, ingest, journal, live, maps, recordings,
+                               reports, rights, session, shifts)
 
 log = logging.getLogger("temoin.retention")
 
@@ -70,9 +72,13 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
                   description="Body-worn cameras: evidence vault, live supervision, camera agent.")
     app.state.platform = p
     app.state.live = LiveHub(p)
+    # Leaflet from its Python package: the map works with no network (xstatic-leaflet).
+    app.mount("/static/leaflet", StaticFiles(directory=leaflet.BASE_DIR), name="leaflet")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     for router in (session.router, ingest.router, recordings.router, journal.router, admin.router,
-                   admin.devices_router, shifts.router, camera.router, live.router, live.pages, pages.router):
+                   admin.devices_router, shifts.router, camera.router, live.router, live.pages, cctv.router,
+                   cctv.pages, dispatch.router, dispatch.pages, extractions.router, extractions.pages, rights.router,
+                   rights.pages, reports.router, reports.pages, maps.router, pages.router):
         app.include_router(router)
 
     @app.get("/api/v1/platform", tags=["platform"], summary="Platform public key and clock")

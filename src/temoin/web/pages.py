@@ -1,7 +1,9 @@
-"""Web pages for now: sign-in with TOTP, the recordings a user may see, the journal for the auditor."""
+"""Web pages: sign-in with TOTP, the review of recordings (search on a map, playback with the GPS track, tags,
+holds, extraction), the journal for the auditor."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -9,15 +11,18 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.evidence.manifest import Trigger
 from temoin.identity import service
 from temoin.identity.models import Tenant
 from temoin.journal.service import parse_body
 from temoin.journal.verify import verify_all
 from temoin.law.access import MOTIVE_LABELS, Motive, Permission, allows, motives_for
 from temoin.platform import Platform
-from temoin.vault import catalogue
+from temoin.vault import catalogue, holds
+from temoin.vault.models import Hold
 from temoin.web.deps import Principal, Require, current_principal, get_db, get_platform
 from temoin.web.i18n import LANGS, lang_of, translator
 from temoin.web.routes.journal import tenant_entries
@@ -133,11 +138,63 @@ async def logout(request: Request, who: Principal = Depends(current_principal),
     return response
 
 
+PARIS = ZoneInfo("Europe/Paris")
+# Suggested categories for one-click tagging (any other word may be typed in).
+CATEGORIES = ("violence", "outrage", "arrest", "refusal_to_comply", "road_accident", "public_disorder", "rescue",
+              "complaint_filed", "training")
+TRACK_POINTS_ON_LIST = 120  # per result, enough to draw it on the search map
+TRACK_POINTS_ON_PAGE = 5000  # the recording page: fixes for the marker that follows the video
+
+
+def _paris_time(text: str) -> datetime | None:
+    """A datetime-local field's value, in Europe/Paris: the reviewers' clock."""
+    if not text.strip():
+        return None
+    moment = datetime.fromisoformat(text.strip())
+    return moment.replace(tzinfo=PARIS) if moment.tzinfo is None else moment
+
+
+def _choices(db: Session, who: Principal) -> dict:
+    base = catalogue.visible(who.user).subquery()
+    return {"agents": sorted(a for a in db.scalars(select(base.c.agent_ref).distinct()) if a),
+            "cameras": sorted(c for c in db.scalars(select(base.c.device_id).distinct()) if c),
+            "triggers": [t.value for t in Trigger], "states": list(catalogue.HoldState.ALL),
+            "categories": CATEGORIES}
+
+
 @router.get("/recordings")
-def recordings(request: Request, who: Principal = Depends(PageRequire(Permission.RECORDINGS_LIST)),
+def recordings(request: Request, start: str = "", end: str = "", agent: str = "", camera: str = "",
+               trigger: str = "", category: str = "", state: str = "", area: str = "",
+               who: Principal = Depends(PageRequire(Permission.RECORDINGS_LIST)),
                db: Session = Depends(get_db)) -> HTMLResponse:
-    found = catalogue.search(db, who.user, catalogue.SearchQuery(limit=200))
-    return page(request, "recordings.html", who=who, recordings=found)
+    t = translator(lang_of(request))
+    form = {"start": start, "end": end, "agent": agent, "camera": camera, "trigger": trigger,
+            "category": category, "state": state, "area": area}
+    errors = []
+    try:
+        since, until = _paris_time(start), _paris_time(end)
+    except ValueError:
+        since = until = None
+        errors.append(t("bad_time"))
+    try:
+        polygon = catalogue.parse_area(area)
+    except ValueError:
+        polygon = None
+        errors.append(t("bad_area"))
+    found = catalogue.search(db, who.user, catalogue.SearchQuery(
+        start=since, end=until, agent=agent or None, camera=camera or None, trigger=trigger or None,
+        category=category.strip() or None, state=state if state in catalogue.HoldState.ALL else None,
+        area=polygon, limit=200)) if not errors else []
+    held = {rid for rid in db.scalars(select(Hold.recording_id).where(
+        Hold.recording_id.in_([r.id for r in found]), Hold.lifted_at.is_(None)))} if found else set()
+    tracks = catalogue.tracks_of(db, found)
+    mapped = [{"id": r.id, "agent": r.agent_ref, "camera": r.device_id,
+               "started": r.started_at.astimezone(PARIS).strftime("%d/%m/%Y %H:%M:%S"),
+               "points": tracks[r.id].simplified(TRACK_POINTS_ON_LIST)} for r in found]
+    return page(request, "recordings.html", who=who, recordings=found, held=held, form=form, errors=errors,
+                searched=any(form.values()), area=[list(p) for p in polygon] if polygon else None,
+                mapped=mapped, choices=_choices(db, who), can_hold=allows(who.role, Permission.RECORDINGS_HOLD),
+                procedures=[p.value for p in holds.ProcedureType])
 
 
 def _recording_page(request: Request, who: Principal, p: Platform, db: Session, recording_id: str,
@@ -148,8 +205,20 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
         return not_found(request, who)
     lang = lang_of(request)
     motives = [(m.value, MOTIVE_LABELS[m][0 if lang == "fr" else 1]) for m in sorted(motives_for(who.role))]
-    return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives,
-                can_view=allows(who.role, Permission.RECORDINGS_VIEW), **extra)
+    track = catalogue.tracks_of(db, [rec])[rec.id]
+    step = max(1, len(track.points) // TRACK_POINTS_ON_PAGE + (len(track.points) % TRACK_POINTS_ON_PAGE > 0))
+    play = {"recording": rec.id, "start": rec.started_at.timestamp(),
+            "segments": [{"index": s.index, "start": s.started_at.timestamp(), "duration": s.duration_s}
+                         for s in rec.segments],
+            "track": [[t, lat, lon] for t, (lat, lon) in list(zip(track.times, track.points))[::step]]}
+    return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives, play=play,
+                integrity=catalogue.integrity_of(db, rec), holds=holds.holds_of(db, rec.id),
+                categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
+                procedures=[p.value for p in holds.ProcedureType],
+                can_view=allows(who.role, Permission.RECORDINGS_VIEW),
+                can_tag=allows(who.role, Permission.RECORDINGS_TAG),
+                can_hold=allows(who.role, Permission.RECORDINGS_HOLD),
+                can_extract=allows(who.role, Permission.RECORDINGS_EXTRACT), **extra)
 
 
 def not_found(request: Request, who: Principal) -> HTMLResponse:

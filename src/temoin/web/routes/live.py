@@ -3,6 +3,7 @@ CSU's acknowledgement and dispatch, and the events channel of the dashboards (LI
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
 from pathlib import Path
@@ -20,7 +21,8 @@ from temoin.live.hub import LiveHub
 from temoin.live.plane import MAX_SDP_BYTES, Answer, MediaPlaneError
 from temoin.live.sessions import LiveError, LiveRequest
 from temoin.web.deps import Principal, current_device, require
-from temoin.web.pages import PageRequire
+from temoin.identity.tenant_settings import settings_of
+from temoin.web.pages import PageRequire, page
 
 router = APIRouter(prefix="/api/v1/live", tags=["live"])
 pages = APIRouter(include_in_schema=False)
@@ -160,6 +162,17 @@ async def get_session(session_id: str, who: Principal = require(Permission.LIVE_
         raise _http(exc) from None
 
 
+@router.get("/sessions/{session_id}/timeline",
+            summary="The incident record: every journaled step of the session (request, acknowledgement, viewers, "
+                    "cameras shown, PTZ moves, reinforcements, end)")
+async def session_timeline(session_id: str, who: Principal = require(Permission.LIVE_VIEW),
+                           hub: LiveHub = Depends(get_hub)) -> dict:
+    try:
+        return await hub.timeline(who.user.id, session_id)
+    except LiveError as exc:
+        raise _http(exc) from None
+
+
 @router.post("/sessions/{session_id}/ack", summary="Acknowledge the alert: the agent's camera is told")
 async def acknowledge(session_id: str, who: Principal = require(Permission.LIVE_VIEW),
                       hub: LiveHub = Depends(get_hub)) -> dict:
@@ -234,9 +247,30 @@ def _page(name: str, who: Principal, **values: str) -> HTMLResponse:
     return HTMLResponse(text, headers={"Cache-Control": "no-store"})
 
 
+_ptz_warm: asyncio.Task | None = None
+
+
+def _warm_up_ptz() -> None:
+    """The ONVIF client parses its WSDL files once per process (seconds of CPU): do it when an operator opens the
+    dashboard, not when the first alert needs the PTZ cameras to turn."""
+    global _ptz_warm
+    if _ptz_warm is None:
+        from temoin.supervision import ptz
+
+        _ptz_warm = asyncio.ensure_future(ptz.warm_up())
+        _ptz_warm.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
 @pages.get("/live")
-async def dashboard_page(who: Principal = Depends(PageRequire(Permission.LIVE_VIEW))) -> HTMLResponse:
-    return _page("live-dashboard.html", who)
+async def dashboard_page(request: Request, who: Principal = Depends(PageRequire(Permission.LIVE_VIEW))) -> HTMLResponse:
+    """The CSU dashboard: map, alerts, video wall, PTZ, reinforcements, incident record."""
+    _warm_up_ptz()
+    # JSON inside a <script> element: "</" must not close it.
+    settings = orjson.dumps(settings_of(who.tenant).model_dump()).decode().replace("</", "<\\/")
+    response = page(request, "csu.html", who=who, csrf_token=who.session.csrf_token if who.session else "",
+                    settings_json=settings)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @pages.get("/live/{session_id}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
@@ -84,14 +85,96 @@ def _visible(p: Platform, db: Session, who: Principal, recording_id: str) -> Rec
         raise HTTPException(404, str(exc)) from None
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """API times without a zone are read as UTC (the pages send Europe/Paris times with their offset)."""
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+
+
 @router.get("", response_model=list[RecordingOut], summary="Search recordings (metadata only)")
-def search(start: datetime | None = None, end: datetime | None = None, agent: str | None = None,
-           camera: str | None = None, trigger: str | None = None, limit: int = Query(100, le=1000),
-           offset: int = Query(0, ge=0), who: Principal = require(Permission.RECORDINGS_LIST),
-           db: Session = Depends(get_db)) -> list[RecordingOut]:
-    found = catalogue.search(db, who.user, catalogue.SearchQuery(start, end, agent, camera, trigger, limit, offset))
+def search(start: datetime | None = Query(None, description="recordings still running at or after this time"),
+           end: datetime | None = Query(None, description="recordings started before this time"),
+           agent: str | None = None, camera: str | None = None, trigger: str | None = None,
+           category: str | None = None,
+           state: Literal["on_hold", "not_on_hold", "expiring"] | None = Query(
+               None, description="on_hold; not_on_hold; expiring: not on hold, deleted within 7 days"),
+           area: str | None = Query(None, max_length=8000,
+                                    description="polygon 'lat,lon;lat,lon;...': the GPS track passes inside"),
+           limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+           who: Principal = require(Permission.RECORDINGS_LIST), db: Session = Depends(get_db)) -> list[RecordingOut]:
+    try:
+        polygon = catalogue.parse_area(area)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    found = catalogue.search(db, who.user, catalogue.SearchQuery(
+        start=as_utc(start), end=as_utc(end), agent=agent, camera=camera, trigger=trigger, category=category,
+        state=state, area=polygon, limit=limit, offset=offset))
     held = _held(db, [r.id for r in found])
     return [RecordingOut.of(r, r.id in held) for r in found]
+
+
+class BulkHoldIn(BaseModel):
+    recording_ids: list[str] = Field(min_length=1, max_length=500)
+    procedure: holds.ProcedureType
+    reference: str = Field(min_length=3, max_length=200)
+
+
+@router.post("/holds", status_code=201, summary="Put several recordings (an incident) on hold, all or nothing")
+def place_holds(body: BulkHoldIn, who: Principal = require(Permission.RECORDINGS_HOLD),
+                db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+    recs = [_visible(p, db, who, rid) for rid in body.recording_ids]  # one unknown id: 404, nothing held
+    try:
+        made = holds.place_holds(p, db, who.user, recs, body.procedure, body.reference)
+    except holds.HoldError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"recording_ids": [h.recording_id for h in made], "procedure": body.procedure.value,
+            "reference": made[0].reference}
+
+
+class FixOut(BaseModel):
+    t: datetime
+    lat: float
+    lon: float
+
+
+@router.get("/{recording_id}/track", response_model=list[FixOut], summary="The GPS track of a recording")
+def track(recording_id: str, who: Principal = require(Permission.RECORDINGS_LIST),
+          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> list[FixOut]:
+    rec = _visible(p, db, who, recording_id)
+    found = catalogue.tracks_of(db, [rec])[rec.id]
+    return [FixOut(t=datetime.fromtimestamp(t, timezone.utc), lat=lat, lon=lon)
+            for t, (lat, lon) in zip(found.times, found.points)]
+
+
+class CheckOut(BaseModel):
+    at: datetime
+    ok: bool
+    problems: list[str]
+    by: str
+
+
+class IntegrityOut(BaseModel):
+    stored_at: datetime | None = Field(description="verified on receipt: device signature, chain, segment hashes")
+    signature_ok: bool
+    chain_ok: bool
+    checked_at: datetime
+    last_full_check: CheckOut | None
+
+
+@router.get("/{recording_id}/integrity", response_model=IntegrityOut, summary="What is known of its integrity")
+def integrity(recording_id: str, who: Principal = require(Permission.RECORDINGS_LIST),
+              db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> IntegrityOut:
+    found = catalogue.integrity_of(db, _visible(p, db, who, recording_id))
+    check = found.last_full_check
+    return IntegrityOut(stored_at=found.stored_at, signature_ok=found.signature_ok, chain_ok=found.chain_ok,
+                        checked_at=found.checked_at, last_full_check=CheckOut(**check.__dict__) if check else None)
+
+
+@router.post("/{recording_id}/integrity", response_model=CheckOut,
+             summary="Re-read and re-hash the stored copy now (journaled; no content is shown)")
+def verify_now(recording_id: str, who: Principal = require(Permission.RECORDINGS_LIST),
+               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> CheckOut:
+    check = catalogue.verify_stored(p, db, who.user, _visible(p, db, who, recording_id))
+    return CheckOut(**check.__dict__)
 
 
 @router.get("/{recording_id}", response_model=RecordingOut, summary="One recording's metadata")

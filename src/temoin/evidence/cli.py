@@ -1,0 +1,111 @@
+"""`temoin verify PACKAGE` (offline, anyone) and `temoin extract ...` (on the platform, with a progress bar)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                           TransferSpeedColumn)
+
+console = Console()
+err = Console(stderr=True)
+
+
+def verify_command(
+    package: Path = typer.Argument(..., help="the package: its folder, or the .zip as downloaded"),
+    key: Path | None = typer.Option(None, "--key", help="the platform's public key (PEM), obtained independently "
+                                                        "of the package: pins who signed it"),
+) -> None:
+    """Check an extraction package offline: every file's hash, the platform's signature, the cameras'
+    signatures, the segment chains and the manifest. Exit 0 only if everything holds."""
+    from temoin.evidence.package_verify import verify_package
+
+    trusted = None
+    if key is not None:
+        try:
+            trusted = key.read_bytes()
+        except OSError as exc:
+            err.print(f"[red]cannot read the key {escape(str(key))}: {exc.strerror}[/red]")
+            raise typer.Exit(2) from None
+    with console.status("verifying the package…"):
+        report = verify_package(package, trusted)
+    title = f"extraction {report.extraction_id}" if report.extraction_id else str(package)
+    for line in report.checked:
+        console.print(f"[green]ok[/green] {escape(line)}", soft_wrap=True)
+    for line in report.warnings:
+        console.print(f"[yellow]WARNING[/yellow] {escape(line)}", soft_wrap=True)
+    for line in report.problems:
+        console.print(f"[red]FAIL[/red] {escape(line)}", soft_wrap=True)
+    if report.ok:
+        console.print(f"[green]{escape(title)}: package intact[/green]", soft_wrap=True)
+        return
+    console.print(f"[red]{escape(title)}: {len(report.problems)} problem(s): do not rely on this package[/red]",
+                  soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def extract_command(
+    tenant: str = typer.Argument(..., help="tenant slug"),
+    recordings: list[str] = typer.Argument(..., help="recording ids"),
+    by: str = typer.Option(..., "--by", help="username of the mayor or chief who extracts (journaled)"),
+    recipient: str = typer.Option(..., help="the recipient's name (e.g. 'OPJ Martin, commissariat de ...')"),
+    kind: str = typer.Option(..., help="judicial_police | state_inspection | disciplinary_authority | trainer"),
+    procedure: str = typer.Option(..., help="judicial | administrative | disciplinary | training"),
+    reference: str = typer.Option(..., help="the procedure's reference (e.g. the parquet's number)"),
+    trim: str | None = typer.Option(None, help="START:END in seconds from the recording's start (stream copy)"),
+    trim_recording: str | None = typer.Option(None, help="which recording --trim applies to (default: the first)"),
+    out: Path | None = typer.Option(None, help="also copy the zip here (a file or a folder)"),
+) -> None:
+    """Build an extraction package for a named recipient and procedure, and journal it."""
+    from sqlalchemy import select
+
+    from temoin.cli import _open
+    from temoin.evidence import package as pkg
+    from temoin.identity.models import User
+
+    try:
+        request = pkg.ExtractionRequest(
+            recording_ids=recordings, recipient_name=recipient, recipient_kind=pkg.RecipientKind(kind),
+            procedure_type=pkg.ProcedureType(procedure), reference=reference,
+            trim=_trim(trim, trim_recording or recordings[0]) if trim else None)
+    except ValueError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    p = _open()
+    with p.session() as db:
+        user = db.scalar(select(User).where(User.username == by))
+        if user is None or user.tenant_id != p.tenant(db, tenant).id or not user.active:
+            err.print(f"[red]no active user {escape(by)} in {escape(tenant)}[/red]")
+            raise typer.Exit(1)
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                            TimeRemainingColumn(), console=console)
+        with progress:
+            task = progress.add_task("packaging", total=None)
+            try:
+                row, built = pkg.extract(p, db, user, request,
+                                         lambda done, total: progress.update(task, completed=done, total=total))
+            except pkg.ExtractionError as exc:
+                err.print(f"[red]{escape(exc.message)}[/red]")
+                raise typer.Exit(1) from None
+    console.print(f"extraction [bold]{row.id}[/bold] for {escape(row.recipient_name)}: {built.path}\n"
+                  f"  {built.size:,} bytes, SHA-256 {built.sha256}\n"
+                  f"  kept until {row.expires_at:%Y-%m-%d %H:%M} UTC, then deleted (the journal keeps its trace)",
+                  soft_wrap=True)
+    if out is not None:
+        target = out / built.path.name if out.is_dir() else out
+        shutil.copyfile(built.path, target)
+        console.print(f"  copied to {target}")
+
+
+def _trim(spec: str, recording_id: str):  # noqa: ANN202
+    from temoin.evidence.package import TrimRequest
+
+    try:
+        start, end = (float(x) for x in spec.split(":", 1))
+    except ValueError:
+        raise ValueError(f"--trim takes START:END in seconds, e.g. 12:47.5 (got {spec!r})") from None
+    return TrimRequest(recording_id=recording_id, start_s=start, end_s=end)

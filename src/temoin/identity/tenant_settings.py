@@ -1,0 +1,32 @@
+"""A tenant's own settings: what differs from one commune to the next and is not law (that is the profile)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, HttpUrl
+
+
+class TenantSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    # Basemap of the CSU's map: a raster tile URL ({z}/{x}/{y}) for production; None draws the embedded
+    # vector basemap (territory outline and streets), which needs no network.
+    tile_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://.*\{z\}.*\{x\}.*\{y\}.*$")
+    tile_attribution: str | None = Field(default=None, max_length=300)
+    # Fixed CCTV cameras shown beside a live feed: those within this radius of the agent.
+    cctv_radius_m: float = Field(default=300.0, gt=0, le=5000)
+    # Aim the PTZ cameras in range at the agent as soon as a live alert comes in (else: one click).
+    ptz_auto_aim: bool = False
+    # An alert nobody acknowledged within this many seconds escalates (repeated sound, highlight).
+    alert_escalation_s: float = Field(default=10.0, gt=0, le=300)
+    # Citizens' rights requests: answer within this many months (RGPD art. 12: one month, extendable by
+    # two; French practice and the CNIL: two months).
+    rights_deadline_months: int = Field(default=2, ge=1, le=3)
+    # Walking and driving speeds for the reinforcements' arrival estimate.
+    patrol_speed_m_s: float = Field(default=1.4, gt=0, le=50)
+
+
+def settings_of(tenant: Any) -> TenantSettings:
+    """The tenant's settings, defaults filled in (a row written before a setting existed keeps working)."""
+    return TenantSettings.model_validate(getattr(tenant, "settings", None) or {})

@@ -1,0 +1,1 @@
+"""Reports owed by the controller: the annual report to the prefect, the public notice, monthly statistics."""

@@ -1,0 +1,312 @@
+"""The annual report from the mayor to the prefect (CSI R241-17), and the figures shared with the monthly
+statistics: cameras, agents, recordings and hours, procedures that needed a consultation or an extraction,
+live sessions, citizens' requests, deletions on time.
+
+Aggregates are computed in SQL; the journal rows of the period are read once, and only the consultations
+and extractions among them are parsed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import Float, and_, case, cast, func, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
+
+from temoin.db import utcnow
+from temoin.identity.models import Device, Tenant, User
+from temoin.journal.models import JournalEntry
+from temoin.law.access import MotiveCode, Role
+from temoin.law.profiles import add_months, get_profile
+from temoin.live.models import LiveSession
+from temoin.rights.models import RequestStatus, RightsRequest
+from temoin.vault.models import Hold, Recording, RecordingState
+
+PARIS = ZoneInfo("Europe/Paris")
+# The retention sweep runs hourly: a deletion within a day of the deadline is on time.
+ON_TIME_GRACE = timedelta(days=1)
+PROCEDURE_MOTIVES = {
+    MotiveCode.JUDICIAL_PROCEDURE.value: "judicial",
+    MotiveCode.ADMINISTRATIVE_PROCEDURE.value: "administrative",
+    MotiveCode.DISCIPLINARY_PROCEDURE.value: "disciplinary",
+}
+PROCEDURE_TYPES = ("judicial", "administrative", "disciplinary")
+# Recordings that happened (kept or deleted since); an upload that failed verification is not one.
+MADE = (RecordingState.STORED.value, RecordingState.DELETED.value)
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime  # UTC, inclusive
+    end: datetime  # UTC, exclusive
+    label: str
+    first_day: date
+    last_day: date
+
+    @classmethod
+    def local(cls, first: date, next_first: date, label: str) -> "Period":
+        start = datetime.combine(first, time(0), tzinfo=PARIS).astimezone(ZoneInfo("UTC"))
+        end = datetime.combine(next_first, time(0), tzinfo=PARIS).astimezone(ZoneInfo("UTC"))
+        return cls(start, end, label, first, next_first - timedelta(days=1))
+
+    @classmethod
+    def year(cls, year: int) -> "Period":
+        return cls.local(date(year, 1, 1), date(year + 1, 1, 1), str(year))
+
+    @classmethod
+    def month(cls, year: int, month: int) -> "Period":
+        first = date(year, month, 1)
+        return cls.local(first, add_months(first, 1), f"{year:04d}-{month:02d}")
+
+
+@dataclass
+class Figures:
+    """What happened in a period. The annual report adds the tenant's standing figures."""
+
+    period: Period
+    recordings: int = 0
+    seconds: float = 0.0
+    hours: float = 0.0
+    cameras_used: int = 0
+    agents_recorded: int = 0
+    recordings_by_trigger: dict[str, int] = field(default_factory=dict)
+    recordings_by_month: dict[str, int] = field(default_factory=dict)
+    consultations: int = 0
+    consultations_by_motive: dict[str, int] = field(default_factory=dict)
+    extractions: int = 0
+    extractions_by_procedure: dict[str, int] = field(default_factory=dict)
+    extractions_by_recipient: dict[str, int] = field(default_factory=dict)
+    procedures: dict[str, int] = field(default_factory=dict)  # distinct procedures by type
+    holds_placed: int = 0
+    live_sessions: int = 0
+    live_acknowledged: int = 0
+    live_viewings: int = 0
+    rights_requests: int = 0
+    rights_by_kind: dict[str, int] = field(default_factory=dict)
+    rights_by_outcome: dict[str, int] = field(default_factory=dict)
+    rights_answered_on_time: int = 0
+    rights_overdue: int = 0
+    deletions: int = 0
+    deletions_on_time: int = 0
+    deletions_late: int = 0
+    deletions_early: int = 0  # citizens' erasure requests
+    deletions_overdue_pending: int = 0  # due in the period, not deleted, no hold
+
+
+@dataclass
+class AnnualReport:
+    tenant_name: str
+    tenant_slug: str
+    profile_title: str
+    year: int
+    generated_at: datetime
+    authorised_cameras: int
+    cameras_in_service: int
+    authorised_agents: int  # wearing agents (role agent), active
+    designated_agents: int  # individually designated to consult (R241-12)
+    figures: Figures
+
+
+def _seconds(db: Session, a: ColumnElement, b: ColumnElement) -> ColumnElement:
+    if db.get_bind().dialect.name == "sqlite":
+        return (func.julianday(b) - func.julianday(a)) * 86400.0
+    return func.extract("epoch", b - a)
+
+
+def _count_by(db: Session, column: ColumnElement, *where: ColumnElement) -> dict[str, int]:
+    return {str(k): int(v) for k, v in db.execute(select(column, func.count()).where(*where).group_by(column))}
+
+
+def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False) -> Figures:
+    f = Figures(period)
+    t0, t1 = period.start, period.end
+    in_period = and_(Recording.tenant_id == tenant.id, Recording.started_at >= t0, Recording.started_at < t1,
+                     Recording.state.in_(MADE))
+    row = db.execute(select(
+        func.count(), func.coalesce(func.sum(cast(_seconds(db, Recording.started_at, Recording.ended_at), Float)), 0.0),
+        func.count(func.distinct(Recording.device_id)), func.count(func.distinct(Recording.agent_ref)),
+    ).where(in_period)).one()
+    f.recordings, f.seconds = int(row[0]), round(float(row[1]), 1)
+    f.hours = round(f.seconds / 3600.0, 2)
+    f.cameras_used, f.agents_recorded = int(row[2]), int(row[3])
+    f.recordings_by_trigger = _count_by(db, Recording.trigger, in_period)
+    if months:
+        first = period.first_day
+        while first <= period.last_day:
+            m = Period.month(first.year, first.month)
+            f.recordings_by_month[m.label] = int(db.scalar(select(func.count()).where(
+                Recording.tenant_id == tenant.id, Recording.started_at >= m.start, Recording.started_at < m.end,
+                Recording.state.in_(MADE))) or 0)
+            first = add_months(first, 1)
+
+    _journal(db, tenant, period, f)
+
+    f.holds_placed = int(db.scalar(select(func.count()).where(
+        Hold.tenant_id == tenant.id, Hold.placed_at >= t0, Hold.placed_at < t1)) or 0)
+    live = db.execute(select(func.count(), func.count(LiveSession.acknowledged_at)).where(
+        LiveSession.tenant_id == tenant.id, LiveSession.requested_at >= t0, LiveSession.requested_at < t1)).one()
+    f.live_sessions, f.live_acknowledged = int(live[0]), int(live[1])
+
+    asked = and_(RightsRequest.tenant_id == tenant.id, RightsRequest.received_on >= period.first_day,
+                 RightsRequest.received_on <= period.last_day)
+    f.rights_by_kind = _count_by(db, RightsRequest.kind, asked)
+    f.rights_by_outcome = _count_by(db, RightsRequest.status, asked)
+    f.rights_requests = sum(f.rights_by_kind.values())
+    closed = db.execute(select(RightsRequest.closed_at, RightsRequest.deadline).where(
+        asked, RightsRequest.closed_at.is_not(None))).all()
+    f.rights_answered_on_time = sum(1 for c, d in closed if c.astimezone(PARIS).date() <= d)
+    today = utcnow().astimezone(PARIS).date()
+    f.rights_overdue = int(db.scalar(select(func.count()).where(
+        asked, RightsRequest.status.in_([RequestStatus.RECEIVED.value, RequestStatus.IN_PROGRESS.value]),
+        RightsRequest.deadline < today)) or 0)
+
+    deleted = and_(Recording.tenant_id == tenant.id, Recording.deleted_at >= t0, Recording.deleted_at < t1)
+    early = func.coalesce(Recording.state_reason, "") == "rights_erasure"
+    on_time = _seconds(db, Recording.retention_until, Recording.deleted_at) <= ON_TIME_GRACE.total_seconds()
+    row = db.execute(select(
+        func.count(),
+        func.sum(case((early, 1), else_=0)),
+        func.sum(case((and_(~early, on_time), 1), else_=0)),
+    ).where(deleted)).one()
+    f.deletions, f.deletions_early, f.deletions_on_time = int(row[0]), int(row[1] or 0), int(row[2] or 0)
+    f.deletions_late = f.deletions - f.deletions_early - f.deletions_on_time
+    overdue_until = min(t1, utcnow()) - ON_TIME_GRACE
+    held = select(Hold.id).where(Hold.recording_id == Recording.id, Hold.lifted_at.is_(None)).exists()
+    f.deletions_overdue_pending = int(db.scalar(select(func.count()).where(
+        Recording.tenant_id == tenant.id, Recording.state == RecordingState.STORED.value,
+        Recording.retention_until >= t0, Recording.retention_until < overdue_until, ~held)) or 0)
+    return f
+
+
+def _journal(db: Session, tenant: Tenant, period: Period, f: Figures) -> None:
+    """One pass over the period's consultations, communications and holds in the journal."""
+    consulted, extracted, viewed = "recording.consulted", "extraction.created", "live.viewing_started"
+    rows = db.execute(select(JournalEntry.event, JournalEntry.body).where(
+        JournalEntry.tenant_id == tenant.id, JournalEntry.at >= period.start, JournalEntry.at < period.end,
+        JournalEntry.event.in_((consulted, extracted, viewed))))
+    motives: Counter[str] = Counter()
+    by_procedure: Counter[str] = Counter()
+    by_recipient: Counter[str] = Counter()
+    procedures: dict[str, set[str]] = {kind: set() for kind in PROCEDURE_TYPES}
+    for event, body in rows:
+        if event == consulted:
+            entry = orjson.loads(body)
+            motive = entry.get("motive") or {}
+            code = motive.get("code", "unknown")
+            motives[code] += 1
+            kind = PROCEDURE_MOTIVES.get(code)
+            if kind:
+                # A consultation names its procedure in the motive's text (e.g. the parquet's number).
+                procedures[kind].add(" ".join(str(motive.get("text", "")).lower().split()))
+        elif event == extracted:
+            details = orjson.loads(body).get("details") or {}
+            kind = str(details.get("procedure_type") or "other")
+            by_procedure[kind] += 1
+            by_recipient[str(details.get("recipient_kind") or "other")] += 1
+            if kind in procedures:
+                procedures[kind].add(" ".join(str(details.get("reference", "")).lower().split()))
+        else:
+            f.live_viewings += 1
+    f.consultations, f.consultations_by_motive = sum(motives.values()), dict(sorted(motives.items()))
+    f.extractions, f.extractions_by_procedure = sum(by_procedure.values()), dict(sorted(by_procedure.items()))
+    f.extractions_by_recipient = dict(sorted(by_recipient.items()))
+    f.procedures = {kind: len(refs) for kind, refs in procedures.items()}
+
+
+def annual_report(db: Session, tenant: Tenant, year: int) -> AnnualReport:
+    period = Period.year(year)
+    active_in_year = and_(Device.tenant_id == tenant.id, Device.enrolled_at < period.end,
+                          or_(Device.revoked_at.is_(None), Device.revoked_at >= period.start))
+    users = _count_by(db, User.role, User.tenant_id == tenant.id, User.active.is_(True))
+    return AnnualReport(
+        tenant_name=tenant.name, tenant_slug=tenant.slug, profile_title=get_profile(tenant.profile).title, year=year,
+        generated_at=utcnow(), authorised_cameras=tenant.authorised_cameras,
+        cameras_in_service=int(db.scalar(select(func.count()).where(active_in_year)) or 0),
+        authorised_agents=users.get(Role.AGENT.value, 0), designated_agents=users.get(Role.DESIGNATED_AGENT.value, 0),
+        figures=figures(db, tenant, period, months=True))
+
+
+# --- presentation: the same rows feed the CSV, the PDF and the page ------------------------------------
+
+PROCEDURE_FR = {"judicial": "judiciaires", "administrative": "administratives", "disciplinary": "disciplinaires"}
+KIND_FR = {"access": "accès", "erasure": "effacement", "limitation": "limitation", "rectification": "rectification",
+           "objection": "opposition"}
+STATUS_FR = {"received": "reçues", "in_progress": "en cours", "answered": "répondues", "refused": "refusées",
+             "restricted": "restreintes (accès indirect CNIL)"}
+
+
+def _motive_fr(code: str) -> str:
+    from temoin.law.access import MOTIVE_LABELS
+
+    try:
+        return MOTIVE_LABELS[MotiveCode(code)][0]
+    except ValueError:
+        return code
+
+
+def period_rows(f: Figures) -> list[tuple[str, str, str]]:
+    """(section, item, value) of a period's figures, in French (the report goes to the prefect)."""
+    rows = [
+        ("Enregistrements", "Nombre d'enregistrements", str(f.recordings)),
+        ("Enregistrements", "Heures enregistrées", f"{f.hours:.2f}"),
+        ("Enregistrements", "Caméras ayant enregistré", str(f.cameras_used)),
+        ("Enregistrements", "Agents ayant porté une caméra", str(f.agents_recorded)),
+    ]
+    rows += [("Enregistrements par déclenchement", trigger, str(n)) for trigger, n in sorted(f.recordings_by_trigger.items())]
+    rows += [("Enregistrements par mois", month, str(n)) for month, n in f.recordings_by_month.items()]
+    rows += [("Procédures ayant nécessité une consultation ou une extraction", PROCEDURE_FR[k], str(f.procedures.get(k, 0)))
+             for k in PROCEDURE_TYPES]
+    rows.append(("Consultations", "Nombre de consultations", str(f.consultations)))
+    rows += [("Consultations par motif", _motive_fr(code), str(n)) for code, n in f.consultations_by_motive.items()]
+    rows.append(("Extractions", "Nombre d'extractions", str(f.extractions)))
+    rows += [("Extractions par type de procédure", PROCEDURE_FR.get(k, k), str(n))
+             for k, n in f.extractions_by_procedure.items()]
+    rows += [("Extractions par destinataire", k, str(n)) for k, n in f.extractions_by_recipient.items()]
+    rows += [
+        ("Conservations pour procédure", "Mises sous conservation", str(f.holds_placed)),
+        ("Transmission en direct", "Déclenchements", str(f.live_sessions)),
+        ("Transmission en direct", "Réceptions confirmées par le CSU", str(f.live_acknowledged)),
+        ("Transmission en direct", "Visionnages en direct", str(f.live_viewings)),
+        ("Droits des personnes", "Demandes reçues", str(f.rights_requests)),
+    ]
+    rows += [("Droits des personnes par type", KIND_FR.get(k, k), str(n)) for k, n in sorted(f.rights_by_kind.items())]
+    rows += [("Droits des personnes par issue", STATUS_FR.get(k, k), str(n)) for k, n in sorted(f.rights_by_outcome.items())]
+    rows += [
+        ("Droits des personnes", "Répondues dans le délai", str(f.rights_answered_on_time)),
+        ("Droits des personnes", "En retard, sans réponse", str(f.rights_overdue)),
+        ("Effacements", "Enregistrements effacés", str(f.deletions)),
+        ("Effacements", "À l'échéance de conservation (dans le délai)", str(f.deletions_on_time)),
+        ("Effacements", "Après l'échéance (en retard)", str(f.deletions_late)),
+        ("Effacements", "Anticipés (demande d'effacement)", str(f.deletions_early)),
+        ("Effacements", "Échus, non effacés, sans conservation", str(f.deletions_overdue_pending)),
+    ]
+    return rows
+
+
+def report_rows(r: AnnualReport) -> list[tuple[str, str, str]]:
+    return [
+        ("Service", "Commune ou EPCI", r.tenant_name),
+        ("Service", "Cadre juridique", r.profile_title),
+        ("Service", "Année", str(r.year)),
+        ("Caméras", "Caméras autorisées par le préfet (R241-8)", str(r.authorised_cameras)),
+        ("Caméras", "Caméras en service dans l'année", str(r.cameras_in_service)),
+        ("Agents", "Agents porteurs autorisés", str(r.authorised_agents)),
+        ("Agents", "Agents individuellement désignés et habilités (R241-12)", str(r.designated_agents)),
+        *period_rows(r.figures),
+    ]
+
+
+def to_csv(rows: list[tuple[str, str, str]]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("section", "item", "value"))
+    writer.writerows(rows)
+    return buf.getvalue()

@@ -1,0 +1,81 @@
+"""`temoin report`: the annual report to the prefect, monthly statistics, the public notice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+report_app = typer.Typer(help="Reports: annual report (R241-17), monthly statistics, public notice (R241-15).",
+                         no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def _table(rows: list[tuple[str, str, str]], title: str) -> Table:
+    table = Table("section", "item", "value", title=title, title_justify="left")
+    for section, item, value in rows:
+        table.add_row(section, item, value)
+    return table
+
+
+@report_app.command("annual")
+def annual_cmd(tenant: str, year: int = typer.Argument(..., min=2000, max=2100),
+               pdf: Path | None = typer.Option(None, "--pdf", help="write the PDF here"),
+               csv: Path | None = typer.Option(None, "--csv", help="write the CSV here")) -> None:
+    """The annual report of TENANT for YEAR; printed, and written as PDF and/or CSV."""
+    from temoin.cli import _open
+    from temoin.reports import annual
+    from temoin.reports.pdf import annual_pdf
+
+    p = _open()
+    with p.session() as db, console.status(f"computing the {year} report…"):
+        t = p.tenant(db, tenant)
+        report = annual.annual_report(db, t, year)
+        rows = annual.report_rows(report)
+        if pdf:
+            pdf.write_bytes(annual_pdf(report))
+        if csv:
+            csv.write_text(annual.to_csv(rows), encoding="utf-8")
+    console.print(_table(rows, f"{t.name} — rapport annuel {year}"))
+    for path in (pdf, csv):
+        if path:
+            console.print(f"written: {path}")
+
+
+@report_app.command("monthly")
+def monthly_cmd(tenant: str, month: str = typer.Argument(..., help="YYYY-MM"),
+                csv: Path | None = typer.Option(None, "--csv", help="write the CSV here")) -> None:
+    """Monthly statistics of TENANT for MONTH (YYYY-MM)."""
+    from temoin.cli import _open
+    from temoin.reports import annual, monthly
+
+    try:
+        year, m = monthly.parse_month(month)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    p = _open()
+    with p.session() as db:
+        t = p.tenant(db, tenant)
+        f = monthly.monthly(db, t, year, m)
+        if csv:
+            csv.write_text(monthly.monthly_csv(t, f), encoding="utf-8")
+    console.print(_table(annual.period_rows(f), f"{t.name} — {month}"))
+
+
+@report_app.command("notice")
+def notice_cmd(tenant: str, pdf: Path = typer.Option(..., "--pdf", help="write the PDF here"),
+               controller: str | None = None, dpo_contact: str | None = None,
+               rights_address: str | None = None) -> None:
+    """The public information notice (R241-15) of TENANT as PDF."""
+    from temoin.cli import _open
+    from temoin.reports.notice import NoticeInputs, notice_pdf
+
+    p = _open()
+    with p.session() as db:
+        t = p.tenant(db, tenant)
+        pdf.write_bytes(notice_pdf(t, NoticeInputs(controller, dpo_contact, rights_address)))
+    console.print(f"written: {pdf}")

@@ -1,0 +1,97 @@
+"""Which recordings may show the person: those of the tenant overlapping the time of the facts, optionally
+near a place (from the GPS track of the camera's signed manifest) and/or made by one agent."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from temoin.vault.models import Hold, Recording, RecordingState
+
+EARTH_RADIUS_M = 6_371_008.8
+# GPS fixes a little outside the window still say where the agent was at its edges.
+FIX_SLACK = timedelta(minutes=2)
+
+
+@dataclass
+class Candidate:
+    recording_id: str
+    camera_id: str
+    agent: str
+    started_at: datetime
+    ended_at: datetime
+    overlap_s: float
+    distance_m: float | None  # closest GPS fix to the place; None without a place or without a track
+    hold: dict | None  # the active hold, if any: {procedure, reference}
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _track(manifest: str) -> list[dict]:
+    try:
+        return list(orjson.loads(manifest)["manifest"].get("gps_track") or [])
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def closest_fix_m(track: list[dict], lat: float, lon: float, start: datetime, end: datetime) -> float | None:
+    """Distance from the place to the closest fix taken during the window (any fix if none was)."""
+    lo, hi = start - FIX_SLACK, end + FIX_SLACK
+
+    def in_window(fix: dict) -> bool:
+        try:
+            at = datetime.fromisoformat(str(fix.get("t", "")).replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return at.tzinfo is not None and lo <= at <= hi
+
+    fixes = [f for f in track if in_window(f)] or track
+    distances = [haversine_m(lat, lon, float(f["lat"]), float(f["lon"])) for f in fixes if "lat" in f and "lon" in f]
+    return min(distances) if distances else None
+
+
+def find_candidates(db: Session, tenant_id: int, start: datetime, end: datetime, *, lat: float | None = None,
+                    lon: float | None = None, radius_m: float | None = None, agent: str | None = None,
+                    limit: int = 200) -> list[Candidate]:
+    """Stored recordings of the tenant overlapping [start, end], nearest first when a place is given.
+
+    A recording without a GPS track is kept (nothing proves it was elsewhere), with distance None."""
+    if end <= start:
+        raise ValueError("the end of the time window is before its start")
+    stmt = select(Recording.id, Recording.device_id, Recording.agent_ref, Recording.started_at, Recording.ended_at,
+                  Recording.manifest).where(
+        Recording.tenant_id == tenant_id, Recording.state == RecordingState.STORED,
+        Recording.started_at < end, Recording.ended_at > start)
+    if agent:
+        stmt = stmt.where(Recording.agent_ref == agent)
+    rows = db.execute(stmt.order_by(Recording.started_at).limit(5000)).all()
+    found: list[Candidate] = []
+    for row in rows:
+        overlap = (min(end, row.ended_at) - max(start, row.started_at)).total_seconds()
+        distance = None
+        if lat is not None and lon is not None:
+            distance = closest_fix_m(_track(row.manifest), lat, lon, start, end)
+            if radius_m is not None and distance is not None and distance > radius_m:
+                continue
+        found.append(Candidate(row.id, row.device_id, row.agent_ref, row.started_at, row.ended_at,
+                               round(max(0.0, overlap), 1), None if distance is None else round(distance, 1), None))
+    if lat is not None and lon is not None:
+        found.sort(key=lambda c: (c.distance_m is None, c.distance_m or 0.0, c.started_at))
+    found = found[:limit]
+    if found:
+        holds = db.execute(select(Hold.recording_id, Hold.procedure_type, Hold.reference).where(
+            Hold.recording_id.in_([c.recording_id for c in found]), Hold.lifted_at.is_(None))).all()
+        by_rec = {h.recording_id: {"procedure": h.procedure_type, "reference": h.reference} for h in holds}
+        for c in found:
+            c.hold = by_rec.get(c.recording_id)
+    return found

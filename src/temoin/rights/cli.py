@@ -1,0 +1,74 @@
+"""`temoin rights`: the register of citizens' requests from the command line."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from temoin.rights.models import RequestKind, RequestStatus
+
+rights_app = typer.Typer(help="Citizens' rights requests (access, erasure, limitation, rectification).",
+                         no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def _user(p, db, tenant, username: str | None):  # noqa: ANN001, ANN202
+    from temoin.identity.models import User
+    from temoin.law.access import Permission, Role, allows
+
+    stmt = select(User).where(User.tenant_id == tenant.id, User.active.is_(True))
+    if username:
+        stmt = stmt.where(User.username == username)
+    users = [u for u in db.scalars(stmt.order_by(User.id)) if allows(Role(u.role), Permission.RIGHTS_MANAGE)]
+    if not users:
+        err.print(f"[red]no active user of {tenant.slug} {'named ' + username + ' ' if username else ''}may handle "
+                  "rights requests (RIGHTS_MANAGE: mayor, chief, DPO)[/red]")
+        raise typer.Exit(2)
+    return users[0]
+
+
+@rights_app.command("list")
+def list_requests(tenant: str, status: RequestStatus | None = None,
+                  overdue: bool = typer.Option(False, "--overdue", help="only those past their deadline")) -> None:
+    """The register of TENANT, nearest deadline first."""
+    from temoin.cli import _open
+    from temoin.rights import register
+
+    p = _open()
+    with p.session() as db:
+        t = p.tenant(db, tenant)
+        found = register.list_requests(db, t, status=status, overdue=True if overdue else None)
+        table = Table("#", "kind", "received", "deadline", "status", "overdue")
+        for r in found:
+            late = register.is_overdue(r)
+            table.add_row(str(r.id), r.kind, r.received_on.isoformat(), r.deadline.isoformat(), r.status,
+                          "[red]yes[/red]" if late else "")
+        console.print(table)
+
+
+@rights_app.command("create")
+def create(tenant: str, kind: RequestKind = typer.Option(..., help="access, erasure, limitation, ..."),
+           description: str = typer.Option(..., help="the person: what they wore, where and when"),
+           contact: str = typer.Option(..., help="where to send the answer"),
+           received: str | None = typer.Option(None, help="day of receipt, YYYY-MM-DD (default today)"),
+           by: str | None = typer.Option(None, help="username recording it (default: the first entitled user)")) -> None:
+    """Register a request for TENANT; prints its id and deadline."""
+    from temoin.cli import _open
+    from temoin.rights import register
+
+    p = _open()
+    with p.session() as db:
+        t = p.tenant(db, tenant)
+        try:
+            received_on = date.fromisoformat(received) if received else None
+            req = register.create_request(p, db, _user(p, db, t, by), t, register.NewRequest(
+                kind=kind, person_description=description, contact=contact, received_on=received_on))
+        except (ValueError, register.RightsError) as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        console.print(f"request {req.id} registered; answer due by {req.deadline.isoformat()}")

@@ -1,0 +1,423 @@
+"""Access copies: a recording shown to the person who asks, with every other face hidden (R241-15; the
+other people filmed have rights too).
+
+Steps, each journaled: the faces are found (a background job: the recording is decrypted into a private
+folder under TEMOIN_HOME, removed as soon as the engine is done); an operator entitled to see faces
+(RECORDINGS_REDACT) picks the requester's track(s) and marks extra regions; the copy is produced (a background
+job, with progress) and sealed at rest like the vault's blobs; a person reviews it (approve or reject with a
+reason); only an approved copy is handed to the requester, which is journaled as a communication to them.
+
+The redaction engine (`temoin.rights.redaction`) is imported lazily: without it, these steps answer that the
+engine is missing instead of failing the whole platform.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from temoin.db import utcnow
+from temoin.identity.models import Tenant, User
+from temoin.identity.service import actor_of
+from temoin.journal.entry import Action, Actor, EntryDraft
+from temoin.law.access import MotiveCode
+from temoin.live.backup import SealedFile
+from temoin.platform import Platform
+from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
+from temoin.rights.register import RightsError, recipient
+from temoin.vault import catalogue, crypto
+from temoin.vault.models import Recording, RecordingState
+
+log = logging.getLogger("temoin.rights")
+
+THUMB_PX = 128
+RUNNING = (CopyState.DETECTING, CopyState.REDACTING)
+_jobs: dict[int, threading.Thread] = {}  # copy id -> job, in this process
+_jobs_lock = threading.Lock()
+
+
+class EngineMissing(RuntimeError):
+    pass
+
+
+class CopyNotFound(LookupError):
+    pass
+
+
+def engine() -> Any:
+    """The redaction engine module, or EngineMissing with what to do."""
+    try:
+        from temoin.rights import redaction
+        redaction.detect_tracks, redaction.redact_file, redaction.ManualRegion  # noqa: B018 - the contract
+    except (ImportError, AttributeError) as exc:
+        raise EngineMissing(f"the redaction engine (temoin.rights.redaction) is not available ({exc}); redacted "
+                            "copies cannot be made on this installation until it is installed") from None
+    return redaction
+
+
+def _motive(req: RightsRequest) -> dict[str, str]:
+    return {"code": MotiveCode.RIGHTS_REQUEST.value, "text": f"demande d'accès n° {req.id}"}
+
+
+def copies_root(p: Platform) -> Path:
+    return p.settings.home / "rights"
+
+
+@contextmanager
+def private_workdir(p: Platform) -> Iterator[Path]:
+    """A folder only this process's user can read, under TEMOIN_HOME (never /tmp), removed afterwards."""
+    base = p.settings.home / "tmp"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    work = base / f"rights-{uuid.uuid4().hex}"
+    work.mkdir(mode=0o700)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def decrypt_recording(p: Platform, db: Session, rec: Recording, work: Path) -> Path:
+    """The recording's media as one MP4 in `work`: segments decrypted, then joined without re-encoding (the same
+    bytes give the same frame numbers each time, so tracks found once stay valid for the redaction)."""
+    parts = []
+    for seg in range(rec.segment_count):
+        path = work / f"segment-{seg:05d}.mp4"
+        with path.open("wb") as fh:
+            for chunk in catalogue.read_segment(p, db, rec, seg):
+                fh.write(chunk)
+        parts.append(path)
+    if len(parts) == 1:
+        return parts[0]
+    listing = work / "segments.txt"
+    listing.write_text("".join(f"file '{part.name}'\n" for part in parts))
+    out = work / "recording.mp4"
+    done = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "concat", "-safe", "0",
+                           "-i", str(listing), "-c", "copy", "-map", "0", str(out)], cwd=work, capture_output=True,
+                          text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"joining the segments failed: {done.stderr.strip()[-500:]}")
+    for part in parts:
+        part.unlink()
+    return out
+
+
+def _data_key(p: Platform, copy: RedactedCopy) -> bytes:
+    return crypto.unwrap_key(p.keyring.master_key, copy.data_key, f"rights-copy-{copy.id}")
+
+
+def _folder(p: Platform, copy: RedactedCopy) -> Path:
+    return copies_root(p) / copy.folder
+
+
+def _seal_bytes(path: Path, data_key: bytes, data: bytes) -> tuple[str, int]:
+    tmp = path.with_suffix(".part")
+    tmp.unlink(missing_ok=True)
+    sealed = SealedFile(tmp, data_key)
+    sealed.write(data)
+    sealed.close()
+    os.replace(tmp, path)
+    return sealed.sha256.hexdigest(), sealed.size
+
+
+def _seal_file(src: Path, path: Path, data_key: bytes) -> tuple[str, int]:
+    tmp = path.with_suffix(".part")
+    tmp.unlink(missing_ok=True)
+    sealed = SealedFile(tmp, data_key)
+    with src.open("rb") as fh:
+        while chunk := fh.read(crypto.RECORD_BYTES):
+            sealed.write(chunk)
+    sealed.close()
+    os.replace(tmp, path)
+    return sealed.sha256.hexdigest(), sealed.size
+
+
+def _open_sealed(path: Path, data_key: bytes) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        yield from crypto.open_records(fh, data_key)
+
+
+# --- reading a copy ------------------------------------------------------------------------------------
+
+def get_copy(p: Platform, db: Session, user: User, copy_id: int) -> RedactedCopy:
+    copy = db.get(RedactedCopy, copy_id)
+    if copy is None or copy.tenant_id != user.tenant_id:
+        if copy is not None:
+            p.record(db, EntryDraft(action=Action.SECURITY, event="access.cross_tenant", actor=actor_of(user),
+                                    recordings=[copy.recording_id], details={"asked_for": f"redacted_copy:{copy_id}"}),
+                     db.get(Tenant, user.tenant_id))
+            db.commit()
+        raise CopyNotFound(f"no redacted copy {copy_id} in your commune")
+    with _jobs_lock:
+        alive = copy.id in _jobs and _jobs[copy.id].is_alive()
+    if copy.state in RUNNING and not alive:  # the job died with the process that ran it
+        copy.state, copy.error = CopyState.FAILED.value, "interrupted (the server stopped): start the step again"
+        db.commit()
+    return copy
+
+
+def faces(p: Platform, db: Session, user: User, copy: RedactedCopy) -> list[dict]:
+    """Each face track with a thumbnail (data URL). Shows faces: journaled as a consultation."""
+    if copy.state in (CopyState.DETECTING, CopyState.FAILED) or not copy.folder:
+        raise RightsError(f"the faces are not found yet (state {copy.state})")
+    path = _folder(p, copy) / "thumbnails.sealed"
+    thumbs = orjson.loads(b"".join(_open_sealed(path, _data_key(p, copy)))) if path.exists() else {}
+    req = db.get(RightsRequest, copy.request_id)
+    p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.faces_viewed", actor=actor_of(user),
+                            recordings=[copy.recording_id], motive=_motive(req),
+                            details={"copy_id": copy.id, "request_id": req.id, "tracks": len(copy.tracks or [])}),
+             db.get(Tenant, copy.tenant_id))
+    db.commit()
+    return [{**t, "thumbnail": f"data:image/jpeg;base64,{thumbs[str(t['id'])]}" if str(t["id"]) in thumbs else None}
+            for t in copy.tracks or []]
+
+
+def copy_stream(p: Platform, db: Session, user: User, copy: RedactedCopy, *, deliver: bool) -> Iterator[bytes]:
+    """The redacted copy's bytes. deliver=False: a reviewer watching it (consultation); deliver=True: handed to
+    the requester (communication), only once approved."""
+    req = db.get(RightsRequest, copy.request_id)
+    tenant = db.get(Tenant, copy.tenant_id)
+    if deliver:
+        if copy.state != CopyState.APPROVED:
+            raise RightsError(f"the copy is {copy.state}: only a copy approved by a reviewer may be handed over")
+        copy.delivered_at = utcnow()
+        p.record(db, EntryDraft(action=Action.COMMUNICATION, event="rights.copy.delivered", actor=actor_of(user),
+                                recordings=[copy.recording_id], recipients=[recipient(req)],
+                                details={"copy_id": copy.id, "request_id": req.id, "sha256": copy.sha256}), tenant)
+    else:
+        if copy.state not in (CopyState.TO_REVIEW, CopyState.APPROVED, CopyState.REJECTED):
+            raise RightsError(f"the copy is {copy.state}: there is nothing to watch yet")
+        p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.viewed", actor=actor_of(user),
+                                recordings=[copy.recording_id], motive=_motive(req),
+                                details={"copy_id": copy.id, "request_id": req.id}), tenant)
+    db.commit()
+    return _open_sealed(_folder(p, copy) / "copy.sealed", _data_key(p, copy))
+
+
+# --- the steps -----------------------------------------------------------------------------------------
+
+def start_copy(p: Platform, db: Session, user: User, req: RightsRequest, recording_id: str) -> RedactedCopy:
+    """Create a copy for one recording and start finding the faces in it."""
+    if req.kind != RequestKind.ACCESS:
+        raise RightsError(f"request {req.id} is a {req.kind} request: redacted copies answer access requests")
+    try:
+        rec = catalogue.get_visible(p, db, user, recording_id)
+    except catalogue.NotFound:
+        raise CopyNotFound(f"no stored recording {recording_id} that you may see") from None
+    if rec.state != RecordingState.STORED or rec.wrapped_key is None:
+        raise CopyNotFound(f"{recording_id} is not stored any more")
+    engine()  # refuse before anything is written when the engine is missing
+    tenant = db.get(Tenant, req.tenant_id)
+    copy = RedactedCopy(tenant_id=tenant.id, request_id=req.id, recording_id=rec.id,
+                        state=CopyState.DETECTING.value, progress=0.0, tracks=[], keep_tracks=[], add_regions=[],
+                        created_by=user.id)
+    db.add(copy)
+    db.flush()
+    copy.data_key = crypto.wrap_key(p.keyring.master_key, crypto.new_data_key(), f"rights-copy-{copy.id}")
+    copy.folder = f"{tenant.slug}/copy-{copy.id}"
+    p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.started", actor=actor_of(user),
+                            recordings=[rec.id], cameras=[rec.device_id], motive=_motive(req),
+                            details={"copy_id": copy.id, "request_id": req.id}), tenant)
+    db.commit()
+    _spawn(copy.id, lambda: _detect_job(p, copy.id, actor_of(user)))
+    return copy
+
+
+def redact(p: Platform, db: Session, user: User, copy: RedactedCopy, *, keep_tracks: list[int],
+           add_regions: list[dict], voice: bool = True) -> RedactedCopy:
+    """Produce the copy with these choices (tracks kept visible: the requester's)."""
+    if copy.state not in (CopyState.TRACKS_READY, CopyState.REJECTED, CopyState.TO_REVIEW):
+        raise RightsError(f"the copy is {copy.state}: wait for the faces to be found")
+    known = {t["id"] for t in copy.tracks or []}
+    unknown = sorted(set(keep_tracks) - known)
+    if unknown:
+        raise RightsError(f"no face track {unknown} in this recording; tracks: {sorted(known)}")
+    for region in add_regions:
+        if region["end_frame"] < region["start_frame"] or region["w"] <= 0 or region["h"] <= 0:
+            raise RightsError(f"region {region}: give start_frame <= end_frame and a positive size")
+    engine()
+    copy.keep_tracks, copy.add_regions = sorted(set(keep_tracks)), list(add_regions)
+    copy.state, copy.progress, copy.error = CopyState.REDACTING.value, 0.0, None
+    copy.reviewed_by = copy.reviewed_at = copy.review_reason = None
+    req = db.get(RightsRequest, copy.request_id)
+    p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.redaction_started", actor=actor_of(user),
+                            recordings=[copy.recording_id],
+                            details={"copy_id": copy.id, "request_id": req.id, "kept_tracks": copy.keep_tracks,
+                                     "added_regions": len(add_regions), "voice": voice}),
+             db.get(Tenant, copy.tenant_id))
+    db.commit()
+    _spawn(copy.id, lambda: _redact_job(p, copy.id, actor_of(user), voice))
+    return copy
+
+
+def review(p: Platform, db: Session, user: User, copy: RedactedCopy, *, approve: bool,
+           reason: str | None = None) -> RedactedCopy:
+    """A person looked at the copy: approved, it may be handed over; rejected, it must be redacted again."""
+    if copy.state != CopyState.TO_REVIEW:
+        raise RightsError(f"the copy is {copy.state}: only a produced copy awaiting review can be reviewed")
+    reason = (reason or "").strip() or None
+    if not approve and not reason:
+        raise RightsError("say what is wrong with the copy (a face left visible, a region to add...)")
+    copy.state = (CopyState.APPROVED if approve else CopyState.REJECTED).value
+    copy.reviewed_by, copy.reviewed_at, copy.review_reason = user.id, utcnow(), reason
+    p.record(db, EntryDraft(action=Action.MODIFICATION, event=f"rights.copy.{copy.state}", actor=actor_of(user),
+                            recordings=[copy.recording_id],
+                            details={"copy_id": copy.id, "request_id": copy.request_id, "reason": reason}),
+             db.get(Tenant, copy.tenant_id))
+    db.commit()
+    return copy
+
+
+# --- background jobs -----------------------------------------------------------------------------------
+
+def _spawn(copy_id: int, target: Callable[[], None]) -> None:
+    thread = threading.Thread(target=target, name=f"rights-copy-{copy_id}", daemon=True)
+    with _jobs_lock:
+        _jobs[copy_id] = thread
+    thread.start()
+
+
+def wait(copy_id: int, timeout: float | None = None) -> None:
+    """Wait for a copy's job in this process (the CLI and tests)."""
+    with _jobs_lock:
+        thread = _jobs.get(copy_id)
+    if thread is not None:
+        thread.join(timeout)
+
+
+class _Progress:
+    """Writes the job's progress to the copy's row, at most every 2 %."""
+
+    def __init__(self, p: Platform, copy_id: int) -> None:
+        self.p, self.copy_id, self.last = p, copy_id, -1.0
+
+    def __call__(self, *args: Any) -> None:
+        if len(args) < 2 or not args[1]:
+            return
+        fraction = max(0.0, min(1.0, float(args[0]) / float(args[1])))
+        if fraction - self.last < 0.02 and fraction < 1.0:
+            return
+        self.last = fraction
+        with self.p.session() as db:
+            copy = db.get(RedactedCopy, self.copy_id)
+            copy.progress = round(fraction * 0.95, 3)  # the rest is sealing
+            db.commit()
+
+
+def _fail(p: Platform, copy_id: int, actor: Actor, step: str, exc: BaseException) -> None:
+    log.exception("rights copy %s: %s failed", copy_id, step)
+    with p.session() as db:
+        copy = db.get(RedactedCopy, copy_id)
+        copy.state, copy.error = CopyState.FAILED.value, f"{step} failed: {exc}"[:2000]
+        p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.failed", actor=actor,
+                                recordings=[copy.recording_id],
+                                details={"copy_id": copy.id, "step": step, "error": str(exc)[:500]}),
+                 db.get(Tenant, copy.tenant_id))
+        db.commit()
+
+
+def thumbnails(src: Path, tracks: list[Any]) -> dict[str, str]:
+    """One JPEG per track (base64), cut around its largest box."""
+    import av
+    from PIL import Image
+
+    wanted: dict[int, list[tuple[int, tuple]]] = {}
+    for track in tracks:
+        if track.boxes:
+            frame, box = max(track.boxes.items(), key=lambda kv: kv[1][2] * kv[1][3])
+            wanted.setdefault(int(frame), []).append((int(track.id), box))
+    out: dict[str, str] = {}
+    if not wanted:
+        return out
+    last = max(wanted)
+    with av.open(str(src)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                image = frame.to_image()
+                for track_id, (x, y, w, h) in wanted[index]:
+                    pad_w, pad_h = w * 0.25, h * 0.25
+                    box = (max(0, int(x - pad_w)), max(0, int(y - pad_h)),
+                           min(image.width, int(x + w + pad_w)), min(image.height, int(y + h + pad_h)))
+                    crop = image.crop(box) if box[2] > box[0] and box[3] > box[1] else image
+                    crop.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.LANCZOS)
+                    buf = io.BytesIO()
+                    crop.convert("RGB").save(buf, "JPEG", quality=85)
+                    out[str(track_id)] = base64.b64encode(buf.getvalue()).decode()
+            if index >= last:
+                break
+    return out
+
+
+def _frame_rate(src: Path) -> float:
+    import av
+
+    with av.open(str(src)) as container:
+        rate = container.streams.video[0].average_rate
+        return float(rate) if rate else 25.0
+
+
+def _detect_job(p: Platform, copy_id: int, actor: Actor) -> None:
+    try:
+        redaction = engine()
+        with p.session() as db, private_workdir(p) as work:
+            copy = db.get(RedactedCopy, copy_id)
+            rec = db.get(Recording, copy.recording_id)
+            src = decrypt_recording(p, db, rec, work)
+            found = redaction.detect_tracks(src, progress=_Progress(p, copy_id))
+            fps = _frame_rate(src)
+            thumbs = thumbnails(src, found)
+            folder = _folder(p, copy)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _seal_bytes(folder / "thumbnails.sealed", _data_key(p, copy), orjson.dumps(thumbs))
+            db.refresh(copy)
+            copy.tracks = [{"id": int(t.id), "frames": len(t.boxes), "first_frame": min(t.boxes, default=0),
+                            "last_frame": max(t.boxes, default=0),
+                            "start_s": round(min(t.boxes, default=0) / fps, 2),
+                            "end_s": round(max(t.boxes, default=0) / fps, 2)} for t in found]
+            copy.state, copy.progress = CopyState.TRACKS_READY.value, 1.0
+            p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.faces_found", actor=actor,
+                                    recordings=[rec.id], details={"copy_id": copy.id, "tracks": len(found)}),
+                     db.get(Tenant, copy.tenant_id))
+            db.commit()
+    except Exception as exc:  # noqa: BLE001 - the copy says why; the server goes on
+        _fail(p, copy_id, actor, "face detection", exc)
+
+
+def _redact_job(p: Platform, copy_id: int, actor: Actor, voice: bool) -> None:
+    try:
+        redaction = engine()
+        with p.session() as db, private_workdir(p) as work:
+            copy = db.get(RedactedCopy, copy_id)
+            rec = db.get(Recording, copy.recording_id)
+            src = decrypt_recording(p, db, rec, work)
+            dst = work / "redacted.mp4"
+            regions = [redaction.ManualRegion(int(r["start_frame"]), int(r["end_frame"]), int(r["x"]), int(r["y"]),
+                                              int(r["w"]), int(r["h"])) for r in copy.add_regions or []]
+            redaction.redact_file(src, dst, mode="blur", keep_tracks=list(copy.keep_tracks or []),
+                                  add_regions=regions, voice=voice, progress=_Progress(p, copy_id))
+            src.unlink(missing_ok=True)  # the clear original goes first
+            folder = _folder(p, copy)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            sha256, size = _seal_file(dst, folder / "copy.sealed", _data_key(p, copy))
+            db.refresh(copy)
+            copy.sha256, copy.size_bytes, copy.produced_at = sha256, size, utcnow()
+            copy.state, copy.progress = CopyState.TO_REVIEW.value, 1.0
+            p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.produced", actor=actor,
+                                    recordings=[rec.id],
+                                    details={"copy_id": copy.id, "sha256": sha256, "bytes": size}),
+                     db.get(Tenant, copy.tenant_id))
+            db.commit()
+    except Exception as exc:  # noqa: BLE001
+        _fail(p, copy_id, actor, "redaction", exc)

@@ -1,0 +1,1 @@
+"""Live supervision for the CSU: the CCTV registry, nearby cameras, PTZ aiming, reinforcements."""

@@ -1,0 +1,319 @@
+"""Aim a PTZ CCTV camera at an incident over ONVIF, with the real client library (onvif-zeep-async).
+
+The steps are those of any ONVIF client: the device service's addresses (GetServices, or GetCapabilities on older
+cameras), the media profile that carries a PTZ configuration (GetProfiles), AbsoluteMove in the normalised generic
+spaces (temoin.geo.geometry documents the convention), then GetStatus for the pose the camera reports. The whole
+exchange has a deadline (3 s by default): an operator must not wait on a dead camera.
+
+Each move is journaled as event "ptz.aimed" (a failed one as "ptz.failed") with Action.ADMINISTRATION: the operator
+acts on a device of the vidéoprotection network, which records nothing of the body cameras' evidence and reveals
+no content (so not COMMUNICATION nor CONSULTATION), changes no recording (not MODIFICATION), and is an ordinary,
+authorised operation (SECURITY is kept for refusals and breaches, so that an auditor filtering on it sees only
+those). The entry names the actor, the camera, the target and the live session. A "ptz" event goes to the CSU's
+dashboards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.orm import Session
+
+from temoin.geo.geometry import OnvifPosition, PtzAngles, distance_m, from_onvif, ptz_angles, to_onvif
+from temoin.identity.models import Tenant
+from temoin.journal.entry import Action, Actor, EntryDraft
+from temoin.live.events import EventBus
+from temoin.platform import Platform
+from temoin.supervision.models import CctvCamera
+from temoin.supervision.registry import RegistryError, camera_of, camera_password
+
+log = logging.getLogger("temoin.supervision.ptz")
+TIMEOUT_S = 3.0
+PAN_TILT_SPACE = "http://www.onvif.org/ver10/tptz/PanTiltSpaces/PositionGenericSpace"
+ZOOM_SPACE = "http://www.onvif.org/ver10/tptz/ZoomSpaces/PositionGenericSpace"
+PTZ_NAMESPACE = "http://www.onvif.org/ver20/ptz/wsdl"
+STATUS_POLL_S = 0.2
+
+
+class PtzError(Exception):
+    """An aim that failed; `status` is the HTTP status the API answers with, the message says what to do."""
+
+    status = 502
+    reason = "failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NoSuchCamera(PtzError):
+    status, reason = 404, "unknown_camera"
+
+
+class NotPtz(PtzError):
+    status, reason = 409, "not_ptz"
+
+
+class Unreachable(PtzError):
+    status, reason = 504, "unreachable"
+
+
+class AuthRefused(PtzError):
+    status, reason = 502, "auth_refused"
+
+
+class CameraFault(PtzError):
+    status, reason = 502, "camera_fault"
+
+
+@dataclass(frozen=True)
+class OnvifEndpoint:
+    """Where and how to reach a camera's ONVIF device service. The library always asks for the standard path
+    /onvif/device_service on that host and port (the path of onvif_url is not used); the other services' addresses
+    come from the camera itself (GetServices)."""
+
+    host: str  # "http://host" or "https://host": the library builds http(s)://host:port/onvif/device_service
+    port: int
+    username: str | None
+    password: str | None = None
+
+    def __repr__(self) -> str:  # never print the password
+        return f"OnvifEndpoint({self.host}:{self.port}, user={self.username!r})"
+
+    @classmethod
+    def from_url(cls, url: str, username: str | None, password: str | None) -> "OnvifEndpoint":
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise NotPtz(f"the ONVIF address {url!r} is not an http(s) URL: correct the camera's onvif_url")
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        return cls(f"{scheme}://{host}", parts.port or (443 if scheme == "https" else 80), username, password)
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Pose:
+    angles: PtzAngles
+    onvif: OnvifPosition
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.angles.as_dict(), "onvif": self.onvif.as_dict()}
+
+
+@dataclass(frozen=True)
+class AimResult:
+    camera_id: str
+    target: tuple[float, float]
+    distance_m: float
+    requested: Pose
+    reported: Pose | None  # None when the camera's GetStatus gave no position
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"camera_id": self.camera_id, "target": {"lat": self.target[0], "lon": self.target[1]},
+                "distance_m": round(self.distance_m, 1), "requested": self.requested.as_dict(),
+                "reported": self.reported.as_dict() if self.reported else None}
+
+
+def plan(cam: CctvCamera, lat: float, lon: float) -> Pose:
+    """The pose that frames the target, in degrees and in ONVIF's normalised spaces."""
+    angles = ptz_angles(cam.lat, cam.lon, cam.height_m, lat, lon, fov_deg=cam.fov_deg, max_zoom=cam.max_zoom)
+    return Pose(angles, to_onvif(angles, cam.heading_deg, cam.max_zoom))
+
+
+# --- the protocol -----------------------------------------------------------------------------------------
+
+def _onvif_camera_class() -> type:
+    # The library calls logging.basicConfig() when imported, which would change the process's root logger;
+    # keep the root logger as the application configured it.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    from onvif import ONVIFCamera
+
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    return ONVIFCamera
+
+
+async def warm_up() -> None:
+    """Parse the ONVIF WSDL files the aim needs (about a second of CPU, once per process), so that the first aim's
+    deadline is spent on the camera, not on local parsing. Uses the library's own document cache."""
+    _onvif_camera_class()
+    try:
+        from pathlib import Path
+
+        import onvif
+        from onvif.client import _cached_document  # the library's cache: what ONVIFCamera itself reads
+    except ImportError:  # another version of the library: the first aim pays the parsing
+        return
+    folder = Path(onvif.__file__).parent / "wsdl"
+    for name in ("devicemgmt.wsdl", "media.wsdl", "ptz.wsdl"):
+        await _cached_document(str(folder / name))
+
+
+def _is_auth_fault(exc: BaseException) -> bool:
+    from zeep.exceptions import Fault, TransportError
+
+    if isinstance(exc, TransportError):
+        return exc.status_code in (401, 403)
+    if isinstance(exc, Fault):
+        subcodes = " ".join(str(getattr(s, "localname", s)) for s in (exc.subcodes or []))
+        text = f"{exc.code} {subcodes} {exc.message}".lower()
+        return "notauthorized" in text or "not authorized" in text or "unauthorized" in text
+    return False
+
+
+def _translate(exc: BaseException, endpoint: OnvifEndpoint) -> PtzError:
+    import aiohttp
+    from onvif.exceptions import ONVIFError
+    from zeep.exceptions import Fault, TransportError
+
+    if isinstance(exc, PtzError):
+        return exc
+    if _is_auth_fault(exc):
+        return AuthRefused(f"the camera at {endpoint.where} refused the ONVIF credentials of user "
+                           f"{endpoint.username!r}: import the camera again with the right onvif_username and "
+                           "onvif_password")
+    if isinstance(exc, Fault):
+        return CameraFault(f"the camera at {endpoint.where} answered with a fault: {exc.message}")
+    if isinstance(exc, TransportError):
+        return CameraFault(f"the camera at {endpoint.where} answered HTTP {exc.status_code}: is onvif_url the "
+                           "address of its ONVIF service?")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return Unreachable(f"the camera at {endpoint.where} cannot be reached ({type(exc).__name__}): check its "
+                           "network link and its onvif_url")
+    if isinstance(exc, ONVIFError):
+        cause = exc.__cause__
+        if cause is not None and cause is not exc:
+            return _translate(cause, endpoint)
+        return CameraFault(f"ONVIF error with the camera at {endpoint.where}: {exc}")
+    return CameraFault(f"unexpected error with the camera at {endpoint.where}: {type(exc).__name__}: {exc}")
+
+
+def _reported(status: Any) -> OnvifPosition | None:
+    position = getattr(status, "Position", None)
+    pan_tilt = getattr(position, "PanTilt", None)
+    zoom = getattr(position, "Zoom", None)
+    if pan_tilt is None or pan_tilt.x is None or pan_tilt.y is None:
+        return None
+    return OnvifPosition(float(pan_tilt.x), float(pan_tilt.y), float(zoom.x) if zoom is not None and
+                         zoom.x is not None else 0.0)
+
+
+def _moving(status: Any) -> bool:
+    move = getattr(status, "MoveStatus", None)
+    return any(str(getattr(move, axis, "") or "").upper() == "MOVING" for axis in ("PanTilt", "Zoom"))
+
+
+async def move(endpoint: OnvifEndpoint, position: OnvifPosition, *, timeout_s: float = TIMEOUT_S) -> OnvifPosition | None:
+    """AbsoluteMove to a normalised position, then the position the camera reports (polled while it says it
+    is still moving, within the deadline). Raises a PtzError saying what went wrong."""
+    onvif_camera = _onvif_camera_class()
+    await warm_up()
+    deadline = time.monotonic() + timeout_s
+
+    async def exchange() -> OnvifPosition | None:
+        cam = onvif_camera(endpoint.host, endpoint.port, endpoint.username, endpoint.password, no_cache=True)
+        try:
+            await cam.update_xaddrs()
+            if PTZ_NAMESPACE not in cam.xaddrs:
+                raise NotPtz(f"the camera at {endpoint.where} has no ONVIF PTZ service: it cannot be aimed")
+            media = await cam.create_media_service()
+            profiles = await media.GetProfiles()
+            token = next((p.token for p in profiles or [] if getattr(p, "PTZConfiguration", None) is not None), None)
+            if token is None:
+                raise NotPtz(f"no media profile of the camera at {endpoint.where} has a PTZ configuration: "
+                             "it cannot be aimed")
+            ptz = await cam.create_ptz_service()
+            await ptz.AbsoluteMove({"ProfileToken": token, "Position": {
+                "PanTilt": {"x": position.x, "y": position.y, "space": PAN_TILT_SPACE},
+                "Zoom": {"x": position.z, "space": ZOOM_SPACE}}})
+            status = await ptz.GetStatus({"ProfileToken": token})
+            # A real camera takes a moment to get there; report where it ends up if the deadline allows.
+            while _moving(status) and time.monotonic() + STATUS_POLL_S < deadline - 0.3:
+                await asyncio.sleep(STATUS_POLL_S)
+                status = await ptz.GetStatus({"ProfileToken": token})
+            return _reported(status)
+        finally:
+            try:
+                await cam.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection must not hide the real error
+                log.debug("closing the ONVIF client failed", exc_info=True)
+
+    try:
+        return await asyncio.wait_for(exchange(), timeout=max(0.1, deadline - time.monotonic()))
+    except asyncio.TimeoutError:
+        raise Unreachable(f"the camera at {endpoint.where} did not answer within {timeout_s:g} s: check its network "
+                          "link and its onvif_url") from None
+    except PtzError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the library raises many kinds; each is translated
+        raise _translate(exc, endpoint) from None
+
+
+async def aim_camera(cam: CctvCamera, password: str | None, lat: float, lon: float, *,
+                     timeout_s: float = TIMEOUT_S) -> AimResult:
+    """Compute the pose for the target and move the camera there (no database, no journal)."""
+    if not cam.ptz:
+        raise NotPtz(f"{cam.id} is a fixed camera: it cannot be aimed")
+    if not cam.onvif_url:
+        raise NotPtz(f"{cam.id} has no ONVIF address: set its onvif_url in the registry to aim it")
+    requested = plan(cam, lat, lon)
+    endpoint = OnvifEndpoint.from_url(cam.onvif_url, cam.onvif_username, password)
+    got = await move(endpoint, requested.onvif, timeout_s=timeout_s)
+    reported = Pose(from_onvif(got, cam.heading_deg, cam.max_zoom), got) if got is not None else None
+    return AimResult(cam.id, (lat, lon), distance_m(cam.lat, cam.lon, lat, lon), requested, reported)
+
+
+# --- the operation: load, aim, journal, announce --------------------------------------------------------
+
+async def aim(p: Platform, tenant_id: int, camera_id: str, lat: float, lon: float, *, actor: Actor,
+              session_id: str | None = None, bus: EventBus | None = None, timeout_s: float = TIMEOUT_S) -> AimResult:
+    """Aim the tenant's camera at (lat, lon): journaled (ptz.aimed / ptz.failed) and announced on the bus."""
+
+    def load() -> tuple[CctvCamera, str | None]:
+        with p.session() as db:
+            cam = camera_of(db, tenant_id, camera_id)
+            if cam is None:
+                raise NoSuchCamera(f"no CCTV camera {camera_id} in your commune's registry")
+            db.expunge(cam)
+            try:
+                return cam, camera_password(p, cam)
+            except RegistryError as exc:
+                raise AuthRefused(exc.message) from None
+
+    cam, password = await asyncio.to_thread(load)
+    target = {"lat": lat, "lon": lon}
+    try:
+        result = await aim_camera(cam, password, lat, lon, timeout_s=timeout_s)
+    except PtzError as exc:
+        await asyncio.to_thread(_journal, p, tenant_id, "ptz.failed", actor, {
+            "camera_id": camera_id, "target": target, "session_id": session_id, "reason": exc.reason,
+            "error": exc.message})
+        raise
+    await asyncio.to_thread(_journal, p, tenant_id, "ptz.aimed", actor, {
+        "camera_id": camera_id, "target": target, "session_id": session_id,
+        "requested": result.requested.angles.as_dict(),
+        "reported": result.reported.angles.as_dict() if result.reported else None})
+    if bus is not None:
+        bus.publish(tenant_id, "ptz", {"camera_id": camera_id, "session_id": session_id,
+                                       "requested": result.requested.angles.as_dict(),
+                                       "reported": result.reported.angles.as_dict() if result.reported else None})
+    return result
+
+
+def _journal(p: Platform, tenant_id: int, event: str, actor: Actor, details: dict[str, Any]) -> None:
+    with p.session() as db:
+        _record(p, db, db.get(Tenant, tenant_id), event, actor, details)
+        db.commit()
+
+
+def _record(p: Platform, db: Session, tenant: Tenant, event: str, actor: Actor, details: dict[str, Any]) -> None:
+    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event=event, actor=actor, details=details), tenant)

@@ -1,0 +1,108 @@
+"""Extractions for a procedure: packages anyone can verify, for a named recipient."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from temoin.evidence import package as pkg
+from temoin.evidence.models import Extraction
+from temoin.law.access import Permission
+from temoin.platform import Platform
+from temoin.web.deps import Principal, get_db, get_platform, require
+
+router = APIRouter(prefix="/api/v1/extractions", tags=["extractions"])
+pages = APIRouter(include_in_schema=False)
+
+
+class TrimIn(BaseModel):
+    recording_id: str
+    start_s: float = Field(ge=0, description="seconds from the recording's start; cut at the keyframe at or before")
+    end_s: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TrimIn":
+        if self.end_s <= self.start_s:
+            raise ValueError("end_s must be after start_s")
+        return self
+
+
+class ExtractionIn(BaseModel):
+    recording_ids: list[str] = Field(min_length=1, max_length=pkg.MAX_RECORDINGS)
+    recipient_name: str = Field(min_length=2, max_length=200)
+    recipient_kind: pkg.RecipientKind
+    procedure_type: pkg.ProcedureType
+    reference: str = Field(min_length=3, max_length=200)
+    trim: TrimIn | None = None
+
+
+class ExtractionOut(BaseModel):
+    id: str
+    created_at: datetime
+    recipient_name: str
+    recipient_kind: str
+    procedure_type: str
+    reference: str
+    recording_ids: list[str]
+    media_kind: str
+    trim: dict | None
+    sha256: str = Field(description="SHA-256 of the zip")
+    size: int
+    sums_sha256: str = Field(description="SHA-256 of the signed SHA256SUMS inside the package")
+    expires_at: datetime
+    available: bool
+    downloads: int
+    download_url: str
+
+    @classmethod
+    def of(cls, row: Extraction) -> "ExtractionOut":
+        return cls(id=row.id, created_at=row.created_at, recipient_name=row.recipient_name,
+                   recipient_kind=row.recipient_kind, procedure_type=row.procedure_type, reference=row.reference,
+                   recording_ids=list(row.recording_ids), media_kind=row.media_kind, trim=row.trim,
+                   sha256=row.package_sha256, size=row.package_bytes, sums_sha256=row.sums_sha256,
+                   expires_at=row.expires_at, available=row.package_path is not None, downloads=row.downloads,
+                   download_url=f"/api/v1/extractions/{row.id}/package")
+
+
+def _http(exc: pkg.ExtractionError) -> HTTPException:
+    return HTTPException(exc.status, exc.message)
+
+
+@router.post("", response_model=ExtractionOut, status_code=201,
+             summary="Build a package of recordings for a named recipient and procedure (journaled)")
+def create(body: ExtractionIn, who: Principal = require(Permission.RECORDINGS_EXTRACT),
+           db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> ExtractionOut:
+    trim = pkg.TrimRequest(body.trim.recording_id, body.trim.start_s, body.trim.end_s) if body.trim else None
+    request = pkg.ExtractionRequest(recording_ids=body.recording_ids, recipient_name=body.recipient_name.strip(),
+                                    recipient_kind=body.recipient_kind, procedure_type=body.procedure_type,
+                                    reference=body.reference.strip(), trim=trim)
+    try:
+        row, _ = pkg.extract(p, db, who.user, request)
+    except pkg.ExtractionError as exc:
+        raise _http(exc) from None
+    return ExtractionOut.of(row)
+
+
+@router.get("", response_model=list[ExtractionOut], summary="Extractions of your service, newest first")
+def list_extractions(who: Principal = require(Permission.RECORDINGS_EXTRACT),
+                     db: Session = Depends(get_db)) -> list[ExtractionOut]:
+    rows = db.scalars(select(Extraction).where(Extraction.tenant_id == who.user.tenant_id)
+                      .order_by(Extraction.created_at.desc()).limit(500))
+    return [ExtractionOut.of(r) for r in rows]
+
+
+@router.get("/{extraction_id}/package", response_class=FileResponse,
+            summary="The package (zip) for its recipient; journaled as a communication")
+def download(extraction_id: str, who: Principal = require(Permission.RECORDINGS_EXTRACT),
+             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> FileResponse:
+    try:
+        row, path = pkg.open_package(p, db, who.user, extraction_id)
+    except pkg.ExtractionError as exc:
+        raise _http(exc) from None
+    return FileResponse(path, media_type="application/zip", filename=f"temoin-extraction-{row.id}.zip",
+                        headers={"Cache-Control": "no-store", "X-Content-SHA256": row.package_sha256})

@@ -1,0 +1,142 @@
+"""Reports: the annual report to the prefect, the public information notice, monthly statistics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+
+from temoin.db import utcnow
+from temoin.law.access import Permission
+from temoin.reports import annual, monthly, notice
+from temoin.reports.pdf import annual_pdf
+from temoin.web.deps import Principal, get_db, require
+from temoin.web.i18n import lang_of, translator
+from temoin.web.pages import PageRequire, page
+
+router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
+pages = APIRouter(include_in_schema=False)
+
+YEAR = Path(ge=2000, le=2100)
+MONTH = Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+
+
+def _inputs(controller: str | None, dpo_contact: str | None, rights_address: str | None) -> notice.NoticeInputs:
+    return notice.NoticeInputs(controller=(controller or "").strip()[:300] or None,
+                               dpo_contact=(dpo_contact or "").strip()[:300] or None,
+                               rights_address=(rights_address or "").strip()[:500] or None)
+
+
+def _file(data: bytes | str, media_type: str, filename: str) -> Response:
+    return Response(data, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                                          "Cache-Control": "no-store"})
+
+
+@router.get("/annual/{year}.pdf", summary="The annual report as PDF, to sign and send to the prefect")
+def annual_as_pdf(year: int = YEAR, who: Principal = require(Permission.REPORTS_READ),
+                  db: Session = Depends(get_db)) -> Response:
+    report = annual.annual_report(db, who.tenant, year)
+    return _file(annual_pdf(report), "application/pdf", f"rapport-annuel-{who.tenant.slug}-{year}.pdf")
+
+
+@router.get("/annual/{year}.csv", summary="The annual report as CSV (section, item, value)")
+def annual_as_csv(year: int = YEAR, who: Principal = require(Permission.REPORTS_READ),
+                  db: Session = Depends(get_db)) -> Response:
+    report = annual.annual_report(db, who.tenant, year)
+    return _file(annual.to_csv(annual.report_rows(report)), "text/csv; charset=utf-8",
+                 f"rapport-annuel-{who.tenant.slug}-{year}.csv")
+
+
+@router.get("/annual/{year}", summary="The annual report to the prefect (R241-17), as figures")
+def annual_json(year: int = YEAR, who: Principal = require(Permission.REPORTS_READ),
+                db: Session = Depends(get_db)) -> dict:
+    report = annual.annual_report(db, who.tenant, year)
+    return {"tenant": report.tenant_slug, "year": year, "authorised_cameras": report.authorised_cameras,
+            "cameras_in_service": report.cameras_in_service, "authorised_agents": report.authorised_agents,
+            "designated_agents": report.designated_agents, "figures": report.figures.__dict__ | {"period": None}}
+
+
+@router.get("/monthly/{month}.csv", summary="Monthly statistics as CSV")
+def monthly_as_csv(month: str = MONTH, who: Principal = require(Permission.REPORTS_READ),
+                   db: Session = Depends(get_db)) -> Response:
+    year, m = monthly.parse_month(month)
+    f = monthly.monthly(db, who.tenant, year, m)
+    return _file(monthly.monthly_csv(who.tenant, f), "text/csv; charset=utf-8",
+                 f"statistiques-{who.tenant.slug}-{month}.csv")
+
+
+@router.get("/monthly/{month}", summary="Monthly statistics")
+def monthly_json(month: str = MONTH, who: Principal = require(Permission.REPORTS_READ),
+                 db: Session = Depends(get_db)) -> dict:
+    year, m = monthly.parse_month(month)
+    return monthly.summary(monthly.monthly(db, who.tenant, year, m))
+
+
+@router.get("/notice.pdf", summary="The public information notice (R241-15) as PDF")
+def notice_as_pdf(controller: str | None = Query(None, max_length=300,
+                                                 description="the controller, e.g. 'Le maire de X'"),
+                  dpo_contact: str | None = Query(None, max_length=300),
+                  rights_address: str | None = Query(None, max_length=500,
+                                                     description="where people write to exercise their rights"),
+                  who: Principal = require(Permission.REPORTS_READ)) -> Response:
+    return _file(notice.notice_pdf(who.tenant, _inputs(controller, dpo_contact, rights_address)), "application/pdf",
+                 f"information-du-public-{who.tenant.slug}.pdf")
+
+
+@router.get("/notice", summary="The public information notice (R241-15) as sections")
+def notice_json(controller: str | None = Query(None, max_length=300), dpo_contact: str | None = Query(None, max_length=300),
+                rights_address: str | None = Query(None, max_length=500),
+                who: Principal = require(Permission.REPORTS_READ)) -> dict:
+    title, sections = notice.notice_sections(who.tenant, _inputs(controller, dpo_contact, rights_address))
+    return {"title": title, "sections": [{"heading": h, "text": t} for h, t in sections]}
+
+
+# --- pages ----------------------------------------------------------------------------------------------
+
+TEXTS: dict[str, dict[str, str]] = {
+    "reports": {"fr": "Rapports", "en": "Reports"},
+    "annual": {"fr": "Rapport annuel au préfet (R241-17)", "en": "Annual report to the prefect (R241-17)"},
+    "monthly": {"fr": "Statistiques mensuelles", "en": "Monthly statistics"},
+    "notice": {"fr": "Information du public (R241-15)", "en": "Public information notice (R241-15)"},
+    "year": {"fr": "Année", "en": "Year"},
+    "month": {"fr": "Mois", "en": "Month"},
+    "show": {"fr": "Afficher", "en": "Show"},
+    "download_pdf": {"fr": "Télécharger (PDF)", "en": "Download (PDF)"},
+    "download_csv": {"fr": "Télécharger (CSV)", "en": "Download (CSV)"},
+    "controller": {"fr": "Responsable du traitement", "en": "Controller"},
+    "dpo_contact": {"fr": "Contact du délégué à la protection des données", "en": "Data protection officer's contact"},
+    "rights_address": {"fr": "Adresse pour exercer ses droits", "en": "Address to exercise one's rights"},
+    "notice_help": {"fr": "Ces informations ne sont pas dans les réglages de la commune : saisissez-les pour "
+                          "compléter l'affiche.",
+                    "en": "These are not in the commune's settings: type them to complete the notice."},
+}
+
+
+def _t(request: Request):  # noqa: ANN202
+    lang = lang_of(request)
+    base = translator(lang)
+
+    def t(key: str, default: str | None = None) -> str:
+        entry = TEXTS.get(key)
+        return entry.get(lang, entry["fr"]) if entry else base(key, default)
+    return t
+
+
+@pages.get("/reports")
+def reports_page(request: Request, year: int | None = Query(None, ge=2000, le=2100),
+                 month: str | None = Query(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
+                 controller: str | None = Query(None, max_length=300), dpo_contact: str | None = Query(None, max_length=300),
+                 rights_address: str | None = Query(None, max_length=500),
+                 who: Principal = Depends(PageRequire(Permission.REPORTS_READ)),
+                 db: Session = Depends(get_db)) -> HTMLResponse:
+    today = utcnow().astimezone(annual.PARIS).date()
+    year = year or today.year
+    month = month or f"{today.year:04d}-{today.month:02d}"
+    report = annual.annual_report(db, who.tenant, year)
+    y, m = monthly.parse_month(month)
+    month_rows = annual.period_rows(monthly.monthly(db, who.tenant, y, m))
+    inputs = _inputs(controller, dpo_contact, rights_address)
+    title, sections = notice.notice_sections(who.tenant, inputs)
+    return page(request, "reports.html", who=who, t=_t(request), year=year, month=month,
+                annual_rows=annual.report_rows(report), month_rows=month_rows, notice_title=title,
+                notice_sections=sections, inputs=inputs)

@@ -1,0 +1,554 @@
+"""Citizens' rights requests: the register, candidate recordings, redacted copies, early erasure."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from temoin.law.access import Permission, allows
+from temoin.platform import Platform
+from temoin.rights import copies as copies_mod
+from temoin.rights import register
+from temoin.rights.candidates import find_candidates
+from temoin.rights.erasure import ErasureRefused, RecordingsNotFound, erase_for_request
+from temoin.rights.models import RedactedCopy, RequestKind, RequestStatus, RightsRequest
+from temoin.web.deps import Principal, get_db, get_platform, require
+from temoin.web.i18n import lang_of, translator
+
+router = APIRouter(prefix="/api/v1/rights", tags=["rights"])
+pages = APIRouter(include_in_schema=False)
+
+FACTS_WINDOW = timedelta(hours=1)  # around the facts' time when the person gives only one
+
+
+# --- API models ------------------------------------------------------------------------------------------
+
+class RequestIn(BaseModel):
+    kind: RequestKind
+    person_description: str = Field(min_length=3, max_length=5000,
+                                    description="what the person wore, where and when they were")
+    contact: str = Field(min_length=3, max_length=1000)
+    received_on: date | None = Field(default=None, description="local day of receipt (default: today)")
+    facts_start: datetime | None = None
+    facts_end: datetime | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    radius_m: float | None = Field(default=None, gt=0, le=50_000)
+    agent: str | None = Field(default=None, max_length=128)
+
+
+class RequestOut(BaseModel):
+    id: int
+    kind: str
+    status: str
+    person_description: str
+    contact: str
+    received_on: date
+    deadline: date
+    overdue: bool
+    facts_start: datetime | None
+    facts_end: datetime | None
+    lat: float | None
+    lon: float | None
+    radius_m: float | None
+    agent: str | None
+    decision: str | None
+    reason: str | None
+    procedure_reference: str | None
+    erased: list[dict]
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, r: RightsRequest) -> "RequestOut":
+        return cls(id=r.id, kind=r.kind, status=r.status, person_description=r.person_description,
+                   contact=r.contact, received_on=r.received_on, deadline=r.deadline, overdue=register.is_overdue(r),
+                   facts_start=r.facts_start, facts_end=r.facts_end, lat=r.place_lat, lon=r.place_lon,
+                   radius_m=r.radius_m, agent=r.agent_ref, decision=r.decision, reason=r.reason,
+                   procedure_reference=r.procedure_reference, erased=list(r.erased or []), closed_at=r.closed_at)
+
+
+class StatusIn(BaseModel):
+    status: RequestStatus
+    decision: str | None = Field(default=None, max_length=5000)
+    reason: str | None = Field(default=None, max_length=5000)
+    procedure_reference: str | None = Field(default=None, max_length=200)
+
+
+class CandidateOut(BaseModel):
+    recording_id: str
+    camera_id: str
+    agent: str
+    started_at: datetime
+    ended_at: datetime
+    overlap_s: float
+    distance_m: float | None
+    hold: dict | None
+
+
+class CandidatesOut(BaseModel):
+    candidates: list[CandidateOut]
+    propose_restriction: bool = Field(description="a candidate is kept for a judicial procedure: restrict access "
+                                                  "(the person goes through the CNIL)")
+    judicial_holds: list[str]
+
+
+class ErasureIn(BaseModel):
+    recording_ids: list[str] = Field(min_length=1, max_length=200)
+
+
+class CopyIn(BaseModel):
+    recording_id: str = Field(min_length=1, max_length=128)
+
+
+class RegionIn(BaseModel):
+    start_frame: int = Field(ge=0)
+    end_frame: int = Field(ge=0)
+    x: int = Field(ge=0)
+    y: int = Field(ge=0)
+    w: int = Field(gt=0)
+    h: int = Field(gt=0)
+
+
+class RedactIn(BaseModel):
+    keep_tracks: list[int] = Field(default_factory=list, max_length=100,
+                                   description="the requester's face track(s): left visible")
+    add_regions: list[RegionIn] = Field(default_factory=list, max_length=500,
+                                        description="extra regions to hide (faces the detector missed)")
+    voice: bool = Field(default=True, description="also disguise the voices")
+
+
+class ReviewIn(BaseModel):
+    approve: bool
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class CopyOut(BaseModel):
+    id: int
+    request_id: int
+    recording_id: str
+    state: str
+    progress: float
+    error: str | None
+    tracks: list[dict]
+    keep_tracks: list[int]
+    add_regions: list[dict]
+    sha256: str | None
+    size_bytes: int | None
+    produced_at: datetime | None
+    reviewed_at: datetime | None
+    review_reason: str | None
+    delivered_at: datetime | None
+
+    @classmethod
+    def of(cls, c: RedactedCopy) -> "CopyOut":
+        return cls(id=c.id, request_id=c.request_id, recording_id=c.recording_id, state=c.state, progress=c.progress,
+                   error=c.error, tracks=list(c.tracks or []), keep_tracks=list(c.keep_tracks or []),
+                   add_regions=list(c.add_regions or []), sha256=c.sha256, size_bytes=c.size_bytes,
+                   produced_at=c.produced_at, reviewed_at=c.reviewed_at, review_reason=c.review_reason,
+                   delivered_at=c.delivered_at)
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+def _request(p: Platform, db: Session, who: Principal, request_id: int) -> RightsRequest:
+    try:
+        return register.get_request(p, db, who.user, request_id)
+    except register.RequestNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _copy(p: Platform, db: Session, who: Principal, copy_id: int) -> RedactedCopy:
+    try:
+        return copies_mod.get_copy(p, db, who.user, copy_id)
+    except copies_mod.CopyNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _window(req: RightsRequest, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    start, end = start or req.facts_start, end or req.facts_end
+    if start is None and end is None:
+        raise HTTPException(422, "no time for the facts: give start and end (or record them on the request)")
+    start, end = start or end - FACTS_WINDOW, end or start + FACTS_WINDOW
+    if start.tzinfo is None or end.tzinfo is None:
+        raise HTTPException(422, "give times with their offset (e.g. 2026-03-14T18:30:00+01:00)")
+    return start, end
+
+
+def candidates_for(db: Session, req: RightsRequest, start: datetime | None = None, end: datetime | None = None,
+                   lat: float | None = None, lon: float | None = None, radius_m: float | None = None,
+                   agent: str | None = None) -> CandidatesOut:
+    start, end = _window(req, start, end)
+    lat = lat if lat is not None else req.place_lat
+    lon = lon if lon is not None else req.place_lon
+    radius = radius_m if radius_m is not None else req.radius_m
+    try:
+        found = find_candidates(db, req.tenant_id, start, end, lat=lat, lon=lon, radius_m=radius,
+                                agent=agent or req.agent_ref)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    judicial = [c.recording_id for c in found if c.hold and c.hold["procedure"] == "judicial"]
+    return CandidatesOut(candidates=[CandidateOut(**c.__dict__) for c in found], propose_restriction=bool(judicial),
+                         judicial_holds=judicial)
+
+
+# --- the register ---------------------------------------------------------------------------------------
+
+@router.post("/requests", response_model=RequestOut, status_code=201, summary="Register a person's request")
+def create(body: RequestIn, who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
+           p: Platform = Depends(get_platform)) -> RequestOut:
+    try:
+        req = register.create_request(p, db, who.user, who.tenant, register.NewRequest(
+            kind=body.kind, person_description=body.person_description, contact=body.contact,
+            received_on=body.received_on, facts_start=body.facts_start, facts_end=body.facts_end,
+            place_lat=body.lat, place_lon=body.lon, radius_m=body.radius_m, agent_ref=body.agent))
+    except register.RightsError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return RequestOut.of(req)
+
+
+@router.get("/requests", response_model=list[RequestOut], summary="The register, nearest deadline first")
+def list_all(status: RequestStatus | None = None, overdue: bool | None = None,
+             who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db)) -> list[RequestOut]:
+    return [RequestOut.of(r) for r in register.list_requests(db, who.tenant, status=status, overdue=overdue)]
+
+
+@router.get("/requests/{request_id}", response_model=RequestOut, summary="One request")
+def get_one(request_id: int, who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
+            p: Platform = Depends(get_platform)) -> RequestOut:
+    return RequestOut.of(_request(p, db, who, request_id))
+
+
+@router.post("/requests/{request_id}/status", response_model=RequestOut,
+             summary="Move a request along: in_progress, answered, refused, restricted (indirect route via the CNIL)")
+def set_status(request_id: int, body: StatusIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RequestOut:
+    req = _request(p, db, who, request_id)
+    try:
+        register.set_status(p, db, who.user, req, body.status, decision=body.decision, reason=body.reason,
+                            procedure_reference=body.procedure_reference)
+    except register.RightsError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return RequestOut.of(req)
+
+
+@router.get("/requests/{request_id}/candidates", response_model=CandidatesOut,
+            summary="Recordings that may show the person (time window, place, agent)")
+def candidates(request_id: int, start: datetime | None = None, end: datetime | None = None,
+               lat: float | None = Query(None, ge=-90, le=90), lon: float | None = Query(None, ge=-180, le=180),
+               radius_m: float | None = Query(None, gt=0, le=50_000), agent: str | None = None,
+               who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
+               p: Platform = Depends(get_platform)) -> CandidatesOut:
+    req = _request(p, db, who, request_id)
+    return candidates_for(db, req, start, end, lat, lon, radius_m, agent)
+
+
+@router.post("/requests/{request_id}/erasure", response_model=RequestOut,
+             summary="Erase the named recordings now (certificate each), unless a hold forbids it")
+def erase(request_id: int, body: ErasureIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RequestOut:
+    req = _request(p, db, who, request_id)
+    try:
+        erase_for_request(p, db, who.user, req, body.recording_ids)
+    except register.RightsError as exc:
+        raise HTTPException(409, str(exc)) from None
+    except RecordingsNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ErasureRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    db.refresh(req)
+    return RequestOut.of(req)
+
+
+# --- redacted copies ------------------------------------------------------------------------------------
+
+def _engine_or_503() -> None:
+    try:
+        copies_mod.engine()
+    except copies_mod.EngineMissing as exc:
+        raise HTTPException(503, str(exc)) from None
+
+
+@router.post("/requests/{request_id}/copies", response_model=CopyOut, status_code=202,
+             summary="Start a redacted copy of a recording: the faces are found in the background")
+def start_copy(request_id: int, body: CopyIn, who: Principal = require(Permission.RECORDINGS_REDACT),
+               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> CopyOut:
+    req = _request(p, db, who, request_id)
+    try:
+        copy = copies_mod.start_copy(p, db, who.user, req, body.recording_id)
+    except copies_mod.CopyNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except register.RightsError as exc:
+        raise HTTPException(409, str(exc)) from None
+    except copies_mod.EngineMissing as exc:
+        raise HTTPException(503, str(exc)) from None
+    return CopyOut.of(copy)
+
+
+@router.get("/requests/{request_id}/copies", response_model=list[CopyOut], summary="The copies of a request")
+def list_copies(request_id: int, who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
+                p: Platform = Depends(get_platform)) -> list[CopyOut]:
+    req = _request(p, db, who, request_id)
+    return [CopyOut.of(c) for c in db.scalars(select(RedactedCopy).where(RedactedCopy.request_id == req.id)
+                                              .order_by(RedactedCopy.id))]
+
+
+@router.get("/copies/{copy_id}", response_model=CopyOut, summary="A copy's state and progress")
+def get_copy(copy_id: int, who: Principal = require(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
+             p: Platform = Depends(get_platform)) -> CopyOut:
+    return CopyOut.of(_copy(p, db, who, copy_id))
+
+
+@router.get("/copies/{copy_id}/faces", summary="The face tracks with a thumbnail each (journaled: shows faces)")
+def faces(copy_id: int, who: Principal = require(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
+          p: Platform = Depends(get_platform)) -> list[dict]:
+    copy = _copy(p, db, who, copy_id)
+    try:
+        return copies_mod.faces(p, db, who.user, copy)
+    except register.RightsError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post("/copies/{copy_id}/redact", response_model=CopyOut, status_code=202,
+             summary="Produce the copy: the kept tracks stay visible, every other face is blurred")
+def redact(copy_id: int, body: RedactIn, who: Principal = require(Permission.RECORDINGS_REDACT),
+           db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> CopyOut:
+    copy = _copy(p, db, who, copy_id)
+    try:
+        copies_mod.redact(p, db, who.user, copy, keep_tracks=body.keep_tracks,
+                          add_regions=[r.model_dump() for r in body.add_regions], voice=body.voice)
+    except register.RightsError as exc:
+        raise HTTPException(409, str(exc)) from None
+    except copies_mod.EngineMissing as exc:
+        raise HTTPException(503, str(exc)) from None
+    return CopyOut.of(copy)
+
+
+@router.get("/copies/{copy_id}/video", summary="Watch the produced copy to review it (journaled)",
+            response_class=StreamingResponse)
+def review_video(copy_id: int, who: Principal = require(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
+                 p: Platform = Depends(get_platform)) -> StreamingResponse:
+    copy = _copy(p, db, who, copy_id)
+    try:
+        chunks = copies_mod.copy_stream(p, db, who.user, copy, deliver=False)
+    except register.RightsError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return StreamingResponse(chunks, media_type="video/mp4", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/copies/{copy_id}/review", response_model=CopyOut,
+             summary="A person approves the copy for release, or rejects it with a reason")
+def review(copy_id: int, body: ReviewIn, who: Principal = require(Permission.RECORDINGS_REDACT),
+           db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> CopyOut:
+    copy = _copy(p, db, who, copy_id)
+    try:
+        copies_mod.review(p, db, who.user, copy, approve=body.approve, reason=body.reason)
+    except register.RightsError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return CopyOut.of(copy)
+
+
+@router.get("/copies/{copy_id}/download", summary="The approved copy, for the requester (journaled as a "
+                                                  "communication to them)", response_class=StreamingResponse)
+def download(copy_id: int, who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
+             p: Platform = Depends(get_platform)) -> StreamingResponse:
+    copy = _copy(p, db, who, copy_id)
+    try:
+        chunks = copies_mod.copy_stream(p, db, who.user, copy, deliver=True)
+    except register.RightsError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return StreamingResponse(chunks, media_type="video/mp4", headers={
+        "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="copie-demande-{copy.request_id}-{copy.id}.mp4"'})
+
+
+# --- pages ----------------------------------------------------------------------------------------------
+
+TEXTS: dict[str, dict[str, str]] = {
+    "rights": {"fr": "Droits des personnes", "en": "Rights requests"},
+    "rights_help": {"fr": "Demandes d'accès, d'effacement, de limitation ou de rectification (loi 78-17, art. 104 "
+                          "à 108 ; R241-15). Délai de réponse : {n} mois.",
+                    "en": "Requests for access, erasure, limitation or rectification (loi 78-17, arts. 104 to "
+                          "108; R241-15). Answer within {n} months."},
+    "new_request": {"fr": "Enregistrer une demande", "en": "Register a request"},
+    "kind": {"fr": "Type", "en": "Kind"},
+    "kind.access": {"fr": "accès", "en": "access"},
+    "kind.erasure": {"fr": "effacement", "en": "erasure"},
+    "kind.limitation": {"fr": "limitation", "en": "limitation"},
+    "kind.rectification": {"fr": "rectification", "en": "rectification"},
+    "kind.objection": {"fr": "opposition", "en": "objection"},
+    "status": {"fr": "État", "en": "Status"},
+    "status.received": {"fr": "reçue", "en": "received"},
+    "status.in_progress": {"fr": "en cours", "en": "in progress"},
+    "status.answered": {"fr": "répondue", "en": "answered"},
+    "status.refused": {"fr": "refusée", "en": "refused"},
+    "status.restricted": {"fr": "restreinte (accès indirect CNIL)", "en": "restricted (indirect access via CNIL)"},
+    "person": {"fr": "Description de la personne (tenue, lieu, heure)",
+               "en": "Description of the person (clothing, place, time)"},
+    "contact": {"fr": "Contact pour la réponse", "en": "Contact for the answer"},
+    "received_on": {"fr": "Reçue le", "en": "Received on"},
+    "deadline": {"fr": "Échéance", "en": "Deadline"},
+    "overdue": {"fr": "en retard", "en": "overdue"},
+    "facts_start": {"fr": "Faits : début", "en": "Facts: start"},
+    "facts_end": {"fr": "Faits : fin", "en": "Facts: end"},
+    "lat": {"fr": "Latitude", "en": "Latitude"},
+    "lon": {"fr": "Longitude", "en": "Longitude"},
+    "radius": {"fr": "Rayon (m)", "en": "Radius (m)"},
+    "agent_opt": {"fr": "Agent (matricule, facultatif)", "en": "Agent (number, optional)"},
+    "save": {"fr": "Enregistrer", "en": "Save"},
+    "no_requests": {"fr": "Aucune demande.", "en": "No request."},
+    "candidates": {"fr": "Enregistrements candidats", "en": "Candidate recordings"},
+    "no_candidates": {"fr": "Aucun enregistrement ne correspond.", "en": "No recording matches."},
+    "no_window": {"fr": "Indiquez l'heure des faits pour chercher les enregistrements.",
+                  "en": "Give the time of the facts to look for recordings."},
+    "distance": {"fr": "Distance", "en": "Distance"},
+    "overlap": {"fr": "Chevauchement", "en": "Overlap"},
+    "hold": {"fr": "Conservation", "en": "Hold"},
+    "propose_restriction": {"fr": "Un enregistrement est conservé pour une procédure judiciaire : envisagez une "
+                                  "restriction (la personne passe par la CNIL).",
+                            "en": "A recording is kept for a judicial procedure: consider a restriction (the person "
+                                  "goes through the CNIL)."},
+    "decide": {"fr": "Décision", "en": "Decision"},
+    "decision": {"fr": "Réponse à la personne", "en": "Answer to the person"},
+    "reason": {"fr": "Motif", "en": "Reason"},
+    "procedure_reference": {"fr": "Référence de la procédure (restriction)",
+                            "en": "Procedure reference (restriction)"},
+    "erase": {"fr": "Effacer les enregistrements cochés", "en": "Erase the ticked recordings"},
+    "erased": {"fr": "Effacés (certificats)", "en": "Erased (certificates)"},
+    "copies": {"fr": "Copies masquées", "en": "Redacted copies"},
+    "make_copy": {"fr": "Préparer une copie masquée", "en": "Prepare a redacted copy"},
+    "error": {"fr": "Erreur", "en": "Error"},
+}
+
+
+def _t(request: Request):  # noqa: ANN202
+    lang = lang_of(request)
+    base = translator(lang)
+
+    def t(key: str, default: str | None = None) -> str:
+        entry = TEXTS.get(key)
+        return entry.get(lang, entry["fr"]) if entry else base(key, default)
+    return t
+
+
+def _page(request: Request, name: str, who: Principal, status: int = 200, **context) -> HTMLResponse:
+    from temoin.web.pages import page
+
+    return page(request, name, status=status, who=who, t=_t(request), **context)
+
+
+def _page_guard(permission: Permission):  # noqa: ANN202
+    from temoin.web.pages import PageRequire
+
+    return Depends(PageRequire(permission))
+
+
+def _parse_dt(value: str) -> datetime | None:
+    """A datetime-local field (Paris time) or an ISO time with offset."""
+    value = value.strip()
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=register.PARIS)
+
+
+def _float(value: str) -> float | None:
+    value = value.strip().replace(",", ".")
+    return float(value) if value else None
+
+
+@pages.get("/rights")
+def rights_page(request: Request, who: Principal = _page_guard(Permission.RIGHTS_MANAGE),
+                db: Session = Depends(get_db)) -> HTMLResponse:
+    from temoin.identity.tenant_settings import settings_of
+
+    return _page(request, "rights.html", who, requests=register.list_requests(db, who.tenant),
+                 is_overdue=register.is_overdue, kinds=[k.value for k in RequestKind],
+                 months=settings_of(who.tenant).rights_deadline_months)
+
+
+@pages.post("/rights")
+def rights_create(request: Request, kind: str = Form(""), person_description: str = Form(""),
+                  contact: str = Form(""), received_on: str = Form(""), facts_start: str = Form(""),
+                  facts_end: str = Form(""), lat: str = Form(""), lon: str = Form(""), radius_m: str = Form(""),
+                  agent: str = Form(""), who: Principal = _page_guard(Permission.RIGHTS_MANAGE),
+                  db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+    from temoin.identity.tenant_settings import settings_of
+
+    try:
+        req = register.create_request(p, db, who.user, who.tenant, register.NewRequest(
+            kind=RequestKind(kind), person_description=person_description, contact=contact,
+            received_on=date.fromisoformat(received_on) if received_on.strip() else None,
+            facts_start=_parse_dt(facts_start), facts_end=_parse_dt(facts_end), place_lat=_float(lat),
+            place_lon=_float(lon), radius_m=_float(radius_m), agent_ref=agent))
+    except (ValueError, register.RightsError) as exc:
+        return _page(request, "rights.html", who, status=422, error=str(exc),
+                     requests=register.list_requests(db, who.tenant), is_overdue=register.is_overdue,
+                     kinds=[k.value for k in RequestKind], months=settings_of(who.tenant).rights_deadline_months)
+    return RedirectResponse(f"/rights/{req.id}", 303)
+
+
+def _request_page(request: Request, who: Principal, p: Platform, db: Session, request_id: int, status: int = 200,
+                  **extra) -> HTMLResponse:
+    try:
+        req = register.get_request(p, db, who.user, request_id)
+    except register.RequestNotFound:
+        t = _t(request)
+        return _page(request, "error.html", who, status=404, title=t("not_found"), error=t("no_requests"))
+    found, window_error = None, None
+    try:
+        found = candidates_for(db, req)
+    except HTTPException as exc:
+        window_error = exc.detail
+    copies = list(db.scalars(select(RedactedCopy).where(RedactedCopy.request_id == req.id).order_by(RedactedCopy.id)))
+    return _page(request, "rights_request.html", who, status=status, req=req, overdue=register.is_overdue(req),
+                 found=found, window_error=window_error, copies=copies,
+                 next_statuses=[s.value for s in register.TRANSITIONS[RequestStatus(req.status)]],
+                 can_redact=allows(who.role, Permission.RECORDINGS_REDACT), **extra)
+
+
+@pages.get("/rights/{request_id}")
+def request_page(request_id: int, request: Request, who: Principal = _page_guard(Permission.RIGHTS_MANAGE),
+                 db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
+    return _request_page(request, who, p, db, request_id)
+
+
+@pages.post("/rights/{request_id}/status")
+def request_status(request_id: int, request: Request, status: str = Form(""), decision: str = Form(""),
+                   reason: str = Form(""), procedure_reference: str = Form(""),
+                   who: Principal = _page_guard(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
+                   p: Platform = Depends(get_platform)) -> Response:
+    try:
+        req = register.get_request(p, db, who.user, request_id)
+        register.set_status(p, db, who.user, req, RequestStatus(status), decision=decision, reason=reason,
+                            procedure_reference=procedure_reference)
+    except register.RequestNotFound:
+        return _request_page(request, who, p, db, request_id)
+    except (ValueError, register.RightsError) as exc:
+        return _request_page(request, who, p, db, request_id, status=409, error=str(exc))
+    return RedirectResponse(f"/rights/{request_id}", 303)
+
+
+@pages.post("/rights/{request_id}/erasure")
+async def request_erasure(request_id: int, request: Request,
+                          who: Principal = _page_guard(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
+                          p: Platform = Depends(get_platform)) -> Response:
+    form = await request.form()
+    ids = [str(v) for v in form.getlist("recording_id")]
+
+    def work() -> Response:
+        try:
+            req = register.get_request(p, db, who.user, request_id)
+            erase_for_request(p, db, who.user, req, ids)
+        except register.RequestNotFound:
+            return _request_page(request, who, p, db, request_id)
+        except (register.RightsError, RecordingsNotFound, ErasureRefused) as exc:
+            return _request_page(request, who, p, db, request_id, status=409, error=str(exc))
+        return RedirectResponse(f"/rights/{request_id}", 303)
+
+    return await run_in_threadpool(work)

@@ -1,0 +1,271 @@
+"""The review in a real browser (Debian's Chromium through Playwright) against a real server (uvicorn): a chief
+draws an area on the map with the mouse, finds the recording whose track passes there, opens it, gives a
+motive, watches it with the marker following the video on the map, seeks by clicking the track, tags it in
+one click and puts it on hold.
+
+The fixtures follow tests/test_web_ui.py (copied; the lead will factor them).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import select
+
+from temoin.db import utcnow
+from temoin.demo.commune import streets
+from temoin.identity import service
+from temoin.identity.models import User
+from temoin.identity.secrets import current_totp
+from temoin.journal.models import JournalEntry
+from temoin.law.access import Role
+from temoin.platform import Platform
+from temoin.vault.models import Hold, Recording
+from temoin.web.app import create_app
+from tests.helpers import PASSWORD, make_commune, upload
+
+pytestmark = pytest.mark.slow  # a server per test, a browser per module
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with sync_api.sync_playwright() as pw:
+        try:
+            b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        except Exception as exc:  # no Chromium on this machine: say so, do not pretend
+            pytest.skip(f"Chromium cannot start from {CHROMIUM}: {exc}")
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def server_url(platform: Platform) -> Iterator[str]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(platform, scheduler=False), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/platform", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the server did not answer within 20 s")
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture
+def api(server_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def page(browser, server_url: str):  # noqa: ANN201
+    context = browser.new_context(base_url=server_url, locale="fr-FR", viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def totp_code(p: Platform, username: str) -> str:
+    with p.session() as db:
+        user = db.scalar(select(User).where(User.username == username))
+        code = current_totp(service.totp_secret_of(p, user))
+        user.totp_last_step = 0
+        db.commit()
+    return code
+
+
+def sign_in(page, p: Platform, username: str) -> None:  # noqa: ANN001
+    page.goto("/login")
+    page.get_by_label("Identifiant").fill(username)
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Continuer").click()
+    expect(page).to_have_url(re.compile(r"/login/totp$"))
+    page.get_by_label("Code").fill(totp_code(p, username))
+    page.get_by_role("button", name="Continuer").click()
+    expect(page.locator("header .who")).to_be_visible()
+
+
+def screen_point(page, map_id: str, lat: float, lon: float) -> tuple[float, float]:  # noqa: ANN001
+    """Where a place is on the screen, through the page's own Leaflet map."""
+    page.locator(f"#{map_id}").scroll_into_view_if_needed()
+    box = page.locator(f"#{map_id}").bounding_box()
+    p = page.evaluate("([lat, lon]) => { const pt = window.temoinReview.map.latLngToContainerPoint([lat, lon]);"
+                      " return [pt.x, pt.y]; }", [lat, lon])
+    return box["x"] + p[0], box["y"] + p[1]
+
+
+def marker(page) -> tuple[float, float, float]:  # noqa: ANN001
+    d = page.locator("#recording-map").evaluate("e => [e.dataset.markerLat, e.dataset.markerLon, e.dataset.videoTime]")
+    return float(d[0]), float(d[1]), float(d[2])
+
+
+def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, platform, api) -> None:  # noqa: ANN001
+    commune = make_commune(platform, cameras=2)
+    now = utcnow()
+    port, _ = upload(platform, api, commune, camera=0, started_at=now - timedelta(hours=1), duration_s=6,
+                     segment_s=2, street="Rue du Port")
+    pins, _ = upload(platform, api, commune, camera=1, started_at=now - timedelta(minutes=30), duration_s=2,
+                     segment_s=2, street="Boulevard des Pins")
+    sign_in(page, platform, commune.users[Role.CHIEF])
+    expect(page).to_have_url(re.compile(r"/recordings$"))
+    expect(page.locator("tr[data-recording]")).to_have_count(2)
+    # Both tracks are drawn on the map, over the offline basemap (territory and streets).
+    page.wait_for_function("() => window.temoinReview && "
+                           "document.querySelectorAll('#search-map path.leaflet-interactive').length >= 2")
+
+    # Draw a rectangle around the start of Rue du Port with the mouse, then search.
+    lat, lon = streets()["Rue du Port"][0]
+    page.get_by_role("button", name="Dessiner un rectangle").click()
+    x1, y1 = screen_point(page, "search-map", lat + 0.0006, lon - 0.0008)
+    x2, y2 = screen_point(page, "search-map", lat - 0.0006, lon + 0.0008)
+    page.mouse.move(x1, y1)
+    page.mouse.down()
+    page.mouse.move((x1 + x2) / 2, (y1 + y2) / 2, steps=4)
+    page.mouse.move(x2, y2, steps=4)
+    page.mouse.up()
+    area = page.get_by_label("Zone (lat,lon;lat,lon;…)")
+    expect(area).to_have_value(re.compile(r"^[\d.]+,[\d.]+(;[\d.]+,[\d.]+){3}$"))
+    corners = [tuple(map(float, p.split(","))) for p in area.input_value().split(";")]
+    assert min(c[0] for c in corners) < lat < max(c[0] for c in corners)
+    assert min(c[1] for c in corners) < lon < max(c[1] for c in corners)
+    page.get_by_role("button", name="Rechercher").click()
+    rows = page.locator("tr[data-recording]")
+    expect(rows).to_have_count(1)
+    assert rows.get_attribute("data-recording") == port  # the walk on Boulevard des Pins stays out
+    expect(page.get_by_label("Zone (lat,lon;lat,lon;…)")).to_have_value(area.input_value())  # the area stays
+    page.screenshot(path="/tmp/temoin-review-search.png", full_page=True)
+
+    # Open it: metadata and integrity before anything else, no video before the motive.
+    rows.locator("a").click()
+    expect(page).to_have_url(re.compile(rf"/recordings/{port}$"))
+    expect(page.locator("#integrity")).to_contain_text("Signature de la caméra : valide")
+    expect(page.locator("#integrity")).to_contain_text("Chaîne des segments : intègre")
+    expect(page.locator("#player")).to_have_count(0)
+    form = page.locator("#motive-form")
+    form.get_by_label("Motif de la consultation").select_option("incident_review")
+    form.get_by_label("Précisez (obligatoire)").fill("Analyse de l'intervention rue du Port")
+    form.get_by_role("button", name="Consulter").click()
+
+    # The video plays, and the marker follows it along the track.
+    page.wait_for_function(
+        "() => { const v = document.getElementById('player');"
+        " if (v.error) throw new Error('media error ' + v.error.code + ': ' + v.error.message);"
+        " return v.readyState >= 2 && v.currentTime > 0.3; }")
+    first = marker(page)
+    page.wait_for_function(
+        "([lat, t]) => { const d = document.getElementById('recording-map').dataset;"
+        " return Number(d.videoTime) > t + 0.8 && Number(d.markerLat) > lat; }", arg=[first[0], first[2]])
+    later = marker(page)
+    assert later[0] > first[0]  # Rue du Port runs north: the agent walked on with the video
+    start = page.evaluate("JSON.parse(document.getElementById('review-data').textContent).play.start")
+    assert abs(later[2] - (start + page.evaluate("window.temoinReview.absTime()") - start)) < 1.5
+    expect(page.locator("#video-time")).not_to_have_text("—")
+
+    # Clicking the track near its fifth second seeks the video there (the third segment).
+    track = page.evaluate("JSON.parse(document.getElementById('review-data').textContent).play.track")
+    target = next(f for f in track if f[0] >= start + 5)
+    page.locator("#player").evaluate("v => v.pause()")
+    x, y = screen_point(page, "recording-map", target[1], target[2])
+    page.mouse.click(x, y)
+    page.wait_for_function("() => document.getElementById('player').currentSrc.includes('/segments/2?')")
+    page.wait_for_function(f"() => Math.abs(window.temoinReview.absTime() - {target[0]}) < 1.6")
+    assert abs(marker(page)[2] - target[0]) < 1.6
+
+    # One click tags it.
+    chip = page.get_by_role("button", name="violences")
+    expect(chip).to_have_attribute("aria-pressed", "false")
+    chip.click()
+    expect(chip).to_have_attribute("aria-pressed", "true")
+    with platform.session() as db:
+        assert db.get(Recording, port).categories == ["violence"]
+
+    # A hold for a judicial procedure, with its reference.
+    holds = page.locator("#holds")
+    holds.get_by_label("Type de procédure").select_option("judicial")
+    holds.get_by_label("Référence de la procédure").fill("Parquet 26/0412")
+    holds.get_by_role("button", name="Placer sous conservation").click()
+    expect(page.locator("#hold-status")).to_contain_text("Conservé : judiciaire · Parquet 26/0412")
+    expect(holds.get_by_role("button", name="Lever la conservation")).to_be_visible()
+    with platform.session() as db:
+        hold = db.scalar(select(Hold).where(Hold.recording_id == port))
+        assert hold.reference == "Parquet 26/0412" and hold.lifted_at is None
+        events = {e.event for e in db.scalars(select(JournalEntry)) if port in e.body}
+    assert {"recording.consulted", "recording.tagged", "hold.placed"} <= events
+
+    # Extraction: the form posts the contract's body to POST /api/v1/extractions. That service is another
+    # part's (a boundary here): it is stood in for, once absent (404), once answering with its package.
+    posted: list[dict] = []
+    answers = [(404, {"detail": "Not Found"}),
+               (201, {"id": "ext-0001", "download_url": "/api/v1/extractions/ext-0001/package"})]
+
+    def extraction_service(route, request) -> None:  # noqa: ANN001
+        posted.append(request.post_data_json)
+        status, body = answers[len(posted) - 1]
+        route.fulfill(status=status, json=body)
+
+    page.route("**/api/v1/extractions", extraction_service)
+    extract = page.locator("#extract-form")
+    extract.get_by_label("Destinataire (nom, service)").fill("OPJ Martin, commissariat")
+    extract.get_by_label("Référence de la procédure").fill("Parquet 26/0412")
+    extract.get_by_role("button", name="Extraire").click()
+    expect(page.locator("#extract-msg")).to_contain_text("L'extraction n'est pas disponible")
+    extract.get_by_label("Seulement un extrait").check()
+    extract.get_by_label("Début (s depuis le début)").fill("1")
+    extract.get_by_label("Fin (s depuis le début)").fill("4.5")
+    extract.get_by_role("button", name="Extraire").click()
+    expect(page.locator("#extract-msg")).to_contain_text("Paquet d'extraction créé : ext-0001")
+    expect(page.locator("#extract-msg a")).to_have_attribute("href", "/api/v1/extractions/ext-0001/package")
+    assert posted[0] == {"recording_ids": [port], "recipient_name": "OPJ Martin, commissariat",
+                         "recipient_kind": "judicial_police", "procedure_type": "judicial",
+                         "reference": "Parquet 26/0412"}
+    assert posted[1]["trim"] == {"recording_id": port, "start_s": 1, "end_s": 4.5}
+    page.screenshot(path="/tmp/temoin-review-recording.png", full_page=True)
+
+    # Back to the list: one hold for an incident on several recordings, all or nothing.
+    page.goto("/recordings")
+    bulk = page.locator("#bulk-hold")
+    page.get_by_label("Tout sélectionner").check()
+    bulk.get_by_label("Type de procédure").select_option("disciplinary")
+    bulk.get_by_label("Référence de la procédure").fill("CD-2026-07")
+    bulk.get_by_role("button", name="Placer sous conservation").click()
+    expect(bulk.locator(".status")).to_contain_text(f"already on hold: {port}")  # nothing placed
+    with platform.session() as db:
+        assert db.scalar(select(Hold).where(Hold.recording_id == pins)) is None
+    page.get_by_label(f"Sélectionner {port}").uncheck()
+    bulk.get_by_role("button", name="Placer sous conservation").click()
+    expect(bulk.locator(".status")).to_contain_text("1 enregistrement(s) placé(s) sous conservation")
+    expect(page.locator(f'tr[data-recording="{pins}"] .flag.hold')).to_have_text("Conservé (procédure)")
+    with platform.session() as db:
+        assert db.scalar(select(Hold).where(Hold.recording_id == pins)).reference == "CD-2026-07"

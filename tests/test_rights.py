@@ -1,0 +1,282 @@
+"""Citizens' rights: the register and its deadlines, restriction with the CNIL's indirect route, candidate
+recordings by time, place and agent, early erasure with certificates (refused under a hold), tenants apart,
+and the access copy from face tracks to the requester's download."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from temoin.db import utcnow
+from temoin.evidence.canonical import b64d
+from temoin.evidence.signing import verify
+from temoin.identity.models import Tenant
+from temoin.journal.models import JournalEntry
+from temoin.journal.service import parse_body
+from temoin.law.access import Role
+from temoin.rights import register
+from temoin.rights.register import CNIL_INDIRECT_ROUTE, deadline_for
+from temoin.vault.models import DeletionCertificate, Recording
+from tests.helpers import make_commune, sign_in, upload
+
+AVENUE = (43.556, 4.07)  # the start of "Avenue de la Mer" in the demo commune; "Quai des Pêcheurs" is 1.4 km away
+
+
+def _h(csrf: str) -> dict:
+    return {"X-CSRF-Token": csrf}
+
+
+def _entries(platform, event: str) -> list[dict]:
+    with platform.session() as db:
+        return [parse_body(e.body) for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event)
+                                                        .order_by(JournalEntry.id))]
+
+
+def _create(client, csrf: str, **kw) -> dict:
+    body = {"kind": "access", "person_description": "veste rouge, devant la mairie vers 18 h",
+            "contact": "dupont@example.org", **kw}
+    r = client.post("/api/v1/rights/requests", headers=_h(csrf), json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_deadline_follows_the_tenant_setting_and_late_requests_are_flagged(platform, client):
+    commune = make_commune(platform, cameras=0)
+    csrf = sign_in(platform, client, commune.users[Role.DPO])
+    fresh = _create(client, csrf, received_on="2026-01-31")
+    assert fresh["deadline"] == "2026-03-31"  # two months by default
+    with platform.session() as db:
+        assert deadline_for(platform.tenant(db, commune.slug), date(2025, 12, 31)) == date(2026, 2, 28)
+    today = register.today_paris()
+    recent = _create(client, csrf, received_on=today.isoformat())
+    old = _create(client, csrf, received_on=(today - timedelta(days=70)).isoformat())
+    assert recent["overdue"] is False and old["overdue"] is True
+    overdue = client.get("/api/v1/rights/requests", params={"overdue": True}).json()
+    assert {r["id"] for r in overdue} >= {old["id"]} and recent["id"] not in {r["id"] for r in overdue}
+    # A request answered is no longer overdue, even past its deadline.
+    r = client.post(f"/api/v1/rights/requests/{old['id']}/status", headers=_h(csrf),
+                    json={"status": "answered", "decision": "Aucun enregistrement vous concernant n'est conservé."})
+    assert r.status_code == 200 and r.json()["overdue"] is False
+    assert _entries(platform, "rights.request.answered")[0]["details"]["on_time"] is False
+    # A commune that answers within one month.
+    with platform.session() as db:
+        tenant = platform.tenant(db, commune.slug)
+        tenant.settings = {**(tenant.settings or {}), "rights_deadline_months": 1}
+        db.commit()
+    assert _create(client, csrf, received_on="2026-01-31")["deadline"] == "2026-02-28"
+    # Bad input is refused with a reason, never a crash.
+    r = client.post("/api/v1/rights/requests", headers=_h(csrf), json={
+        "kind": "access", "person_description": "x y z", "contact": "a@b.c",
+        "received_on": (today + timedelta(days=3)).isoformat()})
+    assert r.status_code == 422 and "future" in r.json()["detail"]
+    # The person's description is personal data: the journal names the request, not the person.
+    created = _entries(platform, "rights.request.created")
+    assert len(created) == 4 and all("veste rouge" not in str(e) and "dupont" not in str(e) for e in created)
+
+
+def test_restriction_answers_with_the_cnil_indirect_route(platform, client):
+    commune = make_commune(platform, cameras=0)
+    csrf = sign_in(platform, client, commune.users[Role.MAYOR])
+    req = _create(client, csrf)
+    url = f"/api/v1/rights/requests/{req['id']}/status"
+    r = client.post(url, headers=_h(csrf), json={"status": "refused", "decision": "Refus."})
+    assert r.status_code == 409 and "reason" in r.json()["detail"]  # a refusal says why
+    assert client.post(url, headers=_h(csrf), json={"status": "in_progress"}).json()["status"] == "in_progress"
+    r = client.post(url, headers=_h(csrf), json={"status": "restricted", "reason": "enquête judiciaire en cours",
+                                                 "procedure_reference": "PV 2026/0042"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["status"] == "restricted" and out["decision"] == CNIL_INDIRECT_ROUTE
+    assert "CNIL" in out["decision"] and "indirect" in out["decision"]
+    assert out["procedure_reference"] == "PV 2026/0042" and out["closed_at"]
+    # Closed: it cannot be answered again; the procedure over, the request goes back in progress.
+    r = client.post(url, headers=_h(csrf), json={"status": "answered", "decision": "x"})
+    assert r.status_code == 409 and "in_progress" in r.json()["detail"]
+    assert client.post(url, headers=_h(csrf), json={"status": "in_progress"}).json()["status"] == "in_progress"
+    told = _entries(platform, "rights.request.restricted")
+    assert told[0]["action"] == "communication" and told[0]["recipients"] == [
+        f"personne concernée (demande de droits n° {req['id']})"]
+    # The page shows the register with the request and its deadline.
+    page = client.get("/rights")
+    assert page.status_code == 200 and f'data-request="{req["id"]}"' in page.text
+    assert "CNIL" in client.get(f"/rights/{req['id']}").text
+
+
+def _scene(platform, client):
+    """Three recordings: on the avenue at t0 (agent A), on the quay at t0 (agent B), on the avenue 3 h later."""
+    commune = make_commune(platform, cameras=2)
+    t0 = utcnow().replace(microsecond=0) - timedelta(hours=4)
+    avenue, _ = upload(platform, client, commune, started_at=t0, duration_s=2, segment_s=2)
+    quay, _ = upload(platform, client, commune, camera=1, started_at=t0 + timedelta(seconds=30), agent="POR-0002",
+                     duration_s=2, segment_s=2, street="Quai des Pêcheurs")
+    later, _ = upload(platform, client, commune, started_at=t0 + timedelta(hours=3), duration_s=2, segment_s=2)
+    return commune, t0, avenue, quay, later
+
+
+def test_candidates_by_time_place_and_agent_and_the_restriction_proposed_under_a_judicial_hold(platform, client):
+    commune, t0, avenue, quay, later = _scene(platform, client)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    window = {"facts_start": (t0 - timedelta(minutes=10)).isoformat(),
+              "facts_end": (t0 + timedelta(minutes=10)).isoformat()}
+    req = _create(client, csrf, **window)
+    url = f"/api/v1/rights/requests/{req['id']}/candidates"
+    found = client.get(url).json()
+    assert [c["recording_id"] for c in found["candidates"]] == [avenue, quay]  # by time; the later one is out
+    assert found["candidates"][0]["overlap_s"] == 2.0 and found["candidates"][0]["distance_m"] is None
+    near = client.get(url, params={"lat": AVENUE[0], "lon": AVENUE[1], "radius_m": 300}).json()["candidates"]
+    assert [c["recording_id"] for c in near] == [avenue] and near[0]["distance_m"] < 10
+    wide = client.get(url, params={"lat": AVENUE[0], "lon": AVENUE[1], "radius_m": 5000}).json()["candidates"]
+    assert [c["recording_id"] for c in wide] == [avenue, quay] and 1000 < wide[1]["distance_m"] < 2000
+    assert [c["recording_id"] for c in client.get(url, params={"agent": "POR-0002"}).json()["candidates"]] == [quay]
+    assert client.get(url).json()["propose_restriction"] is False
+    r = client.post(f"/api/v1/recordings/{quay}/holds", headers=_h(csrf),
+                    json={"procedure": "judicial", "reference": "PV 2026/0042"})
+    assert r.status_code == 201
+    found = client.get(url).json()
+    assert found["propose_restriction"] is True and found["judicial_holds"] == [quay]
+    assert "propose-restriction" in client.get(f"/rights/{req['id']}").text
+    # Without a time for the facts, the register says what is missing.
+    bare = _create(client, csrf)
+    r = client.get(f"/api/v1/rights/requests/{bare['id']}/candidates")
+    assert r.status_code == 422 and "time" in r.json()["detail"]
+
+
+def test_erasure_deletes_with_a_certificate_and_is_refused_under_a_hold(platform, client):
+    commune, t0, avenue, quay, later = _scene(platform, client)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    access = _create(client, csrf)
+    r = client.post(f"/api/v1/rights/requests/{access['id']}/erasure", headers=_h(csrf),
+                    json={"recording_ids": [avenue]})
+    assert r.status_code == 409 and "erasure request" in r.json()["detail"]
+    req = _create(client, csrf, kind="erasure")
+    url = f"/api/v1/rights/requests/{req['id']}/erasure"
+    assert client.post(f"/api/v1/recordings/{quay}/holds", headers=_h(csrf),
+                       json={"procedure": "administrative", "reference": "ARR-2026-7"}).status_code == 201
+    r = client.post(url, headers=_h(csrf), json={"recording_ids": [avenue, quay]})
+    assert r.status_code == 409 and quay in r.json()["detail"] and "Nothing was erased" in r.json()["detail"]
+    with platform.session() as db:
+        assert db.get(Recording, avenue).state == "stored" and db.get(Recording, quay).state == "stored"
+    r = client.post(url, headers=_h(csrf), json={"recording_ids": [avenue]})
+    assert r.status_code == 200, r.text
+    erased = r.json()["erased"]
+    with platform.session() as db:
+        rec = db.get(Recording, avenue)
+        cert = db.get(DeletionCertificate, erased[0]["certificate_id"])
+        tenant = db.get(Tenant, rec.tenant_id)
+        assert rec.state == "deleted" and rec.wrapped_key is None and rec.state_reason == "rights_erasure"
+        assert cert.recording_id == avenue and '"reason":"rights_erasure"' in cert.body
+        assert f'"rights_request":{req["id"]}' in cert.body
+        assert verify(platform.keyring.public_key, b64d(cert.signature), cert.body.encode())
+    assert not (platform.settings.vault_dir / "blobs" / tenant.slug / avenue).exists()
+    assert erased == [{"recording_id": avenue, "certificate_id": erased[0]["certificate_id"]}]
+    deleted = _entries(platform, "recording.deleted.rights_erasure")
+    assert len(deleted) == 1 and deleted[0]["recordings"] == [avenue]
+    assert _entries(platform, "rights.erasure.refused")[0]["recordings"] == [quay]
+    # Erasing it again: it is gone, said plainly.
+    assert client.post(url, headers=_h(csrf), json={"recording_ids": [avenue]}).status_code == 404
+
+
+def test_another_communes_register_and_recordings_are_out_of_reach(platform, client):
+    a = make_commune(platform, "aval", cameras=1)
+    b = make_commune(platform, "brume", cameras=1)
+    rid_b, _ = upload(platform, client, b, duration_s=1, segment_s=1)
+    csrf_b = sign_in(platform, client, b.users[Role.DPO])
+    req_b = _create(client, csrf_b)
+    csrf = sign_in(platform, client, a.users[Role.CHIEF])
+    assert client.get("/api/v1/rights/requests").json() == []
+    assert client.get(f"/api/v1/rights/requests/{req_b['id']}").status_code == 404
+    assert client.post(f"/api/v1/rights/requests/{req_b['id']}/status", headers=_h(csrf),
+                       json={"status": "in_progress"}).status_code == 404
+    assert client.get(f"/rights/{req_b['id']}").status_code == 404
+    mine = _create(client, csrf, kind="erasure")
+    r = client.post(f"/api/v1/rights/requests/{mine['id']}/erasure", headers=_h(csrf),
+                    json={"recording_ids": [rid_b]})
+    assert r.status_code == 404
+    with platform.session() as db:
+        assert db.get(Recording, rid_b).state == "stored"
+    attempts = [e for e in _entries(platform, "access.cross_tenant") if e["chain"] == "aval"]
+    assert len(attempts) == 4  # the three register look-ups and the erasure attempt
+
+
+def _wait(client, copy_id: int, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        copy = client.get(f"/api/v1/rights/copies/{copy_id}").json()
+        if copy["state"] not in ("detecting", "redacting") or time.monotonic() > deadline:
+            return copy
+        time.sleep(0.2)
+
+
+def test_without_the_redaction_engine_copies_are_refused_with_a_clear_message(platform, client, monkeypatch):
+    from temoin.rights import copies
+
+    def missing():  # noqa: ANN202
+        raise copies.EngineMissing("the redaction engine (temoin.rights.redaction) is not available")
+
+    monkeypatch.setattr(copies, "engine", missing)
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    req = _create(client, csrf)
+    r = client.post(f"/api/v1/rights/requests/{req['id']}/copies", headers=_h(csrf), json={"recording_id": rid})
+    assert r.status_code == 503 and "redaction engine" in r.json()["detail"]
+    assert client.get(f"/api/v1/rights/requests/{req['id']}/copies").json() == []
+
+
+@pytest.mark.slow
+def test_access_copy_from_face_tracks_to_the_requesters_download(platform, client):
+    from temoin.rights import copies
+
+    try:  # the engine is built by another change; until it lands this test says so instead of failing
+        copies.engine()
+    except copies.EngineMissing as exc:
+        pytest.skip(f"redaction engine not importable yet: {exc}")
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=4, segment_s=2)  # two segments, joined for the copy
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    req = _create(client, csrf)
+    r = client.post(f"/api/v1/rights/requests/{req['id']}/copies", headers=_h(csrf), json={"recording_id": rid})
+    assert r.status_code == 202, r.text
+    copy = _wait(client, r.json()["id"])
+    assert copy["state"] == "tracks_ready", copy
+    faces = client.get(f"/api/v1/rights/copies/{copy['id']}/faces").json()
+    assert all(f["thumbnail"] is None or f["thumbnail"].startswith("data:image/jpeg;base64,") for f in faces)
+    keep = [faces[0]["id"]] if faces else []
+    r = client.post(f"/api/v1/rights/copies/{copy['id']}/redact", headers=_h(csrf),
+                    json={"keep_tracks": keep, "add_regions": [
+                        {"start_frame": 0, "end_frame": 10, "x": 10, "y": 10, "w": 40, "h": 40}]})
+    assert r.status_code == 202, r.text
+    copy = _wait(client, copy["id"])
+    assert copy["state"] == "to_review", copy
+    # Nothing leaves before a person reviewed it.
+    assert client.get(f"/api/v1/rights/copies/{copy['id']}/download").status_code == 409
+    video = client.get(f"/api/v1/rights/copies/{copy['id']}/video")
+    assert video.status_code == 200 and len(video.content) == copy["size_bytes"]
+    r = client.post(f"/api/v1/rights/copies/{copy['id']}/review", headers=_h(csrf), json={"approve": False})
+    assert r.status_code == 409  # a rejection says why
+    r = client.post(f"/api/v1/rights/copies/{copy['id']}/review", headers=_h(csrf), json={"approve": True})
+    assert r.status_code == 200 and r.json()["state"] == "approved"
+    csrf = sign_in(platform, client, commune.users[Role.DPO])
+    got = client.get(f"/api/v1/rights/copies/{copy['id']}/download")
+    assert got.status_code == 200 and got.content == video.content
+    import hashlib
+
+    assert hashlib.sha256(got.content).hexdigest() == copy["sha256"]
+    import av
+
+    import io
+    with av.open(io.BytesIO(got.content)) as container:
+        assert container.streams.video and container.duration
+    # The copy is sealed at rest; no clear media is left behind.
+    sealed = next((platform.settings.home / "rights").rglob("copy.sealed"))
+    assert got.content[:64] not in sealed.read_bytes()
+    assert not any((platform.settings.home / "tmp").iterdir())
+    delivered = _entries(platform, "rights.copy.delivered")
+    assert delivered[0]["action"] == "communication" and delivered[0]["recordings"] == [rid]
+    assert delivered[0]["recipients"] == [f"personne concernée (demande de droits n° {req['id']})"]
+    events = {e["event"] for e in _entries(platform, "rights.copy.started") + _entries(platform,
+                                                                                    "rights.copy.faces_viewed")}
+    assert events == {"rights.copy.started", "rights.copy.faces_viewed"}
