@@ -323,6 +323,8 @@ def test_cancelled_orders_and_the_end_of_the_live_session(platform: Platform, cl
 
     # The live session ends: what is still open is cancelled, and its camera hears of it.
     assert client.post(f"/api/v1/live/sessions/{sid}/end", headers=csu).status_code == 200
+    with platform.session() as db:  # at the end itself, not at the next read of the orders
+        assert db.get(ReinforcementOrder, second).state == "cancelled"
     closed = c.orders(2)
     assert closed["orders"] == [] and closed["closed"][0]["cancel_reason"] == "live_session_ended"
     with platform.session() as db:

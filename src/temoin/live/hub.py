@@ -83,6 +83,8 @@ class LiveHub:
         self._opening = asyncio.Lock()
         self.cctv = CctvSources(self.plane, on_closed=self._cctv_closed)  # CCTV cameras pulled over RTSP
         self._cctv_viewers: dict[str, _CctvViewer] = {}
+        # Run in the same transaction when a live session ends (the web layer adds dispatch's order closing).
+        self.on_ended: list[Callable[[Session, LiveSession], None]] = []
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -298,10 +300,18 @@ class LiveHub:
             raise LiveError(404, f"no WHIP session {resource_id} on live session {session_id}")
 
         def end(db: Session) -> None:
-            sessions.end(self.p, db, self.bus, self._device_session(db, device_id, session_id, open_only=False),
-                         device_actor(db.get(Device, device_id)), "camera_ended")
+            s = self._device_session(db, device_id, session_id, open_only=False)
+            if sessions.end(self.p, db, self.bus, s, device_actor(db.get(Device, device_id)), "camera_ended"):
+                self._ended(db, s)
         await self._db(end)
         await self._end_stream(session_id)
+
+    def _ended(self, db: Session, s: LiveSession) -> None:
+        for hook in self.on_ended:
+            try:
+                hook(db, s)
+            except Exception:  # the session has ended whatever a follower does
+                log.exception("live: after the end of session %s", s.id)
 
     # --- watching (WHEP) ------------------------------------------------------------------------------
 
@@ -392,7 +402,8 @@ class LiveHub:
         def work(db: Session) -> dict:
             user = db.get(User, user_id)
             s = self.user_session(db, user, session_id)
-            sessions.end(self.p, db, self.bus, s, actor_of(user), reason)
+            if sessions.end(self.p, db, self.bus, s, actor_of(user), reason):
+                self._ended(db, s)
             return view(s)
         out = await self._db(work)
         await self._end_stream(session_id)

@@ -18,11 +18,13 @@ from xstatic.pkg import leaflet
 from temoin import __version__
 from temoin.evidence.canonical import b64e
 from temoin.db import utcnow
+from temoin.evidence.package import purge_expired
 from temoin.identity.models import Tenant
 from temoin.journal.checkpoints import prune, seal
 from temoin.law.profiles import get_profile
 from temoin.live.hub import LiveHub
 from temoin.platform import Platform
+from temoin.supervision import dispatch as dispatch_service
 from temoin.vault import retention
 from temoin.web import pages
 from temoin.web.routes import (admin, camera, cctv, dispatch, extractions, ingest, journal, live, maps, recordings,
@@ -38,6 +40,8 @@ def run_retention(p: Platform, orphans: bool = True) -> retention.SweepResult:
         result = retention.sweep(p, db, orphans=orphans)
         for tenant in db.scalars(select(Tenant)).all():
             prune(db, p.journal.sink, p.keyring, tenant.slug, get_profile(tenant.profile).journal_cutoff(utcnow()))
+        purge_expired(p, db)  # extraction packages are plaintext copies: kept only for their pick-up time
+        db.commit()
         seal(db, p.journal.sink, p.keyring)
         return result
 
@@ -72,6 +76,9 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
                   description="Body-worn cameras: evidence vault, live supervision, camera agent.")
     app.state.platform = p
     app.state.live = LiveHub(p)
+    # An ended incident cancels the reinforcement orders still running towards it.
+    app.state.live.on_ended.append(
+        lambda db, s: dispatch_service.close_ended(p, db, app.state.live.bus, s.tenant_id))
     # Leaflet from its Python package: the map works with no network (xstatic-leaflet).
     app.mount("/static/leaflet", StaticFiles(directory=leaflet.BASE_DIR), name="leaflet")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

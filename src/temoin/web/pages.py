@@ -30,6 +30,8 @@ from temoin.web.routes.session import second_factor, sign_in
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals["paris"] = ZoneInfo("Europe/Paris")
+# The menu shows what the role may open, from the same table the routes enforce.
+templates.env.globals["can"] = lambda who, permission: allows(who.role, Permission(permission))
 router = APIRouter(include_in_schema=False)
 
 
