@@ -165,6 +165,11 @@ _MEDIA = re.compile(r"^m=(audio|video) \d+ [A-Z/]+ [\d ]+$", re.MULTILINE)
 _RTPMAP = re.compile(r"^a=rtpmap:\d+ ([\w.-]+)/", re.MULTILINE)
 
 
+def offered_kinds(sdp: str) -> set[str]:
+    """The media kinds an SDP offer has a section for."""
+    return set(_MEDIA.findall(sdp.replace("\r\n", "\n")))
+
+
 def check_offer(sdp: str, *, video_required: bool = True) -> None:
     """Refuse early and clearly what aiortc would refuse obscurely (or accept and fail later)."""
     if len(sdp.encode()) > MAX_SDP_BYTES:

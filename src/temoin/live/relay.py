@@ -24,7 +24,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSend
 from temoin.live.forwarding import ForwardTrack, ParameterSets, on_keyframe_request, request_keyframe, tap_receiver
 from temoin.live.plane import (Answer, BadOffer, EncodedFrame, FrameSink, MediaPlane, NoSuchStream, OnEnded,
                                StreamStatus, TooManyViewers, check_offer)
-from temoin.live.plane import LocalFeed
+from temoin.live.plane import LocalFeed, offered_kinds
 
 log = logging.getLogger("temoin.live")
 PLI_MIN_INTERVAL_S = 0.3
@@ -257,16 +257,20 @@ class AiortcMediaPlane(MediaPlane):
             raise NoSuchStream(f"no live stream {stream}")
         if len(s.viewers) >= self.max_viewers:
             raise TooManyViewers(f"this live stream already has {self.max_viewers} viewers")
+        # Only the kinds the viewer offers: a video-only WHEP client is as valid as one asking for sound too.
+        kinds = [k for k in ("video", "audio") if k in offered_kinds(offer)]
         pc = self._pc()
-        tracks = {kind: ForwardTrack(kind, s.request_keyframe) for kind in ("video", "audio")}
-        video = pc.addTransceiver(tracks["video"], direction="sendonly")
-        video.setCodecPreferences(_codecs("video", "video/h264"))
-        audio = pc.addTransceiver(tracks["audio"], direction="sendonly")
-        audio.setCodecPreferences(_codecs("audio", "audio/opus"))
+        tracks = {kind: ForwardTrack(kind, s.request_keyframe) for kind in kinds}
+        senders = {}
+        for kind, track in tracks.items():
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(_codecs(kind, "video/h264" if kind == "video" else "audio/opus"))
+            senders[kind] = transceiver
         await self._negotiate(pc, offer)
-        on_keyframe_request(video.sender, s.request_keyframe)
+        if "video" in senders:
+            on_keyframe_request(senders["video"].sender, s.request_keyframe)
         leg = _Leg(secrets.token_urlsafe(12), pc, on_ended,
-                   tracks={k: t for k, t in tracks.items() if (video if k == "video" else audio).mid is not None})
+                   tracks={k: t for k, t in tracks.items() if senders[k].mid is not None})
         sdp = await self._answer(pc)
         if stream not in self._streams:  # ended while we negotiated
             await leg.finish("stream_ended")

@@ -220,7 +220,7 @@
     t.pinned = pinned;
     t.camera = id;
     const session = state.focus ? `?session_id=${encodeURIComponent(state.focus)}` : "";
-    playInto(t, `/api/v1/cctv/cameras/${encodeURIComponent(id)}/whep${session}`, true);  // audio offered too: any WHEP server answers it
+    playInto(t, `/api/v1/cctv/cameras/${encodeURIComponent(id)}/whep${session}`, false);  // street cameras carry no sound
   }
   // A frozen picture is never shown as live: each tile says how long it has been without a new frame.
   setInterval(() => {
