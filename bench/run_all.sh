@@ -10,7 +10,12 @@ OUT=${BENCH_RESULTS:-bench/out}
 mkdir -p "$OUT"
 suffix=""
 for arg in "$@"; do [[ "$arg" == "--quick" ]] && suffix="-quick"; done
-for bench in ingest retention journal_verify search; do
+# Each path under bench/, without .py; the figures are printed, and written as JSON where the bench takes --json.
+for bench in ingest retention journal_verify search camera/realtime camera/offload camera/buffer_rss \
+             live/latency live/button live/mobile live/capacity cctv_nearby csu/dashboard extraction \
+             redaction annual_report; do
     echo "== $bench $*"
-    "$PY" "bench/$bench.py" "$@" --json "$OUT/$bench$suffix.json"
+    "$PY" "bench/$bench.py" "$@" --json "$OUT/${bench//\//-}$suffix.json"
 done
+echo "== live/resume $*"  # network namespaces: needs root, like live/mobile
+"$PY" bench/live/resume.py "$@"

@@ -16,6 +16,7 @@ negative figure is shown as 0). Then every session ends and the next step starts
     .venv/bin/python bench/live/capacity.py                   # 1, 4, 8, 16, 24 streams, 15 s windows
     .venv/bin/python bench/live/capacity.py --quick           # 1, 4, 8 streams, 6 s windows
     .venv/bin/python bench/live/capacity.py --steps 1,8,32
+    .venv/bin/python bench/live/capacity.py --profile 720p --steps 1,2,4,6,8   # 1280x720, 2 Mbit/s
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import Results  # noqa: E402
 
-WIDTH, HEIGHT, FPS, BITRATE = 320, 240, 15, 300_000
+# `--profile 720p` is the issue's stream (1280x720, 2 Mbit/s, constant rate); `small` the light one of earlier runs.
+# Read from the environment too: the client workers are spawned processes that import this module afresh.
+PROFILES = {"small": (320, 240, 15, 300_000), "720p": (1280, 720, 25, 2_000_000)}
+PROFILE_ENV = "TEMOIN_BENCH_LIVE_PROFILE"
+WIDTH, HEIGHT, FPS, BITRATE = PROFILES[os.environ.get(PROFILE_ENV, "small")]
 VIEWERS = 2
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -64,8 +69,11 @@ def encode_media(seconds: float = 4.0) -> tuple[list[tuple[bytes, bool]], list[b
     video.time_base = fractions.Fraction(1, FPS)
     video.bit_rate = BITRATE
     video.gop_size = FPS
+    kbit = str(BITRATE // 1000)
+    # Constant rate (filler data): the synthetic scene alone would use far less than the target bitrate.
     video.options = {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline", "keyint": str(FPS),
-                     "min-keyint": str(FPS), "scenecut": "0", "repeat-headers": "1"}
+                     "min-keyint": str(FPS), "scenecut": "0", "repeat-headers": "1", "nal-hrd": "cbr",
+                     "vbv-maxrate": kbit, "vbv-bufsize": kbit}
     pictures = []
     for i in range(int(seconds * FPS)):
         frame = av.VideoFrame.from_ndarray(scene.rgb(i), format="rgb24").reformat(format="yuv420p")
@@ -271,7 +279,12 @@ def main() -> None:
     ap = common.parser(__doc__.splitlines()[0])
     ap.add_argument("--steps", default=None, help="stream counts, e.g. 1,4,8,16")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--profile", choices=sorted(PROFILES), default=os.environ.get(PROFILE_ENV, "small"),
+                    help="720p: 1280x720 at 25 fps, 2 Mbit/s (the issue's figure); small: 320x240, 15 fps, 300 kbit/s")
     args = ap.parse_args()
+    global WIDTH, HEIGHT, FPS, BITRATE
+    os.environ[PROFILE_ENV] = args.profile
+    WIDTH, HEIGHT, FPS, BITRATE = PROFILES[args.profile]
     steps = [int(s) for s in (args.steps or ("1,4,8" if args.quick else "1,4,8,16,24")).split(",")]
     window = 6.0 if args.quick else 15.0
     results = Results("live capacity", f"{WIDTH}x{HEIGHT} at {FPS} fps (~{BITRATE // 1000} kbit/s) + Opus, "
