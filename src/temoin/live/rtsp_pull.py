@@ -259,8 +259,10 @@ class RtspPuller:
                 return
             except Exception as exc:  # noqa: BLE001 - any network or demuxer failure: retry
                 message = f"{type(exc).__name__}: {exc}"
+                # Said once; the same failure again (a camera off for an hour) only at debug level.
+                level = logging.DEBUG if message == self.stats.last_error else logging.WARNING
                 self.stats.last_error = message
-                log.warning("cctv %s: %s; retrying in %.1f s", self.name, message, delay)
+                log.log(level, "cctv %s: %s; retrying in %.1f s", self.name, message, delay)
                 self._settle(CameraUnreachable(f"the CCTV camera at {redact(self.url)} cannot be read ({message}): "
                                                "check that it is on, reachable from the server, and that its RTSP "
                                                "address in the registry is right"))
@@ -288,6 +290,7 @@ class RtspPuller:
             units = AccessUnits(bytes(stream.codec_context.extradata or b""))
             clock = Clock()
             self.stats.connections += 1
+            self.stats.last_error = None  # connected: the next failure is news again
             if self.stats.connections > 1 and not self._call(self.feed.restart):  # a new generation
                 return False
             self._settle(None)

@@ -77,6 +77,11 @@
   state.map = map;
   const layers = {basemap: L.layerGroup().addTo(map), cctv: L.layerGroup().addTo(map),
                   agents: L.layerGroup().addTo(map), orders: L.layerGroup().addTo(map)};
+  // One canvas for the CCTV cameras (drawn once), one for the agents (redrawn every second): an agent moving
+  // must not redraw 2,000 camera wedges.
+  map.createPane("cctv").style.zIndex = 410;
+  map.createPane("agents").style.zIndex = 420;
+  const cctvCanvas = L.canvas({pane: "cctv"}), agentCanvas = L.canvas({pane: "agents"});
   const COLOURS = {patrol: "#2563eb", recording: "#ea8a00", live: "#c8102e"};
   const agentMarkers = new Map();
   let alertMarker = null;
@@ -113,9 +118,11 @@
       const c = Object.assign({lat, lon}, f.properties);
       state.cameras.set(c.id, c);
       if (c.ptz) L.circle([lat, lon], {radius: c.range_m, color: "#475569", weight: 1, dashArray: "3 4", fill: false,
-                                       interactive: false}).addTo(layers.cctv);
-      else L.polygon(fovWedge(c), {color: "#475569", weight: 1, fillOpacity: 0.12, interactive: false}).addTo(layers.cctv);
-      L.circleMarker([lat, lon], {radius: 5, color: "#fff", weight: 1, fillColor: "#475569", fillOpacity: 1})
+                                       interactive: false, renderer: cctvCanvas}).addTo(layers.cctv);
+      else L.polygon(fovWedge(c), {color: "#475569", weight: 1, fillOpacity: 0.12, interactive: false,
+                                   renderer: cctvCanvas}).addTo(layers.cctv);
+      L.circleMarker([lat, lon], {radius: 5, color: "#fff", weight: 1, fillColor: "#475569", fillOpacity: 1,
+                                  renderer: cctvCanvas})
         .bindTooltip(`${c.name}${c.ptz ? " (PTZ)" : ""}`)
         .on("click", () => showCctv(c.id, {pinned: true}))
         .addTo(layers.cctv);
@@ -129,7 +136,8 @@
     const colour = COLOURS[a.status] || COLOURS.patrol;
     const label = `${a.name || a.agent || a.device_id} · ${TEXT[a.status] || a.status || ""}`;
     if (!m) {
-      m = L.circleMarker(ll, {radius: 7, color: "#fff", weight: 2, fillColor: colour, fillOpacity: 1}).addTo(layers.agents);
+      m = L.circleMarker(ll, {radius: 7, color: "#fff", weight: 2, fillColor: colour, fillOpacity: 1,
+                              renderer: agentCanvas}).addTo(layers.agents);
       agentMarkers.set(a.device_id, m);
     } else {
       m.setLatLng(ll);
