@@ -72,8 +72,8 @@ def encode_media(seconds: float = 4.0) -> tuple[list[tuple[bytes, bool]], list[b
     kbit = str(BITRATE // 1000)
     # Constant rate (filler data): the synthetic scene alone would use far less than the target bitrate.
     video.options = {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline", "keyint": str(FPS),
-                     "min-keyint": str(FPS), "scenecut": "0", "repeat-headers": "1", "nal-hrd": "cbr",
-                     "vbv-maxrate": kbit, "vbv-bufsize": kbit}
+                     "min-keyint": str(FPS), "scenecut": "0", "repeat-headers": "1",
+                     "x264-params": f"nal-hrd=cbr:filler=1:vbv-maxrate={kbit}:vbv-bufsize={kbit}"}
     pictures = []
     for i in range(int(seconds * FPS)):
         frame = av.VideoFrame.from_ndarray(scene.rgb(i), format="rgb24").reformat(format="yuv420p")
