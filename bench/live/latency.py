@@ -184,9 +184,11 @@ async def direct(seconds: float) -> Measure:
 def summary(results: Results, name: str, m: Measure, seconds: float) -> float:
     values = sorted(m.latencies_ms)
     p50, p95 = common.percentile(values, 0.5), common.percentile(values, 0.95)
-    results.add(f"{name}: p50", f"{p50:.0f} ms", "≤ 6000 ms (pilot: ~6 s)" if name == "via server" else "",
-                ok=(p50 <= 6000) if name == "via server" else None, **{f"{name.replace(' ', '_')}_p50_ms": p50})
-    results.add(f"{name}: p95", f"{p95:.0f} ms", **{f"{name.replace(' ', '_')}_p95_ms": p95})
+    served = name == "via server"  # the loopback targets; the pilot at La Grande-Motte: ~6 s
+    results.add(f"{name}: p50", f"{p50:.0f} ms", "≤ 150 ms" if served else "",
+                ok=(p50 <= 150) if served else None, **{f"{name.replace(' ', '_')}_p50_ms": p50})
+    results.add(f"{name}: p95", f"{p95:.0f} ms", "≤ 250 ms" if served else "",
+                ok=(p95 <= 250) if served else None, **{f"{name.replace(' ', '_')}_p95_ms": p95})
     results.add(f"{name}: max", f"{values[-1] if values else float('nan'):.0f} ms")
     results.add(f"{name}: pictures read", f"{len(values)} of ~{int(seconds * FPS)} ({m.unreadable} unreadable)")
     return p50
