@@ -202,8 +202,15 @@ def test_demo_fleet_camera_goes_live_and_hears_the_acknowledgement(platform: Pla
     ensure_shifts(platform, cameras)
     token = token_for(platform, "csu")
     lines: list[tuple[float, str]] = []
+    # The demo presses where a PTZ camera reaches the agent: here the place is "good" from the 4th look on.
+    looked: list[tuple[float, float]] = []
+
+    def live_where(lat: float, lon: float) -> bool:
+        looked.append((lat, lon))
+        return len(looked) > 3
     settings = FleetSettings(width=WIDTH, height=HEIGHT, fps=FPS, segment_s=2, shift_s=120, stagger=False,
-                             first_delay_s=(100, 110), live_every_s=60, live_first_s=2, live_duration_s=(9, 10))
+                             first_delay_s=(100, 110), live_every_s=60, live_first_s=2, live_duration_s=(9, 10),
+                             live_where=live_where)
     fleet = Fleet.build([c.home for c in cameras], server, start=utcnow(), settings=settings,
                         report=lambda label, what: lines.append((time.monotonic(), what)))
     stop = threading.Event()
@@ -214,6 +221,8 @@ def test_demo_fleet_camera_goes_live_and_hears_the_acknowledgement(platform: Pla
             runner.start()
             alert = await events.wait_for("alert", timeout=15)
             assert alert["agent"] == "PM-0101" and alert["detail"] == "live button (double press)"
+            assert len(looked) == 4  # it waited for the good place, then pressed once
+            assert all(abs(lat - 43.56) < 0.02 and abs(lon - 4.08) < 0.02 for lat, lon in looked)  # the commune
             viewer = Viewer(server, token)
             assert (await viewer.watch(alert["id"])).status_code == 201
             await viewer.wait_frames(video=15, audio=25, timeout=10)

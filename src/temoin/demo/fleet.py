@@ -75,6 +75,10 @@ class FleetSettings:
     live_every_s: float | None = None  # one camera presses the live button this often (None: never)
     live_first_s: float = 45.0  # the first press, from the start of the run
     live_duration_s: tuple[float, float] = (60.0, 90.0)  # until the wearer stops recording (the live ends)
+    # Where a press shows the most (the demo: where a PTZ CCTV camera can be aimed at the agent); a press waits
+    # for a camera's wearer to be at such a place, at most `live_wait_s`, then happens wherever they are.
+    live_where: Callable[[float, float], bool] | None = None
+    live_wait_s: float = 120.0
     dispatch: bool = True  # positions to the CSU's map, and reinforcement orders followed
     on_scene_s: float = 60.0  # how long a reinforcing agent stays at the target before patrolling again
     position_every_s: float = POSITION_EVERY_S  # a GPS fix, and a position to the CSU's map, this often
@@ -395,10 +399,14 @@ class Fleet:
     def records(self) -> list[FleetRecord]:
         return [r for c in self.cameras for r in c.records]
 
-    def _press_live(self) -> bool:
+    def _press_live(self, now: datetime, overdue_s: float) -> bool:
         """One camera's wearer presses the live button: one that is not live, preferably not recording, with
-        the most of its shift left. False (try again at the next tick) if none has a minute left."""
+        the most of its shift left. False (try again at the next tick) if none has a minute left, or none is at
+        a place `live_where` likes yet (for at most `live_wait_s`)."""
         idle = [c for c in self.cameras if c.live is not None and not c.live.active and c.shift_left_s >= 60]
+        where = self.settings.live_where
+        if where is not None and overdue_s < self.settings.live_wait_s:
+            idle = [c for c in idle if where(*c._here(now))]
         if not idle:
             return False
         camera = max(idle, key=lambda c: (c.agent.state is not AgentState.RECORDING, c.shift_left_s))
@@ -419,7 +427,8 @@ class Fleet:
         try:
             while (seconds is None or (t - t0).total_seconds() < seconds) and not (stop and stop.is_set()):
                 t += tick
-                if next_live is not None and t >= next_live and self._press_live():
+                if next_live is not None and t >= next_live and \
+                        self._press_live(t, (t - next_live).total_seconds()):
                     next_live += timedelta(seconds=live_every)
                 for camera in self.cameras:
                     camera.advance(t)

@@ -224,7 +224,8 @@ def run_demo(host: str, port: int, recordings: int, console: Console, cameras: i
 
         first_live = min(LIVE_FIRST_S, live_every or LIVE_FIRST_S)
         fleet = Fleet.build([c.home for c in fleet_cameras], base_url, start=utcnow(),
-                            settings=FleetSettings(shift_s=SHIFT_S, live_every_s=live_every, live_first_s=first_live),
+                            settings=FleetSettings(shift_s=SHIFT_S, live_every_s=live_every, live_first_s=first_live,
+                                                   live_where=network.ptz_reaches),
                             report=report)
         fleet_thread = threading.Thread(target=fleet.run, kwargs={"realtime": True, "stop": stop},
                                         daemon=True, name="demo-fleet")

@@ -17,6 +17,7 @@ from temoin.demo.cctv.onvif_sim import OnvifPtzSimulator
 from temoin.demo.cctv.rtsp_server import CctvRtspServer
 from temoin.demo.cctv.scene import FixedScene, PtzScene
 from temoin.demo.cctv.state import PtzPose
+from temoin.geo.geometry import distance_m
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Actor
 from temoin.platform import Platform
@@ -62,6 +63,11 @@ class CctvNetwork:
                     self.poses[props["id"]], float(props["heading_deg"]), float(props.get("max_zoom", 20)),
                     ONVIF_USER, self.password, self.host, serial=props["id"]).start()
         return self
+
+    def ptz_reaches(self, lat: float, lon: float) -> bool:
+        """Can a PTZ camera of this network be aimed at the point (within its range)?"""
+        return any(distance_m(lat, lon, f["geometry"]["coordinates"][1], f["geometry"]["coordinates"][0])
+                   <= float(f["properties"]["range_m"]) for f in self.features if f["properties"].get("ptz"))
 
     def register(self, p: Platform, tenant: Tenant) -> int:
         """Enter the running cameras in the tenant's registry (an upsert, journaled). Returns how many."""
