@@ -35,6 +35,23 @@ def test_admin_flow_from_a_fresh_home(tmp_path: Path, database_url: str):
     assert r.returncode == 0 and "enrolment code" in r.stdout
     r = run(env, "admin", "user", "totp", "chef")
     assert r.returncode == 1  # real users' codes are never printed
+    # Tenant settings: validated together, journaled, and used (the public notice names the controller).
+    r = run(env, "admin", "tenant", "settings", "ville", "ptz_auto_aim=true", "cctv_radius_m=250",
+            "notice_controller=Le maire de Ville, M. Dupont", "tile_url=https://tiles.example/{z}/{x}/{y}.png?key=s3cr3t")
+    assert r.returncode == 0, r.stderr
+    assert "250.0" in r.stdout and "True" in r.stdout
+    r = run(env, "admin", "tenant", "settings", "ville", "cctv_radius_m=-1", "ptz_auto_aim=false")
+    assert r.returncode == 1 and "cctv_radius_m" in r.stderr and "nothing was changed" in r.stderr
+    r = run(env, "admin", "tenant", "settings", "ville", "radius=3")
+    assert r.returncode == 1 and "unknown tenant setting" in r.stderr and "cctv_radius_m" in r.stderr
+    r = run(env, "admin", "tenant", "settings", "ville")
+    assert "True" in r.stdout and "250.0" in r.stdout  # the refused changes left everything as it was
+    r = run(env, "report", "notice", "ville", "--pdf", str(tmp_path / "notice.pdf"))
+    assert r.returncode == 0 and (tmp_path / "notice.pdf").read_bytes().startswith(b"%PDF"), r.stderr
+    changes = [json.loads(line.split(" ", 1)[1]) for line in (tmp_path / "home" / "journal" / "ville").glob("*.jsonl").__next__()
+               .read_text().splitlines() if "tenant.settings_changed" in line]
+    assert len(changes) == 1 and "s3cr3t" not in json.dumps(changes)  # a tile provider's key is never journaled
+    assert "tiles.example" in json.dumps(changes)
     r = run(env, "journal", "verify")
     assert r.returncode == 0 and "journal intact" in r.stdout
     r = run(env, "vault", "scrub")

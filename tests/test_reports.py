@@ -11,6 +11,7 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from temoin.db import utcnow
+from temoin.identity.service import update_settings
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import Role
 from temoin.reports.annual import PARIS
@@ -120,6 +121,16 @@ def test_public_notice_from_the_tenant_and_the_given_contacts(platform, client):
     assert r.status_code == 200 and r.content.startswith(b"%PDF")
     page = client.get("/reports", params={"rights_address": "Mairie, 1 place de la République"})
     assert page.status_code == 200 and "1 place de la République" in page.text and "notice-text" in page.text
+    # Kept in the tenant's settings, the contacts come without being given each time; a given one wins.
+    with platform.session() as db:
+        update_settings(platform, db, platform.tenant(db, commune.slug),
+                        {"notice_controller": "Le maire, Mme Martin", "dpo_contact": "dpo@mairie.example"})
+        db.commit()
+    text = " ".join(s["text"] for s in client.get("/api/v1/reports/notice").json()["sections"])
+    assert "Mme Martin" in text and "dpo@mairie.example" in text
+    text = " ".join(s["text"] for s in client.get("/api/v1/reports/notice",
+                                                   params={"dpo_contact": "rgpd@x.example"}).json()["sections"])
+    assert "rgpd@x.example" in text and "dpo@mairie.example" not in text
     # Who may not read reports is refused.
     sign_in(platform, client, commune.users[Role.TECH_ADMIN])
     assert client.get("/api/v1/reports/notice").status_code == 403

@@ -115,6 +115,35 @@ def tenant_create(slug: str, name: str, profile: str = "fr-police-municipale",
     console.print(f"tenant [bold]{slug}[/bold] created with profile {profile}")
 
 
+@tenant_cmd.command("settings")
+def tenant_settings(slug: str, assignments: list[str] = typer.Argument(
+        None, help="KEY=VALUE to change (an empty VALUE puts the default back); none: show them")) -> None:
+    """Show or change a tenant's settings (CSU map, CCTV radius, PTZ auto-aim, escalation, rights deadline,
+    public notice). Changes are validated together and journaled."""
+    from temoin.identity.service import IdentityError, update_settings
+    from temoin.identity.tenant_settings import TenantSettings, parse_assignments, settings_of
+
+    p = _open()
+    with p.session() as db:
+        try:
+            tenant = p.tenant(db, slug)
+        except LookupError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        if assignments:
+            try:
+                update_settings(p, db, tenant, parse_assignments(assignments))  # pydantic types the values
+            except (ValueError, IdentityError) as exc:
+                err.print(f"[red]{exc}[/red]")
+                raise typer.Exit(1) from None
+            db.commit()
+        current = settings_of(tenant)
+        table = Table("setting", "value", "default")
+        for key, spec in TenantSettings.model_fields.items():
+            table.add_row(key, str(getattr(current, key)), str(spec.default))
+    console.print(table)
+
+
 @tenant_cmd.command("list")
 def tenant_list() -> None:
     from sqlalchemy import select

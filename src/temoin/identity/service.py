@@ -5,13 +5,16 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
 from temoin.identity import secrets as sec
 from temoin.identity.models import ApiToken, LoginAttempt, Tenant, User, WebSession
+from temoin.identity.tenant_settings import TenantSettings, settings_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import ROLE_LABELS_FR, Role
 from temoin.law.profiles import get_profile
@@ -50,6 +53,42 @@ def create_tenant(p: Platform, db: Session, *, slug: str, name: str, profile: st
                             details={"slug": slug, "name": name, "profile": profile,
                                      "authorised_cameras": authorised_cameras}), tenant)
     return tenant
+
+
+def _journalable(settings: dict[str, Any]) -> dict[str, Any]:
+    """A tile URL may carry a provider's key in its query: the journal keeps the address without it."""
+    out = dict(settings)
+    if out.get("tile_url"):
+        out["tile_url"] = out["tile_url"].split("?", 1)[0] + ("?…" if "?" in out["tile_url"] else "")
+    return out
+
+
+def update_settings(p: Platform, db: Session, tenant: Tenant, changes: dict[str, Any],
+                    by: Actor | None = None) -> TenantSettings:
+    """Change some of a tenant's settings, validated whole (an unknown key or a bad value changes nothing);
+    a value of None puts the setting back to its default. Journaled with the old and new values."""
+    unknown = sorted(set(changes) - set(TenantSettings.model_fields))
+    if unknown:
+        raise IdentityError(f"unknown tenant setting(s) {', '.join(unknown)}; known: "
+                            f"{', '.join(TenantSettings.model_fields)}")
+    current = settings_of(tenant).model_dump(exclude_unset=True)
+    stored = dict(tenant.settings or {})
+    for key, value in changes.items():
+        if value is None:
+            stored.pop(key, None)
+        else:
+            stored[key] = value
+    try:
+        new = TenantSettings.model_validate(stored)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise IdentityError(f"tenant settings refused ({problems}); nothing was changed") from None
+    tenant.settings = new.model_dump(mode="json", exclude_unset=True)
+    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="tenant.settings_changed",
+                            actor=by or Actor.system("admin"),
+                            details={"before": _journalable(current), "after": _journalable(tenant.settings)}),
+             tenant)
+    return new
 
 
 @dataclass

@@ -25,8 +25,23 @@ class TenantSettings(BaseModel):
     rights_deadline_months: int = Field(default=2, ge=1, le=3)
     # Walking and driving speeds for the reinforcements' arrival estimate.
     patrol_speed_m_s: float = Field(default=1.4, gt=0, le=50)
+    # The public notice (R241-15): who is responsible, the DPO's contact, where people write to use their rights.
+    notice_controller: str | None = Field(default=None, max_length=300)  # "Le maire de Port-Témoin"
+    dpo_contact: str | None = Field(default=None, max_length=300)
+    rights_address: str | None = Field(default=None, max_length=500)
 
 
 def settings_of(tenant: Any) -> TenantSettings:
     """The tenant's settings, defaults filled in (a row written before a setting existed keeps working)."""
     return TenantSettings.model_validate(getattr(tenant, "settings", None) or {})
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str | None]:
+    """`KEY=VALUE` pairs from a command line; an empty value puts the setting back to its default."""
+    out: dict[str, str | None] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{pair!r}: write KEY=VALUE (known keys: {', '.join(TenantSettings.model_fields)})")
+        out[key.strip()] = value.strip() or None
+    return out

@@ -1,8 +1,9 @@
 """The information of the public (CSI R241-15): the texts, the number of cameras, how they work, the
 controller, the purposes, the retention, how to exercise one's rights, and the right to complain to the CNIL.
 
-Built from the tenant (name, legal profile, authorised cameras, rights deadline). What the tenant does not hold
-(the controller's name, the DPO's contact, the address for requests) is given by the caller.
+Built from the tenant (name, legal profile, authorised cameras) and its settings (rights deadline, the
+controller's name, the DPO's contact, the address for requests: `temoin admin tenant settings`); the caller may
+override the last three for one notice.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ def _months_fr(months: int, days: int = 0) -> str:
 
 def notice_sections(tenant: Tenant, inputs: NoticeInputs) -> tuple[str, list[tuple[str, str]]]:
     profile = get_profile(tenant.profile)
-    deadline = settings_of(tenant).rights_deadline_months
+    settings = settings_of(tenant)
+    deadline = settings.rights_deadline_months
+    inputs = NoticeInputs(controller=inputs.controller or settings.notice_controller,
+                          dpo_contact=inputs.dpo_contact or settings.dpo_contact,
+                          rights_address=inputs.rights_address or settings.rights_address)
     controller = inputs.controller or (f"Le président de {tenant.name}" if tenant.kind == "epci"
                                        else f"Le maire de {tenant.name}")
     write_to = inputs.rights_address or f"la mairie de {tenant.name}, à l'attention du maire"
