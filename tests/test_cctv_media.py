@@ -24,7 +24,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import h264 as aiortc_h264
 from sqlalchemy import select
 
-from temoin.demo.cctv.rtsp_server import CctvRtspServer, rtp_payloads, split_nal_units
+from temoin.demo.cctv.rtsp_server import CctvRtspServer, rtp_payloads
 from temoin.demo.cctv.scene import FixedScene, PtzScene
 from temoin.demo.cctv.state import PtzPose
 from temoin.identity.models import User
@@ -35,7 +35,7 @@ from temoin.live.hub import LiveHub
 from temoin.live.plane import BadOffer
 from temoin.live.relay import AiortcMediaPlane
 from temoin.live.rtsp_pull import (AccessUnits, CameraUnreachable, CctvSourceError, RtspPuller, UnsupportedCodec,
-                                   cctv_stream)
+                                   cctv_stream, split_annexb)
 from temoin.platform import Platform
 from temoin.settings import Settings
 from tests.helpers import make_commune
@@ -114,7 +114,7 @@ def test_payloads_follow_rfc_6184():
     assert [p[0] & 0x1F for p in fragments] == [28] * 4 and fragments[0][0] & 0x60 == big[0] & 0x60
     assert fragments[0][1] == 0x80 | 5 and fragments[-1][1] == 0x40 | 5 and fragments[1][1] == 5
     assert b"".join(p[2:] for p in fragments) == big[1:]
-    assert split_nal_units(b"\x00\x00\x00\x01" + small + b"\x00\x00\x01" + big) == [small, big]
+    assert split_annexb(b"\x00\x00\x00\x01" + small + b"\x00\x00\x01" + big) == [small, big]
 
 
 def rtsp_play_raw(url: str) -> socket.socket:
@@ -211,7 +211,7 @@ def test_avcc_access_units_become_decodable_annex_b(tmp_path: Path):
             data, keyframe = units.convert(bytes(packet), packet.is_keyframe)
             assert data.startswith(b"\x00\x00\x00\x01")
             if n == 0:
-                assert keyframe and [u[0] & 0x1F for u in split_nal_units(data)][:2] == [7, 8]
+                assert keyframe and [u[0] & 0x1F for u in split_annexb(data)][:2] == [7, 8]
             decoded += len(decoder.decode(av.Packet(data)))
         decoded += len(decoder.decode(None))
     assert decoded == 12

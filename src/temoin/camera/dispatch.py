@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from temoin.camera.offload import DeviceAuth
+from temoin.camera.offload import DeviceAuth, error_detail
 from temoin.camera.signals import Led, Vibration
 from temoin.evidence.manifest import GpsFix
 from temoin.geo.geometry import bearing_deg
@@ -130,11 +130,7 @@ class DispatchClient:
     @staticmethod
     def _check(response: httpx.Response, *ok: int) -> httpx.Response:
         if response.status_code not in ok:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text[:200]
-            raise DispatchError(response.status_code, str(detail))
+            raise DispatchError(response.status_code, error_detail(response))
         return response
 
     def send_position(self, fix: GpsFix, status: str) -> None:

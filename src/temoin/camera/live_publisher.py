@@ -43,7 +43,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from temoin.camera.media import SyntheticScene
-from temoin.camera.offload import DeviceAuth
+from temoin.camera.offload import DeviceAuth, error_detail
 from temoin.evidence.manifest import GpsFix
 
 VIDEO_CLOCK = 90_000
@@ -190,11 +190,7 @@ class LivePublisher:
 
     async def _check(self, response: httpx.Response, *ok: int) -> httpx.Response:
         if response.status_code not in ok:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text[:300]
-            raise LiveError(response.status_code, str(detail))
+            raise LiveError(response.status_code, error_detail(response))
         return response
 
     async def request(self, *, position: GpsFix | None = None, agent: str | None = None,

@@ -27,6 +27,14 @@ Progress = Callable[[int], None]
 PIECE_BYTES = 16 * 1024 * 1024  # each piece is fsynced before it is acknowledged
 
 
+def error_detail(response: httpx.Response) -> str:
+    """What the platform said went wrong: its JSON `detail`, or the start of the body."""
+    try:
+        return str(response.json().get("detail"))
+    except ValueError:
+        return response.text[:300]
+
+
 class OffloadError(RuntimeError):
     pass
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from temoin.camera.clock import Clock, system_clock
 from temoin.camera.files import atomic_write, private_dir
-from temoin.camera.offload import DeviceAuth, OffloadError
+from temoin.camera.offload import DeviceAuth, OffloadError, error_detail
 
 UNASSIGNED = "UNASSIGNED"
 DRIFT_FLAG_MS = 2000  # the vault's CLOCK_DRIFT_FLAG_MS: over this, recordings are flagged
@@ -106,13 +106,13 @@ class PlatformLink:
     def fetch(self) -> CameraSettings:
         """Ask the platform now; cache and return what it says. Raises OffloadError or httpx.HTTPError."""
         response, rtt_s, received_at = self._get()
-        if response.status_code == 401 and "clock" in _detail(response):
+        if response.status_code == 401 and "clock" in error_detail(response):
             # The camera's clock is so far off that its signatures look stale: sign with the
             # platform's time (the nonce still prevents replay) and measure the offset as usual.
             self.auth.clock_skew_s = self._skew()
             response, rtt_s, received_at = self._get()
         if response.status_code != 200:
-            raise OffloadError(f"GET {CONFIG_PATH}: {response.status_code} {_detail(response)}")
+            raise OffloadError(f"GET {CONFIG_PATH}: {response.status_code} {error_detail(response)}")
         body = response.json()
         # The platform read its clock about half-way through the round trip.
         camera_then = received_at - timedelta(seconds=rtt_s / 2)
@@ -158,10 +158,3 @@ def load_cached(folder: Path, now: datetime) -> CameraSettings | None:
         return CameraSettings.from_json(path.read_bytes()).stale(now)
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("detail"))
-    except ValueError:
-        return response.text[:200]

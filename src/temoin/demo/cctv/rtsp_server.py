@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 import av
 
 from temoin.demo.cctv.scene import Renderer
+from temoin.live.rtsp_pull import split_annexb
 
 log = logging.getLogger("temoin.demo.cctv")
 
@@ -71,21 +72,6 @@ class EncoderSettings:
         ctx.flags |= av.codec.context.Flags.global_header
         ctx.open()
         return ctx
-
-
-def split_nal_units(data: bytes) -> list[bytes]:
-    """The NAL units of an Annex B byte stream, without their start codes."""
-    units, starts, i = [], [], 0
-    while (i := data.find(b"\x00\x00\x01", i)) >= 0:
-        starts.append(i + 3)
-        i += 3
-    for n, start in enumerate(starts):
-        end = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
-        while n + 1 < len(starts) and end > start and data[end - 1] == 0:
-            end -= 1  # the leading zero of a four-byte start code (or trailing zero bytes)
-        if end > start:
-            units.append(data[start:end])
-    return units
 
 
 def rtp_payloads(units: Iterable[bytes], max_payload: int = MAX_PAYLOAD) -> list[bytes]:
@@ -172,7 +158,7 @@ class _Path:
         """(SPS, PPS), as the encoder writes them: an encoder opened with the same settings tells."""
         if self._params is None:
             ctx = self.encoder.open(self.renderer.width, self.renderer.height, self.renderer.fps)
-            units = split_nal_units(bytes(ctx.extradata or b""))
+            units = split_annexb(bytes(ctx.extradata or b""))
             sps = next((u for u in units if u[0] & 0x1F == 7), None)
             pps = next((u for u in units if u[0] & 0x1F == 8), None)
             if sps is None or pps is None:
@@ -209,7 +195,7 @@ class _Path:
             self._thread.join(5)
 
     def _broadcast(self, data: bytes, pts: int, keyframe: bool) -> None:
-        payloads = rtp_payloads(u for u in split_nal_units(data) if u[0] & 0x1F != NAL_AUD)
+        payloads = rtp_payloads(u for u in split_annexb(data) if u[0] & 0x1F != NAL_AUD)
         for session in list(self.players):
             try:
                 session.send(payloads, pts, keyframe)
