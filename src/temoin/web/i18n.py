@@ -219,9 +219,10 @@ def lang_of(request: Request) -> str:
     return "en" if accept.lower().startswith("en") else "fr"
 
 
-def translator(lang: str):  # noqa: ANN201
+def translator(lang: str, own: dict[str, dict[str, str]] | None = None):  # noqa: ANN201
+    """t(key): the text in `lang`, French when missing; a page's `own` texts come before the common ones."""
     def t(key: str, default: str | None = None) -> str:
-        entry = TEXTS.get(key)
+        entry = (own or {}).get(key) or TEXTS.get(key)
         if entry is None:
             return key if default is None else default
         return entry.get(lang, entry["fr"])

@@ -113,13 +113,7 @@ TEXTS: dict[str, dict[str, str]] = {
 
 
 def _t(request: Request):  # noqa: ANN202
-    lang = lang_of(request)
-    base = translator(lang)
-
-    def t(key: str, default: str | None = None) -> str:
-        entry = TEXTS.get(key)
-        return entry.get(lang, entry["fr"]) if entry else base(key, default)
-    return t
+    return translator(lang_of(request), TEXTS)
 
 
 @pages.get("/reports")
