@@ -3,7 +3,7 @@ draws an area on the map with the mouse, finds the recording whose track passes 
 motive, watches it with the marker following the video on the map, seeks by clicking the track, tags it in
 one click and puts it on hold.
 
-The fixtures follow tests/test_web_ui.py (copied; the lead will factor them).
+
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from sqlalchemy import select
 
 from temoin.db import utcnow
 from temoin.demo.commune import streets
+from temoin.evidence.models import Extraction
+from temoin.evidence.package_verify import verify_package
 from temoin.identity import service
 from temoin.identity.models import User
 from temoin.identity.secrets import current_totp
@@ -131,7 +133,7 @@ def marker(page) -> tuple[float, float, float]:  # noqa: ANN001
     return float(d[0]), float(d[1]), float(d[2])
 
 
-def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, platform, api) -> None:  # noqa: ANN001
+def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, platform, api, tmp_path) -> None:  # noqa: ANN001
     commune = make_commune(platform, cameras=2)
     now = utcnow()
     port, _ = upload(platform, api, commune, camera=0, started_at=now - timedelta(hours=1), duration_s=6,
@@ -224,33 +226,27 @@ def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, plat
         events = {e.event for e in db.scalars(select(JournalEntry)) if port in e.body}
     assert {"recording.consulted", "recording.tagged", "hold.placed"} <= events
 
-    # Extraction: the form posts the contract's body to POST /api/v1/extractions. That service is another
-    # part's (a boundary here): it is stood in for, once absent (404), once answering with its package.
-    posted: list[dict] = []
-    answers = [(404, {"detail": "Not Found"}),
-               (201, {"id": "ext-0001", "download_url": "/api/v1/extractions/ext-0001/package"})]
-
-    def extraction_service(route, request) -> None:  # noqa: ANN001
-        posted.append(request.post_data_json)
-        status, body = answers[len(posted) - 1]
-        route.fulfill(status=status, json=body)
-
-    page.route("**/api/v1/extractions", extraction_service)
+    # Extraction, the real one: a trimmed package for the judicial police. The link downloads it, and it
+    # verifies offline as its recipient would check it (`temoin verify`).
     extract = page.locator("#extract-form")
     extract.get_by_label("Destinataire (nom, service)").fill("OPJ Martin, commissariat")
     extract.get_by_label("Référence de la procédure").fill("Parquet 26/0412")
-    extract.get_by_role("button", name="Extraire").click()
-    expect(page.locator("#extract-msg")).to_contain_text("L'extraction n'est pas disponible")
     extract.get_by_label("Seulement un extrait").check()
     extract.get_by_label("Début (s depuis le début)").fill("1")
     extract.get_by_label("Fin (s depuis le début)").fill("4.5")
     extract.get_by_role("button", name="Extraire").click()
-    expect(page.locator("#extract-msg")).to_contain_text("Paquet d'extraction créé : ext-0001")
-    expect(page.locator("#extract-msg a")).to_have_attribute("href", "/api/v1/extractions/ext-0001/package")
-    assert posted[0] == {"recording_ids": [port], "recipient_name": "OPJ Martin, commissariat",
-                         "recipient_kind": "judicial_police", "procedure_type": "judicial",
-                         "reference": "Parquet 26/0412"}
-    assert posted[1]["trim"] == {"recording_id": port, "start_s": 1, "end_s": 4.5}
+    expect(page.locator("#extract-msg")).to_contain_text("Paquet d'extraction créé", timeout=60_000)
+    download = page.request.get(page.locator("#extract-msg a").get_attribute("href"))
+    assert download.status == 200
+    package = tmp_path / "package.zip"
+    package.write_bytes(download.body())
+    report = verify_package(package)
+    assert report.ok, report.problems
+    with platform.session() as db:
+        row = db.scalar(select(Extraction))
+        assert (row.recipient_name, row.recipient_kind, row.procedure_type, row.reference) == \
+            ("OPJ Martin, commissariat", "judicial_police", "judicial", "Parquet 26/0412")
+        assert row.recording_ids == [port] and row.trim is not None and report.extraction_id == row.id
     page.screenshot(path="/tmp/temoin-review-recording.png", full_page=True)
 
     # Back to the list: one hold for an incident on several recordings, all or nothing.

@@ -190,10 +190,6 @@ TEXTS: dict[str, dict[str, str]] = {
     "use_current": {"fr": "Prendre l'instant de la vidéo", "en": "Use the video's time"},
     "extract_done": {"fr": "Paquet d'extraction créé :", "en": "Extraction package created:"},
     "download": {"fr": "Télécharger", "en": "Download"},
-    "extract_unavailable": {"fr": "L'extraction n'est pas disponible sur cette plateforme pour le moment "
-                                  "(service absent) : rien n'a été extrait.",
-                            "en": "Extraction is not available on this platform yet (no such service): "
-                                  "nothing was extracted."},
     "network_error": {"fr": "Le serveur ne répond pas : vérifiez la connexion et réessayez.",
                       "en": "The server does not answer: check the connection and try again."},
     "category.violence": {"fr": "violences", "en": "violence"},

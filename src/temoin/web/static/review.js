@@ -361,8 +361,6 @@
                     procedure_type: f.procedure_type.value, reference: f.reference.value};
       if (f.trim.checked) body.trim = {recording_id: id, start_s: Number(f.start_s.value), end_s: Number(f.end_s.value)};
       const res = await api("POST", "/api/v1/extractions", body);
-      const missing = res.status === 405 || (res.status === 404 && (!res.body || res.body.detail === "Not Found"));
-      if (missing) { say(msg, msg.dataset.unavailable, true); return; }
       if (!res.ok) { say(msg, detail(res, msg), true); return; }
       msg.textContent = msg.dataset.done + " " + (res.body.id || "") + " ";
       msg.classList.remove("error"); msg.classList.add("ok");
