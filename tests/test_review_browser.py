@@ -1,9 +1,7 @@
 """The review in a real browser (Debian's Chromium through Playwright) against a real server (uvicorn): a chief
 draws an area on the map with the mouse, finds the recording whose track passes there, opens it, gives a
 motive, watches it with the marker following the video on the map, seeks by clicking the track, tags it in
-one click and puts it on hold.
-
-
+one click, puts it on hold and extracts a package that verifies offline.
 """
 
 from __future__ import annotations
