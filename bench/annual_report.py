@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import common
-from common import Results, Stopwatch, console
+from common import Results, Stopwatch
 
 YEAR = 2025
 MOTIVES = (("judicial_procedure", 0.35), ("administrative_procedure", 0.1), ("disciplinary_procedure", 0.05),

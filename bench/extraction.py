@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import common  # noqa: E402
-from common import Results, Stopwatch, console  # noqa: E402
+from common import Results, Stopwatch  # noqa: E402
 
 MiB = 1024 * 1024
 

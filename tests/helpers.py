@@ -78,21 +78,26 @@ def upload(p: Platform, client: TestClient, commune: Commune, *, camera: int = 0
     return signed.manifest.recording_id, receipt
 
 
+def totp_code(p: Platform, username: str) -> str:
+    """The user's current code; the last used step is reset so the same code may serve again in a test."""
+    from sqlalchemy import select
+
+    from temoin.identity.models import User
+
+    with p.session() as db:
+        user = db.scalar(select(User).where(User.username == username))
+        code = current_totp(service.totp_secret_of(p, user))
+        user.totp_last_step = 0
+        db.commit()
+    return code
+
+
 def sign_in(p: Platform, client: httpx.Client, username: str) -> str:
     """Password then TOTP; returns the CSRF token for unsafe requests."""
     client.cookies.clear()
     r = client.post("/api/v1/session", json={"username": username, "password": PASSWORD})
     assert r.status_code == 200, r.text
-    with p.session() as db:
-        from sqlalchemy import select
-
-        from temoin.identity.models import User
-
-        user = db.scalar(select(User).where(User.username == username))
-        code = current_totp(service.totp_secret_of(p, user))
-        user.totp_last_step = 0  # the same code may be needed again within this 30 s step in tests
-        db.commit()
-    r = client.post("/api/v1/session/totp", json={"code": code})
+    r = client.post("/api/v1/session/totp", json={"code": totp_code(p, username)})
     assert r.status_code == 200, r.text
     return r.json()["csrf_token"]
 
@@ -100,3 +105,16 @@ def sign_in(p: Platform, client: httpx.Client, username: str) -> str:
 def device_of(p: Platform, device_id: str) -> Device:
     with p.session() as db:
         return db.get(Device, device_id)
+
+
+def sign_in_page(page, p: Platform, username: str) -> None:  # noqa: ANN001
+    """Sign in through the French pages of a Playwright page: password, then the TOTP code."""
+    from playwright.sync_api import expect
+
+    page.goto("/login")
+    page.get_by_label("Identifiant").fill(username)
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Continuer").click()
+    page.get_by_label("Code").fill(totp_code(p, username))
+    page.get_by_role("button", name="Continuer").click()
+    expect(page.locator("header .who")).to_be_visible()

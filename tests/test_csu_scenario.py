@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from temoin.camera.clock import system_clock
@@ -39,8 +40,6 @@ from tests.test_live_agent import press_live_twice
 from tests.test_live_browser import sign_in_context
 
 pytestmark = pytest.mark.slow
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
 
 WIDTH, HEIGHT, FPS = 160, 120, 10
 # Rue du Port, 100 m north of the harbour master's camera (cctv-05, looking north) and about 210 m south of the

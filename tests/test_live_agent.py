@@ -208,10 +208,11 @@ def test_demo_fleet_camera_goes_live_and_hears_the_acknowledgement(platform: Pla
     def live_where(lat: float, lon: float) -> bool:
         looked.append((lat, lon))
         return len(looked) > 3
-    settings = FleetSettings(width=WIDTH, height=HEIGHT, fps=FPS, segment_s=2, shift_s=120, stagger=False,
-                             first_delay_s=(100, 110), live_every_s=60, live_first_s=2, live_duration_s=(9, 10),
-                             live_where=live_where)
-    fleet = Fleet.build([c.home for c in cameras], server, start=utcnow(), settings=settings,
+    fleet_settings = FleetSettings(width=WIDTH, height=HEIGHT, fps=FPS, segment_s=2, shift_s=120, stagger=False,
+                                   first_delay_s=(100, 110), live_every_s=60, live_first_s=2,
+                                   live_duration_s=(9, 10),
+                                   live_where=live_where)
+    fleet = Fleet.build([c.home for c in cameras], server, start=utcnow(), settings=fleet_settings,
                         report=lambda label, what: lines.append((time.monotonic(), what)))
     stop = threading.Event()
     runner = threading.Thread(target=fleet.run, kwargs={"seconds": 14, "realtime": True, "stop": stop}, daemon=True)

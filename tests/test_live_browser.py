@@ -12,6 +12,7 @@ import time
 from concurrent.futures import Future
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from temoin.identity import service
@@ -23,8 +24,6 @@ from tests.helpers import PASSWORD, Commune, agent_number, make_commune
 from tests.test_live import FIX, _cheap_password_hashes, entries, on_shift, publisher, server, settings  # noqa: F401
 
 pytestmark = pytest.mark.slow
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
 
 class CameraThread:
     """A camera pressing the live button and streaming, in its own thread and event loop."""

@@ -7,79 +7,26 @@ one click, puts it on hold and extracts a package that verifies offline.
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from temoin.db import utcnow
 from temoin.demo.commune import streets
 from temoin.evidence.models import Extraction
 from temoin.evidence.package_verify import verify_package
-from temoin.identity import service
-from temoin.identity.models import User
-from temoin.identity.secrets import current_totp
 from temoin.journal.models import JournalEntry
 from temoin.law.access import Role
-from temoin.platform import Platform
 from temoin.vault.models import Hold, Recording
-from temoin.web.app import create_app
-from tests.helpers import PASSWORD, make_commune, upload
+from tests.helpers import make_commune, sign_in_page, upload
 
 pytestmark = pytest.mark.slow  # a server per test, a browser per module
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
 TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with sync_api.sync_playwright() as pw:
-        try:
-            b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        except Exception as exc:  # no Chromium on this machine: say so, do not pretend
-            pytest.skip(f"Chromium cannot start from {CHROMIUM}: {exc}")
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def server_url(platform: Platform) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(platform, scheduler=False), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/api/v1/platform", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the server did not answer within 20 s")
-        time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture
@@ -95,26 +42,6 @@ def page(browser, server_url: str):  # noqa: ANN201
     pg = context.new_page()
     yield pg
     context.close()
-
-
-def totp_code(p: Platform, username: str) -> str:
-    with p.session() as db:
-        user = db.scalar(select(User).where(User.username == username))
-        code = current_totp(service.totp_secret_of(p, user))
-        user.totp_last_step = 0
-        db.commit()
-    return code
-
-
-def sign_in(page, p: Platform, username: str) -> None:  # noqa: ANN001
-    page.goto("/login")
-    page.get_by_label("Identifiant").fill(username)
-    page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_role("button", name="Continuer").click()
-    expect(page).to_have_url(re.compile(r"/login/totp$"))
-    page.get_by_label("Code").fill(totp_code(p, username))
-    page.get_by_role("button", name="Continuer").click()
-    expect(page.locator("header .who")).to_be_visible()
 
 
 def screen_point(page, map_id: str, lat: float, lon: float) -> tuple[float, float]:  # noqa: ANN001
@@ -138,7 +65,7 @@ def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, plat
                      segment_s=2, street="Rue du Port")
     pins, _ = upload(platform, api, commune, camera=1, started_at=now - timedelta(minutes=30), duration_s=2,
                      segment_s=2, street="Boulevard des Pins")
-    sign_in(page, platform, commune.users[Role.CHIEF])
+    sign_in_page(page, platform, commune.users[Role.CHIEF])
     expect(page).to_have_url(re.compile(r"/recordings$"))
     expect(page.locator("tr[data-recording]")).to_have_count(2)
     # Both tracks are drawn on the map, over the offline basemap (territory and streets).

@@ -11,19 +11,17 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from temoin.identity import service
 from temoin.identity.models import User, WebSession
-from temoin.identity.secrets import current_totp
 from temoin.journal.models import JournalEntry
 from temoin.law.access import AGENT_MOTIVES, MOTIVE_LABELS, Role
 from temoin.platform import Platform
-from tests.helpers import PASSWORD, Commune, make_commune, upload
+from tests.helpers import PASSWORD, Commune, make_commune, totp_code, upload
 
 pytestmark = pytest.mark.slow  # a server per test, a browser per module
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
 
 TIMEOUT_MS = 15_000
 
@@ -46,16 +44,6 @@ def page(browser, server_url: str):  # noqa: ANN201
     pg = context.new_page()
     yield pg
     context.close()
-
-
-def totp_code(p: Platform, username: str) -> str:
-    """The user's current code; the last used step is reset so the same code may serve again in a test."""
-    with p.session() as db:
-        user = db.scalar(select(User).where(User.username == username))
-        code = current_totp(service.totp_secret_of(p, user))
-        user.totp_last_step = 0
-        db.commit()
-    return code
 
 
 def wrong_code(code: str) -> str:

@@ -7,7 +7,6 @@ Create Date: 2026-11-23 09:00:00
 
 from alembic import op
 import sqlalchemy as sa
-import temoin.db
 
 
 revision = '0004'
