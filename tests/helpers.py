@@ -78,6 +78,27 @@ def upload(p: Platform, client: TestClient, commune: Commune, *, camera: int = 0
     return signed.manifest.recording_id, receipt
 
 
+def upload_media(p: Platform, client: TestClient, commune: Commune, media: bytes, *, duration_s: float,
+                 started_at: datetime, place: tuple[float, float], camera: int = 0) -> str:
+    """One recording of one segment holding `media` (any MP4), standing at `place`, signed by the camera."""
+    import uuid
+    from datetime import timedelta
+
+    from temoin.camera.offload import SegmentFile, build_manifest
+    from temoin.evidence.manifest import GpsFix, SignedManifest, Trigger
+
+    cam = commune.cameras[camera]
+    manifest = build_manifest(
+        recording_id=f"rec-{uuid.uuid4().hex[:16]}", camera_id=cam[0], agent_id=agent_number(commune),
+        segments=[SegmentFile(media, started_at, duration_s)], trigger=Trigger.INCIDENT, persons_informed=True,
+        gps_track=[GpsFix(t=started_at + timedelta(seconds=i), lat=place[0], lon=place[1], accuracy_m=5.0)
+                   for i in range(int(duration_s) + 1)], pre_event_buffer_s=0, clock_offset_ms=0)
+    signed = SignedManifest.sign(manifest, cam[1])
+    vault_client(p, client, cam).offload(signed, [media])
+    client.auth = None
+    return signed.manifest.recording_id
+
+
 def totp_code(p: Platform, username: str) -> str:
     """The user's current code; the last used step is reset so the same code may serve again in a test."""
     from sqlalchemy import select

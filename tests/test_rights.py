@@ -228,12 +228,6 @@ def test_without_the_redaction_engine_copies_are_refused_with_a_clear_message(pl
 
 @pytest.mark.slow
 def test_access_copy_from_face_tracks_to_the_requesters_download(platform, client):
-    from temoin.rights import copies
-
-    try:  # the engine is built by another change; until it lands this test says so instead of failing
-        copies.engine()
-    except copies.EngineMissing as exc:
-        pytest.skip(f"redaction engine not importable yet: {exc}")
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, client, commune, duration_s=4, segment_s=2)  # two segments, joined for the copy
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])

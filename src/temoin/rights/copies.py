@@ -23,6 +23,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,69 @@ def copy_stream(p: Platform, db: Session, user: User, copy: RedactedCopy, *, del
     return _open_sealed(_folder(p, copy) / "copy.sealed", _data_key(p, copy))
 
 
+@dataclass(frozen=True)
+class Still:
+    """One frame of the original recording, for drawing regions by hand over it."""
+
+    jpeg: bytes
+    frame: int  # its index in the whole recording, as the redaction numbers frames
+    frame_rate: float
+    at_s: float  # its time from the recording's start
+    duration_s: float  # the recording's
+
+
+def still(p: Platform, db: Session, user: User, copy: RedactedCopy, at_s: float) -> Still:
+    """The frame shown at `at_s` seconds. Only the segment holding it is decrypted (in a private folder, removed
+    at once), so a still of a long recording costs one segment. Shows faces: journaled as a consultation."""
+    import av
+
+    if copy.state not in EDITABLE:
+        raise RightsError(f"the copy is {copy.state}: stills are for preparing a copy (faces found, not yet "
+                          "approved)")
+    rec = db.get(Recording, copy.recording_id)
+    if rec is None or rec.state != RecordingState.STORED or rec.wrapped_key is None:
+        raise CopyNotFound(f"{copy.recording_id} is not stored any more")
+    segments = sorted(rec.segments, key=lambda s: s.index)
+    duration = sum(s.duration_s for s in segments)
+    at_s = max(0.0, min(float(at_s), max(0.0, duration - 0.001)))
+    offset, segment = 0.0, segments[-1]
+    for seg in segments:
+        if at_s < offset + seg.duration_s:
+            segment = seg
+            break
+        offset += seg.duration_s
+    else:
+        offset = duration - segment.duration_s
+    with private_workdir(p) as work:
+        path = work / "segment.mp4"
+        with path.open("wb") as fh:
+            for chunk in catalogue.read_segment(p, db, rec, segment.index):
+                fh.write(chunk)
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate) if stream.average_rate else 25.0
+            start, chosen = None, None
+            for frame in container.decode(stream):
+                t = float(frame.time or 0.0)
+                start = t if start is None else start
+                chosen = frame
+                if t - start + 0.5 / rate >= at_s - offset:
+                    break
+            if chosen is None:
+                raise RightsError(f"segment {segment.index} of {rec.id} holds no picture")
+            local = float(chosen.time or 0.0) - (start or 0.0)
+            buf = io.BytesIO()
+            chosen.to_image().save(buf, "JPEG", quality=88)
+    req = db.get(RightsRequest, copy.request_id)
+    shown = round(offset + local, 3)
+    p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.still_viewed", actor=actor_of(user),
+                            recordings=[rec.id], motive=_motive(req),
+                            details={"copy_id": copy.id, "request_id": req.id, "at_s": shown}),
+             db.get(Tenant, copy.tenant_id))
+    db.commit()
+    return Still(buf.getvalue(), round(shown * rate), rate, shown, round(duration, 3))
+
+
 # --- the steps -----------------------------------------------------------------------------------------
 
 def start_copy(p: Platform, db: Session, user: User, req: RightsRequest, recording_id: str) -> RedactedCopy:
@@ -235,27 +299,33 @@ def start_copy(p: Platform, db: Session, user: User, req: RightsRequest, recordi
     return copy
 
 
+EDITABLE = (CopyState.TRACKS_READY, CopyState.REJECTED, CopyState.TO_REVIEW)
+
+
 def redact(p: Platform, db: Session, user: User, copy: RedactedCopy, *, keep_tracks: list[int],
-           add_regions: list[dict], voice: bool = True) -> RedactedCopy:
-    """Produce the copy with these choices (tracks kept visible: the requester's)."""
-    if copy.state not in (CopyState.TRACKS_READY, CopyState.REJECTED, CopyState.TO_REVIEW):
+           add_regions: list[dict], remove_regions: list[dict] = (), voice: bool = True) -> RedactedCopy:
+    """Produce the copy with these choices: tracks kept visible (the requester's), regions hidden by hand (faces
+    the detector missed), regions left clear by hand (a detection there is not a face)."""
+    if copy.state not in EDITABLE:
         raise RightsError(f"the copy is {copy.state}: wait for the faces to be found")
     known = {t["id"] for t in copy.tracks or []}
     unknown = sorted(set(keep_tracks) - known)
     if unknown:
         raise RightsError(f"no face track {unknown} in this recording; tracks: {sorted(known)}")
-    for region in add_regions:
+    for region in [*add_regions, *remove_regions]:
         if region["end_frame"] < region["start_frame"] or region["w"] <= 0 or region["h"] <= 0:
             raise RightsError(f"region {region}: give start_frame <= end_frame and a positive size")
     engine()
     copy.keep_tracks, copy.add_regions = sorted(set(keep_tracks)), list(add_regions)
+    copy.remove_regions = list(remove_regions)
     copy.state, copy.progress, copy.error = CopyState.REDACTING.value, 0.0, None
     copy.reviewed_by = copy.reviewed_at = copy.review_reason = None
     req = db.get(RightsRequest, copy.request_id)
     p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.redaction_started", actor=actor_of(user),
                             recordings=[copy.recording_id],
                             details={"copy_id": copy.id, "request_id": req.id, "kept_tracks": copy.keep_tracks,
-                                     "added_regions": len(add_regions), "voice": voice}),
+                                     "added_regions": len(add_regions), "removed_regions": len(remove_regions),
+                                     "voice": voice}),
              db.get(Tenant, copy.tenant_id))
     db.commit()
     _spawn(copy.id, lambda: _redact_job(p, copy.id, actor_of(user), voice))
@@ -360,6 +430,13 @@ def thumbnails(src: Path, tracks: list[Any]) -> dict[str, str]:
     return out
 
 
+def _largest(track: Any) -> list[int] | None:
+    """The track's largest box (x, y, w, h in source pixels): where the face shows best."""
+    if not track.boxes:
+        return None
+    return [int(v) for v in max(track.boxes.values(), key=lambda b: b[2] * b[3])]
+
+
 def _frame_rate(src: Path) -> float:
     import av
 
@@ -385,7 +462,8 @@ def _detect_job(p: Platform, copy_id: int, actor: Actor) -> None:
             copy.tracks = [{"id": int(t.id), "frames": len(t.boxes), "first_frame": min(t.boxes, default=0),
                             "last_frame": max(t.boxes, default=0),
                             "start_s": round(min(t.boxes, default=0) / fps, 2),
-                            "end_s": round(max(t.boxes, default=0) / fps, 2)} for t in found]
+                            "end_s": round(max(t.boxes, default=0) / fps, 2),
+                            "box": _largest(t)} for t in found]
             copy.state, copy.progress = CopyState.TRACKS_READY.value, 1.0
             p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.faces_found", actor=actor,
                                     recordings=[rec.id], details={"copy_id": copy.id, "tracks": len(found)}),
@@ -403,10 +481,13 @@ def _redact_job(p: Platform, copy_id: int, actor: Actor, voice: bool) -> None:
             rec = db.get(Recording, copy.recording_id)
             src = decrypt_recording(p, db, rec, work)
             dst = work / "redacted.mp4"
-            regions = [redaction.ManualRegion(int(r["start_frame"]), int(r["end_frame"]), int(r["x"]), int(r["y"]),
-                                              int(r["w"]), int(r["h"])) for r in copy.add_regions or []]
+            def regions(rows: list[dict] | None) -> list[Any]:
+                return [redaction.ManualRegion(int(r["start_frame"]), int(r["end_frame"]), int(r["x"]), int(r["y"]),
+                                               int(r["w"]), int(r["h"])) for r in rows or []]
+
             redaction.redact_file(src, dst, mode="blur", keep_tracks=list(copy.keep_tracks or []),
-                                  add_regions=regions, voice=voice, progress=_Progress(p, copy_id))
+                                  add_regions=regions(copy.add_regions), remove_regions=regions(copy.remove_regions),
+                                  voice=voice, progress=_Progress(p, copy_id))
             src.unlink(missing_ok=True)  # the clear original goes first
             folder = _folder(p, copy)
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)

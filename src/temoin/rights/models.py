@@ -87,9 +87,10 @@ class RedactedCopy(Base):
     state: Mapped[str] = mapped_column(String(16), default=CopyState.DETECTING.value)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    tracks: Mapped[list] = mapped_column(JSON, default=list)  # [{id, frames, first_frame, last_frame}]
+    tracks: Mapped[list] = mapped_column(JSON, default=list)  # [{id, frames, first/last frame, start/end_s, box}]
     keep_tracks: Mapped[list] = mapped_column(JSON, default=list)
-    add_regions: Mapped[list] = mapped_column(JSON, default=list)
+    add_regions: Mapped[list] = mapped_column(JSON, default=list)  # boxes hidden by hand
+    remove_regions: Mapped[list] = mapped_column(JSON, default=list)  # a detection centred here stays clear
     # Thumbnails (faces) and the copy are sealed at rest like the vault's blobs: one data key per copy,
     # wrapped by the master key.
     data_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

@@ -18,6 +18,7 @@ from temoin.rights import register
 from temoin.rights.candidates import find_candidates
 from temoin.rights.erasure import ErasureRefused, RecordingsNotFound, erase_for_request
 from temoin.rights.models import RedactedCopy, RequestKind, RequestStatus, RightsRequest
+from temoin.vault.models import Recording
 from temoin.web.deps import Principal, get_db, get_platform, require
 from temoin.web.i18n import lang_of, translator
 
@@ -120,6 +121,9 @@ class RedactIn(BaseModel):
                                    description="the requester's face track(s): left visible")
     add_regions: list[RegionIn] = Field(default_factory=list, max_length=500,
                                         description="extra regions to hide (faces the detector missed)")
+    remove_regions: list[RegionIn] = Field(default_factory=list, max_length=500,
+                                           description="regions left clear: a detection centred in one is not a "
+                                                       "face")
     voice: bool = Field(default=True, description="also disguise the voices")
 
 
@@ -138,6 +142,7 @@ class CopyOut(BaseModel):
     tracks: list[dict]
     keep_tracks: list[int]
     add_regions: list[dict]
+    remove_regions: list[dict]
     sha256: str | None
     size_bytes: int | None
     produced_at: datetime | None
@@ -149,7 +154,7 @@ class CopyOut(BaseModel):
     def of(cls, c: RedactedCopy) -> "CopyOut":
         return cls(id=c.id, request_id=c.request_id, recording_id=c.recording_id, state=c.state, progress=c.progress,
                    error=c.error, tracks=list(c.tracks or []), keep_tracks=list(c.keep_tracks or []),
-                   add_regions=list(c.add_regions or []), sha256=c.sha256, size_bytes=c.size_bytes,
+                   add_regions=list(c.add_regions or []), remove_regions=list(c.remove_regions or []), sha256=c.sha256, size_bytes=c.size_bytes,
                    produced_at=c.produced_at, reviewed_at=c.reviewed_at, review_reason=c.review_reason,
                    delivered_at=c.delivered_at)
 
@@ -321,12 +326,30 @@ def redact(copy_id: int, body: RedactIn, who: Principal = require(Permission.REC
     copy = _copy(p, db, who, copy_id)
     try:
         copies_mod.redact(p, db, who.user, copy, keep_tracks=body.keep_tracks,
-                          add_regions=[r.model_dump() for r in body.add_regions], voice=body.voice)
+                          add_regions=[r.model_dump() for r in body.add_regions],
+                          remove_regions=[r.model_dump() for r in body.remove_regions], voice=body.voice)
     except register.RightsError as exc:
         raise HTTPException(409, str(exc)) from None
     except copies_mod.EngineMissing as exc:
         raise HTTPException(503, str(exc)) from None
     return CopyOut.of(copy)
+
+
+@router.get("/copies/{copy_id}/still", summary="A frame of the original, to draw regions over (JPEG; journaled: "
+                                               "shows faces)", response_class=Response)
+def still(copy_id: int, at: float = Query(0.0, ge=0, description="seconds from the recording's start"),
+          who: Principal = require(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
+          p: Platform = Depends(get_platform)) -> Response:
+    copy = _copy(p, db, who, copy_id)
+    try:
+        shown = copies_mod.still(p, db, who.user, copy, at)
+    except copies_mod.CopyNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except register.RightsError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return Response(shown.jpeg, media_type="image/jpeg", headers={
+        "Cache-Control": "no-store", "X-Frame-Index": str(shown.frame), "X-Frame-Rate": f"{shown.frame_rate:.6g}",
+        "X-Frame-Time": f"{shown.at_s:.3f}", "X-Duration": f"{shown.duration_s:.3f}"})
 
 
 @router.get("/copies/{copy_id}/video", summary="Watch the produced copy to review it (journaled)",
@@ -422,18 +445,62 @@ TEXTS: dict[str, dict[str, str]] = {
     "erased": {"fr": "Effacés (certificats)", "en": "Erased (certificates)"},
     "copies": {"fr": "Copies masquées", "en": "Redacted copies"},
     "make_copy": {"fr": "Préparer une copie masquée", "en": "Prepare a redacted copy"},
+    "open_copy": {"fr": "Ouvrir", "en": "Open"},
+    "copy": {"fr": "Copie masquée", "en": "Redacted copy"},
+    "copy_help": {"fr": "Tous les visages sont floutés sauf ceux du demandeur. Cochez ses visages, ajoutez à la "
+                        "main ce que la détection a manqué, produisez la copie, puis faites-la relire avant remise.",
+                  "en": "Every face is blurred but the requester's. Tick their faces, add by hand what the detector "
+                        "missed, produce the copy, then have it reviewed before release."},
+    "copy_state": {"fr": "Étape", "en": "Step"},
+    "copy_state.detecting": {"fr": "recherche des visages", "en": "finding the faces"},
+    "copy_state.tracks_ready": {"fr": "visages trouvés : à préparer", "en": "faces found: to prepare"},
+    "copy_state.redacting": {"fr": "production de la copie", "en": "producing the copy"},
+    "copy_state.to_review": {"fr": "à relire", "en": "to review"},
+    "copy_state.approved": {"fr": "approuvée : peut être remise", "en": "approved: may be handed over"},
+    "copy_state.rejected": {"fr": "refusée : à refaire", "en": "rejected: to redo"},
+    "copy_state.failed": {"fr": "échec", "en": "failed"},
+    "faces": {"fr": "Visages trouvés", "en": "Faces found"},
+    "no_faces": {"fr": "Aucun visage trouvé : ajoutez à la main ce qui doit être masqué.",
+                 "en": "No face found: add by hand what must be hidden."},
+    "keep_face": {"fr": "C'est le demandeur (laisser visible)", "en": "This is the requester (leave visible)"},
+    "track_times": {"fr": "de {a} s à {b} s", "en": "from {a} s to {b} s"},
+    "regions": {"fr": "Zones tracées à la main", "en": "Regions drawn by hand"},
+    "regions_help": {"fr": "Choisissez un instant, tracez un rectangle sur l'image, puis dites s'il faut le masquer "
+                           "ou le laisser visible (une fausse détection) et pendant combien de temps.",
+                     "en": "Pick a moment, draw a rectangle on the picture, then say whether to hide it or leave it "
+                           "visible (a false detection) and for how long."},
+    "at_time": {"fr": "Instant (s)", "en": "Moment (s)"},
+    "show_still": {"fr": "Afficher l'image", "en": "Show the picture"},
+    "region_mode": {"fr": "Zone", "en": "Region"},
+    "region_hide": {"fr": "à masquer", "en": "to hide"},
+    "region_clear": {"fr": "à laisser visible (fausse détection)", "en": "to leave visible (false detection)"},
+    "region_from": {"fr": "Du (s)", "en": "From (s)"},
+    "region_to": {"fr": "Au (s)", "en": "To (s)"},
+    "add_region": {"fr": "Ajouter la zone", "en": "Add the region"},
+    "remove_region": {"fr": "Retirer", "en": "Remove"},
+    "no_regions": {"fr": "Aucune zone.", "en": "No region."},
+    "draw_first": {"fr": "Tracez d'abord un rectangle sur l'image.", "en": "Draw a rectangle on the picture first."},
+    "voice": {"fr": "Déguiser les voix", "en": "Disguise the voices"},
+    "produce": {"fr": "Produire la copie", "en": "Produce the copy"},
+    "produced": {"fr": "Copie produite", "en": "Copy produced"},
+    "review_help": {"fr": "Regardez la copie en entier avant de l'approuver : aucun autre visage ne doit être "
+                          "reconnaissable.",
+                    "en": "Watch the whole copy before approving it: no other face may be recognisable."},
+    "approve": {"fr": "Approuver pour remise", "en": "Approve for release"},
+    "reject": {"fr": "Refuser", "en": "Reject"},
+    "reject_reason": {"fr": "Ce qui ne va pas (visage visible, zone à ajouter…)",
+                      "en": "What is wrong (a face visible, a region to add…)"},
+    "download_copy": {"fr": "Télécharger pour le demandeur (journalisé)", "en": "Download for the requester (journaled)"},
+    "back_to_request": {"fr": "Demande", "en": "Request"},
+    "working": {"fr": "En cours…", "en": "Working…"},
+    "failed_at": {"fr": "Échec", "en": "Failed"},
+    "network": {"fr": "Le serveur ne répond pas : réessayez.", "en": "The server does not answer: try again."},
     "error": {"fr": "Erreur", "en": "Error"},
 }
 
 
 def _t(request: Request):  # noqa: ANN202
-    lang = lang_of(request)
-    base = translator(lang)
-
-    def t(key: str, default: str | None = None) -> str:
-        entry = TEXTS.get(key)
-        return entry.get(lang, entry["fr"]) if entry else base(key, default)
-    return t
+    return translator(lang_of(request), TEXTS)
 
 
 def _page(request: Request, name: str, who: Principal, status: int = 200, **context) -> HTMLResponse:
@@ -552,3 +619,34 @@ async def request_erasure(request_id: int, request: Request,
         return RedirectResponse(f"/rights/{request_id}", 303)
 
     return await run_in_threadpool(work)
+
+
+@pages.post("/rights/{request_id}/copies")
+def request_copy(request_id: int, request: Request, recording_id: str = Form(""),
+                 who: Principal = _page_guard(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
+                 p: Platform = Depends(get_platform)) -> Response:
+    try:
+        req = register.get_request(p, db, who.user, request_id)
+        copy = copies_mod.start_copy(p, db, who.user, req, recording_id)
+    except register.RequestNotFound:
+        return _request_page(request, who, p, db, request_id)
+    except copies_mod.CopyNotFound as exc:
+        return _request_page(request, who, p, db, request_id, status=404, error=str(exc))
+    except (register.RightsError, copies_mod.EngineMissing) as exc:
+        return _request_page(request, who, p, db, request_id, status=409, error=str(exc))
+    return RedirectResponse(f"/rights/copies/{copy.id}", 303)
+
+
+@pages.get("/rights/copies/{copy_id}")
+def copy_page(copy_id: int, request: Request, who: Principal = _page_guard(Permission.RECORDINGS_REDACT),
+              db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
+    t = _t(request)
+    try:
+        copy = copies_mod.get_copy(p, db, who.user, copy_id)
+    except copies_mod.CopyNotFound as exc:
+        return _page(request, "error.html", who, status=404, title=t("not_found"), error=str(exc))
+    rec = db.get(Recording, copy.recording_id)
+    return _page(request, "rights_copy.html", who, copy=copy, rec=rec,
+                 duration_s=round(sum(s.duration_s for s in rec.segments), 3),
+                 can_deliver=allows(who.role, Permission.RIGHTS_MANAGE),
+                 can_see_request=allows(who.role, Permission.RIGHTS_MANAGE))

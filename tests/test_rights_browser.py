@@ -1,0 +1,235 @@
+"""A citizen's access request in a real browser (Debian's Chromium through Playwright) against a real server: the
+chief registers the request, finds the recording, starts a redacted copy, ticks the requester's face, draws a
+region to hide and a region to leave clear on a still of the original, removes a region drawn by mistake,
+produces the copy, watches it, approves it and downloads it for the requester. The downloaded file is then
+measured against the generated clip's ground truth: the requester's face is clear, the other face is blurred
+except inside the region left clear, the region drawn by hand is blurred exactly over its time range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from temoin.db import utcnow
+from temoin.journal.models import JournalEntry
+from temoin.law.access import Role
+from temoin.rights.register import PARIS
+from tests.facesynth import Actor, clear, clipped, luma_frames, make_clip, redacted
+from tests.helpers import PASSWORD, make_commune, sign_in_page, totp_code, upload_media
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT_MS = 30_000
+PLACE = (43.556, 4.07)  # the start of "Avenue de la Mer" in the demo commune
+FPS, SECONDS = 30, 3.0
+FRAMES = int(FPS * SECONDS)
+HIDE = (270, 290, 100, 50)  # a patch of wall with a poster on it, say: hidden by hand over 0-1 s
+HIDE_FRAMES = range(0, 31)
+
+
+@pytest.fixture
+def api(server_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server_url, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def page(browser, server_url: str):  # noqa: ANN201
+    context = browser.new_context(base_url=server_url, locale="fr-FR", viewport={"width": 1280, "height": 1100},
+                                  accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def draw(page, box: tuple[int, int, int, int]) -> None:  # noqa: ANN001
+    """Drag the mouse over the still, from a box's corner to the opposite one (box in source pixels)."""
+    canvas = page.locator("#still-draw")
+    canvas.scroll_into_view_if_needed()
+    where = canvas.bounding_box()
+    k = page.locator("#still").evaluate("img => img.clientWidth / img.naturalWidth")
+    x, y, w, h = box
+    page.mouse.move(where["x"] + x * k, where["y"] + y * k)
+    page.mouse.down()
+    page.mouse.move(where["x"] + (x + w / 2) * k, where["y"] + (y + h / 2) * k, steps=4)
+    page.mouse.move(where["x"] + (x + w) * k, where["y"] + (y + h) * k, steps=4)
+    page.mouse.up()
+
+
+def show_still(page, at_s: float) -> None:  # noqa: ANN001
+    page.get_by_label("Instant (s)").fill(str(at_s))
+    with page.expect_response(lambda r: "/still?" in r.url) as shown:
+        page.get_by_role("button", name="Afficher l'image").click()
+    assert shown.value.status == 200
+    expect(page.locator("#still-box")).to_be_visible()
+    page.wait_for_function("() => document.getElementById('still').complete && "
+                           "document.getElementById('still').naturalWidth > 0")
+
+
+def add_region(page, mode: str, start_s: float, end_s: float) -> None:  # noqa: ANN001
+    page.locator("#region-mode").select_option(mode)
+    page.get_by_label("Du (s)").fill(str(start_s))
+    page.get_by_label("Au (s)").fill(str(end_s))
+    page.get_by_role("button", name="Ajouter la zone").click()
+
+
+def test_access_copy_prepared_reviewed_and_downloaded_in_the_browser(platform, api, page, tmp_path: Path):
+    # The requester (left) and a passer-by (right) stand still; the clip's truth says where each face is.
+    actors = [Actor(0, 0, FRAMES - 1, 170, 170, 0.0, 0.0, 95, 95), Actor(1, 0, FRAMES - 1, 470, 160, 0.0, 0.0, 90, 90)]
+    clip = make_clip(tmp_path / "street.mp4", fps=FPS, seconds=SECONDS, actors=actors)
+    commune = make_commune(platform, cameras=1)
+    started = utcnow() - timedelta(minutes=20)
+    rid = upload_media(platform, api, commune, clip.path.read_bytes(), duration_s=SECONDS, started_at=started,
+                       place=PLACE)
+
+    sign_in_page(page, platform, commune.users[Role.CHIEF])
+    page.goto("/rights")
+    form = page.locator("#new-request")
+    form.get_by_label("Type").select_option("access")
+    form.get_by_label("Description de la personne").fill("veste bleue, à gauche, avenue de la Mer")
+    form.get_by_label("Contact pour la réponse").fill("dupont@example.org")
+    local = started.astimezone(PARIS)
+    form.get_by_label("Faits : début").fill((local - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
+    form.get_by_label("Faits : fin").fill((local + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
+    form.get_by_label("Latitude").fill(str(PLACE[0]))
+    form.get_by_label("Longitude").fill(str(PLACE[1]))
+    form.get_by_role("button", name="Enregistrer").click()
+    expect(page).to_have_url(re.compile(r"/rights/\d+$"))
+
+    row = page.locator(f"tr[data-recording='{rid}']")
+    row.get_by_role("button", name="Préparer une copie masquée").click()
+    expect(page).to_have_url(re.compile(r"/rights/copies/\d+$"))
+    copy_id = int(page.url.rsplit("/", 1)[1])
+    expect(page.locator("#copy-state")).to_have_attribute("data-state", "tracks_ready", timeout=120_000)
+
+    # Two faces found, each with its thumbnail; the one on the left is the requester's.
+    cards = page.locator(".face")
+    expect(cards).to_have_count(2)
+    expect(page.locator(".face img").first).to_have_attribute("src", re.compile(r"^data:image/jpeg"))
+    copy = page.request.get(f"/api/v1/rights/copies/{copy_id}").json()
+    left = [t["id"] for t in copy["tracks"] if t["box"][0] + t["box"][2] / 2 < 320]
+    right = [t["id"] for t in copy["tracks"] if t["box"][0] + t["box"][2] / 2 >= 320]
+    assert len(left) == 1 and len(right) == 1, copy["tracks"]
+    page.locator(f".face input[name=keep][value='{left[0]}']").check()
+
+    # A still at 0.5 s: hide a region over 0-1 s.
+    show_still(page, 0.5)
+    assert page.locator("#still").evaluate("img => [img.naturalWidth, img.naturalHeight]") == [640, 360]
+    draw(page, HIDE)
+    add_region(page, "add", 0, 1)
+    # A region drawn by mistake is taken back before the copy is produced.
+    draw(page, (20, 20, 60, 40))
+    add_region(page, "add", 0, 3)
+    expect(page.locator("#regions li")).to_have_count(2)
+    page.locator("#regions li").nth(1).get_by_role("button", name="Retirer").click()
+    expect(page.locator("#regions li")).to_have_count(1)
+    # A still at 2.5 s: the passer-by is left clear over 2-3 s (as if the detector were wrong there).
+    show_still(page, 2.5)
+    px, py, pw, ph = clipped(actors[1].box_at(75, 640, 360), 640, 360)
+    draw(page, (px - 20, py - 20, pw + 40, ph + 40))
+    add_region(page, "remove", 2, 3)
+    expect(page.locator("#regions li.remove")).to_have_count(1)
+
+    page.get_by_role("button", name="Produire la copie").click()
+    expect(page.locator("#copy-state")).to_have_attribute("data-state", "to_review", timeout=120_000)
+    video = page.locator("#copy-video")
+    expect(video).to_be_visible()
+    page.wait_for_function("() => document.getElementById('copy-video').videoWidth === 640", timeout=TIMEOUT_MS)
+    expect(page.get_by_role("link", name="Télécharger pour le demandeur (journalisé)")).to_be_hidden()
+    page.get_by_role("button", name="Approuver pour remise").click()
+    expect(page.locator("#copy-state")).to_have_attribute("data-state", "approved")
+    with page.expect_download() as got:
+        page.get_by_role("link", name="Télécharger pour le demandeur (journalisé)").click()
+    out = tmp_path / "copie.mp4"
+    got.value.save_as(out)
+
+    copy = page.request.get(f"/api/v1/rights/copies/{copy_id}").json()
+    assert copy["keep_tracks"] == left and len(copy["add_regions"]) == 1 and len(copy["remove_regions"]) == 1
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == copy["sha256"]
+
+    # Measured on the downloaded copy, frame by frame, against the clip's ground truth.
+    requester_clear = passer_blurred = passer_clear_in_region = hidden = hide_left = frames = 0
+    for i, (src_y, out_y) in enumerate(zip(luma_frames(clip.path), luma_frames(out), strict=False)):
+        frames += 1
+        boxes = dict(clip.truth[i])
+        requester_clear += clear(src_y, out_y, clipped(boxes[0], 640, 360))
+        passer = clipped(boxes[1], 640, 360)
+        if i < 58:
+            passer_blurred += redacted(src_y, out_y, passer)
+        elif i > 62:
+            passer_clear_in_region += clear(src_y, out_y, passer)
+        if i in HIDE_FRAMES:
+            hidden += redacted(src_y, out_y, HIDE)
+        elif i > 33:
+            hide_left += clear(src_y, out_y, HIDE)
+    assert frames == FRAMES
+    assert requester_clear >= 0.95 * FRAMES, requester_clear
+    assert passer_blurred >= 0.95 * 58, passer_blurred
+    assert passer_clear_in_region >= 0.95 * (FRAMES - 63), passer_clear_in_region
+    assert hidden == len(HIDE_FRAMES), hidden
+    assert hide_left >= 0.95 * (FRAMES - 34), hide_left
+
+    with platform.session() as db:
+        events = [e.event for e in db.scalars(select(JournalEntry).order_by(JournalEntry.id))]
+    for event in ("rights.copy.started", "rights.copy.faces_viewed", "rights.copy.still_viewed",
+                  "rights.copy.redaction_started", "rights.copy.produced", "rights.copy.viewed",
+                  "rights.copy.approved", "rights.copy.delivered"):
+        assert event in events, event
+
+
+def test_the_copy_page_speaks_english_and_refuses_another_commune(platform, api, browser, server_url, tmp_path: Path):
+    clip = make_clip(tmp_path / "street.mp4", fps=FPS, seconds=1.0, audio=False)
+    ours = make_commune(platform, cameras=1)
+    theirs = make_commune(platform, slug="autre-commune", cameras=0)
+    rid = upload_media(platform, api, ours, clip.path.read_bytes(), duration_s=1.0,
+                       started_at=utcnow() - timedelta(minutes=5), place=PLACE)
+    context = browser.new_context(base_url=server_url, locale="en-GB")
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        pg = context.new_page()
+        sign_in_en(pg, platform, ours.users[Role.CHIEF])
+        pg.goto("/rights")
+        form = pg.locator("#new-request")
+        form.get_by_label("Kind").select_option("access")
+        form.get_by_label("Description of the person").fill("red jacket")
+        form.get_by_label("Contact for the answer").fill("x@example.org")
+        local = (utcnow() - timedelta(minutes=5)).astimezone(PARIS)
+        form.get_by_label("Facts: start").fill((local - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
+        form.get_by_label("Facts: end").fill((local + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
+        form.get_by_role("button", name="Save").click()
+        pg.locator(f"tr[data-recording='{rid}']").get_by_role("button", name="Prepare a redacted copy").click()
+        expect(pg.get_by_role("heading", name=re.compile("Redacted copy"))).to_be_visible()
+        expect(pg.locator("#copy-state")).to_have_attribute("data-state", "tracks_ready", timeout=120_000)
+        expect(pg.get_by_role("button", name="Produce the copy")).to_be_visible()
+        copy_url = pg.url
+        # Another commune's chief meets a 404 on this copy's page and API, and the attempt is journaled.
+        pg2 = browser.new_context(base_url=server_url, locale="en-GB").new_page()
+        sign_in_en(pg2, platform, theirs.users[Role.CHIEF])
+        assert pg2.goto(copy_url).status == 404
+        copy_id = copy_url.rsplit("/", 1)[1]
+        assert pg2.request.get(f"/api/v1/rights/copies/{copy_id}/still?at=0").status == 404
+        pg2.context.close()
+    finally:
+        context.close()
+    with platform.session() as db:
+        assert db.scalar(select(JournalEntry).where(JournalEntry.event == "access.cross_tenant")) is not None
+
+
+def sign_in_en(page, p, username: str) -> None:  # noqa: ANN001
+    page.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Code").fill(totp_code(p, username))
+    page.get_by_role("button", name="Continue").click()
+    expect(page.locator("header .who")).to_be_visible()
