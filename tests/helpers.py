@@ -128,14 +128,18 @@ def device_of(p: Platform, device_id: str) -> Device:
         return db.get(Device, device_id)
 
 
-def sign_in_page(page, p: Platform, username: str) -> None:  # noqa: ANN001
-    """Sign in through the French pages of a Playwright page: password, then the TOTP code."""
+SIGN_IN_LABELS = {"fr": ("Identifiant", "Mot de passe", "Continuer"), "en": ("Username", "Password", "Continue")}
+
+
+def sign_in_page(page, p: Platform, username: str, lang: str = "fr") -> None:  # noqa: ANN001
+    """Sign in through the pages of a Playwright page (in the context's language): password, then the TOTP code."""
     from playwright.sync_api import expect
 
+    user_label, password_label, go = SIGN_IN_LABELS[lang]
     page.goto("/login")
-    page.get_by_label("Identifiant").fill(username)
-    page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_role("button", name="Continuer").click()
+    page.get_by_label(user_label).fill(username)
+    page.get_by_label(password_label).fill(PASSWORD)
+    page.get_by_role("button", name=go).click()
     page.get_by_label("Code").fill(totp_code(p, username))
-    page.get_by_role("button", name="Continuer").click()
+    page.get_by_role("button", name=go).click()
     expect(page.locator("header .who")).to_be_visible()

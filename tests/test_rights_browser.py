@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,7 @@ from temoin.journal.models import JournalEntry
 from temoin.law.access import Role
 from temoin.rights.register import PARIS
 from tests.facesynth import Actor, clear, clipped, luma_frames, make_clip, redacted
-from tests.helpers import PASSWORD, make_commune, sign_in_page, totp_code, upload_media
+from tests.helpers import make_commune, sign_in_page, upload_media
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +83,31 @@ def add_region(page, mode: str, start_s: float, end_s: float) -> None:  # noqa: 
     page.get_by_role("button", name="Ajouter la zone").click()
 
 
+FORM_LABELS = {"fr": ("Type", "Description de la personne", "Contact pour la réponse", "Faits : début",
+                      "Faits : fin", "Enregistrer"),
+               "en": ("Kind", "Description of the person", "Contact for the answer", "Facts: start", "Facts: end",
+                      "Save")}
+
+
+def register_access_request(page, around: datetime, person: str, *, lang: str = "fr",  # noqa: ANN001
+                            place: tuple[float, float] | None = None) -> None:
+    """Fill the register's form for an access request, facts 5 minutes either side of `around`."""
+    kind, description, contact, start, end, save = FORM_LABELS[lang]
+    page.goto("/rights")
+    form = page.locator("#new-request")
+    form.get_by_label(kind).select_option("access")
+    form.get_by_label(description).fill(person)
+    form.get_by_label(contact).fill("dupont@example.org")
+    local = around.astimezone(PARIS)
+    form.get_by_label(start).fill((local - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
+    form.get_by_label(end).fill((local + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
+    if place:
+        form.get_by_label("Latitude").fill(str(place[0]))
+        form.get_by_label("Longitude").fill(str(place[1]))
+    form.get_by_role("button", name=save).click()
+    expect(page).to_have_url(re.compile(r"/rights/\d+$"))
+
+
 def test_access_copy_prepared_reviewed_and_downloaded_in_the_browser(platform, api, page, tmp_path: Path):
     # The requester (left) and a passer-by (right) stand still; the clip's truth says where each face is.
     actors = [Actor(0, 0, FRAMES - 1, 170, 170, 0.0, 0.0, 95, 95), Actor(1, 0, FRAMES - 1, 470, 160, 0.0, 0.0, 90, 90)]
@@ -93,18 +118,7 @@ def test_access_copy_prepared_reviewed_and_downloaded_in_the_browser(platform, a
                        place=PLACE)
 
     sign_in_page(page, platform, commune.users[Role.CHIEF])
-    page.goto("/rights")
-    form = page.locator("#new-request")
-    form.get_by_label("Type").select_option("access")
-    form.get_by_label("Description de la personne").fill("veste bleue, à gauche, avenue de la Mer")
-    form.get_by_label("Contact pour la réponse").fill("dupont@example.org")
-    local = started.astimezone(PARIS)
-    form.get_by_label("Faits : début").fill((local - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
-    form.get_by_label("Faits : fin").fill((local + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
-    form.get_by_label("Latitude").fill(str(PLACE[0]))
-    form.get_by_label("Longitude").fill(str(PLACE[1]))
-    form.get_by_role("button", name="Enregistrer").click()
-    expect(page).to_have_url(re.compile(r"/rights/\d+$"))
+    register_access_request(page, started, "veste bleue, à gauche, avenue de la Mer", place=PLACE)
 
     row = page.locator(f"tr[data-recording='{rid}']")
     row.get_by_role("button", name="Préparer une copie masquée").click()
@@ -197,16 +211,8 @@ def test_the_copy_page_speaks_english_and_refuses_another_commune(platform, api,
     context.set_default_timeout(TIMEOUT_MS)
     try:
         pg = context.new_page()
-        sign_in_en(pg, platform, ours.users[Role.CHIEF])
-        pg.goto("/rights")
-        form = pg.locator("#new-request")
-        form.get_by_label("Kind").select_option("access")
-        form.get_by_label("Description of the person").fill("red jacket")
-        form.get_by_label("Contact for the answer").fill("x@example.org")
-        local = (utcnow() - timedelta(minutes=5)).astimezone(PARIS)
-        form.get_by_label("Facts: start").fill((local - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
-        form.get_by_label("Facts: end").fill((local + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
-        form.get_by_role("button", name="Save").click()
+        sign_in_page(pg, platform, ours.users[Role.CHIEF], "en")
+        register_access_request(pg, utcnow() - timedelta(minutes=5), "red jacket", lang="en")
         pg.locator(f"tr[data-recording='{rid}']").get_by_role("button", name="Prepare a redacted copy").click()
         expect(pg.get_by_role("heading", name=re.compile("Redacted copy"))).to_be_visible()
         expect(pg.locator("#copy-state")).to_have_attribute("data-state", "tracks_ready", timeout=120_000)
@@ -214,7 +220,7 @@ def test_the_copy_page_speaks_english_and_refuses_another_commune(platform, api,
         copy_url = pg.url
         # Another commune's chief meets a 404 on this copy's page and API, and the attempt is journaled.
         pg2 = browser.new_context(base_url=server_url, locale="en-GB").new_page()
-        sign_in_en(pg2, platform, theirs.users[Role.CHIEF])
+        sign_in_page(pg2, platform, theirs.users[Role.CHIEF], "en")
         assert pg2.goto(copy_url).status == 404
         copy_id = copy_url.rsplit("/", 1)[1]
         assert pg2.request.get(f"/api/v1/rights/copies/{copy_id}/still?at=0").status == 404
@@ -224,12 +230,3 @@ def test_the_copy_page_speaks_english_and_refuses_another_commune(platform, api,
     with platform.session() as db:
         assert db.scalar(select(JournalEntry).where(JournalEntry.event == "access.cross_tenant")) is not None
 
-
-def sign_in_en(page, p, username: str) -> None:  # noqa: ANN001
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Code").fill(totp_code(p, username))
-    page.get_by_role("button", name="Continue").click()
-    expect(page.locator("header .who")).to_be_visible()
