@@ -447,6 +447,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "make_copy": {"fr": "Préparer une copie masquée", "en": "Prepare a redacted copy"},
     "open_copy": {"fr": "Ouvrir", "en": "Open"},
     "copy": {"fr": "Copie masquée", "en": "Redacted copy"},
+    "recording": {"fr": "Enregistrement", "en": "Recording"},
     "copy_help": {"fr": "Tous les visages sont floutés sauf ceux du demandeur. Cochez ses visages, ajoutez à la "
                         "main ce que la détection a manqué, produisez la copie, puis faites-la relire avant remise.",
                   "en": "Every face is blurred but the requester's. Tick their faces, add by hand what the detector "
