@@ -1,10 +1,11 @@
 """A generated clip with real faces at known places, for the redaction tests and benchmark.
 
 The faces are photographs that ship inside installed packages (nothing is downloaded): scikit-image's
-astronaut (Eileen Collins) and cameraman, and faces from its bundled Labeled Faces in the Wild subset. They are
-composited over a textured background, moving, growing or shrinking, some entering half-way through the clip,
-and the face box of each one is known on every frame (the ground truth). The sound is a voice-like signal:
-harmonics of a moving pitch shaped by vowel formants, in syllables.
+astronaut (Eileen Collins) and cameraman, and faces from its bundled Labeled Faces in the Wild subset
+(`temoin.demo.passersby`, where the demo's passers-by come from too). They are composited over a textured
+background, moving, growing or shrinking, some entering half-way through the clip, and the face box of each one
+is known on every frame (the ground truth). The sound is a voice-like signal: harmonics of a moving pitch shaped
+by vowel formants, in syllables.
 
 `coverage()` decides, from the decoded source and output, whether each ground-truth face was redacted: the fine
 detail (Laplacian energy, per block) inside the face box must have collapsed. The same measure scores our engine
@@ -16,49 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 
-Box = tuple[int, int, int, int]  # x, y, w, h
-
-
-@dataclass(frozen=True)
-class FaceImage:
-    """A head picture and where the face is in it (forehead to chin, ear to ear)."""
-
-    name: str
-    pixels: np.ndarray  # RGB uint8
-    face: Box
-
-
-@lru_cache(maxsize=1)
-def face_images() -> tuple[FaceImage, ...]:
-    import skimage.data as data
-
-    astro = data.astronaut()
-    head = astro[20:230, 140:310]  # face at (181, 58)-(270, 178) in the full picture
-    camera = cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2RGB)
-    cam_head = camera[80:240, 175:290]
-    warm = np.array([1.08, 0.95, 0.80])  # a sepia tone: grey pictures read as faces of another colour
-    faces = [
-        FaceImage("astronaut", np.ascontiguousarray(head), (41, 38, 89, 120)),
-        FaceImage("astronaut-mirrored", np.ascontiguousarray(head[:, ::-1] * np.array([0.85, 0.9, 1.0]))
-                  .astype(np.uint8), (40, 38, 89, 120)),
-        FaceImage("cameraman", np.clip(cam_head * warm, 0, 255).astype(np.uint8), (24, 37, 60, 80)),
-    ]
-    lfw = data.lfw_subset()  # 100 faces then 100 non-faces, 25×25 grey in [0, 1]
-    tones = ([1.10, 0.92, 0.78], [0.95, 0.80, 0.70], [1.05, 0.98, 0.92])
-    # Face boxes: where CenterFace puts them on a clean still at three sizes (averaged), like the others.
-    boxes = {3: (6, 3, 75, 92), 17: (11, 10, 72, 80), 42: (6, 2, 83, 92)}
-    for n, index in enumerate(boxes):
-        grey = cv2.resize((lfw[index] * 255).astype(np.uint8), (100, 100), interpolation=cv2.INTER_CUBIC)
-        rgb = np.clip(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB) * np.array(tones[n]), 0, 255).astype(np.uint8)
-        faces.append(FaceImage(f"lfw-{index}", rgb, boxes[index]))
-    return tuple(faces)
+from temoin.demo.passersby import Box, bounce, face_images, paste_face
 
 
 @dataclass(frozen=True)
@@ -84,17 +49,9 @@ class Actor:
         fw = self.width0 + (self.width1 - self.width0) * t
         fh = fw * img.face[3] / img.face[2]
         x0, y0, x1, y1 = self.cell[0] * width, self.cell[1] * height, self.cell[2] * width, self.cell[3] * height
-        cx = _bounce(self.x + self.vx * (frame - self.start), x0 + fw / 2, x1 - fw / 2)
-        cy = _bounce(self.y + self.vy * (frame - self.start), y0 + fh / 2, y1 - fh / 2)
+        cx = bounce(self.x + self.vx * (frame - self.start), x0 + fw / 2, x1 - fw / 2)
+        cy = bounce(self.y + self.vy * (frame - self.start), y0 + fh / 2, y1 - fh / 2)
         return int(round(cx - fw / 2)), int(round(cy - fh / 2)), int(round(fw)), int(round(fh))
-
-
-def _bounce(v: float, lo: float, hi: float) -> float:
-    span = hi - lo
-    if span <= 0:
-        return lo
-    u = (v - lo) % (2 * span)
-    return lo + (u if u <= span else 2 * span - u)
 
 
 @dataclass
@@ -143,16 +100,9 @@ def render(clip: Clip, frame: int, base: np.ndarray) -> tuple[np.ndarray, list[t
         box = actor.box_at(frame, clip.width, clip.height)
         if box is None:
             continue
-        face = face_images()[actor.face]
-        scale = box[2] / face.face[2]
-        pw, ph = face.pixels.shape[1] * scale, face.pixels.shape[0] * scale
-        px, py = int(round(box[0] - face.face[0] * scale)), int(round(box[1] - face.face[1] * scale))
-        patch = cv2.resize(face.pixels, (max(1, int(round(pw))), max(1, int(round(ph)))),
-                           interpolation=cv2.INTER_AREA)
-        x0, y0 = max(0, px), max(0, py)
-        x1, y1 = min(clip.width, px + patch.shape[1]), min(clip.height, py + patch.shape[0])
-        if x1 > x0 and y1 > y0:
-            img[y0:y1, x0:x1] = patch[y0 - py:y1 - py, x0 - px:x1 - px]
+        area = paste_face(img, face_images()[actor.face], box)
+        if area is not None:
+            x0, y0, x1, y1 = area
             drawn[y0:y1, x0:x1] = n
         truth.append((n, box))
     visible = []

@@ -163,6 +163,8 @@ def ensure_shifts(p: Platform, cameras: list[DemoCamera]) -> dict[str, str]:
 
 
 def upload_samples(p: Platform, base_url: str, cameras: list[DemoCamera], count: int, console: Console) -> int:
+    """Encode, sign and upload `count` sample recordings; every other one, the latest first, shows passers-by
+    whose faces a rights request's copy blurs (`passersby.py`)."""
     public_key = offload.platform_key(base_url)
     agents = [u[3] for u in USERS if u[3]]
     names = list(streets())
@@ -176,7 +178,7 @@ def upload_samples(p: Platform, base_url: str, cameras: list[DemoCamera], count:
                 key, camera_id=camera_id, agent_id=agents[i % len(agents)], started_at=started, seed=i,
                 street=names[i % len(names)], trigger=[Trigger.INCIDENT, Trigger.PERSON_REQUEST,
                                                        Trigger.FLAGRANT_OFFENCE, Trigger.AUTOMATIC][i % 4],
-                persons_informed=i % 3 != 2)
+                persons_informed=i % 3 != 2, faces=i % 2 == 0)
             client = offload.VaultClient(base_url, camera_id, key, public_key)
             try:
                 client.offload(signed, segments)
