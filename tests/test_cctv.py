@@ -24,7 +24,6 @@ from temoin.identity import devices
 from temoin.journal.models import JournalEntry
 from temoin.journal.service import parse_body
 from temoin.law.access import Role
-from temoin.live.hub import LiveHub
 from temoin.supervision.models import CctvCamera
 from temoin.supervision.registry import open_password
 from tests.helpers import Commune, make_commune, sign_in
@@ -191,9 +190,26 @@ def test_nearby_returns_exactly_the_cameras_that_can_see_the_agent_and_their_liv
     r = client.post("/api/v1/cctv/cameras/toward/whep", content=b"{}",
                     headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"})
     assert r.status_code == 415
-    if not hasattr(LiveHub, "watch_cctv"):  # the CCTV media path is another change
-        r = client.post("/api/v1/cctv/cameras/toward/whep", content=b"v=0\r\n", headers=headers)
-        assert r.status_code == 503 and "not available" in r.json()["detail"]
+
+    # A camera taken out of service leaves the map, the nearby list and the wall at once; importing it restores it.
+    csrf_only = {"X-CSRF-Token": csrf}
+    r = client.delete("/api/v1/cctv/cameras/across", params={"reason": "mât déposé"}, headers=csrf_only)
+    assert r.status_code == 204, r.text
+    assert nearby(radius_m=50) == [("away", "fov", 30), ("toward", "fov", 40)]
+    assert "across" not in {f["id"] for f in client.get("/api/v1/cctv/cameras").json()["features"]}
+    assert client.post("/api/v1/cctv/cameras/across/whep", content=b"v=0\r\n", headers=headers).status_code == 404
+    assert client.delete("/api/v1/cctv/cameras/across", headers=csrf_only).status_code == 404
+    withdrawn = journal(platform, commune.slug, "cctv.withdrawn")
+    assert [(e["cameras"], e["details"]["reason"]) for e in withdrawn] == [(["across"], "mât déposé")]
+    assert post_import(client, csrf, csv(cameras[2])).status_code == 200
+    assert nearby(radius_m=50) == [("across", "fov", 6), ("away", "fov", 30), ("toward", "fov", 40)]
+    # Another commune cannot withdraw it.
+    other = make_commune(platform, slug="autre-commune", cameras=0)
+    other_csrf = sign_in(platform, client, other.users[Role.CHIEF])
+    r = client.delete("/api/v1/cctv/cameras/across", headers={"X-CSRF-Token": other_csrf})
+    assert r.status_code == 404
+    sign_in(platform, client, commune.users[Role.CHIEF])
+    assert nearby(radius_m=50)[0] == ("across", "fov", 6)
 
 
 def _press_live(platform, client, commune: Commune, where: tuple[float, float]) -> str:  # noqa: ANN001
@@ -310,3 +326,9 @@ def test_the_cli_imports_the_demo_registry_and_lists_it(tmp_path: Path):
     assert "12 camera(s) imported" in r.stdout and "3 PTZ" in r.stdout
     r = temoin("cctv", "list", "port-temoin")
     assert r.returncode == 0 and "cctv-12" in r.stdout and "12 camera(s)" in r.stdout and "rtsp" not in r.stdout
+    r = temoin("cctv", "withdraw", "port-temoin", "cctv-12", "--reason", "mât déposé")
+    assert r.returncode == 0 and "withdrawn" in r.stdout, r.stderr
+    r = temoin("cctv", "list", "port-temoin")
+    assert "cctv-12" not in r.stdout and "11 camera(s)" in r.stdout
+    r = temoin("cctv", "withdraw", "port-temoin", "cctv-12")
+    assert r.returncode == 1 and "no CCTV camera cctv-12" in r.stderr

@@ -384,3 +384,34 @@ def test_cctv_watched_through_the_hub(platform: Platform, cameras, monkeypatch: 
         assert {"camera_id", "live_session", "resource"} <= entry["details"].keys()
     assert log[2]["details"]["reason"] == "deleted" and log[-1]["details"]["reason"] == "shutdown"
     assert {e["details"]["resource"] for e in log[:2]} == {e["details"]["resource"] for e in log[2:4]}
+
+
+@pytest.mark.slow
+def test_a_withdrawn_camera_stops_being_pulled_and_its_viewings_end(platform: Platform, cameras):
+    server, _, _ = cameras
+    commune = make_commune(platform, cameras=0)
+    with platform.session() as db:
+        operator = db.scalar(select(User).where(User.username == commune.users[Role.CSU_OPERATOR]))
+        uid, tid = operator.id, operator.tenant_id
+    stream = cctv_stream(tid, "rue-mairie")
+
+    async def story() -> None:
+        hub = LiveHub(platform)
+        await hub.start()
+        viewer = Viewer(audio=False)
+        try:
+            await viewer.watch(hub, uid, tid, "rue-mairie", server.url("rue-mairie"), None)
+            await viewer.frames_after(3)
+            puller = hub.cctv.puller(stream)
+            await hub.withdraw_cctv(tid, "rue-mairie")  # what DELETE /api/v1/cctv/cameras/{id} does after the registry
+            assert hub.cctv.puller(stream) is None and stream not in hub.plane.streams()
+            await until(lambda: server.players("rue-mairie") == 0 and not puller.running, 10, "the RTSP client gone")
+            await hub.withdraw_cctv(tid, "rue-mairie")  # nothing left to stop: no error
+        finally:
+            await hub.stop()
+            await viewer.pc.close()
+
+    asyncio.run(story())
+    log = journal(platform, commune.slug)
+    assert [(e["event"], e["details"].get("reason")) for e in log] == [("cctv.viewing_started", None),
+                                                                       ("cctv.viewing_ended", "withdrawn")]

@@ -502,6 +502,10 @@ class LiveHub:
             raise LiveError(404, f"no CCTV viewing {resource_id} of yours on camera {camera_id}")
         await self.plane.end(viewer.stream, resource_id)
 
+    async def withdraw_cctv(self, tenant_id: int, camera_id: str) -> None:
+        """The camera left the registry: stop pulling it; its viewings end (journaled, reason "withdrawn")."""
+        await self.cctv.close(cctv_stream(tenant_id, camera_id), "withdrawn")
+
     def cctv_status(self, tenant_id: int, camera_id: str) -> dict | None:
         """The camera's feed as the dashboard shows it, None when it is not being pulled."""
         stream = cctv_stream(tenant_id, camera_id)

@@ -397,6 +397,11 @@ class CctvSources:
                 return
             await self._close(stream, "no_viewer")
 
+    async def close(self, stream: str, reason: str) -> None:
+        """Stop pulling `stream` now, whoever watches it (the camera left the registry): its viewers are ended."""
+        async with self.lock(stream):
+            await self._close(stream, reason)
+
     async def _close(self, stream: str, reason: str) -> None:
         source = self._sources.pop(stream, None)
         if source is None:

@@ -1,4 +1,4 @@
-"""`temoin cctv`: the registry of fixed CCTV cameras (import a CSV or GeoJSON file, list)."""
+"""`temoin cctv`: the registry of fixed CCTV cameras (import a CSV or GeoJSON file, list, withdraw)."""
 
 from __future__ import annotations
 
@@ -63,3 +63,21 @@ def list_cmd(tenant: str) -> None:
                           ("yes" + (" (user set)" if c.onvif_username else "")) if c.onvif_url else "no")
     console.print(table)
     console.print(f"{len(cams)} camera(s)")
+
+
+@cctv_app.command("withdraw")
+def withdraw_cmd(tenant: str, camera_id: str,
+                 reason: str = typer.Option("", help="why (removed, broken...), kept in the journal")) -> None:
+    """Withdraw a camera from service: off the map, the nearby list and the video wall; import it to restore.
+    A server running elsewhere stops offering it at once; a feed already open ends when its viewers leave."""
+    from temoin.journal.entry import Actor
+    from temoin.supervision.registry import withdraw
+
+    p = _open()
+    with p.session() as db:
+        try:
+            cam = withdraw(p, db, p.tenant(db, tenant), camera_id, actor=Actor.system("cli"), reason=reason)
+        except LookupError as exc:
+            err.print(f"[red]{escape(str(exc))}[/red]")
+            raise typer.Exit(1) from None
+    console.print(f"camera [bold]{escape(cam.id)}[/bold] ({escape(cam.name)}) withdrawn from {tenant}'s registry")

@@ -370,6 +370,23 @@ def import_rows(p: Platform, db: Session, tenant: Tenant, rows: list[CameraRow],
     return result
 
 
+def withdraw(p: Platform, db: Session, tenant: Tenant, camera_id: str, *, actor: Actor,
+             reason: str | None = None) -> CctvCamera:
+    """Take a camera out of service (removed from the street, broken): off the map, the nearby list and the video
+    wall. Its row stays, since the journal names it; importing it again puts it back. Committed here."""
+    cam = camera_of(db, tenant.id, camera_id)
+    if cam is None:
+        raise LookupError(f"no CCTV camera {camera_id} in your commune's registry")
+    cam.active = False
+    cam.updated_at = utcnow()
+    version = bump_version(db, tenant.id)
+    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="cctv.withdrawn", actor=actor, cameras=[cam.id],
+                            details={"camera_id": cam.id, "name": cam.name, "reason": (reason or "").strip() or None,
+                                     "registry_version": version}), tenant)
+    db.commit()
+    return cam
+
+
 def import_file(p: Platform, db: Session, tenant: Tenant, name: str, data: bytes, *, actor: Actor,
                 stream_base: str | None = None) -> ImportResult:
     rows, kind = parse_file(name, data, stream_base=stream_base)

@@ -26,7 +26,7 @@ from temoin.supervision import nearby as nearby_index
 from temoin.supervision import ptz
 from temoin.supervision.models import CctvCamera
 from temoin.supervision.registry import (MAX_FILE_BYTES, RegistryError, camera_of, cameras_of, feature_collection,
-                                         import_rows, parse_csv, parse_geojson)
+                                         import_rows, parse_csv, parse_geojson, withdraw)
 from temoin.web.deps import Principal, get_db, get_platform, require
 from temoin.web.routes.live import _answer, _http, _offer
 
@@ -80,6 +80,25 @@ async def import_cameras(request: Request, who: Principal = require(Permission.C
         return JSONResponse(await run_in_threadpool(work))
     except RegistryError as exc:
         return JSONResponse({"detail": exc.message, "problems": exc.problems}, status_code=422)
+
+
+@router.delete("/cameras/{camera_id}", status_code=204, response_class=Response,
+               summary="Withdraw a camera from service (off the map and the wall; journaled; import it to restore)")
+async def withdraw_camera(camera_id: str, request: Request, reason: str | None = Query(None, max_length=500),
+                          who: Principal = require(Permission.CCTV_MANAGE),
+                          p: Platform = Depends(get_platform)) -> Response:
+    def work() -> None:
+        with p.session() as db:
+            try:
+                withdraw(p, db, db.get(Tenant, who.tenant.id), camera_id, actor=actor_of(who.user), reason=reason)
+            except LookupError as exc:
+                raise HTTPException(404, str(exc)) from None
+
+    await run_in_threadpool(work)
+    hub = getattr(request.app.state, "live", None)
+    if hub is not None:
+        await hub.withdraw_cctv(who.tenant.id, camera_id)
+    return Response(status_code=204)
 
 
 # --- nearby cameras ---------------------------------------------------------------------------------------
