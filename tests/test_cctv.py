@@ -199,6 +199,9 @@ def test_nearby_returns_exactly_the_cameras_that_can_see_the_agent_and_their_liv
     assert "across" not in {f["id"] for f in client.get("/api/v1/cctv/cameras").json()["features"]}
     assert client.post("/api/v1/cctv/cameras/across/whep", content=b"v=0\r\n", headers=headers).status_code == 404
     assert client.delete("/api/v1/cctv/cameras/across", headers=csrf_only).status_code == 404
+    with platform.session() as db:
+        tenant_id = platform.tenant(db, commune.slug).id
+    assert [e.type for e in client.app.state.live.bus.recent(tenant_id)].count("registry") == 3  # dashboards redraw
     withdrawn = journal(platform, commune.slug, "cctv.withdrawn")
     assert [(e["cameras"], e["details"]["reason"]) for e in withdrawn] == [(["across"], "mât déposé")]
     assert post_import(client, csrf, csv(cameras[2])).status_code == 200

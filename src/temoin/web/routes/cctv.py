@@ -77,9 +77,18 @@ async def import_cameras(request: Request, who: Principal = require(Permission.C
                                source="csv" if ctype in CSV_TYPES else "geojson").as_dict()
 
     try:
-        return JSONResponse(await run_in_threadpool(work))
+        result = await run_in_threadpool(work)
     except RegistryError as exc:
         return JSONResponse({"detail": exc.message, "problems": exc.problems}, status_code=422)
+    _registry_changed(request, who.tenant.id)
+    return JSONResponse(result)
+
+
+def _registry_changed(request: Request, tenant_id: int) -> None:
+    """Open CSU dashboards redraw the cameras (and drop a withdrawn one from the wall)."""
+    bus = _bus(request)
+    if bus is not None:
+        bus.publish(tenant_id, "registry", {})
 
 
 @router.delete("/cameras/{camera_id}", status_code=204, response_class=Response,
@@ -98,6 +107,7 @@ async def withdraw_camera(camera_id: str, request: Request, reason: str | None =
     hub = getattr(request.app.state, "live", None)
     if hub is not None:
         await hub.withdraw_cctv(who.tenant.id, camera_id)
+    _registry_changed(request, who.tenant.id)
     return Response(status_code=204)
 
 

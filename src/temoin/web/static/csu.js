@@ -113,6 +113,7 @@
     let fc;
     try { fc = await api("GET", "/api/v1/cctv/cameras"); } catch { return; }
     layers.cctv.clearLayers();
+    state.cameras.clear();
     for (const f of (fc.features || [])) {
       const [lon, lat] = f.geometry.coordinates;
       const c = Object.assign({lat, lon}, f.properties);
@@ -554,6 +555,11 @@
   on("reinforcement", (o) => { mergeOrder(o); if (o.session_id === state.focus) loadTimeline(); });
   on("ptz", (d) => { if (d.session_id === state.focus) loadTimeline(); });
   on("cctv", (d) => { if (d.session_id === state.focus) loadTimeline(); });
+  on("registry", async () => {  // cameras imported or withdrawn: redraw them, drop a withdrawn one from the wall
+    await loadCameras();
+    for (const t of [...state.tiles.values()]) if (t.kind === "cctv" && !state.cameras.has(t.camera)) removeTile(t.key);
+    followNearby();
+  });
 
   $("csu-ack").addEventListener("click", () => state.focus && acknowledge(state.focus));
   $("csu-sound").addEventListener("click", () => {
