@@ -268,6 +268,8 @@ def test_access_copy_from_face_tracks_to_the_requesters_download(platform, clien
     sealed = next((platform.settings.home / "rights").rglob("copy.sealed"))
     assert got.content[:64] not in sealed.read_bytes()
     assert not any((platform.settings.home / "tmp").iterdir())
+    produced = _entries(platform, "rights.copy.produced")
+    assert produced[0]["details"]["detections"] == 0  # the reviewed tracks were applied, not detected again
     delivered = _entries(platform, "rights.copy.delivered")
     assert delivered[0]["action"] == "communication" and delivered[0]["recordings"] == [rid]
     assert delivered[0]["recipients"] == [f"personne concernée (demande de droits n° {req['id']})"]

@@ -430,6 +430,18 @@ def thumbnails(src: Path, tracks: list[Any]) -> dict[str, str]:
     return out
 
 
+def _reviewed_tracks(p: Platform, copy: RedactedCopy) -> list[Any] | None:
+    """The tracks found for the review, box by box; None for a copy made before they were kept (detect again)."""
+    path = _folder(p, copy) / "tracks.sealed"
+    if not path.exists():
+        return None
+    from temoin.rights.redaction import FaceTrack
+
+    rows = orjson.loads(b"".join(_open_sealed(path, _data_key(p, copy))))
+    return [FaceTrack(int(r["id"]), {int(f): tuple(b) for f, b in r["boxes"].items()}, tuple(r["detected"]),
+                      float(r["score"])) for r in rows]
+
+
 def _largest(track: Any) -> list[int] | None:
     """The track's largest box (x, y, w, h in source pixels): where the face shows best."""
     if not track.boxes:
@@ -458,6 +470,11 @@ def _detect_job(p: Platform, copy_id: int, actor: Actor) -> None:
             folder = _folder(p, copy)
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             _seal_bytes(folder / "thumbnails.sealed", _data_key(p, copy), orjson.dumps(thumbs))
+            # The boxes themselves, so the copy applies exactly the tracks the operator reviewed (and the
+            # detector does not run twice).
+            _seal_bytes(folder / "tracks.sealed", _data_key(p, copy), orjson.dumps(
+                [{"id": t.id, "boxes": {str(f): list(b) for f, b in t.boxes.items()}, "detected": list(t.detected),
+                  "score": t.score} for t in found]))
             db.refresh(copy)
             copy.tracks = [{"id": int(t.id), "frames": len(t.boxes), "first_frame": min(t.boxes, default=0),
                             "last_frame": max(t.boxes, default=0),
@@ -485,9 +502,10 @@ def _redact_job(p: Platform, copy_id: int, actor: Actor, voice: bool) -> None:
                 return [redaction.ManualRegion(int(r["start_frame"]), int(r["end_frame"]), int(r["x"]), int(r["y"]),
                                                int(r["w"]), int(r["h"])) for r in rows or []]
 
-            redaction.redact_file(src, dst, mode="blur", keep_tracks=list(copy.keep_tracks or []),
-                                  add_regions=regions(copy.add_regions), remove_regions=regions(copy.remove_regions),
-                                  voice=voice, progress=_Progress(p, copy_id))
+            report = redaction.redact_file(src, dst, mode="blur", keep_tracks=list(copy.keep_tracks or []),
+                                           add_regions=regions(copy.add_regions),
+                                           remove_regions=regions(copy.remove_regions), voice=voice,
+                                           progress=_Progress(p, copy_id), tracks=_reviewed_tracks(p, copy))
             src.unlink(missing_ok=True)  # the clear original goes first
             folder = _folder(p, copy)
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -497,7 +515,9 @@ def _redact_job(p: Platform, copy_id: int, actor: Actor, voice: bool) -> None:
             copy.state, copy.progress = CopyState.TO_REVIEW.value, 1.0
             p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.produced", actor=actor,
                                     recordings=[rec.id],
-                                    details={"copy_id": copy.id, "sha256": sha256, "bytes": size}),
+                                    details={"copy_id": copy.id, "sha256": sha256, "bytes": size,
+                                             "boxes_redacted": report.boxes_redacted,
+                                             "detections": report.detection_frames, "audio": report.audio}),
                      db.get(Tenant, copy.tenant_id))
             db.commit()
     except Exception as exc:  # noqa: BLE001
