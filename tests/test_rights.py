@@ -249,6 +249,20 @@ def test_access_copy_from_face_tracks_to_the_requesters_download(platform, clien
     assert client.get(f"/api/v1/rights/copies/{copy['id']}/download").status_code == 409
     video = client.get(f"/api/v1/rights/copies/{copy['id']}/video")
     assert video.status_code == 200 and len(video.content) == copy["size_bytes"]
+    assert video.headers["accept-ranges"] == "bytes"
+    # A player seeks with byte ranges; only the viewing that reads from byte 0 is journaled.
+    viewed = len(_entries(platform, "rights.copy.viewed"))
+    part = client.get(f"/api/v1/rights/copies/{copy['id']}/video", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == video.content[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{copy['size_bytes']}"
+    tail = client.get(f"/api/v1/rights/copies/{copy['id']}/video", headers={"Range": "bytes=-50"})
+    assert tail.status_code == 206 and tail.content == video.content[-50:]
+    assert len(_entries(platform, "rights.copy.viewed")) == viewed
+    beyond = client.get(f"/api/v1/rights/copies/{copy['id']}/video", headers={"Range": "bytes=999999999-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{copy['size_bytes']}"
+    start = client.get(f"/api/v1/rights/copies/{copy['id']}/video", headers={"Range": "bytes=0-"})
+    assert start.status_code == 206 and start.content == video.content
+    assert len(_entries(platform, "rights.copy.viewed")) == viewed + 1
     r = client.post(f"/api/v1/rights/copies/{copy['id']}/review", headers=_h(csrf), json={"approve": False})
     assert r.status_code == 409  # a rejection says why
     r = client.post(f"/api/v1/rights/copies/{copy['id']}/review", headers=_h(csrf), json={"approve": True})

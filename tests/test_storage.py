@@ -50,6 +50,24 @@ def test_reordered_or_altered_records_do_not_open(tmp_path):
         list(crypto.open_records(io.BytesIO(header + first + second), crypto.new_data_key()))
 
 
+def test_a_byte_range_opens_only_the_records_it_needs(tmp_path):
+    key, header = crypto.new_data_key(), crypto.new_header()
+    plain = os.urandom(2 * crypto.RECORD_BYTES + 12345)
+    blob = header + crypto.Sealer(key, header).seal(plain)
+    for start, end in [(0, 10), (5, crypto.RECORD_BYTES + 7), (crypto.RECORD_BYTES, crypto.RECORD_BYTES + 1),
+                       (crypto.RECORD_BYTES - 3, 2 * crypto.RECORD_BYTES + 3), (len(plain) - 9, len(plain)),
+                       (0, len(plain))]:
+        assert b"".join(crypto.open_range(io.BytesIO(blob), key, start, end)) == plain[start:end], (start, end)
+    # A record before the range is stepped over, not opened: altering it does not stop a read beyond it...
+    altered = bytearray(blob)
+    altered[len(header) + 100] ^= 1
+    tail = crypto.RECORD_BYTES + 1
+    assert b"".join(crypto.open_range(io.BytesIO(bytes(altered)), key, tail, tail + 10)) == plain[tail:tail + 10]
+    # ...but a read through it fails, naming it.
+    with pytest.raises(crypto.IntegrityError, match="record 0 at byte 22: authentication failed"):
+        list(crypto.open_range(io.BytesIO(bytes(altered)), key, 50, 60))
+
+
 def test_wrapped_key_is_bound_to_its_recording_and_master_key():
     master, data_key = os.urandom(32), crypto.new_data_key()
     wrapped = crypto.wrap_key(master, data_key, "rec-1")

@@ -150,6 +150,11 @@ def _open_sealed(path: Path, data_key: bytes) -> Iterator[bytes]:
         yield from crypto.open_records(fh, data_key)
 
 
+def _open_sealed_range(path: Path, data_key: bytes, start: int, end: int) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        yield from crypto.open_range(fh, data_key, start, end)
+
+
 # --- reading a copy ------------------------------------------------------------------------------------
 
 def get_copy(p: Platform, db: Session, user: User, copy_id: int) -> RedactedCopy:
@@ -185,9 +190,11 @@ def faces(p: Platform, db: Session, user: User, copy: RedactedCopy) -> list[dict
             for t in copy.tracks or []]
 
 
-def copy_stream(p: Platform, db: Session, user: User, copy: RedactedCopy, *, deliver: bool) -> Iterator[bytes]:
-    """The redacted copy's bytes. deliver=False: a reviewer watching it (consultation); deliver=True: handed to
-    the requester (communication), only once approved."""
+def copy_stream(p: Platform, db: Session, user: User, copy: RedactedCopy, *, deliver: bool,
+                byte_range: tuple[int, int] | None = None) -> Iterator[bytes]:
+    """The redacted copy's bytes (or bytes [start, end) of it). deliver=False: a reviewer watching it
+    (consultation; a player's later range requests, its seeks, belong to the viewing that read from byte 0 and are
+    not journaled again); deliver=True: handed to the requester (communication), only once approved."""
     req = db.get(RightsRequest, copy.request_id)
     tenant = db.get(Tenant, copy.tenant_id)
     if deliver:
@@ -200,11 +207,15 @@ def copy_stream(p: Platform, db: Session, user: User, copy: RedactedCopy, *, del
     else:
         if copy.state not in (CopyState.TO_REVIEW, CopyState.APPROVED, CopyState.REJECTED):
             raise RightsError(f"the copy is {copy.state}: there is nothing to watch yet")
-        p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.viewed", actor=actor_of(user),
-                                recordings=[copy.recording_id], motive=_motive(req),
-                                details={"copy_id": copy.id, "request_id": req.id}), tenant)
+        if byte_range is None or byte_range[0] == 0:
+            p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.viewed", actor=actor_of(user),
+                                    recordings=[copy.recording_id], motive=_motive(req),
+                                    details={"copy_id": copy.id, "request_id": req.id}), tenant)
     db.commit()
-    return _open_sealed(_folder(p, copy) / "copy.sealed", _data_key(p, copy))
+    path, key = _folder(p, copy) / "copy.sealed", _data_key(p, copy)
+    if byte_range is not None:
+        return _open_sealed_range(path, key, *byte_range)
+    return _open_sealed(path, key)
 
 
 @dataclass(frozen=True)

@@ -135,3 +135,37 @@ def open_records(fh: BinaryIO, data_key: bytes) -> Iterator[bytes]:
             raise IntegrityError(f"record {index} at byte {offset}: authentication failed (altered)") from None
         index += 1
         offset += _LEN.size + length
+
+
+def open_range(fh: BinaryIO, data_key: bytes, start: int, end: int) -> Iterator[bytes]:
+    """The plaintext bytes [start, end) of a blob: records before `start` are stepped over by their length
+    prefix, not decrypted (each record has its own nonce), so a seek costs no decryption. Raises
+    IntegrityError like `open_records`."""
+    fh.seek(0)
+    header = fh.read(HEADER_BYTES)
+    if len(header) != HEADER_BYTES or not header.startswith(MAGIC):
+        raise IntegrityError("not a Témoin blob (bad header)")
+    aead = _blob_cipher(data_key, header)
+    index, offset, plain = 0, HEADER_BYTES, 0  # plain: plaintext bytes before this record
+    while plain < end:
+        raw_len = fh.read(_LEN.size)
+        if not raw_len:
+            return
+        if len(raw_len) != _LEN.size:
+            raise IntegrityError(f"record {index} at byte {offset}: truncated length")
+        (length,) = _LEN.unpack(raw_len)
+        size = length - TAG_BYTES
+        if plain + size <= start:
+            fh.seek(length, os.SEEK_CUR)
+        else:
+            sealed = fh.read(length)
+            if len(sealed) != length:
+                raise IntegrityError(f"record {index} at byte {offset}: truncated ({len(sealed)} of {length} bytes)")
+            try:
+                data = aead.decrypt(_nonce(index), sealed, header)
+            except InvalidTag:
+                raise IntegrityError(f"record {index} at byte {offset}: authentication failed (altered)") from None
+            yield data[max(0, start - plain):end - plain]
+        index += 1
+        offset += _LEN.size + length
+        plain += size

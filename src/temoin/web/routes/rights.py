@@ -354,14 +354,43 @@ def still(copy_id: int, at: float = Query(0.0, ge=0, description="seconds from t
 
 @router.get("/copies/{copy_id}/video", summary="Watch the produced copy to review it (journaled)",
             response_class=StreamingResponse)
-def review_video(copy_id: int, who: Principal = require(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
-                 p: Platform = Depends(get_platform)) -> StreamingResponse:
+def review_video(copy_id: int, request: Request, who: Principal = require(Permission.RECORDINGS_REDACT),
+                 db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> StreamingResponse:
     copy = _copy(p, db, who, copy_id)
+    size = copy.size_bytes or 0
+    wanted = _byte_range(request.headers.get("range"), size)
     try:
-        chunks = copies_mod.copy_stream(p, db, who.user, copy, deliver=False)
+        chunks = copies_mod.copy_stream(p, db, who.user, copy, deliver=False, byte_range=wanted)
     except register.RightsError as exc:
         raise HTTPException(409, str(exc)) from None
-    return StreamingResponse(chunks, media_type="video/mp4", headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store", "Accept-Ranges": "bytes"}
+    if wanted is None:
+        return StreamingResponse(chunks, media_type="video/mp4", headers={**headers, "Content-Length": str(size)})
+    start, end = wanted
+    return StreamingResponse(chunks, status_code=206, media_type="video/mp4", headers={
+        **headers, "Content-Range": f"bytes {start}-{end - 1}/{size}", "Content-Length": str(end - start)})
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One `bytes=a-b`, `bytes=a-` or `bytes=-n` range as [start, end); None without a header (the whole file);
+    416 when it cannot be served. A player seeks with these."""
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec or "-" not in spec:
+        raise HTTPException(416, "ask for one byte range (bytes=START-END)", headers={"Content-Range": f"bytes */{size}"})
+    first, _, last = (part.strip() for part in spec.partition("-"))
+    try:
+        if first == "":
+            start, end = max(0, size - int(last)), size
+        else:
+            start, end = int(first), min(size, int(last) + 1) if last else size
+    except ValueError:
+        raise HTTPException(416, f"bad byte range {header!r}", headers={"Content-Range": f"bytes */{size}"}) from None
+    if start >= size or end <= start:
+        raise HTTPException(416, f"the range {header!r} lies outside the copy's {size} bytes",
+                            headers={"Content-Range": f"bytes */{size}"})
+    return start, end
 
 
 @router.post("/copies/{copy_id}/review", response_model=CopyOut,
