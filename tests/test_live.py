@@ -32,7 +32,7 @@ from temoin.camera.live_publisher import LivePublisher
 from temoin.evidence.manifest import GpsFix
 from temoin.identity import devices, service, shifts
 from temoin.identity import secrets as identity_secrets
-from temoin.identity.models import Device, User
+from temoin.identity.models import Device, DeviceNonce, User
 from temoin.journal.entry import Actor
 from temoin.journal.models import JournalEntry
 from temoin.journal.service import parse_body
@@ -359,6 +359,35 @@ def test_live_button_to_csu_and_back(platform: Platform, server: str, monkeypatc
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_live_request_sent_three_times_at_once_opens_one_session(platform: Platform, server: str):
+    commune = make_commune(platform)
+    device_id = commune.cameras[0][0]
+
+    def nonces() -> int:
+        with platform.session() as db:
+            return len(db.scalars(select(DeviceNonce).where(DeviceNonce.device_id == device_id)).all())
+
+    async def story() -> dict:
+        camera = publisher(server, commune, request_copies=3)
+        try:
+            before = nonces()
+            out = await camera.request(position=FIX)
+            deadline = time.monotonic() + 10
+            while nonces() < before + 3 and time.monotonic() < deadline:  # the other copies land too
+                await asyncio.sleep(0.05)
+            assert nonces() == before + 3  # three signed requests, each with its own nonce
+            await asyncio.sleep(0.3)
+            return out
+        finally:
+            await camera.aclose()
+
+    out = asyncio.run(story())
+    with platform.session() as db:
+        assert [s.id for s in db.scalars(select(LiveSession))] == [out["id"]]
+    assert [e["event"] for e in entries(platform, commune.slug)] == ["live.requested"]  # one alert
+
+
 def test_backup_recording_when_the_profile_allows_it(platform: Platform, server: str,
                                                      monkeypatch: pytest.MonkeyPatch):
     allowing = get_profile("fr-police-municipale").model_copy(update={"live_backup_recording": True})

@@ -162,13 +162,34 @@ class LiveStart:
     resource_url: str
 
 
+async def first_answer(http: httpx.AsyncClient, path: str, body: dict, copies: int) -> httpx.Response:
+    """POST `body` `copies` times at once (the pool gives each its own connection; each is signed with its own
+    nonce) and return the first answer; the others finish in the background. Raises the last error when
+    none got an answer."""
+    posts = [asyncio.ensure_future(http.post(path, json=body)) for _ in range(copies)]
+    for post in posts:
+        post.add_done_callback(lambda f: f.cancelled() or f.exception())  # a late failure is not an error
+    error: BaseException | None = None
+    for answered in asyncio.as_completed(posts):
+        try:
+            return await answered
+        except httpx.HTTPError as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
 class LivePublisher:
     def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey, *, clock_skew_s: float = 0.0,
                  ice_servers: tuple[str, ...] = (), scene: SyntheticScene | None = None, fps: int = 15,
                  frames: Frames | None = None, audio: bool = True, timeout: float = 30.0,
-                 samples: Samples | None = None, http: httpx.AsyncClient | None = None) -> None:
+                 samples: Samples | None = None, http: httpx.AsyncClient | None = None,
+                 request_copies: int = 1) -> None:
         """`http`: a client to use (with `DeviceAuth`), kept open by `aclose`: creating one costs tens of
-        milliseconds (its TLS context), which a live button should not wait for."""
+        milliseconds (its TLS context), which a live button should not wait for. `request_copies`: the live
+        request is sent this many times at once, each on its own connection, and the first answer is taken: on
+        a lossy mobile link a lost packet then does not hold the alert back for a TCP retransmission (≥ 200 ms);
+        the platform opens one session whatever the number of copies."""
         self.base_url = base_url.rstrip("/")
         self._own_http = http is None
         self.http = http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
@@ -179,6 +200,7 @@ class LivePublisher:
         self.frames: Frames = frames or self.scene.rgb
         self.samples: Samples = samples or self.scene.samples
         self.audio = audio
+        self.request_copies = max(1, request_copies)
         self.pace = _Paced()
         self.pc: RTCPeerConnection | None = None
         self.session_id: str | None = None
@@ -198,7 +220,8 @@ class LivePublisher:
         """The live request alone (reason: threat, the legal condition); `start` also publishes."""
         body = {"reason": "threat", "detail": detail, "agent": agent,
                 "position": position.model_dump(mode="json") if position else None}
-        r = await self._check(await self.http.post("/api/v1/live/sessions", json=body), 200, 201)
+        r = await self._check(await first_answer(self.http, "/api/v1/live/sessions", body, self.request_copies),
+                              200, 201)
         out = r.json()
         self.session_id, self.state = out["id"], out["state"]
         return out
@@ -495,6 +518,9 @@ class LiveLink:
     with a short backoff (`REPUBLISH_BACKOFF_S`), so that the CSU sees the camera again within a couple of
     seconds of the network's return; the CSU's viewers stay attached. Recording never waits on any of it.
 
+    `request_copies`: the live request goes this many times at once over as many connections (see
+    `LivePublisher`); `keep_warm_s` keeps that many warm.
+
     `keep_warm_s`: between live sessions, a request to the platform's public endpoint this often, so that
     the live button finds an open HTTP connection (servers close idle ones after about 5 s): on a mobile link
     this saves the TCP handshake, one round trip (~80 ms on 4G), on the way to the CSU's alert, for one
@@ -504,13 +530,14 @@ class LiveLink:
     def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey, *, width: int, height: int, fps: int,
                  clock_skew_s: float | Callable[[], float] = 0.0, ice_servers: tuple[str, ...] = (),
                  position_every_s: float = 2.0, retry_s: float = 2.0, timeout: float = 15.0,
-                 keep_warm_s: float | None = None, name: str = "camera-live") -> None:
+                 keep_warm_s: float | None = None, request_copies: int = 1, name: str = "camera-live") -> None:
         self.base_url, self.device_id, self.key = base_url, device_id, key
         self.feed = LiveFeed(width, height, fps)
         self._skew = clock_skew_s if callable(clock_skew_s) else (lambda: clock_skew_s)
         self.ice_servers = ice_servers
         self.position_every_s, self.retry_s, self.timeout = position_every_s, retry_s, timeout
         self.keep_warm_s = keep_warm_s
+        self.request_copies = max(1, request_copies)
         self.name = name
         self.session_id: str | None = None
         self.state: str | None = None
@@ -605,8 +632,10 @@ class LiveLink:
     async def _keep_warm(self, every_s: float) -> None:
         while True:
             if not self.active:  # the session's own requests (the long poll) keep the connection open
-                with contextlib.suppress(httpx.HTTPError):
-                    await (await self._client()).get("/api/v1/platform")
+                http = await self._client()
+                # As many connections as the live request has copies, each with a request of its own.
+                await asyncio.gather(*(http.get("/api/v1/platform") for _ in range(self.request_copies)),
+                                     return_exceptions=True)
             await asyncio.sleep(every_s)
 
     async def _client(self) -> httpx.AsyncClient:
@@ -646,7 +675,8 @@ class LiveLink:
         publisher = self.publisher = LivePublisher(
             self.base_url, self.device_id, self.key, ice_servers=self.ice_servers, fps=self.feed.fps,
             frames=self.feed.picture, samples=self.feed.samples, timeout=self.timeout, http=await self._client(),
-            scene=SyntheticScene(16, 16, self.feed.fps))  # the scene is not used: the feed is
+            scene=SyntheticScene(16, 16, self.feed.fps),  # the scene is not used: the feed is
+            request_copies=self.request_copies)
         ended = False
         try:
             out = await self._request(publisher, stop, position, agent, detail)

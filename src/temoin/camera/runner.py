@@ -134,6 +134,7 @@ class CameraHome:
 OffloadProgress = Callable[[str, int], None]
 INPUT_POLL_S = 0.005
 LIVE_KEEP_WARM_S = 4.0  # an open connection for the live button (see LiveLink): servers close idle ones at 5 s
+LIVE_REQUEST_COPIES = 2  # the live request sent twice at once: a lost packet does not delay the alert
 
 
 class PrefetchedVideo:
@@ -227,7 +228,8 @@ class CameraRuntime:
 
             self.live = LiveLink(self.url, self.identity.device_id, home.keys().signing_key, width=video.width,
                                  height=video.height, fps=video.fps, clock_skew_s=lambda: self.link.auth.clock_skew_s,
-                                 keep_warm_s=LIVE_KEEP_WARM_S, name=f"camera-live-{self.identity.serial}")
+                                 keep_warm_s=LIVE_KEEP_WARM_S, request_copies=LIVE_REQUEST_COPIES,
+                                 name=f"camera-live-{self.identity.serial}")
         self.dispatch = None
         config = AgentConfig(camera_id=self.identity.device_id, segment_s=segment_s)
         if dispatch:  # the wearer on the CSU's map, and reinforcement orders (threads of their own)

@@ -81,6 +81,7 @@ class LiveHub:
         self._publications: dict[str, set[str]] = {}  # session -> WHIP resources it has had
         self._monitor: asyncio.Task | None = None
         self._opening = asyncio.Lock()
+        self._requesting: dict[str, asyncio.Lock] = {}  # device id -> its live requests, one at a time
         self.cctv = CctvSources(self.plane, on_closed=self._cctv_closed)  # CCTV cameras pulled over RTSP
         self._cctv_viewers: dict[str, _CctvViewer] = {}
         # Run in the same transaction when a live session ends (the web layer adds dispatch's order closing).
@@ -154,10 +155,14 @@ class LiveHub:
         return s
 
     async def request(self, device_id: str, req: LiveRequest) -> tuple[dict, bool]:
+        """The live button. A camera may send its request twice at once over two connections (a packet lost on
+        a mobile link then costs nothing): one at a time per camera, the second finds the session the first
+        opened."""
         def work(db: Session) -> tuple[dict, bool, _Ref]:
             s, created = sessions.request(self.p, db, self.bus, db.get(Device, device_id), req)
             return view(s), created, self._ref(db, s)
-        out, created, ref = await self._db(work)
+        async with self._requesting.setdefault(device_id, asyncio.Lock()):
+            out, created, ref = await self._db(work)
         await self._ensure_stream(ref)
         return out, created
 
