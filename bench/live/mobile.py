@@ -64,6 +64,10 @@ def camera_role(args: argparse.Namespace) -> None:
         import temoin.camera.runner
 
         temoin.camera.runner.LIVE_KEEP_WARM_S = None
+    if args.copies is not None:
+        import temoin.camera.runner
+
+        temoin.camera.runner.LIVE_REQUEST_COPIES = args.copies
     home = CameraHome(Path(args.camera_home))
     home.enrol(args.url, args.code, "bench-4g-cam", timeout=30)
     scene = StampedScene(WIDTH, HEIGHT, fps=FPS, seed=1)
@@ -204,6 +208,8 @@ def main() -> None:  # noqa: PLR0915
                          "HTTP connection has been closed as idle: the press pays a TCP handshake)")
     ap.add_argument("--no-keep-warm", action="store_true",
                     help="no keep-alive requests between live sessions (CameraRuntime sends one every 4 s)")
+    ap.add_argument("--copies", type=int, default=None,
+                    help="copies of the live request sent at once (CameraRuntime sends 2; 1 to compare)")
     ap.add_argument("--role", choices=["camera", "dashboard"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--code", help=argparse.SUPPRESS)
@@ -219,7 +225,8 @@ def main() -> None:  # noqa: PLR0915
         raise SystemExit("run as root: the benchmark creates network namespaces and TUN interfaces")
     args.presses = args.presses or (6 if args.quick else 25)
     results = Results("live over an emulated 4G link", f"{args.presses} presses {args.pause:g} s apart"
-                      f"{', no keep-alive' if args.no_keep_warm else ''}; uplink 3 Mbit/s, downlink "
+                      f"{', no keep-alive' if args.no_keep_warm else ''}"
+                      f"{f', {args.copies} request copies' if args.copies else ''}; uplink 3 Mbit/s, downlink "
                       "20 Mbit/s, 40 ms and 1 % loss each way; camera agent 320x240 at 10 fps")
     py = sys.executable
     url = f"http://{SRV_IP}:{PORT}"
@@ -251,7 +258,8 @@ raise SystemExit(1)"""], env=env)
                                          "--url", url, "--code", code, "--camera-home", str(home / "camera"),
                                          "--out", str(cam_out), "--presses", str(args.presses),
                                          "--pause", str(args.pause)]
-                                        + (["--no-keep-warm"] if args.no_keep_warm else []), env=env,
+                                        + (["--no-keep-warm"] if args.no_keep_warm else [])
+                                        + (["--copies", str(args.copies)] if args.copies else []), env=env,
                                         timeout=args.presses * (40 + args.pause) + 120)
                 elapsed = time.monotonic() - t0
                 stats1 = link.stats
