@@ -201,6 +201,19 @@ def test_another_communes_register_and_recordings_are_out_of_reach(platform, cli
     assert len(attempts) == 4  # the three register look-ups and the erasure attempt
 
 
+def test_a_role_that_redacts_but_does_not_read_the_register_sees_no_request(platform, client):
+    commune = make_commune(platform, cameras=0)
+    csrf = sign_in(platform, client, commune.users[Role.DPO])
+    req = _create(client, csrf, person_description="manteau vert, rue du Port", contact="secret@example.org")
+    # The designated agent may prepare copies, not read the register: a failed start shows no request.
+    csrf = sign_in(platform, client, commune.users[Role.DESIGNATED_AGENT])
+    r = client.post(f"/rights/{req['id']}/copies", data={"recording_id": "rec-unknown", "csrf_token": csrf},
+                    follow_redirects=False)
+    assert r.status_code == 404 and "rec-unknown" in r.text
+    assert "manteau vert" not in r.text and "secret@example.org" not in r.text
+    assert client.get(f"/rights/{req['id']}", follow_redirects=False).status_code == 403
+
+
 def _wait(client, copy_id: int, timeout: float = 240) -> dict:
     deadline = time.monotonic() + timeout
     while True:

@@ -145,14 +145,9 @@ def _seal_file(src: Path, path: Path, data_key: bytes) -> tuple[str, int]:
     return sealed.sha256.hexdigest(), sealed.size
 
 
-def _open_sealed(path: Path, data_key: bytes) -> Iterator[bytes]:
+def _open_sealed(path: Path, data_key: bytes, byte_range: tuple[int, int] | None = None) -> Iterator[bytes]:
     with path.open("rb") as fh:
-        yield from crypto.open_records(fh, data_key)
-
-
-def _open_sealed_range(path: Path, data_key: bytes, start: int, end: int) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        yield from crypto.open_range(fh, data_key, start, end)
+        yield from crypto.open_range(fh, data_key, *byte_range) if byte_range else crypto.open_records(fh, data_key)
 
 
 # --- reading a copy ------------------------------------------------------------------------------------
@@ -212,10 +207,7 @@ def copy_stream(p: Platform, db: Session, user: User, copy: RedactedCopy, *, del
                                     recordings=[copy.recording_id], motive=_motive(req),
                                     details={"copy_id": copy.id, "request_id": req.id}), tenant)
     db.commit()
-    path, key = _folder(p, copy) / "copy.sealed", _data_key(p, copy)
-    if byte_range is not None:
-        return _open_sealed_range(path, key, *byte_range)
-    return _open_sealed(path, key)
+    return _open_sealed(_folder(p, copy) / "copy.sealed", _data_key(p, copy), byte_range)
 
 
 @dataclass(frozen=True)
@@ -226,12 +218,11 @@ class Still:
     frame: int  # its index in the whole recording, as the redaction numbers frames
     frame_rate: float
     at_s: float  # its time from the recording's start
-    duration_s: float  # the recording's
 
 
 def still(p: Platform, db: Session, user: User, copy: RedactedCopy, at_s: float) -> Still:
-    """The frame shown at `at_s` seconds. Only the segment holding it is decrypted (in a private folder, removed
-    at once), so a still of a long recording costs one segment. Shows faces: journaled as a consultation."""
+    """The frame shown at `at_s` seconds. Only the segment holding it is decrypted, in memory, so a still of a
+    long recording costs one segment. Shows faces: journaled as a consultation."""
     import av
 
     if copy.state not in EDITABLE:
@@ -240,37 +231,31 @@ def still(p: Platform, db: Session, user: User, copy: RedactedCopy, at_s: float)
     rec = db.get(Recording, copy.recording_id)
     if rec is None or rec.state != RecordingState.STORED or rec.wrapped_key is None:
         raise CopyNotFound(f"{copy.recording_id} is not stored any more")
-    segments = sorted(rec.segments, key=lambda s: s.index)
+    segments = rec.segments  # in index order
     duration = sum(s.duration_s for s in segments)
-    at_s = max(0.0, min(float(at_s), max(0.0, duration - 0.001)))
-    offset, segment = 0.0, segments[-1]
-    for seg in segments:
-        if at_s < offset + seg.duration_s:
-            segment = seg
+    at_s = max(0.0, min(float(at_s), duration))
+    offset = 0.0
+    for segment in segments:
+        if at_s < offset + segment.duration_s or segment is segments[-1]:
             break
-        offset += seg.duration_s
-    else:
-        offset = duration - segment.duration_s
-    with private_workdir(p) as work:
-        path = work / "segment.mp4"
-        with path.open("wb") as fh:
-            for chunk in catalogue.read_segment(p, db, rec, segment.index):
-                fh.write(chunk)
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            rate = float(stream.average_rate) if stream.average_rate else 25.0
-            start, chosen = None, None
-            for frame in container.decode(stream):
-                t = float(frame.time or 0.0)
-                start = t if start is None else start
-                chosen = frame
-                if t - start + 0.5 / rate >= at_s - offset:
-                    break
-            if chosen is None:
-                raise RightsError(f"segment {segment.index} of {rec.id} holds no picture")
-            local = float(chosen.time or 0.0) - (start or 0.0)
-            buf = io.BytesIO()
-            chosen.to_image().save(buf, "JPEG", quality=88)
+        offset += segment.duration_s
+    # Decoded from memory: one segment of plaintext, never written to disk.
+    media = io.BytesIO(b"".join(catalogue.read_segment(p, db, rec, segment.index)))
+    with av.open(media) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate) if stream.average_rate else 25.0
+        start, chosen = None, None
+        for frame in container.decode(stream):
+            t = float(frame.time or 0.0)
+            start = t if start is None else start
+            chosen = frame
+            if t - start + 0.5 / rate >= at_s - offset:
+                break
+        if chosen is None:
+            raise RightsError(f"segment {segment.index} of {rec.id} holds no picture")
+        local = float(chosen.time or 0.0) - start
+        buf = io.BytesIO()
+        chosen.to_image().save(buf, "JPEG", quality=88)
     req = db.get(RightsRequest, copy.request_id)
     shown = round(offset + local, 3)
     p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.still_viewed", actor=actor_of(user),
@@ -278,7 +263,7 @@ def still(p: Platform, db: Session, user: User, copy: RedactedCopy, at_s: float)
                             details={"copy_id": copy.id, "request_id": req.id, "at_s": shown}),
              db.get(Tenant, copy.tenant_id))
     db.commit()
-    return Still(buf.getvalue(), round(shown * rate), rate, shown, round(duration, 3))
+    return Still(buf.getvalue(), round(shown * rate), rate, shown)
 
 
 # --- the steps -----------------------------------------------------------------------------------------

@@ -154,7 +154,8 @@ class CopyOut(BaseModel):
     def of(cls, c: RedactedCopy) -> "CopyOut":
         return cls(id=c.id, request_id=c.request_id, recording_id=c.recording_id, state=c.state, progress=c.progress,
                    error=c.error, tracks=list(c.tracks or []), keep_tracks=list(c.keep_tracks or []),
-                   add_regions=list(c.add_regions or []), remove_regions=list(c.remove_regions or []), sha256=c.sha256, size_bytes=c.size_bytes,
+                   add_regions=list(c.add_regions or []), remove_regions=list(c.remove_regions or []),
+                   sha256=c.sha256, size_bytes=c.size_bytes,
                    produced_at=c.produced_at, reviewed_at=c.reviewed_at, review_reason=c.review_reason,
                    delivered_at=c.delivered_at)
 
@@ -349,7 +350,7 @@ def still(copy_id: int, at: float = Query(0.0, ge=0, description="seconds from t
         raise HTTPException(409, str(exc)) from None
     return Response(shown.jpeg, media_type="image/jpeg", headers={
         "Cache-Control": "no-store", "X-Frame-Index": str(shown.frame), "X-Frame-Rate": f"{shown.frame_rate:.6g}",
-        "X-Frame-Time": f"{shown.at_s:.3f}", "X-Duration": f"{shown.duration_s:.3f}"})
+        "X-Frame-Time": f"{shown.at_s:.3f}"})
 
 
 @router.get("/copies/{copy_id}/video", summary="Watch the produced copy to review it (journaled)",
@@ -378,7 +379,8 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     unit, _, spec = header.partition("=")
     if unit.strip() != "bytes" or "," in spec or "-" not in spec:
-        raise HTTPException(416, "ask for one byte range (bytes=START-END)", headers={"Content-Range": f"bytes */{size}"})
+        raise HTTPException(416, "ask for one byte range (bytes=START-END)",
+                            headers={"Content-Range": f"bytes */{size}"})
     first, _, last = (part.strip() for part in spec.partition("-"))
     try:
         if first == "":
@@ -658,12 +660,11 @@ def request_copy(request_id: int, request: Request, recording_id: str = Form("")
     try:
         req = register.get_request(p, db, who.user, request_id)
         copy = copies_mod.start_copy(p, db, who.user, req, recording_id)
-    except register.RequestNotFound:
-        return _request_page(request, who, p, db, request_id)
-    except copies_mod.CopyNotFound as exc:
-        return _request_page(request, who, p, db, request_id, status=404, error=str(exc))
-    except (register.RightsError, copies_mod.EngineMissing) as exc:
-        return _request_page(request, who, p, db, request_id, status=409, error=str(exc))
+    except (register.RequestNotFound, copies_mod.CopyNotFound, register.RightsError,
+            copies_mod.EngineMissing) as exc:
+        # Not the request's page: a role that may redact need not be one that reads the register.
+        status = 409 if isinstance(exc, register.RightsError | copies_mod.EngineMissing) else 404
+        return _page(request, "error.html", who, status=status, title=_t(request)("error"), error=str(exc))
     return RedirectResponse(f"/rights/copies/{copy.id}", 303)
 
 
