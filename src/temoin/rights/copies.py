@@ -38,7 +38,7 @@ from temoin.law.access import MotiveCode
 from temoin.live.backup import SealedFile
 from temoin.platform import Platform
 from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
-from temoin.rights.register import RightsError, recipient
+from temoin.rights.register import RightsError, delivery_refusal, recipient
 from temoin.vault import catalogue, crypto
 from temoin.vault.models import Recording, RecordingState
 
@@ -195,6 +195,15 @@ def copy_stream(p: Platform, db: Session, user: User, copy: RedactedCopy, *, del
     if deliver:
         if copy.state != CopyState.APPROVED:
             raise RightsError(f"the copy is {copy.state}: only a copy approved by a reviewer may be handed over")
+        refusal = delivery_refusal(db, req, copy.recording_id)
+        if refusal is not None:
+            p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.delivery_refused",
+                                    actor=actor_of(user), recordings=[copy.recording_id],
+                                    details={"copy_id": copy.id, "request_id": req.id,
+                                             "reason": "restricted" if req.status == "restricted" else "judicial_hold"}),
+                     tenant)
+            db.commit()
+            raise refusal
         copy.delivered_at = utcnow()
         p.record(db, EntryDraft(action=Action.COMMUNICATION, event="rights.copy.delivered", actor=actor_of(user),
                                 recordings=[copy.recording_id], recipients=[recipient(req)],

@@ -146,6 +146,31 @@ def judicial_holds(db: Session, tenant_id: int, recording_ids: list[str]) -> lis
         Hold.procedure_type == ProcedureType.JUDICIAL.value)))
 
 
+class DeliveryRestricted(RightsError):
+    """Nothing may be handed to the person: their request is restricted, or a judicial procedure holds the
+    recording. The message carries the route through the CNIL."""
+
+
+def delivery_refusal(db: Session, req: RightsRequest, recording_id: str) -> DeliveryRestricted | None:
+    """Why a copy of `recording_id` may not be handed over for `req` now, or None when it may.
+
+    Checked at delivery time, not at approval: a restriction or a judicial hold can come after the review."""
+    if req.status == RequestStatus.RESTRICTED:
+        ref = f" (procedure {req.procedure_reference})" if req.procedure_reference else ""
+        return DeliveryRestricted(
+            f"request {req.id} is restricted{ref}: no copy is handed over while the restriction stands. The person "
+            f"is told of the indirect route through the CNIL (loi 78-17 arts. 107-108, CSI R241-15). "
+            f"Lift the restriction (status in_progress) once the procedure allows it. {CNIL_INDIRECT_ROUTE}")
+    held = judicial_holds(db, req.tenant_id, [recording_id])
+    if held:
+        return DeliveryRestricted(
+            f"{recording_id} is held for a judicial procedure ({held[0].reference}): handing a copy to the person "
+            "could harm the procedure, so it is refused. Answer the request with a restriction (status "
+            "restricted): the person then exercises the right of access indirectly through the CNIL (loi 78-17 "
+            f"arts. 107-108, CSI R241-15). {CNIL_INDIRECT_ROUTE}")
+    return None
+
+
 def set_status(p: Platform, db: Session, user: User, req: RightsRequest, status: RequestStatus, *,
                decision: str | None = None, reason: str | None = None,
                procedure_reference: str | None = None) -> RightsRequest:

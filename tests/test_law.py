@@ -1,0 +1,108 @@
+"""The law's rules enforced in the domain (CSI R241-8 to R241-17, loi 78-17): training sees anonymised
+renditions only, every derived artefact is deleted with its recording, a procedure extraction places a hold,
+the journal prune keeps the traces of recordings still stored, and nothing is handed to a person whose request
+is restricted or whose recording a judicial procedure holds.
+
+Each test here failed on the code before these rules were enforced."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from temoin.db import utcnow
+from temoin.identity.models import Tenant, User
+from temoin.journal.models import JournalEntry
+from temoin.journal.service import parse_body
+from temoin.law.access import Role
+from temoin.platform import Platform
+from temoin.rights import copies
+from temoin.rights.models import CopyState, RedactedCopy
+from temoin.vault import crypto
+from temoin.vault.models import Recording
+from tests.helpers import Commune, make_commune, sign_in, upload
+
+
+def _h(csrf: str) -> dict:
+    return {"X-CSRF-Token": csrf}
+
+
+def _entries(platform: Platform, event: str) -> list[dict]:
+    with platform.session() as db:
+        return [parse_body(e.body) for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event)
+                                                        .order_by(JournalEntry.id))]
+
+
+def _user(db, commune: Commune, role: Role) -> User:
+    return db.scalar(select(User).where(User.username == commune.users[role]))
+
+
+def _access_request(client, csrf: str, kind: str = "access") -> dict:
+    r = client.post("/api/v1/rights/requests", headers=_h(csrf), json={
+        "kind": kind, "person_description": "veste rouge, devant la mairie", "contact": "dupont@example.org"})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def make_copy(platform: Platform, commune: Commune, rid: str, request_id: int,
+              state: CopyState = CopyState.APPROVED) -> int:
+    """An access copy as the redaction jobs leave it: face thumbnails, tracks and the copy, sealed in its folder.
+
+    Written with the module's own sealing (the engine itself is exercised by test_rights' slow test)."""
+    with platform.session() as db:
+        tenant = db.scalar(select(Tenant).where(Tenant.slug == commune.slug))
+        copy = RedactedCopy(tenant_id=tenant.id, request_id=request_id, recording_id=rid, state=state.value,
+                            tracks=[{"id": 1, "frames": 3}], keep_tracks=[1], add_regions=[], remove_regions=[],
+                            created_by=_user(db, commune, Role.CHIEF).id)
+        db.add(copy)
+        db.flush()
+        copy.data_key = crypto.wrap_key(platform.keyring.master_key, crypto.new_data_key(), f"rights-copy-{copy.id}")
+        copy.folder = f"{tenant.slug}/copy-{copy.id}"
+        folder = copies.copies_root(platform) / copy.folder
+        folder.mkdir(parents=True, mode=0o700)
+        key = crypto.unwrap_key(platform.keyring.master_key, copy.data_key, f"rights-copy-{copy.id}")
+        copies._seal_bytes(folder / "thumbnails.sealed", key, orjson.dumps({"1": "a face, as JPEG"}))
+        copies._seal_bytes(folder / "tracks.sealed", key, orjson.dumps([{"id": 1, "boxes": {}}]))
+        copy.sha256, copy.size_bytes = copies._seal_bytes(folder / "copy.sealed", key, b"the redacted video")
+        copy.produced_at = utcnow()
+        db.commit()
+        return copy.id
+
+
+# --- 5. restriction is enforced at delivery -----------------------------------------------------------------
+
+def test_an_approved_copy_is_not_delivered_under_a_judicial_hold_or_a_restriction(platform, client):
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
+    other, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    req = _access_request(client, csrf)
+    copy_id = make_copy(platform, commune, rid, req["id"])
+    free_id = make_copy(platform, commune, other, req["id"])
+
+    # A judicial procedure holds the recording: the copy stays here, the person is told of the CNIL route.
+    assert client.post(f"/api/v1/recordings/{rid}/holds", headers=_h(csrf),
+                       json={"procedure": "judicial", "reference": "Parquet 26/123"}).status_code == 201
+    r = client.get(f"/api/v1/rights/copies/{copy_id}/download")
+    assert r.status_code == 409, r.text
+    assert "judicial procedure" in r.json()["detail"] and "CNIL" in r.json()["detail"]
+    assert "Parquet 26/123" in r.json()["detail"]
+    # An administrative hold does not restrict (only a judicial procedure may be harmed by the person's access).
+    assert client.get(f"/api/v1/rights/copies/{free_id}/download").content == b"the redacted video"
+
+    # The request itself is restricted: no copy at all, even of a recording no procedure holds.
+    r = client.post(f"/api/v1/rights/requests/{req['id']}/status", headers=_h(csrf),
+                    json={"status": "restricted", "reason": "enquête en cours", "procedure_reference": "PV 26/9"})
+    assert r.status_code == 200, r.text
+    r = client.get(f"/api/v1/rights/copies/{free_id}/download")
+    assert r.status_code == 409 and "restricted" in r.json()["detail"] and "CNIL" in r.json()["detail"]
+    with platform.session() as db:
+        assert db.get(RedactedCopy, copy_id).delivered_at is None
+    refused = _entries(platform, "rights.copy.delivery_refused")
+    assert [(e["recordings"], e["details"]["reason"]) for e in refused] == [
+        ([rid], "judicial_hold"), ([other], "restricted")]
+    assert len(_entries(platform, "rights.copy.delivered")) == 1  # only the one before the restriction
