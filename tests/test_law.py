@@ -106,3 +106,42 @@ def test_an_approved_copy_is_not_delivered_under_a_judicial_hold_or_a_restrictio
     assert [(e["recordings"], e["details"]["reason"]) for e in refused] == [
         ([rid], "judicial_hold"), ([other], "restricted")]
     assert len(_entries(platform, "rights.copy.delivered")) == 1  # only the one before the restriction
+
+
+# --- 1. training sees anonymised renditions only --------------------------------------------------------------
+
+def test_training_never_streams_the_original(platform, client):
+    from temoin.identity.secrets import token_hash
+    from temoin.vault.models import AccessGrant
+
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
+    training = {"motive": {"code": "training", "text": "session de formation du 12 mars"}}
+    for role in (Role.MAYOR, Role.CHIEF, Role.DESIGNATED_AGENT):
+        csrf = sign_in(platform, client, commune.users[role])
+        r = client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf), json=training)
+        assert r.status_code == 403, (role, r.text)
+        assert "anonymised" in r.json()["detail"] and "R241-13" in r.json()["detail"]
+        assert "training extraction" in r.json()["detail"]
+    # The page says so in the user's language, and plays nothing.
+    page = client.post(f"/recordings/{rid}/consult", data={"motive_code": "training", "motive_text": "formation",
+                                                           "csrf_token": csrf})
+    assert page.status_code == 403 and "images anonymisées" in page.text and "/segments/" not in page.text
+    assert _entries(platform, "recording.consulted") == []
+    refused = _entries(platform, "consultation.refused")
+    assert len(refused) == 4 and all(e["motive"]["code"] == "training" for e in refused)
+
+    # A training grant left from before the rule (or written by hand) streams nothing either.
+    with platform.session() as db:
+        user = _user(db, commune, Role.DESIGNATED_AGENT)
+        db.add(AccessGrant(token_hash=token_hash("old-training-grant"), tenant_id=user.tenant_id, user_id=user.id,
+                           recording_id=rid, motive_code="training", motive_text="formation",
+                           expires_at=utcnow() + timedelta(minutes=30)))
+        db.commit()
+    r = client.get(f"/api/v1/recordings/{rid}/segments/0", params={"grant": "old-training-grant"})
+    assert r.status_code == 403 and "anonymised" in r.json()["detail"]
+    # Another motive still opens the original, journaled with it.
+    r = client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf),
+                    json={"motive": {"code": "incident_review", "text": "analyse de l'intervention"}})
+    assert r.status_code == 201
+    assert client.get(r.json()["segments"][0]).status_code == 200

@@ -129,6 +129,9 @@ AGENT_MOTIVES = frozenset({
     MotiveCode.RESCUE_PERSONS, MotiveCode.REPORT_FACTS,
 })
 STAFF_MOTIVES = frozenset(MotiveCode) - AGENT_MOTIVES
+# R241-13: recordings used for training are anonymised, image and sound. Under these motives the originals are
+# never shown; only an anonymised rendition may be (the training extraction makes one).
+REDACTED_ONLY_MOTIVES = frozenset({MotiveCode.TRAINING})
 
 
 def motives_for(role: Role) -> frozenset[MotiveCode]:

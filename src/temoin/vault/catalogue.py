@@ -20,7 +20,16 @@ from temoin.identity.models import Tenant, User
 from temoin.identity.secrets import token_hash
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
-from temoin.law.access import OWN_RECORDINGS_ONLY, Motive, Permission, Role, allows, motives_for
+from temoin.law.access import (
+    OWN_RECORDINGS_ONLY,
+    REDACTED_ONLY_MOTIVES,
+    Motive,
+    MotiveCode,
+    Permission,
+    Role,
+    allows,
+    motives_for,
+)
 from temoin.platform import Platform
 from temoin.vault import crypto
 from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState
@@ -35,6 +44,17 @@ class NotFound(LookupError):
 
 class Forbidden(PermissionError):
     pass
+
+
+class RedactedOnly(Forbidden):
+    """The motive allows anonymised renditions only (training, R241-13): the original is not shown."""
+
+    def __init__(self, recording_id: str, motive: str) -> None:
+        super().__init__(
+            f"{recording_id}: under the motive {motive!r} only an anonymised rendition may be shown (recordings used "
+            "for training are anonymised, image and sound: CSI R241-13), and the player shows originals only. "
+            "Make a training extraction instead (recipient: trainer): its package holds the recording with faces "
+            "and voices anonymised. To see the original, give the motive that is the real reason for it.")
 
 
 LatLon = tuple[float, float]
@@ -261,6 +281,13 @@ def open_consultation(p: Platform, db: Session, user: User, recording_id: str, m
     if motive.code not in motives_for(role):
         allowed = ", ".join(sorted(m.value for m in motives_for(role)))
         raise Forbidden(f"motive {motive.code.value!r} is not open to your role; allowed: {allowed}")
+    if motive.code in REDACTED_ONLY_MOTIVES:
+        p.record(db, EntryDraft(action=Action.SECURITY, event="consultation.refused", actor=actor_of(user),
+                                recordings=[rec.id], cameras=[rec.device_id],
+                                motive={"code": motive.code.value, "text": motive.text},
+                                details={"reason": "redacted_only"}), db.get(Tenant, user.tenant_id))
+        db.commit()
+        raise RedactedOnly(rec.id, motive.code.value)
     token = secrets.token_urlsafe(24)
     db.add(AccessGrant(token_hash=token_hash(token), tenant_id=user.tenant_id, user_id=user.id,
                        recording_id=rec.id, motive_code=motive.code.value, motive_text=motive.text,
@@ -278,6 +305,8 @@ def grant_for(db: Session, user: User, recording_id: str, token: str) -> AccessG
     if (grant is None or grant.user_id != user.id or grant.recording_id != recording_id
             or grant.expires_at <= utcnow()):
         raise Forbidden("no open consultation for this recording: give a motive first")
+    if MotiveCode(grant.motive_code) in REDACTED_ONLY_MOTIVES:  # a grant written before the rule: no original
+        raise RedactedOnly(recording_id, grant.motive_code)
     return grant
 
 

@@ -78,6 +78,11 @@ TEXTS: dict[str, dict[str, str]] = {
                           "en": "No recording by that name that you may see."},
     "motive_refused": {"fr": "Ce motif n'est pas ouvert à votre fonction.",
                        "en": "This motive is not open to your role."},
+    "training_redacted_only": {
+        "fr": "Pour la formation, seules des images anonymisées (visages et voix) peuvent être montrées (R241-13) : "
+              "l'original n'est pas affiché. Faites une extraction pour la formation (destinataire : formateur).",
+        "en": "For training only anonymised pictures and sound may be shown (R241-13): the original is not "
+              "displayed. Make a training extraction (recipient: trainer)."},
     "motive_invalid": {"fr": "Choisissez un motif de la liste et précisez-le en quelques mots.",
                        "en": "Choose a motive from the list and give a few words of detail."},
     # --- review: search, map, playback, tags, holds, extraction ---

@@ -245,6 +245,9 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
     except ValidationError:
         return _recording_page(request, who, p, db, recording_id, status=422, error="motive_invalid",
                                motive_code=motive_code, motive_text=motive_text)
+    except catalogue.RedactedOnly:
+        return _recording_page(request, who, p, db, recording_id, status=403, error="training_redacted_only",
+                               motive_code=motive_code, motive_text=motive_text)
     except catalogue.Forbidden:  # the role may view content (guard above), so the motive is not open to it
         return _recording_page(request, who, p, db, recording_id, status=403, error="motive_refused",
                                motive_code=motive_code, motive_text=motive_text)
