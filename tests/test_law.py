@@ -145,3 +145,65 @@ def test_training_never_streams_the_original(platform, client):
                     json={"motive": {"code": "incident_review", "text": "analyse de l'intervention"}})
     assert r.status_code == 201
     assert client.get(r.json()["segments"][0]).status_code == 200
+
+
+# --- 3. a procedure extraction places a hold ------------------------------------------------------------------
+
+def _extract(client, csrf: str, rids: list[str], procedure: str = "judicial", reference: str = "PV 2026/004512",
+             kind: str = "judicial_police") -> dict:
+    r = client.post("/api/v1/extractions", headers=_h(csrf), json={
+        "recording_ids": rids, "recipient_name": "OPJ Claire Martin", "recipient_kind": kind,
+        "procedure_type": procedure, "reference": reference})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_a_procedure_extraction_keeps_its_originals_until_a_person_lifts_the_hold(platform, client):
+    from temoin.evidence.models import Extraction
+    from temoin.evidence.package import PACKAGE_DAYS, purge_expired
+    from temoin.vault.holds import HoldError, lift_hold
+    from temoin.vault.models import Hold
+    from temoin.vault.retention import sweep
+
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, started_at=utcnow() - timedelta(days=40), duration_s=1, segment_s=1)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    out = _extract(client, csrf, [rid])
+    with platform.session() as db:
+        (hold,) = db.scalars(select(Hold).where(Hold.recording_id == rid))
+        assert (hold.extraction_id, hold.reference, hold.procedure_type, hold.lifted_at) == (
+            out["id"], "PV 2026/004512", "judicial", None)
+    (placed,) = _entries(platform, "hold.placed")
+    assert placed["details"]["extraction_id"] == out["id"] and placed["recordings"] == [rid]
+    assert placed["actor"]["kind"] == "user"
+
+    # Its month is over, and a week later the package's pick-up period too: the original stays, the package goes.
+    later = utcnow() + timedelta(days=PACKAGE_DAYS + 1)
+    with platform.session() as db:
+        assert sweep(platform, db, now=later).deleted == []
+        assert purge_expired(platform, db, now=later) == 1
+        assert db.get(Recording, rid).state == "stored" and db.get(Extraction, out["id"]).package_path is None
+
+    # A second procedure extracts it too: two holds; lifting needs to name one, and the other still keeps it.
+    out2 = _extract(client, csrf, [rid], procedure="disciplinary", reference="CD-2026-3",
+                    kind="disciplinary_authority")
+    r = client.post(f"/api/v1/recordings/{rid}/holds/lift", headers=_h(csrf), json={"reason": "classement"})
+    assert r.status_code == 409 and out["id"] in r.json()["detail"] and out2["id"] in r.json()["detail"]
+    with platform.session() as db:
+        second = db.scalar(select(Hold).where(Hold.extraction_id == out2["id"]))
+        # Only a person entitled to holds lifts one; the technical administrator is not.
+        admin = _user(db, commune, Role.TECH_ADMIN)
+        with pytest.raises(HoldError, match="may not lift"):
+            lift_hold(platform, db, admin, db.get(Recording, rid), "cleanup", second.id)
+    r = client.post(f"/api/v1/recordings/{rid}/holds/lift", headers=_h(csrf),
+                    json={"reason": "conseil de discipline tenu", "hold_id": second.id})
+    assert r.status_code == 200, r.text
+    with platform.session() as db:
+        assert sweep(platform, db).deleted == []
+    r = client.post(f"/api/v1/recordings/{rid}/holds/lift", headers=_h(csrf), json={"reason": "jugement rendu"})
+    assert r.status_code == 200, r.text
+    lifted = _entries(platform, "hold.lifted")
+    assert [e["details"]["extraction_id"] for e in lifted] == [out2["id"], out["id"]]
+    assert all(e["actor"]["kind"] == "user" for e in lifted)
+    with platform.session() as db:
+        assert sweep(platform, db).deleted == [rid]

@@ -41,7 +41,7 @@ from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import Permission, Role, allows
 from temoin.platform import Platform
-from temoin.vault import catalogue, crypto
+from temoin.vault import catalogue, crypto, holds
 from temoin.vault.models import Hold, Recording, RecordingState
 from temoin.vault.storage import blob_key
 
@@ -714,6 +714,8 @@ def extract(p: Platform, db: Session, user: User, request: ExtractionRequest,
             expires_at=plan.created_at + timedelta(days=PACKAGE_DAYS), downloads=0,
             redacted=plan.media_kind == MediaKind.REDACTED)
         db.add(row)
+        db.flush()  # the holds name it
+        holds.place_extraction_holds(p, db, user, row)  # a procedure's originals outlive the package
         p.record(db, EntryDraft(action=Action.COMMUNICATION, event="extraction.created", actor=plan.actor,
                                 recordings=row.recording_ids, cameras=plan.cameras,
                                 recipients=[request.recipient_name], details=_details(plan, built)),

@@ -92,6 +92,8 @@ class Hold(Base):
     lifted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lift_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Placed by an extraction for this procedure (the package handed over): the original must outlive it.
+    extraction_id: Mapped[str | None] = mapped_column(ForeignKey("extractions.id"), nullable=True)
 
 
 class DeletionCertificate(Base):

@@ -66,6 +66,7 @@ class HoldIn(BaseModel):
 
 class LiftIn(BaseModel):
     reason: str = Field(min_length=3, max_length=1000)
+    hold_id: int | None = Field(default=None, description="which hold, when several procedures keep the recording")
 
 
 class CategoriesIn(BaseModel):
@@ -232,7 +233,7 @@ def lift_hold(recording_id: str, body: LiftIn, who: Principal = require(Permissi
               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
     rec = _visible(p, db, who, recording_id)
     try:
-        holds.lift_hold(p, db, who.user, rec, body.reason)
+        holds.lift_hold(p, db, who.user, rec, body.reason, body.hold_id)
     except holds.HoldError as exc:
         raise HTTPException(409, str(exc)) from None
     return {"recording_id": rec.id, "retention_until": rec.retention_until}
