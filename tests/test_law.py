@@ -207,3 +207,46 @@ def test_a_procedure_extraction_keeps_its_originals_until_a_person_lifts_the_hol
     assert all(e["actor"]["kind"] == "user" for e in lifted)
     with platform.session() as db:
         assert sweep(platform, db).deleted == [rid]
+
+
+# --- 4. the journal prune keeps the traces of recordings still stored ------------------------------------------
+
+def test_journal_prune_stops_before_the_first_trace_of_a_recording_still_stored(platform, client):
+    from temoin.journal.checkpoints import prune
+    from temoin.journal.verify import verify_all
+    from temoin.vault.holds import ProcedureType, lift_hold, place_hold
+    from temoin.vault.retention import sweep
+
+    commune = make_commune(platform, cameras=1)
+    gone, _ = upload(platform, client, commune, started_at=utcnow() - timedelta(days=40), duration_s=1, segment_s=1)
+    held, _ = upload(platform, client, commune, started_at=utcnow() - timedelta(days=40), duration_s=1, segment_s=1)
+    with platform.session() as db:
+        place_hold(platform, db, _user(db, commune, Role.CHIEF), db.get(Recording, held), ProcedureType.JUDICIAL,
+                   "Parquet 26/77")
+        assert sweep(platform, db).deleted == [gone]
+
+    def seqs(rid: str | None = None) -> list[int]:
+        with platform.session() as db:
+            rows = db.scalars(select(JournalEntry).where(JournalEntry.chain == commune.slug)
+                              .order_by(JournalEntry.seq))
+            return [e.seq for e in rows if rid is None or rid in parse_body(e.body)["recordings"]]
+
+    traces = seqs(held)
+    assert len(traces) >= 2  # its collection and its hold, at least
+    # Three years on (every entry is older than the cutoff): what precedes its first trace goes, the rest stays.
+    cutoff = utcnow() + timedelta(days=1)
+    with platform.session() as db:
+        removed = prune(db, platform.journal.sink, platform.keyring, commune.slug, cutoff)
+    assert removed == traces[0] - 1 and removed > 0
+    assert seqs()[0] == traces[0] and seqs(held) == traces
+    with platform.session() as db:
+        assert verify_all(db, platform.journal.sink, platform.keyring.public_key).ok
+        # Nothing more goes while it is kept.
+        assert prune(db, platform.journal.sink, platform.keyring, commune.slug, cutoff) == 0
+        lift_hold(platform, db, _user(db, commune, Role.CHIEF), db.get(Recording, held), "jugement rendu")
+        assert sweep(platform, db).deleted == [held]
+    # Deleted, its traces may go once they are past their three years.
+    with platform.session() as db:
+        assert prune(db, platform.journal.sink, platform.keyring, commune.slug, utcnow() + timedelta(days=1)) > 0
+        assert seqs(held) == []
+        assert verify_all(db, platform.journal.sink, platform.keyring.public_key).ok

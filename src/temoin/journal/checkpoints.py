@@ -48,9 +48,18 @@ def seal(db: Session, sink: FileSink, keyring: Keyring) -> int:
 
 
 def prune(db: Session, sink: FileSink, keyring: Keyring, chain: str, cutoff: datetime) -> int:
-    """Remove the entries of `chain` older than `cutoff` from both sinks. Returns how many."""
-    last = db.execute(select(JournalEntry.seq, JournalEntry.hash).where(
-        JournalEntry.chain == chain, JournalEntry.at < cutoff).order_by(JournalEntry.seq.desc()).limit(1)).first()
+    """Remove the entries of `chain` older than `cutoff` from both sinks. Returns how many.
+
+    Consultations stay traceable until the recording is deleted (L241-2): the pruned prefix stops before the
+    first entry naming a recording still in the vault (one kept by a hold, years on)."""
+    from temoin.vault.retention import first_trace_of_kept  # the vault imports the journal
+
+    older = [JournalEntry.chain == chain, JournalEntry.at < cutoff]
+    stop = first_trace_of_kept(db, chain, cutoff)
+    if stop is not None:
+        older.append(JournalEntry.seq < stop)
+    last = db.execute(select(JournalEntry.seq, JournalEntry.hash).where(*older)
+                      .order_by(JournalEntry.seq.desc()).limit(1)).first()
     if last is None:
         _finish_interrupted_prune(db, sink, keyring, chain)
         return 0

@@ -136,6 +136,26 @@ def sweep(p: Platform, db: Session, now: datetime | None = None,
     return result
 
 
+def first_trace_of_kept(db: Session, chain: str, before: datetime) -> int | None:
+    """The seq of the first entry of journal `chain` written before `before` that names a recording not deleted
+    (stored, quarantined or still arriving), or None. Only recordings received before `before` can be named there:
+    past three years, those are the few kept by a hold."""
+    from temoin.journal.models import JournalEntry
+
+    kept = select(Recording.id).where(Recording.state != RecordingState.DELETED, Recording.received_at < before)
+    tenant = db.scalar(select(Tenant).where(Tenant.slug == chain))
+    if tenant is not None:  # a commune's chain names its own recordings; the platform chain may name any
+        kept = kept.where(Recording.tenant_id == tenant.id)
+    first: int | None = None
+    for rid in db.scalars(kept):
+        seq = db.scalar(select(func.min(JournalEntry.seq)).where(
+            JournalEntry.chain == chain, JournalEntry.at < before,
+            JournalEntry.body.contains(f'"{rid}"', autoescape=True)))
+        if seq is not None and (first is None or seq < first):
+            first = seq
+    return first
+
+
 def remove_orphans(p: Platform, db: Session) -> int:
     """Blobs of recordings already deleted (a sweep killed after its commit) are removed now."""
     removed = 0
