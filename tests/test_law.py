@@ -250,3 +250,146 @@ def test_journal_prune_stops_before_the_first_trace_of_a_recording_still_stored(
         assert prune(db, platform.journal.sink, platform.keyring, commune.slug, utcnow() + timedelta(days=1)) > 0
         assert seqs(held) == []
         assert verify_all(db, platform.journal.sink, platform.keyring.public_key).ok
+
+
+# --- 2. every derived artefact goes with its recording ----------------------------------------------------------
+
+def make_live_backup(platform: Platform, commune: Commune, *, camera: int, at, seconds: float = 60) -> str:
+    """A live session of this camera at `at`, with its server-side backup sealed on disk as the hub leaves it."""
+    import uuid
+
+    from temoin.live import backup
+    from temoin.live.models import LiveSession
+
+    sid = uuid.uuid4().hex
+    with platform.session() as db:
+        tenant = db.scalar(select(Tenant).where(Tenant.slug == commune.slug))
+        key, wrapped = backup.new_key(platform.keyring.master_key, sid)
+        path = platform.settings.live_backup_dir / tenant.slug / f"{sid}.ts.sealed"
+        sealed = backup.SealedFile(path, key)
+        sealed.write(b"live video of the scene")
+        sealed.close()
+        db.add(LiveSession(id=sid, tenant_id=tenant.id, device_id=commune.cameras[camera][0], reason="threat",
+                           state="ended", requested_at=at, ended_at=at + timedelta(seconds=seconds),
+                           backup_file=str(path.relative_to(platform.settings.home)), backup_key=wrapped,
+                           backup_sha256=sealed.sha256.hexdigest(), backup_bytes=sealed.size))
+        db.commit()
+    return sid
+
+
+def _certificate(platform: Platform, rid: str) -> dict:
+    from temoin.vault.models import DeletionCertificate
+
+    with platform.session() as db:
+        cert = db.scalar(select(DeletionCertificate).where(DeletionCertificate.recording_id == rid))
+        return orjson.loads(cert.body)
+
+
+def test_retention_deletes_thumbnails_tracks_copies_live_backups_and_packages_with_the_recording(platform, client):
+    from temoin.evidence.models import Extraction
+    from temoin.live.models import LiveSession
+    from temoin.vault.holds import lift_hold
+    from temoin.vault.retention import sweep
+
+    commune = make_commune(platform, cameras=2)
+    started = utcnow().replace(microsecond=0) - timedelta(days=40)
+    rid, _ = upload(platform, client, commune, started_at=started, duration_s=2, segment_s=2)
+    keep, _ = upload(platform, client, commune, camera=1, started_at=utcnow() - timedelta(days=2), duration_s=1,
+                     segment_s=1)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    req = _access_request(client, csrf)
+    copy_id = make_copy(platform, commune, rid, req["id"])
+    other_copy = make_copy(platform, commune, keep, req["id"])
+    backup = make_live_backup(platform, commune, camera=0, at=started - timedelta(seconds=20))
+    # The same camera another day, and another camera at the same time: not this recording's.
+    unrelated = make_live_backup(platform, commune, camera=0, at=utcnow() - timedelta(days=3))
+    elsewhere = make_live_backup(platform, commune, camera=1, at=started)
+    package = _extract(client, csrf, [rid])
+    with platform.session() as db:  # the procedure is over; its package is still within its pick-up week
+        lift_hold(platform, db, _user(db, commune, Role.CHIEF), db.get(Recording, rid), "classement sans suite")
+        zip_path = platform.settings.home / db.get(Extraction, package["id"]).package_path
+    copy_folder = copies.copies_root(platform) / commune.slug / f"copy-{copy_id}"
+    backup_file = platform.settings.live_backup_dir / commune.slug / f"{backup}.ts.sealed"
+    assert len(list(copy_folder.iterdir())) == 3 and backup_file.exists() and zip_path.exists()
+
+    with platform.session() as db:
+        result = sweep(platform, db)
+    assert result.deleted == [rid] and result.derived_removed == 3
+    assert not copy_folder.exists() and not backup_file.exists() and not zip_path.exists()
+    with platform.session() as db:
+        copy = db.get(RedactedCopy, copy_id)
+        assert copy.state == "deleted" and copy.data_key is None
+        s = db.get(LiveSession, backup)
+        assert s.backup_key is None and s.backup_file is None and s.backup_sha256  # the hash stays as proof
+        ext = db.get(Extraction, package["id"])
+        assert ext.package_path is None and ext.package_deleted_at is not None
+        # What was not made from it stays.
+        assert db.get(RedactedCopy, other_copy).state == "approved" and db.get(LiveSession, unrelated).backup_file
+    assert result.live_backups_expired == 1  # the other camera's: its month is over and no recording covers it
+    with platform.session() as db:
+        assert db.get(LiveSession, elsewhere).backup_file is None
+    assert (copies.copies_root(platform) / commune.slug / f"copy-{other_copy}" / "copy.sealed").exists()
+
+    # The certificate says what went with the recording; so does the journal.
+    listed = {(d["kind"], d["id"]): d for d in _certificate(platform, rid)["derived"]}
+    assert set(listed) == {("access_copy", str(copy_id)), ("live_backup", backup),
+                           ("extraction_package", package["id"])}
+    assert listed[("access_copy", str(copy_id))]["what"] == ["face thumbnails", "face tracks", "redacted copy"]
+    assert listed[("extraction_package", package["id"])]["sha256"] == package["sha256"]
+    (entry,) = _entries(platform, "recording.deleted.retention")
+    assert {(d["kind"], d["id"]) for d in entry["details"]["derived"]} == set(listed)
+    # The copy's faces cannot be shown any more, and say why.
+    r = client.get(f"/api/v1/rights/copies/{copy_id}/faces")
+    assert r.status_code == 409 and "deleted with its recording" in r.json()["detail"]
+
+
+def test_an_erasure_deletes_the_copies_and_backups_too_and_its_certificate_lists_them(platform, client):
+    commune = make_commune(platform, cameras=1)
+    started = utcnow().replace(microsecond=0) - timedelta(hours=3)
+    rid, _ = upload(platform, client, commune, started_at=started, duration_s=2, segment_s=2)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    access = _access_request(client, csrf)
+    copy_id = make_copy(platform, commune, rid, access["id"], state=CopyState.TRACKS_READY)
+    backup = make_live_backup(platform, commune, camera=0, at=started + timedelta(seconds=1))
+    erasure = _access_request(client, csrf, kind="erasure")
+    r = client.post(f"/api/v1/rights/requests/{erasure['id']}/erasure", headers=_h(csrf), json={"recording_ids": [rid]})
+    assert r.status_code == 200, r.text
+    assert not (copies.copies_root(platform) / commune.slug / f"copy-{copy_id}").exists()
+    assert not (platform.settings.live_backup_dir / commune.slug / f"{backup}.ts.sealed").exists()
+    derived = _certificate(platform, rid)["derived"]
+    assert sorted(d["kind"] for d in derived) == ["access_copy", "live_backup"]
+    assert [d["what"] for d in derived if d["kind"] == "access_copy"] == [["face thumbnails", "face tracks",
+                                                                          "redacted copy"]]
+
+
+def test_live_backups_past_their_period_go_and_files_left_by_a_crash_are_removed(platform, client):
+    import os
+
+    from temoin.live.models import LiveSession
+    from temoin.vault.retention import sweep
+
+    commune = make_commune(platform, cameras=1)
+    old = make_live_backup(platform, commune, camera=0, at=utcnow() - timedelta(days=40))  # no recording made
+    young = make_live_backup(platform, commune, camera=0, at=utcnow() - timedelta(days=3))
+    # A copy folder and a package that no row names any more (a deletion killed after its commit).
+    stray = copies.copies_root(platform) / commune.slug / "copy-999"
+    stray.mkdir(parents=True)
+    (stray / "thumbnails.sealed").write_bytes(b"sealed faces")
+    zip_left = platform.settings.home / "extractions" / commune.slug / "ext-20260101-000000000000.zip"
+    zip_left.parent.mkdir(parents=True)
+    zip_left.write_bytes(b"PK plaintext package")
+    fresh = zip_left.with_name("ext-20260102-000000000000.zip")  # being recorded right now: left alone
+    fresh.write_bytes(b"PK")
+    hour_ago = utcnow().timestamp() - 7200
+    for path in (stray, zip_left):
+        os.utime(path, (hour_ago, hour_ago))
+
+    with platform.session() as db:
+        result = sweep(platform, db)
+    assert result.live_backups_expired == 1 and result.orphans_removed == 2
+    assert not stray.exists() and not zip_left.exists() and fresh.exists()
+    with platform.session() as db:
+        assert db.get(LiveSession, old).backup_file is None and db.get(LiveSession, young).backup_file
+    assert not (platform.settings.live_backup_dir / commune.slug / f"{old}.ts.sealed").exists()
+    (gone,) = _entries(platform, "live.backup_deleted")
+    assert gone["action"] == "erasure" and gone["details"]["live_session"] == old

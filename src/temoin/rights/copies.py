@@ -171,6 +171,8 @@ def get_copy(p: Platform, db: Session, user: User, copy_id: int) -> RedactedCopy
 
 def faces(p: Platform, db: Session, user: User, copy: RedactedCopy) -> list[dict]:
     """Each face track with a thumbnail (data URL). Shows faces: journaled as a consultation."""
+    if copy.state == CopyState.DELETED:
+        raise RightsError(f"copy {copy.id} was deleted with its recording ({copy.error}): no face is left to show")
     if copy.state in (CopyState.DETECTING, CopyState.FAILED) or not copy.folder:
         raise RightsError(f"the faces are not found yet (state {copy.state})")
     path = _folder(p, copy) / "thumbnails.sealed"
@@ -395,6 +397,8 @@ def _fail(p: Platform, copy_id: int, actor: Actor, step: str, exc: BaseException
     log.exception("rights copy %s: %s failed", copy_id, step)
     with p.session() as db:
         copy = db.get(RedactedCopy, copy_id)
+        if copy.state == CopyState.DELETED:  # failed because its recording was deleted: it stays deleted
+            return
         copy.state, copy.error = CopyState.FAILED.value, f"{step} failed: {exc}"[:2000]
         p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.failed", actor=actor,
                                 recordings=[copy.recording_id],
@@ -481,6 +485,9 @@ def _detect_job(p: Platform, copy_id: int, actor: Actor) -> None:
                 [{"id": t.id, "boxes": {str(f): list(b) for f, b in t.boxes.items()}, "detected": list(t.detected),
                   "score": t.score} for t in found]))
             db.refresh(copy)
+            if copy.state == CopyState.DELETED:  # its recording was deleted meanwhile: nothing of it may stay
+                shutil.rmtree(folder, ignore_errors=True)
+                return
             copy.tracks = [{"id": int(t.id), "frames": len(t.boxes), "first_frame": min(t.boxes, default=0),
                             "last_frame": max(t.boxes, default=0),
                             "start_s": round(min(t.boxes, default=0) / fps, 2),
@@ -516,6 +523,9 @@ def _redact_job(p: Platform, copy_id: int, actor: Actor, voice: bool) -> None:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             sha256, size = _seal_file(dst, folder / "copy.sealed", _data_key(p, copy))
             db.refresh(copy)
+            if copy.state == CopyState.DELETED:
+                shutil.rmtree(folder, ignore_errors=True)
+                return
             copy.sha256, copy.size_bytes, copy.produced_at = sha256, size, utcnow()
             copy.state, copy.progress = CopyState.TO_REVIEW.value, 1.0
             p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.produced", actor=actor,

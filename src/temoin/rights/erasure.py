@@ -12,6 +12,7 @@ from temoin.journal.entry import Action, EntryDraft
 from temoin.platform import Platform
 from temoin.rights.models import RequestKind, RightsRequest
 from temoin.rights.register import RightsError
+from temoin.vault import derived
 from temoin.vault.models import DeletionCertificate, Hold, Recording, RecordingState
 from temoin.vault.retention import delete_recording
 
@@ -60,8 +61,10 @@ def erase_for_request(p: Platform, db: Session, user: User, req: RightsRequest,
         db.commit()
         raise ErasureRefused(held)
     actor = actor_of(user)
+    files: list[str] = []
     for rec in recs:
-        delete_recording(p, db, rec, reason="rights_erasure", actor=actor, details={"rights_request": req.id})
+        files += delete_recording(p, db, rec, reason="rights_erasure", actor=actor,
+                                  details={"rights_request": req.id})
     db.flush()
     certs = dict(db.execute(select(DeletionCertificate.recording_id, DeletionCertificate.id).where(
         DeletionCertificate.recording_id.in_(ids))).all())
@@ -72,4 +75,5 @@ def erase_for_request(p: Platform, db: Session, user: User, req: RightsRequest,
              tenant)
     db.commit()  # keys destroyed and journaled: from here the bytes are unreadable
     p.store.delete_prefixes([f"{tenant.slug}/{rid}" for rid in ids])
+    derived.remove_files(p, files)  # thumbnails, tracks, copies, live backups, packages: gone with them
     return done

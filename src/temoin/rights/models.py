@@ -73,6 +73,7 @@ class CopyState(StrEnum):
     APPROVED = "approved"  # may be handed to the requester
     REJECTED = "rejected"  # not good enough: redact again
     FAILED = "failed"
+    DELETED = "deleted"  # its recording was deleted: key destroyed, files removed (vault.derived)
 
 
 class RedactedCopy(Base):

@@ -19,6 +19,7 @@ from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.platform import Platform
+from temoin.vault import derived
 from temoin.vault.models import DeletionCertificate, Hold, Recording, RecordingState
 
 BATCH = 500
@@ -34,6 +35,8 @@ class SweepResult:
     held: int = 0
     blobs_removed: int = 0
     orphans_removed: int = 0
+    derived_removed: int = 0  # access copies, live backups, packages made from the deleted recordings
+    live_backups_expired: int = 0  # live backups past their period that no kept recording covers
 
 
 def active_hold(db: Session, recording_id: str) -> Hold | None:
@@ -59,11 +62,14 @@ _CERT_COLUMNS = (Recording.id, Recording.tenant_id, Recording.device_id, Recordi
 
 
 def _erase(p: Platform, db: Session, rows: list, tenants: dict[int, Tenant], *, reason: str, actor: Actor,
-           rules: dict[int, str], now: datetime, details: dict | None = None) -> None:
-    """Destroy the data keys of `rows` (recordings, as _CERT_COLUMNS), sign one certificate each and journal
-    each erasure, in the caller's transaction. Batched: one statement per table, one head move per chain."""
+           rules: dict[int, str], now: datetime, details: dict | None = None) -> list[str]:
+    """Destroy the data keys of `rows` (recordings, as _CERT_COLUMNS) and of everything made from them, sign one
+    certificate each (listing those artefacts) and journal each erasure, in the caller's transaction. Batched: one
+    statement per table, one head move per chain. Returns the artefacts' files, to remove once committed."""
     certificates, by_tenant = [], {}
+    made = derived.of_recordings(p, db, rows)
     for row in rows:
+        artefacts = [a.describe() for a in made[row.id]]
         tenant, rule = tenants[row.tenant_id], rules[row.tenant_id]
         body = canonical_bytes({
             "schema": "temoin.deletion-certificate/1", "recording_id": row.id, "tenant": tenant.slug,
@@ -71,12 +77,13 @@ def _erase(p: Platform, db: Session, rows: list, tenants: dict[int, Tenant], *, 
             "ended_at": row.ended_at.isoformat(), "manifest_sha256": row.manifest_sha256,
             "chain_head": row.chain_head, "retention_until": row.retention_until.isoformat(),
             "deleted_at": now.isoformat(), "reason": reason, "rule": rule,
-            "platform_key_id": p.keyring.public_key_id, **(details or {})})
+            "platform_key_id": p.keyring.public_key_id, "derived": artefacts, **(details or {})})
         certificates.append({"tenant_id": tenant.id, "recording_id": row.id, "deleted_at": now,
                              "body": body.decode(), "signature": p.keyring.sign(body)})
         by_tenant.setdefault(tenant.id, []).append(EntryDraft(
             action=Action.ERASURE, event=f"recording.deleted.{reason}", actor=actor, recordings=[row.id],
             cameras=[row.device_id], details={"rule": rule, "retention_until": row.retention_until.isoformat(),
+                                              "derived": [{"kind": a["kind"], "id": a["id"]} for a in artefacts],
                                               **(details or {})}))
     db.execute(insert(DeletionCertificate), certificates)
     db.execute(update(Recording).where(Recording.id.in_([r.id for r in rows]))
@@ -85,6 +92,7 @@ def _erase(p: Platform, db: Session, rows: list, tenants: dict[int, Tenant], *, 
     for tenant_id, drafts in by_tenant.items():
         tenant = tenants[tenant_id]
         p.journal.write_many(db, drafts, tenant_id=tenant.id, tenant_slug=tenant.slug)
+    return derived.destroy(db, (a for row in rows for a in made[row.id]), now, reason)
 
 
 def _rule(tenant: Tenant) -> str:
@@ -93,17 +101,19 @@ def _rule(tenant: Tenant) -> str:
 
 
 def delete_recording(p: Platform, db: Session, rec: Recording, *, reason: str, actor: Actor,
-                     rule: str | None = None, now: datetime | None = None, details: dict | None = None) -> None:
-    """Destroy one recording's data key and write its certificate and journal entry (caller commits).
+                     rule: str | None = None, now: datetime | None = None, details: dict | None = None) -> list[str]:
+    """Destroy one recording's data key and those of what was made from it, and write its certificate and journal
+    entry (caller commits). Returns the files to remove once committed (`derived.remove_files`).
 
     Early deletion (a citizen's erasure request) goes through here; the retention sweep batches the same."""
     if active_hold(db, rec.id) is not None:
         raise HoldForbidsDeletion(f"{rec.id} is on hold for a procedure: lift the hold first")
     tenant = db.get(Tenant, rec.tenant_id)
     row = db.execute(select(*_CERT_COLUMNS).where(Recording.id == rec.id)).one()
-    _erase(p, db, [row], {tenant.id: tenant}, reason=reason, actor=actor, rules={tenant.id: rule or _rule(tenant)},
-           now=now or utcnow(), details=details)
+    files = _erase(p, db, [row], {tenant.id: tenant}, reason=reason, actor=actor,
+                   rules={tenant.id: rule or _rule(tenant)}, now=now or utcnow(), details=details)
     db.expire(rec)
+    return files
 
 
 def sweep(p: Platform, db: Session, now: datetime | None = None,
@@ -123,14 +133,16 @@ def sweep(p: Platform, db: Session, now: datetime | None = None,
         if not ids:
             break
         rows = db.execute(select(*_CERT_COLUMNS).where(Recording.id.in_(ids))).all()
-        _erase(p, db, rows, tenants, reason="retention", actor=actor, rules=rules, now=now)
+        files = _erase(p, db, rows, tenants, reason="retention", actor=actor, rules=rules, now=now)
         db.commit()  # keys destroyed and journaled: from here the bytes are unreadable
+        result.derived_removed += derived.remove_files(p, files)
         result.blobs_removed += p.store.delete_prefixes([f"{tenants[r.tenant_id].slug}/{r.id}" for r in rows])
         result.deleted += [r.id for r in rows]
         if progress:
             progress(len(result.deleted), total)
+    result.live_backups_expired = derived.expired_live_backups(p, db, now)
     if orphans:
-        result.orphans_removed = remove_orphans(p, db)
+        result.orphans_removed = remove_orphans(p, db) + derived.remove_orphans(p, db)
     result.held = db.scalar(select(func.count()).select_from(Recording).where(
         Recording.state.in_(KEPT_STATES), Recording.retention_until <= now, _held())) or 0
     return result
