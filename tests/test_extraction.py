@@ -35,7 +35,7 @@ from temoin.law.access import Role
 from temoin.vault import catalogue
 from temoin.vault.models import Recording
 from temoin.vault.retention import delete_recording
-from tests.helpers import make_commune, sign_in, upload
+from tests.helpers import PASSWORD, make_commune, sign_in, totp_code, upload
 
 runner = CliRunner()
 
@@ -396,7 +396,8 @@ def test_temoin_extract_on_the_command_line(platform, client, settings, tmp_path
     result = runner.invoke(cli_app, ["extract", commune.slug, rid, "--by", commune.users[Role.CHIEF],
                                      "--recipient", "Inspection générale de l'administration",
                                      "--kind", "state_inspection", "--procedure", "administrative",
-                                     "--reference", "IGA 2026-17", "--trim", "0:1", "--out", str(out)], env=env)
+                                     "--reference", "IGA 2026-17", "--trim", "0:1", "--out", str(out)], env=env,
+                           input=f"{PASSWORD}\n{totp_code(platform, commune.users[Role.CHIEF])}\n")
     assert result.exit_code == 0, result.output
     zips = list(out.glob("*.zip"))
     assert len(zips) == 1 and "SHA-256" in result.output
@@ -406,7 +407,8 @@ def test_temoin_extract_on_the_command_line(platform, client, settings, tmp_path
     assert created["actor"]["id"] == commune.users[Role.CHIEF] and created["details"]["trimmed"] is True
     result = runner.invoke(cli_app, ["extract", commune.slug, rid, "--by", commune.users[Role.AGENT],
                                      "--recipient", "x y", "--kind", "judicial_police", "--procedure", "judicial",
-                                     "--reference", "PV 1"], env=env)
+                                     "--reference", "PV 1"], env=env,
+                           input=f"{PASSWORD}\n{totp_code(platform, commune.users[Role.AGENT])}\n")
     assert result.exit_code == 1 and "does not allow extractions" in result.output
     result = runner.invoke(cli_app, ["verify", str(tmp_path / "nothing-here")])
     assert result.exit_code == 1 and "no such folder or zip" in result.output

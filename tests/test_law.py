@@ -393,3 +393,52 @@ def test_live_backups_past_their_period_go_and_files_left_by_a_crash_are_removed
     assert not (platform.settings.live_backup_dir / commune.slug / f"{old}.ts.sealed").exists()
     (gone,) = _entries(platform, "live.backup_deleted")
     assert gone["action"] == "erasure" and gone["details"]["live_session"] == old
+
+
+# --- 6. the command line acts as the authenticated person only ----------------------------------------------------
+
+def test_the_command_line_journals_the_authenticated_person_not_a_typed_name(platform, client, settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from temoin.cli import app as cli_app
+    from temoin.identity import service
+    from tests.helpers import PASSWORD, totp_code
+
+    runner = CliRunner()
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
+    env = {"TEMOIN_HOME": str(settings.home), "TEMOIN_DATABASE_URL": settings.database_url, "COLUMNS": "200"}
+    monkeypatch.delenv("TEMOIN_API_TOKEN", raising=False)
+    chief, dpo = commune.users[Role.CHIEF], commune.users[Role.DPO]
+    extract = ["extract", commune.slug, rid, "--recipient", "OPJ Martin", "--kind", "judicial_police",
+               "--procedure", "judicial", "--reference", "PV 2026/88"]
+
+    # Naming the chief is not being the chief: a wrong password extracts nothing and journals nothing as them.
+    r = runner.invoke(cli_app, [*extract, "--by", chief], env=env, input="not the password\n000000\n")
+    assert r.exit_code == 1 and "wrong password" in r.output
+    r = runner.invoke(cli_app, [*extract, "--by", chief], env=env, input=f"{PASSWORD}\n000000\n")
+    assert r.exit_code == 1 and "code" in r.output
+    assert _entries(platform, "extraction.created") == []
+    # Password and code: journaled as the chief, with the procedure as motive.
+    r = runner.invoke(cli_app, [*extract, "--by", chief], env=env, input=f"{PASSWORD}\n{totp_code(platform, chief)}\n")
+    assert r.exit_code == 0, r.output
+    (created,) = _entries(platform, "extraction.created")
+    assert created["actor"]["id"] == chief
+    assert created["motive"] == {"code": "judicial_procedure", "text": "PV 2026/88"}
+
+    # `rights create` without --by no longer picks the first entitled user: it asks who you are.
+    create = ["rights", "create", commune.slug, "--kind", "access", "--description", "veste rouge",
+              "--contact", "dupont@example.org"]
+    r = runner.invoke(cli_app, create, env=env)
+    assert r.exit_code == 2 and "--by USERNAME" in r.output and "TEMOIN_API_TOKEN" in r.output
+    # With the DPO's API token, the request is the DPO's.
+    with platform.session() as db:
+        token = service.issue_api_token(platform, db, _user(db, commune, Role.DPO), "cli")
+    r = runner.invoke(cli_app, create, env={**env, "TEMOIN_API_TOKEN": token})
+    assert r.exit_code == 0, r.output
+    (made,) = _entries(platform, "rights.request.created")
+    assert made["actor"]["id"] == dpo
+    r = runner.invoke(cli_app, [*create, "--by", chief], env={**env, "TEMOIN_API_TOKEN": token})
+    assert r.exit_code == 2 and f"belongs to {dpo}" in r.output
+    r = runner.invoke(cli_app, create, env={**env, "TEMOIN_API_TOKEN": "tmn_forged"})
+    assert r.exit_code == 2 and "not a valid API token" in r.output

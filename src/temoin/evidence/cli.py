@@ -51,7 +51,8 @@ def verify_command(
 def extract_command(
     tenant: str = typer.Argument(..., help="tenant slug"),
     recordings: list[str] = typer.Argument(..., help="recording ids"),
-    by: str = typer.Option(..., "--by", help="username of the mayor or chief who extracts (journaled)"),
+    by: str | None = typer.Option(None, "--by", help="your username (mayor or chief): password and code are asked; "
+                                                     "or set TEMOIN_API_TOKEN"),
     recipient: str = typer.Option(..., help="the recipient's name (e.g. 'OPJ Martin, commissariat de ...')"),
     kind: str = typer.Option(..., help="judicial_police | state_inspection | disciplinary_authority | trainer"),
     procedure: str = typer.Option(..., help="judicial | administrative | disciplinary | training"),
@@ -61,11 +62,9 @@ def extract_command(
     out: Path | None = typer.Option(None, help="also copy the zip here (a file or a folder)"),
 ) -> None:
     """Build an extraction package for a named recipient and procedure, and journal it."""
-    from sqlalchemy import select
-
     from temoin.cli import _open
     from temoin.evidence import package as pkg
-    from temoin.identity.models import User
+    from temoin.identity.cli_auth import NotAuthenticated, authenticate
 
     try:
         request = pkg.ExtractionRequest(
@@ -77,10 +76,11 @@ def extract_command(
         raise typer.Exit(2) from None
     p = _open()
     with p.session() as db:
-        user = db.scalar(select(User).where(User.username == by))
-        if user is None or user.tenant_id != p.tenant(db, tenant).id or not user.active:
-            err.print(f"[red]no active user {escape(by)} in {escape(tenant)}[/red]")
-            raise typer.Exit(1)
+        try:  # the person is authenticated, never just named: the journal names them
+            user = authenticate(p, db, p.tenant(db, tenant), by)
+        except NotAuthenticated as exc:
+            err.print(f"[red]{escape(str(exc))}[/red]")
+            raise typer.Exit(1) from None
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             TimeRemainingColumn(), console=console)
         with progress:

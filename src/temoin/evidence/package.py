@@ -69,6 +69,11 @@ class ProcedureType(StrEnum):
     TRAINING = "training"
 
 
+# The journal's motive of an extraction: its procedure, with the reference as the words saying what for.
+_MOTIVES = {ProcedureType.JUDICIAL: "judicial_procedure", ProcedureType.ADMINISTRATIVE: "administrative_procedure",
+            ProcedureType.DISCIPLINARY: "disciplinary_procedure", ProcedureType.TRAINING: "training"}
+
+
 class MediaKind(StrEnum):
     ORIGINAL = "original"  # the camera's bytes, exactly
     TRIMMED = "trimmed"  # a stream copy of a time range of the original (no re-encoding)
@@ -718,7 +723,8 @@ def extract(p: Platform, db: Session, user: User, request: ExtractionRequest,
         holds.place_extraction_holds(p, db, user, row)  # a procedure's originals outlive the package
         p.record(db, EntryDraft(action=Action.COMMUNICATION, event="extraction.created", actor=plan.actor,
                                 recordings=row.recording_ids, cameras=plan.cameras,
-                                recipients=[request.recipient_name], details=_details(plan, built)),
+                                recipients=[request.recipient_name], details=_details(plan, built),
+                                motive={"code": _MOTIVES[request.procedure_type], "text": request.reference}),
                  db.get(Tenant, user.tenant_id))
         db.commit()
     except BaseException:

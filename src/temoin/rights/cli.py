@@ -18,18 +18,20 @@ err = Console(stderr=True)
 
 
 def _user(p, db, tenant, username: str | None):  # noqa: ANN001, ANN202
-    from temoin.identity.models import User
+    """The authenticated person (password + code, or TEMOIN_API_TOKEN), entitled to the register."""
+    from temoin.identity.cli_auth import NotAuthenticated, authenticate
     from temoin.law.access import Permission, Role, allows
 
-    stmt = select(User).where(User.tenant_id == tenant.id, User.active.is_(True))
-    if username:
-        stmt = stmt.where(User.username == username)
-    users = [u for u in db.scalars(stmt.order_by(User.id)) if allows(Role(u.role), Permission.RIGHTS_MANAGE)]
-    if not users:
-        err.print(f"[red]no active user of {tenant.slug} {'named ' + username + ' ' if username else ''}may handle "
-                  "rights requests (RIGHTS_MANAGE: mayor, chief, DPO)[/red]")
+    try:
+        user = authenticate(p, db, tenant, username)
+    except NotAuthenticated as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if not allows(Role(user.role), Permission.RIGHTS_MANAGE):
+        err.print(f"[red]{user.username} ({user.role}) may not handle rights requests (RIGHTS_MANAGE: mayor, chief, "
+                  "DPO)[/red]")
         raise typer.Exit(2)
-    return users[0]
+    return user
 
 
 @rights_app.command("list")
@@ -56,7 +58,8 @@ def create(tenant: str, kind: RequestKind = typer.Option(..., help="access, eras
            description: str = typer.Option(..., help="the person: what they wore, where and when"),
            contact: str = typer.Option(..., help="where to send the answer"),
            received: str | None = typer.Option(None, help="day of receipt, YYYY-MM-DD (default today)"),
-           by: str | None = typer.Option(None, help="username recording it (default: the first entitled user)")) -> None:
+           by: str | None = typer.Option(None, help="your username (password and code are asked); or set "
+                                                    "TEMOIN_API_TOKEN")) -> None:
     """Register a request for TENANT; prints its id and deadline."""
     from temoin.cli import _open
     from temoin.rights import register
