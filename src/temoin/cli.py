@@ -47,9 +47,11 @@ err = Console(stderr=True)
 
 
 def _open(init: bool = False) -> Platform:
+    from temoin.evidence.timestamp import TimestampError
+
     try:
         return Platform.open(init=init)
-    except KeyError_ as exc:
+    except (KeyError_, TimestampError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
 
