@@ -2,8 +2,9 @@
 127.0.0.1, with a throwaway CA and a TSA certificate (extendedKeyUsage timeStamping, critical) made with
 `cryptography`. Fixtures are imported through tests/conftest.py.
 
-The server can also misbehave on demand (`mode`): answer slowly, answer garbage, or reject every request
-(an OpenSSL TSA that only accepts SHA-512 imprints answers `rejection`/badAlg to a SHA-256 query).
+The server can also misbehave on demand (`mode`): answer slowly, answer garbage, reject every request (an
+OpenSSL TSA that only accepts SHA-512 imprints answers `rejection`/badAlg to a SHA-256 query), or replay the
+first reply it gave (a genuine token, for another request).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ ess_cert_id_alg = sha256
 
 @dataclass
 class TestTSA:
-    """A running TSA. `mode`: "ok", "slow" (sleeps `delay_s` before answering), "garbage", "reject"."""
+    """A running TSA. `mode`: "ok", "slow" (sleeps `delay_s` before answering), "garbage", "reject", "replay"."""
 
     __test__ = False
     url: str
@@ -117,6 +118,7 @@ class TestTSA:
     delay_s: float = 5.0
     requests: int = 0
     queries: list[bytes] = field(default_factory=list, repr=False)
+    replies: list[bytes] = field(default_factory=list, repr=False)
 
     @property
     def ca_pem(self) -> bytes:
@@ -144,6 +146,9 @@ def _handler(tsa: TestTSA, lock: threading.Lock) -> type[BaseHTTPRequestHandler]
             if tsa.mode == "garbage":
                 self._answer(200, b"<html>maintenance</html>", "application/timestamp-reply")
                 return
+            if tsa.mode == "replay" and tsa.replies:
+                self._answer(200, tsa.replies[0], "application/timestamp-reply")
+                return
             with lock, tempfile.TemporaryDirectory(dir=tsa.folder) as work:
                 query, reply = Path(work) / "q.tsq", Path(work) / "r.tsr"
                 query.write_bytes(body)
@@ -154,7 +159,8 @@ def _handler(tsa: TestTSA, lock: threading.Lock) -> type[BaseHTTPRequestHandler]
                 if run.returncode != 0 or not reply.exists():
                     self._answer(500, run.stderr, "text/plain")
                     return
-                self._answer(200, reply.read_bytes(), "application/timestamp-reply")
+                tsa.replies.append(reply.read_bytes())
+                self._answer(200, tsa.replies[-1], "application/timestamp-reply")
 
         def _answer(self, status: int, data: bytes, content_type: str) -> None:
             self.send_response(status)
@@ -188,7 +194,8 @@ def start_tsa(folder: Path, ca: TestCA | None = None) -> tuple[TestTSA, Threadin
     tsa = TestTSA(url=f"http://127.0.0.1:{server.server_address[1]}/tsr", ca=ca, folder=folder)
     server.RequestHandlerClass = _handler(tsa, threading.Lock())
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="test-tsa", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-tsa",
+                              daemon=True)
     thread.start()
     return tsa, server, thread
 

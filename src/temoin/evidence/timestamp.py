@@ -94,10 +94,9 @@ def request_token(url: str, data: bytes, *, timeout: float = 10.0, auth: tuple[s
                .nonce(nonce=True).cert_request(cert_request=True).build())
     where = safe_url(url)
     body = _post(url, where, request.as_bytes(), timeout, auth, http)
-    response = _parse(body, f"the timestamp authority at {where} answered something that is not an RFC 3161 reply")
-    if response.status != PKIStatus.GRANTED:
-        raise TimestampError(Failure.REJECTED, f"the timestamp authority at {where} rejected the request: "
-                                               f"{_status(response)}")
+    malformed = f"the timestamp authority at {where} answered something that is not an RFC 3161 reply"
+    response = _parse(body, malformed)
+    _granted(response, f"the timestamp authority at {where} rejected the request", malformed)
     if response.tst_info.nonce != request.nonce:
         raise TimestampError(Failure.NONCE, f"the reply from {where} does not answer this request (its nonce "
                                             "differs): a replayed or misrouted reply; it was not kept")
@@ -147,9 +146,22 @@ def _post(url: str, where: str, query: bytes, timeout: float, auth: tuple[str, s
 def _parse(token: bytes, message: str) -> TimeStampResponse:
     try:
         response = decode_timestamp_response(token)
+        response.status  # noqa: B018 - parsed lazily: read now, to fail here
     except ValueError as exc:
         raise TimestampError(Failure.MALFORMED, f"{message} ({_short(exc)})") from None
     return response
+
+
+def _granted(response: TimeStampResponse, refusal: str, message: str) -> None:
+    """A granted reply, every field it must have readable (the parser reads the token's parts lazily)."""
+    if response.status != PKIStatus.GRANTED:
+        raise TimestampError(Failure.REJECTED, f"{refusal}: {_status(response)}")
+    try:
+        tst, signed = response.tst_info, response.signed_data
+        tst.message_imprint.message, tst.gen_time, tst.serial_number, tst.policy, tst.nonce  # noqa: B018
+        signed.signer_infos, signed.certificates  # noqa: B018
+    except ValueError as exc:
+        raise TimestampError(Failure.MALFORMED, f"{message} ({_short(exc)})") from None
 
 
 def _status(response: TimeStampResponse) -> str:
@@ -184,7 +196,10 @@ def _signer(response: TimeStampResponse, bundle: list[x509.Certificate]) -> x509
     if len(infos) != 1:
         raise TimestampError(Failure.MALFORMED, f"the token has {len(infos)} signers; a timestamp has one")
     issuer, serial = infos[0].issuer, infos[0].serial_number
-    embedded = [x509.load_der_x509_certificate(der) for der in response.signed_data.certificates]
+    try:
+        embedded = [x509.load_der_x509_certificate(der) for der in response.signed_data.certificates]
+    except ValueError as exc:
+        raise TimestampError(Failure.MALFORMED, f"a certificate in the token is unreadable ({_short(exc)})") from None
     for cert in embedded + bundle:
         if cert.issuer == issuer and cert.serial_number == serial:
             return cert
@@ -215,9 +230,18 @@ def load_bundle(ca_bundle_pem: bytes) -> list[x509.Certificate]:
 
 def describe_token(token: bytes) -> TimestampInfo:
     """What a token claims, NOT checked (no CA bundle): for saying what is there before it is verified."""
-    response = _parse(token, "the timestamp token is not an RFC 3161 reply")
-    if response.status != PKIStatus.GRANTED:
-        raise TimestampError(Failure.REJECTED, f"the timestamp token records a refusal: {_status(response)}")
+    malformed = "the timestamp token is not an RFC 3161 reply (malformed or truncated)"
+    response = _parse(token, malformed)
+    _granted(response, "the timestamp token records a refusal", malformed)
+    return _info(response, _signer_or_none(response))
+
+
+def inspect_token(token: bytes, data: bytes) -> TimestampInfo:
+    """What a token says, with its imprint checked against `data` but NOT its signature (no CA bundle)."""
+    malformed = "the timestamp token is not an RFC 3161 reply (malformed or truncated)"
+    response = _parse(token, malformed)
+    _granted(response, "the timestamp token records a refusal", malformed)
+    _check_imprint(response, data)
     return _info(response, _signer_or_none(response))
 
 
@@ -243,9 +267,9 @@ def verify_token(token: bytes, data: bytes, ca_bundle_pem: bytes, *, nonce: int 
     chains up to a certificate of `ca_bundle_pem` (valid at the token's time). Returns what it says; raises
     TimestampError naming what failed: malformed, imprint mismatch, not a timestamping certificate, untrusted."""
     bundle = load_bundle(ca_bundle_pem)
-    response = _parse(token, "the timestamp token is not an RFC 3161 reply (malformed or truncated)")
-    if response.status != PKIStatus.GRANTED:
-        raise TimestampError(Failure.REJECTED, f"the timestamp token records a refusal: {_status(response)}")
+    malformed = "the timestamp token is not an RFC 3161 reply (malformed or truncated)"
+    response = _parse(token, malformed)
+    _granted(response, "the timestamp token records a refusal", malformed)
     _check_imprint(response, data)
     signer = _signer(response, bundle)
     _check_timestamping(signer)
@@ -286,7 +310,7 @@ class Timestamper:
     After a failure, callers that allow it (`backoff=True`, the journal's periodic seals) do not ask again for
     `retry_after_s`, so an outage costs one timeout per period, not one per seal."""
 
-    url: str
+    url: str = field(repr=False)  # may hold credentials: messages use `where`
     timeout_s: float = 10.0
     ca_bundle_pem: bytes | None = None
     auth: tuple[str, str] | None = field(default=None, repr=False)
