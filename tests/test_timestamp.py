@@ -37,7 +37,7 @@ from temoin.platform import Platform
 from temoin.settings import Settings
 from temoin.web.app import create_app
 from tests.helpers import make_commune, sign_in, upload
-from tests.tsa import POLICY, TestCA, TestTSA
+from tests.tsa import POLICY, TestCA, TestTSA, token_signed_by_a_non_tsa_certificate
 
 runner = CliRunner()
 DATA = b"3f2a...  media/rec-1/00000.mp4\n"
@@ -84,6 +84,14 @@ def test_a_token_checked_against_another_ca_is_untrusted(tsa: TestTSA):
     with pytest.raises(TimestampError) as caught:
         request_token(tsa.url, DATA, timeout=5, ca_bundle_pem=other)
     assert caught.value.failure == Failure.UNTRUSTED
+
+
+def test_a_token_signed_by_a_certificate_not_meant_for_timestamps_is_named(tsa: TestTSA):
+    forged = token_signed_by_a_non_tsa_certificate(tsa, request_token(tsa.url, DATA, timeout=5))
+    with pytest.raises(TimestampError) as caught:
+        verify_token(forged, DATA, tsa.ca_pem)  # same CA, same TSTInfo, same data: only the signer differs
+    assert caught.value.failure == Failure.NOT_TIMESTAMPING
+    assert "not a timestamping certificate: CN=Agent document signing" in caught.value.message
 
 
 def test_an_altered_or_truncated_token_is_named(tsa: TestTSA):

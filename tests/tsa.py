@@ -220,3 +220,35 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def token_signed_by_a_non_tsa_certificate(tsa: TestTSA, token: bytes) -> bytes:
+    """The forgery of someone who holds another certificate of the TSA's CA (a document-signing one, without
+    the timeStamping extendedKeyUsage): `token`'s TSTInfo re-signed with it by `openssl cms`. OpenSSL's TSA
+    refuses such a signer, so the TimeStampResp wrapper (status granted, then the token) is put around the CMS
+    output here: two DER headers, in this test helper only."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(_name("Agent document signing")).issuer_name(tsa.ca.cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+            .sign(tsa.ca.key, hashes.SHA256()))
+    with tempfile.TemporaryDirectory(dir=tsa.folder) as work:
+        w = Path(work)
+        (w / "r.tsr").write_bytes(token)
+        (w / "doc.pem").write_bytes(_pem(cert))
+        (w / "doc.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
+        for args in (["ts", "-reply", "-in", "r.tsr", "-token_out", "-out", "token.der"],
+                     ["cms", "-verify", "-noverify", "-inform", "DER", "-in", "token.der", "-out", "tstinfo.der"],
+                     ["cms", "-sign", "-binary", "-nodetach", "-econtent_type", "1.2.840.113549.1.9.16.1.4",
+                      "-in", "tstinfo.der", "-signer", "doc.pem", "-inkey", "doc.key", "-md", "sha256",
+                      "-nosmimecap", "-outform", "DER", "-out", "forged.der"]):
+            subprocess.run(["openssl", *args], cwd=w, check=True, capture_output=True, timeout=30)
+        content = (w / "forged.der").read_bytes()
+    body = bytes.fromhex("3003020100") + content  # PKIStatusInfo { status granted }, then the token
+
+    def length(n: int) -> bytes:
+        return bytes([n]) if n < 0x80 else bytes([0x82]) + n.to_bytes(2, "big")
+    return b"\x30" + length(len(body)) + body

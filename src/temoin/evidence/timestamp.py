@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -205,7 +206,7 @@ def _signer(response: TimeStampResponse, bundle: list[x509.Certificate]) -> x509
             return cert
     raise TimestampError(Failure.UNTRUSTED, f"the TSA certificate that signed the token (serial {serial:x}, issued "
                                             f"by {issuer.rfc4514_string()}) is neither in the token nor in the CA "
-                                            "bundle: add it to the bundle")
+                                            "bundle: the token was altered, or add that certificate to the bundle")
 
 
 def _check_timestamping(cert: x509.Certificate) -> None:
@@ -281,9 +282,11 @@ def verify_token(token: bytes, data: bytes, ca_bundle_pem: bytes, *, nonce: int 
     try:
         builder.build().verify_message(response, data)
     except (VerificationError, ValueError) as exc:
+        # OpenSSL's reason ("unable to get local issuer certificate", "certificate has expired"...) says enough.
+        reason = re.search(r'Verify error: ([^"]+)"', str(exc)) or re.search(r'reason: "([^"]+)"', str(exc))
         raise TimestampError(Failure.UNTRUSTED, "chain not trusted: the token's signature does not verify up to a "
-                                                f"certificate of the CA bundle (another TSA, or an altered token): "
-                                                f"{_short(exc)}") from None
+                                                "certificate of the CA bundle (another TSA, or an altered token): "
+                                                f"{reason.group(1) if reason else _short(exc)}") from None
     return _info(response, signer)
 
 

@@ -285,6 +285,7 @@ class SealStamps:
     last_seq: int | None = None
     last_at: str | None = None
     anchored: TimestampInfo | None = None  # the last seal's token
+    last_invalid: bool = False  # the last seal has a token that does not verify (a problem says why)
     latest_stamped: tuple[int, TimestampInfo] | None = None  # the last seal that has a token
     problems: list[Problem] = field(default_factory=list)
 
@@ -296,6 +297,8 @@ class SealStamps:
             "timestamp present but not checked: give --tsa-ca"
         if self.anchored is not None:
             return f"{last}: anchored {self.anchored.describe()} ({how})"
+        if self.last_invalid:
+            return f"{last}: its timestamp does not verify (see the problems below)"
         if self.latest_stamped is not None:
             seq, info = self.latest_stamped
             return (f"{last}: not timestamped; the latest timestamped seal, entry {seq}, is anchored "
@@ -339,7 +342,7 @@ def verify_seal_timestamps(db: Session, sink: FileSink, chain: str, public_key: 
     for body in seals:
         seal = orjson.loads(body)
         seq, at = int(seal["seq"]), str(seal["at"])
-        report.last_seq, report.last_at, report.anchored = seq, at, None
+        report.last_seq, report.last_at, report.anchored, report.last_invalid = seq, at, None, False
         tokens = {name: held[body] for name, held in (("database", in_db), ("file", in_file)) if body in held}
         if len(tokens) == 2 and tokens["database"] != tokens["file"]:
             problem("both", seq, f"the seal of entry {seq} ({at}) has "
@@ -355,6 +358,7 @@ def verify_seal_timestamps(db: Session, sink: FileSink, chain: str, public_key: 
         except (TimestampError, ValueError) as exc:
             problem("both", seq, f"the timestamp of the seal of entry {seq} ({at}) is invalid: "
                                  f"{getattr(exc, 'message', 'not base64')}")
+            report.last_invalid = True
             continue
         skew = abs((info.time - datetime.fromisoformat(at.replace("Z", "+00:00"))).total_seconds())
         if skew > SEAL_STAMP_SKEW_S:
