@@ -324,6 +324,14 @@ def test_seals_carry_tokens_that_journal_verify_checks(stamped, tsa, tmp_path):
     assert (signature, body.decode(), in_file) == (row.signature, row.body, row.timestamp_token)
 
     ca = tsa.write_ca(tmp_path / "tsa-ca.pem")
+    # The recipe of docs/timestamping.md, with a copy of the file sink and OpenSSL alone.
+    shutil.copy(stamped.journal.sink.checkpoints_path(chain), tmp_path / "checkpoints.jsonl")
+    recipe = subprocess.run(
+        "line=$(tail -n1 checkpoints.jsonl); echo \"$line\" | cut -d' ' -f3 | base64 -d > seal.tsr; "
+        "echo \"$line\" | cut -d' ' -f2 | tr -d '\\n' > seal.json; "
+        f"openssl ts -verify -data seal.json -in seal.tsr -CAfile {ca}",
+        shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert "Verification: OK" in recipe.stdout, recipe.stdout + recipe.stderr
     code, output = _journal_cli(stamped, "--tsa-ca", str(ca))
     assert code == 0, output
     assert f"[{chain}] last seal (entry {row.seq}" in output and "anchored 20" in output

@@ -691,6 +691,8 @@ Ce dossier contient des enregistrements de caméras individuelles remis pour une
 - chain-of-custody.pdf : chaîne de possession (collecte, consultations et motifs, gels, extractions).
 - SHA256SUMS : empreinte SHA-256 de chaque autre fichier ; SHA256SUMS.sig : signature Ed25519 de
   SHA256SUMS par la clé de la plateforme (platform-public-key.pem).
+- SHA256SUMS.tsr (si présent) : horodatage RFC 3161 de SHA256SUMS par une autorité d'horodatage ;
+  openssl ts -verify -data SHA256SUMS -in SHA256SUMS.tsr -CAfile <certificats de l'autorité>
 {fr_media}
 Vérifier, dans ce dossier (sans réseau) :
 {check}La clé incluse prouve seulement la cohérence du paquet : comparez son empreinte (manifest.json,
@@ -704,6 +706,8 @@ This folder holds body-worn camera recordings handed over for a procedure.
 - chain-of-custody.pdf: the chain of custody (collection, consultations with motives, holds, extractions).
 - SHA256SUMS: SHA-256 of every other file; SHA256SUMS.sig: Ed25519 signature of SHA256SUMS by the
   platform key (platform-public-key.pem).
+- SHA256SUMS.tsr (if present): RFC 3161 timestamp of SHA256SUMS by a timestamp authority;
+  openssl ts -verify -data SHA256SUMS -in SHA256SUMS.tsr -CAfile <the authority's CA certificates>
 {en_media}
 To check, in this folder (offline):
 {check}The included key only proves the package is consistent: compare its fingerprint (manifest.json,
