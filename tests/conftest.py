@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from temoin.platform import Platform
 from temoin.settings import Settings
 from temoin.web.app import create_app
+from tests.tsa import closed_port, tsa  # noqa: F401 - fixtures: a real OpenSSL timestamp authority
 
 @pytest.fixture(autouse=True)
 def cheap_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:

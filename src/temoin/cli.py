@@ -47,9 +47,11 @@ err = Console(stderr=True)
 
 
 def _open(init: bool = False) -> Platform:
+    from temoin.evidence.timestamp import TimestampError
+
     try:
         return Platform.open(init=init)
-    except KeyError_ as exc:
+    except (KeyError_, TimestampError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
 
@@ -260,22 +262,37 @@ def retention_run() -> None:
 
 
 @journal_cmd.command("verify")
-def journal_verify() -> None:
+def journal_verify(
+    tsa_ca: Path | None = typer.Option(None, "--tsa-ca", help="the timestamp authority's CA certificates (PEM): "
+                                                              "verify the seals' RFC 3161 timestamps"),
+) -> None:
     """Verify both sinks of every chain, and that they agree. Exit 1 and name each problem if not."""
-    from temoin.journal.verify import verify_all
+    from temoin.journal.verify import verify_all, verify_all_seal_timestamps
 
+    bundle = None
+    if tsa_ca is not None:
+        try:
+            bundle = tsa_ca.read_bytes()
+        except OSError as exc:
+            err.print(f"[red]cannot read the TSA CA bundle {escape(str(tsa_ca))}: {exc.strerror}[/red]")
+            raise typer.Exit(2) from None
     p = _open()
     with p.session() as db, console.status("verifying the journal…"):
         result = verify_all(db, p.journal.sink, p.keyring.public_key)
+        stamps = verify_all_seal_timestamps(db, p.journal.sink, p.keyring.public_key, bundle,
+                                            sorted({r.chain for r in result.reports}))
     table = Table("chain", "sink", "entries", "last entry", "problems")
     for r in result.reports:
         table.add_row(r.chain, r.sink, str(r.entries), str(r.last_seq), str(len(r.problems)))
     console.print(table)
-    if result.ok:
+    for stamp in stamps:
+        console.print(escape(stamp.summary()), soft_wrap=True)
+    problems = result.problems + [problem for stamp in stamps for problem in stamp.problems]
+    if not problems:
         console.print("[green]journal intact[/green]")
         return
-    for problem in result.problems:
-        console.print(f"[red]{escape(str(problem))}[/red]")
+    for problem in problems:
+        console.print(f"[red]{escape(str(problem))}[/red]", soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -286,7 +303,7 @@ def journal_seal() -> None:
 
     p = _open()
     with p.session() as db:
-        console.print(f"{seal(db, p.journal.sink, p.keyring)} chains sealed")
+        console.print(f"{seal(db, p.journal.sink, p.keyring, p.timestamper)} chains sealed")
 
 
 @journal_cmd.command("prune")

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from temoin.db import make_engine, make_sessionmaker
+from temoin.evidence.timestamp import Failure, TimestampError, Timestamper
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Actor, EntryDraft
 from temoin.journal.service import Journal
@@ -32,6 +33,7 @@ class Platform:
     keyring: Keyring
     journal: Journal
     store: LocalBlobStore
+    timestamper: Timestamper | None = None  # RFC 3161 TSA client, when TEMOIN_TSA_URL is set
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, init: bool = False) -> "Platform":
@@ -40,11 +42,13 @@ class Platform:
         if init:
             settings.home.mkdir(parents=True, exist_ok=True)
         keyring = Keyring.load(settings, create=init)
+        timestamper = _timestamper(settings)
         engine = make_engine(settings.database_url)
         if init:
             upgrade(engine)
         platform = cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine), keyring=keyring,
-                       journal=Journal(FileSink(settings.journal_dir)), store=LocalBlobStore(settings.vault_dir))
+                       journal=Journal(FileSink(settings.journal_dir)), store=LocalBlobStore(settings.vault_dir),
+                       timestamper=timestamper)
         with platform.session() as db:
             platform.journal.catch_up(db)
         return platform
@@ -69,6 +73,21 @@ class Platform:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _timestamper(settings: Settings) -> Timestamper | None:
+    """The TSA client from the settings; a misconfiguration stops start-up rather than silently not stamping."""
+    if not settings.tsa_url:
+        return None
+    bundle = None
+    if settings.tsa_ca_bundle is not None:
+        try:
+            bundle = settings.tsa_ca_bundle.read_bytes()
+        except OSError as exc:
+            raise TimestampError(Failure.CONFIG, f"cannot read TEMOIN_TSA_CA_BUNDLE {settings.tsa_ca_bundle}: "
+                                                 f"{exc.strerror}") from None
+    auth = (settings.tsa_username, settings.tsa_password or "") if settings.tsa_username else None
+    return Timestamper(url=settings.tsa_url, timeout_s=settings.tsa_timeout_s, ca_bundle_pem=bundle, auth=auth)
 
 
 SYSTEM = Actor.system

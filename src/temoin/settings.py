@@ -33,6 +33,12 @@ class Settings:
     live_ice_servers: tuple[str, ...] = ()
     live_max_viewers: int = 8
     live_stall_after_s: float = 2.0
+    # RFC 3161 timestamps of packages and journal seals (docs/timestamping.md); none while tsa_url is empty.
+    tsa_url: str = ""
+    tsa_ca_bundle: Path | None = None  # PEM: replies are checked against it when stamping
+    tsa_timeout_s: float = 10.0
+    tsa_username: str | None = None
+    tsa_password: str | None = field(default=None, repr=False)
 
     @property
     def vault_dir(self) -> Path:
@@ -66,4 +72,9 @@ class Settings:
             live_ice_servers=tuple(u.strip() for u in env.get("TEMOIN_LIVE_ICE_SERVERS", "").split(",") if u.strip()),
             live_max_viewers=int(env.get("TEMOIN_LIVE_MAX_VIEWERS", "8")),
             live_stall_after_s=float(env.get("TEMOIN_LIVE_STALL_AFTER_S", "2")),
+            tsa_url=env.get("TEMOIN_TSA_URL", "").strip(),
+            tsa_ca_bundle=Path(env["TEMOIN_TSA_CA_BUNDLE"]) if env.get("TEMOIN_TSA_CA_BUNDLE") else None,
+            tsa_timeout_s=float(env.get("TEMOIN_TSA_TIMEOUT_S", "10")),
+            tsa_username=env.get("TEMOIN_TSA_USERNAME") or None,
+            tsa_password=env.get("TEMOIN_TSA_PASSWORD") or None,
         )

@@ -19,6 +19,8 @@ def verify_command(
     package: Path = typer.Argument(..., help="the package: its folder, or the .zip as downloaded"),
     key: Path | None = typer.Option(None, "--key", help="the platform's public key (PEM), obtained independently "
                                                         "of the package: pins who signed it"),
+    tsa_ca: Path | None = typer.Option(None, "--tsa-ca", help="the timestamp authority's CA certificates (PEM): "
+                                                              "checks SHA256SUMS.tsr, and requires it"),
 ) -> None:
     """Check an extraction package offline: every file's hash, the platform's signature, the cameras'
     signatures, the segment chains and the manifest. Exit 0 only if everything holds."""
@@ -31,11 +33,20 @@ def verify_command(
         except OSError as exc:
             err.print(f"[red]cannot read the key {escape(str(key))}: {exc.strerror}[/red]")
             raise typer.Exit(2) from None
+    tsa_bundle = None
+    if tsa_ca is not None:
+        try:
+            tsa_bundle = tsa_ca.read_bytes()
+        except OSError as exc:
+            err.print(f"[red]cannot read the TSA CA bundle {escape(str(tsa_ca))}: {exc.strerror}[/red]")
+            raise typer.Exit(2) from None
     with console.status("verifying the package…"):
-        report = verify_package(package, trusted)
+        report = verify_package(package, trusted, tsa_bundle)
     title = f"extraction {report.extraction_id}" if report.extraction_id else str(package)
     for line in report.checked:
         console.print(f"[green]ok[/green] {escape(line)}", soft_wrap=True)
+    for line in report.notes:
+        console.print(f"[blue]note[/blue] {escape(line)}", soft_wrap=True)
     for line in report.warnings:
         console.print(f"[yellow]WARNING[/yellow] {escape(line)}", soft_wrap=True)
     for line in report.problems:
@@ -95,6 +106,10 @@ def extract_command(
                   f"  {built.size:,} bytes, SHA-256 {built.sha256}\n"
                   f"  kept until {row.expires_at:%Y-%m-%d %H:%M} UTC, then deleted (the journal keeps its trace)",
                   soft_wrap=True)
+    if built.timestamp is not None and built.timestamp.info is not None:
+        console.print(f"  timestamped {escape(built.timestamp.info.describe())}", soft_wrap=True)
+    elif built.timestamp is not None:
+        console.print(f"  [yellow]not timestamped[/yellow]: {escape(built.timestamp.failure or '')}", soft_wrap=True)
     if out is not None:
         target = out / built.path.name if out.is_dir() else out
         shutil.copyfile(built.path, target)

@@ -35,6 +35,7 @@ from temoin.evidence import custody
 from temoin.evidence.canonical import b64e
 from temoin.evidence.manifest import SignedManifest
 from temoin.evidence.models import Extraction
+from temoin.evidence.timestamp import Stamp
 from temoin.evidence.trim import TrimError, TrimSource, trim
 from temoin.identity.models import Device, Tenant, User
 from temoin.identity.service import actor_of
@@ -50,6 +51,7 @@ PACKAGE_DAYS = 7
 MAX_RECORDINGS = 50
 SUMS, SIGNATURE, MANIFEST, CUSTODY_PDF, KEY_FILE, README = (
     "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "chain-of-custody.pdf", "platform-public-key.pem", "README.txt")
+TIMESTAMP = "SHA256SUMS.tsr"  # RFC 3161 token over SHA256SUMS, when a TSA is configured (docs/timestamping.md)
 _COPY = 1024 * 1024
 
 
@@ -401,6 +403,7 @@ class Built:
     size: int
     sums_sha256: str
     manifest: dict[str, Any]
+    timestamp: Stamp | None = None  # None: no TSA configured
 
 
 Progress = Callable[[int, int], None]
@@ -521,6 +524,7 @@ def build(p: Platform, plan: Plan, progress: Progress | None = None) -> Built:
                 sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.digests().items())).encode()
                 writer.small(SUMS, sums, signed=False)
                 writer.small(SIGNATURE, p.keyring.signing_key.sign(sums), signed=False)
+                stamp = _timestamp(p, plan, writer, sums)
             sink_lane.drain()
             raw.flush()
             os.fsync(raw.fileno())
@@ -531,7 +535,7 @@ def build(p: Platform, plan: Plan, progress: Progress | None = None) -> Built:
         finally:
             os.close(fd)
         tick(0)
-        return Built(final, sink.sha256.hexdigest(), sink.size, hashlib.sha256(sums).hexdigest(), manifest)
+        return Built(final, sink.sha256.hexdigest(), sink.size, hashlib.sha256(sums).hexdigest(), manifest, stamp)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -539,6 +543,17 @@ def build(p: Platform, plan: Plan, progress: Progress | None = None) -> Built:
         hash_lane.close()
         sink_lane.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _timestamp(p: Platform, plan: Plan, writer: _Writer, sums: bytes) -> Stamp | None:
+    """SHA256SUMS.tsr beside the signature. A TSA failure leaves the package without it, not unmade: the
+    evidence must reach its recipient; the failure is logged and journaled with the extraction."""
+    if p.timestamper is None:
+        return None
+    stamp = p.timestamper.stamp(sums, what=f"extraction {plan.extraction_id}")
+    if stamp.token is not None:
+        writer.small(TIMESTAMP, stamp.token, signed=False)
+    return stamp
 
 
 def _write_media(p: Platform, plan: Plan, rec: _Recording, writer: _Writer, work: Path,
@@ -610,6 +625,8 @@ def _details(plan: Plan, built: Built | None) -> dict[str, Any]:
         details["trim"] = {"recording_id": r.trim.recording_id, "start_s": r.trim.start_s, "end_s": r.trim.end_s}
     if built:
         details.update(package_sha256=built.sha256, package_bytes=built.size, sums_sha256=built.sums_sha256)
+        if built.timestamp is not None:
+            details["timestamp"] = built.timestamp.as_dict()
     return details
 
 
@@ -679,6 +696,8 @@ Ce dossier contient des enregistrements de caméras individuelles remis pour une
 - chain-of-custody.pdf : chaîne de possession (collecte, consultations et motifs, gels, extractions).
 - SHA256SUMS : empreinte SHA-256 de chaque autre fichier ; SHA256SUMS.sig : signature Ed25519 de
   SHA256SUMS par la clé de la plateforme (platform-public-key.pem).
+- SHA256SUMS.tsr (si présent) : horodatage RFC 3161 de SHA256SUMS par une autorité d'horodatage ;
+  openssl ts -verify -data SHA256SUMS -in SHA256SUMS.tsr -CAfile <certificats de l'autorité>
 {fr_media}
 Vérifier, dans ce dossier (sans réseau) :
 {check}La clé incluse prouve seulement la cohérence du paquet : comparez son empreinte (manifest.json,
@@ -692,6 +711,8 @@ This folder holds body-worn camera recordings handed over for a procedure.
 - chain-of-custody.pdf: the chain of custody (collection, consultations with motives, holds, extractions).
 - SHA256SUMS: SHA-256 of every other file; SHA256SUMS.sig: Ed25519 signature of SHA256SUMS by the
   platform key (platform-public-key.pem).
+- SHA256SUMS.tsr (if present): RFC 3161 timestamp of SHA256SUMS by a timestamp authority;
+  openssl ts -verify -data SHA256SUMS -in SHA256SUMS.tsr -CAfile <the authority's CA certificates>
 {en_media}
 To check, in this folder (offline):
 {check}The included key only proves the package is consistent: compare its fingerprint (manifest.json,

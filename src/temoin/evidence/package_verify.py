@@ -9,6 +9,8 @@ What is checked, each failure named in one line:
    head, the vault's signed receipt, and that each media file is what the manifest says it is (an original
    segment hashes to its device-signed hash; a trimmed or redacted file names device-signed segments).
 4. The manifest's internal consistency (ids, files, kinds).
+5. SHA256SUMS.tsr, the RFC 3161 timestamp of SHA256SUMS when the platform had a TSA: its imprint, and with the
+   TSA's CA bundle given by the caller, its signature and chain (docs/timestamping.md).
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from pydantic import ValidationError
 from temoin.evidence.canonical import b64d
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import SignedManifest, SignedReceipt
+from temoin.evidence.timestamp import TimestampError, inspect_token, verify_token
 
 SUMS, SIGNATURE, MANIFEST, KEY_FILE = "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "platform-public-key.pem"
+TIMESTAMP = "SHA256SUMS.tsr"
 SCHEMA = "temoin.extraction/1"
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 _CHUNK = 1024 * 1024
@@ -44,6 +48,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     extraction_id: str | None = None
+    notes: list[str] = field(default_factory=list)  # neither checked nor a warning (e.g. "not timestamped")
 
     @property
     def ok(self) -> bool:
@@ -143,17 +148,17 @@ def fingerprint(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(_raw(key)).hexdigest()
 
 
-def verify_package(path: Path, trusted_key_pem: bytes | None = None) -> Report:
+def verify_package(path: Path, trusted_key_pem: bytes | None = None, tsa_ca_pem: bytes | None = None) -> Report:
     report = Report()
     try:
         with _opened(path, report) as package:
-            _verify(package, trusted_key_pem, report)
+            _verify(package, trusted_key_pem, report, tsa_ca_pem)
     except PackageUnreadable as exc:
         report.problems.append(str(exc))
     return report
 
 
-def _verify(package: _Package, trusted_pem: bytes | None, report: Report) -> None:
+def _verify(package: _Package, trusted_pem: bytes | None, report: Report, tsa_ca_pem: bytes | None = None) -> None:
     names = package.names()
     if SUMS not in names:
         report.problems.append(f"missing: {SUMS} (the list of every file's SHA-256): nothing can be verified")
@@ -161,6 +166,7 @@ def _verify(package: _Package, trusted_pem: bytes | None, report: Report) -> Non
     sums_bytes = package.read(SUMS)
     actual = _check_sums(package, names, sums_bytes, report)
     platform_key = _check_signature(package, names, sums_bytes, trusted_pem, report)
+    _check_timestamp(package, names, sums_bytes, tsa_ca_pem, report)
     if MANIFEST in names:
         try:
             manifest = orjson.loads(package.read(MANIFEST))
@@ -191,7 +197,7 @@ def _check_sums(package: _Package, names: set[str], sums_bytes: bytes, report: R
         actual[name] = digest
         if digest != expected:
             report.problems.append(f"altered: {name}: its SHA-256 is {digest}, {SUMS} says {expected}")
-    for name in sorted(names - set(listed) - {SUMS, SIGNATURE}):
+    for name in sorted(names - set(listed) - {SUMS, SIGNATURE, TIMESTAMP}):
         report.problems.append(f"extra file not covered by {SUMS}: {name}")
     report.checked.append(f"{len(actual)} files hashed against {SUMS}")
     return actual
@@ -240,6 +246,32 @@ def _check_signature(package: _Package, names: set[str], sums_bytes: bytes, trus
             "re-sign a modified package with a key of their own; compare the fingerprint with the one the "
             "service publishes, or run again with --key FILE")
     return trusted or included
+
+
+def _check_timestamp(package: _Package, names: set[str], sums_bytes: bytes, tsa_ca_pem: bytes | None,
+                     report: Report) -> None:
+    """SHA256SUMS.tsr sits outside SHA256SUMS (it stamps it), so it can be removed unnoticed: a caller who gives
+    --tsa-ca expects a timestamp, and its absence is then a problem."""
+    if TIMESTAMP not in names:
+        if tsa_ca_pem is not None:
+            report.problems.append(f"not timestamped: no {TIMESTAMP}, though --tsa-ca asks for a timestamp (the "
+                                   "platform had no timestamp authority or it failed at extraction, or the token "
+                                   "was removed)")
+        else:
+            report.notes.append(f"not timestamped (no {TIMESTAMP}): the package's time rests on the platform's word")
+        return
+    token = package.read(TIMESTAMP)
+    try:
+        if tsa_ca_pem is None:
+            claimed = inspect_token(token, sums_bytes)  # the imprint can be checked without the TSA's CA
+            report.warnings.append(f"timestamp present but not checked: give --tsa-ca (the TSA's CA certificates, "
+                                   f"PEM); {TIMESTAMP} matches {SUMS} and claims {claimed.describe()}")
+            return
+        info = verify_token(token, sums_bytes, tsa_ca_pem)
+    except TimestampError as exc:
+        report.problems.append(f"timestamp: {TIMESTAMP}: {exc.message}")
+        return
+    report.checked.append(f"{TIMESTAMP}: {SUMS} timestamped {info.describe()}; chain trusted by the --tsa-ca bundle")
 
 
 def _check_manifest(m: dict[str, Any], actual: dict[str, str], platform_key: Ed25519PublicKey | None,

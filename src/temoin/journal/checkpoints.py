@@ -13,35 +13,40 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
-from temoin.evidence.canonical import b64d, canonical_bytes
+from temoin.evidence.canonical import b64d, b64e, canonical_bytes
 from temoin.evidence.signing import verify as verify_signature
+from temoin.evidence.timestamp import Timestamper
 from temoin.journal.models import JournalCheckpoint, JournalEntry, JournalHead
-from temoin.journal.sinks import FileSink
+from temoin.journal.sinks import FileSink, checkpoint_line
 from temoin.keyring import Keyring
 
 
 def _record(db: Session, sink: FileSink, keyring: Keyring, chain: str, kind: str, seq: int, digest: str,
-            extra: dict | None = None) -> JournalCheckpoint:
+            extra: dict | None = None, timestamper: Timestamper | None = None) -> JournalCheckpoint:
     at = utcnow()
     body = canonical_bytes({"chain": chain, "kind": kind, "seq": seq, "hash": digest, "at": at.isoformat(),
                             "platform_key_id": keyring.public_key_id, **(extra or {})})
     signature = keyring.sign(body)
+    # A TSA outage seals without a token (the Timestamper logs why and backs off): sealing never waits on it.
+    stamp = timestamper.stamp(body, what=f"journal seal {chain}#{seq}", backoff=True) if timestamper else None
+    token = b64e(stamp.token) if stamp and stamp.token else None
     checkpoint = JournalCheckpoint(chain=chain, kind=kind, seq=seq, hash=digest, at=at, body=body.decode(),
-                                   signature=signature)
+                                   signature=signature, timestamp_token=token)
     db.add(checkpoint)
-    sink.append_checkpoint(chain, signature.encode() + b" " + body)
+    sink.append_checkpoint(chain, checkpoint_line(signature, body, token))
     return checkpoint
 
 
-def seal(db: Session, sink: FileSink, keyring: Keyring) -> int:
-    """Sign the current head of every chain. Returns the number of chains sealed."""
+def seal(db: Session, sink: FileSink, keyring: Keyring, timestamper: Timestamper | None = None) -> int:
+    """Sign the current head of every chain, with an RFC 3161 token when a TSA is configured. Returns the
+    number of chains sealed."""
     sealed = 0
     for head in db.scalars(select(JournalHead)).all():
         last = db.scalar(select(func.max(JournalCheckpoint.seq)).where(JournalCheckpoint.chain == head.chain,
                                                                        JournalCheckpoint.kind == "seal"))
         if last == head.seq:
             continue
-        _record(db, sink, keyring, head.chain, "seal", head.seq, head.hash)
+        _record(db, sink, keyring, head.chain, "seal", head.seq, head.hash, timestamper=timestamper)
         sealed += 1
     db.commit()
     return sealed

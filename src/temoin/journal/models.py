@@ -55,3 +55,5 @@ class JournalCheckpoint(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     body: Mapped[str] = mapped_column(Text)
     signature: Mapped[str] = mapped_column(String(128))
+    # RFC 3161 token (base64 DER TimeStampResp) over SHA-256 of `body`, when a TSA was configured and answered.
+    timestamp_token: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -2,6 +2,9 @@
 
 Line format: `<sha256 hex> <canonical JSON body>\n`. The body holds its own sequence number and
 the previous entry's hash, so the file verifies on its own, without the database.
+
+Checkpoint lines: `<base64 signature> <canonical JSON body>[ <base64 RFC 3161 token>]\n`; the token, when
+there is one, is a third field (a body always ends with `}`, a base64 token never does).
 """
 
 from __future__ import annotations
@@ -14,6 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MONTH_FILE = re.compile(r"^\d{4}-\d{2}\.jsonl$")
+
+
+def checkpoint_line(signature: str, body: bytes, token: str | None = None) -> bytes:
+    return signature.encode() + b" " + body + (b" " + token.encode() if token else b"")
+
+
+def split_checkpoint_line(raw: bytes) -> tuple[str, bytes, str | None]:
+    """(signature, body, token or None) of a checkpoint line, with or without a token."""
+    signature, _, rest = raw.rstrip(b"\n").partition(b" ")
+    token = None
+    if rest and not rest.endswith(b"}"):
+        rest, _, tail = rest.rpartition(b" ")
+        token = tail.decode("ascii", "replace")
+    return signature.decode("ascii", "replace"), rest, token
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def run_retention(p: Platform, orphans: bool = True) -> retention.SweepResult:
             prune(db, p.journal.sink, p.keyring, tenant.slug, get_profile(tenant.profile).journal_cutoff(utcnow()))
         purge_expired(p, db)  # extraction packages are plaintext copies: kept only for their pick-up time
         db.commit()
-        seal(db, p.journal.sink, p.keyring)
+        seal(db, p.journal.sink, p.keyring, p.timestamper)
         return result
 
 
