@@ -16,6 +16,7 @@ from temoin.platform import Platform
 from temoin.vault import ingest
 from temoin.vault.crypto import RECORD_BYTES
 from temoin.vault.storage import StorageError, StorageFull
+from temoin.web import problems
 from temoin.web.deps import current_device, get_db, get_platform
 
 router = APIRouter(prefix="/api/v1/ingest", tags=["ingest (cameras)"])
@@ -98,9 +99,11 @@ async def put_segment(recording_id: str, index: int, request: Request, device: D
         seg = await run_in_threadpool(upload.finish)
     except ingest.IngestError as exc:
         return _error(exc)
+    except StorageFull as exc:
+        # Disk full: nothing partial becomes evidence; the camera keeps its copy and retries (507).
+        return problems.problem(exc)
     except StorageError as exc:
-        # Disk full or failing: nothing partial becomes evidence; the camera keeps its copy and retries.
-        return _error(ingest.IngestError(507 if isinstance(exc, StorageFull) else 500, str(exc)))
+        return _error(ingest.IngestError(500, str(exc)))
     return JSONResponse({"index": seg.index, "received": seg.received, "size": seg.size, "complete": seg.complete},
                         headers={OFFSET_HEADER: str(seg.received)})
 
