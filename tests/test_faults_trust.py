@@ -278,3 +278,163 @@ def test_the_database_errors_that_mean_full_map_to_one_domain_error() -> None:
     assert errors.from_database(sqlite3.OperationalError("database is locked")) is None
     assert errors.from_database(psycopg.errors.UniqueViolation("duplicate key")) is None
     assert "free space" in errors.from_database(Wrapped(full)).message
+
+
+# --- shared: a camera's device store with a finalised recording ------------------------------------------
+
+def device_recording(store, camera_id: str, agent_id: str, segments: list[bytes]) -> str:  # noqa: ANN001
+    """A finalised recording of `segments` (any bytes: the store seals and chains them as given)."""
+    import uuid
+    from datetime import timedelta
+
+    from temoin.camera.device_store import Notice, RecordingHeader
+    from temoin.evidence.manifest import Trigger
+
+    start = utcnow()
+    rid = f"rec-{uuid.uuid4().hex[:16]}"
+    writer = store.begin(RecordingHeader(recording_id=rid, camera_id=camera_id, agent_id=agent_id,
+                                         trigger=Trigger.INCIDENT, triggered_at=start, pre_event_buffer_s=0))
+    for i, data in enumerate(segments):
+        writer.add_segment(data, start + timedelta(seconds=2 * i), 2.0, notice=Notice.told())
+    writer.finalise()
+    store.release(writer)
+    return rid
+
+
+def camera_store(platform: Platform, root: Path, device_key):  # noqa: ANN001, ANN201
+    from temoin.camera.device_store import DeviceStore
+    from temoin.camera.keys import DeviceKeys
+    from temoin.vault.crypto import new_data_key
+
+    return DeviceStore(root, DeviceKeys(signing_key=device_key, storage_key=new_data_key()),
+                       platform.keyring.public_key, utcnow)
+
+
+# --- 2. a recording deleted by retention during its upload -------------------------------------------------
+
+def test_a_recording_deleted_mid_upload_gets_a_signed_410_and_leaves_the_camera(platform: Platform,
+                                                                                client: TestClient,
+                                                                                tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from temoin.camera.device_store import ReceiptRejected, VaultDeletion
+    from temoin.camera.offload import RecordingDeleted
+    from temoin.journal.models import JournalEntry
+    from temoin.vault import retention
+
+    commune = make_commune(platform, cameras=1)
+    cam_id, cam_key = commune.cameras[0]
+    store = camera_store(platform, tmp_path / "camera", cam_key)
+    rids = [device_recording(store, cam_id, agent_number(commune), [b"first" * 1000, b"second" * 1000])
+            for _ in range(2)]
+    vault = vault_client(platform, client, commune.cameras[0])
+    for rid in rids:  # the dock was pulled after the first segment
+        signed = store.manifest(rid)
+        vault.send_manifest(signed)
+        vault.upload_segment(rid, 0, b"first" * 1000)
+    with platform.session() as db:  # their retention period ends before the camera is docked again
+        for rid in rids:
+            db.get(Recording, rid).retention_until = utcnow() - timedelta(seconds=1)
+        db.commit()
+        assert set(rids) <= set(retention.sweep(platform, db).deleted)
+
+    # Every ingest call about it now answers 410 with the platform-signed certificate.
+    with pytest.raises(RecordingDeleted) as gone:
+        vault.complete(rids[0])
+    assert "deleted by the vault (retention)" in str(gone.value)
+    assert {"id", "body", "signature"} <= set(gone.value.certificate)
+
+    result = store.hand_over(rids[0], vault.offload)
+    assert isinstance(result, VaultDeletion) and result.reason == "retention"
+    assert rids[0] not in store.recording_ids()  # the camera's copy is gone...
+    assert (store.receipts_dir / f"{rids[0]}.deleted.json").exists()  # ...the signed certificate kept instead
+    logged = [e for e in store.events() if e["event"] == "recording.deleted_by_vault"]
+    assert logged and logged[0]["recording"] == rids[0] and logged[0]["reason"] == "retention"
+    with platform.session() as db:
+        told = db.scalars(select(JournalEntry.event).where(JournalEntry.body.contains(rids[0]))).all()
+    assert "recording.deleted.retention" in told and "ingest.deleted_answered" in told
+    assert journal_problems(platform) == []
+
+    # A statement not signed by the pinned platform key deletes nothing (a forging vault, a replay).
+    def forging(signed, segments, **kw):  # noqa: ANN001, ANN202
+        try:
+            return vault.offload(signed, segments, **kw)
+        except RecordingDeleted as exc:
+            from temoin.evidence.canonical import b64e
+
+            forged = {**exc.certificate, "signature": b64e(Ed25519PrivateKey.generate().sign(
+                exc.certificate["body"].encode()))}
+            raise RecordingDeleted(str(exc), forged) from None
+
+    with pytest.raises(ReceiptRejected, match="not signed by the pinned platform key"):
+        store.hand_over(rids[1], forging)
+    assert rids[1] in store.pending()
+    assert any(e["event"] == "receipt.rejected" and e["recording"] == rids[1] for e in store.events())
+    # The genuine answer still lets it go.
+    assert isinstance(store.hand_over(rids[1], vault.offload), VaultDeletion)
+    assert store.pending() == []
+    client.auth = None
+
+
+# --- 3. `temoin camera offload` with a damaged segment ------------------------------------------------------
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the vault side runs on both in test 2
+def test_offload_sends_the_intact_segments_quarantines_the_damaged_one_and_exits_non_zero(
+        platform: Platform, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from temoin.camera.device_store import segment_file
+    from temoin.camera.runner import CameraHome
+    from temoin.demo.server import BackgroundServer
+    from temoin.identity.devices import create_enrolment_code
+    from temoin.journal.entry import Actor
+    from temoin.journal.models import JournalEntry
+    from temoin.vault import catalogue, scrub
+
+    commune = make_commune(platform, cameras=0)
+    home = CameraHome(tmp_path / "camera")
+    with BackgroundServer(create_app(platform, scheduler=False)) as server:
+        with platform.session() as db:
+            code = create_enrolment_code(platform, db, platform.tenant(db, commune.slug), label="damaged",
+                                         by=Actor.system("test"))
+        identity = home.enrol(server.url, code, "DMG-0001")
+        store = home.store()
+        segments = [bytes([i]) * 5000 for i in range(4)]
+        damaged_rid = device_recording(store, identity.device_id, agent_number(commune), segments)
+        whole_rid = device_recording(store, identity.device_id, agent_number(commune), segments[:2])
+        # Bytes flipped in the device store: segment 2's sealed file no longer matches its signed checkpoint.
+        path = store.folder(damaged_rid) / segment_file(2)
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        path.write_bytes(bytes(raw))
+
+        r = subprocess.run([sys.executable, "-m", "temoin", "camera", "offload", "--home", str(home.root)],
+                           env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0, r.stdout  # something is left on the camera: the pass is not done
+    out = " ".join((r.stdout + r.stderr).split())
+    assert f"{damaged_rid}: damaged segment(s) quarantined on the camera: {segment_file(2)}" in out, out
+    assert "2 offloaded, 0 kept" in out and "segments [2] lost" in out
+    # The camera: both recordings handed over; the damaged segment (only it) kept in quarantine.
+    assert store.recording_ids() == []
+    quarantine = home.root / "quarantine" / damaged_rid
+    assert sorted(f.name for f in quarantine.glob("seg-*.enc")) == [segment_file(2)]
+    assert quarantine.joinpath(segment_file(2)).read_bytes() == bytes(raw)  # as found, for examination
+    # The vault: the intact segments, each verified against the device-signed hash, segment 2 named lost.
+    with platform.session() as db:
+        rec = db.get(Recording, damaged_rid)
+        assert rec.state == "stored" and "segments [2] lost on the camera" in rec.state_reason
+        assert [s.index for s in rec.segments if s.complete] == [0, 1, 3]
+        for i in (0, 1, 3):
+            assert b"".join(catalogue.read_segment(platform, db, rec, i)) == segments[i]
+        problems, _ = scrub.check_recording(platform, rec, commune.slug)
+        assert not problems, problems
+        ingested = db.scalars(select(JournalEntry.body).where(JournalEntry.event == "recording.ingested",
+                                                              JournalEntry.body.contains(damaged_rid))).one()
+        assert '"lost_segments":[2]' in ingested
+        assert db.get(Recording, whole_rid).state == "stored"
+    receipt = store.receipt(damaged_rid)
+    assert receipt.verify(platform.keyring.public_key) and receipt.receipt.lost_segments == [2]

@@ -355,8 +355,8 @@ def offload(url: str | None = typer.Option(None, help="the platform (default: th
     if not outcome.sent and not outcome.kept and not outcome.deleted:
         console.print("nothing to offload")
     else:
-        console.print(f"{len(outcome.sent)} offloaded, {len(outcome.deleted)} deleted by the vault, "
-                      f"{len(outcome.kept)} kept on the camera")
+        console.print(f"{len(outcome.sent)} offloaded, {len(outcome.kept)} kept on the camera"
+                      + (f", {len(outcome.deleted)} deleted by the vault" if outcome.deleted else ""))
     if outcome.kept or unfinished or quarantine:
         # Something is left on the camera: a script (or the dock) must not take this pass for done.
         err.print(f"left on the camera: {len(outcome.kept)} recording(s) kept, {len(unfinished)} unfinished, "
