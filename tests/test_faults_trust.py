@@ -31,7 +31,7 @@ from temoin.db import utcnow
 from temoin.demo.samples import sample_recording
 from temoin.identity import devices
 from temoin.journal.verify import verify_all
-from temoin.law.access import Permission, Role, allows
+from temoin.law.access import Role, allows
 from temoin.platform import Platform
 from temoin.vault.models import Recording
 from temoin.web.app import create_app
