@@ -60,7 +60,7 @@ import httpx
 from temoin.camera.buffer import DEFAULT_BITRATE_BPS, DEFAULT_PRE_EVENT_S, PreEventBuffer
 from temoin.camera.clock import Clock, system_clock
 from temoin.camera.device_store import (DeviceStore, Notice, ReceiptRejected, RecordingHeader, RecordingWriter,
-                                        StorageFull, StoreError)
+                                        StorageFull, StoreError, VaultDeletion)
 from temoin.camera.gps import RECORDING_INTERVAL_S, STANDBY_INTERVAL_S, GpsSchedule, GpsSource
 from temoin.camera.inputs import LiveButton
 from temoin.camera.media import EncodedSegment, SegmentWriter
@@ -127,6 +127,18 @@ class ClockJump:
 class OffloadOutcome:
     sent: dict[str, SignedReceipt] = field(default_factory=dict)
     kept: dict[str, str] = field(default_factory=dict)  # recording id -> why it stays on the camera
+    deleted: dict[str, VaultDeletion] = field(default_factory=dict)  # deleted by the vault before the upload ended
+    quarantined: dict[str, list[str]] = field(default_factory=dict)  # recording id -> damaged segment files kept
+
+    def record(self, recording_id: str, result: SignedReceipt | VaultDeletion, store: DeviceStore) -> None:
+        """File what `DeviceStore.hand_over` returned under the right heading."""
+        if isinstance(result, VaultDeletion):
+            self.deleted[recording_id] = result
+            return
+        self.sent[recording_id] = result
+        for q in store.quarantined():  # segments damaged on the camera: the others are in the vault
+            if q.recording_id == recording_id:
+                self.quarantined[recording_id] = q.files
 
 
 class CameraAgent:
@@ -641,9 +653,10 @@ class CameraAgent:
         self.signals.led(Led.OFFLOADING)
         for rid in self.store.pending():
             send = vault.offload if progress is None else (
-                lambda signed, segments, rid=rid: vault.offload(signed, segments, progress=lambda n: progress(rid, n)))
+                lambda signed, segments, rid=rid, **kw: vault.offload(signed, segments,
+                                                                      progress=lambda n: progress(rid, n), **kw))
             try:
-                outcome.sent[rid] = self.store.hand_over(rid, send)
+                outcome.record(rid, self.store.hand_over(rid, send), self.store)
             except ReceiptRejected as exc:  # not a network failure: an incident (logged by the store)
                 outcome.kept[rid] = f"{type(exc).__name__}: {exc}"
                 self.signals.warn(f"the vault's receipt for {rid} was rejected ({exc}): the recording stays on "
@@ -651,8 +664,14 @@ class CameraAgent:
                 self.signals.vibrate(Vibration.ATTENTION)
             except (OffloadError, StoreError, httpx.HTTPError) as exc:
                 outcome.kept[rid] = f"{type(exc).__name__}: {exc}"
+            if rid in outcome.deleted:
+                self.signals.warn(f"{rid} was deleted by the vault ({outcome.deleted[rid].reason}) before its upload "
+                                  "ended: signed certificate checked, local copy deleted")
+            if rid in outcome.quarantined:
+                self.signals.warn(f"{rid}: damaged segment(s) {', '.join(outcome.quarantined[rid])} kept in the "
+                                  "camera's quarantine; the other segments are in the vault")
         self._check_storage()  # room came back with every local copy deleted
-        self.signals.led(Led.ATTENTION if outcome.kept or self.storage_low else
+        self.signals.led(Led.ATTENTION if outcome.kept or outcome.quarantined or self.storage_low else
                          Led.RECORDING if self.state is AgentState.RECORDING else Led.STANDBY)
         return outcome
 

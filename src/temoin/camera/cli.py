@@ -237,8 +237,16 @@ class _StatusDisplay:
 
 def _report(outcome) -> None:  # noqa: ANN001
     for rid, receipt in outcome.sent.items():
+        lost = receipt.receipt.lost_segments
         console.print(f"[green]{rid}[/green] stored by the vault (receipt verified, retained until "
-                      f"{receipt.receipt.retention_until:%Y-%m-%d}); local copy deleted")
+                      f"{receipt.receipt.retention_until:%Y-%m-%d}"
+                      + (f"; segments {lost} lost: damaged on the camera" if lost else "") + "); local copy deleted")
+    for rid, deletion in outcome.deleted.items():
+        console.print(f"[yellow]{rid}[/yellow] was deleted by the vault ({deletion.reason}, certificate "
+                      f"{deletion.certificate_id}, {deletion.deleted_at}) before its upload ended: signed statement "
+                      "checked, local copy deleted")
+    for rid, files in outcome.quarantined.items():
+        console.print(f"[red]{rid}: damaged segment(s) quarantined on the camera[/red]: {', '.join(files)}")
     for rid, why in outcome.kept.items():
         console.print(f"[red]{rid} kept on the camera[/red]: {why}")
 
@@ -316,6 +324,7 @@ def status(home: Path = HOME_OPTION) -> None:
 def offload(url: str | None = typer.Option(None, help="the platform (default: the one enrolled with)"),
             home: Path = HOME_OPTION) -> None:
     """One docked offload pass: every recording to the vault; each local copy deleted on a verified receipt."""
+    from temoin.camera.device_store import quarantined_in
     from temoin.camera.runner import CameraHome, CameraSetupError, offload_home
 
     camera = CameraHome(home)
@@ -340,9 +349,17 @@ def offload(url: str | None = typer.Option(None, help="the platform (default: th
     for rid in unfinished:
         console.print(f"[yellow]{rid} is damaged or cut short and could not be finalised: kept for examination"
                       "[/yellow]")
-    if not outcome.sent and not outcome.kept:
+    quarantine = quarantined_in(camera.root)
+    for q in quarantine:
+        console.print(f"[red]quarantine: {q.folder}[/red]: {', '.join(q.files) or 'no segment file'}")
+    if not outcome.sent and not outcome.kept and not outcome.deleted:
         console.print("nothing to offload")
     else:
-        console.print(f"{len(outcome.sent)} offloaded, {len(outcome.kept)} kept on the camera")
-    if outcome.kept:
+        console.print(f"{len(outcome.sent)} offloaded, {len(outcome.kept)} kept on the camera"
+                      + (f", {len(outcome.deleted)} deleted by the vault" if outcome.deleted else ""))
+    if outcome.kept or unfinished or quarantine:
+        # Something is left on the camera: a script (or the dock) must not take this pass for done.
+        err.print(f"left on the camera: {len(outcome.kept)} recording(s) kept, {len(unfinished)} unfinished, "
+                  f"{len(quarantine)} recording(s) with quarantined segments ({camera.root / 'quarantine'}): "
+                  "examine them, then remove them by hand")
         raise typer.Exit(1)

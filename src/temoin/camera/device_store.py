@@ -50,7 +50,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from temoin.camera.files import atomic_write, fsync_dir, private_dir, remove_stale_tmp
 from temoin.camera.keys import DeviceKeys
-from temoin.camera.offload import ReceiptError, SegmentFile, build_manifest
+from temoin.camera.offload import ReceiptError, RecordingDeleted, SegmentFile, build_manifest
 from temoin.evidence.canonical import b64d, b64e, canonical_bytes
 from temoin.evidence.chain import first_link, next_link
 from temoin.evidence.manifest import (HEX64, SAFE_ID, GpsFix, NotInformedReason, SegmentEntry, SignedManifest,
@@ -65,6 +65,8 @@ KEY_FILE = "key.wrapped"
 HEADER_FILE = "recording.json"
 MANIFEST_FILE = "manifest.json"
 EVENTS_FILE = "events.jsonl"
+QUARANTINE_DIR = "quarantine"  # damaged segments, kept for examination once the intact ones are in the vault
+DELETION_SCHEMA = "temoin.deletion-certificate/1"
 MAX_PRE_EVENT_S = 120.0
 # Room kept, when a segment is written under a budget, for what must follow it (upper estimates).
 CHECKPOINT_RESERVE = 4096  # a signed checkpoint is about 1 KiB, plus its sealed fixes
@@ -93,6 +95,25 @@ class StorageUsage:
     @property
     def free_bytes(self) -> int | None:
         return None if self.budget_bytes is None else max(0, self.budget_bytes - self.used_bytes)
+
+
+@dataclass(frozen=True)
+class VaultDeletion:
+    """The vault deleted the recording before its upload ended; its signed certificate was checked."""
+
+    recording_id: str
+    reason: str
+    certificate_id: int
+    deleted_at: str
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """Segments of a handed-over recording that were damaged on the camera and kept apart."""
+
+    recording_id: str
+    folder: Path
+    files: list[str]  # the damaged segment files, by name
 
 
 def segment_file(index: int) -> str:
@@ -392,6 +413,63 @@ def _check_manifest(folder: Path, public_key: bytes, out: Prefix) -> None:
         out.manifest = signed
 
 
+def quarantined_in(root: Path) -> list[Quarantined]:
+    """What sits in a camera's quarantine folder: damaged segments kept for examination."""
+    folder = Path(root) / QUARANTINE_DIR
+    if not folder.exists():
+        return []
+    return [Quarantined(d.name, d, sorted(f.name for f in d.glob("seg-*.enc")))
+            for d in sorted(folder.iterdir()) if d.is_dir()]
+
+
+def check_deletion(certificate: dict, platform_public_key: bytes, signed: SignedManifest) -> VaultDeletion | str:
+    """The vault's deletion certificate for this recording, verified; or why it proves nothing."""
+    try:
+        body = str(certificate["body"]).encode()
+        statement = json.loads(body)
+        valid = _verify(platform_public_key, str(certificate["signature"]), body)
+    except (KeyError, TypeError, ValueError):
+        return "the deletion statement is malformed"
+    if not valid:
+        return "the deletion statement is not signed by the pinned platform key"
+    m = signed.manifest
+    if (not isinstance(statement, dict) or statement.get("schema") != DELETION_SCHEMA
+            or statement.get("recording_id") != m.recording_id or statement.get("camera_id") != m.camera_id
+            or statement.get("manifest_sha256") != signed.digest()):
+        return "the deletion statement describes another recording"
+    return VaultDeletion(m.recording_id, str(statement.get("reason")), int(certificate.get("id") or 0),
+                         str(statement.get("deleted_at")))
+
+
+def damaged_segments(folder: Path, device_public_key: bytes) -> tuple[SignedManifest, list[int]]:
+    """A finalised recording checked segment by segment: its signed manifest and the segments whose
+    file (or checkpoint) on the camera no longer matches what was signed. The manifest's hashes and
+    chain still prove every other segment, so one damaged segment does not hold the rest back.
+
+    Raises StoreError when the header or the manifest itself does not verify (nothing can be sent)."""
+    try:
+        signed_header = SignedHeader.model_validate_json((folder / HEADER_FILE).read_bytes())
+        signed = SignedManifest.model_validate_json((folder / MANIFEST_FILE).read_bytes())
+    except (FileNotFoundError, ValidationError) as exc:
+        raise StoreError(f"recording {folder.name}: header or manifest missing or malformed ({exc}): kept") from None
+    header = signed_header.header
+    if (not signed_header.verify(device_public_key) or not signed.verify(device_public_key)
+            or header.recording_id != folder.name or signed.manifest.recording_id != folder.name
+            or signed.manifest.camera_id != header.camera_id):
+        raise StoreError(f"recording {folder.name}: its header or manifest does not verify: kept for examination")
+    out, damaged, previous = Prefix(folder, header), [], None
+    for entry in signed.manifest.segments:
+        if (folder / checkpoint_file(entry.index)).exists():
+            problem = _check_segment(folder, entry.index, device_public_key, header, signed_header.digest(),
+                                     previous, None, out)
+        else:
+            problem = "checkpoint missing"
+        if problem or out.checkpoints[-1].segment != entry:
+            damaged.append(entry.index)
+        previous = bytes.fromhex(entry.chain)
+    return signed, damaged
+
+
 # --- writing -----------------------------------------------------------------------------------
 
 
@@ -555,7 +633,8 @@ class _StoredBytes(Sequence[bytes]):
 
 # --- the store ---------------------------------------------------------------------------------
 
-Sender = Callable[[SignedManifest, Sequence[bytes]], SignedReceipt]
+# send(manifest, segments) or send(manifest, segments, lost=[indexes damaged on the camera])
+Sender = Callable[..., SignedReceipt]
 
 
 class DeviceStore:
@@ -598,7 +677,7 @@ class DeviceStore:
         self._used += len(data) - old
 
     def _scan(self) -> int:
-        return sum(f.stat().st_size for base in (self.recordings_dir, self.receipts_dir)
+        return sum(f.stat().st_size for base in (self.recordings_dir, self.receipts_dir, self.quarantine_dir)
                    for f in base.rglob("*") if f.is_file())
 
     # --- the device's incident log --------------------------------------------------------------
@@ -693,34 +772,90 @@ class DeviceStore:
         except (FileNotFoundError, ValidationError):
             return None
 
-    def hand_over(self, recording_id: str, send: Sender) -> SignedReceipt:
-        """Give a finalised recording to `send` (the vault client); delete it only on a valid receipt."""
+    def hand_over(self, recording_id: str, send: Sender) -> SignedReceipt | VaultDeletion:
+        """Give a finalised recording to `send` (the vault client); delete it only on a valid receipt.
+
+        Segments damaged on the camera (their file no longer matches its signed checkpoint) are declared
+        lost to the vault (`send(..., lost=[...])`), which stores the intact ones; once the receipt names
+        exactly those as lost, the damaged files go to `<root>/quarantine/<recording id>/` and the rest
+        is deleted. A recording the vault already deleted (retention, erasure) comes back as its signed
+        deletion certificate: checked with the pinned platform key, then the local copy is deleted.
+        """
         if self.platform_public_key is None:
             raise StoreError("no platform key is pinned: enrol the camera first")
         folder = self.folder(recording_id)
         # Signatures, chain and the encrypted files' hashes; each segment is then decrypted and its
         # plaintext checked against the manifest as it is handed over (`_StoredSegments`): once, not twice.
         prefix = verify_prefix(folder, self.public_key)
-        if not prefix.ok or prefix.manifest is None:
+        lost: list[int] = []
+        if prefix.ok and prefix.manifest is not None:
+            signed = prefix.manifest
+        elif (folder / MANIFEST_FILE).exists():
+            signed, lost = damaged_segments(folder, self.public_key)
+            if not lost or len(lost) == len(signed.manifest.segments):
+                raise StoreError(f"recording {recording_id} does not verify and no segment of it can be sent "
+                                 f"({prefix.problems}): kept for examination")
+        else:
             raise StoreError(f"recording {recording_id} is not finalised or does not verify: {prefix.problems}")
-        signed = prefix.manifest
         try:
             data_key = unwrap_key(self._storage_key, (folder / KEY_FILE).read_bytes(), recording_id)
         except (FileNotFoundError, IntegrityError) as exc:
             raise StoreError(f"recording {recording_id}: its data key cannot be unwrapped ({exc}): kept") from exc
+        segments = _StoredBytes(_StoredSegments(folder, data_key, signed.manifest.segments))
         try:
-            receipt = send(signed, _StoredBytes(_StoredSegments(folder, data_key, signed.manifest.segments)))
+            receipt = send(signed, segments, lost=lost) if lost else send(signed, segments)
+        except RecordingDeleted as exc:
+            return self._deleted_by_vault(recording_id, signed, exc.certificate)
         except ReceiptError as exc:  # the sender checked the receipt itself and refused it
             raise self._rejected(recording_id, f"recording {recording_id}: {exc}") from exc
         if not receipt.verify(self.platform_public_key):
             raise self._rejected(recording_id, f"recording {recording_id}: the receipt is not signed by the platform: "
                                                "kept")
-        if not receipt.matches(signed.manifest) or receipt.receipt.camera_id != signed.manifest.camera_id:
+        if (not receipt.matches(signed.manifest) or receipt.receipt.camera_id != signed.manifest.camera_id
+                or not set(receipt.receipt.lost_segments) <= set(lost)):
             raise self._rejected(recording_id, f"recording {recording_id}: the receipt describes another recording: "
                                                "kept")
+        if lost:
+            self._quarantine(recording_id, lost, "damaged on the camera: its file no longer matches its signed "
+                                                 "checkpoint; the vault stores the other segments")
         self.write(self.receipts_dir / f"{recording_id}.json", receipt.model_dump_json().encode())
         self._erase(recording_id)
         return receipt
+
+    def _deleted_by_vault(self, recording_id: str, signed: SignedManifest, certificate: dict) -> VaultDeletion:
+        """Delete the local copy on the vault's signed word that the recording is deleted there."""
+        assert self.platform_public_key is not None
+        checked = check_deletion(certificate, self.platform_public_key, signed)
+        if isinstance(checked, str):
+            raise self._rejected(recording_id, f"recording {recording_id}: the vault says it deleted it, but {checked}: "
+                                               "kept")
+        self.write(self.receipts_dir / f"{recording_id}.deleted.json", json.dumps(certificate).encode())
+        self.log_event("recording.deleted_by_vault", recording=recording_id, reason=checked.reason,
+                       certificate_id=checked.certificate_id, deleted_at=checked.deleted_at)
+        self._erase(recording_id)
+        return checked
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / QUARANTINE_DIR
+
+    def quarantined(self) -> list[Quarantined]:
+        return quarantined_in(self.root)
+
+    def _quarantine(self, recording_id: str, damaged: list[int], why: str) -> None:
+        """Copy the damaged segments (with what is needed to examine them) to the quarantine folder."""
+        source = self.folder(recording_id)
+        target = private_dir(private_dir(self.quarantine_dir) / recording_id)
+        names = [KEY_FILE, HEADER_FILE, MANIFEST_FILE]
+        for index in damaged:
+            names += [segment_file(index), checkpoint_file(index)]
+        for name in names:
+            if (source / name).exists():
+                self.write(target / name, (source / name).read_bytes())
+        self.write(target / "damaged.json", json.dumps({"recording_id": recording_id, "segments": damaged,
+                                                        "why": why}).encode())
+        self.log_event("segments.quarantined", recording=recording_id, segments=damaged,
+                       files=[segment_file(i) for i in damaged], detail=why)
 
     def _rejected(self, recording_id: str, why: str) -> ReceiptRejected:
         """A receipt that proves nothing is an incident (a forged vault, a replay, a vault bug): logged."""
@@ -744,7 +879,7 @@ class DeviceStore:
     def _sweep(self) -> None:
         """Finish what a crash interrupted: erasures whose receipt was already kept, temporary files."""
         for rid in self.recording_ids():
-            if (self.receipts_dir / f"{rid}.json").exists():
+            if (self.receipts_dir / f"{rid}.json").exists() or (self.receipts_dir / f"{rid}.deleted.json").exists():
                 self._erase(rid)
             else:
                 remove_stale_tmp(self.recordings_dir / rid)

@@ -44,6 +44,17 @@ class ReceiptError(OffloadError):
     another recording): an incident, unlike a network failure. The camera keeps its copy."""
 
 
+class RecordingDeleted(OffloadError):
+    """410 Gone: the vault deleted the recording (retention, erasure) before its upload ended.
+
+    `certificate` is the platform-signed deletion certificate ({"id", "body", "signature"}) as sent;
+    the device store checks it with the pinned platform key before deleting anything."""
+
+    def __init__(self, message: str, certificate: dict) -> None:
+        super().__init__(message)
+        self.certificate = certificate
+
+
 @dataclass(frozen=True)
 class SegmentFile:
     data: bytes
@@ -126,9 +137,12 @@ class VaultClient:
     def _check(self, response: httpx.Response, *ok: int) -> httpx.Response:
         if response.status_code not in ok:
             try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text[:200]
+                body = response.json()
+                detail = body.get("detail")
+            except (ValueError, AttributeError):
+                body, detail = {}, response.text[:200]
+            if response.status_code == 410 and isinstance(body.get("deletion_certificate"), dict):
+                raise RecordingDeleted(str(detail), body["deletion_certificate"])
             raise OffloadError(f"{response.request.method} {response.request.url.path}: "
                                f"{response.status_code} {detail}")
         return response
@@ -167,27 +181,30 @@ class VaultClient:
                 progress(held - start)
             start = held
 
-    def complete(self, recording_id: str) -> SignedReceipt:
-        response = self._check(self.http.post(f"/api/v1/ingest/recordings/{recording_id}/complete"), 200)
+    def complete(self, recording_id: str, lost: Sequence[int] = ()) -> SignedReceipt:
+        """Close the upload; `lost`: segments damaged on the camera, declared so that the rest is stored."""
+        body = {"lost_segments": list(lost)} if lost else None
+        response = self._check(self.http.post(f"/api/v1/ingest/recordings/{recording_id}/complete", json=body), 200)
         return SignedReceipt.model_validate(response.json())
 
     def offload(self, signed: SignedManifest, segments: Sequence[bytes],
-                progress: Progress | None = None) -> SignedReceipt:
+                progress: Progress | None = None, lost: Sequence[int] = ()) -> SignedReceipt:
         """The whole hand-over, resuming whatever the vault already holds. Returns a verified receipt.
 
-        `progress(n)` hears of every byte the vault holds, including those it already had.
+        `progress(n)` hears of every byte the vault holds, including those it already had. `lost`: the
+        segments damaged on the camera; they are not sent and the receipt must name them.
         """
         status = self.send_manifest(signed)
         for seg in status["segments"]:
             if progress is not None and seg["received"]:
                 progress(seg["received"])
-            if not seg["complete"]:
+            if not seg["complete"] and seg["index"] not in lost:
                 self.upload_segment(signed.manifest.recording_id, seg["index"], segments[seg["index"]],
                                     start=seg["received"], progress=progress)
-        receipt = self.complete(signed.manifest.recording_id)
+        receipt = self.complete(signed.manifest.recording_id, lost)
         if not receipt.verify(self.platform_public_key):
             raise ReceiptError("the vault's receipt signature is invalid: keep the recording on the camera")
-        if not receipt.matches(signed.manifest):
+        if not receipt.matches(signed.manifest) or not set(receipt.receipt.lost_segments) <= set(lost):
             raise ReceiptError("the receipt does not describe the recording sent: keep it on the camera")
         return receipt
 

@@ -398,9 +398,10 @@ def _offload_home(home: CameraHome, url: str | None, clock: Clock,
     try:
         for rid, _ in pending:
             send = vault.offload if progress is None else (
-                lambda signed, segments, rid=rid: vault.offload(signed, segments, progress=lambda n: progress(rid, n)))
+                lambda signed, segments, rid=rid, **kw: vault.offload(signed, segments,
+                                                                      progress=lambda n: progress(rid, n), **kw))
             try:
-                outcome.sent[rid] = store.hand_over(rid, send)
+                outcome.record(rid, store.hand_over(rid, send), store)
             except (OffloadError, StoreError, httpx.HTTPError) as exc:
                 outcome.kept[rid] = f"{type(exc).__name__}: {exc}"
     finally:

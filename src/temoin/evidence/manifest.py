@@ -157,9 +157,14 @@ class Receipt(BaseModel):
     stored_at: datetime
     retention_until: datetime
     platform_key_id: str
+    # Segments damaged on the camera before hand-over: not in the vault (the manifest still proves the rest).
+    lost_segments: list[int] = Field(default_factory=list)
 
     def signing_bytes(self) -> bytes:
-        return canonical_bytes(self.model_dump(mode="json", by_alias=True))
+        data = self.model_dump(mode="json", by_alias=True)
+        if not data["lost_segments"]:  # receipts of whole recordings keep the signed form they always had
+            del data["lost_segments"]
+        return canonical_bytes(data)
 
 
 class SignedReceipt(BaseModel):

@@ -32,7 +32,7 @@ from temoin.law.access import (
 )
 from temoin.platform import Platform
 from temoin.vault import crypto
-from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState
+from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
 
 GRANT_MINUTES = 30
@@ -316,6 +316,8 @@ def read_segment(p: Platform, db: Session, rec: Recording, index: int) -> Iterat
         raise NotFound(f"{rec.id} has no segment {index}")
     if rec.wrapped_key is None:
         raise NotFound(f"{rec.id} was deleted")
+    if not db.get(Segment, (rec.id, index)).complete:
+        raise NotFound(f"segment {index} of {rec.id} was lost on the camera before hand-over: the vault never held it")
     tenant = db.get(Tenant, rec.tenant_id)
     data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
     key = blob_key(tenant.slug, rec.id, index)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -30,7 +31,7 @@ from temoin.journal.entry import Action, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.platform import Platform
 from temoin.vault import crypto
-from temoin.vault.models import Quarantine, Recording, RecordingState, Segment
+from temoin.vault.models import DeletionCertificate, Quarantine, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
 
 CLOCK_DRIFT_FLAG_MS = 2000
@@ -40,6 +41,15 @@ class IngestError(Exception):
     def __init__(self, status: int, message: str, offset: int | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.offset = status, message, offset
+
+
+class RecordingGone(IngestError):
+    """The recording was deleted (retention, erasure) before its upload ended: the camera gets the
+    platform-signed deletion certificate, which lets it delete its own copy instead of retrying forever."""
+
+    def __init__(self, message: str, certificate: dict) -> None:
+        super().__init__(410, message)
+        self.certificate = certificate
 
 
 @dataclass(frozen=True)
@@ -149,8 +159,33 @@ def _own_recording(db: Session, device: Device, recording_id: str) -> Recording:
     return rec
 
 
-def upload_status(p: Platform, db: Session, device: Device, recording_id: str) -> UploadStatus:
+def gone(p: Platform, db: Session, device: Device, rec: Recording) -> RecordingGone:
+    """The answer for a deleted recording: its signed certificate, and a journal entry saying the camera
+    was told (each time: a camera that keeps asking shows in the journal)."""
+    cert = db.scalar(select(DeletionCertificate).where(DeletionCertificate.recording_id == rec.id))
+    if cert is None:  # deleted without a certificate: cannot happen through retention or erasure
+        raise IngestError(409, f"recording {rec.id} is deleted: keep the camera's copy and report this")
+    reason = rec.state_reason or "deleted"
+    p.record(db, EntryDraft(action=Action.ERASURE, event="ingest.deleted_answered", actor=device_actor(device),
+                            recordings=[rec.id], cameras=[device.id],
+                            details={"certificate_id": cert.id, "reason": reason}), _tenant(db, device))
+    db.commit()
+    return RecordingGone(
+        f"recording {rec.id} was deleted by the vault ({reason}) on {cert.deleted_at.isoformat()} before its "
+        "upload ended: the signed deletion certificate lets the camera delete its copy",
+        {"id": cert.id, "body": cert.body, "signature": cert.signature})
+
+
+def _live_recording(p: Platform, db: Session, device: Device, recording_id: str) -> Recording:
+    """The camera's recording, or the signed answer that it was deleted."""
     rec = _own_recording(db, device, recording_id)
+    if rec.state == RecordingState.DELETED:
+        raise gone(p, db, device, rec)
+    return rec
+
+
+def upload_status(p: Platform, db: Session, device: Device, recording_id: str) -> UploadStatus:
+    rec = _live_recording(p, db, device, recording_id)
     tenant = _tenant(db, device)
     segments = []
     for seg in rec.segments:
@@ -194,7 +229,7 @@ class SegmentUpload:
     def __init__(self, p: Platform, db: Session, device: Device, recording_id: str, index: int,
                  start: int, total: int | None) -> None:
         self.p, self.db, self.device = p, db, device
-        rec = _own_recording(db, device, recording_id)
+        rec = _live_recording(p, db, device, recording_id)
         if rec.state != RecordingState.RECEIVING:
             raise IngestError(409, f"recording {recording_id} is {rec.state}: nothing more can be uploaded")
         seg = next((s for s in rec.segments if s.index == index), None)
@@ -296,19 +331,32 @@ class SegmentUpload:
         self.lock.release()
 
 
-def complete(p: Platform, db: Session, device: Device, recording_id: str) -> SignedReceipt:
-    """Every segment arrived and matched: make the recording visible and sign the receipt."""
-    rec = _own_recording(db, device, recording_id)
+def complete(p: Platform, db: Session, device: Device, recording_id: str,
+             lost: Sequence[int] = ()) -> SignedReceipt:
+    """Every segment arrived and matched: make the recording visible and sign the receipt.
+
+    `lost`: segments the camera declares damaged on its side and cannot send. The others are stored and
+    still proven by the device-signed manifest (each hash, and the chain over all of them, which ends at
+    the signed head); the lost ones are named in the receipt, the journal and the recording's state reason.
+    """
+    rec = _live_recording(p, db, device, recording_id)
     if rec.state == RecordingState.STORED and rec.receipt:
         return SignedReceipt.model_validate_json(rec.receipt)
     if rec.state != RecordingState.RECEIVING:
         raise IngestError(409, f"recording {recording_id} is {rec.state}")
-    missing = [s.index for s in rec.segments if not s.complete]
+    indexes = {s.index for s in rec.segments}
+    lost_set = set(lost)
+    if lost_set - indexes:
+        raise IngestError(422, f"the manifest of {recording_id} has no segment {sorted(lost_set - indexes)[:20]}")
+    if lost_set == indexes:
+        raise IngestError(422, "every segment is declared lost: nothing to store, keep the recording on the camera")
+    lost_set -= {s.index for s in rec.segments if s.complete}  # damaged on the camera after it reached the vault
+    missing = [s.index for s in rec.segments if not s.complete and s.index not in lost_set]
     if missing:
         raise IngestError(409, f"segments still missing or incomplete: {missing[:20]}")
     tenant = _tenant(db, device)
     for seg in rec.segments:
-        if not p.store.exists(blob_key(tenant.slug, rec.id, seg.index)):
+        if seg.index not in lost_set and not p.store.exists(blob_key(tenant.slug, rec.id, seg.index)):
             raise IngestError(500, f"segment {seg.index} is marked complete but its blob is missing: "
                                    "run `temoin vault scrub`")
     # The hashes were verified piece by piece; the chain over them must end at the signed head.
@@ -320,9 +368,13 @@ def complete(p: Platform, db: Session, device: Device, recording_id: str) -> Sig
     receipt = Receipt(recording_id=rec.id, camera_id=device.id, tenant=tenant.slug,
                       manifest_sha256=rec.manifest_sha256, chain_head=rec.chain_head,
                       segment_count=rec.segment_count, total_bytes=rec.size_bytes, stored_at=now,
-                      retention_until=rec.retention_until, platform_key_id=p.keyring.public_key_id)
+                      retention_until=rec.retention_until, platform_key_id=p.keyring.public_key_id,
+                      lost_segments=sorted(lost_set))
     signed = SignedReceipt(receipt=receipt, signature=p.keyring.sign(receipt.signing_bytes()))
     rec.state, rec.stored_at, rec.receipt = RecordingState.STORED, now, signed.model_dump_json()
+    if lost_set:
+        rec.state_reason = (f"segments {sorted(lost_set)} lost on the camera (damaged there before hand-over): "
+                            "not in the vault; the others are verified against the device-signed manifest")
     manifest = orjson.loads(rec.manifest)["manifest"]
     p.record(db, EntryDraft(
         action=Action.COLLECTION, event="recording.ingested", actor=device_actor(device), recordings=[rec.id],
@@ -331,7 +383,8 @@ def complete(p: Platform, db: Session, device: Device, recording_id: str) -> Sig
                  "trigger": rec.trigger, "persons_informed": rec.persons_informed,
                  "not_informed_reason": rec.not_informed_reason, "outside_territory": rec.outside_territory,
                  "clock_drift": rec.clock_drift_flag, "bytes": rec.size_bytes, "segments": rec.segment_count,
-                 "manifest_sha256": rec.manifest_sha256, "retention_until": rec.retention_until.isoformat()}),
+                 "manifest_sha256": rec.manifest_sha256, "retention_until": rec.retention_until.isoformat(),
+                 **({"lost_segments": sorted(lost_set)} if lost_set else {})}),
         tenant)
     db.commit()
     return signed

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from temoin import errors
 from temoin.vault import crypto
 
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -23,8 +24,8 @@ class StorageError(RuntimeError):
     pass
 
 
-class StorageFull(StorageError):
-    pass
+class StorageFull(StorageError, errors.StorageFull):
+    """No space left for blobs (ENOSPC): the web layer answers 507, like a full database."""
 
 
 class BlobMissing(StorageError):

@@ -26,7 +26,7 @@ from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
 from temoin.vault import retention
-from temoin.web import pages
+from temoin.web import pages, problems
 from temoin.web.routes import (admin, camera, cctv, dispatch, extractions, ingest, journal, live, maps, recordings,
                                reports, rights, session, shifts)
 
@@ -93,6 +93,8 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
         # Public: a camera checks receipts with this key and measures its clock offset.
         return {"version": __version__, "public_key": b64e(p.keyring.public_key),
                 "public_key_id": p.keyring.public_key_id, "time": time.time()}
+
+    problems.install(app)  # domain errors and a full database: problem+json, never a bare 500
 
     @app.exception_handler(pages.SignInRequired)
     async def _to_login(request: Request, exc: pages.SignInRequired) -> Response:

@@ -7,6 +7,7 @@ import re
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
@@ -16,6 +17,7 @@ from temoin.platform import Platform
 from temoin.vault import ingest
 from temoin.vault.crypto import RECORD_BYTES
 from temoin.vault.storage import StorageError, StorageFull
+from temoin.web import problems
 from temoin.web.deps import current_device, get_db, get_platform
 
 router = APIRouter(prefix="/api/v1/ingest", tags=["ingest (cameras)"])
@@ -26,7 +28,10 @@ _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
 def _error(exc: ingest.IngestError) -> JSONResponse:
     headers = {OFFSET_HEADER: str(exc.offset)} if exc.offset is not None else {}
-    return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+    body = {"detail": exc.message}
+    if isinstance(exc, ingest.RecordingGone):  # 410: the camera may delete its copy on this signed statement
+        body["deletion_certificate"] = exc.certificate
+    return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
 @router.post("/recordings", status_code=201, summary="Send a recording's signed manifest")
@@ -98,9 +103,11 @@ async def put_segment(recording_id: str, index: int, request: Request, device: D
         seg = await run_in_threadpool(upload.finish)
     except ingest.IngestError as exc:
         return _error(exc)
+    except StorageFull as exc:
+        # Disk full: nothing partial becomes evidence; the camera keeps its copy and retries (507).
+        return problems.problem(exc)
     except StorageError as exc:
-        # Disk full or failing: nothing partial becomes evidence; the camera keeps its copy and retries.
-        return _error(ingest.IngestError(507 if isinstance(exc, StorageFull) else 500, str(exc)))
+        return _error(ingest.IngestError(500, str(exc)))
     return JSONResponse({"index": seg.index, "received": seg.received, "size": seg.size, "complete": seg.complete},
                         headers={OFFSET_HEADER: str(seg.received)})
 
@@ -123,12 +130,17 @@ async def _receive(request: Request, upload: ingest.SegmentUpload) -> None:
         await run_in_threadpool(upload.feed, *pending)
 
 
+class CompleteBody(BaseModel):
+    lost_segments: list[int] = Field(default_factory=list, max_length=10_000,
+                                     description="segments damaged on the camera: the others are stored")
+
+
 @router.post("/recordings/{recording_id}/complete", response_model=SignedReceipt,
              summary="Close the upload: verify everything and get the vault's signed receipt")
-def post_complete(recording_id: str, device: Device = Depends(current_device), db: Session = Depends(get_db),
-                  p: Platform = Depends(get_platform)) -> Response:
+def post_complete(recording_id: str, body: CompleteBody | None = None, device: Device = Depends(current_device),
+                  db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
     try:
-        receipt = ingest.complete(p, db, device, recording_id)
+        receipt = ingest.complete(p, db, device, recording_id, body.lost_segments if body else ())
     except ingest.IngestError as exc:
         return _error(exc)
     return JSONResponse(receipt.model_dump(mode="json"))

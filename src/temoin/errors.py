@@ -1,0 +1,70 @@
+"""Domain errors shared by every package: what went wrong and what to do, never an HTTP status.
+
+The web layer maps each class to its status (temoin.web.problems); the CLI prints the message.
+Older packages keep their own error classes; new code raises these (or subclasses them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SQLITE_FULL = 13  # "database or disk is full" (also raised when PRAGMA max_page_count is reached)
+PG_DISK_FULL = "53100"  # disk_full: the server could not extend a file
+PG_OUT_OF_MEMORY = "53200"  # out_of_memory: transient, the server is short of RAM, not of storage
+
+
+class TemoinError(Exception):
+    """Base of the domain errors: `message` says what went wrong and what to do about it."""
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else type(self).__name__
+
+
+class NotFound(TemoinError):
+    pass
+
+
+class Forbidden(TemoinError):
+    pass
+
+
+class Conflict(TemoinError):
+    pass
+
+
+class InvalidInput(TemoinError):
+    pass
+
+
+class StorageFull(TemoinError):
+    """The vault's database or blob storage has no room left: nothing was written, retry once freed."""
+
+
+class Unavailable(TemoinError):
+    """A resource the platform needs is short for now (memory, connections): retry later."""
+
+
+DATABASE_FULL = ("the vault's database is full: nothing of this request was saved. An administrator must free "
+                 "space where the database lives (or raise its size limit), then the same request can be sent again")
+DATABASE_SHORT_OF_MEMORY = ("the vault's database server is out of memory: nothing of this request was saved; "
+                            "retry in a moment, and tell an administrator if it lasts")
+
+
+def from_database(exc: BaseException) -> TemoinError | None:
+    """The domain error for a database driver error that means "full" (or short of memory), else None.
+
+    Accepts SQLAlchemy's wrapper (its `.orig` is the driver's error) or the driver's error itself.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if (code is not None and code & 0xFF == SQLITE_FULL) or "database or disk is full" in str(orig):
+            return StorageFull(DATABASE_FULL)
+        return None
+    state = getattr(orig, "sqlstate", None)  # psycopg
+    if state == PG_DISK_FULL:
+        return StorageFull(DATABASE_FULL)
+    if state == PG_OUT_OF_MEMORY:
+        return Unavailable(DATABASE_SHORT_OF_MEMORY)
+    return None

@@ -1,0 +1,55 @@
+"""Domain errors to HTTP answers: one RFC 9457 problem+json body per error class.
+
+A database that is full (SQLite SQLITE_FULL, PostgreSQL 53100) answers 507 Insufficient Storage,
+never a bare 500; the request's transaction is rolled back by the session dependency on its way out.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+
+from temoin import errors
+
+log = logging.getLogger("temoin.web")
+
+PROBLEM_JSON = "application/problem+json"
+
+# class -> (status, title, problem type)
+_STATUS: dict[type[errors.TemoinError], tuple[int, str, str]] = {
+    errors.StorageFull: (507, "Insufficient Storage", "urn:temoin:problem:storage-full"),
+    errors.Unavailable: (503, "Service Unavailable", "urn:temoin:problem:unavailable"),
+    errors.NotFound: (404, "Not Found", "urn:temoin:problem:not-found"),
+    errors.Forbidden: (403, "Forbidden", "urn:temoin:problem:forbidden"),
+    errors.Conflict: (409, "Conflict", "urn:temoin:problem:conflict"),
+    errors.InvalidInput: (422, "Invalid Input", "urn:temoin:problem:invalid-input"),
+}
+
+
+def problem(exc: errors.TemoinError, *, extra: dict | None = None, headers: dict | None = None) -> JSONResponse:
+    status, title, kind = next((v for cls, v in _STATUS.items() if isinstance(exc, cls)),
+                               (500, "Internal Server Error", "about:blank"))
+    # `detail` also keeps the shape every other error of the API has ({"detail": ...}).
+    body = {"type": kind, "title": title, "status": status, "detail": exc.message, **(extra or {})}
+    if status == 503:
+        headers = {"Retry-After": "30", **(headers or {})}
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.TemoinError)
+    async def _domain(request: Request, exc: errors.TemoinError) -> JSONResponse:
+        if isinstance(exc, (errors.StorageFull, errors.Unavailable)):
+            log.error("%s %s: %s", request.method, request.url.path, exc.message)
+        return problem(exc)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        mapped = errors.from_database(exc)
+        if mapped is None:
+            raise exc  # a real fault: the server error middleware answers 500 and logs it
+        log.error("%s %s: %s (%s)", request.method, request.url.path, mapped.message, exc.orig)
+        return problem(mapped)
