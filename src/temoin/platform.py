@@ -47,6 +47,10 @@ class Platform:
                        journal=Journal(FileSink(settings.journal_dir)), store=LocalBlobStore(settings.vault_dir))
         with platform.session() as db:
             platform.journal.catch_up(db)
+            if init:  # camera keys carried over by migration 0010 get their certificate (journaled)
+                from temoin.identity.devices import certify_uncertified
+
+                certify_uncertified(platform, db)
         return platform
 
     @contextmanager

@@ -214,7 +214,7 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
                          for s in rec.segments],
             "track": [[t, lat, lon] for t, (lat, lon) in list(zip(track.times, track.points))[::step]]}
     return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives, play=play,
-                integrity=catalogue.integrity_of(db, rec), holds=holds.holds_of(db, rec.id),
+                integrity=catalogue.integrity_of(p, db, rec), holds=holds.holds_of(db, rec.id),
                 categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
                 procedures=[p.value for p in holds.ProcedureType],
                 can_view=allows(who.role, Permission.RECORDINGS_VIEW),
