@@ -39,6 +39,8 @@ from temoin.reports.cli import report_app  # noqa: E402
 app.add_typer(rights_app, name="rights")
 app.add_typer(report_app, name="report")
 app.add_typer(cctv_app, name="cctv")
+from temoin.keys_cli import keys_app  # noqa: E402
+app.add_typer(keys_app, name="keys")
 app.command("verify")(verify_command)
 app.command("extract")(extract_command)
 
@@ -266,7 +268,7 @@ def journal_verify() -> None:
 
     p = _open()
     with p.session() as db, console.status("verifying the journal…"):
-        result = verify_all(db, p.journal.sink, p.keyring.public_key)
+        result = verify_all(db, p.journal.sink, p.keyring.trusted)
     table = Table("chain", "sink", "entries", "last entry", "problems")
     for r in result.reports:
         table.add_row(r.chain, r.sink, str(r.entries), str(r.last_seq), str(len(r.problems)))

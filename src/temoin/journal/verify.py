@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.evidence.canonical import b64d
+from temoin.evidence.keys import KeySet
 from temoin.evidence.signing import verify as verify_signature
 from temoin.journal.entry import GENESIS
 from temoin.journal.models import JournalCheckpoint, JournalEntry, JournalHead
@@ -72,13 +74,25 @@ class Checkpoint:
     at: str
 
 
-def _signed_checkpoints(raw: list[tuple[bytes, str]], public_key: bytes, report: ChainReport) -> list[Checkpoint]:
+def _signed_by_platform(keys: bytes | KeySet, signature: str, body: bytes) -> bool:
+    """By the platform key the checkpoint names, valid at the time it states (key rotation keeps old
+    checkpoints verifiable); `keys` may be one raw key (no history)."""
+    try:
+        raw_signature = b64d(signature)
+        if isinstance(keys, bytes):
+            return verify_signature(keys, raw_signature, body)
+        claims = orjson.loads(body)
+        at = datetime.fromisoformat(claims["at"])
+        return keys.verify(raw_signature, body, key_id=claims.get("platform_key_id"), at=at)
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def _signed_checkpoints(raw: list[tuple[bytes, str]], public_key: bytes | KeySet,
+                        report: ChainReport) -> list[Checkpoint]:
     found = []
     for body, signature in raw:
-        try:
-            ok = verify_signature(public_key, b64d(signature), body)
-        except ValueError:
-            ok = False
+        ok = _signed_by_platform(public_key, signature, body)
         if not ok:
             report.problems.append(Problem(report.sink, report.chain, None, "checkpoint",
                                            "a checkpoint's platform signature is invalid: forged or altered"))
@@ -188,7 +202,7 @@ def _file_records(sink: FileSink, chain: str) -> Iterator[Record]:
         yield Record(("file", chain, line.path, line.lineno), line.hash, line.body)
 
 
-def verify_database(db: Session, chain: str, public_key: bytes) -> ChainReport:
+def verify_database(db: Session, chain: str, public_key: bytes | KeySet) -> ChainReport:
     report = ChainReport(chain=chain, sink="database")
     checkpoints = _signed_checkpoints(_db_checkpoints(db, chain), public_key, report)
     _walk(_db_records(db, chain), report, checkpoints)
@@ -206,7 +220,7 @@ def verify_database(db: Session, chain: str, public_key: bytes) -> ChainReport:
     return report
 
 
-def verify_file(sink: FileSink, chain: str, public_key: bytes) -> ChainReport:
+def verify_file(sink: FileSink, chain: str, public_key: bytes | KeySet) -> ChainReport:
     report = ChainReport(chain=chain, sink="file")
     checkpoints = _signed_checkpoints(_file_checkpoints(sink, chain), public_key, report)
     _walk(_file_records(sink, chain), report, checkpoints)
@@ -253,7 +267,8 @@ class VerifyResult:
         return not self.problems
 
 
-def verify_all(db: Session, sink: FileSink, public_key: bytes, chains: list[str] | None = None) -> VerifyResult:
+def verify_all(db: Session, sink: FileSink, public_key: bytes | KeySet,
+               chains: list[str] | None = None) -> VerifyResult:
     if chains is None:
         chains = sorted(set(db.scalars(select(JournalHead.chain))) | set(sink.chains()))
     reports: list[ChainReport] = []

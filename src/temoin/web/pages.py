@@ -259,5 +259,5 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
 def journal(request: Request, verify: bool = False, who: Principal = Depends(PageRequire(Permission.JOURNAL_READ)),
             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
     entries = [(e, parse_body(e.body)) for e in tenant_entries(db, who.tenant.slug, 200)]
-    result = verify_all(db, p.journal.sink, p.keyring.public_key, chains=[who.tenant.slug]) if verify else None
+    result = verify_all(db, p.journal.sink, p.keyring.trusted, chains=[who.tenant.slug]) if verify else None
     return page(request, "journal.html", who=who, entries=entries, result=result)
