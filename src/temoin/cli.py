@@ -52,7 +52,7 @@ def _open(init: bool = False) -> Platform:
     try:
         return Platform.open(init=init)
     except KeyError_ as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)  # one line: the chmod to run, whole
         raise typer.Exit(2) from None
 
 

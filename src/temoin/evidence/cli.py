@@ -65,13 +65,13 @@ def verify_command(
         console.print(f"[yellow]WARNING[/yellow] {escape(line)}", soft_wrap=True)
     for line in report.problems:
         console.print(f"[red]FAIL[/red] {escape(line)}", soft_wrap=True)
+    if report.signer is None and report.unpinned:
+        console.print(f"[red]NOT PINNED[/red] {escape(report.unpinned)}", soft_wrap=True)
     if report.problems:
         console.print(f"[red]{escape(title)}: {len(report.problems)} problem(s): do not rely on this package[/red]",
                       soft_wrap=True)
         raise typer.Exit(EXIT_DAMAGED)
     if report.signer is None:
-        console.print(f"[red]NOT PINNED[/red] {escape(report.unpinned or 'no pinned key signed this package')}",
-                      soft_wrap=True)
         console.print(f"[red]{escape(title)}: consistent, but not signed by a pinned key: not verified[/red]",
                       soft_wrap=True)
         raise typer.Exit(EXIT_UNPINNED)
