@@ -19,7 +19,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from temoin.camera.offload import VaultClient
 from temoin.cli import app as cli_app
 from temoin.db import utcnow
 from temoin.demo.samples import sample_recording
@@ -210,8 +209,8 @@ def test_rotation_keeps_old_packages_receipts_and_journal_verifiable(platform, c
     old_pem = tmp_path / "old.pem"
     old_pem.write_bytes(old.public_key_pem())
 
-    result = runner.invoke(cli_app, ["keys", "rotate", "--yes"], env={"TEMOIN_HOME": str(platform.settings.home),
-                                                                       "TEMOIN_DATABASE_URL": platform.settings.database_url})
+    home = {"TEMOIN_HOME": str(platform.settings.home), "TEMOIN_DATABASE_URL": platform.settings.database_url}
+    result = runner.invoke(cli_app, ["keys", "rotate", "--yes"], env=home)
     assert result.exit_code == 0, result.output
     pems = sorted(p.name for p in platform.settings.keys_dir.iterdir() if p.suffix == ".pem")
     assert pems == ["platform-signing.pem"]  # the retired private key is gone
@@ -220,13 +219,12 @@ def test_rotation_keeps_old_packages_receipts_and_journal_verifiable(platform, c
         assert p2.keyring.public_key != old.public_key and len(p2.keyring.trusted) == 2
         with TestClient(create_app(p2, scheduler=False), base_url="http://testserver") as c2:
             new_rid, new_receipt = upload(p2, c2, commune, duration_s=2, segment_s=1, seed=4)
-            assert new_receipt.receipt.platform_key_id == p2.keyring.public_key_id != old_receipt.receipt.platform_key_id
+            new_id, old_id = new_receipt.receipt.platform_key_id, old_receipt.receipt.platform_key_id
+            assert new_id == p2.keyring.public_key_id != old_id
             published = c2.get("/.well-known/temoin/keys.json")
             pem_bundle = c2.get("/.well-known/temoin/keys.pem")
             new_zip, _ = _package(p2, c2, tmp_path / "p2", commune, [old_rid, new_rid])
-        listed = runner.invoke(cli_app, ["keys", "list"], env={"TEMOIN_HOME": str(platform.settings.home),
-                                                               "TEMOIN_DATABASE_URL": platform.settings.database_url,
-                                                               "COLUMNS": "250"})
+        listed = runner.invoke(cli_app, ["keys", "list"], env={**home, "COLUMNS": "250"})
         assert old.fingerprint in listed.output and p2.keyring.fingerprint in listed.output
         assert "retired" in listed.output and "current" in listed.output
 
