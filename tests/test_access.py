@@ -61,6 +61,8 @@ UNGUARDED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/session/totp"): PUBLIC,  # sign-in, second factor
     ("POST", "/api/v1/devices/enrol"): PUBLIC,  # a camera with a one-time code
     ("GET", "/api/v1/platform"): PUBLIC,  # platform key and clock, for cameras
+    ("GET", "/.well-known/temoin/keys.json"): PUBLIC,  # the platform keys, current and retired, for recipients
+    ("GET", "/.well-known/temoin/keys.pem"): PUBLIC,  # the same, as PEM
     ("GET", "/"): PUBLIC,  # redirects to the login page or the user's home
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,

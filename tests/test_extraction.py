@@ -67,10 +67,17 @@ def _download(client, out: dict, tmp_path: Path) -> tuple[Path, Path]:
     return zpath, tmp_path / "unzipped" / f"temoin-extraction-{out['id']}"
 
 
-def _verify(path: Path, key: Path | None = None) -> tuple[int, str]:
-    args = ["verify", str(path)] + (["--key", str(key)] if key else [])
-    result = runner.invoke(cli_app, args, env={"COLUMNS": "200"})
+def _verify(path: Path, key: Path | None = None, *more: str) -> tuple[int, str]:  # noqa: D103
+    args = ["verify", str(path)] + (["--key", str(key)] if key else []) + list(more)
+    # No trust store but what a test gives: not the machine's ~/.config/temoin/trusted-keys.
+    result = runner.invoke(cli_app, args, env={"COLUMNS": "200", "XDG_CONFIG_HOME": "/nonexistent-temoin-config",
+                                               "TEMOIN_TRUST_STORE": None})
     return result.exit_code, result.output
+
+
+def _pinned(platform) -> tuple[None, str, str]:  # noqa: ANN001
+    """`temoin verify` arguments pinning the platform's key by its full fingerprint."""
+    return None, "--fingerprint", platform.keyring.fingerprint
 
 
 def _pdf_text(data: bytes) -> str:
@@ -155,8 +162,9 @@ def test_a_package_verifies_with_sha256sum_openssl_ffprobe_and_temoin_verify(pla
         code, output = _verify(target, key)
         assert code == 0, output
         assert "package intact" in output and "WARNING" not in output
-    code, output = _verify(folder)
-    assert code == 0 and "WARNING" in output and "not pinned" in output
+    code, output = _verify(folder)  # consistent, but nothing pinned: not verified, and its own exit status
+    assert code == 3 and "not pinned" in output and platform.keyring.fingerprint in output, output
+    assert "package intact" not in output
 
     # The chain of custody, from the journal, times in Europe/Paris.
     text = _pdf_text((folder / "chain-of-custody.pdf").read_bytes())
@@ -240,14 +248,20 @@ def test_a_tampered_package_fails_temoin_verify_with_the_right_message(platform,
     # The same attacker re-signs with a key of their own and ships it: only a pinned key can tell.
     forged = _copy(edited, tmp_path, "forged")
     attacker = Ed25519PrivateKey.generate()
-    (forged / "SHA256SUMS.sig").write_bytes(attacker.sign((forged / "SHA256SUMS").read_bytes()))
     (forged / "platform-public-key.pem").write_bytes(attacker.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    sums = subprocess.run([_tool("sha256sum")] + [line.split("  ", 1)[1] for line in
+                                                  (forged / "SHA256SUMS").read_text().splitlines()],
+                          cwd=forged, capture_output=True, text=True, check=True).stdout
+    (forged / "SHA256SUMS").write_text(sums)
+    (forged / "SHA256SUMS.sig").write_bytes(attacker.sign((forged / "SHA256SUMS").read_bytes()))
+    attacker_print = hashlib.sha256(attacker.public_key().public_bytes(serialization.Encoding.Raw,
+                                                                       serialization.PublicFormat.Raw)).hexdigest()
     code, output = _verify(forged)
-    assert "not pinned" in output  # consistent with itself...
+    assert code == 3 and "not pinned" in output and attacker_print in output  # consistent with itself...
     code, output = _verify(forged, key)
-    assert code == 1 and "is not the trusted key given with --key" in output
-    assert "signature: SHA256SUMS.sig does not verify with the trusted key" in output
+    assert code == 3 and "none of the pinned keys" in output and attacker_print in output
+    assert "package intact" not in output
 
     garbage = _copy(folder, tmp_path, "garbage-signature")
     (garbage / "SHA256SUMS.sig").write_bytes(bytes(64))
@@ -261,7 +275,7 @@ def test_a_tampered_package_fails_temoin_verify_with_the_right_message(platform,
     bad_zip = tmp_path / "flipped.zip"
     bad_zip.write_bytes(bytes(raw))
     code, output = _verify(bad_zip, key)
-    assert code == 1 and "altered: media/" in output
+    assert code == 1 and f"damaged zip member: {media_name}: its bytes do not match the CRC-32" in output
     for line in output.splitlines():  # one line per problem
         assert not line.startswith(" ")
 
@@ -307,7 +321,7 @@ def test_trimmed_extraction_is_a_stream_copy_of_the_range(platform, client, tmp_
     fps = 15
     assert copied == first[2 * fps:] + second[:int(1.5 * fps) + 1]
 
-    code, output = _verify(folder)
+    code, output = _verify(folder, *_pinned(platform))
     assert code == 0, output
     created = _events(platform, "extraction.created")[-1]["details"]
     assert created["trimmed"] is True and created["trim"] == {"recording_id": rid, "start_s": 2.5, "end_s": 4.5}
@@ -357,7 +371,7 @@ def test_refusals_tenants_apart_and_the_package_life(platform, client, tmp_path)
         rec = json.loads((folder / "manifest.json").read_text("utf-8"))["recordings"][0]
         assert [m["kind"] for m in rec["media"]] == ["redacted"] and rec["redaction"]["reports"]
         assert rec["media"][0]["derived_from"] == [{"index": 0, "sha256": rec["segments"][0]["sha256"]}]
-        assert _verify(folder)[0] == 0
+        assert _verify(folder, *_pinned(platform))[0] == 0
         assert "NOT in this package" in (folder / "README.txt").read_text("utf-8")
 
     # Roles without the right: the agent, the DPO.
@@ -401,7 +415,7 @@ def test_temoin_extract_on_the_command_line(platform, client, settings, tmp_path
     assert result.exit_code == 0, result.output
     zips = list(out.glob("*.zip"))
     assert len(zips) == 1 and "SHA-256" in result.output
-    code, output = _verify(zips[0])
+    code, output = _verify(zips[0], *_pinned(platform))
     assert code == 0, output
     created = _events(platform, "extraction.created")[-1]
     assert created["actor"]["id"] == commune.users[Role.CHIEF] and created["details"]["trimmed"] is True

@@ -165,7 +165,7 @@ def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, plat
     assert download.status == 200
     package = tmp_path / "package.zip"
     package.write_bytes(download.body())
-    report = verify_package(package)
+    report = verify_package(package, platform.keyring.trusted)  # pinned, as its recipient would
     assert report.ok, report.problems
     with platform.session() as db:
         row = db.scalar(select(Extraction))

@@ -39,6 +39,8 @@ from temoin.reports.cli import report_app  # noqa: E402
 app.add_typer(rights_app, name="rights")
 app.add_typer(report_app, name="report")
 app.add_typer(cctv_app, name="cctv")
+from temoin.keys_cli import keys_app  # noqa: E402
+app.add_typer(keys_app, name="keys")
 app.command("verify")(verify_command)
 app.command("extract")(extract_command)
 
@@ -52,7 +54,7 @@ def _open(init: bool = False) -> Platform:
     try:
         return Platform.open(init=init)
     except (KeyError_, TimestampError) as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)  # one line: the chmod to run, whole
         raise typer.Exit(2) from None
 
 
@@ -278,8 +280,8 @@ def journal_verify(
             raise typer.Exit(2) from None
     p = _open()
     with p.session() as db, console.status("verifying the journal…"):
-        result = verify_all(db, p.journal.sink, p.keyring.public_key)
-        stamps = verify_all_seal_timestamps(db, p.journal.sink, p.keyring.public_key, bundle,
+        result = verify_all(db, p.journal.sink, p.keyring.trusted)
+        stamps = verify_all_seal_timestamps(db, p.journal.sink, p.keyring.trusted, bundle,
                                             sorted({r.chain for r in result.reports}))
     table = Table("chain", "sink", "entries", "last entry", "problems")
     for r in result.reports:

@@ -1,8 +1,17 @@
 """The platform's keys: the master key that wraps data keys, and the signing key of receipts,
-journal checkpoints and extraction packages.
+journal checkpoints, device certificates and extraction packages.
 
 The master key is read from TEMOIN_MASTER_KEY (base64, 32 bytes) or from a file
 (TEMOIN_MASTER_KEY_FILE, default TEMOIN_HOME/keys/master.key). It is never stored in the database.
+
+The signing key has a history (keys/platform-keys.json, public): `temoin keys rotate` makes a new key,
+endorsed by the old one, and retires the old one with its validity. The retired private key is not kept:
+nothing needs to be signed again by it (what it signed verifies with its public part and its validity), and a
+key that no longer exists cannot sign a backdated receipt, checkpoint or package if the vault is later stolen
+or the key was rotated because it leaked.
+
+Private key files are 0600 in a 0700 folder, written through a unique temporary file with fsync of the file
+and the folder; the platform refuses to start when one is readable by group or others.
 """
 
 from __future__ import annotations
@@ -10,36 +19,82 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from temoin.evidence.canonical import b64e
+from temoin.evidence.keys import KeySet, PlatformKey, endorsement_bytes
 from temoin.evidence.signing import load_private_key_pem, private_key_pem, public_key_bytes
 from temoin.settings import Settings
 
+SIGNING_KEY_FILE, HISTORY_FILE, MASTER_KEY_FILE = "platform-signing.pem", "platform-keys.json", "master.key"
+
 
 class KeyError_(RuntimeError):
-    """A key is missing or malformed; the message says where it was looked for."""
+    """A key is missing, malformed or exposed; the message says where and what to do."""
 
 
-def _write_secret(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+
+
+def private_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if folder.stat().st_mode & 0o077:
+        os.chmod(folder, 0o700)
+    return folder
+
+
+def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write `data` to `path`, mode 0600, so that a crash leaves the old file or the new one whole.
+
+    A unique temporary file in the same folder (two writers never share one), fsync of the file, rename,
+    fsync of the folder. `exclusive` refuses to replace an existing file (a key is never overwritten by
+    accident: two processes initialising at once keep the first key)."""
+    folder = private_folder(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")  # 0600 by construction
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if exclusive:
+            os.link(tmp, path)  # FileExistsError if another process wrote it first
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+
+
+def check_private(path: Path) -> None:
+    """Refuse a private key file that group or others may read or write."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise KeyError_(f"{path} is a private key but its mode is {mode:04o} (group or others have access): "
+                        f"only the service's user may read it; run `chmod 600 {path}` and start again")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
 class Keyring:
     master_key: bytes
     signing_key: Ed25519PrivateKey
+    history: KeySet = KeySet()  # every platform signing key, the current one last
 
     @property
     def master_key_id(self) -> str:
@@ -54,6 +109,16 @@ class Keyring:
     def public_key_id(self) -> str:
         return hashlib.sha256(self.public_key).hexdigest()[:16]
 
+    @property
+    def fingerprint(self) -> str:
+        """The full SHA-256 fingerprint of the current public key: what recipients compare."""
+        return hashlib.sha256(self.public_key).hexdigest()
+
+    @property
+    def trusted(self) -> KeySet:
+        """The platform's keys as verifiers see them: current and retired, each with its validity."""
+        return self.history if self.history else KeySet.of_raw(self.public_key, "the platform's signing key")
+
     def sign(self, message: bytes) -> str:
         return b64e(self.signing_key.sign(message))
 
@@ -64,8 +129,10 @@ class Keyring:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     @classmethod
-    def load(cls, settings: Settings, create: bool = False) -> "Keyring":
-        return cls(master_key=_master_key(settings, create), signing_key=_signing_key(settings, create))
+    def load(cls, settings: Settings, create: bool = False) -> Keyring:
+        signing_key = _signing_key(settings, create)
+        return cls(master_key=_master_key(settings, create), signing_key=signing_key,
+                   history=_history(settings, signing_key))
 
 
 def _master_key(settings: Settings, create: bool) -> bytes:
@@ -77,22 +144,94 @@ def _master_key(settings: Settings, create: bool) -> bytes:
         if len(key) != 32:
             raise KeyError_("TEMOIN_MASTER_KEY must encode exactly 32 bytes (AES-256)")
         return key
-    path = settings.master_key_file or settings.keys_dir / "master.key"
+    path = settings.master_key_file or settings.keys_dir / MASTER_KEY_FILE
     if not path.exists():
         if not create:
             raise KeyError_(f"no master key at {path}: run `temoin init`, or set TEMOIN_MASTER_KEY / "
                             "TEMOIN_MASTER_KEY_FILE to the key this vault was created with")
-        _write_secret(path, base64.b64encode(os.urandom(32)) + b"\n")
-    key = base64.b64decode(path.read_bytes().strip())
+        try:
+            write_private(path, base64.b64encode(os.urandom(32)) + b"\n", exclusive=True)
+        except FileExistsError:
+            pass  # another process created it first: use that one
+    check_private(path)
+    try:
+        key = base64.b64decode(path.read_bytes().strip(), validate=True)
+    except ValueError:
+        key = b""
     if len(key) != 32:
         raise KeyError_(f"{path} must hold 32 bytes, base64-encoded")
     return key
 
 
 def _signing_key(settings: Settings, create: bool) -> Ed25519PrivateKey:
-    path = settings.keys_dir / "platform-signing.pem"
+    path = settings.keys_dir / SIGNING_KEY_FILE
     if not path.exists():
         if not create:
             raise KeyError_(f"no platform signing key at {path}: run `temoin init`")
-        _write_secret(path, private_key_pem(Ed25519PrivateKey.generate()))
-    return load_private_key_pem(path.read_bytes())
+        key = Ed25519PrivateKey.generate()
+        try:
+            write_private(path, private_key_pem(key), exclusive=True)
+            _write_history(settings, KeySet((PlatformKey(public_key_bytes(key), valid_from=_now()),)))
+        except FileExistsError:
+            pass
+    check_private(path)
+    try:
+        return load_private_key_pem(path.read_bytes())
+    except ValueError as exc:
+        raise KeyError_(f"{path} is not an Ed25519 private key (PEM): {exc}") from None
+
+
+def _write_history(settings: Settings, history: KeySet) -> None:
+    write_private(settings.keys_dir / HISTORY_FILE,
+                  orjson.dumps(history.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def _history(settings: Settings, signing_key: Ed25519PrivateKey) -> KeySet:
+    """The key history, made consistent with the signing key on disk.
+
+    No history (a platform from before key history): the current key, valid since the beginning. A signing
+    key the history does not know (a rotation interrupted between its two writes): it becomes current from
+    the time its file was written, and the key before it retires then."""
+    path = settings.keys_dir / HISTORY_FILE
+    current = public_key_bytes(signing_key)
+    if path.exists():
+        try:
+            history = KeySet.from_json(orjson.loads(path.read_bytes()), str(path))
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            raise KeyError_(f"{path} is not a readable key history ({exc}); restore it from a backup") from None
+    else:
+        history = KeySet()
+    known = history.by_raw(current)
+    if known is not None and known.current:
+        return history
+    if known is not None:
+        raise KeyError_(f"the platform signing key {known.id} was retired ({known.validity()}) but is the one "
+                        f"in {settings.keys_dir / SIGNING_KEY_FILE}: restore the current key from a backup, or "
+                        "run `temoin keys rotate` to make a new one")
+    since = datetime.fromtimestamp((settings.keys_dir / SIGNING_KEY_FILE).stat().st_mtime, timezone.utc)
+    keys = [replace(k, valid_until=since) if k.current else k for k in history.keys]
+    history = KeySet(tuple(keys) + (PlatformKey(current, valid_from=since if keys else None),), history.sources)
+    try:
+        _write_history(settings, history)
+    except OSError:
+        pass  # a read-only keys folder: the same history is rebuilt next time
+    return history
+
+
+def rotate(settings: Settings) -> tuple[PlatformKey, PlatformKey]:
+    """Make a new platform signing key; the old one signs its introduction, then retires. Returns (old, new).
+
+    The new private key is written first: a crash before the history is updated is repaired at the next
+    start (see _history); the old private key is destroyed by the replacement."""
+    keyring = Keyring.load(settings)
+    old = keyring.history.current
+    assert old is not None
+    new_key, now = Ed25519PrivateKey.generate(), _now()
+    raw = public_key_bytes(new_key)
+    endorsement = keyring.sign(endorsement_bytes(PlatformKey(raw).id, raw, now))
+    new = PlatformKey(raw, valid_from=now, endorsed_by=old.id, endorsement=endorsement)
+    retired = replace(old, valid_until=now)
+    history = KeySet(tuple(retired if k.public_key == old.public_key else k for k in keyring.history) + (new,))
+    write_private(settings.keys_dir / SIGNING_KEY_FILE, private_key_pem(new_key))
+    _write_history(settings, history)
+    return retired, new

@@ -51,6 +51,10 @@ class Platform:
                        timestamper=timestamper)
         with platform.session() as db:
             platform.journal.catch_up(db)
+            if init:  # camera keys carried over by migration 0010 get their certificate (journaled)
+                from temoin.identity.devices import certify_uncertified
+
+                certify_uncertified(platform, db)
         return platform
 
     @contextmanager

@@ -15,33 +15,55 @@ console = Console()
 err = Console(stderr=True)
 
 
+# `temoin verify` exit statuses (documented in its --help and docs/extraction.md).
+EXIT_INTACT, EXIT_DAMAGED, EXIT_USAGE, EXIT_UNPINNED = 0, 1, 2, 3
+
+
 def verify_command(
     package: Path = typer.Argument(..., help="the package: its folder, or the .zip as downloaded"),
-    key: Path | None = typer.Option(None, "--key", help="the platform's public key (PEM), obtained independently "
-                                                        "of the package: pins who signed it"),
+    key: list[Path] = typer.Option(None, "--key", help="a platform public key file (PEM, or the service's keys.json), "
+                                                       "obtained independently of the package; may be repeated"),
+    fingerprint: list[str] = typer.Option(None, "--fingerprint", help="the full SHA-256 fingerprint (64 hex digits) "
+                                                                      "of the platform key, as the service publishes "
+                                                                      "it; may be repeated"),
+    trust_store: Path | None = typer.Option(None, "--trust-store", envvar="TEMOIN_TRUST_STORE",
+                                            help="a folder of trusted platform keys (.pem, .json) [default: "
+                                                 "$XDG_CONFIG_HOME/temoin/trusted-keys/, i.e. "
+                                                 "~/.config/temoin/trusted-keys/, when it exists]"),
     tsa_ca: Path | None = typer.Option(None, "--tsa-ca", help="the timestamp authority's CA certificates (PEM): "
                                                               "checks SHA256SUMS.tsr, and requires it"),
 ) -> None:
-    """Check an extraction package offline: every file's hash, the platform's signature, the cameras'
-    signatures, the segment chains and the manifest. Exit 0 only if everything holds."""
-    from temoin.evidence.package_verify import verify_package
+    """Check an extraction package offline: every file's hash, the platform's signature, the cameras' keys
+    and signatures, the segment chains and the manifest.
 
-    trusted = None
-    if key is not None:
-        try:
-            trusted = key.read_bytes()
-        except OSError as exc:
-            err.print(f"[red]cannot read the key {escape(str(key))}: {exc.strerror}[/red]")
-            raise typer.Exit(2) from None
-    tsa_bundle = None
-    if tsa_ca is not None:
-        try:
-            tsa_bundle = tsa_ca.read_bytes()
-        except OSError as exc:
-            err.print(f"[red]cannot read the TSA CA bundle {escape(str(tsa_ca))}: {exc.strerror}[/red]")
-            raise typer.Exit(2) from None
+    The package is reported intact only when the key that signed it is pinned: --key, --fingerprint, or a
+    trust store holding it (e.g. the service's /.well-known/temoin/keys.json, which pins its current and
+    retired keys with their validity).
+
+    Exit status: 0 intact and signed by a pinned key; 1 damaged or altered (each problem named); 2 the
+    command could not run (unreadable key, trust store or fingerprint); 3 consistent, but signed by a key
+    that is not pinned (the message gives its full fingerprint to compare)."""
+    from temoin.evidence.keys import KeySet
+    from temoin.evidence.package_verify import verify_package
+    from temoin.evidence.trust_store import TrustError, default_trust_store, load_key_file, load_trust_store, \
+        parse_fingerprint
+
+    try:
+        pins = KeySet()
+        for path in key or []:
+            pins = pins.merged(load_key_file(path), str(path))
+        store = trust_store or default_trust_store()
+        pins = pins.merged(load_trust_store(store, required=trust_store is not None), str(store))
+        prints = tuple(parse_fingerprint(f) for f in fingerprint or [])
+        tsa_bundle = tsa_ca.read_bytes() if tsa_ca is not None else None
+    except TrustError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except OSError as exc:
+        err.print(f"[red]cannot read the TSA CA bundle {escape(str(tsa_ca))}: {exc.strerror}[/red]")
+        raise typer.Exit(EXIT_USAGE) from None
     with console.status("verifying the package…"):
-        report = verify_package(package, trusted, tsa_bundle)
+        report = verify_package(package, pins, fingerprints=prints, tsa_ca_pem=tsa_bundle)
     title = f"extraction {report.extraction_id}" if report.extraction_id else str(package)
     for line in report.checked:
         console.print(f"[green]ok[/green] {escape(line)}", soft_wrap=True)
@@ -51,12 +73,18 @@ def verify_command(
         console.print(f"[yellow]WARNING[/yellow] {escape(line)}", soft_wrap=True)
     for line in report.problems:
         console.print(f"[red]FAIL[/red] {escape(line)}", soft_wrap=True)
-    if report.ok:
-        console.print(f"[green]{escape(title)}: package intact[/green]", soft_wrap=True)
-        return
-    console.print(f"[red]{escape(title)}: {len(report.problems)} problem(s): do not rely on this package[/red]",
-                  soft_wrap=True)
-    raise typer.Exit(1)
+    if report.signer is None and report.unpinned:
+        console.print(f"[red]NOT PINNED[/red] {escape(report.unpinned)}", soft_wrap=True)
+    if report.problems:
+        console.print(f"[red]{escape(title)}: {len(report.problems)} problem(s): do not rely on this package[/red]",
+                      soft_wrap=True)
+        raise typer.Exit(EXIT_DAMAGED)
+    if report.signer is None:
+        console.print(f"[red]{escape(title)}: consistent, but not signed by a pinned key: not verified[/red]",
+                      soft_wrap=True)
+        raise typer.Exit(EXIT_UNPINNED)
+    console.print(f"[green]{escape(title)}: package intact[/green], signed by the pinned platform key "
+                  f"{report.signer.fingerprint}", soft_wrap=True)
 
 
 def extract_command(

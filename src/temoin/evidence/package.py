@@ -37,6 +37,7 @@ from temoin.evidence.manifest import SignedManifest
 from temoin.evidence.models import Extraction
 from temoin.evidence.timestamp import Stamp
 from temoin.evidence.trim import TrimError, TrimSource, trim
+from temoin.identity.devices import recording_key, signing_time
 from temoin.identity.models import Device, Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, Actor, EntryDraft
@@ -49,8 +50,9 @@ from temoin.vault.storage import blob_key
 SCHEMA = "temoin.extraction/1"
 PACKAGE_DAYS = 7
 MAX_RECORDINGS = 50
-SUMS, SIGNATURE, MANIFEST, CUSTODY_PDF, KEY_FILE, README = (
-    "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "chain-of-custody.pdf", "platform-public-key.pem", "README.txt")
+SUMS, SIGNATURE, MANIFEST, CUSTODY_PDF, KEY_FILE, KEYS_FILE, README = (
+    "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "chain-of-custody.pdf", "platform-public-key.pem",
+    "platform-keys.json", "README.txt")
 TIMESTAMP = "SHA256SUMS.tsr"  # RFC 3161 token over SHA256SUMS, when a TSA is configured (docs/timestamping.md)
 _COPY = 1024 * 1024
 
@@ -285,6 +287,11 @@ def prepare(p: Platform, db: Session, user: User, request: ExtractionRequest) ->
 def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) -> _Recording:
     envelope = SignedManifest.model_validate_json(rec.manifest)
     device = db.get(Device, rec.device_id)
+    key = recording_key(db, envelope.manifest)  # the camera's key when it signed, not necessarily today's
+    if key is None:
+        raise ExtractionError(409, f"{rec.id}: no key of camera {rec.device_id} was valid when its manifest was "
+                                   f"signed ({signing_time(envelope.manifest).isoformat()}): the platform cannot "
+                                   "certify it, so it cannot be extracted")
     held = db.scalar(select(Hold).where(Hold.recording_id == rec.id, Hold.lifted_at.is_(None)).limit(1))
     row = {
         "id": rec.id, "camera_id": rec.device_id, "agent": rec.agent_ref,
@@ -297,8 +304,9 @@ def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) ->
         "retention_until": rec.retention_until.isoformat(),
         "hold": {"procedure": held.procedure_type, "reference": held.reference} if held else None,
         "gps_track": [fix.model_dump(mode="json") for fix in envelope.manifest.gps_track],
-        "device": {"public_key": b64e(device.public_key),
-                   "fingerprint": hashlib.sha256(device.public_key).hexdigest()[:16]},
+        "device": {"public_key": b64e(key.public_key), "sha256_fingerprint": hashlib.sha256(key.public_key).hexdigest(),
+                   # As stored: the recipient's verify, not this builder, judges it.
+                   "certificate": orjson.loads(key.certificate) if key.certificate else None},
         "device_manifest": {"sha256": rec.manifest_sha256, "envelope": rec.manifest},
         "receipt": orjson.loads(rec.receipt) if rec.receipt else None,
         "segments": [{"index": s.index, "size": s.size, "sha256": s.sha256, "chain": s.chain,
@@ -520,6 +528,9 @@ def build(p: Platform, plan: Plan, progress: Progress | None = None) -> Built:
                 writer.small(CUSTODY_PDF, custody.render_pdf(extraction=manifest, recordings=manifest["recordings"],
                                                              entries=plan.entries, this_extraction=this))
                 writer.small(KEY_FILE, p.keyring.public_key_pem())
+                # The platform's key history, vouched for by this package's signature: receipts signed by a
+                # key since retired verify with it once the signing key is pinned.
+                writer.small(KEYS_FILE, orjson.dumps(p.keyring.trusted.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
                 writer.small(README, readme(plan.extraction_id, plan.media_kind).encode())
                 sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.digests().items())).encode()
                 writer.small(SUMS, sums, signed=False)
@@ -657,8 +668,8 @@ def _manifest(p: Platform, plan: Plan, sections: list[dict[str, Any]]) -> dict[s
         "recipient": {"name": r.recipient_name, "kind": r.recipient_kind.value},
         "procedure": {"type": r.procedure_type.value, "reference": r.reference},
         "platform_key": {"file": KEY_FILE, "id": p.keyring.public_key_id,
-                         "sha256_fingerprint": hashlib.sha256(p.keyring.public_key).hexdigest(),
-                         "pem_sha256": hashlib.sha256(pem).hexdigest()},
+                         "sha256_fingerprint": p.keyring.fingerprint,
+                         "pem_sha256": hashlib.sha256(pem).hexdigest(), "history_file": KEYS_FILE},
         "media_kind": plan.media_kind.value,
         "notes": _notes(plan.media_kind),
         "recordings": [{**rec.row, **section} for rec, section in zip(plan.recordings, sections)],
@@ -685,7 +696,8 @@ def readme(extraction_id: str, kind: MediaKind) -> str:
              "  openssl pkeyutl -verify -pubin -inkey platform-public-key.pem -rawin -in SHA256SUMS "
              "-sigfile SHA256SUMS.sig\n"
              "  temoin verify . --key <clé publique de la plateforme obtenue par ailleurs / platform key obtained "
-             "independently>\n")
+             "independently>\n"
+             "  temoin verify . --fingerprint <empreinte SHA-256 publiée / published SHA-256 fingerprint>\n")
     return f"""Témoin — paquet d'extraction / extraction package {extraction_id}
 
 FRANÇAIS
@@ -700,8 +712,11 @@ Ce dossier contient des enregistrements de caméras individuelles remis pour une
   openssl ts -verify -data SHA256SUMS -in SHA256SUMS.tsr -CAfile <certificats de l'autorité>
 {fr_media}
 Vérifier, dans ce dossier (sans réseau) :
-{check}La clé incluse prouve seulement la cohérence du paquet : comparez son empreinte (manifest.json,
-platform_key.sha256_fingerprint) avec celle publiée par le service, ou passez-la à temoin verify --key.
+{check}La clé incluse prouve seulement la cohérence du paquet : temoin verify ne déclare le paquet intact que
+si la clé qui l'a signé est épinglée (--key, --fingerprint, ou un magasin de clés de confiance), obtenue
+auprès du service lui-même (https://<service>/.well-known/temoin/keys.pem), pas de ce paquet.
+Chaque clé de caméra est certifiée par la clé de la plateforme (manifest.json, device.certificate) ;
+platform-keys.json donne l'historique des clés de la plateforme, avec leurs périodes de validité.
 
 ENGLISH
 This folder holds body-worn camera recordings handed over for a procedure.
@@ -715,8 +730,11 @@ This folder holds body-worn camera recordings handed over for a procedure.
   openssl ts -verify -data SHA256SUMS -in SHA256SUMS.tsr -CAfile <the authority's CA certificates>
 {en_media}
 To check, in this folder (offline):
-{check}The included key only proves the package is consistent: compare its fingerprint (manifest.json,
-platform_key.sha256_fingerprint) with the one the service publishes, or give it to temoin verify --key.
+{check}The included key only proves the package is consistent: temoin verify reports the package intact only
+when the key that signed it is pinned (--key, --fingerprint, or a trust store), obtained from the service
+itself (https://<service>/.well-known/temoin/keys.pem), not from this package.
+Each camera key is certified by the platform key (manifest.json, device.certificate); platform-keys.json
+gives the history of the platform's keys with their validity periods.
 """
 
 

@@ -12,7 +12,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +21,10 @@ from sqlalchemy.orm import Session
 from temoin.db import utcnow
 from temoin.evidence.canonical import b64d, b64e
 from temoin.evidence.signing import verify
-from temoin.identity.models import Device, DeviceNonce, EnrolmentCode, Tenant
+from temoin.evidence import certificates
+from temoin.evidence.certificates import SignedCertificate
+from temoin.evidence.manifest import RecordingManifest
+from temoin.identity.models import Device, DeviceKey, DeviceNonce, EnrolmentCode, Tenant
 from temoin.identity.secrets import token_hash
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.platform import Platform
@@ -83,14 +86,23 @@ def enrol(p: Platform, db: Session, *, code: str, serial: str, public_key: bytes
     if existing is not None and existing.status == "active":
         raise DeviceError(f"a camera with serial {serial!r} is already enrolled: revoke it first")
     device_id = existing.id if existing else f"cam-{uuid.uuid4().hex[:12]}"
+    now = utcnow()
     if existing:
+        # The new key joins the camera's history; the earlier keys still verify what they signed.
         existing.public_key, existing.status, existing.revoked_at = public_key, "active", None
-        existing.enrolled_at, existing.label = utcnow(), row.label or existing.label
+        existing.enrolled_at, existing.label = now, row.label or existing.label
         device = existing
     else:
-        device = Device(id=device_id, tenant_id=tenant.id, serial=serial, label=row.label, public_key=public_key)
+        device = Device(id=device_id, tenant_id=tenant.id, serial=serial, label=row.label, public_key=public_key,
+                        enrolled_at=now)
         db.add(device)
-    row.used_at, row.device_id = utcnow(), device_id
+    db.flush()
+    first = existing is None or db.scalar(select(func.count()).select_from(DeviceKey)
+                                          .where(DeviceKey.device_id == device_id)) == 0
+    key = DeviceKey(device_id=device_id, public_key=public_key, enrolled_at=now, valid_from=None if first else now)
+    db.add(key)
+    certify(p, tenant, device, key)
+    row.used_at, row.device_id = now, device_id
     db.flush()
     p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="device.enrolled", actor=device_actor(device),
                             cameras=[device_id], details={"serial": serial, "label": device.label}), tenant)
@@ -101,9 +113,73 @@ def enrol(p: Platform, db: Session, *, code: str, serial: str, public_key: bytes
 def revoke(p: Platform, db: Session, device: Device, by: Actor) -> None:
     device.status, device.revoked_at = "revoked", utcnow()
     tenant = db.get(Tenant, device.tenant_id)
+    for key in db.scalars(select(DeviceKey).where(DeviceKey.device_id == device.id, DeviceKey.valid_until.is_(None))):
+        key.valid_until = device.revoked_at  # what this key signs from now on is not the camera's
+        certify(p, tenant, device, key)  # the new certificate ends at the revocation
     p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="device.revoked", actor=by, cameras=[device.id]),
              tenant)
     db.commit()
+
+
+def certify(p: Platform, tenant: Tenant, device: Device, key: DeviceKey) -> SignedCertificate:
+    """Sign the certificate of a camera key as it stands (its validity, revocation included) and keep it."""
+    signed = certificates.issue(p.keyring.sign, p.keyring.public_key_id, tenant=tenant.slug, camera_id=device.id,
+                                serial=device.serial, public_key=key.public_key, valid_from=key.valid_from,
+                                valid_until=key.valid_until, revoked=key.valid_until is not None,
+                                issued_at=utcnow())
+    key.certificate = signed.model_dump_json(by_alias=True)
+    return signed
+
+
+def certificate_of(p: Platform, db: Session, key: DeviceKey) -> SignedCertificate | None:
+    """The key's stored certificate if a platform key signed it and it states this key and validity."""
+    if not key.certificate:
+        return None
+    try:
+        signed = SignedCertificate.model_validate_json(key.certificate)
+    except ValueError:
+        return None
+    c = signed.certificate
+    if (signed.signer(p.keyring.trusted) is None or c.raw_key != key.public_key or c.camera_id != key.device_id
+            or c.valid_from != key.valid_from or c.valid_until != key.valid_until):
+        return None
+    return signed
+
+
+def certify_uncertified(p: Platform, db: Session) -> int:
+    """Certify the keys the 0010 migration carried over (it cannot sign). Journaled; returns how many."""
+    count = 0
+    for key in db.scalars(select(DeviceKey).where(DeviceKey.certificate.is_(None))):
+        device = db.get(Device, key.device_id)
+        tenant = db.get(Tenant, device.tenant_id)
+        signed = certify(p, tenant, device, key)
+        p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="device.key_certified",
+                                actor=Actor.system("keys"), cameras=[device.id],
+                                details={"fingerprint": signed.certificate.sha256_fingerprint,
+                                         "reason": "key enrolled before device certificates existed"}), tenant)
+        count += 1
+    db.commit()
+    return count
+
+
+def keys_of(db: Session, device_id: str) -> list[DeviceKey]:
+    """A camera's keys, oldest first."""
+    return list(db.scalars(select(DeviceKey).where(DeviceKey.device_id == device_id)
+                           .order_by(DeviceKey.enrolled_at, DeviceKey.id)))
+
+
+def key_at(db: Session, device_id: str, at: datetime) -> DeviceKey | None:
+    """The camera's key that was valid at `at` (when it signed a recording's manifest: its end), if any."""
+    return next((k for k in reversed(keys_of(db, device_id)) if k.valid_at(at)), None)
+
+
+def signing_time(manifest: RecordingManifest) -> datetime:
+    """When the camera signed a recording's manifest, by its own clock: the recording's end."""
+    return manifest.ended_at
+
+
+def recording_key(db: Session, manifest: RecordingManifest) -> DeviceKey | None:
+    return key_at(db, manifest.camera_id, signing_time(manifest))
 
 
 def signing_string(method: str, path: str, ts: int, nonce: str) -> bytes:

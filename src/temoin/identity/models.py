@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from temoin.db import Base, UTCDateTime, utcnow
@@ -92,6 +92,31 @@ class Device(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (UniqueConstraint("tenant_id", "serial"),)
+
+
+class DeviceKey(Base):
+    """One key in a camera's history. Re-enrolment adds a key and never replaces one, so each recording is
+    checked against the key that was valid when the camera signed it (Device.public_key is only the key that
+    signs the camera's requests now).
+
+    valid_from is None for a camera's first key (a camera may record before it is enrolled); for a later key
+    it is its enrolment time. valid_until is the revocation time (None while the key is in force)."""
+
+    __tablename__ = "device_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The platform's signed certificate of this key (evidence.certificates), issued at enrolment and again at
+    # revocation: someone who can write the database but not read the platform key cannot add a camera key.
+    certificate: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    def valid_at(self, at: datetime) -> bool:
+        return (self.valid_from is None or self.valid_from <= at) and (self.valid_until is None
+                                                                       or at <= self.valid_until)
 
 
 class EnrolmentCode(Base):

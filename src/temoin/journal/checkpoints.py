@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
 from temoin.evidence.canonical import b64d, b64e, canonical_bytes
-from temoin.evidence.signing import verify as verify_signature
 from temoin.evidence.timestamp import Timestamper
 from temoin.journal.models import JournalCheckpoint, JournalEntry, JournalHead
 from temoin.journal.sinks import FileSink, checkpoint_line
@@ -102,7 +101,8 @@ def _finish_interrupted_prune(db: Session, sink: FileSink, keyring: Keyring, cha
     latest = db.scalar(select(JournalCheckpoint).where(JournalCheckpoint.chain == chain,
                                                        JournalCheckpoint.kind == "prune")
                        .order_by(JournalCheckpoint.seq.desc()).limit(1))
-    if latest is None or not verify_signature(keyring.public_key, b64d(latest.signature), latest.body.encode()):
+    if latest is None or not keyring.trusted.verify(b64d(latest.signature), latest.body.encode(),
+                                                    key_id=orjson.loads(latest.body).get("platform_key_id")):
         return
     if orjson.loads(latest.body).get("seq") != latest.seq:
         return

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.evidence.canonical import b64d
+from temoin.evidence.keys import KeySet
 from temoin.evidence.signing import verify as verify_signature
 from temoin.evidence.timestamp import TimestampError, TimestampInfo, inspect_token, verify_token
 from temoin.journal.entry import GENESIS
@@ -74,13 +75,25 @@ class Checkpoint:
     at: str
 
 
-def _signed_checkpoints(raw: list[tuple[bytes, str]], public_key: bytes, report: ChainReport) -> list[Checkpoint]:
+def _signed_by_platform(keys: bytes | KeySet, signature: str, body: bytes) -> bool:
+    """By the platform key the checkpoint names, valid at the time it states (key rotation keeps old
+    checkpoints verifiable); `keys` may be one raw key (no history)."""
+    try:
+        raw_signature = b64d(signature)
+        if isinstance(keys, bytes):
+            return verify_signature(keys, raw_signature, body)
+        claims = orjson.loads(body)
+        at = datetime.fromisoformat(claims["at"])
+        return keys.verify(raw_signature, body, key_id=claims.get("platform_key_id"), at=at)
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def _signed_checkpoints(raw: list[tuple[bytes, str]], public_key: bytes | KeySet,
+                        report: ChainReport) -> list[Checkpoint]:
     found = []
     for body, signature in raw:
-        try:
-            ok = verify_signature(public_key, b64d(signature), body)
-        except ValueError:
-            ok = False
+        ok = _signed_by_platform(public_key, signature, body)
         if not ok:
             report.problems.append(Problem(report.sink, report.chain, None, "checkpoint",
                                            "a checkpoint's platform signature is invalid: forged or altered"))
@@ -190,7 +203,7 @@ def _file_records(sink: FileSink, chain: str) -> Iterator[Record]:
         yield Record(("file", chain, line.path, line.lineno), line.hash, line.body)
 
 
-def verify_database(db: Session, chain: str, public_key: bytes) -> ChainReport:
+def verify_database(db: Session, chain: str, public_key: bytes | KeySet) -> ChainReport:
     report = ChainReport(chain=chain, sink="database")
     checkpoints = _signed_checkpoints(_db_checkpoints(db, chain), public_key, report)
     _walk(_db_records(db, chain), report, checkpoints)
@@ -208,7 +221,7 @@ def verify_database(db: Session, chain: str, public_key: bytes) -> ChainReport:
     return report
 
 
-def verify_file(sink: FileSink, chain: str, public_key: bytes) -> ChainReport:
+def verify_file(sink: FileSink, chain: str, public_key: bytes | KeySet) -> ChainReport:
     report = ChainReport(chain=chain, sink="file")
     checkpoints = _signed_checkpoints(_file_checkpoints(sink, chain), public_key, report)
     _walk(_file_records(sink, chain), report, checkpoints)
@@ -255,7 +268,8 @@ class VerifyResult:
         return not self.problems
 
 
-def verify_all(db: Session, sink: FileSink, public_key: bytes, chains: list[str] | None = None) -> VerifyResult:
+def verify_all(db: Session, sink: FileSink, public_key: bytes | KeySet,
+               chains: list[str] | None = None) -> VerifyResult:
     if chains is None:
         chains = sorted(set(db.scalars(select(JournalHead.chain))) | set(sink.chains()))
     reports: list[ChainReport] = []
@@ -306,12 +320,13 @@ class SealStamps:
         return f"{last}: not timestamped"
 
 
-def _seal_tokens(rows: Iterable[tuple[bytes, str, str | None]], public_key: bytes) -> dict[bytes, str | None]:
+def _seal_tokens(rows: Iterable[tuple[bytes, str, str | None]], public_key: bytes | KeySet
+                 ) -> dict[bytes, str | None]:
     """Signed seal bodies and their token (None: none). Forged checkpoints are left to the signature check."""
     found: dict[bytes, str | None] = {}
     for body, signature, token in rows:
         try:
-            if not verify_signature(public_key, b64d(signature), body):
+            if not _signed_by_platform(public_key, signature, body):
                 continue
             if orjson.loads(body).get("kind") != "seal":
                 continue
@@ -321,7 +336,7 @@ def _seal_tokens(rows: Iterable[tuple[bytes, str, str | None]], public_key: byte
     return found
 
 
-def verify_seal_timestamps(db: Session, sink: FileSink, chain: str, public_key: bytes,
+def verify_seal_timestamps(db: Session, sink: FileSink, chain: str, public_key: bytes | KeySet,
                            ca_bundle_pem: bytes | None = None) -> SealStamps:
     """Check every seal's token: its imprint is the SHA-256 of the signed seal body, its TSA time agrees with
     the seal's, both sinks hold the same token, and with `ca_bundle_pem` its signature and chain."""
@@ -369,7 +384,7 @@ def verify_seal_timestamps(db: Session, sink: FileSink, chain: str, public_key: 
     return report
 
 
-def verify_all_seal_timestamps(db: Session, sink: FileSink, public_key: bytes, ca_bundle_pem: bytes | None = None,
+def verify_all_seal_timestamps(db: Session, sink: FileSink, public_key: bytes | KeySet, ca_bundle_pem: bytes | None = None,
                                chains: list[str] | None = None) -> list[SealStamps]:
     if chains is None:
         chains = sorted(set(db.scalars(select(JournalHead.chain))) | set(sink.chains()))

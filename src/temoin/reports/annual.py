@@ -18,6 +18,7 @@ from sqlalchemy import Float, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from temoin.evidence.keys import KeySet
 from temoin.db import utcnow
 from temoin.identity.models import Device, Tenant, User
 from temoin.journal.models import JournalEntry
@@ -110,6 +111,9 @@ class AnnualReport:
     authorised_agents: int  # wearing agents (role agent), active
     designated_agents: int  # individually designated to consult (R241-12)
     figures: Figures
+    # (label, full SHA-256 fingerprint) of the platform keys that could sign during the year: what recipients
+    # of extractions pin (`temoin verify --fingerprint`).
+    platform_keys: tuple[tuple[str, str], ...] = ()
 
 
 def _seconds(db: Session, a: ColumnElement, b: ColumnElement) -> ColumnElement:
@@ -218,7 +222,18 @@ def _journal(db: Session, tenant: Tenant, period: Period, f: Figures) -> None:
     f.procedures = {kind: len(refs) for kind, refs in procedures.items()}
 
 
-def annual_report(db: Session, tenant: Tenant, year: int) -> AnnualReport:
+def _keys_of_period(keys: KeySet, period: Period) -> tuple[tuple[str, str], ...]:
+    out = []
+    for k in keys:
+        if (k.valid_from is None or k.valid_from < period.end) and (k.valid_until is None
+                                                                     or k.valid_until >= period.start):
+            state = "en vigueur" if k.current else \
+                f"retirée le {k.valid_until.astimezone(PARIS):%d/%m/%Y %H:%M}"  # type: ignore[union-attr]
+            out.append((f"Empreinte SHA-256 de la clé {k.id} ({state})", k.fingerprint))
+    return tuple(out)
+
+
+def annual_report(db: Session, tenant: Tenant, year: int, keys: KeySet | None = None) -> AnnualReport:
     period = Period.year(year)
     active_in_year = and_(Device.tenant_id == tenant.id, Device.enrolled_at < period.end,
                           or_(Device.revoked_at.is_(None), Device.revoked_at >= period.start))
@@ -228,7 +243,7 @@ def annual_report(db: Session, tenant: Tenant, year: int) -> AnnualReport:
         generated_at=utcnow(), authorised_cameras=tenant.authorised_cameras,
         cameras_in_service=int(db.scalar(select(func.count()).where(active_in_year)) or 0),
         authorised_agents=users.get(Role.AGENT.value, 0), designated_agents=users.get(Role.DESIGNATED_AGENT.value, 0),
-        figures=figures(db, tenant, period, months=True))
+        figures=figures(db, tenant, period, months=True), platform_keys=_keys_of_period(keys or KeySet(), period))
 
 
 # --- presentation: the same rows feed the CSV, the PDF and the page ------------------------------------
@@ -297,6 +312,7 @@ def report_rows(r: AnnualReport) -> list[tuple[str, str, str]]:
         ("Caméras", "Caméras en service dans l'année", str(r.cameras_in_service)),
         ("Agents", "Agents porteurs autorisés", str(r.authorised_agents)),
         ("Agents", "Agents individuellement désignés et habilités (R241-12)", str(r.designated_agents)),
+        *[("Clés de signature de la plateforme", label, fp) for label, fp in r.platform_keys],
         *period_rows(r.figures),
     ]
 

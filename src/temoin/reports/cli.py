@@ -33,7 +33,7 @@ def annual_cmd(tenant: str, year: int = typer.Argument(..., min=2000, max=2100),
     p = _open()
     with p.session() as db, console.status(f"computing the {year} report…"):
         t = p.tenant(db, tenant)
-        report = annual.annual_report(db, t, year)
+        report = annual.annual_report(db, t, year, p.keyring.trusted)
         rows = annual.report_rows(report)
         if pdf:
             pdf.write_bytes(annual_pdf(report))

@@ -353,17 +353,18 @@ class Integrity:
     last_full_check: FullCheck | None
 
 
-def integrity_of(db: Session, rec: Recording) -> Integrity:
+def integrity_of(p: Platform, db: Session, rec: Recording) -> Integrity:
     """What is known of a recording's integrity, and when it was checked. Cheap: no blob is read."""
     from temoin.evidence.chain import chain_links
     from temoin.evidence.manifest import SignedManifest
-    from temoin.identity.models import Device
+    from temoin.identity.devices import certificate_of, recording_key
 
-    device = db.get(Device, rec.device_id)
     try:
         envelope = SignedManifest.model_validate_json(rec.manifest)
-        signature_ok = (device is not None and envelope.digest() == rec.manifest_sha256
-                        and envelope.verify(device.public_key))
+        key = recording_key(db, envelope.manifest)  # the key valid when the camera signed, not today's
+        signature_ok = (key is not None and envelope.manifest.camera_id == rec.device_id
+                        and certificate_of(p, db, key) is not None
+                        and envelope.digest() == rec.manifest_sha256 and envelope.verify(key.public_key))
         head = envelope.manifest.chain_head
     except ValueError:
         signature_ok, head = False, None

@@ -25,7 +25,7 @@ from temoin.db import utcnow
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import Receipt, SignedManifest, SignedReceipt
 from temoin.geo.territory import contains
-from temoin.identity.devices import device_actor
+from temoin.identity.devices import certificate_of, device_actor, recording_key, signing_time
 from temoin.identity.models import Device, Tenant, User
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.profiles import get_profile
@@ -115,7 +115,19 @@ def open_upload(p: Platform, db: Session, device: Device, raw: bytes) -> UploadS
         quarantine(p, db, device, None, f"manifest names camera {manifest.camera_id!r}, "
                                         f"signed request came from {device.id!r}", raw)
         raise IngestError(403, "the manifest names another camera than the one signing the request")
-    if not envelope.verify(device.public_key):
+    key = recording_key(db, manifest)  # the camera's key when it signed, not necessarily today's
+    if key is None:
+        quarantine(p, db, device, None, f"no key of camera {device.id} was valid at "
+                                        f"{signing_time(manifest).isoformat()}, when the manifest says it was signed",
+                   raw)
+        raise IngestError(403, "no key of this camera was valid when the manifest says it was signed (before a "
+                               "re-enrolment or after a revocation): upload quarantined")
+    if certificate_of(p, db, key) is None:
+        quarantine(p, db, device, None, f"camera key {key.public_key.hex()[:16]} has no valid platform certificate",
+                   raw)
+        raise IngestError(403, "this camera's key has no valid certificate from the platform (added to the database "
+                               "by other means than enrolment?): upload quarantined")
+    if not envelope.verify(key.public_key):
         quarantine(p, db, device, None, "device signature of the manifest is invalid", raw)
         raise IngestError(403, "the manifest's device signature is invalid (forged or altered): upload quarantined")
     for seg in manifest.segments:

@@ -27,8 +27,8 @@ from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
 from temoin.vault import retention
 from temoin.web import pages, problems
-from temoin.web.routes import (admin, camera, cctv, dispatch, extractions, ingest, journal, live, maps, recordings,
-                               reports, rights, session, shifts)
+from temoin.web.routes import (admin, camera, cctv, dispatch, extractions, ingest, journal, keys, live, maps,
+                               recordings, reports, rights, session, shifts)
 
 log = logging.getLogger("temoin.retention")
 
@@ -85,14 +85,15 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     for router in (session.router, ingest.router, recordings.router, journal.router, admin.router,
                    admin.devices_router, shifts.router, camera.router, live.router, live.pages, cctv.router,
                    cctv.pages, dispatch.router, dispatch.pages, extractions.router, extractions.pages, rights.router,
-                   rights.pages, reports.router, reports.pages, maps.router, pages.router):
+                   rights.pages, reports.router, reports.pages, maps.router, keys.router, pages.router):
         app.include_router(router)
 
     @app.get("/api/v1/platform", tags=["platform"], summary="Platform public key and clock")
     def platform_info() -> dict:
         # Public: a camera checks receipts with this key and measures its clock offset.
         return {"version": __version__, "public_key": b64e(p.keyring.public_key),
-                "public_key_id": p.keyring.public_key_id, "time": time.time()}
+                "public_key_id": p.keyring.public_key_id, "public_key_fingerprint": p.keyring.fingerprint,
+                "keys_url": "/.well-known/temoin/keys.json", "time": time.time()}
 
     problems.install(app)  # domain errors and a full database: problem+json, never a bare 500
 

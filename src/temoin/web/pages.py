@@ -214,7 +214,7 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
                          for s in rec.segments],
             "track": [[t, lat, lon] for t, (lat, lon) in list(zip(track.times, track.points))[::step]]}
     return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives, play=play,
-                integrity=catalogue.integrity_of(db, rec), holds=holds.holds_of(db, rec.id),
+                integrity=catalogue.integrity_of(p, db, rec), holds=holds.holds_of(db, rec.id),
                 categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
                 procedures=[p.value for p in holds.ProcedureType],
                 can_view=allows(who.role, Permission.RECORDINGS_VIEW),
@@ -262,5 +262,5 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
 def journal(request: Request, verify: bool = False, who: Principal = Depends(PageRequire(Permission.JOURNAL_READ)),
             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
     entries = [(e, parse_body(e.body)) for e in tenant_entries(db, who.tenant.slug, 200)]
-    result = verify_all(db, p.journal.sink, p.keyring.public_key, chains=[who.tenant.slug]) if verify else None
+    result = verify_all(db, p.journal.sink, p.keyring.trusted, chains=[who.tenant.slug]) if verify else None
     return page(request, "journal.html", who=who, entries=entries, result=result)

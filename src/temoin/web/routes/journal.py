@@ -51,6 +51,6 @@ def entries(limit: int = Query(100, ge=1, le=1000), before: int | None = None,
 @router.get("/verify", response_model=VerifyOut, summary="Verify your tenant's chain in both sinks")
 def verify(who: Principal = require(Permission.JOURNAL_READ), db: Session = Depends(get_db),
            p: Platform = Depends(get_platform)) -> VerifyOut:
-    result = verify_all(db, p.journal.sink, p.keyring.public_key, chains=[who.tenant.slug])
+    result = verify_all(db, p.journal.sink, p.keyring.trusted, chains=[who.tenant.slug])
     return VerifyOut(ok=result.ok, entries=sum(r.entries for r in result.reports if r.sink == "database"),
                      problems=[str(x) for x in result.problems])

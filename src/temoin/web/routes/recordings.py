@@ -164,7 +164,7 @@ class IntegrityOut(BaseModel):
 @router.get("/{recording_id}/integrity", response_model=IntegrityOut, summary="What is known of its integrity")
 def integrity(recording_id: str, who: Principal = require(Permission.RECORDINGS_LIST),
               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> IntegrityOut:
-    found = catalogue.integrity_of(db, _visible(p, db, who, recording_id))
+    found = catalogue.integrity_of(p, db, _visible(p, db, who, recording_id))
     check = found.last_full_check
     return IntegrityOut(stored_at=found.stored_at, signature_ok=found.signature_ok, chain_ok=found.chain_ok,
                         checked_at=found.checked_at, last_full_check=CheckOut(**check.__dict__) if check else None)

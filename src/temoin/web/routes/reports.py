@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
+from temoin.evidence.keys import KeySet
 from temoin.law.access import Permission
 from temoin.reports import annual, monthly, notice
 from temoin.reports.pdf import annual_pdf
@@ -27,6 +28,10 @@ def _inputs(controller: str | None, dpo_contact: str | None, rights_address: str
                                rights_address=(rights_address or "").strip()[:500] or None)
 
 
+def _platform_keys(request: Request) -> KeySet:
+    return request.app.state.platform.keyring.trusted
+
+
 def _file(data: bytes | str, media_type: str, filename: str) -> Response:
     return Response(data, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                                           "Cache-Control": "no-store"})
@@ -34,23 +39,23 @@ def _file(data: bytes | str, media_type: str, filename: str) -> Response:
 
 @router.get("/annual/{year}.pdf", summary="The annual report as PDF, to sign and send to the prefect")
 def annual_as_pdf(year: int = YEAR, who: Principal = require(Permission.REPORTS_READ),
-                  db: Session = Depends(get_db)) -> Response:
-    report = annual.annual_report(db, who.tenant, year)
+                  db: Session = Depends(get_db), keys: KeySet = Depends(_platform_keys)) -> Response:
+    report = annual.annual_report(db, who.tenant, year, keys)
     return _file(annual_pdf(report), "application/pdf", f"rapport-annuel-{who.tenant.slug}-{year}.pdf")
 
 
 @router.get("/annual/{year}.csv", summary="The annual report as CSV (section, item, value)")
 def annual_as_csv(year: int = YEAR, who: Principal = require(Permission.REPORTS_READ),
-                  db: Session = Depends(get_db)) -> Response:
-    report = annual.annual_report(db, who.tenant, year)
+                  db: Session = Depends(get_db), keys: KeySet = Depends(_platform_keys)) -> Response:
+    report = annual.annual_report(db, who.tenant, year, keys)
     return _file(annual.to_csv(annual.report_rows(report)), "text/csv; charset=utf-8",
                  f"rapport-annuel-{who.tenant.slug}-{year}.csv")
 
 
 @router.get("/annual/{year}", summary="The annual report to the prefect (R241-17), as figures")
 def annual_json(year: int = YEAR, who: Principal = require(Permission.REPORTS_READ),
-                db: Session = Depends(get_db)) -> dict:
-    report = annual.annual_report(db, who.tenant, year)
+                db: Session = Depends(get_db), keys: KeySet = Depends(_platform_keys)) -> dict:
+    report = annual.annual_report(db, who.tenant, year, keys)
     return {"tenant": report.tenant_slug, "year": year, "authorised_cameras": report.authorised_cameras,
             "cameras_in_service": report.cameras_in_service, "authorised_agents": report.authorised_agents,
             "designated_agents": report.designated_agents, "figures": report.figures.__dict__ | {"period": None}}
@@ -122,11 +127,11 @@ def reports_page(request: Request, year: int | None = Query(None, ge=2000, le=21
                  controller: str | None = Query(None, max_length=300), dpo_contact: str | None = Query(None, max_length=300),
                  rights_address: str | None = Query(None, max_length=500),
                  who: Principal = Depends(PageRequire(Permission.REPORTS_READ)),
-                 db: Session = Depends(get_db)) -> HTMLResponse:
+                 db: Session = Depends(get_db), keys: KeySet = Depends(_platform_keys)) -> HTMLResponse:
     today = utcnow().astimezone(annual.PARIS).date()
     year = year or today.year
     month = month or f"{today.year:04d}-{today.month:02d}"
-    report = annual.annual_report(db, who.tenant, year)
+    report = annual.annual_report(db, who.tenant, year, keys)
     y, m = monthly.parse_month(month)
     month_rows = annual.period_rows(monthly.monthly(db, who.tenant, y, m))
     inputs = _inputs(controller, dpo_contact, rights_address)

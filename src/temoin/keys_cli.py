@@ -1,0 +1,57 @@
+"""`temoin keys list` and `temoin keys rotate`: the platform's signing keys."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+keys_app = typer.Typer(help="The platform's signing keys (published at /.well-known/temoin/keys.json).",
+                       no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings():  # noqa: ANN202
+    from temoin.settings import Settings
+
+    return Settings.from_env()
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """Every platform signing key, current and retired, with its full fingerprint and validity."""
+    from temoin.keyring import KeyError_, Keyring
+
+    try:
+        keyring = Keyring.load(_settings())
+    except KeyError_ as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    table = Table("id", "status", "SHA-256 fingerprint", "valid from", "valid until")
+    for key in keyring.trusted:
+        table.add_row(key.id, "current" if key.current else "retired", key.fingerprint,
+                      key.valid_from.isoformat(timespec="seconds") if key.valid_from else "-",
+                      key.valid_until.isoformat(timespec="seconds") if key.valid_until else "-")
+    console.print(table, soft_wrap=True)
+
+
+@keys_app.command("rotate")
+def rotate_key(yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation")) -> None:
+    """Make a new signing key and retire the current one (its private part is destroyed; what it signed
+    still verifies with its public part and validity). Restart `temoin serve` right after."""
+    from temoin.keyring import KeyError_, rotate
+
+    if not yes:
+        typer.confirm("Rotate the platform signing key? Recipients must pin the new key "
+                      "(/.well-known/temoin/keys.json); the server must be restarted", abort=True)
+    try:
+        old, new = rotate(_settings())
+    except KeyError_ as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(f"retired {old.id} (SHA-256 {old.fingerprint}) at {old.valid_until.isoformat(timespec='seconds')}\n"
+                  f"current {new.id} (SHA-256 {new.fingerprint})\n"
+                  "Restart `temoin serve` now: a server started before the rotation still signs with the retired "
+                  "key, and what it signs from now on will not verify.", soft_wrap=True)
