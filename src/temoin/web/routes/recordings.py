@@ -39,6 +39,9 @@ class RecordingOut(BaseModel):
     stored_at: datetime | None
     retention_until: datetime
     on_hold: bool
+    flags: list[str] = Field(default_factory=list, description="what the vault's checks found at ingest")
+    declared_started_at: datetime | None = Field(None, description="the camera's own time, before the correction")
+    declared_agent: str | None = Field(None, description="the agent the camera declared (signed manifest)")
 
     @classmethod
     def of(cls, rec: Recording, on_hold: bool) -> "RecordingOut":
@@ -47,7 +50,8 @@ class RecordingOut(BaseModel):
                    not_informed_reason=rec.not_informed_reason, outside_territory=rec.outside_territory,
                    clock_drift=rec.clock_drift_flag, categories=list(rec.categories or []),
                    segment_count=rec.segment_count, size_bytes=rec.size_bytes, stored_at=rec.stored_at,
-                   retention_until=rec.retention_until, on_hold=on_hold)
+                   retention_until=rec.retention_until, on_hold=on_hold, flags=list(rec.flags or []),
+                   declared_started_at=rec.declared_started_at, declared_agent=rec.declared_agent_ref)
 
 
 class ConsultationIn(BaseModel):

@@ -1,0 +1,135 @@
+"""The law in the field: what the vault checks of the camera's word (time, wearer, place), the place as recorded
+data (R241-10) needing a motive, footage left on a camera at check-in, limitation and rectification requests that
+take effect, and the server's own retention loop.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from temoin.db import utcnow
+from temoin.identity import service
+from temoin.identity.models import Tenant
+from temoin.journal.models import JournalEntry
+from temoin.journal.service import parse_body
+from temoin.law.access import Role
+from temoin.law.profiles import get_profile
+from temoin.platform import Platform
+from temoin.vault.models import Recording, RecordingState
+from tests.helpers import Commune, agent_number, make_commune, sign_in, upload
+
+MUNICIPAL = get_profile("fr-police-municipale")
+
+
+def _h(csrf: str) -> dict:
+    return {"X-CSRF-Token": csrf}
+
+
+def _entries(platform: Platform, event: str) -> list[dict]:
+    with platform.session() as db:
+        return [parse_body(e.body) for e in db.scalars(
+            select(JournalEntry).where(JournalEntry.event == event).order_by(JournalEntry.seq))]
+
+
+def _rec(platform: Platform, rid: str) -> Recording:
+    with platform.session() as db:
+        return db.get(Recording, rid)
+
+
+def _check_out(platform: Platform, client, commune: Commune, username: str, camera: int = 0) -> None:
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    r = client.post("/api/v1/shifts/checkout", json={"device_id": commune.cameras[camera][0], "username": username},
+                    headers=_h(csrf))
+    assert r.status_code == 201, r.text
+    client.cookies.clear()
+
+
+def _close(a: datetime, b: datetime, seconds: float = 120) -> bool:
+    return abs((a - b).total_seconds()) <= seconds
+
+
+# --- 1. time and wearer checked against the clock offset and the shift -----------------------------------------
+
+def test_a_start_400_days_ahead_is_accepted_flagged_journaled_and_kept_one_period_from_its_arrival(platform, client):
+    commune = make_commune(platform)
+    future = utcnow() + timedelta(days=400)
+    rid, receipt = upload(platform, client, commune, started_at=future)
+    rec = _rec(platform, rid)
+    assert rec.state == RecordingState.STORED  # evidence is never refused for its clock
+    assert "time_in_future" in rec.flags
+    # Kept one period from its arrival, not thirteen months (nor deleted at once).
+    assert _close(rec.retention_until, MUNICIPAL.retention.deadline(utcnow()), 86400)
+    assert rec.retention_until < utcnow() + timedelta(days=40)
+    assert receipt.receipt.retention_until == rec.retention_until
+    assert _close(rec.declared_started_at, future, 1)
+    [entry] = _entries(platform, "ingest.time_implausible")
+    assert entry["action"] == "security" and entry["recordings"] == [rid]
+    assert entry["details"]["flag"] == "time_in_future"
+    [collected] = _entries(platform, "recording.ingested")
+    assert "time_in_future" in collected["details"]["flags"]
+    # The reviewer sees the flag and the camera's own time.
+    sign_in(platform, client, commune.users[Role.CHIEF])
+    shown = client.get(f"/api/v1/recordings/{rid}").json()
+    assert "time_in_future" in shown["flags"] and shown["declared_started_at"].startswith(future.date().isoformat())
+
+
+def test_the_measured_clock_offset_corrects_the_time_and_the_declared_time_is_kept(platform, client):
+    commune = make_commune(platform)
+    true_start = utcnow() - timedelta(hours=2)
+    # The camera's clock runs 25 minutes ahead of the platform's, as measured at its last settings poll.
+    ahead_ms = 25 * 60 * 1000
+    declared = true_start + timedelta(milliseconds=ahead_ms)
+    rid, _ = upload(platform, client, commune, started_at=declared, clock_offset_ms=ahead_ms)
+    rec = _rec(platform, rid)
+    assert _close(rec.started_at, true_start, 1)
+    assert _close(rec.declared_started_at, declared, 1)
+    assert rec.clock_drift_flag  # still flagged: the clock must be set
+    assert "time_in_future" not in (rec.flags or [])
+
+
+def test_a_clock_never_measured_cannot_have_a_recording_deleted_on_its_word(platform, client):
+    from temoin.vault.retention import sweep
+
+    commune = make_commune(platform)
+    long_ago = utcnow() - timedelta(days=120)
+    unmeasured, _ = upload(platform, client, commune, started_at=long_ago, clock_offset_ms=None)
+    measured, _ = upload(platform, client, commune, started_at=long_ago, clock_offset_ms=0)
+    for rid in (unmeasured, measured):
+        assert "time_beyond_retention" in _rec(platform, rid).flags
+    assert len(_entries(platform, "ingest.time_implausible")) == 2
+    with platform.session() as db:
+        done = sweep(platform, db)
+    # A measured clock: the law's period is over, it goes, and the flag and entry say why it arrived late.
+    assert done.deleted == [measured]
+    # Never measured (a clock reset?): kept one period from its arrival, for a person to look at.
+    assert _rec(platform, unmeasured).state == RecordingState.STORED
+    assert _rec(platform, unmeasured).retention_until > utcnow() + timedelta(days=25)
+
+
+def test_the_agent_recorded_is_the_one_the_camera_was_checked_out_to(platform, client):
+    commune = make_commune(platform)
+    with platform.session() as db:
+        tenant = db.scalar(select(Tenant).where(Tenant.slug == commune.slug))
+        service.create_user(platform, db, tenant, username="agent-b", display_name="Agent B", role=Role.AGENT,
+                            password="correct horse battery staple", agent_number="POR-0002")
+        db.commit()
+    _check_out(platform, client, commune, "agent-b")
+    # The camera still declares the previous wearer (its settings were not refreshed, or it lies).
+    rid, _ = upload(platform, client, commune, agent=agent_number(commune))
+    rec = _rec(platform, rid)
+    assert rec.agent_ref == "POR-0002" and rec.declared_agent_ref == agent_number(commune)
+    assert "agent_not_on_shift" in rec.flags
+    [entry] = _entries(platform, "ingest.agent_not_on_shift")
+    assert entry["action"] == "security"
+    assert entry["details"] == {"declared_agent": agent_number(commune), "shift_agent": "POR-0002",
+                                "started_at": entry["details"]["started_at"]}
+    # The right wearer declared: nothing flagged about the agent.
+    rid2, _ = upload(platform, client, commune, agent="POR-0002")
+    rec2 = _rec(platform, rid2)
+    assert rec2.agent_ref == "POR-0002" and not {"agent_not_on_shift", "no_shift"} & set(rec2.flags)
+    # A camera checked out to nobody: the agent is only the camera's word, and the recording says so.
+    rid3, _ = upload(platform, client, commune, camera=1)
+    assert "no_shift" in _rec(platform, rid3).flags
+    assert len(_entries(platform, "ingest.agent_not_on_shift")) == 1
