@@ -133,3 +133,72 @@ def test_the_agent_recorded_is_the_one_the_camera_was_checked_out_to(platform, c
     rid3, _ = upload(platform, client, commune, camera=1)
     assert "no_shift" in _rec(platform, rid3).flags
     assert len(_entries(platform, "ingest.agent_not_on_shift")) == 1
+
+
+# --- 2. the territory: required for a police tenant, use outside it reported -------------------------------------
+
+FAR_AWAY = {"type": "Polygon", "coordinates": [[[2.30, 48.85], [2.31, 48.85], [2.31, 48.86], [2.30, 48.86],
+                                                [2.30, 48.85]]]}  # a block of Paris, nowhere near the walk
+
+
+def test_a_police_tenant_needs_its_territory_and_the_command_line_says_how(platform, settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from temoin.cli import app as cli_app
+    from temoin.identity.service import IdentityError
+
+    with platform.session() as db:
+        try:
+            service.create_tenant(platform, db, slug="sans-terre", name="Sans Terre", profile="fr-police-municipale",
+                                  authorised_cameras=2)
+        except IdentityError as exc:
+            assert "R241-8 II" in str(exc) and "--territory" in str(exc)
+        else:
+            raise AssertionError("a municipal police tenant was created without its territory")
+        # A fire service has no such rule.
+        service.create_tenant(platform, db, slug="caserne", name="Caserne", profile="fr-sapeurs-pompiers",
+                              authorised_cameras=1)
+        db.commit()
+    env = {"TEMOIN_HOME": str(settings.home), "TEMOIN_DATABASE_URL": settings.database_url, "COLUMNS": "200"}
+    r = CliRunner().invoke(cli_app, ["admin", "tenant", "create", "ville", "Ville", "--cameras", "2"], env=env)
+    assert r.exit_code == 1 and "territory" in r.output
+    with platform.session() as db:
+        assert db.scalar(select(Tenant).where(Tenant.slug == "ville")) is None
+
+
+def test_use_outside_the_territory_and_recordings_never_checked_reach_the_annual_report(platform, client,
+                                                                                        settings):
+    from typer.testing import CliRunner
+
+    from temoin.cli import app as cli_app
+
+    commune = make_commune(platform)
+    with platform.session() as db:  # a tenant made before the territory was required
+        db.scalar(select(Tenant).where(Tenant.slug == commune.slug)).territory = None
+        db.commit()
+    unchecked, _ = upload(platform, client, commune)
+    assert "territory_unknown" in _rec(platform, unchecked).flags
+    assert not _rec(platform, unchecked).outside_territory  # unknown, not "inside"
+    sign_in(platform, client, commune.users[Role.MAYOR])
+    year = utcnow().year
+    report = client.get(f"/api/v1/reports/annual/{year}").json()
+    assert report["territory"] == {"territory_set": False, "unchecked": 1, "outside": []}
+    csv = client.get(f"/api/v1/reports/annual/{year}.csv").text
+    assert "Territoire autorisé défini,non" in csv and "territoire inconnu),1" in csv
+
+    # The territory is set (command line, journaled); the walk of the next recording lies outside it.
+    shape = settings.home / "far.geojson"
+    shape.write_text(__import__("json").dumps(FAR_AWAY))
+    env = {"TEMOIN_HOME": str(settings.home), "TEMOIN_DATABASE_URL": settings.database_url, "COLUMNS": "200"}
+    r = CliRunner().invoke(cli_app, ["admin", "tenant", "territory", commune.slug, str(shape)], env=env)
+    assert r.exit_code == 0, r.output
+    assert len(_entries(platform, "tenant.territory_set")) == 1
+    outside, _ = upload(platform, client, commune)
+    assert _rec(platform, outside).outside_territory and "territory_unknown" not in _rec(platform, outside).flags
+    sign_in(platform, client, commune.users[Role.MAYOR])
+    report = client.get(f"/api/v1/reports/annual/{year}").json()
+    assert report["territory"]["territory_set"] is True and report["territory"]["unchecked"] == 1
+    assert [o["id"] for o in report["territory"]["outside"]] == [outside]
+    csv = client.get(f"/api/v1/reports/annual/{year}.csv").text
+    assert "Enregistrements faits hors du territoire autorisé,1" in csv and f"hors territoire,{outside}," in csv
+    assert client.get(f"/api/v1/reports/annual/{year}.pdf").status_code == 200
