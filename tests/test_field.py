@@ -202,3 +202,61 @@ def test_use_outside_the_territory_and_recordings_never_checked_reach_the_annual
     csv = client.get(f"/api/v1/reports/annual/{year}.csv").text
     assert "Enregistrements faits hors du territoire autorisé,1" in csv and f"hors territoire,{outside}," in csv
     assert client.get(f"/api/v1/reports/annual/{year}.pdf").status_code == 200
+
+
+# --- 3. the place is recorded data: a motive, journaled ----------------------------------------------------------
+
+MOTIVE = {"code": "incident_review", "text": "rixe avenue de la Mer"}
+WHOLE_COMMUNE = "43.50,4.00;43.60,4.00;43.60,4.15;43.50,4.15"
+
+
+def test_the_gps_track_and_the_area_search_need_a_motive_and_are_journaled(platform, client):
+    commune = make_commune(platform)
+    rid, _ = upload(platform, client, commune)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+
+    # No motive: no place, and nothing shown.
+    r = client.get(f"/api/v1/recordings/{rid}/track")
+    assert r.status_code == 403 and "R241-10" in r.json()["detail"] and "motive" in r.json()["detail"]
+    assert client.post(f"/api/v1/recordings/{rid}/track", headers=_h(csrf), json={}).status_code == 422
+    r = client.get("/api/v1/recordings", params={"area": WHOLE_COMMUNE})
+    assert r.status_code == 422 and "R241-10" in r.json()["detail"]
+    assert _entries(platform, "recording.place_consulted") == []
+    # Training is for anonymised images: it does not open places either.
+    r = client.post(f"/api/v1/recordings/{rid}/track", headers=_h(csrf),
+                    json={"motive": {"code": "training", "text": "formation"}})
+    assert r.status_code == 403
+
+    # With a motive: the track, and a consultation entry naming the recording and the motive.
+    r = client.post(f"/api/v1/recordings/{rid}/track", headers=_h(csrf), json={"motive": MOTIVE})
+    assert r.status_code == 200 and len(r.json()) > 3
+    [entry] = _entries(platform, "recording.place_consulted")
+    assert entry["action"] == "consultation" and entry["recordings"] == [rid] and entry["motive"] == MOTIVE
+    r = client.get("/api/v1/recordings", params={"area": WHOLE_COMMUNE, "motive_code": MOTIVE["code"],
+                                                 "motive_text": MOTIVE["text"]})
+    assert r.status_code == 200 and [x["id"] for x in r.json()] == [rid]
+    [searched] = _entries(platform, "recordings.places_consulted")
+    assert searched["recordings"] == [rid] and searched["motive"] == MOTIVE and searched["details"]["found"] == 1
+
+    # The pages: no track drawn without a motive; an area without one is explained; with one, drawn and journaled.
+    page = client.get("/recordings")
+    assert f'data-recording="{rid}"' in page.text and '"points": []' in page.text and "places-hidden" in page.text
+    page = client.get("/recordings", params={"area": WHOLE_COMMUNE})
+    assert "donnez le motif" in page.text and f'data-recording="{rid}"' not in page.text
+    page = client.get("/recordings", params={"area": WHOLE_COMMUNE, "motive_code": MOTIVE["code"],
+                                             "motive_text": MOTIVE["text"]})
+    assert '"points": [[' in page.text
+    assert len(_entries(platform, "recordings.places_consulted")) == 2
+    page = client.get(f"/recordings/{rid}")
+    assert "track-after-motive" in page.text and '"track": []' in page.text
+    page = client.post(f"/recordings/{rid}/consult", data={"csrf_token": csrf, "motive_code": MOTIVE["code"],
+                                                           "motive_text": MOTIVE["text"]})
+    assert page.status_code == 200 and '"track": [[' in page.text
+    # The agent's own recording: the agent's motives (R241-11) open its place too, not another's.
+    sign_in(platform, client, commune.users[Role.AGENT])
+    r = client.post(f"/api/v1/recordings/{rid}/track", json={"motive": MOTIVE},
+                    headers=_h(sign_in(platform, client, commune.users[Role.AGENT])))
+    assert r.status_code == 403
+    r = client.post(f"/api/v1/recordings/{rid}/track", json={"motive": {"code": "report_facts", "text": "rapport"}},
+                    headers=_h(sign_in(platform, client, commune.users[Role.AGENT])))
+    assert r.status_code == 200
