@@ -260,3 +260,102 @@ def test_the_gps_track_and_the_area_search_need_a_motive_and_are_journaled(platf
     r = client.post(f"/api/v1/recordings/{rid}/track", json={"motive": {"code": "report_facts", "text": "rapport"}},
                     headers=_h(sign_in(platform, client, commune.users[Role.AGENT])))
     assert r.status_code == 200
+
+
+# --- 5. limitation freezes, rectification is attached -------------------------------------------------------------
+
+def _request(client, csrf: str, kind: str) -> int:
+    r = client.post("/api/v1/rights/requests", headers=_h(csrf), json={
+        "kind": kind, "person_description": "veste rouge, devant la mairie", "contact": "dupont@example.org"})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _extract(client, csrf: str, rid: str):  # noqa: ANN202
+    return client.post("/api/v1/extractions", headers=_h(csrf), json={
+        "recording_ids": [rid], "recipient_name": "OPJ Claire Martin", "recipient_kind": "judicial_police",
+        "procedure_type": "judicial", "reference": "PV 2026/004512"})
+
+
+def test_a_limitation_freezes_the_recording_until_a_person_lifts_it(platform, client):
+    from temoin.vault.retention import sweep
+
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, started_at=utcnow() - timedelta(days=20), duration_s=1, segment_s=1)
+    csrf = sign_in(platform, client, commune.users[Role.DPO])
+    req = _request(client, csrf, "limitation")
+    wrong = _request(client, csrf, "access")
+    r = client.post(f"/api/v1/rights/requests/{wrong}/limitations", headers=_h(csrf), json={"recording_ids": [rid]})
+    assert r.status_code == 409 and "limitation request" in r.json()["detail"]
+    r = client.post(f"/api/v1/rights/requests/{req}/limitations", headers=_h(csrf), json={"recording_ids": [rid]})
+    assert r.status_code == 201 and r.json()["limited"] == [rid]
+    [placed] = _entries(platform, "recording.limited")
+    assert placed["recordings"] == [rid] and placed["details"]["request_id"] == req
+
+    # Frozen: no consultation (refusal journaled), no extraction, no place, no deletion by retention or erasure.
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    r = client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf), json={"motive": MOTIVE})
+    assert r.status_code == 403 and "limitation" in r.json()["detail"]
+    assert _entries(platform, "consultation.refused")[-1]["details"]["reason"] == "limited"
+    assert _entries(platform, "recording.consulted") == []
+    r = _extract(client, csrf, rid)
+    assert r.status_code == 409 and "limitation" in r.json()["detail"]
+    r = client.post(f"/api/v1/recordings/{rid}/track", headers=_h(csrf), json={"motive": MOTIVE})
+    assert r.status_code == 403
+    assert client.get(f"/api/v1/recordings/{rid}").json()["limited"] is True
+    assert "recording_limited" not in client.get(f"/recordings/{rid}").text  # the key is translated
+    assert 'id="limited"' in client.get(f"/recordings/{rid}").text
+    later = utcnow() + timedelta(days=60)
+    with platform.session() as db:
+        assert sweep(platform, db, now=later).deleted == []
+        assert db.get(Recording, rid).state == RecordingState.STORED
+    csrf = sign_in(platform, client, commune.users[Role.DPO])
+    erasure = _request(client, csrf, "erasure")
+    r = client.post(f"/api/v1/rights/requests/{erasure}/erasure", headers=_h(csrf), json={"recording_ids": [rid]})
+    assert r.status_code == 409 and "limitation" in r.json()["detail"]
+
+    # Only a person lifts it, saying why; then the rules apply again.
+    csrf = sign_in(platform, client, commune.users[Role.TECH_ADMIN])
+    r = client.post(f"/api/v1/rights/requests/{req}/limitations/lift", headers=_h(csrf),
+                    json={"recording_id": rid, "reason": "contestation tranchée"})
+    assert r.status_code == 403  # not their register
+    csrf = sign_in(platform, client, commune.users[Role.DPO])
+    r = client.post(f"/api/v1/rights/requests/{req}/limitations/lift", headers=_h(csrf),
+                    json={"recording_id": rid, "reason": "contestation tranchée"})
+    assert r.status_code == 200, r.text
+    [lifted] = _entries(platform, "recording.limitation_lifted")
+    assert lifted["details"]["reason"] == "contestation tranchée" and lifted["actor"]["id"] == commune.users[Role.DPO]
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    assert client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf),
+                       json={"motive": MOTIVE}).status_code == 201
+    with platform.session() as db:
+        assert sweep(platform, db, now=later).deleted == [rid]
+
+
+def test_a_rectification_is_attached_shown_and_carried_in_the_package(platform, client):
+    import io
+    import json
+    import zipfile
+
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
+    csrf = sign_in(platform, client, commune.users[Role.DPO])
+    req = _request(client, csrf, "rectification")
+    text = "La personne filmée n'est pas l'auteur des faits : elle était témoin (attestation du 3 mars)."
+    r = client.post(f"/api/v1/rights/requests/{req}/rectifications", headers=_h(csrf),
+                    json={"recording_ids": [rid], "text": text})
+    assert r.status_code == 201, r.text
+    [entry] = _entries(platform, "recording.rectified")
+    assert entry["recordings"] == [rid] and entry["details"]["request_id"] == req
+    assert "témoin" not in json.dumps(entry)  # the note may name the person: the journal keeps its request's id
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    assert client.get(f"/api/v1/recordings/{rid}").json()["rectifications"][0]["text"] == text
+    assert "elle était témoin" in client.get(f"/recordings/{rid}").text
+    r = _extract(client, csrf, rid)
+    assert r.status_code == 201, r.text
+    package = client.get(r.json()["download_url"])
+    assert package.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(package.content)) as zf:
+        manifest = json.loads(zf.read(f"temoin-extraction-{r.json()['id']}/manifest.json"))
+    [row] = manifest["recordings"]
+    assert row["rectifications"][0]["text"] == text and row["rectifications"][0]["rights_request"] == req

@@ -33,6 +33,7 @@ from temoin.law.access import (
 )
 from temoin.platform import Platform
 from temoin.vault import crypto
+from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState
 from temoin.vault.storage import blob_key
 
@@ -56,6 +57,10 @@ class RedactedOnly(Forbidden):
             "for training are anonymised, image and sound: CSI R241-13), and the player shows originals only. "
             "Make a training extraction instead (recipient: trainer): its package holds the recording with faces "
             "and voices anonymised. To see the original, give the motive that is the real reason for it.")
+
+
+class Limited(Forbidden):
+    """Frozen by a person's limitation request (vault.limitation): kept, not consulted."""
 
 
 class PlaceMotiveRequired(Forbidden):
@@ -321,6 +326,15 @@ def open_consultation(p: Platform, db: Session, user: User, recording_id: str, m
     if motive.code not in motives_for(role):
         allowed = ", ".join(sorted(m.value for m in motives_for(role)))
         raise Forbidden(f"motive {motive.code.value!r} is not open to your role; allowed: {allowed}")
+    limits = active_limitations(db, [rec.id])
+    if limits:
+        p.record(db, EntryDraft(action=Action.SECURITY, event="consultation.refused", actor=actor_of(user),
+                                recordings=[rec.id], cameras=[rec.device_id],
+                                motive={"code": motive.code.value, "text": motive.text},
+                                details={"reason": "limited", "rights_request": limits[0].request_id}),
+                 db.get(Tenant, user.tenant_id))
+        db.commit()
+        raise Limited(str(RecordingLimited(limits, "consulting it")))
     if motive.code in REDACTED_ONLY_MOTIVES:
         p.record(db, EntryDraft(action=Action.SECURITY, event="consultation.refused", actor=actor_of(user),
                                 recordings=[rec.id], cameras=[rec.device_id],
@@ -344,6 +358,9 @@ def consult_track(p: Platform, db: Session, user: User, recording_id: str, motiv
     """Where one recording was made (its GPS track), for a motive: journaled as a consultation of its place."""
     rec = get_visible(p, db, user, recording_id)
     motive = check_place_motive(user, motive, "the GPS track")
+    limits = active_limitations(db, [rec.id])
+    if limits:
+        raise Limited(str(RecordingLimited(limits, "consulting its place")))
     p.record(db, EntryDraft(action=Action.CONSULTATION, event="recording.place_consulted", actor=actor_of(user),
                             recordings=[rec.id], cameras=[rec.device_id],
                             motive={"code": motive.code.value, "text": motive.text}),
@@ -365,6 +382,9 @@ def grant_for(db: Session, user: User, recording_id: str, token: str) -> AccessG
         raise Forbidden("no open consultation for this recording: give a motive first")
     if MotiveCode(grant.motive_code) in REDACTED_ONLY_MOTIVES:  # a grant written before the rule: no original
         raise RedactedOnly(recording_id, grant.motive_code)
+    limits = active_limitations(db, [recording_id])
+    if limits:  # frozen after the consultation was opened
+        raise Limited(str(RecordingLimited(limits, "consulting it")))
     return grant
 
 

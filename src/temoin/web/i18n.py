@@ -140,6 +140,12 @@ TEXTS: dict[str, dict[str, str]] = {
     "flag.agent_not_on_shift": {"fr": "agent déclaré ≠ agent affecté", "en": "declared agent ≠ assigned agent"},
     "flag.no_shift": {"fr": "caméra affectée à personne", "en": "camera assigned to nobody"},
     "flag.territory_unknown": {"fr": "territoire inconnu", "en": "territory unknown"},
+    "recording_limited": {"fr": "Cet enregistrement est gelé par une demande de limitation (loi 78-17, art. 107) : "
+                                "il est seulement conservé, ni consulté ni extrait, jusqu'à la levée de la limitation.",
+                          "en": "This recording is frozen by a limitation request (loi 78-17 art. 107): it is only "
+                                "kept, neither consulted nor extracted, until the limitation is lifted."},
+    "limited": {"fr": "Limitation (demande de droits)", "en": "Limitation (rights request)"},
+    "rectifications": {"fr": "Rectifications", "en": "Rectifications"},
     "select": {"fr": "Sélectionner", "en": "Select"},
     "select_all": {"fr": "Tout sélectionner", "en": "Select all"},
     "open": {"fr": "Ouvrir", "en": "Open"},

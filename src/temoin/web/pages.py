@@ -233,7 +233,13 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
             "segments": [{"index": s.index, "start": s.started_at.timestamp(), "duration": s.duration_s}
                          for s in rec.segments],
             "track": [[t, lat, lon] for t, (lat, lon) in list(zip(track.times, track.points))[::step]]}
-    return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives, play=play,
+    from temoin.vault.limitation import active_limitations
+    from temoin.vault.models import RecordingNote
+
+    notes = list(db.scalars(select(RecordingNote).where(RecordingNote.recording_id == rec.id)
+                            .order_by(RecordingNote.written_at, RecordingNote.id)))
+    extra.setdefault("limits", active_limitations(db, [rec.id]))
+    return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives, play=play, notes=notes,
                 integrity=catalogue.integrity_of(db, rec), holds=holds.holds_of(db, rec.id),
                 categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
                 procedures=[p.value for p in holds.ProcedureType],
@@ -264,6 +270,9 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
         grant = catalogue.open_consultation(p, db, who.user, recording_id, motive)
     except ValidationError:
         return _recording_page(request, who, p, db, recording_id, status=422, error="motive_invalid",
+                               motive_code=motive_code, motive_text=motive_text)
+    except catalogue.Limited:
+        return _recording_page(request, who, p, db, recording_id, status=403, error="recording_limited",
                                motive_code=motive_code, motive_text=motive_text)
     except catalogue.RedactedOnly:
         return _recording_page(request, who, p, db, recording_id, status=403, error="training_redacted_only",

@@ -16,7 +16,8 @@ from temoin.journal.entry import Action, EntryDraft
 from temoin.law.access import Motive, MotiveCode, Permission
 from temoin.platform import Platform
 from temoin.vault import catalogue, holds
-from temoin.vault.models import Hold, Recording
+from temoin.vault.limitation import active_limitations
+from temoin.vault.models import Hold, Recording, RecordingNote
 from temoin.web.deps import Principal, get_db, get_platform, require
 
 router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
@@ -42,6 +43,9 @@ class RecordingOut(BaseModel):
     flags: list[str] = Field(default_factory=list, description="what the vault's checks found at ingest")
     declared_started_at: datetime | None = Field(None, description="the camera's own time, before the correction")
     declared_agent: str | None = Field(None, description="the agent the camera declared (signed manifest)")
+    limited: bool = Field(False, description="frozen by a limitation request: kept, not consulted (one recording)")
+    rectifications: list[dict] = Field(default_factory=list,
+                                       description="notes of rectification requests (one recording)")
 
     @classmethod
     def of(cls, rec: Recording, on_hold: bool) -> "RecordingOut":
@@ -217,7 +221,12 @@ def verify_now(recording_id: str, who: Principal = require(Permission.RECORDINGS
 def get_one(recording_id: str, who: Principal = require(Permission.RECORDINGS_LIST),
             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RecordingOut:
     rec = _visible(p, db, who, recording_id)
-    return RecordingOut.of(rec, bool(_held(db, [rec.id])))
+    out = RecordingOut.of(rec, bool(_held(db, [rec.id])))
+    out.limited = bool(active_limitations(db, [rec.id]))
+    out.rectifications = [{"text": n.text, "rights_request": n.request_id, "written_at": n.written_at}
+                          for n in db.scalars(select(RecordingNote).where(RecordingNote.recording_id == rec.id)
+                                              .order_by(RecordingNote.written_at, RecordingNote.id))]
+    return out
 
 
 @router.post("/{recording_id}/consultations", response_model=ConsultationOut, status_code=201,
