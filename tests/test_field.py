@@ -359,3 +359,52 @@ def test_a_rectification_is_attached_shown_and_carried_in_the_package(platform, 
         manifest = json.loads(zf.read(f"temoin-extraction-{r.json()['id']}/manifest.json"))
     [row] = manifest["recordings"]
     assert row["rectifications"][0]["text"] == text and row["rectifications"][0]["rights_request"] == req
+
+
+# --- 4. check-in warns of footage still on the camera ----------------------------------------------------------
+
+def test_check_in_warns_and_journals_footage_not_offloaded(platform, client):
+    from temoin.camera.offload import DeviceAuth
+    from temoin.camera.platform_link import PlatformLink
+    from temoin.demo.samples import sample_recording
+
+    commune = make_commune(platform, cameras=2)
+    device_id, key = commune.cameras[0]
+    _check_out(platform, client, commune, commune.users[Role.AGENT])
+    # The camera tells its pending count in its signed settings poll (as `temoin camera run` does).
+    link = PlatformLink(str(client.base_url), device_id, key, http=client)
+    link.pending = lambda: 2
+    assert link.fetch().agent_id == agent_number(commune)
+    # And one upload was started, not finished (the agent undocked mid-transfer).
+    signed, _ = sample_recording(key, camera_id=device_id, agent_id=agent_number(commune), started_at=utcnow(),
+                                 duration_s=1, segment_s=1)
+    r = client.post("/api/v1/ingest/recordings", content=signed.model_dump_json(), auth=DeviceAuth(device_id, key))
+    assert r.status_code == 201, r.text
+    client.auth = None
+
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    r = client.post(f"/api/v1/shifts/checkin/{device_id}", headers=_h(csrf))
+    assert r.status_code == 200 and r.json()["checked_in_at"]
+    warnings = r.json()["warnings"]
+    assert any("2 recording(s) not yet offloaded" in w for w in warnings)
+    assert any(signed.manifest.recording_id in w for w in warnings)
+    [entry] = _entries(platform, "camera.footage_not_offloaded")
+    assert entry["action"] == "security" and entry["recordings"] == [signed.manifest.recording_id]
+    assert entry["details"]["reported_pending"] == 2
+
+    # A camera that came back empty: checked in without a warning.
+    other = commune.cameras[1][0]
+    with platform.session() as db:
+        tenant = db.scalar(select(Tenant).where(Tenant.slug == commune.slug))
+        service.create_user(platform, db, tenant, username="agent-c", display_name="Agent C", role=Role.AGENT,
+                            password="correct horse battery staple", agent_number="POR-0003")
+        db.commit()
+    _check_out(platform, client, commune, "agent-c", camera=1)
+    link = PlatformLink(str(client.base_url), other, commune.cameras[1][1], http=client)
+    link.pending = lambda: 0
+    link.fetch()
+    client.auth = None
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    r = client.post(f"/api/v1/shifts/checkin/{other}", headers=_h(csrf))
+    assert r.status_code == 200 and r.json()["warnings"] == []
+    assert len(_entries(platform, "camera.footage_not_offloaded")) == 1
