@@ -408,3 +408,52 @@ def test_check_in_warns_and_journals_footage_not_offloaded(platform, client):
     r = client.post(f"/api/v1/shifts/checkin/{other}", headers=_h(csrf))
     assert r.status_code == 200 and r.json()["warnings"] == []
     assert len(_entries(platform, "camera.footage_not_offloaded")) == 1
+
+
+# --- 6. the server's own loop deletes what is due and seals the journal -----------------------------------------
+
+def test_the_running_server_deletes_a_due_recording_and_seals_the_journal_by_itself(settings):
+    import dataclasses
+    import time
+
+    import httpx
+
+    from temoin.journal.models import JournalCheckpoint
+    from temoin.vault.models import DeletionCertificate
+    from temoin.web.app import create_app
+    from tests.conftest import serve_in_thread
+
+    p = Platform.open(dataclasses.replace(settings, retention_interval_s=1), init=True)
+    url, server, thread, sock = serve_in_thread(create_app(p, scheduler=True))
+    try:
+        commune = make_commune(p, cameras=1)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            rid, _ = upload(p, http, commune, duration_s=1, segment_s=1)
+            sign_in(p, http, commune.users[Role.CHIEF])
+            assert http.get(f"/api/v1/recordings/{rid}").status_code == 200
+            # Its month goes by (nobody calls the sweep: the server's own loop must).
+            with p.session() as db:
+                db.get(Recording, rid).retention_until = utcnow() - timedelta(minutes=1)
+                db.commit()
+            deadline = time.monotonic() + 30
+            while http.get(f"/api/v1/recordings/{rid}").status_code != 404:
+                assert time.monotonic() < deadline, "the server's loop did not delete the due recording"
+                time.sleep(0.2)
+        with p.session() as db:
+            assert db.get(Recording, rid).state == RecordingState.DELETED
+            assert db.scalar(select(DeletionCertificate).where(DeletionCertificate.recording_id == rid)) is not None
+            erased = db.scalar(select(JournalEntry).where(JournalEntry.event == "recording.deleted.retention"))
+            assert parse_body(erased.body)["actor"]["kind"] == "system"
+            # ...and the journal head, deletion included, is sealed with the platform key by the same loop.
+            deadline = time.monotonic() + 30
+            while not db.scalar(select(JournalCheckpoint).where(
+                    JournalCheckpoint.chain == commune.slug, JournalCheckpoint.kind == "seal",
+                    JournalCheckpoint.seq >= erased.seq)):
+                assert time.monotonic() < deadline, "the server's loop did not seal the journal"
+                time.sleep(0.2)
+                db.expire_all()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        p.close()
