@@ -174,7 +174,7 @@ def track(recording_id: str, body: ConsultationIn, who: Principal = require(Perm
 
 @router.get("/{recording_id}/track", response_model=list[FixOut],
             summary="The GPS track under an open consultation (?grant=); without one, POST it with a motive")
-def track_with_grant(recording_id: str, grant: str | None = None, who: Principal = require(Permission.RECORDINGS_LIST),
+def track_with_grant(recording_id: str, grant: str | None = None, who: Principal = require(Permission.RECORDINGS_VIEW),
                      db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> list[FixOut]:
     rec = _visible(p, db, who, recording_id)
     if not grant:
