@@ -180,7 +180,8 @@ def call(client: TestClient, info: RouteInfo, s: Scene, csrf: str | None, role: 
     key = (info.method, info.path)
     if key == ("POST", "/api/v1/recordings/{recording_id}/consultations"):
         kw["json"] = {"motive": {"code": "report_facts", "text": "route matrix check"}}
-    elif key == ("GET", "/api/v1/recordings/{recording_id}/segments/{index}"):
+    elif key in (("GET", "/api/v1/recordings/{recording_id}/segments/{index}"),
+                 ("GET", "/api/v1/recordings/{recording_id}/track")):  # the place goes with the content's grant
         kw["params"] = {"grant": grant}
     elif key == ("POST", "/api/v1/recordings/{recording_id}/holds"):
         kw["json"] = {"procedure": "judicial", "reference": "PV-2024-000123"}

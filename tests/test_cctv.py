@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from temoin.demo.cctv.onvif_sim import OnvifPtzSimulator
 from temoin.demo.cctv.state import PtzPose
+from temoin.demo.commune import territory
 from temoin.geo.geometry import angle_diff_deg, bearing_deg
 from temoin.identity import devices
 from temoin.journal.models import JournalEntry
@@ -320,7 +321,10 @@ def test_the_cli_imports_the_demo_registry_and_lists_it(tmp_path: Path):
                               timeout=120)
 
     assert temoin("init").returncode == 0
-    assert temoin("admin", "tenant", "create", "port-temoin", "Port-Témoin", "--cameras", "4").returncode == 0
+    shape = tmp_path / "territory.geojson"  # a municipal police tenant needs its territory (R241-8 II)
+    shape.write_text(json.dumps(territory()))
+    assert temoin("admin", "tenant", "create", "port-temoin", "Port-Témoin", "--cameras", "4",
+                  "--territory", str(shape)).returncode == 0
     demo = Path(__file__).parent.parent / "src" / "temoin" / "demo" / "cctv" / "cameras.geojson"
     r = temoin("cctv", "import", "port-temoin", str(demo))
     assert r.returncode == 1 and "--stream-base" in r.stderr and "feature 0 (cctv-01)" in r.stderr

@@ -67,10 +67,15 @@ def scene(platform: Platform, client: TestClient) -> tuple[Commune, dict[str, st
     return commune, recs
 
 
+PLACE_MOTIVE = {"motive_code": "incident_review", "motive_text": "rixe signalée rue du Port"}
+
+
 def test_each_filter_narrows_the_search(platform, client, scene) -> None:  # noqa: ANN001
     commune, recs = scene
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    search = lambda **params: ids(client.get("/api/v1/recordings", params=params))  # noqa: E731
+    # A search by area shows places (R241-10): it carries a motive.
+    search = lambda **params: ids(client.get("/api/v1/recordings", params={  # noqa: E731
+        **params, **(PLACE_MOTIVE if "area" in params else {})}))
     assert search() == [recs["pins"], recs["port"], recs["old"]]  # newest first
     now = utcnow()
     # Time: recordings running within the range (aware times; a time without zone is UTC).
@@ -140,7 +145,7 @@ def test_the_search_page_reads_paris_time_and_the_area(platform, client, scene) 
     page = client.get("/recordings")
     assert page.status_code == 200 and all(f'data-recording="{rid}"' in page.text for rid in recs.values())
     # The area drawn on the map comes as a form field; results are listed with their tracks for the map.
-    page = client.get("/recordings", params={"area": box(*RUE_DU_PORT)})
+    page = client.get("/recordings", params={"area": box(*RUE_DU_PORT), **PLACE_MOTIVE})
     assert f'data-recording="{recs["port"]}"' in page.text and f'data-recording="{recs["pins"]}"' not in page.text
     assert '"points": [[' in page.text
     # datetime-local fields are Europe/Paris times.
@@ -165,7 +170,7 @@ def test_tenants_apart_and_a_bulk_hold_is_all_or_nothing(platform, client, scene
     theirs, _ = upload(platform, client, other, duration_s=2, segment_s=2, street="Rue du Port")
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     # Their recording walks the same street: it is not found, by any filter.
-    assert theirs not in ids(client.get("/api/v1/recordings", params={"area": box(*RUE_DU_PORT)}))
+    assert theirs not in ids(client.get("/api/v1/recordings", params={"area": box(*RUE_DU_PORT), **PLACE_MOTIVE}))
     assert theirs not in ids(client.get("/api/v1/recordings", params={"camera": other.cameras[0][0]}))
     assert theirs not in client.get("/recordings").text
     assert client.get(f"/api/v1/recordings/{theirs}/track").status_code == 404

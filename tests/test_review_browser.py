@@ -68,9 +68,10 @@ def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, plat
     sign_in_page(page, platform, commune.users[Role.CHIEF])
     expect(page).to_have_url(re.compile(r"/recordings$"))
     expect(page.locator("tr[data-recording]")).to_have_count(2)
-    # Both tracks are drawn on the map, over the offline basemap (territory and streets).
-    page.wait_for_function("() => window.temoinReview && "
-                           "document.querySelectorAll('#search-map path.leaflet-interactive').length >= 2")
+    # Where they were made is recorded data (R241-10): no track is drawn before a motive is given.
+    page.wait_for_function("() => window.temoinReview")
+    expect(page.locator("#places-hidden")).to_be_visible()
+    assert page.locator("#search-map path.leaflet-interactive").count() == 0
 
     # Draw a rectangle around the start of Rue du Port with the mouse, then search.
     lat, lon = streets()["Rue du Port"][0]
@@ -87,9 +88,16 @@ def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, plat
     corners = [tuple(map(float, p.split(","))) for p in area.input_value().split(";")]
     assert min(c[0] for c in corners) < lat < max(c[0] for c in corners)
     assert min(c[1] for c in corners) < lon < max(c[1] for c in corners)
+    # An area asks for the motive first, as playback does: the search does not go without it.
+    page.get_by_role("button", name="Rechercher").click()
+    assert page.locator("#search-form select[name=motive_code]").evaluate("e => !e.checkValidity()")
+    expect(page.locator("tr[data-recording]")).to_have_count(2)
+    page.get_by_label("Motif pour voir les lieux").select_option("incident_review")
+    page.locator("#search-form").get_by_label("Précisez (obligatoire)").fill("Rixe signalée rue du Port")
     page.get_by_role("button", name="Rechercher").click()
     rows = page.locator("tr[data-recording]")
     expect(rows).to_have_count(1)
+    page.wait_for_function("() => document.querySelectorAll('#search-map path.leaflet-interactive').length >= 1")
     assert rows.get_attribute("data-recording") == port  # the walk on Boulevard des Pins stays out
     expect(page.get_by_label("Zone (lat,lon;lat,lon;…)")).to_have_value(area.input_value())  # the area stays
     page.screenshot(path="/tmp/temoin-review-search.png", full_page=True)

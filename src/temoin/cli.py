@@ -119,6 +119,31 @@ def tenant_create(slug: str, name: str, profile: str = "fr-police-municipale",
     console.print(f"tenant [bold]{slug}[/bold] created with profile {profile}")
 
 
+@tenant_cmd.command("territory")
+def tenant_territory(slug: str, territory: Path = typer.Argument(..., help="GeoJSON file of the authorised territory")
+                     ) -> None:
+    """Set a tenant's authorised territory (R241-8 II): recordings that arrive from then on are checked against it
+    (before, each was flagged 'territory unknown'). Journaled."""
+    import json
+
+    from temoin.identity.service import IdentityError, set_territory
+
+    try:
+        shape = json.loads(territory.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]cannot read {territory} as GeoJSON: {exc}[/red]")
+        raise typer.Exit(1) from None
+    p = _open()
+    with p.session() as db:
+        try:
+            set_territory(p, db, p.tenant(db, slug), shape)
+        except (IdentityError, LookupError) as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        db.commit()
+    console.print(f"territory of [bold]{slug}[/bold] set")
+
+
 @tenant_cmd.command("settings")
 def tenant_settings(slug: str, assignments: list[str] = typer.Argument(
         None, help="KEY=VALUE to change (an empty VALUE puts the default back); none: show them")) -> None:

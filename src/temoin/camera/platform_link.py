@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -99,6 +100,8 @@ class PlatformLink:
         self.cache_dir = cache_dir
         self.auth = DeviceAuth(device_id, key)
         self.http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
+        # How many recordings wait for the vault: told to the platform in each poll (warned at check-in).
+        self.pending: Callable[[], int] | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -140,7 +143,8 @@ class PlatformLink:
 
     def _get(self) -> tuple[httpx.Response, float, datetime]:
         start = time.monotonic()
-        response = self.http.get(CONFIG_PATH, auth=self.auth)
+        params = {"pending": self.pending()} if self.pending is not None else None
+        response = self.http.get(CONFIG_PATH, params=params, auth=self.auth)
         rtt = time.monotonic() - start
         return response, rtt, self.clock()
 

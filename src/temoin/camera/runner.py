@@ -242,6 +242,7 @@ class CameraRuntime:
         self.agent = CameraAgent(config, store=home.store(clock), video=video, audio=audio, gps=gps,
                                  signals=self.signals, clock=clock, settings=settings, live=self.live,
                                  dispatch=self.dispatch)
+        self.link.pending = lambda: len(self.agent.store.pending())  # the platform warns at check-in
         if settings is None:
             self.signals.warn("no agent assigned to this camera: it records as UNASSIGNED")
         self.docked = docked

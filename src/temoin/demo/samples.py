@@ -20,7 +20,8 @@ from temoin.evidence.manifest import GpsFix, NotInformedReason, SignedManifest, 
 def sample_recording(key: Ed25519PrivateKey, *, camera_id: str, agent_id: str, started_at: datetime,
                      duration_s: float = 12, segment_s: float = 6, street: str = "Avenue de la Mer",
                      trigger: Trigger = Trigger.INCIDENT, persons_informed: bool = True, seed: int = 0,
-                     recording_id: str | None = None, faces: bool = False) -> tuple[SignedManifest, list[bytes]]:
+                     recording_id: str | None = None, faces: bool = False,
+                     clock_offset_ms: int | None = 0) -> tuple[SignedManifest, list[bytes]]:
     scene = PassersByScene(seed=seed) if faces else SyntheticScene(seed=seed)
     encoded = encode_recording(scene, started_at, duration_s, segment_s,
                                agent_id=agent_id, camera_id=camera_id)
@@ -31,5 +32,5 @@ def sample_recording(key: Ed25519PrivateKey, *, camera_id: str, agent_id: str, s
         segments=[SegmentFile(s.data, s.started_at, s.duration_s) for s in encoded], trigger=trigger,
         persons_informed=persons_informed,
         not_informed_reason=None if persons_informed else NotInformedReason.CIRCUMSTANCES,
-        gps_track=track, pre_event_buffer_s=0, clock_offset_ms=0)
+        gps_track=track, pre_event_buffer_s=0, clock_offset_ms=clock_offset_ms)
     return SignedManifest.sign(manifest, key), [s.data for s in encoded]

@@ -44,7 +44,8 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import Permission, Role, allows
 from temoin.platform import Platform
 from temoin.vault import catalogue, crypto, holds
-from temoin.vault.models import Hold, Recording, RecordingState
+from temoin.vault.limitation import RecordingLimited, ensure_not_limited
+from temoin.vault.models import Hold, Recording, RecordingNote, RecordingState
 from temoin.vault.storage import blob_key
 
 SCHEMA = "temoin.extraction/1"
@@ -267,6 +268,10 @@ def prepare(p: Platform, db: Session, user: User, request: ExtractionRequest) ->
                                        "ingest and is not evidence; it cannot be extracted")
         if rec.state != RecordingState.STORED:
             raise ExtractionError(409, f"{rid} is still being uploaded ({rec.state}); extract it once stored")
+        try:  # frozen by a person's limitation request: kept only
+            ensure_not_limited(db, [rid], "extracting it")
+        except RecordingLimited as exc:
+            raise ExtractionError(409, str(exc)) from None
         recordings.append(_plan_recording(p, db, tenant, rec))
     if request.trim:
         rec = next(r for r in recordings if r.row["id"] == request.trim.recording_id)
@@ -312,6 +317,13 @@ def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) ->
         "segments": [{"index": s.index, "size": s.size, "sha256": s.sha256, "chain": s.chain,
                       "started_at": s.started_at.isoformat(), "duration_s": s.duration_s} for s in rec.segments],
         "chain_head": rec.chain_head,
+        # What the vault's checks found, and what the person said is inaccurate (never changes the footage).
+        "flags": list(rec.flags or []),
+        "declared": {"started_at": rec.declared_started_at.isoformat() if rec.declared_started_at else None,
+                     "agent": rec.declared_agent_ref},
+        "rectifications": [{"text": n.text, "rights_request": n.request_id, "written_at": n.written_at.isoformat()}
+                           for n in db.scalars(select(RecordingNote).where(RecordingNote.recording_id == rec.id)
+                                               .order_by(RecordingNote.written_at, RecordingNote.id))],
     }
     segments = [_Segment(s.index, s.size, s.sha256, s.chain, s.started_at, s.duration_s,
                          blob_key(tenant.slug, rec.id, s.index)) for s in rec.segments]

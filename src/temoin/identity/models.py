@@ -90,6 +90,9 @@ class Device(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Recordings the camera said it still holds, not yet offloaded, in its last signed settings poll.
+    pending_offload: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pending_reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (UniqueConstraint("tenant_id", "serial"),)
 

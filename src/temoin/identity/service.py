@@ -39,7 +39,13 @@ def actor_of(user: User) -> Actor:
 def create_tenant(p: Platform, db: Session, *, slug: str, name: str, profile: str, authorised_cameras: int,
                   territory: dict | None = None, kind: str = "commune", communes: list[str] | None = None,
                   demo: bool = False, by: Actor | None = None) -> Tenant:
-    get_profile(profile)  # raises with the list of known profiles
+    legal = get_profile(profile)  # raises with the list of known profiles
+    if legal.territory_required and not territory:
+        raise IdentityError(f"profile {profile} needs the authorised territory (CSI R241-8 II: cameras are used only "
+                            "on the territory of the authorised communes): give it as GeoJSON (a Polygon or "
+                            "MultiPolygon of the communes, e.g. `--territory communes.geojson`)")
+    if territory:
+        _check_territory(territory)
     if db.scalar(select(Tenant).where(Tenant.slug == slug)):
         raise IdentityError(f"tenant {slug!r} already exists")
     if authorised_cameras < 0:
@@ -53,6 +59,25 @@ def create_tenant(p: Platform, db: Session, *, slug: str, name: str, profile: st
                             details={"slug": slug, "name": name, "profile": profile,
                                      "authorised_cameras": authorised_cameras}), tenant)
     return tenant
+
+
+def _check_territory(territory: dict) -> None:
+    from temoin.geo.territory import validate_territory
+
+    try:
+        validate_territory(territory)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IdentityError(str(exc)) from None
+
+
+def set_territory(p: Platform, db: Session, tenant: Tenant, territory: dict, by: Actor | None = None) -> None:
+    """Give a tenant its authorised territory (or a new one); from then on each recording is checked against it.
+    Journaled; recordings already stored keep what was found when they arrived."""
+    _check_territory(territory)
+    had = tenant.territory is not None
+    tenant.territory = territory
+    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="tenant.territory_set",
+                            actor=by or Actor.system("admin"), details={"replaced": had}), tenant)
 
 
 def _journalable(settings: dict[str, Any]) -> dict[str, Any]:

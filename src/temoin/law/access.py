@@ -155,3 +155,13 @@ class Motive(BaseModel):
         if len(value) < 3:
             raise ValueError("the motive needs a few words saying what the access is for")
         return value
+
+
+def place_motives_for(role: Role) -> frozenset[MotiveCode]:
+    """Motives under which a role may see where recordings were made (GPS tracks, search by area): the place is
+    recorded data (R241-10), so the same motives as a consultation; a rights officer who does not view content
+    may still look for a person's recordings by place, for their request."""
+    motives = motives_for(role) - REDACTED_ONLY_MOTIVES
+    if allows(role, Permission.RIGHTS_MANAGE):
+        motives |= {MotiveCode.RIGHTS_REQUEST}
+    return motives

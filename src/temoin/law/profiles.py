@@ -65,6 +65,8 @@ class LegalProfile(BaseModel):
     live_backup_recording: bool
     pre_event_buffer_s: int = Field(ge=0, le=120)
     live_transmission_allowed: bool
+    # Cameras may be used only on the authorised communes' territory (R241-8 II): a tenant needs it to check that.
+    territory_required: bool = False
     references: list[str] = []
 
     def journal_cutoff(self, now: datetime) -> datetime:

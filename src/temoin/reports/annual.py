@@ -114,6 +114,38 @@ class AnnualReport:
     # (label, full SHA-256 fingerprint) of the platform keys that could sign during the year: what recipients
     # of extractions pin (`temoin verify --fingerprint`).
     platform_keys: tuple[tuple[str, str], ...] = ()
+    territory: "TerritoryUse" = None  # type: ignore[assignment]
+
+
+@dataclass
+class OutsideRecording:
+    id: str
+    started_at: datetime
+    agent: str
+    camera: str
+
+
+@dataclass
+class TerritoryUse:
+    """Use of the cameras against the authorised territory (R241-8 II) in the year."""
+
+    territory_set: bool  # the tenant has its territory now
+    outside: list[OutsideRecording] = field(default_factory=list)  # made (at least partly) outside it
+    unchecked: int = 0  # arrived while no territory was set: the place could not be checked
+
+
+def territory_use(db: Session, tenant: Tenant, period: Period) -> TerritoryUse:
+    from temoin.vault.field_checks import Flag
+
+    in_period = and_(Recording.tenant_id == tenant.id, Recording.started_at >= period.start,
+                     Recording.started_at < period.end, Recording.state.in_(MADE))
+    use = TerritoryUse(territory_set=bool(tenant.territory))
+    use.outside = [OutsideRecording(rid, started, agent, camera) for rid, started, agent, camera in db.execute(
+        select(Recording.id, Recording.started_at, Recording.agent_ref, Recording.device_id)
+        .where(in_period, Recording.outside_territory.is_(True)).order_by(Recording.started_at, Recording.id))]
+    use.unchecked = sum(1 for flags in db.scalars(select(Recording.flags).where(in_period))
+                        if Flag.TERRITORY_UNKNOWN in (flags or []))
+    return use
 
 
 def _seconds(db: Session, a: ColumnElement, b: ColumnElement) -> ColumnElement:
@@ -243,7 +275,8 @@ def annual_report(db: Session, tenant: Tenant, year: int, keys: KeySet | None = 
         generated_at=utcnow(), authorised_cameras=tenant.authorised_cameras,
         cameras_in_service=int(db.scalar(select(func.count()).where(active_in_year)) or 0),
         authorised_agents=users.get(Role.AGENT.value, 0), designated_agents=users.get(Role.DESIGNATED_AGENT.value, 0),
-        figures=figures(db, tenant, period, months=True), platform_keys=_keys_of_period(keys or KeySet(), period))
+        figures=figures(db, tenant, period, months=True), platform_keys=_keys_of_period(keys or KeySet(), period),
+        territory=territory_use(db, tenant, period))
 
 
 # --- presentation: the same rows feed the CSV, the PDF and the page ------------------------------------
@@ -314,7 +347,22 @@ def report_rows(r: AnnualReport) -> list[tuple[str, str, str]]:
         ("Agents", "Agents individuellement désignés et habilités (R241-12)", str(r.designated_agents)),
         *[("Clés de signature de la plateforme", label, fp) for label, fp in r.platform_keys],
         *period_rows(r.figures),
+        *territory_rows(r.territory),
     ]
+
+
+def territory_rows(use: TerritoryUse | None) -> list[tuple[str, str, str]]:
+    if use is None:
+        return []
+    section = "Territoire (R241-8 II)"
+    rows = [(section, "Territoire autorisé défini", "oui" if use.territory_set else
+             "non : l'usage des caméras hors du territoire des communes autorisées ne peut pas être contrôlé"),
+            (section, "Enregistrements faits hors du territoire autorisé", str(len(use.outside))),
+            (section, "Enregistrements sans contrôle du territoire (territoire inconnu)", str(use.unchecked))]
+    rows += [("Enregistrements hors territoire", o.id,
+              f"{o.started_at.astimezone(PARIS):%d/%m/%Y %H:%M}, agent {o.agent}, caméra {o.camera}")
+             for o in use.outside]
+    return rows
 
 
 def to_csv(rows: list[tuple[str, str, str]]) -> str:

@@ -40,6 +40,7 @@ from temoin.platform import Platform
 from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
 from temoin.rights.register import RightsError, delivery_refusal, recipient
 from temoin.vault import catalogue, crypto
+from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import Recording, RecordingState
 
 log = logging.getLogger("temoin.rights")
@@ -289,6 +290,9 @@ def start_copy(p: Platform, db: Session, user: User, req: RightsRequest, recordi
         raise CopyNotFound(f"no stored recording {recording_id} that you may see") from None
     if rec.state != RecordingState.STORED or rec.wrapped_key is None:
         raise CopyNotFound(f"{recording_id} is not stored any more")
+    limits = active_limitations(db, [rec.id])
+    if limits:
+        raise RightsError(str(RecordingLimited(limits, "making a copy of it")))
     engine()  # refuse before anything is written when the engine is missing
     tenant = db.get(Tenant, req.tenant_id)
     copy = RedactedCopy(tenant_id=tenant.id, request_id=req.id, recording_id=rec.id,

@@ -13,6 +13,7 @@ from temoin.platform import Platform
 from temoin.rights.models import RequestKind, RightsRequest
 from temoin.rights.register import RightsError
 from temoin.vault import derived
+from temoin.vault.limitation import active_limitations
 from temoin.vault.models import DeletionCertificate, Hold, Recording, RecordingState
 from temoin.vault.retention import delete_recording
 
@@ -55,6 +56,7 @@ def erase_for_request(p: Platform, db: Session, user: User, req: RightsRequest,
                                  "never here)")
     held = dict(db.execute(select(Hold.recording_id, Hold.procedure_type).where(
         Hold.recording_id.in_(ids), Hold.lifted_at.is_(None))).all())
+    held |= {lim.recording_id: f"limitation, request {lim.request_id}" for lim in active_limitations(db, ids)}
     if held:
         p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.erasure.refused", actor=actor_of(user),
                                 recordings=sorted(held), details={"request_id": req.id, "reason": "hold"}), tenant)

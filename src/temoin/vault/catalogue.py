@@ -29,9 +29,11 @@ from temoin.law.access import (
     Role,
     allows,
     motives_for,
+    place_motives_for,
 )
 from temoin.platform import Platform
 from temoin.vault import crypto
+from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
 
@@ -55,6 +57,18 @@ class RedactedOnly(Forbidden):
             "for training are anonymised, image and sound: CSI R241-13), and the player shows originals only. "
             "Make a training extraction instead (recipient: trainer): its package holds the recording with faces "
             "and voices anonymised. To see the original, give the motive that is the real reason for it.")
+
+
+class Limited(Forbidden):
+    """Frozen by a person's limitation request (vault.limitation): kept, not consulted."""
+
+
+class PlaceMotiveRequired(Forbidden):
+    """Where a recording was made is recorded data (R241-10): seeing it needs a motive, journaled."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} shows where recordings were made, which is recorded data (CSI R241-10): give the "
+                         "motive (code and a few words), as for a consultation; it is written to the journal")
 
 
 LatLon = tuple[float, float]
@@ -85,6 +99,8 @@ class SearchQuery:
     state: str | None = None
     # A polygon (lat, lon) drawn on the map: recordings whose GPS track passes inside it.
     area: tuple[LatLon, ...] | None = None
+    # Needed for an area search, and to be shown where the recordings found were made: journaled with them.
+    motive: Motive | None = None
 
 
 def visible(user: User) -> Select:
@@ -102,9 +118,38 @@ def _held():  # noqa: ANN202
 SCAN_BATCH = 500
 
 
-def search(db: Session, user: User, q: SearchQuery) -> list[Recording]:
+def check_place_motive(user: User, motive: Motive | None, what: str) -> Motive:
+    if motive is None:
+        raise PlaceMotiveRequired(what)
+    role = Role(user.role)
+    allowed = place_motives_for(role)
+    if motive.code not in allowed:
+        names = ", ".join(sorted(m.value for m in allowed)) or "none: your role does not see places"
+        raise Forbidden(f"motive {motive.code.value!r} is not open to your role for places; allowed: {names}")
+    return motive
+
+
+def search(p: Platform, db: Session, user: User, q: SearchQuery) -> list[Recording]:
     """Newest first. Time, agent, camera, trigger and hold state narrow in SQL (indexed); category and
-    area then filter in Python, the area through each track's cached bounding box first."""
+    area then filter in Python, the area through each track's cached bounding box first.
+
+    With a motive (required with an area) the search is a consultation of the places of what it found: journaled
+    with the recordings, and the caller may show their tracks."""
+    if q.area or q.motive is not None:
+        check_place_motive(user, q.motive, "a search by area")
+    found = _search(db, user, q)
+    if q.motive is not None:
+        p.record(db, EntryDraft(
+            action=Action.CONSULTATION, event="recordings.places_consulted", actor=actor_of(user),
+            recordings=[r.id for r in found], cameras=sorted({r.device_id for r in found}),
+            motive={"code": q.motive.code.value, "text": q.motive.text},
+            details={"area": [list(c) for c in q.area] if q.area else None, "found": len(found)}),
+            db.get(Tenant, user.tenant_id))
+        db.commit()
+    return found
+
+
+def _search(db: Session, user: User, q: SearchQuery) -> list[Recording]:
     stmt = visible(user).options(defer(Recording.manifest))  # the manifest is read only for cache misses
     if q.start:
         stmt = stmt.where(Recording.ended_at >= q.start)  # overlaps the range
@@ -281,6 +326,15 @@ def open_consultation(p: Platform, db: Session, user: User, recording_id: str, m
     if motive.code not in motives_for(role):
         allowed = ", ".join(sorted(m.value for m in motives_for(role)))
         raise Forbidden(f"motive {motive.code.value!r} is not open to your role; allowed: {allowed}")
+    limits = active_limitations(db, [rec.id])
+    if limits:
+        p.record(db, EntryDraft(action=Action.SECURITY, event="consultation.refused", actor=actor_of(user),
+                                recordings=[rec.id], cameras=[rec.device_id],
+                                motive={"code": motive.code.value, "text": motive.text},
+                                details={"reason": "limited", "rights_request": limits[0].request_id}),
+                 db.get(Tenant, user.tenant_id))
+        db.commit()
+        raise Limited(str(RecordingLimited(limits, "consulting it")))
     if motive.code in REDACTED_ONLY_MOTIVES:
         p.record(db, EntryDraft(action=Action.SECURITY, event="consultation.refused", actor=actor_of(user),
                                 recordings=[rec.id], cameras=[rec.device_id],
@@ -300,6 +354,27 @@ def open_consultation(p: Platform, db: Session, user: User, recording_id: str, m
     return token
 
 
+def consult_track(p: Platform, db: Session, user: User, recording_id: str, motive: Motive | None) -> Track:
+    """Where one recording was made (its GPS track), for a motive: journaled as a consultation of its place."""
+    rec = get_visible(p, db, user, recording_id)
+    motive = check_place_motive(user, motive, "the GPS track")
+    limits = active_limitations(db, [rec.id])
+    if limits:
+        raise Limited(str(RecordingLimited(limits, "consulting its place")))
+    p.record(db, EntryDraft(action=Action.CONSULTATION, event="recording.place_consulted", actor=actor_of(user),
+                            recordings=[rec.id], cameras=[rec.device_id],
+                            motive={"code": motive.code.value, "text": motive.text}),
+             db.get(Tenant, user.tenant_id))
+    db.commit()
+    return tracks_of(db, [rec])[rec.id]
+
+
+def track_under_grant(db: Session, user: User, rec: Recording, token: str) -> Track:
+    """The track shown with the content: the consultation opened with its motive (journaled) covers the place."""
+    grant_for(db, user, rec.id, token)
+    return tracks_of(db, [rec])[rec.id]
+
+
 def grant_for(db: Session, user: User, recording_id: str, token: str) -> AccessGrant:
     grant = db.get(AccessGrant, token_hash(token))
     if (grant is None or grant.user_id != user.id or grant.recording_id != recording_id
@@ -307,6 +382,9 @@ def grant_for(db: Session, user: User, recording_id: str, token: str) -> AccessG
         raise Forbidden("no open consultation for this recording: give a motive first")
     if MotiveCode(grant.motive_code) in REDACTED_ONLY_MOTIVES:  # a grant written before the rule: no original
         raise RedactedOnly(recording_id, grant.motive_code)
+    limits = active_limitations(db, [recording_id])
+    if limits:  # frozen after the consultation was opened
+        raise Limited(str(RecordingLimited(limits, "consulting it")))
     return grant
 
 

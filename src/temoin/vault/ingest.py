@@ -24,13 +24,12 @@ from sqlalchemy.orm import Session
 from temoin.db import utcnow
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import Receipt, SignedManifest, SignedReceipt
-from temoin.geo.territory import contains
 from temoin.identity.devices import certificate_of, device_actor, recording_key, signing_time
-from temoin.identity.models import Device, Tenant, User
+from temoin.identity.models import Device, Tenant
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.platform import Platform
-from temoin.vault import crypto
+from temoin.vault import crypto, field_checks
 from temoin.vault.models import DeletionCertificate, Quarantine, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
 
@@ -142,24 +141,26 @@ def open_upload(p: Platform, db: Session, device: Device, raw: bytes) -> UploadS
         return upload_status(p, db, device, manifest.recording_id)
     tenant = _tenant(db, device)
     profile = get_profile(tenant.profile)
-    agent = db.scalar(select(User).where(User.tenant_id == tenant.id, User.agent_number == manifest.agent_id))
-    outside = manifest.outside_territory or any(
-        not contains(tenant.territory, fix.lat, fix.lon) for fix in manifest.gps_track)
+    # Time, wearer and place checked against the clock offset, the shift and the territory (vault.field_checks).
+    checked = field_checks.check(db, tenant, device, manifest, profile, utcnow(), p.settings.device_clock_window_s)
     data_key = crypto.new_data_key()
     rec = Recording(
-        id=manifest.recording_id, tenant_id=tenant.id, device_id=device.id, agent_ref=manifest.agent_id,
-        agent_user_id=agent.id if agent else None, started_at=manifest.started_at, ended_at=manifest.ended_at,
+        id=manifest.recording_id, tenant_id=tenant.id, device_id=device.id, agent_ref=checked.agent_ref,
+        agent_user_id=checked.agent_user_id, started_at=checked.started_at, ended_at=checked.ended_at,
+        flags=checked.flags, declared_started_at=checked.declared_started_at,
+        declared_agent_ref=checked.declared_agent_ref,
         trigger=manifest.trigger.value, persons_informed=manifest.persons_informed,
         not_informed_reason=manifest.not_informed_reason.value if manifest.not_informed_reason else None,
-        outside_territory=outside, clock_offset_ms=manifest.clock_offset_ms,
+        outside_territory=checked.outside_territory, clock_offset_ms=manifest.clock_offset_ms,
         clock_drift_flag=abs(manifest.clock_offset_ms or 0) > CLOCK_DRIFT_FLAG_MS, categories=[],
         state=RecordingState.RECEIVING, manifest=raw.decode(), manifest_sha256=digest,
         chain_head=manifest.chain_head, segment_count=len(manifest.segments), size_bytes=manifest.total_bytes,
         wrapped_key=crypto.wrap_key(p.keyring.master_key, data_key, manifest.recording_id),
-        master_key_id=p.keyring.master_key_id, retention_until=profile.retention.deadline(manifest.started_at))
+        master_key_id=p.keyring.master_key_id, retention_until=profile.retention.deadline(checked.retention_from))
     rec.segments = [Segment(index=s.index, size=s.size, sha256=s.sha256, chain=s.chain, started_at=s.started_at,
                             duration_s=s.duration_s) for s in manifest.segments]
     db.add(rec)
+    field_checks.journal(p, db, tenant, device, rec.id, checked, manifest.clock_offset_ms)
     db.commit()
     return upload_status(p, db, device, rec.id)
 
@@ -396,7 +397,8 @@ def complete(p: Platform, db: Session, device: Device, recording_id: str,
                  "not_informed_reason": rec.not_informed_reason, "outside_territory": rec.outside_territory,
                  "clock_drift": rec.clock_drift_flag, "bytes": rec.size_bytes, "segments": rec.segment_count,
                  "manifest_sha256": rec.manifest_sha256, "retention_until": rec.retention_until.isoformat(),
-                 **({"lost_segments": sorted(lost_set)} if lost_set else {})}),
+                 **({"lost_segments": sorted(lost_set)} if lost_set else {}),
+                 **field_checks.collected_details(rec.flags, rec.declared_started_at, rec.declared_agent_ref)}),
         tenant)
     db.commit()
     return signed

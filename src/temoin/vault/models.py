@@ -50,6 +50,11 @@ class Recording(Base):
     retention_until: Mapped[datetime] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     receipt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the field checks found at ingest (vault.field_checks.Flag values), and what the camera declared
+    # when the vault recorded something else (the corrected time, the shift's agent); the manifest keeps both.
+    flags: Mapped[list | None] = mapped_column(JSON, nullable=True, default=list)
+    declared_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    declared_agent_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
     segments: Mapped[list["Segment"]] = relationship(back_populates="recording", order_by="Segment.index",
                                                      cascade="all, delete-orphan")
@@ -94,6 +99,38 @@ class Hold(Base):
     lift_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Placed by an extraction for this procedure (the package handed over): the original must outlive it.
     extraction_id: Mapped[str | None] = mapped_column(ForeignKey("extractions.id"), nullable=True)
+
+
+class Limitation(Base):
+    """A person's limitation request freezes a recording (loi 78-17 art. 107; RGPD art. 18): no consultation, no
+    extraction, no deletion by retention or erasure, until a person lifts it."""
+
+    __tablename__ = "limitations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    recording_id: Mapped[str] = mapped_column(ForeignKey("recordings.id"), index=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("rights_requests.id"), index=True)
+    placed_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lifted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lift_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RecordingNote(Base):
+    """A rectification (loi 78-17 art. 106): the footage is evidence and never altered, so what the person says
+    is inaccurate is attached to the recording, shown with it and carried in its packages."""
+
+    __tablename__ = "recording_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    recording_id: Mapped[str] = mapped_column(ForeignKey("recordings.id"), index=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("rights_requests.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    written_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class DeletionCertificate(Base):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
@@ -20,6 +20,7 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.platform import Platform
 from temoin.vault import derived
+from temoin.vault.limitation import RecordingLimited, active_limitations, limited
 from temoin.vault.models import DeletionCertificate, Hold, Recording, RecordingState
 
 BATCH = 500
@@ -44,7 +45,8 @@ def active_hold(db: Session, recording_id: str) -> Hold | None:
 
 
 def _held():  # noqa: ANN202
-    return exists().where(Hold.recording_id == Recording.id, Hold.lifted_at.is_(None))
+    # A hold for a procedure, or a limitation request (vault.limitation): kept past its period until lifted.
+    return or_(exists().where(Hold.recording_id == Recording.id, Hold.lifted_at.is_(None)), limited())
 
 
 # Quarantined and never-completed uploads are personal data too: the same period applies to them.
@@ -108,6 +110,8 @@ def delete_recording(p: Platform, db: Session, rec: Recording, *, reason: str, a
     Early deletion (a citizen's erasure request) goes through here; the retention sweep batches the same."""
     if active_hold(db, rec.id) is not None:
         raise HoldForbidsDeletion(f"{rec.id} is on hold for a procedure: lift the hold first")
+    if active_limitations(db, [rec.id]):
+        raise HoldForbidsDeletion(str(RecordingLimited(active_limitations(db, [rec.id]), "deleting it")))
     tenant = db.get(Tenant, rec.tenant_id)
     row = db.execute(select(*_CERT_COLUMNS).where(Recording.id == rec.id)).one()
     files = _erase(p, db, [row], {tenant.id: tenant}, reason=reason, actor=actor,

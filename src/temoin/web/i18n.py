@@ -119,6 +119,33 @@ TEXTS: dict[str, dict[str, str]] = {
                        "séparés par « ; ».",
                  "en": "Unreadable area: draw it on the map, or type at least three lat,lon points separated "
                        "by ';'."},
+    "place_motive": {"fr": "Motif pour voir les lieux", "en": "Motive to see the places"},
+    "place_motive_help": {"fr": "Le lieu d'un enregistrement est une donnée enregistrée (R241-10) : une recherche par "
+                                "zone, et les trajets sur la carte, demandent un motif, tracé au journal.",
+                          "en": "Where a recording was made is recorded data (R241-10): a search by area, and the "
+                                "tracks on the map, need a motive, written to the journal."},
+    "place_motive_required": {"fr": "Une recherche par zone montre où les enregistrements ont été faits : donnez "
+                                    "le motif (et précisez-le), il est tracé au journal.",
+                              "en": "A search by area shows where recordings were made: give the motive (with a "
+                                    "few words); it is written to the journal."},
+    "places_hidden": {"fr": "Les trajets ne sont pas affichés : donnez un motif pour voir les lieux.",
+                      "en": "Tracks are not shown: give a motive to see the places."},
+    "track_after_motive": {"fr": "Le trajet GPS s'affiche avec la vidéo, une fois le motif donné.",
+                           "en": "The GPS track is shown with the video, once the motive is given."},
+    "declared_time": {"fr": "Heure déclarée par la caméra", "en": "Time declared by the camera"},
+    "declared_agent": {"fr": "Agent déclaré par la caméra", "en": "Agent declared by the camera"},
+    "flag.time_in_future": {"fr": "heure improbable (futur)", "en": "implausible time (future)"},
+    "flag.time_beyond_retention": {"fr": "arrivé après sa durée de conservation",
+                                   "en": "arrived after its retention period"},
+    "flag.agent_not_on_shift": {"fr": "agent déclaré ≠ agent affecté", "en": "declared agent ≠ assigned agent"},
+    "flag.no_shift": {"fr": "caméra affectée à personne", "en": "camera assigned to nobody"},
+    "flag.territory_unknown": {"fr": "territoire inconnu", "en": "territory unknown"},
+    "recording_limited": {"fr": "Cet enregistrement est gelé par une demande de limitation (loi 78-17, art. 107) : "
+                                "il est seulement conservé, ni consulté ni extrait, jusqu'à la levée de la limitation.",
+                          "en": "This recording is frozen by a limitation request (loi 78-17 art. 107): it is only "
+                                "kept, neither consulted nor extracted, until the limitation is lifted."},
+    "limited": {"fr": "Limitation (demande de droits)", "en": "Limitation (rights request)"},
+    "rectifications": {"fr": "Rectifications", "en": "Rectifications"},
     "select": {"fr": "Sélectionner", "en": "Select"},
     "select_all": {"fr": "Tout sélectionner", "en": "Select all"},
     "open": {"fr": "Ouvrir", "en": "Open"},

@@ -19,7 +19,7 @@ from temoin.identity import service
 from temoin.identity.models import Tenant
 from temoin.journal.service import parse_body
 from temoin.journal.verify import verify_all
-from temoin.law.access import MOTIVE_LABELS, Motive, Permission, allows, motives_for
+from temoin.law.access import MOTIVE_LABELS, Motive, Permission, allows, motives_for, place_motives_for
 from temoin.platform import Platform
 from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
@@ -166,12 +166,13 @@ def _choices(db: Session, who: Principal) -> dict:
 
 @router.get("/recordings")
 def recordings(request: Request, start: str = "", end: str = "", agent: str = "", camera: str = "",
-               trigger: str = "", category: str = "", state: str = "", area: str = "",
-               who: Principal = Depends(PageRequire(Permission.RECORDINGS_LIST)),
-               db: Session = Depends(get_db)) -> HTMLResponse:
+               trigger: str = "", category: str = "", state: str = "", area: str = "", motive_code: str = "",
+               motive_text: str = "", who: Principal = Depends(PageRequire(Permission.RECORDINGS_LIST)),
+               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
     t = translator(lang_of(request))
     form = {"start": start, "end": end, "agent": agent, "camera": camera, "trigger": trigger,
-            "category": category, "state": state, "area": area}
+            "category": category, "state": state, "area": area, "motive_code": motive_code,
+            "motive_text": motive_text}
     errors = []
     try:
         since, until = _paris_time(start), _paris_time(end)
@@ -183,19 +184,36 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
     except ValueError:
         polygon = None
         errors.append(t("bad_area"))
-    found = catalogue.search(db, who.user, catalogue.SearchQuery(
-        start=since, end=until, agent=agent or None, camera=camera or None, trigger=trigger or None,
-        category=category.strip() or None, state=state if state in catalogue.HoldState.ALL else None,
-        area=polygon, limit=200)) if not errors else []
+    motive = None
+    if motive_code or motive_text.strip():
+        try:
+            motive = Motive(code=motive_code, text=motive_text)
+        except ValidationError:
+            errors.append(t("motive_invalid"))
+    found: list = []
+    if not errors:
+        try:
+            found = catalogue.search(p, db, who.user, catalogue.SearchQuery(
+                start=since, end=until, agent=agent or None, camera=camera or None, trigger=trigger or None,
+                category=category.strip() or None, state=state if state in catalogue.HoldState.ALL else None,
+                area=polygon, limit=200, motive=motive))
+        except catalogue.PlaceMotiveRequired:
+            errors.append(t("place_motive_required"))
+        except catalogue.Forbidden:
+            errors.append(t("motive_refused"))
     held = {rid for rid in db.scalars(select(Hold.recording_id).where(
         Hold.recording_id.in_([r.id for r in found]), Hold.lifted_at.is_(None)))} if found else set()
-    tracks = catalogue.tracks_of(db, found)
+    # The places (R241-10) are drawn only for a search given a motive, which journaled them.
+    tracks = catalogue.tracks_of(db, found) if motive is not None else {}
     mapped = [{"id": r.id, "agent": r.agent_ref, "camera": r.device_id,
                "started": r.started_at.astimezone(PARIS).strftime("%d/%m/%Y %H:%M:%S"),
-               "points": tracks[r.id].simplified(TRACK_POINTS_ON_LIST)} for r in found]
+               "points": tracks[r.id].simplified(TRACK_POINTS_ON_LIST) if r.id in tracks else []} for r in found]
+    lang = lang_of(request)
+    place_motives = [(m.value, MOTIVE_LABELS[m][0 if lang == "fr" else 1]) for m in sorted(place_motives_for(who.role))]
     return page(request, "recordings.html", who=who, recordings=found, held=held, form=form, errors=errors,
                 searched=any(form.values()), area=[list(p) for p in polygon] if polygon else None,
                 mapped=mapped, choices=_choices(db, who), can_hold=allows(who.role, Permission.RECORDINGS_HOLD),
+                place_motives=place_motives, places_shown=motive is not None,
                 procedures=[p.value for p in holds.ProcedureType])
 
 
@@ -207,13 +225,21 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
         return not_found(request, who)
     lang = lang_of(request)
     motives = [(m.value, MOTIVE_LABELS[m][0 if lang == "fr" else 1]) for m in sorted(motives_for(who.role))]
-    track = catalogue.tracks_of(db, [rec])[rec.id]
+    # The place (R241-10) is shown with the content, once a consultation is opened with a motive (journaled).
+    grant = extra.pop("grant", None)
+    track = catalogue.track_under_grant(db, who.user, rec, grant) if grant else catalogue.Track()
     step = max(1, len(track.points) // TRACK_POINTS_ON_PAGE + (len(track.points) % TRACK_POINTS_ON_PAGE > 0))
     play = {"recording": rec.id, "start": rec.started_at.timestamp(),
             "segments": [{"index": s.index, "start": s.started_at.timestamp(), "duration": s.duration_s}
                          for s in rec.segments],
             "track": [[t, lat, lon] for t, (lat, lon) in list(zip(track.times, track.points))[::step]]}
-    return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives, play=play,
+    from temoin.vault.limitation import active_limitations
+    from temoin.vault.models import RecordingNote
+
+    notes = list(db.scalars(select(RecordingNote).where(RecordingNote.recording_id == rec.id)
+                            .order_by(RecordingNote.written_at, RecordingNote.id)))
+    extra.setdefault("limits", active_limitations(db, [rec.id]))
+    return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives, play=play, notes=notes,
                 integrity=catalogue.integrity_of(p, db, rec), holds=holds.holds_of(db, rec.id),
                 categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
                 procedures=[p.value for p in holds.ProcedureType],
@@ -245,6 +271,9 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
     except ValidationError:
         return _recording_page(request, who, p, db, recording_id, status=422, error="motive_invalid",
                                motive_code=motive_code, motive_text=motive_text)
+    except catalogue.Limited:
+        return _recording_page(request, who, p, db, recording_id, status=403, error="recording_limited",
+                               motive_code=motive_code, motive_text=motive_text)
     except catalogue.RedactedOnly:
         return _recording_page(request, who, p, db, recording_id, status=403, error="training_redacted_only",
                                motive_code=motive_code, motive_text=motive_text)
@@ -255,7 +284,7 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
         return not_found(request, who)
     rec = catalogue.get_visible(p, db, who.user, recording_id)
     urls = [f"/api/v1/recordings/{rec.id}/segments/{i}?grant={grant}" for i in range(rec.segment_count)]
-    return _recording_page(request, who, p, db, recording_id, segment_urls=urls)
+    return _recording_page(request, who, p, db, recording_id, segment_urls=urls, grant=grant)
 
 
 @router.get("/journal")

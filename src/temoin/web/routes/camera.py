@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -32,7 +32,11 @@ class CameraConfig(BaseModel):
 
 
 @router.get("/config", response_model=CameraConfig, summary="The camera's settings, agent and the platform clock")
-def config(device: Device = Depends(current_device), db: Session = Depends(get_db)) -> CameraConfig:
+def config(pending: int | None = Query(None, ge=0, le=1_000_000,
+                                      description="recordings the camera holds, not yet offloaded"),
+           device: Device = Depends(current_device), db: Session = Depends(get_db)) -> CameraConfig:
+    shifts.record_pending(db, device, pending)  # checked at check-in: footage must not stay on cameras
+    db.commit()
     tenant = db.get(Tenant, device.tenant_id)
     profile = get_profile(tenant.profile)
     shift = shifts.current(db, device.id)

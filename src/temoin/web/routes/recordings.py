@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
-from temoin.law.access import Motive, Permission
+from temoin.law.access import Motive, MotiveCode, Permission
 from temoin.platform import Platform
 from temoin.vault import catalogue, holds
-from temoin.vault.models import Hold, Recording
+from temoin.vault.limitation import active_limitations
+from temoin.vault.models import Hold, Recording, RecordingNote
 from temoin.web.deps import Principal, get_db, get_platform, require
 
 router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
@@ -39,6 +40,12 @@ class RecordingOut(BaseModel):
     stored_at: datetime | None
     retention_until: datetime
     on_hold: bool
+    flags: list[str] = Field(default_factory=list, description="what the vault's checks found at ingest")
+    declared_started_at: datetime | None = Field(None, description="the camera's own time, before the correction")
+    declared_agent: str | None = Field(None, description="the agent the camera declared (signed manifest)")
+    limited: bool = Field(False, description="frozen by a limitation request: kept, not consulted (one recording)")
+    rectifications: list[dict] = Field(default_factory=list,
+                                       description="notes of rectification requests (one recording)")
 
     @classmethod
     def of(cls, rec: Recording, on_hold: bool) -> "RecordingOut":
@@ -47,7 +54,8 @@ class RecordingOut(BaseModel):
                    not_informed_reason=rec.not_informed_reason, outside_territory=rec.outside_territory,
                    clock_drift=rec.clock_drift_flag, categories=list(rec.categories or []),
                    segment_count=rec.segment_count, size_bytes=rec.size_bytes, stored_at=rec.stored_at,
-                   retention_until=rec.retention_until, on_hold=on_hold)
+                   retention_until=rec.retention_until, on_hold=on_hold, flags=list(rec.flags or []),
+                   declared_started_at=rec.declared_started_at, declared_agent=rec.declared_agent_ref)
 
 
 class ConsultationIn(BaseModel):
@@ -99,16 +107,26 @@ def search(start: datetime | None = Query(None, description="recordings still ru
            state: Literal["on_hold", "not_on_hold", "expiring"] | None = Query(
                None, description="on_hold; not_on_hold; expiring: not on hold, deleted within 7 days"),
            area: str | None = Query(None, max_length=8000,
-                                    description="polygon 'lat,lon;lat,lon;...': the GPS track passes inside"),
+                                    description="polygon 'lat,lon;lat,lon;...': the GPS track passes inside "
+                                                "(needs a motive: the place is recorded data, R241-10)"),
+           motive_code: MotiveCode | None = Query(None, description="motive of a search by area (journaled)"),
+           motive_text: str | None = Query(None, max_length=1000, description="the motive's few words"),
            limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
-           who: Principal = require(Permission.RECORDINGS_LIST), db: Session = Depends(get_db)) -> list[RecordingOut]:
+           who: Principal = require(Permission.RECORDINGS_LIST), db: Session = Depends(get_db),
+           p: Platform = Depends(get_platform)) -> list[RecordingOut]:
     try:
         polygon = catalogue.parse_area(area)
-    except ValueError as exc:
+        motive = Motive(code=motive_code, text=motive_text or "") if motive_code or motive_text else None
+    except ValueError as exc:  # pydantic's ValidationError too
         raise HTTPException(422, str(exc)) from None
-    found = catalogue.search(db, who.user, catalogue.SearchQuery(
-        start=as_utc(start), end=as_utc(end), agent=agent, camera=camera, trigger=trigger, category=category,
-        state=state, area=polygon, limit=limit, offset=offset))
+    try:
+        found = catalogue.search(p, db, who.user, catalogue.SearchQuery(
+            start=as_utc(start), end=as_utc(end), agent=agent, camera=camera, trigger=trigger, category=category,
+            state=state, area=polygon, limit=limit, offset=offset, motive=motive))
+    except catalogue.PlaceMotiveRequired as exc:
+        raise HTTPException(422, str(exc)) from None
+    except catalogue.Forbidden as exc:
+        raise HTTPException(403, str(exc)) from None
     held = _held(db, [r.id for r in found])
     return [RecordingOut.of(r, r.id in held) for r in found]
 
@@ -137,13 +155,34 @@ class FixOut(BaseModel):
     lon: float
 
 
-@router.get("/{recording_id}/track", response_model=list[FixOut], summary="The GPS track of a recording")
-def track(recording_id: str, who: Principal = require(Permission.RECORDINGS_LIST),
-          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> list[FixOut]:
-    rec = _visible(p, db, who, recording_id)
-    found = catalogue.tracks_of(db, [rec])[rec.id]
+def _fixes(found: catalogue.Track) -> list[FixOut]:
     return [FixOut(t=datetime.fromtimestamp(t, timezone.utc), lat=lat, lon=lon)
             for t, (lat, lon) in zip(found.times, found.points)]
+
+
+@router.post("/{recording_id}/track", response_model=list[FixOut],
+             summary="The GPS track of a recording: give the motive (journaled, the place is recorded data)")
+def track(recording_id: str, body: ConsultationIn, who: Principal = require(Permission.RECORDINGS_LIST),
+          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> list[FixOut]:
+    try:
+        return _fixes(catalogue.consult_track(p, db, who.user, recording_id, body.motive))
+    except catalogue.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except catalogue.Forbidden as exc:
+        raise HTTPException(403, str(exc)) from None
+
+
+@router.get("/{recording_id}/track", response_model=list[FixOut],
+            summary="The GPS track under an open consultation (?grant=); without one, POST it with a motive")
+def track_with_grant(recording_id: str, grant: str | None = None, who: Principal = require(Permission.RECORDINGS_VIEW),
+                     db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> list[FixOut]:
+    rec = _visible(p, db, who, recording_id)
+    if not grant:
+        raise HTTPException(403, str(catalogue.PlaceMotiveRequired("the GPS track")))
+    try:
+        return _fixes(catalogue.track_under_grant(db, who.user, rec, grant))
+    except catalogue.Forbidden as exc:
+        raise HTTPException(403, str(exc)) from None
 
 
 class CheckOut(BaseModel):
@@ -182,7 +221,12 @@ def verify_now(recording_id: str, who: Principal = require(Permission.RECORDINGS
 def get_one(recording_id: str, who: Principal = require(Permission.RECORDINGS_LIST),
             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RecordingOut:
     rec = _visible(p, db, who, recording_id)
-    return RecordingOut.of(rec, bool(_held(db, [rec.id])))
+    out = RecordingOut.of(rec, bool(_held(db, [rec.id])))
+    out.limited = bool(active_limitations(db, [rec.id]))
+    out.rectifications = [{"text": n.text, "rights_request": n.request_id, "written_at": n.written_at}
+                          for n in db.scalars(select(RecordingNote).where(RecordingNote.recording_id == rec.id)
+                                              .order_by(RecordingNote.written_at, RecordingNote.id))]
+    return out
 
 
 @router.post("/{recording_id}/consultations", response_model=ConsultationOut, status_code=201,

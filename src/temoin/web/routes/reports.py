@@ -58,7 +58,9 @@ def annual_json(year: int = YEAR, who: Principal = require(Permission.REPORTS_RE
     report = annual.annual_report(db, who.tenant, year, keys)
     return {"tenant": report.tenant_slug, "year": year, "authorised_cameras": report.authorised_cameras,
             "cameras_in_service": report.cameras_in_service, "authorised_agents": report.authorised_agents,
-            "designated_agents": report.designated_agents, "figures": report.figures.__dict__ | {"period": None}}
+            "designated_agents": report.designated_agents, "figures": report.figures.__dict__ | {"period": None},
+            "territory": {"territory_set": report.territory.territory_set, "unchecked": report.territory.unchecked,
+                          "outside": [o.__dict__ for o in report.territory.outside]}}
 
 
 @router.get("/monthly/{month}.csv", summary="Monthly statistics as CSV")

@@ -16,6 +16,7 @@ from temoin.platform import Platform
 from temoin.rights import copies as copies_mod
 from temoin.rights import register
 from temoin.rights.candidates import find_candidates
+from temoin.rights import limitation
 from temoin.rights.erasure import ErasureRefused, RecordingsNotFound, erase_for_request
 from temoin.rights.models import RedactedCopy, RequestKind, RequestStatus, RightsRequest
 from temoin.vault.models import Recording
@@ -269,6 +270,58 @@ def erase(request_id: int, body: ErasureIn, who: Principal = require(Permission.
         raise HTTPException(409, str(exc)) from None
     db.refresh(req)
     return RequestOut.of(req)
+
+
+# --- limitation and rectification (rights.limitation) ---------------------------------------------------
+
+class LimitationIn(BaseModel):
+    recording_ids: list[str] = Field(min_length=1, max_length=500)
+
+
+class LiftLimitationIn(BaseModel):
+    recording_id: str = Field(max_length=128)
+    reason: str = Field(min_length=3, max_length=1000)
+
+
+class RectificationIn(BaseModel):
+    recording_ids: list[str] = Field(min_length=1, max_length=500)
+    text: str = Field(min_length=3, max_length=limitation.MAX_NOTE)
+
+
+def _rights_call(call):  # noqa: ANN001, ANN202
+    try:
+        return call()
+    except register.RightsError as exc:
+        raise HTTPException(409, str(exc)) from None
+    except RecordingsNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.post("/requests/{request_id}/limitations", status_code=201,
+             summary="Freeze the named recordings for a limitation request: kept, not consulted, extracted or deleted")
+def limit(request_id: int, body: LimitationIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+    req = _request(p, db, who, request_id)
+    made = _rights_call(lambda: limitation.limit(p, db, who.user, req, body.recording_ids))
+    return {"request_id": req.id, "limited": [m.recording_id for m in made]}
+
+
+@router.post("/requests/{request_id}/limitations/lift",
+             summary="Lift the request's limitation of one recording (journaled with the reason)")
+def lift_limitation(request_id: int, body: LiftLimitationIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+                    db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+    req = _request(p, db, who, request_id)
+    lim = _rights_call(lambda: limitation.lift(p, db, who.user, req, body.recording_id, body.reason))
+    return {"request_id": req.id, "recording_id": lim.recording_id, "lifted_at": lim.lifted_at}
+
+
+@router.post("/requests/{request_id}/rectifications", status_code=201,
+             summary="Attach a rectification to the named recordings (the footage is never altered)")
+def rectify(request_id: int, body: RectificationIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+            db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+    req = _request(p, db, who, request_id)
+    made = _rights_call(lambda: limitation.rectify(p, db, who.user, req, body.recording_ids, body.text))
+    return {"request_id": req.id, "notes": [{"id": n.id, "recording_id": n.recording_id} for n in made]}
 
 
 # --- redacted copies ------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ class ShiftOut(BaseModel):
     agent: str | None
     checked_out_at: datetime
     checked_in_at: datetime | None
+    warnings: list[str] = Field(default_factory=list, description="at check-in: footage not yet offloaded")
 
 
 def _out(db: Session, shift: ShiftAssignment) -> ShiftOut:
@@ -71,6 +72,7 @@ def check_in(device_id: str, who: Principal = require(Permission.DEVICES_ASSIGN)
              p: Platform = Depends(get_platform)) -> ShiftOut:
     device = _device(db, who, device_id)
     try:
-        return _out(db, shifts.check_in(p, db, device, actor_of(who.user)))
+        done = shifts.check_in(p, db, device, actor_of(who.user))
+        return _out(db, done.shift).model_copy(update={"warnings": done.warnings})
     except shifts.ShiftError as exc:
         raise HTTPException(409, str(exc)) from None

@@ -61,6 +61,16 @@
     const areaStyle = {color: RED, weight: 2, fillOpacity: 0.08, interactive: false};
     let areaLayer = null, mode = null, start = null, temp = null, vertices = [];
 
+    // An area shows where recordings were made (R241-10): like playback, the search then asks for the motive.
+    const searchForm = document.getElementById("search-form");
+    const motiveCode = searchForm.querySelector("[name=motive_code]");
+    const motiveText = searchForm.querySelector("[name=motive_text]");
+    function askMotive() {
+      const need = areaInput.value.trim() !== "";
+      motiveCode.required = need; motiveText.required = need; motiveText.minLength = need ? 3 : 0;
+    }
+    areaInput.addEventListener("input", askMotive);
+
     function setArea(latlngs, write) {
       if (areaLayer) areaLayer.remove();
       areaLayer = latlngs && latlngs.length >= 3 ? L.polygon(latlngs, areaStyle).addTo(map) : null;
@@ -68,6 +78,7 @@
         areaInput.value = areaLayer
           ? latlngs.map(p => L.latLng(p)).map(p => p.lat.toFixed(6) + "," + p.lng.toFixed(6)).join(";") : "";
       }
+      askMotive();
     }
 
     function stopDrawing() {
