@@ -18,6 +18,7 @@ from temoin.identity.models import Tenant
 from temoin.journal.entry import Actor, EntryDraft
 from temoin.journal.service import Journal
 from temoin.journal.sinks import FileSink
+from temoin.journal.witness import SyslogWitness, witness_from_url
 from temoin.keyring import Keyring
 from temoin.migrate import upgrade
 from temoin.settings import Settings
@@ -32,6 +33,7 @@ class Platform:
     keyring: Keyring
     journal: Journal
     store: LocalBlobStore
+    witness: SyslogWitness | None = None  # where checkpoints are also sent (TEMOIN_JOURNAL_WITNESS)
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, init: bool = False) -> "Platform":
@@ -43,11 +45,11 @@ class Platform:
         engine = make_engine(settings.database_url)
         if init:
             upgrade(engine)
-        platform = cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine), keyring=keyring,
-                       journal=Journal(FileSink(settings.journal_dir)), store=LocalBlobStore(settings.vault_dir))
-        with platform.session() as db:
-            platform.journal.catch_up(db)
-        return platform
+        # Nothing is repaired here: a command must see the journal as it is (`temoin serve` start-up and
+        # `temoin journal repair` bring the file level with the database).
+        return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine), keyring=keyring,
+                   journal=Journal(FileSink(settings.journal_dir)), store=LocalBlobStore(settings.vault_dir),
+                   witness=witness_from_url(settings.journal_witness))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

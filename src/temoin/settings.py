@@ -33,6 +33,10 @@ class Settings:
     live_ice_servers: tuple[str, ...] = ()
     live_max_viewers: int = 8
     live_stall_after_s: float = 2.0
+    # Journal: the server seals every chain whose head moved this often; checkpoints also go to this
+    # witness (syslog+tcp://host:port), outside the platform's own two sinks.
+    journal_seal_interval_s: float = 60.0
+    journal_witness: str | None = None
 
     @property
     def vault_dir(self) -> Path:
@@ -66,4 +70,6 @@ class Settings:
             live_ice_servers=tuple(u.strip() for u in env.get("TEMOIN_LIVE_ICE_SERVERS", "").split(",") if u.strip()),
             live_max_viewers=int(env.get("TEMOIN_LIVE_MAX_VIEWERS", "8")),
             live_stall_after_s=float(env.get("TEMOIN_LIVE_STALL_AFTER_S", "2")),
+            journal_seal_interval_s=float(env.get("TEMOIN_JOURNAL_SEAL_INTERVAL_S", "60")),
+            journal_witness=env.get("TEMOIN_JOURNAL_WITNESS") or None,
         )

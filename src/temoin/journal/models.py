@@ -49,9 +49,21 @@ class JournalCheckpoint(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chain: Mapped[str] = mapped_column(String(64), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # prune
+    kind: Mapped[str] = mapped_column(String(16))  # seal | prune
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     body: Mapped[str] = mapped_column(Text)
     signature: Mapped[str] = mapped_column(String(128))
+
+
+class JournalWitnessProgress(Base):
+    """How far each chain's checkpoints have reached a witness (the outbox is everything after
+    `sent_id`). Checkpoints of one chain are created one at a time, so their ids follow their order."""
+
+    __tablename__ = "journal_witness_progress"
+
+    destination: Mapped[str] = mapped_column(String(255), primary_key=True)
+    chain: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sent_id: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)

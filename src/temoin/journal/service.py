@@ -1,6 +1,7 @@
 """Writing the journal: each entry is chained to the previous one of its tenant's chain and written
 to the database in the caller's transaction, then to the append-only file once that transaction
-commits. An operation and its journal entry therefore commit together or not at all.
+commits. An operation and its journal entry therefore commit together or not at all. A file write
+lost to a crash is appended later by `journal.repair`, never silently by an ordinary command.
 """
 
 from __future__ import annotations
@@ -84,24 +85,6 @@ class Journal:
             grouped.setdefault((chain, month), []).append((digest, body))
         for (chain, month), lines in grouped.items():
             self.sink.append(chain, month, lines)
-
-    def catch_up(self, db: Session) -> int:
-        """Append to the file the entries the database has and the file lacks.
-
-        That happens only if the process died between a commit and the file write; run at start-up.
-        Returns the number of lines appended.
-        """
-        appended = 0
-        for head in db.scalars(select(JournalHead)).all():
-            last = self.sink.last_seq(head.chain)
-            if last < 0 or last >= head.seq:
-                continue
-            rows = db.execute(select(JournalEntry.at, JournalEntry.hash, JournalEntry.body)
-                              .where(JournalEntry.chain == head.chain, JournalEntry.seq > last)
-                              .order_by(JournalEntry.seq)).all()
-            self._append_file([(head.chain, r.at.strftime("%Y-%m"), r.hash, r.body.encode()) for r in rows])
-            appended += len(rows)
-        return appended
 
 
 def parse_body(body: str | bytes) -> dict:
