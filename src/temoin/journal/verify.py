@@ -181,18 +181,23 @@ def _with_witness(checkpoints: list[Checkpoint], report: ChainReport,
         if local is None:
             missing.append(n)
         else:
+            try:
+                here = orjson.loads(local)
+                here = f"{here['kind']} of entry {here['seq']}, made {here['at']}"
+            except (ValueError, KeyError, TypeError):
+                here = "unreadable"
             report.problems.append(Problem(
                 report.sink, report.chain, None, "checkpoint",
-                f"checkpoint {n} ({fields['kind']} of entry {fields['seq']}, made {fields['at']}) differs from the "
-                "one the witness received: the checkpoint chain was rewritten"))
+                f"checkpoint {n} ({here}) differs from the one the witness received ({fields['kind']} of entry "
+                f"{fields['seq']}, made {fields['at']}): the checkpoint chain was rewritten"))
         extra.append(Checkpoint(fields["kind"], int(fields["seq"]), fields["hash"], fields["at"], n, witnessed=True))
     for first, last in _runs(missing):
         fields = witnessed[last].fields
-        which = f"checkpoint {first}" if first == last else f"checkpoints {first} to {last}"
+        which = f"checkpoint {first} (a" if first == last else f"checkpoints {first} to {last} (the last a"
         report.problems.append(Problem(
             report.sink, report.chain, None, "checkpoint",
-            f"{which} (the last a {fields['kind']} of entry {fields['seq']}, made {fields['at']}), received by the "
-            "witness, missing here: checkpoints were removed"))
+            f"{which} {fields['kind']} of entry {fields['seq']}, made {fields['at']}), received by the witness, "
+            "missing here: checkpoints were removed"))
     return checkpoints + extra
 
 
