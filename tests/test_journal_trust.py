@@ -502,13 +502,36 @@ def test_an_interrupted_write_found_anyway_is_named_and_repaired(journal):
     assert {c["file"] for c in repaired["details"]["interrupted_writes_removed"]} == {month.name, "checkpoints.jsonl"}
 
 
+def test_repair_puts_back_an_entry_lost_in_the_middle_of_the_file(journal):
+    """A write lost (crash between commit and file write) while later entries reached the file: the file's
+    next line carries the hash of the missing one, so the database's copy is provably the original."""
+    edit_file(journal, lambda lines: [*lines[:2], *lines[3:]])
+    assert ("file", "deleted", 3) in named(verify(journal))
+    fixed = cli(journal, "journal", "repair")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert f"{CHAIN}: 1 entries missing in the middle of the file put back" in fixed.stdout
+    assert [line_seq(raw) for _, raw in file_lines(journal)] == [1, 2, 3, 4, 5, 6, 7]
+    assert verify(journal).ok
+
+
+def test_repair_does_not_put_back_a_forged_entry_in_the_middle(journal):
+    edit_file(journal, lambda lines: [*lines[:2], *lines[3:]])
+    sql(journal, "UPDATE journal_entries SET body = replace(body, 'PV 2026/0001', 'PV 2026/0666') "
+                 "WHERE chain = :c AND seq = 3", c=CHAIN)
+    out = cli(journal, "journal", "repair")
+    assert out.returncode == 1 and "the file lacks entry 3 and the database's copy does not fit" in out.stderr
+    assert [line_seq(raw) for _, raw in file_lines(journal)] == [1, 2, 4, 5, 6]
+
+
 def test_repair_refuses_entries_that_do_not_chain_onto_the_file(journal):
     edit_file(journal, lambda lines: lines[:-2])
-    sql(journal, "UPDATE journal_entries SET prev_hash = :p, body = replace(body, :old, :p) "
-                 "WHERE chain = :c AND seq = 5", p="e" * 64, old=db_rows(journal)[3].hash, c=CHAIN)
+    fifth = db_rows(journal)[4]
+    forged = fifth.body.replace(fifth.prev_hash, "e" * 64)  # a self-consistent entry 5 chained elsewhere
+    sql(journal, "UPDATE journal_entries SET prev_hash = :p, body = :b, hash = :h WHERE chain = :c AND seq = 5",
+        p="e" * 64, b=forged, h=hashlib.sha256(forged.encode()).hexdigest(), c=CHAIN)
     out = cli(journal, "journal", "repair")
     assert out.returncode == 1
-    assert "entry 5 does not match its hash" in out.stderr or "does not chain onto the file's last entry" in out.stderr
+    assert "entry 5 does not chain onto the file's last entry (4)" in out.stderr
     assert [line_seq(raw) for _, raw in file_lines(journal)] == [1, 2, 3, 4]
 
 

@@ -353,6 +353,8 @@ def journal_repair() -> None:
         for cut in r.interrupted:
             console.print(f"{r.chain}: interrupted write at byte {cut['at']} of {cut['file']} removed "
                           f"({cut['bytes']} bytes)")
+        if r.gaps_filled:
+            console.print(f"{r.chain}: {r.gaps_filled} entries missing in the middle of the file put back")
         if r.appended:
             console.print(f"{r.chain}: {r.appended} entries appended to the file from entry {r.from_seq}")
         if r.checkpoints_appended:

@@ -78,9 +78,9 @@ def start_up(p: Platform) -> list[ChainRepair]:
         repairs = repair(db, p.journal, trigger="server start-up")
     for r in repairs:
         if r.changed:
-            log.warning("journal %s: file repaired at start-up (%d entries appended from %s, %d checkpoints, "
-                        "%d interrupted writes removed)", r.chain, r.appended, r.from_seq, r.checkpoints_appended,
-                        len(r.interrupted))
+            log.warning("journal %s: file repaired at start-up (%d entries appended from %s, %d put back in the "
+                        "middle, %d checkpoints, %d interrupted writes removed)", r.chain, r.appended, r.from_seq,
+                        r.gaps_filled, r.checkpoints_appended, len(r.interrupted))
         if r.refused:
             log.error("journal %s: file not repaired: %s", r.chain, r.refused)
     seal_journal(p)

@@ -20,7 +20,7 @@ from temoin.journal.checkpoints import body_hash
 from temoin.journal.entry import GENESIS, PLATFORM_CHAIN, Action, Actor, EntryDraft
 from temoin.journal.models import JournalCheckpoint, JournalEntry, JournalHead
 from temoin.journal.service import Journal
-from temoin.journal.sinks import FileSink
+from temoin.journal.sinks import FileSink, complete_end
 
 _BATCH = 5_000
 
@@ -31,12 +31,13 @@ class ChainRepair:
     interrupted: list[dict] = field(default_factory=list)  # {"file", "at", "bytes"} cut off
     appended: int = 0
     from_seq: int | None = None
+    gaps_filled: int = 0  # entries put back in the middle of the file
     checkpoints_appended: int = 0
     refused: str | None = None  # why entries were not copied
 
     @property
     def changed(self) -> bool:
-        return bool(self.interrupted or self.appended or self.checkpoints_appended)
+        return bool(self.interrupted or self.appended or self.checkpoints_appended or self.gaps_filled)
 
 
 def _file_end(sink: FileSink, chain: str) -> tuple[int, str]:
@@ -53,6 +54,69 @@ def _file_end(sink: FileSink, chain: str) -> tuple[int, str]:
         latest = max(prunes, key=lambda cp: int(cp["seq"]))
         return int(latest["seq"]), str(latest["hash"])
     return 0, GENESIS
+
+
+def _fill_gaps(db: Session, sink: FileSink, chain: str, result: ChainRepair) -> None:
+    """Entries missing in the middle of the file (a write lost while later ones landed) are put back
+    where the file's own next line proves them: it carries the hash of the last one missing."""
+    files = sink.files(chain)
+    first = next(iter(sink.read(chain)), None)
+    last = sink.last_line(chain)
+    if first is None or last is None:
+        return
+    try:
+        span = int(orjson.loads(last.body)["seq"]) - int(orjson.loads(first.body)["seq"]) + 1
+    except (ValueError, KeyError, TypeError):
+        return
+    lines = 0
+    for path in files:
+        _, end = complete_end(path)
+        with path.open("rb") as fh:
+            lines += fh.read(end).count(b"\n")
+    if lines >= span:
+        return  # no gap (the cheap check: as many lines as sequence numbers)
+    gaps: list[tuple[int, str, int, str]] = []  # (seq before, its hash, seq after, its prev)
+    before: tuple[int, str] | None = None
+    for line in sink.read(chain):
+        try:
+            fields = orjson.loads(line.body)
+            seq, prev = int(fields["seq"]), str(fields["prev"])
+        except (ValueError, KeyError, TypeError):
+            return  # an unreadable line: leave the file to verification
+        if before is not None and seq > before[0] + 1:
+            gaps.append((before[0], before[1], seq, prev))
+        before = (seq, line.hash)
+    inserted: dict[str, list[tuple[int, bytes]]] = {}
+    for after_seq, after_hash, next_seq, next_prev in gaps:
+        rows = db.execute(select(JournalEntry.seq, JournalEntry.at, JournalEntry.hash, JournalEntry.body)
+                          .where(JournalEntry.chain == chain, JournalEntry.seq > after_seq,
+                                 JournalEntry.seq < next_seq).order_by(JournalEntry.seq)).all()
+        expected, prev, missing = after_seq + 1, after_hash, []
+        for row in rows:
+            body = row.body.encode()
+            fields = orjson.loads(body)
+            if (row.seq != expected or hashlib.sha256(body).hexdigest() != row.hash
+                    or fields.get("prev") != prev or fields.get("seq") != row.seq):
+                break
+            missing.append((row.at.strftime("%Y-%m"), row.seq, row.hash.encode() + b" " + body))
+            expected, prev = row.seq + 1, row.hash
+        if expected != next_seq or prev != next_prev:
+            gap = (f"entry {after_seq + 1}" if next_seq == after_seq + 2
+                   else f"entries {after_seq + 1} to {next_seq - 1}")
+            result.refused = (f"the file lacks {gap} and the database's copy does not fit between its entries "
+                              f"{after_seq} and {next_seq}: not copied; run `temoin journal verify`")
+            continue
+        for month, seq, raw in missing:
+            inserted.setdefault(month, []).append((seq, raw))
+    for month, new in inserted.items():
+        path = sink.chain_dir(chain) / f"{month}.jsonl"
+        existing = []
+        if path.exists():
+            for raw in path.read_bytes().splitlines():
+                existing.append((int(orjson.loads(raw.partition(b" ")[2])["seq"]), raw))
+        merged = sorted(existing + new, key=lambda item: item[0])
+        sink.rewrite(path, [raw for _, raw in merged])
+        result.gaps_filled += len(new)
 
 
 def _append_entries(db: Session, sink: FileSink, chain: str, result: ChainRepair) -> None:
@@ -141,6 +205,7 @@ def repair(db: Session, journal: Journal, *, trigger: str, chains: list[str] | N
         for found in sink.interrupted(chain):
             sink.cut_interrupted(found)
             result.interrupted.append({"file": found.path.name, "at": found.at, "bytes": found.length})
+        _fill_gaps(db, sink, chain, result)
         _append_entries(db, sink, chain, result)
         _append_checkpoints(db, sink, chain, result)
         db.rollback()
@@ -153,6 +218,7 @@ def repair(db: Session, journal: Journal, *, trigger: str, chains: list[str] | N
 def _journal_it(db: Session, journal: Journal, result: ChainRepair, trigger: str) -> None:
     tenant = None if result.chain == PLATFORM_CHAIN else db.scalar(select(Tenant).where(Tenant.slug == result.chain))
     details = {"chain": result.chain, "trigger": trigger, "entries_appended": result.appended, "from_seq": result.from_seq,
+               "entries_put_back": result.gaps_filled,
                "checkpoints_appended": result.checkpoints_appended, "interrupted_writes_removed": result.interrupted}
     draft = EntryDraft(action=Action.SECURITY, event="journal.file_repaired", actor=Actor.system("journal"),
                        details=details)
