@@ -168,9 +168,11 @@ def read_witness_log(path: Path, public_keys: list[bytes]) -> WitnessLog:
             fields = orjson.loads(body) if ok else None
         except (ValueError, UnicodeDecodeError):
             ok, fields = False, None
-        if not ok or not isinstance(fields, dict) or "n" not in fields:
+        if not ok or not isinstance(fields, dict):
             result.not_ours += 1
             continue
+        if "n" not in fields:
+            continue  # a checkpoint from before they were chained: nothing to compare it by
         seen = result.chains.setdefault(str(fields["chain"]), {})
         n = int(fields["n"])
         earlier = seen.get(n)

@@ -45,7 +45,7 @@ async def _retention_loop(p: Platform) -> None:
 async def _sealing_loop(p: Platform) -> None:
     """Seal the chains whose head moved, every interval: the unsealed tail of the journal stays short."""
     while True:
-        await asyncio.sleep(p.settings.journal_seal_interval_s)
+        await asyncio.sleep(max(0.1, p.settings.journal_seal_interval_s))
         try:
             await run_in_threadpool(maintenance.seal_journal, p)
         except Exception:  # keep the loop alive; the next run retries
