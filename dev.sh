@@ -57,7 +57,7 @@ case "${1:-}" in
     ;;
   test)
     venv
-    apt_install chromium ffmpeg
+    apt_install chromium ffmpeg rsyslog  # rsyslog: the journal witness tests start a real rsyslogd
     postgres_up
     shift
     exec .venv/bin/python -m pytest "$@"

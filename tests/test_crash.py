@@ -308,6 +308,10 @@ def test_retention_sweep_killed_midway_leaves_each_recording_whole_or_gone(setti
         assert len(erasures) == RECORDINGS  # each deletion journaled once, by whichever run did it
     assert _segment_files(settings) == []
     assert not [f for f in (settings.vault_dir / "staging").rglob("*") if f.is_file()]
+    # A kill between a commit and its file write leaves the file short: only an explicit repair (or the
+    # server's start-up) brings it level, never an ordinary command.
+    repair = _cli(settings, "journal", "repair")
+    assert repair.returncode == 0, repair.stdout + repair.stderr
     journal = _cli(settings, "journal", "verify")
     assert journal.returncode == 0, journal.stdout + journal.stderr
 

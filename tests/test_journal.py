@@ -167,15 +167,23 @@ def test_an_entry_of_a_rolled_back_transaction_is_in_neither_sink(journal):
     assert verify(platform).ok
 
 
-def test_entry_missing_from_the_file_after_a_crash_is_caught_up_at_start_up(journal):
+def test_entry_missing_from_the_file_after_a_crash_is_appended_by_repair_not_by_opening(journal):
+    from temoin.journal.repair import repair
     from temoin.platform import Platform
 
     platform = journal
     edit_file(platform, lambda lines: lines[:-2])  # the process died between commit and file write
     assert ("file", "deleted", 5) in named(verify(platform))
-    reopened = Platform.open(platform.settings)
+    reopened = Platform.open(platform.settings)  # opening the platform repairs nothing
     try:
-        assert [line_seq(raw) for _, raw in file_lines(platform)] == [1, 2, 3, 4, 5, 6]
+        assert [line_seq(raw) for _, raw in file_lines(platform)] == [1, 2, 3, 4]
+        with reopened.session() as db:
+            (done,) = repair(db, reopened.journal, trigger="test", chains=[CHAIN])
+        assert (done.appended, done.from_seq, done.refused) == (2, 5, None)
+        assert [line_seq(raw) for _, raw in file_lines(platform)] == [1, 2, 3, 4, 5, 6, 7]
+        repaired = orjson.loads(db_rows(platform)[-1].body)
+        assert repaired["event"] == "journal.file_repaired"  # the repair is journaled, in the chain it repaired
+        assert repaired["details"]["entries_appended"] == 2 and repaired["details"]["from_seq"] == 5
         assert verify(reopened).ok
     finally:
         reopened.close()

@@ -50,10 +50,11 @@ err = Console(stderr=True)
 
 def _open(init: bool = False) -> Platform:
     from temoin.evidence.timestamp import TimestampError
+    from temoin.journal.witness import WitnessConfigError
 
     try:
         return Platform.open(init=init)
-    except (KeyError_, TimestampError) as exc:
+    except (KeyError_, TimestampError, WitnessConfigError) as exc:
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)  # one line: the chmod to run, whole
         raise typer.Exit(2) from None
 
@@ -272,29 +273,48 @@ def device_revoke(device_id: str) -> None:
 
 @retention_cmd.command("run")
 def retention_run() -> None:
-    """Delete every recording whose retention period is over and that no hold keeps."""
-    from temoin.vault.retention import sweep
+    """The server's periodic pass, once: delete the recordings whose retention is over and that no hold keeps,
+    prune the journal past its retention, delete expired extraction packages, seal the journal."""
+    from temoin.maintenance import run_pass
 
     p = _open()
-    with p.session() as db, _progress() as bar:
+    with _progress() as bar:
         task = bar.add_task("retention sweep", total=None)
 
         def step(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = sweep(p, db, progress=step)
+        done = run_pass(p, progress=step)
+        result = done.sweep
         bar.update(task, completed=len(result.deleted), total=max(len(result.deleted), 1))
     console.print(f"{len(result.deleted)} recordings deleted ({result.blobs_removed} blobs), "
                   f"{result.held} kept by a hold, {result.orphans_removed} orphan blobs removed")
+    console.print(f"{done.journal_pruned} journal entries pruned, {done.packages_purged} expired extraction packages "
+                  f"deleted, {_sealing_line(done.sealing)}")
+
+
+def _sealing_line(sealing) -> str:  # noqa: ANN001
+    line = f"{sealing.chains} chains sealed"
+    if sealing.witnessed is not None:
+        line += f", {sealing.witnessed} checkpoints sent to the witness"
+    if sealing.waiting:
+        line += f" ([yellow]witness unreachable: {sealing.waiting} checkpoints kept to send later[/yellow])"
+    return line
 
 
 @journal_cmd.command("verify")
 def journal_verify(
+    witness_log: Path | None = typer.Option(None, "--witness-log", exists=True, dir_okay=False, readable=True,
+                                            help="the witness's syslog file: every checkpoint it received must be "
+                                                 "here, identical"),
     tsa_ca: Path | None = typer.Option(None, "--tsa-ca", help="the timestamp authority's CA certificates (PEM): "
                                                               "verify the seals' RFC 3161 timestamps"),
 ) -> None:
-    """Verify both sinks of every chain, and that they agree. Exit 1 and name each problem if not."""
+    """Verify both sinks of every chain, and that they agree; say what the last seal covers and what is
+    not sealed yet, and when the seals were timestamped. Only reads. Exit 1 and name each problem if not intact."""
+    from temoin.db import utcnow
     from temoin.journal.verify import verify_all, verify_all_seal_timestamps
+    from temoin.journal.witness import read_witness_log
 
     bundle = None
     if tsa_ca is not None:
@@ -304,14 +324,28 @@ def journal_verify(
             err.print(f"[red]cannot read the TSA CA bundle {escape(str(tsa_ca))}: {exc.strerror}[/red]")
             raise typer.Exit(2) from None
     p = _open()
+    witness = read_witness_log(witness_log, [k.public_key for k in p.keyring.trusted]) if witness_log else None
+    now = utcnow()
     with p.session() as db, console.status("verifying the journal…"):
-        result = verify_all(db, p.journal.sink, p.keyring.trusted)
+        result = verify_all(db, p.journal.sink, p.keyring.trusted, witness=witness,
+                            seal_interval_s=p.settings.journal_seal_interval_s, now=now)
         stamps = verify_all_seal_timestamps(db, p.journal.sink, p.keyring.trusted, bundle,
                                             sorted({r.chain for r in result.reports}))
-    table = Table("chain", "sink", "entries", "last entry", "problems")
+    table = Table("chain", "sink", "entries", "last entry", "last seal covers", "unsealed tail", "problems")
     for r in result.reports:
-        table.add_row(r.chain, r.sink, str(r.entries), str(r.last_seq), str(len(r.problems)))
+        seal = (f"{r.last_seal.seq} ({r.last_seal.at[:19].replace('T', ' ')} UTC)" if r.last_seal else "none")
+        tail = "-"
+        if r.unsealed:
+            tail = f"{r.unsealed} entries"
+            if r.unsealed_since is not None:
+                tail += f", oldest {_age((now - r.unsealed_since).total_seconds())} old"
+        table.add_row(r.chain, r.sink, str(r.entries), str(r.last_seq), seal, tail, str(len(r.problems)))
     console.print(table)
+    if witness is not None:
+        console.print(f"witness log {witness_log}: {sum(len(c) for c in witness.chains.values())} checkpoints "
+                      f"of {len(witness.chains)} chains compared")
+    for warning in result.warnings:
+        console.print(f"[yellow]{escape(warning)}[/yellow]")
     for stamp in stamps:
         console.print(escape(stamp.summary()), soft_wrap=True)
     problems = result.problems + [problem for stamp in stamps for problem in stamp.problems]
@@ -323,14 +357,59 @@ def journal_verify(
     raise typer.Exit(1)
 
 
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{max(0, seconds):.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
 @journal_cmd.command("seal")
 def journal_seal() -> None:
-    """Sign the current head of every chain (the server does it too)."""
-    from temoin.journal.checkpoints import seal
+    """Sign the current head of every chain that moved, and send the witness its checkpoints (the server
+    does it every TEMOIN_JOURNAL_SEAL_INTERVAL_S)."""
+    from temoin.maintenance import seal_journal
+
+    p = _open()
+    console.print(_sealing_line(seal_journal(p)))
+
+
+@journal_cmd.command("repair")
+def journal_repair() -> None:
+    """Bring the journal file level with the database after a crash or a full disk: remove an interrupted
+    last line, append the entries and checkpoints the file lacks at its end if they carry on exactly from
+    it (otherwise nothing is copied, and why is said). Journaled. `temoin serve` does it at start-up."""
+    from temoin.journal.repair import repair
+    from temoin.journal.sinks import JournalWriteError
 
     p = _open()
     with p.session() as db:
-        console.print(f"{seal(db, p.journal.sink, p.keyring, p.timestamper)} chains sealed")
+        try:
+            results = repair(db, p.journal, trigger="temoin journal repair")
+        except JournalWriteError as exc:
+            err.print(f"[red]{escape(str(exc))}[/red]")
+            raise typer.Exit(1) from None
+    refused = False
+    for r in results:
+        for cut in r.interrupted:
+            console.print(f"{r.chain}: interrupted write at byte {cut['at']} of {cut['file']} removed "
+                          f"({cut['bytes']} bytes)")
+        if r.gaps_filled:
+            console.print(f"{r.chain}: {r.gaps_filled} entries missing in the middle of the file put back")
+        if r.appended:
+            console.print(f"{r.chain}: {r.appended} entries appended to the file from entry {r.from_seq}")
+        if r.checkpoints_appended:
+            console.print(f"{r.chain}: {r.checkpoints_appended} checkpoints appended to the file")
+        if r.refused:
+            refused = True
+            err.print(f"[red]{r.chain}: {escape(r.refused)}[/red]")
+    if not any(r.changed for r in results) and not refused:
+        console.print("nothing to repair: the file is level with the database")
+    if refused:
+        raise typer.Exit(1)
 
 
 @journal_cmd.command("prune")

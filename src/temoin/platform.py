@@ -19,6 +19,7 @@ from temoin.identity.models import Tenant
 from temoin.journal.entry import Actor, EntryDraft
 from temoin.journal.service import Journal
 from temoin.journal.sinks import FileSink
+from temoin.journal.witness import SyslogWitness, witness_from_url
 from temoin.keyring import Keyring
 from temoin.migrate import upgrade
 from temoin.settings import Settings
@@ -34,6 +35,7 @@ class Platform:
     journal: Journal
     store: LocalBlobStore
     timestamper: Timestamper | None = None  # RFC 3161 TSA client, when TEMOIN_TSA_URL is set
+    witness: SyslogWitness | None = None  # where checkpoints are also sent (TEMOIN_JOURNAL_WITNESS)
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, init: bool = False) -> "Platform":
@@ -46,14 +48,15 @@ class Platform:
         engine = make_engine(settings.database_url)
         if init:
             upgrade(engine)
+        # Nothing is repaired here: a command must see the journal as it is (`temoin serve` start-up and
+        # `temoin journal repair` bring the file level with the database).
         platform = cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine), keyring=keyring,
                        journal=Journal(FileSink(settings.journal_dir)), store=LocalBlobStore(settings.vault_dir),
-                       timestamper=timestamper)
-        with platform.session() as db:
-            platform.journal.catch_up(db)
-            if init:  # camera keys carried over by migration 0010 get their certificate (journaled)
-                from temoin.identity.devices import certify_uncertified
+                       timestamper=timestamper, witness=witness_from_url(settings.journal_witness))
+        if init:  # camera keys carried over by migration 0010 get their certificate (journaled)
+            from temoin.identity.devices import certify_uncertified
 
+            with platform.session() as db:
                 certify_uncertified(platform, db)
         return platform
 

@@ -39,6 +39,10 @@ class Settings:
     tsa_timeout_s: float = 10.0
     tsa_username: str | None = None
     tsa_password: str | None = field(default=None, repr=False)
+    # Journal: the server seals every chain whose head moved this often; checkpoints also go to this
+    # witness (syslog+tcp://host:port), outside the platform's own two sinks.
+    journal_seal_interval_s: float = 60.0
+    journal_witness: str | None = None
 
     @property
     def vault_dir(self) -> Path:
@@ -77,4 +81,6 @@ class Settings:
             tsa_timeout_s=float(env.get("TEMOIN_TSA_TIMEOUT_S", "10")),
             tsa_username=env.get("TEMOIN_TSA_USERNAME") or None,
             tsa_password=env.get("TEMOIN_TSA_PASSWORD") or None,
+            journal_seal_interval_s=float(env.get("TEMOIN_JOURNAL_SEAL_INTERVAL_S", "60")),
+            journal_witness=env.get("TEMOIN_JOURNAL_WITNESS") or None,
         )

@@ -49,7 +49,7 @@ class JournalCheckpoint(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chain: Mapped[str] = mapped_column(String(64), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # prune
+    kind: Mapped[str] = mapped_column(String(16))  # seal | prune
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -57,3 +57,15 @@ class JournalCheckpoint(Base):
     signature: Mapped[str] = mapped_column(String(128))
     # RFC 3161 token (base64 DER TimeStampResp) over SHA-256 of `body`, when a TSA was configured and answered.
     timestamp_token: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class JournalWitnessProgress(Base):
+    """How far each chain's checkpoints have reached a witness (the outbox is everything after
+    `sent_id`). Checkpoints of one chain are created one at a time, so their ids follow their order."""
+
+    __tablename__ = "journal_witness_progress"
+
+    destination: Mapped[str] = mapped_column(String(255), primary_key=True)
+    chain: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sent_id: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)

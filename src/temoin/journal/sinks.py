@@ -5,10 +5,15 @@ the previous entry's hash, so the file verifies on its own, without the database
 
 Checkpoint lines: `<base64 signature> <canonical JSON body>[ <base64 RFC 3161 token>]\n`; the token, when
 there is one, is a third field (a body always ends with `}`, a base64 token never does).
+
+An append either lands whole or not at all: a short write is continued, and a failed one (disk
+full...) is cut back to the line boundary it started from. A partial last line found anyway (power
+lost mid-write) is an interrupted write, reported as such and removed only by `temoin journal repair`.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -17,6 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MONTH_FILE = re.compile(r"^\d{4}-\d{2}\.jsonl$")
+_TAIL_CHUNK = 64 * 1024
+
+
+class JournalWriteError(OSError):
+    """A journal file could not be appended to; what is in the file is still whole."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(code or errno.EIO, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def checkpoint_line(signature: str, body: bytes, token: str | None = None) -> bytes:
@@ -41,6 +58,69 @@ class FileLine:
     body: bytes
 
 
+@dataclass(frozen=True)
+class Interrupted:
+    """The unfinished last line of a file: `length` bytes from byte `at` with no newline."""
+
+    path: Path
+    at: int
+    length: int
+
+
+def complete_end(path: Path) -> tuple[int, int]:
+    """(size, end): `end` is just after the file's last newline; below `size` the rest is a partial line."""
+    with path.open("rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0, 0
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return size, size
+        pos = size
+        while pos > 0:
+            start = max(0, pos - _TAIL_CHUNK)
+            fh.seek(start)
+            chunk = fh.read(pos - start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                return size, start + cut + 1
+            pos = start
+        return size, 0
+
+
+def _append(path: Path, data: bytes, what: str) -> None:
+    """Append `data` (whole lines) and fsync, under an exclusive lock; all of it or none of it."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            _, end = complete_end(path)
+            raise JournalWriteError(f"{path}: interrupted write at byte {end} (a partial line left by an earlier "
+                                    f"crash); {what} not appended after it: run `temoin journal repair`")
+        view, written = memoryview(data), 0
+        try:
+            while written < len(data):
+                n = os.write(fd, view[written:])
+                if n == 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += n
+            os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, size)  # back to the line boundary: no partial line left behind
+                os.fsync(fd)
+            except OSError as again:
+                raise JournalWriteError(f"{path}: {what} could not be written ({exc.strerror}) and the partial "
+                                        f"line could not be removed ({again.strerror}); once the disk is fixed, "
+                                        "run `temoin journal repair`", exc.errno) from exc
+            raise JournalWriteError(f"{path}: {what} could not be written ({exc.strerror}); nothing partial was "
+                                    "left in the file. The database holds them: free space, then run "
+                                    "`temoin journal repair` (the server does it at start-up)", exc.errno) from exc
+    finally:
+        os.close(fd)
+
+
 class FileSink:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -52,15 +132,8 @@ class FileSink:
         """Append and fsync; an exclusive lock keeps concurrent processes from interleaving."""
         folder = self.chain_dir(chain)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{month}.jsonl"
         data = b"".join(h.encode() + b" " + body + b"\n" for h, body in lines)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _append(folder / f"{month}.jsonl", data, f"{len(lines)} journal entries")
 
     def files(self, chain: str) -> list[Path]:
         folder = self.chain_dir(chain)
@@ -74,43 +147,90 @@ class FileSink:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir())
 
     def read(self, chain: str) -> Iterator[FileLine]:
+        """The complete lines of every month file, in order; a partial last line is not an entry."""
         for path in self.files(chain):
+            size, end = complete_end(path)
             with path.open("rb") as fh:
+                if end == size:
+                    for lineno, raw in enumerate(fh, start=1):
+                        digest, _, body = raw.rstrip(b"\n").partition(b" ")
+                        yield FileLine(path, lineno, digest.decode("ascii", "replace"), body)
+                    continue
                 for lineno, raw in enumerate(fh, start=1):
-                    raw = raw.rstrip(b"\n")
-                    digest, _, body = raw.partition(b" ")
+                    if not raw.endswith(b"\n"):
+                        break
+                    digest, _, body = raw.rstrip(b"\n").partition(b" ")
                     yield FileLine(path, lineno, digest.decode("ascii", "replace"), body)
 
-    def last_seq(self, chain: str) -> int:
-        """Sequence number of the last line written (0 if none); read from the end of the last file."""
-        import orjson
+    def interrupted(self, chain: str) -> list[Interrupted]:
+        """Partial last lines in the chain's month files and checkpoint file."""
+        found = []
+        paths = [*self.files(chain), self.checkpoints_path(chain)]
+        for path in paths:
+            if path.exists():
+                size, end = complete_end(path)
+                if end < size:
+                    found.append(Interrupted(path, end, size - end))
+        return found
 
+    def cut_interrupted(self, found: Interrupted) -> None:
+        """Remove a partial last line (`temoin journal repair` only, which journals it)."""
+        fd = os.open(found.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size == found.at + found.length:
+                os.ftruncate(fd, found.at)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def last_line(self, chain: str) -> FileLine | None:
+        """The last complete line of the chain (None if there is none), read from the end of the last file."""
         for path in reversed(self.files(chain)):
-            last = None
+            _, end = complete_end(path)
+            if end == 0:
+                continue
             with path.open("rb") as fh:
-                for raw in fh:
-                    if raw.strip():
-                        last = raw
-            if last is not None:
-                try:
-                    return int(orjson.loads(last.rstrip(b"\n").partition(b" ")[2])["seq"])
-                except (ValueError, KeyError):
-                    return -1
-        return 0
+                pos, tail = end, b""
+                while True:
+                    start = max(0, pos - _TAIL_CHUNK)
+                    fh.seek(start)
+                    tail = fh.read(pos - start) + tail
+                    cut = tail.rfind(b"\n", 0, len(tail) - 1)
+                    if cut >= 0 or start == 0:
+                        break
+                    pos = start
+            raw = tail[cut + 1:-1]
+            digest, _, body = raw.partition(b" ")
+            return FileLine(path, 0, digest.decode("ascii", "replace"), body)
+        return None
 
     def checkpoints_path(self, chain: str) -> Path:
         return self.chain_dir(chain) / "checkpoints.jsonl"
 
+    def read_checkpoints(self, chain: str) -> list[tuple[bytes, str]]:
+        """(body, signature) of each complete checkpoint line, in order."""
+        path = self.checkpoints_path(chain)
+        if not path.exists():
+            return []
+        _, end = complete_end(path)
+        with path.open("rb") as fh:
+            data = fh.read(end)
+        found = []
+        for raw in data.splitlines():
+            if raw.strip():
+                signature, body, _token = split_checkpoint_line(raw)
+                found.append((body, signature))
+        return found
+
     def append_checkpoint(self, chain: str, line: bytes) -> None:
+        self.append_checkpoints(chain, [line])
+
+    def append_checkpoints(self, chain: str, lines: list[bytes]) -> None:
         folder = self.chain_dir(chain)
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.checkpoints_path(chain), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, line + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _append(self.checkpoints_path(chain), b"".join(line + b"\n" for line in lines),
+                f"{len(lines)} journal checkpoints")
 
     def rewrite(self, path: Path, lines: list[bytes]) -> None:
         """Replace a month file atomically (used only by pruning, behind a signed checkpoint)."""

@@ -2,6 +2,9 @@
 
 Finds and names an altered, deleted, inserted or reordered entry. An attacker who rewrites one
 sink and recomputes its hashes is caught by the other sink and by the platform-signed checkpoints.
+Checkpoints are chained to each other (a removed one is named) and, given the witness's log, compared
+with what the witness received. For each chain the report says what the last seal covers and what
+is not sealed yet. Verification only reads: it never repairs a sink.
 """
 
 from __future__ import annotations
@@ -9,12 +12,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.db import utcnow
 from temoin.evidence.canonical import b64d
 from temoin.evidence.keys import KeySet
 from temoin.evidence.signing import verify as verify_signature
@@ -22,6 +26,11 @@ from temoin.evidence.timestamp import TimestampError, TimestampInfo, inspect_tok
 from temoin.journal.entry import GENESIS
 from temoin.journal.models import JournalCheckpoint, JournalEntry, JournalHead
 from temoin.journal.sinks import FileSink, split_checkpoint_line
+from temoin.journal.witness import WitnessedCheckpoint, WitnessLog
+
+# A seal pass covers every entry committed before it; an entry's time is taken before its commit
+# and a pass seals chains one after the other: this much slack before calling a tail "skipped".
+SEAL_MARGIN = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,7 @@ class Problem:
     sink: str  # "database", "file", "both"
     chain: str
     seq: int | None
-    kind: str  # altered | deleted | inserted | reordered | mismatch | checkpoint
+    kind: str  # altered | deleted | inserted | reordered | mismatch | checkpoint | unsealed | interrupted
     message: str
 
     def __str__(self) -> str:
@@ -47,6 +56,11 @@ class ChainReport:
     problems: list[Problem] = field(default_factory=list)
     # Hashes at the sequence numbers that signed checkpoints vouch for.
     vouched: dict[int, str] = field(default_factory=dict, repr=False)
+    # The sink's chained checkpoints by number, as stored (compared with the witness's).
+    checkpoint_bodies: dict[int, bytes] = field(default_factory=dict, repr=False)
+    last_seal: "Checkpoint | None" = None
+    unsealed: int = 0  # entries after the last seal
+    unsealed_since: datetime | None = None  # time of the oldest of them
 
 
 class Record:
@@ -73,6 +87,52 @@ class Checkpoint:
     seq: int
     hash: str
     at: str
+    n: int | None = None
+    witnessed: bool = False  # known from the witness's log, not from this sink
+
+    @property
+    def name(self) -> str:
+        return f"the witness's signed checkpoint {self.n}" if self.witnessed else "a signed checkpoint"
+
+
+def _signature_ok(public_key: bytes | KeySet, signature: str, body: bytes) -> bool:
+    return _signed_by_platform(public_key, signature, body)
+
+
+def _check_links(parsed: list[tuple[bytes, str, dict | None]], report: ChainReport) -> bool:
+    """Walk the checkpoint chain (`n`, `prev_checkpoint`); name removed, altered or inserted checkpoints.
+    Returns whether it is intact."""
+    intact = True
+    prev_n, prev_hash = 0, ""
+    legacy: set[str] = set()
+
+    def problem(message: str) -> None:
+        nonlocal intact
+        intact = False
+        report.problems.append(Problem(report.sink, report.chain, None, "checkpoint", message))
+
+    for body, _, fields in parsed:
+        digest = hashlib.sha256(body).hexdigest()
+        if fields is None or "n" not in fields:
+            legacy.add(digest)  # made before checkpoints were chained
+            continue
+        try:
+            n, link = int(fields["n"]), str(fields.get("prev_checkpoint"))
+        except (TypeError, ValueError):
+            problem("a checkpoint's number is unreadable (altered)")
+            continue
+        report.checkpoint_bodies.setdefault(n, body)
+        what = f"checkpoint {n} ({fields.get('kind')} of entry {fields.get('seq')}, made {fields.get('at')})"
+        if n <= prev_n:
+            problem(f"{what} appears again after checkpoint {prev_n} (duplicate or inserted)")
+            continue
+        if n > prev_n + 1:
+            gap = f"{prev_n + 1}" if n == prev_n + 2 else f"{prev_n + 1} to {n - 1}"
+            problem(f"checkpoint {gap} missing (removed) before {what}")
+        elif link != (prev_hash if prev_n else GENESIS) and not (prev_n == 0 and link in legacy):
+            problem(f"{what} does not chain onto checkpoint {prev_n}: one of them was altered or replaced")
+        prev_n, prev_hash = n, digest
+    return intact
 
 
 def _signed_by_platform(keys: bytes | KeySet, signature: str, body: bytes) -> bool:
@@ -91,16 +151,79 @@ def _signed_by_platform(keys: bytes | KeySet, signature: str, body: bytes) -> bo
 
 def _signed_checkpoints(raw: list[tuple[bytes, str]], public_key: bytes | KeySet,
                         report: ChainReport) -> list[Checkpoint]:
-    found = []
+    parsed: list[tuple[bytes, str, dict | None]] = []
     for body, signature in raw:
-        ok = _signed_by_platform(public_key, signature, body)
-        if not ok:
+        try:
+            fields = orjson.loads(body)
+        except ValueError:
+            fields = None
+        parsed.append((body, signature, fields if isinstance(fields, dict) else None))
+    intact = _check_links(parsed, report)
+    chained = [i for i, (_, _, f) in enumerate(parsed) if f is not None and "n" in f]
+    # An intact chain is vouched for by its last checkpoint's signature: one signature check, not one
+    # per seal (a seal a minute is half a million a year).
+    if intact and chained:
+        body, signature, _ = parsed[chained[-1]]
+        intact = _signature_ok(public_key, signature, body)
+    trusted = set(chained[:-1]) if intact else set()
+    found = []
+    for i, (body, signature, fields) in enumerate(parsed):
+        if i not in trusted and not _signature_ok(public_key, signature, body):
             report.problems.append(Problem(report.sink, report.chain, None, "checkpoint",
                                            "a checkpoint's platform signature is invalid: forged or altered"))
             continue
-        cp = orjson.loads(body)
-        found.append(Checkpoint(cp["kind"], int(cp["seq"]), cp["hash"], cp["at"]))
+        try:
+            found.append(Checkpoint(fields["kind"], int(fields["seq"]), fields["hash"], fields["at"],
+                                    fields.get("n")))
+        except (TypeError, KeyError, ValueError):
+            report.problems.append(Problem(report.sink, report.chain, None, "checkpoint",
+                                           "a signed checkpoint is unreadable"))
     return found
+
+
+def _with_witness(checkpoints: list[Checkpoint], report: ChainReport,
+                  witnessed: dict[int, WitnessedCheckpoint]) -> list[Checkpoint]:
+    """Name the checkpoints the witness received that this sink lacks or holds differently, and add
+    them to what the entries are checked against."""
+    extra = []
+    missing: list[int] = []
+    for n, w in sorted(witnessed.items()):
+        fields = w.fields
+        local = report.checkpoint_bodies.get(n)
+        if local == w.body:
+            continue
+        if local is None:
+            missing.append(n)
+        else:
+            try:
+                here = orjson.loads(local)
+                here = f"{here['kind']} of entry {here['seq']}, made {here['at']}"
+            except (ValueError, KeyError, TypeError):
+                here = "unreadable"
+            report.problems.append(Problem(
+                report.sink, report.chain, None, "checkpoint",
+                f"checkpoint {n} ({here}) differs from the one the witness received ({fields['kind']} of entry "
+                f"{fields['seq']}, made {fields['at']}): the checkpoint chain was rewritten"))
+        extra.append(Checkpoint(fields["kind"], int(fields["seq"]), fields["hash"], fields["at"], n, witnessed=True))
+    for first, last in _runs(missing):
+        fields = witnessed[last].fields
+        which = f"checkpoint {first} (a" if first == last else f"checkpoints {first} to {last} (the last a"
+        report.problems.append(Problem(
+            report.sink, report.chain, None, "checkpoint",
+            f"{which} {fields['kind']} of entry {fields['seq']}, made {fields['at']}), received by the witness, "
+            "missing here: checkpoints were removed"))
+    return checkpoints + extra
+
+
+def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
+    run: list[int] = []
+    for n in numbers:
+        if run and n != run[-1] + 1:
+            yield run[0], run[-1]
+            run = []
+        run.append(n)
+    if run:
+        yield run[0], run[-1]
 
 
 def _walk(records: Iterable[Record], report: ChainReport, checkpoints: list[Checkpoint]) -> None:
@@ -108,6 +231,11 @@ def _walk(records: Iterable[Record], report: ChainReport, checkpoints: list[Chec
     start = max(prunes, key=lambda cp: cp.seq) if prunes else None
     expected_seq, expected_prev = (start.seq + 1, start.hash) if start else (1, GENESIS)
     wanted = {cp.seq for cp in checkpoints}
+    seals = [cp for cp in checkpoints if cp.kind == "seal"]
+    report.last_seal = max(seals, key=lambda cp: (cp.seq, cp.n or 0)) if seals else None
+    # The first entry no seal covers: its time is the age of the unsealed tail.
+    tail_from = max(report.last_seal.seq if report.last_seal else 0, start.seq if start else 0) + 1
+    tail_at = None
     seen_max = expected_seq - 1
     missing: dict[int, Problem] = {}
     sink, chain = report.sink, report.chain
@@ -137,6 +265,8 @@ def _walk(records: Iterable[Record], report: ChainReport, checkpoints: list[Chec
                     f"{rec.where}: indexed columns disagree with the entry's content (altered)")
         if seq in wanted:
             report.vouched[seq] = rec.stored_hash
+        if seq == tail_from and tail_at is None:
+            tail_at = body.get("at")
         if seq == expected_seq:
             if prev != expected_prev:
                 problem(seq, "altered", f"{rec.where}: entry {seq} does not chain onto entry {seq - 1}: "
@@ -162,13 +292,27 @@ def _walk(records: Iterable[Record], report: ChainReport, checkpoints: list[Chec
     report.last_hash = expected_prev
     # A chain left with no entry at all ends at 0: a checkpoint beyond that means entries were deleted.
     end = report.last_seq if report.last_seq is not None else 0
+    beyond: dict[bool, Checkpoint] = {}
     for cp in checkpoints:
         if cp.kind == "seal" and cp.seq in report.vouched and report.vouched[cp.seq] != cp.hash:
-            problem(cp.seq, "altered", f"entry {cp.seq} differs from the platform-signed checkpoint of {cp.at}: "
+            source = "the witness's signed checkpoint" if cp.witnessed else "the platform-signed checkpoint"
+            problem(cp.seq, "altered", f"entry {cp.seq} differs from {source} of {cp.at}: "
                                        "the chain was rewritten after it")
-        if cp.seq > end:
-            problem(end + 1, "deleted", f"a signed checkpoint vouches for entry {cp.seq} but the chain "
-                                        f"ends at {end}: entries were deleted at the end")
+        if cp.seq > end and (cp.witnessed not in beyond or cp.seq > beyond[cp.witnessed].seq):
+            beyond[cp.witnessed] = cp
+    for cp in beyond.values():  # the furthest one says it all
+        problem(end + 1, "deleted", f"{cp.name} vouches for entry {cp.seq} but the chain "
+                                    f"ends at {end}: entries were deleted at the end")
+    if report.entries and end >= tail_from:
+        report.unsealed = end - tail_from + 1
+        report.unsealed_since = _parse_time(tail_at)
+
+
+def _parse_time(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
 
 
 def _db_checkpoints(db: Session, chain: str) -> list[tuple[bytes, str]]:
@@ -187,15 +331,7 @@ def _db_records(db: Session, chain: str) -> Iterator[Record]:
 
 
 def _file_checkpoints(sink: FileSink, chain: str) -> list[tuple[bytes, str]]:
-    path = sink.checkpoints_path(chain)
-    if not path.exists():
-        return []
-    found = []
-    for raw in path.read_bytes().splitlines():
-        if raw.strip():
-            signature, body, _token = split_checkpoint_line(raw)
-            found.append((body, signature))
-    return found
+    return sink.read_checkpoints(chain)
 
 
 def _file_records(sink: FileSink, chain: str) -> Iterator[Record]:
@@ -203,9 +339,12 @@ def _file_records(sink: FileSink, chain: str) -> Iterator[Record]:
         yield Record(("file", chain, line.path, line.lineno), line.hash, line.body)
 
 
-def verify_database(db: Session, chain: str, public_key: bytes | KeySet) -> ChainReport:
+def verify_database(db: Session, chain: str, public_key: bytes | KeySet,
+                    witnessed: dict[int, WitnessedCheckpoint] | None = None) -> ChainReport:
     report = ChainReport(chain=chain, sink="database")
     checkpoints = _signed_checkpoints(_db_checkpoints(db, chain), public_key, report)
+    if witnessed:
+        checkpoints = _with_witness(checkpoints, report, witnessed)
     _walk(_db_records(db, chain), report, checkpoints)
     head = db.get(JournalHead, chain)
     end = report.last_seq if report.last_seq is not None else 0
@@ -221,9 +360,19 @@ def verify_database(db: Session, chain: str, public_key: bytes | KeySet) -> Chai
     return report
 
 
-def verify_file(sink: FileSink, chain: str, public_key: bytes | KeySet) -> ChainReport:
+def verify_file(sink: FileSink, chain: str, public_key: bytes | KeySet,
+                witnessed: dict[int, WitnessedCheckpoint] | None = None) -> ChainReport:
     report = ChainReport(chain=chain, sink="file")
+    for found in sink.interrupted(chain):
+        # A write cut short (power lost mid-line): not an entry, and not tampering either.
+        report.problems.append(Problem(
+            "file", chain, None, "interrupted",
+            f"file {chain}/{found.path.name}: interrupted write at byte {found.at} ({found.length} bytes of an "
+            "unfinished line, not read as an entry): `temoin journal repair` removes it and appends the "
+            "missing entries from the database"))
     checkpoints = _signed_checkpoints(_file_checkpoints(sink, chain), public_key, report)
+    if witnessed:
+        checkpoints = _with_witness(checkpoints, report, witnessed)
     _walk(_file_records(sink, chain), report, checkpoints)
     return report
 
@@ -262,25 +411,69 @@ def compare(db: Session, sink: FileSink, chain: str, db_report: ChainReport, fil
 class VerifyResult:
     reports: list[ChainReport]
     problems: list[Problem]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def verify_all(db: Session, sink: FileSink, public_key: bytes | KeySet,
-               chains: list[str] | None = None) -> VerifyResult:
+def verify_all(db: Session, sink: FileSink, public_key: bytes | KeySet, chains: list[str] | None = None, *,
+               witness: WitnessLog | None = None, seal_interval_s: float = 60.0,
+               now: datetime | None = None) -> VerifyResult:
     if chains is None:
-        chains = sorted(set(db.scalars(select(JournalHead.chain))) | set(sink.chains()))
+        chains = sorted(set(db.scalars(select(JournalHead.chain))) | set(sink.chains())
+                        | set(db.scalars(select(JournalCheckpoint.chain).distinct()))
+                        | set(witness.chains if witness else ()))
     reports: list[ChainReport] = []
     problems: list[Problem] = []
     for chain in chains:
-        db_report = verify_database(db, chain, public_key)
-        file_report = verify_file(sink, chain, public_key)
+        witnessed = witness.of(chain) if witness else None
+        db_report = verify_database(db, chain, public_key, witnessed)
+        file_report = verify_file(sink, chain, public_key, witnessed)
         reports += [db_report, file_report]
         problems += db_report.problems + file_report.problems
         problems += compare(db, sink, chain, db_report, file_report)
-    return VerifyResult(reports, problems)
+    problems += _skipped_tails(reports)
+    warnings = []
+    if witness is not None:
+        problems += [Problem("witness", "-", None, "checkpoint", c) for c in witness.conflicts]
+        if witness.not_ours:
+            warnings.append(f"{witness.not_ours} lines of {witness.path} look like checkpoints but are not signed "
+                            "by this platform: ignored")
+    now = now or utcnow()
+    late = timedelta(seconds=seal_interval_s) + SEAL_MARGIN
+    for r in reports:
+        if r.unsealed_since is not None and now - r.unsealed_since > late:
+            warnings.append(f"[{r.chain}] {r.sink}: {r.unsealed} entries unsealed since {_utc(r.unsealed_since)}, "
+                            f"longer than the sealing interval ({seal_interval_s:g} s): is the server's sealing "
+                            "loop running? If it is, seals were removed")
+    return VerifyResult(reports, problems, warnings)
+
+
+def _skipped_tails(reports: list[ChainReport]) -> list[Problem]:
+    """A seal pass seals every chain whose head moved. Entries no seal covers although the platform
+    sealed (any chain) well after they were written: the seals that covered them were removed."""
+    latest: tuple[datetime, str] | None = None
+    for r in reports:
+        at = _parse_time(r.last_seal.at) if r.last_seal else None
+        if at is not None and (latest is None or at > latest[0]):
+            latest = (at, r.chain)
+    problems = []
+    for r in reports:
+        if latest is None or r.unsealed_since is None or latest[0] - r.unsealed_since <= SEAL_MARGIN:
+            continue
+        first = (r.last_seq or 0) - r.unsealed + 1
+        problems.append(Problem(
+            r.sink, r.chain, first, "unsealed",
+            f"entries {first} to {r.last_seq} are covered by no seal, yet the platform sealed at {_utc(latest[0])} "
+            f"(chain {latest[1]}), after entry {first} was written ({_utc(r.unsealed_since)}): the seals that "
+            "covered them were removed"))
+    return problems
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # --- RFC 3161 timestamps of the seals -----------------------------------------------------------------------

@@ -12,38 +12,18 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import select
 from xstatic.pkg import leaflet
 
-from temoin import __version__
+from temoin import __version__, maintenance
 from temoin.evidence.canonical import b64e
-from temoin.db import utcnow
-from temoin.evidence.package import purge_expired
-from temoin.identity.models import Tenant
-from temoin.journal.checkpoints import prune, seal
-from temoin.law.profiles import get_profile
 from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
-from temoin.vault import retention
 from temoin.web import pages, problems
 from temoin.web.routes import (admin, camera, cctv, dispatch, extractions, ingest, journal, keys, live, maps,
                                recordings, reports, rights, session, shifts)
 
 log = logging.getLogger("temoin.retention")
-
-
-def run_retention(p: Platform, orphans: bool = True) -> retention.SweepResult:
-    """One scheduled pass: delete what is due, prune journal entries past their retention (three
-    years, behind a signed checkpoint), then seal the journal heads with the platform key."""
-    with p.session() as db:
-        result = retention.sweep(p, db, orphans=orphans)
-        for tenant in db.scalars(select(Tenant)).all():
-            prune(db, p.journal.sink, p.keyring, tenant.slug, get_profile(tenant.profile).journal_cutoff(utcnow()))
-        purge_expired(p, db)  # extraction packages are plaintext copies: kept only for their pick-up time
-        db.commit()
-        seal(db, p.journal.sink, p.keyring, p.timestamper)
-        return result
 
 
 async def _retention_loop(p: Platform) -> None:
@@ -54,22 +34,38 @@ async def _retention_loop(p: Platform) -> None:
             # The whole-store orphan scan is slow on a large vault: at start-up, then daily.
             orphans = passes % max(1, 86400 // p.settings.retention_interval_s) == 0
             passes += 1
-            result = await run_in_threadpool(run_retention, p, orphans)
-            if result.deleted:
-                log.info("retention: %d recordings deleted", len(result.deleted))
+            result = await run_in_threadpool(maintenance.run_pass, p, orphans)
+            if result.sweep.deleted:
+                log.info("retention: %d recordings deleted", len(result.sweep.deleted))
         except Exception:  # keep the scheduler alive; the next run retries
             log.exception("retention sweep failed")
         await asyncio.sleep(p.settings.retention_interval_s)
 
 
+async def _sealing_loop(p: Platform) -> None:
+    """Seal the chains whose head moved, every interval: the unsealed tail of the journal stays short."""
+    while True:
+        await asyncio.sleep(max(0.1, p.settings.journal_seal_interval_s))
+        try:
+            await run_in_threadpool(maintenance.seal_journal, p)
+        except Exception:  # keep the loop alive; the next run retries
+            log.exception("journal sealing failed")
+
+
 def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
-        task = asyncio.create_task(_retention_loop(p)) if scheduler else None
+        tasks = []
+        if scheduler:
+            try:
+                await run_in_threadpool(maintenance.start_up, p)  # the journal file level with the database
+            except Exception:  # serve anyway: verification names what is left, the next start retries
+                log.exception("journal start-up repair failed")
+            tasks = [asyncio.create_task(_retention_loop(p)), asyncio.create_task(_sealing_loop(p))]
         await app.state.live.start()  # the live media plane and its stream watcher
         yield
         await app.state.live.stop()
-        if task:
+        for task in tasks:
             task.cancel()
 
     app = FastAPI(title="Témoin", version=__version__, lifespan=lifespan,

@@ -1,0 +1,87 @@
+"""The platform's periodic duties, in one place: the server's scheduler and `temoin retention run`
+do exactly the same pass.
+
+One pass: delete the recordings whose retention is over, prune journal entries past the journal's
+retention (behind a signed checkpoint), delete extraction packages past their pick-up time, then
+seal the journal and send the checkpoints to the witness. Sealing alone also runs every
+TEMOIN_JOURNAL_SEAL_INTERVAL_S in the server, so no stretch of the journal stays unsealed long.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from temoin.db import utcnow
+from temoin.evidence.package import purge_expired
+from temoin.identity.models import Tenant
+from temoin.journal.checkpoints import prune, seal
+from temoin.journal.repair import ChainRepair, repair
+from temoin.journal.witness import WitnessUnreachable, flush, pending
+from temoin.law.profiles import get_profile
+from temoin.platform import Platform
+from temoin.vault import retention
+
+log = logging.getLogger("temoin.maintenance")
+
+
+@dataclass
+class Sealing:
+    chains: int  # chains sealed
+    witnessed: int | None  # checkpoints delivered to the witness; None: no witness configured
+    waiting: int = 0  # checkpoints the witness has not had yet (it was unreachable)
+
+
+@dataclass
+class PassResult:
+    sweep: retention.SweepResult
+    journal_pruned: int
+    packages_purged: int
+    sealing: Sealing
+
+
+def run_pass(p: Platform, orphans: bool = True,
+             progress: Callable[[int, int], None] | None = None) -> PassResult:
+    with p.session() as db:
+        result = retention.sweep(p, db, orphans=orphans, progress=progress)
+        pruned = 0
+        for tenant in db.scalars(select(Tenant)).all():
+            pruned += prune(db, p.journal.sink, p.keyring, tenant.slug,
+                            get_profile(tenant.profile).journal_cutoff(utcnow()))
+        purged = purge_expired(p, db)  # extraction packages are plaintext copies: kept only for their pick-up time
+        db.commit()
+    return PassResult(result, pruned, purged, seal_journal(p))
+
+
+def seal_journal(p: Platform) -> Sealing:
+    """Seal every chain whose head moved, then send the witness what it has not had yet."""
+    with p.session() as db:
+        sealed = seal(db, p.journal.sink, p.keyring, p.timestamper)
+        if p.witness is None:
+            return Sealing(sealed, None)
+        try:
+            return Sealing(sealed, flush(db, p.witness))
+        except WitnessUnreachable as exc:
+            db.rollback()
+            waiting = pending(db, p.witness)
+            # Kept locally and sent by the next pass; the platform goes on.
+            log.warning("%s; %d checkpoints kept to send later", exc, waiting)
+            return Sealing(sealed, 0, waiting)
+
+
+def start_up(p: Platform) -> list[ChainRepair]:
+    """The server's start-up: bring the journal file level with the database (journaled), then seal."""
+    with p.session() as db:
+        repairs = repair(db, p.journal, trigger="server start-up")
+    for r in repairs:
+        if r.changed:
+            log.warning("journal %s: file repaired at start-up (%d entries appended from %s, %d put back in the "
+                        "middle, %d checkpoints, %d interrupted writes removed)", r.chain, r.appended, r.from_seq,
+                        r.gaps_filled, r.checkpoints_appended, len(r.interrupted))
+        if r.refused:
+            log.error("journal %s: file not repaired: %s", r.chain, r.refused)
+    seal_journal(p)
+    return repairs
