@@ -206,6 +206,8 @@ def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platfo
     assert lost["index"] == 1 and lost["sha256"] == rec["segments"][1]["sha256"] and lost["offset_s"] == 2.0
     assert rec["receipt"]["receipt"]["lost_segments"] == [1]
     assert any("lost at the camera" in n for n in manifest["notes"])
+    readme = (folder / "README.txt").read_text("utf-8")
+    assert "Des segments ont été perdus à la caméra" in readme and "Some segments were lost at the camera" in readme
 
     code, output = _verify(folder, *_pinned(platform))
     assert code == 0, output

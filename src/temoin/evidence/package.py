@@ -565,7 +565,8 @@ def build(p: Platform, plan: Plan, progress: Progress | None = None) -> Built:
                 # The platform's key history, vouched for by this package's signature: receipts signed by a
                 # key since retired verify with it once the signing key is pinned.
                 writer.small(KEYS_FILE, orjson.dumps(p.keyring.trusted.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
-                writer.small(README, readme(plan.extraction_id, plan.media_kind).encode())
+                writer.small(README, readme(plan.extraction_id, plan.media_kind,
+                                            lost=any(r.lost for r in plan.recordings)).encode())
                 sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.digests().items())).encode()
                 writer.small(SUMS, sums, signed=False)
                 writer.small(SIGNATURE, p.keyring.signing_key.sign(sums), signed=False)
@@ -718,7 +719,7 @@ def _manifest(p: Platform, plan: Plan, sections: list[dict[str, Any]]) -> dict[s
     }
 
 
-def readme(extraction_id: str, kind: MediaKind) -> str:
+def readme(extraction_id: str, kind: MediaKind, lost: bool = False) -> str:
     original = kind == MediaKind.ORIGINAL
     fr_media = ("media/ contient les segments originaux, octet pour octet." if original else
                 "Attention : les octets originaux ne sont PAS dans ce paquet (copie "
@@ -728,6 +729,11 @@ def readme(extraction_id: str, kind: MediaKind) -> str:
                 "Note: the original bytes are NOT in this package (a "
                 + ("stream-copy trim" if kind == MediaKind.TRIMMED else "training copy, anonymised")
                 + "); manifest.json names the device-signed segments each file derives from.")
+    if lost:
+        fr_media += (" Des segments ont été perdus à la caméra avant le transfert : manifest.json les liste "
+                     "(lost_segments, avec leurs horaires), comme le déclare le reçu signé du coffre.")
+        en_media += (" Some segments were lost at the camera before hand-over: manifest.json lists them "
+                     "(lost_segments, with their times), as the vault's signed receipt declares them.")
     check = ("  sha256sum -c SHA256SUMS\n"
              "  openssl pkeyutl -verify -pubin -inkey platform-public-key.pem -rawin -in SHA256SUMS "
              "-sigfile SHA256SUMS.sig\n"
