@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -262,6 +263,15 @@ def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platfo
 
     assert "Segment 1 perdu à la caméra / lost at the camera" in _pdf_text((folder / "chain-of-custody.pdf").read_bytes())
 
+    # A segment hidden in the catalogue that the signed receipt does not declare lost: no package is made.
+    with platform.session() as db:
+        db.get(Segment, (rid, 2)).complete = False
+        db.commit()
+    r = client.post("/api/v1/extractions", headers=_h(csrf), json={
+        "recording_ids": [rid], "recipient_name": "OPJ Martin", "recipient_kind": "judicial_police",
+        "procedure_type": "judicial", "reference": "PV 2026/3"})
+    assert r.status_code == 409 and "segments [2] are not in the vault" in r.json()["detail"], r.text
+
 
 def test_a_trimmed_extraction_across_the_lost_segment_keeps_the_gap_and_verifies(platform, client, tmp_path) -> None:  # noqa: ANN001
     commune = make_commune(platform, cameras=1)
@@ -279,7 +289,7 @@ def test_a_trimmed_extraction_across_the_lost_segment_keeps_the_gap_and_verifies
     with av.open(str(folder / rec["media"][0]["file"])) as container:
         video = container.streams.video[0]
         times = sorted(float(p.pts * video.time_base) for p in container.demux(video) if p.pts is not None)
-    assert max(b - a for a, b in zip(times, times[1:])) > 1.9
+    assert max(b - a for a, b in pairwise(times)) > 1.9
     code, output = _verify(folder, *_pinned(platform))
     assert code == 0, output
     assert "segments [1] lost at the camera" in " ".join(output.split())

@@ -314,6 +314,12 @@ def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) ->
                                    f"signed ({signing_time(envelope.manifest).isoformat()}): the platform cannot "
                                    "certify it, so it cannot be extracted")
     held = db.scalar(select(Hold).where(Hold.recording_id == rec.id, Hold.lifted_at.is_(None)).limit(1))
+    lost = catalogue.lost_segments(rec)
+    undeclared = sorted({x.index for x in lost} - set(catalogue.declared_lost(rec)))
+    if undeclared:
+        raise ExtractionError(409, f"{rec.id}: segments {undeclared} are not in the vault, yet the signed receipt "
+                                   "does not declare them lost at the camera: the catalogue was altered; run "
+                                   "`temoin vault scrub` and report it. No package was made.")
     row = {
         "id": rec.id, "camera_id": rec.device_id, "agent": rec.agent_ref,
         "started_at": rec.started_at.isoformat(), "ended_at": rec.ended_at.isoformat(), "trigger": rec.trigger,
@@ -334,14 +340,9 @@ def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) ->
                       "started_at": s.started_at.isoformat(), "duration_s": s.duration_s} for s in rec.segments],
         "chain_head": rec.chain_head,
         # Damaged on the camera before hand-over, named in the vault's signed receipt: not in this package.
-        "lost_segments": [{**x.as_dict(), "sha256": s.sha256, "reason": LOST_REASON}
-                          for x, s in zip(catalogue.lost_segments(rec), (s for s in rec.segments if not s.complete))],
+        "lost_segments": [{**x.as_dict(), "sha256": rec.segments[x.index].sha256, "reason": LOST_REASON}
+                          for x in lost],
     }
-    undeclared = sorted(set(s.index for s in rec.segments if not s.complete) - set(catalogue.declared_lost(rec)))
-    if undeclared:
-        raise ExtractionError(409, f"{rec.id}: segments {undeclared} are not in the vault, yet the signed receipt "
-                                   "does not declare them lost at the camera: the catalogue was altered; run "
-                                   "`temoin vault scrub` and report it. No package was made.")
     segments = [_Segment(s.index, s.size, s.sha256, s.chain, s.started_at, s.duration_s,
                          blob_key(tenant.slug, rec.id, s.index)) for s in rec.segments]
     last = segments[-1]
