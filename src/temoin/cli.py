@@ -439,6 +439,9 @@ def vault_scrub() -> None:
         task = bar.add_task("scrubbing recordings", total=None)
         result = scrub(p, db, progress=lambda done, total: bar.update(task, completed=done, total=total))
     console.print(f"{result.recordings} recordings, {result.segments} segments, {result.bytes} bytes checked")
+    if result.lost:
+        console.print(f"{result.lost} segment(s) lost at the camera, declared in their signed receipts: never in "
+                      "the vault, not checked (not corruption)")
     if result.ok:
         console.print("[green]no corruption[/green]")
         return

@@ -83,8 +83,11 @@ def verify_command(
         console.print(f"[red]{escape(title)}: consistent, but not signed by a pinned key: not verified[/red]",
                       soft_wrap=True)
         raise typer.Exit(EXIT_UNPINNED)
-    console.print(f"[green]{escape(title)}: package intact[/green], signed by the pinned platform key "
-                  f"{report.signer.fingerprint}", soft_wrap=True)
+    lost = "; ".join(f"{rid} segments {indexes}" for rid, indexes in report.lost.items())
+    console.print(f"[green]{escape(title)}: package intact[/green]"
+                  + (f" except segments lost at the camera, as the signed receipts declare ({escape(lost)})"
+                     if lost else "")
+                  + f", signed by the pinned platform key {report.signer.fingerprint}", soft_wrap=True)
 
 
 def extract_command(

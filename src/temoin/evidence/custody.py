@@ -165,6 +165,10 @@ def render_pdf(*, extraction: dict[str, Any], recordings: list[dict[str, Any]], 
             9)
         pdf.line_of(f"Manifeste signé par la caméra / device-signed manifest SHA-256 "
                     f"{rec['device_manifest']['sha256']}; chaîne / chain head {rec['chain_head']}", 8, 4.2)
+        for lost in rec.get("lost_segments") or []:
+            pdf.line_of(f"Segment {lost['index']} perdu à la caméra / lost at the camera : "
+                        f"{paris(datetime.fromisoformat(lost['started_at']))} → "
+                        f"{paris(datetime.fromisoformat(lost['ended_at']))}", 8.5, 4.4)
         mine = [e for e in entries if rec["id"] in e.recordings] + [this_extraction]
         for entry in mine:
             fr, en = EVENT_LABELS.get(entry.event, (entry.event, entry.event))

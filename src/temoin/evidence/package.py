@@ -55,6 +55,13 @@ SUMS, SIGNATURE, MANIFEST, CUSTODY_PDF, KEY_FILE, KEYS_FILE, README = (
     "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "chain-of-custody.pdf", "platform-public-key.pem",
     "platform-keys.json", "README.txt")
 TIMESTAMP = "SHA256SUMS.tsr"  # RFC 3161 token over SHA256SUMS, when a TSA is configured (docs/timestamping.md)
+LOST_REASON = ("damaged on the camera before hand-over, declared lost in the vault's signed receipt: never in the "
+               "vault, so not in this package; its device-signed hash is still in the chain")
+LOST_NOTE = ("Some segments were lost at the camera (damaged there before hand-over): each recording's lost_segments "
+             "lists them with their time ranges, as the vault's signed receipt declares them; they are not in this "
+             "package and the others are intact. / Des segments ont été perdus à la caméra (endommagés avant le "
+             "transfert) : lost_segments les liste avec leurs plages horaires, comme le déclare le reçu signé du "
+             "coffre ; ils ne sont pas dans ce paquet, les autres sont intacts.")
 _COPY = 1024 * 1024
 
 
@@ -190,8 +197,17 @@ class _Segment:
 class _Recording:
     row: dict[str, Any]  # the manifest's recording section, less media/trim/redaction
     data_key: bytes
-    segments: list[_Segment]
+    segments: list[_Segment]  # the ones the vault holds
     started_at: datetime
+    length_s: float = 0.0  # from the start to the end of the last segment, lost or not
+    lost: list[_Segment] = field(default_factory=list)  # lost at the camera: in the signed chain, never in the vault
+
+    def lost_within(self, start_s: float, end_s: float) -> list[int]:
+        return [s.index for s in self.lost if _offset(self, s) + s.duration_s > start_s and _offset(self, s) < end_s]
+
+
+def _offset(rec: _Recording, seg: _Segment) -> float:
+    return (seg.started_at - rec.started_at).total_seconds()
 
 
 @dataclass
@@ -275,11 +291,16 @@ def prepare(p: Platform, db: Session, user: User, request: ExtractionRequest) ->
         recordings.append(_plan_recording(p, db, tenant, rec))
     if request.trim:
         rec = next(r for r in recordings if r.row["id"] == request.trim.recording_id)
-        length = (rec.segments[-1].started_at - rec.started_at).total_seconds() + rec.segments[-1].duration_s
-        if not 0 <= request.trim.start_s < request.trim.end_s:
+        length = rec.length_s
+        start_s, end_s = request.trim.start_s, request.trim.end_s
+        if not 0 <= start_s < end_s:
             raise ExtractionError(422, "the trim must satisfy 0 <= start_s < end_s (seconds from the recording's start)")
-        if request.trim.start_s >= length:
+        if start_s >= length:
             raise ExtractionError(422, f"{rec.row['id']} lasts {length:.1f} s: the trim starts after its end")
+        if not any(_offset(rec, s) + s.duration_s > start_s and _offset(rec, s) < end_s for s in rec.segments):
+            raise ExtractionError(422, f"{rec.row['id']}: {start_s} s to {end_s} s lies within segment(s) "
+                                       f"{rec.lost_within(start_s, end_s)} lost at the camera before hand-over: the "
+                                       "vault holds nothing of that range; choose a range covering a stored segment")
     now = utcnow()
     entries = custody.journal_entries(db, tenant.id, ids)
     plan = Plan(extraction_id=new_id(now), tenant_slug=tenant.slug, tenant_name=tenant.name,
@@ -291,13 +312,18 @@ def prepare(p: Platform, db: Session, user: User, request: ExtractionRequest) ->
 
 def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) -> _Recording:
     envelope = SignedManifest.model_validate_json(rec.manifest)
-    device = db.get(Device, rec.device_id)
     key = recording_key(db, envelope.manifest)  # the camera's key when it signed, not necessarily today's
     if key is None:
         raise ExtractionError(409, f"{rec.id}: no key of camera {rec.device_id} was valid when its manifest was "
                                    f"signed ({signing_time(envelope.manifest).isoformat()}): the platform cannot "
                                    "certify it, so it cannot be extracted")
     held = db.scalar(select(Hold).where(Hold.recording_id == rec.id, Hold.lifted_at.is_(None)).limit(1))
+    lost = catalogue.lost_segments(rec)
+    undeclared = sorted({x.index for x in lost} - set(catalogue.declared_lost(rec)))
+    if undeclared:
+        raise ExtractionError(409, f"{rec.id}: segments {undeclared} are not in the vault, yet the signed receipt "
+                                   "does not declare them lost at the camera: the catalogue was altered; run "
+                                   "`temoin vault scrub` and report it. No package was made.")
     row = {
         "id": rec.id, "camera_id": rec.device_id, "agent": rec.agent_ref,
         "started_at": rec.started_at.isoformat(), "ended_at": rec.ended_at.isoformat(), "trigger": rec.trigger,
@@ -324,11 +350,18 @@ def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) ->
         "rectifications": [{"text": n.text, "rights_request": n.request_id, "written_at": n.written_at.isoformat()}
                            for n in db.scalars(select(RecordingNote).where(RecordingNote.recording_id == rec.id)
                                                .order_by(RecordingNote.written_at, RecordingNote.id))],
+        # Damaged on the camera before hand-over, named in the vault's signed receipt: not in this package.
+        "lost_segments": [{**x.as_dict(), "sha256": rec.segments[x.index].sha256, "reason": LOST_REASON}
+                          for x in lost],
     }
     segments = [_Segment(s.index, s.size, s.sha256, s.chain, s.started_at, s.duration_s,
                          blob_key(tenant.slug, rec.id, s.index)) for s in rec.segments]
+    last = segments[-1]
     data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
-    return _Recording(row=row, data_key=data_key, segments=segments, started_at=rec.started_at)
+    return _Recording(row=row, data_key=data_key, segments=[s for s, r in zip(segments, rec.segments) if r.complete],
+                      started_at=rec.started_at,
+                      length_s=(last.started_at - rec.started_at).total_seconds() + last.duration_s,
+                      lost=[s for s, r in zip(segments, rec.segments) if not r.complete])
 
 
 # --- writing the package -----------------------------------------------------------------------------
@@ -527,10 +560,11 @@ def build(p: Platform, plan: Plan, progress: Progress | None = None) -> Built:
                 sections = [_write_media(p, plan, rec, writer, work, tick) for rec in plan.recordings]
                 digests = writer.digests()
                 for rec, section in zip(plan.recordings, sections):
+                    stored = {s.index: s for s in rec.segments}
                     for media in section["media"]:
                         media["sha256"] = digests[media["file"]]
                         if media["kind"] == MediaKind.ORIGINAL:
-                            _check(rec.segments[media["segment"]], media["sha256"])
+                            _check(stored[media["segment"]], media["sha256"])
                 manifest = _manifest(p, plan, sections)
                 writer.small(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
                 this = custody.CustodyEntry(
@@ -543,7 +577,8 @@ def build(p: Platform, plan: Plan, progress: Progress | None = None) -> Built:
                 # The platform's key history, vouched for by this package's signature: receipts signed by a
                 # key since retired verify with it once the signing key is pinned.
                 writer.small(KEYS_FILE, orjson.dumps(p.keyring.trusted.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
-                writer.small(README, readme(plan.extraction_id, plan.media_kind).encode())
+                writer.small(README, readme(plan.extraction_id, plan.media_kind,
+                                            lost=any(r.lost for r in plan.recordings)).encode())
                 sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.digests().items())).encode()
                 writer.small(SUMS, sums, signed=False)
                 writer.small(SIGNATURE, p.keyring.signing_key.sign(sums), signed=False)
@@ -605,6 +640,8 @@ def _write_media(p: Platform, plan: Plan, rec: _Recording, writer: _Writer, work
         except TrimError as exc:
             raise ExtractionError(422, f"cannot trim {rid}: {exc}") from None
         section["trim"] = result.as_manifest()
+        if lost := rec.lost_within(result.kept_start_s, trimming.end_s):
+            section["trim"]["lost_segments"] = lost  # a gap in the trimmed file: nothing was there to copy
         tick(sum(s.size for s in rec.segments))
         sources.append((out, [{"index": s.index, "sha256": s.sha256} for s in result.segments]))
     else:
@@ -683,7 +720,7 @@ def _manifest(p: Platform, plan: Plan, sections: list[dict[str, Any]]) -> dict[s
                          "sha256_fingerprint": p.keyring.fingerprint,
                          "pem_sha256": hashlib.sha256(pem).hexdigest(), "history_file": KEYS_FILE},
         "media_kind": plan.media_kind.value,
-        "notes": _notes(plan.media_kind),
+        "notes": _notes(plan.media_kind) + ([LOST_NOTE] if any(rec.lost for rec in plan.recordings) else []),
         "recordings": [{**rec.row, **section} for rec, section in zip(plan.recordings, sections)],
         "custody": {
             "journal_chain": plan.tenant_slug,
@@ -694,7 +731,7 @@ def _manifest(p: Platform, plan: Plan, sections: list[dict[str, Any]]) -> dict[s
     }
 
 
-def readme(extraction_id: str, kind: MediaKind) -> str:
+def readme(extraction_id: str, kind: MediaKind, lost: bool = False) -> str:
     original = kind == MediaKind.ORIGINAL
     fr_media = ("media/ contient les segments originaux, octet pour octet." if original else
                 "Attention : les octets originaux ne sont PAS dans ce paquet (copie "
@@ -704,6 +741,11 @@ def readme(extraction_id: str, kind: MediaKind) -> str:
                 "Note: the original bytes are NOT in this package (a "
                 + ("stream-copy trim" if kind == MediaKind.TRIMMED else "training copy, anonymised")
                 + "); manifest.json names the device-signed segments each file derives from.")
+    if lost:
+        fr_media += (" Des segments ont été perdus à la caméra avant le transfert : manifest.json les liste "
+                     "(lost_segments, avec leurs horaires), comme le déclare le reçu signé du coffre.")
+        en_media += (" Some segments were lost at the camera before hand-over: manifest.json lists them "
+                     "(lost_segments, with their times), as the vault's signed receipt declares them.")
     check = ("  sha256sum -c SHA256SUMS\n"
              "  openssl pkeyutl -verify -pubin -inkey platform-public-key.pem -rawin -in SHA256SUMS "
              "-sigfile SHA256SUMS.sig\n"

@@ -55,6 +55,8 @@ class Report:
     extraction_id: str | None = None
     notes: list[str] = field(default_factory=list)  # neither checked nor a warning (e.g. "not timestamped")
     signer: PlatformKey | None = None  # the pinned key that signed the package
+    # recording id -> segments lost at the camera, as the vault's signed receipt declares them (not in the package)
+    lost: dict[str, list[int]] = field(default_factory=dict)
     unpinned: str | None = None  # why the signer is not trusted (what to compare), when it is not
 
     @property
@@ -464,7 +466,8 @@ def _check_recording(rec: dict[str, Any], actual: dict[str, str], keys: KeySet, 
         report.problems.append(f"{where}: the segments listed in manifest.json differ from the device-signed ones")
     if [(f.lat, f.lon) for f in manifest.gps_track] != [(f["lat"], f["lon"]) for f in rec.get("gps_track") or []]:
         report.problems.append(f"{where}: the GPS track differs from the device-signed one")
-    _check_receipt(rec, envelope, keys, where, report)
+    receipt = _check_receipt(rec, envelope, keys, where, report)
+    lost = _check_lost(rec, receipt, signed, where, report)
     files: set[str] = set()
     kinds: set[str] = set()
     for media in rec.get("media") or []:
@@ -489,14 +492,22 @@ def _check_recording(rec: dict[str, Any], actual: dict[str, str], keys: KeySet, 
                 if seg is None or seg.sha256 != src.get("sha256"):
                     report.problems.append(f"{where}: {name} claims to derive from segment {src.get('index')} "
                                            "with a hash the device never signed")
+                elif seg.index in lost:
+                    report.problems.append(f"{where}: {name} claims to derive from segment {seg.index}, which the "
+                                           "vault's signed receipt declares lost at the camera")
             if not media.get("derived_from"):
                 report.problems.append(f"{where}: {name} ({kind}) does not say which original segments it comes from")
         else:
             report.problems.append(f"{where}: {name} has an unknown kind {kind!r}")
     if kinds == {"original"}:
-        have = sorted(media.get("segment") for media in rec["media"])
-        if have != sorted(signed):
-            report.problems.append(f"{where}: original segments {sorted(set(signed) - set(have))} are missing")
+        have = {media.get("segment") for media in rec["media"]}
+        missing = sorted(set(signed) - have - set(lost))  # a lost one is declared in the signed receipt, not dropped
+        if missing:
+            report.problems.append(f"{where}: original segments {missing} are missing"
+                                   + (f" (the vault's signed receipt declares only {lost} lost at the camera)"
+                                      if lost else ""))
+    if not set((rec.get("trim") or {}).get("lost_segments") or []) <= set(lost):
+        report.problems.append(f"{where}: the trim names lost segments the vault's signed receipt does not declare")
     if "trimmed" in kinds and not rec.get("trim"):
         report.problems.append(f"{where}: a trimmed file but no trim section saying what range was kept")
     if "redacted" in kinds and not rec.get("redaction"):
@@ -537,25 +548,57 @@ def _check_device_key(rec: dict[str, Any], device_key: bytes, envelope: SignedMa
                                   and signed_at > cert.valid_until else ""))
 
 
-def _check_receipt(rec: dict[str, Any], envelope: SignedManifest, keys: KeySet, where: str, report: Report) -> None:
+def _check_lost(rec: dict[str, Any], receipt: SignedReceipt | None, signed: dict[int, Any], where: str,
+                report: Report) -> list[int]:
+    """The segments lost at the camera: only those the vault's receipt, verified, declares (manifest.json must
+    agree). They are stated, not silently missing; the device-signed chain still covers them."""
+    lost = sorted(receipt.receipt.lost_segments) if receipt is not None else []
+    listed = rec.get("lost_segments") or []
+    if sorted(x.get("index") for x in listed) != lost:
+        report.problems.append(f"{where}: manifest.json lists lost segments {sorted(x.get('index') for x in listed)}"
+                               f", the vault's signed receipt declares {lost}")
+    for x in listed:
+        seg = signed.get(x.get("index"))
+        if seg is not None and (x.get("sha256", seg.sha256) != seg.sha256
+                                or datetime.fromisoformat(x["started_at"]) != seg.started_at):
+            report.problems.append(f"{where}: lost segment {seg.index} is described in manifest.json with a hash or "
+                                   "a time the device never signed")
+    if lost:
+        report.lost[rec["id"]] = lost
+        ranges = ", ".join(f"{i}: {signed[i].started_at.isoformat()} + {signed[i].duration_s:g} s"
+                           for i in lost if i in signed)
+        report.notes.append(f"{where}: segments {lost} lost at the camera before hand-over ({ranges}), declared in "
+                            "the vault's signed receipt: not in this package; the device-signed chain still covers "
+                            "them, and every other segment is checked")
+    return lost
+
+
+def _check_receipt(rec: dict[str, Any], envelope: SignedManifest, keys: KeySet, where: str,
+                   report: Report) -> SignedReceipt | None:
+    """The vault's receipt; returned only when it is signed by a platform key valid then and matches."""
     if not rec.get("receipt"):
         report.problems.append(f"{where}: the vault's receipt is missing")
-        return
+        return None
     try:
         receipt = SignedReceipt.model_validate(rec["receipt"])
     except ValidationError:
         report.problems.append(f"{where}: the vault's receipt is malformed")
-        return
+        return None
     r = receipt.receipt
     try:
         signature = b64d(receipt.signature)
     except ValueError:
         signature = b""
+    good = True
     if keys.get(r.platform_key_id) is None:
         report.problems.append(f"{where}: the vault's receipt names platform key {r.platform_key_id}, which the "
                                "package's platform keys do not list")
+        good = False
     elif not keys.verify(signature, r.signing_bytes(), key_id=r.platform_key_id, at=r.stored_at):
         report.problems.append(f"{where}: the vault's receipt is not signed by platform key {r.platform_key_id} "
                                "while it was valid")
+        good = False
     if not receipt.matches(envelope.manifest):
         report.problems.append(f"{where}: the vault's receipt does not match the device-signed manifest")
+        good = False
+    return receipt if good else None

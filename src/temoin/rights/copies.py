@@ -93,9 +93,10 @@ def private_workdir(p: Platform) -> Iterator[Path]:
 
 def decrypt_recording(p: Platform, db: Session, rec: Recording, work: Path) -> Path:
     """The recording's media as one MP4 in `work`: segments decrypted, then joined without re-encoding (the same
-    bytes give the same frame numbers each time, so tracks found once stay valid for the redaction)."""
+    bytes give the same frame numbers each time, so tracks found once stay valid for the redaction). Segments lost
+    at the camera were never in the vault: the copy is made of the stored ones, back to back."""
     parts = []
-    for seg in range(rec.segment_count):
+    for seg in (s.index for s in catalogue.stored_segments(rec)):
         path = work / f"segment-{seg:05d}.mp4"
         with path.open("wb") as fh:
             for chunk in catalogue.read_segment(p, db, rec, seg):
@@ -243,7 +244,7 @@ def still(p: Platform, db: Session, user: User, copy: RedactedCopy, at_s: float)
     rec = db.get(Recording, copy.recording_id)
     if rec is None or rec.state != RecordingState.STORED or rec.wrapped_key is None:
         raise CopyNotFound(f"{copy.recording_id} is not stored any more")
-    segments = rec.segments  # in index order
+    segments = catalogue.stored_segments(rec)  # in index order; the copy's timeline leaves lost ones out
     duration = sum(s.duration_s for s in segments)
     at_s = max(0.0, min(float(at_s), duration))
     offset = 0.0
@@ -302,9 +303,11 @@ def start_copy(p: Platform, db: Session, user: User, req: RightsRequest, recordi
     db.flush()
     copy.data_key = crypto.wrap_key(p.keyring.master_key, crypto.new_data_key(), f"rights-copy-{copy.id}")
     copy.folder = f"{tenant.slug}/copy-{copy.id}"
+    lost = [x.index for x in catalogue.lost_segments(rec)]
     p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.started", actor=actor_of(user),
                             recordings=[rec.id], cameras=[rec.device_id], motive=_motive(req),
-                            details={"copy_id": copy.id, "request_id": req.id}), tenant)
+                            details={"copy_id": copy.id, "request_id": req.id,
+                                     **({"lost_segments": lost} if lost else {})}), tenant)
     db.commit()
     _spawn(copy.id, lambda: _detect_job(p, copy.id, actor_of(user)))
     return copy

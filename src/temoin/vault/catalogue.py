@@ -44,6 +44,10 @@ class NotFound(LookupError):
     pass
 
 
+class SegmentLost(NotFound):
+    """The camera declared this segment damaged before hand-over: the vault never held its bytes."""
+
+
 class Forbidden(PermissionError):
     pass
 
@@ -395,7 +399,8 @@ def read_segment(p: Platform, db: Session, rec: Recording, index: int) -> Iterat
     if rec.wrapped_key is None:
         raise NotFound(f"{rec.id} was deleted")
     if not db.get(Segment, (rec.id, index)).complete:
-        raise NotFound(f"segment {index} of {rec.id} was lost on the camera before hand-over: the vault never held it")
+        raise SegmentLost(f"segment {index} of {rec.id} was lost on the camera before hand-over: the vault never "
+                          "held it (the other segments play)")
     tenant = db.get(Tenant, rec.tenant_id)
     data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
     key = blob_key(tenant.slug, rec.id, index)
@@ -420,6 +425,65 @@ class FullCheck:
     ok: bool
     problems: list[str]
     by: str
+    lost_segments: list[int] = field(default_factory=list)  # not re-read: never in the vault (not a problem)
+
+
+@dataclass(frozen=True)
+class LostSegment:
+    """A segment the camera declared damaged before hand-over (named in the signed receipt): its device-signed
+    hash is in the manifest and in the chain, its bytes were never in the vault."""
+
+    index: int
+    started_at: datetime
+    duration_s: float
+    offset_s: float  # seconds from the recording's start
+
+    @property
+    def ended_at(self) -> datetime:
+        return self.started_at + timedelta(seconds=self.duration_s)
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "started_at": self.started_at.isoformat(),
+                "ended_at": self.ended_at.isoformat(), "offset_s": round(self.offset_s, 3),
+                "duration_s": self.duration_s}
+
+
+def lost_segments(rec: Recording) -> list[LostSegment]:
+    """The segments of a stored recording that the vault never held (declared lost by the camera)."""
+    if rec.state != RecordingState.STORED:
+        return []  # while receiving, an incomplete segment is still to come
+    return [LostSegment(s.index, s.started_at, s.duration_s, (s.started_at - rec.started_at).total_seconds())
+            for s in rec.segments if not s.complete]
+
+
+def lost_indexes(db: Session, recording_ids: Sequence[str]) -> dict[str, list[int]]:
+    """lost_segments' indexes for many stored recordings at once (a search's results)."""
+    out: dict[str, list[int]] = {}
+    for i in range(0, len(recording_ids), SCAN_BATCH):
+        rows = db.execute(select(Segment.recording_id, Segment.index).join(Recording).where(
+            Segment.recording_id.in_(recording_ids[i:i + SCAN_BATCH]), Segment.complete.is_(False),
+            Recording.state == RecordingState.STORED).order_by(Segment.recording_id, Segment.index))
+        for rid, index in rows:
+            out.setdefault(rid, []).append(index)
+    return out
+
+
+def declared_lost(rec: Recording) -> list[int]:
+    """The segments the vault's signed receipt names as lost at the camera (what the camera was told)."""
+    if not rec.receipt:
+        return []
+    return list(orjson.loads(rec.receipt).get("receipt", {}).get("lost_segments") or [])
+
+
+def stored_segments(rec: Recording) -> list[Segment]:
+    """The segments whose bytes the vault holds, in order (all of them unless some were lost at the camera)."""
+    return [s for s in rec.segments if s.complete]
+
+
+def lost_phrase(lost: Sequence[LostSegment] | Sequence[int]) -> str:
+    indexes = [x.index if isinstance(x, LostSegment) else x for x in lost]
+    return (f"intact except lost segments {indexes} declared by the camera (damaged there before hand-over, never "
+            "in the vault; their device-signed hashes are still in the chain)")
 
 
 @dataclass(frozen=True)
@@ -429,6 +493,31 @@ class Integrity:
     chain_ok: bool  # the catalogued segment hashes chain to the signed head, checked again now
     checked_at: datetime
     last_full_check: FullCheck | None
+    lost: list[LostSegment] = field(default_factory=list)
+    # Missing from the vault though the signed receipt does not declare them lost (a catalogue altered since).
+    undeclared: list[int] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """intact; intact_except_lost (segments declared lost by the camera, the rest verified); damaged."""
+        if (not (self.signature_ok and self.chain_ok) or self.undeclared
+                or (self.last_full_check and not self.last_full_check.ok)):
+            return "damaged"
+        return "intact_except_lost" if self.lost else "intact"
+
+    @property
+    def summary(self) -> str:
+        if self.verdict == "damaged":
+            failed = [f"{what} failed" for what, ok in (
+                ("device signature", self.signature_ok), ("segment chain", self.chain_ok),
+                ("last re-read", not self.last_full_check or self.last_full_check.ok)) if not ok]
+            if self.undeclared:
+                failed.append(f"segments {self.undeclared} are not in the vault and the signed receipt does not "
+                              "declare them lost")
+            return f"NOT intact: {'; '.join(failed)}"
+        if self.lost:
+            return lost_phrase(self.lost)
+        return "intact: device signature, segment chain and every segment verified"
 
 
 def integrity_of(p: Platform, db: Session, rec: Recording) -> Integrity:
@@ -448,7 +537,10 @@ def integrity_of(p: Platform, db: Session, rec: Recording) -> Integrity:
         signature_ok, head = False, None
     links = chain_links(rec.id, (bytes.fromhex(s.sha256) for s in rec.segments))
     chain_ok = bool(links) and links[-1].hex() == rec.chain_head == head
-    return Integrity(rec.stored_at, signature_ok, chain_ok, utcnow(), last_full_check(db, rec))
+    lost = lost_segments(rec)
+    declared = set(declared_lost(rec))
+    return Integrity(rec.stored_at, signature_ok, chain_ok, utcnow(), last_full_check(db, rec),
+                     [x for x in lost if x.index in declared], [x.index for x in lost if x.index not in declared])
 
 
 def last_full_check(db: Session, rec: Recording) -> FullCheck | None:
@@ -463,7 +555,8 @@ def last_full_check(db: Session, rec: Recording) -> FullCheck | None:
         details = body.get("details") or {}
         problems = [p for p in details.get("problems", []) if str(p).startswith(f"{rec.id} ")]
         ok = bool(details.get("ok")) if entry.event == "recording.verified" else not problems
-        return FullCheck(entry.at, ok, problems, (body.get("actor") or {}).get("name", "?"))
+        return FullCheck(entry.at, ok, problems, (body.get("actor") or {}).get("name", "?"),
+                         list(details.get("lost_segments") or []))
     return None
 
 
@@ -474,9 +567,11 @@ def verify_stored(p: Platform, db: Session, user: User, rec: Recording) -> FullC
     tenant = db.get(Tenant, rec.tenant_id)
     problems, checked = check_recording(p, rec, tenant.slug)
     messages = [str(c) for c in problems]
+    lost = [x.index for x in lost_segments(rec)]
     p.record(db, EntryDraft(action=Action.SECURITY, event="recording.verified", actor=actor_of(user),
                             recordings=[rec.id], cameras=[rec.device_id],
                             details={"ok": not problems, "problems": messages[:100], "bytes": checked,
-                                     "segments": rec.segment_count}), tenant)
+                                     "segments": rec.segment_count,
+                                     **({"lost_segments": lost} if lost else {})}), tenant)
     db.commit()
-    return FullCheck(utcnow(), not problems, messages, user.display_name)
+    return FullCheck(utcnow(), not problems, messages, user.display_name, lost)

@@ -17,6 +17,7 @@ from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.platform import Platform
 from temoin.vault import crypto
+from temoin.vault.catalogue import declared_lost
 from temoin.vault.models import Recording, RecordingState
 from temoin.vault.storage import BlobMissing, blob_key
 
@@ -37,6 +38,7 @@ class ScrubResult:
     recordings: int = 0
     segments: int = 0
     bytes: int = 0
+    lost: int = 0  # segments declared lost at the camera: never stored, so not read
     problems: list[Corruption] = field(default_factory=list)
 
     @property
@@ -54,8 +56,12 @@ def check_recording(p: Platform, rec: Recording, tenant_slug: str) -> tuple[list
     links = chain_links(rec.id, (bytes.fromhex(s.sha256) for s in rec.segments))
     if not links or links[-1].hex() != rec.chain_head:
         problems.append(Corruption(rec.id, None, "catalogued segment hashes do not chain to the signed head"))
+    declared = set(declared_lost(rec))
     for seg in rec.segments:
         if not seg.complete:  # lost on the camera before hand-over (named in the receipt): never stored
+            if seg.index not in declared:
+                problems.append(Corruption(rec.id, seg.index, "not in the vault, and the signed receipt does not "
+                                                              "declare it lost at the camera"))
             continue
         hasher, size = hashlib.sha256(), 0
         try:
@@ -89,7 +95,9 @@ def scrub(p: Platform, db: Session, progress: Callable[[int, int], None] | None 
             continue  # deleted by retention meanwhile
         problems, checked = check_recording(p, rec, slugs[rec.tenant_id])
         result.recordings += 1
-        result.segments += rec.segment_count
+        stored = sum(1 for s in rec.segments if s.complete)
+        result.segments += stored
+        result.lost += rec.segment_count - stored
         result.bytes += checked
         result.problems += problems
         db.expunge(rec)

@@ -201,6 +201,26 @@ TEXTS: dict[str, dict[str, str]] = {
     "full_check_ok": {"fr": "conforme", "en": "intact"},
     "full_check_bad": {"fr": "ANOMALIE", "en": "PROBLEM"},
     "verify_now": {"fr": "Relire et recontrôler maintenant", "en": "Re-read and check now"},
+    # Segments lost at the camera (damaged there before hand-over): a stated gap, not corruption.
+    "integrity_lost": {"fr": "Intègre, sauf les segments {indexes} perdus à la caméra (déclarés par la caméra, "
+                             "nommés dans le reçu signé du coffre)",
+                       "en": "Intact except lost segments {indexes} declared by the camera (named in the vault's "
+                             "signed receipt)"},
+    "integrity_undeclared": {"fr": "ANOMALIE : segments {indexes} absents du coffre sans que le reçu signé les "
+                                   "déclare perdus",
+                             "en": "PROBLEM: segments {indexes} are not in the vault and the signed receipt does not "
+                                   "declare them lost"},
+    "lost_title": {"fr": "Segments perdus à la caméra", "en": "Segments lost at the camera"},
+    "lost_help": {"fr": "Endommagés sur la caméra avant le transfert, ces segments ne sont jamais parvenus au "
+                        "coffre : la lecture les saute. Leurs empreintes signées par la caméra restent dans la "
+                        "chaîne ; les autres segments sont intacts et vérifiés.",
+                  "en": "Damaged on the camera before hand-over, these segments never reached the vault: playback "
+                        "skips them. Their camera-signed hashes stay in the chain; the other segments are intact "
+                        "and verified."},
+    "lost_segment": {"fr": "Segment {index} perdu à la caméra", "en": "Segment {index} lost at the camera"},
+    "lost_skipped": {"fr": "Segment {index} perdu à la caméra ({range}) : lecture reprise au segment suivant.",
+                     "en": "Segment {index} lost at the camera ({range}): playback goes on with the next segment."},
+    "full_check_lost": {"fr": "segments perdus à la caméra, non relus", "en": "segments lost at the camera, not re-read"},
     "track": {"fr": "Trajet GPS", "en": "GPS track"},
     "no_track": {"fr": "Pas de position GPS dans cet enregistrement.", "en": "No GPS position in this recording."},
     "track_help": {"fr": "Le repère suit la vidéo ; cliquez sur le trajet pour y aller dans la vidéo.",

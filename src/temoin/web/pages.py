@@ -229,9 +229,10 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
     grant = extra.pop("grant", None)
     track = catalogue.track_under_grant(db, who.user, rec, grant) if grant else catalogue.Track()
     step = max(1, len(track.points) // TRACK_POINTS_ON_PAGE + (len(track.points) % TRACK_POINTS_ON_PAGE > 0))
+    lost = catalogue.lost_segments(rec)  # lost at the camera: a gap the player skips, said on the page
     play = {"recording": rec.id, "start": rec.started_at.timestamp(),
-            "segments": [{"index": s.index, "start": s.started_at.timestamp(), "duration": s.duration_s}
-                         for s in rec.segments],
+            "segments": [{"index": s.index, "start": s.started_at.timestamp(), "duration": s.duration_s,
+                          "lost": not s.complete} for s in rec.segments],
             "track": [[t, lat, lon] for t, (lat, lon) in list(zip(track.times, track.points))[::step]]}
     from temoin.vault.limitation import active_limitations
     from temoin.vault.models import RecordingNote
@@ -240,6 +241,7 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
                             .order_by(RecordingNote.written_at, RecordingNote.id)))
     extra.setdefault("limits", active_limitations(db, [rec.id]))
     return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives, play=play, notes=notes,
+                lost=lost,
                 integrity=catalogue.integrity_of(p, db, rec), holds=holds.holds_of(db, rec.id),
                 categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
                 procedures=[p.value for p in holds.ProcedureType],
@@ -283,7 +285,9 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
     except catalogue.NotFound:
         return not_found(request, who)
     rec = catalogue.get_visible(p, db, who.user, recording_id)
-    urls = [f"/api/v1/recordings/{rec.id}/segments/{i}?grant={grant}" for i in range(rec.segment_count)]
+    lost = {x.index for x in catalogue.lost_segments(rec)}
+    urls = [None if s.index in lost else f"/api/v1/recordings/{rec.id}/segments/{s.index}?grant={grant}"
+            for s in rec.segments]  # by segment index; a lost one has none
     return _recording_page(request, who, p, db, recording_id, segment_urls=urls, grant=grant)
 
 

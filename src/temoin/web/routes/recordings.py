@@ -46,25 +46,43 @@ class RecordingOut(BaseModel):
     limited: bool = Field(False, description="frozen by a limitation request: kept, not consulted (one recording)")
     rectifications: list[dict] = Field(default_factory=list,
                                        description="notes of rectification requests (one recording)")
+    lost_segments: list[int] = Field(default_factory=list,
+                                     description="segments lost at the camera before hand-over: never in the vault")
 
     @classmethod
-    def of(cls, rec: Recording, on_hold: bool) -> "RecordingOut":
+    def of(cls, rec: Recording, on_hold: bool, lost: list[int] | None = None) -> "RecordingOut":
         return cls(id=rec.id, camera_id=rec.device_id, agent=rec.agent_ref, started_at=rec.started_at,
                    ended_at=rec.ended_at, trigger=rec.trigger, persons_informed=rec.persons_informed,
                    not_informed_reason=rec.not_informed_reason, outside_territory=rec.outside_territory,
                    clock_drift=rec.clock_drift_flag, categories=list(rec.categories or []),
                    segment_count=rec.segment_count, size_bytes=rec.size_bytes, stored_at=rec.stored_at,
                    retention_until=rec.retention_until, on_hold=on_hold, flags=list(rec.flags or []),
-                   declared_started_at=rec.declared_started_at, declared_agent=rec.declared_agent_ref)
+                   declared_started_at=rec.declared_started_at, declared_agent=rec.declared_agent_ref,
+                   lost_segments=lost if lost is not None else [x.index for x in catalogue.lost_segments(rec)])
 
 
 class ConsultationIn(BaseModel):
     motive: Motive
 
 
+class LostOut(BaseModel):
+    index: int
+    started_at: datetime
+    ended_at: datetime
+    offset_s: float = Field(description="seconds from the recording's start")
+    duration_s: float
+
+    @classmethod
+    def of(cls, lost: catalogue.LostSegment) -> "LostOut":
+        return cls(index=lost.index, started_at=lost.started_at, ended_at=lost.ended_at,
+                   offset_s=round(lost.offset_s, 3), duration_s=lost.duration_s)
+
+
 class ConsultationOut(BaseModel):
     grant: str = Field(description="pass as ?grant= to the content URLs; valid 30 minutes")
-    segments: list[str]
+    segments: list[str] = Field(description="the stored segments' URLs, in order (lost ones are left out)")
+    lost_segments: list[LostOut] = Field(default_factory=list,
+                                         description="segments lost at the camera: a gap in the playback")
 
 
 class HoldIn(BaseModel):
@@ -128,7 +146,8 @@ def search(start: datetime | None = Query(None, description="recordings still ru
     except catalogue.Forbidden as exc:
         raise HTTPException(403, str(exc)) from None
     held = _held(db, [r.id for r in found])
-    return [RecordingOut.of(r, r.id in held) for r in found]
+    lost = catalogue.lost_indexes(db, [r.id for r in found])  # one query, not one per recording
+    return [RecordingOut.of(r, r.id in held, lost.get(r.id, [])) for r in found]
 
 
 class BulkHoldIn(BaseModel):
@@ -190,6 +209,7 @@ class CheckOut(BaseModel):
     ok: bool
     problems: list[str]
     by: str
+    lost_segments: list[int] = Field(default_factory=list, description="not re-read: never in the vault")
 
 
 class IntegrityOut(BaseModel):
@@ -198,6 +218,10 @@ class IntegrityOut(BaseModel):
     chain_ok: bool
     checked_at: datetime
     last_full_check: CheckOut | None
+    verdict: Literal["intact", "intact_except_lost", "damaged"]
+    summary: str
+    lost_segments: list[LostOut] = Field(default_factory=list,
+                                         description="declared lost by the camera in the signed receipt")
 
 
 @router.get("/{recording_id}/integrity", response_model=IntegrityOut, summary="What is known of its integrity")
@@ -206,7 +230,9 @@ def integrity(recording_id: str, who: Principal = require(Permission.RECORDINGS_
     found = catalogue.integrity_of(p, db, _visible(p, db, who, recording_id))
     check = found.last_full_check
     return IntegrityOut(stored_at=found.stored_at, signature_ok=found.signature_ok, chain_ok=found.chain_ok,
-                        checked_at=found.checked_at, last_full_check=CheckOut(**check.__dict__) if check else None)
+                        checked_at=found.checked_at, last_full_check=CheckOut(**check.__dict__) if check else None,
+                        verdict=found.verdict, summary=found.summary,
+                        lost_segments=[LostOut.of(x) for x in found.lost])
 
 
 @router.post("/{recording_id}/integrity", response_model=CheckOut,
@@ -240,8 +266,9 @@ def consult(recording_id: str, body: ConsultationIn, who: Principal = require(Pe
     except catalogue.Forbidden as exc:
         raise HTTPException(403, str(exc)) from None
     rec = db.get(Recording, recording_id)
-    return ConsultationOut(grant=grant, segments=[f"/api/v1/recordings/{recording_id}/segments/{i}?grant={grant}"
-                                                  for i in range(rec.segment_count)])
+    return ConsultationOut(grant=grant, segments=[f"/api/v1/recordings/{recording_id}/segments/{s.index}?grant={grant}"
+                                                  for s in catalogue.stored_segments(rec)],
+                           lost_segments=[LostOut.of(x) for x in catalogue.lost_segments(rec)])
 
 
 @router.get("/{recording_id}/segments/{index}", summary="A segment's original bytes (needs a grant)",

@@ -19,6 +19,7 @@ from temoin.rights.candidates import find_candidates
 from temoin.rights import limitation
 from temoin.rights.erasure import ErasureRefused, RecordingsNotFound, erase_for_request
 from temoin.rights.models import RedactedCopy, RequestKind, RequestStatus, RightsRequest
+from temoin.vault import catalogue
 from temoin.vault.models import Recording
 from temoin.web.deps import Principal, get_db, get_platform, require
 from temoin.web.i18n import lang_of, translator
@@ -731,6 +732,6 @@ def copy_page(copy_id: int, request: Request, who: Principal = _page_guard(Permi
         return _page(request, "error.html", who, status=404, title=t("not_found"), error=str(exc))
     rec = db.get(Recording, copy.recording_id)
     return _page(request, "rights_copy.html", who, copy=copy, rec=rec,
-                 duration_s=round(sum(s.duration_s for s in rec.segments), 3),
+                 duration_s=round(sum(s.duration_s for s in catalogue.stored_segments(rec)), 3),
                  can_deliver=allows(who.role, Permission.RIGHTS_MANAGE),
                  can_see_request=allows(who.role, Permission.RIGHTS_MANAGE))

@@ -195,7 +195,11 @@
     const map = TemoinMap.create(el, {fit: !track.length});
     const player = document.getElementById("player");
     const timeOut = document.getElementById("video-time");
-    let marker = null, current = 0, pendingSeek = null;
+    const lostOut = document.getElementById("lost-playback");
+    // Segments lost at the camera have no URL: playback goes from one stored segment to the next.
+    const nextStored = from => { for (let j = from; j < segs.length; j++) if (!segs[j].lost) return j; return -1; };
+    const lastStored = before => { for (let j = before; j >= 0; j--) if (!segs[j].lost) return j; return -1; };
+    let marker = null, current = Math.max(0, nextStored(0)), pendingSeek = null;
 
     if (track.length) {
       const points = track.map(f => [f[1], f[2]]);
@@ -244,7 +248,21 @@
 
     function absTime() { return segs[current].start + (player ? player.currentTime : 0); }
 
+    function sayLost(i) {
+      if (!lostOut) return;
+      const s = segs[i];
+      lostOut.textContent = lostOut.dataset.skipped.replace("{index}", s.index)
+        .replace("{range}", when(s.start) + " – " + when(s.start + s.duration));
+      lostOut.dataset.segment = String(s.index);
+    }
+
     function load(i, offset) {
+      if (segs[i].lost) {  // never asked for: the vault does not hold it
+        sayLost(i);
+        const j = nextStored(i + 1);
+        if (j < 0) return;
+        i = j; offset = 0;
+      }
       current = i;
       pendingSeek = offset || null;
       player.src = player.dataset.segments ? JSON.parse(player.dataset.segments)[i] : player.src;
@@ -256,6 +274,13 @@
       if (!player) { showMarker(t); return; }  // no consultation yet: the marker only
       let i = segs.findIndex(s => t >= s.start && t < s.start + s.duration);
       if (i < 0) i = t < segs[0].start ? 0 : segs.length - 1;
+      if (segs[i].lost) {  // a moment inside a lost segment: say so, and play from the next stored one
+        sayLost(i);
+        const j = nextStored(i + 1) >= 0 ? nextStored(i + 1) : lastStored(i - 1);
+        load(j, 0);
+        showMarker(segs[j].start);
+        return;
+      }
       const offset = Math.max(0, Math.min(t - segs[i].start, segs[i].duration - 0.05));
       if (i === current && player.readyState >= 1) player.currentTime = offset;
       else load(i, offset);
@@ -266,6 +291,7 @@
       const urls = JSON.parse(player.dataset.segments);
       // Each segment is a standalone MP4: play them one after the other.
       player.addEventListener("ended", () => { if (current + 1 < urls.length) load(current + 1, 0); });
+      // Nothing to show for a lost segment: its time range stays on the page (#lost-segments).
       player.addEventListener("loadedmetadata", () => {
         if (pendingSeek) { player.currentTime = pendingSeek; pendingSeek = null; }
       });
@@ -359,7 +385,9 @@
       if (!res.ok) { value.textContent = detail(res, verify); item.className = "error"; return; }
       const c = res.body;
       value.textContent = (c.ok ? verify.dataset.ok : verify.dataset.bad) + " · " + verify.dataset.checked + " "
-        + when(Date.parse(c.at) / 1000) + " (" + c.by + ")" + (c.problems.length ? " : " + c.problems.join(" ; ") : "");
+        + when(Date.parse(c.at) / 1000) + " (" + c.by + ")"
+        + ((c.lost_segments || []).length ? " · " + verify.dataset.lost + " : [" + c.lost_segments.join(", ") + "]" : "")
+        + (c.problems.length ? " : " + c.problems.join(" ; ") : "");
       item.className = c.ok ? "ok" : "error";
     });
 
