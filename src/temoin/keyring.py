@@ -19,7 +19,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import logging
 import tempfile
+import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,11 +30,12 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from temoin.evidence.canonical import b64e
-from temoin.evidence.keys import KeySet, PlatformKey, endorsement_bytes
+from temoin.evidence.keys import KeySet, PlatformKey, endorsement_bytes, key_id
 from temoin.evidence.signing import load_private_key_pem, private_key_pem, public_key_bytes
 from temoin.settings import Settings
 
 SIGNING_KEY_FILE, HISTORY_FILE, MASTER_KEY_FILE = "platform-signing.pem", "platform-keys.json", "master.key"
+_log = logging.getLogger(__name__)
 
 
 class KeyError_(RuntimeError):
@@ -91,10 +94,77 @@ def _now() -> datetime:
 
 
 @dataclass(frozen=True)
-class Keyring:
-    master_key: bytes
+class _Keys:
+    """One consistent view of the signing keys: the private key and the history naming it current."""
+
     signing_key: Ed25519PrivateKey
-    history: KeySet = KeySet()  # every platform signing key, the current one last
+    history: KeySet
+
+
+def _stamp(folder: Path) -> tuple | None:
+    """What changes when either key file is replaced (each write is a new inode): two stat calls."""
+    try:
+        return tuple((s.st_ino, s.st_mtime_ns, s.st_size)
+                     for s in (os.stat(folder / SIGNING_KEY_FILE), os.stat(folder / HISTORY_FILE)))
+    except OSError:
+        return None
+
+
+class Keyring:
+    """The master key and the platform's signing keys.
+
+    A running server follows `temoin keys rotate` made by another process: before each use of the signing key
+    (signing, its id, the published history) the key files' inode, mtime and size are compared with those
+    last read, and on a change both are read again. Each server process does this on its own, so several
+    processes switch at their next signature, without a signal or a restart. The check never writes: a
+    half-done rotation (new private key, old history) keeps the keys already loaded and is read again at the
+    use after the history is written; a crash in between is repaired at the next start (`_history`)."""
+
+    def __init__(self, master_key: bytes, signing_key: Ed25519PrivateKey, history: KeySet = KeySet(),
+                 keys_dir: Path | None = None) -> None:
+        self.master_key = master_key
+        self._keys = _Keys(signing_key, history)
+        self._dir = keys_dir  # None: fixed keys, never read again
+        self._stamp = _stamp(keys_dir) if keys_dir is not None else None
+        self._lock = threading.Lock()
+
+    def _current(self) -> _Keys:
+        if self._dir is not None:
+            stamp = _stamp(self._dir)
+            if stamp is not None and stamp != self._stamp:
+                self._reload(stamp)
+        return self._keys
+
+    def _reload(self, stamp: tuple) -> None:
+        assert self._dir is not None
+        with self._lock:
+            if stamp == self._stamp:
+                return  # another thread read them meanwhile
+            try:
+                keys = _read_keys(self._dir)
+            except (OSError, KeyError_) as exc:
+                _log.warning("platform keys in %s changed but cannot be used (%s): still signing with %s",
+                             self._dir, exc, key_id(public_key_bytes(self._keys.signing_key)))
+                keys = None
+            self._stamp = stamp  # read again only once a file changes again (the rotation's second write)
+            if keys is None:
+                _log.info("platform keys in %s are between the two writes of a rotation: still signing with %s",
+                          self._dir, key_id(public_key_bytes(self._keys.signing_key)))
+                return
+            before = public_key_bytes(self._keys.signing_key)
+            self._keys = keys
+            if public_key_bytes(keys.signing_key) != before:
+                _log.warning("platform signing key rotated: now signing with %s (was %s)",
+                             key_id(public_key_bytes(keys.signing_key)), key_id(before))
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        return self._current().signing_key
+
+    @property
+    def history(self) -> KeySet:
+        """Every platform signing key, the current one last."""
+        return self._current().history
 
     @property
     def master_key_id(self) -> str:
@@ -117,7 +187,9 @@ class Keyring:
     @property
     def trusted(self) -> KeySet:
         """The platform's keys as verifiers see them: current and retired, each with its validity."""
-        return self.history if self.history else KeySet.of_raw(self.public_key, "the platform's signing key")
+        keys = self._current()
+        return keys.history if keys.history else KeySet.of_raw(public_key_bytes(keys.signing_key),
+                                                               "the platform's signing key")
 
     def sign(self, message: bytes) -> str:
         return b64e(self.signing_key.sign(message))
@@ -130,9 +202,26 @@ class Keyring:
 
     @classmethod
     def load(cls, settings: Settings, create: bool = False) -> Keyring:
+        stamp = _stamp(settings.keys_dir)  # before reading: a rotation meanwhile is seen at the first use
         signing_key = _signing_key(settings, create)
-        return cls(master_key=_master_key(settings, create), signing_key=signing_key,
-                   history=_history(settings, signing_key))
+        keyring = cls(master_key=_master_key(settings, create), signing_key=signing_key,
+                      history=_history(settings, signing_key), keys_dir=settings.keys_dir)
+        keyring._stamp = stamp
+        return keyring
+
+
+def _read_keys(folder: Path) -> _Keys | None:
+    """The signing key and its history as they are on disk now, or None when the history does not name that key
+    current (a rotation between its two writes). Reads only."""
+    path = folder / SIGNING_KEY_FILE
+    check_private(path)
+    try:
+        signing_key = load_private_key_pem(path.read_bytes())
+        history = KeySet.from_json(orjson.loads((folder / HISTORY_FILE).read_bytes()), str(folder / HISTORY_FILE))
+    except ValueError as exc:  # orjson's decode error is a ValueError
+        raise KeyError_(f"{folder}: {exc}") from None
+    known = history.by_raw(public_key_bytes(signing_key))
+    return _Keys(signing_key, history) if known is not None and known.current else None
 
 
 def _master_key(settings: Settings, create: bool) -> bytes:
