@@ -73,7 +73,7 @@ class PlatformTrust:
         self.pinned = KeySet.of_raw(pinned, "the platform key pinned at enrolment")
         self.folder, self.fetch, self.on_follow = folder, fetch, on_follow
         self._followed: KeySet | None = None  # in memory, when there is no folder
-        self._asked: dict[str, float] = {}  # key id -> when it was last looked up in vain (monotonic)
+        self._refused: dict[str, tuple[float, str]] = {}  # key id -> when it was last looked up in vain, and why
 
     @classmethod
     def of(cls, key: bytes | PlatformTrust | None) -> PlatformTrust | None:
@@ -132,10 +132,15 @@ class PlatformTrust:
     def follow(self, key_id: str) -> str | None:
         """Fetch the published keys and trust those endorsed by a chain from a trusted key. Returns None when
         `key_id` is trusted afterwards, else why not."""
-        if time.monotonic() - self._asked.get(key_id, -RETRY_S) < RETRY_S:
-            return (f"it names platform key {key_id}, unknown to this camera, which could not follow the platform "
-                    "to it less than a minute ago (see the refusal logged then)")
-        self._asked[key_id] = time.monotonic()
+        refused = self._refused.get(key_id)
+        if refused is not None and time.monotonic() - refused[0] < RETRY_S:
+            return refused[1]  # looked up less than a minute ago: the same answer, without asking again
+        why = self._follow(key_id)
+        if why is not None:
+            self._refused[key_id] = (time.monotonic(), why)
+        return why
+
+    def _follow(self, key_id: str) -> str | None:
         assert self.fetch is not None
         try:
             published = self.fetch()
@@ -152,14 +157,15 @@ class PlatformTrust:
             if self.on_follow is not None:
                 self.on_follow(learnt, source)
         if followed.get(key_id) is not None:
-            del self._asked[key_id]
             return None
         offered = published.get(key_id)
         if offered is None:
             return f"it names platform key {key_id}, which the platform's published keys ({source}) do not list"
+        claim = (f"its endorsement, claimed by {offered.endorsed_by}, does not verify" if offered.endorsed_by
+                 else "it claims no endorsement")
         return (f"it names platform key {key_id}, which {source} lists without an unbroken chain of endorsements "
-                f"from a key this camera trusts (endorsed by {offered.endorsed_by or 'nobody'}): a forged key "
-                "list, or a platform key replaced without rotation (then re-enrol the camera)")
+                f"from a key this camera trusts ({claim}): a forged key list, or a platform key replaced without "
+                "rotation (then re-enrol the camera)")
 
     def _keep(self, keys: KeySet) -> None:
         self._followed = keys
