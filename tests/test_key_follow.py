@@ -19,7 +19,6 @@ import httpx
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
 
 from temoin.camera.device_store import ReceiptRejected
 from temoin.camera.offload import VaultClient
@@ -55,7 +54,7 @@ def _run(*args: str, platform: Platform | None = None, timeout: float = 120) -> 
     env = {**os.environ, "COLUMNS": "250"}
     if platform is not None:
         env |= {"TEMOIN_HOME": str(platform.settings.home), "TEMOIN_DATABASE_URL": platform.settings.database_url}
-    return subprocess.run([*TEMOIN, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*TEMOIN, *args], check=False, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def rotate(platform: Platform) -> Keyring:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import logging
+import os
 import tempfile
 import threading
 from dataclasses import dataclass, replace
@@ -120,10 +120,10 @@ class Keyring:
     half-done rotation (new private key, old history) keeps the keys already loaded and is read again at the
     use after the history is written; a crash in between is repaired at the next start (`_history`)."""
 
-    def __init__(self, master_key: bytes, signing_key: Ed25519PrivateKey, history: KeySet = KeySet(),
+    def __init__(self, master_key: bytes, signing_key: Ed25519PrivateKey, history: KeySet | None = None,
                  keys_dir: Path | None = None) -> None:
         self.master_key = master_key
-        self._keys = _Keys(signing_key, history)
+        self._keys = _Keys(signing_key, history or KeySet())
         self._dir = keys_dir  # None: fixed keys, never read again
         self._stamp = _stamp(keys_dir) if keys_dir is not None else None
         self._lock = threading.Lock()
