@@ -111,6 +111,28 @@ def test_a_running_server_signs_with_the_new_key_right_after_a_rotation(platform
     assert code == 0, output
 
 
+def test_every_process_switches_and_a_half_written_rotation_changes_nothing(settings) -> None:  # noqa: ANN001
+    """Two server processes' keyrings (loaded before) switch at their next use; between the rotation's two writes
+    (new private key, old history) a keyring keeps its key and writes nothing (no history "repaired" under the
+    rotation's feet, which would lose the endorsement cameras follow)."""
+    from temoin.keyring import rotate as rotate_keys
+
+    Keyring.load(settings, create=True)
+    first, second = Keyring.load(settings), Keyring.load(settings)
+    old_id, history = first.public_key_id, settings.keys_dir / HISTORY_FILE
+    old_history = history.read_bytes()
+    _, new = rotate_keys(settings)
+    new_history = history.read_bytes()
+
+    write_private(history, old_history)  # as if caught between the two writes
+    assert first.public_key_id == old_id and first.sign(b"x")
+    assert history.read_bytes() == old_history
+    write_private(history, new_history)  # the second write
+    for keyring in (first, second):
+        assert keyring.public_key_id == new.id and keyring.history.current == new
+        assert keyring.trusted.verify(b64d(keyring.sign(b"x")), b"x", at=utcnow())
+
+
 # --- the camera ----------------------------------------------------------------------------------------------
 
 def _partly_uploaded(server: BackgroundServer, home: CameraHome, rid: str) -> None:

@@ -423,7 +423,8 @@ def quarantined_in(root: Path) -> list[Quarantined]:
             for d in sorted(folder.iterdir()) if d.is_dir()]
 
 
-def check_deletion(certificate: dict, platform_keys: bytes | PlatformTrust, signed: SignedManifest) -> VaultDeletion | str:
+def check_deletion(certificate: dict, platform_keys: bytes | PlatformTrust,
+                   signed: SignedManifest) -> VaultDeletion | str:
     """The vault's deletion certificate for this recording, verified with a platform key trusted and valid when
     it says the recording was deleted; or why it proves nothing."""
     trust = PlatformTrust.of(platform_keys)

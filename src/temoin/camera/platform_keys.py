@@ -44,11 +44,11 @@ class KeysUnavailable(RuntimeError):
     """The platform's published keys could not be fetched or read (offline, not a key list)."""
 
 
-def fetch_published(base_url: str, timeout: float = 10.0, http: httpx.Client | None = None) -> KeySet:
+def fetch_published(base_url: str, timeout: float = 10.0) -> KeySet:
     """GET the platform's key list. The answer is only a candidate: `follow_rotations` decides what is trusted."""
     url = f"{base_url.rstrip('/')}{KEYS_PATH}"
     try:
-        response = (http.get(KEYS_PATH) if http is not None else httpx.get(url, timeout=timeout))
+        response = httpx.get(url, timeout=timeout)
     except httpx.HTTPError as exc:
         raise KeysUnavailable(f"{url} unreachable ({type(exc).__name__}: {exc})") from None
     if response.status_code != 200:
