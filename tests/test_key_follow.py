@@ -133,6 +133,45 @@ def test_every_process_switches_and_a_half_written_rotation_changes_nothing(sett
         assert keyring.trusted.verify(b64d(keyring.sign(b"x")), b"x", at=utcnow())
 
 
+def test_a_receipt_made_during_a_rotation_is_valid_when_stamped(platform: Platform, client, monkeypatch) -> None:  # noqa: ANN001
+    """A slow disk holds the rotation between its start (the old key's end) and its writes; a receipt asked for
+    then waits, and is stamped and signed by the new key, not stamped after the old key's end and signed by it
+    (a receipt the camera would refuse for ever: the vault answers a stored recording with its stored receipt)."""
+    import threading
+    import time
+
+    from temoin import keyring as keyring_module
+    from tests.helpers import vault_client
+
+    commune = make_commune(platform, cameras=1)
+    cam_id, cam_key = commune.cameras[0]
+    signed, segments = sample_recording(cam_key, camera_id=cam_id, agent_id=agent_number(commune),
+                                        started_at=utcnow(), duration_s=2, segment_s=1)
+    rid = signed.manifest.recording_id
+    vault = vault_client(platform, client, commune.cameras[0])
+    vault.send_manifest(signed)
+    for i, data in enumerate(segments):
+        vault.upload_segment(rid, i, data)
+
+    writing, write = threading.Event(), keyring_module.write_private
+
+    def slow_write(path, data, **kw) -> None:  # noqa: ANN001, ANN003
+        writing.set()
+        time.sleep(0.5)
+        write(path, data, **kw)
+
+    monkeypatch.setattr(keyring_module, "write_private", slow_write)
+    rotation = threading.Thread(target=keyring_module.rotate, args=(platform.settings,))
+    rotation.start()
+    assert writing.wait(10)  # the rotation began: the old key's end is set, nothing written yet
+    receipt = vault.complete(rid)
+    rotation.join(10)
+    client.auth = None
+    r, now = receipt.receipt, Keyring.load(platform.settings)
+    assert r.platform_key_id == now.public_key_id
+    assert now.trusted.verify(b64d(receipt.signature), r.signing_bytes(), key_id=r.platform_key_id, at=r.stored_at)
+
+
 # --- the camera ----------------------------------------------------------------------------------------------
 
 def _partly_uploaded(server: BackgroundServer, home: CameraHome, rid: str) -> None:

@@ -17,11 +17,14 @@ and the folder; the platform refuses to start when one is readable by group or o
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import logging
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +38,7 @@ from temoin.evidence.signing import load_private_key_pem, private_key_pem, publi
 from temoin.settings import Settings
 
 SIGNING_KEY_FILE, HISTORY_FILE, MASTER_KEY_FILE = "platform-signing.pem", "platform-keys.json", "master.key"
+ROTATION_LOCK = ".rotation.lock"
 _log = logging.getLogger(__name__)
 
 
@@ -91,6 +95,40 @@ def check_private(path: Path) -> None:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@contextmanager
+def _rotation_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
+    """A rotation (exclusive) against stamping and signing a statement (shared, any number of processes): the
+    statement is then wholly before the rotation (old key, a time before its end) or wholly after it. Each holder
+    opens the file anew: flock belongs to the open file, so threads sharing one would release each other's."""
+    try:
+        fd = os.open(folder / ROTATION_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        try:
+            fd = os.open(folder / ROTATION_LOCK, os.O_RDONLY)
+        except OSError:  # a read-only keys folder without the file: nobody rotates there
+            yield
+            return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The current signing key, held still while a statement naming it and its time is made and signed."""
+
+    key: Ed25519PrivateKey
+
+    @property
+    def key_id(self) -> str:
+        return key_id(public_key_bytes(self.key))
+
+    def sign(self, message: bytes) -> str:
+        return b64e(self.key.sign(message))
 
 
 @dataclass(frozen=True)
@@ -193,6 +231,16 @@ class Keyring:
 
     def sign(self, message: bytes) -> str:
         return b64e(self.signing_key.sign(message))
+
+    @contextmanager
+    def signing(self) -> Iterator[Signer]:
+        """The current key for a statement stamped with the time inside the block: a rotation waits for the block
+        to end, so the key is valid at that time whoever rotates, in whatever process."""
+        if self._dir is None:
+            yield Signer(self._keys.signing_key)
+            return
+        with _rotation_lock(self._dir, exclusive=False):
+            yield Signer(self._current().signing_key)
 
     def public_key_pem(self) -> bytes:
         from cryptography.hazmat.primitives import serialization
@@ -311,16 +359,19 @@ def rotate(settings: Settings) -> tuple[PlatformKey, PlatformKey]:
     """Make a new platform signing key; the old one signs its introduction, then retires. Returns (old, new).
 
     The new private key is written first: a crash before the history is updated is repaired at the next
-    start (see _history); the old private key is destroyed by the replacement."""
-    keyring = Keyring.load(settings)
-    old = keyring.history.current
-    assert old is not None
-    new_key, now = Ed25519PrivateKey.generate(), _now()
-    raw = public_key_bytes(new_key)
-    endorsement = keyring.sign(endorsement_bytes(PlatformKey(raw).id, raw, now))
-    new = PlatformKey(raw, valid_from=now, endorsed_by=old.id, endorsement=endorsement)
-    retired = replace(old, valid_until=now)
-    history = KeySet(tuple(retired if k.public_key == old.public_key else k for k in keyring.history) + (new,))
-    write_private(settings.keys_dir / SIGNING_KEY_FILE, private_key_pem(new_key))
-    _write_history(settings, history)
+    start (see _history); the old private key is destroyed by the replacement. Statements stamped and signed
+    under `Keyring.signing` (receipts) wait for the rotation's lock: none falls between its two writes."""
+    private_folder(settings.keys_dir)
+    with _rotation_lock(settings.keys_dir, exclusive=True):
+        keyring = Keyring.load(settings)
+        old = keyring.history.current
+        assert old is not None
+        new_key, now = Ed25519PrivateKey.generate(), _now()
+        raw = public_key_bytes(new_key)
+        endorsement = keyring.sign(endorsement_bytes(PlatformKey(raw).id, raw, now))
+        new = PlatformKey(raw, valid_from=now, endorsed_by=old.id, endorsement=endorsement)
+        retired = replace(old, valid_until=now)
+        history = KeySet(tuple(retired if k.public_key == old.public_key else k for k in keyring.history) + (new,))
+        write_private(settings.keys_dir / SIGNING_KEY_FILE, private_key_pem(new_key))
+        _write_history(settings, history)
     return retired, new
