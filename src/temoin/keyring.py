@@ -361,7 +361,6 @@ def rotate(settings: Settings) -> tuple[PlatformKey, PlatformKey]:
     The new private key is written first: a crash before the history is updated is repaired at the next
     start (see _history); the old private key is destroyed by the replacement. Statements stamped and signed
     under `Keyring.signing` (receipts) wait for the rotation's lock: none falls between its two writes."""
-    private_folder(settings.keys_dir)
     with _rotation_lock(settings.keys_dir, exclusive=True):
         keyring = Keyring.load(settings)
         old = keyring.history.current
