@@ -105,6 +105,8 @@ class PlatformTrust:
             raw = b64d(signature)
         except ValueError:
             return "its signature is not base64"
+        if at is not None and at.tzinfo is None:
+            return "its time has no time zone"
         keys = self.keys()
         # Any trusted key valid at `at` will do: the id a statement names is only a hint for finding the key.
         found = keys.signer(raw, message, at=at)
