@@ -214,6 +214,8 @@ def test_a_camera_follows_rotations_and_deletes_its_copy_on_the_new_keys_word(pl
         assert home.keys_dir.joinpath("platform.pub").read_bytes() == first  # the enrolment's pin stays
         followed = [e for e in store.events() if e["event"] == "platform_key.followed"]
         assert [e["keys"] for e in followed] == [[second.public_key_id]]
+        status = _run("camera", "status", "--home", str(home.root))
+        assert f"platform key rotations followed: 1, now trusting {second.public_key_id}" in status.stdout, status
 
         # A second rotation, seen first in a 410: retention deleted a half-uploaded recording after it; the
         # certificate is signed by the third key, endorsed by the second, which the camera now trusts.
