@@ -17,9 +17,14 @@ and the folder; the platform refuses to start when one is readable by group or o
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
+import logging
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,11 +33,13 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from temoin.evidence.canonical import b64e
-from temoin.evidence.keys import KeySet, PlatformKey, endorsement_bytes
+from temoin.evidence.keys import KeySet, PlatformKey, endorsement_bytes, key_id
 from temoin.evidence.signing import load_private_key_pem, private_key_pem, public_key_bytes
 from temoin.settings import Settings
 
 SIGNING_KEY_FILE, HISTORY_FILE, MASTER_KEY_FILE = "platform-signing.pem", "platform-keys.json", "master.key"
+ROTATION_LOCK = ".rotation.lock"
+_log = logging.getLogger(__name__)
 
 
 class KeyError_(RuntimeError):
@@ -90,11 +97,112 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@contextmanager
+def _rotation_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
+    """A rotation (exclusive) against stamping and signing a statement (shared, any number of processes): the
+    statement is then wholly before the rotation (old key, a time before its end) or wholly after it. Each holder
+    opens the file anew: flock belongs to the open file, so threads sharing one would release each other's."""
+    try:
+        fd = os.open(folder / ROTATION_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        try:
+            fd = os.open(folder / ROTATION_LOCK, os.O_RDONLY)
+        except OSError:  # a read-only keys folder without the file: nobody rotates there
+            yield
+            return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
-class Keyring:
-    master_key: bytes
+class Signer:
+    """The current signing key, held still while a statement naming it and its time is made and signed."""
+
+    key: Ed25519PrivateKey
+
+    @property
+    def key_id(self) -> str:
+        return key_id(public_key_bytes(self.key))
+
+    def sign(self, message: bytes) -> str:
+        return b64e(self.key.sign(message))
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """One consistent view of the signing keys: the private key and the history naming it current."""
+
     signing_key: Ed25519PrivateKey
-    history: KeySet = KeySet()  # every platform signing key, the current one last
+    history: KeySet
+
+
+def _stamp(folder: Path) -> tuple | None:
+    """What changes when either key file is replaced (each write is a new inode): two stat calls."""
+    try:
+        return tuple((s.st_ino, s.st_mtime_ns, s.st_size)
+                     for s in (os.stat(folder / SIGNING_KEY_FILE), os.stat(folder / HISTORY_FILE)))
+    except OSError:
+        return None
+
+
+class Keyring:
+    """The master key and the platform's signing keys.
+
+    A running server follows `temoin keys rotate` made by another process: before each use of the signing key
+    (signing, its id, the published history) the key files' inode, mtime and size are compared with those
+    last read, and on a change both are read again. Each server process does this on its own, so several
+    processes switch at their next signature, without a signal or a restart. The check never writes: a
+    half-done rotation (new private key, old history) keeps the keys already loaded and is read again at the
+    use after the history is written; a crash in between is repaired at the next start (`_history`)."""
+
+    def __init__(self, master_key: bytes, signing_key: Ed25519PrivateKey, history: KeySet | None = None,
+                 keys_dir: Path | None = None) -> None:
+        self.master_key = master_key
+        self._keys = _Keys(signing_key, history or KeySet())
+        self._dir = keys_dir  # None: fixed keys, never read again
+        self._stamp = _stamp(keys_dir) if keys_dir is not None else None
+        self._lock = threading.Lock()
+
+    def _current(self) -> _Keys:
+        if self._dir is not None:
+            stamp = _stamp(self._dir)
+            if stamp is not None and stamp != self._stamp:
+                self._reload(stamp)
+        return self._keys
+
+    def _reload(self, stamp: tuple) -> None:
+        assert self._dir is not None
+        with self._lock:
+            if stamp == self._stamp:
+                return  # another thread read them meanwhile
+            try:
+                keys = _read_keys(self._dir)
+            except (OSError, KeyError_) as exc:
+                _log.warning("platform keys in %s changed but cannot be used (%s): still signing with %s",
+                             self._dir, exc, key_id(public_key_bytes(self._keys.signing_key)))
+                keys = None
+            self._stamp = stamp  # read again only once a file changes again (the rotation's second write)
+            if keys is None:
+                _log.info("platform keys in %s are between the two writes of a rotation: still signing with %s",
+                          self._dir, key_id(public_key_bytes(self._keys.signing_key)))
+                return
+            before = public_key_bytes(self._keys.signing_key)
+            self._keys = keys
+            if public_key_bytes(keys.signing_key) != before:
+                _log.warning("platform signing key rotated: now signing with %s (was %s)",
+                             key_id(public_key_bytes(keys.signing_key)), key_id(before))
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        return self._current().signing_key
+
+    @property
+    def history(self) -> KeySet:
+        """Every platform signing key, the current one last."""
+        return self._current().history
 
     @property
     def master_key_id(self) -> str:
@@ -117,10 +225,22 @@ class Keyring:
     @property
     def trusted(self) -> KeySet:
         """The platform's keys as verifiers see them: current and retired, each with its validity."""
-        return self.history if self.history else KeySet.of_raw(self.public_key, "the platform's signing key")
+        keys = self._current()
+        return keys.history if keys.history else KeySet.of_raw(public_key_bytes(keys.signing_key),
+                                                               "the platform's signing key")
 
     def sign(self, message: bytes) -> str:
         return b64e(self.signing_key.sign(message))
+
+    @contextmanager
+    def signing(self) -> Iterator[Signer]:
+        """The current key for a statement stamped with the time inside the block: a rotation waits for the block
+        to end, so the key is valid at that time whoever rotates, in whatever process."""
+        if self._dir is None:
+            yield Signer(self._keys.signing_key)
+            return
+        with _rotation_lock(self._dir, exclusive=False):
+            yield Signer(self._current().signing_key)
 
     def public_key_pem(self) -> bytes:
         from cryptography.hazmat.primitives import serialization
@@ -130,9 +250,26 @@ class Keyring:
 
     @classmethod
     def load(cls, settings: Settings, create: bool = False) -> Keyring:
+        stamp = _stamp(settings.keys_dir)  # before reading: a rotation meanwhile is seen at the first use
         signing_key = _signing_key(settings, create)
-        return cls(master_key=_master_key(settings, create), signing_key=signing_key,
-                   history=_history(settings, signing_key))
+        keyring = cls(master_key=_master_key(settings, create), signing_key=signing_key,
+                      history=_history(settings, signing_key), keys_dir=settings.keys_dir)
+        keyring._stamp = stamp
+        return keyring
+
+
+def _read_keys(folder: Path) -> _Keys | None:
+    """The signing key and its history as they are on disk now, or None when the history does not name that key
+    current (a rotation between its two writes). Reads only."""
+    path = folder / SIGNING_KEY_FILE
+    check_private(path)
+    try:
+        signing_key = load_private_key_pem(path.read_bytes())
+        history = KeySet.from_json(orjson.loads((folder / HISTORY_FILE).read_bytes()), str(folder / HISTORY_FILE))
+    except ValueError as exc:  # orjson's decode error is a ValueError
+        raise KeyError_(f"{folder}: {exc}") from None
+    known = history.by_raw(public_key_bytes(signing_key))
+    return _Keys(signing_key, history) if known is not None and known.current else None
 
 
 def _master_key(settings: Settings, create: bool) -> bytes:
@@ -222,16 +359,18 @@ def rotate(settings: Settings) -> tuple[PlatformKey, PlatformKey]:
     """Make a new platform signing key; the old one signs its introduction, then retires. Returns (old, new).
 
     The new private key is written first: a crash before the history is updated is repaired at the next
-    start (see _history); the old private key is destroyed by the replacement."""
-    keyring = Keyring.load(settings)
-    old = keyring.history.current
-    assert old is not None
-    new_key, now = Ed25519PrivateKey.generate(), _now()
-    raw = public_key_bytes(new_key)
-    endorsement = keyring.sign(endorsement_bytes(PlatformKey(raw).id, raw, now))
-    new = PlatformKey(raw, valid_from=now, endorsed_by=old.id, endorsement=endorsement)
-    retired = replace(old, valid_until=now)
-    history = KeySet(tuple(retired if k.public_key == old.public_key else k for k in keyring.history) + (new,))
-    write_private(settings.keys_dir / SIGNING_KEY_FILE, private_key_pem(new_key))
-    _write_history(settings, history)
+    start (see _history); the old private key is destroyed by the replacement. Statements stamped and signed
+    under `Keyring.signing` (receipts) wait for the rotation's lock: none falls between its two writes."""
+    with _rotation_lock(settings.keys_dir, exclusive=True):
+        keyring = Keyring.load(settings)
+        old = keyring.history.current
+        assert old is not None
+        new_key, now = Ed25519PrivateKey.generate(), _now()
+        raw = public_key_bytes(new_key)
+        endorsement = keyring.sign(endorsement_bytes(PlatformKey(raw).id, raw, now))
+        new = PlatformKey(raw, valid_from=now, endorsed_by=old.id, endorsement=endorsement)
+        retired = replace(old, valid_until=now)
+        history = KeySet(tuple(retired if k.public_key == old.public_key else k for k in keyring.history) + (new,))
+        write_private(settings.keys_dir / SIGNING_KEY_FILE, private_key_pem(new_key))
+        _write_history(settings, history)
     return retired, new

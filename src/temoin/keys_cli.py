@@ -40,12 +40,13 @@ def list_keys() -> None:
 @keys_app.command("rotate")
 def rotate_key(yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation")) -> None:
     """Make a new signing key and retire the current one (its private part is destroyed; what it signed
-    still verifies with its public part and validity). Restart `temoin serve` right after."""
+    still verifies with its public part and validity). Running servers sign with the new key from their next
+    signature; cameras follow the rotation at their next offload (the old key endorsed the new one)."""
     from temoin.keyring import KeyError_, rotate
 
     if not yes:
         typer.confirm("Rotate the platform signing key? Recipients must pin the new key "
-                      "(/.well-known/temoin/keys.json); the server must be restarted", abort=True)
+                      "(/.well-known/temoin/keys.json)", abort=True)
     try:
         old, new = rotate(_settings())
     except KeyError_ as exc:
@@ -53,5 +54,6 @@ def rotate_key(yes: bool = typer.Option(False, "--yes", help="do not ask for con
         raise typer.Exit(2) from None
     console.print(f"retired {old.id} (SHA-256 {old.fingerprint}) at {old.valid_until.isoformat(timespec='seconds')}\n"
                   f"current {new.id} (SHA-256 {new.fingerprint})\n"
-                  "Restart `temoin serve` now: a server started before the rotation still signs with the retired "
-                  "key, and what it signs from now on will not verify.", soft_wrap=True)
+                  "Running servers sign with the new key from their next signature (no restart needed); cameras "
+                  "learn it from /.well-known/temoin/keys.json at their next offload, through the old key's "
+                  "endorsement. Recipients who pinned the old key must pin the new one.", soft_wrap=True)

@@ -51,6 +51,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from temoin.camera.files import atomic_write, fsync_dir, private_dir, remove_stale_tmp
 from temoin.camera.keys import DeviceKeys
 from temoin.camera.offload import ReceiptError, RecordingDeleted, SegmentFile, build_manifest
+from temoin.camera.platform_keys import PlatformTrust
 from temoin.evidence.canonical import b64d, b64e, canonical_bytes
 from temoin.evidence.chain import first_link, next_link
 from temoin.evidence.manifest import (HEX64, SAFE_ID, GpsFix, NotInformedReason, SegmentEntry, SignedManifest,
@@ -422,16 +423,21 @@ def quarantined_in(root: Path) -> list[Quarantined]:
             for d in sorted(folder.iterdir()) if d.is_dir()]
 
 
-def check_deletion(certificate: dict, platform_public_key: bytes, signed: SignedManifest) -> VaultDeletion | str:
-    """The vault's deletion certificate for this recording, verified; or why it proves nothing."""
+def check_deletion(certificate: dict, platform_keys: bytes | PlatformTrust,
+                   signed: SignedManifest) -> VaultDeletion | str:
+    """The vault's deletion certificate for this recording, verified with a platform key trusted and valid when
+    it says the recording was deleted; or why it proves nothing."""
+    trust = PlatformTrust.of(platform_keys)
+    assert trust is not None
     try:
         body = str(certificate["body"]).encode()
         statement = json.loads(body)
-        valid = _verify(platform_public_key, str(certificate["signature"]), body)
-    except (KeyError, TypeError, ValueError):
+        at = datetime.fromisoformat(str(statement["deleted_at"]))
+        checked = trust.check(str(certificate["signature"]), body, key_id=statement.get("platform_key_id"), at=at)
+    except (KeyError, TypeError, ValueError, AttributeError):
         return "the deletion statement is malformed"
-    if not valid:
-        return "the deletion statement is not signed by the pinned platform key"
+    if isinstance(checked, str):
+        return f"the deletion statement is not signed by the pinned platform key or one it endorsed ({checked})"
     m = signed.manifest
     if (not isinstance(statement, dict) or statement.get("schema") != DELETION_SCHEMA
             or statement.get("recording_id") != m.recording_id or statement.get("camera_id") != m.camera_id
@@ -638,8 +644,10 @@ Sender = Callable[..., SignedReceipt]
 
 
 class DeviceStore:
-    def __init__(self, root: Path, keys: DeviceKeys, platform_public_key: bytes | None,
+    def __init__(self, root: Path, keys: DeviceKeys, platform_keys: bytes | PlatformTrust | None,
                  clock: Callable[[], datetime], *, budget_bytes: int | None = None) -> None:
+        """`platform_keys`: the camera's trusted platform keys (following rotations), one pinned key (raw), or
+        None (not enrolled: nothing can be handed over)."""
         if budget_bytes is not None and budget_bytes <= 0:
             raise ValueError("budget_bytes must be positive (or None: no budget)")
         self.root = Path(root)
@@ -647,7 +655,7 @@ class DeviceStore:
         self.signing_key = keys.signing_key
         self._storage_key = keys.storage_key
         self.public_key = public_key_bytes(keys.signing_key)
-        self.platform_public_key = platform_public_key
+        self.platform_keys = PlatformTrust.of(platform_keys)
         self.clock = clock
         self.recordings_dir = private_dir(self.root / "recordings")
         self.receipts_dir = private_dir(self.root / "receipts")
@@ -655,6 +663,13 @@ class DeviceStore:
         self._used = 0
         self._sweep()
         self._used = self._scan()
+        if self.platform_keys is not None and self.platform_keys.on_follow is None:
+            self.platform_keys.on_follow = self._followed
+
+    def _followed(self, keys: list, source: str) -> None:
+        """A platform key rotation the camera followed: a change of what it trusts, kept in its log."""
+        self.log_event("platform_key.followed", keys=[k.id for k in keys], fingerprints=[k.fingerprint for k in keys],
+                       endorsed_by=[k.endorsed_by for k in keys], source=source)
 
     # --- room on the device ---------------------------------------------------------------------
 
@@ -779,9 +794,12 @@ class DeviceStore:
         lost to the vault (`send(..., lost=[...])`), which stores the intact ones; once the receipt names
         exactly those as lost, the damaged files go to `<root>/quarantine/<recording id>/` and the rest
         is deleted. A recording the vault already deleted (retention, erasure) comes back as its signed
-        deletion certificate: checked with the pinned platform key, then the local copy is deleted.
+        deletion certificate: checked with the trusted platform keys, then the local copy is deleted.
+
+        A receipt or certificate signed by a platform key the camera does not know yet has the camera follow
+        the platform's key rotations (`platform_keys.py`): a new key only through endorsements from a trusted one.
         """
-        if self.platform_public_key is None:
+        if self.platform_keys is None:
             raise StoreError("no platform key is pinned: enrol the camera first")
         folder = self.folder(recording_id)
         # Signatures, chain and the encrypted files' hashes; each segment is then decrypted and its
@@ -808,9 +826,10 @@ class DeviceStore:
             return self._deleted_by_vault(recording_id, signed, exc.certificate)
         except ReceiptError as exc:  # the sender checked the receipt itself and refused it
             raise self._rejected(recording_id, f"recording {recording_id}: {exc}") from exc
-        if not receipt.verify(self.platform_public_key):
-            raise self._rejected(recording_id, f"recording {recording_id}: the receipt is not signed by the platform: "
-                                               "kept")
+        checked = self.platform_keys.check_receipt(receipt)
+        if isinstance(checked, str):
+            raise self._rejected(recording_id, f"recording {recording_id}: the receipt is not signed by the platform "
+                                               f"({checked}): kept")
         if (not receipt.matches(signed.manifest) or receipt.receipt.camera_id != signed.manifest.camera_id
                 or not set(receipt.receipt.lost_segments) <= set(lost)):
             raise self._rejected(recording_id, f"recording {recording_id}: the receipt describes another recording: "
@@ -824,8 +843,8 @@ class DeviceStore:
 
     def _deleted_by_vault(self, recording_id: str, signed: SignedManifest, certificate: dict) -> VaultDeletion:
         """Delete the local copy on the vault's signed word that the recording is deleted there."""
-        assert self.platform_public_key is not None
-        checked = check_deletion(certificate, self.platform_public_key, signed)
+        assert self.platform_keys is not None
+        checked = check_deletion(certificate, self.platform_keys, signed)
         if isinstance(checked, str):
             raise self._rejected(recording_id, f"recording {recording_id}: the vault says it deleted it, but {checked}: "
                                                "kept")

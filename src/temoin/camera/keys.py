@@ -2,8 +2,8 @@
 
 - `device.pem`: the Ed25519 identity key, enrolled with the vault; signs manifests and checkpoints;
 - `storage.key`: the 256-bit device storage key that wraps each recording's data key;
-- `platform.pub`: the platform's public key, pinned at enrolment; only receipts it signs let the
-  camera delete a recording.
+- `platform.pub`: the platform's public key, pinned at enrolment; only receipts it signs (or a key it
+  endorsed at a rotation: `platform-keys.json`, see `platform_keys.py`) let the camera delete a recording.
 
 On real hardware the first two belong in a secure element or TPM; the files are the stand-in.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from temoin.camera.files import atomic_write, private_dir, read_private
+from temoin.camera.platform_keys import forget_followed
 from temoin.evidence.canonical import b64d, b64e
 from temoin.evidence.signing import load_private_key_pem, private_key_pem, public_key_bytes
 from temoin.vault.crypto import new_data_key
@@ -52,6 +53,7 @@ def pin_platform_key(folder: Path, public_key: bytes) -> None:
     if len(public_key) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes")
     atomic_write(private_dir(folder) / PLATFORM_KEY_FILE, b64e(public_key).encode())
+    forget_followed(folder)  # rotations followed from a former pin are not this one's
 
 
 def pinned_platform_key(folder: Path) -> bytes | None:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from temoin.camera.platform_keys import PlatformTrust
 from temoin.evidence.canonical import b64d, b64e
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import (GpsFix, NotInformedReason, RecordingManifest, SegmentEntry, SignedManifest,
@@ -48,7 +49,7 @@ class RecordingDeleted(OffloadError):
     """410 Gone: the vault deleted the recording (retention, erasure) before its upload ended.
 
     `certificate` is the platform-signed deletion certificate ({"id", "body", "signature"}) as sent;
-    the device store checks it with the pinned platform key before deleting anything."""
+    the device store checks it with the platform keys it trusts before deleting anything."""
 
     def __init__(self, message: str, certificate: dict) -> None:
         super().__init__(message)
@@ -124,10 +125,11 @@ def enrol(base_url: str, code: str, serial: str, key: Ed25519PrivateKey, **clien
 
 
 class VaultClient:
-    def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey, platform_public_key: bytes,
-                 timeout: float = 30.0, http: httpx.Client | None = None) -> None:
-        """`http` lets a caller bring its own client (tests pass an in-process one)."""
-        self.platform_public_key = platform_public_key
+    def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey,
+                 platform_keys: bytes | PlatformTrust, timeout: float = 30.0, http: httpx.Client | None = None) -> None:
+        """`platform_keys`: the camera's trusted platform keys (following rotations), or one pinned key (raw).
+        `http` lets a caller bring its own client (tests pass an in-process one)."""
+        self.platform_keys = PlatformTrust.of(platform_keys)
         self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
         self.http.auth = DeviceAuth(device_id, key)
 
@@ -202,8 +204,10 @@ class VaultClient:
                 self.upload_segment(signed.manifest.recording_id, seg["index"], segments[seg["index"]],
                                     start=seg["received"], progress=progress)
         receipt = self.complete(signed.manifest.recording_id, lost)
-        if not receipt.verify(self.platform_public_key):
-            raise ReceiptError("the vault's receipt signature is invalid: keep the recording on the camera")
+        checked = self.platform_keys.check_receipt(receipt)
+        if isinstance(checked, str):
+            raise ReceiptError(f"the vault's receipt signature is invalid ({checked}): keep the recording on the "
+                               "camera")
         if not receipt.matches(signed.manifest) or not set(receipt.receipt.lost_segments) <= set(lost):
             raise ReceiptError("the receipt does not describe the recording sent: keep it on the camera")
         return receipt

@@ -3,6 +3,7 @@
 The home folder (`./var/camera` by default) holds everything the camera keeps:
 
     keys/device.pem, keys/storage.key, keys/platform.pub   the keys (`keys.py`), 0600
+    keys/platform-keys.json  platform keys trusted since, by following rotations (`platform_keys.py`)
     device.json              the enrolment: device id, platform URL, serial, tenant
     platform-config.json     the last settings from the platform (`platform_link.py`)
     recordings/, receipts/   the device store (`device_store.py`)
@@ -37,6 +38,7 @@ from temoin.camera.gps import GpsSource
 from temoin.camera.inputs import InputError, InputQueue, InputServer, Routes, flag
 from temoin.camera.keys import DeviceKeys, pin_platform_key, pinned_platform_key
 from temoin.camera.offload import OffloadError, VaultClient, enrol
+from temoin.camera.platform_keys import PlatformTrust, fetch_published
 from temoin.camera.platform_link import CameraSettings, PlatformLink
 from temoin.camera.signals import Signals, TerminalSignals
 from temoin.camera.sources import AudioSource, VideoSource
@@ -106,8 +108,17 @@ class CameraHome:
         finally:
             os.close(fd)
 
-    def store(self, clock: Clock = system_clock) -> DeviceStore:
-        return DeviceStore(self.root, self.keys(), pinned_platform_key(self.keys_dir), clock)
+    def platform_trust(self, url: str | None = None) -> PlatformTrust | None:
+        """The platform keys this camera trusts; an unknown key is looked up at `url` (default: the enrolment's)."""
+        pinned = pinned_platform_key(self.keys_dir)
+        if pinned is None:
+            return None
+        identity = self.identity()
+        base = url or (identity.url if identity else None)
+        return PlatformTrust(pinned, self.keys_dir, (lambda: fetch_published(base)) if base else None)
+
+    def store(self, clock: Clock = system_clock, url: str | None = None) -> DeviceStore:
+        return DeviceStore(self.root, self.keys(), self.platform_trust(url), clock)
 
     def enrol(self, url: str, code: str, serial: str, clock: Clock = system_clock, **client_kw) -> DeviceIdentity:
         """Enrol with a one-time code: keys generated (or kept) here, platform key pinned."""
@@ -120,10 +131,13 @@ class CameraHome:
         atomic_write(self.root / DEVICE_FILE, json.dumps(asdict(identity), indent=2).encode())
         return identity
 
-    def vault(self, url: str | None = None, timeout: float = 60.0) -> VaultClient:
+    def vault(self, url: str | None = None, timeout: float = 60.0,
+              platform_keys: PlatformTrust | None = None) -> VaultClient:
+        """`platform_keys`: the store's, so that a rotation followed while offloading is logged by the store."""
         identity = self.require_identity()
-        return VaultClient(url or identity.url, identity.device_id, self.keys().signing_key, self.platform_key(),
-                           timeout=timeout)
+        self.platform_key()  # refuse without a pinned key
+        return VaultClient(url or identity.url, identity.device_id, self.keys().signing_key,
+                           platform_keys or self.platform_trust(url), timeout=timeout)
 
     def link(self, url: str | None = None, clock: Clock = system_clock, timeout: float = 10.0) -> PlatformLink:
         identity = self.require_identity()
@@ -239,7 +253,7 @@ class CameraRuntime:
                                          clock_skew_s=lambda: self.link.auth.clock_skew_s,
                                          name=f"camera-dispatch-{self.identity.serial}")
             config = dataclasses.replace(config, gps_standby_interval_s=POSITION_EVERY_S)
-        self.agent = CameraAgent(config, store=home.store(clock), video=video, audio=audio, gps=gps,
+        self.agent = CameraAgent(config, store=home.store(clock, self.url), video=video, audio=audio, gps=gps,
                                  signals=self.signals, clock=clock, settings=settings, live=self.live,
                                  dispatch=self.dispatch)
         self.link.pending = lambda: len(self.agent.store.pending())  # the platform warns at check-in
@@ -361,7 +375,7 @@ class CameraRuntime:
         if not pending:
             return OffloadOutcome()
         progress = self.on_offload_start(pending) if self.on_offload_start and pending else None
-        vault = self.home.vault(self.url)
+        vault = self.home.vault(self.url, platform_keys=self.agent.store.platform_keys)
         try:
             outcome = self.agent.offload(vault, progress=progress)
         finally:
@@ -388,14 +402,14 @@ def offload_home(home: CameraHome, *, url: str | None = None, clock: Clock = sys
 def _offload_home(home: CameraHome, url: str | None, clock: Clock,
                   on_start: Callable[[list[tuple[str, int]]], OffloadProgress | None] | None
                   ) -> tuple[OffloadOutcome, list[str]]:
-    store = home.store(clock)
+    store = home.store(clock, url)
     cached = home.link(url, clock=clock).cached()
     store.recover(territory=cached.territory if cached else None,
                   clock_offset_ms=cached.clock_offset_ms if cached else None)
     pending = [(rid, m.manifest.total_bytes) for rid in store.pending() if (m := store.manifest(rid)) is not None]
     progress = on_start(pending) if on_start and pending else None
     outcome = OffloadOutcome()
-    vault = home.vault(url)
+    vault = home.vault(url, platform_keys=store.platform_keys)
     try:
         for rid, _ in pending:
             send = vault.offload if progress is None else (

@@ -216,11 +216,17 @@ class KeySet:
 
     def follow_rotations(self, published: KeySet) -> KeySet:
         """This set plus every key of `published` whose introduction a key already trusted endorsed, in
-        order (a camera pinned to the first key follows each rotation)."""
+        order (a camera pinned to the first key follows each rotation).
+
+        Only what the endorsements sign is taken from `published` (it may come from anyone): a followed key's
+        start, and its endorser's end at that start (a rotation retires the key it replaces), never the
+        document's unsigned `valid_until`."""
         trusted = self
         for key in published:
             if trusted.by_raw(key.public_key) is None and trusted.rotation_endorsed(key):
-                trusted = trusted.merged([key])
+                keys = tuple(replace(k, valid_until=key.valid_from) if k.id == key.endorsed_by and k.current else k
+                             for k in trusted.keys)
+                trusted = KeySet(keys + (replace(key, valid_until=None),), trusted.sources)
         return trusted
 
     def with_validity_from(self, published: KeySet) -> KeySet:

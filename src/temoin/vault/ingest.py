@@ -377,13 +377,14 @@ def complete(p: Platform, db: Session, device: Device, recording_id: str,
     if links[-1].hex() != rec.chain_head:
         quarantine(p, db, device, rec.id, "segment chain does not end at the signed head")
         raise IngestError(422, "the segment chain does not match the signed manifest: quarantined")
-    now = utcnow()
-    receipt = Receipt(recording_id=rec.id, camera_id=device.id, tenant=tenant.slug,
-                      manifest_sha256=rec.manifest_sha256, chain_head=rec.chain_head,
-                      segment_count=rec.segment_count, total_bytes=rec.size_bytes, stored_at=now,
-                      retention_until=rec.retention_until, platform_key_id=p.keyring.public_key_id,
-                      lost_segments=sorted(lost_set))
-    signed = SignedReceipt(receipt=receipt, signature=p.keyring.sign(receipt.signing_bytes()))
+    with p.keyring.signing() as signer:  # stamped and signed by one key, valid then, even during a rotation
+        now = utcnow()
+        receipt = Receipt(recording_id=rec.id, camera_id=device.id, tenant=tenant.slug,
+                          manifest_sha256=rec.manifest_sha256, chain_head=rec.chain_head,
+                          segment_count=rec.segment_count, total_bytes=rec.size_bytes, stored_at=now,
+                          retention_until=rec.retention_until, platform_key_id=signer.key_id,
+                          lost_segments=sorted(lost_set))
+        signed = SignedReceipt(receipt=receipt, signature=signer.sign(receipt.signing_bytes()))
     rec.state, rec.stored_at, rec.receipt = RecordingState.STORED, now, signed.model_dump_json()
     if lost_set:
         rec.state_reason = (f"segments {sorted(lost_set)} lost on the camera (damaged there before hand-over): "
