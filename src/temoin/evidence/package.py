@@ -38,7 +38,7 @@ from temoin.evidence.models import Extraction
 from temoin.evidence.timestamp import Stamp
 from temoin.evidence.trim import TrimError, TrimSource, trim
 from temoin.identity.devices import recording_key, signing_time
-from temoin.identity.models import Device, Tenant, User
+from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import Permission, Role, allows

@@ -7,7 +7,6 @@ from datetime import date
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
 from temoin.rights.models import RequestKind, RequestStatus
 
