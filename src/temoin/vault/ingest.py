@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from temoin.db import utcnow
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import Receipt, SignedManifest, SignedReceipt
+from temoin.geo.communes import commune_of
 from temoin.geo.territory import contains
 from temoin.identity.devices import device_actor
 from temoin.identity.models import Device, Tenant, User
@@ -123,13 +124,14 @@ def open_upload(p: Platform, db: Session, device: Device, raw: bytes) -> UploadS
     agent = db.scalar(select(User).where(User.tenant_id == tenant.id, User.agent_number == manifest.agent_id))
     outside = manifest.outside_territory or any(
         not contains(tenant.territory, fix.lat, fix.lon) for fix in manifest.gps_track)
+    commune = commune_of(tenant.territory, ((fix.lat, fix.lon) for fix in manifest.gps_track))
     data_key = crypto.new_data_key()
     rec = Recording(
         id=manifest.recording_id, tenant_id=tenant.id, device_id=device.id, agent_ref=manifest.agent_id,
         agent_user_id=agent.id if agent else None, started_at=manifest.started_at, ended_at=manifest.ended_at,
         trigger=manifest.trigger.value, persons_informed=manifest.persons_informed,
         not_informed_reason=manifest.not_informed_reason.value if manifest.not_informed_reason else None,
-        outside_territory=outside, clock_offset_ms=manifest.clock_offset_ms,
+        outside_territory=outside, commune=commune, clock_offset_ms=manifest.clock_offset_ms,
         clock_drift_flag=abs(manifest.clock_offset_ms or 0) > CLOCK_DRIFT_FLAG_MS, categories=[],
         state=RecordingState.RECEIVING, manifest=raw.decode(), manifest_sha256=digest,
         chain_head=manifest.chain_head, segment_count=len(manifest.segments), size_bytes=manifest.total_bytes,
