@@ -270,8 +270,8 @@ def period_rows(f: Figures) -> list[tuple[str, str, str]]:
     ]
     rows += [("Enregistrements par déclenchement", trigger, str(n)) for trigger, n in sorted(f.recordings_by_trigger.items())]
     rows += [("Enregistrements par mois", month, str(n)) for month, n in f.recordings_by_month.items()]
-    rows += [("Procédures ayant nécessité une extraction ou une conservation", PROCEDURE_FR[k], str(f.procedures.get(k, 0)))
-             for k in PROCEDURE_TYPES]
+    procedures = "Procédures ayant nécessité une extraction ou une conservation"
+    rows += [(procedures, PROCEDURE_FR[k], str(f.procedures.get(k, 0))) for k in PROCEDURE_TYPES]
     rows.append(("Consultations", "Nombre de consultations", str(f.consultations)))
     rows += [("Consultations par motif", _motive_fr(code), str(n)) for code, n in f.consultations_by_motive.items()]
     rows.append(("Extractions", "Nombre d'extractions", str(f.extractions)))
