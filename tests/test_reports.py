@@ -8,14 +8,16 @@ import csv
 import io
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from temoin.db import utcnow
+from temoin.identity import service, shifts
+from temoin.identity.models import Device, User
 from temoin.identity.service import update_settings
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import Role
 from temoin.reports.annual import PARIS
-from temoin.vault.models import Recording
+from temoin.vault.models import Hold, Recording
 from temoin.vault.retention import sweep
 from tests.helpers import make_commune, sign_in, upload
 
@@ -48,6 +50,13 @@ def test_annual_report_counts_what_happened(platform, client):
         r = client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf),
                         json={"motive": {"code": code, "text": text}})
         assert r.status_code == 201, r.text
+    assert client.post(f"/api/v1/recordings/{a}/holds", headers=_h(csrf),
+                       json={"procedure": "judicial", "reference": "PV 2026/001"}).status_code == 201
+    with platform.session() as db:  # the wearing agent had a camera this year
+        tenant = platform.tenant(db, commune.slug)
+        agent = db.scalar(select(User).where(User.username == commune.users[Role.AGENT]))
+        shifts.check_out(platform, db, db.get(Device, commune.cameras[0][0]), agent, Actor.system("test"))
+        db.commit()
     with platform.session() as db:  # extractions as the extraction engineer's contract journals them
         tenant = platform.tenant(db, commune.slug)
         for kind, ref, who in (("judicial", "PV 2026/001", "opj"), ("disciplinary", "CD-7", "disciplinary_authority")):
@@ -79,8 +88,8 @@ def test_annual_report_counts_what_happened(platform, client):
     assert f["consultations_by_motive"] == {"administrative_procedure": 1, "incident_review": 1,
                                             "judicial_procedure": 2}
     assert f["extractions"] == 2 and f["extractions_by_procedure"] == {"disciplinary": 1, "judicial": 1}
-    # One judicial procedure (consulted twice, extracted once: same reference), one administrative, one disciplinary.
-    assert f["procedures"] == {"judicial": 1, "administrative": 1, "disciplinary": 1}
+    # Procedures come from holds and extractions (rows), not from the journal or a consultation's text.
+    assert f["procedures"] == {"judicial": 1, "administrative": 0, "disciplinary": 0}
     assert f["rights_requests"] == 2 and f["rights_by_kind"] == {"access": 1, "erasure": 1}
     assert f["deletions"] == 3 and f["deletions_early"] == 1 and f["deletions_on_time"] == 1
     assert f["deletions_late"] == 1
@@ -90,8 +99,8 @@ def test_annual_report_counts_what_happened(platform, client):
     rows = _rows(r.text)
     assert rows[("Enregistrements", "Nombre d'enregistrements")] == "4"
     assert rows[("Caméras", "Caméras autorisées par le préfet (R241-8)")] == "5"
-    section = "Procédures ayant nécessité une consultation ou une extraction"
-    assert [rows[(section, k)] for k in ("judiciaires", "administratives", "disciplinaires")] == ["1", "1", "1"]
+    section = "Procédures ayant nécessité une extraction ou une conservation"
+    assert [rows[(section, k)] for k in ("judiciaires", "administratives", "disciplinaires")] == ["1", "0", "0"]
     assert rows[("Consultations par motif", "Procédure judiciaire")] == "2"
     assert rows[("Extractions par type de procédure", "disciplinaires")] == "1"
     assert rows[("Effacements", "Après l'échéance (en retard)")] == "1"
@@ -107,6 +116,59 @@ def test_annual_report_counts_what_happened(platform, client):
     assert client.get(f"/api/v1/reports/annual/{year - 1}").json()["figures"]["recordings"] == 0
     page = client.get("/reports", params={"year": year, "month": month})
     assert page.status_code == 200 and "annual-rows" in page.text and "Procédure judiciaire" in page.text
+
+
+def test_annual_report_counts_the_years_wearers_and_procedures_from_holds_and_extractions(platform, client):
+    """R241-17 asks for the agents authorised (here: those who wore a camera that year, from the shift
+    assignments, not today's roster) and the procedures that needed the recordings (from the holds and the
+    extractions that name them, not from free motive text)."""
+    commune = make_commune(platform, cameras=2, authorised=4)
+    now = utcnow().replace(microsecond=0)
+    year = now.astimezone(PARIS).year
+    last_year = now.replace(year=year - 1, month=3, day=10)
+    with platform.session() as db:
+        tenant = platform.tenant(db, commune.slug)
+        first = db.scalar(select(User).where(User.username == commune.users[Role.AGENT]))
+        for n in (2, 3):  # the second wears a camera this year; the third never does
+            service.create_user(platform, db, tenant, username=f"agent-{n}", display_name=f"Agent {n}",
+                                role=Role.AGENT, agent_number=f"POR-000{n}")
+        second = db.scalar(select(User).where(User.username == "agent-2"))
+        cam0, cam1 = (db.get(Device, c[0]) for c in commune.cameras)
+        old = shifts.check_out(platform, db, cam0, first, Actor.system("test"))
+        shifts.check_in(platform, db, cam0, Actor.system("test"))
+        old.checked_out_at, old.checked_in_at = last_year, last_year + timedelta(hours=8)
+        first.active = False  # the first agent left the service since
+        shifts.check_out(platform, db, cam1, second, Actor.system("test"))
+        db.commit()
+
+    rid, _ = upload(platform, client, commune, camera=1, agent="POR-0002", duration_s=2, segment_s=2)
+    older, _ = upload(platform, client, commune, camera=1, agent="POR-0002", duration_s=2, segment_s=2, seed=3)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    # A consultation for a procedure that nothing else records is not a procedure of the report.
+    assert client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf), json={
+        "motive": {"code": "judicial_procedure", "text": "PV 2026/777"}}).status_code == 201
+    assert client.post(f"/api/v1/recordings/{rid}/holds", headers=_h(csrf),
+                       json={"procedure": "judicial", "reference": "PV 2026/001"}).status_code == 201
+    for kind, recipient, reference in (("judicial", "judicial_police", " pv  2026/001"),  # the same procedure
+                                       ("disciplinary", "disciplinary_authority", "CD-7")):
+        r = client.post("/api/v1/extractions", headers=_h(csrf), json={
+            "recording_ids": [rid], "recipient_name": "M. Martin", "recipient_kind": recipient,
+            "procedure_type": kind, "reference": reference})
+        assert r.status_code == 201, r.text
+    # An administrative hold placed last year counts for last year only.
+    assert client.post(f"/api/v1/recordings/{older}/holds", headers=_h(csrf),
+                       json={"procedure": "administrative", "reference": "ARR-12"}).status_code == 201
+    with platform.session() as db:
+        db.execute(update(Hold).where(Hold.recording_id == older).values(placed_at=last_year))
+        db.commit()
+
+    this = client.get(f"/api/v1/reports/annual/{year}").json()
+    before = client.get(f"/api/v1/reports/annual/{year - 1}").json()
+    assert this["authorised_agents"] == 1 and before["authorised_agents"] == 1
+    assert this["figures"]["procedures"] == {"judicial": 1, "administrative": 0, "disciplinary": 1}
+    assert before["figures"]["procedures"] == {"judicial": 0, "administrative": 1, "disciplinary": 0}
+    rows = _rows(client.get(f"/api/v1/reports/annual/{year}.csv").text)
+    assert rows[("Agents", "Agents ayant porté une caméra dans l'année (affectations)")] == "1"
 
 
 def test_public_notice_from_the_tenant_and_the_given_contacts(platform, client):

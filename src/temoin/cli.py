@@ -191,7 +191,10 @@ def tenant_list() -> None:
 @user_cmd.command("create")
 def user_create(tenant: str, username: str, display_name: str,
                 role: Role = typer.Option(..., case_sensitive=False),
-                agent_number: str | None = typer.Option(None, help="matricule, for wearing agents")) -> None:
+                agent_number: str | None = typer.Option(None, help="matricule, for wearing agents"),
+                commune: list[str] | None = typer.Option(None, "--commune",
+                                                         help="EPCI: an INSEE code whose recordings the user may "
+                                                              "see (repeat; none: every commune)")) -> None:
     """Create a user; prints a one-time password and the TOTP enrolment URI (shown once)."""
     from temoin.identity.service import IdentityError, create_user
 
@@ -199,7 +202,7 @@ def user_create(tenant: str, username: str, display_name: str,
     with p.session() as db:
         try:
             new = create_user(p, db, p.tenant(db, tenant), username=username, display_name=display_name, role=role,
-                              agent_number=agent_number)
+                              agent_number=agent_number, communes=commune or None)
         except (IdentityError, LookupError) as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None

@@ -271,7 +271,7 @@ def prepare(p: Platform, db: Session, user: User, request: ExtractionRequest) ->
     recordings = []
     for rid in ids:
         rec = db.get(Recording, rid)
-        if rec is None or rec.tenant_id != user.tenant_id:
+        if rec is None or rec.tenant_id != user.tenant_id or not catalogue.in_communes(user, rec):
             try:  # journals the attempt on another tenant's recording (SECURITY), then says 404
                 catalogue.get_visible(p, db, user, rid)
             except catalogue.NotFound as exc:

@@ -42,6 +42,8 @@ class User(Base):
     totp_last_step: Mapped[int] = mapped_column(Integer, default=0)  # refuses code replay
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # In an EPCI, the communes (INSEE codes) whose recordings this user may know of; NULL: every commune.
+    communes: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
 
 class WebSession(Base):

@@ -128,18 +128,28 @@ class NewUser:
 
 
 def create_user(p: Platform, db: Session, tenant: Tenant, *, username: str, display_name: str, role: Role,
-                password: str | None = None, agent_number: str | None = None, by: Actor | None = None) -> NewUser:
+                password: str | None = None, agent_number: str | None = None, by: Actor | None = None,
+                communes: list[str] | None = None) -> NewUser:
+    """`communes`: in an EPCI, the communes (INSEE codes) whose recordings the user may know of; None: all."""
     if db.scalar(select(User).where(User.username == username)):
         raise IdentityError(f"user {username!r} already exists")
+    if communes is not None:
+        served = [str(c) for c in tenant.communes or []]
+        unknown = sorted(set(communes) - set(served))
+        if not communes or unknown:
+            raise IdentityError(f"{tenant.name} serves the communes {', '.join(served) or '(none recorded)'}; "
+                                f"{'unknown: ' + ', '.join(unknown) if unknown else 'name at least one'}")
     password = password or sec.random_password()
     totp_secret = sec.new_totp_secret()
     user = User(tenant_id=tenant.id, username=username, display_name=display_name, role=Role(role).value,
-                agent_number=agent_number, password_hash=sec.hash_password(password),
+                agent_number=agent_number, communes=sorted(set(communes)) if communes is not None else None,
+                password_hash=sec.hash_password(password),
                 totp_secret=sec.seal_totp_secret(p.keyring.master_key, totp_secret, username))
     db.add(user)
     db.flush()
     p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="user.created", actor=by or Actor.system("admin"),
-                            details={"username": username, "role": user.role}), tenant)
+                            details={"username": username, "role": user.role}
+                            | ({"communes": user.communes} if user.communes is not None else {})), tenant)
     return NewUser(user, password, totp_secret)
 
 

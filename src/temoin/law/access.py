@@ -52,6 +52,7 @@ class Permission(StrEnum):
     RECORDINGS_REDACT = "recordings.redact"  # review faces and produce redacted copies
     RIGHTS_MANAGE = "rights.manage"  # citizens' requests register: access, erasure, limitation
     REPORTS_READ = "reports.read"  # annual report, public notice, monthly statistics (no content)
+    PAPERWORK_READ = "paperwork.read"  # the controller's record of processing and impact assessment (no content)
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
@@ -59,6 +60,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
         Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
         Permission.RECORDINGS_HOLD, Permission.JOURNAL_READ, Permission.LIVE_VIEW,
         Permission.RECORDINGS_EXTRACT, Permission.RIGHTS_MANAGE, Permission.REPORTS_READ,
+        Permission.PAPERWORK_READ,
     }),
     Role.CHIEF: frozenset({
         Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
@@ -74,7 +76,8 @@ GRANTS: dict[Role, frozenset[Permission]] = {
     # The wearing agent: own recordings only, and only with an R241-11 motive (see below).
     Role.AGENT: frozenset({Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW}),
     Role.CSU_OPERATOR: frozenset({Permission.LIVE_VIEW, Permission.LIVE_DISPATCH, Permission.PTZ_CONTROL}),
-    Role.DPO: frozenset({Permission.RECORDINGS_LIST, Permission.RIGHTS_MANAGE, Permission.REPORTS_READ}),
+    Role.DPO: frozenset({Permission.RECORDINGS_LIST, Permission.RIGHTS_MANAGE, Permission.REPORTS_READ,
+                         Permission.PAPERWORK_READ}),
     Role.TECH_ADMIN: frozenset({Permission.ADMIN_USERS, Permission.ADMIN_DEVICES, Permission.VAULT_OPERATE,
                                 Permission.DEVICES_ASSIGN, Permission.CCTV_MANAGE}),
     Role.AUDITOR: frozenset({Permission.JOURNAL_READ}),

@@ -1,5 +1,5 @@
 """The annual report from the mayor to the prefect (CSI R241-17), and the figures shared with the monthly
-statistics: cameras, agents, recordings and hours, procedures that needed a consultation or an extraction,
+statistics: cameras, agents who wore one, recordings and hours, procedures that needed an extraction or a hold,
 live sessions, citizens' requests, deletions on time.
 
 Aggregates are computed in SQL; the journal rows of the period are read once, and only the consultations
@@ -20,7 +20,8 @@ from sqlalchemy.sql import ColumnElement
 
 from temoin.evidence.keys import KeySet
 from temoin.db import utcnow
-from temoin.identity.models import Device, Tenant, User
+from temoin.evidence.models import Extraction
+from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.models import JournalEntry
 from temoin.law.access import MotiveCode, Role
 from temoin.law.profiles import add_months, get_profile
@@ -31,11 +32,6 @@ from temoin.vault.models import Hold, Recording, RecordingState
 PARIS = ZoneInfo("Europe/Paris")
 # The retention sweep runs hourly: a deletion within a day of the deadline is on time.
 ON_TIME_GRACE = timedelta(days=1)
-PROCEDURE_MOTIVES = {
-    MotiveCode.JUDICIAL_PROCEDURE.value: "judicial",
-    MotiveCode.ADMINISTRATIVE_PROCEDURE.value: "administrative",
-    MotiveCode.DISCIPLINARY_PROCEDURE.value: "disciplinary",
-}
 PROCEDURE_TYPES = ("judicial", "administrative", "disciplinary")
 # Recordings that happened (kept or deleted since); an upload that failed verification is not one.
 MADE = (RecordingState.STORED.value, RecordingState.DELETED.value)
@@ -108,7 +104,7 @@ class AnnualReport:
     generated_at: datetime
     authorised_cameras: int
     cameras_in_service: int
-    authorised_agents: int  # wearing agents (role agent), active
+    authorised_agents: int  # agents who wore a camera during the year (shift assignments overlapping it)
     designated_agents: int  # individually designated to consult (R241-12)
     figures: Figures
     # (label, full SHA-256 fingerprint) of the platform keys that could sign during the year: what recipients
@@ -181,6 +177,7 @@ def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False
             first = add_months(first, 1)
 
     _journal(db, tenant, period, f)
+    f.procedures = _procedures(db, tenant, period)
 
     f.holds_placed = int(db.scalar(select(func.count()).where(
         Hold.tenant_id == tenant.id, Hold.placed_at >= t0, Hold.placed_at < t1)) or 0)
@@ -228,30 +225,43 @@ def _journal(db: Session, tenant: Tenant, period: Period, f: Figures) -> None:
     motives: Counter[str] = Counter()
     by_procedure: Counter[str] = Counter()
     by_recipient: Counter[str] = Counter()
-    procedures: dict[str, set[str]] = {kind: set() for kind in PROCEDURE_TYPES}
     for event, body in rows:
         if event == consulted:
             entry = orjson.loads(body)
             motive = entry.get("motive") or {}
-            code = motive.get("code", "unknown")
-            motives[code] += 1
-            kind = PROCEDURE_MOTIVES.get(code)
-            if kind:
-                # A consultation names its procedure in the motive's text (e.g. the parquet's number).
-                procedures[kind].add(" ".join(str(motive.get("text", "")).lower().split()))
+            motives[motive.get("code", "unknown")] += 1
         elif event == extracted:
             details = orjson.loads(body).get("details") or {}
             kind = str(details.get("procedure_type") or "other")
             by_procedure[kind] += 1
             by_recipient[str(details.get("recipient_kind") or "other")] += 1
-            if kind in procedures:
-                procedures[kind].add(" ".join(str(details.get("reference", "")).lower().split()))
         else:
             f.live_viewings += 1
     f.consultations, f.consultations_by_motive = sum(motives.values()), dict(sorted(motives.items()))
     f.extractions, f.extractions_by_procedure = sum(by_procedure.values()), dict(sorted(by_procedure.items()))
     f.extractions_by_recipient = dict(sorted(by_recipient.items()))
-    f.procedures = {kind: len(refs) for kind, refs in procedures.items()}
+
+
+def _procedures(db: Session, tenant: Tenant, period: Period) -> dict[str, int]:
+    """Distinct procedures by type that needed an extraction or a hold in the period, from the rows that name
+    them (procedure type and reference; the reference compared without case or extra spaces). A consultation's
+    motive text is free and is not matched: a procedure counts once it is recorded by an extraction or a hold."""
+    found: dict[str, set[str]] = {kind: set() for kind in PROCEDURE_TYPES}
+    extractions = select(Extraction.procedure_type, Extraction.reference).where(
+        Extraction.tenant_id == tenant.id, Extraction.created_at >= period.start, Extraction.created_at < period.end)
+    holds = select(Hold.procedure_type, Hold.reference).where(
+        Hold.tenant_id == tenant.id, Hold.placed_at >= period.start, Hold.placed_at < period.end)
+    for kind, reference in [*db.execute(extractions), *db.execute(holds)]:
+        if kind in found:
+            found[kind].add(" ".join(str(reference).lower().split()))
+    return {kind: len(refs) for kind, refs in found.items()}
+
+
+def agents_who_wore_a_camera(db: Session, tenant: Tenant, period: Period) -> int:
+    """Agents who had a camera checked out to them at some time in the period (not today's roster)."""
+    return int(db.scalar(select(func.count(func.distinct(ShiftAssignment.user_id))).where(
+        ShiftAssignment.tenant_id == tenant.id, ShiftAssignment.checked_out_at < period.end,
+        or_(ShiftAssignment.checked_in_at.is_(None), ShiftAssignment.checked_in_at >= period.start))) or 0)
 
 
 def _keys_of_period(keys: KeySet, period: Period) -> tuple[tuple[str, str], ...]:
@@ -274,7 +284,8 @@ def annual_report(db: Session, tenant: Tenant, year: int, keys: KeySet | None = 
         tenant_name=tenant.name, tenant_slug=tenant.slug, profile_title=get_profile(tenant.profile).title, year=year,
         generated_at=utcnow(), authorised_cameras=tenant.authorised_cameras,
         cameras_in_service=int(db.scalar(select(func.count()).where(active_in_year)) or 0),
-        authorised_agents=users.get(Role.AGENT.value, 0), designated_agents=users.get(Role.DESIGNATED_AGENT.value, 0),
+        authorised_agents=agents_who_wore_a_camera(db, tenant, period),
+        designated_agents=users.get(Role.DESIGNATED_AGENT.value, 0),
         figures=figures(db, tenant, period, months=True), platform_keys=_keys_of_period(keys or KeySet(), period),
         territory=territory_use(db, tenant, period))
 
@@ -307,8 +318,8 @@ def period_rows(f: Figures) -> list[tuple[str, str, str]]:
     ]
     rows += [("Enregistrements par déclenchement", trigger, str(n)) for trigger, n in sorted(f.recordings_by_trigger.items())]
     rows += [("Enregistrements par mois", month, str(n)) for month, n in f.recordings_by_month.items()]
-    rows += [("Procédures ayant nécessité une consultation ou une extraction", PROCEDURE_FR[k], str(f.procedures.get(k, 0)))
-             for k in PROCEDURE_TYPES]
+    procedures = "Procédures ayant nécessité une extraction ou une conservation"
+    rows += [(procedures, PROCEDURE_FR[k], str(f.procedures.get(k, 0))) for k in PROCEDURE_TYPES]
     rows.append(("Consultations", "Nombre de consultations", str(f.consultations)))
     rows += [("Consultations par motif", _motive_fr(code), str(n)) for code, n in f.consultations_by_motive.items()]
     rows.append(("Extractions", "Nombre d'extractions", str(f.extractions)))
@@ -343,7 +354,7 @@ def report_rows(r: AnnualReport) -> list[tuple[str, str, str]]:
         ("Service", "Année", str(r.year)),
         ("Caméras", "Caméras autorisées par le préfet (R241-8)", str(r.authorised_cameras)),
         ("Caméras", "Caméras en service dans l'année", str(r.cameras_in_service)),
-        ("Agents", "Agents porteurs autorisés", str(r.authorised_agents)),
+        ("Agents", "Agents ayant porté une caméra dans l'année (affectations)", str(r.authorised_agents)),
         ("Agents", "Agents individuellement désignés et habilités (R241-12)", str(r.designated_agents)),
         *[("Clés de signature de la plateforme", label, fp) for label, fp in r.platform_keys],
         *period_rows(r.figures),

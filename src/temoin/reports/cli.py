@@ -1,4 +1,5 @@
-"""`temoin report`: the annual report to the prefect, monthly statistics, the public notice."""
+"""`temoin report`: the annual report to the prefect, monthly statistics, the public notice, the record of
+processing and the impact assessment draft."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-report_app = typer.Typer(help="Reports: annual report (R241-17), monthly statistics, public notice (R241-15).",
+report_app = typer.Typer(help="Reports: annual report (R241-17), monthly statistics, public notice (R241-15), "
+                         "record of processing, impact assessment (AIPD).",
                          no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
@@ -79,3 +81,36 @@ def notice_cmd(tenant: str, pdf: Path = typer.Option(..., "--pdf", help="write t
         t = p.tenant(db, tenant)
         pdf.write_bytes(notice_pdf(t, NoticeInputs(controller, dpo_contact, rights_address)))
     console.print(f"written: {pdf}")
+
+
+def _paper(tenant: str, out: Path, which: str) -> None:
+    from temoin.cli import _open
+    from temoin.reports import paperwork
+
+    p = _open()
+    with p.session() as db:
+        try:
+            t = p.tenant(db, tenant)
+        except LookupError as exc:
+            err.print(f"[red]{exc.args[0]}[/red]")
+            raise typer.Exit(2) from None
+        paper = paperwork.processing_record(db, t) if which == "record" else paperwork.aipd(db, t)
+        data = paperwork.to_pdf(paper)
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        err.print(f"[red]cannot write {out}: {exc.strerror or exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"written: {out} ({paper.title})")
+
+
+@report_app.command("processing-record")
+def processing_record_cmd(tenant: str, out: Path = typer.Option(..., "--out", help="write the PDF here")) -> None:
+    """The record of processing activities of TENANT (loi 78-17 art. 100, RGPD art. 30) as PDF, in French."""
+    _paper(tenant, out, "record")
+
+
+@report_app.command("aipd")
+def aipd_cmd(tenant: str, out: Path = typer.Option(..., "--out", help="write the PDF here")) -> None:
+    """A draft of the impact assessment (AIPD, loi 78-17 art. 90) of TENANT as PDF, to complete and sign."""
+    _paper(tenant, out, "aipd")

@@ -120,6 +120,8 @@ def text_pdf(title: str, sections: list[tuple[str, str]], footer: str) -> bytes:
     doc.heading(title)
     for heading, body in sections:
         if heading:
+            if doc.will_page_break(20):  # a heading stays with the start of its text
+                doc.add_page()
             doc.heading(heading, 11)
         for para in body.split("\n\n"):
             doc.paragraph(para)

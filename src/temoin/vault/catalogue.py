@@ -108,11 +108,19 @@ class SearchQuery:
 
 
 def visible(user: User) -> Select:
-    """Recordings this user may know of: own tenant, stored, own recordings for a wearing agent."""
+    """Recordings this user may know of: own tenant, stored, own recordings for a wearing agent, own communes
+    for a user scoped to some communes of an EPCI."""
     stmt = select(Recording).where(Recording.tenant_id == user.tenant_id, Recording.state == RecordingState.STORED)
     if Role(user.role) in OWN_RECORDINGS_ONLY:
         stmt = stmt.where(Recording.agent_ref == (user.agent_number or f"user:{user.id}"))
+    if user.communes is not None:  # a user of some communes of an EPCI: theirs only (none known: not theirs)
+        stmt = stmt.where(Recording.commune.in_(user.communes))
     return stmt
+
+
+def in_communes(user: User, rec: Recording) -> bool:
+    """Whether a recording is of a commune the user may know of (the `visible` rule, for a loaded row)."""
+    return user.communes is None or rec.commune in user.communes
 
 
 def _held():  # noqa: ANN202

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from temoin.db import utcnow
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import Receipt, SignedManifest, SignedReceipt
+from temoin.geo.communes import commune_of
 from temoin.identity.devices import certificate_of, device_actor, recording_key, signing_time
 from temoin.identity.models import Device, Tenant
 from temoin.journal.entry import Action, EntryDraft
@@ -143,6 +144,7 @@ def open_upload(p: Platform, db: Session, device: Device, raw: bytes) -> UploadS
     profile = get_profile(tenant.profile)
     # Time, wearer and place checked against the clock offset, the shift and the territory (vault.field_checks).
     checked = field_checks.check(db, tenant, device, manifest, profile, utcnow(), p.settings.device_clock_window_s)
+    commune = commune_of(tenant.territory, ((fix.lat, fix.lon) for fix in manifest.gps_track))
     data_key = crypto.new_data_key()
     rec = Recording(
         id=manifest.recording_id, tenant_id=tenant.id, device_id=device.id, agent_ref=checked.agent_ref,
@@ -151,7 +153,7 @@ def open_upload(p: Platform, db: Session, device: Device, raw: bytes) -> UploadS
         declared_agent_ref=checked.declared_agent_ref,
         trigger=manifest.trigger.value, persons_informed=manifest.persons_informed,
         not_informed_reason=manifest.not_informed_reason.value if manifest.not_informed_reason else None,
-        outside_territory=checked.outside_territory, clock_offset_ms=manifest.clock_offset_ms,
+        outside_territory=checked.outside_territory, commune=commune, clock_offset_ms=manifest.clock_offset_ms,
         clock_drift_flag=abs(manifest.clock_offset_ms or 0) > CLOCK_DRIFT_FLAG_MS, categories=[],
         state=RecordingState.RECEIVING, manifest=raw.decode(), manifest_sha256=digest,
         chain_head=manifest.chain_head, segment_count=len(manifest.segments), size_bytes=manifest.total_bytes,

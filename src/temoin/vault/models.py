@@ -32,6 +32,8 @@ class Recording(Base):
     persons_informed: Mapped[bool] = mapped_column(Boolean)
     not_informed_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     outside_territory: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The commune of an EPCI where it was made (INSEE code, from the GPS track); NULL: none known.
+    commune: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
     clock_offset_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     clock_drift_flag: Mapped[bool] = mapped_column(Boolean, default=False)
     categories: Mapped[list] = mapped_column(JSON, default=list)

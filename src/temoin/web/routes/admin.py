@@ -27,6 +27,8 @@ class UserIn(BaseModel):
     display_name: str = Field(min_length=1, max_length=200)
     role: Role
     agent_number: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    communes: list[str] | None = Field(default=None, max_length=500,
+                                       description="EPCI: INSEE codes of the communes the user is limited to")
 
 
 class UserOut(BaseModel):
@@ -88,7 +90,8 @@ def create_user(body: UserIn, who: Principal = require(Permission.ADMIN_USERS), 
                                  "server with `temoin admin user create`")
     try:
         new = service.create_user(p, db, who.tenant, username=body.username, display_name=body.display_name,
-                                  role=body.role, agent_number=body.agent_number, by=actor_of(who.user))
+                                  role=body.role, agent_number=body.agent_number, by=actor_of(who.user),
+                                  communes=body.communes)
     except (service.IdentityError, WeakPassword) as exc:
         raise HTTPException(409, str(exc)) from None
     db.commit()

@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
 from temoin.evidence.keys import KeySet
-from temoin.law.access import Permission
-from temoin.reports import annual, monthly, notice
+from temoin.law.access import Permission, allows
+from temoin.reports import annual, monthly, notice, paperwork
 from temoin.reports.pdf import annual_pdf
 from temoin.web.deps import Principal, get_db, require
 from temoin.web.i18n import lang_of, translator
@@ -98,6 +98,30 @@ def notice_json(controller: str | None = Query(None, max_length=300), dpo_contac
     return {"title": title, "sections": [{"heading": h, "text": t} for h, t in sections]}
 
 
+@router.get("/processing-record.pdf", summary="The record of processing activities (loi 78-17 art. 100) as PDF")
+def processing_record_as_pdf(who: Principal = require(Permission.PAPERWORK_READ),
+                             db: Session = Depends(get_db)) -> Response:
+    return _file(paperwork.processing_record_pdf(db, who.tenant), "application/pdf",
+                 f"registre-des-traitements-{who.tenant.slug}.pdf")
+
+
+@router.get("/processing-record", summary="The record of processing activities as sections")
+def processing_record_json(who: Principal = require(Permission.PAPERWORK_READ), db: Session = Depends(get_db)) -> dict:
+    paper = paperwork.processing_record(db, who.tenant)
+    return {"title": paper.title, "sections": [{"heading": h, "text": t} for h, t in paper.sections]}
+
+
+@router.get("/aipd.pdf", summary="A draft of the data protection impact assessment (AIPD) as PDF")
+def aipd_as_pdf(who: Principal = require(Permission.PAPERWORK_READ), db: Session = Depends(get_db)) -> Response:
+    return _file(paperwork.aipd_pdf(db, who.tenant), "application/pdf", f"aipd-{who.tenant.slug}.pdf")
+
+
+@router.get("/aipd", summary="A draft of the data protection impact assessment (AIPD) as sections")
+def aipd_json(who: Principal = require(Permission.PAPERWORK_READ), db: Session = Depends(get_db)) -> dict:
+    paper = paperwork.aipd(db, who.tenant)
+    return {"title": paper.title, "sections": [{"heading": h, "text": t} for h, t in paper.sections]}
+
+
 # --- pages ----------------------------------------------------------------------------------------------
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -113,6 +137,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "controller": {"fr": "Responsable du traitement", "en": "Controller"},
     "dpo_contact": {"fr": "Contact du délégué à la protection des données", "en": "Data protection officer's contact"},
     "rights_address": {"fr": "Adresse pour exercer ses droits", "en": "Address to exercise one's rights"},
+    "paperwork": {"fr": "Documents du responsable du traitement", "en": "The controller's documents"},
+    "processing_record": {"fr": "Registre des activités de traitement (loi 78-17 art. 100)",
+                          "en": "Record of processing activities (loi 78-17 art. 100)"},
+    "aipd": {"fr": "Analyse d'impact (AIPD), projet à compléter", "en": "Impact assessment (AIPD), draft to complete"},
     "notice_help": {"fr": "Ces informations ne sont pas dans les réglages de la commune : saisissez-les pour "
                           "compléter l'affiche.",
                     "en": "These are not in the commune's settings: type them to complete the notice."},
@@ -140,4 +168,5 @@ def reports_page(request: Request, year: int | None = Query(None, ge=2000, le=21
     title, sections = notice.notice_sections(who.tenant, inputs)
     return page(request, "reports.html", who=who, t=_t(request), year=year, month=month,
                 annual_rows=annual.report_rows(report), month_rows=month_rows, notice_title=title,
-                notice_sections=sections, inputs=inputs)
+                notice_sections=sections, inputs=inputs,
+                paperwork=allows(who.role, Permission.PAPERWORK_READ))

@@ -1,8 +1,8 @@
 """the law in the field: ingest flags and declared values, cameras' pending offloads, limitations and
 rectification notes
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-09 00:00:00
 """
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from temoin.db import UTCDateTime
 
 
-revision = '0015'
-down_revision = '0010'
+revision = '0013'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """device key history: re-enrolment adds a key, never overwrites one
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-07 00:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import temoin.db
 
 
-revision = '0010'
+revision = '0012'
 down_revision = '0011'
 branch_labels = None
 depends_on = None

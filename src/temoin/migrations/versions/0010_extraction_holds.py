@@ -1,6 +1,6 @@
 """holds placed by a procedure extraction name it
 
-Revision ID: 0014
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-08 00:00:00
 """
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0014'
+revision = '0010'
 down_revision = '0009'
 branch_labels = None
 depends_on = None

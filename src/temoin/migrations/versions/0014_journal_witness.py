@@ -1,7 +1,7 @@
 """journal: how far each chain's checkpoints have reached the witness
 
-Revision ID: 0012
-Revises: 0009
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-08 00:00:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import temoin.db
 
 
-revision = '0012'
-down_revision = '0015'
+revision = '0014'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
