@@ -57,7 +57,8 @@ case "${1:-}" in
     ;;
   test)
     venv
-    apt_install chromium ffmpeg rsyslog  # rsyslog: the journal witness tests start a real rsyslogd
+    # rsyslog: the journal witness tests start a real rsyslogd; openssl: the timestamp tests run a real TSA
+    apt_install chromium ffmpeg rsyslog openssl
     postgres_up
     shift
     exec .venv/bin/python -m pytest "$@"
