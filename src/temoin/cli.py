@@ -80,7 +80,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
     p = _open(init=True)
     # Cameras long-poll the platform (live acknowledgement, orders): a restart should not wait for them.
-    uvicorn.run(create_app(p), host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
+    # proxy_headers off: X-Forwarded-For is read by the app from TEMOIN_TRUSTED_PROXIES only (identity.addresses).
+    uvicorn.run(create_app(p), host=host, port=port, log_level="info", timeout_graceful_shutdown=3,
+                proxy_headers=False)
 
 
 @app.command()
