@@ -143,3 +143,14 @@ def sign_in_page(page, p: Platform, username: str, lang: str = "fr") -> None:  #
     page.get_by_label("Code").fill(totp_code(p, username))
     page.get_by_role("button", name=go).click()
     expect(page.locator("header .who")).to_be_visible()
+
+
+def approve_erasure(p: Platform, client: httpx.Client, commune: Commune, proposal_id: int,
+                    approver: Role = Role.MAYOR) -> httpx.Response:
+    """Four eyes: a second person (the mayor by default) approves an erasure proposal; that person stays signed in."""
+    csrf = sign_in(p, client, commune.users[approver])
+    return client.post(f"/api/v1/rights/erasure-proposals/{proposal_id}/decision", headers={"X-CSRF-Token": csrf},
+                       json={"approve": True})
+
+
+JUSTIFIED = "the person is seen in full, by the entrance, in this recording"

@@ -85,6 +85,13 @@ UNGUARDED: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/live/whip/{session_id}/{resource_id}"): DEVICE,
     ("DELETE", "/api/v1/session"): SESSION,  # sign out
     ("POST", "/api/v1/tokens"): SESSION,  # an API token for oneself
+    ("GET", "/api/v1/tokens"): SESSION,  # one's own tokens
+    ("DELETE", "/api/v1/tokens/{token_id}"): SESSION,  # revoke one's own token
+    ("POST", "/api/v1/account/password"): SESSION,  # change one's own password
+    ("GET", "/account"): SESSION,  # the account page: password, tokens
+    ("POST", "/account/password"): SESSION,
+    ("POST", "/account/tokens"): SESSION,
+    ("POST", "/account/tokens/{token_id}/revoke"): SESSION,
     ("POST", "/logout"): SESSION,
     ("GET", "/api/v1/map/basemap"): SESSION,  # the commune's outline and streets: no content
 }
@@ -162,6 +169,10 @@ class Scene:
 
 def scene(platform: Platform, client: TestClient, cameras: int = 3) -> Scene:
     commune = make_commune(platform, cameras=cameras)
+    with platform.session() as db:  # the chief grants field roles here, so that every ADMIN_USERS role can act
+        tenant = platform.tenant(db, commune.slug)
+        service.update_settings(platform, db, tenant, {"chief_grants_field_roles": True})
+        db.commit()
     rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
     return Scene(commune, rid)
 
@@ -191,9 +202,11 @@ def call(client: TestClient, info: RouteInfo, s: Scene, csrf: str | None, role: 
         kw["json"] = {"categories": ["matrix"]}
     elif key == ("POST", "/api/v1/recordings/holds"):
         kw["json"] = {"recording_ids": [s.recording_id], "procedure": "judicial", "reference": "PV-2024-000124"}
-    elif key == ("POST", "/api/v1/admin/users"):
+    elif key == ("POST", "/api/v1/admin/users"):  # a role the caller may grant (identity.grants)
         kw["json"] = {"username": f"matrix-{role.value.replace('_', '-')}", "display_name": "Matrix",
-                      "role": "auditor"}
+                      "role": {Role.TECH_ADMIN: "tech_admin", Role.MAYOR: "auditor"}.get(role, "csu_operator")}
+    elif key == ("POST", "/api/v1/admin/users/{username}/deactivate"):
+        kw["json"] = {"reason": "route matrix check"}
     elif key == ("POST", "/api/v1/admin/devices/codes"):
         kw["json"] = {"label": "matrix camera"}
     elif key == ("POST", "/recordings/{recording_id}/consult"):
@@ -368,14 +381,15 @@ def test_tech_admin_never_sees_content_and_dpo_sees_metadata_only(platform, clie
     r = client.get("/api/v1/admin/devices")
     assert r.status_code == 200 and {d["id"] for d in r.json()} == {c[0] for c in s.commune.cameras}
     r = client.post("/api/v1/admin/users", headers={"X-CSRF-Token": csrf},
-                    json={"username": "new-auditor", "display_name": "New auditor", "role": "auditor"})
+                    json={"username": "new-tech", "display_name": "New administrator", "role": "tech_admin"})
     assert r.status_code == 201 and r.json()["password"] and r.json()["totp_uri"].startswith("otpauth://")
-    # Nor can they mint an account that sees content and learn its password.
-    for role in ("chief", "mayor", "designated_agent", "agent", "csu_operator"):
+    # Nor can they mint an account that sees content or oversees others (the DPO, the auditor) and learn its
+    # password: duties apart, those roles are the mayor's to grant.
+    for role in ("chief", "mayor", "designated_agent", "agent", "csu_operator", "dpo", "auditor"):
         r = client.post("/api/v1/admin/users", headers={"X-CSRF-Token": csrf},
                         json={"username": f"new-{role.replace('_', '-')}", "display_name": "x", "role": role,
                               "agent_number": "POR-0009" if role == "agent" else None})
-        assert r.status_code == 403 and "temoin admin user create" in r.json()["detail"]
+        assert r.status_code == 403 and "duties apart" in r.json()["detail"], (role, r.text)
 
     csrf = sign_in(platform, client, s.commune.users[Role.DPO])
     assert [x["id"] for x in client.get("/api/v1/recordings").json()] == [s.recording_id]
@@ -521,7 +535,8 @@ def test_session_cookie_flags_and_csrf(platform, client):
 def test_api_token_works_as_bearer_without_csrf_until_revoked(platform, client):
     s = scene(platform, client, cameras=1)
     csrf = sign_in(platform, client, s.commune.users[Role.CHIEF])
-    r = client.post("/api/v1/tokens", headers={"X-CSRF-Token": csrf}, json={"name": "script", "days": 7})
+    r = client.post("/api/v1/tokens", headers={"X-CSRF-Token": csrf},
+                    json={"name": "script", "days": 7, "scopes": ["recordings.list", "recordings.view"]})
     assert r.status_code == 201
     token = r.json()["token"]
     client.cookies.clear()
@@ -531,8 +546,10 @@ def test_api_token_works_as_bearer_without_csrf_until_revoked(platform, client):
                     json={"motive": {"code": "incident_review", "text": "from a script"}})
     assert r.status_code == 201
     # A token does not beget tokens, and does not lift the role's limits.
-    assert client.post("/api/v1/tokens", headers=bearer, json={"name": "more"}).status_code == 403
-    assert client.get("/api/v1/admin/users", headers=bearer).status_code == 403
+    assert client.post("/api/v1/tokens", headers=bearer,
+                       json={"name": "more", "scopes": ["recordings.list"]}).status_code == 403
+    r = client.get("/api/v1/admin/users", headers=bearer)  # the chief's role may, the token's scopes do not
+    assert r.status_code == 403 and "scopes" in r.json()["detail"]
     assert client.get("/api/v1/recordings", headers={"Authorization": "Bearer tmn_unknown"}).status_code == 401
     with platform.session() as db:
         row = db.scalar(select(ApiToken).where(ApiToken.token_hash == identity_secrets.token_hash(token)))

@@ -29,8 +29,39 @@ def test_admin_flow_from_a_fresh_home(tmp_path: Path, database_url: str):
     assert r.returncode == 0, r.stderr
     r = run(env, "admin", "tenant", "create", "autre", "Autre", "--cameras", "1", "--profile", "nope")
     assert r.returncode == 1 and "fr-police-municipale" in r.stderr  # says which profiles exist
+    # Duties apart: a role that sees content needs an authenticated mayor; the tenant's first mayor and technical
+    # accounts are created on the server (the bootstrap).
     r = run(env, "admin", "user", "create", "ville", "chef", "Chef de service", "--role", "chief")
+    assert r.returncode == 2 and "--by" in r.stderr
+    r = run(env, "admin", "user", "create", "ville", "tech", "Technicien", "--role", "tech_admin")
+    assert r.returncode == 0, r.stderr
+    r = run(env, "admin", "user", "create", "ville", "maire", "Le maire", "--role", "mayor")
     assert r.returncode == 0 and "password:" in r.stdout and "otpauth://" in r.stdout
+    r = run(env, "admin", "user", "create", "ville", "maire2", "Un autre maire", "--role", "mayor")
+    assert r.returncode == 2  # no longer the first
+    from temoin.identity import service
+    from temoin.law.access import Permission
+    from temoin.platform import Platform
+    from temoin.settings import Settings
+
+    p = Platform.open(Settings.from_env(env))
+    try:
+        with p.session() as db:
+            tech = service.find_user(db, "tech@ville")
+            mayor = service.find_user(db, "maire@ville")
+            tech_token = service.issue_api_token(p, db, tech, "cli")
+            mayor_token = service.issue_api_token(p, db, mayor, "cli", scopes=[Permission.ADMIN_USERS])
+    finally:
+        p.close()
+    r = run({**env, "TEMOIN_API_TOKEN": tech_token}, "admin", "user", "create", "ville", "chef", "Chef de service",
+            "--role", "chief")
+    assert r.returncode == 1 and "duties apart" in r.stderr
+    r = run({**env, "TEMOIN_API_TOKEN": mayor_token}, "admin", "user", "create", "ville", "chef", "Chef de service",
+            "--role", "chief")
+    assert r.returncode == 0 and "password:" in r.stdout and "otpauth://" in r.stdout
+    r = run({**env, "TEMOIN_API_TOKEN": mayor_token}, "admin", "user", "deactivate", "ville", "chef",
+            "--reason", "test")
+    assert r.returncode == 0 and "deactivated" in r.stdout
     r = run(env, "admin", "device", "code", "ville", "Caméra 1")
     assert r.returncode == 0 and "enrolment code" in r.stdout
     r = run(env, "admin", "user", "totp", "chef")

@@ -24,7 +24,7 @@ from temoin.rights import copies
 from temoin.rights.models import CopyState, RedactedCopy
 from temoin.vault import crypto
 from temoin.vault.models import Recording
-from tests.helpers import Commune, make_commune, sign_in, upload
+from tests.helpers import JUSTIFIED, Commune, approve_erasure, make_commune, sign_in, upload
 
 
 def _h(csrf: str) -> dict:
@@ -352,8 +352,12 @@ def test_an_erasure_deletes_the_copies_and_backups_too_and_its_certificate_lists
     copy_id = make_copy(platform, commune, rid, access["id"], state=CopyState.TRACKS_READY)
     backup = make_live_backup(platform, commune, camera=0, at=started + timedelta(seconds=1))
     erasure = _access_request(client, csrf, kind="erasure")
-    r = client.post(f"/api/v1/rights/requests/{erasure['id']}/erasure", headers=_h(csrf), json={"recording_ids": [rid]})
+    r = client.post(f"/api/v1/rights/requests/{erasure['id']}/erasure", headers=_h(csrf),
+                    json={"recording_ids": [rid], "justifications": {rid: JUSTIFIED}})
+    assert r.status_code == 201, r.text
+    r = approve_erasure(platform, client, commune, r.json()["id"])
     assert r.status_code == 200, r.text
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     assert not (copies.copies_root(platform) / commune.slug / f"copy-{copy_id}").exists()
     assert not (platform.settings.live_backup_dir / commune.slug / f"{backup}.ts.sealed").exists()
     derived = _certificate(platform, rid)["derived"]

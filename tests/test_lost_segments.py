@@ -33,7 +33,7 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.vault import catalogue, retention, scrub
 from temoin.vault.models import DeletionCertificate, Recording, Segment
-from tests.helpers import agent_number, make_commune, sign_in, vault_client
+from tests.helpers import JUSTIFIED, agent_number, approve_erasure, make_commune, sign_in, vault_client
 from tests.test_extraction import _download, _extract, _pinned, _verify
 
 PARIS_FMT = "%d/%m/%Y %H:%M:%S"
@@ -338,8 +338,11 @@ def test_scrub_skips_the_lost_segments_and_retention_and_erasure_delete_everythi
         "kind": "erasure", "person_description": "veste rouge", "contact": "dupont@example.org"})
     assert r.status_code == 201, r.text
     r = client.post(f"/api/v1/rights/requests/{r.json()['id']}/erasure", headers=_h(csrf),
-                    json={"recording_ids": [erased]})
+                    json={"recording_ids": [erased], "justifications": {erased: JUSTIFIED}})
+    assert r.status_code == 201, r.text
+    r = approve_erasure(platform, client, commune, r.json()["id"])  # four eyes
     assert r.status_code == 200, r.text
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     blobs = platform.settings.vault_dir / "blobs" / commune.slug
     assert not (blobs / erased).exists()
 

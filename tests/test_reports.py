@@ -19,7 +19,7 @@ from temoin.law.access import Role
 from temoin.reports.annual import PARIS
 from temoin.vault.models import Hold, Recording
 from temoin.vault.retention import sweep
-from tests.helpers import make_commune, sign_in, upload
+from tests.helpers import JUSTIFIED, approve_erasure, make_commune, sign_in, upload
 
 
 def _h(csrf: str) -> dict:
@@ -70,8 +70,11 @@ def test_annual_report_counts_what_happened(platform, client):
                         json={"kind": kind, "person_description": "casquette bleue", "contact": "x@example.org"})
         assert r.status_code == 201
     erasure = r.json()["id"]
-    assert client.post(f"/api/v1/rights/requests/{erasure}/erasure", headers=_h(csrf),
-                       json={"recording_ids": [d]}).status_code == 200
+    r = client.post(f"/api/v1/rights/requests/{erasure}/erasure", headers=_h(csrf),
+                    json={"recording_ids": [d], "justifications": {d: JUSTIFIED}})
+    assert r.status_code == 201, r.text
+    assert approve_erasure(platform, client, commune, r.json()["id"], approver=Role.MAYOR).status_code == 200
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     # Retention: c's period ended an hour ago (deleted on time), b's three days ago (deleted late).
     with platform.session() as db:
         db.execute(update(Recording).where(Recording.id == c).values(retention_until=now - timedelta(hours=1)))

@@ -20,7 +20,7 @@ from temoin.law.access import Role
 from temoin.rights import register
 from temoin.rights.register import CNIL_INDIRECT_ROUTE, deadline_for
 from temoin.vault.models import DeletionCertificate, Recording
-from tests.helpers import make_commune, sign_in, upload
+from tests.helpers import JUSTIFIED, approve_erasure, make_commune, sign_in, upload
 
 AVENUE = (43.556, 4.07)  # the start of "Avenue de la Mer" in the demo commune; "Quai des Pêcheurs" is 1.4 km away
 
@@ -151,7 +151,9 @@ def test_erasure_deletes_with_a_certificate_and_is_refused_under_a_hold(platform
     r = client.post(f"/api/v1/rights/requests/{access['id']}/erasure", headers=_h(csrf),
                     json={"recording_ids": [avenue]})
     assert r.status_code == 409 and "erasure request" in r.json()["detail"]
-    req = _create(client, csrf, kind="erasure")
+    window = {"facts_start": (t0 - timedelta(minutes=10)).isoformat(),
+              "facts_end": (t0 + timedelta(minutes=10)).isoformat()}
+    req = _create(client, csrf, kind="erasure", **window)
     url = f"/api/v1/rights/requests/{req['id']}/erasure"
     assert client.post(f"/api/v1/recordings/{quay}/holds", headers=_h(csrf),
                        json={"procedure": "administrative", "reference": "ARR-2026-7"}).status_code == 201
@@ -160,6 +162,12 @@ def test_erasure_deletes_with_a_certificate_and_is_refused_under_a_hold(platform
     with platform.session() as db:
         assert db.get(Recording, avenue).state == "stored" and db.get(Recording, quay).state == "stored"
     r = client.post(url, headers=_h(csrf), json={"recording_ids": [avenue]})
+    assert r.status_code == 201, r.text
+    proposal = r.json()
+    assert proposal["state"] == "pending" and proposal["recording_ids"] == [avenue]
+    with platform.session() as db:  # proposed, not erased
+        assert db.get(Recording, avenue).state == "stored"
+    r = approve_erasure(platform, client, commune, proposal["id"])
     assert r.status_code == 200, r.text
     erased = r.json()["erased"]
     with platform.session() as db:
@@ -174,9 +182,69 @@ def test_erasure_deletes_with_a_certificate_and_is_refused_under_a_hold(platform
     assert erased == [{"recording_id": avenue, "certificate_id": erased[0]["certificate_id"]}]
     deleted = _entries(platform, "recording.deleted.rights_erasure")
     assert len(deleted) == 1 and deleted[0]["recordings"] == [avenue]
+    assert deleted[0]["actor"]["id"] == commune.users[Role.MAYOR]
     assert _entries(platform, "rights.erasure.refused")[0]["recordings"] == [quay]
+    (approved,) = _entries(platform, "rights.erasure.approved")
+    assert approved["details"]["proposed_by"] == commune.users[Role.CHIEF]
     # Erasing it again: it is gone, said plainly.
-    assert client.post(url, headers=_h(csrf), json={"recording_ids": [avenue]}).status_code == 404
+    assert client.post(url, headers=_h(sign_in(platform, client, commune.users[Role.CHIEF])),
+                       json={"recording_ids": [avenue]}).status_code == 404
+
+
+def test_a_dpo_alone_cannot_erase_and_only_candidates_or_justified_recordings(platform, client):
+    """The attack: a DPO files an erasure "request" and erases any recording, alone. Now the recordings must be
+    among the request's candidates or justified one by one, and a second person approves."""
+    commune, t0, avenue, quay, later = _scene(platform, client)
+    csrf = sign_in(platform, client, commune.users[Role.DPO])
+    window = {"facts_start": (t0 - timedelta(minutes=10)).isoformat(),
+              "facts_end": (t0 + timedelta(minutes=10)).isoformat()}
+    req = _create(client, csrf, kind="erasure", **window)
+    url = f"/api/v1/rights/requests/{req['id']}/erasure"
+    # `later` (3 h after the facts) is no candidate: refused without a justification, or with a token one.
+    for body in ({"recording_ids": [later]}, {"recording_ids": [later], "justifications": {later: "because"}}):
+        r = client.post(url, headers=_h(csrf), json=body)
+        assert r.status_code == 409 and later in r.json()["detail"] and "justify" in r.json()["detail"], r.text
+    r = client.post(url, headers=_h(csrf), json={"recording_ids": [avenue, later],
+                                                  "justifications": {later: JUSTIFIED}})
+    assert r.status_code == 201, r.text
+    proposal = r.json()
+    assert proposal["justified"] == [later]
+    # The proposer cannot approve it.
+    r = client.post(f"/api/v1/rights/erasure-proposals/{proposal['id']}/decision", headers=_h(csrf),
+                    json={"approve": True})
+    assert r.status_code == 409 and "four eyes" in r.json()["detail"]
+    with platform.session() as db:
+        assert db.get(Recording, avenue).state == "stored" and db.get(Recording, later).state == "stored"
+    # A second person may reject it, with a reason; nothing is erased.
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    decide = f"/api/v1/rights/erasure-proposals/{proposal['id']}/decision"
+    assert client.post(decide, headers=_h(csrf), json={"approve": False}).status_code == 409  # the reason
+    r = client.post(decide, headers=_h(csrf), json={"approve": False, "reason": "the quay recording is the one"})
+    assert r.status_code == 200 and r.json()["erased"] == []
+    assert client.post(decide, headers=_h(csrf), json={"approve": True}).status_code == 409  # decided already
+    with platform.session() as db:
+        assert db.get(Recording, avenue).state == "stored" and db.get(Recording, later).state == "stored"
+    (proposed,) = _entries(platform, "rights.erasure.proposed")
+    assert proposed["details"]["justified"] == [later] and JUSTIFIED not in str(proposed)
+    (rejected,) = _entries(platform, "rights.erasure.rejected")
+    assert rejected["actor"]["id"] == commune.users[Role.CHIEF]
+    assert [x["state"] for x in client.get(url).json()] == ["rejected"]
+    # Through the page: proposed by the DPO, approved by the mayor.
+    csrf = sign_in(platform, client, commune.users[Role.DPO])
+    r = client.post(f"/rights/{req['id']}/erasure", data={"csrf_token": csrf, "recording_id": avenue},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text
+    pending = [x for x in client.get(url).json() if x["state"] == "pending"]
+    assert len(pending) == 1
+    page = client.get(f"/rights/{req['id']}").text
+    assert f'/rights/erasure-proposals/{pending[0]["id"]}/decision' not in page  # not offered to its author
+    csrf = sign_in(platform, client, commune.users[Role.MAYOR])
+    assert f'/rights/erasure-proposals/{pending[0]["id"]}/decision' in client.get(f"/rights/{req['id']}").text
+    r = client.post(f"/rights/erasure-proposals/{pending[0]['id']}/decision",
+                    data={"csrf_token": csrf, "decision": "approve"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    with platform.session() as db:
+        assert db.get(Recording, avenue).state == "deleted" and db.get(Recording, later).state == "stored"
 
 
 def test_another_communes_register_and_recordings_are_out_of_reach(platform, client):
@@ -193,7 +261,7 @@ def test_another_communes_register_and_recordings_are_out_of_reach(platform, cli
     assert client.get(f"/rights/{req_b['id']}").status_code == 404
     mine = _create(client, csrf, kind="erasure")
     r = client.post(f"/api/v1/rights/requests/{mine['id']}/erasure", headers=_h(csrf),
-                    json={"recording_ids": [rid_b]})
+                    json={"recording_ids": [rid_b], "justifications": {rid_b: JUSTIFIED}})
     assert r.status_code == 404
     with platform.session() as db:
         assert db.get(Recording, rid_b).state == "stored"
@@ -278,8 +346,14 @@ def test_access_copy_from_face_tracks_to_the_requesters_download(platform, clien
     assert len(_entries(platform, "rights.copy.viewed")) == viewed + 1
     r = client.post(f"/api/v1/rights/copies/{copy['id']}/review", headers=_h(csrf), json={"approve": False})
     assert r.status_code == 409  # a rejection says why
+    # Four eyes: the chief who produced the copy cannot approve it; a designated agent (who may redact) does.
+    r = client.post(f"/api/v1/rights/copies/{copy['id']}/review", headers=_h(csrf), json={"approve": True})
+    assert r.status_code == 409 and "four eyes" in r.json()["detail"]
+    csrf = sign_in(platform, client, commune.users[Role.DESIGNATED_AGENT])
     r = client.post(f"/api/v1/rights/copies/{copy['id']}/review", headers=_h(csrf), json={"approve": True})
     assert r.status_code == 200 and r.json()["state"] == "approved"
+    (approved,) = _entries(platform, "rights.copy.approved")
+    assert approved["actor"]["id"] == commune.users[Role.DESIGNATED_AGENT]
     csrf = sign_in(platform, client, commune.users[Role.DPO])
     got = client.get(f"/api/v1/rights/copies/{copy['id']}/download")
     assert got.status_code == 200 and got.content == video.content

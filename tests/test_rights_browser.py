@@ -160,8 +160,14 @@ def test_access_copy_prepared_reviewed_and_downloaded_in_the_browser(platform, a
     expect(video).to_be_visible()
     page.wait_for_function("() => document.getElementById('copy-video').videoWidth === 640", timeout=TIMEOUT_MS)
     expect(page.get_by_role("link", name="Télécharger pour le demandeur (journalisé)")).to_be_hidden()
+    # Four eyes: a colleague who did not produce the copy watches and approves it; the chief then hands it over.
+    copy_url = page.url
+    sign_in_page(page, platform, commune.users[Role.DESIGNATED_AGENT])
+    page.goto(copy_url)
     page.get_by_role("button", name="Approuver pour remise").click()
     expect(page.locator("#copy-state")).to_have_attribute("data-state", "approved")
+    sign_in_page(page, platform, commune.users[Role.CHIEF])
+    page.goto(copy_url)
     with page.expect_download() as got:
         page.get_by_role("link", name="Télécharger pour le demandeur (journalisé)").click()
     out = tmp_path / "copie.mp4"

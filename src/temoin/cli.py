@@ -80,7 +80,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
     p = _open(init=True)
     # Cameras long-poll the platform (live acknowledgement, orders): a restart should not wait for them.
-    uvicorn.run(create_app(p), host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
+    # proxy_headers off: X-Forwarded-For is read by the app from TEMOIN_TRUSTED_PROXIES only (identity.addresses).
+    uvicorn.run(create_app(p), host=host, port=port, log_level="info", timeout_graceful_shutdown=3,
+                proxy_headers=False)
 
 
 @app.command()
@@ -194,21 +196,68 @@ def user_create(tenant: str, username: str, display_name: str,
                 agent_number: str | None = typer.Option(None, help="matricule, for wearing agents"),
                 commune: list[str] | None = typer.Option(None, "--commune",
                                                          help="EPCI: an INSEE code whose recordings the user may "
-                                                              "see (repeat; none: every commune)")) -> None:
-    """Create a user; prints a one-time password and the TOTP enrolment URI (shown once)."""
-    from temoin.identity.service import IdentityError, create_user
+                                                              "see (repeat; none: every commune)"),
+                by: str | None = typer.Option(None, "--by", help="you, the mayor (or whoever may grant the role): "
+                                                                "your password and code are asked")) -> None:
+    """Create a user; prints a one-time password and the TOTP enrolment URI (shown once).
+
+    Technical accounts, and a tenant's first mayor (the bootstrap), are created on the server as is; any other
+    role is granted by an authenticated mayor (--by, or TEMOIN_API_TOKEN): duties apart (docs/security.md)."""
+    from sqlalchemy import select
+
+    from temoin.identity import grants
+    from temoin.identity.cli_auth import NotAuthenticated, authenticate
+    from temoin.identity.models import User
+    from temoin.identity.service import IdentityError, actor_of, create_user
+    from temoin.law.access import Permission
 
     p = _open()
     with p.session() as db:
         try:
-            new = create_user(p, db, p.tenant(db, tenant), username=username, display_name=display_name, role=role,
-                              agent_number=agent_number, communes=commune or None)
+            t = p.tenant(db, tenant)
+            actor = None
+            first_mayor = role == Role.MAYOR and db.scalar(select(User).where(
+                User.tenant_id == t.id, User.role == Role.MAYOR.value, User.active.is_(True))) is None
+            if role not in grants.TECHNICAL_ROLES and not first_mayor:
+                granter = authenticate(p, db, t, by, Permission.ADMIN_USERS)
+                grants.check_may_manage(Role(granter.role), t, role, "grant")
+                actor = actor_of(granter)
+            new = create_user(p, db, t, username=username, display_name=display_name, role=role,
+                              agent_number=agent_number, communes=commune or None, by=actor)
+        except NotAuthenticated as exc:
+            err.print(f"[red]{exc}[/red]\n[dim]the role {role.value} is granted by the mayor: give --by MAYOR "
+                      "(a tenant's first mayor is created without it)[/dim]")
+            raise typer.Exit(2) from None
         except (IdentityError, LookupError) as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
         db.commit()
     console.print(f"user [bold]{username}[/bold] ({role.value}) created\n  password: {new.password}\n"
                   f"  TOTP: {new.totp_uri}\n[dim]shown once: hand them over securely[/dim]")
+
+
+@user_cmd.command("deactivate")
+def user_deactivate(tenant: str, username: str, reason: str = typer.Option(..., help="why (journaled)"),
+                    by: str | None = typer.Option(None, "--by", help="you: your password and code are asked")) -> None:
+    """Deactivate an account: its sessions and API tokens end at once."""
+    from temoin.identity import lifecycle
+    from temoin.identity.cli_auth import NotAuthenticated, authenticate
+    from temoin.identity.service import IdentityError
+    from temoin.law.access import Permission
+
+    p = _open()
+    with p.session() as db:
+        try:
+            t = p.tenant(db, tenant)
+            actor = authenticate(p, db, t, by, Permission.ADMIN_USERS)
+            ended = lifecycle.set_active(p, db, actor, t, lifecycle.user_of_tenant(db, t, username), False, reason)
+        except NotAuthenticated as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        except (IdentityError, LookupError) as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+    console.print(f"{username} deactivated: {ended.sessions} session(s) ended, {ended.tokens} token(s) revoked")
 
 
 @user_cmd.command("totp")
@@ -222,8 +271,9 @@ def user_totp(username: str) -> None:
 
     p = _open()
     with p.session() as db:
-        user = db.scalar(select(User).where(User.username == username))
-        if user is None or not db.get(Tenant, user.tenant_id).demo:
+        user = db.scalar(select(User).join(Tenant, Tenant.id == User.tenant_id).where(
+            User.username == username, Tenant.demo.is_(True)))
+        if user is None:
             err.print("[red]only demo users' codes can be shown; real users use their authenticator[/red]")
             raise typer.Exit(1)
         console.print(current_totp(totp_secret_of(p, user)))

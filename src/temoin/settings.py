@@ -25,7 +25,8 @@ class Settings:
     max_manifest_bytes: int = 1_048_576
     max_segment_bytes: int = 4 * 1024**3
     retention_interval_s: int = 3600
-    # Login throttling: this many failures in the window locks the account+address.
+    # Sign-in throttling (identity.throttle): failures free of delay per account (twice as many per address),
+    # then growing delays; failures older than the window are forgotten.
     login_max_failures: int = 5
     login_window_s: int = 900
     # Live transmission: STUN/TURN servers for the media plane (none: host candidates only, a LAN or
@@ -43,6 +44,9 @@ class Settings:
     # witness (syslog+tcp://host:port), outside the platform's own two sinks.
     journal_seal_interval_s: float = 60.0
     journal_witness: str | None = None
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); none: the peer's address is
+    # the client's, whatever the headers say (identity.addresses).
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def vault_dir(self) -> Path:
@@ -83,4 +87,20 @@ class Settings:
             tsa_password=env.get("TEMOIN_TSA_PASSWORD") or None,
             journal_seal_interval_s=float(env.get("TEMOIN_JOURNAL_SEAL_INTERVAL_S", "60")),
             journal_witness=env.get("TEMOIN_JOURNAL_WITNESS") or None,
+            trusted_proxies=_networks(env.get("TEMOIN_TRUSTED_PROXIES", "")),
         )
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    import ipaddress
+
+    out = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"TEMOIN_TRUSTED_PROXIES: {item!r} is not an IP address or network; give the "
+                             "reverse proxies' addresses separated by commas, e.g. 127.0.0.1,10.0.0.0/24") from None
+    return tuple(out)

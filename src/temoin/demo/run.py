@@ -92,7 +92,7 @@ def ensure_tenant(p: Platform) -> dict[str, str]:
         # The demo shows the PTZ cameras turning to the agent by themselves on an alert.
         tenant.settings = {**(tenant.settings or {}), "ptz_auto_aim": True}
         for username, name, role, number in USERS:
-            user = db.scalar(select(User).where(User.username == username))
+            user = db.scalar(select(User).where(User.username == username, User.tenant_id == tenant.id))
             password = sec.random_password()
             if user is None:
                 service.create_user(p, db, tenant, username=username, display_name=name, role=role,
@@ -145,8 +145,8 @@ def ensure_shifts(p: Platform, cameras: list[DemoCamera]) -> dict[str, str]:
     out = {}
     with p.session() as db:
         for camera, (username, _, _, number) in zip(cameras, agents, strict=False):
-            agent = db.scalar(select(User).where(User.username == username))
             device = db.get(Device, camera.device_id)
+            agent = db.scalar(select(User).where(User.username == username, User.tenant_id == device.tenant_id))
             current = shifts.current(db, device.id)
             if current is not None and current.user_id == agent.id:
                 out[device.id] = number

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from temoin.identity import service
 from temoin.identity.models import Tenant, User
+from temoin.law.access import Permission
 from temoin.platform import Platform
 
 TOKEN_ENV = "TEMOIN_API_TOKEN"
@@ -23,14 +24,19 @@ class NotAuthenticated(Exception):
     """The person could not be authenticated; the message says what to do."""
 
 
-def authenticate(p: Platform, db: Session, tenant: Tenant, username: str | None) -> User:
-    """The authenticated user of `tenant`: by TEMOIN_API_TOKEN, else --by USERNAME + password + TOTP prompted."""
+def authenticate(p: Platform, db: Session, tenant: Tenant, username: str | None,
+                 permission: Permission | None = None) -> User:
+    """The authenticated user of `tenant`: by TEMOIN_API_TOKEN (whose scopes must include `permission`), else
+    --by USERNAME + password + TOTP prompted."""
     token = os.environ.get(TOKEN_ENV, "").strip()
     if token:
-        user = service.user_for_api_token(db, token)
-        if user is None:
+        found = service.api_token_for(db, token)
+        if found is None:
             raise NotAuthenticated(f"{TOKEN_ENV} is not a valid API token (unknown, revoked or expired): issue a new "
                                    "one from your account page, or unset it and give --by USERNAME")
+        user, row = found
+        if permission is not None and permission not in service.token_scopes(user, row):
+            raise NotAuthenticated(f"{TOKEN_ENV}'s scopes do not include {permission.value}: issue a token with it")
         if username and username != user.username:
             raise NotAuthenticated(f"{TOKEN_ENV} belongs to {user.username}, not {username}: the journal names the "
                                    "token's owner; drop --by or use your own token")
@@ -40,7 +46,7 @@ def authenticate(p: Platform, db: Session, tenant: Tenant, username: str | None)
                                    f"asked), or set {TOKEN_ENV} to one of your API tokens")
         password = typer.prompt(f"password of {username}", hide_input=True, err=True)
         try:
-            user = service.check_password(p, db, username, password, "cli")
+            user = service.check_password(p, db, username, password, "cli", tenant=tenant.slug)
             code = typer.prompt("authenticator code (6 digits)", err=True)
             service.check_second_factor(p, db, user, code.strip())
         except service.IdentityError as exc:

@@ -33,7 +33,7 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64))  # unique within its tenant only
     display_name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(32))
     agent_number: Mapped[str | None] = mapped_column(String(64), nullable=True)  # matricule
@@ -44,6 +44,14 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # In an EPCI, the communes (INSEE codes) whose recordings this user may know of; NULL: every commune.
     communes: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # Credential life cycle (identity.lifecycle): a reset password must be changed at the next sign-in; a
+    # password change makes the browsers remembered before it strangers again (identity.known_devices).
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    # Usernames are per tenant: another commune cannot learn that a name is taken elsewhere.
+    __table_args__ = (UniqueConstraint("tenant_id", "username"),)
 
 
 class WebSession(Base):
@@ -67,14 +75,21 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The permissions (law.access.Permission values) the token may use, a subset of its owner's role;
+    # NULL only for tokens issued before scopes existed: the role's permissions.
+    scopes: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
 
 class LoginAttempt(Base):
+    """One sign-in attempt, counted by identity.throttle per account, per address and per known device."""
+
     __tablename__ = "login_attempts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), index=True)
-    address: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(200), index=True)  # user@tenant when known, else as typed
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    factor: Mapped[str] = mapped_column(String(8), default="password")  # password | totp
+    device: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # a known device's id
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     success: Mapped[bool] = mapped_column(Boolean)
 

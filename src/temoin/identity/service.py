@@ -8,27 +8,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
+from temoin.identity import known_devices, throttle
 from temoin.identity import secrets as sec
-from temoin.identity.models import ApiToken, LoginAttempt, Tenant, User, WebSession
+from temoin.identity.errors import IdentityError, Throttled
+from temoin.identity.models import ApiToken, Tenant, User, WebSession
 from temoin.identity.tenant_settings import TenantSettings, settings_of
 from temoin.journal.entry import Action, Actor, EntryDraft
-from temoin.law.access import ROLE_LABELS_FR, Role
+from temoin.law.access import GRANTS, ROLE_LABELS_FR, Permission, Role
 from temoin.law.profiles import get_profile
 from temoin.platform import Platform
 
 
-class IdentityError(ValueError):
-    pass
-
-
-class Throttled(IdentityError):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed sign-ins: try again in {retry_after} s")
-        self.retry_after = retry_after
+__all__ = ["IdentityError", "Throttled"]  # re-exported: callers catch them from here
 
 
 def actor_of(user: User) -> Actor:
@@ -131,8 +126,8 @@ def create_user(p: Platform, db: Session, tenant: Tenant, *, username: str, disp
                 password: str | None = None, agent_number: str | None = None, by: Actor | None = None,
                 communes: list[str] | None = None) -> NewUser:
     """`communes`: in an EPCI, the communes (INSEE codes) whose recordings the user may know of; None: all."""
-    if db.scalar(select(User).where(User.username == username)):
-        raise IdentityError(f"user {username!r} already exists")
+    if db.scalar(select(User).where(User.tenant_id == tenant.id, User.username == username)):
+        raise IdentityError(f"user {username!r} already exists in {tenant.name}")
     if communes is not None:
         served = [str(c) for c in tenant.communes or []]
         unknown = sorted(set(communes) - set(served))
@@ -158,46 +153,72 @@ def totp_secret_of(p: Platform, user: User) -> str:
     return sec.open_totp_secret(p.keyring.master_key, user.totp_secret, user.username)
 
 
-def _throttle(p: Platform, db: Session, username: str, address: str) -> None:
-    since = utcnow() - timedelta(seconds=p.settings.login_window_s)
-    failures = db.scalar(select(func.count()).select_from(LoginAttempt).where(
-        LoginAttempt.username == username, LoginAttempt.at >= since, LoginAttempt.success.is_(False)))
-    if failures >= p.settings.login_max_failures:
-        oldest = db.scalar(select(func.min(LoginAttempt.at)).where(
-            LoginAttempt.username == username, LoginAttempt.at >= since, LoginAttempt.success.is_(False)))
-        retry = int((oldest + timedelta(seconds=p.settings.login_window_s) - utcnow()).total_seconds()) + 1
-        raise Throttled(max(retry, 1))
+BAD_SIGN_IN = ("unknown user or wrong password (if your username is used in several communes, sign in as "
+               "username@commune)")
 
 
-def check_password(p: Platform, db: Session, username: str, password: str, address: str) -> User:
-    """First factor. Failures are counted per username; past the limit, sign-in is refused for a while."""
-    _throttle(p, db, username, address)
-    user = db.scalar(select(User).where(User.username == username))
+def find_user(db: Session, login: str, tenant: str | None = None) -> User | None:
+    """The user a sign-in names: `username` with the tenant's slug given apart, or `username@tenant`, or a bare
+    username that exactly one tenant uses. Usernames are per tenant (none is reserved across communes)."""
+    login = login.strip()
+    if tenant is None and "@" in login:
+        login, _, tenant = login.rpartition("@")
+    stmt = select(User).where(User.username == login)
+    if tenant:
+        stmt = stmt.join(Tenant, Tenant.id == User.tenant_id).where(Tenant.slug == tenant.strip())
+    found = list(db.scalars(stmt.limit(2)))
+    return found[0] if len(found) == 1 else None
+
+
+def account_of(db: Session, user: User) -> str:
+    """The key failures are counted under: the username qualified by its tenant."""
+    return f"{user.username}@{db.get(Tenant, user.tenant_id).slug}"
+
+
+def check_password(p: Platform, db: Session, username: str, password: str, address: str,
+                   device_cookie: str | None = None, tenant: str | None = None) -> User:
+    """First factor, throttled (identity.throttle): per account and per address, or per device when the
+    browser's cookie says this user signed in from it before."""
+    user = find_user(db, username, tenant)
+    account = account_of(db, user) if user is not None else username.strip().lower()[:200]
+    device = known_devices.device_of(p, user, device_cookie) if user is not None else None
+    throttle.check(p, db, account=account, address=address, device=device)
     ok = user is not None and user.active and sec.check_password(user.password_hash, password)
     if user is None:
         sec.burn_time(password)
-    db.add(LoginAttempt(username=username, address=address, success=ok))
+    throttle.record(db, account=account, address=address, device=device, factor="password", success=ok)
     if not ok:
         if user is not None:
-            tenant = db.get(Tenant, user.tenant_id)
+            tenant_row = db.get(Tenant, user.tenant_id)
             p.record(db, EntryDraft(action=Action.SECURITY, event="signin.failed", actor=actor_of(user),
-                                    details={"address": address, "factor": "password"}), tenant)
+                                    details={"address": address, "factor": "password",
+                                             "known_device": device is not None}), tenant_row)
         db.commit()
-        raise IdentityError("unknown user or wrong password")
+        raise IdentityError(BAD_SIGN_IN)
     db.commit()
     return user
 
 
-def check_second_factor(p: Platform, db: Session, user: User, code: str) -> None:
-    # Failed codes count with failed passwords: past the limit, no more guessing on an open session.
-    _throttle(p, db, user.username, "totp")
+def check_second_factor(p: Platform, db: Session, user: User, code: str, address: str = "unknown",
+                        device_cookie: str | None = None) -> None:
+    """Second factor. Failed codes count with failed passwords. The code's time step is consumed by a
+    conditional UPDATE, so two sessions presenting the same code at once cannot both pass."""
+    account = account_of(db, user)
+    device = known_devices.device_of(p, user, device_cookie)
+    throttle.check(p, db, account=account, address=address, device=device)
     step = sec.totp_step_if_valid(totp_secret_of(p, user), code, user.totp_last_step)
+    if step is not None:
+        spent = db.execute(update(User).where(User.id == user.id, User.totp_last_step < step)
+                           .values(totp_last_step=step).execution_options(synchronize_session=False))
+        if spent.rowcount != 1:
+            step = None  # another session used this code (or a later one) first
     if step is None:
-        db.add(LoginAttempt(username=user.username, address="totp", success=False))
+        db.rollback()
+        throttle.record(db, account=account, address=address, device=device, factor="totp", success=False)
         db.commit()
         raise IdentityError("wrong or already used code: type the current 6-digit code of your authenticator")
-    user.totp_last_step = step
     db.commit()
+    db.refresh(user)
 
 
 SESSION_COOKIE = "temoin_session"
@@ -223,28 +244,68 @@ def session_for(db: Session, token: str) -> tuple[WebSession, User] | None:
     return session, user
 
 
-def close_session(db: Session, token: str) -> None:
+def close_session(db: Session, token: str, p: Platform | None = None) -> None:
+    """Sign-out: the session row is deleted, so the cookie opens nothing any more, wherever it was copied."""
+    session = db.get(WebSession, sec.token_hash(token))
+    if session is not None and p is not None:
+        user = db.get(User, session.user_id)
+        p.record(db, EntryDraft(action=Action.SECURITY, event="signout", actor=actor_of(user), details={}),
+                 db.get(Tenant, user.tenant_id))
     db.execute(delete(WebSession).where(WebSession.id_hash == sec.token_hash(token)))
     db.commit()
 
 
-def issue_api_token(p: Platform, db: Session, user: User, name: str, days: int = 30) -> str:
+TOKEN_DEFAULT_DAYS = 30
+TOKEN_MAX_DAYS = 90
+
+
+def role_permissions(user: User) -> frozenset[Permission]:
+    return GRANTS.get(Role(user.role), frozenset())
+
+
+def issue_api_token(p: Platform, db: Session, user: User, name: str, days: int = TOKEN_DEFAULT_DAYS,
+                    scopes: list[Permission] | None = None) -> str:
+    """A token for scripts, limited to `scopes` (default: every permission of the user's role), which must be
+    permissions of the user's role; at most TOKEN_MAX_DAYS."""
+    if not 1 <= days <= TOKEN_MAX_DAYS:
+        raise IdentityError(f"an API token lives 1 to {TOKEN_MAX_DAYS} days; issue a new one when it expires")
+    mine = role_permissions(user)
+    wanted = sorted({Permission(s) for s in scopes} if scopes is not None else mine)
+    beyond = [s.value for s in wanted if s not in mine]
+    if beyond or not wanted:
+        raise IdentityError(f"scopes {', '.join(beyond) or '(none)'} refused: a token may carry only permissions "
+                            f"of your role ({', '.join(sorted(x.value for x in mine)) or 'none'})")
     token = sec.new_token("tmn")
-    db.add(ApiToken(user_id=user.id, token_hash=sec.token_hash(token), name=name,
-                    expires_at=utcnow() + timedelta(days=days)))
+    row = ApiToken(user_id=user.id, token_hash=sec.token_hash(token), name=name,
+                   expires_at=utcnow() + timedelta(days=days), scopes=[s.value for s in wanted])
+    db.add(row)
+    db.flush()
     tenant = db.get(Tenant, user.tenant_id)
     p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="api_token.issued", actor=actor_of(user),
-                            details={"name": name, "days": days}), tenant)
+                            details={"token_id": row.id, "name": name, "days": days, "scopes": row.scopes}), tenant)
     db.commit()
     return token
 
 
-def user_for_api_token(db: Session, token: str) -> User | None:
+def api_token_for(db: Session, token: str) -> tuple[User, ApiToken] | None:
     row = db.scalar(select(ApiToken).where(ApiToken.token_hash == sec.token_hash(token)))
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         return None
     user = db.get(User, row.user_id)
-    return user if user is not None and user.active else None
+    return (user, row) if user is not None and user.active else None
+
+
+def token_scopes(user: User, row: ApiToken) -> frozenset[Permission]:
+    """What a token may do: its scopes, never beyond its owner's role now."""
+    granted = role_permissions(user)
+    if row.scopes is None:
+        return granted
+    return frozenset(Permission(s) for s in row.scopes if s in set(Permission)) & granted
+
+
+def user_for_api_token(db: Session, token: str) -> User | None:
+    found = api_token_for(db, token)
+    return found[0] if found else None
 
 
 def expires(at: datetime) -> int:

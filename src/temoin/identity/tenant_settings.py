@@ -29,6 +29,9 @@ class TenantSettings(BaseModel):
     notice_controller: str | None = Field(default=None, max_length=300)  # "Le maire de Port-Témoin"
     dpo_contact: str | None = Field(default=None, max_length=300)
     rights_address: str | None = Field(default=None, max_length=500)
+    # Duties apart (identity.grants): the mayor grants the roles that see content; this lets the chief grant the
+    # field roles (agents, designated agents, CSU operators) too.
+    chief_grants_field_roles: bool = False
 
 
 def settings_of(tenant: Any) -> TenantSettings:

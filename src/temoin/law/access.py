@@ -40,7 +40,7 @@ class Permission(StrEnum):
     RECORDINGS_TAG = "recordings.tag"
     RECORDINGS_HOLD = "recordings.hold"
     JOURNAL_READ = "journal.read"
-    ADMIN_USERS = "admin.users"
+    ADMIN_USERS = "admin.users"  # accounts, within the roles one may grant (identity.grants)
     ADMIN_DEVICES = "admin.devices"
     DEVICES_ASSIGN = "devices.assign"  # check cameras out to agents for a shift, and in
     VAULT_OPERATE = "vault.operate"  # retention sweep, scrub: no content
@@ -60,14 +60,14 @@ GRANTS: dict[Role, frozenset[Permission]] = {
         Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
         Permission.RECORDINGS_HOLD, Permission.JOURNAL_READ, Permission.LIVE_VIEW,
         Permission.RECORDINGS_EXTRACT, Permission.RIGHTS_MANAGE, Permission.REPORTS_READ,
-        Permission.PAPERWORK_READ,
+        Permission.PAPERWORK_READ, Permission.ADMIN_USERS,
     }),
     Role.CHIEF: frozenset({
         Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
         Permission.RECORDINGS_HOLD, Permission.LIVE_VIEW, Permission.DEVICES_ASSIGN,
         Permission.LIVE_DISPATCH, Permission.PTZ_CONTROL, Permission.CCTV_MANAGE,
         Permission.RECORDINGS_EXTRACT, Permission.RECORDINGS_REDACT, Permission.RIGHTS_MANAGE,
-        Permission.REPORTS_READ,
+        Permission.REPORTS_READ, Permission.ADMIN_USERS,
     }),
     Role.DESIGNATED_AGENT: frozenset({
         Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,

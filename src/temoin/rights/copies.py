@@ -332,6 +332,7 @@ def redact(p: Platform, db: Session, user: User, copy: RedactedCopy, *, keep_tra
     engine()
     copy.keep_tracks, copy.add_regions = sorted(set(keep_tracks)), list(add_regions)
     copy.remove_regions = list(remove_regions)
+    copy.redacted_by = user.id
     copy.state, copy.progress, copy.error = CopyState.REDACTING.value, 0.0, None
     copy.reviewed_by = copy.reviewed_at = copy.review_reason = None
     req = db.get(RightsRequest, copy.request_id)
@@ -354,6 +355,9 @@ def review(p: Platform, db: Session, user: User, copy: RedactedCopy, *, approve:
     reason = (reason or "").strip() or None
     if not approve and not reason:
         raise RightsError("say what is wrong with the copy (a face left visible, a region to add...)")
+    if approve and user.id in (copy.created_by, copy.redacted_by):
+        raise RightsError("four eyes: a copy is approved by someone other than its author (who started it or "
+                          "chose what to hide); ask a colleague entitled to redact to review it")
     copy.state = (CopyState.APPROVED if approve else CopyState.REJECTED).value
     copy.reviewed_by, copy.reviewed_at, copy.review_reason = user.id, utcnow(), reason
     p.record(db, EntryDraft(action=Action.MODIFICATION, event=f"rights.copy.{copy.state}", actor=actor_of(user),

@@ -99,9 +99,39 @@ class RedactedCopy(Base):
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # Who chose what to hide last (rights.copies.redact): with created_by, an author, who may not approve it.
+    redacted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     produced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     review_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ProposalState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"  # approved by a second person and carried out
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"  # by its author, or superseded when the request closed
+
+
+class ErasureProposal(Base):
+    """Recordings one person proposes to erase for an erasure request; a second person approves (four eyes).
+
+    Each recording is among the request's candidates (rights.candidates) or carries the proposer's
+    justification in `justifications` (recording id -> text)."""
+
+    __tablename__ = "erasure_proposals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("rights_requests.id"), index=True)
+    recording_ids: Mapped[list] = mapped_column(JSON)
+    justifications: Mapped[dict] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default=ProposalState.PENDING.value)
+    proposed_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # of a rejection

@@ -13,6 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from temoin.identity import devices, service
+from temoin.identity.addresses import client_address
 from temoin.identity.models import Device, Tenant, User, WebSession
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.access import Permission, Role, allows
@@ -36,6 +37,7 @@ class Principal:
     user: User
     tenant: Tenant
     session: WebSession | None  # None when authenticated by API token
+    scopes: frozenset[Permission] | None = None  # an API token's; None for a session (the role decides)
 
     @property
     def role(self) -> Role:
@@ -53,10 +55,11 @@ async def _csrf_ok(request: Request, session: WebSession) -> bool:
 async def current_principal(request: Request, db: Session = Depends(get_db)) -> Principal:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        user = service.user_for_api_token(db, header[7:].strip())
-        if user is None:
+        found = service.api_token_for(db, header[7:].strip())
+        if found is None:
             raise HTTPException(401, "API token unknown, expired or revoked: issue a new one")
-        return Principal(user, db.get(Tenant, user.tenant_id), None)
+        user, row = found
+        return Principal(user, db.get(Tenant, user.tenant_id), None, service.token_scopes(user, row))
     cookie = request.cookies.get(service.SESSION_COOKIE)
     found = service.session_for(db, cookie) if cookie else None
     if found is None:
@@ -67,7 +70,19 @@ async def current_principal(request: Request, db: Session = Depends(get_db)) -> 
     if request.method not in SAFE_METHODS and not await _csrf_ok(request, session):
         raise HTTPException(403, f"missing or wrong CSRF token: send the {CSRF_HEADER} header "
                                  "(or the form's csrf_token field) given at sign-in")
+    if user.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
+        raise HTTPException(403, "your password was reset: choose a new one first (POST /api/v1/account/password, "
+                                 "or the page /account)")
     return Principal(user, db.get(Tenant, user.tenant_id), session)
+
+
+# What a session whose password was reset may reach before choosing a new one.
+PASSWORD_CHANGE_PATHS = frozenset({"/api/v1/account/password", "/account", "/account/password", "/api/v1/session",
+                                   "/logout"})
+
+
+def sign_in_address(request: Request) -> str:
+    return client_address(request, get_platform(request).settings.trusted_proxies)
 
 
 class Require:
@@ -79,6 +94,9 @@ class Require:
     def __call__(self, principal: Principal = Depends(current_principal)) -> Principal:
         if not allows(principal.role, self.permission):
             raise HTTPException(403, f"your role ({principal.role.value}) does not allow {self.permission.value}")
+        if principal.scopes is not None and self.permission not in principal.scopes:
+            raise HTTPException(403, f"this API token's scopes do not include {self.permission.value}: issue a "
+                                     "token with that scope")
         return principal
 
 

@@ -10,6 +10,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "sign_in": {"fr": "Connexion", "en": "Sign in"},
     "username": {"fr": "Identifiant", "en": "Username"},
     "password": {"fr": "Mot de passe", "en": "Password"},
+    "username_help": {"fr": "Si votre identifiant existe dans plusieurs communes : identifiant@commune.",
+                      "en": "If your username exists in several communes: username@commune."},
     "continue": {"fr": "Continuer", "en": "Continue"},
     "totp_title": {"fr": "Second facteur", "en": "Second factor"},
     "totp_help": {"fr": "Saisissez le code à 6 chiffres de votre application d'authentification.",

@@ -26,13 +26,15 @@ from temoin.vault.models import Hold
 from temoin.web.deps import Principal, Require, current_principal, get_db, get_platform
 from temoin.web.i18n import LANGS, lang_of, translator
 from temoin.web.routes.journal import tenant_entries
-from temoin.web.routes.session import second_factor, sign_in
+from temoin.web.routes.session import pages as account_pages
+from temoin.web.routes.session import remember_device, second_factor, sign_in
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals["paris"] = ZoneInfo("Europe/Paris")
 # The menu shows what the role may open, from the same table the routes enforce.
 templates.env.globals["can"] = lambda who, permission: allows(who.role, Permission(permission))
 router = APIRouter(include_in_schema=False)
+router.include_router(account_pages)  # /account: password, API tokens
 
 
 class SignInRequired(Exception):
@@ -126,15 +128,19 @@ def totp(request: Request, code: str = Form(max_length=12), db: Session = Depend
         t = translator(lang_of(request))
         return page(request, "totp.html", status=exc.status_code,
                     error=t("bad_code") if signed_in else t("password_first"))
-    return RedirectResponse(home_for(Principal(user, db.get(Tenant, user.tenant_id), session)), 303)
+    home = "/account" if user.must_change_password else home_for(Principal(user, db.get(Tenant, user.tenant_id),
+                                                                           session))
+    response = RedirectResponse(home, 303)
+    remember_device(p, request, response, user)
+    return response
 
 
 @router.post("/logout")
 async def logout(request: Request, who: Principal = Depends(current_principal),
-                 db: Session = Depends(get_db)) -> Response:
+                 db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
     cookie = request.cookies.get(service.SESSION_COOKIE)
     if cookie:
-        service.close_session(db, cookie)
+        service.close_session(db, cookie, p)
     response = RedirectResponse("/login", 303)
     response.delete_cookie(service.SESSION_COOKIE, path="/")
     return response

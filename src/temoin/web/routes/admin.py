@@ -10,11 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.evidence.canonical import b64d, b64e
-from temoin.identity import devices, service
+from temoin.identity import devices, grants, lifecycle, service
+from temoin.identity.errors import NotYours
 from temoin.identity.models import Device, Tenant, User
 from temoin.identity.secrets import WeakPassword
 from temoin.identity.service import actor_of
-from temoin.law.access import Permission, Role, can_see_content
+from temoin.law.access import Permission, Role
 from temoin.platform import Platform
 from temoin.web.deps import Principal, get_db, get_platform, require
 
@@ -37,6 +38,11 @@ class UserOut(BaseModel):
     role: str
     agent_number: str | None
     active: bool
+    must_change_password: bool = False
+
+
+class DeactivateIn(BaseModel):
+    reason: str = Field(min_length=3, max_length=1000)
 
 
 class NewUserOut(UserOut):
@@ -71,7 +77,7 @@ class EnrolOut(BaseModel):
 
 def _user_out(u: User) -> dict:
     return {"username": u.username, "display_name": u.display_name, "role": u.role,
-            "agent_number": u.agent_number, "active": u.active}
+            "agent_number": u.agent_number, "active": u.active, "must_change_password": u.must_change_password}
 
 
 @router.get("/users", response_model=list[UserOut], summary="Users of your tenant")
@@ -80,22 +86,68 @@ def list_users(who: Principal = require(Permission.ADMIN_USERS), db: Session = D
                                                          .order_by(User.username))]
 
 
-@router.post("/users", response_model=NewUserOut, status_code=201, summary="Create a user")
+@router.post("/users", response_model=NewUserOut, status_code=201,
+             summary="Create a user, in a role you may grant (technical administrator: technical accounts; mayor: "
+                     "the others)")
 def create_user(body: UserIn, who: Principal = require(Permission.ADMIN_USERS), db: Session = Depends(get_db),
                 p: Platform = Depends(get_platform)) -> NewUserOut:
-    if can_see_content(body.role):
-        # The technical administrator never sees content, so cannot mint accounts that do (and learn their
-        # password): those are created on the server, by whoever the controller entrusts with it.
-        raise HTTPException(403, f"accounts with the role {body.role.value} can see content: create them on the "
-                                 "server with `temoin admin user create`")
+    try:
+        grants.check_may_manage(who.role, who.tenant, body.role, "grant")
+    except NotYours as exc:
+        raise HTTPException(403, str(exc)) from None
     try:
         new = service.create_user(p, db, who.tenant, username=body.username, display_name=body.display_name,
                                   role=body.role, agent_number=body.agent_number, by=actor_of(who.user),
                                   communes=body.communes)
     except (service.IdentityError, WeakPassword) as exc:
         raise HTTPException(409, str(exc)) from None
+    new.user.must_change_password = True  # the one-time password was seen by whoever created the account
     db.commit()
     return NewUserOut(**_user_out(new.user), password=new.password, totp_uri=new.totp_uri)
+
+
+def _managed(who: Principal, db: Session, username: str) -> User:
+    try:
+        return lifecycle.user_of_tenant(db, who.tenant, username)
+    except lifecycle.UserNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _lifecycle_call(call):  # noqa: ANN001, ANN202
+    try:
+        return call()
+    except NotYours as exc:
+        raise HTTPException(403, str(exc)) from None
+    except lifecycle.UserNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except service.IdentityError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post("/users/{username}/reset", response_model=NewUserOut,
+             summary="New one-time password and TOTP secret (shown once); sessions and tokens end at once")
+def reset_user(username: str, who: Principal = require(Permission.ADMIN_USERS), db: Session = Depends(get_db),
+               p: Platform = Depends(get_platform)) -> NewUserOut:
+    target = _managed(who, db, username)
+    new = _lifecycle_call(lambda: lifecycle.reset_credentials(p, db, who.user, who.tenant, target))
+    return NewUserOut(**_user_out(new.user), password=new.password, totp_uri=new.totp_uri)
+
+
+@router.post("/users/{username}/deactivate", response_model=UserOut,
+             summary="Deactivate an account: its sessions and API tokens end at once")
+def deactivate_user(username: str, body: DeactivateIn, who: Principal = require(Permission.ADMIN_USERS),
+                    db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> UserOut:
+    target = _managed(who, db, username)
+    _lifecycle_call(lambda: lifecycle.set_active(p, db, who.user, who.tenant, target, False, body.reason))
+    return UserOut(**_user_out(target))
+
+
+@router.post("/users/{username}/reactivate", response_model=UserOut, summary="Reactivate an account")
+def reactivate_user(username: str, who: Principal = require(Permission.ADMIN_USERS), db: Session = Depends(get_db),
+                    p: Platform = Depends(get_platform)) -> UserOut:
+    target = _managed(who, db, username)
+    _lifecycle_call(lambda: lifecycle.set_active(p, db, who.user, who.tenant, target, True))
+    return UserOut(**_user_out(target))
 
 
 @router.get("/devices", response_model=list[DeviceOut], summary="Cameras of your tenant")

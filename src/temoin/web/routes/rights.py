@@ -17,8 +17,9 @@ from temoin.rights import copies as copies_mod
 from temoin.rights import register
 from temoin.rights.candidates import find_candidates
 from temoin.rights import limitation
-from temoin.rights.erasure import ErasureRefused, RecordingsNotFound, erase_for_request
-from temoin.rights.models import RedactedCopy, RequestKind, RequestStatus, RightsRequest
+from temoin.rights import erasure
+from temoin.rights.erasure import ErasureRefused, RecordingsNotFound
+from temoin.rights.models import ErasureProposal, RedactedCopy, RequestKind, RequestStatus, RightsRequest
 from temoin.vault import catalogue
 from temoin.vault.models import Recording
 from temoin.web.deps import Principal, get_db, get_platform, require
@@ -103,6 +104,32 @@ class CandidatesOut(BaseModel):
 
 class ErasureIn(BaseModel):
     recording_ids: list[str] = Field(min_length=1, max_length=200)
+    justifications: dict[str, str] = Field(
+        default_factory=dict, max_length=200,
+        description="recording id -> why it shows the person, for each recording the request's candidate search "
+                    "does not find")
+
+
+class ProposalOut(BaseModel):
+    id: int
+    request_id: int
+    recording_ids: list[str]
+    justified: list[str]
+    state: str
+    proposed_at: datetime
+    decided_at: datetime | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, x: ErasureProposal) -> "ProposalOut":
+        return cls(id=x.id, request_id=x.request_id, recording_ids=list(x.recording_ids),
+                   justified=sorted(x.justifications or {}), state=x.state, proposed_at=x.proposed_at,
+                   decided_at=x.decided_at, reason=x.reason)
+
+
+class DecisionIn(BaseModel):
+    approve: bool
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 class CopyIn(BaseModel):
@@ -256,21 +283,34 @@ def candidates(request_id: int, start: datetime | None = None, end: datetime | N
     return candidates_for(db, req, start, end, lat, lon, radius_m, agent)
 
 
-@router.post("/requests/{request_id}/erasure", response_model=RequestOut,
-             summary="Erase the named recordings now (certificate each), unless a hold forbids it")
-def erase(request_id: int, body: ErasureIn, who: Principal = require(Permission.RIGHTS_MANAGE),
-          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RequestOut:
+@router.post("/requests/{request_id}/erasure", response_model=ProposalOut, status_code=201,
+             summary="Propose to erase recordings (candidates, or justified one by one); a second person approves")
+def propose_erasure(request_id: int, body: ErasureIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+                    db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> ProposalOut:
     req = _request(p, db, who, request_id)
-    try:
-        erase_for_request(p, db, who.user, req, body.recording_ids)
-    except register.RightsError as exc:
-        raise HTTPException(409, str(exc)) from None
-    except RecordingsNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except ErasureRefused as exc:
-        raise HTTPException(409, str(exc)) from None
-    db.refresh(req)
-    return RequestOut.of(req)
+    proposal = _rights_call(lambda: erasure.propose_erasure(p, db, who.user, req, body.recording_ids,
+                                                            body.justifications))
+    return ProposalOut.of(proposal)
+
+
+@router.get("/requests/{request_id}/erasure", response_model=list[ProposalOut],
+            summary="The erasure proposals of a request and their decisions")
+def list_proposals(request_id: int, who: Principal = require(Permission.RIGHTS_MANAGE),
+                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> list[ProposalOut]:
+    return [ProposalOut.of(x) for x in erasure.proposals_of(db, _request(p, db, who, request_id))]
+
+
+@router.post("/erasure-proposals/{proposal_id}/decision", response_model=RequestOut,
+             summary="A second person approves (the recordings are erased now, certificate each) or rejects")
+def decide_erasure(proposal_id: int, body: DecisionIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RequestOut:
+    def work() -> RequestOut:
+        proposal = erasure.get_proposal(db, who.user, proposal_id)
+        erasure.decide_erasure(p, db, who.user, proposal, approve=body.approve, reason=body.reason)
+        req = db.get(RightsRequest, proposal.request_id)
+        db.refresh(req)
+        return RequestOut.of(req)
+    return _rights_call(work)
 
 
 # --- limitation and rectification (rights.limitation) ---------------------------------------------------
@@ -292,9 +332,9 @@ class RectificationIn(BaseModel):
 def _rights_call(call):  # noqa: ANN001, ANN202
     try:
         return call()
-    except register.RightsError as exc:
+    except (register.RightsError, ErasureRefused) as exc:
         raise HTTPException(409, str(exc)) from None
-    except RecordingsNotFound as exc:
+    except (RecordingsNotFound, erasure.ProposalNotFound) as exc:
         raise HTTPException(404, str(exc)) from None
 
 
@@ -526,7 +566,20 @@ TEXTS: dict[str, dict[str, str]] = {
     "reason": {"fr": "Motif", "en": "Reason"},
     "procedure_reference": {"fr": "Référence de la procédure (restriction)",
                             "en": "Procedure reference (restriction)"},
-    "erase": {"fr": "Effacer les enregistrements cochés", "en": "Erase the ticked recordings"},
+    "erase": {"fr": "Proposer l'effacement des enregistrements cochés",
+              "en": "Propose to erase the ticked recordings"},
+    "erase_help": {"fr": "Une seconde personne approuve l'effacement avant qu'il ait lieu.",
+                   "en": "A second person approves the erasure before it takes place."},
+    "extra_recording": {"fr": "Autre enregistrement (hors candidats)", "en": "Another recording (not a candidate)"},
+    "justification": {"fr": "Justification (pourquoi il montre la personne)",
+                      "en": "Justification (why it shows the person)"},
+    "proposals": {"fr": "Propositions d'effacement", "en": "Erasure proposals"},
+    "proposal_state.pending": {"fr": "en attente d'une seconde personne", "en": "awaiting a second person"},
+    "proposal_state.approved": {"fr": "approuvée et effectuée", "en": "approved and carried out"},
+    "proposal_state.rejected": {"fr": "rejetée", "en": "rejected"},
+    "approve_erasure": {"fr": "Approuver et effacer", "en": "Approve and erase"},
+    "reject_erasure": {"fr": "Rejeter", "en": "Reject"},
+    "reject_reason": {"fr": "Motif du rejet", "en": "Reason for rejecting"},
     "erased": {"fr": "Effacés (certificats)", "en": "Erased (certificates)"},
     "copies": {"fr": "Copies masquées", "en": "Redacted copies"},
     "make_copy": {"fr": "Préparer une copie masquée", "en": "Prepare a redacted copy"},
@@ -660,7 +713,7 @@ def _request_page(request: Request, who: Principal, p: Platform, db: Session, re
         window_error = exc.detail
     copies = list(db.scalars(select(RedactedCopy).where(RedactedCopy.request_id == req.id).order_by(RedactedCopy.id)))
     return _page(request, "rights_request.html", who, status=status, req=req, overdue=register.is_overdue(req),
-                 found=found, window_error=window_error, copies=copies,
+                 found=found, window_error=window_error, copies=copies, proposals=erasure.proposals_of(db, req),
                  next_statuses=[s.value for s in register.TRANSITIONS[RequestStatus(req.status)]],
                  can_redact=allows(who.role, Permission.RECORDINGS_REDACT), **extra)
 
@@ -693,11 +746,13 @@ async def request_erasure(request_id: int, request: Request,
                           p: Platform = Depends(get_platform)) -> Response:
     form = await request.form()
     ids = [str(v) for v in form.getlist("recording_id")]
+    extra = str(form.get("extra_recording", "")).strip()
+    justifications = {extra: str(form.get("justification", ""))} if extra else {}
 
     def work() -> Response:
         try:
             req = register.get_request(p, db, who.user, request_id)
-            erase_for_request(p, db, who.user, req, ids)
+            erasure.propose_erasure(p, db, who.user, req, [*ids, *([extra] if extra else [])], justifications)
         except register.RequestNotFound:
             return _request_page(request, who, p, db, request_id)
         except (register.RightsError, RecordingsNotFound, ErasureRefused) as exc:
@@ -705,6 +760,21 @@ async def request_erasure(request_id: int, request: Request,
         return RedirectResponse(f"/rights/{request_id}", 303)
 
     return await run_in_threadpool(work)
+
+
+@pages.post("/rights/erasure-proposals/{proposal_id}/decision")
+def erasure_decision(proposal_id: int, request: Request, decision: str = Form(""), reason: str = Form(""),
+                     who: Principal = _page_guard(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
+                     p: Platform = Depends(get_platform)) -> Response:
+    try:
+        proposal = erasure.get_proposal(db, who.user, proposal_id)
+    except erasure.ProposalNotFound as exc:
+        return _page(request, "error.html", who, status=404, title=_t(request)("not_found"), error=str(exc))
+    try:
+        erasure.decide_erasure(p, db, who.user, proposal, approve=decision == "approve", reason=reason)
+    except (register.RightsError, RecordingsNotFound, ErasureRefused) as exc:
+        return _request_page(request, who, p, db, proposal.request_id, status=409, error=str(exc))
+    return RedirectResponse(f"/rights/{proposal.request_id}", 303)
 
 
 @pages.post("/rights/{request_id}/copies")

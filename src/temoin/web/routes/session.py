@@ -1,22 +1,29 @@
-"""Sign-in (password, then TOTP), sign-out and API tokens, for scripts and the web pages alike."""
+"""Sign-in (password, then TOTP), sign-out, the account's own credentials (password, API tokens), for scripts
+and the web pages alike."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from temoin.identity import service
-from temoin.identity.models import Tenant
+from temoin.identity import known_devices, lifecycle, service
+from temoin.identity.models import ApiToken, Tenant
+from temoin.identity.secrets import WeakPassword
+from temoin.law.access import Permission
 from temoin.platform import Platform
-from temoin.web.deps import Principal, current_principal, get_db, get_platform
+from temoin.web.deps import Principal, current_principal, get_db, get_platform, sign_in_address
 
 router = APIRouter(prefix="/api/v1", tags=["session"])
 
 
 class SignIn(BaseModel):
-    username: str = Field(max_length=64)
+    username: str = Field(max_length=200, description="your username, or username@commune")
     password: str = Field(max_length=256)
+    tenant: str | None = Field(default=None, max_length=64,
+                               description="your commune's identifier, when your username is used in several")
 
 
 class SecondFactor(BaseModel):
@@ -29,11 +36,33 @@ class SessionOut(BaseModel):
     tenant: str
     second_factor_ok: bool
     csrf_token: str
+    must_change_password: bool = False
 
 
 class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    days: int = Field(default=30, ge=1, le=365)
+    days: int = Field(default=service.TOKEN_DEFAULT_DAYS, ge=1, le=service.TOKEN_MAX_DAYS)
+    scopes: list[Permission] = Field(min_length=1, max_length=len(Permission),
+                                     description="the permissions the token may use, among your role's")
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    scopes: list[str] | None
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, t: ApiToken) -> "TokenOut":
+        return cls(id=t.id, name=t.name, scopes=t.scopes, created_at=t.created_at, expires_at=t.expires_at,
+                   revoked_at=t.revoked_at)
+
+
+class PasswordIn(BaseModel):
+    current: str = Field(max_length=256)
+    new: str = Field(max_length=256)
 
 
 def set_session_cookie(p: Platform, response: Response, token: str) -> None:
@@ -41,10 +70,19 @@ def set_session_cookie(p: Platform, response: Response, token: str) -> None:
                         secure=p.settings.secure_cookies, max_age=p.settings.session_hours * 3600, path="/")
 
 
-def sign_in(p: Platform, db: Session, request: Request, response: Response, username: str, password: str):  # noqa: ANN201
-    address = request.client.host if request.client else "unknown"
+def remember_device(p: Platform, request: Request, response: Response, user) -> None:  # noqa: ANN001
+    """After a full sign-in: this browser is a known device of the user (identity.known_devices)."""
+    if known_devices.device_of(p, user, request.cookies.get(known_devices.COOKIE)) is None:
+        response.set_cookie(known_devices.COOKIE, known_devices.issue(p, user), httponly=True, samesite="strict",
+                            secure=p.settings.secure_cookies, max_age=int(known_devices.LIFETIME.total_seconds()),
+                            path="/")
+
+
+def sign_in(p: Platform, db: Session, request: Request, response: Response, username: str, password: str,
+            tenant: str | None = None):  # noqa: ANN201
     try:
-        user = service.check_password(p, db, username, password, address)
+        user = service.check_password(p, db, username, password, sign_in_address(request),
+                                      request.cookies.get(known_devices.COOKIE), tenant)
     except service.Throttled as exc:
         raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     except service.IdentityError as exc:
@@ -61,7 +99,8 @@ def second_factor(p: Platform, db: Session, request: Request, code: str):  # noq
         raise HTTPException(401, "sign in with your password first")
     session, user = found
     try:
-        service.check_second_factor(p, db, user, code)
+        service.check_second_factor(p, db, user, code, sign_in_address(request),
+                                    request.cookies.get(known_devices.COOKIE))
     except service.Throttled as exc:
         raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
     except service.IdentityError as exc:
@@ -74,25 +113,27 @@ def second_factor(p: Platform, db: Session, request: Request, code: str):  # noq
 @router.post("/session", response_model=SessionOut, summary="Sign in, first factor (password)")
 def post_session(body: SignIn, request: Request, response: Response, db: Session = Depends(get_db),
                  p: Platform = Depends(get_platform)) -> SessionOut:
-    user, session = sign_in(p, db, request, response, body.username, body.password)
+    user, session = sign_in(p, db, request, response, body.username, body.password, body.tenant)
     return SessionOut(username=user.username, role=user.role, tenant=db.get(Tenant, user.tenant_id).slug,
                       second_factor_ok=False, csrf_token=session.csrf_token)
 
 
 @router.post("/session/totp", response_model=SessionOut, summary="Sign in, second factor (TOTP code)")
-def post_totp(body: SecondFactor, request: Request, db: Session = Depends(get_db),
+def post_totp(body: SecondFactor, request: Request, response: Response, db: Session = Depends(get_db),
               p: Platform = Depends(get_platform)) -> SessionOut:
     user, session = second_factor(p, db, request, body.code)
+    remember_device(p, request, response, user)
     return SessionOut(username=user.username, role=user.role, tenant=db.get(Tenant, user.tenant_id).slug,
-                      second_factor_ok=True, csrf_token=session.csrf_token)
+                      second_factor_ok=True, csrf_token=session.csrf_token,
+                      must_change_password=user.must_change_password)
 
 
-@router.delete("/session", status_code=204, summary="Sign out")
+@router.delete("/session", status_code=204, summary="Sign out: the session ends on the server")
 def delete_session(request: Request, response: Response, who: Principal = Depends(current_principal),
-                   db: Session = Depends(get_db)) -> None:
+                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> None:
     cookie = request.cookies.get(service.SESSION_COOKIE)
     if cookie:
-        service.close_session(db, cookie)
+        service.close_session(db, cookie, p)
     response.delete_cookie(service.SESSION_COOKIE, path="/")
 
 
@@ -101,4 +142,127 @@ def post_token(body: TokenIn, who: Principal = Depends(current_principal), db: S
                p: Platform = Depends(get_platform)) -> dict:
     if who.session is None:
         raise HTTPException(403, "API tokens are issued from a signed-in session (password and second factor)")
-    return {"token": service.issue_api_token(p, db, who.user, body.name, body.days), "days": body.days}
+    try:
+        token = service.issue_api_token(p, db, who.user, body.name, body.days, body.scopes)
+    except service.IdentityError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"token": token, "days": body.days, "scopes": sorted(s.value for s in body.scopes)}
+
+
+@router.get("/tokens", response_model=list[TokenOut], summary="Your API tokens (never their values)")
+def list_tokens(who: Principal = Depends(current_principal), db: Session = Depends(get_db)) -> list[TokenOut]:
+    return [TokenOut.of(t) for t in lifecycle.tokens_of(db, who.user)]
+
+
+@router.delete("/tokens/{token_id}", response_model=TokenOut, summary="Revoke one of your API tokens, now")
+def revoke_token(token_id: int, who: Principal = Depends(current_principal), db: Session = Depends(get_db),
+                 p: Platform = Depends(get_platform)) -> TokenOut:
+    try:
+        return TokenOut.of(lifecycle.revoke_token(p, db, who.user, token_id))
+    except lifecycle.UserNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.post("/account/password", status_code=204,
+             summary="Change your password (your other sessions end)")
+def change_password(body: PasswordIn, request: Request, response: Response,
+                    who: Principal = Depends(current_principal), db: Session = Depends(get_db),
+                    p: Platform = Depends(get_platform)) -> None:
+    if who.session is None:
+        raise HTTPException(403, "a password is changed from a signed-in session, not with an API token")
+    try:
+        lifecycle.change_password(p, db, who.user, body.current, body.new, keep_session=who.session.id_hash)
+    except WeakPassword as exc:
+        raise HTTPException(422, str(exc)) from None
+    except service.IdentityError as exc:
+        raise HTTPException(409, str(exc)) from None
+    remember_device(p, request, response, who.user)
+
+
+# --- the account page (French first, English) ------------------------------------------------------------
+
+pages = APIRouter(include_in_schema=False)
+
+TEXTS = {
+    "account": {"fr": "Mon compte", "en": "My account"},
+    "must_change": {"fr": "Votre mot de passe a été réinitialisé : choisissez-en un nouveau pour continuer.",
+                    "en": "Your password was reset: choose a new one to go on."},
+    "change_password": {"fr": "Changer de mot de passe", "en": "Change password"},
+    "current_password": {"fr": "Mot de passe actuel", "en": "Current password"},
+    "new_password": {"fr": "Nouveau mot de passe (12 caractères au moins)",
+                     "en": "New password (at least 12 characters)"},
+    "password_changed": {"fr": "Mot de passe changé ; vos autres sessions sont fermées.",
+                         "en": "Password changed; your other sessions are closed."},
+    "tokens": {"fr": "Jetons d'API (scripts)", "en": "API tokens (scripts)"},
+    "token_name": {"fr": "Nom", "en": "Name"},
+    "token_days": {"fr": "Durée (jours)", "en": "Lifetime (days)"},
+    "scopes": {"fr": "Droits du jeton", "en": "Scopes"},
+    "all_of_role": {"fr": "tous ceux du rôle", "en": "all of the role's"},
+    "expires": {"fr": "Expire le", "en": "Expires"},
+    "revoked": {"fr": "révoqué", "en": "revoked"},
+    "revoke": {"fr": "Révoquer", "en": "Revoke"},
+    "no_tokens": {"fr": "Aucun jeton.", "en": "No token."},
+    "issue_token": {"fr": "Créer un jeton", "en": "Issue a token"},
+    "token_once": {"fr": "Copiez ce jeton maintenant, il ne sera plus affiché :",
+                   "en": "Copy this token now, it will not be shown again:"},
+}
+
+
+def _account_page(request: Request, who: Principal, db: Session, status: int = 200, **extra):  # noqa: ANN202
+    from temoin.web.i18n import lang_of, translator
+    from temoin.web.pages import page
+
+    return page(request, "account.html", status=status, who=who, t=translator(lang_of(request), TEXTS),
+                tokens=lifecycle.tokens_of(db, who.user), max_days=service.TOKEN_MAX_DAYS,
+                default_days=service.TOKEN_DEFAULT_DAYS,
+                scopes=sorted(s.value for s in service.role_permissions(who.user)), **extra)
+
+
+@pages.get("/account")
+def account_page(request: Request, who: Principal = Depends(current_principal), db: Session = Depends(get_db)):  # noqa: ANN201
+    return _account_page(request, who, db)
+
+
+@pages.post("/account/password")
+async def account_password(request: Request, who: Principal = Depends(current_principal),
+                           db: Session = Depends(get_db), p: Platform = Depends(get_platform)):  # noqa: ANN201
+    from fastapi.responses import RedirectResponse
+
+    form = await request.form()
+    try:
+        lifecycle.change_password(p, db, who.user, str(form.get("current", "")), str(form.get("new", "")),
+                                  keep_session=who.session.id_hash if who.session else None)
+    except (WeakPassword, service.IdentityError) as exc:
+        return _account_page(request, who, db, status=422 if isinstance(exc, WeakPassword) else 409,
+                             error=str(exc))
+    response = RedirectResponse("/account", 303)
+    remember_device(p, request, response, who.user)
+    return response
+
+
+@pages.post("/account/tokens")
+async def account_token(request: Request, who: Principal = Depends(current_principal),
+                        db: Session = Depends(get_db), p: Platform = Depends(get_platform)):  # noqa: ANN201
+    form = await request.form()
+    try:
+        days = int(str(form.get("days") or service.TOKEN_DEFAULT_DAYS))
+        scopes = [Permission(str(s)) for s in form.getlist("scope")]
+        if not scopes:
+            raise service.IdentityError("tick at least one scope: a token may do only what it is issued for")
+        token = service.issue_api_token(p, db, who.user, str(form.get("name", "")).strip()[:100] or "token", days,
+                                        scopes)
+    except (ValueError, service.IdentityError) as exc:
+        return _account_page(request, who, db, status=422, error=str(exc))
+    return _account_page(request, who, db, status=201, new_token=token)
+
+
+@pages.post("/account/tokens/{token_id}/revoke")
+def account_revoke(token_id: int, request: Request, who: Principal = Depends(current_principal),
+                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)):  # noqa: ANN201
+    from fastapi.responses import RedirectResponse
+
+    try:
+        lifecycle.revoke_token(p, db, who.user, token_id)
+    except lifecycle.UserNotFound as exc:
+        return _account_page(request, who, db, status=404, error=str(exc))
+    return RedirectResponse("/account", 303)
