@@ -1,7 +1,7 @@
 """Security: usernames per tenant, credential life cycle, token scopes, sign-in throttling by address and
 known device, four-eyes erasure and copy approval
 
-Revision ID: 0017
+Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-10 00:00:00
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from temoin.db import UTCDateTime  # noqa: E402
 
 
-revision = '0017'
+revision = '0016'
 down_revision = '0015'
 branch_labels = None
 depends_on = None
