@@ -43,6 +43,13 @@ class Settings:
     # witness (syslog+tcp://host:port), outside the platform's own two sinks.
     journal_seal_interval_s: float = 60.0
     journal_witness: str | None = None
+    # Web hardening (docs/security.md, "Web and transport"): the largest request body of an ordinary route
+    # (JSON, forms; uploads have their own limits); redaction jobs run at most this many at once, with at most
+    # this many waiting or running per tenant and in all.
+    max_body_bytes: int = 1_048_576
+    redaction_workers: int = 2
+    redaction_jobs_per_tenant: int = 4
+    redaction_jobs_max: int = 32
 
     @property
     def vault_dir(self) -> Path:
@@ -83,4 +90,8 @@ class Settings:
             tsa_password=env.get("TEMOIN_TSA_PASSWORD") or None,
             journal_seal_interval_s=float(env.get("TEMOIN_JOURNAL_SEAL_INTERVAL_S", "60")),
             journal_witness=env.get("TEMOIN_JOURNAL_WITNESS") or None,
+            max_body_bytes=int(env.get("TEMOIN_MAX_BODY_BYTES", "1048576")),
+            redaction_workers=max(1, int(env.get("TEMOIN_REDACTION_WORKERS", "2"))),
+            redaction_jobs_per_tenant=max(1, int(env.get("TEMOIN_REDACTION_JOBS_PER_TENANT", "4"))),
+            redaction_jobs_max=max(1, int(env.get("TEMOIN_REDACTION_JOBS_MAX", "32"))),
         )

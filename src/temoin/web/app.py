@@ -19,7 +19,7 @@ from temoin.evidence.canonical import b64e
 from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
-from temoin.web import pages, problems
+from temoin.web import hardening, pages, problems
 from temoin.web.routes import (admin, camera, cctv, dispatch, extractions, ingest, journal, keys, live, maps,
                                recordings, reports, rights, session, shifts)
 
@@ -97,12 +97,9 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     async def _to_login(request: Request, exc: pages.SignInRequired) -> Response:
         return RedirectResponse("/login", 303)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):  # noqa: ANN001, ANN202
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    # Outermost last: the body limit acts before anything reads the body; every answer, a 413 included, carries
+    # the security headers (content security policy, HSTS on TLS).
+    app.add_middleware(hardening.BodyLimit, settings=p.settings)
+    app.add_middleware(hardening.SecurityHeaders)
 
     return app
