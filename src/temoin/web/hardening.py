@@ -8,6 +8,7 @@ at once, unread; a chunked body is counted as it arrives and the request is cut 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -185,7 +186,33 @@ class NoQueryString(logging.Filter):
         return True
 
 
-def quiet_access_log() -> None:
-    logger = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, NoQueryString) for f in logger.filters):
-        logger.addFilter(NoQueryString())
+def access_log_config() -> dict:
+    """uvicorn's own logging configuration, its access log passed through NoQueryString."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["no_query_string"] = {"()": NoQueryString}
+    config["handlers"]["access"]["filters"] = ["no_query_string"]
+    return config
+
+
+# --- transport ---------------------------------------------------------------------------------------------
+
+def is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_warning(host: str, *, tls: bool) -> str | None:
+    """What `temoin serve` says when it would serve plain HTTP beyond this machine."""
+    if tls or is_loopback(host):
+        return None
+    return (f"WARNING: serving plain HTTP on {host}, beyond this machine: passwords, session cookies, content "
+            "grants and recordings would cross the network in clear. Serve TLS (`temoin serve --certfile CERT "
+            "--keyfile KEY`) or bind to 127.0.0.1 behind a reverse proxy that terminates TLS (docs/security.md).")
