@@ -229,3 +229,45 @@ def test_the_access_log_drops_query_strings() -> None:
     hardening.NoQueryString().filter(record)
     line = record.getMessage()
     assert "SECRET" not in line and "/api/v1/recordings/r1/media" in line
+
+
+# --- refused authentications, journaled by the minute ------------------------------------------------------
+
+def test_forged_requests_naming_a_real_camera_cannot_flood_the_journal(platform: Platform, client) -> None:  # noqa: ANN001
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from sqlalchemy import func, select
+
+    from temoin.identity import devices
+    from temoin.journal.models import JournalEntry
+    from temoin.journal.service import parse_body
+
+    commune = make_commune(platform, cameras=2)
+    log = client.app.state.refusals
+    now = [1_800_000_000.0]  # a minute boundary
+    log.clock = lambda: now[0]
+
+    def count() -> int:
+        with platform.session() as db:
+            return db.scalar(select(func.count()).select_from(JournalEntry)
+                             .where(JournalEntry.event == "device.auth_refused"))
+
+    path = "/api/v1/ingest/recordings/anything"
+    forger = Ed25519PrivateKey.generate()
+    cam_a, cam_b = commune.cameras[0][0], commune.cameras[1][0]
+    for n in range(200):  # ~30 a second for several seconds, as seen in the field
+        camera = cam_a if n % 4 else cam_b
+        header = devices.authorization_header(camera, forger, "GET", path)
+        assert client.get(path, headers={"Authorization": header}).status_code == 401
+    assert count() == 0  # the minute is not over
+    now[0] += 61
+    header = devices.authorization_header(cam_a, forger, "GET", path)
+    assert client.get(path, headers={"Authorization": header}).status_code == 401  # closes the past minute
+    with platform.session() as db:
+        rows = [parse_body(e.body) for e in db.scalars(select(JournalEntry).where(
+            JournalEntry.event == "device.auth_refused").order_by(JournalEntry.seq))]
+    assert sorted((r["cameras"][0], r["details"]["count"]) for r in rows) == sorted([(cam_a, 150), (cam_b, 50)])
+    assert all(r["details"]["address"] == "testclient" and r["action"] == "security" for r in rows)
+    assert all("signature invalid" in r["details"]["reason"] for r in rows)
+    # The current minute's refusal is written at shutdown (or by the server's periodic pass).
+    log.flush(platform, every=True)
+    assert count() == 3
