@@ -18,6 +18,15 @@ from temoin.settings import Settings
 from temoin.web.app import create_app
 from tests.tsa import closed_port, tsa  # noqa: F401 - fixtures: a real OpenSSL timestamp authority
 
+@pytest.fixture(autouse=True, scope="session")
+def private_umask() -> Iterator[None]:
+    """As `temoin` itself does (temoin.private_files): what the tests create is private, like a real deployment's
+    files, so that `temoin serve` started by a test finds nothing too permissive."""
+    previous = os.umask(0o077)
+    yield
+    os.umask(previous)
+
+
 @pytest.fixture(autouse=True)
 def cheap_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """argon2id at its recommended cost takes most of a second per hash on this hardware, and each commune has

@@ -22,6 +22,7 @@ from temoin.demo.cctv.state import PtzPose
 from temoin.demo.commune import territory
 from temoin.geo.geometry import angle_diff_deg, bearing_deg
 from temoin.identity import devices
+from temoin.identity.service import update_settings
 from temoin.journal.models import JournalEntry
 from temoin.journal.service import parse_body
 from temoin.law.access import Role
@@ -74,7 +75,11 @@ def everything_journaled(platform) -> str:  # noqa: ANN001
 
 @pytest.fixture
 def commune(platform) -> Commune:  # noqa: ANN001
-    return make_commune(platform, cameras=1)
+    c = make_commune(platform, cameras=1)
+    with platform.session() as db:  # the simulated cameras listen on loopback: the commune's CCTV network here
+        update_settings(platform, db, platform.tenant(db, c.slug), {"cctv_networks": ["127.0.0.0/8"]})
+        db.commit()
+    return c
 
 
 def test_import_csv_and_geojson_then_the_map_never_shows_secrets(platform, client, commune):

@@ -90,7 +90,8 @@ def test_alert_to_reinforcements_in_the_browser(platform: Platform, server_url: 
     commune = make_commune(platform, cameras=0)
     with platform.session() as db:
         tenant = platform.tenant(db, commune.slug)
-        tenant.settings = {"alert_escalation_s": 2.0}  # the default is 10 s; the test need not wait that long
+        tenant.settings = {"alert_escalation_s": 2.0,  # the default is 10 s; the test need not wait that long
+                           "cctv_networks": ["127.0.0.0/8"]}  # the simulated CCTV network listens on loopback
         service.create_user(platform, db, tenant, username=f"{commune.slug}-agent2", display_name="Agent Renfort",
                             role=Role.AGENT, password=PASSWORD, agent_number="POR-0002")
         db.commit()

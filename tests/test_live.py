@@ -493,6 +493,7 @@ def test_refusals(platform: Platform, client):
     r = client.post("/api/v1/live/sessions", json={"reason": "threat"},
                     headers=signed(commune, "POST", "/api/v1/live/sessions", camera=2))
     assert r.status_code == 403
+    client.app.state.refusals.flush(platform, every=True)  # journaled by the minute (web.refusals)
     security = entries(platform, commune.slug, "device.auth_refused")
     assert {e["details"]["reason"].split(" ")[0] for e in security} >= {"device", "this"}
     assert {e["cameras"][0] for e in security} == {commune.cameras[0][0], revoked_id}

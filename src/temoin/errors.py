@@ -45,6 +45,10 @@ class Unavailable(TemoinError):
     """A resource the platform needs is short for now (memory, connections): retry later."""
 
 
+class TooManyRequests(TemoinError):
+    """The caller (a user, a tenant) is over its share for now: retry later."""
+
+
 DATABASE_FULL = ("the vault's database is full: nothing of this request was saved. An administrator must free "
                  "space where the database lives (or raise its size limit), then the same request can be sent again")
 DATABASE_SHORT_OF_MEMORY = ("the vault's database server is out of memory: nothing of this request was saved; "

@@ -42,7 +42,7 @@ class Platform:
         """Open the platform; with init=True create the data folder, keys and schema if missing."""
         settings = settings or Settings.from_env()
         if init:
-            settings.home.mkdir(parents=True, exist_ok=True)
+            settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: see temoin.private_files
         keyring = Keyring.load(settings, create=init)
         timestamper = _timestamper(settings)
         engine = make_engine(settings.database_url)

@@ -47,6 +47,13 @@ class Settings:
     # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); none: the peer's address is
     # the client's, whatever the headers say (identity.addresses).
     trusted_proxies: tuple[str, ...] = ()
+    # Web hardening (docs/security.md, "Web and transport"): the largest request body of an ordinary route
+    # (JSON, forms; uploads have their own limits); redaction jobs run at most this many at once, with at most
+    # this many waiting or running per tenant and in all.
+    max_body_bytes: int = 1_048_576
+    redaction_workers: int = 2
+    redaction_jobs_per_tenant: int = 4
+    redaction_jobs_max: int = 32
 
     @property
     def vault_dir(self) -> Path:
@@ -88,6 +95,10 @@ class Settings:
             journal_seal_interval_s=float(env.get("TEMOIN_JOURNAL_SEAL_INTERVAL_S", "60")),
             journal_witness=env.get("TEMOIN_JOURNAL_WITNESS") or None,
             trusted_proxies=_networks(env.get("TEMOIN_TRUSTED_PROXIES", "")),
+            max_body_bytes=int(env.get("TEMOIN_MAX_BODY_BYTES", "1048576")),
+            redaction_workers=max(1, int(env.get("TEMOIN_REDACTION_WORKERS", "2"))),
+            redaction_jobs_per_tenant=max(1, int(env.get("TEMOIN_REDACTION_JOBS_PER_TENANT", "4"))),
+            redaction_jobs_max=max(1, int(env.get("TEMOIN_REDACTION_JOBS_MAX", "32"))),
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class TenantSettings(BaseModel):
@@ -32,6 +32,26 @@ class TenantSettings(BaseModel):
     # Duties apart (identity.grants): the mayor grants the roles that see content; this lets the chief grant the
     # field roles (agents, designated agents, CSU operators) too.
     chief_grants_field_roles: bool = False
+    # The commune's CCTV network: the only addresses the platform connects to for its cameras (ONVIF, streams),
+    # as CIDR ranges ("10.20.0.0/16,192.168.5.0/24"). None declared: no connection (supervision/outbound.py).
+    cctv_networks: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("cctv_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        import ipaddress
+
+        if isinstance(value, str):  # from the command line: comma-separated
+            value = [v for v in (x.strip() for x in value.split(",")) if v]
+        if not isinstance(value, list):
+            return value
+        out = []
+        for item in value:
+            try:
+                out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address range: write CIDR ranges such as 10.20.0.0/16") from None
+        return out
 
 
 def settings_of(tenant: Any) -> TenantSettings:

@@ -22,6 +22,8 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import MotiveCode
 from temoin.live.backup import SealedFile
 from temoin.platform import Platform
+from temoin.rights.jobs import JobQueue, Ticket
 from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
 from temoin.rights.register import RightsError, delivery_refusal, recipient
 from temoin.vault import catalogue, crypto
@@ -47,8 +50,9 @@ log = logging.getLogger("temoin.rights")
 
 THUMB_PX = 128
 RUNNING = (CopyState.DETECTING, CopyState.REDACTING)
-_jobs: dict[int, threading.Thread] = {}  # copy id -> job, in this process
+_jobs: dict[int, Future] = {}  # copy id -> its job, in this process
 _jobs_lock = threading.Lock()
+_queues: dict[int, JobQueue] = {}  # id(platform) -> the bounded queue of its redaction jobs
 
 
 class EngineMissing(RuntimeError):
@@ -164,7 +168,7 @@ def get_copy(p: Platform, db: Session, user: User, copy_id: int) -> RedactedCopy
             db.commit()
         raise CopyNotFound(f"no redacted copy {copy_id} in your commune")
     with _jobs_lock:
-        alive = copy.id in _jobs and _jobs[copy.id].is_alive()
+        alive = copy.id in _jobs and not _jobs[copy.id].done()  # waiting or running
     if copy.state in RUNNING and not alive:  # the job died with the process that ran it
         copy.state, copy.error = CopyState.FAILED.value, "interrupted (the server stopped): start the step again"
         db.commit()
@@ -295,6 +299,18 @@ def start_copy(p: Platform, db: Session, user: User, req: RightsRequest, recordi
     if limits:
         raise RightsError(str(RecordingLimited(limits, "making a copy of it")))
     engine()  # refuse before anything is written when the engine is missing
+    ticket = queue_of(p).reserve(req.tenant_id)  # likewise when the queue is full (429/503)
+    try:
+        copy = _create_copy(p, db, user, req, rec)
+    except BaseException:
+        ticket.release()
+        raise
+    copy_id, actor = copy.id, actor_of(user)  # read here: the job runs in another thread
+    _spawn(ticket, copy_id, lambda: _detect_job(p, copy_id, actor))
+    return copy
+
+
+def _create_copy(p: Platform, db: Session, user: User, req: RightsRequest, rec: Recording) -> RedactedCopy:
     tenant = db.get(Tenant, req.tenant_id)
     copy = RedactedCopy(tenant_id=tenant.id, request_id=req.id, recording_id=rec.id,
                         state=CopyState.DETECTING.value, progress=0.0, tracks=[], keep_tracks=[], add_regions=[],
@@ -309,7 +325,6 @@ def start_copy(p: Platform, db: Session, user: User, req: RightsRequest, recordi
                             details={"copy_id": copy.id, "request_id": req.id,
                                      **({"lost_segments": lost} if lost else {})}), tenant)
     db.commit()
-    _spawn(copy.id, lambda: _detect_job(p, copy.id, actor_of(user)))
     return copy
 
 
@@ -330,6 +345,19 @@ def redact(p: Platform, db: Session, user: User, copy: RedactedCopy, *, keep_tra
         if region["end_frame"] < region["start_frame"] or region["w"] <= 0 or region["h"] <= 0:
             raise RightsError(f"region {region}: give start_frame <= end_frame and a positive size")
     engine()
+    ticket = queue_of(p).reserve(copy.tenant_id)
+    try:
+        _redaction_started(p, db, user, copy, keep_tracks, add_regions, remove_regions, voice)
+    except BaseException:
+        ticket.release()
+        raise
+    copy_id, actor = copy.id, actor_of(user)
+    _spawn(ticket, copy_id, lambda: _redact_job(p, copy_id, actor, voice))
+    return copy
+
+
+def _redaction_started(p: Platform, db: Session, user: User, copy: RedactedCopy, keep_tracks: list[int],
+                       add_regions: list[dict], remove_regions: list[dict], voice: bool) -> None:
     copy.keep_tracks, copy.add_regions = sorted(set(keep_tracks)), list(add_regions)
     copy.remove_regions = list(remove_regions)
     copy.redacted_by = user.id
@@ -343,8 +371,6 @@ def redact(p: Platform, db: Session, user: User, copy: RedactedCopy, *, keep_tra
                                      "voice": voice}),
              db.get(Tenant, copy.tenant_id))
     db.commit()
-    _spawn(copy.id, lambda: _redact_job(p, copy.id, actor_of(user), voice))
-    return copy
 
 
 def review(p: Platform, db: Session, user: User, copy: RedactedCopy, *, approve: bool,
@@ -370,19 +396,27 @@ def review(p: Platform, db: Session, user: User, copy: RedactedCopy, *, approve:
 
 # --- background jobs -----------------------------------------------------------------------------------
 
-def _spawn(copy_id: int, target: Callable[[], None]) -> None:
-    thread = threading.Thread(target=target, name=f"rights-copy-{copy_id}", daemon=True)
+def queue_of(p: Platform) -> JobQueue:
+    """The platform's redaction queue: settings.redaction_workers at once, bounded per tenant and in all."""
     with _jobs_lock:
-        _jobs[copy_id] = thread
-    thread.start()
+        queue = _queues.get(id(p))
+        if queue is None or getattr(queue, "platform", None) is not p:
+            queue = _queues[id(p)] = JobQueue.from_settings(p.settings, "rights-copy")
+            queue.platform = p  # type: ignore[attr-defined] - id() values are reused once a platform is gone
+        return queue
+
+
+def _spawn(ticket: Ticket, copy_id: int, target: Callable[[], None]) -> None:
+    with _jobs_lock:
+        _jobs[copy_id] = ticket.submit(f"rights-copy-{copy_id}", target)
 
 
 def wait(copy_id: int, timeout: float | None = None) -> None:
     """Wait for a copy's job in this process (the CLI and tests)."""
     with _jobs_lock:
-        thread = _jobs.get(copy_id)
-    if thread is not None:
-        thread.join(timeout)
+        job = _jobs.get(copy_id)
+    if job is not None:
+        wait_futures([job], timeout)
 
 
 class _Progress:
@@ -480,22 +514,24 @@ def _frame_rate(src: Path) -> float:
 def _detect_job(p: Platform, copy_id: int, actor: Actor) -> None:
     try:
         redaction = engine()
-        with p.session() as db, private_workdir(p) as work:
-            copy = db.get(RedactedCopy, copy_id)
-            rec = db.get(Recording, copy.recording_id)
-            src = decrypt_recording(p, db, rec, work)
+        with private_workdir(p) as work:
+            with p.session() as db:  # read what the job needs; no session is held across the long work
+                copy = db.get(RedactedCopy, copy_id)
+                rec = db.get(Recording, copy.recording_id)
+                src = decrypt_recording(p, db, rec, work)
+                folder, data_key = _folder(p, copy), _data_key(p, copy)
             found = redaction.detect_tracks(src, progress=_Progress(p, copy_id))
             fps = _frame_rate(src)
             thumbs = thumbnails(src, found)
-            folder = _folder(p, copy)
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _seal_bytes(folder / "thumbnails.sealed", _data_key(p, copy), orjson.dumps(thumbs))
+            _seal_bytes(folder / "thumbnails.sealed", data_key, orjson.dumps(thumbs))
             # The boxes themselves, so the copy applies exactly the tracks the operator reviewed (and the
             # detector does not run twice).
-            _seal_bytes(folder / "tracks.sealed", _data_key(p, copy), orjson.dumps(
+            _seal_bytes(folder / "tracks.sealed", data_key, orjson.dumps(
                 [{"id": t.id, "boxes": {str(f): list(b) for f, b in t.boxes.items()}, "detected": list(t.detected),
                   "score": t.score} for t in found]))
-            db.refresh(copy)
+        with p.session() as db:
+            copy = db.get(RedactedCopy, copy_id)
             if copy.state == CopyState.DELETED:  # its recording was deleted meanwhile: nothing of it may stay
                 shutil.rmtree(folder, ignore_errors=True)
                 return
@@ -506,7 +542,8 @@ def _detect_job(p: Platform, copy_id: int, actor: Actor) -> None:
                             "box": _largest(t)} for t in found]
             copy.state, copy.progress = CopyState.TRACKS_READY.value, 1.0
             p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.faces_found", actor=actor,
-                                    recordings=[rec.id], details={"copy_id": copy.id, "tracks": len(found)}),
+                                    recordings=[copy.recording_id],
+                                    details={"copy_id": copy.id, "tracks": len(found)}),
                      db.get(Tenant, copy.tenant_id))
             db.commit()
     except Exception as exc:  # noqa: BLE001 - the copy says why; the server goes on
@@ -516,31 +553,35 @@ def _detect_job(p: Platform, copy_id: int, actor: Actor) -> None:
 def _redact_job(p: Platform, copy_id: int, actor: Actor, voice: bool) -> None:
     try:
         redaction = engine()
-        with p.session() as db, private_workdir(p) as work:
-            copy = db.get(RedactedCopy, copy_id)
-            rec = db.get(Recording, copy.recording_id)
-            src = decrypt_recording(p, db, rec, work)
-            dst = work / "redacted.mp4"
-            def regions(rows: list[dict] | None) -> list[Any]:
-                return [redaction.ManualRegion(int(r["start_frame"]), int(r["end_frame"]), int(r["x"]), int(r["y"]),
-                                               int(r["w"]), int(r["h"])) for r in rows or []]
 
-            report = redaction.redact_file(src, dst, mode="blur", keep_tracks=list(copy.keep_tracks or []),
-                                           add_regions=regions(copy.add_regions),
-                                           remove_regions=regions(copy.remove_regions), voice=voice,
-                                           progress=_Progress(p, copy_id), tracks=_reviewed_tracks(p, copy))
+        def regions(rows: list[dict] | None) -> list[Any]:
+            return [redaction.ManualRegion(int(r["start_frame"]), int(r["end_frame"]), int(r["x"]), int(r["y"]),
+                                           int(r["w"]), int(r["h"])) for r in rows or []]
+
+        with private_workdir(p) as work:
+            with p.session() as db:  # read what the job needs; no session is held across the long work
+                copy = db.get(RedactedCopy, copy_id)
+                rec = db.get(Recording, copy.recording_id)
+                src = decrypt_recording(p, db, rec, work)
+                keep, add, remove = list(copy.keep_tracks or []), regions(copy.add_regions), regions(copy.remove_regions)
+                tracks = _reviewed_tracks(p, copy)
+                folder, data_key = _folder(p, copy), _data_key(p, copy)
+            dst = work / "redacted.mp4"
+            report = redaction.redact_file(src, dst, mode="blur", keep_tracks=keep, add_regions=add,
+                                           remove_regions=remove, voice=voice, progress=_Progress(p, copy_id),
+                                           tracks=tracks)
             src.unlink(missing_ok=True)  # the clear original goes first
-            folder = _folder(p, copy)
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            sha256, size = _seal_file(dst, folder / "copy.sealed", _data_key(p, copy))
-            db.refresh(copy)
+            sha256, size = _seal_file(dst, folder / "copy.sealed", data_key)
+        with p.session() as db:
+            copy = db.get(RedactedCopy, copy_id)
             if copy.state == CopyState.DELETED:
                 shutil.rmtree(folder, ignore_errors=True)
                 return
             copy.sha256, copy.size_bytes, copy.produced_at = sha256, size, utcnow()
             copy.state, copy.progress = CopyState.TO_REVIEW.value, 1.0
             p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.produced", actor=actor,
-                                    recordings=[rec.id],
+                                    recordings=[copy.recording_id],
                                     details={"copy_id": copy.id, "sha256": sha256, "bytes": size,
                                              "boxes_redacted": report.boxes_redacted,
                                              "detections": report.detection_frames, "audio": report.audio}),

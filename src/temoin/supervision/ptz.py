@@ -29,6 +29,7 @@ from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.live.events import EventBus
 from temoin.platform import Platform
+from temoin.supervision import outbound
 from temoin.supervision.models import CctvCamera
 from temoin.supervision.registry import RegistryError, camera_of, camera_password
 
@@ -69,6 +70,10 @@ class AuthRefused(PtzError):
 
 class CameraFault(PtzError):
     status, reason = 502, "camera_fault"
+
+
+class OutsideNetwork(PtzError):
+    status, reason = 403, "outside_network"
 
 
 @dataclass(frozen=True)
@@ -212,17 +217,33 @@ def _moving(status: Any) -> bool:
     return any(str(getattr(move, axis, "") or "").upper() == "MOVING" for axis in ("PanTilt", "Zoom"))
 
 
-async def move(endpoint: OnvifEndpoint, position: OnvifPosition, *, timeout_s: float = TIMEOUT_S) -> OnvifPosition | None:
+async def _allowed(url: str, networks: tuple[outbound.Network, ...] | None, what: str) -> None:
+    if networks is None:  # the caller (a test of the protocol) connects where it was told
+        return
+    try:
+        await outbound.check_url(url, networks, what=what)
+    except outbound.OutsideNetwork as exc:
+        raise OutsideNetwork(exc.message) from None
+
+
+async def move(endpoint: OnvifEndpoint, position: OnvifPosition, *, timeout_s: float = TIMEOUT_S,
+               networks: tuple[outbound.Network, ...] | None = None) -> OnvifPosition | None:
     """AbsoluteMove to a normalised position, then the position the camera reports (polled while it says it
-    is still moving, within the deadline). Raises a PtzError saying what went wrong."""
+    is still moving, within the deadline). Raises a PtzError saying what went wrong. With `networks`, every
+    address contacted (the device service, and the service addresses the camera gives back) must lie in them:
+    the credentials go nowhere else."""
     onvif_camera = _onvif_camera_class()
     await warm_up()
     deadline = time.monotonic() + timeout_s
+    await _allowed(f"{endpoint.host}:{endpoint.port}", networks, f"the ONVIF address {endpoint.where}")
 
     async def exchange() -> OnvifPosition | None:
         cam = onvif_camera(endpoint.host, endpoint.port, endpoint.username, endpoint.password, no_cache=True)
         try:
             await cam.update_xaddrs()
+            for service_url in dict(getattr(cam, "xaddrs", {}) or {}).values():
+                await _allowed(str(service_url), networks,
+                               f"a service address given by the camera at {endpoint.where}")
             if PTZ_NAMESPACE not in cam.xaddrs:
                 raise NotPtz(f"the camera at {endpoint.where} has no ONVIF PTZ service: it cannot be aimed")
             media = await cam.create_media_service()
@@ -259,7 +280,7 @@ async def move(endpoint: OnvifEndpoint, position: OnvifPosition, *, timeout_s: f
 
 
 async def aim_camera(cam: CctvCamera, password: str | None, lat: float, lon: float, *,
-                     timeout_s: float = TIMEOUT_S) -> AimResult:
+                     timeout_s: float = TIMEOUT_S, networks: tuple[outbound.Network, ...] | None = None) -> AimResult:
     """Compute the pose for the target and move the camera there (no database, no journal)."""
     if not cam.ptz:
         raise NotPtz(f"{cam.id} is a fixed camera: it cannot be aimed")
@@ -267,7 +288,7 @@ async def aim_camera(cam: CctvCamera, password: str | None, lat: float, lon: flo
         raise NotPtz(f"{cam.id} has no ONVIF address: set its onvif_url in the registry to aim it")
     requested = plan(cam, lat, lon)
     endpoint = OnvifEndpoint.from_url(cam.onvif_url, cam.onvif_username, password)
-    got = await move(endpoint, requested.onvif, timeout_s=timeout_s)
+    got = await move(endpoint, requested.onvif, timeout_s=timeout_s, networks=networks)
     reported = Pose(from_onvif(got, cam.heading_deg, cam.max_zoom), got) if got is not None else None
     return AimResult(cam.id, (lat, lon), distance_m(cam.lat, cam.lon, lat, lon), requested, reported)
 
@@ -278,21 +299,22 @@ async def aim(p: Platform, tenant_id: int, camera_id: str, lat: float, lon: floa
               session_id: str | None = None, bus: EventBus | None = None, timeout_s: float = TIMEOUT_S) -> AimResult:
     """Aim the tenant's camera at (lat, lon): journaled (ptz.aimed / ptz.failed) and announced on the bus."""
 
-    def load() -> tuple[CctvCamera, str | None]:
+    def load() -> tuple[CctvCamera, str | None, tuple[outbound.Network, ...]]:
         with p.session() as db:
             cam = camera_of(db, tenant_id, camera_id)
             if cam is None:
                 raise NoSuchCamera(f"no CCTV camera {camera_id} in your commune's registry")
             db.expunge(cam)
+            networks = outbound.declared_networks(db.get(Tenant, tenant_id))
             try:
-                return cam, camera_password(p, cam)
+                return cam, camera_password(p, cam), networks
             except RegistryError as exc:
                 raise AuthRefused(exc.message) from None
 
-    cam, password = await asyncio.to_thread(load)
+    cam, password, networks = await asyncio.to_thread(load)
     target = {"lat": lat, "lon": lon}
     try:
-        result = await aim_camera(cam, password, lat, lon, timeout_s=timeout_s)
+        result = await aim_camera(cam, password, lat, lon, timeout_s=timeout_s, networks=networks)
     except PtzError as exc:
         await asyncio.to_thread(_journal, p, tenant_id, "ptz.failed", actor, {
             "camera_id": camera_id, "target": target, "session_id": session_id, "reason": exc.reason,

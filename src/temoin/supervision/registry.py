@@ -14,7 +14,9 @@ Required: id, name, lat, lon, heading_deg, fov_deg, stream_url. Defaults: height
 max_zoom 20. ptz reads true/false, yes/no, oui/non, 1/0.
 
 Credentials: an empty onvif_password leaves the stored password as it is (a list exported without secrets can be
-imported again); an empty onvif_username removes both. The password is sealed with AES-256-GCM under a key derived
+imported again) as long as onvif_url and onvif_username stay the same: a stored password is bound to the address
+it was given for, and a row that changes either must give the password again (else the next aim would send a
+digest of it to the new address). An empty onvif_username removes both. The password is sealed with AES-256-GCM under a key derived
 from the platform's master key, bound to its tenant and camera; it is never logged, journaled or returned.
 """
 
@@ -343,6 +345,16 @@ def import_rows(p: Platform, db: Session, tenant: Tenant, rows: list[CameraRow],
                 source: str) -> ImportResult:
     """Upsert the cameras by id, in one transaction with the journal entry (committed here)."""
     existing = {c.id: c for c in db.scalars(select(CctvCamera).where(CctvCamera.tenant_id == tenant.id))}
+    moved = [row.id for row in rows if (cam := existing.get(row.id)) is not None
+             and cam.onvif_password_sealed is not None and row.onvif_username is not None
+             and row.onvif_password is None
+             and (row.onvif_url != cam.onvif_url or row.onvif_username != cam.onvif_username)]
+    if moved:
+        raise RegistryError("the file was refused, nothing was imported: a stored ONVIF password is kept only for "
+                            "the address and user it was given for; give onvif_password again for each camera "
+                            "whose onvif_url or onvif_username changes:",
+                            [f"camera {cid}: onvif_url or onvif_username changed, onvif_password is empty"
+                             for cid in moved])
     created = updated = 0
     now = utcnow()
     for row in rows:

@@ -19,7 +19,7 @@ from temoin.evidence.canonical import b64e
 from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
-from temoin.web import pages, problems
+from temoin.web import hardening, pages, problems, refusals
 from temoin.web.routes import (admin, camera, cctv, dispatch, extractions, ingest, journal, keys, live, maps,
                                recordings, reports, rights, session, shifts)
 
@@ -42,11 +42,12 @@ async def _retention_loop(p: Platform) -> None:
         await asyncio.sleep(p.settings.retention_interval_s)
 
 
-async def _sealing_loop(p: Platform) -> None:
+async def _sealing_loop(p: Platform, refused: refusals.RefusalLog) -> None:
     """Seal the chains whose head moved, every interval: the unsealed tail of the journal stays short."""
     while True:
         await asyncio.sleep(max(0.1, p.settings.journal_seal_interval_s))
         try:
+            await run_in_threadpool(refused.flush, p)  # the refused authentications of the minutes past
             await run_in_threadpool(maintenance.seal_journal, p)
         except Exception:  # keep the loop alive; the next run retries
             log.exception("journal sealing failed")
@@ -61,17 +62,22 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
                 await run_in_threadpool(maintenance.start_up, p)  # the journal file level with the database
             except Exception:  # serve anyway: verification names what is left, the next start retries
                 log.exception("journal start-up repair failed")
-            tasks = [asyncio.create_task(_retention_loop(p)), asyncio.create_task(_sealing_loop(p))]
+            tasks = [asyncio.create_task(_retention_loop(p)), asyncio.create_task(_sealing_loop(p, app.state.refusals))]
         await app.state.live.start()  # the live media plane and its stream watcher
         yield
         await app.state.live.stop()
         for task in tasks:
             task.cancel()
+        try:
+            await run_in_threadpool(app.state.refusals.flush, p, every=True)
+        except Exception:  # noqa: BLE001 - shutting down: say so, do not hide the shutdown
+            log.exception("journaling the last refused authentications failed")
 
     app = FastAPI(title="Témoin", version=__version__, lifespan=lifespan,
                   description="Body-worn cameras: evidence vault, live supervision, camera agent.")
     app.state.platform = p
     app.state.live = LiveHub(p)
+    app.state.refusals = refusals.RefusalLog()
     # An ended incident cancels the reinforcement orders still running towards it.
     app.state.live.on_ended.append(
         lambda db, s: dispatch_service.close_ended(p, db, app.state.live.bus, s.tenant_id))
@@ -97,12 +103,9 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     async def _to_login(request: Request, exc: pages.SignInRequired) -> Response:
         return RedirectResponse("/login", 303)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):  # noqa: ANN001, ANN202
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    # Outermost last: the body limit acts before anything reads the body; every answer, a 413 included, carries
+    # the security headers (content security policy, HSTS on TLS).
+    app.add_middleware(hardening.BodyLimit, settings=p.settings)
+    app.add_middleware(hardening.SecurityHeaders)
 
     return app

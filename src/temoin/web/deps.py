@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from temoin.identity import devices, service
 from temoin.identity.addresses import client_address
 from temoin.identity.models import Device, Tenant, User, WebSession
-from temoin.journal.entry import Action, EntryDraft
 from temoin.law.access import Permission, Role, allows
 from temoin.platform import Platform
 
@@ -111,13 +110,13 @@ async def current_device(request: Request, db: Session = Depends(get_db)) -> Dev
         device = devices.authenticate(get_platform(request), db, request.headers.get("authorization"),
                                       request.method, path)
     except devices.DeviceAuthFailure as exc:
-        if exc.device is not None:  # a known camera failing its signature, or a revoked one
-            p = get_platform(request)
-            p.record(db, EntryDraft(action=Action.SECURITY, event="device.auth_refused",
-                                    actor=devices.device_actor(exc.device), cameras=[exc.device.id],
-                                    details={"reason": exc.message, "path": request.url.path}),
-                     db.get(Tenant, exc.device.tenant_id))
-            db.commit()
+        if exc.device is not None:  # a known camera failing its signature, or a revoked one: journaled by the
+            # minute, one entry per camera and source with a count (web.refusals), never one per request
+            refusals = request.app.state.refusals
+            refusals.note(tenant_id=exc.device.tenant_id, actor=devices.device_actor(exc.device),
+                          camera_id=exc.device.id, address=request.client.host if request.client else None,
+                          reason=exc.message, path=request.url.path)
+            refusals.flush(get_platform(request), db)
         raise HTTPException(exc.status, exc.message) from None
     db.commit()  # the nonce is spent even if the request fails later
     return device

@@ -22,6 +22,7 @@ PROBLEM_JSON = "application/problem+json"
 _STATUS: dict[type[errors.TemoinError], tuple[int, str, str]] = {
     errors.StorageFull: (507, "Insufficient Storage", "urn:temoin:problem:storage-full"),
     errors.Unavailable: (503, "Service Unavailable", "urn:temoin:problem:unavailable"),
+    errors.TooManyRequests: (429, "Too Many Requests", "urn:temoin:problem:too-many-requests"),
     errors.NotFound: (404, "Not Found", "urn:temoin:problem:not-found"),
     errors.Forbidden: (403, "Forbidden", "urn:temoin:problem:forbidden"),
     errors.Conflict: (409, "Conflict", "urn:temoin:problem:conflict"),
@@ -34,7 +35,7 @@ def problem(exc: errors.TemoinError, *, extra: dict | None = None, headers: dict
                                (500, "Internal Server Error", "about:blank"))
     # `detail` also keeps the shape every other error of the API has ({"detail": ...}).
     body = {"type": kind, "title": title, "status": status, "detail": exc.message, **(extra or {})}
-    if status == 503:
+    if status in (429, 503):
         headers = {"Retry-After": "30", **(headers or {})}
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 

@@ -23,7 +23,7 @@ from temoin.live.plane import MediaPlaneError
 from temoin.live.sessions import LiveError
 from temoin.platform import Platform
 from temoin.supervision import nearby as nearby_index
-from temoin.supervision import ptz
+from temoin.supervision import outbound, ptz
 from temoin.supervision.models import CctvCamera
 from temoin.supervision.registry import (MAX_FILE_BYTES, RegistryError, camera_of, cameras_of, feature_collection,
                                          import_rows, parse_csv, parse_geojson, withdraw)
@@ -216,6 +216,11 @@ async def whep(camera_id: str, request: Request, session_id: str | None = Query(
                who: Principal = require(Permission.LIVE_VIEW), p: Platform = Depends(get_platform)) -> Response:
     cam = await run_in_threadpool(_camera, p, who.tenant.id, camera_id)
     offer = await _offer(request)
+    try:  # the stream server must be inside the commune's declared CCTV network
+        await outbound.check_url(cam.stream_url, outbound.declared_networks(who.tenant),
+                                 what=f"the stream of CCTV camera {cam.id}")
+    except outbound.OutsideNetwork as exc:
+        raise HTTPException(403, exc.message) from None
     watch = _cctv_media(request, "watch_cctv")
     try:
         answer = await watch(who.user.id, who.tenant.id, cam.id, cam.stream_url, offer, session_id=session_id)

@@ -92,7 +92,7 @@ class HoldIn(BaseModel):
 
 class LiftIn(BaseModel):
     reason: str = Field(min_length=3, max_length=1000)
-    hold_id: int | None = Field(default=None, description="which hold, when several procedures keep the recording")
+    hold_id: int | None = Field(default=None, ge=1, le=2**63 - 1, description="which hold, when several procedures keep the recording")
 
 
 class CategoriesIn(BaseModel):

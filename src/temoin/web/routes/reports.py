@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 pages = APIRouter(include_in_schema=False)
 
 YEAR = Path(ge=2000, le=2100)
-MONTH = Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+MONTH = Path(pattern=r"^(19|2\d)\d{2}-(0[1-9]|1[0-2])$", description="YYYY-MM (years 1900-2999)")
 
 
 def _inputs(controller: str | None, dpo_contact: str | None, rights_address: str | None) -> notice.NoticeInputs:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from datetime import date, datetime, timedelta
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
@@ -24,6 +26,9 @@ from temoin.vault import catalogue
 from temoin.vault.models import Recording
 from temoin.web.deps import Principal, get_db, get_platform, require
 from temoin.web.i18n import lang_of, translator
+
+# A row id in a path: a positive 64-bit integer (a larger one is a 422, not a database overflow).
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 router = APIRouter(prefix="/api/v1/rights", tags=["rights"])
 pages = APIRouter(include_in_schema=False)
@@ -254,14 +259,14 @@ def list_all(status: RequestStatus | None = None, overdue: bool | None = None,
 
 
 @router.get("/requests/{request_id}", response_model=RequestOut, summary="One request")
-def get_one(request_id: int, who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
+def get_one(request_id: RowId, who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
             p: Platform = Depends(get_platform)) -> RequestOut:
     return RequestOut.of(_request(p, db, who, request_id))
 
 
 @router.post("/requests/{request_id}/status", response_model=RequestOut,
              summary="Move a request along: in_progress, answered, refused, restricted (indirect route via the CNIL)")
-def set_status(request_id: int, body: StatusIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+def set_status(request_id: RowId, body: StatusIn, who: Principal = require(Permission.RIGHTS_MANAGE),
                db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RequestOut:
     req = _request(p, db, who, request_id)
     try:
@@ -274,7 +279,7 @@ def set_status(request_id: int, body: StatusIn, who: Principal = require(Permiss
 
 @router.get("/requests/{request_id}/candidates", response_model=CandidatesOut,
             summary="Recordings that may show the person (time window, place, agent)")
-def candidates(request_id: int, start: datetime | None = None, end: datetime | None = None,
+def candidates(request_id: RowId, start: datetime | None = None, end: datetime | None = None,
                lat: float | None = Query(None, ge=-90, le=90), lon: float | None = Query(None, ge=-180, le=180),
                radius_m: float | None = Query(None, gt=0, le=50_000), agent: str | None = None,
                who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
@@ -285,7 +290,7 @@ def candidates(request_id: int, start: datetime | None = None, end: datetime | N
 
 @router.post("/requests/{request_id}/erasure", response_model=ProposalOut, status_code=201,
              summary="Propose to erase recordings (candidates, or justified one by one); a second person approves")
-def propose_erasure(request_id: int, body: ErasureIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+def propose_erasure(request_id: RowId, body: ErasureIn, who: Principal = require(Permission.RIGHTS_MANAGE),
                     db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> ProposalOut:
     req = _request(p, db, who, request_id)
     proposal = _rights_call(lambda: erasure.propose_erasure(p, db, who.user, req, body.recording_ids,
@@ -295,14 +300,14 @@ def propose_erasure(request_id: int, body: ErasureIn, who: Principal = require(P
 
 @router.get("/requests/{request_id}/erasure", response_model=list[ProposalOut],
             summary="The erasure proposals of a request and their decisions")
-def list_proposals(request_id: int, who: Principal = require(Permission.RIGHTS_MANAGE),
+def list_proposals(request_id: RowId, who: Principal = require(Permission.RIGHTS_MANAGE),
                    db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> list[ProposalOut]:
     return [ProposalOut.of(x) for x in erasure.proposals_of(db, _request(p, db, who, request_id))]
 
 
 @router.post("/erasure-proposals/{proposal_id}/decision", response_model=RequestOut,
              summary="A second person approves (the recordings are erased now, certificate each) or rejects")
-def decide_erasure(proposal_id: int, body: DecisionIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+def decide_erasure(proposal_id: RowId, body: DecisionIn, who: Principal = require(Permission.RIGHTS_MANAGE),
                    db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RequestOut:
     def work() -> RequestOut:
         proposal = erasure.get_proposal(db, who.user, proposal_id)
@@ -340,7 +345,7 @@ def _rights_call(call):  # noqa: ANN001, ANN202
 
 @router.post("/requests/{request_id}/limitations", status_code=201,
              summary="Freeze the named recordings for a limitation request: kept, not consulted, extracted or deleted")
-def limit(request_id: int, body: LimitationIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+def limit(request_id: RowId, body: LimitationIn, who: Principal = require(Permission.RIGHTS_MANAGE),
           db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
     req = _request(p, db, who, request_id)
     made = _rights_call(lambda: limitation.limit(p, db, who.user, req, body.recording_ids))
@@ -349,7 +354,7 @@ def limit(request_id: int, body: LimitationIn, who: Principal = require(Permissi
 
 @router.post("/requests/{request_id}/limitations/lift",
              summary="Lift the request's limitation of one recording (journaled with the reason)")
-def lift_limitation(request_id: int, body: LiftLimitationIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+def lift_limitation(request_id: RowId, body: LiftLimitationIn, who: Principal = require(Permission.RIGHTS_MANAGE),
                     db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
     req = _request(p, db, who, request_id)
     lim = _rights_call(lambda: limitation.lift(p, db, who.user, req, body.recording_id, body.reason))
@@ -358,7 +363,7 @@ def lift_limitation(request_id: int, body: LiftLimitationIn, who: Principal = re
 
 @router.post("/requests/{request_id}/rectifications", status_code=201,
              summary="Attach a rectification to the named recordings (the footage is never altered)")
-def rectify(request_id: int, body: RectificationIn, who: Principal = require(Permission.RIGHTS_MANAGE),
+def rectify(request_id: RowId, body: RectificationIn, who: Principal = require(Permission.RIGHTS_MANAGE),
             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
     req = _request(p, db, who, request_id)
     made = _rights_call(lambda: limitation.rectify(p, db, who.user, req, body.recording_ids, body.text))
@@ -376,7 +381,7 @@ def _engine_or_503() -> None:
 
 @router.post("/requests/{request_id}/copies", response_model=CopyOut, status_code=202,
              summary="Start a redacted copy of a recording: the faces are found in the background")
-def start_copy(request_id: int, body: CopyIn, who: Principal = require(Permission.RECORDINGS_REDACT),
+def start_copy(request_id: RowId, body: CopyIn, who: Principal = require(Permission.RECORDINGS_REDACT),
                db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> CopyOut:
     req = _request(p, db, who, request_id)
     try:
@@ -391,7 +396,7 @@ def start_copy(request_id: int, body: CopyIn, who: Principal = require(Permissio
 
 
 @router.get("/requests/{request_id}/copies", response_model=list[CopyOut], summary="The copies of a request")
-def list_copies(request_id: int, who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
+def list_copies(request_id: RowId, who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
                 p: Platform = Depends(get_platform)) -> list[CopyOut]:
     req = _request(p, db, who, request_id)
     return [CopyOut.of(c) for c in db.scalars(select(RedactedCopy).where(RedactedCopy.request_id == req.id)
@@ -399,13 +404,13 @@ def list_copies(request_id: int, who: Principal = require(Permission.RIGHTS_MANA
 
 
 @router.get("/copies/{copy_id}", response_model=CopyOut, summary="A copy's state and progress")
-def get_copy(copy_id: int, who: Principal = require(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
+def get_copy(copy_id: RowId, who: Principal = require(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
              p: Platform = Depends(get_platform)) -> CopyOut:
     return CopyOut.of(_copy(p, db, who, copy_id))
 
 
 @router.get("/copies/{copy_id}/faces", summary="The face tracks with a thumbnail each (journaled: shows faces)")
-def faces(copy_id: int, who: Principal = require(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
+def faces(copy_id: RowId, who: Principal = require(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
           p: Platform = Depends(get_platform)) -> list[dict]:
     copy = _copy(p, db, who, copy_id)
     try:
@@ -416,7 +421,7 @@ def faces(copy_id: int, who: Principal = require(Permission.RECORDINGS_REDACT), 
 
 @router.post("/copies/{copy_id}/redact", response_model=CopyOut, status_code=202,
              summary="Produce the copy: the kept tracks stay visible, every other face is blurred")
-def redact(copy_id: int, body: RedactIn, who: Principal = require(Permission.RECORDINGS_REDACT),
+def redact(copy_id: RowId, body: RedactIn, who: Principal = require(Permission.RECORDINGS_REDACT),
            db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> CopyOut:
     copy = _copy(p, db, who, copy_id)
     try:
@@ -432,7 +437,7 @@ def redact(copy_id: int, body: RedactIn, who: Principal = require(Permission.REC
 
 @router.get("/copies/{copy_id}/still", summary="A frame of the original, to draw regions over (JPEG; journaled: "
                                                "shows faces)", response_class=Response)
-def still(copy_id: int, at: float = Query(0.0, ge=0, description="seconds from the recording's start"),
+def still(copy_id: RowId, at: float = Query(0.0, ge=0, description="seconds from the recording's start"),
           who: Principal = require(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
           p: Platform = Depends(get_platform)) -> Response:
     copy = _copy(p, db, who, copy_id)
@@ -449,7 +454,7 @@ def still(copy_id: int, at: float = Query(0.0, ge=0, description="seconds from t
 
 @router.get("/copies/{copy_id}/video", summary="Watch the produced copy to review it (journaled)",
             response_class=StreamingResponse)
-def review_video(copy_id: int, request: Request, who: Principal = require(Permission.RECORDINGS_REDACT),
+def review_video(copy_id: RowId, request: Request, who: Principal = require(Permission.RECORDINGS_REDACT),
                  db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> StreamingResponse:
     copy = _copy(p, db, who, copy_id)
     size = copy.size_bytes or 0
@@ -491,7 +496,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 @router.post("/copies/{copy_id}/review", response_model=CopyOut,
              summary="A person approves the copy for release, or rejects it with a reason")
-def review(copy_id: int, body: ReviewIn, who: Principal = require(Permission.RECORDINGS_REDACT),
+def review(copy_id: RowId, body: ReviewIn, who: Principal = require(Permission.RECORDINGS_REDACT),
            db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> CopyOut:
     copy = _copy(p, db, who, copy_id)
     try:
@@ -503,7 +508,7 @@ def review(copy_id: int, body: ReviewIn, who: Principal = require(Permission.REC
 
 @router.get("/copies/{copy_id}/download", summary="The approved copy, for the requester (journaled as a "
                                                   "communication to them)", response_class=StreamingResponse)
-def download(copy_id: int, who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
+def download(copy_id: RowId, who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
              p: Platform = Depends(get_platform)) -> StreamingResponse:
     copy = _copy(p, db, who, copy_id)
     try:
@@ -579,7 +584,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "proposal_state.rejected": {"fr": "rejetée", "en": "rejected"},
     "approve_erasure": {"fr": "Approuver et effacer", "en": "Approve and erase"},
     "reject_erasure": {"fr": "Rejeter", "en": "Reject"},
-    "reject_reason": {"fr": "Motif du rejet", "en": "Reason for rejecting"},
+    "erasure_reject_reason": {"fr": "Motif du rejet", "en": "Reason for rejecting"},
     "erased": {"fr": "Effacés (certificats)", "en": "Erased (certificates)"},
     "copies": {"fr": "Copies masquées", "en": "Redacted copies"},
     "make_copy": {"fr": "Préparer une copie masquée", "en": "Prepare a redacted copy"},
@@ -719,13 +724,13 @@ def _request_page(request: Request, who: Principal, p: Platform, db: Session, re
 
 
 @pages.get("/rights/{request_id}")
-def request_page(request_id: int, request: Request, who: Principal = _page_guard(Permission.RIGHTS_MANAGE),
+def request_page(request_id: RowId, request: Request, who: Principal = _page_guard(Permission.RIGHTS_MANAGE),
                  db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
     return _request_page(request, who, p, db, request_id)
 
 
 @pages.post("/rights/{request_id}/status")
-def request_status(request_id: int, request: Request, status: str = Form(""), decision: str = Form(""),
+def request_status(request_id: RowId, request: Request, status: str = Form(""), decision: str = Form(""),
                    reason: str = Form(""), procedure_reference: str = Form(""),
                    who: Principal = _page_guard(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
                    p: Platform = Depends(get_platform)) -> Response:
@@ -741,7 +746,7 @@ def request_status(request_id: int, request: Request, status: str = Form(""), de
 
 
 @pages.post("/rights/{request_id}/erasure")
-async def request_erasure(request_id: int, request: Request,
+async def request_erasure(request_id: RowId, request: Request,
                           who: Principal = _page_guard(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
                           p: Platform = Depends(get_platform)) -> Response:
     form = await request.form()
@@ -778,7 +783,7 @@ def erasure_decision(proposal_id: int, request: Request, decision: str = Form(""
 
 
 @pages.post("/rights/{request_id}/copies")
-def request_copy(request_id: int, request: Request, recording_id: str = Form(""),
+def request_copy(request_id: RowId, request: Request, recording_id: str = Form(""),
                  who: Principal = _page_guard(Permission.RECORDINGS_REDACT), db: Session = Depends(get_db),
                  p: Platform = Depends(get_platform)) -> Response:
     try:
@@ -793,7 +798,7 @@ def request_copy(request_id: int, request: Request, recording_id: str = Form("")
 
 
 @pages.get("/rights/copies/{copy_id}")
-def copy_page(copy_id: int, request: Request, who: Principal = _page_guard(Permission.RECORDINGS_REDACT),
+def copy_page(copy_id: RowId, request: Request, who: Principal = _page_guard(Permission.RECORDINGS_REDACT),
               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
     t = _t(request)
     try:

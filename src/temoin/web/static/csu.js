@@ -5,6 +5,10 @@
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
+  // Text from the server (camera, street and agent names) goes into the DOM as text, never as HTML: Leaflet's
+  // tooltips and attributions take HTML strings, so they get an element whose textContent is the text.
+  const asText = (s) => { const el = document.createElement("span"); el.textContent = String(s ?? ""); return el; };
+  const escapeHtml = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const settings = JSON.parse($("csu-settings").textContent);
   const lang = document.documentElement.lang === "en" ? "en" : "fr";
@@ -88,12 +92,12 @@
 
   async function loadBasemap() {
     const b = await api("GET", "/api/v1/map/basemap");
-    if (b.tile_url) L.tileLayer(b.tile_url, {attribution: b.attribution || "", maxZoom: 20}).addTo(layers.basemap);
+    if (b.tile_url) L.tileLayer(b.tile_url, {attribution: escapeHtml(b.attribution), maxZoom: 20}).addTo(layers.basemap);
     const overlay = L.geoJSON(b.overlay, {
       style: (f) => f.properties.kind === "territory"
         ? {color: "#1d2433", weight: 2, fillColor: "#fff", fillOpacity: b.tile_url ? 0 : 0.6, dashArray: "6 4"}
         : {color: "#94a3b8", weight: 6, opacity: 0.9},
-      onEachFeature: (f, layer) => { if (f.properties.name) layer.bindTooltip(f.properties.name, {sticky: true}); },
+      onEachFeature: (f, layer) => { if (f.properties.name) layer.bindTooltip(asText(f.properties.name), {sticky: true}); },
     }).addTo(layers.basemap);
     if (b.overlay.features.length) map.fitBounds(overlay.getBounds(), {padding: [10, 10]});
   }
@@ -124,7 +128,7 @@
                                    renderer: cctvCanvas}).addTo(layers.cctv);
       L.circleMarker([lat, lon], {radius: 5, color: "#fff", weight: 1, fillColor: "#475569", fillOpacity: 1,
                                   renderer: cctvCanvas})
-        .bindTooltip(`${c.name}${c.ptz ? " (PTZ)" : ""}`)
+        .bindTooltip(asText(`${c.name}${c.ptz ? " (PTZ)" : ""}`))
         .on("click", () => showCctv(c.id, {pinned: true}))
         .addTo(layers.cctv);
     }
@@ -145,7 +149,7 @@
       if (m.options.fillColor !== colour) m.setStyle({fillColor: colour});
     }
     // Only what changed is touched: 500 agents report every second and the map must stay fluid.
-    if (m.label !== label) { m.label = label; m.unbindTooltip().bindTooltip(label); }
+    if (m.label !== label) { m.label = label; m.unbindTooltip().bindTooltip(asText(label)); }
   }
 
   async function loadAgents() {
@@ -349,7 +353,7 @@
           html: '<svg width="22" height="22" viewBox="0 0 22 22"><circle cx="11" cy="11" r="9" fill="#c8102e" stroke="#fff" stroke-width="3"/></svg>'}),
           zIndexOffset: 1000}).addTo(map);
       } else alertMarker.setLatLng(ll);
-      alertMarker.bindTooltip(`${s.agent || s.device_id} · ${TEXT.alert}`);
+      alertMarker.bindTooltip(asText(`${s.agent || s.device_id} · ${TEXT.alert}`));
     }
   }
 

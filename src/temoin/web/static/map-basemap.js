@@ -11,6 +11,10 @@
 (function () {
   "use strict";
 
+  // Names from the server go into tooltips as text, never as HTML (Leaflet takes HTML strings).
+  const asText = (s) => { const el = document.createElement("span"); el.textContent = String(s == null ? "" : s); return el; };
+  const escapeHtml = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
+
   const STYLES = {
     territory: {color: "#1d2433", weight: 2, dashArray: "6 4", fillColor: "#ffffff", fillOpacity: 0.55},
     street: {color: "#8a93a6", weight: 4, opacity: 0.9},
@@ -28,7 +32,7 @@
       onEachFeature: (f, l) => {
         const props = f.properties || {};
         if (props.kind === "street" && props.name) {
-          l.bindTooltip(props.name, {permanent: true, direction: "center", className: "street-label"});
+          l.bindTooltip(asText(props.name), {permanent: true, direction: "center", className: "street-label"});
         }
       },
     }).addTo(map);
@@ -49,7 +53,7 @@
     map.basemapReady = source.then(basemap => {
       if (!basemap) return null;
       if (basemap.tile_url) {
-        L.tileLayer(basemap.tile_url, {maxZoom: 19, attribution: basemap.attribution || ""}).addTo(map);
+        L.tileLayer(basemap.tile_url, {maxZoom: 19, attribution: escapeHtml(basemap.attribution)}).addTo(map);
       }
       const overlay = basemap.overlay || basemap.geojson;
       const features = (overlay && overlay.features) || [];

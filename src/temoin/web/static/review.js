@@ -9,6 +9,8 @@
   const data = JSON.parse(dataEl.textContent);
   const csrf = root.dataset.csrf || "";
   const RED = "#c8102e", INK = "#1d2433", BLUE = "#1f5fbf";
+  // Agent and camera names go into Leaflet tooltips as text, never as HTML.
+  const asText = (s) => { const el = document.createElement("span"); el.textContent = String(s == null ? "" : s); return el; };
 
   // --- helpers -------------------------------------------------------------------------------------
 
@@ -145,9 +147,9 @@
       if (!r.points || !r.points.length) return;
       const open = () => { window.location.href = "/recordings/" + encodeURIComponent(r.id); };
       const label = r.started + " · " + r.agent + " · " + r.camera;
-      L.polyline(r.points, {color: BLUE, weight: 4, opacity: 0.85}).bindTooltip(label).on("click", open).addTo(drawn);
+      L.polyline(r.points, {color: BLUE, weight: 4, opacity: 0.85}).bindTooltip(asText(label)).on("click", open).addTo(drawn);
       L.circleMarker(r.points[0], {radius: 6, color: INK, weight: 2, fillColor: "#fff", fillOpacity: 1})
-        .bindTooltip(label).on("click", open).addTo(drawn);
+        .bindTooltip(asText(label)).on("click", open).addTo(drawn);
     });
     map.basemapReady.then(territory => {
       const bounds = drawn.getLayers().length ? drawn.getBounds() : territory;

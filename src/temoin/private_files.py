@@ -1,0 +1,53 @@
+"""The platform's files are private to the service's user: the data folder 0700, the database and every file 0600.
+
+The command line sets the process's umask to 0o077 before anything is created; `temoin serve` also checks what
+already exists (a folder created before, a database placed elsewhere by TEMOIN_DATABASE_URL) and refuses to start
+while another local user could read it, naming each path and the command that fixes it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from temoin.settings import Settings
+
+PRIVATE_UMASK = 0o077
+
+
+def restrict_umask() -> None:
+    os.umask(PRIVATE_UMASK)
+
+
+def sqlite_files(database_url: str) -> list[Path]:
+    url = make_url(database_url)
+    if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
+        return []
+    db = Path(url.database)
+    return [p for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}-journal")) if p.exists()]
+
+
+def too_open(settings: Settings) -> list[tuple[Path, int]]:
+    """Paths another local user may read or enter: the data folder (its mode guards everything below it, the
+    vault, the journal, the keys) and the SQLite database files wherever they lie."""
+    out = []
+    for path in [settings.home, *sqlite_files(settings.database_url)]:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            out.append((path, mode))
+    return out
+
+
+def explain(found: list[tuple[Path, int]]) -> str:
+    lines = [f"  {path} is {mode:04o}: {'group or others may read it' if mode & 0o044 else 'group or others have access'}"
+             for path, mode in found]
+    fixes = " && ".join(f"chmod {'700' if path.is_dir() else '600'} {path}" for path, _ in found)
+    return ("the platform's files must be private to the service's user (they hold the rights register, password "
+            "hashes, keys and recordings); too permissive:\n" + "\n".join(lines) +
+            f"\nRun `{fixes}` and start again.")
