@@ -78,3 +78,197 @@ def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, b
 
         assert clip_plaintext(platform, db, stored, 0) == rec.clips[0].data
         assert stored.segments[0].sha256 != hashlib.sha256(rec.clips[0].data).hexdigest()
+        # Review: provenance shown, integrity intact from the vault's hashes; a full re-read finds nothing wrong.
+        from temoin.vault import catalogue
+        from temoin.vault.scrub import check_recording
+
+        integrity = catalogue.integrity_of(platform, db, stored)
+        assert integrity.verdict == "intact" and integrity.proof == "vault_hash_on_arrival"
+        assert check_recording(platform, stored, SLUG)[0] == []
+        rec_id = stored.id
+        # Altering the manifest document the vault wrote on arrival is detected.
+        stored.manifest = stored.manifest.replace('"violence"', '"x"').replace(rec.serial, "ACCC8E999999")
+        assert catalogue.integrity_of(platform, db, stored).verdict == "damaged"
+        db.rollback()
+    from temoin.law.access import Role
+    from tests.helpers import sign_in
+
+    sign_in(platform, client, commune.users[Role.CHIEF])
+    page = client.get(f"/recordings/{rec_id}")
+    assert page.status_code == 200 and "Axis Body Worn" in page.text
+
+
+def _put(bws, container, name=None, body=b"", **headers):
+    return bws.request("PUT", container, name, body=body, headers=headers)
+
+
+def test_auth_tokens_and_revocation(platform, client, commune, bws):
+    cf = _connection_file(platform)  # a new file: the previous credential and its tokens stop working
+    assert _put(bws, "Users").status_code == 401
+    assert client.get("/auth/v1.0", headers={"X-Auth-User": bws.cf["BlobAPIUserName"],
+                                             "X-Auth-Key": bws.cf["BlobAPIKey"]}).status_code == 401
+    assert client.get("/auth/v1.0", headers={"X-Auth-User": cf["BlobAPIUserName"],
+                                             "X-Auth-Key": "wrong"}).status_code == 401
+    assert client.get("/auth/v1.0").status_code == 401
+    fresh = BodyWornSystem(cf, http=client)
+    fresh.authenticate()
+    assert fresh.storage_url == f"http://testserver/v1/AUTH_{SLUG}"
+    # No token, a forged one, an expired one: 401 and nothing created.
+    for token in ("", "AUTH_tk" + "A" * 64, fresh.token[:-2] + ("AA" if not fresh.token.endswith("AA") else "BB")):
+        r = client.put(f"{fresh.storage_url}/Users", headers={"X-Auth-Token": token})
+        assert r.status_code == 401
+    with platform.session() as db:
+        from temoin.axis.models import AxisConnection, AxisContainer
+
+        conn = db.scalar(select(AxisConnection).where(AxisConnection.revoked_at.is_(None)))
+        expired, _ = connection.new_token(platform, conn, -1)
+        assert client.put(f"{fresh.storage_url}/Users", headers={"X-Auth-Token": expired}).status_code == 401
+        assert db.scalar(select(AxisContainer)) is None
+        stored_hash = conn.key_hash
+    assert cf["BlobAPIKey"] not in stored_hash and len(stored_hash) == 64  # stored hashed
+    # Another tenant's account with this token: 403.
+    assert client.put(fresh.storage_url.replace(SLUG, "other"), headers={"X-Auth-Token": fresh.token}
+                      ).status_code in (401, 403)
+    assert _put(fresh, "Users").status_code == 201
+
+
+def test_connection_file_fields_and_limits(platform, commune):
+    cf = _connection_file(platform)
+    assert cf["ConnectionFileVersion"] == "1.0" and cf["WantEncryption"] is True
+    assert cf["AuthenticationTokenURI"] == ["http://testserver/auth/v1.0"]
+    for name, limit in connection.LIMITS.items():
+        assert len(cf[name].encode()) <= limit
+    assert len(orjson.dumps(cf)) <= 64 * 1024
+    plain = _connection_file(platform, encryption=False)
+    assert "PublicKey" not in plain and "PublicKeyId" not in plain  # "No value allowed otherwise"
+    with platform.session() as db, pytest.raises(connection.AxisConnectionError):
+        connection.issue(platform, db, platform.tenant(db, SLUG), urls=["ftp://x"], by=Actor.system("test"))
+
+
+def test_container_metadata_semantics(client, commune, bws):
+    assert _put(bws, "Users", **{"X-Container-Meta-Colour": "blue", "x-container-meta-NAME": "Jos%C3%A9%20%26%20Co"}
+                ).status_code == 201
+    assert _put(bws, "Users", **{"X-Container-Meta-Size": "3"}).status_code == 202  # merged
+    head = bws.request("HEAD", "Users")
+    assert head.status_code == 204
+    assert head.headers["X-Container-Meta-Name"] == "Jos%C3%A9%20%26%20Co"  # exactly as sent
+    assert head.headers["X-Container-Meta-Colour"] == "blue" and head.headers["X-Container-Meta-Size"] == "3"
+    r = bws.request("POST", "Users", headers={"X-Container-Meta-Colour": "", "X-Remove-Container-Meta-Size": "x",
+                                              "X-Container-Meta-New": "1"})
+    assert r.status_code == 204
+    head = bws.request("HEAD", "Users")
+    assert "X-Container-Meta-Colour" not in head.headers and "X-Container-Meta-Size" not in head.headers
+    assert head.headers["X-Container-Meta-New"] == "1"
+    assert bws.request("POST", "Devices", headers={"X-Container-Meta-A": "1"}).status_code == 404
+    assert bws.request("HEAD", "Devices").status_code == 404
+    assert _put(bws, "Photos").status_code == 400  # not a container the integration API defines
+    assert _put(bws, "Users", **{"X-Container-Meta-Big": "x" * 300}).status_code == 400
+
+
+def test_object_semantics_and_write_only_credential(platform, client, commune, bws):
+    _put(bws, "System")
+    body = bytes(range(256)) * 10
+    r = _put(bws, "System", "f1e2", body=body, **{"X-Object-Meta-Systemname": "Poste%20central",
+                                                 "X-Object-Meta-Connectionid": "c1"})
+    assert r.status_code == 201 and r.headers["Etag"] == hashlib.md5(body).hexdigest()
+    got = bws.request("GET", "System", "f1e2")
+    assert got.content == body and got.headers["X-Object-Meta-Systemname"] == "Poste%20central"
+    # Chunked body, re-PUT replaces.
+    r = client.put(bws._url("System", "f1e2"), headers={"X-Auth-Token": bws.token},
+                   content=iter([b"abc", b"", b"def" * 1000]))
+    assert r.status_code == 201
+    assert bws.request("GET", "System", "f1e2").content == b"abc" + b"def" * 1000
+    assert "X-Object-Meta-Systemname" not in bws.request("HEAD", "System", "f1e2").headers
+    # POST replaces the whole metadata set.
+    assert bws.request("POST", "System", "f1e2", headers={"X-Object-Meta-A": "1"}).status_code == 202
+    head = bws.request("HEAD", "System", "f1e2")
+    assert head.headers["X-Object-Meta-A"] == "1" and int(head.headers["Content-Length"]) == 3003
+    assert bws.request("POST", "System", "nothing", headers={"X-Object-Meta-A": "1"}).status_code == 404
+    assert bws.request("HEAD", "System", "nothing").status_code == 404
+    assert _put(bws, "Nope_x", "a", body=b"x").status_code == 404
+    assert _put(bws, "System", "bad", body=b"x", Etag="0" * 32).status_code == 422
+    assert bws.request("HEAD", "System", "bad").status_code == 404
+    assert _put(bws, "System", "Capabilities.json", body=b"{}").status_code == 403
+    # Never read, list, copy or delete evidence with this credential.
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    container = bws.upload(rec, complete=False)
+    clip = next(n for n in ("%s" % o for o in _objects(platform)) if n.endswith(".mp4"))
+    for method in ("GET", "DELETE", "COPY"):
+        assert bws.request(method, container, clip).status_code == 403
+        assert bws.request(method, container).status_code == 403
+    assert client.get(bws.storage_url, headers={"X-Auth-Token": bws.token}).status_code == 403
+    # Names with '..' or encoded slashes are refused.
+    for raw in ("/System/a%2Fb", "/System/..%2F..%2Fx", "/System/a/%2E%2E/b", "/Sys%2Ftem/x"):
+        assert client.put(bws.storage_url + raw, headers={"X-Auth-Token": bws.token}, content=b"x"
+                          ).status_code == 400, raw
+
+
+def _objects(platform) -> list[str]:
+    from temoin.axis.models import AxisObject
+
+    with platform.session() as db:
+        return list(db.scalars(select(AxisObject.name)))
+
+
+def test_what_should_be_refused_with_400(platform, client, commune, bws):
+    user = _enrolled(bws, commune)
+    now = __import__("datetime").datetime.now(__import__("datetime").UTC)
+    assert _put(bws, f"{uuid.uuid4()}_ACCC8E000001_{now:%Y%m%dT%H%M%SZ}").status_code == 400  # unknown user
+    assert _put(bws, f"{user}_UNKNOWN_{now:%Y%m%dT%H%M%SZ}").status_code == 400  # unknown device
+    assert _put(bws, f"{user}_ACCC8E000001_20050101T000000Z").status_code == 400  # out of bounds
+    assert _put(bws, f"{user}_ACCC8E000001_20990101T000000Z").status_code == 400
+    container = f"{user}_ACCC8E000001_{now:%Y%m%dT%H%M%SZ}"
+    assert _put(bws, container).status_code == 201
+    t = str(int(now.timestamp()))
+    r = _put(bws, container, "a_1.mp4", body=b"x", **{"X-Object-Meta-Starttime": t, "X-Object-Meta-Stoptime": t})
+    assert r.status_code == 400 and "no duration" in r.text
+    assert bws.request("POST", container, headers={"X-Container-Meta-Status": "Complete"}).status_code == 400
+    with platform.session() as db:  # nothing half-done: still receiving, can still be completed later
+        assert db.scalar(select(Recording.state)) == RecordingState.RECEIVING
+
+
+def test_devices_count_against_the_authorisation(platform, client, commune, bws):
+    assert bws.register_device("S1", "one").status_code == 201
+    assert bws.register_device("S2", "two").status_code == 201
+    r = bws.register_device("S3", "three")
+    assert r.status_code == 402 and "prefect" in r.text
+    assert bws.register_device("S1", "one renamed").status_code == 201  # re-PUT of a known camera is fine
+    assert bws.register_device("S2", "two", active=False).status_code == 201  # frees a place
+    assert bws.register_device("S3", "three").status_code == 201
+
+
+def test_rejected_content_is_kept_and_quarantined(platform, client, commune, bws):
+    name = f"RejectedContent_20261201T101010Z_{uuid.uuid4()}"
+    assert _put(bws, name, **{"X-Container-Meta-Rejectedcontentreason": "Missing%20metadata",
+                              "X-Container-Meta-Rejectedcontentoriginalcontainer": "u_S_20261201T100000Z"}
+                ).status_code == 201
+    assert _put(bws, name, "20261201_100000_1.mp4", body=b"\x00" * 5000).status_code == 201
+    with platform.session() as db:
+        q = db.scalar(select(Quarantine))
+        assert "Missing metadata" in q.reason and name in q.reason
+
+
+def test_complete_is_final_and_idempotent(platform, client, commune, bws):
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    container = bws.upload(rec)
+    bws.complete(container)  # sent again (an answer lost): 204, nothing changes
+    assert _put(bws, container, "late.mp4", body=b"x").status_code == 403
+    assert bws.request("POST", container, headers={"X-Container-Meta-Status": "Transferring"}).status_code == 403
+    with platform.session() as db:
+        assert db.scalar(select(Recording.state)) == RecordingState.STORED
+
+
+def test_disk_full_answers_507_and_keeps_nothing(platform, client, commune, bws, monkeypatch):
+    from temoin.vault.storage import StorageFull
+
+    _put(bws, "System")
+
+    def full(*a, **k):
+        raise StorageFull("disk full while staging an upload")
+    monkeypatch.setattr(platform.store, "append_staged", full)
+    assert _put(bws, "System", "x", body=b"abc").status_code == 507
+    monkeypatch.undo()
+    assert bws.request("HEAD", "System", "x").status_code == 404
+    assert _put(bws, "System", "x", body=b"abc").status_code == 201

@@ -295,3 +295,19 @@ def clip_plaintext(p: Platform, db: Session, rec: Recording, index: int) -> byte
 
 
 __all__ = ["complete", "is_axis", "match_user", "register_device", "quarantine_rejected", "TemoinError"]
+
+
+def vault_proof(p: Platform, rec: Recording) -> tuple[bool, str | None]:
+    """For an Axis recording, what stands in for the device signature: the manifest document the vault wrote on
+    arrival still hashes to the catalogued SHA-256, and the vault's signed receipt (by a platform key) states it.
+    Returns (ok, the chain head the document states)."""
+    try:
+        doc = orjson.loads(rec.manifest)
+        receipt = SignedReceipt.model_validate_json(rec.receipt or "")
+    except ValueError:
+        return False, None
+    key = p.keyring.trusted.get(receipt.receipt.platform_key_id)
+    ok = (hashlib.sha256(rec.manifest.encode()).hexdigest() == rec.manifest_sha256
+          == receipt.receipt.manifest_sha256 and receipt.receipt.recording_id == rec.id
+          and key is not None and receipt.verify(key.public_key))
+    return ok, (doc.get("manifest") or {}).get("chain_head")

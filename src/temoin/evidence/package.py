@@ -311,6 +311,12 @@ def prepare(p: Platform, db: Session, user: User, request: ExtractionRequest) ->
 
 
 def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) -> _Recording:
+    from temoin.axis.vault import is_axis
+
+    if is_axis(rec):  # the package format and its verifier expect a device-signed manifest (docs/axis.md)
+        raise ExtractionError(409, f"{rec.id} came through the Axis Body Worn system: its integrity proof starts at "
+                                   "the vault's hashes on arrival, which packages do not carry yet; it cannot be "
+                                   "extracted in a package for now")
     envelope = SignedManifest.model_validate_json(rec.manifest)
     key = recording_key(db, envelope.manifest)  # the camera's key when it signed, not necessarily today's
     if key is None:
