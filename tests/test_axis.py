@@ -272,3 +272,159 @@ def test_disk_full_answers_507_and_keeps_nothing(platform, client, commune, bws,
     monkeypatch.undo()
     assert bws.request("HEAD", "System", "x").status_code == 404
     assert _put(bws, "System", "x", body=b"abc").status_code == 201
+
+
+def _self_signed(tmp_path):
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    return cert_pem
+
+
+@pytest.fixture
+def tls_server(platform, tmp_path):
+    """The application under uvicorn with TLS, in a thread."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from temoin.web.app import create_app
+
+    cert_pem = _self_signed(tmp_path)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(platform, scheduler=False), log_level="warning",
+                                           ssl_certfile=str(tmp_path / "cert.pem"),
+                                           ssl_keyfile=str(tmp_path / "key.pem"), timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    yield f"https://127.0.0.1:{port}", cert_pem
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.mark.slow
+def test_over_tls_with_the_connection_files_certificate(platform, commune, tls_server):
+    import httpx
+
+    url, cert_pem = tls_server
+    cf = _connection_file(platform, url=url, certificates=[cert_pem])
+    assert cf["HTTPSCertificate"] and cf["AuthenticationTokenURI"] == [f"{url}/auth/v1.0"]
+    bws = BodyWornSystem(cf)  # trusts exactly the certificate in the file
+    bws.authenticate()
+    assert bws.storage_url.startswith("https://")  # same scheme as the request
+    user = _enrolled(bws, commune)
+    bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
+    with platform.session() as db:
+        assert db.scalar(select(Recording.state)) == RecordingState.STORED
+    bws.http.close()
+    with pytest.raises(httpx.ConnectError):  # a system that does not trust this certificate cannot connect
+        httpx.get(f"{url}/auth/v1.0")
+
+
+@pytest.mark.slow
+def test_upload_cut_mid_way_keeps_nothing(platform, commune, server_url):
+    import socket
+    import time
+
+    cf = _connection_file(platform, url=server_url)
+    bws = BodyWornSystem(cf)
+    bws.authenticate()
+    _put(bws, "System")
+    assert _put(bws, "System", "obj", body=b"first version").status_code == 201
+    host, port = server_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall((f"PUT /v1/AUTH_{SLUG}/System/obj HTTP/1.1\r\nHost: {host}\r\nX-Auth-Token: {bws.token}\r\n"
+                   "Content-Length: 5000000\r\n\r\n").encode() + b"y" * 2_000_000)
+    time.sleep(1)
+    with platform.session() as db:
+        from temoin.axis.models import AxisContainer, AxisObject
+
+        obj = db.scalar(select(AxisObject).where(AxisObject.name == "obj"))
+        assert obj.size == len(b"first version")  # the previous version stays, whole
+        container = db.scalar(select(AxisContainer).where(AxisContainer.name == "System"))
+    staging = platform.settings.vault_dir / "staging" / SLUG / container.storage_id
+    assert not staging.exists() or list(staging.iterdir()) == []  # the cut body was discarded
+    assert bws.request("GET", "System", "obj").content == b"first version"
+
+
+def test_server_killed_mid_upload_then_retried(platform, client, commune, bws):
+    """A body cut by a crash stays in staging, belongs to no object; the retried PUT stores the clip, and the
+    debris is swept when the recording is stored."""
+    from temoin.axis import store
+    from temoin.axis.models import AxisContainer
+
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    container = bws.upload(rec, complete=False)
+    with platform.session() as db:
+        found = db.scalar(select(AxisContainer).where(AxisContainer.name == container))
+        tenant = platform.tenant(db, SLUG)
+        t = str(int(rec.clips[0].started_at.timestamp()))
+        change = store.MetaChange({"starttime": t, "stoptime": str(int(t) + 2)}, frozenset())
+        debris = platform.store.staging / SLUG / found.storage_id
+        before = set(debris.iterdir())
+        upload = store.ObjectUpload(platform, db, tenant, found, "20990101_000000_9.mp4", change, length=10**7,
+                                    etag=None)
+        upload.feed(b"z" * (2 * 1024 * 1024))  # two records sealed to disk, then the process "dies"
+        upload.lock.release()
+        assert len(set(debris.iterdir()) - before) == 1
+    bws.complete(container)
+    with platform.session() as db:
+        stored = db.scalar(select(Recording))
+        assert stored.state == RecordingState.STORED and stored.segment_count == len(rec.clips)
+    assert not debris.exists() or list(debris.iterdir()) == []
+
+
+def test_cli_connection_file(platform, commune, tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from typer.testing import CliRunner
+
+    from temoin.cli import app
+
+    monkeypatch.setenv("TEMOIN_HOME", str(platform.settings.home))
+    monkeypatch.setenv("TEMOIN_DATABASE_URL", platform.settings.database_url)
+    out = tmp_path / "axis.json"
+    result = CliRunner().invoke(app, ["axis", "connection-file", SLUG, "--url", "https://temoin.example:8443",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    cf = orjson.loads(out.read_bytes())
+    assert cf["AuthenticationTokenURI"] == ["https://temoin.example:8443/auth/v1.0"]
+    result = CliRunner().invoke(app, ["axis", "connection-file", SLUG, "--url", "http://x", "--no-encryption"])
+    assert result.exit_code == 0 and '"WantEncryption": false' in result.stdout
+    result = CliRunner().invoke(app, ["axis", "connection-file", "nowhere", "--url", "http://x"])
+    assert result.exit_code == 2
+    result = CliRunner().invoke(app, ["axis", "revoke", SLUG])
+    assert result.exit_code == 0
+    with platform.session() as db:
+        assert connection.authenticate(db, cf["BlobAPIUserName"], cf["BlobAPIKey"]) is None
