@@ -428,3 +428,16 @@ def test_cli_connection_file(platform, commune, tmp_path, monkeypatch):
     assert result.exit_code == 0
     with platform.session() as db:
         assert connection.authenticate(db, cf["BlobAPIUserName"], cf["BlobAPIKey"]) is None
+
+
+@pytest.mark.slow
+def test_demo_hand_over(platform, commune, server_url):
+    from rich.console import Console
+
+    from temoin.demo.axis_sample import hand_over
+
+    assert hand_over(platform, server_url, SLUG, agent_number(commune), Console(quiet=True))
+    with platform.session() as db:
+        stored = db.scalar(select(Recording))
+        assert stored.state == RecordingState.STORED and stored.categories == ["refusal_to_comply"]
+        assert len(orjson.loads(stored.manifest)["manifest"]["gps_track"]) == 7
