@@ -93,9 +93,18 @@ def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, b
     from temoin.law.access import Role
     from tests.helpers import sign_in
 
-    sign_in(platform, client, commune.users[Role.CHIEF])
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     page = client.get(f"/recordings/{rec_id}")
     assert page.status_code == 200 and "Axis Body Worn" in page.text
+    # Playback with a motive: the encrypted clip plays decrypted; the original (received) bytes stay available.
+    r = client.post(f"/api/v1/recordings/{rec_id}/consultations", headers={"X-CSRF-Token": csrf},
+                    json={"motive": {"code": "report_facts", "text": "Axis playback"}})
+    assert r.status_code == 201, r.text
+    grant = r.json()["grant"]
+    played = client.get(f"/api/v1/recordings/{rec_id}/segments/0", params={"grant": grant, "play": 1})
+    assert played.status_code == 200 and played.content == rec.clips[0].data
+    original = client.get(f"/api/v1/recordings/{rec_id}/segments/0", params={"grant": grant})
+    assert original.content != rec.clips[0].data and len(original.content) % 16 == 0
 
 
 def _put(bws, container, name=None, body=b"", **headers):

@@ -13,6 +13,7 @@ import hashlib
 import re
 import uuid
 from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -272,6 +273,23 @@ def _sweep_staging(p: Platform, tenant: Tenant, rec_id: str) -> None:
         for part in folder.iterdir():
             if part.name.endswith(".seg") and int(part.name.split(".")[0]) >= FIRST_SLOT:
                 part.unlink(missing_ok=True)
+
+
+def playback(p: Platform, db: Session, rec: Recording, index: int, original: Iterator[bytes]) -> Iterator[bytes] | None:
+    """The clip decrypted on the fly from its original bytes, when the camera encrypted it; None otherwise."""
+    if not is_axis(rec):
+        return None
+    container = db.scalar(select(AxisContainer).where(AxisContainer.recording_id == rec.id))
+    if container is None:
+        return None
+    objects = {o.name: o for o in db.scalars(select(AxisObject).where(AxisObject.container_id == container.id))}
+    clip = next((o for o in objects.values() if o.kind == "clip" and o.slot == index), None)
+    key_obj = key_object_for(clip.name, objects) if clip else None
+    if key_obj is None:
+        return None
+    tenant = db.get(Tenant, rec.tenant_id)
+    key_file = e2e.KeyFile(read_object(p, db, tenant, container, key_obj))
+    return e2e.decrypt(private_key(p, db, tenant.id, key_file.public_key_id), key_file, original)
 
 
 def clip_plaintext(p: Platform, db: Session, rec: Recording, index: int) -> bytes | None:
