@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -55,8 +56,7 @@ def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, b
     categories = bws.read_json("Categories.json")
     assert {"Id": "violence", "Name": "violences"} in categories
     user = _enrolled(bws, commune)
-    rec = sample_recording(user, "ACCC8E000001", bookmarks=[Bookmark(at=__import__("datetime").datetime.now(
-        __import__("datetime").UTC), description="Interpellation à 12h", category_id="arrest",
+    rec = sample_recording(user, "ACCC8E000001", bookmarks=[Bookmark(at=datetime.now(UTC), description="Interpellation à 12h", category_id="arrest",
         category_name="interpellation", tags="TriggerOn:Button")])
     container = bws.upload(rec, complete=False)
     with platform.session() as db:
@@ -202,7 +202,7 @@ def test_object_semantics_and_write_only_credential(platform, client, commune, b
     user = _enrolled(bws, commune)
     rec = sample_recording(user, "ACCC8E000001", duration_s=2)
     container = bws.upload(rec, complete=False)
-    clip = next(n for n in ("%s" % o for o in _objects(platform)) if n.endswith(".mp4"))
+    clip = next(n for n in _objects(platform) if n.endswith(".mp4"))
     for method in ("GET", "DELETE", "COPY"):
         assert bws.request(method, container, clip).status_code == 403
         assert bws.request(method, container).status_code == 403
@@ -222,7 +222,7 @@ def _objects(platform) -> list[str]:
 
 def test_what_should_be_refused_with_400(platform, client, commune, bws):
     user = _enrolled(bws, commune)
-    now = __import__("datetime").datetime.now(__import__("datetime").UTC)
+    now = datetime.now(UTC)
     assert _put(bws, f"{uuid.uuid4()}_ACCC8E000001_{now:%Y%m%dT%H%M%SZ}").status_code == 400  # unknown user
     assert _put(bws, f"{user}_UNKNOWN_{now:%Y%m%dT%H%M%SZ}").status_code == 400  # unknown device
     assert _put(bws, f"{user}_ACCC8E000001_20050101T000000Z").status_code == 400  # out of bounds

@@ -15,7 +15,7 @@ axis_app = typer.Typer(help="Axis Body Worn cameras: Témoin as their content de
 err = Console(stderr=True)
 
 
-def _platform():  # noqa: ANN202
+def _platform():
     from temoin.cli import _open
 
     return _open(init=True)

@@ -28,13 +28,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin import __version__
+from temoin.axis.models import AxisConnection
 from temoin.db import utcnow
 from temoin.errors import InvalidInput, NotFound
 from temoin.identity.models import Tenant
 from temoin.identity.secrets import token_hash
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.platform import Platform
-from temoin.axis.models import AxisConnection
 
 RSA_BITS = 3072
 TOKEN_PREFIX = "AUTH_tk"

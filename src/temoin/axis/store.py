@@ -28,14 +28,21 @@ from sqlalchemy.orm import Session
 
 from temoin.axis.models import AxisContainer, AxisObject
 from temoin.db import utcnow
-from temoin.errors import Conflict, Forbidden, InvalidInput, NotFound, TemoinError, Unavailable
+from temoin.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TemoinError,
+    Unavailable,
+)
 from temoin.identity.devices import active_cameras
 from temoin.identity.models import Device, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.platform import Platform
 from temoin.vault import crypto
-from temoin.vault.models import Quarantine, Recording, RecordingState
+from temoin.vault.models import Recording, RecordingState
 from temoin.vault.storage import blob_key
 
 # Swift's own limits on metadata (swift/common/constraints.py defaults).
@@ -94,7 +101,7 @@ class MetaChange:
     remove: frozenset[str]
 
     @classmethod
-    def from_headers(cls, headers: list[tuple[str, str]], kind: str) -> "MetaChange":
+    def from_headers(cls, headers: list[tuple[str, str]], kind: str) -> MetaChange:
         prefix, remove_prefix = f"x-{kind}-meta-", f"x-remove-{kind}-meta-"
         values: dict[str, str] = {}
         removed: set[str] = set()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -23,10 +23,17 @@ from sqlalchemy.orm import Session
 from temoin.axis import e2e
 from temoin.axis.connection import private_key
 from temoin.axis.models import AxisContainer, AxisObject
-from temoin.axis.store import (AXIS_TRIGGER, FIRST_SLOT, device_public_key, epoch, read_object,
-                               recording_metadata, text)
+from temoin.axis.store import (
+    AXIS_TRIGGER,
+    FIRST_SLOT,
+    device_public_key,
+    epoch,
+    read_object,
+    recording_metadata,
+    text,
+)
 from temoin.db import utcnow
-from temoin.errors import Forbidden, InvalidInput, TemoinError
+from temoin.errors import Forbidden, InvalidInput
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import Receipt, SignedReceipt
 from temoin.geo.communes import commune_of
@@ -311,8 +318,6 @@ def clip_plaintext(p: Platform, db: Session, rec: Recording, index: int) -> byte
         return b"".join(e2e.decrypt(private_key(p, db, tenant.id, key_file.public_key_id), key_file,
                                     crypto.open_records(fh, dk)))
 
-
-__all__ = ["complete", "is_axis", "match_user", "register_device", "quarantine_rejected", "TemoinError"]
 
 
 def vault_proof(p: Platform, rec: Recording) -> tuple[bool, str | None]:

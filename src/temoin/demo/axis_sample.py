@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 from rich.console import Console
 
 from temoin.axis import connection
-from temoin.axis.simulator import BodyWornError, BodyWornSystem, Bookmark, Recording, sample_recording
+from temoin.axis.simulator import (
+    BodyWornError,
+    BodyWornSystem,
+    Bookmark,
+    Recording,
+    sample_recording,
+)
 from temoin.demo.commune import walk
 from temoin.journal.entry import Actor
 from temoin.platform import Platform

@@ -71,7 +71,7 @@ def auth(request: Request, db: Session = Depends(get_db), p: Platform = Depends(
     if conn is None:
         return _text(401, "unknown user or key, or a revoked connection: import a new connection file")
     tenant = db.get(Tenant, conn.tenant_id)
-    token, expires = connection.new_token(p, conn, TOKEN_TTL_S)
+    token, _ = connection.new_token(p, conn, TOKEN_TTL_S)
     base = str(request.base_url).rstrip("/")  # same scheme and host the system controller used
     storage_url = f"{base}/v1/{connection.account_of(tenant)}"
     headers = {"X-Auth-Token": token, "X-Storage-Token": token, "X-Storage-Url": storage_url,
