@@ -450,3 +450,51 @@ def test_demo_hand_over(platform, commune, server_url):
         stored = db.scalar(select(Recording))
         assert stored.state == RecordingState.STORED and stored.categories == ["refusal_to_comply"]
         assert len(orjson.loads(stored.manifest)["manifest"]["gps_track"]) == 7
+
+
+@pytest.mark.slow
+def test_package_of_an_axis_recording_verifies_from_the_vaults_hashes(platform, client, commune, tmp_path):
+    from temoin.law.access import Role
+    from tests.helpers import sign_in
+    from tests.test_extraction import _download, _extract, _pinned, _verify
+
+    bws = BodyWornSystem(_connection_file(platform, encryption=False), http=client)
+    bws.authenticate()
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001")
+    bws.upload(rec)
+    client.cookies.clear()
+    with platform.session() as db:
+        rid = db.scalar(select(Recording.id))
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    out = _extract(client, csrf, [rid])
+    _, folder = _download(client, out, tmp_path)
+    manifest = orjson.loads((folder / "manifest.json").read_bytes())
+    row = manifest["recordings"][0]
+    assert row["provenance"] == "axis-body-worn" and row["device"] is None
+    originals = sorted(folder.glob("media/**/*.mp4")) or sorted(p for p in (folder / "media").rglob("*") if p.is_file())
+    assert [p.read_bytes() for p in originals] == [c.data for c in rec.clips]  # byte for byte as the camera sent
+    code, output = _verify(folder, *_pinned(platform))
+    assert code == 0, output
+    assert "Axis Body Worn" in output
+    # A changed clip is caught against the vault's hash on arrival, not only by SHA256SUMS.
+    originals[0].write_bytes(originals[0].read_bytes()[:-1] + b"\x00")
+    code, output = _verify(folder, *_pinned(platform))
+    assert code != 0 and "is not the camera's original" in " ".join(output.split()), output
+
+
+@pytest.mark.slow
+def test_encrypted_axis_recording_is_refused_for_packages_with_a_reason(platform, client, commune, bws):
+    from temoin.law.access import Role
+    from tests.helpers import sign_in
+
+    user = _enrolled(bws, commune)
+    bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
+    client.cookies.clear()
+    with platform.session() as db:
+        rid = db.scalar(select(Recording.id))
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf},
+                    json={"recording_ids": [rid], "recipient_name": "OPJ", "recipient_kind": "judicial_police",
+                          "procedure_type": "judicial", "reference": "PV 1"})
+    assert r.status_code == 409 and "encrypted by the camera" in r.text

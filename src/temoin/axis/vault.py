@@ -219,7 +219,10 @@ def complete(p: Platform, db: Session, tenant: Tenant, container: AxisContainer)
         "integrity": PROOF,
         "manifest": {"recording_id": rec.id, "camera_id": device.id, "agent_id": rec.agent_ref,
                      "started_at": started.isoformat(), "ended_at": ended.isoformat(), "gps_track": track,
-                     "segments": [{"index": i, "sha256": c.sha256, "size": c.size} for i, c in enumerate(clips)],
+                     "segments": [{"index": i, "sha256": c.sha256, "size": c.size, "chain": links[i].hex(),
+                                   "started_at": epoch(c.meta, "StartTime").isoformat(),
+                                   "duration_s": (epoch(c.meta, "StopTime") - epoch(c.meta, "StartTime"))
+                                   .total_seconds()} for i, c in enumerate(clips)],
                      "chain_head": links[-1].hex()},
     }
     manifest = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
@@ -334,3 +337,23 @@ def vault_proof(p: Platform, rec: Recording) -> tuple[bool, str | None]:
           == receipt.receipt.manifest_sha256 and receipt.receipt.recording_id == rec.id
           and key is not None and receipt.verify(key.public_key))
     return ok, (doc.get("manifest") or {}).get("chain_head")
+
+
+PROVENANCE = "axis-body-worn"
+
+
+def package_fields(p: Platform, db: Session, rec: Recording) -> dict:
+    """What a package carries of an Axis recording in place of the device-signed manifest: the vault's manifest
+    document (hashes on arrival) that its signed receipt states. Refused for clips the camera encrypted."""
+    from temoin.evidence.package import ExtractionError
+
+    container = db.scalar(select(AxisContainer).where(AxisContainer.recording_id == rec.id))
+    if container is not None and db.scalar(select(AxisObject.id).where(
+            AxisObject.container_id == container.id, AxisObject.kind == "key").limit(1)) is not None:
+        raise ExtractionError(409, f"{rec.id} came through the Axis Body Worn system with clips encrypted by the "
+                                   "camera: packages of such recordings are not supported yet")
+    doc = orjson.loads(rec.manifest)
+    return {"provenance": PROVENANCE, "integrity": PROOF, "trigger_detail": text(container.meta, "TriggerOn")
+            if container else None, "pre_event_buffer_s": None, "gps_track": doc["manifest"]["gps_track"],
+            "device": None, "device_manifest": None,
+            "vault_manifest": {"sha256": rec.manifest_sha256, "document": rec.manifest}}
