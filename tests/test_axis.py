@@ -498,3 +498,26 @@ def test_encrypted_axis_recording_is_refused_for_packages_with_a_reason(platform
                     json={"recording_ids": [rid], "recipient_name": "OPJ", "recipient_kind": "judicial_police",
                           "procedure_type": "judicial", "reference": "PV 1"})
     assert r.status_code == 409 and "encrypted by the camera" in r.text
+
+
+def test_technical_administrator_issues_the_connection_file_over_the_api(platform, client, commune):
+    from temoin.law.access import Role
+    from tests.helpers import sign_in
+
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    body = {"urls": ["http://testserver"], "want_encryption": False}
+    assert client.post("/api/v1/admin/axis/connection-file", json=body, headers={"X-CSRF-Token": csrf}
+                       ).status_code == 403
+    csrf = sign_in(platform, client, commune.users[Role.TECH_ADMIN])
+    r = client.post("/api/v1/admin/axis/connection-file", json=body, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
+    cf = r.json()
+    assert cf["WantEncryption"] is False and cf["BlobAPIUserName"].startswith(f"temoin-{SLUG}")
+    assert client.post("/api/v1/admin/axis/connection-file", json={"urls": ["ftp://x"]},
+                       headers={"X-CSRF-Token": csrf}).status_code == 422
+    client.cookies.clear()
+    bws = BodyWornSystem(cf, http=client)
+    bws.authenticate()
+    csrf = sign_in(platform, client, commune.users[Role.TECH_ADMIN])
+    assert client.post("/api/v1/admin/axis/revoke", headers={"X-CSRF-Token": csrf}).json() == {"revoked": 1}
+    assert _put(bws, "Users").status_code == 401

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from email.utils import formatdate
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -21,10 +21,15 @@ from temoin.identity.models import Tenant
 from temoin.platform import Platform
 from temoin.vault.crypto import RECORD_BYTES
 from temoin.vault.storage import StorageError
-from temoin.web.deps import get_db, get_platform
+from pydantic import BaseModel, Field
+
+from temoin.identity.service import actor_of
+from temoin.law.access import Permission
+from temoin.web.deps import Principal, get_db, get_platform, require
 
 log = logging.getLogger("temoin.axis")
 router = APIRouter(tags=["Axis Body Worn (Swift)"], include_in_schema=True)
+admin_router = APIRouter(prefix="/api/v1/admin/axis", tags=["Axis Body Worn (administration)"])
 
 TOKEN_TTL_S = 8 * 3600
 WRITE_ONLY = "the Axis Body Worn credential can only store content; reading, listing, copying or deleting it is refused"
@@ -230,3 +235,31 @@ async def _put_object(p: Platform, db: Session, tenant: Tenant, container: str, 
         raise
     obj = await run_in_threadpool(upload.finish)
     return _text(201, "created", headers={"Etag": obj.md5})
+
+
+class ConnectionFileIn(BaseModel):
+    urls: list[str] = Field(min_length=1, max_length=10, description="addresses of Témoin the docking stations reach")
+    certificates: list[str] = Field(default_factory=list, max_length=10,
+                                    description="PEM certificates of Témoin's HTTPS server")
+    want_encryption: bool = True
+    container_type: str = "mp4"
+
+
+@admin_router.post("/connection-file", summary="Issue the connection file for AXIS Body Worn Manager (rotates)")
+def issue_connection_file(body: ConnectionFileIn, who: Principal = require(Permission.ADMIN_DEVICES),
+                          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+    try:
+        issued = connection.issue(p, db, who.tenant, urls=body.urls, by=actor_of(who.user),
+                                  certificates=[c.encode() for c in body.certificates],
+                                  want_encryption=body.want_encryption, container_type=body.container_type)
+    except connection.AxisConnectionError as exc:
+        raise HTTPException(422, exc.message) from None
+    return Response(issued.json_bytes(), media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="temoin-axis-{who.tenant.slug}.json"',
+                             "Cache-Control": "no-store"})
+
+
+@admin_router.post("/revoke", summary="Revoke the tenant's Axis connection")
+def revoke_connection(who: Principal = require(Permission.ADMIN_DEVICES), db: Session = Depends(get_db),
+                      p: Platform = Depends(get_platform)) -> dict:
+    return {"revoked": connection.revoke(p, db, who.tenant, by=actor_of(who.user))}
