@@ -56,7 +56,7 @@ def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, b
     categories = bws.read_json("Categories.json")
     assert {"Id": "violence", "Name": "violences"} in categories
     user = _enrolled(bws, commune)
-    rec = sample_recording(user, "ACCC8E000001", bookmarks=[Bookmark(at=datetime.now(UTC), description="Interpellation à 12h", category_id="arrest",
+    rec = sample_recording(user, "ACCC8E000001", place=(48.8566, 2.3522), bookmarks=[Bookmark(at=datetime.now(UTC), description="Interpellation à 12h", category_id="arrest",
         category_name="interpellation", tags="TriggerOn:Button")])
     container = bws.upload(rec, complete=False)
     with platform.session() as db:
@@ -73,6 +73,7 @@ def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, b
         assert len(doc["manifest"]["gps_track"]) == len(rec.track)
         assert hashlib.sha256(stored.manifest.encode()).hexdigest() == stored.manifest_sha256
         assert stored.agent_user_id is not None  # matched to the Témoin agent by matricule
+        assert stored.outside_territory is True  # GNSS fixes in Paris: outside the commune's territory
         # Encrypted by the camera for Témoin: the received bytes are the evidence; they decrypt to the clip.
         from temoin.axis.vault import clip_plaintext
 
@@ -449,6 +450,7 @@ def test_demo_hand_over(platform, commune, server_url):
     with platform.session() as db:
         stored = db.scalar(select(Recording))
         assert stored.state == RecordingState.STORED and stored.categories == ["refusal_to_comply"]
+        assert stored.outside_territory is False  # a walk along the demo commune's Avenue de la Mer
         assert len(orjson.loads(stored.manifest)["manifest"]["gps_track"]) == 7
 
 
@@ -521,3 +523,23 @@ def test_technical_administrator_issues_the_connection_file_over_the_api(platfor
     csrf = sign_in(platform, client, commune.users[Role.TECH_ADMIN])
     assert client.post("/api/v1/admin/axis/revoke", headers={"X-CSRF-Token": csrf}).json() == {"revoked": 1}
     assert _put(bws, "Users").status_code == 401
+
+
+def test_retention_destroys_everything_the_axis_system_sent(platform, client, commune, bws):
+    from datetime import timedelta
+
+    from temoin.vault import retention
+
+    user = _enrolled(bws, commune)
+    container = bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
+    with platform.session() as db:
+        rec = db.scalar(select(Recording))
+        folder = platform.store.blobs / SLUG / rec.id
+        names = sorted(p.name for p in folder.iterdir())
+        assert len(names) == 4  # the clip (segment 0), its key file, the GNSS trail and its key file
+        result = retention.sweep(platform, db, now=rec.retention_until + timedelta(days=1), orphans=False)
+        assert result.deleted == [rec.id]
+    assert not folder.exists()  # clips, key files and GNSS trail go with the recording
+    with platform.session() as db:
+        assert db.get(Recording, rec.id).wrapped_key is None
+    assert _put(bws, container, "late.mp4", body=b"x").status_code == 403

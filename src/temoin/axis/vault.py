@@ -37,11 +37,13 @@ from temoin.errors import Forbidden, InvalidInput
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import Receipt, SignedReceipt
 from temoin.geo.communes import commune_of
+from temoin.geo.territory import contains
 from temoin.identity.devices import device_actor
 from temoin.identity.models import Device, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.platform import Platform
+from temoin.vault.field_checks import Flag
 from temoin.vault.models import Quarantine, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
 
@@ -250,6 +252,11 @@ def complete(p: Platform, db: Session, tenant: Tenant, container: AxisContainer)
     rec.retention_until = profile.retention.deadline(started)
     rec.categories = categories
     rec.commune = commune_of(tenant.territory, ((f["lat"], f["lon"]) for f in track))
+    # Place (R241-10): a GNSS fix outside the authorised territory flags the recording, as for native cameras.
+    rec.outside_territory = bool(tenant.territory) and any(not contains(tenant.territory, f["lat"], f["lon"])
+                                                           for f in track)
+    if not tenant.territory:
+        rec.flags = [Flag.TERRITORY_UNKNOWN.value]
     rec.manifest, rec.manifest_sha256 = manifest, hashlib.sha256(manifest.encode()).hexdigest()
     rec.chain_head, rec.segment_count, rec.size_bytes = links[-1].hex(), len(clips), sum(c.size for c in clips)
     rec.state_reason = "received through the Axis Body Worn system: " + PROOF
@@ -270,7 +277,8 @@ def complete(p: Platform, db: Session, tenant: Tenant, container: AxisContainer)
                  "axis_trigger_on": text(meta, "TriggerOn"), "bytes": rec.size_bytes,
                  "segments": rec.segment_count, "manifest_sha256": rec.manifest_sha256,
                  "retention_until": rec.retention_until.isoformat(), "encrypted_by_camera": encrypted,
-                 "gnss_fixes": len(track), "bookmarks": len(marks), "integrity": PROOF}), tenant)
+                 "gnss_fixes": len(track), "bookmarks": len(marks), "outside_territory": rec.outside_territory,
+                 "integrity": PROOF}), tenant)
     db.commit()
     _sweep_staging(p, tenant, rec.id)
     return rec
