@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import common
-from common import Results, console
+from common import Results
 
 MiB = 1024 * 1024
 

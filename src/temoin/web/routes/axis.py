@@ -11,6 +11,7 @@ from email.utils import formatdate
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
@@ -18,13 +19,11 @@ from starlette.requests import ClientDisconnect
 from temoin import errors
 from temoin.axis import connection, store
 from temoin.identity.models import Tenant
+from temoin.identity.service import actor_of
+from temoin.law.access import Permission
 from temoin.platform import Platform
 from temoin.vault.crypto import RECORD_BYTES
 from temoin.vault.storage import StorageError
-from pydantic import BaseModel, Field
-
-from temoin.identity.service import actor_of
-from temoin.law.access import Permission
 from temoin.web.deps import Principal, get_db, get_platform, require
 
 log = logging.getLogger("temoin.axis")
