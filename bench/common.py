@@ -195,11 +195,12 @@ def percentile(sorted_values: list[float], q: float) -> float:
 # --- setup: tenants, cameras, users ---------------------------------------------------------------
 
 def make_tenant(p, slug: str, profile: str = "fr-police-municipale", cameras: int = 50):  # noqa: ANN001, ANN201
+    from temoin.demo.commune import territory
     from temoin.identity import service
 
-    with p.session() as db:
+    with p.session() as db:  # the French profile requires the authorised territory (R241-8 II)
         tenant = service.create_tenant(p, db, slug=slug, name=slug.title(), profile=profile,
-                                       authorised_cameras=cameras)
+                                       authorised_cameras=cameras, territory=territory())
         db.commit()
         return tenant
 

@@ -56,6 +56,7 @@ FRAMEWORK_PATHS = {"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", 
 PUBLIC = "public"  # anyone, signed in or not
 DEVICE = "device"  # a request signed by an enrolled camera (current_device)
 SESSION = "session"  # any signed-in user, whatever the role (current_principal)
+AXIS = "axis"  # an Axis Body Worn token (temoin.axis.connection.check_token): write-only, never a user's content
 UNGUARDED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/session"): PUBLIC,  # sign-in, first factor
     ("POST", "/api/v1/session/totp"): PUBLIC,  # sign-in, second factor
@@ -94,6 +95,33 @@ UNGUARDED: dict[tuple[str, str], str] = {
     ("POST", "/account/tokens/{token_id}/revoke"): SESSION,
     ("POST", "/logout"): SESSION,
     ("GET", "/api/v1/map/basemap"): SESSION,  # the commune's outline and streets: no content
+    # The Axis Body Worn system: Swift sign-in with its connection file's credential, then its token (temoin.axis).
+    ("GET", "/auth/v1.0"): PUBLIC,
+    ("GET", "/auth/v1.0/"): PUBLIC,
+    ("GET", "/v1/{account}"): AXIS,
+    ("HEAD", "/v1/{account}"): AXIS,
+    ("PUT", "/v1/{account}"): AXIS,
+    ("POST", "/v1/{account}"): AXIS,
+    ("DELETE", "/v1/{account}"): AXIS,
+    ("COPY", "/v1/{account}"): AXIS,
+    ("GET", "/v1/{account}/"): AXIS,
+    ("HEAD", "/v1/{account}/"): AXIS,
+    ("PUT", "/v1/{account}/"): AXIS,
+    ("POST", "/v1/{account}/"): AXIS,
+    ("DELETE", "/v1/{account}/"): AXIS,
+    ("COPY", "/v1/{account}/"): AXIS,
+    ("GET", "/v1/{account}/{container}"): AXIS,
+    ("HEAD", "/v1/{account}/{container}"): AXIS,
+    ("PUT", "/v1/{account}/{container}"): AXIS,
+    ("POST", "/v1/{account}/{container}"): AXIS,
+    ("DELETE", "/v1/{account}/{container}"): AXIS,
+    ("COPY", "/v1/{account}/{container}"): AXIS,
+    ("GET", "/v1/{account}/{container}/{name:path}"): AXIS,
+    ("HEAD", "/v1/{account}/{container}/{name:path}"): AXIS,
+    ("PUT", "/v1/{account}/{container}/{name:path}"): AXIS,
+    ("POST", "/v1/{account}/{container}/{name:path}"): AXIS,
+    ("DELETE", "/v1/{account}/{container}/{name:path}"): AXIS,
+    ("COPY", "/v1/{account}/{container}/{name:path}"): AXIS,
 }
 
 

@@ -41,6 +41,8 @@ app.add_typer(report_app, name="report")
 app.add_typer(cctv_app, name="cctv")
 from temoin.keys_cli import keys_app  # noqa: E402
 app.add_typer(keys_app, name="keys")
+from temoin.axis.cli import axis_app  # noqa: E402
+app.add_typer(axis_app, name="axis")
 app.command("verify")(verify_command)
 app.command("extract")(extract_command)
 

@@ -1,5 +1,6 @@
 """Every domain's tables, gathered for migrations. Domain packages own their models."""
 
+from temoin.axis import models as axis_models  # noqa: F401
 from temoin.db import Base
 from temoin.evidence import models as evidence_models  # noqa: F401
 from temoin.identity import models as identity_models  # noqa: F401

@@ -209,6 +209,9 @@ def run_demo(host: str, port: int, recordings: int, console: Console, cameras: i
         cctv = network.register(p, p.tenant(db, TENANT))
     enrolled = ensure_cameras(p, base_url, max(cameras, 1))
     uploaded = upload_samples(p, base_url, enrolled, recordings, console)
+    from temoin.demo.axis_sample import hand_over  # an Axis Body Worn camera's recording, through the Swift API
+
+    hand_over(p, base_url, TENANT, "PM-0101", console)
     fleet_cameras = enrolled[:cameras]
     assigned = ensure_shifts(p, fleet_cameras)
     table = Table("user", "role", "password", title="Demo users (TOTP: `temoin admin user totp USER`)")

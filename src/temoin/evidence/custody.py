@@ -163,8 +163,14 @@ def render_pdf(*, extraction: dict[str, Any], recordings: list[dict[str, Any]], 
             f" — déclenchement / trigger {rec['trigger']} — personnes informées / persons informed: "
             f"{'oui / yes' if rec['persons_informed'] else 'non / no (' + str(rec['not_informed_reason']) + ')'}",
             9)
-        pdf.line_of(f"Manifeste signé par la caméra / device-signed manifest SHA-256 "
-                    f"{rec['device_manifest']['sha256']}; chaîne / chain head {rec['chain_head']}", 8, 4.2)
+        if rec.get("vault_manifest"):  # Axis Body Worn: the camera signs nothing, the vault hashed on arrival
+            pdf.line_of(f"Reçu par le système Axis Body Worn, sans signature de la caméra : empreintes prises par le "
+                        f"coffre à l'arrivée / received through the Axis Body Worn system, no device signature: "
+                        f"hashes taken by the vault on arrival, document SHA-256 {rec['vault_manifest']['sha256']}; "
+                        f"chaîne / chain head {rec['chain_head']}", 8, 4.2)
+        else:
+            pdf.line_of(f"Manifeste signé par la caméra / device-signed manifest SHA-256 "
+                        f"{rec['device_manifest']['sha256']}; chaîne / chain head {rec['chain_head']}", 8, 4.2)
         for lost in rec.get("lost_segments") or []:
             pdf.line_of(f"Segment {lost['index']} perdu à la caméra / lost at the camera : "
                         f"{paris(datetime.fromisoformat(lost['started_at']))} → "

@@ -311,9 +311,13 @@ def prepare(p: Platform, db: Session, user: User, request: ExtractionRequest) ->
 
 
 def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) -> _Recording:
-    envelope = SignedManifest.model_validate_json(rec.manifest)
-    key = recording_key(db, envelope.manifest)  # the camera's key when it signed, not necessarily today's
-    if key is None:
+    from temoin.axis import vault as axis_vault
+
+    # Through the Axis Body Worn system: no device signature, the proof is the vault's hashes on arrival.
+    axis = axis_vault.package_fields(p, db, rec) if axis_vault.is_axis(rec) else None
+    envelope = SignedManifest.model_validate_json(rec.manifest) if axis is None else None
+    key = recording_key(db, envelope.manifest) if envelope else None  # the camera's key when it signed
+    if key is None and axis is None:
         raise ExtractionError(409, f"{rec.id}: no key of camera {rec.device_id} was valid when its manifest was "
                                    f"signed ({signing_time(envelope.manifest).isoformat()}): the platform cannot "
                                    "certify it, so it cannot be extracted")
@@ -327,18 +331,22 @@ def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) ->
     row = {
         "id": rec.id, "camera_id": rec.device_id, "agent": rec.agent_ref,
         "started_at": rec.started_at.isoformat(), "ended_at": rec.ended_at.isoformat(), "trigger": rec.trigger,
-        "trigger_detail": envelope.manifest.trigger_detail, "persons_informed": rec.persons_informed,
+        "trigger_detail": envelope.manifest.trigger_detail if envelope else axis["trigger_detail"],
+        "persons_informed": rec.persons_informed,
         "not_informed_reason": rec.not_informed_reason, "outside_territory": rec.outside_territory,
         "clock_offset_ms": rec.clock_offset_ms, "clock_drift": rec.clock_drift_flag,
-        "pre_event_buffer_s": envelope.manifest.pre_event_buffer_s, "categories": list(rec.categories or []),
+        "pre_event_buffer_s": envelope.manifest.pre_event_buffer_s if envelope else None,
+        "categories": list(rec.categories or []),
         "stored_at": rec.stored_at.isoformat() if rec.stored_at else None,
         "retention_until": rec.retention_until.isoformat(),
         "hold": {"procedure": held.procedure_type, "reference": held.reference} if held else None,
-        "gps_track": [fix.model_dump(mode="json") for fix in envelope.manifest.gps_track],
+        "gps_track": [fix.model_dump(mode="json") for fix in envelope.manifest.gps_track] if envelope
+        else axis["gps_track"],
         "device": {"public_key": b64e(key.public_key), "sha256_fingerprint": hashlib.sha256(key.public_key).hexdigest(),
                    # As stored: the recipient's verify, not this builder, judges it.
-                   "certificate": orjson.loads(key.certificate) if key.certificate else None},
-        "device_manifest": {"sha256": rec.manifest_sha256, "envelope": rec.manifest},
+                   "certificate": orjson.loads(key.certificate) if key.certificate else None} if key else None,
+        "device_manifest": {"sha256": rec.manifest_sha256, "envelope": rec.manifest} if envelope else None,
+        **({k: axis[k] for k in ("provenance", "integrity", "vault_manifest")} if axis else {}),
         "receipt": orjson.loads(rec.receipt) if rec.receipt else None,
         "segments": [{"index": s.index, "size": s.size, "sha256": s.sha256, "chain": s.chain,
                       "started_at": s.started_at.isoformat(), "duration_s": s.duration_s} for s in rec.segments],

@@ -504,6 +504,9 @@ class Integrity:
     lost: list[LostSegment] = field(default_factory=list)
     # Missing from the vault though the signed receipt does not declare them lost (a catalogue altered since).
     undeclared: list[int] = field(default_factory=list)
+    # What signature_ok stands for: the camera's signature of its manifest, or (a recording that came through the
+    # Axis Body Worn system, whose cameras sign nothing for Témoin) the vault's own record of its hash on arrival.
+    proof: str = "device_signature"
 
     @property
     def verdict(self) -> str:
@@ -517,7 +520,8 @@ class Integrity:
     def summary(self) -> str:
         if self.verdict == "damaged":
             failed = [f"{what} failed" for what, ok in (
-                ("device signature", self.signature_ok), ("segment chain", self.chain_ok),
+                ("device signature" if self.proof == "device_signature" else "vault's hash record on arrival",
+                 self.signature_ok), ("segment chain", self.chain_ok),
                 ("last re-read", not self.last_full_check or self.last_full_check.ok)) if not ok]
             if self.undeclared:
                 failed.append(f"segments {self.undeclared} are not in the vault and the signed receipt does not "
@@ -525,12 +529,31 @@ class Integrity:
             return f"NOT intact: {'; '.join(failed)}"
         if self.lost:
             return lost_phrase(self.lost)
+        if self.proof == "vault_hash_on_arrival":
+            return ("intact: hashes taken by the vault on arrival (Axis camera: no device signature), segment chain "
+                    "and every segment verified")
         return "intact: device signature, segment chain and every segment verified"
 
 
 def integrity_of(p: Platform, db: Session, rec: Recording) -> Integrity:
     """What is known of a recording's integrity, and when it was checked. Cheap: no blob is read."""
+    from temoin.axis.vault import is_axis, vault_proof
     from temoin.evidence.chain import chain_links
+
+    if is_axis(rec):  # no device signature: the proof starts at the vault's hash on arrival (docs/axis.md)
+        signature_ok, head = vault_proof(p, rec)
+    else:
+        signature_ok, head = _device_proof(p, db, rec)
+    links = chain_links(rec.id, (bytes.fromhex(s.sha256) for s in rec.segments))
+    chain_ok = bool(links) and links[-1].hex() == rec.chain_head == head
+    lost = lost_segments(rec)
+    declared = set(declared_lost(rec))
+    return Integrity(rec.stored_at, signature_ok, chain_ok, utcnow(), last_full_check(db, rec),
+                     [x for x in lost if x.index in declared], [x.index for x in lost if x.index not in declared],
+                     "vault_hash_on_arrival" if is_axis(rec) else "device_signature")
+
+
+def _device_proof(p: Platform, db: Session, rec: Recording) -> tuple[bool, str | None]:
     from temoin.evidence.manifest import SignedManifest
     from temoin.identity.devices import certificate_of, recording_key
 
@@ -543,12 +566,7 @@ def integrity_of(p: Platform, db: Session, rec: Recording) -> Integrity:
         head = envelope.manifest.chain_head
     except ValueError:
         signature_ok, head = False, None
-    links = chain_links(rec.id, (bytes.fromhex(s.sha256) for s in rec.segments))
-    chain_ok = bool(links) and links[-1].hex() == rec.chain_head == head
-    lost = lost_segments(rec)
-    declared = set(declared_lost(rec))
-    return Integrity(rec.stored_at, signature_ok, chain_ok, utcnow(), last_full_check(db, rec),
-                     [x for x in lost if x.index in declared], [x.index for x in lost if x.index not in declared])
+    return signature_ok, head
 
 
 def last_full_check(db: Session, rec: Recording) -> FullCheck | None:

@@ -49,7 +49,7 @@ class BlobStore(Protocol):
     def sync_staged(self, key: str) -> None: ...
     def open_staged(self, key: str) -> BinaryIO: ...
     def discard_staged(self, key: str) -> None: ...
-    def promote(self, key: str) -> None: ...
+    def promote(self, key: str, final_key: str | None = None) -> None: ...
     def exists(self, key: str) -> bool: ...
     def open(self, key: str) -> BinaryIO: ...
     def delete_prefixes(self, prefixes: list[str]) -> int: ...
@@ -151,9 +151,10 @@ class LocalBlobStore:
         if path.exists():
             os.truncate(path, length)
 
-    def promote(self, key: str) -> None:
-        """Staged -> final, atomically. Idempotent: a promote repeated after a crash does nothing."""
-        src, dst = self._path(self.staging, key), self._path(self.blobs, key)
+    def promote(self, key: str, final_key: str | None = None) -> None:
+        """Staged -> final (under `final_key` if given), atomically. Idempotent: a promote repeated after a
+        crash does nothing."""
+        src, dst = self._path(self.staging, key), self._path(self.blobs, final_key or key)
         if not src.exists():
             if dst.exists():
                 return
@@ -177,6 +178,10 @@ class LocalBlobStore:
             return self._path(self.blobs, key).open("rb")
         except FileNotFoundError:
             raise BlobMissing(f"blob {key} is missing from the store") from None
+
+    def discard(self, key: str) -> None:
+        """Remove one final blob (an Axis object replaced by a newer version before it became evidence)."""
+        self._path(self.blobs, key).unlink(missing_ok=True)
 
     def size(self, key: str) -> int:
         return self._path(self.blobs, key).stat().st_size

@@ -20,7 +20,7 @@ from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
 from temoin.web import hardening, pages, problems, refusals
-from temoin.web.routes import (admin, camera, cctv, dispatch, extractions, ingest, journal, keys, live, maps,
+from temoin.web.routes import (admin, axis, camera, cctv, dispatch, extractions, ingest, journal, keys, live, maps,
                                recordings, reports, rights, session, shifts)
 
 log = logging.getLogger("temoin.retention")
@@ -87,7 +87,8 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     for router in (session.router, ingest.router, recordings.router, journal.router, admin.router,
                    admin.devices_router, shifts.router, camera.router, live.router, live.pages, cctv.router,
                    cctv.pages, dispatch.router, dispatch.pages, extractions.router, extractions.pages, rights.router,
-                   rights.pages, reports.router, reports.pages, maps.router, keys.router, pages.router):
+                   rights.pages, reports.router, reports.pages, maps.router, keys.router, axis.router, axis.admin_router,
+                   pages.router):
         app.include_router(router)
 
     @app.get("/api/v1/platform", tags=["platform"], summary="Platform public key and clock")

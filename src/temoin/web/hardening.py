@@ -67,6 +67,8 @@ def body_rules(settings: Settings) -> list[BodyRule]:
         BodyRule("POST", re.compile(r"^/api/v1/ingest/recordings$"), settings.max_manifest_bytes,
                  "a recording manifest"),
         BodyRule("POST", re.compile(r"^/api/v1/cctv/import$"), MAX_FILE_BYTES, "a CCTV registry file"),
+        # Axis Body Worn objects (clips, trails...): streamed and sealed by the route, which applies each kind's limit.
+        BodyRule("PUT", re.compile(r"^/v1/[^/]+/[^/]+/.+$"), settings.max_segment_bytes, "an Axis Body Worn object"),
     ]
 
 

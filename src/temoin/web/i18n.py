@@ -246,6 +246,15 @@ TEXTS: dict[str, dict[str, str]] = {
     "download": {"fr": "Télécharger", "en": "Download"},
     "network_error": {"fr": "Le serveur ne répond pas : vérifiez la connexion et réessayez.",
                       "en": "The server does not answer: check the connection and try again."},
+    "axis_provenance": {"fr": "Provenance", "en": "Provenance"},
+    "axis_proof_ok": {"fr": "reçu par le système Axis Body Worn ; caméra sans signature : la preuve d'intégrité part "
+                            "des empreintes SHA-256 prises par le coffre à l'arrivée (reçu signé)",
+                      "en": "received through the Axis Body Worn system; the camera signs nothing: the integrity proof "
+                            "starts at the SHA-256 hashes the vault took on arrival (signed receipt)"},
+    "axis_proof_bad": {"fr": "reçu par le système Axis Body Worn : le relevé des empreintes à l'arrivée ne correspond "
+                             "plus (altéré)",
+                       "en": "received through the Axis Body Worn system: the record of hashes on arrival no longer "
+                             "matches (altered)"},
     "category.violence": {"fr": "violences", "en": "violence"},
     "category.outrage": {"fr": "outrage", "en": "insulting an officer"},
     "category.arrest": {"fr": "interpellation", "en": "arrest"},

@@ -292,7 +292,10 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
         return not_found(request, who)
     rec = catalogue.get_visible(p, db, who.user, recording_id)
     lost = {x.index for x in catalogue.lost_segments(rec)}
-    urls = [None if s.index in lost else f"/api/v1/recordings/{rec.id}/segments/{s.index}?grant={grant}"
+    from temoin.axis.vault import is_axis
+
+    play = "&play=1" if is_axis(rec) else ""  # an Axis camera may have encrypted its clips for the vault
+    urls = [None if s.index in lost else f"/api/v1/recordings/{rec.id}/segments/{s.index}?grant={grant}{play}"
             for s in rec.segments]  # by segment index; a lost one has none
     return _recording_page(request, who, p, db, recording_id, segment_urls=urls, grant=grant)
 

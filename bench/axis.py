@@ -1,0 +1,138 @@
+"""A large clip through the Axis Swift PUT (target: ≥ 0.5 × the in-memory SHA-256 + AES-256-GCM rate; server peak
+RSS reported).
+
+Sets up a tenant, an Axis connection, a user and a camera in-process (same SQLite database), starts the real server
+(`temoin serve`, TEMOIN_HOME the temporary folder) in a subprocess, then does what the Body Worn system does: auth,
+recording container, one clip PUT streamed from a generator with Content-Length (the client never holds more than
+1 MiB), Status Complete. In the same run, the in-memory rate of what the vault does to every byte (SHA-256 + AES-256-GCM
+records of 1 MiB), single thread, over the same bytes; and the same plus MD5 (the Swift ETag the vault also computes).
+
+    .venv/bin/python bench/axis.py            # a 1 GiB clip
+    .venv/bin/python bench/axis.py --quick    # 128 MiB
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import common
+from common import Results
+
+MiB = 1024 * 1024
+
+
+def blocks(total_mib: int, base: bytes):  # noqa: ANN201
+    for j in range(total_mib):
+        yield struct.pack(">Q", j) + base[8:]
+
+
+def in_memory(total_mib: int, base: bytes, md5: bool) -> float:
+    from temoin.vault import crypto
+
+    sealer = crypto.Sealer(crypto.new_data_key(), crypto.new_header())
+    hasher, etag = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    t = time.perf_counter()
+    for block in blocks(total_mib, base):
+        hasher.update(block)
+        if md5:
+            etag.update(block)
+        sealer.seal_record(block)
+    return total_mib * MiB / (time.perf_counter() - t)
+
+
+def main() -> int:
+    ap = common.parser(__doc__.split("\n\n")[0])
+    ap.add_argument("--mib", type=int, default=None, help="clip size in MiB (default 1024, --quick 128)")
+    args = ap.parse_args()
+    total_mib = args.mib or (128 if args.quick else 1024)
+    base = os.urandom(MiB)
+    results = Results("Axis Swift PUT of one clip", f"{total_mib} MiB")
+    with common.bench_home(args, "axis") as home:
+        import httpx
+
+        from temoin.axis import connection
+        from temoin.axis.simulator import BodyWornSystem
+        from temoin.journal.entry import Actor
+
+        p = common.open_platform(home)
+        from temoin.demo.commune import territory
+        from temoin.identity import service
+
+        with p.session() as db:
+            service.create_tenant(p, db, slug="bench", name="Bench", profile="fr-police-municipale",
+                                  authorised_cameras=4, territory=territory())
+            db.commit()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        url = f"http://127.0.0.1:{port}"
+        with p.session() as db:
+            cf = connection.issue(p, db, p.tenant(db, "bench"), urls=[url], by=Actor.system("bench"),
+                                  want_encryption=False).connection_file
+        p.close()
+        env = {**os.environ, "TEMOIN_HOME": str(home), "TEMOIN_INSECURE_COOKIES": "1"}
+        log = (home / "server.log").open("wb")
+        server = subprocess.Popen([str(Path(sys.executable).with_name("temoin")), "serve", "--host", "127.0.0.1",
+                                   "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/api/v1/platform", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not start: see {home / 'server.log'}")
+                time.sleep(0.2)
+            bws = BodyWornSystem(cf, http=httpx.Client(timeout=600))
+            bws.authenticate()
+            user = str(uuid.uuid4())
+            bws.register_user(user, "Bench")
+            bws.register_device("BENCH1", "bench")
+            start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+            container = f"{user}_BENCH1_{start:%Y%m%dT%H%M%SZ}"
+            bws.request("PUT", container, expect=(201,))
+            common.reset_peak_rss(server.pid)
+            idle_hwm, _ = common.peak_rss_mib(server.pid)
+            t = time.perf_counter()
+            meta = {"X-Object-Meta-Starttime": str(int(start.timestamp())),
+                    "X-Object-Meta-Stoptime": str(int(start.timestamp()) + 600)}
+            r = bws.http.put(bws._url(container, "clip.mp4"), content=blocks(total_mib, base),
+                             headers={"X-Auth-Token": bws.token, "Content-Length": str(total_mib * MiB), **meta})
+            assert r.status_code == 201, r.text
+            bws.complete(container)
+            wall = time.perf_counter() - t
+            hwm, _ = common.peak_rss_mib(server.pid)
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        limit = in_memory(min(total_mib, 512), base, md5=False)
+        limit_md5 = in_memory(min(total_mib, 512), base, md5=True)
+        rate = total_mib * MiB / wall
+        results.add("PUT + Complete", f"{rate / 1e6:.0f} MB/s ({wall:.1f} s for {total_mib} MiB)")
+        results.add("in-memory SHA-256 + AES-GCM", f"{limit / 1e6:.0f} MB/s")
+        results.add("ratio to it", f"{rate / limit:.2f}", "≥ 0.5", rate / limit >= 0.5, ratio=rate / limit)
+        results.add("ratio to SHA-256 + MD5 + AES-GCM", f"{rate / limit_md5:.2f}", ratio_md5=rate / limit_md5)
+        results.add("server peak RSS during the PUT", f"{hwm:.0f} MiB (idle {idle_hwm:.0f} MiB)", peak_mib=hwm)
+        results.print()
+        results.write_json(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    common.main_guard(main)

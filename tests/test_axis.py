@@ -1,0 +1,545 @@
+"""Témoin as the content destination of the Axis Body Worn system (temoin.axis, docs/axis.md).
+
+A simulated Body Worn system, written from Axis's integration API, talks to the real application over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from temoin.axis import connection
+from temoin.axis.simulator import BodyWornSystem, Bookmark, sample_recording
+from temoin.journal.entry import Actor
+from temoin.vault.models import Quarantine, Recording, RecordingState
+from tests.helpers import agent_number, make_commune
+
+SLUG = "la-grande-motte"
+
+
+def _connection_file(p, *, encryption: bool = True, url: str = "http://testserver", certificates=()) -> dict:
+    with p.session() as db:
+        issued = connection.issue(p, db, p.tenant(db, SLUG), urls=[url], by=Actor.system("test"),
+                                  want_encryption=encryption, certificates=list(certificates))
+    return orjson.loads(issued.json_bytes())
+
+
+@pytest.fixture
+def commune(platform):
+    return make_commune(platform, SLUG, cameras=0, authorised=2)
+
+
+@pytest.fixture
+def bws(platform, client, commune) -> BodyWornSystem:
+    system = BodyWornSystem(_connection_file(platform), http=client)
+    system.authenticate()
+    return system
+
+
+def _enrolled(bws: BodyWornSystem, commune, serial: str = "ACCC8E000001") -> str:
+    user = str(uuid.uuid4())
+    bws.register_system()
+    bws.register_user(user, "Agent Dupont", agent_number(commune))
+    assert bws.register_device(serial, "Caméra 1").status_code == 201
+    return user
+
+
+def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, bws):
+    caps = bws.capabilities()
+    for name in ("StoreReadSystemID", "StoreUserIDKey", "StoreBookmarks", "StoreGNSSTrackRecording",
+                 "StoreRejectedContent", "StoreSignedVideo", "ReadCategories"):
+        assert caps[name] is True
+    categories = bws.read_json("Categories.json")
+    assert {"Id": "violence", "Name": "violences"} in categories
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", place=(48.8566, 2.3522), bookmarks=[Bookmark(at=datetime.now(UTC), description="Interpellation à 12h", category_id="arrest",
+        category_name="interpellation", tags="TriggerOn:Button")])
+    container = bws.upload(rec, complete=False)
+    with platform.session() as db:
+        receiving = db.scalar(select(Recording).where(Recording.trigger == "axis"))
+        assert receiving.state == RecordingState.RECEIVING
+    bws.complete(container)
+    with platform.session() as db:
+        stored = db.scalar(select(Recording).where(Recording.trigger == "axis"))
+        assert stored.state == RecordingState.STORED
+        assert stored.segment_count == len(rec.clips)
+        assert [s.duration_s for s in stored.segments] == [2.0, 2.0]
+        assert stored.categories == ["arrest"]
+        doc = orjson.loads(stored.manifest)
+        assert len(doc["manifest"]["gps_track"]) == len(rec.track)
+        assert hashlib.sha256(stored.manifest.encode()).hexdigest() == stored.manifest_sha256
+        assert stored.agent_user_id is not None  # matched to the Témoin agent by matricule
+        assert stored.outside_territory is True  # GNSS fixes in Paris: outside the commune's territory
+        # Encrypted by the camera for Témoin: the received bytes are the evidence; they decrypt to the clip.
+        from temoin.axis.vault import clip_plaintext
+
+        assert clip_plaintext(platform, db, stored, 0) == rec.clips[0].data
+        assert stored.segments[0].sha256 != hashlib.sha256(rec.clips[0].data).hexdigest()
+        # Review: provenance shown, integrity intact from the vault's hashes; a full re-read finds nothing wrong.
+        from temoin.vault import catalogue
+        from temoin.vault.scrub import check_recording
+
+        integrity = catalogue.integrity_of(platform, db, stored)
+        assert integrity.verdict == "intact" and integrity.proof == "vault_hash_on_arrival"
+        assert check_recording(platform, stored, SLUG)[0] == []
+        rec_id = stored.id
+        # Altering the manifest document the vault wrote on arrival is detected.
+        stored.manifest = stored.manifest.replace('"violence"', '"x"').replace(rec.serial, "ACCC8E999999")
+        assert catalogue.integrity_of(platform, db, stored).verdict == "damaged"
+        db.rollback()
+    from temoin.law.access import Role
+    from tests.helpers import sign_in
+
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    page = client.get(f"/recordings/{rec_id}")
+    assert page.status_code == 200 and "Axis Body Worn" in page.text
+    # Playback with a motive: the encrypted clip plays decrypted; the original (received) bytes stay available.
+    r = client.post(f"/api/v1/recordings/{rec_id}/consultations", headers={"X-CSRF-Token": csrf},
+                    json={"motive": {"code": "report_facts", "text": "Axis playback"}})
+    assert r.status_code == 201, r.text
+    grant = r.json()["grant"]
+    played = client.get(f"/api/v1/recordings/{rec_id}/segments/0", params={"grant": grant, "play": 1})
+    assert played.status_code == 200 and played.content == rec.clips[0].data
+    original = client.get(f"/api/v1/recordings/{rec_id}/segments/0", params={"grant": grant})
+    assert original.content != rec.clips[0].data and len(original.content) % 16 == 0
+
+
+def _put(bws, container, name=None, body=b"", **headers):
+    return bws.request("PUT", container, name, body=body, headers=headers)
+
+
+def test_auth_tokens_and_revocation(platform, client, commune, bws):
+    cf = _connection_file(platform)  # a new file: the previous credential and its tokens stop working
+    assert _put(bws, "Users").status_code == 401
+    assert client.get("/auth/v1.0", headers={"X-Auth-User": bws.cf["BlobAPIUserName"],
+                                             "X-Auth-Key": bws.cf["BlobAPIKey"]}).status_code == 401
+    assert client.get("/auth/v1.0", headers={"X-Auth-User": cf["BlobAPIUserName"],
+                                             "X-Auth-Key": "wrong"}).status_code == 401
+    assert client.get("/auth/v1.0").status_code == 401
+    fresh = BodyWornSystem(cf, http=client)
+    fresh.authenticate()
+    assert fresh.storage_url == f"http://testserver/v1/AUTH_{SLUG}"
+    # No token, a forged one, an expired one: 401 and nothing created.
+    for token in ("", "AUTH_tk" + "A" * 64, fresh.token[:-2] + ("AA" if not fresh.token.endswith("AA") else "BB")):
+        r = client.put(f"{fresh.storage_url}/Users", headers={"X-Auth-Token": token})
+        assert r.status_code == 401
+    with platform.session() as db:
+        from temoin.axis.models import AxisConnection, AxisContainer
+
+        conn = db.scalar(select(AxisConnection).where(AxisConnection.revoked_at.is_(None)))
+        expired, _ = connection.new_token(platform, conn, -1)
+        assert client.put(f"{fresh.storage_url}/Users", headers={"X-Auth-Token": expired}).status_code == 401
+        assert db.scalar(select(AxisContainer)) is None
+        stored_hash = conn.key_hash
+    assert cf["BlobAPIKey"] not in stored_hash and len(stored_hash) == 64  # stored hashed
+    # Another tenant's account with this token: 403.
+    assert client.put(fresh.storage_url.replace(SLUG, "other"), headers={"X-Auth-Token": fresh.token}
+                      ).status_code in (401, 403)
+    assert _put(fresh, "Users").status_code == 201
+
+
+def test_connection_file_fields_and_limits(platform, commune):
+    cf = _connection_file(platform)
+    assert cf["ConnectionFileVersion"] == "1.0" and cf["WantEncryption"] is True
+    assert cf["AuthenticationTokenURI"] == ["http://testserver/auth/v1.0"]
+    for name, limit in connection.LIMITS.items():
+        assert len(cf[name].encode()) <= limit
+    assert len(orjson.dumps(cf)) <= 64 * 1024
+    plain = _connection_file(platform, encryption=False)
+    assert "PublicKey" not in plain and "PublicKeyId" not in plain  # "No value allowed otherwise"
+    with platform.session() as db, pytest.raises(connection.AxisConnectionError):
+        connection.issue(platform, db, platform.tenant(db, SLUG), urls=["ftp://x"], by=Actor.system("test"))
+
+
+def test_container_metadata_semantics(client, commune, bws):
+    assert _put(bws, "Users", **{"X-Container-Meta-Colour": "blue", "x-container-meta-NAME": "Jos%C3%A9%20%26%20Co"}
+                ).status_code == 201
+    assert _put(bws, "Users", **{"X-Container-Meta-Size": "3"}).status_code == 202  # merged
+    head = bws.request("HEAD", "Users")
+    assert head.status_code == 204
+    assert head.headers["X-Container-Meta-Name"] == "Jos%C3%A9%20%26%20Co"  # exactly as sent
+    assert head.headers["X-Container-Meta-Colour"] == "blue" and head.headers["X-Container-Meta-Size"] == "3"
+    r = bws.request("POST", "Users", headers={"X-Container-Meta-Colour": "", "X-Remove-Container-Meta-Size": "x",
+                                              "X-Container-Meta-New": "1"})
+    assert r.status_code == 204
+    head = bws.request("HEAD", "Users")
+    assert "X-Container-Meta-Colour" not in head.headers and "X-Container-Meta-Size" not in head.headers
+    assert head.headers["X-Container-Meta-New"] == "1"
+    assert bws.request("POST", "Devices", headers={"X-Container-Meta-A": "1"}).status_code == 404
+    assert bws.request("HEAD", "Devices").status_code == 404
+    assert _put(bws, "Photos").status_code == 400  # not a container the integration API defines
+    assert _put(bws, "Users", **{"X-Container-Meta-Big": "x" * 300}).status_code == 400
+
+
+def test_object_semantics_and_write_only_credential(platform, client, commune, bws):
+    _put(bws, "System")
+    body = bytes(range(256)) * 10
+    r = _put(bws, "System", "f1e2", body=body, **{"X-Object-Meta-Systemname": "Poste%20central",
+                                                 "X-Object-Meta-Connectionid": "c1"})
+    assert r.status_code == 201 and r.headers["Etag"] == hashlib.md5(body).hexdigest()
+    got = bws.request("GET", "System", "f1e2")
+    assert got.content == body and got.headers["X-Object-Meta-Systemname"] == "Poste%20central"
+    # Chunked body, re-PUT replaces.
+    r = client.put(bws._url("System", "f1e2"), headers={"X-Auth-Token": bws.token},
+                   content=iter([b"abc", b"", b"def" * 1000]))
+    assert r.status_code == 201
+    assert bws.request("GET", "System", "f1e2").content == b"abc" + b"def" * 1000
+    assert "X-Object-Meta-Systemname" not in bws.request("HEAD", "System", "f1e2").headers
+    # POST replaces the whole metadata set.
+    assert bws.request("POST", "System", "f1e2", headers={"X-Object-Meta-A": "1"}).status_code == 202
+    head = bws.request("HEAD", "System", "f1e2")
+    assert head.headers["X-Object-Meta-A"] == "1" and int(head.headers["Content-Length"]) == 3003
+    assert bws.request("POST", "System", "nothing", headers={"X-Object-Meta-A": "1"}).status_code == 404
+    assert bws.request("HEAD", "System", "nothing").status_code == 404
+    assert _put(bws, "Nope_x", "a", body=b"x").status_code == 404
+    assert _put(bws, "System", "bad", body=b"x", Etag="0" * 32).status_code == 422
+    assert bws.request("HEAD", "System", "bad").status_code == 404
+    assert _put(bws, "System", "Capabilities.json", body=b"{}").status_code == 403
+    # Never read, list, copy or delete evidence with this credential.
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    container = bws.upload(rec, complete=False)
+    clip = next(n for n in _objects(platform) if n.endswith(".mp4"))
+    for method in ("GET", "DELETE", "COPY"):
+        assert bws.request(method, container, clip).status_code == 403
+        assert bws.request(method, container).status_code == 403
+    assert client.get(bws.storage_url, headers={"X-Auth-Token": bws.token}).status_code == 403
+    # Names with '..' or encoded slashes are refused.
+    for raw in ("/System/a%2Fb", "/System/..%2F..%2Fx", "/System/a/%2E%2E/b", "/Sys%2Ftem/x"):
+        assert client.put(bws.storage_url + raw, headers={"X-Auth-Token": bws.token}, content=b"x"
+                          ).status_code == 400, raw
+
+
+def _objects(platform) -> list[str]:
+    from temoin.axis.models import AxisObject
+
+    with platform.session() as db:
+        return list(db.scalars(select(AxisObject.name)))
+
+
+def test_what_should_be_refused_with_400(platform, client, commune, bws):
+    user = _enrolled(bws, commune)
+    now = datetime.now(UTC)
+    assert _put(bws, f"{uuid.uuid4()}_ACCC8E000001_{now:%Y%m%dT%H%M%SZ}").status_code == 400  # unknown user
+    assert _put(bws, f"{user}_UNKNOWN_{now:%Y%m%dT%H%M%SZ}").status_code == 400  # unknown device
+    assert _put(bws, f"{user}_ACCC8E000001_20050101T000000Z").status_code == 400  # out of bounds
+    assert _put(bws, f"{user}_ACCC8E000001_20990101T000000Z").status_code == 400
+    container = f"{user}_ACCC8E000001_{now:%Y%m%dT%H%M%SZ}"
+    assert _put(bws, container).status_code == 201
+    t = str(int(now.timestamp()))
+    r = _put(bws, container, "a_1.mp4", body=b"x", **{"X-Object-Meta-Starttime": t, "X-Object-Meta-Stoptime": t})
+    assert r.status_code == 400 and "no duration" in r.text
+    assert bws.request("POST", container, headers={"X-Container-Meta-Status": "Complete"}).status_code == 400
+    with platform.session() as db:  # nothing half-done: still receiving, can still be completed later
+        assert db.scalar(select(Recording.state)) == RecordingState.RECEIVING
+
+
+def test_devices_count_against_the_authorisation(platform, client, commune, bws):
+    assert bws.register_device("S1", "one").status_code == 201
+    assert bws.register_device("S2", "two").status_code == 201
+    r = bws.register_device("S3", "three")
+    assert r.status_code == 402 and "prefect" in r.text
+    assert bws.register_device("S1", "one renamed").status_code == 201  # re-PUT of a known camera is fine
+    assert bws.register_device("S2", "two", active=False).status_code == 201  # frees a place
+    assert bws.register_device("S3", "three").status_code == 201
+
+
+def test_rejected_content_is_kept_and_quarantined(platform, client, commune, bws):
+    name = f"RejectedContent_20261201T101010Z_{uuid.uuid4()}"
+    assert _put(bws, name, **{"X-Container-Meta-Rejectedcontentreason": "Missing%20metadata",
+                              "X-Container-Meta-Rejectedcontentoriginalcontainer": "u_S_20261201T100000Z"}
+                ).status_code == 201
+    assert _put(bws, name, "20261201_100000_1.mp4", body=b"\x00" * 5000).status_code == 201
+    with platform.session() as db:
+        q = db.scalar(select(Quarantine))
+        assert "Missing metadata" in q.reason and name in q.reason
+
+
+def test_complete_is_final_and_idempotent(platform, client, commune, bws):
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    container = bws.upload(rec)
+    bws.complete(container)  # sent again (an answer lost): 204, nothing changes
+    assert _put(bws, container, "late.mp4", body=b"x").status_code == 403
+    assert bws.request("POST", container, headers={"X-Container-Meta-Status": "Transferring"}).status_code == 403
+    with platform.session() as db:
+        assert db.scalar(select(Recording.state)) == RecordingState.STORED
+
+
+def test_disk_full_answers_507_and_keeps_nothing(platform, client, commune, bws, monkeypatch):
+    from temoin.vault.storage import StorageFull
+
+    _put(bws, "System")
+
+    def full(*a, **k):
+        raise StorageFull("disk full while staging an upload")
+    monkeypatch.setattr(platform.store, "append_staged", full)
+    assert _put(bws, "System", "x", body=b"abc").status_code == 507
+    monkeypatch.undo()
+    assert bws.request("HEAD", "System", "x").status_code == 404
+    assert _put(bws, "System", "x", body=b"abc").status_code == 201
+
+
+def _self_signed(tmp_path):
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    return cert_pem
+
+
+@pytest.fixture
+def tls_server(platform, tmp_path):
+    """The application under uvicorn with TLS, in a thread."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from temoin.web.app import create_app
+
+    cert_pem = _self_signed(tmp_path)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(platform, scheduler=False), log_level="warning",
+                                           ssl_certfile=str(tmp_path / "cert.pem"),
+                                           ssl_keyfile=str(tmp_path / "key.pem"), timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    yield f"https://127.0.0.1:{port}", cert_pem
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.mark.slow
+def test_over_tls_with_the_connection_files_certificate(platform, commune, tls_server):
+    import httpx
+
+    url, cert_pem = tls_server
+    cf = _connection_file(platform, url=url, certificates=[cert_pem])
+    assert cf["HTTPSCertificate"] and cf["AuthenticationTokenURI"] == [f"{url}/auth/v1.0"]
+    bws = BodyWornSystem(cf)  # trusts exactly the certificate in the file
+    bws.authenticate()
+    assert bws.storage_url.startswith("https://")  # same scheme as the request
+    user = _enrolled(bws, commune)
+    bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
+    with platform.session() as db:
+        assert db.scalar(select(Recording.state)) == RecordingState.STORED
+    bws.http.close()
+    with pytest.raises(httpx.ConnectError):  # a system that does not trust this certificate cannot connect
+        httpx.get(f"{url}/auth/v1.0")
+
+
+@pytest.mark.slow
+def test_upload_cut_mid_way_keeps_nothing(platform, commune, server_url):
+    import socket
+    import time
+
+    cf = _connection_file(platform, url=server_url)
+    bws = BodyWornSystem(cf)
+    bws.authenticate()
+    _put(bws, "System")
+    assert _put(bws, "System", "obj", body=b"first version").status_code == 201
+    host, port = server_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall((f"PUT /v1/AUTH_{SLUG}/System/obj HTTP/1.1\r\nHost: {host}\r\nX-Auth-Token: {bws.token}\r\n"
+                   "Content-Length: 5000000\r\n\r\n").encode() + b"y" * 2_000_000)
+    time.sleep(1)
+    with platform.session() as db:
+        from temoin.axis.models import AxisContainer, AxisObject
+
+        obj = db.scalar(select(AxisObject).where(AxisObject.name == "obj"))
+        assert obj.size == len(b"first version")  # the previous version stays, whole
+        container = db.scalar(select(AxisContainer).where(AxisContainer.name == "System"))
+    staging = platform.settings.vault_dir / "staging" / SLUG / container.storage_id
+    assert not staging.exists() or list(staging.iterdir()) == []  # the cut body was discarded
+    assert bws.request("GET", "System", "obj").content == b"first version"
+
+
+def test_server_killed_mid_upload_then_retried(platform, client, commune, bws):
+    """A body cut by a crash stays in staging, belongs to no object; the retried PUT stores the clip, and the
+    debris is swept when the recording is stored."""
+    from temoin.axis import store
+    from temoin.axis.models import AxisContainer
+
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    container = bws.upload(rec, complete=False)
+    with platform.session() as db:
+        found = db.scalar(select(AxisContainer).where(AxisContainer.name == container))
+        tenant = platform.tenant(db, SLUG)
+        t = str(int(rec.clips[0].started_at.timestamp()))
+        change = store.MetaChange({"starttime": t, "stoptime": str(int(t) + 2)}, frozenset())
+        debris = platform.store.staging / SLUG / found.storage_id
+        before = set(debris.iterdir())
+        upload = store.ObjectUpload(platform, db, tenant, found, "20990101_000000_9.mp4", change, length=10**7,
+                                    etag=None)
+        upload.feed(b"z" * (2 * 1024 * 1024))  # two records sealed to disk, then the process "dies"
+        upload.lock.release()
+        assert len(set(debris.iterdir()) - before) == 1
+    bws.complete(container)
+    with platform.session() as db:
+        stored = db.scalar(select(Recording))
+        assert stored.state == RecordingState.STORED and stored.segment_count == len(rec.clips)
+    assert not debris.exists() or list(debris.iterdir()) == []
+
+
+def test_cli_connection_file(platform, commune, tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from typer.testing import CliRunner
+
+    from temoin.cli import app
+
+    monkeypatch.setenv("TEMOIN_HOME", str(platform.settings.home))
+    monkeypatch.setenv("TEMOIN_DATABASE_URL", platform.settings.database_url)
+    out = tmp_path / "axis.json"
+    result = CliRunner().invoke(app, ["axis", "connection-file", SLUG, "--url", "https://temoin.example:8443",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    cf = orjson.loads(out.read_bytes())
+    assert cf["AuthenticationTokenURI"] == ["https://temoin.example:8443/auth/v1.0"]
+    result = CliRunner().invoke(app, ["axis", "connection-file", SLUG, "--url", "http://x", "--no-encryption"])
+    assert result.exit_code == 0 and '"WantEncryption": false' in result.stdout
+    result = CliRunner().invoke(app, ["axis", "connection-file", "nowhere", "--url", "http://x"])
+    assert result.exit_code == 2
+    result = CliRunner().invoke(app, ["axis", "revoke", SLUG])
+    assert result.exit_code == 0
+    with platform.session() as db:
+        assert connection.authenticate(db, cf["BlobAPIUserName"], cf["BlobAPIKey"]) is None
+
+
+@pytest.mark.slow
+def test_demo_hand_over(platform, commune, server_url):
+    from rich.console import Console
+
+    from temoin.demo.axis_sample import hand_over
+
+    assert hand_over(platform, server_url, SLUG, agent_number(commune), Console(quiet=True))
+    with platform.session() as db:
+        stored = db.scalar(select(Recording))
+        assert stored.state == RecordingState.STORED and stored.categories == ["refusal_to_comply"]
+        assert stored.outside_territory is False  # a walk along the demo commune's Avenue de la Mer
+        assert len(orjson.loads(stored.manifest)["manifest"]["gps_track"]) == 7
+
+
+@pytest.mark.slow
+def test_package_of_an_axis_recording_verifies_from_the_vaults_hashes(platform, client, commune, tmp_path):
+    from temoin.law.access import Role
+    from tests.helpers import sign_in
+    from tests.test_extraction import _download, _extract, _pinned, _verify
+
+    bws = BodyWornSystem(_connection_file(platform, encryption=False), http=client)
+    bws.authenticate()
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001")
+    bws.upload(rec)
+    client.cookies.clear()
+    with platform.session() as db:
+        rid = db.scalar(select(Recording.id))
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    out = _extract(client, csrf, [rid])
+    _, folder = _download(client, out, tmp_path)
+    manifest = orjson.loads((folder / "manifest.json").read_bytes())
+    row = manifest["recordings"][0]
+    assert row["provenance"] == "axis-body-worn" and row["device"] is None
+    originals = sorted(folder.glob("media/**/*.mp4")) or sorted(p for p in (folder / "media").rglob("*") if p.is_file())
+    assert [p.read_bytes() for p in originals] == [c.data for c in rec.clips]  # byte for byte as the camera sent
+    code, output = _verify(folder, *_pinned(platform))
+    assert code == 0, output
+    assert "Axis Body Worn" in output
+    # A changed clip is caught against the vault's hash on arrival, not only by SHA256SUMS.
+    originals[0].write_bytes(originals[0].read_bytes()[:-1] + b"\x00")
+    code, output = _verify(folder, *_pinned(platform))
+    assert code != 0 and "is not the camera's original" in " ".join(output.split()), output
+
+
+@pytest.mark.slow
+def test_encrypted_axis_recording_is_refused_for_packages_with_a_reason(platform, client, commune, bws):
+    from temoin.law.access import Role
+    from tests.helpers import sign_in
+
+    user = _enrolled(bws, commune)
+    bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
+    client.cookies.clear()
+    with platform.session() as db:
+        rid = db.scalar(select(Recording.id))
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf},
+                    json={"recording_ids": [rid], "recipient_name": "OPJ", "recipient_kind": "judicial_police",
+                          "procedure_type": "judicial", "reference": "PV 1"})
+    assert r.status_code == 409 and "encrypted by the camera" in r.text
+
+
+def test_technical_administrator_issues_the_connection_file_over_the_api(platform, client, commune):
+    from temoin.law.access import Role
+    from tests.helpers import sign_in
+
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    body = {"urls": ["http://testserver"], "want_encryption": False}
+    assert client.post("/api/v1/admin/axis/connection-file", json=body, headers={"X-CSRF-Token": csrf}
+                       ).status_code == 403
+    csrf = sign_in(platform, client, commune.users[Role.TECH_ADMIN])
+    r = client.post("/api/v1/admin/axis/connection-file", json=body, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
+    cf = r.json()
+    assert cf["WantEncryption"] is False and cf["BlobAPIUserName"].startswith(f"temoin-{SLUG}")
+    assert client.post("/api/v1/admin/axis/connection-file", json={"urls": ["ftp://x"]},
+                       headers={"X-CSRF-Token": csrf}).status_code == 422
+    client.cookies.clear()
+    bws = BodyWornSystem(cf, http=client)
+    bws.authenticate()
+    csrf = sign_in(platform, client, commune.users[Role.TECH_ADMIN])
+    assert client.post("/api/v1/admin/axis/revoke", headers={"X-CSRF-Token": csrf}).json() == {"revoked": 1}
+    assert _put(bws, "Users").status_code == 401
+
+
+def test_retention_destroys_everything_the_axis_system_sent(platform, client, commune, bws):
+    from datetime import timedelta
+
+    from temoin.vault import retention
+
+    user = _enrolled(bws, commune)
+    container = bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
+    with platform.session() as db:
+        rec = db.scalar(select(Recording))
+        folder = platform.store.blobs / SLUG / rec.id
+        names = sorted(p.name for p in folder.iterdir())
+        assert len(names) == 4  # the clip (segment 0), its key file, the GNSS trail and its key file
+        result = retention.sweep(platform, db, now=rec.retention_until + timedelta(days=1), orphans=False)
+        assert result.deleted == [rec.id]
+    assert not folder.exists()  # clips, key files and GNSS trail go with the recording
+    with platform.session() as db:
+        assert db.get(Recording, rec.id).wrapped_key is None
+    assert _put(bws, container, "late.mp4", body=b"x").status_code == 403
