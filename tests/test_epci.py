@@ -4,11 +4,16 @@ learns of commune B's recordings (search, details, consultation, extraction)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from temoin.geo.communes import commune_at, commune_of
 from temoin.identity import service
+from temoin.identity.models import User
+from temoin.rights.erasure import ProposalNotFound, get_proposal
+from temoin.vault.limitation import active_limitations
 from temoin.law.access import Role
 from temoin.vault.models import Recording
 from tests.helpers import PASSWORD, Commune, enrol_camera, sign_in, upload
@@ -90,3 +95,83 @@ def test_a_user_is_limited_only_to_communes_the_epci_serves(platform):
             with pytest.raises(service.IdentityError, match="serves the communes 34001, 34002"):
                 service.create_user(platform, db, tenant, username="x-user", display_name="x", role=Role.CHIEF,
                                     password=PASSWORD, communes=communes)
+
+
+def _rights_request(client, csrf: str, commune: str | None, **extra) -> "httpx.Response":  # noqa: F821
+    now = datetime.now(UTC)
+    body = {"kind": "access", "person_description": "veste rouge, devant la mairie", "contact": "a@example.org",
+            "facts_start": (now - timedelta(minutes=30)).isoformat(), "facts_end": (now + timedelta(minutes=30)).isoformat(),
+            **({"commune": commune} if commune else {}), **extra}
+    return client.post("/api/v1/rights/requests", headers={"X-CSRF-Token": csrf}, json=body)
+
+
+def test_rights_requests_belong_to_a_commune_and_its_users_alone_handle_them(platform, client):
+    epci = _epci(platform)
+    west, _ = upload(platform, client, epci, street="Avenue de la Mer", duration_s=2, segment_s=2)
+    east, _ = upload(platform, client, epci, street="Quai des Pêcheurs", duration_s=2, segment_s=2, seed=2)
+
+    csrf = sign_in(platform, client, "chief-all")
+    r = _rights_request(client, csrf, None)  # an EPCI-wide user must say which commune the requester is of
+    assert r.status_code == 422 and "34001, 34002" in r.text, r.text
+    assert _rights_request(client, csrf, "99999").status_code == 422
+    of_east = _rights_request(client, csrf, EAST)
+    assert of_east.status_code == 201 and of_east.json()["commune"] == EAST, of_east.text
+    of_east = of_east.json()["id"]
+    # The EPCI-wide user's candidate search spans every commune.
+    found = client.get(f"/api/v1/rights/requests/{of_east}/candidates").json()["candidates"]
+    assert {c["recording_id"] for c in found} == {west, east}
+
+    csrf = sign_in(platform, client, "chief-west")
+    assert _rights_request(client, csrf, EAST).status_code == 422  # not one of theirs
+    mine = _rights_request(client, csrf, None, kind="limitation")  # one commune: theirs by default
+    assert mine.status_code == 201 and mine.json()["commune"] == WEST, mine.text
+    mine = mine.json()["id"]
+    assert [r["id"] for r in client.get("/api/v1/rights/requests").json()] == [mine]
+    assert client.get(f"/api/v1/rights/requests/{of_east}").status_code == 404
+    assert client.get(f"/api/v1/rights/requests/{of_east}/candidates").status_code == 404
+    r = client.post(f"/api/v1/rights/requests/{of_east}/status", headers={"X-CSRF-Token": csrf},
+                    json={"status": "in_progress"})
+    assert r.status_code == 404, r.text
+    page = client.get("/rights")
+    assert page.status_code == 200 and f'data-request="{mine}"' in page.text and f'data-request="{of_east}"' not in page.text
+    assert client.get(f"/rights/{of_east}").status_code == 404
+    # Their candidate search finds only their communes' recordings.
+    found = client.get(f"/api/v1/rights/requests/{mine}/candidates").json()["candidates"]
+    assert [c["recording_id"] for c in found] == [west]
+    # Another commune's recording cannot be frozen, rectified or proposed for erasure through their request.
+    r = client.post(f"/api/v1/rights/requests/{mine}/limitations", headers={"X-CSRF-Token": csrf},
+                    json={"recording_ids": [east]})
+    assert r.status_code == 404 and east in r.text, r.text
+    with platform.session() as db:
+        assert not active_limitations(db, [east])
+
+    csrf = sign_in(platform, client, "chief-east")
+    assert [r["id"] for r in client.get("/api/v1/rights/requests").json()] == [of_east]
+    assert client.get(f"/api/v1/rights/requests/{mine}").status_code == 404
+
+
+def test_erasure_proposals_and_copies_stay_inside_their_commune(platform, client):
+    epci = _epci(platform)
+    west, _ = upload(platform, client, epci, street="Avenue de la Mer", duration_s=2, segment_s=2)
+    east, _ = upload(platform, client, epci, street="Quai des Pêcheurs", duration_s=2, segment_s=2, seed=2)
+    csrf = sign_in(platform, client, "chief-all")
+    req = _rights_request(client, csrf, WEST, kind="erasure").json()["id"]
+    r = client.post(f"/api/v1/rights/requests/{req}/erasure", headers={"X-CSRF-Token": csrf},
+                    json={"recording_ids": [east]})
+    assert r.status_code == 201, r.text  # the EPCI-wide user found it among the candidates
+    proposal = r.json()["id"]
+    # A user of the request's commune cannot approve the erasure of another commune's recording.
+    csrf = sign_in(platform, client, "chief-west")
+    r = client.post(f"/api/v1/rights/erasure-proposals/{proposal}/decision", headers={"X-CSRF-Token": csrf},
+                    json={"approve": True})
+    assert r.status_code == 404, r.text
+    # Nor can a user of the other commune reach a proposal of a request that is not theirs.
+    csrf = sign_in(platform, client, "chief-east")
+    r = client.post(f"/api/v1/rights/erasure-proposals/{proposal}/decision", headers={"X-CSRF-Token": csrf},
+                    json={"approve": True})
+    assert r.status_code == 404, r.text
+    with platform.session() as db:
+        assert db.get(Recording, east).state == "stored" and db.get(Recording, west).state == "stored"
+        user = db.scalar(select(User).where(User.username == "chief-east"))
+        with pytest.raises(ProposalNotFound):
+            get_proposal(db, user, proposal)

@@ -1,5 +1,6 @@
-"""Which recordings may show the person: those of the tenant overlapping the time of the facts, optionally
-near a place (from the GPS track of the camera's signed manifest) and/or made by one agent."""
+"""Which recordings may show the person: those the searching user may know of (their tenant; their communes
+for a commune-limited user of an EPCI) overlapping the time of the facts, optionally near a place (from the GPS
+track of the camera's signed manifest) and/or made by one agent."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from temoin.vault.models import Hold, Recording, RecordingState
+from temoin.identity.models import User
+from temoin.vault.catalogue import visible
+from temoin.vault.models import Hold, Recording
 
 EARTH_RADIUS_M = 6_371_008.8
 # GPS fixes a little outside the window still say where the agent was at its edges.
@@ -60,18 +63,18 @@ def closest_fix_m(track: list[dict], lat: float, lon: float, start: datetime, en
     return min(distances) if distances else None
 
 
-def find_candidates(db: Session, tenant_id: int, start: datetime, end: datetime, *, lat: float | None = None,
+def find_candidates(db: Session, viewer: User, start: datetime, end: datetime, *, lat: float | None = None,
                     lon: float | None = None, radius_m: float | None = None, agent: str | None = None,
                     limit: int = 200) -> list[Candidate]:
-    """Stored recordings of the tenant overlapping [start, end], nearest first when a place is given.
+    """Stored recordings `viewer` may know of (vault.catalogue.visible) overlapping [start, end], nearest first
+    when a place is given.
 
     A recording without a GPS track is kept (nothing proves it was elsewhere), with distance None."""
     if end <= start:
         raise ValueError("the end of the time window is before its start")
-    stmt = select(Recording.id, Recording.device_id, Recording.agent_ref, Recording.started_at, Recording.ended_at,
-                  Recording.manifest).where(
-        Recording.tenant_id == tenant_id, Recording.state == RecordingState.STORED,
-        Recording.started_at < end, Recording.ended_at > start)
+    stmt = visible(viewer).with_only_columns(
+        Recording.id, Recording.device_id, Recording.agent_ref, Recording.started_at, Recording.ended_at,
+        Recording.manifest).where(Recording.started_at < end, Recording.ended_at > start)
     if agent:
         stmt = stmt.where(Recording.agent_ref == agent)
     rows = db.execute(stmt.order_by(Recording.started_at).limit(5000)).all()

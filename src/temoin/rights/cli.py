@@ -35,7 +35,9 @@ def _user(p, db, tenant, username: str | None):  # noqa: ANN001, ANN202
 
 @rights_app.command("list")
 def list_requests(tenant: str, status: RequestStatus | None = None,
-                  overdue: bool = typer.Option(False, "--overdue", help="only those past their deadline")) -> None:
+                  overdue: bool = typer.Option(False, "--overdue", help="only those past their deadline"),
+                  commune: str | None = typer.Option(None, "--commune", help="in an EPCI: one commune's requests "
+                                                                             "(INSEE code)")) -> None:
     """The register of TENANT, nearest deadline first."""
     from temoin.cli import _open
     from temoin.rights import register
@@ -43,12 +45,14 @@ def list_requests(tenant: str, status: RequestStatus | None = None,
     p = _open()
     with p.session() as db:
         t = p.tenant(db, tenant)
-        found = register.list_requests(db, t, status=status, overdue=True if overdue else None)
-        table = Table("#", "kind", "received", "deadline", "status", "overdue")
+        # The server's operator: ids, kinds and dates only (no person's data), the whole register.
+        found = register.list_requests(db, t, None, status=status, overdue=True if overdue else None,
+                                       commune=commune)
+        table = Table("#", "kind", "received", "deadline", "status", "overdue", "commune")
         for r in found:
             late = register.is_overdue(r)
             table.add_row(str(r.id), r.kind, r.received_on.isoformat(), r.deadline.isoformat(), r.status,
-                          "[red]yes[/red]" if late else "")
+                          "[red]yes[/red]" if late else "", r.commune or "")
         console.print(table)
 
 
@@ -57,6 +61,8 @@ def create(tenant: str, kind: RequestKind = typer.Option(..., help="access, eras
            description: str = typer.Option(..., help="the person: what they wore, where and when"),
            contact: str = typer.Option(..., help="where to send the answer"),
            received: str | None = typer.Option(None, help="day of receipt, YYYY-MM-DD (default today)"),
+           commune: str | None = typer.Option(None, "--commune", help="in an EPCI: the requester's commune "
+                                                                      "(INSEE code)"),
            by: str | None = typer.Option(None, help="your username (password and code are asked); or set "
                                                     "TEMOIN_API_TOKEN")) -> None:
     """Register a request for TENANT; prints its id and deadline."""
@@ -69,7 +75,8 @@ def create(tenant: str, kind: RequestKind = typer.Option(..., help="access, eras
         try:
             received_on = date.fromisoformat(received) if received else None
             req = register.create_request(p, db, _user(p, db, t, by), t, register.NewRequest(
-                kind=kind, person_description=description, contact=contact, received_on=received_on))
+                kind=kind, person_description=description, contact=contact, received_on=received_on,
+                commune=commune))
         except (ValueError, register.RightsError) as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None

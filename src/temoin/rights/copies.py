@@ -41,6 +41,7 @@ from temoin.live.backup import SealedFile
 from temoin.platform import Platform
 from temoin.rights.jobs import JobQueue, Ticket
 from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
+from temoin.rights import register
 from temoin.rights.register import RightsError, delivery_refusal, recipient
 from temoin.vault import catalogue, crypto
 from temoin.vault.limitation import RecordingLimited, active_limitations
@@ -158,8 +159,18 @@ def _open_sealed(path: Path, data_key: bytes, byte_range: tuple[int, int] | None
 
 # --- reading a copy ------------------------------------------------------------------------------------
 
+def _of_my_communes(db: Session, user: User, copy: RedactedCopy) -> bool:
+    """A commune-limited user reaches a copy only when both its request and its recording are of their communes."""
+    if user.communes is None:
+        return True
+    req, rec = db.get(RightsRequest, copy.request_id), db.get(Recording, copy.recording_id)
+    return req is not None and rec is not None and register.may_see(user, req) and catalogue.in_communes(user, rec)
+
+
 def get_copy(p: Platform, db: Session, user: User, copy_id: int) -> RedactedCopy:
     copy = db.get(RedactedCopy, copy_id)
+    if copy is not None and copy.tenant_id == user.tenant_id and not _of_my_communes(db, user, copy):
+        raise CopyNotFound(f"no redacted copy {copy_id} in your commune")  # another commune of the EPCI
     if copy is None or copy.tenant_id != user.tenant_id:
         if copy is not None:
             p.record(db, EntryDraft(action=Action.SECURITY, event="access.cross_tenant", actor=actor_of(user),

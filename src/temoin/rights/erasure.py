@@ -20,8 +20,9 @@ from temoin.journal.entry import Action, EntryDraft
 from temoin.platform import Platform
 from temoin.rights.candidates import find_candidates
 from temoin.rights.models import ErasureProposal, ProposalState, RequestKind, RightsRequest
-from temoin.rights.register import RightsError
+from temoin.rights.register import RightsError, may_see
 from temoin.vault import derived
+from temoin.vault.catalogue import in_communes
 from temoin.vault.limitation import active_limitations
 from temoin.vault.models import DeletionCertificate, Hold, Recording, RecordingState
 from temoin.vault.retention import delete_recording
@@ -50,14 +51,15 @@ FACTS_WINDOW = timedelta(hours=1)  # around the facts' time when the request giv
 MIN_JUSTIFICATION = 10
 
 
-def candidate_ids(db: Session, req: RightsRequest) -> set[str]:
-    """The recordings the request's own candidate search finds (its facts: time, place, agent)."""
+def candidate_ids(db: Session, user: User, req: RightsRequest) -> set[str]:
+    """The recordings the request's own candidate search finds (its facts: time, place, agent) among those the
+    user may know of."""
     start, end = req.facts_start, req.facts_end
     if start is None and end is None:
         return set()
     start, end = start or end - FACTS_WINDOW, end or start + FACTS_WINDOW
     try:
-        found = find_candidates(db, req.tenant_id, start, end, lat=req.place_lat, lon=req.place_lon,
+        found = find_candidates(db, user, start, end, lat=req.place_lat, lon=req.place_lon,
                                 radius_m=req.radius_m, agent=req.agent_ref, limit=5000)
     except ValueError:
         return set()
@@ -85,7 +87,7 @@ def propose_erasure(p: Platform, db: Session, user: User, req: RightsRequest, re
         raise RightsError(f"justifications for {', '.join(strangers)}, which the proposal does not name")
     tenant, _recs = _stored(p, db, user, req, ids)
     _refuse_if_held(p, db, user, req, tenant, ids)
-    found = candidate_ids(db, req)
+    found = candidate_ids(db, user, req)
     unjustified = [rid for rid in ids if rid not in found and len(given.get(rid, "")) < MIN_JUSTIFICATION]
     if unjustified:
         raise RightsError(f"{', '.join(unjustified)} not among the recordings the request's candidate search finds "
@@ -106,7 +108,8 @@ def propose_erasure(p: Platform, db: Session, user: User, req: RightsRequest, re
 
 def get_proposal(db: Session, user: User, proposal_id: int) -> ErasureProposal:
     proposal = db.get(ErasureProposal, proposal_id)
-    if proposal is None or proposal.tenant_id != user.tenant_id:
+    req = db.get(RightsRequest, proposal.request_id) if proposal is not None else None
+    if proposal is None or proposal.tenant_id != user.tenant_id or req is None or not may_see(user, req):
         raise ProposalNotFound(f"no erasure proposal {proposal_id} in your commune")
     return proposal
 
@@ -146,6 +149,7 @@ def _stored(p: Platform, db: Session, user: User, req: RightsRequest, ids: list[
     tenant = db.get(Tenant, req.tenant_id)
     recs = list(db.scalars(select(Recording).where(Recording.id.in_(ids), Recording.tenant_id == tenant.id,
                                                    Recording.state == RecordingState.STORED)))
+    recs = [r for r in recs if in_communes(user, r)]  # another commune of the EPCI: as if not here
     missing = sorted(set(ids) - {r.id for r in recs})
     if missing:
         foreign = list(db.scalars(select(Recording.id).where(Recording.id.in_(missing),

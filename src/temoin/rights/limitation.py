@@ -21,6 +21,7 @@ from temoin.platform import Platform
 from temoin.rights.erasure import RecordingsNotFound
 from temoin.rights.models import RequestKind, RightsRequest
 from temoin.rights.register import RightsError
+from temoin.vault.catalogue import in_communes
 from temoin.vault.limitation import active_limitations
 from temoin.vault.models import Limitation, Recording, RecordingNote, RecordingState
 
@@ -33,6 +34,7 @@ def _stored(p: Platform, db: Session, user: User, req: RightsRequest, recording_
         raise RightsError("name the recordings concerned (from the candidates)")
     recs = list(db.scalars(select(Recording).where(Recording.id.in_(ids), Recording.tenant_id == req.tenant_id,
                                                    Recording.state == RecordingState.STORED)))
+    recs = [r for r in recs if in_communes(user, r)]  # another commune of the EPCI: as if not here
     missing = sorted(set(ids) - {r.id for r in recs})
     if missing:
         foreign = list(db.scalars(select(Recording.id).where(Recording.id.in_(missing),
@@ -78,10 +80,10 @@ def lift(p: Platform, db: Session, user: User, req: RightsRequest, recording_id:
     if len(reason) < 3:
         raise RightsError("say why the limitation is lifted (it is journaled)")
     lim = next((x for x in active_limitations(db, [recording_id]) if x.request_id == req.id), None)
-    if lim is None or lim.tenant_id != req.tenant_id:
+    rec = db.get(Recording, recording_id)
+    if lim is None or lim.tenant_id != req.tenant_id or rec is None or not in_communes(user, rec):
         raise RightsError(f"{recording_id} is not frozen by request {req.id}")
     lim.lifted_by, lim.lifted_at, lim.lift_reason = user.id, utcnow(), reason
-    rec = db.get(Recording, recording_id)
     p.record(db, EntryDraft(action=Action.MODIFICATION, event="recording.limitation_lifted", actor=actor_of(user),
                             recordings=[recording_id], cameras=[rec.device_id],
                             details={"request_id": req.id, "reason": reason,

@@ -55,6 +55,9 @@ class RightsRequest(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     procedure_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)  # for a restriction
     erased: Mapped[list] = mapped_column(JSON, default=list)  # [{recording_id, certificate_id}]
+    # In an EPCI, the requester's commune (INSEE code) among those served: only its users (and EPCI-wide
+    # users) see and handle the request. NULL in a single commune's tenant.
+    commune: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

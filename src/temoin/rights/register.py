@@ -83,6 +83,37 @@ class NewRequest:
     place_lon: float | None = None
     radius_m: float | None = None
     agent_ref: str | None = None
+    commune: str | None = None  # in an EPCI: the requester's commune (INSEE code) among those served
+
+
+def may_see(user: User, req: RightsRequest) -> bool:
+    """Whether the user may know of this request: EPCI-wide users see every request of their tenant; a user
+    limited to some communes sees only those communes' requests (one of no commune is not theirs)."""
+    return req.tenant_id == user.tenant_id and (user.communes is None or req.commune in user.communes)
+
+
+def commune_for(user: User, tenant: Tenant, commune: str | None) -> str | None:
+    """The commune a new request belongs to: required in an EPCI (one it serves, and one of the user's own
+    communes for a commune-limited user); none in a single commune's tenant."""
+    commune = (commune or "").strip() or None
+    served = [str(c) for c in tenant.communes or []]
+    if tenant.kind != "epci" or not served:
+        if commune is not None:
+            raise RightsError(f"{tenant.name} serves one commune: leave the requester's commune empty")
+        return None
+    mine = served if user.communes is None else [c for c in served if c in user.communes]
+    if commune is None and len(mine) == 1:
+        return mine[0]  # a user of one commune registers that commune's requests
+    if commune is None:
+        raise RightsError(f"say which commune the requester is of (an INSEE code among {', '.join(mine)}): the "
+                          "request is handled by that commune's users")
+    if commune not in served:
+        raise RightsError(f"{tenant.name} serves the communes {', '.join(served)}, not {commune}: give the "
+                          "requester's commune among them")
+    if commune not in mine:
+        raise RightsError(f"you handle the requests of {', '.join(mine)} only, not {commune}: the request is "
+                          f"registered by a user of {commune} or of the whole EPCI")
+    return commune
 
 
 def create_request(p: Platform, db: Session, user: User, tenant: Tenant, new: NewRequest) -> RightsRequest:
@@ -99,24 +130,32 @@ def create_request(p: Platform, db: Session, user: User, tenant: Tenant, new: Ne
         raise RightsError("the end of the facts' time window is before its start")
     if (new.place_lat is None) != (new.place_lon is None):
         raise RightsError("give both latitude and longitude of the place, or neither")
+    commune = commune_for(user, tenant, new.commune)
     req = RightsRequest(tenant_id=tenant.id, kind=RequestKind(new.kind).value, status=RequestStatus.RECEIVED.value,
                         person_description=description, contact=contact, received_on=received,
                         deadline=deadline_for(tenant, received), facts_start=new.facts_start,
                         facts_end=new.facts_end, place_lat=new.place_lat, place_lon=new.place_lon,
                         radius_m=new.radius_m, agent_ref=(new.agent_ref or "").strip() or None, erased=[],
-                        created_by=user.id)
+                        commune=commune, created_by=user.id)
     db.add(req)
     db.flush()
     p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.request.created", actor=actor_of(user),
                             details={"request_id": req.id, "kind": req.kind, "received_on": received.isoformat(),
-                                     "deadline": req.deadline.isoformat()}), tenant)
+                                     "deadline": req.deadline.isoformat()}
+                            | ({"commune": commune} if commune else {})), tenant)
     db.commit()
     return req
 
 
-def list_requests(db: Session, tenant: Tenant, *, status: RequestStatus | None = None,
-                  overdue: bool | None = None, limit: int = 500) -> list[RightsRequest]:
+def list_requests(db: Session, tenant: Tenant, viewer: User | None, *, status: RequestStatus | None = None,
+                  overdue: bool | None = None, commune: str | None = None, limit: int = 500) -> list[RightsRequest]:
+    """The register as `viewer` may see it (a commune-limited user: their communes' requests only); None is the
+    server's operator at the command line (ids and dates, no personal data shown)."""
     stmt = select(RightsRequest).where(RightsRequest.tenant_id == tenant.id)
+    if viewer is not None and viewer.communes is not None:
+        stmt = stmt.where(RightsRequest.commune.in_(viewer.communes))
+    if commune is not None:
+        stmt = stmt.where(RightsRequest.commune == commune)
     if status is not None:
         stmt = stmt.where(RightsRequest.status == RequestStatus(status).value)
     if overdue is not None:
@@ -133,6 +172,12 @@ def get_request(p: Platform, db: Session, user: User, request_id: int) -> Rights
                                     details={"asked_for": f"rights_request:{request_id}"}),
                      db.get(Tenant, user.tenant_id))
             db.commit()
+        raise RequestNotFound(f"no rights request {request_id} in your register")
+    if not may_see(user, req):  # another commune's request inside the EPCI: as if it did not exist, journaled
+        p.record(db, EntryDraft(action=Action.SECURITY, event="access.other_commune", actor=actor_of(user),
+                                details={"asked_for": f"rights_request:{request_id}"}),
+                 db.get(Tenant, user.tenant_id))
+        db.commit()
         raise RequestNotFound(f"no rights request {request_id} in your register")
     return req
 

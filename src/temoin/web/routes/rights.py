@@ -50,6 +50,8 @@ class RequestIn(BaseModel):
     lon: float | None = Field(default=None, ge=-180, le=180)
     radius_m: float | None = Field(default=None, gt=0, le=50_000)
     agent: str | None = Field(default=None, max_length=128)
+    commune: str | None = Field(default=None, max_length=16,
+                                description="in an EPCI: the requester's commune (INSEE code) among those served")
 
 
 class RequestOut(BaseModel):
@@ -72,6 +74,7 @@ class RequestOut(BaseModel):
     procedure_reference: str | None
     erased: list[dict]
     closed_at: datetime | None
+    commune: str | None = None
 
     @classmethod
     def of(cls, r: RightsRequest) -> "RequestOut":
@@ -79,7 +82,8 @@ class RequestOut(BaseModel):
                    contact=r.contact, received_on=r.received_on, deadline=r.deadline, overdue=register.is_overdue(r),
                    facts_start=r.facts_start, facts_end=r.facts_end, lat=r.place_lat, lon=r.place_lon,
                    radius_m=r.radius_m, agent=r.agent_ref, decision=r.decision, reason=r.reason,
-                   procedure_reference=r.procedure_reference, erased=list(r.erased or []), closed_at=r.closed_at)
+                   procedure_reference=r.procedure_reference, erased=list(r.erased or []), closed_at=r.closed_at,
+                   commune=r.commune)
 
 
 class StatusIn(BaseModel):
@@ -220,7 +224,7 @@ def _window(req: RightsRequest, start: datetime | None, end: datetime | None) ->
     return start, end
 
 
-def candidates_for(db: Session, req: RightsRequest, start: datetime | None = None, end: datetime | None = None,
+def candidates_for(db: Session, who: Principal, req: RightsRequest, start: datetime | None = None, end: datetime | None = None,
                    lat: float | None = None, lon: float | None = None, radius_m: float | None = None,
                    agent: str | None = None) -> CandidatesOut:
     start, end = _window(req, start, end)
@@ -228,7 +232,7 @@ def candidates_for(db: Session, req: RightsRequest, start: datetime | None = Non
     lon = lon if lon is not None else req.place_lon
     radius = radius_m if radius_m is not None else req.radius_m
     try:
-        found = find_candidates(db, req.tenant_id, start, end, lat=lat, lon=lon, radius_m=radius,
+        found = find_candidates(db, who.user, start, end, lat=lat, lon=lon, radius_m=radius,
                                 agent=agent or req.agent_ref)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
@@ -246,7 +250,8 @@ def create(body: RequestIn, who: Principal = require(Permission.RIGHTS_MANAGE), 
         req = register.create_request(p, db, who.user, who.tenant, register.NewRequest(
             kind=body.kind, person_description=body.person_description, contact=body.contact,
             received_on=body.received_on, facts_start=body.facts_start, facts_end=body.facts_end,
-            place_lat=body.lat, place_lon=body.lon, radius_m=body.radius_m, agent_ref=body.agent))
+            place_lat=body.lat, place_lon=body.lon, radius_m=body.radius_m, agent_ref=body.agent,
+            commune=body.commune))
     except register.RightsError as exc:
         raise HTTPException(422, str(exc)) from None
     return RequestOut.of(req)
@@ -255,7 +260,7 @@ def create(body: RequestIn, who: Principal = require(Permission.RIGHTS_MANAGE), 
 @router.get("/requests", response_model=list[RequestOut], summary="The register, nearest deadline first")
 def list_all(status: RequestStatus | None = None, overdue: bool | None = None,
              who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db)) -> list[RequestOut]:
-    return [RequestOut.of(r) for r in register.list_requests(db, who.tenant, status=status, overdue=overdue)]
+    return [RequestOut.of(r) for r in register.list_requests(db, who.tenant, who.user, status=status, overdue=overdue)]
 
 
 @router.get("/requests/{request_id}", response_model=RequestOut, summary="One request")
@@ -285,7 +290,7 @@ def candidates(request_id: RowId, start: datetime | None = None, end: datetime |
                who: Principal = require(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
                p: Platform = Depends(get_platform)) -> CandidatesOut:
     req = _request(p, db, who, request_id)
-    return candidates_for(db, req, start, end, lat, lon, radius_m, agent)
+    return candidates_for(db, who, req, start, end, lat, lon, radius_m, agent)
 
 
 @router.post("/requests/{request_id}/erasure", response_model=ProposalOut, status_code=201,
@@ -553,6 +558,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "lon": {"fr": "Longitude", "en": "Longitude"},
     "radius": {"fr": "Rayon (m)", "en": "Radius (m)"},
     "agent_opt": {"fr": "Agent (matricule, facultatif)", "en": "Agent (number, optional)"},
+    "commune": {"fr": "Commune du demandeur", "en": "Requester's commune"},
     "save": {"fr": "Enregistrer", "en": "Save"},
     "no_requests": {"fr": "Aucune demande.", "en": "No request."},
     "candidates": {"fr": "Enregistrements candidats", "en": "Candidate recordings"},
@@ -678,7 +684,7 @@ def rights_page(request: Request, who: Principal = _page_guard(Permission.RIGHTS
                 db: Session = Depends(get_db)) -> HTMLResponse:
     from temoin.identity.tenant_settings import settings_of
 
-    return _page(request, "rights.html", who, requests=register.list_requests(db, who.tenant),
+    return _page(request, "rights.html", who, requests=register.list_requests(db, who.tenant, who.user),
                  is_overdue=register.is_overdue, kinds=[k.value for k in RequestKind],
                  months=settings_of(who.tenant).rights_deadline_months)
 
@@ -687,7 +693,8 @@ def rights_page(request: Request, who: Principal = _page_guard(Permission.RIGHTS
 def rights_create(request: Request, kind: str = Form(""), person_description: str = Form(""),
                   contact: str = Form(""), received_on: str = Form(""), facts_start: str = Form(""),
                   facts_end: str = Form(""), lat: str = Form(""), lon: str = Form(""), radius_m: str = Form(""),
-                  agent: str = Form(""), who: Principal = _page_guard(Permission.RIGHTS_MANAGE),
+                  agent: str = Form(""), commune: str = Form(""),
+                  who: Principal = _page_guard(Permission.RIGHTS_MANAGE),
                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
     from temoin.identity.tenant_settings import settings_of
 
@@ -696,10 +703,10 @@ def rights_create(request: Request, kind: str = Form(""), person_description: st
             kind=RequestKind(kind), person_description=person_description, contact=contact,
             received_on=date.fromisoformat(received_on) if received_on.strip() else None,
             facts_start=_parse_dt(facts_start), facts_end=_parse_dt(facts_end), place_lat=_float(lat),
-            place_lon=_float(lon), radius_m=_float(radius_m), agent_ref=agent))
+            place_lon=_float(lon), radius_m=_float(radius_m), agent_ref=agent, commune=commune))
     except (ValueError, register.RightsError) as exc:
         return _page(request, "rights.html", who, status=422, error=str(exc),
-                     requests=register.list_requests(db, who.tenant), is_overdue=register.is_overdue,
+                     requests=register.list_requests(db, who.tenant, who.user), is_overdue=register.is_overdue,
                      kinds=[k.value for k in RequestKind], months=settings_of(who.tenant).rights_deadline_months)
     return RedirectResponse(f"/rights/{req.id}", 303)
 
@@ -713,7 +720,7 @@ def _request_page(request: Request, who: Principal, p: Platform, db: Session, re
         return _page(request, "error.html", who, status=404, title=t("not_found"), error=t("no_requests"))
     found, window_error = None, None
     try:
-        found = candidates_for(db, req)
+        found = candidates_for(db, who, req)
     except HTTPException as exc:
         window_error = exc.detail
     copies = list(db.scalars(select(RedactedCopy).where(RedactedCopy.request_id == req.id).order_by(RedactedCopy.id)))
