@@ -175,3 +175,50 @@ def test_erasure_proposals_and_copies_stay_inside_their_commune(platform, client
         user = db.scalar(select(User).where(User.username == "chief-east"))
         with pytest.raises(ProposalNotFound):
             get_proposal(db, user, proposal)
+
+
+def _with_journal_readers(platform) -> None:
+    with platform.session() as db:
+        tenant = platform.tenant(db, "agglo")
+        for username, role, communes in (("mayor-west", Role.MAYOR, [WEST]), ("auditor-all", Role.AUDITOR, None)):
+            service.create_user(platform, db, tenant, username=username, display_name=username, role=role,
+                                password=PASSWORD, communes=communes)
+        db.commit()
+
+
+def test_a_commune_limited_user_reads_only_their_communes_journal(platform, client):
+    epci = _epci(platform)
+    _with_journal_readers(platform)
+    west, _ = upload(platform, client, epci, street="Avenue de la Mer", duration_s=2, segment_s=2)
+    east, _ = upload(platform, client, epci, street="Quai des Pêcheurs", duration_s=2, segment_s=2, seed=2)
+    motive = {"motive": {"code": "incident_review", "text": "relecture"}}
+    csrf = sign_in(platform, client, "chief-all")
+    for rid in (west, east):
+        r = client.post(f"/api/v1/recordings/{rid}/consultations", headers={"X-CSRF-Token": csrf}, json=motive)
+        assert r.status_code in (200, 201), r.text
+
+    sign_in(platform, client, "auditor-all")
+    everything = client.get("/api/v1/journal", params={"limit": 1000}).json()
+    assert any(east in e["body"]["recordings"] for e in everything)
+    assert any(not e["body"]["recordings"] and e["body"]["actor"]["id"] != "auditor-all" for e in everything)
+    verified = client.get("/api/v1/journal/verify")
+    assert verified.status_code == 200 and verified.json()["ok"], verified.text
+
+    sign_in(platform, client, "mayor-west")
+    seen = client.get("/api/v1/journal", params={"limit": 1000}).json()
+    assert seen and {e["event"] for e in seen if e["body"]["recordings"]} >= {"recording.consulted"}
+    for e in seen:
+        if e["body"]["recordings"]:
+            assert e["body"]["recordings"] == [west], e
+        else:  # about no recording: their own actions only (signing in), never the EPCI's administration
+            assert e["body"]["actor"]["id"] == "mayor-west", e
+    assert east not in str(seen)
+    # Paging with `before` goes on through the entries they may read.
+    first = client.get("/api/v1/journal", params={"limit": 1}).json()
+    older = client.get("/api/v1/journal", params={"limit": 1000, "before": first[0]["seq"]}).json()
+    assert [e["seq"] for e in first + older] == [e["seq"] for e in seen]
+    r = client.get("/api/v1/journal/verify")
+    assert r.status_code == 403 and "whole EPCI" in r.text, r.text
+    page = client.get("/journal", params={"verify": 1})
+    assert page.status_code == 200 and west in page.text and east not in page.text
+    assert 'id="verify"' not in page.text and 'id="verdict"' not in page.text

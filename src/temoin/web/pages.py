@@ -25,7 +25,6 @@ from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
 from temoin.web.deps import Principal, Require, current_principal, get_db, get_platform
 from temoin.web.i18n import LANGS, lang_of, translator
-from temoin.web.routes.journal import tenant_entries
 from temoin.web.routes.session import pages as account_pages
 from temoin.web.routes.session import remember_device, second_factor, sign_in
 
@@ -303,6 +302,10 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
 @router.get("/journal")
 def journal(request: Request, verify: bool = False, who: Principal = Depends(PageRequire(Permission.JOURNAL_READ)),
             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
-    entries = [(e, parse_body(e.body)) for e in tenant_entries(db, who.tenant.slug, 200)]
-    result = verify_all(db, p.journal.sink, p.keyring.trusted, chains=[who.tenant.slug]) if verify else None
-    return page(request, "journal.html", who=who, entries=entries, result=result)
+    from temoin.journal import reading
+
+    entries = [(e, parse_body(e.body)) for e in reading.entries_for(db, who.user, who.tenant, 200)]
+    can_verify = reading.may_verify(who.user)  # the whole chain: EPCI-wide users only
+    result = verify_all(db, p.journal.sink, p.keyring.trusted, chains=[who.tenant.slug]) \
+        if verify and can_verify else None
+    return page(request, "journal.html", who=who, entries=entries, result=result, can_verify=can_verify)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from temoin.journal.models import JournalEntry
+from temoin.journal import reading
 from temoin.journal.service import parse_body
 from temoin.journal.verify import verify_all
 from temoin.law.access import Permission
@@ -34,23 +33,22 @@ class VerifyOut(BaseModel):
     problems: list[str]
 
 
-def tenant_entries(db: Session, chain: str, limit: int, before: int | None = None) -> list[JournalEntry]:
-    stmt = select(JournalEntry).where(JournalEntry.chain == chain)
-    if before is not None:
-        stmt = stmt.where(JournalEntry.seq < before)
-    return list(db.scalars(stmt.order_by(JournalEntry.seq.desc()).limit(limit)))
-
-
-@router.get("", response_model=list[EntryOut], summary="Journal entries of your tenant, newest first")
+@router.get("", response_model=list[EntryOut], summary="Journal entries of your tenant, newest first (in an EPCI, a "
+            "user limited to communes reads those about their communes' recordings and their own actions)")
 def entries(limit: int = Query(100, ge=1, le=1000), before: int | None = None,
             who: Principal = require(Permission.JOURNAL_READ), db: Session = Depends(get_db)) -> list[EntryOut]:
     return [EntryOut(seq=e.seq, at=e.at, action=e.action, event=e.event, body=parse_body(e.body), hash=e.hash)
-            for e in tenant_entries(db, who.tenant.slug, limit, before)]
+            for e in reading.entries_for(db, who.user, who.tenant, limit, before)]
 
 
-@router.get("/verify", response_model=VerifyOut, summary="Verify your tenant's chain in both sinks")
+@router.get("/verify", response_model=VerifyOut, summary="Verify your tenant's chain in both sinks (EPCI-wide "
+            "users only)")
 def verify(who: Principal = require(Permission.JOURNAL_READ), db: Session = Depends(get_db),
            p: Platform = Depends(get_platform)) -> VerifyOut:
+    try:
+        reading.check_may_verify(who.user)
+    except reading.VerificationRefused as exc:
+        raise HTTPException(403, str(exc)) from None
     result = verify_all(db, p.journal.sink, p.keyring.trusted, chains=[who.tenant.slug])
     return VerifyOut(ok=result.ok, entries=sum(r.entries for r in result.reports if r.sink == "database"),
                      problems=[str(x) for x in result.problems])
