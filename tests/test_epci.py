@@ -5,6 +5,7 @@ learns of commune B's recordings (search, details, consultation, extraction)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
@@ -19,6 +20,7 @@ from temoin.vault.models import Recording
 from tests.helpers import PASSWORD, Commune, enrol_camera, sign_in, upload
 
 WEST, EAST = "34001", "34002"
+PARIS = ZoneInfo("Europe/Paris")
 
 
 def _square(lon0: float, lon1: float) -> list[list[list[float]]]:
@@ -222,3 +224,56 @@ def test_a_commune_limited_user_reads_only_their_communes_journal(platform, clie
     page = client.get("/journal", params={"verify": 1})
     assert page.status_code == 200 and west in page.text and east not in page.text
     assert 'id="verify"' not in page.text and 'id="verdict"' not in page.text
+
+
+def test_reports_per_commune_and_a_commune_limited_user_gets_only_theirs(platform, client, tmp_path, monkeypatch):
+    epci = _epci(platform)
+    upload(platform, client, epci, street="Avenue de la Mer", duration_s=2, segment_s=2)
+    for seed in (2, 3):
+        upload(platform, client, epci, street="Quai des Pêcheurs", duration_s=2, segment_s=2, seed=seed)
+    csrf = sign_in(platform, client, "chief-all")
+    for commune in (WEST, EAST, EAST):
+        assert _rights_request(client, csrf, commune).status_code == 201
+    today = datetime.now(UTC).astimezone(PARIS)
+    year, month = today.year, f"{today.year:04d}-{today.month:02d}"
+
+    def annual(**params) -> "httpx.Response":  # noqa: F821
+        return client.get(f"/api/v1/reports/annual/{year}", params=params)
+
+    def figures(**params) -> tuple[int, int]:
+        r = annual(**params)
+        assert r.status_code == 200, r.text
+        m = client.get(f"/api/v1/reports/monthly/{month}", params=params)
+        assert m.status_code == 200, m.text
+        f = r.json()["figures"]
+        assert (f["recordings"], f["rights_requests"]) == (m.json()["recordings"], m.json()["rights_requests"])
+        return f["recordings"], f["rights_requests"]
+
+    assert figures() == (3, 3)
+    assert figures(commune=WEST) == (1, 1) and figures(commune=EAST) == (2, 2)
+    r = annual(commune="99999")
+    assert r.status_code == 422 and "34001, 34002" in r.text, r.text
+    csv = client.get(f"/api/v1/reports/annual/{year}.csv", params={"commune": EAST}).text
+    assert "Communes de l'EPCI couvertes (code INSEE),34002" in csv and "Nombre d'enregistrements,2" in csv
+
+    sign_in(platform, client, "chief-west")
+    assert figures() == (1, 1)  # theirs without asking
+    assert figures(commune=WEST) == (1, 1)
+    for r in (annual(commune=EAST), client.get(f"/api/v1/reports/monthly/{month}.csv", params={"commune": EAST}),
+              client.get("/reports", params={"commune": EAST})):
+        assert r.status_code == 403, r.text
+    page = client.get("/reports")
+    assert page.status_code == 200 and "Communes de l&#39;EPCI couvertes" in page.text
+
+    from typer.testing import CliRunner
+
+    from temoin.cli import app
+
+    monkeypatch.setenv("TEMOIN_HOME", str(platform.settings.home))
+    monkeypatch.setenv("TEMOIN_DATABASE_URL", platform.settings.database_url)
+    out = tmp_path / "east.csv"
+    result = CliRunner().invoke(app, ["report", "monthly", "agglo", month, "--commune", EAST, "--csv", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Nombre d'enregistrements,2" in out.read_text(encoding="utf-8")
+    result = CliRunner().invoke(app, ["report", "annual", "agglo", str(year), "--commune", "99999"])
+    assert result.exit_code == 2 and "34001, 34002" in result.output, result.output

@@ -37,6 +37,36 @@ PROCEDURE_TYPES = ("judicial", "administrative", "disciplinary")
 MADE = (RecordingState.STORED.value, RecordingState.DELETED.value)
 
 
+class ReportScopeError(ValueError):
+    """Figures asked for a commune the tenant does not serve, or that the user may not read."""
+
+
+Communes = tuple[str, ...] | None  # None: the whole tenant
+
+
+def scope_for(tenant: Tenant, user: User | None, commune: str | None) -> Communes:
+    """Which communes' figures a report covers. In an EPCI, `commune` (INSEE code) narrows it to one commune; a
+    user limited to some communes gets theirs only (deny by default). `user` None: the server's operator at the
+    command line (the whole tenant, or `commune`)."""
+    commune = (commune or "").strip() or None
+    limited = None if user is None or user.communes is None else tuple(sorted(user.communes))
+    if commune is None:
+        return limited
+    served = [str(c) for c in tenant.communes or []] if tenant.kind == "epci" else []
+    if commune not in served:
+        raise ReportScopeError(f"{tenant.name} serves {'the communes ' + ', '.join(served) if served else 'one commune'}"
+                               f", not {commune}: give one of its communes' INSEE codes, or none for the whole "
+                               "service")
+    if limited is not None and commune not in limited:
+        raise ReportScopeError(f"you read the figures of {', '.join(limited)} only, not {commune}")
+    return (commune,)
+
+
+def _of(communes: Communes) -> ColumnElement:
+    """Recordings of these communes (every recording when None)."""
+    return Recording.commune.in_(communes) if communes is not None else Recording.id.is_not(None)
+
+
 @dataclass(frozen=True)
 class Period:
     start: datetime  # UTC, inclusive
@@ -111,6 +141,7 @@ class AnnualReport:
     # of extractions pin (`temoin verify --fingerprint`).
     platform_keys: tuple[tuple[str, str], ...] = ()
     territory: "TerritoryUse" = None  # type: ignore[assignment]
+    communes: Communes = None  # the report of some communes of an EPCI; None: the whole service
 
 
 @dataclass
@@ -130,11 +161,11 @@ class TerritoryUse:
     unchecked: int = 0  # arrived while no territory was set: the place could not be checked
 
 
-def territory_use(db: Session, tenant: Tenant, period: Period) -> TerritoryUse:
+def territory_use(db: Session, tenant: Tenant, period: Period, communes: Communes = None) -> TerritoryUse:
     from temoin.vault.field_checks import Flag
 
     in_period = and_(Recording.tenant_id == tenant.id, Recording.started_at >= period.start,
-                     Recording.started_at < period.end, Recording.state.in_(MADE))
+                     Recording.started_at < period.end, Recording.state.in_(MADE), _of(communes))
     use = TerritoryUse(territory_set=bool(tenant.territory))
     use.outside = [OutsideRecording(rid, started, agent, camera) for rid, started, agent, camera in db.execute(
         select(Recording.id, Recording.started_at, Recording.agent_ref, Recording.device_id)
@@ -154,11 +185,14 @@ def _count_by(db: Session, column: ColumnElement, *where: ColumnElement) -> dict
     return {str(k): int(v) for k, v in db.execute(select(column, func.count()).where(*where).group_by(column))}
 
 
-def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False) -> Figures:
+def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False,
+            communes: Communes = None) -> Figures:
+    """`communes`: only what concerns these communes of an EPCI (their recordings, the journal entries about
+    them, the holds and extractions of them, the live sessions started there, their citizens' requests)."""
     f = Figures(period)
     t0, t1 = period.start, period.end
     in_period = and_(Recording.tenant_id == tenant.id, Recording.started_at >= t0, Recording.started_at < t1,
-                     Recording.state.in_(MADE))
+                     Recording.state.in_(MADE), _of(communes))
     row = db.execute(select(
         func.count(), func.coalesce(func.sum(cast(_seconds(db, Recording.started_at, Recording.ended_at), Float)), 0.0),
         func.count(func.distinct(Recording.device_id)), func.count(func.distinct(Recording.agent_ref)),
@@ -173,20 +207,25 @@ def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False
             m = Period.month(first.year, first.month)
             f.recordings_by_month[m.label] = int(db.scalar(select(func.count()).where(
                 Recording.tenant_id == tenant.id, Recording.started_at >= m.start, Recording.started_at < m.end,
-                Recording.state.in_(MADE))) or 0)
+                Recording.state.in_(MADE), _of(communes))) or 0)
             first = add_months(first, 1)
 
-    _journal(db, tenant, period, f)
-    f.procedures = _procedures(db, tenant, period)
+    live_here = _live_sessions_in(db, tenant, period, communes)
+    _journal(db, tenant, period, f, communes, live_here)
+    f.procedures = _procedures(db, tenant, period, communes)
 
+    held_here = Hold.recording_id.in_(select(Recording.id).where(Recording.tenant_id == tenant.id, _of(communes)))
     f.holds_placed = int(db.scalar(select(func.count()).where(
-        Hold.tenant_id == tenant.id, Hold.placed_at >= t0, Hold.placed_at < t1)) or 0)
+        Hold.tenant_id == tenant.id, Hold.placed_at >= t0, Hold.placed_at < t1,
+        held_here if communes is not None else Hold.id.is_not(None))) or 0)
     live = db.execute(select(func.count(), func.count(LiveSession.acknowledged_at)).where(
-        LiveSession.tenant_id == tenant.id, LiveSession.requested_at >= t0, LiveSession.requested_at < t1)).one()
+        LiveSession.tenant_id == tenant.id, LiveSession.requested_at >= t0, LiveSession.requested_at < t1,
+        LiveSession.id.in_(live_here) if live_here is not None else LiveSession.id.is_not(None))).one()
     f.live_sessions, f.live_acknowledged = int(live[0]), int(live[1])
 
     asked = and_(RightsRequest.tenant_id == tenant.id, RightsRequest.received_on >= period.first_day,
-                 RightsRequest.received_on <= period.last_day)
+                 RightsRequest.received_on <= period.last_day,
+                 RightsRequest.commune.in_(communes) if communes is not None else RightsRequest.id.is_not(None))
     f.rights_by_kind = _count_by(db, RightsRequest.kind, asked)
     f.rights_by_outcome = _count_by(db, RightsRequest.status, asked)
     f.rights_requests = sum(f.rights_by_kind.values())
@@ -198,7 +237,8 @@ def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False
         asked, RightsRequest.status.in_([RequestStatus.RECEIVED.value, RequestStatus.IN_PROGRESS.value]),
         RightsRequest.deadline < today)) or 0)
 
-    deleted = and_(Recording.tenant_id == tenant.id, Recording.deleted_at >= t0, Recording.deleted_at < t1)
+    deleted = and_(Recording.tenant_id == tenant.id, Recording.deleted_at >= t0, Recording.deleted_at < t1,
+                   _of(communes))
     early = func.coalesce(Recording.state_reason, "") == "rights_erasure"
     on_time = _seconds(db, Recording.retention_until, Recording.deleted_at) <= ON_TIME_GRACE.total_seconds()
     row = db.execute(select(
@@ -212,12 +252,34 @@ def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False
     held = select(Hold.id).where(Hold.recording_id == Recording.id, Hold.lifted_at.is_(None)).exists()
     f.deletions_overdue_pending = int(db.scalar(select(func.count()).where(
         Recording.tenant_id == tenant.id, Recording.state == RecordingState.STORED.value,
-        Recording.retention_until >= t0, Recording.retention_until < overdue_until, ~held)) or 0)
+        Recording.retention_until >= t0, Recording.retention_until < overdue_until, ~held, _of(communes))) or 0)
     return f
 
 
-def _journal(db: Session, tenant: Tenant, period: Period, f: Figures) -> None:
-    """One pass over the period's consultations, communications and holds in the journal."""
+def _live_sessions_in(db: Session, tenant: Tenant, period: Period, communes: Communes) -> set[str] | None:
+    """The period's live sessions whose last position lies in these communes (None: every session)."""
+    if communes is None:
+        return None
+    from temoin.geo.communes import commune_at
+
+    here = set()
+    for sid, position in db.execute(select(LiveSession.id, LiveSession.position).where(
+            LiveSession.tenant_id == tenant.id, LiveSession.requested_at >= period.start,
+            LiveSession.requested_at < period.end)):
+        try:
+            code = commune_at(tenant.territory, float(position["lat"]), float(position["lon"])) if position else None
+        except (KeyError, TypeError, ValueError):
+            code = None
+        if code in communes:
+            here.add(sid)
+    return here
+
+
+def _journal(db: Session, tenant: Tenant, period: Period, f: Figures, communes: Communes = None,
+             live_here: set[str] | None = None) -> None:
+    """One pass over the period's consultations, communications and holds in the journal. With `communes`, an
+    entry counts when it names a recording of them (an extraction of several communes counts in each), a live
+    viewing when its session was started there."""
     consulted, extracted, viewed = "recording.consulted", "extraction.created", "live.viewing_started"
     rows = db.execute(select(JournalEntry.event, JournalEntry.body).where(
         JournalEntry.tenant_id == tenant.id, JournalEntry.at >= period.start, JournalEntry.at < period.end,
@@ -225,7 +287,18 @@ def _journal(db: Session, tenant: Tenant, period: Period, f: Figures) -> None:
     motives: Counter[str] = Counter()
     by_procedure: Counter[str] = Counter()
     by_recipient: Counter[str] = Counter()
+    rows = list(rows)
+    of_communes: set[str] = set()
+    if communes is not None:
+        of_communes = set(db.scalars(select(Recording.id).where(Recording.tenant_id == tenant.id, _of(communes))))
     for event, body in rows:
+        if communes is not None:
+            entry = orjson.loads(body)
+            if event == viewed:
+                if (entry.get("details") or {}).get("live_session") not in (live_here or set()):
+                    continue
+            elif not of_communes.intersection(entry.get("recordings") or []):
+                continue
         if event == consulted:
             entry = orjson.loads(body)
             motive = entry.get("motive") or {}
@@ -242,16 +315,22 @@ def _journal(db: Session, tenant: Tenant, period: Period, f: Figures) -> None:
     f.extractions_by_recipient = dict(sorted(by_recipient.items()))
 
 
-def _procedures(db: Session, tenant: Tenant, period: Period) -> dict[str, int]:
+def _procedures(db: Session, tenant: Tenant, period: Period, communes: Communes = None) -> dict[str, int]:
     """Distinct procedures by type that needed an extraction or a hold in the period, from the rows that name
     them (procedure type and reference; the reference compared without case or extra spaces). A consultation's
     motive text is free and is not matched: a procedure counts once it is recorded by an extraction or a hold."""
     found: dict[str, set[str]] = {kind: set() for kind in PROCEDURE_TYPES}
-    extractions = select(Extraction.procedure_type, Extraction.reference).where(
+    extractions = select(Extraction.procedure_type, Extraction.reference, Extraction.recording_ids).where(
         Extraction.tenant_id == tenant.id, Extraction.created_at >= period.start, Extraction.created_at < period.end)
-    holds = select(Hold.procedure_type, Hold.reference).where(
+    holds = select(Hold.procedure_type, Hold.reference, Hold.recording_id).where(
         Hold.tenant_id == tenant.id, Hold.placed_at >= period.start, Hold.placed_at < period.end)
-    for kind, reference in [*db.execute(extractions), *db.execute(holds)]:
+    of_communes: set[str] | None = None
+    if communes is not None:
+        of_communes = set(db.scalars(select(Recording.id).where(Recording.tenant_id == tenant.id, _of(communes))))
+    for kind, reference, recordings in [*db.execute(extractions), *db.execute(holds)]:
+        recordings = recordings if isinstance(recordings, list) else [recordings]
+        if of_communes is not None and not of_communes.intersection(recordings or []):
+            continue
         if kind in found:
             found[kind].add(" ".join(str(reference).lower().split()))
     return {kind: len(refs) for kind, refs in found.items()}
@@ -275,19 +354,26 @@ def _keys_of_period(keys: KeySet, period: Period) -> tuple[tuple[str, str], ...]
     return tuple(out)
 
 
-def annual_report(db: Session, tenant: Tenant, year: int, keys: KeySet | None = None) -> AnnualReport:
+def annual_report(db: Session, tenant: Tenant, year: int, keys: KeySet | None = None, *,
+                  communes: Communes = None) -> AnnualReport:
+    """`communes` (from `scope_for`): the report of some communes of an EPCI. Cameras and the agents who wore
+    them are the EPCI's, shared by its communes; designated agents count those who may see these communes."""
     period = Period.year(year)
     active_in_year = and_(Device.tenant_id == tenant.id, Device.enrolled_at < period.end,
                           or_(Device.revoked_at.is_(None), Device.revoked_at >= period.start))
     users = _count_by(db, User.role, User.tenant_id == tenant.id, User.active.is_(True))
+    if communes is not None:
+        users = dict(Counter(role for role, theirs in db.execute(select(User.role, User.communes).where(
+            User.tenant_id == tenant.id, User.active.is_(True))) if theirs is None or set(theirs) & set(communes)))
     return AnnualReport(
         tenant_name=tenant.name, tenant_slug=tenant.slug, profile_title=get_profile(tenant.profile).title, year=year,
         generated_at=utcnow(), authorised_cameras=tenant.authorised_cameras,
         cameras_in_service=int(db.scalar(select(func.count()).where(active_in_year)) or 0),
         authorised_agents=agents_who_wore_a_camera(db, tenant, period),
         designated_agents=users.get(Role.DESIGNATED_AGENT.value, 0),
-        figures=figures(db, tenant, period, months=True), platform_keys=_keys_of_period(keys or KeySet(), period),
-        territory=territory_use(db, tenant, period))
+        figures=figures(db, tenant, period, months=True, communes=communes),
+        platform_keys=_keys_of_period(keys or KeySet(), period),
+        territory=territory_use(db, tenant, period, communes), communes=communes)
 
 
 # --- presentation: the same rows feed the CSV, the PDF and the page ------------------------------------
@@ -347,9 +433,17 @@ def period_rows(f: Figures) -> list[tuple[str, str, str]]:
     return rows
 
 
+def scope_rows(communes: Communes) -> list[tuple[str, str, str]]:
+    if communes is None:
+        return []
+    return [("Service", "Communes de l'EPCI couvertes (code INSEE)", ", ".join(communes)),
+            ("Service", "Caméras et agents", "ceux de l'EPCI, partagés par ses communes")]
+
+
 def report_rows(r: AnnualReport) -> list[tuple[str, str, str]]:
     return [
         ("Service", "Commune ou EPCI", r.tenant_name),
+        *scope_rows(r.communes),
         ("Service", "Cadre juridique", r.profile_title),
         ("Service", "Année", str(r.year)),
         ("Caméras", "Caméras autorisées par le préfet (R241-8)", str(r.authorised_cameras)),

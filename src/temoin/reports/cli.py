@@ -16,6 +16,19 @@ console = Console()
 err = Console(stderr=True)
 
 
+COMMUNE_HELP = "in an EPCI: the figures of one commune (INSEE code)"
+
+
+def _scope(t, commune: str | None):  # noqa: ANN001, ANN202
+    from temoin.reports import annual
+
+    try:
+        return annual.scope_for(t, None, commune)
+    except annual.ReportScopeError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
 def _table(rows: list[tuple[str, str, str]], title: str) -> Table:
     table = Table("section", "item", "value", title=title, title_justify="left")
     for section, item, value in rows:
@@ -26,7 +39,8 @@ def _table(rows: list[tuple[str, str, str]], title: str) -> Table:
 @report_app.command("annual")
 def annual_cmd(tenant: str, year: int = typer.Argument(..., min=2000, max=2100),
                pdf: Path | None = typer.Option(None, "--pdf", help="write the PDF here"),
-               csv: Path | None = typer.Option(None, "--csv", help="write the CSV here")) -> None:
+               csv: Path | None = typer.Option(None, "--csv", help="write the CSV here"),
+               commune: str | None = typer.Option(None, "--commune", help=COMMUNE_HELP)) -> None:
     """The annual report of TENANT for YEAR; printed, and written as PDF and/or CSV."""
     from temoin.cli import _open
     from temoin.reports import annual
@@ -35,7 +49,8 @@ def annual_cmd(tenant: str, year: int = typer.Argument(..., min=2000, max=2100),
     p = _open()
     with p.session() as db, console.status(f"computing the {year} report…"):
         t = p.tenant(db, tenant)
-        report = annual.annual_report(db, t, year, p.keyring.trusted)
+        communes = _scope(t, commune)
+        report = annual.annual_report(db, t, year, p.keyring.trusted, communes=communes)
         rows = annual.report_rows(report)
         if pdf:
             pdf.write_bytes(annual_pdf(report))
@@ -49,7 +64,8 @@ def annual_cmd(tenant: str, year: int = typer.Argument(..., min=2000, max=2100),
 
 @report_app.command("monthly")
 def monthly_cmd(tenant: str, month: str = typer.Argument(..., help="YYYY-MM"),
-                csv: Path | None = typer.Option(None, "--csv", help="write the CSV here")) -> None:
+                csv: Path | None = typer.Option(None, "--csv", help="write the CSV here"),
+                commune: str | None = typer.Option(None, "--commune", help=COMMUNE_HELP)) -> None:
     """Monthly statistics of TENANT for MONTH (YYYY-MM)."""
     from temoin.cli import _open
     from temoin.reports import annual, monthly
@@ -62,10 +78,11 @@ def monthly_cmd(tenant: str, month: str = typer.Argument(..., help="YYYY-MM"),
     p = _open()
     with p.session() as db:
         t = p.tenant(db, tenant)
-        f = monthly.monthly(db, t, year, m)
+        communes = _scope(t, commune)
+        f = monthly.monthly(db, t, year, m, communes=communes)
         if csv:
-            csv.write_text(monthly.monthly_csv(t, f), encoding="utf-8")
-    console.print(_table(annual.period_rows(f), f"{t.name} — {month}"))
+            csv.write_text(monthly.monthly_csv(t, f, communes), encoding="utf-8")
+    console.print(_table([*annual.scope_rows(communes), *annual.period_rows(f)], f"{t.name} — {month}"))
 
 
 @report_app.command("notice")

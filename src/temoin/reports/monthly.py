@@ -7,7 +7,7 @@ import re
 from sqlalchemy.orm import Session
 
 from temoin.identity.models import Tenant
-from temoin.reports.annual import Figures, Period, figures, period_rows, to_csv
+from temoin.reports.annual import Communes, Figures, Period, figures, period_rows, scope_rows, to_csv
 
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -19,8 +19,9 @@ def parse_month(text: str) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
-def monthly(db: Session, tenant: Tenant, year: int, month: int) -> Figures:
-    return figures(db, tenant, Period.month(year, month))
+def monthly(db: Session, tenant: Tenant, year: int, month: int, *, communes: Communes = None) -> Figures:
+    """`communes` (from `annual.scope_for`): the statistics of some communes of an EPCI."""
+    return figures(db, tenant, Period.month(year, month), communes=communes)
 
 
 def summary(f: Figures) -> dict:
@@ -32,6 +33,6 @@ def summary(f: Figures) -> dict:
             "deletions_overdue_pending": f.deletions_overdue_pending}
 
 
-def monthly_csv(tenant: Tenant, f: Figures) -> str:
-    return to_csv([("Service", "Commune ou EPCI", tenant.name), ("Service", "Mois", f.period.label),
-                   *period_rows(f)])
+def monthly_csv(tenant: Tenant, f: Figures, communes: Communes = None) -> str:
+    return to_csv([("Service", "Commune ou EPCI", tenant.name), *scope_rows(communes),
+                   ("Service", "Mois", f.period.label), *period_rows(f)])

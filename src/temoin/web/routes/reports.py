@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,19 @@ pages = APIRouter(include_in_schema=False)
 
 YEAR = Path(ge=2000, le=2100)
 MONTH = Path(pattern=r"^(19|2\d)\d{2}-(0[1-9]|1[0-2])$", description="YYYY-MM (years 1900-2999)")
+COMMUNE = Query(None, max_length=16, description="in an EPCI: one commune's figures (INSEE code); a user limited "
+                                                   "to some communes always gets theirs only")
+
+
+def _scope(who: Principal, commune: str | None) -> annual.Communes:
+    try:
+        return annual.scope_for(who.tenant, who.user, commune)
+    except annual.ReportScopeError as exc:
+        raise HTTPException(422 if who.user.communes is None else 403, str(exc)) from None
+
+
+def _suffix(communes: annual.Communes) -> str:
+    return f"-{'-'.join(communes)}" if communes else ""
 
 
 def _inputs(controller: str | None, dpo_contact: str | None, rights_address: str | None) -> notice.NoticeInputs:
@@ -38,25 +51,29 @@ def _file(data: bytes | str, media_type: str, filename: str) -> Response:
 
 
 @router.get("/annual/{year}.pdf", summary="The annual report as PDF, to sign and send to the prefect")
-def annual_as_pdf(year: int = YEAR, who: Principal = require(Permission.REPORTS_READ),
+def annual_as_pdf(year: int = YEAR, commune: str | None = COMMUNE, who: Principal = require(Permission.REPORTS_READ),
                   db: Session = Depends(get_db), keys: KeySet = Depends(_platform_keys)) -> Response:
-    report = annual.annual_report(db, who.tenant, year, keys)
-    return _file(annual_pdf(report), "application/pdf", f"rapport-annuel-{who.tenant.slug}-{year}.pdf")
+    communes = _scope(who, commune)
+    report = annual.annual_report(db, who.tenant, year, keys, communes=communes)
+    return _file(annual_pdf(report), "application/pdf",
+                 f"rapport-annuel-{who.tenant.slug}{_suffix(communes)}-{year}.pdf")
 
 
 @router.get("/annual/{year}.csv", summary="The annual report as CSV (section, item, value)")
-def annual_as_csv(year: int = YEAR, who: Principal = require(Permission.REPORTS_READ),
+def annual_as_csv(year: int = YEAR, commune: str | None = COMMUNE, who: Principal = require(Permission.REPORTS_READ),
                   db: Session = Depends(get_db), keys: KeySet = Depends(_platform_keys)) -> Response:
-    report = annual.annual_report(db, who.tenant, year, keys)
+    communes = _scope(who, commune)
+    report = annual.annual_report(db, who.tenant, year, keys, communes=communes)
     return _file(annual.to_csv(annual.report_rows(report)), "text/csv; charset=utf-8",
-                 f"rapport-annuel-{who.tenant.slug}-{year}.csv")
+                 f"rapport-annuel-{who.tenant.slug}{_suffix(communes)}-{year}.csv")
 
 
 @router.get("/annual/{year}", summary="The annual report to the prefect (R241-17), as figures")
-def annual_json(year: int = YEAR, who: Principal = require(Permission.REPORTS_READ),
+def annual_json(year: int = YEAR, commune: str | None = COMMUNE, who: Principal = require(Permission.REPORTS_READ),
                 db: Session = Depends(get_db), keys: KeySet = Depends(_platform_keys)) -> dict:
-    report = annual.annual_report(db, who.tenant, year, keys)
-    return {"tenant": report.tenant_slug, "year": year, "authorised_cameras": report.authorised_cameras,
+    communes = _scope(who, commune)
+    report = annual.annual_report(db, who.tenant, year, keys, communes=communes)
+    return {"tenant": report.tenant_slug, "year": year, "communes": list(communes) if communes else None, "authorised_cameras": report.authorised_cameras,
             "cameras_in_service": report.cameras_in_service, "authorised_agents": report.authorised_agents,
             "designated_agents": report.designated_agents, "figures": report.figures.__dict__ | {"period": None},
             "territory": {"territory_set": report.territory.territory_set, "unchecked": report.territory.unchecked,
@@ -64,19 +81,22 @@ def annual_json(year: int = YEAR, who: Principal = require(Permission.REPORTS_RE
 
 
 @router.get("/monthly/{month}.csv", summary="Monthly statistics as CSV")
-def monthly_as_csv(month: str = MONTH, who: Principal = require(Permission.REPORTS_READ),
-                   db: Session = Depends(get_db)) -> Response:
+def monthly_as_csv(month: str = MONTH, commune: str | None = COMMUNE,
+                   who: Principal = require(Permission.REPORTS_READ), db: Session = Depends(get_db)) -> Response:
+    communes = _scope(who, commune)
     year, m = monthly.parse_month(month)
-    f = monthly.monthly(db, who.tenant, year, m)
-    return _file(monthly.monthly_csv(who.tenant, f), "text/csv; charset=utf-8",
-                 f"statistiques-{who.tenant.slug}-{month}.csv")
+    f = monthly.monthly(db, who.tenant, year, m, communes=communes)
+    return _file(monthly.monthly_csv(who.tenant, f, communes), "text/csv; charset=utf-8",
+                 f"statistiques-{who.tenant.slug}{_suffix(communes)}-{month}.csv")
 
 
 @router.get("/monthly/{month}", summary="Monthly statistics")
-def monthly_json(month: str = MONTH, who: Principal = require(Permission.REPORTS_READ),
+def monthly_json(month: str = MONTH, commune: str | None = COMMUNE, who: Principal = require(Permission.REPORTS_READ),
                  db: Session = Depends(get_db)) -> dict:
+    communes = _scope(who, commune)
     year, m = monthly.parse_month(month)
-    return monthly.summary(monthly.monthly(db, who.tenant, year, m))
+    return monthly.summary(monthly.monthly(db, who.tenant, year, m, communes=communes)) | {
+        "communes": list(communes) if communes else None}
 
 
 @router.get("/notice.pdf", summary="The public information notice (R241-15) as PDF")
@@ -141,6 +161,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "processing_record": {"fr": "Registre des activités de traitement (loi 78-17 art. 100)",
                           "en": "Record of processing activities (loi 78-17 art. 100)"},
     "aipd": {"fr": "Analyse d'impact (AIPD), projet à compléter", "en": "Impact assessment (AIPD), draft to complete"},
+    "commune": {"fr": "Commune", "en": "Commune"},
+    "whole_service": {"fr": "Tout le service", "en": "The whole service"},
     "notice_help": {"fr": "Ces informations ne sont pas dans les réglages de la commune : saisissez-les pour "
                           "compléter l'affiche.",
                     "en": "These are not in the commune's settings: type them to complete the notice."},
@@ -155,18 +177,27 @@ def _t(request: Request):  # noqa: ANN202
 def reports_page(request: Request, year: int | None = Query(None, ge=2000, le=2100),
                  month: str | None = Query(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
                  controller: str | None = Query(None, max_length=300), dpo_contact: str | None = Query(None, max_length=300),
-                 rights_address: str | None = Query(None, max_length=500),
+                 rights_address: str | None = Query(None, max_length=500), commune: str | None = COMMUNE,
                  who: Principal = Depends(PageRequire(Permission.REPORTS_READ)),
                  db: Session = Depends(get_db), keys: KeySet = Depends(_platform_keys)) -> HTMLResponse:
     today = utcnow().astimezone(annual.PARIS).date()
     year = year or today.year
     month = month or f"{today.year:04d}-{today.month:02d}"
-    report = annual.annual_report(db, who.tenant, year, keys)
+    try:
+        communes = annual.scope_for(who.tenant, who.user, commune)
+    except annual.ReportScopeError as exc:
+        return page(request, "error.html", who=who, status=403 if who.user.communes is not None else 422,
+                    title=_t(request)("reports"), error=str(exc))
+    report = annual.annual_report(db, who.tenant, year, keys, communes=communes)
     y, m = monthly.parse_month(month)
-    month_rows = annual.period_rows(monthly.monthly(db, who.tenant, y, m))
+    month_rows = [*annual.scope_rows(communes), *annual.period_rows(monthly.monthly(db, who.tenant, y, m,
+                                                                                     communes=communes))]
     inputs = _inputs(controller, dpo_contact, rights_address)
     title, sections = notice.notice_sections(who.tenant, inputs)
     return page(request, "reports.html", who=who, t=_t(request), year=year, month=month,
                 annual_rows=annual.report_rows(report), month_rows=month_rows, notice_title=title,
-                notice_sections=sections, inputs=inputs,
+                notice_sections=sections, inputs=inputs, commune=commune,
+                q=f"?commune={communes[0]}" if communes and len(communes) == 1 else "",
+                choices=[c for c in (who.tenant.communes or []) if who.user.communes is None or c in who.user.communes]
+                if who.tenant.kind == "epci" else [],
                 paperwork=allows(who.role, Permission.PAPERWORK_READ))
