@@ -7,15 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
 from temoin.geo.communes import commune_at, commune_of
 from temoin.identity import service
 from temoin.identity.models import User
+from temoin.law.access import Role
 from temoin.rights.erasure import ProposalNotFound, get_proposal
 from temoin.vault.limitation import active_limitations
-from temoin.law.access import Role
 from temoin.vault.models import Recording
 from tests.helpers import PASSWORD, Commune, enrol_camera, sign_in, upload
 
@@ -99,7 +100,7 @@ def test_a_user_is_limited_only_to_communes_the_epci_serves(platform):
                                     password=PASSWORD, communes=communes)
 
 
-def _rights_request(client, csrf: str, commune: str | None, **extra) -> "httpx.Response":  # noqa: F821
+def _rights_request(client, csrf: str, commune: str | None, **extra) -> httpx.Response:
     now = datetime.now(UTC)
     body = {"kind": "access", "person_description": "veste rouge, devant la mairie", "contact": "a@example.org",
             "facts_start": (now - timedelta(minutes=30)).isoformat(), "facts_end": (now + timedelta(minutes=30)).isoformat(),
@@ -237,7 +238,7 @@ def test_reports_per_commune_and_a_commune_limited_user_gets_only_theirs(platfor
     today = datetime.now(UTC).astimezone(PARIS)
     year, month = today.year, f"{today.year:04d}-{today.month:02d}"
 
-    def annual(**params) -> "httpx.Response":  # noqa: F821
+    def annual(**params) -> httpx.Response:
         return client.get(f"/api/v1/reports/annual/{year}", params=params)
 
     def figures(**params) -> tuple[int, int]:

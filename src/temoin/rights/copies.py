@@ -39,9 +39,9 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import MotiveCode
 from temoin.live.backup import SealedFile
 from temoin.platform import Platform
+from temoin.rights import register
 from temoin.rights.jobs import JobQueue, Ticket
 from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
-from temoin.rights import register
 from temoin.rights.register import RightsError, delivery_refusal, recipient
 from temoin.vault import catalogue, crypto
 from temoin.vault.limitation import RecordingLimited, active_limitations
