@@ -115,10 +115,10 @@ def test_alert_to_reinforcements_in_the_browser(platform: Platform, server_url: 
         sign_in_context(platform, context, commune.users[Role.CSU_OPERATOR])
         page = context.new_page()
         page.goto("/live")
-        page.wait_for_function("window.temoinCsu && window.temoinCsu.cameras.size === 12", timeout=15_000)
+        page.wait_for_function("() => window.temoinCsu && window.temoinCsu.cameras.size === 12", timeout=15_000)
         # Both agents are on the map before anything happens (their cameras report their positions).
         helper_id = helper.identity.device_id
-        page.wait_for_function(f"window.temoinCsu.agents.has('{helper_id}')", timeout=20_000)
+        page.wait_for_function(f"() => window.temoinCsu.agents.has('{helper_id}')", timeout=20_000)
 
         # --- the press: the alert comes up by itself ---------------------------------------------------
         press_live_twice(danger)
@@ -131,8 +131,8 @@ def test_alert_to_reinforcements_in_the_browser(platform: Platform, server_url: 
         sid = page.evaluate("window.temoinCsu.focus")
 
         # The agent's feed plays.
-        page.wait_for_function(f"(() => {{ const t = window.temoinCsu.tiles.get('session:{sid}');"
-                               " return t && t.player && t.player.stats.framesDecoded > 10; })()", timeout=20_000)
+        page.wait_for_function(f"() => {{ const t = window.temoinCsu.tiles.get('session:{sid}');"
+                               " return t && t.player && t.player.stats.framesDecoded > 10; }", timeout=20_000)
 
         # Exactly the CCTV cameras that can see the agent, nearest first, and they play.
         page.wait_for_function("(want) => JSON.stringify(window.temoinCsu.nearby) === JSON.stringify(want)",
@@ -140,16 +140,16 @@ def test_alert_to_reinforcements_in_the_browser(platform: Platform, server_url: 
         shown = page.evaluate("[...window.temoinCsu.tiles.values()].filter(t => t.kind === 'cctv').map(t => t.camera)")
         assert sorted(shown) == sorted(EXPECTED_WALL)
         for camera in EXPECTED_WALL:
-            page.wait_for_function(f"(() => {{ const t = window.temoinCsu.tiles.get('cctv:{camera}');"
-                                   " return t && t.player && t.player.stats.framesDecoded > 5; })()", timeout=20_000)
+            page.wait_for_function(f"() => {{ const t = window.temoinCsu.tiles.get('cctv:{camera}');"
+                                   " return t && t.player && t.player.stats.framesDecoded > 5; }", timeout=20_000)
 
         # Nobody acknowledges within the tenant's escalation delay: the alert escalates (highlight, repeated sound).
         expect(alert).to_have_class("csu-alert escalated", timeout=10_000)
-        page.wait_for_function("window.temoinCsu.beeps >= 2", timeout=10_000)
+        page.wait_for_function("() => window.temoinCsu.beeps >= 2", timeout=10_000)
 
         # --- PTZ: the camera in range turns to the agent -----------------------------------------------
         page.click("#csu-ptz")
-        page.wait_for_function("window.temoinCsu.aims.length > 0", timeout=15_000)
+        page.wait_for_function("() => window.temoinCsu.aims.length > 0", timeout=15_000)
         aims = page.evaluate("window.temoinCsu.aims")
         ptz = next(a for a in aims if a["camera_id"] == "cctv-02")
         assert not ptz.get("error"), ptz
@@ -179,7 +179,7 @@ def test_alert_to_reinforcements_in_the_browser(platform: Platform, server_url: 
         expect(page.locator("#csu-alert-state")).to_have_text("Renforts envoyés")
 
         # --- the incident record -----------------------------------------------------------------------
-        page.wait_for_function("window.temoinCsu.timeline.some(e => e.event.startsWith('dispatch.'))", timeout=10_000)
+        page.wait_for_function("() => window.temoinCsu.timeline.some(e => e.event.startsWith('dispatch.'))", timeout=10_000)
         events = page.evaluate("window.temoinCsu.timeline.map(e => e.event)")
         for expected in ("live.requested", "live.acknowledged", "ptz.aimed", "cctv.viewing_started",
                          "live.viewing_started"):

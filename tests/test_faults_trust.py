@@ -37,7 +37,7 @@ from temoin.vault.models import Recording
 from temoin.web.app import create_app
 from tests.conftest import _postgres_database
 from tests.helpers import PASSWORD, agent_number, make_commune, sign_in, upload, vault_client
-from tests.test_access import DEVICE, PUBLIC, SESSION, UNGUARDED, RouteInfo, Scene, call, fill, inventory
+from tests.test_access import AXIS, DEVICE, PUBLIC, SESSION, UNGUARDED, RouteInfo, Scene, call, fill, inventory
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -227,6 +227,8 @@ def test_a_full_database_answers_507_on_every_write_route_and_keeps_nothing(plat
     for info in inventory(create_app(platform, scheduler=False)):
         if info.method not in UNSAFE or (info.method, info.path) in SWEEP_SKIPS:
             continue
+        if UNGUARDED.get((info.method, info.path)) == AXIS:
+            continue  # the Axis Body Worn store has its own full-vault test (test_axis.py)
         status = _sweep_call(client, info, s, sessions, as_camera)
         outcomes.append(f"{info.method} {info.path}: {status}")
         assert status < 500 or status == 507, "\n".join(outcomes)

@@ -98,14 +98,14 @@ def test_viewer_page_plays_the_live_feed(platform: Platform, server: str, browse
             expect(page).to_have_url(f"{server}/live/{sid}")
             expect(page.locator("#live-agent")).to_have_text(agent_number(commune))
             # Pictures are decoded, and keep coming; sound arrives.
-            page.wait_for_function("window.temoinLive.stats.framesDecoded > 10")
+            page.wait_for_function("() => window.temoinLive.stats.framesDecoded > 10")
             first = page.evaluate("window.temoinLive.stats.framesDecoded")
             page.wait_for_timeout(1000)
             later = page.evaluate("window.temoinLive.stats")
             assert later["framesDecoded"] >= first + 8, (first, later)
             assert later["frameWidth"] == 160
             # Sound: Opus packets arrive and are decoded (samples received), while the picture plays.
-            page.wait_for_function("window.temoinLive.stats.audioPackets > 25 && window.temoinLive.stats.audioSamples > 0")
+            page.wait_for_function("() => window.temoinLive.stats.audioPackets > 25 && window.temoinLive.stats.audioSamples > 0")
             expect(page.locator("#live-status")).to_have_text("En direct")
             expect(page.locator("#live-lost")).to_be_hidden()
 
@@ -121,7 +121,7 @@ def test_viewer_page_plays_the_live_feed(platform: Platform, server: str, browse
             expect(page.locator("#live-lost")).to_be_visible(timeout=6000)
             expect(page.locator("#live-lost")).to_contain_text("Liaison perdue depuis")
             expect(page.locator("#live-frame")).to_have_class("live-frame stale")
-            page.wait_for_function("window.temoinLive.lostForS >= 2")
+            page.wait_for_function("() => window.temoinLive.lostForS >= 2")
             cam.call(cam.camera.resume_media)
             expect(page.locator("#live-lost")).to_be_hidden(timeout=8000)
             # Leaving the page ends the viewing (DELETE of the WHEP resource), and the journal says when.
