@@ -43,6 +43,13 @@ class Settings:
     # witness (syslog+tcp://host:port), outside the platform's own two sinks.
     journal_seal_interval_s: float = 60.0
     journal_witness: str | None = None
+    # Database waits are bounded, so that a burst of requests is answered 503 instead of freezing the server:
+    # connections per process (pool + overflow), how long a request waits for one, and how long a statement
+    # waits for a lock (SQLite's busy timeout, PostgreSQL's lock_timeout).
+    db_pool_size: int = 10
+    db_pool_overflow: int = 10
+    db_pool_timeout_s: float = 3.0
+    db_lock_timeout_s: float = 10.0
 
     @property
     def vault_dir(self) -> Path:
@@ -83,4 +90,8 @@ class Settings:
             tsa_password=env.get("TEMOIN_TSA_PASSWORD") or None,
             journal_seal_interval_s=float(env.get("TEMOIN_JOURNAL_SEAL_INTERVAL_S", "60")),
             journal_witness=env.get("TEMOIN_JOURNAL_WITNESS") or None,
+            db_pool_size=int(env.get("TEMOIN_DB_POOL_SIZE", "10")),
+            db_pool_overflow=int(env.get("TEMOIN_DB_POOL_OVERFLOW", "10")),
+            db_pool_timeout_s=float(env.get("TEMOIN_DB_POOL_TIMEOUT_S", "3")),
+            db_lock_timeout_s=float(env.get("TEMOIN_DB_LOCK_TIMEOUT_S", "10")),
         )

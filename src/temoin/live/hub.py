@@ -1,6 +1,7 @@
 """The live subsystem assembled: sessions (database, journal), the media plane and the events channel.
 
-Routes stay thin and call this. Database work runs in the thread pool; media work in the event loop.
+Routes stay thin and call this. Database work runs in the thread pool, a short session per step (never held
+across an await); media work in the media plane's own event loop (`live.isolation`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.live import backup, sessions, timeline, viewing
 from temoin.live.events import EventBus, InProcessEventBus
+from temoin.live.isolation import IsolatedMediaPlane
 from temoin.live.models import LiveSession, LiveState
 from temoin.live.plane import Answer, MediaPlane, check_offer
 from temoin.live.relay import AiortcMediaPlane
@@ -72,7 +74,9 @@ class _CctvViewer:
 class LiveHub:
     def __init__(self, p: Platform, plane: MediaPlane | None = None, bus: EventBus | None = None) -> None:
         self.p = p
-        self.plane = plane or AiortcMediaPlane(p.settings.live_ice_servers, p.settings.live_max_viewers)
+        # The media plane runs in its own thread and event loop: a stalled request never stalls a stream.
+        self.plane = plane or IsolatedMediaPlane(AiortcMediaPlane(p.settings.live_ice_servers,
+                                                                  p.settings.live_max_viewers))
         self.bus = bus or InProcessEventBus()
         self.stall_after_s = p.settings.live_stall_after_s
         self._tenant_of: dict[str, int] = {}

@@ -188,8 +188,9 @@ class AiortcMediaPlane(MediaPlane):
         s = self._streams.get(stream)
         if s is None:
             return None
-        return StreamStatus(stream=stream, publishing=s.publisher is not None,
-                            publisher=s.publisher.resource_id if s.publisher else None, last_packet_at=s.last_packet_at,
+        publisher = s.publisher  # read once: another thread may read while the media loop replaces it
+        return StreamStatus(stream=stream, publishing=publisher is not None,
+                            publisher=publisher.resource_id if publisher else None, last_packet_at=s.last_packet_at,
                             video_frames=s.video_frames, audio_frames=s.audio_frames, keyframes=s.keyframes,
                             viewers=len(s.viewers))
 

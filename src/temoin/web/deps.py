@@ -42,21 +42,29 @@ class Principal:
         return Role(self.user.role)
 
 
-async def _csrf_ok(request: Request, session: WebSession) -> bool:
+async def csrf_sent(request: Request) -> str | None:
+    """The CSRF token an unsafe request carries (header, or the field of a form post). Read in the event loop
+    (a form body is read asynchronously), so that the principal's database checks can run off it."""
+    if (request.method in SAFE_METHODS or service.SESSION_COOKIE not in request.cookies
+            or request.headers.get("authorization", "").lower().startswith("bearer ")):
+        return None  # only a signed-in browser's request needs one
     token = request.headers.get(CSRF_HEADER)
     if token is None and request.headers.get("content-type", "").startswith(
             ("application/x-www-form-urlencoded", "multipart/form-data")):
         token = (await request.form()).get("csrf_token")
-    return isinstance(token, str) and token == session.csrf_token
+    return token if isinstance(token, str) else None
 
 
-async def current_principal(request: Request, db: Session = Depends(get_db)) -> Principal:
+def current_principal(request: Request, db: Session = Depends(get_db),
+                      csrf: str | None = Depends(csrf_sent)) -> Principal:
+    """Who is asking. A plain function: FastAPI runs it in its thread pool, never in the event loop, which
+    carries the live media and must not wait on the database."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         user = service.user_for_api_token(db, header[7:].strip())
         if user is None:
             raise HTTPException(401, "API token unknown, expired or revoked: issue a new one")
-        return Principal(user, db.get(Tenant, user.tenant_id), None)
+        return _released(db, Principal(user, db.get(Tenant, user.tenant_id), None))
     cookie = request.cookies.get(service.SESSION_COOKIE)
     found = service.session_for(db, cookie) if cookie else None
     if found is None:
@@ -64,10 +72,18 @@ async def current_principal(request: Request, db: Session = Depends(get_db)) -> 
     session, user = found
     if not session.second_factor_ok:
         raise HTTPException(401, "second factor required: enter your authenticator code")
-    if request.method not in SAFE_METHODS and not await _csrf_ok(request, session):
+    if request.method not in SAFE_METHODS and csrf != session.csrf_token:
         raise HTTPException(403, f"missing or wrong CSRF token: send the {CSRF_HEADER} header "
                                  "(or the form's csrf_token field) given at sign-in")
-    return Principal(user, db.get(Tenant, user.tenant_id), session)
+    return _released(db, Principal(user, db.get(Tenant, user.tenant_id), session))
+
+
+def _released(db: Session, principal: Principal) -> Principal:
+    """End the check's read transaction: its connection goes back to the pool now, not when the response
+    ends (an events stream lasts minutes, a WHEP request waits on the media plane). The loaded rows stay
+    usable (expire_on_commit=False); the route's own queries take a connection when they need one."""
+    db.commit()
+    return principal
 
 
 class Require:
@@ -86,8 +102,8 @@ def require(permission: Permission) -> Principal:
     return Depends(Require(permission))
 
 
-async def current_device(request: Request, db: Session = Depends(get_db)) -> Device:
-    """Guard for camera routes: a request signed by an enrolled, active camera."""
+def current_device(request: Request, db: Session = Depends(get_db)) -> Device:
+    """Guard for camera routes: a request signed by an enrolled, active camera (run in the thread pool)."""
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     try:
         device = devices.authenticate(get_platform(request), db, request.headers.get("authorization"),
@@ -101,5 +117,5 @@ async def current_device(request: Request, db: Session = Depends(get_db)) -> Dev
                      db.get(Tenant, exc.device.tenant_id))
             db.commit()
         raise HTTPException(exc.status, exc.message) from None
-    db.commit()  # the nonce is spent even if the request fails later
+    db.commit()  # the nonce is spent even if the request fails later; the connection goes back to the pool
     return device
