@@ -34,7 +34,7 @@ from temoin.live.models import LiveSession, LiveState
 from temoin.live.plane import Answer, MediaPlane, check_offer
 from temoin.live.relay import AiortcMediaPlane
 from temoin.live.rtsp_pull import CctvSources, cctv_stream, check_stream_url
-from temoin.live.sessions import LiveError, LiveRequest, view
+from temoin.live.sessions import LiveError, LiveReason, LiveRequest, view
 from temoin.platform import Platform
 
 log = logging.getLogger("temoin.live")
@@ -82,7 +82,7 @@ class LiveHub:
         self._tenant_of: dict[str, int] = {}
         self._link: dict[str, tuple[str, float]] = {}  # stream -> (link state, when last announced)
         self._viewers: dict[str, _Viewer] = {}
-        self._publications: dict[str, set[str]] = {}  # session -> WHIP resources it has had
+        self._publications: dict[str, list[str]] = {}  # session -> WHIP resources it has had, the last last
         self._monitor: asyncio.Task | None = None
         self._opening = asyncio.Lock()
         self._requesting: dict[str, asyncio.Lock] = {}  # device id -> its live requests, one at a time
@@ -253,8 +253,23 @@ class LiveHub:
         except Exception:
             await self.plane.end(session_id, answer.resource_id)
             raise
-        self._publications.setdefault(session_id, set()).add(answer.resource_id)
+        self._publications.setdefault(session_id, []).append(answer.resource_id)
         return answer
+
+    async def publish_as_camera(self, device_id: str, offer: str, detail: str) -> tuple[str, Answer]:
+        """A standard WHIP encoder publishing for a camera (its bearer token): into the camera's open live
+        session, or a new one, opened as the live button would (the CSU is alerted). Returns (session, answer)."""
+        check_offer(offer)  # a bad offer opens no session and alerts nobody
+
+        def open_one(db: Session) -> str:
+            s = sessions.open_for_device(db, device_id)
+            if s is None:
+                s, _ = sessions.request(self.p, db, self.bus, db.get(Device, device_id),
+                                        LiveRequest(reason=LiveReason.THREAT, detail=detail))
+            return s.id
+        async with self._requesting.setdefault(device_id, asyncio.Lock()):
+            session_id = await self._db(open_one)
+        return session_id, await self.publish(device_id, session_id, offer)
 
     async def _publication_ended(self, device_id: str, session_id: str, reason: str) -> None:
         if reason == "replaced":  # the camera reconnected: its new publication carries on
@@ -301,12 +316,19 @@ class LiveHub:
         except Exception:
             log.exception("live: journaling an interrupted stream")
 
-    async def unpublish(self, device_id: str, session_id: str, resource_id: str) -> None:
-        """The camera DELETEs its WHIP resource: the live session ends."""
+    async def unpublish(self, device_id: str, session_id: str, resource_id: str) -> bool:
+        """The camera DELETEs its WHIP resource. Its current publication (or its last one, if the link died
+        since): the live session ends. One a newer publication already replaced (the camera reconnected, and
+        the old connection's DELETE comes late): that resource alone is gone, the session and its current
+        publisher carry on. Returns whether the session ended."""
         await self._db(lambda db: self._device_session(db, device_id, session_id, open_only=False))
-        # Its current publication, or an earlier one whose link has died: either way the camera means to end.
-        if resource_id not in self._publications.get(session_id, ()):
+        had = self._publications.get(session_id, [])
+        if resource_id not in had:
             raise LiveError(404, f"no WHIP session {resource_id} on live session {session_id}")
+        status = self.plane.status(session_id)
+        current = status.publisher if status is not None else None
+        if resource_id != current and (current is not None or resource_id != had[-1]):
+            return False  # replaced: ending it is already done
 
         def end(db: Session) -> None:
             s = self._device_session(db, device_id, session_id, open_only=False)
@@ -314,6 +336,7 @@ class LiveHub:
                 self._ended(db, s)
         await self._db(end)
         await self._end_stream(session_id)
+        return True
 
     def _ended(self, db: Session, s: LiveSession) -> None:
         for hook in self.on_ended:

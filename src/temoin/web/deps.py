@@ -16,10 +16,15 @@ from temoin.identity import devices, service
 from temoin.identity.models import Device, Tenant, User, WebSession
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.access import Permission, Role, allows
+from temoin.live import publish_tokens
 from temoin.platform import Platform
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"
+# Every 401 says how to authenticate (RFC 9110, 11.6.1).
+USER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="temoin"'}
+_DEVICE_CHALLENGE = {"WWW-Authenticate": f'{devices.AUTH_SCHEME} realm="temoin"'}
+WHIP_CHALLENGE = 'Bearer realm="temoin-whip"'
 
 
 def get_platform(request: Request) -> Platform:
@@ -63,15 +68,16 @@ def current_principal(request: Request, db: Session = Depends(get_db),
     if header.lower().startswith("bearer "):
         user = service.user_for_api_token(db, header[7:].strip())
         if user is None:
-            raise HTTPException(401, "API token unknown, expired or revoked: issue a new one")
+            raise HTTPException(401, "API token unknown, expired or revoked: issue a new one",
+                                headers={"WWW-Authenticate": 'Bearer realm="temoin", error="invalid_token"'})
         return _released(db, Principal(user, db.get(Tenant, user.tenant_id), None))
     cookie = request.cookies.get(service.SESSION_COOKIE)
     found = service.session_for(db, cookie) if cookie else None
     if found is None:
-        raise HTTPException(401, "sign in first")
+        raise HTTPException(401, "sign in first", headers=USER_CHALLENGE)
     session, user = found
     if not session.second_factor_ok:
-        raise HTTPException(401, "second factor required: enter your authenticator code")
+        raise HTTPException(401, "second factor required: enter your authenticator code", headers=USER_CHALLENGE)
     if request.method not in SAFE_METHODS and csrf != session.csrf_token:
         raise HTTPException(403, f"missing or wrong CSRF token: send the {CSRF_HEADER} header "
                                  "(or the form's csrf_token field) given at sign-in")
@@ -116,6 +122,26 @@ def current_device(request: Request, db: Session = Depends(get_db)) -> Device:
                                     details={"reason": exc.message, "path": request.url.path}),
                      db.get(Tenant, exc.device.tenant_id))
             db.commit()
-        raise HTTPException(exc.status, exc.message) from None
+        raise HTTPException(exc.status, exc.message, headers=_DEVICE_CHALLENGE if exc.status == 401 else None) from None
     db.commit()  # the nonce is spent even if the request fails later; the connection goes back to the pool
     return device
+
+
+def whip_publisher(request: Request, db: Session = Depends(get_db)) -> Device:
+    """Guard for WHIP publication: the camera's signed request, or a standard encoder's bearer token for that
+    camera (RFC 9725; `live.publish_tokens`), accepted here and nowhere else."""
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        device = publish_tokens.device_for(db, header[7:].strip())
+        if device is None:
+            raise HTTPException(401, "WHIP token unknown, revoked, or its camera revoked: ask an administrator "
+                                     "for the camera's current token",
+                                headers={"WWW-Authenticate": f'{WHIP_CHALLENGE}, error="invalid_token"'})
+        db.commit()  # when it was last used; and the connection goes back to the pool
+        return device
+    try:
+        return current_device(request, db)
+    except HTTPException as exc:
+        if exc.status_code == 401:  # a standard encoder that sent nothing learns what to send
+            exc.headers = {"WWW-Authenticate": f"{WHIP_CHALLENGE}, {_DEVICE_CHALLENGE['WWW-Authenticate']}"}
+        raise
