@@ -184,12 +184,12 @@ def check_offer(sdp: str, *, video_required: bool = True) -> None:
         raise BadOffer("the SDP offer has no video media section")
     if "a=fingerprint:" not in sdp or "a=ice-ufrag:" not in sdp:
         raise BadOffer("the SDP offer lacks ICE credentials or a DTLS fingerprint")
-    if "\na=candidate:" not in sdp:
-        raise BadOffer("the SDP offer has no ICE candidate: this server does not take trickle ICE (PATCH); send "
-                       "the offer once ICE gathering is complete, with its candidates in the SDP")
     codecs = {name.lower() for name in _RTPMAP.findall(sdp)}
     if "video" in kinds and VIDEO_CODEC.lower() not in codecs:
         raise BadOffer("the SDP offer does not offer H.264 video: live media is forwarded as H.264, never "
                        "transcoded")
     if "audio" in kinds and AUDIO_CODEC not in codecs:
         raise BadOffer("the SDP offer does not offer Opus audio")
+    if "\na=candidate:" not in sdp:
+        raise BadOffer("the SDP offer has no ICE candidate: this server does not take trickle ICE (PATCH); send "
+                       "the offer once ICE gathering is complete, with its candidates in the SDP")
