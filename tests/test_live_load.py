@@ -229,3 +229,47 @@ def test_no_coroutine_dependency_or_route_queries_the_database_in_the_event_loop
                     offending.setdefault(f"{name[0]}.{name[1]}", []).append(ctx.path)
     assert not offending, "coroutines taking a database session, run in the event loop: " + "; ".join(
         f"{name} ({len(paths)} routes, e.g. {paths[0]})" for name, paths in sorted(offending.items()))
+
+
+# --- the media plane apart from the web requests ----------------------------------------------------------
+
+def test_a_stalled_web_event_loop_does_not_stall_the_live_streams(platform: Platform):
+    """Whatever holds the server's event loop (a handler doing something slow in it, a burst of work) holds
+    the web requests, not the live media: the relay runs in its own thread and event loop."""
+    from tests.conftest import serve_in_thread
+    from temoin.web.app import create_app
+
+    commune = make_commune(platform)
+    on_shift(platform, commune)
+    token = token_for(platform, commune.users[Role.CSU_OPERATOR])
+    app = create_app(platform, scheduler=False)
+    url, server, thread, sock = serve_in_thread(app)
+    try:
+        gap, frames = asyncio.run(_stall_web_loop(url, commune, token, app.state.live))
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+    assert gap < MAX_FRAME_GAP_S, (f"the viewer went {gap:.2f} s without a picture while the web event loop was "
+                                   f"held ({frames} frames): live media runs in the web requests' loop")
+
+
+async def _stall_web_loop(url: str, commune, token: str, hub) -> tuple[float, int]:  # noqa: ANN001
+    camera = publisher(url, commune)
+    start = await camera.start(position=FIX, agent=agent_number(commune))
+    await asyncio.sleep(1.0)
+    viewer = Viewer(url, token)
+    r = await viewer.watch(start.session_id)
+    assert r.status_code == 201, r.text
+    await viewer.wait_frames(video=15, audio=0)
+    web_loop = hub._monitor.get_loop()  # the loop the hub's stream watcher (and every request) runs in
+    t0 = time.monotonic()
+    web_loop.call_soon_threadsafe(time.sleep, 2.0)  # held for 2 s, as by a handler that blocks
+    await asyncio.sleep(2.5)
+    t1 = time.monotonic()
+    await asyncio.sleep(0.3)
+    gap = max_gap([t for t, _ in viewer.frames["video"]], t0, t1)
+    frames = sum(1 for t, _ in viewer.frames["video"] if t0 < t < t1)
+    await viewer.close()
+    await camera.aclose()
+    return gap, frames
