@@ -162,8 +162,12 @@ def test_sigterm_stops_a_loaded_server(platform: Platform, settings: Settings, d
         log.close()
     output = (tmp_path / "serve.log").read_text(errors="replace")
     assert exited_s is not None, f"`temoin serve` ignored SIGTERM for 15 s under load:\n{output[-3000:]}"
+    print(f"\nSIGTERM under load: `temoin serve` exited after {exited_s:.2f} s")
     assert exited_s < 10, f"`temoin serve` took {exited_s:.1f} s to stop after SIGTERM"
-    assert proc.returncode == 0, f"exit status {proc.returncode}:\n{output[-3000:]}"
+    # A graceful stop: the application shut down (live sessions' media closed, journal written), then uvicorn
+    # re-raises the signal it caught (exit status -SIGTERM) or returns (0).
+    assert "Application shutdown complete" in output, f"no graceful shutdown:\n{output[-3000:]}"
+    assert proc.returncode in (0, -signal.SIGTERM), f"exit status {proc.returncode}:\n{output[-3000:]}"
 
 
 async def _terminate_under_load(proc: subprocess.Popen, url: str, device_id: str, key) -> float | None:  # noqa: ANN001
