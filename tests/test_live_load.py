@@ -34,8 +34,10 @@ from tests.helpers import agent_number, make_commune
 from tests.test_live import FIX, Viewer, on_shift, publisher, running_server, token_for
 
 pytestmark = pytest.mark.slow
-POOL, OVERFLOW, POOL_WAIT_S, LOCK_WAIT_S = 2, 1, 0.5, 1.5
-MAX_FRAME_GAP_S = 0.5  # 15 fps: a frame every 67 ms; a frozen event loop stops them for seconds
+POOL, OVERFLOW, POOL_WAIT_S, LOCK_WAIT_S = 2, 1, 0.5, 2.0
+# 15 fps: a frame every 67 ms. A loaded test machine (this process also encodes and decodes) can hold a frame
+# back for a few hundred ms; an event loop waiting on the database stops them for LOCK_WAIT_S at least.
+MAX_FRAME_GAP_S = 1.0
 
 
 @pytest.fixture
@@ -81,6 +83,9 @@ def test_live_frames_flow_while_the_database_is_saturated(platform: Platform, da
     # The live stream never stopped: the media plane does not wait on the database, nor on the web requests.
     assert gap < MAX_FRAME_GAP_S, (f"the viewer went {gap:.2f} s without a picture while the database was "
                                    f"saturated ({frames} frames): live media stalled behind the database")
+    print(f"\nsaturated database: longest time without a picture {gap:.2f} s ({frames} frames); "
+          f"{sum(r.status_code == 503 for r, _ in results)} of {len(results)} requests answered 503, the slowest "
+          f"in {max(t for _, t in results):.2f} s")
     statuses = sorted({r.status_code for r, _ in results})
     assert set(statuses) <= {200, 503}, f"a saturated database must give 503s, never errors: {statuses}"
     busy = [(r, s) for r, s in results if r.status_code == 503]
