@@ -202,8 +202,15 @@ async def _standard_story(url: str, endpoint: str, token: str, other_token: str,
         await until(lambda: len(viewer.frames["video"]) > before + 10, 10, "pictures after the stale DELETE")
         assert not [d for k, d in events.items if k == "session" and d.get("id") == sid and d["state"] == "ended"]
 
-        # The DELETE of the current resource ends the live session.
-        r = await encoder.delete()
+        # An offer whose answer never reaches its encoder (it goes silent at once): the newer publication carries
+        # nothing, so the DELETE of the one the encoder knows ends the live session, as it means to.
+        second = encoder.location
+        ghost = WhipClient(endpoint, token)
+        r = await ghost.publish()
+        assert r.status_code == 201 and f"/{sid}/" in ghost.location
+        await ghost.close()
+        await asyncio.sleep(1.2)  # longer than the stall delay (0.6 s here): the ghost never sent anything
+        r = await encoder.delete(second)
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
         await events.wait_for("session", id=sid, state="ended", timeout=10)
         await viewer.close()

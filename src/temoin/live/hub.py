@@ -317,18 +317,20 @@ class LiveHub:
             log.exception("live: journaling an interrupted stream")
 
     async def unpublish(self, device_id: str, session_id: str, resource_id: str) -> bool:
-        """The camera DELETEs its WHIP resource. Its current publication (or its last one, if the link died
-        since): the live session ends. One a newer publication already replaced (the camera reconnected, and
-        the old connection's DELETE comes late): that resource alone is gone, the session and its current
-        publisher carry on. Returns whether the session ended."""
+        """The camera DELETEs its WHIP resource. Its current publication, or any when none is left (the link
+        died): the live session ends. One that a newer publication replaced while that one carries the media
+        (the encoder reconnected, the old connection's DELETE came late): that resource alone is gone, the
+        session and its current publisher carry on. Returns whether the session ended."""
         await self._db(lambda db: self._device_session(db, device_id, session_id, open_only=False))
-        had = self._publications.get(session_id, [])
-        if resource_id not in had:
+        if resource_id not in self._publications.get(session_id, ()):
             raise LiveError(404, f"no WHIP session {resource_id} on live session {session_id}")
         status = self.plane.status(session_id)
-        current = status.publisher if status is not None else None
-        if resource_id != current and (current is not None or resource_id != had[-1]):
-            return False  # replaced: ending it is already done
+        if status is not None and status.publisher not in (None, resource_id):
+            silent = status.silent_for(time.time())
+            if silent is not None and silent <= self.stall_after_s:
+                return False  # replaced by a live publication: ending this one was done by the replacement
+            # The newer publication carries nothing: its offer came from the camera that now wants to end (its
+            # answer lost on the way, say); nobody is cut off.
 
         def end(db: Session) -> None:
             s = self._device_session(db, device_id, session_id, open_only=False)
