@@ -34,7 +34,7 @@ from temoin.law.access import AGENT_MOTIVES, STAFF_MOTIVES, Permission, Role, al
 from temoin.platform import Platform
 from temoin.vault.models import AccessGrant, Segment
 from temoin.web.app import create_app
-from temoin.web.deps import Require, current_device, current_principal
+from temoin.web.deps import Require, current_device, current_principal, whip_publisher
 from tests.helpers import PASSWORD, Commune, agent_number, make_commune, sign_in, upload, vault_client
 
 
@@ -55,6 +55,7 @@ FRAMEWORK_PATHS = {"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", 
 # it is added here, with its reason.
 PUBLIC = "public"  # anyone, signed in or not
 DEVICE = "device"  # a request signed by an enrolled camera (current_device)
+PUBLISHER = "publisher"  # a camera's signed request, or its WHIP bearer token (whip_publisher)
 SESSION = "session"  # any signed-in user, whatever the role (current_principal)
 AXIS = "axis"  # an Axis Body Worn token (temoin.axis.connection.check_token): write-only, never a user's content
 UNGUARDED: dict[tuple[str, str], str] = {
@@ -82,8 +83,14 @@ UNGUARDED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/dispatch/camera/position"): DEVICE,  # the agent on the CSU's map
     ("GET", "/api/v1/dispatch/camera/orders"): DEVICE,  # reinforcement orders (long poll)
     ("POST", "/api/v1/dispatch/camera/orders/{order_id}/ack"): DEVICE,
-    ("POST", "/api/v1/live/whip/{session_id}"): DEVICE,
-    ("DELETE", "/api/v1/live/whip/{session_id}/{resource_id}"): DEVICE,
+    ("POST", "/api/v1/live/whip"): PUBLISHER,  # a standard encoder (RFC 9725)
+    ("POST", "/api/v1/live/whip/{session_id}"): PUBLISHER,
+    ("DELETE", "/api/v1/live/whip/{session_id}/{resource_id}"): PUBLISHER,
+    ("OPTIONS", "/api/v1/live/whip"): PUBLIC,  # CORS preflights: they carry no credentials
+    ("OPTIONS", "/api/v1/live/whip/{session_id}"): PUBLIC,
+    ("OPTIONS", "/api/v1/live/whip/{session_id}/{resource_id}"): PUBLIC,
+    ("OPTIONS", "/api/v1/live/whep/{session_id}"): PUBLIC,
+    ("OPTIONS", "/api/v1/live/whep/{session_id}/{resource_id}"): PUBLIC,
     ("DELETE", "/api/v1/session"): SESSION,  # sign out
     ("POST", "/api/v1/tokens"): SESSION,  # an API token for oneself
     ("GET", "/api/v1/tokens"): SESSION,  # one's own tokens
@@ -265,6 +272,8 @@ def test_every_route_against_every_role(platform, client):
         calls = unguarded[key].calls
         if kind == DEVICE:
             assert current_device in calls, f"{key} should be guarded by current_device"
+        elif kind == PUBLISHER:
+            assert whip_publisher in calls, f"{key} should be guarded by whip_publisher"
         elif kind == SESSION:
             assert current_principal in calls, f"{key} should be guarded by current_principal"
     assert len(guarded) >= 15  # the inventory really found the routers' routes

@@ -725,3 +725,42 @@ def test_a_step_back_is_seen_even_without_a_monotonic_clock(tmp_path: Path) -> N
     for m in (first, second):
         starts = [s.started_at for s in m.segments]
         assert starts == sorted(starts) and m.started_at <= m.ended_at
+
+
+# --- 6. the capture loop held up ------------------------------------------------------------------------
+
+def test_a_capture_loop_held_up_loses_no_frame_and_takes_no_clock_jump(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: across a server restart the camera's recording had a 0.7 s hole, or was split as if its clock
+    had jumped. The capture loop is sometimes held up (a segment sealed and synced to a slow disk, a pause of
+    the whole process): frames captured meanwhile are recorded all the same, and a frame handled late is not
+    a clock jump. Real time, the system clock; the writes of two segments are made slow."""
+    from temoin.camera.clock import system_clock
+    from temoin.camera.runner import PrefetchedVideo
+
+    slow = {1: 1.3, 3: 0.7}  # segment index -> seconds its write is held up
+    original = device_store.RecordingWriter.add_segment
+
+    def slow_write(self, data, started_at, duration_s, **kw):  # noqa: ANN001, ANN003, ANN202
+        time.sleep(slow.get(len(self._entries), 0.0))
+        return original(self, data, started_at, duration_s, **kw)
+    monkeypatch.setattr(device_store.RecordingWriter, "add_segment", slow_write)
+
+    store = DeviceStore(tmp_path, DeviceKeys.load_or_create(tmp_path / "keys"), None, system_clock)
+    sensor = SyntheticVideo(SyntheticScene(160, 120, fps=FPS, seed=3), system_clock)
+    agent = CameraAgent(AgentConfig(camera_id="cam-x", agent_id="PM-1", pre_event_s=0, segment_s=1.0), store=store,
+                        video=PrefetchedVideo(sensor), signals=TerminalSignals())
+    rid = agent.press_record()
+    end = time.monotonic() + 6.5
+    while time.monotonic() < end:
+        agent.step()
+    manifest = agent.stop_recording().manifest
+    assert agent.clock_jumps == [] and manifest.recording_id == rid, (
+        f"a busy capture loop was taken for a clock jump: {agent.clock_jumps}")
+    assert sensor.dropped == 0, f"{sensor.dropped} frames were lost while the capture loop was held up"
+    for a, b in zip(manifest.segments, manifest.segments[1:]):
+        hole = (b.started_at - (a.started_at + timedelta(seconds=a.duration_s))).total_seconds()
+        assert abs(hole) < 1e-3, f"a hole of {hole:.2f} s between segments {a.index} and {b.index}"
+    covered = sum(s.duration_s for s in manifest.segments)
+    span = (manifest.ended_at - manifest.started_at).total_seconds()
+    assert covered == pytest.approx(span, abs=0.01) and span > 6.0

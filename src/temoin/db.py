@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -51,9 +52,27 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def make_engine(url: str) -> Engine:
+@dataclass(frozen=True)
+class PoolLimits:
+    """How many connections a process holds and how long anything waits on the database (all bounded: a
+    request that cannot get a connection or a lock in time fails with `errors.Unavailable`, 503, instead of
+    queueing behind the others until the whole server freezes). None: wait as long as it takes (migrations)."""
+
+    size: int = 10
+    overflow: int = 10
+    timeout_s: float = 3.0  # waiting for a free connection of the pool
+    lock_timeout_s: float | None = 10.0  # waiting for a lock (SQLite busy timeout, PostgreSQL lock_timeout)
+
+
+def make_engine(url: str, limits: PoolLimits | None = None) -> Engine:
+    limits = limits or PoolLimits(lock_timeout_s=None)
+    pool: dict[str, Any] = {"pool_size": limits.size, "max_overflow": limits.overflow,
+                            "pool_timeout": limits.timeout_s}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        busy_s = 30.0 if limits.lock_timeout_s is None else limits.lock_timeout_s
+        if ":memory:" in url or url.rstrip("/") in ("sqlite:", "sqlite+pysqlite:"):
+            pool = {}  # an in-memory database lives in one connection (SingletonThreadPool)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_s}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -67,7 +86,10 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if limits.lock_timeout_s is not None:
+        connect_args["options"] = f"-c lock_timeout={max(1, round(limits.lock_timeout_s * 1000))}"
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import sqlite3
 
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # another connection holds the lock beyond the busy timeout
 SQLITE_FULL = 13  # "database or disk is full" (also raised when PRAGMA max_page_count is reached)
+PG_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout reached
 PG_DISK_FULL = "53100"  # disk_full: the server could not extend a file
 PG_OUT_OF_MEMORY = "53200"  # out_of_memory: transient, the server is short of RAM, not of storage
 
@@ -51,24 +55,33 @@ class TooManyRequests(TemoinError):
 
 DATABASE_FULL = ("the vault's database is full: nothing of this request was saved. An administrator must free "
                  "space where the database lives (or raise its size limit), then the same request can be sent again")
+DATABASE_BUSY = ("the database is busy (too many requests at once, or a long operation holds what this request "
+                 "needs): nothing of this request was saved; send it again in a few seconds")
 DATABASE_SHORT_OF_MEMORY = ("the vault's database server is out of memory: nothing of this request was saved; "
                             "retry in a moment, and tell an administrator if it lasts")
 
 
 def from_database(exc: BaseException) -> TemoinError | None:
-    """The domain error for a database driver error that means "full" (or short of memory), else None.
+    """The domain error for a database error that means "full", "short of memory" or "busy" (no connection
+    free in the pool, a lock not granted in time), else None.
 
-    Accepts SQLAlchemy's wrapper (its `.orig` is the driver's error) or the driver's error itself.
+    Accepts SQLAlchemy's wrapper (its `.orig` is the driver's error), its pool timeout, or the driver's error.
     """
+    if isinstance(exc, PoolTimeout):
+        return Unavailable(DATABASE_BUSY)
     orig = getattr(exc, "orig", None) or exc
     if isinstance(orig, sqlite3.Error):
         code = getattr(orig, "sqlite_errorcode", None)
         if (code is not None and code & 0xFF == SQLITE_FULL) or "database or disk is full" in str(orig):
             return StorageFull(DATABASE_FULL)
+        if (code is not None and code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)) or "database is locked" in str(orig):
+            return Unavailable(DATABASE_BUSY)
         return None
     state = getattr(orig, "sqlstate", None)  # psycopg
     if state == PG_DISK_FULL:
         return StorageFull(DATABASE_FULL)
     if state == PG_OUT_OF_MEMORY:
         return Unavailable(DATABASE_SHORT_OF_MEMORY)
+    if state == PG_LOCK_NOT_AVAILABLE:
+        return Unavailable(DATABASE_BUSY)
     return None

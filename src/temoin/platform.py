@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from temoin.db import make_engine, make_sessionmaker
+from temoin.db import PoolLimits, make_engine, make_sessionmaker
 from temoin.evidence.timestamp import Failure, TimestampError, Timestamper
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Actor, EntryDraft
@@ -45,7 +45,8 @@ class Platform:
             settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: see temoin.private_files
         keyring = Keyring.load(settings, create=init)
         timestamper = _timestamper(settings)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, PoolLimits(settings.db_pool_size, settings.db_pool_overflow,
+                                                               settings.db_pool_timeout_s, settings.db_lock_timeout_s))
         if init:
             upgrade(engine)
         # Nothing is repaired here: a command must see the journal as it is (`temoin serve` start-up and

@@ -54,6 +54,13 @@ class Settings:
     redaction_workers: int = 2
     redaction_jobs_per_tenant: int = 4
     redaction_jobs_max: int = 32
+    # Database waits are bounded, so that a burst of requests is answered 503 instead of freezing the server:
+    # connections per process (pool + overflow), how long a request waits for one, and how long a statement
+    # waits for a lock (SQLite's busy timeout, PostgreSQL's lock_timeout).
+    db_pool_size: int = 10
+    db_pool_overflow: int = 10
+    db_pool_timeout_s: float = 3.0
+    db_lock_timeout_s: float = 10.0
 
     @property
     def vault_dir(self) -> Path:
@@ -99,6 +106,10 @@ class Settings:
             redaction_workers=max(1, int(env.get("TEMOIN_REDACTION_WORKERS", "2"))),
             redaction_jobs_per_tenant=max(1, int(env.get("TEMOIN_REDACTION_JOBS_PER_TENANT", "4"))),
             redaction_jobs_max=max(1, int(env.get("TEMOIN_REDACTION_JOBS_MAX", "32"))),
+            db_pool_size=int(env.get("TEMOIN_DB_POOL_SIZE", "10")),
+            db_pool_overflow=int(env.get("TEMOIN_DB_POOL_OVERFLOW", "10")),
+            db_pool_timeout_s=float(env.get("TEMOIN_DB_POOL_TIMEOUT_S", "3")),
+            db_lock_timeout_s=float(env.get("TEMOIN_DB_LOCK_TIMEOUT_S", "10")),
         )
 
 

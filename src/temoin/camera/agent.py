@@ -378,7 +378,12 @@ class CameraAgent:
 
     def _clock_jump(self, at: datetime) -> float | None:
         """How far the capture clock jumped since the previous frame, if it did."""
-        mono = self._monotonic() if self._monotonic is not None else None
+        mono = None
+        if self._monotonic is not None:
+            # When the frame was captured, not when this loop got to it: a loop busy for a second (a segment
+            # written to a slow disk, the process paused) is not a clock jump.
+            captured = getattr(self.video, "captured_monotonic", None) if self._monotonic is time.monotonic else None
+            mono = captured if captured is not None else self._monotonic()
         previous, self._last_frame = self._last_frame, (at, mono)
         if previous is None:
             return None

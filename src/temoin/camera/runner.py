@@ -19,9 +19,11 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
@@ -147,28 +149,35 @@ class CameraHome:
 
 OffloadProgress = Callable[[str, int], None]
 INPUT_POLL_S = 0.005
+PREFETCH_S = 0.5  # frames read ahead of the capture loop, at most (memory: fps / 2 raw pictures)
 LIVE_KEEP_WARM_S = 4.0  # an open connection for the live button (see LiveLink): servers close idle ones at 5 s
 LIVE_REQUEST_COPIES = 2  # the live request sent twice at once: a lost packet does not delay the alert
 
 
 class PrefetchedVideo:
-    """The sensor read in a thread of its own, one frame ahead, so that the capture loop can run the inputs'
+    """The sensor read in a thread of its own, ahead of the capture loop, so that the loop can run the inputs'
     commands while it waits for the next frame: a button is acted on within milliseconds, not at the next
-    frame (the live button's alert must not wait up to 1/fps). The agent still runs in one thread: only
-    the source is touched here. Started by the first `poll` or `read`."""
+    frame (the live button's alert must not wait up to 1/fps). Up to `PREFETCH_S` of frames wait for the
+    loop: a loop busy for a moment (a segment being sealed and written) catches up instead of losing them.
+    Each frame keeps its capture instant on the monotonic clock (`captured_monotonic`), so that a busy loop
+    is not taken for a clock jump. The agent still runs in one thread: only the source is touched here.
+    Started by the first `poll` or `read`."""
 
     def __init__(self, source: VideoSource) -> None:
         self.source = source
         self.width, self.height, self.fps = source.width, source.height, source.fps
-        self._frames: queue.Queue = queue.Queue(maxsize=1)
+        self._frames: queue.Queue = queue.Queue(maxsize=max(1, math.ceil(source.fps * PREFETCH_S)))
         self._held: tuple | BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.captured_monotonic: float | None = None
 
     def _reader(self) -> None:
         while not self._stop.is_set():
             try:
-                item: tuple | BaseException = self.source.read()
+                frame, at = self.source.read()
+                mono = getattr(self.source, "captured_monotonic", None)
+                item: tuple | BaseException = (frame, at, time.monotonic() if mono is None else mono)
             except BaseException as exc:  # noqa: BLE001 - handed to the capture loop
                 item = exc
             while not self._stop.is_set():
@@ -202,7 +211,8 @@ class PrefetchedVideo:
             item = self._frames.get()
         if isinstance(item, BaseException):
             raise item
-        return item
+        frame, at, self.captured_monotonic = item
+        return frame, at
 
     def close(self) -> None:
         self._stop.set()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ import av
 import numpy as np
 
 from temoin.camera import SOURCE_HELP
-from temoin.camera.clock import Clock, wait_until
+from temoin.camera.clock import Clock, system_clock, wait_until
 from temoin.camera.media import SyntheticScene
 
 
@@ -54,22 +55,38 @@ def _micros(delta: timedelta) -> int:
     return delta // timedelta(microseconds=1)
 
 
-class SyntheticVideo:
-    """Frames of a `SyntheticScene`, paced by `clock`: frame k is captured at epoch + k / fps."""
+SENSOR_BUFFER_S = 1.0  # what a real-time sensor keeps of the frames nobody has read yet
 
-    def __init__(self, scene: SyntheticScene, clock: Clock, epoch: datetime | None = None) -> None:
+
+class SyntheticVideo:
+    """Frames of a `SyntheticScene`, paced by `clock`: frame k is captured at epoch + k / fps.
+
+    In real time (the system clock) it behaves as a sensor with buffers: frames captured while the camera
+    was busy (a segment being written, the process paused) are still delivered, late, up to `backlog_s` of
+    them; older ones are lost (`dropped`), as they would be from a real sensor's full buffers. With a
+    simulated clock there is no backlog: frames whose time has passed are skipped."""
+
+    def __init__(self, scene: SyntheticScene, clock: Clock, epoch: datetime | None = None,
+                 backlog_s: float | None = None) -> None:
         self.scene = scene
         self.clock = clock
         self.width, self.height, self.fps = scene.width, scene.height, scene.fps
         self.epoch = (epoch or clock()).astimezone(UTC)
+        self._real_time = clock is system_clock
+        self.backlog_s = backlog_s if backlog_s is not None else (SENSOR_BUFFER_S if self._real_time else 0.0)
         self._next = 0
+        self.dropped = 0  # frames lost because they were not read in time
+        self.captured_monotonic: float | None = None  # time.monotonic() when the last frame read was captured
 
     def read(self) -> tuple[np.ndarray, datetime]:
-        # Skip frames whose time has passed (a slow encoder drops frames, as a real one would).
         now = self.clock()
-        behind = _micros(now - self.epoch) * self.fps // 1_000_000
-        index = max(self._next, behind)
+        mono = time.monotonic()
+        behind = _micros(now - self.epoch) * self.fps // 1_000_000  # the frame being captured now
+        index = max(self._next, behind - int(self.backlog_s * self.fps))
+        self.dropped += index - self._next
         at = self.epoch + self.scene.frame_time(index)
+        if self._real_time:  # its capture instant on the monotonic clock, whenever this thread gets to run
+            self.captured_monotonic = mono + (at - now).total_seconds()
         wait_until(self.clock, at)
         self._next = index + 1
         return self.scene.rgb(index), at

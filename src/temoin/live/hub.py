@@ -1,6 +1,7 @@
 """The live subsystem assembled: sessions (database, journal), the media plane and the events channel.
 
-Routes stay thin and call this. Database work runs in the thread pool; media work in the event loop.
+Routes stay thin and call this. Database work runs in the thread pool, a short session per step (never held
+across an await); media work in the media plane's own event loop (`live.isolation`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.live import backup, sessions, timeline, viewing
 from temoin.live.events import EventBus, InProcessEventBus
+from temoin.live.isolation import IsolatedMediaPlane
 from temoin.live.models import LiveSession, LiveState
 from temoin.live.plane import Answer, MediaPlane, check_offer
 from temoin.live.relay import AiortcMediaPlane
 from temoin.live.rtsp_pull import CctvSources, cctv_stream, check_stream_url
-from temoin.live.sessions import LiveError, LiveRequest, view
+from temoin.live.sessions import LiveError, LiveReason, LiveRequest, view
 from temoin.platform import Platform
 
 log = logging.getLogger("temoin.live")
@@ -72,13 +74,15 @@ class _CctvViewer:
 class LiveHub:
     def __init__(self, p: Platform, plane: MediaPlane | None = None, bus: EventBus | None = None) -> None:
         self.p = p
-        self.plane = plane or AiortcMediaPlane(p.settings.live_ice_servers, p.settings.live_max_viewers)
+        # The media plane runs in its own thread and event loop: a stalled request never stalls a stream.
+        self.plane = plane or IsolatedMediaPlane(AiortcMediaPlane(p.settings.live_ice_servers,
+                                                                  p.settings.live_max_viewers))
         self.bus = bus or InProcessEventBus()
         self.stall_after_s = p.settings.live_stall_after_s
         self._tenant_of: dict[str, int] = {}
         self._link: dict[str, tuple[str, float]] = {}  # stream -> (link state, when last announced)
         self._viewers: dict[str, _Viewer] = {}
-        self._publications: dict[str, set[str]] = {}  # session -> WHIP resources it has had
+        self._publications: dict[str, list[str]] = {}  # session -> WHIP resources it has had, the last last
         self._monitor: asyncio.Task | None = None
         self._opening = asyncio.Lock()
         self._requesting: dict[str, asyncio.Lock] = {}  # device id -> its live requests, one at a time
@@ -249,8 +253,23 @@ class LiveHub:
         except Exception:
             await self.plane.end(session_id, answer.resource_id)
             raise
-        self._publications.setdefault(session_id, set()).add(answer.resource_id)
+        self._publications.setdefault(session_id, []).append(answer.resource_id)
         return answer
+
+    async def publish_as_camera(self, device_id: str, offer: str, detail: str) -> tuple[str, Answer]:
+        """A standard WHIP encoder publishing for a camera (its bearer token): into the camera's open live
+        session, or a new one, opened as the live button would (the CSU is alerted). Returns (session, answer)."""
+        check_offer(offer)  # a bad offer opens no session and alerts nobody
+
+        def open_one(db: Session) -> str:
+            s = sessions.open_for_device(db, device_id)
+            if s is None:
+                s, _ = sessions.request(self.p, db, self.bus, db.get(Device, device_id),
+                                        LiveRequest(reason=LiveReason.THREAT, detail=detail))
+            return s.id
+        async with self._requesting.setdefault(device_id, asyncio.Lock()):
+            session_id = await self._db(open_one)
+        return session_id, await self.publish(device_id, session_id, offer)
 
     async def _publication_ended(self, device_id: str, session_id: str, reason: str) -> None:
         if reason == "replaced":  # the camera reconnected: its new publication carries on
@@ -297,12 +316,21 @@ class LiveHub:
         except Exception:
             log.exception("live: journaling an interrupted stream")
 
-    async def unpublish(self, device_id: str, session_id: str, resource_id: str) -> None:
-        """The camera DELETEs its WHIP resource: the live session ends."""
+    async def unpublish(self, device_id: str, session_id: str, resource_id: str) -> bool:
+        """The camera DELETEs its WHIP resource. Its current publication, or any when none is left (the link
+        died): the live session ends. One that a newer publication replaced while that one carries the media
+        (the encoder reconnected, the old connection's DELETE came late): that resource alone is gone, the
+        session and its current publisher carry on. Returns whether the session ended."""
         await self._db(lambda db: self._device_session(db, device_id, session_id, open_only=False))
-        # Its current publication, or an earlier one whose link has died: either way the camera means to end.
         if resource_id not in self._publications.get(session_id, ()):
             raise LiveError(404, f"no WHIP session {resource_id} on live session {session_id}")
+        status = self.plane.status(session_id)
+        if status is not None and status.publisher not in (None, resource_id):
+            silent = status.silent_for(time.time())
+            if silent is not None and silent <= self.stall_after_s:
+                return False  # replaced by a live publication: ending this one was done by the replacement
+            # The newer publication carries nothing: its offer came from the camera that now wants to end (its
+            # answer lost on the way, say); nobody is cut off.
 
         def end(db: Session) -> None:
             s = self._device_session(db, device_id, session_id, open_only=False)
@@ -310,6 +338,7 @@ class LiveHub:
                 self._ended(db, s)
         await self._db(end)
         await self._end_stream(session_id)
+        return True
 
     def _ended(self, db: Session, s: LiveSession) -> None:
         for hook in self.on_ended:

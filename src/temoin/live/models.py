@@ -50,3 +50,21 @@ class LiveSession(Base):
     backup_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     backup_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     backup_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class PublishToken(Base):
+    """A camera's WHIP bearer token (RFC 9725): lets a standard encoder (OBS, GStreamer's whipsink, a vendor
+    camera speaking WHIP) publish that camera's live session, and nothing else. Only its hash is kept."""
+
+    __tablename__ = "live_publish_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

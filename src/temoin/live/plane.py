@@ -190,3 +190,6 @@ def check_offer(sdp: str, *, video_required: bool = True) -> None:
                        "transcoded")
     if "audio" in kinds and AUDIO_CODEC not in codecs:
         raise BadOffer("the SDP offer does not offer Opus audio")
+    if "\na=candidate:" not in sdp:
+        raise BadOffer("the SDP offer has no ICE candidate: this server does not take trickle ICE (PATCH); send "
+                       "the offer once ICE gathering is complete, with its candidates in the SDP")

@@ -188,8 +188,9 @@ class AiortcMediaPlane(MediaPlane):
         s = self._streams.get(stream)
         if s is None:
             return None
-        return StreamStatus(stream=stream, publishing=s.publisher is not None,
-                            publisher=s.publisher.resource_id if s.publisher else None, last_packet_at=s.last_packet_at,
+        publisher = s.publisher  # read once: another thread may read while the media loop replaces it
+        return StreamStatus(stream=stream, publishing=publisher is not None,
+                            publisher=publisher.resource_id if publisher else None, last_packet_at=s.last_packet_at,
                             video_frames=s.video_frames, audio_frames=s.audio_frames, keyframes=s.keyframes,
                             viewers=len(s.viewers))
 
@@ -226,8 +227,11 @@ class AiortcMediaPlane(MediaPlane):
         pc = self._pc()
         video = pc.addTransceiver("video", direction="recvonly")
         video.setCodecPreferences(_codecs("video", "video/h264"))
-        audio = pc.addTransceiver("audio", direction="recvonly")
-        audio.setCodecPreferences(_codecs("audio", "audio/opus"))
+        receiving = [video]
+        if "audio" in offered_kinds(offer):  # a video-only encoder is as valid as one with sound
+            audio = pc.addTransceiver("audio", direction="recvonly")
+            audio.setCodecPreferences(_codecs("audio", "audio/opus"))
+            receiving.append(audio)
         await self._negotiate(pc, offer)
         leg = _Leg(secrets.token_urlsafe(12), pc, on_ended, video_receiver=video.receiver)
         generation = s.generation + 1
@@ -236,7 +240,7 @@ class AiortcMediaPlane(MediaPlane):
             if s.publisher is leg:  # frames of a replaced publisher are dropped
                 s.on_frame(mime, data, timestamp)
 
-        for transceiver in (video, audio):
+        for transceiver in receiving:
             if transceiver.mid is not None:
                 tap_receiver(transceiver.receiver, on_frame)
         sdp = await self._answer(pc)

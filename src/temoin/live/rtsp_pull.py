@@ -367,7 +367,8 @@ class CctvSources:
             source.puller.stop()
             del self._sources[stream]
         feed = await self.plane.attach(stream)  # replaces the previous feed, if any
-        puller = RtspPuller(url, feed, asyncio.get_running_loop(), name=stream)
+        # Frames go straight to the loop the feed lives in (the media plane's own, when isolated).
+        puller = RtspPuller(url, feed, getattr(feed, "loop", None) or asyncio.get_running_loop(), name=stream)
         self._sources[stream] = _Source(url, puller, feed)
         puller.start()
         try:

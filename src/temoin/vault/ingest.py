@@ -272,6 +272,7 @@ class SegmentUpload:
             self.received, self.file_end = state.received, state.file_end
             self.buffer = bytearray(crypto.RECORD_BYTES)
             self.fill = 0
+            db.commit()  # end the read: no pooled connection is held while the body arrives (minutes on 4G)
         except BaseException:
             self.lock.release()
             raise

@@ -16,10 +16,15 @@ from temoin.identity import devices, service
 from temoin.identity.addresses import client_address
 from temoin.identity.models import Device, Tenant, User, WebSession
 from temoin.law.access import Permission, Role, allows
+from temoin.live import publish_tokens
 from temoin.platform import Platform
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"
+# Every 401 says how to authenticate (RFC 9110, 11.6.1).
+USER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="temoin"'}
+_DEVICE_CHALLENGE = {"WWW-Authenticate": f'{devices.AUTH_SCHEME} realm="temoin"'}
+WHIP_CHALLENGE = 'Bearer realm="temoin-whip"'
 
 
 def get_platform(request: Request) -> Platform:
@@ -43,36 +48,53 @@ class Principal:
         return Role(self.user.role)
 
 
-async def _csrf_ok(request: Request, session: WebSession) -> bool:
+async def csrf_sent(request: Request) -> str | None:
+    """The CSRF token an unsafe request carries (header, or the field of a form post). Read in the event loop
+    (a form body is read asynchronously), so that the principal's database checks can run off it."""
+    if (request.method in SAFE_METHODS or service.SESSION_COOKIE not in request.cookies
+            or request.headers.get("authorization", "").lower().startswith("bearer ")):
+        return None  # only a signed-in browser's request needs one
     token = request.headers.get(CSRF_HEADER)
     if token is None and request.headers.get("content-type", "").startswith(
             ("application/x-www-form-urlencoded", "multipart/form-data")):
         token = (await request.form()).get("csrf_token")
-    return isinstance(token, str) and token == session.csrf_token
+    return token if isinstance(token, str) else None
 
 
-async def current_principal(request: Request, db: Session = Depends(get_db)) -> Principal:
+def current_principal(request: Request, db: Session = Depends(get_db),
+                      csrf: str | None = Depends(csrf_sent)) -> Principal:
+    """Who is asking. A plain function: FastAPI runs it in its thread pool, never in the event loop, which
+    carries the live media and must not wait on the database."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         found = service.api_token_for(db, header[7:].strip())
         if found is None:
-            raise HTTPException(401, "API token unknown, expired or revoked: issue a new one")
+            raise HTTPException(401, "API token unknown, expired or revoked: issue a new one",
+                                headers={"WWW-Authenticate": 'Bearer realm="temoin", error="invalid_token"'})
         user, row = found
-        return Principal(user, db.get(Tenant, user.tenant_id), None, service.token_scopes(user, row))
+        return _released(db, Principal(user, db.get(Tenant, user.tenant_id), None, service.token_scopes(user, row)))
     cookie = request.cookies.get(service.SESSION_COOKIE)
     found = service.session_for(db, cookie) if cookie else None
     if found is None:
-        raise HTTPException(401, "sign in first")
+        raise HTTPException(401, "sign in first", headers=USER_CHALLENGE)
     session, user = found
     if not session.second_factor_ok:
-        raise HTTPException(401, "second factor required: enter your authenticator code")
-    if request.method not in SAFE_METHODS and not await _csrf_ok(request, session):
+        raise HTTPException(401, "second factor required: enter your authenticator code", headers=USER_CHALLENGE)
+    if request.method not in SAFE_METHODS and csrf != session.csrf_token:
         raise HTTPException(403, f"missing or wrong CSRF token: send the {CSRF_HEADER} header "
                                  "(or the form's csrf_token field) given at sign-in")
     if user.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
         raise HTTPException(403, "your password was reset: choose a new one first (POST /api/v1/account/password, "
                                  "or the page /account)")
-    return Principal(user, db.get(Tenant, user.tenant_id), session)
+    return _released(db, Principal(user, db.get(Tenant, user.tenant_id), session))
+
+
+def _released(db: Session, principal: Principal) -> Principal:
+    """End the check's read transaction: its connection goes back to the pool now, not when the response
+    ends (an events stream lasts minutes, a WHEP request waits on the media plane). The loaded rows stay
+    usable (expire_on_commit=False); the route's own queries take a connection when they need one."""
+    db.commit()
+    return principal
 
 
 # What a session whose password was reset may reach before choosing a new one.
@@ -103,8 +125,8 @@ def require(permission: Permission) -> Principal:
     return Depends(Require(permission))
 
 
-async def current_device(request: Request, db: Session = Depends(get_db)) -> Device:
-    """Guard for camera routes: a request signed by an enrolled, active camera."""
+def current_device(request: Request, db: Session = Depends(get_db)) -> Device:
+    """Guard for camera routes: a request signed by an enrolled, active camera (run in the thread pool)."""
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     try:
         device = devices.authenticate(get_platform(request), db, request.headers.get("authorization"),
@@ -117,6 +139,26 @@ async def current_device(request: Request, db: Session = Depends(get_db)) -> Dev
                           camera_id=exc.device.id, address=request.client.host if request.client else None,
                           reason=exc.message, path=request.url.path)
             refusals.flush(get_platform(request), db)
-        raise HTTPException(exc.status, exc.message) from None
-    db.commit()  # the nonce is spent even if the request fails later
+        raise HTTPException(exc.status, exc.message, headers=_DEVICE_CHALLENGE if exc.status == 401 else None) from None
+    db.commit()  # the nonce is spent even if the request fails later; the connection goes back to the pool
     return device
+
+
+def whip_publisher(request: Request, db: Session = Depends(get_db)) -> Device:
+    """Guard for WHIP publication: the camera's signed request, or a standard encoder's bearer token for that
+    camera (RFC 9725; `live.publish_tokens`), accepted here and nowhere else."""
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        device = publish_tokens.device_for(db, header[7:].strip())
+        if device is None:
+            raise HTTPException(401, "WHIP token unknown, revoked, or its camera revoked: ask an administrator "
+                                     "for the camera's current token",
+                                headers={"WWW-Authenticate": f'{WHIP_CHALLENGE}, error="invalid_token"'})
+        db.commit()  # when it was last used; and the connection goes back to the pool
+        return device
+    try:
+        return current_device(request, db)
+    except HTTPException as exc:
+        if exc.status_code == 401:  # a standard encoder that sent nothing learns what to send
+            exc.headers = {"WWW-Authenticate": f"{WHIP_CHALLENGE}, {_DEVICE_CHALLENGE['WWW-Authenticate']}"}
+        raise

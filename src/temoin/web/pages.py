@@ -23,7 +23,7 @@ from temoin.law.access import MOTIVE_LABELS, Motive, Permission, allows, motives
 from temoin.platform import Platform
 from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
-from temoin.web.deps import Principal, Require, current_principal, get_db, get_platform
+from temoin.web.deps import Principal, Require, csrf_sent, current_principal, get_db, get_platform
 from temoin.web.i18n import LANGS, lang_of, translator
 from temoin.web.routes.session import pages as account_pages
 from temoin.web.routes.session import remember_device, second_factor, sign_in
@@ -43,9 +43,10 @@ class SignInRequired(Exception):
 class PageRequire(Require):
     """Like Require, for pages: an anonymous visitor is sent to the sign-in page."""
 
-    async def __call__(self, request: Request, db: Session = Depends(get_db)) -> Principal:  # type: ignore[override]
+    def __call__(self, request: Request, db: Session = Depends(get_db),  # type: ignore[override]
+                 csrf: str | None = Depends(csrf_sent)) -> Principal:
         try:
-            principal = await current_principal(request, db)
+            principal = current_principal(request, db, csrf)
         except HTTPException as exc:
             if exc.status_code == 401:
                 raise SignInRequired() from None
@@ -70,9 +71,9 @@ def home_for(who: Principal) -> str:
 
 
 @router.get("/")
-async def root(request: Request, db: Session = Depends(get_db)) -> Response:
+def root(request: Request, db: Session = Depends(get_db)) -> Response:
     try:
-        who = await current_principal(request, db)
+        who = current_principal(request, db, None)
     except HTTPException:
         return RedirectResponse("/login", 303)
     home = home_for(who)
@@ -135,8 +136,8 @@ def totp(request: Request, code: str = Form(max_length=12), db: Session = Depend
 
 
 @router.post("/logout")
-async def logout(request: Request, who: Principal = Depends(current_principal),
-                 db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+def logout(request: Request, who: Principal = Depends(current_principal),
+           db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
     cookie = request.cookies.get(service.SESSION_COOKIE)
     if cookie:
         service.close_session(db, cookie, p)

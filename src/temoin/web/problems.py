@@ -1,7 +1,8 @@
 """Domain errors to HTTP answers: one RFC 9457 problem+json body per error class.
 
-A database that is full (SQLite SQLITE_FULL, PostgreSQL 53100) answers 507 Insufficient Storage,
-never a bare 500; the request's transaction is rolled back by the session dependency on its way out.
+A database that is full (SQLite SQLITE_FULL, PostgreSQL 53100) answers 507 Insufficient Storage, one that is
+busy (no pooled connection free, a lock not granted in time) 503 with Retry-After, never a bare 500; the
+request's transaction is rolled back by the session dependency on its way out.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from temoin import errors
 
 log = logging.getLogger("temoin.web")
 
 PROBLEM_JSON = "application/problem+json"
+_BUSY = {"Retry-After": "2"}  # a busy database is a matter of seconds
 
 # class -> (status, title, problem type)
 _STATUS: dict[type[errors.TemoinError], tuple[int, str, str]] = {
@@ -53,4 +56,10 @@ def install(app: FastAPI) -> None:
         if mapped is None:
             raise exc  # a real fault: the server error middleware answers 500 and logs it
         log.error("%s %s: %s (%s)", request.method, request.url.path, mapped.message, exc.orig)
-        return problem(mapped)
+        return problem(mapped, headers=_BUSY if mapped.message == errors.DATABASE_BUSY else None)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every connection is in use: answer now (503) rather than queue until the server freezes.
+        log.warning("%s %s: no database connection free within the pool timeout", request.method, request.url.path)
+        return problem(errors.Unavailable(errors.DATABASE_BUSY), headers=_BUSY)

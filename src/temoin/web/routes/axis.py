@@ -169,7 +169,7 @@ async def object_route(account: str, container: str, name: str, request: Request
             return await run_in_threadpool(_read, p, db, tenant, container, name, method, request)
         return _text(403, WRITE_ONLY)
     except _HANDLED as exc:
-        db.rollback()
+        await run_in_threadpool(db.rollback)  # the database only ever from the thread pool
         return _error(exc)
 
 

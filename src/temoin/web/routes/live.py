@@ -1,5 +1,6 @@
-"""Live transmission: the camera's live button and WHIP publication (device-signed), WHEP viewing, the
-CSU's acknowledgement and dispatch, and the events channel of the dashboards (LIVE_VIEW, own tenant)."""
+"""Live transmission: the camera's live button and WHIP publication (device-signed, or a standard encoder's
+bearer token), WHEP viewing, the CSU's acknowledgement and dispatch, and the events channel of the dashboards
+(LIVE_VIEW, own tenant). WHIP and WHEP answer CORS preflights and carry CORS headers (browser clients)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,22 @@ import time
 from pathlib import Path
 
 import orjson
-
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from temoin.evidence.manifest import GpsFix
 from temoin.identity.models import Device
+from temoin.identity.tenant_settings import settings_of
 from temoin.law.access import Permission
+from temoin.live import publish_tokens
 from temoin.live.hub import LiveHub
 from temoin.live.plane import MAX_SDP_BYTES, Answer, MediaPlaneError
 from temoin.live.sessions import LiveError, LiveRequest
-from temoin.web.deps import Principal, current_device, require
-from temoin.identity.tenant_settings import settings_of
+from temoin.platform import Platform
+from temoin.web.deps import Principal, current_device, get_db, get_platform, require, whip_publisher
 from temoin.web.pages import PageRequire, page
 
 router = APIRouter(prefix="/api/v1/live", tags=["live"])
@@ -58,6 +62,64 @@ async def _offer(request: Request) -> str:
 def _answer(answer: Answer, location: str) -> Response:
     # RFC 9725: 201 Created, the answer as application/sdp, the session resource in Location.
     return Response(answer.sdp, 201, media_type=SDP, headers={"Location": location, "ETag": f'"{answer.resource_id}"'})
+
+
+# --- WHIP and WHEP for any client: CORS, preflight ------------------------------------------------------
+# A browser page on another origin (a vendor's publisher, a viewer embedded elsewhere) may publish or watch:
+# every WHIP/WHEP answer carries CORS headers, and OPTIONS answers the preflight. Any origin: these routes
+# authenticate with a token or a signature the script must send itself, never with an ambient cookie
+# (no Access-Control-Allow-Credentials), so another site gains nothing it could not do without a browser.
+CORS = {"Access-Control-Allow-Origin": "*",
+        "Access-Control-Expose-Headers": "Location, ETag, Accept-Post, WWW-Authenticate, Retry-After"}
+PREFLIGHT = {**CORS, "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+             "Access-Control-Max-Age": "600"}
+
+
+class MediaRoute(APIRoute):
+    """A WHIP/WHEP route: its answers, refusals included, carry the CORS headers."""
+
+    def get_route_handler(self):  # noqa: ANN201
+        handler = super().get_route_handler()
+
+        async def with_cors(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except HTTPException as exc:
+                response = JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+            response.headers.update(CORS)
+            return response
+        return with_cors
+
+
+def media(path: str, method: str, **kw):  # noqa: ANN003, ANN201
+    """Register a WHIP/WHEP route (CORS on every answer)."""
+    def register(endpoint):  # noqa: ANN001, ANN202
+        router.add_api_route(path, endpoint, methods=[method], route_class_override=MediaRoute, **kw)
+        return endpoint
+    return register
+
+
+def _preflight(methods: str, *, endpoint: bool) -> Response:
+    headers = {**PREFLIGHT, "Allow": methods, "Access-Control-Allow-Methods": methods}
+    if endpoint:
+        headers["Accept-Post"] = SDP  # RFC 9725: what the endpoint takes
+    return Response(status_code=204, headers=headers)
+
+
+@router.options("/whip", include_in_schema=False)
+@router.options("/whip/{session_id}", include_in_schema=False)
+@router.options("/whep/{session_id}", include_in_schema=False)
+def media_endpoint_options() -> Response:
+    """CORS preflight of a WHIP or WHEP endpoint (no authentication: a preflight carries none)."""
+    return _preflight("POST, OPTIONS", endpoint=True)
+
+
+@router.options("/whip/{session_id}/{resource_id}", include_in_schema=False)
+@router.options("/whep/{session_id}/{resource_id}", include_in_schema=False)
+def media_resource_options() -> Response:
+    """CORS preflight of a WHIP or WHEP session resource. No PATCH: no trickle ICE, offers carry their
+    candidates (an offer without any is refused)."""
+    return _preflight("DELETE, OPTIONS", endpoint=False)
 
 
 # --- the camera (device-signed) ------------------------------------------------------------------------
@@ -102,9 +164,22 @@ async def camera_position(session_id: str, fix: GpsFix, device: Device = Depends
     return Response(status_code=204)
 
 
-@router.post("/whip/{session_id}", status_code=201, response_class=Response,
-             summary="WHIP (RFC 9725): publish the live session's media (SDP offer in, answer out)")
-async def whip(session_id: str, request: Request, device: Device = Depends(current_device),
+@media("/whip", "POST", status_code=201, response_class=Response,
+       summary="WHIP (RFC 9725) for standard encoders: publish the camera's live session (bearer token); opens "
+               "one, and alerts the CSU, if the camera has none open")
+async def whip_endpoint(request: Request, device: Device = Depends(whip_publisher),
+                        hub: LiveHub = Depends(get_hub)) -> Response:
+    offer = await _offer(request)
+    try:
+        session_id, answer = await hub.publish_as_camera(device.id, offer, "live published over WHIP")
+    except (LiveError, MediaPlaneError) as exc:
+        raise _http(exc) from None
+    return _answer(answer, f"/api/v1/live/whip/{session_id}/{answer.resource_id}")
+
+
+@media("/whip/{session_id}", "POST", status_code=201, response_class=Response,
+       summary="WHIP (RFC 9725): publish the live session's media (SDP offer in, answer out)")
+async def whip(session_id: str, request: Request, device: Device = Depends(whip_publisher),
                hub: LiveHub = Depends(get_hub)) -> Response:
     offer = await _offer(request)
     try:
@@ -114,8 +189,9 @@ async def whip(session_id: str, request: Request, device: Device = Depends(curre
     return _answer(answer, f"/api/v1/live/whip/{session_id}/{answer.resource_id}")
 
 
-@router.delete("/whip/{session_id}/{resource_id}", summary="End the publication, and the live session")
-async def whip_delete(session_id: str, resource_id: str, device: Device = Depends(current_device),
+@media("/whip/{session_id}/{resource_id}", "DELETE",
+       summary="End the publication, and the live session (a publication already replaced ends alone)")
+async def whip_delete(session_id: str, resource_id: str, device: Device = Depends(whip_publisher),
                       hub: LiveHub = Depends(get_hub)) -> Response:
     try:
         await hub.unpublish(device.id, session_id, resource_id)
@@ -124,10 +200,44 @@ async def whip_delete(session_id: str, resource_id: str, device: Device = Depend
     return Response(status_code=200)
 
 
+# --- WHIP tokens for standard encoders (ADMIN_DEVICES, own tenant) ----------------------------------------
+
+class PublishTokenIn(BaseModel):
+    device_id: str = Field(max_length=128)
+    label: str | None = Field(default=None, max_length=100)
+
+
+@router.post("/publish-tokens", status_code=201,
+             summary="A WHIP bearer token for one camera (shown once): a standard encoder publishes its live "
+                     "session with it, and can do nothing else")
+def issue_publish_token(body: PublishTokenIn, who: Principal = require(Permission.ADMIN_DEVICES),
+                        db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+    try:
+        row, token = publish_tokens.issue(p, db, who.user, body.device_id, body.label)
+    except LiveError as exc:
+        raise _http(exc) from None
+    return {**publish_tokens.view(row), "token": token, "whip_url": "/api/v1/live/whip"}
+
+
+@router.get("/publish-tokens", summary="The tenant's WHIP tokens (never their secret)")
+def list_publish_tokens(who: Principal = require(Permission.ADMIN_DEVICES),
+                        db: Session = Depends(get_db)) -> list[dict]:
+    return publish_tokens.listing(db, who.tenant.id)
+
+
+@router.delete("/publish-tokens/{token_id}", summary="Revoke a WHIP token: its encoder can no longer publish")
+def revoke_publish_token(token_id: str, who: Principal = require(Permission.ADMIN_DEVICES),
+                         db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+    try:
+        return publish_tokens.view(publish_tokens.revoke(p, db, who.user, token_id))
+    except LiveError as exc:
+        raise _http(exc) from None
+
+
 # --- the CSU (LIVE_VIEW, own tenant) --------------------------------------------------------------------
 
-@router.post("/whep/{session_id}", status_code=201, response_class=Response,
-             summary="WHEP: watch the live session (SDP offer in, answer out); journaled as a communication")
+@media("/whep/{session_id}", "POST", status_code=201, response_class=Response,
+       summary="WHEP: watch the live session (SDP offer in, answer out); journaled as a communication")
 async def whep(session_id: str, request: Request, who: Principal = require(Permission.LIVE_VIEW),
                hub: LiveHub = Depends(get_hub)) -> Response:
     offer = await _offer(request)
@@ -138,7 +248,7 @@ async def whep(session_id: str, request: Request, who: Principal = require(Permi
     return _answer(answer, f"/api/v1/live/whep/{session_id}/{answer.resource_id}")
 
 
-@router.delete("/whep/{session_id}/{resource_id}", summary="Stop watching")
+@media("/whep/{session_id}/{resource_id}", "DELETE", summary="Stop watching")
 async def whep_delete(session_id: str, resource_id: str, who: Principal = require(Permission.LIVE_VIEW),
                       hub: LiveHub = Depends(get_hub)) -> Response:
     try:

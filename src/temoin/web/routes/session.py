@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -224,13 +224,14 @@ def account_page(request: Request, who: Principal = Depends(current_principal), 
 
 
 @pages.post("/account/password")
-async def account_password(request: Request, who: Principal = Depends(current_principal),
-                           db: Session = Depends(get_db), p: Platform = Depends(get_platform)):  # noqa: ANN201
+def account_password(request: Request, current: str = Form(""), new: str = Form(""),
+                     who: Principal = Depends(current_principal), db: Session = Depends(get_db),
+                     p: Platform = Depends(get_platform)):  # noqa: ANN201
+    # A plain function: FastAPI runs it in the thread pool, never querying the database in the event loop.
     from fastapi.responses import RedirectResponse
 
-    form = await request.form()
     try:
-        lifecycle.change_password(p, db, who.user, str(form.get("current", "")), str(form.get("new", "")),
+        lifecycle.change_password(p, db, who.user, current, new,
                                   keep_session=who.session.id_hash if who.session else None)
     except (WeakPassword, service.IdentityError) as exc:
         return _account_page(request, who, db, status=422 if isinstance(exc, WeakPassword) else 409,
@@ -241,16 +242,15 @@ async def account_password(request: Request, who: Principal = Depends(current_pr
 
 
 @pages.post("/account/tokens")
-async def account_token(request: Request, who: Principal = Depends(current_principal),
-                        db: Session = Depends(get_db), p: Platform = Depends(get_platform)):  # noqa: ANN201
-    form = await request.form()
+def account_token(request: Request, name: str = Form(""), days: str = Form(""), scope: list[str] = Form([]),
+                  who: Principal = Depends(current_principal), db: Session = Depends(get_db),
+                  p: Platform = Depends(get_platform)):  # noqa: ANN201
     try:
-        days = int(str(form.get("days") or service.TOKEN_DEFAULT_DAYS))
-        scopes = [Permission(str(s)) for s in form.getlist("scope")]
+        lifetime = int(days or service.TOKEN_DEFAULT_DAYS)
+        scopes = [Permission(s) for s in scope]
         if not scopes:
             raise service.IdentityError("tick at least one scope: a token may do only what it is issued for")
-        token = service.issue_api_token(p, db, who.user, str(form.get("name", "")).strip()[:100] or "token", days,
-                                        scopes)
+        token = service.issue_api_token(p, db, who.user, name.strip()[:100] or "token", lifetime, scopes)
     except (ValueError, service.IdentityError) as exc:
         return _account_page(request, who, db, status=422, error=str(exc))
     return _account_page(request, who, db, status=201, new_token=token)
