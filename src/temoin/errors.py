@@ -12,6 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # another connection holds the lock beyond the busy timeout
 SQLITE_FULL = 13  # "database or disk is full" (also raised when PRAGMA max_page_count is reached)
+PG_OUT_OF_RANGE = "22003"  # numeric_value_out_of_range
 PG_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout reached
 PG_DISK_FULL = "53100"  # disk_full: the server could not extend a file
 PG_OUT_OF_MEMORY = "53200"  # out_of_memory: transient, the server is short of RAM, not of storage
@@ -55,6 +56,8 @@ class TooManyRequests(TemoinError):
 
 DATABASE_FULL = ("the vault's database is full: nothing of this request was saved. An administrator must free "
                  "space where the database lives (or raise its size limit), then the same request can be sent again")
+VALUE_OUT_OF_RANGE = ("a number in the request (an id?) is out of range: check it; ids are the ones the API "
+                      "returned")
 DATABASE_BUSY = ("the database is busy (too many requests at once, or a long operation holds what this request "
                  "needs): nothing of this request was saved; send it again in a few seconds")
 DATABASE_SHORT_OF_MEMORY = ("the vault's database server is out of memory: nothing of this request was saved; "
@@ -84,4 +87,6 @@ def from_database(exc: BaseException) -> TemoinError | None:
         return Unavailable(DATABASE_SHORT_OF_MEMORY)
     if state == PG_LOCK_NOT_AVAILABLE:
         return Unavailable(DATABASE_BUSY)
+    if state == PG_OUT_OF_RANGE:  # an id or number beyond the column's type: the request's fault, not the server's
+        return InvalidInput(VALUE_OUT_OF_RANGE)
     return None
