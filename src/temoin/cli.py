@@ -69,7 +69,10 @@ def _progress() -> Progress:
 @app.command()
 def init() -> None:
     """Create the data folder, the keys and the database schema (idempotent)."""
+    from temoin.maintenance import certify_keys
+
     p = _open(init=True)
+    certify_keys(p)
     console.print(f"Témoin ready in [bold]{p.settings.home}[/bold] ({p.engine.url.render_as_string()})")
 
 

@@ -72,8 +72,18 @@ def seal_journal(p: Platform) -> Sealing:
             return Sealing(sealed, 0, waiting)
 
 
+def certify_keys(p: Platform) -> None:
+    """Camera keys carried over by migration 0012 get their platform certificate (journaled)."""
+    from temoin.identity.devices import certify_uncertified
+
+    with p.session() as db:
+        certify_uncertified(p, db)
+
+
 def start_up(p: Platform) -> list[ChainRepair]:
-    """The server's start-up: bring the journal file level with the database (journaled), then seal."""
+    """The server's start-up: certify camera keys that have no certificate yet (those carried over by
+    migration 0012), bring the journal file level with the database (journaled), then seal."""
+    certify_keys(p)
     with p.session() as db:
         repairs = repair(db, p.journal, trigger="server start-up")
     for r in repairs:

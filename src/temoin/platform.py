@@ -54,11 +54,6 @@ class Platform:
         platform = cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine), keyring=keyring,
                        journal=Journal(FileSink(settings.journal_dir)), store=LocalBlobStore(settings.vault_dir),
                        timestamper=timestamper, witness=witness_from_url(settings.journal_witness))
-        if init:  # camera keys carried over by migration 0012 get their certificate (journaled)
-            from temoin.identity.devices import certify_uncertified
-
-            with platform.session() as db:
-                certify_uncertified(platform, db)
         return platform
 
     @contextmanager

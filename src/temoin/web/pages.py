@@ -4,12 +4,10 @@ holds, extraction), the journal for the auditor."""
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,13 +23,10 @@ from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
 from temoin.web.deps import Principal, Require, csrf_sent, current_principal, get_db, get_platform
 from temoin.web.i18n import LANGS, lang_of, translator
+from temoin.web.templating import page
 from temoin.web.routes.session import pages as account_pages
 from temoin.web.routes.session import remember_device, second_factor, sign_in
 
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-templates.env.globals["paris"] = ZoneInfo("Europe/Paris")
-# The menu shows what the role may open, from the same table the routes enforce.
-templates.env.globals["can"] = lambda who, permission: allows(who.role, Permission(permission))
 router = APIRouter(include_in_schema=False)
 router.include_router(account_pages)  # /account: password, API tokens
 
@@ -52,12 +47,6 @@ class PageRequire(Require):
                 raise SignInRequired() from None
             raise
         return super().__call__(principal)
-
-
-def page(request: Request, name: str, status: int = 200, who: Principal | None = None, **context) -> HTMLResponse:
-    lang = lang_of(request)
-    return templates.TemplateResponse(request, name, {"t": translator(lang), "lang": lang, "who": who, **context},
-                                      status_code=status)
 
 
 def home_for(who: Principal) -> str:

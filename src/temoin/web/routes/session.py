@@ -210,7 +210,7 @@ TEXTS = {
 
 def _account_page(request: Request, who: Principal, db: Session, status: int = 200, **extra):  # noqa: ANN202
     from temoin.web.i18n import lang_of, translator
-    from temoin.web.pages import page
+    from temoin.web.templating import page
 
     return page(request, "account.html", status=status, who=who, t=translator(lang_of(request), TEXTS),
                 tokens=lifecycle.tokens_of(db, who.user), max_days=service.TOKEN_MAX_DAYS,
