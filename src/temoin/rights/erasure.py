@@ -85,7 +85,7 @@ def propose_erasure(p: Platform, db: Session, user: User, req: RightsRequest, re
     strangers = sorted(set(given) - set(ids))
     if strangers:
         raise RightsError(f"justifications for {', '.join(strangers)}, which the proposal does not name")
-    tenant, _recs = _stored(p, db, user, req, ids)
+    tenant, _recs = stored_recordings(p, db, user, req, ids)
     _refuse_if_held(p, db, user, req, tenant, ids)
     found = candidate_ids(db, user, req)
     unjustified = [rid for rid in ids if rid not in found and len(given.get(rid, "")) < MIN_JUSTIFICATION]
@@ -145,7 +145,10 @@ def decide_erasure(p: Platform, db: Session, user: User, proposal: ErasurePropos
     return _erase(p, db, user, req, list(proposal.recording_ids), proposal, proposer)
 
 
-def _stored(p: Platform, db: Session, user: User, req: RightsRequest, ids: list[str]) -> tuple[Tenant, list]:
+def stored_recordings(p: Platform, db: Session, user: User, req: RightsRequest,
+                      ids: list[str]) -> tuple[Tenant, list]:
+    """The request's tenant and the named recordings still stored in the user's communes; any missing one is
+    refused (all or none), and one of another tenant journaled."""
     tenant = db.get(Tenant, req.tenant_id)
     recs = list(db.scalars(select(Recording).where(Recording.id.in_(ids), Recording.tenant_id == tenant.id,
                                                    Recording.state == RecordingState.STORED)))
@@ -177,7 +180,7 @@ def _refuse_if_held(p: Platform, db: Session, user: User, req: RightsRequest, te
 def _erase(p: Platform, db: Session, user: User, req: RightsRequest, ids: list[str],
            proposal: ErasureProposal, proposer: User) -> list[dict]:
     """Delete the recordings (all or none), record them on the request; returns [{recording_id, certificate_id}]."""
-    tenant, recs = _stored(p, db, user, req, ids)
+    tenant, recs = stored_recordings(p, db, user, req, ids)
     _refuse_if_held(p, db, user, req, tenant, ids)  # a hold may have come since the proposal
     actor = actor_of(user)
     p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.erasure.approved", actor=actor,

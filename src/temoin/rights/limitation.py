@@ -18,12 +18,12 @@ from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.access import Permission, Role, allows
 from temoin.platform import Platform
-from temoin.rights.erasure import RecordingsNotFound
+from temoin.rights.erasure import stored_recordings
 from temoin.rights.models import RequestKind, RightsRequest
 from temoin.rights.register import RightsError
 from temoin.vault.catalogue import in_communes
 from temoin.vault.limitation import active_limitations
-from temoin.vault.models import Limitation, Recording, RecordingNote, RecordingState
+from temoin.vault.models import Limitation, Recording, RecordingNote
 
 MAX_NOTE = 4000
 
@@ -32,20 +32,7 @@ def _stored(p: Platform, db: Session, user: User, req: RightsRequest, recording_
     ids = sorted({r.strip() for r in recording_ids if r.strip()})
     if not ids:
         raise RightsError("name the recordings concerned (from the candidates)")
-    recs = list(db.scalars(select(Recording).where(Recording.id.in_(ids), Recording.tenant_id == req.tenant_id,
-                                                   Recording.state == RecordingState.STORED)))
-    recs = [r for r in recs if in_communes(user, r)]  # another commune of the EPCI: as if not here
-    missing = sorted(set(ids) - {r.id for r in recs})
-    if missing:
-        foreign = list(db.scalars(select(Recording.id).where(Recording.id.in_(missing),
-                                                             Recording.tenant_id != req.tenant_id)))
-        if foreign:
-            p.record(db, EntryDraft(action=Action.SECURITY, event="access.cross_tenant", actor=actor_of(user),
-                                    details={"asked_for": foreign, "rights_request": req.id}),
-                     db.get(Tenant, req.tenant_id))
-            db.commit()
-        raise RecordingsNotFound(f"no stored recording {', '.join(missing)} in your commune (deleted, or never here)")
-    return recs
+    return stored_recordings(p, db, user, req, ids)[1]
 
 
 def limit(p: Platform, db: Session, user: User, req: RightsRequest, recording_ids: list[str]) -> list[Limitation]:
