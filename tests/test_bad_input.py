@@ -84,3 +84,7 @@ def test_the_inputs_that_gave_a_500(platform, client) -> None:  # noqa: ANN001
     r = client.post("/api/v1/rights/requests", content=b'{"kind": "\xff\xfe"}',
                     headers={**h, "Content-Type": "application/json"})
     assert 400 <= r.status_code < 500
+    # A NUL character in a text field: PostgreSQL cannot store it, so neither database takes it: a 422 that says so.
+    r = client.post("/api/v1/rights/requests", headers=h, json={
+        "kind": "access", "person_description": "veste\u0000rouge", "contact": "nul@example.org"})
+    assert r.status_code == 422 and "NUL" in r.json()["detail"], r.text

@@ -330,7 +330,7 @@ def test_cctv_watched_through_the_hub(platform: Platform, cameras, monkeypatch: 
             # The PTZ camera turns: the picture the viewer decodes follows.
             pose.set(180.0, -10.0, 2.0)
             south, north = ptz.view(180.0, -10.0, 2.0), ptz.view(0.0, 0.0, 1.0)
-            await until(lambda: distance(first.latest(), south) < distance(first.latest(), north) / 3, 10,
+            await until(lambda: distance(first.latest(), south) < distance(first.latest(), north) / 3, 30,
                         "the viewer's picture shows the new aim")
 
             # The camera drops, then comes back: the puller reconnects and pictures flow again.

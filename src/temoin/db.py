@@ -10,6 +10,8 @@ from sqlalchemy import DateTime, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
+from temoin import errors
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -64,7 +66,33 @@ class PoolLimits:
     lock_timeout_s: float | None = 10.0  # waiting for a lock (SQLite busy timeout, PostgreSQL lock_timeout)
 
 
+def _has_nul(params: Any) -> bool:
+    if isinstance(params, str):
+        return "\x00" in params
+    if isinstance(params, dict):
+        return any(_has_nul(v) for v in params.values())
+    if isinstance(params, (list, tuple)):
+        return any(_has_nul(v) for v in params)
+    return False
+
+
+def _refuse_nul_text(engine: Engine) -> None:
+    """PostgreSQL cannot store a NUL character in text; SQLite can. Refuse it on both before it is sent, so the
+    same request gets the same answer whatever the database (a 422 saying what to remove)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _check(_conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if _has_nul(parameters):
+            raise errors.InvalidInput(errors.NUL_IN_TEXT)
+
+
 def make_engine(url: str, limits: PoolLimits | None = None) -> Engine:
+    engine = _make_engine(url, limits)
+    _refuse_nul_text(engine)
+    return engine
+
+
+def _make_engine(url: str, limits: PoolLimits | None = None) -> Engine:
     limits = limits or PoolLimits(lock_timeout_s=None)
     pool: dict[str, Any] = {"pool_size": limits.size, "max_overflow": limits.overflow,
                             "pool_timeout": limits.timeout_s}

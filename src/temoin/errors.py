@@ -58,6 +58,8 @@ DATABASE_FULL = ("the vault's database is full: nothing of this request was save
                  "space where the database lives (or raise its size limit), then the same request can be sent again")
 VALUE_OUT_OF_RANGE = ("a number in the request (an id?) is out of range: check it; ids are the ones the API "
                       "returned")
+NUL_IN_TEXT = ("a text field of the request contains a NUL character (\\u0000), which cannot be stored: remove it "
+               "and send the request again")
 DATABASE_BUSY = ("the database is busy (too many requests at once, or a long operation holds what this request "
                  "needs): nothing of this request was saved; send it again in a few seconds")
 DATABASE_SHORT_OF_MEMORY = ("the vault's database server is out of memory: nothing of this request was saved; "
@@ -80,6 +82,8 @@ def from_database(exc: BaseException) -> TemoinError | None:
         if (code is not None and code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)) or "database is locked" in str(orig):
             return Unavailable(DATABASE_BUSY)
         return None
+    if "cannot contain NUL" in str(orig):  # psycopg refuses it before sending: PostgreSQL text holds no NUL byte
+        return InvalidInput(NUL_IN_TEXT)
     state = getattr(orig, "sqlstate", None)  # psycopg
     if state == PG_DISK_FULL:
         return StorageFull(DATABASE_FULL)
