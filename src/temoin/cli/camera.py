@@ -17,19 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
 from rich.text import Text
 
 from temoin.camera import DEFAULT_HOME, SOURCE_HELP
+from temoin.cli.context import console, err
 
 if TYPE_CHECKING:  # the media stack (PyAV, numpy) loads only when a camera command runs
     from temoin.camera.runner import CameraRuntime, OffloadProgress
 
 camera_app = typer.Typer(help="The camera agent: enrol, run, status, offload.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 HOME_OPTION = typer.Option(DEFAULT_HOME, "--home", help="the camera's folder: keys, recordings, receipts")
 

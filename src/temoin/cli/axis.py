@@ -7,18 +7,12 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
+
+from temoin.cli.context import err, open_platform
 
 axis_app = typer.Typer(help="Axis Body Worn cameras: Témoin as their content destination (docs/axis.md).",
                        no_args_is_help=True)
-err = Console(stderr=True)
-
-
-def _platform():
-    from temoin.cli import _open
-
-    return _open(init=True)
 
 
 @axis_app.command("connection-file")
@@ -36,7 +30,7 @@ def connection_file(
     from temoin.axis.connection import AxisConnectionError, issue
     from temoin.journal.entry import Actor
 
-    p = _platform()
+    p = open_platform(init=True)
     try:
         pems = [c.read_bytes() for c in certificate]
     except OSError as exc:
@@ -68,7 +62,7 @@ def revoke_command(tenant: str) -> None:
     from temoin.axis.connection import revoke
     from temoin.journal.entry import Actor
 
-    p = _platform()
+    p = open_platform(init=True)
     with p.session() as db:
         try:
             count = revoke(p, db, p.tenant(db, tenant), by=Actor.system("cli"))

@@ -6,13 +6,11 @@ import shutil
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
 
-console = Console()
-err = Console(stderr=True)
+from temoin.cli.context import NotAuthenticated, authenticate, console, err, open_platform
 
 
 # `temoin verify` exit statuses (documented in its --help and docs/extraction.md).
@@ -104,9 +102,7 @@ def extract_command(
     out: Path | None = typer.Option(None, help="also copy the zip here (a file or a folder)"),
 ) -> None:
     """Build an extraction package for a named recipient and procedure, and journal it."""
-    from temoin.cli import _open
     from temoin.evidence import package as pkg
-    from temoin.identity.cli_auth import NotAuthenticated, authenticate
 
     try:
         request = pkg.ExtractionRequest(
@@ -116,7 +112,7 @@ def extract_command(
     except ValueError as exc:
         err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
-    p = _open()
+    p = open_platform()
     with p.session() as db:
         try:  # the person is authenticated, never just named: the journal names them
             user = authenticate(p, db, p.tenant(db, tenant), by)

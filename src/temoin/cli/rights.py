@@ -5,20 +5,17 @@ from __future__ import annotations
 from datetime import date
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from temoin.cli.context import NotAuthenticated, authenticate, console, err, open_platform
 from temoin.rights.models import RequestKind, RequestStatus
 
 rights_app = typer.Typer(help="Citizens' rights requests (access, erasure, limitation, rectification).",
                          no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 
 def _user(p, db, tenant, username: str | None):  # noqa: ANN001, ANN202
     """The authenticated person (password + code, or TEMOIN_API_TOKEN), entitled to the register."""
-    from temoin.identity.cli_auth import NotAuthenticated, authenticate
     from temoin.law.access import Permission, Role, allows
 
     try:
@@ -39,10 +36,9 @@ def list_requests(tenant: str, status: RequestStatus | None = None,
                   commune: str | None = typer.Option(None, "--commune", help="in an EPCI: one commune's requests "
                                                                              "(INSEE code)")) -> None:
     """The register of TENANT, nearest deadline first."""
-    from temoin.cli import _open
     from temoin.rights import register
 
-    p = _open()
+    p = open_platform()
     with p.session() as db:
         t = p.tenant(db, tenant)
         # The server's operator: ids, kinds and dates only (no person's data), the whole register.
@@ -66,10 +62,9 @@ def create(tenant: str, kind: RequestKind = typer.Option(..., help="access, eras
            by: str | None = typer.Option(None, help="your username (password and code are asked); or set "
                                                     "TEMOIN_API_TOKEN")) -> None:
     """Register a request for TENANT; prints its id and deadline."""
-    from temoin.cli import _open
     from temoin.rights import register
 
-    p = _open()
+    p = open_platform()
     with p.session() as db:
         t = p.tenant(db, tenant)
         try:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from temoin.cli.context import console, err
+
 keys_app = typer.Typer(help="The platform's signing keys (published at /.well-known/temoin/keys.json).",
                        no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 
 def _settings():  # noqa: ANN202

@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from temoin.cli.context import console, err, open_platform
 
 report_app = typer.Typer(help="Reports: annual report (R241-17), monthly statistics, public notice (R241-15), "
                          "record of processing, impact assessment (AIPD).",
                          no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 
 COMMUNE_HELP = "in an EPCI: the figures of one commune (INSEE code)"
@@ -42,11 +41,10 @@ def annual_cmd(tenant: str, year: int = typer.Argument(..., min=2000, max=2100),
                csv: Path | None = typer.Option(None, "--csv", help="write the CSV here"),
                commune: str | None = typer.Option(None, "--commune", help=COMMUNE_HELP)) -> None:
     """The annual report of TENANT for YEAR; printed, and written as PDF and/or CSV."""
-    from temoin.cli import _open
     from temoin.reports import annual
     from temoin.reports.pdf import annual_pdf
 
-    p = _open()
+    p = open_platform()
     with p.session() as db, console.status(f"computing the {year} report…"):
         t = p.tenant(db, tenant)
         communes = _scope(t, commune)
@@ -67,7 +65,6 @@ def monthly_cmd(tenant: str, month: str = typer.Argument(..., help="YYYY-MM"),
                 csv: Path | None = typer.Option(None, "--csv", help="write the CSV here"),
                 commune: str | None = typer.Option(None, "--commune", help=COMMUNE_HELP)) -> None:
     """Monthly statistics of TENANT for MONTH (YYYY-MM)."""
-    from temoin.cli import _open
     from temoin.reports import annual, monthly
 
     try:
@@ -75,7 +72,7 @@ def monthly_cmd(tenant: str, month: str = typer.Argument(..., help="YYYY-MM"),
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    p = _open()
+    p = open_platform()
     with p.session() as db:
         t = p.tenant(db, tenant)
         communes = _scope(t, commune)
@@ -90,10 +87,9 @@ def notice_cmd(tenant: str, pdf: Path = typer.Option(..., "--pdf", help="write t
                controller: str | None = None, dpo_contact: str | None = None,
                rights_address: str | None = None) -> None:
     """The public information notice (R241-15) of TENANT as PDF."""
-    from temoin.cli import _open
     from temoin.reports.notice import NoticeInputs, notice_pdf
 
-    p = _open()
+    p = open_platform()
     with p.session() as db:
         t = p.tenant(db, tenant)
         pdf.write_bytes(notice_pdf(t, NoticeInputs(controller, dpo_contact, rights_address)))
@@ -101,10 +97,9 @@ def notice_cmd(tenant: str, pdf: Path = typer.Option(..., "--pdf", help="write t
 
 
 def _paper(tenant: str, out: Path, which: str) -> None:
-    from temoin.cli import _open
     from temoin.reports import paperwork
 
-    p = _open()
+    p = open_platform()
     with p.session() as db:
         try:
             t = p.tenant(db, tenant)

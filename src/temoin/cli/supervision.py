@@ -5,19 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from temoin.cli.context import console, err, open_platform
+
 cctv_app = typer.Typer(help="The commune's fixed CCTV cameras (vidéoprotection registry).", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
-
-
-def _open():  # noqa: ANN202 - temoin.cli's opener, which says what to do when the keys are missing
-    from temoin.cli import _open as open_platform
-
-    return open_platform()
 
 
 @cctv_app.command("import")
@@ -28,7 +21,7 @@ def import_cmd(tenant: str, file: Path = typer.Argument(..., exists=True, dir_ok
     from temoin.journal.entry import Actor
     from temoin.supervision.registry import RegistryError, import_file
 
-    p = _open()
+    p = open_platform()
     with p.session() as db:
         try:
             t = p.tenant(db, tenant)
@@ -47,7 +40,7 @@ def list_cmd(tenant: str) -> None:
     """The tenant's CCTV cameras (no stream URL, no credential shown)."""
     from temoin.supervision.registry import cameras_of
 
-    p = _open()
+    p = open_platform()
     table = Table("id", "name", "lat", "lon", "heading", "fov", "range m", "height m", "PTZ", "ONVIF")
     with p.session() as db:
         try:
@@ -73,7 +66,7 @@ def withdraw_cmd(tenant: str, camera_id: str,
     from temoin.journal.entry import Actor
     from temoin.supervision.registry import withdraw
 
-    p = _open()
+    p = open_platform()
     with p.session() as db:
         try:
             cam = withdraw(p, db, p.tenant(db, tenant), camera_id, actor=Actor.system("cli"), reason=reason)
