@@ -81,6 +81,12 @@ def user_error(exc: BaseException) -> tuple[str, int] | None:
     return None
 
 
+def fail(message: str, status: int = EXIT_FAILED) -> typer.Exit:
+    """Say what went wrong on standard error, in one line; the caller raises the returned exit."""
+    err.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
+    return typer.Exit(status)
+
+
 class CommandGroup(TyperGroup):
     """The `temoin` command: a domain error raised by any subcommand is printed as one line, with its status."""
 
@@ -91,9 +97,7 @@ class CommandGroup(TyperGroup):
             found = user_error(exc)
             if found is None or isinstance(exc, (click.exceptions.ClickException, click.exceptions.Exit)):
                 raise
-            message, status = found
-            err.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
-            raise typer.Exit(status) from None
+            raise fail(*found) from None
 
 
 # --- who is at the keyboard ----------------------------------------------------------------------

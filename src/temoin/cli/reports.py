@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from temoin.cli.context import console, err, open_platform
+from temoin.cli.context import EXIT_USAGE, console, err, fail, open_platform
 
 report_app = typer.Typer(help="Reports: annual report (R241-17), monthly statistics, public notice (R241-15), "
                          "record of processing, impact assessment (AIPD).",
@@ -16,6 +16,14 @@ report_app = typer.Typer(help="Reports: annual report (R241-17), monthly statist
 
 
 COMMUNE_HELP = "in an EPCI: the figures of one commune (INSEE code)"
+
+
+def _tenant(p, db, slug: str):  # noqa: ANN001, ANN202
+    """The tenant a report is about; an unknown one is a command that cannot run as given (exit 2)."""
+    try:
+        return p.tenant(db, slug)
+    except LookupError as exc:
+        raise fail(exc.args[0], EXIT_USAGE) from None
 
 
 def _scope(t, commune: str | None):  # noqa: ANN001, ANN202
@@ -46,7 +54,7 @@ def annual_cmd(tenant: str, year: int = typer.Argument(..., min=2000, max=2100),
 
     p = open_platform()
     with p.session() as db, console.status(f"computing the {year} report…"):
-        t = p.tenant(db, tenant)
+        t = _tenant(p, db, tenant)
         communes = _scope(t, commune)
         report = annual.annual_report(db, t, year, p.keyring.trusted, communes=communes)
         rows = annual.report_rows(report)
@@ -74,7 +82,7 @@ def monthly_cmd(tenant: str, month: str = typer.Argument(..., help="YYYY-MM"),
         raise typer.Exit(2) from None
     p = open_platform()
     with p.session() as db:
-        t = p.tenant(db, tenant)
+        t = _tenant(p, db, tenant)
         communes = _scope(t, commune)
         f = monthly.monthly(db, t, year, m, communes=communes)
         if csv:
@@ -91,7 +99,7 @@ def notice_cmd(tenant: str, pdf: Path = typer.Option(..., "--pdf", help="write t
 
     p = open_platform()
     with p.session() as db:
-        t = p.tenant(db, tenant)
+        t = _tenant(p, db, tenant)
         pdf.write_bytes(notice_pdf(t, NoticeInputs(controller, dpo_contact, rights_address)))
     console.print(f"written: {pdf}")
 
@@ -101,11 +109,7 @@ def _paper(tenant: str, out: Path, which: str) -> None:
 
     p = open_platform()
     with p.session() as db:
-        try:
-            t = p.tenant(db, tenant)
-        except LookupError as exc:
-            err.print(f"[red]{exc.args[0]}[/red]")
-            raise typer.Exit(2) from None
+        t = _tenant(p, db, tenant)
         paper = paperwork.processing_record(db, t) if which == "record" else paperwork.aipd(db, t)
         data = paperwork.to_pdf(paper)
     try:
