@@ -624,4 +624,4 @@ def test_retention_run_prunes_purges_and_seals_like_the_server(platform):
 
     from temoin.web import app as web_app
 
-    assert "maintenance.run_pass" in inspect.getsource(web_app._retention_loop)
+    assert "maintenance.periodic_pass" in inspect.getsource(web_app._retention_loop)

@@ -1,9 +1,9 @@
-"""The platform's periodic duties, in one place: the server's scheduler and `temoin retention run`
-do exactly the same pass.
+"""The platform's periodic duties, in one place: `periodic_pass` is what the server's scheduler runs every
+TEMOIN_RETENTION_INTERVAL_S, and what `temoin maintenance run` (and `temoin retention run`) run once.
 
-One pass: delete the recordings whose retention is over, prune journal entries past the journal's
-retention (behind a signed checkpoint), delete extraction packages past their pick-up time, then
-seal the journal and send the checkpoints to the witness. Sealing alone also runs every
+One pass: delete the recordings whose retention is over (and the live backups past theirs), prune journal
+entries past the journal's retention (behind a signed checkpoint), delete extraction packages past their
+pick-up time, then seal the journal and send the checkpoints to the witness. Sealing alone also runs every
 TEMOIN_JOURNAL_SEAL_INTERVAL_S in the server, so no stretch of the journal stays unsealed long.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 
@@ -36,24 +37,29 @@ class Sealing:
 
 
 @dataclass
-class PassResult:
-    sweep: retention.SweepResult
-    journal_pruned: int
-    packages_purged: int
+class PassReport:
+    """What one periodic pass did."""
+
+    sweep: retention.SweepResult  # recordings deleted or kept by a hold, live backups expired, blobs removed
+    journal_pruned: int  # journal entries past the journal's retention, removed behind a prune checkpoint
+    packages_purged: int  # extraction packages deleted at the end of their pick-up time
     sealing: Sealing
 
 
-def run_pass(p: Platform, orphans: bool = True,
-             progress: Callable[[int, int], None] | None = None) -> PassResult:
+def periodic_pass(p: Platform, now: datetime | None = None, *, orphans: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> PassReport:
+    """The server's periodic pass, once. `orphans`: also look through the whole blob store for what a killed
+    sweep left (slow on a large vault: the server does it at start-up, then daily)."""
+    now = now or utcnow()
     with p.session() as db:
-        result = retention.sweep(p, db, orphans=orphans, progress=progress)
+        result = retention.sweep(p, db, now, orphans=orphans, progress=progress)
         pruned = 0
         for tenant in db.scalars(select(Tenant)).all():
             pruned += prune(db, p.journal.sink, p.keyring, tenant.slug,
-                            get_profile(tenant.profile).journal_cutoff(utcnow()))
-        purged = purge_expired(p, db)  # extraction packages are plaintext copies: kept only for their pick-up time
+                            get_profile(tenant.profile).journal_cutoff(now))
+        purged = purge_expired(p, db, now)  # extraction packages are plaintext copies: kept only for their pick-up time
         db.commit()
-    return PassResult(result, pruned, purged, seal_journal(p))
+    return PassReport(result, pruned, purged, seal_journal(p))
 
 
 def seal_journal(p: Platform) -> Sealing:

@@ -9,13 +9,14 @@ import sys
 
 import typer
 
-from temoin.cli import admin, axis, camera, demo, extraction, journal, keys, reports, rights, server, supervision, \
-    vault
+from temoin.cli import admin, axis, camera, demo, extraction, journal, keys, maintenance, reports, rights, server, \
+    supervision, vault
 from temoin.cli.context import CommandGroup
 
 app = typer.Typer(help="Témoin: body-worn cameras for municipal police.", no_args_is_help=True, cls=CommandGroup)
 app.add_typer(admin.admin_app, name="admin")
 app.add_typer(vault.retention_app, name="retention")
+app.add_typer(maintenance.maintenance_app, name="maintenance")
 app.add_typer(journal.journal_app, name="journal")
 app.add_typer(vault.vault_app, name="vault")
 app.add_typer(camera.camera_app, name="camera")

@@ -15,8 +15,10 @@ vault_app = typer.Typer(help="The evidence vault's storage.", no_args_is_help=Tr
 @retention_app.command("run")
 def retention_run() -> None:
     """The server's periodic pass, once: delete the recordings whose retention is over and that no hold keeps,
-    prune the journal past its retention, delete expired extraction packages, seal the journal."""
-    from temoin.maintenance import run_pass
+    prune the journal past its retention, delete expired extraction packages, seal the journal. The same pass as
+    `temoin maintenance run`, with a progress bar over the recordings and a two-line summary; `maintenance run`
+    reports every duty of the pass (live backups, derived files) and can skip the orphan scan."""
+    from temoin.maintenance import periodic_pass
 
     p = open_platform()
     with progress() as bar:
@@ -25,7 +27,7 @@ def retention_run() -> None:
         def step(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        done = run_pass(p, progress=step)
+        done = periodic_pass(p, progress=step)
         result = done.sweep
         bar.update(task, completed=len(result.deleted), total=max(len(result.deleted), 1))
     console.print(f"{len(result.deleted)} recordings deleted ({result.blobs_removed} blobs), "

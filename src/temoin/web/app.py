@@ -34,7 +34,8 @@ async def _retention_loop(p: Platform) -> None:
             # The whole-store orphan scan is slow on a large vault: at start-up, then daily.
             orphans = passes % max(1, 86400 // p.settings.retention_interval_s) == 0
             passes += 1
-            result = await run_in_threadpool(maintenance.run_pass, p, orphans)
+            # The very pass `temoin maintenance run` runs once.
+            result = await run_in_threadpool(maintenance.periodic_pass, p, orphans=orphans)
             if result.sweep.deleted:
                 log.info("retention: %d recordings deleted", len(result.sweep.deleted))
         except Exception:  # keep the scheduler alive; the next run retries
