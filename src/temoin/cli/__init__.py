@@ -5,8 +5,6 @@ exit statuses). Domain packages hold no command-line code."""
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from temoin.cli import admin, axis, camera, demo, extraction, journal, keys, maintenance, reports, rights, server, \
@@ -37,7 +35,3 @@ def main() -> None:
 
     restrict_umask()  # every file and folder the platform creates is private to its user (docs/security.md)
     app(prog_name="temoin")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,6 @@ import errno
 import os
 from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -73,7 +72,9 @@ def user_error(exc: BaseException) -> tuple[str, int] | None:
         found = errors.from_database(exc)  # a full or busy database
         return (found.message, EXIT_FAILED) if found is not None else None
     if _is_domain_error(exc):
-        message = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
+        message = getattr(exc, "message", None)  # TemoinError's, and the older classes' that carry one
+        if not isinstance(message, str):
+            message = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
         return message or type(exc).__name__, EXIT_USAGE if isinstance(exc, errors.InvalidInput) else EXIT_FAILED
     if isinstance(exc, OSError) and exc.errno != errno.EPIPE:  # a file named on the command line, a full disk
         where = f"{exc.filename}: " if exc.filename else ""
@@ -90,12 +91,12 @@ def fail(message: str, status: int = EXIT_FAILED) -> typer.Exit:
 class CommandGroup(TyperGroup):
     """The `temoin` command: a domain error raised by any subcommand is printed as one line, with its status."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer's own click Context
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            found = user_error(exc)
-            if found is None or isinstance(exc, (click.exceptions.ClickException, click.exceptions.Exit)):
+            found = user_error(exc)  # never typer's exits and usage errors: those are not the domain's
+            if found is None:
                 raise
             raise fail(*found) from None
 
