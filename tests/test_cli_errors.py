@@ -3,10 +3,13 @@ setting that is wrong get one line saying what and an exit status, never a Pytho
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
 from temoin.cli import app as cli_app
+from temoin.demo.commune import territory
 from tests.helpers import make_commune
 
 runner = CliRunner()
@@ -21,11 +24,13 @@ TENANT_COMMANDS = [
     (["report", "aipd", "nowhere", "--out", "{tmp}/aipd.pdf"], 2),
     (["rights", "list", "nowhere"], 1),
     (["rights", "create", "nowhere", "--kind", "access", "--description", "veste rouge", "--contact", "a@b.fr"], 1),
+    (["admin", "tenant", "territory", "nowhere", "{tmp}/territory.geojson"], 1),
     (["admin", "tenant", "settings", "nowhere"], 1),
     (["admin", "user", "create", "nowhere", "maire", "Le maire", "--role", "mayor"], 1),
     (["admin", "user", "deactivate", "nowhere", "maire", "--reason", "left"], 1),
     (["admin", "device", "code", "nowhere", "cam-1"], 1),
     (["admin", "device", "list", "nowhere"], 1),
+    (["cctv", "import", "nowhere", "{tmp}/registry.csv"], 1),
     (["cctv", "list", "nowhere"], 1),
     (["cctv", "withdraw", "nowhere", "cctv-01"], 1),
     (["axis", "revoke", "nowhere"], 2),
@@ -42,6 +47,8 @@ def _env(settings) -> dict:  # noqa: ANN001
 @pytest.mark.parametrize("args, status", TENANT_COMMANDS, ids=lambda a: " ".join(a[:3]) if isinstance(a, list) else None)
 def test_an_unknown_tenant_is_named_with_an_exit_status_not_a_traceback(platform, settings, tmp_path, args, status):
     make_commune(platform, cameras=1)  # a tenant exists, just not this one
+    (tmp_path / "registry.csv").write_text("id,name,lat,lon,heading,fov_deg\ncctv-01,Mairie,43.5,4.0,90,60\n")
+    (tmp_path / "territory.geojson").write_text(json.dumps(territory()))
     result = runner.invoke(cli_app, [a.replace("{tmp}", str(tmp_path)) for a in args], env=_env(settings))
     assert result.exit_code == status, result.output
     assert isinstance(result.exception, SystemExit)  # an exit, not an exception escaping the command
