@@ -78,9 +78,9 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     app.state.platform = p
     app.state.live = LiveHub(p)
     app.state.refusals = refusals.RefusalLog()
-    # An ended incident cancels the reinforcement orders still running towards it.
-    app.state.live.on_ended.append(
-        lambda db, s: dispatch_service.close_ended(p, db, app.state.live.bus, s.tenant_id))
+    # A closed incident recalls the reinforcement orders still running towards it (the end of the stream does not).
+    app.state.live.on_incident_closed.append(
+        lambda db, s, by: dispatch_service.recall_for_incident(p, db, app.state.live.bus, s, by))
     # Leaflet from its Python package: the map works with no network (xstatic-leaflet).
     app.mount("/static/leaflet", StaticFiles(directory=leaflet.BASE_DIR), name="leaflet")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

@@ -314,6 +314,16 @@ async def end_session(session_id: str, body: NoteIn | None = Body(default=None),
         raise _http(exc) from None
 
 
+@router.post("/sessions/{session_id}/close", summary="Close the incident: the stream ends if it had not, and the "
+                                                     "reinforcements still engaged are recalled (journaled)")
+async def close_incident(session_id: str, who: Principal = require(Permission.LIVE_DISPATCH),
+                         hub: LiveHub = Depends(get_hub)) -> dict:
+    try:
+        return await hub.close_incident(who.user.id, session_id)
+    except LiveError as exc:
+        raise _http(exc) from None
+
+
 @router.get("/events", summary="Events channel (Server-Sent Events with Accept: text/event-stream; JSON otherwise)")
 async def events(request: Request, who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub),
                  after: int | None = Query(None, ge=0),
