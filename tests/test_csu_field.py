@@ -5,8 +5,7 @@ ended by one click (a transmission, an incident: each asks first), and an expire
 
 from __future__ import annotations
 
-import asyncio
-
+import httpx
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import delete, select
@@ -15,28 +14,27 @@ from temoin.identity.models import User, WebSession
 from temoin.law.access import Role
 from temoin.live.models import LiveSession
 from temoin.platform import Platform
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers import make_commune
-from tests.test_live import FIX, _cheap_password_hashes, entries, on_shift, publisher, server, settings  # noqa: F401
+from tests.test_live import FIX, _cheap_password_hashes, entries, on_shift, server, settings, signed  # noqa: F401
 from tests.test_live_browser import sign_in_context
 
 pytestmark = pytest.mark.slow
 
 
 def press_live(url: str, commune, camera: int = 0) -> str:  # noqa: ANN001
-    """The camera's live button (the request alone: no media), as the camera signs it."""
-    async def press() -> str:
-        cam = publisher(url, commune, camera)
-        try:
-            return (await cam.request(position=FIX))["id"]
-        finally:
-            await cam.aclose()
-    return asyncio.run(press())
+    """The camera's live button (the request alone: no media), signed as the camera signs it."""
+    path = "/api/v1/live/sessions"
+    r = httpx.post(f"{url}{path}", json={"reason": "threat", "position": FIX.model_dump(mode="json")},
+                   headers=signed(commune, "POST", path, camera))
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
 
 
-def open_dashboard(platform: Platform, browser, server: str, username: str):  # noqa: ANN001, ANN201
+def open_dashboard(platform: Platform, browser, server: str, username: str, init_script: str = ""):  # noqa: ANN001, ANN201
     context = browser.new_context(base_url=server, locale="fr-FR", viewport={"width": 1400, "height": 900})
     context.set_default_timeout(15_000)
+    if init_script:
+        context.add_init_script(init_script)
     sign_in_context(platform, context, username)
     page = context.new_page()
     page.goto("/live")
@@ -44,24 +42,27 @@ def open_dashboard(platform: Platform, browser, server: str, username: str):  # 
     return context, page
 
 
-@pytest.fixture(scope="module")
-def browser_as_shipped():  # noqa: ANN201
-    """Chromium with its usual autoplay policy: no sound before the user's gesture on the page (the test suite's
-    other browser lifts it)."""
-    from playwright import sync_api
+# Chromium's autoplay policy as a person's browser applies it: no audio starts before a gesture on the page (an
+# AudioContext stays "suspended" until a click or a key press). Headless Chromium under Playwright does not enforce
+# it (and Playwright's evaluate counts as a gesture), so the page gets it here: the context reports "suspended" and
+# resume() does nothing until a trusted click or key press reached the page.
+AUTOPLAY_POLICY = """(() => {
+  let gesture = false;
+  for (const type of ["pointerdown", "mousedown", "keydown", "click"]) {
+    window.addEventListener(type, (e) => { if (e.isTrusted) gesture = true; }, true);
+  }
+  const Real = window.AudioContext;
+  window.AudioContext = class extends Real {
+    get state() { return gesture || super.state === "closed" ? super.state : "suspended"; }
+    resume() { return gesture ? super.resume() : Promise.resolve(); }
+  };
+})();"""
 
-    args = [a for a in CHROMIUM_ARGS if not a.startswith("--autoplay-policy")] + \
-        ["--autoplay-policy=user-gesture-required"]
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        yield b
-        b.close()
 
-
-def test_the_first_alert_is_never_silent(platform: Platform, server: str, browser_as_shipped):  # noqa: F811
+def test_the_first_alert_is_never_silent(platform: Platform, server: str, browser):  # noqa: F811
     commune = make_commune(platform, cameras=2)
     on_shift(platform, commune)
-    context, page = open_dashboard(platform, browser_as_shipped, server, commune.users[Role.CSU_OPERATOR])
+    context, page = open_dashboard(platform, browser, server, commune.users[Role.CSU_OPERATOR], AUTOPLAY_POLICY)
     try:
         # Loaded without a gesture: the browser keeps the sound off, and the idle screen says so (blocking nothing).
         prompt = page.locator("#csu-sound-state")
@@ -82,7 +83,7 @@ def test_the_first_alert_is_never_silent(platform: Platform, server: str, browse
 
         # The click armed the sound: the prompt is gone, the context runs, and the waiting alert is heard now.
         expect(prompt).to_have_text("Son activé")
-        expect(page.get_by_text("Cliquer pour activer le son")).to_have_count(0)
+        expect(page.get_by_text("Cliquer pour activer le son", exact=True)).to_have_count(0)
         expect(alarm).to_be_hidden()
         assert page.evaluate("window.temoinCsu.audioState()") == "running"
         page.wait_for_function("() => window.temoinCsu.sounded >= 1")
