@@ -20,8 +20,8 @@ from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
 from temoin.web import hardening, pages, problems, refusals
-from temoin.web.routes import (admin, axis, camera, cctv, dispatch, extractions, ingest, journal, keys, live, maps,
-                               recordings, reports, rights, session, shifts)
+from temoin.web.routes import (admin, axis, camera, cctv, dispatch, erasure_certificate, extractions, ingest, journal,
+                               keys, live, maps, recordings, reports, rights, session, shifts)
 
 log = logging.getLogger("temoin.retention")
 
@@ -87,7 +87,7 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     for router in (session.router, ingest.router, recordings.router, journal.router, admin.router,
                    admin.devices_router, shifts.router, camera.router, live.router, live.pages, cctv.router,
                    cctv.pages, dispatch.router, dispatch.pages, extractions.router, extractions.pages, rights.router,
-                   rights.pages, reports.router, reports.pages, maps.router, keys.router, axis.router, axis.admin_router,
+                   rights.pages, erasure_certificate.router, reports.router, reports.pages, maps.router, keys.router, axis.router, axis.admin_router,
                    pages.router):
         app.include_router(router)
 
