@@ -175,3 +175,24 @@ def test_an_expired_session_says_so(platform: Platform, server: str, browser):  
         expect(page.locator("input[name=next]")).to_have_value("/live")
     finally:
         context.close()
+
+
+def test_an_idle_dashboard_notices_its_session_expired(platform: Platform, server: str, browser,  # noqa: F811
+                                                       monkeypatch: pytest.MonkeyPatch):
+    """No alert, no click: the events channel itself checks the session (every keep-alive period, shortened here)
+    and the page says the session expired."""
+    from temoin.web.routes import live as live_routes
+
+    monkeypatch.setattr(live_routes, "KEEPALIVE_S", 0.5)
+    commune = make_commune(platform, cameras=1)
+    operator = commune.users[Role.CSU_OPERATOR]
+    context, page = open_dashboard(platform, browser, server, operator)
+    try:
+        with platform.session() as db:
+            user = db.scalar(select(User).where(User.username == operator))
+            db.execute(delete(WebSession).where(WebSession.user_id == user.id))
+            db.commit()
+        expect(page.locator("#csu-expired")).to_be_visible(timeout=10_000)
+        expect(page.locator("#live-connection")).to_have_text("Session expirée")
+    finally:
+        context.close()
