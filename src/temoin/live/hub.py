@@ -88,7 +88,6 @@ class LiveHub:
         self._requesting: dict[str, asyncio.Lock] = {}  # device id -> its live requests, one at a time
         self.cctv = CctvSources(self.plane, on_closed=self._cctv_closed)  # CCTV cameras pulled over RTSP
         self._cctv_viewers: dict[str, _CctvViewer] = {}
-        # Run in the same transaction when a live session ends (the web layer adds dispatch's order closing).
         # What closing an incident sets off (the recall of its reinforcements), in the closing transaction.
         self.on_incident_closed: list[Callable[[Session, LiveSession, Actor], None]] = []
 

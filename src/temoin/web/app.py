@@ -87,8 +87,8 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     for router in (session.router, ingest.router, recordings.router, journal.router, admin.router,
                    admin.devices_router, shifts.router, camera.router, live.router, live.pages, cctv.router,
                    cctv.pages, dispatch.router, dispatch.pages, extractions.router, extractions.pages, rights.router,
-                   rights.pages, erasure_certificate.router, reports.router, reports.pages, maps.router, keys.router, axis.router, axis.admin_router,
-                   pages.router):
+                   rights.pages, erasure_certificate.router, reports.router, reports.pages, maps.router, keys.router,
+                   axis.router, axis.admin_router, pages.router):
         app.include_router(router)
 
     @app.get("/api/v1/platform", tags=["platform"], summary="Platform public key and clock")
