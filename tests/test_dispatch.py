@@ -321,19 +321,40 @@ def test_cancelled_orders_and_the_end_of_the_live_session(platform: Platform, cl
     assert after["orders"] == [] and after["closed"][0]["cancel_reason"] == "agent PM-2 plus proche"
     assert c.ack(1, first).status_code == 409  # too late to acknowledge a cancelled order
 
-    # The live session ends: what is still open is cancelled, and its camera hears of it.
+    # The live stream ends (the operator's "Clore", or the camera stops publishing): the incident is not over,
+    # the agent still on their way keeps their order, and the camera still shows it.
     assert client.post(f"/api/v1/live/sessions/{sid}/end", headers=csu).status_code == 200
-    with platform.session() as db:  # at the end itself, not at the next read of the orders
+    with platform.session() as db:
+        assert db.get(ReinforcementOrder, second).state == "sent"
+    assert [o["order_id"] for o in c.orders(2)["orders"]] == [second]
+    states = {o["order_id"]: o["state"] for o in client.get(f"/api/v1/dispatch/sessions/{sid}/orders", headers=csu).json()}
+    assert states == {first: "cancelled", second: "sent"}
+    assert client.get(f"/api/v1/live/sessions/{sid}", headers=csu).json()["incident_closed_at"] is None
+
+    # Closing the incident is for the CSU's operators and chiefs, not another tenant's; it recalls what is open.
+    assert client.post(f"/api/v1/live/sessions/{sid}/close",
+                       headers=bearer(platform, c.commune, Role.AGENT)).status_code == 403
+    assert client.post(f"/api/v1/live/sessions/{sid}/close", headers=bearer(platform, other)).status_code == 404
+    with platform.session() as db:
+        assert db.get(ReinforcementOrder, second).state == "sent"
+    r = client.post(f"/api/v1/live/sessions/{sid}/close", headers=csu)
+    assert r.status_code == 200, r.text
+    assert r.json()["incident_closed_by"] == c.commune.users[Role.CSU_OPERATOR]
+    with platform.session() as db:  # at the closing itself, not at the next read of the orders
         assert db.get(ReinforcementOrder, second).state == "cancelled"
     closed = c.orders(2)
-    assert closed["orders"] == [] and closed["closed"][0]["cancel_reason"] == "live_session_ended"
+    assert closed["orders"] == [] and closed["closed"][0]["cancel_reason"] == "incident_closed"
+    again = client.post(f"/api/v1/live/sessions/{sid}/close", headers=csu)
+    assert again.status_code == 409 and "already closed" in again.json()["detail"]
     with platform.session() as db:
         assert {o.id: o.state for o in db.scalars(select(ReinforcementOrder))} == {first: "cancelled",
                                                                                    second: "cancelled"}
     log = dispatch_entries(platform, c.commune.slug)
     cancels = [e for e in log if e["event"] == "dispatch.order_cancelled"]
-    assert [(e["details"]["order_id"], e["actor"]["kind"]) for e in cancels] == [(first, "user"),
-                                                                                 (second, "system")]
+    assert [(e["details"]["order_id"], e["actor"]["kind"]) for e in cancels] == [(first, "user"), (second, "user")]
+    assert cancels[1]["details"]["reason"] == "incident_closed"
+    closing = [e for e in entries(platform, c.commune.slug) if e["event"] == "live.incident_closed"]
+    assert len(closing) == 1 and closing[0]["actor"]["id"] == c.commune.users[Role.CSU_OPERATOR]
     assert [e["event"] for e in dispatch_entries(platform, "autre-ville")] == ["dispatch.refused"]
     # Nothing is sent to an ended session.
     r = client.post(f"/api/v1/dispatch/sessions/{sid}/reinforcements", json={"device_ids": [c.camera(1)]},

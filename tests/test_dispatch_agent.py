@@ -137,8 +137,8 @@ def test_a_camera_agent_receives_signals_and_acknowledges_an_order(platform: Pla
             events = http.get("/api/v1/live/events").json()["events"]
             assert [e["data"]["state"] for e in events if e["type"] == "reinforcement"] == ["sent", "acknowledged"]
 
-            # The live session ends: the order is cancelled, and the wearer told.
-            assert http.post(f"/api/v1/live/sessions/{sid}/end").status_code == 200
+            # The operator closes the incident: the order is recalled, and the wearer told.
+            assert http.post(f"/api/v1/live/sessions/{sid}/close").status_code == 200
             wait_until(lambda: any("renfort annulé" in w for w in signals.warnings), 20,
                        "the cancellation at the camera")
             assert runtime.agent.errors == []

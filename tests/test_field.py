@@ -249,6 +249,14 @@ def test_the_gps_track_and_the_area_search_need_a_motive_and_are_journaled(platf
     assert len(_entries(platform, "recordings.places_consulted")) == 2
     page = client.get(f"/recordings/{rid}")
     assert "track-after-motive" in page.text and '"track": []' in page.text
+    # The motive starts on an empty choice (none pre-selected), and the server refuses a form sent without one.
+    assert '<option value="" selected>— choisir un motif —</option>' in page.text
+    assert ' selected>' not in page.text.split("— choisir un motif —</option>")[1].split("</select>")[0]
+    consulted = len(_entries(platform, "recording.consulted"))
+    page = client.post(f"/recordings/{rid}/consult", data={"csrf_token": csrf, "motive_code": "",
+                                                           "motive_text": MOTIVE["text"]})
+    assert page.status_code == 422 and '<option value="" selected>— choisir un motif —</option>' in page.text
+    assert '"track": []' in page.text and len(_entries(platform, "recording.consulted")) == consulted
     page = client.post(f"/recordings/{rid}/consult", data={"csrf_token": csrf, "motive_code": MOTIVE["code"],
                                                            "motive_text": MOTIVE["text"]})
     assert page.status_code == 200 and '"track": [[' in page.text

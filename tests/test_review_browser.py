@@ -109,8 +109,16 @@ def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, plat
     expect(page.locator("#integrity")).to_contain_text("Chaîne des segments : intègre")
     expect(page.locator("#player")).to_have_count(0)
     form = page.locator("#motive-form")
-    form.get_by_label("Motif de la consultation").select_option("incident_review")
+    # No motive comes pre-selected (a wrong one would go into the journal): the form refuses until one is chosen.
+    motive = form.get_by_label("Motif de la consultation")
+    expect(motive).to_have_value("")
+    assert motive.evaluate("e => e.selectedOptions[0].textContent") == "— choisir un motif —"
     form.get_by_label("Précisez (obligatoire)").fill("Analyse de l'intervention rue du Port")
+    form.get_by_role("button", name="Consulter").click()
+    assert motive.evaluate("e => !e.checkValidity()")
+    expect(page).to_have_url(re.compile(rf"/recordings/{port}$"))
+    expect(page.locator("#player")).to_have_count(0)
+    motive.select_option("incident_review")
     form.get_by_role("button", name="Consulter").click()
 
     # The video plays, and the marker follows it along the track.

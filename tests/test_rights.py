@@ -240,8 +240,17 @@ def test_a_dpo_alone_cannot_erase_and_only_candidates_or_justified_recordings(pl
     assert f'/rights/erasure-proposals/{pending[0]["id"]}/decision' not in page  # not offered to its author
     csrf = sign_in(platform, client, commune.users[Role.MAYOR])
     assert f'/rights/erasure-proposals/{pending[0]["id"]}/decision' in client.get(f"/rights/{req['id']}").text
+    # The page states what is erased, irreversibly, and asks for EFFACER typed: a click alone erases nothing.
+    page = client.get(f"/rights/{req['id']}").text
+    assert "irréversible" in page and f"1 enregistrement(s) : {avenue}," in page and 'pattern="EFFACER"' in page
+    for typed in ("", "effacer ?"):
+        r = client.post(f"/rights/erasure-proposals/{pending[0]['id']}/decision",
+                        data={"csrf_token": csrf, "decision": "approve", "confirm": typed}, follow_redirects=False)
+        assert r.status_code == 422 and "tapez EFFACER pour confirmer" in r.text
+    with platform.session() as db:
+        assert db.get(Recording, avenue).state == "stored"
     r = client.post(f"/rights/erasure-proposals/{pending[0]['id']}/decision",
-                    data={"csrf_token": csrf, "decision": "approve"}, follow_redirects=False)
+                    data={"csrf_token": csrf, "decision": "approve", "confirm": "EFFACER"}, follow_redirects=False)
     assert r.status_code == 303, r.text
     with platform.session() as db:
         assert db.get(Recording, avenue).state == "deleted" and db.get(Recording, later).state == "stored"

@@ -136,6 +136,7 @@ def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api)
     assert form.locator("input[name=motive_text]").evaluate("e => e.validity.valueMissing")
     expect(page.locator("#player")).to_have_count(0)
     # ...and the server refuses blank text the browser would let through.
+    form.get_by_label("Motif de la consultation").select_option("complaint")
     form.locator("input[name=motive_text]").fill("    ")
     form.get_by_role("button", name="Consulter").click()
     expect(page.locator("#motive-form .error")).to_contain_text("Choisissez un motif de la liste")
@@ -197,12 +198,14 @@ def test_agent_sees_own_recordings_and_only_r241_11_motives(page, platform, comm
     assert response.status == 404
     expect(page.locator("body")).not_to_contain_text("POR-0002")
     page.goto(f"/recordings/{own}")
-    options = page.locator("#motive-form select[name=motive_code] option")
+    # After the empty choice that starts the list (no motive is pre-selected), the agent's motives only.
+    expect(page.locator("#motive-form select[name=motive_code] option").first).to_have_text("— choisir un motif —")
+    options = page.locator("#motive-form select[name=motive_code] option:not([value=''])")
     values = sorted(options.evaluate_all("os => os.map(o => o.value)"))
     assert values == sorted(m.value for m in AGENT_MOTIVES)
     assert sorted(t.strip() for t in options.all_inner_texts()) == sorted(MOTIVE_LABELS[m][0] for m in AGENT_MOTIVES)
     # A staff motive forged into the form is refused by the server.
-    options.first.evaluate("o => { o.value = 'complaint'; }")
+    options.first.evaluate("o => { o.value = 'complaint'; o.selected = true; }")
     page.locator("#motive-form input[name=motive_text]").fill("pour voir")
     page.locator("#motive-form").get_by_role("button", name="Consulter").click()
     expect(page.locator("#motive-form .error")).to_contain_text("Ce motif n'est pas ouvert à votre fonction")

@@ -88,8 +88,8 @@ class LiveHub:
         self._requesting: dict[str, asyncio.Lock] = {}  # device id -> its live requests, one at a time
         self.cctv = CctvSources(self.plane, on_closed=self._cctv_closed)  # CCTV cameras pulled over RTSP
         self._cctv_viewers: dict[str, _CctvViewer] = {}
-        # Run in the same transaction when a live session ends (the web layer adds dispatch's order closing).
-        self.on_ended: list[Callable[[Session, LiveSession], None]] = []
+        # What closing an incident sets off (the recall of its reinforcements), in the closing transaction.
+        self.on_incident_closed: list[Callable[[Session, LiveSession, Actor], None]] = []
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -334,18 +334,10 @@ class LiveHub:
 
         def end(db: Session) -> None:
             s = self._device_session(db, device_id, session_id, open_only=False)
-            if sessions.end(self.p, db, self.bus, s, device_actor(db.get(Device, device_id)), "camera_ended"):
-                self._ended(db, s)
+            sessions.end(self.p, db, self.bus, s, device_actor(db.get(Device, device_id)), "camera_ended")
         await self._db(end)
         await self._end_stream(session_id)
         return True
-
-    def _ended(self, db: Session, s: LiveSession) -> None:
-        for hook in self.on_ended:
-            try:
-                hook(db, s)
-            except Exception:  # the session has ended whatever a follower does
-                log.exception("live: after the end of session %s", s.id)
 
     # --- watching (WHEP) ------------------------------------------------------------------------------
 
@@ -436,8 +428,23 @@ class LiveHub:
         def work(db: Session) -> dict:
             user = db.get(User, user_id)
             s = self.user_session(db, user, session_id)
-            if sessions.end(self.p, db, self.bus, s, actor_of(user), reason):
-                self._ended(db, s)
+            sessions.end(self.p, db, self.bus, s, actor_of(user), reason)
+            return view(s)
+        out = await self._db(work)
+        await self._end_stream(session_id)
+        return out
+
+    async def close_incident(self, user_id: int, session_id: str) -> dict:
+        """The operator closes the incident: the stream ends if it had not, then the followers (reinforcement
+        orders recalled) act in the same transaction: all of it is journaled, or none."""
+        def work(db: Session) -> dict:
+            user = db.get(User, user_id)
+            s = self.user_session(db, user, session_id)
+            sessions.close_incident(self.p, db, s, actor_of(user))
+            for hook in self.on_incident_closed:
+                hook(db, s, actor_of(user))
+            db.commit()
+            self.bus.publish(s.tenant_id, "session", view(s))
             return view(s)
         out = await self._db(work)
         await self._end_stream(session_id)

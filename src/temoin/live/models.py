@@ -44,6 +44,9 @@ class LiveSession(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The incident outlives the picture: reinforcements stay engaged until an operator closes it.
+    incident_closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    incident_closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Server-side backup of the live feed (legal profile's live_backup_recording), sealed like the vault's
     # blobs: the data key is wrapped by the master key, the file never holds plaintext.
     backup_file: Mapped[str | None] = mapped_column(String(255), nullable=True)

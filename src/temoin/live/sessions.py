@@ -1,7 +1,8 @@
 """Live sessions: the live button's request, the CSU's acknowledgement and dispatch, the end.
 
 requested -> streaming -> acknowledged -> reinforcements_sent -> ended; the CSU may acknowledge before
-the media arrives (requested -> acknowledged), and any open session may end. Every step is journaled
+the media arrives (requested -> acknowledged), and any open session may end. The incident outlives the stream:
+it stays open (its reinforcements engaged) until an operator closes it. Every step is journaled
 (communication: a live transmission is one) with its time and author, and announced on the tenant's
 events channel. Live transmission exists only where the tenant's legal profile allows it (R241-11:
 when the safety of agents, people or property is threatened).
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
+from temoin.errors import Conflict
 from temoin.evidence.manifest import GpsFix
 from temoin.identity import shifts
 from temoin.identity.devices import device_actor
@@ -63,6 +65,7 @@ def view(s: LiveSession) -> dict[str, Any]:
             "acknowledged_by": s.acknowledged_by, "reinforcements_at": t(s.reinforcements_at),
             "reinforcements_by": s.reinforcements_by, "reinforcements_note": s.reinforcements_note,
             "ended_at": t(s.ended_at), "ended_by": s.ended_by, "end_reason": s.end_reason,
+            "incident_closed_at": t(s.incident_closed_at), "incident_closed_by": s.incident_closed_by,
             "backup": bool(s.backup_file)}
 
 
@@ -170,6 +173,22 @@ def end(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: Actor, reas
     db.commit()
     _announce(bus, s)
     return True
+
+
+def close_incident(p: Platform, db: Session, s: LiveSession, by: Actor) -> None:
+    """The operator closes the incident: the stream ends if it had not, and the incident is over (what follows it,
+    the recall of reinforcements, joins the same transaction). Not committed here."""
+    if s.incident_closed_at is not None:
+        raise Conflict(f"the incident of live session {s.id} was already closed by {s.incident_closed_by}: "
+                       "nothing left to recall")
+    now = utcnow()
+    if s.state != LiveState.ENDED.value:
+        s.ended_at, s.ended_by, s.end_reason = now, by.id, "incident_closed"
+        s.state = LiveState.ENDED.value
+        _journal(p, db, s, "live.ended", by, reason="incident_closed", at=now.isoformat(), position=s.position,
+                 duration_s=round((now - s.requested_at).total_seconds(), 3))
+    s.incident_closed_at, s.incident_closed_by = now, by.id
+    _journal(p, db, s, "live.incident_closed", by, at=now.isoformat())
 
 
 def update_position(db: Session, bus: EventBus, s: LiveSession, fix: GpsFix) -> None:

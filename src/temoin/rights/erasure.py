@@ -19,7 +19,7 @@ from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
 from temoin.platform import Platform
 from temoin.rights.candidates import find_candidates
-from temoin.rights.models import ErasureProposal, ProposalState, RequestKind, RightsRequest
+from temoin.rights.models import ErasureProposal, ProposalState, RequestKind, RequestStatus, RightsRequest
 from temoin.rights.register import RightsError, may_see
 from temoin.vault import derived
 from temoin.vault.catalogue import in_communes
@@ -195,6 +195,11 @@ def _erase(p: Platform, db: Session, user: User, req: RightsRequest, ids: list[s
         DeletionCertificate.recording_id.in_(ids))).all())
     done = [{"recording_id": rid, "certificate_id": certs[rid]} for rid in ids]
     req.erased = [*(req.erased or []), *done]
+    if req.status == RequestStatus.RECEIVED:  # acted upon: no longer merely received (the answer comes next)
+        req.status, req.updated_at = RequestStatus.IN_PROGRESS.value, utcnow()
+        p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.request.status", actor=actor,
+                                details={"request_id": req.id, "kind": req.kind, "from": RequestStatus.RECEIVED.value,
+                                         "to": RequestStatus.IN_PROGRESS.value, "after": "erasure"}), tenant)
     proposal.state, proposal.decided_by, proposal.decided_at = ProposalState.APPROVED.value, user.id, utcnow()
     p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.erasure.done", actor=actor, recordings=ids,
                             details={"request_id": req.id, "proposal_id": proposal.id,

@@ -7,7 +7,8 @@ the track), nothing is journaled per fix, and each one goes to the dashboards as
 Reinforcements: for a live session the CSU asks for the nearest available agents, then sends some of them.
 Each gets an order whose target is the session's last position; its camera long-polls for orders, signals
 the order to the wearer and acknowledges it; the order is arrived once the agent's position comes within
-`ARRIVED_M` of the target. The CSU may cancel an order; the end of the live session cancels its open orders.
+`ARRIVED_M` of the target. The CSU may cancel an order; closing the incident recalls its open orders (the end of the
+live stream does not: the agent still needs help when the picture stops).
 Sending, acknowledging, arriving and cancelling are journaled (communication) and announced as
 "reinforcement" events; the live session moves to reinforcements_sent through `temoin.live.sessions`, which
 refuses before the alert is acknowledged (the agent in danger must know the CSU has it first).
@@ -215,7 +216,6 @@ def _arrivals(p: Platform, db: Session, device: Device, row: AgentPosition, now:
 def agents(p: Platform, db: Session, bus: EventBus, tenant: Tenant) -> list[dict]:
     """The tenant's agents on shift, with their last position, its age, their status and whether the CSU
     could send them (fresh fix, not live, not already on an order)."""
-    close_ended(p, db, bus, tenant.id)
     on_shift = _on_shift(db, tenant.id)
     _forget_off_shift(db, tenant.id, on_shift)
     now = utcnow()
@@ -265,7 +265,6 @@ def candidates(p: Platform, db: Session, bus: EventBus, s: LiveSession, limit: i
     lat, lon = _target(s)
     tenant = db.get(Tenant, s.tenant_id)
     speed = settings_of(tenant).patrol_speed_m_s
-    close_ended(p, db, bus, tenant.id)
     now = utcnow()
     live = _live_devices(db, tenant.id)
     orders = _open_orders(db, tenant.id)
@@ -324,7 +323,6 @@ def send(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: User, devi
     lat, lon = _target(s)
     tenant = db.get(Tenant, s.tenant_id)
     speed = settings_of(tenant).patrol_speed_m_s
-    close_ended(p, db, bus, tenant.id)
     live = _live_devices(db, tenant.id)
     busy = _open_orders(db, tenant.id)
     now = utcnow()
@@ -378,7 +376,6 @@ def send(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: User, devi
 
 
 def session_orders(p: Platform, db: Session, bus: EventBus, s: LiveSession) -> list[dict]:
-    close_ended(p, db, bus, s.tenant_id)
     rows = db.scalars(select(ReinforcementOrder).where(ReinforcementOrder.session_id == s.id)
                       .order_by(ReinforcementOrder.sent_at, ReinforcementOrder.id))
     return [order_view(db, o) for o in rows]
@@ -417,20 +414,16 @@ def cancel(p: Platform, db: Session, bus: EventBus, o: ReinforcementOrder, by: U
     return view
 
 
-def close_ended(p: Platform, db: Session, bus: EventBus, tenant_id: int, device_id: str | None = None) -> int:
-    """Cancel the open orders whose live session has ended (the incident is over: nobody should still be
-    running there). Done whenever orders are read, so that it holds whoever ended the session, and after a
-    restart. Returns how many."""
-    stmt = (select(ReinforcementOrder).join(LiveSession, LiveSession.id == ReinforcementOrder.session_id)
-            .where(ReinforcementOrder.tenant_id == tenant_id, ReinforcementOrder.state.in_(OPEN_STATES),
-                   LiveSession.state == LiveState.ENDED.value))
-    if device_id is not None:
-        stmt = stmt.where(ReinforcementOrder.device_id == device_id)
-    rows = [o for o in db.scalars(stmt).all() if _cancel(p, db, o, Actor.system("dispatch"), "live_session_ended")]
-    if rows:
-        db.commit()
-        for o in rows:
-            bus.publish(tenant_id, "reinforcement", order_view(db, o))
+def recall_for_incident(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: Actor) -> int:
+    """The operator closed the incident: its open orders are recalled (cancelled, journaled, the cameras told).
+    Not the end of the live stream: an agent in danger still needs help when the picture stops. Runs inside the
+    transaction that closes the incident and commits it. Returns how many."""
+    rows = [o for o in db.scalars(select(ReinforcementOrder).where(ReinforcementOrder.session_id == s.id,
+                                                                   ReinforcementOrder.state.in_(OPEN_STATES)))
+            if _cancel(p, db, o, by, "incident_closed")]
+    db.commit()
+    for o in rows:
+        bus.publish(s.tenant_id, "reinforcement", order_view(db, o))
     return len(rows)
 
 
@@ -439,7 +432,6 @@ def close_ended(p: Platform, db: Session, bus: EventBus, tenant_id: int, device_
 def camera_orders(p: Platform, db: Session, bus: EventBus, device: Device) -> dict:
     """What the camera sees: its open orders, those closed lately (so that it can tell the wearer why), and a
     cursor that changes whenever any of them does (the long poll's `after`)."""
-    close_ended(p, db, bus, device.tenant_id)
     since = utcnow() - RECENTLY_CLOSED
     rows = list(db.scalars(select(ReinforcementOrder).where(ReinforcementOrder.device_id == device.id)
                            .where((ReinforcementOrder.state.in_(OPEN_STATES))

@@ -20,8 +20,8 @@ from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
 from temoin.web import hardening, pages, problems, refusals
-from temoin.web.routes import (admin, axis, camera, cctv, dispatch, extractions, ingest, journal, keys, live, maps,
-                               recordings, reports, rights, session, shifts)
+from temoin.web.routes import (admin, axis, camera, cctv, dispatch, erasure_certificate, extractions, ingest, journal,
+                               keys, live, maps, recordings, reports, rights, session, shifts)
 
 log = logging.getLogger("temoin.retention")
 
@@ -79,17 +79,17 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     app.state.platform = p
     app.state.live = LiveHub(p)
     app.state.refusals = refusals.RefusalLog()
-    # An ended incident cancels the reinforcement orders still running towards it.
-    app.state.live.on_ended.append(
-        lambda db, s: dispatch_service.close_ended(p, db, app.state.live.bus, s.tenant_id))
+    # A closed incident recalls the reinforcement orders still running towards it (the end of the stream does not).
+    app.state.live.on_incident_closed.append(
+        lambda db, s, by: dispatch_service.recall_for_incident(p, db, app.state.live.bus, s, by))
     # Leaflet from its Python package: the map works with no network (xstatic-leaflet).
     app.mount("/static/leaflet", StaticFiles(directory=leaflet.BASE_DIR), name="leaflet")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     for router in (session.router, ingest.router, recordings.router, journal.router, admin.router,
                    admin.devices_router, shifts.router, camera.router, live.router, live.pages, cctv.router,
                    cctv.pages, dispatch.router, dispatch.pages, extractions.router, extractions.pages, rights.router,
-                   rights.pages, reports.router, reports.pages, maps.router, keys.router, axis.router, axis.admin_router,
-                   pages.router):
+                   rights.pages, erasure_certificate.router, reports.router, reports.pages, maps.router, keys.router,
+                   axis.router, axis.admin_router, pages.router):
         app.include_router(router)
 
     @app.get("/api/v1/platform", tags=["platform"], summary="Platform public key and clock")

@@ -3,10 +3,12 @@ holds, extraction), the journal for the auditor."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -80,15 +82,28 @@ def set_lang(code: str, request: Request) -> Response:
     return response
 
 
+_BACK_TO = re.compile(r"/[A-Za-z0-9_\-/]*")  # where a page sends one to sign in again: a path of this site only
+
+
+def _back_to(next_: str) -> str:
+    return next_ if _BACK_TO.fullmatch(next_) and not next_.startswith("//") else ""
+
+
+def _totp_url(next_: str) -> str:
+    return f"/login/totp?{urlencode({'next': next_})}" if next_ else "/login/totp"
+
+
 @router.get("/login")
-def login_form(request: Request) -> HTMLResponse:
-    return page(request, "login.html")
+def login_form(request: Request, next_: str = Query("", alias="next")) -> HTMLResponse:
+    return page(request, "login.html", next=_back_to(next_))
 
 
 @router.post("/login")
 def login(request: Request, username: str = Form(max_length=64), password: str = Form(max_length=256),
+          next_: str = Form("", alias="next", max_length=200),
           db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
-    response = RedirectResponse("/login/totp", 303)
+    next_ = _back_to(next_)
+    response = RedirectResponse(_totp_url(next_), 303)
     try:
         sign_in(p, db, request, response, username, password)
     except HTTPException as exc:
@@ -97,18 +112,19 @@ def login(request: Request, username: str = Form(max_length=64), password: str =
             error = t("throttled").format(n=(exc.headers or {}).get("Retry-After", "60"))
         else:
             error = t("bad_password")
-        return page(request, "login.html", status=exc.status_code, error=error)
+        return page(request, "login.html", status=exc.status_code, error=error, next=next_)
     return response
 
 
 @router.get("/login/totp")
-def totp_form(request: Request) -> HTMLResponse:
-    return page(request, "totp.html")
+def totp_form(request: Request, next_: str = Query("", alias="next")) -> HTMLResponse:
+    return page(request, "totp.html", next=_back_to(next_))
 
 
 @router.post("/login/totp")
-def totp(request: Request, code: str = Form(max_length=12), db: Session = Depends(get_db),
-         p: Platform = Depends(get_platform)) -> Response:
+def totp(request: Request, code: str = Form(max_length=12), next_: str = Form("", alias="next", max_length=200),
+         db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+    next_ = _back_to(next_)
     cookie = request.cookies.get(service.SESSION_COOKIE)
     signed_in = cookie is not None and service.session_for(db, cookie) is not None
     try:
@@ -116,9 +132,9 @@ def totp(request: Request, code: str = Form(max_length=12), db: Session = Depend
     except HTTPException as exc:
         t = translator(lang_of(request))
         return page(request, "totp.html", status=exc.status_code,
-                    error=t("bad_code") if signed_in else t("password_first"))
-    home = "/account" if user.must_change_password else home_for(Principal(user, db.get(Tenant, user.tenant_id),
-                                                                           session))
+                    error=t("bad_code") if signed_in else t("password_first"), next=next_)
+    home = "/account" if user.must_change_password else next_ or home_for(
+        Principal(user, db.get(Tenant, user.tenant_id), session))
     response = RedirectResponse(home, 303)
     remember_device(p, request, response, user)
     return response

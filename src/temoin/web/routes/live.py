@@ -15,9 +15,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from temoin.db import utcnow
 from temoin.evidence.manifest import GpsFix
-from temoin.identity.models import Device
+from temoin.identity.models import Device, WebSession
 from temoin.identity.tenant_settings import settings_of
 from temoin.law.access import Permission
 from temoin.live import publish_tokens
@@ -314,6 +316,16 @@ async def end_session(session_id: str, body: NoteIn | None = Body(default=None),
         raise _http(exc) from None
 
 
+@router.post("/sessions/{session_id}/close", summary="Close the incident: the stream ends if it had not, and the "
+                                                     "reinforcements still engaged are recalled (journaled)")
+async def close_incident(session_id: str, who: Principal = require(Permission.LIVE_DISPATCH),
+                         hub: LiveHub = Depends(get_hub)) -> dict:
+    try:
+        return await hub.close_incident(who.user.id, session_id)
+    except LiveError as exc:
+        raise _http(exc) from None
+
+
 @router.get("/events", summary="Events channel (Server-Sent Events with Accept: text/event-stream; JSON otherwise)")
 async def events(request: Request, who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub),
                  after: int | None = Query(None, ge=0),
@@ -326,13 +338,27 @@ async def events(request: Request, who: Principal = require(Permission.LIVE_VIEW
                         media_type="application/json")
     sub = hub.bus.subscribe(tenant_id, after)
     snapshot = await hub.list_sessions(who.user.id)
+    session_hash = who.session.id_hash if who.session else None
+    p = get_platform(request)
+
+    def signed_in() -> bool:
+        with p.session() as db:
+            s = db.get(WebSession, session_hash)
+            return s is not None and s.expires_at > utcnow()
 
     async def stream():  # noqa: ANN202
         deadline = time.monotonic() + SSE_MAX_S
+        next_check = time.monotonic() + KEEPALIVE_S
         try:
             yield b"retry: 1000\n\n"
             yield b"event: snapshot\ndata: " + orjson.dumps({"sessions": snapshot}) + b"\n\n"
             while (left := deadline - time.monotonic()) > 0:
+                # A session signed out or expired meanwhile: the stream ends, and its reconnection is refused
+                # (401), so the dashboard says so instead of carrying on as if connected.
+                if session_hash is not None and time.monotonic() >= next_check:
+                    next_check = time.monotonic() + KEEPALIVE_S
+                    if not await run_in_threadpool(signed_in):
+                        return
                 event = await sub.next(min(KEEPALIVE_S, left))
                 if event is None:
                     if sub.closed:

@@ -776,12 +776,16 @@ async def request_erasure(request_id: RowId, request: Request,
 
 @pages.post("/rights/erasure-proposals/{proposal_id}/decision")
 def erasure_decision(proposal_id: int, request: Request, decision: str = Form(""), reason: str = Form(""),
+                     confirm: str = Form(""),
                      who: Principal = _page_guard(Permission.RIGHTS_MANAGE), db: Session = Depends(get_db),
                      p: Platform = Depends(get_platform)) -> Response:
     try:
         proposal = erasure.get_proposal(db, who.user, proposal_id)
     except erasure.ProposalNotFound as exc:
         return _page(request, "error.html", who, status=404, title=_t(request)("not_found"), error=str(exc))
+    if decision == "approve" and confirm.strip() != "EFFACER":  # irreversible: typed, not one click
+        return _request_page(request, who, p, db, proposal.request_id, status=422,
+                             error="Rien n'a été effacé : tapez EFFACER pour confirmer l'effacement définitif.")
     try:
         erasure.decide_erasure(p, db, who.user, proposal, approve=decision == "approve", reason=reason)
     except (register.RightsError, RecordingsNotFound, ErasureRefused) as exc:

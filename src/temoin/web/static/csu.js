@@ -31,7 +31,14 @@
          threat: "Menace pour la sécurité", min: "min", reinforcing: "Renfort",
          states: {requested: "Demandé", streaming: "En direct", acknowledged: "Réception confirmée",
                   reinforcements_sent: "Renforts envoyés", ended: "Terminé"},
-         orders: {sent: "envoyé", acknowledged: "reçu par l'agent", arrived: "sur place", cancelled: "annulé"}},
+         orders: {sent: "envoyé", acknowledged: "reçu par l'agent", arrived: "sur place", cancelled: "annulé"},
+         sound_off: "Cliquer pour activer le son", sound_on: "Son activé",
+         sound_alarm: "Alerte en cours : cliquer pour activer le son",
+         expired: "Session expirée : se reconnecter", expired_state: "Session expirée",
+         expired_help: "Les alertes, les images et les actions ne sont plus reçues sur cet écran.",
+         sign_in: "Se reconnecter", close_incident: "Clore l'incident", incident_closed: "Incident clos",
+         confirm_close_incident: "Clore l'incident ? Les renforts engagés seront rappelés.",
+         confirm_end: "Clore la transmission ? L'incident reste ouvert : les renforts engagés restent en route."},
     en: {csu: "Supervision centre", connecting: "Connecting to the events channel…", connected: "Events channel connected",
          interrupted: "Events channel interrupted, reconnecting…", patrol: "Patrol", recording: "Recording",
          live: "Live", cctv: "CCTV", alert: "Alert", state: "State", requested_at: "Requested at",
@@ -47,7 +54,14 @@
          threat: "Threat to safety", min: "min", reinforcing: "Reinforcement",
          states: {requested: "Requested", streaming: "Live", acknowledged: "Acknowledged",
                   reinforcements_sent: "Reinforcements sent", ended: "Ended"},
-         orders: {sent: "sent", acknowledged: "received by the agent", arrived: "on site", cancelled: "cancelled"}},
+         orders: {sent: "sent", acknowledged: "received by the agent", arrived: "on site", cancelled: "cancelled"},
+         sound_off: "Click to enable sound", sound_on: "Sound enabled",
+         sound_alarm: "Alert in progress: click to enable sound",
+         expired: "Session expired: sign in again", expired_state: "Session expired",
+         expired_help: "Alerts, pictures and actions no longer reach this screen.",
+         sign_in: "Sign in again", close_incident: "Close the incident", incident_closed: "Incident closed",
+         confirm_close_incident: "Close the incident? The reinforcements engaged will be recalled.",
+         confirm_end: "Close the transmission? The incident stays open: the reinforcements engaged keep going."},
   }[lang];
   const fmt = (text, values) => text.replace(/\{(\w+)\}/g, (_, k) => String(values[k]));
   for (const el of document.querySelectorAll("[data-i18n]")) {
@@ -58,7 +72,8 @@
   // --- state ---------------------------------------------------------------------------------------------
   const state = window.temoinCsu = {
     sessions: new Map(), agents: new Map(), cameras: new Map(), orders: new Map(), tiles: new Map(),
-    focus: null, nearby: [], alerts: 0, beeps: 0, escalated: false, timeline: [], candidates: [], aims: [],
+    focus: null, nearby: [], alerts: 0, beeps: 0, sounded: 0, escalated: false, timeline: [], candidates: [], aims: [],
+    expired: false,
     shown: [],  // {id, at}: when each alert was on screen (Date.now()), for the end-to-end benchmark
     settings,
   };
@@ -70,11 +85,28 @@
     const init = {method, headers: {"X-CSRF-Token": csrf}};
     if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
     const r = await fetch(path, init);
+    if (r.status === 401) sessionExpired();
     const data = await r.json().catch(() => null);
     if (!r.ok) throw Object.assign(new Error((data && data.detail) || r.statusText), {status: r.status});
     return data;
   };
   const list = (data, key) => Array.isArray(data) ? data : (data && data[key]) || [];
+
+  // --- an expired session says so ----------------------------------------------------------------------
+  // Signed out elsewhere, revoked or timed out: nothing on this screen is live any more, so it blocks the page
+  // with a way back in (to /live) rather than looking healthy.
+  let es = null;
+  function sessionExpired() {
+    if (state.expired) return;
+    state.expired = true;
+    if (es) es.close();
+    const status = $("live-connection");
+    status.textContent = TEXT.expired_state;
+    status.classList.add("expired");
+    for (const t of state.tiles.values()) { t.lost.hidden = false; t.lost.textContent = TEXT.expired_state; }
+    $("csu-expired").hidden = false;
+    $("csu-expired-link").focus();
+  }
 
   // --- map -----------------------------------------------------------------------------------------------
   const map = L.map("csu-map", {preferCanvas: true, zoomControl: true}).setView([46.6, 2.4], 6);
@@ -212,7 +244,8 @@
   async function playInto(t, url, audio) {
     try {
       t.player = await TemoinWhep.play(url, t.video, {csrf, audio});
-      if (t.player.error) { t.lost.hidden = false; t.lost.textContent = fmt(TEXT.refused, {status: t.player.error, detail: ""}); }
+      if (t.player.error && t.player.error.startsWith("401")) { sessionExpired(); t.lost.hidden = false; t.lost.textContent = TEXT.expired_state; }
+      else if (t.player.error) { t.lost.hidden = false; t.lost.textContent = fmt(TEXT.refused, {status: t.player.error, detail: ""}); }
     } catch (err) {
       t.lost.hidden = false; t.lost.textContent = String(err);
     }
@@ -239,7 +272,7 @@
   setInterval(() => {
     const now = Date.now();
     for (const t of state.tiles.values()) {
-      if (!t.player || t.player.error) continue;
+      if (!t.player || t.player.error || state.expired) continue;
       const last = t.player.stats.lastProgress;
       const s = t.session ? state.sessions.get(t.session) : null;
       let silentMs = last === null ? 0 : now - last;
@@ -274,12 +307,40 @@
   }
 
   // --- the alert -----------------------------------------------------------------------------------------
-  let audio = null, escalation = null, repeat = null;
+  // Browsers start no audio before a gesture on the page: the context is made at load, the operator's first click
+  // (anywhere, blocking nothing) resumes it, and until then the screen says so, loudly when an alert is waiting.
+  let audio = null, escalation = null, repeat = null, unheard = false;
+  function audioContext() {
+    if (!audio) {
+      try { audio = new AudioContext(); audio.onstatechange = renderSound; } catch { audio = null; }
+    }
+    return audio;
+  }
+  const soundArmed = () => !!audio && audio.state === "running";
+  state.audioState = () => audio ? audio.state : "none";
+  function renderSound() {
+    const armed = soundArmed();
+    const el = $("csu-sound-state");
+    el.textContent = armed ? TEXT.sound_on : TEXT.sound_off;
+    el.classList.toggle("armed", armed);
+    const s = state.sessions.get(state.focus);
+    const waiting = !!s && s.state !== "ended" && !s.acknowledged_at;
+    $("csu-sound-alarm").hidden = armed || !waiting;
+    if (armed && unheard) { unheard = false; if (waiting) beep(); }  // the alert missed: heard now
+  }
+  function armSound() {
+    const ctx = audioContext();
+    if (ctx && ctx.state !== "running") ctx.resume().then(renderSound, () => {});
+  }
+  document.addEventListener("click", armSound, true);
+  document.addEventListener("keydown", armSound, true);
+  audioContext();
+  renderSound();
   function beep() {
     state.beeps += 1;
+    if (!soundArmed()) { unheard = true; armSound(); renderSound(); return; }  // shown, heard at the first click
+    state.sounded += 1;
     try {
-      audio = audio || new AudioContext();
-      audio.resume().catch(() => {});
       const t0 = audio.currentTime;
       for (const [at, f] of [[0, 880], [0.3, 660], [0.6, 880]]) {
         const o = audio.createOscillator(), g = audio.createGain();
@@ -336,16 +397,18 @@
     const s = state.sessions.get(state.focus);
     if (!s) return;
     $("csu-alert-agent").textContent = s.agent || s.device_id;
-    $("csu-alert-state").textContent = TEXT.states[s.state] || s.state;
+    $("csu-alert-state").textContent = s.incident_closed_at ? TEXT.incident_closed : (TEXT.states[s.state] || s.state);
     $("csu-alert-time").textContent = time(s.requested_at);
     $("csu-alert-position").textContent = pos(s.position);
     $("csu-alert-link").textContent = linkText(s);
     $("csu-alert-acked").textContent = s.acknowledged_by ? `${s.acknowledged_by} · ${time(s.acknowledged_at)}` : "—";
     $("csu-ack").disabled = !!s.acknowledged_at || s.state === "ended";
     $("csu-end").disabled = s.state === "ended";
+    $("csu-close-incident").disabled = !!s.incident_closed_at;
     $("csu-alert").classList.toggle("acknowledged", !!s.acknowledged_at);
     $("csu-candidates-help").textContent = s.acknowledged_at ? (state.candidates.length ? TEXT.choose : TEXT.no_candidates) : TEXT.ack_first;
     if (s.acknowledged_at || s.state === "ended") stopEscalation();
+    renderSound();
     if (s.position) {
       const ll = [s.position.lat, s.position.lon];
       if (!alertMarker) {
@@ -491,6 +554,12 @@
         tr.append(td);
       });
       const actions = document.createElement("td");
+      if (s.state === "ended" && !s.incident_closed_at) {  // the picture stopped, the incident goes on
+        const show = document.createElement("button");
+        show.type = "button"; show.className = "show"; show.textContent = TEXT.show;
+        show.addEventListener("click", () => focusOn(s.id));
+        actions.append(show);
+      }
       if (s.state !== "ended") {
         const view = document.createElement("a");
         view.href = `/live/${encodeURIComponent(s.id)}`;
@@ -527,15 +596,21 @@
   }
 
   // --- the events channel --------------------------------------------------------------------------------
-  const es = new EventSource("/api/v1/live/events");
-  es.onopen = () => { $("live-connection").textContent = TEXT.connected; };
-  es.onerror = () => { $("live-connection").textContent = TEXT.interrupted; };
+  es = new EventSource("/api/v1/live/events");
+  es.onopen = () => { if (!state.expired) $("live-connection").textContent = TEXT.connected; };
+  // EventSource hides the status of a refused reconnection: one API call tells an expired session (401) apart.
+  es.onerror = () => {
+    if (state.expired) return;
+    $("live-connection").textContent = TEXT.interrupted;
+    api("GET", "/api/v1/live/sessions").catch(() => {});
+  };
   const on = (type, fn) => es.addEventListener(type, (e) => { try { fn(JSON.parse(e.data)); } catch (err) { console.error(err); } });
   on("snapshot", (d) => {
     for (const s of d.sessions) state.sessions.set(s.id, Object.assign(state.sessions.get(s.id) || {}, s));
     renderTable();
     if (!state.focus) {
-      const open = d.sessions.find((s) => s.state !== "ended" && !s.acknowledged_at) || d.sessions.find((s) => s.state !== "ended");
+      const open = d.sessions.find((s) => s.state !== "ended" && !s.acknowledged_at) || d.sessions.find((s) => s.state !== "ended")
+        || d.sessions.find((s) => !s.incident_closed_at);
       if (open) focusOn(open.id);
     }
   });
@@ -573,8 +648,13 @@
   $("csu-ptz").addEventListener("click", aimPtz);
   $("csu-send").addEventListener("click", sendReinforcements);
   $("csu-end").addEventListener("click", async () => {
-    if (!state.focus) return;
+    if (!state.focus || !window.confirm(TEXT.confirm_end)) return;
     try { merge(await api("POST", `/api/v1/live/sessions/${encodeURIComponent(state.focus)}/end`)); }
+    catch (err) { message(fmt(TEXT.refused, {status: err.status, detail: err.message})); }
+  });
+  $("csu-close-incident").addEventListener("click", async () => {
+    if (!state.focus || !window.confirm(TEXT.confirm_close_incident)) return;
+    try { merge(await api("POST", `/api/v1/live/sessions/${encodeURIComponent(state.focus)}/close`)); }
     catch (err) { message(fmt(TEXT.refused, {status: err.status, detail: err.message})); }
   });
   window.addEventListener("pagehide", () => { for (const t of state.tiles.values()) if (t.player) t.player.close(true); });
