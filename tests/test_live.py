@@ -8,7 +8,6 @@ Media is small (160x120, 15 fps) and short: the whole file stays within a few te
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import io
 import socket
@@ -57,7 +56,7 @@ def _cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, live_stall_after_s=0.6)
+    return settings.model_copy(update={"live_stall_after_s": 0.6})
 
 
 # --- a real server, real clients ----------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import signal
 import socket
@@ -42,8 +41,8 @@ MAX_FRAME_GAP_S = 1.0
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, db_pool_size=POOL, db_pool_overflow=OVERFLOW, db_pool_timeout_s=POOL_WAIT_S,
-                               db_lock_timeout_s=LOCK_WAIT_S)
+    return settings.model_copy(update={"db_pool_size": POOL, "db_pool_overflow": OVERFLOW,
+                                       "db_pool_timeout_s": POOL_WAIT_S, "db_lock_timeout_s": LOCK_WAIT_S})
 
 
 @contextlib.contextmanager

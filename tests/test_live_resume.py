@@ -66,7 +66,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, live_stall_after_s=1.0)
+    return settings.model_copy(update={"live_stall_after_s": 1.0})
 
 
 # --- a link that can be cut ----------------------------------------------------------------------------

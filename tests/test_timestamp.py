@@ -14,7 +14,6 @@ import subprocess
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -172,7 +171,7 @@ def test_the_timestamper_never_raises_and_backs_off_for_periodic_seals(tsa: Test
 
 def test_bad_tsa_settings_stop_start_up_with_a_clear_message(settings, tsa, tmp_path):
     with pytest.raises(TimestampError, match="cannot read TEMOIN_TSA_CA_BUNDLE"):
-        Platform.open(replace(settings, tsa_url=tsa.url, tsa_ca_bundle=tmp_path / "missing.pem"), init=True)
+        Platform.open(settings.model_copy(update={"tsa_url": tsa.url, "tsa_ca_bundle": tmp_path / "missing.pem"}), init=True)
     with pytest.raises(TimestampError, match="TEMOIN_TSA_URL must be an http"):
         Timestamper(url="tsa.example.org")
 
@@ -182,8 +181,8 @@ def test_bad_tsa_settings_stop_start_up_with_a_clear_message(settings, tsa, tmp_
 @pytest.fixture
 def stamped(settings: Settings, tsa: TestTSA, tmp_path: Path) -> Iterator[Platform]:
     """A platform with a TSA configured (replies checked against its CA at stamping time)."""
-    p = Platform.open(replace(settings, tsa_url=tsa.url, tsa_ca_bundle=tsa.write_ca(tmp_path / "tsa-ca.pem"),
-                              tsa_timeout_s=5), init=True)
+    p = Platform.open(settings.model_copy(update={"tsa_url": tsa.url, "tsa_timeout_s": 5,
+                                                   "tsa_ca_bundle": tsa.write_ca(tmp_path / "tsa-ca.pem")}), init=True)
     yield p
     p.close()
 
@@ -275,7 +274,7 @@ def test_a_package_carries_a_token_that_temoin_verify_and_openssl_check(stamped,
 
 def test_a_tsa_down_at_extraction_still_delivers_the_package_marked_not_timestamped(settings, closed_port, tmp_path,
                                                                                     caplog):
-    p = Platform.open(replace(settings, tsa_url=f"http://127.0.0.1:{closed_port}/tsr", tsa_timeout_s=2), init=True)
+    p = Platform.open(settings.model_copy(update={"tsa_url": f"http://127.0.0.1:{closed_port}/tsr", "tsa_timeout_s": 2}), init=True)
     try:
         with caplog.at_level(logging.WARNING, logger="temoin.timestamp"):
             folder, key = _package(p, tmp_path)
@@ -375,7 +374,7 @@ def test_a_backdated_seal_is_betrayed_by_its_timestamp(stamped, monkeypatch):
 
 
 def test_a_tsa_outage_does_not_stop_sealing(settings, closed_port, caplog):
-    p = Platform.open(replace(settings, tsa_url=f"http://127.0.0.1:{closed_port}/tsr", tsa_timeout_s=2), init=True)
+    p = Platform.open(settings.model_copy(update={"tsa_url": f"http://127.0.0.1:{closed_port}/tsr", "tsa_timeout_s": 2}), init=True)
     try:
         make_commune(p, cameras=0)
         with caplog.at_level(logging.WARNING, logger="temoin.timestamp"):

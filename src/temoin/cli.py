@@ -532,9 +532,14 @@ def vault_scrub() -> None:
 
 def main() -> None:
     from temoin.private_files import restrict_umask
+    from temoin.settings import InvalidSettings
 
     restrict_umask()  # every file and folder the platform creates is private to its user (docs/security.md)
-    app(prog_name="temoin")
+    try:
+        app(prog_name="temoin")
+    except InvalidSettings as exc:  # a bad TEMOIN_* variable, whatever the command: say which, not a traceback
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
