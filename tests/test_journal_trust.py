@@ -32,7 +32,7 @@ from temoin.journal.witness import SyslogWitness, read_witness_log
 from temoin.maintenance import seal_journal
 from temoin.platform import Platform
 from tests.conftest import serve_in_thread
-from tests.test_journal import CHAIN, cli, db_rows, draft, edit_file, file_lines, line_seq, named, sql, verify, write
+from tests.journal_helpers import CHAIN, cli, db_rows, draft, edit_file, file_lines, line_seq, named, sql, verify, write
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 

@@ -30,7 +30,7 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.settings import Settings
 from tests.helpers import agent_number, make_commune
-from tests.test_live import FIX, Viewer, on_shift, publisher, running_server, token_for
+from tests.live_helpers import FIX, Viewer, on_shift, publisher, running_server, token_for
 
 pytestmark = pytest.mark.slow
 POOL, OVERFLOW, POOL_WAIT_S, LOCK_WAIT_S = 2, 1, 0.5, 2.0

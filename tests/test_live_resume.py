@@ -53,7 +53,7 @@ from temoin.platform import Platform
 from temoin.settings import Settings
 from temoin.web.app import create_app
 from tests.helpers import make_commune
-from tests.test_live import Events, Viewer, entries, token_for, until
+from tests.live_helpers import Events, Viewer, entries, token_for, until
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
