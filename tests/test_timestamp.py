@@ -361,6 +361,33 @@ def test_seals_carry_tokens_that_journal_verify_checks(stamped, tsa, tmp_path):
         "it was removed from the other"]
 
 
+def test_journal_verify_reads_each_chains_checkpoints_once(stamped, tsa, tmp_path, monkeypatch):
+    """The integrity check and the timestamp check share one reading of each sink (a journal of years is long)."""
+    from collections import Counter
+
+    from temoin.journal import verify as verify_module
+    from temoin.journal.sinks import FileSink
+
+    make_commune(stamped, cameras=0)
+    assert _seal(stamped) >= 1
+    reads: Counter[tuple[str, str]] = Counter()
+    from_file, from_db = FileSink.read_checkpoint_lines, verify_module._db_checkpoints
+
+    def file_read(self: FileSink, chain: str) -> list:
+        reads["file", chain] += 1
+        return from_file(self, chain)
+
+    def db_read(db, chain: str) -> list:  # noqa: ANN001
+        reads["database", chain] += 1
+        return from_db(db, chain)
+
+    monkeypatch.setattr(FileSink, "read_checkpoint_lines", file_read)
+    monkeypatch.setattr(verify_module, "_db_checkpoints", db_read)
+    code, output = _journal_cli(stamped, "--tsa-ca", str(tsa.write_ca(tmp_path / "tsa-ca.pem")))
+    assert code == 0 and "verified against the CA bundle" in output, output
+    assert ("file", "port-temoin") in reads and set(reads.values()) == {1}, reads
+
+
 def test_a_backdated_seal_is_betrayed_by_its_timestamp(stamped, monkeypatch):
     """An insider with the platform key rewrites the tail and seals it "two hours ago": the signature holds,
     but the TSA's time says when the seal was really made."""

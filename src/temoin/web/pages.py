@@ -4,7 +4,6 @@ holds, extraction), the journal for the auditor."""
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -18,6 +17,7 @@ from temoin.identity.models import Tenant
 from temoin.journal.service import parse_body
 from temoin.journal.verify import verify_all
 from temoin.law.access import MOTIVE_LABELS, Motive, Permission, allows, motives_for, place_motives_for
+from temoin.law.legal_time import PARIS
 from temoin.platform import Platform
 from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
@@ -135,7 +135,6 @@ def logout(request: Request, who: Principal = Depends(current_principal),
     return response
 
 
-PARIS = ZoneInfo("Europe/Paris")
 # Suggested categories for one-click tagging (any other word may be typed in).
 CATEGORIES = ("violence", "outrage", "arrest", "refusal_to_comply", "road_accident", "public_disorder", "rescue",
               "complaint_filed", "training")
