@@ -50,8 +50,10 @@ def test_each_variable_sets_its_setting():
     assert "a2V5" not in repr(settings)
 
 
-def test_settings_are_frozen_and_copied_with_changes(tmp_path):
+def test_settings_are_frozen_and_copied_with_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEMOIN_SESSION_HOURS", "1")  # read by from_env only: what is given here is all there is
     settings = Settings(home=tmp_path, database_url="sqlite://", secure_cookies=False)
+    assert settings.session_hours == 10 and Settings.from_env().session_hours == 1
     faster = settings.model_copy(update={"live_stall_after_s": 0.5})
     assert (faster.live_stall_after_s, settings.live_stall_after_s, faster.home) == (0.5, 2.0, tmp_path.resolve())
     with pytest.raises(ValueError):

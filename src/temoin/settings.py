@@ -1,4 +1,5 @@
-"""Platform settings, read once from the environment (variables TEMOIN_<FIELD>, e.g. TEMOIN_SESSION_HOURS).
+"""Platform settings, read once from the environment by Settings.from_env() (variables TEMOIN_<FIELD>, e.g.
+TEMOIN_SESSION_HOURS); Settings(...) takes only what it is given, and the defaults.
 
 Embedded defaults: SQLite and a local data folder under TEMOIN_HOME (default ./var),
 so that nothing needs to be installed to run a demo.
@@ -24,8 +25,8 @@ PREFIX = "TEMOIN_"
 # Fields whose variable is not PREFIX + the field's name (older names, kept for existing deployments).
 VARIABLES = {"master_key_env": "TEMOIN_MASTER_KEY", "secure_cookies": "TEMOIN_INSECURE_COOKIES"}
 
-# The environment read by the next Settings() in this context: from_env(env) reads a given mapping instead of
-# os.environ (tests, tools), without touching the process's environment.
+# The environment Settings() reads, set by from_env only: Settings(...) takes what it is given and the defaults, as
+# tests and tools expect whatever the shell exports; from_env(env) reads `env` instead of os.environ.
 _environ: ContextVar[Mapping[str, str] | None] = ContextVar("temoin_settings_environ", default=None)
 
 
@@ -42,15 +43,14 @@ class _Environment(EnvSettingsSource):
     """TEMOIN_* variables, from os.environ or a given mapping; TEMOIN_MASTER_KEY and TEMOIN_INSECURE_COOKIES
     (true: cookies without the Secure flag) keep their names."""
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None) -> None:
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
         self._given = environ
         super().__init__(settings_cls)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         from pydantic_settings.sources.utils import parse_env_vars
 
-        return parse_env_vars(os.environ if self._given is None else self._given, self.case_sensitive,
-                              self.env_ignore_empty, self.env_parse_none_str)
+        return parse_env_vars(self._given, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         if field_name not in VARIABLES:
@@ -121,8 +121,9 @@ class Settings(BaseSettings):
                                    dotenv_settings: PydanticBaseSettingsSource,
                                    file_secret_settings: PydanticBaseSettingsSource,
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Arguments first, then the environment; no .env or secrets files.
-        return init_settings, _Environment(settings_cls, _environ.get())
+        # Arguments first, then the environment (from_env only); no .env or secrets files.
+        environ = _environ.get()
+        return (init_settings,) if environ is None else (init_settings, _Environment(settings_cls, environ))
 
     @field_validator("home")
     @classmethod
@@ -181,7 +182,7 @@ class Settings(BaseSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """The settings from `env` (default: the process's environment) alone."""
-        token = _environ.set(env)
+        token = _environ.set(os.environ if env is None else env)
         try:
             return cls()
         finally:
