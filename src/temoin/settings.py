@@ -75,15 +75,15 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path("./var"), description="data folder: database, vault, journal files, keys")
     database_url: str = Field("", description="SQLAlchemy URL of the database; empty: SQLite in the data folder")
-    master_key_file: Path | None = Field(None, description="file holding the master key (default: HOME/keys/master.key)")
+    master_key_file: Path | None = Field(None, description="file of the master key (default: HOME/keys/master.key)")
     master_key_env: str | None = Field(None, repr=False, description="the master key itself, base64 of 32 bytes")
-    secure_cookies: bool = Field(True, description="cookies marked Secure; TEMOIN_INSECURE_COOKIES=1 drops it (demo over plain HTTP)")
+    secure_cookies: bool = Field(True, description="cookies marked Secure (TEMOIN_INSECURE_COOKIES=1: plain HTTP)")
     session_hours: int = Field(10, gt=0, description="how long a web sign-in lasts, in hours")
     device_clock_window_s: int = Field(300, gt=0, description="clock skew accepted on device request signatures")
     max_manifest_bytes: int = Field(1_048_576, gt=0, description="largest recording manifest a camera may send")
     max_segment_bytes: int = Field(4 * 1024**3, gt=0, description="largest media segment a camera may send")
     retention_interval_s: int = Field(3600, gt=0, description="how often the server applies the retention periods")
-    login_max_failures: int = Field(5, gt=0, description="sign-in failures per account free of delay (twice per address)")
+    login_max_failures: int = Field(5, gt=0, description="sign-in failures free of delay per account (twice per IP)")
     login_window_s: int = Field(900, gt=0, description="sign-in failures older than this are forgotten")
     live_ice_servers: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="STUN/TURN servers of the live media plane; none: host candidates only (LAN, public address)")

@@ -51,7 +51,8 @@ def closest_fix_m(track: list[dict], lat: float, lon: float, start: datetime, en
         return at.tzinfo is not None and lo <= at <= hi
 
     fixes = [f for f in track if in_window(f)] or track
-    distances = [ground_distance_m(lat, lon, float(f["lat"]), float(f["lon"])) for f in fixes if "lat" in f and "lon" in f]
+    distances = [ground_distance_m(lat, lon, float(f["lat"]), float(f["lon"]))
+                 for f in fixes if "lat" in f and "lon" in f]
     return min(distances) if distances else None
 
 
