@@ -458,7 +458,7 @@ def test_demo_hand_over(platform, commune, server_url):
 def test_package_of_an_axis_recording_verifies_from_the_vaults_hashes(platform, client, commune, tmp_path):
     from temoin.law.access import Role
     from tests.helpers import sign_in
-    from tests.test_extraction import _download, _extract, _pinned, _verify
+    from tests.extraction_helpers import _download, _extract, _pinned, _verify
 
     bws = BodyWornSystem(_connection_file(platform, encryption=False), http=client)
     bws.authenticate()

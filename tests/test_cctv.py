@@ -24,11 +24,11 @@ from temoin.geo.geometry import angle_diff_deg, bearing_deg
 from temoin.identity import devices
 from temoin.identity.service import update_settings
 from temoin.journal.models import JournalEntry
-from temoin.journal.service import parse_body
 from temoin.law.access import Role
 from temoin.supervision.models import CctvCamera
 from temoin.supervision.registry import open_password
 from tests.helpers import Commune, make_commune, sign_in
+from tests.journal_helpers import journal
 
 HEADER = ("id,name,lat,lon,height_m,heading_deg,fov_deg,range_m,ptz,max_zoom,stream_url,onvif_url,onvif_username,"
           "onvif_password")
@@ -57,12 +57,6 @@ def csv(*rows: str) -> str:
 
 def post_import(client, csrf: str, body: str, headers: dict = CSV_TYPE):  # noqa: ANN001, ANN201
     return client.post("/api/v1/cctv/import", content=body.encode(), headers={**headers, "X-CSRF-Token": csrf})
-
-
-def journal(platform, chain: str, prefix: str) -> list[dict]:  # noqa: ANN001
-    with platform.session() as db:
-        rows = db.scalars(select(JournalEntry).where(JournalEntry.chain == chain).order_by(JournalEntry.seq))
-        return [parse_body(e.body) for e in rows if e.event.startswith(prefix)]
 
 
 def everything_journaled(platform) -> str:  # noqa: ANN001

@@ -7,7 +7,6 @@ Pictures are small (320x180, 10 fps) to keep the file within a few tens of secon
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 import subprocess
 import time
@@ -46,7 +45,7 @@ AT = datetime(2025, 6, 1, 14, 0, tzinfo=UTC)
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, live_stall_after_s=0.6)  # a dropped camera is shown lost sooner
+    return settings.model_copy(update={"live_stall_after_s": 0.6})  # a dropped camera is shown lost sooner
 
 
 @pytest.fixture

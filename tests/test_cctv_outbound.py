@@ -113,7 +113,7 @@ def test_no_connection_outside_the_declared_cctv_network(platform: Platform, com
     import_csv(platform, commune.slug, ptz_row(real.url.replace("127.0.0.1", "localhost"), SECRET))
     aim(platform, commune.slug)
     assert "AbsoluteMove" in real.requests
-    from tests.test_cctv import journal
+    from tests.journal_helpers import journal
 
     failed = journal(platform, commune.slug, "ptz.failed")
     assert [e["details"]["reason"] for e in failed] == ["outside_network", "outside_network"]

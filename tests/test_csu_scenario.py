@@ -36,8 +36,7 @@ from temoin.journal.entry import Actor
 from temoin.law.access import Role
 from temoin.platform import Platform
 from tests.helpers import PASSWORD, agent_number, make_commune
-from tests.test_live_agent import press_live_twice
-from tests.test_live_browser import sign_in_context
+from tests.live_helpers import press_live_twice, sign_in_context
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ from temoin.platform import Platform
 from temoin.supervision.dispatch import DETOUR_FACTOR, MIN_INTERVAL_S
 from temoin.supervision.dispatch_models import AgentPosition, ReinforcementOrder
 from tests.helpers import Commune, make_commune
-from tests.test_live import entries, token_for
+from tests.live_helpers import entries, token_for
 
 HERE = (43.5585, 4.0845)  # where the agent in danger stands
 M_PER_DEG_LAT = 111_195.0  # on the sphere geo.geometry uses

@@ -32,7 +32,7 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.supervision.dispatch_models import ReinforcementOrder
 from tests.helpers import agent_number, enrol_camera, make_commune
-from tests.test_live import entries, server, token_for  # noqa: F401
+from tests.live_helpers import entries, server, token_for  # noqa: F401
 
 WIDTH, HEIGHT, FPS = 160, 120, 10
 

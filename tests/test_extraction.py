@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import zipfile
-import zlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from temoin.cli import app as cli_app
 from temoin.db import utcnow
@@ -36,8 +34,7 @@ from temoin.vault import catalogue
 from temoin.vault.models import Recording
 from temoin.vault.retention import delete_recording
 from tests.helpers import PASSWORD, make_commune, sign_in, totp_code, upload
-
-runner = CliRunner()
+from tests.extraction_helpers import _download, _extract, _pdf_text, _pinned, _verify, runner
 
 
 def _tool(name: str) -> str:
@@ -45,64 +42,6 @@ def _tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is required for these tests (apt-get install coreutils openssl ffmpeg)")
     return path
-
-
-def _extract(client, csrf: str, recording_ids: list[str], **extra) -> dict:  # noqa: ANN003
-    body = {"recording_ids": recording_ids, "recipient_name": "OPJ Claire Martin, commissariat de Port-Témoin",
-            "recipient_kind": "judicial_police", "procedure_type": "judicial", "reference": "PV 2026/004512",
-            **extra}
-    r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf}, json=body)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def _download(client, out: dict, tmp_path: Path) -> tuple[Path, Path]:
-    r = client.get(out["download_url"])
-    assert r.status_code == 200, r.text
-    assert hashlib.sha256(r.content).hexdigest() == out["sha256"] and len(r.content) == out["size"]
-    zpath = tmp_path / f"{out['id']}.zip"
-    zpath.write_bytes(r.content)
-    with zipfile.ZipFile(zpath) as zf:
-        zf.extractall(tmp_path / "unzipped")
-    return zpath, tmp_path / "unzipped" / f"temoin-extraction-{out['id']}"
-
-
-def _verify(path: Path, key: Path | None = None, *more: str) -> tuple[int, str]:  # noqa: D103
-    args = ["verify", str(path)] + (["--key", str(key)] if key else []) + list(more)
-    # No trust store but what a test gives: not the machine's ~/.config/temoin/trusted-keys.
-    result = runner.invoke(cli_app, args, env={"COLUMNS": "200", "XDG_CONFIG_HOME": "/nonexistent-temoin-config",
-                                               "TEMOIN_TRUST_STORE": None})
-    return result.exit_code, result.output
-
-
-def _pinned(platform) -> tuple[None, str, str]:  # noqa: ANN001
-    """`temoin verify` arguments pinning the platform's key by its full fingerprint."""
-    return None, "--fingerprint", platform.keyring.fingerprint
-
-
-def _pdf_text(data: bytes) -> str:
-    """The text of an fpdf2 PDF written with one embedded TrueType font: the content streams' glyph codes
-    mapped back through the font's ToUnicode CMap (no PDF reader is installed here)."""
-    streams = []
-    for m in re.finditer(rb"<<(.*?)>>\s*stream\r?\n(.*?)\r?\nendstream", data, re.S):
-        raw = m.group(2)
-        streams.append(zlib.decompress(raw) if b"FlateDecode" in m.group(1) else raw)
-    cmap: dict[int, str] = {}
-    for s in streams:
-        for block in re.findall(rb"beginbfchar(.*?)endbfchar", s, re.S):
-            for src, dst in re.findall(rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", block):
-                cmap[int(src, 16)] = bytes.fromhex(dst.decode()).decode("utf-16-be")
-    text = []
-    for s in streams:
-        for lit in re.findall(rb"\(((?:\\.|[^\\)])*)\)\s*Tj", s, re.S):
-            raw = re.sub(rb"\\([nrtbf()\\]|[0-7]{1,3})", lambda m: _unescape(m.group(1)), lit)
-            text.append("".join(cmap.get(int.from_bytes(raw[i:i + 2], "big"), "?") for i in range(0, len(raw), 2)))
-    return "\n".join(text)
-
-
-def _unescape(code: bytes) -> bytes:
-    simple = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f", b"(": b"(", b")": b")", b"\\": b"\\"}
-    return simple.get(code) or bytes([int(code, 8)])
 
 
 def _events(platform, event: str) -> list[dict]:

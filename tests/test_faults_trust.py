@@ -37,7 +37,8 @@ from temoin.vault.models import Recording
 from temoin.web.app import create_app
 from tests.conftest import _postgres_database
 from tests.helpers import PASSWORD, agent_number, make_commune, sign_in, upload, vault_client
-from tests.test_access import AXIS, DEVICE, PUBLIC, PUBLISHER, SESSION, UNGUARDED, RouteInfo, Scene, call, fill, inventory
+from tests.access_helpers import AXIS, DEVICE, PUBLIC, PUBLISHER, SESSION, UNGUARDED, RouteInfo, Scene, call, fill, inventory
+from tests.extraction_helpers import device_recording
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -284,24 +285,6 @@ def test_the_database_errors_that_mean_full_map_to_one_domain_error() -> None:
 
 
 # --- shared: a camera's device store with a finalised recording ------------------------------------------
-
-def device_recording(store, camera_id: str, agent_id: str, segments: list[bytes]) -> str:  # noqa: ANN001
-    """A finalised recording of `segments` (any bytes: the store seals and chains them as given)."""
-    import uuid
-    from datetime import timedelta
-
-    from temoin.camera.device_store import Notice, RecordingHeader
-    from temoin.evidence.manifest import Trigger
-
-    start = utcnow()
-    rid = f"rec-{uuid.uuid4().hex[:16]}"
-    writer = store.begin(RecordingHeader(recording_id=rid, camera_id=camera_id, agent_id=agent_id,
-                                         trigger=Trigger.INCIDENT, triggered_at=start, pre_event_buffer_s=0))
-    for i, data in enumerate(segments):
-        writer.add_segment(data, start + timedelta(seconds=2 * i), 2.0, notice=Notice.told())
-    writer.finalise()
-    store.release(writer)
-    return rid
 
 
 def camera_store(platform: Platform, root: Path, device_key):  # noqa: ANN001, ANN201

@@ -421,7 +421,6 @@ def test_check_in_warns_and_journals_footage_not_offloaded(platform, client):
 # --- 6. the server's own loop deletes what is due and seals the journal -----------------------------------------
 
 def test_the_running_server_deletes_a_due_recording_and_seals_the_journal_by_itself(settings):
-    import dataclasses
     import time
 
     import httpx
@@ -431,7 +430,7 @@ def test_the_running_server_deletes_a_due_recording_and_seals_the_journal_by_its
     from temoin.web.app import create_app
     from tests.conftest import serve_in_thread
 
-    p = Platform.open(dataclasses.replace(settings, retention_interval_s=1), init=True)
+    p = Platform.open(settings.model_copy(update={"retention_interval_s": 1}), init=True)
     url, server, thread, sock = serve_in_thread(create_app(p, scheduler=True))
     try:
         commune = make_commune(p, cameras=1)

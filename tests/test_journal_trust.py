@@ -5,7 +5,6 @@ torn line (a real full filesystem). Also: `temoin retention run` does the server
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
@@ -33,7 +32,7 @@ from temoin.journal.witness import SyslogWitness, read_witness_log
 from temoin.maintenance import seal_journal
 from temoin.platform import Platform
 from tests.conftest import serve_in_thread
-from tests.test_journal import CHAIN, cli, db_rows, draft, edit_file, file_lines, line_seq, named, sql, verify, write
+from tests.journal_helpers import CHAIN, cli, db_rows, draft, edit_file, file_lines, line_seq, named, sql, verify, write
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
@@ -164,7 +163,7 @@ def rsyslog(tmp_path) -> Iterator[Rsyslog]:
 
 
 def with_witness(platform, url: str) -> Platform:
-    return Platform.open(dataclasses.replace(platform.settings, journal_witness=url))
+    return Platform.open(platform.settings.model_copy(update={"journal_witness": url}))
 
 
 # --- chained seals --------------------------------------------------------------------------------
@@ -543,7 +542,7 @@ def test_repair_refuses_entries_that_do_not_chain_onto_the_file(journal):
 def test_the_server_seals_within_the_interval_while_entries_are_written(journal):
     from temoin.web.app import create_app
 
-    p = Platform.open(dataclasses.replace(journal.settings, journal_seal_interval_s=0.5))
+    p = Platform.open(journal.settings.model_copy(update={"journal_seal_interval_s": 0.5}))
     url, server, thread, sock = serve_in_thread(create_app(p))
     try:
         written = []

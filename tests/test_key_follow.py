@@ -40,9 +40,9 @@ from temoin.vault import retention
 from temoin.vault.models import Recording
 from temoin.web.app import create_app
 from tests.helpers import agent_number, make_commune, sign_in
-from tests.test_extraction import _download, _extract
-from tests.test_faults_trust import device_recording
-from tests.test_trust_keys import _verify
+from tests.extraction_helpers import _download, _extract
+from tests.extraction_helpers import device_recording
+from tests.extraction_helpers import verify_with_env as _verify
 
 TEMOIN = [sys.executable, "-m", "temoin"]
 

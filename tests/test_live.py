@@ -8,237 +8,28 @@ Media is small (160x120, 15 fps) and short: the whole file stays within a few te
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import io
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import av
 import httpx
-import orjson
 import pytest
-import uvicorn
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import h264 as aiortc_h264
-from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from temoin.camera.live_publisher import LivePublisher
-from temoin.evidence.manifest import GpsFix
-from temoin.identity import devices, service, shifts
-from temoin.identity import secrets as identity_secrets
-from temoin.identity.models import Device, DeviceNonce, User
+from temoin.identity import devices, service
+from temoin.identity.models import Device, DeviceNonce
 from temoin.journal.entry import Actor
-from temoin.journal.models import JournalEntry
-from temoin.journal.service import parse_body
 from temoin.journal.verify import verify_all
 from temoin.law.access import Role
 from temoin.law.profiles import get_profile
 from temoin.live import backup, hub as live_hub
 from temoin.live.models import LiveSession
 from temoin.platform import Platform
-from temoin.settings import Settings
-from temoin.web.app import create_app
 from tests.helpers import Commune, agent_number, enrol_camera, make_commune, sign_in
-
-FIX = GpsFix(t=datetime(2025, 6, 1, 14, 0, tzinfo=UTC), lat=43.5585, lon=4.0845, accuracy_m=6)
-
-
-@pytest.fixture(autouse=True)
-def _cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Eight users per commune: argon2id at minimal cost (what is tested does not depend on it)."""
-    monkeypatch.setattr(identity_secrets, "_hasher", PasswordHasher(time_cost=1, memory_cost=256, parallelism=1))
-
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, live_stall_after_s=0.6)
-
-
-# --- a real server, real clients ----------------------------------------------------------------------
-
-@contextmanager
-def running_server(platform: Platform) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(platform, scheduler=False), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{url}/api/v1/platform", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the server did not answer within 20 s")
-        time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-
-
-@pytest.fixture
-def server(platform: Platform) -> Iterator[str]:
-    with running_server(platform) as url:
-        yield url
-
-
-def on_shift(p: Platform, commune: Commune, camera: int = 0) -> None:
-    """The commune's agent takes camera `camera` for the shift: the live session names them."""
-    with p.session() as db:
-        agent = db.scalar(select(User).where(User.username == commune.users[Role.AGENT]))
-        shifts.check_out(p, db, db.get(Device, commune.cameras[camera][0]), agent, Actor.system("test"))
-
-
-def token_for(p: Platform, username: str) -> str:
-    with p.session() as db:
-        user = db.scalar(select(User).where(User.username == username))
-        return service.issue_api_token(p, db, user, "live test")
-
-
-def publisher(url: str, commune: Commune, camera: int = 0, **kw) -> LivePublisher:
-    device_id, key = commune.cameras[camera]
-    return LivePublisher(url, device_id, key, **kw)
-
-
-def entries(p: Platform, chain: str, prefix: str = "live.") -> list[dict]:
-    with p.session() as db:
-        rows = db.scalars(select(JournalEntry).where(JournalEntry.chain == chain, JournalEntry.event.startswith(prefix))
-                          .order_by(JournalEntry.seq))
-        return [{**parse_body(r.body), "event": r.event} for r in rows]
-
-
-class Events:
-    """A dashboard on the events channel (Server-Sent Events), parsed as they come."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
-        self.items: list[tuple[str, dict]] = []
-        self._changed = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self.connected = asyncio.Event()
-
-    async def __aenter__(self) -> "Events":
-        self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self.connected.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._task.cancel()
-
-    async def _run(self) -> None:
-        headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {self.token}"}
-        async with httpx.AsyncClient(base_url=self.url, timeout=None) as http, \
-                http.stream("GET", "/api/v1/live/events", headers=headers) as r:
-            assert r.status_code == 200, await r.aread()
-            assert r.headers["content-type"].startswith("text/event-stream")
-            self.connected.set()
-            kind, data = None, None
-            async for line in r.aiter_lines():
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: "):
-                    data = orjson.loads(line[6:])
-                elif line == "" and kind is not None:
-                    self.items.append((kind, data))
-                    self._changed.set()
-                    kind, data = None, None
-
-    async def wait_for(self, kind: str, timeout: float = 10, **match: object) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            for k, d in self.items:
-                if k == kind and all(d.get(key) == value for key, value in match.items()):
-                    return d
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {kind} event matching {match} within {timeout} s; got {self.items}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), left)
-            except TimeoutError:
-                pass
-
-
-class Viewer:
-    """A WHEP viewer in Python: aiortc receives, and decodes, what the platform forwards."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.frames: dict[str, list[tuple[float, object]]] = {"video": [], "audio": []}
-        self.location: str | None = None
-        self.ended: set[str] = set()
-        self.joined_at = 0.0
-
-    async def watch(self, session_id: str, *, auth: dict | None = None) -> httpx.Response:
-        self.pc.addTransceiver("video", direction="recvonly")
-        self.pc.addTransceiver("audio", direction="recvonly")
-
-        @self.pc.on("track")
-        def _track(track) -> None:  # noqa: ANN001
-            async def consume() -> None:
-                while True:
-                    try:
-                        frame = await track.recv()
-                    except Exception:  # noqa: BLE001 - the track ended
-                        self.ended.add(track.kind)
-                        return
-                    self.frames[track.kind].append((time.monotonic(), frame))
-            asyncio.ensure_future(consume())
-
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        self.joined_at = time.monotonic()
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as http:
-            r = await http.post(f"/api/v1/live/whep/{session_id}", content=self.pc.localDescription.sdp.encode(),
-                                headers={"Content-Type": "application/sdp", **(auth or self.auth)})
-        if r.status_code == 201:
-            self.location = r.headers["location"]
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
-        return r
-
-    @property
-    def auth(self) -> dict:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    async def wait_frames(self, video: int, audio: int, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.frames["video"]) < video or len(self.frames["audio"]) < audio:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"viewer got {len(self.frames['video'])} video and {len(self.frames['audio'])} "
-                                     f"audio frames in {timeout} s")
-            await asyncio.sleep(0.05)
-
-    async def stop(self) -> int:
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as http:
-            status = (await http.delete(self.location, headers=self.auth)).status_code
-        await self.pc.close()
-        return status
-
-    async def close(self) -> None:
-        await self.pc.close()
-
-
-async def until(predicate, timeout: float = 10, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        await asyncio.sleep(0.05)
+from tests.live_helpers import Events, FIX, Viewer, entries, on_shift, publisher, token_for, until
+from tests.live_helpers import _cheap_password_hashes, server, settings  # noqa: F401 (fixtures)
 
 
 # --- the whole story ----------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from temoin.law.access import Role
 from temoin.live.models import LiveSession
 from temoin.platform import Platform
 from tests.helpers import agent_number, make_commune
-from tests.test_live import Events, Viewer, entries, server, settings, token_for, until  # noqa: F401
+from tests.live_helpers import Events, Viewer, entries, press_live_twice, server, settings, token_for, until  # noqa: F401
 
 WIDTH, HEIGHT, FPS = 160, 120, 10
 
@@ -58,17 +58,6 @@ def enrolled_runtime(platform: Platform, url: str, slug: str, root: Path) -> tup
     runtime = CameraRuntime(home, video=SyntheticVideo(scene, system_clock, start), audio=SyntheticAudio(scene, start),
                             gps=SimulatedWalk(start, "Rue du Port"), signals=signals, segment_s=2.0)
     return runtime, scene, signals
-
-
-def press_live_twice(runtime: CameraRuntime) -> str:
-    """Two presses of the live button, run by the capture loop between two frames (as the input server
-    and the keyboard do)."""
-    first = runtime.inputs.submit(runtime.agent.press_live)
-    second = runtime.inputs.submit(runtime.agent.press_live)
-    assert first.result(10) is None
-    rid = second.result(10)
-    assert rid, "a double press is a live request"
-    return rid
 
 
 def dominant_hz(chunks: list[np.ndarray], rate: int) -> float:

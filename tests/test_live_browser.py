@@ -13,15 +13,12 @@ from concurrent.futures import Future
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import select
 
-from temoin.identity import service
-from temoin.identity.models import User
-from temoin.identity.secrets import current_totp
 from temoin.law.access import Role
 from temoin.platform import Platform
-from tests.helpers import PASSWORD, Commune, agent_number, make_commune
-from tests.test_live import FIX, _cheap_password_hashes, entries, on_shift, publisher, server, settings  # noqa: F401
+from tests.helpers import Commune, agent_number, make_commune
+from tests.live_helpers import (FIX, _cheap_password_hashes, entries, on_shift, publisher, server,  # noqa: F401
+                                settings, sign_in_context)
 
 pytestmark = pytest.mark.slow
 
@@ -63,19 +60,6 @@ class CameraThread:
 
     def call(self, fn) -> None:  # noqa: ANN001
         self.loop.call_soon_threadsafe(fn)
-
-
-def sign_in_context(p: Platform, context, username: str) -> None:  # noqa: ANN001
-    """Password then TOTP through the browser context's own requests: the session cookie lands in it."""
-    r = context.request.post("/api/v1/session", data={"username": username, "password": PASSWORD})
-    assert r.status == 200, r.text()
-    with p.session() as db:
-        user = db.scalar(select(User).where(User.username == username))
-        code = current_totp(service.totp_secret_of(p, user))
-        user.totp_last_step = 0
-        db.commit()
-    r = context.request.post("/api/v1/session/totp", data={"code": code})
-    assert r.status == 200, r.text()
 
 
 def test_viewer_page_plays_the_live_feed(platform: Platform, server: str, browser):  # noqa: F811

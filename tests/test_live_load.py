@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import signal
 import socket
@@ -31,7 +30,7 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.settings import Settings
 from tests.helpers import agent_number, make_commune
-from tests.test_live import FIX, Viewer, on_shift, publisher, running_server, token_for
+from tests.live_helpers import FIX, Viewer, on_shift, publisher, running_server, token_for
 
 pytestmark = pytest.mark.slow
 POOL, OVERFLOW, POOL_WAIT_S, LOCK_WAIT_S = 2, 1, 0.5, 2.0
@@ -42,8 +41,8 @@ MAX_FRAME_GAP_S = 1.0
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, db_pool_size=POOL, db_pool_overflow=OVERFLOW, db_pool_timeout_s=POOL_WAIT_S,
-                               db_lock_timeout_s=LOCK_WAIT_S)
+    return settings.model_copy(update={"db_pool_size": POOL, "db_pool_overflow": OVERFLOW,
+                                       "db_pool_timeout_s": POOL_WAIT_S, "db_lock_timeout_s": LOCK_WAIT_S})
 
 
 @contextlib.contextmanager

@@ -53,7 +53,7 @@ from temoin.platform import Platform
 from temoin.settings import Settings
 from temoin.web.app import create_app
 from tests.helpers import make_commune
-from tests.test_live import Events, Viewer, entries, token_for, until
+from tests.live_helpers import Events, Viewer, entries, token_for, until
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
@@ -66,7 +66,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, live_stall_after_s=1.0)
+    return settings.model_copy(update={"live_stall_after_s": 1.0})
 
 
 # --- a link that can be cut ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from av import VideoFrame
 from temoin.law.access import Role
 from temoin.platform import Platform
 from tests.helpers import make_commune
-from tests.test_live import (Events, Viewer, _cheap_password_hashes, entries, on_shift, server,  # noqa: F401
+from tests.live_helpers import (Events, Viewer, _cheap_password_hashes, entries, on_shift, server,  # noqa: F401
                              settings, token_for, until)
 
 pytestmark = pytest.mark.slow

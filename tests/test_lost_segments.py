@@ -34,7 +34,7 @@ from temoin.platform import Platform
 from temoin.vault import catalogue, retention, scrub
 from temoin.vault.models import DeletionCertificate, Recording, Segment
 from tests.helpers import JUSTIFIED, agent_number, approve_erasure, make_commune, sign_in, vault_client
-from tests.test_extraction import _download, _extract, _pinned, _verify
+from tests.extraction_helpers import _download, _extract, _pinned, _verify
 
 PARIS_FMT = "%d/%m/%Y %H:%M:%S"
 
@@ -259,7 +259,7 @@ def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platfo
         " ".join(output.split()), output
 
     # The chain-of-custody PDF names the lost segment too.
-    from tests.test_extraction import _pdf_text
+    from tests.extraction_helpers import _pdf_text
 
     assert "Segment 1 perdu à la caméra / lost at the camera" in _pdf_text((folder / "chain-of-custody.pdf").read_bytes())
 
@@ -380,7 +380,7 @@ def test_vault_scrub_command_says_lost_segments_are_not_corruption(platform, cli
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # face detection is the slow part
 def test_an_access_copy_is_made_of_the_stored_segments(platform, client) -> None:  # noqa: ANN001
-    from tests.test_rights import _wait
+    from tests.extraction_helpers import _wait
 
     commune = make_commune(platform, cameras=1)
     rid, _, _ = upload_lost(platform, client, commune, (1,), duration_s=6)

@@ -5,7 +5,6 @@ the detector's run time); everything else is real. Each test on SQLite and Postg
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections import Counter
 from types import SimpleNamespace
@@ -21,7 +20,7 @@ from tests.helpers import make_commune, sign_in, upload
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, redaction_workers=1, redaction_jobs_per_tenant=2, redaction_jobs_max=3)
+    return settings.model_copy(update={"redaction_workers": 1, "redaction_jobs_per_tenant": 2, "redaction_jobs_max": 3})
 
 
 def test_redaction_jobs_are_bounded_per_tenant_and_in_all_and_hold_no_connection(platform, client,

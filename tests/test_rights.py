@@ -4,7 +4,6 @@ and the access copy from face tracks to the requester's download."""
 
 from __future__ import annotations
 
-import time
 from datetime import date, timedelta
 
 import pytest
@@ -21,6 +20,7 @@ from temoin.rights import register
 from temoin.rights.register import CNIL_INDIRECT_ROUTE, deadline_for
 from temoin.vault.models import DeletionCertificate, Recording
 from tests.helpers import JUSTIFIED, approve_erasure, make_commune, sign_in, upload
+from tests.extraction_helpers import _wait
 
 AVENUE = (43.556, 4.07)  # the start of "Avenue de la Mer" in the demo commune; "Quai des Pêcheurs" is 1.4 km away
 
@@ -289,15 +289,6 @@ def test_a_role_that_redacts_but_does_not_read_the_register_sees_no_request(plat
     assert r.status_code == 404 and "rec-unknown" in r.text
     assert "manteau vert" not in r.text and "secret@example.org" not in r.text
     assert client.get(f"/rights/{req['id']}", follow_redirects=False).status_code == 403
-
-
-def _wait(client, copy_id: int, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        copy = client.get(f"/api/v1/rights/copies/{copy_id}").json()
-        if copy["state"] not in ("detecting", "redacting") or time.monotonic() > deadline:
-            return copy
-        time.sleep(0.2)
 
 
 def test_without_the_redaction_engine_copies_are_refused_with_a_clear_message(platform, client, monkeypatch):

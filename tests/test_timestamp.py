@@ -14,7 +14,6 @@ import subprocess
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -172,7 +171,7 @@ def test_the_timestamper_never_raises_and_backs_off_for_periodic_seals(tsa: Test
 
 def test_bad_tsa_settings_stop_start_up_with_a_clear_message(settings, tsa, tmp_path):
     with pytest.raises(TimestampError, match="cannot read TEMOIN_TSA_CA_BUNDLE"):
-        Platform.open(replace(settings, tsa_url=tsa.url, tsa_ca_bundle=tmp_path / "missing.pem"), init=True)
+        Platform.open(settings.model_copy(update={"tsa_url": tsa.url, "tsa_ca_bundle": tmp_path / "missing.pem"}), init=True)
     with pytest.raises(TimestampError, match="TEMOIN_TSA_URL must be an http"):
         Timestamper(url="tsa.example.org")
 
@@ -182,8 +181,8 @@ def test_bad_tsa_settings_stop_start_up_with_a_clear_message(settings, tsa, tmp_
 @pytest.fixture
 def stamped(settings: Settings, tsa: TestTSA, tmp_path: Path) -> Iterator[Platform]:
     """A platform with a TSA configured (replies checked against its CA at stamping time)."""
-    p = Platform.open(replace(settings, tsa_url=tsa.url, tsa_ca_bundle=tsa.write_ca(tmp_path / "tsa-ca.pem"),
-                              tsa_timeout_s=5), init=True)
+    p = Platform.open(settings.model_copy(update={"tsa_url": tsa.url, "tsa_timeout_s": 5,
+                                                   "tsa_ca_bundle": tsa.write_ca(tmp_path / "tsa-ca.pem")}), init=True)
     yield p
     p.close()
 
@@ -275,7 +274,7 @@ def test_a_package_carries_a_token_that_temoin_verify_and_openssl_check(stamped,
 
 def test_a_tsa_down_at_extraction_still_delivers_the_package_marked_not_timestamped(settings, closed_port, tmp_path,
                                                                                     caplog):
-    p = Platform.open(replace(settings, tsa_url=f"http://127.0.0.1:{closed_port}/tsr", tsa_timeout_s=2), init=True)
+    p = Platform.open(settings.model_copy(update={"tsa_url": f"http://127.0.0.1:{closed_port}/tsr", "tsa_timeout_s": 2}), init=True)
     try:
         with caplog.at_level(logging.WARNING, logger="temoin.timestamp"):
             folder, key = _package(p, tmp_path)
@@ -362,6 +361,33 @@ def test_seals_carry_tokens_that_journal_verify_checks(stamped, tsa, tmp_path):
         "it was removed from the other"]
 
 
+def test_journal_verify_reads_each_chains_checkpoints_once(stamped, tsa, tmp_path, monkeypatch):
+    """The integrity check and the timestamp check share one reading of each sink (a journal of years is long)."""
+    from collections import Counter
+
+    from temoin.journal import verify as verify_module
+    from temoin.journal.sinks import FileSink
+
+    make_commune(stamped, cameras=0)
+    assert _seal(stamped) >= 1
+    reads: Counter[tuple[str, str]] = Counter()
+    from_file, from_db = FileSink.read_checkpoint_lines, verify_module._db_checkpoints
+
+    def file_read(self: FileSink, chain: str) -> list:
+        reads["file", chain] += 1
+        return from_file(self, chain)
+
+    def db_read(db, chain: str) -> list:  # noqa: ANN001
+        reads["database", chain] += 1
+        return from_db(db, chain)
+
+    monkeypatch.setattr(FileSink, "read_checkpoint_lines", file_read)
+    monkeypatch.setattr(verify_module, "_db_checkpoints", db_read)
+    code, output = _journal_cli(stamped, "--tsa-ca", str(tsa.write_ca(tmp_path / "tsa-ca.pem")))
+    assert code == 0 and "verified against the CA bundle" in output, output
+    assert ("file", "port-temoin") in reads and set(reads.values()) == {1}, reads
+
+
 def test_a_backdated_seal_is_betrayed_by_its_timestamp(stamped, monkeypatch):
     """An insider with the platform key rewrites the tail and seals it "two hours ago": the signature holds,
     but the TSA's time says when the seal was really made."""
@@ -375,7 +401,7 @@ def test_a_backdated_seal_is_betrayed_by_its_timestamp(stamped, monkeypatch):
 
 
 def test_a_tsa_outage_does_not_stop_sealing(settings, closed_port, caplog):
-    p = Platform.open(replace(settings, tsa_url=f"http://127.0.0.1:{closed_port}/tsr", tsa_timeout_s=2), init=True)
+    p = Platform.open(settings.model_copy(update={"tsa_url": f"http://127.0.0.1:{closed_port}/tsr", "tsa_timeout_s": 2}), init=True)
     try:
         make_commune(p, cameras=0)
         with caplog.at_level(logging.WARNING, logger="temoin.timestamp"):

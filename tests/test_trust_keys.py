@@ -40,15 +40,10 @@ from temoin.vault import catalogue
 from temoin.vault.models import Quarantine, Recording
 from temoin.web.app import create_app
 from tests.helpers import agent_number, enrol_camera, make_commune, sign_in, upload
-from tests.test_extraction import _download, _extract, _pdf_text
+from tests.extraction_helpers import _download, _extract, _pdf_text
+from tests.extraction_helpers import verify_with_env as _verify
 
 runner = CliRunner()
-
-
-def _verify(path: Path, *args: str, env: dict | None = None) -> tuple[int, str]:
-    env = {"COLUMNS": "250", "XDG_CONFIG_HOME": "/nonexistent-temoin-config", "TEMOIN_TRUST_STORE": None, **(env or {})}
-    result = runner.invoke(cli_app, ["verify", str(path), *args], env=env)
-    return result.exit_code, result.output
 
 
 def _pem(raw_or_key) -> bytes:  # noqa: ANN001

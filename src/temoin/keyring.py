@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,9 +31,11 @@ from pathlib import Path
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from temoin import private_files
 from temoin.evidence.canonical import b64e
 from temoin.evidence.keys import KeySet, PlatformKey, endorsement_bytes, key_id
 from temoin.evidence.signing import load_private_key_pem, private_key_pem, public_key_bytes
+from temoin.private_files import private_folder
 from temoin.settings import Settings
 
 SIGNING_KEY_FILE, HISTORY_FILE, MASTER_KEY_FILE = "platform-signing.pem", "platform-keys.json", "master.key"
@@ -46,43 +47,10 @@ class KeyError_(RuntimeError):
     """A key is missing, malformed or exposed; the message says where and what to do."""
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def private_folder(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if folder.stat().st_mode & 0o077:
-        os.chmod(folder, 0o700)
-    return folder
-
-
 def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:
-    """Write `data` to `path`, mode 0600, so that a crash leaves the old file or the new one whole.
-
-    A unique temporary file in the same folder (two writers never share one), fsync of the file, rename,
-    fsync of the folder. `exclusive` refuses to replace an existing file (a key is never overwritten by
-    accident: two processes initialising at once keep the first key)."""
-    folder = private_folder(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")  # 0600 by construction
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if exclusive:
-            os.link(tmp, path)  # FileExistsError if another process wrote it first
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
+    """Write `data` to `path`, mode 0600, crash-safe (private_files.write_private), in its folder made private."""
+    private_folder(path.parent)
+    private_files.write_private(path, data, exclusive=exclusive)
 
 
 def check_private(path: Path) -> None:

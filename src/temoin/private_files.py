@@ -9,17 +9,61 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from temoin.settings import Settings
+if TYPE_CHECKING:  # the camera writes its files with write_private and has no platform settings
+    from temoin.settings import Settings
 
 PRIVATE_UMASK = 0o077
 
 
 def restrict_umask() -> None:
     os.umask(PRIVATE_UMASK)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in `folder` survive a power loss."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def private_folder(folder: Path) -> Path:
+    """`folder`, created if needed, mode 0700 (tightened if it was open to others)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if folder.stat().st_mode & 0o077:
+        os.chmod(folder, 0o700)
+    return folder
+
+
+def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write `data` to `path`, mode 0600, so that a crash leaves the old file or the new one whole.
+
+    A unique temporary file in the same (existing) folder, named .NAME.*.tmp (two writers never share one; what a
+    crash leaves is found by that pattern), fsync of the file, rename, fsync of the folder. `exclusive` refuses to
+    replace an existing file (FileExistsError: a key is never overwritten by accident, two processes initialising
+    at once keep the first key)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600 by construction
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if exclusive:
+            os.link(tmp, path)  # FileExistsError if another process wrote it first
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def sqlite_files(database_url: str) -> list[Path]:

@@ -1,66 +1,167 @@
-"""Platform settings, read once from the environment.
+"""Platform settings, read once from the environment by Settings.from_env() (variables TEMOIN_<FIELD>, e.g.
+TEMOIN_SESSION_HOURS); Settings(...) takes only what it is given, and the defaults.
 
 Embedded defaults: SQLite and a local data folder under TEMOIN_HOME (default ./var),
 so that nothing needs to be installed to run a demo.
+
+A bad value raises InvalidSettings, one message naming each variable, what is wrong with it and the expected form;
+the `temoin` command prints it and exits 2.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+PREFIX = "TEMOIN_"
+# Fields whose variable is not PREFIX + the field's name (older names, kept for existing deployments).
+VARIABLES = {"master_key_env": "TEMOIN_MASTER_KEY", "secure_cookies": "TEMOIN_INSECURE_COOKIES"}
+
+# The environment Settings() reads, set by from_env only: Settings(...) takes what it is given and the defaults, as
+# tests and tools expect whatever the shell exports; from_env(env) reads `env` instead of os.environ.
+_environ: ContextVar[Mapping[str, str] | None] = ContextVar("temoin_settings_environ", default=None)
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    database_url: str
-    master_key_file: Path | None = None
-    master_key_env: str | None = field(default=None, repr=False)
-    # Cookies are marked Secure unless explicitly served over plain HTTP (demo, tests).
-    secure_cookies: bool = True
-    session_hours: int = 10
-    # Device request signatures are accepted within this clock window.
-    device_clock_window_s: int = 300
-    max_manifest_bytes: int = 1_048_576
-    max_segment_bytes: int = 4 * 1024**3
-    retention_interval_s: int = 3600
-    # Sign-in throttling (identity.throttle): failures free of delay per account (twice as many per address),
-    # then growing delays; failures older than the window are forgotten.
-    login_max_failures: int = 5
-    login_window_s: int = 900
-    # Live transmission: STUN/TURN servers for the media plane (none: host candidates only, a LAN or
-    # a server with a public address), viewers per stream, silence after which a stream is "link lost".
-    live_ice_servers: tuple[str, ...] = ()
-    live_max_viewers: int = 8
-    live_stall_after_s: float = 2.0
-    # RFC 3161 timestamps of packages and journal seals (docs/timestamping.md); none while tsa_url is empty.
-    tsa_url: str = ""
-    tsa_ca_bundle: Path | None = None  # PEM: replies are checked against it when stamping
-    tsa_timeout_s: float = 10.0
-    tsa_username: str | None = None
-    tsa_password: str | None = field(default=None, repr=False)
-    # Journal: the server seals every chain whose head moved this often; checkpoints also go to this
-    # witness (syslog+tcp://host:port), outside the platform's own two sinks.
-    journal_seal_interval_s: float = 60.0
-    journal_witness: str | None = None
-    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); none: the peer's address is
-    # the client's, whatever the headers say (identity.addresses).
-    trusted_proxies: tuple[str, ...] = ()
-    # Web hardening (docs/security.md, "Web and transport"): the largest request body of an ordinary route
-    # (JSON, forms; uploads have their own limits); redaction jobs run at most this many at once, with at most
-    # this many waiting or running per tenant and in all.
-    max_body_bytes: int = 1_048_576
-    redaction_workers: int = 2
-    redaction_jobs_per_tenant: int = 4
-    redaction_jobs_max: int = 32
-    # Database waits are bounded, so that a burst of requests is answered 503 instead of freezing the server:
-    # connections per process (pool + overflow), how long a request waits for one, and how long a statement
-    # waits for a lock (SQLite's busy timeout, PostgreSQL's lock_timeout).
-    db_pool_size: int = 10
-    db_pool_overflow: int = 10
-    db_pool_timeout_s: float = 3.0
-    db_lock_timeout_s: float = 10.0
+class InvalidSettings(ValueError):
+    """A TEMOIN_* variable has a value the platform cannot use: the message names it and the expected form."""
+
+
+def variable(field: str) -> str:
+    """The environment variable that sets `field`."""
+    return VARIABLES.get(field, PREFIX + field.upper())
+
+
+class _Environment(EnvSettingsSource):
+    """TEMOIN_* variables, from os.environ or a given mapping; TEMOIN_MASTER_KEY and TEMOIN_INSECURE_COOKIES
+    (true: cookies without the Secure flag) keep their names."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._given = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        from pydantic_settings.sources.utils import parse_env_vars
+
+        return parse_env_vars(self._given, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name not in VARIABLES:
+            return super().get_field_value(field, field_name)
+        value = self.env_vars.get(VARIABLES[field_name].lower())
+        if field_name == "secure_cookies" and value is not None:
+            value = {"1": "0", "true": "0", "yes": "0", "on": "0",
+                     "0": "1", "false": "1", "no": "1", "off": "1"}.get(value.strip().lower(), value)
+        return value, field_name, False
+
+
+def _split(value: Any) -> Any:
+    """A comma-separated variable as a tuple (whitespace and empty items dropped)."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore", env_ignore_empty=True,
+                                      validate_default=True)
+
+    home: Path = Field(Path("./var"), description="data folder: database, vault, journal files, keys")
+    database_url: str = Field("", description="SQLAlchemy URL of the database; empty: SQLite in the data folder")
+    master_key_file: Path | None = Field(None, description="file of the master key (default: HOME/keys/master.key)")
+    master_key_env: str | None = Field(None, repr=False, description="the master key itself, base64 of 32 bytes")
+    secure_cookies: bool = Field(True, description="cookies marked Secure (TEMOIN_INSECURE_COOKIES=1: plain HTTP)")
+    session_hours: int = Field(10, gt=0, description="how long a web sign-in lasts, in hours")
+    device_clock_window_s: int = Field(300, gt=0, description="clock skew accepted on device request signatures")
+    max_manifest_bytes: int = Field(1_048_576, gt=0, description="largest recording manifest a camera may send")
+    max_segment_bytes: int = Field(4 * 1024**3, gt=0, description="largest media segment a camera may send")
+    retention_interval_s: int = Field(3600, gt=0, description="how often the server applies the retention periods")
+    login_max_failures: int = Field(5, gt=0, description="sign-in failures free of delay per account (twice per IP)")
+    login_window_s: int = Field(900, gt=0, description="sign-in failures older than this are forgotten")
+    live_ice_servers: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="STUN/TURN servers of the live media plane; none: host candidates only (LAN, public address)")
+    live_max_viewers: int = Field(8, gt=0, description="viewers per live stream")
+    live_stall_after_s: float = Field(2.0, gt=0, description="silence after which a live stream is shown link lost")
+    tsa_url: str = Field("", description="RFC 3161 timestamp authority (docs/timestamping.md); empty: no timestamps")
+    tsa_ca_bundle: Path | None = Field(None, description="PEM of the TSA's CA certificates: replies checked against it")
+    tsa_timeout_s: float = Field(10.0, gt=0, description="longest wait for the TSA's connection, then for its answer")
+    tsa_username: str | None = Field(None, description="HTTP basic authentication user at the TSA")
+    tsa_password: str | None = Field(None, repr=False, description="HTTP basic authentication password at the TSA")
+    journal_seal_interval_s: float = Field(60.0, gt=0, description="the server seals every chain whose head moved "
+                                                                   "this often")
+    journal_witness: str | None = Field(None, description="syslog+tcp://HOST:PORT receiving every journal checkpoint")
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="reverse proxies whose X-Forwarded-For is believed; none: the peer's address is the client's")
+    max_body_bytes: int = Field(1_048_576, gt=0, description="largest request body of an ordinary route (not uploads)")
+    redaction_workers: int = Field(2, description="redaction jobs running at once (at least 1)")
+    redaction_jobs_per_tenant: int = Field(4, description="redaction jobs waiting or running per tenant (at least 1)")
+    redaction_jobs_max: int = Field(32, description="redaction jobs waiting or running in all (at least 1)")
+    # Database waits are bounded, so that a burst of requests is answered 503 instead of freezing the server.
+    db_pool_size: int = Field(10, gt=0, description="database connections kept per process")
+    db_pool_overflow: int = Field(10, ge=0, description="database connections opened beyond the pool under load")
+    db_pool_timeout_s: float = Field(3.0, gt=0, description="how long a request waits for a free connection (then 503)")
+    db_lock_timeout_s: float = Field(10.0, gt=0, description="how long a statement waits for a lock (then 503)")
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise InvalidSettings(explain(exc)) from None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments first, then the environment (from_env only); no .env or secrets files.
+        environ = _environ.get()
+        return (init_settings,) if environ is None else (init_settings, _Environment(settings_cls, environ))
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        return home.resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlite_in_home(cls, url: str, info: ValidationInfo) -> str:
+        home = info.data.get("home")
+        return url or (f"sqlite:///{home / 'temoin.db'}" if home is not None else url)
+
+    @field_validator("tsa_url")
+    @classmethod
+    def _strip(cls, url: str) -> str:
+        return url.strip()
+
+    @field_validator("live_ice_servers", mode="before")
+    @classmethod
+    def _servers(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        out = []
+        for item in _split(value):
+            try:
+                out.append(str(ipaddress.ip_network(item, strict=False)))
+            except (TypeError, ValueError):
+                raise ValueError(f"{item!r} is not an IP address or network; give the reverse proxies' addresses "
+                                 "separated by commas, e.g. 127.0.0.1,10.0.0.0/24") from None
+        return tuple(out)
+
+    @field_validator("redaction_workers", "redaction_jobs_per_tenant", "redaction_jobs_max")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        return max(1, value)
 
     @property
     def vault_dir(self) -> Path:
@@ -79,50 +180,48 @@ class Settings:
         return self.home / "live-backup"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
-        env = dict(os.environ if env is None else env)
-        home = Path(env.get("TEMOIN_HOME", "./var")).resolve()
-        url = env.get("TEMOIN_DATABASE_URL") or f"sqlite:///{home / 'temoin.db'}"
-        key_file = env.get("TEMOIN_MASTER_KEY_FILE")
-        return cls(
-            home=home,
-            database_url=url,
-            master_key_file=Path(key_file) if key_file else None,
-            master_key_env=env.get("TEMOIN_MASTER_KEY"),
-            secure_cookies=env.get("TEMOIN_INSECURE_COOKIES", "") != "1",
-            retention_interval_s=int(env.get("TEMOIN_RETENTION_INTERVAL_S", "3600")),
-            live_ice_servers=tuple(u.strip() for u in env.get("TEMOIN_LIVE_ICE_SERVERS", "").split(",") if u.strip()),
-            live_max_viewers=int(env.get("TEMOIN_LIVE_MAX_VIEWERS", "8")),
-            live_stall_after_s=float(env.get("TEMOIN_LIVE_STALL_AFTER_S", "2")),
-            tsa_url=env.get("TEMOIN_TSA_URL", "").strip(),
-            tsa_ca_bundle=Path(env["TEMOIN_TSA_CA_BUNDLE"]) if env.get("TEMOIN_TSA_CA_BUNDLE") else None,
-            tsa_timeout_s=float(env.get("TEMOIN_TSA_TIMEOUT_S", "10")),
-            tsa_username=env.get("TEMOIN_TSA_USERNAME") or None,
-            tsa_password=env.get("TEMOIN_TSA_PASSWORD") or None,
-            journal_seal_interval_s=float(env.get("TEMOIN_JOURNAL_SEAL_INTERVAL_S", "60")),
-            journal_witness=env.get("TEMOIN_JOURNAL_WITNESS") or None,
-            trusted_proxies=_networks(env.get("TEMOIN_TRUSTED_PROXIES", "")),
-            max_body_bytes=int(env.get("TEMOIN_MAX_BODY_BYTES", "1048576")),
-            redaction_workers=max(1, int(env.get("TEMOIN_REDACTION_WORKERS", "2"))),
-            redaction_jobs_per_tenant=max(1, int(env.get("TEMOIN_REDACTION_JOBS_PER_TENANT", "4"))),
-            redaction_jobs_max=max(1, int(env.get("TEMOIN_REDACTION_JOBS_MAX", "32"))),
-            db_pool_size=int(env.get("TEMOIN_DB_POOL_SIZE", "10")),
-            db_pool_overflow=int(env.get("TEMOIN_DB_POOL_OVERFLOW", "10")),
-            db_pool_timeout_s=float(env.get("TEMOIN_DB_POOL_TIMEOUT_S", "3")),
-            db_lock_timeout_s=float(env.get("TEMOIN_DB_LOCK_TIMEOUT_S", "10")),
-        )
-
-
-def _networks(text: str) -> tuple[str, ...]:
-    import ipaddress
-
-    out = []
-    for item in (x.strip() for x in text.split(",")):
-        if not item:
-            continue
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from `env` (default: the process's environment) alone."""
+        token = _environ.set(os.environ if env is None else env)
         try:
-            out.append(str(ipaddress.ip_network(item, strict=False)))
-        except ValueError:
-            raise ValueError(f"TEMOIN_TRUSTED_PROXIES: {item!r} is not an IP address or network; give the "
-                             "reverse proxies' addresses separated by commas, e.g. 127.0.0.1,10.0.0.0/24") from None
-    return tuple(out)
+            return cls()
+        finally:
+            _environ.reset(token)
+
+
+def _expected(field: FieldInfo) -> str:
+    kind = str(field.annotation)
+    if "tuple" in kind:
+        form = "values separated by commas"
+    elif "bool" in kind:
+        form = "1 or 0 (or true/false)"
+    elif "int" in kind:
+        form = "a whole number"
+    elif "float" in kind:
+        form = "a number"
+    elif "Path" in kind:
+        form = "a file or folder path"
+    else:
+        form = "text"
+    bounds = [f"{'>' if hasattr(m, 'gt') else '>='} {getattr(m, 'gt', getattr(m, 'ge', None))}"
+              for m in field.metadata if hasattr(m, "gt") or hasattr(m, "ge")]
+    default = field.default
+    example = f", e.g. {default}" if default not in (None, "", ()) and not isinstance(default, bool) else ""
+    return f"{form}{' ' + bounds[0] if bounds else ''}{example} ({field.description})"
+
+
+def explain(exc: ValidationError) -> str:
+    """One line per bad variable: its name, its value, what is wrong, the expected form."""
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        field = Settings.model_fields.get(name)
+        if field is None:
+            lines.append(error["msg"])
+            continue
+        problem = error["msg"].removeprefix("Value error, ")
+        value = "" if error["type"] == "missing" or name in ("master_key_env", "tsa_password") \
+            else f"={error['input']!r}"  # secrets are never printed
+        expected = "" if error["type"] == "value_error" else f"; expected {_expected(field)}"  # it says the form
+        lines.append(f"{variable(name)}{value}: {problem[:1].lower() + problem[1:]}{expected}")
+    return "\n".join(lines)

@@ -21,6 +21,7 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 
 from temoin.axis import e2e
+from temoin.law.legal_time import PARIS
 
 
 class BodyWornError(RuntimeError):
@@ -160,7 +161,7 @@ class BodyWornSystem:
                           "Triggeroff": "Button", "Triggerontime": _epoch(rec.triggered_at),
                           "Triggerontimeiso": _iso(rec.triggered_at), "Triggeronlocation": location,
                           "Starttime": _epoch(start), "Starttimeiso": _iso(start), "Stoptime": _epoch(stop),
-                          "Stoptimeiso": _iso(stop), "Timezone": "Europe/Paris", "Bwcmodel": "W110",
+                          "Stoptimeiso": _iso(stop), "Timezone": PARIS.key, "Bwcmodel": "W110",
                           "Status": "Transferring"}
         self.request("PUT", rec.container, headers=_meta("Container", container_meta), expect=(201, 202))
         rid = str(abs(hash(rec.container)) % 100000)

@@ -16,13 +16,13 @@ from fractions import Fraction
 from functools import lru_cache
 from types import TracebackType
 from typing import Self
-from zoneinfo import ZoneInfo
 
 import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-PARIS = ZoneInfo("Europe/Paris")
+from temoin.law.legal_time import PARIS
+
 # Each segment is a complete fMP4 file: moov first (empty), then one moof+mdat per keyframe.
 FMP4_OPTIONS = {
     "movflags": "frag_keyframe+empty_moov+default_base_moof",
@@ -202,7 +202,7 @@ def format_burn_in(at: datetime, agent_id: str, camera_id: str) -> list[str]:
     if at.tzinfo is None:
         raise ValueError("the capture time must be timezone-aware")
     local = at.astimezone(PARIS)
-    return [f"{local:%Y-%m-%d %H:%M:%S} Europe/Paris", f"Agent {agent_id}", f"Caméra {camera_id}"]
+    return [f"{local:%Y-%m-%d %H:%M:%S} {PARIS.key}", f"Agent {agent_id}", f"Caméra {camera_id}"]
 
 
 def burn_in(rgb: np.ndarray, lines: list[str], *, scale: int | None = None) -> np.ndarray:

@@ -6,10 +6,11 @@ exit statuses). Domain packages hold no command-line code."""
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from temoin.cli import admin, axis, camera, demo, extraction, journal, keys, maintenance, reports, rights, server, \
     supervision, vault
-from temoin.cli.context import CommandGroup
+from temoin.cli.context import CommandGroup, err
 
 app = typer.Typer(help="Témoin: body-worn cameras for municipal police.", no_args_is_help=True, cls=CommandGroup)
 app.add_typer(admin.admin_app, name="admin")
@@ -32,6 +33,11 @@ app.command("demo")(demo.demo)
 
 def main() -> None:
     from temoin.private_files import restrict_umask
+    from temoin.settings import InvalidSettings
 
     restrict_umask()  # every file and folder the platform creates is private to its user (docs/security.md)
-    app(prog_name="temoin")
+    try:
+        app(prog_name="temoin")
+    except InvalidSettings as exc:  # a bad TEMOIN_* variable, whatever the command: say which, not a traceback
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise SystemExit(2) from None

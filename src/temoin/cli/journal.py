@@ -50,7 +50,7 @@ def journal_verify(
         result = verify_all(db, p.journal.sink, p.keyring.trusted, witness=witness,
                             seal_interval_s=p.settings.journal_seal_interval_s, now=now)
         stamps = verify_all_seal_timestamps(db, p.journal.sink, p.keyring.trusted, bundle,
-                                            sorted({r.chain for r in result.reports}))
+                                            sorted({r.chain for r in result.reports}), result.checkpoints)
     table = Table("chain", "sink", "entries", "last entry", "last seal covers", "unsealed tail", "problems")
     for r in result.reports:
         seal = (f"{r.last_seal.seq} ({r.last_seal.at[:19].replace('T', ' ')} UTC)" if r.last_seal else "none")

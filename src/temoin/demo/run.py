@@ -9,7 +9,6 @@ reports that the acknowledgement reached it. `TEMOIN_DEMO_LIVE_EVERY_S` sets how
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from dataclasses import dataclass
@@ -195,7 +194,7 @@ def run_demo(host: str, port: int, recordings: int, console: Console, cameras: i
         raise SystemExit(f"the demo commune is authorised {MAX_CAMERAS} cameras: --cameras 0 to {MAX_CAMERAS}")
     live_every = live_every_s(live_every)
     # Plain HTTP on a local address: cookies cannot be marked Secure there.
-    settings = dataclasses.replace(Settings.from_env(), secure_cookies=False)
+    settings = Settings.from_env().model_copy(update={"secure_cookies": False})
     p = Platform.open(settings, init=True)
     passwords = ensure_tenant(p)
     server = BackgroundServer(create_app(p), host=host, port=port)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 from fpdf import FPDF
@@ -19,8 +18,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from temoin.journal.models import JournalEntry
+from temoin.law.legal_time import PARIS
 
-PARIS = ZoneInfo("Europe/Paris")
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_FILE = FONT_DIR / "DejaVuSans.ttf"
 

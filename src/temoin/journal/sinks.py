@@ -210,6 +210,10 @@ class FileSink:
 
     def read_checkpoints(self, chain: str) -> list[tuple[bytes, str]]:
         """(body, signature) of each complete checkpoint line, in order."""
+        return [(body, signature) for body, signature, _token in self.read_checkpoint_lines(chain)]
+
+    def read_checkpoint_lines(self, chain: str) -> list[tuple[bytes, str, str | None]]:
+        """(body, signature, timestamp token or None) of each complete checkpoint line, in order."""
         path = self.checkpoints_path(chain)
         if not path.exists():
             return []
@@ -219,8 +223,8 @@ class FileSink:
         found = []
         for raw in data.splitlines():
             if raw.strip():
-                signature, body, _token = split_checkpoint_line(raw)
-                found.append((body, signature))
+                signature, body, token = split_checkpoint_line(raw)
+                found.append((body, signature, token))
         return found
 
     def append_checkpoint(self, chain: str, line: bytes) -> None:

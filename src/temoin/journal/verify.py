@@ -25,7 +25,7 @@ from temoin.evidence.signing import verify as verify_signature
 from temoin.evidence.timestamp import TimestampError, TimestampInfo, inspect_token, verify_token
 from temoin.journal.entry import GENESIS
 from temoin.journal.models import JournalCheckpoint, JournalEntry, JournalHead
-from temoin.journal.sinks import FileSink, split_checkpoint_line
+from temoin.journal.sinks import FileSink
 from temoin.journal.witness import WitnessedCheckpoint, WitnessLog
 
 # A seal pass covers every entry committed before it; an entry's time is taken before its commit
@@ -315,10 +315,25 @@ def _parse_time(value: object) -> datetime | None:
         return None
 
 
-def _db_checkpoints(db: Session, chain: str) -> list[tuple[bytes, str]]:
+@dataclass
+class StoredCheckpoints:
+    """A chain's checkpoints as each sink holds them, read once for every check: (body, signature, token)."""
+    database: list[tuple[bytes, str, str | None]]
+    file: list[tuple[bytes, str, str | None]]
+
+
+def read_checkpoints(db: Session, sink: FileSink, chain: str) -> StoredCheckpoints:
+    return StoredCheckpoints(_db_checkpoints(db, chain), sink.read_checkpoint_lines(chain))
+
+
+def _db_checkpoints(db: Session, chain: str) -> list[tuple[bytes, str, str | None]]:
     rows = db.scalars(select(JournalCheckpoint).where(JournalCheckpoint.chain == chain)
                       .order_by(JournalCheckpoint.id))
-    return [(r.body.encode(), r.signature) for r in rows]
+    return [(r.body.encode(), r.signature, r.timestamp_token) for r in rows]
+
+
+def _signed_pairs(rows: list[tuple[bytes, str, str | None]]) -> list[tuple[bytes, str]]:
+    return [(body, signature) for body, signature, _token in rows]
 
 
 def _db_records(db: Session, chain: str) -> Iterator[Record]:
@@ -330,19 +345,17 @@ def _db_records(db: Session, chain: str) -> Iterator[Record]:
         yield Record(("database", seq), digest, body.encode(), seq, prev, event)
 
 
-def _file_checkpoints(sink: FileSink, chain: str) -> list[tuple[bytes, str]]:
-    return sink.read_checkpoints(chain)
-
-
 def _file_records(sink: FileSink, chain: str) -> Iterator[Record]:
     for line in sink.read(chain):
         yield Record(("file", chain, line.path, line.lineno), line.hash, line.body)
 
 
 def verify_database(db: Session, chain: str, public_key: bytes | KeySet,
-                    witnessed: dict[int, WitnessedCheckpoint] | None = None) -> ChainReport:
+                    witnessed: dict[int, WitnessedCheckpoint] | None = None,
+                    stored: StoredCheckpoints | None = None) -> ChainReport:
     report = ChainReport(chain=chain, sink="database")
-    checkpoints = _signed_checkpoints(_db_checkpoints(db, chain), public_key, report)
+    rows = stored.database if stored is not None else _db_checkpoints(db, chain)
+    checkpoints = _signed_checkpoints(_signed_pairs(rows), public_key, report)
     if witnessed:
         checkpoints = _with_witness(checkpoints, report, witnessed)
     _walk(_db_records(db, chain), report, checkpoints)
@@ -361,7 +374,8 @@ def verify_database(db: Session, chain: str, public_key: bytes | KeySet,
 
 
 def verify_file(sink: FileSink, chain: str, public_key: bytes | KeySet,
-                witnessed: dict[int, WitnessedCheckpoint] | None = None) -> ChainReport:
+                witnessed: dict[int, WitnessedCheckpoint] | None = None,
+                stored: StoredCheckpoints | None = None) -> ChainReport:
     report = ChainReport(chain=chain, sink="file")
     for found in sink.interrupted(chain):
         # A write cut short (power lost mid-line): not an entry, and not tampering either.
@@ -370,7 +384,8 @@ def verify_file(sink: FileSink, chain: str, public_key: bytes | KeySet,
             f"file {chain}/{found.path.name}: interrupted write at byte {found.at} ({found.length} bytes of an "
             "unfinished line, not read as an entry): `temoin journal repair` removes it and appends the "
             "missing entries from the database"))
-    checkpoints = _signed_checkpoints(_file_checkpoints(sink, chain), public_key, report)
+    rows = stored.file if stored is not None else sink.read_checkpoint_lines(chain)
+    checkpoints = _signed_checkpoints(_signed_pairs(rows), public_key, report)
     if witnessed:
         checkpoints = _with_witness(checkpoints, report, witnessed)
     _walk(_file_records(sink, chain), report, checkpoints)
@@ -412,6 +427,8 @@ class VerifyResult:
     reports: list[ChainReport]
     problems: list[Problem]
     warnings: list[str] = field(default_factory=list)
+    # What was read of each chain's checkpoints, for verify_all_seal_timestamps not to read it again.
+    checkpoints: dict[str, StoredCheckpoints] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -427,10 +444,12 @@ def verify_all(db: Session, sink: FileSink, public_key: bytes | KeySet, chains: 
                         | set(witness.chains if witness else ()))
     reports: list[ChainReport] = []
     problems: list[Problem] = []
+    read: dict[str, StoredCheckpoints] = {}
     for chain in chains:
         witnessed = witness.of(chain) if witness else None
-        db_report = verify_database(db, chain, public_key, witnessed)
-        file_report = verify_file(sink, chain, public_key, witnessed)
+        read[chain] = stored = read_checkpoints(db, sink, chain)
+        db_report = verify_database(db, chain, public_key, witnessed, stored)
+        file_report = verify_file(sink, chain, public_key, witnessed, stored)
         reports += [db_report, file_report]
         problems += db_report.problems + file_report.problems
         problems += compare(db, sink, chain, db_report, file_report)
@@ -448,7 +467,7 @@ def verify_all(db: Session, sink: FileSink, public_key: bytes | KeySet, chains: 
             warnings.append(f"[{r.chain}] {r.sink}: {r.unsealed} entries unsealed since {_utc(r.unsealed_since)}, "
                             f"longer than the sealing interval ({seal_interval_s:g} s): is the server's sealing "
                             "loop running? If it is, seals were removed")
-    return VerifyResult(reports, problems, warnings)
+    return VerifyResult(reports, problems, warnings, read)
 
 
 def _skipped_tails(reports: list[ChainReport]) -> list[Problem]:
@@ -530,17 +549,13 @@ def _seal_tokens(rows: Iterable[tuple[bytes, str, str | None]], public_key: byte
 
 
 def verify_seal_timestamps(db: Session, sink: FileSink, chain: str, public_key: bytes | KeySet,
-                           ca_bundle_pem: bytes | None = None) -> SealStamps:
+                           ca_bundle_pem: bytes | None = None, stored: StoredCheckpoints | None = None) -> SealStamps:
     """Check every seal's token: its imprint is the SHA-256 of the signed seal body, its TSA time agrees with
     the seal's, both sinks hold the same token, and with `ca_bundle_pem` its signature and chain."""
     report = SealStamps(chain=chain, checked=ca_bundle_pem is not None)
-    in_db = _seal_tokens(((r.body.encode(), r.signature, r.timestamp_token) for r in db.scalars(
-        select(JournalCheckpoint).where(JournalCheckpoint.chain == chain).order_by(JournalCheckpoint.id))),
-        public_key)
-    path = sink.checkpoints_path(chain)
-    lines = [split_checkpoint_line(raw) for raw in path.read_bytes().splitlines() if raw.strip()] \
-        if path.exists() else []
-    in_file = _seal_tokens(((body, signature, token) for signature, body, token in lines), public_key)
+    stored = stored or read_checkpoints(db, sink, chain)
+    in_db = _seal_tokens(stored.database, public_key)
+    in_file = _seal_tokens(stored.file, public_key)
     seals = sorted({*in_db, *in_file}, key=lambda body: int(orjson.loads(body)["seq"]))
     report.seals = len(seals)
 
@@ -578,7 +593,10 @@ def verify_seal_timestamps(db: Session, sink: FileSink, chain: str, public_key: 
 
 
 def verify_all_seal_timestamps(db: Session, sink: FileSink, public_key: bytes | KeySet, ca_bundle_pem: bytes | None = None,
-                               chains: list[str] | None = None) -> list[SealStamps]:
+                               chains: list[str] | None = None,
+                               checkpoints: dict[str, StoredCheckpoints] | None = None) -> list[SealStamps]:
+    """`checkpoints`: what verify_all already read (VerifyResult.checkpoints); a chain it lacks is read here."""
     if chains is None:
         chains = sorted(set(db.scalars(select(JournalHead.chain))) | set(sink.chains()))
-    return [verify_seal_timestamps(db, sink, chain, public_key, ca_bundle_pem) for chain in chains]
+    read = checkpoints or {}
+    return [verify_seal_timestamps(db, sink, chain, public_key, ca_bundle_pem, read.get(chain)) for chain in chains]

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from temoin.law.legal_time import PARIS
+
 DEFAULT_PROFILE = "fr-police-municipale"
 
 
@@ -25,7 +27,7 @@ class RetentionRule(BaseModel):
     days: int = Field(default=0, ge=0)
     # The period runs from the (local) day of recording, as R241-13 says.
     start: Literal["day_of_recording"] = Field(default="day_of_recording", alias="from")
-    timezone: str = "Europe/Paris"
+    timezone: str = PARIS.key
 
     def describe(self) -> str:
         parts = []

@@ -24,12 +24,12 @@ from temoin.evidence.models import Extraction
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.models import JournalEntry
 from temoin.law.access import MotiveCode, Role
+from temoin.law.legal_time import PARIS
 from temoin.law.profiles import add_months, get_profile
 from temoin.live.models import LiveSession
 from temoin.rights.models import RequestStatus, RightsRequest
 from temoin.vault.models import Hold, Recording, RecordingState
 
-PARIS = ZoneInfo("Europe/Paris")
 # The retention sweep runs hourly: a deletion within a day of the deadline is on time.
 ON_TIME_GRACE = timedelta(days=1)
 PROCEDURE_TYPES = ("judicial", "administrative", "disciplinary")

@@ -6,14 +6,13 @@ from __future__ import annotations
 import unicodedata
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
 
+from temoin.law.legal_time import PARIS
 from temoin.reports.annual import AnnualReport, report_rows
 
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
-PARIS = ZoneInfo("Europe/Paris")
 
 
 def _dejavu() -> tuple[Path, Path] | None:

@@ -4,7 +4,6 @@ track of the camera's signed manifest) and/or made by one agent."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,11 +11,11 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.geo.geometry import distance_m as ground_distance_m
 from temoin.identity.models import User
 from temoin.vault.catalogue import visible
 from temoin.vault.models import Hold, Recording
 
-EARTH_RADIUS_M = 6_371_008.8
 # GPS fixes a little outside the window still say where the agent was at its edges.
 FIX_SLACK = timedelta(minutes=2)
 
@@ -31,13 +30,6 @@ class Candidate:
     overlap_s: float
     distance_m: float | None  # closest GPS fix to the place; None without a place or without a track
     hold: dict | None  # the active hold, if any: {procedure, reference}
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def _track(manifest: str) -> list[dict]:
@@ -59,7 +51,8 @@ def closest_fix_m(track: list[dict], lat: float, lon: float, start: datetime, en
         return at.tzinfo is not None and lo <= at <= hi
 
     fixes = [f for f in track if in_window(f)] or track
-    distances = [haversine_m(lat, lon, float(f["lat"]), float(f["lon"])) for f in fixes if "lat" in f and "lon" in f]
+    distances = [ground_distance_m(lat, lon, float(f["lat"]), float(f["lon"]))
+                 for f in fixes if "lat" in f and "lon" in f]
     return min(distances) if distances else None
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,13 +17,13 @@ from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.identity.tenant_settings import settings_of
 from temoin.journal.entry import Action, EntryDraft
+from temoin.law.legal_time import PARIS
 from temoin.law.profiles import add_months
 from temoin.platform import Platform
 from temoin.rights.models import OPEN_STATUSES, RequestKind, RequestStatus, RightsRequest
 from temoin.vault.holds import ProcedureType
 from temoin.vault.models import Hold
 
-PARIS = ZoneInfo("Europe/Paris")
 
 # What a restricted person is told (loi 78-17 arts. 107 and 108; CSI R241-15).
 CNIL_INDIRECT_ROUTE = (

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,32 +28,41 @@ from temoin.web.routes import (admin, axis, camera, cctv, dispatch, erasure_cert
 log = logging.getLogger("temoin.retention")
 
 
-async def _retention_loop(p: Platform) -> None:
-    """The server deletes what the law says to delete, without anyone having to remember to."""
-    passes = 0
+async def _every(interval_s: float, work: Callable[[], None], what: str, *, first_at_start: bool) -> None:
+    """Run `work` in the thread pool every `interval_s` while the server runs (the server's periodic jobs): a failure
+    is logged and the next run retries, the loop never dies of it."""
+    if not first_at_start:
+        await asyncio.sleep(interval_s)
     while True:
         try:
-            # The whole-store orphan scan is slow on a large vault: at start-up, then daily.
-            orphans = passes % max(1, 86400 // p.settings.retention_interval_s) == 0
-            passes += 1
-            # The very pass `temoin maintenance run` runs once.
-            result = await run_in_threadpool(maintenance.periodic_pass, p, orphans=orphans)
-            if result.sweep.deleted:
-                log.info("retention: %d recordings deleted", len(result.sweep.deleted))
+            await run_in_threadpool(work)
         except Exception:  # keep the scheduler alive; the next run retries
-            log.exception("retention sweep failed")
-        await asyncio.sleep(p.settings.retention_interval_s)
+            log.exception("%s failed", what)
+        await asyncio.sleep(interval_s)
+
+
+async def _retention_loop(p: Platform) -> None:
+    """The server deletes what the law says to delete, without anyone having to remember to."""
+    passes = itertools.count()
+
+    def sweep() -> None:
+        # The whole-store orphan scan is slow on a large vault: at start-up, then daily.
+        orphans = next(passes) % max(1, 86400 // p.settings.retention_interval_s) == 0
+        result = maintenance.periodic_pass(p, orphans=orphans)  # the very pass `temoin maintenance run` runs once
+        if result.sweep.deleted:
+            log.info("retention: %d recordings deleted", len(result.sweep.deleted))
+
+    await _every(p.settings.retention_interval_s, sweep, "retention sweep", first_at_start=True)
 
 
 async def _sealing_loop(p: Platform, refused: refusals.RefusalLog) -> None:
     """Seal the chains whose head moved, every interval: the unsealed tail of the journal stays short."""
-    while True:
-        await asyncio.sleep(max(0.1, p.settings.journal_seal_interval_s))
-        try:
-            await run_in_threadpool(refused.flush, p)  # the refused authentications of the minutes past
-            await run_in_threadpool(maintenance.seal_journal, p)
-        except Exception:  # keep the loop alive; the next run retries
-            log.exception("journal sealing failed")
+
+    def seal() -> None:
+        refused.flush(p)  # the refused authentications of the minutes past
+        maintenance.seal_journal(p)
+
+    await _every(max(0.1, p.settings.journal_seal_interval_s), seal, "journal sealing", first_at_start=False)
 
 
 def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,6 +19,7 @@ from temoin.identity.models import Tenant
 from temoin.journal.service import parse_body
 from temoin.journal.verify import verify_all
 from temoin.law.access import MOTIVE_LABELS, Motive, Permission, allows, motives_for, place_motives_for
+from temoin.law.legal_time import PARIS
 from temoin.platform import Platform
 from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
@@ -151,7 +151,6 @@ def logout(request: Request, who: Principal = Depends(current_principal),
     return response
 
 
-PARIS = ZoneInfo("Europe/Paris")
 # Suggested categories for one-click tagging (any other word may be typed in).
 CATEGORIES = ("violence", "outrage", "arrest", "refusal_to_comply", "road_accident", "public_disorder", "rescue",
               "complaint_filed", "training")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from temoin.law.access import Permission, allows
+from temoin.law.legal_time import PARIS
 from temoin.web.deps import Principal
 from temoin.web.i18n import lang_of, translator
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-templates.env.globals["paris"] = ZoneInfo("Europe/Paris")
+templates.env.globals["paris"] = PARIS
 # The menu shows what the role may open, from the same table the routes enforce.
 templates.env.globals["can"] = lambda who, permission: allows(who.role, Permission(permission))
 

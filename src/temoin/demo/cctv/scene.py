@@ -43,7 +43,7 @@ class Renderer(Protocol):
 def _clock_line(at: datetime) -> str:
     if at.tzinfo is None:
         raise ValueError("the capture time must be timezone-aware")
-    return f"{at.astimezone(PARIS):%Y-%m-%d %H:%M:%S} Europe/Paris"
+    return f"{at.astimezone(PARIS):%Y-%m-%d %H:%M:%S} {PARIS.key}"
 
 
 def _text_scale(height: int) -> int:
