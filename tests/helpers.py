@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
+from pypdf import PdfReader
 
 from temoin.camera.offload import VaultClient
 from temoin.db import utcnow
@@ -154,3 +157,9 @@ def approve_erasure(p: Platform, client: httpx.Client, commune: Commune, proposa
 
 
 JUSTIFIED = "the person is seen in full, by the entrance, in this recording"
+
+
+def pdf_text(data: bytes) -> str:
+    assert data.startswith(b"%PDF")
+    text = "\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(data)).pages)
+    return " ".join(text.split())  # lines wrap anywhere: compare on single spaces

@@ -23,7 +23,7 @@ from temoin.camera.live_publisher import LivePublisher
 from temoin.camera.runner import CameraRuntime
 from temoin.evidence.manifest import GpsFix
 from temoin.identity import secrets as identity_secrets
-from temoin.identity import service, shifts
+from temoin.identity import devices, service, shifts
 from temoin.identity.models import Device, User
 from temoin.identity.secrets import current_totp
 from temoin.journal.entry import Actor
@@ -252,3 +252,8 @@ def sign_in_context(p: Platform, context, username: str) -> None:  # noqa: ANN00
         db.commit()
     r = context.request.post("/api/v1/session/totp", data={"code": code})
     assert r.status == 200, r.text()
+
+
+def signed(commune: Commune, method: str, path: str, camera: int = 0) -> dict:
+    device_id, key = commune.cameras[camera]
+    return {"Authorization": devices.authorization_header(device_id, key, method, path)}

@@ -15,8 +15,8 @@ from temoin.law.access import Role
 from temoin.live.models import LiveSession
 from temoin.platform import Platform
 from tests.helpers import make_commune
-from tests.test_live import FIX, _cheap_password_hashes, entries, on_shift, server, settings, signed  # noqa: F401
-from tests.test_live_browser import sign_in_context
+from tests.live_helpers import (FIX, _cheap_password_hashes, entries, on_shift, server, settings,  # noqa: F401
+                                sign_in_context, signed)
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,7 @@ from playwright.sync_api import expect
 from temoin.db import utcnow
 from temoin.law.access import Role
 from temoin.vault.models import Recording
-from tests.helpers import make_commune, sign_in, sign_in_page, upload
-from tests.test_paperwork import pdf_text
+from tests.helpers import make_commune, pdf_text, sign_in, sign_in_page, upload
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,8 @@ from datetime import timedelta
 from temoin.evidence.canonical import b64d
 from temoin.law.access import Role
 from temoin.vault.models import DeletionCertificate
-from tests.helpers import approve_erasure, make_commune, sign_in
-from tests.test_paperwork import pdf_text
-from tests.test_rights import _create, _entries, _h, _scene
+from tests.helpers import approve_erasure, make_commune, pdf_text, sign_in
+from tests.rights_helpers import _create, _entries, _h, _scene
 
 
 def test_the_erasure_moves_the_request_on_and_its_certificate_is_a_signed_pdf(platform, client):

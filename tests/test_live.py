@@ -27,8 +27,8 @@ from temoin.law.profiles import get_profile
 from temoin.live import backup, hub as live_hub
 from temoin.live.models import LiveSession
 from temoin.platform import Platform
-from tests.helpers import Commune, agent_number, enrol_camera, make_commune, sign_in
-from tests.live_helpers import Events, FIX, Viewer, entries, on_shift, publisher, token_for, until
+from tests.helpers import agent_number, enrol_camera, make_commune, sign_in
+from tests.live_helpers import FIX, Events, Viewer, entries, on_shift, publisher, signed, token_for, until
 from tests.live_helpers import _cheap_password_hashes, server, settings  # noqa: F401 (fixtures)
 
 
@@ -222,11 +222,6 @@ def test_backup_recording_when_the_profile_allows_it(platform: Platform, server:
 # --- refusals ---------------------------------------------------------------------------------------------
 
 OFFER_HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
-
-
-def signed(commune: Commune, method: str, path: str, camera: int = 0) -> dict:
-    device_id, key = commune.cameras[camera]
-    return {"Authorization": devices.authorization_header(device_id, key, method, path)}
 
 
 def test_refusals(platform: Platform, client):

@@ -4,10 +4,7 @@ the command line writes them too."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from pypdf import PdfReader
 from sqlalchemy import update
 from typer.testing import CliRunner
 
@@ -17,16 +14,10 @@ from temoin.identity.service import update_settings
 from temoin.law.access import Role
 from temoin.law.profiles import get_profile
 from temoin.reports.paperwork import retention_max_days
-from tests.helpers import make_commune, sign_in
+from tests.helpers import make_commune, pdf_text, sign_in
 
 runner = CliRunner()
 MAY_READ = {Role.MAYOR, Role.DPO}
-
-
-def pdf_text(data: bytes) -> str:
-    assert data.startswith(b"%PDF")
-    text = "\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(data)).pages)
-    return " ".join(text.split())  # lines wrap anywhere: compare on single spaces
 
 
 def _set_dpo(platform, slug: str, contact: str) -> None:

@@ -7,40 +7,18 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import select
 
-from temoin.db import utcnow
 from temoin.evidence.canonical import b64d
 from temoin.evidence.signing import verify
 from temoin.identity.models import Tenant
-from temoin.journal.models import JournalEntry
-from temoin.journal.service import parse_body
 from temoin.law.access import Role
 from temoin.rights import register
 from temoin.rights.register import CNIL_INDIRECT_ROUTE, deadline_for
 from temoin.vault.models import DeletionCertificate, Recording
 from tests.helpers import JUSTIFIED, approve_erasure, make_commune, sign_in, upload
 from tests.extraction_helpers import _wait
+from tests.rights_helpers import AVENUE, _create, _entries, _h, _scene
 
-AVENUE = (43.556, 4.07)  # the start of "Avenue de la Mer" in the demo commune; "Quai des Pêcheurs" is 1.4 km away
-
-
-def _h(csrf: str) -> dict:
-    return {"X-CSRF-Token": csrf}
-
-
-def _entries(platform, event: str) -> list[dict]:
-    with platform.session() as db:
-        return [parse_body(e.body) for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event)
-                                                        .order_by(JournalEntry.id))]
-
-
-def _create(client, csrf: str, **kw) -> dict:
-    body = {"kind": "access", "person_description": "veste rouge, devant la mairie vers 18 h",
-            "contact": "dupont@example.org", **kw}
-    r = client.post("/api/v1/rights/requests", headers=_h(csrf), json=body)
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 def test_deadline_follows_the_tenant_setting_and_late_requests_are_flagged(platform, client):
@@ -103,17 +81,6 @@ def test_restriction_answers_with_the_cnil_indirect_route(platform, client):
     page = client.get("/rights")
     assert page.status_code == 200 and f'data-request="{req["id"]}"' in page.text
     assert "CNIL" in client.get(f"/rights/{req['id']}").text
-
-
-def _scene(platform, client):
-    """Three recordings: on the avenue at t0 (agent A), on the quay at t0 (agent B), on the avenue 3 h later."""
-    commune = make_commune(platform, cameras=2)
-    t0 = utcnow().replace(microsecond=0) - timedelta(hours=4)
-    avenue, _ = upload(platform, client, commune, started_at=t0, duration_s=2, segment_s=2)
-    quay, _ = upload(platform, client, commune, camera=1, started_at=t0 + timedelta(seconds=30), agent="POR-0002",
-                     duration_s=2, segment_s=2, street="Quai des Pêcheurs")
-    later, _ = upload(platform, client, commune, started_at=t0 + timedelta(hours=3), duration_s=2, segment_s=2)
-    return commune, t0, avenue, quay, later
 
 
 def test_candidates_by_time_place_and_agent_and_the_restriction_proposed_under_a_judicial_hold(platform, client):

@@ -21,6 +21,8 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from temoin.errors import InvalidInput
+
 PREFIX = "TEMOIN_"
 # Fields whose variable is not PREFIX + the field's name (older names, kept for existing deployments).
 VARIABLES = {"master_key_env": "TEMOIN_MASTER_KEY", "secure_cookies": "TEMOIN_INSECURE_COOKIES"}
@@ -30,7 +32,7 @@ VARIABLES = {"master_key_env": "TEMOIN_MASTER_KEY", "secure_cookies": "TEMOIN_IN
 _environ: ContextVar[Mapping[str, str] | None] = ContextVar("temoin_settings_environ", default=None)
 
 
-class InvalidSettings(ValueError):
+class InvalidSettings(InvalidInput, ValueError):
     """A TEMOIN_* variable has a value the platform cannot use: the message names it and the expected form."""
 
 
