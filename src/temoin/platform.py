@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from temoin.context import TenantRef
 from temoin.db import PoolLimits, make_engine, make_sessionmaker
 from temoin.evidence.timestamp import Failure, TimestampError, Timestamper
 from temoin.identity.models import Tenant
@@ -70,7 +71,7 @@ class Platform:
             raise LookupError(f"no tenant {slug!r}; list them with `temoin admin tenant list`")
         return tenant
 
-    def record(self, db: Session, draft: EntryDraft, tenant: Tenant | None) -> None:
+    def record(self, db: Session, draft: EntryDraft, tenant: TenantRef | None) -> None:
         self.journal.write(db, draft, tenant_id=tenant.id if tenant else None,
                            tenant_slug=tenant.slug if tenant else None)
 

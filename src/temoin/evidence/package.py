@@ -42,8 +42,8 @@ from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import Permission, Role, allows
-from temoin.platform import Platform
 from temoin.vault import catalogue, crypto, holds
+from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, ensure_not_limited
 from temoin.vault.models import Hold, Recording, RecordingNote, RecordingState
 from temoin.vault.storage import blob_key
@@ -249,7 +249,7 @@ def new_id(now: datetime) -> str:
     return f"ext-{now:%Y%m%d}-{secrets.token_hex(6)}"
 
 
-def prepare(p: Platform, db: Session, user: User, request: ExtractionRequest) -> Plan:
+def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest) -> Plan:
     """Check the right, the recordings and the request; read what the build needs. Nothing is written
     except a SECURITY entry when another tenant's recording is asked for."""
     if not allows(Role(user.role), Permission.RECORDINGS_EXTRACT):
@@ -310,7 +310,7 @@ def prepare(p: Platform, db: Session, user: User, request: ExtractionRequest) ->
     return plan
 
 
-def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) -> _Recording:
+def _plan_recording(p: VaultContext, db: Session, tenant: Tenant, rec: Recording) -> _Recording:
     from temoin.axis import vault as axis_vault
 
     # Through the Axis Body Worn system: no device signature, the proof is the vault's hashes on arrival.
@@ -513,12 +513,12 @@ class _Writer:
         return {name: h.hexdigest() for name, h in self.hashers.items()}
 
 
-def _records(p: Platform, seg: _Segment, data_key: bytes) -> Iterator[bytes]:
+def _records(p: VaultContext, seg: _Segment, data_key: bytes) -> Iterator[bytes]:
     with p.store.open(seg.key) as fh:
         yield from crypto.open_records(fh, data_key)
 
 
-def _decrypt_to(p: Platform, seg: _Segment, data_key: bytes, dst: Path) -> None:
+def _decrypt_to(p: VaultContext, seg: _Segment, data_key: bytes, dst: Path) -> None:
     hasher = hashlib.sha256()
     with dst.open("wb") as out:
         for chunk in _records(p, seg, data_key):
@@ -545,7 +545,7 @@ def _jsonable(report: Any) -> Any:
     return str(report)
 
 
-def build(p: Platform, plan: Plan, progress: Progress | None = None) -> Built:
+def build(p: VaultContext, plan: Plan, progress: Progress | None = None) -> Built:
     """Write the package's zip under TEMOIN_HOME/extractions/<tenant>/ (atomically: .part, fsync, rename)."""
     folder = p.settings.home / "extractions" / plan.tenant_slug
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -611,7 +611,7 @@ def build(p: Platform, plan: Plan, progress: Progress | None = None) -> Built:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _timestamp(p: Platform, plan: Plan, writer: _Writer, sums: bytes) -> Stamp | None:
+def _timestamp(p: VaultContext, plan: Plan, writer: _Writer, sums: bytes) -> Stamp | None:
     """SHA256SUMS.tsr beside the signature. A TSA failure leaves the package without it, not unmade: the
     evidence must reach its recipient; the failure is logged and journaled with the extraction."""
     if p.timestamper is None:
@@ -622,7 +622,7 @@ def _timestamp(p: Platform, plan: Plan, writer: _Writer, sums: bytes) -> Stamp |
     return stamp
 
 
-def _write_media(p: Platform, plan: Plan, rec: _Recording, writer: _Writer, work: Path,
+def _write_media(p: VaultContext, plan: Plan, rec: _Recording, writer: _Writer, work: Path,
                  tick: Callable[[int], None]) -> dict[str, Any]:
     rid = rec.row["id"]
     section: dict[str, Any] = {"media": [], "trim": None, "redaction": None}
@@ -713,7 +713,7 @@ def _notes(kind: MediaKind) -> list[str]:
             "(visages et voix, R241-13) : les originaux ne sont pas dans ce paquet."]
 
 
-def _manifest(p: Platform, plan: Plan, sections: list[dict[str, Any]]) -> dict[str, Any]:
+def _manifest(p: VaultContext, plan: Plan, sections: list[dict[str, Any]]) -> dict[str, Any]:
     r = plan.request
     pem = p.keyring.public_key_pem()
     return {
@@ -802,7 +802,7 @@ gives the history of the platform's keys with their validity periods.
 
 # --- the operation ---------------------------------------------------------------------------------------
 
-def extract(p: Platform, db: Session, user: User, request: ExtractionRequest,
+def extract(p: VaultContext, db: Session, user: User, request: ExtractionRequest,
             progress: Progress | None = None) -> tuple[Extraction, Built]:
     """Check, build the package, then record it and journal it (one transaction) for its recipient."""
     purge_expired(p, db)
@@ -835,7 +835,7 @@ def extract(p: Platform, db: Session, user: User, request: ExtractionRequest,
     return row, built
 
 
-def get_own(p: Platform, db: Session, user: User, extraction_id: str) -> Extraction:
+def get_own(p: VaultContext, db: Session, user: User, extraction_id: str) -> Extraction:
     """An extraction of the user's tenant, or ExtractionError(404); asking for another's is journaled."""
     row = db.get(Extraction, extraction_id)
     if row is None or row.tenant_id != user.tenant_id:
@@ -848,7 +848,7 @@ def get_own(p: Platform, db: Session, user: User, extraction_id: str) -> Extract
     return row
 
 
-def open_package(p: Platform, db: Session, user: User, extraction_id: str) -> tuple[Extraction, Path]:
+def open_package(p: VaultContext, db: Session, user: User, extraction_id: str) -> tuple[Extraction, Path]:
     """The zip, for its recipient: journaled as a communication (who fetched it, for whom)."""
     row = get_own(p, db, user, extraction_id)
     if row.package_path is None:
@@ -869,7 +869,7 @@ def open_package(p: Platform, db: Session, user: User, extraction_id: str) -> tu
     return row, path
 
 
-def purge_expired(p: Platform, db: Session, now: datetime | None = None) -> int:
+def purge_expired(p: VaultContext, db: Session, now: datetime | None = None) -> int:
     """Delete the zips past their time (plaintext copies); the rows and the journal stay. Returns how many.
 
     Run by each new extraction and meant for the retention pass as well."""

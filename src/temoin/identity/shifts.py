@@ -10,11 +10,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import Role
-from temoin.platform import Platform
 from temoin.vault.models import Recording, RecordingState
 
 
@@ -27,7 +27,7 @@ def current(db: Session, device_id: str) -> ShiftAssignment | None:
                                                    ShiftAssignment.checked_in_at.is_(None)).limit(1))
 
 
-def check_out(p: Platform, db: Session, device: Device, agent: User, by: Actor) -> ShiftAssignment:
+def check_out(p: Context, db: Session, device: Device, agent: User, by: Actor) -> ShiftAssignment:
     if agent.tenant_id != device.tenant_id:
         raise ShiftError("the agent and the camera belong to different tenants")
     if Role(agent.role) != Role.AGENT or not agent.agent_number:
@@ -91,7 +91,7 @@ class CheckIn:
         return self.footage_left.warnings()
 
 
-def check_in(p: Platform, db: Session, device: Device, by: Actor) -> CheckIn:
+def check_in(p: Context, db: Session, device: Device, by: Actor) -> CheckIn:
     """End of shift. The camera is taken back even with footage still on it (refusing would change nothing to
     where the footage is), but the person is warned and the journal says so."""
     shift = current(db, device.id)

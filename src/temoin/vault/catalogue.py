@@ -31,8 +31,8 @@ from temoin.law.access import (
     motives_for,
     place_motives_for,
 )
-from temoin.platform import Platform
 from temoin.vault import crypto
+from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
@@ -141,7 +141,7 @@ def check_place_motive(user: User, motive: Motive | None, what: str) -> Motive:
     return motive
 
 
-def search(p: Platform, db: Session, user: User, q: SearchQuery) -> list[Recording]:
+def search(p: VaultContext, db: Session, user: User, q: SearchQuery) -> list[Recording]:
     """Newest first. Time, agent, camera, trigger and hold state narrow in SQL (indexed); category and
     area then filter in Python, the area through each track's cached bounding box first.
 
@@ -315,7 +315,7 @@ def tracks_of(db: Session, recs: Sequence[Recording]) -> dict[str, Track]:
     return out
 
 
-def get_visible(p: Platform, db: Session, user: User, recording_id: str) -> Recording:
+def get_visible(p: VaultContext, db: Session, user: User, recording_id: str) -> Recording:
     """A recording the user may know of, or NotFound. Asking for another tenant's is journaled."""
     rec = db.scalar(visible(user).where(Recording.id == recording_id))
     if rec is None:
@@ -329,7 +329,7 @@ def get_visible(p: Platform, db: Session, user: User, recording_id: str) -> Reco
     return rec
 
 
-def open_consultation(p: Platform, db: Session, user: User, recording_id: str, motive: Motive) -> str:
+def open_consultation(p: VaultContext, db: Session, user: User, recording_id: str, motive: Motive) -> str:
     """Check the right and the motive, journal the consultation, and return a grant token."""
     role = Role(user.role)
     if not allows(role, Permission.RECORDINGS_VIEW):
@@ -366,7 +366,7 @@ def open_consultation(p: Platform, db: Session, user: User, recording_id: str, m
     return token
 
 
-def consult_track(p: Platform, db: Session, user: User, recording_id: str, motive: Motive | None) -> Track:
+def consult_track(p: VaultContext, db: Session, user: User, recording_id: str, motive: Motive | None) -> Track:
     """Where one recording was made (its GPS track), for a motive: journaled as a consultation of its place."""
     rec = get_visible(p, db, user, recording_id)
     motive = check_place_motive(user, motive, "the GPS track")
@@ -400,7 +400,7 @@ def grant_for(db: Session, user: User, recording_id: str, token: str) -> AccessG
     return grant
 
 
-def read_segment(p: Platform, db: Session, rec: Recording, index: int) -> Iterator[bytes]:
+def read_segment(p: VaultContext, db: Session, rec: Recording, index: int) -> Iterator[bytes]:
     """The original bytes of one segment, decrypted as they are streamed."""
     if not 0 <= index < rec.segment_count:
         raise NotFound(f"{rec.id} has no segment {index}")
@@ -535,7 +535,7 @@ class Integrity:
         return "intact: device signature, segment chain and every segment verified"
 
 
-def integrity_of(p: Platform, db: Session, rec: Recording) -> Integrity:
+def integrity_of(p: VaultContext, db: Session, rec: Recording) -> Integrity:
     """What is known of a recording's integrity, and when it was checked. Cheap: no blob is read."""
     from temoin.axis.vault import is_axis, vault_proof
     from temoin.evidence.chain import chain_links
@@ -553,7 +553,7 @@ def integrity_of(p: Platform, db: Session, rec: Recording) -> Integrity:
                      "vault_hash_on_arrival" if is_axis(rec) else "device_signature")
 
 
-def _device_proof(p: Platform, db: Session, rec: Recording) -> tuple[bool, str | None]:
+def _device_proof(p: VaultContext, db: Session, rec: Recording) -> tuple[bool, str | None]:
     from temoin.evidence.manifest import SignedManifest
     from temoin.identity.devices import certificate_of, recording_key
 
@@ -586,7 +586,7 @@ def last_full_check(db: Session, rec: Recording) -> FullCheck | None:
     return None
 
 
-def verify_stored(p: Platform, db: Session, user: User, rec: Recording) -> FullCheck:
+def verify_stored(p: VaultContext, db: Session, user: User, rec: Recording) -> FullCheck:
     """Re-read, decrypt and re-hash every stored segment of one recording now; journaled."""
     from temoin.vault.scrub import check_recording
 

@@ -26,8 +26,8 @@ from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.live.models import LiveSession
-from temoin.platform import Platform
 from temoin.rights.models import CopyState, RedactedCopy
+from temoin.vault.context import VaultContext
 from temoin.vault.models import Recording, RecordingState
 
 ORPHAN_AGE_S = 3600  # a file younger than this may belong to a row not committed yet (a package being recorded)
@@ -59,7 +59,7 @@ def _overlaps(rec: Any):  # noqa: ANN202 - a SQL condition
         & or_(LiveSession.ended_at.is_(None), LiveSession.ended_at >= rec.started_at)
 
 
-def of_recordings(p: Platform, db: Session, rows: Sequence[Any]) -> dict[str, list[Artefact]]:
+def of_recordings(p: VaultContext, db: Session, rows: Sequence[Any]) -> dict[str, list[Artefact]]:
     """Every artefact still present that was made from these recordings (rows with id, tenant_id, device_id,
     started_at, ended_at), by recording id."""
     home = p.settings.home
@@ -108,7 +108,7 @@ def destroy(db: Session, artefacts: Iterable[Artefact], now: datetime, reason: s
     return paths
 
 
-def remove_files(p: Platform, paths: Iterable[str]) -> int:
+def remove_files(p: VaultContext, paths: Iterable[str]) -> int:
     """Remove these files or folders under TEMOIN_HOME (after the commit that cleared them). Returns how many."""
     home = p.settings.home.resolve()
     removed = 0
@@ -125,7 +125,7 @@ def remove_files(p: Platform, paths: Iterable[str]) -> int:
     return removed
 
 
-def expired_live_backups(p: Platform, db: Session, now: datetime) -> int:
+def expired_live_backups(p: VaultContext, db: Session, now: datetime) -> int:
     """Live backups are personal data under the same period as recordings: one whose period is over goes, unless a
     recording of the same camera and time is still kept (by a hold: the backup goes with it later). Journaled."""
     gone: list[tuple[LiveSession, str]] = []
@@ -150,7 +150,7 @@ def expired_live_backups(p: Platform, db: Session, now: datetime) -> int:
     return remove_files(p, [path for _, path in gone])
 
 
-def remove_orphans(p: Platform, db: Session) -> int:
+def remove_orphans(p: VaultContext, db: Session) -> int:
     """Files of artefacts already cleared (a deletion killed after its commit, a job that finished after its
     recording was deleted): access copy folders, live backups and packages that no row points to any more."""
     home = p.settings.home
