@@ -5,7 +5,7 @@ Containers: `System` (the System ID object; Capabilities.json and Categories.jso
 a Témoin recording in the `receiving` state until its Status turns Complete), and `RejectedContent_<time>_<uuid>`
 (kept and quarantined, never refused).
 
-Every object body is sealed as it arrives (vault.crypto records, bounded memory) under a blob slot of its
+Every object body is sealed as it arrives (evidence.crypto records, bounded memory) under a blob slot of its
 container; a recording's bodies use the recording's own data key, so they become its segments in place.
 Metadata keys are compared case-insensitively; values are kept exactly as received (percent-encoded UTF-8).
 """
@@ -36,11 +36,12 @@ from temoin.errors import (
     TemoinError,
     Unavailable,
 )
+from temoin.evidence import crypto
 from temoin.identity.devices import active_cameras
 from temoin.identity.models import Device, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
-from temoin.vault import crypto
+from temoin.vault.catalogue import AXIS_TRIGGER
 from temoin.vault.context import VaultContext
 from temoin.vault.models import Recording, RecordingState
 from temoin.vault.storage import blob_key
@@ -51,7 +52,6 @@ MAX_CONTAINER_NAME, MAX_OBJECT_NAME = 256, 1024
 MAX_SMALL_OBJECT = 32 * 1024 * 1024  # key files, GNSS trails, bookmarks, system/user/device objects
 FIRST_SLOT = 10_000  # staged slots never collide with the segment indexes (0..n-1) of the finished recording
 GENERATED = ("Capabilities.json", "Categories.json")
-AXIS_TRIGGER = "axis"  # Recording.trigger of what came through the Axis system (its TriggerOn is kept as metadata)
 EARLIEST = datetime(2010, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(hours=1)
 

@@ -24,7 +24,6 @@ from temoin.axis import e2e
 from temoin.axis.connection import private_key
 from temoin.axis.models import AxisContainer, AxisObject
 from temoin.axis.store import (
-    AXIS_TRIGGER,
     FIRST_SLOT,
     device_public_key,
     epoch,
@@ -33,7 +32,7 @@ from temoin.axis.store import (
     text,
 )
 from temoin.db import utcnow
-from temoin.errors import Forbidden, InvalidInput
+from temoin.errors import Conflict, Forbidden, InvalidInput
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import Receipt, SignedReceipt
 from temoin.geo.communes import commune_of
@@ -42,6 +41,7 @@ from temoin.identity.devices import device_actor
 from temoin.identity.models import Device, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
+from temoin.vault.catalogue import is_axis
 from temoin.vault.context import VaultContext
 from temoin.vault.field_checks import Flag
 from temoin.vault.models import Quarantine, Recording, RecordingState, Segment
@@ -51,10 +51,6 @@ MANIFEST_FORMAT = "axis-body-worn/1"
 PROOF = ("no device signature: Axis cameras do not sign recordings for the content destination; the integrity "
          "proof starts at the SHA-256 the vault computed of each object on arrival")
 _POINT = re.compile(r"^\s*POINT\s*\(\s*(-?[0-9.]+)\s+(-?[0-9.]+)\s*\)\s*$", re.IGNORECASE)
-
-
-def is_axis(rec: Recording) -> bool:
-    return rec.trigger == AXIS_TRIGGER and rec.manifest.startswith('{"axis"')
 
 
 def match_user(db: Session, tenant: Tenant, obj: AxisObject) -> None:
@@ -321,7 +317,7 @@ def clip_plaintext(p: VaultContext, db: Session, rec: Recording, index: int) -> 
     key_obj = key_object_for(clip.name, objects) if clip else None
     if clip is None or key_obj is None:
         return None
-    from temoin.vault import crypto
+    from temoin.evidence import crypto
 
     key_file = e2e.KeyFile(read_object(p, db, tenant, container, key_obj))
     dk = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
@@ -331,35 +327,17 @@ def clip_plaintext(p: VaultContext, db: Session, rec: Recording, index: int) -> 
 
 
 
-def vault_proof(p: VaultContext, rec: Recording) -> tuple[bool, str | None]:
-    """For an Axis recording, what stands in for the device signature: the manifest document the vault wrote on
-    arrival still hashes to the catalogued SHA-256, and the vault's signed receipt (by a platform key) states it.
-    Returns (ok, the chain head the document states)."""
-    try:
-        doc = orjson.loads(rec.manifest)
-        receipt = SignedReceipt.model_validate_json(rec.receipt or "")
-    except ValueError:
-        return False, None
-    key = p.keyring.trusted.get(receipt.receipt.platform_key_id)
-    ok = (hashlib.sha256(rec.manifest.encode()).hexdigest() == rec.manifest_sha256
-          == receipt.receipt.manifest_sha256 and receipt.receipt.recording_id == rec.id
-          and key is not None and receipt.verify(key.public_key))
-    return ok, (doc.get("manifest") or {}).get("chain_head")
-
-
 PROVENANCE = "axis-body-worn"
 
 
 def package_fields(p: VaultContext, db: Session, rec: Recording) -> dict:
     """What a package carries of an Axis recording in place of the device-signed manifest: the vault's manifest
     document (hashes on arrival) that its signed receipt states. Refused for clips the camera encrypted."""
-    from temoin.evidence.package import ExtractionError
-
     container = db.scalar(select(AxisContainer).where(AxisContainer.recording_id == rec.id))
     if container is not None and db.scalar(select(AxisObject.id).where(
             AxisObject.container_id == container.id, AxisObject.kind == "key").limit(1)) is not None:
-        raise ExtractionError(409, f"{rec.id} came through the Axis Body Worn system with clips encrypted by the "
-                                   "camera: packages of such recordings are not supported yet")
+        raise Conflict(f"{rec.id} came through the Axis Body Worn system with clips encrypted by the "
+                       "camera: packages of such recordings are not supported yet")
     doc = orjson.loads(rec.manifest)
     return {"provenance": PROVENANCE, "integrity": PROOF, "trigger_detail": text(container.meta, "TriggerOn")
             if container else None, "pre_event_buffer_s": None, "gps_track": doc["manifest"]["gps_track"],

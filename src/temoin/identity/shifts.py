@@ -4,6 +4,7 @@ the end. The agent identity a camera records (R241-10) comes from here, never fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,11 +16,19 @@ from temoin.db import utcnow
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import Role
-from temoin.vault.models import Recording, RecordingState
 
 
 class ShiftError(ValueError):
     pass
+
+
+def _not_wired(db: Session, device_id: str) -> list[str]:
+    raise RuntimeError("the vault's unfinished uploads are not wired: open the platform (temoin.platform) first")
+
+
+# The ids of a camera's uploads started but not complete, oldest first: the vault's (vault.ingest), which sits
+# above identity, so the platform sets it.
+unfinished_uploads: Callable[[Session, str], list[str]] = _not_wired
 
 
 def current(db: Session, device_id: str) -> ShiftAssignment | None:
@@ -74,8 +83,7 @@ class FootageLeft:
 
 
 def footage_left(db: Session, device: Device, since: datetime) -> FootageLeft:
-    unfinished = list(db.scalars(select(Recording.id).where(
-        Recording.device_id == device.id, Recording.state == RecordingState.RECEIVING).order_by(Recording.received_at)))
+    unfinished = unfinished_uploads(db, device.id)
     fresh = device.pending_reported_at is not None and device.pending_reported_at >= since
     return FootageLeft(unfinished, device.pending_offload if fresh else None,
                        device.pending_reported_at if fresh else None)

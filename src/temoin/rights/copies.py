@@ -33,6 +33,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
+from temoin.evidence import crypto
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, Actor, EntryDraft
@@ -42,7 +43,7 @@ from temoin.rights import register
 from temoin.rights.jobs import JobQueue, Ticket
 from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
 from temoin.rights.register import RightsError, delivery_refusal, recipient
-from temoin.vault import catalogue, crypto
+from temoin.vault import catalogue
 from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import Recording, RecordingState

@@ -4,6 +4,7 @@ a wearing agent. Every content access goes through a grant opened with a motive.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 from collections import OrderedDict
@@ -31,7 +32,8 @@ from temoin.law.access import (
     motives_for,
     place_motives_for,
 )
-from temoin.vault import crypto
+from temoin.evidence import crypto
+from temoin.evidence.manifest import SignedReceipt
 from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState, Segment
@@ -535,9 +537,32 @@ class Integrity:
         return "intact: device signature, segment chain and every segment verified"
 
 
+AXIS_TRIGGER = "axis"  # Recording.trigger of what came through the Axis system (its TriggerOn is kept as metadata)
+
+
+def is_axis(rec: Recording) -> bool:
+    """Came through the Axis Body Worn system (temoin.axis): no device signature, the vault's hash on arrival."""
+    return rec.trigger == AXIS_TRIGGER and rec.manifest.startswith('{"axis"')
+
+
+def vault_proof(p: VaultContext, rec: Recording) -> tuple[bool, str | None]:
+    """For an Axis recording, what stands in for the device signature: the manifest document the vault wrote on
+    arrival still hashes to the catalogued SHA-256, and the vault's signed receipt (by a platform key) states it.
+    Returns (ok, the chain head the document states)."""
+    try:
+        doc = orjson.loads(rec.manifest)
+        receipt = SignedReceipt.model_validate_json(rec.receipt or "")
+    except ValueError:
+        return False, None
+    key = p.keyring.trusted.get(receipt.receipt.platform_key_id)
+    ok = (hashlib.sha256(rec.manifest.encode()).hexdigest() == rec.manifest_sha256
+          == receipt.receipt.manifest_sha256 and receipt.receipt.recording_id == rec.id
+          and key is not None and receipt.verify(key.public_key))
+    return ok, (doc.get("manifest") or {}).get("chain_head")
+
+
 def integrity_of(p: VaultContext, db: Session, rec: Recording) -> Integrity:
     """What is known of a recording's integrity, and when it was checked. Cheap: no blob is read."""
-    from temoin.axis.vault import is_axis, vault_proof
     from temoin.evidence.chain import chain_links
 
     if is_axis(rec):  # no device signature: the proof starts at the vault's hash on arrival (docs/axis.md)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,8 +20,14 @@ from temoin.vault.context import VaultContext
 from temoin.vault.models import Hold, Recording
 from temoin.vault.retention import active_hold
 
-if TYPE_CHECKING:
-    from temoin.evidence.models import Extraction
+
+class HandedOver(Protocol):
+    """An extraction (extraction.models.Extraction, above the vault): what its holds name."""
+
+    id: str
+    procedure_type: str
+    reference: str
+    recording_ids: list
 
 
 class ProcedureType(StrEnum):
@@ -69,7 +75,7 @@ def place_holds(p: VaultContext, db: Session, user: User, recs: Sequence[Recordi
     return made
 
 
-def place_extraction_holds(p: VaultContext, db: Session, user: User, extraction: "Extraction") -> list[Hold]:
+def place_extraction_holds(p: VaultContext, db: Session, user: User, extraction: HandedOver) -> list[Hold]:
     """A package handed over for a judicial, administrative or disciplinary procedure: each original it holds is
     kept for that procedure (a hold naming the extraction and its reference), until a person lifts it.
 

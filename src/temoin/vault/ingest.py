@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
+from temoin.evidence import crypto
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import Receipt, SignedManifest, SignedReceipt
 from temoin.geo.communes import commune_of
@@ -29,7 +30,7 @@ from temoin.identity.devices import certificate_of, device_actor, recording_key,
 from temoin.identity.models import Device, Tenant
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.profiles import get_profile
-from temoin.vault import crypto, field_checks
+from temoin.vault import field_checks
 from temoin.vault.context import VaultContext
 from temoin.vault.models import DeletionCertificate, Quarantine, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
@@ -75,6 +76,12 @@ def _tenant(db: Session, device: Device) -> Tenant:
     tenant = db.get(Tenant, device.tenant_id)
     assert tenant is not None
     return tenant
+
+
+def unfinished_uploads(db: Session, device_id: str) -> list[str]:
+    """The camera's recordings whose upload started but is not complete, oldest first (checked at check-in)."""
+    return list(db.scalars(select(Recording.id).where(
+        Recording.device_id == device_id, Recording.state == RecordingState.RECEIVING).order_by(Recording.received_at)))
 
 
 def quarantine(p: VaultContext, db: Session, device: Device, recording_id: str | None, reason: str,

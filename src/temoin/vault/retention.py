@@ -144,7 +144,7 @@ def sweep(p: VaultContext, db: Session, now: datetime | None = None,
         result.deleted += [r.id for r in rows]
         if progress:
             progress(len(result.deleted), total)
-    result.live_backups_expired = derived.expired_live_backups(p, db, now)
+    result.live_backups_expired = derived.expire(p, db, now).get(derived.LIVE_BACKUP, 0)
     if orphans:
         result.orphans_removed = remove_orphans(p, db) + derived.remove_orphans(p, db)
     result.held = db.scalar(select(func.count()).select_from(Recording).where(

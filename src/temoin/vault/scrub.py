@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.evidence import crypto
 from temoin.evidence.chain import chain_links
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
-from temoin.vault import crypto
 from temoin.vault.catalogue import declared_lost
 from temoin.vault.context import VaultContext
 from temoin.vault.models import Recording, RecordingState
