@@ -37,7 +37,7 @@ def blocks(total_mib: int, base: bytes):  # noqa: ANN201
 
 
 def in_memory(total_mib: int, base: bytes, md5: bool) -> float:
-    from temoin.vault import crypto
+    from temoin.evidence import crypto
 
     sealer = crypto.Sealer(crypto.new_data_key(), crypto.new_header())
     hasher, etag = hashlib.sha256(), hashlib.md5(usedforsecurity=False)

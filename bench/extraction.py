@@ -1,4 +1,4 @@
-"""Packaging an extraction: throughput of `temoin.evidence.package.extract` (decrypt from the vault, hash,
+"""Packaging an extraction: throughput of `temoin.extraction.package.extract` (decrypt from the vault, hash,
 write the zip, hash the zip, custody PDF, signature) as a ratio to the in-memory SHA-256 + AES-256-GCM
 decrypt rate measured in the same run over the same bytes. Target: ratio >= 0.5 (issue #6, for 4 GB).
 
@@ -100,7 +100,7 @@ def ingest(p, media: Media, camera) -> str:  # noqa: ANN001
 def in_memory_rate(media: Media, limit: int) -> tuple[float, float]:
     """SHA-256 + AES-256-GCM decryption of 1 MiB records (the vault's key derivation, nonces and AAD) over
     the same bytes, from memory: (bytes per second wall, per CPU second). Sealing is not timed."""
-    from temoin.vault import crypto
+    from temoin.evidence import crypto
 
     key, header = crypto.new_data_key(), crypto.new_header()
     sealer = crypto.Sealer(key, header)
@@ -164,8 +164,8 @@ def main() -> int:
         with sw.stage("disk: write + fsync of the same number of bytes"):
             disk = disk_rate(home, media)
 
-        from temoin.evidence import package as pkg
-        from temoin.evidence.package_verify import verify_package
+        from temoin.extraction import package as pkg
+        from temoin.extraction.package_verify import verify_package
         from temoin.identity.models import User
 
         request = pkg.ExtractionRequest(recording_ids=[rid], recipient_name="OPJ Bench",

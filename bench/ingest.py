@@ -93,7 +93,7 @@ def prototype(home: Path, rec: Recording, chunk: int) -> dict[str, float]:
     """Not Témoin's code: the same work (SHA-256, AES-256-GCM records of 1 MiB with the vault's key derivation,
     nonces and AAD, length-prefixed records appended to a file, fsync per segment) with one preallocated record
     buffer and no extra copies. Shows what the vault's ingest loop could reach on this machine."""
-    from temoin.vault import crypto
+    from temoin.evidence import crypto
 
     data_key = crypto.new_data_key()
     folder = home / "prototype"
@@ -188,7 +188,7 @@ def free_port() -> int:
 
 def in_memory_rates(rec: Recording) -> dict[str, float]:
     """SHA-256 + AES-256-GCM (1 MiB records, the vault's key derivation, nonces and AAD) over the same bytes."""
-    from temoin.vault import crypto
+    from temoin.evidence import crypto
 
     data_key = crypto.new_data_key()
     rates: dict[str, float] = {}

@@ -41,13 +41,13 @@ from temoin.camera.sources import (DeviceAudio, FileVideo, SourceError, SourceSp
 from temoin.db import utcnow
 from temoin.demo.commune import territory
 from temoin.evidence.canonical import b64e
+from temoin.evidence.crypto import new_data_key, unwrap_key
 from temoin.evidence.manifest import GpsFix, NotInformedReason, SignedReceipt, Trigger
 from temoin.geo.territory import contains
 from temoin.identity import shifts
 from temoin.identity.models import Device, User
 from temoin.journal.entry import Actor
 from temoin.law.access import Role
-from temoin.vault.crypto import new_data_key, unwrap_key
 from temoin.vault.ingest import CLOCK_DRIFT_FLAG_MS
 from temoin.vault.models import Recording, RecordingState
 from tests.helpers import agent_number, make_commune, vault_client

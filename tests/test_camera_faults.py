@@ -45,11 +45,11 @@ from temoin.camera.sources import SyntheticAudio, SyntheticVideo
 from temoin.db import utcnow
 from temoin.evidence.canonical import b64e
 from temoin.evidence.chain import chain_links
+from temoin.evidence.crypto import new_data_key, unwrap_key, wrap_key
 from temoin.evidence.manifest import GpsFix, SignedReceipt
 from temoin.evidence.signing import private_key_pem
 from temoin.platform import Platform
 from temoin.vault import catalogue, scrub
-from temoin.vault.crypto import new_data_key, unwrap_key, wrap_key
 from temoin.vault.models import Recording, RecordingState
 from tests.helpers import agent_number, make_commune
 

@@ -24,8 +24,8 @@ from sqlalchemy import select
 
 from temoin.cli import app as cli_app
 from temoin.db import utcnow
-from temoin.evidence import package as pkg
-from temoin.evidence.models import Extraction
+from temoin.extraction import package as pkg
+from temoin.extraction.models import Extraction
 from temoin.journal.entry import Actor
 from temoin.journal.models import JournalEntry
 from temoin.journal.service import parse_body

@@ -290,7 +290,7 @@ def test_the_database_errors_that_mean_full_map_to_one_domain_error() -> None:
 def camera_store(platform: Platform, root: Path, device_key):  # noqa: ANN001, ANN201
     from temoin.camera.device_store import DeviceStore
     from temoin.camera.keys import DeviceKeys
-    from temoin.vault.crypto import new_data_key
+    from temoin.evidence.crypto import new_data_key
 
     return DeviceStore(root, DeviceKeys(signing_key=device_key, storage_key=new_data_key()),
                        platform.keyring.public_key, utcnow)

@@ -580,7 +580,7 @@ def test_the_server_repairs_the_file_at_start_up_journaled(journal):
 # --- one periodic pass ----------------------------------------------------------------------------
 
 def test_retention_run_prunes_purges_and_seals_like_the_server(platform):
-    from temoin.evidence.models import Extraction
+    from temoin.extraction.models import Extraction
     from temoin.identity.models import User
     from tests.helpers import make_commune
 

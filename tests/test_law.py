@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from temoin.db import utcnow
+from temoin.evidence import crypto
 from temoin.identity.models import Tenant, User
 from temoin.journal.models import JournalEntry
 from temoin.journal.service import parse_body
@@ -22,7 +23,6 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.rights import copies
 from temoin.rights.models import CopyState, RedactedCopy
-from temoin.vault import crypto
 from temoin.vault.models import Recording
 from tests.helpers import JUSTIFIED, Commune, approve_erasure, make_commune, sign_in, upload
 
@@ -159,8 +159,8 @@ def _extract(client, csrf: str, rids: list[str], procedure: str = "judicial", re
 
 
 def test_a_procedure_extraction_keeps_its_originals_until_a_person_lifts_the_hold(platform, client):
-    from temoin.evidence.models import Extraction
-    from temoin.evidence.package import PACKAGE_DAYS, purge_expired
+    from temoin.extraction.models import Extraction
+    from temoin.extraction.package import PACKAGE_DAYS, purge_expired
     from temoin.vault.holds import HoldError, lift_hold
     from temoin.vault.models import Hold
     from temoin.vault.retention import sweep
@@ -286,7 +286,7 @@ def _certificate(platform: Platform, rid: str) -> dict:
 
 
 def test_retention_deletes_thumbnails_tracks_copies_live_backups_and_packages_with_the_recording(platform, client):
-    from temoin.evidence.models import Extraction
+    from temoin.extraction.models import Extraction
     from temoin.live.models import LiveSession
     from temoin.vault.holds import lift_hold
     from temoin.vault.retention import sweep

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from temoin.db import utcnow
 from temoin.demo.samples import sample_recording
-from temoin.evidence import package as pkg
+from temoin.extraction import package as pkg
 from temoin.evidence.manifest import SignedReceipt
 from temoin.journal.models import JournalEntry
 from temoin.law.access import Role

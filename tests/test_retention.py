@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from temoin.db import utcnow
 from temoin.demo.commune import territory
+from temoin.evidence import crypto
 from temoin.evidence.canonical import b64d
 from temoin.evidence.signing import verify as verify_signature
 from temoin.identity import service
@@ -25,7 +26,6 @@ from temoin.journal.entry import Actor
 from temoin.journal.models import JournalEntry
 from temoin.journal.verify import verify_all
 from temoin.law.profiles import get_profile
-from temoin.vault import crypto
 from temoin.vault.holds import HoldError, ProcedureType, lift_hold, place_hold
 from temoin.vault.models import DeletionCertificate, Recording, RecordingState
 from temoin.vault.retention import HoldForbidsDeletion, delete_recording, sweep

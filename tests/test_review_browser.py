@@ -17,8 +17,8 @@ from sqlalchemy import select
 
 from temoin.db import utcnow
 from temoin.demo.commune import streets
-from temoin.evidence.models import Extraction
-from temoin.evidence.package_verify import verify_package
+from temoin.extraction.models import Extraction
+from temoin.extraction.package_verify import verify_package
 from temoin.journal.models import JournalEntry
 from temoin.law.access import Role
 from temoin.vault.models import Hold, Recording

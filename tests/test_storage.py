@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from temoin.vault import crypto
+from temoin.evidence import crypto
 from temoin.vault.models import Recording
 from temoin.vault.scrub import scrub
 from temoin.vault.storage import LocalBlobStore, StorageError, blob_key

@@ -96,7 +96,7 @@ def main() -> int:
     from temoin.camera.media import SyntheticScene
     from temoin.camera.offload import VaultClient, platform_key
     from temoin.camera.sources import SyntheticVideo
-    from temoin.vault.crypto import new_data_key
+    from temoin.evidence.crypto import new_data_key
 
     results: dict[str, list[tuple[float, float]]] = {"offload": [], "plain": []}
     with common.bench_home(args, "camera-offload") as home:

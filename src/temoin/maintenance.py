@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from temoin.db import utcnow
-from temoin.evidence.package import purge_expired
+from temoin.extraction.package import purge_expired
 from temoin.identity.models import Tenant
 from temoin.journal.checkpoints import prune, seal
 from temoin.journal.repair import ChainRepair, repair

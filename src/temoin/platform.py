@@ -13,17 +13,38 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from temoin.context import TenantRef
 from temoin.db import PoolLimits, make_engine, make_sessionmaker
 from temoin.evidence.timestamp import Failure, TimestampError, Timestamper
+from temoin.extraction.artefacts import PACKAGES
+from temoin.identity import shifts
 from temoin.identity.models import Tenant
+from temoin.journal import checkpoints
 from temoin.journal.entry import Actor, EntryDraft
 from temoin.journal.service import Journal
 from temoin.journal.sinks import FileSink
 from temoin.journal.witness import SyslogWitness, witness_from_url
 from temoin.keyring import Keyring
+from temoin.live.artefacts import LIVE_BACKUPS
 from temoin.migrate import upgrade
+from temoin.rights.artefacts import ACCESS_COPIES
 from temoin.settings import Settings
+from temoin.vault import derived
+from temoin.vault.ingest import unfinished_uploads
+from temoin.vault.retention import first_trace_of_kept
 from temoin.vault.storage import LocalBlobStore
+
+
+def _wire() -> None:
+    """Where a lower package lets a higher one act (imports go one way: docs/architecture.md)."""
+    # What is made from a recording above the vault goes with it (vault.derived); this order is the certificates'.
+    for kind in (ACCESS_COPIES, LIVE_BACKUPS, PACKAGES):
+        derived.register(kind)
+    checkpoints.first_trace_of_kept = first_trace_of_kept  # a prune keeps the traces of recordings still kept
+    shifts.unfinished_uploads = unfinished_uploads  # check-in warns of uploads not complete
+
+
+_wire()
 
 
 @dataclass
@@ -70,7 +91,7 @@ class Platform:
             raise LookupError(f"no tenant {slug!r}; list them with `temoin admin tenant list`")
         return tenant
 
-    def record(self, db: Session, draft: EntryDraft, tenant: Tenant | None) -> None:
+    def record(self, db: Session, draft: EntryDraft, tenant: TenantRef | None) -> None:
         self.journal.write(db, draft, tenant_id=tenant.id if tenant else None,
                            tenant_slug=tenant.slug if tenant else None)
 

@@ -34,7 +34,7 @@ from temoin.errors import InvalidInput, NotFound
 from temoin.identity.models import Tenant
 from temoin.identity.secrets import token_hash
 from temoin.journal.entry import Action, Actor, EntryDraft
-from temoin.platform import Platform
+from temoin.vault.context import VaultContext
 
 RSA_BITS = 3072
 TOKEN_PREFIX = "AUTH_tk"
@@ -94,7 +94,7 @@ def _certificate_b64(pem: bytes) -> str:
     return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
 
 
-def issue(p: Platform, db: Session, tenant: Tenant, *, urls: list[str], by: Actor,
+def issue(p: VaultContext, db: Session, tenant: Tenant, *, urls: list[str], by: Actor,
           certificates: list[bytes] = (), want_encryption: bool = True, container_type: str = "mp4",
           site_name: str | None = None) -> IssuedConnection:
     """A new connection file for the tenant; the previous connection stops working at once (rotation)."""
@@ -161,7 +161,7 @@ def issue(p: Platform, db: Session, tenant: Tenant, *, urls: list[str], by: Acto
     return issued
 
 
-def revoke(p: Platform, db: Session, tenant: Tenant, *, by: Actor) -> int:
+def revoke(p: VaultContext, db: Session, tenant: Tenant, *, by: Actor) -> int:
     """Stop every connection of the tenant (its tokens stop working with it). Returns how many were active."""
     now, count = utcnow(), 0
     for conn in db.scalars(select(AxisConnection).where(AxisConnection.tenant_id == tenant.id,
@@ -187,7 +187,7 @@ def _token_key(master_key: bytes) -> bytes:
 _TOKEN = struct.Struct(">QQ")  # connection id, expiry (unix seconds)
 
 
-def new_token(p: Platform, conn: AxisConnection, ttl_s: int) -> tuple[str, int]:
+def new_token(p: VaultContext, conn: AxisConnection, ttl_s: int) -> tuple[str, int]:
     """An unforgeable, expiring token: the connection and expiry, MAC'd with a key derived from the master key."""
     expires = int(time.time()) + ttl_s
     body = _TOKEN.pack(conn.id, expires)
@@ -195,7 +195,7 @@ def new_token(p: Platform, conn: AxisConnection, ttl_s: int) -> tuple[str, int]:
     return TOKEN_PREFIX + base64.urlsafe_b64encode(body + mac).decode().rstrip("="), expires
 
 
-def check_token(p: Platform, db: Session, token: str | None) -> AxisConnection | None:
+def check_token(p: VaultContext, db: Session, token: str | None) -> AxisConnection | None:
     """The live connection a token stands for, or None (forged, expired, or its connection revoked)."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
@@ -216,7 +216,7 @@ def check_token(p: Platform, db: Session, token: str | None) -> AxisConnection |
     return conn if conn is not None and conn.revoked_at is None else None
 
 
-def private_key(p: Platform, db: Session, tenant_id: int, public_key_id: str) -> RSAPrivateKey:
+def private_key(p: VaultContext, db: Session, tenant_id: int, public_key_id: str) -> RSAPrivateKey:
     """The tenant's private key named by a clip's key file (revoked connections' keys included)."""
     conn = db.scalar(select(AxisConnection).where(AxisConnection.tenant_id == tenant_id,
                                                   AxisConnection.public_key_id == public_key_id))

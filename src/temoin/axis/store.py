@@ -5,7 +5,7 @@ Containers: `System` (the System ID object; Capabilities.json and Categories.jso
 a Témoin recording in the `receiving` state until its Status turns Complete), and `RejectedContent_<time>_<uuid>`
 (kept and quarantined, never refused).
 
-Every object body is sealed as it arrives (vault.crypto records, bounded memory) under a blob slot of its
+Every object body is sealed as it arrives (evidence.crypto records, bounded memory) under a blob slot of its
 container; a recording's bodies use the recording's own data key, so they become its segments in place.
 Metadata keys are compared case-insensitively; values are kept exactly as received (percent-encoded UTF-8).
 """
@@ -36,12 +36,13 @@ from temoin.errors import (
     TemoinError,
     Unavailable,
 )
+from temoin.evidence import crypto
 from temoin.identity.devices import active_cameras
 from temoin.identity.models import Device, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
-from temoin.platform import Platform
-from temoin.vault import crypto
+from temoin.vault.catalogue import AXIS_TRIGGER
+from temoin.vault.context import VaultContext
 from temoin.vault.models import Recording, RecordingState
 from temoin.vault.storage import blob_key
 
@@ -51,7 +52,6 @@ MAX_CONTAINER_NAME, MAX_OBJECT_NAME = 256, 1024
 MAX_SMALL_OBJECT = 32 * 1024 * 1024  # key files, GNSS trails, bookmarks, system/user/device objects
 FIRST_SLOT = 10_000  # staged slots never collide with the segment indexes (0..n-1) of the finished recording
 GENERATED = ("Capabilities.json", "Categories.json")
-AXIS_TRIGGER = "axis"  # Recording.trigger of what came through the Axis system (its TriggerOn is kept as metadata)
 EARLIEST = datetime(2010, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(hours=1)
 
@@ -185,7 +185,7 @@ def find_container(db: Session, tenant: Tenant, name: str) -> AxisContainer:
     return container
 
 
-def data_key(p: Platform, db: Session, container: AxisContainer) -> bytes:
+def data_key(p: VaultContext, db: Session, container: AxisContainer) -> bytes:
     if container.recording_id is not None:
         rec = db.get(Recording, container.recording_id)
         if rec is None or rec.wrapped_key is None:
@@ -209,7 +209,7 @@ def _device_object(db: Session, tenant: Tenant, serial: str) -> AxisObject | Non
         AxisContainer.tenant_id == tenant.id, AxisContainer.kind == "devices", AxisObject.name == serial))
 
 
-def _new_recording(p: Platform, db: Session, tenant: Tenant, name: str, meta: dict[str, str]) -> Recording:
+def _new_recording(p: VaultContext, db: Session, tenant: Tenant, name: str, meta: dict[str, str]) -> Recording:
     """A recording container names its user, camera and trigger time: all must be known (else 400)."""
     match = _RECORDING.match(name)
     assert match is not None
@@ -242,7 +242,7 @@ def _new_recording(p: Platform, db: Session, tenant: Tenant, name: str, meta: di
     return rec
 
 
-def put_container(p: Platform, db: Session, tenant: Tenant, name: str, change: MetaChange) -> bool:
+def put_container(p: VaultContext, db: Session, tenant: Tenant, name: str, change: MetaChange) -> bool:
     """Create a container (True) or merge its metadata (False, Swift's 202)."""
     from temoin.axis import vault as axis_vault
 
@@ -277,7 +277,7 @@ def put_container(p: Platform, db: Session, tenant: Tenant, name: str, change: M
     return True
 
 
-def update_container(p: Platform, db: Session, tenant: Tenant, container: AxisContainer, change: MetaChange) -> None:
+def update_container(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, change: MetaChange) -> None:
     """Merge metadata (PUT on an existing container, or POST). Status turning Complete hands it to the vault."""
     from temoin.axis import vault as axis_vault
 
@@ -371,7 +371,7 @@ class ObjectUpload:
     ETag; until then the previous version, if any, stays. `feed` from a worker thread, then `finish` or `abort`.
     """
 
-    def __init__(self, p: Platform, db: Session, tenant: Tenant, container: AxisContainer, name: str,
+    def __init__(self, p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, name: str,
                  change: MetaChange, *, length: int | None, etag: str | None) -> None:
         check_object_name(name)
         self.p, self.db, self.tenant, self.container, self.name = p, db, tenant, container, name
@@ -490,13 +490,13 @@ class ObjectUpload:
             self.lock.release()
 
 
-def _drop_slot(p: Platform, tenant: Tenant, container: AxisContainer, slot: int) -> None:
+def _drop_slot(p: VaultContext, tenant: Tenant, container: AxisContainer, slot: int) -> None:
     key = blob_key(tenant.slug, container.storage_id, slot)
     p.store.discard_staged(key)
     p.store.discard(key)
 
 
-def post_object(p: Platform, db: Session, tenant: Tenant, container: AxisContainer, name: str,
+def post_object(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, name: str,
                 change: MetaChange) -> None:
     """POST on an object: its metadata becomes exactly what was sent (Swift replaces the whole set)."""
     from temoin.axis import vault as axis_vault
@@ -517,7 +517,7 @@ def post_object(p: Platform, db: Session, tenant: Tenant, container: AxisContain
     db.commit()
 
 
-def read_object(p: Platform, db: Session, tenant: Tenant, container: AxisContainer, obj: AxisObject) -> bytes:
+def read_object(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, obj: AxisObject) -> bytes:
     """The plaintext of a small object (System/ objects, key files, GNSS trails, bookmarks)."""
     if obj.size > MAX_SMALL_OBJECT:
         raise InvalidInput(f"object {obj.name[:80]!r} is too large to be read whole")

@@ -24,7 +24,6 @@ from temoin.axis import e2e
 from temoin.axis.connection import private_key
 from temoin.axis.models import AxisContainer, AxisObject
 from temoin.axis.store import (
-    AXIS_TRIGGER,
     FIRST_SLOT,
     device_public_key,
     epoch,
@@ -33,7 +32,7 @@ from temoin.axis.store import (
     text,
 )
 from temoin.db import utcnow
-from temoin.errors import Forbidden, InvalidInput
+from temoin.errors import Conflict, Forbidden, InvalidInput
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import Receipt, SignedReceipt
 from temoin.geo.communes import commune_of
@@ -42,7 +41,8 @@ from temoin.identity.devices import device_actor
 from temoin.identity.models import Device, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
-from temoin.platform import Platform
+from temoin.vault.catalogue import is_axis
+from temoin.vault.context import VaultContext
 from temoin.vault.field_checks import Flag
 from temoin.vault.models import Quarantine, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
@@ -53,10 +53,6 @@ PROOF = ("no device signature: Axis cameras do not sign recordings for the conte
 _POINT = re.compile(r"^\s*POINT\s*\(\s*(-?[0-9.]+)\s+(-?[0-9.]+)\s*\)\s*$", re.IGNORECASE)
 
 
-def is_axis(rec: Recording) -> bool:
-    return rec.trigger == AXIS_TRIGGER and rec.manifest.startswith('{"axis"')
-
-
 def match_user(db: Session, tenant: Tenant, obj: AxisObject) -> None:
     """A Users/ object stands for the Témoin agent whose matricule is its UserID, if there is one."""
     user_id = text(obj.meta, "UserID")
@@ -65,7 +61,7 @@ def match_user(db: Session, tenant: Tenant, obj: AxisObject) -> None:
     obj.user_id = agent.id if agent else None
 
 
-def register_device(p: Platform, db: Session, tenant: Tenant, obj: AxisObject) -> None:
+def register_device(p: VaultContext, db: Session, tenant: Tenant, obj: AxisObject) -> None:
     """A Devices/ object is a Témoin camera of the tenant (counted against the prefect's authorisation)."""
     if len(obj.name) > 128:
         raise InvalidInput("a camera serial number is at most 128 characters")
@@ -95,7 +91,7 @@ def register_device(p: Platform, db: Session, tenant: Tenant, obj: AxisObject) -
                                 cameras=[device.id], details={"source": "axis"}), tenant)
 
 
-def quarantine_rejected(p: Platform, db: Session, tenant: Tenant, container: AxisContainer) -> None:
+def quarantine_rejected(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer) -> None:
     """Content the Body Worn system rejected is kept apart for review, with the reason it gives."""
     original = text(container.meta, "RejectedContentOriginalContainer") or ""
     reason = text(container.meta, "RejectedContentReason") or "no reason given"
@@ -109,7 +105,7 @@ def quarantine_rejected(p: Platform, db: Session, tenant: Tenant, container: Axi
                                      "reason": reason}), tenant)
 
 
-def _track(p: Platform, db: Session, tenant: Tenant, container: AxisContainer,
+def _track(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer,
            objects: dict[str, AxisObject]) -> list[dict]:
     """The GNSS trail as Témoin fixes ({t, lat, lon}); WKT POINT(x y) is longitude, latitude."""
     fixes: list[dict] = []
@@ -144,7 +140,7 @@ def key_object_for(name: str, objects: dict[str, AxisObject]) -> AxisObject | No
     return found if found is not None and found.kind == "key" else None
 
 
-def _plain(p: Platform, db: Session, tenant: Tenant, container: AxisContainer, obj: AxisObject,
+def _plain(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, obj: AxisObject,
            objects: dict[str, AxisObject]) -> bytes:
     """A small object's content, decrypted with the tenant's private key when the camera encrypted it."""
     raw = read_object(p, db, tenant, container, obj)
@@ -155,7 +151,7 @@ def _plain(p: Platform, db: Session, tenant: Tenant, container: AxisContainer, o
     return b"".join(e2e.decrypt(private_key(p, db, tenant.id, key_file.public_key_id), key_file, [raw]))
 
 
-def _bookmarks(p: Platform, db: Session, tenant: Tenant, container: AxisContainer,
+def _bookmarks(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer,
                objects: dict[str, AxisObject]) -> tuple[list[str], list[dict]]:
     categories: set[str] = set()
     marks = []
@@ -173,7 +169,7 @@ def _bookmarks(p: Platform, db: Session, tenant: Tenant, container: AxisContaine
     return sorted(categories), marks
 
 
-def complete(p: Platform, db: Session, tenant: Tenant, container: AxisContainer) -> Recording:
+def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer) -> Recording:
     """The recording container is Complete: verify what is there, store it as a recording, sign, journal, commit.
 
     Raises InvalidInput (nothing changed) when it cannot be stored: no clip, a clip whose body never arrived."""
@@ -284,7 +280,7 @@ def complete(p: Platform, db: Session, tenant: Tenant, container: AxisContainer)
     return rec
 
 
-def _sweep_staging(p: Platform, tenant: Tenant, rec_id: str) -> None:
+def _sweep_staging(p: VaultContext, tenant: Tenant, rec_id: str) -> None:
     """Bodies cut by a crash (never an object) are left in staging: gone once the recording is stored."""
     folder = Path(p.store.staging) / tenant.slug / rec_id
     if folder.is_dir():
@@ -293,7 +289,7 @@ def _sweep_staging(p: Platform, tenant: Tenant, rec_id: str) -> None:
                 part.unlink(missing_ok=True)
 
 
-def playback(p: Platform, db: Session, rec: Recording, index: int, original: Iterator[bytes]) -> Iterator[bytes] | None:
+def playback(p: VaultContext, db: Session, rec: Recording, index: int, original: Iterator[bytes]) -> Iterator[bytes] | None:
     """The clip decrypted on the fly from its original bytes, when the camera encrypted it; None otherwise."""
     if not is_axis(rec):
         return None
@@ -310,7 +306,7 @@ def playback(p: Platform, db: Session, rec: Recording, index: int, original: Ite
     return e2e.decrypt(private_key(p, db, tenant.id, key_file.public_key_id), key_file, original)
 
 
-def clip_plaintext(p: Platform, db: Session, rec: Recording, index: int) -> bytes | None:
+def clip_plaintext(p: VaultContext, db: Session, rec: Recording, index: int) -> bytes | None:
     """For playback of a clip the camera encrypted: its plaintext (None if it was not encrypted)."""
     container = db.scalar(select(AxisContainer).where(AxisContainer.recording_id == rec.id))
     if container is None:
@@ -321,7 +317,7 @@ def clip_plaintext(p: Platform, db: Session, rec: Recording, index: int) -> byte
     key_obj = key_object_for(clip.name, objects) if clip else None
     if clip is None or key_obj is None:
         return None
-    from temoin.vault import crypto
+    from temoin.evidence import crypto
 
     key_file = e2e.KeyFile(read_object(p, db, tenant, container, key_obj))
     dk = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
@@ -331,35 +327,17 @@ def clip_plaintext(p: Platform, db: Session, rec: Recording, index: int) -> byte
 
 
 
-def vault_proof(p: Platform, rec: Recording) -> tuple[bool, str | None]:
-    """For an Axis recording, what stands in for the device signature: the manifest document the vault wrote on
-    arrival still hashes to the catalogued SHA-256, and the vault's signed receipt (by a platform key) states it.
-    Returns (ok, the chain head the document states)."""
-    try:
-        doc = orjson.loads(rec.manifest)
-        receipt = SignedReceipt.model_validate_json(rec.receipt or "")
-    except ValueError:
-        return False, None
-    key = p.keyring.trusted.get(receipt.receipt.platform_key_id)
-    ok = (hashlib.sha256(rec.manifest.encode()).hexdigest() == rec.manifest_sha256
-          == receipt.receipt.manifest_sha256 and receipt.receipt.recording_id == rec.id
-          and key is not None and receipt.verify(key.public_key))
-    return ok, (doc.get("manifest") or {}).get("chain_head")
-
-
 PROVENANCE = "axis-body-worn"
 
 
-def package_fields(p: Platform, db: Session, rec: Recording) -> dict:
+def package_fields(p: VaultContext, db: Session, rec: Recording) -> dict:
     """What a package carries of an Axis recording in place of the device-signed manifest: the vault's manifest
     document (hashes on arrival) that its signed receipt states. Refused for clips the camera encrypted."""
-    from temoin.evidence.package import ExtractionError
-
     container = db.scalar(select(AxisContainer).where(AxisContainer.recording_id == rec.id))
     if container is not None and db.scalar(select(AxisObject.id).where(
             AxisObject.container_id == container.id, AxisObject.kind == "key").limit(1)) is not None:
-        raise ExtractionError(409, f"{rec.id} came through the Axis Body Worn system with clips encrypted by the "
-                                   "camera: packages of such recordings are not supported yet")
+        raise Conflict(f"{rec.id} came through the Axis Body Worn system with clips encrypted by the "
+                       "camera: packages of such recordings are not supported yet")
     doc = orjson.loads(rec.manifest)
     return {"provenance": PROVENANCE, "integrity": PROOF, "trigger_detail": text(container.meta, "TriggerOn")
             if container else None, "pre_event_buffer_s": None, "gps_track": doc["manifest"]["gps_track"],

@@ -4,7 +4,7 @@ Layout, one folder per recording under `<root>/recordings/<recording id>/`:
 
     key.wrapped           the recording's AES-256-GCM data key, wrapped by the device storage key
     recording.json        the signed header: camera, agent, trigger, when (temoin.device-recording/1)
-    seg-000000.enc        segment 0, sealed record by record (temoin.vault.crypto blob format)
+    seg-000000.enc        segment 0, sealed record by record (temoin.evidence.crypto blob format)
     seg-000000.ckpt.json  checkpoint 0, signed by the device key (temoin.checkpoint/1)
     ...
     manifest.json         the signed manifest (temoin.manifest/1), once the recording is finalised
@@ -56,9 +56,9 @@ from temoin.evidence.canonical import b64d, b64e, canonical_bytes
 from temoin.evidence.chain import first_link, next_link
 from temoin.evidence.manifest import (HEX64, SAFE_ID, GpsFix, NotInformedReason, SegmentEntry, SignedManifest,
                                       SignedReceipt, Trigger, is_safe_id)
+from temoin.evidence.crypto import IntegrityError, Sealer, new_data_key, new_header, open_records, unwrap_key, wrap_key
 from temoin.evidence.signing import public_key_bytes, verify
 from temoin.geo.territory import contains
-from temoin.vault.crypto import IntegrityError, Sealer, new_data_key, new_header, open_records, unwrap_key, wrap_key
 
 HEADER_SCHEMA = "temoin.device-recording/1"
 CHECKPOINT_SCHEMA = "temoin.checkpoint/1"

@@ -27,19 +27,33 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import Any, Protocol
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from temoin.camera.offload import DeviceAuth, error_detail
-from temoin.camera.signals import Led, Vibration
+from temoin.camera.platform_link import CameraSettings
+from temoin.camera.signals import Led, Signals, Vibration
 from temoin.evidence.manifest import GpsFix
 from temoin.geo.geometry import bearing_deg
 from temoin.geo.geometry import distance_m as ground_distance_m
 
-if TYPE_CHECKING:
-    from temoin.camera.agent import CameraAgent
+
+class Wearer(Protocol):
+    """What the link reads of the camera agent (camera.agent.CameraAgent, which holds the link and imports it)."""
+
+    settings: CameraSettings | None
+    last_fix: GpsFix | None
+    signals: Signals
+
+    @property
+    def live(self) -> Any: ...  # camera.live_publisher.LiveLink | None (aiortc, loaded only when live)
+
+    @property
+    def state(self) -> Enum: ...  # camera.agent.AgentState
+
 
 log = logging.getLogger("temoin.camera.dispatch")
 POSITION_EVERY_S = 5.0
@@ -197,7 +211,7 @@ class DispatchLink:
         """Confirm to the platform (in the link's thread; retried until it gets through or the order goes)."""
         self._acks.put(order_id)
 
-    def tick(self, agent: CameraAgent) -> None:
+    def tick(self, agent: Wearer) -> None:
         """At each frame: the fix and status to send, and what the platform said to the wearer. Never raises:
         the capture loop (the recording) must not stop for dispatch."""
         try:
@@ -347,7 +361,7 @@ class DispatchLink:
 
 # --- signals --------------------------------------------------------------------------------------------
 
-def signal_order(agent: CameraAgent, order: Order) -> None:
+def signal_order(agent: Wearer, order: Order) -> None:
     """The wearer feels it (a vibration of its own), sees it (the LED, unless the steady red of a recording
     must stay: the legal signal comes first) and reads it."""
     signals = agent.signals
@@ -362,7 +376,7 @@ def signal_order(agent: CameraAgent, order: Order) -> None:
         signals.warn(message)
 
 
-def signal_closed(agent: CameraAgent, order: Order, state: str) -> None:
+def signal_closed(agent: Wearer, order: Order, state: str) -> None:
     signals = agent.signals
     if state == "cancelled":
         signals.warn(f"CSU : renfort annulé ({order.for_agent})")

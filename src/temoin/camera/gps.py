@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from temoin.demo.commune import walk
 from temoin.evidence.manifest import GpsFix
+from temoin.geo.demo_commune import walk
 
 RECORDING_INTERVAL_S = 1.0
 STANDBY_INTERVAL_S = 15.0

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temoin.camera.files import atomic_write, private_dir, read_private
 from temoin.camera.platform_keys import forget_followed
 from temoin.evidence.canonical import b64d, b64e
+from temoin.evidence.crypto import new_data_key
 from temoin.evidence.signing import load_private_key_pem, private_key_pem, public_key_bytes
-from temoin.vault.crypto import new_data_key
 
 SIGNING_KEY_FILE = "device.pem"
 STORAGE_KEY_FILE = "storage.key"

@@ -78,7 +78,7 @@ def enroll(url: str = typer.Option(..., help="the platform, e.g. https://temoin.
 
 def _gps(spec: str, source: str, clock):  # noqa: ANN001, ANN202
     from temoin.camera.gps import SimulatedWalk
-    from temoin.demo.commune import streets
+    from temoin.geo.demo_commune import streets
 
     kind, _, street = spec.partition(":")
     if kind == "none" or (kind == "auto" and not source.startswith("synthetic")):

@@ -42,7 +42,7 @@ def verify_command(
     command could not run (unreadable key, trust store or fingerprint); 3 consistent, but signed by a key
     that is not pinned (the message gives its full fingerprint to compare)."""
     from temoin.evidence.keys import KeySet
-    from temoin.evidence.package_verify import verify_package
+    from temoin.extraction.package_verify import verify_package
     from temoin.evidence.trust_store import TrustError, default_trust_store, load_key_file, load_trust_store, \
         parse_fingerprint
 
@@ -102,7 +102,7 @@ def extract_command(
     out: Path | None = typer.Option(None, help="also copy the zip here (a file or a folder)"),
 ) -> None:
     """Build an extraction package for a named recipient and procedure, and journal it."""
-    from temoin.evidence import package as pkg
+    from temoin.extraction import package as pkg
 
     try:
         request = pkg.ExtractionRequest(
@@ -144,7 +144,7 @@ def extract_command(
 
 
 def _trim(spec: str, recording_id: str):  # noqa: ANN202
-    from temoin.evidence.package import TrimRequest
+    from temoin.extraction.package import TrimRequest
 
     try:
         start, end = (float(x) for x in spec.split(":", 1))

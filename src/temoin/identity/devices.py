@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.evidence.canonical import b64d, b64e
 from temoin.evidence.signing import verify
@@ -27,7 +28,6 @@ from temoin.evidence.manifest import RecordingManifest
 from temoin.identity.models import Device, DeviceKey, DeviceNonce, EnrolmentCode, Tenant
 from temoin.identity.secrets import token_hash
 from temoin.journal.entry import Action, Actor, EntryDraft
-from temoin.platform import Platform
 
 AUTH_SCHEME = "Temoin-Device"
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
@@ -45,7 +45,7 @@ def device_actor(device: Device) -> Actor:
     return Actor(kind="device", id=device.id, name=device.label or device.serial, function="camera")
 
 
-def create_enrolment_code(p: Platform, db: Session, tenant: Tenant, *, label: str, by: Actor,
+def create_enrolment_code(p: Context, db: Session, tenant: Tenant, *, label: str, by: Actor,
                           valid_hours: int = 24) -> str:
     code = "-".join(secrets.token_hex(3).upper() for _ in range(3))
     db.add(EnrolmentCode(code_hash=token_hash(code), tenant_id=tenant.id, label=label, created_by=by.id,
@@ -61,7 +61,7 @@ def active_cameras(db: Session, tenant: Tenant) -> int:
                                                                    Device.status == "active")) or 0
 
 
-def enrol(p: Platform, db: Session, *, code: str, serial: str, public_key: bytes, proof: str) -> Device:
+def enrol(p: Context, db: Session, *, code: str, serial: str, public_key: bytes, proof: str) -> Device:
     """Register a camera's public key against a one-time code.
 
     `proof` is the camera's signature of "temoin-enrol\n<code>\n<serial>": it shows the camera holds
@@ -110,7 +110,7 @@ def enrol(p: Platform, db: Session, *, code: str, serial: str, public_key: bytes
     return device
 
 
-def revoke(p: Platform, db: Session, device: Device, by: Actor) -> None:
+def revoke(p: Context, db: Session, device: Device, by: Actor) -> None:
     device.status, device.revoked_at = "revoked", utcnow()
     tenant = db.get(Tenant, device.tenant_id)
     for key in db.scalars(select(DeviceKey).where(DeviceKey.device_id == device.id, DeviceKey.valid_until.is_(None))):
@@ -121,7 +121,7 @@ def revoke(p: Platform, db: Session, device: Device, by: Actor) -> None:
     db.commit()
 
 
-def certify(p: Platform, tenant: Tenant, device: Device, key: DeviceKey) -> SignedCertificate:
+def certify(p: Context, tenant: Tenant, device: Device, key: DeviceKey) -> SignedCertificate:
     """Sign the certificate of a camera key as it stands (its validity, revocation included) and keep it."""
     signed = certificates.issue(p.keyring.sign, p.keyring.public_key_id, tenant=tenant.slug, camera_id=device.id,
                                 serial=device.serial, public_key=key.public_key, valid_from=key.valid_from,
@@ -131,7 +131,7 @@ def certify(p: Platform, tenant: Tenant, device: Device, key: DeviceKey) -> Sign
     return signed
 
 
-def certificate_of(p: Platform, db: Session, key: DeviceKey) -> SignedCertificate | None:
+def certificate_of(p: Context, db: Session, key: DeviceKey) -> SignedCertificate | None:
     """The key's stored certificate if a platform key signed it and it states this key and validity."""
     if not key.certificate:
         return None
@@ -146,7 +146,7 @@ def certificate_of(p: Platform, db: Session, key: DeviceKey) -> SignedCertificat
     return signed
 
 
-def certify_uncertified(p: Platform, db: Session) -> int:
+def certify_uncertified(p: Context, db: Session) -> int:
     """Certify the keys the 0010 migration carried over (it cannot sign). Journaled; returns how many."""
     count = 0
     for key in db.scalars(select(DeviceKey).where(DeviceKey.certificate.is_(None))):
@@ -200,7 +200,7 @@ class DeviceAuthFailure(Exception):
     device: Device | None = None
 
 
-def authenticate(p: Platform, db: Session, header: str | None, method: str, path: str) -> Device:
+def authenticate(p: Context, db: Session, header: str | None, method: str, path: str) -> Device:
     if not header or not header.startswith(AUTH_SCHEME + " "):
         raise DeviceAuthFailure(401, f"device requests must carry an `Authorization: {AUTH_SCHEME} ...` "
                                      "signature header")
@@ -231,7 +231,7 @@ def authenticate(p: Platform, db: Session, header: str | None, method: str, path
     return device
 
 
-def purge_nonces(p: Platform, db: Session) -> None:
+def purge_nonces(p: Context, db: Session) -> None:
     cutoff = utcnow() - timedelta(seconds=2 * p.settings.device_clock_window_s)
     db.execute(delete(DeviceNonce).where(DeviceNonce.at < cutoff))
     db.commit()

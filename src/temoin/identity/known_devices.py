@@ -11,8 +11,8 @@ import secrets
 import time
 from datetime import datetime, timedelta
 
+from temoin.context import Context
 from temoin.identity.models import User
-from temoin.platform import Platform
 
 COOKIE = "temoin_device"
 LIFETIME = timedelta(days=180)
@@ -22,17 +22,17 @@ def _key(master_key: bytes) -> bytes:
     return hashlib.sha256(b"temoin-known-device-v1" + master_key).digest()
 
 
-def _mac(p: Platform, body: str) -> str:
+def _mac(p: Context, body: str) -> str:
     digest = hmac.new(_key(p.keyring.master_key), body.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def issue(p: Platform, user: User) -> str:
+def issue(p: Context, user: User) -> str:
     body = f"{user.id}.{secrets.token_hex(8)}.{int(time.time())}"
     return f"{body}.{_mac(p, body)}"
 
 
-def device_of(p: Platform, user: User, cookie: str | None) -> str | None:
+def device_of(p: Context, user: User, cookie: str | None) -> str | None:
     """The device id the cookie names, if it is a valid, unexpired cookie of this user; else None."""
     if not cookie or cookie.count(".") != 3:
         return None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.identity import grants
 from temoin.identity import secrets as sec
@@ -17,7 +18,6 @@ from temoin.identity.models import ApiToken, Tenant, User, WebSession
 from temoin.identity.service import NewUser, actor_of
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.access import Role
-from temoin.platform import Platform
 
 
 class UserNotFound(LookupError):
@@ -30,7 +30,7 @@ class Ended:
     tokens: int
 
 
-def _journal(p: Platform, db: Session, event: str, by: User, details: dict) -> None:
+def _journal(p: Context, db: Session, event: str, by: User, details: dict) -> None:
     p.record(db, EntryDraft(action=Action.ADMINISTRATION, event=event, actor=actor_of(by), details=details),
              db.get(Tenant, by.tenant_id))
 
@@ -49,7 +49,7 @@ def end_sessions_and_tokens(db: Session, user: User, keep_session: str | None = 
     return Ended(sessions, revoked)
 
 
-def change_password(p: Platform, db: Session, user: User, current: str, new: str,
+def change_password(p: Context, db: Session, user: User, current: str, new: str,
                     keep_session: str | None = None) -> Ended:
     """The user changes their own password (the current one is asked again). Their other sessions end; tokens
     stay (scripts), and browsers remembered before become strangers for throttling."""
@@ -81,7 +81,7 @@ def _check(by: User, tenant: Tenant, target: User, what: str) -> None:
     grants.check_may_manage(Role(by.role), tenant, Role(target.role), what)
 
 
-def reset_credentials(p: Platform, db: Session, by: User, tenant: Tenant, target: User) -> NewUser:
+def reset_credentials(p: Context, db: Session, by: User, tenant: Tenant, target: User) -> NewUser:
     """A new one-time password and a new TOTP secret (the old authenticator stops working), to hand over; the
     user must change the password at the next sign-in. Sessions end and tokens are revoked at once."""
     _check(by, tenant, target, "reset")
@@ -98,7 +98,7 @@ def reset_credentials(p: Platform, db: Session, by: User, tenant: Tenant, target
     return NewUser(target, password, totp_secret)
 
 
-def set_active(p: Platform, db: Session, by: User, tenant: Tenant, target: User, active: bool,
+def set_active(p: Context, db: Session, by: User, tenant: Tenant, target: User, active: bool,
                reason: str | None = None) -> Ended:
     """Deactivate (sessions end, tokens revoked, sign-in refused, at once) or reactivate an account."""
     _check(by, tenant, target, "deactivate" if not active else "reactivate")
@@ -120,7 +120,7 @@ def tokens_of(db: Session, user: User) -> list[ApiToken]:
     return list(db.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())))
 
 
-def revoke_token(p: Platform, db: Session, user: User, token_id: int) -> ApiToken:
+def revoke_token(p: Context, db: Session, user: User, token_id: int) -> ApiToken:
     row = db.get(ApiToken, token_id)
     if row is None or row.user_id != user.id:
         raise UserNotFound(f"you have no API token {token_id}")

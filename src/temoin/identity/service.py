@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.identity import known_devices, throttle
 from temoin.identity import secrets as sec
@@ -20,7 +21,6 @@ from temoin.identity.tenant_settings import TenantSettings, settings_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import GRANTS, ROLE_LABELS_FR, Permission, Role
 from temoin.law.profiles import get_profile
-from temoin.platform import Platform
 
 
 __all__ = ["IdentityError", "Throttled"]  # re-exported: callers catch them from here
@@ -31,7 +31,7 @@ def actor_of(user: User) -> Actor:
                  function=ROLE_LABELS_FR.get(Role(user.role), user.role))
 
 
-def create_tenant(p: Platform, db: Session, *, slug: str, name: str, profile: str, authorised_cameras: int,
+def create_tenant(p: Context, db: Session, *, slug: str, name: str, profile: str, authorised_cameras: int,
                   territory: dict | None = None, kind: str = "commune", communes: list[str] | None = None,
                   demo: bool = False, by: Actor | None = None) -> Tenant:
     legal = get_profile(profile)  # raises with the list of known profiles
@@ -65,7 +65,7 @@ def _check_territory(territory: dict) -> None:
         raise IdentityError(str(exc)) from None
 
 
-def set_territory(p: Platform, db: Session, tenant: Tenant, territory: dict, by: Actor | None = None) -> None:
+def set_territory(p: Context, db: Session, tenant: Tenant, territory: dict, by: Actor | None = None) -> None:
     """Give a tenant its authorised territory (or a new one); from then on each recording is checked against it.
     Journaled; recordings already stored keep what was found when they arrived."""
     _check_territory(territory)
@@ -83,7 +83,7 @@ def _journalable(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def update_settings(p: Platform, db: Session, tenant: Tenant, changes: dict[str, Any],
+def update_settings(p: Context, db: Session, tenant: Tenant, changes: dict[str, Any],
                     by: Actor | None = None) -> TenantSettings:
     """Change some of a tenant's settings, validated whole (an unknown key or a bad value changes nothing);
     a value of None puts the setting back to its default. Journaled with the old and new values."""
@@ -122,7 +122,7 @@ class NewUser:
         return sec.totp_uri(self.totp_secret, self.user.username)
 
 
-def create_user(p: Platform, db: Session, tenant: Tenant, *, username: str, display_name: str, role: Role,
+def create_user(p: Context, db: Session, tenant: Tenant, *, username: str, display_name: str, role: Role,
                 password: str | None = None, agent_number: str | None = None, by: Actor | None = None,
                 communes: list[str] | None = None) -> NewUser:
     """`communes`: in an EPCI, the communes (INSEE codes) whose recordings the user may know of; None: all."""
@@ -148,7 +148,7 @@ def create_user(p: Platform, db: Session, tenant: Tenant, *, username: str, disp
     return NewUser(user, password, totp_secret)
 
 
-def totp_secret_of(p: Platform, user: User) -> str:
+def totp_secret_of(p: Context, user: User) -> str:
     assert user.totp_secret is not None
     return sec.open_totp_secret(p.keyring.master_key, user.totp_secret, user.username)
 
@@ -175,7 +175,7 @@ def account_of(db: Session, user: User) -> str:
     return f"{user.username}@{db.get(Tenant, user.tenant_id).slug}"
 
 
-def check_password(p: Platform, db: Session, username: str, password: str, address: str,
+def check_password(p: Context, db: Session, username: str, password: str, address: str,
                    device_cookie: str | None = None, tenant: str | None = None) -> User:
     """First factor, throttled (identity.throttle): per account and per address, or per device when the
     browser's cookie says this user signed in from it before."""
@@ -199,7 +199,7 @@ def check_password(p: Platform, db: Session, username: str, password: str, addre
     return user
 
 
-def check_second_factor(p: Platform, db: Session, user: User, code: str, address: str = "unknown",
+def check_second_factor(p: Context, db: Session, user: User, code: str, address: str = "unknown",
                         device_cookie: str | None = None) -> None:
     """Second factor. Failed codes count with failed passwords. The code's time step is consumed by a
     conditional UPDATE, so two sessions presenting the same code at once cannot both pass."""
@@ -224,7 +224,7 @@ def check_second_factor(p: Platform, db: Session, user: User, code: str, address
 SESSION_COOKIE = "temoin_session"
 
 
-def open_session(p: Platform, db: Session, user: User) -> tuple[str, WebSession]:
+def open_session(p: Context, db: Session, user: User) -> tuple[str, WebSession]:
     token = secrets.token_urlsafe(32)
     session = WebSession(id_hash=sec.token_hash(token), user_id=user.id, second_factor_ok=False,
                          csrf_token=secrets.token_urlsafe(24),
@@ -244,7 +244,7 @@ def session_for(db: Session, token: str) -> tuple[WebSession, User] | None:
     return session, user
 
 
-def close_session(db: Session, token: str, p: Platform | None = None) -> None:
+def close_session(db: Session, token: str, p: Context | None = None) -> None:
     """Sign-out: the session row is deleted, so the cookie opens nothing any more, wherever it was copied."""
     session = db.get(WebSession, sec.token_hash(token))
     if session is not None and p is not None:
@@ -263,7 +263,7 @@ def role_permissions(user: User) -> frozenset[Permission]:
     return GRANTS.get(Role(user.role), frozenset())
 
 
-def issue_api_token(p: Platform, db: Session, user: User, name: str, days: int = TOKEN_DEFAULT_DAYS,
+def issue_api_token(p: Context, db: Session, user: User, name: str, days: int = TOKEN_DEFAULT_DAYS,
                     scopes: list[Permission] | None = None) -> str:
     """A token for scripts, limited to `scopes` (default: every permission of the user's role), which must be
     permissions of the user's role; at most TOKEN_MAX_DAYS."""

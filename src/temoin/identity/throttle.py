@@ -14,10 +14,10 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.identity.errors import Throttled
 from temoin.identity.models import LoginAttempt
-from temoin.platform import Platform
 
 BASE_DELAY_S = 4.0
 ADDRESS_FACTOR = 2  # an address gets twice an account's free failures (several users behind one NAT)
@@ -40,7 +40,7 @@ def _wait(db: Session, where: list, free: int, window_s: int) -> int:
     return math.ceil(remaining) if remaining > 0 else 0
 
 
-def check(p: Platform, db: Session, *, account: str, address: str, device: str | None) -> None:
+def check(p: Context, db: Session, *, account: str, address: str, device: str | None) -> None:
     """Raise Throttled(retry_after) when this attempt must wait."""
     free, window = p.settings.login_max_failures, p.settings.login_window_s
     if device is not None:

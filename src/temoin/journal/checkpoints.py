@@ -12,6 +12,7 @@ database transaction commits, as entries do: the file never holds a checkpoint t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
 
 import orjson
@@ -126,13 +127,20 @@ def _last_sealed(db: Session, chain: str) -> int | None:
                                                                    JournalCheckpoint.kind == "seal"))
 
 
+def _not_wired(db: Session, chain: str, before: datetime) -> int | None:
+    raise RuntimeError("what a prune must keep is not wired: open the platform (temoin.platform) first")
+
+
+# The seq of the first entry of `chain` before `before` naming a recording still kept (vault.retention), or None.
+# The vault imports the journal, so the platform sets it; a prune never runs without it.
+first_trace_of_kept: Callable[[Session, str, datetime], int | None] = _not_wired
+
+
 def prune(db: Session, sink: FileSink, keyring: Keyring, chain: str, cutoff: datetime) -> int:
     """Remove the entries of `chain` older than `cutoff` from both sinks. Returns how many.
 
     Consultations stay traceable until the recording is deleted (L241-2): the pruned prefix stops before the
     first entry naming a recording still in the vault (one kept by a hold, years on)."""
-    from temoin.vault.retention import first_trace_of_kept  # the vault imports the journal
-
     older = [JournalEntry.chain == chain, JournalEntry.at < cutoff]
     stop = first_trace_of_kept(db, chain, cutoff)
     if stop is not None:

@@ -12,10 +12,9 @@ import hashlib
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import column, select, table
 from sqlalchemy.orm import Session
 
-from temoin.identity.models import Tenant
 from temoin.journal.checkpoints import body_hash
 from temoin.journal.entry import GENESIS, PLATFORM_CHAIN, Action, Actor, EntryDraft
 from temoin.journal.models import JournalCheckpoint, JournalEntry, JournalHead
@@ -217,7 +216,10 @@ def repair(db: Session, journal: Journal, *, trigger: str, chains: list[str] | N
 
 
 def _journal_it(db: Session, journal: Journal, result: ChainRepair, trigger: str) -> None:
-    tenant = None if result.chain == PLATFORM_CHAIN else db.scalar(select(Tenant).where(Tenant.slug == result.chain))
+    # The tenants' table by name: identity (which owns it) sits above the journal.
+    tenants = table("tenants", column("id"), column("slug"))
+    tenant = None if result.chain == PLATFORM_CHAIN else \
+        db.execute(select(tenants.c.id, tenants.c.slug).where(tenants.c.slug == result.chain)).first()
     details = {"chain": result.chain, "trigger": trigger, "entries_appended": result.appended, "from_seq": result.from_seq,
                "entries_put_back": result.gaps_filled,
                "checkpoints_appended": result.checkpoints_appended, "interrupted_writes_removed": result.interrupted}

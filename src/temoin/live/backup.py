@@ -19,9 +19,9 @@ from pathlib import Path
 
 import av
 
+from temoin.evidence.crypto import Sealer, new_data_key, new_header, open_records, unwrap_key, wrap_key
 from temoin.live.forwarding import CLOCK
 from temoin.live.plane import EncodedFrame, FrameSink
-from temoin.vault.crypto import Sealer, new_data_key, new_header, open_records, unwrap_key, wrap_key
 
 log = logging.getLogger("temoin.live")
 FLUSH_BYTES = 256 * 1024

@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.evidence.manifest import GpsFix
 from temoin.identity.devices import device_actor
@@ -35,7 +36,6 @@ from temoin.live.plane import Answer, MediaPlane, check_offer
 from temoin.live.relay import AiortcMediaPlane
 from temoin.live.rtsp_pull import CctvSources, cctv_stream, check_stream_url
 from temoin.live.sessions import LiveError, LiveReason, LiveRequest, view
-from temoin.platform import Platform
 
 log = logging.getLogger("temoin.live")
 T = TypeVar("T")
@@ -72,7 +72,7 @@ class _CctvViewer:
 
 
 class LiveHub:
-    def __init__(self, p: Platform, plane: MediaPlane | None = None, bus: EventBus | None = None) -> None:
+    def __init__(self, p: Context, plane: MediaPlane | None = None, bus: EventBus | None = None) -> None:
         self.p = p
         # The media plane runs in its own thread and event loop: a stalled request never stalls a stream.
         self.plane = plane or IsolatedMediaPlane(AiortcMediaPlane(p.settings.live_ice_servers,

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.identity import secrets as sec
 from temoin.identity.models import Device, Tenant, User
@@ -22,7 +23,6 @@ from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
 from temoin.live.models import PublishToken
 from temoin.live.sessions import LiveError
-from temoin.platform import Platform
 
 PREFIX = "tmw"  # Témoin WHIP: tells it apart from a user's API token (tmn_) at a glance
 
@@ -33,7 +33,7 @@ def view(t: PublishToken) -> dict[str, Any]:
             "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None, "revoked_by": t.revoked_by}
 
 
-def issue(p: Platform, db: Session, by: User, device_id: str, label: str | None) -> tuple[PublishToken, str]:
+def issue(p: Context, db: Session, by: User, device_id: str, label: str | None) -> tuple[PublishToken, str]:
     device = db.get(Device, device_id)
     if device is None or device.tenant_id != by.tenant_id:
         raise LiveError(404, f"no camera {device_id} in your tenant")
@@ -50,7 +50,7 @@ def issue(p: Platform, db: Session, by: User, device_id: str, label: str | None)
     return row, token
 
 
-def revoke(p: Platform, db: Session, by: User, token_id: str) -> PublishToken:
+def revoke(p: Context, db: Session, by: User, token_id: str) -> PublishToken:
     row = db.get(PublishToken, token_id)
     if row is None or row.tenant_id != by.tenant_id:
         raise LiveError(404, f"no WHIP token {token_id} in your tenant")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.errors import Conflict
 from temoin.evidence.manifest import GpsFix
@@ -29,7 +30,6 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.live.events import EventBus
 from temoin.live.models import ORDER, LiveSession, LiveState
-from temoin.platform import Platform
 
 
 class LiveReason(StrEnum):
@@ -75,7 +75,7 @@ def open_for_device(db: Session, device_id: str) -> LiveSession | None:
                      .order_by(LiveSession.requested_at.desc()).limit(1))
 
 
-def request(p: Platform, db: Session, bus: EventBus, device: Device, req: LiveRequest) -> tuple[LiveSession, bool]:
+def request(p: Context, db: Session, bus: EventBus, device: Device, req: LiveRequest) -> tuple[LiveSession, bool]:
     """The live button. Returns (session, created); pressing again while live returns the open session."""
     tenant = db.get(Tenant, device.tenant_id)
     profile = get_profile(tenant.profile)
@@ -105,7 +105,7 @@ def request(p: Platform, db: Session, bus: EventBus, device: Device, req: LiveRe
     return s, True
 
 
-def _journal(p: Platform, db: Session, s: LiveSession, event: str, actor: Actor, **details: Any) -> None:
+def _journal(p: Context, db: Session, s: LiveSession, event: str, actor: Actor, **details: Any) -> None:
     p.record(db, EntryDraft(action=Action.COMMUNICATION, event=event, actor=actor, cameras=[s.device_id],
                             details={"live_session": s.id, "state": s.state, "agent": s.agent_id, **details}),
              db.get(Tenant, s.tenant_id))
@@ -120,7 +120,7 @@ def _open(s: LiveSession) -> None:
         raise LiveError(409, f"live session {s.id} has ended")
 
 
-def streaming(p: Platform, db: Session, bus: EventBus, s: LiveSession, device: Device, resource_id: str) -> None:
+def streaming(p: Context, db: Session, bus: EventBus, s: LiveSession, device: Device, resource_id: str) -> None:
     """A publication was accepted (WHIP). The first moves the session to streaming; later ones (a camera
     reconnecting) are journaled without changing the state."""
     _open(s)
@@ -136,7 +136,7 @@ def streaming(p: Platform, db: Session, bus: EventBus, s: LiveSession, device: D
     _announce(bus, s)
 
 
-def acknowledge(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: Actor) -> bool:
+def acknowledge(p: Context, db: Session, bus: EventBus, s: LiveSession, by: Actor) -> bool:
     """The CSU confirms reception. Idempotent: False if it was already acknowledged."""
     _open(s)
     if s.acknowledged_at is not None:
@@ -150,7 +150,7 @@ def acknowledge(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: Act
     return True
 
 
-def reinforcements(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: Actor, note: str | None) -> None:
+def reinforcements(p: Context, db: Session, bus: EventBus, s: LiveSession, by: Actor, note: str | None) -> None:
     _open(s)
     if s.acknowledged_at is None:
         raise LiveError(409, "acknowledge the alert before sending reinforcements: the agent must know the CSU "
@@ -162,7 +162,7 @@ def reinforcements(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: 
     _announce(bus, s)
 
 
-def end(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: Actor, reason: str) -> bool:
+def end(p: Context, db: Session, bus: EventBus, s: LiveSession, by: Actor, reason: str) -> bool:
     """False if it had already ended."""
     if s.state == LiveState.ENDED.value:
         return False
@@ -201,7 +201,7 @@ def update_position(db: Session, bus: EventBus, s: LiveSession, fix: GpsFix) -> 
                                           "position": s.position})
 
 
-def backup_stored(p: Platform, db: Session, s: LiveSession, sha256: str, size: int) -> None:
+def backup_stored(p: Context, db: Session, s: LiveSession, sha256: str, size: int) -> None:
     s.backup_sha256, s.backup_bytes = sha256, size
     p.record(db, EntryDraft(action=Action.COLLECTION, event="live.backup_stored", actor=Actor.system("live"),
                             cameras=[s.device_id], details={"live_session": s.id, "sha256": sha256, "bytes": size,

@@ -8,15 +8,15 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
 from temoin.live.models import LiveSession
-from temoin.platform import Platform
 
 
-def started(p: Platform, db: Session, s: LiveSession, viewer: User, resource_id: str) -> datetime:
+def started(p: Context, db: Session, s: LiveSession, viewer: User, resource_id: str) -> datetime:
     at = utcnow()
     p.record(db, EntryDraft(action=Action.COMMUNICATION, event="live.viewing_started", actor=actor_of(viewer),
                             cameras=[s.device_id], recipients=[viewer.username],
@@ -26,7 +26,7 @@ def started(p: Platform, db: Session, s: LiveSession, viewer: User, resource_id:
     return at
 
 
-def ended(p: Platform, db: Session, s: LiveSession, viewer: User, resource_id: str, started_at: datetime,
+def ended(p: Context, db: Session, s: LiveSession, viewer: User, resource_id: str, started_at: datetime,
           reason: str) -> None:
     at = utcnow()
     p.record(db, EntryDraft(action=Action.COMMUNICATION, event="live.viewing_ended", actor=actor_of(viewer),
@@ -38,7 +38,7 @@ def ended(p: Platform, db: Session, s: LiveSession, viewer: User, resource_id: s
     db.commit()
 
 
-def refused(p: Platform, db: Session, viewer: User, session_id: str, why: str) -> None:
+def refused(p: Context, db: Session, viewer: User, session_id: str, why: str) -> None:
     """A viewer asked for a live session they may not see (another tenant's, or none): journaled in the
     viewer's own tenant chain."""
     p.record(db, EntryDraft(action=Action.SECURITY, event="live.viewing_refused", actor=actor_of(viewer),

@@ -20,7 +20,7 @@ from sqlalchemy.sql import ColumnElement
 
 from temoin.evidence.keys import KeySet
 from temoin.db import utcnow
-from temoin.evidence.models import Extraction
+from temoin.extraction.models import Extraction
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.models import JournalEntry
 from temoin.law.access import MotiveCode, Role

@@ -18,7 +18,7 @@ from temoin.evidence.keys import KeySet
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
-from temoin.platform import Platform
+from temoin.context import Context
 from temoin.reports.pdf import PARIS, Document
 from temoin.rights import register
 from temoin.rights.models import RightsRequest
@@ -83,7 +83,7 @@ def render(db: Session, req: RightsRequest, keys: KeySet, now: datetime) -> byte
     return doc.bytes()
 
 
-def issue(p: Platform, db: Session, user: User, request_id: int) -> tuple[RightsRequest, bytes]:
+def issue(p: Context, db: Session, user: User, request_id: int) -> tuple[RightsRequest, bytes]:
     """The certificate of a request the user may see, journaled with the PDF's SHA-256: a copy shown later can be
     matched to the one issued."""
     try:  # the register's own lookup: another commune's or tenant's request is refused and journaled there

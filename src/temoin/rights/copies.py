@@ -33,17 +33,18 @@ import orjson
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
+from temoin.evidence import crypto
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import MotiveCode
 from temoin.live.backup import SealedFile
-from temoin.platform import Platform
 from temoin.rights import register
 from temoin.rights.jobs import JobQueue, Ticket
 from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
 from temoin.rights.register import RightsError, delivery_refusal, recipient
-from temoin.vault import catalogue, crypto
+from temoin.vault import catalogue
+from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import Recording, RecordingState
 
@@ -79,12 +80,12 @@ def _motive(req: RightsRequest) -> dict[str, str]:
     return {"code": MotiveCode.RIGHTS_REQUEST.value, "text": f"demande d'accès n° {req.id}"}
 
 
-def copies_root(p: Platform) -> Path:
+def copies_root(p: VaultContext) -> Path:
     return p.settings.home / "rights"
 
 
 @contextmanager
-def private_workdir(p: Platform) -> Iterator[Path]:
+def private_workdir(p: VaultContext) -> Iterator[Path]:
     """A folder only this process's user can read, under TEMOIN_HOME (never /tmp), removed afterwards."""
     base = p.settings.home / "tmp"
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -96,7 +97,7 @@ def private_workdir(p: Platform) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def decrypt_recording(p: Platform, db: Session, rec: Recording, work: Path) -> Path:
+def decrypt_recording(p: VaultContext, db: Session, rec: Recording, work: Path) -> Path:
     """The recording's media as one MP4 in `work`: segments decrypted, then joined without re-encoding (the same
     bytes give the same frame numbers each time, so tracks found once stay valid for the redaction). Segments lost
     at the camera were never in the vault: the copy is made of the stored ones, back to back."""
@@ -122,11 +123,11 @@ def decrypt_recording(p: Platform, db: Session, rec: Recording, work: Path) -> P
     return out
 
 
-def _data_key(p: Platform, copy: RedactedCopy) -> bytes:
+def _data_key(p: VaultContext, copy: RedactedCopy) -> bytes:
     return crypto.unwrap_key(p.keyring.master_key, copy.data_key, f"rights-copy-{copy.id}")
 
 
-def _folder(p: Platform, copy: RedactedCopy) -> Path:
+def _folder(p: VaultContext, copy: RedactedCopy) -> Path:
     return copies_root(p) / copy.folder
 
 
@@ -167,7 +168,7 @@ def _of_my_communes(db: Session, user: User, copy: RedactedCopy) -> bool:
     return req is not None and rec is not None and register.may_see(user, req) and catalogue.in_communes(user, rec)
 
 
-def get_copy(p: Platform, db: Session, user: User, copy_id: int) -> RedactedCopy:
+def get_copy(p: VaultContext, db: Session, user: User, copy_id: int) -> RedactedCopy:
     copy = db.get(RedactedCopy, copy_id)
     if copy is not None and copy.tenant_id == user.tenant_id and not _of_my_communes(db, user, copy):
         raise CopyNotFound(f"no redacted copy {copy_id} in your commune")  # another commune of the EPCI
@@ -186,7 +187,7 @@ def get_copy(p: Platform, db: Session, user: User, copy_id: int) -> RedactedCopy
     return copy
 
 
-def faces(p: Platform, db: Session, user: User, copy: RedactedCopy) -> list[dict]:
+def faces(p: VaultContext, db: Session, user: User, copy: RedactedCopy) -> list[dict]:
     """Each face track with a thumbnail (data URL). Shows faces: journaled as a consultation."""
     if copy.state == CopyState.DELETED:
         raise RightsError(f"copy {copy.id} was deleted with its recording ({copy.error}): no face is left to show")
@@ -204,7 +205,7 @@ def faces(p: Platform, db: Session, user: User, copy: RedactedCopy) -> list[dict
             for t in copy.tracks or []]
 
 
-def copy_stream(p: Platform, db: Session, user: User, copy: RedactedCopy, *, deliver: bool,
+def copy_stream(p: VaultContext, db: Session, user: User, copy: RedactedCopy, *, deliver: bool,
                 byte_range: tuple[int, int] | None = None) -> Iterator[bytes]:
     """The redacted copy's bytes (or bytes [start, end) of it). deliver=False: a reviewer watching it
     (consultation; a player's later range requests, its seeks, belong to the viewing that read from byte 0 and are
@@ -248,7 +249,7 @@ class Still:
     at_s: float  # its time from the recording's start
 
 
-def still(p: Platform, db: Session, user: User, copy: RedactedCopy, at_s: float) -> Still:
+def still(p: VaultContext, db: Session, user: User, copy: RedactedCopy, at_s: float) -> Still:
     """The frame shown at `at_s` seconds. Only the segment holding it is decrypted, in memory, so a still of a
     long recording costs one segment. Shows faces: journaled as a consultation."""
     import av
@@ -296,7 +297,7 @@ def still(p: Platform, db: Session, user: User, copy: RedactedCopy, at_s: float)
 
 # --- the steps -----------------------------------------------------------------------------------------
 
-def start_copy(p: Platform, db: Session, user: User, req: RightsRequest, recording_id: str) -> RedactedCopy:
+def start_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, recording_id: str) -> RedactedCopy:
     """Create a copy for one recording and start finding the faces in it."""
     if req.kind != RequestKind.ACCESS:
         raise RightsError(f"request {req.id} is a {req.kind} request: redacted copies answer access requests")
@@ -321,7 +322,7 @@ def start_copy(p: Platform, db: Session, user: User, req: RightsRequest, recordi
     return copy
 
 
-def _create_copy(p: Platform, db: Session, user: User, req: RightsRequest, rec: Recording) -> RedactedCopy:
+def _create_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, rec: Recording) -> RedactedCopy:
     tenant = db.get(Tenant, req.tenant_id)
     copy = RedactedCopy(tenant_id=tenant.id, request_id=req.id, recording_id=rec.id,
                         state=CopyState.DETECTING.value, progress=0.0, tracks=[], keep_tracks=[], add_regions=[],
@@ -342,7 +343,7 @@ def _create_copy(p: Platform, db: Session, user: User, req: RightsRequest, rec: 
 EDITABLE = (CopyState.TRACKS_READY, CopyState.REJECTED, CopyState.TO_REVIEW)
 
 
-def redact(p: Platform, db: Session, user: User, copy: RedactedCopy, *, keep_tracks: list[int],
+def redact(p: VaultContext, db: Session, user: User, copy: RedactedCopy, *, keep_tracks: list[int],
            add_regions: list[dict], remove_regions: list[dict] = (), voice: bool = True) -> RedactedCopy:
     """Produce the copy with these choices: tracks kept visible (the requester's), regions hidden by hand (faces
     the detector missed), regions left clear by hand (a detection there is not a face)."""
@@ -367,7 +368,7 @@ def redact(p: Platform, db: Session, user: User, copy: RedactedCopy, *, keep_tra
     return copy
 
 
-def _redaction_started(p: Platform, db: Session, user: User, copy: RedactedCopy, keep_tracks: list[int],
+def _redaction_started(p: VaultContext, db: Session, user: User, copy: RedactedCopy, keep_tracks: list[int],
                        add_regions: list[dict], remove_regions: list[dict], voice: bool) -> None:
     copy.keep_tracks, copy.add_regions = sorted(set(keep_tracks)), list(add_regions)
     copy.remove_regions = list(remove_regions)
@@ -384,7 +385,7 @@ def _redaction_started(p: Platform, db: Session, user: User, copy: RedactedCopy,
     db.commit()
 
 
-def review(p: Platform, db: Session, user: User, copy: RedactedCopy, *, approve: bool,
+def review(p: VaultContext, db: Session, user: User, copy: RedactedCopy, *, approve: bool,
            reason: str | None = None) -> RedactedCopy:
     """A person looked at the copy: approved, it may be handed over; rejected, it must be redacted again."""
     if copy.state != CopyState.TO_REVIEW:
@@ -407,7 +408,7 @@ def review(p: Platform, db: Session, user: User, copy: RedactedCopy, *, approve:
 
 # --- background jobs -----------------------------------------------------------------------------------
 
-def queue_of(p: Platform) -> JobQueue:
+def queue_of(p: VaultContext) -> JobQueue:
     """The platform's redaction queue: settings.redaction_workers at once, bounded per tenant and in all."""
     with _jobs_lock:
         queue = _queues.get(id(p))
@@ -433,7 +434,7 @@ def wait(copy_id: int, timeout: float | None = None) -> None:
 class _Progress:
     """Writes the job's progress to the copy's row, at most every 2 %."""
 
-    def __init__(self, p: Platform, copy_id: int) -> None:
+    def __init__(self, p: VaultContext, copy_id: int) -> None:
         self.p, self.copy_id, self.last = p, copy_id, -1.0
 
     def __call__(self, *args: Any) -> None:
@@ -449,7 +450,7 @@ class _Progress:
             db.commit()
 
 
-def _fail(p: Platform, copy_id: int, actor: Actor, step: str, exc: BaseException) -> None:
+def _fail(p: VaultContext, copy_id: int, actor: Actor, step: str, exc: BaseException) -> None:
     log.exception("rights copy %s: %s failed", copy_id, step)
     with p.session() as db:
         copy = db.get(RedactedCopy, copy_id)
@@ -495,7 +496,7 @@ def thumbnails(src: Path, tracks: list[Any]) -> dict[str, str]:
     return out
 
 
-def _reviewed_tracks(p: Platform, copy: RedactedCopy) -> list[Any] | None:
+def _reviewed_tracks(p: VaultContext, copy: RedactedCopy) -> list[Any] | None:
     """The tracks found for the review, box by box; None for a copy made before they were kept (detect again)."""
     path = _folder(p, copy) / "tracks.sealed"
     if not path.exists():
@@ -522,7 +523,7 @@ def _frame_rate(src: Path) -> float:
         return float(rate) if rate else 25.0
 
 
-def _detect_job(p: Platform, copy_id: int, actor: Actor) -> None:
+def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
     try:
         redaction = engine()
         with private_workdir(p) as work:
@@ -561,7 +562,7 @@ def _detect_job(p: Platform, copy_id: int, actor: Actor) -> None:
         _fail(p, copy_id, actor, "face detection", exc)
 
 
-def _redact_job(p: Platform, copy_id: int, actor: Actor, voice: bool) -> None:
+def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> None:
     try:
         redaction = engine()
 

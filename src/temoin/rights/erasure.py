@@ -17,12 +17,12 @@ from temoin.db import utcnow
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
-from temoin.platform import Platform
 from temoin.rights.candidates import find_candidates
 from temoin.rights.models import ErasureProposal, ProposalState, RequestKind, RequestStatus, RightsRequest
 from temoin.rights.register import RightsError, may_see
 from temoin.vault import derived
 from temoin.vault.catalogue import in_communes
+from temoin.vault.context import VaultContext
 from temoin.vault.limitation import active_limitations
 from temoin.vault.models import DeletionCertificate, Hold, Recording, RecordingState
 from temoin.vault.retention import delete_recording
@@ -75,7 +75,7 @@ def _clean_ids(req: RightsRequest, recording_ids: list[str]) -> list[str]:
     return ids
 
 
-def propose_erasure(p: Platform, db: Session, user: User, req: RightsRequest, recording_ids: list[str],
+def propose_erasure(p: VaultContext, db: Session, user: User, req: RightsRequest, recording_ids: list[str],
                     justifications: dict[str, str] | None = None) -> ErasureProposal:
     """Propose to erase these recordings for the request; nothing is deleted until a second person approves.
 
@@ -119,7 +119,7 @@ def proposals_of(db: Session, req: RightsRequest) -> list[ErasureProposal]:
                            .order_by(ErasureProposal.id)))
 
 
-def decide_erasure(p: Platform, db: Session, user: User, proposal: ErasureProposal, *, approve: bool,
+def decide_erasure(p: VaultContext, db: Session, user: User, proposal: ErasureProposal, *, approve: bool,
                    reason: str | None = None) -> list[dict]:
     """A second person approves (the recordings are erased now) or rejects (with a reason) a proposal.
     Returns the erased [{recording_id, certificate_id}] ([] when rejected)."""
@@ -145,7 +145,7 @@ def decide_erasure(p: Platform, db: Session, user: User, proposal: ErasurePropos
     return _erase(p, db, user, req, list(proposal.recording_ids), proposal, proposer)
 
 
-def stored_recordings(p: Platform, db: Session, user: User, req: RightsRequest,
+def stored_recordings(p: VaultContext, db: Session, user: User, req: RightsRequest,
                       ids: list[str]) -> tuple[Tenant, list]:
     """The request's tenant and the named recordings still stored in the user's communes; any missing one is
     refused (all or none), and one of another tenant journaled."""
@@ -166,7 +166,7 @@ def stored_recordings(p: Platform, db: Session, user: User, req: RightsRequest,
     return tenant, recs
 
 
-def _refuse_if_held(p: Platform, db: Session, user: User, req: RightsRequest, tenant: Tenant, ids: list[str]) -> None:
+def _refuse_if_held(p: VaultContext, db: Session, user: User, req: RightsRequest, tenant: Tenant, ids: list[str]) -> None:
     held = dict(db.execute(select(Hold.recording_id, Hold.procedure_type).where(
         Hold.recording_id.in_(ids), Hold.lifted_at.is_(None))).all())
     held |= {lim.recording_id: f"limitation, request {lim.request_id}" for lim in active_limitations(db, ids)}
@@ -177,7 +177,7 @@ def _refuse_if_held(p: Platform, db: Session, user: User, req: RightsRequest, te
         raise ErasureRefused(held)
 
 
-def _erase(p: Platform, db: Session, user: User, req: RightsRequest, ids: list[str],
+def _erase(p: VaultContext, db: Session, user: User, req: RightsRequest, ids: list[str],
            proposal: ErasureProposal, proposer: User) -> list[dict]:
     """Delete the recordings (all or none), record them on the request; returns [{recording_id, certificate_id}]."""
     tenant, recs = stored_recordings(p, db, user, req, ids)

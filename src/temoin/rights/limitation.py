@@ -17,25 +17,25 @@ from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.access import Permission, Role, allows
-from temoin.platform import Platform
 from temoin.rights.erasure import stored_recordings
 from temoin.rights.models import RequestKind, RightsRequest
 from temoin.rights.register import RightsError
 from temoin.vault.catalogue import in_communes
+from temoin.vault.context import VaultContext
 from temoin.vault.limitation import active_limitations
 from temoin.vault.models import Limitation, Recording, RecordingNote
 
 MAX_NOTE = 4000
 
 
-def _stored(p: Platform, db: Session, user: User, req: RightsRequest, recording_ids: list[str]) -> list[Recording]:
+def _stored(p: VaultContext, db: Session, user: User, req: RightsRequest, recording_ids: list[str]) -> list[Recording]:
     ids = sorted({r.strip() for r in recording_ids if r.strip()})
     if not ids:
         raise RightsError("name the recordings concerned (from the candidates)")
     return stored_recordings(p, db, user, req, ids)[1]
 
 
-def limit(p: Platform, db: Session, user: User, req: RightsRequest, recording_ids: list[str]) -> list[Limitation]:
+def limit(p: VaultContext, db: Session, user: User, req: RightsRequest, recording_ids: list[str]) -> list[Limitation]:
     """Freeze the named recordings for a limitation request, all or none; journaled per recording."""
     if req.kind != RequestKind.LIMITATION:
         raise RightsError(f"request {req.id} is a {req.kind} request: only a limitation request freezes recordings")
@@ -57,7 +57,7 @@ def limit(p: Platform, db: Session, user: User, req: RightsRequest, recording_id
     return made
 
 
-def lift(p: Platform, db: Session, user: User, req: RightsRequest, recording_id: str, reason: str) -> Limitation:
+def lift(p: VaultContext, db: Session, user: User, req: RightsRequest, recording_id: str, reason: str) -> Limitation:
     """A person lifts the request's limitation of one recording, saying why (never the system); journaled. The
     recording's retention applies again (if its period is over, the next sweep deletes it)."""
     if not allows(Role(user.role), Permission.RIGHTS_MANAGE):
@@ -81,7 +81,7 @@ def lift(p: Platform, db: Session, user: User, req: RightsRequest, recording_id:
     return lim
 
 
-def rectify(p: Platform, db: Session, user: User, req: RightsRequest, recording_ids: list[str],
+def rectify(p: VaultContext, db: Session, user: User, req: RightsRequest, recording_ids: list[str],
             text: str) -> list[RecordingNote]:
     """Attach the rectification to each named recording (the footage is never changed); journaled per recording
     with the request's id, not the note (it may name the person)."""

@@ -19,8 +19,8 @@ from temoin.identity.tenant_settings import settings_of
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.legal_time import PARIS
 from temoin.law.profiles import add_months
-from temoin.platform import Platform
 from temoin.rights.models import OPEN_STATUSES, RequestKind, RequestStatus, RightsRequest
+from temoin.vault.context import VaultContext
 from temoin.vault.holds import ProcedureType
 from temoin.vault.models import Hold
 
@@ -115,7 +115,7 @@ def commune_for(user: User, tenant: Tenant, commune: str | None) -> str | None:
     return commune
 
 
-def create_request(p: Platform, db: Session, user: User, tenant: Tenant, new: NewRequest) -> RightsRequest:
+def create_request(p: VaultContext, db: Session, user: User, tenant: Tenant, new: NewRequest) -> RightsRequest:
     description, contact = new.person_description.strip(), new.contact.strip()
     if len(description) < 3:
         raise RightsError("describe the person (what they wore, where and when they were) so that the "
@@ -163,7 +163,7 @@ def list_requests(db: Session, tenant: Tenant, viewer: User | None, *, status: R
     return list(db.scalars(stmt.order_by(RightsRequest.deadline, RightsRequest.id).limit(limit)))
 
 
-def get_request(p: Platform, db: Session, user: User, request_id: int) -> RightsRequest:
+def get_request(p: VaultContext, db: Session, user: User, request_id: int) -> RightsRequest:
     req = db.get(RightsRequest, request_id)
     if req is None or req.tenant_id != user.tenant_id:
         if req is not None:  # another commune's register: refused and journaled
@@ -215,7 +215,7 @@ def delivery_refusal(db: Session, req: RightsRequest, recording_id: str) -> Deli
     return None
 
 
-def set_status(p: Platform, db: Session, user: User, req: RightsRequest, status: RequestStatus, *,
+def set_status(p: VaultContext, db: Session, user: User, req: RightsRequest, status: RequestStatus, *,
                decision: str | None = None, reason: str | None = None,
                procedure_reference: str | None = None) -> RightsRequest:
     """Move a request along; a final status is the answer sent to the person (journaled as a communication)."""

@@ -31,6 +31,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.evidence.manifest import GpsFix
 from temoin.geo.geometry import bearing_deg, distance_m
@@ -43,7 +44,6 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.live import sessions as live_sessions
 from temoin.live.events import EventBus
 from temoin.live.models import LiveSession, LiveState
-from temoin.platform import Platform
 from temoin.supervision.dispatch_models import (OPEN_STATES, AgentPosition, AgentStatus, OrderState,
                                                 ReinforcementOrder)
 
@@ -138,7 +138,7 @@ def _fresh(row: AgentPosition | None, now: datetime) -> bool:
     return row is not None and (now - row.received_at).total_seconds() < FRESH_S
 
 
-def record_position(p: Platform, db: Session, bus: EventBus, device: Device, fix: GpsFix,
+def record_position(p: Context, db: Session, bus: EventBus, device: Device, fix: GpsFix,
                     status: AgentStatus) -> AgentPosition:
     """The camera's last position and status (one row per camera), announced to the dashboards; an open
     order of this camera whose target is now within reach becomes arrived."""
@@ -193,7 +193,7 @@ def _agent_event(row: AgentPosition, user: User, order: ReinforcementOrder | Non
     return out
 
 
-def _arrivals(p: Platform, db: Session, device: Device, row: AgentPosition, now: datetime) -> list[ReinforcementOrder]:
+def _arrivals(p: Context, db: Session, device: Device, row: AgentPosition, now: datetime) -> list[ReinforcementOrder]:
     out = []
     for order in db.scalars(select(ReinforcementOrder).where(ReinforcementOrder.device_id == device.id,
                                                              ReinforcementOrder.state.in_(OPEN_STATES))).all():
@@ -213,7 +213,7 @@ def _arrivals(p: Platform, db: Session, device: Device, row: AgentPosition, now:
     return out
 
 
-def agents(p: Platform, db: Session, bus: EventBus, tenant: Tenant) -> list[dict]:
+def agents(p: Context, db: Session, bus: EventBus, tenant: Tenant) -> list[dict]:
     """The tenant's agents on shift, with their last position, its age, their status and whether the CSU
     could send them (fresh fix, not live, not already on an order)."""
     on_shift = _on_shift(db, tenant.id)
@@ -238,7 +238,7 @@ def agents(p: Platform, db: Session, bus: EventBus, tenant: Tenant) -> list[dict
 
 # --- candidates -----------------------------------------------------------------------------------------
 
-def session_for(p: Platform, db: Session, user: User, session_id: str) -> LiveSession:
+def session_for(p: Context, db: Session, user: User, session_id: str) -> LiveSession:
     """The user's tenant's live session; another tenant's is a 404, and the attempt is journaled."""
     s = db.get(LiveSession, session_id)
     if s is None or s.tenant_id != user.tenant_id:
@@ -258,7 +258,7 @@ def _target(s: LiveSession) -> tuple[float, float]:
     return float(s.position["lat"]), float(s.position["lon"])
 
 
-def candidates(p: Platform, db: Session, bus: EventBus, s: LiveSession, limit: int = 5) -> dict:
+def candidates(p: Context, db: Session, bus: EventBus, s: LiveSession, limit: int = 5) -> dict:
     """The nearest agents the CSU could send to the live session's position, nearest first."""
     if s.state == LiveState.ENDED.value:
         raise DispatchError(409, f"live session {s.id} has ended")
@@ -306,7 +306,7 @@ def order_view(db: Session, o: ReinforcementOrder) -> dict[str, Any]:
             "cancelled_by": o.cancelled_by, "cancel_reason": o.cancel_reason}
 
 
-def send(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: User, device_ids: list[str],
+def send(p: Context, db: Session, bus: EventBus, s: LiveSession, by: User, device_ids: list[str],
          note: str | None) -> list[dict]:
     """One order per agent, to the live session's position; the session moves to reinforcements_sent in the
     same transaction (refused before the alert is acknowledged)."""
@@ -375,13 +375,13 @@ def send(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: User, devi
     return views
 
 
-def session_orders(p: Platform, db: Session, bus: EventBus, s: LiveSession) -> list[dict]:
+def session_orders(p: Context, db: Session, bus: EventBus, s: LiveSession) -> list[dict]:
     rows = db.scalars(select(ReinforcementOrder).where(ReinforcementOrder.session_id == s.id)
                       .order_by(ReinforcementOrder.sent_at, ReinforcementOrder.id))
     return [order_view(db, o) for o in rows]
 
 
-def order_for_user(p: Platform, db: Session, user: User, order_id: str) -> ReinforcementOrder:
+def order_for_user(p: Context, db: Session, user: User, order_id: str) -> ReinforcementOrder:
     o = db.get(ReinforcementOrder, order_id)
     if o is None or o.tenant_id != user.tenant_id:
         if o is not None:
@@ -393,7 +393,7 @@ def order_for_user(p: Platform, db: Session, user: User, order_id: str) -> Reinf
     return o
 
 
-def _cancel(p: Platform, db: Session, o: ReinforcementOrder, by: Actor, reason: str) -> bool:
+def _cancel(p: Context, db: Session, o: ReinforcementOrder, by: Actor, reason: str) -> bool:
     if not _transition(db, o, OPEN_STATES, state=OrderState.CANCELLED.value, cancelled_at=utcnow(), cancelled_by=by.id,
                        cancel_reason=reason):
         return False
@@ -405,7 +405,7 @@ def _cancel(p: Platform, db: Session, o: ReinforcementOrder, by: Actor, reason: 
     return True
 
 
-def cancel(p: Platform, db: Session, bus: EventBus, o: ReinforcementOrder, by: User, reason: str | None) -> dict:
+def cancel(p: Context, db: Session, bus: EventBus, o: ReinforcementOrder, by: User, reason: str | None) -> dict:
     if not _cancel(p, db, o, actor_of(by), reason or "cancelled_by_csu"):
         raise DispatchError(409, f"order {o.id} is already {o.state}")
     db.commit()
@@ -414,7 +414,7 @@ def cancel(p: Platform, db: Session, bus: EventBus, o: ReinforcementOrder, by: U
     return view
 
 
-def recall_for_incident(p: Platform, db: Session, bus: EventBus, s: LiveSession, by: Actor) -> int:
+def recall_for_incident(p: Context, db: Session, bus: EventBus, s: LiveSession, by: Actor) -> int:
     """The operator closed the incident: its open orders are recalled (cancelled, journaled, the cameras told).
     Not the end of the live stream: an agent in danger still needs help when the picture stops. Runs inside the
     transaction that closes the incident and commits it. Returns how many."""
@@ -429,7 +429,7 @@ def recall_for_incident(p: Platform, db: Session, bus: EventBus, s: LiveSession,
 
 # --- the camera's side ----------------------------------------------------------------------------------
 
-def camera_orders(p: Platform, db: Session, bus: EventBus, device: Device) -> dict:
+def camera_orders(p: Context, db: Session, bus: EventBus, device: Device) -> dict:
     """What the camera sees: its open orders, those closed lately (so that it can tell the wearer why), and a
     cursor that changes whenever any of them does (the long poll's `after`)."""
     since = utcnow() - RECENTLY_CLOSED
@@ -444,7 +444,7 @@ def camera_orders(p: Platform, db: Session, bus: EventBus, device: Device) -> di
     return {"orders": open_, "closed": closed, "cursor": cursor}
 
 
-def acknowledge(p: Platform, db: Session, bus: EventBus, device: Device, order_id: str) -> tuple[dict, bool]:
+def acknowledge(p: Context, db: Session, bus: EventBus, device: Device, order_id: str) -> tuple[dict, bool]:
     """The camera signalled the order to its wearer. Idempotent: (view, False) if already acknowledged."""
     o = db.get(ReinforcementOrder, order_id)
     if o is None or o.device_id != device.id:

@@ -24,11 +24,11 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.geo.geometry import OnvifPosition, PtzAngles, distance_m, from_onvif, ptz_angles, to_onvif
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.live.events import EventBus
-from temoin.platform import Platform
 from temoin.supervision import outbound
 from temoin.supervision.models import CctvCamera
 from temoin.supervision.registry import RegistryError, camera_of, camera_password
@@ -295,7 +295,7 @@ async def aim_camera(cam: CctvCamera, password: str | None, lat: float, lon: flo
 
 # --- the operation: load, aim, journal, announce --------------------------------------------------------
 
-async def aim(p: Platform, tenant_id: int, camera_id: str, lat: float, lon: float, *, actor: Actor,
+async def aim(p: Context, tenant_id: int, camera_id: str, lat: float, lon: float, *, actor: Actor,
               session_id: str | None = None, bus: EventBus | None = None, timeout_s: float = TIMEOUT_S) -> AimResult:
     """Aim the tenant's camera at (lat, lon): journaled (ptz.aimed / ptz.failed) and announced on the bus."""
 
@@ -331,11 +331,11 @@ async def aim(p: Platform, tenant_id: int, camera_id: str, lat: float, lon: floa
     return result
 
 
-def _journal(p: Platform, tenant_id: int, event: str, actor: Actor, details: dict[str, Any]) -> None:
+def _journal(p: Context, tenant_id: int, event: str, actor: Actor, details: dict[str, Any]) -> None:
     with p.session() as db:
         _record(p, db, db.get(Tenant, tenant_id), event, actor, details)
         db.commit()
 
 
-def _record(p: Platform, db: Session, tenant: Tenant, event: str, actor: Actor, details: dict[str, Any]) -> None:
+def _record(p: Context, db: Session, tenant: Tenant, event: str, actor: Actor, details: dict[str, Any]) -> None:
     p.record(db, EntryDraft(action=Action.ADMINISTRATION, event=event, actor=actor, details=details), tenant)

@@ -40,10 +40,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
-from temoin.platform import Platform
 from temoin.supervision.models import CctvCamera, CctvRegistryVersion
 
 COLUMNS = ("id", "name", "lat", "lon", "height_m", "heading_deg", "fov_deg", "range_m", "ptz", "max_zoom",
@@ -302,7 +302,7 @@ def open_password(master_key: bytes, tenant_id: int, camera_id: str, sealed: byt
                             "import the camera's credentials again") from None
 
 
-def camera_password(p: Platform, cam: CctvCamera) -> str | None:
+def camera_password(p: Context, cam: CctvCamera) -> str | None:
     if cam.onvif_password_sealed is None:
         return None
     return open_password(p.keyring.master_key, cam.tenant_id, cam.id, cam.onvif_password_sealed)
@@ -341,7 +341,7 @@ def registry_version(db: Session, tenant_id: int) -> int:
     return version or 0
 
 
-def import_rows(p: Platform, db: Session, tenant: Tenant, rows: list[CameraRow], *, actor: Actor,
+def import_rows(p: Context, db: Session, tenant: Tenant, rows: list[CameraRow], *, actor: Actor,
                 source: str) -> ImportResult:
     """Upsert the cameras by id, in one transaction with the journal entry (committed here)."""
     existing = {c.id: c for c in db.scalars(select(CctvCamera).where(CctvCamera.tenant_id == tenant.id))}
@@ -382,7 +382,7 @@ def import_rows(p: Platform, db: Session, tenant: Tenant, rows: list[CameraRow],
     return result
 
 
-def withdraw(p: Platform, db: Session, tenant: Tenant, camera_id: str, *, actor: Actor,
+def withdraw(p: Context, db: Session, tenant: Tenant, camera_id: str, *, actor: Actor,
              reason: str | None = None) -> CctvCamera:
     """Take a camera out of service (removed from the street, broken): off the map, the nearby list and the video
     wall. Its row stays, since the journal names it; importing it again puts it back. Committed here."""
@@ -399,7 +399,7 @@ def withdraw(p: Platform, db: Session, tenant: Tenant, camera_id: str, *, actor:
     return cam
 
 
-def import_file(p: Platform, db: Session, tenant: Tenant, name: str, data: bytes, *, actor: Actor,
+def import_file(p: Context, db: Session, tenant: Tenant, name: str, data: bytes, *, actor: Actor,
                 stream_base: str | None = None) -> ImportResult:
     rows, kind = parse_file(name, data, stream_base=stream_base)
     return import_rows(p, db, tenant, rows, actor=actor, source=kind)

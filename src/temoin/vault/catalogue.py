@@ -4,6 +4,7 @@ a wearing agent. Every content access goes through a grant opened with a motive.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 from collections import OrderedDict
@@ -31,8 +32,9 @@ from temoin.law.access import (
     motives_for,
     place_motives_for,
 )
-from temoin.platform import Platform
-from temoin.vault import crypto
+from temoin.evidence import crypto
+from temoin.evidence.manifest import SignedReceipt
+from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
@@ -141,7 +143,7 @@ def check_place_motive(user: User, motive: Motive | None, what: str) -> Motive:
     return motive
 
 
-def search(p: Platform, db: Session, user: User, q: SearchQuery) -> list[Recording]:
+def search(p: VaultContext, db: Session, user: User, q: SearchQuery) -> list[Recording]:
     """Newest first. Time, agent, camera, trigger and hold state narrow in SQL (indexed); category and
     area then filter in Python, the area through each track's cached bounding box first.
 
@@ -315,7 +317,7 @@ def tracks_of(db: Session, recs: Sequence[Recording]) -> dict[str, Track]:
     return out
 
 
-def get_visible(p: Platform, db: Session, user: User, recording_id: str) -> Recording:
+def get_visible(p: VaultContext, db: Session, user: User, recording_id: str) -> Recording:
     """A recording the user may know of, or NotFound. Asking for another tenant's is journaled."""
     rec = db.scalar(visible(user).where(Recording.id == recording_id))
     if rec is None:
@@ -329,7 +331,7 @@ def get_visible(p: Platform, db: Session, user: User, recording_id: str) -> Reco
     return rec
 
 
-def open_consultation(p: Platform, db: Session, user: User, recording_id: str, motive: Motive) -> str:
+def open_consultation(p: VaultContext, db: Session, user: User, recording_id: str, motive: Motive) -> str:
     """Check the right and the motive, journal the consultation, and return a grant token."""
     role = Role(user.role)
     if not allows(role, Permission.RECORDINGS_VIEW):
@@ -366,7 +368,7 @@ def open_consultation(p: Platform, db: Session, user: User, recording_id: str, m
     return token
 
 
-def consult_track(p: Platform, db: Session, user: User, recording_id: str, motive: Motive | None) -> Track:
+def consult_track(p: VaultContext, db: Session, user: User, recording_id: str, motive: Motive | None) -> Track:
     """Where one recording was made (its GPS track), for a motive: journaled as a consultation of its place."""
     rec = get_visible(p, db, user, recording_id)
     motive = check_place_motive(user, motive, "the GPS track")
@@ -400,7 +402,7 @@ def grant_for(db: Session, user: User, recording_id: str, token: str) -> AccessG
     return grant
 
 
-def read_segment(p: Platform, db: Session, rec: Recording, index: int) -> Iterator[bytes]:
+def read_segment(p: VaultContext, db: Session, rec: Recording, index: int) -> Iterator[bytes]:
     """The original bytes of one segment, decrypted as they are streamed."""
     if not 0 <= index < rec.segment_count:
         raise NotFound(f"{rec.id} has no segment {index}")
@@ -535,9 +537,32 @@ class Integrity:
         return "intact: device signature, segment chain and every segment verified"
 
 
-def integrity_of(p: Platform, db: Session, rec: Recording) -> Integrity:
+AXIS_TRIGGER = "axis"  # Recording.trigger of what came through the Axis system (its TriggerOn is kept as metadata)
+
+
+def is_axis(rec: Recording) -> bool:
+    """Came through the Axis Body Worn system (temoin.axis): no device signature, the vault's hash on arrival."""
+    return rec.trigger == AXIS_TRIGGER and rec.manifest.startswith('{"axis"')
+
+
+def vault_proof(p: VaultContext, rec: Recording) -> tuple[bool, str | None]:
+    """For an Axis recording, what stands in for the device signature: the manifest document the vault wrote on
+    arrival still hashes to the catalogued SHA-256, and the vault's signed receipt (by a platform key) states it.
+    Returns (ok, the chain head the document states)."""
+    try:
+        doc = orjson.loads(rec.manifest)
+        receipt = SignedReceipt.model_validate_json(rec.receipt or "")
+    except ValueError:
+        return False, None
+    key = p.keyring.trusted.get(receipt.receipt.platform_key_id)
+    ok = (hashlib.sha256(rec.manifest.encode()).hexdigest() == rec.manifest_sha256
+          == receipt.receipt.manifest_sha256 and receipt.receipt.recording_id == rec.id
+          and key is not None and receipt.verify(key.public_key))
+    return ok, (doc.get("manifest") or {}).get("chain_head")
+
+
+def integrity_of(p: VaultContext, db: Session, rec: Recording) -> Integrity:
     """What is known of a recording's integrity, and when it was checked. Cheap: no blob is read."""
-    from temoin.axis.vault import is_axis, vault_proof
     from temoin.evidence.chain import chain_links
 
     if is_axis(rec):  # no device signature: the proof starts at the vault's hash on arrival (docs/axis.md)
@@ -553,7 +578,7 @@ def integrity_of(p: Platform, db: Session, rec: Recording) -> Integrity:
                      "vault_hash_on_arrival" if is_axis(rec) else "device_signature")
 
 
-def _device_proof(p: Platform, db: Session, rec: Recording) -> tuple[bool, str | None]:
+def _device_proof(p: VaultContext, db: Session, rec: Recording) -> tuple[bool, str | None]:
     from temoin.evidence.manifest import SignedManifest
     from temoin.identity.devices import certificate_of, recording_key
 
@@ -586,7 +611,7 @@ def last_full_check(db: Session, rec: Recording) -> FullCheck | None:
     return None
 
 
-def verify_stored(p: Platform, db: Session, user: User, rec: Recording) -> FullCheck:
+def verify_stored(p: VaultContext, db: Session, user: User, rec: Recording) -> FullCheck:
     """Re-read, decrypt and re-hash every stored segment of one recording now; journaled."""
     from temoin.vault.scrub import check_recording
 

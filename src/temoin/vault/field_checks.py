@@ -28,7 +28,7 @@ from temoin.identity.devices import device_actor
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.profiles import LegalProfile
-from temoin.platform import Platform
+from temoin.vault.context import VaultContext
 
 
 class Flag(StrEnum):
@@ -107,7 +107,7 @@ def check(db: Session, tenant: Tenant, device: Device, manifest: RecordingManife
                       outside_territory=outside, retention_from=retention_from, flags=flags)
 
 
-def journal(p: Platform, db: Session, tenant: Tenant, device: Device, recording_id: str, found: FieldCheck,
+def journal(p: VaultContext, db: Session, tenant: Tenant, device: Device, recording_id: str, found: FieldCheck,
             clock_offset_ms: int | None) -> None:
     """A security entry for each check that failed in a way someone must look at (the caller commits)."""
     actor = device_actor(device)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,12 +16,18 @@ from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.access import Permission, Role, allows
-from temoin.platform import Platform
+from temoin.vault.context import VaultContext
 from temoin.vault.models import Hold, Recording
 from temoin.vault.retention import active_hold
 
-if TYPE_CHECKING:
-    from temoin.evidence.models import Extraction
+
+class HandedOver(Protocol):
+    """An extraction (extraction.models.Extraction, above the vault): what its holds name."""
+
+    id: str
+    procedure_type: str
+    reference: str
+    recording_ids: list
 
 
 class ProcedureType(StrEnum):
@@ -34,12 +40,12 @@ class HoldError(ValueError):
     pass
 
 
-def place_hold(p: Platform, db: Session, user: User, rec: Recording, procedure: ProcedureType,
+def place_hold(p: VaultContext, db: Session, user: User, rec: Recording, procedure: ProcedureType,
                reference: str) -> Hold:
     return place_holds(p, db, user, [rec], procedure, reference)[0]
 
 
-def place_holds(p: Platform, db: Session, user: User, recs: Sequence[Recording], procedure: ProcedureType,
+def place_holds(p: VaultContext, db: Session, user: User, recs: Sequence[Recording], procedure: ProcedureType,
                 reference: str) -> list[Hold]:
     """One hold, one procedure and reference, on every recording of an incident: all or nothing.
 
@@ -69,7 +75,7 @@ def place_holds(p: Platform, db: Session, user: User, recs: Sequence[Recording],
     return made
 
 
-def place_extraction_holds(p: Platform, db: Session, user: User, extraction: "Extraction") -> list[Hold]:
+def place_extraction_holds(p: VaultContext, db: Session, user: User, extraction: HandedOver) -> list[Hold]:
     """A package handed over for a judicial, administrative or disciplinary procedure: each original it holds is
     kept for that procedure (a hold naming the extraction and its reference), until a person lifts it.
 
@@ -97,7 +103,7 @@ def _describe(hold: Hold) -> str:
     return f"hold {hold.id} ({hold.procedure_type} {hold.reference}{made_by})"
 
 
-def lift_hold(p: Platform, db: Session, user: User, rec: Recording, reason: str, hold_id: int | None = None) -> Hold:
+def lift_hold(p: VaultContext, db: Session, user: User, rec: Recording, reason: str, hold_id: int | None = None) -> Hold:
     """A person entitled to holds lifts one (the procedure allows it): never the system, always journaled. With
     several procedures holding the recording, say which hold: the others keep it."""
     if not allows(Role(user.role), Permission.RECORDINGS_HOLD):

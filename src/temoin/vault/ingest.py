@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
+from temoin.evidence import crypto
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import Receipt, SignedManifest, SignedReceipt
 from temoin.geo.communes import commune_of
@@ -29,8 +30,8 @@ from temoin.identity.devices import certificate_of, device_actor, recording_key,
 from temoin.identity.models import Device, Tenant
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.profiles import get_profile
-from temoin.platform import Platform
-from temoin.vault import crypto, field_checks
+from temoin.vault import field_checks
+from temoin.vault.context import VaultContext
 from temoin.vault.models import DeletionCertificate, Quarantine, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
 
@@ -77,7 +78,13 @@ def _tenant(db: Session, device: Device) -> Tenant:
     return tenant
 
 
-def quarantine(p: Platform, db: Session, device: Device, recording_id: str | None, reason: str,
+def unfinished_uploads(db: Session, device_id: str) -> list[str]:
+    """The camera's recordings whose upload started but is not complete, oldest first (checked at check-in)."""
+    return list(db.scalars(select(Recording.id).where(
+        Recording.device_id == device_id, Recording.state == RecordingState.RECEIVING).order_by(Recording.received_at)))
+
+
+def quarantine(p: VaultContext, db: Session, device: Device, recording_id: str | None, reason: str,
                evidence: bytes | None = None) -> None:
     """Keep a failed upload apart, with its reason, and journal it."""
     tenant = _tenant(db, device)
@@ -100,7 +107,7 @@ def quarantine(p: Platform, db: Session, device: Device, recording_id: str | Non
     db.commit()
 
 
-def open_upload(p: Platform, db: Session, device: Device, raw: bytes) -> UploadStatus:
+def open_upload(p: VaultContext, db: Session, device: Device, raw: bytes) -> UploadStatus:
     """Accept a signed manifest; idempotent, so a camera that lost the answer simply asks again."""
     if len(raw) > p.settings.max_manifest_bytes:
         raise IngestError(413, f"manifest larger than {p.settings.max_manifest_bytes} bytes")
@@ -174,7 +181,7 @@ def _own_recording(db: Session, device: Device, recording_id: str) -> Recording:
     return rec
 
 
-def gone(p: Platform, db: Session, device: Device, rec: Recording) -> RecordingGone:
+def gone(p: VaultContext, db: Session, device: Device, rec: Recording) -> RecordingGone:
     """The answer for a deleted recording: its signed certificate, and a journal entry saying the camera
     was told (each time: a camera that keeps asking shows in the journal)."""
     cert = db.scalar(select(DeletionCertificate).where(DeletionCertificate.recording_id == rec.id))
@@ -191,7 +198,7 @@ def gone(p: Platform, db: Session, device: Device, rec: Recording) -> RecordingG
         {"id": cert.id, "body": cert.body, "signature": cert.signature})
 
 
-def _live_recording(p: Platform, db: Session, device: Device, recording_id: str) -> Recording:
+def _live_recording(p: VaultContext, db: Session, device: Device, recording_id: str) -> Recording:
     """The camera's recording, or the signed answer that it was deleted."""
     rec = _own_recording(db, device, recording_id)
     if rec.state == RecordingState.DELETED:
@@ -199,7 +206,7 @@ def _live_recording(p: Platform, db: Session, device: Device, recording_id: str)
     return rec
 
 
-def upload_status(p: Platform, db: Session, device: Device, recording_id: str) -> UploadStatus:
+def upload_status(p: VaultContext, db: Session, device: Device, recording_id: str) -> UploadStatus:
     rec = _live_recording(p, db, device, recording_id)
     tenant = _tenant(db, device)
     segments = []
@@ -241,7 +248,7 @@ class SegmentUpload:
     (call `feed` from a worker thread: sealing a MiB costs milliseconds of CPU).
     """
 
-    def __init__(self, p: Platform, db: Session, device: Device, recording_id: str, index: int,
+    def __init__(self, p: VaultContext, db: Session, device: Device, recording_id: str, index: int,
                  start: int, total: int | None) -> None:
         self.p, self.db, self.device = p, db, device
         rec = _live_recording(p, db, device, recording_id)
@@ -347,7 +354,7 @@ class SegmentUpload:
         self.lock.release()
 
 
-def complete(p: Platform, db: Session, device: Device, recording_id: str,
+def complete(p: VaultContext, db: Session, device: Device, recording_id: str,
              lost: Sequence[int] = ()) -> SignedReceipt:
     """Every segment arrived and matched: make the recording visible and sign the receipt.
 

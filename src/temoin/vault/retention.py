@@ -18,8 +18,8 @@ from temoin.evidence.canonical import canonical_bytes
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
-from temoin.platform import Platform
 from temoin.vault import derived
+from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations, limited
 from temoin.vault.models import DeletionCertificate, Hold, Recording, RecordingState
 
@@ -63,7 +63,7 @@ _CERT_COLUMNS = (Recording.id, Recording.tenant_id, Recording.device_id, Recordi
                  Recording.ended_at, Recording.manifest_sha256, Recording.chain_head, Recording.retention_until)
 
 
-def _erase(p: Platform, db: Session, rows: list, tenants: dict[int, Tenant], *, reason: str, actor: Actor,
+def _erase(p: VaultContext, db: Session, rows: list, tenants: dict[int, Tenant], *, reason: str, actor: Actor,
            rules: dict[int, str], now: datetime, details: dict | None = None) -> list[str]:
     """Destroy the data keys of `rows` (recordings, as _CERT_COLUMNS) and of everything made from them, sign one
     certificate each (listing those artefacts) and journal each erasure, in the caller's transaction. Batched: one
@@ -102,7 +102,7 @@ def _rule(tenant: Tenant) -> str:
     return f"{profile.id}: {profile.retention.describe()}"
 
 
-def delete_recording(p: Platform, db: Session, rec: Recording, *, reason: str, actor: Actor,
+def delete_recording(p: VaultContext, db: Session, rec: Recording, *, reason: str, actor: Actor,
                      rule: str | None = None, now: datetime | None = None, details: dict | None = None) -> list[str]:
     """Destroy one recording's data key and those of what was made from it, and write its certificate and journal
     entry (caller commits). Returns the files to remove once committed (`derived.remove_files`).
@@ -120,7 +120,7 @@ def delete_recording(p: Platform, db: Session, rec: Recording, *, reason: str, a
     return files
 
 
-def sweep(p: Platform, db: Session, now: datetime | None = None,
+def sweep(p: VaultContext, db: Session, now: datetime | None = None,
           progress: Callable[[int, int], None] | None = None, orphans: bool = True) -> SweepResult:
     """Delete every recording whose period is over and that no hold keeps.
 
@@ -144,7 +144,7 @@ def sweep(p: Platform, db: Session, now: datetime | None = None,
         result.deleted += [r.id for r in rows]
         if progress:
             progress(len(result.deleted), total)
-    result.live_backups_expired = derived.expired_live_backups(p, db, now)
+    result.live_backups_expired = derived.expire(p, db, now).get(derived.LIVE_BACKUP, 0)
     if orphans:
         result.orphans_removed = remove_orphans(p, db) + derived.remove_orphans(p, db)
     result.held = db.scalar(select(func.count()).select_from(Recording).where(
@@ -172,7 +172,7 @@ def first_trace_of_kept(db: Session, chain: str, before: datetime) -> int | None
     return first
 
 
-def remove_orphans(p: Platform, db: Session) -> int:
+def remove_orphans(p: VaultContext, db: Session) -> int:
     """Blobs of recordings already deleted (a sweep killed after its commit) are removed now."""
     removed = 0
     batch: list[str] = []

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.evidence import crypto
 from temoin.evidence.chain import chain_links
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
-from temoin.platform import Platform
-from temoin.vault import crypto
 from temoin.vault.catalogue import declared_lost
+from temoin.vault.context import VaultContext
 from temoin.vault.models import Recording, RecordingState
 from temoin.vault.storage import BlobMissing, blob_key
 
@@ -46,7 +46,7 @@ class ScrubResult:
         return not self.problems
 
 
-def check_recording(p: Platform, rec: Recording, tenant_slug: str) -> tuple[list[Corruption], int]:
+def check_recording(p: VaultContext, rec: Recording, tenant_slug: str) -> tuple[list[Corruption], int]:
     problems: list[Corruption] = []
     checked = 0
     try:
@@ -84,7 +84,7 @@ def check_recording(p: Platform, rec: Recording, tenant_slug: str) -> tuple[list
     return problems, checked
 
 
-def scrub(p: Platform, db: Session, progress: Callable[[int, int], None] | None = None) -> ScrubResult:
+def scrub(p: VaultContext, db: Session, progress: Callable[[int, int], None] | None = None) -> ScrubResult:
     result = ScrubResult()
     slugs = {tid: slug for tid, slug in db.execute(select(Tenant.id, Tenant.slug))}
     ids = list(db.scalars(select(Recording.id).where(Recording.state == RecordingState.STORED)

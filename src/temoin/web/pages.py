@@ -307,7 +307,7 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
 @router.get("/journal")
 def journal(request: Request, verify: bool = False, who: Principal = Depends(PageRequire(Permission.JOURNAL_READ)),
             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
-    from temoin.journal import reading
+    from temoin.vault import journal_reading as reading
 
     entries = [(e, parse_body(e.body)) for e in reading.entries_for(db, who.user, who.tenant, 200)]
     can_verify = reading.may_verify(who.user)  # the whole chain: EPCI-wide users only

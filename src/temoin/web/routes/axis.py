@@ -18,11 +18,11 @@ from starlette.requests import ClientDisconnect
 
 from temoin import errors
 from temoin.axis import connection, store
+from temoin.evidence.crypto import RECORD_BYTES
 from temoin.identity.models import Tenant
 from temoin.identity.service import actor_of
 from temoin.law.access import Permission
 from temoin.platform import Platform
-from temoin.vault.crypto import RECORD_BYTES
 from temoin.vault.storage import StorageError
 from temoin.web.deps import Principal, get_db, get_platform, require
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from temoin.evidence import package as pkg
-from temoin.evidence.models import Extraction
+from temoin.extraction import package as pkg
+from temoin.extraction.models import Extraction
 from temoin.law.access import Permission
 from temoin.platform import Platform
 from temoin.web.deps import Principal, get_db, get_platform, require

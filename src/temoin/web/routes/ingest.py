@@ -11,11 +11,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
+from temoin.evidence.crypto import RECORD_BYTES
 from temoin.evidence.manifest import SignedReceipt
 from temoin.identity.models import Device
 from temoin.platform import Platform
 from temoin.vault import ingest
-from temoin.vault.crypto import RECORD_BYTES
 from temoin.vault.storage import StorageError, StorageFull
 from temoin.web import problems
 from temoin.web.deps import current_device, get_db, get_platform

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from temoin.journal import reading
+from temoin.vault import journal_reading as reading
 from temoin.journal.service import parse_body
 from temoin.journal.verify import verify_all
 from temoin.law.access import Permission

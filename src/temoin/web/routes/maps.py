@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from temoin.geo.basemap import basemap
+from temoin.web.basemap import basemap
 from temoin.web.deps import Principal, current_principal
 
 router = APIRouter(prefix="/api/v1/map", tags=["map"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from temoin.geo.demo_commune import commune
 from temoin.identity.models import Tenant
 from temoin.identity.tenant_settings import settings_of
 
@@ -24,8 +25,6 @@ def basemap(tenant: Tenant) -> dict[str, Any]:
             else:  # a bare geometry
                 features.append({"type": "Feature", "geometry": feature, "properties": {"kind": "territory"}})
     if tenant.demo:
-        from temoin.demo.commune import commune
-
         features += [f for f in commune()["features"] if f["properties"].get("kind") == "street"]
     return {"tile_url": settings.tile_url, "attribution": settings.tile_attribution,
             "overlay": {"type": "FeatureCollection", "features": features}}

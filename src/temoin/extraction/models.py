@@ -1,13 +1,36 @@
-"""Tables of the evidence domain: extractions (packages handed to a named recipient for a procedure)."""
+"""Tables of extractions (packages handed to a named recipient for a procedure), and the kinds they name."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from temoin.db import Base, UTCDateTime, utcnow
+
+
+class RecipientKind(StrEnum):
+    """Who may receive an extraction (R241-12, 2019 list)."""
+
+    JUDICIAL_POLICE = "judicial_police"  # officiers et agents de police judiciaire
+    STATE_INSPECTION = "state_inspection"  # services d'inspection de l'État
+    DISCIPLINARY_AUTHORITY = "disciplinary_authority"  # autorité disciplinaire
+    TRAINER = "trainer"  # formation des agents: anonymised copies only (R241-13)
+
+
+class ProcedureType(StrEnum):
+    JUDICIAL = "judicial"
+    ADMINISTRATIVE = "administrative"
+    DISCIPLINARY = "disciplinary"
+    TRAINING = "training"
+
+
+class MediaKind(StrEnum):
+    ORIGINAL = "original"  # the camera's bytes, exactly
+    TRIMMED = "trimmed"  # a stream copy of a time range of the original (no re-encoding)
+    REDACTED = "redacted"  # anonymised (faces, voices) for training
 
 
 class Extraction(Base):

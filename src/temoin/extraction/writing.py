@@ -1,0 +1,469 @@
+"""Writing the package: each segment decrypted record by record from the vault, hashed and written into the zip
+as it goes (trimmed or redacted when asked), then the manifest, SHA256SUMS, its signature and timestamp,
+the custody PDF and the README."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import queue
+import shutil
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from temoin.evidence.timestamp import Stamp
+from temoin.extraction import custody
+from temoin.extraction.models import MediaKind
+from temoin.extraction.plan import ExtractionError, Plan, SealedReader, _Recording, _redactor, _Segment
+from temoin.extraction.trim import TrimError, TrimSource, trim
+from temoin.journal.entry import Action
+from temoin.evidence import crypto
+from temoin.vault.context import VaultContext
+
+SCHEMA = "temoin.extraction/1"
+SUMS, SIGNATURE, MANIFEST, CUSTODY_PDF, KEY_FILE, KEYS_FILE, README = (
+    "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "chain-of-custody.pdf", "platform-public-key.pem",
+    "platform-keys.json", "README.txt")
+TIMESTAMP = "SHA256SUMS.tsr"  # RFC 3161 token over SHA256SUMS, when a TSA is configured (docs/timestamping.md)
+LOST_NOTE = ("Some segments were lost at the camera (damaged there before hand-over): each recording's lost_segments "
+             "lists them with their time ranges, as the vault's signed receipt declares them; they are not in this "
+             "package and the others are intact. / Des segments ont été perdus à la caméra (endommagés avant le "
+             "transfert) : lost_segments les liste avec leurs plages horaires, comme le déclare le reçu signé du "
+             "coffre ; ils ne sont pas dans ce paquet, les autres sont intacts.")
+_COPY = 1024 * 1024
+
+
+# --- writing the package -----------------------------------------------------------------------------
+
+class _Lane:
+    """One worker thread doing queued work in order. SHA-256 and file writes release the GIL, so two lanes
+    (the files' hashes; the zip's hash and write) run beside the decryption on the caller's thread."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.Queue[tuple[Callable[[Any], Any], Any] | None] = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, arg = item
+            if self.error is None or fn is _release:
+                try:
+                    fn(arg)
+                except BaseException as exc:  # handed to the caller at its next call
+                    self.error = exc
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put((fn, arg))
+
+    def drain(self) -> None:
+        if not self._thread.is_alive():  # closed (e.g. the sink's flush at garbage collection)
+            return
+        done = threading.Event()
+        self._queue.put((_release, done))
+        done.wait()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
+def _release(event: threading.Event) -> None:
+    event.set()
+
+
+class _HashingSink(io.RawIOBase):
+    """The zip's output: hashes every byte on its way to the file (in its lane). Not seekable, so zipfile
+    writes each entry once (sizes in data descriptors) and the zip's SHA-256 needs no second read."""
+
+    _WRITEBACK = 32 * 1024 * 1024
+
+    def __init__(self, fh: BinaryIO, lane: _Lane) -> None:
+        super().__init__()
+        self.fh, self.lane, self.sha256, self.size = fh, lane, hashlib.sha256(), 0
+        self._written = self._advised = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def _write(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.fh.write(data)
+        self._written += len(data)
+        if self._written - self._advised >= 2 * self._WRITEBACK and hasattr(os, "posix_fadvise"):
+            # Start writing back what is behind us, and let its pages go once written: the disk works while
+            # we decrypt instead of in one long fsync at the end, and gigabytes of plaintext do not sit in
+            # the page cache.
+            self.fh.flush()
+            end = self._written - self._WRITEBACK
+            os.posix_fadvise(self.fh.fileno(), self._advised, end - self._advised, os.POSIX_FADV_DONTNEED)
+            self._advised = end
+
+    def write(self, data: Any) -> int:
+        data = data if isinstance(data, bytes) else bytes(data)
+        self.lane.submit(self._write, data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        raise io.UnsupportedOperation("not seekable")
+
+    def flush(self) -> None:
+        self.lane.drain()
+        self.fh.flush()
+
+
+@dataclass
+class Built:
+    path: Path
+    sha256: str
+    size: int
+    sums_sha256: str
+    manifest: dict[str, Any]
+    timestamp: Stamp | None = None  # None: no TSA configured
+
+
+Progress = Callable[[int, int], None]
+
+
+class _Writer:
+    """Entries of the zip. Each file's SHA-256 is computed in the hash lane; `digests()` waits for them."""
+
+    def __init__(self, zf: zipfile.ZipFile, root: str, when: datetime, lane: _Lane) -> None:
+        self.zf, self.root, self.lane = zf, root, lane
+        self.hashers: dict[str, Any] = {}
+        self.date_time = when.timetuple()[:6]
+
+    def _info(self, name: str) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(self.root + name, self.date_time)
+        info.compress_type = zipfile.ZIP_STORED  # media are compressed already; a stored zip is a plain copy
+        info.external_attr = 0o644 << 16
+        return info
+
+    def stream(self, name: str, chunks: Iterator[bytes], tick: Callable[[int], None] | None = None) -> int:
+        hasher, size = hashlib.sha256(), 0
+        self.hashers[name] = hasher
+        with self.zf.open(self._info(name), "w", force_zip64=True) as out:
+            for chunk in chunks:
+                self.lane.submit(hasher.update, chunk)
+                out.write(chunk)
+                size += len(chunk)
+                if tick:
+                    tick(len(chunk))
+        return size
+
+    def file(self, name: str, path: Path) -> int:
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as fh:
+                while chunk := fh.read(_COPY):
+                    yield chunk
+        return self.stream(name, chunks())
+
+    def small(self, name: str, data: bytes, *, signed: bool = True) -> None:
+        self.zf.writestr(self._info(name), data)
+        if signed:
+            self.hashers[name] = hashlib.sha256(data)
+
+    def digests(self) -> dict[str, str]:
+        self.lane.drain()
+        return {name: h.hexdigest() for name, h in self.hashers.items()}
+
+
+def _records(p: VaultContext, seg: _Segment, data_key: bytes) -> Iterator[bytes]:
+    with p.store.open(seg.key) as fh:
+        yield from crypto.open_records(fh, data_key)
+
+
+def _decrypt_to(p: VaultContext, seg: _Segment, data_key: bytes, dst: Path) -> None:
+    hasher = hashlib.sha256()
+    with dst.open("wb") as out:
+        for chunk in _records(p, seg, data_key):
+            hasher.update(chunk)
+            out.write(chunk)
+    _check(seg, hasher.hexdigest())
+
+
+def _check(seg: _Segment, digest: str) -> None:
+    if digest != seg.sha256:
+        raise ExtractionError(500, f"segment {seg.index} read from the vault hashes to {digest}, not the "
+                                   f"device-signed {seg.sha256}: the vault's copy is damaged; run "
+                                   "`temoin vault scrub`. No package was made.")
+
+
+def _jsonable(report: Any) -> Any:
+    for attr in ("model_dump", "_asdict"):
+        if hasattr(report, attr):
+            return orjson.loads(orjson.dumps(getattr(report, attr)(), default=str))
+    if hasattr(report, "__dataclass_fields__"):
+        import dataclasses
+
+        return orjson.loads(orjson.dumps(dataclasses.asdict(report), default=str))
+    return str(report)
+
+
+def build(p: VaultContext, plan: Plan, progress: Progress | None = None) -> Built:
+    """Write the package's zip under TEMOIN_HOME/extractions/<tenant>/ (atomically: .part, fsync, rename)."""
+    folder = p.settings.home / "extractions" / plan.tenant_slug
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    final, part = folder / f"{plan.extraction_id}.zip", folder / f"{plan.extraction_id}.zip.part"
+    work = folder / f".build-{plan.extraction_id}"  # trimmed / redacted intermediates, removed below
+    total, done = plan.total_bytes, 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(min(done, total), total)
+
+    hash_lane, sink_lane = _Lane("extraction-hash"), _Lane("extraction-write")
+    try:
+        with part.open("wb") as raw:
+            sink = _HashingSink(raw, sink_lane)
+            with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                writer = _Writer(zf, f"temoin-extraction-{plan.extraction_id}/", plan.created_at, hash_lane)
+                sections = [_write_media(p, plan, rec, writer, work, tick) for rec in plan.recordings]
+                digests = writer.digests()
+                for rec, section in zip(plan.recordings, sections):
+                    stored = {s.index: s for s in rec.segments}
+                    for media in section["media"]:
+                        media["sha256"] = digests[media["file"]]
+                        if media["kind"] == MediaKind.ORIGINAL:
+                            _check(stored[media["segment"]], media["sha256"])
+                manifest = _manifest(p, plan, sections)
+                writer.small(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+                this = custody.CustodyEntry(
+                    seq=0, at=plan.created_at, action=Action.COMMUNICATION.value, event="extraction.created",
+                    actor=plan.actor.model_dump(), recordings=[r.row["id"] for r in plan.recordings], motive=None,
+                    recipients=[plan.request.recipient_name], details=_details(plan, None), hash=None)
+                writer.small(CUSTODY_PDF, custody.render_pdf(extraction=manifest, recordings=manifest["recordings"],
+                                                             entries=plan.entries, this_extraction=this))
+                writer.small(KEY_FILE, p.keyring.public_key_pem())
+                # The platform's key history, vouched for by this package's signature: receipts signed by a
+                # key since retired verify with it once the signing key is pinned.
+                writer.small(KEYS_FILE, orjson.dumps(p.keyring.trusted.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
+                writer.small(README, readme(plan.extraction_id, plan.media_kind,
+                                            lost=any(r.lost for r in plan.recordings)).encode())
+                sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.digests().items())).encode()
+                writer.small(SUMS, sums, signed=False)
+                writer.small(SIGNATURE, p.keyring.signing_key.sign(sums), signed=False)
+                stamp = _timestamp(p, plan, writer, sums)
+            sink_lane.drain()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(part, final)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tick(0)
+        return Built(final, sink.sha256.hexdigest(), sink.size, hashlib.sha256(sums).hexdigest(), manifest, stamp)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    finally:
+        hash_lane.close()
+        sink_lane.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _timestamp(p: VaultContext, plan: Plan, writer: _Writer, sums: bytes) -> Stamp | None:
+    """SHA256SUMS.tsr beside the signature. A TSA failure leaves the package without it, not unmade: the
+    evidence must reach its recipient; the failure is logged and journaled with the extraction."""
+    if p.timestamper is None:
+        return None
+    stamp = p.timestamper.stamp(sums, what=f"extraction {plan.extraction_id}")
+    if stamp.token is not None:
+        writer.small(TIMESTAMP, stamp.token, signed=False)
+    return stamp
+
+
+def _write_media(p: VaultContext, plan: Plan, rec: _Recording, writer: _Writer, work: Path,
+                 tick: Callable[[int], None]) -> dict[str, Any]:
+    rid = rec.row["id"]
+    section: dict[str, Any] = {"media": [], "trim": None, "redaction": None}
+    trimming = plan.request.trim if plan.request.trim and plan.request.trim.recording_id == rid else None
+    redact = _redactor() if plan.request.training else None
+    if not trimming and not redact:
+        for seg in rec.segments:
+            name = f"media/{rid}/{seg.index:05d}.mp4"
+            size = writer.stream(name, _records(p, seg, rec.data_key), tick)  # checked once hashed, in build()
+            section["media"].append({"file": name, "sha256": None, "size": size, "kind": MediaKind.ORIGINAL.value,
+                                     "segment": seg.index})
+        return section
+    work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sources: list[tuple[Path, list[dict[str, Any]]]] = []
+    if trimming:
+        trim_sources = [TrimSource(s.index, (s.started_at - rec.started_at).total_seconds(), s.duration_s, s.sha256,
+                                   lambda s=s: io.BufferedReader(SealedReader(p.store.open(s.key), rec.data_key,
+                                                                              s.size), _COPY))
+                        for s in rec.segments]
+        out = work / f"{rid}-trimmed.mp4"
+        try:
+            result = trim(trim_sources, trimming.start_s, trimming.end_s, out)
+        except TrimError as exc:
+            raise ExtractionError(422, f"cannot trim {rid}: {exc}") from None
+        section["trim"] = result.as_manifest()
+        if lost := rec.lost_within(result.kept_start_s, trimming.end_s):
+            section["trim"]["lost_segments"] = lost  # a gap in the trimmed file: nothing was there to copy
+        tick(sum(s.size for s in rec.segments))
+        sources.append((out, [{"index": s.index, "sha256": s.sha256} for s in result.segments]))
+    else:
+        for seg in rec.segments:
+            out = work / f"{rid}-{seg.index:05d}.mp4"
+            _decrypt_to(p, seg, rec.data_key, out)
+            tick(seg.size)
+            sources.append((out, [{"index": seg.index, "sha256": seg.sha256}]))
+    reports = []
+    for n, (path, derived_from) in enumerate(sources):
+        kind = MediaKind.TRIMMED
+        if redact:
+            redacted = path.with_name(path.stem + "-redacted.mp4")
+            try:
+                reports.append(_jsonable(redact(path, redacted)))
+            except Exception as exc:  # noqa: BLE001 - the engine's own errors say what failed
+                raise ExtractionError(500, f"anonymising {rid} failed ({type(exc).__name__}: {exc}); no training "
+                                           "package was made") from None
+            path.unlink()
+            path, kind = redacted, MediaKind.REDACTED
+        suffix = "trimmed" if trimming else f"{derived_from[0]['index']:05d}"
+        name = f"media/{rid}/{suffix}{'-redacted' if redact else ''}.mp4"
+        size = writer.file(name, path)
+        path.unlink()
+        section["media"].append({"file": name, "sha256": None, "size": size, "kind": kind.value,
+                                 "derived_from": derived_from})
+    if redact:
+        section["redaction"] = {"engine": "temoin.rights.redaction.redact_file", "mode": "blur", "voice": True,
+                                "reason": "training copy: faces and voices anonymised (R241-13)",
+                                "reports": reports}
+    return section
+
+
+def _details(plan: Plan, built: Built | None) -> dict[str, Any]:
+    r = plan.request
+    details: dict[str, Any] = {
+        "extraction_id": plan.extraction_id, "procedure_type": r.procedure_type.value,
+        "recipient_kind": r.recipient_kind.value, "reference": r.reference, "trimmed": r.trim is not None,
+        "media_kind": plan.media_kind.value}
+    if r.trim:
+        details["trim"] = {"recording_id": r.trim.recording_id, "start_s": r.trim.start_s, "end_s": r.trim.end_s}
+    if built:
+        details.update(package_sha256=built.sha256, package_bytes=built.size, sums_sha256=built.sums_sha256)
+        if built.timestamp is not None:
+            details["timestamp"] = built.timestamp.as_dict()
+    return details
+
+
+def _notes(kind: MediaKind) -> list[str]:
+    if kind == MediaKind.ORIGINAL:
+        return ["media/ holds the original segments exactly as the camera produced them: their SHA-256 are the "
+                "device-signed ones in each recording's manifest. / media/ contient les segments originaux, "
+                "octet pour octet, tels que la caméra les a produits."]
+    if kind == MediaKind.TRIMMED:
+        return ["A recording was trimmed by stream copy (no re-encoding): its original bytes are NOT in this "
+                "package; the trimmed file derives from the segments whose device-signed hashes are listed "
+                "under trim.source_segments. / Un enregistrement a été découpé par copie de flux, sans "
+                "ré-encodage : ses octets originaux ne sont pas dans ce paquet."]
+    return ["Training copy: faces and voices anonymised (R241-13). The original bytes are NOT in this package; "
+            "each file names the device-signed segments it derives from. / Copie de formation anonymisée "
+            "(visages et voix, R241-13) : les originaux ne sont pas dans ce paquet."]
+
+
+def _manifest(p: VaultContext, plan: Plan, sections: list[dict[str, Any]]) -> dict[str, Any]:
+    r = plan.request
+    pem = p.keyring.public_key_pem()
+    return {
+        "schema": SCHEMA,
+        "extraction_id": plan.extraction_id,
+        "tenant": {"slug": plan.tenant_slug, "name": plan.tenant_name},
+        "created_at": plan.created_at.isoformat(),
+        "extracted_by": plan.actor.model_dump(),
+        "recipient": {"name": r.recipient_name, "kind": r.recipient_kind.value},
+        "procedure": {"type": r.procedure_type.value, "reference": r.reference},
+        "platform_key": {"file": KEY_FILE, "id": p.keyring.public_key_id,
+                         "sha256_fingerprint": p.keyring.fingerprint,
+                         "pem_sha256": hashlib.sha256(pem).hexdigest(), "history_file": KEYS_FILE},
+        "media_kind": plan.media_kind.value,
+        "notes": _notes(plan.media_kind) + ([LOST_NOTE] if any(rec.lost for rec in plan.recordings) else []),
+        "recordings": [{**rec.row, **section} for rec, section in zip(plan.recordings, sections)],
+        "custody": {
+            "journal_chain": plan.tenant_slug,
+            "entries": [e.as_dict() for e in plan.entries],
+            "this_extraction": "journaled as event extraction.created with this extraction_id once the package "
+                               "was written; its entry carries the zip's SHA-256",
+        },
+    }
+
+
+def readme(extraction_id: str, kind: MediaKind, lost: bool = False) -> str:
+    original = kind == MediaKind.ORIGINAL
+    fr_media = ("media/ contient les segments originaux, octet pour octet." if original else
+                "Attention : les octets originaux ne sont PAS dans ce paquet (copie "
+                + ("découpée par copie de flux" if kind == MediaKind.TRIMMED else "anonymisée pour la formation")
+                + ") ; manifest.json indique de quels segments signés chaque fichier dérive.")
+    en_media = ("media/ holds the original segments, byte for byte." if original else
+                "Note: the original bytes are NOT in this package (a "
+                + ("stream-copy trim" if kind == MediaKind.TRIMMED else "training copy, anonymised")
+                + "); manifest.json names the device-signed segments each file derives from.")
+    if lost:
+        fr_media += (" Des segments ont été perdus à la caméra avant le transfert : manifest.json les liste "
+                     "(lost_segments, avec leurs horaires), comme le déclare le reçu signé du coffre.")
+        en_media += (" Some segments were lost at the camera before hand-over: manifest.json lists them "
+                     "(lost_segments, with their times), as the vault's signed receipt declares them.")
+    check = ("  sha256sum -c SHA256SUMS\n"
+             "  openssl pkeyutl -verify -pubin -inkey platform-public-key.pem -rawin -in SHA256SUMS "
+             "-sigfile SHA256SUMS.sig\n"
+             "  temoin verify . --key <clé publique de la plateforme obtenue par ailleurs / platform key obtained "
+             "independently>\n"
+             "  temoin verify . --fingerprint <empreinte SHA-256 publiée / published SHA-256 fingerprint>\n")
+    return f"""Témoin — paquet d'extraction / extraction package {extraction_id}
+
+FRANÇAIS
+Ce dossier contient des enregistrements de caméras individuelles remis pour une procédure.
+- manifest.json : destinataire, procédure, auteur de l'extraction, métadonnées de chaque enregistrement
+  (horaires, agent, caméra, déclenchement, trace GPS), manifeste signé par la caméra et sa clé publique,
+  reçu signé du coffre, empreintes et chaîne des segments, découpage éventuel.
+- chain-of-custody.pdf : chaîne de possession (collecte, consultations et motifs, gels, extractions).
+- SHA256SUMS : empreinte SHA-256 de chaque autre fichier ; SHA256SUMS.sig : signature Ed25519 de
+  SHA256SUMS par la clé de la plateforme (platform-public-key.pem).
+- SHA256SUMS.tsr (si présent) : horodatage RFC 3161 de SHA256SUMS par une autorité d'horodatage ;
+  openssl ts -verify -data SHA256SUMS -in SHA256SUMS.tsr -CAfile <certificats de l'autorité>
+{fr_media}
+Vérifier, dans ce dossier (sans réseau) :
+{check}La clé incluse prouve seulement la cohérence du paquet : temoin verify ne déclare le paquet intact que
+si la clé qui l'a signé est épinglée (--key, --fingerprint, ou un magasin de clés de confiance), obtenue
+auprès du service lui-même (https://<service>/.well-known/temoin/keys.pem), pas de ce paquet.
+Chaque clé de caméra est certifiée par la clé de la plateforme (manifest.json, device.certificate) ;
+platform-keys.json donne l'historique des clés de la plateforme, avec leurs périodes de validité.
+
+ENGLISH
+This folder holds body-worn camera recordings handed over for a procedure.
+- manifest.json: recipient, procedure, who extracted, each recording's metadata (times, agent, camera,
+  trigger, GPS track), the device-signed manifest and the device public key, the vault's signed receipt,
+  segment hashes and chain, trimming if any.
+- chain-of-custody.pdf: the chain of custody (collection, consultations with motives, holds, extractions).
+- SHA256SUMS: SHA-256 of every other file; SHA256SUMS.sig: Ed25519 signature of SHA256SUMS by the
+  platform key (platform-public-key.pem).
+- SHA256SUMS.tsr (if present): RFC 3161 timestamp of SHA256SUMS by a timestamp authority;
+  openssl ts -verify -data SHA256SUMS -in SHA256SUMS.tsr -CAfile <the authority's CA certificates>
+{en_media}
+To check, in this folder (offline):
+{check}The included key only proves the package is consistent: temoin verify reports the package intact only
+when the key that signed it is pinned (--key, --fingerprint, or a trust store), obtained from the service
+itself (https://<service>/.well-known/temoin/keys.pem), not from this package.
+Each camera key is certified by the platform key (manifest.json, device.certificate); platform-keys.json
+gives the history of the platform's keys with their validity periods.
+"""

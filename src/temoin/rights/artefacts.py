@@ -1,0 +1,55 @@
+"""Access copies as artefacts of their recording (vault.derived): the face thumbnails, the face tracks and the
+redacted copy, destroyed with the recording."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from temoin.rights.models import CopyState, RedactedCopy
+from temoin.vault.context import VaultContext
+from temoin.vault.derived import ACCESS_COPY, Artefact
+
+COPY_FILES = {"thumbnails.sealed": "face thumbnails", "tracks.sealed": "face tracks", "copy.sealed": "redacted copy"}
+
+
+def _copy_artefact(home: Path, copy: RedactedCopy) -> Artefact:
+    folder = Path("rights") / (copy.folder or f"missing-copy-{copy.id}")
+    present = [name for name in COPY_FILES if (home / folder / name).exists()]
+    return Artefact(ACCESS_COPY, str(copy.id), (str(folder),), tuple(COPY_FILES[n] for n in present), copy.sha256)
+
+
+class AccessCopies:
+    kind = ACCESS_COPY
+
+    def of_recordings(self, p: VaultContext, db: Session, rows: Sequence[Any]) -> Iterable[tuple[str, Artefact]]:
+        for copy in db.scalars(select(RedactedCopy).where(RedactedCopy.recording_id.in_([r.id for r in rows]),
+                                                          RedactedCopy.state != CopyState.DELETED.value)
+                               .order_by(RedactedCopy.id)):
+            yield copy.recording_id, _copy_artefact(p.settings.home, copy)
+
+    def clear(self, db: Session, artefact: Artefact, now: datetime, reason: str) -> bool:
+        copy = db.get(RedactedCopy, int(artefact.id))
+        if copy.state == CopyState.DELETED.value:
+            return False
+        copy.state, copy.data_key = CopyState.DELETED.value, None
+        copy.error = f"deleted with its recording ({reason}) on {now:%Y-%m-%d}"
+        return True
+
+    def stale_files(self, p: VaultContext, db: Session, older_than: float) -> list[str]:
+        home, root = p.settings.home, p.settings.home / "rights"
+        live = {row[0] for row in db.execute(select(RedactedCopy.folder).where(
+            RedactedCopy.state != CopyState.DELETED.value, RedactedCopy.folder.is_not(None)))}
+        return [str(folder.relative_to(home)) for folder in (sorted(root.glob("*/copy-*")) if root.exists() else [])
+                if str(folder.relative_to(root)) not in live and folder.stat().st_mtime < older_than]
+
+    def expire(self, p: VaultContext, db: Session, now: datetime) -> int:
+        return 0  # a copy lives as long as its request's recording
+
+
+ACCESS_COPIES = AccessCopies()
