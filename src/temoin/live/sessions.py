@@ -175,7 +175,7 @@ def end(p: Context, db: Session, bus: EventBus, s: LiveSession, by: Actor, reaso
     return True
 
 
-def close_incident(p: Platform, db: Session, s: LiveSession, by: Actor) -> None:
+def close_incident(p: Context, db: Session, s: LiveSession, by: Actor) -> None:
     """The operator closes the incident: the stream ends if it had not, and the incident is over (what follows it,
     the recall of reinforcements, joins the same transaction). Not committed here."""
     if s.incident_closed_at is not None:
