@@ -24,7 +24,7 @@ from tests.helpers import make_commune, upload
 def _due_work(platform, client, commune, tag: str) -> tuple[str, Path]:  # noqa: ANN001
     """One piece of work for each duty: a recording past its retention, journal entries past the journal's
     retention, an extraction package past its pick-up time; the chain moves, so a seal is due."""
-    from temoin.evidence.models import Extraction
+    from temoin.extraction.models import Extraction
     from temoin.identity.models import User
 
     rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
