@@ -25,7 +25,7 @@ from temoin.rights.models import ErasureProposal, RedactedCopy, RequestKind, Req
 from temoin.vault import catalogue
 from temoin.vault.models import Recording
 from temoin.web.deps import Principal, get_db, get_platform, require
-from temoin.web.i18n import lang_of, translator
+from temoin.web.i18n import gettext, lang_of
 
 # A row id in a path: a positive 64-bit integer (a larger one is a 422, not a database overflow).
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -527,136 +527,10 @@ def download(copy_id: RowId, who: Principal = require(Permission.RIGHTS_MANAGE),
 
 # --- pages ----------------------------------------------------------------------------------------------
 
-TEXTS: dict[str, dict[str, str]] = {
-    "rights": {"fr": "Droits des personnes", "en": "Rights requests"},
-    "rights_help": {"fr": "Demandes d'accès, d'effacement, de limitation ou de rectification (loi 78-17, art. 104 "
-                          "à 108 ; R241-15). Délai de réponse : {n} mois.",
-                    "en": "Requests for access, erasure, limitation or rectification (loi 78-17, arts. 104 to "
-                          "108; R241-15). Answer within {n} months."},
-    "new_request": {"fr": "Enregistrer une demande", "en": "Register a request"},
-    "kind": {"fr": "Type", "en": "Kind"},
-    "kind.access": {"fr": "accès", "en": "access"},
-    "kind.erasure": {"fr": "effacement", "en": "erasure"},
-    "kind.limitation": {"fr": "limitation", "en": "limitation"},
-    "kind.rectification": {"fr": "rectification", "en": "rectification"},
-    "kind.objection": {"fr": "opposition", "en": "objection"},
-    "status": {"fr": "État", "en": "Status"},
-    "status.received": {"fr": "reçue", "en": "received"},
-    "status.in_progress": {"fr": "en cours", "en": "in progress"},
-    "status.answered": {"fr": "répondue", "en": "answered"},
-    "status.refused": {"fr": "refusée", "en": "refused"},
-    "status.restricted": {"fr": "restreinte (accès indirect CNIL)", "en": "restricted (indirect access via CNIL)"},
-    "person": {"fr": "Description de la personne (tenue, lieu, heure)",
-               "en": "Description of the person (clothing, place, time)"},
-    "contact": {"fr": "Contact pour la réponse", "en": "Contact for the answer"},
-    "received_on": {"fr": "Reçue le", "en": "Received on"},
-    "deadline": {"fr": "Échéance", "en": "Deadline"},
-    "overdue": {"fr": "en retard", "en": "overdue"},
-    "facts_start": {"fr": "Faits : début", "en": "Facts: start"},
-    "facts_end": {"fr": "Faits : fin", "en": "Facts: end"},
-    "lat": {"fr": "Latitude", "en": "Latitude"},
-    "lon": {"fr": "Longitude", "en": "Longitude"},
-    "radius": {"fr": "Rayon (m)", "en": "Radius (m)"},
-    "agent_opt": {"fr": "Agent (matricule, facultatif)", "en": "Agent (number, optional)"},
-    "commune": {"fr": "Commune du demandeur", "en": "Requester's commune"},
-    "save": {"fr": "Enregistrer", "en": "Save"},
-    "no_requests": {"fr": "Aucune demande.", "en": "No request."},
-    "candidates": {"fr": "Enregistrements candidats", "en": "Candidate recordings"},
-    "no_candidates": {"fr": "Aucun enregistrement ne correspond.", "en": "No recording matches."},
-    "no_window": {"fr": "Indiquez l'heure des faits pour chercher les enregistrements.",
-                  "en": "Give the time of the facts to look for recordings."},
-    "distance": {"fr": "Distance", "en": "Distance"},
-    "overlap": {"fr": "Chevauchement", "en": "Overlap"},
-    "hold": {"fr": "Conservation", "en": "Hold"},
-    "propose_restriction": {"fr": "Un enregistrement est conservé pour une procédure judiciaire : envisagez une "
-                                  "restriction (la personne passe par la CNIL).",
-                            "en": "A recording is kept for a judicial procedure: consider a restriction (the person "
-                                  "goes through the CNIL)."},
-    "decide": {"fr": "Décision", "en": "Decision"},
-    "decision": {"fr": "Réponse à la personne", "en": "Answer to the person"},
-    "reason": {"fr": "Motif", "en": "Reason"},
-    "procedure_reference": {"fr": "Référence de la procédure (restriction)",
-                            "en": "Procedure reference (restriction)"},
-    "erase": {"fr": "Proposer l'effacement des enregistrements cochés",
-              "en": "Propose to erase the ticked recordings"},
-    "erase_help": {"fr": "Une seconde personne approuve l'effacement avant qu'il ait lieu.",
-                   "en": "A second person approves the erasure before it takes place."},
-    "extra_recording": {"fr": "Autre enregistrement (hors candidats)", "en": "Another recording (not a candidate)"},
-    "justification": {"fr": "Justification (pourquoi il montre la personne)",
-                      "en": "Justification (why it shows the person)"},
-    "proposals": {"fr": "Propositions d'effacement", "en": "Erasure proposals"},
-    "proposal_state.pending": {"fr": "en attente d'une seconde personne", "en": "awaiting a second person"},
-    "proposal_state.approved": {"fr": "approuvée et effectuée", "en": "approved and carried out"},
-    "proposal_state.rejected": {"fr": "rejetée", "en": "rejected"},
-    "approve_erasure": {"fr": "Approuver et effacer", "en": "Approve and erase"},
-    "reject_erasure": {"fr": "Rejeter", "en": "Reject"},
-    "erasure_reject_reason": {"fr": "Motif du rejet", "en": "Reason for rejecting"},
-    "erased": {"fr": "Effacés (certificats)", "en": "Erased (certificates)"},
-    "copies": {"fr": "Copies masquées", "en": "Redacted copies"},
-    "make_copy": {"fr": "Préparer une copie masquée", "en": "Prepare a redacted copy"},
-    "open_copy": {"fr": "Ouvrir", "en": "Open"},
-    "copy": {"fr": "Copie masquée", "en": "Redacted copy"},
-    "recording": {"fr": "Enregistrement", "en": "Recording"},
-    "copy_help": {"fr": "Tous les visages sont floutés sauf ceux du demandeur. Cochez ses visages, ajoutez à la "
-                        "main ce que la détection a manqué, produisez la copie, puis faites-la relire avant remise.",
-                  "en": "Every face is blurred but the requester's. Tick their faces, add by hand what the detector "
-                        "missed, produce the copy, then have it reviewed before release."},
-    "copy_state": {"fr": "Étape", "en": "Step"},
-    "copy_state.detecting": {"fr": "recherche des visages", "en": "finding the faces"},
-    "copy_state.tracks_ready": {"fr": "visages trouvés : à préparer", "en": "faces found: to prepare"},
-    "copy_state.redacting": {"fr": "production de la copie", "en": "producing the copy"},
-    "copy_state.to_review": {"fr": "à relire", "en": "to review"},
-    "copy_state.approved": {"fr": "approuvée : peut être remise", "en": "approved: may be handed over"},
-    "copy_state.rejected": {"fr": "refusée : à refaire", "en": "rejected: to redo"},
-    "copy_state.failed": {"fr": "échec", "en": "failed"},
-    "faces": {"fr": "Visages trouvés", "en": "Faces found"},
-    "no_faces": {"fr": "Aucun visage trouvé : ajoutez à la main ce qui doit être masqué.",
-                 "en": "No face found: add by hand what must be hidden."},
-    "keep_face": {"fr": "C'est le demandeur (laisser visible)", "en": "This is the requester (leave visible)"},
-    "track_times": {"fr": "de {a} s à {b} s", "en": "from {a} s to {b} s"},
-    "regions": {"fr": "Zones tracées à la main", "en": "Regions drawn by hand"},
-    "regions_help": {"fr": "Choisissez un instant, tracez un rectangle sur l'image, puis dites s'il faut le masquer "
-                           "ou le laisser visible (une fausse détection) et pendant combien de temps.",
-                     "en": "Pick a moment, draw a rectangle on the picture, then say whether to hide it or leave it "
-                           "visible (a false detection) and for how long."},
-    "at_time": {"fr": "Instant (s)", "en": "Moment (s)"},
-    "show_still": {"fr": "Afficher l'image", "en": "Show the picture"},
-    "region_mode": {"fr": "Zone", "en": "Region"},
-    "region_hide": {"fr": "à masquer", "en": "to hide"},
-    "region_clear": {"fr": "à laisser visible (fausse détection)", "en": "to leave visible (false detection)"},
-    "region_from": {"fr": "Du (s)", "en": "From (s)"},
-    "region_to": {"fr": "Au (s)", "en": "To (s)"},
-    "add_region": {"fr": "Ajouter la zone", "en": "Add the region"},
-    "remove_region": {"fr": "Retirer", "en": "Remove"},
-    "no_regions": {"fr": "Aucune zone.", "en": "No region."},
-    "draw_first": {"fr": "Tracez d'abord un rectangle sur l'image.", "en": "Draw a rectangle on the picture first."},
-    "voice": {"fr": "Déguiser les voix", "en": "Disguise the voices"},
-    "produce": {"fr": "Produire la copie", "en": "Produce the copy"},
-    "produced": {"fr": "Copie produite", "en": "Copy produced"},
-    "review_help": {"fr": "Regardez la copie en entier avant de l'approuver : aucun autre visage ne doit être "
-                          "reconnaissable.",
-                    "en": "Watch the whole copy before approving it: no other face may be recognisable."},
-    "approve": {"fr": "Approuver pour remise", "en": "Approve for release"},
-    "reject": {"fr": "Refuser", "en": "Reject"},
-    "reject_reason": {"fr": "Ce qui ne va pas (visage visible, zone à ajouter…)",
-                      "en": "What is wrong (a face visible, a region to add…)"},
-    "download_copy": {"fr": "Télécharger pour le demandeur (journalisé)", "en": "Download for the requester (journaled)"},
-    "back_to_request": {"fr": "Demande", "en": "Request"},
-    "working": {"fr": "En cours…", "en": "Working…"},
-    "failed_at": {"fr": "Échec", "en": "Failed"},
-    "network": {"fr": "Le serveur ne répond pas : réessayez.", "en": "The server does not answer: try again."},
-    "error": {"fr": "Erreur", "en": "Error"},
-}
-
-
-def _t(request: Request):  # noqa: ANN202
-    return translator(lang_of(request), TEXTS)
-
-
 def _page(request: Request, name: str, who: Principal, status: int = 200, **context) -> HTMLResponse:
     from temoin.web.pages import page
 
-    return page(request, name, status=status, who=who, t=_t(request), **context)
+    return page(request, name, status=status, who=who, **context)
 
 
 def _page_guard(permission: Permission):  # noqa: ANN202
@@ -716,8 +590,9 @@ def _request_page(request: Request, who: Principal, p: Platform, db: Session, re
     try:
         req = register.get_request(p, db, who.user, request_id)
     except register.RequestNotFound:
-        t = _t(request)
-        return _page(request, "error.html", who, status=404, title=t("not_found"), error=t("no_requests"))
+        lang = lang_of(request)
+        return _page(request, "error.html", who, status=404, title=gettext(lang, "Not found"),
+                     error=gettext(lang, "No request."))
     found, window_error = None, None
     try:
         found = candidates_for(db, who, req)
@@ -781,7 +656,7 @@ def erasure_decision(proposal_id: int, request: Request, decision: str = Form(""
     try:
         proposal = erasure.get_proposal(db, who.user, proposal_id)
     except erasure.ProposalNotFound as exc:
-        return _page(request, "error.html", who, status=404, title=_t(request)("not_found"), error=str(exc))
+        return _page(request, "error.html", who, status=404, title=gettext(lang_of(request), "Not found"), error=str(exc))
     try:
         erasure.decide_erasure(p, db, who.user, proposal, approve=decision == "approve", reason=reason)
     except (register.RightsError, RecordingsNotFound, ErasureRefused) as exc:
@@ -800,18 +675,18 @@ def request_copy(request_id: RowId, request: Request, recording_id: str = Form("
             copies_mod.EngineMissing) as exc:
         # Not the request's page: a role that may redact need not be one that reads the register.
         status = 409 if isinstance(exc, register.RightsError | copies_mod.EngineMissing) else 404
-        return _page(request, "error.html", who, status=status, title=_t(request)("error"), error=str(exc))
+        return _page(request, "error.html", who, status=status, title=gettext(lang_of(request), "Error"), error=str(exc))
     return RedirectResponse(f"/rights/copies/{copy.id}", 303)
 
 
 @pages.get("/rights/copies/{copy_id}")
 def copy_page(copy_id: RowId, request: Request, who: Principal = _page_guard(Permission.RECORDINGS_REDACT),
               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
-    t = _t(request)
     try:
         copy = copies_mod.get_copy(p, db, who.user, copy_id)
     except copies_mod.CopyNotFound as exc:
-        return _page(request, "error.html", who, status=404, title=t("not_found"), error=str(exc))
+        return _page(request, "error.html", who, status=404, title=gettext(lang_of(request), "Not found"),
+                     error=str(exc))
     rec = db.get(Recording, copy.recording_id)
     return _page(request, "rights_copy.html", who, copy=copy, rec=rec,
                  duration_s=round(sum(s.duration_s for s in catalogue.stored_segments(rec)), 3),
