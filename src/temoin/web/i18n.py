@@ -82,16 +82,16 @@ def _template_pgettext(context, msgctxt: str, msgid: str) -> str:
 
 
 @pass_context
-def _template_date(context, value: date | datetime, time: bool = True, seconds: bool = True) -> str:
-    """A date (and time, in Paris) the way the page's language writes it: 06/12/2026 23:40:00 or Dec 6, 2026, 11:40:00 PM."""
+def _template_date(context, value: date | datetime, time: bool = True, seconds: bool = True) -> str:  # noqa: ANN001
+    """A date (and time, in Paris) through Babel in the page's locale. Day first in both languages
+    (06/12/2026 23:40:00): the agents read and type dates that way, and the pages' tests rely on it."""
     lang = context.get("lang", DEFAULT_LANG)
     if isinstance(value, datetime):
         if not time:
-            return format_date(value.astimezone(PARIS).date(), "dd/MM/yyyy" if lang == "fr" else "medium", locale=lang)
-        pattern = ("dd/MM/yyyy HH:mm:ss" if seconds else "dd/MM/yyyy HH:mm") if lang == "fr" else \
-            ("medium" if seconds else "short")
-        return format_datetime(value, pattern, tzinfo=PARIS, locale=lang)
-    return format_date(value, "dd/MM/yyyy" if lang == "fr" else "medium", locale=lang)
+            return format_date(value.astimezone(PARIS).date(), "dd/MM/yyyy", locale=lang)
+        return format_datetime(value, "dd/MM/yyyy HH:mm:ss" if seconds else "dd/MM/yyyy HH:mm", tzinfo=PARIS,
+                               locale=lang)
+    return format_date(value, "dd/MM/yyyy", locale=lang)
 
 
 def install(env: Environment) -> None:
