@@ -122,10 +122,13 @@ class RequestCandidates:
 def facts_window(req: RightsRequest, start: datetime | None = None,
                  end: datetime | None = None) -> tuple[datetime, datetime]:
     """The time to search: the one given, else the request's facts; one end alone is widened by FACTS_WINDOW."""
-    start, end = start or req.facts_start, end or req.facts_end
-    if start is None and end is None:
+    given_start, given_end = start or req.facts_start, end or req.facts_end
+    if given_start is not None:
+        start, end = given_start, given_end or given_start + FACTS_WINDOW
+    elif given_end is not None:
+        start, end = given_end - FACTS_WINDOW, given_end
+    else:
         raise SearchWindowInvalid("no time for the facts: give start and end (or record them on the request)")
-    start, end = start or end - FACTS_WINDOW, end or start + FACTS_WINDOW
     if start.tzinfo is None or end.tzinfo is None:
         raise SearchWindowInvalid("give times with their offset (e.g. 2026-03-14T18:30:00+01:00)")
     return start, end

@@ -43,12 +43,12 @@ TRANSLATIONS: dict[str, Translations] = {lang: _load(lang) for lang in LANGS}
 
 def gettext(lang: str, msgid: str) -> str:
     """The text in `lang` (the English source when the catalogue lacks it)."""
-    return TRANSLATIONS.get(lang, TRANSLATIONS[DEFAULT_LANG]).gettext(msgid)
+    return str(TRANSLATIONS.get(lang, TRANSLATIONS[DEFAULT_LANG]).gettext(msgid))
 
 
 def label(lang: str, kind: str, code: str) -> str:
     """The label of a code (msgctxt: its kind), or the code itself when it has none (e.g. a custom category)."""
-    return TRANSLATIONS.get(lang, TRANSLATIONS[DEFAULT_LANG]).pgettext(kind, code)
+    return str(TRANSLATIONS.get(lang, TRANSLATIONS[DEFAULT_LANG]).pgettext(kind, code))
 
 
 def lang_of(request: Request) -> str:
