@@ -155,7 +155,8 @@ def erasure_decision(proposal_id: int, request: Request, decision: str = Form(""
     try:
         proposal = erasure.get_proposal(db, who.user, proposal_id)
     except erasure.ProposalNotFound as exc:
-        return _page(request, "error.html", who, status=404, title=gettext(lang_of(request), "Not found"), error=str(exc))
+        return _page(request, "error.html", who, status=404, title=gettext(lang_of(request), "Not found"),
+                     error=str(exc))
     try:
         erasure.decide_erasure(p, db, who.user, proposal, approve=decision == "approve", reason=reason)
     except (register.RightsError, RecordingsNotFound, ErasureRefused) as exc:
@@ -174,7 +175,8 @@ def request_copy(request_id: RowId, request: Request, recording_id: str = Form("
             copies_mod.EngineMissing) as exc:
         # Not the request's page: a role that may redact need not be one that reads the register.
         status = 409 if isinstance(exc, register.RightsError | copies_mod.EngineMissing) else 404
-        return _page(request, "error.html", who, status=status, title=gettext(lang_of(request), "Error"), error=str(exc))
+        return _page(request, "error.html", who, status=status, title=gettext(lang_of(request), "Error"),
+                     error=str(exc))
     return RedirectResponse(f"/rights/copies/{copy.id}", 303)
 
 
