@@ -198,7 +198,7 @@ async def _terminate_under_load(proc: subprocess.Popen, url: str, device_id: str
 # Coroutine routes that take a session but touch it only through run_in_threadpool (reviewed): they must read
 # their body in the event loop first.
 REVIEWED = {("temoin.web.routes.ingest", "post_manifest"), ("temoin.web.routes.ingest", "put_segment"),
-            ("temoin.web.routes.rights", "request_erasure"), ("temoin.web.routes.axis", "object_route")}
+            ("temoin.web.rights.pages", "request_erasure"), ("temoin.web.routes.axis", "object_route")}
 
 
 def test_no_coroutine_dependency_or_route_queries_the_database_in_the_event_loop(tmp_path: Path):

@@ -11,13 +11,20 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.geo.geometry import distance_m as ground_distance_m
 from temoin.identity.models import User
+from temoin.rights.models import RightsRequest
 from temoin.vault.catalogue import visible
 from temoin.vault.models import Hold, Recording
 
 # GPS fixes a little outside the window still say where the agent was at its edges.
 FIX_SLACK = timedelta(minutes=2)
+FACTS_WINDOW = timedelta(hours=1)  # around the facts' time when the person gives only one
+
+
+class SearchWindowInvalid(errors.InvalidInput, ValueError):
+    """The time window of a candidate search cannot be built: no time of the facts, no offset, end before start."""
 
 
 @dataclass
@@ -64,7 +71,7 @@ def find_candidates(db: Session, viewer: User, start: datetime, end: datetime, *
 
     A recording without a GPS track is kept (nothing proves it was elsewhere), with distance None."""
     if end <= start:
-        raise ValueError("the end of the time window is before its start")
+        raise SearchWindowInvalid("the end of the time window is before its start")
     stmt = visible(viewer).with_only_columns(
         Recording.id, Recording.device_id, Recording.agent_ref, Recording.started_at, Recording.ended_at,
         Recording.manifest).where(Recording.started_at < end, Recording.ended_at > start)
@@ -91,3 +98,42 @@ def find_candidates(db: Session, viewer: User, start: datetime, end: datetime, *
         for c in found:
             c.hold = by_rec.get(c.recording_id)
     return found
+
+
+@dataclass
+class RequestCandidates:
+    """A request's candidate recordings; those kept for a judicial procedure suggest a restriction (CNIL)."""
+
+    candidates: list[Candidate]
+    judicial_holds: list[str]
+
+    @property
+    def propose_restriction(self) -> bool:
+        return bool(self.judicial_holds)
+
+
+def facts_window(req: RightsRequest, start: datetime | None = None,
+                 end: datetime | None = None) -> tuple[datetime, datetime]:
+    """The time to search: the one given, else the request's facts; one end alone is widened by FACTS_WINDOW."""
+    given_start, given_end = start or req.facts_start, end or req.facts_end
+    if given_start is not None:
+        start, end = given_start, given_end or given_start + FACTS_WINDOW
+    elif given_end is not None:
+        start, end = given_end - FACTS_WINDOW, given_end
+    else:
+        raise SearchWindowInvalid("no time for the facts: give start and end (or record them on the request)")
+    if start.tzinfo is None or end.tzinfo is None:
+        raise SearchWindowInvalid("give times with their offset (e.g. 2026-03-14T18:30:00+01:00)")
+    return start, end
+
+
+def candidates_for_request(db: Session, viewer: User, req: RightsRequest, start: datetime | None = None,
+                           end: datetime | None = None, lat: float | None = None, lon: float | None = None,
+                           radius_m: float | None = None, agent: str | None = None) -> RequestCandidates:
+    """The recordings that may show the request's person: what is given here, else what the request records."""
+    start, end = facts_window(req, start, end)
+    found = find_candidates(db, viewer, start, end, lat=lat if lat is not None else req.place_lat,
+                            lon=lon if lon is not None else req.place_lon,
+                            radius_m=radius_m if radius_m is not None else req.radius_m,
+                            agent=agent or req.agent_ref)
+    return RequestCandidates(found, [c.recording_id for c in found if c.hold and c.hold["procedure"] == "judicial"])

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.db import utcnow
 from temoin.evidence import crypto
 from temoin.identity.models import Tenant, User
@@ -57,11 +58,11 @@ _jobs_lock = threading.Lock()
 _queues: dict[int, JobQueue] = {}  # id(platform) -> the bounded queue of its redaction jobs
 
 
-class EngineMissing(RuntimeError):
-    pass
+class EngineMissing(errors.Unavailable, RuntimeError):
+    """The redaction engine cannot be loaded on this server: copies wait for an administrator to install it."""
 
 
-class CopyNotFound(LookupError):
+class CopyNotFound(errors.NotFound, LookupError):
     pass
 
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.db import utcnow
 
 from temoin.identity.models import Tenant, User
@@ -28,7 +29,7 @@ from temoin.vault.models import DeletionCertificate, Hold, Recording, RecordingS
 from temoin.vault.retention import delete_recording
 
 
-class ErasureRefused(Exception):
+class ErasureRefused(errors.Conflict):
     """A hold keeps at least one of the recordings: nothing was erased."""
 
     def __init__(self, held: dict[str, str]) -> None:
@@ -39,11 +40,11 @@ class ErasureRefused(Exception):
                          "lifted by the service once the procedure allows it")
 
 
-class RecordingsNotFound(LookupError):
+class RecordingsNotFound(errors.NotFound, LookupError):
     pass
 
 
-class ProposalNotFound(LookupError):
+class ProposalNotFound(errors.NotFound, LookupError):
     pass
 
 

@@ -12,6 +12,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.db import utcnow
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
@@ -44,11 +45,15 @@ TRANSITIONS: dict[RequestStatus, tuple[RequestStatus, ...]] = {
 }
 
 
-class RightsError(ValueError):
-    """A request that cannot be done as asked (the message says why and what to do)."""
+class RightsError(errors.Conflict, ValueError):
+    """A request that cannot be done as asked in its present state (the message says why and what to do)."""
 
 
-class RequestNotFound(LookupError):
+class InvalidRequest(errors.InvalidInput, ValueError):
+    """A new request whose content is incomplete or wrong (the message says what to give)."""
+
+
+class RequestNotFound(errors.NotFound, LookupError):
     pass
 
 
@@ -98,37 +103,37 @@ def commune_for(user: User, tenant: Tenant, commune: str | None) -> str | None:
     served = [str(c) for c in tenant.communes or []]
     if tenant.kind != "epci" or not served:
         if commune is not None:
-            raise RightsError(f"{tenant.name} serves one commune: leave the requester's commune empty")
+            raise InvalidRequest(f"{tenant.name} serves one commune: leave the requester's commune empty")
         return None
     mine = served if user.communes is None else [c for c in served if c in user.communes]
     if commune is None and len(mine) == 1:
         return mine[0]  # a user of one commune registers that commune's requests
     if commune is None:
-        raise RightsError(f"say which commune the requester is of (an INSEE code among {', '.join(mine)}): the "
-                          "request is handled by that commune's users")
+        raise InvalidRequest(f"say which commune the requester is of (an INSEE code among {', '.join(mine)}): the "
+                             "request is handled by that commune's users")
     if commune not in served:
-        raise RightsError(f"{tenant.name} serves the communes {', '.join(served)}, not {commune}: give the "
-                          "requester's commune among them")
+        raise InvalidRequest(f"{tenant.name} serves the communes {', '.join(served)}, not {commune}: give the "
+                             "requester's commune among them")
     if commune not in mine:
-        raise RightsError(f"you handle the requests of {', '.join(mine)} only, not {commune}: the request is "
-                          f"registered by a user of {commune} or of the whole EPCI")
+        raise InvalidRequest(f"you handle the requests of {', '.join(mine)} only, not {commune}: the request is "
+                             f"registered by a user of {commune} or of the whole EPCI")
     return commune
 
 
 def create_request(p: VaultContext, db: Session, user: User, tenant: Tenant, new: NewRequest) -> RightsRequest:
     description, contact = new.person_description.strip(), new.contact.strip()
     if len(description) < 3:
-        raise RightsError("describe the person (what they wore, where and when they were) so that the "
-                          "recordings can be found")
+        raise InvalidRequest("describe the person (what they wore, where and when they were) so that the "
+                             "recordings can be found")
     if len(contact) < 3:
-        raise RightsError("give the person's contact (postal or e-mail address) to send the answer to")
+        raise InvalidRequest("give the person's contact (postal or e-mail address) to send the answer to")
     received = new.received_on or today_paris()
     if received > today_paris():
-        raise RightsError(f"the request cannot have been received in the future ({received.isoformat()})")
+        raise InvalidRequest(f"the request cannot have been received in the future ({received.isoformat()})")
     if new.facts_start and new.facts_end and new.facts_end <= new.facts_start:
-        raise RightsError("the end of the facts' time window is before its start")
+        raise InvalidRequest("the end of the facts' time window is before its start")
     if (new.place_lat is None) != (new.place_lon is None):
-        raise RightsError("give both latitude and longitude of the place, or neither")
+        raise InvalidRequest("give both latitude and longitude of the place, or neither")
     commune = commune_for(user, tenant, new.commune)
     req = RightsRequest(tenant_id=tenant.id, kind=RequestKind(new.kind).value, status=RequestStatus.RECEIVED.value,
                         person_description=description, contact=contact, received_on=received,

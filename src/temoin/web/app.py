@@ -21,9 +21,9 @@ from temoin.evidence.canonical import b64e
 from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
-from temoin.web import hardening, pages, problems, refusals
+from temoin.web import hardening, pages, problems, refusals, rights
 from temoin.web.routes import (admin, axis, camera, cctv, dispatch, erasure_certificate, extractions, ingest, journal,
-                               keys, live, maps, recordings, reports, rights, session, shifts)
+                               keys, live, maps, recordings, reports, session, shifts)
 
 log = logging.getLogger("temoin.retention")
 

@@ -24,7 +24,7 @@ from temoin.platform import Platform
 from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
 from temoin.web.deps import Principal, Require, csrf_sent, current_principal, get_db, get_platform
-from temoin.web.i18n import LANGS, lang_of, translator
+from temoin.web.i18n import LANGS, gettext, lang_of
 from temoin.web.templating import page
 from temoin.web.routes.session import pages as account_pages
 from temoin.web.routes.session import remember_device, second_factor, sign_in
@@ -107,11 +107,12 @@ def login(request: Request, username: str = Form(max_length=64), password: str =
     try:
         sign_in(p, db, request, response, username, password)
     except HTTPException as exc:
-        t = translator(lang_of(request))
+        lang = lang_of(request)
         if exc.status_code == 429:
-            error = t("throttled").format(n=(exc.headers or {}).get("Retry-After", "60"))
+            error = gettext(lang, "Too many failed sign-ins: try again in {n} s.").format(
+                n=(exc.headers or {}).get("Retry-After", "60"))
         else:
-            error = t("bad_password")
+            error = gettext(lang, "Unknown user or wrong password.")
         return page(request, "login.html", status=exc.status_code, error=error, next=next_)
     return response
 
@@ -130,9 +131,10 @@ def totp(request: Request, code: str = Form(max_length=12), next_: str = Form(""
     try:
         user, session = second_factor(p, db, request, code)
     except HTTPException as exc:
-        t = translator(lang_of(request))
+        lang = lang_of(request)
         return page(request, "totp.html", status=exc.status_code,
-                    error=t("bad_code") if signed_in else t("password_first"), next=next_)
+                    error=gettext(lang, "Wrong or already used code: type the current code of your authenticator.")
+                    if signed_in else gettext(lang, "Sign in with your password first."), next=next_)
     home = "/account" if user.must_change_password else next_ or home_for(
         Principal(user, db.get(Tenant, user.tenant_id), session))
     response = RedirectResponse(home, 303)
@@ -179,7 +181,7 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
                trigger: str = "", category: str = "", state: str = "", area: str = "", motive_code: str = "",
                motive_text: str = "", who: Principal = Depends(PageRequire(Permission.RECORDINGS_LIST)),
                db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
-    t = translator(lang_of(request))
+    lang = lang_of(request)
     form = {"start": start, "end": end, "agent": agent, "camera": camera, "trigger": trigger,
             "category": category, "state": state, "area": area, "motive_code": motive_code,
             "motive_text": motive_text}
@@ -188,18 +190,19 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
         since, until = _paris_time(start), _paris_time(end)
     except ValueError:
         since = until = None
-        errors.append(t("bad_time"))
+        errors.append(gettext(lang, "Unreadable date or time: use the picker."))
     try:
         polygon = catalogue.parse_area(area)
     except ValueError:
         polygon = None
-        errors.append(t("bad_area"))
+        errors.append(gettext(lang, "Unreadable area: draw it on the map, or type at least three lat,lon points "
+                                     "separated by ';'."))
     motive = None
     if motive_code or motive_text.strip():
         try:
             motive = Motive(code=motive_code, text=motive_text)
         except ValidationError:
-            errors.append(t("motive_invalid"))
+            errors.append(gettext(lang, "Choose a motive from the list and give a few words of detail."))
     found: list = []
     if not errors:
         try:
@@ -208,9 +211,10 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
                 category=category.strip() or None, state=state if state in catalogue.HoldState.ALL else None,
                 area=polygon, limit=200, motive=motive))
         except catalogue.PlaceMotiveRequired:
-            errors.append(t("place_motive_required"))
+            errors.append(gettext(lang, "A search by area shows where recordings were made: give the motive "
+                                         "(with a few words); it is written to the journal."))
         except catalogue.Forbidden:
-            errors.append(t("motive_refused"))
+            errors.append(gettext(lang, "This motive is not open to your role."))
     held = {rid for rid in db.scalars(select(Hold.recording_id).where(
         Hold.recording_id.in_([r.id for r in found]), Hold.lifted_at.is_(None)))} if found else set()
     # The places (R241-10) are drawn only for a search given a motive, which journaled them.
@@ -218,7 +222,6 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
     mapped = [{"id": r.id, "agent": r.agent_ref, "camera": r.device_id,
                "started": r.started_at.astimezone(PARIS).strftime("%d/%m/%Y %H:%M:%S"),
                "points": tracks[r.id].simplified(TRACK_POINTS_ON_LIST) if r.id in tracks else []} for r in found]
-    lang = lang_of(request)
     place_motives = [(m.value, MOTIVE_LABELS[m][0 if lang == "fr" else 1]) for m in sorted(place_motives_for(who.role))]
     return page(request, "recordings.html", who=who, recordings=found, held=held, form=form, errors=errors,
                 searched=any(form.values()), area=[list(p) for p in polygon] if polygon else None,
@@ -262,8 +265,9 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
 
 
 def not_found(request: Request, who: Principal) -> HTMLResponse:
-    t = translator(lang_of(request))
-    return page(request, "error.html", status=404, who=who, title=t("not_found"), error=t("no_such_recording"))
+    lang = lang_of(request)
+    return page(request, "error.html", status=404, who=who, title=gettext(lang, "Not found"),
+                error=gettext(lang, "No recording by that name that you may see."))
 
 
 @router.get("/recordings/{recording_id}")
@@ -277,20 +281,29 @@ def recording(recording_id: str, request: Request,
 def consult(recording_id: str, request: Request, motive_code: str = Form(""), motive_text: str = Form(""),
             who: Principal = Depends(PageRequire(Permission.RECORDINGS_VIEW)), db: Session = Depends(get_db),
             p: Platform = Depends(get_platform)) -> HTMLResponse:
+    lang = lang_of(request)
     try:
         motive = Motive(code=motive_code, text=motive_text)
         grant = catalogue.open_consultation(p, db, who.user, recording_id, motive)
     except ValidationError:
-        return _recording_page(request, who, p, db, recording_id, status=422, error="motive_invalid",
+        return _recording_page(request, who, p, db, recording_id, status=422,
+                               error=gettext(lang, "Choose a motive from the list and give a few words of detail."),
                                motive_code=motive_code, motive_text=motive_text)
     except catalogue.Limited:
-        return _recording_page(request, who, p, db, recording_id, status=403, error="recording_limited",
+        return _recording_page(request, who, p, db, recording_id, status=403,
+                               error=gettext(lang, "This recording is frozen by a limitation request (loi 78-17 art. "
+                                                   "107): it is only kept, neither consulted nor extracted, until the "
+                                                   "limitation is lifted."),
                                motive_code=motive_code, motive_text=motive_text)
     except catalogue.RedactedOnly:
-        return _recording_page(request, who, p, db, recording_id, status=403, error="training_redacted_only",
+        return _recording_page(request, who, p, db, recording_id, status=403,
+                               error=gettext(lang, "For training only anonymised pictures and sound may be shown "
+                                                   "(R241-13): the original is not displayed. Make a training "
+                                                   "extraction (recipient: trainer)."),
                                motive_code=motive_code, motive_text=motive_text)
     except catalogue.Forbidden:  # the role may view content (guard above), so the motive is not open to it
-        return _recording_page(request, who, p, db, recording_id, status=403, error="motive_refused",
+        return _recording_page(request, who, p, db, recording_id, status=403,
+                               error=gettext(lang, "This motive is not open to your role."),
                                motive_code=motive_code, motive_text=motive_text)
     except catalogue.NotFound:
         return not_found(request, who)

@@ -176,10 +176,10 @@ async def object_route(account: str, container: str, name: str, request: Request
 def _read(p: Platform, db: Session, tenant: Tenant, container: str, name: str, method: str,
           request: Request) -> Response:
     if container == "System" and name in store.GENERATED:
-        from temoin.web.i18n import TEXTS
+        from temoin.web.i18n import label
         from temoin.web.pages import CATEGORIES
 
-        body = store.generated_document(name, [(c, TEXTS.get(f"category.{c}", {}).get("fr", c))
+        body = store.generated_document(name, [(c, label("fr", "category", c))
                                                for c in CATEGORIES])
         etag = store.hashlib.md5(body, usedforsecurity=False).hexdigest()
         headers = {"Etag": etag, "Content-Length": str(len(body))}

@@ -12,7 +12,7 @@ from temoin.law.access import Permission, allows
 from temoin.reports import annual, monthly, notice, paperwork
 from temoin.reports.pdf import annual_pdf
 from temoin.web.deps import Principal, get_db, require
-from temoin.web.i18n import lang_of, translator
+from temoin.web.i18n import gettext, lang_of
 from temoin.web.pages import PageRequire, page
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
@@ -144,35 +144,6 @@ def aipd_json(who: Principal = require(Permission.PAPERWORK_READ), db: Session =
 
 # --- pages ----------------------------------------------------------------------------------------------
 
-TEXTS: dict[str, dict[str, str]] = {
-    "reports": {"fr": "Rapports", "en": "Reports"},
-    "annual": {"fr": "Rapport annuel au préfet (R241-17)", "en": "Annual report to the prefect (R241-17)"},
-    "monthly": {"fr": "Statistiques mensuelles", "en": "Monthly statistics"},
-    "notice": {"fr": "Information du public (R241-15)", "en": "Public information notice (R241-15)"},
-    "year": {"fr": "Année", "en": "Year"},
-    "month": {"fr": "Mois", "en": "Month"},
-    "show": {"fr": "Afficher", "en": "Show"},
-    "download_pdf": {"fr": "Télécharger (PDF)", "en": "Download (PDF)"},
-    "download_csv": {"fr": "Télécharger (CSV)", "en": "Download (CSV)"},
-    "controller": {"fr": "Responsable du traitement", "en": "Controller"},
-    "dpo_contact": {"fr": "Contact du délégué à la protection des données", "en": "Data protection officer's contact"},
-    "rights_address": {"fr": "Adresse pour exercer ses droits", "en": "Address to exercise one's rights"},
-    "paperwork": {"fr": "Documents du responsable du traitement", "en": "The controller's documents"},
-    "processing_record": {"fr": "Registre des activités de traitement (loi 78-17 art. 100)",
-                          "en": "Record of processing activities (loi 78-17 art. 100)"},
-    "aipd": {"fr": "Analyse d'impact (AIPD), projet à compléter", "en": "Impact assessment (AIPD), draft to complete"},
-    "commune": {"fr": "Commune", "en": "Commune"},
-    "whole_service": {"fr": "Tout le service", "en": "The whole service"},
-    "notice_help": {"fr": "Ces informations ne sont pas dans les réglages de la commune : saisissez-les pour "
-                          "compléter l'affiche.",
-                    "en": "These are not in the commune's settings: type them to complete the notice."},
-}
-
-
-def _t(request: Request):  # noqa: ANN202
-    return translator(lang_of(request), TEXTS)
-
-
 @pages.get("/reports")
 def reports_page(request: Request, year: int | None = Query(None, ge=2000, le=2100),
                  month: str | None = Query(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
@@ -187,14 +158,14 @@ def reports_page(request: Request, year: int | None = Query(None, ge=2000, le=21
         communes = annual.scope_for(who.tenant, who.user, commune)
     except annual.ReportScopeError as exc:
         return page(request, "error.html", who=who, status=403 if who.user.communes is not None else 422,
-                    title=_t(request)("reports"), error=str(exc))
+                    title=gettext(lang_of(request), "Reports"), error=str(exc))
     report = annual.annual_report(db, who.tenant, year, keys, communes=communes)
     y, m = monthly.parse_month(month)
     month_rows = [*annual.scope_rows(communes), *annual.period_rows(monthly.monthly(db, who.tenant, y, m,
                                                                                      communes=communes))]
     inputs = _inputs(controller, dpo_contact, rights_address)
     title, sections = notice.notice_sections(who.tenant, inputs)
-    return page(request, "reports.html", who=who, t=_t(request), year=year, month=month,
+    return page(request, "reports.html", who=who, year=year, month=month,
                 annual_rows=annual.report_rows(report), month_rows=month_rows, notice_title=title,
                 notice_sections=sections, inputs=inputs, commune=commune,
                 q=f"?commune={communes[0]}" if communes and len(communes) == 1 else "",

@@ -183,36 +183,10 @@ def change_password(body: PasswordIn, request: Request, response: Response,
 
 pages = APIRouter(include_in_schema=False)
 
-TEXTS = {
-    "account": {"fr": "Mon compte", "en": "My account"},
-    "must_change": {"fr": "Votre mot de passe a été réinitialisé : choisissez-en un nouveau pour continuer.",
-                    "en": "Your password was reset: choose a new one to go on."},
-    "change_password": {"fr": "Changer de mot de passe", "en": "Change password"},
-    "current_password": {"fr": "Mot de passe actuel", "en": "Current password"},
-    "new_password": {"fr": "Nouveau mot de passe (12 caractères au moins)",
-                     "en": "New password (at least 12 characters)"},
-    "password_changed": {"fr": "Mot de passe changé ; vos autres sessions sont fermées.",
-                         "en": "Password changed; your other sessions are closed."},
-    "tokens": {"fr": "Jetons d'API (scripts)", "en": "API tokens (scripts)"},
-    "token_name": {"fr": "Nom", "en": "Name"},
-    "token_days": {"fr": "Durée (jours)", "en": "Lifetime (days)"},
-    "scopes": {"fr": "Droits du jeton", "en": "Scopes"},
-    "all_of_role": {"fr": "tous ceux du rôle", "en": "all of the role's"},
-    "expires": {"fr": "Expire le", "en": "Expires"},
-    "revoked": {"fr": "révoqué", "en": "revoked"},
-    "revoke": {"fr": "Révoquer", "en": "Revoke"},
-    "no_tokens": {"fr": "Aucun jeton.", "en": "No token."},
-    "issue_token": {"fr": "Créer un jeton", "en": "Issue a token"},
-    "token_once": {"fr": "Copiez ce jeton maintenant, il ne sera plus affiché :",
-                   "en": "Copy this token now, it will not be shown again:"},
-}
-
-
 def _account_page(request: Request, who: Principal, db: Session, status: int = 200, **extra):  # noqa: ANN202
-    from temoin.web.i18n import lang_of, translator
     from temoin.web.templating import page
 
-    return page(request, "account.html", status=status, who=who, t=translator(lang_of(request), TEXTS),
+    return page(request, "account.html", status=status, who=who,
                 tokens=lifecycle.tokens_of(db, who.user), max_days=service.TOKEN_MAX_DAYS,
                 default_days=service.TOKEN_DEFAULT_DAYS,
                 scopes=sorted(s.value for s in service.role_permissions(who.user)), **extra)
