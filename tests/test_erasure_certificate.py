@@ -5,6 +5,7 @@ the register only, each issue journaled with the PDF's SHA-256."""
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 from datetime import timedelta
 
@@ -36,7 +37,7 @@ def test_the_erasure_moves_the_request_on_and_its_certificate_is_a_signed_pdf(pl
 
     # The request page links the certificate; the PDF prints the signed certificate and the key's fingerprint.
     csrf = sign_in(platform, client, commune.users[Role.DPO])
-    page = client.get(f"/rights/{req['id']}").text
+    page = html.unescape(client.get(f"/rights/{req['id']}").text)
     assert f'href="{cert_url}"' in page and "Certificat d'effacement (PDF signé)" in page
     r = client.get(cert_url)
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"

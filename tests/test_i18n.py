@@ -11,7 +11,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from temoin.evidence.manifest import NotInformedReason, Trigger
-from temoin.evidence.package import RecipientKind
+from temoin.extraction.package import RecipientKind
 from temoin.law.access import Role
 from temoin.rights.models import CopyState, ProposalState, RequestKind, RequestStatus
 from temoin.vault.catalogue import HoldState
