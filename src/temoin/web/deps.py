@@ -42,6 +42,7 @@ class Principal:
     tenant: Tenant
     session: WebSession | None  # None when authenticated by API token
     scopes: frozenset[Permission] | None = None  # an API token's; None for a session (the role decides)
+    token_id: int | None = None  # the API token the request carried (sign-out revokes it)
 
     @property
     def role(self) -> Role:
@@ -72,7 +73,8 @@ def current_principal(request: Request, db: Session = Depends(get_db),
             raise HTTPException(401, "API token unknown, expired or revoked: issue a new one",
                                 headers={"WWW-Authenticate": 'Bearer realm="temoin", error="invalid_token"'})
         user, row = found
-        return _released(db, Principal(user, db.get(Tenant, user.tenant_id), None, service.token_scopes(user, row)))
+        return _released(db, Principal(user, db.get(Tenant, user.tenant_id), None, service.token_scopes(user, row),
+                                       row.id))
     cookie = request.cookies.get(service.SESSION_COOKIE)
     found = service.session_for(db, cookie) if cookie else None
     if found is None:
