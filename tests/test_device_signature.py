@@ -24,14 +24,14 @@ MANIFESTS = "/api/v1/ingest/recordings"
 JSON = {"Content-Type": "application/json"}
 
 
-def refusals(platform, client) -> list[dict]:  # noqa: ANN001
+def refusals(platform, client) -> list[dict]:
     client.app.state.refusals.flush(platform, every=True)  # journaled by the minute (web.refusals)
     with platform.session() as db:
         return [parse_body(e.body)["details"] for e in db.scalars(
             select(JournalEntry).where(JournalEntry.event == "device.auth_refused").order_by(JournalEntry.seq))]
 
 
-def old_style(device_id: str, key, method: str, path: str) -> str:  # noqa: ANN001
+def old_style(device_id: str, key, method: str, path: str) -> str:
     """The signature cameras sent before the body was covered: method, path, time and nonce only."""
     ts, nonce = int(time.time()), "0123456789abcdef"
     sig = b64e(key.sign(f"{method}\n{path}\n{ts}\n{nonce}".encode()))
@@ -39,7 +39,7 @@ def old_style(device_id: str, key, method: str, path: str) -> str:  # noqa: ANN0
 
 
 @pytest.fixture
-def camera_scene(platform, client):  # noqa: ANN001, ANN201
+def camera_scene(platform, client):
     commune = make_commune(platform, cameras=1)
     cam_id, key = commune.cameras[0]
     signed, segments = sample_recording(key, camera_id=cam_id, agent_id=agent_number(commune), started_at=utcnow(),
@@ -47,7 +47,7 @@ def camera_scene(platform, client):  # noqa: ANN001, ANN201
     return commune, signed, segments
 
 
-def stored(platform, recording_id: str) -> tuple[Recording | None, int]:  # noqa: ANN001
+def stored(platform, recording_id: str) -> tuple[Recording | None, int]:
     with platform.session() as db:
         return db.get(Recording, recording_id), db.scalar(select(func.count()).select_from(Quarantine))
 

@@ -10,7 +10,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -115,12 +115,12 @@ class DeviceAuth(httpx.Auth):
     def streamed(request: httpx.Request) -> bool:
         return request.method == "PUT" and SEGMENT_UPLOAD.fullmatch(request.url.path) is not None
 
-    def sync_auth_flow(self, request: httpx.Request):  # noqa: ANN201
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if not self.streamed(request):
             request.read()  # the digest needs the whole body; a segment's is never read here
         yield from self.auth_flow(request)
 
-    async def async_auth_flow(self, request: httpx.Request):  # noqa: ANN201
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         if not self.streamed(request):
             await request.aread()
         for signed in self.auth_flow(request):
