@@ -20,6 +20,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from temoin.camera.live_publisher import LivePublisher
+from temoin.camera.offload import DeviceAuth
 from temoin.camera.runner import CameraRuntime
 from temoin.evidence.manifest import GpsFix
 from temoin.identity import secrets as identity_secrets
@@ -254,6 +255,12 @@ def sign_in_context(p: Platform, context, username: str) -> None:  # noqa: ANN00
     assert r.status == 200, r.text()
 
 
-def signed(commune: Commune, method: str, path: str, camera: int = 0) -> dict:
+def signed(commune: Commune, method: str, path: str, camera: int = 0, body: bytes = b"") -> dict:
+    """The camera's signature headers for a request with this body."""
     device_id, key = commune.cameras[camera]
-    return {"Authorization": devices.authorization_header(device_id, key, method, path)}
+    return devices.signed_headers(device_id, key, method, path, body)
+
+
+def as_camera(commune: Commune, camera: int = 0) -> DeviceAuth:
+    """The camera's signature over each request, body included (as the camera agent signs)."""
+    return DeviceAuth(*commune.cameras[camera])

@@ -421,18 +421,18 @@ def test_revoked_replayed_or_forged_camera_requests_are_refused(platform, client
     path = f"/api/v1/ingest/recordings/{rid}"
 
     # Replay: the very same signed request, twice.
-    header = devices.authorization_header(cam_id, key, "GET", path)
-    assert client.get(path, headers={"Authorization": header}).status_code == 200
-    r = client.get(path, headers={"Authorization": header})
+    headers = devices.signed_headers(cam_id, key, "GET", path)
+    assert client.get(path, headers=headers).status_code == 200
+    r = client.get(path, headers=headers)
     assert r.status_code == 401 and "replayed" in r.json()["detail"]
 
     # Forged: signed by a key that is not the camera's.
-    forged = devices.authorization_header(cam_id, Ed25519PrivateKey.generate(), "GET", path)
-    r = client.get(path, headers={"Authorization": forged})
+    forged = devices.signed_headers(cam_id, Ed25519PrivateKey.generate(), "GET", path)
+    r = client.get(path, headers=forged)
     assert r.status_code == 401 and "signature" in r.json()["detail"]
     # Signed for another request.
-    other = devices.authorization_header(cam_id, key, "GET", "/api/v1/ingest/recordings/another")
-    assert client.get(path, headers={"Authorization": other}).status_code == 401
+    other = devices.signed_headers(cam_id, key, "GET", "/api/v1/ingest/recordings/another")
+    assert client.get(path, headers=other).status_code == 401
     assert client.get(path).status_code == 401
     client.app.state.refusals.flush(platform, every=True)  # journaled by the minute (web.refusals)
     refused = [parse_body(e.body) for e in _entries(platform, "device.auth_refused", commune.slug)]

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from temoin.camera.offload import DeviceAuth
 from temoin.demo.cctv.onvif_sim import OnvifPtzSimulator
 from temoin.demo.cctv.state import PtzPose
 from temoin.demo.commune import territory
 from temoin.geo.geometry import angle_diff_deg, bearing_deg
-from temoin.identity import devices
 from temoin.identity.service import update_settings
 from temoin.journal.models import JournalEntry
 from temoin.law.access import Role
@@ -220,8 +220,7 @@ def _press_live(platform, client, commune: Commune, where: tuple[float, float]) 
     path = "/api/v1/live/sessions"
     fix = {"t": datetime(2026, 6, 1, 14, 0, tzinfo=UTC).isoformat(), "lat": where[0], "lon": where[1],
            "accuracy_m": 5}
-    r = client.post(path, json={"reason": "threat", "position": fix},
-                    headers={"Authorization": devices.authorization_header(device_id, key, "POST", path)})
+    r = client.post(path, json={"reason": "threat", "position": fix}, auth=DeviceAuth(device_id, key))
     assert r.status_code == 201, r.text
     return r.json()["id"]
 

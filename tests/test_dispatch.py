@@ -6,6 +6,7 @@ live session closes what is still open. Journal and events checked at each step;
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -13,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from temoin.camera.offload import DeviceAuth
 from temoin.db import utcnow
 from temoin.identity import devices, service, shifts
 from temoin.identity.models import Device, User
@@ -45,9 +47,9 @@ class Crew:
     def camera(self, i: int) -> str:
         return self.commune.cameras[i][0]
 
-    def signed(self, i: int, method: str, path: str) -> dict:
-        device_id, key = self.commune.cameras[i]
-        return {"Authorization": devices.authorization_header(device_id, key, method, path)}
+    def signed(self, i: int) -> DeviceAuth:
+        """Camera i's signature over each request, body included (as the camera agent signs)."""
+        return DeviceAuth(*self.commune.cameras[i])
 
     def fix(self, lat_lon: tuple[float, float], t: datetime | None = None) -> dict:
         return {"t": (t or utcnow()).isoformat(), "lat": lat_lon[0], "lon": lat_lon[1], "accuracy_m": 6.0}
@@ -55,22 +57,22 @@ class Crew:
     def post_position(self, i: int, lat_lon: tuple[float, float], status: str = "patrol"):  # noqa: ANN201
         path = "/api/v1/dispatch/camera/position"
         return self.client.post(path, json={"position": self.fix(lat_lon), "status": status},
-                                headers=self.signed(i, "POST", path))
+                                auth=self.signed(i))
 
     def orders(self, i: int, after: str | None = None, wait_s: float = 0) -> dict:
         path = f"/api/v1/dispatch/camera/orders?wait_s={wait_s}" + (f"&after={after}" if after else "")
-        r = self.client.get(path, headers=self.signed(i, "GET", path))
+        r = self.client.get(path, auth=self.signed(i))
         assert r.status_code == 200, r.text
         return r.json()
 
     def ack(self, i: int, order_id: str):  # noqa: ANN201
         path = f"/api/v1/dispatch/camera/orders/{order_id}/ack"
-        return self.client.post(path, headers=self.signed(i, "POST", path))
+        return self.client.post(path, auth=self.signed(i))
 
     def go_live(self, i: int, lat_lon: tuple[float, float] = HERE) -> str:
         path = "/api/v1/live/sessions"
         r = self.client.post(path, json={"reason": "threat", "position": self.fix(lat_lon)},
-                             headers=self.signed(i, "POST", path))
+                             auth=self.signed(i))
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
@@ -159,7 +161,7 @@ def test_positions_are_the_last_one_per_camera_with_agent_events(platform: Platf
     # Bad input: a camera that sends nonsense gets a 422, never a crash.
     path = "/api/v1/dispatch/camera/position"
     r = client.post(path, json={"position": {"lat": 95, "lon": 0, "t": "now"}, "status": "patrol"},
-                    headers=c.signed(0, "POST", path))
+                    auth=c.signed(0))
     assert r.status_code == 422
 
 
@@ -367,8 +369,10 @@ def test_camera_routes_need_the_camera_signature(platform: Platform, client: Tes
     path = "/api/v1/dispatch/camera/position"
     r = client.post(path, json={"position": c.fix(HERE), "status": "patrol"})
     assert r.status_code == 401
-    forged = c.signed(0, "POST", "/api/v1/dispatch/camera/elsewhere")
-    assert client.post(path, json={"position": c.fix(HERE), "status": "patrol"}, headers=forged).status_code == 401
+    body = json.dumps({"position": c.fix(HERE), "status": "patrol"}).encode()
+    forged = devices.signed_headers(*c.commune.cameras[0], "POST", "/api/v1/dispatch/camera/elsewhere", body)
+    r = client.post(path, content=body, headers={**forged, "Content-Type": "application/json"})
+    assert r.status_code == 401 and "signature invalid" in r.json()["detail"]
     assert client.get("/api/v1/dispatch/camera/orders").status_code == 401
     # A wearing agent's own account is no CSU.
     who = bearer(platform, c.commune, Role.AGENT)

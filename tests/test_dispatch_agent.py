@@ -21,6 +21,7 @@ from temoin.camera.clock import system_clock
 from temoin.camera.dispatch import COMPASS_FR
 from temoin.camera.gps import SimulatedWalk
 from temoin.camera.media import SyntheticScene
+from temoin.camera.offload import DeviceAuth
 from temoin.camera.runner import CameraHome, CameraRuntime
 from temoin.camera.signals import Led, TerminalSignals, Vibration
 from temoin.camera.sources import SyntheticVideo
@@ -100,8 +101,7 @@ def test_a_camera_agent_receives_signals_and_acknowledges_an_order(platform: Pla
                       "accuracy_m": 5}
             path = "/api/v1/live/sessions"
             r = httpx.post(f"{server}{path}", json={"reason": "threat", "position": target},
-                           headers={"Authorization": devices.authorization_header(danger_id, danger_key, "POST",
-                                                                                  path)})
+                           auth=DeviceAuth(danger_id, danger_key))
             assert r.status_code == 201, r.text
             sid = r.json()["id"]
             assert http.post(f"/api/v1/live/sessions/{sid}/ack").status_code == 200
@@ -216,8 +216,8 @@ def test_demo_agents_converge_on_the_live_alert(platform: Platform, server: str)
             path = "/api/v1/live/sessions"
             fix = {"t": utcnow().isoformat(), "lat": there["lat"] + 250 / 111_195, "lon": there["lon"],
                    "accuracy_m": 5}
-            r = httpx.post(f"{server}{path}", json={"reason": "threat", "position": fix}, headers={
-                "Authorization": devices.authorization_header(danger.device_id, danger.key, "POST", path)})
+            r = httpx.post(f"{server}{path}", json={"reason": "threat", "position": fix},
+                           auth=DeviceAuth(danger.device_id, danger.key))
             sid = r.json()["id"]
             assert http.post(f"/api/v1/live/sessions/{sid}/ack").status_code == 200
             found = http.get(f"/api/v1/dispatch/sessions/{sid}/candidates").json()["candidates"]

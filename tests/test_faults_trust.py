@@ -27,6 +27,7 @@ from sqlalchemy import event, select, text
 from sqlalchemy.engine import Engine
 
 from temoin import errors
+from temoin.camera.offload import SEGMENT_UPLOAD, DeviceAuth
 from temoin.db import utcnow
 from temoin.demo.samples import sample_recording
 from temoin.identity import devices
@@ -173,12 +174,16 @@ def test_a_full_database_answers_507_on_every_write_route_and_keeps_nothing(plat
         client.cookies.update(cookies)
         return {"X-CSRF-Token": csrf}
 
-    def as_camera(method: str, path: str) -> dict:
+    def as_camera(method: str, path: str) -> dict:  # a request without a body
         client.cookies.clear()
-        return {"Authorization": devices.authorization_header(cam_id, cam_key, method, path)}
+        streamed = method == "PUT" and SEGMENT_UPLOAD.fullmatch(path) is not None
+        return devices.signed_headers(cam_id, cam_key, method, path, unsigned_payload=streamed)
 
     def camera_request(method: str, path: str, headers: dict | None = None, **kw) -> Callable[[], httpx.Response]:
-        return lambda: client.request(method, path, headers={**as_camera(method, path), **(headers or {})}, **kw)
+        def send() -> httpx.Response:
+            client.cookies.clear()
+            return client.request(method, path, headers=headers, auth=DeviceAuth(cam_id, cam_key), **kw)
+        return send
 
     def staff(role: Role, method: str, path: str, headers: dict | None = None, **kw) -> Callable[[], httpx.Response]:
         return lambda: client.request(method, path, headers={**as_role(role), **(headers or {})}, **kw)

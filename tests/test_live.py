@@ -28,7 +28,7 @@ from temoin.live import backup, hub as live_hub
 from temoin.live.models import LiveSession
 from temoin.platform import Platform
 from tests.helpers import agent_number, enrol_camera, make_commune, sign_in
-from tests.live_helpers import FIX, Events, Viewer, entries, on_shift, publisher, signed, token_for, until
+from tests.live_helpers import FIX, Events, Viewer, as_camera, entries, on_shift, publisher, signed, token_for, until
 from tests.live_helpers import _cheap_password_hashes, server, settings  # noqa: F401 (fixtures)
 
 
@@ -232,52 +232,48 @@ def test_refusals(platform: Platform, client):
     sdp = {"Content-Type": "application/sdp"}
 
     # The live button, then a session to aim at.
-    r = client.post("/api/v1/live/sessions", json={"reason": "threat"}, headers=signed(commune, "POST",
-                                                                                        "/api/v1/live/sessions"))
+    r = client.post("/api/v1/live/sessions", json={"reason": "threat"}, auth=as_camera(commune))
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
     assert r.json()["whip_url"] == f"/api/v1/live/whip/{sid}"
     assert r.json()["state"] == "requested" and r.json()["requested_at"] and r.json()["agent"] is None  # no shift
-    again = client.post("/api/v1/live/sessions", json={"reason": "threat"},
-                        headers=signed(commune, "POST", "/api/v1/live/sessions"))
+    again = client.post("/api/v1/live/sessions", json={"reason": "threat"}, auth=as_camera(commune))
     assert again.status_code == 200 and again.json()["id"] == sid  # pressing again: the same session
     # Only the legal condition opens a live session.
-    r = client.post("/api/v1/live/sessions", json={"reason": "curiosity"},
-                    headers=signed(commune, "POST", "/api/v1/live/sessions", camera=1))
+    r = client.post("/api/v1/live/sessions", json={"reason": "curiosity"}, auth=as_camera(commune, 1))
     assert r.status_code == 422
 
     whip = f"/api/v1/live/whip/{sid}"
     # Malformed SDP: 400, with why.
-    r = client.post(whip, content=b"hello", headers={**sdp, **signed(commune, "POST", whip)})
+    r = client.post(whip, content=b"hello", headers={**sdp, **signed(commune, "POST", whip, body=b"hello")})
     assert r.status_code == 400 and "SDP" in r.json()["detail"]
-    r = client.post(whip, content=(OFFER_HEAD + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n").encode(),
-                    headers={**sdp, **signed(commune, "POST", whip)})
+    no_ice = (OFFER_HEAD + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n").encode()
+    r = client.post(whip, content=no_ice, headers={**sdp, **signed(commune, "POST", whip, body=no_ice)})
     assert r.status_code == 400
     vp8_only = (OFFER_HEAD + "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 "
                 + ":".join(["AB"] * 32) + "\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n")
-    r = client.post(whip, content=vp8_only.encode(), headers={**sdp, **signed(commune, "POST", whip)})
+    r = client.post(whip, content=vp8_only.encode(), auth=as_camera(commune), headers=sdp)
     assert r.status_code == 400 and "H.264" in r.json()["detail"]
-    r = client.post(whip, content=b"v=0", headers={"Content-Type": "text/plain", **signed(commune, "POST", whip)})
+    r = client.post(whip, content=b"v=0", headers={"Content-Type": "text/plain",
+                                                   **signed(commune, "POST", whip, body=b"v=0")})
     assert r.status_code == 415
     # Unknown stream: 404 for the camera and for the viewer.
-    r = client.post("/api/v1/live/whip/live-0000", content=b"v=0\r\n",
-                    headers={**sdp, **signed(commune, "POST", "/api/v1/live/whip/live-0000")})
+    r = client.post("/api/v1/live/whip/live-0000", content=b"v=0\r\n", auth=as_camera(commune), headers=sdp)
     assert r.status_code == 404
     r = client.post("/api/v1/live/whep/live-0000", content=b"v=0\r\n", headers={**sdp, **bearer})
     assert r.status_code == 404
     # Another camera of the same commune cannot publish into this session.
-    r = client.post(whip, content=b"v=0\r\n", headers={**sdp, **signed(commune, "POST", whip, camera=1)})
+    r = client.post(whip, content=b"v=0\r\n", auth=as_camera(commune, 1), headers=sdp)
     assert r.status_code == 404
     # Forged device signature: 401, journaled as a security event.
-    forged = signed(commune, "POST", "/api/v1/live/whip/another-path")
+    forged = signed(commune, "POST", "/api/v1/live/whip/another-path", body=b"v=0\r\n")
     r = client.post(whip, content=b"v=0\r\n", headers={**sdp, **forged})
     assert r.status_code == 401 and "signature" in r.json()["detail"]
     # A revoked camera: 403, journaled.
     revoked_id = commune.cameras[2][0]
     with platform.session() as db:
         devices.revoke(platform, db, db.get(Device, revoked_id), Actor.system("test"))
-    r = client.post("/api/v1/live/sessions", json={"reason": "threat"},
-                    headers=signed(commune, "POST", "/api/v1/live/sessions", camera=2))
+    r = client.post("/api/v1/live/sessions", json={"reason": "threat"}, auth=as_camera(commune, 2))
     assert r.status_code == 403
     client.app.state.refusals.flush(platform, every=True)  # journaled by the minute (web.refusals)
     security = entries(platform, commune.slug, "device.auth_refused")
@@ -324,9 +320,7 @@ def test_refusals(platform: Platform, client):
                               authorised_cameras=2)
         db.commit()
     camera = enrol_camera(platform, "caserne", "caserne-cam-0")
-    r = client.post("/api/v1/live/sessions", json={"reason": "threat"},
-                    headers={"Authorization": devices.authorization_header(camera[0], camera[1], "POST",
-                                                                           "/api/v1/live/sessions")})
+    r = client.post("/api/v1/live/sessions", json={"reason": "threat"}, auth=DeviceAuth(*camera))
     assert r.status_code == 403 and "fr-sapeurs-pompiers" in r.json()["detail"]
     assert [e["event"] for e in entries(platform, "caserne")] == ["live.refused"]
 
@@ -335,7 +329,7 @@ def test_camera_session_view_and_position(platform: Platform, client):
     commune = make_commune(platform, cameras=2)
     path = "/api/v1/live/sessions"
     sid = client.post(path, json={"reason": "threat", "position": FIX.model_dump(mode="json")},
-                      headers=signed(commune, "POST", path)).json()["id"]
+                      auth=as_camera(commune)).json()["id"]
     view = f"/api/v1/live/camera/sessions/{sid}"
     r = client.get(view, headers=signed(commune, "GET", view))
     assert r.status_code == 200 and r.json()["state"] == "requested"
@@ -347,7 +341,7 @@ def test_camera_session_view_and_position(platform: Platform, client):
     r = client.get(query, headers=signed(commune, "GET", query))
     assert r.status_code == 200 and r.json()["state"] == "requested" and time.monotonic() - t0 >= 0.3
     pos = f"{view}/position"
-    r = client.post(pos, json=FIX.model_dump(mode="json") | {"lat": 43.56}, headers=signed(commune, "POST", pos))
+    r = client.post(pos, json=FIX.model_dump(mode="json") | {"lat": 43.56}, auth=as_camera(commune))
     assert r.status_code == 204
     with platform.session() as db:
         assert db.get(LiveSession, sid).position["lat"] == pytest.approx(43.56)

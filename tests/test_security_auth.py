@@ -14,7 +14,7 @@ from temoin.db import utcnow
 from temoin.demo.server import BackgroundServer
 from temoin.identity import service
 from temoin.identity.models import ApiToken, LoginAttempt, User, WebSession
-from temoin.identity.secrets import current_totp
+from temoin.identity.secrets import current_totp, token_hash
 from temoin.journal.models import JournalEntry
 from temoin.journal.service import parse_body
 from temoin.law.access import Role
@@ -306,6 +306,45 @@ def test_sign_out_ends_the_session_and_is_journaled(platform, client):
     client.cookies.set("temoin_session", cookie)
     assert client.get("/api/v1/journal").status_code == 401
     assert _entries(platform, "signout")
+
+
+@pytest.mark.parametrize("sign_out", [("POST", "/logout"), ("DELETE", "/api/v1/session")])
+def test_logging_out_with_an_api_token_revokes_it(platform, client, sign_out):
+    commune = make_commune(platform, cameras=0)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    issued = [client.post("/api/v1/tokens", headers={"X-CSRF-Token": csrf},
+                          json={"name": name, "scopes": ["recordings.list"]}).json()["token"]
+              for name in ("script", "other script")]
+    token, kept = issued
+    session_cookie = client.cookies.get("temoin_session")
+    client.cookies.clear()
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/recordings", headers=bearer).status_code == 200
+    r = client.request(*sign_out, headers=bearer, follow_redirects=False)
+    assert r.status_code in (204, 303), r.text
+    assert client.get("/api/v1/recordings", headers=bearer).status_code == 401  # the token opens nothing now
+    with platform.session() as db:
+        rows = {t.name: t for t in db.scalars(select(ApiToken))}
+    assert rows["script"].revoked_at is not None and rows["other script"].revoked_at is None
+    (revoked,) = _entries(platform, "api_token.revoked")
+    assert revoked["details"]["token_id"] == rows["script"].id and "signed out" in revoked["details"]["reason"]
+    # Only that token: the other one and the browser's session still work.
+    assert client.get("/api/v1/recordings", headers={"Authorization": f"Bearer {kept}"}).status_code == 200
+    client.cookies.set("temoin_session", session_cookie)
+    assert client.get("/api/v1/recordings").status_code == 200
+
+
+def test_logging_out_from_the_page_ends_the_session(platform, client):
+    commune = make_commune(platform, cameras=0)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    cookie = client.cookies.get("temoin_session")
+    r = client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    with platform.session() as db:
+        assert db.get(WebSession, token_hash(cookie)) is None  # deleted on the server
+    client.cookies.set("temoin_session", cookie)  # a copy of the cookie opens nothing
+    assert client.get("/api/v1/recordings").status_code == 401
+    assert len(_entries(platform, "signout")) == 1
 
 
 def test_the_account_page_changes_the_password_and_manages_tokens(platform, client):

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from temoin.camera.offload import DeviceAuth
 from temoin.cli import app as cli_app
 from temoin.db import utcnow
 from temoin.demo.samples import sample_recording
@@ -187,9 +188,7 @@ def test_re_enrolment_keeps_old_recordings_verifiable_and_the_old_key_dies_at_re
                                         seed=9)
     client.auth = None
     r = client.post("/api/v1/ingest/recordings", content=signed.model_dump_json(),
-                    headers={"Authorization": devices.authorization_header(device_id, new_key, "POST",
-                                                                          "/api/v1/ingest/recordings"),
-                             "Content-Type": "application/json"})
+                    auth=DeviceAuth(device_id, new_key), headers={"Content-Type": "application/json"})
     assert r.status_code == 403, r.text
     with platform.session() as db:
         assert db.scalar(select(Recording).where(Recording.id == signed.manifest.recording_id)) is None

@@ -117,7 +117,7 @@ def main() -> None:
     import httpx
     from playwright.sync_api import sync_playwright
 
-    from temoin.identity.devices import authorization_header
+    from temoin.camera.offload import DeviceAuth
     from temoin.web.app import create_app
 
     results = common.Results("CSU dashboard in Chromium", f"{args.cameras} cameras, {args.agents} agents, {alerts} alerts")
@@ -148,8 +148,7 @@ def main() -> None:
                                                                  "lon": CENTRE[1], "accuracy_m": 5}}
                         seen = page.evaluate("window.temoinCsu.shown.length")
                         pressed = time.time() * 1000
-                        r = http.post(path, json=body, headers={"Authorization": authorization_header(
-                            device_id, key, "POST", path)})
+                        r = http.post(path, json=body, auth=DeviceAuth(device_id, key))
                         assert r.status_code in (200, 201), r.text
                         sid = r.json()["id"]
                         page.wait_for_function(f"window.temoinCsu.shown.length > {seen}", timeout=10_000)

@@ -7,9 +7,10 @@ code path as a real camera, over real HTTP.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +25,10 @@ from temoin.evidence.manifest import (GpsFix, NotInformedReason, RecordingManife
 from temoin.evidence.signing import public_key_bytes
 
 AUTH_SCHEME = "Temoin-Device"
+UNSIGNED_PAYLOAD = "unsigned-payload"
+# Segment uploads stream several GiB: they sign UNSIGNED_PAYLOAD, their bytes being bound by the segment's
+# SHA-256 in the signed manifest, which the vault checks (identity.devices, web.deps.STREAMED_DEVICE_ROUTES).
+SEGMENT_UPLOAD = re.compile(r"/api/v1/ingest/recordings/[^/]+/segments/\d+")
 Progress = Callable[[int], None]
 PIECE_BYTES = 16 * 1024 * 1024  # each piece is fsynced before it is acknowledged
 
@@ -98,19 +103,41 @@ def build_manifest(*, recording_id: str, camera_id: str, agent_id: str,
 
 
 class DeviceAuth(httpx.Auth):
-    """Signs every request with the camera's Ed25519 key (no shared secret ever travels)."""
+    """Signs every request with the camera's Ed25519 key (no shared secret ever travels), over its method, path
+    with query, time, a nonce and the body's SHA-256 (`Content-Digest`, RFC 9530)."""
 
     def __init__(self, device_id: str, key: Ed25519PrivateKey, clock_skew_s: float = 0.0) -> None:
         """`clock_skew_s`: how far the device's clock is ahead of the platform's, once measured;
         the signed timestamp is corrected by it so that a drifting camera can still reach the vault."""
         self.device_id, self.key, self.clock_skew_s = device_id, key, clock_skew_s
 
+    @staticmethod
+    def streamed(request: httpx.Request) -> bool:
+        return request.method == "PUT" and SEGMENT_UPLOAD.fullmatch(request.url.path) is not None
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if not self.streamed(request):
+            request.read()  # the digest needs the whole body; a segment's is never read here
+        yield from self.auth_flow(request)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if not self.streamed(request):
+            await request.aread()
+        for signed in self.auth_flow(request):
+            yield signed
+
     def auth_flow(self, request: httpx.Request):  # noqa: ANN201
         path = request.url.raw_path.decode()
         ts, nonce = int(time.time() - self.clock_skew_s), secrets.token_hex(16)
-        signature = b64e(self.key.sign(f"{request.method.upper()}\n{path}\n{ts}\n{nonce}".encode()))
+        if self.streamed(request):
+            content, marker = UNSIGNED_PAYLOAD, f' content="{UNSIGNED_PAYLOAD}",'
+            request.headers.pop("Content-Digest", None)
+        else:
+            content, marker = f"sha-256=:{b64e(hashlib.sha256(request.content).digest())}:", ""
+            request.headers["Content-Digest"] = content
+        signature = b64e(self.key.sign(f"{request.method.upper()}\n{path}\n{ts}\n{nonce}\n{content}".encode()))
         request.headers["Authorization"] = (f'{AUTH_SCHEME} id="{self.device_id}", ts="{ts}", '
-                                            f'nonce="{nonce}", sig="{signature}"')
+                                            f'nonce="{nonce}",{marker} sig="{signature}"')
         yield request
 
 

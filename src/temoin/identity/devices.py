@@ -1,12 +1,16 @@
 """Cameras: enrolment with an Ed25519 key pair, revocation, and signed device requests.
 
 A camera never holds a shared password. It proves each request by signing
-"<METHOD>\n<path?query>\n<unix time>\n<nonce>" with its private key; the vault keeps only the
-public key. A nonce is accepted once, and only within the clock window.
+"<METHOD>\n<path?query>\n<unix time>\n<nonce>\n<content>" with its private key; the vault keeps only
+the public key. <content> is the body's digest as sent in `Content-Digest: sha-256=:<base64>:` (RFC 9530),
+checked against the body received; only streamed segment uploads sign "unsigned-payload" instead (their
+bytes are bound by the segment's SHA-256 in the signed manifest). A nonce is accepted once, and only within
+the clock window.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
@@ -31,6 +35,10 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 
 AUTH_SCHEME = "Temoin-Device"
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
+# What a streamed upload signs instead of its body's digest (declared in the Authorization header as
+# content="unsigned-payload"); accepted only where the route says its bytes are bound by another proof.
+UNSIGNED_PAYLOAD = "unsigned-payload"
+_SHA256_MEMBER = re.compile(r"^sha-256=:([A-Za-z0-9+/]*={0,2}):$")
 
 
 class DeviceError(ValueError):
@@ -182,15 +190,29 @@ def recording_key(db: Session, manifest: RecordingManifest) -> DeviceKey | None:
     return key_at(db, manifest.camera_id, signing_time(manifest))
 
 
-def signing_string(method: str, path: str, ts: int, nonce: str) -> bytes:
-    return f"{method.upper()}\n{path}\n{ts}\n{nonce}".encode()
+def content_digest(body: bytes) -> str:
+    """The `Content-Digest` value of a body (RFC 9530, SHA-256): what the signature covers of it."""
+    return f"sha-256=:{b64e(hashlib.sha256(body).digest())}:"
 
 
-def authorization_header(device_id: str, private_key, method: str, path: str) -> str:  # noqa: ANN001
-    """What a camera sends (used by the camera agent and the tests)."""
+def signing_string(method: str, path: str, ts: int, nonce: str, content: str) -> bytes:
+    """`path` with its query string; `content`: `content_digest(body)`, or UNSIGNED_PAYLOAD."""
+    return f"{method.upper()}\n{path}\n{ts}\n{nonce}\n{content}".encode()
+
+
+def signed_headers(device_id: str, private_key, method: str, path: str, body: bytes = b"", *,  # noqa: ANN001
+                   unsigned_payload: bool = False) -> dict[str, str]:
+    """The headers a camera sends (`Authorization`, and `Content-Digest` of `body`); the camera agent signs
+    the same way (camera.offload.DeviceAuth). `unsigned_payload`: a streamed segment upload."""
     ts, nonce = int(time.time()), secrets.token_hex(16)
-    signature = b64e(private_key.sign(signing_string(method, path, ts, nonce)))
-    return f'{AUTH_SCHEME} id="{device_id}", ts="{ts}", nonce="{nonce}", sig="{signature}"'
+    content = UNSIGNED_PAYLOAD if unsigned_payload else content_digest(body)
+    signature = b64e(private_key.sign(signing_string(method, path, ts, nonce, content)))
+    marker = f' content="{UNSIGNED_PAYLOAD}",' if unsigned_payload else ""
+    headers = {"Authorization": f'{AUTH_SCHEME} id="{device_id}", ts="{ts}", nonce="{nonce}",{marker} '
+                                f'sig="{signature}"'}
+    if not unsigned_payload:
+        headers["Content-Digest"] = content
+    return headers
 
 
 @dataclass
@@ -200,7 +222,42 @@ class DeviceAuthFailure(Exception):
     device: Device | None = None
 
 
-def authenticate(p: Context, db: Session, header: str | None, method: str, path: str) -> Device:
+def _signed_content(header_params: dict[str, str], digest_header: str | None, body: bytes | None) -> str:
+    """What the signature must cover of the body, once the body received matches what the request declares.
+    `body` None: the route streams its body (segment uploads) and takes only an unsigned payload."""
+    marker = header_params.get("content")
+    if body is None:
+        if marker != UNSIGNED_PAYLOAD:
+            raise ValueError(f'segment uploads are streamed: sign them with content="{UNSIGNED_PAYLOAD}" in the '
+                             "Authorization header (the segment's SHA-256 in the signed manifest binds its bytes)")
+        return UNSIGNED_PAYLOAD
+    if marker is not None:
+        raise ValueError(f'content="{UNSIGNED_PAYLOAD}" is accepted for segment uploads only: sign the body\'s '
+                         "Content-Digest")
+    if not digest_header:
+        raise ValueError("missing Content-Digest: device requests carry `Content-Digest: sha-256=:<base64>:` "
+                         "(RFC 9530), the SHA-256 of the body (of nothing for GET), covered by the signature; "
+                         "update the camera's software")
+    members = [m.strip() for m in digest_header.split(",")]
+    sha256 = next((m for m in members if m.startswith("sha-256=")), None)
+    match = _SHA256_MEMBER.match(sha256 or "")
+    try:
+        declared = b64d(match.group(1)) if match else b""
+    except ValueError:
+        declared = b""
+    if len(declared) != hashlib.sha256().digest_size:
+        raise ValueError("malformed Content-Digest: a sha-256 member `sha-256=:<base64 of 32 bytes>:` is required")
+    if declared != hashlib.sha256(body).digest():
+        raise ValueError("Content-Digest does not match the body received (the body was changed after signing, "
+                         "or digested before a change): send the SHA-256 of the exact bytes sent")
+    return content_digest(body)
+
+
+def authenticate(p: Context, db: Session, header: str | None, method: str, path: str, *,
+                 digest_header: str | None, body: bytes | None) -> Device:
+    """The camera that signed this request, if it did: its signature over method, path with query, time,
+    nonce and the body's digest (`digest_header`, checked against `body`, the bytes received; `body` None on
+    a streamed upload route, which takes an unsigned payload only)."""
     if not header or not header.startswith(AUTH_SCHEME + " "):
         raise DeviceAuthFailure(401, f"device requests must carry an `Authorization: {AUTH_SCHEME} ...` "
                                      "signature header")
@@ -214,9 +271,14 @@ def authenticate(p: Context, db: Session, header: str | None, method: str, path:
     device = db.get(Device, device_id)
     if device is None:
         raise DeviceAuthFailure(401, "unknown camera: enrol it first (`temoin camera enroll`)")
+    try:
+        content = _signed_content(params, digest_header, body)
+    except ValueError as exc:
+        raise DeviceAuthFailure(401, str(exc), device if device.status == "active" else None) from None
     # The signature first: an unsigned request naming a revoked camera must not flood the journal.
-    if not verify(device.public_key, sig, signing_string(method, path, ts, nonce)):
-        raise DeviceAuthFailure(401, "device signature invalid (forged, or signed for another request)",
+    if not verify(device.public_key, sig, signing_string(method, path, ts, nonce, content)):
+        raise DeviceAuthFailure(401, "device signature invalid (forged, signed for another request or body, or "
+                                     "an old-style signature without the body's digest: update the camera)",
                                 device if device.status == "active" else None)
     if device.status != "active":
         raise DeviceAuthFailure(403, "this camera has been revoked", device)

@@ -120,12 +120,13 @@ def tokens_of(db: Session, user: User) -> list[ApiToken]:
     return list(db.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())))
 
 
-def revoke_token(p: Context, db: Session, user: User, token_id: int) -> ApiToken:
+def revoke_token(p: Context, db: Session, user: User, token_id: int, reason: str | None = None) -> ApiToken:
     row = db.get(ApiToken, token_id)
     if row is None or row.user_id != user.id:
         raise UserNotFound(f"you have no API token {token_id}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
-        _journal(p, db, "api_token.revoked", user, {"token_id": row.id, "name": row.name})
+        details = {"token_id": row.id, "name": row.name} | ({"reason": reason} if reason else {})
+        _journal(p, db, "api_token.revoked", user, details)
         db.commit()
     return row

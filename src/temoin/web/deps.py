@@ -42,6 +42,7 @@ class Principal:
     tenant: Tenant
     session: WebSession | None  # None when authenticated by API token
     scopes: frozenset[Permission] | None = None  # an API token's; None for a session (the role decides)
+    token_id: int | None = None  # the API token the request carried (sign-out revokes it)
 
     @property
     def role(self) -> Role:
@@ -72,7 +73,8 @@ def current_principal(request: Request, db: Session = Depends(get_db),
             raise HTTPException(401, "API token unknown, expired or revoked: issue a new one",
                                 headers={"WWW-Authenticate": 'Bearer realm="temoin", error="invalid_token"'})
         user, row = found
-        return _released(db, Principal(user, db.get(Tenant, user.tenant_id), None, service.token_scopes(user, row)))
+        return _released(db, Principal(user, db.get(Tenant, user.tenant_id), None, service.token_scopes(user, row),
+                                       row.id))
     cookie = request.cookies.get(service.SESSION_COOKIE)
     found = service.session_for(db, cookie) if cookie else None
     if found is None:
@@ -125,12 +127,29 @@ def require(permission: Permission) -> Principal:
     return Depends(Require(permission))
 
 
-def current_device(request: Request, db: Session = Depends(get_db)) -> Device:
-    """Guard for camera routes: a request signed by an enrolled, active camera (run in the thread pool)."""
+# Routes whose body is streamed to disk, never held whole: they take a signed "unsigned-payload" marker instead
+# of the body's digest, their bytes being bound by the segment's SHA-256 in the signed manifest (vault.ingest).
+STREAMED_DEVICE_ROUTES = frozenset({("PUT", "/api/v1/ingest/recordings/{recording_id}/segments/{index}")})
+
+
+async def device_request_body(request: Request) -> bytes | None:
+    """The body a camera's signature must cover, read whole (bounded by web.hardening.BodyLimit) before the
+    route does anything with it; the route reads it again from the request's cache. None on a streamed route."""
+    route = request.scope.get("route")
+    if (request.method, getattr(route, "path", None)) in STREAMED_DEVICE_ROUTES:
+        return None
+    return await request.body()
+
+
+def current_device(request: Request, db: Session = Depends(get_db),
+                   body: bytes | None = Depends(device_request_body)) -> Device:
+    """Guard for camera routes: a request signed by an enrolled, active camera, over its body too (run in the
+    thread pool)."""
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     try:
         device = devices.authenticate(get_platform(request), db, request.headers.get("authorization"),
-                                      request.method, path)
+                                      request.method, path, digest_header=request.headers.get("content-digest"),
+                                      body=body)
     except devices.DeviceAuthFailure as exc:
         if exc.device is not None:  # a known camera failing its signature, or a revoked one: journaled by the
             # minute, one entry per camera and source with a count (web.refusals), never one per request
@@ -144,7 +163,8 @@ def current_device(request: Request, db: Session = Depends(get_db)) -> Device:
     return device
 
 
-def whip_publisher(request: Request, db: Session = Depends(get_db)) -> Device:
+def whip_publisher(request: Request, db: Session = Depends(get_db),
+                   body: bytes | None = Depends(device_request_body)) -> Device:
     """Guard for WHIP publication: the camera's signed request, or a standard encoder's bearer token for that
     camera (RFC 9725; `live.publish_tokens`), accepted here and nowhere else."""
     header = request.headers.get("authorization", "")
@@ -157,7 +177,7 @@ def whip_publisher(request: Request, db: Session = Depends(get_db)) -> Device:
         db.commit()  # when it was last used; and the connection goes back to the pool
         return device
     try:
-        return current_device(request, db)
+        return current_device(request, db, body)
     except HTTPException as exc:
         if exc.status_code == 401:  # a standard encoder that sent nothing learns what to send
             exc.headers = {"WWW-Authenticate": f"{WHIP_CHALLENGE}, {_DEVICE_CHALLENGE['WWW-Authenticate']}"}

@@ -27,7 +27,7 @@ from temoin.web.deps import Principal, Require, csrf_sent, current_principal, ge
 from temoin.web.i18n import LANGS, gettext, lang_of
 from temoin.web.templating import page
 from temoin.web.routes.session import pages as account_pages
-from temoin.web.routes.session import remember_device, second_factor, sign_in
+from temoin.web.routes.session import remember_device, second_factor, sign_in, sign_out
 
 router = APIRouter(include_in_schema=False)
 router.include_router(account_pages)  # /account: password, API tokens
@@ -145,9 +145,7 @@ def totp(request: Request, code: str = Form(max_length=12), next_: str = Form(""
 @router.post("/logout")
 def logout(request: Request, who: Principal = Depends(current_principal),
            db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
-    cookie = request.cookies.get(service.SESSION_COOKIE)
-    if cookie:
-        service.close_session(db, cookie, p)
+    sign_out(p, db, request, who)
     response = RedirectResponse("/login", 303)
     response.delete_cookie(service.SESSION_COOKIE, path="/")
     return response

@@ -128,12 +128,21 @@ def post_totp(body: SecondFactor, request: Request, response: Response, db: Sess
                       must_change_password=user.must_change_password)
 
 
-@router.delete("/session", status_code=204, summary="Sign out: the session ends on the server")
-def delete_session(request: Request, response: Response, who: Principal = Depends(current_principal),
-                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> None:
+def sign_out(p: Platform, db: Session, request: Request, who: Principal) -> None:
+    """End what the request signed in with: the API token it carried (revoked, journaled), and the browser's
+    session (deleted on the server, journaled)."""
+    if who.token_id is not None:
+        lifecycle.revoke_token(p, db, who.user, who.token_id, reason="signed out with it")
     cookie = request.cookies.get(service.SESSION_COOKIE)
     if cookie:
         service.close_session(db, cookie, p)
+
+
+@router.delete("/session", status_code=204,
+               summary="Sign out: the session ends on the server; an API token used for it is revoked")
+def delete_session(request: Request, response: Response, who: Principal = Depends(current_principal),
+                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> None:
+    sign_out(p, db, request, who)
     response.delete_cookie(service.SESSION_COOKIE, path="/")
 
 
