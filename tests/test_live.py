@@ -18,6 +18,7 @@ import pytest
 from aiortc.codecs import h264 as aiortc_h264
 from sqlalchemy import select
 
+from temoin.camera.offload import DeviceAuth
 from temoin.identity import devices, service
 from temoin.identity.models import Device, DeviceNonce
 from temoin.journal.entry import Actor
