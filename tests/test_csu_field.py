@@ -16,7 +16,7 @@ from temoin.live.models import LiveSession
 from temoin.platform import Platform
 from tests.helpers import make_commune
 from tests.live_helpers import (FIX, _cheap_password_hashes, entries, on_shift, server, settings,  # noqa: F401
-                                sign_in_context, signed)
+                                as_camera, sign_in_context)
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def press_live(url: str, commune, camera: int = 0) -> str:  # noqa: ANN001
     """The camera's live button (the request alone: no media), signed as the camera signs it."""
     path = "/api/v1/live/sessions"
     r = httpx.post(f"{url}{path}", json={"reason": "threat", "position": FIX.model_dump(mode="json")},
-                   headers=signed(commune, "POST", path, camera))
+                   auth=as_camera(commune, camera))
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
