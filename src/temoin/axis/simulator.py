@@ -20,10 +20,11 @@ import httpx
 import orjson
 from cryptography.hazmat.primitives import serialization
 
+from temoin import errors
 from temoin.axis import e2e
 
 
-class BodyWornError(RuntimeError):
+class BodyWornError(errors.UpstreamFault, RuntimeError):
     def __init__(self, message: str, response: httpx.Response | None = None) -> None:
         super().__init__(message)
         self.response = response

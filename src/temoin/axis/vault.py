@@ -353,13 +353,13 @@ PROVENANCE = "axis-body-worn"
 def package_fields(p: Platform, db: Session, rec: Recording) -> dict:
     """What a package carries of an Axis recording in place of the device-signed manifest: the vault's manifest
     document (hashes on arrival) that its signed receipt states. Refused for clips the camera encrypted."""
-    from temoin.evidence.package import ExtractionError
+    from temoin.evidence.package import ExtractionConflict
 
     container = db.scalar(select(AxisContainer).where(AxisContainer.recording_id == rec.id))
     if container is not None and db.scalar(select(AxisObject.id).where(
             AxisObject.container_id == container.id, AxisObject.kind == "key").limit(1)) is not None:
-        raise ExtractionError(409, f"{rec.id} came through the Axis Body Worn system with clips encrypted by the "
-                                   "camera: packages of such recordings are not supported yet")
+        raise ExtractionConflict(f"{rec.id} came through the Axis Body Worn system with clips encrypted by the "
+                                 "camera: packages of such recordings are not supported yet")
     doc = orjson.loads(rec.manifest)
     return {"provenance": PROVENANCE, "integrity": PROOF, "trigger_detail": text(container.meta, "TriggerOn")
             if container else None, "pre_event_buffer_s": None, "gps_track": doc["manifest"]["gps_track"],

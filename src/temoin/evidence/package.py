@@ -30,6 +30,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.db import utcnow
 from temoin.evidence import custody
 from temoin.evidence.canonical import b64e
@@ -92,12 +93,32 @@ class MediaKind(StrEnum):
     REDACTED = "redacted"  # anonymised (faces, voices) for training
 
 
-class ExtractionError(Exception):
-    """Refused or failed; `status` is the HTTP status the API answers with, the message says what to do."""
+class ExtractionError(errors.TemoinError):
+    """Refused or failed; the subclass's kind says which (temoin.errors), the message says what to do."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
+
+class ExtractionNotFound(errors.NotFound, ExtractionError):
+    pass
+
+
+class ExtractionForbidden(errors.Forbidden, ExtractionError):
+    pass
+
+
+class ExtractionConflict(errors.Conflict, ExtractionError):
+    pass
+
+
+class ExtractionInvalid(errors.InvalidInput, ExtractionError):
+    pass
+
+
+class PackageGone(errors.Gone, ExtractionError):
+    """The package was deleted (kept PACKAGE_DAYS days): make a new extraction."""
+
+
+class ExtractionFault(errors.Fault, ExtractionError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -253,20 +274,20 @@ def prepare(p: Platform, db: Session, user: User, request: ExtractionRequest) ->
     """Check the right, the recordings and the request; read what the build needs. Nothing is written
     except a SECURITY entry when another tenant's recording is asked for."""
     if not allows(Role(user.role), Permission.RECORDINGS_EXTRACT):
-        raise ExtractionError(403, f"your role ({user.role}) does not allow extractions")
+        raise ExtractionForbidden(f"your role ({user.role}) does not allow extractions")
     ids = list(dict.fromkeys(request.recording_ids))
     if not ids:
-        raise ExtractionError(422, "name at least one recording to extract")
+        raise ExtractionInvalid("name at least one recording to extract")
     if len(ids) > MAX_RECORDINGS:
-        raise ExtractionError(422, f"at most {MAX_RECORDINGS} recordings per package; make several extractions")
+        raise ExtractionInvalid(f"at most {MAX_RECORDINGS} recordings per package; make several extractions")
     if len(request.recipient_name.strip()) < 2 or len(request.reference.strip()) < 3:
-        raise ExtractionError(422, "name the recipient and give the procedure's reference")
+        raise ExtractionInvalid("name the recipient and give the procedure's reference")
     if request.trim and request.trim.recording_id not in ids:
-        raise ExtractionError(422, f"the trim names {request.trim.recording_id}, which is not in the extraction")
+        raise ExtractionInvalid(f"the trim names {request.trim.recording_id}, which is not in the extraction")
     if request.training and _redactor() is None:
-        raise ExtractionError(409, "a training extraction must be anonymised, faces and voices (R241-13), and this "
-                                   "platform has no redaction engine (temoin.rights.redaction): no training package "
-                                   "can be made; install it, or extract for a procedure instead")
+        raise ExtractionConflict("a training extraction must be anonymised, faces and voices (R241-13), and this "
+                                 "platform has no redaction engine (temoin.rights.redaction): no training package "
+                                 "can be made; install it, or extract for a procedure instead")
     tenant = db.get(Tenant, user.tenant_id)
     recordings = []
     for rid in ids:
@@ -275,32 +296,32 @@ def prepare(p: Platform, db: Session, user: User, request: ExtractionRequest) ->
             try:  # journals the attempt on another tenant's recording (SECURITY), then says 404
                 catalogue.get_visible(p, db, user, rid)
             except catalogue.NotFound as exc:
-                raise ExtractionError(404, str(exc)) from None
+                raise ExtractionNotFound(str(exc)) from None
         if rec.state == RecordingState.DELETED or rec.wrapped_key is None:
-            raise ExtractionError(409, f"{rid} was deleted on {rec.deleted_at:%Y-%m-%d} ({rec.state_reason}): "
-                                       "only its deletion certificate remains, nothing can be extracted")
+            raise ExtractionConflict(f"{rid} was deleted on {rec.deleted_at:%Y-%m-%d} ({rec.state_reason}): "
+                                     "only its deletion certificate remains, nothing can be extracted")
         if rec.state == RecordingState.QUARANTINED:
-            raise ExtractionError(409, f"{rid} is quarantined ({rec.state_reason}): it failed verification at "
-                                       "ingest and is not evidence; it cannot be extracted")
+            raise ExtractionConflict(f"{rid} is quarantined ({rec.state_reason}): it failed verification at "
+                                     "ingest and is not evidence; it cannot be extracted")
         if rec.state != RecordingState.STORED:
-            raise ExtractionError(409, f"{rid} is still being uploaded ({rec.state}); extract it once stored")
+            raise ExtractionConflict(f"{rid} is still being uploaded ({rec.state}); extract it once stored")
         try:  # frozen by a person's limitation request: kept only
             ensure_not_limited(db, [rid], "extracting it")
         except RecordingLimited as exc:
-            raise ExtractionError(409, str(exc)) from None
+            raise ExtractionConflict(str(exc)) from None
         recordings.append(_plan_recording(p, db, tenant, rec))
     if request.trim:
         rec = next(r for r in recordings if r.row["id"] == request.trim.recording_id)
         length = rec.length_s
         start_s, end_s = request.trim.start_s, request.trim.end_s
         if not 0 <= start_s < end_s:
-            raise ExtractionError(422, "the trim must satisfy 0 <= start_s < end_s (seconds from the recording's start)")
+            raise ExtractionInvalid("the trim must satisfy 0 <= start_s < end_s (seconds from the recording's start)")
         if start_s >= length:
-            raise ExtractionError(422, f"{rec.row['id']} lasts {length:.1f} s: the trim starts after its end")
+            raise ExtractionInvalid(f"{rec.row['id']} lasts {length:.1f} s: the trim starts after its end")
         if not any(_offset(rec, s) + s.duration_s > start_s and _offset(rec, s) < end_s for s in rec.segments):
-            raise ExtractionError(422, f"{rec.row['id']}: {start_s} s to {end_s} s lies within segment(s) "
-                                       f"{rec.lost_within(start_s, end_s)} lost at the camera before hand-over: the "
-                                       "vault holds nothing of that range; choose a range covering a stored segment")
+            raise ExtractionInvalid(f"{rec.row['id']}: {start_s} s to {end_s} s lies within segment(s) "
+                                    f"{rec.lost_within(start_s, end_s)} lost at the camera before hand-over: the "
+                                    "vault holds nothing of that range; choose a range covering a stored segment")
     now = utcnow()
     entries = custody.journal_entries(db, tenant.id, ids)
     plan = Plan(extraction_id=new_id(now), tenant_slug=tenant.slug, tenant_name=tenant.name,
@@ -318,16 +339,16 @@ def _plan_recording(p: Platform, db: Session, tenant: Tenant, rec: Recording) ->
     envelope = SignedManifest.model_validate_json(rec.manifest) if axis is None else None
     key = recording_key(db, envelope.manifest) if envelope else None  # the camera's key when it signed
     if key is None and axis is None:
-        raise ExtractionError(409, f"{rec.id}: no key of camera {rec.device_id} was valid when its manifest was "
-                                   f"signed ({signing_time(envelope.manifest).isoformat()}): the platform cannot "
-                                   "certify it, so it cannot be extracted")
+        raise ExtractionConflict(f"{rec.id}: no key of camera {rec.device_id} was valid when its manifest was "
+                                 f"signed ({signing_time(envelope.manifest).isoformat()}): the platform cannot "
+                                 "certify it, so it cannot be extracted")
     held = db.scalar(select(Hold).where(Hold.recording_id == rec.id, Hold.lifted_at.is_(None)).limit(1))
     lost = catalogue.lost_segments(rec)
     undeclared = sorted({x.index for x in lost} - set(catalogue.declared_lost(rec)))
     if undeclared:
-        raise ExtractionError(409, f"{rec.id}: segments {undeclared} are not in the vault, yet the signed receipt "
-                                   "does not declare them lost at the camera: the catalogue was altered; run "
-                                   "`temoin vault scrub` and report it. No package was made.")
+        raise ExtractionConflict(f"{rec.id}: segments {undeclared} are not in the vault, yet the signed receipt "
+                                 "does not declare them lost at the camera: the catalogue was altered; run "
+                                 "`temoin vault scrub` and report it. No package was made.")
     row = {
         "id": rec.id, "camera_id": rec.device_id, "agent": rec.agent_ref,
         "started_at": rec.started_at.isoformat(), "ended_at": rec.ended_at.isoformat(), "trigger": rec.trigger,
@@ -529,9 +550,9 @@ def _decrypt_to(p: Platform, seg: _Segment, data_key: bytes, dst: Path) -> None:
 
 def _check(seg: _Segment, digest: str) -> None:
     if digest != seg.sha256:
-        raise ExtractionError(500, f"segment {seg.index} read from the vault hashes to {digest}, not the "
-                                   f"device-signed {seg.sha256}: the vault's copy is damaged; run "
-                                   "`temoin vault scrub`. No package was made.")
+        raise ExtractionFault(f"segment {seg.index} read from the vault hashes to {digest}, not the "
+                              f"device-signed {seg.sha256}: the vault's copy is damaged; run "
+                              "`temoin vault scrub`. No package was made.")
 
 
 def _jsonable(report: Any) -> Any:
@@ -646,7 +667,7 @@ def _write_media(p: Platform, plan: Plan, rec: _Recording, writer: _Writer, work
         try:
             result = trim(trim_sources, trimming.start_s, trimming.end_s, out)
         except TrimError as exc:
-            raise ExtractionError(422, f"cannot trim {rid}: {exc}") from None
+            raise ExtractionInvalid(f"cannot trim {rid}: {exc}") from None
         section["trim"] = result.as_manifest()
         if lost := rec.lost_within(result.kept_start_s, trimming.end_s):
             section["trim"]["lost_segments"] = lost  # a gap in the trimmed file: nothing was there to copy
@@ -666,8 +687,8 @@ def _write_media(p: Platform, plan: Plan, rec: _Recording, writer: _Writer, work
             try:
                 reports.append(_jsonable(redact(path, redacted)))
             except Exception as exc:  # noqa: BLE001 - the engine's own errors say what failed
-                raise ExtractionError(500, f"anonymising {rid} failed ({type(exc).__name__}: {exc}); no training "
-                                           "package was made") from None
+                raise ExtractionFault(f"anonymising {rid} failed ({type(exc).__name__}: {exc}); no training "
+                                      "package was made") from None
             path.unlink()
             path, kind = redacted, MediaKind.REDACTED
         suffix = "trimmed" if trimming else f"{derived_from[0]['index']:05d}"
@@ -844,7 +865,7 @@ def get_own(p: Platform, db: Session, user: User, extraction_id: str) -> Extract
                                     details={"asked_for": extraction_id, "what": "extraction"}),
                      db.get(Tenant, user.tenant_id))
             db.commit()
-        raise ExtractionError(404, f"no extraction {extraction_id} in your service")
+        raise ExtractionNotFound(f"no extraction {extraction_id} in your service")
     return row
 
 
@@ -852,13 +873,13 @@ def open_package(p: Platform, db: Session, user: User, extraction_id: str) -> tu
     """The zip, for its recipient: journaled as a communication (who fetched it, for whom)."""
     row = get_own(p, db, user, extraction_id)
     if row.package_path is None:
-        raise ExtractionError(410, f"the package of {extraction_id} was deleted on "
-                                   f"{row.package_deleted_at:%Y-%m-%d} (packages are kept {PACKAGE_DAYS} days); "
-                                   "make a new extraction")
+        raise PackageGone(f"the package of {extraction_id} was deleted on "
+                          f"{row.package_deleted_at:%Y-%m-%d} (packages are kept {PACKAGE_DAYS} days); "
+                          "make a new extraction")
     path = p.settings.home / row.package_path
     if not path.exists():
-        raise ExtractionError(410, f"the package file of {extraction_id} is gone from {path.parent}; "
-                                   "make a new extraction")
+        raise PackageGone(f"the package file of {extraction_id} is gone from {path.parent}; "
+                          "make a new extraction")
     row.downloads += 1
     p.record(db, EntryDraft(action=Action.COMMUNICATION, event="extraction.downloaded", actor=actor_of(user),
                             recordings=list(row.recording_ids), recipients=[row.recipient_name],

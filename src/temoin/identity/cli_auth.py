@@ -12,6 +12,7 @@ import os
 import typer
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.identity import service
 from temoin.identity.models import Tenant, User
 from temoin.law.access import Permission
@@ -20,7 +21,7 @@ from temoin.platform import Platform
 TOKEN_ENV = "TEMOIN_API_TOKEN"
 
 
-class NotAuthenticated(Exception):
+class NotAuthenticated(errors.Unauthenticated):
     """The person could not be authenticated; the message says what to do."""
 
 

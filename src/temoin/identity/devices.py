@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.db import utcnow
 from temoin.evidence.canonical import b64d, b64e
 from temoin.evidence.signing import verify
@@ -33,11 +34,11 @@ AUTH_SCHEME = "Temoin-Device"
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
-class DeviceError(ValueError):
+class DeviceError(errors.Malformed, ValueError):
     pass
 
 
-class QuotaExceeded(DeviceError):
+class QuotaExceeded(errors.Conflict, DeviceError):
     pass
 
 
@@ -194,7 +195,7 @@ def authorization_header(device_id: str, private_key, method: str, path: str) ->
 
 
 @dataclass
-class DeviceAuthFailure(Exception):
+class DeviceAuthFailure(errors.Unauthenticated):
     status: int
     message: str
     device: Device | None = None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.db import utcnow
 from temoin.identity import grants
 from temoin.identity import secrets as sec
@@ -20,7 +21,7 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 
 
-class UserNotFound(LookupError):
+class UserNotFound(errors.NotFound, LookupError):
     pass
 
 

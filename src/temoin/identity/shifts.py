@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.db import utcnow
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
@@ -18,7 +19,7 @@ from temoin.platform import Platform
 from temoin.vault.models import Recording, RecordingState
 
 
-class ShiftError(ValueError):
+class ShiftError(errors.Conflict, ValueError):
     pass
 
 

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.errors import Unauthenticated
 from temoin.evidence.manifest import Trigger
 from temoin.identity import service
 from temoin.identity.models import Tenant
@@ -31,8 +32,8 @@ router = APIRouter(include_in_schema=False)
 router.include_router(account_pages)  # /account: password, API tokens
 
 
-class SignInRequired(Exception):
-    pass
+class SignInRequired(Unauthenticated):
+    """A page asked anonymously: the app sends the visitor to the sign-in page."""
 
 
 class PageRequire(Require):
