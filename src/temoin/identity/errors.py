@@ -14,5 +14,13 @@ class Throttled(errors.TooManyRequests, IdentityError):
         self.retry_after = self.retry_after_s = retry_after
 
 
+class SignInFailed(errors.Unauthenticated, IdentityError):
+    """A wrong name, password or code (which one is not said)."""
+
+
+class IdentityConflict(errors.Conflict, IdentityError):
+    """The accounts as they are forbid it: a name taken, one's own account, the current password wrong."""
+
+
 class NotYours(errors.Forbidden, IdentityError):
     """The acting user may not grant or manage this role (duties apart: identity.grants)."""

@@ -22,6 +22,7 @@ from temoin.law.access import MOTIVE_LABELS, Motive, Permission, allows, motives
 from temoin.platform import Platform
 from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
+from temoin.web import problems
 from temoin.web.deps import Principal, Require, csrf_sent, current_principal, get_db, get_platform
 from temoin.web.i18n import LANGS, lang_of, translator
 from temoin.web.templating import page
@@ -92,13 +93,10 @@ def login(request: Request, username: str = Form(max_length=64), password: str =
     response = RedirectResponse("/login/totp", 303)
     try:
         sign_in(p, db, request, response, username, password)
-    except HTTPException as exc:
+    except service.IdentityError as exc:  # not a mapping: the form again, in the visitor's language
         t = translator(lang_of(request))
-        if exc.status_code == 429:
-            error = t("throttled").format(n=(exc.headers or {}).get("Retry-After", "60"))
-        else:
-            error = t("bad_password")
-        return page(request, "login.html", status=exc.status_code, error=error)
+        error = t("throttled").format(n=exc.retry_after) if isinstance(exc, service.Throttled) else t("bad_password")
+        return page(request, "login.html", status=problems.status_of(exc)[0], error=error)
     return response
 
 
@@ -114,10 +112,10 @@ def totp(request: Request, code: str = Form(max_length=12), db: Session = Depend
     signed_in = cookie is not None and service.session_for(db, cookie) is not None
     try:
         user, session = second_factor(p, db, request, code)
-    except HTTPException as exc:
+    except (HTTPException, service.IdentityError) as exc:  # not a mapping: the form again, in the visitor's language
         t = translator(lang_of(request))
-        return page(request, "totp.html", status=exc.status_code,
-                    error=t("bad_code") if signed_in else t("password_first"))
+        return page(request, "totp.html", status=exc.status_code if isinstance(exc, HTTPException)
+                    else problems.status_of(exc)[0], error=t("bad_code") if signed_in else t("password_first"))
     home = "/account" if user.must_change_password else home_for(Principal(user, db.get(Tenant, user.tenant_id),
                                                                            session))
     response = RedirectResponse(home, 303)
@@ -188,7 +186,7 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
             errors.append(t("motive_invalid"))
     found: list = []
     if not errors:
-        try:
+        try:  # not a mapping: the search form again, the refusal said in the visitor's language
             found = catalogue.search(p, db, who.user, catalogue.SearchQuery(
                 start=since, end=until, agent=agent or None, camera=camera or None, trigger=trigger or None,
                 category=category.strip() or None, state=state if state in catalogue.HoldState.ALL else None,
@@ -263,7 +261,7 @@ def recording(recording_id: str, request: Request,
 def consult(recording_id: str, request: Request, motive_code: str = Form(""), motive_text: str = Form(""),
             who: Principal = Depends(PageRequire(Permission.RECORDINGS_VIEW)), db: Session = Depends(get_db),
             p: Platform = Depends(get_platform)) -> HTMLResponse:
-    try:
+    try:  # not a mapping: the recording's page again, the refusal said in the visitor's language
         motive = Motive(code=motive_code, text=motive_text)
         grant = catalogue.open_consultation(p, db, who.user, recording_id, motive)
     except ValidationError:

@@ -1,4 +1,5 @@
-"""Domain errors to HTTP answers: one RFC 9457 problem+json body per error class.
+"""Domain errors to HTTP answers: one table from the kinds of temoin.errors to statuses, one RFC 9457
+problem+json body (with `detail`, and the error's `extra` fields) per error.
 
 A database that is full (SQLite SQLITE_FULL, PostgreSQL 53100) answers 507 Insufficient Storage, one that is
 busy (no pooled connection free, a lock not granted in time) 503 with Retry-After, never a bare 500; the
@@ -60,8 +61,11 @@ def problem(exc: errors.TemoinError, *, extra: dict | None = None, headers: dict
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.TemoinError)
     async def _domain(request: Request, exc: errors.TemoinError) -> JSONResponse:
-        if isinstance(exc, (errors.StorageFull, errors.Unavailable)):
-            log.error("%s %s: %s", request.method, request.url.path, exc.message)
+        if isinstance(exc, errors.UpstreamFault):  # a device's trouble: the caller is told which
+            log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        elif status_of(exc)[0] >= 500:  # the platform's own trouble: an operator must look
+            log.error("%s %s: %s", request.method, request.url.path, exc.message,
+                      exc_info=exc if isinstance(exc, errors.Fault) else None)
         return problem(exc)
 
     @app.exception_handler(DBAPIError)
