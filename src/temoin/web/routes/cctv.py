@@ -24,7 +24,7 @@ from temoin.platform import Platform
 from temoin.supervision import nearby as nearby_index
 from temoin.supervision import outbound, ptz
 from temoin.supervision.models import CctvCamera
-from temoin.supervision.registry import (MAX_FILE_BYTES, RegistryError, camera_of, cameras_of, feature_collection,
+from temoin.supervision.registry import (MAX_FILE_BYTES, camera_of, cameras_of, feature_collection,
                                          import_rows, parse_csv, parse_geojson, withdraw)
 from temoin.web.deps import Principal, get_db, get_platform, require
 from temoin.web.routes.live import _answer, _offer
@@ -75,10 +75,7 @@ async def import_cameras(request: Request, who: Principal = require(Permission.C
             return import_rows(p, db, db.get(Tenant, who.tenant.id), rows, actor=actor_of(who.user),
                                source="csv" if ctype in CSV_TYPES else "geojson").as_dict()
 
-    try:
-        result = await run_in_threadpool(work)
-    except RegistryError as exc:
-        return JSONResponse({"detail": exc.message, "problems": exc.problems}, status_code=422)
+    result = await run_in_threadpool(work)  # a refused file: 422, its `problems` named in the body
     _registry_changed(request, who.tenant.id)
     return JSONResponse(result)
 
