@@ -132,7 +132,8 @@ def test_no_domain_module_chooses_an_http_status() -> None:
                     and any(a.name == "HTTPException" for a in node.names):
                 found.append(f"{rel}:{node.lineno} imports HTTPException")
             if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args \
-                    and _http_status_literal(node.exc.args[0]) and getattr(node.exc.func, "id", "") not in STATUS_CARRIERS:
+                    and _http_status_literal(node.exc.args[0]) \
+                    and getattr(node.exc.func, "id", "") not in STATUS_CARRIERS:
                 found.append(f"{rel}:{node.lineno} raises with an HTTP status")
             if isinstance(node, ast.ClassDef):
                 for stmt in node.body:

@@ -146,8 +146,9 @@ class InputServer:
                 except FutureTimeout:
                     return HTTPStatus.SERVICE_UNAVAILABLE, {"detail": "the camera did not answer in time"}
                 except InputError as exc:
-                    status = HTTPStatus.NOT_FOUND if isinstance(exc, errors.NotFound) else HTTPStatus.UNPROCESSABLE_ENTITY
-                    return status, {"detail": str(exc)}
+                    if isinstance(exc, errors.NotFound):
+                        return HTTPStatus.NOT_FOUND, {"detail": str(exc)}
+                    return HTTPStatus.UNPROCESSABLE_ENTITY, {"detail": str(exc)}
                 except ValueError as exc:
                     return HTTPStatus.UNPROCESSABLE_ENTITY, {"detail": str(exc)}
                 except Exception as exc:  # noqa: BLE001 - reported to the caller, the camera goes on
