@@ -4,8 +4,9 @@ and the web pages alike."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -18,6 +19,7 @@ from temoin.web import problems
 from temoin.web.deps import Principal, current_principal, get_db, get_platform, sign_in_address
 
 router = APIRouter(prefix="/api/v1", tags=["session"])
+TokenId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]  # a 64-bit id: beyond it, 422 (not a database overflow)
 
 
 class SignIn(BaseModel):
@@ -142,7 +144,7 @@ def list_tokens(who: Principal = Depends(current_principal), db: Session = Depen
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut, summary="Revoke one of your API tokens, now")
-def revoke_token(token_id: int, who: Principal = Depends(current_principal), db: Session = Depends(get_db),
+def revoke_token(token_id: TokenId, who: Principal = Depends(current_principal), db: Session = Depends(get_db),
                  p: Platform = Depends(get_platform)) -> TokenOut:
     return TokenOut.of(lifecycle.revoke_token(p, db, who.user, token_id))
 
@@ -235,7 +237,7 @@ def account_token(request: Request, name: str = Form(""), days: str = Form(""), 
 
 
 @pages.post("/account/tokens/{token_id}/revoke")
-def account_revoke(token_id: int, request: Request, who: Principal = Depends(current_principal),
+def account_revoke(token_id: TokenId, request: Request, who: Principal = Depends(current_principal),
                    db: Session = Depends(get_db), p: Platform = Depends(get_platform)):  # noqa: ANN201
     from fastapi.responses import RedirectResponse
 
