@@ -1,7 +1,8 @@
 """Domain errors shared by every package: what went wrong and what to do, never an HTTP status.
 
-The web layer maps each class to its status (temoin.web.problems); the CLI prints the message.
-Older packages keep their own error classes; new code raises these (or subclasses them).
+Every error a package raises on purpose derives from one of the kinds below (a package's own class, e.g.
+vault.catalogue.SegmentLost, subclasses the kind that says what the caller can do about it). The web layer maps
+each kind to its status in one table (temoin.web.problems); the CLI prints the message.
 """
 
 from __future__ import annotations
@@ -19,15 +20,40 @@ PG_OUT_OF_MEMORY = "53200"  # out_of_memory: transient, the server is short of R
 
 
 class TemoinError(Exception):
-    """Base of the domain errors: `message` says what went wrong and what to do about it."""
+    """Base of the domain errors: `message` says what went wrong and what to do about it.
+
+    `extra` holds what a caller needs besides the message (a code, the problems found in a file, an offset to
+    resume from): the web layer adds it to the problem body. `retry_after_s` says when the same request may
+    succeed (the web layer sends it as Retry-After).
+    """
+
+    retry_after_s: float | None = None
 
     @property
     def message(self) -> str:
+        if "_message" in self.__dict__:
+            return self.__dict__["_message"]
         return str(self.args[0]) if self.args else type(self).__name__
+
+    @message.setter
+    def message(self, value: str) -> None:  # dataclass errors (identity.devices) set it in __init__
+        self.__dict__["_message"] = value
+
+    @property
+    def extra(self) -> dict[str, object]:
+        return {}
+
+
+class Unauthenticated(TemoinError):
+    """Who is asking is not known (no credential, or a wrong one): sign in, or send the credential."""
 
 
 class NotFound(TemoinError):
     pass
+
+
+class Gone(TemoinError):
+    """What was asked for existed and no longer does (expired, deleted by retention): asking again will not help."""
 
 
 class Forbidden(TemoinError):
@@ -42,8 +68,31 @@ class InvalidInput(TemoinError):
     pass
 
 
+class Malformed(InvalidInput):
+    """The request cannot be read as what it claims to be (an SDP offer with no candidate, a body that is not
+    the expected format): fix its form, not only a value."""
+
+
+class PayloadTooLarge(TemoinError):
+    """The request carries more than the platform accepts for it: send less (or in parts)."""
+
+
+class UpstreamFault(TemoinError):
+    """A device or service the platform relies on (a CCTV camera, a timestamping authority, a witness) answered
+    badly or not at all: nothing is wrong with the request; check that device, or retry later."""
+
+
+class UpstreamTimeout(UpstreamFault):
+    """The device or service did not answer in time (unreachable, or too slow)."""
+
+
 class StorageFull(TemoinError):
     """The vault's database or blob storage has no room left: nothing was written, retry once freed."""
+
+
+class Fault(TemoinError):
+    """The platform itself is at fault (stored bytes that do not decrypt, a key file missing, a journal file that
+    cannot be written): retrying will not help; the message says what an administrator must look at."""
 
 
 class Unavailable(TemoinError):

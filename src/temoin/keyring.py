@@ -32,6 +32,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from temoin import private_files
+from temoin import errors
 from temoin.evidence.canonical import b64e
 from temoin.evidence.keys import KeySet, PlatformKey, endorsement_bytes, key_id
 from temoin.evidence.signing import load_private_key_pem, private_key_pem, public_key_bytes
@@ -43,7 +44,7 @@ ROTATION_LOCK = ".rotation.lock"
 _log = logging.getLogger(__name__)
 
 
-class KeyError_(RuntimeError):
+class KeyError_(errors.Fault, RuntimeError):
     """A key is missing, malformed or exposed; the message says where and what to do."""
 
 

@@ -20,11 +20,12 @@ import httpx
 import orjson
 from cryptography.hazmat.primitives import serialization
 
+from temoin import errors
 from temoin.axis import e2e
 from temoin.law.legal_time import PARIS
 
 
-class BodyWornError(RuntimeError):
+class BodyWornError(errors.UpstreamFault, RuntimeError):
     def __init__(self, message: str, response: httpx.Response | None = None) -> None:
         super().__init__(message)
         self.response = response

@@ -33,7 +33,6 @@ from temoin.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
-    TemoinError,
     Unavailable,
 )
 from temoin.evidence import crypto
@@ -60,7 +59,7 @@ _REJECTED = re.compile(r"^RejectedContent_(\d{8}T\d{6}Z|UnknownTime)_[^/]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class PaymentRequired(TemoinError):
+class PaymentRequired(Forbidden):
     """No licence left: here, the prefect's authorisation has no room for another camera (Swift's 402)."""
 
 

@@ -48,6 +48,7 @@ from typing import Literal, Self, overload
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from temoin import errors
 from temoin.camera.files import atomic_write, fsync_dir, private_dir, remove_stale_tmp
 from temoin.camera.keys import DeviceKeys
 from temoin.camera.offload import ReceiptError, RecordingDeleted, SegmentFile, build_manifest
@@ -76,15 +77,15 @@ RESERVE_PER_SEGMENT = 512
 RESERVE_PER_FIX = 256
 
 
-class StoreError(RuntimeError):
+class StoreError(errors.Fault, RuntimeError):
     """The device store cannot do what was asked (nothing was deleted)."""
 
 
-class ReceiptRejected(StoreError):
+class ReceiptRejected(errors.InvalidInput, StoreError):
     """The vault's receipt does not prove the recording arrived: the local copy is kept."""
 
 
-class StorageFull(StoreError):
+class StorageFull(errors.StorageFull, StoreError):
     """The store's byte budget cannot take this segment: nothing was written, nothing was deleted."""
 
 

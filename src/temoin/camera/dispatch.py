@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from temoin import errors
 from temoin.camera.offload import DeviceAuth, error_detail
 from temoin.camera.platform_link import CameraSettings
 from temoin.camera.signals import Led, Signals, Vibration
@@ -123,7 +124,9 @@ class DispatchEvent:
 
 # --- the HTTP client ----------------------------------------------------------------------------------------
 
-class DispatchError(RuntimeError):
+class DispatchError(errors.UpstreamFault, RuntimeError):
+    """The platform refused or failed a request; `status` is its HTTP answer (this is an HTTP client)."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status, self.message = status, message

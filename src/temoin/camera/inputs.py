@@ -31,6 +31,7 @@ from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from temoin import errors
 
 LIVE_DOUBLE_PRESS_S = 0.5
 LOOPBACK = "127.0.0.1"
@@ -53,12 +54,12 @@ class LiveButton:
         return False
 
 
-class InputError(ValueError):
-    """A request the camera cannot act on (unknown input, malformed body): answered 4xx."""
+class InputError(errors.InvalidInput, ValueError):
+    """A request the camera cannot act on (malformed body): answered 422."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+
+class UnknownInput(errors.NotFound, InputError):
+    """No such input on this camera: answered 404."""
 
 
 Command = Callable[[], Any]
@@ -145,7 +146,9 @@ class InputServer:
                 except FutureTimeout:
                     return HTTPStatus.SERVICE_UNAVAILABLE, {"detail": "the camera did not answer in time"}
                 except InputError as exc:
-                    return exc.status, {"detail": str(exc)}
+                    if isinstance(exc, errors.NotFound):
+                        return HTTPStatus.NOT_FOUND, {"detail": str(exc)}
+                    return HTTPStatus.UNPROCESSABLE_ENTITY, {"detail": str(exc)}
                 except ValueError as exc:
                     return HTTPStatus.UNPROCESSABLE_ENTITY, {"detail": str(exc)}
                 except Exception as exc:  # noqa: BLE001 - reported to the caller, the camera goes on
@@ -195,7 +198,7 @@ def flag(body: dict, *names: str) -> bool:
         if name in body:
             value = body[name]
             if not isinstance(value, bool):
-                raise InputError(HTTPStatus.UNPROCESSABLE_ENTITY, f"{name!r} must be true or false")
+                raise InputError(f"{name!r} must be true or false")
             return value
-    raise InputError(HTTPStatus.UNPROCESSABLE_ENTITY, f"the body must say {' or '.join(repr(n) for n in names)}, "
+    raise InputError(f"the body must say {' or '.join(repr(n) for n in names)}, "
                                                       f'e.g. {{"{names[0]}": true}}')

@@ -42,6 +42,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSend
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from temoin import errors
 from temoin.camera.media import SyntheticScene
 from temoin.camera.offload import DeviceAuth, error_detail
 from temoin.evidence.manifest import GpsFix
@@ -63,7 +64,9 @@ Frames = Callable[[int], np.ndarray]  # frame index -> (height, width, 3) uint8 
 Samples = Callable[[int, int], np.ndarray]  # (first sample, count) -> count mono float32 samples at 48 kHz
 
 
-class LiveError(RuntimeError):
+class LiveError(errors.UpstreamFault, RuntimeError):
+    """The platform refused or failed a request; `status` is its HTTP answer (this is an HTTP client)."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from temoin import errors
 from temoin.camera.platform_keys import PlatformTrust
 from temoin.evidence.canonical import b64d, b64e
 from temoin.evidence.chain import chain_links
@@ -41,7 +42,7 @@ def error_detail(response: httpx.Response) -> str:
         return response.text[:300]
 
 
-class OffloadError(RuntimeError):
+class OffloadError(errors.UpstreamFault, RuntimeError):
     pass
 
 
@@ -50,7 +51,7 @@ class ReceiptError(OffloadError):
     another recording): an incident, unlike a network failure. The camera keeps its copy."""
 
 
-class RecordingDeleted(OffloadError):
+class RecordingDeleted(errors.Gone, OffloadError):
     """410 Gone: the vault deleted the recording (retention, erasure) before its upload ended.
 
     `certificate` is the platform-signed deletion certificate ({"id", "body", "signature"}) as sent;

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from temoin import errors
 from temoin.camera.files import atomic_write, private_dir, read_private
 from temoin.evidence.canonical import b64d
 from temoin.evidence.keys import KeySet, PlatformKey
@@ -40,7 +41,7 @@ Fetch = Callable[[], KeySet]  # the platform's published keys; raises KeysUnavai
 OnFollow = Callable[[list[PlatformKey], str], None]  # keys newly trusted, where from
 
 
-class KeysUnavailable(RuntimeError):
+class KeysUnavailable(errors.UpstreamFault, RuntimeError):
     """The platform's published keys could not be fetched or read (offline, not a key list)."""
 
 

@@ -32,12 +32,13 @@ from pathlib import Path
 
 import httpx
 
+from temoin import errors
 from temoin.camera.agent import AgentConfig, AgentState, CameraAgent, OffloadOutcome
 from temoin.camera.clock import Clock, system_clock
 from temoin.camera.device_store import DeviceStore, StoreError
 from temoin.camera.files import atomic_write, private_dir
 from temoin.camera.gps import GpsSource
-from temoin.camera.inputs import InputError, InputQueue, InputServer, Routes, flag
+from temoin.camera.inputs import InputQueue, InputServer, Routes, UnknownInput, flag
 from temoin.camera.keys import DeviceKeys, pin_platform_key, pinned_platform_key
 from temoin.camera.offload import OffloadError, VaultClient, enrol
 from temoin.camera.platform_keys import PlatformTrust, fetch_published
@@ -51,7 +52,7 @@ LOCK_FILE = ".lock"
 REFRESH_S = 60.0
 
 
-class CameraSetupError(RuntimeError):
+class CameraSetupError(errors.InvalidInput, RuntimeError):
     """The camera cannot run as asked (not enrolled, no platform key, ...): the message says what to do."""
 
 
@@ -293,7 +294,7 @@ class CameraRuntime:
 
     def _trigger(self, name: str, active: bool) -> dict:
         if name not in self.agent.config.automatic_inputs:
-            raise InputError(404, f"unknown input {name!r}: known are {sorted(self.agent.config.automatic_inputs)}")
+            raise UnknownInput(f"unknown input {name!r}: known are {sorted(self.agent.config.automatic_inputs)}")
         self.agent.trigger_input(name, active)
         return self.status()
 

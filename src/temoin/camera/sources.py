@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 import av
 import numpy as np
 
+from temoin import errors
 from temoin.camera import SOURCE_HELP
 from temoin.camera.clock import Clock, system_clock, wait_until
 from temoin.camera.media import SyntheticScene
@@ -124,7 +125,7 @@ class SyntheticAudio:
 # --- real sources ------------------------------------------------------------------------------
 
 
-class SourceError(RuntimeError):
+class SourceError(errors.UpstreamFault, RuntimeError):
     """A source cannot be opened or read: the message names it and says what to check."""
 
 

@@ -103,7 +103,7 @@ class CommandGroup(TyperGroup):
 
 # --- who is at the keyboard ----------------------------------------------------------------------
 
-class NotAuthenticated(Exception):
+class NotAuthenticated(errors.Unauthenticated):
     """The person could not be authenticated; the message says what to do."""
 
 

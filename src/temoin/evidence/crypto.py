@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from temoin import errors
 
 MAGIC = b"TMNB1\x00"
 SALT_BYTES = 16
@@ -30,7 +31,7 @@ TAG_BYTES = 16
 _LEN = struct.Struct(">I")
 
 
-class IntegrityError(Exception):
+class IntegrityError(errors.Fault):
     """Stored bytes do not decrypt: altered, truncated, or sealed with another key."""
 
 

@@ -25,6 +25,7 @@ import httpx
 from cryptography import x509
 from rfc3161_client import (HashAlgorithm, PKIStatus, TimestampRequestBuilder, TimeStampResponse, VerificationError,
                             VerifierBuilder, decode_timestamp_response)
+from temoin import errors
 
 log = logging.getLogger("temoin.timestamp")
 
@@ -50,10 +51,10 @@ class Failure(StrEnum):
     CONFIG = "config"  # the TSA settings are unusable
 
 
-class TimestampError(Exception):
+class TimestampError(errors.UpstreamFault):
     def __init__(self, failure: Failure, message: str) -> None:
         super().__init__(message)
-        self.failure, self.message = failure, message
+        self.failure = failure
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import orjson
 
+from temoin import errors
 from temoin.evidence.keys import KeySet, PlatformKey, raw_of_pem
 
 _PEM = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-class TrustError(ValueError):
+class TrustError(errors.InvalidInput, ValueError):
     """A key file, fingerprint or trust store cannot be used; the message names it and says why."""
 
 

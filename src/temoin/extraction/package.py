@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
 from temoin.extraction.models import Extraction, MediaKind, ProcedureType, RecipientKind
-from temoin.extraction.plan import MAX_RECORDINGS, ExtractionError, ExtractionRequest, TrimRequest, _redactor, prepare
+from temoin.extraction.plan import (MAX_RECORDINGS, ExtractionConflict, ExtractionError, ExtractionFault,
+                                    ExtractionForbidden, ExtractionInvalid, ExtractionNotFound, ExtractionRequest,
+                                    PackageGone, TrimRequest, _redactor, prepare)
 from temoin.extraction.writing import SIGNATURE, SUMS, TIMESTAMP, Built, Progress, _details, build
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
@@ -29,7 +31,9 @@ from temoin.vault.context import VaultContext
 PACKAGE_DAYS = 7
 
 # What callers name as `package.X` (the web routes, the CLI, the tests): the planning and writing halves too.
-__all__ = ["MAX_RECORDINGS", "PACKAGE_DAYS", "SIGNATURE", "SUMS", "TIMESTAMP", "Built", "ExtractionError",
+__all__ = ["MAX_RECORDINGS", "PACKAGE_DAYS", "SIGNATURE", "SUMS", "TIMESTAMP", "Built", "ExtractionConflict",
+           "ExtractionError", "ExtractionFault", "ExtractionForbidden", "ExtractionInvalid", "ExtractionNotFound",
+           "PackageGone",
            "ExtractionRequest", "MediaKind", "ProcedureType", "Progress", "RecipientKind", "TrimRequest", "_redactor",
            "build", "extract", "get_own", "open_package", "prepare", "purge_expired"]
 
@@ -74,7 +78,7 @@ def extract(p: VaultContext, db: Session, user: User, request: ExtractionRequest
 
 
 def get_own(p: VaultContext, db: Session, user: User, extraction_id: str) -> Extraction:
-    """An extraction of the user's tenant, or ExtractionError(404); asking for another's is journaled."""
+    """An extraction of the user's tenant, or ExtractionNotFound; asking for another's is journaled."""
     row = db.get(Extraction, extraction_id)
     if row is None or row.tenant_id != user.tenant_id:
         if row is not None:
@@ -82,7 +86,7 @@ def get_own(p: VaultContext, db: Session, user: User, extraction_id: str) -> Ext
                                     details={"asked_for": extraction_id, "what": "extraction"}),
                      db.get(Tenant, user.tenant_id))
             db.commit()
-        raise ExtractionError(404, f"no extraction {extraction_id} in your service")
+        raise ExtractionNotFound(f"no extraction {extraction_id} in your service")
     return row
 
 
@@ -90,13 +94,13 @@ def open_package(p: VaultContext, db: Session, user: User, extraction_id: str) -
     """The zip, for its recipient: journaled as a communication (who fetched it, for whom)."""
     row = get_own(p, db, user, extraction_id)
     if row.package_path is None:
-        raise ExtractionError(410, f"the package of {extraction_id} was deleted on "
-                                   f"{row.package_deleted_at:%Y-%m-%d} (packages are kept {PACKAGE_DAYS} days); "
-                                   "make a new extraction")
+        raise PackageGone(f"the package of {extraction_id} was deleted on "
+                          f"{row.package_deleted_at:%Y-%m-%d} (packages are kept {PACKAGE_DAYS} days); "
+                          "make a new extraction")
     path = p.settings.home / row.package_path
     if not path.exists():
-        raise ExtractionError(410, f"the package file of {extraction_id} is gone from {path.parent}; "
-                                   "make a new extraction")
+        raise PackageGone(f"the package file of {extraction_id} is gone from {path.parent}; "
+                          "make a new extraction")
     row.downloads += 1
     p.record(db, EntryDraft(action=Action.COMMUNICATION, event="extraction.downloaded", actor=actor_of(user),
                             recordings=list(row.recording_ids), recipients=[row.recipient_name],

@@ -32,6 +32,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
+from temoin import errors
 from temoin.evidence.canonical import b64d
 from temoin.evidence.certificates import SignedCertificate
 from temoin.evidence.chain import chain_links
@@ -69,11 +70,11 @@ class Report:
         return not self.problems and self.signer is not None
 
 
-class PackageUnreadable(Exception):
+class PackageUnreadable(errors.InvalidInput):
     pass
 
 
-class MemberDamaged(Exception):
+class MemberDamaged(errors.InvalidInput):
     """A zip member that cannot be read back: the message says which and what is wrong."""
 
 

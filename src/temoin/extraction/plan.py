@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.axis import vault as axis_vault
+from temoin import errors
 from temoin.db import utcnow
 from temoin.errors import Conflict
 from temoin.evidence.canonical import b64e
@@ -41,12 +42,32 @@ LOST_REASON = ("damaged on the camera before hand-over, declared lost in the vau
                "vault, so not in this package; its device-signed hash is still in the chain")
 
 
-class ExtractionError(Exception):
-    """Refused or failed; `status` is the HTTP status the API answers with, the message says what to do."""
+class ExtractionError(errors.TemoinError):
+    """Refused or failed; the subclass's kind says which (temoin.errors), the message says what to do."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
+
+class ExtractionNotFound(errors.NotFound, ExtractionError):
+    pass
+
+
+class ExtractionForbidden(errors.Forbidden, ExtractionError):
+    pass
+
+
+class ExtractionConflict(errors.Conflict, ExtractionError):
+    pass
+
+
+class ExtractionInvalid(errors.InvalidInput, ExtractionError):
+    pass
+
+
+class PackageGone(errors.Gone, ExtractionError):
+    """The package was deleted (kept PACKAGE_DAYS days): make a new extraction."""
+
+
+class ExtractionFault(errors.Fault, ExtractionError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -203,19 +224,19 @@ def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest
     """Check the right, the recordings and the request; read what the build needs. Nothing is written
     except a SECURITY entry when another tenant's recording is asked for."""
     if not allows(Role(user.role), Permission.RECORDINGS_EXTRACT):
-        raise ExtractionError(403, f"your role ({user.role}) does not allow extractions")
+        raise ExtractionForbidden(f"your role ({user.role}) does not allow extractions")
     ids = list(dict.fromkeys(request.recording_ids))
     if not ids:
-        raise ExtractionError(422, "name at least one recording to extract")
+        raise ExtractionInvalid("name at least one recording to extract")
     if len(ids) > MAX_RECORDINGS:
-        raise ExtractionError(422, f"at most {MAX_RECORDINGS} recordings per package; make several extractions")
+        raise ExtractionInvalid(f"at most {MAX_RECORDINGS} recordings per package; make several extractions")
     if len(request.recipient_name.strip()) < 2 or len(request.reference.strip()) < 3:
-        raise ExtractionError(422, "name the recipient and give the procedure's reference")
+        raise ExtractionInvalid("name the recipient and give the procedure's reference")
     if request.trim and request.trim.recording_id not in ids:
-        raise ExtractionError(422, f"the trim names {request.trim.recording_id}, which is not in the extraction")
+        raise ExtractionInvalid(f"the trim names {request.trim.recording_id}, which is not in the extraction")
     if request.training and _redactor() is None:
-        raise ExtractionError(409, "a training extraction must be anonymised, faces and voices (R241-13), and this "
-                                   "platform has no redaction engine (temoin.rights.redaction): no training package "
+        raise ExtractionConflict("a training extraction must be anonymised, faces and voices (R241-13), and this "
+                                 "platform has no redaction engine (temoin.rights.redaction): no training package "
                                    "can be made; install it, or extract for a procedure instead")
     tenant = db.get(Tenant, user.tenant_id)
     recordings = []
@@ -225,31 +246,31 @@ def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest
             try:  # journals the attempt on another tenant's recording (SECURITY), then says 404
                 catalogue.get_visible(p, db, user, rid)
             except catalogue.NotFound as exc:
-                raise ExtractionError(404, str(exc)) from None
+                raise ExtractionNotFound(str(exc)) from None
         if rec.state == RecordingState.DELETED or rec.wrapped_key is None:
-            raise ExtractionError(409, f"{rid} was deleted on {rec.deleted_at:%Y-%m-%d} ({rec.state_reason}): "
-                                       "only its deletion certificate remains, nothing can be extracted")
+            raise ExtractionConflict(f"{rid} was deleted on {rec.deleted_at:%Y-%m-%d} ({rec.state_reason}): "
+                                     "only its deletion certificate remains, nothing can be extracted")
         if rec.state == RecordingState.QUARANTINED:
-            raise ExtractionError(409, f"{rid} is quarantined ({rec.state_reason}): it failed verification at "
-                                       "ingest and is not evidence; it cannot be extracted")
+            raise ExtractionConflict(f"{rid} is quarantined ({rec.state_reason}): it failed verification at "
+                                     "ingest and is not evidence; it cannot be extracted")
         if rec.state != RecordingState.STORED:
-            raise ExtractionError(409, f"{rid} is still being uploaded ({rec.state}); extract it once stored")
+            raise ExtractionConflict(f"{rid} is still being uploaded ({rec.state}); extract it once stored")
         try:  # frozen by a person's limitation request: kept only
             ensure_not_limited(db, [rid], "extracting it")
         except RecordingLimited as exc:
-            raise ExtractionError(409, str(exc)) from None
+            raise ExtractionConflict(str(exc)) from None
         recordings.append(_plan_recording(p, db, tenant, rec))
     if request.trim:
         rec = next(r for r in recordings if r.row["id"] == request.trim.recording_id)
         length = rec.length_s
         start_s, end_s = request.trim.start_s, request.trim.end_s
         if not 0 <= start_s < end_s:
-            raise ExtractionError(422, "the trim must satisfy 0 <= start_s < end_s (seconds from the recording's start)")
+            raise ExtractionInvalid("the trim must satisfy 0 <= start_s < end_s (seconds from the recording's start)")
         if start_s >= length:
-            raise ExtractionError(422, f"{rec.row['id']} lasts {length:.1f} s: the trim starts after its end")
+            raise ExtractionInvalid(f"{rec.row['id']} lasts {length:.1f} s: the trim starts after its end")
         if not any(_offset(rec, s) + s.duration_s > start_s and _offset(rec, s) < end_s for s in rec.segments):
-            raise ExtractionError(422, f"{rec.row['id']}: {start_s} s to {end_s} s lies within segment(s) "
-                                       f"{rec.lost_within(start_s, end_s)} lost at the camera before hand-over: the "
+            raise ExtractionInvalid(f"{rec.row['id']}: {start_s} s to {end_s} s lies within segment(s) "
+                                    f"{rec.lost_within(start_s, end_s)} lost at the camera before hand-over: the "
                                        "vault holds nothing of that range; choose a range covering a stored segment")
     now = utcnow()
     entries = custody.journal_entries(db, tenant.id, ids)
@@ -265,19 +286,19 @@ def _plan_recording(p: VaultContext, db: Session, tenant: Tenant, rec: Recording
     try:
         axis = axis_vault.package_fields(p, db, rec) if axis_vault.is_axis(rec) else None
     except Conflict as exc:  # clips the camera encrypted: refused, said as the Axis side says it
-        raise ExtractionError(409, exc.message) from None
+        raise ExtractionConflict(exc.message) from None
     envelope = SignedManifest.model_validate_json(rec.manifest) if axis is None else None
     key = recording_key(db, envelope.manifest) if envelope else None  # the camera's key when it signed
     if key is None and axis is None:
-        raise ExtractionError(409, f"{rec.id}: no key of camera {rec.device_id} was valid when its manifest was "
-                                   f"signed ({signing_time(envelope.manifest).isoformat()}): the platform cannot "
+        raise ExtractionConflict(f"{rec.id}: no key of camera {rec.device_id} was valid when its manifest was "
+                                 f"signed ({signing_time(envelope.manifest).isoformat()}): the platform cannot "
                                    "certify it, so it cannot be extracted")
     held = db.scalar(select(Hold).where(Hold.recording_id == rec.id, Hold.lifted_at.is_(None)).limit(1))
     lost = catalogue.lost_segments(rec)
     undeclared = sorted({x.index for x in lost} - set(catalogue.declared_lost(rec)))
     if undeclared:
-        raise ExtractionError(409, f"{rec.id}: segments {undeclared} are not in the vault, yet the signed receipt "
-                                   "does not declare them lost at the camera: the catalogue was altered; run "
+        raise ExtractionConflict(f"{rec.id}: segments {undeclared} are not in the vault, yet the signed receipt "
+                                 "does not declare them lost at the camera: the catalogue was altered; run "
                                    "`temoin vault scrub` and report it. No package was made.")
     row = {
         "id": rec.id, "camera_id": rec.device_id, "agent": rec.agent_ref,

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 import av
+from temoin import errors
 
 # The same timestamp policy as the camera's segments (temoin.camera.media.FMP4_OPTIONS); a plain MP4
 # with its index at the front, so that any player opens it.
 OUTPUT_OPTIONS = {"movflags": "faststart", "avoid_negative_ts": "disabled"}
 
 
-class TrimError(ValueError):
+class TrimError(errors.InvalidInput, ValueError):
     """The range cannot be cut from this recording; the message says why."""
 
 

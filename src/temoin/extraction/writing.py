@@ -22,7 +22,7 @@ import orjson
 from temoin.evidence.timestamp import Stamp
 from temoin.extraction import custody
 from temoin.extraction.models import MediaKind
-from temoin.extraction.plan import ExtractionError, Plan, SealedReader, _Recording, _redactor, _Segment
+from temoin.extraction.plan import ExtractionFault, ExtractionInvalid, Plan, SealedReader, _Recording, _redactor, _Segment
 from temoin.extraction.trim import TrimError, TrimSource, trim
 from temoin.journal.entry import Action
 from temoin.evidence import crypto
@@ -198,8 +198,8 @@ def _decrypt_to(p: VaultContext, seg: _Segment, data_key: bytes, dst: Path) -> N
 
 def _check(seg: _Segment, digest: str) -> None:
     if digest != seg.sha256:
-        raise ExtractionError(500, f"segment {seg.index} read from the vault hashes to {digest}, not the "
-                                   f"device-signed {seg.sha256}: the vault's copy is damaged; run "
+        raise ExtractionFault(f"segment {seg.index} read from the vault hashes to {digest}, not the "
+                              f"device-signed {seg.sha256}: the vault's copy is damaged; run "
                                    "`temoin vault scrub`. No package was made.")
 
 
@@ -315,7 +315,7 @@ def _write_media(p: VaultContext, plan: Plan, rec: _Recording, writer: _Writer, 
         try:
             result = trim(trim_sources, trimming.start_s, trimming.end_s, out)
         except TrimError as exc:
-            raise ExtractionError(422, f"cannot trim {rid}: {exc}") from None
+            raise ExtractionInvalid(f"cannot trim {rid}: {exc}") from None
         section["trim"] = result.as_manifest()
         if lost := rec.lost_within(result.kept_start_s, trimming.end_s):
             section["trim"]["lost_segments"] = lost  # a gap in the trimmed file: nothing was there to copy
@@ -335,8 +335,8 @@ def _write_media(p: VaultContext, plan: Plan, rec: _Recording, writer: _Writer, 
             try:
                 reports.append(_jsonable(redact(path, redacted)))
             except Exception as exc:  # noqa: BLE001 - the engine's own errors say what failed
-                raise ExtractionError(500, f"anonymising {rid} failed ({type(exc).__name__}: {exc}); no training "
-                                           "package was made") from None
+                raise ExtractionFault(f"anonymising {rid} failed ({type(exc).__name__}: {exc}); no training "
+                                      "package was made") from None
             path.unlink()
             path, kind = redacted, MediaKind.REDACTED
         suffix = "trimmed" if trimming else f"{derived_from[0]['index']:05d}"

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from temoin.context import Context
+from temoin import errors
 from temoin.db import utcnow
 from temoin.evidence.canonical import b64d, b64e
 from temoin.evidence.signing import verify
@@ -41,11 +42,11 @@ UNSIGNED_PAYLOAD = "unsigned-payload"
 _SHA256_MEMBER = re.compile(r"^sha-256=:([A-Za-z0-9+/]*={0,2}):$")
 
 
-class DeviceError(ValueError):
+class DeviceError(errors.Malformed, ValueError):
     pass
 
 
-class QuotaExceeded(DeviceError):
+class QuotaExceeded(errors.Conflict, DeviceError):
     pass
 
 
@@ -216,10 +217,15 @@ def signed_headers(device_id: str, private_key, method: str, path: str, body: by
 
 
 @dataclass
-class DeviceAuthFailure(Exception):
-    status: int
+class DeviceAuthFailure(errors.Unauthenticated):
+    """A request not signed by an enrolled, active camera; `device` is the camera named, when known."""
+
     message: str
     device: Device | None = None
+
+
+class DeviceRevoked(errors.Forbidden, DeviceAuthFailure):
+    """The signature is the camera's, but the camera was revoked."""
 
 
 def _signed_content(header_params: dict[str, str], digest_header: str | None, body: bytes | None) -> str:
@@ -259,37 +265,37 @@ def authenticate(p: Context, db: Session, header: str | None, method: str, path:
     nonce and the body's digest (`digest_header`, checked against `body`, the bytes received; `body` None on
     a streamed upload route, which takes an unsigned payload only)."""
     if not header or not header.startswith(AUTH_SCHEME + " "):
-        raise DeviceAuthFailure(401, f"device requests must carry an `Authorization: {AUTH_SCHEME} ...` "
-                                     "signature header")
+        raise DeviceAuthFailure(f"device requests must carry an `Authorization: {AUTH_SCHEME} ...` "
+                                "signature header")
     params = dict(_PARAM.findall(header))
     try:
         device_id, ts, nonce, sig = params["id"], int(params["ts"]), params["nonce"], b64d(params["sig"])
     except (KeyError, ValueError):
-        raise DeviceAuthFailure(401, "malformed device signature header: id, ts, nonce and sig are required")
+        raise DeviceAuthFailure("malformed device signature header: id, ts, nonce and sig are required")
     if not (8 <= len(nonce) <= 64):
-        raise DeviceAuthFailure(401, "nonce must be 8 to 64 characters")
+        raise DeviceAuthFailure("nonce must be 8 to 64 characters")
     device = db.get(Device, device_id)
     if device is None:
-        raise DeviceAuthFailure(401, "unknown camera: enrol it first (`temoin camera enroll`)")
+        raise DeviceAuthFailure("unknown camera: enrol it first (`temoin camera enroll`)")
     try:
         content = _signed_content(params, digest_header, body)
     except ValueError as exc:
-        raise DeviceAuthFailure(401, str(exc), device if device.status == "active" else None) from None
+        raise DeviceAuthFailure(str(exc), device if device.status == "active" else None) from None
     # The signature first: an unsigned request naming a revoked camera must not flood the journal.
     if not verify(device.public_key, sig, signing_string(method, path, ts, nonce, content)):
-        raise DeviceAuthFailure(401, "device signature invalid (forged, signed for another request or body, or "
-                                     "an old-style signature without the body's digest: update the camera)",
+        raise DeviceAuthFailure("device signature invalid (forged, signed for another request or body, or "
+                                "an old-style signature without the body's digest: update the camera)",
                                 device if device.status == "active" else None)
     if device.status != "active":
-        raise DeviceAuthFailure(403, "this camera has been revoked", device)
+        raise DeviceRevoked("this camera has been revoked", device)
     if abs(time.time() - ts) > p.settings.device_clock_window_s:
-        raise DeviceAuthFailure(401, "device clock too far from the platform's: sync the camera's clock", device)
+        raise DeviceAuthFailure("device clock too far from the platform's: sync the camera's clock", device)
     db.add(DeviceNonce(device_id=device_id, nonce=nonce))
     try:
         db.flush()
     except IntegrityError:
         db.rollback()
-        raise DeviceAuthFailure(401, "replayed request: this signature was already used", device) from None
+        raise DeviceAuthFailure("replayed request: this signature was already used", device) from None
     return device
 
 

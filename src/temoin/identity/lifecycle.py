@@ -10,17 +10,18 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from temoin.context import Context
+from temoin import errors
 from temoin.db import utcnow
 from temoin.identity import grants
 from temoin.identity import secrets as sec
-from temoin.identity.errors import IdentityError
+from temoin.identity.errors import IdentityConflict
 from temoin.identity.models import ApiToken, Tenant, User, WebSession
 from temoin.identity.service import NewUser, actor_of
 from temoin.journal.entry import Action, EntryDraft
 from temoin.law.access import Role
 
 
-class UserNotFound(LookupError):
+class UserNotFound(errors.NotFound, LookupError):
     pass
 
 
@@ -54,9 +55,9 @@ def change_password(p: Context, db: Session, user: User, current: str, new: str,
     """The user changes their own password (the current one is asked again). Their other sessions end; tokens
     stay (scripts), and browsers remembered before become strangers for throttling."""
     if not sec.check_password(user.password_hash, current):
-        raise IdentityError("the current password is wrong: nothing was changed")
+        raise IdentityConflict("the current password is wrong: nothing was changed")
     if new == current:
-        raise IdentityError("choose a new password, different from the current one")
+        raise IdentityConflict("choose a new password, different from the current one")
     user.password_hash = sec.hash_password(new)  # WeakPassword if too short
     user.must_change_password = False
     user.password_changed_at = utcnow()
@@ -77,7 +78,7 @@ def _check(by: User, tenant: Tenant, target: User, what: str) -> None:
     if target.tenant_id != tenant.id or by.tenant_id != tenant.id:
         raise UserNotFound(f"no user {target.username!r} in {tenant.name}")
     if target.id == by.id:
-        raise IdentityError(f"you cannot {what} your own account: ask whoever grants your role")
+        raise IdentityConflict(f"you cannot {what} your own account: ask whoever grants your role")
     grants.check_may_manage(Role(by.role), tenant, Role(target.role), what)
 
 

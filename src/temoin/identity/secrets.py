@@ -12,13 +12,14 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temoin import errors
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
 MIN_PASSWORD_LENGTH = 12
 
 
-class WeakPassword(ValueError):
+class WeakPassword(errors.InvalidInput, ValueError):
     pass
 
 

@@ -15,7 +15,7 @@ from temoin.context import Context
 from temoin.db import utcnow
 from temoin.identity import known_devices, throttle
 from temoin.identity import secrets as sec
-from temoin.identity.errors import IdentityError, Throttled
+from temoin.identity.errors import IdentityConflict, IdentityError, SignInFailed, Throttled
 from temoin.identity.models import ApiToken, Tenant, User, WebSession
 from temoin.identity.tenant_settings import TenantSettings, settings_of
 from temoin.journal.entry import Action, Actor, EntryDraft
@@ -127,13 +127,13 @@ def create_user(p: Context, db: Session, tenant: Tenant, *, username: str, displ
                 communes: list[str] | None = None) -> NewUser:
     """`communes`: in an EPCI, the communes (INSEE codes) whose recordings the user may know of; None: all."""
     if db.scalar(select(User).where(User.tenant_id == tenant.id, User.username == username)):
-        raise IdentityError(f"user {username!r} already exists in {tenant.name}")
+        raise IdentityConflict(f"user {username!r} already exists in {tenant.name}")
     if communes is not None:
         served = [str(c) for c in tenant.communes or []]
         unknown = sorted(set(communes) - set(served))
         if not communes or unknown:
-            raise IdentityError(f"{tenant.name} serves the communes {', '.join(served) or '(none recorded)'}; "
-                                f"{'unknown: ' + ', '.join(unknown) if unknown else 'name at least one'}")
+            raise IdentityConflict(f"{tenant.name} serves the communes {', '.join(served) or '(none recorded)'}; "
+                                   f"{'unknown: ' + ', '.join(unknown) if unknown else 'name at least one'}")
     password = password or sec.random_password()
     totp_secret = sec.new_totp_secret()
     user = User(tenant_id=tenant.id, username=username, display_name=display_name, role=Role(role).value,
@@ -194,7 +194,7 @@ def check_password(p: Context, db: Session, username: str, password: str, addres
                                     details={"address": address, "factor": "password",
                                              "known_device": device is not None}), tenant_row)
         db.commit()
-        raise IdentityError(BAD_SIGN_IN)
+        raise SignInFailed(BAD_SIGN_IN)
     db.commit()
     return user
 
@@ -216,7 +216,7 @@ def check_second_factor(p: Context, db: Session, user: User, code: str, address:
         db.rollback()
         throttle.record(db, account=account, address=address, device=device, factor="totp", success=False)
         db.commit()
-        raise IdentityError("wrong or already used code: type the current 6-digit code of your authenticator")
+        raise SignInFailed("wrong or already used code: type the current 6-digit code of your authenticator")
     db.commit()
     db.refresh(user)
 

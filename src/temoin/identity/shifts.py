@@ -12,13 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.context import Context
+from temoin import errors
 from temoin.db import utcnow
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import Role
 
 
-class ShiftError(ValueError):
+class ShiftError(errors.Conflict, ValueError):
     pass
 
 

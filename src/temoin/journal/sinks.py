@@ -20,12 +20,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from temoin import errors
 
 MONTH_FILE = re.compile(r"^\d{4}-\d{2}\.jsonl$")
 _TAIL_CHUNK = 64 * 1024
 
 
-class JournalWriteError(OSError):
+class JournalWriteError(errors.Fault, OSError):
     """A journal file could not be appended to; what is in the file is still whole."""
 
     def __init__(self, message: str, code: int | None = None) -> None:

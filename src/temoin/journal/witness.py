@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.db import utcnow
 from temoin.evidence.canonical import b64d
 from temoin.evidence.signing import verify as verify_signature
@@ -36,11 +37,11 @@ _PRI = 13 * 8 + 5
 _BATCH = 500
 
 
-class WitnessConfigError(ValueError):
+class WitnessConfigError(errors.InvalidInput, ValueError):
     pass
 
 
-class WitnessUnreachable(Exception):
+class WitnessUnreachable(errors.UpstreamFault):
     pass
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
+from temoin import errors
 
 from temoin.law.legal_time import PARIS
 
@@ -79,7 +80,7 @@ class LegalProfile(BaseModel):
             return now.replace(year=now.year - self.journal_retention_years, day=28)
 
 
-class UnknownProfile(KeyError):
+class UnknownProfile(errors.InvalidInput, KeyError):
     def __str__(self) -> str:
         return f"unknown legal profile {self.args[0]!r}; known profiles: {', '.join(sorted(all_profiles()))}"
 

@@ -31,6 +31,7 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.utils import uint16_add, uint16_gt
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from temoin import errors
 from temoin.live.plane import EncodedFrame
 
 log = logging.getLogger("temoin.live")
@@ -48,7 +49,7 @@ NACK_BURST = 20  # ... with this many at once at most (a burst of losses)
 
 
 
-class UnsupportedAiortc(RuntimeError):
+class UnsupportedAiortc(errors.Fault, RuntimeError):
     pass
 
 

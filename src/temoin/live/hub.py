@@ -35,7 +35,7 @@ from temoin.live.models import LiveSession, LiveState
 from temoin.live.plane import Answer, MediaPlane, check_offer
 from temoin.live.relay import AiortcMediaPlane
 from temoin.live.rtsp_pull import CctvSources, cctv_stream, check_stream_url
-from temoin.live.sessions import LiveError, LiveReason, LiveRequest, view
+from temoin.live.sessions import LiveNotFound, LiveReason, LiveRequest, view
 
 log = logging.getLogger("temoin.live")
 T = TypeVar("T")
@@ -145,9 +145,9 @@ class LiveHub:
     def _device_session(self, db: Session, device_id: str, session_id: str, *, open_only: bool = True) -> LiveSession:
         s = db.get(LiveSession, session_id)
         if s is None or s.device_id != device_id:
-            raise LiveError(404, f"no live session {session_id} for this camera")
+            raise LiveNotFound(f"no live session {session_id} for this camera")
         if open_only and s.state == LiveState.ENDED.value:
-            raise LiveError(404, f"live session {session_id} has ended: press the live button again")
+            raise LiveNotFound(f"live session {session_id} has ended: press the live button again")
         return s
 
     def user_session(self, db: Session, user: User, session_id: str) -> LiveSession:
@@ -155,7 +155,7 @@ class LiveHub:
         if s is None or s.tenant_id != user.tenant_id:
             if s is not None:
                 viewing.refused(self.p, db, user, session_id, "another tenant's live session")
-            raise LiveError(404, f"no live session {session_id} in your tenant")
+            raise LiveNotFound(f"no live session {session_id} in your tenant")
         return s
 
     async def request(self, device_id: str, req: LiveRequest) -> tuple[dict, bool]:
@@ -323,7 +323,7 @@ class LiveHub:
         session and its current publisher carry on. Returns whether the session ended."""
         await self._db(lambda db: self._device_session(db, device_id, session_id, open_only=False))
         if resource_id not in self._publications.get(session_id, ()):
-            raise LiveError(404, f"no WHIP session {resource_id} on live session {session_id}")
+            raise LiveNotFound(f"no WHIP session {resource_id} on live session {session_id}")
         status = self.plane.status(session_id)
         if status is not None and status.publisher not in (None, resource_id):
             silent = status.silent_for(time.time())
@@ -345,7 +345,7 @@ class LiveHub:
         def load(db: Session) -> _Ref:
             s = self.user_session(db, db.get(User, user_id), session_id)
             if s.state == LiveState.ENDED.value:
-                raise LiveError(404, f"live session {session_id} has ended")
+                raise LiveNotFound(f"live session {session_id} has ended")
             return self._ref(db, s)
         ref = await self._db(load)
         await self._ensure_stream(ref)
@@ -374,7 +374,7 @@ class LiveHub:
     async def stop_playing(self, user_id: int, session_id: str, resource_id: str) -> None:
         viewer = self._viewers.get(resource_id)
         if viewer is None or viewer.session_id != session_id or viewer.user_id != user_id:
-            raise LiveError(404, f"no WHEP session {resource_id} of yours on live session {session_id}")
+            raise LiveNotFound(f"no WHEP session {resource_id} of yours on live session {session_id}")
         await self.plane.end(session_id, resource_id)
 
     # --- the CSU --------------------------------------------------------------------------------------
@@ -492,7 +492,7 @@ class LiveHub:
         pulls the camera's RTSP stream (one puller per camera whatever the number of viewers, see
         `live.rtsp_pull`) into the stream `cctv:{tenant_id}:{camera_id}` and forwards it, not transcoded, over
         WHEP. The viewing is journaled (start and end, Action.CONSULTATION) and announced ("cctv" event).
-        The caller has checked the camera against the tenant's registry; raises LiveError, or a
+        The caller has checked the camera against the tenant's registry; raises LiveNotFound, or a
         MediaPlaneError (a bad offer; `rtsp_pull.CctvSourceError` when the camera cannot be read)."""
         check_offer(offer)
         check_stream_url(stream_url)
@@ -500,7 +500,7 @@ class LiveHub:
         def load(db: Session) -> None:
             user = db.get(User, user_id)
             if user is None or user.tenant_id != tenant_id:
-                raise LiveError(404, "no such user in this tenant")
+                raise LiveNotFound("no such user in this tenant")
             if session_id is not None:
                 self.user_session(db, user, session_id)
         await self._db(load)
@@ -540,7 +540,7 @@ class LiveHub:
         """The viewer DELETEs its WHEP resource; the puller stops after the linger if it was the last one."""
         viewer = self._cctv_viewers.get(resource_id)
         if viewer is None or (viewer.user_id, viewer.tenant_id, viewer.camera_id) != (user_id, tenant_id, camera_id):
-            raise LiveError(404, f"no CCTV viewing {resource_id} of yours on camera {camera_id}")
+            raise LiveNotFound(f"no CCTV viewing {resource_id} of yours on camera {camera_id}")
         await self.plane.end(viewer.stream, resource_id)
 
     async def withdraw_cctv(self, tenant_id: int, camera_id: str) -> None:

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
+from temoin import errors
 
 MAX_SDP_BYTES = 64 * 1024
 VIDEO_CODEC = "H264"
@@ -28,22 +29,20 @@ AUDIO_CODEC = "opus"
 OnEnded = Callable[[str], Awaitable[None] | None]  # the argument says why: "deleted", "failed", "closed", ...
 
 
-class MediaPlaneError(Exception):
-    status = 500
+class MediaPlaneError(errors.Fault):
+    pass
 
 
-class BadOffer(MediaPlaneError):
+class BadOffer(errors.Malformed, MediaPlaneError):
     """The SDP offer is malformed, or does not offer what the platform carries (H.264 + Opus)."""
 
-    status = 400
+
+class NoSuchStream(errors.NotFound, MediaPlaneError):
+    pass
 
 
-class NoSuchStream(MediaPlaneError):
-    status = 404
-
-
-class TooManyViewers(MediaPlaneError):
-    status = 503
+class TooManyViewers(errors.Unavailable, MediaPlaneError):
+    pass
 
 
 @dataclass(frozen=True)

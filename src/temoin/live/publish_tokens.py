@@ -22,7 +22,7 @@ from temoin.identity.models import Device, Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
 from temoin.live.models import PublishToken
-from temoin.live.sessions import LiveError
+from temoin.live.sessions import LiveConflict, LiveNotFound
 
 PREFIX = "tmw"  # Témoin WHIP: tells it apart from a user's API token (tmn_) at a glance
 
@@ -36,9 +36,9 @@ def view(t: PublishToken) -> dict[str, Any]:
 def issue(p: Context, db: Session, by: User, device_id: str, label: str | None) -> tuple[PublishToken, str]:
     device = db.get(Device, device_id)
     if device is None or device.tenant_id != by.tenant_id:
-        raise LiveError(404, f"no camera {device_id} in your tenant")
+        raise LiveNotFound(f"no camera {device_id} in your tenant")
     if device.status != "active":
-        raise LiveError(409, f"camera {device_id} is revoked: it cannot be given a WHIP token")
+        raise LiveConflict(f"camera {device_id} is revoked: it cannot be given a WHIP token")
     token = sec.new_token(PREFIX)
     row = PublishToken(id=f"wt-{stdlib_secrets.token_hex(6)}", tenant_id=device.tenant_id, device_id=device.id,
                        token_hash=sec.token_hash(token), label=label, created_at=utcnow(), created_by=by.username)
@@ -53,7 +53,7 @@ def issue(p: Context, db: Session, by: User, device_id: str, label: str | None) 
 def revoke(p: Context, db: Session, by: User, token_id: str) -> PublishToken:
     row = db.get(PublishToken, token_id)
     if row is None or row.tenant_id != by.tenant_id:
-        raise LiveError(404, f"no WHIP token {token_id} in your tenant")
+        raise LiveNotFound(f"no WHIP token {token_id} in your tenant")
     if row.revoked_at is None:
         row.revoked_at, row.revoked_by = utcnow(), by.username
         p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="live.publish_token_revoked",

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import av
 
+from temoin import errors
 from temoin.live.forwarding import NAL_IDR, NAL_PPS, NAL_SPS
 from temoin.live.plane import LocalFeed, MediaPlane, MediaPlaneError
 
@@ -43,18 +44,16 @@ BACKOFF_S = (0.5, 10.0)
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")  # what the CCTV registry accepts
 
 
-class CctvSourceError(MediaPlaneError):
+class CctvSourceError(errors.UpstreamFault, MediaPlaneError):
     """The CCTV camera's stream cannot be carried."""
-
-    status = 502
 
 
 class UnsupportedCodec(CctvSourceError):
     pass
 
 
-class CameraUnreachable(CctvSourceError):
-    status = 504
+class CameraUnreachable(errors.UpstreamTimeout, CctvSourceError):
+    pass
 
 
 def check_stream_url(url: str | None) -> str:

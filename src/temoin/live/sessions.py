@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.context import Context
+from temoin import errors
 from temoin.db import utcnow
 from temoin.errors import Conflict
 from temoin.evidence.manifest import GpsFix
@@ -45,10 +46,20 @@ class LiveRequest(BaseModel):
     position: GpsFix | None = None
 
 
-class LiveError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
+class LiveError(errors.TemoinError):
+    """A live request refused; the subclass says why."""
+
+
+class LiveNotFound(errors.NotFound, LiveError):
+    pass
+
+
+class LiveNotAllowed(errors.Forbidden, LiveError):
+    pass
+
+
+class LiveConflict(errors.Conflict, LiveError):
+    """The session is not in a state that allows it (ended, not acknowledged yet)."""
 
 
 def _new_id() -> str:
@@ -83,7 +94,7 @@ def request(p: Context, db: Session, bus: EventBus, device: Device, req: LiveReq
         p.record(db, EntryDraft(action=Action.SECURITY, event="live.refused", actor=device_actor(device),
                                 cameras=[device.id], details={"why": "legal profile", "profile": profile.id}), tenant)
         db.commit()
-        raise LiveError(403, f"live transmission is not allowed under this tenant's legal profile ({profile.id})")
+        raise LiveNotAllowed(f"live transmission is not allowed under this tenant's legal profile ({profile.id})")
     existing = open_for_device(db, device.id)
     if existing is not None:
         return existing, False
@@ -117,7 +128,7 @@ def _announce(bus: EventBus, s: LiveSession) -> None:
 
 def _open(s: LiveSession) -> None:
     if s.state == LiveState.ENDED.value:
-        raise LiveError(409, f"live session {s.id} has ended")
+        raise LiveConflict(f"live session {s.id} has ended")
 
 
 def streaming(p: Context, db: Session, bus: EventBus, s: LiveSession, device: Device, resource_id: str) -> None:
@@ -153,8 +164,8 @@ def acknowledge(p: Context, db: Session, bus: EventBus, s: LiveSession, by: Acto
 def reinforcements(p: Context, db: Session, bus: EventBus, s: LiveSession, by: Actor, note: str | None) -> None:
     _open(s)
     if s.acknowledged_at is None:
-        raise LiveError(409, "acknowledge the alert before sending reinforcements: the agent must know the CSU "
-                             "has the alert")
+        raise LiveConflict("acknowledge the alert before sending reinforcements: the agent must know the CSU "
+                           "has the alert")
     s.reinforcements_at, s.reinforcements_by, s.reinforcements_note = utcnow(), by.id, note
     s.state = LiveState.REINFORCEMENTS_SENT.value
     _journal(p, db, s, "live.reinforcements_sent", by, note=note, at=s.reinforcements_at.isoformat())

@@ -18,6 +18,7 @@ from sqlalchemy import Float, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from temoin import errors
 from temoin.evidence.keys import KeySet
 from temoin.db import utcnow
 from temoin.extraction.models import Extraction
@@ -37,8 +38,16 @@ PROCEDURE_TYPES = ("judicial", "administrative", "disciplinary")
 MADE = (RecordingState.STORED.value, RecordingState.DELETED.value)
 
 
-class ReportScopeError(ValueError):
+class ReportScopeError(errors.TemoinError, ValueError):
     """Figures asked for a commune the tenant does not serve, or that the user may not read."""
+
+
+class CommuneNotServed(errors.InvalidInput, ReportScopeError):
+    pass
+
+
+class CommuneNotYours(errors.Forbidden, ReportScopeError):
+    """Also for a commune not served, asked by a user limited to some communes (deny by default)."""
 
 
 Communes = tuple[str, ...] | None  # None: the whole tenant
@@ -54,11 +63,12 @@ def scope_for(tenant: Tenant, user: User | None, commune: str | None) -> Commune
         return limited
     served = [str(c) for c in tenant.communes or []] if tenant.kind == "epci" else []
     if commune not in served:
-        raise ReportScopeError(f"{tenant.name} serves {'the communes ' + ', '.join(served) if served else 'one commune'}"
-                               f", not {commune}: give one of its communes' INSEE codes, or none for the whole "
-                               "service")
+        refused = CommuneNotServed if limited is None else CommuneNotYours
+        raise refused(f"{tenant.name} serves {'the communes ' + ', '.join(served) if served else 'one commune'}"
+                      f", not {commune}: give one of its communes' INSEE codes, or none for the whole "
+                      "service")
     if limited is not None and commune not in limited:
-        raise ReportScopeError(f"you read the figures of {', '.join(limited)} only, not {commune}")
+        raise CommuneNotYours(f"you read the figures of {', '.join(limited)} only, not {commune}")
     return (commune,)
 
 

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from temoin.context import Context
+from temoin import errors
 from temoin.db import utcnow
 from temoin.evidence.manifest import GpsFix
 from temoin.geo.geometry import bearing_deg, distance_m
@@ -56,10 +57,26 @@ MAX_ORDERS = 10  # agents in one sending
 RECENTLY_CLOSED = timedelta(minutes=10)  # closed orders a camera still hears of (why its order went)
 
 
-class DispatchError(Exception):
-    def __init__(self, status: int, message: str, retry_after_s: float | None = None) -> None:
+class DispatchError(errors.TemoinError):
+    """A dispatch request refused; the subclass says why."""
+
+
+class DispatchNotFound(errors.NotFound, DispatchError):
+    pass
+
+
+class DispatchConflict(errors.Conflict, DispatchError):
+    pass
+
+
+class DispatchInvalid(errors.InvalidInput, DispatchError):
+    pass
+
+
+class PositionTooFrequent(errors.TooManyRequests, DispatchError):
+    def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
-        self.status, self.message, self.retry_after_s = status, message, retry_after_s
+        self.retry_after_s = retry_after_s
 
 
 def _new_id() -> str:
@@ -144,16 +161,16 @@ def record_position(p: Context, db: Session, bus: EventBus, device: Device, fix:
     order of this camera whose target is now within reach becomes arrived."""
     shift = shifts.current(db, device.id)
     if shift is None:
-        raise DispatchError(409, "this camera is not checked out to an agent: positions are kept only for "
-                                 "agents on shift (have it checked out)")
+        raise DispatchConflict("this camera is not checked out to an agent: positions are kept only for "
+                               "agents on shift (have it checked out)")
     user = db.get(User, shift.user_id)
     now = utcnow()
     row = db.get(AgentPosition, device.id)
     if row is not None and row.user_id == user.id and row.status == status.value:
         since = (now - row.received_at).total_seconds()
         if 0 <= since < MIN_INTERVAL_S:
-            raise DispatchError(429, f"positions at most every {MIN_INTERVAL_S:g} s per camera "
-                                     "(every 5 s on patrol is plenty)", MIN_INTERVAL_S - since)
+            raise PositionTooFrequent(f"positions at most every {MIN_INTERVAL_S:g} s per camera "
+                                      "(every 5 s on patrol is plenty)", MIN_INTERVAL_S - since)
     values = {"tenant_id": device.tenant_id, "user_id": user.id, "agent_id": user.agent_number,
               "status": status.value, "lat": fix.lat, "lon": fix.lon, "accuracy_m": fix.accuracy_m,
               "fix_at": fix.t, "received_at": now}
@@ -247,21 +264,21 @@ def session_for(p: Context, db: Session, user: User, session_id: str) -> LiveSes
                                     details={"why": "another tenant's live session", "asked_for": session_id}),
                      db.get(Tenant, user.tenant_id))
             db.commit()
-        raise DispatchError(404, f"no live session {session_id} in your tenant")
+        raise DispatchNotFound(f"no live session {session_id} in your tenant")
     return s
 
 
 def _target(s: LiveSession) -> tuple[float, float]:
     if not s.position:
-        raise DispatchError(409, f"live session {s.id} has no position yet: the agent's camera has not sent a "
-                                 "fix; call the agent by radio for their location")
+        raise DispatchConflict(f"live session {s.id} has no position yet: the agent's camera has not sent a "
+                               "fix; call the agent by radio for their location")
     return float(s.position["lat"]), float(s.position["lon"])
 
 
 def candidates(p: Context, db: Session, bus: EventBus, s: LiveSession, limit: int = 5) -> dict:
     """The nearest agents the CSU could send to the live session's position, nearest first."""
     if s.state == LiveState.ENDED.value:
-        raise DispatchError(409, f"live session {s.id} has ended")
+        raise DispatchConflict(f"live session {s.id} has ended")
     lat, lon = _target(s)
     tenant = db.get(Tenant, s.tenant_id)
     speed = settings_of(tenant).patrol_speed_m_s
@@ -311,15 +328,15 @@ def send(p: Context, db: Session, bus: EventBus, s: LiveSession, by: User, devic
     """One order per agent, to the live session's position; the session moves to reinforcements_sent in the
     same transaction (refused before the alert is acknowledged)."""
     if s.state == LiveState.ENDED.value:
-        raise DispatchError(409, f"live session {s.id} has ended")
+        raise DispatchConflict(f"live session {s.id} has ended")
     if s.acknowledged_at is None:
-        raise DispatchError(409, "acknowledge the alert before sending reinforcements: the agent must know the "
-                                 "CSU has the alert")
+        raise DispatchConflict("acknowledge the alert before sending reinforcements: the agent must know the "
+                               "CSU has the alert")
     ids = list(dict.fromkeys(device_ids))
     if not ids:
-        raise DispatchError(422, "choose at least one agent to send")
+        raise DispatchInvalid("choose at least one agent to send")
     if len(ids) > MAX_ORDERS:
-        raise DispatchError(422, f"at most {MAX_ORDERS} agents in one sending")
+        raise DispatchInvalid(f"at most {MAX_ORDERS} agents in one sending")
     lat, lon = _target(s)
     tenant = db.get(Tenant, s.tenant_id)
     speed = settings_of(tenant).patrol_speed_m_s
@@ -330,18 +347,18 @@ def send(p: Context, db: Session, bus: EventBus, s: LiveSession, by: User, devic
     for device_id in ids:
         device = db.get(Device, device_id)
         if device is None or device.tenant_id != tenant.id:
-            raise DispatchError(404, f"no camera {device_id} in your tenant")
+            raise DispatchNotFound(f"no camera {device_id} in your tenant")
         shift = shifts.current(db, device_id)
         if shift is None:
-            raise DispatchError(409, f"camera {device_id} is not on shift: nobody wears it")
+            raise DispatchConflict(f"camera {device_id} is not on shift: nobody wears it")
         user = db.get(User, shift.user_id)
         if device_id == s.device_id or (s.agent_id and user.agent_number == s.agent_id):
-            raise DispatchError(409, f"{user.display_name} is the agent in danger: send someone else")
+            raise DispatchConflict(f"{user.display_name} is the agent in danger: send someone else")
         if device_id in live:
-            raise DispatchError(409, f"{user.display_name} is live (needs help): not available")
+            raise DispatchConflict(f"{user.display_name} is live (needs help): not available")
         if device_id in busy:
-            raise DispatchError(409, f"{user.display_name} is already on order {busy[device_id].id}: cancel it "
-                                     "first to send them elsewhere")
+            raise DispatchConflict(f"{user.display_name} is already on order {busy[device_id].id}: cancel it "
+                                   "first to send them elsewhere")
         row = db.get(AgentPosition, device_id)
         distance = eta = None
         if row is not None and row.user_id == user.id:
@@ -366,9 +383,9 @@ def send(p: Context, db: Session, bus: EventBus, s: LiveSession, by: User, devic
     try:
         # Journals live.reinforcements_sent and commits the orders with it, or nothing at all.
         live_sessions.reinforcements(p, db, bus, s, actor_of(by), note)
-    except live_sessions.LiveError as exc:
+    except live_sessions.LiveError:
         db.rollback()
-        raise DispatchError(exc.status, exc.message) from None
+        raise
     views = [order_view(db, o) for o in orders]
     for view in views:
         bus.publish(tenant.id, "reinforcement", view)
@@ -389,7 +406,7 @@ def order_for_user(p: Context, db: Session, user: User, order_id: str) -> Reinfo
                                     details={"why": "another tenant's reinforcement order", "asked_for": order_id}),
                      db.get(Tenant, user.tenant_id))
             db.commit()
-        raise DispatchError(404, f"no reinforcement order {order_id} in your tenant")
+        raise DispatchNotFound(f"no reinforcement order {order_id} in your tenant")
     return o
 
 
@@ -407,7 +424,7 @@ def _cancel(p: Context, db: Session, o: ReinforcementOrder, by: Actor, reason: s
 
 def cancel(p: Context, db: Session, bus: EventBus, o: ReinforcementOrder, by: User, reason: str | None) -> dict:
     if not _cancel(p, db, o, actor_of(by), reason or "cancelled_by_csu"):
-        raise DispatchError(409, f"order {o.id} is already {o.state}")
+        raise DispatchConflict(f"order {o.id} is already {o.state}")
     db.commit()
     view = order_view(db, o)
     bus.publish(o.tenant_id, "reinforcement", view)
@@ -448,9 +465,9 @@ def acknowledge(p: Context, db: Session, bus: EventBus, device: Device, order_id
     """The camera signalled the order to its wearer. Idempotent: (view, False) if already acknowledged."""
     o = db.get(ReinforcementOrder, order_id)
     if o is None or o.device_id != device.id:
-        raise DispatchError(404, f"no reinforcement order {order_id} for this camera")
+        raise DispatchNotFound(f"no reinforcement order {order_id} for this camera")
     if o.state == OrderState.CANCELLED.value:
-        raise DispatchError(409, f"order {o.id} was cancelled ({o.cancel_reason})")
+        raise DispatchConflict(f"order {o.id} was cancelled ({o.cancel_reason})")
     if o.acknowledged_at is not None:
         return order_view(db, o), False
     now = utcnow()

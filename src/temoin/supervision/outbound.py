@@ -19,6 +19,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+from temoin import errors
 from temoin.identity.tenant_settings import settings_of
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -27,7 +28,7 @@ HOW_TO_DECLARE = ("an administrator declares the commune's CCTV network: `temoin
                   "cctv_networks=10.20.0.0/16,192.168.5.0/24`")
 
 
-class OutsideNetwork(Exception):
+class OutsideNetwork(errors.Forbidden):
     """The address is not in the tenant's declared CCTV network; `message` says which and what to do."""
 
     def __init__(self, message: str) -> None:

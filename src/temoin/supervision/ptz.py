@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from temoin.context import Context
+from temoin import errors
 from temoin.geo.geometry import OnvifPosition, PtzAngles, distance_m, from_onvif, ptz_angles, to_onvif
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
@@ -41,39 +42,39 @@ PTZ_NAMESPACE = "http://www.onvif.org/ver20/ptz/wsdl"
 STATUS_POLL_S = 0.2
 
 
-class PtzError(Exception):
-    """An aim that failed; `status` is the HTTP status the API answers with, the message says what to do."""
+class PtzError(errors.UpstreamFault):
+    """An aim that failed; its kind (temoin.errors) says whose fault, `reason` names the case for the CSU's
+    dashboard, the message says what to do."""
 
-    status = 502
     reason = "failed"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    @property
+    def extra(self) -> dict[str, object]:
+        return {"reason": self.reason}
 
 
-class NoSuchCamera(PtzError):
-    status, reason = 404, "unknown_camera"
+class NoSuchCamera(errors.NotFound, PtzError):
+    reason = "unknown_camera"
 
 
-class NotPtz(PtzError):
-    status, reason = 409, "not_ptz"
+class NotPtz(errors.Conflict, PtzError):
+    reason = "not_ptz"
 
 
-class Unreachable(PtzError):
-    status, reason = 504, "unreachable"
+class Unreachable(errors.UpstreamTimeout, PtzError):
+    reason = "unreachable"
 
 
 class AuthRefused(PtzError):
-    status, reason = 502, "auth_refused"
+    reason = "auth_refused"
 
 
 class CameraFault(PtzError):
-    status, reason = 502, "camera_fault"
+    reason = "camera_fault"
 
 
-class OutsideNetwork(PtzError):
-    status, reason = 403, "outside_network"
+class OutsideNetwork(errors.Forbidden, PtzError):
+    reason = "outside_network"
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.context import Context
+from temoin import errors
 from temoin.db import utcnow
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
@@ -59,7 +60,7 @@ _DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
-class RegistryError(ValueError):
+class RegistryError(errors.InvalidInput, ValueError):
     """The file was refused; nothing was imported. `problems` names each row or feature and field."""
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
@@ -68,7 +69,15 @@ class RegistryError(ValueError):
         more = len(self.problems) - len(shown)
         text = message + ("".join(f"\n  - {p}" for p in shown)) + (f"\n  ... and {more} more" if more > 0 else "")
         super().__init__(text)
-        self.message = text
+
+    @property
+    def extra(self) -> dict[str, object]:
+        return {"problems": self.problems}
+
+
+
+class UnknownCamera(errors.NotFound, LookupError):
+    pass
 
 
 def _url(value: str | None, schemes: tuple[str, ...], field: str) -> str | None:
@@ -388,7 +397,7 @@ def withdraw(p: Context, db: Session, tenant: Tenant, camera_id: str, *, actor: 
     wall. Its row stays, since the journal names it; importing it again puts it back. Committed here."""
     cam = camera_of(db, tenant.id, camera_id)
     if cam is None:
-        raise LookupError(f"no CCTV camera {camera_id} in your commune's registry")
+        raise UnknownCamera(f"no CCTV camera {camera_id} in your commune's registry")
     cam.active = False
     cam.updated_at = utcnow()
     version = bump_version(db, tenant.id)

@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session, defer
 
+from temoin import errors
 from temoin.db import utcnow
 from temoin.identity.models import Tenant, User
 from temoin.identity.secrets import token_hash
@@ -42,7 +43,7 @@ from temoin.vault.storage import blob_key
 GRANT_MINUTES = 30
 
 
-class NotFound(LookupError):
+class NotFound(errors.NotFound, LookupError):
     pass
 
 
@@ -50,7 +51,7 @@ class SegmentLost(NotFound):
     """The camera declared this segment damaged before hand-over: the vault never held its bytes."""
 
 
-class Forbidden(PermissionError):
+class Forbidden(errors.Forbidden, PermissionError):
     pass
 
 
@@ -69,7 +70,7 @@ class Limited(Forbidden):
     """Frozen by a person's limitation request (vault.limitation): kept, not consulted."""
 
 
-class PlaceMotiveRequired(Forbidden):
+class PlaceMotiveRequired(errors.InvalidInput, Forbidden):
     """Where a recording was made is recorded data (R241-10): seeing it needs a motive, journaled."""
 
     def __init__(self, what: str) -> None:

@@ -11,6 +11,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.db import utcnow
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
@@ -36,7 +37,7 @@ class ProcedureType(StrEnum):
     DISCIPLINARY = "disciplinary"
 
 
-class HoldError(ValueError):
+class HoldError(errors.Conflict, ValueError):
     pass
 
 

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.db import utcnow
 from temoin.evidence import crypto
 from temoin.evidence.chain import chain_links
@@ -38,19 +39,54 @@ from temoin.vault.storage import blob_key
 CLOCK_DRIFT_FLAG_MS = 2000
 
 
-class IngestError(Exception):
-    def __init__(self, status: int, message: str, offset: int | None = None) -> None:
+class IngestError(errors.TemoinError):
+    """An upload refused; the subclass says why. `offset`: how many bytes of the segment the vault holds (the
+    camera resumes from there)."""
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.offset = status, message, offset
+        self.offset = offset
 
 
-class RecordingGone(IngestError):
+class IngestNotFound(errors.NotFound, IngestError):
+    pass
+
+
+class IngestForbidden(errors.Forbidden, IngestError):
+    pass
+
+
+class IngestConflict(errors.Conflict, IngestError):
+    pass
+
+
+class IngestInvalid(errors.InvalidInput, IngestError):
+    pass
+
+
+class IngestMalformed(errors.Malformed, IngestError):
+    pass
+
+
+class IngestTooLarge(errors.PayloadTooLarge, IngestError):
+    pass
+
+
+class IngestFault(errors.Fault, IngestError):
+    pass
+
+
+class RecordingGone(errors.Gone, IngestError):
     """The recording was deleted (retention, erasure) before its upload ended: the camera gets the
     platform-signed deletion certificate, which lets it delete its own copy instead of retrying forever."""
 
     def __init__(self, message: str, certificate: dict) -> None:
-        super().__init__(410, message)
+        super().__init__(message)
         self.certificate = certificate
+
+    @property
+    def extra(self) -> dict[str, object]:
+        return {"deletion_certificate": self.certificate}
 
 
 @dataclass(frozen=True)
@@ -110,42 +146,42 @@ def quarantine(p: VaultContext, db: Session, device: Device, recording_id: str |
 def open_upload(p: VaultContext, db: Session, device: Device, raw: bytes) -> UploadStatus:
     """Accept a signed manifest; idempotent, so a camera that lost the answer simply asks again."""
     if len(raw) > p.settings.max_manifest_bytes:
-        raise IngestError(413, f"manifest larger than {p.settings.max_manifest_bytes} bytes")
+        raise IngestTooLarge(f"manifest larger than {p.settings.max_manifest_bytes} bytes")
     try:
         envelope = SignedManifest.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "manifest"
-        raise IngestError(422, f"malformed manifest at {where}: {first['msg']}") from None
+        raise IngestInvalid(f"malformed manifest at {where}: {first['msg']}") from None
     manifest = envelope.manifest
     if manifest.camera_id != device.id:
         quarantine(p, db, device, None, f"manifest names camera {manifest.camera_id!r}, "
                                         f"signed request came from {device.id!r}", raw)
-        raise IngestError(403, "the manifest names another camera than the one signing the request")
+        raise IngestForbidden("the manifest names another camera than the one signing the request")
     key = recording_key(db, manifest)  # the camera's key when it signed, not necessarily today's
     if key is None:
         quarantine(p, db, device, None, f"no key of camera {device.id} was valid at "
                                         f"{signing_time(manifest).isoformat()}, when the manifest says it was signed",
                    raw)
-        raise IngestError(403, "no key of this camera was valid when the manifest says it was signed (before a "
-                               "re-enrolment or after a revocation): upload quarantined")
+        raise IngestForbidden("no key of this camera was valid when the manifest says it was signed (before a "
+                              "re-enrolment or after a revocation): upload quarantined")
     if certificate_of(p, db, key) is None:
         quarantine(p, db, device, None, f"camera key {key.public_key.hex()[:16]} has no valid platform certificate",
                    raw)
-        raise IngestError(403, "this camera's key has no valid certificate from the platform (added to the database "
-                               "by other means than enrolment?): upload quarantined")
+        raise IngestForbidden("this camera's key has no valid certificate from the platform (added to the database "
+                              "by other means than enrolment?): upload quarantined")
     if not envelope.verify(key.public_key):
         quarantine(p, db, device, None, "device signature of the manifest is invalid", raw)
-        raise IngestError(403, "the manifest's device signature is invalid (forged or altered): upload quarantined")
+        raise IngestForbidden("the manifest's device signature is invalid (forged or altered): upload quarantined")
     for seg in manifest.segments:
         if seg.size > p.settings.max_segment_bytes:
-            raise IngestError(413, f"segment {seg.index} declares {seg.size} bytes, more than the "
-                                   f"{p.settings.max_segment_bytes} allowed")
+            raise IngestTooLarge(f"segment {seg.index} declares {seg.size} bytes, more than the "
+                                 f"{p.settings.max_segment_bytes} allowed")
     digest = envelope.digest()
     existing = db.get(Recording, manifest.recording_id)
     if existing is not None:
         if existing.device_id != device.id or existing.manifest_sha256 != digest:
-            raise IngestError(409, f"recording {manifest.recording_id} already exists with another manifest")
+            raise IngestConflict(f"recording {manifest.recording_id} already exists with another manifest")
         return upload_status(p, db, device, manifest.recording_id)
     tenant = _tenant(db, device)
     profile = get_profile(tenant.profile)
@@ -177,7 +213,7 @@ def open_upload(p: VaultContext, db: Session, device: Device, raw: bytes) -> Upl
 def _own_recording(db: Session, device: Device, recording_id: str) -> Recording:
     rec = db.get(Recording, recording_id)
     if rec is None or rec.device_id != device.id:
-        raise IngestError(404, f"no upload {recording_id} from this camera: send its manifest first")
+        raise IngestNotFound(f"no upload {recording_id} from this camera: send its manifest first")
     return rec
 
 
@@ -186,7 +222,7 @@ def gone(p: VaultContext, db: Session, device: Device, rec: Recording) -> Record
     was told (each time: a camera that keeps asking shows in the journal)."""
     cert = db.scalar(select(DeletionCertificate).where(DeletionCertificate.recording_id == rec.id))
     if cert is None:  # deleted without a certificate: cannot happen through retention or erasure
-        raise IngestError(409, f"recording {rec.id} is deleted: keep the camera's copy and report this")
+        raise IngestConflict(f"recording {rec.id} is deleted: keep the camera's copy and report this")
     reason = rec.state_reason or "deleted"
     p.record(db, EntryDraft(action=Action.ERASURE, event="ingest.deleted_answered", actor=device_actor(device),
                             recordings=[rec.id], cameras=[device.id],
@@ -253,25 +289,25 @@ class SegmentUpload:
         self.p, self.db, self.device = p, db, device
         rec = _live_recording(p, db, device, recording_id)
         if rec.state != RecordingState.RECEIVING:
-            raise IngestError(409, f"recording {recording_id} is {rec.state}: nothing more can be uploaded")
+            raise IngestConflict(f"recording {recording_id} is {rec.state}: nothing more can be uploaded")
         seg = next((s for s in rec.segments if s.index == index), None)
         if seg is None:
-            raise IngestError(404, f"the manifest of {recording_id} has no segment {index}")
+            raise IngestNotFound(f"the manifest of {recording_id} has no segment {index}")
         if total is not None and total != seg.size:
-            raise IngestError(400, f"segment {index} is {seg.size} bytes per the manifest, not {total}")
+            raise IngestMalformed(f"segment {index} is {seg.size} bytes per the manifest, not {total}")
         self.rec, self.seg = rec, seg
         self.tenant = _tenant(db, device)
         self.key = blob_key(self.tenant.slug, rec.id, index)
         self.lock = _lock(self.key)
         if not self.lock.acquire(blocking=False):
-            raise IngestError(409, f"segment {index} is already being uploaded by another request")
+            raise IngestConflict(f"segment {index} is already being uploaded by another request")
         try:
             if seg.complete:
-                raise IngestError(409, f"segment {index} is already complete", offset=seg.size)
+                raise IngestConflict(f"segment {index} is already complete", offset=seg.size)
             self.data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
             state = self._resume_state()
             if start != state.received:
-                raise IngestError(409, f"segment {index}: the vault holds {state.received} bytes, resume from there",
+                raise IngestConflict(f"segment {index}: the vault holds {state.received} bytes, resume from there",
                                   offset=state.received)
             self.header_to_write = None if state.file_end else state.header
             self.sealer = crypto.Sealer(self.data_key, state.header, state.records)
@@ -300,7 +336,7 @@ class SegmentUpload:
     def feed(self, *chunks: bytes) -> None:
         for chunk in chunks:
             if self.received + self.fill + len(chunk) > self.seg.size:
-                raise IngestError(413, f"segment {self.seg.index}: more bytes than the {self.seg.size} declared")
+                raise IngestTooLarge(f"segment {self.seg.index}: more bytes than the {self.seg.size} declared")
             view, room = memoryview(chunk), crypto.RECORD_BYTES
             while view:
                 take = min(len(view), room - self.fill)
@@ -340,8 +376,8 @@ class SegmentUpload:
                 quarantine(self.p, self.db, self.device, self.rec.id,
                            f"segment {self.seg.index}: SHA-256 {digest} does not match the manifest's "
                            f"{self.seg.sha256} (altered, or a segment of another recording)")
-                raise IngestError(422, f"segment {self.seg.index} does not match its hash in the manifest: "
-                                       "the recording is quarantined")
+                raise IngestInvalid(f"segment {self.seg.index} does not match its hash in the manifest: "
+                                    "the recording is quarantined")
             self.p.store.promote(self.key)
             self.seg.complete = True
             self.db.commit()
@@ -366,27 +402,27 @@ def complete(p: VaultContext, db: Session, device: Device, recording_id: str,
     if rec.state == RecordingState.STORED and rec.receipt:
         return SignedReceipt.model_validate_json(rec.receipt)
     if rec.state != RecordingState.RECEIVING:
-        raise IngestError(409, f"recording {recording_id} is {rec.state}")
+        raise IngestConflict(f"recording {recording_id} is {rec.state}")
     indexes = {s.index for s in rec.segments}
     lost_set = set(lost)
     if lost_set - indexes:
-        raise IngestError(422, f"the manifest of {recording_id} has no segment {sorted(lost_set - indexes)[:20]}")
+        raise IngestInvalid(f"the manifest of {recording_id} has no segment {sorted(lost_set - indexes)[:20]}")
     if lost_set == indexes:
-        raise IngestError(422, "every segment is declared lost: nothing to store, keep the recording on the camera")
+        raise IngestInvalid("every segment is declared lost: nothing to store, keep the recording on the camera")
     lost_set -= {s.index for s in rec.segments if s.complete}  # damaged on the camera after it reached the vault
     missing = [s.index for s in rec.segments if not s.complete and s.index not in lost_set]
     if missing:
-        raise IngestError(409, f"segments still missing or incomplete: {missing[:20]}")
+        raise IngestConflict(f"segments still missing or incomplete: {missing[:20]}")
     tenant = _tenant(db, device)
     for seg in rec.segments:
         if seg.index not in lost_set and not p.store.exists(blob_key(tenant.slug, rec.id, seg.index)):
-            raise IngestError(500, f"segment {seg.index} is marked complete but its blob is missing: "
-                                   "run `temoin vault scrub`")
+            raise IngestFault(f"segment {seg.index} is marked complete but its blob is missing: "
+                              "run `temoin vault scrub`")
     # The hashes were verified piece by piece; the chain over them must end at the signed head.
     links = chain_links(rec.id, (bytes.fromhex(s.sha256) for s in rec.segments))
     if links[-1].hex() != rec.chain_head:
         quarantine(p, db, device, rec.id, "segment chain does not end at the signed head")
-        raise IngestError(422, "the segment chain does not match the signed manifest: quarantined")
+        raise IngestInvalid("the segment chain does not match the signed manifest: quarantined")
     with p.keyring.signing() as signer:  # stamped and signed by one key, valid then, even during a rotation
         now = utcnow()
         receipt = Receipt(recording_id=rec.id, camera_id=device.id, tenant=tenant.slug,

@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.identity.models import Tenant, User
 from temoin.journal.models import JournalEntry
 from temoin.vault.models import Recording
@@ -16,7 +17,7 @@ from temoin.vault.models import Recording
 SCAN_BATCH = 500
 
 
-class VerificationRefused(Exception):
+class VerificationRefused(errors.Forbidden):
     """A commune-limited user asked to verify the whole chain, which holds other communes' entries."""
 
 

@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.vault.models import Limitation, Recording
 
 
-class RecordingLimited(PermissionError):
+class RecordingLimited(errors.Forbidden, PermissionError):
     """What was asked would process a recording frozen by a limitation request."""
 
     def __init__(self, limits: list[Limitation], what: str) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from temoin import errors
 from temoin.db import utcnow
 from temoin.evidence.canonical import canonical_bytes
 from temoin.identity.models import Tenant
@@ -26,7 +27,7 @@ from temoin.vault.models import DeletionCertificate, Hold, Recording, RecordingS
 BATCH = 500
 
 
-class HoldForbidsDeletion(Exception):
+class HoldForbidsDeletion(errors.Conflict):
     pass
 
 

@@ -20,11 +20,11 @@ from temoin.evidence import crypto
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class StorageError(RuntimeError):
+class StorageError(errors.Fault, RuntimeError):
     pass
 
 
-class StorageFull(StorageError, errors.StorageFull):
+class StorageFull(errors.StorageFull, StorageError):
     """No space left for blobs (ENOSPC): the web layer answers 507, like a full database."""
 
 

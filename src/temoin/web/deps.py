@@ -18,6 +18,7 @@ from temoin.identity.models import Device, Tenant, User, WebSession
 from temoin.law.access import Permission, Role, allows
 from temoin.live import publish_tokens
 from temoin.platform import Platform
+from temoin.web import problems
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"
@@ -158,7 +159,8 @@ def current_device(request: Request, db: Session = Depends(get_db),
                           camera_id=exc.device.id, address=request.client.host if request.client else None,
                           reason=exc.message, path=request.url.path)
             refusals.flush(get_platform(request), db)
-        raise HTTPException(exc.status, exc.message, headers=_DEVICE_CHALLENGE if exc.status == 401 else None) from None
+        status = problems.status_of(exc)[0]
+        raise HTTPException(status, exc.message, headers=_DEVICE_CHALLENGE if status == 401 else None) from None
     db.commit()  # the nonce is spent even if the request fails later; the connection goes back to the pool
     return device
 

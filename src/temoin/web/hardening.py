@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from temoin import errors
 from temoin.settings import Settings
 
 ASGIApp = Callable[..., Awaitable[None]]
@@ -72,7 +73,7 @@ def body_rules(settings: Settings) -> list[BodyRule]:
     ]
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(errors.PayloadTooLarge):
     pass
 
 

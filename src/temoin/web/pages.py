@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.errors import Unauthenticated
 from temoin.evidence.manifest import Trigger
 from temoin.identity import service
 from temoin.identity.models import Tenant
@@ -23,6 +24,7 @@ from temoin.law.legal_time import PARIS
 from temoin.platform import Platform
 from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
+from temoin.web import problems
 from temoin.web.deps import Principal, Require, csrf_sent, current_principal, get_db, get_platform
 from temoin.web.i18n import LANGS, gettext, lang_of
 from temoin.web.templating import page
@@ -33,8 +35,8 @@ router = APIRouter(include_in_schema=False)
 router.include_router(account_pages)  # /account: password, API tokens
 
 
-class SignInRequired(Exception):
-    pass
+class SignInRequired(Unauthenticated):
+    """A page asked anonymously: the app sends the visitor to the sign-in page."""
 
 
 class PageRequire(Require):
@@ -106,14 +108,13 @@ def login(request: Request, username: str = Form(max_length=64), password: str =
     response = RedirectResponse(_totp_url(next_), 303)
     try:
         sign_in(p, db, request, response, username, password)
-    except HTTPException as exc:
+    except service.IdentityError as exc:  # not a mapping: the form again, in the visitor's language
         lang = lang_of(request)
-        if exc.status_code == 429:
-            error = gettext(lang, "Too many failed sign-ins: try again in {n} s.").format(
-                n=(exc.headers or {}).get("Retry-After", "60"))
+        if isinstance(exc, service.Throttled):
+            error = gettext(lang, "Too many failed sign-ins: try again in {n} s.").format(n=exc.retry_after)
         else:
             error = gettext(lang, "Unknown user or wrong password.")
-        return page(request, "login.html", status=exc.status_code, error=error, next=next_)
+        return page(request, "login.html", status=problems.status_of(exc)[0], error=error, next=next_)
     return response
 
 
@@ -130,9 +131,10 @@ def totp(request: Request, code: str = Form(max_length=12), next_: str = Form(""
     signed_in = cookie is not None and service.session_for(db, cookie) is not None
     try:
         user, session = second_factor(p, db, request, code)
-    except HTTPException as exc:
+    except (HTTPException, service.IdentityError) as exc:  # not a mapping: the form again, in the visitor's language
         lang = lang_of(request)
-        return page(request, "totp.html", status=exc.status_code,
+        return page(request, "totp.html", status=exc.status_code if isinstance(exc, HTTPException)
+                    else problems.status_of(exc)[0],
                     error=gettext(lang, "Wrong or already used code: type the current code of your authenticator.")
                     if signed_in else gettext(lang, "Sign in with your password first."), next=next_)
     home = "/account" if user.must_change_password else next_ or home_for(
@@ -203,7 +205,7 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
             errors.append(gettext(lang, "Choose a motive from the list and give a few words of detail."))
     found: list = []
     if not errors:
-        try:
+        try:  # not a mapping: the search form again, the refusal said in the visitor's language
             found = catalogue.search(p, db, who.user, catalogue.SearchQuery(
                 start=since, end=until, agent=agent or None, camera=camera or None, trigger=trigger or None,
                 category=category.strip() or None, state=state if state in catalogue.HoldState.ALL else None,
@@ -280,7 +282,7 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
             who: Principal = Depends(PageRequire(Permission.RECORDINGS_VIEW)), db: Session = Depends(get_db),
             p: Platform = Depends(get_platform)) -> HTMLResponse:
     lang = lang_of(request)
-    try:
+    try:  # not a mapping: the recording's page again, the refusal said in the visitor's language
         motive = Motive(code=motive_code, text=motive_text)
         grant = catalogue.open_consultation(p, db, who.user, recording_id, motive)
     except ValidationError:

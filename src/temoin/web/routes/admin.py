@@ -11,9 +11,7 @@ from sqlalchemy.orm import Session
 
 from temoin.evidence.canonical import b64d, b64e
 from temoin.identity import devices, grants, lifecycle, service
-from temoin.identity.errors import NotYours
 from temoin.identity.models import Device, Tenant, User
-from temoin.identity.secrets import WeakPassword
 from temoin.identity.service import actor_of
 from temoin.law.access import Permission, Role
 from temoin.platform import Platform
@@ -91,37 +89,21 @@ def list_users(who: Principal = require(Permission.ADMIN_USERS), db: Session = D
                      "the others)")
 def create_user(body: UserIn, who: Principal = require(Permission.ADMIN_USERS), db: Session = Depends(get_db),
                 p: Platform = Depends(get_platform)) -> NewUserOut:
-    try:
-        grants.check_may_manage(who.role, who.tenant, body.role, "grant")
-    except NotYours as exc:
-        raise HTTPException(403, str(exc)) from None
-    try:
-        new = service.create_user(p, db, who.tenant, username=body.username, display_name=body.display_name,
-                                  role=body.role, agent_number=body.agent_number, by=actor_of(who.user),
-                                  communes=body.communes)
-    except (service.IdentityError, WeakPassword) as exc:
-        raise HTTPException(409, str(exc)) from None
+    grants.check_may_manage(who.role, who.tenant, body.role, "grant")
+    new = service.create_user(p, db, who.tenant, username=body.username, display_name=body.display_name,
+                              role=body.role, agent_number=body.agent_number, by=actor_of(who.user),
+                              communes=body.communes)
     new.user.must_change_password = True  # the one-time password was seen by whoever created the account
     db.commit()
     return NewUserOut(**_user_out(new.user), password=new.password, totp_uri=new.totp_uri)
 
 
 def _managed(who: Principal, db: Session, username: str) -> User:
-    try:
-        return lifecycle.user_of_tenant(db, who.tenant, username)
-    except lifecycle.UserNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    return lifecycle.user_of_tenant(db, who.tenant, username)
 
 
 def _lifecycle_call(call):  # noqa: ANN001, ANN202
-    try:
-        return call()
-    except NotYours as exc:
-        raise HTTPException(403, str(exc)) from None
-    except lifecycle.UserNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except service.IdentityError as exc:
-        raise HTTPException(409, str(exc)) from None
+    return call()
 
 
 @router.post("/users/{username}/reset", response_model=NewUserOut,
@@ -180,11 +162,10 @@ def revoke(device_id: str, who: Principal = require(Permission.ADMIN_DEVICES), d
                      summary="A camera registers its public key with a one-time code")
 def enrol(body: EnrolIn, db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> EnrolOut:
     try:
-        device = devices.enrol(p, db, code=body.code, serial=body.serial, public_key=b64d(body.public_key),
-                               proof=body.proof)
-    except devices.QuotaExceeded as exc:
-        raise HTTPException(409, str(exc)) from None
-    except (devices.DeviceError, ValueError) as exc:
-        raise HTTPException(400, str(exc)) from None
+        public_key = b64d(body.public_key)
+    except ValueError as exc:  # the body itself, before any domain check: not base64
+        raise HTTPException(400, f"public_key is not base64 ({exc}): send the camera's public key, base64-encoded"
+                            ) from None
+    device = devices.enrol(p, db, code=body.code, serial=body.serial, public_key=public_key, proof=body.proof)
     return EnrolOut(device_id=device.id, tenant=db.get(Tenant, device.tenant_id).slug,
                     platform_public_key=b64e(p.keyring.public_key))

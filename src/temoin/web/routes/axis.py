@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from email.utils import formatdate
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +38,8 @@ def _text(status: int, message: str, headers: dict[str, str] | None = None) -> R
     return Response(message + "\n", status_code=status, media_type="text/plain; charset=utf-8", headers=headers)
 
 
+# The Axis routes speak Swift's dialect (plain-text bodies, 402 for no licence, 400 for a bad name, 403 for a
+# conflict): they keep their own mapping of the kinds instead of the API's problem+json (web/problems.py).
 def _status(exc: BaseException) -> int:
     if isinstance(exc, store.PaymentRequired):
         return 402
@@ -247,12 +249,9 @@ class ConnectionFileIn(BaseModel):
 @admin_router.post("/connection-file", summary="Issue the connection file for AXIS Body Worn Manager (rotates)")
 def issue_connection_file(body: ConnectionFileIn, who: Principal = require(Permission.ADMIN_DEVICES),
                           db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
-    try:
-        issued = connection.issue(p, db, who.tenant, urls=body.urls, by=actor_of(who.user),
-                                  certificates=[c.encode() for c in body.certificates],
-                                  want_encryption=body.want_encryption, container_type=body.container_type)
-    except connection.AxisConnectionError as exc:
-        raise HTTPException(422, exc.message) from None
+    issued = connection.issue(p, db, who.tenant, urls=body.urls, by=actor_of(who.user),
+                              certificates=[c.encode() for c in body.certificates],
+                              want_encryption=body.want_encryption, container_type=body.container_type)
     return Response(issued.json_bytes(), media_type="application/json",
                     headers={"Content-Disposition": f'attachment; filename="temoin-axis-{who.tenant.slug}.json"',
                              "Cache-Control": "no-store"})

@@ -19,16 +19,15 @@ from temoin.identity.service import actor_of
 from temoin.identity.tenant_settings import settings_of
 from temoin.law.access import Permission
 from temoin.live.models import LiveSession
-from temoin.live.plane import MediaPlaneError
-from temoin.live.sessions import LiveError
+from temoin.live.sessions import LiveNotFound
 from temoin.platform import Platform
 from temoin.supervision import nearby as nearby_index
 from temoin.supervision import outbound, ptz
 from temoin.supervision.models import CctvCamera
-from temoin.supervision.registry import (MAX_FILE_BYTES, RegistryError, camera_of, cameras_of, feature_collection,
+from temoin.supervision.registry import (MAX_FILE_BYTES, camera_of, cameras_of, feature_collection,
                                          import_rows, parse_csv, parse_geojson, withdraw)
 from temoin.web.deps import Principal, get_db, get_platform, require
-from temoin.web.routes.live import _answer, _http, _offer
+from temoin.web.routes.live import _answer, _offer
 
 router = APIRouter(prefix="/api/v1/cctv", tags=["cctv"])
 pages = APIRouter(include_in_schema=False)
@@ -76,10 +75,7 @@ async def import_cameras(request: Request, who: Principal = require(Permission.C
             return import_rows(p, db, db.get(Tenant, who.tenant.id), rows, actor=actor_of(who.user),
                                source="csv" if ctype in CSV_TYPES else "geojson").as_dict()
 
-    try:
-        result = await run_in_threadpool(work)
-    except RegistryError as exc:
-        return JSONResponse({"detail": exc.message, "problems": exc.problems}, status_code=422)
+    result = await run_in_threadpool(work)  # a refused file: 422, its `problems` named in the body
     _registry_changed(request, who.tenant.id)
     return JSONResponse(result)
 
@@ -98,10 +94,7 @@ async def withdraw_camera(camera_id: str, request: Request, reason: str | None =
                           p: Platform = Depends(get_platform)) -> Response:
     def work() -> None:
         with p.session() as db:
-            try:
-                withdraw(p, db, db.get(Tenant, who.tenant.id), camera_id, actor=actor_of(who.user), reason=reason)
-            except LookupError as exc:
-                raise HTTPException(404, str(exc)) from None
+            withdraw(p, db, db.get(Tenant, who.tenant.id), camera_id, actor=actor_of(who.user), reason=reason)
 
     await run_in_threadpool(work)
     hub = getattr(request.app.state, "live", None)
@@ -143,16 +136,13 @@ def _live_session(request: Request, p: Platform, who: Principal, session_id: str
     """The tenant's live session (another tenant's is a 404, and the attempt is journaled by the hub)."""
     with p.session() as db:
         hub = getattr(request.app.state, "live", None)
-        try:
-            if hub is not None:
-                s = hub.user_session(db, who.user, session_id)
-                db.commit()
-            else:
-                s = db.get(LiveSession, session_id)
-                if s is None or s.tenant_id != who.tenant.id:
-                    raise LiveError(404, f"no live session {session_id} in your tenant")
-        except LiveError as exc:
-            raise _http(exc) from None
+        if hub is not None:
+            s = hub.user_session(db, who.user, session_id)
+            db.commit()
+        else:
+            s = db.get(LiveSession, session_id)
+            if s is None or s.tenant_id != who.tenant.id:
+                raise LiveNotFound(f"no live session {session_id} in your tenant")
         db.expunge(s)
         return s
 
@@ -162,11 +152,8 @@ async def aim(camera_id: str, body: AimIn, request: Request, who: Principal = re
               p: Platform = Depends(get_platform)) -> dict:
     if body.session_id:
         await run_in_threadpool(_live_session, request, p, who, body.session_id)
-    try:
-        result = await ptz.aim(p, who.tenant.id, camera_id, body.lat, body.lon, actor=actor_of(who.user),
-                               session_id=body.session_id, bus=_bus(request))
-    except ptz.PtzError as exc:
-        raise HTTPException(exc.status, exc.message) from None
+    result = await ptz.aim(p, who.tenant.id, camera_id, body.lat, body.lon, actor=actor_of(who.user),
+                           session_id=body.session_id, bus=_bus(request))
     return result.as_dict()
 
 
@@ -216,16 +203,10 @@ async def whep(camera_id: str, request: Request, session_id: str | None = Query(
                who: Principal = require(Permission.LIVE_VIEW), p: Platform = Depends(get_platform)) -> Response:
     cam = await run_in_threadpool(_camera, p, who.tenant.id, camera_id)
     offer = await _offer(request)
-    try:  # the stream server must be inside the commune's declared CCTV network
-        await outbound.check_url(cam.stream_url, outbound.declared_networks(who.tenant),
-                                 what=f"the stream of CCTV camera {cam.id}")
-    except outbound.OutsideNetwork as exc:
-        raise HTTPException(403, exc.message) from None
+    await outbound.check_url(cam.stream_url, outbound.declared_networks(who.tenant),
+                             what=f"the stream of CCTV camera {cam.id}")
     watch = _cctv_media(request, "watch_cctv")
-    try:
-        answer = await watch(who.user.id, who.tenant.id, cam.id, cam.stream_url, offer, session_id=session_id)
-    except (LiveError, MediaPlaneError) as exc:
-        raise _http(exc) from None
+    answer = await watch(who.user.id, who.tenant.id, cam.id, cam.stream_url, offer, session_id=session_id)
     return _answer(answer, f"/api/v1/cctv/cameras/{cam.id}/whep/{answer.resource_id}")
 
 
@@ -234,8 +215,5 @@ async def whep_delete(camera_id: str, resource_id: str, request: Request,
                       who: Principal = require(Permission.LIVE_VIEW), p: Platform = Depends(get_platform)) -> Response:
     cam = await run_in_threadpool(_camera, p, who.tenant.id, camera_id)
     stop = _cctv_media(request, "stop_cctv")
-    try:
-        await stop(who.user.id, who.tenant.id, cam.id, resource_id)
-    except (LiveError, MediaPlaneError) as exc:
-        raise _http(exc) from None
+    await stop(who.user.id, who.tenant.id, cam.id, resource_id)
     return Response(status_code=200)

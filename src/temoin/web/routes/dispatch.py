@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +22,6 @@ from temoin.law.access import Permission
 from temoin.live.events import EventBus
 from temoin.platform import Platform
 from temoin.supervision import dispatch
-from temoin.supervision.dispatch import DispatchError
 from temoin.supervision.dispatch_models import AgentStatus
 from temoin.web.deps import Principal, current_device, get_platform, require
 
@@ -36,20 +35,12 @@ def _bus(request: Request) -> EventBus:
     return request.app.state.live.bus
 
 
-def _http(exc: DispatchError) -> HTTPException:
-    headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))} if exc.retry_after_s is not None else None
-    return HTTPException(exc.status, exc.message, headers=headers)
-
-
 async def _db(p: Platform, fn: Callable[[Session], T]) -> T:
     """Database work in the thread pool (the long poll waits in the event loop)."""
     def work() -> T:
         with p.session() as db:
             return fn(db)
-    try:
-        return await run_in_threadpool(work)
-    except DispatchError as exc:
-        raise _http(exc) from None
+    return await run_in_threadpool(work)
 
 
 # --- the camera (device-signed) ------------------------------------------------------------------------

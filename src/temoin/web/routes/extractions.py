@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
@@ -69,10 +69,6 @@ class ExtractionOut(BaseModel):
                    download_url=f"/api/v1/extractions/{row.id}/package")
 
 
-def _http(exc: pkg.ExtractionError) -> HTTPException:
-    return HTTPException(exc.status, exc.message)
-
-
 @router.post("", response_model=ExtractionOut, status_code=201,
              summary="Build a package of recordings for a named recipient and procedure (journaled)")
 def create(body: ExtractionIn, who: Principal = require(Permission.RECORDINGS_EXTRACT),
@@ -81,10 +77,7 @@ def create(body: ExtractionIn, who: Principal = require(Permission.RECORDINGS_EX
     request = pkg.ExtractionRequest(recording_ids=body.recording_ids, recipient_name=body.recipient_name.strip(),
                                     recipient_kind=body.recipient_kind, procedure_type=body.procedure_type,
                                     reference=body.reference.strip(), trim=trim)
-    try:
-        row, _ = pkg.extract(p, db, who.user, request)
-    except pkg.ExtractionError as exc:
-        raise _http(exc) from None
+    row, _ = pkg.extract(p, db, who.user, request)
     return ExtractionOut.of(row)
 
 
@@ -100,9 +93,6 @@ def list_extractions(who: Principal = require(Permission.RECORDINGS_EXTRACT),
             summary="The package (zip) for its recipient; journaled as a communication")
 def download(extraction_id: str, who: Principal = require(Permission.RECORDINGS_EXTRACT),
              db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> FileResponse:
-    try:
-        row, path = pkg.open_package(p, db, who.user, extraction_id)
-    except pkg.ExtractionError as exc:
-        raise _http(exc) from None
+    row, path = pkg.open_package(p, db, who.user, extraction_id)
     return FileResponse(path, media_type="application/zip", filename=f"temoin-extraction-{row.id}.zip",
                         headers={"Cache-Control": "no-store", "X-Content-SHA256": row.package_sha256})

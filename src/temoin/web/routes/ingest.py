@@ -7,6 +7,7 @@ import re
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
@@ -16,22 +17,30 @@ from temoin.evidence.manifest import SignedReceipt
 from temoin.identity.models import Device
 from temoin.platform import Platform
 from temoin.vault import ingest
-from temoin.vault.storage import StorageError, StorageFull
 from temoin.web import problems
 from temoin.web.deps import current_device, get_db, get_platform
-
-router = APIRouter(prefix="/api/v1/ingest", tags=["ingest (cameras)"])
 
 OFFSET_HEADER = "Upload-Offset"
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
 
-def _error(exc: ingest.IngestError) -> JSONResponse:
-    headers = {OFFSET_HEADER: str(exc.offset)} if exc.offset is not None else {}
-    body = {"detail": exc.message}
-    if isinstance(exc, ingest.RecordingGone):  # 410: the camera may delete its copy on this signed statement
-        body["deletion_certificate"] = exc.certificate
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+class IngestRoute(APIRoute):
+    """An ingest route: a refused upload also says, in Upload-Offset, how much of the segment the vault holds
+    (the camera resumes from there). The problem body is the app's (a 410 carries the deletion certificate)."""
+
+    def get_route_handler(self):  # noqa: ANN201
+        handler = super().get_route_handler()
+
+        async def with_offset(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ingest.IngestError as exc:
+                return problems.problem(exc, headers={OFFSET_HEADER: str(exc.offset)} if exc.offset is not None
+                                        else None)
+        return with_offset
+
+
+router = APIRouter(prefix="/api/v1/ingest", tags=["ingest (cameras)"], route_class=IngestRoute)
 
 
 @router.post("/recordings", status_code=201, summary="Send a recording's signed manifest")
@@ -39,35 +48,26 @@ async def post_manifest(request: Request, device: Device = Depends(current_devic
                         db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
     limit = p.settings.max_manifest_bytes
     if int(request.headers.get("content-length") or 0) > limit:
-        return _error(ingest.IngestError(413, f"manifest larger than {limit} bytes"))
+        raise ingest.IngestTooLarge(f"manifest larger than {limit} bytes")
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > limit:
-            return _error(ingest.IngestError(413, f"manifest larger than {limit} bytes"))
-    try:
-        status = await run_in_threadpool(ingest.open_upload, p, db, device, bytes(raw))
-    except ingest.IngestError as exc:
-        return _error(exc)
+            raise ingest.IngestTooLarge(f"manifest larger than {limit} bytes")
+    status = await run_in_threadpool(ingest.open_upload, p, db, device, bytes(raw))
     return JSONResponse(status.as_dict(), status_code=201)
 
 
 @router.get("/recordings/{recording_id}", summary="What the vault holds of an upload")
 def get_upload(recording_id: str, device: Device = Depends(current_device), db: Session = Depends(get_db),
                p: Platform = Depends(get_platform)) -> Response:
-    try:
-        return JSONResponse(ingest.upload_status(p, db, device, recording_id).as_dict())
-    except ingest.IngestError as exc:
-        return _error(exc)
+    return JSONResponse(ingest.upload_status(p, db, device, recording_id).as_dict())
 
 
 @router.head("/recordings/{recording_id}/segments/{index}", summary="Bytes of a segment already received")
 def head_segment(recording_id: str, index: int, device: Device = Depends(current_device),
                  db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
-    try:
-        status = ingest.upload_status(p, db, device, recording_id)
-    except ingest.IngestError as exc:
-        return Response(status_code=exc.status)
+    status = ingest.upload_status(p, db, device, recording_id)
     seg = next((s for s in status.segments if s.index == index), None)
     if seg is None:
         return Response(status_code=404)
@@ -83,31 +83,18 @@ async def put_segment(recording_id: str, index: int, request: Request, device: D
     if content_range:
         match = _RANGE.match(content_range.strip())
         if not match:
-            return _error(ingest.IngestError(400, "Content-Range must read `bytes START-END/TOTAL`"))
+            raise ingest.IngestMalformed("Content-Range must read `bytes START-END/TOTAL`")
         start, end, total = (int(g) for g in match.groups())
         if end < start or end >= total:
-            return _error(ingest.IngestError(400, "Content-Range end must lie between start and total - 1"))
+            raise ingest.IngestMalformed("Content-Range end must lie between start and total - 1")
+    upload = await run_in_threadpool(ingest.SegmentUpload, p, db, device, recording_id, index, start, total)
     try:
-        upload = await run_in_threadpool(ingest.SegmentUpload, p, db, device, recording_id, index, start, total)
-    except ingest.IngestError as exc:
-        return _error(exc)
-    try:
-        try:
-            await _receive(request, upload)
-        except ingest.IngestError as exc:
-            await run_in_threadpool(upload.finish)
-            return _error(exc)
-        except BaseException:
-            await run_in_threadpool(upload.finish)
-            raise
-        seg = await run_in_threadpool(upload.finish)
-    except ingest.IngestError as exc:
-        return _error(exc)
-    except StorageFull as exc:
-        # Disk full: nothing partial becomes evidence; the camera keeps its copy and retries (507).
-        return problems.problem(exc)
-    except StorageError as exc:
-        return _error(ingest.IngestError(500, str(exc)))
+        await _receive(request, upload)
+    except BaseException:  # not a mapping: the upload is finished (what arrived is kept), then the error answers
+        await run_in_threadpool(upload.finish)
+        raise
+    # A full disk answers 507: nothing partial becomes evidence; the camera keeps its copy and retries.
+    seg = await run_in_threadpool(upload.finish)
     return JSONResponse({"index": seg.index, "received": seg.received, "size": seg.size, "complete": seg.complete},
                         headers={OFFSET_HEADER: str(seg.received)})
 
@@ -139,8 +126,5 @@ class CompleteBody(BaseModel):
              summary="Close the upload: verify everything and get the vault's signed receipt")
 def post_complete(recording_id: str, body: CompleteBody | None = None, device: Device = Depends(current_device),
                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
-    try:
-        receipt = ingest.complete(p, db, device, recording_id, body.lost_segments if body else ())
-    except ingest.IngestError as exc:
-        return _error(exc)
+    receipt = ingest.complete(p, db, device, recording_id, body.lost_segments if body else ())
     return JSONResponse(receipt.model_dump(mode="json"))

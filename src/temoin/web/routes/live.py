@@ -18,15 +18,17 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from temoin.db import utcnow
+from temoin.errors import TemoinError
 from temoin.evidence.manifest import GpsFix
 from temoin.identity.models import Device, WebSession
 from temoin.identity.tenant_settings import settings_of
 from temoin.law.access import Permission
 from temoin.live import publish_tokens
 from temoin.live.hub import LiveHub
-from temoin.live.plane import MAX_SDP_BYTES, Answer, MediaPlaneError
-from temoin.live.sessions import LiveError, LiveRequest
+from temoin.live.plane import MAX_SDP_BYTES, Answer
+from temoin.live.sessions import LiveRequest
 from temoin.platform import Platform
+from temoin.web import problems
 from temoin.web.deps import Principal, current_device, get_db, get_platform, require, whip_publisher
 from temoin.web.pages import PageRequire, page
 
@@ -40,12 +42,6 @@ STATIC = Path(__file__).parent.parent / "static"
 
 def get_hub(request: Request) -> LiveHub:
     return request.app.state.live
-
-
-def _http(exc: LiveError | MediaPlaneError) -> HTTPException:
-    if isinstance(exc, LiveError):
-        return HTTPException(exc.status, exc.message)
-    return HTTPException(exc.status, str(exc))
 
 
 async def _offer(request: Request) -> str:
@@ -88,6 +84,8 @@ class MediaRoute(APIRoute):
                 response = await handler(request)
             except HTTPException as exc:
                 response = JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+            except TemoinError as exc:  # answered here, not by the app's handler, to carry the CORS headers
+                response = problems.problem(exc)
             response.headers.update(CORS)
             return response
         return with_cors
@@ -137,10 +135,7 @@ class LiveSessionOut(BaseModel):
              summary="Live button: ask for a live session (201; 200 with the open one if already live)")
 async def live_request(body: LiveRequest, response: Response, device: Device = Depends(current_device),
                        hub: LiveHub = Depends(get_hub)) -> dict:
-    try:
-        out, created = await hub.request(device.id, body)
-    except LiveError as exc:
-        raise _http(exc) from None
+    out, created = await hub.request(device.id, body)
     if not created:
         response.status_code = 200
     return {**out, "whip_url": f"/api/v1/live/whip/{out['id']}"}
@@ -150,19 +145,13 @@ async def live_request(body: LiveRequest, response: Response, device: Device = D
 async def camera_session(session_id: str, known_state: str | None = None,
                          wait_s: float = Query(0, ge=0, le=25), device: Device = Depends(current_device),
                          hub: LiveHub = Depends(get_hub)) -> dict:
-    try:
-        return await hub.camera_view(device.id, session_id, known_state, wait_s)
-    except LiveError as exc:
-        raise _http(exc) from None
+    return await hub.camera_view(device.id, session_id, known_state, wait_s)
 
 
 @router.post("/camera/sessions/{session_id}/position", status_code=204, summary="The agent's position while live")
 async def camera_position(session_id: str, fix: GpsFix, device: Device = Depends(current_device),
                           hub: LiveHub = Depends(get_hub)) -> Response:
-    try:
-        await hub.position(device.id, session_id, fix)
-    except LiveError as exc:
-        raise _http(exc) from None
+    await hub.position(device.id, session_id, fix)
     return Response(status_code=204)
 
 
@@ -172,10 +161,7 @@ async def camera_position(session_id: str, fix: GpsFix, device: Device = Depends
 async def whip_endpoint(request: Request, device: Device = Depends(whip_publisher),
                         hub: LiveHub = Depends(get_hub)) -> Response:
     offer = await _offer(request)
-    try:
-        session_id, answer = await hub.publish_as_camera(device.id, offer, "live published over WHIP")
-    except (LiveError, MediaPlaneError) as exc:
-        raise _http(exc) from None
+    session_id, answer = await hub.publish_as_camera(device.id, offer, "live published over WHIP")
     return _answer(answer, f"/api/v1/live/whip/{session_id}/{answer.resource_id}")
 
 
@@ -184,10 +170,7 @@ async def whip_endpoint(request: Request, device: Device = Depends(whip_publishe
 async def whip(session_id: str, request: Request, device: Device = Depends(whip_publisher),
                hub: LiveHub = Depends(get_hub)) -> Response:
     offer = await _offer(request)
-    try:
-        answer = await hub.publish(device.id, session_id, offer)
-    except (LiveError, MediaPlaneError) as exc:
-        raise _http(exc) from None
+    answer = await hub.publish(device.id, session_id, offer)
     return _answer(answer, f"/api/v1/live/whip/{session_id}/{answer.resource_id}")
 
 
@@ -195,10 +178,7 @@ async def whip(session_id: str, request: Request, device: Device = Depends(whip_
        summary="End the publication, and the live session (a publication already replaced ends alone)")
 async def whip_delete(session_id: str, resource_id: str, device: Device = Depends(whip_publisher),
                       hub: LiveHub = Depends(get_hub)) -> Response:
-    try:
-        await hub.unpublish(device.id, session_id, resource_id)
-    except LiveError as exc:
-        raise _http(exc) from None
+    await hub.unpublish(device.id, session_id, resource_id)
     return Response(status_code=200)
 
 
@@ -214,10 +194,7 @@ class PublishTokenIn(BaseModel):
                      "session with it, and can do nothing else")
 def issue_publish_token(body: PublishTokenIn, who: Principal = require(Permission.ADMIN_DEVICES),
                         db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
-    try:
-        row, token = publish_tokens.issue(p, db, who.user, body.device_id, body.label)
-    except LiveError as exc:
-        raise _http(exc) from None
+    row, token = publish_tokens.issue(p, db, who.user, body.device_id, body.label)
     return {**publish_tokens.view(row), "token": token, "whip_url": "/api/v1/live/whip"}
 
 
@@ -230,10 +207,7 @@ def list_publish_tokens(who: Principal = require(Permission.ADMIN_DEVICES),
 @router.delete("/publish-tokens/{token_id}", summary="Revoke a WHIP token: its encoder can no longer publish")
 def revoke_publish_token(token_id: str, who: Principal = require(Permission.ADMIN_DEVICES),
                          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
-    try:
-        return publish_tokens.view(publish_tokens.revoke(p, db, who.user, token_id))
-    except LiveError as exc:
-        raise _http(exc) from None
+    return publish_tokens.view(publish_tokens.revoke(p, db, who.user, token_id))
 
 
 # --- the CSU (LIVE_VIEW, own tenant) --------------------------------------------------------------------
@@ -243,20 +217,14 @@ def revoke_publish_token(token_id: str, who: Principal = require(Permission.ADMI
 async def whep(session_id: str, request: Request, who: Principal = require(Permission.LIVE_VIEW),
                hub: LiveHub = Depends(get_hub)) -> Response:
     offer = await _offer(request)
-    try:
-        answer = await hub.play(who.user.id, session_id, offer)
-    except (LiveError, MediaPlaneError) as exc:
-        raise _http(exc) from None
+    answer = await hub.play(who.user.id, session_id, offer)
     return _answer(answer, f"/api/v1/live/whep/{session_id}/{answer.resource_id}")
 
 
 @media("/whep/{session_id}/{resource_id}", "DELETE", summary="Stop watching")
 async def whep_delete(session_id: str, resource_id: str, who: Principal = require(Permission.LIVE_VIEW),
                       hub: LiveHub = Depends(get_hub)) -> Response:
-    try:
-        await hub.stop_playing(who.user.id, session_id, resource_id)
-    except LiveError as exc:
-        raise _http(exc) from None
+    await hub.stop_playing(who.user.id, session_id, resource_id)
     return Response(status_code=200)
 
 
@@ -268,10 +236,7 @@ async def list_sessions(who: Principal = require(Permission.LIVE_VIEW), hub: Liv
 @router.get("/sessions/{session_id}", summary="A live session, with its link state")
 async def get_session(session_id: str, who: Principal = require(Permission.LIVE_VIEW),
                       hub: LiveHub = Depends(get_hub)) -> dict:
-    try:
-        return await hub.get_session(who.user.id, session_id)
-    except LiveError as exc:
-        raise _http(exc) from None
+    return await hub.get_session(who.user.id, session_id)
 
 
 @router.get("/sessions/{session_id}/timeline",
@@ -279,19 +244,13 @@ async def get_session(session_id: str, who: Principal = require(Permission.LIVE_
                     "cameras shown, PTZ moves, reinforcements, end)")
 async def session_timeline(session_id: str, who: Principal = require(Permission.LIVE_VIEW),
                            hub: LiveHub = Depends(get_hub)) -> dict:
-    try:
-        return await hub.timeline(who.user.id, session_id)
-    except LiveError as exc:
-        raise _http(exc) from None
+    return await hub.timeline(who.user.id, session_id)
 
 
 @router.post("/sessions/{session_id}/ack", summary="Acknowledge the alert: the agent's camera is told")
 async def acknowledge(session_id: str, who: Principal = require(Permission.LIVE_VIEW),
                       hub: LiveHub = Depends(get_hub)) -> dict:
-    try:
-        return await hub.acknowledge(who.user.id, session_id)
-    except LiveError as exc:
-        raise _http(exc) from None
+    return await hub.acknowledge(who.user.id, session_id)
 
 
 class NoteIn(BaseModel):
@@ -301,29 +260,20 @@ class NoteIn(BaseModel):
 @router.post("/sessions/{session_id}/reinforcements", summary="Record that reinforcements were sent")
 async def reinforcements(session_id: str, body: NoteIn | None = Body(default=None),
                          who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)) -> dict:
-    try:
-        return await hub.reinforcements(who.user.id, session_id, body.note if body else None)
-    except LiveError as exc:
-        raise _http(exc) from None
+    return await hub.reinforcements(who.user.id, session_id, body.note if body else None)
 
 
 @router.post("/sessions/{session_id}/end", summary="End a live session from the CSU")
 async def end_session(session_id: str, body: NoteIn | None = Body(default=None),
                       who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)) -> dict:
-    try:
-        return await hub.end(who.user.id, session_id, (body.note if body and body.note else "ended_by_csu"))
-    except LiveError as exc:
-        raise _http(exc) from None
+    return await hub.end(who.user.id, session_id, (body.note if body and body.note else "ended_by_csu"))
 
 
 @router.post("/sessions/{session_id}/close", summary="Close the incident: the stream ends if it had not, and the "
                                                      "reinforcements still engaged are recalled (journaled)")
 async def close_incident(session_id: str, who: Principal = require(Permission.LIVE_DISPATCH),
                          hub: LiveHub = Depends(get_hub)) -> dict:
-    try:
-        return await hub.close_incident(who.user.id, session_id)
-    except LiveError as exc:
-        raise _http(exc) from None
+    return await hub.close_incident(who.user.id, session_id)
 
 
 @router.get("/events", summary="Events channel (Server-Sent Events with Accept: text/event-stream; JSON otherwise)")
@@ -412,8 +362,5 @@ async def dashboard_page(request: Request, who: Principal = Depends(PageRequire(
 @pages.get("/live/{session_id}")
 async def viewer_page(session_id: str, who: Principal = Depends(PageRequire(Permission.LIVE_VIEW)),
                       hub: LiveHub = Depends(get_hub)) -> HTMLResponse:
-    try:
-        await hub.get_session(who.user.id, session_id)
-    except LiveError as exc:
-        raise _http(exc) from None
+    await hub.get_session(who.user.id, session_id)
     return _page("live-viewer.html", who, session_id=session_id)

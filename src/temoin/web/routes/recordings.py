@@ -106,10 +106,7 @@ def _held(db: Session, ids: list[str]) -> set[str]:
 
 
 def _visible(p: Platform, db: Session, who: Principal, recording_id: str) -> Recording:
-    try:
-        return catalogue.get_visible(p, db, who.user, recording_id)
-    except catalogue.NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    return catalogue.get_visible(p, db, who.user, recording_id)
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -137,14 +134,9 @@ def search(start: datetime | None = Query(None, description="recordings still ru
         motive = Motive(code=motive_code, text=motive_text or "") if motive_code or motive_text else None
     except ValueError as exc:  # pydantic's ValidationError too
         raise HTTPException(422, str(exc)) from None
-    try:
-        found = catalogue.search(p, db, who.user, catalogue.SearchQuery(
-            start=as_utc(start), end=as_utc(end), agent=agent, camera=camera, trigger=trigger, category=category,
-            state=state, area=polygon, limit=limit, offset=offset, motive=motive))
-    except catalogue.PlaceMotiveRequired as exc:
-        raise HTTPException(422, str(exc)) from None
-    except catalogue.Forbidden as exc:
-        raise HTTPException(403, str(exc)) from None
+    found = catalogue.search(p, db, who.user, catalogue.SearchQuery(
+        start=as_utc(start), end=as_utc(end), agent=agent, camera=camera, trigger=trigger, category=category,
+        state=state, area=polygon, limit=limit, offset=offset, motive=motive))
     held = _held(db, [r.id for r in found])
     lost = catalogue.lost_indexes(db, [r.id for r in found])  # one query, not one per recording
     return [RecordingOut.of(r, r.id in held, lost.get(r.id, [])) for r in found]
@@ -160,10 +152,7 @@ class BulkHoldIn(BaseModel):
 def place_holds(body: BulkHoldIn, who: Principal = require(Permission.RECORDINGS_HOLD),
                 db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
     recs = [_visible(p, db, who, rid) for rid in body.recording_ids]  # one unknown id: 404, nothing held
-    try:
-        made = holds.place_holds(p, db, who.user, recs, body.procedure, body.reference)
-    except holds.HoldError as exc:
-        raise HTTPException(409, str(exc)) from None
+    made = holds.place_holds(p, db, who.user, recs, body.procedure, body.reference)
     return {"recording_ids": [h.recording_id for h in made], "procedure": body.procedure.value,
             "reference": made[0].reference}
 
@@ -183,12 +172,7 @@ def _fixes(found: catalogue.Track) -> list[FixOut]:
              summary="The GPS track of a recording: give the motive (journaled, the place is recorded data)")
 def track(recording_id: str, body: ConsultationIn, who: Principal = require(Permission.RECORDINGS_LIST),
           db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> list[FixOut]:
-    try:
-        return _fixes(catalogue.consult_track(p, db, who.user, recording_id, body.motive))
-    except catalogue.NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except catalogue.Forbidden as exc:
-        raise HTTPException(403, str(exc)) from None
+    return _fixes(catalogue.consult_track(p, db, who.user, recording_id, body.motive))
 
 
 @router.get("/{recording_id}/track", response_model=list[FixOut],
@@ -198,10 +182,7 @@ def track_with_grant(recording_id: str, grant: str | None = None, who: Principal
     rec = _visible(p, db, who, recording_id)
     if not grant:
         raise HTTPException(403, str(catalogue.PlaceMotiveRequired("the GPS track")))
-    try:
-        return _fixes(catalogue.track_under_grant(db, who.user, rec, grant))
-    except catalogue.Forbidden as exc:
-        raise HTTPException(403, str(exc)) from None
+    return _fixes(catalogue.track_under_grant(db, who.user, rec, grant))
 
 
 class CheckOut(BaseModel):
@@ -259,12 +240,7 @@ def get_one(recording_id: str, who: Principal = require(Permission.RECORDINGS_LI
              summary="Open a consultation: give the motive, get a grant for the content")
 def consult(recording_id: str, body: ConsultationIn, who: Principal = require(Permission.RECORDINGS_VIEW),
             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> ConsultationOut:
-    try:
-        grant = catalogue.open_consultation(p, db, who.user, recording_id, body.motive)
-    except catalogue.NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except catalogue.Forbidden as exc:
-        raise HTTPException(403, str(exc)) from None
+    grant = catalogue.open_consultation(p, db, who.user, recording_id, body.motive)
     rec = db.get(Recording, recording_id)
     return ConsultationOut(grant=grant, segments=[f"/api/v1/recordings/{recording_id}/segments/{s.index}?grant={grant}"
                                                   for s in catalogue.stored_segments(rec)],
@@ -279,15 +255,10 @@ def segment(recording_id: str, index: int, grant: str, play: bool = False,
     from temoin.axis.vault import playback
 
     rec = _visible(p, db, who, recording_id)
-    try:
-        catalogue.grant_for(db, who.user, recording_id, grant)
-        chunks = catalogue.read_segment(p, db, rec, index)
-        # play=1: a clip an Axis camera encrypted for the vault is decrypted for the player (the original stays).
-        plain = playback(p, db, rec, index, chunks) if play else None
-    except catalogue.Forbidden as exc:
-        raise HTTPException(403, str(exc)) from None
-    except catalogue.NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    catalogue.grant_for(db, who.user, recording_id, grant)
+    chunks = catalogue.read_segment(p, db, rec, index)
+    # play=1: a clip an Axis camera encrypted for the vault is decrypted for the player (the original stays).
+    plain = playback(p, db, rec, index, chunks) if play else None
     if plain is not None:
         return StreamingResponse(plain, media_type="video/mp4", headers={"Cache-Control": "no-store"})
     size = next(s.size for s in rec.segments if s.index == index)
@@ -299,10 +270,7 @@ def segment(recording_id: str, index: int, grant: str, play: bool = False,
 def place_hold(recording_id: str, body: HoldIn, who: Principal = require(Permission.RECORDINGS_HOLD),
                db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
     rec = _visible(p, db, who, recording_id)
-    try:
-        hold = holds.place_hold(p, db, who.user, rec, body.procedure, body.reference)
-    except holds.HoldError as exc:
-        raise HTTPException(409, str(exc)) from None
+    hold = holds.place_hold(p, db, who.user, rec, body.procedure, body.reference)
     return {"recording_id": rec.id, "procedure": hold.procedure_type, "reference": hold.reference}
 
 
@@ -310,10 +278,7 @@ def place_hold(recording_id: str, body: HoldIn, who: Principal = require(Permiss
 def lift_hold(recording_id: str, body: LiftIn, who: Principal = require(Permission.RECORDINGS_HOLD),
               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
     rec = _visible(p, db, who, recording_id)
-    try:
-        holds.lift_hold(p, db, who.user, rec, body.reason, body.hold_id)
-    except holds.HoldError as exc:
-        raise HTTPException(409, str(exc)) from None
+    holds.lift_hold(p, db, who.user, rec, body.reason, body.hold_id)
     return {"recording_id": rec.id, "retention_until": rec.retention_until}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
@@ -11,6 +11,7 @@ from temoin.evidence.keys import KeySet
 from temoin.law.access import Permission, allows
 from temoin.reports import annual, monthly, notice, paperwork
 from temoin.reports.pdf import annual_pdf
+from temoin.web import problems
 from temoin.web.deps import Principal, get_db, require
 from temoin.web.i18n import gettext, lang_of
 from temoin.web.pages import PageRequire, page
@@ -25,10 +26,7 @@ COMMUNE = Query(None, max_length=16, description="in an EPCI: one commune's figu
 
 
 def _scope(who: Principal, commune: str | None) -> annual.Communes:
-    try:
-        return annual.scope_for(who.tenant, who.user, commune)
-    except annual.ReportScopeError as exc:
-        raise HTTPException(422 if who.user.communes is None else 403, str(exc)) from None
+    return annual.scope_for(who.tenant, who.user, commune)
 
 
 def _suffix(communes: annual.Communes) -> str:
@@ -156,8 +154,8 @@ def reports_page(request: Request, year: int | None = Query(None, ge=2000, le=21
     month = month or f"{today.year:04d}-{today.month:02d}"
     try:
         communes = annual.scope_for(who.tenant, who.user, commune)
-    except annual.ReportScopeError as exc:
-        return page(request, "error.html", who=who, status=403 if who.user.communes is not None else 422,
+    except annual.ReportScopeError as exc:  # not a mapping: the error page of the reports
+        return page(request, "error.html", who=who, status=problems.status_of(exc)[0],
                     title=gettext(lang_of(request), "Reports"), error=str(exc))
     report = annual.annual_report(db, who.tenant, year, keys, communes=communes)
     y, m = monthly.parse_month(month)

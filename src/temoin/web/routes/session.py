@@ -4,8 +4,9 @@ and the web pages alike."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -14,9 +15,11 @@ from temoin.identity.models import ApiToken, Tenant
 from temoin.identity.secrets import WeakPassword
 from temoin.law.access import Permission
 from temoin.platform import Platform
+from temoin.web import problems
 from temoin.web.deps import Principal, current_principal, get_db, get_platform, sign_in_address
 
 router = APIRouter(prefix="/api/v1", tags=["session"])
+TokenId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]  # a 64-bit id: beyond it, 422 (not a database overflow)
 
 
 class SignIn(BaseModel):
@@ -80,13 +83,8 @@ def remember_device(p: Platform, request: Request, response: Response, user) -> 
 
 def sign_in(p: Platform, db: Session, request: Request, response: Response, username: str, password: str,
             tenant: str | None = None):  # noqa: ANN201
-    try:
-        user = service.check_password(p, db, username, password, sign_in_address(request),
-                                      request.cookies.get(known_devices.COOKIE), tenant)
-    except service.Throttled as exc:
-        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
-    except service.IdentityError as exc:
-        raise HTTPException(401, str(exc)) from None
+    user = service.check_password(p, db, username, password, sign_in_address(request),
+                                  request.cookies.get(known_devices.COOKIE), tenant)
     token, session = service.open_session(p, db, user)
     set_session_cookie(p, response, token)
     return user, session
@@ -98,13 +96,7 @@ def second_factor(p: Platform, db: Session, request: Request, code: str):  # noq
     if found is None:
         raise HTTPException(401, "sign in with your password first")
     session, user = found
-    try:
-        service.check_second_factor(p, db, user, code, sign_in_address(request),
-                                    request.cookies.get(known_devices.COOKIE))
-    except service.Throttled as exc:
-        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
-    except service.IdentityError as exc:
-        raise HTTPException(401, str(exc)) from None
+    service.check_second_factor(p, db, user, code, sign_in_address(request), request.cookies.get(known_devices.COOKIE))
     session.second_factor_ok = True
     db.commit()
     return user, session
@@ -151,10 +143,7 @@ def post_token(body: TokenIn, who: Principal = Depends(current_principal), db: S
                p: Platform = Depends(get_platform)) -> dict:
     if who.session is None:
         raise HTTPException(403, "API tokens are issued from a signed-in session (password and second factor)")
-    try:
-        token = service.issue_api_token(p, db, who.user, body.name, body.days, body.scopes)
-    except service.IdentityError as exc:
-        raise HTTPException(422, str(exc)) from None
+    token = service.issue_api_token(p, db, who.user, body.name, body.days, body.scopes)
     return {"token": token, "days": body.days, "scopes": sorted(s.value for s in body.scopes)}
 
 
@@ -164,12 +153,9 @@ def list_tokens(who: Principal = Depends(current_principal), db: Session = Depen
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut, summary="Revoke one of your API tokens, now")
-def revoke_token(token_id: int, who: Principal = Depends(current_principal), db: Session = Depends(get_db),
+def revoke_token(token_id: TokenId, who: Principal = Depends(current_principal), db: Session = Depends(get_db),
                  p: Platform = Depends(get_platform)) -> TokenOut:
-    try:
-        return TokenOut.of(lifecycle.revoke_token(p, db, who.user, token_id))
-    except lifecycle.UserNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    return TokenOut.of(lifecycle.revoke_token(p, db, who.user, token_id))
 
 
 @router.post("/account/password", status_code=204,
@@ -179,12 +165,7 @@ def change_password(body: PasswordIn, request: Request, response: Response,
                     p: Platform = Depends(get_platform)) -> None:
     if who.session is None:
         raise HTTPException(403, "a password is changed from a signed-in session, not with an API token")
-    try:
-        lifecycle.change_password(p, db, who.user, body.current, body.new, keep_session=who.session.id_hash)
-    except WeakPassword as exc:
-        raise HTTPException(422, str(exc)) from None
-    except service.IdentityError as exc:
-        raise HTTPException(409, str(exc)) from None
+    lifecycle.change_password(p, db, who.user, body.current, body.new, keep_session=who.session.id_hash)
     remember_device(p, request, response, who.user)
 
 
@@ -216,9 +197,8 @@ def account_password(request: Request, current: str = Form(""), new: str = Form(
     try:
         lifecycle.change_password(p, db, who.user, current, new,
                                   keep_session=who.session.id_hash if who.session else None)
-    except (WeakPassword, service.IdentityError) as exc:
-        return _account_page(request, who, db, status=422 if isinstance(exc, WeakPassword) else 409,
-                             error=str(exc))
+    except (WeakPassword, service.IdentityError) as exc:  # not a mapping: the account page again, the error shown on it
+        return _account_page(request, who, db, status=problems.status_of(exc)[0], error=str(exc))
     response = RedirectResponse("/account", 303)
     remember_device(p, request, response, who.user)
     return response
@@ -234,18 +214,18 @@ def account_token(request: Request, name: str = Form(""), days: str = Form(""), 
         if not scopes:
             raise service.IdentityError("tick at least one scope: a token may do only what it is issued for")
         token = service.issue_api_token(p, db, who.user, name.strip()[:100] or "token", lifetime, scopes)
-    except (ValueError, service.IdentityError) as exc:
+    except ValueError as exc:  # the form's own checks and the domain's (IdentityError is one): the page again
         return _account_page(request, who, db, status=422, error=str(exc))
     return _account_page(request, who, db, status=201, new_token=token)
 
 
 @pages.post("/account/tokens/{token_id}/revoke")
-def account_revoke(token_id: int, request: Request, who: Principal = Depends(current_principal),
+def account_revoke(token_id: TokenId, request: Request, who: Principal = Depends(current_principal),
                    db: Session = Depends(get_db), p: Platform = Depends(get_platform)):  # noqa: ANN201
     from fastapi.responses import RedirectResponse
 
     try:
         lifecycle.revoke_token(p, db, who.user, token_id)
-    except lifecycle.UserNotFound as exc:
-        return _account_page(request, who, db, status=404, error=str(exc))
+    except lifecycle.UserNotFound as exc:  # not a mapping: the account page again, the error shown on it
+        return _account_page(request, who, db, status=problems.status_of(exc)[0], error=str(exc))
     return RedirectResponse("/account", 303)

@@ -61,18 +61,12 @@ def check_out(body: CheckOutIn, who: Principal = require(Permission.DEVICES_ASSI
     agent = db.scalar(select(User).where(User.username == body.username, User.tenant_id == who.tenant.id))
     if agent is None:
         raise HTTPException(404, f"no user {body.username} in your tenant")
-    try:
-        return _out(db, shifts.check_out(p, db, device, agent, actor_of(who.user)))
-    except shifts.ShiftError as exc:
-        raise HTTPException(409, str(exc)) from None
+    return _out(db, shifts.check_out(p, db, device, agent, actor_of(who.user)))
 
 
 @router.post("/checkin/{device_id}", response_model=ShiftOut, summary="Check a camera in at the end of a shift")
 def check_in(device_id: str, who: Principal = require(Permission.DEVICES_ASSIGN), db: Session = Depends(get_db),
              p: Platform = Depends(get_platform)) -> ShiftOut:
     device = _device(db, who, device_id)
-    try:
-        done = shifts.check_in(p, db, device, actor_of(who.user))
-        return _out(db, done.shift).model_copy(update={"warnings": done.warnings})
-    except shifts.ShiftError as exc:
-        raise HTTPException(409, str(exc)) from None
+    done = shifts.check_in(p, db, device, actor_of(who.user))
+    return _out(db, done.shift).model_copy(update={"warnings": done.warnings})
