@@ -18,15 +18,14 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import unquote
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from temoin.axis import vault as axis_vault
 from temoin.axis.models import AxisContainer, AxisObject
+from temoin.axis.objects import FIRST_SLOT, MAX_SMALL_OBJECT, data_key, epoch, text, title_case
 from temoin.db import utcnow
 from temoin.errors import (
     Conflict,
@@ -48,8 +47,6 @@ from temoin.vault.storage import blob_key
 # Swift's own limits on metadata (swift/common/constraints.py defaults).
 MAX_META_NAME, MAX_META_VALUE, MAX_META_COUNT, MAX_META_OVERALL = 128, 256, 90, 4096
 MAX_CONTAINER_NAME, MAX_OBJECT_NAME = 256, 1024
-MAX_SMALL_OBJECT = 32 * 1024 * 1024  # key files, GNSS trails, bookmarks, system/user/device objects
-FIRST_SLOT = 10_000  # staged slots never collide with the segment indexes (0..n-1) of the finished recording
 GENERATED = ("Capabilities.json", "Categories.json")
 EARLIEST = datetime(2010, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(hours=1)
@@ -85,11 +82,6 @@ def check_object_name(name: str) -> None:
             or any(part in (".", "..") for part in name.split("/")):
         raise InvalidInput(f"invalid object name {name[:80]!r}: 1 to {MAX_OBJECT_NAME} bytes, no control "
                            "character, no '.' or '..' path segment")
-
-
-def title_case(key: str) -> str:
-    """`x-object-meta` keys as the integration API writes them: first letter and each after a hyphen upper."""
-    return "-".join(part[:1].upper() + part[1:].lower() for part in key.split("-"))
 
 
 @dataclass(frozen=True)
@@ -139,22 +131,6 @@ def _check_totals(meta: dict[str, str]) -> None:
         raise InvalidInput(f"metadata larger than {MAX_META_OVERALL} bytes in all")
 
 
-def text(meta: dict[str, str], key: str) -> str | None:
-    """A metadata value decoded from its percent-encoded UTF-8; None when absent."""
-    value = meta.get(key.lower())
-    return None if value is None else unquote(value, errors="strict")
-
-
-def epoch(meta: dict[str, str], key: str) -> datetime | None:
-    value = text(meta, key)
-    if value is None or value == "":
-        return None
-    try:
-        return datetime.fromtimestamp(float(value), UTC)
-    except (ValueError, OverflowError, OSError):
-        raise InvalidInput(f"metadata {key} is {value[:40]!r}, not a UNIX time") from None
-
-
 def _in_bounds(at: datetime, what: str) -> datetime:
     if not EARLIEST <= at <= utcnow() + FUTURE_SLACK:
         raise InvalidInput(f"{what} {at.isoformat()} is out of bounds (before {EARLIEST.year} or in the future): "
@@ -182,16 +158,6 @@ def find_container(db: Session, tenant: Tenant, name: str) -> AxisContainer:
     if container is None:
         raise NotFound(f"no container {name[:80]!r}: create it with PUT first")
     return container
-
-
-def data_key(p: VaultContext, db: Session, container: AxisContainer) -> bytes:
-    if container.recording_id is not None:
-        rec = db.get(Recording, container.recording_id)
-        if rec is None or rec.wrapped_key is None:
-            raise Forbidden(f"recording {container.recording_id} was deleted: its content is destroyed")
-        return crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
-    assert container.wrapped_key is not None
-    return crypto.unwrap_key(p.keyring.master_key, container.wrapped_key, container.storage_id)
 
 
 def _axis_actor(tenant: Tenant) -> Actor:
@@ -243,8 +209,6 @@ def _new_recording(p: VaultContext, db: Session, tenant: Tenant, name: str, meta
 
 def put_container(p: VaultContext, db: Session, tenant: Tenant, name: str, change: MetaChange) -> bool:
     """Create a container (True) or merge its metadata (False, Swift's 202)."""
-    from temoin.axis import vault as axis_vault
-
     check_container_name(name)
     existing = db.scalar(select(AxisContainer).where(AxisContainer.tenant_id == tenant.id,
                                                      AxisContainer.name == name))
@@ -278,8 +242,6 @@ def put_container(p: VaultContext, db: Session, tenant: Tenant, name: str, chang
 
 def update_container(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, change: MetaChange) -> None:
     """Merge metadata (PUT on an existing container, or POST). Status turning Complete hands it to the vault."""
-    from temoin.axis import vault as axis_vault
-
     merged = change.merged_into(container.meta or {})
     if container.completed_at is not None:
         if merged == container.meta:
@@ -438,8 +400,6 @@ class ObjectUpload:
 
     def finish(self) -> AxisObject:
         """Seal the rest, make it durable, then make this version the object (the previous one is dropped)."""
-        from temoin.axis import vault as axis_vault
-
         try:
             if self.fill:
                 self._seal()
@@ -498,8 +458,6 @@ def _drop_slot(p: VaultContext, tenant: Tenant, container: AxisContainer, slot: 
 def post_object(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, name: str,
                 change: MetaChange) -> None:
     """POST on an object: its metadata becomes exactly what was sent (Swift replaces the whole set)."""
-    from temoin.axis import vault as axis_vault
-
     obj = find_object(db, container, name)
     if container.completed_at is not None:
         raise Forbidden(f"recording container {container.name!r} is complete and sealed in the vault")
@@ -514,26 +472,6 @@ def post_object(p: VaultContext, db: Session, tenant: Tenant, container: AxisCon
     elif obj.kind == "device":
         axis_vault.register_device(p, db, tenant, obj)
     db.commit()
-
-
-def read_object(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, obj: AxisObject) -> bytes:
-    """The plaintext of a small object (System/ objects, key files, GNSS trails, bookmarks)."""
-    if obj.size > MAX_SMALL_OBJECT:
-        raise InvalidInput(f"object {obj.name[:80]!r} is too large to be read whole")
-    key = blob_key(tenant.slug, container.storage_id, obj.slot)
-    dk = data_key(p, db, container)
-    opener = p.store.open if p.store.exists(key) else p.store.open_staged
-    with opener(key) as fh:
-        return b"".join(crypto.open_records(fh, dk))
-
-
-def device_public_key() -> bytes:
-    """An Ed25519 public key whose private half is thrown away: an Axis camera never signs Témoin requests."""
-    return Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def recording_metadata(obj_meta: dict[str, str]) -> dict[str, str]:
-    return {title_case(k): v for k, v in sorted(obj_meta.items())}
 
 
 def generated_document(name: str, categories: list[tuple[str, str]]) -> bytes:

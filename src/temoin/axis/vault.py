@@ -23,14 +23,7 @@ from sqlalchemy.orm import Session
 from temoin.axis import e2e
 from temoin.axis.connection import private_key
 from temoin.axis.models import AxisContainer, AxisObject
-from temoin.axis.store import (
-    FIRST_SLOT,
-    device_public_key,
-    epoch,
-    read_object,
-    recording_metadata,
-    text,
-)
+from temoin.axis.objects import FIRST_SLOT, device_public_key, epoch, read_object, recording_metadata, text
 from temoin.db import utcnow
 from temoin.errors import Conflict, Forbidden, InvalidInput
 from temoin.evidence.chain import chain_links

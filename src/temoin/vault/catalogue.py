@@ -38,6 +38,8 @@ from temoin.evidence.manifest import SignedReceipt
 from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState, Segment
+from temoin.vault.receipts import declared_lost  # noqa: F401 - also read as catalogue.declared_lost
+from temoin.vault.scrub import check_recording
 from temoin.vault.storage import blob_key
 
 GRANT_MINUTES = 30
@@ -479,13 +481,6 @@ def lost_indexes(db: Session, recording_ids: Sequence[str]) -> dict[str, list[in
     return out
 
 
-def declared_lost(rec: Recording) -> list[int]:
-    """The segments the vault's signed receipt names as lost at the camera (what the camera was told)."""
-    if not rec.receipt:
-        return []
-    return list(orjson.loads(rec.receipt).get("receipt", {}).get("lost_segments") or [])
-
-
 def stored_segments(rec: Recording) -> list[Segment]:
     """The segments whose bytes the vault holds, in order (all of them unless some were lost at the camera)."""
     return [s for s in rec.segments if s.complete]
@@ -614,7 +609,7 @@ def last_full_check(db: Session, rec: Recording) -> FullCheck | None:
 
 def verify_stored(p: VaultContext, db: Session, user: User, rec: Recording) -> FullCheck:
     """Re-read, decrypt and re-hash every stored segment of one recording now; journaled."""
-    from temoin.vault.scrub import check_recording
+
 
     tenant = db.get(Tenant, rec.tenant_id)
     problems, checked = check_recording(p, rec, tenant.slug)

@@ -16,7 +16,7 @@ from temoin.evidence import crypto
 from temoin.evidence.chain import chain_links
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
-from temoin.vault.catalogue import declared_lost
+from temoin.vault.receipts import declared_lost
 from temoin.vault.context import VaultContext
 from temoin.vault.models import Recording, RecordingState
 from temoin.vault.storage import BlobMissing, blob_key

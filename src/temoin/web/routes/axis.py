@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
 from temoin import errors
-from temoin.axis import connection, store
+from temoin.axis import connection, objects, store
 from temoin.evidence.crypto import RECORD_BYTES
 from temoin.identity.models import Tenant
 from temoin.identity.service import actor_of
@@ -100,7 +100,7 @@ def _authorised(request: Request, db: Session, p: Platform, account: str) -> Ten
 
 
 def _meta_headers(kind: str, meta: dict[str, str]) -> dict[str, str]:
-    return {f"X-{kind.title()}-Meta-{store.title_case(k)}": v for k, v in meta.items()}
+    return {f"X-{kind.title()}-Meta-{objects.title_case(k)}": v for k, v in meta.items()}
 
 
 @router.api_route("/v1/{account}", methods=["GET", "HEAD", "PUT", "POST", "DELETE", "COPY"],
@@ -196,7 +196,7 @@ def _read(p: Platform, db: Session, tenant: Tenant, container: str, name: str, m
         return Response(status_code=200, headers={**headers, "Content-Length": str(obj.size)})
     if found.kind != "system":
         return _text(403, WRITE_ONLY)
-    body = store.read_object(p, db, tenant, found, obj)
+    body = objects.read_object(p, db, tenant, found, obj)
     return Response(body, status_code=200, headers=headers, media_type="application/octet-stream")
 
 
