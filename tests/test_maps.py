@@ -1,0 +1,109 @@
+"""The maps on a fresh install: the offline basemap from the tenant's own streets, positions named by their
+nearest street, and the street search of the rights form."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from temoin.geo.streets import StreetsInvalid, fold
+from temoin.identity import service
+from temoin.identity.models import Tenant
+from temoin.journal.models import JournalEntry
+from temoin.law.access import Role
+from temoin.platform import Platform
+from temoin.web.basemap import load_streets
+from tests.helpers import make_commune, sign_in
+
+STREETS = {"type": "FeatureCollection", "features": [
+    {"type": "Feature", "properties": {"nom": "Rue du Port", "importance": 3},
+     "geometry": {"type": "LineString", "coordinates": [[4.079, 43.553], [4.080, 43.558], [4.081, 43.563]]}},
+    {"type": "Feature", "properties": {"name": "Quai des Pêcheurs"},
+     "geometry": {"type": "LineString", "coordinates": [[4.084, 43.553], [4.092, 43.554]]}},
+    {"type": "Feature", "properties": {"name": "Rue de l'Église"},
+     "geometry": {"type": "MultiLineString", "coordinates": [[[4.070, 43.560], [4.075, 43.560]]]}},
+    {"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": [[4.0, 43.0], [4.1, 43.1]]}},
+]}
+
+
+@pytest.fixture
+def commune(platform: Platform):  # noqa: ANN201
+    c = make_commune(platform, cameras=0)
+    with platform.session() as db:
+        load_streets(platform, db, platform.tenant(db, c.slug), STREETS)
+        db.commit()
+    return c
+
+
+def test_a_position_is_named_by_its_nearest_street(platform: Platform, client, commune) -> None:  # noqa: ANN001
+    sign_in(platform, client, commune.users[Role.CSU_OPERATOR])
+    r = client.get("/api/v1/map/place", params={"lat": 43.5580, "lon": 4.0803})
+    assert r.status_code == 200, r.text
+    place = r.json()
+    assert place["street"] == "Rue du Port" and 20 < place["distance_m"] < 30
+    assert place["coordinates"] == "43.55800, 4.08030"
+    # Far from every street: the coordinates alone, rather than a street that is not there.
+    far = client.get("/api/v1/map/place", params={"lat": 43.60, "lon": 4.08}).json()
+    assert far["street"] is None and far["coordinates"] == "43.60000, 4.08000"
+    assert client.get("/api/v1/map/place", params={"lat": 91, "lon": 4}).status_code == 422
+
+
+def test_streets_are_found_by_the_start_of_their_name_without_case_or_accents(platform: Platform, client,
+                                                                               commune) -> None:  # noqa: ANN001
+    sign_in(platform, client, commune.users[Role.MAYOR])
+    names = lambda q: [s["name"] for s in client.get("/api/v1/map/streets", params={"q": q}).json()]  # noqa: E731
+    assert names("quai des pe") == ["Quai des Pêcheurs"]
+    assert names("QUAI DES PÊ") == ["Quai des Pêcheurs"]
+    assert names("rue") == ["Rue de l'Église", "Rue du Port"]
+    assert names("rue de l eglise") == ["Rue de l'Église"]
+    assert names("port") == ["Rue du Port"]  # a word of the name
+    assert names("ort") == []  # a prefix, not any substring
+    found = client.get("/api/v1/map/streets", params={"q": "rue du"}).json()
+    assert found == [{"name": "Rue du Port", "lat": 43.558, "lon": 4.08}]  # a point on the street to centre on
+
+
+def test_the_streets_and_places_of_a_tenant_stay_its_own(platform: Platform, client, commune) -> None:  # noqa: ANN001
+    other = make_commune(platform, slug="autre-ville", cameras=0)
+    sign_in(platform, client, other.users[Role.MAYOR])
+    assert client.get("/api/v1/map/streets", params={"q": "rue"}).json() == []
+    assert client.get("/api/v1/map/place", params={"lat": 43.558, "lon": 4.0803}).json()["street"] is None
+    client.cookies.clear()
+    assert client.get("/api/v1/map/streets", params={"q": "rue"}).status_code == 401
+    assert client.get("/api/v1/map/place", params={"lat": 43.558, "lon": 4.08}).status_code == 401
+
+
+def test_the_offline_basemap_draws_the_named_streets_and_says_tiles_can_be_configured(
+        platform: Platform, client, commune) -> None:  # noqa: ANN001
+    sign_in(platform, client, commune.users[Role.CSU_OPERATOR])
+    b = client.get("/api/v1/map/basemap", headers={"Accept-Language": "fr-FR"}).json()
+    assert b["offline"] is True and b["tile_url"] is None
+    assert b["notice"] == "Fond de plan hors ligne : configurez une source de tuiles, voir docs/deploy.md"
+    streets = [f["properties"]["name"] for f in b["overlay"]["features"] if f["properties"]["kind"] == "street"]
+    assert streets == ["Quai des Pêcheurs", "Rue de l'Église", "Rue du Port"]  # the unnamed line is left out
+    assert any(f["properties"]["kind"] == "territory" for f in b["overlay"]["features"])
+    with platform.session() as db:
+        tenant = db.scalar(select(Tenant).where(Tenant.slug == commune.slug))
+        service.update_settings(platform, db, tenant, {"tile_url": "https://tiles.example/{z}/{x}/{y}.png",
+                                                       "tile_attribution": "© Example"})
+        db.commit()
+    b = client.get("/api/v1/map/basemap").json()
+    assert b["offline"] is False and b["notice"] is None and b["tile_url"].startswith("https://tiles.example/")
+
+
+def test_a_streets_file_without_named_lines_is_refused_and_a_load_is_journaled(platform: Platform, commune) -> None:
+    with platform.session() as db:
+        tenant = platform.tenant(db, commune.slug)
+        with pytest.raises(StreetsInvalid, match="named street"):
+            load_streets(platform, db, tenant, {"type": "FeatureCollection", "features": [
+                {"type": "Feature", "properties": {"kind": "territory"},
+                 "geometry": {"type": "Polygon", "coordinates": [[[4, 43], [4.1, 43], [4, 43.1], [4, 43]]]}}]})
+        with pytest.raises(StreetsInvalid, match="FeatureCollection"):
+            load_streets(platform, db, tenant, {"type": "LineString", "coordinates": [[4, 43], [4.1, 43]]})
+        events = db.scalars(select(JournalEntry.event).where(JournalEntry.event == "tenant.streets_set")).all()
+    assert len(events) == 1
+
+
+def test_fold_compares_without_case_accents_or_punctuation() -> None:
+    assert fold("Quai des Pêcheurs") == "quai des pecheurs"
+    assert fold("  RUE DE L'ÉGLISE ") == "rue de l eglise"
+    assert fold("Œuvre") == "œuvre"
