@@ -31,9 +31,18 @@ class Street:
     lines: tuple[tuple[tuple[float, float], ...], ...]  # each line's points as (lat, lon)
 
     def point(self) -> tuple[float, float]:
-        """A point on the street to show it by: the middle vertex of its longest line."""
-        line = max(self.lines, key=len)
-        return line[len(line) // 2]
+        """A point on the street to show it by: halfway along its longest line."""
+        def length(line: Sequence[tuple[float, float]]) -> list[float]:
+            return [math.dist(a, b) for a, b in zip(line, line[1:], strict=False)]  # degrees: fine for "halfway"
+
+        line = max(self.lines, key=lambda li: sum(length(li)))
+        left = sum(length(line)) / 2
+        for (a, b), leg in zip(zip(line, line[1:], strict=False), length(line), strict=True):
+            if leg >= left and leg > 0:
+                k = left / leg
+                return (round(a[0] + (b[0] - a[0]) * k, 7), round(a[1] + (b[1] - a[1]) * k, 7))
+            left -= leg
+        return line[0]
 
 
 @dataclass(frozen=True)
