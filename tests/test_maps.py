@@ -27,7 +27,7 @@ STREETS = {"type": "FeatureCollection", "features": [
 
 
 @pytest.fixture
-def commune(platform: Platform):  # noqa: ANN201
+def commune(platform: Platform):
     c = make_commune(platform, cameras=0)
     with platform.session() as db:
         load_streets(platform, db, platform.tenant(db, c.slug), STREETS)
@@ -35,7 +35,7 @@ def commune(platform: Platform):  # noqa: ANN201
     return c
 
 
-def test_a_position_is_named_by_its_nearest_street(platform: Platform, client, commune) -> None:  # noqa: ANN001
+def test_a_position_is_named_by_its_nearest_street(platform: Platform, client, commune) -> None:
     sign_in(platform, client, commune.users[Role.CSU_OPERATOR])
     r = client.get("/api/v1/map/place", params={"lat": 43.5580, "lon": 4.0803})
     assert r.status_code == 200, r.text
@@ -49,9 +49,9 @@ def test_a_position_is_named_by_its_nearest_street(platform: Platform, client, c
 
 
 def test_streets_are_found_by_the_start_of_their_name_without_case_or_accents(platform: Platform, client,
-                                                                               commune) -> None:  # noqa: ANN001
+                                                                               commune) -> None:
     sign_in(platform, client, commune.users[Role.MAYOR])
-    names = lambda q: [s["name"] for s in client.get("/api/v1/map/streets", params={"q": q}).json()]  # noqa: E731
+    names = lambda q: [s["name"] for s in client.get("/api/v1/map/streets", params={"q": q}).json()]
     assert names("quai des pe") == ["Quai des Pêcheurs"]
     assert names("QUAI DES PÊ") == ["Quai des Pêcheurs"]
     assert names("rue") == ["Rue de l'Église", "Rue du Port"]
@@ -62,7 +62,7 @@ def test_streets_are_found_by_the_start_of_their_name_without_case_or_accents(pl
     assert found == [{"name": "Rue du Port", "lat": 43.558, "lon": 4.08}]  # a point on the street to centre on
 
 
-def test_the_streets_and_places_of_a_tenant_stay_its_own(platform: Platform, client, commune) -> None:  # noqa: ANN001
+def test_the_streets_and_places_of_a_tenant_stay_its_own(platform: Platform, client, commune) -> None:
     other = make_commune(platform, slug="autre-ville", cameras=0)
     sign_in(platform, client, other.users[Role.MAYOR])
     assert client.get("/api/v1/map/streets", params={"q": "rue"}).json() == []
@@ -73,7 +73,7 @@ def test_the_streets_and_places_of_a_tenant_stay_its_own(platform: Platform, cli
 
 
 def test_the_offline_basemap_draws_the_named_streets_and_says_tiles_can_be_configured(
-        platform: Platform, client, commune) -> None:  # noqa: ANN001
+        platform: Platform, client, commune) -> None:
     sign_in(platform, client, commune.users[Role.CSU_OPERATOR])
     b = client.get("/api/v1/map/basemap", headers={"Accept-Language": "fr-FR"}).json()
     assert b["offline"] is True and b["tile_url"] is None

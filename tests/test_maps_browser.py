@@ -22,7 +22,7 @@ NOTICE = "Fond de plan hors ligne : configurez une source de tuiles, voir docs/d
 
 
 @pytest.fixture
-def page(browser, server_url: str):  # noqa: ANN201
+def page(browser, server_url: str):
     context = browser.new_context(base_url=server_url, locale="fr-FR", viewport={"width": 1280, "height": 1400})
     context.set_default_timeout(TIMEOUT_MS)
     pg = context.new_page()
@@ -30,7 +30,7 @@ def page(browser, server_url: str):  # noqa: ANN201
     context.close()
 
 
-def test_the_rights_form_picks_the_place_on_the_map_and_finds_streets_by_name(platform: Platform, page) -> None:  # noqa: ANN001
+def test_the_rights_form_picks_the_place_on_the_map_and_finds_streets_by_name(platform: Platform, page) -> None:
     commune = make_commune(platform, cameras=0)
     with platform.session() as db:
         load_streets(platform, db, platform.tenant(db, commune.slug), STREETS)

@@ -65,7 +65,7 @@ def street_index(db: Session, tenant_id: int, demo: bool) -> StreetIndex | None:
     if cached and cached[0] == loaded_at:
         return cached[1]
     geojson = db.scalar(select(TenantStreets.geojson).where(TenantStreets.tenant_id == tenant_id))
-    index = StreetIndex(parse_streets(geojson))
+    index = StreetIndex(parse_streets(geojson or {}))
     with _lock:
         _indexes[tenant_id] = (loaded_at, index)
     return index

@@ -12,6 +12,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from temoin.geo.geometry import EARTH_RADIUS_M
 
@@ -33,11 +34,11 @@ class Street:
     def point(self) -> tuple[float, float]:
         """A point on the street to show it by: halfway along its longest line."""
         def length(line: Sequence[tuple[float, float]]) -> list[float]:
-            return [math.dist(a, b) for a, b in zip(line, line[1:], strict=False)]  # degrees: fine for "halfway"
+            return [math.dist(a, b) for a, b in pairwise(line)]  # degrees: fine for "halfway"
 
         line = max(self.lines, key=lambda li: sum(length(li)))
         left = sum(length(line)) / 2
-        for (a, b), leg in zip(zip(line, line[1:], strict=False), length(line), strict=True):
+        for (a, b), leg in zip(pairwise(line), length(line), strict=True):
             if leg >= left and leg > 0:
                 k = left / leg
                 return (round(a[0] + (b[0] - a[0]) * k, 7), round(a[1] + (b[1] - a[1]) * k, 7))
@@ -129,7 +130,7 @@ class StreetIndex:
             defaultdict(list)
         for i, street in enumerate(self.streets):
             for line in street.lines:
-                for a, b in zip(line, line[1:], strict=False):
+                for a, b in pairwise(line):
                     pa, pb = self._xy(*a), self._xy(*b)
                     for cell in self._cells_of(pa, pb):
                         self._cells[cell].append((i, pa, pb))
