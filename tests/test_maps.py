@@ -107,3 +107,26 @@ def test_fold_compares_without_case_accents_or_punctuation() -> None:
     assert fold("Quai des Pêcheurs") == "quai des pecheurs"
     assert fold("  RUE DE L'ÉGLISE ") == "rue de l eglise"
     assert fold("Œuvre") == "œuvre"
+
+
+def test_a_rights_request_shows_its_place_and_its_candidates_closest_positions_as_streets(platform: Platform,
+                                                                                          client) -> None:
+    from datetime import timedelta
+
+    from temoin.geo import demo_commune
+    from tests.rights_helpers import AVENUE, _create, _scene
+
+    commune, t0, avenue, quay, _ = _scene(platform, client)
+    with platform.session() as db:
+        load_streets(platform, db, platform.tenant(db, commune.slug), demo_commune.commune())
+        db.commit()
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    req = _create(client, csrf, lat=AVENUE[0], lon=AVENUE[1], radius_m=5000,
+                  facts_start=(t0 - timedelta(minutes=10)).isoformat(),
+                  facts_end=(t0 + timedelta(minutes=10)).isoformat())
+    page = client.get(f"/rights/{req['id']}").text
+    assert '<span class="place-street">Avenue de la Mer</span> · <span class="place-coords">43.55600, 4.07000</span>' \
+        in page
+    rows = {rid: page.split(f'data-recording="{rid}"', 1)[1].split("</tr>", 1)[0] for rid in (avenue, quay)}
+    assert '<span class="place-street">Avenue de la Mer</span>' in rows[avenue]  # its fix closest to the place
+    assert '<span class="place-street">Quai des Pêcheurs</span>' in rows[quay]

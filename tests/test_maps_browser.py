@@ -94,3 +94,16 @@ def test_the_rights_form_picks_the_place_on_the_map_and_finds_streets_by_name(pl
     form.get_by_role("button", name="Enregistrer").click()
     expect(page).to_have_url(re.compile(r"/rights/\d+$"))
     expect(page.locator("#request-place")).to_have_text(f"Quai des Pêcheurs · 43.55360, 4.09000 ({widened} m)")
+
+
+def test_the_csu_map_draws_the_streets_with_their_names_and_says_it_is_offline(platform: Platform, page) -> None:
+    commune = make_commune(platform, cameras=0)
+    with platform.session() as db:
+        load_streets(platform, db, platform.tenant(db, commune.slug), STREETS)
+        db.commit()
+    sign_in_page(page, platform, commune.users[Role.CSU_OPERATOR])
+    page.goto("/live")
+    expect(page.locator("#csu-map .map-notice")).to_have_text(NOTICE)
+    page.wait_for_function("() => window.temoinCsu && window.temoinCsu.map")
+    page.evaluate("() => window.temoinCsu.map.setView([43.558, 4.080], 17, {animate: false})")
+    expect(page.locator("#csu-map .street-label", has_text="Rue du Port")).to_be_visible()
