@@ -130,3 +130,28 @@ def test_a_rights_request_shows_its_place_and_its_candidates_closest_positions_a
     rows = {rid: page.split(f'data-recording="{rid}"', 1)[1].split("</tr>", 1)[0] for rid in (avenue, quay)}
     assert '<span class="place-street">Avenue de la Mer</span>' in rows[avenue]  # its fix closest to the place
     assert '<span class="place-street">Quai des Pêcheurs</span>' in rows[quay]
+
+
+def test_the_cli_loads_a_tenants_streets_and_refuses_a_file_without_any(tmp_path, database_url: str) -> None:  # noqa: ANN001
+    import json
+    import os
+
+    from temoin.geo import demo_commune
+    from tests.test_cli import run
+
+    env = {**os.environ, "TEMOIN_HOME": str(tmp_path / "home"), "TEMOIN_DATABASE_URL": database_url, "COLUMNS": "200"}
+    streets, empty = tmp_path / "streets.geojson", tmp_path / "empty.geojson"
+    streets.write_text(json.dumps(STREETS), "utf-8")
+    empty.write_text(json.dumps({"type": "FeatureCollection", "features": []}), "utf-8")
+    assert run(env, "init").returncode == 0
+    territory = tmp_path / "territory.geojson"
+    territory.write_text(json.dumps(demo_commune.territory()), "utf-8")
+    r = run(env, "admin", "tenant", "create", "ville", "Ville", "--cameras", "1", "--territory", str(territory))
+    assert r.returncode == 0, r.stderr
+    r = run(env, "admin", "tenant", "streets", "ville", str(streets))
+    assert r.returncode == 0, r.stderr
+    assert "3 streets of ville loaded" in r.stdout
+    r = run(env, "admin", "tenant", "streets", "ville", str(empty))
+    assert r.returncode == 1 and "no named street" in r.stderr and "'name'" in r.stderr
+    r = run(env, "admin", "tenant", "streets", "nowhere", str(streets))
+    assert r.returncode == 1
