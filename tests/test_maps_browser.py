@@ -6,14 +6,19 @@ street."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from datetime import timedelta
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
+from temoin.db import utcnow
+from temoin.geo import demo_commune
 from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.web.basemap import load_streets
-from tests.helpers import make_commune, sign_in_page
+from tests.helpers import make_commune, sign_in_page, upload
 from tests.test_maps import STREETS
 
 pytestmark = pytest.mark.slow
@@ -107,3 +112,25 @@ def test_the_csu_map_draws_the_streets_with_their_names_and_says_it_is_offline(p
     page.wait_for_function("() => window.temoinCsu && window.temoinCsu.map")
     page.evaluate("() => window.temoinCsu.map.setView([43.558, 4.080], 17, {animate: false})")
     expect(page.locator("#csu-map .street-label", has_text="Rue du Port")).to_be_visible()
+
+
+@pytest.fixture
+def api(server_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server_url, timeout=30) as c:
+        yield c
+
+
+def test_the_review_player_names_the_street_the_marker_is_on(platform: Platform, page, api) -> None:  # noqa: ANN001
+    commune = make_commune(platform, cameras=1)
+    with platform.session() as db:
+        load_streets(platform, db, platform.tenant(db, commune.slug), demo_commune.commune())
+        db.commit()
+    rid, _ = upload(platform, api, commune, started_at=utcnow() - timedelta(hours=1), duration_s=4, segment_s=2,
+                    street="Rue du Port")
+    sign_in_page(page, platform, commune.users[Role.CHIEF])
+    page.goto(f"/recordings/{rid}")
+    form = page.locator("#motive-form")
+    form.get_by_label("Motif de la consultation").select_option("incident_review")
+    form.get_by_label("Précisez (obligatoire)").fill("Analyse de l'intervention rue du Port")
+    form.get_by_role("button", name="Consulter").click()
+    expect(page.locator("#marker-place")).to_have_text(re.compile(r"^Rue du Port · 43\.5\d{4}, 4\.0\d{4}$"))
