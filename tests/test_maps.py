@@ -132,7 +132,7 @@ def test_a_rights_request_shows_its_place_and_its_candidates_closest_positions_a
     assert '<span class="place-street">Quai des Pêcheurs</span>' in rows[quay]
 
 
-def test_the_cli_loads_a_tenants_streets_and_refuses_a_file_without_any(tmp_path, database_url: str) -> None:  # noqa: ANN001
+def test_the_cli_loads_a_tenants_streets_and_refuses_a_file_without_any(tmp_path, database_url: str) -> None:
     import json
     import os
 

@@ -120,7 +120,7 @@ def api(server_url: str) -> Iterator[httpx.Client]:
         yield c
 
 
-def test_the_review_player_names_the_street_the_marker_is_on(platform: Platform, page, api) -> None:  # noqa: ANN001
+def test_the_review_player_names_the_street_the_marker_is_on(platform: Platform, page, api) -> None:
     commune = make_commune(platform, cameras=1)
     with platform.session() as db:
         load_streets(platform, db, platform.tenant(db, commune.slug), demo_commune.commune())
