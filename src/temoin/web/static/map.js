@@ -126,8 +126,7 @@
       const entry = {street: undefined, waiting: []};
       places.set(key, entry);
       getJson("/api/v1/map/place?lat=" + lat.toFixed(6) + "&lon=" + lon.toFixed(6)).then(p => {
-        entry.street = p ? p.street : null;
-        if (!p) places.delete(key);  // not known: asked again next time
+        entry.street = p ? p.street : null;  // unanswered: the coordinates alone, not a request per redraw
         entry.waiting.splice(0).forEach(f => f());
       });
     }
