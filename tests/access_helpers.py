@@ -80,6 +80,8 @@ UNGUARDED: dict[tuple[str, str], str] = {
     ("POST", "/account/tokens/{token_id}/revoke"): SESSION,
     ("POST", "/logout"): SESSION,
     ("GET", "/api/v1/map/basemap"): SESSION,  # the commune's outline and streets: no content
+    ("GET", "/api/v1/map/place"): SESSION,  # the nearest street to a point: the same streets
+    ("GET", "/api/v1/map/streets"): SESSION,  # street names and a point on each: the same streets
     # The Axis Body Worn system: Swift sign-in with its connection file's credential, then its token (temoin.axis).
     ("GET", "/auth/v1.0"): PUBLIC,
     ("GET", "/auth/v1.0/"): PUBLIC,

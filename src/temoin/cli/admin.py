@@ -70,6 +70,32 @@ def tenant_territory(slug: str, territory: Path = typer.Argument(..., help="GeoJ
     console.print(f"territory of [bold]{slug}[/bold] set")
 
 
+@tenant_cmd.command("streets")
+def tenant_streets(slug: str, streets: Path = typer.Argument(
+        ..., help="GeoJSON file of the streets: LineString features named by a 'name' (or 'nom') property")) -> None:
+    """Load a tenant's streets (replacing any before): the offline basemap draws them with their names, positions
+    are shown by the nearest street, the rights form finds a street by name. See docs/maps.md. Journaled."""
+    import json
+
+    from temoin.geo.streets import StreetsInvalid
+    from temoin.web.basemap import load_streets
+
+    try:
+        geojson = json.loads(streets.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]cannot read {streets} as GeoJSON: {exc}[/red]")
+        raise typer.Exit(1) from None
+    p = open_platform()
+    with p.session() as db:
+        try:
+            count = load_streets(p, db, p.tenant(db, slug), geojson)
+        except (StreetsInvalid, LookupError) as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        db.commit()
+    console.print(f"{count} streets of [bold]{slug}[/bold] loaded")
+
+
 @tenant_cmd.command("settings")
 def tenant_settings(slug: str, assignments: list[str] = typer.Argument(
         None, help="KEY=VALUE to change (an empty VALUE puts the default back); none: show them")) -> None:

@@ -37,6 +37,7 @@ class Candidate:
     overlap_s: float
     distance_m: float | None  # closest GPS fix to the place; None without a place or without a track
     hold: dict | None  # the active hold, if any: {procedure, reference}
+    closest_at: tuple[float, float] | None = None  # (lat, lon) of that closest fix, shown as a street
 
 
 def _track(manifest: str) -> list[dict]:
@@ -48,6 +49,14 @@ def _track(manifest: str) -> list[dict]:
 
 def closest_fix_m(track: list[dict], lat: float, lon: float, start: datetime, end: datetime) -> float | None:
     """Distance from the place to the closest fix taken during the window (any fix if none was)."""
+    found = closest_fix(track, lat, lon, start, end)
+    return None if found is None else found[0]
+
+
+def closest_fix(track: list[dict], lat: float, lon: float, start: datetime,
+                end: datetime) -> tuple[float, float, float] | None:
+    """(distance in metres, lat, lon) of the fix closest to the place taken during the window (any fix if none
+    was); None without a fix."""
     lo, hi = start - FIX_SLACK, end + FIX_SLACK
 
     def in_window(fix: dict) -> bool:
@@ -58,7 +67,7 @@ def closest_fix_m(track: list[dict], lat: float, lon: float, start: datetime, en
         return at.tzinfo is not None and lo <= at <= hi
 
     fixes = [f for f in track if in_window(f)] or track
-    distances = [ground_distance_m(lat, lon, float(f["lat"]), float(f["lon"]))
+    distances = [(ground_distance_m(lat, lon, float(f["lat"]), float(f["lon"])), float(f["lat"]), float(f["lon"]))
                  for f in fixes if "lat" in f and "lon" in f]
     return min(distances) if distances else None
 
@@ -81,13 +90,16 @@ def find_candidates(db: Session, viewer: User, start: datetime, end: datetime, *
     found: list[Candidate] = []
     for row in rows:
         overlap = (min(end, row.ended_at) - max(start, row.started_at)).total_seconds()
-        distance = None
+        distance, closest_at = None, None
         if lat is not None and lon is not None:
-            distance = closest_fix_m(_track(row.manifest), lat, lon, start, end)
+            closest = closest_fix(_track(row.manifest), lat, lon, start, end)
+            if closest is not None:
+                distance, closest_at = closest[0], (closest[1], closest[2])
             if radius_m is not None and distance is not None and distance > radius_m:
                 continue
         found.append(Candidate(row.id, row.device_id, row.agent_ref, row.started_at, row.ended_at,
-                               round(max(0.0, overlap), 1), None if distance is None else round(distance, 1), None))
+                               round(max(0.0, overlap), 1), None if distance is None else round(distance, 1), None,
+                               closest_at))
     if lat is not None and lon is not None:
         found.sort(key=lambda c: (c.distance_m is None, c.distance_m or 0.0, c.started_at))
     found = found[:limit]

@@ -11,6 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.geo.street_map import street_index
+from temoin.geo.streets import place_of
 from temoin.law.access import Permission, allows
 from temoin.platform import Platform
 from temoin.rights import copies as copies_mod
@@ -98,7 +100,9 @@ def _request_page(request: Request, who: Principal, p: Platform, db: Session, re
     except SearchWindowInvalid as exc:
         window_error = exc.message
     copies = list(db.scalars(select(RedactedCopy).where(RedactedCopy.request_id == req.id).order_by(RedactedCopy.id)))
+    streets = street_index(db, who.tenant.id, who.tenant.demo)
     return _page(request, "rights_request.html", who, status=status, req=req, overdue=register.is_overdue(req),
+                 place=lambda lat, lon: place_of(streets, lat, lon),  # a position as its nearest street
                  found=found, window_error=window_error, copies=copies, proposals=erasure.proposals_of(db, req),
                  next_statuses=[s.value for s in register.TRANSITIONS[RequestStatus(req.status)]],
                  can_redact=allows(who.role, Permission.RECORDINGS_REDACT), **extra)

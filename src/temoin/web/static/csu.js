@@ -8,7 +8,6 @@
   // Text from the server (camera, street and agent names) goes into the DOM as text, never as HTML: Leaflet's
   // tooltips and attributions take HTML strings, so they get an element whose textContent is the text.
   const asText = (s) => { const el = document.createElement("span"); el.textContent = String(s ?? ""); return el; };
-  const escapeHtml = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const settings = JSON.parse($("csu-settings").textContent);
   const lang = document.documentElement.lang === "en" ? "en" : "fr";
@@ -80,7 +79,9 @@
   window.temoinDashboard = {sessions: state.sessions, get alerts() { return state.alerts; }};
   const locale = lang === "en" ? "en-GB" : "fr-FR";
   const time = (iso) => iso ? new Date(iso).toLocaleTimeString(locale, {timeZone: "Europe/Paris"}) : "";
-  const pos = (p) => p ? `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}` + (p.accuracy_m ? ` (± ${Math.round(p.accuracy_m)} m)` : "") : "—";
+  // A position in words (the nearest street, then the coordinates); drawn again once the street is known.
+  const pos = (p) => p ? TemoinMap.placeText(p.lat, p.lon, () => { renderAlert(); renderTable(); })
+    + (p.accuracy_m ? ` (± ${Math.round(p.accuracy_m)} m)` : "") : "—";
   const api = async (method, path, body) => {
     const init = {method, headers: {"X-CSRF-Token": csrf}};
     if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
@@ -123,15 +124,9 @@
   let alertMarker = null;
 
   async function loadBasemap() {
-    const b = await api("GET", "/api/v1/map/basemap");
-    if (b.tile_url) L.tileLayer(b.tile_url, {attribution: escapeHtml(b.attribution), maxZoom: 20}).addTo(layers.basemap);
-    const overlay = L.geoJSON(b.overlay, {
-      style: (f) => f.properties.kind === "territory"
-        ? {color: "#1d2433", weight: 2, fillColor: "#fff", fillOpacity: b.tile_url ? 0 : 0.6, dashArray: "6 4"}
-        : {color: "#94a3b8", weight: 6, opacity: 0.9},
-      onEachFeature: (f, layer) => { if (f.properties.name) layer.bindTooltip(asText(f.properties.name), {sticky: true}); },
-    }).addTo(layers.basemap);
-    if (b.overlay.features.length) map.fitBounds(overlay.getBounds(), {padding: [10, 10]});
+    // The same basemap as every map (map.js): tiles or the offline overlay with the street names, and its notice.
+    const bounds = TemoinMap.drawBasemap(map, await api("GET", "/api/v1/map/basemap"), layers.basemap);
+    if (bounds) map.fitBounds(bounds, {padding: [10, 10]});
   }
 
   // A point `m` metres from (lat, lon) on a compass bearing (a local flat approximation: fine within a few km).

@@ -245,6 +245,8 @@
       marker.setLatLng(p);
       el.dataset.markerLat = p[0].toFixed(7);
       el.dataset.markerLon = p[1].toFixed(7);
+      const placeOut = document.getElementById("marker-place");  // the marker's place in words (map.js)
+      if (placeOut) TemoinMap.showPlace(placeOut, p[0], p[1]);
       el.dataset.videoTime = t.toFixed(2);
     }
 
