@@ -116,6 +116,10 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     async def _to_login(request: Request, exc: pages.SignInRequired) -> Response:
         return RedirectResponse("/login", 303)
 
+    @app.exception_handler(pages.PasswordChangeRequired)
+    async def _to_account(request: Request, exc: pages.PasswordChangeRequired) -> Response:
+        return RedirectResponse("/account", 303)  # the only page open until the password is the user's own
+
     # Outermost last: the body limit acts before anything reads the body; every answer, a 413 included, carries
     # the security headers (content security policy, HSTS on TLS).
     app.add_middleware(hardening.BodyLimit, settings=p.settings)
