@@ -54,14 +54,14 @@ def test_the_api_documentation_works_offline(platform: Platform, server: str, br
     try:
         page.goto("/docs")
         # The operations list, drawn by Swagger UI from /openapi.json.
-        expect(page.locator(".opblock-summary-path", has_text="/api/v1/platform").first).to_be_visible()
+        expect(page.locator(".opblock-summary-path", has_text="/api/v1/platform").first).to_be_visible(timeout=30_000)
         assert page.locator(".opblock").count() > 20
         assert tried == [] and violations == []
         csp = page.request.get("/docs").headers["content-security-policy"]
         assert "cdn.jsdelivr.net" not in csp and "https:" not in csp
 
         page.goto("/redoc")  # the other rendering, offline too (its "powered by" logo stays away: an image)
-        expect(page.get_by_text("/api/v1/platform").first).to_be_attached()
+        expect(page.get_by_text("/api/v1/platform").first).to_be_attached(timeout=30_000)  # a large document
         assert tried == [] and [v for v in violations if "Loading the image" not in v] == []
     finally:
         context.close()
