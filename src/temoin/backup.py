@@ -84,8 +84,9 @@ def _libpq(database_url: str) -> tuple[list[str], dict[str, str]]:
     process list."""
     url = make_url(database_url)
     args = ["--dbname", url.database or "postgres"]
-    if url.host:
-        args += ["--host", url.host]
+    host = url.host or url.query.get("host")  # ?host=/var/run/postgresql: the local socket
+    if host:
+        args += ["--host", str(host)]
     if url.port:
         args += ["--port", str(url.port)]
     if url.username:
