@@ -7,6 +7,8 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
 
+step() { echo "dev.sh: $*" >&2; }  # one line per step: the set-up says what it is doing
+
 apt_install() {  # apt_install PKG... : Debian packages, only when missing
   local missing=()
   for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
@@ -14,19 +16,24 @@ apt_install() {  # apt_install PKG... : Debian packages, only when missing
   if ! command -v apt-get >/dev/null; then
     echo "dev.sh: please install ${missing[*]} (no apt-get here)" >&2; return 1
   fi
-  echo "dev.sh: installing ${missing[*]}" >&2
+  step "installing ${missing[*]} (Debian packages)"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 venv() {
   if [ ! -x .venv/bin/python ]; then
+    step "creating the virtual environment (.venv)"
     "$PY" -m venv .venv 2>/dev/null || { apt_install python3-venv && "$PY" -m venv .venv; }
   fi
   local stamp=.venv/.installed
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    step "upgrading pip"
     .venv/bin/python -m pip install -q --upgrade pip
+    step "installing Python packages (a few minutes the first time)"
     .venv/bin/python -m pip install -q -e '.[test]'
     touch "$stamp"
+  else
+    step "Python packages up to date"
   fi
 }
 
@@ -40,6 +47,7 @@ try:
 except Exception:
     sys.exit(1)
 PY
+  step "starting a local PostgreSQL for the tests"
   if ! command -v pg_ctlcluster >/dev/null; then apt_install postgresql || true; fi
   if command -v pg_ctlcluster >/dev/null; then
     local version; version=$(ls /etc/postgresql | sort -V | tail -n 1)
@@ -53,14 +61,17 @@ case "${1:-}" in
   demo)
     venv
     shift
+    step "starting the demo (temoin demo $*)"
     exec .venv/bin/temoin demo "$@"
     ;;
   test)
     venv
     # rsyslog: the journal witness tests start a real rsyslogd; openssl: the timestamp tests run a real TSA
+    step "checking chromium ffmpeg rsyslog openssl (the browser, media, witness and timestamp tests)"
     apt_install chromium ffmpeg rsyslog openssl
     postgres_up
     shift
+    step "running the tests (pytest $*)"
     exec .venv/bin/python -m pytest "$@"
     ;;
   *)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from temoin.cli import admin, axis, camera, demo, extraction, journal, keys, maintenance, reports, rights, server, \
-    supervision, vault
+from temoin.cli import admin, axis, backup, camera, demo, extraction, journal, keys, maintenance, reports, rights, \
+    server, supervision, vault
 from temoin.cli.context import CommandGroup, err
 
 app = typer.Typer(help="Témoin: body-worn cameras for municipal police.", no_args_is_help=True, cls=CommandGroup)
@@ -24,6 +24,7 @@ app.add_typer(reports.report_app, name="report")
 app.add_typer(supervision.cctv_app, name="cctv")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(axis.axis_app, name="axis")
+app.add_typer(backup.backup_app, name="backup")
 app.command("verify")(extraction.verify_command)
 app.command("extract")(extraction.extract_command)
 app.command("init")(server.init)

@@ -172,6 +172,7 @@ def user_create(tenant: str, username: str, display_name: str,
                 actor = actor_of(granter)
             new = create_user(p, db, t, username=username, display_name=display_name, role=role,
                               agent_number=agent_number, communes=commune or None, by=actor)
+            new.user.must_change_password = True  # the one-time password is seen by whoever runs this
         except NotAuthenticated as exc:
             err.print(f"[red]{exc}[/red]\n[dim]the role {role.value} is granted by the mayor: give --by MAYOR "
                       "(a tenant's first mayor is created without it)[/dim]")

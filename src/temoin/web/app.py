@@ -10,9 +10,11 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.staticfiles import StaticFiles
 from xstatic.pkg import leaflet
 
@@ -25,6 +27,7 @@ from temoin.web import hardening, pages, problems, refusals, rights
 from temoin.web.routes import (admin, axis, camera, cctv, dispatch, erasure_certificate, extractions, ingest, journal,
                                keys, live, maps, recordings, reports, session, shifts)
 
+API_DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 log = logging.getLogger("temoin.retention")
 
 
@@ -85,7 +88,7 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
         except Exception:  # noqa: BLE001 - shutting down: say so, do not hide the shutdown
             log.exception("journaling the last refused authentications failed")
 
-    app = FastAPI(title="Témoin", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="Témoin", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Body-worn cameras: evidence vault, live supervision, camera agent.")
     app.state.platform = p
     app.state.live = LiveHub(p)
@@ -95,7 +98,27 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
         lambda db, s, by: dispatch_service.recall_for_incident(p, db, app.state.live.bus, s, by))
     # Leaflet from its Python package: the map works with no network (xstatic-leaflet).
     app.mount("/static/leaflet", StaticFiles(directory=leaflet.BASE_DIR), name="leaflet")
+    # Swagger UI (Apache-2.0) and ReDoc (MIT) from the fastapi-offline package: /docs and /redoc work with no network.
+    app.mount("/static/api-docs", StaticFiles(directory=API_DOCS_ASSETS), name="api-docs")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> Response:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="Témoin · API",
+                                   swagger_js_url="/static/api-docs/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/api-docs/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon.svg",
+                                   oauth2_redirect_url="/docs/oauth2-redirect")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def api_docs_oauth2_redirect() -> Response:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def api_redoc() -> Response:
+        return get_redoc_html(openapi_url=app.openapi_url or "/openapi.json", title="Témoin · API",
+                              redoc_js_url="/static/api-docs/redoc.standalone.js",
+                              redoc_favicon_url="/static/favicon.svg", with_google_fonts=False)
     for router in (session.router, ingest.router, recordings.router, journal.router, admin.router,
                    admin.devices_router, shifts.router, camera.router, live.router, live.pages, cctv.router,
                    cctv.pages, dispatch.router, dispatch.pages, extractions.router, extractions.pages, rights.router,
@@ -115,6 +138,10 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     @app.exception_handler(pages.SignInRequired)
     async def _to_login(request: Request, exc: pages.SignInRequired) -> Response:
         return RedirectResponse("/login", 303)
+
+    @app.exception_handler(pages.PasswordChangeRequired)
+    async def _to_account(request: Request, exc: pages.PasswordChangeRequired) -> Response:
+        return RedirectResponse("/account", 303)  # the only page open until the password is the user's own
 
     # Outermost last: the body limit acts before anything reads the body; every answer, a 413 included, carries
     # the security headers (content security policy, HSTS on TLS).

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +18,7 @@ from temoin.errors import Unauthenticated
 from temoin.evidence.manifest import Trigger
 from temoin.identity import service
 from temoin.identity.models import Tenant
+from temoin.identity.secrets import totp_uri
 from temoin.journal.service import parse_body
 from temoin.journal.verify import verify_all
 from temoin.law.access import MOTIVE_LABELS, Motive, Permission, allows, motives_for, place_motives_for
@@ -39,6 +41,10 @@ class SignInRequired(Unauthenticated):
     """A page asked anonymously: the app sends the visitor to the sign-in page."""
 
 
+class PasswordChangeRequired(Exception):
+    """A page asked before the user chose their own password (created or reset by someone else)."""
+
+
 class PageRequire(Require):
     """Like Require, for pages: an anonymous visitor is sent to the sign-in page."""
 
@@ -49,8 +55,16 @@ class PageRequire(Require):
         except HTTPException as exc:
             if exc.status_code == 401:
                 raise SignInRequired() from None
+            if exc.status_code == 403 and _must_change_password(request, db):
+                raise PasswordChangeRequired() from None
             raise
         return super().__call__(principal)
+
+
+def _must_change_password(request: Request, db: Session) -> bool:
+    cookie = request.cookies.get(service.SESSION_COOKIE)
+    found = service.session_for(db, cookie) if cookie else None
+    return found is not None and found[0].second_factor_ok and found[1].must_change_password
 
 
 def home_for(who: Principal) -> str:
@@ -118,9 +132,38 @@ def login(request: Request, username: str = Form(max_length=64), password: str =
     return response
 
 
+def totp_qr_svg(uri: str) -> Markup:
+    """The otpauth URI as a QR code in inline SVG (paths only: no script, no style, allowed by the CSP)."""
+    import segno
+
+    return Markup(segno.make(uri, error="m").svg_inline(scale=5, border=4, dark="#000", light="#fff", omitsize=True))
+
+
+def grouped(secret: str) -> str:
+    """The secret by groups of 4 characters, easier to type into an authenticator app by hand."""
+    return " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+
+
+def _enrolment(p: Platform, db: Session, request: Request) -> dict | None:
+    """The authenticator to enrol, shown at the second step of a first sign-in only: the password was set by
+    someone else (created or reset) and no code of this secret was ever accepted; from the first code on it is
+    never shown again."""
+    cookie = request.cookies.get(service.SESSION_COOKIE)
+    found = service.session_for(db, cookie) if cookie else None
+    if found is None:
+        return None
+    session, user = found
+    if session.second_factor_ok or not user.must_change_password or user.totp_last_step != 0 \
+            or user.totp_secret is None:
+        return None
+    secret = service.totp_secret_of(p, user)
+    return {"qr": totp_qr_svg(totp_uri(secret, user.username)), "secret": grouped(secret)}
+
+
 @router.get("/login/totp")
-def totp_form(request: Request, next_: str = Query("", alias="next")) -> HTMLResponse:
-    return page(request, "totp.html", next=_back_to(next_))
+def totp_form(request: Request, next_: str = Query("", alias="next"), db: Session = Depends(get_db),
+              p: Platform = Depends(get_platform)) -> HTMLResponse:
+    return page(request, "totp.html", next=_back_to(next_), enrolment=_enrolment(p, db, request))
 
 
 @router.post("/login/totp")
@@ -136,7 +179,8 @@ def totp(request: Request, code: str = Form(max_length=12), next_: str = Form(""
         return page(request, "totp.html", status=exc.status_code if isinstance(exc, HTTPException)
                     else problems.status_of(exc)[0],
                     error=gettext(lang, "Wrong or already used code: type the current code of your authenticator.")
-                    if signed_in else gettext(lang, "Sign in with your password first."), next=next_)
+                    if signed_in else gettext(lang, "Sign in with your password first."), next=next_,
+                    enrolment=_enrolment(p, db, request))
     home = "/account" if user.must_change_password else next_ or home_for(
         Principal(user, db.get(Tenant, user.tenant_id), session))
     response = RedirectResponse(home, 303)
