@@ -59,3 +59,21 @@ def when(lang: str, value: date | datetime, time: bool = True, seconds: bool = T
 def number(lang: str, value: float | int, digits: int = 2) -> str:
     """A number in the locale's way (French 1,02; English 1.02), `digits` decimals at most."""
     return format_decimal(round(value, digits), format=f"#,##0.{'#' * digits}" if digits else "#,##0", locale=lang)
+
+
+def for_scripts(lang: str) -> dict[str, dict]:
+    """The whole catalogue of `lang` as data for the pages' scripts (one catalogue, no JS tables): `messages`
+    (English msgid → text) and `labels` (kind → code → label)."""
+    lang = lang if lang in LANGS else DEFAULT_LANG
+    with (LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po").open("rb") as po:
+        catalog = read_po(po, locale=lang)
+    messages: dict[str, str] = {}
+    labels: dict[str, dict[str, str]] = {}
+    for m in catalog:
+        if not m.id or not isinstance(m.id, str) or not m.string:
+            continue
+        if m.context:
+            labels.setdefault(m.context, {})[m.id] = str(m.string)
+        else:
+            messages[m.id] = str(m.string)
+    return {"lang": lang, "messages": messages, "labels": labels}

@@ -9,12 +9,15 @@ so a template shows pgettext("status", r.status) and never the raw code. The .po
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import cache
 
-from fastapi import Request
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response
 from jinja2 import Environment, pass_context
+from markupsafe import Markup
 
 # The catalogue and the formats live in temoin.texts, below the PDF makers; the pages use them from here.
-from temoin.texts import DEFAULT_LANG, LANGS, LOCALE_DIR, PARIS, TRANSLATIONS, gettext, label, number, when
+from temoin.texts import DEFAULT_LANG, LANGS, LOCALE_DIR, PARIS, TRANSLATIONS, for_scripts, gettext, label, number, when
 
 __all__ = ["DEFAULT_LANG", "EXTRACT_KEYWORDS", "LANGS", "LOCALE_DIR", "PARIS", "TRANSLATIONS", "gettext", "install",
            "label", "lang_of", "number", "when"]
@@ -65,9 +68,38 @@ def _template_number(context, value: float | int, digits: int = 2) -> str:  # no
     return number(context.get("lang", DEFAULT_LANG), value, digits)
 
 
+# --- the scripts' texts: the same catalogue, as JSON ---------------------------------------------------------
+# csu.js, review.js and the live viewer read it from an inline <script type="application/json"> (data, not code:
+# the CSP's script-src 'self' allows it) or from /i18n/<lang>.json. Built once per process from the .po files.
+
+@cache
+def scripts_json(lang: str) -> str:
+    # Inside a <script> element "</" must not close it.
+    return orjson.dumps(for_scripts(lang)).decode().replace("</", "<\\/")
+
+
+@pass_context
+def _template_scripts_catalogue(context) -> Markup:  # noqa: ANN001
+    lang = context.get("lang", DEFAULT_LANG)
+    return Markup('<script id="temoin-i18n" type="application/json">{}</script>').format(  # noqa: S704
+        Markup(scripts_json(lang)))  # noqa: S704 - JSON made here from the catalogue, "</" escaped
+
+
+router = APIRouter(tags=["pages"])
+
+
+@router.get("/i18n/{lang}.json", summary="The texts of the pages' scripts in one language (the catalogue as JSON)")
+def scripts_catalogue(lang: str) -> Response:
+    if lang not in LANGS:
+        raise HTTPException(404, f"no texts in {lang!r}: ask for one of {', '.join(LANGS)}")
+    return Response(scripts_json(lang), media_type="application/json",
+                    headers={"Cache-Control": "public, max-age=3600"})
+
+
 def install(env: Environment) -> None:
     env.add_extension("jinja2.ext.i18n")
     env.install_gettext_callables(_template_gettext, _template_ngettext, newstyle=False,  # type: ignore[attr-defined]
                                   pgettext=_template_pgettext)
     env.filters["local_date"] = _template_date
     env.filters["local_number"] = _template_number
+    env.globals["scripts_catalogue"] = _template_scripts_catalogue
