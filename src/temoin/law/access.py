@@ -22,18 +22,6 @@ class Role(StrEnum):
     AUDITOR = "auditor"  # reads and verifies the journal
 
 
-ROLE_LABELS_FR = {
-    Role.MAYOR: "Maire / président d'EPCI",
-    Role.CHIEF: "Responsable du service",
-    Role.DESIGNATED_AGENT: "Agent habilité",
-    Role.AGENT: "Agent",
-    Role.CSU_OPERATOR: "Opérateur CSU",
-    Role.DPO: "Délégué à la protection des données",
-    Role.TECH_ADMIN: "Administrateur technique",
-    Role.AUDITOR: "Auditeur",
-}
-
-
 class Permission(StrEnum):
     RECORDINGS_LIST = "recordings.list"  # metadata only
     RECORDINGS_VIEW = "recordings.view"  # content: playback, download

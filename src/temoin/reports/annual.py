@@ -379,13 +379,6 @@ def annual_report(db: Session, tenant: Tenant, year: int, keys: KeySet | None = 
 
 # --- presentation: the same rows feed the CSV, the PDF and the page ------------------------------------
 
-PROCEDURE_FR = {"judicial": "judiciaires", "administrative": "administratives", "disciplinary": "disciplinaires"}
-KIND_FR = {"access": "accès", "erasure": "effacement", "limitation": "limitation", "rectification": "rectification",
-           "objection": "opposition"}
-STATUS_FR = {"received": "reçues", "in_progress": "en cours", "answered": "répondues", "refused": "refusées",
-             "restricted": "restreintes (accès indirect CNIL)"}
-
-
 def period_rows(f: Figures, *, csv: bool = False) -> list[tuple[str, str, str]]:
     """(section, item, value) of a period's figures, in French (the report goes to the prefect). Numbers in the
     French way (1,02 h) for the PDF and the page; `csv` keeps dot decimals for spreadsheets and scripts."""
@@ -398,11 +391,11 @@ def period_rows(f: Figures, *, csv: bool = False) -> list[tuple[str, str, str]]:
     rows += [("Enregistrements par déclenchement", label("fr", "trigger", trigger), str(n)) for trigger, n in sorted(f.recordings_by_trigger.items())]
     rows += [("Enregistrements par mois", month, str(n)) for month, n in f.recordings_by_month.items()]
     procedures = "Procédures ayant nécessité une extraction ou une conservation"
-    rows += [(procedures, PROCEDURE_FR[k], str(f.procedures.get(k, 0))) for k in PROCEDURE_TYPES]
+    rows += [(procedures, label("fr", "report_procedure", k), str(f.procedures.get(k, 0))) for k in PROCEDURE_TYPES]
     rows.append(("Consultations", "Nombre de consultations", str(f.consultations)))
     rows += [("Consultations par motif", label("fr", "motive", code), str(n)) for code, n in f.consultations_by_motive.items()]
     rows.append(("Extractions", "Nombre d'extractions", str(f.extractions)))
-    rows += [("Extractions par type de procédure", PROCEDURE_FR.get(k, k), str(n))
+    rows += [("Extractions par type de procédure", label("fr", "report_procedure", k), str(n))
              for k, n in f.extractions_by_procedure.items()]
     rows += [("Extractions par destinataire", label("fr", "recipient", k), str(n)) for k, n in f.extractions_by_recipient.items()]
     rows += [
@@ -412,8 +405,8 @@ def period_rows(f: Figures, *, csv: bool = False) -> list[tuple[str, str, str]]:
         ("Transmission en direct", "Visionnages en direct", str(f.live_viewings)),
         ("Droits des personnes", "Demandes reçues", str(f.rights_requests)),
     ]
-    rows += [("Droits des personnes par type", KIND_FR.get(k, k), str(n)) for k, n in sorted(f.rights_by_kind.items())]
-    rows += [("Droits des personnes par issue", STATUS_FR.get(k, k), str(n)) for k, n in sorted(f.rights_by_outcome.items())]
+    rows += [("Droits des personnes par type", label("fr", "report_kind", k), str(n)) for k, n in sorted(f.rights_by_kind.items())]
+    rows += [("Droits des personnes par issue", label("fr", "report_status", k), str(n)) for k, n in sorted(f.rights_by_outcome.items())]
     rows += [
         ("Droits des personnes", "Répondues dans le délai", str(f.rights_answered_on_time)),
         ("Droits des personnes", "En retard, sans réponse", str(f.rights_overdue)),
