@@ -24,7 +24,7 @@ from temoin.platform import Platform
 from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
 from temoin.web.deps import Principal, Require, csrf_sent, current_principal, get_db, get_platform
-from temoin.web.i18n import LANGS, gettext, label, lang_of
+from temoin.web.i18n import LANGS, gettext, label, lang_of, when
 from temoin.web.templating import page
 from temoin.web.routes.session import pages as account_pages
 from temoin.web.routes.session import remember_device, second_factor, sign_in, sign_out
@@ -218,7 +218,7 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
     # The places (R241-10) are drawn only for a search given a motive, which journaled them.
     tracks = catalogue.tracks_of(db, found) if motive is not None else {}
     mapped = [{"id": r.id, "agent": r.agent_ref, "camera": r.device_id,
-               "started": r.started_at.astimezone(PARIS).strftime("%d/%m/%Y %H:%M:%S"),
+               "started": when(lang, r.started_at),
                "points": tracks[r.id].simplified(TRACK_POINTS_ON_LIST) if r.id in tracks else []} for r in found]
     place_motives = [(m.value, label(lang, "motive", m.value)) for m in sorted(place_motives_for(who.role))]
     return page(request, "recordings.html", who=who, recordings=found, held=held, form=form, errors=errors,
