@@ -78,3 +78,16 @@ def test_the_annual_report_pdf_reads_french_labels_and_numbers(platform, client)
     assert re.search(r"établi le \d\d/\d\d/\d{4} \d\d:\d\d", text) and not ISO_DATE.search(text)
     csv_text = client.get(f"/api/v1/reports/annual/{year}.csv").text
     assert "judicial_police" not in csv_text and re.search(r"Heures enregistrées,0\.\d\d", csv_text)
+
+
+def test_the_custody_pdf_names_the_events_recipient_and_procedure_in_french(platform, client, tmp_path) -> None:
+    from tests.extraction_helpers import _download, _extract
+
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=2, segment_s=1, trigger=Trigger.FLAGRANT_OFFENCE)
+    out = _extract(client, sign_in(platform, client, commune.users[Role.CHIEF]), [rid])
+    _zip, folder = _download(client, out, tmp_path)
+    text = " ".join(_pdf_text((folder / "chain-of-custody.pdf").read_bytes()).split())  # lines joined
+    assert "Collecte : enregistrement versé au coffre" in text  # the event's sentence (its code beside it)
+    assert "officier ou agent de police judiciaire" in text and "(judicial_police)" not in text
+    assert "judiciaire — PV 2026/004512" in text and "flagrant délit" in text and "trigger flagrant_offence" not in text
