@@ -12,13 +12,20 @@ from playwright.sync_api import expect
 from temoin.law.access import Role
 from temoin.platform import Platform
 from tests.helpers import make_commune
-from tests.live_helpers import FIX, _cheap_password_hashes, as_camera, on_shift, server, settings  # noqa: F401
+from tests.live_helpers import (  # noqa: F401
+    FIX,
+    _cheap_password_hashes,
+    as_camera,
+    on_shift,
+    server,
+    settings,
+)
 from tests.test_csu_field import open_dashboard
 
 pytestmark = pytest.mark.slow
 
 
-def press_live(url: str, commune) -> str:  # noqa: ANN001
+def press_live(url: str, commune) -> str:
     """The camera's live button (the request alone: no media), signed over its body as the camera signs it."""
     r = httpx.post(f"{url}/api/v1/live/sessions", json={"reason": "threat", "position": FIX.model_dump(mode="json")},
                    auth=as_camera(commune))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
@@ -56,12 +57,12 @@ def when(lang: str, value: date | datetime, time: bool = True, seconds: bool = T
     return format_date(value, "dd/MM/yyyy", locale=lang)
 
 
-def number(lang: str, value: float | int, digits: int = 2) -> str:
+def number(lang: str, value: float, digits: int = 2) -> str:
     """A number in the locale's way (French 1,02; English 1.02), `digits` decimals at most."""
     return format_decimal(round(value, digits), format=f"#,##0.{'#' * digits}" if digits else "#,##0", locale=lang)
 
 
-def for_scripts(lang: str) -> dict[str, dict]:
+def for_scripts(lang: str) -> dict[str, Any]:
     """The whole catalogue of `lang` as data for the pages' scripts (one catalogue, no JS tables): `messages`
     (English msgid → text) and `labels` (kind → code → label)."""
     lang = lang if lang in LANGS else DEFAULT_LANG

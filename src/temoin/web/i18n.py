@@ -17,7 +17,18 @@ from jinja2 import Environment, pass_context
 from markupsafe import Markup
 
 # The catalogue and the formats live in temoin.texts, below the PDF makers; the pages use them from here.
-from temoin.texts import DEFAULT_LANG, LANGS, LOCALE_DIR, PARIS, TRANSLATIONS, for_scripts, gettext, label, number, when
+from temoin.texts import (
+    DEFAULT_LANG,
+    LANGS,
+    LOCALE_DIR,
+    PARIS,
+    TRANSLATIONS,
+    for_scripts,
+    gettext,
+    label,
+    number,
+    when,
+)
 
 __all__ = ["DEFAULT_LANG", "EXTRACT_KEYWORDS", "LANGS", "LOCALE_DIR", "PARIS", "TRANSLATIONS", "gettext", "install",
            "label", "lang_of", "number", "when"]
@@ -64,7 +75,7 @@ def _template_date(context, value: date | datetime, time: bool = True, seconds: 
 
 
 @pass_context
-def _template_number(context, value: float | int, digits: int = 2) -> str:  # noqa: ANN001
+def _template_number(context, value: float, digits: int = 2) -> str:
     return number(context.get("lang", DEFAULT_LANG), value, digits)
 
 
@@ -79,10 +90,10 @@ def scripts_json(lang: str) -> str:
 
 
 @pass_context
-def _template_scripts_catalogue(context) -> Markup:  # noqa: ANN001
+def _template_scripts_catalogue(context) -> Markup:
     lang = context.get("lang", DEFAULT_LANG)
-    return Markup('<script id="temoin-i18n" type="application/json">{}</script>').format(  # noqa: S704
-        Markup(scripts_json(lang)))  # noqa: S704 - JSON made here from the catalogue, "</" escaped
+    # JSON made here from the catalogue, "</" escaped: safe inside the element.
+    return Markup('<script id="temoin-i18n" type="application/json">{}</script>').format(Markup(scripts_json(lang)))
 
 
 router = APIRouter(tags=["pages"])
