@@ -460,6 +460,10 @@ def territory_rows(use: TerritoryUse | None, *, csv: bool = False) -> list[tuple
     return rows
 
 
+# The CSV says how its values are written: for spreadsheets and scripts, unlike the PDF and the page.
+CSV_VALUE = "value (ISO 8601 dates, dot decimals)"
+
+
 def to_csv(rows: list[tuple[str, str, str]]) -> str:
     """Rows made with csv=True: ISO dates and dot decimals, for spreadsheets and scripts (the PDF and the page
     show them the French way)."""
@@ -468,6 +472,6 @@ def to_csv(rows: list[tuple[str, str, str]]) -> str:
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(("section", "item", "value"))
+    writer.writerow(("section", "item", CSV_VALUE))
     writer.writerows(rows)
     return buf.getvalue()
