@@ -28,7 +28,7 @@ def _h(csrf: str) -> dict:
 
 def _rows(text: str) -> dict[tuple[str, str], str]:
     reader = csv.reader(io.StringIO(text))
-    assert next(reader) == ["section", "item", "value"]
+    assert next(reader) == ["section", "item", "value (ISO 8601 dates, dot decimals)"]
     return {(section, item): value for section, item, value in reader}
 
 

@@ -17,8 +17,9 @@ from sqlalchemy import func, select
 from temoin.identity import service
 from temoin.identity.models import User, WebSession
 from temoin.journal.models import JournalEntry
-from temoin.law.access import AGENT_MOTIVES, MOTIVE_LABELS, Role
+from temoin.law.access import AGENT_MOTIVES, Role
 from temoin.platform import Platform
+from temoin.texts import label
 from tests.helpers import PASSWORD, Commune, make_commune, totp_code, upload
 
 pytestmark = pytest.mark.slow  # a server per test, a browser per module
@@ -178,9 +179,10 @@ def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api)
         apage.goto("/journal")
         row = apage.locator("#journal tbody tr", has_text=motive_text)
         expect(row).to_have_count(1)
-        expect(row).to_contain_text("complaint")
+        expect(row).to_contain_text("Plainte ou réclamation")  # the motive's label, not its code
         expect(row).to_contain_text(rid)
         expect(row).to_contain_text("consultation")
+        expect(row).not_to_contain_text("recording.consulted")  # the event reads as a sentence
     finally:
         auditor.close()
 
@@ -203,7 +205,7 @@ def test_agent_sees_own_recordings_and_only_r241_11_motives(page, platform, comm
     options = page.locator("#motive-form select[name=motive_code] option:not([value=''])")
     values = sorted(options.evaluate_all("os => os.map(o => o.value)"))
     assert values == sorted(m.value for m in AGENT_MOTIVES)
-    assert sorted(t.strip() for t in options.all_inner_texts()) == sorted(MOTIVE_LABELS[m][0] for m in AGENT_MOTIVES)
+    assert sorted(t.strip() for t in options.all_inner_texts()) == sorted(label("fr", "motive", m) for m in AGENT_MOTIVES)
     # A staff motive forged into the form is refused by the server.
     options.first.evaluate("o => { o.value = 'complaint'; o.selected = true; }")
     page.locator("#motive-form input[name=motive_text]").fill("pour voir")

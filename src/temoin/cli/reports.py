@@ -61,7 +61,7 @@ def annual_cmd(tenant: str, year: int = typer.Argument(..., min=2000, max=2100),
         if pdf:
             pdf.write_bytes(annual_pdf(report))
         if csv:
-            csv.write_text(annual.to_csv(rows), encoding="utf-8")
+            csv.write_text(annual.to_csv(annual.report_rows(report, csv=True)), encoding="utf-8")
     console.print(_table(rows, f"{t.name} — rapport annuel {year}"))
     for path in (pdf, csv):
         if path:

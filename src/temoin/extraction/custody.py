@@ -19,22 +19,10 @@ from sqlalchemy.orm import Session
 
 from temoin.journal.models import JournalEntry
 from temoin.law.legal_time import PARIS
+from temoin.texts import label
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_FILE = FONT_DIR / "DejaVuSans.ttf"
-
-# What each journal event means, in the recipient's language first.
-EVENT_LABELS: dict[str, tuple[str, str]] = {
-    "recording.ingested": ("Collecte : enregistrement versé au coffre", "Collection: recording ingested"),
-    "recording.consulted": ("Consultation", "Consultation"),
-    "recording.tagged": ("Catégories modifiées", "Categories changed"),
-    "hold.placed": ("Gel pour une procédure", "Hold placed"),
-    "hold.lifted": ("Levée du gel", "Hold lifted"),
-    "extraction.created": ("Extraction", "Extraction"),
-    "extraction.downloaded": ("Remise du paquet au destinataire", "Package downloaded"),
-    "extraction.package_deleted": ("Suppression du paquet (copie)", "Package deleted (copy)"),
-}
-
 
 @dataclass(frozen=True)
 class CustodyEntry:
@@ -90,13 +78,15 @@ def _summary(entry: CustodyEntry) -> str:
     d = entry.details
     parts: list[str] = []
     if entry.motive:
-        parts.append(f"motif / motive: {entry.motive.get('code', '')} — {entry.motive.get('text', '')}")
+        code = entry.motive.get("code", "")
+        parts.append(f"motif / motive: {label('fr', 'motive', code)} — {entry.motive.get('text', '')}")
     if entry.recipients:
         parts.append("destinataire / recipient: " + ", ".join(entry.recipients))
     for key in ("procedure", "procedure_type", "reference", "reason", "extraction_id", "package_sha256",
                 "trigger", "manifest_sha256", "bytes", "before", "after"):
         if key in d and d[key] not in (None, "", []):
-            parts.append(f"{key}: {d[key]}")
+            kind = {"procedure_type": "procedure", "trigger": "trigger", "recipient_kind": "recipient"}.get(key)
+            parts.append(f"{key}: {label('fr', kind, str(d[key])) if kind else d[key]}")
     return "; ".join(str(p) for p in parts)
 
 
@@ -140,17 +130,19 @@ def render_pdf(*, extraction: dict[str, Any], recordings: list[dict[str, Any]], 
     pdf.line_of("Chaîne de possession / Chain of custody", 16, 8)
     pdf.ln(2)
     by = extraction["extracted_by"]
-    for label, value in (
+    for heading, value in (
         ("Extraction", extraction["extraction_id"]),
         ("Service / Tenant", f"{extraction['tenant']['name']} ({extraction['tenant']['slug']})"),
-        ("Destinataire / Recipient", f"{extraction['recipient']['name']} ({extraction['recipient']['kind']})"),
-        ("Procédure / Procedure", f"{extraction['procedure']['type']} — {extraction['procedure']['reference']}"),
+        ("Destinataire / Recipient",
+         f"{extraction['recipient']['name']} ({label('fr', 'recipient', extraction['recipient']['kind'])})"),
+        ("Procédure / Procedure",
+         f"{label('fr', 'procedure', extraction['procedure']['type'])} — {extraction['procedure']['reference']}"),
         ("Extrait par / Extracted by", f"{by['name']} ({by['id']}, {by['function']})"),
         ("Date", paris(datetime.fromisoformat(extraction["created_at"]))),
         ("Médias / Media", extraction["media_kind"]),
         ("Clé de la plateforme / Platform key", extraction["platform_key"]["sha256_fingerprint"]),
     ):
-        pdf.line_of(f"{label} : {value}", 10, 5.2)
+        pdf.line_of(f"{heading} : {value}", 10, 5.2)
     for note in extraction.get("notes", []):
         pdf.line_of(note, 8, 4.2)
     for rec in recordings:
@@ -159,8 +151,8 @@ def render_pdf(*, extraction: dict[str, Any], recordings: list[dict[str, Any]], 
         pdf.line_of(
             f"Caméra / Camera {rec['camera_id']} — agent {rec['agent']} — "
             f"{paris(datetime.fromisoformat(rec['started_at']))} → {paris(datetime.fromisoformat(rec['ended_at']))}"
-            f" — déclenchement / trigger {rec['trigger']} — personnes informées / persons informed: "
-            f"{'oui / yes' if rec['persons_informed'] else 'non / no (' + str(rec['not_informed_reason']) + ')'}",
+            f" — déclenchement / trigger {label('fr', 'trigger', rec['trigger'])} — personnes informées / persons informed: "
+            f"{'oui / yes' if rec['persons_informed'] else 'non / no (' + label('fr', 'reason', str(rec['not_informed_reason'])) + ')'}",
             9)
         if rec.get("vault_manifest"):  # Axis Body Worn: the camera signs nothing, the vault hashed on arrival
             pdf.line_of(f"Reçu par le système Axis Body Worn, sans signature de la caméra : empreintes prises par le "
@@ -176,7 +168,9 @@ def render_pdf(*, extraction: dict[str, Any], recordings: list[dict[str, Any]], 
                         f"{paris(datetime.fromisoformat(lost['ended_at']))}", 8.5, 4.4)
         mine = [e for e in entries if rec["id"] in e.recordings] + [this_extraction]
         for entry in mine:
-            fr, en = EVENT_LABELS.get(entry.event, (entry.event, entry.event))
+            # What each journal event means (the catalogue's sentences), French first; the code ties the line
+            # to manifest.json's entry.
+            fr, en = label("fr", "event", entry.event), label("en", "event", entry.event)
             who = entry.actor
             ref = f"journal n° {entry.seq}, {entry.hash[:16]}…" if entry.hash else "journal: extraction.created"
             pdf.ln(1)

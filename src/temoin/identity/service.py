@@ -19,8 +19,9 @@ from temoin.identity.errors import IdentityConflict, IdentityError, SignInFailed
 from temoin.identity.models import ApiToken, Tenant, User, WebSession
 from temoin.identity.tenant_settings import TenantSettings, settings_of
 from temoin.journal.entry import Action, Actor, EntryDraft
-from temoin.law.access import GRANTS, ROLE_LABELS_FR, Permission, Role
+from temoin.law.access import GRANTS, Permission, Role
 from temoin.law.profiles import get_profile
+from temoin.texts import label
 
 
 __all__ = ["IdentityError", "Throttled"]  # re-exported: callers catch them from here
@@ -28,7 +29,7 @@ __all__ = ["IdentityError", "Throttled"]  # re-exported: callers catch them from
 
 def actor_of(user: User) -> Actor:
     return Actor(kind="user", id=user.username, name=user.display_name,
-                 function=ROLE_LABELS_FR.get(Role(user.role), user.role))
+                 function=label("fr", "role", Role(user.role).value))  # the journal keeps the French label
 
 
 def create_tenant(p: Context, db: Session, *, slug: str, name: str, profile: str, authorised_cameras: int,

@@ -22,18 +22,6 @@ class Role(StrEnum):
     AUDITOR = "auditor"  # reads and verifies the journal
 
 
-ROLE_LABELS_FR = {
-    Role.MAYOR: "Maire / président d'EPCI",
-    Role.CHIEF: "Responsable du service",
-    Role.DESIGNATED_AGENT: "Agent habilité",
-    Role.AGENT: "Agent",
-    Role.CSU_OPERATOR: "Opérateur CSU",
-    Role.DPO: "Délégué à la protection des données",
-    Role.TECH_ADMIN: "Administrateur technique",
-    Role.AUDITOR: "Auditeur",
-}
-
-
 class Permission(StrEnum):
     RECORDINGS_LIST = "recordings.list"  # metadata only
     RECORDINGS_VIEW = "recordings.view"  # content: playback, download
@@ -110,22 +98,6 @@ class MotiveCode(StrEnum):
     RESCUE_PERSONS = "rescue_persons"
     REPORT_FACTS = "report_facts"
 
-
-MOTIVE_LABELS: dict[MotiveCode, tuple[str, str]] = {
-    MotiveCode.JUDICIAL_PROCEDURE: ("Procédure judiciaire", "Judicial procedure"),
-    MotiveCode.ADMINISTRATIVE_PROCEDURE: ("Procédure administrative", "Administrative procedure"),
-    MotiveCode.DISCIPLINARY_PROCEDURE: ("Procédure disciplinaire", "Disciplinary procedure"),
-    MotiveCode.INCIDENT_REVIEW: ("Analyse d'un incident", "Incident review"),
-    MotiveCode.COMPLAINT: ("Plainte ou réclamation", "Complaint"),
-    MotiveCode.RIGHTS_REQUEST: ("Demande d'exercice des droits", "Data subject request"),
-    MotiveCode.TRAINING: ("Formation (images anonymisées)", "Training (anonymised)"),
-    MotiveCode.IDENTIFY_OFFENDERS: ("Faciliter la recherche d'auteurs d'infractions", "Identify offenders"),
-    MotiveCode.PREVENT_PUBLIC_ORDER_BREACH: (
-        "Prévenir une atteinte imminente à l'ordre public", "Prevent an imminent breach of public order"),
-    MotiveCode.RESCUE_PERSONS: ("Secourir des personnes", "Rescue people"),
-    MotiveCode.REPORT_FACTS: (
-        "Établir fidèlement les faits (compte rendu d'intervention)", "Report the facts faithfully"),
-}
 
 AGENT_MOTIVES = frozenset({
     MotiveCode.IDENTIFY_OFFENDERS, MotiveCode.PREVENT_PUBLIC_ORDER_BREACH,

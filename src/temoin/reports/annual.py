@@ -24,11 +24,12 @@ from temoin.db import utcnow
 from temoin.extraction.models import Extraction
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.models import JournalEntry
-from temoin.law.access import MotiveCode, Role
+from temoin.law.access import Role
 from temoin.law.legal_time import PARIS
 from temoin.law.profiles import add_months, get_profile
 from temoin.live.models import LiveSession
 from temoin.rights.models import RequestStatus, RightsRequest
+from temoin.texts import label, number, when
 from temoin.vault.models import Hold, Recording, RecordingState
 
 # The retention sweep runs hourly: a deletion within a day of the deadline is on time.
@@ -359,7 +360,7 @@ def _keys_of_period(keys: KeySet, period: Period) -> tuple[tuple[str, str], ...]
         if (k.valid_from is None or k.valid_from < period.end) and (k.valid_until is None
                                                                      or k.valid_until >= period.start):
             state = "en vigueur" if k.current else \
-                f"retirée le {k.valid_until.astimezone(PARIS):%d/%m/%Y %H:%M}"  # type: ignore[union-attr]
+                f"retirée le {when('fr', k.valid_until, seconds=False)}"  # type: ignore[arg-type]
             out.append((f"Empreinte SHA-256 de la clé {k.id} ({state})", k.fingerprint))
     return tuple(out)
 
@@ -388,40 +389,25 @@ def annual_report(db: Session, tenant: Tenant, year: int, keys: KeySet | None = 
 
 # --- presentation: the same rows feed the CSV, the PDF and the page ------------------------------------
 
-PROCEDURE_FR = {"judicial": "judiciaires", "administrative": "administratives", "disciplinary": "disciplinaires"}
-KIND_FR = {"access": "accès", "erasure": "effacement", "limitation": "limitation", "rectification": "rectification",
-           "objection": "opposition"}
-STATUS_FR = {"received": "reçues", "in_progress": "en cours", "answered": "répondues", "refused": "refusées",
-             "restricted": "restreintes (accès indirect CNIL)"}
-
-
-def _motive_fr(code: str) -> str:
-    from temoin.law.access import MOTIVE_LABELS
-
-    try:
-        return MOTIVE_LABELS[MotiveCode(code)][0]
-    except ValueError:
-        return code
-
-
-def period_rows(f: Figures) -> list[tuple[str, str, str]]:
-    """(section, item, value) of a period's figures, in French (the report goes to the prefect)."""
+def period_rows(f: Figures, *, csv: bool = False) -> list[tuple[str, str, str]]:
+    """(section, item, value) of a period's figures, in French (the report goes to the prefect). Numbers in the
+    French way (1,02 h) for the PDF and the page; `csv` keeps dot decimals for spreadsheets and scripts."""
     rows = [
         ("Enregistrements", "Nombre d'enregistrements", str(f.recordings)),
-        ("Enregistrements", "Heures enregistrées", f"{f.hours:.2f}"),
+        ("Enregistrements", "Heures enregistrées", f"{f.hours:.2f}" if csv else f"{number('fr', f.hours)} h"),
         ("Enregistrements", "Caméras ayant enregistré", str(f.cameras_used)),
         ("Enregistrements", "Agents ayant porté une caméra", str(f.agents_recorded)),
     ]
-    rows += [("Enregistrements par déclenchement", trigger, str(n)) for trigger, n in sorted(f.recordings_by_trigger.items())]
+    rows += [("Enregistrements par déclenchement", label("fr", "trigger", trigger), str(n)) for trigger, n in sorted(f.recordings_by_trigger.items())]
     rows += [("Enregistrements par mois", month, str(n)) for month, n in f.recordings_by_month.items()]
     procedures = "Procédures ayant nécessité une extraction ou une conservation"
-    rows += [(procedures, PROCEDURE_FR[k], str(f.procedures.get(k, 0))) for k in PROCEDURE_TYPES]
+    rows += [(procedures, label("fr", "report_procedure", k), str(f.procedures.get(k, 0))) for k in PROCEDURE_TYPES]
     rows.append(("Consultations", "Nombre de consultations", str(f.consultations)))
-    rows += [("Consultations par motif", _motive_fr(code), str(n)) for code, n in f.consultations_by_motive.items()]
+    rows += [("Consultations par motif", label("fr", "motive", code), str(n)) for code, n in f.consultations_by_motive.items()]
     rows.append(("Extractions", "Nombre d'extractions", str(f.extractions)))
-    rows += [("Extractions par type de procédure", PROCEDURE_FR.get(k, k), str(n))
+    rows += [("Extractions par type de procédure", label("fr", "report_procedure", k), str(n))
              for k, n in f.extractions_by_procedure.items()]
-    rows += [("Extractions par destinataire", k, str(n)) for k, n in f.extractions_by_recipient.items()]
+    rows += [("Extractions par destinataire", label("fr", "recipient", k), str(n)) for k, n in f.extractions_by_recipient.items()]
     rows += [
         ("Conservations pour procédure", "Mises sous conservation", str(f.holds_placed)),
         ("Transmission en direct", "Déclenchements", str(f.live_sessions)),
@@ -429,8 +415,8 @@ def period_rows(f: Figures) -> list[tuple[str, str, str]]:
         ("Transmission en direct", "Visionnages en direct", str(f.live_viewings)),
         ("Droits des personnes", "Demandes reçues", str(f.rights_requests)),
     ]
-    rows += [("Droits des personnes par type", KIND_FR.get(k, k), str(n)) for k, n in sorted(f.rights_by_kind.items())]
-    rows += [("Droits des personnes par issue", STATUS_FR.get(k, k), str(n)) for k, n in sorted(f.rights_by_outcome.items())]
+    rows += [("Droits des personnes par type", label("fr", "report_kind", k), str(n)) for k, n in sorted(f.rights_by_kind.items())]
+    rows += [("Droits des personnes par issue", label("fr", "report_status", k), str(n)) for k, n in sorted(f.rights_by_outcome.items())]
     rows += [
         ("Droits des personnes", "Répondues dans le délai", str(f.rights_answered_on_time)),
         ("Droits des personnes", "En retard, sans réponse", str(f.rights_overdue)),
@@ -450,7 +436,7 @@ def scope_rows(communes: Communes) -> list[tuple[str, str, str]]:
             ("Service", "Caméras et agents", "ceux de l'EPCI, partagés par ses communes")]
 
 
-def report_rows(r: AnnualReport) -> list[tuple[str, str, str]]:
+def report_rows(r: AnnualReport, *, csv: bool = False) -> list[tuple[str, str, str]]:
     return [
         ("Service", "Commune ou EPCI", r.tenant_name),
         *scope_rows(r.communes),
@@ -461,12 +447,16 @@ def report_rows(r: AnnualReport) -> list[tuple[str, str, str]]:
         ("Agents", "Agents ayant porté une caméra dans l'année (affectations)", str(r.authorised_agents)),
         ("Agents", "Agents individuellement désignés et habilités (R241-12)", str(r.designated_agents)),
         *[("Clés de signature de la plateforme", label, fp) for label, fp in r.platform_keys],
-        *period_rows(r.figures),
-        *territory_rows(r.territory),
+        *period_rows(r.figures, csv=csv),
+        *territory_rows(r.territory, csv=csv),
     ]
 
 
-def territory_rows(use: TerritoryUse | None) -> list[tuple[str, str, str]]:
+def _at(moment: datetime, csv: bool) -> str:
+    return moment.astimezone(PARIS).isoformat(timespec="minutes") if csv else when("fr", moment, seconds=False)
+
+
+def territory_rows(use: TerritoryUse | None, *, csv: bool = False) -> list[tuple[str, str, str]]:
     if use is None:
         return []
     section = "Territoire (R241-8 II)"
@@ -475,17 +465,23 @@ def territory_rows(use: TerritoryUse | None) -> list[tuple[str, str, str]]:
             (section, "Enregistrements faits hors du territoire autorisé", str(len(use.outside))),
             (section, "Enregistrements sans contrôle du territoire (territoire inconnu)", str(use.unchecked))]
     rows += [("Enregistrements hors territoire", o.id,
-              f"{o.started_at.astimezone(PARIS):%d/%m/%Y %H:%M}, agent {o.agent}, caméra {o.camera}")
+              f"{_at(o.started_at, csv)}, agent {o.agent}, caméra {o.camera}")
              for o in use.outside]
     return rows
 
 
+# The CSV says how its values are written: for spreadsheets and scripts, unlike the PDF and the page.
+CSV_VALUE = "value (ISO 8601 dates, dot decimals)"
+
+
 def to_csv(rows: list[tuple[str, str, str]]) -> str:
+    """Rows made with csv=True: ISO dates and dot decimals, for spreadsheets and scripts (the PDF and the page
+    show them the French way)."""
     import csv
     import io
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(("section", "item", "value"))
+    writer.writerow(("section", "item", CSV_VALUE))
     writer.writerows(rows)
     return buf.getvalue()

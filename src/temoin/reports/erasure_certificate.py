@@ -19,9 +19,10 @@ from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
 from temoin.context import Context
-from temoin.reports.pdf import PARIS, Document
+from temoin.reports.pdf import Document
 from temoin.rights import register
 from temoin.rights.models import RightsRequest
+from temoin.texts import when
 from temoin.vault.models import DeletionCertificate
 
 VERIFY_HELP = ("Vérification : le certificat ci-dessus (JSON canonique, sur une seule ligne, sans retour final) "
@@ -42,13 +43,13 @@ def certificates_of(db: Session, req: RightsRequest) -> list[DeletionCertificate
 
 
 def _paris(iso: str) -> str:
-    return datetime.fromisoformat(iso).astimezone(PARIS).strftime("%d/%m/%Y %H:%M:%S")
+    return when("fr", datetime.fromisoformat(iso))
 
 
 def render(db: Session, req: RightsRequest, keys: KeySet, now: datetime) -> bytes:
     tenant = db.get(Tenant, req.tenant_id)
     certs = certificates_of(db, req)
-    made = now.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+    made = when("fr", now, seconds=False)
     doc = Document(f"Certificat d'effacement — demande n° {req.id} — {tenant.name}",
                    f"{tenant.name} · certificat d'effacement, demande n° {req.id} · établi le {made}")
     doc.heading(f"Certificat d'effacement — demande n° {req.id}")

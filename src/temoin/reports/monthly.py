@@ -35,4 +35,4 @@ def summary(f: Figures) -> dict:
 
 def monthly_csv(tenant: Tenant, f: Figures, communes: Communes = None) -> str:
     return to_csv([("Service", "Commune ou EPCI", tenant.name), *scope_rows(communes),
-                   ("Service", "Mois", f.period.label), *period_rows(f)])
+                   ("Service", "Mois", f.period.label), *period_rows(f, csv=True)])

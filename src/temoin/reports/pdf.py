@@ -9,8 +9,8 @@ from pathlib import Path
 
 from fpdf import FPDF
 
-from temoin.law.legal_time import PARIS
 from temoin.reports.annual import AnnualReport, report_rows
+from temoin.texts import when
 
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
 
@@ -96,7 +96,7 @@ class Document(FPDF):
 
 
 def annual_pdf(report: AnnualReport) -> bytes:
-    generated = report.generated_at.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+    generated = when("fr", report.generated_at, seconds=False)
     doc = Document(f"Rapport annuel {report.year} — caméras individuelles — {report.tenant_name}",
                    f"{report.tenant_name} · rapport annuel {report.year} (CSI R241-17) · établi le {generated}")
     doc.heading(f"Rapport annuel {report.year} au préfet")
@@ -128,4 +128,4 @@ def text_pdf(title: str, sections: list[tuple[str, str]], footer: str) -> bytes:
 
 
 def generated_on(now: datetime) -> str:
-    return now.astimezone(PARIS).strftime("%d/%m/%Y")
+    return when("fr", now, time=False)

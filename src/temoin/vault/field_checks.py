@@ -39,15 +39,6 @@ class Flag(StrEnum):
     TERRITORY_UNKNOWN = "territory_unknown"  # the tenant has no territory: the place could not be checked
 
 
-FLAG_LABELS_FR = {
-    Flag.TIME_IN_FUTURE: "heure improbable (dans le futur)",
-    Flag.TIME_BEYOND_RETENTION: "heure improbable (antérieure à la durée de conservation)",
-    Flag.AGENT_NOT_ON_SHIFT: "agent déclaré différent de l'agent affecté",
-    Flag.NO_SHIFT: "caméra affectée à personne",
-    Flag.TERRITORY_UNKNOWN: "territoire inconnu",
-}
-
-
 @dataclass(frozen=True)
 class FieldCheck:
     started_at: datetime  # corrected by the clock offset

@@ -23,7 +23,7 @@ from temoin.evidence.canonical import b64e
 from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
-from temoin.web import hardening, pages, problems, refusals, rights
+from temoin.web import hardening, i18n, pages, problems, refusals, rights
 from temoin.web.routes import (admin, axis, camera, cctv, dispatch, erasure_certificate, extractions, ingest, journal,
                                keys, live, maps, recordings, reports, session, shifts)
 
@@ -123,7 +123,7 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
                    admin.devices_router, shifts.router, camera.router, live.router, live.pages, cctv.router,
                    cctv.pages, dispatch.router, dispatch.pages, extractions.router, extractions.pages, rights.router,
                    rights.pages, erasure_certificate.router, reports.router, reports.pages, maps.router, keys.router,
-                   axis.router, axis.admin_router, pages.router):
+                   axis.router, axis.admin_router, pages.router, i18n.router):
         app.include_router(router)
 
     @app.get("/api/v1/platform", tags=["platform"], summary="Platform public key and clock")

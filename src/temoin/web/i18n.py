@@ -9,46 +9,33 @@ so a template shows pgettext("status", r.status) and never the raw code. The .po
 from __future__ import annotations
 
 from datetime import date, datetime
-from io import BytesIO
-from pathlib import Path
-from zoneinfo import ZoneInfo
+from functools import cache
 
-from babel.dates import format_date, format_datetime
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.support import Translations
-from fastapi import Request
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response
 from jinja2 import Environment, pass_context
+from markupsafe import Markup
 
-LANGS = ("fr", "en")
-DEFAULT_LANG = "fr"
-LOCALE_DIR = Path(__file__).parent / "locale"
-PARIS = ZoneInfo("Europe/Paris")
+# The catalogue and the formats live in temoin.texts, below the PDF makers; the pages use them from here.
+from temoin.texts import (
+    DEFAULT_LANG,
+    LANGS,
+    LOCALE_DIR,
+    PARIS,
+    TRANSLATIONS,
+    for_scripts,
+    gettext,
+    label,
+    number,
+    when,
+)
+
+__all__ = ["DEFAULT_LANG", "EXTRACT_KEYWORDS", "LANGS", "LOCALE_DIR", "PARIS", "TRANSLATIONS", "gettext", "install",
+           "label", "lang_of", "number", "when"]
+
 # What `pybabel extract` (and tests/test_i18n.py) look for: _("...") and pgettext("kind", "code") in templates,
 # gettext(lang, "...") in Python. label(lang, kind, code) takes codes known only at run time: not extracted.
 EXTRACT_KEYWORDS = {"_": None, "gettext": (2,), "pgettext": ((1, "c"), 2)}
-
-
-def _load(lang: str) -> Translations:
-    with (LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po").open("rb") as po:
-        catalog = read_po(po, locale=lang)
-    mo = BytesIO()
-    write_mo(mo, catalog)  # in memory: the .po is the only file kept in the repository
-    mo.seek(0)
-    return Translations(mo, domain="messages")
-
-
-TRANSLATIONS: dict[str, Translations] = {lang: _load(lang) for lang in LANGS}
-
-
-def gettext(lang: str, msgid: str) -> str:
-    """The text in `lang` (the English source when the catalogue lacks it)."""
-    return str(TRANSLATIONS.get(lang, TRANSLATIONS[DEFAULT_LANG]).gettext(msgid))
-
-
-def label(lang: str, kind: str, code: str) -> str:
-    """The label of a code (msgctxt: its kind), or the code itself when it has none (e.g. a custom category)."""
-    return str(TRANSLATIONS.get(lang, TRANSLATIONS[DEFAULT_LANG]).pgettext(kind, code))
 
 
 def lang_of(request: Request) -> str:
@@ -83,15 +70,41 @@ def _template_pgettext(context, msgctxt: str, msgid: str) -> str:
 
 @pass_context
 def _template_date(context, value: date | datetime, time: bool = True, seconds: bool = True) -> str:  # noqa: ANN001
-    """A date (and time, in Paris) through Babel in the page's locale. Day first in both languages
-    (06/12/2026 23:40:00): the agents read and type dates that way, and the pages' tests rely on it."""
+    """A date (and time, in Paris) through Babel in the page's locale (temoin.texts.when)."""
+    return when(context.get("lang", DEFAULT_LANG), value, time=time, seconds=seconds)
+
+
+@pass_context
+def _template_number(context, value: float, digits: int = 2) -> str:
+    return number(context.get("lang", DEFAULT_LANG), value, digits)
+
+
+# --- the scripts' texts: the same catalogue, as JSON ---------------------------------------------------------
+# csu.js, review.js and the live viewer read it from an inline <script type="application/json"> (data, not code:
+# the CSP's script-src 'self' allows it) or from /i18n/<lang>.json. Built once per process from the .po files.
+
+@cache
+def scripts_json(lang: str) -> str:
+    # Inside a <script> element "</" must not close it.
+    return orjson.dumps(for_scripts(lang)).decode().replace("</", "<\\/")
+
+
+@pass_context
+def _template_scripts_catalogue(context) -> Markup:
     lang = context.get("lang", DEFAULT_LANG)
-    if isinstance(value, datetime):
-        if not time:
-            return format_date(value.astimezone(PARIS).date(), "dd/MM/yyyy", locale=lang)
-        return format_datetime(value, "dd/MM/yyyy HH:mm:ss" if seconds else "dd/MM/yyyy HH:mm", tzinfo=PARIS,
-                               locale=lang)
-    return format_date(value, "dd/MM/yyyy", locale=lang)
+    # JSON made here from the catalogue, "</" escaped: safe inside the element.
+    return Markup('<script id="temoin-i18n" type="application/json">{}</script>').format(Markup(scripts_json(lang)))
+
+
+router = APIRouter(tags=["pages"])
+
+
+@router.get("/i18n/{lang}.json", summary="The texts of the pages' scripts in one language (the catalogue as JSON)")
+def scripts_catalogue(lang: str) -> Response:
+    if lang not in LANGS:
+        raise HTTPException(404, f"no texts in {lang!r}: ask for one of {', '.join(LANGS)}")
+    return Response(scripts_json(lang), media_type="application/json",
+                    headers={"Cache-Control": "public, max-age=3600"})
 
 
 def install(env: Environment) -> None:
@@ -99,3 +112,5 @@ def install(env: Environment) -> None:
     env.install_gettext_callables(_template_gettext, _template_ngettext, newstyle=False,  # type: ignore[attr-defined]
                                   pgettext=_template_pgettext)
     env.filters["local_date"] = _template_date
+    env.filters["local_number"] = _template_number
+    env.globals["scripts_catalogue"] = _template_scripts_catalogue

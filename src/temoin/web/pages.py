@@ -21,14 +21,14 @@ from temoin.identity.models import Tenant
 from temoin.identity.secrets import totp_uri
 from temoin.journal.service import parse_body
 from temoin.journal.verify import verify_all
-from temoin.law.access import MOTIVE_LABELS, Motive, Permission, allows, motives_for, place_motives_for
+from temoin.law.access import Motive, Permission, allows, motives_for, place_motives_for
 from temoin.law.legal_time import PARIS
 from temoin.platform import Platform
 from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
 from temoin.web import problems
 from temoin.web.deps import Principal, Require, csrf_sent, current_principal, get_db, get_platform
-from temoin.web.i18n import LANGS, gettext, lang_of
+from temoin.web.i18n import LANGS, gettext, label, lang_of, when
 from temoin.web.templating import page
 from temoin.web.routes.session import pages as account_pages
 from temoin.web.routes.session import remember_device, second_factor, sign_in, sign_out
@@ -264,9 +264,9 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
     # The places (R241-10) are drawn only for a search given a motive, which journaled them.
     tracks = catalogue.tracks_of(db, found) if motive is not None else {}
     mapped = [{"id": r.id, "agent": r.agent_ref, "camera": r.device_id,
-               "started": r.started_at.astimezone(PARIS).strftime("%d/%m/%Y %H:%M:%S"),
+               "started": when(lang, r.started_at),
                "points": tracks[r.id].simplified(TRACK_POINTS_ON_LIST) if r.id in tracks else []} for r in found]
-    place_motives = [(m.value, MOTIVE_LABELS[m][0 if lang == "fr" else 1]) for m in sorted(place_motives_for(who.role))]
+    place_motives = [(m.value, label(lang, "motive", m.value)) for m in sorted(place_motives_for(who.role))]
     return page(request, "recordings.html", who=who, recordings=found, held=held, form=form, errors=errors,
                 searched=any(form.values()), area=[list(p) for p in polygon] if polygon else None,
                 mapped=mapped, choices=_choices(db, who), can_hold=allows(who.role, Permission.RECORDINGS_HOLD),
@@ -281,7 +281,7 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
     except catalogue.NotFound:
         return not_found(request, who)
     lang = lang_of(request)
-    motives = [(m.value, MOTIVE_LABELS[m][0 if lang == "fr" else 1]) for m in sorted(motives_for(who.role))]
+    motives = [(m.value, label(lang, "motive", m.value)) for m in sorted(motives_for(who.role))]
     # The place (R241-10) is shown with the content, once a consultation is opened with a motive (journaled).
     grant = extra.pop("grant", None)
     track = catalogue.track_under_grant(db, who.user, rec, grant) if grant else catalogue.Track()

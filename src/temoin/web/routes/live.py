@@ -31,6 +31,7 @@ from temoin.platform import Platform
 from temoin.web import problems
 from temoin.web.deps import Principal, current_device, get_db, get_platform, require, whip_publisher
 from temoin.web.pages import PageRequire, page
+from temoin.web.i18n import lang_of
 
 router = APIRouter(prefix="/api/v1/live", tags=["live"])
 pages = APIRouter(include_in_schema=False)
@@ -360,7 +361,7 @@ async def dashboard_page(request: Request, who: Principal = Depends(PageRequire(
 
 
 @pages.get("/live/{session_id}")
-async def viewer_page(session_id: str, who: Principal = Depends(PageRequire(Permission.LIVE_VIEW)),
+async def viewer_page(session_id: str, request: Request, who: Principal = Depends(PageRequire(Permission.LIVE_VIEW)),
                       hub: LiveHub = Depends(get_hub)) -> HTMLResponse:
     await hub.get_session(who.user.id, session_id)
-    return _page("live-viewer.html", who, session_id=session_id)
+    return _page("live-viewer.html", who, session_id=session_id, lang=lang_of(request))

@@ -57,12 +57,12 @@ def annual_as_pdf(year: int = YEAR, commune: str | None = COMMUNE, who: Principa
                  f"rapport-annuel-{who.tenant.slug}{_suffix(communes)}-{year}.pdf")
 
 
-@router.get("/annual/{year}.csv", summary="The annual report as CSV (section, item, value)")
+@router.get("/annual/{year}.csv", summary="The annual report as CSV (section, item, value; ISO dates, dot decimals)")
 def annual_as_csv(year: int = YEAR, commune: str | None = COMMUNE, who: Principal = require(Permission.REPORTS_READ),
                   db: Session = Depends(get_db), keys: KeySet = Depends(_platform_keys)) -> Response:
     communes = _scope(who, commune)
     report = annual.annual_report(db, who.tenant, year, keys, communes=communes)
-    return _file(annual.to_csv(annual.report_rows(report)), "text/csv; charset=utf-8",
+    return _file(annual.to_csv(annual.report_rows(report, csv=True)), "text/csv; charset=utf-8",
                  f"rapport-annuel-{who.tenant.slug}{_suffix(communes)}-{year}.csv")
 
 

@@ -14,54 +14,33 @@
   const WALL_CCTV = 4;  // CCTV tiles shown beside the agent's feed, nearest first
   const STALE_MS = 2000;
 
-  const TEXT = {
-    fr: {csu: "Centre de supervision", connecting: "Connexion au canal d'événements…", connected: "Canal d'événements connecté",
-         interrupted: "Canal d'événements interrompu, reconnexion…", patrol: "Patrouille", recording: "Enregistre",
-         live: "En direct", cctv: "Vidéoprotection", alert: "Alerte", state: "État", requested_at: "Demandé à",
-         position: "Position", link: "Liaison", acked_by: "Réception confirmée par", acknowledge: "Accuser réception",
-         sound: "Activer le son", aim_ptz: "Orienter les caméras PTZ", end: "Clore", reinforcements: "Renforts",
-         ack_first: "Accusez réception pour envoyer des renforts.", send: "Envoyer les renforts",
-         timeline: "Main courante de l'incident", sessions: "Transmissions", agent: "Agent", no_sessions: "Aucune transmission en cours.",
-         wall_empty: "Aucune image affichée : une alerte, ou un clic sur une caméra de la carte, en affiche ici.",
-         view: "Voir", show: "Afficher", close: "Fermer", no_candidates: "Aucun agent disponible à proximité.",
-         choose: "Cochez les agents à envoyer.", lost_since: "Liaison perdue depuis {n} s", waiting: "En attente du flux",
-         frozen: "Image figée depuis {n} s", refused: "Refusé ({status}) : {detail}", aimed: "{n} caméra(s) PTZ orientée(s)",
-         aim_failed: "{id} : {error}", no_ptz: "Aucune caméra PTZ à portée.", sent: "{n} renfort(s) envoyé(s)",
-         threat: "Menace pour la sécurité", min: "min", reinforcing: "Renfort",
-         states: {requested: "Demandé", streaming: "En direct", acknowledged: "Réception confirmée",
-                  reinforcements_sent: "Renforts envoyés", ended: "Terminé"},
-         orders: {sent: "envoyé", acknowledged: "reçu par l'agent", arrived: "sur place", cancelled: "annulé"},
-         sound_off: "Cliquer pour activer le son", sound_on: "Son activé",
-         sound_alarm: "Alerte en cours : cliquer pour activer le son",
-         expired: "Session expirée : se reconnecter", expired_state: "Session expirée",
-         expired_help: "Les alertes, les images et les actions ne sont plus reçues sur cet écran.",
-         sign_in: "Se reconnecter", close_incident: "Clore l'incident", incident_closed: "Incident clos",
-         confirm_close_incident: "Clore l'incident ? Les renforts engagés seront rappelés.",
-         confirm_end: "Clore la transmission ? L'incident reste ouvert : les renforts engagés restent en route."},
-    en: {csu: "Supervision centre", connecting: "Connecting to the events channel…", connected: "Events channel connected",
-         interrupted: "Events channel interrupted, reconnecting…", patrol: "Patrol", recording: "Recording",
-         live: "Live", cctv: "CCTV", alert: "Alert", state: "State", requested_at: "Requested at",
-         position: "Position", link: "Link", acked_by: "Acknowledged by", acknowledge: "Acknowledge",
-         sound: "Sound on", aim_ptz: "Aim the PTZ cameras", end: "Close", reinforcements: "Reinforcements",
-         ack_first: "Acknowledge to send reinforcements.", send: "Send reinforcements",
-         timeline: "Incident record", sessions: "Transmissions", agent: "Agent", no_sessions: "No live transmission.",
-         wall_empty: "No picture shown: an alert, or a click on a camera of the map, shows one here.",
-         view: "View", show: "Show", close: "Close", no_candidates: "No available agent nearby.",
-         choose: "Tick the agents to send.", lost_since: "Link lost for {n} s", waiting: "Waiting for the stream",
-         frozen: "Picture frozen for {n} s", refused: "Refused ({status}): {detail}", aimed: "{n} PTZ camera(s) aimed",
-         aim_failed: "{id}: {error}", no_ptz: "No PTZ camera in range.", sent: "{n} reinforcement(s) sent",
-         threat: "Threat to safety", min: "min", reinforcing: "Reinforcement",
-         states: {requested: "Requested", streaming: "Live", acknowledged: "Acknowledged",
-                  reinforcements_sent: "Reinforcements sent", ended: "Ended"},
-         orders: {sent: "sent", acknowledged: "received by the agent", arrived: "on site", cancelled: "cancelled"},
-         sound_off: "Click to enable sound", sound_on: "Sound enabled",
-         sound_alarm: "Alert in progress: click to enable sound",
-         expired: "Session expired: sign in again", expired_state: "Session expired",
-         expired_help: "Alerts, pictures and actions no longer reach this screen.",
-         sign_in: "Sign in again", close_incident: "Close the incident", incident_closed: "Incident closed",
-         confirm_close_incident: "Close the incident? The reinforcements engaged will be recalled.",
-         confirm_end: "Close the transmission? The incident stays open: the reinforcements engaged keep going."},
-  }[lang];
+  // The texts come from the one catalogue (web/locale/*.po, through i18n.js): English msgids here, French there.
+  const {t: T, label: codeLabel} = window.TemoinI18n;
+  const labels = (kind, codes) => Object.fromEntries(codes.map((c) => [c, codeLabel(kind, c)]));
+  const TEXT = {csu: T("Supervision centre"), connecting: T("Connecting to the events channel…"),
+    connected: T("Events channel connected"), interrupted: T("Events channel interrupted, reconnecting…"),
+    patrol: codeLabel("agent_status", "patrol"), recording: codeLabel("agent_status", "recording"), live: codeLabel("agent_status", "live"),
+    cctv: T("CCTV"), alert: T("Alert"), state: T("State"), requested_at: T("Requested at"), position: T("Position"),
+    link: T("Link"), acked_by: T("Acknowledged by"), acknowledge: T("Acknowledge"), sound: T("Sound on"),
+    aim_ptz: T("Aim the PTZ cameras"), end: T("End the transmission"), reinforcements: T("Reinforcements"),
+    ack_first: T("Acknowledge to send reinforcements."), send: T("Send reinforcements"),
+    timeline: T("Incident record"), sessions: T("Transmissions"), agent: T("Agent"),
+    no_sessions: T("No live transmission."),
+    wall_empty: T("No picture shown: an alert, or a click on a camera of the map, shows one here."), view: T("View"),
+    show: T("Show"), close: T("Close"), no_candidates: T("No available agent nearby."),
+    choose: T("Tick the agents to send."), lost_since: T("Link lost for {n} s"),
+    waiting: T("Waiting for the stream"), frozen: T("Picture frozen for {n} s"), aimed: T("{n} PTZ camera(s) aimed"),
+    aim_failed: T("{id}: {error}"), no_ptz: T("No PTZ camera in range."), sent: T("{n} reinforcement(s) sent"),
+    threat: T("Threat to safety"), min: T("min"), reinforcing: T("Reinforcement"),
+    states: labels("live_state", ["requested", "streaming", "acknowledged", "reinforcements_sent", "ended"]),
+    orders: labels("order_state", ["sent", "acknowledged", "arrived", "cancelled"]),
+    sound_off: T("Click to enable sound"), sound_on: T("Sound enabled"),
+    sound_alarm: T("Alert in progress: click to enable sound"), expired: T("Session expired: sign in again"),
+    expired_state: T("Session expired"),
+    expired_help: T("Alerts, pictures and actions no longer reach this screen."), sign_in: T("Sign in again"),
+    close_incident: T("Close the incident"), incident_closed: T("Incident closed"),
+    confirm_close_incident: T("Close the incident? The reinforcements engaged will be recalled."),
+    confirm_end: T("Close the transmission? The incident stays open: the reinforcements engaged keep going.")};
   const fmt = (text, values) => text.replace(/\{(\w+)\}/g, (_, k) => String(values[k]));
   for (const el of document.querySelectorAll("[data-i18n]")) {
     const text = TEXT[el.dataset.i18n];
@@ -240,7 +219,7 @@
     try {
       t.player = await TemoinWhep.play(url, t.video, {csrf, audio});
       if (t.player.error && t.player.error.startsWith("401")) { sessionExpired(); t.lost.hidden = false; t.lost.textContent = TEXT.expired_state; }
-      else if (t.player.error) { t.lost.hidden = false; t.lost.textContent = fmt(TEXT.refused, {status: t.player.error, detail: ""}); }
+      else if (t.player.error) { t.lost.hidden = false; const [code, ...detail] = t.player.error.split(" "); t.lost.textContent = window.TemoinI18n.problem(code, detail.join(" ")); }
     } catch (err) {
       t.lost.hidden = false; t.lost.textContent = String(err);
     }
@@ -417,7 +396,7 @@
 
   async function acknowledge(id) {
     try { merge(await api("POST", `/api/v1/live/sessions/${encodeURIComponent(id)}/ack`)); }
-    catch (err) { message(fmt(TEXT.refused, {status: err.status, detail: err.message})); }
+    catch (err) { message(window.TemoinI18n.problem(err.status, err.message)); }
   }
   function message(text) { $("csu-alert-message").textContent = text; }
 
@@ -440,7 +419,7 @@
       const failed = results.filter((r) => r.error).map((r) => fmt(TEXT.aim_failed, {id: r.camera_id, error: r.error}));
       message(results.length ? [fmt(TEXT.aimed, {n: ok.length}), ...failed].join(" · ") : TEXT.no_ptz);
       for (const r of ok) showCctv(r.camera_id);  // the aimed cameras belong on the wall
-    } catch (err) { message(fmt(TEXT.refused, {status: err.status, detail: err.message})); }
+    } catch (err) { message(window.TemoinI18n.problem(err.status, err.message)); }
   }
 
   // --- reinforcements ------------------------------------------------------------------------------------
@@ -479,7 +458,7 @@
       for (const o of list(out, "orders")) mergeOrder(o);
       message(fmt(TEXT.sent, {n: ids.length}));
       loadCandidates();
-    } catch (err) { message(fmt(TEXT.refused, {status: err.status, detail: err.message})); $("csu-send").disabled = false; }
+    } catch (err) { message(window.TemoinI18n.problem(err.status, err.message)); $("csu-send").disabled = false; }
   }
   function mergeOrder(o) {
     if (o.session_id && o.session_id !== state.focus) return;
@@ -524,7 +503,7 @@
           li.dataset.event = e.event;
           const t = document.createElement("time");
           t.dateTime = e.at; t.textContent = time(e.at);
-          li.append(t, `${e.event} · ${e.actor.name || e.actor.id}`);
+          li.append(t, `${codeLabel("event", e.event)} · ${e.actor.name || e.actor.id}`);  // a sentence, not the code
           ol.append(li);
         }
       } catch { /* shown again at the next event */ }
@@ -645,12 +624,12 @@
   $("csu-end").addEventListener("click", async () => {
     if (!state.focus || !window.confirm(TEXT.confirm_end)) return;
     try { merge(await api("POST", `/api/v1/live/sessions/${encodeURIComponent(state.focus)}/end`)); }
-    catch (err) { message(fmt(TEXT.refused, {status: err.status, detail: err.message})); }
+    catch (err) { message(window.TemoinI18n.problem(err.status, err.message)); }
   });
   $("csu-close-incident").addEventListener("click", async () => {
     if (!state.focus || !window.confirm(TEXT.confirm_close_incident)) return;
     try { merge(await api("POST", `/api/v1/live/sessions/${encodeURIComponent(state.focus)}/close`)); }
-    catch (err) { message(fmt(TEXT.refused, {status: err.status, detail: err.message})); }
+    catch (err) { message(window.TemoinI18n.problem(err.status, err.message)); }
   });
   window.addEventListener("pagehide", () => { for (const t of state.tiles.values()) if (t.player) t.player.close(true); });
 

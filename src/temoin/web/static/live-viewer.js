@@ -8,8 +8,8 @@
   const $ = (id) => document.getElementById(id);
   const video = $("live-video");
   const STALE_AFTER_MS = 2000;
-  const STATES = {requested: "Demandé", streaming: "En direct", acknowledged: "Réception confirmée",
-                  reinforcements_sent: "Renforts envoyés", ended: "Terminé"};
+  // Texts from the one catalogue (i18n.js): English msgids, the page's language from the catalogue.
+  const {t: T, label: codeLabel, problem} = window.TemoinI18n;
   const live = window.temoinLive = {
     sessionId, resource: null, state: null, connection: "new",
     stats: {framesDecoded: 0, audioPackets: 0, audioSamples: 0, audioBytes: 0},
@@ -20,14 +20,15 @@
   function showSession(s) {
     if (!s || s.id !== sessionId) return;
     live.state = s.state;
-    $("live-state").textContent = STATES[s.state] || s.state;
+    $("live-state").textContent = codeLabel("live_state", s.state);
     $("live-agent").textContent = s.agent || s.device_id;
-    $("live-reason").textContent = s.reason === "threat" ? "Menace pour la sécurité" : s.reason;
+    $("live-reason").textContent = s.reason === "threat" ? T("Threat to safety") : s.reason;
     if (s.position) showPosition(s.position);
-    $("live-acked").textContent = s.acknowledged_by ? `${s.acknowledged_by} à ${new Date(s.acknowledged_at).toLocaleTimeString("fr-FR")}` : "—";
+    const at = s.acknowledged_at && new Date(s.acknowledged_at).toLocaleTimeString(window.TemoinI18n.lang === "en" ? "en-GB" : "fr-FR", {timeZone: "Europe/Paris"});
+    $("live-acked").textContent = s.acknowledged_by ? T("{who} at {time}", {who: s.acknowledged_by, time: at}) : "—";
     $("live-ack").disabled = !!s.acknowledged_at || s.state === "ended";
     $("live-reinforce").disabled = !s.acknowledged_at || s.state === "ended";
-    if (s.state === "ended") setStatus("Transmission terminée");
+    if (s.state === "ended") setStatus(T("Transmission ended"));
   }
   function showPosition(p) {
     $("live-position").textContent = `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}` + (p.accuracy_m ? ` (± ${Math.round(p.accuracy_m)} m)` : "");
@@ -58,13 +59,13 @@
     });
     if (r.status !== 201) {
       const detail = await r.json().then((j) => j.detail).catch(() => r.statusText);
-      setStatus(`Lecture refusée (${r.status}) : ${detail}`);
+      setStatus(problem(r.status, detail));
       live.error = r.status;
       return;
     }
     live.resource = r.headers.get("Location");
     await pc.setRemoteDescription({type: "answer", sdp: await r.text()});
-    setStatus("Connexion au flux…");
+    setStatus(T("Connecting to the stream…"));
   }
 
   async function poll() {
@@ -91,7 +92,7 @@
     $("live-lost").hidden = !lost;
     $("live-frame").classList.toggle("stale", lost);
     $("live-lost-s").textContent = String(live.lostForS);
-    if (!lost && live.lastProgress !== null && live.state !== "ended") setStatus("En direct");
+    if (!lost && live.lastProgress !== null && live.state !== "ended") setStatus(T("Live"));
   }
 
   function listen() {
@@ -119,7 +120,7 @@
     const r = await fetch(`/api/v1/live/sessions/${encodeURIComponent(sessionId)}/${path}`,
                           {method: "POST", headers: headers()});
     if (r.ok) showSession(await r.json());
-    else setStatus(`Refusé (${r.status})`);
+    else setStatus(problem(r.status, await r.json().then((j) => j.detail).catch(() => "")));
   }
   $("live-ack").addEventListener("click", () => post("ack"));
   $("live-reinforce").addEventListener("click", () => post("reinforcements"));
@@ -130,6 +131,6 @@
 
   fetch(`/api/v1/live/sessions/${encodeURIComponent(sessionId)}`).then((r) => r.json()).then(showSession);
   listen();
-  watch().catch((err) => { setStatus(`Erreur : ${err}`); live.error = String(err); });
+  watch().catch((err) => { setStatus(T("{title}: {detail}", {title: T("Error"), detail: String(err)})); live.error = String(err); });
   setInterval(() => { poll().catch(() => {}); }, 500);
 })();

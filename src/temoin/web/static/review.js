@@ -35,6 +35,8 @@
     let text = "HTTP " + res.status;
     if (typeof d === "string") text = d;
     else if (Array.isArray(d)) text = d.map(e => (e.loc || []).slice(1).join(".") + " : " + e.msg).join(" ; ");
+    // The kind of problem in the page's language (Session expirée, Accès refusé...), then the server's detail.
+    if (window.TemoinI18n) return window.TemoinI18n.problem(res.status, text);
     return (el.dataset.failed || "") + " : " + text;
   }
 

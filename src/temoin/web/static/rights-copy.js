@@ -23,7 +23,10 @@
       throw new Error(root.dataset.network);
     }
     const data = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error(root.dataset.failed + " : " + (data.detail ? JSON.stringify(data.detail).replace(/^"|"$/g, "") : res.status));
+    if (!res.ok) {
+      const detail = data.detail ? JSON.stringify(data.detail).replace(/^"|"$/g, "") : "";
+      throw new Error(window.TemoinI18n ? window.TemoinI18n.problem(res.status, detail) : root.dataset.failed + " : " + (detail || res.status));
+    }
     return data;
   }
 
@@ -106,7 +109,7 @@
     } catch (e) { say(root.dataset.network); return; }
     if (!res.ok) {
       const data = await res.json().catch(() => ({}));
-      say(root.dataset.failed + " : " + (data.detail || res.status));
+      say(window.TemoinI18n ? window.TemoinI18n.problem(res.status, data.detail || "") : root.dataset.failed + " : " + (data.detail || res.status));
       return;
     }
     fps = parseFloat(res.headers.get("X-Frame-Rate")) || 25;
