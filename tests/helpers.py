@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,3 +165,11 @@ def pdf_text(data: bytes) -> str:
     assert data.startswith(b"%PDF")
     text = "\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(data)).pages)
     return " ".join(text.split())  # lines wrap anywhere: compare on single spaces
+
+
+TEMOIN = [sys.executable, "-m", "temoin"]
+
+
+def run(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """The `temoin` command in a child process, as a person runs it."""
+    return subprocess.run([*TEMOIN, *args], env=env, capture_output=True, text=True, timeout=120)

@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from argon2 import PasswordHasher
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from temoin.camera.live_publisher import LivePublisher
@@ -264,3 +265,15 @@ def signed(commune: Commune, method: str, path: str, camera: int = 0, body: byte
 def as_camera(commune: Commune, camera: int = 0) -> DeviceAuth:
     """The camera's signature over each request, body included (as the camera agent signs)."""
     return DeviceAuth(*commune.cameras[camera])
+
+
+def open_dashboard(platform: Platform, browser, server: str, username: str, init_script: str = ""):  # noqa: ANN001, ANN201
+    context = browser.new_context(base_url=server, locale="fr-FR", viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(15_000)
+    if init_script:
+        context.add_init_script(init_script)
+    sign_in_context(platform, context, username)
+    page = context.new_page()
+    page.goto("/live")
+    expect(page.locator("#live-connection")).to_have_text("Canal d'événements connecté")
+    return context, page

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from temoin.demo.commune import territory
-
-TEMOIN = [sys.executable, "-m", "temoin"]
-
-
-def run(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*TEMOIN, *args], env=env, capture_output=True, text=True, timeout=120)
+from tests.helpers import run
 
 
 def test_admin_flow_from_a_fresh_home(tmp_path: Path, database_url: str):

@@ -16,7 +16,7 @@ from temoin.live.models import LiveSession
 from temoin.platform import Platform
 from tests.helpers import make_commune
 from tests.live_helpers import (FIX, _cheap_password_hashes, entries, on_shift, server, settings,  # noqa: F401
-                                as_camera, sign_in_context)
+                                as_camera, open_dashboard)
 
 pytestmark = pytest.mark.slow
 
@@ -28,18 +28,6 @@ def press_live(url: str, commune, camera: int = 0) -> str:  # noqa: ANN001
                    auth=as_camera(commune, camera))
     assert r.status_code == 201, r.text
     return r.json()["id"]
-
-
-def open_dashboard(platform: Platform, browser, server: str, username: str, init_script: str = ""):  # noqa: ANN001, ANN201
-    context = browser.new_context(base_url=server, locale="fr-FR", viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(15_000)
-    if init_script:
-        context.add_init_script(init_script)
-    sign_in_context(platform, context, username)
-    page = context.new_page()
-    page.goto("/live")
-    expect(page.locator("#live-connection")).to_have_text("Canal d'événements connecté")
-    return context, page
 
 
 # Chromium's autoplay policy as a person's browser applies it: no audio starts before a gesture on the page (an

@@ -12,15 +12,15 @@ from playwright.sync_api import expect
 from temoin.law.access import Role
 from temoin.platform import Platform
 from tests.helpers import make_commune
-from tests.live_helpers import (  # noqa: F401
+from tests.live_helpers import (  # noqa: F401 (server, settings, _cheap_password_hashes: fixtures)
     FIX,
     _cheap_password_hashes,
     as_camera,
     on_shift,
+    open_dashboard,
     server,
     settings,
 )
-from tests.test_csu_field import open_dashboard
 
 pytestmark = pytest.mark.slow
 

@@ -14,17 +14,7 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.web.basemap import load_streets
 from tests.helpers import make_commune, sign_in
-
-STREETS = {"type": "FeatureCollection", "features": [
-    {"type": "Feature", "properties": {"nom": "Rue du Port", "importance": 3},
-     "geometry": {"type": "LineString", "coordinates": [[4.079, 43.553], [4.080, 43.558], [4.081, 43.563]]}},
-    {"type": "Feature", "properties": {"name": "Quai des Pêcheurs"},
-     "geometry": {"type": "LineString", "coordinates": [[4.084, 43.553], [4.092, 43.554]]}},
-    {"type": "Feature", "properties": {"name": "Rue de l'Église"},
-     "geometry": {"type": "MultiLineString", "coordinates": [[[4.070, 43.560], [4.075, 43.560]]]}},
-    {"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": [[4.0, 43.0], [4.1, 43.1]]}},
-]}
-
+from tests.map_helpers import STREETS
 
 @pytest.fixture
 def commune(platform: Platform):
@@ -137,7 +127,7 @@ def test_the_cli_loads_a_tenants_streets_and_refuses_a_file_without_any(tmp_path
     import os
 
     from temoin.geo import demo_commune
-    from tests.test_cli import run
+    from tests.helpers import run
 
     env = {**os.environ, "TEMOIN_HOME": str(tmp_path / "home"), "TEMOIN_DATABASE_URL": database_url, "COLUMNS": "200"}
     streets, empty = tmp_path / "streets.geojson", tmp_path / "empty.geojson"

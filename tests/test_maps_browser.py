@@ -19,7 +19,7 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.web.basemap import load_streets
 from tests.helpers import make_commune, sign_in_page, upload
-from tests.test_maps import STREETS
+from tests.map_helpers import STREETS
 
 pytestmark = pytest.mark.slow
 TIMEOUT_MS = 30_000

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+from temoin.errors import InvalidInput
 from temoin.geo.geometry import EARTH_RADIUS_M
 
 NAME_PROPERTIES = ("name", "nom", "nom_voie", "NOM_1_G", "NOM_VOIE_G")
@@ -22,7 +23,7 @@ CELL_M = 200.0  # grid cell of the index: a few streets per cell in a town centr
 MAX_STREETS = 50_000  # a large city; more is not a commune's street list
 
 
-class StreetsInvalid(ValueError):
+class StreetsInvalid(InvalidInput, ValueError):
     """The streets file holds no named line."""
 
 

@@ -99,6 +99,7 @@ EVENTS: tuple[str, ...] = (
     "signout",
     "tenant.created",
     "tenant.settings_changed",
+    "tenant.streets_set",
     "tenant.territory_set",
     "user.created",
     "user.credentials_reset",

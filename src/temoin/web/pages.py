@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from temoin.errors import Unauthenticated
+from temoin.errors import Forbidden, Unauthenticated
 from temoin.evidence.manifest import Trigger
 from temoin.identity import service
 from temoin.identity.models import Tenant
@@ -41,7 +41,7 @@ class SignInRequired(Unauthenticated):
     """A page asked anonymously: the app sends the visitor to the sign-in page."""
 
 
-class PasswordChangeRequired(Exception):
+class PasswordChangeRequired(Forbidden):
     """A page asked before the user chose their own password (created or reset by someone else)."""
 
 
