@@ -315,13 +315,40 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
     return _recording_page(request, who, p, db, recording_id, segment_urls=urls, grant=grant)
 
 
+JOURNAL_PAGE = 100
+
+
 @router.get("/journal")
-def journal(request: Request, verify: bool = False, who: Principal = Depends(PageRequire(Permission.JOURNAL_READ)),
+def journal(request: Request, verify: bool = False, start: str = "", end: str = "", event: str = "", actor: str = "",
+            recording: str = "", before: int | None = Query(None, ge=1),
+            who: Principal = Depends(PageRequire(Permission.JOURNAL_READ)),
             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
+    from datetime import date, time, timedelta
+
+    from temoin.identity.models import User
     from temoin.vault import journal_reading as reading
 
-    entries = [(e, parse_body(e.body)) for e in reading.entries_for(db, who.user, who.tenant, 200)]
+    lang = lang_of(request)
+    form = {"start": start, "end": end, "event": event, "actor": actor.strip(), "recording": recording.strip()}
+    errors = []
+    try:  # whole days in Paris time, both ends included
+        since = datetime.combine(date.fromisoformat(start), time(), PARIS) if start.strip() else None
+        until = datetime.combine(date.fromisoformat(end) + timedelta(days=1), time(), PARIS) if end.strip() else None
+    except ValueError:
+        since = until = None
+        errors.append(gettext(lang, "Unreadable date: use the picker (day/month/year)."))
+    where = reading.JournalFilter(since=since, until=until, event=event or None, actor=form["actor"] or None,
+                                  recording=form["recording"] or None)
+    found = [] if errors else reading.entries_for(db, who.user, who.tenant, JOURNAL_PAGE + 1, before, where)
+    entries = [(e, parse_body(e.body)) for e in found[:JOURNAL_PAGE]]
+    # Keyset paging: the next page starts below the last sequence shown; the filters stay in the URL.
+    query = {k: v for k, v in form.items() if v}
+    older = f"/journal?{urlencode({**query, 'before': entries[-1][0].seq})}" if len(found) > JOURNAL_PAGE else None
+    newest = f"/journal?{urlencode(query)}" if before is not None else None
     can_verify = reading.may_verify(who.user)  # the whole chain: EPCI-wide users only
     result = verify_all(db, p.journal.sink, p.keyring.trusted, chains=[who.tenant.slug]) \
         if verify and can_verify else None
-    return page(request, "journal.html", who=who, entries=entries, result=result, can_verify=can_verify)
+    actors = sorted(db.scalars(select(User.username).where(User.tenant_id == who.tenant.id)))
+    return page(request, "journal.html", who=who, entries=entries, result=result, can_verify=can_verify,
+                form=form, errors=errors, events=reading.event_kinds(db, who.tenant), actors=actors, older=older,
+                newest=newest, filtered=bool(query))
