@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from temoin.evidence.manifest import Trigger
 from temoin.identity import service
+from temoin.identity.devices import camera_names
 from temoin.identity.models import Tenant
 from temoin.journal.service import parse_body
 from temoin.journal.verify import verify_all
@@ -168,8 +169,9 @@ def _paris_time(text: str) -> datetime | None:
 
 def _choices(db: Session, who: Principal) -> dict:
     base = catalogue.visible(who.user).subquery()
+    names = camera_names(db, db.scalars(select(base.c.device_id).distinct()))
     return {"agents": sorted(a for a in db.scalars(select(base.c.agent_ref).distinct()) if a),
-            "cameras": sorted(c for c in db.scalars(select(base.c.device_id).distinct()) if c),
+            "cameras": sorted(names.items(), key=lambda c: (c[1], c[0])),  # (id, display name)
             "triggers": [t.value for t in Trigger], "states": list(catalogue.HoldState.ALL),
             "categories": CATEGORIES}
 
@@ -217,13 +219,15 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
         Hold.recording_id.in_([r.id for r in found]), Hold.lifted_at.is_(None)))} if found else set()
     # The places (R241-10) are drawn only for a search given a motive, which journaled them.
     tracks = catalogue.tracks_of(db, found) if motive is not None else {}
-    mapped = [{"id": r.id, "agent": r.agent_ref, "camera": r.device_id,
+    cameras = camera_names(db, [r.device_id for r in found])
+    mapped = [{"id": r.id, "agent": r.agent_ref, "camera": cameras[r.device_id],
                "started": r.started_at.astimezone(PARIS).strftime("%d/%m/%Y %H:%M:%S"),
                "points": tracks[r.id].simplified(TRACK_POINTS_ON_LIST) if r.id in tracks else []} for r in found]
     place_motives = [(m.value, MOTIVE_LABELS[m][0 if lang == "fr" else 1]) for m in sorted(place_motives_for(who.role))]
     return page(request, "recordings.html", who=who, recordings=found, held=held, form=form, errors=errors,
                 searched=any(form.values()), area=[list(p) for p in polygon] if polygon else None,
                 mapped=mapped, choices=_choices(db, who), can_hold=allows(who.role, Permission.RECORDINGS_HOLD),
+                camera_names=cameras,
                 place_motives=place_motives, places_shown=motive is not None,
                 procedures=[p.value for p in holds.ProcedureType])
 
@@ -252,7 +256,7 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
                             .order_by(RecordingNote.written_at, RecordingNote.id)))
     extra.setdefault("limits", active_limitations(db, [rec.id]))
     return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives, play=play, notes=notes,
-                lost=lost,
+                lost=lost, camera_name=camera_names(db, [rec.device_id])[rec.device_id],
                 integrity=catalogue.integrity_of(p, db, rec), holds=holds.holds_of(db, rec.id),
                 categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
                 procedures=[p.value for p in holds.ProcedureType],
@@ -349,6 +353,7 @@ def journal(request: Request, verify: bool = False, start: str = "", end: str = 
     result = verify_all(db, p.journal.sink, p.keyring.trusted, chains=[who.tenant.slug]) \
         if verify and can_verify else None
     actors = sorted(db.scalars(select(User.username).where(User.tenant_id == who.tenant.id)))
+    cameras = camera_names(db, {str(c) for _, body in entries for c in body.get("cameras") or []})
     return page(request, "journal.html", who=who, entries=entries, result=result, can_verify=can_verify,
                 form=form, errors=errors, events=reading.event_kinds(db, who.tenant), actors=actors, older=older,
-                newest=newest, filtered=bool(query))
+                newest=newest, filtered=bool(query), camera_names=cameras)

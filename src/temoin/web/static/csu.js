@@ -22,7 +22,7 @@
          position: "Position", link: "Liaison", acked_by: "Réception confirmée par", acknowledge: "Accuser réception",
          sound: "Activer le son", aim_ptz: "Orienter les caméras PTZ", end: "Clore", reinforcements: "Renforts",
          ack_first: "Accusez réception pour envoyer des renforts.", send: "Envoyer les renforts",
-         timeline: "Main courante de l'incident", sessions: "Transmissions", agent: "Agent", no_sessions: "Aucune transmission en cours.",
+         timeline: "Main courante de l'incident", sessions: "Transmissions", agent: "Agent", camera: "Caméra", no_sessions: "Aucune transmission en cours.",
          wall_empty: "Aucune image affichée : une alerte, ou un clic sur une caméra de la carte, en affiche ici.",
          view: "Voir", show: "Afficher", close: "Fermer", no_candidates: "Aucun agent disponible à proximité.",
          choose: "Cochez les agents à envoyer.", lost_since: "Liaison perdue depuis {n} s", waiting: "En attente du flux",
@@ -45,7 +45,7 @@
          position: "Position", link: "Link", acked_by: "Acknowledged by", acknowledge: "Acknowledge",
          sound: "Sound on", aim_ptz: "Aim the PTZ cameras", end: "Close", reinforcements: "Reinforcements",
          ack_first: "Acknowledge to send reinforcements.", send: "Send reinforcements",
-         timeline: "Incident record", sessions: "Transmissions", agent: "Agent", no_sessions: "No live transmission.",
+         timeline: "Incident record", sessions: "Transmissions", agent: "Agent", camera: "Camera", no_sessions: "No live transmission.",
          wall_empty: "No picture shown: an alert, or a click on a camera of the map, shows one here.",
          view: "View", show: "Show", close: "Close", no_candidates: "No available agent nearby.",
          choose: "Tick the agents to send.", lost_since: "Link lost for {n} s", waiting: "Waiting for the stream",
@@ -253,7 +253,7 @@
   function showAgentFeed(s) {
     const key = `session:${s.id}`;
     if (state.tiles.has(key)) return state.tiles.get(key);
-    const t = tile(key, `${s.agent || s.device_id} · ${TEXT.live}`, "agent");
+    const t = tile(key, `${s.agent || s.camera || s.device_id} · ${TEXT.live}`, "agent");
     t.session = s.id;
     playInto(t, `/api/v1/live/whep/${encodeURIComponent(s.id)}`, true);
     return t;
@@ -396,7 +396,7 @@
   function renderAlert() {
     const s = state.sessions.get(state.focus);
     if (!s) return;
-    $("csu-alert-agent").textContent = s.agent || s.device_id;
+    $("csu-alert-agent").textContent = s.agent || s.camera || s.device_id;
     $("csu-alert-state").textContent = s.incident_closed_at ? TEXT.incident_closed : (TEXT.states[s.state] || s.state);
     $("csu-alert-time").textContent = time(s.requested_at);
     $("csu-alert-position").textContent = pos(s.position);
@@ -416,7 +416,7 @@
           html: '<svg width="22" height="22" viewBox="0 0 22 22"><circle cx="11" cy="11" r="9" fill="#c8102e" stroke="#fff" stroke-width="3"/></svg>'}),
           zIndexOffset: 1000}).addTo(map);
       } else alertMarker.setLatLng(ll);
-      alertMarker.bindTooltip(asText(`${s.agent || s.device_id} · ${TEXT.alert}`));
+      alertMarker.bindTooltip(asText(`${s.agent || s.camera || s.device_id} · ${TEXT.alert}`));
     }
   }
 
@@ -547,10 +547,13 @@
       const tr = document.createElement("tr");
       tr.dataset.session = s.id;
       tr.className = `state-${s.state}` + (s.link === "lost" ? " link-lost" : "");
-      [s.agent || s.device_id, TEXT.states[s.state] || s.state, linkText(s), pos(s.position), time(s.requested_at)].forEach((text, i) => {
+      // The camera by the name people use (its label); its technical id as the tooltip.
+      [s.agent || s.camera || s.device_id, s.camera || s.device_id, TEXT.states[s.state] || s.state, linkText(s),
+       pos(s.position), time(s.requested_at)].forEach((text, i) => {
         const td = document.createElement("td");
         td.textContent = text;
-        if (i === 2) td.className = "link";
+        if (i === 1) { td.className = "camera"; td.title = s.device_id; }
+        if (i === 3) td.className = "link";
         tr.append(td);
       });
       const actions = document.createElement("td");
