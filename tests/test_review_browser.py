@@ -244,6 +244,7 @@ def test_the_player_has_one_timeline_across_the_segments_and_seeks_anywhere(page
                            " return v.currentSrc.includes('/segments/3?') && v.readyState >= 2"
                            " && Math.abs(v.currentTime - 0.6) < 0.15; }")
     expect(page.locator("#timeline-time")).to_have_text("0:09 / 0:12")
+    page.locator("#timeline").screenshot(path="/tmp/temoin-review-timeline.png")
     start = page.evaluate("JSON.parse(document.getElementById('review-data').textContent).play.start")
     assert abs(page.evaluate("window.temoinReview.absTime()") - (start + 9.6)) < 0.15
     page.wait_for_function(f"() => Math.abs(Number(document.getElementById('recording-map').dataset.videoTime)"

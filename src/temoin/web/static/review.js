@@ -258,7 +258,7 @@
       lostOut.dataset.segment = String(s.index);
     }
 
-    function load(i, offset) {
+    function load(i, offset, andPlay = true) {
       if (segs[i].lost) {  // never asked for: the vault does not hold it
         sayLost(i);
         const j = nextStored(i + 1);
@@ -268,24 +268,26 @@
       current = i;
       pendingSeek = offset || null;
       player.src = player.dataset.segments ? JSON.parse(player.dataset.segments)[i] : player.src;
+      if (!andPlay) return;  // a seek while paused stays paused, on the sought picture
       const started = player.play();
       if (started && started.catch) started.catch(() => {});
     }
 
     function seekTo(t) {
       if (!player) { showMarker(t); return; }  // no consultation yet: the marker only
+      const playing = !player.paused;
       let i = segs.findIndex(s => t >= s.start && t < s.start + s.duration);
       if (i < 0) i = t < segs[0].start ? 0 : segs.length - 1;
       if (segs[i].lost) {  // a moment inside a lost segment: say so, and play from the next stored one
         sayLost(i);
         const j = nextStored(i + 1) >= 0 ? nextStored(i + 1) : lastStored(i - 1);
-        load(j, 0);
+        load(j, 0, playing);
         showMarker(segs[j].start);
         return;
       }
       const offset = Math.max(0, Math.min(t - segs[i].start, segs[i].duration - 0.05));
       if (i === current && player.readyState >= 1) player.currentTime = offset;
-      else load(i, offset);
+      else load(i, offset, playing);
       showMarker(segs[i].start + offset);
     }
 
@@ -338,8 +340,7 @@
       const playBtn = document.getElementById("timeline-play"), sound = document.getElementById("timeline-sound");
       const showPlaying = () => {
         const label = player.paused ? box.dataset.play : box.dataset.pause;
-        playBtn.textContent = player.paused ? "▶" : "⏸";
-        playBtn.setAttribute("aria-label", label); playBtn.title = label;
+        playBtn.textContent = label;
       };
       playBtn.addEventListener("click", () => {
         if (player.paused) { const p = player.play(); if (p && p.catch) p.catch(() => {}); } else player.pause();
@@ -348,9 +349,8 @@
       sound.addEventListener("click", () => {
         player.muted = !player.muted;
         const label = player.muted ? box.dataset.soundOn : box.dataset.soundOff;
-        sound.textContent = player.muted ? "🔇" : "🔊";
+        sound.textContent = label;
         sound.setAttribute("aria-pressed", String(!player.muted));
-        sound.setAttribute("aria-label", label); sound.title = label;
       });
       showPlaying();
       showTimeline(absTime());
