@@ -267,6 +267,7 @@
       }
       current = i;
       pendingSeek = offset || null;
+      player.autoplay = andPlay;  // the attribute would start a paused player again on the new source
       player.src = player.dataset.segments ? JSON.parse(player.dataset.segments)[i] : player.src;
       if (!andPlay) return;  // a seek while paused stays paused, on the sought picture
       const started = player.play();
@@ -361,9 +362,16 @@
       // Each segment is a standalone MP4: play them one after the other.
       player.addEventListener("ended", () => { if (current + 1 < urls.length) load(current + 1, 0); });
       // Nothing to show for a lost segment: its time range stays on the page (#lost-segments).
-      player.addEventListener("loadedmetadata", () => {
-        if (pendingSeek) { player.currentTime = pendingSeek; pendingSeek = null; }
-      });
+      // A paused player may know too little of a new segment at loadedmetadata for the seek to hold (it lands
+      // on 0): try again once its data is there, a few times at most.
+      let seekTries = 0;
+      const applySeek = e => {
+        if (pendingSeek === null) return;
+        if (e.type === "loadedmetadata") seekTries = 0;
+        if (Math.abs(player.currentTime - pendingSeek) < 0.05 || seekTries++ > 3) { pendingSeek = null; return; }
+        player.currentTime = pendingSeek;
+      };
+      ["loadedmetadata", "loadeddata", "seeked"].forEach(ev => player.addEventListener(ev, applySeek));
       const update = () => {
         const t = absTime();
         showMarker(t);
