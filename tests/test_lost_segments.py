@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import timedelta
 from itertools import pairwise
@@ -163,6 +164,15 @@ def test_the_player_skips_the_lost_segment_and_says_so(browser, platform, server
             " return v.currentSrc.includes('/segments/2?') && v.currentTime > 0.2; }", timeout=30_000)
         expect(page.locator("#lost-playback")).to_contain_text("Segment 1 perdu à la caméra")
         expect(page.locator("#lost-playback")).to_contain_text("lecture reprise au segment suivant")
+        # The timeline spans the whole recording and shows the lost segment as a gap, not hidden.
+        expect(page.locator("#timeline-time")).to_have_text(re.compile(r"/ 0:06$"))
+        gap = page.locator("#timeline-bar .timeline-gap")
+        expect(gap).to_have_count(1)
+        assert gap.get_attribute("data-index") == "1"
+        assert "Segment 1 perdu à la caméra" in gap.get_attribute("title")
+        bar, box = page.locator("#timeline-bar").bounding_box(), gap.bounding_box()
+        assert abs((box["x"] - bar["x"]) / bar["width"] - 2 / 6) < 0.02  # seconds 2 to 4 of 6
+        assert abs(box["width"] / bar["width"] - 2 / 6) < 0.02
         # A seek into the lost range plays on from the next stored segment.
         page.evaluate("() => { const v = document.getElementById('player'); v.pause(); }")
         start = page.evaluate("JSON.parse(document.getElementById('review-data').textContent).play.start")

@@ -251,3 +251,20 @@ def test_integrity_shows_what_is_known_and_a_check_on_demand_is_journaled(platfo
         db.commit()
     assert client.get(f"/api/v1/recordings/{rid}/integrity").json()["signature_ok"] is False
     assert "Signature de la caméra : INVALIDE" in client.get(f"/recordings/{rid}").text
+
+
+def test_a_segment_is_served_by_byte_ranges_under_the_grant(platform, client) -> None:  # noqa: ANN001
+    """The review timeline seeks inside a segment with byte ranges: each one needs the consultation's grant."""
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=2)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    r = client.post(f"/api/v1/recordings/{rid}/consultations", headers={"X-CSRF-Token": csrf},
+                    json={"motive": {"code": "report_facts", "text": "Rapport sur l'intervention"}})
+    url = r.json()["segments"][0]
+    whole = client.get(url)
+    assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
+    part = client.get(url, headers={"Range": "bytes=100-1099"})
+    assert part.status_code == 206 and part.content == whole.content[100:1100]
+    assert part.headers["content-range"] == f"bytes 100-1099/{len(whole.content)}"
+    assert client.get(url, headers={"Range": f"bytes={len(whole.content)}-"}).status_code == 416
+    assert client.get(url.split("?")[0] + "?grant=forged", headers={"Range": "bytes=0-9"}).status_code == 403

@@ -206,3 +206,64 @@ def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, plat
     expect(page.locator(f'tr[data-recording="{pins}"] .flag.hold')).to_have_text("Conservé (procédure)")
     with platform.session() as db:
         assert db.scalar(select(Hold).where(Hold.recording_id == pins)).reference == "CD-2026-07"
+
+
+FRAME_JS = """async ([url, at]) => {
+  // The picture at `at` seconds into a segment, drawn small: grey levels to compare two frames.
+  const v = document.createElement('video');
+  v.muted = true; v.src = url;
+  await new Promise((ok, ko) => { v.onloadeddata = ok; v.onerror = () => ko(new Error('media error')); });
+  v.currentTime = at;
+  await new Promise(ok => { v.onseeked = ok; });
+  const c = document.createElement('canvas'); c.width = 64; c.height = 36;
+  c.getContext('2d').drawImage(v, 0, 0, 64, 36);
+  return Array.from(c.getContext('2d').getImageData(0, 0, 64, 36).data.filter((_, i) => i % 4 === 0));
+}"""
+
+
+def test_the_player_has_one_timeline_across_the_segments_and_seeks_anywhere(page, platform, api) -> None:  # noqa: ANN001
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, api, commune, started_at=utcnow() - timedelta(hours=1), duration_s=12, segment_s=3)
+    sign_in_page(page, platform, commune.users[Role.CHIEF])
+    page.goto(f"/recordings/{rid}")
+    form = page.locator("#motive-form")
+    form.get_by_label("Motif de la consultation").select_option("incident_review")
+    form.get_by_label("Précisez (obligatoire)").fill("Analyse de l'intervention")
+    form.get_by_role("button", name="Consulter").click()
+    page.wait_for_function("() => { const v = document.getElementById('player');"
+                           " return v.readyState >= 2 && v.currentTime > 0.2; }")
+    # The whole recording's length, not the first 3 s segment's.
+    expect(page.locator("#timeline-time")).to_have_text(re.compile(r"^0:0\d / 0:12$"))
+    page.get_by_role("button", name="Pause").click()
+
+    # A click at 80 % of the bar: 9.6 s in, that is 0.6 s into the fourth segment (index 3).
+    bar = page.get_by_role("slider", name="Position dans l'enregistrement")
+    box = bar.bounding_box()
+    page.mouse.click(box["x"] + 0.8 * box["width"], box["y"] + box["height"] / 2)
+    page.wait_for_function("() => { const v = document.getElementById('player');"
+                           " return v.currentSrc.includes('/segments/3?') && v.readyState >= 2"
+                           " && Math.abs(v.currentTime - 0.6) < 0.15; }")
+    expect(page.locator("#timeline-time")).to_have_text("0:09 / 0:12")
+    page.locator("#timeline").screenshot(path="/tmp/temoin-review-timeline.png")
+    start = page.evaluate("JSON.parse(document.getElementById('review-data').textContent).play.start")
+    assert abs(page.evaluate("window.temoinReview.absTime()") - (start + 9.6)) < 0.15
+    page.wait_for_function(f"() => Math.abs(Number(document.getElementById('recording-map').dataset.videoTime)"
+                           f" - {start + 9.6}) < 0.2")  # the GPS marker follows the playhead
+
+    # The frame shown is that segment's at that moment (the burned-in clock differs from the other segments').
+    url, at = page.evaluate("""async () => { const v = document.getElementById('player'); v.pause();
+      v.currentTime = v.currentTime; await new Promise(ok => { v.onseeked = ok; });
+      return [v.currentSrc, v.currentTime]; }""")
+    shown = page.evaluate("""() => { const v = document.getElementById('player');
+      const c = document.createElement('canvas'); c.width = 64; c.height = 36;
+      c.getContext('2d').drawImage(v, 0, 0, 64, 36);
+      return Array.from(c.getContext('2d').getImageData(0, 0, 64, 36).data.filter((_, i) => i % 4 === 0)); }""")
+    same = page.evaluate(FRAME_JS, [url, at])
+    other = page.evaluate(FRAME_JS, [url.replace("/segments/3?", "/segments/0?"), at])
+    differ = lambda a, b: sum(abs(x - y) for x, y in zip(a, b)) / len(a)  # noqa: E731
+    assert differ(shown, same) < 3 < differ(shown, other)
+
+    # Seeking loads segments under the one consultation: the journal holds one viewing.
+    with platform.session() as db:
+        consulted = [e for e in db.scalars(select(JournalEntry)) if rid in e.body and e.event == "recording.consulted"]
+    assert len(consulted) == 1

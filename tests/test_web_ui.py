@@ -126,7 +126,9 @@ def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api)
     meta = page.locator("dl.meta")
     expect(meta).to_contain_text("Début")
     expect(meta).to_contain_text("Caméra")
-    expect(meta).to_contain_text(commune.cameras[0][0])
+    # The camera by the name people use (its label), its technical id as the tooltip.
+    expect(meta.locator("#camera")).to_have_text(f"{commune.slug}-cam-0")
+    expect(meta.locator("#camera")).to_have_attribute("title", commune.cameras[0][0])
     expect(meta).to_contain_text("POR-0001")
     expect(meta).to_contain_text("Vérifiée à la réception")
     expect(page.locator("#player")).to_have_count(0)  # no content before a motive

@@ -132,7 +132,8 @@ def ensure_cameras(p: Platform, base_url: str, count: int = CAMERAS) -> list[Dem
                 continue
             if device is not None:  # its keys are gone: retire it, enrol the camera again
                 devices.revoke(p, db, device, Actor.system("demo"))
-            code = devices.create_enrolment_code(p, db, tenant, label=f"Caméra {n}", by=Actor.system("demo"))
+            # Labelled with its asset tag: the one name the staff use for it (the id stays technical).
+            code = devices.create_enrolment_code(p, db, tenant, label=serial, by=Actor.system("demo"))
         identity = home.enrol(base_url, code, serial)
         cameras.append(DemoCamera(serial, identity.device_id, home.root))
     return cameras

@@ -115,6 +115,12 @@ class _Pdf(FPDF):
         self.cell(0, 5, self.text_of(f"{self.footer_text} — page {self.page_no()}/{{nb}}"), align="C")
 
 
+def _camera(rec: dict[str, Any]) -> str:
+    """The name people use for the camera, with its technical id (packages made before names carry the id)."""
+    name = rec.get("camera_name")
+    return f"{name} ({rec['camera_id']})" if name and name != rec["camera_id"] else rec["camera_id"]
+
+
 def render_pdf(*, extraction: dict[str, Any], recordings: list[dict[str, Any]], entries: list[CustodyEntry],
                this_extraction: CustodyEntry, compress: bool = True) -> bytes:
     """The chain-of-custody document: who recorded, when it was ingested, every access, this extraction.
@@ -149,7 +155,7 @@ def render_pdf(*, extraction: dict[str, Any], recordings: list[dict[str, Any]], 
         pdf.ln(3)
         pdf.line_of(f"Enregistrement / Recording {rec['id']}", 12, 6.5)
         pdf.line_of(
-            f"Caméra / Camera {rec['camera_id']} — agent {rec['agent']} — "
+            f"Caméra / Camera {_camera(rec)} — agent {rec['agent']} — "
             f"{paris(datetime.fromisoformat(rec['started_at']))} → {paris(datetime.fromisoformat(rec['ended_at']))}"
             f" — déclenchement / trigger {label('fr', 'trigger', rec['trigger'])} — personnes informées / persons informed: "
             f"{'oui / yes' if rec['persons_informed'] else 'non / no (' + label('fr', 'reason', str(rec['not_informed_reason'])) + ')'}",

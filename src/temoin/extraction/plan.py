@@ -25,7 +25,7 @@ from temoin.evidence.canonical import b64e
 from temoin.evidence.manifest import SignedManifest
 from temoin.extraction import custody
 from temoin.extraction.models import MediaKind, ProcedureType, RecipientKind
-from temoin.identity.devices import recording_key, signing_time
+from temoin.identity.devices import camera_names, recording_key, signing_time
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Actor
@@ -301,7 +301,8 @@ def _plan_recording(p: VaultContext, db: Session, tenant: Tenant, rec: Recording
                                  "does not declare them lost at the camera: the catalogue was altered; run "
                                    "`temoin vault scrub` and report it. No package was made.")
     row = {
-        "id": rec.id, "camera_id": rec.device_id, "agent": rec.agent_ref,
+        "id": rec.id, "camera_id": rec.device_id, "camera_name": camera_names(db, [rec.device_id])[rec.device_id],
+        "agent": rec.agent_ref,
         "started_at": rec.started_at.isoformat(), "ended_at": rec.ended_at.isoformat(), "trigger": rec.trigger,
         "trigger_detail": envelope.manifest.trigger_detail if envelope else axis["trigger_detail"],
         "persons_informed": rec.persons_informed,

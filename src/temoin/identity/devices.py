@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -50,8 +51,21 @@ class QuotaExceeded(errors.Conflict, DeviceError):
     pass
 
 
+def display_name(device: Device) -> str:
+    """The one name people use for a camera: the tenant's label (its asset tag, e.g. PT-BWC-005), else its serial.
+    The technical id (cam-…) stays in the API and in tooltips."""
+    return device.label.strip() or device.serial
+
+
+def camera_names(db: Session, device_ids: Iterable[str]) -> dict[str, str]:
+    """Display names by device id; an id no device answers to (a deleted camera) is its own name."""
+    ids = set(device_ids)
+    names = {d.id: display_name(d) for d in db.scalars(select(Device).where(Device.id.in_(ids)))} if ids else {}
+    return {i: names.get(i, i) for i in ids}
+
+
 def device_actor(device: Device) -> Actor:
-    return Actor(kind="device", id=device.id, name=device.label or device.serial, function="camera")
+    return Actor(kind="device", id=device.id, name=display_name(device), function="camera")
 
 
 def create_enrolment_code(p: Context, db: Session, tenant: Tenant, *, label: str, by: Actor,

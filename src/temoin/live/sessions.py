@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from temoin.context import Context
 from temoin import errors
@@ -25,7 +25,7 @@ from temoin.db import utcnow
 from temoin.errors import Conflict
 from temoin.evidence.manifest import GpsFix
 from temoin.identity import shifts
-from temoin.identity.devices import device_actor
+from temoin.identity.devices import device_actor, display_name
 from temoin.identity.models import Device, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
@@ -70,7 +70,11 @@ def view(s: LiveSession) -> dict[str, Any]:
     """What the API, the dashboards and the camera see of a session."""
     def t(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
-    return {"id": s.id, "state": s.state, "device_id": s.device_id, "agent": s.agent_id, "reason": s.reason,
+    db = object_session(s)  # the camera's display name; its id stays as device_id
+    device = db.get(Device, s.device_id) if db is not None else None
+    return {"id": s.id, "state": s.state, "device_id": s.device_id,
+            "camera": display_name(device) if device is not None else s.device_id, "agent": s.agent_id,
+            "reason": s.reason,
             "detail": s.detail, "position": s.position, "requested_at": t(s.requested_at),
             "streaming_at": t(s.streaming_at), "acknowledged_at": t(s.acknowledged_at),
             "acknowledged_by": s.acknowledged_by, "reinforcements_at": t(s.reinforcements_at),

@@ -22,6 +22,7 @@ from temoin import errors
 from temoin.evidence.keys import KeySet
 from temoin.db import utcnow
 from temoin.extraction.models import Extraction
+from temoin.identity.devices import camera_names
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.models import JournalEntry
 from temoin.law.access import Role
@@ -178,9 +179,11 @@ def territory_use(db: Session, tenant: Tenant, period: Period, communes: Commune
     in_period = and_(Recording.tenant_id == tenant.id, Recording.started_at >= period.start,
                      Recording.started_at < period.end, Recording.state.in_(MADE), _of(communes))
     use = TerritoryUse(territory_set=bool(tenant.territory))
-    use.outside = [OutsideRecording(rid, started, agent, camera) for rid, started, agent, camera in db.execute(
-        select(Recording.id, Recording.started_at, Recording.agent_ref, Recording.device_id)
-        .where(in_period, Recording.outside_territory.is_(True)).order_by(Recording.started_at, Recording.id))]
+    rows = db.execute(select(Recording.id, Recording.started_at, Recording.agent_ref, Recording.device_id)
+                      .where(in_period, Recording.outside_territory.is_(True))
+                      .order_by(Recording.started_at, Recording.id)).all()
+    names = camera_names(db, [camera for *_, camera in rows])  # the name people use, not the technical id
+    use.outside = [OutsideRecording(rid, started, agent, names[camera]) for rid, started, agent, camera in rows]
     use.unchecked = sum(1 for flags in db.scalars(select(Recording.flags).where(in_period))
                         if Flag.TERRITORY_UNKNOWN in (flags or []))
     return use

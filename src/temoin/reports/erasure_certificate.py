@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from temoin.db import utcnow
 from temoin.errors import NotFound
 from temoin.evidence.keys import KeySet
+from temoin.identity.devices import camera_names
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
@@ -46,6 +47,12 @@ def _paris(iso: str) -> str:
     return when("fr", datetime.fromisoformat(iso))
 
 
+def _camera(names: dict[str, str], camera_id: str) -> str:
+    """The name people use for the camera, with the id the signed certificate names."""
+    name = names.get(camera_id, camera_id)
+    return f"{name} ({camera_id})" if name != camera_id else camera_id
+
+
 def render(db: Session, req: RightsRequest, keys: KeySet, now: datetime) -> bytes:
     tenant = db.get(Tenant, req.tenant_id)
     certs = certificates_of(db, req)
@@ -58,13 +65,15 @@ def render(db: Session, req: RightsRequest, keys: KeySet, now: datetime) -> byte
                   "leur clé de chiffrement a été détruite, puis leurs fichiers et tout ce qui en avait été tiré "
                   "(vignettes, copies, extraits) supprimés. L'effacement est définitif. Chaque effacement est "
                   "attesté par un certificat signé par la plateforme, reproduit ci-dessous.")
+    names = camera_names(db, [orjson.loads(c.body)["camera_id"] for c in certs])
     for cert in certs:
         body = orjson.loads(cert.body)
         key = keys.get(body.get("platform_key_id"))
         if doc.will_page_break(60):
             doc.add_page()
         doc.rows([
-            (f"Enregistrement {body['recording_id']} (certificat n° {cert.id})", "Caméra", body["camera_id"]),
+            (f"Enregistrement {body['recording_id']} (certificat n° {cert.id})", "Caméra",
+             _camera(names, body["camera_id"])),
             (f"Enregistrement {body['recording_id']} (certificat n° {cert.id})", "Enregistré du … au …",
              f"{_paris(body['started_at'])} — {_paris(body['ended_at'])}"),
             (f"Enregistrement {body['recording_id']} (certificat n° {cert.id})", "Effacé le",

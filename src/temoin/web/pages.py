@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from temoin.errors import Forbidden, Unauthenticated
 from temoin.evidence.manifest import Trigger
 from temoin.identity import service
+from temoin.identity.devices import camera_names
 from temoin.identity.models import Tenant
 from temoin.identity.secrets import totp_uri
 from temoin.journal.service import parse_body
@@ -214,8 +215,9 @@ def _paris_time(text: str) -> datetime | None:
 
 def _choices(db: Session, who: Principal) -> dict:
     base = catalogue.visible(who.user).subquery()
+    names = camera_names(db, db.scalars(select(base.c.device_id).distinct()))
     return {"agents": sorted(a for a in db.scalars(select(base.c.agent_ref).distinct()) if a),
-            "cameras": sorted(c for c in db.scalars(select(base.c.device_id).distinct()) if c),
+            "cameras": sorted(names.items(), key=lambda c: (c[1], c[0])),  # (id, display name)
             "triggers": [t.value for t in Trigger], "states": list(catalogue.HoldState.ALL),
             "categories": CATEGORIES}
 
@@ -263,13 +265,15 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
         Hold.recording_id.in_([r.id for r in found]), Hold.lifted_at.is_(None)))} if found else set()
     # The places (R241-10) are drawn only for a search given a motive, which journaled them.
     tracks = catalogue.tracks_of(db, found) if motive is not None else {}
-    mapped = [{"id": r.id, "agent": r.agent_ref, "camera": r.device_id,
+    cameras = camera_names(db, [r.device_id for r in found])
+    mapped = [{"id": r.id, "agent": r.agent_ref, "camera": cameras[r.device_id],
                "started": when(lang, r.started_at),
                "points": tracks[r.id].simplified(TRACK_POINTS_ON_LIST) if r.id in tracks else []} for r in found]
     place_motives = [(m.value, label(lang, "motive", m.value)) for m in sorted(place_motives_for(who.role))]
     return page(request, "recordings.html", who=who, recordings=found, held=held, form=form, errors=errors,
                 searched=any(form.values()), area=[list(p) for p in polygon] if polygon else None,
                 mapped=mapped, choices=_choices(db, who), can_hold=allows(who.role, Permission.RECORDINGS_HOLD),
+                camera_names=cameras,
                 place_motives=place_motives, places_shown=motive is not None,
                 procedures=[p.value for p in holds.ProcedureType])
 
@@ -298,7 +302,7 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
                             .order_by(RecordingNote.written_at, RecordingNote.id)))
     extra.setdefault("limits", active_limitations(db, [rec.id]))
     return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives, play=play, notes=notes,
-                lost=lost,
+                lost=lost, camera_name=camera_names(db, [rec.device_id])[rec.device_id],
                 integrity=catalogue.integrity_of(p, db, rec), holds=holds.holds_of(db, rec.id),
                 categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
                 procedures=[p.value for p in holds.ProcedureType],
@@ -361,13 +365,41 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
     return _recording_page(request, who, p, db, recording_id, segment_urls=urls, grant=grant)
 
 
+JOURNAL_PAGE = 100
+
+
 @router.get("/journal")
-def journal(request: Request, verify: bool = False, who: Principal = Depends(PageRequire(Permission.JOURNAL_READ)),
+def journal(request: Request, verify: bool = False, start: str = "", end: str = "", event: str = "", actor: str = "",
+            recording: str = "", before: int | None = Query(None, ge=1),
+            who: Principal = Depends(PageRequire(Permission.JOURNAL_READ)),
             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
+    from datetime import date, time, timedelta
+
+    from temoin.identity.models import User
     from temoin.vault import journal_reading as reading
 
-    entries = [(e, parse_body(e.body)) for e in reading.entries_for(db, who.user, who.tenant, 200)]
+    lang = lang_of(request)
+    form = {"start": start, "end": end, "event": event, "actor": actor.strip(), "recording": recording.strip()}
+    errors = []
+    try:  # whole days in Paris time, both ends included
+        since = datetime.combine(date.fromisoformat(start), time(), PARIS) if start.strip() else None
+        until = datetime.combine(date.fromisoformat(end) + timedelta(days=1), time(), PARIS) if end.strip() else None
+    except ValueError:
+        since = until = None
+        errors.append(gettext(lang, "Unreadable date: use the picker (day/month/year)."))
+    where = reading.JournalFilter(since=since, until=until, event=event or None, actor=form["actor"] or None,
+                                  recording=form["recording"] or None)
+    found = [] if errors else reading.entries_for(db, who.user, who.tenant, JOURNAL_PAGE + 1, before, where)
+    entries = [(e, parse_body(e.body)) for e in found[:JOURNAL_PAGE]]
+    # Keyset paging: the next page starts below the last sequence shown; the filters stay in the URL.
+    query = {k: v for k, v in form.items() if v}
+    older = f"/journal?{urlencode({**query, 'before': entries[-1][0].seq})}" if len(found) > JOURNAL_PAGE else None
+    newest = f"/journal?{urlencode(query)}" if before is not None else None
     can_verify = reading.may_verify(who.user)  # the whole chain: EPCI-wide users only
     result = verify_all(db, p.journal.sink, p.keyring.trusted, chains=[who.tenant.slug]) \
         if verify and can_verify else None
-    return page(request, "journal.html", who=who, entries=entries, result=result, can_verify=can_verify)
+    actors = sorted(db.scalars(select(User.username).where(User.tenant_id == who.tenant.id)))
+    cameras = camera_names(db, {str(c) for _, body in entries for c in body.get("cameras") or []})
+    return page(request, "journal.html", who=who, entries=entries, result=result, can_verify=can_verify,
+                form=form, errors=errors, events=reading.event_kinds(db, who.tenant), actors=actors, older=older,
+                newest=newest, filtered=bool(query), camera_names=cameras)

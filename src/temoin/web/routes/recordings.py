@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from temoin.platform import Platform
 from temoin.vault import catalogue, holds
 from temoin.vault.limitation import active_limitations
 from temoin.vault.models import Hold, Recording, RecordingNote
+from temoin.web.byte_ranges import byte_range, ranged_response
 from temoin.web.deps import Principal, get_db, get_platform, require
 
 router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
@@ -249,7 +251,7 @@ def consult(recording_id: str, body: ConsultationIn, who: Principal = require(Pe
 
 @router.get("/{recording_id}/segments/{index}", summary="A segment's original bytes (needs a grant)",
             response_class=StreamingResponse)
-def segment(recording_id: str, index: int, grant: str, play: bool = False,
+def segment(recording_id: str, index: int, grant: str, request: Request, play: bool = False,
             who: Principal = require(Permission.RECORDINGS_VIEW), db: Session = Depends(get_db),
             p: Platform = Depends(get_platform)) -> StreamingResponse:
     from temoin.axis.vault import playback
@@ -262,8 +264,25 @@ def segment(recording_id: str, index: int, grant: str, play: bool = False,
     if plain is not None:
         return StreamingResponse(plain, media_type="video/mp4", headers={"Cache-Control": "no-store"})
     size = next(s.size for s in rec.segments if s.index == index)
-    return StreamingResponse(chunks, media_type="video/mp4",
-                             headers={"Content-Length": str(size), "Cache-Control": "no-store"})
+    # Byte ranges let a paused player seek inside the segment (the review timeline); each request is checked
+    # against the grant above, and the consultation was journaled once, when it was opened.
+    wanted = byte_range(request.headers.get("range"), size)
+    return ranged_response(_slice(chunks, wanted) if wanted else chunks, size, wanted, "video/mp4",
+                           {"Cache-Control": "no-store"})
+
+
+def _slice(chunks: Iterator[bytes], wanted: tuple[int, int]) -> Iterator[bytes]:
+    """The bytes [start, end) of a stream (a segment is decrypted from its start: the records before are read
+    and dropped)."""
+    start, end = wanted
+    at = 0
+    for chunk in chunks:
+        lo, hi = max(start - at, 0), min(end - at, len(chunk))
+        if lo < hi:
+            yield chunk[lo:hi]
+        at += len(chunk)
+        if at >= end:
+            return
 
 
 @router.post("/{recording_id}/holds", status_code=201, summary="Put a recording on hold for a procedure")

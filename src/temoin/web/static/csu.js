@@ -24,7 +24,7 @@
     link: T("Link"), acked_by: T("Acknowledged by"), acknowledge: T("Acknowledge"), sound: T("Sound on"),
     aim_ptz: T("Aim the PTZ cameras"), end: T("End the transmission"), reinforcements: T("Reinforcements"),
     ack_first: T("Acknowledge to send reinforcements."), send: T("Send reinforcements"),
-    timeline: T("Incident record"), sessions: T("Transmissions"), agent: T("Agent"),
+    timeline: T("Incident record"), sessions: T("Transmissions"), agent: T("Agent"), camera: T("Camera"),
     no_sessions: T("No live transmission."),
     wall_empty: T("No picture shown: an alert, or a click on a camera of the map, shows one here."), view: T("View"),
     show: T("Show"), close: T("Close"), no_candidates: T("No available agent nearby."),
@@ -227,7 +227,7 @@
   function showAgentFeed(s) {
     const key = `session:${s.id}`;
     if (state.tiles.has(key)) return state.tiles.get(key);
-    const t = tile(key, `${s.agent || s.device_id} · ${TEXT.live}`, "agent");
+    const t = tile(key, `${s.agent || s.camera || s.device_id} · ${TEXT.live}`, "agent");
     t.session = s.id;
     playInto(t, `/api/v1/live/whep/${encodeURIComponent(s.id)}`, true);
     return t;
@@ -370,7 +370,7 @@
   function renderAlert() {
     const s = state.sessions.get(state.focus);
     if (!s) return;
-    $("csu-alert-agent").textContent = s.agent || s.device_id;
+    $("csu-alert-agent").textContent = s.agent || s.camera || s.device_id;
     $("csu-alert-state").textContent = s.incident_closed_at ? TEXT.incident_closed : (TEXT.states[s.state] || s.state);
     $("csu-alert-time").textContent = time(s.requested_at);
     $("csu-alert-position").textContent = pos(s.position);
@@ -390,7 +390,7 @@
           html: '<svg width="22" height="22" viewBox="0 0 22 22"><circle cx="11" cy="11" r="9" fill="#c8102e" stroke="#fff" stroke-width="3"/></svg>'}),
           zIndexOffset: 1000}).addTo(map);
       } else alertMarker.setLatLng(ll);
-      alertMarker.bindTooltip(asText(`${s.agent || s.device_id} · ${TEXT.alert}`));
+      alertMarker.bindTooltip(asText(`${s.agent || s.camera || s.device_id} · ${TEXT.alert}`));
     }
   }
 
@@ -521,10 +521,13 @@
       const tr = document.createElement("tr");
       tr.dataset.session = s.id;
       tr.className = `state-${s.state}` + (s.link === "lost" ? " link-lost" : "");
-      [s.agent || s.device_id, TEXT.states[s.state] || s.state, linkText(s), pos(s.position), time(s.requested_at)].forEach((text, i) => {
+      // The camera by the name people use (its label); its technical id as the tooltip.
+      [s.agent || s.camera || s.device_id, s.camera || s.device_id, TEXT.states[s.state] || s.state, linkText(s),
+       pos(s.position), time(s.requested_at)].forEach((text, i) => {
         const td = document.createElement("td");
         td.textContent = text;
-        if (i === 2) td.className = "link";
+        if (i === 1) { td.className = "camera"; td.title = s.device_id; }
+        if (i === 3) td.className = "link";
         tr.append(td);
       });
       const actions = document.createElement("td");

@@ -262,7 +262,7 @@
       lostOut.dataset.segment = String(s.index);
     }
 
-    function load(i, offset) {
+    function load(i, offset, andPlay = true) {
       if (segs[i].lost) {  // never asked for: the vault does not hold it
         sayLost(i);
         const j = nextStored(i + 1);
@@ -271,26 +271,94 @@
       }
       current = i;
       pendingSeek = offset || null;
+      player.autoplay = andPlay;  // the attribute would start a paused player again on the new source
       player.src = player.dataset.segments ? JSON.parse(player.dataset.segments)[i] : player.src;
+      if (!andPlay) return;  // a seek while paused stays paused, on the sought picture
       const started = player.play();
       if (started && started.catch) started.catch(() => {});
     }
 
     function seekTo(t) {
       if (!player) { showMarker(t); return; }  // no consultation yet: the marker only
+      const playing = !player.paused;
       let i = segs.findIndex(s => t >= s.start && t < s.start + s.duration);
       if (i < 0) i = t < segs[0].start ? 0 : segs.length - 1;
       if (segs[i].lost) {  // a moment inside a lost segment: say so, and play from the next stored one
         sayLost(i);
         const j = nextStored(i + 1) >= 0 ? nextStored(i + 1) : lastStored(i - 1);
-        load(j, 0);
+        load(j, 0, playing);
         showMarker(segs[j].start);
         return;
       }
       const offset = Math.max(0, Math.min(t - segs[i].start, segs[i].duration - 0.05));
       if (i === current && player.readyState >= 1) player.currentTime = offset;
-      else load(i, offset);
+      else load(i, offset, playing);
       showMarker(segs[i].start + offset);
+    }
+
+    // One timeline for the recording: the bar spans every segment (lost ones drawn as gaps), a click or drag
+    // anywhere seeks through seekTo, which loads the right segment (same grant, same journaled viewing).
+    const t0 = play.start;
+    const span = Math.max(0.1, ...segs.map(s => s.start + s.duration)) - t0;
+    const bar = document.getElementById("timeline-bar");
+    const clock = s => {
+      s = Math.max(0, Math.floor(s + 1e-6));
+      const h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, sec = String(s % 60).padStart(2, "0");
+      return h ? h + ":" + String(m).padStart(2, "0") + ":" + sec : m + ":" + sec;
+    };
+    function showTimeline(t) {
+      if (!bar) return;
+      const at = Math.max(0, Math.min(span, t - t0)), pct = (100 * at / span) + "%";
+      document.getElementById("timeline-done").style.width = pct;
+      document.getElementById("timeline-head").style.left = pct;
+      document.getElementById("timeline-time").value = clock(at) + " / " + clock(span);
+      bar.setAttribute("aria-valuenow", at.toFixed(1));
+      bar.setAttribute("aria-valuetext", clock(at) + " / " + clock(span));
+    }
+    function timeline() {
+      const box = document.getElementById("timeline");
+      if (!bar) return;
+      bar.setAttribute("aria-valuemax", span.toFixed(1));
+      segs.filter(s => s.lost).forEach(s => {
+        const gap = document.createElement("div");
+        gap.className = "timeline-gap";
+        gap.dataset.index = String(s.index);
+        gap.style.left = (100 * (s.start - t0) / span) + "%";
+        gap.style.width = (100 * s.duration / span) + "%";
+        gap.title = box.dataset.lost.replace("{index}", s.index) + " (" + when(s.start) + " – " + when(s.start + s.duration) + ")";
+        bar.insertBefore(gap, bar.firstChild);
+      });
+      const seekAt = x => {
+        const r = bar.getBoundingClientRect();
+        seekTo(t0 + span * Math.max(0, Math.min(1, (x - r.left) / r.width)));
+      };
+      let dragging = false;
+      bar.addEventListener("pointerdown", e => { dragging = true; bar.setPointerCapture(e.pointerId); seekAt(e.clientX); });
+      bar.addEventListener("pointermove", e => { if (dragging) seekAt(e.clientX); });
+      bar.addEventListener("pointerup", () => { dragging = false; });
+      bar.addEventListener("keydown", e => {
+        const step = {ArrowLeft: -5, ArrowRight: 5, Home: -Infinity, End: Infinity}[e.key];
+        if (step === undefined) return;
+        e.preventDefault();
+        seekTo(Math.max(t0, Math.min(t0 + span - 0.05, absTime() + step)));
+      });
+      const playBtn = document.getElementById("timeline-play"), sound = document.getElementById("timeline-sound");
+      const showPlaying = () => {
+        const label = player.paused ? box.dataset.play : box.dataset.pause;
+        playBtn.textContent = label;
+      };
+      playBtn.addEventListener("click", () => {
+        if (player.paused) { const p = player.play(); if (p && p.catch) p.catch(() => {}); } else player.pause();
+      });
+      ["play", "pause", "playing"].forEach(ev => player.addEventListener(ev, showPlaying));
+      sound.addEventListener("click", () => {
+        player.muted = !player.muted;
+        const label = player.muted ? box.dataset.soundOn : box.dataset.soundOff;
+        sound.textContent = label;
+        sound.setAttribute("aria-pressed", String(!player.muted));
+      });
+      showPlaying();
+      showTimeline(absTime());
     }
 
     if (player) {
@@ -298,17 +366,26 @@
       // Each segment is a standalone MP4: play them one after the other.
       player.addEventListener("ended", () => { if (current + 1 < urls.length) load(current + 1, 0); });
       // Nothing to show for a lost segment: its time range stays on the page (#lost-segments).
-      player.addEventListener("loadedmetadata", () => {
-        if (pendingSeek) { player.currentTime = pendingSeek; pendingSeek = null; }
-      });
+      // A paused player may know too little of a new segment at loadedmetadata for the seek to hold (it lands
+      // on 0): try again once its data is there, a few times at most.
+      let seekTries = 0;
+      const applySeek = e => {
+        if (pendingSeek === null) return;
+        if (e.type === "loadedmetadata") seekTries = 0;
+        if (Math.abs(player.currentTime - pendingSeek) < 0.05 || seekTries++ > 3) { pendingSeek = null; return; }
+        player.currentTime = pendingSeek;
+      };
+      ["loadedmetadata", "loadeddata", "seeked"].forEach(ev => player.addEventListener(ev, applySeek));
       const update = () => {
         const t = absTime();
         showMarker(t);
         if (timeOut) timeOut.value = when(t);
+        showTimeline(t);
       };
       ["timeupdate", "seeked", "loadeddata"].forEach(ev => player.addEventListener(ev, update));
       const frame = () => { if (!player.paused) update(); requestAnimationFrame(frame); };
       requestAnimationFrame(frame);
+      timeline();
       document.querySelectorAll(".use-current").forEach(b => b.addEventListener("click", () => {
         const input = document.querySelector("#extract-form input[name=" + b.dataset.target + "]");
         input.value = Math.max(0, absTime() - play.start).toFixed(1);
