@@ -16,8 +16,7 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from tests.helpers import make_commune, upload
 from tests.live_helpers import (FIX, _cheap_password_hashes, on_shift, server, settings,  # noqa: F401
-                                sign_in_context, signed)
-from tests.test_csu_field import open_dashboard
+                                open_dashboard, sign_in_context, signed)
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from temoin.law.legal_time import PARIS
 from temoin.web import pages
 from tests.helpers import make_commune, sign_in, upload
 
-ROW = re.compile(r"<tr><td>(\d+)</td>.*?</tr>", re.S)
+ROW = re.compile(r"<tr[^>]*><td>(\d+)</td>.*?</tr>", re.S)
 
 
 def rows(html: str) -> list[str]:
