@@ -55,9 +55,18 @@ from temoin.camera.offload import ReceiptError, RecordingDeleted, SegmentFile, b
 from temoin.camera.platform_keys import PlatformTrust
 from temoin.evidence.canonical import b64d, b64e, canonical_bytes
 from temoin.evidence.chain import first_link, next_link
-from temoin.evidence.manifest import (HEX64, SAFE_ID, GpsFix, NotInformedReason, SegmentEntry, SignedManifest,
-                                      SignedReceipt, Trigger, is_safe_id)
 from temoin.evidence.crypto import IntegrityError, Sealer, new_data_key, new_header, open_records, unwrap_key, wrap_key
+from temoin.evidence.manifest import (
+    HEX64,
+    SAFE_ID,
+    GpsFix,
+    NotInformedReason,
+    SegmentEntry,
+    SignedManifest,
+    SignedReceipt,
+    Trigger,
+    is_safe_id,
+)
 from temoin.evidence.signing import public_key_bytes, verify
 from temoin.geo.territory import contains
 
@@ -633,7 +642,7 @@ class _StoredBytes(Sequence[bytes]):
     def __len__(self) -> int:
         return len(self._segments)
 
-    def __getitem__(self, i):  # noqa: ANN001, ANN204 - int or slice, like any Sequence
+    def __getitem__(self, i):  # int or slice, like any Sequence
         got = self._segments[i]
         return [s.data for s in got] if isinstance(got, list) else got.data
 

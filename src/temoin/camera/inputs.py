@@ -25,12 +25,12 @@ import json
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
 from temoin import errors
 
 LIVE_DOUBLE_PRESS_S = 0.5
@@ -161,13 +161,13 @@ class _Handler(BaseHTTPRequestHandler):
     owner: InputServer
     server_version = "temoin-camera-inputs"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet: the loop reports
+    def log_message(self, format: str, *args: object) -> None:  # quiet: the loop reports
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._answer(*self.owner.handle("GET", self.path.split("?", 1)[0], {}))
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"detail": f"body over {MAX_BODY} bytes"})

@@ -602,7 +602,7 @@ class LiveLink:
             task.result(timeout)
         except concurrent.futures.TimeoutError:
             return False
-        except Exception:  # noqa: BLE001 - reported as a `failed` event
+        except Exception:  # noqa: BLE001, S110 - reported as a `failed` event
             pass
         return True
 
@@ -700,7 +700,7 @@ class LiveLink:
                     await publisher.stop()
                     self.state = "ended"
                     self._emit("ended", reason="camera_ended", by="camera")
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - reported as a `failed` event
                     self._emit("failed", why=f"ending the live session: {type(exc).__name__}: {exc}")
             await publisher.aclose()
             self.feed.close()

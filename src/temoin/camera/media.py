@@ -49,7 +49,7 @@ def pick_audio_codec() -> str:
     for name in ("aac", "libopus"):
         try:
             av.codec.Codec(name, "w")
-        except Exception:  # noqa: BLE001 - PyAV raises different errors across versions
+        except Exception:  # noqa: BLE001, S112 - PyAV raises different errors across versions
             continue
         return name
     raise RuntimeError("this PyAV build has neither an AAC nor an Opus encoder")
@@ -392,7 +392,7 @@ class SegmentWriter:
             self._closed = True
             try:
                 self._container.close()
-            except Exception:  # noqa: BLE001 - the partial file is being thrown away anyway
+            except Exception:  # noqa: BLE001, S110 - the partial file is being thrown away anyway
                 pass
             self._buffer = io.BytesIO()
 

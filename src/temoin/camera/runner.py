@@ -205,7 +205,7 @@ class PrefetchedVideo:
                 return False
         return True
 
-    def read(self):  # noqa: ANN201 - (frame, capture time), as the source's
+    def read(self):  # (frame, capture time), as the source's
         self._start()
         item, self._held = self._held, None
         if item is None:

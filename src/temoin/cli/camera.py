@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.text import Text
 
 from temoin.camera import DEFAULT_HOME, SOURCE_HELP
@@ -76,7 +75,7 @@ def enroll(url: str = typer.Option(..., help="the platform, e.g. https://temoin.
     console.print(f"assigned to: {who}; clock offset {settings.clock_offset_ms} ms")
 
 
-def _gps(spec: str, source: str, clock):  # noqa: ANN001, ANN202
+def _gps(spec: str, source: str, clock):
     from temoin.camera.gps import SimulatedWalk
     from temoin.geo.demo_commune import streets
 
@@ -168,7 +167,7 @@ def run(url: str | None = typer.Option(None, help="the platform (default: the on
 class _StatusDisplay:
     """The terminal status line (red dot and elapsed time while recording), events above it."""
 
-    def __init__(self, runtime: CameraRuntime, signals) -> None:  # noqa: ANN001
+    def __init__(self, runtime: CameraRuntime, signals) -> None:
         from rich.live import Live
 
         self.runtime, self.signals = runtime, signals
@@ -224,7 +223,7 @@ class _StatusDisplay:
 
         return advance
 
-    def offload_done(self, outcome) -> None:  # noqa: ANN001
+    def offload_done(self, outcome) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -233,7 +232,7 @@ class _StatusDisplay:
             self.live.start()
 
 
-def _report(outcome) -> None:  # noqa: ANN001
+def _report(outcome) -> None:
     for rid, receipt in outcome.sent.items():
         lost = receipt.receipt.lost_segments
         console.print(f"[green]{rid}[/green] stored by the vault (receipt verified, retained until "

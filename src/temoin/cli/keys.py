@@ -12,7 +12,7 @@ keys_app = typer.Typer(help="The platform's signing keys (published at /.well-kn
                        no_args_is_help=True)
 
 
-def _settings():  # noqa: ANN202
+def _settings():
     from temoin.settings import Settings
 
     return Settings.from_env()

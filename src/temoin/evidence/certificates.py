@@ -68,7 +68,7 @@ class SignedCertificate(BaseModel):
         return keys.signer(signature, c.signing_bytes(), key_id=c.platform_key_id, at=c.issued_at)
 
 
-def issue(sign, platform_key_id: str, *, tenant: str, camera_id: str, serial: str,  # noqa: ANN001
+def issue(sign, platform_key_id: str, *, tenant: str, camera_id: str, serial: str,
           public_key: bytes, valid_from: datetime | None, valid_until: datetime | None, revoked: bool,
           issued_at: datetime) -> SignedCertificate:
     """A certificate signed now by `sign` (the keyring's: bytes -> base64 signature)."""

@@ -126,7 +126,7 @@ class SignedManifest(BaseModel):
     signature: str = Field(description="base64 Ed25519 signature of the canonical manifest")
 
     @classmethod
-    def sign(cls, manifest: RecordingManifest, private_key) -> "SignedManifest":  # noqa: ANN001
+    def sign(cls, manifest: RecordingManifest, private_key) -> SignedManifest:
         return cls(manifest=manifest, signature=b64e(private_key.sign(manifest.signing_bytes())))
 
     def verify(self, public_key: bytes) -> bool:

@@ -22,14 +22,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from temoin.context import Context
 from temoin import errors
+from temoin.context import Context
 from temoin.db import utcnow
-from temoin.evidence.canonical import b64d, b64e
-from temoin.evidence.signing import verify
 from temoin.evidence import certificates
+from temoin.evidence.canonical import b64d, b64e
 from temoin.evidence.certificates import SignedCertificate
 from temoin.evidence.manifest import RecordingManifest
+from temoin.evidence.signing import verify
 from temoin.identity.models import Device, DeviceKey, DeviceNonce, EnrolmentCode, Tenant
 from temoin.identity.secrets import token_hash
 from temoin.journal.entry import Action, Actor, EntryDraft
@@ -201,7 +201,7 @@ def signing_string(method: str, path: str, ts: int, nonce: str, content: str) ->
     return f"{method.upper()}\n{path}\n{ts}\n{nonce}\n{content}".encode()
 
 
-def signed_headers(device_id: str, private_key, method: str, path: str, body: bytes = b"", *,  # noqa: ANN001
+def signed_headers(device_id: str, private_key, method: str, path: str, body: bytes = b"", *,
                    unsigned_payload: bool = False) -> dict[str, str]:
     """The headers a camera sends (`Authorization`, and `Content-Digest` of `body`); the camera agent signs
     the same way (camera.offload.DeviceAuth). `unsigned_payload`: a streamed segment upload."""
@@ -271,7 +271,7 @@ def authenticate(p: Context, db: Session, header: str | None, method: str, path:
     try:
         device_id, ts, nonce, sig = params["id"], int(params["ts"]), params["nonce"], b64d(params["sig"])
     except (KeyError, ValueError):
-        raise DeviceAuthFailure("malformed device signature header: id, ts, nonce and sig are required")
+        raise DeviceAuthFailure("malformed device signature header: id, ts, nonce and sig are required") from None
     if not (8 <= len(nonce) <= 64):
         raise DeviceAuthFailure("nonce must be 8 to 64 characters")
     device = db.get(Device, device_id)

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from temoin.context import Context
 from temoin import errors
+from temoin.context import Context
 from temoin.db import utcnow
-from temoin.identity import grants
-from temoin.identity import secrets as sec
+from temoin.identity import grants, secrets as sec
 from temoin.identity.errors import IdentityConflict
 from temoin.identity.models import ApiToken, Tenant, User, WebSession
 from temoin.identity.service import NewUser, actor_of

@@ -13,15 +13,13 @@ from sqlalchemy.orm import Session
 
 from temoin.context import Context
 from temoin.db import utcnow
-from temoin.identity import known_devices, throttle
-from temoin.identity import secrets as sec
+from temoin.identity import known_devices, secrets as sec, throttle
 from temoin.identity.errors import IdentityConflict, IdentityError, SignInFailed, Throttled
 from temoin.identity.models import ApiToken, Tenant, User, WebSession
 from temoin.identity.tenant_settings import TenantSettings, settings_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import GRANTS, ROLE_LABELS_FR, Permission, Role
 from temoin.law.profiles import get_profile
-
 
 __all__ = ["IdentityError", "Throttled"]  # re-exported: callers catch them from here
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from sqlalchemy import select
@@ -58,7 +58,7 @@ class ChainReport:
     vouched: dict[int, str] = field(default_factory=dict, repr=False)
     # The sink's chained checkpoints by number, as stored (compared with the witness's).
     checkpoint_bodies: dict[int, bytes] = field(default_factory=dict, repr=False)
-    last_seal: "Checkpoint | None" = None
+    last_seal: Checkpoint | None = None
     unsealed: int = 0  # entries after the last seal
     unsealed_since: datetime | None = None  # time of the oldest of them
 
@@ -67,7 +67,7 @@ class Record:
     """One entry as a sink holds it. `place` names where, formatted only when a problem is reported
     (a million f-strings would cost more than the hashing)."""
 
-    __slots__ = ("place", "stored_hash", "body", "column_seq", "column_prev", "column_event")
+    __slots__ = ("body", "column_event", "column_prev", "column_seq", "place", "stored_hash")
 
     def __init__(self, place: tuple, stored_hash: str, body: bytes, column_seq: int | None = None,
                  column_prev: str | None = None, column_event: str | None = None) -> None:
@@ -492,7 +492,7 @@ def _skipped_tails(reports: list[ChainReport]) -> list[Problem]:
 
 
 def _utc(at: datetime) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # --- RFC 3161 timestamps of the seals -----------------------------------------------------------------------

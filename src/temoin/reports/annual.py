@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from temoin import errors
-from temoin.evidence.keys import KeySet
 from temoin.db import utcnow
+from temoin.evidence.keys import KeySet
 from temoin.extraction.models import Extraction
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.models import JournalEntry
@@ -86,17 +86,17 @@ class Period:
     last_day: date
 
     @classmethod
-    def local(cls, first: date, next_first: date, label: str) -> "Period":
+    def local(cls, first: date, next_first: date, label: str) -> Period:
         start = datetime.combine(first, time(0), tzinfo=PARIS).astimezone(ZoneInfo("UTC"))
         end = datetime.combine(next_first, time(0), tzinfo=PARIS).astimezone(ZoneInfo("UTC"))
         return cls(start, end, label, first, next_first - timedelta(days=1))
 
     @classmethod
-    def year(cls, year: int) -> "Period":
+    def year(cls, year: int) -> Period:
         return cls.local(date(year, 1, 1), date(year + 1, 1, 1), str(year))
 
     @classmethod
-    def month(cls, year: int, month: int) -> "Period":
+    def month(cls, year: int, month: int) -> Period:
         first = date(year, month, 1)
         return cls.local(first, add_months(first, 1), f"{year:04d}-{month:02d}")
 
@@ -150,7 +150,7 @@ class AnnualReport:
     # (label, full SHA-256 fingerprint) of the platform keys that could sign during the year: what recipients
     # of extractions pin (`temoin verify --fingerprint`).
     platform_keys: tuple[tuple[str, str], ...] = ()
-    territory: "TerritoryUse" = None  # type: ignore[assignment]
+    territory: TerritoryUse = None  # type: ignore[assignment]
     communes: Communes = None  # the report of some communes of an EPCI; None: the whole service
 
 

@@ -12,13 +12,13 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.errors import NotFound
 from temoin.evidence.keys import KeySet
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
-from temoin.context import Context
 from temoin.reports.pdf import PARIS, Document
 from temoin.rights import register
 from temoin.rights.models import RightsRequest

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session, defer
 
 from temoin import errors
 from temoin.db import utcnow
+from temoin.evidence import crypto
+from temoin.evidence.manifest import SignedReceipt
 from temoin.identity.models import Tenant, User
 from temoin.identity.secrets import token_hash
 from temoin.identity.service import actor_of
@@ -33,8 +35,6 @@ from temoin.law.access import (
     motives_for,
     place_motives_for,
 )
-from temoin.evidence import crypto
-from temoin.evidence.manifest import SignedReceipt
 from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState, Segment
@@ -126,7 +126,7 @@ def in_communes(user: User, rec: Recording) -> bool:
     return user.communes is None or rec.commune in user.communes
 
 
-def _held():  # noqa: ANN202
+def _held():
     return exists().where(Hold.recording_id == Recording.id, Hold.lifted_at.is_(None))
 
 
@@ -233,7 +233,7 @@ class Track:
     bbox: tuple[float, float, float, float] | None = field(default=None)  # south, west, north, east
 
     @classmethod
-    def of(cls, fixes: Iterable[dict]) -> "Track":
+    def of(cls, fixes: Iterable[dict]) -> Track:
         times, points = [], []
         for fix in fixes:
             times.append(datetime.fromisoformat(fix["t"]).timestamp())

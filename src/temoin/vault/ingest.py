@@ -263,7 +263,7 @@ class _Progress:
     records: int
     file_end: int
     header: bytes
-    hasher: "hashlib._Hash"
+    hasher: hashlib._Hash
 
 
 # After a restart (or if the staged file changed under us) the state is rebuilt from the sealed bytes.

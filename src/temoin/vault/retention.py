@@ -45,7 +45,7 @@ def active_hold(db: Session, recording_id: str) -> Hold | None:
     return db.scalar(select(Hold).where(Hold.recording_id == recording_id, Hold.lifted_at.is_(None)).limit(1))
 
 
-def _held():  # noqa: ANN202
+def _held():
     # A hold for a procedure, or a limitation request (vault.limitation): kept past its period until lifted.
     return or_(exists().where(Hold.recording_id == Recording.id, Hold.lifted_at.is_(None)), limited())
 

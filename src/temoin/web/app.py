@@ -22,8 +22,24 @@ from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
 from temoin.web import hardening, pages, problems, refusals, rights
-from temoin.web.routes import (admin, axis, camera, cctv, dispatch, erasure_certificate, extractions, ingest, journal,
-                               keys, live, maps, recordings, reports, session, shifts)
+from temoin.web.routes import (
+    admin,
+    axis,
+    camera,
+    cctv,
+    dispatch,
+    erasure_certificate,
+    extractions,
+    ingest,
+    journal,
+    keys,
+    live,
+    maps,
+    recordings,
+    reports,
+    session,
+    shifts,
+)
 
 log = logging.getLogger("temoin.retention")
 
@@ -67,7 +83,7 @@ async def _sealing_loop(p: Platform, refused: refusals.RefusalLog) -> None:
 
 def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         tasks = []
         if scheduler:
             try:
@@ -82,7 +98,7 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
             task.cancel()
         try:
             await run_in_threadpool(app.state.refusals.flush, p, every=True)
-        except Exception:  # noqa: BLE001 - shutting down: say so, do not hide the shutdown
+        except Exception:  # shutting down: say so, do not hide the shutdown
             log.exception("journaling the last refused authentications failed")
 
     app = FastAPI(title="Témoin", version=__version__, lifespan=lifespan,

@@ -82,7 +82,7 @@ def _template_pgettext(context, msgctxt: str, msgid: str) -> str:
 
 
 @pass_context
-def _template_date(context, value: date | datetime, time: bool = True, seconds: bool = True) -> str:  # noqa: ANN001
+def _template_date(context, value: date | datetime, time: bool = True, seconds: bool = True) -> str:
     """A date (and time, in Paris) through Babel in the page's locale. Day first in both languages
     (06/12/2026 23:40:00): the agents read and type dates that way, and the pages' tests rely on it."""
     lang = context.get("lang", DEFAULT_LANG)

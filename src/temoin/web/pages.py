@@ -27,9 +27,8 @@ from temoin.vault.models import Hold
 from temoin.web import problems
 from temoin.web.deps import Principal, Require, csrf_sent, current_principal, get_db, get_platform
 from temoin.web.i18n import LANGS, gettext, lang_of
+from temoin.web.routes.session import pages as account_pages, remember_device, second_factor, sign_in, sign_out
 from temoin.web.templating import page
-from temoin.web.routes.session import pages as account_pages
-from temoin.web.routes.session import remember_device, second_factor, sign_in, sign_out
 
 router = APIRouter(include_in_schema=False)
 router.include_router(account_pages)  # /account: password, API tokens

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from temoin.vault import journal_reading as reading
 from temoin.journal.service import parse_body
 from temoin.journal.verify import verify_all
 from temoin.law.access import Permission
 from temoin.platform import Platform
+from temoin.vault import journal_reading as reading
 from temoin.web.deps import Principal, get_db, get_platform, require
 
 router = APIRouter(prefix="/api/v1/journal", tags=["journal"])

@@ -76,7 +76,7 @@ PREFLIGHT = {**CORS, "Access-Control-Allow-Headers": "Authorization, Content-Typ
 class MediaRoute(APIRoute):
     """A WHIP/WHEP route: its answers, refusals included, carry the CORS headers."""
 
-    def get_route_handler(self):  # noqa: ANN201
+    def get_route_handler(self):
         handler = super().get_route_handler()
 
         async def with_cors(request: Request) -> Response:
@@ -91,9 +91,9 @@ class MediaRoute(APIRoute):
         return with_cors
 
 
-def media(path: str, method: str, **kw):  # noqa: ANN003, ANN201
+def media(path: str, method: str, **kw):
     """Register a WHIP/WHEP route (CORS on every answer)."""
-    def register(endpoint):  # noqa: ANN001, ANN202
+    def register(endpoint):
         router.add_api_route(path, endpoint, methods=[method], route_class_override=MediaRoute, **kw)
         return endpoint
     return register
@@ -296,7 +296,7 @@ async def events(request: Request, who: Principal = require(Permission.LIVE_VIEW
             s = db.get(WebSession, session_hash)
             return s is not None and s.expires_at > utcnow()
 
-    async def stream():  # noqa: ANN202
+    async def stream():
         deadline = time.monotonic() + SSE_MAX_S
         next_check = time.monotonic() + KEEPALIVE_S
         try:
