@@ -296,7 +296,7 @@ def status(home: Path = HOME_OPTION) -> None:
                   f"→ {identity.url}")
     try:
         console.print(f"platform key pinned: {_fingerprint(camera.platform_key())}")
-        trusted = camera.platform_trust().keys()  # type: ignore[union-attr] - a key is pinned
+        trusted = camera.platform_trust().keys()  # type: ignore[union-attr]  # a key is pinned
         if len(trusted) > 1:
             console.print(f"platform key rotations followed: {len(trusted) - 1}, now trusting "
                           f"{_fingerprint(trusted.keys[-1].public_key)}")

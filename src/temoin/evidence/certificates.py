@@ -9,14 +9,14 @@ A device key shipped without such a certificate, or used outside its validity, i
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from temoin.evidence.canonical import b64d, b64e, canonical_bytes
 from temoin.evidence.keys import KeySet, PlatformKey, fingerprint
 
-CERTIFICATE_SCHEMA = "temoin.device-certificate/1"
+CERTIFICATE_SCHEMA: Final = "temoin.device-certificate/1"
 
 
 class DeviceCertificate(BaseModel):
