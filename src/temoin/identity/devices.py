@@ -121,7 +121,7 @@ def enrol(p: Context, db: Session, *, code: str, serial: str, public_key: bytes,
 
 def revoke(p: Context, db: Session, device: Device, by: Actor) -> None:
     device.status, device.revoked_at = "revoked", utcnow()
-    tenant = db.get(Tenant, device.tenant_id)
+    tenant = db.get_one(Tenant, device.tenant_id)
     for key in db.scalars(select(DeviceKey).where(DeviceKey.device_id == device.id, DeviceKey.valid_until.is_(None))):
         key.valid_until = device.revoked_at  # what this key signs from now on is not the camera's
         certify(p, tenant, device, key)  # the new certificate ends at the revocation
@@ -159,8 +159,8 @@ def certify_uncertified(p: Context, db: Session) -> int:
     """Certify the keys the 0010 migration carried over (it cannot sign). Journaled; returns how many."""
     count = 0
     for key in db.scalars(select(DeviceKey).where(DeviceKey.certificate.is_(None))):
-        device = db.get(Device, key.device_id)
-        tenant = db.get(Tenant, device.tenant_id)
+        device = db.get_one(Device, key.device_id)
+        tenant = db.get_one(Tenant, device.tenant_id)
         signed = certify(p, tenant, device, key)
         p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="device.key_certified",
                                 actor=Actor.system("keys"), cameras=[device.id],

@@ -5,8 +5,9 @@ API tokens listed and revoked. Every step journaled; no secret ever reaches the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from temoin import errors
@@ -41,11 +42,12 @@ def end_sessions_and_tokens(db: Session, user: User, keep_session: str | None = 
     stmt = delete(WebSession).where(WebSession.user_id == user.id)
     if keep_session is not None:
         stmt = stmt.where(WebSession.id_hash != keep_session)
-    sessions = db.execute(stmt).rowcount or 0
+    sessions = cast("CursorResult[Any]", db.execute(stmt)).rowcount or 0
     revoked = 0
     if tokens:
-        revoked = db.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-                             .values(revoked_at=utcnow())).rowcount or 0
+        revoked = cast("CursorResult[Any]", db.execute(update(ApiToken).where(ApiToken.user_id == user.id,
+                                                                              ApiToken.revoked_at.is_(None))
+                                                       .values(revoked_at=utcnow()))).rowcount or 0
     return Ended(sessions, revoked)
 
 

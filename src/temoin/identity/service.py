@@ -5,10 +5,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from temoin.context import Context
@@ -170,7 +170,7 @@ def find_user(db: Session, login: str, tenant: str | None = None) -> User | None
 
 def account_of(db: Session, user: User) -> str:
     """The key failures are counted under: the username qualified by its tenant."""
-    return f"{user.username}@{db.get(Tenant, user.tenant_id).slug}"
+    return f"{user.username}@{db.get_one(Tenant, user.tenant_id).slug}"
 
 
 def check_password(p: Context, db: Session, username: str, password: str, address: str,
@@ -194,6 +194,7 @@ def check_password(p: Context, db: Session, username: str, password: str, addres
         db.commit()
         raise SignInFailed(BAD_SIGN_IN)
     db.commit()
+    assert user is not None  # ok implies a user
     return user
 
 
@@ -208,7 +209,7 @@ def check_second_factor(p: Context, db: Session, user: User, code: str, address:
     if step is not None:
         spent = db.execute(update(User).where(User.id == user.id, User.totp_last_step < step)
                            .values(totp_last_step=step).execution_options(synchronize_session=False))
-        if spent.rowcount != 1:
+        if cast("CursorResult[Any]", spent).rowcount != 1:
             step = None  # another session used this code (or a later one) first
     if step is None:
         db.rollback()
@@ -246,7 +247,7 @@ def close_session(db: Session, token: str, p: Context | None = None) -> None:
     """Sign-out: the session row is deleted, so the cookie opens nothing any more, wherever it was copied."""
     session = db.get(WebSession, sec.token_hash(token))
     if session is not None and p is not None:
-        user = db.get(User, session.user_id)
+        user = db.get_one(User, session.user_id)
         p.record(db, EntryDraft(action=Action.SECURITY, event="signout", actor=actor_of(user), details={}),
                  db.get(Tenant, user.tenant_id))
     db.execute(delete(WebSession).where(WebSession.id_hash == sec.token_hash(token)))
