@@ -409,10 +409,10 @@ def read_segment(p: VaultContext, db: Session, rec: Recording, index: int) -> It
         raise NotFound(f"{rec.id} has no segment {index}")
     if rec.wrapped_key is None:
         raise NotFound(f"{rec.id} was deleted")
-    if not db.get(Segment, (rec.id, index)).complete:
+    if not db.get_one(Segment, (rec.id, index)).complete:
         raise SegmentLost(f"segment {index} of {rec.id} was lost on the camera before hand-over: the vault never "
                           "held it (the other segments play)")
-    tenant = db.get(Tenant, rec.tenant_id)
+    tenant = db.get_one(Tenant, rec.tenant_id)
     data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
     key = blob_key(tenant.slug, rec.id, index)
 
@@ -616,7 +616,7 @@ def verify_stored(p: VaultContext, db: Session, user: User, rec: Recording) -> F
     """Re-read, decrypt and re-hash every stored segment of one recording now; journaled."""
     from temoin.vault.scrub import check_recording
 
-    tenant = db.get(Tenant, rec.tenant_id)
+    tenant = db.get_one(Tenant, rec.tenant_id)
     problems, checked = check_recording(p, rec, tenant.slug)
     messages = [str(c) for c in problems]
     lost = [x.index for x in lost_segments(rec)]

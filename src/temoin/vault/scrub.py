@@ -105,7 +105,7 @@ def scrub(p: VaultContext, db: Session, progress: Callable[[int, int], None] | N
             progress(n, len(ids))
     by_tenant: dict[int, list[Corruption]] = {}
     for problem in result.problems:
-        rec = db.get(Recording, problem.recording_id)
+        rec = db.get_one(Recording, problem.recording_id)
         by_tenant.setdefault(rec.tenant_id, []).append(problem)
     for tenant_id, problems in by_tenant.items():
         p.record(db, EntryDraft(action=Action.SECURITY, event="vault.corruption", actor=Actor.system("scrub"),
