@@ -173,6 +173,8 @@ def _signed_checkpoints(raw: list[tuple[bytes, str]], public_key: bytes | KeySet
                                            "a checkpoint's platform signature is invalid: forged or altered"))
             continue
         try:
+            if fields is None:  # not a JSON object
+                raise ValueError
             found.append(Checkpoint(fields["kind"], int(fields["seq"]), fields["hash"], fields["at"],
                                     fields.get("n")))
         except (TypeError, KeyError, ValueError):
@@ -400,7 +402,8 @@ def compare(db: Session, sink: FileSink, chain: str, db_report: ChainReport, fil
             and db_report.last_seq == file_report.last_seq and db_report.last_hash == file_report.last_hash):
         return []
     problems: list[Problem] = []
-    db_hashes = {r.column_seq: r.stored_hash for r in _db_records(db, chain)} if db_report.entries < 5_000_000 else {}
+    db_hashes: dict[int, str] = ({r.column_seq: r.stored_hash for r in _db_records(db, chain) if r.column_seq is not None}
+                                 if db_report.entries < 5_000_000 else {})
     seen: set[int] = set()
     for rec in _file_records(sink, chain):
         try:
