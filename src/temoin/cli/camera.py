@@ -13,11 +13,20 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.text import Text
 
 from temoin.camera import DEFAULT_HOME, SOURCE_HELP
@@ -176,7 +185,7 @@ class _StatusDisplay:
         self.live = Live(Text(""), console=console, refresh_per_second=4, transient=True) \
             if console.is_terminal else None
         self._progress: Progress | None = None
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> _StatusDisplay:
         if self.live:
@@ -263,7 +272,7 @@ class _Keyboard:
 
     def _read(self) -> None:
         agent = self.runtime.agent
-        actions = {"r": agent.press_record, "l": agent.press_live, "t": lambda: agent.trigger_input("taser", True),
+        actions: dict[str, Callable[[], object]] = {"r": agent.press_record, "l": agent.press_live, "t": lambda: agent.trigger_input("taser", True),
                    "d": lambda: self.runtime.set_docked(not self.runtime.docked),
                    "q": self.runtime.stop_requested.set}
         while not self.runtime.stop_requested.is_set():
