@@ -21,6 +21,7 @@ Nothing served here shows or returns any content.
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
@@ -140,7 +141,7 @@ class InputServer:
         for (m, prefix), route in self.routes.items():
             if m == method and (path == prefix or (prefix.endswith("/") and path.startswith(prefix))):
                 rest = path[len(prefix):]
-                future = self.inputs.submit(lambda route=route, rest=rest: route(rest, body))
+                future = self.inputs.submit(functools.partial(route, rest, body))
                 try:
                     return HTTPStatus.OK, future.result(timeout=ANSWER_TIMEOUT_S)
                 except FutureTimeout:

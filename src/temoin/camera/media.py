@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from functools import lru_cache
 from types import TracebackType
-from typing import Self
+from typing import Final, Literal, Self
 
 import av
 import numpy as np
@@ -34,7 +34,7 @@ FMP4_OPTIONS = {
 VIDEO_TIME_BASE = Fraction(1, 90_000)
 AUDIO_RATE = 48_000
 AUDIO_CHUNK = 960  # 20 ms, a typical microphone callback
-VIDEO_CODEC = "libx264"
+VIDEO_CODEC: Final = "libx264"
 # A keyframe every 2 s inside a segment: fragments stay small and seeking stays cheap.
 KEYFRAME_INTERVAL_S = 2
 BOX_MARGIN = 4
@@ -44,8 +44,9 @@ BOX_COLOUR = (16, 16, 16)
 TEXT_COLOUR = (255, 255, 255)
 
 
-def pick_audio_codec() -> str:
+def pick_audio_codec() -> Literal["aac", "libopus"]:
     """AAC plays everywhere in MP4; Opus-in-MP4 is the fallback for builds without it."""
+    name: Literal["aac", "libopus"]
     for name in ("aac", "libopus"):
         try:
             av.codec.Codec(name, "w")
@@ -67,7 +68,7 @@ class _Mover:
     w: int
     h: int
     speed: float  # pixels per second, negative goes left
-    colour: tuple[int, int, int]
+    colour: tuple[int, ...]  # RGB
 
     def x_at(self, t: float, frame_width: int) -> int:
         span = frame_width + self.w

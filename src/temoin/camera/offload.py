@@ -164,7 +164,7 @@ class VaultClient:
                  platform_keys: bytes | PlatformTrust, timeout: float = 30.0, http: httpx.Client | None = None) -> None:
         """`platform_keys`: the camera's trusted platform keys (following rotations), or one pinned key (raw).
         `http` lets a caller bring its own client (tests pass an in-process one)."""
-        self.platform_keys = PlatformTrust.of(platform_keys)
+        self.platform_keys = platform_keys if isinstance(platform_keys, PlatformTrust) else PlatformTrust(platform_keys)
         self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
         self.http.auth = DeviceAuth(device_id, key)
 
