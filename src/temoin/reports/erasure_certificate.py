@@ -12,7 +12,6 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from temoin.context import Context
 from temoin.db import utcnow
 from temoin.errors import NotFound
 from temoin.evidence.keys import KeySet
@@ -22,6 +21,7 @@ from temoin.journal.entry import Action, EntryDraft
 from temoin.reports.pdf import PARIS, Document
 from temoin.rights import register
 from temoin.rights.models import RightsRequest
+from temoin.vault.context import VaultContext
 from temoin.vault.models import DeletionCertificate
 
 VERIFY_HELP = ("Vérification : le certificat ci-dessus (JSON canonique, sur une seule ligne, sans retour final) "
@@ -46,7 +46,7 @@ def _paris(iso: str) -> str:
 
 
 def render(db: Session, req: RightsRequest, keys: KeySet, now: datetime) -> bytes:
-    tenant = db.get(Tenant, req.tenant_id)
+    tenant = db.get_one(Tenant, req.tenant_id)
     certs = certificates_of(db, req)
     made = now.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
     doc = Document(f"Certificat d'effacement — demande n° {req.id} — {tenant.name}",
@@ -83,7 +83,7 @@ def render(db: Session, req: RightsRequest, keys: KeySet, now: datetime) -> byte
     return doc.bytes()
 
 
-def issue(p: Context, db: Session, user: User, request_id: int) -> tuple[RightsRequest, bytes]:
+def issue(p: VaultContext, db: Session, user: User, request_id: int) -> tuple[RightsRequest, bytes]:
     """The certificate of a request the user may see, journaled with the PDF's SHA-256: a copy shown later can be
     matched to the one issued."""
     try:  # the register's own lookup: another commune's or tenant's request is refused and journaled there
