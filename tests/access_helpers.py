@@ -128,7 +128,7 @@ class RouteInfo:
         return any(type(g) is not Require for g in self.guards)  # PageRequire, a subclass
 
 
-def _walk(dependant) -> Iterator:  # noqa: ANN001
+def _walk(dependant) -> Iterator:
     for dep in dependant.dependencies:
         yield dep.call
         yield from _walk(dep)

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from temoin.platform import Platform
 from temoin.settings import Settings
 from temoin.web.app import create_app
-from tests.tsa import closed_port, tsa  # noqa: F401 - fixtures: a real OpenSSL timestamp authority
+from tests.tsa import closed_port, tsa  # fixtures: a real OpenSSL timestamp authority
+
 
 @pytest.fixture(autouse=True, scope="session")
 def private_umask() -> Iterator[None]:
@@ -101,14 +102,14 @@ def browser() -> Iterator:
     with sync_api.sync_playwright() as pw:
         try:
             b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to start says how to install Chromium
             pytest.fail(f"Chromium cannot start from {CHROMIUM} ({exc}): install Debian's chromium package "
                         "(./dev.sh test does)", pytrace=False)
         yield b
         b.close()
 
 
-def serve_in_thread(app) -> tuple[str, "object", "object", "object"]:  # noqa: ANN001
+def serve_in_thread(app) -> tuple[str, object, object, object]:
     """Run `app` under uvicorn on a free port in a thread; returns (url, server, thread, socket)."""
     import socket
     import threading

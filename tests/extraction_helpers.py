@@ -19,7 +19,7 @@ from temoin.db import utcnow
 runner = CliRunner()
 
 
-def _extract(client, csrf: str, recording_ids: list[str], **extra) -> dict:  # noqa: ANN003
+def _extract(client, csrf: str, recording_ids: list[str], **extra) -> dict:
     body = {"recording_ids": recording_ids, "recipient_name": "OPJ Claire Martin, commissariat de Port-Témoin",
             "recipient_kind": "judicial_police", "procedure_type": "judicial", "reference": "PV 2026/004512",
             **extra}
@@ -39,7 +39,7 @@ def _download(client, out: dict, tmp_path: Path) -> tuple[Path, Path]:
     return zpath, tmp_path / "unzipped" / f"temoin-extraction-{out['id']}"
 
 
-def _verify(path: Path, key: Path | None = None, *more: str) -> tuple[int, str]:  # noqa: D103
+def _verify(path: Path, key: Path | None = None, *more: str) -> tuple[int, str]:
     args = ["verify", str(path)] + (["--key", str(key)] if key else []) + list(more)
     # No trust store but what a test gives: not the machine's ~/.config/temoin/trusted-keys.
     result = runner.invoke(cli_app, args, env={"COLUMNS": "200", "XDG_CONFIG_HOME": "/nonexistent-temoin-config",
@@ -47,7 +47,7 @@ def _verify(path: Path, key: Path | None = None, *more: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def _pinned(platform) -> tuple[None, str, str]:  # noqa: ANN001
+def _pinned(platform) -> tuple[None, str, str]:
     """`temoin verify` arguments pinning the platform's key by its full fingerprint."""
     return None, "--fingerprint", platform.keyring.fingerprint
 
@@ -86,7 +86,7 @@ def _wait(client, copy_id: int, timeout: float = 240) -> dict:
         time.sleep(0.2)
 
 
-def device_recording(store, camera_id: str, agent_id: str, segments: list[bytes]) -> str:  # noqa: ANN001
+def device_recording(store, camera_id: str, agent_id: str, segments: list[bytes]) -> str:
     """A finalised recording of `segments` (any bytes: the store seals and chains them as given)."""
     import uuid
 

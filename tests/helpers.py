@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -136,7 +135,7 @@ def device_of(p: Platform, device_id: str) -> Device:
 SIGN_IN_LABELS = {"fr": ("Identifiant", "Mot de passe", "Continuer"), "en": ("Username", "Password", "Continue")}
 
 
-def sign_in_page(page, p: Platform, username: str, lang: str = "fr") -> None:  # noqa: ANN001
+def sign_in_page(page, p: Platform, username: str, lang: str = "fr") -> None:
     """Sign in through the pages of a Playwright page (in the context's language): password, then the TOTP code."""
     from playwright.sync_api import expect
 

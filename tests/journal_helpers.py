@@ -80,7 +80,7 @@ def cli(platform, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(TEMOIN), *args], env=env, capture_output=True, text=True, timeout=120)
 
 
-def journal(platform, chain: str, prefix: str) -> list[dict]:  # noqa: ANN001
+def journal(platform, chain: str, prefix: str) -> list[dict]:
     with platform.session() as db:
         rows = db.scalars(select(JournalEntry).where(JournalEntry.chain == chain).order_by(JournalEntry.seq))
         return [parse_body(e.body) for e in rows if e.event.startswith(prefix)]

@@ -24,8 +24,7 @@ from temoin.camera.live_publisher import LivePublisher
 from temoin.camera.offload import DeviceAuth
 from temoin.camera.runner import CameraRuntime
 from temoin.evidence.manifest import GpsFix
-from temoin.identity import secrets as identity_secrets
-from temoin.identity import devices, service, shifts
+from temoin.identity import devices, secrets as identity_secrets, service, shifts
 from temoin.identity.models import Device, User
 from temoin.identity.secrets import current_totp
 from temoin.journal.entry import Actor
@@ -123,7 +122,7 @@ class Events:
         self._task: asyncio.Task | None = None
         self.connected = asyncio.Event()
 
-    async def __aenter__(self) -> "Events":
+    async def __aenter__(self) -> Events:
         self._task = asyncio.create_task(self._run())
         await asyncio.wait_for(self.connected.wait(), 10)
         return self
@@ -134,7 +133,7 @@ class Events:
     async def _run(self) -> None:
         headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {self.token}"}
         async with httpx.AsyncClient(base_url=self.url, timeout=None) as http, \
-                http.stream("GET", "/api/v1/live/events", headers=headers) as r:
+                http.stream("GET", "/api/v1/live/events", headers=headers) as r:  # noqa: S113 - an event stream: open until the test closes it
             assert r.status_code == 200, await r.aread()
             assert r.headers["content-type"].startswith("text/event-stream")
             self.connected.set()
@@ -181,7 +180,7 @@ class Viewer:
         self.pc.addTransceiver("audio", direction="recvonly")
 
         @self.pc.on("track")
-        def _track(track) -> None:  # noqa: ANN001
+        def _track(track) -> None:
             async def consume() -> None:
                 while True:
                     try:
@@ -190,7 +189,7 @@ class Viewer:
                         self.ended.add(track.kind)
                         return
                     self.frames[track.kind].append((time.monotonic(), frame))
-            asyncio.ensure_future(consume())
+            asyncio.ensure_future(consume())  # noqa: RUF006 - the reader lives as long as the connection
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.joined_at = time.monotonic()
@@ -224,7 +223,7 @@ class Viewer:
         await self.pc.close()
 
 
-async def until(predicate, timeout: float = 10, what: str = "condition") -> None:  # noqa: ANN001
+async def until(predicate, timeout: float = 10, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -243,7 +242,7 @@ def press_live_twice(runtime: CameraRuntime) -> str:
     return rid
 
 
-def sign_in_context(p: Platform, context, username: str) -> None:  # noqa: ANN001
+def sign_in_context(p: Platform, context, username: str) -> None:
     """Password then TOTP through the browser context's own requests: the session cookie lands in it."""
     r = context.request.post("/api/v1/session", data={"username": username, "password": PASSWORD})
     assert r.status == 200, r.text()
@@ -267,7 +266,7 @@ def as_camera(commune: Commune, camera: int = 0) -> DeviceAuth:
     return DeviceAuth(*commune.cameras[camera])
 
 
-def open_dashboard(platform: Platform, browser, server: str, username: str, init_script: str = ""):  # noqa: ANN001, ANN201
+def open_dashboard(platform: Platform, browser, server: str, username: str, init_script: str = ""):
     context = browser.new_context(base_url=server, locale="fr-FR", viewport={"width": 1400, "height": 900})
     context.set_default_timeout(15_000)
     if init_script:

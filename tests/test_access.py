@@ -19,8 +19,7 @@ from sqlalchemy import select
 from temoin.db import utcnow
 from temoin.evidence.canonical import b64e
 from temoin.evidence.signing import public_key_bytes
-from temoin.identity import devices, service
-from temoin.identity import secrets as identity_secrets
+from temoin.identity import devices, secrets as identity_secrets, service
 from temoin.identity.models import ApiToken, Device, User
 from temoin.identity.secrets import current_totp
 from temoin.journal.models import JournalEntry
@@ -30,8 +29,8 @@ from temoin.platform import Platform
 from temoin.vault.models import AccessGrant, Segment
 from temoin.web.app import create_app
 from temoin.web.deps import current_device, current_principal, whip_publisher
+from tests.access_helpers import DEVICE, PUBLIC, PUBLISHER, SESSION, UNGUARDED, Scene, call, fill, inventory
 from tests.helpers import PASSWORD, agent_number, make_commune, sign_in, upload, vault_client
-from tests.access_helpers import DEVICE, PUBLIC, PUBLISHER, SESSION, Scene, UNGUARDED, call, fill, inventory
 
 
 @pytest.fixture(autouse=True)

@@ -27,8 +27,16 @@ from temoin.camera import device_store
 from temoin.camera.agent import AgentConfig, AgentState, CameraAgent
 from temoin.camera.buffer import PreEventBuffer, byte_budget
 from temoin.camera.clock import SimulatedClock
-from temoin.camera.device_store import (KEY_FILE, DeviceStore, Notice, ReceiptRejected, _open, checkpoint_file,
-                                        segment_file, verify_prefix)
+from temoin.camera.device_store import (
+    KEY_FILE,
+    DeviceStore,
+    Notice,
+    ReceiptRejected,
+    _open,
+    checkpoint_file,
+    segment_file,
+    verify_prefix,
+)
 from temoin.camera.gps import SimulatedWalk
 from temoin.camera.inputs import InputQueue, InputServer, flag
 from temoin.camera.keys import DeviceKeys
@@ -36,8 +44,16 @@ from temoin.camera.media import SyntheticScene, encode_recording
 from temoin.camera.offload import SegmentFile, VaultClient, build_manifest
 from temoin.camera.platform_link import DRIFT_FLAG_MS, UNASSIGNED, CameraSettings, PlatformLink
 from temoin.camera.signals import RED_DOT, GpioSignals, Led, TerminalSignals, Vibration
-from temoin.camera.sources import (DeviceAudio, FileVideo, SourceError, SourceSpec, SyntheticAudio, SyntheticVideo,
-                                   open_sources, parse_source)
+from temoin.camera.sources import (
+    DeviceAudio,
+    FileVideo,
+    SourceError,
+    SourceSpec,
+    SyntheticAudio,
+    SyntheticVideo,
+    open_sources,
+    parse_source,
+)
 from temoin.db import utcnow
 from temoin.demo.commune import territory
 from temoin.evidence.canonical import b64e
@@ -133,7 +149,7 @@ def test_pre_event_buffer_memory_is_bounded(tmp_path: Path) -> None:
     tight = Camera(tmp_path / "tight", pre_event_s=10, buffer_bitrate_bps=24_000)
     assert tight.agent.buffer.max_bytes == byte_budget(10, 24_000) == 30_000
     roomy = Camera(tmp_path / "roomy", pre_event_s=10)
-    for _ in range(int(20 * 10)):  # 20 s at 10 fps
+    for _ in range(20 * 10):  # 20 s at 10 fps
         tight.agent.step()
         roomy.agent.step()
         assert tight.agent.buffer.bytes <= tight.agent.buffer.max_bytes
@@ -256,7 +272,7 @@ def test_offload_deletes_the_local_copy_only_after_a_valid_receipt(platform, cli
                  agent_id=agent_number(commune), clock=cam.clock)
     assert sorted(cam.store.pending()) == sorted([done, cut])
 
-    def kept(outcome) -> None:  # noqa: ANN001
+    def kept(outcome) -> None:
         assert set(outcome.kept) == {done, cut} and not outcome.sent
         assert all(cam.store.folder(r).exists() and cam.store.receipt(r) is None for r in (done, cut))
 
@@ -308,7 +324,7 @@ def test_manifest_carries_the_details_without_decrypting_again(tmp_path: Path, m
                               notice=Notice.not_told(NotInformedReason.FLAGRANT_OFFENCE, "suspect running"))
     cam.agent.run_for(3)
 
-    def no_decryption(*_args):  # noqa: ANN002, ANN202
+    def no_decryption(*_args):
         raise AssertionError("finalising must not decrypt the segments again")
 
     monkeypatch.setattr(device_store, "_open", no_decryption)
@@ -328,7 +344,7 @@ class FixedGps:
     def __init__(self, lat: float, lon: float) -> None:
         self.lat, self.lon = lat, lon
 
-    def fix(self, at):  # noqa: ANN001, ANN201
+    def fix(self, at):
         return GpsFix(t=at, lat=self.lat, lon=self.lon, accuracy_m=5.0)
 
 

@@ -59,7 +59,7 @@ FPS = 10
 class Camera:
     """One camera: keys and store under `root`, a synthetic street, text signals."""
 
-    def __init__(self, root: Path, *, keys: DeviceKeys | None = None, platform_key: bytes | None = None,  # noqa: ANN001
+    def __init__(self, root: Path, *, keys: DeviceKeys | None = None, platform_key: bytes | None = None,
                  clock=None, video=None, gps=None, camera_id: str = "cam-test", agent_id: str = "PM-0001",
                  budget_bytes: int | None = None, settings=None, **config) -> None:
         self.root = root
@@ -538,7 +538,7 @@ def test_forged_or_mismatched_receipt_keeps_the_copy_and_reports_it(platform, cl
 class ReadingVault:
     """Stands in for the vault client: reads every segment it is given, as the real one uploads them."""
 
-    def offload(self, signed, segments):  # noqa: ANN001, ANN201
+    def offload(self, signed, segments):
         for i in range(len(segments)):
             segments[i]
         raise AssertionError("a damaged copy must not get this far")
@@ -741,7 +741,7 @@ def test_a_capture_loop_held_up_loses_no_frame_and_takes_no_clock_jump(tmp_path:
     slow = {1: 1.3, 3: 0.7}  # segment index -> seconds its write is held up
     original = device_store.RecordingWriter.add_segment
 
-    def slow_write(self, data, started_at, duration_s, **kw):  # noqa: ANN001, ANN003, ANN202
+    def slow_write(self, data, started_at, duration_s, **kw):
         time.sleep(slow.get(len(self._entries), 0.0))
         return original(self, data, started_at, duration_s, **kw)
     monkeypatch.setattr(device_store.RecordingWriter, "add_segment", slow_write)

@@ -15,15 +15,23 @@ from temoin.identity.models import Device
 from temoin.law.access import Role
 from temoin.platform import Platform
 from tests.helpers import make_commune, upload
-from tests.live_helpers import (FIX, _cheap_password_hashes, on_shift, server, settings,  # noqa: F401
-                                open_dashboard, sign_in_context, signed)
+from tests.live_helpers import (  # noqa: F401
+    FIX,
+    _cheap_password_hashes,
+    on_shift,
+    open_dashboard,
+    server,
+    settings,
+    sign_in_context,
+    signed,
+)
 
 pytestmark = pytest.mark.slow
 
 TAG = "PT-BWC-005"
 
 
-def press_live(url: str, commune) -> str:  # noqa: ANN001
+def press_live(url: str, commune) -> str:
     """The camera's live button, signed over its body as the camera signs it."""
     path, body = "/api/v1/live/sessions", orjson.dumps({"reason": "threat", "position": FIX.model_dump(mode="json")})
     r = httpx.post(f"{url}{path}", content=body,
@@ -32,8 +40,8 @@ def press_live(url: str, commune) -> str:  # noqa: ANN001
     return r.json()["id"]
 
 
-def test_the_same_camera_has_the_same_name_on_review_search_and_the_csu(platform: Platform, server: str,  # noqa: F811
-                                                                         browser) -> None:  # noqa: ANN001
+def test_the_same_camera_has_the_same_name_on_review_search_and_the_csu(platform: Platform, server: str,
+                                                                         browser) -> None:
     commune = make_commune(platform, cameras=1)
     device_id = commune.cameras[0][0]
     with platform.session() as db:

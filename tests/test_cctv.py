@@ -55,11 +55,11 @@ def csv(*rows: str) -> str:
     return "\n".join([HEADER, *rows]) + "\n"
 
 
-def post_import(client, csrf: str, body: str, headers: dict = CSV_TYPE):  # noqa: ANN001, ANN201
+def post_import(client, csrf: str, body: str, headers: dict = CSV_TYPE):
     return client.post("/api/v1/cctv/import", content=body.encode(), headers={**headers, "X-CSRF-Token": csrf})
 
 
-def everything_journaled(platform) -> str:  # noqa: ANN001
+def everything_journaled(platform) -> str:
     with platform.session() as db:
         text = "\n".join(db.scalars(select(JournalEntry.body)))
     files = "\n".join(f.read_text("utf-8", errors="replace") for f in Path(platform.settings.journal_dir).rglob("*")
@@ -68,7 +68,7 @@ def everything_journaled(platform) -> str:  # noqa: ANN001
 
 
 @pytest.fixture
-def commune(platform) -> Commune:  # noqa: ANN001
+def commune(platform) -> Commune:
     c = make_commune(platform, cameras=1)
     with platform.session() as db:  # the simulated cameras listen on loopback: the commune's CCTV network here
         update_settings(platform, db, platform.tenant(db, c.slug), {"cctv_networks": ["127.0.0.0/8"]})
@@ -215,7 +215,7 @@ def test_nearby_returns_exactly_the_cameras_that_can_see_the_agent_and_their_liv
     assert nearby(radius_m=50)[0] == ("across", "fov", 6)
 
 
-def _press_live(platform, client, commune: Commune, where: tuple[float, float]) -> str:  # noqa: ANN001
+def _press_live(platform, client, commune: Commune, where: tuple[float, float]) -> str:
     device_id, key = commune.cameras[0]
     path = "/api/v1/live/sessions"
     fix = {"t": datetime(2026, 6, 1, 14, 0, tzinfo=UTC).isoformat(), "lat": where[0], "lon": where[1],

@@ -33,8 +33,15 @@ from temoin.law.access import Role
 from temoin.live.hub import LiveHub
 from temoin.live.plane import BadOffer
 from temoin.live.relay import AiortcMediaPlane
-from temoin.live.rtsp_pull import (AccessUnits, CameraUnreachable, CctvSourceError, RtspPuller, UnsupportedCodec,
-                                   cctv_stream, split_annexb)
+from temoin.live.rtsp_pull import (
+    AccessUnits,
+    CameraUnreachable,
+    CctvSourceError,
+    RtspPuller,
+    UnsupportedCodec,
+    cctv_stream,
+    split_annexb,
+)
 from temoin.platform import Platform
 from temoin.settings import Settings
 from tests.helpers import make_commune
@@ -62,7 +69,7 @@ def cameras() -> Iterator[tuple[CctvRtspServer, PtzPose, PtzScene]]:
         server.stop()
 
 
-async def until(predicate, timeout: float = 10, what: str = "condition") -> None:  # noqa: ANN001
+async def until(predicate, timeout: float = 10, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -223,7 +230,7 @@ def test_a_camera_that_does_not_send_h264_is_refused_clearly(tmp_path: Path):
         plane = AiortcMediaPlane()
         puller = RtspPuller(str(mpeg4), await plane.attach("cctv:1:old"), asyncio.get_running_loop())
         puller.start()
-        with pytest.raises(UnsupportedCodec, match="MPEG4 video.*H.264 and never transcoded"):
+        with pytest.raises(UnsupportedCodec, match=r"MPEG4 video.*H.264 and never transcoded"):
             await puller.wait_ready(10)
         dead = RtspPuller("rtsp://127.0.0.1:9/nothing", await plane.attach("cctv:1:dead"),
                           asyncio.get_running_loop(), backoff_s=(5.0, 5.0))
@@ -250,7 +257,7 @@ class Viewer:
             self.pc.addTransceiver("audio", direction="recvonly")
 
         @self.pc.on("track")
-        def _track(track) -> None:  # noqa: ANN001
+        def _track(track) -> None:
             async def consume() -> None:
                 while True:
                     try:
@@ -259,7 +266,7 @@ class Viewer:
                         return
                     if track.kind == "video":
                         self.frames.append(frame)
-            asyncio.ensure_future(consume())
+            asyncio.ensure_future(consume())  # noqa: RUF006 - the reader lives as long as the connection
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp
@@ -297,7 +304,7 @@ def test_cctv_watched_through_the_hub(platform: Platform, cameras, monkeypatch: 
     for name in calls:
         original = getattr(aiortc_h264.H264Encoder, name)
 
-        def counted(self, *a, _original=original, _name=name, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        def counted(self, *a, _original=original, _name=name, **kw):
             calls[_name] += 1
             return _original(self, *a, **kw)
         monkeypatch.setattr(aiortc_h264.H264Encoder, name, counted)

@@ -59,7 +59,7 @@ def cameras() -> Iterator[tuple[OnvifPtzSimulator, OnvifPtzSimulator]]:
         yield real, other
 
 
-def test_a_new_onvif_address_needs_the_password_again(platform: Platform, commune: Commune, cameras) -> None:  # noqa: ANN001
+def test_a_new_onvif_address_needs_the_password_again(platform: Platform, commune: Commune, cameras) -> None:
     real, other = cameras
     declare(platform, commune.slug, ["127.0.0.0/8"])
     import_csv(platform, commune.slug, ptz_row(real.url, SECRET))
@@ -87,7 +87,7 @@ def test_a_new_onvif_address_needs_the_password_again(platform: Platform, commun
     assert "AbsoluteMove" in other.requests
 
 
-def test_the_api_says_why_an_import_was_refused(platform: Platform, client, commune: Commune, cameras) -> None:  # noqa: ANN001
+def test_the_api_says_why_an_import_was_refused(platform: Platform, client, commune: Commune, cameras) -> None:
     real, other = cameras
     import_csv(platform, commune.slug, ptz_row(real.url, SECRET))
     csrf = sign_in(platform, client, commune.users[Role.TECH_ADMIN])
@@ -97,7 +97,7 @@ def test_the_api_says_why_an_import_was_refused(platform: Platform, client, comm
     assert "onvif_password" in r.text and SECRET not in r.text
 
 
-def test_no_connection_outside_the_declared_cctv_network(platform: Platform, commune: Commune, cameras) -> None:  # noqa: ANN001
+def test_no_connection_outside_the_declared_cctv_network(platform: Platform, commune: Commune, cameras) -> None:
     real, _ = cameras
     import_csv(platform, commune.slug, ptz_row(real.url, SECRET))
     # None declared: nothing is reached, and the message says how to declare the network.
@@ -138,7 +138,7 @@ def test_service_addresses_given_by_the_camera_are_checked_too() -> None:
     async def check() -> None:
         nets = (outbound.ipaddress.ip_network("127.0.0.0/8"),)
         await ptz._allowed("http://127.0.0.1:8080/onvif/ptz", nets, "a service address")
-        with pytest.raises(ptz.OutsideNetwork, match="169.254.169.254"):
+        with pytest.raises(ptz.OutsideNetwork, match=r"169.254.169.254"):
             await ptz._allowed("http://169.254.169.254/latest/meta-data", nets, "a service address")
 
     asyncio.run(check())

@@ -39,7 +39,7 @@ TENANT_COMMANDS = [
 ]
 
 
-def _env(settings) -> dict:  # noqa: ANN001
+def _env(settings) -> dict:
     return {"TEMOIN_HOME": str(settings.home), "TEMOIN_DATABASE_URL": settings.database_url, "COLUMNS": "200",
             "TEMOIN_API_TOKEN": ""}
 

@@ -15,13 +15,21 @@ from temoin.law.access import Role
 from temoin.live.models import LiveSession
 from temoin.platform import Platform
 from tests.helpers import make_commune
-from tests.live_helpers import (FIX, _cheap_password_hashes, entries, on_shift, server, settings,  # noqa: F401
-                                as_camera, open_dashboard)
+from tests.live_helpers import (
+    FIX,
+    _cheap_password_hashes,
+    as_camera,
+    entries,
+    on_shift,
+    open_dashboard,
+    server,
+    settings,
+)
 
 pytestmark = pytest.mark.slow
 
 
-def press_live(url: str, commune, camera: int = 0) -> str:  # noqa: ANN001
+def press_live(url: str, commune, camera: int = 0) -> str:
     """The camera's live button (the request alone: no media), signed as the camera signs it."""
     path = "/api/v1/live/sessions"
     r = httpx.post(f"{url}{path}", json={"reason": "threat", "position": FIX.model_dump(mode="json")},
@@ -47,7 +55,7 @@ AUTOPLAY_POLICY = """(() => {
 })();"""
 
 
-def test_the_first_alert_is_never_silent(platform: Platform, server: str, browser):  # noqa: F811
+def test_the_first_alert_is_never_silent(platform: Platform, server: str, browser):
     commune = make_commune(platform, cameras=2)
     on_shift(platform, commune)
     context, page = open_dashboard(platform, browser, server, commune.users[Role.CSU_OPERATOR], AUTOPLAY_POLICY)
@@ -84,14 +92,14 @@ def test_the_first_alert_is_never_silent(platform: Platform, server: str, browse
         context.close()
 
 
-def test_nothing_is_ended_by_one_click(platform: Platform, server: str, browser):  # noqa: F811
+def test_nothing_is_ended_by_one_click(platform: Platform, server: str, browser):
     commune = make_commune(platform, cameras=1)
     on_shift(platform, commune)
     context, page = open_dashboard(platform, browser, server, commune.users[Role.CSU_OPERATOR])
     asked: list[str] = []
     answer = {"accept": False}
 
-    def on_dialog(dialog) -> None:  # noqa: ANN001
+    def on_dialog(dialog) -> None:
         asked.append(dialog.message)
         dialog.accept() if answer["accept"] else dialog.dismiss()
 
@@ -135,7 +143,7 @@ def test_nothing_is_ended_by_one_click(platform: Platform, server: str, browser)
     assert events.count("live.ended") == 1 and events.count("live.incident_closed") == 1
 
 
-def test_an_expired_session_says_so(platform: Platform, server: str, browser):  # noqa: F811
+def test_an_expired_session_says_so(platform: Platform, server: str, browser):
     commune = make_commune(platform, cameras=1)
     on_shift(platform, commune)
     operator = commune.users[Role.CSU_OPERATOR]
@@ -165,7 +173,7 @@ def test_an_expired_session_says_so(platform: Platform, server: str, browser):  
         context.close()
 
 
-def test_an_idle_dashboard_notices_its_session_expired(platform: Platform, server: str, browser,  # noqa: F811
+def test_an_idle_dashboard_notices_its_session_expired(platform: Platform, server: str, browser,
                                                        monkeypatch: pytest.MonkeyPatch):
     """No alert, no click: the events channel itself checks the session (every keep-alive period, shortened here)
     and the page says the session expired."""

@@ -33,7 +33,7 @@ def press_live(url: str, commune) -> str:
     return r.json()["id"]
 
 
-def test_the_incident_record_reads_as_sentences_and_refusals_say_their_kind(platform: Platform, server: str,  # noqa: F811
+def test_the_incident_record_reads_as_sentences_and_refusals_say_their_kind(platform: Platform, server: str,
                                                                             browser) -> None:
     commune = make_commune(platform, cameras=1)
     on_shift(platform, commune)
@@ -57,7 +57,7 @@ def test_the_incident_record_reads_as_sentences_and_refusals_say_their_kind(plat
         context.close()
 
 
-def test_the_dashboard_in_english_from_the_same_catalogue(platform: Platform, server: str, browser) -> None:  # noqa: F811
+def test_the_dashboard_in_english_from_the_same_catalogue(platform: Platform, server: str, browser) -> None:
     commune = make_commune(platform, cameras=1)
     on_shift(platform, commune)
     context, page = open_dashboard(platform, browser, server, commune.users[Role.CSU_OPERATOR])

@@ -77,7 +77,7 @@ def runtime_for(platform: Platform, url: str, slug: str, username: str, root: Pa
     return runtime, signals
 
 
-def until(fn, timeout: float, what: str) -> None:  # noqa: ANN001
+def until(fn, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not fn():
         if time.monotonic() > deadline:

@@ -45,7 +45,7 @@ def test_the_detector_finds_every_passer_by_where_it_was_drawn(seed: int, tmp_pa
         followed: set[int] = set()
         for person in range(len(scene.people)):
             def hits(track: FaceTrack, person: int = person) -> int:
-                return sum(near(box, scene.faces_at(n * per_segment + frame)[person])
+                return sum(near(box, scene.faces_at(n * per_segment + frame)[person])  # noqa: B023 - hits() is used by max() within this iteration
                            for frame, box in track.boxes.items())
             best = max(tracks, key=hits)
             assert hits(best) >= 0.95 * per_segment, (n, person, hits(best), [hits(t) for t in tracks])
@@ -64,7 +64,7 @@ def test_the_scene_is_reproducible_frame_by_frame_and_keeps_the_heads_apart() ->
             heads = [head_rect(face_images()[p.face], box) for p, box in zip(scene.people, scene.faces_at(index),
                                                                               strict=True)]
             for k, (x, y, w, h) in enumerate(heads):
-                assert 0 <= x and x + w <= scene.width and overlay < y and y + h < scene.height, (seed, index, k)
+                assert x >= 0 and x + w <= scene.width and overlay < y and y + h < scene.height, (seed, index, k)
                 for x2, _, w2, _ in heads[k + 1:]:
                     assert x + w <= x2 or x2 + w2 <= x, (seed, index)  # side by side, never one over another
     scene, again = PassersByScene(seed=5), PassersByScene(seed=5)

@@ -54,7 +54,7 @@ class Crew:
     def fix(self, lat_lon: tuple[float, float], t: datetime | None = None) -> dict:
         return {"t": (t or utcnow()).isoformat(), "lat": lat_lon[0], "lon": lat_lon[1], "accuracy_m": 6.0}
 
-    def post_position(self, i: int, lat_lon: tuple[float, float], status: str = "patrol"):  # noqa: ANN201
+    def post_position(self, i: int, lat_lon: tuple[float, float], status: str = "patrol"):
         path = "/api/v1/dispatch/camera/position"
         return self.client.post(path, json={"position": self.fix(lat_lon), "status": status},
                                 auth=self.signed(i))
@@ -65,7 +65,7 @@ class Crew:
         assert r.status_code == 200, r.text
         return r.json()
 
-    def ack(self, i: int, order_id: str):  # noqa: ANN201
+    def ack(self, i: int, order_id: str):
         path = f"/api/v1/dispatch/camera/orders/{order_id}/ack"
         return self.client.post(path, auth=self.signed(i))
 

@@ -33,7 +33,7 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.supervision.dispatch_models import ReinforcementOrder
 from tests.helpers import agent_number, enrol_camera, make_commune
-from tests.live_helpers import entries, server, token_for  # noqa: F401
+from tests.live_helpers import entries, server, token_for
 
 WIDTH, HEIGHT, FPS = 160, 120, 10
 
@@ -69,7 +69,7 @@ def patrolling_camera(platform: Platform, url: str, slug: str, root: Path, **kw)
 
 
 @pytest.mark.slow
-def test_a_camera_agent_receives_signals_and_acknowledges_an_order(platform: Platform, server: str,  # noqa: F811
+def test_a_camera_agent_receives_signals_and_acknowledges_an_order(platform: Platform, server: str,
                                                                    tmp_path: Path):
     commune = make_commune(platform, cameras=0, authorised=3)
     runtime, signals = patrolling_camera(platform, server, commune.slug, tmp_path / "camera")
@@ -155,7 +155,7 @@ def test_a_camera_agent_receives_signals_and_acknowledges_an_order(platform: Pla
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_camera_out_of_reach_of_the_platform_records_all_the_same(platform: Platform, server: str,  # noqa: F811
+def test_a_camera_out_of_reach_of_the_platform_records_all_the_same(platform: Platform, server: str,
                                                                     tmp_path: Path):
     commune = make_commune(platform, cameras=0)
     # Enrolled, checked out and told so by the platform while the network was up...
@@ -183,7 +183,7 @@ def test_a_camera_out_of_reach_of_the_platform_records_all_the_same(platform: Pl
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_demo_agents_converge_on_the_live_alert(platform: Platform, server: str):  # noqa: F811
+def test_demo_agents_converge_on_the_live_alert(platform: Platform, server: str):
     from temoin.demo.fleet import Fleet, FleetSettings
     from temoin.demo.run import TENANT, ensure_cameras, ensure_shifts, ensure_tenant
 

@@ -17,7 +17,7 @@ from tests.rights_helpers import _create, _entries, _h, _scene
 
 
 def test_the_erasure_moves_the_request_on_and_its_certificate_is_a_signed_pdf(platform, client):
-    commune, t0, avenue, quay, later = _scene(platform, client)
+    commune, t0, avenue, _quay, _later = _scene(platform, client)
     csrf = sign_in(platform, client, commune.users[Role.DPO])
     req = _create(client, csrf, kind="erasure", facts_start=(t0 - timedelta(minutes=10)).isoformat(),
                   facts_end=(t0 + timedelta(minutes=10)).isoformat())

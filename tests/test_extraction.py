@@ -33,8 +33,8 @@ from temoin.law.access import Role
 from temoin.vault import catalogue
 from temoin.vault.models import Recording
 from temoin.vault.retention import delete_recording
-from tests.helpers import PASSWORD, make_commune, sign_in, totp_code, upload
 from tests.extraction_helpers import _download, _extract, _pdf_text, _pinned, _verify, runner
+from tests.helpers import PASSWORD, make_commune, sign_in, totp_code, upload
 
 
 def _tool(name: str) -> str:

@@ -36,10 +36,22 @@ from temoin.law.access import Role, allows
 from temoin.platform import Platform
 from temoin.vault.models import Recording
 from temoin.web.app import create_app
+from tests.access_helpers import (
+    AXIS,
+    DEVICE,
+    PUBLIC,
+    PUBLISHER,
+    SESSION,
+    UNGUARDED,
+    RouteInfo,
+    Scene,
+    call,
+    fill,
+    inventory,
+)
 from tests.conftest import _postgres_database
-from tests.helpers import PASSWORD, agent_number, make_commune, sign_in, upload, vault_client
-from tests.access_helpers import AXIS, DEVICE, PUBLIC, PUBLISHER, SESSION, UNGUARDED, RouteInfo, Scene, call, fill, inventory
 from tests.extraction_helpers import device_recording
+from tests.helpers import PASSWORD, agent_number, make_commune, sign_in, upload, vault_client
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -67,7 +79,7 @@ class SqliteFull:
         with engine.begin() as c:
             c.exec_driver_sql("CREATE TABLE IF NOT EXISTS test_filler (b BLOB)")
 
-    def _limit(self, dbapi_conn, _record) -> None:  # noqa: ANN001
+    def _limit(self, dbapi_conn, _record) -> None:
         if self.limit is not None:
             dbapi_conn.execute(f"PRAGMA max_page_count={self.limit}")
 
@@ -82,15 +94,15 @@ class SqliteFull:
             # have: fill that room too, as traffic would (random keys land on every page of the index).
             device = c.exec_driver_sql("SELECT id FROM devices LIMIT 1").scalar()
             user = c.exec_driver_sql("SELECT id FROM users LIMIT 1").scalar()
-            self._until_full(c, "INSERT INTO device_nonces (device_id, nonce, at) VALUES "
+            self._until_full(c, "INSERT INTO device_nonces (device_id, nonce, at) VALUES "  # noqa: S608 - ids read from the test's own database
                                 f"('{device}', lower(hex(randomblob(16))), '2000-01-01 00:00:00')", 200)
-            self._until_full(c, "INSERT INTO web_sessions (id_hash, user_id, second_factor_ok, csrf_token, "
+            self._until_full(c, "INSERT INTO web_sessions (id_hash, user_id, second_factor_ok, csrf_token, "  # noqa: S608 - ids read from the test's own database
                                 f"created_at, expires_at) VALUES (lower(hex(randomblob(32))), {user}, 0, "
                                 "lower(hex(randomblob(16))), '2000-01-01 00:00:00', '2000-01-01 00:00:00')", 200)
         self.engine.dispose()
 
     @staticmethod
-    def _until_full(c, statement: str, refusals: int) -> None:  # noqa: ANN001
+    def _until_full(c, statement: str, refusals: int) -> None:
         """Run `statement` until the database has refused it `refusals` times in a row."""
         refused = 0
         while refused < refusals:
@@ -98,7 +110,7 @@ class SqliteFull:
                 c.exec_driver_sql(statement)
                 c.commit()
                 refused = 0
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - whatever the database raises when full
                 c.rollback()
                 assert errors.from_database(exc) is not None, exc
                 refused += 1
@@ -256,7 +268,7 @@ def test_a_full_database_answers_507_on_every_write_route_and_keeps_nothing(plat
     assert journal_problems(platform) == []
 
 
-def _sweep_call(client: TestClient, info: RouteInfo, s: Scene, sessions: dict, as_camera) -> int:  # noqa: ANN001
+def _sweep_call(client: TestClient, info: RouteInfo, s: Scene, sessions: dict, as_camera) -> int:
     kind = UNGUARDED.get((info.method, info.path))
     if kind in (DEVICE, PUBLISHER):  # a WHIP publisher may also be the camera's signed request
         path = fill(info.path, s)
@@ -292,7 +304,7 @@ def test_the_database_errors_that_mean_full_map_to_one_domain_error() -> None:
 # --- shared: a camera's device store with a finalised recording ------------------------------------------
 
 
-def camera_store(platform: Platform, root: Path, device_key):  # noqa: ANN001, ANN201
+def camera_store(platform: Platform, root: Path, device_key):
     from temoin.camera.device_store import DeviceStore
     from temoin.camera.keys import DeviceKeys
     from temoin.evidence.crypto import new_data_key
@@ -349,7 +361,7 @@ def test_a_recording_deleted_mid_upload_gets_a_signed_410_and_leaves_the_camera(
     assert journal_problems(platform) == []
 
     # A statement not signed by the pinned platform key deletes nothing (a forging vault, a replay).
-    def forging(signed, segments, **kw):  # noqa: ANN001, ANN202
+    def forging(signed, segments, **kw):
         try:
             return vault.offload(signed, segments, **kw)
         except RecordingDeleted as exc:

@@ -279,7 +279,7 @@ def _request(client, csrf: str, kind: str) -> int:
     return r.json()["id"]
 
 
-def _extract(client, csrf: str, rid: str):  # noqa: ANN202
+def _extract(client, csrf: str, rid: str):
     return client.post("/api/v1/extractions", headers=_h(csrf), json={
         "recording_ids": [rid], "recipient_name": "OPJ Claire Martin", "recipient_kind": "judicial_police",
         "procedure_type": "judicial", "reference": "PV 2026/004512"})

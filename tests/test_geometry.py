@@ -6,8 +6,18 @@ import math
 
 import pytest
 
-from temoin.geo.geometry import (OnvifPosition, PtzAngles, angle_diff_deg, bearing_deg, distance_m, from_onvif,
-                                 in_field_of_view, normalize_deg, ptz_angles, to_onvif)
+from temoin.geo.geometry import (
+    OnvifPosition,
+    PtzAngles,
+    angle_diff_deg,
+    bearing_deg,
+    distance_m,
+    from_onvif,
+    in_field_of_view,
+    normalize_deg,
+    ptz_angles,
+    to_onvif,
+)
 
 M_PER_DEG = 111_195.0  # one degree of latitude on the mean sphere
 

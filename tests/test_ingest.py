@@ -23,7 +23,7 @@ def test_recording_reaches_the_vault_and_the_receipt_proves_it(platform, client)
         assert rec.state == RecordingState.STORED
         assert rec.agent_user_id is not None  # the agent's identity came from the manifest
         entry = db.scalar(select(JournalEntry).where(JournalEntry.event == "recording.ingested"))
-        assert rid in entry.body and "collection" == entry.action
+        assert rid in entry.body and entry.action == "collection"
     # Encrypted at rest: no stored byte sequence of the original appears in the vault.
     blobs = list((platform.settings.vault_dir / "blobs").rglob("*.seg"))
     assert len(blobs) == 3
@@ -66,7 +66,7 @@ def test_forged_manifest_signature_is_quarantined_and_journaled(platform, client
 
     signed, segments = sample_recording(Ed25519PrivateKey.generate(), camera_id=cam[0],
                                         agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=2)
-    with pytest.raises(OffloadError, match="403.*signature"):
+    with pytest.raises(OffloadError, match=r"403.*signature"):
         vault_client(platform, client, cam).offload(signed, segments)
     with platform.session() as db:
         q = db.scalar(select(Quarantine))
@@ -82,7 +82,7 @@ def test_segment_not_matching_its_hash_quarantines_the_recording(platform, clien
                                         started_at=utcnow(), duration_s=2, segment_s=2)
     tampered = bytearray(segments[0])
     tampered[len(tampered) // 2] ^= 0xFF
-    with pytest.raises(OffloadError, match="422.*hash"):
+    with pytest.raises(OffloadError, match=r"422.*hash"):
         vault_client(platform, client, cam).offload(signed, [bytes(tampered)])
     with platform.session() as db:
         rec = db.get(Recording, signed.manifest.recording_id)
@@ -94,7 +94,7 @@ def test_segment_replayed_from_another_recording_is_refused(platform, client):
     cam = commune.cameras[0]
     a, seg_a = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(),
                                 duration_s=2, segment_s=2, seed=1)
-    b, seg_b = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(),
+    b, _seg_b = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(),
                                 duration_s=2, segment_s=2, seed=2)
     vault_client(platform, client, cam).offload(a, seg_a)
     vc = vault_client(platform, client, cam)
@@ -142,7 +142,6 @@ def test_path_traversal_in_any_name_is_refused(platform, client):
 
 def test_disk_full_during_a_write_keeps_no_partial_blob(platform, client, monkeypatch):
     import errno
-
     from pathlib import Path
 
     commune = make_commune(platform)
@@ -169,7 +168,7 @@ def test_disk_full_during_a_write_keeps_no_partial_blob(platform, client, monkey
 
     monkeypatch.setattr(Path, "open", opener)
     rid = signed.manifest.recording_id
-    with pytest.raises(OffloadError, match="507.*disk full"):
+    with pytest.raises(OffloadError, match=r"507.*disk full"):
         vc.upload_segment(rid, 0, segments[0])
     monkeypatch.setattr(Path, "open", real_open)
     assert not list((platform.settings.vault_dir / "blobs").rglob("*.seg"))

@@ -20,9 +20,20 @@ from temoin.journal import checkpoints
 from temoin.journal.entry import GENESIS, PLATFORM_CHAIN
 from temoin.journal.models import JournalCheckpoint
 from temoin.law.profiles import get_profile
-from tests.journal_helpers import (AGENT, CHAIN, cli, db_rows, draft, edit_file, file_lines, line_seq, named, sql,
-                                   verify, write)
-
+from tests.journal_helpers import (
+    AGENT,
+    CHAIN,
+    cli,
+    db_rows,
+    draft,
+    edit_file,
+    file_lines,
+    line_seq,
+    named,
+    sql,
+    verify,
+    write,
+)
 
 # --- helpers --------------------------------------------------------------------------------------
 

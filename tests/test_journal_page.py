@@ -20,7 +20,7 @@ def rows(html: str) -> list[str]:
     return [m.group(0) for m in ROW.finditer(html)]
 
 
-def test_the_auditor_filters_the_journal_and_pages_through_it(platform, client, monkeypatch) -> None:  # noqa: ANN001
+def test_the_auditor_filters_the_journal_and_pages_through_it(platform, client, monkeypatch) -> None:
     commune = make_commune(platform, cameras=1)
     first, _ = upload(platform, client, commune, duration_s=2)
     second, _ = upload(platform, client, commune, duration_s=2)

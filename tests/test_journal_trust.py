@@ -28,7 +28,7 @@ from temoin.journal import checkpoints
 from temoin.journal.checkpoints import body_hash
 from temoin.journal.models import JournalCheckpoint
 from temoin.journal.sinks import JournalWriteError
-from temoin.journal.witness import SyslogWitness, read_witness_log
+from temoin.journal.witness import read_witness_log
 from temoin.maintenance import seal_journal
 from temoin.platform import Platform
 from tests.conftest import serve_in_thread
@@ -543,7 +543,7 @@ def test_the_server_seals_within_the_interval_while_entries_are_written(journal)
     from temoin.web.app import create_app
 
     p = Platform.open(journal.settings.model_copy(update={"journal_seal_interval_s": 0.5}))
-    url, server, thread, sock = serve_in_thread(create_app(p))
+    _url, server, thread, sock = serve_in_thread(create_app(p))
     try:
         written = []
         for n in range(8):
@@ -568,7 +568,7 @@ def test_the_server_repairs_the_file_at_start_up_journaled(journal):
     from temoin.web.app import create_app
 
     edit_file(journal, lambda lines: lines[:-1])
-    url, server, thread, sock = serve_in_thread(create_app(journal))
+    _url, server, thread, sock = serve_in_thread(create_app(journal))
     server.should_exit = True
     thread.join(10)
     sock.close()

@@ -39,10 +39,8 @@ from temoin.platform import Platform
 from temoin.vault import retention
 from temoin.vault.models import Recording
 from temoin.web.app import create_app
+from tests.extraction_helpers import _download, _extract, device_recording, verify_with_env as _verify
 from tests.helpers import agent_number, make_commune, sign_in
-from tests.extraction_helpers import _download, _extract
-from tests.extraction_helpers import device_recording
-from tests.extraction_helpers import verify_with_env as _verify
 
 TEMOIN = [sys.executable, "-m", "temoin"]
 
@@ -111,7 +109,7 @@ def test_a_running_server_signs_with_the_new_key_right_after_a_rotation(platform
     assert code == 0, output
 
 
-def test_every_process_switches_and_a_half_written_rotation_changes_nothing(settings) -> None:  # noqa: ANN001
+def test_every_process_switches_and_a_half_written_rotation_changes_nothing(settings) -> None:
     """Two server processes' keyrings (loaded before) switch at their next use; between the rotation's two writes
     (new private key, old history) a keyring keeps its key and writes nothing (no history "repaired" under the
     rotation's feet, which would lose the endorsement cameras follow)."""
@@ -133,7 +131,7 @@ def test_every_process_switches_and_a_half_written_rotation_changes_nothing(sett
         assert keyring.trusted.verify(b64d(keyring.sign(b"x")), b"x", at=utcnow())
 
 
-def test_a_receipt_made_during_a_rotation_is_valid_when_stamped(platform: Platform, client, monkeypatch) -> None:  # noqa: ANN001
+def test_a_receipt_made_during_a_rotation_is_valid_when_stamped(platform: Platform, client, monkeypatch) -> None:
     """A slow disk holds the rotation between its start (the old key's end) and its writes; a receipt asked for
     then waits, and is stamped and signed by the new key, not stamped after the old key's end and signed by it
     (a receipt the camera would refuse for ever: the vault answers a stored recording with its stored receipt)."""
@@ -155,7 +153,7 @@ def test_a_receipt_made_during_a_rotation_is_valid_when_stamped(platform: Platfo
 
     writing, write = threading.Event(), keyring_module.write_private
 
-    def slow_write(path, data, **kw) -> None:  # noqa: ANN001, ANN003
+    def slow_write(path, data, **kw) -> None:
         writing.set()
         time.sleep(0.5)
         write(path, data, **kw)

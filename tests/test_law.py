@@ -8,7 +8,6 @@ Each test here failed on the code before these rules were enforced."""
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import orjson
 import pytest

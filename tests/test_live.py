@@ -29,9 +29,21 @@ from temoin.live import backup, hub as live_hub
 from temoin.live.models import LiveSession
 from temoin.platform import Platform
 from tests.helpers import agent_number, enrol_camera, make_commune, sign_in
-from tests.live_helpers import FIX, Events, Viewer, as_camera, entries, on_shift, publisher, signed, token_for, until
-from tests.live_helpers import _cheap_password_hashes, server, settings  # noqa: F401 (fixtures)
-
+from tests.live_helpers import (
+    FIX,
+    Events,
+    Viewer,
+    _cheap_password_hashes,
+    as_camera,
+    entries,
+    on_shift,
+    publisher,
+    server,
+    settings,
+    signed,
+    token_for,
+    until,
+)
 
 # --- the whole story ----------------------------------------------------------------------------------
 
@@ -46,7 +58,7 @@ def test_live_button_to_csu_and_back(platform: Platform, server: str, monkeypatc
     for name in calls:
         original = getattr(aiortc_h264.H264Encoder, name)
 
-        def counted(self, *a, _original=original, _name=name, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        def counted(self, *a, _original=original, _name=name, **kw):
             calls[_name] += 1
             return _original(self, *a, **kw)
         monkeypatch.setattr(aiortc_h264.H264Encoder, name, counted)

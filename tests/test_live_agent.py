@@ -35,7 +35,7 @@ from temoin.law.access import Role
 from temoin.live.models import LiveSession
 from temoin.platform import Platform
 from tests.helpers import agent_number, make_commune
-from tests.live_helpers import Events, Viewer, entries, press_live_twice, server, settings, token_for, until  # noqa: F401
+from tests.live_helpers import Events, Viewer, entries, press_live_twice, server, settings, token_for, until
 
 WIDTH, HEIGHT, FPS = 160, 120, 10
 
@@ -67,7 +67,7 @@ def dominant_hz(chunks: list[np.ndarray], rate: int) -> float:
 
 
 @pytest.mark.slow
-def test_live_button_on_a_camera_agent(platform: Platform, server: str, tmp_path: Path):  # noqa: F811
+def test_live_button_on_a_camera_agent(platform: Platform, server: str, tmp_path: Path):
     commune = make_commune(platform, cameras=0)
     operator = commune.users[Role.CSU_OPERATOR]
     token = token_for(platform, operator)
@@ -182,7 +182,7 @@ async def _story(platform: Platform, server: str, token: str, operator: str, run
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_demo_fleet_camera_goes_live_and_hears_the_acknowledgement(platform: Platform, server: str):  # noqa: F811
+def test_demo_fleet_camera_goes_live_and_hears_the_acknowledgement(platform: Platform, server: str):
     from temoin.demo.fleet import Fleet, FleetSettings
     from temoin.demo.run import ensure_cameras, ensure_shifts, ensure_tenant
 

@@ -17,8 +17,16 @@ from playwright.sync_api import expect
 from temoin.law.access import Role
 from temoin.platform import Platform
 from tests.helpers import Commune, agent_number, make_commune
-from tests.live_helpers import (FIX, _cheap_password_hashes, entries, on_shift, publisher, server,  # noqa: F401
-                                settings, sign_in_context)
+from tests.live_helpers import (
+    FIX,
+    _cheap_password_hashes,
+    entries,
+    on_shift,
+    publisher,
+    server,
+    settings,
+    sign_in_context,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -39,14 +47,14 @@ class CameraThread:
             self.ready.set_result(start.session_id)
             await self._stop.wait()
             await self.camera.stop()
-        except Exception as exc:  # noqa: BLE001 - reported to the test
+        except Exception as exc:  # reported to the test
             if not self.ready.done():
                 self.ready.set_exception(exc)
             raise
         finally:
             await self.camera.aclose()
 
-    def __enter__(self) -> "CameraThread":
+    def __enter__(self) -> CameraThread:
         self.thread.start()
         return self
 
@@ -55,14 +63,14 @@ class CameraThread:
             self.loop.call_soon_threadsafe(self._stop.set)
         self.thread.join(15)
 
-    def run(self, coro) -> Future:  # noqa: ANN001
+    def run(self, coro) -> Future:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def call(self, fn) -> None:  # noqa: ANN001
+    def call(self, fn) -> None:
         self.loop.call_soon_threadsafe(fn)
 
 
-def test_viewer_page_plays_the_live_feed(platform: Platform, server: str, browser):  # noqa: F811
+def test_viewer_page_plays_the_live_feed(platform: Platform, server: str, browser):
     commune = make_commune(platform, cameras=1)
     on_shift(platform, commune)
     operator = commune.users[Role.CSU_OPERATOR]

@@ -61,7 +61,7 @@ def nonces_locked(database_url: str) -> Iterator[None]:
         conn.close()
 
 
-async def timed(request) -> tuple[httpx.Response, float]:  # noqa: ANN001 - an awaitable response
+async def timed(request) -> tuple[httpx.Response, float]:  # an awaitable response
     start = time.monotonic()
     response = await request
     return response, time.monotonic() - start
@@ -97,7 +97,7 @@ def test_live_frames_flow_while_the_database_is_saturated(platform: Platform, da
     assert recovered == (200, 200), f"once the lock is released the server serves again: {recovered}"
 
 
-async def _saturated(url: str, commune, token: str, database_url: str):  # noqa: ANN001, ANN202
+async def _saturated(url: str, commune, token: str, database_url: str):
     camera = publisher(url, commune)
     start = await camera.start(position=FIX, agent=agent_number(commune))
     await asyncio.sleep(1.0)  # the viewer joins a running stream
@@ -174,7 +174,7 @@ def test_sigterm_stops_a_loaded_server(platform: Platform, settings: Settings, d
     assert proc.returncode in (0, -signal.SIGTERM), f"exit status {proc.returncode}:\n{output[-3000:]}"
 
 
-async def _terminate_under_load(proc: subprocess.Popen, url: str, device_id: str, key) -> float | None:  # noqa: ANN001
+async def _terminate_under_load(proc: subprocess.Popen, url: str, device_id: str, key) -> float | None:
     async with httpx.AsyncClient(base_url=url, auth=DeviceAuth(device_id, key), timeout=60,
                                  limits=httpx.Limits(max_connections=200)) as http:
         async def one() -> None:
@@ -219,7 +219,7 @@ def test_no_coroutine_dependency_or_route_queries_the_database_in_the_event_loop
     finally:
         p.close()
 
-    def walk(dependant):  # noqa: ANN001, ANN202
+    def walk(dependant):
         yield dependant
         for sub in dependant.dependencies:
             yield from walk(sub)
@@ -230,7 +230,7 @@ def test_no_coroutine_dependency_or_route_queries_the_database_in_the_event_loop
             continue
         for dep in walk(ctx.dependant):
             call = dep.call
-            fn = call if inspect.isfunction(call) or inspect.ismethod(call) else getattr(call, "__call__", call)
+            fn = call if inspect.isfunction(call) or inspect.ismethod(call) else getattr(call, "__call__", call)  # noqa: B004 - the instance's __call__ method, not a test
             if inspect.iscoroutinefunction(fn) and any(sub.call is get_db for sub in dep.dependencies):
                 name = (fn.__module__, fn.__qualname__.split(".")[0] if inspect.ismethod(fn) else fn.__qualname__)
                 if name not in REVIEWED:
@@ -244,8 +244,8 @@ def test_no_coroutine_dependency_or_route_queries_the_database_in_the_event_loop
 def test_a_stalled_web_event_loop_does_not_stall_the_live_streams(platform: Platform):
     """Whatever holds the server's event loop (a handler doing something slow in it, a burst of work) holds
     the web requests, not the live media: the relay runs in its own thread and event loop."""
-    from tests.conftest import serve_in_thread
     from temoin.web.app import create_app
+    from tests.conftest import serve_in_thread
 
     commune = make_commune(platform)
     on_shift(platform, commune)
@@ -262,7 +262,7 @@ def test_a_stalled_web_event_loop_does_not_stall_the_live_streams(platform: Plat
                                    f"held ({frames} frames): live media runs in the web requests' loop")
 
 
-async def _stall_web_loop(url: str, commune, token: str, hub) -> tuple[float, int]:  # noqa: ANN001
+async def _stall_web_loop(url: str, commune, token: str, hub) -> tuple[float, int]:
     camera = publisher(url, commune)
     start = await camera.start(position=FIX, agent=agent_number(commune))
     await asyncio.sleep(1.0)

@@ -19,10 +19,10 @@ class Clock:
         return self.t
 
 
-def relay_nacks(clock: Clock):  # noqa: ANN201
+def relay_nacks(clock: Clock):
     receiver = RTCRtpReceiver("video", type("Transport", (), {"state": "new"})())
     forwarding.tap_receiver(receiver, lambda *frame: None)
-    nacks = getattr(receiver, "_RTCRtpReceiver__nack_generator")  # what aiortc calls for every packet
+    nacks = receiver._RTCRtpReceiver__nack_generator  # what aiortc calls for every packet
     nacks.clock = clock
     return nacks
 
@@ -31,7 +31,7 @@ def rtp(seq: int) -> RtpPacket:
     return RtpPacket(payload_type=96, sequence_number=seq % 65536, timestamp=seq * 3000)
 
 
-def feed(nacks, seqs, clock: Clock, step_s: float = 0.002) -> list[list[int]]:  # noqa: ANN001
+def feed(nacks, seqs, clock: Clock, step_s: float = 0.002) -> list[list[int]]:
     """The NACKs the receiver would send (one list of sequence numbers each) while `seqs` arrive."""
     sent = []
     for seq in seqs:

@@ -30,8 +30,17 @@ from av import VideoFrame
 from temoin.law.access import Role
 from temoin.platform import Platform
 from tests.helpers import make_commune
-from tests.live_helpers import (Events, Viewer, _cheap_password_hashes, entries, on_shift, server,  # noqa: F401
-                             settings, token_for, until)
+from tests.live_helpers import (
+    Events,
+    Viewer,
+    _cheap_password_hashes,
+    entries,
+    on_shift,
+    server,
+    settings,
+    token_for,
+    until,
+)
 
 pytestmark = pytest.mark.slow
 SDP = {"Content-Type": "application/sdp"}
@@ -259,7 +268,7 @@ def page_server() -> Iterator[str]:
     """The publisher's page from an origin of its own (another port): its fetches to the platform are
     cross-origin, so the browser sends CORS preflights first."""
     class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             body = PAGE.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -293,7 +302,7 @@ def test_chromium_publishes_over_whip_from_another_origin_and_a_whep_viewer_rece
         try:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
                 *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to start says how to install Chromium
             pytest.fail(f"Chromium cannot start from {CHROMIUM} ({exc}): install Debian's chromium package",
                         pytrace=False)
         try:

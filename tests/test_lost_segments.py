@@ -27,20 +27,20 @@ from sqlalchemy import select
 
 from temoin.db import utcnow
 from temoin.demo.samples import sample_recording
-from temoin.extraction import package as pkg
 from temoin.evidence.manifest import SignedReceipt
+from temoin.extraction import package as pkg
 from temoin.journal.models import JournalEntry
 from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.vault import catalogue, retention, scrub
 from temoin.vault.models import DeletionCertificate, Recording, Segment
-from tests.helpers import JUSTIFIED, agent_number, approve_erasure, make_commune, sign_in, vault_client
 from tests.extraction_helpers import _download, _extract, _pinned, _verify
+from tests.helpers import JUSTIFIED, agent_number, approve_erasure, make_commune, sign_in, vault_client
 
 PARIS_FMT = "%d/%m/%Y %H:%M:%S"
 
 
-def upload_lost(p: Platform, client, commune, lost: tuple[int, ...] = (1,), *, duration_s: float = 8,  # noqa: ANN001
+def upload_lost(p: Platform, client, commune, lost: tuple[int, ...] = (1,), *, duration_s: float = 8,
                 segment_s: float = 2, **kw) -> tuple[str, SignedReceipt, list[bytes]]:
     """A recording of duration_s / segment_s segments handed over with `lost` declared damaged on the camera."""
     cam = commune.cameras[0]
@@ -59,7 +59,7 @@ def _h(csrf: str) -> dict:
 
 # --- 1. review and integrity -------------------------------------------------------------------------------
 
-def test_review_plays_the_stored_segments_and_names_the_lost_ones_with_their_times(platform, client) -> None:  # noqa: ANN001
+def test_review_plays_the_stored_segments_and_names_the_lost_ones_with_their_times(platform, client) -> None:
     from temoin.web.pages import PARIS
 
     commune = make_commune(platform, cameras=1)
@@ -137,7 +137,7 @@ def test_review_plays_the_stored_segments_and_names_the_lost_ones_with_their_tim
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the browser is the point here
-def test_the_player_skips_the_lost_segment_and_says_so(browser, platform, server_url) -> None:  # noqa: ANN001
+def test_the_player_skips_the_lost_segment_and_says_so(browser, platform, server_url) -> None:
     import httpx
     from playwright.sync_api import expect
 
@@ -199,7 +199,7 @@ def _resign(platform: Platform, folder: Path) -> None:
     (folder / pkg.SIGNATURE).write_bytes(platform.keyring.signing_key.sign(sums))
 
 
-def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platform, client, tmp_path) -> None:  # noqa: ANN001
+def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platform, client, tmp_path) -> None:
     commune = make_commune(platform, cameras=1)
     rid, _, originals = upload_lost(platform, client, commune, (1,))
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
@@ -283,7 +283,7 @@ def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platfo
     assert r.status_code == 409 and "segments [2] are not in the vault" in r.json()["detail"], r.text
 
 
-def test_a_trimmed_extraction_across_the_lost_segment_keeps_the_gap_and_verifies(platform, client, tmp_path) -> None:  # noqa: ANN001
+def test_a_trimmed_extraction_across_the_lost_segment_keeps_the_gap_and_verifies(platform, client, tmp_path) -> None:
     commune = make_commune(platform, cameras=1)
     rid, _, _ = upload_lost(platform, client, commune, (1,))
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
@@ -313,7 +313,7 @@ def test_a_trimmed_extraction_across_the_lost_segment_keeps_the_gap_and_verifies
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the anonymisation is the slow part
-def test_a_training_extraction_anonymises_the_stored_segments_and_verifies(platform, client, tmp_path) -> None:  # noqa: ANN001
+def test_a_training_extraction_anonymises_the_stored_segments_and_verifies(platform, client, tmp_path) -> None:
     if pkg._redactor() is None:
         pytest.skip("no redaction engine on this installation")
     commune = make_commune(platform, cameras=1)
@@ -332,7 +332,7 @@ def test_a_training_extraction_anonymises_the_stored_segments_and_verifies(platf
 
 # --- 3. scrub, retention, erasure -------------------------------------------------------------------------
 
-def test_scrub_skips_the_lost_segments_and_retention_and_erasure_delete_everything(platform, client) -> None:  # noqa: ANN001
+def test_scrub_skips_the_lost_segments_and_retention_and_erasure_delete_everything(platform, client) -> None:
     commune = make_commune(platform, cameras=1)
     kept, _, _ = upload_lost(platform, client, commune, (1,), duration_s=6)
     erased, _, _ = upload_lost(platform, client, commune, (0, 2), duration_s=6)
@@ -371,7 +371,7 @@ def test_scrub_skips_the_lost_segments_and_retention_and_erasure_delete_everythi
         assert scrub.scrub(platform, db).ok
 
 
-def test_vault_scrub_command_says_lost_segments_are_not_corruption(platform, client, settings, monkeypatch) -> None:  # noqa: ANN001
+def test_vault_scrub_command_says_lost_segments_are_not_corruption(platform, client, settings, monkeypatch) -> None:
     from typer.testing import CliRunner
 
     from temoin.cli import app as cli_app
@@ -389,7 +389,7 @@ def test_vault_scrub_command_says_lost_segments_are_not_corruption(platform, cli
 # --- 4. rights access copies ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # face detection is the slow part
-def test_an_access_copy_is_made_of_the_stored_segments(platform, client) -> None:  # noqa: ANN001
+def test_an_access_copy_is_made_of_the_stored_segments(platform, client) -> None:
     from tests.extraction_helpers import _wait
 
     commune = make_commune(platform, cameras=1)

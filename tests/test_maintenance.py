@@ -21,7 +21,7 @@ from temoin.vault.models import Recording, RecordingState
 from tests.helpers import make_commune, upload
 
 
-def _due_work(platform, client, commune, tag: str) -> tuple[str, Path]:  # noqa: ANN001
+def _due_work(platform, client, commune, tag: str) -> tuple[str, Path]:
     """One piece of work for each duty: a recording past its retention, journal entries past the journal's
     retention, an extraction package past its pick-up time; the chain moves, so a seal is due."""
     from temoin.extraction.models import Extraction
@@ -49,7 +49,7 @@ def _due_work(platform, client, commune, tag: str) -> tuple[str, Path]:  # noqa:
     return rid, package
 
 
-def _duties_done(platform, commune, rid: str, package: Path, prunes_before: int) -> dict[str, bool]:  # noqa: ANN001
+def _duties_done(platform, commune, rid: str, package: Path, prunes_before: int) -> dict[str, bool]:
     with platform.session() as db:
         recording = db.get(Recording, rid)
         checkpoints = db.scalars(select(JournalCheckpoint).where(JournalCheckpoint.chain == commune.slug)).all()
@@ -61,7 +61,7 @@ def _duties_done(platform, commune, rid: str, package: Path, prunes_before: int)
                 "journal sealed": bool(seals) and max(seals) == head.seq}
 
 
-def _prunes(platform, commune) -> int:  # noqa: ANN001
+def _prunes(platform, commune) -> int:
     with platform.session() as db:
         return len(db.scalars(select(JournalCheckpoint).where(JournalCheckpoint.chain == commune.slug,
                                                               JournalCheckpoint.kind == "prune")).all())
@@ -78,7 +78,7 @@ def test_maintenance_run_does_every_duty_of_the_servers_pass(platform, client, s
     calls: list[str] = []
     real = maintenance.periodic_pass
 
-    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def spy(*args, **kwargs):
         calls.append("pass")
         return real(*args, **kwargs)
 

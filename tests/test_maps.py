@@ -16,6 +16,7 @@ from temoin.web.basemap import load_streets
 from tests.helpers import make_commune, sign_in
 from tests.map_helpers import STREETS
 
+
 @pytest.fixture
 def commune(platform: Platform):
     c = make_commune(platform, cameras=0)
@@ -41,7 +42,9 @@ def test_a_position_is_named_by_its_nearest_street(platform: Platform, client, c
 def test_streets_are_found_by_the_start_of_their_name_without_case_or_accents(platform: Platform, client,
                                                                                commune) -> None:
     sign_in(platform, client, commune.users[Role.MAYOR])
-    names = lambda q: [s["name"] for s in client.get("/api/v1/map/streets", params={"q": q}).json()]
+    def names(q: str) -> list[str]:
+        return [s["name"] for s in client.get("/api/v1/map/streets", params={"q": q}).json()]
+
     assert names("quai des pe") == ["Quai des Pêcheurs"]
     assert names("QUAI DES PÊ") == ["Quai des Pêcheurs"]
     assert names("rue") == ["Rue de l'Église", "Rue du Port"]

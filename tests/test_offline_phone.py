@@ -13,14 +13,12 @@ from playwright.sync_api import expect
 from temoin.law.access import Role
 from temoin.platform import Platform
 from tests.helpers import make_commune
-from tests.live_helpers import (_cheap_password_hashes, on_shift, server, settings,  # noqa: F401
-                                sign_in_context)
-from tests.live_helpers import FIX, signed
+from tests.live_helpers import FIX, _cheap_password_hashes, on_shift, server, settings, sign_in_context, signed  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
 
-def press_live(url: str, commune) -> None:  # noqa: ANN001
+def press_live(url: str, commune) -> None:
     """The camera's live button (the request alone: no media), signed over its body as the camera signs it."""
     path = "/api/v1/live/sessions"
     body = orjson.dumps({"reason": "threat", "position": FIX.model_dump(mode="json")})
@@ -29,11 +27,11 @@ def press_live(url: str, commune) -> None:  # noqa: ANN001
     assert r.status_code == 201, r.text
 
 
-def _offline(context) -> list[str]:  # noqa: ANN001
+def _offline(context) -> list[str]:
     """Every request leaving the machine fails, as with the network unplugged; returns those that were tried."""
     tried: list[str] = []
 
-    def route(r) -> None:  # noqa: ANN001
+    def route(r) -> None:
         if urlsplit(r.request.url).hostname in ("127.0.0.1", "localhost"):
             r.continue_()
         else:
@@ -44,7 +42,7 @@ def _offline(context) -> list[str]:  # noqa: ANN001
     return tried
 
 
-def test_the_api_documentation_works_offline(platform: Platform, server: str, browser) -> None:  # noqa: F811
+def test_the_api_documentation_works_offline(platform: Platform, server: str, browser) -> None:
     context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     tried = _offline(context)
@@ -67,18 +65,18 @@ def test_the_api_documentation_works_offline(platform: Platform, server: str, br
         context.close()
 
 
-def _no_horizontal_scroll(page) -> None:  # noqa: ANN001
+def _no_horizontal_scroll(page) -> None:
     width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert width[0] <= width[1], f"the page is {width[0]} px wide in a {width[1]} px screen"
 
 
-def _within_screen(locator, width: int = 390) -> None:  # noqa: ANN001
+def _within_screen(locator, width: int = 390) -> None:
     expect(locator).to_be_visible()
     box = locator.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, box
 
 
-def test_the_dashboard_and_navigation_fit_a_phone(platform: Platform, server: str, browser) -> None:  # noqa: F811
+def test_the_dashboard_and_navigation_fit_a_phone(platform: Platform, server: str, browser) -> None:
     commune = make_commune(platform, cameras=1)
     on_shift(platform, commune)
     context = browser.new_context(base_url=server, locale="fr-FR", viewport={"width": 390, "height": 844},

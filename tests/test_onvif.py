@@ -99,7 +99,7 @@ def test_a_silent_camera_times_out():
     listener.listen(1)  # accepts the connection, never answers
     try:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/onvif/device_service"
-        with pytest.raises(ptz.Unreachable, match="did not answer within 0.5 s"):
+        with pytest.raises(ptz.Unreachable, match=r"did not answer within 0.5 s"):
             asyncio.run(ptz.aim_camera(camera(url), PASSWORD, *point(0, 30), timeout_s=0.5))
     finally:
         listener.close()

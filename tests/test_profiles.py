@@ -6,7 +6,7 @@ it is deleted at the midnight that ends the anniversary day, never a second befo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from temoin.law.profiles import DEFAULT_PROFILE, RetentionRule, UnknownProfile, all_profiles, get_profile
 
 PARIS = ZoneInfo("Europe/Paris")
-UTC = timezone.utc
+UTC = UTC
 ONE_MONTH = RetentionRule(months=1)
 SIX_MONTHS = RetentionRule(months=6)
 

@@ -100,7 +100,7 @@ def test_every_face_is_blurred_and_the_voice_altered(clip: Clip, tmp_path: Path)
 
 def test_tracks_follow_each_face_from_its_first_frame(clip: Clip, tracks: list[FaceTrack]) -> None:
     assert [t.id for t in tracks] == list(range(1, len(tracks) + 1))
-    for actor_index, actor in enumerate(clip.actors):
+    for actor_index, _actor in enumerate(clip.actors):
         track = track_of(clip, tracks, actor_index)
         visible = [f for f, truth in enumerate(clip.truth) if any(a == actor_index for a, _ in truth)]
         assert track.first_frame <= visible[0], (actor_index, track.first_frame, visible[0])

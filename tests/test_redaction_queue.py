@@ -24,7 +24,7 @@ def settings(settings: Settings) -> Settings:
 
 
 def test_redaction_jobs_are_bounded_per_tenant_and_in_all_and_hold_no_connection(platform, client,
-                                                                                 monkeypatch) -> None:  # noqa: ANN001
+                                                                                 monkeypatch) -> None:
     gate = threading.Event()
     running = threading.Event()
     held: Counter[int] = Counter()  # database connections checked out, by thread
@@ -32,7 +32,7 @@ def test_redaction_jobs_are_bounded_per_tenant_and_in_all_and_hold_no_connection
     event.listen(platform.engine, "checkout", lambda *a: held.update([threading.get_ident()]))
     event.listen(platform.engine, "checkin", lambda *a: held.subtract([threading.get_ident()]))
 
-    def detect_tracks(src, progress=None):  # noqa: ANN001, ANN202
+    def detect_tracks(src, progress=None):
         seen_while_detecting.append(held[threading.get_ident()])
         running.set()
         assert gate.wait(60)
@@ -45,7 +45,7 @@ def test_redaction_jobs_are_bounded_per_tenant_and_in_all_and_hold_no_connection
     rec_a, _ = upload(platform, client, a, duration_s=1, segment_s=1)
     rec_b, _ = upload(platform, client, b, duration_s=1, segment_s=1)
 
-    def start(commune, rid: str):  # noqa: ANN001, ANN202
+    def start(commune, rid: str):
         csrf = sign_in(platform, client, commune.users[Role.CHIEF])
         r = client.post("/api/v1/rights/requests", headers={"X-CSRF-Token": csrf},
                         json={"kind": "access", "person_description": "veste rouge", "contact": "x@example.org"})

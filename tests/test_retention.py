@@ -112,7 +112,7 @@ def test_deleted_once_the_deadline_passed_and_not_a_second_before(platform, clie
 
 def test_deletion_leaves_a_signed_certificate_and_an_erasure_entry(platform, client):
     commune = make_commune(platform)
-    rid, receipt = upload(platform, client, commune, started_at=days_ago(45))
+    rid, _receipt = upload(platform, client, commune, started_at=days_ago(45))
     before = recording(platform, rid)
     now = utcnow()
     assert run_sweep(platform, now=now).deleted == [rid]

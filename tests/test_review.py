@@ -34,7 +34,7 @@ def box(lat: float, lon: float, half: float = 0.0008) -> str:
     return f"{s},{w};{n},{w};{n},{e};{s},{e}"
 
 
-def ids(response) -> list[str]:  # noqa: ANN001
+def ids(response) -> list[str]:
     assert response.status_code == 200, response.text
     return [r["id"] for r in response.json()]
 
@@ -70,11 +70,11 @@ def scene(platform: Platform, client: TestClient) -> tuple[Commune, dict[str, st
 PLACE_MOTIVE = {"motive_code": "incident_review", "motive_text": "rixe signalée rue du Port"}
 
 
-def test_each_filter_narrows_the_search(platform, client, scene) -> None:  # noqa: ANN001
+def test_each_filter_narrows_the_search(platform, client, scene) -> None:
     commune, recs = scene
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     # A search by area shows places (R241-10): it carries a motive.
-    search = lambda **params: ids(client.get("/api/v1/recordings", params={  # noqa: E731
+    search = lambda **params: ids(client.get("/api/v1/recordings", params={  # noqa: E731 - a one-line helper
         **params, **(PLACE_MOTIVE if "area" in params else {})}))
     assert search() == [recs["pins"], recs["port"], recs["old"]]  # newest first
     now = utcnow()
@@ -139,7 +139,7 @@ def test_a_track_passes_through_an_area_between_two_fixes() -> None:
     assert not Track().passes_through(across)
 
 
-def test_the_search_page_reads_paris_time_and_the_area(platform, client, scene) -> None:  # noqa: ANN001
+def test_the_search_page_reads_paris_time_and_the_area(platform, client, scene) -> None:
     commune, recs = scene
     sign_in(platform, client, commune.users[Role.CHIEF])
     page = client.get("/recordings")
@@ -164,7 +164,7 @@ def test_the_search_page_reads_paris_time_and_the_area(platform, client, scene) 
     assert "Unreadable area" in page.text and 'lang="en"' in page.text
 
 
-def test_tenants_apart_and_a_bulk_hold_is_all_or_nothing(platform, client, scene) -> None:  # noqa: ANN001
+def test_tenants_apart_and_a_bulk_hold_is_all_or_nothing(platform, client, scene) -> None:
     commune, recs = scene
     other = make_commune(platform, "brume", cameras=1)
     theirs, _ = upload(platform, client, other, duration_s=2, segment_s=2, street="Rue du Port")
@@ -206,7 +206,7 @@ def test_tenants_apart_and_a_bulk_hold_is_all_or_nothing(platform, client, scene
     assert r.status_code == 403
 
 
-def test_lifting_a_hold_hands_the_recording_back_to_the_retention_sweep(platform, client) -> None:  # noqa: ANN001
+def test_lifting_a_hold_hands_the_recording_back_to_the_retention_sweep(platform, client) -> None:
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
@@ -231,7 +231,7 @@ def test_lifting_a_hold_hands_the_recording_back_to_the_retention_sweep(platform
     assert client.get(f"/recordings/{rid}").status_code == 404
 
 
-def test_integrity_shows_what_is_known_and_a_check_on_demand_is_journaled(platform, client) -> None:  # noqa: ANN001
+def test_integrity_shows_what_is_known_and_a_check_on_demand_is_journaled(platform, client) -> None:
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
@@ -253,7 +253,7 @@ def test_integrity_shows_what_is_known_and_a_check_on_demand_is_journaled(platfo
     assert "Signature de la caméra : INVALIDE" in client.get(f"/recordings/{rid}").text
 
 
-def test_a_segment_is_served_by_byte_ranges_under_the_grant(platform, client) -> None:  # noqa: ANN001
+def test_a_segment_is_served_by_byte_ranges_under_the_grant(platform, client) -> None:
     """The review timeline seeks inside a segment with byte ranges: each one needs the consultation's grant."""
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, client, commune, duration_s=2)

@@ -36,7 +36,7 @@ def api(server_url: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def page(browser, server_url: str):  # noqa: ANN201
+def page(browser, server_url: str):
     context = browser.new_context(base_url=server_url, locale="fr-FR", viewport={"width": 1280, "height": 1000})
     context.set_default_timeout(TIMEOUT_MS)
     pg = context.new_page()
@@ -44,7 +44,7 @@ def page(browser, server_url: str):  # noqa: ANN201
     context.close()
 
 
-def screen_point(page, map_id: str, lat: float, lon: float) -> tuple[float, float]:  # noqa: ANN001
+def screen_point(page, map_id: str, lat: float, lon: float) -> tuple[float, float]:
     """Where a place is on the screen, through the page's own Leaflet map."""
     page.locator(f"#{map_id}").scroll_into_view_if_needed()
     box = page.locator(f"#{map_id}").bounding_box()
@@ -53,12 +53,12 @@ def screen_point(page, map_id: str, lat: float, lon: float) -> tuple[float, floa
     return box["x"] + p[0], box["y"] + p[1]
 
 
-def marker(page) -> tuple[float, float, float]:  # noqa: ANN001
+def marker(page) -> tuple[float, float, float]:
     d = page.locator("#recording-map").evaluate("e => [e.dataset.markerLat, e.dataset.markerLon, e.dataset.videoTime]")
     return float(d[0]), float(d[1]), float(d[2])
 
 
-def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, platform, api, tmp_path) -> None:  # noqa: ANN001
+def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, platform, api, tmp_path) -> None:
     commune = make_commune(platform, cameras=2)
     now = utcnow()
     port, _ = upload(platform, api, commune, camera=0, started_at=now - timedelta(hours=1), duration_s=6,
@@ -221,7 +221,7 @@ FRAME_JS = """async ([url, at]) => {
 }"""
 
 
-def test_the_player_has_one_timeline_across_the_segments_and_seeks_anywhere(page, platform, api) -> None:  # noqa: ANN001
+def test_the_player_has_one_timeline_across_the_segments_and_seeks_anywhere(page, platform, api) -> None:
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, api, commune, started_at=utcnow() - timedelta(hours=1), duration_s=12, segment_s=3)
     sign_in_page(page, platform, commune.users[Role.CHIEF])

@@ -15,10 +15,9 @@ from temoin.law.access import Role
 from temoin.rights import register
 from temoin.rights.register import CNIL_INDIRECT_ROUTE, deadline_for
 from temoin.vault.models import DeletionCertificate, Recording
-from tests.helpers import JUSTIFIED, approve_erasure, make_commune, sign_in, upload
 from tests.extraction_helpers import _wait
+from tests.helpers import JUSTIFIED, approve_erasure, make_commune, sign_in, upload
 from tests.rights_helpers import AVENUE, _create, _entries, _h, _scene
-
 
 
 def test_deadline_follows_the_tenant_setting_and_late_requests_are_flagged(platform, client):
@@ -84,7 +83,7 @@ def test_restriction_answers_with_the_cnil_indirect_route(platform, client):
 
 
 def test_candidates_by_time_place_and_agent_and_the_restriction_proposed_under_a_judicial_hold(platform, client):
-    commune, t0, avenue, quay, later = _scene(platform, client)
+    commune, t0, avenue, quay, _later = _scene(platform, client)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     window = {"facts_start": (t0 - timedelta(minutes=10)).isoformat(),
               "facts_end": (t0 + timedelta(minutes=10)).isoformat()}
@@ -112,7 +111,7 @@ def test_candidates_by_time_place_and_agent_and_the_restriction_proposed_under_a
 
 
 def test_erasure_deletes_with_a_certificate_and_is_refused_under_a_hold(platform, client):
-    commune, t0, avenue, quay, later = _scene(platform, client)
+    commune, t0, avenue, quay, _later = _scene(platform, client)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     access = _create(client, csrf)
     r = client.post(f"/api/v1/rights/requests/{access['id']}/erasure", headers=_h(csrf),
@@ -161,7 +160,7 @@ def test_erasure_deletes_with_a_certificate_and_is_refused_under_a_hold(platform
 def test_a_dpo_alone_cannot_erase_and_only_candidates_or_justified_recordings(platform, client):
     """The attack: a DPO files an erasure "request" and erases any recording, alone. Now the recordings must be
     among the request's candidates or justified one by one, and a second person approves."""
-    commune, t0, avenue, quay, later = _scene(platform, client)
+    commune, t0, avenue, _quay, later = _scene(platform, client)
     csrf = sign_in(platform, client, commune.users[Role.DPO])
     window = {"facts_start": (t0 - timedelta(minutes=10)).isoformat(),
               "facts_end": (t0 + timedelta(minutes=10)).isoformat()}
@@ -261,7 +260,7 @@ def test_a_role_that_redacts_but_does_not_read_the_register_sees_no_request(plat
 def test_without_the_redaction_engine_copies_are_refused_with_a_clear_message(platform, client, monkeypatch):
     from temoin.rights import copies
 
-    def missing():  # noqa: ANN202
+    def missing():
         raise copies.EngineMissing("the redaction engine (temoin.rights.redaction) is not available")
 
     monkeypatch.setattr(copies, "engine", missing)
@@ -327,9 +326,9 @@ def test_access_copy_from_face_tracks_to_the_requesters_download(platform, clien
     import hashlib
 
     assert hashlib.sha256(got.content).hexdigest() == copy["sha256"]
-    import av
-
     import io
+
+    import av
     with av.open(io.BytesIO(got.content)) as container:
         assert container.streams.video and container.duration
     # The copy is sealed at rest; no clear media is left behind.

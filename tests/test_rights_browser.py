@@ -43,7 +43,7 @@ def api(server_url: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def page(browser, server_url: str):  # noqa: ANN201
+def page(browser, server_url: str):
     context = browser.new_context(base_url=server_url, locale="fr-FR", viewport={"width": 1280, "height": 1100},
                                   accept_downloads=True)
     context.set_default_timeout(TIMEOUT_MS)
@@ -52,7 +52,7 @@ def page(browser, server_url: str):  # noqa: ANN201
     context.close()
 
 
-def draw(page, box: tuple[int, int, int, int]) -> None:  # noqa: ANN001
+def draw(page, box: tuple[int, int, int, int]) -> None:
     """Drag the mouse over the still, from a box's corner to the opposite one (box in source pixels)."""
     canvas = page.locator("#still-draw")
     canvas.scroll_into_view_if_needed()
@@ -66,7 +66,7 @@ def draw(page, box: tuple[int, int, int, int]) -> None:  # noqa: ANN001
     page.mouse.up()
 
 
-def show_still(page, at_s: float) -> None:  # noqa: ANN001
+def show_still(page, at_s: float) -> None:
     page.get_by_label("Instant (s)").fill(str(at_s))
     with page.expect_response(lambda r: "/still?" in r.url) as shown:
         page.get_by_role("button", name="Afficher l'image").click()
@@ -76,7 +76,7 @@ def show_still(page, at_s: float) -> None:  # noqa: ANN001
                            "document.getElementById('still').naturalWidth > 0")
 
 
-def add_region(page, mode: str, start_s: float, end_s: float) -> None:  # noqa: ANN001
+def add_region(page, mode: str, start_s: float, end_s: float) -> None:
     page.locator("#region-mode").select_option(mode)
     page.get_by_label("Du (s)").fill(str(start_s))
     page.get_by_label("Au (s)").fill(str(end_s))
@@ -89,7 +89,7 @@ FORM_LABELS = {"fr": ("Type", "Description de la personne", "Contact pour la ré
                       "Save")}
 
 
-def register_access_request(page, around: datetime, person: str, *, lang: str = "fr",  # noqa: ANN001
+def register_access_request(page, around: datetime, person: str, *, lang: str = "fr",
                             place: tuple[float, float] | None = None) -> None:
     """Fill the register's form for an access request, facts 5 minutes either side of `around`."""
     kind, description, contact, start, end, save = FORM_LABELS[lang]

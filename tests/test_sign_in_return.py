@@ -7,7 +7,7 @@ from temoin.law.access import Role
 from tests.helpers import PASSWORD, make_commune, totp_code
 
 
-def _sign_in(platform, client, username: str, next_: str) -> tuple[str, str, str]:  # noqa: ANN001
+def _sign_in(platform, client, username: str, next_: str) -> tuple[str, str, str]:
     client.cookies.clear()
     form = client.get("/login", params={"next": next_}).text
     r = client.post("/login", data={"username": username, "password": PASSWORD, "next": next_},

@@ -14,7 +14,7 @@ import subprocess
 import time
 import zipfile
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -24,7 +24,6 @@ from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from temoin.cli import app as cli_app
-from temoin.evidence import timestamp as ts
 from temoin.evidence.timestamp import Failure, Timestamper, TimestampError, request_token, verify_token
 from temoin.journal import checkpoints
 from temoin.journal.models import JournalCheckpoint, JournalEntry
@@ -52,7 +51,7 @@ def _openssl_verify(data_file: Path, tsr: Path, ca: Path) -> subprocess.Complete
 def test_a_token_is_requested_with_a_nonce_and_verified(tsa: TestTSA, tmp_path):
     token = request_token(tsa.url, DATA, timeout=5, ca_bundle_pem=tsa.ca_pem)
     info = verify_token(token, DATA, tsa.ca_pem)
-    assert abs((info.time - datetime.now(timezone.utc)).total_seconds()) < 60
+    assert abs((info.time - datetime.now(UTC)).total_seconds()) < 60
     assert "CN=Témoin test TSA" in info.tsa and info.policy == POLICY and info.serial >= 1
     # The request carried a nonce (OpenSSL's own reading of what we sent) and the reply echoes it.
     (tmp_path / "q.tsq").write_bytes(tsa.queries[-1])
@@ -325,7 +324,7 @@ def test_seals_carry_tokens_that_journal_verify_checks(stamped, tsa, tmp_path):
     ca = tsa.write_ca(tmp_path / "tsa-ca.pem")
     # The recipe of docs/timestamping.md, with a copy of the file sink and OpenSSL alone.
     shutil.copy(stamped.journal.sink.checkpoints_path(chain), tmp_path / "checkpoints.jsonl")
-    recipe = subprocess.run(
+    recipe = subprocess.run(  # noqa: S602 - runs the shell recipe of docs/timestamping.md as written
         "line=$(tail -n1 checkpoints.jsonl); echo \"$line\" | cut -d' ' -f3 | base64 -d > seal.tsr; "
         "echo \"$line\" | cut -d' ' -f2 | tr -d '\\n' > seal.json; "
         f"openssl ts -verify -data seal.json -in seal.tsr -CAfile {ca}",
@@ -377,7 +376,7 @@ def test_journal_verify_reads_each_chains_checkpoints_once(stamped, tsa, tmp_pat
         reads["file", chain] += 1
         return from_file(self, chain)
 
-    def db_read(db, chain: str) -> list:  # noqa: ANN001
+    def db_read(db, chain: str) -> list:
         reads["database", chain] += 1
         return from_db(db, chain)
 

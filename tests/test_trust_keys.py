@@ -33,21 +33,20 @@ from temoin.identity.models import Device, DeviceKey
 from temoin.journal.checkpoints import seal
 from temoin.journal.entry import Actor
 from temoin.journal.verify import verify_all
-from temoin.keyring import KeyError_, Keyring, rotate
+from temoin.keyring import KeyError_, Keyring
 from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.reports import annual
 from temoin.vault import catalogue
 from temoin.vault.models import Quarantine, Recording
 from temoin.web.app import create_app
+from tests.extraction_helpers import _download, _extract, _pdf_text, verify_with_env as _verify
 from tests.helpers import agent_number, enrol_camera, make_commune, sign_in, upload
-from tests.extraction_helpers import _download, _extract, _pdf_text
-from tests.extraction_helpers import verify_with_env as _verify
 
 runner = CliRunner()
 
 
-def _pem(raw_or_key) -> bytes:  # noqa: ANN001
+def _pem(raw_or_key) -> bytes:
     key = raw_or_key.public_key() if isinstance(raw_or_key, Ed25519PrivateKey) else raw_or_key
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -59,7 +58,7 @@ def _resum(folder: Path) -> bytes:
     return sums
 
 
-def _package(platform, client, tmp_path: Path, commune=None, rids=None):  # noqa: ANN001, ANN202
+def _package(platform, client, tmp_path: Path, commune=None, rids=None):
     commune = commune or make_commune(platform, cameras=1)
     rids = rids or [upload(platform, client, commune, duration_s=2, segment_s=1)[0]]
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
@@ -183,7 +182,7 @@ def test_re_enrolment_keeps_old_recordings_verifiable_and_the_old_key_dies_at_re
     assert code == 0, output
 
     # The old key (stolen with the camera?) signs a recording after its revocation: refused at ingest.
-    signed, segments = sample_recording(old_key, camera_id=device_id, agent_id=agent_number(commune),
+    signed, _segments = sample_recording(old_key, camera_id=device_id, agent_id=agent_number(commune),
                                         started_at=revoked_at + timedelta(seconds=1), duration_s=2, segment_s=1,
                                         seed=9)
     client.auth = None

@@ -11,7 +11,6 @@ import logging
 import socket
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -57,7 +56,7 @@ def commune(platform: Platform) -> Commune:
 
 
 @pytest.fixture
-def page(browser, server_url: str):  # noqa: ANN201
+def page(browser, server_url: str):
     context = browser.new_context(base_url=server_url, locale="fr-FR", viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     context.add_init_script(SPY)
@@ -69,13 +68,13 @@ def page(browser, server_url: str):  # noqa: ANN201
     context.close()
 
 
-def csp_problems(page) -> list[str]:  # noqa: ANN001
+def csp_problems(page) -> list[str]:
     return page.evaluate("() => window.__csp") + [m for m in page.console_messages if "Content Security Policy" in m]
 
 
 @pytest.mark.slow
 def test_injected_names_do_not_execute_and_pages_work_under_the_csp(platform: Platform, commune: Commune,
-                                                                    page) -> None:  # noqa: ANN001
+                                                                    page) -> None:
     sign_in_page(page, platform, commune.users[Role.CHIEF])
     response = page.goto("/live")
     assert "script-src 'self'" in response.headers["content-security-policy"]
@@ -108,7 +107,7 @@ def test_injected_names_do_not_execute_and_pages_work_under_the_csp(platform: Pl
 
 
 @pytest.mark.slow
-def test_an_inline_script_is_refused_by_the_policy(platform: Platform, commune: Commune, page) -> None:  # noqa: ANN001
+def test_an_inline_script_is_refused_by_the_policy(platform: Platform, commune: Commune, page) -> None:
     """The policy itself: were some text to slip through as HTML, its script would not run."""
     sign_in_page(page, platform, commune.users[Role.CHIEF])
     page.goto("/rights")
@@ -122,7 +121,7 @@ def test_an_inline_script_is_refused_by_the_policy(platform: Platform, commune: 
 
 # --- headers ---------------------------------------------------------------------------------------------
 
-def test_every_answer_carries_the_policy_and_no_hsts_over_plain_http(client) -> None:  # noqa: ANN001
+def test_every_answer_carries_the_policy_and_no_hsts_over_plain_http(client) -> None:
     for path in ("/login", "/api/v1/platform", "/static/csu.js"):
         r = client.get(path)
         assert r.headers["content-security-policy"] == hardening.CONTENT_SECURITY_POLICY, path
@@ -174,7 +173,7 @@ def _raw_request(url: str, head: str, chunks: Iterator[bytes]) -> tuple[int, byt
                 if not got:
                     break
                 data += got
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
     return int(data.split(b" ", 2)[1]), data
 
@@ -207,7 +206,7 @@ def test_a_chunked_body_is_counted_and_cut_off(server_url: str) -> None:
     assert b"too-large" in raw
 
 
-def test_bodies_within_the_limit_and_upload_routes_keep_working(client, platform: Platform) -> None:  # noqa: ANN001
+def test_bodies_within_the_limit_and_upload_routes_keep_working(client, platform: Platform) -> None:
     limit = hardening.BodyLimit(lambda *a: None, platform.settings)
     assert limit.limit_for("POST", "/api/v1/rights")[0] == 1_048_576
     assert limit.limit_for("PUT", "/api/v1/ingest/recordings/rec-1/segments/0")[0] == platform.settings.max_segment_bytes
@@ -233,7 +232,7 @@ def test_the_access_log_drops_query_strings() -> None:
 
 # --- refused authentications, journaled by the minute ------------------------------------------------------
 
-def test_forged_requests_naming_a_real_camera_cannot_flood_the_journal(platform: Platform, client) -> None:  # noqa: ANN001
+def test_forged_requests_naming_a_real_camera_cannot_flood_the_journal(platform: Platform, client) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from sqlalchemy import func, select
 

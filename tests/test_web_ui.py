@@ -39,7 +39,7 @@ def api(server_url: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def page(browser, server_url: str):  # noqa: ANN201
+def page(browser, server_url: str):
     context = browser.new_context(base_url=server_url, locale="fr-FR", viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     pg = context.new_page()
@@ -51,7 +51,7 @@ def wrong_code(code: str) -> str:
     return f"{(int(code) + 500_000) % 1_000_000:06d}"  # never one of the three codes accepted around now
 
 
-def password_step(page, username: str) -> None:  # noqa: ANN001
+def password_step(page, username: str) -> None:
     page.goto("/login")
     expect(page.locator("h1")).to_have_text("Connexion")
     page.get_by_label("Identifiant").fill(username)
@@ -61,14 +61,14 @@ def password_step(page, username: str) -> None:  # noqa: ANN001
     expect(page.locator("h1")).to_have_text("Second facteur")
 
 
-def sign_in(page, p: Platform, username: str) -> None:  # noqa: ANN001
+def sign_in(page, p: Platform, username: str) -> None:
     password_step(page, username)
     page.get_by_label("Code").fill(totp_code(p, username))
     page.get_by_role("button", name="Continuer").click()
     expect(page.locator("header .who")).to_be_visible()
 
 
-def test_sign_in_needs_password_then_totp(page, platform, commune) -> None:  # noqa: ANN001
+def test_sign_in_needs_password_then_totp(page, platform, commune) -> None:
     chief = commune.users[Role.CHIEF]
     # Anonymous: the pages send to the sign-in page.
     page.goto("/recordings")
@@ -110,7 +110,7 @@ def test_sign_in_needs_password_then_totp(page, platform, commune) -> None:  # n
     expect(page).to_have_url(re.compile(r"/login$"))
 
 
-def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api) -> None:  # noqa: ANN001
+def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api) -> None:
     ids = [upload(platform, api, commune, camera=i % 2, duration_s=4, segment_s=2)[0] for i in range(2)]
     chief = commune.users[Role.CHIEF]
     sign_in(page, platform, chief)
@@ -189,7 +189,7 @@ def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api)
         auditor.close()
 
 
-def test_agent_sees_own_recordings_and_only_r241_11_motives(page, platform, commune, api) -> None:  # noqa: ANN001
+def test_agent_sees_own_recordings_and_only_r241_11_motives(page, platform, commune, api) -> None:
     own, _ = upload(platform, api, commune)  # recorded by POR-0001, the agent of the commune
     other, _ = upload(platform, api, commune, camera=1, agent="POR-0002")
     sign_in(page, platform, commune.users[Role.AGENT])
@@ -216,7 +216,7 @@ def test_agent_sees_own_recordings_and_only_r241_11_motives(page, platform, comm
     expect(page.locator("#player")).to_have_count(0)
 
 
-def test_auditor_verifies_journal_tech_admin_sees_no_recordings(page, platform, commune, api) -> None:  # noqa: ANN001
+def test_auditor_verifies_journal_tech_admin_sees_no_recordings(page, platform, commune, api) -> None:
     rid, _ = upload(platform, api, commune)
     sign_in(page, platform, commune.users[Role.AUDITOR])
     expect(page).to_have_url(re.compile(r"/journal$"))
@@ -243,7 +243,7 @@ def test_auditor_verifies_journal_tech_admin_sees_no_recordings(page, platform, 
         expect(page.locator("tr[data-recording]")).to_have_count(0)
 
 
-def test_sign_out_closes_the_session_and_english_link(page, platform, commune) -> None:  # noqa: ANN001
+def test_sign_out_closes_the_session_and_english_link(page, platform, commune) -> None:
     chief = commune.users[Role.CHIEF]
     sign_in(page, platform, chief)
     page.goto("/recordings")

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -48,9 +48,9 @@ class TestCA:
     cert: x509.Certificate
 
     @classmethod
-    def create(cls, cn: str = "Témoin test root CA") -> "TestCA":
+    def create(cls, cn: str = "Témoin test root CA") -> TestCA:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))
@@ -68,7 +68,7 @@ class TestCA:
 
     def issue_tsa(self, cn: str = "Témoin test TSA") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.cert.subject)
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=90))
@@ -131,10 +131,10 @@ class TestTSA:
 
 def _handler(tsa: TestTSA, lock: threading.Lock) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+        def log_message(self, format: str, *args: object) -> None:  # quiet
             pass
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:  # http.server's name
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             tsa.requests += 1
             tsa.queries.append(body)
@@ -228,7 +228,7 @@ def token_signed_by_a_non_tsa_certificate(tsa: TestTSA, token: bytes) -> bytes:
     refuses such a signer, so the TimeStampResp wrapper (status granted, then the token) is put around the CMS
     output here: two DER headers, in this test helper only."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(_name("Agent document signing")).issuer_name(tsa.ca.cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))

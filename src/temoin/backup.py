@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -168,8 +168,8 @@ def create_backup(settings: Settings, folder: Path, master_key: bytes) -> Backup
     result.revision = _revision(settings.database_url)
     if kind == "sqlite":
         dump = folder / SQLITE_DUMP
-        (source,) = [p for p in sqlite_files(settings.database_url) if not p.name.endswith(("-wal", "-shm",
-                                                                                               "-journal"))] or [None]
+        sources = [p for p in sqlite_files(settings.database_url) if not p.name.endswith(("-wal", "-shm", "-journal"))]
+        source = sources[0] if sources else None
         if source is None:
             raise BackupError(f"no SQLite database at {make_url(settings.database_url).database}")
         src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
@@ -187,7 +187,7 @@ def create_backup(settings: Settings, folder: Path, master_key: bytes) -> Backup
     entries[dump.name] = {"size": dump.stat().st_size, "sha256": _sha256(dump)}
     for rel in files[len(journal):]:
         copy(rel)
-    manifest = {"format": FORMAT, "created_at": datetime.now(timezone.utc).isoformat(), "database": kind,
+    manifest = {"format": FORMAT, "created_at": datetime.now(UTC).isoformat(), "database": kind,
                 "schema_revision": result.revision, "master_key": master_key_fingerprint(master_key),
                 "kept_apart": list(KEPT_APART), "files": entries}
     (folder / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")

@@ -25,14 +25,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from temoin import private_files
-from temoin import errors
+from temoin import errors, private_files
 from temoin.evidence.canonical import b64e
 from temoin.evidence.keys import KeySet, PlatformKey, endorsement_bytes, key_id
 from temoin.evidence.signing import load_private_key_pem, private_key_pem, public_key_bytes
@@ -63,7 +62,7 @@ def check_private(path: Path) -> None:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @contextmanager
@@ -314,7 +313,7 @@ def _history(settings: Settings, signing_key: Ed25519PrivateKey) -> KeySet:
         raise KeyError_(f"the platform signing key {known.id} was retired ({known.validity()}) but is the one "
                         f"in {settings.keys_dir / SIGNING_KEY_FILE}: restore the current key from a backup, or "
                         "run `temoin keys rotate` to make a new one")
-    since = datetime.fromtimestamp((settings.keys_dir / SIGNING_KEY_FILE).stat().st_mtime, timezone.utc)
+    since = datetime.fromtimestamp((settings.keys_dir / SIGNING_KEY_FILE).stat().st_mtime, UTC)
     keys = [replace(k, valid_until=since) if k.current else k for k in history.keys]
     history = KeySet(tuple(keys) + (PlatformKey(current, valid_from=since if keys else None),), history.sources)
     try:

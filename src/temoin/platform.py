@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from temoin.context import TenantRef
 from temoin.db import PoolLimits, make_engine, make_sessionmaker
-from temoin.evidence.timestamp import Failure, TimestampError, Timestamper
+from temoin.evidence.timestamp import Failure, Timestamper, TimestampError
 from temoin.extraction.artefacts import PACKAGES
 from temoin.identity import shifts
 from temoin.identity.models import Tenant
@@ -59,7 +59,7 @@ class Platform:
     witness: SyslogWitness | None = None  # where checkpoints are also sent (TEMOIN_JOURNAL_WITNESS)
 
     @classmethod
-    def open(cls, settings: Settings | None = None, *, init: bool = False) -> "Platform":
+    def open(cls, settings: Settings | None = None, *, init: bool = False) -> Platform:
         """Open the platform; with init=True create the data folder, keys and schema if missing."""
         settings = settings or Settings.from_env()
         if init:

@@ -37,7 +37,7 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.vault.context import VaultContext
 
 RSA_BITS = 3072
-TOKEN_PREFIX = "AUTH_tk"
+TOKEN_PREFIX = "AUTH_tk"  # noqa: S105 - the token's prefix, not a secret
 MAX_CONNECTION_FILE = 64 * 1024
 # Length limits of the connection file (Axis Body worn integration API, "JSON file format").
 LIMITS = {"SiteName": 64, "ApplicationName": 256, "ApplicationVersion": 128, "BlobAPIKey": 64,

@@ -59,8 +59,16 @@ import httpx
 
 from temoin.camera.buffer import DEFAULT_BITRATE_BPS, DEFAULT_PRE_EVENT_S, PreEventBuffer
 from temoin.camera.clock import Clock, system_clock
-from temoin.camera.device_store import (DeviceStore, Notice, ReceiptRejected, RecordingHeader, RecordingWriter,
-                                        StorageFull, StoreError, VaultDeletion)
+from temoin.camera.device_store import (
+    DeviceStore,
+    Notice,
+    ReceiptRejected,
+    RecordingHeader,
+    RecordingWriter,
+    StorageFull,
+    StoreError,
+    VaultDeletion,
+)
 from temoin.camera.gps import RECORDING_INTERVAL_S, STANDBY_INTERVAL_S, GpsSchedule, GpsSource
 from temoin.camera.inputs import LiveButton
 from temoin.camera.media import EncodedSegment, SegmentWriter
@@ -614,7 +622,7 @@ class CameraAgent:
                               "camera (no platform link): call the CSU by radio")
         return rid
 
-    def _live_tick(self, frame) -> None:  # noqa: ANN001 - the captured picture (RGB array)
+    def _live_tick(self, frame) -> None:  # the captured picture (RGB array)
         """Between two frames: the picture to the live stream, the position to the CSU's map, and what the
         live link heard (the CSU's acknowledgement) to the wearer."""
         live = self.live

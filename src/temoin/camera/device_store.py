@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal, Self, overload
+from typing import Final, Literal, Self, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -55,14 +55,23 @@ from temoin.camera.offload import ReceiptError, RecordingDeleted, SegmentFile, b
 from temoin.camera.platform_keys import PlatformTrust
 from temoin.evidence.canonical import b64d, b64e, canonical_bytes
 from temoin.evidence.chain import first_link, next_link
-from temoin.evidence.manifest import (HEX64, SAFE_ID, GpsFix, NotInformedReason, SegmentEntry, SignedManifest,
-                                      SignedReceipt, Trigger, is_safe_id)
 from temoin.evidence.crypto import IntegrityError, Sealer, new_data_key, new_header, open_records, unwrap_key, wrap_key
+from temoin.evidence.manifest import (
+    HEX64,
+    SAFE_ID,
+    GpsFix,
+    NotInformedReason,
+    SegmentEntry,
+    SignedManifest,
+    SignedReceipt,
+    Trigger,
+    is_safe_id,
+)
 from temoin.evidence.signing import public_key_bytes, verify
 from temoin.geo.territory import contains
 
-HEADER_SCHEMA = "temoin.device-recording/1"
-CHECKPOINT_SCHEMA = "temoin.checkpoint/1"
+HEADER_SCHEMA: Final = "temoin.device-recording/1"
+CHECKPOINT_SCHEMA: Final = "temoin.checkpoint/1"
 KEY_FILE = "key.wrapped"
 HEADER_FILE = "recording.json"
 MANIFEST_FILE = "manifest.json"
@@ -382,7 +391,7 @@ def _check_segment(folder: Path, index: int, public_key: bytes, header: Recordin
 
 def _check_leftovers(folder: Path, verified: int, out: Prefix) -> None:
     later = sorted(p.name for p in folder.glob("seg-*")
-                   if _index_of(p.name) is not None and _index_of(p.name) > verified)
+                   if (index := _index_of(p.name)) is not None and index > verified)
     if later:
         # Segments after a gap: one in the middle was removed or damaged.
         out.problems.append(f"files after the verified prefix (segment {verified} breaks it): {later[:5]}")
@@ -633,7 +642,7 @@ class _StoredBytes(Sequence[bytes]):
     def __len__(self) -> int:
         return len(self._segments)
 
-    def __getitem__(self, i):  # noqa: ANN001, ANN204 - int or slice, like any Sequence
+    def __getitem__(self, i):  # int or slice, like any Sequence
         got = self._segments[i]
         return [s.data for s in got] if isinstance(got, list) else got.data
 
@@ -909,10 +918,11 @@ def _probe_duration(data: bytes) -> float:
     """Duration of an fMP4 segment from its video frames (for a segment adopted after a crash)."""
     import av
 
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), "r") as container:
         stream = container.streams.video[0]
         pts = [p.pts for p in container.demux(stream) if p.pts is not None]
         if not pts:
             return 0.0
+        assert stream.time_base is not None  # a demuxed stream has one
         rate = float(stream.average_rate or stream.guessed_rate or 15)
         return float((max(pts) - min(pts)) * stream.time_base) + 1 / rate

@@ -38,8 +38,7 @@ from temoin.camera.offload import DeviceAuth, error_detail
 from temoin.camera.platform_link import CameraSettings
 from temoin.camera.signals import Led, Signals, Vibration
 from temoin.evidence.manifest import GpsFix
-from temoin.geo.geometry import bearing_deg
-from temoin.geo.geometry import distance_m as ground_distance_m
+from temoin.geo.geometry import bearing_deg, distance_m as ground_distance_m
 
 
 class Wearer(Protocol):
@@ -229,7 +228,7 @@ class DispatchLink:
                     self.acknowledge(event.order.id)  # after the wearer was told, not before
                 elif event.kind == "closed" and event.order is not None:
                     signal_closed(agent, event.order, event.data.get("state", ""))
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("dispatch: signalling an order")
 
     def close(self, timeout: float = 2.0) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 # The platform's crash-safe private write (a temporary .NAME.*.tmp, fsync, rename, fsync of the folder), under the
 # camera's names; the camera makes its folders with private_dir first.
-from temoin.private_files import fsync_dir, write_private as atomic_write  # noqa: F401
+from temoin.private_files import fsync_dir, write_private as atomic_write  # noqa: F401 - re-exported for the camera's modules
 
 PRIVATE = 0o600
 PRIVATE_DIR = 0o700

@@ -21,16 +21,17 @@ Nothing served here shows or returns any content.
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
 from temoin import errors
 
 LIVE_DOUBLE_PRESS_S = 0.5
@@ -140,7 +141,7 @@ class InputServer:
         for (m, prefix), route in self.routes.items():
             if m == method and (path == prefix or (prefix.endswith("/") and path.startswith(prefix))):
                 rest = path[len(prefix):]
-                future = self.inputs.submit(lambda route=route, rest=rest: route(rest, body))
+                future = self.inputs.submit(functools.partial(route, rest, body))
                 try:
                     return HTTPStatus.OK, future.result(timeout=ANSWER_TIMEOUT_S)
                 except FutureTimeout:
@@ -161,13 +162,13 @@ class _Handler(BaseHTTPRequestHandler):
     owner: InputServer
     server_version = "temoin-camera-inputs"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet: the loop reports
+    def log_message(self, format: str, *args: object) -> None:  # quiet: the loop reports
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._answer(*self.owner.handle("GET", self.path.split("?", 1)[0], {}))
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"detail": f"body over {MAX_BODY} bytes"})

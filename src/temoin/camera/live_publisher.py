@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 from urllib.parse import urljoin
 
 import av
@@ -129,7 +130,7 @@ class CameraAudioTrack(MediaStreamTrack):
     def __init__(self, scene: SyntheticScene | Samples, pace: _Paced) -> None:
         """`scene`: anything with `samples(first, count)` (a `SyntheticScene`), or that callable itself."""
         super().__init__()
-        self.samples_of: Samples = getattr(scene, "samples", scene)
+        self.samples_of = cast("Samples", getattr(scene, "samples", scene))
         self.pace = pace
         self.index = 0
         self.samples = int(AUDIO_RATE * AUDIO_PTIME_S)
@@ -234,6 +235,8 @@ class LivePublisher:
         """The live button: ask for a live session, then publish to it (WHIP)."""
         out = await self.request(position=position, agent=agent, detail=detail)
         await self.publish()
+        # request() set the session and its state, publish() the resource: None is not possible here.
+        assert self.session_id is not None and self.state is not None and self.resource_url is not None
         return LiveStart(self.session_id, self.state, out["whip_url"], self.resource_url)
 
     async def publish(self, timeout: httpx.Timeout | float | None = None,
@@ -256,7 +259,7 @@ class LivePublisher:
         prefer(pc, "audio", "audio/opus")
         try:
             await pc.setLocalDescription(await pc.createOffer())  # gathers candidates: no trickle needed
-            extra = {} if timeout is None else {"timeout": timeout}
+            extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
             r = await self._check(await (http or self.http).post(f"/api/v1/live/whip/{self.session_id}",
                                                        content=pc.localDescription.sdp.encode(),
                                                        headers={"Content-Type": "application/sdp"}, **extra), 201)
@@ -602,7 +605,7 @@ class LiveLink:
             task.result(timeout)
         except concurrent.futures.TimeoutError:
             return False
-        except Exception:  # noqa: BLE001 - reported as a `failed` event
+        except Exception:  # noqa: BLE001, S110 - reported as a `failed` event
             pass
         return True
 
@@ -700,7 +703,7 @@ class LiveLink:
                     await publisher.stop()
                     self.state = "ended"
                     self._emit("ended", reason="camera_ended", by="camera")
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - reported as a `failed` event
                     self._emit("failed", why=f"ending the live session: {type(exc).__name__}: {exc}")
             await publisher.aclose()
             self.feed.close()

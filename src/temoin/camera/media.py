@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from functools import lru_cache
 from types import TracebackType
-from typing import Self
+from typing import Final, Literal, Self
 
 import av
 import numpy as np
@@ -34,7 +34,7 @@ FMP4_OPTIONS = {
 VIDEO_TIME_BASE = Fraction(1, 90_000)
 AUDIO_RATE = 48_000
 AUDIO_CHUNK = 960  # 20 ms, a typical microphone callback
-VIDEO_CODEC = "libx264"
+VIDEO_CODEC: Final = "libx264"
 # A keyframe every 2 s inside a segment: fragments stay small and seeking stays cheap.
 KEYFRAME_INTERVAL_S = 2
 BOX_MARGIN = 4
@@ -44,12 +44,13 @@ BOX_COLOUR = (16, 16, 16)
 TEXT_COLOUR = (255, 255, 255)
 
 
-def pick_audio_codec() -> str:
+def pick_audio_codec() -> Literal["aac", "libopus"]:
     """AAC plays everywhere in MP4; Opus-in-MP4 is the fallback for builds without it."""
+    name: Literal["aac", "libopus"]
     for name in ("aac", "libopus"):
         try:
             av.codec.Codec(name, "w")
-        except Exception:  # noqa: BLE001 - PyAV raises different errors across versions
+        except Exception:  # noqa: BLE001, S112 - PyAV raises different errors across versions
             continue
         return name
     raise RuntimeError("this PyAV build has neither an AAC nor an Opus encoder")
@@ -67,7 +68,7 @@ class _Mover:
     w: int
     h: int
     speed: float  # pixels per second, negative goes left
-    colour: tuple[int, int, int]
+    colour: tuple[int, ...]  # RGB
 
     def x_at(self, t: float, frame_width: int) -> int:
         span = frame_width + self.w
@@ -392,7 +393,7 @@ class SegmentWriter:
             self._closed = True
             try:
                 self._container.close()
-            except Exception:  # noqa: BLE001 - the partial file is being thrown away anyway
+            except Exception:  # noqa: BLE001, S110 - the partial file is being thrown away anyway
                 pass
             self._buffer = io.BytesIO()
 

@@ -21,8 +21,15 @@ from temoin import errors
 from temoin.camera.platform_keys import PlatformTrust
 from temoin.evidence.canonical import b64d, b64e
 from temoin.evidence.chain import chain_links
-from temoin.evidence.manifest import (GpsFix, NotInformedReason, RecordingManifest, SegmentEntry, SignedManifest,
-                                      SignedReceipt, Trigger)
+from temoin.evidence.manifest import (
+    GpsFix,
+    NotInformedReason,
+    RecordingManifest,
+    SegmentEntry,
+    SignedManifest,
+    SignedReceipt,
+    Trigger,
+)
 from temoin.evidence.signing import public_key_bytes
 
 AUTH_SCHEME = "Temoin-Device"
@@ -127,7 +134,7 @@ class DeviceAuth(httpx.Auth):
         for signed in self.auth_flow(request):
             yield signed
 
-    def auth_flow(self, request: httpx.Request):  # noqa: ANN201
+    def auth_flow(self, request: httpx.Request):
         path = request.url.raw_path.decode()
         ts, nonce = int(time.time() - self.clock_skew_s), secrets.token_hex(16)
         if self.streamed(request):
@@ -157,7 +164,7 @@ class VaultClient:
                  platform_keys: bytes | PlatformTrust, timeout: float = 30.0, http: httpx.Client | None = None) -> None:
         """`platform_keys`: the camera's trusted platform keys (following rotations), or one pinned key (raw).
         `http` lets a caller bring its own client (tests pass an in-process one)."""
-        self.platform_keys = PlatformTrust.of(platform_keys)
+        self.platform_keys = platform_keys if isinstance(platform_keys, PlatformTrust) else PlatformTrust(platform_keys)
         self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
         self.http.auth = DeviceAuth(device_id, key)
 

@@ -139,8 +139,9 @@ class CameraHome:
         """`platform_keys`: the store's, so that a rotation followed while offloading is logged by the store."""
         identity = self.require_identity()
         self.platform_key()  # refuse without a pinned key
-        return VaultClient(url or identity.url, identity.device_id, self.keys().signing_key,
-                           platform_keys or self.platform_trust(url), timeout=timeout)
+        trust = platform_keys or self.platform_trust(url)
+        assert trust is not None  # a key is pinned
+        return VaultClient(url or identity.url, identity.device_id, self.keys().signing_key, trust, timeout=timeout)
 
     def link(self, url: str | None = None, clock: Clock = system_clock, timeout: float = 10.0) -> PlatformLink:
         identity = self.require_identity()
@@ -205,7 +206,7 @@ class PrefetchedVideo:
                 return False
         return True
 
-    def read(self):  # noqa: ANN201 - (frame, capture time), as the source's
+    def read(self):  # (frame, capture time), as the source's
         self._start()
         item, self._held = self._held, None
         if item is None:
@@ -243,6 +244,7 @@ class CameraRuntime:
             self.notes.append(why)
         if settings is None:
             self.notes.append("no settings from the platform yet: recording as UNASSIGNED with a 30 s buffer")
+        self.sensor: PrefetchedVideo | None
         if clock is system_clock:  # real time: read ahead, so that inputs need not wait for a frame
             video = self.sensor = PrefetchedVideo(video)
         else:

@@ -348,7 +348,7 @@ def parse_source(spec: str) -> SourceSpec:
     video_part, plus, audio_part = text.rpartition("+")
     if not plus or audio_part.partition(":")[0].strip().lower() not in ("synthetic", "alsa", "pulse", "none"):
         video_part, plus, audio_part = text, "", ""  # no audio part (a file name may hold a "+")
-    kind, colon, target = video_part.partition(":")
+    kind, _colon, target = video_part.partition(":")
     kind = kind.strip().lower()
     if kind == "synthetic" and not target:
         video: tuple[VideoKind, str | None] = ("synthetic", None)

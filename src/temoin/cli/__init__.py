@@ -8,8 +8,22 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from temoin.cli import admin, axis, backup, camera, demo, extraction, journal, keys, maintenance, reports, rights, \
-    server, supervision, vault
+from temoin.cli import (
+    admin,
+    axis,
+    backup,
+    camera,
+    demo,
+    extraction,
+    journal,
+    keys,
+    maintenance,
+    reports,
+    rights,
+    server,
+    supervision,
+    vault,
+)
 from temoin.cli.context import CommandGroup, err
 
 app = typer.Typer(help="Témoin: body-worn cameras for municipal police.", no_args_is_help=True, cls=CommandGroup)

@@ -13,12 +13,20 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.text import Text
 
 from temoin.camera import DEFAULT_HOME, SOURCE_HELP
@@ -76,7 +84,7 @@ def enroll(url: str = typer.Option(..., help="the platform, e.g. https://temoin.
     console.print(f"assigned to: {who}; clock offset {settings.clock_offset_ms} ms")
 
 
-def _gps(spec: str, source: str, clock):  # noqa: ANN001, ANN202
+def _gps(spec: str, source: str, clock):
     from temoin.camera.gps import SimulatedWalk
     from temoin.geo.demo_commune import streets
 
@@ -168,7 +176,7 @@ def run(url: str | None = typer.Option(None, help="the platform (default: the on
 class _StatusDisplay:
     """The terminal status line (red dot and elapsed time while recording), events above it."""
 
-    def __init__(self, runtime: CameraRuntime, signals) -> None:  # noqa: ANN001
+    def __init__(self, runtime: CameraRuntime, signals) -> None:
         from rich.live import Live
 
         self.runtime, self.signals = runtime, signals
@@ -177,7 +185,7 @@ class _StatusDisplay:
         self.live = Live(Text(""), console=console, refresh_per_second=4, transient=True) \
             if console.is_terminal else None
         self._progress: Progress | None = None
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> _StatusDisplay:
         if self.live:
@@ -224,7 +232,7 @@ class _StatusDisplay:
 
         return advance
 
-    def offload_done(self, outcome) -> None:  # noqa: ANN001
+    def offload_done(self, outcome) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -233,7 +241,7 @@ class _StatusDisplay:
             self.live.start()
 
 
-def _report(outcome) -> None:  # noqa: ANN001
+def _report(outcome) -> None:
     for rid, receipt in outcome.sent.items():
         lost = receipt.receipt.lost_segments
         console.print(f"[green]{rid}[/green] stored by the vault (receipt verified, retained until "
@@ -264,7 +272,7 @@ class _Keyboard:
 
     def _read(self) -> None:
         agent = self.runtime.agent
-        actions = {"r": agent.press_record, "l": agent.press_live, "t": lambda: agent.trigger_input("taser", True),
+        actions: dict[str, Callable[[], object]] = {"r": agent.press_record, "l": agent.press_live, "t": lambda: agent.trigger_input("taser", True),
                    "d": lambda: self.runtime.set_docked(not self.runtime.docked),
                    "q": self.runtime.stop_requested.set}
         while not self.runtime.stop_requested.is_set():
@@ -297,7 +305,7 @@ def status(home: Path = HOME_OPTION) -> None:
                   f"→ {identity.url}")
     try:
         console.print(f"platform key pinned: {_fingerprint(camera.platform_key())}")
-        trusted = camera.platform_trust().keys()  # type: ignore[union-attr] - a key is pinned
+        trusted = camera.platform_trust().keys()  # type: ignore[union-attr]  # a key is pinned
         if len(trusted) > 1:
             console.print(f"platform key rotations followed: {len(trusted) - 1}, now trusting "
                           f"{_fingerprint(trusted.keys[-1].public_key)}")

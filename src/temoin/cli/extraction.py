@@ -7,11 +7,9 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from temoin.cli.context import NotAuthenticated, authenticate, console, err, open_platform
-
 
 # `temoin verify` exit statuses (documented in its --help and docs/extraction.md).
 EXIT_INTACT, EXIT_DAMAGED, EXIT_USAGE, EXIT_UNPINNED = 0, 1, 2, 3
@@ -42,9 +40,14 @@ def verify_command(
     command could not run (unreadable key, trust store or fingerprint); 3 consistent, but signed by a key
     that is not pinned (the message gives its full fingerprint to compare)."""
     from temoin.evidence.keys import KeySet
+    from temoin.evidence.trust_store import (
+        TrustError,
+        default_trust_store,
+        load_key_file,
+        load_trust_store,
+        parse_fingerprint,
+    )
     from temoin.extraction.package_verify import verify_package
-    from temoin.evidence.trust_store import TrustError, default_trust_store, load_key_file, load_trust_store, \
-        parse_fingerprint
 
     try:
         pins = KeySet()
@@ -143,7 +146,7 @@ def extract_command(
         console.print(f"  copied to {target}")
 
 
-def _trim(spec: str, recording_id: str):  # noqa: ANN202
+def _trim(spec: str, recording_id: str):
     from temoin.extraction.package import TrimRequest
 
     try:

@@ -13,7 +13,7 @@ from temoin.cli.context import console, err, open_platform
 journal_app = typer.Typer(help="The tamper-evident journal.", no_args_is_help=True)
 
 
-def sealing_line(sealing) -> str:  # noqa: ANN001
+def sealing_line(sealing) -> str:
     line = f"{sealing.chains} chains sealed"
     if sealing.witnessed is not None:
         line += f", {sealing.witnessed} checkpoints sent to the witness"

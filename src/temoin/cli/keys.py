@@ -12,7 +12,7 @@ keys_app = typer.Typer(help="The platform's signing keys (published at /.well-kn
                        no_args_is_help=True)
 
 
-def _settings():  # noqa: ANN202
+def _settings():
     from temoin.settings import Settings
 
     return Settings.from_env()
@@ -51,6 +51,7 @@ def rotate_key(yes: bool = typer.Option(False, "--yes", help="do not ask for con
     except KeyError_ as exc:
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
+    assert old.valid_until is not None  # the rotation ends the retired key
     console.print(f"retired {old.id} (SHA-256 {old.fingerprint}) at {old.valid_until.isoformat(timespec='seconds')}\n"
                   f"current {new.id} (SHA-256 {new.fingerprint})\n"
                   "Running servers sign with the new key from their next signature (no restart needed); cameras "

@@ -18,7 +18,7 @@ report_app = typer.Typer(help="Reports: annual report (R241-17), monthly statist
 COMMUNE_HELP = "in an EPCI: the figures of one commune (INSEE code)"
 
 
-def _tenant(p, db, slug: str):  # noqa: ANN001, ANN202
+def _tenant(p, db, slug: str):
     """The tenant a report is about; an unknown one is a command that cannot run as given (exit 2)."""
     try:
         return p.tenant(db, slug)
@@ -26,7 +26,7 @@ def _tenant(p, db, slug: str):  # noqa: ANN001, ANN202
         raise fail(exc.args[0], EXIT_USAGE) from None
 
 
-def _scope(t, commune: str | None):  # noqa: ANN001, ANN202
+def _scope(t, commune: str | None):
     from temoin.reports import annual
 
     try:

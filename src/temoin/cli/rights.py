@@ -14,7 +14,7 @@ rights_app = typer.Typer(help="Citizens' rights requests (access, erasure, limit
                          no_args_is_help=True)
 
 
-def _user(p, db, tenant, username: str | None):  # noqa: ANN001, ANN202
+def _user(p, db, tenant, username: str | None):
     """The authenticated person (password + code, or TEMOIN_API_TOKEN), entitled to the register."""
     from temoin.law.access import Permission, Role, allows
 

@@ -41,8 +41,8 @@ import httpx
 
 from temoin.camera.agent import AgentConfig, AgentState, CameraAgent, OffloadOutcome
 from temoin.camera.clock import SimulatedClock
-from temoin.camera.dispatch import POSITION_EVERY_S, DispatchLink, Order
 from temoin.camera.device_store import Notice, StoreError
+from temoin.camera.dispatch import POSITION_EVERY_S, DispatchLink, Order
 from temoin.camera.gps import SimulatedWalk
 from temoin.camera.media import SyntheticScene
 from temoin.camera.offload import OffloadError
@@ -128,7 +128,7 @@ class FleetCamera:
         self.identity = home.require_identity()
         self.label = self.identity.serial
         self.clock = clock
-        self.rng = random.Random(index if seed is None else seed)
+        self.rng = random.Random(index if seed is None else seed)  # noqa: S311 - the demo's seeded, reproducible patrols, not cryptography
         self.records: list[FleetRecord] = []
         self.offloads: list[OffloadOutcome] = []
         self.link = home.link(base_url, clock=clock)

@@ -9,14 +9,14 @@ A device key shipped without such a certificate, or used outside its validity, i
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from temoin.evidence.canonical import b64d, b64e, canonical_bytes
 from temoin.evidence.keys import KeySet, PlatformKey, fingerprint
 
-CERTIFICATE_SCHEMA = "temoin.device-certificate/1"
+CERTIFICATE_SCHEMA: Final = "temoin.device-certificate/1"
 
 
 class DeviceCertificate(BaseModel):
@@ -68,7 +68,7 @@ class SignedCertificate(BaseModel):
         return keys.signer(signature, c.signing_bytes(), key_id=c.platform_key_id, at=c.issued_at)
 
 
-def issue(sign, platform_key_id: str, *, tenant: str, camera_id: str, serial: str,  # noqa: ANN001
+def issue(sign, platform_key_id: str, *, tenant: str, camera_id: str, serial: str,
           public_key: bytes, valid_from: datetime | None, valid_until: datetime | None, revoked: bool,
           issued_at: datetime) -> SignedCertificate:
     """A certificate signed now by `sign` (the keyring's: bytes -> base64 signature)."""

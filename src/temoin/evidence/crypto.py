@@ -12,8 +12,8 @@ camera sends is sealed as it arrives, and a record cut by a crash is simply drop
 from __future__ import annotations
 
 import os
-import sys
 import struct
+import sys
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from temoin import errors
 
 MAGIC = b"TMNB1\x00"

@@ -11,7 +11,7 @@ import hashlib
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Self
+from typing import Final, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -19,8 +19,8 @@ from temoin.evidence.canonical import b64d, b64e, canonical_bytes
 from temoin.evidence.chain import chain_links
 from temoin.evidence.signing import verify
 
-MANIFEST_SCHEMA = "temoin.manifest/1"
-RECEIPT_SCHEMA = "temoin.receipt/1"
+MANIFEST_SCHEMA: Final = "temoin.manifest/1"
+RECEIPT_SCHEMA: Final = "temoin.receipt/1"
 
 # Identifiers end up in paths and logs: keep them to a safe alphabet (no traversal possible).
 SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -126,7 +126,7 @@ class SignedManifest(BaseModel):
     signature: str = Field(description="base64 Ed25519 signature of the canonical manifest")
 
     @classmethod
-    def sign(cls, manifest: RecordingManifest, private_key) -> "SignedManifest":  # noqa: ANN001
+    def sign(cls, manifest: RecordingManifest, private_key) -> SignedManifest:
         return cls(manifest=manifest, signature=b64e(private_key.sign(manifest.signing_bytes())))
 
     def verify(self, public_key: bytes) -> bool:

@@ -17,14 +17,22 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from cryptography import x509
-from rfc3161_client import (HashAlgorithm, PKIStatus, TimestampRequestBuilder, TimeStampResponse, VerificationError,
-                            VerifierBuilder, decode_timestamp_response)
+from rfc3161_client import (
+    HashAlgorithm,
+    PKIStatus,
+    TimestampRequestBuilder,
+    TimeStampResponse,
+    VerificationError,
+    VerifierBuilder,
+    decode_timestamp_response,
+)
+
 from temoin import errors
 
 log = logging.getLogger("temoin.timestamp")
@@ -67,11 +75,11 @@ class TimestampInfo:
     policy: str
 
     def describe(self) -> str:
-        return f"{self.time.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC by {self.tsa} (serial {self.serial}, " \
+        return f"{self.time.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC by {self.tsa} (serial {self.serial}, " \
                f"policy {self.policy})"
 
     def as_dict(self) -> dict[str, str | int]:
-        return {"time": self.time.astimezone(timezone.utc).isoformat(), "tsa": self.tsa, "serial": self.serial,
+        return {"time": self.time.astimezone(UTC).isoformat(), "tsa": self.tsa, "serial": self.serial,
                 "policy": self.policy}
 
 
@@ -160,8 +168,8 @@ def _granted(response: TimeStampResponse, refusal: str, message: str) -> None:
         raise TimestampError(Failure.REJECTED, f"{refusal}: {_status(response)}")
     try:
         tst, signed = response.tst_info, response.signed_data
-        tst.message_imprint.message, tst.gen_time, tst.serial_number, tst.policy, tst.nonce  # noqa: B018
-        signed.signer_infos, signed.certificates  # noqa: B018
+        tst.message_imprint.message, tst.gen_time, tst.serial_number, tst.policy, tst.nonce  # noqa: B018 - parsed lazily: read now, to fail here
+        signed.signer_infos, signed.certificates  # noqa: B018 - parsed lazily: read now, to fail here
     except ValueError as exc:
         raise TimestampError(Failure.MALFORMED, f"{message} ({_short(exc)})") from None
 

@@ -18,9 +18,20 @@ from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
 from temoin.extraction.models import Extraction, MediaKind, ProcedureType, RecipientKind
-from temoin.extraction.plan import (MAX_RECORDINGS, ExtractionConflict, ExtractionError, ExtractionFault,
-                                    ExtractionForbidden, ExtractionInvalid, ExtractionNotFound, ExtractionRequest,
-                                    PackageGone, TrimRequest, _redactor, prepare)
+from temoin.extraction.plan import (
+    MAX_RECORDINGS,
+    ExtractionConflict,
+    ExtractionError,
+    ExtractionFault,
+    ExtractionForbidden,
+    ExtractionInvalid,
+    ExtractionNotFound,
+    ExtractionRequest,
+    PackageGone,
+    TrimRequest,
+    _redactor,
+    prepare,
+)
 from temoin.extraction.writing import SIGNATURE, SUMS, TIMESTAMP, Built, Progress, _details, build
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
@@ -31,11 +42,34 @@ from temoin.vault.context import VaultContext
 PACKAGE_DAYS = 7
 
 # What callers name as `package.X` (the web routes, the CLI, the tests): the planning and writing halves too.
-__all__ = ["MAX_RECORDINGS", "PACKAGE_DAYS", "SIGNATURE", "SUMS", "TIMESTAMP", "Built", "ExtractionConflict",
-           "ExtractionError", "ExtractionFault", "ExtractionForbidden", "ExtractionInvalid", "ExtractionNotFound",
-           "PackageGone",
-           "ExtractionRequest", "MediaKind", "ProcedureType", "Progress", "RecipientKind", "TrimRequest", "_redactor",
-           "build", "extract", "get_own", "open_package", "prepare", "purge_expired"]
+__all__ = [
+    "MAX_RECORDINGS",
+    "PACKAGE_DAYS",
+    "SIGNATURE",
+    "SUMS",
+    "TIMESTAMP",
+    "Built",
+    "ExtractionConflict",
+    "ExtractionError",
+    "ExtractionFault",
+    "ExtractionForbidden",
+    "ExtractionInvalid",
+    "ExtractionNotFound",
+    "ExtractionRequest",
+    "MediaKind",
+    "PackageGone",
+    "ProcedureType",
+    "Progress",
+    "RecipientKind",
+    "TrimRequest",
+    "_redactor",
+    "build",
+    "extract",
+    "get_own",
+    "open_package",
+    "prepare",
+    "purge_expired",
+]
 
 
 # The journal's motive of an extraction: its procedure, with the reference as the words saying what for.

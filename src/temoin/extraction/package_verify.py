@@ -159,7 +159,7 @@ class _Member:
         except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as exc:
             raise MemberDamaged(_member_problem(self._name, exc)) from None
 
-    def __enter__(self) -> "_Member":
+    def __enter__(self) -> _Member:
         return self
 
     def __exit__(self, *exc: object) -> None:

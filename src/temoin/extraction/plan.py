@@ -17,10 +17,11 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from temoin.axis import vault as axis_vault
 from temoin import errors
+from temoin.axis import vault as axis_vault
 from temoin.db import utcnow
 from temoin.errors import Conflict
+from temoin.evidence import crypto
 from temoin.evidence.canonical import b64e
 from temoin.evidence.manifest import SignedManifest
 from temoin.extraction import custody
@@ -30,7 +31,6 @@ from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Actor
 from temoin.law.access import Permission, Role, allows
-from temoin.evidence import crypto
 from temoin.vault import catalogue
 from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, ensure_not_limited
@@ -133,7 +133,7 @@ class SealedReader(io.RawIOBase):
         sealed = self._fh.read(length)
         try:
             plain = self._aead.decrypt(crypto._nonce(index), sealed, self._header)
-        except Exception:  # InvalidTag, or a truncated record
+        except Exception:  # noqa: BLE001 - InvalidTag, or a truncated record
             raise crypto.IntegrityError(f"record {index}: authentication failed (altered)") from None
         self._cached = (index, plain)
         return plain

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import av
+
 from temoin import errors
 
 # The same timestamp policy as the camera's segments (temoin.camera.media.FMP4_OPTIONS); a plain MP4

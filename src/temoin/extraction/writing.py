@@ -19,13 +19,21 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from temoin.evidence import crypto
 from temoin.evidence.timestamp import Stamp
 from temoin.extraction import custody
 from temoin.extraction.models import MediaKind
-from temoin.extraction.plan import ExtractionFault, ExtractionInvalid, Plan, SealedReader, _Recording, _redactor, _Segment
+from temoin.extraction.plan import (
+    ExtractionFault,
+    ExtractionInvalid,
+    Plan,
+    SealedReader,
+    _Recording,
+    _redactor,
+    _Segment,
+)
 from temoin.extraction.trim import TrimError, TrimSource, trim
 from temoin.journal.entry import Action
-from temoin.evidence import crypto
 from temoin.vault.context import VaultContext
 
 SCHEMA = "temoin.extraction/1"
@@ -59,7 +67,7 @@ class _Lane:
             if self.error is None or fn is _release:
                 try:
                     fn(arg)
-                except BaseException as exc:  # handed to the caller at its next call
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller at its next call
                     self.error = exc
 
     def submit(self, fn: Callable[[Any], Any], arg: Any) -> None:
@@ -328,7 +336,7 @@ def _write_media(p: VaultContext, plan: Plan, rec: _Recording, writer: _Writer, 
             tick(seg.size)
             sources.append((out, [{"index": seg.index, "sha256": seg.sha256}]))
     reports = []
-    for n, (path, derived_from) in enumerate(sources):
+    for _n, (path, derived_from) in enumerate(sources):
         kind = MediaKind.TRIMMED
         if redact:
             redacted = path.with_name(path.stem + "-redacted.mp4")

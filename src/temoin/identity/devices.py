@@ -23,14 +23,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from temoin.context import Context
 from temoin import errors
+from temoin.context import Context
 from temoin.db import utcnow
-from temoin.evidence.canonical import b64d, b64e
-from temoin.evidence.signing import verify
 from temoin.evidence import certificates
+from temoin.evidence.canonical import b64d, b64e
 from temoin.evidence.certificates import SignedCertificate
 from temoin.evidence.manifest import RecordingManifest
+from temoin.evidence.signing import verify
 from temoin.identity.models import Device, DeviceKey, DeviceNonce, EnrolmentCode, Tenant
 from temoin.identity.secrets import token_hash
 from temoin.journal.entry import Action, Actor, EntryDraft
@@ -135,7 +135,7 @@ def enrol(p: Context, db: Session, *, code: str, serial: str, public_key: bytes,
 
 def revoke(p: Context, db: Session, device: Device, by: Actor) -> None:
     device.status, device.revoked_at = "revoked", utcnow()
-    tenant = db.get(Tenant, device.tenant_id)
+    tenant = db.get_one(Tenant, device.tenant_id)
     for key in db.scalars(select(DeviceKey).where(DeviceKey.device_id == device.id, DeviceKey.valid_until.is_(None))):
         key.valid_until = device.revoked_at  # what this key signs from now on is not the camera's
         certify(p, tenant, device, key)  # the new certificate ends at the revocation
@@ -173,8 +173,8 @@ def certify_uncertified(p: Context, db: Session) -> int:
     """Certify the keys the 0010 migration carried over (it cannot sign). Journaled; returns how many."""
     count = 0
     for key in db.scalars(select(DeviceKey).where(DeviceKey.certificate.is_(None))):
-        device = db.get(Device, key.device_id)
-        tenant = db.get(Tenant, device.tenant_id)
+        device = db.get_one(Device, key.device_id)
+        tenant = db.get_one(Tenant, device.tenant_id)
         signed = certify(p, tenant, device, key)
         p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="device.key_certified",
                                 actor=Actor.system("keys"), cameras=[device.id],
@@ -215,7 +215,7 @@ def signing_string(method: str, path: str, ts: int, nonce: str, content: str) ->
     return f"{method.upper()}\n{path}\n{ts}\n{nonce}\n{content}".encode()
 
 
-def signed_headers(device_id: str, private_key, method: str, path: str, body: bytes = b"", *,  # noqa: ANN001
+def signed_headers(device_id: str, private_key, method: str, path: str, body: bytes = b"", *,
                    unsigned_payload: bool = False) -> dict[str, str]:
     """The headers a camera sends (`Authorization`, and `Content-Digest` of `body`); the camera agent signs
     the same way (camera.offload.DeviceAuth). `unsigned_payload`: a streamed segment upload."""
@@ -285,7 +285,7 @@ def authenticate(p: Context, db: Session, header: str | None, method: str, path:
     try:
         device_id, ts, nonce, sig = params["id"], int(params["ts"]), params["nonce"], b64d(params["sig"])
     except (KeyError, ValueError):
-        raise DeviceAuthFailure("malformed device signature header: id, ts, nonce and sig are required")
+        raise DeviceAuthFailure("malformed device signature header: id, ts, nonce and sig are required") from None
     if not (8 <= len(nonce) <= 64):
         raise DeviceAuthFailure("nonce must be 8 to 64 characters")
     device = db.get(Device, device_id)

@@ -1,6 +1,7 @@
 """Errors of the identity domain (no HTTP status: the web layer maps their kinds, temoin.errors)."""
 
 from __future__ import annotations
+
 from temoin import errors
 
 

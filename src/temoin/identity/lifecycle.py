@@ -5,15 +5,15 @@ API tokens listed and revoked. Every step journaled; no secret ever reaches the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
-from temoin.context import Context
 from temoin import errors
+from temoin.context import Context
 from temoin.db import utcnow
-from temoin.identity import grants
-from temoin.identity import secrets as sec
+from temoin.identity import grants, secrets as sec
 from temoin.identity.errors import IdentityConflict
 from temoin.identity.models import ApiToken, Tenant, User, WebSession
 from temoin.identity.service import NewUser, actor_of
@@ -42,11 +42,12 @@ def end_sessions_and_tokens(db: Session, user: User, keep_session: str | None = 
     stmt = delete(WebSession).where(WebSession.user_id == user.id)
     if keep_session is not None:
         stmt = stmt.where(WebSession.id_hash != keep_session)
-    sessions = db.execute(stmt).rowcount or 0
+    sessions = cast("CursorResult[Any]", db.execute(stmt)).rowcount or 0
     revoked = 0
     if tokens:
-        revoked = db.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-                             .values(revoked_at=utcnow())).rowcount or 0
+        revoked = cast("CursorResult[Any]", db.execute(update(ApiToken).where(ApiToken.user_id == user.id,
+                                                                              ApiToken.revoked_at.is_(None))
+                                                       .values(revoked_at=utcnow()))).rowcount or 0
     return Ended(sessions, revoked)
 
 

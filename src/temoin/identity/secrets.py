@@ -12,6 +12,7 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from temoin import errors
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters

@@ -5,16 +5,15 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from temoin.context import Context
 from temoin.db import utcnow
-from temoin.identity import known_devices, throttle
-from temoin.identity import secrets as sec
+from temoin.identity import known_devices, secrets as sec, throttle
 from temoin.identity.errors import IdentityConflict, IdentityError, SignInFailed, Throttled
 from temoin.identity.models import ApiToken, Tenant, User, WebSession
 from temoin.identity.tenant_settings import TenantSettings, settings_of
@@ -22,7 +21,6 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import GRANTS, Permission, Role
 from temoin.law.profiles import get_profile
 from temoin.texts import label
-
 
 __all__ = ["IdentityError", "Throttled"]  # re-exported: callers catch them from here
 
@@ -173,7 +171,7 @@ def find_user(db: Session, login: str, tenant: str | None = None) -> User | None
 
 def account_of(db: Session, user: User) -> str:
     """The key failures are counted under: the username qualified by its tenant."""
-    return f"{user.username}@{db.get(Tenant, user.tenant_id).slug}"
+    return f"{user.username}@{db.get_one(Tenant, user.tenant_id).slug}"
 
 
 def check_password(p: Context, db: Session, username: str, password: str, address: str,
@@ -197,6 +195,7 @@ def check_password(p: Context, db: Session, username: str, password: str, addres
         db.commit()
         raise SignInFailed(BAD_SIGN_IN)
     db.commit()
+    assert user is not None  # ok implies a user
     return user
 
 
@@ -211,7 +210,7 @@ def check_second_factor(p: Context, db: Session, user: User, code: str, address:
     if step is not None:
         spent = db.execute(update(User).where(User.id == user.id, User.totp_last_step < step)
                            .values(totp_last_step=step).execution_options(synchronize_session=False))
-        if spent.rowcount != 1:
+        if cast("CursorResult[Any]", spent).rowcount != 1:
             step = None  # another session used this code (or a later one) first
     if step is None:
         db.rollback()
@@ -249,7 +248,7 @@ def close_session(db: Session, token: str, p: Context | None = None) -> None:
     """Sign-out: the session row is deleted, so the cookie opens nothing any more, wherever it was copied."""
     session = db.get(WebSession, sec.token_hash(token))
     if session is not None and p is not None:
-        user = db.get(User, session.user_id)
+        user = db.get_one(User, session.user_id)
         p.record(db, EntryDraft(action=Action.SECURITY, event="signout", actor=actor_of(user), details={}),
                  db.get(Tenant, user.tenant_id))
     db.execute(delete(WebSession).where(WebSession.id_hash == sec.token_hash(token)))

@@ -11,8 +11,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from temoin.context import Context
 from temoin import errors
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft

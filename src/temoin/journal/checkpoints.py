@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import CursorResult, delete, event, func, select, update
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
@@ -156,8 +157,8 @@ def prune(db: Session, sink: FileSink, keyring: Keyring, chain: str, cutoff: dat
     _record(db, sink, keyring, chain, "prune", last.seq, last.hash,
             {"pruned_from": first_seq, "cutoff": cutoff.isoformat()})
     db.commit()
-    removed = db.execute(delete(JournalEntry).where(JournalEntry.chain == chain,
-                                                    JournalEntry.seq <= last.seq)).rowcount
+    removed = cast("CursorResult[Any]", db.execute(delete(JournalEntry).where(JournalEntry.chain == chain,
+                                                                            JournalEntry.seq <= last.seq))).rowcount
     db.commit()
     _drop_file_lines(sink, chain, last.seq)
     return removed

@@ -34,7 +34,7 @@ class Actor(BaseModel):
     function: str
 
     @classmethod
-    def system(cls, component: str) -> "Actor":
+    def system(cls, component: str) -> Actor:
         return cls(kind="system", id=component, name=f"Témoin {component}", function="system")
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import CursorResult, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
@@ -57,7 +58,7 @@ class Journal:
         # before the head is read, so two writers can never chain onto the same entry.
         moved = db.execute(update(JournalHead).where(JournalHead.chain == chain)
                            .values(seq=JournalHead.seq + count), execution_options={"synchronize_session": False})
-        if moved.rowcount == 0:
+        if cast("CursorResult[Any]", moved).rowcount == 0:
             db.add(JournalHead(chain=chain, seq=count, hash=GENESIS))
             db.flush()
             return 1, GENESIS

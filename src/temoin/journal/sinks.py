@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
 from temoin import errors
 
 MONTH_FILE = re.compile(r"^\d{4}-\d{2}\.jsonl$")

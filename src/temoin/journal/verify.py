@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from sqlalchemy import select
@@ -58,7 +58,7 @@ class ChainReport:
     vouched: dict[int, str] = field(default_factory=dict, repr=False)
     # The sink's chained checkpoints by number, as stored (compared with the witness's).
     checkpoint_bodies: dict[int, bytes] = field(default_factory=dict, repr=False)
-    last_seal: "Checkpoint | None" = None
+    last_seal: Checkpoint | None = None
     unsealed: int = 0  # entries after the last seal
     unsealed_since: datetime | None = None  # time of the oldest of them
 
@@ -67,7 +67,7 @@ class Record:
     """One entry as a sink holds it. `place` names where, formatted only when a problem is reported
     (a million f-strings would cost more than the hashing)."""
 
-    __slots__ = ("place", "stored_hash", "body", "column_seq", "column_prev", "column_event")
+    __slots__ = ("body", "column_event", "column_prev", "column_seq", "place", "stored_hash")
 
     def __init__(self, place: tuple, stored_hash: str, body: bytes, column_seq: int | None = None,
                  column_prev: str | None = None, column_event: str | None = None) -> None:
@@ -173,6 +173,8 @@ def _signed_checkpoints(raw: list[tuple[bytes, str]], public_key: bytes | KeySet
                                            "a checkpoint's platform signature is invalid: forged or altered"))
             continue
         try:
+            if fields is None:  # not a JSON object
+                raise ValueError
             found.append(Checkpoint(fields["kind"], int(fields["seq"]), fields["hash"], fields["at"],
                                     fields.get("n")))
         except (TypeError, KeyError, ValueError):
@@ -400,7 +402,8 @@ def compare(db: Session, sink: FileSink, chain: str, db_report: ChainReport, fil
             and db_report.last_seq == file_report.last_seq and db_report.last_hash == file_report.last_hash):
         return []
     problems: list[Problem] = []
-    db_hashes = {r.column_seq: r.stored_hash for r in _db_records(db, chain)} if db_report.entries < 5_000_000 else {}
+    db_hashes: dict[int, str] = ({r.column_seq: r.stored_hash for r in _db_records(db, chain) if r.column_seq is not None}
+                                 if db_report.entries < 5_000_000 else {})
     seen: set[int] = set()
     for rec in _file_records(sink, chain):
         try:
@@ -492,7 +495,7 @@ def _skipped_tails(reports: list[ChainReport]) -> list[Problem]:
 
 
 def _utc(at: datetime) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # --- RFC 3161 timestamps of the seals -----------------------------------------------------------------------

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import calendar
 import json
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from importlib import resources
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
-from temoin import errors
 
+from temoin import errors
 from temoin.law.legal_time import PARIS
 
 DEFAULT_PROFILE = "fr-police-municipale"
@@ -49,7 +49,7 @@ class RetentionRule(BaseModel):
         local_day = recorded_at.astimezone(tz).date()
         last_day = add_months(local_day, self.months) + timedelta(days=self.days)
         end = datetime.combine(last_day + timedelta(days=1), time(0, 0), tzinfo=tz)
-        return end.astimezone(timezone.utc)
+        return end.astimezone(UTC)
 
 
 def add_months(day: date, months: int) -> date:

@@ -19,7 +19,7 @@ from temoin.vault.derived import LIVE_BACKUP, Artefact, remove_files
 from temoin.vault.models import Recording, RecordingState
 
 
-def _overlaps(rec: Any):  # noqa: ANN202 - a SQL condition
+def _overlaps(rec: Any):  # a SQL condition
     return (LiveSession.tenant_id == rec.tenant_id) & (LiveSession.device_id == rec.device_id) \
         & (LiveSession.requested_at <= rec.ended_at) \
         & or_(LiveSession.ended_at.is_(None), LiveSession.ended_at >= rec.started_at)

@@ -44,7 +44,7 @@ class SealedFile(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # noqa: ANN001
+    def write(self, data) -> int:
         data = bytes(data)
         self._pending += data
         self.sha256.update(data)

@@ -68,7 +68,7 @@ class EventBus(ABC):
 
 
 class _Sub(Subscription):
-    def __init__(self, bus: "InProcessEventBus", tenant_id: int, backlog: list[Event]) -> None:
+    def __init__(self, bus: InProcessEventBus, tenant_id: int, backlog: list[Event]) -> None:
         self.bus, self.tenant_id = bus, tenant_id
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=1000)

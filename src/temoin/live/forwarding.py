@@ -28,8 +28,8 @@ from fractions import Fraction
 import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
-from aiortc.utils import uint16_add, uint16_gt
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.utils import uint16_add, uint16_gt
 
 from temoin import errors
 from temoin.live.plane import EncodedFrame
@@ -113,7 +113,7 @@ class EagerJitterBuffer(JitterBuffer):
     `give_up_s` with later packets waiting, the incomplete frame is dropped, the next whole frame goes on,
     and (video) a keyframe is asked of the publisher (PLI) so that the viewers' pictures heal."""
 
-    def __init__(self, *args, give_up_s: float = GAP_GIVE_UP_S, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, give_up_s: float = GAP_GIVE_UP_S, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.give_up_s = give_up_s
         self._highest: int | None = None  # the highest sequence number received
@@ -121,7 +121,7 @@ class EagerJitterBuffer(JitterBuffer):
         self._want_keyframe = False
         self.skipped = 0  # frames given up
 
-    def add(self, packet):  # noqa: ANN001, ANN201 - (PLI wanted, complete frame), as aiortc's
+    def add(self, packet):  # (PLI wanted, complete frame), as aiortc's
         if self._highest is None or uint16_gt(packet.sequence_number, self._highest):
             self._highest = packet.sequence_number
         pli, frame = super().add(packet)
@@ -206,7 +206,7 @@ class BoundedNacks:
         self.requested = 0  # sequence numbers asked for, in all
         self.abandoned = 0  # missing packets never asked for: no budget left within their useful life
 
-    def add(self, packet) -> bool:  # noqa: ANN001 - an aiortc RtpPacket
+    def add(self, packet) -> bool:  # an aiortc RtpPacket
         now = self.clock()
         seq = packet.sequence_number
         self._tokens = min(float(self.burst), self._tokens + self.share)
@@ -248,7 +248,7 @@ class _Tap(queue.Queue):
         self._receiver = receiver
         self._on_frame = on_frame
 
-    def put(self, item, block: bool = True, timeout: float | None = None) -> None:  # noqa: ANN001
+    def put(self, item, block: bool = True, timeout: float | None = None) -> None:
         if item is None:
             super().put(None, block, timeout)
             return

@@ -118,7 +118,7 @@ class LiveHub:
             if not callable(previous):
                 continue
 
-            def handler(signum: int, frame: object, _previous=previous) -> None:  # noqa: ANN001
+            def handler(signum: int, frame: object, _previous=previous) -> None:
                 loop.call_soon_threadsafe(self.bus.close)  # not here: the bus lock may be held
                 _previous(signum, frame)
             self._previous_handlers[sig] = previous
@@ -452,7 +452,7 @@ class LiveHub:
 
     # --- link health ----------------------------------------------------------------------------------
 
-    def _link_of(self, status, now: float) -> str:  # noqa: ANN001
+    def _link_of(self, status, now: float) -> str:
         silent = status.silent_for(now)
         if silent is None:
             return "waiting"  # nothing received yet

@@ -96,7 +96,7 @@ class IsolatedMediaPlane(MediaPlane):
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.run_until_complete(loop.shutdown_default_executor())
-            except Exception:  # noqa: BLE001 - the server is going down: say it, carry on
+            except Exception:  # the server is going down: say it, carry on
                 log.exception("live: closing the media loop")
             finally:
                 loop.close()

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
+
 from temoin import errors
 
 MAX_SDP_BYTES = 64 * 1024

@@ -22,15 +22,26 @@ from dataclasses import dataclass, field
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from temoin.live.forwarding import ForwardTrack, ParameterSets, on_keyframe_request, request_keyframe, tap_receiver
-from temoin.live.plane import (Answer, BadOffer, EncodedFrame, FrameSink, MediaPlane, NoSuchStream, OnEnded,
-                               StreamStatus, TooManyViewers, check_offer)
-from temoin.live.plane import LocalFeed, offered_kinds
+from temoin.live.plane import (
+    Answer,
+    BadOffer,
+    EncodedFrame,
+    FrameSink,
+    LocalFeed,
+    MediaPlane,
+    NoSuchStream,
+    OnEnded,
+    StreamStatus,
+    TooManyViewers,
+    check_offer,
+    offered_kinds,
+)
 
 log = logging.getLogger("temoin.live")
 PLI_MIN_INTERVAL_S = 0.3
 
 
-def _codecs(kind: str, mime: str):  # noqa: ANN202
+def _codecs(kind: str, mime: str):
     """Only this codec (and its RTX): the answer then never negotiates something we would have to transcode."""
     caps = RTCRtpSender.getCapabilities(kind).codecs
     return [c for c in caps if c.mimeType.lower() == mime] + [c for c in caps if c.mimeType.lower().endswith("/rtx")]
@@ -55,7 +66,7 @@ class _Leg:
             track.finish()
         try:
             await self.pc.close()
-        except Exception:  # noqa: BLE001 - closing a half-dead connection must not mask the reason
+        except Exception:  # closing a half-dead connection must not mask the reason
             log.exception("live: closing a peer connection")
         if self.on_ended is not None:
             result = self.on_ended(reason)
@@ -117,7 +128,7 @@ class _LocalLeg(LocalFeed):
     frames go through `_Stream.on_frame` as a WHIP publisher's do."""
 
     video_receiver = None
-    tracks: dict[str, ForwardTrack] = {}  # a publication has no outgoing tracks (never written to)
+    tracks: dict[str, ForwardTrack] = {}  # noqa: RUF012 - a publication has no outgoing tracks (never written to)
 
     def __init__(self, stream: _Stream, on_keyframe_request: Callable[[], None] | None,
                  on_ended: OnEnded | None) -> None:
@@ -146,7 +157,7 @@ class _LocalLeg(LocalFeed):
         if self._on_keyframe_request is not None:
             try:
                 self._on_keyframe_request()
-            except Exception:  # noqa: BLE001 - a source's bug must not cut the viewers
+            except Exception:  # a source's bug must not cut the viewers
                 log.exception("live: asking a local source for a keyframe")
 
     async def finish(self, reason: str) -> None:
@@ -197,7 +208,7 @@ class AiortcMediaPlane(MediaPlane):
     async def _negotiate(self, pc: RTCPeerConnection, offer: str) -> None:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-        except Exception as exc:  # aiortc raises ValueError, KeyError, OperationError... on bad SDP
+        except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError, KeyError, OperationError... on bad SDP
             await pc.close()
             raise BadOffer(f"the SDP offer was refused: {exc or type(exc).__name__}") from None
 
@@ -206,7 +217,7 @@ class AiortcMediaPlane(MediaPlane):
         await pc.setLocalDescription(answer)  # waits for ICE gathering: no trickle, the answer is complete
         return pc.localDescription.sdp
 
-    def _watch(self, pc: RTCPeerConnection, stream: _Stream, leg_of) -> None:  # noqa: ANN001
+    def _watch(self, pc: RTCPeerConnection, stream: _Stream, leg_of) -> None:
         @pc.on("connectionstatechange")
         async def _state() -> None:
             if pc.connectionState in ("failed", "closed"):

@@ -165,7 +165,7 @@ class Clock:
         self._base: int | None = None
         self._last = -1
 
-    def map(self, pts: int | None, time_base, now: float) -> int:  # noqa: ANN001
+    def map(self, pts: int | None, time_base, now: float) -> int:
         if self._wall0 is None:
             self._wall0 = now
         wall = round((now - self._wall0) * CLOCK)
@@ -237,7 +237,7 @@ class RtspPuller:
             else:
                 self._ready.set_exception(error)
 
-    def _call(self, fn, *args) -> bool:  # noqa: ANN001, ANN002
+    def _call(self, fn, *args) -> bool:
         try:
             self.loop.call_soon_threadsafe(fn, *args)
             return True

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from temoin.context import Context
 from temoin import errors
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.errors import Conflict
 from temoin.evidence.manifest import GpsFix

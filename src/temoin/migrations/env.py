@@ -19,7 +19,7 @@ def run() -> None:
         _migrate(connection)
 
 
-def _migrate(conn) -> None:  # noqa: ANN001
+def _migrate(conn) -> None:
     context.configure(connection=conn, target_metadata=metadata, render_as_batch=True,
                       compare_type=True)
     with context.begin_transaction():

@@ -11,16 +11,17 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import Float, and_, case, cast, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql import ColumnElement
 
 from temoin import errors
-from temoin.evidence.keys import KeySet
 from temoin.db import utcnow
+from temoin.evidence.keys import KeySet
 from temoin.extraction.models import Extraction
 from temoin.identity.devices import camera_names
 from temoin.identity.models import Device, ShiftAssignment, Tenant, User
@@ -88,17 +89,17 @@ class Period:
     last_day: date
 
     @classmethod
-    def local(cls, first: date, next_first: date, label: str) -> "Period":
+    def local(cls, first: date, next_first: date, label: str) -> Period:
         start = datetime.combine(first, time(0), tzinfo=PARIS).astimezone(ZoneInfo("UTC"))
         end = datetime.combine(next_first, time(0), tzinfo=PARIS).astimezone(ZoneInfo("UTC"))
         return cls(start, end, label, first, next_first - timedelta(days=1))
 
     @classmethod
-    def year(cls, year: int) -> "Period":
+    def year(cls, year: int) -> Period:
         return cls.local(date(year, 1, 1), date(year + 1, 1, 1), str(year))
 
     @classmethod
-    def month(cls, year: int, month: int) -> "Period":
+    def month(cls, year: int, month: int) -> Period:
         first = date(year, month, 1)
         return cls.local(first, add_months(first, 1), f"{year:04d}-{month:02d}")
 
@@ -152,7 +153,7 @@ class AnnualReport:
     # (label, full SHA-256 fingerprint) of the platform keys that could sign during the year: what recipients
     # of extractions pin (`temoin verify --fingerprint`).
     platform_keys: tuple[tuple[str, str], ...] = ()
-    territory: "TerritoryUse" = None  # type: ignore[assignment]
+    territory: TerritoryUse = None  # type: ignore[assignment]
     communes: Communes = None  # the report of some communes of an EPCI; None: the whole service
 
 
@@ -189,13 +190,16 @@ def territory_use(db: Session, tenant: Tenant, period: Period, communes: Commune
     return use
 
 
-def _seconds(db: Session, a: ColumnElement, b: ColumnElement) -> ColumnElement:
+_Column = ColumnElement[Any] | QueryableAttribute[Any]  # an expression or a mapped attribute
+
+
+def _seconds(db: Session, a: _Column, b: _Column) -> ColumnElement:
     if db.get_bind().dialect.name == "sqlite":
         return (func.julianday(b) - func.julianday(a)) * 86400.0
     return func.extract("epoch", b - a)
 
 
-def _count_by(db: Session, column: ColumnElement, *where: ColumnElement) -> dict[str, int]:
+def _count_by(db: Session, column: _Column, *where: ColumnElement) -> dict[str, int]:
     return {str(k): int(v) for k, v in db.execute(select(column, func.count()).where(*where).group_by(column))}
 
 
@@ -245,7 +249,7 @@ def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False
     f.rights_requests = sum(f.rights_by_kind.values())
     closed = db.execute(select(RightsRequest.closed_at, RightsRequest.deadline).where(
         asked, RightsRequest.closed_at.is_not(None))).all()
-    f.rights_answered_on_time = sum(1 for c, d in closed if c.astimezone(PARIS).date() <= d)
+    f.rights_answered_on_time = sum(1 for c, d in closed if c is not None and c.astimezone(PARIS).date() <= d)
     today = utcnow().astimezone(PARIS).date()
     f.rights_overdue = int(db.scalar(select(func.count()).where(
         asked, RightsRequest.status.in_([RequestStatus.RECEIVED.value, RequestStatus.IN_PROGRESS.value]),
@@ -297,11 +301,10 @@ def _journal(db: Session, tenant: Tenant, period: Period, f: Figures, communes: 
     consulted, extracted, viewed = "recording.consulted", "extraction.created", "live.viewing_started"
     rows = db.execute(select(JournalEntry.event, JournalEntry.body).where(
         JournalEntry.tenant_id == tenant.id, JournalEntry.at >= period.start, JournalEntry.at < period.end,
-        JournalEntry.event.in_((consulted, extracted, viewed))))
+        JournalEntry.event.in_((consulted, extracted, viewed)))).all()
     motives: Counter[str] = Counter()
     by_procedure: Counter[str] = Counter()
     by_recipient: Counter[str] = Counter()
-    rows = list(rows)
     of_communes: set[str] = set()
     if communes is not None:
         of_communes = set(db.scalars(select(Recording.id).where(Recording.tenant_id == tenant.id, _of(communes))))

@@ -19,11 +19,11 @@ from temoin.identity.devices import camera_names
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
-from temoin.context import Context
 from temoin.reports.pdf import Document
 from temoin.rights import register
 from temoin.rights.models import RightsRequest
 from temoin.texts import when
+from temoin.vault.context import VaultContext
 from temoin.vault.models import DeletionCertificate
 
 VERIFY_HELP = ("Vérification : le certificat ci-dessus (JSON canonique, sur une seule ligne, sans retour final) "
@@ -54,7 +54,7 @@ def _camera(names: dict[str, str], camera_id: str) -> str:
 
 
 def render(db: Session, req: RightsRequest, keys: KeySet, now: datetime) -> bytes:
-    tenant = db.get(Tenant, req.tenant_id)
+    tenant = db.get_one(Tenant, req.tenant_id)
     certs = certificates_of(db, req)
     made = when("fr", now, seconds=False)
     doc = Document(f"Certificat d'effacement — demande n° {req.id} — {tenant.name}",
@@ -93,7 +93,7 @@ def render(db: Session, req: RightsRequest, keys: KeySet, now: datetime) -> byte
     return doc.bytes()
 
 
-def issue(p: Context, db: Session, user: User, request_id: int) -> tuple[RightsRequest, bytes]:
+def issue(p: VaultContext, db: Session, user: User, request_id: int) -> tuple[RightsRequest, bytes]:
     """The certificate of a request the user may see, journaled with the PDF's SHA-256: a copy shown later can be
     matched to the one issued."""
     try:  # the register's own lookup: another commune's or tenant's request is refused and journaled there

@@ -22,8 +22,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import Future, wait as wait_futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -600,5 +599,5 @@ def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> Non
                                              "detections": report.detection_frames, "audio": report.audio}),
                      db.get(Tenant, copy.tenant_id))
             db.commit()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the copy is marked failed with the reason; the server goes on
         _fail(p, copy_id, actor, "redaction", exc)

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from temoin import errors
 from temoin.db import utcnow
-
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft

@@ -29,7 +29,7 @@ class QueueFull(errors.Unavailable):
 class Ticket:
     """A place in the queue, held from admission until its job ends (or `release` if it is never submitted)."""
 
-    def __init__(self, queue: "JobQueue", tenant_id: int) -> None:
+    def __init__(self, queue: JobQueue, tenant_id: int) -> None:
         self.queue, self.tenant_id, self._done = queue, tenant_id, False
 
     def submit(self, name: str, job: Callable[[], None]) -> Future:
@@ -63,7 +63,7 @@ class JobQueue:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, name: str) -> "JobQueue":
+    def from_settings(cls, settings: Settings, name: str) -> JobQueue:
         return cls(workers=settings.redaction_workers, per_tenant=settings.redaction_jobs_per_tenant,
                    total=settings.redaction_jobs_max, name=name)
 

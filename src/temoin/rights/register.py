@@ -25,7 +25,6 @@ from temoin.vault.context import VaultContext
 from temoin.vault.holds import ProcedureType
 from temoin.vault.models import Hold
 
-
 # What a restricted person is told (loi 78-17 arts. 107 and 108; CSI R241-15).
 CNIL_INDIRECT_ROUTE = (
     "Votre demande fait l'objet d'une restriction afin de ne pas nuire à une procédure en cours "

@@ -31,8 +31,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from temoin.context import Context
 from temoin import errors
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.evidence.manifest import GpsFix
 from temoin.geo.geometry import bearing_deg, distance_m
@@ -45,8 +45,7 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.live import sessions as live_sessions
 from temoin.live.events import EventBus
 from temoin.live.models import LiveSession, LiveState
-from temoin.supervision.dispatch_models import (OPEN_STATES, AgentPosition, AgentStatus, OrderState,
-                                                ReinforcementOrder)
+from temoin.supervision.dispatch_models import OPEN_STATES, AgentPosition, AgentStatus, OrderState, ReinforcementOrder
 
 DETOUR_FACTOR = 1.3  # route length / straight distance in a street grid (see the module's docstring)
 FRESH_S = 120.0  # a fix older than this does not make an agent available: nobody knows where they are
@@ -471,7 +470,7 @@ def acknowledge(p: Context, db: Session, bus: EventBus, device: Device, order_id
     if o.acknowledged_at is not None:
         return order_view(db, o), False
     now = utcnow()
-    if not _transition(db, o, (OrderState.SENT.value,), state=OrderState.ACKNOWLEDGED.value, acknowledged_at=now):
+    if not _transition(db, o, (OrderState.SENT.value,), state=OrderState.ACKNOWLEDGED.value, acknowledged_at=now):  # noqa: SIM102 - the comment belongs to the outer condition
         # Arrived before the camera confirmed (it walked there first): the acknowledgement is kept.
         if o.state != OrderState.ARRIVED.value or not _transition(db, o, (OrderState.ARRIVED.value,),
                                                                    acknowledged_at=now):

@@ -50,7 +50,7 @@ class IndexedCamera:
     onvif: bool = False
 
     @classmethod
-    def of(cls, cam: CctvCamera) -> "IndexedCamera":
+    def of(cls, cam: CctvCamera) -> IndexedCamera:
         return cls(cam.id, cam.name, cam.lat, cam.lon, cam.heading_deg, cam.fov_deg, cam.range_m, cam.ptz,
                    cam.height_m, cam.max_zoom, bool(cam.onvif_url))
 
@@ -125,7 +125,7 @@ class NearbyIndex:
 
 # --- one index per tenant and database, rebuilt when the registry moved -------------------------------------
 
-_indexes: "weakref.WeakKeyDictionary[Engine, dict[int, NearbyIndex]]" = weakref.WeakKeyDictionary()
+_indexes: weakref.WeakKeyDictionary[Engine, dict[int, NearbyIndex]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 

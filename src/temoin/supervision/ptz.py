@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from temoin.context import Context
 from temoin import errors
+from temoin.context import Context
 from temoin.geo.geometry import OnvifPosition, PtzAngles, distance_m, from_onvif, ptz_angles, to_onvif
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
@@ -92,7 +92,7 @@ class OnvifEndpoint:
         return f"OnvifEndpoint({self.host}:{self.port}, user={self.username!r})"
 
     @classmethod
-    def from_url(cls, url: str, username: str | None, password: str | None) -> "OnvifEndpoint":
+    def from_url(cls, url: str, username: str | None, password: str | None) -> OnvifEndpoint:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
@@ -266,12 +266,12 @@ async def move(endpoint: OnvifEndpoint, position: OnvifPosition, *, timeout_s: f
         finally:
             try:
                 await cam.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection must not hide the real error
+            except Exception:  # closing a dead connection must not hide the real error
                 log.debug("closing the ONVIF client failed", exc_info=True)
 
     try:
         return await asyncio.wait_for(exchange(), timeout=max(0.1, deadline - time.monotonic()))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise Unreachable(f"the camera at {endpoint.where} did not answer within {timeout_s:g} s: check its network "
                           "link and its onvif_url") from None
     except PtzError:

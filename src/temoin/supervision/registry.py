@@ -40,8 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from temoin.context import Context
 from temoin import errors
+from temoin.context import Context
 from temoin.db import utcnow
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
@@ -148,7 +148,7 @@ class CameraRow(BaseModel):
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
-    def _heading(self) -> "CameraRow":
+    def _heading(self) -> CameraRow:
         self.heading_deg %= 360.0
         return self
 

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session, defer
 
 from temoin import errors
 from temoin.db import utcnow
+from temoin.evidence import crypto
+from temoin.evidence.manifest import SignedReceipt
 from temoin.identity.models import Tenant, User
 from temoin.identity.secrets import token_hash
 from temoin.identity.service import actor_of
@@ -33,12 +35,10 @@ from temoin.law.access import (
     motives_for,
     place_motives_for,
 )
-from temoin.evidence import crypto
-from temoin.evidence.manifest import SignedReceipt
 from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import AccessGrant, Hold, Recording, RecordingState, Segment
-from temoin.vault.receipts import declared_lost  # noqa: F401 - also read as catalogue.declared_lost
+from temoin.vault.receipts import declared_lost
 from temoin.vault.scrub import check_recording
 from temoin.vault.storage import blob_key
 
@@ -128,7 +128,7 @@ def in_communes(user: User, rec: Recording) -> bool:
     return user.communes is None or rec.commune in user.communes
 
 
-def _held():  # noqa: ANN202
+def _held():
     return exists().where(Hold.recording_id == Recording.id, Hold.lifted_at.is_(None))
 
 
@@ -235,7 +235,7 @@ class Track:
     bbox: tuple[float, float, float, float] | None = field(default=None)  # south, west, north, east
 
     @classmethod
-    def of(cls, fixes: Iterable[dict]) -> "Track":
+    def of(cls, fixes: Iterable[dict]) -> Track:
         times, points = [], []
         for fix in fixes:
             times.append(datetime.fromisoformat(fix["t"]).timestamp())
@@ -411,10 +411,10 @@ def read_segment(p: VaultContext, db: Session, rec: Recording, index: int) -> It
         raise NotFound(f"{rec.id} has no segment {index}")
     if rec.wrapped_key is None:
         raise NotFound(f"{rec.id} was deleted")
-    if not db.get(Segment, (rec.id, index)).complete:
+    if not db.get_one(Segment, (rec.id, index)).complete:
         raise SegmentLost(f"segment {index} of {rec.id} was lost on the camera before hand-over: the vault never "
                           "held it (the other segments play)")
-    tenant = db.get(Tenant, rec.tenant_id)
+    tenant = db.get_one(Tenant, rec.tenant_id)
     data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
     key = blob_key(tenant.slug, rec.id, index)
 
@@ -611,7 +611,7 @@ def verify_stored(p: VaultContext, db: Session, user: User, rec: Recording) -> F
     """Re-read, decrypt and re-hash every stored segment of one recording now; journaled."""
 
 
-    tenant = db.get(Tenant, rec.tenant_id)
+    tenant = db.get_one(Tenant, rec.tenant_id)
     problems, checked = check_recording(p, rec, tenant.slug)
     messages = [str(c) for c in problems]
     lost = [x.index for x in lost_segments(rec)]

@@ -263,7 +263,7 @@ class _Progress:
     records: int
     file_end: int
     header: bytes
-    hasher: "hashlib._Hash"
+    hasher: hashlib._Hash
 
 
 # After a restart (or if the staged file changed under us) the state is rebuilt from the sealed bytes.
@@ -304,6 +304,7 @@ class SegmentUpload:
         try:
             if seg.complete:
                 raise IngestConflict(f"segment {index} is already complete", offset=seg.size)
+            assert rec.wrapped_key is not None  # a receiving recording holds its key
             self.data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
             state = self._resume_state()
             if start != state.received:

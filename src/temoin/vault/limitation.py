@@ -37,6 +37,6 @@ def ensure_not_limited(db: Session, recording_ids: Iterable[str], what: str) -> 
         raise RecordingLimited(limits, what)
 
 
-def limited():  # noqa: ANN201
+def limited():
     """SQL: the recording is frozen by a limitation (for the retention sweep's queries)."""
     return exists().where(Limitation.recording_id == Recording.id, Limitation.lifted_at.is_(None))

@@ -58,7 +58,7 @@ class Recording(Base):
     declared_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     declared_agent_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
-    segments: Mapped[list["Segment"]] = relationship(back_populates="recording", order_by="Segment.index",
+    segments: Mapped[list[Segment]] = relationship(back_populates="recording", order_by="Segment.index",
                                                      cascade="all, delete-orphan")
 
     __table_args__ = (

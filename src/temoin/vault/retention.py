@@ -6,9 +6,10 @@ bytes, which the next sweep removes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -45,7 +46,7 @@ def active_hold(db: Session, recording_id: str) -> Hold | None:
     return db.scalar(select(Hold).where(Hold.recording_id == recording_id, Hold.lifted_at.is_(None)).limit(1))
 
 
-def _held():  # noqa: ANN202
+def _held():
     # A hold for a procedure, or a limitation request (vault.limitation): kept past its period until lifted.
     return or_(exists().where(Hold.recording_id == Recording.id, Hold.lifted_at.is_(None)), limited())
 
@@ -64,12 +65,13 @@ _CERT_COLUMNS = (Recording.id, Recording.tenant_id, Recording.device_id, Recordi
                  Recording.ended_at, Recording.manifest_sha256, Recording.chain_head, Recording.retention_until)
 
 
-def _erase(p: VaultContext, db: Session, rows: list, tenants: dict[int, Tenant], *, reason: str, actor: Actor,
+def _erase(p: VaultContext, db: Session, rows: Sequence[Any], tenants: dict[int, Tenant], *, reason: str, actor: Actor,
            rules: dict[int, str], now: datetime, details: dict | None = None) -> list[str]:
     """Destroy the data keys of `rows` (recordings, as _CERT_COLUMNS) and of everything made from them, sign one
     certificate each (listing those artefacts) and journal each erasure, in the caller's transaction. Batched: one
     statement per table, one head move per chain. Returns the artefacts' files, to remove once committed."""
-    certificates, by_tenant = [], {}
+    certificates = []
+    by_tenant: dict[int, list[EntryDraft]] = {}
     made = derived.of_recordings(p, db, rows)
     for row in rows:
         artefacts = [a.describe() for a in made[row.id]]
@@ -113,7 +115,7 @@ def delete_recording(p: VaultContext, db: Session, rec: Recording, *, reason: st
         raise HoldForbidsDeletion(f"{rec.id} is on hold for a procedure: lift the hold first")
     if active_limitations(db, [rec.id]):
         raise HoldForbidsDeletion(str(RecordingLimited(active_limitations(db, [rec.id]), "deleting it")))
-    tenant = db.get(Tenant, rec.tenant_id)
+    tenant = db.get_one(Tenant, rec.tenant_id)
     row = db.execute(select(*_CERT_COLUMNS).where(Recording.id == rec.id)).one()
     files = _erase(p, db, [row], {tenant.id: tenant}, reason=reason, actor=actor,
                    rules={tenant.id: rule or _rule(tenant)}, now=now or utcnow(), details=details)

@@ -16,9 +16,9 @@ from temoin.evidence import crypto
 from temoin.evidence.chain import chain_links
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
-from temoin.vault.receipts import declared_lost
 from temoin.vault.context import VaultContext
 from temoin.vault.models import Recording, RecordingState
+from temoin.vault.receipts import declared_lost
 from temoin.vault.storage import BlobMissing, blob_key
 
 
@@ -105,7 +105,7 @@ def scrub(p: VaultContext, db: Session, progress: Callable[[int, int], None] | N
             progress(n, len(ids))
     by_tenant: dict[int, list[Corruption]] = {}
     for problem in result.problems:
-        rec = db.get(Recording, problem.recording_id)
+        rec = db.get_one(Recording, problem.recording_id)
         by_tenant.setdefault(rec.tenant_id, []).append(problem)
     for tenant_id, problems in by_tenant.items():
         p.record(db, EntryDraft(action=Action.SECURITY, event="vault.corruption", actor=Actor.system("scrub"),

@@ -13,8 +13,8 @@ from pathlib import Path
 import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from xstatic.pkg import leaflet
 
@@ -24,8 +24,24 @@ from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
 from temoin.web import hardening, i18n, pages, problems, refusals, rights
-from temoin.web.routes import (admin, axis, camera, cctv, dispatch, erasure_certificate, extractions, ingest, journal,
-                               keys, live, maps, recordings, reports, session, shifts)
+from temoin.web.routes import (
+    admin,
+    axis,
+    camera,
+    cctv,
+    dispatch,
+    erasure_certificate,
+    extractions,
+    ingest,
+    journal,
+    keys,
+    live,
+    maps,
+    recordings,
+    reports,
+    session,
+    shifts,
+)
 
 API_DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 log = logging.getLogger("temoin.retention")
@@ -70,7 +86,7 @@ async def _sealing_loop(p: Platform, refused: refusals.RefusalLog) -> None:
 
 def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         tasks = []
         if scheduler:
             try:
@@ -85,7 +101,7 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
             task.cancel()
         try:
             await run_in_threadpool(app.state.refusals.flush, p, every=True)
-        except Exception:  # noqa: BLE001 - shutting down: say so, do not hide the shutdown
+        except Exception:  # shutting down: say so, do not hide the shutdown
             log.exception("journaling the last refused authentications failed")
 
     app = FastAPI(title="Témoin", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,

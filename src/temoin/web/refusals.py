@@ -38,7 +38,7 @@ class _Window:
 
 
 class RefusalLog:
-    def __init__(self, clock=time.time) -> None:  # noqa: ANN001 - a clock the tests can move
+    def __init__(self, clock=time.time) -> None:  # a clock the tests can move
         self.clock = clock
         self._windows: dict[tuple[str, str, int], _Window] = {}
         self._lock = threading.Lock()

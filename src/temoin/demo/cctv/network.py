@@ -44,7 +44,7 @@ class CctvNetwork:
     poses: dict[str, PtzPose] = field(default_factory=dict)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18), repr=False)
 
-    def start(self) -> "CctvNetwork":
+    def start(self) -> CctvNetwork:
         self.rtsp = CctvRtspServer(self.host)
         for n, feature in enumerate(self.features):
             props = feature["properties"]

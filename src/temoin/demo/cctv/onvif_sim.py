@@ -31,7 +31,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import escape
 
@@ -80,14 +80,14 @@ def _fault_body(fault: _Fault) -> str:
 
 
 def _utc_iso(t: float | None = None) -> str:
-    return datetime.fromtimestamp(time.time() if t is None else t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(time.time() if t is None else t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_created(text: str) -> float:
     value = text.strip().replace("Z", "+00:00")
     at = datetime.fromisoformat(value)
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
+        at = at.replace(tzinfo=UTC)
     return at.timestamp()
 
 
@@ -126,13 +126,13 @@ class OnvifPtzSimulator:
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
-    def start(self) -> "OnvifPtzSimulator":
+    def start(self) -> OnvifPtzSimulator:
         sim = self
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "TemoinOnvifSim/1.0"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 status, body = sim.handle(self.path, self.rfile.read(min(length, MAX_BODY)) if length else b"",
                                           too_big=length > MAX_BODY)
@@ -142,7 +142,7 @@ class OnvifPtzSimulator:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet: tests and demo
+            def log_message(self, format: str, *args: object) -> None:  # quiet: tests and demo
                 pass
 
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
@@ -162,7 +162,7 @@ class OnvifPtzSimulator:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "OnvifPtzSimulator":
+    def __enter__(self) -> OnvifPtzSimulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -186,7 +186,7 @@ class OnvifPtzSimulator:
             if service is None or (service == "ptz" and not self.ptz):
                 raise _Fault(400, "env:Sender", "ter:ActionNotSupported", f"no service at {path}")
             try:
-                root = ET.fromstring(data)
+                root = ET.fromstring(data)  # noqa: S314 - the demo's simulated camera parses the local platform's requests
             except ET.ParseError as exc:
                 raise _Fault(400, "env:Sender", "ter:WellFormed", f"not well-formed XML: {exc}") from None
             body = root.find(f"{{{ENV}}}Body")
@@ -242,7 +242,7 @@ class OnvifPtzSimulator:
             if abs(time.time() - created_at) > MAX_CLOCK_SKEW_S:
                 self._refuse()
                 raise _not_authorized("created time too far from the camera's clock")
-            expected = base64.b64encode(hashlib.sha1(nonce + created.encode() + self.password.encode()).digest())
+            expected = base64.b64encode(hashlib.sha1(nonce + created.encode() + self.password.encode()).digest())  # noqa: S324 - WS-Security PasswordDigest is defined over SHA-1
             ok = hmac.compare_digest(expected, given.strip().encode())
             with self._lock:
                 replayed = nonce_b64 in self._nonces
@@ -266,7 +266,7 @@ class OnvifPtzSimulator:
     # --- device service ---------------------------------------------------------------------------------
 
     def _date_and_time(self, _req: ET.Element) -> str:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return ("<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime><tt:DateTimeType>NTP</tt:DateTimeType>"
                 "<tt:DaylightSavings>false</tt:DaylightSavings><tt:TimeZone><tt:TZ>UTC0</tt:TZ></tt:TimeZone>"
                 f"<tt:UTCDateTime><tt:Time><tt:Hour>{now.hour}</tt:Hour><tt:Minute>{now.minute}</tt:Minute>"

@@ -1,14 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 16:01:53.917604
 """
 
-from alembic import op
 import sqlalchemy as sa
-import temoin.db
+from alembic import op
 
+import temoin.db
 
 revision = '0001'
 down_revision = None

@@ -5,10 +5,10 @@ Revises: 0001
 Create Date: 2026-11-23 16:28:48.721570
 """
 
-from alembic import op
 import sqlalchemy as sa
-import temoin.db
+from alembic import op
 
+import temoin.db
 
 revision = '0002'
 down_revision = '0001'

@@ -5,10 +5,10 @@ Revises: 0002
 Create Date: 2026-11-23 16:51:14.779276
 """
 
-from alembic import op
 import sqlalchemy as sa
-import temoin.db
+from alembic import op
 
+import temoin.db
 
 revision = '0003'
 down_revision = '0002'

@@ -5,10 +5,10 @@ Revises: 0005
 Create Date: 2026-11-23 09:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
-import temoin.db
+from alembic import op
 
+import temoin.db
 
 revision = '0006'
 down_revision = '0005'

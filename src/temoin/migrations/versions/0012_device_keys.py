@@ -5,11 +5,10 @@ Revises: 0011
 Create Date: 2026-12-07 00:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import temoin.db
-
 
 revision = '0012'
 down_revision = '0011'

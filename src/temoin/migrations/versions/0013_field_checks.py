@@ -6,11 +6,10 @@ Revises: 0012
 Create Date: 2026-12-09 00:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from temoin.db import UTCDateTime
-
 
 revision = '0013'
 down_revision = '0012'

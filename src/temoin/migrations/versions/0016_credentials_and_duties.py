@@ -6,11 +6,10 @@ Revises: 0015
 Create Date: 2026-12-10 00:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-from temoin.db import UTCDateTime  # noqa: E402
-
+from temoin.db import UTCDateTime
 
 revision = '0016'
 down_revision = '0015'

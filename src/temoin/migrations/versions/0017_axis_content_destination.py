@@ -5,8 +5,8 @@ Revises: 0016
 Create Date: 2026-12-06 00:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from temoin.db import UTCDateTime
 

@@ -5,11 +5,10 @@ Revises: 0018
 Create Date: 2026-12-06 00:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from temoin.db import UTCDateTime
-
 
 revision = '0019'
 down_revision = '0018'

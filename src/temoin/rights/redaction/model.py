@@ -214,7 +214,7 @@ class FaceDetector:
         try:
             self.session = ort.InferenceSession(dynamic_model(model_bytes()), sess_options=options,
                                                 providers=chosen)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+        except Exception as exc:  # onnxruntime raises its own untyped errors
             if chosen != ["CPUExecutionProvider"]:  # a GPU that cannot start: the CPU still works
                 self.session = ort.InferenceSession(dynamic_model(model_bytes()), sess_options=options,
                                                     providers=["CPUExecutionProvider"])

@@ -13,15 +13,28 @@ from sqlalchemy.orm import Session
 
 from temoin.law.access import Permission
 from temoin.platform import Platform
-from temoin.rights import copies as copies_mod
-from temoin.rights import erasure, limitation, register
+from temoin.rights import copies as copies_mod, erasure, limitation, register
 from temoin.rights.candidates import candidates_for_request
 from temoin.rights.models import RedactedCopy, RequestStatus, RightsRequest
 from temoin.web.byte_ranges import byte_range, ranged_response
 from temoin.web.deps import Principal, get_db, get_platform, require
-from temoin.web.rights.schemas import (CandidatesOut, CopyIn, CopyOut, DecisionIn, ErasureIn, LiftLimitationIn,
-                                       LimitationIn, ProposalOut, RectificationIn, RedactIn, RequestIn, RequestOut,
-                                       ReviewIn, RowId, StatusIn)
+from temoin.web.rights.schemas import (
+    CandidatesOut,
+    CopyIn,
+    CopyOut,
+    DecisionIn,
+    ErasureIn,
+    LiftLimitationIn,
+    LimitationIn,
+    ProposalOut,
+    RectificationIn,
+    RedactIn,
+    RequestIn,
+    RequestOut,
+    ReviewIn,
+    RowId,
+    StatusIn,
+)
 
 router = APIRouter(prefix="/api/v1/rights", tags=["rights"])
 

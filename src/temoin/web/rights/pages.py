@@ -15,8 +15,7 @@ from temoin.geo.street_map import street_index
 from temoin.geo.streets import place_of
 from temoin.law.access import Permission, allows
 from temoin.platform import Platform
-from temoin.rights import copies as copies_mod
-from temoin.rights import erasure, register
+from temoin.rights import copies as copies_mod, erasure, register
 from temoin.rights.candidates import SearchWindowInvalid, candidates_for_request
 from temoin.rights.erasure import ErasureRefused, RecordingsNotFound
 from temoin.rights.models import RedactedCopy, RequestKind, RequestStatus
@@ -34,7 +33,7 @@ def _page(request: Request, name: str, who: Principal, status: int = 200, **cont
     return page(request, name, status=status, who=who, **context)
 
 
-def _page_guard(permission: Permission):  # noqa: ANN202
+def _page_guard(permission: Permission):
     from temoin.web.pages import PageRequire
 
     return Depends(PageRequire(permission))

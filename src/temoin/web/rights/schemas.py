@@ -55,7 +55,7 @@ class RequestOut(BaseModel):
     commune: str | None = None
 
     @classmethod
-    def of(cls, r: RightsRequest) -> "RequestOut":
+    def of(cls, r: RightsRequest) -> RequestOut:
         return cls(id=r.id, kind=r.kind, status=r.status, person_description=r.person_description,
                    contact=r.contact, received_on=r.received_on, deadline=r.deadline, overdue=register.is_overdue(r),
                    facts_start=r.facts_start, facts_end=r.facts_end, lat=r.place_lat, lon=r.place_lon,
@@ -89,7 +89,7 @@ class CandidatesOut(BaseModel):
     judicial_holds: list[str]
 
     @classmethod
-    def of(cls, found: RequestCandidates) -> "CandidatesOut":
+    def of(cls, found: RequestCandidates) -> CandidatesOut:
         return cls(candidates=[CandidateOut(**c.__dict__) for c in found.candidates],
                    propose_restriction=found.propose_restriction, judicial_holds=found.judicial_holds)
 
@@ -113,7 +113,7 @@ class ProposalOut(BaseModel):
     reason: str | None
 
     @classmethod
-    def of(cls, x: ErasureProposal) -> "ProposalOut":
+    def of(cls, x: ErasureProposal) -> ProposalOut:
         return cls(id=x.id, request_id=x.request_id, recording_ids=list(x.recording_ids),
                    justified=sorted(x.justifications or {}), state=x.state, proposed_at=x.proposed_at,
                    decided_at=x.decided_at, reason=x.reason)
@@ -172,7 +172,7 @@ class CopyOut(BaseModel):
     delivered_at: datetime | None
 
     @classmethod
-    def of(cls, c: RedactedCopy) -> "CopyOut":
+    def of(cls, c: RedactedCopy) -> CopyOut:
         return cls(id=c.id, request_id=c.request_id, recording_id=c.recording_id, state=c.state, progress=c.progress,
                    error=c.error, tracks=list(c.tracks or []), keep_tracks=list(c.keep_tracks or []),
                    add_regions=list(c.add_regions or []), remove_regions=list(c.remove_regions or []),

@@ -102,7 +102,7 @@ def _managed(who: Principal, db: Session, username: str) -> User:
     return lifecycle.user_of_tenant(db, who.tenant, username)
 
 
-def _lifecycle_call(call):  # noqa: ANN001, ANN202
+def _lifecycle_call(call):
     return call()
 
 

@@ -21,11 +21,18 @@ from temoin.law.access import Permission
 from temoin.live.models import LiveSession
 from temoin.live.sessions import LiveNotFound
 from temoin.platform import Platform
-from temoin.supervision import nearby as nearby_index
-from temoin.supervision import outbound, ptz
+from temoin.supervision import nearby as nearby_index, outbound, ptz
 from temoin.supervision.models import CctvCamera
-from temoin.supervision.registry import (MAX_FILE_BYTES, camera_of, cameras_of, feature_collection,
-                                         import_rows, parse_csv, parse_geojson, withdraw)
+from temoin.supervision.registry import (
+    MAX_FILE_BYTES,
+    camera_of,
+    cameras_of,
+    feature_collection,
+    import_rows,
+    parse_csv,
+    parse_geojson,
+    withdraw,
+)
 from temoin.web.deps import Principal, get_db, get_platform, require
 from temoin.web.routes.live import _answer, _offer
 

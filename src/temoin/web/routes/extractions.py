@@ -26,7 +26,7 @@ class TrimIn(BaseModel):
     end_s: float = Field(gt=0)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "TrimIn":
+    def _ordered(self) -> TrimIn:
         if self.end_s <= self.start_s:
             raise ValueError("end_s must be after start_s")
         return self
@@ -60,7 +60,7 @@ class ExtractionOut(BaseModel):
     download_url: str
 
     @classmethod
-    def of(cls, row: Extraction) -> "ExtractionOut":
+    def of(cls, row: Extraction) -> ExtractionOut:
         return cls(id=row.id, created_at=row.created_at, recipient_name=row.recipient_name,
                    recipient_kind=row.recipient_kind, procedure_type=row.procedure_type, reference=row.reference,
                    recording_ids=list(row.recording_ids), media_kind=row.media_kind, trim=row.trim,

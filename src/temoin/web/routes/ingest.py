@@ -28,7 +28,7 @@ class IngestRoute(APIRoute):
     """An ingest route: a refused upload also says, in Upload-Offset, how much of the segment the vault holds
     (the camera resumes from there). The problem body is the app's (a 410 carries the deletion certificate)."""
 
-    def get_route_handler(self):  # noqa: ANN201
+    def get_route_handler(self):
         handler = super().get_route_handler()
 
         async def with_offset(request: Request) -> Response:

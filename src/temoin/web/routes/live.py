@@ -30,8 +30,8 @@ from temoin.live.sessions import LiveRequest
 from temoin.platform import Platform
 from temoin.web import problems
 from temoin.web.deps import Principal, current_device, get_db, get_platform, require, whip_publisher
-from temoin.web.pages import PageRequire, page
 from temoin.web.i18n import lang_of
+from temoin.web.pages import PageRequire, page
 
 router = APIRouter(prefix="/api/v1/live", tags=["live"])
 pages = APIRouter(include_in_schema=False)
@@ -77,7 +77,7 @@ PREFLIGHT = {**CORS, "Access-Control-Allow-Headers": "Authorization, Content-Typ
 class MediaRoute(APIRoute):
     """A WHIP/WHEP route: its answers, refusals included, carry the CORS headers."""
 
-    def get_route_handler(self):  # noqa: ANN201
+    def get_route_handler(self):
         handler = super().get_route_handler()
 
         async def with_cors(request: Request) -> Response:
@@ -92,9 +92,9 @@ class MediaRoute(APIRoute):
         return with_cors
 
 
-def media(path: str, method: str, **kw):  # noqa: ANN003, ANN201
+def media(path: str, method: str, **kw):
     """Register a WHIP/WHEP route (CORS on every answer)."""
-    def register(endpoint):  # noqa: ANN001, ANN202
+    def register(endpoint):
         router.add_api_route(path, endpoint, methods=[method], route_class_override=MediaRoute, **kw)
         return endpoint
     return register
@@ -297,7 +297,7 @@ async def events(request: Request, who: Principal = require(Permission.LIVE_VIEW
             s = db.get(WebSession, session_hash)
             return s is not None and s.expires_at > utcnow()
 
-    async def stream():  # noqa: ANN202
+    async def stream():
         deadline = time.monotonic() + SSE_MAX_S
         next_check = time.monotonic() + KEEPALIVE_S
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -52,7 +52,7 @@ class RecordingOut(BaseModel):
                                      description="segments lost at the camera before hand-over: never in the vault")
 
     @classmethod
-    def of(cls, rec: Recording, on_hold: bool, lost: list[int] | None = None) -> "RecordingOut":
+    def of(cls, rec: Recording, on_hold: bool, lost: list[int] | None = None) -> RecordingOut:
         return cls(id=rec.id, camera_id=rec.device_id, agent=rec.agent_ref, started_at=rec.started_at,
                    ended_at=rec.ended_at, trigger=rec.trigger, persons_informed=rec.persons_informed,
                    not_informed_reason=rec.not_informed_reason, outside_territory=rec.outside_territory,
@@ -75,7 +75,7 @@ class LostOut(BaseModel):
     duration_s: float
 
     @classmethod
-    def of(cls, lost: catalogue.LostSegment) -> "LostOut":
+    def of(cls, lost: catalogue.LostSegment) -> LostOut:
         return cls(index=lost.index, started_at=lost.started_at, ended_at=lost.ended_at,
                    offset_s=round(lost.offset_s, 3), duration_s=lost.duration_s)
 
@@ -113,7 +113,7 @@ def _visible(p: Platform, db: Session, who: Principal, recording_id: str) -> Rec
 
 def as_utc(moment: datetime | None) -> datetime | None:
     """API times without a zone are read as UTC (the pages send Europe/Paris times with their offset)."""
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 @router.get("", response_model=list[RecordingOut], summary="Search recordings (metadata only)")
@@ -166,7 +166,7 @@ class FixOut(BaseModel):
 
 
 def _fixes(found: catalogue.Track) -> list[FixOut]:
-    return [FixOut(t=datetime.fromtimestamp(t, timezone.utc), lat=lat, lon=lon)
+    return [FixOut(t=datetime.fromtimestamp(t, UTC), lat=lat, lon=lon)
             for t, (lat, lon) in zip(found.times, found.points)]
 
 

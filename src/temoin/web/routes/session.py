@@ -58,7 +58,7 @@ class TokenOut(BaseModel):
     revoked_at: datetime | None
 
     @classmethod
-    def of(cls, t: ApiToken) -> "TokenOut":
+    def of(cls, t: ApiToken) -> TokenOut:
         return cls(id=t.id, name=t.name, scopes=t.scopes, created_at=t.created_at, expires_at=t.expires_at,
                    revoked_at=t.revoked_at)
 
@@ -73,7 +73,7 @@ def set_session_cookie(p: Platform, response: Response, token: str) -> None:
                         secure=p.settings.secure_cookies, max_age=p.settings.session_hours * 3600, path="/")
 
 
-def remember_device(p: Platform, request: Request, response: Response, user) -> None:  # noqa: ANN001
+def remember_device(p: Platform, request: Request, response: Response, user) -> None:
     """After a full sign-in: this browser is a known device of the user (identity.known_devices)."""
     if known_devices.device_of(p, user, request.cookies.get(known_devices.COOKIE)) is None:
         response.set_cookie(known_devices.COOKIE, known_devices.issue(p, user), httponly=True, samesite="strict",
@@ -82,7 +82,7 @@ def remember_device(p: Platform, request: Request, response: Response, user) -> 
 
 
 def sign_in(p: Platform, db: Session, request: Request, response: Response, username: str, password: str,
-            tenant: str | None = None):  # noqa: ANN201
+            tenant: str | None = None):
     user = service.check_password(p, db, username, password, sign_in_address(request),
                                   request.cookies.get(known_devices.COOKIE), tenant)
     token, session = service.open_session(p, db, user)
@@ -90,7 +90,7 @@ def sign_in(p: Platform, db: Session, request: Request, response: Response, user
     return user, session
 
 
-def second_factor(p: Platform, db: Session, request: Request, code: str):  # noqa: ANN201
+def second_factor(p: Platform, db: Session, request: Request, code: str):
     cookie = request.cookies.get(service.SESSION_COOKIE)
     found = service.session_for(db, cookie) if cookie else None
     if found is None:
@@ -173,7 +173,7 @@ def change_password(body: PasswordIn, request: Request, response: Response,
 
 pages = APIRouter(include_in_schema=False)
 
-def _account_page(request: Request, who: Principal, db: Session, status: int = 200, **extra):  # noqa: ANN202
+def _account_page(request: Request, who: Principal, db: Session, status: int = 200, **extra):
     from temoin.web.templating import page
 
     return page(request, "account.html", status=status, who=who,
@@ -183,14 +183,14 @@ def _account_page(request: Request, who: Principal, db: Session, status: int = 2
 
 
 @pages.get("/account")
-def account_page(request: Request, who: Principal = Depends(current_principal), db: Session = Depends(get_db)):  # noqa: ANN201
+def account_page(request: Request, who: Principal = Depends(current_principal), db: Session = Depends(get_db)):
     return _account_page(request, who, db)
 
 
 @pages.post("/account/password")
 def account_password(request: Request, current: str = Form(""), new: str = Form(""),
                      who: Principal = Depends(current_principal), db: Session = Depends(get_db),
-                     p: Platform = Depends(get_platform)):  # noqa: ANN201
+                     p: Platform = Depends(get_platform)):
     # A plain function: FastAPI runs it in the thread pool, never querying the database in the event loop.
     from fastapi.responses import RedirectResponse
 
@@ -207,7 +207,7 @@ def account_password(request: Request, current: str = Form(""), new: str = Form(
 @pages.post("/account/tokens")
 def account_token(request: Request, name: str = Form(""), days: str = Form(""), scope: list[str] = Form([]),
                   who: Principal = Depends(current_principal), db: Session = Depends(get_db),
-                  p: Platform = Depends(get_platform)):  # noqa: ANN201
+                  p: Platform = Depends(get_platform)):
     try:
         lifetime = int(days or service.TOKEN_DEFAULT_DAYS)
         scopes = [Permission(s) for s in scope]
@@ -221,7 +221,7 @@ def account_token(request: Request, name: str = Form(""), days: str = Form(""), 
 
 @pages.post("/account/tokens/{token_id}/revoke")
 def account_revoke(token_id: TokenId, request: Request, who: Principal = Depends(current_principal),
-                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)):  # noqa: ANN201
+                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)):
     from fastapi.responses import RedirectResponse
 
     try:
