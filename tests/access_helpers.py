@@ -16,7 +16,8 @@ from temoin.web.deps import Require
 from tests.helpers import Commune
 
 # Routes FastAPI itself adds, and the static files: not ours to guard.
-FRAMEWORK_PATHS = {"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/static", "/static/leaflet"}
+FRAMEWORK_PATHS = {"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/static", "/static/leaflet",
+                   "/static/api-docs"}  # Swagger UI and ReDoc assets, served for /docs offline
 
 
 # Every route without a `Require` guard, and why. A new unguarded route fails the matrix test until
@@ -44,6 +45,7 @@ UNGUARDED: dict[tuple[str, str], str] = {
     ("GET", "/.well-known/temoin/keys.json"): PUBLIC,  # the platform keys, current and retired, for recipients
     ("GET", "/.well-known/temoin/keys.pem"): PUBLIC,  # the same, as PEM
     ("GET", "/"): PUBLIC,  # redirects to the login page or the user's home
+    ("GET", "/i18n/{lang}.json"): PUBLIC,  # the interface texts for the scripts (the sign-in page needs them too)
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
     ("GET", "/login/totp"): PUBLIC,
