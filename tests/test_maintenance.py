@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from temoin import maintenance
 from temoin.cli import app as cli_app
 from temoin.db import utcnow
+from temoin.identity.models import DeviceNonce
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.journal.models import JournalCheckpoint, JournalHead
 from temoin.vault.models import Recording, RecordingState
@@ -45,6 +46,10 @@ def _due_work(platform, client, commune, tag: str) -> tuple[str, Path]:
                           recording_ids=[], media_kind="original", package_path=f"extractions/{tag}.zip",
                           package_sha256="0" * 64, package_bytes=17, sums_sha256="0" * 64,
                           expires_at=utcnow() - timedelta(days=1)))
+        # A camera request nonce past any replay window (twice the clock window), and one still within it.
+        device_id = commune.cameras[0][0]
+        db.add(DeviceNonce(device_id=device_id, nonce=f"old-{tag}", at=utcnow() - timedelta(hours=1)))
+        db.add(DeviceNonce(device_id=device_id, nonce=f"new-{tag}", at=utcnow()))
         db.commit()
     return rid, package
 
@@ -55,7 +60,9 @@ def _duties_done(platform, commune, rid: str, package: Path, prunes_before: int)
         checkpoints = db.scalars(select(JournalCheckpoint).where(JournalCheckpoint.chain == commune.slug)).all()
         head = db.get(JournalHead, commune.slug)
         seals = [cp.seq for cp in checkpoints if cp.kind == "seal"]
-        return {"recording deleted": recording.state == RecordingState.DELETED,
+        nonces = set(db.scalars(select(DeviceNonce.nonce).where(DeviceNonce.nonce.like("%-" + package.stem))))
+        return {"old nonces forgotten": nonces == {f"new-{package.stem}"},
+                "recording deleted": recording.state == RecordingState.DELETED,
                 "journal pruned": sum(cp.kind == "prune" for cp in checkpoints) > prunes_before,
                 "package deleted": not package.exists(),
                 "journal sealed": bool(seals) and max(seals) == head.seq}

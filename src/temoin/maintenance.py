@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from temoin.db import utcnow
 from temoin.extraction.package import purge_expired
+from temoin.identity.devices import purge_nonces
 from temoin.identity.models import Tenant
 from temoin.journal.checkpoints import prune, seal
 from temoin.journal.repair import ChainRepair, repair
@@ -44,6 +45,7 @@ class PassReport:
     journal_pruned: int  # journal entries past the journal's retention, removed behind a prune checkpoint
     packages_purged: int  # extraction packages deleted at the end of their pick-up time
     sealing: Sealing
+    nonces_purged: int = 0  # camera request nonces past any replay window
 
 
 def periodic_pass(p: Platform, now: datetime | None = None, *, orphans: bool = True,
@@ -58,8 +60,9 @@ def periodic_pass(p: Platform, now: datetime | None = None, *, orphans: bool = T
             pruned += prune(db, p.journal.sink, p.keyring, tenant.slug,
                             get_profile(tenant.profile).journal_cutoff(now))
         purged = purge_expired(p, db, now)  # extraction packages are plaintext copies: kept only for their pick-up time
+        nonces = purge_nonces(p, db, now)
         db.commit()
-    return PassReport(result, pruned, purged, seal_journal(p))
+    return PassReport(result, pruned, purged, seal_journal(p), nonces)
 
 
 def seal_journal(p: Platform) -> Sealing:

@@ -32,4 +32,5 @@ def maintenance_run(orphans: bool = typer.Option(True, "--orphans/--no-orphans",
                   + (f", {sweep.orphans_removed} orphan blobs removed" if orphans else ", orphan scan skipped"))
     console.print(f"journal: {done.journal_pruned} entries pruned past the journal's retention")
     console.print(f"extractions: {done.packages_purged} expired packages deleted")
+    console.print(f"cameras: {done.nonces_purged} request nonces forgotten (past any replay window)")
     console.print(f"sealing: {sealing_line(done.sealing)}")

@@ -18,8 +18,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -313,7 +314,9 @@ def authenticate(p: Context, db: Session, header: str | None, method: str, path:
     return device
 
 
-def purge_nonces(p: Context, db: Session) -> None:
-    cutoff = utcnow() - timedelta(seconds=2 * p.settings.device_clock_window_s)
-    db.execute(delete(DeviceNonce).where(DeviceNonce.at < cutoff))
-    db.commit()
+def purge_nonces(p: Context, db: Session, now: datetime | None = None) -> int:
+    """Forget the nonces no request can replay any more (older than twice the clock window); how many. Not
+    committed here."""
+    cutoff = (now or utcnow()) - timedelta(seconds=2 * p.settings.device_clock_window_s)
+    result = cast("CursorResult[Any]", db.execute(delete(DeviceNonce).where(DeviceNonce.at < cutoff)))
+    return result.rowcount or 0
