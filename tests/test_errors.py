@@ -111,7 +111,8 @@ def _http_status_literal(node: ast.AST) -> bool:
 
 # The HTTP layers: the API (web), the camera's own little input server (its answers) and the camera agent's HTTP
 # clients (their errors keep the status the platform answered: they read it, they do not choose it).
-HTTP_LAYERS = ("web/", "camera/inputs.py", "camera/dispatch.py", "camera/live_publisher.py", "demo/")
+HTTP_LAYERS = ("web/", "camera/inputs.py", "camera/dispatch.py", "camera/live_publisher.py", "camera/live_whip.py",
+               "demo/")
 STATUS_CARRIERS: set[str] = set()  # error classes still allowed to carry an HTTP status: none
 
 

@@ -18,6 +18,9 @@ event loop (aiortc needs one), so that the capture loop never waits on the netwo
 the pictures and sound it captures (`LiveFeed`, a short FIFO: the live stream shows what the camera
 records) and reads back, between two frames, what happened (`LiveLink.events`: the session opened,
 the CSU acknowledged, the CSU ended it, a failure).
+
+The media are in `live_media`, the HTTP/WHIP client in `live_whip`; this module keeps the agent's side
+(`LiveLink` and its re-publish loop, `LiveEvent`) and re-exports the others under their old names.
 """
 
 from __future__ import annotations
@@ -25,333 +28,47 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import fractions
-import math
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
-from urllib.parse import urljoin
 
-import av
 import httpx
-import numpy as np
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from temoin import errors
+from temoin.camera.live_media import (
+    AUDIO_PTIME_S,
+    AUDIO_RATE,
+    VIDEO_CLOCK,
+    CameraAudioTrack,
+    CameraVideoTrack,
+    Frames,
+    LiveFeed,
+    Samples,
+)
+from temoin.camera.live_whip import (
+    CONNECT_TIMEOUT_S,
+    LINK_CHECK_S,
+    LINK_TIMEOUT_S,
+    REPUBLISH_BACKOFF_S,
+    REPUBLISH_TIMEOUT,
+    LiveError,
+    LivePublisher,
+    LiveStart,
+    first_answer,
+    prefer,
+)
 from temoin.camera.media import SyntheticScene
-from temoin.camera.offload import DeviceAuth, error_detail
+from temoin.camera.offload import DeviceAuth
 from temoin.evidence.manifest import GpsFix
 
-VIDEO_CLOCK = 90_000
-AUDIO_RATE = 48_000
-AUDIO_PTIME_S = 0.020
-# A dead link is noticed from the platform's RTCP receiver reports (aiortc's receivers send one every 0.5 to
-# 1.5 s per stream): none for this long and the camera publishes again. ICE consent (RFC 7675), the other
-# signal, takes aiortc 30 s to fail. The WHIP POSTs that re-publish are short-lived, so that one sent into
-# a dead network does not hold back the next one, and are tried again after a short backoff: media flows
-# again within a couple of seconds of the network's return.
-LINK_TIMEOUT_S = 2.0
-CONNECT_TIMEOUT_S = 5.0  # a publication not connected (ICE + DTLS) by then is given up and published again
-REPUBLISH_BACKOFF_S = (0.25, 0.5)  # then 0.5 s, for as long as the session lasts: one SYN now and then
-REPUBLISH_TIMEOUT = httpx.Timeout(3.0, connect=1.2)  # TCP's first SYN retransmission comes at 1 s
-LINK_CHECK_S = 0.25
-Frames = Callable[[int], np.ndarray]  # frame index -> (height, width, 3) uint8 RGB
-Samples = Callable[[int, int], np.ndarray]  # (first sample, count) -> count mono float32 samples at 48 kHz
-
-
-class LiveError(errors.UpstreamFault, RuntimeError):
-    """The platform refused or failed a request; `status` is its HTTP answer (this is an HTTP client)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
-
-
-class _Paced:
-    """Real-time pacing from a monotonic origin; `paused` holds the media back (a lost uplink, in tests)."""
-
-    def __init__(self) -> None:
-        self.origin: float | None = None
-        self.running = asyncio.Event()
-        self.running.set()
-        self._paused_at: float | None = None
-
-    def pause(self) -> None:
-        if self._paused_at is None:
-            self._paused_at = time.monotonic()
-            self.running.clear()
-
-    def resume(self) -> None:
-        if self._paused_at is not None:
-            if self.origin is not None:
-                self.origin += time.monotonic() - self._paused_at  # the media skips the pause, no burst
-            self._paused_at = None
-            self.running.set()
-
-    async def wait(self, offset_s: float) -> None:
-        await self.running.wait()
-        if self.origin is None:
-            self.origin = time.monotonic()
-        delay = self.origin + offset_s - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-class CameraVideoTrack(MediaStreamTrack):
-    kind = "video"
-
-    def __init__(self, frames: Frames, fps: int, pace: _Paced) -> None:
-        super().__init__()
-        self.frames, self.fps, self.pace = frames, fps, pace
-        self.index = 0
-        self.step = VIDEO_CLOCK // fps
-
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        i = self.index
-        await self.pace.wait(i / self.fps)
-        self.index += 1
-        frame = av.VideoFrame.from_ndarray(self.frames(i), format="rgb24").reformat(format="yuv420p")
-        frame.pts, frame.time_base = i * self.step, fractions.Fraction(1, VIDEO_CLOCK)
-        return frame
-
-
-class CameraAudioTrack(MediaStreamTrack):
-    kind = "audio"
-
-    def __init__(self, scene: SyntheticScene | Samples, pace: _Paced) -> None:
-        """`scene`: anything with `samples(first, count)` (a `SyntheticScene`), or that callable itself."""
-        super().__init__()
-        self.samples_of = cast("Samples", getattr(scene, "samples", scene))
-        self.pace = pace
-        self.index = 0
-        self.samples = int(AUDIO_RATE * AUDIO_PTIME_S)
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        i = self.index
-        await self.pace.wait(i * AUDIO_PTIME_S)
-        self.index += 1
-        first = i * self.samples
-        pcm = (np.clip(self.samples_of(first, self.samples), -1, 1) * 32767).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = AUDIO_RATE
-        frame.pts, frame.time_base = first, fractions.Fraction(1, AUDIO_RATE)
-        return frame
-
-
-def prefer(pc: RTCPeerConnection, kind: str, mime: str) -> None:
-    """Offer only this codec for `kind` (H.264 for video: the platform forwards it, never transcodes)."""
-    caps = RTCRtpSender.getCapabilities(kind).codecs
-    chosen = [c for c in caps if c.mimeType.lower() == mime] + [c for c in caps if c.mimeType.lower().endswith("/rtx")]
-    for transceiver in pc.getTransceivers():
-        if transceiver.kind == kind:
-            transceiver.setCodecPreferences(chosen)
-
-
-@dataclass
-class LiveStart:
-    session_id: str
-    state: str
-    whip_url: str
-    resource_url: str
-
-
-async def first_answer(http: httpx.AsyncClient, path: str, body: dict, copies: int) -> httpx.Response:
-    """POST `body` `copies` times at once (the pool gives each its own connection; each is signed with its own
-    nonce) and return the first answer; the others finish in the background. Raises the last error when
-    none got an answer."""
-    posts = [asyncio.ensure_future(http.post(path, json=body)) for _ in range(copies)]
-    for post in posts:
-        post.add_done_callback(lambda f: f.cancelled() or f.exception())  # a late failure is not an error
-    error: BaseException | None = None
-    for answered in asyncio.as_completed(posts):
-        try:
-            return await answered
-        except httpx.HTTPError as exc:
-            error = exc
-    assert error is not None
-    raise error
-
-
-class LivePublisher:
-    def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey, *, clock_skew_s: float = 0.0,
-                 ice_servers: tuple[str, ...] = (), scene: SyntheticScene | None = None, fps: int = 15,
-                 frames: Frames | None = None, audio: bool = True, timeout: float = 30.0,
-                 samples: Samples | None = None, http: httpx.AsyncClient | None = None,
-                 request_copies: int = 1) -> None:
-        """`http`: a client to use (with `DeviceAuth`), kept open by `aclose`: creating one costs tens of
-        milliseconds (its TLS context), which a live button should not wait for. `request_copies`: the live
-        request is sent this many times at once, each on its own connection, and the first answer is taken: on
-        a lossy mobile link a lost packet then does not hold the alert back for a TCP retransmission (≥ 200 ms);
-        the platform opens one session whatever the number of copies."""
-        self.base_url = base_url.rstrip("/")
-        self._own_http = http is None
-        self.http = http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
-                                              auth=DeviceAuth(device_id, key, clock_skew_s))
-        self.ice_servers = ice_servers
-        self.scene = scene or SyntheticScene(160, 120, fps)
-        self.fps = fps
-        self.frames: Frames = frames or self.scene.rgb
-        self.samples: Samples = samples or self.scene.samples
-        self.audio = audio
-        self.request_copies = max(1, request_copies)
-        self.pace = _Paced()
-        self.pc: RTCPeerConnection | None = None
-        self.session_id: str | None = None
-        self.state: str | None = None
-        self.resource_url: str | None = None
-        self.link_timeout_s, self.connect_timeout_s = LINK_TIMEOUT_S, CONNECT_TIMEOUT_S
-        self._published_at = 0.0  # time.monotonic() of the last publication's answer
-        self._connected_at: float | None = None  # ... and of its connection (ICE + DTLS)
-
-    async def _check(self, response: httpx.Response, *ok: int) -> httpx.Response:
-        if response.status_code not in ok:
-            raise LiveError(response.status_code, error_detail(response))
-        return response
-
-    async def request(self, *, position: GpsFix | None = None, agent: str | None = None,
-                      detail: str | None = None) -> dict:
-        """The live request alone (reason: threat, the legal condition); `start` also publishes."""
-        body = {"reason": "threat", "detail": detail, "agent": agent,
-                "position": position.model_dump(mode="json") if position else None}
-        r = await self._check(await first_answer(self.http, "/api/v1/live/sessions", body, self.request_copies),
-                              200, 201)
-        out = r.json()
-        self.session_id, self.state = out["id"], out["state"]
-        return out
-
-    async def start(self, *, position: GpsFix | None = None, agent: str | None = None,
-                    detail: str | None = None) -> LiveStart:
-        """The live button: ask for a live session, then publish to it (WHIP)."""
-        out = await self.request(position=position, agent=agent, detail=detail)
-        await self.publish()
-        # request() set the session and its state, publish() the resource: None is not possible here.
-        assert self.session_id is not None and self.state is not None and self.resource_url is not None
-        return LiveStart(self.session_id, self.state, out["whip_url"], self.resource_url)
-
-    async def publish(self, timeout: httpx.Timeout | float | None = None,
-                      http: httpx.AsyncClient | None = None) -> None:
-        """WHIP (RFC 9725): offer in, 201 with the answer and the session resource. Called again after
-        a lost link: the platform swaps the new publication in and the CSU's viewers stay attached.
-        `timeout`: for the WHIP POST (the client's own by default); `http`: another client to send it with
-        (with `DeviceAuth`)."""
-        if self.session_id is None:
-            raise RuntimeError("no live session: call start() or request() first")
-        if self.pc is not None:
-            old, self.pc = self.pc, None
-            await old.close()
-        self.pace.origin = None  # the new tracks count their frames from 0: pace them from now, no burst
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(u) for u in self.ice_servers]))
-        pc.addTransceiver(CameraVideoTrack(self.frames, self.fps, self.pace), direction="sendonly")
-        if self.audio:
-            pc.addTransceiver(CameraAudioTrack(self.samples, self.pace), direction="sendonly")
-        prefer(pc, "video", "video/h264")
-        prefer(pc, "audio", "audio/opus")
-        try:
-            await pc.setLocalDescription(await pc.createOffer())  # gathers candidates: no trickle needed
-            extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-            r = await self._check(await (http or self.http).post(f"/api/v1/live/whip/{self.session_id}",
-                                                       content=pc.localDescription.sdp.encode(),
-                                                       headers={"Content-Type": "application/sdp"}, **extra), 201)
-            self.resource_url = urljoin(self.base_url + "/", r.headers["location"])
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
-        except BaseException:
-            await pc.close()  # its tracks and sockets would otherwise live on
-            raise
-        self._published_at, self._connected_at = time.monotonic(), None
-
-        @pc.on("connectionstatechange")
-        def _state() -> None:
-            if pc.connectionState == "connected" and self._connected_at is None:
-                self._connected_at = time.monotonic()
-
-        self.pc = pc
-        self.state = "streaming" if self.state == "requested" else self.state
-
-    async def link_lost(self) -> str | None:
-        """Why the publication's link is dead, or None while the platform still hears it: its connection
-        failed or was closed (a server that shut down), never connected within `connect_timeout_s`, or the
-        platform's RTCP receiver reports stopped for `link_timeout_s` (a network that went silent)."""
-        pc = self.pc
-        if pc is None:
-            return "not published"
-        if pc.connectionState in ("failed", "closed"):
-            return f"connection {pc.connectionState}"
-        now = time.monotonic()
-        if self._connected_at is None:
-            waited = now - self._published_at
-            return f"not connected after {waited:.1f} s" if waited > self.connect_timeout_s else None
-        heard = self._connected_at
-        wall = time.time()
-        for sender in pc.getSenders():
-            with contextlib.suppress(Exception):  # a sender being torn down has no stats
-                for stats in (await sender.getStats()).values():
-                    if stats.type == "remote-inbound-rtp":  # updated at each receiver report
-                        heard = max(heard, now - (wall - stats.timestamp.timestamp()))
-        silent = now - heard
-        return f"no receiver report for {silent:.1f} s" if silent > self.link_timeout_s else None
-
-    async def status(self, known_state: str | None = None, wait_s: float = 0) -> dict:
-        """The session as the camera sees it; with `known_state` and `wait_s`, waits for a change (long poll)."""
-        params = {}
-        if known_state:
-            params = {"known_state": known_state, "wait_s": str(wait_s)}
-        r = await self._check(await self.http.get(f"/api/v1/live/camera/sessions/{self.session_id}",
-                                                  params=params, timeout=wait_s + 30), 200)
-        out = r.json()
-        self.state = out["state"]
-        return out
-
-    async def wait_for_state(self, wanted: str, timeout_s: float = 30) -> dict:
-        """Until the session reaches `wanted` (e.g. the CSU's acknowledgement) or a later state."""
-        order = ["requested", "streaming", "acknowledged", "reinforcements_sent", "ended"]
-        deadline = time.monotonic() + timeout_s
-        out = await self.status()
-        while order.index(out["state"]) < order.index(wanted):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"live session still {out['state']!r} after {timeout_s} s")
-            out = await self.status(out["state"], min(left, 20))
-        return out
-
-    async def send_position(self, position: GpsFix) -> None:
-        await self._check(await self.http.post(f"/api/v1/live/camera/sessions/{self.session_id}/position",
-                                               json=position.model_dump(mode="json")), 204)
-
-    def pause_media(self) -> None:
-        """Hold the media back (a lost uplink): the platform notices the silence."""
-        self.pace.pause()
-
-    def resume_media(self) -> None:
-        self.pace.resume()
-
-    async def stop(self) -> None:
-        """End the live session: DELETE the WHIP resource, close the connection."""
-        try:
-            if self.resource_url is not None:
-                await self._check(await self.http.delete(self.resource_url), 200, 204, 404)
-        finally:
-            self.resource_url = None
-            if self.pc is not None:
-                await self.pc.close()
-                self.pc = None
-
-    async def aclose(self) -> None:
-        if self.pc is not None:
-            await self.pc.close()
-            self.pc = None
-        if self._own_http:
-            await self.http.aclose()
+# The names callers and tests import from here, wherever they now live.
+__all__ = [
+    "AUDIO_PTIME_S", "AUDIO_RATE", "CONNECT_TIMEOUT_S", "LINK_CHECK_S", "LINK_TIMEOUT_S", "REPUBLISH_BACKOFF_S",
+    "REPUBLISH_TIMEOUT", "VIDEO_CLOCK", "CameraAudioTrack", "CameraVideoTrack", "Frames", "LiveError", "LiveEvent",
+    "LiveFeed", "LiveLink", "LivePublisher", "LiveStart", "Samples", "first_answer", "prefer",
+]
 
 
 # --- the camera agent's live link ------------------------------------------------------------------------
@@ -367,146 +84,6 @@ class LiveEvent:
     session_id: str | None = None
     data: dict = field(default_factory=dict)
     at: float = field(default_factory=time.time)
-
-
-class _Gaps:
-    """The longest recent interval between two deliveries of the agent: how much delay a FIFO needs."""
-
-    def __init__(self, keep: int = 60) -> None:
-        self._last: float | None = None
-        self._gaps: deque[float] = deque(maxlen=keep)
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        if self._last is not None:
-            self._gaps.append(now - self._last)
-        self._last = now
-
-    @property
-    def longest(self) -> float:
-        return max(self._gaps, default=0.0)
-
-
-class LiveFeed:
-    """What the camera agent captures, handed to the live tracks through two short FIFOs.
-
-    The capture loop puts pictures (one per captured frame) and sound (what it reads from the microphone
-    for the recording); the live tracks take one picture per 1/fps and 20 ms of sound at a time. Each FIFO
-    keeps the delay it needs to ride over the gaps between the agent's deliveries (one frame in real time;
-    a burst per tick for a simulated camera) and drops what is older: the live stream stays close to the
-    recording. When the agent falls behind, the last picture is repeated and the sound is silence; before
-    the first picture, a black one. Only while `active` (a live session) does it hold anything.
-    """
-
-    MAX_DELAY_S = 1.0
-    AUDIO_MARGIN_S = 0.04
-
-    def __init__(self, width: int, height: int, fps: int, sample_rate: int = AUDIO_RATE) -> None:
-        self.width, self.height, self.fps, self.sample_rate = width, height, fps, sample_rate
-        self._lock = threading.Lock()
-        self.active = False
-        self._video: deque[np.ndarray] = deque()
-        self._last = np.zeros((height, width, 3), np.uint8)
-        self._audio = np.zeros(0, np.float32)
-        self._resampler: av.AudioResampler | None = None
-        self._video_gaps, self._audio_gaps = _Gaps(), _Gaps()
-        self._video_started = False
-        self._audio_buffering = True
-        self.stats = {"pictures_in": 0, "pictures_out": 0, "repeated": 0, "dropped": 0, "audio_underruns": 0}
-
-    def open(self) -> None:
-        with self._lock:
-            self._reset()
-            self.active = True
-
-    def close(self) -> None:
-        with self._lock:
-            self.active = False
-            self._reset()
-
-    def _reset(self) -> None:
-        self._video.clear()
-        self._audio = np.zeros(0, np.float32)
-        self._resampler = None
-        self._video_gaps, self._audio_gaps = _Gaps(), _Gaps()
-        self._video_started = False
-        self._audio_buffering = True
-
-    # --- the capture loop's side ---
-
-    def put_video(self, rgb: np.ndarray) -> None:
-        if not self.active:
-            return
-        if rgb.shape[:2] != (self.height, self.width):
-            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
-                width=self.width, height=self.height).to_ndarray()
-        else:
-            rgb = rgb.copy()  # the recording burns its overlay into the agent's array afterwards
-        with self._lock:
-            self._video.append(rgb)
-            self._video_gaps.tick()
-            self.stats["pictures_in"] += 1
-            while len(self._video) > self.fps * self.MAX_DELAY_S:
-                self._video.popleft()
-                self.stats["dropped"] += 1
-
-    def put_audio(self, frame: av.AudioFrame) -> None:
-        if not self.active:
-            return
-        if self._resampler is None:
-            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
-        copy = av.AudioFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name, layout=frame.layout.name)
-        copy.sample_rate = frame.sample_rate  # a copy: the recording's encoder sets the original's pts
-        parts = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(copy)]
-        if not parts:
-            return
-        with self._lock:
-            self._audio = np.concatenate([self._audio, *parts])
-            self._audio_gaps.tick()
-            cap = int(self.MAX_DELAY_S * self.sample_rate)
-            if len(self._audio) > cap:
-                self._audio = self._audio[-cap:]
-
-    # --- the live tracks' side ---
-
-    def picture(self, index: int) -> np.ndarray:
-        """The next picture to send (`Frames`)."""
-        with self._lock:
-            keep = max(1, math.ceil(self._video_gaps.longest * self.fps))
-            if not self._video_started and self._video:
-                while len(self._video) > 1:  # the first picture sent is the newest: no backlog from the start
-                    self._video.popleft()
-                    self.stats["dropped"] += 1
-                self._video_started = True
-            while len(self._video) > keep + 1:
-                self._video.popleft()
-                self.stats["dropped"] += 1
-            if self._video:
-                self._last = self._video.popleft()
-            else:
-                self.stats["repeated"] += 1
-            self.stats["pictures_out"] += 1
-            return self._last
-
-    def samples(self, first: int, count: int) -> np.ndarray:
-        """The next `count` samples to send (`Samples`); silence while buffering."""
-        with self._lock:
-            target = int((self._audio_gaps.longest + self.AUDIO_MARGIN_S) * self.sample_rate)
-            if self._audio_buffering:
-                if len(self._audio) < max(target, count):
-                    return np.zeros(count, np.float32)
-                self._audio_buffering = False
-                self._audio = self._audio[-max(target, count):]
-            if len(self._audio) < count:
-                out = np.concatenate([self._audio, np.zeros(count - len(self._audio), np.float32)])
-                self._audio = np.zeros(0, np.float32)
-                self._audio_buffering = True
-                self.stats["audio_underruns"] += 1
-                return out
-            out, self._audio = self._audio[:count], self._audio[count:]
-            if len(self._audio) > target + self.sample_rate // 5:
-                self._audio = self._audio[-target:]
-            return out
 
 
 class LiveLink:
