@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
-from temoin.camera import device_store
+from temoin.camera import device_sealing, device_verify, device_writer
 from temoin.camera.agent import AgentConfig, AgentState, CameraAgent
 from temoin.camera.buffer import PreEventBuffer, byte_budget
 from temoin.camera.clock import SimulatedClock
@@ -327,7 +327,8 @@ def test_manifest_carries_the_details_without_decrypting_again(tmp_path: Path, m
     def no_decryption(*_args):
         raise AssertionError("finalising must not decrypt the segments again")
 
-    monkeypatch.setattr(device_store, "_open", no_decryption)
+    for module in (device_sealing, device_verify, device_writer):  # each calls `_open` by its own name
+        monkeypatch.setattr(module, "_open", no_decryption)
     m = cam.agent.stop_recording().manifest
     assert m.trigger_detail == "theft in progress" and m.not_informed_detail == "suspect running"
     monkeypatch.undo()

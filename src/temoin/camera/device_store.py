@@ -30,621 +30,101 @@ refused with `StorageFull` before anything is written: nothing is ever deleted o
 make room. Headers, checkpoints and manifests are small and are always written, so that what was
 recorded can still be finalised; the budget is therefore exceeded by metadata at most. What to do
 when room runs low (the pre-event buffer gives way first, the wearer is warned) is the agent's policy.
+
+This module is the store's API (`DeviceStore`); the layout and formats are in `device_formats`, sealing in
+`device_sealing`, writing a recording in `device_writer`, verifying what is on disk in `device_verify`. Their
+names are re-exported here so that callers import from one place.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Final, Literal, Self, overload
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from temoin import errors
+from temoin.camera.device_formats import (
+    CHECKPOINT_RESERVE,
+    CHECKPOINT_SCHEMA,
+    DELETION_SCHEMA,
+    EVENTS_FILE,
+    HEADER_FILE,
+    HEADER_SCHEMA,
+    KEY_FILE,
+    MANIFEST_FILE,
+    MANIFEST_RESERVE,
+    MAX_PRE_EVENT_S,
+    QUARANTINE_DIR,
+    RESERVE_PER_FIX,
+    RESERVE_PER_SEGMENT,
+    Checkpoint,
+    Notice,
+    Quarantined,
+    ReceiptRejected,
+    RecordingHeader,
+    SignedCheckpoint,
+    SignedHeader,
+    StorageFull,
+    StorageUsage,
+    StoreError,
+    VaultDeletion,
+    _dump,
+    checkpoint_file,
+    segment_file,
+)
+from temoin.camera.device_sealing import _open as _open  # tests patch and call it from here
+from temoin.camera.device_verify import Prefix, check_deletion, damaged_segments, quarantined_in, verify_prefix
+from temoin.camera.device_writer import RecordingWriter, _StoredBytes, _StoredSegments
 from temoin.camera.files import atomic_write, fsync_dir, private_dir, remove_stale_tmp
 from temoin.camera.keys import DeviceKeys
-from temoin.camera.offload import ReceiptError, RecordingDeleted, SegmentFile, build_manifest
+from temoin.camera.offload import ReceiptError, RecordingDeleted
 from temoin.camera.platform_keys import PlatformTrust
-from temoin.evidence.canonical import b64d, b64e, canonical_bytes
-from temoin.evidence.chain import first_link, next_link
-from temoin.evidence.crypto import IntegrityError, Sealer, new_data_key, new_header, open_records, unwrap_key, wrap_key
-from temoin.evidence.manifest import (
-    HEX64,
-    SAFE_ID,
-    GpsFix,
-    NotInformedReason,
-    SegmentEntry,
-    SignedManifest,
-    SignedReceipt,
-    Trigger,
-    is_safe_id,
-)
-from temoin.evidence.signing import public_key_bytes, verify
+from temoin.evidence.crypto import IntegrityError, new_data_key, unwrap_key, wrap_key
+from temoin.evidence.manifest import SignedManifest, SignedReceipt, is_safe_id
+from temoin.evidence.signing import public_key_bytes
 from temoin.geo.territory import contains
 
-HEADER_SCHEMA: Final = "temoin.device-recording/1"
-CHECKPOINT_SCHEMA: Final = "temoin.checkpoint/1"
-KEY_FILE = "key.wrapped"
-HEADER_FILE = "recording.json"
-MANIFEST_FILE = "manifest.json"
-EVENTS_FILE = "events.jsonl"
-QUARANTINE_DIR = "quarantine"  # damaged segments, kept for examination once the intact ones are in the vault
-DELETION_SCHEMA = "temoin.deletion-certificate/1"
-MAX_PRE_EVENT_S = 120.0
-# Room kept, when a segment is written under a budget, for what must follow it (upper estimates).
-CHECKPOINT_RESERVE = 4096  # a signed checkpoint is about 1 KiB, plus its sealed fixes
-MANIFEST_RESERVE = 8192  # the signed manifest's fixed part, plus per segment and per fix below
-RESERVE_PER_SEGMENT = 512
-RESERVE_PER_FIX = 256
-
-
-class StoreError(errors.Fault, RuntimeError):
-    """The device store cannot do what was asked (nothing was deleted)."""
-
-
-class ReceiptRejected(errors.InvalidInput, StoreError):
-    """The vault's receipt does not prove the recording arrived: the local copy is kept."""
-
-
-class StorageFull(errors.StorageFull, StoreError):
-    """The store's byte budget cannot take this segment: nothing was written, nothing was deleted."""
-
-
-@dataclass(frozen=True)
-class StorageUsage:
-    budget_bytes: int | None  # None: no budget (the disk is the only limit)
-    used_bytes: int  # recordings and receipts on the device
-
-    @property
-    def free_bytes(self) -> int | None:
-        return None if self.budget_bytes is None else max(0, self.budget_bytes - self.used_bytes)
-
-
-@dataclass(frozen=True)
-class VaultDeletion:
-    """The vault deleted the recording before its upload ended; its signed certificate was checked."""
-
-    recording_id: str
-    reason: str
-    certificate_id: int
-    deleted_at: str
-
-
-@dataclass(frozen=True)
-class Quarantined:
-    """Segments of a handed-over recording that were damaged on the camera and kept apart."""
-
-    recording_id: str
-    folder: Path
-    files: list[str]  # the damaged segment files, by name
-
-
-def segment_file(index: int) -> str:
-    return f"seg-{index:06d}.enc"
-
-
-def checkpoint_file(index: int) -> str:
-    return f"seg-{index:06d}.ckpt.json"
-
-
-# --- signed documents --------------------------------------------------------------------------
-
-
-class Notice(BaseModel):
-    """Whether the filmed people were told that recording started, and why not (L241-2)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    persons_informed: bool
-    not_informed_reason: NotInformedReason | None = None
-    not_informed_detail: str | None = Field(default=None, max_length=500)
-
-    @model_validator(mode="after")
-    def _why_not(self) -> Self:
-        if not self.persons_informed and self.not_informed_reason is None:
-            raise ValueError("people were not told: say why (L241-2)")
-        return self
-
-    @classmethod
-    def told(cls) -> Notice:
-        return cls(persons_informed=True)
-
-    @classmethod
-    def not_told(cls, reason: NotInformedReason, detail: str | None = None) -> Notice:
-        return cls(persons_informed=False, not_informed_reason=reason, not_informed_detail=detail)
-
-
-class RecordingHeader(BaseModel):
-    """Written and signed when a recording starts, before any segment."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    schema_: Literal["temoin.device-recording/1"] = Field(default=HEADER_SCHEMA, alias="schema")
-    recording_id: str = Field(pattern=SAFE_ID)
-    camera_id: str = Field(pattern=SAFE_ID)
-    agent_id: str = Field(pattern=SAFE_ID)
-    trigger: Trigger
-    trigger_detail: str | None = Field(default=None, max_length=500)
-    triggered_at: AwareDatetime  # the button press or the input (Taser armed)
-    pre_event_buffer_s: float = Field(ge=0, le=MAX_PRE_EVENT_S, description="as configured")
-
-
-class Checkpoint(BaseModel):
-    """Written and signed after every segment: the recording's verifiable state so far."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    schema_: Literal["temoin.checkpoint/1"] = Field(default=CHECKPOINT_SCHEMA, alias="schema")
-    recording_id: str = Field(pattern=SAFE_ID)
-    header_sha256: str = Field(pattern=HEX64)
-    segment: SegmentEntry
-    stored_sha256: str = Field(pattern=HEX64, description="SHA-256 of the encrypted file on the device")
-    stored_size: int = Field(gt=0)
-    notice: Notice
-    gps_sealed: str | None = Field(default=None, description="base64 of the fixes of this span, sealed")
-    written_at: AwareDatetime
-
-
-def _signing_bytes(model: BaseModel) -> bytes:
-    # Each document carries its own schema name, so a signature over one can never pass for another.
-    return canonical_bytes(model.model_dump(mode="json", by_alias=True))
-
-
-class SignedHeader(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    header: RecordingHeader
-    signature: str
-
-    @classmethod
-    def sign(cls, header: RecordingHeader, key: Ed25519PrivateKey) -> SignedHeader:
-        return cls(header=header, signature=b64e(key.sign(_signing_bytes(header))))
-
-    def verify(self, public_key: bytes) -> bool:
-        return _verify(public_key, self.signature, _signing_bytes(self.header))
-
-    def digest(self) -> str:
-        return hashlib.sha256(_signing_bytes(self.header)).hexdigest()
-
-
-class SignedCheckpoint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    checkpoint: Checkpoint
-    signature: str
-
-    @classmethod
-    def sign(cls, checkpoint: Checkpoint, key: Ed25519PrivateKey) -> SignedCheckpoint:
-        return cls(checkpoint=checkpoint, signature=b64e(key.sign(_signing_bytes(checkpoint))))
-
-    def verify(self, public_key: bytes) -> bool:
-        return _verify(public_key, self.signature, _signing_bytes(self.checkpoint))
-
-
-def _verify(public_key: bytes, signature: str, message: bytes) -> bool:
-    try:
-        raw = b64d(signature)
-    except ValueError:
-        return False
-    return verify(public_key, raw, message)
-
-
-def _dump(model: BaseModel) -> bytes:
-    return model.model_dump_json(by_alias=True).encode()
-
-
-# --- sealing -----------------------------------------------------------------------------------
-
-
-def _seal(data_key: bytes, plaintext: bytes) -> bytes:
-    header = new_header()
-    return header + Sealer(data_key, header).seal(plaintext)
-
-
-def _open(data_key: bytes, blob: bytes) -> bytes:
-    return b"".join(open_records(io.BytesIO(blob), data_key))
-
-
-def _seal_fixes(data_key: bytes, fixes: Sequence[GpsFix]) -> str | None:
-    if not fixes:
-        return None
-    return b64e(_seal(data_key, canonical_bytes([f.model_dump(mode="json") for f in fixes])))
-
-
-def _open_fixes(data_key: bytes, sealed: str | None) -> list[GpsFix]:
-    if sealed is None:
-        return []
-    return [GpsFix.model_validate(f) for f in json.loads(_open(data_key, b64d(sealed)))]
-
-
-# --- the verifiable prefix ---------------------------------------------------------------------
-
-
-@dataclass
-class Prefix:
-    """What of a recording folder verifies: the header, then segments 0..n-1 in an unbroken chain."""
-
-    folder: Path
-    header: RecordingHeader | None = None
-    checkpoints: list[Checkpoint] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # tampering or damage: what broke the chain
-    interrupted: list[str] = field(default_factory=list)  # a write cut by a crash (expected, not tampering)
-    manifest: SignedManifest | None = None  # the finalised manifest, when present and consistent
-
-    @property
-    def ok(self) -> bool:
-        return self.header is not None and not self.problems
-
-    @property
-    def segments(self) -> list[SegmentEntry]:
-        return [c.segment for c in self.checkpoints]
-
-    @property
-    def finalised(self) -> bool:
-        return self.manifest is not None
-
-    @property
-    def chain_head(self) -> str | None:
-        return self.checkpoints[-1].segment.chain if self.checkpoints else None
-
-    @property
-    def seconds(self) -> float:
-        return sum(s.duration_s for s in self.segments)
-
-    @property
-    def notice(self) -> Notice | None:
-        return self.checkpoints[-1].notice if self.checkpoints else None
-
-
-def verify_prefix(folder: Path, device_public_key: bytes, storage_key: bytes | None = None) -> Prefix:
-    """Check what a (possibly destroyed) camera left of a recording.
-
-    With the device's public key alone: the signed header, then each checkpoint's signature, its
-    place in the segment chain, and the encrypted file it names (SHA-256 and size). With the
-    storage key too, each segment is decrypted and its plaintext checked against the chain.
-    The prefix stops at the first segment that does not verify; `problems` says why.
-    """
-    folder = Path(folder)
-    out = Prefix(folder)
-    try:
-        signed_header = SignedHeader.model_validate_json((folder / HEADER_FILE).read_bytes())
-    except FileNotFoundError:
-        out.problems.append(f"{HEADER_FILE} is missing: nothing of this recording can be verified")
-        return out
-    except ValidationError as exc:
-        out.problems.append(f"{HEADER_FILE} is malformed: {exc.errors()[0]['msg']}")
-        return out
-    if not signed_header.verify(device_public_key):
-        out.problems.append(f"{HEADER_FILE}: the device signature is invalid")
-        return out
-    header = signed_header.header
-    if header.recording_id != folder.name:
-        out.problems.append(f"{HEADER_FILE} names recording {header.recording_id}, not {folder.name}")
-        return out
-    out.header = header
-    data_key = _unwrap(folder, storage_key, header.recording_id, out) if storage_key is not None else None
-    header_digest = signed_header.digest()
-    previous: bytes | None = None
-    index = 0
-    while (folder / checkpoint_file(index)).exists():
-        problem = _check_segment(folder, index, device_public_key, header, header_digest, previous, data_key, out)
-        if problem:
-            out.problems.append(f"segment {index}: {problem}")
-            break
-        previous = bytes.fromhex(out.checkpoints[-1].segment.chain)
-        index += 1
-    _check_leftovers(folder, index, out)
-    _check_manifest(folder, device_public_key, out)
-    return out
-
-
-def _unwrap(folder: Path, storage_key: bytes, recording_id: str, out: Prefix) -> bytes | None:
-    try:
-        return unwrap_key(storage_key, (folder / KEY_FILE).read_bytes(), recording_id)
-    except (FileNotFoundError, IntegrityError) as exc:
-        out.problems.append(f"{KEY_FILE}: {exc}")
-        return None
-
-
-def _check_segment(folder: Path, index: int, public_key: bytes, header: RecordingHeader, header_digest: str,
-                   previous: bytes | None, data_key: bytes | None, out: Prefix) -> str | None:
-    try:
-        signed = SignedCheckpoint.model_validate_json((folder / checkpoint_file(index)).read_bytes())
-    except ValidationError as exc:
-        return f"checkpoint malformed ({exc.errors()[0]['msg']})"
-    if not signed.verify(public_key):
-        return "checkpoint signature invalid"
-    ckpt = signed.checkpoint
-    if ckpt.recording_id != header.recording_id or ckpt.header_sha256 != header_digest:
-        return "checkpoint belongs to another recording"
-    seg = ckpt.segment
-    if seg.index != index:
-        return f"checkpoint is numbered {seg.index}"
-    digest = bytes.fromhex(seg.sha256)
-    expected = first_link(header.recording_id, digest) if previous is None else next_link(previous, digest)
-    if seg.chain != expected.hex():
-        return "chain link does not follow from the previous segments"
-    try:
-        blob = (folder / segment_file(index)).read_bytes()
-    except FileNotFoundError:
-        return f"{segment_file(index)} is missing"
-    if len(blob) != ckpt.stored_size or hashlib.sha256(blob).hexdigest() != ckpt.stored_sha256:
-        return f"{segment_file(index)} is not the file that was checkpointed (altered or replaced)"
-    if data_key is not None:
-        try:
-            plain = _open(data_key, blob)
-        except IntegrityError as exc:
-            return f"does not decrypt: {exc}"
-        if len(plain) != seg.size or hashlib.sha256(plain).hexdigest() != seg.sha256:
-            return "decrypted content does not match its hash"
-    out.checkpoints.append(ckpt)
-    return None
-
-
-def _check_leftovers(folder: Path, verified: int, out: Prefix) -> None:
-    later = sorted(p.name for p in folder.glob("seg-*")
-                   if (index := _index_of(p.name)) is not None and index > verified)
-    if later:
-        # Segments after a gap: one in the middle was removed or damaged.
-        out.problems.append(f"files after the verified prefix (segment {verified} breaks it): {later[:5]}")
-    orphan = folder / segment_file(verified)
-    if orphan.exists() and not (folder / checkpoint_file(verified)).exists():
-        out.interrupted.append(f"{orphan.name} was written but not checkpointed (interrupted)")
-
-
-def _index_of(name: str) -> int | None:
-    try:
-        return int(name[4:10])
-    except ValueError:
-        return None
-
-
-def _check_manifest(folder: Path, public_key: bytes, out: Prefix) -> None:
-    path = folder / MANIFEST_FILE
-    if not path.exists():
-        return
-    try:
-        signed = SignedManifest.model_validate_json(path.read_bytes())
-    except ValidationError as exc:
-        out.problems.append(f"{MANIFEST_FILE} is malformed: {exc.errors()[0]['msg']}")
-        return
-    if not signed.verify(public_key):
-        out.problems.append(f"{MANIFEST_FILE}: the device signature is invalid")
-    elif signed.manifest.segments != out.segments or signed.manifest.recording_id != folder.name:
-        out.problems.append(f"{MANIFEST_FILE} does not describe the checkpointed segments")
-    else:
-        out.manifest = signed
-
-
-def quarantined_in(root: Path) -> list[Quarantined]:
-    """What sits in a camera's quarantine folder: damaged segments kept for examination."""
-    folder = Path(root) / QUARANTINE_DIR
-    if not folder.exists():
-        return []
-    return [Quarantined(d.name, d, sorted(f.name for f in d.glob("seg-*.enc")))
-            for d in sorted(folder.iterdir()) if d.is_dir()]
-
-
-def check_deletion(certificate: dict, platform_keys: bytes | PlatformTrust,
-                   signed: SignedManifest) -> VaultDeletion | str:
-    """The vault's deletion certificate for this recording, verified with a platform key trusted and valid when
-    it says the recording was deleted; or why it proves nothing."""
-    trust = PlatformTrust.of(platform_keys)
-    assert trust is not None
-    try:
-        body = str(certificate["body"]).encode()
-        statement = json.loads(body)
-        at = datetime.fromisoformat(str(statement["deleted_at"]))
-        checked = trust.check(str(certificate["signature"]), body, key_id=statement.get("platform_key_id"), at=at)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return "the deletion statement is malformed"
-    if isinstance(checked, str):
-        return f"the deletion statement is not signed by the pinned platform key or one it endorsed ({checked})"
-    m = signed.manifest
-    if (not isinstance(statement, dict) or statement.get("schema") != DELETION_SCHEMA
-            or statement.get("recording_id") != m.recording_id or statement.get("camera_id") != m.camera_id
-            or statement.get("manifest_sha256") != signed.digest()):
-        return "the deletion statement describes another recording"
-    return VaultDeletion(m.recording_id, str(statement.get("reason")), int(certificate.get("id") or 0),
-                         str(statement.get("deleted_at")))
-
-
-def damaged_segments(folder: Path, device_public_key: bytes) -> tuple[SignedManifest, list[int]]:
-    """A finalised recording checked segment by segment: its signed manifest and the segments whose
-    file (or checkpoint) on the camera no longer matches what was signed. The manifest's hashes and
-    chain still prove every other segment, so one damaged segment does not hold the rest back.
-
-    Raises StoreError when the header or the manifest itself does not verify (nothing can be sent)."""
-    try:
-        signed_header = SignedHeader.model_validate_json((folder / HEADER_FILE).read_bytes())
-        signed = SignedManifest.model_validate_json((folder / MANIFEST_FILE).read_bytes())
-    except (FileNotFoundError, ValidationError) as exc:
-        raise StoreError(f"recording {folder.name}: header or manifest missing or malformed ({exc}): kept") from None
-    header = signed_header.header
-    if (not signed_header.verify(device_public_key) or not signed.verify(device_public_key)
-            or header.recording_id != folder.name or signed.manifest.recording_id != folder.name
-            or signed.manifest.camera_id != header.camera_id):
-        raise StoreError(f"recording {folder.name}: its header or manifest does not verify: kept for examination")
-    out, damaged, previous = Prefix(folder, header), [], None
-    for entry in signed.manifest.segments:
-        if (folder / checkpoint_file(entry.index)).exists():
-            problem = _check_segment(folder, entry.index, device_public_key, header, signed_header.digest(),
-                                     previous, None, out)
-        else:
-            problem = "checkpoint missing"
-        if problem or out.checkpoints[-1].segment != entry:
-            damaged.append(entry.index)
-        previous = bytes.fromhex(entry.chain)
-    return signed, damaged
-
-
-# --- writing -----------------------------------------------------------------------------------
-
-
-class RecordingWriter:
-    """Appends segments to one recording on the device; `finalise` signs its manifest."""
-
-    def __init__(self, store: DeviceStore, signed_header: SignedHeader, data_key: bytes) -> None:
-        self.store = store
-        self.header = signed_header.header
-        self.folder = store.folder(self.header.recording_id)
-        self._header_digest = signed_header.digest()
-        self._data_key = data_key
-        self._entries: list[SegmentEntry] = []
-        self._fixes: list[GpsFix] = []
-        self.notice: Notice | None = None
-        self.closed = False
-
-    @property
-    def recording_id(self) -> str:
-        return self.header.recording_id
-
-    @property
-    def segments(self) -> list[SegmentEntry]:
-        return list(self._entries)
-
-    def add_segment(self, data: bytes, started_at: datetime, duration_s: float, *, notice: Notice,
-                    fixes: Sequence[GpsFix] = ()) -> SegmentEntry:
-        """Seal and write the next segment, then its signed checkpoint (both atomic, fsynced)."""
-        self._check_open()
-        index = len(self._entries)
-        stored = _seal(self._data_key, data)
-        # Under a budget, the segment must fit with its checkpoint and the (grown) manifest to come.
-        self.store.reserve(len(stored) + CHECKPOINT_RESERVE + RESERVE_PER_FIX * len(fixes) + MANIFEST_RESERVE
-                           + RESERVE_PER_SEGMENT * (index + 1) + RESERVE_PER_FIX * (len(self._fixes) + len(fixes)),
-                           what=f"segment {index} of {self.recording_id}")
-        self.store.write(self.folder / segment_file(index), stored)
-        return self._checkpoint(index, data, stored, started_at, duration_s, notice, fixes)
-
-    def _checkpoint(self, index: int, data: bytes, stored: bytes, started_at: datetime, duration_s: float,
-                    notice: Notice, fixes: Sequence[GpsFix]) -> SegmentEntry:
-        digest = hashlib.sha256(data).digest()
-        link = first_link(self.recording_id, digest) if index == 0 else next_link(
-            bytes.fromhex(self._entries[-1].chain), digest)
-        entry = SegmentEntry(index=index, size=len(data), sha256=digest.hex(), chain=link.hex(),
-                             started_at=started_at, duration_s=duration_s)
-        ckpt = Checkpoint(recording_id=self.recording_id, header_sha256=self._header_digest, segment=entry,
-                          stored_sha256=hashlib.sha256(stored).hexdigest(), stored_size=len(stored), notice=notice,
-                          gps_sealed=_seal_fixes(self._data_key, fixes), written_at=self.store.clock())
-        signed = SignedCheckpoint.sign(ckpt, self.store.signing_key)
-        self.store.write(self.folder / checkpoint_file(index), _dump(signed))
-        self._entries.append(entry)
-        self._fixes.extend(fixes)
-        self.notice = notice
-        return entry
-
-    @classmethod
-    def resume(cls, store: DeviceStore, signed_header: SignedHeader, data_key: bytes,
-               checkpoints: Sequence[Checkpoint]) -> RecordingWriter:
-        """Continue a recording from its verified checkpoints (after a crash)."""
-        writer = cls(store, signed_header, data_key)
-        for ckpt in checkpoints:
-            writer._entries.append(ckpt.segment)
-            writer._fixes.extend(_open_fixes(data_key, ckpt.gps_sealed))
-            writer.notice = ckpt.notice
-        return writer
-
-    def adopt_orphan(self) -> bool:
-        """Checkpoint the segment written just before a crash cut its checkpoint, if it decrypts."""
-        self._check_open()
-        index = len(self._entries)
-        try:
-            stored = (self.folder / segment_file(index)).read_bytes()
-            data = _open(self._data_key, stored)
-        except (FileNotFoundError, IntegrityError):
-            return False  # absent, torn or altered: not part of the recording
-        if self._entries:
-            last = self._entries[-1]
-            started = last.started_at + timedelta(seconds=last.duration_s)
-        else:
-            started = self.header.triggered_at
-        notice = self.notice or Notice.not_told(NotInformedReason.OTHER, "unknown: the camera stopped abruptly")
-        self._checkpoint(index, data, stored, started, _probe_duration(data), notice, ())
-        return True
-
-    def finalise(self, *, notice: Notice | None = None, ended_at: datetime | None = None,
-                 clock_offset_ms: int | None = None, outside_territory: bool = False) -> SignedManifest:
-        """Build the manifest from the checkpointed entries (`build_manifest`), sign it, write it.
-
-        The entries were computed from the plaintext as each segment was written (or, after a
-        crash, re-verified by decrypting it): nothing is decrypted again here.
-        """
-        self._check_open()
-        if not self._entries:
-            raise StoreError(f"recording {self.recording_id} has no segment: nothing to finalise")
-        notice = notice or self.notice
-        assert notice is not None
-        manifest = build_manifest(
-            recording_id=self.recording_id, camera_id=self.header.camera_id, agent_id=self.header.agent_id,
-            entries=self._entries, trigger=self.header.trigger, trigger_detail=self.header.trigger_detail,
-            persons_informed=notice.persons_informed, not_informed_reason=notice.not_informed_reason,
-            not_informed_detail=notice.not_informed_detail, gps_track=self._fixes,
-            pre_event_buffer_s=_pre_event(self.header.triggered_at, self._entries[0].started_at),
-            clock_offset_ms=clock_offset_ms, outside_territory=outside_territory, ended_at=ended_at)
-        signed = SignedManifest.sign(manifest, self.store.signing_key)
-        self.store.write(self.folder / MANIFEST_FILE, _dump(signed))
-        self.closed = True
-        self._data_key = b""
-        return signed
-
-    @property
-    def fixes(self) -> list[GpsFix]:
-        return list(self._fixes)
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise StoreError(f"recording {self.recording_id} is finalised")
-
-
-def _pre_event(triggered_at: datetime, first_start: datetime) -> float:
-    return round(min(MAX_PRE_EVENT_S, max(0.0, (triggered_at - first_start).total_seconds())), 3)
-
-
-class _StoredSegments(Sequence[SegmentFile]):
-    """The segments of a recording as stored, decrypted one at a time on access (bounded memory)."""
-
-    def __init__(self, folder: Path, data_key: bytes, entries: Sequence[SegmentEntry]) -> None:
-        self.folder, self._key, self._entries = folder, data_key, list(entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @overload
-    def __getitem__(self, i: int) -> SegmentFile: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[SegmentFile]: ...
-
-    def __getitem__(self, i: int | slice) -> SegmentFile | list[SegmentFile]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        entry = self._entries[i]
-        try:
-            data = _open(self._key, (self.folder / segment_file(entry.index)).read_bytes())
-        except (FileNotFoundError, IntegrityError) as exc:
-            raise StoreError(f"{self.folder.name} segment {entry.index}: cannot be read back ({exc}): kept") from exc
-        if hashlib.sha256(data).hexdigest() != entry.sha256:
-            raise StoreError(f"{self.folder.name} segment {entry.index}: stored content does not match its hash")
-        return SegmentFile(data, entry.started_at, entry.duration_s)
-
-
-class _StoredBytes(Sequence[bytes]):
-    def __init__(self, segments: _StoredSegments) -> None:
-        self._segments = segments
-
-    def __len__(self) -> int:
-        return len(self._segments)
-
-    def __getitem__(self, i):  # int or slice, like any Sequence
-        got = self._segments[i]
-        return [s.data for s in got] if isinstance(got, list) else got.data
+# The names callers and tests import from here, wherever they now live.
+__all__ = [
+    "CHECKPOINT_RESERVE",
+    "CHECKPOINT_SCHEMA",
+    "DELETION_SCHEMA",
+    "EVENTS_FILE",
+    "HEADER_FILE",
+    "HEADER_SCHEMA",
+    "KEY_FILE",
+    "MANIFEST_FILE",
+    "MANIFEST_RESERVE",
+    "MAX_PRE_EVENT_S",
+    "QUARANTINE_DIR",
+    "RESERVE_PER_FIX",
+    "RESERVE_PER_SEGMENT",
+    "Checkpoint",
+    "DeviceStore",
+    "Notice",
+    "Prefix",
+    "Quarantined",
+    "ReceiptRejected",
+    "RecordingHeader",
+    "RecordingWriter",
+    "Sender",
+    "SignedCheckpoint",
+    "SignedHeader",
+    "StorageFull",
+    "StorageUsage",
+    "StoreError",
+    "VaultDeletion",
+    "check_deletion",
+    "checkpoint_file",
+    "damaged_segments",
+    "quarantined_in",
+    "segment_file",
+    "verify_prefix",
+]
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -912,17 +392,3 @@ class DeviceStore:
                 self._erase(rid)
             else:
                 remove_stale_tmp(self.recordings_dir / rid)
-
-
-def _probe_duration(data: bytes) -> float:
-    """Duration of an fMP4 segment from its video frames (for a segment adopted after a crash)."""
-    import av
-
-    with av.open(io.BytesIO(data), "r") as container:
-        stream = container.streams.video[0]
-        pts = [p.pts for p in container.demux(stream) if p.pts is not None]
-        if not pts:
-            return 0.0
-        assert stream.time_base is not None  # a demuxed stream has one
-        rate = float(stream.average_rate or stream.guessed_rate or 15)
-        return float((max(pts) - min(pts)) * stream.time_base) + 1 / rate
