@@ -222,6 +222,24 @@ def test_a_dpo_alone_cannot_erase_and_only_candidates_or_justified_recordings(pl
         assert db.get(Recording, avenue).state == "deleted" and db.get(Recording, later).state == "stored"
 
 
+def test_an_erasure_acts_on_the_candidates_the_request_search_lists_for_one_time_of_the_facts(platform, client):
+    """One time of the facts alone is widened by an hour on its open side, the same for the candidate search and
+    the erasure: what the search lists needs no justification, what it does not list needs one."""
+    commune, t0, avenue, quay, later = _scene(platform, client)
+    csrf = sign_in(platform, client, commune.users[Role.DPO])
+    cases = [({"facts_start": (t0 + timedelta(hours=2, minutes=30)).isoformat()}, [later], avenue),
+             ({"facts_end": (t0 + timedelta(minutes=10)).isoformat()}, [avenue, quay], later)]
+    for facts, listed, unlisted in cases:
+        req = _create(client, csrf, kind="erasure", **facts)
+        found = client.get(f"/api/v1/rights/requests/{req['id']}/candidates").json()["candidates"]
+        assert [c["recording_id"] for c in found] == listed
+        url = f"/api/v1/rights/requests/{req['id']}/erasure"
+        r = client.post(url, headers=_h(csrf), json={"recording_ids": [unlisted]})
+        assert r.status_code == 409 and unlisted in r.json()["detail"] and "justify" in r.json()["detail"]
+        r = client.post(url, headers=_h(csrf), json={"recording_ids": listed})
+        assert r.status_code == 201 and r.json()["justified"] == [], r.text
+
+
 def test_another_communes_register_and_recordings_are_out_of_reach(platform, client):
     a = make_commune(platform, "aval", cameras=1)
     b = make_commune(platform, "brume", cameras=1)
@@ -270,6 +288,11 @@ def test_without_the_redaction_engine_copies_are_refused_with_a_clear_message(pl
     req = _create(client, csrf)
     r = client.post(f"/api/v1/rights/requests/{req['id']}/copies", headers=_h(csrf), json={"recording_id": rid})
     assert r.status_code == 503 and "redaction engine" in r.json()["detail"]
+    assert client.get(f"/api/v1/rights/requests/{req['id']}/copies").json() == []
+    # The page answers as the API does: unavailable for now, not a conflict with the request.
+    r = client.post(f"/rights/{req['id']}/copies", data={"recording_id": rid, "csrf_token": csrf},
+                    follow_redirects=False)
+    assert r.status_code == 503 and "redaction engine" in r.text
     assert client.get(f"/api/v1/rights/requests/{req['id']}/copies").json() == []
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+TILE_PLACEHOLDERS = ("{z}", "{x}", "{y}")  # in any order: IGN's WMTS names TILECOL before TILEROW
 
 
 class TenantSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
-    # Basemap of the CSU's map: a raster tile URL ({z}/{x}/{y}) for production; None draws the embedded
-    # vector basemap (territory outline and streets), which needs no network.
-    tile_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://.*\{z\}.*\{x\}.*\{y\}.*$")
+    # Basemap of the CSU's map: an https:// raster tile URL template ({z}, {x}, {y}) for production; None draws
+    # the embedded vector basemap (territory outline and streets), which needs no network.
+    tile_url: str | None = Field(default=None, max_length=500)
     tile_attribution: str | None = Field(default=None, max_length=300)
     # Fixed CCTV cameras shown beside a live feed: those within this radius of the agent.
     cctv_radius_m: float = Field(default=300.0, gt=0, le=5000)
@@ -36,6 +38,24 @@ class TenantSettings(BaseModel):
     # as CIDR ranges ("10.20.0.0/16,192.168.5.0/24"). None declared: no connection (supervision/outbound.py).
     cctv_networks: list[str] = Field(default_factory=list, max_length=64)
 
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or info.field_name in (info.context or {}).get("stored", ()):
+            return value  # as stored: checked when it was set (a row may predate these rules; it must still read)
+        if value.lower().startswith("http://"):
+            raise ValueError("an http:// tile URL is refused: the pages' Content-Security-Policy loads images over "
+                             "HTTPS only, so the map would stay blank; use the provider's https:// address")
+        if not value.lower().startswith("https://"):
+            raise ValueError("write the tile URL as an https:// template holding {z}, {x} and {y}")
+        for placeholder in TILE_PLACEHOLDERS:
+            count = value.count(placeholder)
+            if count != 1:
+                found = f"lacks {placeholder}" if count == 0 else f"holds {placeholder} {count} times"
+                raise ValueError(f"the tile URL {found}: write each of {{z}}, {{x}} and {{y}} exactly "
+                                 "once (in any order)")
+        return value
+
     @field_validator("cctv_networks", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> Any:
@@ -56,7 +76,8 @@ class TenantSettings(BaseModel):
 
 def settings_of(tenant: Any) -> TenantSettings:
     """The tenant's settings, defaults filled in (a row written before a setting existed keeps working)."""
-    return TenantSettings.model_validate(getattr(tenant, "settings", None) or {})
+    stored = getattr(tenant, "settings", None) or {}
+    return TenantSettings.model_validate(stored, context={"stored": set(stored)})
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str | None]:

@@ -7,8 +7,6 @@ from the facts recorded on the request) or recordings the proposer justifies one
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,7 +15,7 @@ from temoin.db import utcnow
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
-from temoin.rights.candidates import find_candidates
+from temoin.rights.candidates import SearchWindowInvalid, candidates_for_request
 from temoin.rights.models import ErasureProposal, ProposalState, RequestKind, RequestStatus, RightsRequest
 from temoin.rights.register import RightsError, may_see
 from temoin.vault import derived
@@ -47,23 +45,17 @@ class ProposalNotFound(errors.NotFound, LookupError):
     pass
 
 
-FACTS_WINDOW = timedelta(hours=1)  # around the facts' time when the request gives only one (as the register)
 MIN_JUSTIFICATION = 10
 
 
 def candidate_ids(db: Session, user: User, req: RightsRequest) -> set[str]:
-    """The recordings the request's own candidate search finds (its facts: time, place, agent) among those the
-    user may know of."""
-    start, end = req.facts_start, req.facts_end
-    if start is None and end is None:
-        return set()
-    start, end = start or end - FACTS_WINDOW, end or start + FACTS_WINDOW
+    """The recordings the request's candidate search finds (rights.candidates, from the facts recorded on the
+    request): exactly those its page lists, so an erasure acts on nothing the search did not show."""
     try:
-        found = find_candidates(db, user, start, end, lat=req.place_lat, lon=req.place_lon,
-                                radius_m=req.radius_m, agent=req.agent_ref, limit=5000)
-    except ValueError:
+        found = candidates_for_request(db, user, req)
+    except SearchWindowInvalid:  # no time for the facts: no candidate, each recording needs a justification
         return set()
-    return {c.recording_id for c in found}
+    return {c.recording_id for c in found.candidates}
 
 
 def _clean_ids(req: RightsRequest, recording_ids: list[str]) -> list[str]:

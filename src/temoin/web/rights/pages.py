@@ -21,6 +21,7 @@ from temoin.rights.erasure import ErasureRefused, RecordingsNotFound
 from temoin.rights.models import RedactedCopy, RequestKind, RequestStatus
 from temoin.vault import catalogue
 from temoin.vault.models import Recording
+from temoin.web import problems
 from temoin.web.deps import Principal, get_db, get_platform
 from temoin.web.i18n import gettext, lang_of
 from temoin.web.rights.schemas import RowId
@@ -180,9 +181,10 @@ def request_copy(request_id: RowId, request: Request, recording_id: str = Form("
         copy = copies_mod.start_copy(p, db, who.user, req, recording_id)
     except (register.RequestNotFound, copies_mod.CopyNotFound, register.RightsError,
             copies_mod.EngineMissing) as exc:
-        # Not the request's page: a role that may redact need not be one that reads the register.
-        status = 409 if isinstance(exc, register.RightsError | copies_mod.EngineMissing) else 404
-        return _page(request, "error.html", who, status=status, title=gettext(lang_of(request), "Error"),
+        # Not the request's page: a role that may redact need not be one that reads the register. The API's
+        # status (a missing engine: 503), from the one table.
+        return _page(request, "error.html", who, status=problems.status_of(exc)[0],
+                     title=gettext(lang_of(request), "Error"),
                      error=str(exc))
     return RedirectResponse(f"/rights/copies/{copy.id}", 303)
 
