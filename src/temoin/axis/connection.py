@@ -15,6 +15,7 @@ import re
 import secrets
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -95,7 +96,7 @@ def _certificate_b64(pem: bytes) -> str:
 
 
 def issue(p: VaultContext, db: Session, tenant: Tenant, *, urls: list[str], by: Actor,
-          certificates: list[bytes] = (), want_encryption: bool = True, container_type: str = "mp4",
+          certificates: Sequence[bytes] = (), want_encryption: bool = True, container_type: str = "mp4",
           site_name: str | None = None) -> IssuedConnection:
     """A new connection file for the tenant; the previous connection stops working at once (rotation)."""
     if not urls:

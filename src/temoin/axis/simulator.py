@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from temoin import errors
 from temoin.axis import e2e
@@ -151,9 +152,13 @@ class BodyWornSystem:
     def upload(self, rec: Recording, *, complete: bool = True) -> str:
         """The whole hand-over of one recording. Returns the container name."""
         want_encryption = bool(self.cf.get("WantEncryption"))
-        public_key = None
+        public_key: rsa.RSAPublicKey | None = None
         if want_encryption:
-            public_key = serialization.load_pem_public_key(base64.b64decode(self.cf["PublicKey"]))
+            key = serialization.load_pem_public_key(base64.b64decode(self.cf["PublicKey"]))
+            if not isinstance(key, rsa.RSAPublicKey):
+                raise ValueError("the connection file's PublicKey is not an RSA key: Axis end-to-end encryption "
+                                 "wraps content keys with RSA-OAEP; issue a new connection file")
+            public_key = key
         ctype = self.cf.get("ContainerType", "mkv")
         start, stop = rec.clips[0].started_at, rec.clips[-1].stopped_at
         location = f"{rec.track[0][0]:.6f}{rec.track[0][1]:+.6f}" if rec.track else None

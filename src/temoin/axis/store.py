@@ -358,8 +358,10 @@ class ObjectUpload:
             raise Unavailable(f"object {name[:80]!r} is being written by another request: try again shortly")
         try:
             self.data_key = data_key(p, db, container)
-            slot = db.scalar(update(AxisContainer).where(AxisContainer.id == container.id)
-                             .values(next_slot=AxisContainer.next_slot + 1).returning(AxisContainer.next_slot))
+            # scalar_one: the container row exists (we hold its object), so the update returns exactly one slot
+            slot = db.execute(update(AxisContainer).where(AxisContainer.id == container.id)
+                              .values(next_slot=AxisContainer.next_slot + 1)
+                              .returning(AxisContainer.next_slot)).scalar_one()
             db.commit()  # the slot is ours even if the server dies now: a retry takes the next one
             self.slot = FIRST_SLOT + slot
             self.key = blob_key(tenant.slug, container.storage_id, self.slot)

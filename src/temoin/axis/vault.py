@@ -181,8 +181,8 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
     track = _track(p, db, tenant, container, objects)
     categories, marks = _bookmarks(p, db, tenant, container, objects)
     meta = container.meta or {}
-    first_start = epoch(clips[0].meta, "StartTime")
-    last_stop = max(epoch(c.meta, "StopTime") for c in clips)
+    first_start = _clip_time(clips[0], "StartTime")
+    last_stop = max(_clip_time(c, "StopTime") for c in clips)
     started = epoch(meta, "StartTime") or first_start
     ended = epoch(meta, "StopTime") or last_stop
     hashes = [bytes.fromhex(c.sha256) for c in clips]
@@ -211,8 +211,8 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
         "manifest": {"recording_id": rec.id, "camera_id": device.id, "agent_id": rec.agent_ref,
                      "started_at": started.isoformat(), "ended_at": ended.isoformat(), "gps_track": track,
                      "segments": [{"index": i, "sha256": c.sha256, "size": c.size, "chain": links[i].hex(),
-                                   "started_at": epoch(c.meta, "StartTime").isoformat(),
-                                   "duration_s": (epoch(c.meta, "StopTime") - epoch(c.meta, "StartTime"))
+                                   "started_at": _clip_time(c, "StartTime").isoformat(),
+                                   "duration_s": (_clip_time(c, "StopTime") - _clip_time(c, "StartTime"))
                                    .total_seconds()} for i, c in enumerate(clips)],
                      "chain_head": links[-1].hex()},
     }
@@ -231,8 +231,8 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
         if obj.kind != "clip":
             p.store.promote(blob_key(tenant.slug, rec.id, obj.slot))
     rec.segments = [Segment(index=i, size=c.size, sha256=c.sha256, chain=links[i].hex(),
-                            started_at=epoch(c.meta, "StartTime"),
-                            duration_s=(epoch(c.meta, "StopTime") - epoch(c.meta, "StartTime")).total_seconds(),
+                            started_at=_clip_time(c, "StartTime"),
+                            duration_s=(_clip_time(c, "StopTime") - _clip_time(c, "StartTime")).total_seconds(),
                             complete=True) for i, c in enumerate(clips)]
     for i, clip in enumerate(clips):
         clip.slot = i  # its blob now lives at the segment's index
@@ -273,6 +273,13 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
     return rec
 
 
+def _clip_time(clip: AxisObject, key: str) -> datetime:
+    """StartTime or StopTime of a stored clip: present, since store._check_clip refuses a clip without both."""
+    at = epoch(clip.meta, key)
+    assert at is not None, f"clip {clip.name!r} was stored without {key} (store._check_clip requires it)"
+    return at
+
+
 def _sweep_staging(p: VaultContext, tenant: Tenant, rec_id: str) -> None:
     """Bodies cut by a crash (never an object) are left in staging: gone once the recording is stored."""
     folder = Path(p.store.staging) / tenant.slug / rec_id
@@ -294,7 +301,7 @@ def playback(p: VaultContext, db: Session, rec: Recording, index: int, original:
     key_obj = key_object_for(clip.name, objects) if clip else None
     if key_obj is None:
         return None
-    tenant = db.get(Tenant, rec.tenant_id)
+    tenant = db.get_one(Tenant, rec.tenant_id)
     key_file = e2e.KeyFile(read_object(p, db, tenant, container, key_obj))
     return e2e.decrypt(private_key(p, db, tenant.id, key_file.public_key_id), key_file, original)
 
@@ -304,7 +311,7 @@ def clip_plaintext(p: VaultContext, db: Session, rec: Recording, index: int) -> 
     container = db.scalar(select(AxisContainer).where(AxisContainer.recording_id == rec.id))
     if container is None:
         return None
-    tenant = db.get(Tenant, rec.tenant_id)
+    tenant = db.get_one(Tenant, rec.tenant_id)
     objects = {o.name: o for o in db.scalars(select(AxisObject).where(AxisObject.container_id == container.id))}
     clip = next((o for o in objects.values() if o.kind == "clip" and o.slot == index), None)
     key_obj = key_object_for(clip.name, objects) if clip else None
@@ -313,6 +320,7 @@ def clip_plaintext(p: VaultContext, db: Session, rec: Recording, index: int) -> 
     from temoin.evidence import crypto
 
     key_file = e2e.KeyFile(read_object(p, db, tenant, container, key_obj))
+    assert rec.wrapped_key is not None, "an Axis recording gets its data key when its container opens (store)"
     dk = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
     with p.store.open(blob_key(tenant.slug, rec.id, index)) as fh:
         return b"".join(e2e.decrypt(private_key(p, db, tenant.id, key_file.public_key_id), key_file,

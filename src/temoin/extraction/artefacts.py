@@ -22,12 +22,13 @@ class Packages:
         tenants = {r.tenant_id for r in rows}
         for ext in db.scalars(select(Extraction).where(Extraction.tenant_id.in_(tenants),
                                                        Extraction.package_path.is_not(None)).order_by(Extraction.id)):
+            assert ext.package_path is not None, "selected with package_path IS NOT NULL"
             for rid in wanted.intersection(ext.recording_ids or []):
                 yield rid, Artefact(EXTRACTION_PACKAGE, ext.id, (ext.package_path,), (f"{ext.media_kind} package",),
                                     ext.package_sha256)
 
     def clear(self, db: Session, artefact: Artefact, now: datetime, reason: str) -> bool:
-        ext = db.get(Extraction, artefact.id)
+        ext = db.get_one(Extraction, artefact.id)  # the artefact was listed from this row
         if ext.package_path is None:
             return False
         ext.package_path, ext.package_deleted_at = None, now

@@ -154,6 +154,7 @@ def purge_expired(p: VaultContext, db: Session, now: datetime | None = None) -> 
                                                     Extraction.expires_at <= now)))
     actor = Actor.system("retention")
     for row in rows:
+        assert row.package_path is not None, "selected with package_path IS NOT NULL"
         (p.settings.home / row.package_path).unlink(missing_ok=True)
         row.package_path, row.package_deleted_at = None, now
         p.record(db, EntryDraft(action=Action.ERASURE, event="extraction.package_deleted", actor=actor,

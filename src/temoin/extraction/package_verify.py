@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -94,8 +94,11 @@ def _member_problem(name: str, exc: Exception) -> str:
 class _Package:
     """Files of a package, by their path inside it, whether a folder or a zip."""
 
-    def names(self) -> set[str]: ...
-    def open(self, name: str) -> BinaryIO: ...
+    def names(self) -> set[str]:
+        raise NotImplementedError
+
+    def open(self, name: str) -> IO[bytes] | _Member:
+        raise NotImplementedError
 
     def read(self, name: str) -> bytes:
         with self.open(name) as fh:
@@ -113,7 +116,7 @@ class _Folder(_Package):
     def names(self) -> set[str]:
         return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file() or p.is_symlink()}
 
-    def open(self, name: str) -> BinaryIO:
+    def open(self, name: str) -> IO[bytes]:
         return (self.root / name).open("rb")
 
 
@@ -140,7 +143,7 @@ class _Zip(_Package):
     def names(self) -> set[str]:
         return set(self.members)
 
-    def open(self, name: str) -> BinaryIO:
+    def open(self, name: str) -> _Member:
         try:
             return _Member(self.zf.open(self.members[name]), name)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
@@ -150,7 +153,7 @@ class _Zip(_Package):
 class _Member:
     """A zip member's reader whose read errors name the member."""
 
-    def __init__(self, fh: BinaryIO, name: str) -> None:
+    def __init__(self, fh: IO[bytes], name: str) -> None:
         self._fh, self._name = fh, name
 
     def read(self, n: int = -1) -> bytes:

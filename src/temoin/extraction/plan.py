@@ -238,7 +238,7 @@ def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest
         raise ExtractionConflict("a training extraction must be anonymised, faces and voices (R241-13), and this "
                                  "platform has no redaction engine (temoin.rights.redaction): no training package "
                                    "can be made; install it, or extract for a procedure instead")
-    tenant = db.get(Tenant, user.tenant_id)
+    tenant = db.get_one(Tenant, user.tenant_id)
     recordings = []
     for rid in ids:
         rec = db.get(Recording, rid)
@@ -247,6 +247,7 @@ def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest
                 catalogue.get_visible(p, db, user, rid)
             except catalogue.NotFound as exc:
                 raise ExtractionNotFound(str(exc)) from None
+        assert rec is not None, "get_visible refuses a recording that does not exist"
         if rec.state == RecordingState.DELETED or rec.wrapped_key is None:
             raise ExtractionConflict(f"{rid} was deleted on {rec.deleted_at:%Y-%m-%d} ({rec.state_reason}): "
                                      "only its deletion certificate remains, nothing can be extracted")
@@ -261,16 +262,17 @@ def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest
             raise ExtractionConflict(str(exc)) from None
         recordings.append(_plan_recording(p, db, tenant, rec))
     if request.trim:
-        rec = next(r for r in recordings if r.row["id"] == request.trim.recording_id)
-        length = rec.length_s
+        trimmed = next(r for r in recordings if r.row["id"] == request.trim.recording_id)
+        length = trimmed.length_s
         start_s, end_s = request.trim.start_s, request.trim.end_s
         if not 0 <= start_s < end_s:
             raise ExtractionInvalid("the trim must satisfy 0 <= start_s < end_s (seconds from the recording's start)")
         if start_s >= length:
-            raise ExtractionInvalid(f"{rec.row['id']} lasts {length:.1f} s: the trim starts after its end")
-        if not any(_offset(rec, s) + s.duration_s > start_s and _offset(rec, s) < end_s for s in rec.segments):
-            raise ExtractionInvalid(f"{rec.row['id']}: {start_s} s to {end_s} s lies within segment(s) "
-                                    f"{rec.lost_within(start_s, end_s)} lost at the camera before hand-over: the "
+            raise ExtractionInvalid(f"{trimmed.row['id']} lasts {length:.1f} s: the trim starts after its end")
+        if not any(_offset(trimmed, s) + s.duration_s > start_s and _offset(trimmed, s) < end_s
+                   for s in trimmed.segments):
+            raise ExtractionInvalid(f"{trimmed.row['id']}: {start_s} s to {end_s} s lies within segment(s) "
+                                    f"{trimmed.lost_within(start_s, end_s)} lost at the camera before hand-over: the "
                                        "vault holds nothing of that range; choose a range covering a stored segment")
     now = utcnow()
     entries = custody.journal_entries(db, tenant.id, ids)
@@ -290,6 +292,7 @@ def _plan_recording(p: VaultContext, db: Session, tenant: Tenant, rec: Recording
     envelope = SignedManifest.model_validate_json(rec.manifest) if axis is None else None
     key = recording_key(db, envelope.manifest) if envelope else None  # the camera's key when it signed
     if key is None and axis is None:
+        assert envelope is not None, "the camera's manifest is read whenever the recording did not come via Axis"
         raise ExtractionConflict(f"{rec.id}: no key of camera {rec.device_id} was valid when its manifest was "
                                  f"signed ({signing_time(envelope.manifest).isoformat()}): the platform cannot "
                                    "certify it, so it cannot be extracted")
@@ -300,11 +303,13 @@ def _plan_recording(p: VaultContext, db: Session, tenant: Tenant, rec: Recording
         raise ExtractionConflict(f"{rec.id}: segments {undeclared} are not in the vault, yet the signed receipt "
                                  "does not declare them lost at the camera: the catalogue was altered; run "
                                    "`temoin vault scrub` and report it. No package was made.")
+    # Exactly one source describes it: the camera's signed manifest (envelope) or the Axis vault's fields.
+    via_axis: dict[str, Any] = axis if axis is not None else {}
     row = {
         "id": rec.id, "camera_id": rec.device_id, "camera_name": camera_names(db, [rec.device_id])[rec.device_id],
         "agent": rec.agent_ref,
         "started_at": rec.started_at.isoformat(), "ended_at": rec.ended_at.isoformat(), "trigger": rec.trigger,
-        "trigger_detail": envelope.manifest.trigger_detail if envelope else axis["trigger_detail"],
+        "trigger_detail": envelope.manifest.trigger_detail if envelope else via_axis["trigger_detail"],
         "persons_informed": rec.persons_informed,
         "not_informed_reason": rec.not_informed_reason, "outside_territory": rec.outside_territory,
         "clock_offset_ms": rec.clock_offset_ms, "clock_drift": rec.clock_drift_flag,
@@ -314,7 +319,7 @@ def _plan_recording(p: VaultContext, db: Session, tenant: Tenant, rec: Recording
         "retention_until": rec.retention_until.isoformat(),
         "hold": {"procedure": held.procedure_type, "reference": held.reference} if held else None,
         "gps_track": [fix.model_dump(mode="json") for fix in envelope.manifest.gps_track] if envelope
-        else axis["gps_track"],
+        else via_axis["gps_track"],
         "device": {"public_key": b64e(key.public_key), "sha256_fingerprint": hashlib.sha256(key.public_key).hexdigest(),
                    # As stored: the recipient's verify, not this builder, judges it.
                    "certificate": orjson.loads(key.certificate) if key.certificate else None} if key else None,
@@ -338,6 +343,7 @@ def _plan_recording(p: VaultContext, db: Session, tenant: Tenant, rec: Recording
     segments = [_Segment(s.index, s.size, s.sha256, s.chain, s.started_at, s.duration_s,
                          blob_key(tenant.slug, rec.id, s.index)) for s in rec.segments]
     last = segments[-1]
+    assert rec.wrapped_key is not None, "plan() refuses a recording without its data key (deleted)"
     data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
     return _Recording(row=row, data_key=data_key, segments=[s for s, r in zip(segments, rec.segments) if r.complete],
                       started_at=rec.started_at,

@@ -61,8 +61,9 @@ class TrimResult:
 def _keyframe_at_or_before(source: TrimSource, start_s: float) -> float:
     """Time (in the recording) of the last video keyframe at or before start_s in this segment."""
     best: float | None = None
-    with source.open() as fh, av.open(fh) as container:
+    with source.open() as fh, av.open(fh, mode="r") as container:
         video = container.streams.video[0]
+        assert video.time_base is not None, "a demuxed input stream has its time base"
         for packet in container.demux(video):
             if packet.pts is None or not packet.is_keyframe:
                 continue
@@ -91,7 +92,7 @@ def trim(sources: list[TrimSource], start_s: float, end_s: float, dst: Path) -> 
     last_dts: dict[int, int] = {}  # per output stream: segments overlap by the audio codec's priming
     with av.open(str(dst), mode="w", format="mp4", options=OUTPUT_OPTIONS) as output:
         for source in chosen:
-            with source.open() as fh, av.open(fh) as container:
+            with source.open() as fh, av.open(fh, mode="r") as container:
                 if not out_streams:
                     for stream in container.streams:
                         if stream.type in ("video", "audio"):

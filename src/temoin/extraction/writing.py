@@ -195,6 +195,11 @@ def _records(p: VaultContext, seg: _Segment, data_key: bytes) -> Iterator[bytes]
         yield from crypto.open_records(fh, data_key)
 
 
+def _sealed_opener(p: VaultContext, seg: _Segment, data_key: bytes) -> Callable[[], BinaryIO]:
+    """How the trimmer reads one segment's plaintext, opened only when it needs it."""
+    return lambda: io.BufferedReader(SealedReader(p.store.open(seg.key), data_key, seg.size), _COPY)
+
+
 def _decrypt_to(p: VaultContext, seg: _Segment, data_key: bytes, dst: Path) -> None:
     hasher = hashlib.sha256()
     with dst.open("wb") as out:
@@ -316,8 +321,7 @@ def _write_media(p: VaultContext, plan: Plan, rec: _Recording, writer: _Writer, 
     sources: list[tuple[Path, list[dict[str, Any]]]] = []
     if trimming:
         trim_sources = [TrimSource(s.index, (s.started_at - rec.started_at).total_seconds(), s.duration_s, s.sha256,
-                                   lambda s=s: io.BufferedReader(SealedReader(p.store.open(s.key), rec.data_key,
-                                                                              s.size), _COPY))
+                                   _sealed_opener(p, s, rec.data_key))
                         for s in rec.segments]
         out = work / f"{rid}-trimmed.mp4"
         try:

@@ -12,7 +12,11 @@ def run() -> None:
     if connection is None:
         from temoin.db import make_engine
 
-        engine = make_engine(config.get_main_option("sqlalchemy.url"))
+        url = config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise RuntimeError("no database URL for the migrations: run them through temoin (temoin.migrate), "
+                               "which sets sqlalchemy.url or passes a connection")
+        engine = make_engine(url)
         with engine.begin() as conn:
             _migrate(conn)
     else:

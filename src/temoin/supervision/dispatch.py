@@ -25,9 +25,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -89,9 +89,11 @@ def _iso(value: datetime | None) -> str | None:
 def _transition(db: Session, o: ReinforcementOrder, from_states: tuple[str, ...], **values: Any) -> bool:
     """Move an order on only if it is still in one of `from_states` (a conditional UPDATE): a camera and a
     dashboard closing the same order at the same moment journal it once."""
-    done = db.execute(update(ReinforcementOrder).where(ReinforcementOrder.id == o.id,
-                                                       ReinforcementOrder.state.in_(from_states))
-                      .values(**values).execution_options(synchronize_session=False)).rowcount == 1
+    # An UPDATE executes to a CursorResult, which has the row count.
+    result = cast(CursorResult[Any], db.execute(update(ReinforcementOrder).where(
+        ReinforcementOrder.id == o.id, ReinforcementOrder.state.in_(from_states))
+        .values(**values).execution_options(synchronize_session=False)))
+    done = result.rowcount == 1
     db.refresh(o)
     return done
 
@@ -162,7 +164,7 @@ def record_position(p: Context, db: Session, bus: EventBus, device: Device, fix:
     if shift is None:
         raise DispatchConflict("this camera is not checked out to an agent: positions are kept only for "
                                "agents on shift (have it checked out)")
-    user = db.get(User, shift.user_id)
+    user = db.get_one(User, shift.user_id)
     now = utcnow()
     row = db.get(AgentPosition, device.id)
     if row is not None and row.user_id == user.id and row.status == status.value:
@@ -180,7 +182,7 @@ def record_position(p: Context, db: Session, bus: EventBus, device: Device, fix:
             db.flush()
         except IntegrityError:  # the same camera's other request got there first: update it instead
             db.rollback()
-            row = db.get(AgentPosition, device.id)
+            row = db.get_one(AgentPosition, device.id)
             for key, value in values.items():
                 setattr(row, key, value)
     else:
@@ -279,19 +281,19 @@ def candidates(p: Context, db: Session, bus: EventBus, s: LiveSession, limit: in
     if s.state == LiveState.ENDED.value:
         raise DispatchConflict(f"live session {s.id} has ended")
     lat, lon = _target(s)
-    tenant = db.get(Tenant, s.tenant_id)
+    tenant = db.get_one(Tenant, s.tenant_id)
     speed = settings_of(tenant).patrol_speed_m_s
     now = utcnow()
     live = _live_devices(db, tenant.id)
     orders = _open_orders(db, tenant.id)
-    out = []
+    out: list[dict[str, Any]] = []
     for shift, user in _on_shift(db, tenant.id):
         if shift.device_id == s.device_id or shift.device_id in live or shift.device_id in orders:
             continue
         if s.agent_id and user.agent_number == s.agent_id:  # the agent in danger, whatever camera
             continue
         row = db.get(AgentPosition, shift.device_id)
-        if not _fresh(row, now) or row.user_id != user.id or row.status == AgentStatus.LIVE.value:
+        if row is None or not _fresh(row, now) or row.user_id != user.id or row.status == AgentStatus.LIVE.value:
             continue
         straight = distance_m(row.lat, row.lon, lat, lon)
         distance, eta = route_estimate(straight, speed)
@@ -337,7 +339,7 @@ def send(p: Context, db: Session, bus: EventBus, s: LiveSession, by: User, devic
     if len(ids) > MAX_ORDERS:
         raise DispatchInvalid(f"at most {MAX_ORDERS} agents in one sending")
     lat, lon = _target(s)
-    tenant = db.get(Tenant, s.tenant_id)
+    tenant = db.get_one(Tenant, s.tenant_id)
     speed = settings_of(tenant).patrol_speed_m_s
     live = _live_devices(db, tenant.id)
     busy = _open_orders(db, tenant.id)
@@ -350,7 +352,7 @@ def send(p: Context, db: Session, bus: EventBus, s: LiveSession, by: User, devic
         shift = shifts.current(db, device_id)
         if shift is None:
             raise DispatchConflict(f"camera {device_id} is not on shift: nobody wears it")
-        user = db.get(User, shift.user_id)
+        user = db.get_one(User, shift.user_id)
         if device_id == s.device_id or (s.agent_id and user.agent_number == s.agent_id):
             raise DispatchConflict(f"{user.display_name} is the agent in danger: send someone else")
         if device_id in live:
@@ -416,7 +418,7 @@ def _cancel(p: Context, db: Session, o: ReinforcementOrder, by: Actor, reason: s
     p.record(db, EntryDraft(action=Action.COMMUNICATION, event="dispatch.order_cancelled", actor=by,
                             cameras=[o.device_id], recipients=[o.agent_id or o.device_id],
                             details={"order_id": o.id, "live_session": o.session_id, "agent": o.agent_id,
-                                     "reason": reason, "at": o.cancelled_at.isoformat()}),
+                                     "reason": reason, "at": _iso(o.cancelled_at)}),  # set by _transition
              db.get(Tenant, o.tenant_id))
     return True
 
@@ -479,7 +481,7 @@ def acknowledge(p: Context, db: Session, bus: EventBus, device: Device, order_id
     p.record(db, EntryDraft(action=Action.COMMUNICATION, event="dispatch.order_acknowledged",
                             actor=device_actor(device), cameras=[device.id], recipients=["csu"],
                             details={"order_id": o.id, "live_session": o.session_id, "agent": o.agent_id,
-                                     "at": o.acknowledged_at.isoformat()}),
+                                     "at": _iso(o.acknowledged_at)}),  # set by _transition (refreshed)
              db.get(Tenant, o.tenant_id))
     db.commit()
     view = order_view(db, o)

@@ -63,7 +63,7 @@ async def check_host(host: str, networks: tuple[Network, ...], *, what: str) -> 
             infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise OutsideNetwork(f"{what}: the name {host!r} does not resolve ({exc})") from None
-        addresses = {info[4][0] for info in infos}
+        addresses = {str(info[4][0]) for info in infos}  # the host part: a str for IPv4 and IPv6
     outside = sorted(a for a in addresses if not _inside(a, networks))
     if outside:
         raise OutsideNetwork(f"{what}: {host} ({', '.join(outside)}) is outside the commune's declared CCTV "

@@ -334,7 +334,7 @@ async def aim(p: Context, tenant_id: int, camera_id: str, lat: float, lon: float
 
 def _journal(p: Context, tenant_id: int, event: str, actor: Actor, details: dict[str, Any]) -> None:
     with p.session() as db:
-        _record(p, db, db.get(Tenant, tenant_id), event, actor, details)
+        _record(p, db, db.get_one(Tenant, tenant_id), event, actor, details)
         db.commit()
 
 
