@@ -131,8 +131,6 @@ def from_database(exc: BaseException) -> TemoinError | None:
         if (code is not None and code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)) or "database is locked" in str(orig):
             return Unavailable(DATABASE_BUSY)
         return None
-    if "cannot contain NUL" in str(orig):  # psycopg refuses it before sending: PostgreSQL text holds no NUL byte
-        return InvalidInput(NUL_IN_TEXT)
     state = getattr(orig, "sqlstate", None)  # psycopg
     if state == PG_DISK_FULL:
         return StorageFull(DATABASE_FULL)
