@@ -22,8 +22,14 @@ import common
 from common import Results, Stopwatch
 
 YEAR = 2025
-MOTIVES = (("judicial_procedure", 0.35), ("administrative_procedure", 0.1), ("disciplinary_procedure", 0.05),
-           ("incident_review", 0.2), ("complaint", 0.1), ("report_facts", 0.2))
+MOTIVES = (
+    ("judicial_procedure", 0.35),
+    ("administrative_procedure", 0.1),
+    ("disciplinary_procedure", 0.05),
+    ("incident_review", 0.2),
+    ("complaint", 0.1),
+    ("report_facts", 0.2),
+)
 PROCEDURES = ("judicial", "administrative", "disciplinary")
 
 
@@ -67,8 +73,20 @@ def main() -> int:
 
             def entry(at: datetime, action: str, event: str, body: dict) -> None:
                 nonlocal seq, prev
-                text = json.dumps({"v": 1, "chain": slug, "seq": seq, "prev": prev, "at": at.isoformat(),
-                                   "tenant": slug, "action": action, "event": event, **body}, ensure_ascii=False)
+                text = json.dumps(
+                    {
+                        "v": 1,
+                        "chain": slug,
+                        "seq": seq,
+                        "prev": prev,
+                        "at": at.isoformat(),
+                        "tenant": slug,
+                        "action": action,
+                        "event": event,
+                        **body,
+                    },
+                    ensure_ascii=False,
+                )
                 digest = hashlib.sha256(text.encode()).hexdigest()
                 journal.append((slug, seq, fmt(at), tenant_id, action, event, text, prev, digest))
                 seq, prev = seq + 1, digest
@@ -84,32 +102,124 @@ def main() -> int:
                 rid = f"rec-{rng.getrandbits(64):016x}"
                 device, agent = rng.choice(fleet.devices[tenant_id]), rng.choice(fleet.agents[tenant_id])
                 sha = f"{rng.getrandbits(256):064x}"
-                recs.append((rid, tenant_id, device, agent, None, fmt(start), fmt(end), "incident", 1, None, 0, 0, 0,
-                             "[]", "deleted", "retention", '{"manifest":{}}', sha, sha, 4, 64 << 20, None,
-                             p.keyring.master_key_id, fmt(end), fmt(end), fmt(until), fmt(deleted), None))
-                events.append((end, "collection", "recording.collected", {"actor": actor, "recordings": [rid],
-                               "cameras": [device], "motive": None, "recipients": [], "details": {}}))
-                events.append((deleted, "erasure", "recording.deleted.retention", {"actor": actor,
-                               "recordings": [rid], "cameras": [device], "motive": None, "recipients": [],
-                               "details": {"rule": "fr-police-municipale: 1 month"}}))
+                recs.append(
+                    (
+                        rid,
+                        tenant_id,
+                        device,
+                        agent,
+                        None,
+                        fmt(start),
+                        fmt(end),
+                        "incident",
+                        1,
+                        None,
+                        0,
+                        0,
+                        0,
+                        "[]",
+                        "deleted",
+                        "retention",
+                        '{"manifest":{}}',
+                        sha,
+                        sha,
+                        4,
+                        64 << 20,
+                        None,
+                        p.keyring.master_key_id,
+                        fmt(end),
+                        fmt(end),
+                        fmt(until),
+                        fmt(deleted),
+                        None,
+                    )
+                )
+                events.append(
+                    (
+                        end,
+                        "collection",
+                        "recording.collected",
+                        {
+                            "actor": actor,
+                            "recordings": [rid],
+                            "cameras": [device],
+                            "motive": None,
+                            "recipients": [],
+                            "details": {},
+                        },
+                    )
+                )
+                events.append(
+                    (
+                        deleted,
+                        "erasure",
+                        "recording.deleted.retention",
+                        {
+                            "actor": actor,
+                            "recordings": [rid],
+                            "cameras": [device],
+                            "motive": None,
+                            "recipients": [],
+                            "details": {"rule": "fr-police-municipale: 1 month"},
+                        },
+                    )
+                )
                 if rng.random() < 0.10:
                     code = rng.choices([m for m, _ in MOTIVES], [w for _, w in MOTIVES])[0]
-                    events.append((end + timedelta(days=rng.random() * 20), "consultation", "recording.consulted",
-                                   {"actor": actor, "recordings": [rid], "cameras": [device],
-                                    "motive": {"code": code, "text": f"PV {YEAR}/{rng.randrange(400):04d}"},
-                                    "recipients": [], "details": {}}))
+                    events.append(
+                        (
+                            end + timedelta(days=rng.random() * 20),
+                            "consultation",
+                            "recording.consulted",
+                            {
+                                "actor": actor,
+                                "recordings": [rid],
+                                "cameras": [device],
+                                "motive": {"code": code, "text": f"PV {YEAR}/{rng.randrange(400):04d}"},
+                                "recipients": [],
+                                "details": {},
+                            },
+                        )
+                    )
                 if rng.random() < 0.015:
                     kind = rng.choice(PROCEDURES)
-                    events.append((end + timedelta(days=rng.random() * 20), "communication", "extraction.created",
-                                   {"actor": actor, "recordings": [rid], "cameras": [device], "motive": None,
-                                    "recipients": ["OPJ Martin"],
-                                    "details": {"extraction_id": i, "procedure_type": kind,
-                                                "reference": f"PV {YEAR}/{rng.randrange(400):04d}",
-                                                "recipient_kind": "opj", "trimmed": False}}))
+                    events.append(
+                        (
+                            end + timedelta(days=rng.random() * 20),
+                            "communication",
+                            "extraction.created",
+                            {
+                                "actor": actor,
+                                "recordings": [rid],
+                                "cameras": [device],
+                                "motive": None,
+                                "recipients": ["OPJ Martin"],
+                                "details": {
+                                    "extraction_id": i,
+                                    "procedure_type": kind,
+                                    "reference": f"PV {YEAR}/{rng.randrange(400):04d}",
+                                    "recipient_kind": "opj",
+                                    "trimmed": False,
+                                },
+                            },
+                        )
+                    )
             for _ in range(150):
-                events.append((t0 + timedelta(seconds=rng.random() * span), "communication", "live.viewing_started",
-                               {"actor": actor, "recordings": [], "cameras": [], "motive": None, "recipients": [],
-                                "details": {}}))
+                events.append(
+                    (
+                        t0 + timedelta(seconds=rng.random() * span),
+                        "communication",
+                        "live.viewing_started",
+                        {
+                            "actor": actor,
+                            "recordings": [],
+                            "cameras": [],
+                            "motive": None,
+                            "recipients": [],
+                            "details": {},
+                        },
+                    )
+                )
             events.sort(key=lambda e: e[0])
             for at, action, event, body in events:
                 entry(at, action, event, body)
@@ -117,28 +227,55 @@ def main() -> int:
             common.bulk_insert_recordings(home, iter(recs))
             conn = common.raw_sqlite(home)
             conn.execute("BEGIN")
-            conn.executemany("INSERT INTO journal_entries (chain, seq, at, tenant_id, action, event, body, prev_hash, "
-                             "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", journal)
-            conn.execute("INSERT INTO journal_heads (chain, seq, hash) VALUES (?, ?, ?) ON CONFLICT(chain) DO "
-                         "UPDATE SET seq = excluded.seq, hash = excluded.hash", (slug, seq - 1, prev))
+            conn.executemany(
+                "INSERT INTO journal_entries (chain, seq, at, tenant_id, action, event, body, prev_hash, "
+                "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                journal,
+            )
+            conn.execute(
+                "INSERT INTO journal_heads (chain, seq, hash) VALUES (?, ?, ?) ON CONFLICT(chain) DO "
+                "UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                (slug, seq - 1, prev),
+            )
             held = rng.sample(recs, 200)
-            conn.executemany("INSERT INTO holds (tenant_id, recording_id, procedure_type, reference, placed_by, "
-                             "placed_at) VALUES (?, ?, ?, ?, 1, ?)",
-                             [(tenant_id, r[0], rng.choice(PROCEDURES), "PV", r[6]) for r in held])
-            conn.executemany("INSERT INTO live_sessions (id, tenant_id, device_id, reason, state, requested_at, "
-                             "acknowledged_at) VALUES (?, ?, ?, 'threat', 'ended', ?, ?)",
-                             [(f"ls-{k:05d}", tenant_id, rng.choice(fleet.devices[tenant_id]),
-                               fmt(t0 + timedelta(seconds=rng.random() * span)),
-                               fmt(t0 + timedelta(seconds=rng.random() * span))) for k in range(120)])
+            conn.executemany(
+                "INSERT INTO holds (tenant_id, recording_id, procedure_type, reference, placed_by, "
+                "placed_at) VALUES (?, ?, ?, ?, 1, ?)",
+                [(tenant_id, r[0], rng.choice(PROCEDURES), "PV", r[6]) for r in held],
+            )
+            conn.executemany(
+                "INSERT INTO live_sessions (id, tenant_id, device_id, reason, state, requested_at, "
+                "acknowledged_at) VALUES (?, ?, ?, 'threat', 'ended', ?, ?)",
+                [
+                    (
+                        f"ls-{k:05d}",
+                        tenant_id,
+                        rng.choice(fleet.devices[tenant_id]),
+                        fmt(t0 + timedelta(seconds=rng.random() * span)),
+                        fmt(t0 + timedelta(seconds=rng.random() * span)),
+                    )
+                    for k in range(120)
+                ],
+            )
             day0 = datetime(YEAR, 1, 1).date()
-            conn.executemany("INSERT INTO rights_requests (tenant_id, kind, status, person_description, contact, "
-                             "received_on, deadline, erased, created_by, created_at, updated_at, closed_at) VALUES "
-                             "(?, ?, ?, 'desc', 'contact', ?, ?, '[]', 1, ?, ?, ?)",
-                             [(tenant_id, rng.choice(("access", "erasure", "limitation")),
-                               rng.choice(("answered", "refused", "restricted")),
-                               (day0 + timedelta(days=d)).isoformat(), (day0 + timedelta(days=d + 61)).isoformat(),
-                               fmt(t0), fmt(t0), fmt(t0 + timedelta(days=d + rng.randrange(70))))
-                              for d in (rng.randrange(300) for _ in range(40))])
+            conn.executemany(
+                "INSERT INTO rights_requests (tenant_id, kind, status, person_description, contact, "
+                "received_on, deadline, erased, created_by, created_at, updated_at, closed_at) VALUES "
+                "(?, ?, ?, 'desc', 'contact', ?, ?, '[]', 1, ?, ?, ?)",
+                [
+                    (
+                        tenant_id,
+                        rng.choice(("access", "erasure", "limitation")),
+                        rng.choice(("answered", "refused", "restricted")),
+                        (day0 + timedelta(days=d)).isoformat(),
+                        (day0 + timedelta(days=d + 61)).isoformat(),
+                        fmt(t0),
+                        fmt(t0),
+                        fmt(t0 + timedelta(days=d + rng.randrange(70))),
+                    )
+                    for d in (rng.randrange(300) for _ in range(40))
+                ],
+            )
             conn.execute("COMMIT")
             conn.execute("ANALYZE")
             conn.close()
@@ -158,15 +295,27 @@ def main() -> int:
         timings.sort()
         total, cpu, t_fig, t_pdf = timings[len(timings) // 2]
         f = report.figures
-        res = Results("annual report", f"{args.cameras} cameras × {per_day} a day × 365 days: {f.recordings:,} "
-                                       f"recordings, {len(journal):,} journal entries, SQLite")
-        res.add("annual report, PDF + CSV (median of runs)", common.secs(total, cpu), "≤ 5 s", total <= 5,
-                total_s=total, cpu_s=cpu)
+        res = Results(
+            "annual report",
+            f"{args.cameras} cameras × {per_day} a day × 365 days: {f.recordings:,} "
+            f"recordings, {len(journal):,} journal entries, SQLite",
+        )
+        res.add(
+            "annual report, PDF + CSV (median of runs)",
+            common.secs(total, cpu),
+            "≤ 5 s",
+            total <= 5,
+            total_s=total,
+            cpu_s=cpu,
+        )
         res.add("  figures (SQL aggregates + one journal pass)", f"{t_fig:.2f} s", figures_s=t_fig)
         res.add("  PDF", f"{t_pdf:.2f} s ({len(pdf) / 1024:.0f} KiB)", pdf_s=t_pdf)
         res.add("  CSV", f"{len(text.splitlines())} rows")
-        res.add("figures", f"{f.recordings:,} recordings, {f.hours:,.0f} h, {f.consultations:,} consultations, "
-                           f"{f.extractions} extractions, procedures {f.procedures}")
+        res.add(
+            "figures",
+            f"{f.recordings:,} recordings, {f.hours:,.0f} h, {f.consultations:,} consultations, "
+            f"{f.extractions} extractions, procedures {f.procedures}",
+        )
         res.add("deletions", f"{f.deletions:,} ({f.deletions_on_time:,} on time, {f.deletions_late:,} late)")
         res.raw.update(recordings=f.recordings, journal_entries=len(journal))
         res.print()

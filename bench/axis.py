@@ -69,8 +69,15 @@ def main() -> int:
         from temoin.identity import service
 
         with p.session() as db:
-            service.create_tenant(p, db, slug="bench", name="Bench", profile="fr-police-municipale",
-                                  authorised_cameras=4, territory=territory())
+            service.create_tenant(
+                p,
+                db,
+                slug="bench",
+                name="Bench",
+                profile="fr-police-municipale",
+                authorised_cameras=4,
+                territory=territory(),
+            )
             db.commit()
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -78,13 +85,18 @@ def main() -> int:
         sock.close()
         url = f"http://127.0.0.1:{port}"
         with p.session() as db:
-            cf = connection.issue(p, db, p.tenant(db, "bench"), urls=[url], by=Actor.system("bench"),
-                                  want_encryption=False).connection_file
+            cf = connection.issue(
+                p, db, p.tenant(db, "bench"), urls=[url], by=Actor.system("bench"), want_encryption=False
+            ).connection_file
         p.close()
         env = {**os.environ, "TEMOIN_HOME": str(home), "TEMOIN_INSECURE_COOKIES": "1"}
         log = (home / "server.log").open("wb")
-        server = subprocess.Popen([str(Path(sys.executable).with_name("temoin")), "serve", "--host", "127.0.0.1",
-                                   "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("temoin")), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -107,10 +119,15 @@ def main() -> int:
             common.reset_peak_rss(server.pid)
             idle_hwm, _ = common.peak_rss_mib(server.pid)
             t = time.perf_counter()
-            meta = {"X-Object-Meta-Starttime": str(int(start.timestamp())),
-                    "X-Object-Meta-Stoptime": str(int(start.timestamp()) + 600)}
-            r = bws.http.put(bws._url(container, "clip.mp4"), content=blocks(total_mib, base),
-                             headers={"X-Auth-Token": bws.token, "Content-Length": str(total_mib * MiB), **meta})
+            meta = {
+                "X-Object-Meta-Starttime": str(int(start.timestamp())),
+                "X-Object-Meta-Stoptime": str(int(start.timestamp()) + 600),
+            }
+            r = bws.http.put(
+                bws._url(container, "clip.mp4"),
+                content=blocks(total_mib, base),
+                headers={"X-Auth-Token": bws.token, "Content-Length": str(total_mib * MiB), **meta},
+            )
             assert r.status_code == 201, r.text
             bws.complete(container)
             wall = time.perf_counter() - t

@@ -35,11 +35,11 @@ BENCH_DATE = "2026-11-23"
 
 # --- command line ---------------------------------------------------------------------------------
 
+
 def parser(description: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--quick", action="store_true", help="a much smaller size, for a smoke run")
-    ap.add_argument("--home", type=Path, default=None,
-                    help="data folder to use (default: a fresh temporary folder)")
+    ap.add_argument("--home", type=Path, default=None, help="data folder to use (default: a fresh temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the data folder afterwards")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     ap.add_argument("--seed", type=int, default=20261123)
@@ -81,6 +81,7 @@ def open_platform(home: Path, init: bool = True):  # noqa: ANN201
 
 # --- machine and results --------------------------------------------------------------------------
 
+
 def machine() -> dict:
     model = ""
     with contextlib.suppress(OSError):
@@ -93,8 +94,13 @@ def machine() -> dict:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 mem_gib = int(line.split()[1]) / 1024 / 1024
-    return {"cpus": os.cpu_count(), "cpu": model, "memory_gib": round(mem_gib, 1),
-            "python": py_platform.python_version(), "sqlite": sqlite3.sqlite_version}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(mem_gib, 1),
+        "python": py_platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
 
 
 @dataclass
@@ -118,16 +124,29 @@ class Results:
             table.add_row(*row)
         console.print(table)
         load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-        console.print(f"[dim]{BENCH_DATE} · {m['cpus']} cores {m['cpu']} · {m['memory_gib']} GiB · "
-                      f"Python {m['python']} · SQLite {m['sqlite']} · load average now {load} "
-                      f"(other work on the machine skews wall times)[/dim]")
+        console.print(
+            f"[dim]{BENCH_DATE} · {m['cpus']} cores {m['cpu']} · {m['memory_gib']} GiB · "
+            f"Python {m['python']} · SQLite {m['sqlite']} · load average now {load} "
+            f"(other work on the machine skews wall times)[/dim]"
+        )
 
     def write_json(self, path: Path | None) -> None:
         if path is None:
             return
-        path.write_text(json.dumps({"bench": self.bench, "size": self.size, "date": BENCH_DATE,
-                                    "machine": machine(), "loadavg": os.getloadavg(), "figures": self.raw,
-                                    "rows": [r[:3] for r in self.rows]}, indent=2))
+        path.write_text(
+            json.dumps(
+                {
+                    "bench": self.bench,
+                    "size": self.size,
+                    "date": BENCH_DATE,
+                    "machine": machine(),
+                    "loadavg": os.getloadavg(),
+                    "figures": self.raw,
+                    "rows": [r[:3] for r in self.rows],
+                },
+                indent=2,
+            )
+        )
 
 
 def stage_table(title: str, stages: list[tuple[str, float]]) -> None:
@@ -194,13 +213,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 # --- setup: tenants, cameras, users ---------------------------------------------------------------
 
+
 def make_tenant(p, slug: str, profile: str = "fr-police-municipale", cameras: int = 50):  # noqa: ANN001, ANN201
     from temoin.demo.commune import territory
     from temoin.identity import service
 
     with p.session() as db:  # the French profile requires the authorised territory (R241-8 II)
-        tenant = service.create_tenant(p, db, slug=slug, name=slug.title(), profile=profile,
-                                       authorised_cameras=cameras, territory=territory())
+        tenant = service.create_tenant(
+            p, db, slug=slug, name=slug.title(), profile=profile, authorised_cameras=cameras, territory=territory()
+        )
         db.commit()
         return tenant
 
@@ -227,14 +248,23 @@ def make_user(p, slug: str, username: str, role: str, agent_number: str | None =
     from temoin.law.access import Role
 
     with p.session() as db:
-        created = service.create_user(p, db, p.tenant(db, slug), username=username, display_name=username,
-                                      role=Role(role), password="bench password 1234", agent_number=agent_number)
+        created = service.create_user(
+            p,
+            db,
+            p.tenant(db, slug),
+            username=username,
+            display_name=username,
+            role=Role(role),
+            password="bench password 1234",
+            agent_number=agent_number,
+        )
         db.commit()
         user = created.user if hasattr(created, "user") else created
         return user.id
 
 
 # --- bulk catalogue -------------------------------------------------------------------------------
+
 
 def sql_dt(dt: datetime) -> str:
     """A UTC datetime as SQLAlchemy stores it in SQLite (temoin.db.UTCDateTime drops the zone)."""
@@ -274,34 +304,72 @@ def make_fleet(p, tenants: int, cameras: int, agents: int) -> Fleet:  # noqa: AN
     for tenant_id, slug in out.tenants:
         ids = [f"cam-{uuid.uuid4().hex[:12]}" for _ in range(cameras)]
         out.devices[tenant_id] = ids
-        rows += [(d, tenant_id, f"{slug}-cam-{n}", f"{slug} camera {n}", os.urandom(32), "active", now)
-                 for n, d in enumerate(ids)]
+        rows += [
+            (d, tenant_id, f"{slug}-cam-{n}", f"{slug} camera {n}", os.urandom(32), "active", now)
+            for n, d in enumerate(ids)
+        ]
     conn.execute("BEGIN")
-    conn.executemany("INSERT INTO devices (id, tenant_id, serial, label, public_key, status, enrolled_at) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany(
+        "INSERT INTO devices (id, tenant_id, serial, label, public_key, status, enrolled_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
     conn.execute("COMMIT")
     conn.close()
     return out
 
 
 RECORDING_COLUMNS = (
-    "id", "tenant_id", "device_id", "agent_ref", "agent_user_id", "started_at", "ended_at", "trigger",
-    "persons_informed", "not_informed_reason", "outside_territory", "clock_offset_ms", "clock_drift_flag",
-    "categories", "state", "state_reason", "manifest", "manifest_sha256", "chain_head", "segment_count",
-    "size_bytes", "wrapped_key", "master_key_id", "received_at", "stored_at", "retention_until", "deleted_at",
-    "receipt")
+    "id",
+    "tenant_id",
+    "device_id",
+    "agent_ref",
+    "agent_user_id",
+    "started_at",
+    "ended_at",
+    "trigger",
+    "persons_informed",
+    "not_informed_reason",
+    "outside_territory",
+    "clock_offset_ms",
+    "clock_drift_flag",
+    "categories",
+    "state",
+    "state_reason",
+    "manifest",
+    "manifest_sha256",
+    "chain_head",
+    "segment_count",
+    "size_bytes",
+    "wrapped_key",
+    "master_key_id",
+    "received_at",
+    "stored_at",
+    "retention_until",
+    "deleted_at",
+    "receipt",
+)
 
 TRIGGERS = ("incident", "person_request", "flagrant_offence", "automatic", "live_request")
 
 
-def recording_rows(fleet: Fleet, n: int, rng: random.Random, *, started: tuple[datetime, datetime],
-                   retention: tuple[datetime, datetime] | None, master_key_id: str,
-                   manifest_bytes: int = 160, id_prefix: str = "rec") -> Iterator[tuple]:
+def recording_rows(
+    fleet: Fleet,
+    n: int,
+    rng: random.Random,
+    *,
+    started: tuple[datetime, datetime],
+    retention: tuple[datetime, datetime] | None,
+    master_key_id: str,
+    manifest_bytes: int = 160,
+    id_prefix: str = "rec",
+) -> Iterator[tuple]:
     """n stored recordings spread evenly over the fleet's tenants, cameras and agents.
 
     started_at is uniform in `started`; retention_until is uniform in `retention` when given (to control
     how many are due), else started_at + 31 days. Ids are random, like the cameras' (`rec-<16 hex>`).
     """
+
     def naive(dt: datetime) -> datetime:
         return dt.astimezone(timezone.utc).replace(tzinfo=None)
 
@@ -324,20 +392,46 @@ def recording_rows(fleet: Fleet, n: int, rng: random.Random, *, started: tuple[d
         rid = f"{id_prefix}-{bits(64):016x}"
         sha = f"{bits(256):064x}"
         s_end = fmt(end)
-        yield (rid, tenant_id, rng.choice(fleet.devices[tenant_id]), rng.choice(fleet.agents[tenant_id]), None,
-               fmt(start), s_end, TRIGGERS[i % len(TRIGGERS)], 1, None, 0, 0, 0, "[]",
-               "stored", None, '{"manifest":{"recording_id":"' + rid + '"},"p":"' + pad + '"}', sha, sha,
-               4, 64 * 1024 * 1024, wrapped, master_key_id, s_end, s_end, fmt(until), None, None)
+        yield (
+            rid,
+            tenant_id,
+            rng.choice(fleet.devices[tenant_id]),
+            rng.choice(fleet.agents[tenant_id]),
+            None,
+            fmt(start),
+            s_end,
+            TRIGGERS[i % len(TRIGGERS)],
+            1,
+            None,
+            0,
+            0,
+            0,
+            "[]",
+            "stored",
+            None,
+            '{"manifest":{"recording_id":"' + rid + '"},"p":"' + pad + '"}',
+            sha,
+            sha,
+            4,
+            64 * 1024 * 1024,
+            wrapped,
+            master_key_id,
+            s_end,
+            s_end,
+            fmt(until),
+            None,
+            None,
+        )
 
 
 def bulk_insert_recordings(home: Path, rows: Iterator[tuple], batch: int = 50_000) -> int:
     """Insert rows into `recordings`; its secondary indexes are dropped first and rebuilt after (faster by far
     than maintaining them row by row), exactly as the migration defines them."""
     conn = raw_sqlite(home)
-    indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'recordings' "
-                           "AND sql IS NOT NULL").fetchall()
-    sql = (f"INSERT INTO recordings ({', '.join(RECORDING_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(RECORDING_COLUMNS))})")
+    indexes = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'recordings' AND sql IS NOT NULL"
+    ).fetchall()
+    sql = f"INSERT INTO recordings ({', '.join(RECORDING_COLUMNS)}) VALUES ({', '.join('?' * len(RECORDING_COLUMNS))})"
     count = 0
     chunk: list[tuple] = []
     conn.execute("BEGIN")

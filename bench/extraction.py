@@ -60,15 +60,34 @@ def signed_manifest(media: Media, digests: list[bytes], camera_id: str, key):  #
     started = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)
     seg_s = 30.0
     links = chain_links(rid, digests)
-    entries = [SegmentEntry(index=i, size=media.size, sha256=d.hex(), chain=link.hex(),
-                            started_at=started + timedelta(seconds=seg_s * i), duration_s=seg_s)
-               for i, (d, link) in enumerate(zip(digests, links))]
+    entries = [
+        SegmentEntry(
+            index=i,
+            size=media.size,
+            sha256=d.hex(),
+            chain=link.hex(),
+            started_at=started + timedelta(seconds=seg_s * i),
+            duration_s=seg_s,
+        )
+        for i, (d, link) in enumerate(zip(digests, links))
+    ]
     end = started + timedelta(seconds=seg_s * media.segments)
-    track = [GpsFix(t=started + timedelta(seconds=10 * i), lat=43.55 + i * 1e-5, lon=4.08, accuracy_m=5)
-             for i in range(int(seg_s * media.segments / 10))]
-    manifest = RecordingManifest(recording_id=rid, camera_id=camera_id, agent_id="POR-0001", started_at=started,
-                                 ended_at=end, trigger=Trigger.INCIDENT, persons_informed=True, clock_offset_ms=0,
-                                 segments=entries, gps_track=track[:20_000])
+    track = [
+        GpsFix(t=started + timedelta(seconds=10 * i), lat=43.55 + i * 1e-5, lon=4.08, accuracy_m=5)
+        for i in range(int(seg_s * media.segments / 10))
+    ]
+    manifest = RecordingManifest(
+        recording_id=rid,
+        camera_id=camera_id,
+        agent_id="POR-0001",
+        started_at=started,
+        ended_at=end,
+        trigger=Trigger.INCIDENT,
+        persons_informed=True,
+        clock_offset_ms=0,
+        segments=entries,
+        gps_track=track[:20_000],
+    )
     return SignedManifest.sign(manifest, key)
 
 
@@ -168,9 +187,13 @@ def main() -> int:
         from temoin.extraction.package_verify import verify_package
         from temoin.identity.models import User
 
-        request = pkg.ExtractionRequest(recording_ids=[rid], recipient_name="OPJ Bench",
-                                        recipient_kind=pkg.RecipientKind.JUDICIAL_POLICE,
-                                        procedure_type=pkg.ProcedureType.JUDICIAL, reference="PV 2026/0001")
+        request = pkg.ExtractionRequest(
+            recording_ids=[rid],
+            recipient_name="OPJ Bench",
+            recipient_kind=pkg.RecipientKind.JUDICIAL_POLICE,
+            procedure_type=pkg.ProcedureType.JUDICIAL,
+            reference="PV 2026/0001",
+        )
         with p.session() as db:
             user = db.get(User, user_id)
             c, t = time.process_time(), time.perf_counter()
@@ -178,14 +201,24 @@ def main() -> int:
                 row, built = pkg.extract(p, db, user, request)
             wall, cpu = time.perf_counter() - t, time.process_time() - c
         rate = media.total / wall
-        res.add("in-memory SHA-256 + AES-256-GCM decrypt", f"{base / 1e6:,.0f} MB/s (CPU {base_cpu / 1e6:,.0f})",
-                in_memory_mb_s=base / 1e6, in_memory_cpu_mb_s=base_cpu / 1e6)
-        res.add("packaging", f"{rate / 1e6:,.0f} MB/s ({common.secs(wall, cpu)})", packaging_mb_s=rate / 1e6,
-                packaging_wall_s=wall, packaging_cpu_s=cpu)
-        res.add("ratio packaging / in-memory", f"{rate / base:.2f}", ">= 0.5", rate / base >= 0.5,
-                ratio=rate / base)
+        res.add(
+            "in-memory SHA-256 + AES-256-GCM decrypt",
+            f"{base / 1e6:,.0f} MB/s (CPU {base_cpu / 1e6:,.0f})",
+            in_memory_mb_s=base / 1e6,
+            in_memory_cpu_mb_s=base_cpu / 1e6,
+        )
+        res.add(
+            "packaging",
+            f"{rate / 1e6:,.0f} MB/s ({common.secs(wall, cpu)})",
+            packaging_mb_s=rate / 1e6,
+            packaging_wall_s=wall,
+            packaging_cpu_s=cpu,
+        )
+        res.add("ratio packaging / in-memory", f"{rate / base:.2f}", ">= 0.5", rate / base >= 0.5, ratio=rate / base)
         res.add("disk: write + fsync, same size", f"{disk / 1e6:,.0f} MB/s", disk_mb_s=disk / 1e6)
-        res.add("packaging / min(in-memory, disk)", f"{rate / min(base, disk):.2f}", ratio_to_bound=rate / min(base, disk))
+        res.add(
+            "packaging / min(in-memory, disk)", f"{rate / min(base, disk):.2f}", ratio_to_bound=rate / min(base, disk)
+        )
         res.add("zip", f"{common.human_bytes(built.size)}, SHA-256 {built.sha256[:16]}…", zip_bytes=built.size)
         if not args.no_verify:
             with sw.stage("temoin verify on the zip"):
@@ -193,8 +226,11 @@ def main() -> int:
                 report = verify_package(built.path, p.keyring.public_key_pem())
                 vwall = time.perf_counter() - t
             assert report.ok, report.problems
-            res.add("verify (zip, offline)", f"{built.size / vwall / 1e6:,.0f} MB/s ({vwall:.2f} s)",
-                    verify_mb_s=built.size / vwall / 1e6)
+            res.add(
+                "verify (zip, offline)",
+                f"{built.size / vwall / 1e6:,.0f} MB/s ({vwall:.2f} s)",
+                verify_mb_s=built.size / vwall / 1e6,
+            )
         p.close()
     common.stage_table("stages", sw.stages)
     res.print()

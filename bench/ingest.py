@@ -103,7 +103,7 @@ def prototype(home: Path, rec: Recording, chunk: int) -> dict[str, float]:
     wall = cpu = 0.0
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for seg in range(rec.segments):
-        pieces = [block[start:start + chunk] for block in rec.blocks(seg) for start in range(0, MiB, chunk)]
+        pieces = [block[start : start + chunk] for block in rec.blocks(seg) for start in range(0, MiB, chunk)]
         t, c = time.perf_counter(), time.process_time()
         header = crypto.new_header()
         aead = crypto._blob_cipher(data_key, header)
@@ -124,7 +124,7 @@ def prototype(home: Path, rec: Recording, chunk: int) -> dict[str, float]:
                 at = 0
                 while at < len(piece):
                     n = min(len(piece) - at, crypto.RECORD_BYTES - filled)
-                    view[filled:filled + n] = piece[at:at + n]
+                    view[filled : filled + n] = piece[at : at + n]
                     filled, at = filled + n, at + n
                     if filled == crypto.RECORD_BYTES:
                         seal(filled)
@@ -164,7 +164,7 @@ def in_process(home: Path, rec: Recording, digests: list[bytes], camera, chunk: 
             # The segment's pieces are made before the clock runs: only the vault's work is timed.
             w, k = clock()
             wall, cpu = wall + w - t, cpu + k - c
-            pieces = [block[start:start + chunk] for block in rec.blocks(seg) for start in range(0, MiB, chunk)]
+            pieces = [block[start : start + chunk] for block in rec.blocks(seg) for start in range(0, MiB, chunk)]
             t, c = clock()
             upload = ingest.SegmentUpload(p, db, device, rid, seg, 0, rec.size)
             for piece in pieces:
@@ -221,18 +221,39 @@ def build_signed_manifest(rec: Recording, digests: list[bytes], camera_id: str, 
     started = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
     seg_s = 120.0
     links = chain_links(recording_id, digests)
-    entries = [SegmentEntry(index=i, size=rec.size, sha256=d.hex(), chain=link.hex(),
-                            started_at=started + timedelta(seconds=seg_s * i), duration_s=seg_s)
-               for i, (d, link) in enumerate(zip(digests, links))]
-    manifest = RecordingManifest(recording_id=recording_id, camera_id=camera_id, agent_id=agent,
-                                 started_at=started, ended_at=started + timedelta(seconds=seg_s * rec.segments),
-                                 trigger=Trigger.INCIDENT, persons_informed=True, clock_offset_ms=0,
-                                 segments=entries)
+    entries = [
+        SegmentEntry(
+            index=i,
+            size=rec.size,
+            sha256=d.hex(),
+            chain=link.hex(),
+            started_at=started + timedelta(seconds=seg_s * i),
+            duration_s=seg_s,
+        )
+        for i, (d, link) in enumerate(zip(digests, links))
+    ]
+    manifest = RecordingManifest(
+        recording_id=recording_id,
+        camera_id=camera_id,
+        agent_id=agent,
+        started_at=started,
+        ended_at=started + timedelta(seconds=seg_s * rec.segments),
+        trigger=Trigger.INCIDENT,
+        persons_informed=True,
+        clock_offset_ms=0,
+        segments=entries,
+    )
     return SignedManifest.sign(manifest, key)
 
 
-def upload(base_url: str, camera: tuple[str, object], platform_key: bytes, rec: Recording, signed,  # noqa: ANN001
-           mode: str) -> None:
+def upload(
+    base_url: str,
+    camera: tuple[str, object],
+    platform_key: bytes,
+    rec: Recording,
+    signed,  # noqa: ANN001
+    mode: str,
+) -> None:
     from temoin.camera.offload import PIECE_BYTES, VaultClient
 
     client = VaultClient(base_url, camera[0], camera[1], platform_key, timeout=300)
@@ -245,9 +266,15 @@ def upload(base_url: str, camera: tuple[str, object], platform_key: bytes, rec: 
             step = PIECE_BYTES if mode == "camera" else rec.size
             while start < rec.size:
                 end = min(start + step, rec.size)
-                response = client.http.put(url, content=rec.blocks(index, start, end), headers={
-                    "Content-Length": str(end - start), "Content-Range": f"bytes {start}-{end - 1}/{rec.size}",
-                    "Content-Type": "application/octet-stream"})
+                response = client.http.put(
+                    url,
+                    content=rec.blocks(index, start, end),
+                    headers={
+                        "Content-Length": str(end - start),
+                        "Content-Range": f"bytes {start}-{end - 1}/{rec.size}",
+                        "Content-Type": "application/octet-stream",
+                    },
+                )
                 client._check(response, 200)
                 start = int(response.headers["Upload-Offset"])
         receipt = client.complete(rid)
@@ -262,13 +289,26 @@ def main() -> int:
     ap.add_argument("--segments", type=int, default=None, help="segments (default 16)")
     ap.add_argument("--segment-mib", type=int, default=None, help="MiB per segment (default 128)")
     ap.add_argument("--mode", choices=("both", "camera", "whole"), default="both")
-    ap.add_argument("--chunk-kib", type=int, default=256,
-                    help="piece size fed to SegmentUpload in the in-process measurement (default 256 KiB, about "
-                         "what uvicorn hands over per read on loopback)")
-    ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
-                    help="extra environment for the server (e.g. MALLOC_TRIM_THRESHOLD_=67108864); repeatable")
-    ap.add_argument("--server-profile", type=Path, default=None,
-                    help="run the server under cProfile and write its (event-loop thread) profile here")
+    ap.add_argument(
+        "--chunk-kib",
+        type=int,
+        default=256,
+        help="piece size fed to SegmentUpload in the in-process measurement (default 256 KiB, about "
+        "what uvicorn hands over per read on loopback)",
+    )
+    ap.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the server (e.g. MALLOC_TRIM_THRESHOLD_=67108864); repeatable",
+    )
+    ap.add_argument(
+        "--server-profile",
+        type=Path,
+        default=None,
+        help="run the server under cProfile and write its (event-loop thread) profile here",
+    )
     args = ap.parse_args()
     segments = args.segments or (4 if args.quick else 16)
     seg_mib = args.segment_mib or (32 if args.quick else 128)
@@ -300,7 +340,14 @@ def main() -> int:
         env.update(item.split("=", 1) for item in args.server_env)
         log = (home / "server.log").open("wb")
         with sw.stage("setup: start `temoin serve`"):
-            command = [str(Path(sys.executable).with_name("temoin")), "serve", "--host", "127.0.0.1", "--port", str(port)]
+            command = [
+                str(Path(sys.executable).with_name("temoin")),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
             if args.server_profile:
                 command = [sys.executable, "-m", "cProfile", "-o", str(args.server_profile.resolve())] + command
             server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -330,12 +377,20 @@ def main() -> int:
                 wall = time.perf_counter() - t
                 hwm, rss = common.peak_rss_mib(server.pid)
                 user, system, flt = cpu_seconds(server.pid)
-                figures[mode] = {"wall": wall, "rate": rec.total / wall, "server_user": user - s_user,
-                                 "server_sys": system - s_sys, "client_cpu": time.process_time() - c_cpu,
-                                 "faults": flt - s_flt, "reset": reset,
-                                 "hwm": hwm, "rss": rss}
-                console.print(f"[dim]{mode}: {wall:.1f} s, {rec.total / wall / 1e6:.0f} MB/s, server VmHWM "
-                              f"{hwm:.0f} MiB[/dim]")
+                figures[mode] = {
+                    "wall": wall,
+                    "rate": rec.total / wall,
+                    "server_user": user - s_user,
+                    "server_sys": system - s_sys,
+                    "client_cpu": time.process_time() - c_cpu,
+                    "faults": flt - s_flt,
+                    "reset": reset,
+                    "hwm": hwm,
+                    "rss": rss,
+                }
+                console.print(
+                    f"[dim]{mode}: {wall:.1f} s, {rec.total / wall / 1e6:.0f} MB/s, server VmHWM {hwm:.0f} MiB[/dim]"
+                )
         finally:
             server.send_signal(signal.SIGINT)
             try:
@@ -354,50 +409,99 @@ def main() -> int:
         stored = sum(f.stat().st_size for f in (home / "vault" / "blobs").rglob("*.seg"))
 
         base = rates["sha256+aesgcm"]
-        res = Results("ingest over loopback", f"{segments} × {seg_mib} MiB = {common.human_bytes(rec.total)} per "
-                                              f"mode, `temoin serve` (uvicorn) on 127.0.0.1, SQLite")
-        res.add("in-memory SHA-256 + AES-256-GCM (1 MiB records)", f"{base / 1e6:,.0f} MB/s", in_memory_mb_s=base / 1e6,
-                in_memory_cpu_mb_s=rates["sha256+aesgcm_cpu"] / 1e6)
-        res.add("  SHA-256 alone / AES-256-GCM alone",
-                f"{rates['sha256'] / 1e6:,.0f} / {rates['aesgcm'] / 1e6:,.0f} MB/s",
-                sha256_mb_s=rates["sha256"] / 1e6, aesgcm_mb_s=rates["aesgcm"] / 1e6)
-        res.add("disk: write + fsync per segment, same bytes", f"{disk['rate'] / 1e6:,.0f} MB/s",
-                disk_mb_s=disk["rate"] / 1e6)
+        res = Results(
+            "ingest over loopback",
+            f"{segments} × {seg_mib} MiB = {common.human_bytes(rec.total)} per "
+            f"mode, `temoin serve` (uvicorn) on 127.0.0.1, SQLite",
+        )
+        res.add(
+            "in-memory SHA-256 + AES-256-GCM (1 MiB records)",
+            f"{base / 1e6:,.0f} MB/s",
+            in_memory_mb_s=base / 1e6,
+            in_memory_cpu_mb_s=rates["sha256+aesgcm_cpu"] / 1e6,
+        )
+        res.add(
+            "  SHA-256 alone / AES-256-GCM alone",
+            f"{rates['sha256'] / 1e6:,.0f} / {rates['aesgcm'] / 1e6:,.0f} MB/s",
+            sha256_mb_s=rates["sha256"] / 1e6,
+            aesgcm_mb_s=rates["aesgcm"] / 1e6,
+        )
+        res.add(
+            "disk: write + fsync per segment, same bytes",
+            f"{disk['rate'] / 1e6:,.0f} MB/s",
+            disk_mb_s=disk["rate"] / 1e6,
+        )
         for mode, f in figures.items():
             label = "camera (4 MiB PUTs, as VaultClient)" if mode == "camera" else "whole segment per PUT"
-            res.add(f"{label}: throughput", f"{f['rate'] / 1e6:,.0f} MB/s ({f['wall']:.1f} s)",
-                    **{f"{mode}_mb_s": f["rate"] / 1e6, f"{mode}_s": f["wall"]})
-            res.add("  ratio to in-memory rate", f"{f['rate'] / base:.2f}", "≥ 0.5", f["rate"] / base >= 0.5,
-                    **{f"{mode}_ratio": f["rate"] / base})
+            res.add(
+                f"{label}: throughput",
+                f"{f['rate'] / 1e6:,.0f} MB/s ({f['wall']:.1f} s)",
+                **{f"{mode}_mb_s": f["rate"] / 1e6, f"{mode}_s": f["wall"]},
+            )
+            res.add(
+                "  ratio to in-memory rate",
+                f"{f['rate'] / base:.2f}",
+                "≥ 0.5",
+                f["rate"] / base >= 0.5,
+                **{f"{mode}_ratio": f["rate"] / base},
+            )
             server_cpu = f["server_user"] + f["server_sys"]
-            res.add("  server CPU (user + system) / client CPU",
-                    f"{f['server_user']:.1f} + {f['server_sys']:.1f} s / {f['client_cpu']:.1f} s "
-                    f"({server_cpu / (rec.total / 1e9):.1f} s per GB on the server)",
-                    **{f"{mode}_server_user_s": f["server_user"], f"{mode}_server_sys_s": f["server_sys"],
-                       f"{mode}_client_cpu_s": f["client_cpu"]})
-            res.add("  server minor page faults per MiB received", f"{f['faults'] / (rec.total / MiB):,.0f}",
-                    **{f"{mode}_server_faults_per_mib": f["faults"] / (rec.total / MiB)})
+            res.add(
+                "  server CPU (user + system) / client CPU",
+                f"{f['server_user']:.1f} + {f['server_sys']:.1f} s / {f['client_cpu']:.1f} s "
+                f"({server_cpu / (rec.total / 1e9):.1f} s per GB on the server)",
+                **{
+                    f"{mode}_server_user_s": f["server_user"],
+                    f"{mode}_server_sys_s": f["server_sys"],
+                    f"{mode}_client_cpu_s": f["client_cpu"],
+                },
+            )
+            res.add(
+                "  server minor page faults per MiB received",
+                f"{f['faults'] / (rec.total / MiB):,.0f}",
+                **{f"{mode}_server_faults_per_mib": f["faults"] / (rec.total / MiB)},
+            )
             what = "server peak RSS during this upload" if f["reset"] else "server VmHWM after this upload"
-            res.add(f"  {what} (RSS after)", f"{f['hwm']:.0f} MiB = {f['hwm'] * MiB / 1e6:.0f} MB "
-                                                f"({f['rss']:.0f} MiB)",
-                    "≤ 150 MB", f["hwm"] * MiB / 1e6 <= 150, **{f"{mode}_server_hwm_mib": f["hwm"],
-                                                                 f"{mode}_server_rss_after_mib": f["rss"]})
-        res.add(f"vault.ingest in-process, no HTTP ({args.chunk_kib} KiB pieces)",
-                f"{direct['rate'] / 1e6:,.0f} MB/s ({common.secs(direct['wall'], direct['cpu'])})",
-                direct_mb_s=direct["rate"] / 1e6, direct_s=direct["wall"], direct_cpu_s=direct["cpu"])
+            res.add(
+                f"  {what} (RSS after)",
+                f"{f['hwm']:.0f} MiB = {f['hwm'] * MiB / 1e6:.0f} MB ({f['rss']:.0f} MiB)",
+                "≤ 150 MB",
+                f["hwm"] * MiB / 1e6 <= 150,
+                **{f"{mode}_server_hwm_mib": f["hwm"], f"{mode}_server_rss_after_mib": f["rss"]},
+            )
+        res.add(
+            f"vault.ingest in-process, no HTTP ({args.chunk_kib} KiB pieces)",
+            f"{direct['rate'] / 1e6:,.0f} MB/s ({common.secs(direct['wall'], direct['cpu'])})",
+            direct_mb_s=direct["rate"] / 1e6,
+            direct_s=direct["wall"],
+            direct_cpu_s=direct["cpu"],
+        )
         res.add("  ratio to in-memory rate", f"{direct['rate'] / base:.2f}", direct_ratio=direct["rate"] / base)
-        res.add("  minor page faults per MiB (pieces included)", f"{direct['faults'] / (rec.total / MiB):,.0f}",
-                direct_faults_per_mib=direct["faults"] / (rec.total / MiB))
-        res.add("prototype copy-free seal loop, same work (bench only)",
-                f"{proto['rate'] / 1e6:,.0f} MB/s ({common.secs(proto['wall'], proto['cpu'])})",
-                proto_mb_s=proto["rate"] / 1e6, proto_cpu_s=proto["cpu"])
-        res.add("  ratio to in-memory rate / page faults per MiB",
-                f"{proto['rate'] / base:.2f} / {proto['faults'] / (rec.total / MiB):,.0f}",
-                proto_ratio=proto["rate"] / base, proto_faults_per_mib=proto["faults"] / (rec.total / MiB))
-        res.add("server RSS / VmHWM once started (before any upload)",
-                f"{started_rss:.0f} / {started_hwm:.0f} MiB = {started_hwm * MiB / 1e6:.0f} MB",
-                "≤ 150 MB", started_hwm * MiB / 1e6 <= 150,
-                server_start_rss_mib=started_rss, server_start_hwm_mib=started_hwm)
+        res.add(
+            "  minor page faults per MiB (pieces included)",
+            f"{direct['faults'] / (rec.total / MiB):,.0f}",
+            direct_faults_per_mib=direct["faults"] / (rec.total / MiB),
+        )
+        res.add(
+            "prototype copy-free seal loop, same work (bench only)",
+            f"{proto['rate'] / 1e6:,.0f} MB/s ({common.secs(proto['wall'], proto['cpu'])})",
+            proto_mb_s=proto["rate"] / 1e6,
+            proto_cpu_s=proto["cpu"],
+        )
+        res.add(
+            "  ratio to in-memory rate / page faults per MiB",
+            f"{proto['rate'] / base:.2f} / {proto['faults'] / (rec.total / MiB):,.0f}",
+            proto_ratio=proto["rate"] / base,
+            proto_faults_per_mib=proto["faults"] / (rec.total / MiB),
+        )
+        res.add(
+            "server RSS / VmHWM once started (before any upload)",
+            f"{started_rss:.0f} / {started_hwm:.0f} MiB = {started_hwm * MiB / 1e6:.0f} MB",
+            "≤ 150 MB",
+            started_hwm * MiB / 1e6 <= 150,
+            server_start_rss_mib=started_rss,
+            server_start_hwm_mib=started_hwm,
+        )
         res.add("client peak RSS (this process)", f"{common.peak_rss_mib()[0]:.0f} MiB")
         res.add("stored (sealed blobs)", common.human_bytes(stored), stored_bytes=stored)
         res.raw.update(bytes_per_mode=rec.total, segments=segments, segment_mib=seg_mib)

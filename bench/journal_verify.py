@@ -34,22 +34,56 @@ def drafts(rng: random.Random):  # noqa: ANN201
     camera = Actor(kind="device", id="cam-0123456789ab", name="Caméra 3", function="camera")
     chief = Actor(kind="user", id="42", name="Cheffe de service", function="chief")
     system = Actor.system("retention")
-    ingested = EntryDraft(action=Action.COLLECTION, event="recording.ingested", actor=camera,
-                          recordings=["rec-0"], cameras=[camera.id],
-                          details={"agent": "POR-0001", "started_at": "", "ended_at": "", "trigger": "incident",
-                                   "persons_informed": True, "not_informed_reason": None,
-                                   "outside_territory": False, "clock_drift": False, "bytes": 734003200,
-                                   "segments": 12, "manifest_sha256": "", "retention_until": ""})
-    consulted = EntryDraft(action=Action.CONSULTATION, event="recording.consulted", actor=chief,
-                           recordings=["rec-0"], cameras=[camera.id],
-                           motive={"code": "judicial_requisition", "text": "Réquisition judiciaire n° 2026/118"})
-    deleted = EntryDraft(action=Action.ERASURE, event="recording.deleted.retention", actor=system,
-                         recordings=["rec-0"], cameras=[camera.id],
-                         details={"rule": "fr-police-municipale: 1 month from the day of recording (Europe/Paris)",
-                                  "retention_until": ""})
-    refused = EntryDraft(action=Action.SECURITY, event="device.auth_refused", actor=camera, cameras=[camera.id],
-                         details={"reason": "device clock too far from the platform's: sync the camera's clock",
-                                  "path": "/api/v1/ingest/recordings"})
+    ingested = EntryDraft(
+        action=Action.COLLECTION,
+        event="recording.ingested",
+        actor=camera,
+        recordings=["rec-0"],
+        cameras=[camera.id],
+        details={
+            "agent": "POR-0001",
+            "started_at": "",
+            "ended_at": "",
+            "trigger": "incident",
+            "persons_informed": True,
+            "not_informed_reason": None,
+            "outside_territory": False,
+            "clock_drift": False,
+            "bytes": 734003200,
+            "segments": 12,
+            "manifest_sha256": "",
+            "retention_until": "",
+        },
+    )
+    consulted = EntryDraft(
+        action=Action.CONSULTATION,
+        event="recording.consulted",
+        actor=chief,
+        recordings=["rec-0"],
+        cameras=[camera.id],
+        motive={"code": "judicial_requisition", "text": "Réquisition judiciaire n° 2026/118"},
+    )
+    deleted = EntryDraft(
+        action=Action.ERASURE,
+        event="recording.deleted.retention",
+        actor=system,
+        recordings=["rec-0"],
+        cameras=[camera.id],
+        details={
+            "rule": "fr-police-municipale: 1 month from the day of recording (Europe/Paris)",
+            "retention_until": "",
+        },
+    )
+    refused = EntryDraft(
+        action=Action.SECURITY,
+        event="device.auth_refused",
+        actor=camera,
+        cameras=[camera.id],
+        details={
+            "reason": "device clock too far from the platform's: sync the camera's clock",
+            "path": "/api/v1/ingest/recordings",
+        },
+    )
     weighted = [ingested] * 4 + [deleted] * 3 + [consulted] * 2 + [refused]
 
     def next_draft(at: datetime) -> EntryDraft:
@@ -81,8 +115,10 @@ def build_journal(home: Path, chains: list[tuple[int, str]], per_chain: int, rng
     start = end - timedelta(days=30 * 30)
     step = (end - start) / per_chain
     total_bytes = 0
-    sql = ("INSERT INTO journal_entries (chain, seq, at, tenant_id, action, event, body, prev_hash, hash) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    sql = (
+        "INSERT INTO journal_entries (chain, seq, at, tenant_id, action, event, body, prev_hash, hash) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
     for tenant_id, chain in chains:
         prev, rows, month, lines = GENESIS, [], None, []
         folder = sink.chain_dir(chain)
@@ -94,8 +130,7 @@ def build_journal(home: Path, chains: list[tuple[int, str]], per_chain: int, rng
             body = entry_body(draft, chain=chain, seq=seq, prev=prev, at=at, tenant=chain)
             digest = entry_hash(body)
             text = body.decode()
-            rows.append((chain, seq, common.sql_dt(at), tenant_id, draft.action.value, draft.event, text, prev,
-                         digest))
+            rows.append((chain, seq, common.sql_dt(at), tenant_id, draft.action.value, draft.event, text, prev, digest))
             m = at.strftime("%Y-%m")
             if m != month:
                 if lines:
@@ -142,9 +177,12 @@ def main() -> int:
         chains = []
         for t in range(args.chains):
             slug = f"commune-{t:02d}"
-            cur = conn.execute("INSERT INTO tenants (slug, name, kind, communes, profile, territory, "
-                               "authorised_cameras, demo, created_at) VALUES (?, ?, 'commune', '[]', "
-                               "'fr-police-municipale', NULL, 20, 0, ?)", (slug, slug.title(), now))
+            cur = conn.execute(
+                "INSERT INTO tenants (slug, name, kind, communes, profile, territory, "
+                "authorised_cameras, demo, created_at) VALUES (?, ?, 'commune', '[]', "
+                "'fr-police-municipale', NULL, 20, 0, ?)",
+                (slug, slug.title(), now),
+            )
             chains.append((cur.lastrowid, slug))
         conn.close()
         with sw.stage(f"setup: {per_chain * args.chains:,} entries in {args.chains} chains, both sinks"):
@@ -155,8 +193,10 @@ def main() -> int:
         db_size = sum(f.stat().st_size for f in home.glob("temoin.db*"))
         file_size = sum(f.stat().st_size for f in (home / "journal").rglob("*.jsonl"))
         common.stage_table("setup (not measured)", sw.stages)
-        console.print(f"[dim]database {common.human_bytes(db_size)}, journal files {common.human_bytes(file_size)}, "
-                      f"bodies {common.human_bytes(body_bytes)}[/dim]")
+        console.print(
+            f"[dim]database {common.human_bytes(db_size)}, journal files {common.human_bytes(file_size)}, "
+            f"bodies {common.human_bytes(body_bytes)}[/dim]"
+        )
         total = per_chain * args.chains
 
         reset = common.reset_peak_rss()  # the loading above used a large SQLite cache; measure verification only
@@ -201,29 +241,48 @@ def main() -> int:
         if not args.no_cli:
             env = dict(os.environ, TEMOIN_HOME=str(home))
             t = time.perf_counter()
-            proc = subprocess.run([str(Path(sys.executable).with_name("temoin")), "journal", "verify"], env=env,
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [str(Path(sys.executable).with_name("temoin")), "journal", "verify"],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             t_cli = time.perf_counter() - t
             assert proc.returncode == 0, proc.stdout + proc.stderr
 
         hwm, _ = common.peak_rss_mib()
-        res = Results("journal verify", f"{total:,} entries in {args.chains} chains, {common.human_bytes(file_size)} "
-                                        "of journal files")
+        res = Results(
+            "journal verify",
+            f"{total:,} entries in {args.chains} chains, {common.human_bytes(file_size)} of journal files",
+        )
         res.add("database sink, all chains", common.secs(t_db, c_db), database_s=t_db, database_cpu_s=c_db)
         res.add("  rate (CPU)", f"{total / c_db:,.0f} entries/s")
         res.add("file sink, all chains", common.secs(t_file, c_file), file_s=t_file, file_cpu_s=c_file)
         res.add("  rate (CPU)", f"{total / c_file:,.0f} entries/s")
         res.add("comparison of the sinks", f"{t_cmp * 1000:.1f} ms", compare_s=t_cmp)
-        res.add("verify_all (what the command runs)", common.secs(t_all, c_all), "≤ 5 s", t_all <= 5,
-                verify_all_s=t_all, verify_all_cpu_s=c_all)
+        res.add(
+            "verify_all (what the command runs)",
+            common.secs(t_all, c_all),
+            "≤ 5 s",
+            t_all <= 5,
+            verify_all_s=t_all,
+            verify_all_cpu_s=c_all,
+        )
         if t_cli is not None:
             res.add("`temoin journal verify`, whole command", f"{t_cli:.2f} s", "≤ 5 s", t_cli <= 5, cli_s=t_cli)
-        res.add("floor: read + SHA-256 of every file line", common.secs(t_floor_hash, c_floor_hash),
-                floor_hash_s=t_floor_hash, floor_hash_cpu_s=c_floor_hash)
-        res.add("floor: read + SHA-256 + orjson.loads", common.secs(t_floor_parse, c_floor_parse),
-                floor_parse_s=t_floor_parse, floor_parse_cpu_s=c_floor_parse)
-        res.add("peak RSS of this process" + (" while verifying" if reset else ""), f"{hwm:.0f} MiB",
-                peak_rss_mib=hwm)
+        res.add(
+            "floor: read + SHA-256 of every file line",
+            common.secs(t_floor_hash, c_floor_hash),
+            floor_hash_s=t_floor_hash,
+            floor_hash_cpu_s=c_floor_hash,
+        )
+        res.add(
+            "floor: read + SHA-256 + orjson.loads",
+            common.secs(t_floor_parse, c_floor_parse),
+            floor_parse_s=t_floor_parse,
+            floor_parse_cpu_s=c_floor_parse,
+        )
+        res.add("peak RSS of this process" + (" while verifying" if reset else ""), f"{hwm:.0f} MiB", peak_rss_mib=hwm)
         res.raw.update(entries=total, chains=args.chains)
         res.print()
         res.write_json(args.json)

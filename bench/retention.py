@@ -71,11 +71,18 @@ def main() -> int:
     ap.add_argument("--recordings", type=int, default=None, help="catalogue size (default 1,000,000)")
     ap.add_argument("--tenants", type=int, default=10)
     ap.add_argument("--held", type=int, default=None, help="due recordings kept by a hold (default 50)")
-    ap.add_argument("--blob-dirs", choices=("due", "all", "none"), default="due",
-                    help="which recordings get a blob folder on disk (default: the due ones)")
+    ap.add_argument(
+        "--blob-dirs",
+        choices=("due", "all", "none"),
+        default="due",
+        help="which recordings get a blob folder on disk (default: the due ones)",
+    )
     ap.add_argument("--profile", action="store_true", help="cProfile the sweep and print the top functions")
-    ap.add_argument("--breakdown", action="store_true",
-                    help="time the sweep's parts (hold check, journal write, signing, blob removal, commits)")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="time the sweep's parts (hold check, journal write, signing, blob removal, commits)",
+    )
     args = ap.parse_args()
     n = args.recordings or (20_000 if args.quick else 1_000_000)
     held_n = args.held if args.held is not None else (5 if args.quick else 50)
@@ -93,21 +100,30 @@ def main() -> int:
             fleet = common.make_fleet(p, args.tenants, cameras=8, agents=20)
             chief = common.make_user(p, fleet.tenants[0][1], "bench-chief", "chief")
         with sw.stage(f"setup: bulk insert {n:,} recordings"):
-            rows = common.recording_rows(fleet, n, rng, started=(now - timedelta(days=32), now - timedelta(days=1)),
-                                         retention=(now - timedelta(days=1), now + timedelta(days=30)),
-                                         master_key_id=p.keyring.master_key_id)
+            rows = common.recording_rows(
+                fleet,
+                n,
+                rng,
+                started=(now - timedelta(days=32), now - timedelta(days=1)),
+                retention=(now - timedelta(days=1), now + timedelta(days=30)),
+                master_key_id=p.keyring.master_key_id,
+            )
             common.bulk_insert_recordings(home, rows)
         conn = common.raw_sqlite(home)
         slugs = dict(fleet.tenants)
-        due = conn.execute("SELECT id, tenant_id FROM recordings WHERE state = 'stored' AND retention_until <= ?",
-                           (common.sql_dt(now),)).fetchall()
+        due = conn.execute(
+            "SELECT id, tenant_id FROM recordings WHERE state = 'stored' AND retention_until <= ?",
+            (common.sql_dt(now),),
+        ).fetchall()
         with sw.stage(f"setup: {held_n} holds"):
             t0_id = fleet.tenants[0][0]
             held_ids = [rid for rid, tid in due if tid == t0_id][:held_n]
             conn.execute("BEGIN")
-            conn.executemany("INSERT INTO holds (tenant_id, recording_id, procedure_type, reference, placed_by, "
-                             "placed_at) VALUES (?, ?, 'judicial', 'PV 2026/0001', ?, ?)",
-                             [(t0_id, rid, chief, common.sql_dt(now)) for rid in held_ids])
+            conn.executemany(
+                "INSERT INTO holds (tenant_id, recording_id, procedure_type, reference, placed_by, "
+                "placed_at) VALUES (?, ?, 'judicial', 'PV 2026/0001', ?, ?)",
+                [(t0_id, rid, chief, common.sql_dt(now)) for rid in held_ids],
+            )
             conn.execute("COMMIT")
         if args.blob_dirs == "all":
             blob_targets = conn.execute("SELECT id, tenant_id FROM recordings").fetchall()
@@ -124,11 +140,15 @@ def main() -> int:
         expected = len(due) - len(held_ids)
 
         with p.session() as db:
-            plan = db.execute(text(
-                "EXPLAIN QUERY PLAN SELECT recordings.id FROM recordings WHERE recordings.state = 'stored' "
-                "AND recordings.retention_until <= :now AND NOT (EXISTS (SELECT * FROM holds WHERE "
-                "holds.recording_id = recordings.id AND holds.lifted_at IS NULL)) "
-                "ORDER BY recordings.retention_until LIMIT 500"), {"now": common.sql_dt(now)}).all()
+            plan = db.execute(
+                text(
+                    "EXPLAIN QUERY PLAN SELECT recordings.id FROM recordings WHERE recordings.state = 'stored' "
+                    "AND recordings.retention_until <= :now AND NOT (EXISTS (SELECT * FROM holds WHERE "
+                    "holds.recording_id = recordings.id AND holds.lifted_at IS NULL)) "
+                    "ORDER BY recordings.retention_until LIMIT 500"
+                ),
+                {"now": common.sql_dt(now)},
+            ).all()
             console.print("[dim]due query plan: " + " | ".join(r[-1] for r in plan) + "[/dim]")
             first, t_first, _ = common.timed(retention.due_ids, db, now, retention.BATCH)
             all_due, t_all, c_all = common.timed(retention.due_ids, db, now, 10**9)
@@ -159,16 +179,24 @@ def main() -> int:
             idle, t_idle, c_idle = common.timed(retention.sweep, p, db, now)
         assert not idle.deleted
 
-        res = Results("retention sweep", f"{n:,} recordings, {len(due):,} due, {len(held_ids)} held, "
-                                         f"{args.tenants} tenants, blob folders: {args.blob_dirs}")
+        res = Results(
+            "retention sweep",
+            f"{n:,} recordings, {len(due):,} due, {len(held_ids)} held, "
+            f"{args.tenants} tenants, blob folders: {args.blob_dirs}",
+        )
         res.add("due query, first batch of 500", f"{t_first * 1000:.1f} ms", due_first_batch_s=t_first)
         res.add(f"due query, all {expected:,} ids", common.secs(t_all, c_all), due_all_s=t_all)
-        res.add("whole sweep", common.secs(t_sweep, c_sweep), "≤ 30 s", t_sweep <= 30, sweep_s=t_sweep,
-                sweep_cpu_s=c_sweep)
+        res.add(
+            "whole sweep", common.secs(t_sweep, c_sweep), "≤ 30 s", t_sweep <= 30, sweep_s=t_sweep, sweep_cpu_s=c_sweep
+        )
         res.add("recordings deleted", f"{len(result.deleted):,}", deleted=len(result.deleted))
         per = 1000 / max(1, len(result.deleted))
-        res.add("per deleted recording", f"{t_sweep * per:.2f} ms (CPU {c_sweep * per:.2f} ms)",
-                per_recording_ms=t_sweep * per, per_recording_cpu_ms=c_sweep * per)
+        res.add(
+            "per deleted recording",
+            f"{t_sweep * per:.2f} ms (CPU {c_sweep * per:.2f} ms)",
+            per_recording_ms=t_sweep * per,
+            per_recording_cpu_ms=c_sweep * per,
+        )
         res.add("blobs removed", f"{result.blobs_removed:,}", blobs_removed=result.blobs_removed)
         res.add("held (kept)", f"{result.held}", held=result.held)
         res.add("second sweep, nothing due", common.secs(t_idle, c_idle), idle_sweep_s=t_idle)

@@ -42,7 +42,7 @@ def explain(p, db, catalogue, user, q) -> str:  # noqa: ANN001
         event.remove(p.engine, "before_cursor_execute", grab)
     statement, params = seen[-1]
     plan = db.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
-    where = statement[statement.index("WHERE"):].replace("\n", " ")
+    where = statement[statement.index("WHERE") :].replace("\n", " ")
     return f"search SQL: … {where}\nplan: " + " | ".join(str(r[-1]) for r in plan)
 
 
@@ -52,13 +52,16 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=200, help="queries per series (default 200)")
     ap.add_argument("--tenants", type=int, default=10)
     ap.add_argument("--agents", type=int, default=40, help="agents per tenant (default 40)")
-    ap.add_argument("--big-manifest", type=int, default=48_000,
-                    help="bytes of the realistic manifests given to one agent's recordings (0: skip)")
+    ap.add_argument(
+        "--big-manifest",
+        type=int,
+        default=48_000,
+        help="bytes of the realistic manifests given to one agent's recordings (0: skip)",
+    )
     args = ap.parse_args()
     n = args.recordings or (50_000 if args.quick else 1_000_000)
     rng = random.Random(args.seed)
     sw = Stopwatch()
-
 
     from temoin.identity.models import User
     from temoin.vault import catalogue
@@ -70,8 +73,12 @@ def main() -> int:
         with sw.stage("setup: tenants and cameras"):
             fleet = common.make_fleet(p, args.tenants, cameras=8, agents=args.agents)
         with sw.stage(f"setup: bulk insert {n:,} recordings"):
-            common.bulk_insert_recordings(home, common.recording_rows(
-                fleet, n, rng, started=window, retention=None, master_key_id=p.keyring.master_key_id))
+            common.bulk_insert_recordings(
+                home,
+                common.recording_rows(
+                    fleet, n, rng, started=window, retention=None, master_key_id=p.keyring.master_key_id
+                ),
+            )
         big_tenant, _ = fleet.tenants[0]
         big_agent = fleet.agents[big_tenant][0]
         big_rows = 0
@@ -79,23 +86,26 @@ def main() -> int:
             with sw.stage(f"setup: {common.human_bytes(args.big_manifest)} manifests for agent {big_agent}"):
                 conn = common.raw_sqlite(home)
                 pad = "x" * args.big_manifest
-                big_rows = conn.execute("UPDATE recordings SET manifest = ? WHERE tenant_id = ? AND agent_ref = ?",
-                                        ('{"manifest":{},"p":"' + pad + '"}', big_tenant, big_agent)).rowcount
+                big_rows = conn.execute(
+                    "UPDATE recordings SET manifest = ? WHERE tenant_id = ? AND agent_ref = ?",
+                    ('{"manifest":{},"p":"' + pad + '"}', big_tenant, big_agent),
+                ).rowcount
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 conn.close()
         common.stage_table("setup (not measured)", sw.stages)
 
         # Users as the web layer hands them to the catalogue (only tenant, role and agent number are read).
-        chiefs = {tid: User(id=1000 + tid, tenant_id=tid, role="chief", agent_number=None)
-                  for tid, _ in fleet.tenants}
+        chiefs = {tid: User(id=1000 + tid, tenant_id=tid, role="chief", agent_number=None) for tid, _ in fleet.tenants}
 
-        def chief_query(with_agent: bool, tenant: int | None = None, agent: str | None = None,
-                        span: timedelta | None = None):  # noqa: ANN202
+        def chief_query(
+            with_agent: bool, tenant: int | None = None, agent: str | None = None, span: timedelta | None = None
+        ):  # noqa: ANN202
             tid = tenant or rng.choice(fleet.tenants)[0]
             span = span or rng.choice(WINDOWS)
             start = window[0] + (window[1] - window[0] - span) * rng.random()
-            q = catalogue.SearchQuery(start=start, end=start + span,
-                                      agent=(agent or rng.choice(fleet.agents[tid])) if with_agent else None)
+            q = catalogue.SearchQuery(
+                start=start, end=start + span, agent=(agent or rng.choice(fleet.agents[tid])) if with_agent else None
+            )
             return chiefs[tid], q
 
         def own_query():  # noqa: ANN202
@@ -112,14 +122,21 @@ def main() -> int:
             ("agent's own + dates", own_query),
         ]
         if big_rows:
-            series.append((f"tenant + 30 days + agent, {common.human_bytes(args.big_manifest)} manifests",
-                           lambda: chief_query(True, big_tenant, big_agent, timedelta(days=30))))
+            series.append(
+                (
+                    f"tenant + 30 days + agent, {common.human_bytes(args.big_manifest)} manifests",
+                    lambda: chief_query(True, big_tenant, big_agent, timedelta(days=30)),
+                )
+            )
 
         with p.session() as db:
             console.print("[dim]" + explain(p, db, catalogue, *chief_query(True)) + "[/dim]")
 
-        res = Results("catalogue search", f"{n:,} recordings, {args.tenants} tenants × {args.agents} agents, "
-                                          f"{args.queries} queries per series, SQLite")
+        res = Results(
+            "catalogue search",
+            f"{n:,} recordings, {args.tenants} tenants × {args.agents} agents, "
+            f"{args.queries} queries per series, SQLite",
+        )
         for name, make in series:
             lat, rows = [], 0
             with p.session() as db:
@@ -135,10 +152,18 @@ def main() -> int:
             p50, p95, p99 = (common.percentile(lat, x) for x in (0.5, 0.95, 0.99))
             key = name.split(",")[0].replace(" + ", "_").replace(" ", "_").replace("'", "")
             ok = p95 <= 50 if name == "tenant + dates + agent" else None
-            res.add(f"{name}: p50 / p95 / p99", f"{p50:.1f} / {p95:.1f} / {p99:.1f} ms",
-                    "p95 ≤ 50 ms" if ok is not None else "", ok,
-                    **{f"{key}_p50_ms": p50, f"{key}_p95_ms": p95, f"{key}_p99_ms": p99,
-                       f"{key}_rows_avg": rows / len(lat)})
+            res.add(
+                f"{name}: p50 / p95 / p99",
+                f"{p50:.1f} / {p95:.1f} / {p99:.1f} ms",
+                "p95 ≤ 50 ms" if ok is not None else "",
+                ok,
+                **{
+                    f"{key}_p50_ms": p50,
+                    f"{key}_p95_ms": p95,
+                    f"{key}_p99_ms": p99,
+                    f"{key}_rows_avg": rows / len(lat),
+                },
+            )
             res.add("  max, rows returned on average", f"{lat[-1]:.1f} ms, {rows / len(lat):.0f}")
         res.raw.update(recordings=n)
         res.print()

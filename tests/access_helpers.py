@@ -16,8 +16,15 @@ from temoin.web.deps import Require
 from tests.helpers import Commune
 
 # Routes FastAPI itself adds, and the static files: not ours to guard.
-FRAMEWORK_PATHS = {"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/static", "/static/leaflet",
-                   "/static/api-docs"}  # Swagger UI and ReDoc assets, served for /docs offline
+FRAMEWORK_PATHS = {
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/docs/oauth2-redirect",
+    "/static",
+    "/static/leaflet",
+    "/static/api-docs",
+}  # Swagger UI and ReDoc assets, served for /docs offline
 
 
 # Every route without a `Require` guard, and why. A new unguarded route fails the matrix test until
@@ -183,21 +190,26 @@ class Scene:
 
 
 def fill(path: str, s: Scene) -> str:
-    values = {"recording_id": s.recording_id, "index": "0", "code": "en",
-              "device_id": s.spare_device if path.endswith("/revoke") else s.device}
+    values = {
+        "recording_id": s.recording_id,
+        "index": "0",
+        "code": "en",
+        "device_id": s.spare_device if path.endswith("/revoke") else s.device,
+    }
     # A parameter not known here gets a placeholder: an allowed role then meets a 404, never a 401/403.
     return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: values.get(m.group(1), "unknown"), path)
 
 
-def call(client: TestClient, info: RouteInfo, s: Scene, csrf: str | None, role: Role,
-         grant: str = "no-grant") -> int:
+def call(client: TestClient, info: RouteInfo, s: Scene, csrf: str | None, role: Role, grant: str = "no-grant") -> int:
     headers = {"X-CSRF-Token": csrf} if csrf and info.method not in {"GET", "HEAD", "OPTIONS"} else {}
     kw: dict = {}
     key = (info.method, info.path)
     if key == ("POST", "/api/v1/recordings/{recording_id}/consultations"):
         kw["json"] = {"motive": {"code": "report_facts", "text": "route matrix check"}}
-    elif key in (("GET", "/api/v1/recordings/{recording_id}/segments/{index}"),
-                 ("GET", "/api/v1/recordings/{recording_id}/track")):  # the place goes with the content's grant
+    elif key in (
+        ("GET", "/api/v1/recordings/{recording_id}/segments/{index}"),
+        ("GET", "/api/v1/recordings/{recording_id}/track"),
+    ):  # the place goes with the content's grant
         kw["params"] = {"grant": grant}
     elif key == ("POST", "/api/v1/recordings/{recording_id}/holds"):
         kw["json"] = {"procedure": "judicial", "reference": "PV-2024-000123"}
@@ -208,8 +220,11 @@ def call(client: TestClient, info: RouteInfo, s: Scene, csrf: str | None, role: 
     elif key == ("POST", "/api/v1/recordings/holds"):
         kw["json"] = {"recording_ids": [s.recording_id], "procedure": "judicial", "reference": "PV-2024-000124"}
     elif key == ("POST", "/api/v1/admin/users"):  # a role the caller may grant (identity.grants)
-        kw["json"] = {"username": f"matrix-{role.value.replace('_', '-')}", "display_name": "Matrix",
-                      "role": {Role.TECH_ADMIN: "tech_admin", Role.MAYOR: "auditor"}.get(role, "csu_operator")}
+        kw["json"] = {
+            "username": f"matrix-{role.value.replace('_', '-')}",
+            "display_name": "Matrix",
+            "role": {Role.TECH_ADMIN: "tech_admin", Role.MAYOR: "auditor"}.get(role, "csu_operator"),
+        }
     elif key == ("POST", "/api/v1/admin/users/{username}/deactivate"):
         kw["json"] = {"reason": "route matrix check"}
     elif key == ("POST", "/api/v1/admin/devices/codes"):
@@ -223,8 +238,12 @@ def call(client: TestClient, info: RouteInfo, s: Scene, csrf: str | None, role: 
     elif key == ("POST", "/rights"):
         kw["data"] = {"kind": "access", "person_description": "route matrix", "contact": "matrix@example.org"}
     elif key == ("POST", "/api/v1/extractions"):
-        kw["json"] = {"recording_ids": [s.recording_id], "recipient_name": "OPJ Matrix",
-                      "recipient_kind": "judicial_police", "procedure_type": "judicial", "reference": "PV-2024-000123"}
+        kw["json"] = {
+            "recording_ids": [s.recording_id],
+            "recipient_name": "OPJ Matrix",
+            "recipient_kind": "judicial_police",
+            "procedure_type": "judicial",
+            "reference": "PV-2024-000123",
+        }
     # Any other route gets no body: an allowed role then meets a 422 at worst, never a 401/403.
-    return client.request(info.method, fill(info.path, s), headers=headers, follow_redirects=False,
-                          **kw).status_code
+    return client.request(info.method, fill(info.path, s), headers=headers, follow_redirects=False, **kw).status_code

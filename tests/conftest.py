@@ -49,8 +49,11 @@ def _postgres_database() -> Iterator[str]:
     try:
         admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}); the suite runs on SQLite and "
-                    "PostgreSQL: start it, or set TEMOIN_TEST_POSTGRES_URL", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}); the suite runs on SQLite and "
+            "PostgreSQL: start it, or set TEMOIN_TEST_POSTGRES_URL",
+            pytrace=False,
+        )
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_URL.rsplit("/", 1)[0]
@@ -90,8 +93,15 @@ def client(platform: Platform) -> Iterator[TestClient]:
 # --- a real server and a real browser, for the web UI tests ----------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; `./dev.sh test` installs it
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +113,11 @@ def browser() -> Iterator:
         try:
             b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         except Exception as exc:  # noqa: BLE001 - any failure to start says how to install Chromium
-            pytest.fail(f"Chromium cannot start from {CHROMIUM} ({exc}): install Debian's chromium package "
-                        "(./dev.sh test does)", pytrace=False)
+            pytest.fail(
+                f"Chromium cannot start from {CHROMIUM} ({exc}): install Debian's chromium package "
+                "(./dev.sh test does)",
+                pytrace=False,
+            )
         yield b
         b.close()
 

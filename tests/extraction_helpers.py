@@ -20,9 +20,14 @@ runner = CliRunner()
 
 
 def _extract(client, csrf: str, recording_ids: list[str], **extra) -> dict:
-    body = {"recording_ids": recording_ids, "recipient_name": "OPJ Claire Martin, commissariat de Port-Témoin",
-            "recipient_kind": "judicial_police", "procedure_type": "judicial", "reference": "PV 2026/004512",
-            **extra}
+    body = {
+        "recording_ids": recording_ids,
+        "recipient_name": "OPJ Claire Martin, commissariat de Port-Témoin",
+        "recipient_kind": "judicial_police",
+        "procedure_type": "judicial",
+        "reference": "PV 2026/004512",
+        **extra,
+    }
     r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf}, json=body)
     assert r.status_code == 201, r.text
     return r.json()
@@ -42,8 +47,11 @@ def _download(client, out: dict, tmp_path: Path) -> tuple[Path, Path]:
 def _verify(path: Path, key: Path | None = None, *more: str) -> tuple[int, str]:
     args = ["verify", str(path)] + (["--key", str(key)] if key else []) + list(more)
     # No trust store but what a test gives: not the machine's ~/.config/temoin/trusted-keys.
-    result = runner.invoke(cli_app, args, env={"COLUMNS": "200", "XDG_CONFIG_HOME": "/nonexistent-temoin-config",
-                                               "TEMOIN_TRUST_STORE": None})
+    result = runner.invoke(
+        cli_app,
+        args,
+        env={"COLUMNS": "200", "XDG_CONFIG_HOME": "/nonexistent-temoin-config", "TEMOIN_TRUST_STORE": None},
+    )
     return result.exit_code, result.output
 
 
@@ -68,7 +76,7 @@ def _pdf_text(data: bytes) -> str:
     for s in streams:
         for lit in re.findall(rb"\(((?:\\.|[^\\)])*)\)\s*Tj", s, re.S):
             raw = re.sub(rb"\\([nrtbf()\\]|[0-7]{1,3})", lambda m: _unescape(m.group(1)), lit)
-            text.append("".join(cmap.get(int.from_bytes(raw[i:i + 2], "big"), "?") for i in range(0, len(raw), 2)))
+            text.append("".join(cmap.get(int.from_bytes(raw[i : i + 2], "big"), "?") for i in range(0, len(raw), 2)))
     return "\n".join(text)
 
 
@@ -95,8 +103,16 @@ def device_recording(store, camera_id: str, agent_id: str, segments: list[bytes]
 
     start = utcnow()
     rid = f"rec-{uuid.uuid4().hex[:16]}"
-    writer = store.begin(RecordingHeader(recording_id=rid, camera_id=camera_id, agent_id=agent_id,
-                                         trigger=Trigger.INCIDENT, triggered_at=start, pre_event_buffer_s=0))
+    writer = store.begin(
+        RecordingHeader(
+            recording_id=rid,
+            camera_id=camera_id,
+            agent_id=agent_id,
+            trigger=Trigger.INCIDENT,
+            triggered_at=start,
+            pre_event_buffer_s=0,
+        )
+    )
     for i, data in enumerate(segments):
         writer.add_segment(data, start + timedelta(seconds=2 * i), 2.0, notice=Notice.told())
     writer.finalise()

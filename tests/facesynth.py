@@ -76,8 +76,18 @@ def default_actors(width: int, height: int, frames: int) -> list[Actor]:
         Actor(1, 0, frames - 1, 320 * s, 100 * s, -1.5 * s, -1.2 * s, 45 * s, 60 * s, (third, 0, 2 * third, half)),
         Actor(2, frames // 4, frames - 1, 530 * s, 90 * s, 3.0 * s, 1.5 * s, 45 * s, 40 * s, (2 * third, 0, 1, half)),
         Actor(3, 0, (2 * frames) // 3, 100 * s, 270 * s, -1.0 * s, 1.0 * s, 40 * s, 34 * s, (0, half, third, 1)),
-        Actor(4, frames // 2 + 1, frames - 1, 320 * s, 270 * s, 1.6 * s, -0.6 * s, 55 * s, 60 * s,
-              (third, half, 2 * third, 1)),
+        Actor(
+            4,
+            frames // 2 + 1,
+            frames - 1,
+            320 * s,
+            270 * s,
+            1.6 * s,
+            -0.6 * s,
+            55 * s,
+            60 * s,
+            (third, half, 2 * third, 1),
+        ),
         Actor(5, 7, frames - 1, 530 * s, 270 * s, 0.0, -0.5 * s, 36 * s, 42 * s, (2 * third, half, 1, 1)),
     ]
 
@@ -108,7 +118,7 @@ def render(clip: Clip, frame: int, base: np.ndarray) -> tuple[np.ndarray, list[t
     visible = []
     for n, box in truth:
         x, y, w, h = clipped(box, clip.width, clip.height)
-        if w and h and float(np.mean(drawn[y:y + h, x:x + w] == n)) >= 0.8:
+        if w and h and float(np.mean(drawn[y : y + h, x : x + w] == n)) >= 0.8:
             visible.append((n, box))
     return img, visible
 
@@ -132,8 +142,17 @@ def voice(seconds: float, rate: int = 48_000, seed: int = 7) -> np.ndarray:
     return (0.5 * out / np.max(np.abs(out))).astype(np.float32)
 
 
-def make_clip(path: Path, *, width: int = 640, height: int = 360, fps: int = 30, seconds: float = 3.0,
-              actors: list[Actor] | None = None, audio: bool = True, crf: int = 18) -> Clip:
+def make_clip(
+    path: Path,
+    *,
+    width: int = 640,
+    height: int = 360,
+    fps: int = 30,
+    seconds: float = 3.0,
+    actors: list[Actor] | None = None,
+    audio: bool = True,
+    crf: int = 18,
+) -> Clip:
     frames = int(round(seconds * fps))
     clip = Clip(path, width, height, fps, frames, actors or default_actors(width, height, frames))
     base = background(width, height)
@@ -145,7 +164,7 @@ def make_clip(path: Path, *, width: int = 640, height: int = 360, fps: int = 30,
             samples = voice(frames / fps, clip.audio_rate)
             chunk = 1024
             for start in range(0, len(samples), chunk):
-                piece = samples[None, start:start + chunk]
+                piece = samples[None, start : start + chunk]
                 frame = av.AudioFrame.from_ndarray(piece, format="flt", layout="mono")
                 frame.sample_rate, frame.pts, frame.time_base = clip.audio_rate, start, Fraction(1, clip.audio_rate)
                 for packet in sound.encode(frame):
@@ -167,6 +186,7 @@ def make_clip(path: Path, *, width: int = 640, height: int = 360, fps: int = 30,
 
 # --- scoring ---------------------------------------------------------------------------------------
 
+
 def luma_frames(path: Path) -> Iterator[np.ndarray]:
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
@@ -176,12 +196,12 @@ def luma_frames(path: Path) -> Iterator[np.ndarray]:
 def _detail(y: np.ndarray, box: Box, block: int) -> np.ndarray:
     """Mean |Laplacian| per block inside `box`: the fine detail that identifies a face."""
     x, yy, w, h = box
-    region = y[max(0, yy):yy + h, max(0, x):x + w].astype(np.float32)
+    region = y[max(0, yy) : yy + h, max(0, x) : x + w].astype(np.float32)
     if region.shape[0] < block or region.shape[1] < block:
         return np.empty(0, np.float32)
     lap = np.abs(cv2.Laplacian(region, cv2.CV_32F, ksize=1))  # 4-neighbour: the finest detail only
     bh, bw = region.shape[0] // block, region.shape[1] // block
-    return lap[:bh * block, :bw * block].reshape(bh, block, bw, block).mean(axis=(1, 3)).ravel()
+    return lap[: bh * block, : bw * block].reshape(bh, block, bw, block).mean(axis=(1, 3)).ravel()
 
 
 def _block(box: Box) -> int:
@@ -199,7 +219,7 @@ def redacted(src_y: np.ndarray, out_y: np.ndarray, box: Box) -> bool:
     textured = before > TEXTURED
     if textured.sum() < 3:  # nothing to measure: fall back to a plain difference
         x, y, w, h = box
-        return float(np.abs(src_y[y:y + h, x:x + w].astype(int) - out_y[y:y + h, x:x + w]).mean()) > 10
+        return float(np.abs(src_y[y : y + h, x : x + w].astype(int) - out_y[y : y + h, x : x + w]).mean()) > 10
     kept = float(np.mean(after[textured] > 0.6 * before[textured]))
     left = np.clip(after - NOISE_FLOOR, 0, None).sum() / np.clip(before - NOISE_FLOOR, 1e-6, None).sum()
     return float(left) <= 1 / 3 and kept <= 0.1
@@ -210,7 +230,7 @@ def clear(src_y: np.ndarray, out_y: np.ndarray, box: Box) -> bool:
     before, after = _detail(src_y, box, _block(box)), _detail(out_y, box, _block(box))
     textured = before > TEXTURED
     x, y, w, h = box
-    diff = float(np.abs(src_y[y:y + h, x:x + w].astype(int) - out_y[y:y + h, x:x + w]).mean())
+    diff = float(np.abs(src_y[y : y + h, x : x + w].astype(int) - out_y[y : y + h, x : x + w]).mean())
     return diff < 6 and float(np.mean(after[textured] >= before[textured] / 2)) >= 0.8
 
 
@@ -232,8 +252,7 @@ class Coverage:
         return self.covered / self.total if self.total else 1.0
 
 
-def coverage(clip: Clip, out: Path, *, actors: set[int] | None = None,
-             frames: range | None = None) -> Coverage:
+def coverage(clip: Clip, out: Path, *, actors: set[int] | None = None, frames: range | None = None) -> Coverage:
     """How many ground-truth face boxes (of `actors`, on `frames`; default all) are redacted in `out`."""
     result = Coverage()
     for i, (src_y, out_y) in enumerate(zip(luma_frames(clip.path), luma_frames(out), strict=False)):

@@ -40,13 +40,27 @@ class Commune:
 def make_commune(p: Platform, slug: str = "port-temoin", cameras: int = 2, authorised: int = 4) -> Commune:
     out = Commune(slug)
     with p.session() as db:
-        tenant = service.create_tenant(p, db, slug=slug, name=slug.title(), profile="fr-police-municipale",
-                                       authorised_cameras=authorised, territory=territory())
+        tenant = service.create_tenant(
+            p,
+            db,
+            slug=slug,
+            name=slug.title(),
+            profile="fr-police-municipale",
+            authorised_cameras=authorised,
+            territory=territory(),
+        )
         for role in Role:
             username = f"{slug}-{role.value}".replace("_", "-")
-            service.create_user(p, db, tenant, username=username, display_name=f"{role.value} of {slug}",
-                                role=role, password=PASSWORD,
-                                agent_number=f"{slug[:3].upper()}-0001" if role == Role.AGENT else None)
+            service.create_user(
+                p,
+                db,
+                tenant,
+                username=username,
+                display_name=f"{role.value} of {slug}",
+                role=role,
+                password=PASSWORD,
+                agent_number=f"{slug[:3].upper()}-0001" if role == Role.AGENT else None,
+            )
             out.users[role] = username
         db.commit()
         for n in range(cameras):
@@ -71,19 +85,44 @@ def vault_client(p: Platform, client: TestClient, camera: tuple[str, Ed25519Priv
     return VaultClient(str(client.base_url), camera[0], camera[1], p.keyring.public_key, http=client)
 
 
-def upload(p: Platform, client: TestClient, commune: Commune, *, camera: int = 0, started_at: datetime | None = None,
-           agent: str | None = None, duration_s: float = 4, segment_s: float = 2, **kw) -> tuple[str, SignedReceipt]:
+def upload(
+    p: Platform,
+    client: TestClient,
+    commune: Commune,
+    *,
+    camera: int = 0,
+    started_at: datetime | None = None,
+    agent: str | None = None,
+    duration_s: float = 4,
+    segment_s: float = 2,
+    **kw,
+) -> tuple[str, SignedReceipt]:
     cam = commune.cameras[camera]
-    signed, segments = sample_recording(cam[1], camera_id=cam[0], agent_id=agent or agent_number(commune),
-                                        started_at=started_at or utcnow(), duration_s=duration_s,
-                                        segment_s=segment_s, **kw)
+    signed, segments = sample_recording(
+        cam[1],
+        camera_id=cam[0],
+        agent_id=agent or agent_number(commune),
+        started_at=started_at or utcnow(),
+        duration_s=duration_s,
+        segment_s=segment_s,
+        **kw,
+    )
     receipt = vault_client(p, client, cam).offload(signed, segments)
     client.auth = None
     return signed.manifest.recording_id, receipt
 
 
-def upload_media(p: Platform, client: TestClient, commune: Commune, media: bytes, *, duration_s: float,
-                 started_at: datetime, place: tuple[float, float], camera: int = 0) -> str:
+def upload_media(
+    p: Platform,
+    client: TestClient,
+    commune: Commune,
+    media: bytes,
+    *,
+    duration_s: float,
+    started_at: datetime,
+    place: tuple[float, float],
+    camera: int = 0,
+) -> str:
     """One recording of one segment holding `media` (any MP4), standing at `place`, signed by the camera."""
     import uuid
     from datetime import timedelta
@@ -93,10 +132,19 @@ def upload_media(p: Platform, client: TestClient, commune: Commune, media: bytes
 
     cam = commune.cameras[camera]
     manifest = build_manifest(
-        recording_id=f"rec-{uuid.uuid4().hex[:16]}", camera_id=cam[0], agent_id=agent_number(commune),
-        segments=[SegmentFile(media, started_at, duration_s)], trigger=Trigger.INCIDENT, persons_informed=True,
-        gps_track=[GpsFix(t=started_at + timedelta(seconds=i), lat=place[0], lon=place[1], accuracy_m=5.0)
-                   for i in range(int(duration_s) + 1)], pre_event_buffer_s=0, clock_offset_ms=0)
+        recording_id=f"rec-{uuid.uuid4().hex[:16]}",
+        camera_id=cam[0],
+        agent_id=agent_number(commune),
+        segments=[SegmentFile(media, started_at, duration_s)],
+        trigger=Trigger.INCIDENT,
+        persons_informed=True,
+        gps_track=[
+            GpsFix(t=started_at + timedelta(seconds=i), lat=place[0], lon=place[1], accuracy_m=5.0)
+            for i in range(int(duration_s) + 1)
+        ],
+        pre_event_buffer_s=0,
+        clock_offset_ms=0,
+    )
     signed = SignedManifest.sign(manifest, cam[1])
     vault_client(p, client, cam).offload(signed, [media])
     client.auth = None
@@ -149,12 +197,16 @@ def sign_in_page(page, p: Platform, username: str, lang: str = "fr") -> None:
     expect(page.locator("header .who")).to_be_visible()
 
 
-def approve_erasure(p: Platform, client: httpx.Client, commune: Commune, proposal_id: int,
-                    approver: Role = Role.MAYOR) -> httpx.Response:
+def approve_erasure(
+    p: Platform, client: httpx.Client, commune: Commune, proposal_id: int, approver: Role = Role.MAYOR
+) -> httpx.Response:
     """Four eyes: a second person (the mayor by default) approves an erasure proposal; that person stays signed in."""
     csrf = sign_in(p, client, commune.users[approver])
-    return client.post(f"/api/v1/rights/erasure-proposals/{proposal_id}/decision", headers={"X-CSRF-Token": csrf},
-                       json={"approve": True})
+    return client.post(
+        f"/api/v1/rights/erasure-proposals/{proposal_id}/decision",
+        headers={"X-CSRF-Token": csrf},
+        json={"approve": True},
+    )
 
 
 JUSTIFIED = "the person is seen in full, by the entrance, in this recording"

@@ -25,9 +25,15 @@ TEMOIN = Path(sys.executable).with_name("temoin")
 
 
 def draft(n: int, event: str = "recording.consulted") -> EntryDraft:
-    return EntryDraft(action=Action.CONSULTATION, event=event, actor=AGENT, recordings=[f"rec-{n:04d}"],
-                      cameras=["cam-1"], motive={"code": "judicial_requisition", "text": f"PV 2026/{n:04d}"},
-                      details={"n": n})
+    return EntryDraft(
+        action=Action.CONSULTATION,
+        event=event,
+        actor=AGENT,
+        recordings=[f"rec-{n:04d}"],
+        cameras=["cam-1"],
+        motive={"code": "judicial_requisition", "text": f"PV 2026/{n:04d}"},
+        details={"n": n},
+    )
 
 
 def write(platform, count: int, slug: str | None = CHAIN, start: int = 0) -> None:
@@ -73,8 +79,13 @@ def edit_file(platform, edit, chain: str = CHAIN) -> None:
 
 
 def cli(platform, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TEMOIN_HOME=str(platform.settings.home),
-               TEMOIN_DATABASE_URL=platform.settings.database_url, COLUMNS="250", NO_COLOR="1")
+    env = dict(
+        os.environ,
+        TEMOIN_HOME=str(platform.settings.home),
+        TEMOIN_DATABASE_URL=platform.settings.database_url,
+        COLUMNS="250",
+        NO_COLOR="1",
+    )
     env.pop("TEMOIN_MASTER_KEY", None)
     env.pop("TEMOIN_MASTER_KEY_FILE", None)
     return subprocess.run([str(TEMOIN), *args], env=env, capture_output=True, text=True, timeout=120)

@@ -52,14 +52,18 @@ def settings(settings: Settings) -> Settings:
 
 # --- a real server, real clients ----------------------------------------------------------------------
 
+
 @contextmanager
 def running_server(platform: Platform) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(platform, scheduler=False), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(platform, scheduler=False), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -107,8 +111,11 @@ def publisher(url: str, commune: Commune, camera: int = 0, **kw) -> LivePublishe
 
 def entries(p: Platform, chain: str, prefix: str = "live.") -> list[dict]:
     with p.session() as db:
-        rows = db.scalars(select(JournalEntry).where(JournalEntry.chain == chain, JournalEntry.event.startswith(prefix))
-                          .order_by(JournalEntry.seq))
+        rows = db.scalars(
+            select(JournalEntry)
+            .where(JournalEntry.chain == chain, JournalEntry.event.startswith(prefix))
+            .order_by(JournalEntry.seq)
+        )
         return [{**parse_body(r.body), "event": r.event} for r in rows]
 
 
@@ -132,8 +139,10 @@ class Events:
 
     async def _run(self) -> None:
         headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {self.token}"}
-        async with httpx.AsyncClient(base_url=self.url, timeout=None) as http, \
-                http.stream("GET", "/api/v1/live/events", headers=headers) as r:  # noqa: S113 - an event stream: open until the test closes it
+        async with (
+            httpx.AsyncClient(base_url=self.url, timeout=None) as http,  # noqa: S113 - an event stream: open until the test closes it
+            http.stream("GET", "/api/v1/live/events", headers=headers) as r,
+        ):
             assert r.status_code == 200, await r.aread()
             assert r.headers["content-type"].startswith("text/event-stream")
             self.connected.set()
@@ -189,13 +198,17 @@ class Viewer:
                         self.ended.add(track.kind)
                         return
                     self.frames[track.kind].append((time.monotonic(), frame))
+
             asyncio.ensure_future(consume())  # noqa: RUF006 - the reader lives as long as the connection
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self.joined_at = time.monotonic()
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as http:
-            r = await http.post(f"/api/v1/live/whep/{session_id}", content=self.pc.localDescription.sdp.encode(),
-                                headers={"Content-Type": "application/sdp", **(auth or self.auth)})
+            r = await http.post(
+                f"/api/v1/live/whep/{session_id}",
+                content=self.pc.localDescription.sdp.encode(),
+                headers={"Content-Type": "application/sdp", **(auth or self.auth)},
+            )
         if r.status_code == 201:
             self.location = r.headers["location"]
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
@@ -209,8 +222,10 @@ class Viewer:
         deadline = time.monotonic() + timeout
         while len(self.frames["video"]) < video or len(self.frames["audio"]) < audio:
             if time.monotonic() > deadline:
-                raise AssertionError(f"viewer got {len(self.frames['video'])} video and {len(self.frames['audio'])} "
-                                     f"audio frames in {timeout} s")
+                raise AssertionError(
+                    f"viewer got {len(self.frames['video'])} video and {len(self.frames['audio'])} "
+                    f"audio frames in {timeout} s"
+                )
             await asyncio.sleep(0.05)
 
     async def stop(self) -> int:

@@ -21,13 +21,19 @@ def _h(csrf: str) -> dict:
 
 def _entries(platform, event: str) -> list[dict]:
     with platform.session() as db:
-        return [parse_body(e.body) for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event)
-                                                        .order_by(JournalEntry.id))]
+        return [
+            parse_body(e.body)
+            for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event).order_by(JournalEntry.id))
+        ]
 
 
 def _create(client, csrf: str, **kw) -> dict:
-    body = {"kind": "access", "person_description": "veste rouge, devant la mairie vers 18 h",
-            "contact": "dupont@example.org", **kw}
+    body = {
+        "kind": "access",
+        "person_description": "veste rouge, devant la mairie vers 18 h",
+        "contact": "dupont@example.org",
+        **kw,
+    }
     r = client.post("/api/v1/rights/requests", headers=_h(csrf), json=body)
     assert r.status_code == 201, r.text
     return r.json()
@@ -38,7 +44,16 @@ def _scene(platform, client):
     commune = make_commune(platform, cameras=2)
     t0 = utcnow().replace(microsecond=0) - timedelta(hours=4)
     avenue, _ = upload(platform, client, commune, started_at=t0, duration_s=2, segment_s=2)
-    quay, _ = upload(platform, client, commune, camera=1, started_at=t0 + timedelta(seconds=30), agent="POR-0002",
-                     duration_s=2, segment_s=2, street="Quai des Pêcheurs")
+    quay, _ = upload(
+        platform,
+        client,
+        commune,
+        camera=1,
+        started_at=t0 + timedelta(seconds=30),
+        agent="POR-0002",
+        duration_s=2,
+        segment_s=2,
+        street="Quai des Pêcheurs",
+    )
     later, _ = upload(platform, client, commune, started_at=t0 + timedelta(hours=3), duration_s=2, segment_s=2)
     return commune, t0, avenue, quay, later

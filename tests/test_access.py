@@ -64,7 +64,8 @@ def test_every_route_against_every_role(platform, client):
     unguarded = {(r.method, r.path): r for r in routes if not r.guards}
     assert set(unguarded) == set(UNGUARDED), (
         f"routes without a Require guard not in the allowlist: {sorted(set(unguarded) - set(UNGUARDED))}; "
-        f"allowlisted routes that no longer exist or now carry a guard: {sorted(set(UNGUARDED) - set(unguarded))}")
+        f"allowlisted routes that no longer exist or now carry a guard: {sorted(set(UNGUARDED) - set(unguarded))}"
+    )
     for key, kind in UNGUARDED.items():
         calls = unguarded[key].calls
         if kind == DEVICE:
@@ -82,8 +83,11 @@ def test_every_route_against_every_role(platform, client):
         csrf = sign_in(platform, client, s.commune.users[role])
         grant = "no-grant"
         if allows(role, Permission.RECORDINGS_VIEW):  # a real grant, so that only the role decides
-            r = client.post(f"/api/v1/recordings/{s.recording_id}/consultations", headers={"X-CSRF-Token": csrf},
-                            json={"motive": {"code": "report_facts", "text": "route matrix grant"}})
+            r = client.post(
+                f"/api/v1/recordings/{s.recording_id}/consultations",
+                headers={"X-CSRF-Token": csrf},
+                json={"motive": {"code": "report_facts", "text": "route matrix grant"}},
+            )
             assert r.status_code == 201, (role, r.text)
             grant = r.json()["grant"]
         for info in guarded:
@@ -91,11 +95,13 @@ def test_every_route_against_every_role(platform, client):
             allowed = allows(role, info.permission)
             outcomes.append(f"{role.value:16} {info.method:6} {info.path}: {status}")
             if allowed and (status in (401, 403) or status >= 500):
-                failures.append(f"{role.value} should reach {info.method} {info.path} "
-                                f"({info.permission.value}), got {status}")
+                failures.append(
+                    f"{role.value} should reach {info.method} {info.path} ({info.permission.value}), got {status}"
+                )
             if not allowed and status != 403:
-                failures.append(f"{role.value} must get 403 on {info.method} {info.path} "
-                                f"({info.permission.value}), got {status}")
+                failures.append(
+                    f"{role.value} must get 403 on {info.method} {info.path} ({info.permission.value}), got {status}"
+                )
     assert not failures, "\n".join(failures + ["", "all outcomes:"] + outcomes)
 
 
@@ -107,8 +113,12 @@ def test_every_guarded_route_refuses_anonymous_visitors(platform, client):
         kind = UNGUARDED.get((info.method, info.path))
         if kind == PUBLIC:
             continue
-        status_or_response = client.request(info.method, fill(info.path, s), follow_redirects=False,
-                                            params={"grant": "x"} if "segments" in info.path else None)
+        status_or_response = client.request(
+            info.method,
+            fill(info.path, s),
+            follow_redirects=False,
+            params={"grant": "x"} if "segments" in info.path else None,
+        )
         status = status_or_response.status_code
         if info.is_page:
             where = status_or_response.headers.get("location")
@@ -120,6 +130,7 @@ def test_every_guarded_route_refuses_anonymous_visitors(platform, client):
 
 
 # --- tenants apart --------------------------------------------------------------------------------
+
 
 def _entries(platform: Platform, event: str, chain: str | None = None) -> list[JournalEntry]:
     with platform.session() as db:
@@ -137,8 +148,11 @@ def test_a_chief_cannot_reach_another_tenants_recording_and_the_attempt_is_journ
     assert rid_b not in client.get("/api/v1/recordings").text
     r = client.get(f"/api/v1/recordings/{rid_b}")
     assert r.status_code == 404
-    r = client.post(f"/api/v1/recordings/{rid_b}/consultations", headers={"X-CSRF-Token": csrf},
-                    json={"motive": {"code": "judicial_procedure", "text": "PV 2024/123"}})
+    r = client.post(
+        f"/api/v1/recordings/{rid_b}/consultations",
+        headers={"X-CSRF-Token": csrf},
+        json={"motive": {"code": "judicial_procedure", "text": "PV 2024/123"}},
+    )
     assert r.status_code == 404
     r = client.get(f"/api/v1/recordings/{rid_b}/segments/0", params={"grant": "anything"})
     assert r.status_code == 404
@@ -162,8 +176,16 @@ def test_a_chief_cannot_reach_another_tenants_recording_and_the_attempt_is_journ
 def test_the_wearing_agent_sees_own_recordings_with_an_R241_11_motive_only(platform, client):
     commune = make_commune(platform, cameras=1)
     with platform.session() as db:
-        service.create_user(platform, db, platform.tenant(db, commune.slug), username="other-agent",
-                            display_name="Other agent", role=Role.AGENT, password=PASSWORD, agent_number="POR-0002")
+        service.create_user(
+            platform,
+            db,
+            platform.tenant(db, commune.slug),
+            username="other-agent",
+            display_name="Other agent",
+            role=Role.AGENT,
+            password=PASSWORD,
+            agent_number="POR-0002",
+        )
         db.commit()
     own, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
     other, _ = upload(platform, client, commune, duration_s=1, segment_s=1, agent="POR-0002")
@@ -177,24 +199,36 @@ def test_the_wearing_agent_sees_own_recordings_with_an_R241_11_motive_only(platf
     with platform.session() as db:
         sha = db.scalar(select(Segment.sha256).where(Segment.recording_id == own, Segment.index == 0))
     for motive in sorted(AGENT_MOTIVES):
-        r = client.post(f"/api/v1/recordings/{own}/consultations", headers={"X-CSRF-Token": csrf},
-                        json={"motive": {"code": motive.value, "text": "compte rendu d'intervention"}})
+        r = client.post(
+            f"/api/v1/recordings/{own}/consultations",
+            headers={"X-CSRF-Token": csrf},
+            json={"motive": {"code": motive.value, "text": "compte rendu d'intervention"}},
+        )
         assert r.status_code == 201, (motive, r.text)
         content = client.get(r.json()["segments"][0])
         assert content.status_code == 200 and hashlib.sha256(content.content).hexdigest() == sha
     for motive in sorted(STAFF_MOTIVES):
-        r = client.post(f"/api/v1/recordings/{own}/consultations", headers={"X-CSRF-Token": csrf},
-                        json={"motive": {"code": motive.value, "text": "not an R241-11 motive"}})
+        r = client.post(
+            f"/api/v1/recordings/{own}/consultations",
+            headers={"X-CSRF-Token": csrf},
+            json={"motive": {"code": motive.value, "text": "not an R241-11 motive"}},
+        )
         assert r.status_code == 403, (motive, r.text)
         assert "report_facts" in r.json()["detail"]  # says which motives are open
-    r = client.post(f"/api/v1/recordings/{other}/consultations", headers={"X-CSRF-Token": csrf},
-                    json={"motive": {"code": "report_facts", "text": "someone else's"}})
+    r = client.post(
+        f"/api/v1/recordings/{other}/consultations",
+        headers={"X-CSRF-Token": csrf},
+        json={"motive": {"code": "report_facts", "text": "someone else's"}},
+    )
     assert r.status_code == 404
     r = client.get(f"/api/v1/recordings/{other}/segments/0", params={"grant": "x"})
     assert r.status_code == 404
     # The page says the same.
-    r = client.post(f"/recordings/{own}/consult", headers={"X-CSRF-Token": csrf},
-                    data={"motive_code": "judicial_procedure", "motive_text": "not mine to give"})
+    r = client.post(
+        f"/recordings/{own}/consult",
+        headers={"X-CSRF-Token": csrf},
+        data={"motive_code": "judicial_procedure", "motive_text": "not mine to give"},
+    )
     assert r.status_code == 403
     assert len(_entries(platform, "recording.consulted")) == len(AGENT_MOTIVES)
 
@@ -202,8 +236,11 @@ def test_the_wearing_agent_sees_own_recordings_with_an_R241_11_motive_only(platf
 def test_tech_admin_never_sees_content_and_dpo_sees_metadata_only(platform, client):
     s = scene(platform, client, cameras=2)
     csrf = sign_in(platform, client, s.commune.users[Role.CHIEF])
-    grant = client.post(f"/api/v1/recordings/{s.recording_id}/consultations", headers={"X-CSRF-Token": csrf},
-                        json={"motive": {"code": "incident_review", "text": "review of the evening"}}).json()["grant"]
+    grant = client.post(
+        f"/api/v1/recordings/{s.recording_id}/consultations",
+        headers={"X-CSRF-Token": csrf},
+        json={"motive": {"code": "incident_review", "text": "review of the evening"}},
+    ).json()["grant"]
     motive = {"motive": {"code": "incident_review", "text": "just looking"}}
 
     csrf = sign_in(platform, client, s.commune.users[Role.TECH_ADMIN])
@@ -214,15 +251,25 @@ def test_tech_admin_never_sees_content_and_dpo_sees_metadata_only(platform, clie
     assert client.get("/api/v1/recordings").status_code == 403
     r = client.get("/api/v1/admin/devices")
     assert r.status_code == 200 and {d["id"] for d in r.json()} == {c[0] for c in s.commune.cameras}
-    r = client.post("/api/v1/admin/users", headers={"X-CSRF-Token": csrf},
-                    json={"username": "new-tech", "display_name": "New administrator", "role": "tech_admin"})
+    r = client.post(
+        "/api/v1/admin/users",
+        headers={"X-CSRF-Token": csrf},
+        json={"username": "new-tech", "display_name": "New administrator", "role": "tech_admin"},
+    )
     assert r.status_code == 201 and r.json()["password"] and r.json()["totp_uri"].startswith("otpauth://")
     # Nor can they mint an account that sees content or oversees others (the DPO, the auditor) and learn its
     # password: duties apart, those roles are the mayor's to grant.
     for role in ("chief", "mayor", "designated_agent", "agent", "csu_operator", "dpo", "auditor"):
-        r = client.post("/api/v1/admin/users", headers={"X-CSRF-Token": csrf},
-                        json={"username": f"new-{role.replace('_', '-')}", "display_name": "x", "role": role,
-                              "agent_number": "POR-0009" if role == "agent" else None})
+        r = client.post(
+            "/api/v1/admin/users",
+            headers={"X-CSRF-Token": csrf},
+            json={
+                "username": f"new-{role.replace('_', '-')}",
+                "display_name": "x",
+                "role": role,
+                "agent_number": "POR-0009" if role == "agent" else None,
+            },
+        )
         assert r.status_code == 403 and "duties apart" in r.json()["detail"], (role, r.text)
 
     csrf = sign_in(platform, client, s.commune.users[Role.DPO])
@@ -239,20 +286,30 @@ def test_content_needs_an_own_unexpired_grant_and_a_motive_with_text(platform, c
     s = scene(platform, client, cameras=1)
     url = f"/api/v1/recordings/{s.recording_id}"
     csrf = sign_in(platform, client, s.commune.users[Role.MAYOR])
-    mayors = client.post(f"{url}/consultations", headers={"X-CSRF-Token": csrf},
-                         json={"motive": {"code": "complaint", "text": "complaint 2024-17"}}).json()["grant"]
+    mayors = client.post(
+        f"{url}/consultations",
+        headers={"X-CSRF-Token": csrf},
+        json={"motive": {"code": "complaint", "text": "complaint 2024-17"}},
+    ).json()["grant"]
 
     csrf = sign_in(platform, client, s.commune.users[Role.CHIEF])
     assert client.get(f"{url}/segments/0").status_code == 422  # the grant parameter is required
     assert client.get(f"{url}/segments/0", params={"grant": "made-up"}).status_code == 403
     assert client.get(f"{url}/segments/0", params={"grant": mayors}).status_code == 403  # another user's
-    for bad in ({"motive": {"code": "complaint"}}, {"motive": {"code": "complaint", "text": "   "}},
-                {"motive": {"code": "complaint", "text": ""}}, {"motive": {"code": "curiosity", "text": "because"}},
-                {}):
+    for bad in (
+        {"motive": {"code": "complaint"}},
+        {"motive": {"code": "complaint", "text": "   "}},
+        {"motive": {"code": "complaint", "text": ""}},
+        {"motive": {"code": "curiosity", "text": "because"}},
+        {},
+    ):
         r = client.post(f"{url}/consultations", headers={"X-CSRF-Token": csrf}, json=bad)
         assert r.status_code == 422, (bad, r.text)
-    r = client.post(f"{url}/consultations", headers={"X-CSRF-Token": csrf},
-                    json={"motive": {"code": "complaint", "text": "complaint 2024-17"}})
+    r = client.post(
+        f"{url}/consultations",
+        headers={"X-CSRF-Token": csrf},
+        json={"motive": {"code": "complaint", "text": "complaint 2024-17"}},
+    )
     assert r.status_code == 201
     own = r.json()["grant"]
     assert client.get(f"{url}/segments/0", params={"grant": own}).status_code == 200
@@ -270,6 +327,7 @@ def test_content_needs_an_own_unexpired_grant_and_a_motive_with_text(platform, c
 
 
 # --- sign-in hardening ------------------------------------------------------------------------------
+
 
 def test_login_is_throttled_after_five_failures_even_with_the_right_password(platform, client):
     commune = make_commune(platform, cameras=0)
@@ -347,16 +405,19 @@ def test_session_cookie_flags_and_csrf(platform, client):
     r = client.post(url, json=motive)
     assert r.status_code == 403 and "CSRF" in r.json()["detail"]
     assert client.post(url, json=motive, headers={"X-CSRF-Token": csrf + "x"}).status_code == 403
-    r = client.post(f"/recordings/{s.recording_id}/consult",
-                    data={"motive_code": "incident_review", "motive_text": "checking CSRF"})
+    r = client.post(
+        f"/recordings/{s.recording_id}/consult", data={"motive_code": "incident_review", "motive_text": "checking CSRF"}
+    )
     assert r.status_code == 403
     r = client.put(f"/api/v1/recordings/{s.recording_id}/categories", json={"categories": ["x"]})
     assert r.status_code == 403
     assert client.delete("/api/v1/session").status_code == 403  # no sign-out forced from another site
     assert client.post(url, json=motive, headers={"X-CSRF-Token": csrf}).status_code == 201
     # The page form carries the token as a field.
-    r = client.post(f"/recordings/{s.recording_id}/consult",
-                    data={"motive_code": "incident_review", "motive_text": "checking CSRF", "csrf_token": csrf})
+    r = client.post(
+        f"/recordings/{s.recording_id}/consult",
+        data={"motive_code": "incident_review", "motive_text": "checking CSRF", "csrf_token": csrf},
+    )
     assert r.status_code == 200
     assert len(_entries(platform, "recording.consulted")) == 2
     # Signing out ends the session on the server, not only in the browser.
@@ -369,19 +430,27 @@ def test_session_cookie_flags_and_csrf(platform, client):
 def test_api_token_works_as_bearer_without_csrf_until_revoked(platform, client):
     s = scene(platform, client, cameras=1)
     csrf = sign_in(platform, client, s.commune.users[Role.CHIEF])
-    r = client.post("/api/v1/tokens", headers={"X-CSRF-Token": csrf},
-                    json={"name": "script", "days": 7, "scopes": ["recordings.list", "recordings.view"]})
+    r = client.post(
+        "/api/v1/tokens",
+        headers={"X-CSRF-Token": csrf},
+        json={"name": "script", "days": 7, "scopes": ["recordings.list", "recordings.view"]},
+    )
     assert r.status_code == 201
     token = r.json()["token"]
     client.cookies.clear()
     bearer = {"Authorization": f"Bearer {token}"}
     assert [x["id"] for x in client.get("/api/v1/recordings", headers=bearer).json()] == [s.recording_id]
-    r = client.post(f"/api/v1/recordings/{s.recording_id}/consultations", headers=bearer,
-                    json={"motive": {"code": "incident_review", "text": "from a script"}})
+    r = client.post(
+        f"/api/v1/recordings/{s.recording_id}/consultations",
+        headers=bearer,
+        json={"motive": {"code": "incident_review", "text": "from a script"}},
+    )
     assert r.status_code == 201
     # A token does not beget tokens, and does not lift the role's limits.
-    assert client.post("/api/v1/tokens", headers=bearer,
-                       json={"name": "more", "scopes": ["recordings.list"]}).status_code == 403
+    assert (
+        client.post("/api/v1/tokens", headers=bearer, json={"name": "more", "scopes": ["recordings.list"]}).status_code
+        == 403
+    )
     r = client.get("/api/v1/admin/users", headers=bearer)  # the chief's role may, the token's scopes do not
     assert r.status_code == 403 and "scopes" in r.json()["detail"]
     assert client.get("/api/v1/recordings", headers={"Authorization": "Bearer tmn_unknown"}).status_code == 401
@@ -394,14 +463,20 @@ def test_api_token_works_as_bearer_without_csrf_until_revoked(platform, client):
 
 # --- cameras ------------------------------------------------------------------------------------------
 
+
 def test_enrolment_is_refused_beyond_the_prefects_authorisation(platform, client):
     commune = make_commune(platform, cameras=2, authorised=2)
     csrf = sign_in(platform, client, commune.users[Role.TECH_ADMIN])
-    code = client.post("/api/v1/admin/devices/codes", headers={"X-CSRF-Token": csrf},
-                       json={"label": "third camera"}).json()["code"]
+    code = client.post(
+        "/api/v1/admin/devices/codes", headers={"X-CSRF-Token": csrf}, json={"label": "third camera"}
+    ).json()["code"]
     key = Ed25519PrivateKey.generate()
-    body = {"code": code, "serial": "cam-3", "public_key": b64e(public_key_bytes(key)),
-            "proof": b64e(key.sign(f"temoin-enrol\n{code}\ncam-3".encode()))}
+    body = {
+        "code": code,
+        "serial": "cam-3",
+        "public_key": b64e(public_key_bytes(key)),
+        "proof": b64e(key.sign(f"temoin-enrol\n{code}\ncam-3".encode())),
+    }
     r = client.post("/api/v1/devices/enrol", json=body)
     assert r.status_code == 409 and "prefect" in r.json()["detail"]
     with platform.session() as db:
@@ -452,6 +527,8 @@ def test_revoked_replayed_or_forged_camera_requests_are_refused(platform, client
     assert len(refused) == 2 and refused[-1]["details"]["count"] == 2
     assert "revoked" in refused[-1]["details"]["reason"]
     # The other camera is unaffected.
-    assert vault_client(platform, client, commune.cameras[1]).http.get(
-        "/api/v1/ingest/recordings/unknown").status_code == 404
+    assert (
+        vault_client(platform, client, commune.cameras[1]).http.get("/api/v1/ingest/recordings/unknown").status_code
+        == 404
+    )
     client.auth = None

@@ -12,6 +12,7 @@ from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
 def test_the_layers_contract_holds(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
@@ -63,10 +64,12 @@ def test_no_two_packages_import_each_other() -> None:
             if top(imported) != top(importer) and imported != "temoin":
                 edges.setdefault(top(importer), set()).add(top(imported))
     cycles = _package_cycles(edges)
-    lines = [f"{' <-> '.join(c)}: " + "; ".join(
-        f"{a} -> {b}" for a in c for b in sorted(edges[a] & set(c))) for c in cycles]
-    assert not cycles, "packages importing each other (move the code down or give the lower one a hook):\n" + \
-        "\n".join(lines)
+    lines = [
+        f"{' <-> '.join(c)}: " + "; ".join(f"{a} -> {b}" for a in c for b in sorted(edges[a] & set(c))) for c in cycles
+    ]
+    assert not cycles, "packages importing each other (move the code down or give the lower one a hook):\n" + "\n".join(
+        lines
+    )
 
 
 def test_the_cycle_check_sees_a_cycle() -> None:

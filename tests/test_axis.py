@@ -23,8 +23,15 @@ SLUG = "la-grande-motte"
 
 def _connection_file(p, *, encryption: bool = True, url: str = "http://testserver", certificates=()) -> dict:
     with p.session() as db:
-        issued = connection.issue(p, db, p.tenant(db, SLUG), urls=[url], by=Actor.system("test"),
-                                  want_encryption=encryption, certificates=list(certificates))
+        issued = connection.issue(
+            p,
+            db,
+            p.tenant(db, SLUG),
+            urls=[url],
+            by=Actor.system("test"),
+            want_encryption=encryption,
+            certificates=list(certificates),
+        )
     return orjson.loads(issued.json_bytes())
 
 
@@ -50,14 +57,33 @@ def _enrolled(bws: BodyWornSystem, commune, serial: str = "ACCC8E000001") -> str
 
 def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, bws):
     caps = bws.capabilities()
-    for name in ("StoreReadSystemID", "StoreUserIDKey", "StoreBookmarks", "StoreGNSSTrackRecording",
-                 "StoreRejectedContent", "StoreSignedVideo", "ReadCategories"):
+    for name in (
+        "StoreReadSystemID",
+        "StoreUserIDKey",
+        "StoreBookmarks",
+        "StoreGNSSTrackRecording",
+        "StoreRejectedContent",
+        "StoreSignedVideo",
+        "ReadCategories",
+    ):
         assert caps[name] is True
     categories = bws.read_json("Categories.json")
     assert {"Id": "violence", "Name": "violences"} in categories
     user = _enrolled(bws, commune)
-    rec = sample_recording(user, "ACCC8E000001", place=(48.8566, 2.3522), bookmarks=[Bookmark(at=datetime.now(UTC), description="Interpellation à 12h", category_id="arrest",
-        category_name="interpellation", tags="TriggerOn:Button")])
+    rec = sample_recording(
+        user,
+        "ACCC8E000001",
+        place=(48.8566, 2.3522),
+        bookmarks=[
+            Bookmark(
+                at=datetime.now(UTC),
+                description="Interpellation à 12h",
+                category_id="arrest",
+                category_name="interpellation",
+                tags="TriggerOn:Button",
+            )
+        ],
+    )
     container = bws.upload(rec, complete=False)
     with platform.session() as db:
         receiving = db.scalar(select(Recording).where(Recording.trigger == "axis"))
@@ -98,8 +124,11 @@ def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, b
     page = client.get(f"/recordings/{rec_id}")
     assert page.status_code == 200 and "Axis Body Worn" in page.text
     # Playback with a motive: the encrypted clip plays decrypted; the original (received) bytes stay available.
-    r = client.post(f"/api/v1/recordings/{rec_id}/consultations", headers={"X-CSRF-Token": csrf},
-                    json={"motive": {"code": "report_facts", "text": "Axis playback"}})
+    r = client.post(
+        f"/api/v1/recordings/{rec_id}/consultations",
+        headers={"X-CSRF-Token": csrf},
+        json={"motive": {"code": "report_facts", "text": "Axis playback"}},
+    )
     assert r.status_code == 201, r.text
     grant = r.json()["grant"]
     played = client.get(f"/api/v1/recordings/{rec_id}/segments/0", params={"grant": grant, "play": 1})
@@ -115,10 +144,16 @@ def _put(bws, container, name=None, body=b"", **headers):
 def test_auth_tokens_and_revocation(platform, client, commune, bws):
     cf = _connection_file(platform)  # a new file: the previous credential and its tokens stop working
     assert _put(bws, "Users").status_code == 401
-    assert client.get("/auth/v1.0", headers={"X-Auth-User": bws.cf["BlobAPIUserName"],
-                                             "X-Auth-Key": bws.cf["BlobAPIKey"]}).status_code == 401
-    assert client.get("/auth/v1.0", headers={"X-Auth-User": cf["BlobAPIUserName"],
-                                             "X-Auth-Key": "wrong"}).status_code == 401
+    assert (
+        client.get(
+            "/auth/v1.0", headers={"X-Auth-User": bws.cf["BlobAPIUserName"], "X-Auth-Key": bws.cf["BlobAPIKey"]}
+        ).status_code
+        == 401
+    )
+    assert (
+        client.get("/auth/v1.0", headers={"X-Auth-User": cf["BlobAPIUserName"], "X-Auth-Key": "wrong"}).status_code
+        == 401
+    )
     assert client.get("/auth/v1.0").status_code == 401
     fresh = BodyWornSystem(cf, http=client)
     fresh.authenticate()
@@ -137,8 +172,10 @@ def test_auth_tokens_and_revocation(platform, client, commune, bws):
         stored_hash = conn.key_hash
     assert cf["BlobAPIKey"] not in stored_hash and len(stored_hash) == 64  # stored hashed
     # Another tenant's account with this token: 403.
-    assert client.put(fresh.storage_url.replace(SLUG, "other"), headers={"X-Auth-Token": fresh.token}
-                      ).status_code in (401, 403)
+    assert client.put(fresh.storage_url.replace(SLUG, "other"), headers={"X-Auth-Token": fresh.token}).status_code in (
+        401,
+        403,
+    )
     assert _put(fresh, "Users").status_code == 201
 
 
@@ -156,15 +193,22 @@ def test_connection_file_fields_and_limits(platform, commune):
 
 
 def test_container_metadata_semantics(client, commune, bws):
-    assert _put(bws, "Users", **{"X-Container-Meta-Colour": "blue", "x-container-meta-NAME": "Jos%C3%A9%20%26%20Co"}
-                ).status_code == 201
+    assert (
+        _put(
+            bws, "Users", **{"X-Container-Meta-Colour": "blue", "x-container-meta-NAME": "Jos%C3%A9%20%26%20Co"}
+        ).status_code
+        == 201
+    )
     assert _put(bws, "Users", **{"X-Container-Meta-Size": "3"}).status_code == 202  # merged
     head = bws.request("HEAD", "Users")
     assert head.status_code == 204
     assert head.headers["X-Container-Meta-Name"] == "Jos%C3%A9%20%26%20Co"  # exactly as sent
     assert head.headers["X-Container-Meta-Colour"] == "blue" and head.headers["X-Container-Meta-Size"] == "3"
-    r = bws.request("POST", "Users", headers={"X-Container-Meta-Colour": "", "X-Remove-Container-Meta-Size": "x",
-                                              "X-Container-Meta-New": "1"})
+    r = bws.request(
+        "POST",
+        "Users",
+        headers={"X-Container-Meta-Colour": "", "X-Remove-Container-Meta-Size": "x", "X-Container-Meta-New": "1"},
+    )
     assert r.status_code == 204
     head = bws.request("HEAD", "Users")
     assert "X-Container-Meta-Colour" not in head.headers and "X-Container-Meta-Size" not in head.headers
@@ -178,14 +222,20 @@ def test_container_metadata_semantics(client, commune, bws):
 def test_object_semantics_and_write_only_credential(platform, client, commune, bws):
     _put(bws, "System")
     body = bytes(range(256)) * 10
-    r = _put(bws, "System", "f1e2", body=body, **{"X-Object-Meta-Systemname": "Poste%20central",
-                                                 "X-Object-Meta-Connectionid": "c1"})
+    r = _put(
+        bws,
+        "System",
+        "f1e2",
+        body=body,
+        **{"X-Object-Meta-Systemname": "Poste%20central", "X-Object-Meta-Connectionid": "c1"},
+    )
     assert r.status_code == 201 and r.headers["Etag"] == hashlib.md5(body).hexdigest()  # noqa: S324 - the Axis storage protocol's ETag is the body's MD5
     got = bws.request("GET", "System", "f1e2")
     assert got.content == body and got.headers["X-Object-Meta-Systemname"] == "Poste%20central"
     # Chunked body, re-PUT replaces.
-    r = client.put(bws._url("System", "f1e2"), headers={"X-Auth-Token": bws.token},
-                   content=iter([b"abc", b"", b"def" * 1000]))
+    r = client.put(
+        bws._url("System", "f1e2"), headers={"X-Auth-Token": bws.token}, content=iter([b"abc", b"", b"def" * 1000])
+    )
     assert r.status_code == 201
     assert bws.request("GET", "System", "f1e2").content == b"abc" + b"def" * 1000
     assert "X-Object-Meta-Systemname" not in bws.request("HEAD", "System", "f1e2").headers
@@ -210,8 +260,9 @@ def test_object_semantics_and_write_only_credential(platform, client, commune, b
     assert client.get(bws.storage_url, headers={"X-Auth-Token": bws.token}).status_code == 403
     # Names with '..' or encoded slashes are refused.
     for raw in ("/System/a%2Fb", "/System/..%2F..%2Fx", "/System/a/%2E%2E/b", "/Sys%2Ftem/x"):
-        assert client.put(bws.storage_url + raw, headers={"X-Auth-Token": bws.token}, content=b"x"
-                          ).status_code == 400, raw
+        assert (
+            client.put(bws.storage_url + raw, headers={"X-Auth-Token": bws.token}, content=b"x").status_code == 400
+        ), raw
 
 
 def _objects(platform) -> list[str]:
@@ -250,9 +301,17 @@ def test_devices_count_against_the_authorisation(platform, client, commune, bws)
 
 def test_rejected_content_is_kept_and_quarantined(platform, client, commune, bws):
     name = f"RejectedContent_20261201T101010Z_{uuid.uuid4()}"
-    assert _put(bws, name, **{"X-Container-Meta-Rejectedcontentreason": "Missing%20metadata",
-                              "X-Container-Meta-Rejectedcontentoriginalcontainer": "u_S_20261201T100000Z"}
-                ).status_code == 201
+    assert (
+        _put(
+            bws,
+            name,
+            **{
+                "X-Container-Meta-Rejectedcontentreason": "Missing%20metadata",
+                "X-Container-Meta-Rejectedcontentoriginalcontainer": "u_S_20261201T100000Z",
+            },
+        ).status_code
+        == 201
+    )
     assert _put(bws, name, "20261201_100000_1.mp4", body=b"\x00" * 5000).status_code == 201
     with platform.session() as db:
         q = db.scalar(select(Quarantine))
@@ -277,6 +336,7 @@ def test_disk_full_answers_507_and_keeps_nothing(platform, client, commune, bws,
 
     def full(*a, **k):
         raise StorageFull("disk full while staging an upload")
+
     monkeypatch.setattr(platform.store, "append_staged", full)
     assert _put(bws, "System", "x", body=b"abc").status_code == 507
     monkeypatch.undo()
@@ -296,17 +356,23 @@ def _self_signed(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     (tmp_path / "cert.pem").write_bytes(cert_pem)
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                         serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_pem
 
 
@@ -325,9 +391,15 @@ def tls_server(platform, tmp_path):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(platform, scheduler=False), log_level="warning",
-                                           ssl_certfile=str(tmp_path / "cert.pem"),
-                                           ssl_keyfile=str(tmp_path / "key.pem"), timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(platform, scheduler=False),
+            log_level="warning",
+            ssl_certfile=str(tmp_path / "cert.pem"),
+            ssl_keyfile=str(tmp_path / "key.pem"),
+            timeout_graceful_shutdown=1,
+        )
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -371,8 +443,13 @@ def test_upload_cut_mid_way_keeps_nothing(platform, commune, server_url):
     assert _put(bws, "System", "obj", body=b"first version").status_code == 201
     host, port = server_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as s:
-        s.sendall((f"PUT /v1/AUTH_{SLUG}/System/obj HTTP/1.1\r\nHost: {host}\r\nX-Auth-Token: {bws.token}\r\n"
-                   "Content-Length: 5000000\r\n\r\n").encode() + b"y" * 2_000_000)
+        s.sendall(
+            (
+                f"PUT /v1/AUTH_{SLUG}/System/obj HTTP/1.1\r\nHost: {host}\r\nX-Auth-Token: {bws.token}\r\n"
+                "Content-Length: 5000000\r\n\r\n"
+            ).encode()
+            + b"y" * 2_000_000
+        )
     time.sleep(1)
     with platform.session() as db:
         from temoin.axis.models import AxisContainer, AxisObject
@@ -401,8 +478,9 @@ def test_server_killed_mid_upload_then_retried(platform, client, commune, bws):
         change = store.MetaChange({"starttime": t, "stoptime": str(int(t) + 2)}, frozenset())
         debris = platform.store.staging / SLUG / found.storage_id
         before = set(debris.iterdir())
-        upload = store.ObjectUpload(platform, db, tenant, found, "20990101_000000_9.mp4", change, length=10**7,
-                                    etag=None)
+        upload = store.ObjectUpload(
+            platform, db, tenant, found, "20990101_000000_9.mp4", change, length=10**7, etag=None
+        )
         upload.feed(b"z" * (2 * 1024 * 1024))  # two records sealed to disk, then the process "dies"
         upload.lock.release()
         assert len(set(debris.iterdir()) - before) == 1
@@ -424,8 +502,9 @@ def test_cli_connection_file(platform, commune, tmp_path, monkeypatch):
     monkeypatch.setenv("TEMOIN_HOME", str(platform.settings.home))
     monkeypatch.setenv("TEMOIN_DATABASE_URL", platform.settings.database_url)
     out = tmp_path / "axis.json"
-    result = CliRunner().invoke(app, ["axis", "connection-file", SLUG, "--url", "https://temoin.example:8443",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["axis", "connection-file", SLUG, "--url", "https://temoin.example:8443", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
     cf = orjson.loads(out.read_bytes())
@@ -496,9 +575,17 @@ def test_encrypted_axis_recording_is_refused_for_packages_with_a_reason(platform
     with platform.session() as db:
         rid = db.scalar(select(Recording.id))
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf},
-                    json={"recording_ids": [rid], "recipient_name": "OPJ", "recipient_kind": "judicial_police",
-                          "procedure_type": "judicial", "reference": "PV 1"})
+    r = client.post(
+        "/api/v1/extractions",
+        headers={"X-CSRF-Token": csrf},
+        json={
+            "recording_ids": [rid],
+            "recipient_name": "OPJ",
+            "recipient_kind": "judicial_police",
+            "procedure_type": "judicial",
+            "reference": "PV 1",
+        },
+    )
     assert r.status_code == 409 and "encrypted by the camera" in r.text
 
 
@@ -508,15 +595,20 @@ def test_technical_administrator_issues_the_connection_file_over_the_api(platfor
 
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     body = {"urls": ["http://testserver"], "want_encryption": False}
-    assert client.post("/api/v1/admin/axis/connection-file", json=body, headers={"X-CSRF-Token": csrf}
-                       ).status_code == 403
+    assert (
+        client.post("/api/v1/admin/axis/connection-file", json=body, headers={"X-CSRF-Token": csrf}).status_code == 403
+    )
     csrf = sign_in(platform, client, commune.users[Role.TECH_ADMIN])
     r = client.post("/api/v1/admin/axis/connection-file", json=body, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
     cf = r.json()
     assert cf["WantEncryption"] is False and cf["BlobAPIUserName"].startswith(f"temoin-{SLUG}")
-    assert client.post("/api/v1/admin/axis/connection-file", json={"urls": ["ftp://x"]},
-                       headers={"X-CSRF-Token": csrf}).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/admin/axis/connection-file", json={"urls": ["ftp://x"]}, headers={"X-CSRF-Token": csrf}
+        ).status_code
+        == 422
+    )
     client.cookies.clear()
     bws = BodyWornSystem(cf, http=client)
     bws.authenticate()

@@ -59,8 +59,11 @@ def test_a_backup_without_its_keys_restores_into_a_verified_platform(platform, c
     in_backup = {q.name for q in backup.rglob("*")}
     assert "master.key" not in in_backup and "platform-signing.pem" not in in_backup
     master = (safe / "master.key").read_bytes()
-    assert all(base64.b64decode(master.strip()) not in q.read_bytes() and master.strip() not in q.read_bytes()
-               for q in backup.rglob("*") if q.is_file())
+    assert all(
+        base64.b64decode(master.strip()) not in q.read_bytes() and master.strip() not in q.read_bytes()
+        for q in backup.rglob("*")
+        if q.is_file()
+    )
 
     # The machine is lost: data folder and database.
     p.close()
@@ -104,8 +107,13 @@ def test_a_damaged_backup_is_refused_whole(platform, client, tmp_path):
     p = platform
     commune = make_commune(p, cameras=1)
     upload(p, client, commune)
-    env = dict(os.environ, TEMOIN_HOME=str(p.settings.home), TEMOIN_DATABASE_URL=p.settings.database_url,
-               COLUMNS="250", NO_COLOR="1")
+    env = dict(
+        os.environ,
+        TEMOIN_HOME=str(p.settings.home),
+        TEMOIN_DATABASE_URL=p.settings.database_url,
+        COLUMNS="250",
+        NO_COLOR="1",
+    )
     env.pop("TEMOIN_MASTER_KEY", None)
     env.pop("TEMOIN_MASTER_KEY_FILE", None)
     backup = tmp_path / "backup"

@@ -41,9 +41,15 @@ def test_no_operation_answers_a_server_error(platform, client) -> None:
             operations += 1
             for role, token in tokens.items():
                 for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
                     @given(case=op.as_strategy(generation_mode=mode))
-                    @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
-                              suppress_health_check=list(HealthCheck))
+                    @settings(
+                        max_examples=EXAMPLES,
+                        deadline=None,
+                        database=None,
+                        phases=[Phase.generate],
+                        suppress_health_check=list(HealthCheck),
+                    )
                     def check(case) -> None:
                         try:
                             r = case.call(headers={"Authorization": f"Bearer {token}"})  # noqa: B023 - check() runs within this iteration
@@ -51,8 +57,10 @@ def test_no_operation_answers_a_server_error(platform, client) -> None:
                             failures.append(f"{op.method.upper()} {op.path} as {role}: {exc!r}"[:300])  # noqa: B023 - check() runs within this iteration
                             return
                         if r.status_code >= 500:
-                            failures.append(f"{op.method.upper()} {op.path} as {role}: {r.status_code} "  # noqa: B023 - check() runs within this iteration
-                                            f"{r.text[:120]!r} ({case.path_parameters} {case.query})"[:300])
+                            failures.append(
+                                f"{op.method.upper()} {op.path} as {role}: {r.status_code} "  # noqa: B023 - check() runs within this iteration
+                                f"{r.text[:120]!r} ({case.path_parameters} {case.query})"[:300]
+                            )
 
                     try:
                         check()
@@ -70,10 +78,12 @@ def test_the_inputs_that_gave_a_500(platform, client) -> None:
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     h = {"X-CSRF-Token": csrf}
     # An id beyond 64 bits: a validation error, not a database overflow.
-    for method, path in (("GET", "/api/v1/rights/copies/99999999999999999999999/video"),
-                         ("GET", "/api/v1/rights/requests/99999999999999999999999"),
-                         ("POST", "/api/v1/rights/requests/99999999999999999999999/status"),
-                         ("POST", "/api/v1/rights/requests/99999999999999999999999/limitations")):
+    for method, path in (
+        ("GET", "/api/v1/rights/copies/99999999999999999999999/video"),
+        ("GET", "/api/v1/rights/requests/99999999999999999999999"),
+        ("POST", "/api/v1/rights/requests/99999999999999999999999/status"),
+        ("POST", "/api/v1/rights/requests/99999999999999999999999/limitations"),
+    ):
         r = client.request(method, path, headers=h, json={})
         assert r.status_code == 422, (path, r.status_code, r.text)
     # Month "0000-01" (there is no year 0): 422 saying the format.
@@ -81,10 +91,14 @@ def test_the_inputs_that_gave_a_500(platform, client) -> None:
         r = client.get(path)
         assert (r.status_code == 422 and "YYYY-MM" in r.text) or "pattern" in r.text, r.text
     # JSON that is not UTF-8: a 4xx, never a 500.
-    r = client.post("/api/v1/rights/requests", content=b'{"kind": "\xff\xfe"}',
-                    headers={**h, "Content-Type": "application/json"})
+    r = client.post(
+        "/api/v1/rights/requests", content=b'{"kind": "\xff\xfe"}', headers={**h, "Content-Type": "application/json"}
+    )
     assert 400 <= r.status_code < 500
     # A NUL character in a text field: PostgreSQL cannot store it, so neither database takes it: a 422 that says so.
-    r = client.post("/api/v1/rights/requests", headers=h, json={
-        "kind": "access", "person_description": "veste\u0000rouge", "contact": "nul@example.org"})
+    r = client.post(
+        "/api/v1/rights/requests",
+        headers=h,
+        json={"kind": "access", "person_description": "veste\u0000rouge", "contact": "nul@example.org"},
+    )
     assert r.status_code == 422 and "NUL" in r.json()["detail"], r.text

@@ -74,9 +74,18 @@ SEGMENT_S = 2.0
 class Camera:
     """One simulated camera: keys and store under `root`, a synthetic scene, a walk, text signals."""
 
-    def __init__(self, root: Path, *, keys: DeviceKeys | None = None, platform_key: bytes | None = None,
-                 clock: SimulatedClock | None = None, camera_id: str = "cam-test", agent_id: str = "PM-0001",
-                 settings: CameraSettings | None = None, **config) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        keys: DeviceKeys | None = None,
+        platform_key: bytes | None = None,
+        clock: SimulatedClock | None = None,
+        camera_id: str = "cam-test",
+        agent_id: str = "PM-0001",
+        settings: CameraSettings | None = None,
+        **config,
+    ) -> None:
         self.root = root
         self.clock = clock or SimulatedClock(utcnow())
         self.keys = keys or DeviceKeys.load_or_create(root / "keys")
@@ -85,9 +94,15 @@ class Camera:
         scene = SyntheticScene(160, 120, fps=10, seed=3)
         start = self.clock()
         self.agent = CameraAgent(
-            AgentConfig(camera_id=camera_id, agent_id=agent_id, segment_s=SEGMENT_S, **config), store=self.store,
-            video=SyntheticVideo(scene, self.clock), audio=SyntheticAudio(scene, start),
-            gps=SimulatedWalk(start, "Rue du Port"), signals=self.signals, clock=self.clock, settings=settings)
+            AgentConfig(camera_id=camera_id, agent_id=agent_id, segment_s=SEGMENT_S, **config),
+            store=self.store,
+            video=SyntheticVideo(scene, self.clock),
+            audio=SyntheticAudio(scene, start),
+            gps=SimulatedWalk(start, "Rue du Port"),
+            signals=self.signals,
+            clock=self.clock,
+            settings=settings,
+        )
 
     def plaintext(self, recording_id: str, index: int) -> bytes:
         """Test-only decryption with the device's storage key (the agent has no such API)."""
@@ -259,8 +274,14 @@ def test_offload_deletes_the_local_copy_only_after_a_valid_receipt(platform, cli
     commune = make_commune(platform, cameras=1)
     device_id, device_key = commune.cameras[0]
     keys = DeviceKeys(signing_key=device_key, storage_key=new_data_key())
-    cam = Camera(tmp_path / "camera", keys=keys, platform_key=platform.keyring.public_key, camera_id=device_id,
-                 agent_id=agent_number(commune), pre_event_s=2)
+    cam = Camera(
+        tmp_path / "camera",
+        keys=keys,
+        platform_key=platform.keyring.public_key,
+        camera_id=device_id,
+        agent_id=agent_number(commune),
+        pre_event_s=2,
+    )
     cam.agent.run_for(3)
     done = cam.agent.press_record()
     cam.agent.run_for(3)
@@ -268,8 +289,14 @@ def test_offload_deletes_the_local_copy_only_after_a_valid_receipt(platform, cli
     cut = cam.agent.trigger_input("taser", active=True)
     cam.agent.run_for(5)
     del cam.agent  # this one is cut short by a crash, then recovered at restart
-    cam = Camera(tmp_path / "camera", keys=keys, platform_key=platform.keyring.public_key, camera_id=device_id,
-                 agent_id=agent_number(commune), clock=cam.clock)
+    cam = Camera(
+        tmp_path / "camera",
+        keys=keys,
+        platform_key=platform.keyring.public_key,
+        camera_id=device_id,
+        agent_id=agent_number(commune),
+        clock=cam.clock,
+    )
     assert sorted(cam.store.pending()) == sorted([done, cut])
 
     def kept(outcome) -> None:
@@ -278,13 +305,17 @@ def test_offload_deletes_the_local_copy_only_after_a_valid_receipt(platform, cli
 
     # The upload fails: everything stays.
     unreachable = httpx.Client(base_url="http://vault.invalid", transport=httpx.MockTransport(_unreachable))
-    offline = VaultClient("http://vault.invalid", device_id, device_key, platform.keyring.public_key,
-                          http=unreachable)
+    offline = VaultClient("http://vault.invalid", device_id, device_key, platform.keyring.public_key, http=unreachable)
     kept(cam.agent.offload(offline))
     assert cam.signals.current_led is Led.ATTENTION
     # The receipt is signed by another key than the pinned platform key: everything stays.
-    impostor = VaultClient(str(client.base_url), device_id, device_key,
-                           Ed25519PrivateKey.generate().public_key().public_bytes_raw(), http=client)
+    impostor = VaultClient(
+        str(client.base_url),
+        device_id,
+        device_key,
+        Ed25519PrivateKey.generate().public_key().public_bytes_raw(),
+        http=client,
+    )
     kept(cam.agent.offload(impostor))
 
     # The store checks the receipt itself, whatever the sender claims.
@@ -317,11 +348,15 @@ def test_offload_deletes_the_local_copy_only_after_a_valid_receipt(platform, cli
 
 def test_manifest_carries_the_details_without_decrypting_again(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(ValueError, match="either"):
-        build_manifest(recording_id="rec-x", camera_id="c", agent_id="a", trigger=Trigger.INCIDENT,
-                       persons_informed=True)
+        build_manifest(
+            recording_id="rec-x", camera_id="c", agent_id="a", trigger=Trigger.INCIDENT, persons_informed=True
+        )
     cam = Camera(tmp_path, pre_event_s=0)
-    cam.agent.start_recording(Trigger.FLAGRANT_OFFENCE, detail="theft in progress",
-                              notice=Notice.not_told(NotInformedReason.FLAGRANT_OFFENCE, "suspect running"))
+    cam.agent.start_recording(
+        Trigger.FLAGRANT_OFFENCE,
+        detail="theft in progress",
+        notice=Notice.not_told(NotInformedReason.FLAGRANT_OFFENCE, "suspect running"),
+    )
     cam.agent.run_for(3)
 
     def no_decryption(*_args):
@@ -332,10 +367,15 @@ def test_manifest_carries_the_details_without_decrypting_again(tmp_path: Path, m
     m = cam.agent.stop_recording().manifest
     assert m.trigger_detail == "theft in progress" and m.not_informed_detail == "suspect running"
     monkeypatch.undo()
-    again = build_manifest(recording_id=m.recording_id, camera_id=m.camera_id, agent_id=m.agent_id,
-                           segments=[SegmentFile(cam.plaintext(m.recording_id, s.index), s.started_at, s.duration_s)
-                                     for s in m.segments], trigger=m.trigger, persons_informed=False,
-                           not_informed_reason=NotInformedReason.FLAGRANT_OFFENCE)
+    again = build_manifest(
+        recording_id=m.recording_id,
+        camera_id=m.camera_id,
+        agent_id=m.agent_id,
+        segments=[SegmentFile(cam.plaintext(m.recording_id, s.index), s.started_at, s.duration_s) for s in m.segments],
+        trigger=m.trigger,
+        persons_informed=False,
+        not_informed_reason=NotInformedReason.FLAGRANT_OFFENCE,
+    )
     assert again.segments == m.segments  # the checkpointed entries are what the bytes give
 
 
@@ -354,16 +394,23 @@ def test_wearer_clock_and_territory_come_from_the_platform(platform, client, tmp
     device_id, device_key = commune.cameras[0]
     keys = DeviceKeys(signing_key=device_key, storage_key=new_data_key())
     clock = SimulatedClock(utcnow() + timedelta(seconds=5))  # this camera's clock is 5 s fast
-    link = PlatformLink(str(client.base_url), device_id, device_key, clock=clock, cache_dir=tmp_path / "camera",
-                        http=client)
+    link = PlatformLink(
+        str(client.base_url), device_id, device_key, clock=clock, cache_dir=tmp_path / "camera", http=client
+    )
     settings = link.fetch()
     assert DRIFT_FLAG_MS == CLOCK_DRIFT_FLAG_MS  # the camera warns from where the vault flags
     assert settings.assignment is None and settings.agent_id == UNASSIGNED
     assert 4500 <= settings.clock_offset_ms <= 5500 and settings.clock_drift  # RTT/2-corrected, > 2 s
     assert settings.pre_event_buffer_s == 30 and settings.territory == territory()
 
-    cam = Camera(tmp_path / "camera", keys=keys, platform_key=platform.keyring.public_key, camera_id=device_id,
-                 clock=clock, settings=settings)
+    cam = Camera(
+        tmp_path / "camera",
+        keys=keys,
+        platform_key=platform.keyring.public_key,
+        camera_id=device_id,
+        clock=clock,
+        settings=settings,
+    )
     assert cam.agent.buffer.seconds == 30  # the tenant's profile
     assert any("UNASSIGNED" in w for w in cam.signals.warnings)  # no shift: records anyway, and says so
     assert any(w.startswith("camera clock off by +") for w in cam.signals.warnings)
@@ -398,8 +445,14 @@ def test_wearer_clock_and_territory_come_from_the_platform(platform, client, tmp
         assert b.agent_ref == agent_number(commune) and b.agent_user_id == agent.id and b.outside_territory
 
     # Offline: the cached settings serve, but an assignment older than a shift is not trusted.
-    offline = PlatformLink("http://vault.invalid", device_id, device_key, clock=clock, cache_dir=tmp_path / "camera",
-                           http=httpx.Client(base_url="http://vault.invalid", transport=httpx.MockTransport(_unreachable)))
+    offline = PlatformLink(
+        "http://vault.invalid",
+        device_id,
+        device_key,
+        clock=clock,
+        cache_dir=tmp_path / "camera",
+        http=httpx.Client(base_url="http://vault.invalid", transport=httpx.MockTransport(_unreachable)),
+    )
     cached, why = offline.current()
     assert why and "unreachable" in why and cached.agent_id == agent_number(commune)
     clock.advance(13 * 3600)
@@ -429,8 +482,11 @@ def test_live_button_needs_a_double_press_and_starts_recording(tmp_path: Path) -
 def test_trigger_inputs_over_local_http_reach_the_capture_loop(tmp_path: Path) -> None:
     cam = Camera(tmp_path, pre_event_s=2)
     inputs = InputQueue()
-    routes = {("POST", "/trigger/"): lambda name, body: {"recording_id": cam.agent.trigger_input(
-        name, flag(body, "armed", "active"))}}
+    routes = {
+        ("POST", "/trigger/"): lambda name, body: {
+            "recording_id": cam.agent.trigger_input(name, flag(body, "armed", "active"))
+        }
+    }
     with InputServer(inputs, routes, 0) as server:
         assert server.httpd.server_address[0] == "127.0.0.1"  # loopback only
         answers: dict[str, httpx.Response] = {}
@@ -438,8 +494,12 @@ def test_trigger_inputs_over_local_http_reach_the_capture_loop(tmp_path: Path) -
         def post(path: str, body: dict) -> None:
             answers[path] = httpx.post(f"{server.url}{path}", json=body, timeout=10)
 
-        for path, body in (("/trigger/taser", {"armed": True}), ("/trigger/siren", {"armed": True}),
-                           ("/trigger/taser", {"armed": "yes"}), ("/nothing", {})):
+        for path, body in (
+            ("/trigger/taser", {"armed": True}),
+            ("/trigger/siren", {"armed": True}),
+            ("/trigger/taser", {"armed": "yes"}),
+            ("/nothing", {}),
+        ):
             worker = threading.Thread(target=post, args=(path, body))
             worker.start()
             while worker.is_alive():  # the capture loop runs the commands between frames
@@ -500,8 +560,13 @@ def test_a_video_file_loops_as_a_source_and_records(tmp_path: Path) -> None:
     assert np.abs(frames[20][0].astype(int) - frames[0][0].astype(int)).mean() < 1  # the loop is the same clip
 
     store = DeviceStore(tmp_path / "camera", DeviceKeys.load_or_create(tmp_path / "keys"), None, clock)
-    agent = CameraAgent(AgentConfig(camera_id="cam-file", agent_id="PM-0001", pre_event_s=0), store=store,
-                        video=video, signals=TerminalSignals(), clock=clock)
+    agent = CameraAgent(
+        AgentConfig(camera_id="cam-file", agent_id="PM-0001", pre_event_s=0),
+        store=store,
+        video=video,
+        signals=TerminalSignals(),
+        clock=clock,
+    )
     agent.press_record()
     agent.run_for(3)
     m = agent.press_record().manifest

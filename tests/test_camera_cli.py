@@ -35,8 +35,7 @@ TEMOIN = [sys.executable, "-m", "temoin"]
 
 def camera(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([*TEMOIN, "camera", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([*TEMOIN, "camera", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def wait_for_inputs(port: int, proc: subprocess.Popen, timeout: float = 30) -> dict:
@@ -68,8 +67,9 @@ def test_enrol_run_trigger_and_offload(platform, server: BackgroundServer, tmp_p
     assert r.returncode == 1 and "temoin camera enroll" in r.stderr  # not enrolled yet: says what to do
 
     with platform.session() as db:
-        code = create_enrolment_code(platform, db, platform.tenant(db, commune.slug), label="Caméra CLI",
-                                     by=Actor.system("test"))
+        code = create_enrolment_code(
+            platform, db, platform.tenant(db, commune.slug), label="Caméra CLI", by=Actor.system("test")
+        )
     r = camera(tmp_path, "enroll", "--url", server.url, "--code", code, "--serial", "CLI-0001", "--home", str(home))
     assert r.returncode == 0, r.stderr
     assert "nobody yet" in r.stdout  # enrolled, not checked out yet
@@ -82,10 +82,30 @@ def test_enrol_run_trigger_and_offload(platform, server: BackgroundServer, tmp_p
         agent_user_id = agent.id
 
     port = free_port()
-    proc = subprocess.Popen([*TEMOIN, "camera", "run", "--home", str(home), "--trigger-port", str(port),
-                             "--duration", "6", "--width", "160", "--height", "120", "--fps", "5"],
-                            cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *TEMOIN,
+            "camera",
+            "run",
+            "--home",
+            str(home),
+            "--trigger-port",
+            str(port),
+            "--duration",
+            "6",
+            "--width",
+            "160",
+            "--height",
+            "120",
+            "--fps",
+            "5",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         status = wait_for_inputs(port, proc)
         assert status["agent"] == agent_number(commune) and status["state"] == "standby"

@@ -59,9 +59,21 @@ FPS = 10
 class Camera:
     """One camera: keys and store under `root`, a synthetic street, text signals."""
 
-    def __init__(self, root: Path, *, keys: DeviceKeys | None = None, platform_key: bytes | None = None,
-                 clock=None, video=None, gps=None, camera_id: str = "cam-test", agent_id: str = "PM-0001",
-                 budget_bytes: int | None = None, settings=None, **config) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        keys: DeviceKeys | None = None,
+        platform_key: bytes | None = None,
+        clock=None,
+        video=None,
+        gps=None,
+        camera_id: str = "cam-test",
+        agent_id: str = "PM-0001",
+        budget_bytes: int | None = None,
+        settings=None,
+        **config,
+    ) -> None:
         self.root = root
         self.clock = clock or SimulatedClock(utcnow())
         self.keys = keys or DeviceKeys.load_or_create(root / "keys")
@@ -71,9 +83,15 @@ class Camera:
         start = self.clock()
         self.video = video or SyntheticVideo(scene, self.clock)
         self.agent = CameraAgent(
-            AgentConfig(camera_id=camera_id, agent_id=agent_id, segment_s=2.0, **config), store=self.store,
-            video=self.video, audio=SyntheticAudio(scene, start), gps=gps or SimulatedWalk(start, "Rue du Port"),
-            signals=self.signals, clock=self.clock, settings=settings)
+            AgentConfig(camera_id=camera_id, agent_id=agent_id, segment_s=2.0, **config),
+            store=self.store,
+            video=self.video,
+            audio=SyntheticAudio(scene, start),
+            gps=gps or SimulatedWalk(start, "Rue du Port"),
+            signals=self.signals,
+            clock=self.clock,
+            settings=settings,
+        )
 
     def frames(self, seconds: float) -> None:
         """Capture `seconds` worth of frames (by count, whatever the clock does)."""
@@ -96,8 +114,14 @@ def enrolled_camera(platform: Platform, root: Path, **kw) -> tuple[Camera, tuple
     commune = make_commune(platform, cameras=1)
     device_id, device_key = commune.cameras[0]
     keys = DeviceKeys(signing_key=device_key, storage_key=new_data_key())
-    cam = Camera(root, keys=keys, platform_key=platform.keyring.public_key, camera_id=device_id,
-                 agent_id=agent_number(commune), **kw)
+    cam = Camera(
+        root,
+        keys=keys,
+        platform_key=platform.keyring.public_key,
+        camera_id=device_id,
+        agent_id=agent_number(commune),
+        **kw,
+    )
     return cam, (device_id, device_key), commune
 
 
@@ -172,11 +196,17 @@ class Network(httpx.BaseTransport):
         return httpx.Response(response.status_code, headers=response.headers, content=content, request=request)
 
 
-def flaky_vault(platform: Platform, client: TestClient, camera: tuple[str, Ed25519PrivateKey],
-                pinned: bytes | None = None) -> tuple[VaultClient, Network]:
+def flaky_vault(
+    platform: Platform, client: TestClient, camera: tuple[str, Ed25519PrivateKey], pinned: bytes | None = None
+) -> tuple[VaultClient, Network]:
     net = Network(client._transport)
-    vc = VaultClient(str(client.base_url), camera[0], camera[1], pinned or platform.keyring.public_key,
-                     http=net.client(str(client.base_url)))
+    vc = VaultClient(
+        str(client.base_url),
+        camera[0],
+        camera[1],
+        pinned or platform.keyring.public_key,
+        http=net.client(str(client.base_url)),
+    )
     return vc, net
 
 
@@ -216,8 +246,11 @@ def test_network_lost_mid_segment_resumes_and_loses_nothing(platform, client, tm
     outcome = cam.agent.offload(vc)
     assert "ReadError" in outcome.kept[rid]
     puts = [(path, rng, n) for method, path, rng, n in net.sent if method == "PUT"]
-    assert puts[0] == (f"/api/v1/ingest/recordings/{rid}/segments/1",
-                       f"bytes {cut}-{segments[1].size - 1}/{segments[1].size}", segments[1].size - cut)
+    assert puts[0] == (
+        f"/api/v1/ingest/recordings/{rid}/segments/1",
+        f"bytes {cut}-{segments[1].size - 1}/{segments[1].size}",
+        segments[1].size - cut,
+    )
     assert [p for p, _, _ in puts] == [f"/api/v1/ingest/recordings/{rid}/segments/{s.index}" for s in segments[1:]]
     assert cam.store.pending() == [rid] and snapshot(cam.store.folder(rid)) == files  # no receipt heard: kept
     with platform.session() as db:
@@ -240,8 +273,9 @@ def test_network_lost_mid_segment_resumes_and_loses_nothing(platform, client, tm
 
 def test_vault_unreachable_for_days_storage_runs_low_then_out(platform, client, tmp_path: Path) -> None:
     budget, low = 560_000, 150_000
-    cam, device, _ = enrolled_camera(platform, tmp_path / "camera", pre_event_s=30, budget_bytes=budget,
-                                     storage_low_bytes=low)
+    cam, device, _ = enrolled_camera(
+        platform, tmp_path / "camera", pre_event_s=30, budget_bytes=budget, storage_low_bytes=low
+    )
     agent, store = cam.agent, cam.store
     vc, net = flaky_vault(platform, client, device)
     natural = agent.buffer.max_bytes
@@ -355,8 +389,9 @@ class PowerCut(BaseException):
 
 
 @pytest.mark.parametrize("where", ["mid-segment-write", "before-checkpoint"])
-def test_power_cut_mid_segment_the_checkpointed_prefix_reaches_the_vault(platform, client, tmp_path: Path,
-                                                                         monkeypatch, where: str) -> None:
+def test_power_cut_mid_segment_the_checkpointed_prefix_reaches_the_vault(
+    platform, client, tmp_path: Path, monkeypatch, where: str
+) -> None:
     root = tmp_path / "camera"
     cam, device, _ = enrolled_camera(platform, root, pre_event_s=2)
     cam.frames(3)
@@ -386,8 +421,7 @@ def test_power_cut_mid_segment_the_checkpointed_prefix_reaches_the_vault(platfor
     assert bool(prefix.interrupted) is (where == "before-checkpoint")
     assert any(p.name.endswith(".tmp") for p in folder.iterdir()) is (where == "mid-segment-write")
 
-    reborn = Camera(root, keys=cam.keys, platform_key=platform.keyring.public_key, camera_id=device[0],
-                    clock=cam.clock)
+    reborn = Camera(root, keys=cam.keys, platform_key=platform.keyring.public_key, camera_id=device[0], clock=cam.clock)
     [recovered] = reborn.agent.recovered
     m = recovered.manifest
     assert m.recording_id == rid and m.segments[:victim] == prefix.segments
@@ -395,8 +429,14 @@ def test_power_cut_mid_segment_the_checkpointed_prefix_reaches_the_vault(platfor
     assert not any(p.name.endswith(".tmp") for p in folder.iterdir())
     plain = reborn.plaintexts(rid)
 
-    outcome = reborn.agent.offload(VaultClient(str(client.base_url), *device, platform.keyring.public_key,
-                                               http=Network(client._transport).client(str(client.base_url))))
+    outcome = reborn.agent.offload(
+        VaultClient(
+            str(client.base_url),
+            *device,
+            platform.keyring.public_key,
+            http=Network(client._transport).client(str(client.base_url)),
+        )
+    )
     assert set(outcome.sent) == {rid}
     receipt = outcome.sent[rid]
     assert receipt.verify(platform.keyring.public_key) and receipt.matches(m)
@@ -440,12 +480,19 @@ def test_power_cut_at_an_arbitrary_moment_sigkill(platform, client, tmp_path: Pa
     root = tmp_path / "camera"
     keys_dir = root / "keys"
     keys_dir.mkdir(parents=True)
-    for name, data in ((SIGNING_KEY_FILE, private_key_pem(device_key)), (STORAGE_KEY_FILE, new_data_key()),
-                       (PLATFORM_KEY_FILE, b64e(platform.keyring.public_key).encode())):
+    for name, data in (
+        (SIGNING_KEY_FILE, private_key_pem(device_key)),
+        (STORAGE_KEY_FILE, new_data_key()),
+        (PLATFORM_KEY_FILE, b64e(platform.keyring.public_key).encode()),
+    ):
         (keys_dir / name).write_bytes(data)
         os.chmod(keys_dir / name, 0o600)
-    process = subprocess.Popen([sys.executable, "-c", KILLED_CAMERA, str(root), device_id, agent_number(commune)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CAMERA, str(root), device_id, agent_number(commune)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         rid = process.stdout.readline().strip()
         assert rid.startswith("rec-"), process.stderr.read()
@@ -461,14 +508,20 @@ def test_power_cut_at_an_arbitrary_moment_sigkill(platform, client, tmp_path: Pa
     prefix = verify_prefix(folder, keys.public_key)
     assert prefix.ok and len(prefix.segments) >= 3, prefix.problems
 
-    reborn = Camera(root, keys=keys, platform_key=platform.keyring.public_key, camera_id=device_id,
-                    agent_id=agent_number(commune))
+    reborn = Camera(
+        root, keys=keys, platform_key=platform.keyring.public_key, camera_id=device_id, agent_id=agent_number(commune)
+    )
     [recovered] = reborn.agent.recovered
     m = recovered.manifest
     assert m.segments[: len(prefix.segments)] == prefix.segments and len(m.segments) <= len(prefix.segments) + 1
     plain = reborn.plaintexts(rid)
-    vc = VaultClient(str(client.base_url), device_id, device_key, platform.keyring.public_key,
-                     http=Network(client._transport).client(str(client.base_url)))
+    vc = VaultClient(
+        str(client.base_url),
+        device_id,
+        device_key,
+        platform.keyring.public_key,
+        http=Network(client._transport).client(str(client.base_url)),
+    )
     outcome = reborn.agent.offload(vc)
     assert set(outcome.sent) == {rid} and outcome.sent[rid].matches(m)
     assert vault_copy(platform, rid)[1] == plain
@@ -492,8 +545,11 @@ def test_forged_or_mismatched_receipt_keeps_the_copy_and_reports_it(platform, cl
     def forge(body: bytes) -> bytes:  # a vault (or a man in the middle) signing with another key
         receipt = SignedReceipt.model_validate_json(body)
         genuine[receipt.receipt.recording_id] = body
-        return SignedReceipt(receipt=receipt.receipt,
-                             signature=b64e(forger.sign(receipt.receipt.signing_bytes()))).model_dump_json().encode()
+        return (
+            SignedReceipt(receipt=receipt.receipt, signature=b64e(forger.sign(receipt.receipt.signing_bytes())))
+            .model_dump_json()
+            .encode()
+        )
 
     # A client that trusts the forger's key (misconfigured, or tampered with): the store checks for itself.
     c = record()
@@ -507,8 +563,10 @@ def test_forged_or_mismatched_receipt_keeps_the_copy_and_reports_it(platform, cl
     a, b = record(), record()
     files |= {rid: snapshot(cam.store.folder(rid)) for rid in (a, b)}
     vc, net = flaky_vault(platform, client, device)
-    net.faults += [("swap", "POST", rf"/{a}/complete$", forge),
-                   ("swap", "POST", rf"/{b}/complete$", lambda body: genuine[c])]
+    net.faults += [
+        ("swap", "POST", rf"/{a}/complete$", forge),
+        ("swap", "POST", rf"/{b}/complete$", lambda body: genuine[c]),
+    ]
     outcome = cam.agent.offload(vc)
     assert set(outcome.sent) == {c}  # no fault on its way this time: its genuine receipt, and it goes
     assert all(outcome.kept[r].startswith("ReceiptRejected") for r in (a, b))
@@ -523,12 +581,20 @@ def test_forged_or_mismatched_receipt_keeps_the_copy_and_reports_it(platform, cl
     assert len(warned) == 3 and all(any(rid in w for w in warned) for rid in (a, b, c))
     assert cam.signals.current_led is Led.ATTENTION
     # The log is on the device: a restarted camera still has it.
-    assert len([e for e in DeviceStore(cam.root, cam.keys, None, cam.clock).events()
-                if e["event"] == "receipt.rejected"]) == 3
+    assert (
+        len([e for e in DeviceStore(cam.root, cam.keys, None, cam.clock).events() if e["event"] == "receipt.rejected"])
+        == 3
+    )
 
     # The genuine vault, later: each copy goes only now, on a receipt that checks out.
-    outcome = cam.agent.offload(VaultClient(str(client.base_url), *device, platform.keyring.public_key,
-                                            http=Network(client._transport).client(str(client.base_url))))
+    outcome = cam.agent.offload(
+        VaultClient(
+            str(client.base_url),
+            *device,
+            platform.keyring.public_key,
+            http=Network(client._transport).client(str(client.base_url)),
+        )
+    )
     assert set(outcome.sent) == {a, b} and not outcome.kept and cam.store.pending() == []
     for rid in (a, b, c):
         assert cam.store.receipt(rid).verify(platform.keyring.public_key)
@@ -627,10 +693,20 @@ def test_clock_jumps_keep_every_recording_coherent_and_show(platform, client, tm
     client.auth = None
     offset = settings.clock_offset_ms
     assert abs(offset) < 2000  # in sync, below the drift flag (a loaded CI machine adds RTT noise)
-    cam = Camera(tmp_path / "camera", keys=DeviceKeys(signing_key=device_key, storage_key=new_data_key()),
-                 platform_key=platform.keyring.public_key, camera_id=device_id, agent_id=agent_number(commune),
-                 clock=clock, video=video, gps=FixedGps(), settings=settings, pre_event_s=2, beep_interval_s=2,
-                 buffer_bitrate_bps=2_000_000)
+    cam = Camera(
+        tmp_path / "camera",
+        keys=DeviceKeys(signing_key=device_key, storage_key=new_data_key()),
+        platform_key=platform.keyring.public_key,
+        camera_id=device_id,
+        agent_id=agent_number(commune),
+        clock=clock,
+        video=video,
+        gps=FixedGps(),
+        settings=settings,
+        pre_event_s=2,
+        beep_interval_s=2,
+        buffer_bitrate_bps=2_000_000,
+    )
     agent = cam.agent
     cam.frames(3)
     first_read = len(video.read_at)
@@ -646,7 +722,9 @@ def test_clock_jumps_keep_every_recording_coherent_and_show(platform, client, tm
     signed3 = agent.press_record()
     assert len({r1, r2, r3}) == 3 and signed3.manifest.recording_id == r3
     assert [(j.recording_id, j.continued_as, round(j.jump_s)) for j in agent.clock_jumps] == [
-        (r1, r2, 3600), (r2, r3, -7200)]
+        (r1, r2, 3600),
+        (r2, r3, -7200),
+    ]
     assert cam.signals.beeps - beeps >= 2  # the beep goes on after the step back (it is the legal signal)
 
     manifests = {rid: cam.store.manifest(rid).manifest for rid in (r1, r2, r3)}
@@ -677,7 +755,9 @@ def test_clock_jumps_keep_every_recording_coherent_and_show(platform, client, tm
     assert all("recordings are flagged" in w for w in warned)
     logged = [e for e in cam.store.events() if e["event"] == "clock.jump"]
     assert [(e["recording"], e["continued_as"], e["jump_ms"]) for e in logged] == [
-        (r1, r2, 3_600_000), (r2, r3, -7_200_000)]
+        (r1, r2, 3_600_000),
+        (r2, r3, -7_200_000),
+    ]
 
     # A jump in standby: the pre-event buffer starts again, on the new clock only.
     cam.frames(4)
@@ -691,15 +771,26 @@ def test_clock_jumps_keep_every_recording_coherent_and_show(platform, client, tm
     assert "continues" not in (m4.trigger_detail or "")
 
     # The vault takes all four; it flags those whose clock was off.
-    vc = VaultClient(str(client.base_url), device_id, device_key, platform.keyring.public_key,
-                     http=Network(client._transport).client(str(client.base_url)))
+    vc = VaultClient(
+        str(client.base_url),
+        device_id,
+        device_key,
+        platform.keyring.public_key,
+        http=Network(client._transport).client(str(client.base_url)),
+    )
     outcome = agent.offload(vc)
     assert set(outcome.sent) == {r1, r2, r3, r4} and not outcome.kept
     with platform.session() as db:
-        flags = {rid: (db.get(Recording, rid).clock_offset_ms, db.get(Recording, rid).clock_drift_flag)
-                 for rid in (r1, r2, r3, r4)}
-    assert flags == {r1: (offset, False), r2: (offset + 3_600_000, True), r3: (offset - 3_600_000, True),
-                     r4: (offset - 3_630_000, True)}
+        flags = {
+            rid: (db.get(Recording, rid).clock_offset_ms, db.get(Recording, rid).clock_drift_flag)
+            for rid in (r1, r2, r3, r4)
+        }
+    assert flags == {
+        r1: (offset, False),
+        r2: (offset + 3_600_000, True),
+        r3: (offset - 3_600_000, True),
+        r4: (offset - 3_630_000, True),
+    }
 
 
 def test_a_step_back_is_seen_even_without_a_monotonic_clock(tmp_path: Path) -> None:
@@ -707,8 +798,13 @@ def test_a_step_back_is_seen_even_without_a_monotonic_clock(tmp_path: Path) -> N
     clock = JumpingClock(utcnow())
     video = StampedVideo(SyntheticScene(160, 120, fps=FPS, seed=3), clock)
     store = DeviceStore(tmp_path, DeviceKeys.load_or_create(tmp_path / "keys"), None, clock)
-    agent = CameraAgent(AgentConfig(camera_id="cam-x", agent_id="PM-1", pre_event_s=0), store=store, video=video,
-                        clock=lambda: clock(), signals=TerminalSignals())  # a plain callable: no monotonic()
+    agent = CameraAgent(
+        AgentConfig(camera_id="cam-x", agent_id="PM-1", pre_event_s=0),
+        store=store,
+        video=video,
+        clock=lambda: clock(),
+        signals=TerminalSignals(),
+    )  # a plain callable: no monotonic()
     rid = agent.press_record()
     for _ in range(25):
         agent.step()
@@ -729,8 +825,10 @@ def test_a_step_back_is_seen_even_without_a_monotonic_clock(tmp_path: Path) -> N
 
 # --- 6. the capture loop held up ------------------------------------------------------------------------
 
-def test_a_capture_loop_held_up_loses_no_frame_and_takes_no_clock_jump(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_a_capture_loop_held_up_loses_no_frame_and_takes_no_clock_jump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 16: across a server restart the camera's recording had a 0.7 s hole, or was split as if its clock
     had jumped. The capture loop is sometimes held up (a segment sealed and synced to a slow disk, a pause of
     the whole process): frames captured meanwhile are recorded all the same, and a frame handled late is not
@@ -744,19 +842,25 @@ def test_a_capture_loop_held_up_loses_no_frame_and_takes_no_clock_jump(tmp_path:
     def slow_write(self, data, started_at, duration_s, **kw):
         time.sleep(slow.get(len(self._entries), 0.0))
         return original(self, data, started_at, duration_s, **kw)
+
     monkeypatch.setattr(device_store.RecordingWriter, "add_segment", slow_write)
 
     store = DeviceStore(tmp_path, DeviceKeys.load_or_create(tmp_path / "keys"), None, system_clock)
     sensor = SyntheticVideo(SyntheticScene(160, 120, fps=FPS, seed=3), system_clock)
-    agent = CameraAgent(AgentConfig(camera_id="cam-x", agent_id="PM-1", pre_event_s=0, segment_s=1.0), store=store,
-                        video=PrefetchedVideo(sensor), signals=TerminalSignals())
+    agent = CameraAgent(
+        AgentConfig(camera_id="cam-x", agent_id="PM-1", pre_event_s=0, segment_s=1.0),
+        store=store,
+        video=PrefetchedVideo(sensor),
+        signals=TerminalSignals(),
+    )
     rid = agent.press_record()
     end = time.monotonic() + 6.5
     while time.monotonic() < end:
         agent.step()
     manifest = agent.stop_recording().manifest
     assert agent.clock_jumps == [] and manifest.recording_id == rid, (
-        f"a busy capture loop was taken for a clock jump: {agent.clock_jumps}")
+        f"a busy capture loop was taken for a clock jump: {agent.clock_jumps}"
+    )
     assert sensor.dropped == 0, f"{sensor.dropped} frames were lost while the capture loop was held up"
     for a, b in zip(manifest.segments, manifest.segments[1:]):
         hole = (b.started_at - (a.started_at + timedelta(seconds=a.duration_s))).total_seconds()

@@ -226,9 +226,7 @@ def test_scene_rejects_odd_sizes() -> None:
 def test_segment_writer_uses_capture_times(scene: SyntheticScene) -> None:
     # A live camera's frames arrive with jitter; their timestamps follow the capture clock.
     jitter = [0, 0.004, -0.003]
-    with SegmentWriter(
-        4, STARTED_AT, width=320, height=240, fps=FPS, agent_id=AGENT, camera_id=CAMERA
-    ) as writer:
+    with SegmentWriter(4, STARTED_AT, width=320, height=240, fps=FPS, agent_id=AGENT, camera_id=CAMERA) as writer:
         for i in range(2 * FPS):
             at = STARTED_AT + timedelta(seconds=i * FRAME_S + jitter[i % 3])
             writer.add_video(scene.video_frame(i), at)

@@ -34,14 +34,18 @@ TAG = "PT-BWC-005"
 def press_live(url: str, commune) -> str:
     """The camera's live button, signed over its body as the camera signs it."""
     path, body = "/api/v1/live/sessions", orjson.dumps({"reason": "threat", "position": FIX.model_dump(mode="json")})
-    r = httpx.post(f"{url}{path}", content=body,
-                   headers={**signed(commune, "POST", path, body=body), "Content-Type": "application/json"})
+    r = httpx.post(
+        f"{url}{path}",
+        content=body,
+        headers={**signed(commune, "POST", path, body=body), "Content-Type": "application/json"},
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
 
-def test_the_same_camera_has_the_same_name_on_review_search_and_the_csu(platform: Platform, server: str,
-                                                                         browser) -> None:
+def test_the_same_camera_has_the_same_name_on_review_search_and_the_csu(
+    platform: Platform, server: str, browser
+) -> None:
     commune = make_commune(platform, cameras=1)
     device_id = commune.cameras[0][0]
     with platform.session() as db:

@@ -83,6 +83,7 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 
 # --- the pictures ----------------------------------------------------------------------------------
 
+
 def test_ptz_picture_shows_where_it_looks():
     pose = PtzPose()
     scene = PtzScene("PTZ", pose, width=W, height=H, fps=FPS)
@@ -93,7 +94,7 @@ def test_ptz_picture_shows_where_it_looks():
     # Pan wraps round the compass; zoom narrows the window on the same centre (nearest-neighbour).
     assert np.array_equal(scene.view(10.0, 0.0, 1.0), scene.view(370.0 % 360, 0.0, 1.0))
     wide, narrow = scene.view(90.0, 0.0, 1.0), scene.view(90.0, 0.0, 2.0)
-    assert distance(narrow[::2, ::2], wide[H // 4: 3 * H // 4, W // 4: 3 * W // 4]) < 4
+    assert distance(narrow[::2, ::2], wide[H // 4 : 3 * H // 4, W // 4 : 3 * W // 4]) < 4
     assert distance(narrow, wide) > 10
     # Tilting down moves the picture up: what was at the bottom comes towards the centre.
     level, down = scene.view(90.0, 0.0, 1.0), scene.view(90.0, -10.0, 1.0)
@@ -105,11 +106,12 @@ def test_fixed_scene_moves_and_burns_in_the_local_time():
     scene = FixedScene("Rue", width=W, height=H, fps=FPS)
     a, b = scene.render(AT), scene.render(AT + timedelta(seconds=1))
     assert a.shape == (H, W, 3) and a.dtype == np.uint8
-    assert distance(a[H // 2:], b[H // 2:]) > 0.5  # cars and pedestrians moved
+    assert distance(a[H // 2 :], b[H // 2 :]) > 0.5  # cars and pedestrians moved
     assert not np.array_equal(a[:30, :120], b[:30, :120])  # the clock ticked
 
 
 # --- the RTSP server -------------------------------------------------------------------------------
+
 
 def test_payloads_follow_rfc_6184():
     small, big = b"\x41" + bytes(range(1, 101)), b"\x65" + bytes(range(256)) * 20
@@ -134,16 +136,20 @@ def rtsp_play_raw(url: str) -> socket.socket:
         while b"\r\n\r\n" not in data:
             data += sock.recv(4096)
         head, _, rest = data.partition(b"\r\n\r\n")
-        length = next((int(h.split(b":")[1]) for h in head.split(b"\r\n")
-                       if h.lower().startswith(b"content-length")), 0)
+        length = next(
+            (int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")), 0
+        )
         while len(rest) < length:
             rest += sock.recv(4096)
         return head.decode()
 
     assert " 200 " in ask([f"DESCRIBE {url} RTSP/1.0", "CSeq: 1", "Accept: application/sdp"])
     reply = ask([f"SETUP {url}/track1 RTSP/1.0", "CSeq: 2", "Transport: RTP/AVP/TCP;unicast;interleaved=0-1"])
-    session = next(line.split(":", 1)[1].split(";")[0].strip() for line in reply.split("\r\n")
-                   if line.lower().startswith("session:"))
+    session = next(
+        line.split(":", 1)[1].split(";")[0].strip()
+        for line in reply.split("\r\n")
+        if line.lower().startswith("session:")
+    )
     assert " 200 " in ask([f"PLAY {url} RTSP/1.0", "CSeq: 3", f"Session: {session}"])
     return sock
 
@@ -152,14 +158,35 @@ def test_rtsp_server_is_read_by_ffprobe_and_pyav(cameras):
     server, _, _ = cameras
     assert not server.encoding("rue-mairie")  # nobody watches: nothing is encoded
     # ffprobe asks for UDP first (refused: 461), goes on over TCP, and decodes five frames.
-    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_streams", "-show_entries",
-                            "frame=pict_type,width,height", "-read_intervals", "%+#5", "-of", "json",
-                            server.url("port/ptz-1")], capture_output=True, text=True, timeout=30)
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_streams",
+            "-show_entries",
+            "frame=pict_type,width,height",
+            "-read_intervals",
+            "%+#5",
+            "-of",
+            "json",
+            server.url("port/ptz-1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert probe.returncode == 0, probe.stderr
     found = orjson.loads(probe.stdout)
     stream = found["streams"][0]
-    assert (stream["codec_name"], stream["profile"], stream["width"], stream["height"]) == \
-        ("h264", "Constrained Baseline", W, H)
+    assert (stream["codec_name"], stream["profile"], stream["width"], stream["height"]) == (
+        "h264",
+        "Constrained Baseline",
+        W,
+        H,
+    )
     assert [f["pict_type"] for f in found["frames"]] == ["I", "P", "P", "P", "P"]
 
     # A client that vanishes mid-stream must not disturb the others.
@@ -188,6 +215,7 @@ def test_rtsp_server_is_read_by_ffprobe_and_pyav(cameras):
 
 
 # --- the platform's side: H.264 as it comes, never transcoded --------------------------------------
+
 
 def encoded_file(path: Path, codec: str, container: str, frames: int = 12) -> Path:
     scene = FixedScene("Test", width=W, height=H, fps=FPS)
@@ -232,13 +260,18 @@ def test_a_camera_that_does_not_send_h264_is_refused_clearly(tmp_path: Path):
         puller.start()
         with pytest.raises(UnsupportedCodec, match=r"MPEG4 video.*H.264 and never transcoded"):
             await puller.wait_ready(10)
-        dead = RtspPuller("rtsp://127.0.0.1:9/nothing", await plane.attach("cctv:1:dead"),
-                          asyncio.get_running_loop(), backoff_s=(5.0, 5.0))
+        dead = RtspPuller(
+            "rtsp://127.0.0.1:9/nothing",
+            await plane.attach("cctv:1:dead"),
+            asyncio.get_running_loop(),
+            backoff_s=(5.0, 5.0),
+        )
         dead.start()
         with pytest.raises(CameraUnreachable, match="cannot be read"):
             await dead.wait_ready(10)
         dead.stop()
         await plane.close()
+
     asyncio.run(story())
 
 
@@ -266,13 +299,15 @@ class Viewer:
                         return
                     if track.kind == "video":
                         self.frames.append(frame)
+
             asyncio.ensure_future(consume())  # noqa: RUF006 - the reader lives as long as the connection
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp
 
-    async def watch(self, hub: LiveHub, user_id: int, tenant_id: int, camera_id: str, url: str,
-                    session_id: str | None = None) -> None:
+    async def watch(
+        self, hub: LiveHub, user_id: int, tenant_id: int, camera_id: str, url: str, session_id: str | None = None
+    ) -> None:
         answer = await hub.watch_cctv(user_id, tenant_id, camera_id, url, await self.offer(), session_id)
         self.resource = answer.resource_id
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
@@ -287,8 +322,11 @@ class Viewer:
 
 def journal(p: Platform, chain: str) -> list[dict]:
     with p.session() as db:
-        rows = db.scalars(select(JournalEntry).where(JournalEntry.chain == chain,
-                                                     JournalEntry.event.startswith("cctv.")).order_by(JournalEntry.seq))
+        rows = db.scalars(
+            select(JournalEntry)
+            .where(JournalEntry.chain == chain, JournalEntry.event.startswith("cctv."))
+            .order_by(JournalEntry.seq)
+        )
         return [{**parse_body(r.body), "event": r.event} for r in rows]
 
 
@@ -307,6 +345,7 @@ def test_cctv_watched_through_the_hub(platform: Platform, cameras, monkeypatch: 
         def counted(self, *a, _original=original, _name=name, **kw):
             calls[_name] += 1
             return _original(self, *a, **kw)
+
         monkeypatch.setattr(aiortc_h264.H264Encoder, name, counted)
     ptz_url = server.url("port/ptz-1")
     stream = cctv_stream(tid, "ptz-1")
@@ -336,8 +375,11 @@ def test_cctv_watched_through_the_hub(platform: Platform, cameras, monkeypatch: 
             # The PTZ camera turns: the picture the viewer decodes follows.
             pose.set(180.0, -10.0, 2.0)
             south, north = ptz.view(180.0, -10.0, 2.0), ptz.view(0.0, 0.0, 1.0)
-            await until(lambda: distance(first.latest(), south) < distance(first.latest(), north) / 3, 30,
-                        "the viewer's picture shows the new aim")
+            await until(
+                lambda: distance(first.latest(), south) < distance(first.latest(), north) / 3,
+                30,
+                "the viewer's picture shows the new aim",
+            )
 
             # The camera drops, then comes back: the puller reconnects and pictures flow again.
             server.stop()
@@ -383,8 +425,10 @@ def test_cctv_watched_through_the_hub(platform: Platform, cameras, monkeypatch: 
 
     asyncio.run(story())
     log = journal(platform, commune.slug)
-    assert [e["event"] for e in log] == ["cctv.viewing_started"] * 2 + ["cctv.viewing_ended"] * 2 + \
-        ["cctv.viewing_started", "cctv.viewing_ended"]
+    assert [e["event"] for e in log] == ["cctv.viewing_started"] * 2 + ["cctv.viewing_ended"] * 2 + [
+        "cctv.viewing_started",
+        "cctv.viewing_ended",
+    ]
     for entry in log:
         assert entry["action"] == "consultation" and entry["actor"]["id"] == commune.users[Role.CSU_OPERATOR]
         assert {"camera_id", "live_session", "resource"} <= entry["details"].keys()
@@ -419,5 +463,7 @@ def test_a_withdrawn_camera_stops_being_pulled_and_its_viewings_end(platform: Pl
 
     asyncio.run(story())
     log = journal(platform, commune.slug)
-    assert [(e["event"], e["details"].get("reason")) for e in log] == [("cctv.viewing_started", None),
-                                                                       ("cctv.viewing_ended", "withdrawn")]
+    assert [(e["event"], e["details"].get("reason")) for e in log] == [
+        ("cctv.viewing_started", None),
+        ("cctv.viewing_ended", "withdrawn"),
+    ]

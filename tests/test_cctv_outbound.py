@@ -30,8 +30,9 @@ def ptz_row(url: str, password: str = "", user: str = "csu") -> str:
 
 def import_csv(p: Platform, slug: str, text: str) -> None:
     with p.session() as db:
-        registry.import_file(p, db, p.tenant(db, slug), "cameras.csv", (HEADER + text).encode(),
-                             actor=Actor.system("test"))
+        registry.import_file(
+            p, db, p.tenant(db, slug), "cameras.csv", (HEADER + text).encode(), actor=Actor.system("test")
+        )
 
 
 def declare(p: Platform, slug: str, networks: list[str] | None) -> None:
@@ -54,8 +55,10 @@ def commune(platform: Platform) -> Commune:
 @pytest.fixture
 def cameras() -> Iterator[tuple[OnvifPtzSimulator, OnvifPtzSimulator]]:
     """The real camera, and another host that would like to learn its password."""
-    with OnvifPtzSimulator(PtzPose(), 180.0, 20.0, "csu", SECRET) as real, \
-            OnvifPtzSimulator(PtzPose(), 180.0, 20.0, "csu", "whatever") as other:
+    with (
+        OnvifPtzSimulator(PtzPose(), 180.0, 20.0, "csu", SECRET) as real,
+        OnvifPtzSimulator(PtzPose(), 180.0, 20.0, "csu", "whatever") as other,
+    ):
         yield real, other
 
 
@@ -91,8 +94,11 @@ def test_the_api_says_why_an_import_was_refused(platform: Platform, client, comm
     real, other = cameras
     import_csv(platform, commune.slug, ptz_row(real.url, SECRET))
     csrf = sign_in(platform, client, commune.users[Role.TECH_ADMIN])
-    r = client.post("/api/v1/cctv/import", content=(HEADER + ptz_row(other.url)).encode(),
-                    headers={"Content-Type": "text/csv", "X-CSRF-Token": csrf})
+    r = client.post(
+        "/api/v1/cctv/import",
+        content=(HEADER + ptz_row(other.url)).encode(),
+        headers={"Content-Type": "text/csv", "X-CSRF-Token": csrf},
+    )
     assert r.status_code in (400, 422), r.text
     assert "onvif_password" in r.text and SECRET not in r.text
 
@@ -120,7 +126,8 @@ def test_no_connection_outside_the_declared_cctv_network(platform: Platform, com
 
 
 def test_the_network_setting_is_validated_and_the_demo_commune_defaults_to_private_ranges(
-        platform: Platform, commune: Commune) -> None:
+    platform: Platform, commune: Commune
+) -> None:
     with pytest.raises(IdentityError, match="not an address range"):
         declare(platform, commune.slug, ["the town hall"])
     with platform.session() as db:

@@ -11,8 +11,7 @@ from tests.helpers import run
 
 
 def test_admin_flow_from_a_fresh_home(tmp_path: Path, database_url: str):
-    env = {**os.environ, "TEMOIN_HOME": str(tmp_path / "home"), "TEMOIN_DATABASE_URL": database_url,
-           "COLUMNS": "200"}
+    env = {**os.environ, "TEMOIN_HOME": str(tmp_path / "home"), "TEMOIN_DATABASE_URL": database_url, "COLUMNS": "200"}
     shape = tmp_path / "territory.geojson"
     shape.write_text(json.dumps(territory()))
     r = run(env, "init")
@@ -46,22 +45,50 @@ def test_admin_flow_from_a_fresh_home(tmp_path: Path, database_url: str):
             mayor_token = service.issue_api_token(p, db, mayor, "cli", scopes=[Permission.ADMIN_USERS])
     finally:
         p.close()
-    r = run({**env, "TEMOIN_API_TOKEN": tech_token}, "admin", "user", "create", "ville", "chef", "Chef de service",
-            "--role", "chief")
+    r = run(
+        {**env, "TEMOIN_API_TOKEN": tech_token},
+        "admin",
+        "user",
+        "create",
+        "ville",
+        "chef",
+        "Chef de service",
+        "--role",
+        "chief",
+    )
     assert r.returncode == 1 and "duties apart" in r.stderr
-    r = run({**env, "TEMOIN_API_TOKEN": mayor_token}, "admin", "user", "create", "ville", "chef", "Chef de service",
-            "--role", "chief")
+    r = run(
+        {**env, "TEMOIN_API_TOKEN": mayor_token},
+        "admin",
+        "user",
+        "create",
+        "ville",
+        "chef",
+        "Chef de service",
+        "--role",
+        "chief",
+    )
     assert r.returncode == 0 and "password:" in r.stdout and "otpauth://" in r.stdout
-    r = run({**env, "TEMOIN_API_TOKEN": mayor_token}, "admin", "user", "deactivate", "ville", "chef",
-            "--reason", "test")
+    r = run(
+        {**env, "TEMOIN_API_TOKEN": mayor_token}, "admin", "user", "deactivate", "ville", "chef", "--reason", "test"
+    )
     assert r.returncode == 0 and "deactivated" in r.stdout
     r = run(env, "admin", "device", "code", "ville", "Caméra 1")
     assert r.returncode == 0 and "enrolment code" in r.stdout
     r = run(env, "admin", "user", "totp", "chef")
     assert r.returncode == 1  # real users' codes are never printed
     # Tenant settings: validated together, journaled, and used (the public notice names the controller).
-    r = run(env, "admin", "tenant", "settings", "ville", "ptz_auto_aim=true", "cctv_radius_m=250",
-            "notice_controller=Le maire de Ville, M. Dupont", "tile_url=https://tiles.example/{z}/{x}/{y}.png?key=s3cr3t")
+    r = run(
+        env,
+        "admin",
+        "tenant",
+        "settings",
+        "ville",
+        "ptz_auto_aim=true",
+        "cctv_radius_m=250",
+        "notice_controller=Le maire de Ville, M. Dupont",
+        "tile_url=https://tiles.example/{z}/{x}/{y}.png?key=s3cr3t",
+    )
     assert r.returncode == 0, r.stderr
     assert "250.0" in r.stdout and "True" in r.stdout
     r = run(env, "admin", "tenant", "settings", "ville", "cctv_radius_m=-1", "ptz_auto_aim=false")
@@ -72,8 +99,11 @@ def test_admin_flow_from_a_fresh_home(tmp_path: Path, database_url: str):
     assert "True" in r.stdout and "250.0" in r.stdout  # the refused changes left everything as it was
     r = run(env, "report", "notice", "ville", "--pdf", str(tmp_path / "notice.pdf"))
     assert r.returncode == 0 and (tmp_path / "notice.pdf").read_bytes().startswith(b"%PDF"), r.stderr
-    changes = [json.loads(line.split(" ", 1)[1]) for line in (tmp_path / "home" / "journal" / "ville").glob("*.jsonl").__next__()
-               .read_text().splitlines() if "tenant.settings_changed" in line]
+    changes = [
+        json.loads(line.split(" ", 1)[1])
+        for line in (tmp_path / "home" / "journal" / "ville").glob("*.jsonl").__next__().read_text().splitlines()
+        if "tenant.settings_changed" in line
+    ]
     assert len(changes) == 1 and "s3cr3t" not in json.dumps(changes)  # a tile provider's key is never journaled
     assert "tiles.example" in json.dumps(changes)
     r = run(env, "journal", "verify")

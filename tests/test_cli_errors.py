@@ -34,17 +34,37 @@ TENANT_COMMANDS = [
     (["cctv", "list", "nowhere"], 1),
     (["cctv", "withdraw", "nowhere", "cctv-01"], 1),
     (["axis", "revoke", "nowhere"], 2),
-    (["extract", "nowhere", "rec-1", "--recipient", "OPJ", "--kind", "judicial_police", "--procedure", "judicial",
-      "--reference", "PV 1"], 1),
+    (
+        [
+            "extract",
+            "nowhere",
+            "rec-1",
+            "--recipient",
+            "OPJ",
+            "--kind",
+            "judicial_police",
+            "--procedure",
+            "judicial",
+            "--reference",
+            "PV 1",
+        ],
+        1,
+    ),
 ]
 
 
 def _env(settings) -> dict:
-    return {"TEMOIN_HOME": str(settings.home), "TEMOIN_DATABASE_URL": settings.database_url, "COLUMNS": "200",
-            "TEMOIN_API_TOKEN": ""}
+    return {
+        "TEMOIN_HOME": str(settings.home),
+        "TEMOIN_DATABASE_URL": settings.database_url,
+        "COLUMNS": "200",
+        "TEMOIN_API_TOKEN": "",
+    }
 
 
-@pytest.mark.parametrize("args, status", TENANT_COMMANDS, ids=lambda a: " ".join(a[:3]) if isinstance(a, list) else None)
+@pytest.mark.parametrize(
+    "args, status", TENANT_COMMANDS, ids=lambda a: " ".join(a[:3]) if isinstance(a, list) else None
+)
 def test_an_unknown_tenant_is_named_with_an_exit_status_not_a_traceback(platform, settings, tmp_path, args, status):
     make_commune(platform, cameras=1)  # a tenant exists, just not this one
     (tmp_path / "registry.csv").write_text("id,name,lat,lon,heading,fov_deg\ncctv-01,Mairie,43.5,4.0,90,60\n")

@@ -88,8 +88,11 @@ def _tests_of(filename: str) -> frozenset[str]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_"):
             found.add(node.name)
         elif isinstance(node, ast.ClassDef):
-            found |= {f"{node.name}::{n.name}" for n in node.body
-                      if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test_")}
+            found |= {
+                f"{node.name}::{n.name}"
+                for n in node.body
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test_")
+            }
     return frozenset(found)
 
 
@@ -101,9 +104,10 @@ def test_references_resolve_and_are_rejected_when_missing() -> None:
         resolve("vault.retention.sweep_everything")
     with pytest.raises((ImportError, AttributeError)):
         resolve("vault.no_such_module.f")
-    assert code_references("`consultation.refused`, `recordings.hold`, `vault.holds.lift_hold` and "
-                           "`rights.copies.copy_stream(deliver=True)`") == ["vault.holds.lift_hold",
-                                                                           "rights.copies.copy_stream"]
+    assert code_references(
+        "`consultation.refused`, `recordings.hold`, `vault.holds.lift_hold` and "
+        "`rights.copies.copy_stream(deliver=True)`"
+    ) == ["vault.holds.lift_hold", "rights.copies.copy_stream"]
     assert "test_every_route_against_every_role" in _tests_of("test_access.py")
     assert "test_no_such_thing" not in _tests_of("test_access.py")
 
@@ -120,8 +124,10 @@ def test_the_rule_index_in_the_doc_is_the_modules() -> None:
     begin, end = "<!-- rules:begin -->\n", "<!-- rules:end -->"
     assert begin in text and end in text, "docs/compliance.md lost its rule index markers"
     written = text.split(begin, 1)[1].split(end, 1)[0]
-    assert written == index_markdown(), ("the rule index in docs/compliance.md differs from temoin.law.rules: "
-                                         "paste the output of `python -m temoin.law.rules` between the markers")
+    assert written == index_markdown(), (
+        "the rule index in docs/compliance.md differs from temoin.law.rules: "
+        "paste the output of `python -m temoin.law.rules` between the markers"
+    )
 
 
 def test_every_rule_has_a_row_and_every_row_a_known_rule() -> None:
@@ -130,8 +136,10 @@ def test_every_rule_has_a_row_and_every_row_a_known_rule() -> None:
     seen = set()
     for rule, _, _ in rows:
         m = ROW_ID.match(rule)
-        assert m, (f"map row {rule[:60]!r} does not start with a rule id (**R07**): add its rule to "
-                   "temoin.law.rules if it is new")
+        assert m, (
+            f"map row {rule[:60]!r} does not start with a rule id (**R07**): add its rule to "
+            "temoin.law.rules if it is new"
+        )
         assert m.group(1) in BY_ID, f"map row names rule {m.group(1)}, which temoin.law.rules does not list"
         seen.add(m.group(1))
     missing = [r.id for r in RULES if r.id not in seen]

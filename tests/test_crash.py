@@ -67,14 +67,20 @@ def _cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEMOIN_")}
-    env.update(TEMOIN_HOME=str(settings.home), TEMOIN_DATABASE_URL=settings.database_url,
-               TEMOIN_INSECURE_COOKIES="1", TEMOIN_RETENTION_INTERVAL_S="3600", PYTHONUNBUFFERED="1")
+    env.update(
+        TEMOIN_HOME=str(settings.home),
+        TEMOIN_DATABASE_URL=settings.database_url,
+        TEMOIN_INSECURE_COOKIES="1",
+        TEMOIN_RETENTION_INTERVAL_S="3600",
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
 def _cli(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([_temoin(), *args], env=_env(settings), cwd=settings.home, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [_temoin(), *args], env=_env(settings), cwd=settings.home, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _free_port() -> int:
@@ -91,8 +97,13 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         with log.open("ab") as out:
-            self.proc = subprocess.Popen([_temoin(), "serve", "--port", str(self.port)], env=_env(settings),
-                                         cwd=settings.home, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [_temoin(), "serve", "--port", str(self.port)],
+                env=_env(settings),
+                cwd=settings.home,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 45
         while True:
             if self.proc.poll() is not None:
@@ -163,9 +174,15 @@ def test_server_killed_during_an_upload_resumes_and_stores_it_intact(settings, s
     cam_id, cam_key = commune.cameras[0]
     data = os.urandom(SEGMENT_BYTES)
     rid = f"rec-crash-{uuid.uuid4().hex[:12]}"
-    manifest = build_manifest(recording_id=rid, camera_id=cam_id, agent_id=agent_number(commune),
-                              segments=[SegmentFile(data, utcnow() - timedelta(minutes=5), 60.0)],
-                              trigger=Trigger.INCIDENT, persons_informed=True, clock_offset_ms=0)
+    manifest = build_manifest(
+        recording_id=rid,
+        camera_id=cam_id,
+        agent_id=agent_number(commune),
+        segments=[SegmentFile(data, utcnow() - timedelta(minutes=5), 60.0)],
+        trigger=Trigger.INCIDENT,
+        persons_informed=True,
+        clock_offset_ms=0,
+    )
     signed = SignedManifest.sign(manifest, cam_key)
     url = f"/api/v1/ingest/recordings/{rid}/segments/0"
 
@@ -182,14 +199,21 @@ def test_server_killed_during_an_upload_resumes_and_stores_it_intact(settings, s
         nonlocal sent
         for start in range(0, len(data), CHUNK):
             sent += min(CHUNK, len(data) - start)  # counted before it leaves: an upper bound
-            yield data[start:start + CHUNK]
+            yield data[start : start + CHUNK]
             time.sleep(0.01)
 
     def put() -> None:
         try:
-            outcome["response"] = camera.http.put(url, content=slow_body(), headers={
-                "Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}", "Content-Length": str(len(data)),
-                "Content-Type": "application/octet-stream"}, timeout=60)
+            outcome["response"] = camera.http.put(
+                url,
+                content=slow_body(),
+                headers={
+                    "Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
+                    "Content-Length": str(len(data)),
+                    "Content-Type": "application/octet-stream",
+                },
+                timeout=60,
+            )
         except httpx.HTTPError as exc:
             outcome["error"] = exc
 
@@ -222,8 +246,9 @@ def test_server_killed_during_an_upload_resumes_and_stores_it_intact(settings, s
         assert db.get(Recording, rid).state == RecordingState.RECEIVING
 
     # Resuming from elsewhere is refused with where to resume; from the offset it goes through.
-    r = camera.http.put(url, content=data[offset + 1:],
-                        headers={"Content-Range": f"bytes {offset + 1}-{len(data) - 1}/{len(data)}"})
+    r = camera.http.put(
+        url, content=data[offset + 1 :], headers={"Content-Range": f"bytes {offset + 1}-{len(data) - 1}/{len(data)}"}
+    )
     assert r.status_code == 409 and r.headers["Upload-Offset"] == str(offset)
     camera.upload_segment(rid, 0, data, start=offset)
     receipt = camera.complete(rid)
@@ -233,8 +258,11 @@ def test_server_killed_during_an_upload_resumes_and_stores_it_intact(settings, s
         rec = db.get(Recording, rid)
         assert rec.state == RecordingState.STORED and all(s.complete for s in rec.segments)
     assert rid in staff.get("/api/v1/recordings").text
-    r = staff.post(f"/api/v1/recordings/{rid}/consultations", headers={"X-CSRF-Token": csrf},
-                   json={"motive": {"code": "incident_review", "text": "after the crash"}})
+    r = staff.post(
+        f"/api/v1/recordings/{rid}/consultations",
+        headers={"X-CSRF-Token": csrf},
+        json={"motive": {"code": "incident_review", "text": "after the crash"}},
+    )
     assert r.status_code == 201, r.text
     content = staff.get(r.json()["segments"][0])
     assert content.status_code == 200
@@ -261,16 +289,23 @@ def test_retention_sweep_killed_midway_leaves_each_recording_whole_or_gone(setti
     p = Platform.open(settings, init=True)
     commune = make_commune(p, cameras=1)
     with TestClient(create_app(p, scheduler=False), base_url="http://testserver") as client:
-        ids = [upload(p, client, commune, started_at=utcnow() - timedelta(days=70), duration_s=1, segment_s=1)[0]
-               for _ in range(RECORDINGS)]
+        ids = [
+            upload(p, client, commune, started_at=utcnow() - timedelta(days=70), duration_s=1, segment_s=1)[0]
+            for _ in range(RECORDINGS)
+        ]
     public_key = p.keyring.public_key
     p.close()
     folders = settings.vault_dir / "blobs" / commune.slug
     assert len(list(folders.iterdir())) == RECORDINGS
 
     # Kill the sweep as soon as it is seen at work: the first recording's blobs going away.
-    proc = subprocess.Popen([_temoin(), "retention", "run"], env=_env(settings), cwd=settings.home,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [_temoin(), "retention", "run"],
+        env=_env(settings),
+        cwd=settings.home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
         if sum(1 for _ in folders.iterdir()) < RECORDINGS:
@@ -324,9 +359,14 @@ def test_asking_how_much_arrived_never_cuts_an_upload_in_progress(platform, clie
     cam_id, cam_key = commune.cameras[0]
     data = os.urandom(24 * 1024 * 1024)
     rid = f"rec-head-{uuid.uuid4().hex[:12]}"
-    manifest = build_manifest(recording_id=rid, camera_id=cam_id, agent_id=agent_number(commune),
-                              segments=[SegmentFile(data, utcnow(), 60.0)], trigger=Trigger.INCIDENT,
-                              persons_informed=True)
+    manifest = build_manifest(
+        recording_id=rid,
+        camera_id=cam_id,
+        agent_id=agent_number(commune),
+        segments=[SegmentFile(data, utcnow(), 60.0)],
+        trigger=Trigger.INCIDENT,
+        persons_informed=True,
+    )
     signed = SignedManifest.sign(manifest, cam_key)
     vault_client(platform, client, commune.cameras[0]).send_manifest(signed)
     client.auth = None
@@ -348,7 +388,7 @@ def test_asking_how_much_arrived_never_cuts_an_upload_in_progress(platform, clie
         upload = ingest.SegmentUpload(platform, db, db.get(Device, cam_id), rid, 0, 0, len(data))
         try:
             for start in range(0, len(data), 1024 * 1024):
-                upload.feed(data[start:start + 1024 * 1024])
+                upload.feed(data[start : start + 1024 * 1024])
         finally:
             done.set()
             asker.join()

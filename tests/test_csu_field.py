@@ -32,8 +32,11 @@ pytestmark = pytest.mark.slow
 def press_live(url: str, commune, camera: int = 0) -> str:
     """The camera's live button (the request alone: no media), signed as the camera signs it."""
     path = "/api/v1/live/sessions"
-    r = httpx.post(f"{url}{path}", json={"reason": "threat", "position": FIX.model_dump(mode="json")},
-                   auth=as_camera(commune, camera))
+    r = httpx.post(
+        f"{url}{path}",
+        json={"reason": "threat", "position": FIX.model_dump(mode="json")},
+        auth=as_camera(commune, camera),
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
@@ -173,8 +176,9 @@ def test_an_expired_session_says_so(platform: Platform, server: str, browser):
         context.close()
 
 
-def test_an_idle_dashboard_notices_its_session_expired(platform: Platform, server: str, browser,
-                                                       monkeypatch: pytest.MonkeyPatch):
+def test_an_idle_dashboard_notices_its_session_expired(
+    platform: Platform, server: str, browser, monkeypatch: pytest.MonkeyPatch
+):
     """No alert, no click: the events channel itself checks the session (every keep-alive period, shortened here)
     and the page says the session expired."""
     from temoin.web.routes import live as live_routes

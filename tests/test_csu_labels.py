@@ -27,14 +27,18 @@ pytestmark = pytest.mark.slow
 
 def press_live(url: str, commune) -> str:
     """The camera's live button (the request alone: no media), signed over its body as the camera signs it."""
-    r = httpx.post(f"{url}/api/v1/live/sessions", json={"reason": "threat", "position": FIX.model_dump(mode="json")},
-                   auth=as_camera(commune))
+    r = httpx.post(
+        f"{url}/api/v1/live/sessions",
+        json={"reason": "threat", "position": FIX.model_dump(mode="json")},
+        auth=as_camera(commune),
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
 
-def test_the_incident_record_reads_as_sentences_and_refusals_say_their_kind(platform: Platform, server: str,
-                                                                            browser) -> None:
+def test_the_incident_record_reads_as_sentences_and_refusals_say_their_kind(
+    platform: Platform, server: str, browser
+) -> None:
     commune = make_commune(platform, cameras=1)
     on_shift(platform, commune)
     context, page = open_dashboard(platform, browser, server, commune.users[Role.CSU_OPERATOR])
@@ -66,7 +70,8 @@ def test_the_dashboard_in_english_from_the_same_catalogue(platform: Platform, se
         expect(page.locator("#live-connection")).to_have_text("Events channel connected")
         press_live(server, commune)
         expect(page.locator('#csu-timeline li[data-event="live.requested"]')).to_contain_text(
-            "The agent asked for a live transmission")
+            "The agent asked for a live transmission"
+        )
         expect(page.locator("#csu-alert-state")).to_have_text("Requested")
     finally:
         context.close()

@@ -59,11 +59,20 @@ class Standing:
         return GpsFix(t=at, lat=self.lat, lon=self.lon, accuracy_m=4.0)
 
 
-def runtime_for(platform: Platform, url: str, slug: str, username: str, root: Path, serial: str,
-                where: tuple[float, float], seed: int) -> tuple[CameraRuntime, TerminalSignals]:
+def runtime_for(
+    platform: Platform,
+    url: str,
+    slug: str,
+    username: str,
+    root: Path,
+    serial: str,
+    where: tuple[float, float],
+    seed: int,
+) -> tuple[CameraRuntime, TerminalSignals]:
     with platform.session() as db:
-        code = devices.create_enrolment_code(platform, db, platform.tenant(db, slug), label=serial,
-                                             by=Actor.system("test"))
+        code = devices.create_enrolment_code(
+            platform, db, platform.tenant(db, slug), label=serial, by=Actor.system("test")
+        )
     home = CameraHome(root)
     identity = home.enrol(url, code, serial)
     with platform.session() as db:
@@ -72,8 +81,14 @@ def runtime_for(platform: Platform, url: str, slug: str, username: str, root: Pa
     scene = SyntheticScene(WIDTH, HEIGHT, fps=FPS, seed=seed)
     signals = TerminalSignals()
     start = utcnow()
-    runtime = CameraRuntime(home, video=SyntheticVideo(scene, system_clock, start), audio=SyntheticAudio(scene, start),
-                            gps=Standing(*where), signals=signals, segment_s=2.0)
+    runtime = CameraRuntime(
+        home,
+        video=SyntheticVideo(scene, system_clock, start),
+        audio=SyntheticAudio(scene, start),
+        gps=Standing(*where),
+        signals=signals,
+        segment_s=2.0,
+    )
     return runtime, signals
 
 
@@ -89,10 +104,20 @@ def test_alert_to_reinforcements_in_the_browser(platform: Platform, server_url: 
     commune = make_commune(platform, cameras=0)
     with platform.session() as db:
         tenant = platform.tenant(db, commune.slug)
-        tenant.settings = {"alert_escalation_s": 2.0,  # the default is 10 s; the test need not wait that long
-                           "cctv_networks": ["127.0.0.0/8"]}  # the simulated CCTV network listens on loopback
-        service.create_user(platform, db, tenant, username=f"{commune.slug}-agent2", display_name="Agent Renfort",
-                            role=Role.AGENT, password=PASSWORD, agent_number="POR-0002")
+        tenant.settings = {
+            "alert_escalation_s": 2.0,  # the default is 10 s; the test need not wait that long
+            "cctv_networks": ["127.0.0.0/8"],
+        }  # the simulated CCTV network listens on loopback
+        service.create_user(
+            platform,
+            db,
+            tenant,
+            username=f"{commune.slug}-agent2",
+            display_name="Agent Renfort",
+            role=Role.AGENT,
+            password=PASSWORD,
+            agent_number="POR-0002",
+        )
         db.commit()
         tenant_id = tenant.id
     network = CctvNetwork().start()
@@ -101,10 +126,26 @@ def test_alert_to_reinforcements_in_the_browser(platform: Platform, server_url: 
     try:
         with platform.session() as db:
             network.register(platform, db.get(Tenant, tenant_id))
-        danger, danger_signals = runtime_for(platform, server_url, commune.slug, commune.users[Role.AGENT],
-                                             tmp_path / "danger", "cam-danger", DANGER, seed=5)
-        helper, helper_signals = runtime_for(platform, server_url, commune.slug, f"{commune.slug}-agent2",
-                                             tmp_path / "helper", "cam-helper", HELPER, seed=9)
+        danger, danger_signals = runtime_for(
+            platform,
+            server_url,
+            commune.slug,
+            commune.users[Role.AGENT],
+            tmp_path / "danger",
+            "cam-danger",
+            DANGER,
+            seed=5,
+        )
+        helper, helper_signals = runtime_for(
+            platform,
+            server_url,
+            commune.slug,
+            f"{commune.slug}-agent2",
+            tmp_path / "helper",
+            "cam-helper",
+            HELPER,
+            seed=9,
+        )
         runtimes += [danger, helper]
         for r in runtimes:
             threads.append(threading.Thread(target=r.run, daemon=True, name=f"capture-{r.identity.serial}"))
@@ -130,17 +171,26 @@ def test_alert_to_reinforcements_in_the_browser(platform: Platform, server_url: 
         sid = page.evaluate("window.temoinCsu.focus")
 
         # The agent's feed plays.
-        page.wait_for_function(f"() => {{ const t = window.temoinCsu.tiles.get('session:{sid}');"
-                               " return t && t.player && t.player.stats.framesDecoded > 10; }", timeout=20_000)
+        page.wait_for_function(
+            f"() => {{ const t = window.temoinCsu.tiles.get('session:{sid}');"
+            " return t && t.player && t.player.stats.framesDecoded > 10; }",
+            timeout=20_000,
+        )
 
         # Exactly the CCTV cameras that can see the agent, nearest first, and they play.
-        page.wait_for_function("(want) => JSON.stringify(window.temoinCsu.nearby) === JSON.stringify(want)",
-                               arg=EXPECTED_WALL, timeout=10_000)
+        page.wait_for_function(
+            "(want) => JSON.stringify(window.temoinCsu.nearby) === JSON.stringify(want)",
+            arg=EXPECTED_WALL,
+            timeout=10_000,
+        )
         shown = page.evaluate("[...window.temoinCsu.tiles.values()].filter(t => t.kind === 'cctv').map(t => t.camera)")
         assert sorted(shown) == sorted(EXPECTED_WALL)
         for camera in EXPECTED_WALL:
-            page.wait_for_function(f"() => {{ const t = window.temoinCsu.tiles.get('cctv:{camera}');"
-                                   " return t && t.player && t.player.stats.framesDecoded > 5; }", timeout=20_000)
+            page.wait_for_function(
+                f"() => {{ const t = window.temoinCsu.tiles.get('cctv:{camera}');"
+                " return t && t.player && t.player.stats.framesDecoded > 5; }",
+                timeout=20_000,
+            )
 
         # Nobody acknowledges within the tenant's escalation delay: the alert escalates (highlight, repeated sound).
         expect(alert).to_have_class("csu-alert escalated", timeout=10_000)
@@ -152,8 +202,11 @@ def test_alert_to_reinforcements_in_the_browser(platform: Platform, server_url: 
         aims = page.evaluate("window.temoinCsu.aims")
         ptz = next(a for a in aims if a["camera_id"] == "cctv-02")
         assert not ptz.get("error"), ptz
-        cam = next(f["properties"] | {"lat": f["geometry"]["coordinates"][1], "lon": f["geometry"]["coordinates"][0]}
-                   for f in network.features if f["properties"]["id"] == "cctv-02")
+        cam = next(
+            f["properties"] | {"lat": f["geometry"]["coordinates"][1], "lon": f["geometry"]["coordinates"][0]}
+            for f in network.features
+            if f["properties"]["id"] == "cctv-02"
+        )
         bearing = geometry.bearing_deg(cam["lat"], cam["lon"], *DANGER)
         pan, tilt, _ = network.poses["cctv-02"].snapshot()
         assert abs(geometry.angle_diff_deg(pan, bearing)) < 0.5, (pan, bearing)
@@ -178,10 +231,17 @@ def test_alert_to_reinforcements_in_the_browser(platform: Platform, server_url: 
         expect(page.locator("#csu-alert-state")).to_have_text("Renforts envoyés")
 
         # --- the incident record -----------------------------------------------------------------------
-        page.wait_for_function("() => window.temoinCsu.timeline.some(e => e.event.startsWith('dispatch.'))", timeout=10_000)
+        page.wait_for_function(
+            "() => window.temoinCsu.timeline.some(e => e.event.startsWith('dispatch.'))", timeout=10_000
+        )
         events = page.evaluate("window.temoinCsu.timeline.map(e => e.event)")
-        for expected in ("live.requested", "live.acknowledged", "ptz.aimed", "cctv.viewing_started",
-                         "live.viewing_started"):
+        for expected in (
+            "live.requested",
+            "live.acknowledged",
+            "ptz.aimed",
+            "cctv.viewing_started",
+            "live.viewing_started",
+        ):
             assert expected in events, (expected, events)
         context.close()
     finally:

@@ -32,8 +32,9 @@ def near(found: Box, drawn: Box) -> bool:
 
 @pytest.mark.parametrize("seed", [0, 2])  # the demo's first and third samples: two and three passers-by
 def test_the_detector_finds_every_passer_by_where_it_was_drawn(seed: int, tmp_path: Path) -> None:
-    _, segments = sample_recording(Ed25519PrivateKey.generate(), camera_id=CAMERA, agent_id="PM-0101",
-                                   started_at=STARTED_AT, seed=seed, faces=True)
+    _, segments = sample_recording(
+        Ed25519PrivateKey.generate(), camera_id=CAMERA, agent_id="PM-0101", started_at=STARTED_AT, seed=seed, faces=True
+    )
     scene = PassersByScene(seed=seed)  # the same scene, for where the faces were drawn
     assert len(segments) == 2 and len(scene.people) == [2, 3][seed // 2]
     per_segment = 6 * scene.fps
@@ -44,9 +45,13 @@ def test_the_detector_finds_every_passer_by_where_it_was_drawn(seed: int, tmp_pa
         assert len(tracks) >= len(scene.people)
         followed: set[int] = set()
         for person in range(len(scene.people)):
+
             def hits(track: FaceTrack, person: int = person) -> int:
-                return sum(near(box, scene.faces_at(n * per_segment + frame)[person])  # noqa: B023 - hits() is used by max() within this iteration
-                           for frame, box in track.boxes.items())
+                return sum(
+                    near(box, scene.faces_at(n * per_segment + frame)[person])  # noqa: B023 - hits() is used by max() within this iteration
+                    for frame, box in track.boxes.items()
+                )
+
             best = max(tracks, key=hits)
             assert hits(best) >= 0.95 * per_segment, (n, person, hits(best), [hits(t) for t in tracks])
             followed.add(best.id)
@@ -61,11 +66,13 @@ def test_the_scene_is_reproducible_frame_by_frame_and_keeps_the_heads_apart() ->
         assert 2 <= len(scene.people) <= 3
         assert len({face_images()[p.face].name.removesuffix("-mirrored") for p in scene.people}) == len(scene.people)
         for index in range(0, 12 * scene.fps, 3):
-            heads = [head_rect(face_images()[p.face], box) for p, box in zip(scene.people, scene.faces_at(index),
-                                                                              strict=True)]
+            heads = [
+                head_rect(face_images()[p.face], box)
+                for p, box in zip(scene.people, scene.faces_at(index), strict=True)
+            ]
             for k, (x, y, w, h) in enumerate(heads):
                 assert x >= 0 and x + w <= scene.width and overlay < y and y + h < scene.height, (seed, index, k)
-                for x2, _, w2, _ in heads[k + 1:]:
+                for x2, _, w2, _ in heads[k + 1 :]:
                     assert x + w <= x2 or x2 + w2 <= x, (seed, index)  # side by side, never one over another
     scene, again = PassersByScene(seed=5), PassersByScene(seed=5)
     frames = {i: scene.rgb(i) for i in (120, 7, 64)}  # out of order, as segments may be made

@@ -27,8 +27,12 @@ JSON = {"Content-Type": "application/json"}
 def refusals(platform, client) -> list[dict]:
     client.app.state.refusals.flush(platform, every=True)  # journaled by the minute (web.refusals)
     with platform.session() as db:
-        return [parse_body(e.body)["details"] for e in db.scalars(
-            select(JournalEntry).where(JournalEntry.event == "device.auth_refused").order_by(JournalEntry.seq))]
+        return [
+            parse_body(e.body)["details"]
+            for e in db.scalars(
+                select(JournalEntry).where(JournalEntry.event == "device.auth_refused").order_by(JournalEntry.seq)
+            )
+        ]
 
 
 def old_style(device_id: str, key, method: str, path: str) -> str:
@@ -42,8 +46,9 @@ def old_style(device_id: str, key, method: str, path: str) -> str:
 def camera_scene(platform, client):
     commune = make_commune(platform, cameras=1)
     cam_id, key = commune.cameras[0]
-    signed, segments = sample_recording(key, camera_id=cam_id, agent_id=agent_number(commune), started_at=utcnow(),
-                                        duration_s=1, segment_s=1)
+    signed, segments = sample_recording(
+        key, camera_id=cam_id, agent_id=agent_number(commune), started_at=utcnow(), duration_s=1, segment_s=1
+    )
     return commune, signed, segments
 
 
@@ -67,8 +72,9 @@ def test_a_manifest_changed_after_signing_is_refused_and_changes_nothing(platfor
     assert r.status_code == 401 and "does not match the body" in r.json()["detail"]
     assert r.headers["www-authenticate"].startswith(devices.AUTH_SCHEME)
     # The digest replaced as well: the signature no longer matches.
-    r = client.post(MANIFESTS, content=tampered, headers={
-        **headers, **JSON, "Content-Digest": devices.content_digest(tampered)})
+    r = client.post(
+        MANIFESTS, content=tampered, headers={**headers, **JSON, "Content-Digest": devices.content_digest(tampered)}
+    )
     assert r.status_code == 401 and "signature invalid" in r.json()["detail"]
     # Nothing was received, not even quarantined: the manifest never reached the vault.
     assert stored(platform, rid) == (None, 0)
@@ -100,11 +106,19 @@ def test_missing_wrong_or_foreign_digests_and_old_signatures_are_refused(platfor
     r = client.post(MANIFESTS, content=body, headers={**headers, **JSON, "Content-Digest": foreign["Content-Digest"]})
     assert r.status_code == 401 and "does not match the body" in r.json()["detail"]
     # An old-style signature (no digest in the signed string): refused, even with a digest added.
-    r = client.post(MANIFESTS, content=body, headers={"Authorization": old_style(cam_id, key, "POST", MANIFESTS),
-                                                      **JSON})
+    r = client.post(
+        MANIFESTS, content=body, headers={"Authorization": old_style(cam_id, key, "POST", MANIFESTS), **JSON}
+    )
     assert r.status_code == 401 and "update the camera" in r.json()["detail"]
-    r = client.post(MANIFESTS, content=body, headers={"Authorization": old_style(cam_id, key, "POST", MANIFESTS),
-                                                      "Content-Digest": devices.content_digest(body), **JSON})
+    r = client.post(
+        MANIFESTS,
+        content=body,
+        headers={
+            "Authorization": old_style(cam_id, key, "POST", MANIFESTS),
+            "Content-Digest": devices.content_digest(body),
+            **JSON,
+        },
+    )
     assert r.status_code == 401 and "signature invalid" in r.json()["detail"]
     # The unsigned-payload marker is for segment uploads only.
     unsigned = devices.signed_headers(cam_id, key, "POST", MANIFESTS, unsigned_payload=True)
@@ -117,8 +131,9 @@ def test_missing_wrong_or_foreign_digests_and_old_signatures_are_refused(platfor
     assert client.post(MANIFESTS, content=body, headers={**headers, **JSON}).status_code == 201
     r = client.post(MANIFESTS, content=other_body, headers={**headers, **JSON})
     assert r.status_code == 401 and "does not match the body" in r.json()["detail"]
-    r = client.post(MANIFESTS, content=other_body, headers={**headers, **JSON,
-                                                           "Content-Digest": devices.content_digest(other_body)})
+    r = client.post(
+        MANIFESTS, content=other_body, headers={**headers, **JSON, "Content-Digest": devices.content_digest(other_body)}
+    )
     assert r.status_code == 401 and "signature invalid" in r.json()["detail"]
     with platform.session() as db:
         assert db.get(Recording, signed.manifest.recording_id).manifest == body.decode()
@@ -127,8 +142,7 @@ def test_missing_wrong_or_foreign_digests_and_old_signatures_are_refused(platfor
     assert r.status_code == 401 and "replayed" in r.json()["detail"]
 
 
-def test_segment_uploads_sign_an_unsigned_payload_and_the_manifest_binds_their_bytes(platform, client,
-                                                                                       camera_scene):
+def test_segment_uploads_sign_an_unsigned_payload_and_the_manifest_binds_their_bytes(platform, client, camera_scene):
     commune, signed, segments = camera_scene
     cam_id, key = commune.cameras[0]
     vc = vault_client(platform, client, commune.cameras[0])

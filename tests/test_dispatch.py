@@ -56,8 +56,7 @@ class Crew:
 
     def post_position(self, i: int, lat_lon: tuple[float, float], status: str = "patrol"):
         path = "/api/v1/dispatch/camera/position"
-        return self.client.post(path, json={"position": self.fix(lat_lon), "status": status},
-                                auth=self.signed(i))
+        return self.client.post(path, json={"position": self.fix(lat_lon), "status": status}, auth=self.signed(i))
 
     def orders(self, i: int, after: str | None = None, wait_s: float = 0) -> dict:
         path = f"/api/v1/dispatch/camera/orders?wait_s={wait_s}" + (f"&after={after}" if after else "")
@@ -71,8 +70,7 @@ class Crew:
 
     def go_live(self, i: int, lat_lon: tuple[float, float] = HERE) -> str:
         path = "/api/v1/live/sessions"
-        r = self.client.post(path, json={"reason": "threat", "position": self.fix(lat_lon)},
-                             auth=self.signed(i))
+        r = self.client.post(path, json={"reason": "threat", "position": self.fix(lat_lon)}, auth=self.signed(i))
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
@@ -87,8 +85,15 @@ def crew(platform: Platform, client: TestClient, slug: str = "port-temoin", size
                 user = db.scalar(select(User).where(User.username == commune.users[Role.AGENT]))
             else:
                 number = f"{slug[:3].upper()}-{i + 1:04d}"
-                service.create_user(platform, db, tenant, username=f"{slug}-agent{i + 1}",
-                                    display_name=f"Agent {i + 1} of {slug}", role=Role.AGENT, agent_number=number)
+                service.create_user(
+                    platform,
+                    db,
+                    tenant,
+                    username=f"{slug}-agent{i + 1}",
+                    display_name=f"Agent {i + 1} of {slug}",
+                    role=Role.AGENT,
+                    agent_number=number,
+                )
                 db.commit()
                 user = db.scalar(select(User).where(User.username == f"{slug}-agent{i + 1}"))
             shifts.check_out(platform, db, db.get(Device, commune.cameras[i][0]), user, Actor.system("test"))
@@ -160,8 +165,7 @@ def test_positions_are_the_last_one_per_camera_with_agent_events(platform: Platf
     assert all(e["device_id"] != c.camera(0) for e in events(client, bearer(platform, other), "agent"))
     # Bad input: a camera that sends nonsense gets a 422, never a crash.
     path = "/api/v1/dispatch/camera/position"
-    r = client.post(path, json={"position": {"lat": 95, "lon": 0, "t": "now"}, "status": "patrol"},
-                    auth=c.signed(0))
+    r = client.post(path, json={"position": {"lat": 95, "lon": 0, "t": "now"}, "status": "patrol"}, auth=c.signed(0))
     assert r.status_code == 422
 
 
@@ -194,8 +198,9 @@ def test_candidates_are_the_nearest_available_agents(platform: Platform, client:
     assert near["distance_m"] == pytest.approx(150 * DETOUR_FACTOR, abs=2)
     assert near["eta_s"] == pytest.approx(150 * DETOUR_FACTOR / 1.4, abs=2)  # the default patrol speed
     assert near["bearing_deg"] == 180  # the target is due south of them
-    assert client.get(f"/api/v1/dispatch/sessions/{sid}/candidates?limit=1", headers=csu).json()[
-        "candidates"][0]["device_id"] == c.camera(2)
+    assert client.get(f"/api/v1/dispatch/sessions/{sid}/candidates?limit=1", headers=csu).json()["candidates"][0][
+        "device_id"
+    ] == c.camera(2)
 
     # The ETA follows the tenant's patrol speed.
     with platform.session() as db:
@@ -243,8 +248,11 @@ def test_order_sent_acknowledged_arrived(platform: Platform, client: TestClient)
     order = r.json()["orders"][0]
     oid = order["order_id"]
     assert r.json()["state"] == "reinforcements_sent"
-    assert order["state"] == "sent" and order["agent"] == c.agents[1] and order["target"] == {"lat": HERE[0],
-                                                                                             "lon": HERE[1]}
+    assert (
+        order["state"] == "sent"
+        and order["agent"] == c.agents[1]
+        and order["target"] == {"lat": HERE[0], "lon": HERE[1]}
+    )
     assert order["distance_m"] == pytest.approx(300 * DETOUR_FACTOR, abs=2) and order["eta_s"] > 0
     assert order["for_agent"]["agent"] == c.agents[0]
     with platform.session() as db:
@@ -270,8 +278,7 @@ def test_order_sent_acknowledged_arrived(platform: Platform, client: TestClient)
     # The agent walks there: on the way, still on order; within 30 m of the target, arrived.
     c.post_position(1, north_of(120), "patrol")
     assert client.get(f"/api/v1/dispatch/sessions/{sid}/orders", headers=csu).json()[0]["state"] == "acknowledged"
-    agent = next(a for a in client.get("/api/v1/dispatch/agents", headers=csu).json()
-                 if a["device_id"] == c.camera(1))
+    agent = next(a for a in client.get("/api/v1/dispatch/agents", headers=csu).json() if a["device_id"] == c.camera(1))
     assert agent["order"]["order_id"] == oid and not agent["available"]
     with platform.session() as db:  # (no need to wait out the rate limit in a test)
         db.get(AgentPosition, c.camera(1)).received_at -= timedelta(seconds=2)
@@ -279,8 +286,9 @@ def test_order_sent_acknowledged_arrived(platform: Platform, client: TestClient)
     assert c.post_position(1, north_of(12)).status_code == 204
     orders = client.get(f"/api/v1/dispatch/sessions/{sid}/orders", headers=csu).json()
     assert orders[0]["state"] == "arrived" and orders[0]["arrived_at"]
-    assert next(a for a in client.get("/api/v1/dispatch/agents", headers=csu).json()
-                if a["device_id"] == c.camera(1))["available"]
+    assert next(a for a in client.get("/api/v1/dispatch/agents", headers=csu).json() if a["device_id"] == c.camera(1))[
+        "available"
+    ]
     assert c.orders(1)["orders"] == [] and c.orders(1)["closed"][0]["state"] == "arrived"
 
     # The events channel told the dashboards each step; the journal has each, with its recipients.
@@ -289,8 +297,7 @@ def test_order_sent_acknowledged_arrived(platform: Platform, client: TestClient)
     sent_event = next(e for e in events(client, csu, "reinforcement") if e["state"] == "sent")
     assert {"order_id", "session_id", "device_id", "agent", "state", "target", "distance_m", "eta_s"} <= set(sent_event)
     log = dispatch_entries(platform, c.commune.slug)
-    assert [e["event"] for e in log] == ["dispatch.order_sent", "dispatch.order_acknowledged",
-                                         "dispatch.order_arrived"]
+    assert [e["event"] for e in log] == ["dispatch.order_sent", "dispatch.order_acknowledged", "dispatch.order_arrived"]
     assert all(e["action"] == "communication" for e in log)
     assert log[0]["recipients"] == [c.agents[1]] and log[0]["actor"]["id"] == c.commune.users[Role.CSU_OPERATOR]
     assert log[0]["details"]["orders"][0]["order_id"] == oid and set(log[0]["cameras"]) == {c.camera(0), c.camera(1)}
@@ -305,8 +312,9 @@ def test_cancelled_orders_and_the_end_of_the_live_session(platform: Platform, cl
     c.post_position(1, north_of(200))
     c.post_position(2, north_of(400))
     assert client.post(f"/api/v1/live/sessions/{sid}/ack", headers=csu).status_code == 200
-    r = client.post(f"/api/v1/dispatch/sessions/{sid}/reinforcements",
-                    json={"device_ids": [c.camera(1), c.camera(2)]}, headers=csu)
+    r = client.post(
+        f"/api/v1/dispatch/sessions/{sid}/reinforcements", json={"device_ids": [c.camera(1), c.camera(2)]}, headers=csu
+    )
     assert r.status_code == 201, r.text
     first, second = (o["order_id"] for o in r.json()["orders"])
     before = c.orders(1)
@@ -314,8 +322,7 @@ def test_cancelled_orders_and_the_end_of_the_live_session(platform: Platform, cl
     # Another tenant cannot cancel it (404, journaled there); this CSU can, once.
     other = make_commune(platform, "autre-ville", cameras=0)
     assert client.post(f"/api/v1/dispatch/orders/{first}/cancel", headers=bearer(platform, other)).status_code == 404
-    r = client.post(f"/api/v1/dispatch/orders/{first}/cancel", json={"reason": "agent PM-2 plus proche"},
-                    headers=csu)
+    r = client.post(f"/api/v1/dispatch/orders/{first}/cancel", json={"reason": "agent PM-2 plus proche"}, headers=csu)
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
     assert client.post(f"/api/v1/dispatch/orders/{first}/cancel", headers=csu).status_code == 409
     # The camera's long poll answers with the change: no open order, the cancelled one and why.
@@ -329,13 +336,17 @@ def test_cancelled_orders_and_the_end_of_the_live_session(platform: Platform, cl
     with platform.session() as db:
         assert db.get(ReinforcementOrder, second).state == "sent"
     assert [o["order_id"] for o in c.orders(2)["orders"]] == [second]
-    states = {o["order_id"]: o["state"] for o in client.get(f"/api/v1/dispatch/sessions/{sid}/orders", headers=csu).json()}
+    states = {
+        o["order_id"]: o["state"] for o in client.get(f"/api/v1/dispatch/sessions/{sid}/orders", headers=csu).json()
+    }
     assert states == {first: "cancelled", second: "sent"}
     assert client.get(f"/api/v1/live/sessions/{sid}", headers=csu).json()["incident_closed_at"] is None
 
     # Closing the incident is for the CSU's operators and chiefs, not another tenant's; it recalls what is open.
-    assert client.post(f"/api/v1/live/sessions/{sid}/close",
-                       headers=bearer(platform, c.commune, Role.AGENT)).status_code == 403
+    assert (
+        client.post(f"/api/v1/live/sessions/{sid}/close", headers=bearer(platform, c.commune, Role.AGENT)).status_code
+        == 403
+    )
     assert client.post(f"/api/v1/live/sessions/{sid}/close", headers=bearer(platform, other)).status_code == 404
     with platform.session() as db:
         assert db.get(ReinforcementOrder, second).state == "sent"
@@ -349,8 +360,10 @@ def test_cancelled_orders_and_the_end_of_the_live_session(platform: Platform, cl
     again = client.post(f"/api/v1/live/sessions/{sid}/close", headers=csu)
     assert again.status_code == 409 and "already closed" in again.json()["detail"]
     with platform.session() as db:
-        assert {o.id: o.state for o in db.scalars(select(ReinforcementOrder))} == {first: "cancelled",
-                                                                                   second: "cancelled"}
+        assert {o.id: o.state for o in db.scalars(select(ReinforcementOrder))} == {
+            first: "cancelled",
+            second: "cancelled",
+        }
     log = dispatch_entries(platform, c.commune.slug)
     cancels = [e for e in log if e["event"] == "dispatch.order_cancelled"]
     assert [(e["details"]["order_id"], e["actor"]["kind"]) for e in cancels] == [(first, "user"), (second, "user")]
@@ -359,8 +372,7 @@ def test_cancelled_orders_and_the_end_of_the_live_session(platform: Platform, cl
     assert len(closing) == 1 and closing[0]["actor"]["id"] == c.commune.users[Role.CSU_OPERATOR]
     assert [e["event"] for e in dispatch_entries(platform, "autre-ville")] == ["dispatch.refused"]
     # Nothing is sent to an ended session.
-    r = client.post(f"/api/v1/dispatch/sessions/{sid}/reinforcements", json={"device_ids": [c.camera(1)]},
-                    headers=csu)
+    r = client.post(f"/api/v1/dispatch/sessions/{sid}/reinforcements", json={"device_ids": [c.camera(1)]}, headers=csu)
     assert r.status_code == 409
 
 

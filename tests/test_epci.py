@@ -28,12 +28,21 @@ def _square(lon0: float, lon1: float) -> list[list[list[float]]]:
     return [[[lon0, 43.54], [lon1, 43.54], [lon1, 43.58], [lon0, 43.58], [lon0, 43.54]]]
 
 
-TERRITORY = {"type": "FeatureCollection", "features": [
-    {"type": "Feature", "properties": {"insee": WEST, "nom": "Ouest"},
-     "geometry": {"type": "Polygon", "coordinates": _square(4.06, 4.08)}},
-    {"type": "Feature", "properties": {"insee": EAST, "nom": "Est"},
-     "geometry": {"type": "Polygon", "coordinates": _square(4.08, 4.10)}},
-]}
+TERRITORY = {
+    "type": "FeatureCollection",
+    "features": [
+        {
+            "type": "Feature",
+            "properties": {"insee": WEST, "nom": "Ouest"},
+            "geometry": {"type": "Polygon", "coordinates": _square(4.06, 4.08)},
+        },
+        {
+            "type": "Feature",
+            "properties": {"insee": EAST, "nom": "Est"},
+            "geometry": {"type": "Polygon", "coordinates": _square(4.08, 4.10)},
+        },
+    ],
+}
 
 
 def test_the_commune_of_a_position() -> None:
@@ -46,12 +55,28 @@ def test_the_commune_of_a_position() -> None:
 def _epci(platform) -> Commune:
     epci = Commune("agglo")
     with platform.session() as db:
-        tenant = service.create_tenant(platform, db, slug="agglo", name="Agglo du Littoral",
-                                       profile="fr-police-municipale", authorised_cameras=4, territory=TERRITORY,
-                                       kind="epci", communes=[WEST, EAST])
+        tenant = service.create_tenant(
+            platform,
+            db,
+            slug="agglo",
+            name="Agglo du Littoral",
+            profile="fr-police-municipale",
+            authorised_cameras=4,
+            territory=TERRITORY,
+            kind="epci",
+            communes=[WEST, EAST],
+        )
         for username, communes in (("chief-all", None), ("chief-west", [WEST]), ("chief-east", [EAST])):
-            service.create_user(platform, db, tenant, username=username, display_name=username, role=Role.CHIEF,
-                                password=PASSWORD, communes=communes)
+            service.create_user(
+                platform,
+                db,
+                tenant,
+                username=username,
+                display_name=username,
+                role=Role.CHIEF,
+                password=PASSWORD,
+                communes=communes,
+            )
         db.commit()
     epci.cameras.append(enrol_camera(platform, "agglo", "agglo-cam-0"))
     return epci
@@ -81,12 +106,23 @@ def test_users_of_one_commune_never_see_anothers_recordings(platform, client):
         assert client.get(f"/api/v1/recordings/{mine}").status_code == 200
         for rid in (theirs, unplaced):
             assert client.get(f"/api/v1/recordings/{rid}").status_code == 404
-            r = client.post(f"/api/v1/recordings/{rid}/consultations", headers={"X-CSRF-Token": csrf},
-                            json={"motive": {"code": "incident_review", "text": "relecture"}})
+            r = client.post(
+                f"/api/v1/recordings/{rid}/consultations",
+                headers={"X-CSRF-Token": csrf},
+                json={"motive": {"code": "incident_review", "text": "relecture"}},
+            )
             assert r.status_code == 404, r.text
-            r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf}, json={
-                "recording_ids": [rid], "recipient_name": "OPJ Martin", "recipient_kind": "judicial_police",
-                "procedure_type": "judicial", "reference": "PV 2026/1"})
+            r = client.post(
+                "/api/v1/extractions",
+                headers={"X-CSRF-Token": csrf},
+                json={
+                    "recording_ids": [rid],
+                    "recipient_name": "OPJ Martin",
+                    "recipient_kind": "judicial_police",
+                    "procedure_type": "judicial",
+                    "reference": "PV 2026/1",
+                },
+            )
             assert r.status_code in (403, 404) and rid not in r.text.replace(f"no recording {rid}", ""), r.text
 
 
@@ -96,15 +132,29 @@ def test_a_user_is_limited_only_to_communes_the_epci_serves(platform):
         tenant = platform.tenant(db, "agglo")
         for communes in (["99999"], []):
             with pytest.raises(service.IdentityError, match="serves the communes 34001, 34002"):
-                service.create_user(platform, db, tenant, username="x-user", display_name="x", role=Role.CHIEF,
-                                    password=PASSWORD, communes=communes)
+                service.create_user(
+                    platform,
+                    db,
+                    tenant,
+                    username="x-user",
+                    display_name="x",
+                    role=Role.CHIEF,
+                    password=PASSWORD,
+                    communes=communes,
+                )
 
 
 def _rights_request(client, csrf: str, commune: str | None, **extra) -> httpx.Response:
     now = datetime.now(UTC)
-    body = {"kind": "access", "person_description": "veste rouge, devant la mairie", "contact": "a@example.org",
-            "facts_start": (now - timedelta(minutes=30)).isoformat(), "facts_end": (now + timedelta(minutes=30)).isoformat(),
-            **({"commune": commune} if commune else {}), **extra}
+    body = {
+        "kind": "access",
+        "person_description": "veste rouge, devant la mairie",
+        "contact": "a@example.org",
+        "facts_start": (now - timedelta(minutes=30)).isoformat(),
+        "facts_end": (now + timedelta(minutes=30)).isoformat(),
+        **({"commune": commune} if commune else {}),
+        **extra,
+    }
     return client.post("/api/v1/rights/requests", headers={"X-CSRF-Token": csrf}, json=body)
 
 
@@ -132,18 +182,24 @@ def test_rights_requests_belong_to_a_commune_and_its_users_alone_handle_them(pla
     assert [r["id"] for r in client.get("/api/v1/rights/requests").json()] == [mine]
     assert client.get(f"/api/v1/rights/requests/{of_east}").status_code == 404
     assert client.get(f"/api/v1/rights/requests/{of_east}/candidates").status_code == 404
-    r = client.post(f"/api/v1/rights/requests/{of_east}/status", headers={"X-CSRF-Token": csrf},
-                    json={"status": "in_progress"})
+    r = client.post(
+        f"/api/v1/rights/requests/{of_east}/status", headers={"X-CSRF-Token": csrf}, json={"status": "in_progress"}
+    )
     assert r.status_code == 404, r.text
     page = client.get("/rights")
-    assert page.status_code == 200 and f'data-request="{mine}"' in page.text and f'data-request="{of_east}"' not in page.text
+    assert (
+        page.status_code == 200
+        and f'data-request="{mine}"' in page.text
+        and f'data-request="{of_east}"' not in page.text
+    )
     assert client.get(f"/rights/{of_east}").status_code == 404
     # Their candidate search finds only their communes' recordings.
     found = client.get(f"/api/v1/rights/requests/{mine}/candidates").json()["candidates"]
     assert [c["recording_id"] for c in found] == [west]
     # Another commune's recording cannot be frozen, rectified or proposed for erasure through their request.
-    r = client.post(f"/api/v1/rights/requests/{mine}/limitations", headers={"X-CSRF-Token": csrf},
-                    json={"recording_ids": [east]})
+    r = client.post(
+        f"/api/v1/rights/requests/{mine}/limitations", headers={"X-CSRF-Token": csrf}, json={"recording_ids": [east]}
+    )
     assert r.status_code == 404 and east in r.text, r.text
     with platform.session() as db:
         assert not active_limitations(db, [east])
@@ -159,19 +215,22 @@ def test_erasure_proposals_and_copies_stay_inside_their_commune(platform, client
     east, _ = upload(platform, client, epci, street="Quai des Pêcheurs", duration_s=2, segment_s=2, seed=2)
     csrf = sign_in(platform, client, "chief-all")
     req = _rights_request(client, csrf, WEST, kind="erasure").json()["id"]
-    r = client.post(f"/api/v1/rights/requests/{req}/erasure", headers={"X-CSRF-Token": csrf},
-                    json={"recording_ids": [east]})
+    r = client.post(
+        f"/api/v1/rights/requests/{req}/erasure", headers={"X-CSRF-Token": csrf}, json={"recording_ids": [east]}
+    )
     assert r.status_code == 201, r.text  # the EPCI-wide user found it among the candidates
     proposal = r.json()["id"]
     # A user of the request's commune cannot approve the erasure of another commune's recording.
     csrf = sign_in(platform, client, "chief-west")
-    r = client.post(f"/api/v1/rights/erasure-proposals/{proposal}/decision", headers={"X-CSRF-Token": csrf},
-                    json={"approve": True})
+    r = client.post(
+        f"/api/v1/rights/erasure-proposals/{proposal}/decision", headers={"X-CSRF-Token": csrf}, json={"approve": True}
+    )
     assert r.status_code == 404, r.text
     # Nor can a user of the other commune reach a proposal of a request that is not theirs.
     csrf = sign_in(platform, client, "chief-east")
-    r = client.post(f"/api/v1/rights/erasure-proposals/{proposal}/decision", headers={"X-CSRF-Token": csrf},
-                    json={"approve": True})
+    r = client.post(
+        f"/api/v1/rights/erasure-proposals/{proposal}/decision", headers={"X-CSRF-Token": csrf}, json={"approve": True}
+    )
     assert r.status_code == 404, r.text
     with platform.session() as db:
         assert db.get(Recording, east).state == "stored" and db.get(Recording, west).state == "stored"
@@ -184,8 +243,16 @@ def _with_journal_readers(platform) -> None:
     with platform.session() as db:
         tenant = platform.tenant(db, "agglo")
         for username, role, communes in (("mayor-west", Role.MAYOR, [WEST]), ("auditor-all", Role.AUDITOR, None)):
-            service.create_user(platform, db, tenant, username=username, display_name=username, role=role,
-                                password=PASSWORD, communes=communes)
+            service.create_user(
+                platform,
+                db,
+                tenant,
+                username=username,
+                display_name=username,
+                role=role,
+                password=PASSWORD,
+                communes=communes,
+            )
         db.commit()
 
 
@@ -260,8 +327,11 @@ def test_reports_per_commune_and_a_commune_limited_user_gets_only_theirs(platfor
     sign_in(platform, client, "chief-west")
     assert figures() == (1, 1)  # theirs without asking
     assert figures(commune=WEST) == (1, 1)
-    for r in (annual(commune=EAST), client.get(f"/api/v1/reports/monthly/{month}.csv", params={"commune": EAST}),
-              client.get("/reports", params={"commune": EAST})):
+    for r in (
+        annual(commune=EAST),
+        client.get(f"/api/v1/reports/monthly/{month}.csv", params={"commune": EAST}),
+        client.get("/reports", params={"commune": EAST}),
+    ):
         assert r.status_code == 403, r.text
     page = client.get("/reports")
     assert page.status_code == 200 and "Communes de l&#39;EPCI couvertes" in page.text

@@ -30,16 +30,27 @@ def test_erasure_asks_for_confirmation_and_its_certificate_downloads(platform, a
     t0 = utcnow().replace(microsecond=0) - timedelta(hours=2)
     rid, _ = upload(platform, api, commune, started_at=t0, duration_s=2, segment_s=2)
     csrf = sign_in(platform, api, commune.users[Role.DPO])
-    r = api.post("/api/v1/rights/requests", headers={"X-CSRF-Token": csrf}, json={
-        "kind": "erasure", "person_description": "manteau vert", "contact": "martin@example.org",
-        "facts_start": (t0 - timedelta(minutes=5)).isoformat(), "facts_end": (t0 + timedelta(minutes=5)).isoformat()})
+    r = api.post(
+        "/api/v1/rights/requests",
+        headers={"X-CSRF-Token": csrf},
+        json={
+            "kind": "erasure",
+            "person_description": "manteau vert",
+            "contact": "martin@example.org",
+            "facts_start": (t0 - timedelta(minutes=5)).isoformat(),
+            "facts_end": (t0 + timedelta(minutes=5)).isoformat(),
+        },
+    )
     assert r.status_code == 201, r.text
     req = r.json()["id"]
-    r = api.post(f"/api/v1/rights/requests/{req}/erasure", headers={"X-CSRF-Token": csrf}, json={"recording_ids": [rid]})
+    r = api.post(
+        f"/api/v1/rights/requests/{req}/erasure", headers={"X-CSRF-Token": csrf}, json={"recording_ids": [rid]}
+    )
     assert r.status_code == 201, r.text
 
-    context = browser.new_context(base_url=server_url, locale="fr-FR", viewport={"width": 1280, "height": 1000},
-                                  accept_downloads=True)
+    context = browser.new_context(
+        base_url=server_url, locale="fr-FR", viewport={"width": 1280, "height": 1000}, accept_downloads=True
+    )
     context.set_default_timeout(15_000)
     try:
         page = context.new_page()

@@ -19,8 +19,13 @@ from tests.rights_helpers import _create, _entries, _h, _scene
 def test_the_erasure_moves_the_request_on_and_its_certificate_is_a_signed_pdf(platform, client):
     commune, t0, avenue, _quay, _later = _scene(platform, client)
     csrf = sign_in(platform, client, commune.users[Role.DPO])
-    req = _create(client, csrf, kind="erasure", facts_start=(t0 - timedelta(minutes=10)).isoformat(),
-                  facts_end=(t0 + timedelta(minutes=10)).isoformat())
+    req = _create(
+        client,
+        csrf,
+        kind="erasure",
+        facts_start=(t0 - timedelta(minutes=10)).isoformat(),
+        facts_end=(t0 + timedelta(minutes=10)).isoformat(),
+    )
     assert req["status"] == "received"
     cert_url = f"/api/v1/rights/requests/{req['id']}/erasure-certificate.pdf"
     r = client.get(cert_url)  # nothing erased yet: no certificate, said plainly
@@ -41,7 +46,7 @@ def test_the_erasure_moves_the_request_on_and_its_certificate_is_a_signed_pdf(pl
     assert f'href="{cert_url}"' in page and "Certificat d'effacement (PDF signé)" in page
     r = client.get(cert_url)
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
-    assert f'certificat-effacement-{req["id"]}.pdf' in r.headers["content-disposition"]
+    assert f"certificat-effacement-{req['id']}.pdf" in r.headers["content-disposition"]
     text = pdf_text(r.content)
     with platform.session() as db:
         (cert,) = db.query(DeletionCertificate).filter(DeletionCertificate.recording_id == avenue).all()

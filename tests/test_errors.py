@@ -68,9 +68,12 @@ def _exception_classes() -> list[type[BaseException]]:
 def test_every_error_class_is_a_kind_of_temoin_error() -> None:
     classes = _exception_classes()
     assert len(classes) > 60  # the walk found the packages
-    outside = sorted(name for cls in classes
-                     if not issubclass(cls, errors.TemoinError)
-                     and (name := f"{cls.__module__}.{cls.__qualname__}") not in NOT_DOMAIN)
+    outside = sorted(
+        name
+        for cls in classes
+        if not issubclass(cls, errors.TemoinError)
+        and (name := f"{cls.__module__}.{cls.__qualname__}") not in NOT_DOMAIN
+    )
     assert not outside, f"derive these from a kind in temoin.errors: {outside}"
 
 
@@ -97,9 +100,13 @@ def _raised_classes() -> set[type]:
 
 def test_every_raised_domain_error_has_a_kind_with_a_status() -> None:
     """A family base (LiveError, IngestError...) has no status of its own: it must never be raised as such."""
-    kindless = sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in _raised_classes()
-                      if issubclass(cls, errors.TemoinError) and problems.status_of(cls.__new__(cls))[0] == 500
-                      and not issubclass(cls, errors.Fault))
+    kindless = sorted(
+        f"{cls.__module__}.{cls.__qualname__}"
+        for cls in _raised_classes()
+        if issubclass(cls, errors.TemoinError)
+        and problems.status_of(cls.__new__(cls))[0] == 500
+        and not issubclass(cls, errors.Fault)
+    )
     assert not kindless, f"raised without a kind (would answer 500): {kindless}"
 
 
@@ -111,8 +118,14 @@ def _http_status_literal(node: ast.AST) -> bool:
 
 # The HTTP layers: the API (web), the camera's own little input server (its answers) and the camera agent's HTTP
 # clients (their errors keep the status the platform answered: they read it, they do not choose it).
-HTTP_LAYERS = ("web/", "camera/inputs.py", "camera/dispatch.py", "camera/live_publisher.py", "camera/live_whip.py",
-               "demo/")
+HTTP_LAYERS = (
+    "web/",
+    "camera/inputs.py",
+    "camera/dispatch.py",
+    "camera/live_publisher.py",
+    "camera/live_whip.py",
+    "demo/",
+)
 STATUS_CARRIERS: set[str] = set()  # error classes still allowed to carry an HTTP status: none
 
 
@@ -124,20 +137,35 @@ def test_no_domain_module_chooses_an_http_status() -> None:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module in ("fastapi", "starlette.exceptions") \
-                    and any(a.name == "HTTPException" for a in node.names):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module in ("fastapi", "starlette.exceptions")
+                and any(a.name == "HTTPException" for a in node.names)
+            ):
                 found.append(f"{rel}:{node.lineno} imports HTTPException")
-            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args \
-                    and _http_status_literal(node.exc.args[0]) \
-                    and getattr(node.exc.func, "id", "") not in STATUS_CARRIERS:
+            if (
+                isinstance(node, ast.Raise)
+                and isinstance(node.exc, ast.Call)
+                and node.exc.args
+                and _http_status_literal(node.exc.args[0])
+                and getattr(node.exc.func, "id", "") not in STATUS_CARRIERS
+            ):
                 found.append(f"{rel}:{node.lineno} raises with an HTTP status")
             if isinstance(node, ast.ClassDef):
                 for stmt in node.body:
-                    targets = stmt.targets if isinstance(stmt, ast.Assign) else \
-                        [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+                    targets = (
+                        stmt.targets
+                        if isinstance(stmt, ast.Assign)
+                        else [stmt.target]
+                        if isinstance(stmt, ast.AnnAssign)
+                        else []
+                    )
                     names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-                    if any(n in ("status", "status_code", "http_status") for n in names) \
-                            and any(issubclass_name(b) for b in node.bases) and node.name not in STATUS_CARRIERS:
+                    if (
+                        any(n in ("status", "status_code", "http_status") for n in names)
+                        and any(issubclass_name(b) for b in node.bases)
+                        and node.name not in STATUS_CARRIERS
+                    ):
                         found.append(f"{rel}:{stmt.lineno} {node.name} carries an HTTP status")
     assert not found, found
 

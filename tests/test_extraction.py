@@ -46,8 +46,10 @@ def _tool(name: str) -> str:
 
 def _events(platform, event: str) -> list[dict]:
     with platform.session() as db:
-        return [parse_body(e.body) for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event)
-                                                       .order_by(JournalEntry.id))]
+        return [
+            parse_body(e.body)
+            for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event).order_by(JournalEntry.id))
+        ]
 
 
 def test_a_package_verifies_with_sha256sum_openssl_ffprobe_and_temoin_verify(platform, client, tmp_path):
@@ -55,31 +57,63 @@ def test_a_package_verifies_with_sha256sum_openssl_ffprobe_and_temoin_verify(pla
     rid1, _ = upload(platform, client, commune, duration_s=4, segment_s=2)
     rid2, _ = upload(platform, client, commune, duration_s=2, segment_s=2, seed=3)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    r = client.post(f"/api/v1/recordings/{rid1}/consultations", headers={"X-CSRF-Token": csrf},
-                    json={"motive": {"code": "judicial_procedure", "text": "réquisition du parquet n° 4512"}})
+    r = client.post(
+        f"/api/v1/recordings/{rid1}/consultations",
+        headers={"X-CSRF-Token": csrf},
+        json={"motive": {"code": "judicial_procedure", "text": "réquisition du parquet n° 4512"}},
+    )
     assert r.status_code == 201
-    assert client.post(f"/api/v1/recordings/{rid1}/holds", headers={"X-CSRF-Token": csrf},
-                       json={"procedure": "judicial", "reference": "PV 2026/004512"}).status_code == 201
+    assert (
+        client.post(
+            f"/api/v1/recordings/{rid1}/holds",
+            headers={"X-CSRF-Token": csrf},
+            json={"procedure": "judicial", "reference": "PV 2026/004512"},
+        ).status_code
+        == 201
+    )
     out = _extract(client, csrf, [rid1, rid2])
     assert out["media_kind"] == "original" and out["download_url"].endswith(f"/{out['id']}/package")
     zpath, folder = _download(client, out, tmp_path)
 
     # The standard tools, as the recipient would run them.
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    assert {"README.txt", "manifest.json", "chain-of-custody.pdf", "platform-public-key.pem", "SHA256SUMS",
-            "SHA256SUMS.sig"} <= set(files)
+    assert {
+        "README.txt",
+        "manifest.json",
+        "chain-of-custody.pdf",
+        "platform-public-key.pem",
+        "SHA256SUMS",
+        "SHA256SUMS.sig",
+    } <= set(files)
     check = subprocess.run([_tool("sha256sum"), "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.count(": OK") == len(files) - 2  # every file but the list and its signature
-    sig = subprocess.run([_tool("openssl"), "pkeyutl", "-verify", "-pubin", "-inkey", "platform-public-key.pem",
-                          "-rawin", "-in", "SHA256SUMS", "-sigfile", "SHA256SUMS.sig"],
-                         cwd=folder, capture_output=True, text=True)
+    sig = subprocess.run(
+        [
+            _tool("openssl"),
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            "platform-public-key.pem",
+            "-rawin",
+            "-in",
+            "SHA256SUMS",
+            "-sigfile",
+            "SHA256SUMS.sig",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
     assert sig.returncode == 0 and "Signature Verified Successfully" in sig.stdout, sig.stdout + sig.stderr
     assert (folder / "platform-public-key.pem").read_bytes() == platform.keyring.public_key_pem()
 
     manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
-    assert manifest["recipient"] == {"name": "OPJ Claire Martin, commissariat de Port-Témoin",
-                                     "kind": "judicial_police"}
+    assert manifest["recipient"] == {
+        "name": "OPJ Claire Martin, commissariat de Port-Témoin",
+        "kind": "judicial_police",
+    }
     assert manifest["procedure"] == {"type": "judicial", "reference": "PV 2026/004512"}
     assert manifest["extracted_by"]["id"] == commune.users[Role.CHIEF]
     with platform.session() as db:
@@ -89,8 +123,11 @@ def test_a_package_verifies_with_sha256sum_openssl_ffprobe_and_temoin_verify(pla
             assert rec["gps_track"] and rec["receipt"]["receipt"]["recording_id"] == row.id
             assert [m["sha256"] for m in rec["media"]] == [s.sha256 for s in row.segments]  # the camera's bytes
             for media in rec["media"]:
-                probe = subprocess.run([_tool("ffprobe"), "-v", "error", "-show_streams", "-of", "json",
-                                        str(folder / media["file"])], capture_output=True, text=True)
+                probe = subprocess.run(
+                    [_tool("ffprobe"), "-v", "error", "-show_streams", "-of", "json", str(folder / media["file"])],
+                    capture_output=True,
+                    text=True,
+                )
                 assert probe.returncode == 0, probe.stderr
                 assert {s["codec_name"] for s in json.loads(probe.stdout)["streams"]} >= {"h264", "aac"}
     assert manifest["recordings"][0]["hold"] == {"procedure": "judicial", "reference": "PV 2026/004512"}
@@ -120,8 +157,12 @@ def test_a_package_verifies_with_sha256sum_openssl_ffprobe_and_temoin_verify(pla
     assert created[0]["recordings"] == [rid1, rid2]
     details = created[0]["details"]
     assert {k: details[k] for k in ("extraction_id", "procedure_type", "recipient_kind", "reference", "trimmed")} == {
-        "extraction_id": out["id"], "procedure_type": "judicial", "recipient_kind": "judicial_police",
-        "reference": "PV 2026/004512", "trimmed": False}
+        "extraction_id": out["id"],
+        "procedure_type": "judicial",
+        "recipient_kind": "judicial_police",
+        "reference": "PV 2026/004512",
+        "trimmed": False,
+    }
     assert details["package_sha256"] == out["sha256"]
     downloaded = _events(platform, "extraction.downloaded")
     assert len(downloaded) == 1 and downloaded[0]["recipients"] == [manifest["recipient"]["name"]]
@@ -175,9 +216,13 @@ def test_a_tampered_package_fails_temoin_verify_with_the_right_message(platform,
     manifest = json.loads((edited / "manifest.json").read_text("utf-8"))
     manifest["procedure"]["reference"] = "PV 2026/999999"
     (edited / "manifest.json").write_text(json.dumps(manifest), "utf-8")
-    sums = subprocess.run([_tool("sha256sum")] + [line.split("  ", 1)[1] for line in
-                                                  (edited / "SHA256SUMS").read_text().splitlines()],
-                          cwd=edited, capture_output=True, text=True, check=True).stdout
+    sums = subprocess.run(
+        [_tool("sha256sum")] + [line.split("  ", 1)[1] for line in (edited / "SHA256SUMS").read_text().splitlines()],
+        cwd=edited,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     (edited / "SHA256SUMS").write_text(sums)
     assert subprocess.run([_tool("sha256sum"), "-c", "SHA256SUMS"], cwd=edited, capture_output=True).returncode == 0
     code, output = _verify(edited, key)
@@ -187,15 +232,21 @@ def test_a_tampered_package_fails_temoin_verify_with_the_right_message(platform,
     # The same attacker re-signs with a key of their own and ships it: only a pinned key can tell.
     forged = _copy(edited, tmp_path, "forged")
     attacker = Ed25519PrivateKey.generate()
-    (forged / "platform-public-key.pem").write_bytes(attacker.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    sums = subprocess.run([_tool("sha256sum")] + [line.split("  ", 1)[1] for line in
-                                                  (forged / "SHA256SUMS").read_text().splitlines()],
-                          cwd=forged, capture_output=True, text=True, check=True).stdout
+    (forged / "platform-public-key.pem").write_bytes(
+        attacker.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    sums = subprocess.run(
+        [_tool("sha256sum")] + [line.split("  ", 1)[1] for line in (forged / "SHA256SUMS").read_text().splitlines()],
+        cwd=forged,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     (forged / "SHA256SUMS").write_text(sums)
     (forged / "SHA256SUMS.sig").write_bytes(attacker.sign((forged / "SHA256SUMS").read_bytes()))
-    attacker_print = hashlib.sha256(attacker.public_key().public_bytes(serialization.Encoding.Raw,
-                                                                       serialization.PublicFormat.Raw)).hexdigest()
+    attacker_print = hashlib.sha256(
+        attacker.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    ).hexdigest()
     code, output = _verify(forged)
     assert code == 3 and "not pinned" in output and attacker_print in output  # consistent with itself...
     code, output = _verify(forged, key)
@@ -246,28 +297,47 @@ def test_trimmed_extraction_is_a_stream_copy_of_the_range(platform, client, tmp_
 
     trimmed = folder / rec["media"][0]["file"]
     fields = "format=duration:stream=codec_name,profile,width,height,pix_fmt,sample_rate,channels,extradata_hash"
-    probe = json.loads(subprocess.run([_tool("ffprobe"), "-v", "error", "-show_entries", fields, "-of", "json",
-                                       str(trimmed)], capture_output=True, text=True, check=True).stdout)
+    probe = json.loads(
+        subprocess.run(
+            [_tool("ffprobe"), "-v", "error", "-show_entries", fields, "-of", "json", str(trimmed)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     (tmp_path / "seg0.mp4").write_bytes(originals[0])
-    source = json.loads(subprocess.run([_tool("ffprobe"), "-v", "error", "-show_entries", fields, "-of", "json",
-                                        str(tmp_path / "seg0.mp4")], capture_output=True, text=True,
-                                       check=True).stdout)
+    source = json.loads(
+        subprocess.run(
+            [_tool("ffprobe"), "-v", "error", "-show_entries", fields, "-of", "json", str(tmp_path / "seg0.mp4")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert 2.4 < float(probe["format"]["duration"]) < 2.7 < 6  # shorter than the recording
     assert probe["streams"] == source["streams"]  # same codecs, parameters, even the codec's extradata
     # Packets copied, not re-encoded: the video packets are the originals' bytes from 2 s to 4.5 s.
     copied = _packets(trimmed.read_bytes())
     first, second = _packets(originals[0]), _packets(originals[1])
     fps = 15
-    assert copied == first[2 * fps:] + second[:int(1.5 * fps) + 1]
+    assert copied == first[2 * fps :] + second[: int(1.5 * fps) + 1]
 
     code, output = _verify(folder, *_pinned(platform))
     assert code == 0, output
     created = _events(platform, "extraction.created")[-1]["details"]
     assert created["trimmed"] is True and created["trim"] == {"recording_id": rid, "start_s": 2.5, "end_s": 4.5}
-    r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf},
-                    json={"recording_ids": [rid], "recipient_name": "OPJ Martin", "recipient_kind": "judicial_police",
-                          "procedure_type": "judicial", "reference": "PV 2026/1",
-                          "trim": {"recording_id": rid, "start_s": 60, "end_s": 90}})
+    r = client.post(
+        "/api/v1/extractions",
+        headers={"X-CSRF-Token": csrf},
+        json={
+            "recording_ids": [rid],
+            "recipient_name": "OPJ Martin",
+            "recipient_kind": "judicial_police",
+            "procedure_type": "judicial",
+            "reference": "PV 2026/1",
+            "trim": {"recording_id": rid, "start_s": 60, "end_s": 90},
+        },
+    )
     assert r.status_code == 422 and "lasts" in r.json()["detail"]
 
 
@@ -278,18 +348,22 @@ def test_refusals_tenants_apart_and_the_package_life(platform, client, tmp_path)
     gone, _ = upload(platform, client, a, duration_s=1, segment_s=1)
     rid_b, _ = upload(platform, client, b, duration_s=1, segment_s=1)
     with platform.session() as db:
-        delete_recording(platform, db, db.get(Recording, gone), reason="erasure_request",
-                         actor=Actor.system("test"))
+        delete_recording(platform, db, db.get(Recording, gone), reason="erasure_request", actor=Actor.system("test"))
         db.commit()
 
     csrf_b = sign_in(platform, client, b.users[Role.CHIEF])
     out_b = _extract(client, csrf_b, [rid_b])
 
     csrf = sign_in(platform, client, a.users[Role.CHIEF])
-    body = {"recipient_name": "OPJ Martin", "recipient_kind": "judicial_police", "procedure_type": "judicial",
-            "reference": "PV 2026/1"}
-    r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf}, json={"recording_ids": [rid_a, rid_b],
-                                                                                  **body})
+    body = {
+        "recipient_name": "OPJ Martin",
+        "recipient_kind": "judicial_police",
+        "procedure_type": "judicial",
+        "reference": "PV 2026/1",
+    }
+    r = client.post(
+        "/api/v1/extractions", headers={"X-CSRF-Token": csrf}, json={"recording_ids": [rid_a, rid_b], **body}
+    )
     assert r.status_code == 404 and rid_b in r.json()["detail"]
     assert client.get(out_b["download_url"]).status_code == 404
     attempts = [e for e in _events(platform, "access.cross_tenant") if e["chain"] == "aval"]
@@ -300,8 +374,11 @@ def test_refusals_tenants_apart_and_the_package_life(platform, client, tmp_path)
     r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf}, json={"recording_ids": [gone], **body})
     assert r.status_code == 409 and "deleted" in r.json()["detail"]
 
-    r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf},
-                    json={"recording_ids": [rid_a], **body, "recipient_kind": "trainer", "procedure_type": "training"})
+    r = client.post(
+        "/api/v1/extractions",
+        headers={"X-CSRF-Token": csrf},
+        json={"recording_ids": [rid_a], **body, "recipient_kind": "trainer", "procedure_type": "training"},
+    )
     if pkg._redactor() is None:
         assert r.status_code == 409 and "R241-13" in r.json()["detail"]
     else:  # the redaction engine is there: a training copy, anonymised, that still verifies
@@ -316,8 +393,9 @@ def test_refusals_tenants_apart_and_the_package_life(platform, client, tmp_path)
     # Roles without the right: the agent, the DPO.
     for role in (Role.AGENT, Role.DPO, Role.DESIGNATED_AGENT):
         csrf_x = sign_in(platform, client, a.users[role])
-        r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf_x}, json={"recording_ids": [rid_a],
-                                                                                        **body})
+        r = client.post(
+            "/api/v1/extractions", headers={"X-CSRF-Token": csrf_x}, json={"recording_ids": [rid_a], **body}
+        )
         assert r.status_code == 403
 
     # The zip is plaintext: it lives PACKAGE_DAYS days, then goes; the row and the journal stay.
@@ -346,11 +424,30 @@ def test_temoin_extract_on_the_command_line(platform, client, settings, tmp_path
     env = {"TEMOIN_HOME": str(settings.home), "TEMOIN_DATABASE_URL": settings.database_url, "COLUMNS": "200"}
     out = tmp_path / "out"
     out.mkdir()
-    result = runner.invoke(cli_app, ["extract", commune.slug, rid, "--by", commune.users[Role.CHIEF],
-                                     "--recipient", "Inspection générale de l'administration",
-                                     "--kind", "state_inspection", "--procedure", "administrative",
-                                     "--reference", "IGA 2026-17", "--trim", "0:1", "--out", str(out)], env=env,
-                           input=f"{PASSWORD}\n{totp_code(platform, commune.users[Role.CHIEF])}\n")
+    result = runner.invoke(
+        cli_app,
+        [
+            "extract",
+            commune.slug,
+            rid,
+            "--by",
+            commune.users[Role.CHIEF],
+            "--recipient",
+            "Inspection générale de l'administration",
+            "--kind",
+            "state_inspection",
+            "--procedure",
+            "administrative",
+            "--reference",
+            "IGA 2026-17",
+            "--trim",
+            "0:1",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        input=f"{PASSWORD}\n{totp_code(platform, commune.users[Role.CHIEF])}\n",
+    )
     assert result.exit_code == 0, result.output
     zips = list(out.glob("*.zip"))
     assert len(zips) == 1 and "SHA-256" in result.output
@@ -358,10 +455,26 @@ def test_temoin_extract_on_the_command_line(platform, client, settings, tmp_path
     assert code == 0, output
     created = _events(platform, "extraction.created")[-1]
     assert created["actor"]["id"] == commune.users[Role.CHIEF] and created["details"]["trimmed"] is True
-    result = runner.invoke(cli_app, ["extract", commune.slug, rid, "--by", commune.users[Role.AGENT],
-                                     "--recipient", "x y", "--kind", "judicial_police", "--procedure", "judicial",
-                                     "--reference", "PV 1"], env=env,
-                           input=f"{PASSWORD}\n{totp_code(platform, commune.users[Role.AGENT])}\n")
+    result = runner.invoke(
+        cli_app,
+        [
+            "extract",
+            commune.slug,
+            rid,
+            "--by",
+            commune.users[Role.AGENT],
+            "--recipient",
+            "x y",
+            "--kind",
+            "judicial_police",
+            "--procedure",
+            "judicial",
+            "--reference",
+            "PV 1",
+        ],
+        env=env,
+        input=f"{PASSWORD}\n{totp_code(platform, commune.users[Role.AGENT])}\n",
+    )
     assert result.exit_code == 1 and "does not allow extractions" in result.output
     result = runner.invoke(cli_app, ["verify", str(tmp_path / "nothing-here")])
     assert result.exit_code == 1 and "no such folder or zip" in result.output

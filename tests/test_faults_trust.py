@@ -70,6 +70,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 # --- 1. a full database ----------------------------------------------------------------------------------
 
+
 class SqliteFull:
     """The real SQLITE_FULL: every connection limited to the pages the database has, free pages used up."""
 
@@ -94,11 +95,19 @@ class SqliteFull:
             # have: fill that room too, as traffic would (random keys land on every page of the index).
             device = c.exec_driver_sql("SELECT id FROM devices LIMIT 1").scalar()
             user = c.exec_driver_sql("SELECT id FROM users LIMIT 1").scalar()
-            self._until_full(c, "INSERT INTO device_nonces (device_id, nonce, at) VALUES "  # noqa: S608 - ids read from the test's own database
-                                f"('{device}', lower(hex(randomblob(16))), '2000-01-01 00:00:00')", 200)
-            self._until_full(c, "INSERT INTO web_sessions (id_hash, user_id, second_factor_ok, csrf_token, "  # noqa: S608 - ids read from the test's own database
-                                f"created_at, expires_at) VALUES (lower(hex(randomblob(32))), {user}, 0, "
-                                "lower(hex(randomblob(16))), '2000-01-01 00:00:00', '2000-01-01 00:00:00')", 200)
+            self._until_full(
+                c,
+                "INSERT INTO device_nonces (device_id, nonce, at) VALUES "  # noqa: S608 - ids read from the test's own database
+                f"('{device}', lower(hex(randomblob(16))), '2000-01-01 00:00:00')",
+                200,
+            )
+            self._until_full(
+                c,
+                "INSERT INTO web_sessions (id_hash, user_id, second_factor_ok, csrf_token, "  # noqa: S608 - ids read from the test's own database
+                f"created_at, expires_at) VALUES (lower(hex(randomblob(32))), {user}, 0, "
+                "lower(hex(randomblob(16))), '2000-01-01 00:00:00', '2000-01-01 00:00:00')",
+                200,
+            )
         self.engine.dispose()
 
     @staticmethod
@@ -126,18 +135,20 @@ class PostgresFull:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         with engine.begin() as c:
-            self.tables = list(c.scalars(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
+            self.tables = list(c.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
             c.exec_driver_sql(
                 "CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                 "RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; "
-                "END $$")
+                "END $$"
+            )
 
     def fill(self) -> None:
         with self.engine.begin() as c:
             for table in self.tables:
-                c.exec_driver_sql(f'CREATE TRIGGER test_full BEFORE INSERT OR UPDATE ON "{table}" '
-                                  "FOR EACH ROW EXECUTE FUNCTION test_disk_full()")
+                c.exec_driver_sql(
+                    f'CREATE TRIGGER test_full BEFORE INSERT OR UPDATE ON "{table}" '
+                    "FOR EACH ROW EXECUTE FUNCTION test_disk_full()"
+                )
 
     def free(self) -> None:
         with self.engine.begin() as c:
@@ -154,15 +165,18 @@ def journal_problems(platform: Platform) -> list:
         return verify_all(db, platform.journal.sink, platform.keyring.public_key).problems
 
 
-CCTV_CSV = ("id,name,lat,lon,height_m,heading_deg,fov_deg,range_m,ptz,max_zoom,stream_url,onvif_url,onvif_username,"
-            "onvif_password\nfull-1,Quai,43.5585,4.0845,6,90,60,150,false,20,rtsp://10.0.0.9:554/full-1,,,\n")
+CCTV_CSV = (
+    "id,name,lat,lon,height_m,heading_deg,fov_deg,range_m,ptz,max_zoom,stream_url,onvif_url,onvif_username,"
+    "onvif_password\nfull-1,Quai,43.5585,4.0845,6,90,60,150,false,20,rtsp://10.0.0.9:554/full-1,,,\n"
+)
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Signing out only deletes (a full database allows it) and would end the session the sweep uses.
 SWEEP_SKIPS = {("DELETE", "/api/v1/session"), ("POST", "/logout")}
 
 
-def test_a_full_database_answers_507_on_every_write_route_and_keeps_nothing(platform: Platform,
-                                                                             client: TestClient) -> None:
+def test_a_full_database_answers_507_on_every_write_route_and_keeps_nothing(
+    platform: Platform, client: TestClient
+) -> None:
     commune = make_commune(platform, cameras=3)
     rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
     s = Scene(commune, rid)
@@ -172,12 +186,14 @@ def test_a_full_database_answers_507_on_every_write_route_and_keeps_nothing(plat
         sessions[role] = (dict(client.cookies), csrf)
     cam_id, cam_key = commune.cameras[0]
     # An upload opened before the disk filled (its segment and completion come later), one not yet started.
-    opened, opened_segments = sample_recording(cam_key, camera_id=cam_id, agent_id=agent_number(commune),
-                                               duration_s=2, segment_s=2, started_at=utcnow())
+    opened, opened_segments = sample_recording(
+        cam_key, camera_id=cam_id, agent_id=agent_number(commune), duration_s=2, segment_s=2, started_at=utcnow()
+    )
     vault_client(platform, client, commune.cameras[0]).send_manifest(opened)
     client.auth = None
-    fresh, _ = sample_recording(cam_key, camera_id=cam_id, agent_id=agent_number(commune), duration_s=2,
-                                segment_s=2, started_at=utcnow())
+    fresh, _ = sample_recording(
+        cam_key, camera_id=cam_id, agent_id=agent_number(commune), duration_s=2, segment_s=2, started_at=utcnow()
+    )
     opened_id, fresh_id = opened.manifest.recording_id, fresh.manifest.recording_id
 
     def as_role(role: Role) -> dict:
@@ -195,6 +211,7 @@ def test_a_full_database_answers_507_on_every_write_route_and_keeps_nothing(plat
         def send() -> httpx.Response:
             client.cookies.clear()
             return client.request(method, path, headers=headers, auth=DeviceAuth(cam_id, cam_key), **kw)
+
         return send
 
     def staff(role: Role, method: str, path: str, headers: dict | None = None, **kw) -> Callable[[], httpx.Response]:
@@ -204,32 +221,65 @@ def test_a_full_database_answers_507_on_every_write_route_and_keeps_nothing(plat
         def send() -> httpx.Response:
             client.cookies.clear()
             return client.request(method, path, **kw)
+
         return send
 
     segment_path = f"/api/v1/ingest/recordings/{opened_id}/segments/0"
     main: dict[str, Callable[[], httpx.Response]] = {
-        "sign-in": anonymous("POST", "/api/v1/session",
-                             json={"username": commune.users[Role.AGENT], "password": PASSWORD}),
-        "ingest start": camera_request("POST", "/api/v1/ingest/recordings",
-                                       content=fresh.model_dump_json(by_alias=True).encode(),
-                                       headers={"Content-Type": "application/json"}),
-        "ingest segment": camera_request("PUT", segment_path, content=opened_segments[0],
-                                         headers={"Content-Type": "application/octet-stream"}),
+        "sign-in": anonymous(
+            "POST", "/api/v1/session", json={"username": commune.users[Role.AGENT], "password": PASSWORD}
+        ),
+        "ingest start": camera_request(
+            "POST",
+            "/api/v1/ingest/recordings",
+            content=fresh.model_dump_json(by_alias=True).encode(),
+            headers={"Content-Type": "application/json"},
+        ),
+        "ingest segment": camera_request(
+            "PUT", segment_path, content=opened_segments[0], headers={"Content-Type": "application/octet-stream"}
+        ),
         "ingest complete": camera_request("POST", f"/api/v1/ingest/recordings/{opened_id}/complete"),
-        "hold": staff(Role.CHIEF, "POST", f"/api/v1/recordings/{rid}/holds",
-                      json={"procedure": "judicial", "reference": "PV-2024-000777"}),
-        "extraction": staff(Role.CHIEF, "POST", "/api/v1/extractions", json={
-            "recording_ids": [rid], "recipient_name": "OPJ Full", "recipient_kind": "judicial_police",
-            "procedure_type": "judicial", "reference": "PV-2024-000777"}),
-        "rights request": staff(Role.CHIEF, "POST", "/api/v1/rights/requests", json={
-            "kind": "access", "person_description": "full disk", "contact": "full@example.org"}),
-        "live session": camera_request("POST", "/api/v1/live/sessions", json={
-            "reason": "threat", "position": {"t": "2026-06-01T14:00:00+00:00", "lat": 43.5585, "lon": 4.0845,
-                                             "accuracy_m": 5}}),
-        "cctv import": staff(Role.CHIEF, "POST", "/api/v1/cctv/import", content=CCTV_CSV.encode(),
-                             headers={"Content-Type": "text/csv"}),
-        "shift": staff(Role.CHIEF, "POST", "/api/v1/shifts/checkout",
-                       json={"device_id": s.device, "username": commune.users[Role.AGENT]}),
+        "hold": staff(
+            Role.CHIEF,
+            "POST",
+            f"/api/v1/recordings/{rid}/holds",
+            json={"procedure": "judicial", "reference": "PV-2024-000777"},
+        ),
+        "extraction": staff(
+            Role.CHIEF,
+            "POST",
+            "/api/v1/extractions",
+            json={
+                "recording_ids": [rid],
+                "recipient_name": "OPJ Full",
+                "recipient_kind": "judicial_police",
+                "procedure_type": "judicial",
+                "reference": "PV-2024-000777",
+            },
+        ),
+        "rights request": staff(
+            Role.CHIEF,
+            "POST",
+            "/api/v1/rights/requests",
+            json={"kind": "access", "person_description": "full disk", "contact": "full@example.org"},
+        ),
+        "live session": camera_request(
+            "POST",
+            "/api/v1/live/sessions",
+            json={
+                "reason": "threat",
+                "position": {"t": "2026-06-01T14:00:00+00:00", "lat": 43.5585, "lon": 4.0845, "accuracy_m": 5},
+            },
+        ),
+        "cctv import": staff(
+            Role.CHIEF, "POST", "/api/v1/cctv/import", content=CCTV_CSV.encode(), headers={"Content-Type": "text/csv"}
+        ),
+        "shift": staff(
+            Role.CHIEF,
+            "POST",
+            "/api/v1/shifts/checkout",
+            json={"device_id": s.device, "username": commune.users[Role.AGENT]},
+        ),
     }
     disk = fullness(platform)
     disk.fill()
@@ -309,15 +359,17 @@ def camera_store(platform: Platform, root: Path, device_key):
     from temoin.camera.keys import DeviceKeys
     from temoin.evidence.crypto import new_data_key
 
-    return DeviceStore(root, DeviceKeys(signing_key=device_key, storage_key=new_data_key()),
-                       platform.keyring.public_key, utcnow)
+    return DeviceStore(
+        root, DeviceKeys(signing_key=device_key, storage_key=new_data_key()), platform.keyring.public_key, utcnow
+    )
 
 
 # --- 2. a recording deleted by retention during its upload -------------------------------------------------
 
-def test_a_recording_deleted_mid_upload_gets_a_signed_410_and_leaves_the_camera(platform: Platform,
-                                                                                client: TestClient,
-                                                                                tmp_path: Path) -> None:
+
+def test_a_recording_deleted_mid_upload_gets_a_signed_410_and_leaves_the_camera(
+    platform: Platform, client: TestClient, tmp_path: Path
+) -> None:
     from datetime import timedelta
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -330,8 +382,9 @@ def test_a_recording_deleted_mid_upload_gets_a_signed_410_and_leaves_the_camera(
     commune = make_commune(platform, cameras=1)
     cam_id, cam_key = commune.cameras[0]
     store = camera_store(platform, tmp_path / "camera", cam_key)
-    rids = [device_recording(store, cam_id, agent_number(commune), [b"first" * 1000, b"second" * 1000])
-            for _ in range(2)]
+    rids = [
+        device_recording(store, cam_id, agent_number(commune), [b"first" * 1000, b"second" * 1000]) for _ in range(2)
+    ]
     vault = vault_client(platform, client, commune.cameras[0])
     for rid in rids:  # the dock was pulled after the first segment
         signed = store.manifest(rid)
@@ -367,8 +420,10 @@ def test_a_recording_deleted_mid_upload_gets_a_signed_410_and_leaves_the_camera(
         except RecordingDeleted as exc:
             from temoin.evidence.canonical import b64e
 
-            forged = {**exc.certificate, "signature": b64e(Ed25519PrivateKey.generate().sign(
-                exc.certificate["body"].encode()))}
+            forged = {
+                **exc.certificate,
+                "signature": b64e(Ed25519PrivateKey.generate().sign(exc.certificate["body"].encode())),
+            }
             raise RecordingDeleted(str(exc), forged) from None
 
     with pytest.raises(ReceiptRejected, match="not signed by the pinned platform key"):
@@ -383,9 +438,11 @@ def test_a_recording_deleted_mid_upload_gets_a_signed_410_and_leaves_the_camera(
 
 # --- 3. `temoin camera offload` with a damaged segment ------------------------------------------------------
 
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the vault side runs on both in test 2
 def test_offload_sends_the_intact_segments_quarantines_the_damaged_one_and_exits_non_zero(
-        platform: Platform, tmp_path: Path) -> None:
+    platform: Platform, tmp_path: Path
+) -> None:
     import os
     import subprocess
     import sys
@@ -402,8 +459,9 @@ def test_offload_sends_the_intact_segments_quarantines_the_damaged_one_and_exits
     home = CameraHome(tmp_path / "camera")
     with BackgroundServer(create_app(platform, scheduler=False)) as server:
         with platform.session() as db:
-            code = create_enrolment_code(platform, db, platform.tenant(db, commune.slug), label="damaged",
-                                         by=Actor.system("test"))
+            code = create_enrolment_code(
+                platform, db, platform.tenant(db, commune.slug), label="damaged", by=Actor.system("test")
+            )
         identity = home.enrol(server.url, code, "DMG-0001")
         store = home.store()
         segments = [bytes([i]) * 5000 for i in range(4)]
@@ -415,8 +473,13 @@ def test_offload_sends_the_intact_segments_quarantines_the_damaged_one_and_exits
         raw[len(raw) // 2] ^= 0xFF
         path.write_bytes(bytes(raw))
 
-        r = subprocess.run([sys.executable, "-m", "temoin", "camera", "offload", "--home", str(home.root)],
-                           env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "temoin", "camera", "offload", "--home", str(home.root)],
+            env={**os.environ, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert r.returncode != 0, r.stdout  # something is left on the camera: the pass is not done
     out = " ".join((r.stdout + r.stderr).split())
     assert f"{damaged_rid}: damaged segment(s) quarantined on the camera: {segment_file(2)}" in out, out
@@ -435,8 +498,11 @@ def test_offload_sends_the_intact_segments_quarantines_the_damaged_one_and_exits
             assert b"".join(catalogue.read_segment(platform, db, rec, i)) == segments[i]
         problems, _ = scrub.check_recording(platform, rec, commune.slug)
         assert not problems, problems
-        ingested = db.scalars(select(JournalEntry.body).where(JournalEntry.event == "recording.ingested",
-                                                              JournalEntry.body.contains(damaged_rid))).one()
+        ingested = db.scalars(
+            select(JournalEntry.body).where(
+                JournalEntry.event == "recording.ingested", JournalEntry.body.contains(damaged_rid)
+            )
+        ).one()
         assert '"lost_segments":[2]' in ingested
         assert db.get(Recording, whole_rid).state == "stored"
     receipt = store.receipt(damaged_rid)

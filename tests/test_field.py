@@ -29,8 +29,10 @@ def _h(csrf: str) -> dict:
 
 def _entries(platform: Platform, event: str) -> list[dict]:
     with platform.session() as db:
-        return [parse_body(e.body) for e in db.scalars(
-            select(JournalEntry).where(JournalEntry.event == event).order_by(JournalEntry.seq))]
+        return [
+            parse_body(e.body)
+            for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event).order_by(JournalEntry.seq))
+        ]
 
 
 def _rec(platform: Platform, rid: str) -> Recording:
@@ -40,8 +42,11 @@ def _rec(platform: Platform, rid: str) -> Recording:
 
 def _check_out(platform: Platform, client, commune: Commune, username: str, camera: int = 0) -> None:
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    r = client.post("/api/v1/shifts/checkout", json={"device_id": commune.cameras[camera][0], "username": username},
-                    headers=_h(csrf))
+    r = client.post(
+        "/api/v1/shifts/checkout",
+        json={"device_id": commune.cameras[camera][0], "username": username},
+        headers=_h(csrf),
+    )
     assert r.status_code == 201, r.text
     client.cookies.clear()
 
@@ -51,6 +56,7 @@ def _close(a: datetime, b: datetime, seconds: float = 120) -> bool:
 
 
 # --- 1. time and wearer checked against the clock offset and the shift -----------------------------------------
+
 
 def test_a_start_400_days_ahead_is_accepted_flagged_journaled_and_kept_one_period_from_its_arrival(platform, client):
     commune = make_commune(platform)
@@ -112,8 +118,16 @@ def test_the_agent_recorded_is_the_one_the_camera_was_checked_out_to(platform, c
     commune = make_commune(platform)
     with platform.session() as db:
         tenant = db.scalar(select(Tenant).where(Tenant.slug == commune.slug))
-        service.create_user(platform, db, tenant, username="agent-b", display_name="Agent B", role=Role.AGENT,
-                            password="correct horse battery staple", agent_number="POR-0002")
+        service.create_user(
+            platform,
+            db,
+            tenant,
+            username="agent-b",
+            display_name="Agent B",
+            role=Role.AGENT,
+            password="correct horse battery staple",
+            agent_number="POR-0002",
+        )
         db.commit()
     _check_out(platform, client, commune, "agent-b")
     # The camera still declares the previous wearer (its settings were not refreshed, or it lies).
@@ -123,8 +137,11 @@ def test_the_agent_recorded_is_the_one_the_camera_was_checked_out_to(platform, c
     assert "agent_not_on_shift" in rec.flags
     [entry] = _entries(platform, "ingest.agent_not_on_shift")
     assert entry["action"] == "security"
-    assert entry["details"] == {"declared_agent": agent_number(commune), "shift_agent": "POR-0002",
-                                "started_at": entry["details"]["started_at"]}
+    assert entry["details"] == {
+        "declared_agent": agent_number(commune),
+        "shift_agent": "POR-0002",
+        "started_at": entry["details"]["started_at"],
+    }
     # The right wearer declared: nothing flagged about the agent.
     rid2, _ = upload(platform, client, commune, agent="POR-0002")
     rec2 = _rec(platform, rid2)
@@ -137,8 +154,10 @@ def test_the_agent_recorded_is_the_one_the_camera_was_checked_out_to(platform, c
 
 # --- 2. the territory: required for a police tenant, use outside it reported -------------------------------------
 
-FAR_AWAY = {"type": "Polygon", "coordinates": [[[2.30, 48.85], [2.31, 48.85], [2.31, 48.86], [2.30, 48.86],
-                                                [2.30, 48.85]]]}  # a block of Paris, nowhere near the walk
+FAR_AWAY = {
+    "type": "Polygon",
+    "coordinates": [[[2.30, 48.85], [2.31, 48.85], [2.31, 48.86], [2.30, 48.86], [2.30, 48.85]]],
+}  # a block of Paris, nowhere near the walk
 
 
 def test_a_police_tenant_needs_its_territory_and_the_command_line_says_how(platform, settings, monkeypatch):
@@ -149,15 +168,17 @@ def test_a_police_tenant_needs_its_territory_and_the_command_line_says_how(platf
 
     with platform.session() as db:
         try:
-            service.create_tenant(platform, db, slug="sans-terre", name="Sans Terre", profile="fr-police-municipale",
-                                  authorised_cameras=2)
+            service.create_tenant(
+                platform, db, slug="sans-terre", name="Sans Terre", profile="fr-police-municipale", authorised_cameras=2
+            )
         except IdentityError as exc:
             assert "R241-8 II" in str(exc) and "--territory" in str(exc)
         else:
             raise AssertionError("a municipal police tenant was created without its territory")
         # A fire service has no such rule.
-        service.create_tenant(platform, db, slug="caserne", name="Caserne", profile="fr-sapeurs-pompiers",
-                              authorised_cameras=1)
+        service.create_tenant(
+            platform, db, slug="caserne", name="Caserne", profile="fr-sapeurs-pompiers", authorised_cameras=1
+        )
         db.commit()
     env = {"TEMOIN_HOME": str(settings.home), "TEMOIN_DATABASE_URL": settings.database_url, "COLUMNS": "200"}
     r = CliRunner().invoke(cli_app, ["admin", "tenant", "create", "ville", "Ville", "--cameras", "2"], env=env)
@@ -166,8 +187,7 @@ def test_a_police_tenant_needs_its_territory_and_the_command_line_says_how(platf
         assert db.scalar(select(Tenant).where(Tenant.slug == "ville")) is None
 
 
-def test_use_outside_the_territory_and_recordings_never_checked_reach_the_annual_report(platform, client,
-                                                                                        settings):
+def test_use_outside_the_territory_and_recordings_never_checked_reach_the_annual_report(platform, client, settings):
     from typer.testing import CliRunner
 
     from temoin.cli import app as cli_app
@@ -223,8 +243,9 @@ def test_the_gps_track_and_the_area_search_need_a_motive_and_are_journaled(platf
     assert r.status_code == 422 and "R241-10" in r.json()["detail"]
     assert _entries(platform, "recording.place_consulted") == []
     # Training is for anonymised images: it does not open places either.
-    r = client.post(f"/api/v1/recordings/{rid}/track", headers=_h(csrf),
-                    json={"motive": {"code": "training", "text": "formation"}})
+    r = client.post(
+        f"/api/v1/recordings/{rid}/track", headers=_h(csrf), json={"motive": {"code": "training", "text": "formation"}}
+    )
     assert r.status_code == 403
 
     # With a motive: the track, and a consultation entry naming the recording and the motive.
@@ -232,8 +253,10 @@ def test_the_gps_track_and_the_area_search_need_a_motive_and_are_journaled(platf
     assert r.status_code == 200 and len(r.json()) > 3
     [entry] = _entries(platform, "recording.place_consulted")
     assert entry["action"] == "consultation" and entry["recordings"] == [rid] and entry["motive"] == MOTIVE
-    r = client.get("/api/v1/recordings", params={"area": WHOLE_COMMUNE, "motive_code": MOTIVE["code"],
-                                                 "motive_text": MOTIVE["text"]})
+    r = client.get(
+        "/api/v1/recordings",
+        params={"area": WHOLE_COMMUNE, "motive_code": MOTIVE["code"], "motive_text": MOTIVE["text"]},
+    )
     assert r.status_code == 200 and [x["id"] for x in r.json()] == [rid]
     [searched] = _entries(platform, "recordings.places_consulted")
     assert searched["recordings"] == [rid] and searched["motive"] == MOTIVE and searched["details"]["found"] == 1
@@ -243,46 +266,68 @@ def test_the_gps_track_and_the_area_search_need_a_motive_and_are_journaled(platf
     assert f'data-recording="{rid}"' in page.text and '"points": []' in page.text and "places-hidden" in page.text
     page = client.get("/recordings", params={"area": WHOLE_COMMUNE})
     assert "donnez le motif" in page.text and f'data-recording="{rid}"' not in page.text
-    page = client.get("/recordings", params={"area": WHOLE_COMMUNE, "motive_code": MOTIVE["code"],
-                                             "motive_text": MOTIVE["text"]})
+    page = client.get(
+        "/recordings", params={"area": WHOLE_COMMUNE, "motive_code": MOTIVE["code"], "motive_text": MOTIVE["text"]}
+    )
     assert '"points": [[' in page.text
     assert len(_entries(platform, "recordings.places_consulted")) == 2
     page = client.get(f"/recordings/{rid}")
     assert "track-after-motive" in page.text and '"track": []' in page.text
     # The motive starts on an empty choice (none pre-selected), and the server refuses a form sent without one.
     assert '<option value="" selected>— choisir un motif —</option>' in page.text
-    assert ' selected>' not in page.text.split("— choisir un motif —</option>")[1].split("</select>")[0]
+    assert " selected>" not in page.text.split("— choisir un motif —</option>")[1].split("</select>")[0]
     consulted = len(_entries(platform, "recording.consulted"))
-    page = client.post(f"/recordings/{rid}/consult", data={"csrf_token": csrf, "motive_code": "",
-                                                           "motive_text": MOTIVE["text"]})
+    page = client.post(
+        f"/recordings/{rid}/consult", data={"csrf_token": csrf, "motive_code": "", "motive_text": MOTIVE["text"]}
+    )
     assert page.status_code == 422 and '<option value="" selected>— choisir un motif —</option>' in page.text
     assert '"track": []' in page.text and len(_entries(platform, "recording.consulted")) == consulted
-    page = client.post(f"/recordings/{rid}/consult", data={"csrf_token": csrf, "motive_code": MOTIVE["code"],
-                                                           "motive_text": MOTIVE["text"]})
+    page = client.post(
+        f"/recordings/{rid}/consult",
+        data={"csrf_token": csrf, "motive_code": MOTIVE["code"], "motive_text": MOTIVE["text"]},
+    )
     assert page.status_code == 200 and '"track": [[' in page.text
     # The agent's own recording: the agent's motives (R241-11) open its place too, not another's.
     sign_in(platform, client, commune.users[Role.AGENT])
-    r = client.post(f"/api/v1/recordings/{rid}/track", json={"motive": MOTIVE},
-                    headers=_h(sign_in(platform, client, commune.users[Role.AGENT])))
+    r = client.post(
+        f"/api/v1/recordings/{rid}/track",
+        json={"motive": MOTIVE},
+        headers=_h(sign_in(platform, client, commune.users[Role.AGENT])),
+    )
     assert r.status_code == 403
-    r = client.post(f"/api/v1/recordings/{rid}/track", json={"motive": {"code": "report_facts", "text": "rapport"}},
-                    headers=_h(sign_in(platform, client, commune.users[Role.AGENT])))
+    r = client.post(
+        f"/api/v1/recordings/{rid}/track",
+        json={"motive": {"code": "report_facts", "text": "rapport"}},
+        headers=_h(sign_in(platform, client, commune.users[Role.AGENT])),
+    )
     assert r.status_code == 200
 
 
 # --- 5. limitation freezes, rectification is attached -------------------------------------------------------------
 
+
 def _request(client, csrf: str, kind: str) -> int:
-    r = client.post("/api/v1/rights/requests", headers=_h(csrf), json={
-        "kind": kind, "person_description": "veste rouge, devant la mairie", "contact": "dupont@example.org"})
+    r = client.post(
+        "/api/v1/rights/requests",
+        headers=_h(csrf),
+        json={"kind": kind, "person_description": "veste rouge, devant la mairie", "contact": "dupont@example.org"},
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
 
 def _extract(client, csrf: str, rid: str):
-    return client.post("/api/v1/extractions", headers=_h(csrf), json={
-        "recording_ids": [rid], "recipient_name": "OPJ Claire Martin", "recipient_kind": "judicial_police",
-        "procedure_type": "judicial", "reference": "PV 2026/004512"})
+    return client.post(
+        "/api/v1/extractions",
+        headers=_h(csrf),
+        json={
+            "recording_ids": [rid],
+            "recipient_name": "OPJ Claire Martin",
+            "recipient_kind": "judicial_police",
+            "procedure_type": "judicial",
+            "reference": "PV 2026/004512",
+        },
+    )
 
 
 def test_a_limitation_freezes_the_recording_until_a_person_lifts_it(platform, client):
@@ -324,18 +369,26 @@ def test_a_limitation_freezes_the_recording_until_a_person_lifts_it(platform, cl
 
     # Only a person lifts it, saying why; then the rules apply again.
     csrf = sign_in(platform, client, commune.users[Role.TECH_ADMIN])
-    r = client.post(f"/api/v1/rights/requests/{req}/limitations/lift", headers=_h(csrf),
-                    json={"recording_id": rid, "reason": "contestation tranchée"})
+    r = client.post(
+        f"/api/v1/rights/requests/{req}/limitations/lift",
+        headers=_h(csrf),
+        json={"recording_id": rid, "reason": "contestation tranchée"},
+    )
     assert r.status_code == 403  # not their register
     csrf = sign_in(platform, client, commune.users[Role.DPO])
-    r = client.post(f"/api/v1/rights/requests/{req}/limitations/lift", headers=_h(csrf),
-                    json={"recording_id": rid, "reason": "contestation tranchée"})
+    r = client.post(
+        f"/api/v1/rights/requests/{req}/limitations/lift",
+        headers=_h(csrf),
+        json={"recording_id": rid, "reason": "contestation tranchée"},
+    )
     assert r.status_code == 200, r.text
     [lifted] = _entries(platform, "recording.limitation_lifted")
     assert lifted["details"]["reason"] == "contestation tranchée" and lifted["actor"]["id"] == commune.users[Role.DPO]
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    assert client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf),
-                       json={"motive": MOTIVE}).status_code == 201
+    assert (
+        client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf), json={"motive": MOTIVE}).status_code
+        == 201
+    )
     with platform.session() as db:
         assert sweep(platform, db, now=later).deleted == [rid]
 
@@ -350,8 +403,9 @@ def test_a_rectification_is_attached_shown_and_carried_in_the_package(platform, 
     csrf = sign_in(platform, client, commune.users[Role.DPO])
     req = _request(client, csrf, "rectification")
     text = "La personne filmée n'est pas l'auteur des faits : elle était témoin (attestation du 3 mars)."
-    r = client.post(f"/api/v1/rights/requests/{req}/rectifications", headers=_h(csrf),
-                    json={"recording_ids": [rid], "text": text})
+    r = client.post(
+        f"/api/v1/rights/requests/{req}/rectifications", headers=_h(csrf), json={"recording_ids": [rid], "text": text}
+    )
     assert r.status_code == 201, r.text
     [entry] = _entries(platform, "recording.rectified")
     assert entry["recordings"] == [rid] and entry["details"]["request_id"] == req
@@ -371,6 +425,7 @@ def test_a_rectification_is_attached_shown_and_carried_in_the_package(platform, 
 
 # --- 4. check-in warns of footage still on the camera ----------------------------------------------------------
 
+
 def test_check_in_warns_and_journals_footage_not_offloaded(platform, client):
     from temoin.camera.offload import DeviceAuth
     from temoin.camera.platform_link import PlatformLink
@@ -384,8 +439,9 @@ def test_check_in_warns_and_journals_footage_not_offloaded(platform, client):
     link.pending = lambda: 2
     assert link.fetch().agent_id == agent_number(commune)
     # And one upload was started, not finished (the agent undocked mid-transfer).
-    signed, _ = sample_recording(key, camera_id=device_id, agent_id=agent_number(commune), started_at=utcnow(),
-                                 duration_s=1, segment_s=1)
+    signed, _ = sample_recording(
+        key, camera_id=device_id, agent_id=agent_number(commune), started_at=utcnow(), duration_s=1, segment_s=1
+    )
     r = client.post("/api/v1/ingest/recordings", content=signed.model_dump_json(), auth=DeviceAuth(device_id, key))
     assert r.status_code == 201, r.text
     client.auth = None
@@ -404,8 +460,16 @@ def test_check_in_warns_and_journals_footage_not_offloaded(platform, client):
     other = commune.cameras[1][0]
     with platform.session() as db:
         tenant = db.scalar(select(Tenant).where(Tenant.slug == commune.slug))
-        service.create_user(platform, db, tenant, username="agent-c", display_name="Agent C", role=Role.AGENT,
-                            password="correct horse battery staple", agent_number="POR-0003")
+        service.create_user(
+            platform,
+            db,
+            tenant,
+            username="agent-c",
+            display_name="Agent C",
+            role=Role.AGENT,
+            password="correct horse battery staple",
+            agent_number="POR-0003",
+        )
         db.commit()
     _check_out(platform, client, commune, "agent-c", camera=1)
     link = PlatformLink(str(client.base_url), other, commune.cameras[1][1], http=client)
@@ -419,6 +483,7 @@ def test_check_in_warns_and_journals_footage_not_offloaded(platform, client):
 
 
 # --- 6. the server's own loop deletes what is due and seals the journal -----------------------------------------
+
 
 def test_the_running_server_deletes_a_due_recording_and_seals_the_journal_by_itself(settings):
     import time
@@ -453,9 +518,13 @@ def test_the_running_server_deletes_a_due_recording_and_seals_the_journal_by_its
             assert parse_body(erased.body)["actor"]["kind"] == "system"
             # ...and the journal head, deletion included, is sealed with the platform key by the same loop.
             deadline = time.monotonic() + 30
-            while not db.scalar(select(JournalCheckpoint).where(
-                    JournalCheckpoint.chain == commune.slug, JournalCheckpoint.kind == "seal",
-                    JournalCheckpoint.seq >= erased.seq)):
+            while not db.scalar(
+                select(JournalCheckpoint).where(
+                    JournalCheckpoint.chain == commune.slug,
+                    JournalCheckpoint.kind == "seal",
+                    JournalCheckpoint.seq >= erased.seq,
+                )
+            ):
                 assert time.monotonic() < deadline, "the server's loop did not seal the journal"
                 time.sleep(0.2)
                 db.expire_all()

@@ -39,8 +39,11 @@ def test_first_sign_in_enrols_the_authenticator_then_forces_a_new_password(brows
     commune = make_commune(platform, cameras=0)
     with httpx.Client(base_url=server_url, timeout=30) as api:
         csrf = sign_in(platform, api, commune.users[Role.MAYOR])
-        r = api.post("/api/v1/admin/users", headers={"X-CSRF-Token": csrf},
-                     json={"username": "dupont", "display_name": "Agent Dupont", "role": "chief"})
+        r = api.post(
+            "/api/v1/admin/users",
+            headers={"X-CSRF-Token": csrf},
+            json={"username": "dupont", "display_name": "Agent Dupont", "role": "chief"},
+        )
         assert r.status_code == 201, r.text
         created = r.json()
     assert created["must_change_password"] is True

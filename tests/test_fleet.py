@@ -21,8 +21,17 @@ from temoin.evidence.manifest import NotInformedReason, Trigger
 from temoin.vault.models import Recording, RecordingState
 from temoin.web.app import create_app
 
-SETTINGS = FleetSettings(width=160, height=120, fps=5, segment_s=4, shift_s=180, stagger=False,
-                         first_delay_s=(5, 15), gap_s=(10, 20), duration_s=(12, 25))
+SETTINGS = FleetSettings(
+    width=160,
+    height=120,
+    fps=5,
+    segment_s=4,
+    shift_s=180,
+    stagger=False,
+    first_delay_s=(5, 15),
+    gap_s=(10, 20),
+    duration_s=(12, 25),
+)
 
 
 # One database: the fleet exercises the cameras; the ingest path runs on both databases elsewhere.
@@ -34,8 +43,13 @@ def test_fleet_records_with_the_right_agents_and_triggers(platform) -> None:
         cameras = ensure_cameras(platform, server.url, 2)
         assigned = ensure_shifts(platform, cameras)
         assert sorted(assigned.values()) == ["PM-0101", "PM-0102"]
-        fleet = Fleet.build([c.home for c in cameras], server.url, start=utcnow(), settings=SETTINGS,
-                            report=lambda label, what: events.append((label, what)))
+        fleet = Fleet.build(
+            [c.home for c in cameras],
+            server.url,
+            start=utcnow(),
+            settings=SETTINGS,
+            report=lambda label, what: events.append((label, what)),
+        )
         fleet.run(SETTINGS.shift_s, realtime=False)
 
     records = fleet.records

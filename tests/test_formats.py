@@ -40,15 +40,19 @@ def test_the_journal_page_shows_french_dates_and_sentences_not_codes(platform, c
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, client, commune)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    r = client.post(f"/api/v1/recordings/{rid}/consultations", headers={"X-CSRF-Token": csrf},
-                    json={"motive": {"code": "complaint", "text": "réclamation n° 12"}})
+    r = client.post(
+        f"/api/v1/recordings/{rid}/consultations",
+        headers={"X-CSRF-Token": csrf},
+        json={"motive": {"code": "complaint", "text": "réclamation n° 12"}},
+    )
     assert r.status_code == 201, r.text
     sign_in(platform, client, commune.users[Role.MAYOR])
     page = client.get("/journal").text
     table = page.split('id="journal"')[1].split("</table>")[0]
     assert FRENCH_MOMENT.search(table) and not ISO_DATE.search(table)
     assert "Collecte : enregistrement versé au coffre" in table and "recording.ingested" not in table.replace(
-        'data-event="recording.ingested"', "")
+        'data-event="recording.ingested"', ""
+    )
     assert "Plainte ou réclamation" in table and "<b>complaint</b>" not in table
     assert ">consultation<" in table and ">collecte<" in table  # the journal's action, in French
     english = client.get("/journal?lang=en").text.split('id="journal"')[1]
@@ -60,14 +64,33 @@ def test_the_annual_report_pdf_reads_french_labels_and_numbers(platform, client)
     now = utcnow().replace(microsecond=0)
     rid, _ = upload(platform, client, commune, started_at=now - timedelta(minutes=10), trigger=Trigger.FLAGRANT_OFFENCE)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    assert client.post(f"/api/v1/recordings/{rid}/consultations", headers={"X-CSRF-Token": csrf},
-                       json={"motive": {"code": "judicial_procedure", "text": "PV 1"}}).status_code == 201
+    assert (
+        client.post(
+            f"/api/v1/recordings/{rid}/consultations",
+            headers={"X-CSRF-Token": csrf},
+            json={"motive": {"code": "judicial_procedure", "text": "PV 1"}},
+        ).status_code
+        == 201
+    )
     with platform.session() as db:  # an extraction as the extraction service journals it
-        platform.record(db, EntryDraft(action=Action.COMMUNICATION, event="extraction.created", actor=Actor.system("t"),
-                                       recordings=[rid], recipients=["OPJ Martin"],
-                                       details={"extraction_id": 1, "procedure_type": "judicial", "reference": "PV 1",
-                                                "recipient_kind": "judicial_police", "trimmed": False}),
-                        platform.tenant(db, commune.slug))
+        platform.record(
+            db,
+            EntryDraft(
+                action=Action.COMMUNICATION,
+                event="extraction.created",
+                actor=Actor.system("t"),
+                recordings=[rid],
+                recipients=["OPJ Martin"],
+                details={
+                    "extraction_id": 1,
+                    "procedure_type": "judicial",
+                    "reference": "PV 1",
+                    "recipient_kind": "judicial_police",
+                    "trimmed": False,
+                },
+            ),
+            platform.tenant(db, commune.slug),
+        )
         db.commit()
     year = now.astimezone(PARIS).year
     text = _pdf_text(client.get(f"/api/v1/reports/annual/{year}.pdf").content)

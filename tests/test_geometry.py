@@ -43,9 +43,13 @@ def test_bearings_to_the_four_cardinal_points():
 
 def test_known_distances_and_bearings():
     # Land's End -> John o' Groats, the textbook pair (movable-type.co.uk, R = 6371 km): 968.9 km, 009°07'11".
-    d = distance_m(50 + 3 / 60 + 59 / 3600, -(5 + 42 / 60 + 53 / 3600), 58 + 38 / 60 + 38 / 3600, -(3 + 4 / 60 + 12 / 3600))
+    d = distance_m(
+        50 + 3 / 60 + 59 / 3600, -(5 + 42 / 60 + 53 / 3600), 58 + 38 / 60 + 38 / 3600, -(3 + 4 / 60 + 12 / 3600)
+    )
     assert d / 1000 == pytest.approx(968.9, abs=0.2)
-    b = bearing_deg(50 + 3 / 60 + 59 / 3600, -(5 + 42 / 60 + 53 / 3600), 58 + 38 / 60 + 38 / 3600, -(3 + 4 / 60 + 12 / 3600))
+    b = bearing_deg(
+        50 + 3 / 60 + 59 / 3600, -(5 + 42 / 60 + 53 / 3600), 58 + 38 / 60 + 38 / 3600, -(3 + 4 / 60 + 12 / 3600)
+    )
     assert b == pytest.approx(9 + 7 / 60 + 11 / 3600, abs=0.01)
     # Paris: Notre-Dame's parvis -> the Eiffel Tower, 600.7 m north and 4,056 m west of it: 4.10 km, about 278.4°.
     notre_dame, eiffel = (48.852968, 2.349902), (48.858370, 2.294481)

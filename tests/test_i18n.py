@@ -32,9 +32,11 @@ def _catalogue(lang: str):
 def _used() -> set[tuple[str | None, str]]:
     """(msgctxt, msgid) of every text the Python code and the templates ask for, as `pybabel extract` sees them."""
     found = extract_from_dir(
-        str(SRC), method_map=[("web/templates/**.html", "jinja2"), ("**.py", "python")],
+        str(SRC),
+        method_map=[("web/templates/**.html", "jinja2"), ("**.py", "python")],
         options_map={"web/templates/**.html": {"extensions": "jinja2.ext.i18n"}},
-        keywords=i18n.EXTRACT_KEYWORDS)
+        keywords=i18n.EXTRACT_KEYWORDS,
+    )
     return {(context, msgid) for _file, _line, msgid, _comments, context in found}
 
 
@@ -49,11 +51,22 @@ def test_every_text_in_the_code_and_templates_has_a_french_translation() -> None
         assert en.get(msgid, context=context) is not None, f"not in the English catalogue: {msgid!r}"
 
 
-@pytest.mark.parametrize("kind, codes", [
-    ("kind", list(RequestKind)), ("status", list(RequestStatus)), ("copy_state", list(CopyState)),
-    ("proposal_state", list(ProposalState)), ("procedure", [*ProcedureType, "training"]),
-    ("trigger", list(Trigger)), ("reason", list(NotInformedReason)), ("recipient", list(RecipientKind)),
-    ("state", list(HoldState.ALL)), ("flag", list(Flag)), ("category", list(CATEGORIES))])
+@pytest.mark.parametrize(
+    "kind, codes",
+    [
+        ("kind", list(RequestKind)),
+        ("status", list(RequestStatus)),
+        ("copy_state", list(CopyState)),
+        ("proposal_state", list(ProposalState)),
+        ("procedure", [*ProcedureType, "training"]),
+        ("trigger", list(Trigger)),
+        ("reason", list(NotInformedReason)),
+        ("recipient", list(RecipientKind)),
+        ("state", list(HoldState.ALL)),
+        ("flag", list(Flag)),
+        ("category", list(CATEGORIES)),
+    ],
+)
 def test_every_code_a_page_shows_has_a_label_in_both_languages(kind: str, codes: list[str]) -> None:
     for code in codes:
         french, english = i18n.label("fr", kind, str(code)), i18n.label("en", kind, str(code))
@@ -76,11 +89,21 @@ def test_the_sign_in_page_in_french_by_default_and_in_english_when_asked(client)
 def test_the_rights_register_shows_labels_not_codes_in_both_languages(platform, client) -> None:
     commune = make_commune(platform, cameras=0)
     csrf = sign_in(platform, client, commune.users[Role.MAYOR])
-    r = client.post("/api/v1/rights/requests", headers={"X-CSRF-Token": csrf}, json={
-        "kind": "erasure", "person_description": "veste rouge, devant la mairie", "contact": "dupont@example.org"})
+    r = client.post(
+        "/api/v1/rights/requests",
+        headers={"X-CSRF-Token": csrf},
+        json={
+            "kind": "erasure",
+            "person_description": "veste rouge, devant la mairie",
+            "contact": "dupont@example.org",
+        },
+    )
     assert r.status_code == 201, r.text
-    client.post(f"/api/v1/rights/requests/{r.json()['id']}/status", headers={"X-CSRF-Token": csrf},
-                json={"status": "in_progress"})
+    client.post(
+        f"/api/v1/rights/requests/{r.json()['id']}/status",
+        headers={"X-CSRF-Token": csrf},
+        json={"status": "in_progress"},
+    )
     french = client.get("/rights").text
     assert "Droits des personnes" in french and "<td>effacement</td>" in french and "<td>en cours</td>" in french
     english = client.get("/rights?lang=en").text

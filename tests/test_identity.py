@@ -49,8 +49,10 @@ def test_totp_secrets_are_sealed_with_the_master_key():
         sec.open_totp_secret(master, sealed, "mallory")  # bound to its user
 
 
-IGN = ("https://data.geopf.fr/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=GEOGRAPHICALGRIDSYSTEMS.PLANIGNV2"
-       "&STYLE=normal&TILEMATRIXSET=PM&FORMAT=image/png&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}")
+IGN = (
+    "https://data.geopf.fr/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=GEOGRAPHICALGRIDSYSTEMS.PLANIGNV2"
+    "&STYLE=normal&TILEMATRIXSET=PM&FORMAT=image/png&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}"
+)
 
 
 @pytest.mark.parametrize("url", [IGN, "https://tiles.example/{z}/{x}/{y}.png", "https://tiles.example/{x}/{y}/{z}"])
@@ -58,12 +60,15 @@ def test_a_tile_url_holds_z_x_and_y_in_any_order(url):
     assert TenantSettings.model_validate({"tile_url": url}).tile_url == url
 
 
-@pytest.mark.parametrize(("url", "said"), [
-    ("http://tiles.example/{z}/{x}/{y}.png", "https://"),
-    ("ftp://tiles.example/{z}/{x}/{y}.png", "https://"),
-    ("https://tiles.example/{z}/{x}.png", "lacks {y}"),
-    ("https://tiles.example/{z}/{x}/{y}/{x}.png", "holds {x} 2 times"),
-])
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://tiles.example/{z}/{x}/{y}.png", "https://"),
+        ("ftp://tiles.example/{z}/{x}/{y}.png", "https://"),
+        ("https://tiles.example/{z}/{x}.png", "lacks {y}"),
+        ("https://tiles.example/{z}/{x}/{y}/{x}.png", "holds {x} 2 times"),
+    ],
+)
 def test_a_tile_url_over_http_or_without_each_placeholder_once_is_refused(url, said):
     with pytest.raises(ValueError, match="tile URL") as refused:
         TenantSettings.model_validate({"tile_url": url})

@@ -33,8 +33,9 @@ def test_recording_reaches_the_vault_and_the_receipt_proves_it(platform, client)
 def test_not_visible_before_complete_and_cut_upload_resumes(platform, client):
     commune = make_commune(platform)
     cam = commune.cameras[0]
-    signed, segments = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune),
-                                        started_at=utcnow(), duration_s=3, segment_s=3)
+    signed, segments = sample_recording(
+        cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(), duration_s=3, segment_s=3
+    )
     vc = vault_client(platform, client, cam)
     status = vc.send_manifest(signed)
     rid = status["recording_id"]
@@ -64,8 +65,14 @@ def test_forged_manifest_signature_is_quarantined_and_journaled(platform, client
     cam = commune.cameras[0]
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    signed, segments = sample_recording(Ed25519PrivateKey.generate(), camera_id=cam[0],
-                                        agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=2)
+    signed, segments = sample_recording(
+        Ed25519PrivateKey.generate(),
+        camera_id=cam[0],
+        agent_id=agent_number(commune),
+        started_at=utcnow(),
+        duration_s=2,
+        segment_s=2,
+    )
     with pytest.raises(OffloadError, match=r"403.*signature"):
         vault_client(platform, client, cam).offload(signed, segments)
     with platform.session() as db:
@@ -78,8 +85,9 @@ def test_forged_manifest_signature_is_quarantined_and_journaled(platform, client
 def test_segment_not_matching_its_hash_quarantines_the_recording(platform, client):
     commune = make_commune(platform)
     cam = commune.cameras[0]
-    signed, segments = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune),
-                                        started_at=utcnow(), duration_s=2, segment_s=2)
+    signed, segments = sample_recording(
+        cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=2
+    )
     tampered = bytearray(segments[0])
     tampered[len(tampered) // 2] ^= 0xFF
     with pytest.raises(OffloadError, match=r"422.*hash"):
@@ -92,18 +100,23 @@ def test_segment_not_matching_its_hash_quarantines_the_recording(platform, clien
 def test_segment_replayed_from_another_recording_is_refused(platform, client):
     commune = make_commune(platform)
     cam = commune.cameras[0]
-    a, seg_a = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(),
-                                duration_s=2, segment_s=2, seed=1)
-    b, _seg_b = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(),
-                                duration_s=2, segment_s=2, seed=2)
+    a, seg_a = sample_recording(
+        cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=2, seed=1
+    )
+    b, _seg_b = sample_recording(
+        cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=2, seed=2
+    )
     vault_client(platform, client, cam).offload(a, seg_a)
     vc = vault_client(platform, client, cam)
     vc.send_manifest(b)
     rid = b.manifest.recording_id
     size = b.manifest.segments[0].size
     replayed = seg_a[0][:size].ljust(size, b"\0")  # A's genuine bytes, fitted to B's declared size
-    r = vc.http.put(f"/api/v1/ingest/recordings/{rid}/segments/0", content=replayed,
-                    headers={"Content-Range": f"bytes 0-{size - 1}/{size}"})
+    r = vc.http.put(
+        f"/api/v1/ingest/recordings/{rid}/segments/0",
+        content=replayed,
+        headers={"Content-Range": f"bytes 0-{size - 1}/{size}"},
+    )
     assert r.status_code == 422 and "hash" in r.json()["detail"]
     with platform.session() as db:
         assert db.get(Recording, rid).state == RecordingState.QUARANTINED
@@ -113,11 +126,14 @@ def test_segment_replayed_from_another_recording_is_refused(platform, client):
         type(b.manifest).model_validate(forged.model_dump())
 
 
-@pytest.mark.parametrize("body,status,needle", [
-    (b"{not json", 422, "malformed"),
-    (b'{"manifest": {}, "signature": "x"}', 422, "malformed"),
-    (b"x" * 2_000_000, 413, "larger"),
-])
+@pytest.mark.parametrize(
+    "body,status,needle",
+    [
+        (b"{not json", 422, "malformed"),
+        (b'{"manifest": {}, "signature": "x"}', 422, "malformed"),
+        (b"x" * 2_000_000, 413, "larger"),
+    ],
+)
 def test_malformed_or_oversized_manifest_is_refused_clearly(platform, client, body, status, needle):
     commune = make_commune(platform)
     vc = vault_client(platform, client, commune.cameras[0])
@@ -128,8 +144,9 @@ def test_malformed_or_oversized_manifest_is_refused_clearly(platform, client, bo
 def test_path_traversal_in_any_name_is_refused(platform, client):
     commune = make_commune(platform)
     cam = commune.cameras[0]
-    signed, _ = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(),
-                                 duration_s=2, segment_s=2)
+    signed, _ = sample_recording(
+        cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=2
+    )
     payload = signed.model_dump(mode="json", by_alias=True)
     payload["manifest"]["recording_id"] = "../../etc/passwd"
     vc = vault_client(platform, client, cam)
@@ -146,8 +163,9 @@ def test_disk_full_during_a_write_keeps_no_partial_blob(platform, client, monkey
 
     commune = make_commune(platform)
     cam = commune.cameras[0]
-    signed, segments = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune),
-                                        started_at=utcnow(), duration_s=2, segment_s=2)
+    signed, segments = sample_recording(
+        cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=2
+    )
     vc = vault_client(platform, client, cam)
     vc.send_manifest(signed)
     real_open = Path.open

@@ -59,8 +59,15 @@ def rehash_from(bodies: list[dict], start_seq: int, prev: str) -> list[tuple[int
 def journal(platform):
     """A tenant chain of six entries: the tenant's creation, then five consultations."""
     with platform.session() as db:
-        service.create_tenant(platform, db, slug=CHAIN, name="Port-Témoin", profile="fr-police-municipale",
-                              authorised_cameras=2, territory=territory())
+        service.create_tenant(
+            platform,
+            db,
+            slug=CHAIN,
+            name="Port-Témoin",
+            profile="fr-police-municipale",
+            authorised_cameras=2,
+            territory=territory(),
+        )
         db.commit()
     write(platform, 5)
     assert verify(platform).ok
@@ -68,6 +75,7 @@ def journal(platform):
 
 
 # --- both sinks -----------------------------------------------------------------------------------
+
 
 def test_entries_reach_both_sinks_chained_and_verify(journal):
     platform = journal
@@ -140,9 +148,13 @@ def test_entry_missing_from_the_file_after_a_crash_is_appended_by_repair_not_by_
 
 # --- tampering with the database sink -------------------------------------------------------------
 
+
 def test_db_entry_body_altered_is_named(journal):
-    sql(journal, "UPDATE journal_entries SET body = replace(body, 'PV 2026/0001', 'PV 2026/0666') "
-                 "WHERE chain = :c AND seq = 3", c=CHAIN)
+    sql(
+        journal,
+        "UPDATE journal_entries SET body = replace(body, 'PV 2026/0001', 'PV 2026/0666') WHERE chain = :c AND seq = 3",
+        c=CHAIN,
+    )
     result = verify(journal)
     assert not result.ok
     assert ("database", "altered", 3) in named(result)
@@ -153,8 +165,13 @@ def test_db_entry_body_altered_is_named(journal):
 def test_db_entry_altered_with_its_hash_recomputed_is_named(journal):
     row = db_rows(journal)[2]
     forged = row.body.replace("PV 2026/0001", "PV 2026/0666")
-    sql(journal, "UPDATE journal_entries SET body = :b, hash = :h WHERE chain = :c AND seq = 3",
-        b=forged, h=hashlib.sha256(forged.encode()).hexdigest(), c=CHAIN)
+    sql(
+        journal,
+        "UPDATE journal_entries SET body = :b, hash = :h WHERE chain = :c AND seq = 3",
+        b=forged,
+        h=hashlib.sha256(forged.encode()).hexdigest(),
+        c=CHAIN,
+    )
     result = verify(journal)
     # Entry 4 no longer chains onto entry 3, and entry 3 differs from the file's.
     assert ("database", "altered", 4) in named(result)
@@ -219,13 +236,21 @@ def test_whole_chain_wiped_from_both_sinks_is_caught_by_the_seal(journal):
 
 def _forge_next(journal, prev: str) -> None:
     last = orjson.loads(db_rows(journal)[-1].body)
-    body = dict(last, seq=7, prev=prev, event="recording.consulted",
-                motive={"code": "judicial_requisition", "text": "forged"})
+    body = dict(
+        last, seq=7, prev=prev, event="recording.consulted", motive={"code": "judicial_requisition", "text": "forged"}
+    )
     raw = canonical_bytes(body)
-    sql(journal, "INSERT INTO journal_entries (chain, seq, at, tenant_id, action, event, body, prev_hash, hash) "
-                 "SELECT chain, 7, at, tenant_id, action, :e, :b, :p, :h FROM journal_entries "
-                 "WHERE chain = :c AND seq = 6",
-        e=body["event"], b=raw.decode(), p=prev, h=hashlib.sha256(raw).hexdigest(), c=CHAIN)
+    sql(
+        journal,
+        "INSERT INTO journal_entries (chain, seq, at, tenant_id, action, event, body, prev_hash, hash) "
+        "SELECT chain, 7, at, tenant_id, action, :e, :b, :p, :h FROM journal_entries "
+        "WHERE chain = :c AND seq = 6",
+        e=body["event"],
+        b=raw.decode(),
+        p=prev,
+        h=hashlib.sha256(raw).hexdigest(),
+        c=CHAIN,
+    )
 
 
 def test_db_forged_entry_inserted_is_named(journal):
@@ -256,6 +281,7 @@ def test_db_entries_swapped_are_named(journal):
 
 # --- tampering with the file sink -----------------------------------------------------------------
 
+
 def test_file_byte_edited_is_named(journal):
     def edit(lines):
         line = bytearray(lines[2])
@@ -284,8 +310,9 @@ def test_file_line_made_unreadable_is_named(journal):
     edit_file(journal, lambda lines: [*lines[:2], lines[2][:-10], *lines[3:]])
     result = verify(journal)
     assert named(result) == {("file", "altered", None), ("file", "deleted", 3)}
-    assert any(f"{CHAIN}/" in p.message and "line 3" in p.message and "unreadable" in p.message
-               for p in result.problems)
+    assert any(
+        f"{CHAIN}/" in p.message and "line 3" in p.message and "unreadable" in p.message for p in result.problems
+    )
 
 
 def test_file_line_deleted_is_named(journal):
@@ -324,11 +351,19 @@ def test_file_lines_swapped_are_named(journal):
 
 # --- consistent rewrites and signed checkpoints ----------------------------------------------------
 
+
 def _rewrite_db(platform, rewritten: list[tuple[int, bytes, str]]) -> None:
     for seq, raw, digest in rewritten:
         prev = orjson.loads(raw)["prev"]
-        sql(platform, "UPDATE journal_entries SET body = :b, hash = :h, prev_hash = :p WHERE chain = :c AND seq = :s",
-            b=raw.decode(), h=digest, p=prev, c=CHAIN, s=seq)
+        sql(
+            platform,
+            "UPDATE journal_entries SET body = :b, hash = :h, prev_hash = :p WHERE chain = :c AND seq = :s",
+            b=raw.decode(),
+            h=digest,
+            p=prev,
+            c=CHAIN,
+            s=seq,
+        )
     sql(platform, "UPDATE journal_heads SET hash = :h WHERE chain = :c", h=rewritten[-1][2], c=CHAIN)
 
 
@@ -373,14 +408,21 @@ def test_seal_replaced_by_an_attacker_is_reported(journal):
         body = dict(orjson.loads(cp.body), hash=rewritten[-1][2])
         raw = canonical_bytes(body)
         signature = b64e(Ed25519PrivateKey.generate().sign(raw))
-    sql(platform, "UPDATE journal_checkpoints SET body = :b, hash = :h, signature = :s WHERE id = :i",
-        b=raw.decode(), h=body["hash"], s=signature, i=cp.id)
+    sql(
+        platform,
+        "UPDATE journal_checkpoints SET body = :b, hash = :h, signature = :s WHERE id = :i",
+        b=raw.decode(),
+        h=body["hash"],
+        s=signature,
+        i=cp.id,
+    )
     result = verify(platform)
     assert ("database", "checkpoint", None) in named(result)
     assert ("both", "mismatch", 3) in named(result)
 
 
 # --- pruning --------------------------------------------------------------------------------------
+
 
 def _old_and_new(platform) -> None:
     """Three entries four years old, then three of today, on the platform chain."""
@@ -456,18 +498,40 @@ def test_forged_prune_checkpoint_does_not_hide_deleted_entries(platform):
     # The attacker removes entries 1-3 from both sinks and leaves a prune checkpoint signed by his own key.
     sql(platform, "DELETE FROM journal_entries WHERE chain = :c AND seq <= 3", c=PLATFORM_CHAIN)
     edit_file(platform, lambda lines: lines[3:], chain=PLATFORM_CHAIN)
-    body = canonical_bytes({"chain": PLATFORM_CHAIN, "kind": "prune", "seq": 3, "hash": rows[2].hash,
-                            "at": utcnow().isoformat(), "platform_key_id": platform.keyring.public_key_id,
-                            "pruned_from": 1, "cutoff": utcnow().isoformat()})
+    body = canonical_bytes(
+        {
+            "chain": PLATFORM_CHAIN,
+            "kind": "prune",
+            "seq": 3,
+            "hash": rows[2].hash,
+            "at": utcnow().isoformat(),
+            "platform_key_id": platform.keyring.public_key_id,
+            "pruned_from": 1,
+            "cutoff": utcnow().isoformat(),
+        }
+    )
     signature = b64e(Ed25519PrivateKey.generate().sign(body))
     with platform.session() as db:
-        db.add(JournalCheckpoint(chain=PLATFORM_CHAIN, kind="prune", seq=3, hash=rows[2].hash, at=utcnow(),
-                                 body=body.decode(), signature=signature))
+        db.add(
+            JournalCheckpoint(
+                chain=PLATFORM_CHAIN,
+                kind="prune",
+                seq=3,
+                hash=rows[2].hash,
+                at=utcnow(),
+                body=body.decode(),
+                signature=signature,
+            )
+        )
         db.commit()
     platform.journal.sink.append_checkpoint(PLATFORM_CHAIN, signature.encode() + b" " + body)
     result = verify(platform)
-    assert named(result) == {("database", "checkpoint", None), ("file", "checkpoint", None),
-                             ("database", "deleted", 1), ("file", "deleted", 1)}
+    assert named(result) == {
+        ("database", "checkpoint", None),
+        ("file", "checkpoint", None),
+        ("database", "deleted", 1),
+        ("file", "deleted", 1),
+    }
     assert any("signature is invalid" in p.message for p in result.problems)
 
 
@@ -478,8 +542,13 @@ def test_genuine_prune_checkpoint_altered_is_reported(platform):
         checkpoints.prune(db, platform.journal.sink, platform.keyring, PLATFORM_CHAIN, cutoff)
     # Entry 4 deleted, and the signed checkpoint's body edited to claim it was pruned.
     sql(platform, "DELETE FROM journal_entries WHERE chain = :c AND seq = 4", c=PLATFORM_CHAIN)
-    sql(platform, "UPDATE journal_checkpoints SET body = replace(body, :old, :new), seq = 4 WHERE chain = :c",
-        old='"seq":3', new='"seq":4', c=PLATFORM_CHAIN)
+    sql(
+        platform,
+        "UPDATE journal_checkpoints SET body = replace(body, :old, :new), seq = 4 WHERE chain = :c",
+        old='"seq":3',
+        new='"seq":4',
+        c=PLATFORM_CHAIN,
+    )
     result = verify(platform)
     assert ("database", "checkpoint", None) in named(result)
     assert ("database", "deleted", 4) in named(result)
@@ -487,13 +556,17 @@ def test_genuine_prune_checkpoint_altered_is_reported(platform):
 
 # --- the command line -----------------------------------------------------------------------------
 
+
 def test_cli_journal_verify(journal):
     ok = cli(journal, "journal", "verify")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "journal intact" in ok.stdout
 
-    sql(journal, "UPDATE journal_entries SET body = replace(body, 'PV 2026/0001', 'PV 2026/0666') "
-                 "WHERE chain = :c AND seq = 3", c=CHAIN)
+    sql(
+        journal,
+        "UPDATE journal_entries SET body = replace(body, 'PV 2026/0001', 'PV 2026/0666') WHERE chain = :c AND seq = 3",
+        c=CHAIN,
+    )
     bad = cli(journal, "journal", "verify")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "journal intact" not in bad.stdout
@@ -501,8 +574,11 @@ def test_cli_journal_verify(journal):
 
 
 def test_cli_journal_verify_names_the_chain_of_each_problem(journal):
-    sql(journal, "UPDATE journal_entries SET body = replace(body, 'PV 2026/0001', 'PV 2026/0666') "
-                 "WHERE chain = :c AND seq = 3", c=CHAIN)
+    sql(
+        journal,
+        "UPDATE journal_entries SET body = replace(body, 'PV 2026/0001', 'PV 2026/0666') WHERE chain = :c AND seq = 3",
+        c=CHAIN,
+    )
     bad = cli(journal, "journal", "verify")
     assert bad.returncode == 1
     assert f"[{CHAIN}] database: database entry 3: entry 3 was altered" in bad.stdout

@@ -27,8 +27,11 @@ def test_the_auditor_filters_the_journal_and_pages_through_it(platform, client, 
     chief = commune.users[Role.CHIEF]
     csrf = sign_in(platform, client, chief)
     for rid in (first, second, first):
-        r = client.post(f"/api/v1/recordings/{rid}/consultations", headers={"X-CSRF-Token": csrf},
-                        json={"motive": {"code": "report_facts", "text": "Rapport sur l'intervention"}})
+        r = client.post(
+            f"/api/v1/recordings/{rid}/consultations",
+            headers={"X-CSRF-Token": csrf},
+            json={"motive": {"code": "report_facts", "text": "Rapport sur l'intervention"}},
+        )
         assert r.status_code == 201, r.text
     sign_in(platform, client, commune.users[Role.AUDITOR])
 
@@ -54,8 +57,9 @@ def test_the_auditor_filters_the_journal_and_pages_through_it(platform, client, 
 
     # Days, in Paris time, both ends included.
     today = utcnow().astimezone(PARIS).date()
-    assert len(rows(client.get("/journal", params={"start": str(today), "end": str(today)}).text)) \
-        == len(rows(everything.text))
+    assert len(rows(client.get("/journal", params={"start": str(today), "end": str(today)}).text)) == len(
+        rows(everything.text)
+    )
     assert not rows(client.get("/journal", params={"start": str(today + timedelta(days=1))}).text)
     assert not rows(client.get("/journal", params={"end": str(today - timedelta(days=1))}).text)
     bad = client.get("/journal", params={"start": "06/12/2026"})

@@ -39,11 +39,19 @@ RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
 # --- helpers --------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def journal(platform):
     with platform.session() as db:
-        service.create_tenant(platform, db, slug=CHAIN, name="Port-Témoin", profile="fr-police-municipale",
-                              authorised_cameras=2, territory=territory())
+        service.create_tenant(
+            platform,
+            db,
+            slug=CHAIN,
+            name="Port-Témoin",
+            profile="fr-police-municipale",
+            authorised_cameras=2,
+            territory=territory(),
+        )
         db.commit()
     write(platform, 5)
     return platform
@@ -56,8 +64,9 @@ def seal(platform) -> int:
 
 def local_checkpoints(platform, chain: str = CHAIN) -> list[JournalCheckpoint]:
     with platform.session() as db:
-        return list(db.scalars(select(JournalCheckpoint).where(JournalCheckpoint.chain == chain)
-                               .order_by(JournalCheckpoint.id)))
+        return list(
+            db.scalars(select(JournalCheckpoint).where(JournalCheckpoint.chain == chain).order_by(JournalCheckpoint.id))
+        )
 
 
 def remove_checkpoints(platform, n_from: int, chain: str = CHAIN) -> None:
@@ -66,8 +75,7 @@ def remove_checkpoints(platform, n_from: int, chain: str = CHAIN) -> None:
         if orjson.loads(cp.body)["n"] >= n_from:
             sql(platform, "DELETE FROM journal_checkpoints WHERE id = :i", i=cp.id)
     path = platform.journal.sink.checkpoints_path(chain)
-    kept = [line for line in path.read_bytes().splitlines()
-            if orjson.loads(line.partition(b" ")[2])["n"] < n_from]
+    kept = [line for line in path.read_bytes().splitlines() if orjson.loads(line.partition(b" ")[2])["n"] < n_from]
     path.write_bytes(b"".join(line + b"\n" for line in kept))
 
 
@@ -112,8 +120,11 @@ ruleset(name="witness") {{
   action(type="omfile" file="{self.log}" template="RSYSLOG_FileFormat" flushOnTXEnd="on" asyncWriting="off")
 }}
 ''')
-        self.proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(folder / "rsyslogd.pid")],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [RSYSLOGD, "-n", "-f", str(conf), "-i", str(folder / "rsyslogd.pid")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -121,7 +132,11 @@ ruleset(name="witness") {{
                 return
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    out = self.proc.communicate(timeout=5)[0].decode(errors="replace") if self.proc.poll() is not None else ""
+                    out = (
+                        self.proc.communicate(timeout=5)[0].decode(errors="replace")
+                        if self.proc.poll() is not None
+                        else ""
+                    )
                     self.stop()
                     pytest.fail(f"rsyslogd did not start on port {port}: {out}", pytrace=False)
                 time.sleep(0.05)
@@ -134,8 +149,11 @@ ruleset(name="witness") {{
         """The checkpoint lines in the log once there are `count` (rsyslog writes after it reads)."""
         deadline = time.monotonic() + timeout
         while True:
-            lines = [line for line in (self.log.read_bytes().splitlines() if self.log.exists() else [])
-                     if b"temoin-checkpoint v1 " in line]
+            lines = [
+                line
+                for line in (self.log.read_bytes().splitlines() if self.log.exists() else [])
+                if b"temoin-checkpoint v1 " in line
+            ]
             if len(lines) >= count or time.monotonic() > deadline:
                 return lines
             time.sleep(0.05)
@@ -155,8 +173,7 @@ ruleset(name="witness") {{
 @pytest.fixture
 def rsyslog(tmp_path) -> Iterator[Rsyslog]:
     if not os.path.exists(RSYSLOGD):
-        pytest.fail("rsyslogd is not installed: install Debian's rsyslog package (./dev.sh test does)",
-                    pytrace=False)
+        pytest.fail("rsyslogd is not installed: install Debian's rsyslog package (./dev.sh test does)", pytrace=False)
     server = Rsyslog(tmp_path / "witness", free_port())
     yield server
     server.stop()
@@ -167,6 +184,7 @@ def with_witness(platform, url: str) -> Platform:
 
 
 # --- chained seals --------------------------------------------------------------------------------
+
 
 def test_each_seal_chains_onto_the_previous_one_and_only_moved_heads_are_sealed(journal):
     assert seal(journal) == 1
@@ -193,8 +211,11 @@ def test_a_removed_seal_is_named_by_the_seal_chain(journal):
     second = local_checkpoints(journal)[1]
     sql(journal, "DELETE FROM journal_checkpoints WHERE id = :i", i=second.id)
     path = journal.journal.sink.checkpoints_path(CHAIN)
-    path.write_bytes(b"".join(line + b"\n" for line in path.read_bytes().splitlines()
-                              if orjson.loads(line.partition(b" ")[2])["n"] != 2))
+    path.write_bytes(
+        b"".join(
+            line + b"\n" for line in path.read_bytes().splitlines() if orjson.loads(line.partition(b" ")[2])["n"] != 2
+        )
+    )
     result = verify(journal)
     assert named(result) == {("database", "checkpoint", None), ("file", "checkpoint", None)}
     assert all("checkpoint 2 missing (removed) before checkpoint 3" in p.message for p in result.problems)
@@ -221,16 +242,28 @@ def test_tail_removed_with_its_seal_from_both_sinks_is_named_by_a_later_seal_pas
     clock = {"now": base}
     monkeypatch.setattr(checkpoints, "utcnow", lambda: clock["now"])
     with platform.session() as db:
-        service.create_tenant(platform, db, slug=CHAIN, name="Port-Témoin", profile="fr-police-municipale",
-                              authorised_cameras=2, territory=territory())
+        service.create_tenant(
+            platform,
+            db,
+            slug=CHAIN,
+            name="Port-Témoin",
+            profile="fr-police-municipale",
+            authorised_cameras=2,
+            territory=territory(),
+        )
         db.commit()
 
     def entries(count: int, at: datetime, slug: str | None = CHAIN) -> None:
         with platform.session() as db:
             tenant = platform.tenant(db, slug) if slug else None
             for n in range(count):
-                platform.journal.write(db, draft(n), tenant_id=tenant.id if tenant else None,
-                                       tenant_slug=slug, at=at + timedelta(seconds=n))
+                platform.journal.write(
+                    db,
+                    draft(n),
+                    tenant_id=tenant.id if tenant else None,
+                    tenant_slug=slug,
+                    at=at + timedelta(seconds=n),
+                )
             db.commit()
 
     entries(3, base + timedelta(seconds=1))
@@ -246,8 +279,10 @@ def test_tail_removed_with_its_seal_from_both_sinks_is_named_by_a_later_seal_pas
     remove_checkpoints(platform, n_from=2)  # ...and the seal that vouched for them
     result = verify(platform)
     assert named(result) == {("database", "unsealed", 5), ("file", "unsealed", 5)}
-    assert all("entries 5 to 6 are covered by no seal" in p.message and "seals that covered them were removed"
-               in p.message for p in result.problems)
+    assert all(
+        "entries 5 to 6 are covered by no seal" in p.message and "seals that covered them were removed" in p.message
+        for p in result.problems
+    )
 
 
 def test_unsealed_tail_is_reported_with_its_age(journal):
@@ -260,6 +295,7 @@ def test_unsealed_tail_is_reported_with_its_age(journal):
 
 
 # --- the witness (a real rsyslogd) ----------------------------------------------------------------
+
 
 def test_seals_reach_a_real_syslog_witness_and_verify_against_it(journal, rsyslog):
     p = with_witness(journal, rsyslog.url)
@@ -298,10 +334,14 @@ def test_tail_and_its_seals_removed_from_both_sinks_are_named_with_the_witness_l
     bad = cli(journal, "journal", "verify", "--witness-log", str(rsyslog.log))
     assert bad.returncode == 1, bad.stdout + bad.stderr
     for sink in ("database", "file"):
-        assert (f"[{CHAIN}] {sink}: checkpoint 2 (a seal of entry 9" in bad.stdout
-                and "received by the witness, missing here: checkpoints were removed" in bad.stdout)
-        assert (f"[{CHAIN}] {sink}: the witness's signed checkpoint 2 vouches for entry 9 but the chain ends at 6"
-                in bad.stdout)
+        assert (
+            f"[{CHAIN}] {sink}: checkpoint 2 (a seal of entry 9" in bad.stdout
+            and "received by the witness, missing here: checkpoints were removed" in bad.stdout
+        )
+        assert (
+            f"[{CHAIN}] {sink}: the witness's signed checkpoint 2 vouches for entry 9 but the chain ends at 6"
+            in bad.stdout
+        )
 
 
 def test_a_checkpoint_rewritten_locally_differs_from_the_witness(journal, rsyslog):
@@ -321,11 +361,18 @@ def test_a_checkpoint_rewritten_locally_differs_from_the_witness(journal, rsyslo
     with journal.session() as db:
         from temoin.journal.verify import verify_all
 
-        result = verify_all(db, journal.journal.sink, journal.keyring.public_key,
-                            witness=read_witness_log(rsyslog.log, [journal.keyring.public_key]))
+        result = verify_all(
+            db,
+            journal.journal.sink,
+            journal.keyring.public_key,
+            witness=read_witness_log(rsyslog.log, [journal.keyring.public_key]),
+        )
     messages = [str(p) for p in result.problems]
-    assert any("database: checkpoint 2 (seal of entry 7" in m and "differs from the one the witness received (seal "
-               "of entry 8" in m for m in messages)
+    assert any(
+        "database: checkpoint 2 (seal of entry 7" in m
+        and "differs from the one the witness received (seal of entry 8" in m
+        for m in messages
+    )
     assert ("file", "deleted", 8) in named(result)  # the witness's seal 2 vouches for entry 8
 
 
@@ -356,8 +403,13 @@ def test_witness_log_lines_not_signed_by_the_platform_are_ignored(journal, tmp_p
     cp = local_checkpoints(journal)[0]
     forged = cp.body.replace('"seq":6', '"seq":60')
     log = tmp_path / "witness.log"
-    log.write_bytes(b"2026-01-01T00:00:00Z host temoin[1] temoin-checkpoint v1 " + cp.signature.encode() + b" "
-                    + forged.encode() + b"\n")
+    log.write_bytes(
+        b"2026-01-01T00:00:00Z host temoin[1] temoin-checkpoint v1 "
+        + cp.signature.encode()
+        + b" "
+        + forged.encode()
+        + b"\n"
+    )
     witness = read_witness_log(log, [journal.keyring.public_key])
     assert witness.of(CHAIN) == {} and witness.not_ours == 1
 
@@ -369,6 +421,7 @@ def test_bad_witness_setting_is_a_clear_error(journal):
 
 
 # --- verification only reads ----------------------------------------------------------------------
+
 
 def test_file_lines_removed_are_reported_and_not_repaired_by_any_command(journal):
     edit_file(journal, lambda lines: lines[:-2])
@@ -388,13 +441,24 @@ def test_file_lines_removed_are_reported_and_not_repaired_by_any_command(journal
 
 def test_forged_db_row_is_copied_into_the_file_by_no_ordinary_command(journal):
     rows = db_rows(journal)
-    body = dict(orjson.loads(rows[-1].body), seq=7, prev=rows[-1].hash,
-                motive={"code": "judicial_requisition", "text": "forged"})
+    body = dict(
+        orjson.loads(rows[-1].body),
+        seq=7,
+        prev=rows[-1].hash,
+        motive={"code": "judicial_requisition", "text": "forged"},
+    )
     raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256(raw).hexdigest()
-    sql(journal, "INSERT INTO journal_entries (chain, seq, at, tenant_id, action, event, body, prev_hash, hash) "
-                 "SELECT chain, 7, at, tenant_id, action, event, :b, :p, :h FROM journal_entries "
-                 "WHERE chain = :c AND seq = 6", b=raw.decode(), p=rows[-1].hash, h=digest, c=CHAIN)
+    sql(
+        journal,
+        "INSERT INTO journal_entries (chain, seq, at, tenant_id, action, event, body, prev_hash, hash) "
+        "SELECT chain, 7, at, tenant_id, action, event, :b, :p, :h FROM journal_entries "
+        "WHERE chain = :c AND seq = 6",
+        b=raw.decode(),
+        p=rows[-1].hash,
+        h=digest,
+        c=CHAIN,
+    )
     sql(journal, "UPDATE journal_heads SET seq = 7, hash = :h WHERE chain = :c", h=digest, c=CHAIN)
     for args in (("journal", "verify"), ("admin", "tenant", "list"), ("retention", "run"), ("journal", "verify")):
         cli(journal, *args)
@@ -403,6 +467,7 @@ def test_forged_db_row_is_copied_into_the_file_by_no_ordinary_command(journal):
 
 
 # --- torn writes ----------------------------------------------------------------------------------
+
 
 @contextmanager
 def small_filesystem(path: Path) -> Iterator[Path]:
@@ -434,8 +499,15 @@ def fill(folder: Path, leave: int) -> Path:
 def test_append_on_a_full_disk_leaves_no_partial_line_and_repair_finishes_it(platform, caplog):
     with small_filesystem(platform.settings.journal_dir) as folder:
         with platform.session() as db:
-            service.create_tenant(platform, db, slug=CHAIN, name="Port-Témoin", profile="fr-police-municipale",
-                                  authorised_cameras=2, territory=territory())
+            service.create_tenant(
+                platform,
+                db,
+                slug=CHAIN,
+                name="Port-Témoin",
+                profile="fr-police-municipale",
+                authorised_cameras=2,
+                territory=territory(),
+            )
             db.commit()
         write(platform, 3)
         assert seal(platform) == 1
@@ -477,7 +549,7 @@ def test_an_interrupted_write_found_anyway_is_named_and_repaired(journal, caplog
     cps = journal.journal.sink.checkpoints_path(CHAIN)
     cps_size = cps.stat().st_size
     with cps.open("ab") as fh:
-        fh.write(b"c2lnbmF0dXJl {\"chain\"")
+        fh.write(b'c2lnbmF0dXJl {"chain"')
 
     result = verify(journal)
     assert named(result) == {("file", "interrupted", None)}  # an interruption, not tampering
@@ -518,8 +590,11 @@ def test_repair_puts_back_an_entry_lost_in_the_middle_of_the_file(journal):
 
 def test_repair_does_not_put_back_a_forged_entry_in_the_middle(journal):
     edit_file(journal, lambda lines: [*lines[:2], *lines[3:]])
-    sql(journal, "UPDATE journal_entries SET body = replace(body, 'PV 2026/0001', 'PV 2026/0666') "
-                 "WHERE chain = :c AND seq = 3", c=CHAIN)
+    sql(
+        journal,
+        "UPDATE journal_entries SET body = replace(body, 'PV 2026/0001', 'PV 2026/0666') WHERE chain = :c AND seq = 3",
+        c=CHAIN,
+    )
     out = cli(journal, "journal", "repair")
     assert out.returncode == 1 and "the file lacks entry 3 and the database's copy does not fit" in out.stderr
     assert [line_seq(raw) for _, raw in file_lines(journal)] == [1, 2, 4, 5, 6]
@@ -529,8 +604,14 @@ def test_repair_refuses_entries_that_do_not_chain_onto_the_file(journal):
     edit_file(journal, lambda lines: lines[:-2])
     fifth = db_rows(journal)[4]
     forged = fifth.body.replace(fifth.prev_hash, "e" * 64)  # a self-consistent entry 5 chained elsewhere
-    sql(journal, "UPDATE journal_entries SET prev_hash = :p, body = :b, hash = :h WHERE chain = :c AND seq = 5",
-        p="e" * 64, b=forged, h=hashlib.sha256(forged.encode()).hexdigest(), c=CHAIN)
+    sql(
+        journal,
+        "UPDATE journal_entries SET prev_hash = :p, body = :b, hash = :h WHERE chain = :c AND seq = 5",
+        p="e" * 64,
+        b=forged,
+        h=hashlib.sha256(forged.encode()).hexdigest(),
+        c=CHAIN,
+    )
     out = cli(journal, "journal", "repair")
     assert out.returncode == 1
     assert "entry 5 does not chain onto the file's last entry (4)" in out.stderr
@@ -538,6 +619,7 @@ def test_repair_refuses_entries_that_do_not_chain_onto_the_file(journal):
 
 
 # --- the server: sealing loop and start-up repair ---------------------------------------------------
+
 
 def test_the_server_seals_within_the_interval_while_entries_are_written(journal):
     from temoin.web.app import create_app
@@ -579,6 +661,7 @@ def test_the_server_repairs_the_file_at_start_up_journaled(journal):
 
 # --- one periodic pass ----------------------------------------------------------------------------
 
+
 def test_retention_run_prunes_purges_and_seals_like_the_server(platform):
     from temoin.extraction.models import Extraction
     from temoin.identity.models import User
@@ -589,8 +672,9 @@ def test_retention_run_prunes_purges_and_seals_like_the_server(platform):
     with platform.session() as db:
         tenant = platform.tenant(db, commune.slug)
         for n in range(3):
-            platform.journal.write(db, draft(n), tenant_id=tenant.id, tenant_slug=tenant.slug,
-                                   at=old + timedelta(hours=n))
+            platform.journal.write(
+                db, draft(n), tenant_id=tenant.id, tenant_slug=tenant.slug, at=old + timedelta(hours=n)
+            )
         db.commit()
     pruned = db_rows(platform, commune.slug)[-1].seq  # prune goes by sequence: all up to the last old entry
     package = platform.settings.home / "extractions" / "old.zip"
@@ -598,11 +682,24 @@ def test_retention_run_prunes_purges_and_seals_like_the_server(platform):
     package.write_bytes(b"PK plaintext copy")
     with platform.session() as db:
         chief = db.scalar(select(User).where(User.username == next(iter(commune.users.values()))))
-        db.add(Extraction(id="ext-old", tenant_id=chief.tenant_id, created_by=chief.id, recipient_name="OPJ",
-                          recipient_kind="judicial", procedure_type="judicial", reference="PV 1",
-                          recording_ids=[], media_kind="original", package_path="extractions/old.zip",
-                          package_sha256="0" * 64, package_bytes=17, sums_sha256="0" * 64,
-                          expires_at=utcnow() - timedelta(days=1)))
+        db.add(
+            Extraction(
+                id="ext-old",
+                tenant_id=chief.tenant_id,
+                created_by=chief.id,
+                recipient_name="OPJ",
+                recipient_kind="judicial",
+                procedure_type="judicial",
+                reference="PV 1",
+                recording_ids=[],
+                media_kind="original",
+                package_path="extractions/old.zip",
+                package_sha256="0" * 64,
+                package_bytes=17,
+                sums_sha256="0" * 64,
+                expires_at=utcnow() - timedelta(days=1),
+            )
+        )
         db.commit()
 
     out = cli(platform, "retention", "run")

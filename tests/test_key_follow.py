@@ -75,6 +75,7 @@ def enrolled(platform: Platform, server: BackgroundServer, home: CameraHome, slu
 
 # --- the running server ------------------------------------------------------------------------------------
 
+
 def test_a_running_server_signs_with_the_new_key_right_after_a_rotation(platform: Platform, tmp_path: Path) -> None:
     commune = make_commune(platform, cameras=1)
     cam_id, cam_key = commune.cameras[0]
@@ -86,18 +87,22 @@ def test_a_running_server_signs_with_the_new_key_right_after_a_rotation(platform
         info = httpx.get(f"{server.url}/api/v1/platform").json()
         assert info["public_key_id"] == new.public_key_id and info["public_key_fingerprint"] == new.fingerprint
         published = httpx.get(f"{server.url}/.well-known/temoin/keys.json").json()
-        assert [(k["id"], k["status"]) for k in published["keys"]] == [(before, "retired"),
-                                                                       (new.public_key_id, "current")]
+        assert [(k["id"], k["status"]) for k in published["keys"]] == [
+            (before, "retired"),
+            (new.public_key_id, "current"),
+        ]
 
         # A receipt made now: by the new key, and it verifies with the keys as published.
-        signed, segments = sample_recording(cam_key, camera_id=cam_id, agent_id=agent_number(commune),
-                                            started_at=utcnow(), duration_s=2, segment_s=1)
+        signed, segments = sample_recording(
+            cam_key, camera_id=cam_id, agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=1
+        )
         with httpx.Client(base_url=server.url, timeout=60) as http:
             receipt = VaultClient(server.url, cam_id, cam_key, new.public_key, http=http).offload(signed, segments)
         r = receipt.receipt
         assert r.platform_key_id == new.public_key_id
-        assert KeySet.from_json(published).verify(b64d(receipt.signature), r.signing_bytes(),
-                                                  key_id=r.platform_key_id, at=r.stored_at)
+        assert KeySet.from_json(published).verify(
+            b64d(receipt.signature), r.signing_bytes(), key_id=r.platform_key_id, at=r.stored_at
+        )
 
         # An extraction made now: its package is signed by the new key, pinned by its fingerprint alone.
         with httpx.Client(base_url=server.url, timeout=120) as web:
@@ -143,8 +148,9 @@ def test_a_receipt_made_during_a_rotation_is_valid_when_stamped(platform: Platfo
 
     commune = make_commune(platform, cameras=1)
     cam_id, cam_key = commune.cameras[0]
-    signed, segments = sample_recording(cam_key, camera_id=cam_id, agent_id=agent_number(commune),
-                                        started_at=utcnow(), duration_s=2, segment_s=1)
+    signed, segments = sample_recording(
+        cam_key, camera_id=cam_id, agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=1
+    )
     rid = signed.manifest.recording_id
     vault = vault_client(platform, client, commune.cameras[0])
     vault.send_manifest(signed)
@@ -172,6 +178,7 @@ def test_a_receipt_made_during_a_rotation_is_valid_when_stamped(platform: Platfo
 
 # --- the camera ----------------------------------------------------------------------------------------------
 
+
 def _partly_uploaded(server: BackgroundServer, home: CameraHome, rid: str) -> None:
     """The camera was undocked after the first segment of `rid`."""
     identity, store = home.identity(), home.store()
@@ -181,8 +188,9 @@ def _partly_uploaded(server: BackgroundServer, home: CameraHome, rid: str) -> No
         vault.upload_segment(rid, 0, b"first" * 1000)
 
 
-def test_a_camera_follows_rotations_and_deletes_its_copy_on_the_new_keys_word(platform: Platform,
-                                                                               tmp_path: Path) -> None:
+def test_a_camera_follows_rotations_and_deletes_its_copy_on_the_new_keys_word(
+    platform: Platform, tmp_path: Path
+) -> None:
     commune = make_commune(platform, cameras=0)
     home = CameraHome(tmp_path / "camera")
     with BackgroundServer(create_app(platform, scheduler=False)) as server:
@@ -229,17 +237,24 @@ def test_a_camera_follows_rotations_and_deletes_its_copy_on_the_new_keys_word(pl
         assert store.recording_ids() == []
         certificate = json.loads(store.receipts_dir.joinpath(f"{rid}.deleted.json").read_text())
         assert json.loads(certificate["body"])["platform_key_id"] == third.public_key_id
-        assert [k.id for k in KeySet.from_json(orjson.loads(trust_file.read_bytes()))] == \
-               [k.id for k in third.trusted]
+        assert [k.id for k in KeySet.from_json(orjson.loads(trust_file.read_bytes()))] == [k.id for k in third.trusted]
 
     # The first key leaked after its rotation: a receipt it signs, stamped since, deletes nothing.
     rid = device_recording(store, device_id, agent, segments)
     m = store.manifest(rid)
     leaked = load_private_key_pem(old_pem)
-    fake = Receipt(recording_id=rid, camera_id=device_id, tenant=commune.slug, manifest_sha256=m.digest(),
-                   chain_head=m.manifest.chain_head, segment_count=2, total_bytes=m.manifest.total_bytes,
-                   stored_at=utcnow(), retention_until=utcnow() + timedelta(days=30),
-                   platform_key_id=trusted.keys[0].id)
+    fake = Receipt(
+        recording_id=rid,
+        camera_id=device_id,
+        tenant=commune.slug,
+        manifest_sha256=m.digest(),
+        chain_head=m.manifest.chain_head,
+        segment_count=2,
+        total_bytes=m.manifest.total_bytes,
+        stored_at=utcnow(),
+        retention_until=utcnow() + timedelta(days=30),
+        platform_key_id=trusted.keys[0].id,
+    )
     forged = SignedReceipt(receipt=fake, signature=b64e(leaked.sign(fake.signing_bytes())))
     with pytest.raises(ReceiptRejected, match="was not the platform's key at"):
         store.hand_over(rid, lambda signed, segments: forged)
@@ -253,10 +268,16 @@ def _forge_platform_key(platform: Platform, endorse_with: Ed25519PrivateKey) -> 
     history = KeySet.from_json(orjson.loads((keys_dir / HISTORY_FILE).read_bytes()))
     real, key, now = history.current, Ed25519PrivateKey.generate(), utcnow()
     raw = public_key_bytes(key)
-    forged = PlatformKey(raw, valid_from=now, endorsed_by=real.id,
-                         endorsement=b64e(endorse_with.sign(endorsement_bytes(PlatformKey(raw).id, raw, now))))
-    keys = tuple(k if k is not real else PlatformKey(k.public_key, k.valid_from, now, k.endorsed_by, k.endorsement)
-                 for k in history) + (forged,)
+    forged = PlatformKey(
+        raw,
+        valid_from=now,
+        endorsed_by=real.id,
+        endorsement=b64e(endorse_with.sign(endorsement_bytes(PlatformKey(raw).id, raw, now))),
+    )
+    keys = tuple(
+        k if k is not real else PlatformKey(k.public_key, k.valid_from, now, k.endorsed_by, k.endorsement)
+        for k in history
+    ) + (forged,)
     write_private(keys_dir / SIGNING_KEY_FILE, private_key_pem(key))
     write_private(keys_dir / HISTORY_FILE, orjson.dumps(KeySet(keys).as_json()))
     return forged
@@ -268,8 +289,10 @@ def test_a_forged_key_list_makes_the_camera_keep_its_footage(platform: Platform,
     with BackgroundServer(create_app(platform, scheduler=False)) as server:
         device_id = enrolled(platform, server, home, commune.slug, "KEY-0002")
         store = home.store()
-        rids = {device_recording(store, device_id, agent_number(commune), [bytes([i]) * 3000, b"x" * 3000])
-                for i in range(2)}
+        rids = {
+            device_recording(store, device_id, agent_number(commune), [bytes([i]) * 3000, b"x" * 3000])
+            for i in range(2)
+        }
         forged = _forge_platform_key(platform, Ed25519PrivateKey.generate())
         published = httpx.get(f"{server.url}/.well-known/temoin/keys.json").json()
         assert published["keys"][-1]["id"] == forged.id  # the platform now signs and publishes the forged key

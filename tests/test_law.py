@@ -32,8 +32,10 @@ def _h(csrf: str) -> dict:
 
 def _entries(platform: Platform, event: str) -> list[dict]:
     with platform.session() as db:
-        return [parse_body(e.body) for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event)
-                                                        .order_by(JournalEntry.id))]
+        return [
+            parse_body(e.body)
+            for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event).order_by(JournalEntry.id))
+        ]
 
 
 def _user(db, commune: Commune, role: Role) -> User:
@@ -41,22 +43,34 @@ def _user(db, commune: Commune, role: Role) -> User:
 
 
 def _access_request(client, csrf: str, kind: str = "access") -> dict:
-    r = client.post("/api/v1/rights/requests", headers=_h(csrf), json={
-        "kind": kind, "person_description": "veste rouge, devant la mairie", "contact": "dupont@example.org"})
+    r = client.post(
+        "/api/v1/rights/requests",
+        headers=_h(csrf),
+        json={"kind": kind, "person_description": "veste rouge, devant la mairie", "contact": "dupont@example.org"},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
 
-def make_copy(platform: Platform, commune: Commune, rid: str, request_id: int,
-              state: CopyState = CopyState.APPROVED) -> int:
+def make_copy(
+    platform: Platform, commune: Commune, rid: str, request_id: int, state: CopyState = CopyState.APPROVED
+) -> int:
     """An access copy as the redaction jobs leave it: face thumbnails, tracks and the copy, sealed in its folder.
 
     Written with the module's own sealing (the engine itself is exercised by test_rights' slow test)."""
     with platform.session() as db:
         tenant = db.scalar(select(Tenant).where(Tenant.slug == commune.slug))
-        copy = RedactedCopy(tenant_id=tenant.id, request_id=request_id, recording_id=rid, state=state.value,
-                            tracks=[{"id": 1, "frames": 3}], keep_tracks=[1], add_regions=[], remove_regions=[],
-                            created_by=_user(db, commune, Role.CHIEF).id)
+        copy = RedactedCopy(
+            tenant_id=tenant.id,
+            request_id=request_id,
+            recording_id=rid,
+            state=state.value,
+            tracks=[{"id": 1, "frames": 3}],
+            keep_tracks=[1],
+            add_regions=[],
+            remove_regions=[],
+            created_by=_user(db, commune, Role.CHIEF).id,
+        )
         db.add(copy)
         db.flush()
         copy.data_key = crypto.wrap_key(platform.keyring.master_key, crypto.new_data_key(), f"rights-copy-{copy.id}")
@@ -74,6 +88,7 @@ def make_copy(platform: Platform, commune: Commune, rid: str, request_id: int,
 
 # --- 5. restriction is enforced at delivery -----------------------------------------------------------------
 
+
 def test_an_approved_copy_is_not_delivered_under_a_judicial_hold_or_a_restriction(platform, client):
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
@@ -84,8 +99,14 @@ def test_an_approved_copy_is_not_delivered_under_a_judicial_hold_or_a_restrictio
     free_id = make_copy(platform, commune, other, req["id"])
 
     # A judicial procedure holds the recording: the copy stays here, the person is told of the CNIL route.
-    assert client.post(f"/api/v1/recordings/{rid}/holds", headers=_h(csrf),
-                       json={"procedure": "judicial", "reference": "Parquet 26/123"}).status_code == 201
+    assert (
+        client.post(
+            f"/api/v1/recordings/{rid}/holds",
+            headers=_h(csrf),
+            json={"procedure": "judicial", "reference": "Parquet 26/123"},
+        ).status_code
+        == 201
+    )
     r = client.get(f"/api/v1/rights/copies/{copy_id}/download")
     assert r.status_code == 409, r.text
     assert "judicial procedure" in r.json()["detail"] and "CNIL" in r.json()["detail"]
@@ -94,8 +115,11 @@ def test_an_approved_copy_is_not_delivered_under_a_judicial_hold_or_a_restrictio
     assert client.get(f"/api/v1/rights/copies/{free_id}/download").content == b"the redacted video"
 
     # The request itself is restricted: no copy at all, even of a recording no procedure holds.
-    r = client.post(f"/api/v1/rights/requests/{req['id']}/status", headers=_h(csrf),
-                    json={"status": "restricted", "reason": "enquête en cours", "procedure_reference": "PV 26/9"})
+    r = client.post(
+        f"/api/v1/rights/requests/{req['id']}/status",
+        headers=_h(csrf),
+        json={"status": "restricted", "reason": "enquête en cours", "procedure_reference": "PV 26/9"},
+    )
     assert r.status_code == 200, r.text
     r = client.get(f"/api/v1/rights/copies/{free_id}/download")
     assert r.status_code == 409 and "restricted" in r.json()["detail"] and "CNIL" in r.json()["detail"]
@@ -103,11 +127,14 @@ def test_an_approved_copy_is_not_delivered_under_a_judicial_hold_or_a_restrictio
         assert db.get(RedactedCopy, copy_id).delivered_at is None
     refused = _entries(platform, "rights.copy.delivery_refused")
     assert [(e["recordings"], e["details"]["reason"]) for e in refused] == [
-        ([rid], "judicial_hold"), ([other], "restricted")]
+        ([rid], "judicial_hold"),
+        ([other], "restricted"),
+    ]
     assert len(_entries(platform, "rights.copy.delivered")) == 1  # only the one before the restriction
 
 
 # --- 1. training sees anonymised renditions only --------------------------------------------------------------
+
 
 def test_training_never_streams_the_original(platform, client):
     from temoin.identity.secrets import token_hash
@@ -123,8 +150,9 @@ def test_training_never_streams_the_original(platform, client):
         assert "anonymised" in r.json()["detail"] and "R241-13" in r.json()["detail"]
         assert "training extraction" in r.json()["detail"]
     # The page says so in the user's language, and plays nothing.
-    page = client.post(f"/recordings/{rid}/consult", data={"motive_code": "training", "motive_text": "formation",
-                                                           "csrf_token": csrf})
+    page = client.post(
+        f"/recordings/{rid}/consult", data={"motive_code": "training", "motive_text": "formation", "csrf_token": csrf}
+    )
     assert page.status_code == 403 and "images anonymisées" in page.text and "/segments/" not in page.text
     assert _entries(platform, "recording.consulted") == []
     refused = _entries(platform, "consultation.refused")
@@ -133,26 +161,52 @@ def test_training_never_streams_the_original(platform, client):
     # A training grant left from before the rule (or written by hand) streams nothing either.
     with platform.session() as db:
         user = _user(db, commune, Role.DESIGNATED_AGENT)
-        db.add(AccessGrant(token_hash=token_hash("old-training-grant"), tenant_id=user.tenant_id, user_id=user.id,
-                           recording_id=rid, motive_code="training", motive_text="formation",
-                           expires_at=utcnow() + timedelta(minutes=30)))
+        db.add(
+            AccessGrant(
+                token_hash=token_hash("old-training-grant"),
+                tenant_id=user.tenant_id,
+                user_id=user.id,
+                recording_id=rid,
+                motive_code="training",
+                motive_text="formation",
+                expires_at=utcnow() + timedelta(minutes=30),
+            )
+        )
         db.commit()
     r = client.get(f"/api/v1/recordings/{rid}/segments/0", params={"grant": "old-training-grant"})
     assert r.status_code == 403 and "anonymised" in r.json()["detail"]
     # Another motive still opens the original, journaled with it.
-    r = client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf),
-                    json={"motive": {"code": "incident_review", "text": "analyse de l'intervention"}})
+    r = client.post(
+        f"/api/v1/recordings/{rid}/consultations",
+        headers=_h(csrf),
+        json={"motive": {"code": "incident_review", "text": "analyse de l'intervention"}},
+    )
     assert r.status_code == 201
     assert client.get(r.json()["segments"][0]).status_code == 200
 
 
 # --- 3. a procedure extraction places a hold ------------------------------------------------------------------
 
-def _extract(client, csrf: str, rids: list[str], procedure: str = "judicial", reference: str = "PV 2026/004512",
-             kind: str = "judicial_police") -> dict:
-    r = client.post("/api/v1/extractions", headers=_h(csrf), json={
-        "recording_ids": rids, "recipient_name": "OPJ Claire Martin", "recipient_kind": kind,
-        "procedure_type": procedure, "reference": reference})
+
+def _extract(
+    client,
+    csrf: str,
+    rids: list[str],
+    procedure: str = "judicial",
+    reference: str = "PV 2026/004512",
+    kind: str = "judicial_police",
+) -> dict:
+    r = client.post(
+        "/api/v1/extractions",
+        headers=_h(csrf),
+        json={
+            "recording_ids": rids,
+            "recipient_name": "OPJ Claire Martin",
+            "recipient_kind": kind,
+            "procedure_type": procedure,
+            "reference": reference,
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -171,7 +225,11 @@ def test_a_procedure_extraction_keeps_its_originals_until_a_person_lifts_the_hol
     with platform.session() as db:
         (hold,) = db.scalars(select(Hold).where(Hold.recording_id == rid))
         assert (hold.extraction_id, hold.reference, hold.procedure_type, hold.lifted_at) == (
-            out["id"], "PV 2026/004512", "judicial", None)
+            out["id"],
+            "PV 2026/004512",
+            "judicial",
+            None,
+        )
     (placed,) = _entries(platform, "hold.placed")
     assert placed["details"]["extraction_id"] == out["id"] and placed["recordings"] == [rid]
     assert placed["actor"]["kind"] == "user"
@@ -184,8 +242,7 @@ def test_a_procedure_extraction_keeps_its_originals_until_a_person_lifts_the_hol
         assert db.get(Recording, rid).state == "stored" and db.get(Extraction, out["id"]).package_path is None
 
     # A second procedure extracts it too: two holds; lifting needs to name one, and the other still keeps it.
-    out2 = _extract(client, csrf, [rid], procedure="disciplinary", reference="CD-2026-3",
-                    kind="disciplinary_authority")
+    out2 = _extract(client, csrf, [rid], procedure="disciplinary", reference="CD-2026-3", kind="disciplinary_authority")
     r = client.post(f"/api/v1/recordings/{rid}/holds/lift", headers=_h(csrf), json={"reason": "classement"})
     assert r.status_code == 409 and out["id"] in r.json()["detail"] and out2["id"] in r.json()["detail"]
     with platform.session() as db:
@@ -194,8 +251,11 @@ def test_a_procedure_extraction_keeps_its_originals_until_a_person_lifts_the_hol
         admin = _user(db, commune, Role.TECH_ADMIN)
         with pytest.raises(HoldError, match="may not lift"):
             lift_hold(platform, db, admin, db.get(Recording, rid), "cleanup", second.id)
-    r = client.post(f"/api/v1/recordings/{rid}/holds/lift", headers=_h(csrf),
-                    json={"reason": "conseil de discipline tenu", "hold_id": second.id})
+    r = client.post(
+        f"/api/v1/recordings/{rid}/holds/lift",
+        headers=_h(csrf),
+        json={"reason": "conseil de discipline tenu", "hold_id": second.id},
+    )
     assert r.status_code == 200, r.text
     with platform.session() as db:
         assert sweep(platform, db).deleted == []
@@ -210,6 +270,7 @@ def test_a_procedure_extraction_keeps_its_originals_until_a_person_lifts_the_hol
 
 # --- 4. the journal prune keeps the traces of recordings still stored ------------------------------------------
 
+
 def test_journal_prune_stops_before_the_first_trace_of_a_recording_still_stored(platform, client):
     from temoin.journal.checkpoints import prune
     from temoin.journal.verify import verify_all
@@ -220,14 +281,19 @@ def test_journal_prune_stops_before_the_first_trace_of_a_recording_still_stored(
     gone, _ = upload(platform, client, commune, started_at=utcnow() - timedelta(days=40), duration_s=1, segment_s=1)
     held, _ = upload(platform, client, commune, started_at=utcnow() - timedelta(days=40), duration_s=1, segment_s=1)
     with platform.session() as db:
-        place_hold(platform, db, _user(db, commune, Role.CHIEF), db.get(Recording, held), ProcedureType.JUDICIAL,
-                   "Parquet 26/77")
+        place_hold(
+            platform,
+            db,
+            _user(db, commune, Role.CHIEF),
+            db.get(Recording, held),
+            ProcedureType.JUDICIAL,
+            "Parquet 26/77",
+        )
         assert sweep(platform, db).deleted == [gone]
 
     def seqs(rid: str | None = None) -> list[int]:
         with platform.session() as db:
-            rows = db.scalars(select(JournalEntry).where(JournalEntry.chain == commune.slug)
-                              .order_by(JournalEntry.seq))
+            rows = db.scalars(select(JournalEntry).where(JournalEntry.chain == commune.slug).order_by(JournalEntry.seq))
             return [e.seq for e in rows if rid is None or rid in parse_body(e.body)["recordings"]]
 
     traces = seqs(held)
@@ -253,6 +319,7 @@ def test_journal_prune_stops_before_the_first_trace_of_a_recording_still_stored(
 
 # --- 2. every derived artefact goes with its recording ----------------------------------------------------------
 
+
 def make_live_backup(platform: Platform, commune: Commune, *, camera: int, at, seconds: float = 60) -> str:
     """A live session of this camera at `at`, with its server-side backup sealed on disk as the hub leaves it."""
     import uuid
@@ -268,10 +335,21 @@ def make_live_backup(platform: Platform, commune: Commune, *, camera: int, at, s
         sealed = backup.SealedFile(path, key)
         sealed.write(b"live video of the scene")
         sealed.close()
-        db.add(LiveSession(id=sid, tenant_id=tenant.id, device_id=commune.cameras[camera][0], reason="threat",
-                           state="ended", requested_at=at, ended_at=at + timedelta(seconds=seconds),
-                           backup_file=str(path.relative_to(platform.settings.home)), backup_key=wrapped,
-                           backup_sha256=sealed.sha256.hexdigest(), backup_bytes=sealed.size))
+        db.add(
+            LiveSession(
+                id=sid,
+                tenant_id=tenant.id,
+                device_id=commune.cameras[camera][0],
+                reason="threat",
+                state="ended",
+                requested_at=at,
+                ended_at=at + timedelta(seconds=seconds),
+                backup_file=str(path.relative_to(platform.settings.home)),
+                backup_key=wrapped,
+                backup_sha256=sealed.sha256.hexdigest(),
+                backup_bytes=sealed.size,
+            )
+        )
         db.commit()
     return sid
 
@@ -293,8 +371,9 @@ def test_retention_deletes_thumbnails_tracks_copies_live_backups_and_packages_wi
     commune = make_commune(platform, cameras=2)
     started = utcnow().replace(microsecond=0) - timedelta(days=40)
     rid, _ = upload(platform, client, commune, started_at=started, duration_s=2, segment_s=2)
-    keep, _ = upload(platform, client, commune, camera=1, started_at=utcnow() - timedelta(days=2), duration_s=1,
-                     segment_s=1)
+    keep, _ = upload(
+        platform, client, commune, camera=1, started_at=utcnow() - timedelta(days=2), duration_s=1, segment_s=1
+    )
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     req = _access_request(client, csrf)
     copy_id = make_copy(platform, commune, rid, req["id"])
@@ -331,8 +410,11 @@ def test_retention_deletes_thumbnails_tracks_copies_live_backups_and_packages_wi
 
     # The certificate says what went with the recording; so does the journal.
     listed = {(d["kind"], d["id"]): d for d in _certificate(platform, rid)["derived"]}
-    assert set(listed) == {("access_copy", str(copy_id)), ("live_backup", backup),
-                           ("extraction_package", package["id"])}
+    assert set(listed) == {
+        ("access_copy", str(copy_id)),
+        ("live_backup", backup),
+        ("extraction_package", package["id"]),
+    }
     assert listed[("access_copy", str(copy_id))]["what"] == ["face thumbnails", "face tracks", "redacted copy"]
     assert listed[("extraction_package", package["id"])]["sha256"] == package["sha256"]
     (entry,) = _entries(platform, "recording.deleted.retention")
@@ -351,8 +433,11 @@ def test_an_erasure_deletes_the_copies_and_backups_too_and_its_certificate_lists
     copy_id = make_copy(platform, commune, rid, access["id"], state=CopyState.TRACKS_READY)
     backup = make_live_backup(platform, commune, camera=0, at=started + timedelta(seconds=1))
     erasure = _access_request(client, csrf, kind="erasure")
-    r = client.post(f"/api/v1/rights/requests/{erasure['id']}/erasure", headers=_h(csrf),
-                    json={"recording_ids": [rid], "justifications": {rid: JUSTIFIED}})
+    r = client.post(
+        f"/api/v1/rights/requests/{erasure['id']}/erasure",
+        headers=_h(csrf),
+        json={"recording_ids": [rid], "justifications": {rid: JUSTIFIED}},
+    )
     assert r.status_code == 201, r.text
     r = approve_erasure(platform, client, commune, r.json()["id"])
     assert r.status_code == 200, r.text
@@ -361,8 +446,9 @@ def test_an_erasure_deletes_the_copies_and_backups_too_and_its_certificate_lists
     assert not (platform.settings.live_backup_dir / commune.slug / f"{backup}.ts.sealed").exists()
     derived = _certificate(platform, rid)["derived"]
     assert sorted(d["kind"] for d in derived) == ["access_copy", "live_backup"]
-    assert [d["what"] for d in derived if d["kind"] == "access_copy"] == [["face thumbnails", "face tracks",
-                                                                          "redacted copy"]]
+    assert [d["what"] for d in derived if d["kind"] == "access_copy"] == [
+        ["face thumbnails", "face tracks", "redacted copy"]
+    ]
 
 
 def test_live_backups_past_their_period_go_and_files_left_by_a_crash_are_removed(platform, client):
@@ -400,6 +486,7 @@ def test_live_backups_past_their_period_go_and_files_left_by_a_crash_are_removed
 
 # --- 6. the command line acts as the authenticated person only ----------------------------------------------------
 
+
 def test_the_command_line_journals_the_authenticated_person_not_a_typed_name(platform, client, settings, monkeypatch):
     from typer.testing import CliRunner
 
@@ -413,8 +500,19 @@ def test_the_command_line_journals_the_authenticated_person_not_a_typed_name(pla
     env = {"TEMOIN_HOME": str(settings.home), "TEMOIN_DATABASE_URL": settings.database_url, "COLUMNS": "200"}
     monkeypatch.delenv("TEMOIN_API_TOKEN", raising=False)
     chief, dpo = commune.users[Role.CHIEF], commune.users[Role.DPO]
-    extract = ["extract", commune.slug, rid, "--recipient", "OPJ Martin", "--kind", "judicial_police",
-               "--procedure", "judicial", "--reference", "PV 2026/88"]
+    extract = [
+        "extract",
+        commune.slug,
+        rid,
+        "--recipient",
+        "OPJ Martin",
+        "--kind",
+        "judicial_police",
+        "--procedure",
+        "judicial",
+        "--reference",
+        "PV 2026/88",
+    ]
 
     # Naming the chief is not being the chief: a wrong password extracts nothing and journals nothing as them.
     r = runner.invoke(cli_app, [*extract, "--by", chief], env=env, input="not the password\n000000\n")
@@ -430,8 +528,17 @@ def test_the_command_line_journals_the_authenticated_person_not_a_typed_name(pla
     assert created["motive"] == {"code": "judicial_procedure", "text": "PV 2026/88"}
 
     # `rights create` without --by no longer picks the first entitled user: it asks who you are.
-    create = ["rights", "create", commune.slug, "--kind", "access", "--description", "veste rouge",
-              "--contact", "dupont@example.org"]
+    create = [
+        "rights",
+        "create",
+        commune.slug,
+        "--kind",
+        "access",
+        "--description",
+        "veste rouge",
+        "--contact",
+        "dupont@example.org",
+    ]
     r = runner.invoke(cli_app, create, env=env)
     assert r.exit_code == 2 and "--by USERNAME" in r.output and "TEMOIN_API_TOKEN" in r.output
     # With the DPO's API token, the request is the DPO's.

@@ -47,6 +47,7 @@ from tests.live_helpers import (
 
 # --- the whole story ----------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_live_button_to_csu_and_back(platform: Platform, server: str, monkeypatch: pytest.MonkeyPatch):
     commune = make_commune(platform)
@@ -61,6 +62,7 @@ def test_live_button_to_csu_and_back(platform: Platform, server: str, monkeypatc
         def counted(self, *a, _original=original, _name=name, **kw):
             calls[_name] += 1
             return _original(self, *a, **kw)
+
         monkeypatch.setattr(aiortc_h264.H264Encoder, name, counted)
 
     async def story() -> str:
@@ -141,11 +143,24 @@ def test_live_button_to_csu_and_back(platform: Platform, server: str, monkeypatc
     chain = commune.slug
     log = entries(platform, chain)
     events = [e["event"] for e in log]
-    for expected in ("live.requested", "live.streaming", "live.viewing_started", "live.acknowledged",
-                     "live.reinforcements_sent", "live.stream_resumed", "live.ended", "live.viewing_ended"):
+    for expected in (
+        "live.requested",
+        "live.streaming",
+        "live.viewing_started",
+        "live.acknowledged",
+        "live.reinforcements_sent",
+        "live.stream_resumed",
+        "live.ended",
+        "live.viewing_ended",
+    ):
         assert expected in events, (expected, events)
-    assert events.index("live.requested") < events.index("live.streaming") < events.index("live.acknowledged") \
-        < events.index("live.reinforcements_sent") < events.index("live.ended")
+    assert (
+        events.index("live.requested")
+        < events.index("live.streaming")
+        < events.index("live.acknowledged")
+        < events.index("live.reinforcements_sent")
+        < events.index("live.ended")
+    )
     by_event = {e["event"]: e for e in log}
     assert all(e["action"] == "communication" for e in log)
     assert by_event["live.requested"]["actor"]["kind"] == "device"
@@ -192,8 +207,7 @@ def test_a_live_request_sent_three_times_at_once_opens_one_session(platform: Pla
     assert [e["event"] for e in entries(platform, commune.slug)] == ["live.requested"]  # one alert
 
 
-def test_backup_recording_when_the_profile_allows_it(platform: Platform, server: str,
-                                                     monkeypatch: pytest.MonkeyPatch):
+def test_backup_recording_when_the_profile_allows_it(platform: Platform, server: str, monkeypatch: pytest.MonkeyPatch):
     allowing = get_profile("fr-police-municipale").model_copy(update={"live_backup_recording": True})
     monkeypatch.setattr(live_hub, "get_profile", lambda _id: allowing)
     commune = make_commune(platform, cameras=1)
@@ -217,8 +231,9 @@ def test_backup_recording_when_the_profile_allows_it(platform: Platform, server:
     assert s.backup_sha256, "the backup was not stored"
     sealed = (platform.settings.home / s.backup_file).read_bytes()
     assert sealed.startswith(b"TMNB1") and b"\x47\x40\x00" not in sealed[:4096]  # no MPEG-TS in clear
-    plain = b"".join(backup.read_backup(platform.settings.home / s.backup_file, platform.keyring.master_key,
-                                        s.backup_key, sid))
+    plain = b"".join(
+        backup.read_backup(platform.settings.home / s.backup_file, platform.keyring.master_key, s.backup_key, sid)
+    )
     assert len(plain) == s.backup_bytes
     assert hashlib.sha256(plain).hexdigest() == s.backup_sha256
     with av.open(io.BytesIO(plain)) as ts:
@@ -263,12 +278,17 @@ def test_refusals(platform: Platform, client):
     no_ice = (OFFER_HEAD + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n").encode()
     r = client.post(whip, content=no_ice, headers={**sdp, **signed(commune, "POST", whip, body=no_ice)})
     assert r.status_code == 400
-    vp8_only = (OFFER_HEAD + "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 "
-                + ":".join(["AB"] * 32) + "\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n")
+    vp8_only = (
+        OFFER_HEAD
+        + "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=fingerprint:sha-256 "
+        + ":".join(["AB"] * 32)
+        + "\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n"
+    )
     r = client.post(whip, content=vp8_only.encode(), auth=as_camera(commune), headers=sdp)
     assert r.status_code == 400 and "H.264" in r.json()["detail"]
-    r = client.post(whip, content=b"v=0", headers={"Content-Type": "text/plain",
-                                                   **signed(commune, "POST", whip, body=b"v=0")})
+    r = client.post(
+        whip, content=b"v=0", headers={"Content-Type": "text/plain", **signed(commune, "POST", whip, body=b"v=0")}
+    )
     assert r.status_code == 415
     # Unknown stream: 404 for the camera and for the viewer.
     r = client.post("/api/v1/live/whip/live-0000", content=b"v=0\r\n", auth=as_camera(commune), headers=sdp)
@@ -295,8 +315,11 @@ def test_refusals(platform: Platform, client):
 
     # A user of another tenant, even with LIVE_VIEW: 404 (the session's existence is not leaked), journaled.
     foreign = {"Authorization": f"Bearer {token_for(platform, other.users[Role.CSU_OPERATOR])}"}
-    for method, path in (("POST", f"/api/v1/live/whep/{sid}"), ("POST", f"/api/v1/live/sessions/{sid}/ack"),
-                         ("GET", f"/api/v1/live/sessions/{sid}")):
+    for method, path in (
+        ("POST", f"/api/v1/live/whep/{sid}"),
+        ("POST", f"/api/v1/live/sessions/{sid}/ack"),
+        ("GET", f"/api/v1/live/sessions/{sid}"),
+    ):
         r = client.request(method, path, content=b"v=0\r\n", headers={**sdp, **foreign})
         assert r.status_code == 404, (path, r.status_code)
     assert [e["event"] for e in entries(platform, other.slug)].count("live.viewing_refused") == 3
@@ -307,8 +330,12 @@ def test_refusals(platform: Platform, client):
     # Roles without LIVE_VIEW: 403.
     for role in (Role.AGENT, Role.TECH_ADMIN, Role.AUDITOR, Role.DESIGNATED_AGENT):
         who = {"Authorization": f"Bearer {token_for(platform, commune.users[role])}"}
-        for method, path in (("POST", f"/api/v1/live/whep/{sid}"), ("POST", f"/api/v1/live/sessions/{sid}/ack"),
-                             ("GET", "/api/v1/live/events"), ("GET", "/api/v1/live/sessions")):
+        for method, path in (
+            ("POST", f"/api/v1/live/whep/{sid}"),
+            ("POST", f"/api/v1/live/sessions/{sid}/ack"),
+            ("GET", "/api/v1/live/events"),
+            ("GET", "/api/v1/live/sessions"),
+        ):
             r = client.request(method, path, content=b"v=0\r\n", headers={**sdp, **who})
             assert r.status_code == 403, (role, path, r.status_code)
             assert "live.view" in r.json()["detail"]
@@ -329,8 +356,9 @@ def test_refusals(platform: Platform, client):
 
     # A tenant whose legal profile does not allow live transmission: 403, journaled.
     with platform.session() as db:
-        service.create_tenant(platform, db, slug="caserne", name="Caserne", profile="fr-sapeurs-pompiers",
-                              authorised_cameras=2)
+        service.create_tenant(
+            platform, db, slug="caserne", name="Caserne", profile="fr-sapeurs-pompiers", authorised_cameras=2
+        )
         db.commit()
     camera = enrol_camera(platform, "caserne", "caserne-cam-0")
     r = client.post("/api/v1/live/sessions", json={"reason": "threat"}, auth=DeviceAuth(*camera))
@@ -341,8 +369,9 @@ def test_refusals(platform: Platform, client):
 def test_camera_session_view_and_position(platform: Platform, client):
     commune = make_commune(platform, cameras=2)
     path = "/api/v1/live/sessions"
-    sid = client.post(path, json={"reason": "threat", "position": FIX.model_dump(mode="json")},
-                      auth=as_camera(commune)).json()["id"]
+    sid = client.post(
+        path, json={"reason": "threat", "position": FIX.model_dump(mode="json")}, auth=as_camera(commune)
+    ).json()["id"]
     view = f"/api/v1/live/camera/sessions/{sid}"
     r = client.get(view, headers=signed(commune, "GET", view))
     assert r.status_code == 200 and r.json()["state"] == "requested"
@@ -363,7 +392,12 @@ def test_camera_session_view_and_position(platform: Platform, client):
 def test_media_plane_refuses_bad_offers_before_aiortc():
     from temoin.live.plane import BadOffer, check_offer
 
-    for bad in ("", "hello", OFFER_HEAD, OFFER_HEAD + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n"):
+    for bad in (
+        "",
+        "hello",
+        OFFER_HEAD,
+        OFFER_HEAD + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n",
+    ):
         with pytest.raises(BadOffer):
             check_offer(bad)
     with pytest.raises(BadOffer, match="larger"):
@@ -392,6 +426,7 @@ def test_aiortc_still_has_the_hook_forwarding_needs():
         packet = RtpPacket(payload_type=96, marker=marker, sequence_number=seq, timestamp=ts)
         packet._data = data
         return packet
+
     video = forwarding.EagerJitterBuffer(capacity=128, is_video=True)
     assert video.add(rtp(10, 3000, 0, b"a"))[1] is None
     frame = video.add(rtp(11, 3000, 1, b"b"))[1]

@@ -40,13 +40,15 @@ from tests.live_helpers import Events, Viewer, entries, press_live_twice, server
 WIDTH, HEIGHT, FPS = 160, 120, 10
 
 
-def enrolled_runtime(platform: Platform, url: str, slug: str, root: Path) -> tuple[CameraRuntime, SyntheticScene,
-                                                                                    TerminalSignals]:
+def enrolled_runtime(
+    platform: Platform, url: str, slug: str, root: Path
+) -> tuple[CameraRuntime, SyntheticScene, TerminalSignals]:
     """A camera enrolled over HTTP with a one-time code, checked out to the commune's agent, running the
     synthetic scene in real time."""
     with platform.session() as db:
-        code = devices.create_enrolment_code(platform, db, platform.tenant(db, slug), label="live cam",
-                                             by=Actor.system("test"))
+        code = devices.create_enrolment_code(
+            platform, db, platform.tenant(db, slug), label="live cam", by=Actor.system("test")
+        )
     home = CameraHome(root)
     identity = home.enrol(url, code, "live-cam-1")
     with platform.session() as db:
@@ -55,8 +57,14 @@ def enrolled_runtime(platform: Platform, url: str, slug: str, root: Path) -> tup
     scene = SyntheticScene(WIDTH, HEIGHT, fps=FPS, seed=5)
     signals = TerminalSignals()
     start = utcnow()
-    runtime = CameraRuntime(home, video=SyntheticVideo(scene, system_clock, start), audio=SyntheticAudio(scene, start),
-                            gps=SimulatedWalk(start, "Rue du Port"), signals=signals, segment_s=2.0)
+    runtime = CameraRuntime(
+        home,
+        video=SyntheticVideo(scene, system_clock, start),
+        audio=SyntheticAudio(scene, start),
+        gps=SimulatedWalk(start, "Rue du Port"),
+        signals=signals,
+        segment_s=2.0,
+    )
     return runtime, scene, signals
 
 
@@ -88,19 +96,34 @@ def test_live_button_on_a_camera_agent(platform: Platform, server: str, tmp_path
     # end by the camera; then the second session, ended by the CSU.
     log = entries(platform, commune.slug)
     events = [e["event"] for e in log]
-    for expected in ("live.requested", "live.streaming", "live.viewing_started", "live.acknowledged", "live.ended",
-                     "live.viewing_ended"):
+    for expected in (
+        "live.requested",
+        "live.streaming",
+        "live.viewing_started",
+        "live.acknowledged",
+        "live.ended",
+        "live.viewing_ended",
+    ):
         assert expected in events, (expected, events)
     assert [e["details"]["agent"] for e in log if e["event"] == "live.requested"] == [agent_number(commune)] * 2
     with platform.session() as db:
-        rows = db.scalars(select(LiveSession).where(LiveSession.device_id == device_id)
-                          .order_by(LiveSession.requested_at)).all()
+        rows = db.scalars(
+            select(LiveSession).where(LiveSession.device_id == device_id).order_by(LiveSession.requested_at)
+        ).all()
         assert [(s.state, s.end_reason) for s in rows] == [("ended", "camera_ended"), ("ended", "ended_by_csu")]
         assert rows[0].acknowledged_by == operator and rows[0].streaming_at is not None
 
 
-async def _story(platform: Platform, server: str, token: str, operator: str, runtime: CameraRuntime,
-                 scene: SyntheticScene, signals: TerminalSignals, device_id: str) -> None:
+async def _story(
+    platform: Platform,
+    server: str,
+    token: str,
+    operator: str,
+    runtime: CameraRuntime,
+    scene: SyntheticScene,
+    signals: TerminalSignals,
+    device_id: str,
+) -> None:
     agent = runtime.agent
     async with Events(server, token) as events:
         await asyncio.sleep(1.0)  # the camera patrols: pre-event buffer running
@@ -132,12 +155,13 @@ async def _story(platform: Platform, server: str, token: str, operator: str, run
         assert same < 25 and same < foreign / 2, (same, foreign)
         # And its sound: the scene's 440 Hz tone, as the microphone hands it to the recording.
         await viewer.wait_frames(video=20, audio=100, timeout=10)
-        sound = [f.to_ndarray().reshape(-1)[:: f.layout.nb_channels if f.format.is_packed else 1]
-                 for _, f in viewer.frames["audio"][-50:]]
+        sound = [
+            f.to_ndarray().reshape(-1)[:: f.layout.nb_channels if f.format.is_packed else 1]
+            for _, f in viewer.frames["audio"][-50:]
+        ]
         rate = viewer.frames["audio"][-1][1].sample_rate
         assert abs(dominant_hz(sound, rate) - 440) < 15
-        assert runtime.status()["live"] == {"session": sid, "state": "streaming", "active": True,
-                                            "acknowledged": False}
+        assert runtime.status()["live"] == {"session": sid, "state": "streaming", "active": True, "acknowledged": False}
 
         # The operator acknowledges: the wearer feels it (vibration) and sees it (the acknowledgement signal).
         async with httpx.AsyncClient(base_url=server, headers=viewer.auth) as http:
@@ -174,11 +198,14 @@ async def _story(platform: Platform, server: str, token: str, operator: str, run
             assert agent.state is AgentState.RECORDING
             await until(lambda: not runtime.live.active, 10, "the live link going idle")
             await asyncio.to_thread(lambda: runtime.inputs.submit(agent.press_record).result(20))
-    print(f"\npress -> alert {alert_s * 1000:.0f} ms, press -> first decoded picture {first_picture_s * 1000:.0f} ms "
-          f"(viewer joined after the alert), ack -> wearer {ack_s * 1000:.0f} ms")
+    print(
+        f"\npress -> alert {alert_s * 1000:.0f} ms, press -> first decoded picture {first_picture_s * 1000:.0f} ms "
+        f"(viewer joined after the alert), ack -> wearer {ack_s * 1000:.0f} ms"
+    )
 
 
 # --- the demo: a simulated camera of the fleet presses the live button --------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -197,12 +224,27 @@ def test_demo_fleet_camera_goes_live_and_hears_the_acknowledgement(platform: Pla
     def live_where(lat: float, lon: float) -> bool:
         looked.append((lat, lon))
         return len(looked) > 3
-    fleet_settings = FleetSettings(width=WIDTH, height=HEIGHT, fps=FPS, segment_s=2, shift_s=120, stagger=False,
-                                   first_delay_s=(100, 110), live_every_s=60, live_first_s=2,
-                                   live_duration_s=(9, 10),
-                                   live_where=live_where)
-    fleet = Fleet.build([c.home for c in cameras], server, start=utcnow(), settings=fleet_settings,
-                        report=lambda label, what: lines.append((time.monotonic(), what)))
+
+    fleet_settings = FleetSettings(
+        width=WIDTH,
+        height=HEIGHT,
+        fps=FPS,
+        segment_s=2,
+        shift_s=120,
+        stagger=False,
+        first_delay_s=(100, 110),
+        live_every_s=60,
+        live_first_s=2,
+        live_duration_s=(9, 10),
+        live_where=live_where,
+    )
+    fleet = Fleet.build(
+        [c.home for c in cameras],
+        server,
+        start=utcnow(),
+        settings=fleet_settings,
+        report=lambda label, what: lines.append((time.monotonic(), what)),
+    )
     stop = threading.Event()
     runner = threading.Thread(target=fleet.run, kwargs={"seconds": 14, "realtime": True, "stop": stop}, daemon=True)
 
@@ -221,8 +263,11 @@ def test_demo_fleet_camera_goes_live_and_hears_the_acknowledgement(platform: Pla
             assert max(b - a for a, b in zip(times[5:], times[6:], strict=False)) < 0.5
             async with httpx.AsyncClient(base_url=server, headers=viewer.auth) as http:
                 assert (await http.post(f"/api/v1/live/sessions/{alert['id']}/ack")).status_code == 200
-            await until(lambda: any(what.startswith("LIVE acknowledged") for _, what in lines), 10,
-                        "the acknowledgement reported by the camera")
+            await until(
+                lambda: any(what.startswith("LIVE acknowledged") for _, what in lines),
+                10,
+                "the acknowledgement reported by the camera",
+            )
             # The wearer stops recording a few seconds later: the live session ends.
             await events.wait_for("session", id=alert["id"], state="ended", timeout=20)
             await viewer.close()

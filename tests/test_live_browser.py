@@ -30,6 +30,7 @@ from tests.live_helpers import (
 
 pytestmark = pytest.mark.slow
 
+
 class CameraThread:
     """A camera pressing the live button and streaming, in its own thread and event loop."""
 
@@ -97,7 +98,9 @@ def test_viewer_page_plays_the_live_feed(platform: Platform, server: str, browse
             assert later["framesDecoded"] >= first + 8, (first, later)
             assert later["frameWidth"] == 160
             # Sound: Opus packets arrive and are decoded (samples received), while the picture plays.
-            page.wait_for_function("() => window.temoinLive.stats.audioPackets > 25 && window.temoinLive.stats.audioSamples > 0")
+            page.wait_for_function(
+                "() => window.temoinLive.stats.audioPackets > 25 && window.temoinLive.stats.audioSamples > 0"
+            )
             expect(page.locator("#live-status")).to_have_text("En direct")
             expect(page.locator("#live-lost")).to_be_hidden()
 

@@ -41,8 +41,14 @@ MAX_FRAME_GAP_S = 1.0
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"db_pool_size": POOL, "db_pool_overflow": OVERFLOW,
-                                       "db_pool_timeout_s": POOL_WAIT_S, "db_lock_timeout_s": LOCK_WAIT_S})
+    return settings.model_copy(
+        update={
+            "db_pool_size": POOL,
+            "db_pool_overflow": OVERFLOW,
+            "db_pool_timeout_s": POOL_WAIT_S,
+            "db_lock_timeout_s": LOCK_WAIT_S,
+        }
+    )
 
 
 @contextlib.contextmanager
@@ -80,11 +86,15 @@ def test_live_frames_flow_while_the_database_is_saturated(platform: Platform, da
     with running_server(platform) as url:
         results, gap, frames, recovered = asyncio.run(_saturated(url, commune, token, database_url))
     # The live stream never stopped: the media plane does not wait on the database, nor on the web requests.
-    assert gap < MAX_FRAME_GAP_S, (f"the viewer went {gap:.2f} s without a picture while the database was "
-                                   f"saturated ({frames} frames): live media stalled behind the database")
-    print(f"\nsaturated database: longest time without a picture {gap:.2f} s ({frames} frames); "
-          f"{sum(r.status_code == 503 for r, _ in results)} of {len(results)} requests answered 503, the slowest "
-          f"in {max(t for _, t in results):.2f} s")
+    assert gap < MAX_FRAME_GAP_S, (
+        f"the viewer went {gap:.2f} s without a picture while the database was "
+        f"saturated ({frames} frames): live media stalled behind the database"
+    )
+    print(
+        f"\nsaturated database: longest time without a picture {gap:.2f} s ({frames} frames); "
+        f"{sum(r.status_code == 503 for r, _ in results)} of {len(results)} requests answered 503, the slowest "
+        f"in {max(t for _, t in results):.2f} s"
+    )
     statuses = sorted({r.status_code for r, _ in results})
     assert set(statuses) <= {200, 503}, f"a saturated database must give 503s, never errors: {statuses}"
     busy = [(r, s) for r, s in results if r.status_code == 503]
@@ -106,8 +116,10 @@ async def _saturated(url: str, commune, token: str, database_url: str):
     assert r.status_code == 201, r.text
     await viewer.wait_frames(video=15, audio=0)
     device_id, key = commune.cameras[1]  # another camera of the commune, asking for its settings
-    async with httpx.AsyncClient(base_url=url, auth=DeviceAuth(device_id, key), timeout=60) as cam_http, \
-            httpx.AsyncClient(base_url=url, headers=viewer.auth, timeout=60) as csu_http:
+    async with (
+        httpx.AsyncClient(base_url=url, auth=DeviceAuth(device_id, key), timeout=60) as cam_http,
+        httpx.AsyncClient(base_url=url, headers=viewer.auth, timeout=60) as csu_http,
+    ):
         with nonces_locked(database_url):
             t0 = time.monotonic()
             burst = [timed(cam_http.get("/api/v1/camera/config")) for _ in range(16)]
@@ -118,14 +130,17 @@ async def _saturated(url: str, commune, token: str, database_url: str):
         await asyncio.sleep(0.3)  # let frames of the window arrive (network, decoding)
         gap = max_gap([t for t, _ in viewer.frames["video"]], t0, t1)
         frames = sum(1 for t, _ in viewer.frames["video"] if t0 < t < t1)
-        recovered = ((await cam_http.get("/api/v1/camera/config")).status_code,
-                     (await csu_http.get("/api/v1/live/sessions")).status_code)
+        recovered = (
+            (await cam_http.get("/api/v1/camera/config")).status_code,
+            (await csu_http.get("/api/v1/live/sessions")).status_code,
+        )
     await viewer.close()
     await camera.aclose()
     return results, gap, frames, recovered
 
 
 # --- SIGTERM ----------------------------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -140,13 +155,21 @@ def test_sigterm_stops_a_loaded_server(platform: Platform, settings: Settings, d
     device_id, key = commune.cameras[0]
     port = _free_port()
     src = Path(__file__).resolve().parent.parent / "src"
-    env = {**os.environ, "TEMOIN_HOME": str(settings.home), "TEMOIN_DATABASE_URL": database_url,
-           "TEMOIN_INSECURE_COOKIES": "1", "TEMOIN_DB_POOL_SIZE": str(POOL), "TEMOIN_DB_POOL_OVERFLOW": str(OVERFLOW),
-           "TEMOIN_DB_POOL_TIMEOUT_S": "1", "TEMOIN_DB_LOCK_TIMEOUT_S": "2",
-           "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "TEMOIN_HOME": str(settings.home),
+        "TEMOIN_DATABASE_URL": database_url,
+        "TEMOIN_INSECURE_COOKIES": "1",
+        "TEMOIN_DB_POOL_SIZE": str(POOL),
+        "TEMOIN_DB_POOL_OVERFLOW": str(OVERFLOW),
+        "TEMOIN_DB_POOL_TIMEOUT_S": "1",
+        "TEMOIN_DB_LOCK_TIMEOUT_S": "2",
+        "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+    }
     log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "temoin", "serve", "--port", str(port)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "temoin", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -155,7 +178,8 @@ def test_sigterm_stops_a_loaded_server(platform: Platform, settings: Settings, d
                 if httpx.get(f"{url}/api/v1/platform", timeout=1).status_code == 200:
                     break
             assert proc.poll() is None and time.monotonic() < deadline, (
-                f"`temoin serve` did not start: {(tmp_path / 'serve.log').read_text(errors='replace')[-2000:]}")
+                f"`temoin serve` did not start: {(tmp_path / 'serve.log').read_text(errors='replace')[-2000:]}"
+            )
             time.sleep(0.1)
         with nonces_locked(database_url):
             exited_s = asyncio.run(_terminate_under_load(proc, url, device_id, key))
@@ -175,11 +199,14 @@ def test_sigterm_stops_a_loaded_server(platform: Platform, settings: Settings, d
 
 
 async def _terminate_under_load(proc: subprocess.Popen, url: str, device_id: str, key) -> float | None:
-    async with httpx.AsyncClient(base_url=url, auth=DeviceAuth(device_id, key), timeout=60,
-                                 limits=httpx.Limits(max_connections=200)) as http:
+    async with httpx.AsyncClient(
+        base_url=url, auth=DeviceAuth(device_id, key), timeout=60, limits=httpx.Limits(max_connections=200)
+    ) as http:
+
         async def one() -> None:
             with contextlib.suppress(httpx.HTTPError):
                 await http.get("/api/v1/camera/config")
+
         load = [asyncio.ensure_future(one()) for _ in range(80)]
         await asyncio.sleep(1.0)  # the requests are in: the pool is dry, threads wait on the lock
         proc.send_signal(signal.SIGTERM)
@@ -197,8 +224,12 @@ async def _terminate_under_load(proc: subprocess.Popen, url: str, device_id: str
 
 # Coroutine routes that take a session but touch it only through run_in_threadpool (reviewed): they must read
 # their body in the event loop first.
-REVIEWED = {("temoin.web.routes.ingest", "post_manifest"), ("temoin.web.routes.ingest", "put_segment"),
-            ("temoin.web.rights.pages", "request_erasure"), ("temoin.web.routes.axis", "object_route")}
+REVIEWED = {
+    ("temoin.web.routes.ingest", "post_manifest"),
+    ("temoin.web.routes.ingest", "put_segment"),
+    ("temoin.web.rights.pages", "request_erasure"),
+    ("temoin.web.routes.axis", "object_route"),
+}
 
 
 def test_no_coroutine_dependency_or_route_queries_the_database_in_the_event_loop(tmp_path: Path):
@@ -236,10 +267,12 @@ def test_no_coroutine_dependency_or_route_queries_the_database_in_the_event_loop
                 if name not in REVIEWED:
                     offending.setdefault(f"{name[0]}.{name[1]}", []).append(ctx.path)
     assert not offending, "coroutines taking a database session, run in the event loop: " + "; ".join(
-        f"{name} ({len(paths)} routes, e.g. {paths[0]})" for name, paths in sorted(offending.items()))
+        f"{name} ({len(paths)} routes, e.g. {paths[0]})" for name, paths in sorted(offending.items())
+    )
 
 
 # --- the media plane apart from the web requests ----------------------------------------------------------
+
 
 def test_a_stalled_web_event_loop_does_not_stall_the_live_streams(platform: Platform):
     """Whatever holds the server's event loop (a handler doing something slow in it, a burst of work) holds
@@ -258,8 +291,10 @@ def test_a_stalled_web_event_loop_does_not_stall_the_live_streams(platform: Plat
         server.should_exit = True
         thread.join(15)
         sock.close()
-    assert gap < MAX_FRAME_GAP_S, (f"the viewer went {gap:.2f} s without a picture while the web event loop was "
-                                   f"held ({frames} frames): live media runs in the web requests' loop")
+    assert gap < MAX_FRAME_GAP_S, (
+        f"the viewer went {gap:.2f} s without a picture while the web event loop was "
+        f"held ({frames} frames): live media runs in the web requests' loop"
+    )
 
 
 async def _stall_web_loop(url: str, commune, token: str, hub) -> tuple[float, int]:

@@ -71,6 +71,7 @@ def settings(settings: Settings) -> Settings:
 
 # --- a link that can be cut ----------------------------------------------------------------------------
 
+
 class CutLink:
     """The camera's network: a namespace `ns` (the camera at `cam_ip`) joined to this one (the server at
     `host_ip`) through a user-space forwarder that `cut()` turns into a black hole and `restore()` back."""
@@ -95,13 +96,17 @@ class CutLink:
 
     def __enter__(self) -> CutLink:
         if os.geteuid() != 0 or shutil.which("ip") is None or not os.path.exists("/dev/net/tun"):
-            pytest.fail("these tests cut the camera's network: they need root, iproute2 (`ip`) and /dev/net/tun "
-                        "(network namespaces and TUN interfaces); run them as root (CI does)", pytrace=False)
+            pytest.fail(
+                "these tests cut the camera's network: they need root, iproute2 (`ip`) and /dev/net/tun "
+                "(network namespaces and TUN interfaces); run them as root (CI does)",
+                pytrace=False,
+            )
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
         self._ip("netns", "add", self.ns)
         try:
             import fcntl
             import struct
+
             for name in (self.dev_host, self.dev_cam):
                 fd = os.open("/dev/net/tun", os.O_RDWR)
                 fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", name.encode(), 0x0001 | 0x1000))  # TUNSETIFF, TUN
@@ -110,8 +115,9 @@ class CutLink:
             self._ip("link", "set", self.dev_cam, "netns", self.ns)
             self._ip("-n", self.ns, "link", "set", "lo", "up")
             self._ip("-n", self.ns, "link", "set", self.dev_cam, "up")
-            self._ip("-n", self.ns, "addr", "add", f"{self.cam_ip}/32", "peer", f"{self.host_ip}/32",
-                     "dev", self.dev_cam)
+            self._ip(
+                "-n", self.ns, "addr", "add", f"{self.cam_ip}/32", "peer", f"{self.host_ip}/32", "dev", self.dev_cam
+            )
             self._ip("-n", self.ns, "route", "add", "default", "dev", self.dev_cam)
             self._ip("link", "set", self.dev_host, "up")
             self._ip("addr", "add", f"{self.host_ip}/32", "peer", f"{self.cam_ip}/32", "dev", self.dev_host)
@@ -170,11 +176,13 @@ class CutLink:
                 result.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 result.set_exception(exc)
+
         threading.Thread(target=run, daemon=True, name="camera-namespace").start()
         return result.result(60)
 
 
 # --- a server that can be restarted --------------------------------------------------------------------
+
 
 @contextmanager
 def serving(p: Platform, host: str, port: int = 0) -> Iterator[str]:
@@ -182,8 +190,16 @@ def serving(p: Platform, host: str, port: int = 0) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(p, scheduler=False), host=host, port=port, log_level="warning",
-                                           lifespan="on", timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(p, scheduler=False),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+        )
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     url = f"http://{host}:{port}"
@@ -205,6 +221,7 @@ def serving(p: Platform, host: str, port: int = 0) -> Iterator[str]:
 
 # --- the camera ----------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Camera:
     runtime: CameraRuntime
@@ -221,8 +238,9 @@ def camera_behind(link: CutLink, platform: Platform, url: str, slug: str, root: 
     """A camera enrolled over the link, checked out to the commune's agent, capturing in real time: all of
     its threads and sockets are on the camera's side of the link (the database work stays on this side)."""
     with platform.session() as db:
-        code = devices.create_enrolment_code(platform, db, platform.tenant(db, slug), label="live cam",
-                                             by=Actor.system("test"))
+        code = devices.create_enrolment_code(
+            platform, db, platform.tenant(db, slug), label="live cam", by=Actor.system("test")
+        )
     home = CameraHome(root)
     identity = link.inside(lambda: home.enrol(url, code, "live-cam-1"))
     with platform.session() as db:
@@ -233,12 +251,18 @@ def camera_behind(link: CutLink, platform: Platform, url: str, slug: str, root: 
         scene = SyntheticScene(WIDTH, HEIGHT, fps=FPS, seed=5)
         signals = TerminalSignals()
         begin = utcnow()
-        runtime = CameraRuntime(home, video=SyntheticVideo(scene, system_clock, begin),
-                                audio=SyntheticAudio(scene, begin), gps=SimulatedWalk(begin, "Rue du Port"),
-                                signals=signals, segment_s=2.0)
+        runtime = CameraRuntime(
+            home,
+            video=SyntheticVideo(scene, system_clock, begin),
+            audio=SyntheticAudio(scene, begin),
+            gps=SimulatedWalk(begin, "Rue du Port"),
+            signals=signals,
+            segment_s=2.0,
+        )
         loop_thread = threading.Thread(target=runtime.run, daemon=True, name="capture-loop")
         loop_thread.start()
         return Camera(runtime, signals, loop_thread)
+
     return link.inside(start)
 
 
@@ -278,14 +302,18 @@ def assert_recorded_throughout(result: object, outage: tuple[datetime, datetime]
     """The camera's recording spans the outage and has no hole: its segments cover the whole time it recorded."""
     manifest = result.manifest
     assert manifest.started_at <= outage[0] and manifest.ended_at >= outage[1], (
-        f"the recording ({manifest.started_at} to {manifest.ended_at}) does not span the outage {outage}")
+        f"the recording ({manifest.started_at} to {manifest.ended_at}) does not span the outage {outage}"
+    )
     covered = sum(s.duration_s for s in manifest.segments)
     span = (manifest.ended_at - manifest.started_at).total_seconds()
-    assert covered >= span - 0.5, (f"the recording has a hole: its segments cover {covered:.1f} s of {span:.1f} s "
-                                   "(the camera must record whatever the network does)")
+    assert covered >= span - 0.5, (
+        f"the recording has a hole: its segments cover {covered:.1f} s of {span:.1f} s "
+        "(the camera must record whatever the network does)"
+    )
 
 
 # --- the tests -----------------------------------------------------------------------------------------
+
 
 def test_live_stream_resumes_after_a_network_cut(platform: Platform, tmp_path: Path):
     commune = make_commune(platform, cameras=0)
@@ -298,14 +326,18 @@ def test_live_stream_resumes_after_a_network_cut(platform: Platform, tmp_path: P
             camera.close()
     assert resume_s <= RESUME_WITHIN_S, (
         f"the live stream resumed {resume_s:.2f} s after the network came back: the issue requires "
-        f"{RESUME_WITHIN_S} s at most")
-    print(f"\nnetwork cut {CUT_S:.0f} s: the camera noticed after {cut_noticed_s:.2f} s; "
-          f"restore -> first decoded picture {resume_s:.2f} s; {link.dropped} packets dropped")
+        f"{RESUME_WITHIN_S} s at most"
+    )
+    print(
+        f"\nnetwork cut {CUT_S:.0f} s: the camera noticed after {cut_noticed_s:.2f} s; "
+        f"restore -> first decoded picture {resume_s:.2f} s; {link.dropped} packets dropped"
+    )
 
     log = entries(platform, commune.slug)
     names = [e["event"] for e in log]
     assert "live.stream_interrupted" in names and "live.stream_resumed" in names, (
-        f"the journal must prove the gap (live.stream_interrupted, then live.stream_resumed): {names}")
+        f"the journal must prove the gap (live.stream_interrupted, then live.stream_resumed): {names}"
+    )
     interrupted = next(e for e in log if e["event"] == "live.stream_interrupted")
     assert names.index("live.stream_interrupted") < names.index("live.stream_resumed") < names.index("live.ended")
     assert interrupted["details"]["reason"] == "link_lost"
@@ -313,8 +345,9 @@ def test_live_stream_resumes_after_a_network_cut(platform: Platform, tmp_path: P
     assert_recorded_throughout(recorded, outage)
 
 
-async def _cut_story(link: CutLink, camera: Camera, url: str,
-                     token: str) -> tuple[float, float, object, tuple[datetime, datetime]]:
+async def _cut_story(
+    link: CutLink, camera: Camera, url: str, token: str
+) -> tuple[float, float, object, tuple[datetime, datetime]]:
     agent = camera.runtime.agent
     async with Events(url, token) as events:
         viewer = Viewer(url, token)
@@ -328,8 +361,11 @@ async def _cut_story(link: CutLink, camera: Camera, url: str,
         lost = await events.wait_for("stream", id=sid, link="lost", timeout=5)
         assert lost["silent_s"] >= 1.0, lost
         # The camera notices on its own (no receiver report from the platform) and tries to publish again.
-        await until(lambda: any("live link lost" in w for w in camera.signals.warnings), 5,
-                    "the camera noticing the lost link (a warning to the wearer)")
+        await until(
+            lambda: any("live link lost" in w for w in camera.signals.warnings),
+            5,
+            "the camera noticing the lost link (a warning to the wearer)",
+        )
         noticed_s = time.monotonic() - cut_at
         assert agent.state is AgentState.RECORDING, "the camera must go on recording while the link is down"
         await asyncio.sleep(max(0.0, CUT_S - (time.monotonic() - cut_at)))
@@ -338,8 +374,13 @@ async def _cut_story(link: CutLink, camera: Camera, url: str,
         link.restore()
         restored_at, restored_wall = time.monotonic(), utcnow()
         resume_s = await first_picture_after(viewer, restored_at, 10, "a decoded picture after the network's return")
-        await until(lambda: any(k == "stream" and d.get("id") == sid and d.get("link") == "live"
-                                for k, d in events.items[seen:]), 5, "the CSU told that the link is live again")
+        await until(
+            lambda: any(
+                k == "stream" and d.get("id") == sid and d.get("link") == "live" for k, d in events.items[seen:]
+            ),
+            5,
+            "the CSU told that the link is live again",
+        )
         await viewer.wait_frames(video=len(viewer.frames["video"]) + 10, audio=0, timeout=5)
         assert agent.state is AgentState.RECORDING
 
@@ -376,12 +417,15 @@ def test_live_stream_resumes_after_a_server_restart(platform: Platform, settings
             restarted.close()
     assert resume_s <= RESUME_WITHIN_S, (
         f"a new viewer decoded the camera's pictures {resume_s:.2f} s after the server came back: the issue "
-        f"requires {RESUME_WITHIN_S} s at most")
+        f"requires {RESUME_WITHIN_S} s at most"
+    )
     print(f"\nserver restart: server back -> a new viewer's first decoded picture {resume_s:.2f} s")
     names = [e["event"] for e in entries(platform, commune.slug)]
     assert names.count("live.stream_resumed") >= 1 and names.index("live.streaming") < names.index(
-        "live.stream_resumed") < names.index("live.ended"), (
-        f"the camera's publication after the restart must be journaled (live.stream_resumed): {names}")
+        "live.stream_resumed"
+    ) < names.index("live.ended"), (
+        f"the camera's publication after the restart must be journaled (live.stream_resumed): {names}"
+    )
     assert_recorded_throughout(recorded, (down_wall, back_wall))
 
 

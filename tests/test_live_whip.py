@@ -82,8 +82,11 @@ class WhipClient:
         await self.pc.setLocalDescription(await self.pc.createOffer())  # gathers: the SDP holds candidates
         sdp = self.pc.localDescription.sdp
         if not candidates:  # what a trickle-ICE client sends first
-            sdp = "".join(line for line in sdp.splitlines(keepends=True)
-                          if not line.startswith(("a=candidate:", "a=end-of-candidates")))
+            sdp = "".join(
+                line
+                for line in sdp.splitlines(keepends=True)
+                if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+            )
         return sdp
 
     async def publish(self, *, candidates: bool = True) -> httpx.Response:
@@ -107,8 +110,11 @@ class WhipClient:
 
 
 def issue_token(url: str, admin_token: str, device_id: str) -> dict:
-    r = httpx.post(f"{url}/api/v1/live/publish-tokens", json={"device_id": device_id, "label": "OBS, car 12"},
-                   headers={"Authorization": f"Bearer {admin_token}"})
+    r = httpx.post(
+        f"{url}/api/v1/live/publish-tokens",
+        json={"device_id": device_id, "label": "OBS, car 12"},
+        headers={"Authorization": f"Bearer {admin_token}"},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -123,8 +129,11 @@ def test_a_standard_whip_encoder_publishes_with_a_bearer_token(platform: Platfor
     assert issued["token"].startswith("tmw_") and issued["whip_url"] == "/api/v1/live/whip"
     other = issue_token(server, admin, cam_b)
     # An operator may not hand out publishing rights.
-    r = httpx.post(f"{server}/api/v1/live/publish-tokens", json={"device_id": cam_a},
-                   headers={"Authorization": f"Bearer {operator}"})
+    r = httpx.post(
+        f"{server}/api/v1/live/publish-tokens",
+        json={"device_id": cam_a},
+        headers={"Authorization": f"Bearer {operator}"},
+    )
     assert r.status_code == 403
     listed = httpx.get(f"{server}/api/v1/live/publish-tokens", headers={"Authorization": f"Bearer {admin}"}).json()
     assert {t["id"] for t in listed} == {issued["id"], other["id"]} and all("token" not in t for t in listed)
@@ -132,7 +141,9 @@ def test_a_standard_whip_encoder_publishes_with_a_bearer_token(platform: Platfor
     asyncio.run(_standard_story(server, endpoint, issued["token"], other["token"], operator, cam_a))
 
     # Revoked: that encoder can no longer publish; the journal says who issued and who revoked.
-    r = httpx.delete(f"{server}/api/v1/live/publish-tokens/{issued['id']}", headers={"Authorization": f"Bearer {admin}"})
+    r = httpx.delete(
+        f"{server}/api/v1/live/publish-tokens/{issued['id']}", headers={"Authorization": f"Bearer {admin}"}
+    )
     assert r.status_code == 200 and r.json()["revoked_by"] == commune.users[Role.TECH_ADMIN]
     refused = asyncio.run(_publish_once(endpoint, issued["token"]))
     assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
@@ -151,9 +162,14 @@ async def _publish_once(endpoint: str, token: str) -> httpx.Response:
 async def _standard_story(url: str, endpoint: str, token: str, other_token: str, operator: str, device_id: str):
     async with httpx.AsyncClient(timeout=30) as http:
         # The CORS preflight of a browser publisher on another origin, then of a viewer.
-        pre = await http.options(endpoint, headers={"Origin": "https://encoder.example",
-                                                    "Access-Control-Request-Method": "POST",
-                                                    "Access-Control-Request-Headers": "authorization, content-type"})
+        pre = await http.options(
+            endpoint,
+            headers={
+                "Origin": "https://encoder.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
         assert pre.status_code == 204, pre.text
         assert pre.headers["access-control-allow-origin"] == "*"
         assert "POST" in pre.headers["access-control-allow-methods"]
@@ -255,7 +271,9 @@ window.publish = async (endpoint, token) => {
 };
 window.sent = async () => {
   let frames = 0;
-  (await window.pc.getStats()).forEach(s => { if (s.type === "outbound-rtp" && s.kind === "video") frames = s.framesEncoded; });
+  (await window.pc.getStats()).forEach(s => {
+    if (s.type === "outbound-rtp" && s.kind === "video") frames = s.framesEncoded;
+  });
   return frames;
 };
 window.stop = async token => (await fetch(window.resource, {method: "DELETE",
@@ -267,6 +285,7 @@ window.stop = async token => (await fetch(window.resource, {method: "DELETE",
 def page_server() -> Iterator[str]:
     """The publisher's page from an origin of its own (another port): its fetches to the platform are
     cross-origin, so the browser sends CORS preflights first."""
+
     class Page(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             body = PAGE.encode()
@@ -278,6 +297,7 @@ def page_server() -> Iterator[str]:
 
         def log_message(self, *args: object) -> None:
             pass
+
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -288,8 +308,9 @@ def page_server() -> Iterator[str]:
         httpd.server_close()
 
 
-def test_chromium_publishes_over_whip_from_another_origin_and_a_whep_viewer_receives_it(platform: Platform,
-                                                                                       server: str):
+def test_chromium_publishes_over_whip_from_another_origin_and_a_whep_viewer_receives_it(
+    platform: Platform, server: str
+):
     from playwright.sync_api import sync_playwright
 
     from tests.conftest import CHROMIUM, CHROMIUM_ARGS
@@ -300,11 +321,15 @@ def test_chromium_publishes_over_whip_from_another_origin_and_a_whep_viewer_rece
     token = issue_token(server, token_for(platform, commune.users[Role.TECH_ADMIN]), commune.cameras[0][0])["token"]
     with sync_playwright() as pw, page_server() as origin:
         try:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+            )
         except Exception as exc:  # noqa: BLE001 - any failure to start says how to install Chromium
-            pytest.fail(f"Chromium cannot start from {CHROMIUM} ({exc}): install Debian's chromium package",
-                        pytrace=False)
+            pytest.fail(
+                f"Chromium cannot start from {CHROMIUM} ({exc}): install Debian's chromium package", pytrace=False
+            )
         try:
             page = browser.new_page()
             page.goto(f"{origin}/publisher.html")
@@ -324,6 +349,7 @@ def test_chromium_publishes_over_whip_from_another_origin_and_a_whep_viewer_rece
                 picture = viewer.frames["video"][-1][1]
                 await viewer.close()
                 return picture.width, picture.height
+
             # Its own thread: Playwright's sync API keeps an event loop running in this one.
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 size = pool.submit(lambda: asyncio.run(watch())).result(60)

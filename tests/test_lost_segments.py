@@ -40,13 +40,20 @@ from tests.helpers import JUSTIFIED, agent_number, approve_erasure, make_commune
 PARIS_FMT = "%d/%m/%Y %H:%M:%S"
 
 
-def upload_lost(p: Platform, client, commune, lost: tuple[int, ...] = (1,), *, duration_s: float = 8,
-                segment_s: float = 2, **kw) -> tuple[str, SignedReceipt, list[bytes]]:
+def upload_lost(
+    p: Platform, client, commune, lost: tuple[int, ...] = (1,), *, duration_s: float = 8, segment_s: float = 2, **kw
+) -> tuple[str, SignedReceipt, list[bytes]]:
     """A recording of duration_s / segment_s segments handed over with `lost` declared damaged on the camera."""
     cam = commune.cameras[0]
-    signed, segments = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune),
-                                        started_at=utcnow() - timedelta(minutes=10), duration_s=duration_s,
-                                        segment_s=segment_s, **kw)
+    signed, segments = sample_recording(
+        cam[1],
+        camera_id=cam[0],
+        agent_id=agent_number(commune),
+        started_at=utcnow() - timedelta(minutes=10),
+        duration_s=duration_s,
+        segment_s=segment_s,
+        **kw,
+    )
     receipt = vault_client(p, client, cam).offload(signed, segments, lost=lost)
     client.auth = None
     assert receipt.receipt.lost_segments == list(lost)
@@ -58,6 +65,7 @@ def _h(csrf: str) -> dict:
 
 
 # --- 1. review and integrity -------------------------------------------------------------------------------
+
 
 def test_review_plays_the_stored_segments_and_names_the_lost_ones_with_their_times(platform, client) -> None:
     from temoin.web.pages import PARIS
@@ -83,8 +91,11 @@ def test_review_plays_the_stored_segments_and_names_the_lost_ones_with_their_tim
     assert lost["started_at"].startswith(lost_start.strftime("%Y-%m-%dT%H:%M:%S"))
 
     # The API consultation: the stored segments' URLs (the lost one left out, and named), each the camera's bytes.
-    r = client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf),
-                    json={"motive": {"code": "incident_review", "text": "Analyse de l'intervention"}})
+    r = client.post(
+        f"/api/v1/recordings/{rid}/consultations",
+        headers=_h(csrf),
+        json={"motive": {"code": "incident_review", "text": "Analyse de l'intervention"}},
+    )
     assert r.status_code == 201, r.text
     out = r.json()
     assert [u.split("?")[0].rsplit("/", 1)[1] for u in out["segments"]] == ["0", "2", "3"]
@@ -106,8 +117,10 @@ def test_review_plays_the_stored_segments_and_names_the_lost_ones_with_their_tim
     assert "Intact except lost segments [1] declared by the camera" in english
 
     # The page's consultation: the player gets the stored segments by index, none for the lost one.
-    watched = client.post(f"/recordings/{rid}/consult", data={"csrf_token": csrf, "motive_code": "incident_review",
-                                                              "motive_text": "Analyse de l'intervention"})
+    watched = client.post(
+        f"/recordings/{rid}/consult",
+        data={"csrf_token": csrf, "motive_code": "incident_review", "motive_text": "Analyse de l'intervention"},
+    )
     assert watched.status_code == 200, watched.text
     urls = json.loads(watched.text.split("data-segments='")[1].split("'")[0])
     assert urls[1] is None and all(urls[i] and f"/segments/{i}?" in urls[i] for i in (0, 2, 3))
@@ -161,7 +174,9 @@ def test_the_player_skips_the_lost_segment_and_says_so(browser, platform, server
         page.wait_for_function(
             "() => { const v = document.getElementById('player');"
             " if (v.error) throw new Error('media error ' + v.error.code);"
-            " return v.currentSrc.includes('/segments/2?') && v.currentTime > 0.2; }", timeout=30_000)
+            " return v.currentSrc.includes('/segments/2?') && v.currentTime > 0.2; }",
+            timeout=30_000,
+        )
         expect(page.locator("#lost-playback")).to_contain_text("Segment 1 perdu à la caméra")
         expect(page.locator("#lost-playback")).to_contain_text("lecture reprise au segment suivant")
         # The timeline spans the whole recording and shows the lost segment as a gap, not hidden.
@@ -187,11 +202,15 @@ def test_the_player_skips_the_lost_segment_and_says_so(browser, platform, server
 
 # --- 2. extraction packages ---------------------------------------------------------------------------------
 
+
 def _resign(platform: Platform, folder: Path) -> None:
     """Rewrite SHA256SUMS over the folder's files and sign it with the platform's own key (an insider holding
     it): what the pinned key signs must still agree with the receipt signed at ingest."""
-    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()
-                   and p.name not in (pkg.SUMS, pkg.SIGNATURE, pkg.TIMESTAMP))
+    names = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name not in (pkg.SUMS, pkg.SIGNATURE, pkg.TIMESTAMP)
+    )
     import hashlib
 
     sums = "".join(f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}\n" for n in names).encode()
@@ -208,8 +227,7 @@ def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platfo
     _, folder = _download(client, out, tmp_path)
     manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
     rec = manifest["recordings"][0]
-    assert [(m["segment"], m["file"]) for m in rec["media"]] == [
-        (i, f"media/{rid}/{i:05d}.mp4") for i in (0, 2, 3)]
+    assert [(m["segment"], m["file"]) for m in rec["media"]] == [(i, f"media/{rid}/{i:05d}.mp4") for i in (0, 2, 3)]
     for i in (0, 2, 3):
         assert (folder / f"media/{rid}/{i:05d}.mp4").read_bytes() == originals[i]
     assert not (folder / f"media/{rid}/00001.mp4").exists()
@@ -236,16 +254,22 @@ def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platfo
     forged = json.loads((dropped / "manifest.json").read_text("utf-8"))
     forged_rec = forged["recordings"][0]
     forged_rec["media"] = [m for m in forged_rec["media"] if m["segment"] != 2]
-    forged_rec["lost_segments"].append({**forged_rec["lost_segments"][0], "index": 2,
-                                        "sha256": forged_rec["segments"][2]["sha256"],
-                                        "started_at": forged_rec["segments"][2]["started_at"]})
+    forged_rec["lost_segments"].append(
+        {
+            **forged_rec["lost_segments"][0],
+            "index": 2,
+            "sha256": forged_rec["segments"][2]["sha256"],
+            "started_at": forged_rec["segments"][2]["started_at"],
+        }
+    )
     (dropped / "manifest.json").write_text(json.dumps(forged, indent=2))
     _resign(platform, dropped)
     code, output = _verify(dropped, *_pinned(platform))
     flat = " ".join(output.split())
     assert code == 1, output
-    assert "original segments [2] are missing (the vault's signed receipt declares only [1] lost at the camera)" \
-        in flat, flat
+    assert (
+        "original segments [2] are missing (the vault's signed receipt declares only [1] lost at the camera)" in flat
+    ), flat
     assert "manifest.json lists lost segments [1, 2], the vault's signed receipt declares [1]" in flat
 
     # The same with the receipt's list changed too: the receipt's signature no longer holds.
@@ -265,21 +289,32 @@ def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platfo
     (silent / "manifest.json").write_text(json.dumps(quiet, indent=2))
     _resign(platform, silent)
     code, output = _verify(silent, *_pinned(platform))
-    assert code == 1 and "manifest.json lists lost segments [], the vault's signed receipt declares [1]" in \
-        " ".join(output.split()), output
+    assert code == 1 and "manifest.json lists lost segments [], the vault's signed receipt declares [1]" in " ".join(
+        output.split()
+    ), output
 
     # The chain-of-custody PDF names the lost segment too.
     from tests.extraction_helpers import _pdf_text
 
-    assert "Segment 1 perdu à la caméra / lost at the camera" in _pdf_text((folder / "chain-of-custody.pdf").read_bytes())
+    assert "Segment 1 perdu à la caméra / lost at the camera" in _pdf_text(
+        (folder / "chain-of-custody.pdf").read_bytes()
+    )
 
     # A segment hidden in the catalogue that the signed receipt does not declare lost: no package is made.
     with platform.session() as db:
         db.get(Segment, (rid, 2)).complete = False
         db.commit()
-    r = client.post("/api/v1/extractions", headers=_h(csrf), json={
-        "recording_ids": [rid], "recipient_name": "OPJ Martin", "recipient_kind": "judicial_police",
-        "procedure_type": "judicial", "reference": "PV 2026/3"})
+    r = client.post(
+        "/api/v1/extractions",
+        headers=_h(csrf),
+        json={
+            "recording_ids": [rid],
+            "recipient_name": "OPJ Martin",
+            "recipient_kind": "judicial_police",
+            "procedure_type": "judicial",
+            "reference": "PV 2026/3",
+        },
+    )
     assert r.status_code == 409 and "segments [2] are not in the vault" in r.json()["detail"], r.text
 
 
@@ -305,10 +340,18 @@ def test_a_trimmed_extraction_across_the_lost_segment_keeps_the_gap_and_verifies
     assert "segments [1] lost at the camera" in " ".join(output.split())
 
     # A range entirely inside the lost segment: refused, saying why.
-    r = client.post("/api/v1/extractions", headers=_h(csrf), json={
-        "recording_ids": [rid], "recipient_name": "OPJ Martin", "recipient_kind": "judicial_police",
-        "procedure_type": "judicial", "reference": "PV 2026/2", "trim": {"recording_id": rid, "start_s": 2.2,
-                                                                        "end_s": 3.8}})
+    r = client.post(
+        "/api/v1/extractions",
+        headers=_h(csrf),
+        json={
+            "recording_ids": [rid],
+            "recipient_name": "OPJ Martin",
+            "recipient_kind": "judicial_police",
+            "procedure_type": "judicial",
+            "reference": "PV 2026/2",
+            "trim": {"recording_id": rid, "start_s": 2.2, "end_s": 3.8},
+        },
+    )
     assert r.status_code == 422 and "within segment(s) [1] lost at the camera" in r.json()["detail"], r.text
 
 
@@ -332,6 +375,7 @@ def test_a_training_extraction_anonymises_the_stored_segments_and_verifies(platf
 
 # --- 3. scrub, retention, erasure -------------------------------------------------------------------------
 
+
 def test_scrub_skips_the_lost_segments_and_retention_and_erasure_delete_everything(platform, client) -> None:
     commune = make_commune(platform, cameras=1)
     kept, _, _ = upload_lost(platform, client, commune, (1,), duration_s=6)
@@ -344,11 +388,17 @@ def test_scrub_skips_the_lost_segments_and_retention_and_erasure_delete_everythi
 
     # Erasure for a person's request: the recording goes, its blobs too, with a certificate.
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    r = client.post("/api/v1/rights/requests", headers=_h(csrf), json={
-        "kind": "erasure", "person_description": "veste rouge", "contact": "dupont@example.org"})
+    r = client.post(
+        "/api/v1/rights/requests",
+        headers=_h(csrf),
+        json={"kind": "erasure", "person_description": "veste rouge", "contact": "dupont@example.org"},
+    )
     assert r.status_code == 201, r.text
-    r = client.post(f"/api/v1/rights/requests/{r.json()['id']}/erasure", headers=_h(csrf),
-                    json={"recording_ids": [erased], "justifications": {erased: JUSTIFIED}})
+    r = client.post(
+        f"/api/v1/rights/requests/{r.json()['id']}/erasure",
+        headers=_h(csrf),
+        json={"recording_ids": [erased], "justifications": {erased: JUSTIFIED}},
+    )
     assert r.status_code == 201, r.text
     r = approve_erasure(platform, client, commune, r.json()["id"])  # four eyes
     assert r.status_code == 200, r.text
@@ -388,6 +438,7 @@ def test_vault_scrub_command_says_lost_segments_are_not_corruption(platform, cli
 
 # --- 4. rights access copies ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # face detection is the slow part
 def test_an_access_copy_is_made_of_the_stored_segments(platform, client) -> None:
     from tests.extraction_helpers import _wait
@@ -395,8 +446,11 @@ def test_an_access_copy_is_made_of_the_stored_segments(platform, client) -> None
     commune = make_commune(platform, cameras=1)
     rid, _, _ = upload_lost(platform, client, commune, (1,), duration_s=6)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    r = client.post("/api/v1/rights/requests", headers=_h(csrf), json={
-        "kind": "access", "person_description": "veste rouge", "contact": "dupont@example.org"})
+    r = client.post(
+        "/api/v1/rights/requests",
+        headers=_h(csrf),
+        json={"kind": "access", "person_description": "veste rouge", "contact": "dupont@example.org"},
+    )
     req = r.json()
     r = client.post(f"/api/v1/rights/requests/{req['id']}/copies", headers=_h(csrf), json={"recording_id": rid})
     assert r.status_code == 202, r.text
@@ -406,8 +460,9 @@ def test_an_access_copy_is_made_of_the_stored_segments(platform, client) -> None
     still = client.get(f"/api/v1/rights/copies/{copy['id']}/still", params={"at": 3.0})
     assert still.status_code == 200 and still.headers["content-type"] == "image/jpeg", still.text
     assert float(still.headers["X-Frame-Time"]) == pytest.approx(3.0, abs=0.2)
-    r = client.post(f"/api/v1/rights/copies/{copy['id']}/redact", headers=_h(csrf),
-                    json={"keep_tracks": [], "add_regions": []})
+    r = client.post(
+        f"/api/v1/rights/copies/{copy['id']}/redact", headers=_h(csrf), json={"keep_tracks": [], "add_regions": []}
+    )
     assert r.status_code == 202, r.text
     copy = _wait(client, copy["id"])
     assert copy["state"] == "to_review", copy

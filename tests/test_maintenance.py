@@ -37,15 +37,34 @@ def _due_work(platform, client, commune, tag: str) -> tuple[str, Path]:
         tenant = platform.tenant(db, commune.slug)
         db.execute(update(Recording).where(Recording.id == rid).values(retention_until=utcnow() - timedelta(days=1)))
         for n in range(2):
-            platform.journal.write(db, EntryDraft(action=Action.MODIFICATION, event=f"test.old_{tag}",
-                                                  actor=Actor.system("test"), details={"n": n}),
-                                   tenant_id=tenant.id, tenant_slug=tenant.slug, at=old + timedelta(hours=n))
+            platform.journal.write(
+                db,
+                EntryDraft(
+                    action=Action.MODIFICATION, event=f"test.old_{tag}", actor=Actor.system("test"), details={"n": n}
+                ),
+                tenant_id=tenant.id,
+                tenant_slug=tenant.slug,
+                at=old + timedelta(hours=n),
+            )
         chief = db.scalar(select(User).where(User.tenant_id == tenant.id).limit(1))
-        db.add(Extraction(id=f"ext-{tag}", tenant_id=tenant.id, created_by=chief.id, recipient_name="OPJ",
-                          recipient_kind="judicial", procedure_type="judicial", reference="PV 1",
-                          recording_ids=[], media_kind="original", package_path=f"extractions/{tag}.zip",
-                          package_sha256="0" * 64, package_bytes=17, sums_sha256="0" * 64,
-                          expires_at=utcnow() - timedelta(days=1)))
+        db.add(
+            Extraction(
+                id=f"ext-{tag}",
+                tenant_id=tenant.id,
+                created_by=chief.id,
+                recipient_name="OPJ",
+                recipient_kind="judicial",
+                procedure_type="judicial",
+                reference="PV 1",
+                recording_ids=[],
+                media_kind="original",
+                package_path=f"extractions/{tag}.zip",
+                package_sha256="0" * 64,
+                package_bytes=17,
+                sums_sha256="0" * 64,
+                expires_at=utcnow() - timedelta(days=1),
+            )
+        )
         # A camera request nonce past any replay window (twice the clock window), and one still within it.
         device_id = commune.cameras[0][0]
         db.add(DeviceNonce(device_id=device_id, nonce=f"old-{tag}", at=utcnow() - timedelta(hours=1)))
@@ -61,17 +80,24 @@ def _duties_done(platform, commune, rid: str, package: Path, prunes_before: int)
         head = db.get(JournalHead, commune.slug)
         seals = [cp.seq for cp in checkpoints if cp.kind == "seal"]
         nonces = set(db.scalars(select(DeviceNonce.nonce).where(DeviceNonce.nonce.like("%-" + package.stem))))
-        return {"old nonces forgotten": nonces == {f"new-{package.stem}"},
-                "recording deleted": recording.state == RecordingState.DELETED,
-                "journal pruned": sum(cp.kind == "prune" for cp in checkpoints) > prunes_before,
-                "package deleted": not package.exists(),
-                "journal sealed": bool(seals) and max(seals) == head.seq}
+        return {
+            "old nonces forgotten": nonces == {f"new-{package.stem}"},
+            "recording deleted": recording.state == RecordingState.DELETED,
+            "journal pruned": sum(cp.kind == "prune" for cp in checkpoints) > prunes_before,
+            "package deleted": not package.exists(),
+            "journal sealed": bool(seals) and max(seals) == head.seq,
+        }
 
 
 def _prunes(platform, commune) -> int:
     with platform.session() as db:
-        return len(db.scalars(select(JournalCheckpoint).where(JournalCheckpoint.chain == commune.slug,
-                                                              JournalCheckpoint.kind == "prune")).all())
+        return len(
+            db.scalars(
+                select(JournalCheckpoint).where(
+                    JournalCheckpoint.chain == commune.slug, JournalCheckpoint.kind == "prune"
+                )
+            ).all()
+        )
 
 
 class _Stop(Exception):

@@ -39,9 +39,11 @@ def test_a_position_is_named_by_its_nearest_street(platform: Platform, client, c
     assert client.get("/api/v1/map/place", params={"lat": 91, "lon": 4}).status_code == 422
 
 
-def test_streets_are_found_by_the_start_of_their_name_without_case_or_accents(platform: Platform, client,
-                                                                               commune) -> None:
+def test_streets_are_found_by_the_start_of_their_name_without_case_or_accents(
+    platform: Platform, client, commune
+) -> None:
     sign_in(platform, client, commune.users[Role.MAYOR])
+
     def names(q: str) -> list[str]:
         return [s["name"] for s in client.get("/api/v1/map/streets", params={"q": q}).json()]
 
@@ -66,7 +68,8 @@ def test_the_streets_and_places_of_a_tenant_stay_its_own(platform: Platform, cli
 
 
 def test_the_offline_basemap_draws_the_named_streets_and_says_tiles_can_be_configured(
-        platform: Platform, client, commune) -> None:
+    platform: Platform, client, commune
+) -> None:
     sign_in(platform, client, commune.users[Role.CSU_OPERATOR])
     b = client.get("/api/v1/map/basemap", headers={"Accept-Language": "fr-FR"}).json()
     assert b["offline"] is True and b["tile_url"] is None
@@ -76,8 +79,9 @@ def test_the_offline_basemap_draws_the_named_streets_and_says_tiles_can_be_confi
     assert any(f["properties"]["kind"] == "territory" for f in b["overlay"]["features"])
     with platform.session() as db:
         tenant = db.scalar(select(Tenant).where(Tenant.slug == commune.slug))
-        service.update_settings(platform, db, tenant, {"tile_url": "https://tiles.example/{z}/{x}/{y}.png",
-                                                       "tile_attribution": "© Example"})
+        service.update_settings(
+            platform, db, tenant, {"tile_url": "https://tiles.example/{z}/{x}/{y}.png", "tile_attribution": "© Example"}
+        )
         db.commit()
     b = client.get("/api/v1/map/basemap").json()
     assert b["offline"] is False and b["notice"] is None and b["tile_url"].startswith("https://tiles.example/")
@@ -87,9 +91,21 @@ def test_a_streets_file_without_named_lines_is_refused_and_a_load_is_journaled(p
     with platform.session() as db:
         tenant = platform.tenant(db, commune.slug)
         with pytest.raises(StreetsInvalid, match="named street"):
-            load_streets(platform, db, tenant, {"type": "FeatureCollection", "features": [
-                {"type": "Feature", "properties": {"kind": "territory"},
-                 "geometry": {"type": "Polygon", "coordinates": [[[4, 43], [4.1, 43], [4, 43.1], [4, 43]]]}}]})
+            load_streets(
+                platform,
+                db,
+                tenant,
+                {
+                    "type": "FeatureCollection",
+                    "features": [
+                        {
+                            "type": "Feature",
+                            "properties": {"kind": "territory"},
+                            "geometry": {"type": "Polygon", "coordinates": [[[4, 43], [4.1, 43], [4, 43.1], [4, 43]]]},
+                        }
+                    ],
+                },
+            )
         with pytest.raises(StreetsInvalid, match="FeatureCollection"):
             load_streets(platform, db, tenant, {"type": "LineString", "coordinates": [[4, 43], [4.1, 43]]})
         events = db.scalars(select(JournalEntry.event).where(JournalEntry.event == "tenant.streets_set")).all()
@@ -102,8 +118,9 @@ def test_fold_compares_without_case_accents_or_punctuation() -> None:
     assert fold("Œuvre") == "œuvre"
 
 
-def test_a_rights_request_shows_its_place_and_its_candidates_closest_positions_as_streets(platform: Platform,
-                                                                                          client) -> None:
+def test_a_rights_request_shows_its_place_and_its_candidates_closest_positions_as_streets(
+    platform: Platform, client
+) -> None:
     from datetime import timedelta
 
     from temoin.geo import demo_commune
@@ -114,12 +131,20 @@ def test_a_rights_request_shows_its_place_and_its_candidates_closest_positions_a
         load_streets(platform, db, platform.tenant(db, commune.slug), demo_commune.commune())
         db.commit()
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    req = _create(client, csrf, lat=AVENUE[0], lon=AVENUE[1], radius_m=5000,
-                  facts_start=(t0 - timedelta(minutes=10)).isoformat(),
-                  facts_end=(t0 + timedelta(minutes=10)).isoformat())
+    req = _create(
+        client,
+        csrf,
+        lat=AVENUE[0],
+        lon=AVENUE[1],
+        radius_m=5000,
+        facts_start=(t0 - timedelta(minutes=10)).isoformat(),
+        facts_end=(t0 + timedelta(minutes=10)).isoformat(),
+    )
     page = client.get(f"/rights/{req['id']}").text
-    assert '<span class="place-street">Avenue de la Mer</span> · <span class="place-coords">43.55600, 4.07000</span>' \
+    assert (
+        '<span class="place-street">Avenue de la Mer</span> · <span class="place-coords">43.55600, 4.07000</span>'
         in page
+    )
     rows = {rid: page.split(f'data-recording="{rid}"', 1)[1].split("</tr>", 1)[0] for rid in (avenue, quay)}
     assert '<span class="place-street">Avenue de la Mer</span>' in rows[avenue]  # its fix closest to the place
     assert '<span class="place-street">Quai des Pêcheurs</span>' in rows[quay]

@@ -62,8 +62,9 @@ def test_the_rights_form_picks_the_place_on_the_map_and_finds_streets_by_name(pl
     picker.evaluate("el => el.temoinMap.setView([43.5585, 4.0795], 17, {animate: false})")
     picker.locator(".place-map").scroll_into_view_if_needed()
     box = picker.locator(".place-map").bounding_box()
-    point = picker.evaluate("el => { const p = el.temoinMap.latLngToContainerPoint([43.5580, 4.0803]); "
-                            "return [p.x, p.y]; }")
+    point = picker.evaluate(
+        "el => { const p = el.temoinMap.latLngToContainerPoint([43.5580, 4.0803]); return [p.x, p.y]; }"
+    )
     page.mouse.click(box["x"] + point[0], box["y"] + point[1])
     lat = float(form.get_by_label("Latitude").input_value())
     lon = float(form.get_by_label("Longitude").input_value())
@@ -83,8 +84,10 @@ def test_the_rights_form_picks_the_place_on_the_map_and_finds_streets_by_name(pl
     page.mouse.up()
     widened = int(radius.input_value())
     assert widened > 200
-    circle = picker.evaluate("el => { let r = null; el.temoinMap.eachLayer(l => { if (l instanceof L.Circle) "
-                             "r = l.getRadius(); }); return r; }")
+    circle = picker.evaluate(
+        "el => { let r = null; el.temoinMap.eachLayer(l => { if (l instanceof L.Circle) "
+        "r = l.getRadius(); }); return r; }"
+    )
     assert circle == widened
 
     # The typed fields stay: typing moves the place (keyboard users never need the map).
@@ -125,8 +128,15 @@ def test_the_review_player_names_the_street_the_marker_is_on(platform: Platform,
     with platform.session() as db:
         load_streets(platform, db, platform.tenant(db, commune.slug), demo_commune.commune())
         db.commit()
-    rid, _ = upload(platform, api, commune, started_at=utcnow() - timedelta(hours=1), duration_s=4, segment_s=2,
-                    street="Rue du Port")
+    rid, _ = upload(
+        platform,
+        api,
+        commune,
+        started_at=utcnow() - timedelta(hours=1),
+        duration_s=4,
+        segment_s=2,
+        street="Rue du Port",
+    )
     sign_in_page(page, platform, commune.users[Role.CHIEF])
     page.goto(f"/recordings/{rid}")
     form = page.locator("#motive-form")

@@ -22,8 +22,11 @@ def press_live(url: str, commune) -> None:
     """The camera's live button (the request alone: no media), signed over its body as the camera signs it."""
     path = "/api/v1/live/sessions"
     body = orjson.dumps({"reason": "threat", "position": FIX.model_dump(mode="json")})
-    r = httpx.post(f"{url}{path}", content=body, headers={**signed(commune, "POST", path, 0, body),
-                                                          "Content-Type": "application/json"})
+    r = httpx.post(
+        f"{url}{path}",
+        content=body,
+        headers={**signed(commune, "POST", path, 0, body), "Content-Type": "application/json"},
+    )
     assert r.status_code == 201, r.text
 
 
@@ -79,8 +82,9 @@ def _within_screen(locator, width: int = 390) -> None:
 def test_the_dashboard_and_navigation_fit_a_phone(platform: Platform, server: str, browser) -> None:
     commune = make_commune(platform, cameras=1)
     on_shift(platform, commune)
-    context = browser.new_context(base_url=server, locale="fr-FR", viewport={"width": 390, "height": 844},
-                                  is_mobile=True, has_touch=True)
+    context = browser.new_context(
+        base_url=server, locale="fr-FR", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
     context.set_default_timeout(15_000)
     try:
         sign_in_context(platform, context, commune.users[Role.CSU_OPERATOR])

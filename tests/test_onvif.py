@@ -22,14 +22,29 @@ CAM = (43.5572, 4.0796)  # a mast at a crossroads of Port-Témoin
 
 def point(bearing: float, metres: float) -> tuple[float, float]:
     lat, lon = CAM
-    return (lat + metres * math.cos(math.radians(bearing)) / 111_195,
-            lon + metres * math.sin(math.radians(bearing)) / (111_195 * math.cos(math.radians(lat))))
+    return (
+        lat + metres * math.cos(math.radians(bearing)) / 111_195,
+        lon + metres * math.sin(math.radians(bearing)) / (111_195 * math.cos(math.radians(lat))),
+    )
 
 
 def camera(url: str, *, heading: float = 0.0, ptz_: bool = True) -> CctvCamera:
-    return CctvCamera(tenant_id=1, id="cctv-02", name="Avenue de la Mer × Rue du Port", lat=CAM[0], lon=CAM[1],
-                      height_m=8.0, heading_deg=heading, fov_deg=60.0, range_m=250.0, ptz=ptz_, max_zoom=30.0,
-                      stream_url="rtsp://127.0.0.1:8554/cctv-02", onvif_url=url, onvif_username=USER)
+    return CctvCamera(
+        tenant_id=1,
+        id="cctv-02",
+        name="Avenue de la Mer × Rue du Port",
+        lat=CAM[0],
+        lon=CAM[1],
+        height_m=8.0,
+        heading_deg=heading,
+        fov_deg=60.0,
+        range_m=250.0,
+        ptz=ptz_,
+        max_zoom=30.0,
+        stream_url="rtsp://127.0.0.1:8554/cctv-02",
+        onvif_url=url,
+        onvif_username=USER,
+    )
 
 
 @pytest.fixture

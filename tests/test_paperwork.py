@@ -47,8 +47,11 @@ def test_processing_record_carries_the_tenants_figures(platform, client):
 
     # The figures are the tenant's of the moment: another profile, another contact, another authorisation.
     with platform.session() as db:
-        db.execute(update(Tenant).where(Tenant.slug == commune.slug).values(
-            profile="fr-police-municipale-2019", authorised_cameras=9))
+        db.execute(
+            update(Tenant)
+            .where(Tenant.slug == commune.slug)
+            .values(profile="fr-police-municipale-2019", authorised_cameras=9)
+        )
         db.commit()
     _set_dpo(platform, commune.slug, "rgpd@mairie.example")
     sections = client.get("/api/v1/reports/processing-record").json()["sections"]
@@ -65,8 +68,13 @@ def test_aipd_draft_carries_the_tenants_figures(platform, client):
     text = pdf_text(r.content)
     assert "Analyse d'impact relative à la protection des données" in text
     assert "5 caméras autorisées par le préfet (2 en service)" in text and "31 jours au plus" in text
-    for part in ("Description du traitement", "Nécessité et proportionnalité", "Risques pour les droits",
-                 "Mesures de sécurité", "Avis et validation"):
+    for part in (
+        "Description du traitement",
+        "Nécessité et proportionnalité",
+        "Risques pour les droits",
+        "Mesures de sécurité",
+        "Avis et validation",
+    ):
         assert part in text
     # No DPO contact in the settings: the draft says what to fill in, and where.
     assert "(à compléter) : réglage dpo_contact" in text
@@ -77,8 +85,12 @@ def test_aipd_draft_carries_the_tenants_figures(platform, client):
 
 def test_only_the_mayor_and_the_dpo_have_the_paperwork(platform, client):
     commune = make_commune(platform, cameras=0)
-    paths = ("/api/v1/reports/processing-record.pdf", "/api/v1/reports/processing-record",
-             "/api/v1/reports/aipd.pdf", "/api/v1/reports/aipd")
+    paths = (
+        "/api/v1/reports/processing-record.pdf",
+        "/api/v1/reports/processing-record",
+        "/api/v1/reports/aipd.pdf",
+        "/api/v1/reports/aipd",
+    )
     for path in paths:
         assert client.get(path).status_code == 401
     for role in Role:
@@ -92,8 +104,9 @@ def test_only_the_mayor_and_the_dpo_have_the_paperwork(platform, client):
             assert "processing-record" not in page.text and "aipd" not in page.text
 
 
-@pytest.mark.parametrize("command, title", [("processing-record", "Registre des activités de traitement"),
-                                            ("aipd", "Analyse d'impact")])
+@pytest.mark.parametrize(
+    "command, title", [("processing-record", "Registre des activités de traitement"), ("aipd", "Analyse d'impact")]
+)
 def test_the_command_line_writes_the_pdf(platform, settings, tmp_path, command, title):
     commune = make_commune(platform, cameras=1, authorised=4)
     env = {"TEMOIN_HOME": str(settings.home), "TEMOIN_DATABASE_URL": settings.database_url, "COLUMNS": "200"}

@@ -29,9 +29,14 @@ def utc(*args: int) -> datetime:
 
 # --- the profiles shipped ------------------------------------------------------------------------
 
+
 def test_the_four_profiles_are_shipped():
-    assert set(all_profiles()) == {"fr-police-municipale", "fr-police-municipale-2019", "fr-sapeurs-pompiers",
-                                   "fr-police-nationale"}
+    assert set(all_profiles()) == {
+        "fr-police-municipale",
+        "fr-police-municipale-2019",
+        "fr-sapeurs-pompiers",
+        "fr-police-nationale",
+    }
     assert DEFAULT_PROFILE == "fr-police-municipale"
 
 
@@ -79,12 +84,12 @@ def test_unknown_profile_names_the_known_ones():
     assert isinstance(caught.value, KeyError)
     message = str(caught.value)
     assert "fr-gendarmerie-imaginaire" in message
-    for known in ("fr-police-municipale", "fr-police-municipale-2019", "fr-police-nationale",
-                  "fr-sapeurs-pompiers"):
+    for known in ("fr-police-municipale", "fr-police-municipale-2019", "fr-police-nationale", "fr-sapeurs-pompiers"):
         assert known in message
 
 
 # --- the deadline ---------------------------------------------------------------------------------
+
 
 def test_recording_is_kept_the_whole_anniversary_day():
     recorded = paris(2026, 3, 15, 10, 0)
@@ -96,8 +101,9 @@ def test_recording_is_kept_the_whole_anniversary_day():
     assert (deadline - timedelta(microseconds=1)).astimezone(PARIS).date().isoformat() == "2026-04-15"
 
 
-@pytest.mark.parametrize("recorded", [paris(2026, 3, 15, 0, 0), paris(2026, 3, 15, 10, 0),
-                                      paris(2026, 3, 15, 23, 59, 59)])
+@pytest.mark.parametrize(
+    "recorded", [paris(2026, 3, 15, 0, 0), paris(2026, 3, 15, 10, 0), paris(2026, 3, 15, 23, 59, 59)]
+)
 def test_the_time_of_day_does_not_matter_only_the_day(recorded):
     assert ONE_MONTH.deadline(recorded) == paris(2026, 4, 16)
 

@@ -42,10 +42,14 @@ def video_facts(path: Path) -> dict:
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         frames = list(container.decode(video))
-        return {"codec": video.codec_context.name, "size": (video.width, video.height),
-                "rate": float(video.average_rate), "frames": len(frames),
-                "span": float((frames[-1].pts - frames[0].pts) * frames[0].time_base),
-                "audio": container.streams.audio[0].codec_context.name if container.streams.audio else None}
+        return {
+            "codec": video.codec_context.name,
+            "size": (video.width, video.height),
+            "rate": float(video.average_rate),
+            "frames": len(frames),
+            "span": float((frames[-1].pts - frames[0].pts) * frames[0].time_base),
+            "audio": container.streams.audio[0].codec_context.name if container.streams.audio else None,
+        }
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +64,7 @@ def tracks(clip: Clip) -> list[FaceTrack]:
 
 def track_of(clip: Clip, tracks: list[FaceTrack], actor: int) -> FaceTrack:
     """The track that follows an actor on most of its frames (by centre inside the ground-truth box)."""
+
     def hits(track: FaceTrack) -> int:
         n = 0
         for frame, truth in enumerate(clip.truth):
@@ -68,6 +73,7 @@ def track_of(clip: Clip, tracks: list[FaceTrack], actor: int) -> FaceTrack:
                 if a == actor and box and x <= box[0] + box[2] / 2 <= x + w and y <= box[1] + box[3] / 2 <= y + h:
                     n += 1
         return n
+
     return max(tracks, key=hits)
 
 
@@ -95,7 +101,7 @@ def test_every_face_is_blurred_and_the_voice_altered(clip: Clip, tmp_path: Path)
     assert abs(len(altered) - len(original)) <= rate * 0.025
     p0, p1 = estimate_pitch(original, rate), estimate_pitch(altered, rate)
     assert abs(12 * np.log2(p1 / p0)) >= 4
-    assert float(np.sqrt(np.mean(altered ** 2))) > 0.3 * float(np.sqrt(np.mean(original ** 2)))  # not muted
+    assert float(np.sqrt(np.mean(altered**2))) > 0.3 * float(np.sqrt(np.mean(original**2)))  # not muted
 
 
 def test_tracks_follow_each_face_from_its_first_frame(clip: Clip, tracks: list[FaceTrack]) -> None:
@@ -109,8 +115,7 @@ def test_tracks_follow_each_face_from_its_first_frame(clip: Clip, tracks: list[F
     assert detect_tracks(clip.path) == tracks  # the same file always gives the same tracks
 
 
-def test_kept_face_added_and_removed_boxes_in_mask_mode(clip: Clip, tracks: list[FaceTrack],
-                                                        tmp_path: Path) -> None:
+def test_kept_face_added_and_removed_boxes_in_mask_mode(clip: Clip, tracks: list[FaceTrack], tmp_path: Path) -> None:
     requester = track_of(clip, tracks, 0)
     x, y, w, h = next(box for a, box in clip.truth[45] if a == 1)
     false_alarm = ManualRegion(30, 59, x - 30, y - 30, w + 60, h + 60)  # as a reviewer would draw it
@@ -118,17 +123,25 @@ def test_kept_face_added_and_removed_boxes_in_mask_mode(clip: Clip, tracks: list
     out = tmp_path / "access.mp4"
 
     # The tracks are found again by redact_file: the ids chosen on detect_tracks' result must still hold.
-    report = redact_file(clip.path, out, mode="mask", keep_tracks=[requester.id], add_regions=[forced],
-                         remove_regions=[false_alarm], voice=False)
+    report = redact_file(
+        clip.path,
+        out,
+        mode="mask",
+        keep_tracks=[requester.id],
+        add_regions=[forced],
+        remove_regions=[false_alarm],
+        voice=False,
+    )
 
     assert report.kept_tracks == [requester.id] and report.audio == "copied"
     src_frames, out_frames = list(luma_frames(clip.path)), list(luma_frames(out))
-    kept_clear = [clear(src_frames[f], out_frames[f], box) for f, truth in enumerate(clip.truth)
-                  for a, box in truth if a == 0]
+    kept_clear = [
+        clear(src_frames[f], out_frames[f], box) for f, truth in enumerate(clip.truth) for a, box in truth if a == 0
+    ]
     assert np.mean(kept_clear) >= 0.95
     for f, truth in enumerate(clip.truth):
         for a, (bx, by, bw, bh) in truth:
-            region = out_frames[f][by:by + bh, bx:bx + bw]
+            region = out_frames[f][by : by + bh, bx : bx + bw]
             if a == 0:
                 continue
             if a == 1 and false_alarm.covers(f):
@@ -136,10 +149,15 @@ def test_kept_face_added_and_removed_boxes_in_mask_mode(clip: Clip, tracks: list
             else:
                 assert region.std() < 4 and region.mean() < 30, (f, a)  # a solid black box
     fx, fy = forced.x, forced.y
-    assert out_frames[15][fy:fy + forced.h, fx:fx + forced.w].std() < 4
-    assert out_frames[15][fy:fy + forced.h, fx:fx + forced.w].mean() < 30
-    assert np.abs(out_frames[25][fy:fy + forced.h, fx:fx + forced.w].astype(int)
-                  - src_frames[25][fy:fy + forced.h, fx:fx + forced.w]).mean() < 6
+    assert out_frames[15][fy : fy + forced.h, fx : fx + forced.w].std() < 4
+    assert out_frames[15][fy : fy + forced.h, fx : fx + forced.w].mean() < 30
+    assert (
+        np.abs(
+            out_frames[25][fy : fy + forced.h, fx : fx + forced.w].astype(int)
+            - src_frames[25][fy : fy + forced.h, fx : fx + forced.w]
+        ).mean()
+        < 6
+    )
     original, _ = audio_of(clip.path)
     copied, _ = audio_of(out)
     assert np.array_equal(original, copied)  # voice=False: the sound is the source's, bit for bit
@@ -187,7 +205,7 @@ def test_voice_alteration_moves_pitch_and_keeps_length() -> None:
 
     assert len(out) == len(signal)
     assert abs(12 * np.log2(estimate_pitch(out[: len(speech)], rate) / estimate_pitch(speech, rate))) >= 4
-    assert np.abs(out[len(speech) + rate // 10:]).max() < 1e-3  # silence stays silent
+    assert np.abs(out[len(speech) + rate // 10 :]).max() < 1e-3  # silence stays silent
     spectrum_in = np.abs(np.fft.rfft(speech))
     spectrum_out = np.abs(np.fft.rfft(out[: len(speech)]))
     assert np.corrcoef(spectrum_in, spectrum_out)[0, 1] < 0.5  # not the same sound

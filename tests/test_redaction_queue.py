@@ -23,8 +23,7 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"redaction_workers": 1, "redaction_jobs_per_tenant": 2, "redaction_jobs_max": 3})
 
 
-def test_redaction_jobs_are_bounded_per_tenant_and_in_all_and_hold_no_connection(platform, client,
-                                                                                 monkeypatch) -> None:
+def test_redaction_jobs_are_bounded_per_tenant_and_in_all_and_hold_no_connection(platform, client, monkeypatch) -> None:
     gate = threading.Event()
     running = threading.Event()
     held: Counter[int] = Counter()  # database connections checked out, by thread
@@ -47,11 +46,17 @@ def test_redaction_jobs_are_bounded_per_tenant_and_in_all_and_hold_no_connection
 
     def start(commune, rid: str):
         csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-        r = client.post("/api/v1/rights/requests", headers={"X-CSRF-Token": csrf},
-                        json={"kind": "access", "person_description": "veste rouge", "contact": "x@example.org"})
+        r = client.post(
+            "/api/v1/rights/requests",
+            headers={"X-CSRF-Token": csrf},
+            json={"kind": "access", "person_description": "veste rouge", "contact": "x@example.org"},
+        )
         assert r.status_code == 201, r.text
-        return client.post(f"/api/v1/rights/requests/{r.json()['id']}/copies", headers={"X-CSRF-Token": csrf},
-                           json={"recording_id": rid})
+        return client.post(
+            f"/api/v1/rights/requests/{r.json()['id']}/copies",
+            headers={"X-CSRF-Token": csrf},
+            json={"recording_id": rid},
+        )
 
     first = start(a, rec_a)
     assert first.status_code == 202, first.text

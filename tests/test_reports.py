@@ -45,13 +45,24 @@ def test_annual_report_counts_what_happened(platform, client):
     upload(platform, client, other, started_at=start, duration_s=2, segment_s=2)  # not counted
 
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    for rid, code, text in ((a, "judicial_procedure", "PV 2026/001"), (b, "judicial_procedure", "pv  2026/001"),
-                            (a, "administrative_procedure", "ARR-12"), (b, "incident_review", "relecture")):
-        r = client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf),
-                        json={"motive": {"code": code, "text": text}})
+    for rid, code, text in (
+        (a, "judicial_procedure", "PV 2026/001"),
+        (b, "judicial_procedure", "pv  2026/001"),
+        (a, "administrative_procedure", "ARR-12"),
+        (b, "incident_review", "relecture"),
+    ):
+        r = client.post(
+            f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf), json={"motive": {"code": code, "text": text}}
+        )
         assert r.status_code == 201, r.text
-    assert client.post(f"/api/v1/recordings/{a}/holds", headers=_h(csrf),
-                       json={"procedure": "judicial", "reference": "PV 2026/001"}).status_code == 201
+    assert (
+        client.post(
+            f"/api/v1/recordings/{a}/holds",
+            headers=_h(csrf),
+            json={"procedure": "judicial", "reference": "PV 2026/001"},
+        ).status_code
+        == 201
+    )
     with platform.session() as db:  # the wearing agent had a camera this year
         tenant = platform.tenant(db, commune.slug)
         agent = db.scalar(select(User).where(User.username == commune.users[Role.AGENT]))
@@ -60,18 +71,38 @@ def test_annual_report_counts_what_happened(platform, client):
     with platform.session() as db:  # extractions as the extraction engineer's contract journals them
         tenant = platform.tenant(db, commune.slug)
         for kind, ref, who in (("judicial", "PV 2026/001", "opj"), ("disciplinary", "CD-7", "disciplinary_authority")):
-            platform.record(db, EntryDraft(action=Action.COMMUNICATION, event="extraction.created",
-                                           actor=Actor.system("test"), recordings=[a], recipients=["OPJ Martin"],
-                                           details={"extraction_id": 1, "procedure_type": kind, "reference": ref,
-                                                    "recipient_kind": who, "trimmed": False}), tenant)
+            platform.record(
+                db,
+                EntryDraft(
+                    action=Action.COMMUNICATION,
+                    event="extraction.created",
+                    actor=Actor.system("test"),
+                    recordings=[a],
+                    recipients=["OPJ Martin"],
+                    details={
+                        "extraction_id": 1,
+                        "procedure_type": kind,
+                        "reference": ref,
+                        "recipient_kind": who,
+                        "trimmed": False,
+                    },
+                ),
+                tenant,
+            )
         db.commit()
     for kind in ("access", "erasure"):
-        r = client.post("/api/v1/rights/requests", headers=_h(csrf),
-                        json={"kind": kind, "person_description": "casquette bleue", "contact": "x@example.org"})
+        r = client.post(
+            "/api/v1/rights/requests",
+            headers=_h(csrf),
+            json={"kind": kind, "person_description": "casquette bleue", "contact": "x@example.org"},
+        )
         assert r.status_code == 201
     erasure = r.json()["id"]
-    r = client.post(f"/api/v1/rights/requests/{erasure}/erasure", headers=_h(csrf),
-                    json={"recording_ids": [d], "justifications": {d: JUSTIFIED}})
+    r = client.post(
+        f"/api/v1/rights/requests/{erasure}/erasure",
+        headers=_h(csrf),
+        json={"recording_ids": [d], "justifications": {d: JUSTIFIED}},
+    )
     assert r.status_code == 201, r.text
     assert approve_erasure(platform, client, commune, r.json()["id"], approver=Role.MAYOR).status_code == 200
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
@@ -88,8 +119,11 @@ def test_annual_report_counts_what_happened(platform, client):
     assert figures["authorised_agents"] == 1 and figures["designated_agents"] == 1
     assert f["recordings"] == 4 and f["seconds"] == 10.0 and f["cameras_used"] == 2 and f["agents_recorded"] == 2
     assert f["consultations"] == 4
-    assert f["consultations_by_motive"] == {"administrative_procedure": 1, "incident_review": 1,
-                                            "judicial_procedure": 2}
+    assert f["consultations_by_motive"] == {
+        "administrative_procedure": 1,
+        "incident_review": 1,
+        "judicial_procedure": 2,
+    }
     assert f["extractions"] == 2 and f["extractions_by_procedure"] == {"disciplinary": 1, "judicial": 1}
     # Procedures come from holds and extractions (rows), not from the journal or a consultation's text.
     assert f["procedures"] == {"judicial": 1, "administrative": 0, "disciplinary": 0}
@@ -133,8 +167,15 @@ def test_annual_report_counts_the_years_wearers_and_procedures_from_holds_and_ex
         tenant = platform.tenant(db, commune.slug)
         first = db.scalar(select(User).where(User.username == commune.users[Role.AGENT]))
         for n in (2, 3):  # the second wears a camera this year; the third never does
-            service.create_user(platform, db, tenant, username=f"agent-{n}", display_name=f"Agent {n}",
-                                role=Role.AGENT, agent_number=f"POR-000{n}")
+            service.create_user(
+                platform,
+                db,
+                tenant,
+                username=f"agent-{n}",
+                display_name=f"Agent {n}",
+                role=Role.AGENT,
+                agent_number=f"POR-000{n}",
+            )
         second = db.scalar(select(User).where(User.username == "agent-2"))
         cam0, cam1 = (db.get(Device, c[0]) for c in commune.cameras)
         old = shifts.check_out(platform, db, cam0, first, Actor.system("test"))
@@ -148,19 +189,47 @@ def test_annual_report_counts_the_years_wearers_and_procedures_from_holds_and_ex
     older, _ = upload(platform, client, commune, camera=1, agent="POR-0002", duration_s=2, segment_s=2, seed=3)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     # A consultation for a procedure that nothing else records is not a procedure of the report.
-    assert client.post(f"/api/v1/recordings/{rid}/consultations", headers=_h(csrf), json={
-        "motive": {"code": "judicial_procedure", "text": "PV 2026/777"}}).status_code == 201
-    assert client.post(f"/api/v1/recordings/{rid}/holds", headers=_h(csrf),
-                       json={"procedure": "judicial", "reference": "PV 2026/001"}).status_code == 201
-    for kind, recipient, reference in (("judicial", "judicial_police", " pv  2026/001"),  # the same procedure
-                                       ("disciplinary", "disciplinary_authority", "CD-7")):
-        r = client.post("/api/v1/extractions", headers=_h(csrf), json={
-            "recording_ids": [rid], "recipient_name": "M. Martin", "recipient_kind": recipient,
-            "procedure_type": kind, "reference": reference})
+    assert (
+        client.post(
+            f"/api/v1/recordings/{rid}/consultations",
+            headers=_h(csrf),
+            json={"motive": {"code": "judicial_procedure", "text": "PV 2026/777"}},
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            f"/api/v1/recordings/{rid}/holds",
+            headers=_h(csrf),
+            json={"procedure": "judicial", "reference": "PV 2026/001"},
+        ).status_code
+        == 201
+    )
+    for kind, recipient, reference in (
+        ("judicial", "judicial_police", " pv  2026/001"),  # the same procedure
+        ("disciplinary", "disciplinary_authority", "CD-7"),
+    ):
+        r = client.post(
+            "/api/v1/extractions",
+            headers=_h(csrf),
+            json={
+                "recording_ids": [rid],
+                "recipient_name": "M. Martin",
+                "recipient_kind": recipient,
+                "procedure_type": kind,
+                "reference": reference,
+            },
+        )
         assert r.status_code == 201, r.text
     # An administrative hold placed last year counts for last year only.
-    assert client.post(f"/api/v1/recordings/{older}/holds", headers=_h(csrf),
-                       json={"procedure": "administrative", "reference": "ARR-12"}).status_code == 201
+    assert (
+        client.post(
+            f"/api/v1/recordings/{older}/holds",
+            headers=_h(csrf),
+            json={"procedure": "administrative", "reference": "ARR-12"},
+        ).status_code
+        == 201
+    )
     with platform.session() as db:
         db.execute(update(Hold).where(Hold.recording_id == older).values(placed_at=last_year))
         db.commit()
@@ -188,13 +257,19 @@ def test_public_notice_from_the_tenant_and_the_given_contacts(platform, client):
     assert page.status_code == 200 and "1 place de la République" in page.text and "notice-text" in page.text
     # Kept in the tenant's settings, the contacts come without being given each time; a given one wins.
     with platform.session() as db:
-        update_settings(platform, db, platform.tenant(db, commune.slug),
-                        {"notice_controller": "Le maire, Mme Martin", "dpo_contact": "dpo@mairie.example"})
+        update_settings(
+            platform,
+            db,
+            platform.tenant(db, commune.slug),
+            {"notice_controller": "Le maire, Mme Martin", "dpo_contact": "dpo@mairie.example"},
+        )
         db.commit()
     text = " ".join(s["text"] for s in client.get("/api/v1/reports/notice").json()["sections"])
     assert "Mme Martin" in text and "dpo@mairie.example" in text
-    text = " ".join(s["text"] for s in client.get("/api/v1/reports/notice",
-                                                   params={"dpo_contact": "rgpd@x.example"}).json()["sections"])
+    text = " ".join(
+        s["text"]
+        for s in client.get("/api/v1/reports/notice", params={"dpo_contact": "rgpd@x.example"}).json()["sections"]
+    )
     assert "rgpd@x.example" in text and "dpo@mairie.example" not in text
     # Who may not read reports is refused.
     sign_in(platform, client, commune.users[Role.TECH_ADMIN])

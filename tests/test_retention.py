@@ -59,13 +59,21 @@ def chief(db, slug: str) -> User:
 
 def erasures(platform, rid: str) -> list[JournalEntry]:
     with platform.session() as db:
-        return [e for e in db.scalars(select(JournalEntry).where(JournalEntry.action == "erasure"))
-                if rid in orjson.loads(e.body)["recordings"]]
+        return [
+            e
+            for e in db.scalars(select(JournalEntry).where(JournalEntry.action == "erasure"))
+            if rid in orjson.loads(e.body)["recordings"]
+        ]
 
 
 def cli(platform, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TEMOIN_HOME=str(platform.settings.home),
-               TEMOIN_DATABASE_URL=platform.settings.database_url, COLUMNS="250", NO_COLOR="1")
+    env = dict(
+        os.environ,
+        TEMOIN_HOME=str(platform.settings.home),
+        TEMOIN_DATABASE_URL=platform.settings.database_url,
+        COLUMNS="250",
+        NO_COLOR="1",
+    )
     env.pop("TEMOIN_MASTER_KEY", None)
     env.pop("TEMOIN_MASTER_KEY_FILE", None)
     return subprocess.run([str(TEMOIN), *args], env=env, capture_output=True, text=True, timeout=120)
@@ -85,6 +93,7 @@ def assert_kept(platform, slug: str, rid: str, segments: int) -> None:
 
 
 # --- the deadline -----------------------------------------------------------------------------------
+
 
 def test_deleted_once_the_deadline_passed_and_not_a_second_before(platform, client):
     commune = make_commune(platform)
@@ -154,22 +163,31 @@ def test_the_data_key_is_destroyed_so_leftover_bytes_are_unreadable(platform, cl
 
 # --- holds ------------------------------------------------------------------------------------------
 
+
 def test_a_hold_keeps_the_recording_until_it_is_lifted(platform, client):
     commune = make_commune(platform)
     rid, _ = upload(platform, client, commune, started_at=days_ago(60))
     with platform.session() as db:
-        place_hold(platform, db, chief(db, commune.slug), db.get(Recording, rid), ProcedureType.JUDICIAL,
-                   "Parquet de Port-Témoin 26/123")
+        place_hold(
+            platform,
+            db,
+            chief(db, commune.slug),
+            db.get(Recording, rid),
+            ProcedureType.JUDICIAL,
+            "Parquet de Port-Témoin 26/123",
+        )
         with pytest.raises(HoldError, match="already on hold"):
-            place_hold(platform, db, chief(db, commune.slug), db.get(Recording, rid), ProcedureType.JUDICIAL,
-                       "Parquet 26/124")
+            place_hold(
+                platform, db, chief(db, commune.slug), db.get(Recording, rid), ProcedureType.JUDICIAL, "Parquet 26/124"
+            )
 
     result = run_sweep(platform)
     assert result.deleted == [] and result.held == 1
     assert_kept(platform, commune.slug, rid, 2)
     with platform.session() as db, pytest.raises(HoldForbidsDeletion):
-        delete_recording(platform, db, db.get(Recording, rid), reason="request", actor=Actor.system("test"),
-                         rule="test")
+        delete_recording(
+            platform, db, db.get(Recording, rid), reason="request", actor=Actor.system("test"), rule="test"
+        )
     assert erasures(platform, rid) == []
 
     with platform.session() as db:
@@ -178,18 +196,30 @@ def test_a_hold_keeps_the_recording_until_it_is_lifted(platform, client):
     assert result.deleted == [rid] and result.held == 0
     assert_deleted(platform, commune.slug, rid)
     with platform.session() as db:
-        events = [e.event for e in db.scalars(select(JournalEntry).where(JournalEntry.chain == commune.slug)
-                                              .order_by(JournalEntry.seq))]
+        events = [
+            e.event
+            for e in db.scalars(
+                select(JournalEntry).where(JournalEntry.chain == commune.slug).order_by(JournalEntry.seq)
+            )
+        ]
     assert events[-3:] == ["hold.placed", "hold.lifted", "recording.deleted.retention"]
 
 
 # --- other profiles ---------------------------------------------------------------------------------
 
+
 def test_a_tenant_under_the_2019_rules_keeps_six_months(platform, client):
     municipal = make_commune(platform, "port-temoin", cameras=1)
     with platform.session() as db:
-        service.create_tenant(platform, db, slug="vieux-bourg", name="Vieux-Bourg",
-                              profile="fr-police-municipale-2019", authorised_cameras=1, territory=territory())
+        service.create_tenant(
+            platform,
+            db,
+            slug="vieux-bourg",
+            name="Vieux-Bourg",
+            profile="fr-police-municipale-2019",
+            authorised_cameras=1,
+            territory=territory(),
+        )
         db.commit()
     old_rules = Commune("vieux-bourg", cameras=[enrol_camera(platform, "vieux-bourg", "vieux-bourg-cam-0")])
     started = days_ago(95)
@@ -215,6 +245,7 @@ def test_a_tenant_under_the_2019_rules_keeps_six_months(platform, client):
 
 
 # --- crash safety -----------------------------------------------------------------------------------
+
 
 def test_blobs_left_by_a_sweep_killed_after_its_commit_are_removed_next_time(platform, client, monkeypatch):
     commune = make_commune(platform)
@@ -254,6 +285,7 @@ def test_blob_folder_reappearing_for_a_deleted_recording_is_removed(platform, cl
 
 
 # --- what users see ---------------------------------------------------------------------------------
+
 
 def test_deleted_recording_is_no_longer_listed(platform, client):
     commune = make_commune(platform)
@@ -299,13 +331,17 @@ def test_quarantined_and_abandoned_uploads_are_deleted_on_time_too(platform, cli
     commune = make_commune(platform)
     cam = commune.cameras[0]
     long_ago = utcnow() - timedelta(days=70)
-    signed, segments = sample_recording(cam[1], camera_id=cam[0], agent_id=agent_number(commune),
-                                        started_at=long_ago, duration_s=2, segment_s=2)
+    signed, segments = sample_recording(
+        cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=long_ago, duration_s=2, segment_s=2
+    )
     vc = vault_client(platform, client, cam)
     vc.send_manifest(signed)
     half, size = len(segments[0]) // 2, len(segments[0])
-    r = vc.http.put(f"/api/v1/ingest/recordings/{signed.manifest.recording_id}/segments/0",
-                    content=segments[0][:half], headers={"Content-Range": f"bytes 0-{half - 1}/{size}"})
+    r = vc.http.put(
+        f"/api/v1/ingest/recordings/{signed.manifest.recording_id}/segments/0",
+        content=segments[0][:half],
+        headers={"Content-Range": f"bytes 0-{half - 1}/{size}"},
+    )
     assert r.status_code == 200  # then the camera never came back
     with platform.session() as db:
         assert db.get(Recording, signed.manifest.recording_id).state == RecordingState.RECEIVING

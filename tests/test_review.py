@@ -46,8 +46,10 @@ def held_count(platform: Platform) -> int:
 
 def events(platform: Platform, event: str) -> list[dict]:
     with platform.session() as db:
-        return [parse_body(e.body) for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event)
-                                                      .order_by(JournalEntry.id))]
+        return [
+            parse_body(e.body)
+            for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event).order_by(JournalEntry.id))
+        ]
 
 
 @pytest.fixture
@@ -56,13 +58,40 @@ def scene(platform: Platform, client: TestClient) -> tuple[Commune, dict[str, st
     commune = make_commune(platform, cameras=2)
     now = utcnow()
     recs = {
-        "port": upload(platform, client, commune, camera=0, started_at=now - timedelta(hours=2), duration_s=2,
-                       segment_s=2, street="Rue du Port", trigger=Trigger.INCIDENT)[0],
-        "pins": upload(platform, client, commune, camera=1, agent="POR-0002", started_at=now - timedelta(hours=1),
-                       duration_s=2, segment_s=2, street="Boulevard des Pins",
-                       trigger=Trigger.FLAGRANT_OFFENCE)[0],
-        "old": upload(platform, client, commune, camera=0, started_at=now - timedelta(days=3), duration_s=2,
-                      segment_s=2, street="Avenue de la Mer", trigger=Trigger.AUTOMATIC)[0],
+        "port": upload(
+            platform,
+            client,
+            commune,
+            camera=0,
+            started_at=now - timedelta(hours=2),
+            duration_s=2,
+            segment_s=2,
+            street="Rue du Port",
+            trigger=Trigger.INCIDENT,
+        )[0],
+        "pins": upload(
+            platform,
+            client,
+            commune,
+            camera=1,
+            agent="POR-0002",
+            started_at=now - timedelta(hours=1),
+            duration_s=2,
+            segment_s=2,
+            street="Boulevard des Pins",
+            trigger=Trigger.FLAGRANT_OFFENCE,
+        )[0],
+        "old": upload(
+            platform,
+            client,
+            commune,
+            camera=0,
+            started_at=now - timedelta(days=3),
+            duration_s=2,
+            segment_s=2,
+            street="Avenue de la Mer",
+            trigger=Trigger.AUTOMATIC,
+        )[0],
     }
     return commune, recs
 
@@ -74,8 +103,15 @@ def test_each_filter_narrows_the_search(platform, client, scene) -> None:
     commune, recs = scene
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     # A search by area shows places (R241-10): it carries a motive.
-    search = lambda **params: ids(client.get("/api/v1/recordings", params={  # noqa: E731 - a one-line helper
-        **params, **(PLACE_MOTIVE if "area" in params else {})}))
+    search = lambda **params: ids(  # noqa: E731 - a one-line helper
+        client.get(
+            "/api/v1/recordings",
+            params={
+                **params,
+                **(PLACE_MOTIVE if "area" in params else {}),
+            },
+        )
+    )
     assert search() == [recs["pins"], recs["port"], recs["old"]]  # newest first
     now = utcnow()
     # Time: recordings running within the range (aware times; a time without zone is UTC).
@@ -90,8 +126,11 @@ def test_each_filter_narrows_the_search(platform, client, scene) -> None:
     assert search(trigger="automatic") == [recs["old"]]
     assert search(trigger="person_request") == []
     # Category: tag one, it alone comes back.
-    r = client.put(f"/api/v1/recordings/{recs['port']}/categories", headers={"X-CSRF-Token": csrf},
-                   json={"categories": ["violence", "arrest"]})
+    r = client.put(
+        f"/api/v1/recordings/{recs['port']}/categories",
+        headers={"X-CSRF-Token": csrf},
+        json={"categories": ["violence", "arrest"]},
+    )
     assert r.status_code == 200
     assert search(category="violence") == [recs["port"]]
     assert search(category="rescue") == []
@@ -99,20 +138,27 @@ def test_each_filter_narrows_the_search(platform, client, scene) -> None:
     assert search(area=box(*RUE_DU_PORT)) == [recs["port"]]
     assert search(area=box(*BD_DES_PINS)) == [recs["pins"]]
     assert search(area=box(43.60, 4.20)) == []
-    triangle = f"{RUE_DU_PORT[0] - 0.001},{RUE_DU_PORT[1] - 0.001};{RUE_DU_PORT[0] + 0.001},{RUE_DU_PORT[1]};" \
-               f"{RUE_DU_PORT[0] - 0.001},{RUE_DU_PORT[1] + 0.001}"
+    triangle = (
+        f"{RUE_DU_PORT[0] - 0.001},{RUE_DU_PORT[1] - 0.001};{RUE_DU_PORT[0] + 0.001},{RUE_DU_PORT[1]};"
+        f"{RUE_DU_PORT[0] - 0.001},{RUE_DU_PORT[1] + 0.001}"
+    )
     assert search(area=triangle) == [recs["port"]]  # any polygon, not only rectangles
     # Filters combine, and pagination applies after the area.
-    both = f"{RUE_DU_PORT[0] - 0.001},4.06;{BD_DES_PINS[0] + 0.001},4.06;{BD_DES_PINS[0] + 0.001},4.0795;" \
-           f"{RUE_DU_PORT[0] - 0.001},4.0795"
+    both = (
+        f"{RUE_DU_PORT[0] - 0.001},4.06;{BD_DES_PINS[0] + 0.001},4.06;{BD_DES_PINS[0] + 0.001},4.0795;"
+        f"{RUE_DU_PORT[0] - 0.001},4.0795"
+    )
     assert search(area=both) == [recs["pins"], recs["port"], recs["old"]]
     assert search(area=both, limit=1, offset=1) == [recs["port"]]
     assert search(area=both, agent="POR-0001") == [recs["port"], recs["old"]]
     assert search(area=both, category="violence") == [recs["port"]]
     assert search(area=both, category="violence", trigger="flagrant_offence") == []
     # Hold state.
-    r = client.post(f"/api/v1/recordings/{recs['old']}/holds", headers={"X-CSRF-Token": csrf},
-                    json={"procedure": "judicial", "reference": "PV 2026/118"})
+    r = client.post(
+        f"/api/v1/recordings/{recs['old']}/holds",
+        headers={"X-CSRF-Token": csrf},
+        json={"procedure": "judicial", "reference": "PV 2026/118"},
+    )
     assert r.status_code == 201
     assert search(state="on_hold") == [recs["old"]]
     assert search(state="not_on_hold") == [recs["pins"], recs["port"]]
@@ -130,8 +176,12 @@ def test_each_filter_narrows_the_search(platform, client, scene) -> None:
 def test_a_track_passes_through_an_area_between_two_fixes() -> None:
     # Fixes one minute apart (a car): the line between them crosses the area, no fix lies inside it.
     t0 = utcnow()
-    track = Track.of([{"t": t0.isoformat(), "lat": 43.550, "lon": 4.070},
-                      {"t": (t0 + timedelta(seconds=60)).isoformat(), "lat": 43.550, "lon": 4.090}])
+    track = Track.of(
+        [
+            {"t": t0.isoformat(), "lat": 43.550, "lon": 4.070},
+            {"t": (t0 + timedelta(seconds=60)).isoformat(), "lat": 43.550, "lon": 4.090},
+        ]
+    )
     across = ((43.549, 4.079), (43.551, 4.079), (43.551, 4.081), (43.549, 4.081))
     beside = ((43.552, 4.079), (43.553, 4.079), (43.553, 4.081), (43.552, 4.081))
     assert track.passes_through(across)
@@ -154,8 +204,13 @@ def test_the_search_page_reads_paris_time_and_the_area(platform, client, scene) 
     from zoneinfo import ZoneInfo
 
     paris = pins_start.astimezone(ZoneInfo("Europe/Paris")).replace(tzinfo=None)
-    page = client.get("/recordings", params={"start": (paris - timedelta(minutes=1)).isoformat(timespec="minutes"),
-                                             "end": (paris + timedelta(minutes=1)).isoformat(timespec="minutes")})
+    page = client.get(
+        "/recordings",
+        params={
+            "start": (paris - timedelta(minutes=1)).isoformat(timespec="minutes"),
+            "end": (paris + timedelta(minutes=1)).isoformat(timespec="minutes"),
+        },
+    )
     assert f'data-recording="{recs["pins"]}"' in page.text and f'data-recording="{recs["port"]}"' not in page.text
     # Unreadable input is explained, in French first, in English with ?lang=en.
     page = client.get("/recordings", params={"area": "nowhere", "start": "yesterday"})
@@ -183,13 +238,21 @@ def test_tenants_apart_and_a_bulk_hold_is_all_or_nothing(platform, client, scene
     assert r.status_code == 404 and held_count(platform) == 0
     assert any(e["details"]["asked_for"] == theirs for e in events(platform, "access.cross_tenant"))
     # One already on hold: 409 naming it, nothing else held.
-    assert client.post(f"/api/v1/recordings/{recs['old']}/holds", headers=headers,
-                       json={"procedure": "disciplinary", "reference": "CD-2026-3"}).status_code == 201
+    assert (
+        client.post(
+            f"/api/v1/recordings/{recs['old']}/holds",
+            headers=headers,
+            json={"procedure": "disciplinary", "reference": "CD-2026-3"},
+        ).status_code
+        == 201
+    )
     r = client.post(url, headers=headers, json={"recording_ids": [recs["port"], recs["old"]], **incident})
     assert r.status_code == 409 and recs["old"] in r.json()["detail"] and held_count(platform) == 1
-    for bad in ({"recording_ids": [], **incident}, {"recording_ids": [recs["port"]], "procedure": "civil",
-                                                     "reference": "X-1"},
-                {"recording_ids": [recs["port"]], "procedure": "judicial", "reference": "  "}):
+    for bad in (
+        {"recording_ids": [], **incident},
+        {"recording_ids": [recs["port"]], "procedure": "civil", "reference": "X-1"},
+        {"recording_ids": [recs["port"]], "procedure": "judicial", "reference": "  "},
+    ):
         assert client.post(url, headers=headers, json=bad).status_code in (409, 422), bad
     assert held_count(platform) == 1
     # The incident's recordings, held together: one hold each, each journaled with the reference.
@@ -199,7 +262,10 @@ def test_tenants_apart_and_a_bulk_hold_is_all_or_nothing(platform, client, scene
     assert sorted(e["recordings"][0] for e in placed) == sorted([recs["port"], recs["pins"]])
     assert all(e["action"] == "modification" and e["actor"]["id"] == commune.users[Role.CHIEF] for e in placed)
     assert {r["id"]: r["on_hold"] for r in client.get("/api/v1/recordings").json()} == {
-        recs["port"]: True, recs["pins"]: True, recs["old"]: True}
+        recs["port"]: True,
+        recs["pins"]: True,
+        recs["old"]: True,
+    }
     # Roles without the hold permission are refused.
     csrf = sign_in(platform, client, commune.users[Role.DESIGNATED_AGENT])
     r = client.post(url, headers={"X-CSRF-Token": csrf}, json={"recording_ids": [recs["port"]], **incident})
@@ -211,9 +277,14 @@ def test_lifting_a_hold_hands_the_recording_back_to_the_retention_sweep(platform
     rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     headers = {"X-CSRF-Token": csrf}
-    assert client.post("/api/v1/recordings/holds", headers=headers,
-                       json={"recording_ids": [rid], "procedure": "administrative", "reference": "ARR-2026-77"}
-                       ).status_code == 201
+    assert (
+        client.post(
+            "/api/v1/recordings/holds",
+            headers=headers,
+            json={"recording_ids": [rid], "procedure": "administrative", "reference": "ARR-2026-77"},
+        ).status_code
+        == 201
+    )
     with platform.session() as db:  # its retention period is over
         db.get(Recording, rid).retention_until = utcnow() - timedelta(days=1)
         db.commit()
@@ -258,8 +329,11 @@ def test_a_segment_is_served_by_byte_ranges_under_the_grant(platform, client) ->
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, client, commune, duration_s=2)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    r = client.post(f"/api/v1/recordings/{rid}/consultations", headers={"X-CSRF-Token": csrf},
-                    json={"motive": {"code": "report_facts", "text": "Rapport sur l'intervention"}})
+    r = client.post(
+        f"/api/v1/recordings/{rid}/consultations",
+        headers={"X-CSRF-Token": csrf},
+        json={"motive": {"code": "report_facts", "text": "Rapport sur l'intervention"}},
+    )
     url = r.json()["segments"][0]
     whole = client.get(url)
     assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"

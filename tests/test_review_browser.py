@@ -48,8 +48,11 @@ def screen_point(page, map_id: str, lat: float, lon: float) -> tuple[float, floa
     """Where a place is on the screen, through the page's own Leaflet map."""
     page.locator(f"#{map_id}").scroll_into_view_if_needed()
     box = page.locator(f"#{map_id}").bounding_box()
-    p = page.evaluate("([lat, lon]) => { const pt = window.temoinReview.map.latLngToContainerPoint([lat, lon]);"
-                      " return [pt.x, pt.y]; }", [lat, lon])
+    p = page.evaluate(
+        "([lat, lon]) => { const pt = window.temoinReview.map.latLngToContainerPoint([lat, lon]);"
+        " return [pt.x, pt.y]; }",
+        [lat, lon],
+    )
     return box["x"] + p[0], box["y"] + p[1]
 
 
@@ -61,10 +64,26 @@ def marker(page) -> tuple[float, float, float]:
 def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, platform, api, tmp_path) -> None:
     commune = make_commune(platform, cameras=2)
     now = utcnow()
-    port, _ = upload(platform, api, commune, camera=0, started_at=now - timedelta(hours=1), duration_s=6,
-                     segment_s=2, street="Rue du Port")
-    pins, _ = upload(platform, api, commune, camera=1, started_at=now - timedelta(minutes=30), duration_s=2,
-                     segment_s=2, street="Boulevard des Pins")
+    port, _ = upload(
+        platform,
+        api,
+        commune,
+        camera=0,
+        started_at=now - timedelta(hours=1),
+        duration_s=6,
+        segment_s=2,
+        street="Rue du Port",
+    )
+    pins, _ = upload(
+        platform,
+        api,
+        commune,
+        camera=1,
+        started_at=now - timedelta(minutes=30),
+        duration_s=2,
+        segment_s=2,
+        street="Boulevard des Pins",
+    )
     sign_in_page(page, platform, commune.users[Role.CHIEF])
     expect(page).to_have_url(re.compile(r"/recordings$"))
     expect(page.locator("tr[data-recording]")).to_have_count(2)
@@ -125,11 +144,14 @@ def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, plat
     page.wait_for_function(
         "() => { const v = document.getElementById('player');"
         " if (v.error) throw new Error('media error ' + v.error.code + ': ' + v.error.message);"
-        " return v.readyState >= 2 && v.currentTime > 0.3; }")
+        " return v.readyState >= 2 && v.currentTime > 0.3; }"
+    )
     first = marker(page)
     page.wait_for_function(
         "([lat, t]) => { const d = document.getElementById('recording-map').dataset;"
-        " return Number(d.videoTime) > t + 0.8 && Number(d.markerLat) > lat; }", arg=[first[0], first[2]])
+        " return Number(d.videoTime) > t + 0.8 && Number(d.markerLat) > lat; }",
+        arg=[first[0], first[2]],
+    )
     later = marker(page)
     assert later[0] > first[0]  # Rue du Port runs north: the agent walked on with the video
     start = page.evaluate("JSON.parse(document.getElementById('review-data').textContent).play.start")
@@ -185,8 +207,12 @@ def test_chief_finds_on_the_map_watches_with_the_track_tags_and_holds(page, plat
     assert report.ok, report.problems
     with platform.session() as db:
         row = db.scalar(select(Extraction))
-        assert (row.recipient_name, row.recipient_kind, row.procedure_type, row.reference) == \
-            ("OPJ Martin, commissariat", "judicial_police", "judicial", "Parquet 26/0412")
+        assert (row.recipient_name, row.recipient_kind, row.procedure_type, row.reference) == (
+            "OPJ Martin, commissariat",
+            "judicial_police",
+            "judicial",
+            "Parquet 26/0412",
+        )
         assert row.recording_ids == [port] and row.trim is not None and report.extraction_id == row.id
     page.screenshot(path="/tmp/temoin-review-recording.png", full_page=True)
 
@@ -230,8 +256,9 @@ def test_the_player_has_one_timeline_across_the_segments_and_seeks_anywhere(page
     form.get_by_label("Motif de la consultation").select_option("incident_review")
     form.get_by_label("Précisez (obligatoire)").fill("Analyse de l'intervention")
     form.get_by_role("button", name="Consulter").click()
-    page.wait_for_function("() => { const v = document.getElementById('player');"
-                           " return v.readyState >= 2 && v.currentTime > 0.2; }")
+    page.wait_for_function(
+        "() => { const v = document.getElementById('player'); return v.readyState >= 2 && v.currentTime > 0.2; }"
+    )
     # The whole recording's length, not the first 3 s segment's.
     expect(page.locator("#timeline-time")).to_have_text(re.compile(r"^0:0\d / 0:12$"))
     page.get_by_role("button", name="Pause").click()
@@ -240,15 +267,18 @@ def test_the_player_has_one_timeline_across_the_segments_and_seeks_anywhere(page
     bar = page.get_by_role("slider", name="Position dans l'enregistrement")
     box = bar.bounding_box()
     page.mouse.click(box["x"] + 0.8 * box["width"], box["y"] + box["height"] / 2)
-    page.wait_for_function("() => { const v = document.getElementById('player');"
-                           " return v.currentSrc.includes('/segments/3?') && v.readyState >= 2"
-                           " && Math.abs(v.currentTime - 0.6) < 0.15; }")
+    page.wait_for_function(
+        "() => { const v = document.getElementById('player');"
+        " return v.currentSrc.includes('/segments/3?') && v.readyState >= 2"
+        " && Math.abs(v.currentTime - 0.6) < 0.15; }"
+    )
     expect(page.locator("#timeline-time")).to_have_text("0:09 / 0:12")
     page.locator("#timeline").screenshot(path="/tmp/temoin-review-timeline.png")
     start = page.evaluate("JSON.parse(document.getElementById('review-data').textContent).play.start")
     assert abs(page.evaluate("window.temoinReview.absTime()") - (start + 9.6)) < 0.15
-    page.wait_for_function(f"() => Math.abs(Number(document.getElementById('recording-map').dataset.videoTime)"
-                           f" - {start + 9.6}) < 0.2")  # the GPS marker follows the playhead
+    page.wait_for_function(
+        f"() => Math.abs(Number(document.getElementById('recording-map').dataset.videoTime) - {start + 9.6}) < 0.2"
+    )  # the GPS marker follows the playhead
 
     # The frame shown is that segment's at that moment (the burned-in clock differs from the other segments').
     url, at = page.evaluate("""async () => { const v = document.getElementById('player'); v.pause();

@@ -34,8 +34,11 @@ def test_deadline_follows_the_tenant_setting_and_late_requests_are_flagged(platf
     overdue = client.get("/api/v1/rights/requests", params={"overdue": True}).json()
     assert {r["id"] for r in overdue} >= {old["id"]} and recent["id"] not in {r["id"] for r in overdue}
     # A request answered is no longer overdue, even past its deadline.
-    r = client.post(f"/api/v1/rights/requests/{old['id']}/status", headers=_h(csrf),
-                    json={"status": "answered", "decision": "Aucun enregistrement vous concernant n'est conservé."})
+    r = client.post(
+        f"/api/v1/rights/requests/{old['id']}/status",
+        headers=_h(csrf),
+        json={"status": "answered", "decision": "Aucun enregistrement vous concernant n'est conservé."},
+    )
     assert r.status_code == 200 and r.json()["overdue"] is False
     assert _entries(platform, "rights.request.answered")[0]["details"]["on_time"] is False
     # A commune that answers within one month.
@@ -45,9 +48,16 @@ def test_deadline_follows_the_tenant_setting_and_late_requests_are_flagged(platf
         db.commit()
     assert _create(client, csrf, received_on="2026-01-31")["deadline"] == "2026-02-28"
     # Bad input is refused with a reason, never a crash.
-    r = client.post("/api/v1/rights/requests", headers=_h(csrf), json={
-        "kind": "access", "person_description": "x y z", "contact": "a@b.c",
-        "received_on": (today + timedelta(days=3)).isoformat()})
+    r = client.post(
+        "/api/v1/rights/requests",
+        headers=_h(csrf),
+        json={
+            "kind": "access",
+            "person_description": "x y z",
+            "contact": "a@b.c",
+            "received_on": (today + timedelta(days=3)).isoformat(),
+        },
+    )
     assert r.status_code == 422 and "future" in r.json()["detail"]
     # The person's description is personal data: the journal names the request, not the person.
     created = _entries(platform, "rights.request.created")
@@ -62,8 +72,11 @@ def test_restriction_answers_with_the_cnil_indirect_route(platform, client):
     r = client.post(url, headers=_h(csrf), json={"status": "refused", "decision": "Refus."})
     assert r.status_code == 409 and "reason" in r.json()["detail"]  # a refusal says why
     assert client.post(url, headers=_h(csrf), json={"status": "in_progress"}).json()["status"] == "in_progress"
-    r = client.post(url, headers=_h(csrf), json={"status": "restricted", "reason": "enquête judiciaire en cours",
-                                                 "procedure_reference": "PV 2026/0042"})
+    r = client.post(
+        url,
+        headers=_h(csrf),
+        json={"status": "restricted", "reason": "enquête judiciaire en cours", "procedure_reference": "PV 2026/0042"},
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["status"] == "restricted" and out["decision"] == CNIL_INDIRECT_ROUTE
@@ -75,7 +88,8 @@ def test_restriction_answers_with_the_cnil_indirect_route(platform, client):
     assert client.post(url, headers=_h(csrf), json={"status": "in_progress"}).json()["status"] == "in_progress"
     told = _entries(platform, "rights.request.restricted")
     assert told[0]["action"] == "communication" and told[0]["recipients"] == [
-        f"personne concernée (demande de droits n° {req['id']})"]
+        f"personne concernée (demande de droits n° {req['id']})"
+    ]
     # The page shows the register with the request and its deadline.
     page = client.get("/rights")
     assert page.status_code == 200 and f'data-request="{req["id"]}"' in page.text
@@ -85,8 +99,10 @@ def test_restriction_answers_with_the_cnil_indirect_route(platform, client):
 def test_candidates_by_time_place_and_agent_and_the_restriction_proposed_under_a_judicial_hold(platform, client):
     commune, t0, avenue, quay, _later = _scene(platform, client)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    window = {"facts_start": (t0 - timedelta(minutes=10)).isoformat(),
-              "facts_end": (t0 + timedelta(minutes=10)).isoformat()}
+    window = {
+        "facts_start": (t0 - timedelta(minutes=10)).isoformat(),
+        "facts_end": (t0 + timedelta(minutes=10)).isoformat(),
+    }
     req = _create(client, csrf, **window)
     url = f"/api/v1/rights/requests/{req['id']}/candidates"
     found = client.get(url).json()
@@ -98,8 +114,11 @@ def test_candidates_by_time_place_and_agent_and_the_restriction_proposed_under_a
     assert [c["recording_id"] for c in wide] == [avenue, quay] and 1000 < wide[1]["distance_m"] < 2000
     assert [c["recording_id"] for c in client.get(url, params={"agent": "POR-0002"}).json()["candidates"]] == [quay]
     assert client.get(url).json()["propose_restriction"] is False
-    r = client.post(f"/api/v1/recordings/{quay}/holds", headers=_h(csrf),
-                    json={"procedure": "judicial", "reference": "PV 2026/0042"})
+    r = client.post(
+        f"/api/v1/recordings/{quay}/holds",
+        headers=_h(csrf),
+        json={"procedure": "judicial", "reference": "PV 2026/0042"},
+    )
     assert r.status_code == 201
     found = client.get(url).json()
     assert found["propose_restriction"] is True and found["judicial_holds"] == [quay]
@@ -114,15 +133,24 @@ def test_erasure_deletes_with_a_certificate_and_is_refused_under_a_hold(platform
     commune, t0, avenue, quay, _later = _scene(platform, client)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     access = _create(client, csrf)
-    r = client.post(f"/api/v1/rights/requests/{access['id']}/erasure", headers=_h(csrf),
-                    json={"recording_ids": [avenue]})
+    r = client.post(
+        f"/api/v1/rights/requests/{access['id']}/erasure", headers=_h(csrf), json={"recording_ids": [avenue]}
+    )
     assert r.status_code == 409 and "erasure request" in r.json()["detail"]
-    window = {"facts_start": (t0 - timedelta(minutes=10)).isoformat(),
-              "facts_end": (t0 + timedelta(minutes=10)).isoformat()}
+    window = {
+        "facts_start": (t0 - timedelta(minutes=10)).isoformat(),
+        "facts_end": (t0 + timedelta(minutes=10)).isoformat(),
+    }
     req = _create(client, csrf, kind="erasure", **window)
     url = f"/api/v1/rights/requests/{req['id']}/erasure"
-    assert client.post(f"/api/v1/recordings/{quay}/holds", headers=_h(csrf),
-                       json={"procedure": "administrative", "reference": "ARR-2026-7"}).status_code == 201
+    assert (
+        client.post(
+            f"/api/v1/recordings/{quay}/holds",
+            headers=_h(csrf),
+            json={"procedure": "administrative", "reference": "ARR-2026-7"},
+        ).status_code
+        == 201
+    )
     r = client.post(url, headers=_h(csrf), json={"recording_ids": [avenue, quay]})
     assert r.status_code == 409 and quay in r.json()["detail"] and "Nothing was erased" in r.json()["detail"]
     with platform.session() as db:
@@ -153,8 +181,12 @@ def test_erasure_deletes_with_a_certificate_and_is_refused_under_a_hold(platform
     (approved,) = _entries(platform, "rights.erasure.approved")
     assert approved["details"]["proposed_by"] == commune.users[Role.CHIEF]
     # Erasing it again: it is gone, said plainly.
-    assert client.post(url, headers=_h(sign_in(platform, client, commune.users[Role.CHIEF])),
-                       json={"recording_ids": [avenue]}).status_code == 404
+    assert (
+        client.post(
+            url, headers=_h(sign_in(platform, client, commune.users[Role.CHIEF])), json={"recording_ids": [avenue]}
+        ).status_code
+        == 404
+    )
 
 
 def test_a_dpo_alone_cannot_erase_and_only_candidates_or_justified_recordings(platform, client):
@@ -162,22 +194,26 @@ def test_a_dpo_alone_cannot_erase_and_only_candidates_or_justified_recordings(pl
     among the request's candidates or justified one by one, and a second person approves."""
     commune, t0, avenue, _quay, later = _scene(platform, client)
     csrf = sign_in(platform, client, commune.users[Role.DPO])
-    window = {"facts_start": (t0 - timedelta(minutes=10)).isoformat(),
-              "facts_end": (t0 + timedelta(minutes=10)).isoformat()}
+    window = {
+        "facts_start": (t0 - timedelta(minutes=10)).isoformat(),
+        "facts_end": (t0 + timedelta(minutes=10)).isoformat(),
+    }
     req = _create(client, csrf, kind="erasure", **window)
     url = f"/api/v1/rights/requests/{req['id']}/erasure"
     # `later` (3 h after the facts) is no candidate: refused without a justification, or with a token one.
     for body in ({"recording_ids": [later]}, {"recording_ids": [later], "justifications": {later: "because"}}):
         r = client.post(url, headers=_h(csrf), json=body)
         assert r.status_code == 409 and later in r.json()["detail"] and "justify" in r.json()["detail"], r.text
-    r = client.post(url, headers=_h(csrf), json={"recording_ids": [avenue, later],
-                                                  "justifications": {later: JUSTIFIED}})
+    r = client.post(
+        url, headers=_h(csrf), json={"recording_ids": [avenue, later], "justifications": {later: JUSTIFIED}}
+    )
     assert r.status_code == 201, r.text
     proposal = r.json()
     assert proposal["justified"] == [later]
     # The proposer cannot approve it.
-    r = client.post(f"/api/v1/rights/erasure-proposals/{proposal['id']}/decision", headers=_h(csrf),
-                    json={"approve": True})
+    r = client.post(
+        f"/api/v1/rights/erasure-proposals/{proposal['id']}/decision", headers=_h(csrf), json={"approve": True}
+    )
     assert r.status_code == 409 and "four eyes" in r.json()["detail"]
     with platform.session() as db:
         assert db.get(Recording, avenue).state == "stored" and db.get(Recording, later).state == "stored"
@@ -197,26 +233,33 @@ def test_a_dpo_alone_cannot_erase_and_only_candidates_or_justified_recordings(pl
     assert [x["state"] for x in client.get(url).json()] == ["rejected"]
     # Through the page: proposed by the DPO, approved by the mayor.
     csrf = sign_in(platform, client, commune.users[Role.DPO])
-    r = client.post(f"/rights/{req['id']}/erasure", data={"csrf_token": csrf, "recording_id": avenue},
-                    follow_redirects=False)
+    r = client.post(
+        f"/rights/{req['id']}/erasure", data={"csrf_token": csrf, "recording_id": avenue}, follow_redirects=False
+    )
     assert r.status_code == 303, r.text
     pending = [x for x in client.get(url).json() if x["state"] == "pending"]
     assert len(pending) == 1
     page = client.get(f"/rights/{req['id']}").text
-    assert f'/rights/erasure-proposals/{pending[0]["id"]}/decision' not in page  # not offered to its author
+    assert f"/rights/erasure-proposals/{pending[0]['id']}/decision" not in page  # not offered to its author
     csrf = sign_in(platform, client, commune.users[Role.MAYOR])
-    assert f'/rights/erasure-proposals/{pending[0]["id"]}/decision' in client.get(f"/rights/{req['id']}").text
+    assert f"/rights/erasure-proposals/{pending[0]['id']}/decision" in client.get(f"/rights/{req['id']}").text
     # The page states what is erased, irreversibly, and asks for EFFACER typed: a click alone erases nothing.
     page = client.get(f"/rights/{req['id']}").text
     assert "irréversible" in page and f"1 enregistrement(s) : {avenue}," in page and 'pattern="EFFACER"' in page
     for typed in ("", "effacer ?"):
-        r = client.post(f"/rights/erasure-proposals/{pending[0]['id']}/decision",
-                        data={"csrf_token": csrf, "decision": "approve", "confirm": typed}, follow_redirects=False)
+        r = client.post(
+            f"/rights/erasure-proposals/{pending[0]['id']}/decision",
+            data={"csrf_token": csrf, "decision": "approve", "confirm": typed},
+            follow_redirects=False,
+        )
         assert r.status_code == 422 and "tapez EFFACER pour confirmer" in r.text
     with platform.session() as db:
         assert db.get(Recording, avenue).state == "stored"
-    r = client.post(f"/rights/erasure-proposals/{pending[0]['id']}/decision",
-                    data={"csrf_token": csrf, "decision": "approve", "confirm": "EFFACER"}, follow_redirects=False)
+    r = client.post(
+        f"/rights/erasure-proposals/{pending[0]['id']}/decision",
+        data={"csrf_token": csrf, "decision": "approve", "confirm": "EFFACER"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     with platform.session() as db:
         assert db.get(Recording, avenue).state == "deleted" and db.get(Recording, later).state == "stored"
@@ -227,8 +270,10 @@ def test_an_erasure_acts_on_the_candidates_the_request_search_lists_for_one_time
     the erasure: what the search lists needs no justification, what it does not list needs one."""
     commune, t0, avenue, quay, later = _scene(platform, client)
     csrf = sign_in(platform, client, commune.users[Role.DPO])
-    cases = [({"facts_start": (t0 + timedelta(hours=2, minutes=30)).isoformat()}, [later], avenue),
-             ({"facts_end": (t0 + timedelta(minutes=10)).isoformat()}, [avenue, quay], later)]
+    cases = [
+        ({"facts_start": (t0 + timedelta(hours=2, minutes=30)).isoformat()}, [later], avenue),
+        ({"facts_end": (t0 + timedelta(minutes=10)).isoformat()}, [avenue, quay], later),
+    ]
     for facts, listed, unlisted in cases:
         req = _create(client, csrf, kind="erasure", **facts)
         found = client.get(f"/api/v1/rights/requests/{req['id']}/candidates").json()["candidates"]
@@ -249,12 +294,19 @@ def test_another_communes_register_and_recordings_are_out_of_reach(platform, cli
     csrf = sign_in(platform, client, a.users[Role.CHIEF])
     assert client.get("/api/v1/rights/requests").json() == []
     assert client.get(f"/api/v1/rights/requests/{req_b['id']}").status_code == 404
-    assert client.post(f"/api/v1/rights/requests/{req_b['id']}/status", headers=_h(csrf),
-                       json={"status": "in_progress"}).status_code == 404
+    assert (
+        client.post(
+            f"/api/v1/rights/requests/{req_b['id']}/status", headers=_h(csrf), json={"status": "in_progress"}
+        ).status_code
+        == 404
+    )
     assert client.get(f"/rights/{req_b['id']}").status_code == 404
     mine = _create(client, csrf, kind="erasure")
-    r = client.post(f"/api/v1/rights/requests/{mine['id']}/erasure", headers=_h(csrf),
-                    json={"recording_ids": [rid_b], "justifications": {rid_b: JUSTIFIED}})
+    r = client.post(
+        f"/api/v1/rights/requests/{mine['id']}/erasure",
+        headers=_h(csrf),
+        json={"recording_ids": [rid_b], "justifications": {rid_b: JUSTIFIED}},
+    )
     assert r.status_code == 404
     with platform.session() as db:
         assert db.get(Recording, rid_b).state == "stored"
@@ -268,8 +320,9 @@ def test_a_role_that_redacts_but_does_not_read_the_register_sees_no_request(plat
     req = _create(client, csrf, person_description="manteau vert, rue du Port", contact="secret@example.org")
     # The designated agent may prepare copies, not read the register: a failed start shows no request.
     csrf = sign_in(platform, client, commune.users[Role.DESIGNATED_AGENT])
-    r = client.post(f"/rights/{req['id']}/copies", data={"recording_id": "rec-unknown", "csrf_token": csrf},
-                    follow_redirects=False)
+    r = client.post(
+        f"/rights/{req['id']}/copies", data={"recording_id": "rec-unknown", "csrf_token": csrf}, follow_redirects=False
+    )
     assert r.status_code == 404 and "rec-unknown" in r.text
     assert "manteau vert" not in r.text and "secret@example.org" not in r.text
     assert client.get(f"/rights/{req['id']}", follow_redirects=False).status_code == 403
@@ -290,8 +343,9 @@ def test_without_the_redaction_engine_copies_are_refused_with_a_clear_message(pl
     assert r.status_code == 503 and "redaction engine" in r.json()["detail"]
     assert client.get(f"/api/v1/rights/requests/{req['id']}/copies").json() == []
     # The page answers as the API does: unavailable for now, not a conflict with the request.
-    r = client.post(f"/rights/{req['id']}/copies", data={"recording_id": rid, "csrf_token": csrf},
-                    follow_redirects=False)
+    r = client.post(
+        f"/rights/{req['id']}/copies", data={"recording_id": rid, "csrf_token": csrf}, follow_redirects=False
+    )
     assert r.status_code == 503 and "redaction engine" in r.text
     assert client.get(f"/api/v1/rights/requests/{req['id']}/copies").json() == []
 
@@ -309,9 +363,14 @@ def test_access_copy_from_face_tracks_to_the_requesters_download(platform, clien
     faces = client.get(f"/api/v1/rights/copies/{copy['id']}/faces").json()
     assert all(f["thumbnail"] is None or f["thumbnail"].startswith("data:image/jpeg;base64,") for f in faces)
     keep = [faces[0]["id"]] if faces else []
-    r = client.post(f"/api/v1/rights/copies/{copy['id']}/redact", headers=_h(csrf),
-                    json={"keep_tracks": keep, "add_regions": [
-                        {"start_frame": 0, "end_frame": 10, "x": 10, "y": 10, "w": 40, "h": 40}]})
+    r = client.post(
+        f"/api/v1/rights/copies/{copy['id']}/redact",
+        headers=_h(csrf),
+        json={
+            "keep_tracks": keep,
+            "add_regions": [{"start_frame": 0, "end_frame": 10, "x": 10, "y": 10, "w": 40, "h": 40}],
+        },
+    )
     assert r.status_code == 202, r.text
     copy = _wait(client, copy["id"])
     assert copy["state"] == "to_review", copy
@@ -352,6 +411,7 @@ def test_access_copy_from_face_tracks_to_the_requesters_download(platform, clien
     import io
 
     import av
+
     with av.open(io.BytesIO(got.content)) as container:
         assert container.streams.video and container.duration
     # The copy is sealed at rest; no clear media is left behind.
@@ -363,6 +423,7 @@ def test_access_copy_from_face_tracks_to_the_requesters_download(platform, clien
     delivered = _entries(platform, "rights.copy.delivered")
     assert delivered[0]["action"] == "communication" and delivered[0]["recordings"] == [rid]
     assert delivered[0]["recipients"] == [f"personne concernée (demande de droits n° {req['id']})"]
-    events = {e["event"] for e in _entries(platform, "rights.copy.started") + _entries(platform,
-                                                                                    "rights.copy.faces_viewed")}
+    events = {
+        e["event"] for e in _entries(platform, "rights.copy.started") + _entries(platform, "rights.copy.faces_viewed")
+    }
     assert events == {"rights.copy.started", "rights.copy.faces_viewed"}

@@ -44,8 +44,9 @@ def api(server_url: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def page(browser, server_url: str):
-    context = browser.new_context(base_url=server_url, locale="fr-FR", viewport={"width": 1280, "height": 1100},
-                                  accept_downloads=True)
+    context = browser.new_context(
+        base_url=server_url, locale="fr-FR", viewport={"width": 1280, "height": 1100}, accept_downloads=True
+    )
     context.set_default_timeout(TIMEOUT_MS)
     pg = context.new_page()
     yield pg
@@ -72,8 +73,9 @@ def show_still(page, at_s: float) -> None:
         page.get_by_role("button", name="Afficher l'image").click()
     assert shown.value.status == 200
     expect(page.locator("#still-box")).to_be_visible()
-    page.wait_for_function("() => document.getElementById('still').complete && "
-                           "document.getElementById('still').naturalWidth > 0")
+    page.wait_for_function(
+        "() => document.getElementById('still').complete && document.getElementById('still').naturalWidth > 0"
+    )
 
 
 def add_region(page, mode: str, start_s: float, end_s: float) -> None:
@@ -83,14 +85,22 @@ def add_region(page, mode: str, start_s: float, end_s: float) -> None:
     page.get_by_role("button", name="Ajouter la zone").click()
 
 
-FORM_LABELS = {"fr": ("Type", "Description de la personne", "Contact pour la réponse", "Faits : début",
-                      "Faits : fin", "Enregistrer"),
-               "en": ("Kind", "Description of the person", "Contact for the answer", "Facts: start", "Facts: end",
-                      "Save")}
+FORM_LABELS = {
+    "fr": (
+        "Type",
+        "Description de la personne",
+        "Contact pour la réponse",
+        "Faits : début",
+        "Faits : fin",
+        "Enregistrer",
+    ),
+    "en": ("Kind", "Description of the person", "Contact for the answer", "Facts: start", "Facts: end", "Save"),
+}
 
 
-def register_access_request(page, around: datetime, person: str, *, lang: str = "fr",
-                            place: tuple[float, float] | None = None) -> None:
+def register_access_request(
+    page, around: datetime, person: str, *, lang: str = "fr", place: tuple[float, float] | None = None
+) -> None:
     """Fill the register's form for an access request, facts 5 minutes either side of `around`."""
     kind, description, contact, start, end, save = FORM_LABELS[lang]
     page.goto("/rights")
@@ -114,8 +124,9 @@ def test_access_copy_prepared_reviewed_and_downloaded_in_the_browser(platform, a
     clip = make_clip(tmp_path / "street.mp4", fps=FPS, seconds=SECONDS, actors=actors)
     commune = make_commune(platform, cameras=1)
     started = utcnow() - timedelta(minutes=20)
-    rid = upload_media(platform, api, commune, clip.path.read_bytes(), duration_s=SECONDS, started_at=started,
-                       place=PLACE)
+    rid = upload_media(
+        platform, api, commune, clip.path.read_bytes(), duration_s=SECONDS, started_at=started, place=PLACE
+    )
 
     sign_in_page(page, platform, commune.users[Role.CHIEF])
     register_access_request(page, started, "veste bleue, à gauche, avenue de la Mer", place=PLACE)
@@ -201,9 +212,16 @@ def test_access_copy_prepared_reviewed_and_downloaded_in_the_browser(platform, a
 
     with platform.session() as db:
         events = [e.event for e in db.scalars(select(JournalEntry).order_by(JournalEntry.id))]
-    for event in ("rights.copy.started", "rights.copy.faces_viewed", "rights.copy.still_viewed",
-                  "rights.copy.redaction_started", "rights.copy.produced", "rights.copy.viewed",
-                  "rights.copy.approved", "rights.copy.delivered"):
+    for event in (
+        "rights.copy.started",
+        "rights.copy.faces_viewed",
+        "rights.copy.still_viewed",
+        "rights.copy.redaction_started",
+        "rights.copy.produced",
+        "rights.copy.viewed",
+        "rights.copy.approved",
+        "rights.copy.delivered",
+    ):
         assert event in events, event
 
 
@@ -211,8 +229,15 @@ def test_the_copy_page_speaks_english_and_refuses_another_commune(platform, api,
     clip = make_clip(tmp_path / "street.mp4", fps=FPS, seconds=1.0, audio=False)
     ours = make_commune(platform, cameras=1)
     theirs = make_commune(platform, slug="autre-commune", cameras=0)
-    rid = upload_media(platform, api, ours, clip.path.read_bytes(), duration_s=1.0,
-                       started_at=utcnow() - timedelta(minutes=5), place=PLACE)
+    rid = upload_media(
+        platform,
+        api,
+        ours,
+        clip.path.read_bytes(),
+        duration_s=1.0,
+        started_at=utcnow() - timedelta(minutes=5),
+        place=PLACE,
+    )
     context = browser.new_context(base_url=server_url, locale="en-GB")
     context.set_default_timeout(TIMEOUT_MS)
     try:
@@ -235,4 +260,3 @@ def test_the_copy_page_speaks_english_and_refuses_another_commune(platform, api,
         context.close()
     with platform.session() as db:
         assert db.scalar(select(JournalEntry).where(JournalEntry.event == "access.cross_tenant")) is not None
-

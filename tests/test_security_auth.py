@@ -28,8 +28,10 @@ WRONG = "not the password at all"
 
 def _entries(platform: Platform, event: str) -> list[dict]:
     with platform.session() as db:
-        return [parse_body(e.body) for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event)
-                                                        .order_by(JournalEntry.id))]
+        return [
+            parse_body(e.body)
+            for e in db.scalars(select(JournalEntry).where(JournalEntry.event == event).order_by(JournalEntry.id))
+        ]
 
 
 def _client(platform: Platform, address: str) -> TestClient:
@@ -43,6 +45,7 @@ def _user(platform: Platform, username: str) -> User:
 
 # --- sign-in throttling -----------------------------------------------------------------------------------
 
+
 def test_a_strangers_failures_do_not_keep_the_user_out_of_a_known_device(platform, client):
     commune = make_commune(platform, cameras=0)
     chief = commune.users[Role.CHIEF]
@@ -52,7 +55,9 @@ def test_a_strangers_failures_do_not_keep_the_user_out_of_a_known_device(platfor
     with _client(platform, "198.51.100.9") as stranger:
         for _ in range(8):
             assert stranger.post("/api/v1/session", json={"username": chief, "password": WRONG}).status_code in (
-                401, 429)
+                401,
+                429,
+            )
         # The stranger is slowed, with a delay that grows, not locked for a fixed time.
         r = stranger.post("/api/v1/session", json={"username": chief, "password": PASSWORD})
         assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
@@ -83,8 +88,7 @@ def test_a_password_spray_from_one_address_is_slowed(platform):
     statuses = []
     with _client(platform, "192.0.2.44") as sprayer:
         for username in victims:
-            statuses.append(sprayer.post("/api/v1/session", json={"username": username, "password": WRONG})
-                            .status_code)
+            statuses.append(sprayer.post("/api/v1/session", json={"username": username, "password": WRONG}).status_code)
     assert 429 in statuses, statuses  # each account saw one try only: the address is what gave it away
     assert statuses.index(429) <= 10
     # Others, elsewhere, sign in as usual.
@@ -97,26 +101,45 @@ def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(platform, tmp_pat
     server = BackgroundServer(create_app(platform, scheduler=False)).start()
     try:
         for n in range(3):  # a stranger rotating the header to dodge the address throttle
-            httpx.post(f"{server.url}/api/v1/session", json={"username": commune.users[Role.CHIEF], "password": WRONG},
-                       headers={"X-Forwarded-For": f"203.0.113.{n}"})
+            httpx.post(
+                f"{server.url}/api/v1/session",
+                json={"username": commune.users[Role.CHIEF], "password": WRONG},
+                headers={"X-Forwarded-For": f"203.0.113.{n}"},
+            )
     finally:
         server.server.should_exit = True
         server.thread.join(10)
     with platform.session() as db:
         assert {a.address for a in db.scalars(select(LoginAttempt))} == {"127.0.0.1"}
     # Behind a declared proxy, the client is the last hop that is not a trusted proxy.
-    trusted = Platform.open(Settings(home=platform.settings.home, database_url=platform.settings.database_url,
-                                     secure_cookies=False, trusted_proxies=("10.0.0.0/8",)))
+    trusted = Platform.open(
+        Settings(
+            home=platform.settings.home,
+            database_url=platform.settings.database_url,
+            secure_cookies=False,
+            trusted_proxies=("10.0.0.0/8",),
+        )
+    )
     try:
         with _client(trusted, "10.1.2.3") as proxy:
-            proxy.post("/api/v1/session", json={"username": "nobody", "password": WRONG},
-                       headers={"X-Forwarded-For": "192.0.2.200, 198.51.100.7, 10.9.9.9"})
+            proxy.post(
+                "/api/v1/session",
+                json={"username": "nobody", "password": WRONG},
+                headers={"X-Forwarded-For": "192.0.2.200, 198.51.100.7, 10.9.9.9"},
+            )
         with _client(trusted, "192.0.2.99") as direct:  # not a proxy: its header is ignored
-            direct.post("/api/v1/session", json={"username": "nobody", "password": WRONG},
-                        headers={"X-Forwarded-For": "198.51.100.8"})
+            direct.post(
+                "/api/v1/session",
+                json={"username": "nobody", "password": WRONG},
+                headers={"X-Forwarded-For": "198.51.100.8"},
+            )
         with trusted.session() as db:
-            seen = [a.address for a in db.scalars(select(LoginAttempt).where(LoginAttempt.username == "nobody")
-                                                  .order_by(LoginAttempt.id))]
+            seen = [
+                a.address
+                for a in db.scalars(
+                    select(LoginAttempt).where(LoginAttempt.username == "nobody").order_by(LoginAttempt.id)
+                )
+            ]
         assert seen == ["198.51.100.7", "192.0.2.99"]
     finally:
         trusted.close()
@@ -138,17 +161,28 @@ def test_a_totp_code_is_consumed_once_even_by_concurrent_sessions(platform):
 
 # --- usernames per tenant -----------------------------------------------------------------------------------
 
+
 def test_usernames_are_per_tenant_and_sign_in_names_the_commune(platform, client):
     a = make_commune(platform, "aval", cameras=0)
     b = make_commune(platform, "brume", cameras=0)
     # Brume's administrator creates "chef": Aval's "chef" is not revealed (before: "user 'chef' already exists").
     with platform.session() as db:
-        service.create_user(platform, db, platform.tenant(db, "aval"), username="chef", display_name="Chef A",
-                            role=Role.CHIEF, password=PASSWORD)
+        service.create_user(
+            platform,
+            db,
+            platform.tenant(db, "aval"),
+            username="chef",
+            display_name="Chef A",
+            role=Role.CHIEF,
+            password=PASSWORD,
+        )
         db.commit()
     csrf = sign_in(platform, client, b.users[Role.MAYOR])
-    r = client.post("/api/v1/admin/users", headers={"X-CSRF-Token": csrf},
-                    json={"username": "chef", "display_name": "Chef B", "role": "chief"})
+    r = client.post(
+        "/api/v1/admin/users",
+        headers={"X-CSRF-Token": csrf},
+        json={"username": "chef", "display_name": "Chef B", "role": "chief"},
+    )
     assert r.status_code == 201, r.text
     # Two "chef": a bare username is ambiguous; username@commune or the tenant field says which.
     client.cookies.clear()
@@ -166,6 +200,7 @@ def test_usernames_are_per_tenant_and_sign_in_names_the_commune(platform, client
 
 # --- duties apart ------------------------------------------------------------------------------------------
 
+
 def test_content_roles_are_granted_by_the_mayor_or_by_the_chief_when_the_commune_says_so(platform, client):
     commune = make_commune(platform, cameras=0)
     new = {"display_name": "Nouvel agent", "role": "agent", "agent_number": "POR-0042"}
@@ -175,11 +210,17 @@ def test_content_roles_are_granted_by_the_mayor_or_by_the_chief_when_the_commune
     csrf = sign_in(platform, client, commune.users[Role.MAYOR])
     r = client.post("/api/v1/admin/users", headers={"X-CSRF-Token": csrf}, json={"username": "agent-42", **new})
     assert r.status_code == 201 and r.json()["must_change_password"] is True
-    r = client.post("/api/v1/admin/users", headers={"X-CSRF-Token": csrf},
-                    json={"username": "dpo-2", "display_name": "DPO", "role": "dpo"})
+    r = client.post(
+        "/api/v1/admin/users",
+        headers={"X-CSRF-Token": csrf},
+        json={"username": "dpo-2", "display_name": "DPO", "role": "dpo"},
+    )
     assert r.status_code == 201
-    r = client.post("/api/v1/admin/users", headers={"X-CSRF-Token": csrf},
-                    json={"username": "tech-2", "display_name": "Tech", "role": "tech_admin"})
+    r = client.post(
+        "/api/v1/admin/users",
+        headers={"X-CSRF-Token": csrf},
+        json={"username": "tech-2", "display_name": "Tech", "role": "tech_admin"},
+    )
     assert r.status_code == 403  # technical accounts are the technical administrator's
     with platform.session() as db:
         service.update_settings(platform, db, platform.tenant(db, commune.slug), {"chief_grants_field_roles": True})
@@ -187,8 +228,11 @@ def test_content_roles_are_granted_by_the_mayor_or_by_the_chief_when_the_commune
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     r = client.post("/api/v1/admin/users", headers={"X-CSRF-Token": csrf}, json={"username": "agent-43", **new})
     assert r.status_code == 201
-    r = client.post("/api/v1/admin/users", headers={"X-CSRF-Token": csrf},
-                    json={"username": "dpo-3", "display_name": "DPO", "role": "dpo"})
+    r = client.post(
+        "/api/v1/admin/users",
+        headers={"X-CSRF-Token": csrf},
+        json={"username": "dpo-3", "display_name": "DPO", "role": "dpo"},
+    )
     assert r.status_code == 403  # the DPO oversees the chief: only the mayor grants it
     created = [e["details"]["username"] for e in _entries(platform, "user.created")]
     assert {"agent-42", "dpo-2", "agent-43"} <= set(created)
@@ -196,21 +240,29 @@ def test_content_roles_are_granted_by_the_mayor_or_by_the_chief_when_the_commune
 
 # --- credentials with a life cycle --------------------------------------------------------------------------
 
+
 def test_deactivation_ends_sessions_and_tokens_at_once(platform, client):
     commune = make_commune(platform, cameras=0)
     chief = commune.users[Role.CHIEF]
     csrf = sign_in(platform, client, chief)
-    token = client.post("/api/v1/tokens", headers={"X-CSRF-Token": csrf},
-                        json={"name": "script", "scopes": ["recordings.list"]}).json()["token"]
+    token = client.post(
+        "/api/v1/tokens", headers={"X-CSRF-Token": csrf}, json={"name": "script", "scopes": ["recordings.list"]}
+    ).json()["token"]
     session_cookie = client.cookies.get("temoin_session")
     with _client(platform, "192.0.2.10") as admin:
         csrf_admin = sign_in(platform, admin, commune.users[Role.TECH_ADMIN])
-        r = admin.post(f"/api/v1/admin/users/{chief}/deactivate", headers={"X-CSRF-Token": csrf_admin},
-                       json={"reason": "left the service"})
+        r = admin.post(
+            f"/api/v1/admin/users/{chief}/deactivate",
+            headers={"X-CSRF-Token": csrf_admin},
+            json={"reason": "left the service"},
+        )
         assert r.status_code == 403  # not a technical account
         csrf_mayor = sign_in(platform, admin, commune.users[Role.MAYOR])
-        r = admin.post(f"/api/v1/admin/users/{chief}/deactivate", headers={"X-CSRF-Token": csrf_mayor},
-                       json={"reason": "left the service"})
+        r = admin.post(
+            f"/api/v1/admin/users/{chief}/deactivate",
+            headers={"X-CSRF-Token": csrf_mayor},
+            json={"reason": "left the service"},
+        )
         assert r.status_code == 200 and r.json()["active"] is False
     client.cookies.set("temoin_session", session_cookie)
     assert client.get("/api/v1/recordings").status_code == 401
@@ -244,11 +296,15 @@ def test_reset_gives_new_credentials_and_forces_a_change_at_next_sign_in(platfor
     csrf = r.json()["csrf_token"]
     r = client.get("/api/v1/recordings")
     assert r.status_code == 403 and "choose a new one" in r.json()["detail"]
-    r = client.post("/api/v1/account/password", headers={"X-CSRF-Token": csrf},
-                    json={"current": password, "new": "short"})
+    r = client.post(
+        "/api/v1/account/password", headers={"X-CSRF-Token": csrf}, json={"current": password, "new": "short"}
+    )
     assert r.status_code == 422
-    r = client.post("/api/v1/account/password", headers={"X-CSRF-Token": csrf},
-                    json={"current": password, "new": "a brand new passphrase"})
+    r = client.post(
+        "/api/v1/account/password",
+        headers={"X-CSRF-Token": csrf},
+        json={"current": password, "new": "a brand new passphrase"},
+    )
     assert r.status_code == 204, r.text
     assert client.get("/api/v1/recordings").status_code == 200
     assert _entries(platform, "user.password_changed")
@@ -260,11 +316,17 @@ def test_password_change_ends_the_other_sessions(platform, client):
     with _client(platform, "192.0.2.20") as elsewhere:
         sign_in(platform, elsewhere, dpo)
         csrf = sign_in(platform, client, dpo)
-        r = client.post("/api/v1/account/password", headers={"X-CSRF-Token": csrf},
-                        json={"current": WRONG, "new": "another long passphrase"})
+        r = client.post(
+            "/api/v1/account/password",
+            headers={"X-CSRF-Token": csrf},
+            json={"current": WRONG, "new": "another long passphrase"},
+        )
         assert r.status_code == 409 and "current password" in r.json()["detail"]
-        r = client.post("/api/v1/account/password", headers={"X-CSRF-Token": csrf},
-                        json={"current": PASSWORD, "new": "another long passphrase"})
+        r = client.post(
+            "/api/v1/account/password",
+            headers={"X-CSRF-Token": csrf},
+            json={"current": PASSWORD, "new": "another long passphrase"},
+        )
         assert r.status_code == 204
         assert elsewhere.get("/api/v1/recordings").status_code == 401
         assert client.get("/api/v1/recordings").status_code == 200
@@ -276,8 +338,12 @@ def test_api_tokens_have_scopes_short_lives_and_are_listed_and_revoked(platform,
     h = {"X-CSRF-Token": csrf}
     assert client.post("/api/v1/tokens", headers=h, json={"name": "x", "scopes": ["admin.devices"]}).status_code == 422
     assert client.post("/api/v1/tokens", headers=h, json={"name": "x", "scopes": []}).status_code == 422
-    assert client.post("/api/v1/tokens", headers=h,
-                       json={"name": "x", "days": 365, "scopes": ["recordings.list"]}).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/tokens", headers=h, json={"name": "x", "days": 365, "scopes": ["recordings.list"]}
+        ).status_code
+        == 422
+    )
     r = client.post("/api/v1/tokens", headers=h, json={"name": "list only", "scopes": ["recordings.list"]})
     assert r.status_code == 201 and r.json()["days"] == 30
     bearer = {"Authorization": f"Bearer {r.json()['token']}"}
@@ -287,8 +353,13 @@ def test_api_tokens_have_scopes_short_lives_and_are_listed_and_revoked(platform,
     (listed,) = client.get("/api/v1/tokens").json()
     assert listed["scopes"] == ["recordings.list"] and "token" not in listed
     expires = listed["expires_at"]
-    assert abs((utcnow() + timedelta(days=30)).timestamp() - __import__("datetime").datetime.fromisoformat(
-        expires).timestamp()) < 120
+    assert (
+        abs(
+            (utcnow() + timedelta(days=30)).timestamp()
+            - __import__("datetime").datetime.fromisoformat(expires).timestamp()
+        )
+        < 120
+    )
     r = client.delete(f"/api/v1/tokens/{listed['id']}", headers=h)
     assert r.status_code == 200 and r.json()["revoked_at"]
     assert client.get("/api/v1/recordings", headers=bearer).status_code == 401
@@ -312,9 +383,12 @@ def test_sign_out_ends_the_session_and_is_journaled(platform, client):
 def test_logging_out_with_an_api_token_revokes_it(platform, client, sign_out):
     commune = make_commune(platform, cameras=0)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    issued = [client.post("/api/v1/tokens", headers={"X-CSRF-Token": csrf},
-                          json={"name": name, "scopes": ["recordings.list"]}).json()["token"]
-              for name in ("script", "other script")]
+    issued = [
+        client.post(
+            "/api/v1/tokens", headers={"X-CSRF-Token": csrf}, json={"name": name, "scopes": ["recordings.list"]}
+        ).json()["token"]
+        for name in ("script", "other script")
+    ]
     token, kept = issued
     session_cookie = client.cookies.get("temoin_session")
     client.cookies.clear()
@@ -357,8 +431,11 @@ def test_the_account_page_changes_the_password_and_manages_tokens(platform, clie
     (tok,) = client.get("/api/v1/tokens").json()
     r = client.post(f"/account/tokens/{tok['id']}/revoke", data={"csrf_token": csrf}, follow_redirects=False)
     assert r.status_code == 303 and client.get("/api/v1/tokens").json()[0]["revoked_at"]
-    r = client.post("/account/password", data={"csrf_token": csrf, "current": PASSWORD, "new": "brand new passphrase"},
-                    follow_redirects=False)
+    r = client.post(
+        "/account/password",
+        data={"csrf_token": csrf, "current": PASSWORD, "new": "brand new passphrase"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     client.cookies.set("lang", "en")
     assert "My account" in client.get("/account").text

@@ -41,16 +41,23 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -60,9 +67,17 @@ def test_serve_over_tls_with_hsts_private_files_and_no_query_string_in_the_log(t
     port = _free_port()
     with log.open("wb") as out:
         # An operator's shell with the usual umask: the server must not follow it.
-        proc = subprocess.Popen(["/bin/sh", "-c", f'umask 022 && exec "{sys.executable}" -m temoin serve --port {port} '
-                                 f'--certfile "{cert}" --keyfile "{key}"'], env=_env(home), stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                "/bin/sh",
+                "-c",
+                f'umask 022 && exec "{sys.executable}" -m temoin serve --port {port} '
+                f'--certfile "{cert}" --keyfile "{key}"',
+            ],
+            env=_env(home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         with httpx.Client(verify=str(cert), timeout=2) as c:
@@ -96,8 +111,13 @@ def test_serve_refuses_a_data_folder_others_can_read(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     home.chmod(0o755)
-    done = subprocess.run([sys.executable, "-m", "temoin", "serve", "--port", str(_free_port())], env=_env(home),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "temoin", "serve", "--port", str(_free_port())],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert f"chmod 700 {home}" in " ".join(done.stderr.split()), done.stderr
     home.chmod(0o700)
@@ -114,6 +134,11 @@ def test_plain_http_beyond_this_machine_is_warned_about_loudly() -> None:
 
 def test_half_a_tls_configuration_is_refused(tmp_path: Path) -> None:
     cert, _ = _certificate(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "temoin", "serve", "--certfile", str(cert)],
-                          env=_env(tmp_path / "home"), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "temoin", "serve", "--certfile", str(cert)],
+        env=_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "--keyfile" in done.stderr

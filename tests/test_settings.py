@@ -18,8 +18,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def _temoin(tmp_path: Path, *args: str, **variables: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEMOIN_")}
     env.update(TEMOIN_HOME=str(tmp_path / "home"), COLUMNS="250", **variables)
-    return subprocess.run([sys.executable, "-m", "temoin", *args], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "temoin", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_the_defaults_run_a_demo_from_a_data_folder_under_the_current_one(tmp_path, monkeypatch):
@@ -28,17 +29,32 @@ def test_the_defaults_run_a_demo_from_a_data_folder_under_the_current_one(tmp_pa
     assert settings.home == (tmp_path / "var").resolve()
     assert settings.database_url == f"sqlite:///{tmp_path.resolve() / 'var' / 'temoin.db'}"
     assert settings.keys_dir == settings.home / "keys" and settings.vault_dir == settings.home / "vault"
-    assert (settings.secure_cookies, settings.session_hours, settings.tsa_url, settings.trusted_proxies,
-            settings.redaction_workers) == (True, 10, "", (), 2)
+    assert (
+        settings.secure_cookies,
+        settings.session_hours,
+        settings.tsa_url,
+        settings.trusted_proxies,
+        settings.redaction_workers,
+    ) == (True, 10, "", (), 2)
 
 
 def test_each_variable_sets_its_setting():
-    settings = Settings.from_env({
-        "TEMOIN_HOME": "/srv/temoin", "TEMOIN_DATABASE_URL": "postgresql://temoin@db/temoin",
-        "TEMOIN_MASTER_KEY": "a2V5", "TEMOIN_INSECURE_COOKIES": "1", "TEMOIN_SESSION_HOURS": "8",
-        "TEMOIN_LIVE_ICE_SERVERS": "stun:stun.example.org, turn:turn.example.org,", "TEMOIN_TSA_URL": " http://tsa/ ",
-        "TEMOIN_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/24", "TEMOIN_REDACTION_WORKERS": "0",
-        "TEMOIN_DB_POOL_TIMEOUT_S": "1.5", "TEMOIN_TSA_USERNAME": "", "TEMOIN_UNRELATED": "ignored"})
+    settings = Settings.from_env(
+        {
+            "TEMOIN_HOME": "/srv/temoin",
+            "TEMOIN_DATABASE_URL": "postgresql://temoin@db/temoin",
+            "TEMOIN_MASTER_KEY": "a2V5",
+            "TEMOIN_INSECURE_COOKIES": "1",
+            "TEMOIN_SESSION_HOURS": "8",
+            "TEMOIN_LIVE_ICE_SERVERS": "stun:stun.example.org, turn:turn.example.org,",
+            "TEMOIN_TSA_URL": " http://tsa/ ",
+            "TEMOIN_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/24",
+            "TEMOIN_REDACTION_WORKERS": "0",
+            "TEMOIN_DB_POOL_TIMEOUT_S": "1.5",
+            "TEMOIN_TSA_USERNAME": "",
+            "TEMOIN_UNRELATED": "ignored",
+        }
+    )
     assert settings.home == Path("/srv/temoin") and settings.journal_dir == Path("/srv/temoin/journal")
     assert settings.database_url == "postgresql://temoin@db/temoin" and settings.master_key_env == "a2V5"
     assert settings.secure_cookies is False and settings.session_hours == 8
@@ -60,13 +76,16 @@ def test_settings_are_frozen_and_copied_with_changes(tmp_path, monkeypatch):
         settings.session_hours = 1  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("name", "value", "says"), [
-    ("TEMOIN_SESSION_HOURS", "abc", "expected a whole number > 0, e.g. 10"),
-    ("TEMOIN_DB_POOL_SIZE", "0", "greater than 0"),
-    ("TEMOIN_TSA_TIMEOUT_S", "10s", "expected a number > 0, e.g. 10.0"),
-    ("TEMOIN_INSECURE_COOKIES", "maybe", "expected 1 or 0"),
-    ("TEMOIN_TRUSTED_PROXIES", "proxy.example", "not an IP address or network"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("TEMOIN_SESSION_HOURS", "abc", "expected a whole number > 0, e.g. 10"),
+        ("TEMOIN_DB_POOL_SIZE", "0", "greater than 0"),
+        ("TEMOIN_TSA_TIMEOUT_S", "10s", "expected a number > 0, e.g. 10.0"),
+        ("TEMOIN_INSECURE_COOKIES", "maybe", "expected 1 or 0"),
+        ("TEMOIN_TRUSTED_PROXIES", "proxy.example", "not an IP address or network"),
+    ],
+)
 def test_a_bad_value_is_one_error_naming_the_variable_and_the_expected_form(name, value, says):
     with pytest.raises(InvalidSettings) as caught:
         Settings.from_env({name: value})
@@ -85,9 +104,11 @@ def test_a_secret_with_a_bad_value_is_not_printed():
 def test_the_server_does_not_start_on_a_bad_variable_and_says_which(tmp_path, command):
     r = _temoin(tmp_path, *command, TEMOIN_SESSION_HOURS="abc")
     assert r.returncode == 2, r.stdout + r.stderr
-    assert r.stderr.strip() == ("TEMOIN_SESSION_HOURS='abc': input should be a valid integer, unable to parse string "
-                                "as an integer; expected a whole number > 0, e.g. 10 (how long a web sign-in lasts, "
-                                "in hours)")
+    assert r.stderr.strip() == (
+        "TEMOIN_SESSION_HOURS='abc': input should be a valid integer, unable to parse string "
+        "as an integer; expected a whole number > 0, e.g. 10 (how long a web sign-in lasts, "
+        "in hours)"
+    )
     assert not (tmp_path / "home").exists()  # nothing created
 
 

@@ -11,17 +11,25 @@ def test_checkout_gives_the_camera_its_agent_and_checkin_takes_it_back(platform,
     commune = make_commune(platform)
     device_id, key = commune.cameras[0]
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    r = client.post("/api/v1/shifts/checkout", json={"device_id": device_id, "username": commune.users[Role.AGENT]},
-                    headers={"X-CSRF-Token": csrf})
+    r = client.post(
+        "/api/v1/shifts/checkout",
+        json={"device_id": device_id, "username": commune.users[Role.AGENT]},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert r.status_code == 201, r.text
     # Twice is refused: one camera, one agent.
-    r = client.post("/api/v1/shifts/checkout", json={"device_id": device_id, "username": commune.users[Role.AGENT]},
-                    headers={"X-CSRF-Token": csrf})
+    r = client.post(
+        "/api/v1/shifts/checkout",
+        json={"device_id": device_id, "username": commune.users[Role.AGENT]},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert r.status_code == 409 and "already" in r.json()["detail"]
     # Only wearing agents get cameras.
-    r = client.post("/api/v1/shifts/checkout",
-                    json={"device_id": commune.cameras[1][0], "username": commune.users[Role.MAYOR]},
-                    headers={"X-CSRF-Token": csrf})
+    r = client.post(
+        "/api/v1/shifts/checkout",
+        json={"device_id": commune.cameras[1][0], "username": commune.users[Role.MAYOR]},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert r.status_code == 409 and "agent" in r.json()["detail"]
 
     client.cookies.clear()
@@ -41,8 +49,11 @@ def test_another_tenants_camera_cannot_be_checked_out(platform, client):
     a = make_commune(platform, "ville-a")
     b = make_commune(platform, "ville-b")
     csrf = sign_in(platform, client, a.users[Role.CHIEF])
-    r = client.post("/api/v1/shifts/checkout", json={"device_id": b.cameras[0][0], "username": a.users[Role.AGENT]},
-                    headers={"X-CSRF-Token": csrf})
+    r = client.post(
+        "/api/v1/shifts/checkout",
+        json={"device_id": b.cameras[0][0], "username": a.users[Role.AGENT]},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert r.status_code == 404
 
 

@@ -10,12 +10,10 @@ from tests.helpers import PASSWORD, make_commune, totp_code
 def _sign_in(platform, client, username: str, next_: str) -> tuple[str, str, str]:
     client.cookies.clear()
     form = client.get("/login", params={"next": next_}).text
-    r = client.post("/login", data={"username": username, "password": PASSWORD, "next": next_},
-                    follow_redirects=False)
+    r = client.post("/login", data={"username": username, "password": PASSWORD, "next": next_}, follow_redirects=False)
     assert r.status_code == 303, r.text
     totp_page = client.get(r.headers["location"]).text
-    r = client.post("/login/totp", data={"code": totp_code(platform, username), "next": next_},
-                    follow_redirects=False)
+    r = client.post("/login/totp", data={"code": totp_code(platform, username), "next": next_}, follow_redirects=False)
     assert r.status_code == 303, r.text
     return form, totp_page, r.headers["location"]
 

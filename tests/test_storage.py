@@ -54,15 +54,20 @@ def test_a_byte_range_opens_only_the_records_it_needs(tmp_path):
     key, header = crypto.new_data_key(), crypto.new_header()
     plain = os.urandom(2 * crypto.RECORD_BYTES + 12345)
     blob = header + crypto.Sealer(key, header).seal(plain)
-    for start, end in [(0, 10), (5, crypto.RECORD_BYTES + 7), (crypto.RECORD_BYTES, crypto.RECORD_BYTES + 1),
-                       (crypto.RECORD_BYTES - 3, 2 * crypto.RECORD_BYTES + 3), (len(plain) - 9, len(plain)),
-                       (0, len(plain))]:
+    for start, end in [
+        (0, 10),
+        (5, crypto.RECORD_BYTES + 7),
+        (crypto.RECORD_BYTES, crypto.RECORD_BYTES + 1),
+        (crypto.RECORD_BYTES - 3, 2 * crypto.RECORD_BYTES + 3),
+        (len(plain) - 9, len(plain)),
+        (0, len(plain)),
+    ]:
         assert b"".join(crypto.open_range(io.BytesIO(blob), key, start, end)) == plain[start:end], (start, end)
     # A record before the range is stepped over, not opened: altering it does not stop a read beyond it...
     altered = bytearray(blob)
     altered[len(header) + 100] ^= 1
     tail = crypto.RECORD_BYTES + 1
-    assert b"".join(crypto.open_range(io.BytesIO(bytes(altered)), key, tail, tail + 10)) == plain[tail:tail + 10]
+    assert b"".join(crypto.open_range(io.BytesIO(bytes(altered)), key, tail, tail + 10)) == plain[tail : tail + 10]
     # ...but a read through it fails, naming it.
     with pytest.raises(crypto.IntegrityError, match="record 0 at byte 22: authentication failed"):
         list(crypto.open_range(io.BytesIO(bytes(altered)), key, 50, 60))
@@ -115,7 +120,6 @@ def test_scrub_names_each_corrupted_segment(platform, client):
         result = scrub(platform, db)
     problems = sorted(str(p) for p in result.problems)
     assert len(problems) == 2
-    assert any(p.startswith(f"{bad} segment 1: record 0 at byte") and "authentication failed" in p
-               for p in problems)
+    assert any(p.startswith(f"{bad} segment 1: record 0 at byte") and "authentication failed" in p for p in problems)
     assert any(p == f"{gone} segment 0: blob missing from the store" for p in problems)
     assert not any(good in p for p in problems)

@@ -20,9 +20,13 @@ def _imported_test_modules(path: Path) -> list[str]:
             names = [base] + [f"{base}.{alias.name}" if base else alias.name for alias in node.names]
         else:
             continue
-        found += [f"{path.name}:{node.lineno} imports {name}" for name in names
-                  if name.split(".")[-1].startswith("test_") and name.split(".")[-1] != path.stem
-                  and (TESTS / f"{name.split('.')[-1]}.py").exists()]
+        found += [
+            f"{path.name}:{node.lineno} imports {name}"
+            for name in names
+            if name.split(".")[-1].startswith("test_")
+            and name.split(".")[-1] != path.stem
+            and (TESTS / f"{name.split('.')[-1]}.py").exists()
+        ]
     return found
 
 
@@ -34,8 +38,14 @@ def test_no_test_module_imports_another():
 def test_the_check_sees_each_form_of_import(tmp_path):
     module = TESTS / "test_live.py"
     sample = tmp_path / "sample.py"
-    sample.write_text("import tests.test_live\nfrom tests.test_live import entries\nfrom tests import test_live\n"
-                      "from .test_live import entries\nfrom tests.live_helpers import entries\n")
+    sample.write_text(
+        "import tests.test_live\nfrom tests.test_live import entries\nfrom tests import test_live\n"
+        "from .test_live import entries\nfrom tests.live_helpers import entries\n"
+    )
     assert module.exists()
     assert [line.split(" imports ")[0] for line in _imported_test_modules(sample)] == [
-        "sample.py:1", "sample.py:2", "sample.py:3", "sample.py:4"]
+        "sample.py:1",
+        "sample.py:2",
+        "sample.py:3",
+        "sample.py:4",
+    ]

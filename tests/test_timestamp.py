@@ -42,11 +42,16 @@ DATA = b"3f2a...  media/rec-1/00000.mp4\n"
 
 
 def _openssl_verify(data_file: Path, tsr: Path, ca: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["openssl", "ts", "-verify", "-data", str(data_file), "-in", str(tsr), "-CAfile", str(ca)],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["openssl", "ts", "-verify", "-data", str(data_file), "-in", str(tsr), "-CAfile", str(ca)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 # --- the protocol -----------------------------------------------------------------------------------------
+
 
 def test_a_token_is_requested_with_a_nonce_and_verified(tsa: TestTSA, tmp_path):
     token = request_token(tsa.url, DATA, timeout=5, ca_bundle_pem=tsa.ca_pem)
@@ -55,8 +60,9 @@ def test_a_token_is_requested_with_a_nonce_and_verified(tsa: TestTSA, tmp_path):
     assert "CN=Témoin test TSA" in info.tsa and info.policy == POLICY and info.serial >= 1
     # The request carried a nonce (OpenSSL's own reading of what we sent) and the reply echoes it.
     (tmp_path / "q.tsq").write_bytes(tsa.queries[-1])
-    query = subprocess.run(["openssl", "ts", "-query", "-in", str(tmp_path / "q.tsq"), "-text"],
-                           capture_output=True, text=True, timeout=30)
+    query = subprocess.run(
+        ["openssl", "ts", "-query", "-in", str(tmp_path / "q.tsq"), "-text"], capture_output=True, text=True, timeout=30
+    )
     assert "Nonce: 0x" in query.stdout and "Certificate required: yes" in query.stdout, query.stdout
     # What a recipient runs, with OpenSSL alone.
     (tmp_path / "data").write_bytes(DATA)
@@ -138,18 +144,29 @@ def test_tsa_unreachable_slow_garbage_or_rejecting_is_a_clear_error_in_bounded_t
 
 
 def test_credentials_never_appear_in_messages_or_logs(tsa: TestTSA, closed_port, caplog):
-    stamper = Timestamper(url=f"http://alice:s3cret@127.0.0.1:{closed_port}/tsr", timeout_s=2,
-                          auth=("alice", "s3cret"))
+    stamper = Timestamper(url=f"http://alice:s3cret@127.0.0.1:{closed_port}/tsr", timeout_s=2, auth=("alice", "s3cret"))
     with caplog.at_level(logging.WARNING, logger="temoin.timestamp"):
         stamp = stamper.stamp(DATA, what="a test")
     assert stamp.token is None and "cannot reach" in stamp.failure
     assert "s3cret" not in stamp.failure and "s3cret" not in caplog.text and "s3cret" not in repr(stamper)
     assert "a test not timestamped: cannot reach the timestamp authority at http://127.0.0.1:" in caplog.text
-    settings = Settings.from_env({"TEMOIN_HOME": "/tmp/x", "TEMOIN_TSA_URL": tsa.url, "TEMOIN_TSA_USERNAME": "alice",
-                                  "TEMOIN_TSA_PASSWORD": "s3cret", "TEMOIN_TSA_TIMEOUT_S": "3.5",
-                                  "TEMOIN_TSA_CA_BUNDLE": "/etc/tsa.pem"})
-    assert (settings.tsa_url, settings.tsa_username, settings.tsa_password, settings.tsa_timeout_s,
-            settings.tsa_ca_bundle) == (tsa.url, "alice", "s3cret", 3.5, Path("/etc/tsa.pem"))
+    settings = Settings.from_env(
+        {
+            "TEMOIN_HOME": "/tmp/x",
+            "TEMOIN_TSA_URL": tsa.url,
+            "TEMOIN_TSA_USERNAME": "alice",
+            "TEMOIN_TSA_PASSWORD": "s3cret",
+            "TEMOIN_TSA_TIMEOUT_S": "3.5",
+            "TEMOIN_TSA_CA_BUNDLE": "/etc/tsa.pem",
+        }
+    )
+    assert (
+        settings.tsa_url,
+        settings.tsa_username,
+        settings.tsa_password,
+        settings.tsa_timeout_s,
+        settings.tsa_ca_bundle,
+    ) == (tsa.url, "alice", "s3cret", 3.5, Path("/etc/tsa.pem"))
     assert "s3cret" not in repr(settings)
 
 
@@ -170,18 +187,25 @@ def test_the_timestamper_never_raises_and_backs_off_for_periodic_seals(tsa: Test
 
 def test_bad_tsa_settings_stop_start_up_with_a_clear_message(settings, tsa, tmp_path):
     with pytest.raises(TimestampError, match="cannot read TEMOIN_TSA_CA_BUNDLE"):
-        Platform.open(settings.model_copy(update={"tsa_url": tsa.url, "tsa_ca_bundle": tmp_path / "missing.pem"}), init=True)
+        Platform.open(
+            settings.model_copy(update={"tsa_url": tsa.url, "tsa_ca_bundle": tmp_path / "missing.pem"}), init=True
+        )
     with pytest.raises(TimestampError, match="TEMOIN_TSA_URL must be an http"):
         Timestamper(url="tsa.example.org")
 
 
 # --- packages ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def stamped(settings: Settings, tsa: TestTSA, tmp_path: Path) -> Iterator[Platform]:
     """A platform with a TSA configured (replies checked against its CA at stamping time)."""
-    p = Platform.open(settings.model_copy(update={"tsa_url": tsa.url, "tsa_timeout_s": 5,
-                                                   "tsa_ca_bundle": tsa.write_ca(tmp_path / "tsa-ca.pem")}), init=True)
+    p = Platform.open(
+        settings.model_copy(
+            update={"tsa_url": tsa.url, "tsa_timeout_s": 5, "tsa_ca_bundle": tsa.write_ca(tmp_path / "tsa-ca.pem")}
+        ),
+        init=True,
+    )
     yield p
     p.close()
 
@@ -192,10 +216,17 @@ def _package(p: Platform, tmp_path: Path) -> tuple[Path, Path]:
         commune = make_commune(p, cameras=1)
         rid, _ = upload(p, client, commune, duration_s=2, segment_s=1)
         csrf = sign_in(p, client, commune.users[Role.CHIEF])
-        r = client.post("/api/v1/extractions", headers={"X-CSRF-Token": csrf},
-                        json={"recording_ids": [rid], "recipient_name": "OPJ Claire Martin",
-                              "recipient_kind": "judicial_police", "procedure_type": "judicial",
-                              "reference": "PV 2026/004512"})
+        r = client.post(
+            "/api/v1/extractions",
+            headers={"X-CSRF-Token": csrf},
+            json={
+                "recording_ids": [rid],
+                "recipient_name": "OPJ Claire Martin",
+                "recipient_kind": "judicial_police",
+                "procedure_type": "judicial",
+                "reference": "PV 2026/004512",
+            },
+        )
         assert r.status_code == 201, r.text
         out = r.json()
         data = client.get(out["download_url"]).content
@@ -254,9 +285,10 @@ def test_a_package_carries_a_token_that_temoin_verify_and_openssl_check(stamped,
     # holds; only the timestamp, made before, shows SHA256SUMS is not the one that existed then.
     insider = shutil.copytree(folder, tmp_path / "insider")
     (insider / "README.txt").write_text("rewritten\n")
-    sums = "".join(f"{hashlib.sha256((insider / name).read_bytes()).hexdigest()}  {name}\n"
-                   for name in sorted(line.split("  ", 1)[1] for line in
-                                      (folder / "SHA256SUMS").read_text().splitlines())).encode()
+    sums = "".join(
+        f"{hashlib.sha256((insider / name).read_bytes()).hexdigest()}  {name}\n"
+        for name in sorted(line.split("  ", 1)[1] for line in (folder / "SHA256SUMS").read_text().splitlines())
+    ).encode()
     (insider / "SHA256SUMS").write_bytes(sums)
     (insider / "SHA256SUMS.sig").write_bytes(stamped.keyring.signing_key.sign(sums))
     code, output = _verify(insider, "--key", str(key), "--tsa-ca", str(ca))
@@ -271,9 +303,12 @@ def test_a_package_carries_a_token_that_temoin_verify_and_openssl_check(stamped,
     assert code == 1 and "not timestamped: no SHA256SUMS.tsr, though --tsa-ca asks for a timestamp" in output, output
 
 
-def test_a_tsa_down_at_extraction_still_delivers_the_package_marked_not_timestamped(settings, closed_port, tmp_path,
-                                                                                    caplog):
-    p = Platform.open(settings.model_copy(update={"tsa_url": f"http://127.0.0.1:{closed_port}/tsr", "tsa_timeout_s": 2}), init=True)
+def test_a_tsa_down_at_extraction_still_delivers_the_package_marked_not_timestamped(
+    settings, closed_port, tmp_path, caplog
+):
+    p = Platform.open(
+        settings.model_copy(update={"tsa_url": f"http://127.0.0.1:{closed_port}/tsr", "tsa_timeout_s": 2}), init=True
+    )
     try:
         with caplog.at_level(logging.WARNING, logger="temoin.timestamp"):
             folder, key = _package(p, tmp_path)
@@ -288,6 +323,7 @@ def test_a_tsa_down_at_extraction_still_delivers_the_package_marked_not_timestam
 
 
 # --- journal seals ----------------------------------------------------------------------------------------
+
 
 def _seal(p: Platform) -> int:
     with p.session() as db:
@@ -304,8 +340,14 @@ def _checkpoint_lines(p: Platform, chain: str) -> list[bytes]:
 
 
 def _journal_cli(p: Platform, *args: str) -> tuple[int, str]:
-    env = {"TEMOIN_HOME": str(p.settings.home), "TEMOIN_DATABASE_URL": p.settings.database_url, "COLUMNS": "250",
-           "NO_COLOR": "1", "TEMOIN_MASTER_KEY": None, "TEMOIN_MASTER_KEY_FILE": None}
+    env = {
+        "TEMOIN_HOME": str(p.settings.home),
+        "TEMOIN_DATABASE_URL": p.settings.database_url,
+        "COLUMNS": "250",
+        "NO_COLOR": "1",
+        "TEMOIN_MASTER_KEY": None,
+        "TEMOIN_MASTER_KEY_FILE": None,
+    }
     result = runner.invoke(cli_app, ["journal", "verify", *args], env=env)
     return result.exit_code, result.output
 
@@ -328,7 +370,12 @@ def test_seals_carry_tokens_that_journal_verify_checks(stamped, tsa, tmp_path):
         "line=$(tail -n1 checkpoints.jsonl); echo \"$line\" | cut -d' ' -f3 | base64 -d > seal.tsr; "
         "echo \"$line\" | cut -d' ' -f2 | tr -d '\\n' > seal.json; "
         f"openssl ts -verify -data seal.json -in seal.tsr -CAfile {ca}",
-        shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "Verification: OK" in recipe.stdout, recipe.stdout + recipe.stderr
     code, output = _journal_cli(stamped, "--tsa-ca", str(ca))
     assert code == 0, output
@@ -345,8 +392,10 @@ def test_seals_carry_tokens_that_journal_verify_checks(stamped, tsa, tmp_path):
     # A token swapped for another genuine one (a later seal's) in the database: caught by its imprint and by
     # the file's copy.
     with stamped.engine.begin() as conn:
-        conn.execute(text("UPDATE journal_checkpoints SET timestamp_token = :t WHERE id = :i"),
-                     {"t": base64.b64encode(request_token(tsa.url, b"another seal", timeout=5)).decode(), "i": row.id})
+        conn.execute(
+            text("UPDATE journal_checkpoints SET timestamp_token = :t WHERE id = :i"),
+            {"t": base64.b64encode(request_token(tsa.url, b"another seal", timeout=5)).decode(), "i": row.id},
+        )
     found = _stamps(stamped, tsa.ca_pem)[chain]
     messages = " | ".join(p.message for p in found.problems)
     assert "different timestamp tokens in the two sinks" in messages and "imprint mismatch" in messages
@@ -357,7 +406,8 @@ def test_seals_carry_tokens_that_journal_verify_checks(stamped, tsa, tmp_path):
     found = _stamps(stamped, tsa.ca_pem)[chain]
     assert [p.message for p in found.problems] == [
         f"the seal of entry {row.seq} ({orjson.loads(row.body)['at']}) has a timestamp token in one sink only: "
-        "it was removed from the other"]
+        "it was removed from the other"
+    ]
 
 
 def test_journal_verify_reads_each_chains_checkpoints_once(stamped, tsa, tmp_path, monkeypatch):
@@ -400,7 +450,9 @@ def test_a_backdated_seal_is_betrayed_by_its_timestamp(stamped, monkeypatch):
 
 
 def test_a_tsa_outage_does_not_stop_sealing(settings, closed_port, caplog):
-    p = Platform.open(settings.model_copy(update={"tsa_url": f"http://127.0.0.1:{closed_port}/tsr", "tsa_timeout_s": 2}), init=True)
+    p = Platform.open(
+        settings.model_copy(update={"tsa_url": f"http://127.0.0.1:{closed_port}/tsr", "tsa_timeout_s": 2}), init=True
+    )
     try:
         make_commune(p, cameras=0)
         with caplog.at_level(logging.WARNING, logger="temoin.timestamp"):
@@ -416,6 +468,7 @@ def test_a_tsa_outage_does_not_stop_sealing(settings, closed_port, caplog):
 
 
 # --- without a TSA ----------------------------------------------------------------------------------------
+
 
 def test_without_a_tsa_everything_works_and_says_not_timestamped(platform, tmp_path):
     assert platform.timestamper is None

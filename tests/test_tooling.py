@@ -1,5 +1,5 @@
-"""The static checks are part of the suite: ruff and mypy, configured in pyproject.toml, find nothing. A finding fails
-here with the tools' own output, so the fix is the same as running them by hand."""
+"""The static checks are part of the suite: ruff (lint and format) and mypy, configured in pyproject.toml, find
+nothing. A finding fails here with the tools' own output, so the fix is the same as running them by hand."""
 
 from __future__ import annotations
 
@@ -24,14 +24,23 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 def _require(module: str) -> None:
     found = _run(module, "--version")
     if found.returncode != 0:
-        pytest.fail(f"{module} is not installed in {sys.executable}: install the test extras "
-                    f"(pip install -e '.[test]', which ./dev.sh test does)\n{found.stderr}", pytrace=False)
+        pytest.fail(
+            f"{module} is not installed in {sys.executable}: install the test extras "
+            f"(pip install -e '.[test]', which ./dev.sh test does)\n{found.stderr}",
+            pytrace=False,
+        )
 
 
 def test_ruff_finds_nothing() -> None:
     _require("ruff")
     result = _run("ruff", "check", "--no-cache", "--output-format", "concise", "src", "tests")
     assert result.returncode == 0, f"ruff check src tests:\n{result.stdout}{result.stderr}"
+
+
+def test_ruff_format_changes_nothing() -> None:
+    _require("ruff")
+    result = _run("ruff", "format", "--check", "--no-cache", "src", "tests", "bench")
+    assert result.returncode == 0, f"ruff format --check src tests bench (run `ruff format` to fix):\n{result.stdout}"
 
 
 def test_mypy_finds_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -82,12 +82,14 @@ def test_a_package_re_signed_with_a_fresh_key_shipped_inside_is_not_intact(platf
     for rec in manifest["recordings"]:
         receipt = SignedReceipt.model_validate(rec["receipt"])
         receipt.receipt.platform_key_id = hashlib.sha256(raw).hexdigest()[:16]
-        rec["receipt"] = SignedReceipt(receipt=receipt.receipt, signature=b64e(attacker.sign(
-            receipt.receipt.signing_bytes()))).model_dump(mode="json")
+        rec["receipt"] = SignedReceipt(
+            receipt=receipt.receipt, signature=b64e(attacker.sign(receipt.receipt.signing_bytes()))
+        ).model_dump(mode="json")
         cert = SignedCertificate.model_validate(rec["device"]["certificate"]).certificate
         cert.platform_key_id = hashlib.sha256(raw).hexdigest()[:16]
-        rec["device"]["certificate"] = SignedCertificate(certificate=cert, signature=b64e(attacker.sign(
-            cert.signing_bytes()))).model_dump(mode="json", by_alias=True)
+        rec["device"]["certificate"] = SignedCertificate(
+            certificate=cert, signature=b64e(attacker.sign(cert.signing_bytes()))
+        ).model_dump(mode="json", by_alias=True)
     (forged / "manifest.json").write_text(json.dumps(manifest), "utf-8")
     (forged / "platform-public-key.pem").write_bytes(_pem(attacker))
     (forged / "platform-keys.json").write_bytes(orjson.dumps(KeySet.of_raw(raw, "x").as_json()))
@@ -106,7 +108,7 @@ def test_a_package_re_signed_with_a_fresh_key_shipped_inside_is_not_intact(platf
     # The genuine package, pinned three ways: intact.
     code, output = _verify(zpath, "--key", str(real))
     assert code == 0 and "package intact" in output and platform.keyring.fingerprint in output, output
-    spaced = " ".join(platform.keyring.fingerprint[i:i + 4] for i in range(0, 64, 4)).upper()
+    spaced = " ".join(platform.keyring.fingerprint[i : i + 4] for i in range(0, 64, 4)).upper()
     assert _verify(folder, "--fingerprint", spaced)[0] == 0
     code, output = _verify(folder, "--fingerprint", platform.keyring.fingerprint[:16])
     assert code == 2 and "64 hex digits" in output
@@ -155,8 +157,7 @@ def test_a_camera_key_swapped_in_the_database_is_refused(platform, client, tmp_p
 def test_re_enrolment_keeps_old_recordings_verifiable_and_the_old_key_dies_at_revocation(platform, client, tmp_path):
     commune = make_commune(platform, cameras=1, authorised=2)
     device_id, old_key = commune.cameras[0]
-    before, _ = upload(platform, client, commune, started_at=utcnow() - timedelta(hours=1), duration_s=2,
-                       segment_s=1)
+    before, _ = upload(platform, client, commune, started_at=utcnow() - timedelta(hours=1), duration_s=2, segment_s=1)
     with platform.session() as db:
         devices.revoke(platform, db, db.get(Device, device_id), Actor.system("test"))
     again, new_key = enrol_camera(platform, commune.slug, f"{commune.slug}-cam-0")  # the same serial
@@ -182,12 +183,22 @@ def test_re_enrolment_keeps_old_recordings_verifiable_and_the_old_key_dies_at_re
     assert code == 0, output
 
     # The old key (stolen with the camera?) signs a recording after its revocation: refused at ingest.
-    signed, _segments = sample_recording(old_key, camera_id=device_id, agent_id=agent_number(commune),
-                                        started_at=revoked_at + timedelta(seconds=1), duration_s=2, segment_s=1,
-                                        seed=9)
+    signed, _segments = sample_recording(
+        old_key,
+        camera_id=device_id,
+        agent_id=agent_number(commune),
+        started_at=revoked_at + timedelta(seconds=1),
+        duration_s=2,
+        segment_s=1,
+        seed=9,
+    )
     client.auth = None
-    r = client.post("/api/v1/ingest/recordings", content=signed.model_dump_json(),
-                    auth=DeviceAuth(device_id, new_key), headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/api/v1/ingest/recordings",
+        content=signed.model_dump_json(),
+        auth=DeviceAuth(device_id, new_key),
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 403, r.text
     with platform.session() as db:
         assert db.scalar(select(Recording).where(Recording.id == signed.manifest.recording_id)) is None
@@ -227,8 +238,10 @@ def test_rotation_keeps_old_packages_receipts_and_journal_verifiable(platform, c
         # The well-known keys: current and retired, with validity; public.
         assert published.status_code == 200 and pem_bundle.status_code == 200
         keys = published.json()["keys"]
-        assert [(k["sha256_fingerprint"], k["status"]) for k in keys] == [(old.fingerprint, "retired"),
-                                                                          (p2.keyring.fingerprint, "current")]
+        assert [(k["sha256_fingerprint"], k["status"]) for k in keys] == [
+            (old.fingerprint, "retired"),
+            (p2.keyring.fingerprint, "current"),
+        ]
         assert keys[0]["valid_until"] == keys[1]["valid_from"] and keys[1]["valid_until"] is None
         assert pem_bundle.text.count("BEGIN PUBLIC KEY") == 2 and old.fingerprint in pem_bundle.text
         # The old key endorsed the new one: a holder of the old key can follow the rotation.
@@ -265,8 +278,9 @@ def test_custody_pdf_and_annual_report_carry_the_full_fingerprint(platform, clie
     csv = client.get(f"/api/v1/reports/annual/{year}.csv").text
     assert platform.keyring.fingerprint in csv and "Clés de signature de la plateforme" in csv
     with platform.session() as db:  # the rows the PDF is rendered from
-        rows = annual.report_rows(annual.annual_report(db, platform.tenant(db, commune.slug), year,
-                                                       platform.keyring.trusted))
+        rows = annual.report_rows(
+            annual.annual_report(db, platform.tenant(db, commune.slug), year, platform.keyring.trusted)
+        )
     assert [r for r in rows if r[2] == platform.keyring.fingerprint and "en vigueur" in r[1]]
 
 
@@ -310,8 +324,13 @@ def test_private_keys_are_private_and_an_exposed_one_stops_start_up(settings):
         assert (keys / name).stat().st_mode & 0o777 == 0o600
     assert not [n for n in os.listdir(keys) if n.endswith(".tmp")]
 
-    env = {"TEMOIN_HOME": str(settings.home), "TEMOIN_DATABASE_URL": settings.database_url,
-           "TEMOIN_MASTER_KEY": None, "TEMOIN_MASTER_KEY_FILE": None, "COLUMNS": "250"}
+    env = {
+        "TEMOIN_HOME": str(settings.home),
+        "TEMOIN_DATABASE_URL": settings.database_url,
+        "TEMOIN_MASTER_KEY": None,
+        "TEMOIN_MASTER_KEY_FILE": None,
+        "COLUMNS": "250",
+    }
     for name, mode in (("platform-signing.pem", 0o644), ("master.key", 0o640)):
         path = keys / name
         os.chmod(path, mode)

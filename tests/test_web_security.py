@@ -26,8 +26,10 @@ from tests.helpers import Commune, make_commune, sign_in_page
 TIMEOUT_MS = 30_000
 # Would run if it ever reached the DOM as HTML: an image whose error handler marks the page.
 PAYLOAD = '<img src="/nowhere.png" onerror="window.__xss=(window.__xss||0)+1">'
-CCTV_CSV = ("id,name,lat,lon,heading_deg,fov_deg,stream_url\n"
-            f'cctv-x,"Rue {PAYLOAD.replace(chr(34), chr(34) * 2)}",43.556,4.07,90,60,rtsp://10.0.0.9:554/x\n')
+CCTV_CSV = (
+    "id,name,lat,lon,heading_deg,fov_deg,stream_url\n"
+    f'cctv-x,"Rue {PAYLOAD.replace(chr(34), chr(34) * 2)}",43.556,4.07,90,60,rtsp://10.0.0.9:554/x\n'
+)
 # Installed before any page script: keeps every Leaflet map, and records CSP violations the page meets.
 SPY = """
 (() => {
@@ -49,8 +51,12 @@ def commune(platform: Platform) -> Commune:
     with platform.session() as db:
         tenant = db.query(Tenant).filter_by(slug=c.slug).one()
         registry.import_file(platform, db, tenant, "cameras.csv", CCTV_CSV.encode(), actor=Actor.system("test"))
-        service.update_settings(platform, db, tenant, {"tile_url": "https://tiles.invalid/{z}/{x}/{y}.png",
-                                                       "tile_attribution": f"Tiles {PAYLOAD}"})
+        service.update_settings(
+            platform,
+            db,
+            tenant,
+            {"tile_url": "https://tiles.invalid/{z}/{x}/{y}.png", "tile_attribution": f"Tiles {PAYLOAD}"},
+        )
         db.commit()
     return c
 
@@ -73,8 +79,7 @@ def csp_problems(page) -> list[str]:
 
 
 @pytest.mark.slow
-def test_injected_names_do_not_execute_and_pages_work_under_the_csp(platform: Platform, commune: Commune,
-                                                                    page) -> None:
+def test_injected_names_do_not_execute_and_pages_work_under_the_csp(platform: Platform, commune: Commune, page) -> None:
     sign_in_page(page, platform, commune.users[Role.CHIEF])
     response = page.goto("/live")
     assert "script-src 'self'" in response.headers["content-security-policy"]
@@ -121,6 +126,7 @@ def test_an_inline_script_is_refused_by_the_policy(platform: Platform, commune: 
 
 # --- headers ---------------------------------------------------------------------------------------------
 
+
 def test_every_answer_carries_the_policy_and_no_hsts_over_plain_http(client) -> None:
     for path in ("/login", "/api/v1/platform", "/static/csu.js"):
         r = client.get(path)
@@ -155,6 +161,7 @@ def test_templates_and_static_pages_have_no_inline_script_or_style() -> None:
 
 # --- body limits -----------------------------------------------------------------------------------------
 
+
 def _raw_request(url: str, head: str, chunks: Iterator[bytes]) -> tuple[int, bytes]:
     """Send a request by hand (chunked bodies, bodies the client would not send) and read the status."""
     host, port = url.removeprefix("http://").split(":")
@@ -181,8 +188,7 @@ def _raw_request(url: str, head: str, chunks: Iterator[bytes]) -> tuple[int, byt
 @pytest.mark.slow
 def test_an_anonymous_oversized_json_body_is_refused_before_reading(server_url: str) -> None:
     """The announced size alone refuses it: 200 MB announced, 1 MB sent, 413 at once, nothing buffered."""
-    head = ("POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            "Content-Length: 200000000\r\n\r\n")
+    head = "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200000000\r\n\r\n"
     status, raw = _raw_request(server_url, head, iter([b"{" + b" " * 1_000_000]))
     assert status == 413
     body = raw.split(b"\r\n\r\n", 1)[1]
@@ -192,8 +198,10 @@ def test_an_anonymous_oversized_json_body_is_refused_before_reading(server_url: 
 
 @pytest.mark.slow
 def test_a_chunked_body_is_counted_and_cut_off(server_url: str) -> None:
-    head = ("POST /api/v1/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n")
+    head = (
+        "POST /api/v1/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
     piece = b" " * 65536
 
     def chunks() -> Iterator[bytes]:
@@ -209,12 +217,15 @@ def test_a_chunked_body_is_counted_and_cut_off(server_url: str) -> None:
 def test_bodies_within_the_limit_and_upload_routes_keep_working(client, platform: Platform) -> None:
     limit = hardening.BodyLimit(lambda *a: None, platform.settings)
     assert limit.limit_for("POST", "/api/v1/rights")[0] == 1_048_576
-    assert limit.limit_for("PUT", "/api/v1/ingest/recordings/rec-1/segments/0")[0] == platform.settings.max_segment_bytes
+    assert (
+        limit.limit_for("PUT", "/api/v1/ingest/recordings/rec-1/segments/0")[0] == platform.settings.max_segment_bytes
+    )
     assert limit.limit_for("POST", "/api/v1/cctv/import")[0] == registry.MAX_FILE_BYTES
     r = client.post("/login", data={"username": "nobody", "password": "x" * 1000})
     assert r.status_code != 413
-    r = client.post("/api/v1/rights", content=b"{" + b" " * 1_100_000 + b"}",
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/api/v1/rights", content=b"{" + b" " * 1_100_000 + b"}", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 413
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["limit_bytes"] == 1_048_576
@@ -222,15 +233,24 @@ def test_bodies_within_the_limit_and_upload_routes_keep_working(client, platform
 
 # --- access log ------------------------------------------------------------------------------------------
 
+
 def test_the_access_log_drops_query_strings() -> None:
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-                               ("127.0.0.1:5000", "GET", "/api/v1/recordings/r1/media?grant=SECRET", "1.1", 200), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/api/v1/recordings/r1/media?grant=SECRET", "1.1", 200),
+        None,
+    )
     hardening.NoQueryString().filter(record)
     line = record.getMessage()
     assert "SECRET" not in line and "/api/v1/recordings/r1/media" in line
 
 
 # --- refused authentications, journaled by the minute ------------------------------------------------------
+
 
 def test_forged_requests_naming_a_real_camera_cannot_flood_the_journal(platform: Platform, client) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -247,8 +267,9 @@ def test_forged_requests_naming_a_real_camera_cannot_flood_the_journal(platform:
 
     def count() -> int:
         with platform.session() as db:
-            return db.scalar(select(func.count()).select_from(JournalEntry)
-                             .where(JournalEntry.event == "device.auth_refused"))
+            return db.scalar(
+                select(func.count()).select_from(JournalEntry).where(JournalEntry.event == "device.auth_refused")
+            )
 
     path = "/api/v1/ingest/recordings/anything"
     forger = Ed25519PrivateKey.generate()
@@ -261,8 +282,12 @@ def test_forged_requests_naming_a_real_camera_cannot_flood_the_journal(platform:
     forged = devices.signed_headers(cam_a, forger, "GET", path)
     assert client.get(path, headers=forged).status_code == 401  # closes the past minute
     with platform.session() as db:
-        rows = [parse_body(e.body) for e in db.scalars(select(JournalEntry).where(
-            JournalEntry.event == "device.auth_refused").order_by(JournalEntry.seq))]
+        rows = [
+            parse_body(e.body)
+            for e in db.scalars(
+                select(JournalEntry).where(JournalEntry.event == "device.auth_refused").order_by(JournalEntry.seq)
+            )
+        ]
     assert sorted((r["cameras"][0], r["details"]["count"]) for r in rows) == sorted([(cam_a, 150), (cam_b, 50)])
     assert all(r["details"]["address"] == "testclient" and r["action"] == "security" for r in rows)
     assert all("signature invalid" in r["details"]["reason"] for r in rows)

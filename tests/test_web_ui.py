@@ -145,8 +145,9 @@ def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api)
     expect(page.locator("#motive-form .error")).to_contain_text("Choisissez un motif de la liste")
     expect(page.locator("#player")).to_have_count(0)
     with platform.session() as db:
-        assert db.scalar(select(func.count()).select_from(JournalEntry)
-                         .where(JournalEntry.event.like("%consult%"))) == 0
+        assert (
+            db.scalar(select(func.count()).select_from(JournalEntry).where(JournalEntry.event.like("%consult%"))) == 0
+        )
 
     motive_text = "Plainte n° 2024-117 du riverain"
     form = page.locator("#motive-form")
@@ -155,11 +156,13 @@ def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api)
     form.get_by_role("button", name="Consulter").click()
     player = page.locator("video#player")
     expect(player).to_have_count(1)
-    assert player.evaluate('v => v.canPlayType(\'video/mp4; codecs="avc1.42E01E"\')') in ("probably", "maybe")
+    assert player.evaluate("v => v.canPlayType('video/mp4; codecs=\"avc1.42E01E\"')") in ("probably", "maybe")
     page.wait_for_function(
         "() => { const v = document.getElementById('player');"
         " if (v.error) throw new Error('media error ' + v.error.code + ': ' + v.error.message);"
-        " return v.readyState >= 2 && v.currentTime > 0; }", timeout=TIMEOUT_MS)
+        " return v.readyState >= 2 && v.currentTime > 0; }",
+        timeout=TIMEOUT_MS,
+    )
     state = player.evaluate("v => ({w: v.videoWidth, h: v.videoHeight, paused: v.paused, error: v.error})")
     assert state["w"] > 0 and state["h"] > 0 and state["error"] is None
     page.screenshot(path="/tmp/temoin-recording.png", full_page=True)
@@ -167,12 +170,14 @@ def test_chief_lists_opens_and_plays_with_a_motive(page, platform, commune, api)
     page.wait_for_function(
         "() => { const v = document.getElementById('player');"
         " return v.currentSrc.includes('/segments/1?') && v.readyState >= 2 && v.currentTime > 0; }",
-        timeout=TIMEOUT_MS)
+        timeout=TIMEOUT_MS,
+    )
 
     # The consultation is in the journal with its motive.
     with platform.session() as db:
-        entries = [e for e in db.scalars(select(JournalEntry).where(JournalEntry.action == "consultation"))
-                   if rid in e.body]
+        entries = [
+            e for e in db.scalars(select(JournalEntry).where(JournalEntry.action == "consultation")) if rid in e.body
+        ]
     assert len(entries) == 1 and "complaint" in entries[0].body and motive_text in entries[0].body
     auditor = page.context.browser.new_context(base_url=page.url.split("/recordings")[0], locale="fr-FR")
     try:
@@ -207,7 +212,9 @@ def test_agent_sees_own_recordings_and_only_r241_11_motives(page, platform, comm
     options = page.locator("#motive-form select[name=motive_code] option:not([value=''])")
     values = sorted(options.evaluate_all("os => os.map(o => o.value)"))
     assert values == sorted(m.value for m in AGENT_MOTIVES)
-    assert sorted(t.strip() for t in options.all_inner_texts()) == sorted(label("fr", "motive", m) for m in AGENT_MOTIVES)
+    assert sorted(t.strip() for t in options.all_inner_texts()) == sorted(
+        label("fr", "motive", m) for m in AGENT_MOTIVES
+    )
     # A staff motive forged into the form is refused by the server.
     options.first.evaluate("o => { o.value = 'complaint'; o.selected = true; }")
     page.locator("#motive-form input[name=motive_text]").fill("pour voir")

@@ -30,9 +30,13 @@ POLICY = "1.3.6.1.4.1.59999.1.1"  # an OID under a private arc: the throwaway TS
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Témoin tests"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Témoin tests"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -51,15 +55,32 @@ class TestCA:
     def create(cls, cn: str = "Témoin test root CA") -> TestCA:
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(UTC)
-        cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                             data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                             crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                .sign(key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(cn))
+            .issuer_name(_name(cn))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
         return cls(key, cert)
 
     @property
@@ -69,17 +90,33 @@ class TestCA:
     def issue_tsa(self, cn: str = "Témoin test TSA") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(UTC)
-        cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.cert.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=90))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=False,
-                                             data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                             crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                               critical=False)
-                .sign(self.key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(cn))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=90))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=True,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
         return key, cert
 
 
@@ -153,9 +190,23 @@ def _handler(tsa: TestTSA, lock: threading.Lock) -> type[BaseHTTPRequestHandler]
                 query, reply = Path(work) / "q.tsq", Path(work) / "r.tsr"
                 query.write_bytes(body)
                 section = "reject" if tsa.mode == "reject" else "tsa_config1"
-                run = subprocess.run(["openssl", "ts", "-reply", "-config", str(tsa.folder / "tsa.cnf"),
-                                      "-section", section, "-queryfile", str(query), "-out", str(reply)],
-                                     capture_output=True, timeout=30)
+                run = subprocess.run(
+                    [
+                        "openssl",
+                        "ts",
+                        "-reply",
+                        "-config",
+                        str(tsa.folder / "tsa.cnf"),
+                        "-section",
+                        section,
+                        "-queryfile",
+                        str(query),
+                        "-out",
+                        str(reply),
+                    ],
+                    capture_output=True,
+                    timeout=30,
+                )
                 if run.returncode != 0 or not reply.exists():
                     self._answer(500, run.stderr, "text/plain")
                     return
@@ -181,8 +232,9 @@ def start_tsa(folder: Path, ca: TestCA | None = None) -> tuple[TestTSA, Threadin
     folder.mkdir(parents=True, exist_ok=True)
     ca = ca or TestCA.create()
     key, cert = ca.issue_tsa()
-    (folder / "tsa.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
+    (folder / "tsa.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     (folder / "tsa.key").chmod(0o600)
     (folder / "tsa.pem").write_bytes(_pem(cert))
     (folder / "ca.pem").write_bytes(ca.pem)
@@ -194,8 +246,7 @@ def start_tsa(folder: Path, ca: TestCA | None = None) -> tuple[TestTSA, Threadin
     tsa = TestTSA(url=f"http://127.0.0.1:{server.server_address[1]}/tsr", ca=ca, folder=folder)
     server.RequestHandlerClass = _handler(tsa, threading.Lock())
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-tsa",
-                              daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-tsa", daemon=True)
     thread.start()
     return tsa, server, thread
 
@@ -229,26 +280,56 @@ def token_signed_by_a_non_tsa_certificate(tsa: TestTSA, token: bytes) -> bytes:
     output here: two DER headers, in this test helper only."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name("Agent document signing")).issuer_name(tsa.ca.cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-            .sign(tsa.ca.key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Agent document signing"))
+        .issuer_name(tsa.ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .sign(tsa.ca.key, hashes.SHA256())
+    )
     with tempfile.TemporaryDirectory(dir=tsa.folder) as work:
         w = Path(work)
         (w / "r.tsr").write_bytes(token)
         (w / "doc.pem").write_bytes(_pem(cert))
-        (w / "doc.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()))
-        for args in (["ts", "-reply", "-in", "r.tsr", "-token_out", "-out", "token.der"],
-                     ["cms", "-verify", "-noverify", "-inform", "DER", "-in", "token.der", "-out", "tstinfo.der"],
-                     ["cms", "-sign", "-binary", "-nodetach", "-econtent_type", "1.2.840.113549.1.9.16.1.4",
-                      "-in", "tstinfo.der", "-signer", "doc.pem", "-inkey", "doc.key", "-md", "sha256",
-                      "-nosmimecap", "-outform", "DER", "-out", "forged.der"]):
+        (w / "doc.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        for args in (
+            ["ts", "-reply", "-in", "r.tsr", "-token_out", "-out", "token.der"],
+            ["cms", "-verify", "-noverify", "-inform", "DER", "-in", "token.der", "-out", "tstinfo.der"],
+            [
+                "cms",
+                "-sign",
+                "-binary",
+                "-nodetach",
+                "-econtent_type",
+                "1.2.840.113549.1.9.16.1.4",
+                "-in",
+                "tstinfo.der",
+                "-signer",
+                "doc.pem",
+                "-inkey",
+                "doc.key",
+                "-md",
+                "sha256",
+                "-nosmimecap",
+                "-outform",
+                "DER",
+                "-out",
+                "forged.der",
+            ],
+        ):
             subprocess.run(["openssl", *args], cwd=w, check=True, capture_output=True, timeout=30)
         content = (w / "forged.der").read_bytes()
     body = bytes.fromhex("3003020100") + content  # PKIStatusInfo { status granted }, then the token
 
     def length(n: int) -> bytes:
         return bytes([n]) if n < 0x80 else bytes([0x82]) + n.to_bytes(2, "big")
+
     return b"\x30" + length(len(body)) + body

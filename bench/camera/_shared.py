@@ -37,8 +37,7 @@ class NoisyVideo:
         rng = np.random.default_rng(seed)
         rows = min(NOISY_ROWS, scene.height)
         # Four noise frames (int8: 2.4 MB each at 720p) are enough: x264 "veryfast" refers to one frame back.
-        self._pool = [rng.integers(-NOISE, NOISE + 1, size=(rows, scene.width, 3), dtype=np.int8)
-                      for _ in range(4)]
+        self._pool = [rng.integers(-NOISE, NOISE + 1, size=(rows, scene.width, 3), dtype=np.int8) for _ in range(4)]
         self._n = 0
 
     @property
@@ -50,14 +49,25 @@ class NoisyVideo:
         frame, at = self.inner.read()
         noise = self._pool[self._n % len(self._pool)]
         self._n += 1
-        tail = frame[-noise.shape[0]:]
+        tail = frame[-noise.shape[0] :]
         tail[...] = np.clip(tail.astype(np.int16) + noise, 0, 255)
         return frame, at
 
 
-def camera(root: Path, *, noisy: bool, pre_event_s: float = 0, buffer_bitrate_bps: int = 2_000_000,
-           width: int = WIDTH, height: int = HEIGHT, fps: int = FPS, budget_bytes: int | None = None,
-           keys=None, platform_key: bytes | None = None, camera_id: str = "cam-bench"):  # noqa: ANN001, ANN201
+def camera(
+    root: Path,
+    *,
+    noisy: bool,
+    pre_event_s: float = 0,
+    buffer_bitrate_bps: int = 2_000_000,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    fps: int = FPS,
+    budget_bytes: int | None = None,
+    keys=None,
+    platform_key: bytes | None = None,
+    camera_id: str = "cam-bench",
+):  # noqa: ANN001, ANN201
     """A camera agent on a fresh device store under `root`, with a simulated clock (it runs as fast as it can)."""
     from temoin.camera.agent import AgentConfig, CameraAgent
     from temoin.camera.clock import SimulatedClock
@@ -67,16 +77,24 @@ def camera(root: Path, *, noisy: bool, pre_event_s: float = 0, buffer_bitrate_bp
     from temoin.camera.media import SyntheticScene
     from temoin.camera.signals import TerminalSignals
     from temoin.camera.sources import SyntheticAudio, SyntheticVideo
+
     clock = SimulatedClock(datetime.now(UTC))  # (not temoin.db.utcnow: SQLAlchemy is no part of a camera)
     keys = keys or DeviceKeys.load_or_create(root / "keys")
     store = DeviceStore(root, keys, platform_key, clock, budget_bytes=budget_bytes)
     scene = SyntheticScene(width, height, fps=fps, seed=1)
     video = NoisyVideo(scene, clock) if noisy else SyntheticVideo(scene, clock)
     start = clock()
-    return CameraAgent(AgentConfig(camera_id=camera_id, agent_id="PM-0001", pre_event_s=pre_event_s,
-                                   buffer_bitrate_bps=buffer_bitrate_bps),
-                       store=store, video=video, audio=SyntheticAudio(scene, start),
-                       gps=SimulatedWalk(start, "Rue du Port"), signals=TerminalSignals(), clock=clock)
+    return CameraAgent(
+        AgentConfig(
+            camera_id=camera_id, agent_id="PM-0001", pre_event_s=pre_event_s, buffer_bitrate_bps=buffer_bitrate_bps
+        ),
+        store=store,
+        video=video,
+        audio=SyntheticAudio(scene, start),
+        gps=SimulatedWalk(start, "Rue du Port"),
+        signals=TerminalSignals(),
+        clock=clock,
+    )
 
 
 def frames_for(seconds: float, fps: int = FPS) -> int:
@@ -100,8 +118,12 @@ def temoin_serve(home: Path, port: int) -> Iterator[subprocess.Popen]:
     env = dict(os.environ, TEMOIN_HOME=str(home), TEMOIN_INSECURE_COOKIES="1")
     env.pop("TEMOIN_DATABASE_URL", None)
     log = (home / "server.log").open("wb")
-    server = subprocess.Popen([str(Path(sys.executable).with_name("temoin")), "serve", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("temoin")), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

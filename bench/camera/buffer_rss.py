@@ -63,27 +63,53 @@ def main() -> int:
         hwm_after, rss_after = _shared.rss_mib()
         stored = sum(f.stat().st_size for f in agent.store.folder(rid).iterdir())
 
-    res = Results("camera agent: memory with the pre-event buffer full",
-                  f"{buffer_s:g} s buffer, bound {args.bitrate / 1e6:g} Mbit/s, 720p30 noisy street, "
-                  f"{standby:g} s of standby ({wall:.0f} s of wall time)")
-    res.add("RSS after the imports (Python, PyAV, numpy, temoin.camera)", mb(rss_imports),
-            rss_imports_mib=rss_imports)
+    res = Results(
+        "camera agent: memory with the pre-event buffer full",
+        f"{buffer_s:g} s buffer, bound {args.bitrate / 1e6:g} Mbit/s, 720p30 noisy street, "
+        f"{standby:g} s of standby ({wall:.0f} s of wall time)",
+    )
+    res.add("RSS after the imports (Python, PyAV, numpy, temoin.camera)", mb(rss_imports), rss_imports_mib=rss_imports)
     res.add("RSS with the agent built (encoder not yet opened)", mb(rss_agent), rss_agent_mib=rss_agent)
     res.add("  of which the bench's noise frames (not the camera's)", f"{pool / 1e6:.1f} MB", noise_pool_mb=pool / 1e6)
-    res.add("buffer held once full", f"{buffered / 1e6:.1f} MB = {seconds:.0f} s at {bitrate / 1e6:.2f} Mbit/s "
-                                     f"(bound {bound / 1e6:.0f} MB)", buffer_mb=buffered / 1e6, buffer_s=seconds,
-            stream_mbit_s=bitrate / 1e6)
-    res.add("RSS in standby, buffer full", mb(rss_standby), "≤ 150 MB", rss_standby * MiB / 1e6 <= 150,
-            rss_standby_mib=rss_standby)
-    res.add("peak RSS (VmHWM) in standby", mb(hwm_standby), "≤ 150 MB", hwm_standby * MiB / 1e6 <= 150,
-            hwm_standby_mib=hwm_standby)
-    res.add("peak RSS (VmHWM) once the buffer went to the store", mb(hwm_after), "≤ 150 MB",
-            hwm_after * MiB / 1e6 <= 150, hwm_after_mib=hwm_after, rss_after_mib=rss_after)
-    res.add("  recording stored (encrypted, on disk)", f"{stored / 1e6:.1f} MB, {len(signed.manifest.segments)} "
-                                                        f"segments, {_shared.seconds_of(signed.manifest):.0f} s",
-            stored_mb=stored / 1e6)
-    res.add("RSS in standby less the buffer and the bench's noise",
-            mb(rss_standby - (buffered + pool) / MiB), rss_without_buffer_mib=rss_standby - (buffered + pool) / MiB)
+    res.add(
+        "buffer held once full",
+        f"{buffered / 1e6:.1f} MB = {seconds:.0f} s at {bitrate / 1e6:.2f} Mbit/s (bound {bound / 1e6:.0f} MB)",
+        buffer_mb=buffered / 1e6,
+        buffer_s=seconds,
+        stream_mbit_s=bitrate / 1e6,
+    )
+    res.add(
+        "RSS in standby, buffer full",
+        mb(rss_standby),
+        "≤ 150 MB",
+        rss_standby * MiB / 1e6 <= 150,
+        rss_standby_mib=rss_standby,
+    )
+    res.add(
+        "peak RSS (VmHWM) in standby",
+        mb(hwm_standby),
+        "≤ 150 MB",
+        hwm_standby * MiB / 1e6 <= 150,
+        hwm_standby_mib=hwm_standby,
+    )
+    res.add(
+        "peak RSS (VmHWM) once the buffer went to the store",
+        mb(hwm_after),
+        "≤ 150 MB",
+        hwm_after * MiB / 1e6 <= 150,
+        hwm_after_mib=hwm_after,
+        rss_after_mib=rss_after,
+    )
+    res.add(
+        "  recording stored (encrypted, on disk)",
+        f"{stored / 1e6:.1f} MB, {len(signed.manifest.segments)} segments, {_shared.seconds_of(signed.manifest):.0f} s",
+        stored_mb=stored / 1e6,
+    )
+    res.add(
+        "RSS in standby less the buffer and the bench's noise",
+        mb(rss_standby - (buffered + pool) / MiB),
+        rss_without_buffer_mib=rss_standby - (buffered + pool) / MiB,
+    )
     tunables = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")) or "none"
     res.add("glibc malloc tunables in the environment", tunables)
     res.print()

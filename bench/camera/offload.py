@@ -40,13 +40,19 @@ def make_recording(store, camera_id: str, segments: int, size: int, seed: bytes)
     from temoin.evidence.manifest import Trigger
 
     start = datetime.now(UTC) - timedelta(hours=1)
-    header = RecordingHeader(recording_id=f"rec-{uuid.uuid4().hex[:16]}", camera_id=camera_id, agent_id="POR-0001",
-                             trigger=Trigger.INCIDENT, triggered_at=start, pre_event_buffer_s=0)
+    header = RecordingHeader(
+        recording_id=f"rec-{uuid.uuid4().hex[:16]}",
+        camera_id=camera_id,
+        agent_id="POR-0001",
+        trigger=Trigger.INCIDENT,
+        triggered_at=start,
+        pre_event_buffer_s=0,
+    )
     writer = store.begin(header)
     base = os.urandom(size)
     datas = []
     for i in range(segments):
-        data = i.to_bytes(8, "big") + seed + base[8 + len(seed):]
+        data = i.to_bytes(8, "big") + seed + base[8 + len(seed) :]
         datas.append(data)
         writer.add_segment(data, start + timedelta(seconds=2 * i), 2.0, notice=Notice.told())
     signed = writer.finalise()
@@ -63,12 +69,18 @@ def plain_upload(base_url: str, camera, platform_key: bytes, signed, datas: list
 
     rid = signed.manifest.recording_id
     with httpx.Client(base_url=base_url, timeout=120, auth=DeviceAuth(camera[0], camera[1])) as http:
-        r = http.post("/api/v1/ingest/recordings", content=signed.model_dump_json(by_alias=True).encode(),
-                      headers={"Content-Type": "application/json"})
+        r = http.post(
+            "/api/v1/ingest/recordings",
+            content=signed.model_dump_json(by_alias=True).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         r.raise_for_status()
         for i, data in enumerate(datas):
-            r = http.put(f"/api/v1/ingest/recordings/{rid}/segments/{i}", content=data,
-                         headers={"Content-Type": "application/octet-stream"})
+            r = http.put(
+                f"/api/v1/ingest/recordings/{rid}/segments/{i}",
+                content=data,
+                headers={"Content-Type": "application/octet-stream"},
+            )
             r.raise_for_status()
         r = http.post(f"/api/v1/ingest/recordings/{rid}/complete")
         r.raise_for_status()
@@ -112,10 +124,15 @@ def main() -> int:
                 server = running.enter_context(_shared.temoin_serve(home, port))
             key = platform_key(base_url)
             clock = SimulatedClock(datetime.now(UTC))
-            store = DeviceStore(home / "camera", DeviceKeys(signing_key=camera[1], storage_key=new_data_key()), key,
-                                clock)
-            agent = CameraAgent(AgentConfig(camera_id=camera[0], agent_id="POR-0001", pre_event_s=0), store=store,
-                                video=SyntheticVideo(SyntheticScene(64, 48, fps=1), clock), clock=clock)
+            store = DeviceStore(
+                home / "camera", DeviceKeys(signing_key=camera[1], storage_key=new_data_key()), key, clock
+            )
+            agent = CameraAgent(
+                AgentConfig(camera_id=camera[0], agent_id="POR-0001", pre_event_s=0),
+                store=store,
+                video=SyntheticVideo(SyntheticScene(64, 48, fps=1), clock),
+                clock=clock,
+            )
             for r in range(rounds):
                 for mode in ("plain", "offload"):
                     with console.status(f"setup: {segments} × {args.segment_mb:g} MB on the device store…"):
@@ -140,30 +157,42 @@ def main() -> int:
                         if set(outcome.sent) != {signed.manifest.recording_id} or outcome.kept:
                             raise RuntimeError(f"offload failed: {outcome.kept}")
                     results[mode].append((wall, cpu, server_cpu))
-                    console.print(f"[dim]{mode} #{r + 1}: {wall:.2f} s, {total / wall / 1e6:.0f} MB/s "
-                                  f"(camera CPU {cpu:.2f} s, server CPU {server_cpu:.2f} s)[/dim]")
+                    console.print(
+                        f"[dim]{mode} #{r + 1}: {wall:.2f} s, {total / wall / 1e6:.0f} MB/s "
+                        f"(camera CPU {cpu:.2f} s, server CPU {server_cpu:.2f} s)[/dim]"
+                    )
     common.stage_table("setup (not measured)", sw.stages)
 
     def median(mode: str, i: int) -> float:
         return statistics.median(x[i] for x in results[mode])
 
     plain, offload = total / median("plain", 0), total / median("offload", 0)
-    res = Results("camera agent: offload throughput",
-                  f"{segments} segments × {args.segment_mb:g} MB = {common.human_bytes(total)}, {rounds} round(s) "
-                  f"per mode (median), `temoin serve` on 127.0.0.1, SQLite")
-    res.add("plain HTTP upload of the same bytes (in memory, one PUT per segment)",
-            f"{plain / 1e6:.1f} MB/s ({common.secs(median('plain', 0), median('plain', 1))} on the client)",
-            plain_mb_s=plain / 1e6)
-    res.add("CameraAgent.offload (device store → vault, receipt, erase)",
-            f"{offload / 1e6:.1f} MB/s ({common.secs(median('offload', 0), median('offload', 1))} on the camera)",
-            offload_mb_s=offload / 1e6)
-    res.add("ratio offload / plain", f"{offload / plain:.2f}", "≥ 0.8", offload / plain >= 0.8,
-            ratio=offload / plain)
-    res.add("server CPU per mode (plain / offload)",
-            f"{median('plain', 2):.2f} s / {median('offload', 2):.2f} s",
-            server_cpu_plain_s=median("plain", 2), server_cpu_offload_s=median("offload", 2))
-    res.add("all runs (wall s)", " / ".join(f"{m}: " + ", ".join(f"{w:.2f}" for w, _, _ in results[m])
-                                            for m in ("plain", "offload")))
+    res = Results(
+        "camera agent: offload throughput",
+        f"{segments} segments × {args.segment_mb:g} MB = {common.human_bytes(total)}, {rounds} round(s) "
+        f"per mode (median), `temoin serve` on 127.0.0.1, SQLite",
+    )
+    res.add(
+        "plain HTTP upload of the same bytes (in memory, one PUT per segment)",
+        f"{plain / 1e6:.1f} MB/s ({common.secs(median('plain', 0), median('plain', 1))} on the client)",
+        plain_mb_s=plain / 1e6,
+    )
+    res.add(
+        "CameraAgent.offload (device store → vault, receipt, erase)",
+        f"{offload / 1e6:.1f} MB/s ({common.secs(median('offload', 0), median('offload', 1))} on the camera)",
+        offload_mb_s=offload / 1e6,
+    )
+    res.add("ratio offload / plain", f"{offload / plain:.2f}", "≥ 0.8", offload / plain >= 0.8, ratio=offload / plain)
+    res.add(
+        "server CPU per mode (plain / offload)",
+        f"{median('plain', 2):.2f} s / {median('offload', 2):.2f} s",
+        server_cpu_plain_s=median("plain", 2),
+        server_cpu_offload_s=median("offload", 2),
+    )
+    res.add(
+        "all runs (wall s)",
+        " / ".join(f"{m}: " + ", ".join(f"{w:.2f}" for w, _, _ in results[m]) for m in ("plain", "offload")),
+    )
     res.print()
     res.write_json(args.json)
     return 0

@@ -104,9 +104,17 @@ def run(home: Path, noisy: bool, seconds: float, stages: Stages) -> dict:
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     m = signed.manifest
     video_s = _shared.seconds_of(m)
-    return {"frames": frames, "video_s": video_s, "wall": wall, "cpu": cpu, "rtf": video_s / wall,
-            "bitrate": m.total_bytes * 8 / video_s, "segments": len(m.segments), "capture": capture["s"],
-            "stages": dict(stages.spent)}
+    return {
+        "frames": frames,
+        "video_s": video_s,
+        "wall": wall,
+        "cpu": cpu,
+        "rtf": video_s / wall,
+        "bitrate": m.total_bytes * 8 / video_s,
+        "segments": len(m.segments),
+        "capture": capture["s"],
+        "stages": dict(stages.spent),
+    }
 
 
 def main() -> int:
@@ -129,31 +137,52 @@ def main() -> int:
             console.print(f"[dim]{name}: {f['video_s']:.1f} s of video in {f['wall']:.1f} s → RTF {f['rtf']:.2f}[/dim]")
     cores = threads_cores()
 
-    res = Results("camera agent: 720p30 record on one core",
-                  f"{seconds:g} s of video per picture, {_shared.WIDTH}x{_shared.HEIGHT} @ {FPS} fps, H.264 veryfast "
-                  f"crf 23 + AAC 64 kbit/s, 2 s segments, core {args.core} only")
+    res = Results(
+        "camera agent: 720p30 record on one core",
+        f"{seconds:g} s of video per picture, {_shared.WIDTH}x{_shared.HEIGHT} @ {FPS} fps, H.264 veryfast "
+        f"crf 23 + AAC 64 kbit/s, 2 s segments, core {args.core} only",
+    )
     for name, f in figures.items():
         label = "clean street" if name == "clean" else "street + sensor noise"
-        res.add(f"{label}: real-time factor (capture + encode + encrypt + sign)",
-                f"{f['rtf']:.2f} ({f['video_s']:.1f} s of video in {common.secs(f['wall'], f['cpu'])})", "≥ 1.5",
-                f["rtf"] >= 1.5, **{f"{name}_rtf": f["rtf"], f"{name}_wall_s": f["wall"], f"{name}_cpu_s": f["cpu"]})
-        res.add("  bitrate recorded (video + sound)", f"{f['bitrate'] / 1e6:.2f} Mbit/s, {f['segments']} segments",
-                **{f"{name}_mbit_s": f["bitrate"] / 1e6})
+        res.add(
+            f"{label}: real-time factor (capture + encode + encrypt + sign)",
+            f"{f['rtf']:.2f} ({f['video_s']:.1f} s of video in {common.secs(f['wall'], f['cpu'])})",
+            "≥ 1.5",
+            f["rtf"] >= 1.5,
+            **{f"{name}_rtf": f["rtf"], f"{name}_wall_s": f["wall"], f"{name}_cpu_s": f["cpu"]},
+        )
+        res.add(
+            "  bitrate recorded (video + sound)",
+            f"{f['bitrate'] / 1e6:.2f} Mbit/s, {f['segments']} segments",
+            **{f"{name}_mbit_s": f["bitrate"] / 1e6},
+        )
         per = 1000 / f["frames"]
-        res.add("  capture (synthetic scene, noise)", f"{f['capture'] * per:.2f} ms/frame",
-                **{f"{name}_capture_ms": f["capture"] * per})
+        res.add(
+            "  capture (synthetic scene, noise)",
+            f"{f['capture'] * per:.2f} ms/frame",
+            **{f"{name}_capture_ms": f["capture"] * per},
+        )
         for stage, spent in f["stages"].items():
             res.add(f"  {stage}", f"{spent * per:.2f} ms/frame", **{f"{name}_{stage.split(' ')[0]}_ms": spent * per})
-        res.add("  RTF by CPU time (the core to itself: a shared machine steals wall time)",
-                f"{f['video_s'] / f['cpu']:.2f}", **{f"{name}_rtf_cpu": f["video_s"] / f["cpu"]})
-        res.add("  RTF without the synthetic capture (wall)", f"{f['video_s'] / (f['wall'] - f['capture']):.2f}",
-                **{f"{name}_rtf_no_capture": f["video_s"] / (f["wall"] - f["capture"])})
-    res.add("cores allowed to the process's threads", ", ".join(sorted(cores)), str(args.core),
-            cores == {str(args.core)})
+        res.add(
+            "  RTF by CPU time (the core to itself: a shared machine steals wall time)",
+            f"{f['video_s'] / f['cpu']:.2f}",
+            **{f"{name}_rtf_cpu": f["video_s"] / f["cpu"]},
+        )
+        res.add(
+            "  RTF without the synthetic capture (wall)",
+            f"{f['video_s'] / (f['wall'] - f['capture']):.2f}",
+            **{f"{name}_rtf_no_capture": f["video_s"] / (f["wall"] - f["capture"])},
+        )
+    res.add(
+        "cores allowed to the process's threads", ", ".join(sorted(cores)), str(args.core), cores == {str(args.core)}
+    )
     res.print()
-    console.print(f"[dim]load average at the end: {os.getloadavg()[0]:.1f}. Stages nest: 'video' includes burn-in; "
-                  "'device store, whole' includes encrypt, sign and write + fsync. A frame's budget at 30 fps is "
-                  "33.3 ms; RTF 1.5 leaves 22.2 ms.[/dim]")
+    console.print(
+        f"[dim]load average at the end: {os.getloadavg()[0]:.1f}. Stages nest: 'video' includes burn-in; "
+        "'device store, whole' includes encrypt, sign and write + fsync. A frame's budget at 30 fps is "
+        "33.3 ms; RTF 1.5 leaves 22.2 ms.[/dim]"
+    )
     res.write_json(args.json)
     return 0
 

@@ -71,9 +71,16 @@ def encode_media(seconds: float = 4.0) -> tuple[list[tuple[bytes, bool]], list[b
     video.gop_size = FPS
     kbit = str(BITRATE // 1000)
     # Constant rate (filler data): the synthetic scene alone would use far less than the target bitrate.
-    video.options = {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline", "keyint": str(FPS),
-                     "min-keyint": str(FPS), "scenecut": "0", "repeat-headers": "1",
-                     "x264-params": f"nal-hrd=cbr:filler=1:vbv-maxrate={kbit}:vbv-bufsize={kbit}"}
+    video.options = {
+        "preset": "veryfast",
+        "tune": "zerolatency",
+        "profile": "baseline",
+        "keyint": str(FPS),
+        "min-keyint": str(FPS),
+        "scenecut": "0",
+        "repeat-headers": "1",
+        "x264-params": f"nal-hrd=cbr:filler=1:vbv-maxrate={kbit}:vbv-bufsize={kbit}",
+    }
     pictures = []
     for i in range(int(seconds * FPS)):
         frame = av.VideoFrame.from_ndarray(scene.rgb(i), format="rgb24").reformat(format="yuv420p")
@@ -94,8 +101,17 @@ def encode_media(seconds: float = 4.0) -> tuple[list[tuple[bytes, bool]], list[b
 
 # --- the worker processes --------------------------------------------------------------------------
 
-def worker(url: str, token: str, cameras: list[tuple[str, bytes]], media, ready, measure, done,  # noqa: ANN001
-           results) -> None:
+
+def worker(
+    url: str,
+    token: str,
+    cameras: list[tuple[str, bytes]],
+    media,
+    ready,
+    measure,
+    done,  # noqa: ANN001
+    results,
+) -> None:
     asyncio.run(_worker(url, token, cameras, media, ready, measure, done, results))
 
 
@@ -148,14 +164,21 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
             r.raise_for_status()
             sid = r.json()["id"]
             pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            tracks = [Replay("video", pictures, 1 / FPS, 90_000, 90_000 // FPS), Replay("audio", sounds, 0.02, 48_000, 960)]
+            tracks = [
+                Replay("video", pictures, 1 / FPS, 90_000, 90_000 // FPS),
+                Replay("audio", sounds, 0.02, 48_000, 960),
+            ]
             for track in tracks:
                 pc.addTransceiver(track, direction="sendonly")
             prefer(pc, "video", "video/h264")
             prefer(pc, "audio", "audio/opus")
             await pc.setLocalDescription(await pc.createOffer())
-            r = await http.post(f"/api/v1/live/whip/{sid}", content=pc.localDescription.sdp.encode(),
-                                headers={"Content-Type": "application/sdp"}, auth=auth)
+            r = await http.post(
+                f"/api/v1/live/whip/{sid}",
+                content=pc.localDescription.sdp.encode(),
+                headers={"Content-Type": "application/sdp"},
+                auth=auth,
+            )
             r.raise_for_status()
             await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
             pcs.append(pc)
@@ -166,8 +189,11 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                 video = pc.addTransceiver("video", direction="recvonly")
                 audio = pc.addTransceiver("audio", direction="recvonly")
                 await pc.setLocalDescription(await pc.createOffer())
-                r = await http.post(f"/api/v1/live/whep/{s['sid']}", content=pc.localDescription.sdp.encode(),
-                                    headers={"Content-Type": "application/sdp", **bearer})
+                r = await http.post(
+                    f"/api/v1/live/whep/{s['sid']}",
+                    content=pc.localDescription.sdp.encode(),
+                    headers={"Content-Type": "application/sdp", **bearer},
+                )
                 r.raise_for_status()
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
                 counts = {"video": 0, "audio": 0, "keyframes": 0}
@@ -178,6 +204,7 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                         counts["keyframes"] += b"\x00\x00\x01\x65" in data or b"\x00\x00\x01\x25" in data
                     else:
                         counts["audio"] += 1
+
                 for transceiver in (video, audio):
                     tap_receiver(transceiver.receiver, on_frame)
                 pcs.append(pc)
@@ -196,13 +223,16 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
         end = [dict(v) for v in viewers]
         sent1 = [(t[0].sent, t[1].sent) for t in (s["tracks"] for s in streams)]
         cpu1 = os.times()
-        results.put({
-            "video_sent": sum(b[0] - a[0] for a, b in zip(sent0, sent1, strict=True)) * VIEWERS,
-            "audio_sent": sum(b[1] - a[1] for a, b in zip(sent0, sent1, strict=True)) * VIEWERS,
-            "video_got": sum(e["video"] - s["video"] for s, e in zip(start, end, strict=True)),
-            "audio_got": sum(e["audio"] - s["audio"] for s, e in zip(start, end, strict=True)),
-            "worst_viewer_video": min((e["video"] - s["video"]) for s, e in zip(start, end, strict=True)),
-            "cpu_s": cpu1.user + cpu1.system - cpu0.user - cpu0.system})
+        results.put(
+            {
+                "video_sent": sum(b[0] - a[0] for a, b in zip(sent0, sent1, strict=True)) * VIEWERS,
+                "audio_sent": sum(b[1] - a[1] for a, b in zip(sent0, sent1, strict=True)) * VIEWERS,
+                "video_got": sum(e["video"] - s["video"] for s, e in zip(start, end, strict=True)),
+                "audio_got": sum(e["audio"] - s["audio"] for s, e in zip(start, end, strict=True)),
+                "worst_viewer_video": min((e["video"] - s["video"]) for s, e in zip(start, end, strict=True)),
+                "cpu_s": cpu1.user + cpu1.system - cpu0.user - cpu0.system,
+            }
+        )
         for s in streams:
             await http.delete(s["resource"], auth=s["auth"])
     for pc in pcs:
@@ -222,10 +252,18 @@ def setup(home: Path, cameras: int) -> tuple[str, list[tuple[str, bytes]]]:
     p = common.open_platform(home)
     out = []
     with p.session() as db:
-        tenant = service.create_tenant(p, db, slug="bench-live", name="Bench", profile="fr-police-municipale",
-                                       authorised_cameras=cameras + 1)
-        operator = service.create_user(p, db, tenant, username="bench-csu", display_name="CSU",
-                                       role=Role.CSU_OPERATOR, password="correct horse battery staple")
+        tenant = service.create_tenant(
+            p, db, slug="bench-live", name="Bench", profile="fr-police-municipale", authorised_cameras=cameras + 1
+        )
+        operator = service.create_user(
+            p,
+            db,
+            tenant,
+            username="bench-csu",
+            display_name="CSU",
+            role=Role.CSU_OPERATOR,
+            password="correct horse battery staple",
+        )
         db.commit()
         token = service.issue_api_token(p, db, operator.user, "bench")
         for n in range(cameras):
@@ -244,8 +282,11 @@ def step(url: str, token: str, cameras: list, media, workers: int, window_s: flo
     ready, results = ctx.Queue(), ctx.Queue()
     measure, done = ctx.Event(), ctx.Event()
     shares = [cameras[i::workers] for i in range(workers)]
-    procs = [ctx.Process(target=worker, args=(url, token, share, media, ready, measure, done, results))
-             for share in shares if share]
+    procs = [
+        ctx.Process(target=worker, args=(url, token, share, media, ready, measure, done, results))
+        for share in shares
+        if share
+    ]
     for proc in procs:
         proc.start()
     try:
@@ -254,8 +295,11 @@ def step(url: str, token: str, cameras: list, media, workers: int, window_s: flo
         for proc in procs:
             proc.terminate()
             proc.join(10)
-        return {"streams": len(cameras), "failed": f"not every stream and viewer was set up within "
-                                                  f"{60 + 5 * len(cameras)} s (the machine is saturated)"}
+        return {
+            "streams": len(cameras),
+            "failed": f"not every stream and viewer was set up within "
+            f"{60 + 5 * len(cameras)} s (the machine is saturated)",
+        }
     time.sleep(3.0)  # warm-up: jitter buffers, bitrate estimates
     server0, busy0, wall0 = proc_cpu_s(server_pid), machine_busy_s(), time.monotonic()
     measure.set()
@@ -267,28 +311,40 @@ def step(url: str, token: str, cameras: list, media, workers: int, window_s: flo
         proc.join(60)
     wall = wall1 - wall0
     total = {k: sum(p[k] for p in parts) for k in ("video_sent", "audio_sent", "video_got", "audio_got", "cpu_s")}
-    return {"streams": len(cameras), "viewers_without_picture": silent, "window_s": wall,
-            "server_cpu": (server1 - server0) / wall, "clients_cpu": total["cpu_s"] / wall,
-            "machine_busy": (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) * (os.cpu_count() or 1),
-            "video_loss": 1 - total["video_got"] / max(1, total["video_sent"]),
-            "audio_loss": 1 - total["audio_got"] / max(1, total["audio_sent"]),
-            "worst_viewer_fps": min(p["worst_viewer_video"] for p in parts) / wall}
+    return {
+        "streams": len(cameras),
+        "viewers_without_picture": silent,
+        "window_s": wall,
+        "server_cpu": (server1 - server0) / wall,
+        "clients_cpu": total["cpu_s"] / wall,
+        "machine_busy": (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) * (os.cpu_count() or 1),
+        "video_loss": 1 - total["video_got"] / max(1, total["video_sent"]),
+        "audio_loss": 1 - total["audio_got"] / max(1, total["audio_sent"]),
+        "worst_viewer_fps": min(p["worst_viewer_video"] for p in parts) / wall,
+    }
 
 
 def main() -> None:
     ap = common.parser(__doc__.splitlines()[0])
     ap.add_argument("--steps", default=None, help="stream counts, e.g. 1,4,8,16")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--profile", choices=sorted(PROFILES), default=os.environ.get(PROFILE_ENV, "small"),
-                    help="720p: 1280x720 at 25 fps, 2 Mbit/s (the issue's figure); small: 320x240, 15 fps, 300 kbit/s")
+    ap.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=os.environ.get(PROFILE_ENV, "small"),
+        help="720p: 1280x720 at 25 fps, 2 Mbit/s (the issue's figure); small: 320x240, 15 fps, 300 kbit/s",
+    )
     args = ap.parse_args()
     global WIDTH, HEIGHT, FPS, BITRATE
     os.environ[PROFILE_ENV] = args.profile
     WIDTH, HEIGHT, FPS, BITRATE = PROFILES[args.profile]
     steps = [int(s) for s in (args.steps or ("1,4,8" if args.quick else "1,4,8,16,24")).split(",")]
     window = 6.0 if args.quick else 15.0
-    results = Results("live capacity", f"{WIDTH}x{HEIGHT} at {FPS} fps (~{BITRATE // 1000} kbit/s) + Opus, "
-                                       f"{VIEWERS} viewers per stream, {window:.0f} s windows, loopback")
+    results = Results(
+        "live capacity",
+        f"{WIDTH}x{HEIGHT} at {FPS} fps (~{BITRATE // 1000} kbit/s) + Opus, "
+        f"{VIEWERS} viewers per stream, {window:.0f} s windows, loopback",
+    )
     media = encode_media()
     from latency import free_port
 
@@ -299,9 +355,14 @@ def main() -> None:
         import subprocess
 
         import httpx
+
         server_log = open(home / "server.log", "wb")  # noqa: SIM115
-        server = subprocess.Popen([sys.executable, "-m", "temoin", "serve", "--port", str(port)], env=env,
-                                  stdout=server_log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "temoin", "serve", "--port", str(port)],
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+        )
         url = f"http://127.0.0.1:{port}"
         rows = []
         try:
@@ -327,9 +388,11 @@ def main() -> None:
                 if "failed" in row:
                     common.console.print(f"[red]{n} streams: {row['failed']}: stopping here[/red]")
                     break
-                common.console.print(f"[dim]{n} streams: server {row['server_cpu'] * 100:.0f} % of a core, loss "
-                                     f"video {row['video_loss'] * 100:.2f} % audio {row['audio_loss'] * 100:.2f} %, "
-                                     f"machine {row['machine_busy']:.2f} cores busy[/dim]")
+                common.console.print(
+                    f"[dim]{n} streams: server {row['server_cpu'] * 100:.0f} % of a core, loss "
+                    f"video {row['video_loss'] * 100:.2f} % audio {row['audio_loss'] * 100:.2f} %, "
+                    f"machine {row['machine_busy']:.2f} cores busy[/dim]"
+                )
                 time.sleep(2)
         finally:
             server.terminate()
@@ -340,16 +403,23 @@ def main() -> None:
             results.add(f"{row['streams']} streams × {VIEWERS} viewers", row["failed"])
             continue
         per = (row["server_cpu"] - idle) / row["streams"]
-        results.add(f"{row['streams']} streams × {VIEWERS} viewers",
-                    f"server {row['server_cpu'] * 100:.0f} % of a core ({per * 100:.1f} % per stream); "
-                    f"lost: video {max(0, row['video_loss']) * 100:.2f} %, audio {max(0, row['audio_loss']) * 100:.2f} %; "
-                    f"worst viewer {row['worst_viewer_fps']:.1f} fps; clients {row['clients_cpu'] * 100:.0f} %; "
-                    f"machine {row['machine_busy']:.2f} of {os.cpu_count()} cores busy"
-                    + (f"; {row['viewers_without_picture']} viewers without a picture"
-                       if row["viewers_without_picture"] else ""),
-                    **{f"s{row['streams']}_server_cpu": row["server_cpu"],
-                       f"s{row['streams']}_video_loss": row["video_loss"],
-                       f"s{row['streams']}_audio_loss": row["audio_loss"]})
+        results.add(
+            f"{row['streams']} streams × {VIEWERS} viewers",
+            f"server {row['server_cpu'] * 100:.0f} % of a core ({per * 100:.1f} % per stream); "
+            f"lost: video {max(0, row['video_loss']) * 100:.2f} %, audio {max(0, row['audio_loss']) * 100:.2f} %; "
+            f"worst viewer {row['worst_viewer_fps']:.1f} fps; clients {row['clients_cpu'] * 100:.0f} %; "
+            f"machine {row['machine_busy']:.2f} of {os.cpu_count()} cores busy"
+            + (
+                f"; {row['viewers_without_picture']} viewers without a picture"
+                if row["viewers_without_picture"]
+                else ""
+            ),
+            **{
+                f"s{row['streams']}_server_cpu": row["server_cpu"],
+                f"s{row['streams']}_video_loss": row["video_loss"],
+                f"s{row['streams']}_audio_loss": row["audio_loss"],
+            },
+        )
     results.raw["rows"] = rows
     results.print()
     results.write_json(args.json)

@@ -43,6 +43,7 @@ def stamp() -> int:
 
 # --- the camera (namespace tmn-cam) ------------------------------------------------------------------
 
+
 def camera_role(args: argparse.Namespace) -> None:
     import threading
 
@@ -72,8 +73,14 @@ def camera_role(args: argparse.Namespace) -> None:
     home.enrol(args.url, args.code, "bench-4g-cam", timeout=30)
     scene = StampedScene(WIDTH, HEIGHT, fps=FPS, seed=1)
     start = utcnow()
-    runtime = CameraRuntime(home, video=SyntheticVideo(scene, system_clock, start), audio=SyntheticAudio(scene, start),
-                            gps=SimulatedWalk(start, "Rue du Port"), signals=TerminalSignals(), segment_s=2.0)
+    runtime = CameraRuntime(
+        home,
+        video=SyntheticVideo(scene, system_clock, start),
+        audio=SyntheticAudio(scene, start),
+        gps=SimulatedWalk(start, "Rue du Port"),
+        signals=TerminalSignals(),
+        segment_s=2.0,
+    )
     loop = threading.Thread(target=runtime.run, daemon=True)
     loop.start()
     agent = runtime.agent
@@ -91,8 +98,17 @@ def camera_role(args: argparse.Namespace) -> None:
             time.sleep(LIVE_S)
             runtime.inputs.submit(agent.press_record).result(30)
             runtime.live.wait(15)
-            out.write(json.dumps({"n": n, "session": agent.live_session_id if agent.live_session_id != before
-                                  else None, "press": t, "feed": dict(runtime.live.feed.stats)}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "n": n,
+                        "session": agent.live_session_id if agent.live_session_id != before else None,
+                        "press": t,
+                        "feed": dict(runtime.live.feed.stats),
+                    }
+                )
+                + "\n"
+            )
             time.sleep(args.pause)
     finally:
         runtime.stop_requested.set()
@@ -101,6 +117,7 @@ def camera_role(args: argparse.Namespace) -> None:
 
 
 # --- the CSU's dashboard and viewer (namespace tmn-srv) ------------------------------------------------
+
 
 def dashboard_role(args: argparse.Namespace) -> None:
     asyncio.run(_dashboard(args))
@@ -116,8 +133,7 @@ async def _dashboard(args: argparse.Namespace) -> None:
     headers = {"Authorization": f"Bearer {args.token}"}
 
     async def watch(sid: str, alert: float) -> None:
-        record = {"session": sid, "alert": alert, "first_picture": None, "g2g_ms": [], "pictures": 0,
-                  "unreadable": 0}
+        record = {"session": sid, "alert": alert, "first_picture": None, "g2g_ms": [], "pictures": 0, "unreadable": 0}
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.addTransceiver("video", direction="recvonly")
         pc.addTransceiver("audio", direction="recvonly")
@@ -143,12 +159,16 @@ async def _dashboard(args: argparse.Namespace) -> None:
                         record["unreadable"] += 1
                     else:
                         record["g2g_ms"].append(((int(now * 1000) & 0xFFFFFFFF) - made) & 0xFFFFFFFF)
+
             asyncio.ensure_future(consume())
 
         await pc.setLocalDescription(await pc.createOffer())
         async with httpx.AsyncClient(base_url=args.url, timeout=30) as http:
-            r = await http.post(f"/api/v1/live/whep/{sid}", content=pc.localDescription.sdp.encode(),
-                                headers={"Content-Type": "application/sdp", **headers})
+            r = await http.post(
+                f"/api/v1/live/whep/{sid}",
+                content=pc.localDescription.sdp.encode(),
+                headers={"Content-Type": "application/sdp", **headers},
+            )
         if r.status_code == 201:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
             try:
@@ -163,8 +183,9 @@ async def _dashboard(args: argparse.Namespace) -> None:
 
     async with httpx.AsyncClient(base_url=args.url, timeout=None) as http:
         while True:
-            async with http.stream("GET", "/api/v1/live/events",
-                                   headers={**headers, "Accept": "text/event-stream"}) as r:
+            async with http.stream(
+                "GET", "/api/v1/live/events", headers={**headers, "Accept": "text/event-stream"}
+            ) as r:
                 kind = None
                 async for line in r.aiter_lines():
                     if line.startswith("event: "):
@@ -176,6 +197,7 @@ async def _dashboard(args: argparse.Namespace) -> None:
 
 # --- the orchestrator (root namespace) ---------------------------------------------------------------
 
+
 def setup(home: Path) -> tuple[str, str]:
     from temoin.identity import devices, service
     from temoin.journal.entry import Actor
@@ -185,10 +207,18 @@ def setup(home: Path) -> tuple[str, str]:
 
     p = common.open_platform(home)
     with p.session() as db:
-        tenant = service.create_tenant(p, db, slug="bench-4g", name="Bench", profile="fr-police-municipale",
-                                       authorised_cameras=2)
-        operator = service.create_user(p, db, tenant, username="bench-csu", display_name="CSU",
-                                       role=Role.CSU_OPERATOR, password="correct horse battery staple")
+        tenant = service.create_tenant(
+            p, db, slug="bench-4g", name="Bench", profile="fr-police-municipale", authorised_cameras=2
+        )
+        operator = service.create_user(
+            p,
+            db,
+            tenant,
+            username="bench-csu",
+            display_name="CSU",
+            role=Role.CSU_OPERATOR,
+            password="correct horse battery staple",
+        )
         db.commit()
         token = service.issue_api_token(p, db, operator.user, "bench")
         code = devices.create_enrolment_code(p, db, tenant, label="4g cam", by=Actor.system("bench"))
@@ -203,13 +233,24 @@ def main() -> None:  # noqa: PLR0915
 
     ap = common.parser(__doc__.splitlines()[0])
     ap.add_argument("--presses", type=int, default=None)
-    ap.add_argument("--pause", type=float, default=PAUSE_S,
-                    help="seconds between the end of a live session and the next press (over 5 s, the camera's "
-                         "HTTP connection has been closed as idle: the press pays a TCP handshake)")
-    ap.add_argument("--no-keep-warm", action="store_true",
-                    help="no keep-alive requests between live sessions (CameraRuntime sends one every 4 s)")
-    ap.add_argument("--copies", type=int, default=None,
-                    help="copies of the live request sent at once (CameraRuntime sends 2; 1 to compare)")
+    ap.add_argument(
+        "--pause",
+        type=float,
+        default=PAUSE_S,
+        help="seconds between the end of a live session and the next press (over 5 s, the camera's "
+        "HTTP connection has been closed as idle: the press pays a TCP handshake)",
+    )
+    ap.add_argument(
+        "--no-keep-warm",
+        action="store_true",
+        help="no keep-alive requests between live sessions (CameraRuntime sends one every 4 s)",
+    )
+    ap.add_argument(
+        "--copies",
+        type=int,
+        default=None,
+        help="copies of the live request sent at once (CameraRuntime sends 2; 1 to compare)",
+    )
     ap.add_argument("--role", choices=["camera", "dashboard"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--code", help=argparse.SUPPRESS)
@@ -224,10 +265,13 @@ def main() -> None:  # noqa: PLR0915
     if os.geteuid() != 0:
         raise SystemExit("run as root: the benchmark creates network namespaces and TUN interfaces")
     args.presses = args.presses or (6 if args.quick else 25)
-    results = Results("live over an emulated 4G link", f"{args.presses} presses {args.pause:g} s apart"
-                      f"{', no keep-alive' if args.no_keep_warm else ''}"
-                      f"{f', {args.copies} request copies' if args.copies else ''}; uplink 3 Mbit/s, downlink "
-                      "20 Mbit/s, 40 ms and 1 % loss each way; camera agent 320x240 at 10 fps")
+    results = Results(
+        "live over an emulated 4G link",
+        f"{args.presses} presses {args.pause:g} s apart"
+        f"{', no keep-alive' if args.no_keep_warm else ''}"
+        f"{f', {args.copies} request copies' if args.copies else ''}; uplink 3 Mbit/s, downlink "
+        "20 Mbit/s, 40 ms and 1 % loss each way; camera agent 320x240 at 10 fps",
+    )
     py = sys.executable
     url = f"http://{SRV_IP}:{PORT}"
     with common.bench_home(args, "live-4g") as home:
@@ -235,32 +279,83 @@ def main() -> None:  # noqa: PLR0915
         cam_out, dash_out = home / "camera.jsonl", home / "dashboard.jsonl"
         env = {**os.environ, "TEMOIN_HOME": str(home), "TEMOIN_RETENTION_INTERVAL_S": "86400"}
         with MobileLink(delay_ms=40, loss=0.01, up_kbit=3000, down_kbit=20000) as link:
-            server = subprocess.Popen(["ip", "netns", "exec", SRV_NS, py, "-m", "temoin", "serve", "--host", SRV_IP,
-                                       "--port", str(PORT)], env=env,
-                                      stdout=open(home / "server.log", "wb"),  # noqa: SIM115 - not a pipe
-                                      stderr=subprocess.STDOUT)
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", SRV_NS, py, "-m", "temoin", "serve", "--host", SRV_IP, "--port", str(PORT)],
+                env=env,
+                stdout=open(home / "server.log", "wb"),  # noqa: SIM115 - not a pipe
+                stderr=subprocess.STDOUT,
+            )
             dashboard = camera = None
             try:
-                ok = subprocess.run(["ip", "netns", "exec", SRV_NS, py, "-c", f"""
+                ok = subprocess.run(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        SRV_NS,
+                        py,
+                        "-c",
+                        f"""
 import time, httpx
 for _ in range(300):
     try:
         if httpx.get('{url}/api/v1/platform', timeout=1).status_code == 200: raise SystemExit(0)
     except httpx.HTTPError: time.sleep(0.1)
-raise SystemExit(1)"""], env=env)
+raise SystemExit(1)""",
+                    ],
+                    env=env,
+                )
                 if ok.returncode != 0:
                     raise SystemExit(f"the server did not start: {(home / 'server.log').read_text()[-2000:]}")
-                dashboard = subprocess.Popen(["ip", "netns", "exec", SRV_NS, py, __file__, "--role", "dashboard",
-                                              "--url", url, "--token", token, "--out", str(dash_out)], env=env)
+                dashboard = subprocess.Popen(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        SRV_NS,
+                        py,
+                        __file__,
+                        "--role",
+                        "dashboard",
+                        "--url",
+                        url,
+                        "--token",
+                        token,
+                        "--out",
+                        str(dash_out),
+                    ],
+                    env=env,
+                )
                 time.sleep(2.0)
                 stats0, t0 = link.stats, time.monotonic()
-                camera = subprocess.run(["ip", "netns", "exec", CAM_NS, py, __file__, "--role", "camera",
-                                         "--url", url, "--code", code, "--camera-home", str(home / "camera"),
-                                         "--out", str(cam_out), "--presses", str(args.presses),
-                                         "--pause", str(args.pause)]
-                                        + (["--no-keep-warm"] if args.no_keep_warm else [])
-                                        + (["--copies", str(args.copies)] if args.copies else []), env=env,
-                                        timeout=args.presses * (40 + args.pause) + 120)
+                camera = subprocess.run(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        CAM_NS,
+                        py,
+                        __file__,
+                        "--role",
+                        "camera",
+                        "--url",
+                        url,
+                        "--code",
+                        code,
+                        "--camera-home",
+                        str(home / "camera"),
+                        "--out",
+                        str(cam_out),
+                        "--presses",
+                        str(args.presses),
+                        "--pause",
+                        str(args.pause),
+                    ]
+                    + (["--no-keep-warm"] if args.no_keep_warm else [])
+                    + (["--copies", str(args.copies)] if args.copies else []),
+                    env=env,
+                    timeout=args.presses * (40 + args.pause) + 120,
+                )
                 elapsed = time.monotonic() - t0
                 stats1 = link.stats
                 time.sleep(3.0)  # the last viewer writes its record
@@ -271,8 +366,11 @@ raise SystemExit(1)"""], env=env)
                 server.terminate()
                 server.wait(15)
         presses = [json.loads(line) for line in cam_out.read_text().splitlines()] if cam_out.exists() else []
-        views = {r["session"]: r for r in (json.loads(line) for line in dash_out.read_text().splitlines())} \
-            if dash_out.exists() else {}
+        views = (
+            {r["session"]: r for r in (json.loads(line) for line in dash_out.read_text().splitlines())}
+            if dash_out.exists()
+            else {}
+        )
     if camera.returncode != 0:
         print(f"the camera process failed ({camera.returncode})", file=sys.stderr)
     rows = []
@@ -281,8 +379,13 @@ raise SystemExit(1)"""], env=env)
         if v is None:
             rows.append({"n": p["n"], "failed": "no alert seen"})
             continue
-        row = {"n": p["n"], "alert_ms": (v["alert"] - p["press"]) * 1000, "pictures": v["pictures"],
-               "g2g_ms": v["g2g_ms"], "unreadable": v["unreadable"]}
+        row = {
+            "n": p["n"],
+            "alert_ms": (v["alert"] - p["press"]) * 1000,
+            "pictures": v["pictures"],
+            "g2g_ms": v["g2g_ms"],
+            "unreadable": v["unreadable"],
+        }
         if v["first_picture"]:
             row["picture_ms"] = (v["first_picture"] - p["press"]) * 1000
             row["fps"] = v["pictures"] / max(0.1, v["last_picture"] - v["first_picture"])
@@ -296,25 +399,50 @@ raise SystemExit(1)"""], env=env)
     results.add("presses measured (first one apart)", f"{len(good)} of {len(rows) - 1}")
     alert = series("alert_ms")
     results.add("press → alert on the events channel: p50 / p95", f"{pct(alert, 0.5):.0f} / {pct(alert, 0.95):.0f} ms")
-    results.add("press → alert: p99", f"{pct(alert, 0.99):.0f} ms", "≤ 100 ms", ok=pct(alert, 0.99) <= 100,
-                alert_p99_ms=pct(alert, 0.99), alert_p50_ms=pct(alert, 0.5))
+    results.add(
+        "press → alert: p99",
+        f"{pct(alert, 0.99):.0f} ms",
+        "≤ 100 ms",
+        ok=pct(alert, 0.99) <= 100,
+        alert_p99_ms=pct(alert, 0.99),
+        alert_p50_ms=pct(alert, 0.5),
+    )
     pic = series("picture_ms")
     results.add("press → first decoded picture: p50 / p95", f"{pct(pic, 0.5):.0f} / {pct(pic, 0.95):.0f} ms")
-    results.add("press → first decoded picture: p99", f"{pct(pic, 0.99):.0f} ms", "≤ 1500 ms",
-                ok=pct(pic, 0.99) <= 1500, picture_p99_ms=pct(pic, 0.99), picture_p50_ms=pct(pic, 0.5))
+    results.add(
+        "press → first decoded picture: p99",
+        f"{pct(pic, 0.99):.0f} ms",
+        "≤ 1500 ms",
+        ok=pct(pic, 0.99) <= 1500,
+        picture_p99_ms=pct(pic, 0.99),
+        picture_p50_ms=pct(pic, 0.5),
+    )
     g2g = sorted(x for r in good for x in r["g2g_ms"][5:])  # from the sixth picture of each session
-    results.add("glass-to-glass (capture → decoded), p50 / p95 / max",
-                f"{pct(g2g, 0.5):.0f} / {pct(g2g, 0.95):.0f} / {g2g[-1] if g2g else float('nan'):.0f} ms "
-                f"({len(g2g)} pictures)", g2g_p50_ms=pct(g2g, 0.5), g2g_p95_ms=pct(g2g, 0.95))
+    results.add(
+        "glass-to-glass (capture → decoded), p50 / p95 / max",
+        f"{pct(g2g, 0.5):.0f} / {pct(g2g, 0.95):.0f} / {g2g[-1] if g2g else float('nan'):.0f} ms ({len(g2g)} pictures)",
+        g2g_p50_ms=pct(g2g, 0.5),
+        g2g_p95_ms=pct(g2g, 0.95),
+    )
     fps = series("fps")
-    results.add("pictures per second at the viewer (p50 / worst session)",
-                f"{pct(fps, 0.5):.1f} / {fps[0] if fps else float('nan'):.1f} (camera: {FPS})")
+    results.add(
+        "pictures per second at the viewer (p50 / worst session)",
+        f"{pct(fps, 0.5):.1f} / {fps[0] if fps else float('nan'):.1f} (camera: {FPS})",
+    )
     up = {k: stats1["camera→server"][k] - stats0["camera→server"][k] for k in stats0["camera→server"]}
-    results.add("uplink during the run", f"{up['bytes'] * 8 / elapsed / 1000:.0f} kbit/s on average (live ~"
-                f"{LIVE_S / (LIVE_S + args.pause + 1) * 100:.0f} % of the time); {up['lost']} packets lost, "
-                f"{up['queue_drops']} dropped by the full queue, of {up['packets'] + up['lost'] + up['queue_drops']}")
-    results.add("first press of the run (cold)", f"alert {rows[0].get('alert_ms', float('nan')):.0f} ms, picture "
-                f"{rows[0].get('picture_ms', float('nan')):.0f} ms" if rows else "none")
+    results.add(
+        "uplink during the run",
+        f"{up['bytes'] * 8 / elapsed / 1000:.0f} kbit/s on average (live ~"
+        f"{LIVE_S / (LIVE_S + args.pause + 1) * 100:.0f} % of the time); {up['lost']} packets lost, "
+        f"{up['queue_drops']} dropped by the full queue, of {up['packets'] + up['lost'] + up['queue_drops']}",
+    )
+    results.add(
+        "first press of the run (cold)",
+        f"alert {rows[0].get('alert_ms', float('nan')):.0f} ms, picture "
+        f"{rows[0].get('picture_ms', float('nan')):.0f} ms"
+        if rows
+        else "none",
+    )
     results.raw["rows"] = rows
     results.raw["link"] = {"before": stats0, "after": stats1, "elapsed_s": elapsed}
     results.print()

@@ -43,8 +43,9 @@ def _tun(name: str) -> int:
 
 
 class _Direction:
-    def __init__(self, name: str, delay_s: float, loss: float, kbit: float | None, queue_s: float,
-                 rng: random.Random) -> None:
+    def __init__(
+        self, name: str, delay_s: float, loss: float, kbit: float | None, queue_s: float, rng: random.Random
+    ) -> None:
         self.name, self.delay_s, self.loss, self.rng = name, delay_s, loss, rng
         self.rate = kbit * 1000 / 8 if kbit else None  # bytes per second
         self.queue_bytes = int(self.rate * queue_s) if self.rate else None
@@ -69,8 +70,16 @@ class _Direction:
 
 
 class MobileLink:
-    def __init__(self, *, delay_ms: float = 40, loss: float = 0.01, up_kbit: float | None = 3000,
-                 down_kbit: float | None = 20000, queue_ms: float = 200, seed: int = 20261123) -> None:
+    def __init__(
+        self,
+        *,
+        delay_ms: float = 40,
+        loss: float = 0.01,
+        up_kbit: float | None = 3000,
+        down_kbit: float | None = 20000,
+        queue_ms: float = 200,
+        seed: int = 20261123,
+    ) -> None:
         rng = random.Random(seed)
         self.up = _Direction("camera→server", delay_ms / 1000, loss, up_kbit, queue_ms / 1000, rng)
         self.down = _Direction("server→camera", delay_ms / 1000, loss, down_kbit, queue_ms / 1000, rng)

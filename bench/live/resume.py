@@ -38,8 +38,14 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def cuts(link: CutLink, camera, url: str, token: str, count: int,  # noqa: ANN001
-               cut_s: float) -> list[tuple[float, float]]:
+async def cuts(
+    link: CutLink,
+    camera,
+    url: str,
+    token: str,
+    count: int,  # noqa: ANN001
+    cut_s: float,
+) -> list[tuple[float, float]]:
     out = []
     async with Events(url, token) as events:
         viewer = Viewer(url, token)
@@ -49,16 +55,21 @@ async def cuts(link: CutLink, camera, url: str, token: str, count: int,  # noqa:
             warned = len(camera.signals.warnings)
             link.cut()
             cut_at = time.monotonic()
-            await until(lambda: any("live link lost" in w for w in camera.signals.warnings[warned:]), cut_s + 10,
-                        "the camera noticing the cut")
+            await until(
+                lambda: any("live link lost" in w for w in camera.signals.warnings[warned:]),
+                cut_s + 10,
+                "the camera noticing the cut",
+            )
             noticed = time.monotonic() - cut_at
             await asyncio.sleep(max(0.0, cut_s - (time.monotonic() - cut_at)))
             link.restore()
             restored = time.monotonic()
             resume = await first_picture_after(viewer, restored, 15, "a picture after the restore")
             out.append((noticed, resume))
-            print(f"cut {i + 1}/{count}: noticed after {noticed:.2f} s, restore -> first picture {resume:.2f} s",
-                  flush=True)
+            print(
+                f"cut {i + 1}/{count}: noticed after {noticed:.2f} s, restore -> first picture {resume:.2f} s",
+                flush=True,
+            )
         await viewer.close()
     return out
 
@@ -71,8 +82,10 @@ def main() -> None:
     args = parser.parse_args()
     count = 3 if args.quick else args.cuts
     with tempfile.TemporaryDirectory(prefix="temoin-resume-") as tmp:
-        platform = Platform.open(Settings(home=Path(tmp) / "home", database_url=f"sqlite:///{tmp}/temoin.db",
-                                          secure_cookies=False), init=True)
+        platform = Platform.open(
+            Settings(home=Path(tmp) / "home", database_url=f"sqlite:///{tmp}/temoin.db", secure_cookies=False),
+            init=True,
+        )
         commune = make_commune(platform, cameras=0)
         token = token_for(platform, commune.users[Role.CSU_OPERATOR])
         with CutLink() as link, serving(platform, link.host_ip) as url:
@@ -85,10 +98,14 @@ def main() -> None:
     noticed = [n for n, _ in results]
     resume = [r for _, r in results]
     print(f"\n{count} cuts of {args.cut_s:.0f} s (black hole both ways), 160x120 at 10 fps, one machine:")
-    print(f"  cut noticed by the camera:        p50 {statistics.median(noticed):.2f} s, "
-          f"p95 {pct(noticed, 0.95):.2f} s, max {max(noticed):.2f} s")
-    print(f"  restore -> first decoded picture: p50 {statistics.median(resume):.2f} s, p95 {pct(resume, 0.95):.2f} s, "
-          f"max {max(resume):.2f} s (criterion: 3 s)")
+    print(
+        f"  cut noticed by the camera:        p50 {statistics.median(noticed):.2f} s, "
+        f"p95 {pct(noticed, 0.95):.2f} s, max {max(noticed):.2f} s"
+    )
+    print(
+        f"  restore -> first decoded picture: p50 {statistics.median(resume):.2f} s, p95 {pct(resume, 0.95):.2f} s, "
+        f"max {max(resume):.2f} s (criterion: 3 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -101,8 +101,10 @@ def _run(command: list[str], env: dict[str, str], what: str) -> None:
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True)
     except FileNotFoundError:
-        raise BackupError(f"{command[0]} is not installed: install PostgreSQL's client programs (Debian: "
-                          "postgresql-client, the same major version as the server or newer)") from None
+        raise BackupError(
+            f"{command[0]} is not installed: install PostgreSQL's client programs (Debian: "
+            "postgresql-client, the same major version as the server or newer)"
+        ) from None
     if done.returncode != 0:
         raise BackupError(f"{what} failed: {done.stderr.strip() or done.stdout.strip()}")
 
@@ -138,8 +140,9 @@ def _data_files(settings: Settings) -> list[Path]:
 def create_backup(settings: Settings, folder: Path, master_key: bytes) -> BackupResult:
     """Write a backup of the platform of `settings` into `folder` (new or empty), without the secret keys."""
     if folder.exists() and any(folder.iterdir()):
-        raise BackupError(f"{folder} is not empty: give a new folder for each backup (an old backup is never "
-                          "overwritten)")
+        raise BackupError(
+            f"{folder} is not empty: give a new folder for each backup (an old backup is never overwritten)"
+        )
     if not settings.home.is_dir():
         raise BackupError(f"no data folder at {settings.home}: set TEMOIN_HOME to the platform's data folder")
     home = settings.home.resolve()
@@ -182,14 +185,21 @@ def create_backup(settings: Settings, folder: Path, master_key: bytes) -> Backup
     else:
         dump = folder / POSTGRES_DUMP
         args, env = _libpq(settings.database_url)
-        _run(["pg_dump", "--format=custom", "--no-owner", "--no-privileges", "--file", str(dump), *args], env,
-             "pg_dump")
+        _run(
+            ["pg_dump", "--format=custom", "--no-owner", "--no-privileges", "--file", str(dump), *args], env, "pg_dump"
+        )
     entries[dump.name] = {"size": dump.stat().st_size, "sha256": _sha256(dump)}
-    for rel in files[len(journal):]:
+    for rel in files[len(journal) :]:
         copy(rel)
-    manifest = {"format": FORMAT, "created_at": datetime.now(UTC).isoformat(), "database": kind,
-                "schema_revision": result.revision, "master_key": master_key_fingerprint(master_key),
-                "kept_apart": list(KEPT_APART), "files": entries}
+    manifest = {
+        "format": FORMAT,
+        "created_at": datetime.now(UTC).isoformat(),
+        "database": kind,
+        "schema_revision": result.revision,
+        "master_key": master_key_fingerprint(master_key),
+        "kept_apart": list(KEPT_APART),
+        "files": entries,
+    }
     (folder / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
     return result
 
@@ -221,30 +231,45 @@ def _check_keys(settings: Settings, folder: Path, manifest: dict) -> None:
     try:
         keyring = Keyring.load(settings)
     except KeyError_ as exc:
-        raise BackupError(f"{exc}. Before restoring, put back the keys kept apart from the backup: the master key "
-                          f"(TEMOIN_MASTER_KEY_FILE, default {settings.keys_dir / MASTER_KEY_FILE}) and the signing "
-                          f"key ({settings.keys_dir / SIGNING_KEY_FILE}), mode 0600 (docs/deploy.md)") from None
+        raise BackupError(
+            f"{exc}. Before restoring, put back the keys kept apart from the backup: the master key "
+            f"(TEMOIN_MASTER_KEY_FILE, default {settings.keys_dir / MASTER_KEY_FILE}) and the signing "
+            f"key ({settings.keys_dir / SIGNING_KEY_FILE}), mode 0600 (docs/deploy.md)"
+        ) from None
     if master_key_fingerprint(keyring.master_key) != manifest["master_key"]:
-        raise BackupError("the master key in place is not the one this backup was made with (its recordings could "
-                          "not be decrypted): put back the master key kept apart at the time of the backup")
+        raise BackupError(
+            "the master key in place is not the one this backup was made with (its recordings could "
+            "not be decrypted): put back the master key kept apart at the time of the backup"
+        )
     history = folder / FILES / "keys" / HISTORY_FILE
     if history.is_file():
         current = KeySet.from_json(orjson.loads(history.read_bytes()), str(history)).current
         if current is not None and current.public_key != public_key_bytes(keyring.signing_key):
-            raise BackupError(f"the signing key in {settings.keys_dir / SIGNING_KEY_FILE} is not the platform key "
-                              f"{current.id} that was current at the time of the backup: put back the signing key "
-                              "kept apart with the master key (or, if it is lost, see docs/deploy.md)")
+            raise BackupError(
+                f"the signing key in {settings.keys_dir / SIGNING_KEY_FILE} is not the platform key "
+                f"{current.id} that was current at the time of the backup: put back the signing key "
+                "kept apart with the master key (or, if it is lost, see docs/deploy.md)"
+            )
 
 
 def _target_empty(settings: Settings) -> None:
     home = settings.home
     sqlite = set(sqlite_files(settings.database_url))  # an empty database a failed start may have left
     keys = home / "keys"  # the keys put back before restoring
-    present = [p for p in home.rglob("*") if p.is_file() and p not in sqlite and not p.is_relative_to(keys)
-               and p != settings.master_key_file] if home.exists() else []
+    present = (
+        [
+            p
+            for p in home.rglob("*")
+            if p.is_file() and p not in sqlite and not p.is_relative_to(keys) and p != settings.master_key_file
+        ]
+        if home.exists()
+        else []
+    )
     if present:
-        raise BackupError(f"the data folder {home} already holds data ({present[0]} and {len(present) - 1} more): "
-                          "restore into an empty data folder (move the old one aside)")
+        raise BackupError(
+            f"the data folder {home} already holds data ({present[0]} and {len(present) - 1} more): "
+            "restore into an empty data folder (move the old one aside)"
+        )
     if make_url(settings.database_url).get_backend_name() == "sqlite" and not sqlite:
         return  # no database file yet
     engine = create_engine(settings.database_url)
@@ -254,9 +279,11 @@ def _target_empty(settings: Settings) -> None:
     finally:
         engine.dispose()
     if tables:
-        raise BackupError(f"the database {make_url(settings.database_url).render_as_string()} already has tables "
-                          f"({', '.join(sorted(tables)[:3])}...): restore into an empty database (drop and create "
-                          "it again, docs/deploy.md)")
+        raise BackupError(
+            f"the database {make_url(settings.database_url).render_as_string()} already has tables "
+            f"({', '.join(sorted(tables)[:3])}...): restore into an empty database (drop and create "
+            "it again, docs/deploy.md)"
+        )
 
 
 def restore_backup(settings: Settings, folder: Path) -> BackupResult:
@@ -265,12 +292,15 @@ def restore_backup(settings: Settings, folder: Path) -> BackupResult:
     manifest = read_manifest(folder)
     kind = _kind(settings.database_url)
     if manifest["database"] != kind:
-        raise BackupError(f"this backup holds a {manifest['database']} database and TEMOIN_DATABASE_URL names a "
-                          f"{kind} one: restore into the same kind of database")
+        raise BackupError(
+            f"this backup holds a {manifest['database']} database and TEMOIN_DATABASE_URL names a "
+            f"{kind} one: restore into the same kind of database"
+        )
     _check_keys(settings, folder, manifest)
     _target_empty(settings)
-    result = BackupResult(folder=folder, database=kind, revision=manifest.get("schema_revision"),
-                          restored_into=settings.home)
+    result = BackupResult(
+        folder=folder, database=kind, revision=manifest.get("schema_revision"), restored_into=settings.home
+    )
     if kind == "sqlite":
         target = Path(make_url(settings.database_url).database or "")
         private_folder(target.parent)
@@ -280,8 +310,19 @@ def restore_backup(settings: Settings, folder: Path) -> BackupResult:
         os.chmod(target, 0o600)
     else:
         args, env = _libpq(settings.database_url)
-        _run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", *args,
-              str(folder / POSTGRES_DUMP)], env, "pg_restore")
+        _run(
+            [
+                "pg_restore",
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "--single-transaction",
+                *args,
+                str(folder / POSTGRES_DUMP),
+            ],
+            env,
+            "pg_restore",
+        )
     private_folder(settings.home)
     for name, entry in manifest["files"].items():
         if not name.startswith(f"{FILES}/"):

@@ -94,8 +94,7 @@ def make_engine(url: str, limits: PoolLimits | None = None) -> Engine:
 
 def _make_engine(url: str, limits: PoolLimits | None = None) -> Engine:
     limits = limits or PoolLimits(lock_timeout_s=None)
-    pool: dict[str, Any] = {"pool_size": limits.size, "max_overflow": limits.overflow,
-                            "pool_timeout": limits.timeout_s}
+    pool: dict[str, Any] = {"pool_size": limits.size, "max_overflow": limits.overflow, "pool_timeout": limits.timeout_s}
     if url.startswith("sqlite"):
         busy_s = 30.0 if limits.lock_timeout_s is None else limits.lock_timeout_s
         if ":memory:" in url or url.rstrip("/") in ("sqlite:", "sqlite+pysqlite:"):
@@ -113,7 +112,7 @@ def _make_engine(url: str, limits: PoolLimits | None = None) -> Engine:
 
         return engine
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     connect_args: dict[str, Any] = {}
     if limits.lock_timeout_s is not None:
         connect_args["options"] = f"-c lock_timeout={max(1, round(limits.lock_timeout_s * 1000))}"

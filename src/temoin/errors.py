@@ -103,16 +103,23 @@ class TooManyRequests(TemoinError):
     """The caller (a user, a tenant) is over its share for now: retry later."""
 
 
-DATABASE_FULL = ("the vault's database is full: nothing of this request was saved. An administrator must free "
-                 "space where the database lives (or raise its size limit), then the same request can be sent again")
-VALUE_OUT_OF_RANGE = ("a number in the request (an id?) is out of range: check it; ids are the ones the API "
-                      "returned")
-NUL_IN_TEXT = ("a text field of the request contains a NUL character (\\u0000), which cannot be stored: remove it "
-               "and send the request again")
-DATABASE_BUSY = ("the database is busy (too many requests at once, or a long operation holds what this request "
-                 "needs): nothing of this request was saved; send it again in a few seconds")
-DATABASE_SHORT_OF_MEMORY = ("the vault's database server is out of memory: nothing of this request was saved; "
-                            "retry in a moment, and tell an administrator if it lasts")
+DATABASE_FULL = (
+    "the vault's database is full: nothing of this request was saved. An administrator must free "
+    "space where the database lives (or raise its size limit), then the same request can be sent again"
+)
+VALUE_OUT_OF_RANGE = "a number in the request (an id?) is out of range: check it; ids are the ones the API returned"
+NUL_IN_TEXT = (
+    "a text field of the request contains a NUL character (\\u0000), which cannot be stored: remove it "
+    "and send the request again"
+)
+DATABASE_BUSY = (
+    "the database is busy (too many requests at once, or a long operation holds what this request "
+    "needs): nothing of this request was saved; send it again in a few seconds"
+)
+DATABASE_SHORT_OF_MEMORY = (
+    "the vault's database server is out of memory: nothing of this request was saved; "
+    "retry in a moment, and tell an administrator if it lasts"
+)
 
 
 def from_database(exc: BaseException) -> TemoinError | None:

@@ -57,8 +57,10 @@ def check_private(path: Path) -> None:
     """Refuse a private key file that group or others may read or write."""
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        raise KeyError_(f"{path} is a private key but its mode is {mode:04o} (group or others have access): "
-                        f"only the service's user may read it; run `chmod 600 {path}` and start again")
+        raise KeyError_(
+            f"{path} is a private key but its mode is {mode:04o} (group or others have access): "
+            f"only the service's user may read it; run `chmod 600 {path}` and start again"
+        )
 
 
 def _now() -> datetime:
@@ -110,8 +112,10 @@ class _Keys:
 def _stamp(folder: Path) -> tuple | None:
     """What changes when either key file is replaced (each write is a new inode): two stat calls."""
     try:
-        return tuple((s.st_ino, s.st_mtime_ns, s.st_size)
-                     for s in (os.stat(folder / SIGNING_KEY_FILE), os.stat(folder / HISTORY_FILE)))
+        return tuple(
+            (s.st_ino, s.st_mtime_ns, s.st_size)
+            for s in (os.stat(folder / SIGNING_KEY_FILE), os.stat(folder / HISTORY_FILE))
+        )
     except OSError:
         return None
 
@@ -126,8 +130,13 @@ class Keyring:
     half-done rotation (new private key, old history) keeps the keys already loaded and is read again at the
     use after the history is written; a crash in between is repaired at the next start (`_history`)."""
 
-    def __init__(self, master_key: bytes, signing_key: Ed25519PrivateKey, history: KeySet | None = None,
-                 keys_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        master_key: bytes,
+        signing_key: Ed25519PrivateKey,
+        history: KeySet | None = None,
+        keys_dir: Path | None = None,
+    ) -> None:
         self.master_key = master_key
         self._keys = _Keys(signing_key, history or KeySet())
         self._dir = keys_dir  # None: fixed keys, never read again
@@ -149,19 +158,29 @@ class Keyring:
             try:
                 keys = _read_keys(self._dir)
             except (OSError, KeyError_) as exc:
-                _log.warning("platform keys in %s changed but cannot be used (%s): still signing with %s",
-                             self._dir, exc, key_id(public_key_bytes(self._keys.signing_key)))
+                _log.warning(
+                    "platform keys in %s changed but cannot be used (%s): still signing with %s",
+                    self._dir,
+                    exc,
+                    key_id(public_key_bytes(self._keys.signing_key)),
+                )
                 keys = None
             self._stamp = stamp  # read again only once a file changes again (the rotation's second write)
             if keys is None:
-                _log.info("platform keys in %s are between the two writes of a rotation: still signing with %s",
-                          self._dir, key_id(public_key_bytes(self._keys.signing_key)))
+                _log.info(
+                    "platform keys in %s are between the two writes of a rotation: still signing with %s",
+                    self._dir,
+                    key_id(public_key_bytes(self._keys.signing_key)),
+                )
                 return
             before = public_key_bytes(self._keys.signing_key)
             self._keys = keys
             if public_key_bytes(keys.signing_key) != before:
-                _log.warning("platform signing key rotated: now signing with %s (was %s)",
-                             key_id(public_key_bytes(keys.signing_key)), key_id(before))
+                _log.warning(
+                    "platform signing key rotated: now signing with %s (was %s)",
+                    key_id(public_key_bytes(keys.signing_key)),
+                    key_id(before),
+                )
 
     @property
     def signing_key(self) -> Ed25519PrivateKey:
@@ -194,8 +213,11 @@ class Keyring:
     def trusted(self) -> KeySet:
         """The platform's keys as verifiers see them: current and retired, each with its validity."""
         keys = self._current()
-        return keys.history if keys.history else KeySet.of_raw(public_key_bytes(keys.signing_key),
-                                                               "the platform's signing key")
+        return (
+            keys.history
+            if keys.history
+            else KeySet.of_raw(public_key_bytes(keys.signing_key), "the platform's signing key")
+        )
 
     def sign(self, message: bytes) -> str:
         return b64e(self.signing_key.sign(message))
@@ -214,14 +236,19 @@ class Keyring:
         from cryptography.hazmat.primitives import serialization
 
         return self.signing_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     @classmethod
     def load(cls, settings: Settings, create: bool = False) -> Keyring:
         stamp = _stamp(settings.keys_dir)  # before reading: a rotation meanwhile is seen at the first use
         signing_key = _signing_key(settings, create)
-        keyring = cls(master_key=_master_key(settings, create), signing_key=signing_key,
-                      history=_history(settings, signing_key), keys_dir=settings.keys_dir)
+        keyring = cls(
+            master_key=_master_key(settings, create),
+            signing_key=signing_key,
+            history=_history(settings, signing_key),
+            keys_dir=settings.keys_dir,
+        )
         keyring._stamp = stamp
         return keyring
 
@@ -252,8 +279,10 @@ def _master_key(settings: Settings, create: bool) -> bytes:
     path = settings.master_key_file or settings.keys_dir / MASTER_KEY_FILE
     if not path.exists():
         if not create:
-            raise KeyError_(f"no master key at {path}: run `temoin init`, or set TEMOIN_MASTER_KEY / "
-                            "TEMOIN_MASTER_KEY_FILE to the key this vault was created with")
+            raise KeyError_(
+                f"no master key at {path}: run `temoin init`, or set TEMOIN_MASTER_KEY / "
+                "TEMOIN_MASTER_KEY_FILE to the key this vault was created with"
+            )
         try:
             write_private(path, base64.b64encode(os.urandom(32)) + b"\n", exclusive=True)
         except FileExistsError:
@@ -287,8 +316,7 @@ def _signing_key(settings: Settings, create: bool) -> Ed25519PrivateKey:
 
 
 def _write_history(settings: Settings, history: KeySet) -> None:
-    write_private(settings.keys_dir / HISTORY_FILE,
-                  orjson.dumps(history.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
+    write_private(settings.keys_dir / HISTORY_FILE, orjson.dumps(history.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
 
 
 def _history(settings: Settings, signing_key: Ed25519PrivateKey) -> KeySet:
@@ -310,9 +338,11 @@ def _history(settings: Settings, signing_key: Ed25519PrivateKey) -> KeySet:
     if known is not None and known.current:
         return history
     if known is not None:
-        raise KeyError_(f"the platform signing key {known.id} was retired ({known.validity()}) but is the one "
-                        f"in {settings.keys_dir / SIGNING_KEY_FILE}: restore the current key from a backup, or "
-                        "run `temoin keys rotate` to make a new one")
+        raise KeyError_(
+            f"the platform signing key {known.id} was retired ({known.validity()}) but is the one "
+            f"in {settings.keys_dir / SIGNING_KEY_FILE}: restore the current key from a backup, or "
+            "run `temoin keys rotate` to make a new one"
+        )
     since = datetime.fromtimestamp((settings.keys_dir / SIGNING_KEY_FILE).stat().st_mtime, UTC)
     keys = [replace(k, valid_until=since) if k.current else k for k in history.keys]
     history = KeySet(tuple(keys) + (PlatformKey(current, valid_from=since if keys else None),), history.sources)

@@ -48,8 +48,13 @@ class PassReport:
     nonces_purged: int = 0  # camera request nonces past any replay window
 
 
-def periodic_pass(p: Platform, now: datetime | None = None, *, orphans: bool = True,
-                  progress: Callable[[int, int], None] | None = None) -> PassReport:
+def periodic_pass(
+    p: Platform,
+    now: datetime | None = None,
+    *,
+    orphans: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> PassReport:
     """The server's periodic pass, once. `orphans`: also look through the whole blob store for what a killed
     sweep left (slow on a large vault: the server does it at start-up, then daily)."""
     now = now or utcnow()
@@ -57,8 +62,7 @@ def periodic_pass(p: Platform, now: datetime | None = None, *, orphans: bool = T
         result = retention.sweep(p, db, now, orphans=orphans, progress=progress)
         pruned = 0
         for tenant in db.scalars(select(Tenant)).all():
-            pruned += prune(db, p.journal.sink, p.keyring, tenant.slug,
-                            get_profile(tenant.profile).journal_cutoff(now))
+            pruned += prune(db, p.journal.sink, p.keyring, tenant.slug, get_profile(tenant.profile).journal_cutoff(now))
         purged = purge_expired(p, db, now)  # extraction packages are plaintext copies: kept only for their pick-up time
         nonces = purge_nonces(p, db, now)
         db.commit()
@@ -97,9 +101,16 @@ def start_up(p: Platform) -> list[ChainRepair]:
         repairs = repair(db, p.journal, trigger="server start-up")
     for r in repairs:
         if r.changed:
-            log.warning("journal %s: file repaired at start-up (%d entries appended from %s, %d put back in the "
-                        "middle, %d checkpoints, %d interrupted writes removed)", r.chain, r.appended, r.from_seq,
-                        r.gaps_filled, r.checkpoints_appended, len(r.interrupted))
+            log.warning(
+                "journal %s: file repaired at start-up (%d entries appended from %s, %d put back in the "
+                "middle, %d checkpoints, %d interrupted writes removed)",
+                r.chain,
+                r.appended,
+                r.from_seq,
+                r.gaps_filled,
+                r.checkpoints_appended,
+                len(r.interrupted),
+            )
         if r.refused:
             log.error("journal %s: file not repaired: %s", r.chain, r.refused)
     seal_journal(p)

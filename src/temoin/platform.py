@@ -66,15 +66,26 @@ class Platform:
             settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: see temoin.private_files
         keyring = Keyring.load(settings, create=init)
         timestamper = _timestamper(settings)
-        engine = make_engine(settings.database_url, PoolLimits(settings.db_pool_size, settings.db_pool_overflow,
-                                                               settings.db_pool_timeout_s, settings.db_lock_timeout_s))
+        engine = make_engine(
+            settings.database_url,
+            PoolLimits(
+                settings.db_pool_size, settings.db_pool_overflow, settings.db_pool_timeout_s, settings.db_lock_timeout_s
+            ),
+        )
         if init:
             upgrade(engine)
         # Nothing is repaired here: a command must see the journal as it is (`temoin serve` start-up and
         # `temoin journal repair` bring the file level with the database).
-        platform = cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine), keyring=keyring,
-                       journal=Journal(FileSink(settings.journal_dir)), store=LocalBlobStore(settings.vault_dir),
-                       timestamper=timestamper, witness=witness_from_url(settings.journal_witness))
+        platform = cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            keyring=keyring,
+            journal=Journal(FileSink(settings.journal_dir)),
+            store=LocalBlobStore(settings.vault_dir),
+            timestamper=timestamper,
+            witness=witness_from_url(settings.journal_witness),
+        )
         return platform
 
     @contextmanager
@@ -92,8 +103,9 @@ class Platform:
         return tenant
 
     def record(self, db: Session, draft: EntryDraft, tenant: TenantRef | None) -> None:
-        self.journal.write(db, draft, tenant_id=tenant.id if tenant else None,
-                           tenant_slug=tenant.slug if tenant else None)
+        self.journal.write(
+            db, draft, tenant_id=tenant.id if tenant else None, tenant_slug=tenant.slug if tenant else None
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -108,8 +120,9 @@ def _timestamper(settings: Settings) -> Timestamper | None:
         try:
             bundle = settings.tsa_ca_bundle.read_bytes()
         except OSError as exc:
-            raise TimestampError(Failure.CONFIG, f"cannot read TEMOIN_TSA_CA_BUNDLE {settings.tsa_ca_bundle}: "
-                                                 f"{exc.strerror}") from None
+            raise TimestampError(
+                Failure.CONFIG, f"cannot read TEMOIN_TSA_CA_BUNDLE {settings.tsa_ca_bundle}: {exc.strerror}"
+            ) from None
     auth = (settings.tsa_username, settings.tsa_password or "") if settings.tsa_username else None
     return Timestamper(url=settings.tsa_url, timeout_s=settings.tsa_timeout_s, ca_bundle_pem=bundle, auth=auth)
 

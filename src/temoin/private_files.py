@@ -89,9 +89,12 @@ def too_open(settings: Settings) -> list[tuple[Path, int]]:
 
 
 def explain(found: list[tuple[Path, int]]) -> str:
-    lines = [f"  {path} is {mode:04o}: {'group or others may read it' if mode & 0o044 else 'group or others have access'}"
-             for path, mode in found]
+    lines = [
+        f"  {path} is {mode:04o}: {'group or others may read it' if mode & 0o044 else 'group or others have access'}"
+        for path, mode in found
+    ]
     fixes = " && ".join(f"chmod {'700' if path.is_dir() else '600'} {path}" for path, _ in found)
-    return ("the platform's files must be private to the service's user (they hold the rights register, password "
-            "hashes, keys and recordings); too permissive:\n" + "\n".join(lines) +
-            f"\nRun `{fixes}` and start again.")
+    return (
+        "the platform's files must be private to the service's user (they hold the rights register, password "
+        "hashes, keys and recordings); too permissive:\n" + "\n".join(lines) + f"\nRun `{fixes}` and start again."
+    )

@@ -59,8 +59,9 @@ class _Environment(EnvSettingsSource):
             return super().get_field_value(field, field_name)
         value = self.env_vars.get(VARIABLES[field_name].lower())
         if field_name == "secure_cookies" and value is not None:
-            value = {"1": "0", "true": "0", "yes": "0", "on": "0",
-                     "0": "1", "false": "1", "no": "1", "off": "1"}.get(value.strip().lower(), value)
+            value = {"1": "0", "true": "0", "yes": "0", "on": "0", "0": "1", "false": "1", "no": "1", "off": "1"}.get(
+                value.strip().lower(), value
+            )
         return value, field_name, False
 
 
@@ -72,8 +73,9 @@ def _split(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore", env_ignore_empty=True,
-                                      validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, frozen=True, extra="ignore", env_ignore_empty=True, validate_default=True
+    )
 
     home: Path = Field(Path("./var"), description="data folder: database, vault, journal files, keys")
     database_url: str = Field("", description="SQLAlchemy URL of the database; empty: SQLite in the data folder")
@@ -88,7 +90,8 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, gt=0, description="sign-in failures free of delay per account (twice per IP)")
     login_window_s: int = Field(900, gt=0, description="sign-in failures older than this are forgotten")
     live_ice_servers: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="STUN/TURN servers of the live media plane; none: host candidates only (LAN, public address)")
+        (), description="STUN/TURN servers of the live media plane; none: host candidates only (LAN, public address)"
+    )
     live_max_viewers: int = Field(8, gt=0, description="viewers per live stream")
     live_stall_after_s: float = Field(2.0, gt=0, description="silence after which a live stream is shown link lost")
     tsa_url: str = Field("", description="RFC 3161 timestamp authority (docs/timestamping.md); empty: no timestamps")
@@ -96,11 +99,13 @@ class Settings(BaseSettings):
     tsa_timeout_s: float = Field(10.0, gt=0, description="longest wait for the TSA's connection, then for its answer")
     tsa_username: str | None = Field(None, description="HTTP basic authentication user at the TSA")
     tsa_password: str | None = Field(None, repr=False, description="HTTP basic authentication password at the TSA")
-    journal_seal_interval_s: float = Field(60.0, gt=0, description="the server seals every chain whose head moved "
-                                                                   "this often")
+    journal_seal_interval_s: float = Field(
+        60.0, gt=0, description="the server seals every chain whose head moved this often"
+    )
     journal_witness: str | None = Field(None, description="syslog+tcp://HOST:PORT receiving every journal checkpoint")
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="reverse proxies whose X-Forwarded-For is believed; none: the peer's address is the client's")
+        (), description="reverse proxies whose X-Forwarded-For is believed; none: the peer's address is the client's"
+    )
     max_body_bytes: int = Field(1_048_576, gt=0, description="largest request body of an ordinary route (not uploads)")
     redaction_workers: int = Field(2, description="redaction jobs running at once (at least 1)")
     redaction_jobs_per_tenant: int = Field(4, description="redaction jobs waiting or running per tenant (at least 1)")
@@ -118,11 +123,14 @@ class Settings(BaseSettings):
             raise InvalidSettings(explain(exc)) from None
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Arguments first, then the environment (from_env only); no .env or secrets files.
         environ = _environ.get()
         return (init_settings,) if environ is None else (init_settings, _Environment(settings_cls, environ))
@@ -156,8 +164,10 @@ class Settings(BaseSettings):
             try:
                 out.append(str(ipaddress.ip_network(item, strict=False)))
             except (TypeError, ValueError):
-                raise ValueError(f"{item!r} is not an IP address or network; give the reverse proxies' addresses "
-                                 "separated by commas, e.g. 127.0.0.1,10.0.0.0/24") from None
+                raise ValueError(
+                    f"{item!r} is not an IP address or network; give the reverse proxies' addresses "
+                    "separated by commas, e.g. 127.0.0.1,10.0.0.0/24"
+                ) from None
         return tuple(out)
 
     @field_validator("redaction_workers", "redaction_jobs_per_tenant", "redaction_jobs_max")
@@ -205,8 +215,11 @@ def _expected(field: FieldInfo) -> str:
         form = "a file or folder path"
     else:
         form = "text"
-    bounds = [f"{'>' if hasattr(m, 'gt') else '>='} {getattr(m, 'gt', getattr(m, 'ge', None))}"
-              for m in field.metadata if hasattr(m, "gt") or hasattr(m, "ge")]
+    bounds = [
+        f"{'>' if hasattr(m, 'gt') else '>='} {getattr(m, 'gt', getattr(m, 'ge', None))}"
+        for m in field.metadata
+        if hasattr(m, "gt") or hasattr(m, "ge")
+    ]
     default = field.default
     example = f", e.g. {default}" if default not in (None, "", ()) and not isinstance(default, bool) else ""
     return f"{form}{' ' + bounds[0] if bounds else ''}{example} ({field.description})"
@@ -222,8 +235,9 @@ def explain(exc: ValidationError) -> str:
             lines.append(error["msg"])
             continue
         problem = error["msg"].removeprefix("Value error, ")
-        value = "" if error["type"] == "missing" or name in ("master_key_env", "tsa_password") \
-            else f"={error['input']!r}"  # secrets are never printed
+        value = (
+            "" if error["type"] == "missing" or name in ("master_key_env", "tsa_password") else f"={error['input']!r}"
+        )  # secrets are never printed
         expected = "" if error["type"] == "value_error" else f"; expected {_expected(field)}"  # it says the form
         lines.append(f"{variable(name)}{value}: {problem[:1].lower() + problem[1:]}{expected}")
     return "\n".join(lines)

@@ -52,8 +52,9 @@ def when(lang: str, value: date | datetime, time: bool = True, seconds: bool = T
     if isinstance(value, datetime):
         if not time:
             return format_date(value.astimezone(PARIS).date(), "dd/MM/yyyy", locale=lang)
-        return format_datetime(value, "dd/MM/yyyy HH:mm:ss" if seconds else "dd/MM/yyyy HH:mm", tzinfo=PARIS,
-                               locale=lang)
+        return format_datetime(
+            value, "dd/MM/yyyy HH:mm:ss" if seconds else "dd/MM/yyyy HH:mm", tzinfo=PARIS, locale=lang
+        )
     return format_date(value, "dd/MM/yyyy", locale=lang)
 
 

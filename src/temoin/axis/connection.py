@@ -41,8 +41,15 @@ RSA_BITS = 3072
 TOKEN_PREFIX = "AUTH_tk"  # noqa: S105 - the token's prefix, not a secret
 MAX_CONNECTION_FILE = 64 * 1024
 # Length limits of the connection file (Axis Body worn integration API, "JSON file format").
-LIMITS = {"SiteName": 64, "ApplicationName": 256, "ApplicationVersion": 128, "BlobAPIKey": 64,
-          "BlobAPIUserName": 64, "PublicKey": 2048, "PublicKeyId": 128}
+LIMITS = {
+    "SiteName": 64,
+    "ApplicationName": 256,
+    "ApplicationVersion": 128,
+    "BlobAPIKey": 64,
+    "BlobAPIUserName": 64,
+    "PublicKey": 2048,
+    "PublicKeyId": 128,
+}
 MAX_URIS, MAX_URI, MAX_CERTIFICATES, MAX_CERTIFICATE = 10, 512, 10, 16 * 1024
 CONTAINER_TYPES = ("mkv", "mp4")
 
@@ -81,8 +88,9 @@ def _username(tenant: Tenant) -> str:
 
 def _check_uri(uri: str) -> str:
     if not re.match(r"^https?://[^/\s]+", uri):
-        raise AxisConnectionError(f"{uri!r} is not an http(s) address the docking stations can reach "
-                                  "(give it as https://host[:port])")
+        raise AxisConnectionError(
+            f"{uri!r} is not an http(s) address the docking stations can reach (give it as https://host[:port])"
+        )
     return uri.rstrip("/") + "/auth/v1.0"
 
 
@@ -90,20 +98,32 @@ def _certificate_b64(pem: bytes) -> str:
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
-        raise AxisConnectionError("the HTTPS certificate is not a PEM X.509 certificate: give the server's "
-                                  "certificate file (-----BEGIN CERTIFICATE-----)") from None
+        raise AxisConnectionError(
+            "the HTTPS certificate is not a PEM X.509 certificate: give the server's "
+            "certificate file (-----BEGIN CERTIFICATE-----)"
+        ) from None
     return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
 
 
-def issue(p: VaultContext, db: Session, tenant: Tenant, *, urls: list[str], by: Actor,
-          certificates: Sequence[bytes] = (), want_encryption: bool = True, container_type: str = "mp4",
-          site_name: str | None = None) -> IssuedConnection:
+def issue(
+    p: VaultContext,
+    db: Session,
+    tenant: Tenant,
+    *,
+    urls: list[str],
+    by: Actor,
+    certificates: Sequence[bytes] = (),
+    want_encryption: bool = True,
+    container_type: str = "mp4",
+    site_name: str | None = None,
+) -> IssuedConnection:
     """A new connection file for the tenant; the previous connection stops working at once (rotation)."""
     if not urls:
         raise AxisConnectionError("give at least one address of Témoin that the docking stations reach (--url)")
     if len(urls) > MAX_URIS or len(certificates) > MAX_CERTIFICATES:
-        raise AxisConnectionError(f"a connection file holds at most {MAX_URIS} addresses and "
-                                  f"{MAX_CERTIFICATES} certificates")
+        raise AxisConnectionError(
+            f"a connection file holds at most {MAX_URIS} addresses and {MAX_CERTIFICATES} certificates"
+        )
     if container_type not in CONTAINER_TYPES:
         raise AxisConnectionError(f"container type must be one of {', '.join(CONTAINER_TYPES)}")
     token_uris = [_check_uri(u) for u in urls]
@@ -116,27 +136,39 @@ def issue(p: VaultContext, db: Session, tenant: Tenant, *, urls: list[str], by: 
     if certs and not all(u.startswith("https://") for u in token_uris):
         raise AxisConnectionError("with an HTTPS certificate, every address must start with https://")
     key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     key_id = f"temoin-{tenant.slug[:40]}-{hashlib.sha256(public_pem).hexdigest()[:16]}"
-    private_der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+    private_der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     api_key = secrets.token_urlsafe(32)  # 43 characters, 256 bits
     username = _username(tenant)
     now = utcnow()
-    for old in db.scalars(select(AxisConnection).where(AxisConnection.tenant_id == tenant.id,
-                                                       AxisConnection.revoked_at.is_(None))):
+    for old in db.scalars(
+        select(AxisConnection).where(AxisConnection.tenant_id == tenant.id, AxisConnection.revoked_at.is_(None))
+    ):
         old.revoked_at = now
-    db.add(AxisConnection(tenant_id=tenant.id, username=username, key_hash=token_hash(api_key),
-                          public_key_id=key_id, public_key_pem=public_pem.decode(),
-                          wrapped_private_key=_wrap(p.keyring.master_key, private_der, key_id),
-                          master_key_id=p.keyring.master_key_id, want_encryption=want_encryption, created_by=by.id,
-                          created_at=now))
+    db.add(
+        AxisConnection(
+            tenant_id=tenant.id,
+            username=username,
+            key_hash=token_hash(api_key),
+            public_key_id=key_id,
+            public_key_pem=public_pem.decode(),
+            wrapped_private_key=_wrap(p.keyring.master_key, private_der, key_id),
+            master_key_id=p.keyring.master_key_id,
+            want_encryption=want_encryption,
+            created_by=by.id,
+            created_at=now,
+        )
+    )
     doc: dict = {
         "ConnectionFileVersion": "1.0",
-        "SiteName": (site_name or tenant.name)[:LIMITS["SiteName"]],
+        "SiteName": (site_name or tenant.name)[: LIMITS["SiteName"]],
         "ApplicationName": "Témoin",
-        "ApplicationVersion": __version__[:LIMITS["ApplicationVersion"]],
+        "ApplicationVersion": __version__[: LIMITS["ApplicationVersion"]],
         "ContentDestinationAsNTPServer": False,
         "AuthenticationTokenURI": token_uris,
         "BlobAPIKey": api_key,
@@ -153,9 +185,22 @@ def issue(p: VaultContext, db: Session, tenant: Tenant, *, urls: list[str], by: 
     for field, limit in LIMITS.items():
         if field in doc and len(doc[field].encode()) > limit:
             raise AssertionError(f"{field} exceeds {limit} bytes")  # our own generation, never user input
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="axis.connection_issued", actor=by,
-                            details={"username": username, "public_key_id": key_id, "urls": token_uris,
-                                     "https_certificates": len(certs), "want_encryption": want_encryption}), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.ADMINISTRATION,
+            event="axis.connection_issued",
+            actor=by,
+            details={
+                "username": username,
+                "public_key_id": key_id,
+                "urls": token_uris,
+                "https_certificates": len(certs),
+                "want_encryption": want_encryption,
+            },
+        ),
+        tenant,
+    )
     db.commit()
     issued = IssuedConnection(doc, username, key_id)
     assert len(issued.json_bytes()) <= MAX_CONNECTION_FILE
@@ -165,11 +210,17 @@ def issue(p: VaultContext, db: Session, tenant: Tenant, *, urls: list[str], by: 
 def revoke(p: VaultContext, db: Session, tenant: Tenant, *, by: Actor) -> int:
     """Stop every connection of the tenant (its tokens stop working with it). Returns how many were active."""
     now, count = utcnow(), 0
-    for conn in db.scalars(select(AxisConnection).where(AxisConnection.tenant_id == tenant.id,
-                                                        AxisConnection.revoked_at.is_(None))):
+    for conn in db.scalars(
+        select(AxisConnection).where(AxisConnection.tenant_id == tenant.id, AxisConnection.revoked_at.is_(None))
+    ):
         conn.revoked_at, count = now, count + 1
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="axis.connection_revoked", actor=by,
-                            details={"connections": count}), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.ADMINISTRATION, event="axis.connection_revoked", actor=by, details={"connections": count}
+        ),
+        tenant,
+    )
     db.commit()
     return count
 
@@ -200,14 +251,14 @@ def check_token(p: VaultContext, db: Session, token: str | None) -> AxisConnecti
     """The live connection a token stands for, or None (forged, expired, or its connection revoked)."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    raw = token[len(TOKEN_PREFIX):]
+    raw = token[len(TOKEN_PREFIX) :]
     try:
         data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
     except ValueError:
         return None
     if len(data) != _TOKEN.size + 32:
         return None
-    body, mac = data[:_TOKEN.size], data[_TOKEN.size:]
+    body, mac = data[: _TOKEN.size], data[_TOKEN.size :]
     if not hmac.compare_digest(mac, hmac.new(_token_key(p.keyring.master_key), body, hashlib.sha256).digest()):
         return None
     conn_id, expires = _TOKEN.unpack(body)
@@ -219,12 +270,18 @@ def check_token(p: VaultContext, db: Session, token: str | None) -> AxisConnecti
 
 def private_key(p: VaultContext, db: Session, tenant_id: int, public_key_id: str) -> RSAPrivateKey:
     """The tenant's private key named by a clip's key file (revoked connections' keys included)."""
-    conn = db.scalar(select(AxisConnection).where(AxisConnection.tenant_id == tenant_id,
-                                                  AxisConnection.public_key_id == public_key_id))
+    conn = db.scalar(
+        select(AxisConnection).where(
+            AxisConnection.tenant_id == tenant_id, AxisConnection.public_key_id == public_key_id
+        )
+    )
     if conn is None:
-        raise NotFound(f"no Axis encryption key {public_key_id!r} for this tenant: the clip was encrypted for "
-                       "another content destination")
-    key = serialization.load_der_private_key(_unwrap(p.keyring.master_key, conn.wrapped_private_key,
-                                                     conn.public_key_id), password=None)
+        raise NotFound(
+            f"no Axis encryption key {public_key_id!r} for this tenant: the clip was encrypted for "
+            "another content destination"
+        )
+    key = serialization.load_der_private_key(
+        _unwrap(p.keyring.master_key, conn.wrapped_private_key, conn.public_key_id), password=None
+    )
     assert isinstance(key, RSAPrivateKey)
     return key

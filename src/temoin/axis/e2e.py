@@ -31,8 +31,9 @@ class KeyFile:
             self.iv = base64.b64decode(doc["ContentEncryptionIV"], validate=True)
             self.public_key_id = str(doc.get("PublicKeyId") or "")
         except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error):
-            raise InvalidInput("the key file is not the JSON the Body Worn system writes (EncryptedKey, "
-                               "ContentEncryptionIV)") from None
+            raise InvalidInput(
+                "the key file is not the JSON the Body Worn system writes (EncryptedKey, ContentEncryptionIV)"
+            ) from None
         if len(self.iv) != 16:
             raise InvalidInput("the key file's ContentEncryptionIV is not 16 bytes")
 
@@ -42,8 +43,9 @@ def decrypt(private_key: RSAPrivateKey, key_file: KeyFile, ciphertext: Iterable[
     try:
         content_key = private_key.decrypt(key_file.encrypted_key, _OAEP)
     except ValueError:
-        raise InvalidInput("the clip's content key does not open with Témoin's private key "
-                           f"{key_file.public_key_id!r}") from None
+        raise InvalidInput(
+            f"the clip's content key does not open with Témoin's private key {key_file.public_key_id!r}"
+        ) from None
     decryptor = Cipher(algorithms.AES(content_key), modes.CBC(key_file.iv)).decryptor()
     unpadder = padding.PKCS7(128).unpadder()
     for chunk in ciphertext:
@@ -62,6 +64,9 @@ def encrypt(public_key: RSAPublicKey, public_key_id: str, plaintext: bytes) -> t
     padder = padding.PKCS7(128).padder()
     encryptor = Cipher(algorithms.AES(content_key), modes.CBC(iv)).encryptor()
     ciphertext = encryptor.update(padder.update(plaintext) + padder.finalize()) + encryptor.finalize()
-    key_file = {"EncryptedKey": base64.b64encode(public_key.encrypt(content_key, _OAEP)).decode(),
-                "ContentEncryptionIV": base64.b64encode(iv).decode(), "PublicKeyId": public_key_id}
+    key_file = {
+        "EncryptedKey": base64.b64encode(public_key.encrypt(content_key, _OAEP)).decode(),
+        "ContentEncryptionIV": base64.b64encode(iv).decode(),
+        "PublicKeyId": public_key_id,
+    }
     return ciphertext, orjson.dumps(key_file, option=orjson.OPT_INDENT_2)

@@ -70,18 +70,32 @@ class UploadIncomplete(InvalidInput):
 
 # --- names and metadata ------------------------------------------------------------------------------
 
+
 def check_container_name(name: str) -> None:
-    if not name or len(name.encode()) > MAX_CONTAINER_NAME or "/" in name or name in (".", "..") \
-            or _CONTROL.search(name):
-        raise InvalidInput(f"invalid container name {name[:80]!r}: 1 to {MAX_CONTAINER_NAME} bytes, no '/', "
-                           "no control character, not '.' or '..'")
+    if (
+        not name
+        or len(name.encode()) > MAX_CONTAINER_NAME
+        or "/" in name
+        or name in (".", "..")
+        or _CONTROL.search(name)
+    ):
+        raise InvalidInput(
+            f"invalid container name {name[:80]!r}: 1 to {MAX_CONTAINER_NAME} bytes, no '/', "
+            "no control character, not '.' or '..'"
+        )
 
 
 def check_object_name(name: str) -> None:
-    if not name or len(name.encode()) > MAX_OBJECT_NAME or _CONTROL.search(name) \
-            or any(part in (".", "..") for part in name.split("/")):
-        raise InvalidInput(f"invalid object name {name[:80]!r}: 1 to {MAX_OBJECT_NAME} bytes, no control "
-                           "character, no '.' or '..' path segment")
+    if (
+        not name
+        or len(name.encode()) > MAX_OBJECT_NAME
+        or _CONTROL.search(name)
+        or any(part in (".", "..") for part in name.split("/"))
+    ):
+        raise InvalidInput(
+            f"invalid object name {name[:80]!r}: 1 to {MAX_OBJECT_NAME} bytes, no control "
+            "character, no '.' or '..' path segment"
+        )
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,7 @@ class MetaChange:
         for name, value in headers:
             low = name.lower()
             if low.startswith(prefix) and len(low) > len(prefix):
-                key = low[len(prefix):]
+                key = low[len(prefix) :]
                 if len(key) > MAX_META_NAME:
                     raise InvalidInput(f"metadata name {key[:40]!r}... longer than {MAX_META_NAME} bytes")
                 if len(value.encode()) > MAX_META_VALUE:
@@ -108,7 +122,7 @@ class MetaChange:
                     raise InvalidInput(f"metadata {title_case(key)} holds a control character: percent-encode it")
                 values[key] = value
             elif low.startswith(remove_prefix) and len(low) > len(remove_prefix):
-                removed.add(low[len(remove_prefix):])
+                removed.add(low[len(remove_prefix) :])
         # An empty value deletes the key (Swift's rule for container metadata and POST).
         removed |= {k for k, v in values.items() if v == ""}
         return cls({k: v for k, v in values.items() if v != ""}, frozenset(removed))
@@ -133,12 +147,15 @@ def _check_totals(meta: dict[str, str]) -> None:
 
 def _in_bounds(at: datetime, what: str) -> datetime:
     if not EARLIEST <= at <= utcnow() + FUTURE_SLACK:
-        raise InvalidInput(f"{what} {at.isoformat()} is out of bounds (before {EARLIEST.year} or in the future): "
-                           "check the camera's clock; the recording cannot be stored")
+        raise InvalidInput(
+            f"{what} {at.isoformat()} is out of bounds (before {EARLIEST.year} or in the future): "
+            "check the camera's clock; the recording cannot be stored"
+        )
     return at
 
 
 # --- containers --------------------------------------------------------------------------------------
+
 
 def container_kind(name: str) -> str:
     if name in ("System", "Users", "Devices"):
@@ -147,14 +164,15 @@ def container_kind(name: str) -> str:
         return "rejected"
     if _RECORDING.match(name):
         return "recording"
-    raise InvalidInput(f"container {name[:80]!r} is none of System, Users, Devices, a recording "
-                       "(<UserID>_<BWCSerialNumber>_<YYYYMMDDTHHMMSSZ>) or RejectedContent_<time>_<id>")
+    raise InvalidInput(
+        f"container {name[:80]!r} is none of System, Users, Devices, a recording "
+        "(<UserID>_<BWCSerialNumber>_<YYYYMMDDTHHMMSSZ>) or RejectedContent_<time>_<id>"
+    )
 
 
 def find_container(db: Session, tenant: Tenant, name: str) -> AxisContainer:
     check_container_name(name)
-    container = db.scalar(select(AxisContainer).where(AxisContainer.tenant_id == tenant.id,
-                                                      AxisContainer.name == name))
+    container = db.scalar(select(AxisContainer).where(AxisContainer.tenant_id == tenant.id, AxisContainer.name == name))
     if container is None:
         raise NotFound(f"no container {name[:80]!r}: create it with PUT first")
     return container
@@ -165,13 +183,19 @@ def _axis_actor(tenant: Tenant) -> Actor:
 
 
 def _user_object(db: Session, tenant: Tenant, user_uuid: str) -> AxisObject | None:
-    return db.scalar(select(AxisObject).join(AxisContainer).where(
-        AxisContainer.tenant_id == tenant.id, AxisContainer.kind == "users", AxisObject.name == user_uuid))
+    return db.scalar(
+        select(AxisObject)
+        .join(AxisContainer)
+        .where(AxisContainer.tenant_id == tenant.id, AxisContainer.kind == "users", AxisObject.name == user_uuid)
+    )
 
 
 def _device_object(db: Session, tenant: Tenant, serial: str) -> AxisObject | None:
-    return db.scalar(select(AxisObject).join(AxisContainer).where(
-        AxisContainer.tenant_id == tenant.id, AxisContainer.kind == "devices", AxisObject.name == serial))
+    return db.scalar(
+        select(AxisObject)
+        .join(AxisContainer)
+        .where(AxisContainer.tenant_id == tenant.id, AxisContainer.kind == "devices", AxisObject.name == serial)
+    )
 
 
 def _new_recording(p: VaultContext, db: Session, tenant: Tenant, name: str, meta: dict[str, str]) -> Recording:
@@ -180,28 +204,52 @@ def _new_recording(p: VaultContext, db: Session, tenant: Tenant, name: str, meta
     assert match is not None
     user_obj = _user_object(db, tenant, match["user"])
     if user_obj is None or (text(user_obj.meta, "Active") or "true").lower() == "false":
-        raise InvalidInput(f"unknown or disabled user {match['user'][:80]!r}: register (or re-enable) the user in "
-                           "AXIS Body Worn Manager so that it is written to Users/ first")
+        raise InvalidInput(
+            f"unknown or disabled user {match['user'][:80]!r}: register (or re-enable) the user in "
+            "AXIS Body Worn Manager so that it is written to Users/ first"
+        )
     dev_obj = _device_object(db, tenant, match["serial"])
     device = db.get(Device, dev_obj.device_id) if dev_obj is not None and dev_obj.device_id else None
     if device is None or device.status != "active":
-        raise InvalidInput(f"unknown or inactive camera {match['serial'][:80]!r}: register it in AXIS Body Worn "
-                           "Manager so that it is written to Devices/ first")
-    trigger_at = _in_bounds(datetime.strptime(match["time"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC),
-                            "the recording's trigger time")
+        raise InvalidInput(
+            f"unknown or inactive camera {match['serial'][:80]!r}: register it in AXIS Body Worn "
+            "Manager so that it is written to Devices/ first"
+        )
+    trigger_at = _in_bounds(
+        datetime.strptime(match["time"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC), "the recording's trigger time"
+    )
     started = epoch(meta, "StartTime") or trigger_at
     agent = db.get(User, user_obj.user_id) if user_obj.user_id else None
-    agent_ref = (agent.agent_number if agent and agent.agent_number else
-                 text(user_obj.meta, "UserID") or text(user_obj.meta, "Name") or user_obj.name)[:128]
+    agent_ref = (
+        agent.agent_number
+        if agent and agent.agent_number
+        else text(user_obj.meta, "UserID") or text(user_obj.meta, "Name") or user_obj.name
+    )[:128]
     rec_id = f"axis-{uuid.uuid4().hex[:20]}"
     profile = get_profile(tenant.profile)
     rec = Recording(
-        id=rec_id, tenant_id=tenant.id, device_id=device.id, agent_ref=agent_ref,
-        agent_user_id=agent.id if agent else None, started_at=started, ended_at=started, trigger=AXIS_TRIGGER,
-        persons_informed=False, not_informed_reason=None, categories=[], state=RecordingState.RECEIVING,
-        manifest="{}", manifest_sha256="", chain_head="", segment_count=0, size_bytes=0,
+        id=rec_id,
+        tenant_id=tenant.id,
+        device_id=device.id,
+        agent_ref=agent_ref,
+        agent_user_id=agent.id if agent else None,
+        started_at=started,
+        ended_at=started,
+        trigger=AXIS_TRIGGER,
+        persons_informed=False,
+        not_informed_reason=None,
+        categories=[],
+        state=RecordingState.RECEIVING,
+        manifest="{}",
+        manifest_sha256="",
+        chain_head="",
+        segment_count=0,
+        size_bytes=0,
         wrapped_key=crypto.wrap_key(p.keyring.master_key, crypto.new_data_key(), rec_id),
-        master_key_id=p.keyring.master_key_id, retention_until=profile.retention.deadline(started), flags=[])
+        master_key_id=p.keyring.master_key_id,
+        retention_until=profile.retention.deadline(started),
+        flags=[],
+    )
     db.add(rec)
     db.flush()  # before the container row that refers to it
     return rec
@@ -210,8 +258,7 @@ def _new_recording(p: VaultContext, db: Session, tenant: Tenant, name: str, meta
 def put_container(p: VaultContext, db: Session, tenant: Tenant, name: str, change: MetaChange) -> bool:
     """Create a container (True) or merge its metadata (False, Swift's 202)."""
     check_container_name(name)
-    existing = db.scalar(select(AxisContainer).where(AxisContainer.tenant_id == tenant.id,
-                                                     AxisContainer.name == name))
+    existing = db.scalar(select(AxisContainer).where(AxisContainer.tenant_id == tenant.id, AxisContainer.name == name))
     if existing is not None:
         update_container(p, db, tenant, existing, change)
         return False
@@ -223,16 +270,32 @@ def put_container(p: VaultContext, db: Session, tenant: Tenant, name: str, chang
         storage_id = rec.id
     else:
         wrapped = crypto.wrap_key(p.keyring.master_key, crypto.new_data_key(), storage_id)
-    container = AxisContainer(tenant_id=tenant.id, name=name, kind=kind, meta=meta, storage_id=storage_id,
-                              wrapped_key=wrapped, recording_id=rec.id if rec else None, next_slot=0)
+    container = AxisContainer(
+        tenant_id=tenant.id,
+        name=name,
+        kind=kind,
+        meta=meta,
+        storage_id=storage_id,
+        wrapped_key=wrapped,
+        recording_id=rec.id if rec else None,
+        next_slot=0,
+    )
     db.add(container)
     db.flush()
     if kind == "rejected":
         axis_vault.quarantine_rejected(p, db, tenant, container)
-    p.record(db, EntryDraft(action=Action.COLLECTION if kind == "recording" else Action.ADMINISTRATION,
-                            event="axis.container_created", actor=_axis_actor(tenant),
-                            recordings=[rec.id] if rec else [], cameras=[rec.device_id] if rec else [],
-                            details={"container": name, "kind": kind}), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.COLLECTION if kind == "recording" else Action.ADMINISTRATION,
+            event="axis.container_created",
+            actor=_axis_actor(tenant),
+            recordings=[rec.id] if rec else [],
+            cameras=[rec.device_id] if rec else [],
+            details={"container": name, "kind": kind},
+        ),
+        tenant,
+    )
     if kind == "recording" and (text(meta, "Status") or "") == "Complete":
         axis_vault.complete(p, db, tenant, container)  # commits
         return True
@@ -240,14 +303,17 @@ def put_container(p: VaultContext, db: Session, tenant: Tenant, name: str, chang
     return True
 
 
-def update_container(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, change: MetaChange) -> None:
+def update_container(
+    p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, change: MetaChange
+) -> None:
     """Merge metadata (PUT on an existing container, or POST). Status turning Complete hands it to the vault."""
     merged = change.merged_into(container.meta or {})
     if container.completed_at is not None:
         if merged == container.meta:
             return  # the same Complete sent again (an answer lost on the way): nothing to do
-        raise Forbidden(f"recording container {container.name!r} is complete and sealed in the vault: "
-                        "no further change is accepted")
+        raise Forbidden(
+            f"recording container {container.name!r} is complete and sealed in the vault: no further change is accepted"
+        )
     container.meta = merged
     if container.kind == "recording" and (text(merged, "Status") or "") == "Complete":
         axis_vault.complete(p, db, tenant, container)  # commits, or raises with nothing changed
@@ -261,6 +327,7 @@ def container_stats(db: Session, container: AxisContainer) -> tuple[int, int]:
 
 
 # --- objects -----------------------------------------------------------------------------------------
+
 
 def object_kind(container: AxisContainer, name: str) -> str:
     if container.kind == "system":
@@ -296,8 +363,10 @@ def _check_clip(meta: dict[str, str]) -> None:
     _in_bounds(start, "the clip's start")
     _in_bounds(stop, "the clip's end")
     if stop <= start:
-        raise InvalidInput(f"the clip has no duration (StopTime {stop.isoformat()} is not after StartTime "
-                           f"{start.isoformat()}): it cannot be stored")
+        raise InvalidInput(
+            f"the clip has no duration (StopTime {stop.isoformat()} is not after StartTime "
+            f"{start.isoformat()}): it cannot be stored"
+        )
 
 
 def _check_device_licence(db: Session, tenant: Tenant, name: str, meta: dict[str, str]) -> None:
@@ -309,11 +378,15 @@ def _check_device_licence(db: Session, tenant: Tenant, name: str, meta: dict[str
         return
     other = db.scalar(select(Device).where(Device.tenant_id == tenant.id, Device.serial == name))
     if other is not None and (existing is None or other.id != existing.device_id):
-        raise Conflict(f"a Témoin camera with serial {name[:80]!r} is already enrolled natively: revoke it "
-                       "before registering the Axis camera of that serial")
+        raise Conflict(
+            f"a Témoin camera with serial {name[:80]!r} is already enrolled natively: revoke it "
+            "before registering the Axis camera of that serial"
+        )
     if active_cameras(db, tenant) >= tenant.authorised_cameras:
-        raise PaymentRequired(f"{tenant.name} already has {tenant.authorised_cameras} active cameras, the number "
-                              "the prefect authorised (R241-8): deactivate one or have the authorisation amended")
+        raise PaymentRequired(
+            f"{tenant.name} already has {tenant.authorised_cameras} active cameras, the number "
+            "the prefect authorised (R241-8): deactivate one or have the authorisation amended"
+        )
 
 
 _locks: dict[tuple[int, str], threading.Lock] = {}
@@ -332,13 +405,25 @@ class ObjectUpload:
     ETag; until then the previous version, if any, stays. `feed` from a worker thread, then `finish` or `abort`.
     """
 
-    def __init__(self, p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, name: str,
-                 change: MetaChange, *, length: int | None, etag: str | None) -> None:
+    def __init__(
+        self,
+        p: VaultContext,
+        db: Session,
+        tenant: Tenant,
+        container: AxisContainer,
+        name: str,
+        change: MetaChange,
+        *,
+        length: int | None,
+        etag: str | None,
+    ) -> None:
         check_object_name(name)
         self.p, self.db, self.tenant, self.container, self.name = p, db, tenant, container, name
         if container.completed_at is not None:
-            raise Forbidden(f"recording container {container.name!r} is complete and sealed in the vault: "
-                            "no further object is accepted")
+            raise Forbidden(
+                f"recording container {container.name!r} is complete and sealed in the vault: "
+                "no further object is accepted"
+            )
         if container.kind == "system" and name in GENERATED:
             raise Forbidden(f"System/{name} is published by Témoin and cannot be written")
         self.kind = object_kind(container, name)
@@ -347,11 +432,15 @@ class ObjectUpload:
             _check_clip(self.meta)
         if self.kind == "device":
             _check_device_licence(db, tenant, name, self.meta)
-        self.limit = p.settings.max_segment_bytes if self.kind in ("clip", "other") or container.kind == "rejected" \
+        self.limit = (
+            p.settings.max_segment_bytes
+            if self.kind in ("clip", "other") or container.kind == "rejected"
             else MAX_SMALL_OBJECT
+        )
         if length is not None and length > self.limit:
-            raise InvalidInput(f"object of {length} bytes is larger than the {self.limit} bytes Témoin accepts "
-                               f"for a {self.kind}")
+            raise InvalidInput(
+                f"object of {length} bytes is larger than the {self.limit} bytes Témoin accepts for a {self.kind}"
+            )
         self.length, self.etag = length, (etag or "").strip('"').lower() or None
         self.lock = _lock(container.id, name)
         if not self.lock.acquire(timeout=60):
@@ -359,9 +448,12 @@ class ObjectUpload:
         try:
             self.data_key = data_key(p, db, container)
             # scalar_one: the container row exists (we hold its object), so the update returns exactly one slot
-            slot = db.execute(update(AxisContainer).where(AxisContainer.id == container.id)
-                              .values(next_slot=AxisContainer.next_slot + 1)
-                              .returning(AxisContainer.next_slot)).scalar_one()
+            slot = db.execute(
+                update(AxisContainer)
+                .where(AxisContainer.id == container.id)
+                .values(next_slot=AxisContainer.next_slot + 1)
+                .returning(AxisContainer.next_slot)
+            ).scalar_one()
             db.commit()  # the slot is ours even if the server dies now: a retry takes the next one
             self.slot = FIRST_SLOT + slot
             self.key = blob_key(tenant.slug, container.storage_id, self.slot)
@@ -384,14 +476,14 @@ class ObjectUpload:
             view = memoryview(chunk)
             while view:
                 take = min(len(view), crypto.RECORD_BYTES - self.fill)
-                self.buffer[self.fill:self.fill + take] = view[:take]
+                self.buffer[self.fill : self.fill + take] = view[:take]
                 self.fill += take
                 view = view[take:]
                 if self.fill == crypto.RECORD_BYTES:
                     self._seal()
 
     def _seal(self) -> None:
-        plain = memoryview(self.buffer)[:self.fill]
+        plain = memoryview(self.buffer)[: self.fill]
         self.sha256.update(plain)
         self.md5.update(plain)
         prefix, sealed = self.sealer.seal_record(plain)
@@ -409,18 +501,22 @@ class ObjectUpload:
                 self.p.store.append_staged(self.key, self.header)
             self.p.store.sync_staged(self.key)
             if self.length is not None and self.received != self.length:
-                raise UploadIncomplete(f"the upload stopped after {self.received} of {self.length} bytes: "
-                                       "nothing was kept, send the object again")
+                raise UploadIncomplete(
+                    f"the upload stopped after {self.received} of {self.length} bytes: "
+                    "nothing was kept, send the object again"
+                )
             md5 = self.md5.hexdigest()
             if self.etag is not None and self.etag != md5:
-                raise ChecksumMismatch(f"the body's MD5 is {md5}, not the ETag {self.etag} sent: nothing was "
-                                       "kept, send the object again")
+                raise ChecksumMismatch(
+                    f"the body's MD5 is {md5}, not the ETag {self.etag} sent: nothing was kept, send the object again"
+                )
             db, container = self.db, self.container
             db.refresh(container)
             if container.completed_at is not None:
                 raise Forbidden(f"recording container {container.name!r} was completed during this upload")
-            obj = db.scalar(select(AxisObject).where(AxisObject.container_id == container.id,
-                                                     AxisObject.name == self.name))
+            obj = db.scalar(
+                select(AxisObject).where(AxisObject.container_id == container.id, AxisObject.name == self.name)
+            )
             replaced = obj.slot if obj is not None else None
             if obj is None:
                 obj = AxisObject(container_id=container.id, name=self.name)
@@ -457,8 +553,9 @@ def _drop_slot(p: VaultContext, tenant: Tenant, container: AxisContainer, slot: 
     p.store.discard(key)
 
 
-def post_object(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, name: str,
-                change: MetaChange) -> None:
+def post_object(
+    p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, name: str, change: MetaChange
+) -> None:
     """POST on an object: its metadata becomes exactly what was sent (Swift replaces the whole set)."""
     obj = find_object(db, container, name)
     if container.completed_at is not None:
@@ -481,8 +578,13 @@ def generated_document(name: str, categories: list[tuple[str, str]]) -> bytes:
     if name == "Capabilities.json":
         doc: object = {
             "Read": {"ReadCategories": True},
-            "Store": {"StoreBookmarks": True, "StoreGNSSTrackRecording": True, "StoreRejectedContent": True,
-                      "StoreSignedVideo": True, "StoreUserIDKey": True},
+            "Store": {
+                "StoreBookmarks": True,
+                "StoreGNSSTrackRecording": True,
+                "StoreRejectedContent": True,
+                "StoreSignedVideo": True,
+                "StoreUserIDKey": True,
+            },
             "StoreAndRead": {"StoreReadSystemID": True},
         }
     else:

@@ -150,11 +150,22 @@ class OffloadOutcome:
 
 
 class CameraAgent:
-    def __init__(self, config: AgentConfig, *, store: DeviceStore, video: VideoSource,
-                 audio: AudioSource | None = None, gps: GpsSource | None = None, signals: Signals | None = None,
-                 clock: Clock = system_clock, recover: bool = True, settings: CameraSettings | None = None,
-                 live: LiveLink | None = None, monotonic: Callable[[], float] | None = None,
-                 dispatch: DispatchLink | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        store: DeviceStore,
+        video: VideoSource,
+        audio: AudioSource | None = None,
+        gps: GpsSource | None = None,
+        signals: Signals | None = None,
+        clock: Clock = system_clock,
+        recover: bool = True,
+        settings: CameraSettings | None = None,
+        live: LiveLink | None = None,
+        monotonic: Callable[[], float] | None = None,
+        dispatch: DispatchLink | None = None,
+    ) -> None:
         """`monotonic`: seconds on a clock that never jumps, to tell a clock jump from a pause (default:
         `time.monotonic` with the system clock, the clock's own `monotonic()` if it has one)."""
         self.config = config
@@ -197,8 +208,9 @@ class CameraAgent:
         if settings is not None:
             self.apply(settings)
         # A camera that died mid-recording finalises what it kept, so that it can be offloaded.
-        self.recovered: list[SignedManifest] = store.recover(
-            territory=self.territory, clock_offset_ms=self.clock_offset_ms) if recover else []
+        self.recovered: list[SignedManifest] = (
+            store.recover(territory=self.territory, clock_offset_ms=self.clock_offset_ms) if recover else []
+        )
         self._check_storage()
 
     # --- settings from the platform ---------------------------------------------------------
@@ -211,8 +223,10 @@ class CameraAgent:
         self.clock_offset_ms = settings.clock_offset_ms
         self.territory = settings.territory
         if settings.clock_drift and (previous is None or not previous.clock_drift):
-            self.signals.warn(f"camera clock off by {settings.clock_offset_ms / 1000:+.1f} s from the platform: "
-                              "recordings are flagged; have the clock set")
+            self.signals.warn(
+                f"camera clock off by {settings.clock_offset_ms / 1000:+.1f} s from the platform: "
+                "recordings are flagged; have the clock set"
+            )
         if self.state is AgentState.RECORDING:
             self._deferred = settings
             return
@@ -236,8 +250,7 @@ class CameraAgent:
         if changed and settings.assignment is not None:
             self.signals.warn(f"camera assigned to {settings.assignment.display_name} ({settings.agent_id})")
         if self.agent_id == UNASSIGNED and (changed or first):
-            self.signals.warn("no agent assigned to this camera: it records as UNASSIGNED "
-                              "(have it checked out to you)")
+            self.signals.warn("no agent assigned to this camera: it records as UNASSIGNED (have it checked out to you)")
 
     # --- the capture loop -------------------------------------------------------------------
 
@@ -268,8 +281,9 @@ class CameraAgent:
                     self._stop_when_full(at)
                     return
         if self._writer is None:
-            self._writer = self._open_writer(at, audio=self.config.record_audio if recording
-                                             else self.config.pre_event_audio)
+            self._writer = self._open_writer(
+                at, audio=self.config.record_audio if recording else self.config.pre_event_audio
+            )
         self._writer.add_video(frame, at)
 
     def run_for(self, seconds: float) -> None:
@@ -288,9 +302,17 @@ class CameraAgent:
                 self.audio.stop()
         self._writer_audio = audio
         agent_id = self._recording.header.agent_id if self._recording is not None else self.agent_id
-        return SegmentWriter(0, at, width=self.video.width, height=self.video.height, fps=self.video.fps,
-                             agent_id=agent_id, camera_id=self.config.camera_id, audio=audio,
-                             sample_rate=self.audio.sample_rate if self.audio is not None else 48_000)
+        return SegmentWriter(
+            0,
+            at,
+            width=self.video.width,
+            height=self.video.height,
+            fps=self.video.fps,
+            agent_id=agent_id,
+            camera_id=self.config.camera_id,
+            audio=audio,
+            sample_rate=self.audio.sample_rate if self.audio is not None else 48_000,
+        )
 
     def _feed_audio(self, until: datetime) -> None:
         if self._writer is None or self.audio is None or not self._writer_audio:
@@ -318,8 +340,9 @@ class CameraAgent:
             return  # already out of room: the caller stops the recording
         fixes, self._pending_fixes = self._pending_fixes, []
         try:
-            self._recording.add_segment(segment.data, segment.started_at, segment.duration_s, notice=self._notice,
-                                        fixes=fixes)
+            self._recording.add_segment(
+                segment.data, segment.started_at, segment.duration_s, notice=self._notice, fixes=fixes
+            )
         except StorageFull as exc:  # nothing written: the caller stops the recording, finalised, at once
             self._pending_fixes = fixes + self._pending_fixes
             self._full = str(exc)
@@ -343,8 +366,11 @@ class CameraAgent:
             return
         free = usage.free_bytes
         assert free is not None
-        low = (self.config.storage_low_bytes if self.config.storage_low_bytes is not None
-               else int(usage.budget_bytes * STORAGE_LOW_FRACTION))
+        low = (
+            self.config.storage_low_bytes
+            if self.config.storage_low_bytes is not None
+            else int(usage.budget_bytes * STORAGE_LOW_FRACTION)
+        )
         spare = max(0, free - low)
         self.buffer.limit(spare if spare < self.buffer.max_bytes else None)
         if not self.buffer.enabled and self.state is AgentState.STANDBY and self._writer is not None:
@@ -352,14 +378,17 @@ class CameraAgent:
             self._writer = None
         was_low, self.storage_low = self.storage_low, free <= low
         if self.storage_low and not was_low:
-            self.signals.warn(f"storage low: {_mb(free)} left of {_mb(usage.budget_bytes)}; recordings not yet "
-                              "offloaded are kept, the pre-event buffer is off, recording still works until the "
-                              "storage is full: dock the camera to offload")
+            self.signals.warn(
+                f"storage low: {_mb(free)} left of {_mb(usage.budget_bytes)}; recordings not yet "
+                "offloaded are kept, the pre-event buffer is off, recording still works until the "
+                "storage is full: dock the camera to offload"
+            )
             self.signals.vibrate(Vibration.ATTENTION)
             if self.state is AgentState.STANDBY:
                 self.signals.led(Led.ATTENTION)
-            self.store.log_event("storage.low", free_bytes=free, budget_bytes=usage.budget_bytes,
-                                 pending=len(self.store.pending()))
+            self.store.log_event(
+                "storage.low", free_bytes=free, budget_bytes=usage.budget_bytes, pending=len(self.store.pending())
+            )
         elif was_low and not self.storage_low:
             self.store.log_event("storage.ok", free_bytes=free, budget_bytes=usage.budget_bytes)
             if self.state is AgentState.STANDBY:
@@ -374,8 +403,10 @@ class CameraAgent:
             self._writer = None
         rid = self._recording.recording_id
         kept = len(self._recording.segments)
-        self.signals.warn(f"storage full: recording {rid} stopped at {now:%H:%M:%S} UTC with {kept} segment(s) "
-                          "kept; nothing was overwritten or deleted: dock the camera to offload")
+        self.signals.warn(
+            f"storage full: recording {rid} stopped at {now:%H:%M:%S} UTC with {kept} segment(s) "
+            "kept; nothing was overwritten or deleted: dock the camera to offload"
+        )
         self.signals.vibrate(Vibration.ATTENTION)
         self.store.log_event("storage.full", recording=rid, segments_kept=kept, detail=reason)
         signed = self._finish(now)
@@ -414,11 +445,17 @@ class CameraAgent:
         self._standby_fixes.clear()
         rid = self.recording_id
         continued: str | None = None
-        if self.state is AgentState.RECORDING and self._recording is not None and (
-                self._writer is not None or self._recording.segments):
+        if (
+            self.state is AgentState.RECORDING
+            and self._recording is not None
+            and (self._writer is not None or self._recording.segments)
+        ):
             continued = self._continue_after_jump(jump_s, at, before_ms)
-            what = (f"recording {rid} closed and continued as {continued}, no frame lost" if continued
-                    else f"recording {rid} closed (storage full)")
+            what = (
+                f"recording {rid} closed and continued as {continued}, no frame lost"
+                if continued
+                else f"recording {rid} closed (storage full)"
+            )
         elif self.state is AgentState.STANDBY:
             if self._writer is not None:
                 self._writer.abort()
@@ -429,13 +466,24 @@ class CameraAgent:
             what = "the recording had not stored anything yet: it goes on"
         self.clock_jumps.append(ClockJump(at, jump_s, rid, continued))
         offset = "unknown" if self.clock_offset_ms is None else f"{self.clock_offset_ms / 1000:+.1f} s"
-        self.signals.warn(f"camera clock jumped {jump_s:+.1f} s at {at:%Y-%m-%d %H:%M:%S} UTC: {what}; clock offset "
-                          f"from the platform now {offset}"
-                          + ("; recordings are flagged: have the clock set" if self.clock_offset_ms is not None
-                             and abs(self.clock_offset_ms) > DRIFT_FLAG_MS else ""))
+        self.signals.warn(
+            f"camera clock jumped {jump_s:+.1f} s at {at:%Y-%m-%d %H:%M:%S} UTC: {what}; clock offset "
+            f"from the platform now {offset}"
+            + (
+                "; recordings are flagged: have the clock set"
+                if self.clock_offset_ms is not None and abs(self.clock_offset_ms) > DRIFT_FLAG_MS
+                else ""
+            )
+        )
         self.signals.vibrate(Vibration.ATTENTION)
-        self.store.log_event("clock.jump", at=at.isoformat(), jump_ms=jump_ms, recording=rid, continued_as=continued,
-                             clock_offset_ms=self.clock_offset_ms)
+        self.store.log_event(
+            "clock.jump",
+            at=at.isoformat(),
+            jump_ms=jump_ms,
+            recording=rid,
+            continued_as=continued,
+            clock_offset_ms=self.clock_offset_ms,
+        )
 
     def _continue_after_jump(self, jump_s: float, at: datetime, offset_before_ms: int | None) -> str | None:
         """Close the recording on the old clock (finalised, signed) and carry on in a new one."""
@@ -453,9 +501,15 @@ class CameraAgent:
         detail = f"continues {old.recording_id} after the camera clock jumped {jump_s:+.1f} s"
         if old.header.trigger_detail:
             detail = f"{old.header.trigger_detail}; {detail}"
-        header = RecordingHeader(recording_id=f"rec-{uuid.uuid4().hex[:16]}", camera_id=self.config.camera_id,
-                                 agent_id=old.header.agent_id, trigger=old.header.trigger, trigger_detail=detail[:500],
-                                 triggered_at=at, pre_event_buffer_s=0)
+        header = RecordingHeader(
+            recording_id=f"rec-{uuid.uuid4().hex[:16]}",
+            camera_id=self.config.camera_id,
+            agent_id=old.header.agent_id,
+            trigger=old.header.trigger,
+            trigger_detail=detail[:500],
+            triggered_at=at,
+            pre_event_buffer_s=0,
+        )
         self._recording = self.store.begin(header)
         self._outside = False
         return header.recording_id
@@ -486,24 +540,37 @@ class CameraAgent:
 
     # --- the wearer's and the inputs' actions ----------------------------------------------------
 
-    def start_recording(self, trigger: Trigger = Trigger.INCIDENT, *, notice: Notice | None = None,
-                        detail: str | None = None) -> str:
+    def start_recording(
+        self, trigger: Trigger = Trigger.INCIDENT, *, notice: Notice | None = None, detail: str | None = None
+    ) -> str:
         """Start recording now; the pre-event buffer becomes the start of the recording."""
         if self.state is AgentState.RECORDING:
             assert self._recording is not None
             return self._recording.recording_id
         now = self.clock()
         if notice is None:
-            notice = self.config.button_notice if trigger is not Trigger.AUTOMATIC else Notice.not_told(
-                NotInformedReason.CIRCUMSTANCES, f"automatic start ({detail or 'input'}): not confirmed by the wearer")
+            notice = (
+                self.config.button_notice
+                if trigger is not Trigger.AUTOMATIC
+                else Notice.not_told(
+                    NotInformedReason.CIRCUMSTANCES,
+                    f"automatic start ({detail or 'input'}): not confirmed by the wearer",
+                )
+            )
         if self._writer is not None:
             self._feed_audio(now)
             self.buffer.push(self._close_writer(), now)
         self._check_storage()  # what the store cannot spare of the buffer goes now, before anything is written
         pre_event = self.buffer.take(now)
-        header = RecordingHeader(recording_id=f"rec-{uuid.uuid4().hex[:16]}", camera_id=self.config.camera_id,
-                                 agent_id=self.agent_id, trigger=trigger, trigger_detail=detail,
-                                 triggered_at=now, pre_event_buffer_s=self.config.pre_event_s)
+        header = RecordingHeader(
+            recording_id=f"rec-{uuid.uuid4().hex[:16]}",
+            camera_id=self.config.camera_id,
+            agent_id=self.agent_id,
+            trigger=trigger,
+            trigger_detail=detail,
+            triggered_at=now,
+            pre_event_buffer_s=self.config.pre_event_s,
+        )
         self._recording = self.store.begin(header)
         self._notice = notice
         self.state = AgentState.RECORDING
@@ -515,8 +582,9 @@ class CameraAgent:
         self._gps_schedule.reset()
         self._poll_gps(now)  # the place of collection, now
         self._indicator.start(now)  # the light and the beep first: the people filmed see it at once
-        self.signals.vibrate(Vibration.AUTOMATIC_TRIGGER if trigger is Trigger.AUTOMATIC
-                             else Vibration.RECORDING_STARTED)
+        self.signals.vibrate(
+            Vibration.AUTOMATIC_TRIGGER if trigger is Trigger.AUTOMATIC else Vibration.RECORDING_STARTED
+        )
         if self.agent_id == UNASSIGNED:
             self.signals.warn("recording as UNASSIGNED: no agent is checked out with this camera")
         for segment in pre_event:
@@ -559,8 +627,9 @@ class CameraAgent:
         signed: SignedManifest | None = None
         try:
             if recording.segments:
-                signed = recording.finalise(notice=self._notice, clock_offset_ms=self.clock_offset_ms,
-                                            outside_territory=self._outside)
+                signed = recording.finalise(
+                    notice=self._notice, clock_offset_ms=self.clock_offset_ms, outside_territory=self._outside
+                )
             else:
                 self.store.log_event("recording.empty", recording=recording.recording_id)
         finally:
@@ -613,13 +682,20 @@ class CameraAgent:
             rid = self.recording_id
         else:
             # A threat is presumed (R241-11): nobody stops to announce the camera.
-            rid = self.start_recording(Trigger.LIVE_REQUEST, detail="live button (double press)", notice=Notice.not_told(
-                NotInformedReason.CIRCUMSTANCES, "live request (threat): not confirmed by the wearer"))
+            rid = self.start_recording(
+                Trigger.LIVE_REQUEST,
+                detail="live button (double press)",
+                notice=Notice.not_told(
+                    NotInformedReason.CIRCUMSTANCES, "live request (threat): not confirmed by the wearer"
+                ),
+            )
         if self.live is None:
             # Honest to the wearer: a camera without a platform link cannot reach the CSU.
             self.signals.vibrate(Vibration.ATTENTION)
-            self.signals.warn("live request: the camera records, but live transmission is not available on this "
-                              "camera (no platform link): call the CSU by radio")
+            self.signals.warn(
+                "live request: the camera records, but live transmission is not available on this "
+                "camera (no platform link): call the CSU by radio"
+            )
         return rid
 
     def _live_tick(self, frame) -> None:  # the captured picture (RGB array)
@@ -651,9 +727,10 @@ class CameraAgent:
             self.signals.warn("live link restored: the CSU sees and hears you again")
         elif event.kind == "failed":
             self.signals.vibrate(Vibration.ATTENTION)
-            self.signals.warn(f"live transmission: {event.data.get('why')}"
-                              + (": the camera records; call the CSU by radio" if event.data.get("final", True)
-                                 else ""))
+            self.signals.warn(
+                f"live transmission: {event.data.get('why')}"
+                + (": the camera records; call the CSU by radio" if event.data.get("final", True) else "")
+            )
 
     # --- docked ----------------------------------------------------------------------------
 
@@ -665,27 +742,44 @@ class CameraAgent:
         outcome = OffloadOutcome()
         self.signals.led(Led.OFFLOADING)
         for rid in self.store.pending():
-            send = vault.offload if progress is None else (
-                lambda signed, segments, rid=rid, **kw: vault.offload(signed, segments,
-                                                                      progress=lambda n: progress(rid, n), **kw))
+            send = (
+                vault.offload
+                if progress is None
+                else (
+                    lambda signed, segments, rid=rid, **kw: vault.offload(
+                        signed, segments, progress=lambda n: progress(rid, n), **kw
+                    )
+                )
+            )
             try:
                 outcome.record(rid, self.store.hand_over(rid, send), self.store)
             except ReceiptRejected as exc:  # not a network failure: an incident (logged by the store)
                 outcome.kept[rid] = f"{type(exc).__name__}: {exc}"
-                self.signals.warn(f"the vault's receipt for {rid} was rejected ({exc}): the recording stays on "
-                                  "the camera; report this incident")
+                self.signals.warn(
+                    f"the vault's receipt for {rid} was rejected ({exc}): the recording stays on "
+                    "the camera; report this incident"
+                )
                 self.signals.vibrate(Vibration.ATTENTION)
             except (OffloadError, StoreError, httpx.HTTPError) as exc:
                 outcome.kept[rid] = f"{type(exc).__name__}: {exc}"
             if rid in outcome.deleted:
-                self.signals.warn(f"{rid} was deleted by the vault ({outcome.deleted[rid].reason}) before its upload "
-                                  "ended: signed certificate checked, local copy deleted")
+                self.signals.warn(
+                    f"{rid} was deleted by the vault ({outcome.deleted[rid].reason}) before its upload "
+                    "ended: signed certificate checked, local copy deleted"
+                )
             if rid in outcome.quarantined:
-                self.signals.warn(f"{rid}: damaged segment(s) {', '.join(outcome.quarantined[rid])} kept in the "
-                                  "camera's quarantine; the other segments are in the vault")
+                self.signals.warn(
+                    f"{rid}: damaged segment(s) {', '.join(outcome.quarantined[rid])} kept in the "
+                    "camera's quarantine; the other segments are in the vault"
+                )
         self._check_storage()  # room came back with every local copy deleted
-        self.signals.led(Led.ATTENTION if outcome.kept or outcome.quarantined or self.storage_low else
-                         Led.RECORDING if self.state is AgentState.RECORDING else Led.STANDBY)
+        self.signals.led(
+            Led.ATTENTION
+            if outcome.kept or outcome.quarantined or self.storage_low
+            else Led.RECORDING
+            if self.state is AgentState.RECORDING
+            else Led.STANDBY
+        )
         return outcome
 
 

@@ -34,8 +34,13 @@ def byte_budget(seconds: float, bitrate_bps: int) -> int:
 
 
 class PreEventBuffer:
-    def __init__(self, seconds: float = DEFAULT_PRE_EVENT_S, *, bitrate_bps: int = DEFAULT_BITRATE_BPS,
-                 max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        seconds: float = DEFAULT_PRE_EVENT_S,
+        *,
+        bitrate_bps: int = DEFAULT_BITRATE_BPS,
+        max_bytes: int | None = None,
+    ) -> None:
         if not 0 <= seconds <= MAX_PRE_EVENT_S:
             raise ValueError(f"the pre-event buffer is 0 to {MAX_PRE_EVENT_S:g} s, not {seconds:g}")
         if bitrate_bps <= 0:
@@ -100,7 +105,8 @@ class PreEventBuffer:
     def _trim(self, now: datetime | None) -> None:
         horizon = None if now is None else now - timedelta(seconds=self.seconds)
         bound = self.bound
-        while self._segments and ((horizon is not None and self._segments[0].started_at < horizon)
-                                  or self._bytes > bound):
+        while self._segments and (
+            (horizon is not None and self._segments[0].started_at < horizon) or self._bytes > bound
+        ):
             self._bytes -= self._segments.popleft().size
             self.evicted += 1

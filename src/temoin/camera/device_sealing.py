@@ -1,7 +1,8 @@
 """Sealing on the device: each segment and each checkpoint's GPS fixes, encrypted under the recording's data key.
 
 AES-256-GCM in `temoin.evidence.crypto`'s blob format; `_open` is the only way back to plaintext, used to
-verify a prefix and to read segments back for hand-over. One place, so that what decrypts on the camera stays easy to audit.
+verify a prefix and to read segments back for hand-over. One place, so that what decrypts on the camera stays
+easy to audit.
 """
 
 from __future__ import annotations

@@ -134,8 +134,15 @@ Sender = Callable[..., SignedReceipt]
 
 
 class DeviceStore:
-    def __init__(self, root: Path, keys: DeviceKeys, platform_keys: bytes | PlatformTrust | None,
-                 clock: Callable[[], datetime], *, budget_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        keys: DeviceKeys,
+        platform_keys: bytes | PlatformTrust | None,
+        clock: Callable[[], datetime],
+        *,
+        budget_bytes: int | None = None,
+    ) -> None:
         """`platform_keys`: the camera's trusted platform keys (following rotations), one pinned key (raw), or
         None (not enrolled: nothing can be handed over)."""
         if budget_bytes is not None and budget_bytes <= 0:
@@ -158,8 +165,13 @@ class DeviceStore:
 
     def _followed(self, keys: list, source: str) -> None:
         """A platform key rotation the camera followed: a change of what it trusts, kept in its log."""
-        self.log_event("platform_key.followed", keys=[k.id for k in keys], fingerprints=[k.fingerprint for k in keys],
-                       endorsed_by=[k.endorsed_by for k in keys], source=source)
+        self.log_event(
+            "platform_key.followed",
+            keys=[k.id for k in keys],
+            fingerprints=[k.fingerprint for k in keys],
+            endorsed_by=[k.endorsed_by for k in keys],
+            source=source,
+        )
 
     # --- room on the device ---------------------------------------------------------------------
 
@@ -169,8 +181,10 @@ class DeviceStore:
     def reserve(self, size: int, *, what: str = "write") -> None:
         """Raise `StorageFull` unless `size` more bytes fit in the budget (nothing is written here)."""
         if self.budget_bytes is not None and self._used + size > self.budget_bytes:
-            raise StorageFull(f"{what} needs {size} bytes, {max(0, self.budget_bytes - self._used)} left of the "
-                              f"{self.budget_bytes}-byte budget: kept what is stored, deleted nothing")
+            raise StorageFull(
+                f"{what} needs {size} bytes, {max(0, self.budget_bytes - self._used)} left of the "
+                f"{self.budget_bytes}-byte budget: kept what is stored, deleted nothing"
+            )
 
     def write(self, path: Path, data: bytes) -> None:
         """Atomic write of a file of this store, counted against the budget."""
@@ -182,15 +196,26 @@ class DeviceStore:
         self._used += len(data) - old
 
     def _scan(self) -> int:
-        return sum(f.stat().st_size for base in (self.recordings_dir, self.receipts_dir, self.quarantine_dir)
-                   for f in base.rglob("*") if f.is_file())
+        return sum(
+            f.stat().st_size
+            for base in (self.recordings_dir, self.receipts_dir, self.quarantine_dir)
+            for f in base.rglob("*")
+            if f.is_file()
+        )
 
     # --- the device's incident log --------------------------------------------------------------
 
     def log_event(self, event: str, **details: object) -> None:
         """Append one entry to `events.jsonl` (fsynced): what the wearer was warned of, kept for later."""
-        line = json.dumps({"at": self.clock().isoformat(), "event": event, **details}, default=str,
-                          ensure_ascii=False, sort_keys=True) + "\n"
+        line = (
+            json.dumps(
+                {"at": self.clock().isoformat(), "event": event, **details},
+                default=str,
+                ensure_ascii=False,
+                sort_keys=True,
+            )
+            + "\n"
+        )
         fd = os.open(self.root / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line.encode())
@@ -239,8 +264,11 @@ class DeviceStore:
 
     def unfinished(self) -> list[str]:
         """Recordings cut by a crash (not the one being written now)."""
-        return [r for r in self.recording_ids()
-                if r not in self._open and not (self.recordings_dir / r / MANIFEST_FILE).exists()]
+        return [
+            r
+            for r in self.recording_ids()
+            if r not in self._open and not (self.recordings_dir / r / MANIFEST_FILE).exists()
+        ]
 
     def verify(self, recording_id: str) -> Prefix:
         return verify_prefix(self.folder(recording_id), self.public_key, self._storage_key)
@@ -301,8 +329,10 @@ class DeviceStore:
         elif (folder / MANIFEST_FILE).exists():
             signed, lost = damaged_segments(folder, self.public_key)
             if not lost or len(lost) == len(signed.manifest.segments):
-                raise StoreError(f"recording {recording_id} does not verify and no segment of it can be sent "
-                                 f"({prefix.problems}): kept for examination")
+                raise StoreError(
+                    f"recording {recording_id} does not verify and no segment of it can be sent "
+                    f"({prefix.problems}): kept for examination"
+                )
         else:
             raise StoreError(f"recording {recording_id} is not finalised or does not verify: {prefix.problems}")
         try:
@@ -318,15 +348,24 @@ class DeviceStore:
             raise self._rejected(recording_id, f"recording {recording_id}: {exc}") from exc
         checked = self.platform_keys.check_receipt(receipt)
         if isinstance(checked, str):
-            raise self._rejected(recording_id, f"recording {recording_id}: the receipt is not signed by the platform "
-                                               f"({checked}): kept")
-        if (not receipt.matches(signed.manifest) or receipt.receipt.camera_id != signed.manifest.camera_id
-                or not set(receipt.receipt.lost_segments) <= set(lost)):
-            raise self._rejected(recording_id, f"recording {recording_id}: the receipt describes another recording: "
-                                               "kept")
+            raise self._rejected(
+                recording_id, f"recording {recording_id}: the receipt is not signed by the platform ({checked}): kept"
+            )
+        if (
+            not receipt.matches(signed.manifest)
+            or receipt.receipt.camera_id != signed.manifest.camera_id
+            or not set(receipt.receipt.lost_segments) <= set(lost)
+        ):
+            raise self._rejected(
+                recording_id, f"recording {recording_id}: the receipt describes another recording: kept"
+            )
         if lost:
-            self._quarantine(recording_id, lost, "damaged on the camera: its file no longer matches its signed "
-                                                 "checkpoint; the vault stores the other segments")
+            self._quarantine(
+                recording_id,
+                lost,
+                "damaged on the camera: its file no longer matches its signed "
+                "checkpoint; the vault stores the other segments",
+            )
         self.write(self.receipts_dir / f"{recording_id}.json", receipt.model_dump_json().encode())
         self._erase(recording_id)
         return receipt
@@ -336,11 +375,17 @@ class DeviceStore:
         assert self.platform_keys is not None
         checked = check_deletion(certificate, self.platform_keys, signed)
         if isinstance(checked, str):
-            raise self._rejected(recording_id, f"recording {recording_id}: the vault says it deleted it, but {checked}: "
-                                               "kept")
+            raise self._rejected(
+                recording_id, f"recording {recording_id}: the vault says it deleted it, but {checked}: kept"
+            )
         self.write(self.receipts_dir / f"{recording_id}.deleted.json", json.dumps(certificate).encode())
-        self.log_event("recording.deleted_by_vault", recording=recording_id, reason=checked.reason,
-                       certificate_id=checked.certificate_id, deleted_at=checked.deleted_at)
+        self.log_event(
+            "recording.deleted_by_vault",
+            recording=recording_id,
+            reason=checked.reason,
+            certificate_id=checked.certificate_id,
+            deleted_at=checked.deleted_at,
+        )
         self._erase(recording_id)
         return checked
 
@@ -361,10 +406,17 @@ class DeviceStore:
         for name in names:
             if (source / name).exists():
                 self.write(target / name, (source / name).read_bytes())
-        self.write(target / "damaged.json", json.dumps({"recording_id": recording_id, "segments": damaged,
-                                                        "why": why}).encode())
-        self.log_event("segments.quarantined", recording=recording_id, segments=damaged,
-                       files=[segment_file(i) for i in damaged], detail=why)
+        self.write(
+            target / "damaged.json",
+            json.dumps({"recording_id": recording_id, "segments": damaged, "why": why}).encode(),
+        )
+        self.log_event(
+            "segments.quarantined",
+            recording=recording_id,
+            segments=damaged,
+            files=[segment_file(i) for i in damaged],
+            detail=why,
+        )
 
     def _rejected(self, recording_id: str, why: str) -> ReceiptRejected:
         """A receipt that proves nothing is an incident (a forged vault, a replay, a vault bug): logged."""

@@ -126,8 +126,16 @@ def _unwrap(folder: Path, storage_key: bytes, recording_id: str, out: Prefix) ->
         return None
 
 
-def _check_segment(folder: Path, index: int, public_key: bytes, header: RecordingHeader, header_digest: str,
-                   previous: bytes | None, data_key: bytes | None, out: Prefix) -> str | None:
+def _check_segment(
+    folder: Path,
+    index: int,
+    public_key: bytes,
+    header: RecordingHeader,
+    header_digest: str,
+    previous: bytes | None,
+    data_key: bytes | None,
+    out: Prefix,
+) -> str | None:
     try:
         signed = SignedCheckpoint.model_validate_json((folder / checkpoint_file(index)).read_bytes())
     except ValidationError as exc:
@@ -162,8 +170,9 @@ def _check_segment(folder: Path, index: int, public_key: bytes, header: Recordin
 
 
 def _check_leftovers(folder: Path, verified: int, out: Prefix) -> None:
-    later = sorted(p.name for p in folder.glob("seg-*")
-                   if (index := _index_of(p.name)) is not None and index > verified)
+    later = sorted(
+        p.name for p in folder.glob("seg-*") if (index := _index_of(p.name)) is not None and index > verified
+    )
     if later:
         # Segments after a gap: one in the middle was removed or damaged.
         out.problems.append(f"files after the verified prefix (segment {verified} breaks it): {later[:5]}")
@@ -201,12 +210,16 @@ def quarantined_in(root: Path) -> list[Quarantined]:
     folder = Path(root) / QUARANTINE_DIR
     if not folder.exists():
         return []
-    return [Quarantined(d.name, d, sorted(f.name for f in d.glob("seg-*.enc")))
-            for d in sorted(folder.iterdir()) if d.is_dir()]
+    return [
+        Quarantined(d.name, d, sorted(f.name for f in d.glob("seg-*.enc")))
+        for d in sorted(folder.iterdir())
+        if d.is_dir()
+    ]
 
 
-def check_deletion(certificate: dict, platform_keys: bytes | PlatformTrust,
-                   signed: SignedManifest) -> VaultDeletion | str:
+def check_deletion(
+    certificate: dict, platform_keys: bytes | PlatformTrust, signed: SignedManifest
+) -> VaultDeletion | str:
     """The vault's deletion certificate for this recording, verified with a platform key trusted and valid when
     it says the recording was deleted; or why it proves nothing."""
     trust = PlatformTrust.of(platform_keys)
@@ -221,12 +234,17 @@ def check_deletion(certificate: dict, platform_keys: bytes | PlatformTrust,
     if isinstance(checked, str):
         return f"the deletion statement is not signed by the pinned platform key or one it endorsed ({checked})"
     m = signed.manifest
-    if (not isinstance(statement, dict) or statement.get("schema") != DELETION_SCHEMA
-            or statement.get("recording_id") != m.recording_id or statement.get("camera_id") != m.camera_id
-            or statement.get("manifest_sha256") != signed.digest()):
+    if (
+        not isinstance(statement, dict)
+        or statement.get("schema") != DELETION_SCHEMA
+        or statement.get("recording_id") != m.recording_id
+        or statement.get("camera_id") != m.camera_id
+        or statement.get("manifest_sha256") != signed.digest()
+    ):
         return "the deletion statement describes another recording"
-    return VaultDeletion(m.recording_id, str(statement.get("reason")), int(certificate.get("id") or 0),
-                         str(statement.get("deleted_at")))
+    return VaultDeletion(
+        m.recording_id, str(statement.get("reason")), int(certificate.get("id") or 0), str(statement.get("deleted_at"))
+    )
 
 
 def damaged_segments(folder: Path, device_public_key: bytes) -> tuple[SignedManifest, list[int]]:
@@ -241,15 +259,20 @@ def damaged_segments(folder: Path, device_public_key: bytes) -> tuple[SignedMani
     except (FileNotFoundError, ValidationError) as exc:
         raise StoreError(f"recording {folder.name}: header or manifest missing or malformed ({exc}): kept") from None
     header = signed_header.header
-    if (not signed_header.verify(device_public_key) or not signed.verify(device_public_key)
-            or header.recording_id != folder.name or signed.manifest.recording_id != folder.name
-            or signed.manifest.camera_id != header.camera_id):
+    if (
+        not signed_header.verify(device_public_key)
+        or not signed.verify(device_public_key)
+        or header.recording_id != folder.name
+        or signed.manifest.recording_id != folder.name
+        or signed.manifest.camera_id != header.camera_id
+    ):
         raise StoreError(f"recording {folder.name}: its header or manifest does not verify: kept for examination")
     out, damaged, previous = Prefix(folder, header), [], None
     for entry in signed.manifest.segments:
         if (folder / checkpoint_file(entry.index)).exists():
-            problem = _check_segment(folder, entry.index, device_public_key, header, signed_header.digest(),
-                                     previous, None, out)
+            problem = _check_segment(
+                folder, entry.index, device_public_key, header, signed_header.digest(), previous, None, out
+            )
         else:
             problem = "checkpoint missing"
         if problem or out.checkpoints[-1].segment != entry:

@@ -62,29 +62,60 @@ class RecordingWriter:
     def segments(self) -> list[SegmentEntry]:
         return list(self._entries)
 
-    def add_segment(self, data: bytes, started_at: datetime, duration_s: float, *, notice: Notice,
-                    fixes: Sequence[GpsFix] = ()) -> SegmentEntry:
+    def add_segment(
+        self, data: bytes, started_at: datetime, duration_s: float, *, notice: Notice, fixes: Sequence[GpsFix] = ()
+    ) -> SegmentEntry:
         """Seal and write the next segment, then its signed checkpoint (both atomic, fsynced)."""
         self._check_open()
         index = len(self._entries)
         stored = _seal(self._data_key, data)
         # Under a budget, the segment must fit with its checkpoint and the (grown) manifest to come.
-        self.store.reserve(len(stored) + CHECKPOINT_RESERVE + RESERVE_PER_FIX * len(fixes) + MANIFEST_RESERVE
-                           + RESERVE_PER_SEGMENT * (index + 1) + RESERVE_PER_FIX * (len(self._fixes) + len(fixes)),
-                           what=f"segment {index} of {self.recording_id}")
+        self.store.reserve(
+            len(stored)
+            + CHECKPOINT_RESERVE
+            + RESERVE_PER_FIX * len(fixes)
+            + MANIFEST_RESERVE
+            + RESERVE_PER_SEGMENT * (index + 1)
+            + RESERVE_PER_FIX * (len(self._fixes) + len(fixes)),
+            what=f"segment {index} of {self.recording_id}",
+        )
         self.store.write(self.folder / segment_file(index), stored)
         return self._checkpoint(index, data, stored, started_at, duration_s, notice, fixes)
 
-    def _checkpoint(self, index: int, data: bytes, stored: bytes, started_at: datetime, duration_s: float,
-                    notice: Notice, fixes: Sequence[GpsFix]) -> SegmentEntry:
+    def _checkpoint(
+        self,
+        index: int,
+        data: bytes,
+        stored: bytes,
+        started_at: datetime,
+        duration_s: float,
+        notice: Notice,
+        fixes: Sequence[GpsFix],
+    ) -> SegmentEntry:
         digest = hashlib.sha256(data).digest()
-        link = first_link(self.recording_id, digest) if index == 0 else next_link(
-            bytes.fromhex(self._entries[-1].chain), digest)
-        entry = SegmentEntry(index=index, size=len(data), sha256=digest.hex(), chain=link.hex(),
-                             started_at=started_at, duration_s=duration_s)
-        ckpt = Checkpoint(recording_id=self.recording_id, header_sha256=self._header_digest, segment=entry,
-                          stored_sha256=hashlib.sha256(stored).hexdigest(), stored_size=len(stored), notice=notice,
-                          gps_sealed=_seal_fixes(self._data_key, fixes), written_at=self.store.clock())
+        link = (
+            first_link(self.recording_id, digest)
+            if index == 0
+            else next_link(bytes.fromhex(self._entries[-1].chain), digest)
+        )
+        entry = SegmentEntry(
+            index=index,
+            size=len(data),
+            sha256=digest.hex(),
+            chain=link.hex(),
+            started_at=started_at,
+            duration_s=duration_s,
+        )
+        ckpt = Checkpoint(
+            recording_id=self.recording_id,
+            header_sha256=self._header_digest,
+            segment=entry,
+            stored_sha256=hashlib.sha256(stored).hexdigest(),
+            stored_size=len(stored),
+            notice=notice,
+            gps_sealed=_seal_fixes(self._data_key, fixes),
+            written_at=self.store.clock(),
+        )
         signed = SignedCheckpoint.sign(ckpt, self.store.signing_key)
         self.store.write(self.folder / checkpoint_file(index), _dump(signed))
         self._entries.append(entry)
@@ -93,8 +124,9 @@ class RecordingWriter:
         return entry
 
     @classmethod
-    def resume(cls, store: DeviceStore, signed_header: SignedHeader, data_key: bytes,
-               checkpoints: Sequence[Checkpoint]) -> RecordingWriter:
+    def resume(
+        cls, store: DeviceStore, signed_header: SignedHeader, data_key: bytes, checkpoints: Sequence[Checkpoint]
+    ) -> RecordingWriter:
         """Continue a recording from its verified checkpoints (after a crash)."""
         writer = cls(store, signed_header, data_key)
         for ckpt in checkpoints:
@@ -121,8 +153,14 @@ class RecordingWriter:
         self._checkpoint(index, data, stored, started, _probe_duration(data), notice, ())
         return True
 
-    def finalise(self, *, notice: Notice | None = None, ended_at: datetime | None = None,
-                 clock_offset_ms: int | None = None, outside_territory: bool = False) -> SignedManifest:
+    def finalise(
+        self,
+        *,
+        notice: Notice | None = None,
+        ended_at: datetime | None = None,
+        clock_offset_ms: int | None = None,
+        outside_territory: bool = False,
+    ) -> SignedManifest:
         """Build the manifest from the checkpointed entries (`build_manifest`), sign it, write it.
 
         The entries were computed from the plaintext as each segment was written (or, after a
@@ -134,12 +172,21 @@ class RecordingWriter:
         notice = notice or self.notice
         assert notice is not None
         manifest = build_manifest(
-            recording_id=self.recording_id, camera_id=self.header.camera_id, agent_id=self.header.agent_id,
-            entries=self._entries, trigger=self.header.trigger, trigger_detail=self.header.trigger_detail,
-            persons_informed=notice.persons_informed, not_informed_reason=notice.not_informed_reason,
-            not_informed_detail=notice.not_informed_detail, gps_track=self._fixes,
+            recording_id=self.recording_id,
+            camera_id=self.header.camera_id,
+            agent_id=self.header.agent_id,
+            entries=self._entries,
+            trigger=self.header.trigger,
+            trigger_detail=self.header.trigger_detail,
+            persons_informed=notice.persons_informed,
+            not_informed_reason=notice.not_informed_reason,
+            not_informed_detail=notice.not_informed_detail,
+            gps_track=self._fixes,
             pre_event_buffer_s=_pre_event(self.header.triggered_at, self._entries[0].started_at),
-            clock_offset_ms=clock_offset_ms, outside_territory=outside_territory, ended_at=ended_at)
+            clock_offset_ms=clock_offset_ms,
+            outside_territory=outside_territory,
+            ended_at=ended_at,
+        )
         signed = SignedManifest.sign(manifest, self.store.signing_key)
         self.store.write(self.folder / MANIFEST_FILE, _dump(signed))
         self.closed = True

@@ -67,12 +67,14 @@ COMPASS_FR = ("nord", "nord-est", "est", "sud-est", "sud", "sud-ouest", "ouest",
 
 # --- geometry ---------------------------------------------------------------------------------------
 
+
 def compass_fr(bearing: float) -> str:
     """The eight points of the compass, in French, as a wearer reads them."""
     return COMPASS_FR[round((bearing % 360.0) / 45.0) % 8]
 
 
 # --- what the wearer is told ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Order:
@@ -91,20 +93,29 @@ class Order:
         who = view.get("for_agent") or {}
         name, number = who.get("name"), who.get("agent")
         label = f"{name} ({number})" if name and number else (name or number or "un agent")
-        return cls(id=view["order_id"], session_id=view["session_id"], state=view["state"],
-                   target_lat=float(view["target"]["lat"]), target_lon=float(view["target"]["lon"]),
-                   for_agent=label, distance_m=view.get("distance_m"), note=view.get("note"), data=view)
+        return cls(
+            id=view["order_id"],
+            session_id=view["session_id"],
+            state=view["state"],
+            target_lat=float(view["target"]["lat"]),
+            target_lon=float(view["target"]["lon"]),
+            for_agent=label,
+            distance_m=view.get("distance_m"),
+            note=view.get("note"),
+            data=view,
+        )
 
     def message(self, here: GpsFix | None) -> str:
-        """"Renfort demandé : <agent> à <distance> m, <direction>", from where the wearer stands (straight
+        """ "Renfort demandé : <agent> à <distance> m, <direction>", from where the wearer stands (straight
         line: what someone on foot steers by); the platform's estimate when the camera has no fix."""
         if here is not None:
             distance = ground_distance_m(here.lat, here.lon, self.target_lat, self.target_lon)
             direction = compass_fr(bearing_deg(here.lat, here.lon, self.target_lat, self.target_lon))
             text = f"Renfort demandé : {self.for_agent} à {_rounded(distance)} m, {direction}"
         elif self.distance_m is not None:
-            text = (f"Renfort demandé : {self.for_agent} à {_rounded(self.distance_m)} m, "
-                    "direction inconnue (pas de GPS)")
+            text = (
+                f"Renfort demandé : {self.for_agent} à {_rounded(self.distance_m)} m, direction inconnue (pas de GPS)"
+            )
         else:
             text = f"Renfort demandé : {self.for_agent}, position sur la carte du CSU"
         return f"{text} ({self.note})" if self.note else text
@@ -123,6 +134,7 @@ class DispatchEvent:
 
 # --- the HTTP client ----------------------------------------------------------------------------------------
 
+
 class DispatchError(errors.UpstreamFault, RuntimeError):
     """The platform refused or failed a request; `status` is its HTTP answer (this is an HTTP client)."""
 
@@ -134,8 +146,16 @@ class DispatchError(errors.UpstreamFault, RuntimeError):
 class DispatchClient:
     """Device-signed requests to the platform's dispatch routes (blocking; one per thread)."""
 
-    def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey, *, timeout: float = 10.0,
-                 clock_skew_s: float = 0.0, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        device_id: str,
+        key: Ed25519PrivateKey,
+        *,
+        timeout: float = 10.0,
+        clock_skew_s: float = 0.0,
+        http: httpx.Client | None = None,
+    ) -> None:
         self.auth = DeviceAuth(device_id, key, clock_skew_s)
         self.http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
         self.timeout = timeout
@@ -150,8 +170,12 @@ class DispatchClient:
         return response
 
     def send_position(self, fix: GpsFix, status: str) -> None:
-        self._check(self.http.post(POSITION_PATH, auth=self.auth,
-                                   json={"position": fix.model_dump(mode="json"), "status": status}), 204)
+        self._check(
+            self.http.post(
+                POSITION_PATH, auth=self.auth, json={"position": fix.model_dump(mode="json"), "status": status}
+            ),
+            204,
+        )
 
     def acknowledge(self, order_id: str) -> dict:
         return self._check(self.http.post(f"{ORDERS_PATH}/{order_id}/ack", auth=self.auth), 200).json()
@@ -159,13 +183,24 @@ class DispatchClient:
 
 # --- the link -----------------------------------------------------------------------------------------------
 
+
 class DispatchLink:
     """Positions out and orders in, beside the capture loop (see the module's docstring)."""
 
-    def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey, *,
-                 clock_skew_s: float | Callable[[], float] = 0.0, position_every_s: float = POSITION_EVERY_S,
-                 wait_s: float = POLL_WAIT_S, retry_s: float = RETRY_S, timeout: float = 10.0,
-                 name: str = "camera-dispatch", start: bool = True) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        device_id: str,
+        key: Ed25519PrivateKey,
+        *,
+        clock_skew_s: float | Callable[[], float] = 0.0,
+        position_every_s: float = POSITION_EVERY_S,
+        wait_s: float = POLL_WAIT_S,
+        retry_s: float = RETRY_S,
+        timeout: float = 10.0,
+        name: str = "camera-dispatch",
+        start: bool = True,
+    ) -> None:
         self.base_url, self.device_id, self.key = base_url, device_id, key
         self._skew = clock_skew_s if callable(clock_skew_s) else (lambda: clock_skew_s)
         self.position_every_s, self.wait_s, self.retry_s, self.timeout = position_every_s, wait_s, retry_s, timeout
@@ -246,8 +281,7 @@ class DispatchLink:
     # --- the link's threads --------------------------------------------------------------------------
 
     def _client(self) -> DispatchClient:
-        return DispatchClient(self.base_url, self.device_id, self.key, timeout=self.timeout,
-                              clock_skew_s=self._skew())
+        return DispatchClient(self.base_url, self.device_id, self.key, timeout=self.timeout, clock_skew_s=self._skew())
 
     def _send_loop(self) -> None:
         """Acknowledgements as soon as they are asked for; the position every `position_every_s`, when there
@@ -357,11 +391,15 @@ class DispatchLink:
         for order_id, order in known.items():
             if order_id not in current:
                 view = closed.get(order_id, {})
-                self._events.put(DispatchEvent("closed", order, {"state": view.get("state", "closed"),
-                                                                 "reason": view.get("cancel_reason")}))
+                self._events.put(
+                    DispatchEvent(
+                        "closed", order, {"state": view.get("state", "closed"), "reason": view.get("cancel_reason")}
+                    )
+                )
 
 
 # --- signals --------------------------------------------------------------------------------------------
+
 
 def signal_order(agent: Wearer, order: Order) -> None:
     """The wearer feels it (a vibration of its own), sees it (the LED, unless the steady red of a recording

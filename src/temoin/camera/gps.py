@@ -26,8 +26,15 @@ class GpsSource(Protocol):
 class SimulatedWalk:
     """A wearer walking along a street of the demo commune from `started_at`, turning back at its end."""
 
-    def __init__(self, started_at: datetime, street: str = "Avenue de la Mer", *, speed_m_s: float = 1.4,
-                 accuracy_m: float = 5.0, offset_s: int = 0) -> None:
+    def __init__(
+        self,
+        started_at: datetime,
+        street: str = "Avenue de la Mer",
+        *,
+        speed_m_s: float = 1.4,
+        accuracy_m: float = 5.0,
+        offset_s: int = 0,
+    ) -> None:
         """`offset_s`: start that many seconds into the walk (two wearers on one street, apart)."""
         if started_at.tzinfo is None:
             raise ValueError("started_at must be timezone-aware")

@@ -140,7 +140,7 @@ class InputServer:
     def handle(self, method: str, path: str, body: dict) -> tuple[int, Any]:
         for (m, prefix), route in self.routes.items():
             if m == method and (path == prefix or (prefix.endswith("/") and path.startswith(prefix))):
-                rest = path[len(prefix):]
+                rest = path[len(prefix) :]
                 future = self.inputs.submit(functools.partial(route, rest, body))
                 try:
                     return HTTPStatus.OK, future.result(timeout=ANSWER_TIMEOUT_S)
@@ -201,5 +201,4 @@ def flag(body: dict, *names: str) -> bool:
             if not isinstance(value, bool):
                 raise InputError(f"{name!r} must be true or false")
             return value
-    raise InputError(f"the body must say {' or '.join(repr(n) for n in names)}, "
-                                                      f'e.g. {{"{names[0]}": true}}')
+    raise InputError(f'the body must say {" or ".join(repr(n) for n in names)}, e.g. {{"{names[0]}": true}}')

@@ -174,8 +174,11 @@ class LiveFeed:
         if not self.active:
             return
         if rgb.shape[:2] != (self.height, self.width):
-            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
-                width=self.width, height=self.height).to_ndarray()
+            rgb = (
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                .reformat(width=self.width, height=self.height)
+                .to_ndarray()
+            )
         else:
             rgb = rgb.copy()  # the recording burns its overlay into the agent's array afterwards
         with self._lock:
@@ -232,7 +235,7 @@ class LiveFeed:
                 if len(self._audio) < max(target, count):
                     return np.zeros(count, np.float32)
                 self._audio_buffering = False
-                self._audio = self._audio[-max(target, count):]
+                self._audio = self._audio[-max(target, count) :]
             if len(self._audio) < count:
                 out = np.concatenate([self._audio, np.zeros(count - len(self._audio), np.float32)])
                 self._audio = np.zeros(0, np.float32)

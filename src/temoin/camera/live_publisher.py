@@ -65,13 +65,31 @@ from temoin.evidence.manifest import GpsFix
 
 # The names callers and tests import from here, wherever they now live.
 __all__ = [
-    "AUDIO_PTIME_S", "AUDIO_RATE", "CONNECT_TIMEOUT_S", "LINK_CHECK_S", "LINK_TIMEOUT_S", "REPUBLISH_BACKOFF_S",
-    "REPUBLISH_TIMEOUT", "VIDEO_CLOCK", "CameraAudioTrack", "CameraVideoTrack", "Frames", "LiveError", "LiveEvent",
-    "LiveFeed", "LiveLink", "LivePublisher", "LiveStart", "Samples", "first_answer", "prefer",
+    "AUDIO_PTIME_S",
+    "AUDIO_RATE",
+    "CONNECT_TIMEOUT_S",
+    "LINK_CHECK_S",
+    "LINK_TIMEOUT_S",
+    "REPUBLISH_BACKOFF_S",
+    "REPUBLISH_TIMEOUT",
+    "VIDEO_CLOCK",
+    "CameraAudioTrack",
+    "CameraVideoTrack",
+    "Frames",
+    "LiveError",
+    "LiveEvent",
+    "LiveFeed",
+    "LiveLink",
+    "LivePublisher",
+    "LiveStart",
+    "Samples",
+    "first_answer",
+    "prefer",
 ]
 
 
 # --- the camera agent's live link ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LiveEvent:
@@ -110,10 +128,24 @@ class LiveLink:
     small request every few seconds (and a radio kept awake). None: no such traffic.
     """
 
-    def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey, *, width: int, height: int, fps: int,
-                 clock_skew_s: float | Callable[[], float] = 0.0, ice_servers: tuple[str, ...] = (),
-                 position_every_s: float = 2.0, retry_s: float = 2.0, timeout: float = 15.0,
-                 keep_warm_s: float | None = None, request_copies: int = 1, name: str = "camera-live") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        device_id: str,
+        key: Ed25519PrivateKey,
+        *,
+        width: int,
+        height: int,
+        fps: int,
+        clock_skew_s: float | Callable[[], float] = 0.0,
+        ice_servers: tuple[str, ...] = (),
+        position_every_s: float = 2.0,
+        retry_s: float = 2.0,
+        timeout: float = 15.0,
+        keep_warm_s: float | None = None,
+        request_copies: int = 1,
+        name: str = "camera-live",
+    ) -> None:
         self.base_url, self.device_id, self.key = base_url, device_id, key
         self.feed = LiveFeed(width, height, fps)
         self._skew = clock_skew_s if callable(clock_skew_s) else (lambda: clock_skew_s)
@@ -145,8 +177,7 @@ class LiveLink:
         """A live session is being requested, streamed or followed."""
         return self._task is not None and not self._task.done()
 
-    def start(self, *, position: GpsFix | None = None, agent: str | None = None,
-              detail: str | None = None) -> bool:
+    def start(self, *, position: GpsFix | None = None, agent: str | None = None, detail: str | None = None) -> bool:
         """The live button: ask for a live session and publish to it, in the live thread. False (and
         nothing done) if this camera is already live."""
         with self._lock:
@@ -217,8 +248,9 @@ class LiveLink:
             if not self.active:  # the session's own requests (the long poll) keep the connection open
                 http = await self._client()
                 # As many connections as the live request has copies, each with a request of its own.
-                await asyncio.gather(*(http.get("/api/v1/platform") for _ in range(self.request_copies)),
-                                     return_exceptions=True)
+                await asyncio.gather(
+                    *(http.get("/api/v1/platform") for _ in range(self.request_copies)), return_exceptions=True
+                )
             await asyncio.sleep(every_s)
 
     async def _client(self) -> httpx.AsyncClient:
@@ -252,14 +284,23 @@ class LiveLink:
             return False
         return True
 
-    async def _session(self, stop: asyncio.Event, position: GpsFix | None, agent: str | None,
-                       detail: str | None) -> None:
+    async def _session(
+        self, stop: asyncio.Event, position: GpsFix | None, agent: str | None, detail: str | None
+    ) -> None:
         self._auth.clock_skew_s = self._skew()
         publisher = self.publisher = LivePublisher(
-            self.base_url, self.device_id, self.key, ice_servers=self.ice_servers, fps=self.feed.fps,
-            frames=self.feed.picture, samples=self.feed.samples, timeout=self.timeout, http=await self._client(),
+            self.base_url,
+            self.device_id,
+            self.key,
+            ice_servers=self.ice_servers,
+            fps=self.feed.fps,
+            frames=self.feed.picture,
+            samples=self.feed.samples,
+            timeout=self.timeout,
+            http=await self._client(),
             scene=SyntheticScene(16, 16, self.feed.fps),  # the scene is not used: the feed is
-            request_copies=self.request_copies)
+            request_copies=self.request_copies,
+        )
         ended = False
         try:
             out = await self._request(publisher, stop, position, agent, detail)
@@ -285,8 +326,14 @@ class LiveLink:
             await publisher.aclose()
             self.feed.close()
 
-    async def _request(self, publisher: LivePublisher, stop: asyncio.Event, position: GpsFix | None,
-                       agent: str | None, detail: str | None) -> dict | None:
+    async def _request(
+        self,
+        publisher: LivePublisher,
+        stop: asyncio.Event,
+        position: GpsFix | None,
+        agent: str | None,
+        detail: str | None,
+    ) -> dict | None:
         told = False
         while True:
             try:
@@ -362,15 +409,23 @@ class LiveLink:
                             self._emit("acknowledged", by=out.get("acknowledged_by"), at=out["acknowledged_at"])
                         if out.get("reinforcements_at") and not reinforced:
                             reinforced = True
-                            self._emit("reinforcements_sent", by=out.get("reinforcements_by"),
-                                       note=out.get("reinforcements_note"), at=out["reinforcements_at"])
+                            self._emit(
+                                "reinforcements_sent",
+                                by=out.get("reinforcements_by"),
+                                note=out.get("reinforcements_note"),
+                                at=out["reinforcements_at"],
+                            )
                         if state == "ended":
                             self._emit("ended", reason=out.get("end_reason"), by=out.get("ended_by"))
                             return True
                 now = time.monotonic()
                 position = self.position
-                if (position is not None and position != self._sent_position and now >= next_position
-                        and (sending is None or sending.done())):
+                if (
+                    position is not None
+                    and position != self._sent_position
+                    and now >= next_position
+                    and (sending is None or sending.done())
+                ):
                     next_position = now + self.position_every_s
                     sending = asyncio.ensure_future(self._send_position(publisher, position))
                 if recovery is not None and recovery.done():
@@ -408,8 +463,12 @@ class LiveLink:
         backoff = iter(REPUBLISH_BACKOFF_S)
         # A new connection for each try: a kept-alive one may be stuck behind TCP's retransmission backoff
         # (up to seconds) long after the network is back.
-        async with httpx.AsyncClient(base_url=self.base_url.rstrip("/"), auth=self._auth, timeout=REPUBLISH_TIMEOUT,
-                                     limits=httpx.Limits(max_keepalive_connections=0)) as http:
+        async with httpx.AsyncClient(
+            base_url=self.base_url.rstrip("/"),
+            auth=self._auth,
+            timeout=REPUBLISH_TIMEOUT,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        ) as http:
             while not stop.is_set():
                 try:
                     await publisher.publish(http=http)

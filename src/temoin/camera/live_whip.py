@@ -81,11 +81,23 @@ async def first_answer(http: httpx.AsyncClient, path: str, body: dict, copies: i
 
 
 class LivePublisher:
-    def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey, *, clock_skew_s: float = 0.0,
-                 ice_servers: tuple[str, ...] = (), scene: SyntheticScene | None = None, fps: int = 15,
-                 frames: Frames | None = None, audio: bool = True, timeout: float = 30.0,
-                 samples: Samples | None = None, http: httpx.AsyncClient | None = None,
-                 request_copies: int = 1) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        device_id: str,
+        key: Ed25519PrivateKey,
+        *,
+        clock_skew_s: float = 0.0,
+        ice_servers: tuple[str, ...] = (),
+        scene: SyntheticScene | None = None,
+        fps: int = 15,
+        frames: Frames | None = None,
+        audio: bool = True,
+        timeout: float = 30.0,
+        samples: Samples | None = None,
+        http: httpx.AsyncClient | None = None,
+        request_copies: int = 1,
+    ) -> None:
         """`http`: a client to use (with `DeviceAuth`), kept open by `aclose`: creating one costs tens of
         milliseconds (its TLS context), which a live button should not wait for. `request_copies`: the live
         request is sent this many times at once, each on its own connection, and the first answer is taken: on
@@ -93,8 +105,9 @@ class LivePublisher:
         the platform opens one session whatever the number of copies."""
         self.base_url = base_url.rstrip("/")
         self._own_http = http is None
-        self.http = http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
-                                              auth=DeviceAuth(device_id, key, clock_skew_s))
+        self.http = http or httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, auth=DeviceAuth(device_id, key, clock_skew_s)
+        )
         self.ice_servers = ice_servers
         self.scene = scene or SyntheticScene(160, 120, fps)
         self.fps = fps
@@ -116,19 +129,26 @@ class LivePublisher:
             raise LiveError(response.status_code, error_detail(response))
         return response
 
-    async def request(self, *, position: GpsFix | None = None, agent: str | None = None,
-                      detail: str | None = None) -> dict:
+    async def request(
+        self, *, position: GpsFix | None = None, agent: str | None = None, detail: str | None = None
+    ) -> dict:
         """The live request alone (reason: threat, the legal condition); `start` also publishes."""
-        body = {"reason": "threat", "detail": detail, "agent": agent,
-                "position": position.model_dump(mode="json") if position else None}
-        r = await self._check(await first_answer(self.http, "/api/v1/live/sessions", body, self.request_copies),
-                              200, 201)
+        body = {
+            "reason": "threat",
+            "detail": detail,
+            "agent": agent,
+            "position": position.model_dump(mode="json") if position else None,
+        }
+        r = await self._check(
+            await first_answer(self.http, "/api/v1/live/sessions", body, self.request_copies), 200, 201
+        )
         out = r.json()
         self.session_id, self.state = out["id"], out["state"]
         return out
 
-    async def start(self, *, position: GpsFix | None = None, agent: str | None = None,
-                    detail: str | None = None) -> LiveStart:
+    async def start(
+        self, *, position: GpsFix | None = None, agent: str | None = None, detail: str | None = None
+    ) -> LiveStart:
         """The live button: ask for a live session, then publish to it (WHIP)."""
         out = await self.request(position=position, agent=agent, detail=detail)
         await self.publish()
@@ -136,8 +156,9 @@ class LivePublisher:
         assert self.session_id is not None and self.state is not None and self.resource_url is not None
         return LiveStart(self.session_id, self.state, out["whip_url"], self.resource_url)
 
-    async def publish(self, timeout: httpx.Timeout | float | None = None,
-                      http: httpx.AsyncClient | None = None) -> None:
+    async def publish(
+        self, timeout: httpx.Timeout | float | None = None, http: httpx.AsyncClient | None = None
+    ) -> None:
         """WHIP (RFC 9725): offer in, 201 with the answer and the session resource. Called again after
         a lost link: the platform swaps the new publication in and the CSU's viewers stay attached.
         `timeout`: for the WHIP POST (the client's own by default); `http`: another client to send it with
@@ -157,9 +178,15 @@ class LivePublisher:
         try:
             await pc.setLocalDescription(await pc.createOffer())  # gathers candidates: no trickle needed
             extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-            r = await self._check(await (http or self.http).post(f"/api/v1/live/whip/{self.session_id}",
-                                                       content=pc.localDescription.sdp.encode(),
-                                                       headers={"Content-Type": "application/sdp"}, **extra), 201)
+            r = await self._check(
+                await (http or self.http).post(
+                    f"/api/v1/live/whip/{self.session_id}",
+                    content=pc.localDescription.sdp.encode(),
+                    headers={"Content-Type": "application/sdp"},
+                    **extra,
+                ),
+                201,
+            )
             self.resource_url = urljoin(self.base_url + "/", r.headers["location"])
             await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
         except BaseException:
@@ -203,8 +230,10 @@ class LivePublisher:
         params = {}
         if known_state:
             params = {"known_state": known_state, "wait_s": str(wait_s)}
-        r = await self._check(await self.http.get(f"/api/v1/live/camera/sessions/{self.session_id}",
-                                                  params=params, timeout=wait_s + 30), 200)
+        r = await self._check(
+            await self.http.get(f"/api/v1/live/camera/sessions/{self.session_id}", params=params, timeout=wait_s + 30),
+            200,
+        )
         out = r.json()
         self.state = out["state"]
         return out
@@ -222,8 +251,12 @@ class LivePublisher:
         return out
 
     async def send_position(self, position: GpsFix) -> None:
-        await self._check(await self.http.post(f"/api/v1/live/camera/sessions/{self.session_id}/position",
-                                               json=position.model_dump(mode="json")), 204)
+        await self._check(
+            await self.http.post(
+                f"/api/v1/live/camera/sessions/{self.session_id}/position", json=position.model_dump(mode="json")
+            ),
+            204,
+        )
 
     def pause_media(self) -> None:
         """Hold the media back (a lost uplink): the platform notices the silence."""

@@ -135,9 +135,7 @@ class SyntheticScene:
 
     def audio_frame(self, first: int, count: int = AUDIO_CHUNK) -> av.AudioFrame:
         """`count` samples from absolute sample `first`, as a mono fltp `av.AudioFrame`."""
-        frame = av.AudioFrame.from_ndarray(
-            self.samples(first, count).reshape(1, -1), format="fltp", layout="mono"
-        )
+        frame = av.AudioFrame.from_ndarray(self.samples(first, count).reshape(1, -1), format="fltp", layout="mono")
         frame.sample_rate = self.sample_rate
         return frame
 
@@ -491,7 +489,5 @@ def encode_recording(
 ) -> list[EncodedSegment]:
     """Encode a whole recording; prefer `iter_recording` to hold one segment at a time."""
     return list(
-        iter_recording(
-            scene, started_at, duration_s, segment_s, agent_id=agent_id, camera_id=camera_id, audio=audio
-        )
+        iter_recording(scene, started_at, duration_s, segment_s, agent_id=agent_id, camera_id=camera_id, audio=audio)
     )

@@ -76,13 +76,24 @@ class SegmentFile:
     duration_s: float
 
 
-def build_manifest(*, recording_id: str, camera_id: str, agent_id: str,
-                   segments: Sequence[SegmentFile] | None = None, entries: Sequence[SegmentEntry] | None = None,
-                   trigger: Trigger, trigger_detail: str | None = None, persons_informed: bool,
-                   not_informed_reason: NotInformedReason | None = None, not_informed_detail: str | None = None,
-                   gps_track: Sequence[GpsFix] = (), pre_event_buffer_s: float = 0,
-                   clock_offset_ms: int | None = None, outside_territory: bool = False,
-                   ended_at: datetime | None = None) -> RecordingManifest:
+def build_manifest(
+    *,
+    recording_id: str,
+    camera_id: str,
+    agent_id: str,
+    segments: Sequence[SegmentFile] | None = None,
+    entries: Sequence[SegmentEntry] | None = None,
+    trigger: Trigger,
+    trigger_detail: str | None = None,
+    persons_informed: bool,
+    not_informed_reason: NotInformedReason | None = None,
+    not_informed_detail: str | None = None,
+    gps_track: Sequence[GpsFix] = (),
+    pre_event_buffer_s: float = 0,
+    clock_offset_ms: int | None = None,
+    outside_territory: bool = False,
+    ended_at: datetime | None = None,
+) -> RecordingManifest:
     """The manifest of a recording, from its segments' bytes or from entries already computed.
 
     Give `segments` (the bytes are hashed and chained here) or `entries` (the device store's
@@ -94,20 +105,38 @@ def build_manifest(*, recording_id: str, camera_id: str, agent_id: str,
     if segments is not None:
         digests = [hashlib.sha256(s.data).digest() for s in segments]
         links = chain_links(recording_id, digests)
-        entries = [SegmentEntry(index=i, size=len(s.data), sha256=d.hex(), chain=link.hex(),
-                                started_at=s.started_at, duration_s=s.duration_s)
-                   for i, (s, d, link) in enumerate(zip(segments, digests, links))]
+        entries = [
+            SegmentEntry(
+                index=i,
+                size=len(s.data),
+                sha256=d.hex(),
+                chain=link.hex(),
+                started_at=s.started_at,
+                duration_s=s.duration_s,
+            )
+            for i, (s, d, link) in enumerate(zip(segments, digests, links))
+        ]
     entries = list(entries or [])
     if not entries:
         raise ValueError("a recording has at least one segment")
     last = entries[-1]
     return RecordingManifest(
-        recording_id=recording_id, camera_id=camera_id, agent_id=agent_id, started_at=entries[0].started_at,
-        ended_at=ended_at or last.started_at + timedelta(seconds=last.duration_s), trigger=trigger,
-        trigger_detail=trigger_detail, persons_informed=persons_informed, not_informed_reason=not_informed_reason,
-        not_informed_detail=not_informed_detail, gps_track=list(gps_track),
-        pre_event_buffer_s=pre_event_buffer_s, clock_offset_ms=clock_offset_ms,
-        outside_territory=outside_territory, segments=entries)
+        recording_id=recording_id,
+        camera_id=camera_id,
+        agent_id=agent_id,
+        started_at=entries[0].started_at,
+        ended_at=ended_at or last.started_at + timedelta(seconds=last.duration_s),
+        trigger=trigger,
+        trigger_detail=trigger_detail,
+        persons_informed=persons_informed,
+        not_informed_reason=not_informed_reason,
+        not_informed_detail=not_informed_detail,
+        gps_track=list(gps_track),
+        pre_event_buffer_s=pre_event_buffer_s,
+        clock_offset_ms=clock_offset_ms,
+        outside_territory=outside_territory,
+        segments=entries,
+    )
 
 
 class DeviceAuth(httpx.Auth):
@@ -144,24 +173,35 @@ class DeviceAuth(httpx.Auth):
             content, marker = f"sha-256=:{b64e(hashlib.sha256(request.content).digest())}:", ""
             request.headers["Content-Digest"] = content
         signature = b64e(self.key.sign(f"{request.method.upper()}\n{path}\n{ts}\n{nonce}\n{content}".encode()))
-        request.headers["Authorization"] = (f'{AUTH_SCHEME} id="{self.device_id}", ts="{ts}", '
-                                            f'nonce="{nonce}",{marker} sig="{signature}"')
+        request.headers["Authorization"] = (
+            f'{AUTH_SCHEME} id="{self.device_id}", ts="{ts}", nonce="{nonce}",{marker} sig="{signature}"'
+        )
         yield request
 
 
 def enrol(base_url: str, code: str, serial: str, key: Ed25519PrivateKey, **client_kw) -> dict:
     """Register this camera's public key with a one-time code from an administrator."""
     proof = b64e(key.sign(f"temoin-enrol\n{code.strip().upper()}\n{serial}".encode()))
-    response = httpx.post(f"{base_url}/api/v1/devices/enrol", json={
-        "code": code, "serial": serial, "public_key": b64e(public_key_bytes(key)), "proof": proof}, **client_kw)
+    response = httpx.post(
+        f"{base_url}/api/v1/devices/enrol",
+        json={"code": code, "serial": serial, "public_key": b64e(public_key_bytes(key)), "proof": proof},
+        **client_kw,
+    )
     if response.status_code != 201:
         raise OffloadError(f"enrolment refused ({response.status_code}): {response.json().get('detail')}")
     return response.json()
 
 
 class VaultClient:
-    def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey,
-                 platform_keys: bytes | PlatformTrust, timeout: float = 30.0, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        device_id: str,
+        key: Ed25519PrivateKey,
+        platform_keys: bytes | PlatformTrust,
+        timeout: float = 30.0,
+        http: httpx.Client | None = None,
+    ) -> None:
         """`platform_keys`: the camera's trusted platform keys (following rotations), or one pinned key (raw).
         `http` lets a caller bring its own client (tests pass an in-process one)."""
         self.platform_keys = platform_keys if isinstance(platform_keys, PlatformTrust) else PlatformTrust(platform_keys)
@@ -180,21 +220,30 @@ class VaultClient:
                 body, detail = {}, response.text[:200]
             if response.status_code == 410 and isinstance(body.get("deletion_certificate"), dict):
                 raise RecordingDeleted(str(detail), body["deletion_certificate"])
-            raise OffloadError(f"{response.request.method} {response.request.url.path}: "
-                               f"{response.status_code} {detail}")
+            raise OffloadError(
+                f"{response.request.method} {response.request.url.path}: {response.status_code} {detail}"
+            )
         return response
 
     def send_manifest(self, signed: SignedManifest) -> dict:
         body = signed.model_dump_json(by_alias=True).encode()
-        return self._check(self.http.post("/api/v1/ingest/recordings", content=body,
-                                          headers={"Content-Type": "application/json"}), 201).json()
+        return self._check(
+            self.http.post("/api/v1/ingest/recordings", content=body, headers={"Content-Type": "application/json"}), 201
+        ).json()
 
     def received(self, recording_id: str, index: int) -> int:
         response = self._check(self.http.head(f"/api/v1/ingest/recordings/{recording_id}/segments/{index}"), 200)
         return int(response.headers["Upload-Offset"])
 
-    def upload_segment(self, recording_id: str, index: int, data: bytes, start: int = 0,
-                       piece: int = PIECE_BYTES, progress: Progress | None = None) -> None:
+    def upload_segment(
+        self,
+        recording_id: str,
+        index: int,
+        data: bytes,
+        start: int = 0,
+        piece: int = PIECE_BYTES,
+        progress: Progress | None = None,
+    ) -> None:
         """Send from `start` to the end in pieces; each piece is a resumable Content-Range PUT.
 
         `progress(n)` is called with the number of bytes each accepted piece moved the vault on.
@@ -202,8 +251,14 @@ class VaultClient:
         url = f"/api/v1/ingest/recordings/{recording_id}/segments/{index}"
         while start < len(data):
             end = min(start + piece, len(data))
-            response = self.http.put(url, content=data[start:end], headers={
-                "Content-Range": f"bytes {start}-{end - 1}/{len(data)}", "Content-Type": "application/octet-stream"})
+            response = self.http.put(
+                url,
+                content=data[start:end],
+                headers={
+                    "Content-Range": f"bytes {start}-{end - 1}/{len(data)}",
+                    "Content-Type": "application/octet-stream",
+                },
+            )
             if response.status_code == 409 and "Upload-Offset" in response.headers:
                 held = int(response.headers["Upload-Offset"])  # the vault knows better: resume there
                 if progress is not None and held > start:
@@ -224,8 +279,13 @@ class VaultClient:
         response = self._check(self.http.post(f"/api/v1/ingest/recordings/{recording_id}/complete", json=body), 200)
         return SignedReceipt.model_validate(response.json())
 
-    def offload(self, signed: SignedManifest, segments: Sequence[bytes],
-                progress: Progress | None = None, lost: Sequence[int] = ()) -> SignedReceipt:
+    def offload(
+        self,
+        signed: SignedManifest,
+        segments: Sequence[bytes],
+        progress: Progress | None = None,
+        lost: Sequence[int] = (),
+    ) -> SignedReceipt:
         """The whole hand-over, resuming whatever the vault already holds. Returns a verified receipt.
 
         `progress(n)` hears of every byte the vault holds, including those it already had. `lost`: the
@@ -236,13 +296,19 @@ class VaultClient:
             if progress is not None and seg["received"]:
                 progress(seg["received"])
             if not seg["complete"] and seg["index"] not in lost:
-                self.upload_segment(signed.manifest.recording_id, seg["index"], segments[seg["index"]],
-                                    start=seg["received"], progress=progress)
+                self.upload_segment(
+                    signed.manifest.recording_id,
+                    seg["index"],
+                    segments[seg["index"]],
+                    start=seg["received"],
+                    progress=progress,
+                )
         receipt = self.complete(signed.manifest.recording_id, lost)
         checked = self.platform_keys.check_receipt(receipt)
         if isinstance(checked, str):
-            raise ReceiptError(f"the vault's receipt signature is invalid ({checked}): keep the recording on the "
-                               "camera")
+            raise ReceiptError(
+                f"the vault's receipt signature is invalid ({checked}): keep the recording on the camera"
+            )
         if not receipt.matches(signed.manifest) or not set(receipt.receipt.lost_segments) <= set(lost):
             raise ReceiptError("the receipt does not describe the recording sent: keep it on the camera")
         return receipt

@@ -69,8 +69,9 @@ class PlatformTrust:
     get the platform's published keys (None: follow nothing; the pinned key alone). Instances sharing a folder
     see each other's follow-ups (the file is read at each check)."""
 
-    def __init__(self, pinned: bytes, folder: Path | None = None, fetch: Fetch | None = None,
-                 on_follow: OnFollow | None = None) -> None:
+    def __init__(
+        self, pinned: bytes, folder: Path | None = None, fetch: Fetch | None = None, on_follow: OnFollow | None = None
+    ) -> None:
         self.pinned = KeySet.of_raw(pinned, "the platform key pinned at enrolment")
         self.folder, self.fetch, self.on_follow = folder, fetch, on_follow
         self._followed: KeySet | None = None  # in memory, when there is no folder
@@ -116,8 +117,10 @@ class PlatformTrust:
         named = keys.get(key_id)
         if named is not None:
             if not named.valid_at(at):
-                return (f"it names platform key {named.id}, which was not the platform's key at "
-                        f"{at.isoformat() if at else 'that time'} ({named.validity()})")
+                return (
+                    f"it names platform key {named.id}, which was not the platform's key at "
+                    f"{at.isoformat() if at else 'that time'} ({named.validity()})"
+                )
             return f"it names platform key {named.id} but that key did not make its signature"
         if key_id is None or self.fetch is None:
             return f"no platform key this camera trusts made it (it names {key_id or 'no key'})"
@@ -129,8 +132,12 @@ class PlatformTrust:
 
     def check_receipt(self, receipt: SignedReceipt) -> PlatformKey | str:
         """The trusted key that signed the vault's receipt, valid when it says the recording was stored."""
-        return self.check(receipt.signature, receipt.receipt.signing_bytes(), key_id=receipt.receipt.platform_key_id,
-                          at=receipt.receipt.stored_at)
+        return self.check(
+            receipt.signature,
+            receipt.receipt.signing_bytes(),
+            key_id=receipt.receipt.platform_key_id,
+            at=receipt.receipt.stored_at,
+        )
 
     def follow(self, key_id: str) -> str | None:
         """Fetch the published keys and trust those endorsed by a chain from a trusted key. Returns None when
@@ -148,8 +155,10 @@ class PlatformTrust:
         try:
             published = self.fetch()
         except KeysUnavailable as exc:
-            return (f"it names platform key {key_id}, unknown to this camera, and the platform's keys could not "
-                    f"be fetched ({exc}): try again when the platform is reachable")
+            return (
+                f"it names platform key {key_id}, unknown to this camera, and the platform's keys could not "
+                f"be fetched ({exc}): try again when the platform is reachable"
+            )
         source = published.sources[0] if published.sources else KEYS_PATH
         trusted = self.keys()
         followed = trusted.follow_rotations(published)
@@ -164,17 +173,23 @@ class PlatformTrust:
         offered = published.get(key_id)
         if offered is None:
             return f"it names platform key {key_id}, which the platform's published keys ({source}) do not list"
-        claim = (f"its endorsement, claimed by {offered.endorsed_by}, does not verify" if offered.endorsed_by
-                 else "it claims no endorsement")
-        return (f"it names platform key {key_id}, which {source} lists without an unbroken chain of endorsements "
-                f"from a key this camera trusts ({claim}): a forged key list, or a platform key replaced without "
-                "rotation (then re-enrol the camera)")
+        claim = (
+            f"its endorsement, claimed by {offered.endorsed_by}, does not verify"
+            if offered.endorsed_by
+            else "it claims no endorsement"
+        )
+        return (
+            f"it names platform key {key_id}, which {source} lists without an unbroken chain of endorsements "
+            f"from a key this camera trusts ({claim}): a forged key list, or a platform key replaced without "
+            "rotation (then re-enrol the camera)"
+        )
 
     def _keep(self, keys: KeySet) -> None:
         self._followed = keys
         if self.folder is not None:
-            atomic_write(private_dir(self.folder) / TRUST_FILE,
-                         orjson.dumps(keys.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
+            atomic_write(
+                private_dir(self.folder) / TRUST_FILE, orjson.dumps(keys.as_json(), option=orjson.OPT_INDENT_2) + b"\n"
+            )
 
 
 def forget_followed(folder: Path) -> None:

@@ -92,8 +92,17 @@ class CameraSettings:
 class PlatformLink:
     """Fetches the camera's settings from the platform (device-signed) and caches them."""
 
-    def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey, *, clock: Clock = system_clock,
-                 cache_dir: Path | None = None, timeout: float = 10.0, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        device_id: str,
+        key: Ed25519PrivateKey,
+        *,
+        clock: Clock = system_clock,
+        cache_dir: Path | None = None,
+        timeout: float = 10.0,
+        http: httpx.Client | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.device_id = device_id
         self.clock = clock
@@ -122,10 +131,16 @@ class PlatformLink:
         offset_ms = round((camera_then.timestamp() - float(body["platform_time"])) * 1000)
         assignment = body.get("assignment")
         settings = CameraSettings(
-            device_id=body["device_id"], tenant=body["tenant"], profile=body["profile"],
-            pre_event_buffer_s=float(body["pre_event_buffer_s"]), territory=body.get("territory"),
+            device_id=body["device_id"],
+            tenant=body["tenant"],
+            profile=body["profile"],
+            pre_event_buffer_s=float(body["pre_event_buffer_s"]),
+            territory=body.get("territory"),
             assignment=Assignment(assignment["agent_id"], assignment["display_name"]) if assignment else None,
-            clock_offset_ms=offset_ms, rtt_ms=round(rtt_s * 1000), fetched_at=received_at)
+            clock_offset_ms=offset_ms,
+            rtt_ms=round(rtt_s * 1000),
+            fetched_at=received_at,
+        )
         if self.cache_dir is not None:
             atomic_write(private_dir(self.cache_dir) / CONFIG_FILE, settings.to_json())
         return settings

@@ -85,8 +85,10 @@ class CameraHome:
     def require_identity(self) -> DeviceIdentity:
         identity = self.identity()
         if identity is None:
-            raise CameraSetupError(f"this camera ({self.root}) is not enrolled: run `temoin camera enroll "
-                                   "--url URL --code CODE --serial SERIAL` first")
+            raise CameraSetupError(
+                f"this camera ({self.root}) is not enrolled: run `temoin camera enroll "
+                "--url URL --code CODE --serial SERIAL` first"
+            )
         return identity
 
     def platform_key(self) -> bytes:
@@ -105,8 +107,10 @@ class CameraHome:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise CameraSetupError(f"another `temoin camera` process is using {self.root}: "
-                                       "stop it first (a running camera offloads by itself with --docked)") from None
+                raise CameraSetupError(
+                    f"another `temoin camera` process is using {self.root}: "
+                    "stop it first (a running camera offloads by itself with --docked)"
+                ) from None
             yield
         finally:
             os.close(fd)
@@ -129,13 +133,19 @@ class CameraHome:
         keys = self.keys()
         answer = enrol(url.rstrip("/"), code, serial, keys.signing_key, **client_kw)
         pin_platform_key(self.keys_dir, b64d(answer["platform_public_key"]))
-        identity = DeviceIdentity(device_id=answer["device_id"], url=url.rstrip("/"), serial=serial,
-                                  tenant=answer["tenant"], enrolled_at=clock().isoformat(timespec="seconds"))
+        identity = DeviceIdentity(
+            device_id=answer["device_id"],
+            url=url.rstrip("/"),
+            serial=serial,
+            tenant=answer["tenant"],
+            enrolled_at=clock().isoformat(timespec="seconds"),
+        )
         atomic_write(self.root / DEVICE_FILE, json.dumps(asdict(identity), indent=2).encode())
         return identity
 
-    def vault(self, url: str | None = None, timeout: float = 60.0,
-              platform_keys: PlatformTrust | None = None) -> VaultClient:
+    def vault(
+        self, url: str | None = None, timeout: float = 60.0, platform_keys: PlatformTrust | None = None
+    ) -> VaultClient:
         """`platform_keys`: the store's, so that a rotation followed while offloading is logged by the store."""
         identity = self.require_identity()
         self.platform_key()  # refuse without a pinned key
@@ -145,8 +155,14 @@ class CameraHome:
 
     def link(self, url: str | None = None, clock: Clock = system_clock, timeout: float = 10.0) -> PlatformLink:
         identity = self.require_identity()
-        return PlatformLink(url or identity.url, identity.device_id, self.keys().signing_key, clock=clock,
-                            cache_dir=self.root, timeout=timeout)
+        return PlatformLink(
+            url or identity.url,
+            identity.device_id,
+            self.keys().signing_key,
+            clock=clock,
+            cache_dir=self.root,
+            timeout=timeout,
+        )
 
 
 OffloadProgress = Callable[[str, int], None]
@@ -225,10 +241,22 @@ class PrefetchedVideo:
 class CameraRuntime:
     """One camera running in real time: capture, inputs, settings refresh, docked offload."""
 
-    def __init__(self, home: CameraHome, *, video: VideoSource, audio: AudioSource | None = None,
-                 gps: GpsSource | None = None, signals: Signals | None = None, url: str | None = None,
-                 clock: Clock = system_clock, segment_s: float = 2.0, docked: bool = False,
-                 refresh_s: float = REFRESH_S, live: bool = True, dispatch: bool = True) -> None:
+    def __init__(
+        self,
+        home: CameraHome,
+        *,
+        video: VideoSource,
+        audio: AudioSource | None = None,
+        gps: GpsSource | None = None,
+        signals: Signals | None = None,
+        url: str | None = None,
+        clock: Clock = system_clock,
+        segment_s: float = 2.0,
+        docked: bool = False,
+        refresh_s: float = REFRESH_S,
+        live: bool = True,
+        dispatch: bool = True,
+    ) -> None:
         self.home = home
         self.identity = home.require_identity()
         self.url = url or self.identity.url
@@ -253,22 +281,43 @@ class CameraRuntime:
         if live:
             from temoin.camera.live_publisher import LiveLink  # aiortc: loaded by cameras that go live only
 
-            self.live = LiveLink(self.url, self.identity.device_id, home.keys().signing_key, width=video.width,
-                                 height=video.height, fps=video.fps, clock_skew_s=lambda: self.link.auth.clock_skew_s,
-                                 keep_warm_s=LIVE_KEEP_WARM_S, request_copies=LIVE_REQUEST_COPIES,
-                                 name=f"camera-live-{self.identity.serial}")
+            self.live = LiveLink(
+                self.url,
+                self.identity.device_id,
+                home.keys().signing_key,
+                width=video.width,
+                height=video.height,
+                fps=video.fps,
+                clock_skew_s=lambda: self.link.auth.clock_skew_s,
+                keep_warm_s=LIVE_KEEP_WARM_S,
+                request_copies=LIVE_REQUEST_COPIES,
+                name=f"camera-live-{self.identity.serial}",
+            )
         self.dispatch = None
         config = AgentConfig(camera_id=self.identity.device_id, segment_s=segment_s)
         if dispatch:  # the wearer on the CSU's map, and reinforcement orders (threads of their own)
             from temoin.camera.dispatch import POSITION_EVERY_S, DispatchLink
 
-            self.dispatch = DispatchLink(self.url, self.identity.device_id, home.keys().signing_key,
-                                         clock_skew_s=lambda: self.link.auth.clock_skew_s,
-                                         name=f"camera-dispatch-{self.identity.serial}")
+            self.dispatch = DispatchLink(
+                self.url,
+                self.identity.device_id,
+                home.keys().signing_key,
+                clock_skew_s=lambda: self.link.auth.clock_skew_s,
+                name=f"camera-dispatch-{self.identity.serial}",
+            )
             config = dataclasses.replace(config, gps_standby_interval_s=POSITION_EVERY_S)
-        self.agent = CameraAgent(config, store=home.store(clock, self.url), video=video, audio=audio, gps=gps,
-                                 signals=self.signals, clock=clock, settings=settings, live=self.live,
-                                 dispatch=self.dispatch)
+        self.agent = CameraAgent(
+            config,
+            store=home.store(clock, self.url),
+            video=video,
+            audio=audio,
+            gps=gps,
+            signals=self.signals,
+            clock=clock,
+            settings=settings,
+            live=self.live,
+            dispatch=self.dispatch,
+        )
         self.link.pending = lambda: len(self.agent.store.pending())  # the platform warns at check-in
         if settings is None:
             self.signals.warn("no agent assigned to this camera: it records as UNASSIGNED")
@@ -315,12 +364,22 @@ class CameraRuntime:
         """State, wearer and counts only: never any content."""
         live = None
         if self.live is not None and (self.live.active or self.agent.live_session_id):
-            live = {"session": self.agent.live_session_id, "state": self.live.state, "active": self.live.active,
-                    "acknowledged": self.agent.live_acknowledged_at is not None}
-        return {"state": self.agent.state.value, "recording_id": self.agent.recording_id,
-                "agent": self.agent.agent_id, "camera": self.identity.device_id, "docked": self.docked,
-                "pending_offload": len(self.agent.store.pending()), "clock_offset_ms": self.agent.clock_offset_ms,
-                "live": live}
+            live = {
+                "session": self.agent.live_session_id,
+                "state": self.live.state,
+                "active": self.live.active,
+                "acknowledged": self.agent.live_acknowledged_at is not None,
+            }
+        return {
+            "state": self.agent.state.value,
+            "recording_id": self.agent.recording_id,
+            "agent": self.agent.agent_id,
+            "camera": self.identity.device_id,
+            "docked": self.docked,
+            "pending_offload": len(self.agent.store.pending()),
+            "clock_offset_ms": self.agent.clock_offset_ms,
+            "live": live,
+        }
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -383,8 +442,11 @@ class CameraRuntime:
     def offload(self) -> OffloadOutcome:
         """One docked pass: every finalised recording to the vault; local copies go on valid receipts only."""
         self.offload_due = False
-        pending = [(rid, m.manifest.total_bytes) for rid in self.agent.store.pending()
-                   if (m := self.agent.store.manifest(rid)) is not None]
+        pending = [
+            (rid, m.manifest.total_bytes)
+            for rid in self.agent.store.pending()
+            if (m := self.agent.store.manifest(rid)) is not None
+        ]
         if not pending:
             return OffloadOutcome()
         progress = self.on_offload_start(pending) if self.on_offload_start and pending else None
@@ -399,9 +461,13 @@ class CameraRuntime:
         return outcome
 
 
-def offload_home(home: CameraHome, *, url: str | None = None, clock: Clock = system_clock,
-                 on_start: Callable[[list[tuple[str, int]]], OffloadProgress | None] | None = None
-                 ) -> tuple[OffloadOutcome, list[str]]:
+def offload_home(
+    home: CameraHome,
+    *,
+    url: str | None = None,
+    clock: Clock = system_clock,
+    on_start: Callable[[list[tuple[str, int]]], OffloadProgress | None] | None = None,
+) -> tuple[OffloadOutcome, list[str]]:
     """One docked offload pass without capturing (`temoin camera offload`).
 
     Also finalises recordings a crash cut short. Returns the outcome and the ids of the recordings
@@ -412,22 +478,32 @@ def offload_home(home: CameraHome, *, url: str | None = None, clock: Clock = sys
         return _offload_home(home, url, clock, on_start)
 
 
-def _offload_home(home: CameraHome, url: str | None, clock: Clock,
-                  on_start: Callable[[list[tuple[str, int]]], OffloadProgress | None] | None
-                  ) -> tuple[OffloadOutcome, list[str]]:
+def _offload_home(
+    home: CameraHome,
+    url: str | None,
+    clock: Clock,
+    on_start: Callable[[list[tuple[str, int]]], OffloadProgress | None] | None,
+) -> tuple[OffloadOutcome, list[str]]:
     store = home.store(clock, url)
     cached = home.link(url, clock=clock).cached()
-    store.recover(territory=cached.territory if cached else None,
-                  clock_offset_ms=cached.clock_offset_ms if cached else None)
+    store.recover(
+        territory=cached.territory if cached else None, clock_offset_ms=cached.clock_offset_ms if cached else None
+    )
     pending = [(rid, m.manifest.total_bytes) for rid in store.pending() if (m := store.manifest(rid)) is not None]
     progress = on_start(pending) if on_start and pending else None
     outcome = OffloadOutcome()
     vault = home.vault(url, platform_keys=store.platform_keys)
     try:
         for rid, _ in pending:
-            send = vault.offload if progress is None else (
-                lambda signed, segments, rid=rid, **kw: vault.offload(signed, segments,
-                                                                      progress=lambda n: progress(rid, n), **kw))
+            send = (
+                vault.offload
+                if progress is None
+                else (
+                    lambda signed, segments, rid=rid, **kw: vault.offload(
+                        signed, segments, progress=lambda n: progress(rid, n), **kw
+                    )
+                )
+            )
             try:
                 outcome.record(rid, store.hand_over(rid, send), store)
             except (OffloadError, StoreError, httpx.HTTPError) as exc:
@@ -446,16 +522,31 @@ def recording_summaries(home: CameraHome) -> list[dict]:
         signed = store.manifest(rid)
         if signed is not None:
             m = signed.manifest
-            out.append({"recording_id": rid, "state": "pending offload", "started_at": m.started_at,
-                        "seconds": round((m.ended_at - m.started_at).total_seconds(), 1),
-                        "segments": len(m.segments), "bytes": m.total_bytes, "trigger": m.trigger.value,
-                        "agent": m.agent_id})
+            out.append(
+                {
+                    "recording_id": rid,
+                    "state": "pending offload",
+                    "started_at": m.started_at,
+                    "seconds": round((m.ended_at - m.started_at).total_seconds(), 1),
+                    "segments": len(m.segments),
+                    "bytes": m.total_bytes,
+                    "trigger": m.trigger.value,
+                    "agent": m.agent_id,
+                }
+            )
             continue
         prefix = store.verify(rid)
         started: datetime | None = prefix.segments[0].started_at if prefix.segments else None
-        out.append({"recording_id": rid, "state": "unfinished (cut short)" if prefix.ok else "damaged",
-                    "started_at": started, "seconds": round(prefix.seconds, 1), "segments": len(prefix.segments),
-                    "bytes": sum(s.size for s in prefix.segments),
-                    "trigger": prefix.header.trigger.value if prefix.header else "?",
-                    "agent": prefix.header.agent_id if prefix.header else "?"})
+        out.append(
+            {
+                "recording_id": rid,
+                "state": "unfinished (cut short)" if prefix.ok else "damaged",
+                "started_at": started,
+                "seconds": round(prefix.seconds, 1),
+                "segments": len(prefix.segments),
+                "bytes": sum(s.size for s in prefix.segments),
+                "trigger": prefix.header.trigger.value if prefix.header else "?",
+                "agent": prefix.header.agent_id if prefix.header else "?",
+            }
+        )
     return out

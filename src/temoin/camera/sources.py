@@ -67,8 +67,9 @@ class SyntheticVideo:
     them; older ones are lost (`dropped`), as they would be from a real sensor's full buffers. With a
     simulated clock there is no backlog: frames whose time has passed are skipped."""
 
-    def __init__(self, scene: SyntheticScene, clock: Clock, epoch: datetime | None = None,
-                 backlog_s: float | None = None) -> None:
+    def __init__(
+        self, scene: SyntheticScene, clock: Clock, epoch: datetime | None = None, backlog_s: float | None = None
+    ) -> None:
         self.scene = scene
         self.clock = clock
         self.width, self.height, self.fps = scene.width, scene.height, scene.fps
@@ -152,8 +153,15 @@ class FileVideo:
     slow encoder skips frames rather than falling behind.
     """
 
-    def __init__(self, path: str | Path, clock: Clock, *, width: int | None = None, height: int | None = None,
-                 epoch: datetime | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        clock: Clock,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        epoch: datetime | None = None,
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise SourceError(f"no video file at {self.path}")
@@ -215,14 +223,17 @@ class V4l2Video:
         if not _has_input_format("v4l2"):
             raise SourceError("this FFmpeg build (PyAV) has no V4L2 input: use file: or synthetic")
         if not os.path.exists(device):
-            raise SourceError(f"no V4L2 camera at {device}: the device does not exist "
-                              "(is the camera plugged in? see `ls /dev/video*`)")
+            raise SourceError(
+                f"no V4L2 camera at {device}: the device does not exist "
+                "(is the camera plugged in? see `ls /dev/video*`)"
+            )
         self.device = device
         self.clock = clock
         self.width, self.height, self.fps = _even(width), _even(height), fps
         try:
-            self._container = av.open(device, format="v4l2", options={
-                "video_size": f"{self.width}x{self.height}", "framerate": str(fps)})
+            self._container = av.open(
+                device, format="v4l2", options={"video_size": f"{self.width}x{self.height}", "framerate": str(fps)}
+            )
         except (av.FFmpegError, OSError):
             try:  # that size or rate is not offered: take the camera's own mode, frames are rescaled
                 self._container = av.open(device, format="v4l2")
@@ -237,7 +248,9 @@ class V4l2Video:
         try:
             frame = next(self._frames)
         except (StopIteration, av.FFmpegError, OSError) as exc:
-            raise SourceError(f"the V4L2 camera {self.device} stopped giving frames: {exc or 'end of stream'}") from None
+            raise SourceError(
+                f"the V4L2 camera {self.device} stopped giving frames: {exc or 'end of stream'}"
+            ) from None
         return _rgb(frame, self.width, self.height), self.clock()
 
     def close(self) -> None:
@@ -251,11 +264,14 @@ class DeviceAudio:
     last read. The device is opened on `start` and closed on `stop` (standby is silent by default).
     """
 
-    def __init__(self, kind: Literal["alsa", "pulse"], device: str = "default", *, sample_rate: int = 48_000,
-                 probe: bool = True) -> None:
+    def __init__(
+        self, kind: Literal["alsa", "pulse"], device: str = "default", *, sample_rate: int = 48_000, probe: bool = True
+    ) -> None:
         if not _has_input_format(kind):
-            raise SourceError(f"this FFmpeg build (PyAV) has no {kind} input: cannot use the microphone "
-                              f"{kind}:{device}; try {'alsa' if kind == 'pulse' else 'pulse'}: or none")
+            raise SourceError(
+                f"this FFmpeg build (PyAV) has no {kind} input: cannot use the microphone "
+                f"{kind}:{device}; try {'alsa' if kind == 'pulse' else 'pulse'}: or none"
+            )
         self.kind, self.device, self.sample_rate = kind, device, sample_rate
         self._lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
@@ -269,8 +285,10 @@ class DeviceAudio:
         try:
             container = av.open(self.device, format=self.kind)
         except (av.FFmpegError, OSError) as exc:
-            raise SourceError(f"cannot open the {self.kind} microphone {self.device!r}: {exc} "
-                              f"(list devices with `arecord -L`, or use --source ...+none)") from None
+            raise SourceError(
+                f"cannot open the {self.kind} microphone {self.device!r}: {exc} "
+                f"(list devices with `arecord -L`, or use --source ...+none)"
+            ) from None
         if not container.streams.audio:
             container.close()
             raise SourceError(f"{self.kind}:{self.device} gives no audio stream")
@@ -282,8 +300,9 @@ class DeviceAudio:
         self._stop = threading.Event()
         with self._lock:
             self._chunks = []
-        self._thread = threading.Thread(target=self._pump, args=(container, self._stop), daemon=True,
-                                        name=f"mic-{self.kind}")
+        self._thread = threading.Thread(
+            target=self._pump, args=(container, self._stop), daemon=True, name=f"mic-{self.kind}"
+        )
         self._thread.start()
 
     def _pump(self, container: av.container.InputContainer, stop: threading.Event) -> None:
@@ -310,8 +329,9 @@ class DeviceAudio:
             chunks, self._chunks = self._chunks, []
         if not chunks:
             return None
-        frame = av.AudioFrame.from_ndarray(np.concatenate(chunks).reshape(1, -1).astype(np.float32),
-                                           format="fltp", layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.concatenate(chunks).reshape(1, -1).astype(np.float32), format="fltp", layout="mono"
+        )
         frame.sample_rate = self.sample_rate
         return frame
 
@@ -377,8 +397,9 @@ def parse_audio(spec: str) -> tuple[AudioKind, str | None]:
     raise ValueError(f"unknown audio source {spec!r}: expected synthetic, alsa:DEVICE, pulse:DEVICE or none")
 
 
-def open_sources(spec: SourceSpec, clock: Clock, *, width: int = 320, height: int = 240, fps: int = 10,
-                 seed: int = 0) -> tuple[VideoSource, AudioSource | None]:
+def open_sources(
+    spec: SourceSpec, clock: Clock, *, width: int = 320, height: int = 240, fps: int = 10, seed: int = 0
+) -> tuple[VideoSource, AudioSource | None]:
     """Open what `spec` names; a `SourceError` says precisely what is missing."""
     epoch = clock()
     scene: SyntheticScene | None = None

@@ -20,9 +20,13 @@ admin_app.add_typer(device_cmd, name="device")
 
 
 @tenant_cmd.command("create")
-def tenant_create(slug: str, name: str, profile: str = "fr-police-municipale",
-                  cameras: int = typer.Option(..., help="number of cameras the prefect authorised (R241-8)"),
-                  territory: Path | None = typer.Option(None, help="GeoJSON file of the authorised territory")) -> None:
+def tenant_create(
+    slug: str,
+    name: str,
+    profile: str = "fr-police-municipale",
+    cameras: int = typer.Option(..., help="number of cameras the prefect authorised (R241-8)"),
+    territory: Path | None = typer.Option(None, help="GeoJSON file of the authorised territory"),
+) -> None:
     """Create a tenant (a commune or an EPCI)."""
     import json
 
@@ -46,8 +50,9 @@ def tenant_create(slug: str, name: str, profile: str = "fr-police-municipale",
 
 
 @tenant_cmd.command("territory")
-def tenant_territory(slug: str, territory: Path = typer.Argument(..., help="GeoJSON file of the authorised territory")
-                     ) -> None:
+def tenant_territory(
+    slug: str, territory: Path = typer.Argument(..., help="GeoJSON file of the authorised territory")
+) -> None:
     """Set a tenant's authorised territory (R241-8 II): recordings that arrive from then on are checked against it
     (before, each was flagged 'territory unknown'). Journaled."""
     import json
@@ -71,8 +76,12 @@ def tenant_territory(slug: str, territory: Path = typer.Argument(..., help="GeoJ
 
 
 @tenant_cmd.command("streets")
-def tenant_streets(slug: str, streets: Path = typer.Argument(
-        ..., help="GeoJSON file of the streets: LineString features named by a 'name' (or 'nom') property")) -> None:
+def tenant_streets(
+    slug: str,
+    streets: Path = typer.Argument(
+        ..., help="GeoJSON file of the streets: LineString features named by a 'name' (or 'nom') property"
+    ),
+) -> None:
     """Load a tenant's streets (replacing any before): the offline basemap draws them with their names, positions
     are shown by the nearest street, the rights form finds a street by name. See docs/maps.md. Journaled."""
     import json
@@ -97,8 +106,12 @@ def tenant_streets(slug: str, streets: Path = typer.Argument(
 
 
 @tenant_cmd.command("settings")
-def tenant_settings(slug: str, assignments: list[str] = typer.Argument(
-        None, help="KEY=VALUE to change (an empty VALUE puts the default back); none: show them")) -> None:
+def tenant_settings(
+    slug: str,
+    assignments: list[str] = typer.Argument(
+        None, help="KEY=VALUE to change (an empty VALUE puts the default back); none: show them"
+    ),
+) -> None:
     """Show or change a tenant's settings (CSU map, CCTV radius, PTZ auto-aim, escalation, rights deadline,
     public notice). Changes are validated together and journaled."""
     from temoin.identity.service import IdentityError, update_settings
@@ -140,14 +153,19 @@ def tenant_list() -> None:
 
 
 @user_cmd.command("create")
-def user_create(tenant: str, username: str, display_name: str,
-                role: Role = typer.Option(..., case_sensitive=False),
-                agent_number: str | None = typer.Option(None, help="matricule, for wearing agents"),
-                commune: list[str] | None = typer.Option(None, "--commune",
-                                                         help="EPCI: an INSEE code whose recordings the user may "
-                                                              "see (repeat; none: every commune)"),
-                by: str | None = typer.Option(None, "--by", help="you, the mayor (or whoever may grant the role): "
-                                                                "your password and code are asked")) -> None:
+def user_create(
+    tenant: str,
+    username: str,
+    display_name: str,
+    role: Role = typer.Option(..., case_sensitive=False),
+    agent_number: str | None = typer.Option(None, help="matricule, for wearing agents"),
+    commune: list[str] | None = typer.Option(
+        None, "--commune", help="EPCI: an INSEE code whose recordings the user may see (repeat; none: every commune)"
+    ),
+    by: str | None = typer.Option(
+        None, "--by", help="you, the mayor (or whoever may grant the role): your password and code are asked"
+    ),
+) -> None:
     """Create a user; prints a one-time password and the TOTP enrolment URI (shown once).
 
     Technical accounts, and a tenant's first mayor (the bootstrap), are created on the server as is; any other
@@ -164,30 +182,52 @@ def user_create(tenant: str, username: str, display_name: str,
         try:
             t = p.tenant(db, tenant)
             actor = None
-            first_mayor = role == Role.MAYOR and db.scalar(select(User).where(
-                User.tenant_id == t.id, User.role == Role.MAYOR.value, User.active.is_(True))) is None
+            first_mayor = (
+                role == Role.MAYOR
+                and db.scalar(
+                    select(User).where(User.tenant_id == t.id, User.role == Role.MAYOR.value, User.active.is_(True))
+                )
+                is None
+            )
             if role not in grants.TECHNICAL_ROLES and not first_mayor:
                 granter = authenticate(p, db, t, by, Permission.ADMIN_USERS)
                 grants.check_may_manage(Role(granter.role), t, role, "grant")
                 actor = actor_of(granter)
-            new = create_user(p, db, t, username=username, display_name=display_name, role=role,
-                              agent_number=agent_number, communes=commune or None, by=actor)
+            new = create_user(
+                p,
+                db,
+                t,
+                username=username,
+                display_name=display_name,
+                role=role,
+                agent_number=agent_number,
+                communes=commune or None,
+                by=actor,
+            )
             new.user.must_change_password = True  # the one-time password is seen by whoever runs this
         except NotAuthenticated as exc:
-            err.print(f"[red]{exc}[/red]\n[dim]the role {role.value} is granted by the mayor: give --by MAYOR "
-                      "(a tenant's first mayor is created without it)[/dim]")
+            err.print(
+                f"[red]{exc}[/red]\n[dim]the role {role.value} is granted by the mayor: give --by MAYOR "
+                "(a tenant's first mayor is created without it)[/dim]"
+            )
             raise typer.Exit(2) from None
         except (IdentityError, LookupError) as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
         db.commit()
-    console.print(f"user [bold]{username}[/bold] ({role.value}) created\n  password: {new.password}\n"
-                  f"  TOTP: {new.totp_uri}\n[dim]shown once: hand them over securely[/dim]")
+    console.print(
+        f"user [bold]{username}[/bold] ({role.value}) created\n  password: {new.password}\n"
+        f"  TOTP: {new.totp_uri}\n[dim]shown once: hand them over securely[/dim]"
+    )
 
 
 @user_cmd.command("deactivate")
-def user_deactivate(tenant: str, username: str, reason: str = typer.Option(..., help="why (journaled)"),
-                    by: str | None = typer.Option(None, "--by", help="you: your password and code are asked")) -> None:
+def user_deactivate(
+    tenant: str,
+    username: str,
+    reason: str = typer.Option(..., help="why (journaled)"),
+    by: str | None = typer.Option(None, "--by", help="you: your password and code are asked"),
+) -> None:
     """Deactivate an account: its sessions and API tokens end at once."""
     from temoin.identity import lifecycle
     from temoin.identity.service import IdentityError
@@ -219,8 +259,11 @@ def user_totp(username: str) -> None:
 
     p = open_platform()
     with p.session() as db:
-        user = db.scalar(select(User).join(Tenant, Tenant.id == User.tenant_id).where(
-            User.username == username, Tenant.demo.is_(True)))
+        user = db.scalar(
+            select(User)
+            .join(Tenant, Tenant.id == User.tenant_id)
+            .where(User.username == username, Tenant.demo.is_(True))
+        )
         if user is None:
             err.print("[red]only demo users' codes can be shown; real users use their authenticator[/red]")
             raise typer.Exit(1)
@@ -268,4 +311,3 @@ def device_revoke(device_id: str) -> None:
             raise typer.Exit(1)
         revoke(p, db, device, Actor.system("cli"))
     console.print(f"camera {device_id} revoked")
-

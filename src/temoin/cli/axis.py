@@ -11,18 +11,21 @@ from rich.markup import escape
 
 from temoin.cli.context import err, open_platform
 
-axis_app = typer.Typer(help="Axis Body Worn cameras: Témoin as their content destination (docs/axis.md).",
-                       no_args_is_help=True)
+axis_app = typer.Typer(
+    help="Axis Body Worn cameras: Témoin as their content destination (docs/axis.md).", no_args_is_help=True
+)
 
 
 @axis_app.command("connection-file")
 def connection_file(
     tenant: str = typer.Argument(..., help="the tenant (commune) whose cameras connect"),
-    url: list[str] = typer.Option(..., "--url", help="address of Témoin the docking stations reach "
-                                                     "(https://host[:port]); repeat for several"),
+    url: list[str] = typer.Option(
+        ..., "--url", help="address of Témoin the docking stations reach (https://host[:port]); repeat for several"
+    ),
     out: Path | None = typer.Option(None, "--out", help="write the file here (mode 0600) instead of standard output"),
-    certificate: list[Path] = typer.Option([], "--certificate", help="PEM certificate of Témoin's HTTPS server, "
-                                                                     "for the docking stations to check it"),
+    certificate: list[Path] = typer.Option(
+        [], "--certificate", help="PEM certificate of Témoin's HTTPS server, for the docking stations to check it"
+    ),
     encryption: bool = typer.Option(True, help="ask the cameras to encrypt clips for Témoin (WantEncryption)"),
     container_type: str = typer.Option("mp4", help="clip file format the cameras send: mp4 or mkv"),
 ) -> None:
@@ -38,8 +41,16 @@ def connection_file(
         raise typer.Exit(2) from None
     with p.session() as db:
         try:
-            issued = issue(p, db, p.tenant(db, tenant), urls=url, certificates=pems, want_encryption=encryption,
-                           container_type=container_type, by=Actor.system("cli"))
+            issued = issue(
+                p,
+                db,
+                p.tenant(db, tenant),
+                urls=url,
+                certificates=pems,
+                want_encryption=encryption,
+                container_type=container_type,
+                by=Actor.system("cli"),
+            )
         except (LookupError, AxisConnectionError) as exc:
             err.print(f"[red]{escape(str(exc.args[0]))}[/red]")
             raise typer.Exit(2) from None
@@ -52,8 +63,10 @@ def connection_file(
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.chmod(out, 0o600)
-    err.print(f"connection file for {escape(tenant)} written to {escape(str(out))} (user {issued.username}); "
-              "the previous connection, if any, is revoked")
+    err.print(
+        f"connection file for {escape(tenant)} written to {escape(str(out))} (user {issued.username}); "
+        "the previous connection, if any, is revoked"
+    )
 
 
 @axis_app.command("revoke")

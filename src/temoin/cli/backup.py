@@ -37,14 +37,18 @@ def backup_create(folder: Path = typer.Argument(..., help="a new or empty folder
         raise typer.Exit(EXIT_FAILED) from None
     finally:
         p.close()
-    console.print(f"backed up the {done.database} database (schema {done.revision}) and {done.files} files "
-                  f"({_size(done.bytes)}) into {escape(str(folder))}", soft_wrap=True)
+    console.print(
+        f"backed up the {done.database} database (schema {done.revision}) and {done.files} files "
+        f"({_size(done.bytes)}) into {escape(str(folder))}",
+        soft_wrap=True,
+    )
     console.print(f"not in the backup, keep them apart: {', '.join(done.kept_apart)}", soft_wrap=True)
 
 
 @backup_app.command("restore")
-def backup_restore(folder: Path = typer.Argument(..., exists=True, file_okay=False,
-                                                 help="a folder written by `temoin backup create`")) -> None:
+def backup_restore(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="a folder written by `temoin backup create`"),
+) -> None:
     """Restore a backup into an empty data folder (TEMOIN_HOME) and an empty database (TEMOIN_DATABASE_URL). Put
     back the master key and the signing key from their separate copy first: they are checked against the backup,
     and every file against its SHA-256, before anything is written."""
@@ -58,7 +62,13 @@ def backup_restore(folder: Path = typer.Argument(..., exists=True, file_okay=Fal
     except (BackupError, KeyError_) as exc:
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
-    console.print(f"restored the {done.database} database (schema {done.revision}) and {done.files} files "
-                  f"({_size(done.bytes)}) into {escape(str(done.restored_into))}", soft_wrap=True)
-    console.print("now check it: `temoin journal verify` and `temoin vault scrub`; `temoin serve` upgrades the "
-                  "schema if this version is newer", soft_wrap=True)
+    console.print(
+        f"restored the {done.database} database (schema {done.revision}) and {done.files} files "
+        f"({_size(done.bytes)}) into {escape(str(done.restored_into))}",
+        soft_wrap=True,
+    )
+    console.print(
+        "now check it: `temoin journal verify` and `temoin vault scrub`; `temoin serve` upgrades the "
+        "schema if this version is newer",
+        soft_wrap=True,
+    )

@@ -1,9 +1,9 @@
 """`temoin camera`: enrol a camera, run it, see what it holds (never the content), offload it.
 
-    temoin camera enroll --url URL --code CODE --serial SERIAL [--home DIR]
-    temoin camera run [--url URL] [--home DIR] [--source SPEC] [--docked] [--trigger-port N]
-    temoin camera status [--home DIR]
-    temoin camera offload [--url URL] [--home DIR]
+temoin camera enroll --url URL --code CODE --serial SERIAL [--home DIR]
+temoin camera run [--url URL] [--home DIR] [--source SPEC] [--docked] [--trigger-port N]
+temoin camera status [--home DIR]
+temoin camera offload [--url URL] [--home DIR]
 """
 
 from __future__ import annotations
@@ -50,10 +50,12 @@ def _fingerprint(key: bytes) -> str:
 
 
 @camera_app.command("enroll")
-def enroll(url: str = typer.Option(..., help="the platform, e.g. https://temoin.example.fr"),
-           code: str = typer.Option(..., help="one-time enrolment code from an administrator"),
-           serial: str = typer.Option(..., help="this camera's serial number"),
-           home: Path = HOME_OPTION) -> None:
+def enroll(
+    url: str = typer.Option(..., help="the platform, e.g. https://temoin.example.fr"),
+    code: str = typer.Option(..., help="one-time enrolment code from an administrator"),
+    serial: str = typer.Option(..., help="this camera's serial number"),
+    home: Path = HOME_OPTION,
+) -> None:
     """Generate (or keep) this camera's keys, enrol it with a one-time code, pin the platform key."""
     import httpx
 
@@ -67,10 +69,10 @@ def enroll(url: str = typer.Option(..., help="the platform, e.g. https://temoin.
         raise _fail(str(exc)) from None
     except httpx.HTTPError as exc:
         raise _fail(f"cannot reach the platform at {url}: {exc}") from None
-    console.print(f"camera [bold]{serial}[/bold] enrolled as [bold]{identity.device_id}[/bold] "
-                  f"in {identity.tenant}")
-    console.print(f"platform key pinned (fingerprint {_fingerprint(camera.platform_key())}); "
-                  f"keys and recordings in {camera.root}")
+    console.print(f"camera [bold]{serial}[/bold] enrolled as [bold]{identity.device_id}[/bold] in {identity.tenant}")
+    console.print(
+        f"platform key pinned (fingerprint {_fingerprint(camera.platform_key())}); keys and recordings in {camera.root}"
+    )
     link = camera.link(url)
     try:
         settings = link.fetch()
@@ -79,8 +81,11 @@ def enroll(url: str = typer.Option(..., help="the platform, e.g. https://temoin.
         return
     finally:
         link.close()
-    who = (f"{settings.assignment.display_name} ({settings.agent_id})" if settings.assignment
-           else "nobody yet (check it out to an agent)")
+    who = (
+        f"{settings.assignment.display_name} ({settings.agent_id})"
+        if settings.assignment
+        else "nobody yet (check it out to an agent)"
+    )
     console.print(f"assigned to: {who}; clock offset {settings.clock_offset_ms} ms")
 
 
@@ -100,20 +105,29 @@ def _gps(spec: str, source: str, clock):
 
 
 @camera_app.command("run")
-def run(url: str | None = typer.Option(None, help="the platform (default: the one enrolled with)"),
-        home: Path = HOME_OPTION,
-        source: str = typer.Option("synthetic", help=SOURCE_HELP),
-        width: int = typer.Option(320, min=16), height: int = typer.Option(240, min=16),
-        fps: int = typer.Option(10, min=1, max=60),
-        gps: str = typer.Option("auto", help="auto (simulated walk with the synthetic source), none, "
-                                             "simulated[:STREET of the demo commune]"),
-        docked: bool = typer.Option(False, "--docked/--undocked",
-                                    help="on the dock: offload after every recording and at exit"),
-        trigger_port: int = typer.Option(8787, min=0, max=65535,
-                                         help="local port (127.0.0.1 only) for inputs: POST /trigger/taser "
-                                              '{"armed": true}, /button/record, /button/live, /dock; 0: any'),
-        duration: float | None = typer.Option(None, min=0, help="stop after this many seconds"),
-        segment: float = typer.Option(2.0, min=0.5, max=30, help="segment length in seconds")) -> None:
+def run(
+    url: str | None = typer.Option(None, help="the platform (default: the one enrolled with)"),
+    home: Path = HOME_OPTION,
+    source: str = typer.Option("synthetic", help=SOURCE_HELP),
+    width: int = typer.Option(320, min=16),
+    height: int = typer.Option(240, min=16),
+    fps: int = typer.Option(10, min=1, max=60),
+    gps: str = typer.Option(
+        "auto", help="auto (simulated walk with the synthetic source), none, simulated[:STREET of the demo commune]"
+    ),
+    docked: bool = typer.Option(
+        False, "--docked/--undocked", help="on the dock: offload after every recording and at exit"
+    ),
+    trigger_port: int = typer.Option(
+        8787,
+        min=0,
+        max=65535,
+        help="local port (127.0.0.1 only) for inputs: POST /trigger/taser "
+        '{"armed": true}, /button/record, /button/live, /dock; 0: any',
+    ),
+    duration: float | None = typer.Option(None, min=0, help="stop after this many seconds"),
+    segment: float = typer.Option(2.0, min=0.5, max=30, help="segment length in seconds"),
+) -> None:
     """Run the camera in real time: pre-event buffer, recording on a button or an input, status line."""
     from temoin.camera.clock import system_clock
     from temoin.camera.runner import CameraHome, CameraRuntime, CameraSetupError
@@ -125,8 +139,16 @@ def run(url: str | None = typer.Option(None, help="the platform (default: the on
         spec = parse_source(source)
         video, audio = open_sources(spec, system_clock, width=width, height=height, fps=fps)
         signals = TerminalSignals()
-        runtime = CameraRuntime(camera, video=video, audio=audio, gps=_gps(gps, source, system_clock),
-                                signals=signals, url=url, segment_s=segment, docked=docked)
+        runtime = CameraRuntime(
+            camera,
+            video=video,
+            audio=audio,
+            gps=_gps(gps, source, system_clock),
+            signals=signals,
+            url=url,
+            segment_s=segment,
+            docked=docked,
+        )
     except (ValueError, SourceError, CameraSetupError) as exc:
         raise _fail(str(exc)) from None
     try:
@@ -140,13 +162,17 @@ def run(url: str | None = typer.Option(None, help="the platform (default: the on
         console.print(f"{len(runtime.agent.recovered)} recording(s) cut short by a crash were finalised")
     if gps == "none" or runtime.agent.gps is None:
         signals.warn("no GPS receiver: the place of collection is not recorded (prove it otherwise)")
-    console.print(f"camera {runtime.identity.device_id} · source {spec.describe()} · inputs on {server.url} "
-                  f"(POST /trigger/taser {{\"armed\": true}}, /button/record, /button/live, /dock)")
+    console.print(
+        f"camera {runtime.identity.device_id} · source {spec.describe()} · inputs on {server.url} "
+        f'(POST /trigger/taser {{"armed": true}}, /button/record, /button/live, /dock)'
+    )
     console.print(f"ready on {server.url}", highlight=False)  # a line scripts can wait for
     keys = _Keyboard(runtime) if sys.stdin.isatty() else None
     if keys:
-        console.print("keys: [bold]r[/bold] record/stop · [bold]l l[/bold] live · [bold]t[/bold] taser armed · "
-                      "[bold]d[/bold] dock/undock · [bold]q[/bold] quit")
+        console.print(
+            "keys: [bold]r[/bold] record/stop · [bold]l l[/bold] live · [bold]t[/bold] taser armed · "
+            "[bold]d[/bold] dock/undock · [bold]q[/bold] quit"
+        )
 
     def stop(*_: object) -> None:
         runtime.stop_requested.set()
@@ -169,8 +195,10 @@ def run(url: str | None = typer.Option(None, help="the platform (default: the on
         display.flush()
         runtime.close()
     pending = len(runtime.agent.store.pending())
-    console.print(f"stopped; {pending} recording(s) waiting for the vault"
-                  + ("" if pending == 0 else ": dock the camera (`temoin camera offload`)"))
+    console.print(
+        f"stopped; {pending} recording(s) waiting for the vault"
+        + ("" if pending == 0 else ": dock the camera (`temoin camera offload`)")
+    )
 
 
 class _StatusDisplay:
@@ -182,8 +210,9 @@ class _StatusDisplay:
         self.runtime, self.signals = runtime, signals
         self._shown = 0
         self._next = 0.0
-        self.live = Live(Text(""), console=console, refresh_per_second=4, transient=True) \
-            if console.is_terminal else None
+        self.live = (
+            Live(Text(""), console=console, refresh_per_second=4, transient=True) if console.is_terminal else None
+        )
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
 
@@ -200,13 +229,17 @@ class _StatusDisplay:
         agent = self.runtime.agent
         now = self.runtime.clock()
         pending = len(agent.store.pending())
-        parts = [self.signals.status_line(now), f"agent {agent.agent_id}",
-                 f"clock {agent.clock_offset_ms:+d} ms" if agent.clock_offset_ms is not None else "clock unchecked",
-                 f"{pending} pending", "docked" if self.runtime.docked else "worn"]
+        parts = [
+            self.signals.status_line(now),
+            f"agent {agent.agent_id}",
+            f"clock {agent.clock_offset_ms:+d} ms" if agent.clock_offset_ms is not None else "clock unchecked",
+            f"{pending} pending",
+            "docked" if self.runtime.docked else "worn",
+        ]
         return Text(" · ".join(parts))
 
     def flush(self) -> bool:
-        new = self.signals.events[self._shown:]
+        new = self.signals.events[self._shown :]
         for event in new:
             console.print(event, highlight=False)
         self._shown += len(new)
@@ -221,8 +254,14 @@ class _StatusDisplay:
         self.flush()
         if self.live:
             self.live.stop()
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                  TransferSpeedColumn(), TimeRemainingColumn(), console=console)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
         self._progress.start()
         self._tasks = {rid: self._progress.add_task(f"offload {rid}", total=size) for rid, size in pending}
 
@@ -244,13 +283,18 @@ class _StatusDisplay:
 def _report(outcome) -> None:
     for rid, receipt in outcome.sent.items():
         lost = receipt.receipt.lost_segments
-        console.print(f"[green]{rid}[/green] stored by the vault (receipt verified, retained until "
-                      f"{receipt.receipt.retention_until:%Y-%m-%d}"
-                      + (f"; segments {lost} lost: damaged on the camera" if lost else "") + "); local copy deleted")
+        console.print(
+            f"[green]{rid}[/green] stored by the vault (receipt verified, retained until "
+            f"{receipt.receipt.retention_until:%Y-%m-%d}"
+            + (f"; segments {lost} lost: damaged on the camera" if lost else "")
+            + "); local copy deleted"
+        )
     for rid, deletion in outcome.deleted.items():
-        console.print(f"[yellow]{rid}[/yellow] was deleted by the vault ({deletion.reason}, certificate "
-                      f"{deletion.certificate_id}, {deletion.deleted_at}) before its upload ended: signed statement "
-                      "checked, local copy deleted")
+        console.print(
+            f"[yellow]{rid}[/yellow] was deleted by the vault ({deletion.reason}, certificate "
+            f"{deletion.certificate_id}, {deletion.deleted_at}) before its upload ended: signed statement "
+            "checked, local copy deleted"
+        )
     for rid, files in outcome.quarantined.items():
         console.print(f"[red]{rid}: damaged segment(s) quarantined on the camera[/red]: {', '.join(files)}")
     for rid, why in outcome.kept.items():
@@ -272,9 +316,13 @@ class _Keyboard:
 
     def _read(self) -> None:
         agent = self.runtime.agent
-        actions: dict[str, Callable[[], object]] = {"r": agent.press_record, "l": agent.press_live, "t": lambda: agent.trigger_input("taser", True),
-                   "d": lambda: self.runtime.set_docked(not self.runtime.docked),
-                   "q": self.runtime.stop_requested.set}
+        actions: dict[str, Callable[[], object]] = {
+            "r": agent.press_record,
+            "l": agent.press_live,
+            "t": lambda: agent.trigger_input("taser", True),
+            "d": lambda: self.runtime.set_docked(not self.runtime.docked),
+            "q": self.runtime.stop_requested.set,
+        }
         while not self.runtime.stop_requested.is_set():
             key = sys.stdin.read(1).lower()
             if not key:
@@ -301,38 +349,61 @@ def status(home: Path = HOME_OPTION) -> None:
     identity = camera.identity()
     if identity is None:
         raise _fail(f"no enrolled camera in {camera.root}: run `temoin camera enroll` first")
-    console.print(f"camera [bold]{identity.device_id}[/bold] (serial {identity.serial}, {identity.tenant}) "
-                  f"→ {identity.url}")
+    console.print(
+        f"camera [bold]{identity.device_id}[/bold] (serial {identity.serial}, {identity.tenant}) → {identity.url}"
+    )
     try:
         console.print(f"platform key pinned: {_fingerprint(camera.platform_key())}")
         trusted = camera.platform_trust().keys()  # type: ignore[union-attr]  # a key is pinned
         if len(trusted) > 1:
-            console.print(f"platform key rotations followed: {len(trusted) - 1}, now trusting "
-                          f"{_fingerprint(trusted.keys[-1].public_key)}")
+            console.print(
+                f"platform key rotations followed: {len(trusted) - 1}, now trusting "
+                f"{_fingerprint(trusted.keys[-1].public_key)}"
+            )
     except CameraSetupError as exc:
         console.print(f"[red]{exc}[/red]")
     cached = load_cached(camera.root, system_clock())
     if cached is not None:
-        console.print(f"agent: {cached.agent_id} · clock offset {cached.clock_offset_ms} ms"
-                      f"{' (DRIFT)' if cached.clock_drift else ''} · settings of "
-                      f"{cached.fetched_at:%Y-%m-%d %H:%M:%S}")
+        console.print(
+            f"agent: {cached.agent_id} · clock offset {cached.clock_offset_ms} ms"
+            f"{' (DRIFT)' if cached.clock_drift else ''} · settings of "
+            f"{cached.fetched_at:%Y-%m-%d %H:%M:%S}"
+        )
     rows = recording_summaries(camera)
-    table = Table("recording", "state", "started", "seconds", "segments", "bytes", "trigger", "agent",
-                  title="Recordings on this camera (content is encrypted and never shown)")
+    table = Table(
+        "recording",
+        "state",
+        "started",
+        "seconds",
+        "segments",
+        "bytes",
+        "trigger",
+        "agent",
+        title="Recordings on this camera (content is encrypted and never shown)",
+    )
     for r in rows:
-        table.add_row(r["recording_id"], r["state"],
-                      r["started_at"].strftime("%Y-%m-%d %H:%M:%S") if r["started_at"] else "-",
-                      str(r["seconds"]), str(r["segments"]), str(r["bytes"]), r["trigger"], r["agent"])
+        table.add_row(
+            r["recording_id"],
+            r["state"],
+            r["started_at"].strftime("%Y-%m-%d %H:%M:%S") if r["started_at"] else "-",
+            str(r["seconds"]),
+            str(r["segments"]),
+            str(r["bytes"]),
+            r["trigger"],
+            r["agent"],
+        )
     console.print(table)
     pending = sum(1 for r in rows if r["state"] == "pending offload")
     receipts = len(list((camera.root / "receipts").glob("*.json"))) if (camera.root / "receipts").exists() else 0
-    console.print(f"{len(rows)} recording(s) on the camera, {pending} pending offload; "
-                  f"{receipts} vault receipt(s) kept")
+    console.print(
+        f"{len(rows)} recording(s) on the camera, {pending} pending offload; {receipts} vault receipt(s) kept"
+    )
 
 
 @camera_app.command("offload")
-def offload(url: str | None = typer.Option(None, help="the platform (default: the one enrolled with)"),
-            home: Path = HOME_OPTION) -> None:
+def offload(
+    url: str | None = typer.Option(None, help="the platform (default: the one enrolled with)"), home: Path = HOME_OPTION
+) -> None:
     """One docked offload pass: every recording to the vault; each local copy deleted on a verified receipt."""
     from temoin.camera.device_store import quarantined_in
     from temoin.camera.runner import CameraHome, CameraSetupError, offload_home
@@ -342,8 +413,14 @@ def offload(url: str | None = typer.Option(None, help="the platform (default: th
 
     def started(pending: list[tuple[str, int]]) -> OffloadProgress:
         nonlocal progress
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                            TimeRemainingColumn(), console=console)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
         progress.start()
         tasks = {rid: progress.add_task(f"offload {rid}", total=size) for rid, size in pending}
         return lambda rid, n: progress.advance(tasks[rid], n) if rid in tasks else None
@@ -357,19 +434,24 @@ def offload(url: str | None = typer.Option(None, help="the platform (default: th
             progress.stop()
     _report(outcome)
     for rid in unfinished:
-        console.print(f"[yellow]{rid} is damaged or cut short and could not be finalised: kept for examination"
-                      "[/yellow]")
+        console.print(
+            f"[yellow]{rid} is damaged or cut short and could not be finalised: kept for examination[/yellow]"
+        )
     quarantine = quarantined_in(camera.root)
     for q in quarantine:
         console.print(f"[red]quarantine: {q.folder}[/red]: {', '.join(q.files) or 'no segment file'}")
     if not outcome.sent and not outcome.kept and not outcome.deleted:
         console.print("nothing to offload")
     else:
-        console.print(f"{len(outcome.sent)} offloaded, {len(outcome.kept)} kept on the camera"
-                      + (f", {len(outcome.deleted)} deleted by the vault" if outcome.deleted else ""))
+        console.print(
+            f"{len(outcome.sent)} offloaded, {len(outcome.kept)} kept on the camera"
+            + (f", {len(outcome.deleted)} deleted by the vault" if outcome.deleted else "")
+        )
     if outcome.kept or unfinished or quarantine:
         # Something is left on the camera: a script (or the dock) must not take this pass for done.
-        err.print(f"left on the camera: {len(outcome.kept)} recording(s) kept, {len(unfinished)} unfinished, "
-                  f"{len(quarantine)} recording(s) with quarantined segments ({camera.root / 'quarantine'}): "
-                  "examine them, then remove them by hand")
+        err.print(
+            f"left on the camera: {len(outcome.kept)} recording(s) kept, {len(unfinished)} unfinished, "
+            f"{len(quarantine)} recording(s) with quarantined segments ({camera.root / 'quarantine'}): "
+            "examine them, then remove them by hand"
+        )
         raise typer.Exit(1)

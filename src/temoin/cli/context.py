@@ -52,17 +52,27 @@ def open_platform(init: bool = False) -> Platform:
 
 
 def progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 # --- errors ----------------------------------------------------------------------------------------
 
+
 def _is_domain_error(exc: BaseException) -> bool:
     """Raised on purpose, with a message for the user: the domain errors (temoin.errors), the older classes the
     packages still define, and the bare LookupError of a name not found (no tenant 'x')."""
-    return (isinstance(exc, errors.TemoinError) or type(exc) is LookupError
-            or type(exc).__module__.split(".")[0] == "temoin")
+    return (
+        isinstance(exc, errors.TemoinError)
+        or type(exc) is LookupError
+        or type(exc).__module__.split(".")[0] == "temoin"
+    )
 
 
 def user_error(exc: BaseException) -> tuple[str, int] | None:
@@ -103,12 +113,14 @@ class CommandGroup(TyperGroup):
 
 # --- who is at the keyboard ----------------------------------------------------------------------
 
+
 class NotAuthenticated(errors.Unauthenticated):
     """The person could not be authenticated; the message says what to do."""
 
 
-def authenticate(p: Platform, db: Session, tenant: Tenant, username: str | None,
-                 permission: Permission | None = None) -> User:
+def authenticate(
+    p: Platform, db: Session, tenant: Tenant, username: str | None, permission: Permission | None = None
+) -> User:
     """The authenticated user of `tenant`: by TEMOIN_API_TOKEN (whose scopes must include `permission`), else
     --by USERNAME + password + TOTP prompted."""
     from temoin.identity import service
@@ -117,18 +129,24 @@ def authenticate(p: Platform, db: Session, tenant: Tenant, username: str | None,
     if token:
         found = service.api_token_for(db, token)
         if found is None:
-            raise NotAuthenticated(f"{TOKEN_ENV} is not a valid API token (unknown, revoked or expired): issue a new "
-                                   "one from your account page, or unset it and give --by USERNAME")
+            raise NotAuthenticated(
+                f"{TOKEN_ENV} is not a valid API token (unknown, revoked or expired): issue a new "
+                "one from your account page, or unset it and give --by USERNAME"
+            )
         user, row = found
         if permission is not None and permission not in service.token_scopes(user, row):
             raise NotAuthenticated(f"{TOKEN_ENV}'s scopes do not include {permission.value}: issue a token with it")
         if username and username != user.username:
-            raise NotAuthenticated(f"{TOKEN_ENV} belongs to {user.username}, not {username}: the journal names the "
-                                   "token's owner; drop --by or use your own token")
+            raise NotAuthenticated(
+                f"{TOKEN_ENV} belongs to {user.username}, not {username}: the journal names the "
+                "token's owner; drop --by or use your own token"
+            )
     else:
         if not username:
-            raise NotAuthenticated(f"say who you are: --by USERNAME (your password and authenticator code are then "
-                                   f"asked), or set {TOKEN_ENV} to one of your API tokens")
+            raise NotAuthenticated(
+                f"say who you are: --by USERNAME (your password and authenticator code are then "
+                f"asked), or set {TOKEN_ENV} to one of your API tokens"
+            )
         password = typer.prompt(f"password of {username}", hide_input=True, err=True)
         try:
             user = service.check_password(p, db, username, password, "cli", tenant=tenant.slug)

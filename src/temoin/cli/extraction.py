@@ -17,17 +17,30 @@ EXIT_INTACT, EXIT_DAMAGED, EXIT_USAGE, EXIT_UNPINNED = 0, 1, 2, 3
 
 def verify_command(
     package: Path = typer.Argument(..., help="the package: its folder, or the .zip as downloaded"),
-    key: list[Path] = typer.Option(None, "--key", help="a platform public key file (PEM, or the service's keys.json), "
-                                                       "obtained independently of the package; may be repeated"),
-    fingerprint: list[str] = typer.Option(None, "--fingerprint", help="the full SHA-256 fingerprint (64 hex digits) "
-                                                                      "of the platform key, as the service publishes "
-                                                                      "it; may be repeated"),
-    trust_store: Path | None = typer.Option(None, "--trust-store", envvar="TEMOIN_TRUST_STORE",
-                                            help="a folder of trusted platform keys (.pem, .json) [default: "
-                                                 "$XDG_CONFIG_HOME/temoin/trusted-keys/, i.e. "
-                                                 "~/.config/temoin/trusted-keys/, when it exists]"),
-    tsa_ca: Path | None = typer.Option(None, "--tsa-ca", help="the timestamp authority's CA certificates (PEM): "
-                                                              "checks SHA256SUMS.tsr, and requires it"),
+    key: list[Path] = typer.Option(
+        None,
+        "--key",
+        help="a platform public key file (PEM, or the service's keys.json), "
+        "obtained independently of the package; may be repeated",
+    ),
+    fingerprint: list[str] = typer.Option(
+        None,
+        "--fingerprint",
+        help="the full SHA-256 fingerprint (64 hex digits) "
+        "of the platform key, as the service publishes "
+        "it; may be repeated",
+    ),
+    trust_store: Path | None = typer.Option(
+        None,
+        "--trust-store",
+        envvar="TEMOIN_TRUST_STORE",
+        help="a folder of trusted platform keys (.pem, .json) [default: "
+        "$XDG_CONFIG_HOME/temoin/trusted-keys/, i.e. "
+        "~/.config/temoin/trusted-keys/, when it exists]",
+    ),
+    tsa_ca: Path | None = typer.Option(
+        None, "--tsa-ca", help="the timestamp authority's CA certificates (PEM): checks SHA256SUMS.tsr, and requires it"
+    ),
 ) -> None:
     """Check an extraction package offline: every file's hash, the platform's signature, the cameras' keys
     and signatures, the segment chains and the manifest.
@@ -77,25 +90,31 @@ def verify_command(
     if report.signer is None and report.unpinned:
         console.print(f"[red]NOT PINNED[/red] {escape(report.unpinned)}", soft_wrap=True)
     if report.problems:
-        console.print(f"[red]{escape(title)}: {len(report.problems)} problem(s): do not rely on this package[/red]",
-                      soft_wrap=True)
+        console.print(
+            f"[red]{escape(title)}: {len(report.problems)} problem(s): do not rely on this package[/red]",
+            soft_wrap=True,
+        )
         raise typer.Exit(EXIT_DAMAGED)
     if report.signer is None:
-        console.print(f"[red]{escape(title)}: consistent, but not signed by a pinned key: not verified[/red]",
-                      soft_wrap=True)
+        console.print(
+            f"[red]{escape(title)}: consistent, but not signed by a pinned key: not verified[/red]", soft_wrap=True
+        )
         raise typer.Exit(EXIT_UNPINNED)
     lost = "; ".join(f"{rid} segments {indexes}" for rid, indexes in report.lost.items())
-    console.print(f"[green]{escape(title)}: package intact[/green]"
-                  + (f" except segments lost at the camera, as the signed receipts declare ({escape(lost)})"
-                     if lost else "")
-                  + f", signed by the pinned platform key {report.signer.fingerprint}", soft_wrap=True)
+    console.print(
+        f"[green]{escape(title)}: package intact[/green]"
+        + (f" except segments lost at the camera, as the signed receipts declare ({escape(lost)})" if lost else "")
+        + f", signed by the pinned platform key {report.signer.fingerprint}",
+        soft_wrap=True,
+    )
 
 
 def extract_command(
     tenant: str = typer.Argument(..., help="tenant slug"),
     recordings: list[str] = typer.Argument(..., help="recording ids"),
-    by: str | None = typer.Option(None, "--by", help="your username (mayor or chief): password and code are asked; "
-                                                     "or set TEMOIN_API_TOKEN"),
+    by: str | None = typer.Option(
+        None, "--by", help="your username (mayor or chief): password and code are asked; or set TEMOIN_API_TOKEN"
+    ),
     recipient: str = typer.Option(..., help="the recipient's name (e.g. 'OPJ Martin, commissariat de ...')"),
     kind: str = typer.Option(..., help="judicial_police | state_inspection | disciplinary_authority | trainer"),
     procedure: str = typer.Option(..., help="judicial | administrative | disciplinary | training"),
@@ -109,9 +128,13 @@ def extract_command(
 
     try:
         request = pkg.ExtractionRequest(
-            recording_ids=recordings, recipient_name=recipient, recipient_kind=pkg.RecipientKind(kind),
-            procedure_type=pkg.ProcedureType(procedure), reference=reference,
-            trim=_trim(trim, trim_recording or recordings[0]) if trim else None)
+            recording_ids=recordings,
+            recipient_name=recipient,
+            recipient_kind=pkg.RecipientKind(kind),
+            procedure_type=pkg.ProcedureType(procedure),
+            reference=reference,
+            trim=_trim(trim, trim_recording or recordings[0]) if trim else None,
+        )
     except ValueError as exc:
         err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
@@ -122,20 +145,29 @@ def extract_command(
         except NotAuthenticated as exc:
             err.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(1) from None
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                            TimeRemainingColumn(), console=console)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
         with progress:
             task = progress.add_task("packaging", total=None)
             try:
-                row, built = pkg.extract(p, db, user, request,
-                                         lambda done, total: progress.update(task, completed=done, total=total))
+                row, built = pkg.extract(
+                    p, db, user, request, lambda done, total: progress.update(task, completed=done, total=total)
+                )
             except pkg.ExtractionError as exc:
                 err.print(f"[red]{escape(exc.message)}[/red]")
                 raise typer.Exit(1) from None
-    console.print(f"extraction [bold]{row.id}[/bold] for {escape(row.recipient_name)}: {built.path}\n"
-                  f"  {built.size:,} bytes, SHA-256 {built.sha256}\n"
-                  f"  kept until {row.expires_at:%Y-%m-%d %H:%M} UTC, then deleted (the journal keeps its trace)",
-                  soft_wrap=True)
+    console.print(
+        f"extraction [bold]{row.id}[/bold] for {escape(row.recipient_name)}: {built.path}\n"
+        f"  {built.size:,} bytes, SHA-256 {built.sha256}\n"
+        f"  kept until {row.expires_at:%Y-%m-%d %H:%M} UTC, then deleted (the journal keeps its trace)",
+        soft_wrap=True,
+    )
     if built.timestamp is not None and built.timestamp.info is not None:
         console.print(f"  timestamped {escape(built.timestamp.info.describe())}", soft_wrap=True)
     elif built.timestamp is not None:

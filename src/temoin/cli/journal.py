@@ -24,11 +24,17 @@ def sealing_line(sealing) -> str:
 
 @journal_app.command("verify")
 def journal_verify(
-    witness_log: Path | None = typer.Option(None, "--witness-log", exists=True, dir_okay=False, readable=True,
-                                            help="the witness's syslog file: every checkpoint it received must be "
-                                                 "here, identical"),
-    tsa_ca: Path | None = typer.Option(None, "--tsa-ca", help="the timestamp authority's CA certificates (PEM): "
-                                                              "verify the seals' RFC 3161 timestamps"),
+    witness_log: Path | None = typer.Option(
+        None,
+        "--witness-log",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        help="the witness's syslog file: every checkpoint it received must be here, identical",
+    ),
+    tsa_ca: Path | None = typer.Option(
+        None, "--tsa-ca", help="the timestamp authority's CA certificates (PEM): verify the seals' RFC 3161 timestamps"
+    ),
 ) -> None:
     """Verify both sinks of every chain, and that they agree; say what the last seal covers and what is
     not sealed yet, and when the seals were timestamped. Only reads. Exit 1 and name each problem if not intact."""
@@ -47,13 +53,20 @@ def journal_verify(
     witness = read_witness_log(witness_log, [k.public_key for k in p.keyring.trusted]) if witness_log else None
     now = utcnow()
     with p.session() as db, console.status("verifying the journal…"):
-        result = verify_all(db, p.journal.sink, p.keyring.trusted, witness=witness,
-                            seal_interval_s=p.settings.journal_seal_interval_s, now=now)
-        stamps = verify_all_seal_timestamps(db, p.journal.sink, p.keyring.trusted, bundle,
-                                            sorted({r.chain for r in result.reports}), result.checkpoints)
+        result = verify_all(
+            db,
+            p.journal.sink,
+            p.keyring.trusted,
+            witness=witness,
+            seal_interval_s=p.settings.journal_seal_interval_s,
+            now=now,
+        )
+        stamps = verify_all_seal_timestamps(
+            db, p.journal.sink, p.keyring.trusted, bundle, sorted({r.chain for r in result.reports}), result.checkpoints
+        )
     table = Table("chain", "sink", "entries", "last entry", "last seal covers", "unsealed tail", "problems")
     for r in result.reports:
-        seal = (f"{r.last_seal.seq} ({r.last_seal.at[:19].replace('T', ' ')} UTC)" if r.last_seal else "none")
+        seal = f"{r.last_seal.seq} ({r.last_seal.at[:19].replace('T', ' ')} UTC)" if r.last_seal else "none"
         tail = "-"
         if r.unsealed:
             tail = f"{r.unsealed} entries"
@@ -62,8 +75,10 @@ def journal_verify(
         table.add_row(r.chain, r.sink, str(r.entries), str(r.last_seq), seal, tail, str(len(r.problems)))
     console.print(table)
     if witness is not None:
-        console.print(f"witness log {witness_log}: {sum(len(c) for c in witness.chains.values())} checkpoints "
-                      f"of {len(witness.chains)} chains compared")
+        console.print(
+            f"witness log {witness_log}: {sum(len(c) for c in witness.chains.values())} checkpoints "
+            f"of {len(witness.chains)} chains compared"
+        )
     for warning in result.warnings:
         console.print(f"[yellow]{escape(warning)}[/yellow]")
     for stamp in stamps:
@@ -115,8 +130,9 @@ def journal_repair() -> None:
     refused = False
     for r in results:
         for cut in r.interrupted:
-            console.print(f"{r.chain}: interrupted write at byte {cut['at']} of {cut['file']} removed "
-                          f"({cut['bytes']} bytes)")
+            console.print(
+                f"{r.chain}: interrupted write at byte {cut['at']} of {cut['file']} removed ({cut['bytes']} bytes)"
+            )
         if r.gaps_filled:
             console.print(f"{r.chain}: {r.gaps_filled} entries missing in the middle of the file put back")
         if r.appended:
@@ -147,4 +163,3 @@ def journal_prune() -> None:
         for t in db.scalars(select(Tenant)).all():
             cutoff = get_profile(t.profile).journal_cutoff(utcnow())
             console.print(f"{t.slug}: {prune(db, p.journal.sink, p.keyring, t.slug, cutoff)} entries pruned")
-

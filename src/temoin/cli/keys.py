@@ -8,8 +8,9 @@ from rich.table import Table
 
 from temoin.cli.context import console, err
 
-keys_app = typer.Typer(help="The platform's signing keys (published at /.well-known/temoin/keys.json).",
-                       no_args_is_help=True)
+keys_app = typer.Typer(
+    help="The platform's signing keys (published at /.well-known/temoin/keys.json).", no_args_is_help=True
+)
 
 
 def _settings():
@@ -30,9 +31,13 @@ def list_keys() -> None:
         raise typer.Exit(2) from None
     table = Table("id", "status", "SHA-256 fingerprint", "valid from", "valid until")
     for key in keyring.trusted:
-        table.add_row(key.id, "current" if key.current else "retired", key.fingerprint,
-                      key.valid_from.isoformat(timespec="seconds") if key.valid_from else "-",
-                      key.valid_until.isoformat(timespec="seconds") if key.valid_until else "-")
+        table.add_row(
+            key.id,
+            "current" if key.current else "retired",
+            key.fingerprint,
+            key.valid_from.isoformat(timespec="seconds") if key.valid_from else "-",
+            key.valid_until.isoformat(timespec="seconds") if key.valid_until else "-",
+        )
     console.print(table, soft_wrap=True)
 
 
@@ -44,16 +49,21 @@ def rotate_key(yes: bool = typer.Option(False, "--yes", help="do not ask for con
     from temoin.keyring import KeyError_, rotate
 
     if not yes:
-        typer.confirm("Rotate the platform signing key? Recipients must pin the new key "
-                      "(/.well-known/temoin/keys.json)", abort=True)
+        typer.confirm(
+            "Rotate the platform signing key? Recipients must pin the new key (/.well-known/temoin/keys.json)",
+            abort=True,
+        )
     try:
         old, new = rotate(_settings())
     except KeyError_ as exc:
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     assert old.valid_until is not None  # the rotation ends the retired key
-    console.print(f"retired {old.id} (SHA-256 {old.fingerprint}) at {old.valid_until.isoformat(timespec='seconds')}\n"
-                  f"current {new.id} (SHA-256 {new.fingerprint})\n"
-                  "Running servers sign with the new key from their next signature (no restart needed); cameras "
-                  "learn it from /.well-known/temoin/keys.json at their next offload, through the old key's "
-                  "endorsement. Recipients who pinned the old key must pin the new one.", soft_wrap=True)
+    console.print(
+        f"retired {old.id} (SHA-256 {old.fingerprint}) at {old.valid_until.isoformat(timespec='seconds')}\n"
+        f"current {new.id} (SHA-256 {new.fingerprint})\n"
+        "Running servers sign with the new key from their next signature (no restart needed); cameras "
+        "learn it from /.well-known/temoin/keys.json at their next offload, through the old key's "
+        "endorsement. Recipients who pinned the old key must pin the new one.",
+        soft_wrap=True,
+    )

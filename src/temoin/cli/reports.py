@@ -10,9 +10,11 @@ from rich.table import Table
 
 from temoin.cli.context import EXIT_USAGE, console, err, fail, open_platform
 
-report_app = typer.Typer(help="Reports: annual report (R241-17), monthly statistics, public notice (R241-15), "
-                         "record of processing, impact assessment (AIPD).",
-                         no_args_is_help=True)
+report_app = typer.Typer(
+    help="Reports: annual report (R241-17), monthly statistics, public notice (R241-15), "
+    "record of processing, impact assessment (AIPD).",
+    no_args_is_help=True,
+)
 
 
 COMMUNE_HELP = "in an EPCI: the figures of one commune (INSEE code)"
@@ -44,10 +46,13 @@ def _table(rows: list[tuple[str, str, str]], title: str) -> Table:
 
 
 @report_app.command("annual")
-def annual_cmd(tenant: str, year: int = typer.Argument(..., min=2000, max=2100),
-               pdf: Path | None = typer.Option(None, "--pdf", help="write the PDF here"),
-               csv: Path | None = typer.Option(None, "--csv", help="write the CSV here"),
-               commune: str | None = typer.Option(None, "--commune", help=COMMUNE_HELP)) -> None:
+def annual_cmd(
+    tenant: str,
+    year: int = typer.Argument(..., min=2000, max=2100),
+    pdf: Path | None = typer.Option(None, "--pdf", help="write the PDF here"),
+    csv: Path | None = typer.Option(None, "--csv", help="write the CSV here"),
+    commune: str | None = typer.Option(None, "--commune", help=COMMUNE_HELP),
+) -> None:
     """The annual report of TENANT for YEAR; printed, and written as PDF and/or CSV."""
     from temoin.reports import annual
     from temoin.reports.pdf import annual_pdf
@@ -69,9 +74,12 @@ def annual_cmd(tenant: str, year: int = typer.Argument(..., min=2000, max=2100),
 
 
 @report_app.command("monthly")
-def monthly_cmd(tenant: str, month: str = typer.Argument(..., help="YYYY-MM"),
-                csv: Path | None = typer.Option(None, "--csv", help="write the CSV here"),
-                commune: str | None = typer.Option(None, "--commune", help=COMMUNE_HELP)) -> None:
+def monthly_cmd(
+    tenant: str,
+    month: str = typer.Argument(..., help="YYYY-MM"),
+    csv: Path | None = typer.Option(None, "--csv", help="write the CSV here"),
+    commune: str | None = typer.Option(None, "--commune", help=COMMUNE_HELP),
+) -> None:
     """Monthly statistics of TENANT for MONTH (YYYY-MM)."""
     from temoin.reports import annual, monthly
 
@@ -91,9 +99,13 @@ def monthly_cmd(tenant: str, month: str = typer.Argument(..., help="YYYY-MM"),
 
 
 @report_app.command("notice")
-def notice_cmd(tenant: str, pdf: Path = typer.Option(..., "--pdf", help="write the PDF here"),
-               controller: str | None = None, dpo_contact: str | None = None,
-               rights_address: str | None = None) -> None:
+def notice_cmd(
+    tenant: str,
+    pdf: Path = typer.Option(..., "--pdf", help="write the PDF here"),
+    controller: str | None = None,
+    dpo_contact: str | None = None,
+    rights_address: str | None = None,
+) -> None:
     """The public information notice (R241-15) of TENANT as PDF."""
     from temoin.reports.notice import NoticeInputs, notice_pdf
 

@@ -19,10 +19,12 @@ def init() -> None:
     console.print(f"Témoin ready in [bold]{p.settings.home}[/bold] ({p.engine.url.render_as_string()})")
 
 
-
-def serve(host: str = "127.0.0.1", port: int = 8000,
-          certfile: Path | None = typer.Option(None, help="TLS certificate chain (PEM): serve HTTPS (and send HSTS)"),
-          keyfile: Path | None = typer.Option(None, help="TLS private key (PEM) of --certfile")) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    certfile: Path | None = typer.Option(None, help="TLS certificate chain (PEM): serve HTTPS (and send HSTS)"),
+    keyfile: Path | None = typer.Option(None, help="TLS private key (PEM) of --certfile"),
+) -> None:
     """Run the platform: API, web pages, ingest, and the retention scheduler. Serve it over TLS with --certfile
     and --keyfile, or behind a reverse proxy that terminates TLS (docs/security.md)."""
     import uvicorn
@@ -33,8 +35,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
 
     private_files.restrict_umask()
     if (certfile is None) != (keyfile is None):
-        err.print("[red]give both --certfile and --keyfile (or neither, behind a reverse proxy that terminates "
-                  "TLS)[/red]")
+        err.print(
+            "[red]give both --certfile and --keyfile (or neither, behind a reverse proxy that terminates TLS)[/red]"
+        )
         raise typer.Exit(2)
     for path in (certfile, keyfile):
         if path is not None and not path.is_file():
@@ -50,7 +53,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
         err.print(f"[bold red]{escape(warning)}[/bold red]", soft_wrap=True)
     # Cameras long-poll the platform (live acknowledgement, orders): a restart should not wait for them.
     # proxy_headers off: X-Forwarded-For is read by the app from TEMOIN_TRUSTED_PROXIES only (identity.addresses).
-    uvicorn.run(create_app(p), host=host, port=port, log_level="info", timeout_graceful_shutdown=3,
-                proxy_headers=False, log_config=access_log_config(),
-                ssl_certfile=str(certfile) if certfile else None, ssl_keyfile=str(keyfile) if keyfile else None)
-
+    uvicorn.run(
+        create_app(p),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=3,
+        proxy_headers=False,
+        log_config=access_log_config(),
+        ssl_certfile=str(certfile) if certfile else None,
+        ssl_keyfile=str(keyfile) if keyfile else None,
+    )

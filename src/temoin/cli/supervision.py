@@ -14,9 +14,13 @@ cctv_app = typer.Typer(help="The commune's fixed CCTV cameras (vidéoprotection 
 
 
 @cctv_app.command("import")
-def import_cmd(tenant: str, file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
-                                                        help="a .csv or .geojson registry file"),
-               stream_base: str | None = typer.Option(None, help="base URL for features giving stream_path")) -> None:
+def import_cmd(
+    tenant: str,
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, readable=True, help="a .csv or .geojson registry file"
+    ),
+    stream_base: str | None = typer.Option(None, help="base URL for features giving stream_path"),
+) -> None:
     """Import cameras from a CSV or GeoJSON file: all or nothing, upsert by id, journaled."""
     from temoin.journal.entry import Actor
     from temoin.supervision.registry import RegistryError, import_file
@@ -26,13 +30,16 @@ def import_cmd(tenant: str, file: Path = typer.Argument(..., exists=True, dir_ok
         try:
             t = p.tenant(db, tenant)
             with console.status(f"importing {file.name}"):
-                result = import_file(p, db, t, file.name, file.read_bytes(), actor=Actor.system("cli"),
-                                     stream_base=stream_base)
+                result = import_file(
+                    p, db, t, file.name, file.read_bytes(), actor=Actor.system("cli"), stream_base=stream_base
+                )
         except (RegistryError, LookupError) as exc:
             err.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(1) from None
-    console.print(f"{result.total} camera(s) imported into [bold]{tenant}[/bold]: {result.created} new, "
-                  f"{result.updated} updated, {result.ptz} PTZ")
+    console.print(
+        f"{result.total} camera(s) imported into [bold]{tenant}[/bold]: {result.created} new, "
+        f"{result.updated} updated, {result.ptz} PTZ"
+    )
 
 
 @cctv_app.command("list")
@@ -50,17 +57,26 @@ def list_cmd(tenant: str) -> None:
             raise typer.Exit(1) from None
         cams = cameras_of(db, t.id)
         for c in cams:
-            table.add_row(escape(c.id), escape(c.name), f"{c.lat:.6f}", f"{c.lon:.6f}", f"{c.heading_deg:.0f}°",
-                          f"{c.fov_deg:.0f}°", f"{c.range_m:.0f}", f"{c.height_m:.1f}",
-                          f"yes ×{c.max_zoom:g}" if c.ptz else "no",
-                          ("yes" + (" (user set)" if c.onvif_username else "")) if c.onvif_url else "no")
+            table.add_row(
+                escape(c.id),
+                escape(c.name),
+                f"{c.lat:.6f}",
+                f"{c.lon:.6f}",
+                f"{c.heading_deg:.0f}°",
+                f"{c.fov_deg:.0f}°",
+                f"{c.range_m:.0f}",
+                f"{c.height_m:.1f}",
+                f"yes ×{c.max_zoom:g}" if c.ptz else "no",
+                ("yes" + (" (user set)" if c.onvif_username else "")) if c.onvif_url else "no",
+            )
     console.print(table)
     console.print(f"{len(cams)} camera(s)")
 
 
 @cctv_app.command("withdraw")
-def withdraw_cmd(tenant: str, camera_id: str,
-                 reason: str = typer.Option("", help="why (removed, broken...), kept in the journal")) -> None:
+def withdraw_cmd(
+    tenant: str, camera_id: str, reason: str = typer.Option("", help="why (removed, broken...), kept in the journal")
+) -> None:
     """Withdraw a camera from service: off the map, the nearby list and the video wall; import it to restore.
     A server running elsewhere stops offering it at once; a feed already open ends when its viewers leave."""
     from temoin.journal.entry import Actor

@@ -30,10 +30,14 @@ def retention_run() -> None:
         done = periodic_pass(p, progress=step)
         result = done.sweep
         bar.update(task, completed=len(result.deleted), total=max(len(result.deleted), 1))
-    console.print(f"{len(result.deleted)} recordings deleted ({result.blobs_removed} blobs), "
-                  f"{result.held} kept by a hold, {result.orphans_removed} orphan blobs removed")
-    console.print(f"{done.journal_pruned} journal entries pruned, {done.packages_purged} expired extraction packages "
-                  f"deleted, {_sealing_line(done.sealing)}")
+    console.print(
+        f"{len(result.deleted)} recordings deleted ({result.blobs_removed} blobs), "
+        f"{result.held} kept by a hold, {result.orphans_removed} orphan blobs removed"
+    )
+    console.print(
+        f"{done.journal_pruned} journal entries pruned, {done.packages_purged} expired extraction packages "
+        f"deleted, {_sealing_line(done.sealing)}"
+    )
 
 
 @vault_app.command("scrub")
@@ -47,12 +51,13 @@ def vault_scrub() -> None:
         result = scrub(p, db, progress=lambda done, total: bar.update(task, completed=done, total=total))
     console.print(f"{result.recordings} recordings, {result.segments} segments, {result.bytes} bytes checked")
     if result.lost:
-        console.print(f"{result.lost} segment(s) lost at the camera, declared in their signed receipts: never in "
-                      "the vault, not checked (not corruption)")
+        console.print(
+            f"{result.lost} segment(s) lost at the camera, declared in their signed receipts: never in "
+            "the vault, not checked (not corruption)"
+        )
     if result.ok:
         console.print("[green]no corruption[/green]")
         return
     for problem in result.problems:
         console.print(f"[red]{escape(str(problem))}[/red]")
     raise typer.Exit(1)
-

@@ -38,13 +38,25 @@ def hand_over(p: Platform, base_url: str, tenant_slug: str, agent_number: str, c
             console.print(f"[yellow]Axis demo camera not registered ({r.status_code}: {r.text.strip()})[/yellow]")
             return False
         started = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-        rec: Recording = sample_recording(USER_UUID, SERIAL, started_at=started, duration_s=6, clip_s=3, seed=7,
-                                          bookmarks=[Bookmark(at=started + timedelta(seconds=2),
-                                                              description="Contrôle routier, conducteur agité",
-                                                              category_id="refusal_to_comply",
-                                                              category_name="refus d'obtempérer")])
-        rec.track = [(lat, lon, started + timedelta(seconds=i))
-                     for i, (lat, lon) in enumerate(walk("Avenue de la Mer", 7))]
+        rec: Recording = sample_recording(
+            USER_UUID,
+            SERIAL,
+            started_at=started,
+            duration_s=6,
+            clip_s=3,
+            seed=7,
+            bookmarks=[
+                Bookmark(
+                    at=started + timedelta(seconds=2),
+                    description="Contrôle routier, conducteur agité",
+                    category_id="refusal_to_comply",
+                    category_name="refus d'obtempérer",
+                )
+            ],
+        )
+        rec.track = [
+            (lat, lon, started + timedelta(seconds=i)) for i, (lat, lon) in enumerate(walk("Avenue de la Mer", 7))
+        ]
         rec.user_uuid = USER_UUID
         bws.upload(rec)
     except BodyWornError as exc:
@@ -52,6 +64,8 @@ def hand_over(p: Platform, base_url: str, tenant_slug: str, agent_number: str, c
         return False
     finally:
         bws.http.close()
-    console.print(f"1 recording handed over by a simulated Axis Body Worn system (camera {SERIAL}, "
-                  f"container {rec.container}, {uuid.UUID(USER_UUID).hex[:8]})")
+    console.print(
+        f"1 recording handed over by a simulated Axis Body Worn system (camera {SERIAL}, "
+        f"container {rec.container}, {uuid.UUID(USER_UUID).hex[:8]})"
+    )
     return True

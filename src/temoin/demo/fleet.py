@@ -55,9 +55,13 @@ from temoin.geo.geometry import distance_m
 
 # What starts the recordings, in turn (each camera starts at its own place in the cycle).
 SCENARIOS = ("incident", "person_request", "flagrant_offence", "taser")
-SCENARIO_TRIGGER = {"incident": Trigger.INCIDENT, "person_request": Trigger.PERSON_REQUEST,
-                    "flagrant_offence": Trigger.FLAGRANT_OFFENCE, "taser": Trigger.AUTOMATIC,
-                    "live": Trigger.LIVE_REQUEST}  # "live": the live button (`live_every_s`), not in the cycle
+SCENARIO_TRIGGER = {
+    "incident": Trigger.INCIDENT,
+    "person_request": Trigger.PERSON_REQUEST,
+    "flagrant_offence": Trigger.FLAGRANT_OFFENCE,
+    "taser": Trigger.AUTOMATIC,
+    "live": Trigger.LIVE_REQUEST,
+}  # "live": the live button (`live_every_s`), not in the cycle
 
 
 @dataclass(frozen=True)
@@ -122,8 +126,18 @@ class FleetSignals(TerminalSignals):
 
 
 class FleetCamera:
-    def __init__(self, index: int, home: CameraHome, base_url: str, street: str, clock: SimulatedClock,
-                 settings: FleetSettings, report: Report, seed: int | None = None, walk_offset_s: int = 0) -> None:
+    def __init__(
+        self,
+        index: int,
+        home: CameraHome,
+        base_url: str,
+        street: str,
+        clock: SimulatedClock,
+        settings: FleetSettings,
+        report: Report,
+        seed: int | None = None,
+        walk_offset_s: int = 0,
+    ) -> None:
         self.index, self.home, self.base_url, self.settings, self.report = index, home, base_url, settings, report
         self.identity = home.require_identity()
         self.label = self.identity.serial
@@ -142,24 +156,47 @@ class FleetCamera:
         if settings.live_every_s:
             from temoin.camera.live_publisher import LiveLink  # aiortc: only when the fleet goes live
 
-            self.live = LiveLink(base_url, self.identity.device_id, home.keys().signing_key, width=settings.width,
-                                 height=settings.height, fps=settings.fps,
-                                 clock_skew_s=lambda: self.link.auth.clock_skew_s, name=f"live-{self.label}")
+            self.live = LiveLink(
+                base_url,
+                self.identity.device_id,
+                home.keys().signing_key,
+                width=settings.width,
+                height=settings.height,
+                fps=settings.fps,
+                clock_skew_s=lambda: self.link.auth.clock_skew_s,
+                name=f"live-{self.label}",
+            )
         self._live_reported: str | None = None
         self.dispatch: DispatchLink | None = None
         config = AgentConfig(camera_id=self.identity.device_id, segment_s=settings.segment_s)
         if settings.dispatch:
-            self.dispatch = DispatchLink(base_url, self.identity.device_id, home.keys().signing_key,
-                                         clock_skew_s=lambda: self.link.auth.clock_skew_s,
-                                         position_every_s=settings.position_every_s, name=f"dispatch-{self.label}")
-            config = AgentConfig(camera_id=self.identity.device_id, segment_s=settings.segment_s,
-                                 gps_standby_interval_s=settings.position_every_s)  # a fix for each position
+            self.dispatch = DispatchLink(
+                base_url,
+                self.identity.device_id,
+                home.keys().signing_key,
+                clock_skew_s=lambda: self.link.auth.clock_skew_s,
+                position_every_s=settings.position_every_s,
+                name=f"dispatch-{self.label}",
+            )
+            config = AgentConfig(
+                camera_id=self.identity.device_id,
+                segment_s=settings.segment_s,
+                gps_standby_interval_s=settings.position_every_s,
+            )  # a fix for each position
         self.patrol = SimulatedWalk(start, street, offset_s=walk_offset_s)
         self.route: Route | None = None  # where the CSU sent this agent, when it did
         self.agent = CameraAgent(
-            config, store=home.store(clock), video=SyntheticVideo(scene, clock, start),
-            audio=SyntheticAudio(scene, start), gps=self.patrol, signals=self.signals, clock=clock,
-            settings=platform_settings, live=self.live, dispatch=self.dispatch)
+            config,
+            store=home.store(clock),
+            video=SyntheticVideo(scene, clock, start),
+            audio=SyntheticAudio(scene, start),
+            gps=self.patrol,
+            signals=self.signals,
+            clock=clock,
+            settings=platform_settings,
+            live=self.live,
+            dispatch=self.dispatch,
+        )
         self.street = street
         self._cycle = 2 * index  # camera i starts its cycle at its own place (two cameras: all four kinds)
         first = settings.shift_s * (index + 1) / (index + 2) if settings.stagger else settings.shift_s
@@ -201,8 +238,11 @@ class FleetCamera:
             self._follow_orders(self.clock())
             if self.agent.live_session_id and self.agent.live_session_id != self._live_reported:
                 self._live_reported = self.agent.live_session_id
-                self.report(self.label, f"LIVE alert received by the platform ({self.agent.live_session_id}): "
-                                        "the CSU watches and acknowledges on /live")
+                self.report(
+                    self.label,
+                    f"LIVE alert received by the platform ({self.agent.live_session_id}): "
+                    "the CSU watches and acknowledges on /live",
+                )
 
     @property
     def shift_left_s(self) -> float:
@@ -218,11 +258,13 @@ class FleetCamera:
         stop_at = min(now + timedelta(seconds=duration), self.shift_end)
         if self._stop_at is None or self._stop_at < stop_at:
             if self._stop_at is None:  # a recording started by the live button
-                self.records.append(FleetRecord(rid or "", self.identity.device_id, self.agent.agent_id, "live",
-                                                now))
+                self.records.append(FleetRecord(rid or "", self.identity.device_id, self.agent.agent_id, "live", now))
             self._stop_at = stop_at
-        self.report(self.label, f"LIVE button pressed twice ({self.who}): threat, alert to the CSU, "
-                                f"streaming for about {(stop_at - now).total_seconds():.0f} s")
+        self.report(
+            self.label,
+            f"LIVE button pressed twice ({self.who}): threat, alert to the CSU, "
+            f"streaming for about {(stop_at - now).total_seconds():.0f} s",
+        )
 
     def _start(self, now: datetime) -> None:
         scenario = SCENARIOS[self._cycle % len(SCENARIOS)]
@@ -231,11 +273,17 @@ class FleetCamera:
         if scenario == "incident":
             rid = agent.start_recording(Trigger.INCIDENT)
         elif scenario == "person_request":
-            rid = agent.start_recording(Trigger.PERSON_REQUEST, notice=Notice.told(),
-                                        detail="asked by the person filmed")
+            rid = agent.start_recording(
+                Trigger.PERSON_REQUEST, notice=Notice.told(), detail="asked by the person filmed"
+            )
         elif scenario == "flagrant_offence":
-            notice = Notice.told() if self.rng.random() < 0.5 else Notice.not_told(
-                NotInformedReason.FLAGRANT_OFFENCE, "suspect fleeing: no time to announce the camera")
+            notice = (
+                Notice.told()
+                if self.rng.random() < 0.5
+                else Notice.not_told(
+                    NotInformedReason.FLAGRANT_OFFENCE, "suspect fleeing: no time to announce the camera"
+                )
+            )
             rid = agent.start_recording(Trigger.FLAGRANT_OFFENCE, notice=notice, detail="flagrant offence")
         else:
             rid = agent.trigger_input("taser", True) or ""
@@ -252,8 +300,10 @@ class FleetCamera:
         self._confirm_at = None
         self._next_start = self.clock() + timedelta(seconds=self.rng.uniform(*self.settings.gap_s))
         flags = " outside territory" if m.outside_territory else ""
-        self.report(self.label, f"stopped: {len(m.segments)} segments, "
-                                f"{(m.ended_at - m.started_at).total_seconds():.0f} s{flags}")
+        self.report(
+            self.label,
+            f"stopped: {len(m.segments)} segments, {(m.ended_at - m.started_at).total_seconds():.0f} s{flags}",
+        )
 
     def dock(self) -> OffloadOutcome:
         """End of shift: stop what is recording, dock, offload through the real ingest."""
@@ -330,8 +380,11 @@ class FleetCamera:
         walk = StraightWalk(here, (order.target_lat, order.target_lon), now, speed)
         self.route = Route(order, "to_target", walk, left_at, left_at_s)
         self.agent.gps = walk
-        self.report(self.label, f"{self.who} heads for {order.for_agent}: {walk.length_m:.0f} m in a straight line "
-                                f"at {speed:.1f} m/s, about {walk.length_m / speed:.0f} s")
+        self.report(
+            self.label,
+            f"{self.who} heads for {order.for_agent}: {walk.length_m:.0f} m in a straight line "
+            f"at {speed:.1f} m/s, about {walk.length_m / speed:.0f} s",
+        )
 
     def _walk_back(self, now: datetime, why: str) -> None:
         route = self.route
@@ -345,8 +398,14 @@ class FleetCamera:
 class StraightWalk:
     """A GPS source walking from `start` to `end` in a straight line at `speed_m_s`, then standing there."""
 
-    def __init__(self, start: tuple[float, float], end: tuple[float, float], started_at: datetime,
-                 speed_m_s: float, accuracy_m: float = 5.0) -> None:
+    def __init__(
+        self,
+        start: tuple[float, float],
+        end: tuple[float, float],
+        started_at: datetime,
+        speed_m_s: float,
+        accuracy_m: float = 5.0,
+    ) -> None:
         self.start, self.end, self.started_at = start, end, started_at
         self.speed_m_s, self.accuracy_m = max(speed_m_s, 0.1), accuracy_m
         self.length_m = distance_m(start[0], start[1], end[0], end[1])
@@ -360,8 +419,12 @@ class StraightWalk:
 
     def fix(self, at: datetime) -> GpsFix:
         f = self._done(at)  # a straight line on the map: fine at a town's scale
-        return GpsFix(t=at, lat=self.start[0] + (self.end[0] - self.start[0]) * f,
-                      lon=self.start[1] + (self.end[1] - self.start[1]) * f, accuracy_m=self.accuracy_m)
+        return GpsFix(
+            t=at,
+            lat=self.start[0] + (self.end[0] - self.start[0]) * f,
+            lon=self.start[1] + (self.end[1] - self.start[1]) * f,
+            accuracy_m=self.accuracy_m,
+        )
 
 
 @dataclass
@@ -383,16 +446,33 @@ class Fleet:
     lag_s: float = 0.0  # how far behind the wall clock a real-time run fell
 
     @classmethod
-    def build(cls, homes: list[Path], base_url: str, *, start: datetime, settings: FleetSettings | None = None,
-              report: Report | None = None) -> Fleet:
+    def build(
+        cls,
+        homes: list[Path],
+        base_url: str,
+        *,
+        start: datetime,
+        settings: FleetSettings | None = None,
+        report: Report | None = None,
+    ) -> Fleet:
         """One camera per home folder of an enrolled camera, each on its own street (two on one
         street walk it 5 minutes apart); all start at `start`."""
         settings = settings or FleetSettings()
         report = report or (lambda label, what: None)
         names = list(streets())
-        cameras = [FleetCamera(i, CameraHome(home), base_url, names[i % len(names)], SimulatedClock(start), settings,
-                               report, walk_offset_s=300 * (i // len(names)))
-                   for i, home in enumerate(homes)]
+        cameras = [
+            FleetCamera(
+                i,
+                CameraHome(home),
+                base_url,
+                names[i % len(names)],
+                SimulatedClock(start),
+                settings,
+                report,
+                walk_offset_s=300 * (i // len(names)),
+            )
+            for i, home in enumerate(homes)
+        ]
         return cls(cameras, settings)
 
     @property
@@ -413,8 +493,14 @@ class Fleet:
         camera.press_live()
         return True
 
-    def run(self, seconds: float | None = None, *, realtime: bool = True, stop: threading.Event | None = None,
-            dock_at_end: bool = True) -> None:
+    def run(
+        self,
+        seconds: float | None = None,
+        *,
+        realtime: bool = True,
+        stop: threading.Event | None = None,
+        dock_at_end: bool = True,
+    ) -> None:
         """Advance every camera tick by tick for `seconds` (or until `stop`), then dock them all."""
         if not self.cameras:
             return
@@ -427,8 +513,7 @@ class Fleet:
         try:
             while (seconds is None or (t - t0).total_seconds() < seconds) and not (stop and stop.is_set()):
                 t += tick
-                if next_live is not None and t >= next_live and \
-                        self._press_live(t, (t - next_live).total_seconds()):
+                if next_live is not None and t >= next_live and self._press_live(t, (t - next_live).total_seconds()):
                     next_live += timedelta(seconds=live_every)
                 for camera in self.cameras:
                     camera.advance(t)

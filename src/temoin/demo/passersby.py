@@ -48,8 +48,11 @@ def face_images() -> tuple[FaceImage, ...]:
     warm = np.array([1.08, 0.95, 0.80])  # a sepia tone: grey pictures read as faces of another colour
     faces = [
         FaceImage("astronaut", np.ascontiguousarray(head), (41, 38, 89, 120)),
-        FaceImage("astronaut-mirrored", np.ascontiguousarray(head[:, ::-1] * np.array([0.85, 0.9, 1.0]))
-                  .astype(np.uint8), (40, 38, 89, 120)),
+        FaceImage(
+            "astronaut-mirrored",
+            np.ascontiguousarray(head[:, ::-1] * np.array([0.85, 0.9, 1.0])).astype(np.uint8),
+            (40, 38, 89, 120),
+        ),
         FaceImage("cameraman", np.clip(cam_head * warm, 0, 255).astype(np.uint8), (24, 37, 60, 80)),
     ]
     lfw = data.lfw_subset()  # 100 faces then 100 non-faces, 25×25 grey in [0, 1]
@@ -84,9 +87,9 @@ def paste_face(image: np.ndarray, face: FaceImage, box: Box, *, oval: bool = Fal
     x1, y1 = min(width, px + pw), min(height, py + ph)
     if x1 <= x0 or y1 <= y0:
         return None
-    piece = patch[y0 - py:y1 - py, x0 - px:x1 - px]
+    piece = patch[y0 - py : y1 - py, x0 - px : x1 - px]
     if oval:
-        alpha = _oval(pw, ph)[y0 - py:y1 - py, x0 - px:x1 - px, None]
+        alpha = _oval(pw, ph)[y0 - py : y1 - py, x0 - px : x1 - px, None]
         image[y0:y1, x0:x1] = (piece * alpha + image[y0:y1, x0:x1] * (1 - alpha)).astype(np.uint8)
     else:
         image[y0:y1, x0:x1] = piece
@@ -138,8 +141,17 @@ class PassersByScene(SyntheticScene):
 
     Like its base, frame `i` depends only on the seed and on `i`: segments can be made in any order."""
 
-    def __init__(self, width: int = 320, height: int = 240, fps: int = 15, seed: int = 0, *,
-                 people: int | None = None, sample_rate: int = AUDIO_RATE, tone_hz: float = 440.0) -> None:
+    def __init__(
+        self,
+        width: int = 320,
+        height: int = 240,
+        fps: int = 15,
+        seed: int = 0,
+        *,
+        people: int | None = None,
+        sample_rate: int = AUDIO_RATE,
+        tone_hz: float = 440.0,
+    ) -> None:
         super().__init__(width, height, fps, seed, sample_rate=sample_rate, tone_hz=tone_hz)
         rng = np.random.default_rng([seed, 0xFACE])
         count = people if people is not None else int(rng.integers(2, 4))
@@ -180,8 +192,18 @@ def _passers_by(width: int, height: int, count: int, rng: np.random.Generator) -
         speed = float(rng.uniform(0.25, 0.5)) * span * float(rng.choice([-1, 1]))
         top = float(rng.uniform(0.3, 0.4)) * height  # the head clear of the burned-in text above it
         shirt = tuple(int(c) for c in rng.integers(30, 200, size=3))
-        people.append(PasserBy(face, fw, (lo + fw / 2, hi + fw / 2), float(rng.uniform(lo, hi)) + fw / 2,
-                               top, speed, float(rng.uniform(1.6, 2.2)), shirt))
+        people.append(
+            PasserBy(
+                face,
+                fw,
+                (lo + fw / 2, hi + fw / 2),
+                float(rng.uniform(lo, hi)) + fw / 2,
+                top,
+                speed,
+                float(rng.uniform(1.6, 2.2)),
+                shirt,
+            )
+        )
     return people
 
 
@@ -190,13 +212,27 @@ def _body(image: np.ndarray, face: FaceImage, box: Box, shirt: tuple[int, int, i
     x, y, w, h = box
     cx = x + w / 2
     fx, fy, fw, fh = face.face
-    skin = face.pixels[fy + fh // 3:fy + 2 * fh // 3, fx + fw // 3:fx + 2 * fw // 3].reshape(-1, 3).mean(axis=0)
+    skin = face.pixels[fy + fh // 3 : fy + 2 * fh // 3, fx + fw // 3 : fx + 2 * fw // 3].reshape(-1, 3).mean(axis=0)
     chin = y + h
-    neck = np.array([[cx - 0.22 * w, chin - 0.25 * h], [cx + 0.22 * w, chin - 0.25 * h],
-                     [cx + 0.24 * w, chin + 0.35 * h], [cx - 0.24 * w, chin + 0.35 * h]])
+    neck = np.array(
+        [
+            [cx - 0.22 * w, chin - 0.25 * h],
+            [cx + 0.22 * w, chin - 0.25 * h],
+            [cx + 0.24 * w, chin + 0.35 * h],
+            [cx - 0.24 * w, chin + 0.35 * h],
+        ]
+    )
     cv2.fillConvexPoly(image, np.round(neck).astype(np.int32), tuple(int(c) for c in skin), cv2.LINE_AA)
     shoulders = chin + 0.3 * h
     bottom = image.shape[0] + 1
-    torso = np.array([[cx - 0.45 * w, shoulders], [cx + 0.45 * w, shoulders], [cx + 1.15 * w, shoulders + 0.35 * h],
-                      [cx + 1.25 * w, bottom], [cx - 1.25 * w, bottom], [cx - 1.15 * w, shoulders + 0.35 * h]])
+    torso = np.array(
+        [
+            [cx - 0.45 * w, shoulders],
+            [cx + 0.45 * w, shoulders],
+            [cx + 1.15 * w, shoulders + 0.35 * h],
+            [cx + 1.25 * w, bottom],
+            [cx - 1.25 * w, bottom],
+            [cx - 1.15 * w, shoulders + 0.35 * h],
+        ]
+    )
     cv2.fillPoly(image, [np.round(torso).astype(np.int32)], shirt, cv2.LINE_AA)

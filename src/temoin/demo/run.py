@@ -84,8 +84,16 @@ def ensure_tenant(p: Platform) -> dict[str, str]:
     with p.session() as db:
         tenant = db.scalar(select(Tenant).where(Tenant.slug == TENANT))
         if tenant is None:
-            tenant = service.create_tenant(p, db, slug=TENANT, name="Port-Témoin", profile="fr-police-municipale",
-                                           authorised_cameras=MAX_CAMERAS, territory=territory(), demo=True)
+            tenant = service.create_tenant(
+                p,
+                db,
+                slug=TENANT,
+                name="Port-Témoin",
+                profile="fr-police-municipale",
+                authorised_cameras=MAX_CAMERAS,
+                territory=territory(),
+                demo=True,
+            )
         if not tenant.demo:
             raise SystemExit(f"tenant {TENANT} exists and is not a demo tenant: refusing to touch it")
         # The demo shows the PTZ cameras turning to the agent by themselves on an alert.
@@ -94,8 +102,16 @@ def ensure_tenant(p: Platform) -> dict[str, str]:
             user = db.scalar(select(User).where(User.username == username, User.tenant_id == tenant.id))
             password = sec.random_password()
             if user is None:
-                service.create_user(p, db, tenant, username=username, display_name=name, role=role,
-                                    password=password, agent_number=number)
+                service.create_user(
+                    p,
+                    db,
+                    tenant,
+                    username=username,
+                    display_name=name,
+                    role=role,
+                    password=password,
+                    agent_number=number,
+                )
             elif user.tenant_id == tenant.id:
                 user.password_hash = sec.hash_password(password)
             passwords[username] = password
@@ -125,8 +141,9 @@ def ensure_cameras(p: Platform, base_url: str, count: int = CAMERAS) -> list[Dem
         known = home.identity()
         with p.session() as db:
             tenant = p.tenant(db, TENANT)
-            device = db.scalar(select(Device).where(Device.tenant_id == tenant.id, Device.serial == serial,
-                                                    Device.status == "active"))
+            device = db.scalar(
+                select(Device).where(Device.tenant_id == tenant.id, Device.serial == serial, Device.status == "active")
+            )
             if device is not None and known is not None and known.device_id == device.id:
                 cameras.append(DemoCamera(serial, device.id, home.root))
                 continue
@@ -153,8 +170,11 @@ def ensure_shifts(p: Platform, cameras: list[DemoCamera]) -> dict[str, str]:
                 continue
             if current is not None:
                 shifts.check_in(p, db, device, Actor.system("demo"))
-            held = db.scalar(select(ShiftAssignment).where(ShiftAssignment.user_id == agent.id,
-                                                           ShiftAssignment.checked_in_at.is_(None)))
+            held = db.scalar(
+                select(ShiftAssignment).where(
+                    ShiftAssignment.user_id == agent.id, ShiftAssignment.checked_in_at.is_(None)
+                )
+            )
             if held is not None:
                 shifts.check_in(p, db, db.get(Device, held.device_id), Actor.system("demo"))
             shifts.check_out(p, db, device, agent, Actor.system("demo"))
@@ -175,10 +195,16 @@ def upload_samples(p: Platform, base_url: str, cameras: list[DemoCamera], count:
             camera_id, key = cameras[i % len(cameras)].device_id, cameras[i % len(cameras)].key
             started = utcnow() - timedelta(days=i * 3, minutes=17 * i + 5)
             signed, segments = sample_recording(
-                key, camera_id=camera_id, agent_id=agents[i % len(agents)], started_at=started, seed=i,
-                street=names[i % len(names)], trigger=[Trigger.INCIDENT, Trigger.PERSON_REQUEST,
-                                                       Trigger.FLAGRANT_OFFENCE, Trigger.AUTOMATIC][i % 4],
-                persons_informed=i % 3 != 2, faces=i % 2 == 0)
+                key,
+                camera_id=camera_id,
+                agent_id=agents[i % len(agents)],
+                started_at=started,
+                seed=i,
+                street=names[i % len(names)],
+                trigger=[Trigger.INCIDENT, Trigger.PERSON_REQUEST, Trigger.FLAGRANT_OFFENCE, Trigger.AUTOMATIC][i % 4],
+                persons_informed=i % 3 != 2,
+                faces=i % 2 == 0,
+            )
             client = offload.VaultClient(base_url, camera_id, key, public_key)
             try:
                 client.offload(signed, segments)
@@ -189,8 +215,9 @@ def upload_samples(p: Platform, base_url: str, cameras: list[DemoCamera], count:
     return done
 
 
-def run_demo(host: str, port: int, recordings: int, console: Console, cameras: int = CAMERAS,
-             live_every: float | None = None) -> None:
+def run_demo(
+    host: str, port: int, recordings: int, console: Console, cameras: int = CAMERAS, live_every: float | None = None
+) -> None:
     if not 0 <= cameras <= MAX_CAMERAS:
         raise SystemExit(f"the demo commune is authorised {MAX_CAMERAS} cameras: --cameras 0 to {MAX_CAMERAS}")
     live_every = live_every_s(live_every)
@@ -219,29 +246,42 @@ def run_demo(host: str, port: int, recordings: int, console: Console, cameras: i
         table.add_row(username, role.value, passwords[username])
     console.print(table)
     console.print(f"{len(enrolled)} cameras enrolled, {uploaded} signed recordings uploaded through the ingest API")
-    console.print(f"{cctv} CCTV cameras ({len(network.onvif)} PTZ over ONVIF) stream synthetic street views over RTSP "
-                  f"from {network.rtsp.url('')}; the CSU sees those around an agent in danger")
+    console.print(
+        f"{cctv} CCTV cameras ({len(network.onvif)} PTZ over ONVIF) stream synthetic street views over RTSP "
+        f"from {network.rtsp.url('')}; the CSU sees those around an agent in danger"
+    )
     stop = threading.Event()
     fleet_thread = None
     if fleet_cameras:
+
         def report(label: str, what: str) -> None:
             console.print(f"[dim]{utcnow():%H:%M:%S}[/dim] [bold]{label}[/bold] {what}", highlight=False)
 
         first_live = min(LIVE_FIRST_S, live_every or LIVE_FIRST_S)
-        fleet = Fleet.build([c.home for c in fleet_cameras], base_url, start=utcnow(),
-                            settings=FleetSettings(shift_s=SHIFT_S, live_every_s=live_every, live_first_s=first_live,
-                                                   live_where=network.ptz_reaches),
-                            report=report)
-        fleet_thread = threading.Thread(target=fleet.run, kwargs={"realtime": True, "stop": stop},
-                                        daemon=True, name="demo-fleet")
+        fleet = Fleet.build(
+            [c.home for c in fleet_cameras],
+            base_url,
+            start=utcnow(),
+            settings=FleetSettings(
+                shift_s=SHIFT_S, live_every_s=live_every, live_first_s=first_live, live_where=network.ptz_reaches
+            ),
+            report=report,
+        )
+        fleet_thread = threading.Thread(
+            target=fleet.run, kwargs={"realtime": True, "stop": stop}, daemon=True, name="demo-fleet"
+        )
         fleet_thread.start()
-        console.print(f"{len(fleet_cameras)} simulated cameras on patrol, checked out to "
-                      f"{', '.join(sorted(assigned.values()))}: they record now and then and dock every "
-                      f"{SHIFT_S / 60:.0f} min (320x240, 10 fps, real time)")
+        console.print(
+            f"{len(fleet_cameras)} simulated cameras on patrol, checked out to "
+            f"{', '.join(sorted(assigned.values()))}: they record now and then and dock every "
+            f"{SHIFT_S / 60:.0f} min (320x240, 10 fps, real time)"
+        )
         if live_every:
-            console.print(f"live button: one camera presses it about {first_live:.0f} s from now, then every "
-                          f"{live_every:.0f} s ({LIVE_ENV}): sign in as [bold]csu[/bold] on {base_url}/live to "
-                          "see the alert, watch the feed and acknowledge (the camera reports it)")
+            console.print(
+                f"live button: one camera presses it about {first_live:.0f} s from now, then every "
+                f"{live_every:.0f} s ({LIVE_ENV}): sign in as [bold]csu[/bold] on {base_url}/live to "
+                "see the alert, watch the feed and acknowledge (the camera reports it)"
+            )
     console.print(f"[bold]Témoin demo running on {base_url}[/bold]  (API docs: {base_url}/docs)  Ctrl-C to stop")
     try:
         while server.thread.is_alive():

@@ -22,8 +22,11 @@ class BackgroundServer:
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host, self.port = host, port or free_port(host)
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning",
-                                                           timeout_graceful_shutdown=3, proxy_headers=False))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=host, port=self.port, log_level="warning", timeout_graceful_shutdown=3, proxy_headers=False
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="temoin-server")
 
     @property

@@ -42,13 +42,17 @@ class DeviceCertificate(BaseModel):
         return b64d(self.public_key)
 
     def valid_at(self, at: datetime) -> bool:
-        return (self.valid_from is None or self.valid_from <= at) and (self.valid_until is None
-                                                                       or at <= self.valid_until)
+        return (self.valid_from is None or self.valid_from <= at) and (
+            self.valid_until is None or at <= self.valid_until
+        )
 
     def validity(self) -> str:
         start = self.valid_from.isoformat() if self.valid_from else "its first enrolment"
-        end = f"{'revoked at' if self.revoked else 'until'} {self.valid_until.isoformat()}" if self.valid_until \
+        end = (
+            f"{'revoked at' if self.revoked else 'until'} {self.valid_until.isoformat()}"
+            if self.valid_until
             else "(in force)"
+        )
         return f"from {start} {end}"
 
 
@@ -68,12 +72,30 @@ class SignedCertificate(BaseModel):
         return keys.signer(signature, c.signing_bytes(), key_id=c.platform_key_id, at=c.issued_at)
 
 
-def issue(sign, platform_key_id: str, *, tenant: str, camera_id: str, serial: str,
-          public_key: bytes, valid_from: datetime | None, valid_until: datetime | None, revoked: bool,
-          issued_at: datetime) -> SignedCertificate:
+def issue(
+    sign,
+    platform_key_id: str,
+    *,
+    tenant: str,
+    camera_id: str,
+    serial: str,
+    public_key: bytes,
+    valid_from: datetime | None,
+    valid_until: datetime | None,
+    revoked: bool,
+    issued_at: datetime,
+) -> SignedCertificate:
     """A certificate signed now by `sign` (the keyring's: bytes -> base64 signature)."""
-    cert = DeviceCertificate(tenant=tenant, camera_id=camera_id, serial=serial, public_key=b64e(public_key),
-                             sha256_fingerprint=fingerprint(public_key), valid_from=valid_from,
-                             valid_until=valid_until, revoked=revoked, issued_at=issued_at,
-                             platform_key_id=platform_key_id)
+    cert = DeviceCertificate(
+        tenant=tenant,
+        camera_id=camera_id,
+        serial=serial,
+        public_key=b64e(public_key),
+        sha256_fingerprint=fingerprint(public_key),
+        valid_from=valid_from,
+        valid_until=valid_until,
+        revoked=revoked,
+        issued_at=issued_at,
+        platform_key_id=platform_key_id,
+    )
     return SignedCertificate(certificate=cert, signature=sign(cert.signing_bytes()))

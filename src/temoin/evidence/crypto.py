@@ -48,14 +48,13 @@ def wrap_key(master_key: bytes, data_key: bytes, recording_id: str) -> bytes:
 
 def unwrap_key(master_key: bytes, wrapped: bytes, recording_id: str) -> bytes:
     try:
-        return AESGCM(master_key).decrypt(wrapped[:12], wrapped[12:],
-                                          b"temoin-data-key\x00" + recording_id.encode())
+        return AESGCM(master_key).decrypt(wrapped[:12], wrapped[12:], b"temoin-data-key\x00" + recording_id.encode())
     except InvalidTag:
         raise IntegrityError(f"the data key of {recording_id} does not open with this master key") from None
 
 
 def _blob_cipher(data_key: bytes, header: bytes) -> AESGCM:
-    salt = header[len(MAGIC):HEADER_BYTES]
+    salt = header[len(MAGIC) : HEADER_BYTES]
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"temoin-blob-v1").derive(data_key)
     return AESGCM(key)
 
@@ -88,8 +87,11 @@ class Sealer:
     def seal(self, plaintext: bytes) -> bytes:
         """Seal any length as consecutive records (small data; the vault's upload path uses seal_record)."""
         view = memoryview(plaintext)
-        return b"".join(part for start in range(0, len(view), RECORD_BYTES)
-                        for part in self.seal_record(view[start:start + RECORD_BYTES]))
+        return b"".join(
+            part
+            for start in range(0, len(view), RECORD_BYTES)
+            for part in self.seal_record(view[start : start + RECORD_BYTES])
+        )
 
 
 def scan_records(fh: BinaryIO) -> tuple[int, int, int]:
@@ -147,7 +149,7 @@ def open_range(fh: BinaryIO, data_key: bytes, start: int, end: int) -> Iterator[
                 data = aead.decrypt(_nonce(index), sealed, header)
             except InvalidTag:
                 raise IntegrityError(f"record {index} at byte {offset}: authentication failed (altered)") from None
-            yield data[max(0, start - plain):end - plain]
+            yield data[max(0, start - plain) : end - plain]
         index += 1
         offset += _LEN.size + length
         plain += size

@@ -46,8 +46,9 @@ def raw_of_pem(pem: bytes) -> bytes:
 
 
 def pem_of_raw(raw: bytes) -> bytes:
-    return load_public_key(raw).public_bytes(serialization.Encoding.PEM,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    return load_public_key(raw).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _time(value: Any) -> datetime | None:
@@ -60,8 +61,14 @@ def _time(value: Any) -> datetime | None:
 
 
 def endorsement_bytes(new_id: str, public_key: bytes, valid_from: datetime | None) -> bytes:
-    return canonical_bytes({"schema": ENDORSEMENT_SCHEMA, "id": new_id, "public_key": b64e(public_key),
-                            "valid_from": valid_from.isoformat() if valid_from else None})
+    return canonical_bytes(
+        {
+            "schema": ENDORSEMENT_SCHEMA,
+            "id": new_id,
+            "public_key": b64e(public_key),
+            "valid_from": valid_from.isoformat() if valid_from else None,
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -91,8 +98,9 @@ class PlatformKey:
         """Whether the key could sign at `at` (None: a time the signature does not state; any time)."""
         if at is None:
             return True
-        return (self.valid_from is None or self.valid_from <= at) and (self.valid_until is None
-                                                                       or at <= self.valid_until)
+        return (self.valid_from is None or self.valid_from <= at) and (
+            self.valid_until is None or at <= self.valid_until
+        )
 
     def pem(self) -> bytes:
         return pem_of_raw(self.public_key)
@@ -103,11 +111,15 @@ class PlatformKey:
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "algorithm": "Ed25519", "status": "current" if self.current else "retired",
-            "public_key": b64e(self.public_key), "sha256_fingerprint": self.fingerprint,
+            "id": self.id,
+            "algorithm": "Ed25519",
+            "status": "current" if self.current else "retired",
+            "public_key": b64e(self.public_key),
+            "sha256_fingerprint": self.fingerprint,
             "valid_from": self.valid_from.isoformat() if self.valid_from else None,
             "valid_until": self.valid_until.isoformat() if self.valid_until else None,
-            "pem": self.pem().decode()}
+            "pem": self.pem().decode(),
+        }
         if self.endorsed_by:
             out["endorsed_by"] = {"id": self.endorsed_by, "signature": self.endorsement}
         return out
@@ -116,8 +128,13 @@ class PlatformKey:
     def from_json(cls, d: dict[str, Any]) -> PlatformKey:
         raw = b64d(d["public_key"])
         load_public_key(raw)  # 32 bytes, a valid point
-        key = cls(raw, _time(d.get("valid_from")), _time(d.get("valid_until")),
-                  (d.get("endorsed_by") or {}).get("id"), (d.get("endorsed_by") or {}).get("signature"))
+        key = cls(
+            raw,
+            _time(d.get("valid_from")),
+            _time(d.get("valid_until")),
+            (d.get("endorsed_by") or {}).get("id"),
+            (d.get("endorsed_by") or {}).get("signature"),
+        )
         if d.get("id") not in (None, key.id) or d.get("sha256_fingerprint") not in (None, key.fingerprint):
             raise ValueError(f"key {d.get('id')}: its id or fingerprint is not that of its public key")
         return key
@@ -157,8 +174,9 @@ class KeySet:
                 keys.append(key)
         return KeySet(tuple(keys), self.sources + ((source,) if source else ()))
 
-    def signer(self, signature: bytes, message: bytes, *, key_id: str | None = None,
-               at: datetime | None = None) -> PlatformKey | None:
+    def signer(
+        self, signature: bytes, message: bytes, *, key_id: str | None = None, at: datetime | None = None
+    ) -> PlatformKey | None:
         """The key of this set that made `signature` over `message` and was valid at `at`, or None.
 
         `key_id` (what the signed object names) narrows the search; a signature does not verify under a key
@@ -169,8 +187,9 @@ class KeySet:
                 return key
         return None
 
-    def verify(self, signature: bytes, message: bytes, *, key_id: str | None = None,
-               at: datetime | None = None) -> bool:
+    def verify(
+        self, signature: bytes, message: bytes, *, key_id: str | None = None, at: datetime | None = None
+    ) -> bool:
         return self.signer(signature, message, key_id=key_id, at=at) is not None
 
     def as_json(self, issuer: str | None = None) -> dict[str, Any]:
@@ -184,14 +203,17 @@ class KeySet:
         """All keys as PEM blocks, each preceded by comment lines (id, fingerprint, validity)."""
         parts = []
         for k in self.keys:
-            parts.append(f"# Témoin platform key {k.id} ({'current' if k.current else 'retired'})\n"
-                         f"# SHA-256 fingerprint {k.fingerprint}\n# {k.validity()}\n".encode() + k.pem())
+            parts.append(
+                f"# Témoin platform key {k.id} ({'current' if k.current else 'retired'})\n"
+                f"# SHA-256 fingerprint {k.fingerprint}\n# {k.validity()}\n".encode()
+                + k.pem()
+            )
         return b"".join(parts)
 
     @classmethod
     def from_json(cls, doc: Any, source: str = "keys.json") -> KeySet:
         if not isinstance(doc, dict) or doc.get("schema") != KEYS_SCHEMA or not isinstance(doc.get("keys"), list):
-            raise ValueError(f"{source}: not a Témoin key list (schema {KEYS_SCHEMA!r} with a \"keys\" list expected)")
+            raise ValueError(f'{source}: not a Témoin key list (schema {KEYS_SCHEMA!r} with a "keys" list expected)')
         try:
             keys = tuple(PlatformKey.from_json(d) for d in doc["keys"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -211,8 +233,12 @@ class KeySet:
             signature = b64d(key.endorsement)
         except ValueError:
             return False
-        return self.verify(signature, endorsement_bytes(key.id, key.public_key, key.valid_from),
-                           key_id=key.endorsed_by, at=key.valid_from)
+        return self.verify(
+            signature,
+            endorsement_bytes(key.id, key.public_key, key.valid_from),
+            key_id=key.endorsed_by,
+            at=key.valid_from,
+        )
 
     def follow_rotations(self, published: KeySet) -> KeySet:
         """This set plus every key of `published` whose introduction a key already trusted endorsed, in
@@ -224,15 +250,22 @@ class KeySet:
         trusted = self
         for key in published:
             if trusted.by_raw(key.public_key) is None and trusted.rotation_endorsed(key):
-                keys = tuple(replace(k, valid_until=key.valid_from) if k.id == key.endorsed_by and k.current else k
-                             for k in trusted.keys)
+                keys = tuple(
+                    replace(k, valid_until=key.valid_from) if k.id == key.endorsed_by and k.current else k
+                    for k in trusted.keys
+                )
                 trusted = KeySet(keys + (replace(key, valid_until=None),), trusted.sources)
         return trusted
 
     def with_validity_from(self, published: KeySet) -> KeySet:
         """Our keys with the validity `published` (vouched for by one of them) gives them."""
-        return KeySet(tuple((published.by_raw(k.public_key) or k) if k.valid_from is None and k.valid_until is None
-                            else k for k in self.keys), self.sources)
+        return KeySet(
+            tuple(
+                (published.by_raw(k.public_key) or k) if k.valid_from is None and k.valid_until is None else k
+                for k in self.keys
+            ),
+            self.sources,
+        )
 
 
 def retire(key: PlatformKey, at: datetime) -> PlatformKey:

@@ -182,9 +182,13 @@ class SignedReceipt(BaseModel):
 
     def matches(self, manifest: RecordingManifest) -> bool:
         r = self.receipt
-        return (r.recording_id == manifest.recording_id and r.chain_head == manifest.chain_head
-                and r.segment_count == len(manifest.segments) and r.total_bytes == manifest.total_bytes
-                and r.manifest_sha256 == hashlib.sha256(manifest.signing_bytes()).hexdigest())
+        return (
+            r.recording_id == manifest.recording_id
+            and r.chain_head == manifest.chain_head
+            and r.segment_count == len(manifest.segments)
+            and r.total_bytes == manifest.total_bytes
+            and r.manifest_sha256 == hashlib.sha256(manifest.signing_bytes()).hexdigest()
+        )
 
 
 _SAFE = re.compile(SAFE_ID)

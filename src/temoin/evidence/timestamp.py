@@ -39,8 +39,11 @@ log = logging.getLogger("temoin.timestamp")
 
 QUERY_TYPE, REPLY_TYPE = "application/timestamp-query", "application/timestamp-reply"
 MAX_REPLY_BYTES = 256 * 1024  # a reply is a few kilobytes: a TSA certificate chain at most
-_DIGESTS = {"2.16.840.1.101.3.4.2.1": hashlib.sha256, "2.16.840.1.101.3.4.2.2": hashlib.sha384,
-            "2.16.840.1.101.3.4.2.3": hashlib.sha512}
+_DIGESTS = {
+    "2.16.840.1.101.3.4.2.1": hashlib.sha256,
+    "2.16.840.1.101.3.4.2.2": hashlib.sha384,
+    "2.16.840.1.101.3.4.2.3": hashlib.sha512,
+}
 
 
 class Failure(StrEnum):
@@ -75,12 +78,18 @@ class TimestampInfo:
     policy: str
 
     def describe(self) -> str:
-        return f"{self.time.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC by {self.tsa} (serial {self.serial}, " \
-               f"policy {self.policy})"
+        return (
+            f"{self.time.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC by {self.tsa} (serial {self.serial}, "
+            f"policy {self.policy})"
+        )
 
     def as_dict(self) -> dict[str, str | int]:
-        return {"time": self.time.astimezone(UTC).isoformat(), "tsa": self.tsa, "serial": self.serial,
-                "policy": self.policy}
+        return {
+            "time": self.time.astimezone(UTC).isoformat(),
+            "tsa": self.tsa,
+            "serial": self.serial,
+            "policy": self.policy,
+        }
 
 
 def safe_url(url: str) -> str:
@@ -93,65 +102,95 @@ def safe_url(url: str) -> str:
 
 # --- asking a TSA -----------------------------------------------------------------------------------------
 
-def request_token(url: str, data: bytes, *, timeout: float = 10.0, auth: tuple[str, str] | None = None,
-                  ca_bundle_pem: bytes | None = None, http: httpx.Client | None = None) -> bytes:
+
+def request_token(
+    url: str,
+    data: bytes,
+    *,
+    timeout: float = 10.0,
+    auth: tuple[str, str] | None = None,
+    ca_bundle_pem: bytes | None = None,
+    http: httpx.Client | None = None,
+) -> bytes:
     """Ask the TSA at `url` for a token over SHA-256(data); returns the DER TimeStampResp.
 
     The reply is checked before it is returned: granted, answering this request (nonce), for these bytes
     (imprint), and with `ca_bundle_pem`, signed by a timestamping certificate the bundle vouches for. The whole
     exchange takes at most about `timeout` seconds. Raises TimestampError saying what failed."""
-    request = (TimestampRequestBuilder().data(data).hash_algorithm(HashAlgorithm.SHA256)
-               .nonce(nonce=True).cert_request(cert_request=True).build())
+    request = (
+        TimestampRequestBuilder()
+        .data(data)
+        .hash_algorithm(HashAlgorithm.SHA256)
+        .nonce(nonce=True)
+        .cert_request(cert_request=True)
+        .build()
+    )
     where = safe_url(url)
     body = _post(url, where, request.as_bytes(), timeout, auth, http)
     malformed = f"the timestamp authority at {where} answered something that is not an RFC 3161 reply"
     response = _parse(body, malformed)
     _granted(response, f"the timestamp authority at {where} rejected the request", malformed)
     if response.tst_info.nonce != request.nonce:
-        raise TimestampError(Failure.NONCE, f"the reply from {where} does not answer this request (its nonce "
-                                            "differs): a replayed or misrouted reply; it was not kept")
+        raise TimestampError(
+            Failure.NONCE,
+            f"the reply from {where} does not answer this request (its nonce "
+            "differs): a replayed or misrouted reply; it was not kept",
+        )
     _check_imprint(response, data)
     if ca_bundle_pem is not None:
         verify_token(body, data, ca_bundle_pem, nonce=request.nonce)
     return body
 
 
-def _post(url: str, where: str, query: bytes, timeout: float, auth: tuple[str, str] | None,
-          http: httpx.Client | None) -> bytes:
+def _post(
+    url: str, where: str, query: bytes, timeout: float, auth: tuple[str, str] | None, http: httpx.Client | None
+) -> bytes:
     deadline = time.monotonic() + timeout
     client = http or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
     try:
-        with client.stream("POST", url, content=query, auth=auth,
-                           headers={"Content-Type": QUERY_TYPE, "Accept": REPLY_TYPE}) as reply:
+        with client.stream(
+            "POST", url, content=query, auth=auth, headers={"Content-Type": QUERY_TYPE, "Accept": REPLY_TYPE}
+        ) as reply:
             if reply.status_code in (401, 403):
-                raise TimestampError(Failure.REFUSED, f"the timestamp authority at {where} refused the credentials "
-                                                      f"(HTTP {reply.status_code}): check TEMOIN_TSA_USERNAME and "
-                                                      "TEMOIN_TSA_PASSWORD")
+                raise TimestampError(
+                    Failure.REFUSED,
+                    f"the timestamp authority at {where} refused the credentials "
+                    f"(HTTP {reply.status_code}): check TEMOIN_TSA_USERNAME and "
+                    "TEMOIN_TSA_PASSWORD",
+                )
             if reply.status_code != 200:
-                raise TimestampError(Failure.REFUSED, f"the timestamp authority at {where} answered HTTP "
-                                                      f"{reply.status_code} instead of a timestamp")
+                raise TimestampError(
+                    Failure.REFUSED,
+                    f"the timestamp authority at {where} answered HTTP {reply.status_code} instead of a timestamp",
+                )
             chunks, size = [], 0
             for chunk in reply.iter_bytes():
                 size += len(chunk)
                 if size > MAX_REPLY_BYTES:
-                    raise TimestampError(Failure.MALFORMED, f"the timestamp authority at {where} sent more than "
-                                                            f"{MAX_REPLY_BYTES} bytes: not a timestamp reply")
+                    raise TimestampError(
+                        Failure.MALFORMED,
+                        f"the timestamp authority at {where} sent more than "
+                        f"{MAX_REPLY_BYTES} bytes: not a timestamp reply",
+                    )
                 if time.monotonic() > deadline:  # a server trickling bytes must not hold us past the timeout
                     raise httpx.ReadTimeout("deadline")
                 chunks.append(chunk)
             return b"".join(chunks)
     except httpx.TimeoutException:
-        raise TimestampError(Failure.TIMEOUT, f"the timestamp authority at {where} did not answer within "
-                                              f"{timeout:g} s") from None
+        raise TimestampError(
+            Failure.TIMEOUT, f"the timestamp authority at {where} did not answer within {timeout:g} s"
+        ) from None
     except httpx.HTTPError as exc:  # connection refused, DNS, TLS...
-        raise TimestampError(Failure.UNREACHABLE, f"cannot reach the timestamp authority at {where}: "
-                                                  f"{type(exc).__name__}: {exc}") from None
+        raise TimestampError(
+            Failure.UNREACHABLE, f"cannot reach the timestamp authority at {where}: {type(exc).__name__}: {exc}"
+        ) from None
     finally:
         if http is None:
             client.close()
 
 
 # --- reading and checking a token -------------------------------------------------------------------------
+
 
 def _parse(token: bytes, message: str) -> TimeStampResponse:
     try:
@@ -192,12 +231,17 @@ def _check_imprint(response: TimeStampResponse, data: bytes) -> None:
     imprint = response.tst_info.message_imprint
     digest = _DIGESTS.get(imprint.hash_algorithm.dotted_string)
     if digest is None:
-        raise TimestampError(Failure.MALFORMED, f"the token's imprint uses an unsupported hash algorithm "
-                                                f"({imprint.hash_algorithm.dotted_string})")
+        raise TimestampError(
+            Failure.MALFORMED,
+            f"the token's imprint uses an unsupported hash algorithm ({imprint.hash_algorithm.dotted_string})",
+        )
     actual = digest(data).digest()
     if imprint.message != actual:
-        raise TimestampError(Failure.IMPRINT, f"imprint mismatch: the timestamp is for other data (it stamps "
-                                              f"{imprint.message.hex()}, the data hashes to {actual.hex()})")
+        raise TimestampError(
+            Failure.IMPRINT,
+            f"imprint mismatch: the timestamp is for other data (it stamps "
+            f"{imprint.message.hex()}, the data hashes to {actual.hex()})",
+        )
 
 
 def _signer(response: TimeStampResponse, bundle: list[x509.Certificate]) -> x509.Certificate:
@@ -213,9 +257,12 @@ def _signer(response: TimeStampResponse, bundle: list[x509.Certificate]) -> x509
     for cert in embedded + bundle:
         if cert.issuer == issuer and cert.serial_number == serial:
             return cert
-    raise TimestampError(Failure.UNTRUSTED, f"the TSA certificate that signed the token (serial {serial:x}, issued "
-                                            f"by {issuer.rfc4514_string()}) is neither in the token nor in the CA "
-                                            "bundle: the token was altered, or add that certificate to the bundle")
+    raise TimestampError(
+        Failure.UNTRUSTED,
+        f"the TSA certificate that signed the token (serial {serial:x}, issued "
+        f"by {issuer.rfc4514_string()}) is neither in the token nor in the CA "
+        "bundle: the token was altered, or add that certificate to the bundle",
+    )
 
 
 def _check_timestamping(cert: x509.Certificate) -> None:
@@ -223,11 +270,15 @@ def _check_timestamping(cert: x509.Certificate) -> None:
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     except x509.ExtensionNotFound:
-        raise TimestampError(Failure.NOT_TIMESTAMPING, f"not a timestamping certificate: {subject} has no "
-                                                       "extendedKeyUsage") from None
+        raise TimestampError(
+            Failure.NOT_TIMESTAMPING, f"not a timestamping certificate: {subject} has no extendedKeyUsage"
+        ) from None
     if x509.ExtendedKeyUsageOID.TIME_STAMPING not in eku.value or not eku.critical:
-        raise TimestampError(Failure.NOT_TIMESTAMPING, f"not a timestamping certificate: {subject} lacks the "
-                                                       "critical extendedKeyUsage timeStamping (RFC 3161 2.3)")
+        raise TimestampError(
+            Failure.NOT_TIMESTAMPING,
+            f"not a timestamping certificate: {subject} lacks the "
+            "critical extendedKeyUsage timeStamping (RFC 3161 2.3)",
+        )
 
 
 def load_bundle(ca_bundle_pem: bytes) -> list[x509.Certificate]:
@@ -293,13 +344,17 @@ def verify_token(token: bytes, data: bytes, ca_bundle_pem: bytes, *, nonce: int 
     except (VerificationError, ValueError) as exc:
         # OpenSSL's reason ("unable to get local issuer certificate", "certificate has expired"...) says enough.
         reason = re.search(r'Verify error: ([^"]+)"', str(exc)) or re.search(r'reason: "([^"]+)"', str(exc))
-        raise TimestampError(Failure.UNTRUSTED, "chain not trusted: the token's signature does not verify up to a "
-                                                "certificate of the CA bundle (another TSA, or an altered token): "
-                                                f"{reason.group(1) if reason else _short(exc)}") from None
+        raise TimestampError(
+            Failure.UNTRUSTED,
+            "chain not trusted: the token's signature does not verify up to a "
+            "certificate of the CA bundle (another TSA, or an altered token): "
+            f"{reason.group(1) if reason else _short(exc)}",
+        ) from None
     return _info(response, signer)
 
 
 # --- the platform's client: settings, and what to do when the TSA is down -----------------------------------
+
 
 @dataclass(frozen=True)
 class Stamp:
@@ -348,11 +403,15 @@ class Timestamper:
         with self._lock:
             down = self._down
         if backoff and down is not None and time.monotonic() - down[0] < self.retry_after_s:
-            return Stamp(None, failure=f"timestamp authority {self.where} failed {time.monotonic() - down[0]:.0f} s "
-                                       f"ago ({down[1]}); not asked again yet")
+            return Stamp(
+                None,
+                failure=f"timestamp authority {self.where} failed {time.monotonic() - down[0]:.0f} s "
+                f"ago ({down[1]}); not asked again yet",
+            )
         try:
-            token = request_token(self.url, data, timeout=self.timeout_s, auth=self.auth,
-                                  ca_bundle_pem=self.ca_bundle_pem)
+            token = request_token(
+                self.url, data, timeout=self.timeout_s, auth=self.auth, ca_bundle_pem=self.ca_bundle_pem
+            )
         except TimestampError as exc:
             with self._lock:
                 self._down = (time.monotonic(), exc.message)

@@ -45,7 +45,7 @@ def load_key_file(path: Path) -> KeySet:
             raise TrustError(f"{path} is not a Témoin key list: {exc}") from None
     blocks = _PEM.findall(data)
     if not blocks:
-        raise TrustError(f"{path} holds no public key (PEM \"BEGIN PUBLIC KEY\" or the service's keys.json expected)")
+        raise TrustError(f'{path} holds no public key (PEM "BEGIN PUBLIC KEY" or the service\'s keys.json expected)')
     keys = []
     for block in blocks:
         try:
@@ -72,6 +72,8 @@ def parse_fingerprint(text: str) -> str:
     """A full SHA-256 fingerprint (64 hex digits; spaces and colons allowed)."""
     clean = re.sub(r"[\s:]", "", text).lower()
     if not _HEX.match(clean):
-        raise TrustError(f"--fingerprint takes the full SHA-256 fingerprint of the platform key, 64 hex digits "
-                         f"(got {len(clean)} characters): a shorter one could be matched by a key made for it")
+        raise TrustError(
+            f"--fingerprint takes the full SHA-256 fingerprint of the platform key, 64 hex digits "
+            f"(got {len(clean)} characters): a shorter one could be matched by a key made for it"
+        )
     return clean

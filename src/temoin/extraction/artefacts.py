@@ -20,12 +20,23 @@ class Packages:
     def of_recordings(self, p: VaultContext, db: Session, rows: Sequence[Any]) -> Iterable[tuple[str, Artefact]]:
         wanted = {r.id for r in rows}
         tenants = {r.tenant_id for r in rows}
-        for ext in db.scalars(select(Extraction).where(Extraction.tenant_id.in_(tenants),
-                                                       Extraction.package_path.is_not(None)).order_by(Extraction.id)):
+        for ext in db.scalars(
+            select(Extraction)
+            .where(Extraction.tenant_id.in_(tenants), Extraction.package_path.is_not(None))
+            .order_by(Extraction.id)
+        ):
             assert ext.package_path is not None, "selected with package_path IS NOT NULL"
             for rid in wanted.intersection(ext.recording_ids or []):
-                yield rid, Artefact(EXTRACTION_PACKAGE, ext.id, (ext.package_path,), (f"{ext.media_kind} package",),
-                                    ext.package_sha256)
+                yield (
+                    rid,
+                    Artefact(
+                        EXTRACTION_PACKAGE,
+                        ext.id,
+                        (ext.package_path,),
+                        (f"{ext.media_kind} package",),
+                        ext.package_sha256,
+                    ),
+                )
 
     def clear(self, db: Session, artefact: Artefact, now: datetime, reason: str) -> bool:
         ext = db.get_one(Extraction, artefact.id)  # the artefact was listed from this row
@@ -37,8 +48,11 @@ class Packages:
     def stale_files(self, p: VaultContext, db: Session, older_than: float) -> list[str]:
         home, root = p.settings.home, p.settings.home / "extractions"
         packages = set(db.scalars(select(Extraction.package_path).where(Extraction.package_path.is_not(None))))
-        return [str(path.relative_to(home)) for path in (sorted(root.glob("*/*.zip")) if root.exists() else [])
-                if str(path.relative_to(home)) not in packages and path.stat().st_mtime < older_than]
+        return [
+            str(path.relative_to(home))
+            for path in (sorted(root.glob("*/*.zip")) if root.exists() else [])
+            if str(path.relative_to(home)) not in packages and path.stat().st_mtime < older_than
+        ]
 
     def expire(self, p: VaultContext, db: Session, now: datetime) -> int:
         return 0  # packages have their own pick-up period: extraction.package.purge_expired, run by maintenance

@@ -24,6 +24,7 @@ from temoin.texts import label
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_FILE = FONT_DIR / "DejaVuSans.ttf"
 
+
 @dataclass(frozen=True)
 class CustodyEntry:
     """One journal entry about the extracted recordings, as the recipient needs it."""
@@ -40,9 +41,18 @@ class CustodyEntry:
     hash: str | None  # None for the extraction being built (journaled once the package exists)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "at": self.at.isoformat(), "action": self.action, "event": self.event,
-                "actor": self.actor, "recordings": self.recordings, "motive": self.motive,
-                "recipients": self.recipients, "details": self.details, "hash": self.hash}
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "action": self.action,
+            "event": self.event,
+            "actor": self.actor,
+            "recordings": self.recordings,
+            "motive": self.motive,
+            "recipients": self.recipients,
+            "details": self.details,
+            "hash": self.hash,
+        }
 
 
 def journal_entries(db: Session, tenant_id: int, recording_ids: list[str]) -> list[CustodyEntry]:
@@ -50,18 +60,30 @@ def journal_entries(db: Session, tenant_id: int, recording_ids: list[str]) -> li
     wanted = set(recording_ids)
     # The body is the record; a LIKE narrows the scan, the parsed body decides.
     needles = [JournalEntry.body.contains(f'"{rid}"') for rid in recording_ids]
-    rows = db.execute(select(JournalEntry.seq, JournalEntry.at, JournalEntry.body, JournalEntry.hash)
-                      .where(JournalEntry.tenant_id == tenant_id, or_(*needles))
-                      .order_by(JournalEntry.seq)).all()
+    rows = db.execute(
+        select(JournalEntry.seq, JournalEntry.at, JournalEntry.body, JournalEntry.hash)
+        .where(JournalEntry.tenant_id == tenant_id, or_(*needles))
+        .order_by(JournalEntry.seq)
+    ).all()
     out = []
     for row in rows:
         body = orjson.loads(row.body)
         if not wanted & set(body.get("recordings") or []):
             continue
-        out.append(CustodyEntry(seq=row.seq, at=row.at, action=body["action"], event=body["event"],
-                                actor=body["actor"], recordings=body["recordings"], motive=body.get("motive"),
-                                recipients=body.get("recipients") or [], details=body.get("details") or {},
-                                hash=row.hash))
+        out.append(
+            CustodyEntry(
+                seq=row.seq,
+                at=row.at,
+                action=body["action"],
+                event=body["event"],
+                actor=body["actor"],
+                recordings=body["recordings"],
+                motive=body.get("motive"),
+                recipients=body.get("recipients") or [],
+                details=body.get("details") or {},
+                hash=row.hash,
+            )
+        )
     return out
 
 
@@ -82,8 +104,19 @@ def _summary(entry: CustodyEntry) -> str:
         parts.append(f"motif / motive: {label('fr', 'motive', code)} — {entry.motive.get('text', '')}")
     if entry.recipients:
         parts.append("destinataire / recipient: " + ", ".join(entry.recipients))
-    for key in ("procedure", "procedure_type", "reference", "reason", "extraction_id", "package_sha256",
-                "trigger", "manifest_sha256", "bytes", "before", "after"):
+    for key in (
+        "procedure",
+        "procedure_type",
+        "reference",
+        "reason",
+        "extraction_id",
+        "package_sha256",
+        "trigger",
+        "manifest_sha256",
+        "bytes",
+        "before",
+        "after",
+    ):
         if key in d and d[key] not in (None, "", []):
             kind = {"procedure_type": "procedure", "trigger": "trigger", "recipient_kind": "recipient"}.get(key)
             parts.append(f"{key}: {label('fr', kind, str(d[key])) if kind else d[key]}")
@@ -121,8 +154,14 @@ def _camera(rec: dict[str, Any]) -> str:
     return f"{name} ({rec['camera_id']})" if name and name != rec["camera_id"] else rec["camera_id"]
 
 
-def render_pdf(*, extraction: dict[str, Any], recordings: list[dict[str, Any]], entries: list[CustodyEntry],
-               this_extraction: CustodyEntry, compress: bool = True) -> bytes:
+def render_pdf(
+    *,
+    extraction: dict[str, Any],
+    recordings: list[dict[str, Any]],
+    entries: list[CustodyEntry],
+    this_extraction: CustodyEntry,
+    compress: bool = True,
+) -> bytes:
     """The chain-of-custody document: who recorded, when it was ingested, every access, this extraction.
 
     `extraction` and `recordings` are the package manifest's own sections, so the PDF never says anything
@@ -139,10 +178,14 @@ def render_pdf(*, extraction: dict[str, Any], recordings: list[dict[str, Any]], 
     for heading, value in (
         ("Extraction", extraction["extraction_id"]),
         ("Service / Tenant", f"{extraction['tenant']['name']} ({extraction['tenant']['slug']})"),
-        ("Destinataire / Recipient",
-         f"{extraction['recipient']['name']} ({label('fr', 'recipient', extraction['recipient']['kind'])})"),
-        ("Procédure / Procedure",
-         f"{label('fr', 'procedure', extraction['procedure']['type'])} — {extraction['procedure']['reference']}"),
+        (
+            "Destinataire / Recipient",
+            f"{extraction['recipient']['name']} ({label('fr', 'recipient', extraction['recipient']['kind'])})",
+        ),
+        (
+            "Procédure / Procedure",
+            f"{label('fr', 'procedure', extraction['procedure']['type'])} — {extraction['procedure']['reference']}",
+        ),
         ("Extrait par / Extracted by", f"{by['name']} ({by['id']}, {by['function']})"),
         ("Date", paris(datetime.fromisoformat(extraction["created_at"]))),
         ("Médias / Media", extraction["media_kind"]),
@@ -154,24 +197,42 @@ def render_pdf(*, extraction: dict[str, Any], recordings: list[dict[str, Any]], 
     for rec in recordings:
         pdf.ln(3)
         pdf.line_of(f"Enregistrement / Recording {rec['id']}", 12, 6.5)
+        informed = (
+            "oui / yes"
+            if rec["persons_informed"]
+            else f"non / no ({label('fr', 'reason', str(rec['not_informed_reason']))})"
+        )
         pdf.line_of(
             f"Caméra / Camera {_camera(rec)} — agent {rec['agent']} — "
             f"{paris(datetime.fromisoformat(rec['started_at']))} → {paris(datetime.fromisoformat(rec['ended_at']))}"
-            f" — déclenchement / trigger {label('fr', 'trigger', rec['trigger'])} — personnes informées / persons informed: "
-            f"{'oui / yes' if rec['persons_informed'] else 'non / no (' + label('fr', 'reason', str(rec['not_informed_reason'])) + ')'}",
-            9)
+            f" — déclenchement / trigger {label('fr', 'trigger', rec['trigger'])}"
+            f" — personnes informées / persons informed: {informed}",
+            9,
+        )
         if rec.get("vault_manifest"):  # Axis Body Worn: the camera signs nothing, the vault hashed on arrival
-            pdf.line_of(f"Reçu par le système Axis Body Worn, sans signature de la caméra : empreintes prises par le "
-                        f"coffre à l'arrivée / received through the Axis Body Worn system, no device signature: "
-                        f"hashes taken by the vault on arrival, document SHA-256 {rec['vault_manifest']['sha256']}; "
-                        f"chaîne / chain head {rec['chain_head']}", 8, 4.2)
+            pdf.line_of(
+                f"Reçu par le système Axis Body Worn, sans signature de la caméra : empreintes prises par le "
+                f"coffre à l'arrivée / received through the Axis Body Worn system, no device signature: "
+                f"hashes taken by the vault on arrival, document SHA-256 {rec['vault_manifest']['sha256']}; "
+                f"chaîne / chain head {rec['chain_head']}",
+                8,
+                4.2,
+            )
         else:
-            pdf.line_of(f"Manifeste signé par la caméra / device-signed manifest SHA-256 "
-                        f"{rec['device_manifest']['sha256']}; chaîne / chain head {rec['chain_head']}", 8, 4.2)
+            pdf.line_of(
+                f"Manifeste signé par la caméra / device-signed manifest SHA-256 "
+                f"{rec['device_manifest']['sha256']}; chaîne / chain head {rec['chain_head']}",
+                8,
+                4.2,
+            )
         for lost in rec.get("lost_segments") or []:
-            pdf.line_of(f"Segment {lost['index']} perdu à la caméra / lost at the camera : "
-                        f"{paris(datetime.fromisoformat(lost['started_at']))} → "
-                        f"{paris(datetime.fromisoformat(lost['ended_at']))}", 8.5, 4.4)
+            pdf.line_of(
+                f"Segment {lost['index']} perdu à la caméra / lost at the camera : "
+                f"{paris(datetime.fromisoformat(lost['started_at']))} → "
+                f"{paris(datetime.fromisoformat(lost['ended_at']))}",
+                8.5,
+                4.4,
+            )
         mine = [e for e in entries if rec["id"] in e.recordings] + [this_extraction]
         for entry in mine:
             # What each journal event means (the catalogue's sentences), French first; the code ties the line

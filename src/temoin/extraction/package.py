@@ -73,36 +73,61 @@ __all__ = [
 
 
 # The journal's motive of an extraction: its procedure, with the reference as the words saying what for.
-_MOTIVES = {ProcedureType.JUDICIAL: "judicial_procedure", ProcedureType.ADMINISTRATIVE: "administrative_procedure",
-            ProcedureType.DISCIPLINARY: "disciplinary_procedure", ProcedureType.TRAINING: "training"}
+_MOTIVES = {
+    ProcedureType.JUDICIAL: "judicial_procedure",
+    ProcedureType.ADMINISTRATIVE: "administrative_procedure",
+    ProcedureType.DISCIPLINARY: "disciplinary_procedure",
+    ProcedureType.TRAINING: "training",
+}
 
 # --- the operation ---------------------------------------------------------------------------------------
 
-def extract(p: VaultContext, db: Session, user: User, request: ExtractionRequest,
-            progress: Progress | None = None) -> tuple[Extraction, Built]:
+
+def extract(
+    p: VaultContext, db: Session, user: User, request: ExtractionRequest, progress: Progress | None = None
+) -> tuple[Extraction, Built]:
     """Check, build the package, then record it and journal it (one transaction) for its recipient."""
     purge_expired(p, db)
     plan = prepare(p, db, user, request)
     built = build(p, plan, progress)
     try:
         row = Extraction(
-            id=plan.extraction_id, tenant_id=user.tenant_id, created_by=user.id, created_at=plan.created_at,
-            recipient_name=request.recipient_name, recipient_kind=request.recipient_kind.value,
-            procedure_type=request.procedure_type.value, reference=request.reference,
+            id=plan.extraction_id,
+            tenant_id=user.tenant_id,
+            created_by=user.id,
+            created_at=plan.created_at,
+            recipient_name=request.recipient_name,
+            recipient_kind=request.recipient_kind.value,
+            procedure_type=request.procedure_type.value,
+            reference=request.reference,
             recording_ids=[r.row["id"] for r in plan.recordings],
             trim=next((r.get("trim") for r in built.manifest["recordings"] if r.get("trim")), None),
-            media_kind=plan.media_kind.value, package_path=str(built.path.relative_to(p.settings.home)),
-            package_sha256=built.sha256, package_bytes=built.size, sums_sha256=built.sums_sha256,
-            expires_at=plan.created_at + timedelta(days=PACKAGE_DAYS), downloads=0,
-            redacted=plan.media_kind == MediaKind.REDACTED)
+            media_kind=plan.media_kind.value,
+            package_path=str(built.path.relative_to(p.settings.home)),
+            package_sha256=built.sha256,
+            package_bytes=built.size,
+            sums_sha256=built.sums_sha256,
+            expires_at=plan.created_at + timedelta(days=PACKAGE_DAYS),
+            downloads=0,
+            redacted=plan.media_kind == MediaKind.REDACTED,
+        )
         db.add(row)
         db.flush()  # the holds name it
         holds.place_extraction_holds(p, db, user, row)  # a procedure's originals outlive the package
-        p.record(db, EntryDraft(action=Action.COMMUNICATION, event="extraction.created", actor=plan.actor,
-                                recordings=row.recording_ids, cameras=plan.cameras,
-                                recipients=[request.recipient_name], details=_details(plan, built),
-                                motive={"code": _MOTIVES[request.procedure_type], "text": request.reference}),
-                 db.get(Tenant, user.tenant_id))
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.COMMUNICATION,
+                event="extraction.created",
+                actor=plan.actor,
+                recordings=row.recording_ids,
+                cameras=plan.cameras,
+                recipients=[request.recipient_name],
+                details=_details(plan, built),
+                motive={"code": _MOTIVES[request.procedure_type], "text": request.reference},
+            ),
+            db.get(Tenant, user.tenant_id),
+        )
         db.commit()
     except BaseException:
         db.rollback()
@@ -116,9 +141,16 @@ def get_own(p: VaultContext, db: Session, user: User, extraction_id: str) -> Ext
     row = db.get(Extraction, extraction_id)
     if row is None or row.tenant_id != user.tenant_id:
         if row is not None:
-            p.record(db, EntryDraft(action=Action.SECURITY, event="access.cross_tenant", actor=actor_of(user),
-                                    details={"asked_for": extraction_id, "what": "extraction"}),
-                     db.get(Tenant, user.tenant_id))
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.SECURITY,
+                    event="access.cross_tenant",
+                    actor=actor_of(user),
+                    details={"asked_for": extraction_id, "what": "extraction"},
+                ),
+                db.get(Tenant, user.tenant_id),
+            )
             db.commit()
         raise ExtractionNotFound(f"no extraction {extraction_id} in your service")
     return row
@@ -128,19 +160,32 @@ def open_package(p: VaultContext, db: Session, user: User, extraction_id: str) -
     """The zip, for its recipient: journaled as a communication (who fetched it, for whom)."""
     row = get_own(p, db, user, extraction_id)
     if row.package_path is None:
-        raise PackageGone(f"the package of {extraction_id} was deleted on "
-                          f"{row.package_deleted_at:%Y-%m-%d} (packages are kept {PACKAGE_DAYS} days); "
-                          "make a new extraction")
+        raise PackageGone(
+            f"the package of {extraction_id} was deleted on "
+            f"{row.package_deleted_at:%Y-%m-%d} (packages are kept {PACKAGE_DAYS} days); "
+            "make a new extraction"
+        )
     path = p.settings.home / row.package_path
     if not path.exists():
-        raise PackageGone(f"the package file of {extraction_id} is gone from {path.parent}; "
-                          "make a new extraction")
+        raise PackageGone(f"the package file of {extraction_id} is gone from {path.parent}; make a new extraction")
     row.downloads += 1
-    p.record(db, EntryDraft(action=Action.COMMUNICATION, event="extraction.downloaded", actor=actor_of(user),
-                            recordings=list(row.recording_ids), recipients=[row.recipient_name],
-                            details={"extraction_id": row.id, "package_sha256": row.package_sha256,
-                                     "reference": row.reference, "download": row.downloads}),
-             db.get(Tenant, user.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.COMMUNICATION,
+            event="extraction.downloaded",
+            actor=actor_of(user),
+            recordings=list(row.recording_ids),
+            recipients=[row.recipient_name],
+            details={
+                "extraction_id": row.id,
+                "package_sha256": row.package_sha256,
+                "reference": row.reference,
+                "download": row.downloads,
+            },
+        ),
+        db.get(Tenant, user.tenant_id),
+    )
     db.commit()
     return row, path
 
@@ -150,17 +195,25 @@ def purge_expired(p: VaultContext, db: Session, now: datetime | None = None) -> 
 
     Run by each new extraction and meant for the retention pass as well."""
     now = now or utcnow()
-    rows = list(db.scalars(select(Extraction).where(Extraction.package_path.is_not(None),
-                                                    Extraction.expires_at <= now)))
+    rows = list(
+        db.scalars(select(Extraction).where(Extraction.package_path.is_not(None), Extraction.expires_at <= now))
+    )
     actor = Actor.system("retention")
     for row in rows:
         assert row.package_path is not None, "selected with package_path IS NOT NULL"
         (p.settings.home / row.package_path).unlink(missing_ok=True)
         row.package_path, row.package_deleted_at = None, now
-        p.record(db, EntryDraft(action=Action.ERASURE, event="extraction.package_deleted", actor=actor,
-                                recordings=list(row.recording_ids), recipients=[row.recipient_name],
-                                details={"extraction_id": row.id, "package_sha256": row.package_sha256,
-                                         "kept_days": PACKAGE_DAYS}),
-                 db.get(Tenant, row.tenant_id))
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.ERASURE,
+                event="extraction.package_deleted",
+                actor=actor,
+                recordings=list(row.recording_ids),
+                recipients=[row.recipient_name],
+                details={"extraction_id": row.id, "package_sha256": row.package_sha256, "kept_days": PACKAGE_DAYS},
+            ),
+            db.get(Tenant, row.tenant_id),
+        )
     db.commit()
     return len(rows)

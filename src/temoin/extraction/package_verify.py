@@ -125,17 +125,18 @@ class _Zip(_Package):
         try:
             self.zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise PackageUnreadable(f"the zip itself is damaged: {path.name} cannot be opened as a zip (its central "
-                                    f"directory is unreadable: {exc}); ask for a new copy of the package") from None
+            raise PackageUnreadable(
+                f"the zip itself is damaged: {path.name} cannot be opened as a zip (its central "
+                f"directory is unreadable: {exc}); ask for a new copy of the package"
+            ) from None
         infos = [i for i in self.zf.infolist() if not i.is_dir()]
         for info in infos:
             pure = PurePosixPath(info.filename)
             if pure.is_absolute() or ".." in pure.parts:
                 report.problems.append(f"unsafe path in the zip: {info.filename!r} (refused)")
-        roots = sorted((i.filename[: -len(SUMS)] for i in infos if i.filename.rsplit("/", 1)[-1] == SUMS),
-                       key=len)
+        roots = sorted((i.filename[: -len(SUMS)] for i in infos if i.filename.rsplit("/", 1)[-1] == SUMS), key=len)
         self.prefix = roots[0] if roots else ""
-        self.members = {i.filename[len(self.prefix):]: i for i in infos if i.filename.startswith(self.prefix)}
+        self.members = {i.filename[len(self.prefix) :]: i for i in infos if i.filename.startswith(self.prefix)}
         for info in infos:
             if not info.filename.startswith(self.prefix):
                 report.problems.append(f"extra file outside the package folder: {info.filename}")
@@ -233,8 +234,13 @@ class _Context:
             return None
 
 
-def verify_package(path: Path, trusted: bytes | KeySet | None = None, *, fingerprints: tuple[str, ...] = (),
-                   tsa_ca_pem: bytes | None = None) -> Report:
+def verify_package(
+    path: Path,
+    trusted: bytes | KeySet | None = None,
+    *,
+    fingerprints: tuple[str, ...] = (),
+    tsa_ca_pem: bytes | None = None,
+) -> Report:
     """Check a package. `trusted`: the pinned platform keys (a KeySet, or one PEM key as bytes);
     `fingerprints`: full SHA-256 fingerprints of pinned keys; `tsa_ca_pem`: the TSA's CA
     certificates, to check SHA256SUMS.tsr. Report.ok needs a pinned signer."""
@@ -344,37 +350,49 @@ def _check_signature(ctx: _Context) -> None:
         if KeySet.of_raw(included, KEY_FILE).verify(signature, ctx.sums):
             report.checked.append(f"{SIGNATURE} verifies with the included {KEY_FILE}")
         else:
-            report.problems.append(f"signature: {SIGNATURE} is not a valid signature of {SUMS} by {KEY_FILE}: "
-                                   f"{SUMS} was changed after signing, or the signature is forged")
+            report.problems.append(
+                f"signature: {SIGNATURE} is not a valid signature of {SUMS} by {KEY_FILE}: "
+                f"{SUMS} was changed after signing, or the signature is forged"
+            )
     # A fingerprint pins whichever included key has it.
     pinned = ctx.pins.merged(k for k in own if k.fingerprint in ctx.fingerprints)
     signer = pinned.signer(signature, ctx.sums, at=ctx.created_at)
     if signer is not None:
         report.signer = signer
-        report.checked.append(f"{SIGNATURE} is signed by the pinned platform key {signer.id} "
-                              f"(SHA-256 fingerprint {signer.fingerprint})")
+        report.checked.append(
+            f"{SIGNATURE} is signed by the pinned platform key {signer.id} (SHA-256 fingerprint {signer.fingerprint})"
+        )
         # The pinned key vouches for the history it signed: receipts and certificates by retired keys verify.
         ctx.keys = pinned.with_validity_from(history).merged(history)
         return
     actual = own.signer(signature, ctx.sums)
-    named = (f"the key with SHA-256 fingerprint {actual.fingerprint}" if actual else
-             "no key this package names (its signature verifies with none of them)")
+    named = (
+        f"the key with SHA-256 fingerprint {actual.fingerprint}"
+        if actual
+        else "no key this package names (its signature verifies with none of them)"
+    )
     stale = pinned.signer(signature, ctx.sums)
     if stale is not None:
-        report.unpinned = (f"the package is signed by the pinned key {stale.fingerprint}, but that key was "
-                           f"{stale.validity()} and the package says it was made at "
-                           f"{ctx.created_at.isoformat() if ctx.created_at else '?'}: it was not made by the "
-                           "platform while the key was its own")
+        report.unpinned = (
+            f"the package is signed by the pinned key {stale.fingerprint}, but that key was "
+            f"{stale.validity()} and the package says it was made at "
+            f"{ctx.created_at.isoformat() if ctx.created_at else '?'}: it was not made by the "
+            "platform while the key was its own"
+        )
     elif pinned or ctx.fingerprints:
         given = sorted({k.fingerprint for k in pinned} | set(ctx.fingerprints))
-        report.unpinned = (f"the package is signed by {named}, which is none of the pinned keys "
-                           f"({', '.join(given)}): it was not signed by that platform, or it was re-signed "
-                           "after being changed; do not rely on it")
+        report.unpinned = (
+            f"the package is signed by {named}, which is none of the pinned keys "
+            f"({', '.join(given)}): it was not signed by that platform, or it was re-signed "
+            "after being changed; do not rely on it"
+        )
     else:
-        report.unpinned = (f"the package is signed by {named}, which is not pinned: anyone can re-sign a "
-                           "modified package with a key of their own and ship it. Compare this fingerprint with "
-                           "the one the service publishes (https://<service>/.well-known/temoin/keys.pem, its "
-                           "annual report), then run again with --key FILE, --fingerprint HEX or a trust store")
+        report.unpinned = (
+            f"the package is signed by {named}, which is not pinned: anyone can re-sign a "
+            "modified package with a key of their own and ship it. Compare this fingerprint with "
+            "the one the service publishes (https://<service>/.well-known/temoin/keys.pem, its "
+            "annual report), then run again with --key FILE, --fingerprint HEX or a trust store"
+        )
 
 
 def _check_timestamp(ctx: _Context) -> None:
@@ -383,9 +401,11 @@ def _check_timestamp(ctx: _Context) -> None:
     report, tsa_ca_pem = ctx.report, ctx.tsa_ca_pem
     if TIMESTAMP not in ctx.names:
         if tsa_ca_pem is not None:
-            report.problems.append(f"not timestamped: no {TIMESTAMP}, though --tsa-ca asks for a timestamp (the "
-                                   "platform had no timestamp authority or it failed at extraction, or the token "
-                                   "was removed)")
+            report.problems.append(
+                f"not timestamped: no {TIMESTAMP}, though --tsa-ca asks for a timestamp (the "
+                "platform had no timestamp authority or it failed at extraction, or the token "
+                "was removed)"
+            )
         else:
             report.notes.append(f"not timestamped (no {TIMESTAMP}): the package's time rests on the platform's word")
         return
@@ -395,8 +415,10 @@ def _check_timestamp(ctx: _Context) -> None:
     try:
         if tsa_ca_pem is None:
             claimed = inspect_token(token, ctx.sums)  # the imprint can be checked without the TSA's CA
-            report.warnings.append(f"timestamp present but not checked: give --tsa-ca (the TSA's CA certificates, "
-                                   f"PEM); {TIMESTAMP} matches {SUMS} and claims {claimed.describe()}")
+            report.warnings.append(
+                f"timestamp present but not checked: give --tsa-ca (the TSA's CA certificates, "
+                f"PEM); {TIMESTAMP} matches {SUMS} and claims {claimed.describe()}"
+            )
             return
         info = verify_token(token, ctx.sums, tsa_ca_pem)
     except TimestampError as exc:
@@ -411,8 +433,13 @@ def _check_manifest(ctx: _Context) -> None:
 
 
 # The checks, in order.
-CHECKS: tuple[Callable[[_Context], None], ...] = (_check_sums, _read_manifest, _check_signature, _check_timestamp,
-                                                  _check_manifest)
+CHECKS: tuple[Callable[[_Context], None], ...] = (
+    _check_sums,
+    _read_manifest,
+    _check_signature,
+    _check_timestamp,
+    _check_manifest,
+)
 
 
 def _check_contents(m: dict[str, Any], actual: dict[str, str], keys: KeySet, report: Report) -> None:
@@ -440,8 +467,9 @@ def _check_contents(m: dict[str, Any], actual: dict[str, str], keys: KeySet, rep
     report.checked.append(f"{len(recordings)} recordings checked against their device-signed manifests")
 
 
-def _check_recording(rec: dict[str, Any], actual: dict[str, str], keys: KeySet, tenant: str | None,
-                     report: Report) -> set[str]:
+def _check_recording(
+    rec: dict[str, Any], actual: dict[str, str], keys: KeySet, tenant: str | None, report: Report
+) -> set[str]:
     rid = rec["id"]
     where = f"recording {rid}"
     if rec.get("provenance") == AXIS_PROVENANCE:
@@ -450,8 +478,10 @@ def _check_recording(rec: dict[str, Any], actual: dict[str, str], keys: KeySet, 
         envelope = SignedManifest.model_validate_json(rec["device_manifest"]["envelope"])
     except ValidationError as exc:
         first = exc.errors()[0]
-        report.problems.append(f"{where}: the device manifest is malformed or its segment chain is broken "
-                               f"({'.'.join(str(x) for x in first['loc'])}: {first['msg']})")
+        report.problems.append(
+            f"{where}: the device manifest is malformed or its segment chain is broken "
+            f"({'.'.join(str(x) for x in first['loc'])}: {first['msg']})"
+        )
         return {media["file"] for media in rec.get("media") or []}
     manifest = envelope.manifest
     device_key = b64d(rec["device"]["public_key"])
@@ -459,8 +489,10 @@ def _check_recording(rec: dict[str, Any], actual: dict[str, str], keys: KeySet, 
     if not envelope.verify(device_key):
         report.problems.append(f"{where}: the device signature of its manifest is invalid (altered or forged)")
     if manifest.recording_id != rid or manifest.camera_id != rec["camera_id"]:
-        report.problems.append(f"{where}: the device manifest is for {manifest.recording_id} from camera "
-                               f"{manifest.camera_id}, not {rid} from {rec['camera_id']}")
+        report.problems.append(
+            f"{where}: the device manifest is for {manifest.recording_id} from camera "
+            f"{manifest.camera_id}, not {rid} from {rec['camera_id']}"
+        )
     if envelope.digest() != rec["device_manifest"]["sha256"]:
         report.problems.append(f"{where}: device_manifest.sha256 does not match the envelope")
     signed = {s.index: s for s in manifest.segments}
@@ -477,8 +509,9 @@ def _check_recording(rec: dict[str, Any], actual: dict[str, str], keys: KeySet, 
     return _check_media(rec, actual, signed, lost, where, report)
 
 
-def _check_media(rec: dict[str, Any], actual: dict[str, str], signed: dict[int, Any], lost: list[int], where: str,
-                 report: Report) -> set[str]:
+def _check_media(
+    rec: dict[str, Any], actual: dict[str, str], signed: dict[int, Any], lost: list[int], where: str, report: Report
+) -> set[str]:
     """Each media file against manifest.json, and each original against the proven hash of its segment."""
     files: set[str] = set()
     kinds: set[str] = set()
@@ -496,17 +529,23 @@ def _check_media(rec: dict[str, Any], actual: dict[str, str], signed: dict[int, 
             if seg is None:
                 report.problems.append(f"{where}: {name} names segment {media.get('segment')}, not in the manifest")
             elif actual[name] != seg.sha256:
-                report.problems.append(f"{where}: {name} is not the camera's original: its SHA-256 differs from "
-                                       f"the device-signed hash of segment {seg.index}")
+                report.problems.append(
+                    f"{where}: {name} is not the camera's original: its SHA-256 differs from "
+                    f"the device-signed hash of segment {seg.index}"
+                )
         elif kind in ("trimmed", "redacted"):
             for src in media.get("derived_from") or []:
                 seg = signed.get(src.get("index"))
                 if seg is None or seg.sha256 != src.get("sha256"):
-                    report.problems.append(f"{where}: {name} claims to derive from segment {src.get('index')} "
-                                           "with a hash the device never signed")
+                    report.problems.append(
+                        f"{where}: {name} claims to derive from segment {src.get('index')} "
+                        "with a hash the device never signed"
+                    )
                 elif seg.index in lost:
-                    report.problems.append(f"{where}: {name} claims to derive from segment {seg.index}, which the "
-                                           "vault's signed receipt declares lost at the camera")
+                    report.problems.append(
+                        f"{where}: {name} claims to derive from segment {seg.index}, which the "
+                        "vault's signed receipt declares lost at the camera"
+                    )
             if not media.get("derived_from"):
                 report.problems.append(f"{where}: {name} ({kind}) does not say which original segments it comes from")
         else:
@@ -515,9 +554,10 @@ def _check_media(rec: dict[str, Any], actual: dict[str, str], signed: dict[int, 
         have = {media.get("segment") for media in rec["media"]}
         missing = sorted(set(signed) - have - set(lost))  # a lost one is declared in the signed receipt, not dropped
         if missing:
-            report.problems.append(f"{where}: original segments {missing} are missing"
-                                   + (f" (the vault's signed receipt declares only {lost} lost at the camera)"
-                                      if lost else ""))
+            report.problems.append(
+                f"{where}: original segments {missing} are missing"
+                + (f" (the vault's signed receipt declares only {lost} lost at the camera)" if lost else "")
+            )
     if not set((rec.get("trim") or {}).get("lost_segments") or []) <= set(lost):
         report.problems.append(f"{where}: the trim names lost segments the vault's signed receipt does not declare")
     if "trimmed" in kinds and not rec.get("trim"):
@@ -538,8 +578,9 @@ class _ProvenSegment:
     duration_s: float
 
 
-def _check_axis_recording(rec: dict[str, Any], actual: dict[str, str], keys: KeySet, where: str,
-                          report: Report) -> set[str]:
+def _check_axis_recording(
+    rec: dict[str, Any], actual: dict[str, str], keys: KeySet, where: str, report: Report
+) -> set[str]:
     """A recording received through the Axis Body Worn system: its cameras sign nothing for the vault, so the proof
     is the vault's manifest document (SHA-256 of every object on arrival), stated by its signed receipt."""
     rid = rec["id"]
@@ -548,45 +589,64 @@ def _check_axis_recording(rec: dict[str, Any], actual: dict[str, str], keys: Key
     if digest != rec["vault_manifest"]["sha256"]:
         report.problems.append(f"{where}: the vault's manifest document does not hash to vault_manifest.sha256")
     m = orjson.loads(document)["manifest"]
-    proven = {s["index"]: _ProvenSegment(s["index"], s["sha256"], datetime.fromisoformat(s["started_at"]),
-                                         float(s["duration_s"])) for s in m["segments"]}
+    proven = {
+        s["index"]: _ProvenSegment(
+            s["index"], s["sha256"], datetime.fromisoformat(s["started_at"]), float(s["duration_s"])
+        )
+        for s in m["segments"]
+    }
     links = chain_links(rid, (bytes.fromhex(s["sha256"]) for s in m["segments"]))
     if not links or links[-1].hex() != m["chain_head"] or rec["chain_head"] != m["chain_head"]:
         report.problems.append(f"{where}: the segment hash chain does not end at the head of the vault's document")
     listed = [(s["index"], s["sha256"], s["chain"]) for s in rec["segments"]]
     if listed != [(s["index"], s["sha256"], link.hex()) for s, link in zip(m["segments"], links, strict=False)]:
         report.problems.append(f"{where}: the segments listed in manifest.json differ from the vault's document")
-    if [(f["lat"], f["lon"]) for f in m.get("gps_track") or []] != [(f["lat"], f["lon"])
-                                                                    for f in rec.get("gps_track") or []]:
+    if [(f["lat"], f["lon"]) for f in m.get("gps_track") or []] != [
+        (f["lat"], f["lon"]) for f in rec.get("gps_track") or []
+    ]:
         report.problems.append(f"{where}: the GPS track differs from the vault's document")
     good = False
     try:
         receipt = SignedReceipt.model_validate(rec.get("receipt") or {})
         r = receipt.receipt
         good = keys.get(r.platform_key_id) is not None and keys.verify(
-            b64d(receipt.signature), r.signing_bytes(), key_id=r.platform_key_id, at=r.stored_at)
+            b64d(receipt.signature), r.signing_bytes(), key_id=r.platform_key_id, at=r.stored_at
+        )
         if good and (r.recording_id != rid or r.manifest_sha256 != digest or r.chain_head != m["chain_head"]):
             report.problems.append(f"{where}: the vault's receipt does not state this manifest document")
     except (ValidationError, ValueError):
         pass
     if not good:
-        report.problems.append(f"{where}: the vault's receipt is missing, malformed or not signed by a platform key "
-                               "valid when it was issued")
+        report.problems.append(
+            f"{where}: the vault's receipt is missing, malformed or not signed by a platform key "
+            "valid when it was issued"
+        )
     if rec.get("lost_segments"):
         report.problems.append(f"{where}: lost segments are listed, but the vault's receipt declares none")
-    report.notes.append(f"{where}: received through the Axis Body Worn system: no device signature; its integrity "
-                        "is proven from the SHA-256 the vault took of every object on arrival, in its signed receipt")
+    report.notes.append(
+        f"{where}: received through the Axis Body Worn system: no device signature; its integrity "
+        "is proven from the SHA-256 the vault took of every object on arrival, in its signed receipt"
+    )
     return _check_media(rec, actual, proven, [], where, report)
 
 
-def _check_device_key(rec: dict[str, Any], device_key: bytes, envelope: SignedManifest, keys: KeySet,
-                      tenant: str | None, where: str, report: Report) -> None:
+def _check_device_key(
+    rec: dict[str, Any],
+    device_key: bytes,
+    envelope: SignedManifest,
+    keys: KeySet,
+    tenant: str | None,
+    where: str,
+    report: Report,
+) -> None:
     """The camera key must be certified by a platform key, for this camera, when the manifest was signed."""
     print_ = raw_fingerprint(device_key)
     raw = rec["device"].get("certificate")
     if not raw:
-        report.problems.append(f"{where}: the camera key {print_} comes with no certificate from the platform: "
-                               f"nothing says it is camera {rec['camera_id']}'s key")
+        report.problems.append(
+            f"{where}: the camera key {print_} comes with no certificate from the platform: "
+            f"nothing says it is camera {rec['camera_id']}'s key"
+        )
         return
     try:
         signed = SignedCertificate.model_validate(raw)
@@ -595,50 +655,67 @@ def _check_device_key(rec: dict[str, Any], device_key: bytes, envelope: SignedMa
         return
     cert = signed.certificate
     if signed.signer(keys) is None:
-        report.problems.append(f"{where}: the certificate of the camera key {print_} is not signed by a platform key "
-                               f"valid when it was issued ({cert.platform_key_id}): the key is not vouched for")
+        report.problems.append(
+            f"{where}: the certificate of the camera key {print_} is not signed by a platform key "
+            f"valid when it was issued ({cert.platform_key_id}): the key is not vouched for"
+        )
         return
     if cert.raw_key != device_key:
-        report.problems.append(f"{where}: the camera key {print_} is not the one its certificate names "
-                               f"({cert.sha256_fingerprint}): the key was replaced")
+        report.problems.append(
+            f"{where}: the camera key {print_} is not the one its certificate names "
+            f"({cert.sha256_fingerprint}): the key was replaced"
+        )
     if cert.camera_id != rec["camera_id"] or (tenant is not None and cert.tenant != tenant):
-        report.problems.append(f"{where}: the camera key is certified for camera {cert.camera_id} of {cert.tenant}, "
-                               f"not {rec['camera_id']} of {tenant}")
+        report.problems.append(
+            f"{where}: the camera key is certified for camera {cert.camera_id} of {cert.tenant}, "
+            f"not {rec['camera_id']} of {tenant}"
+        )
     signed_at = envelope.manifest.ended_at  # the camera signs its manifest when the recording ends
     if not cert.valid_at(signed_at):
-        report.problems.append(f"{where}: the camera key was valid {cert.validity()}, but the recording was signed "
-                               f"at {signed_at.isoformat()}: outside its validity"
-                               + (" (after its revocation)" if cert.revoked and cert.valid_until
-                                  and signed_at > cert.valid_until else ""))
+        report.problems.append(
+            f"{where}: the camera key was valid {cert.validity()}, but the recording was signed "
+            f"at {signed_at.isoformat()}: outside its validity"
+            + (" (after its revocation)" if cert.revoked and cert.valid_until and signed_at > cert.valid_until else "")
+        )
 
 
-def _check_lost(rec: dict[str, Any], receipt: SignedReceipt | None, signed: dict[int, Any], where: str,
-                report: Report) -> list[int]:
+def _check_lost(
+    rec: dict[str, Any], receipt: SignedReceipt | None, signed: dict[int, Any], where: str, report: Report
+) -> list[int]:
     """The segments lost at the camera: only those the vault's receipt, verified, declares (manifest.json must
     agree). They are stated, not silently missing; the device-signed chain still covers them."""
     lost = sorted(receipt.receipt.lost_segments) if receipt is not None else []
     listed = rec.get("lost_segments") or []
     if sorted(x.get("index") for x in listed) != lost:
-        report.problems.append(f"{where}: manifest.json lists lost segments {sorted(x.get('index') for x in listed)}"
-                               f", the vault's signed receipt declares {lost}")
+        report.problems.append(
+            f"{where}: manifest.json lists lost segments {sorted(x.get('index') for x in listed)}"
+            f", the vault's signed receipt declares {lost}"
+        )
     for x in listed:
         seg = signed.get(x.get("index"))
-        if seg is not None and (x.get("sha256", seg.sha256) != seg.sha256
-                                or datetime.fromisoformat(x["started_at"]) != seg.started_at):
-            report.problems.append(f"{where}: lost segment {seg.index} is described in manifest.json with a hash or "
-                                   "a time the device never signed")
+        if seg is not None and (
+            x.get("sha256", seg.sha256) != seg.sha256 or datetime.fromisoformat(x["started_at"]) != seg.started_at
+        ):
+            report.problems.append(
+                f"{where}: lost segment {seg.index} is described in manifest.json with a hash or "
+                "a time the device never signed"
+            )
     if lost:
         report.lost[rec["id"]] = lost
-        ranges = ", ".join(f"{i}: {signed[i].started_at.isoformat()} + {signed[i].duration_s:g} s"
-                           for i in lost if i in signed)
-        report.notes.append(f"{where}: segments {lost} lost at the camera before hand-over ({ranges}), declared in "
-                            "the vault's signed receipt: not in this package; the device-signed chain still covers "
-                            "them, and every other segment is checked")
+        ranges = ", ".join(
+            f"{i}: {signed[i].started_at.isoformat()} + {signed[i].duration_s:g} s" for i in lost if i in signed
+        )
+        report.notes.append(
+            f"{where}: segments {lost} lost at the camera before hand-over ({ranges}), declared in "
+            "the vault's signed receipt: not in this package; the device-signed chain still covers "
+            "them, and every other segment is checked"
+        )
     return lost
 
 
-def _check_receipt(rec: dict[str, Any], envelope: SignedManifest, keys: KeySet, where: str,
-                   report: Report) -> SignedReceipt | None:
+def _check_receipt(
+    rec: dict[str, Any], envelope: SignedManifest, keys: KeySet, where: str, report: Report
+) -> SignedReceipt | None:
     """The vault's receipt; returned only when it is signed by a platform key valid then and matches."""
     if not rec.get("receipt"):
         report.problems.append(f"{where}: the vault's receipt is missing")
@@ -655,12 +732,15 @@ def _check_receipt(rec: dict[str, Any], envelope: SignedManifest, keys: KeySet, 
         signature = b""
     good = True
     if keys.get(r.platform_key_id) is None:
-        report.problems.append(f"{where}: the vault's receipt names platform key {r.platform_key_id}, which the "
-                               "package's platform keys do not list")
+        report.problems.append(
+            f"{where}: the vault's receipt names platform key {r.platform_key_id}, which the "
+            "package's platform keys do not list"
+        )
         good = False
     elif not keys.verify(signature, r.signing_bytes(), key_id=r.platform_key_id, at=r.stored_at):
-        report.problems.append(f"{where}: the vault's receipt is not signed by platform key {r.platform_key_id} "
-                               "while it was valid")
+        report.problems.append(
+            f"{where}: the vault's receipt is not signed by platform key {r.platform_key_id} while it was valid"
+        )
         good = False
     if not receipt.matches(envelope.manifest):
         report.problems.append(f"{where}: the vault's receipt does not match the device-signed manifest")

@@ -38,8 +38,10 @@ from temoin.vault.models import Hold, Recording, RecordingNote, RecordingState
 from temoin.vault.storage import blob_key
 
 MAX_RECORDINGS = 50
-LOST_REASON = ("damaged on the camera before hand-over, declared lost in the vault's signed receipt: never in the "
-               "vault, so not in this package; its device-signed hash is still in the chain")
+LOST_REASON = (
+    "damaged on the camera before hand-over, declared lost in the vault's signed receipt: never in the "
+    "vault, so not in this package; its device-signed hash is still in the chain"
+)
 
 
 class ExtractionError(errors.TemoinError):
@@ -91,8 +93,8 @@ class ExtractionRequest:
         return self.recipient_kind == RecipientKind.TRAINER or self.procedure_type == ProcedureType.TRAINING
 
 
-
 # --- reading the vault ------------------------------------------------------------------------------
+
 
 class SealedReader(io.RawIOBase):
     """A seekable, read-only view of a sealed blob's plaintext, decrypting one record at a time.
@@ -144,7 +146,7 @@ class SealedReader(io.RawIOBase):
         index, within = divmod(self._pos, crypto.RECORD_BYTES)
         record = self._record(index)
         n = min(len(buffer), len(record) - within)
-        buffer[:n] = record[within:within + n]
+        buffer[:n] = record[within : within + n]
         self._pos += n
         return n
 
@@ -235,9 +237,11 @@ def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest
     if request.trim and request.trim.recording_id not in ids:
         raise ExtractionInvalid(f"the trim names {request.trim.recording_id}, which is not in the extraction")
     if request.training and _redactor() is None:
-        raise ExtractionConflict("a training extraction must be anonymised, faces and voices (R241-13), and this "
-                                 "platform has no redaction engine (temoin.rights.redaction): no training package "
-                                   "can be made; install it, or extract for a procedure instead")
+        raise ExtractionConflict(
+            "a training extraction must be anonymised, faces and voices (R241-13), and this "
+            "platform has no redaction engine (temoin.rights.redaction): no training package "
+            "can be made; install it, or extract for a procedure instead"
+        )
     tenant = db.get_one(Tenant, user.tenant_id)
     recordings = []
     for rid in ids:
@@ -249,11 +253,15 @@ def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest
                 raise ExtractionNotFound(str(exc)) from None
         assert rec is not None, "get_visible refuses a recording that does not exist"
         if rec.state == RecordingState.DELETED or rec.wrapped_key is None:
-            raise ExtractionConflict(f"{rid} was deleted on {rec.deleted_at:%Y-%m-%d} ({rec.state_reason}): "
-                                     "only its deletion certificate remains, nothing can be extracted")
+            raise ExtractionConflict(
+                f"{rid} was deleted on {rec.deleted_at:%Y-%m-%d} ({rec.state_reason}): "
+                "only its deletion certificate remains, nothing can be extracted"
+            )
         if rec.state == RecordingState.QUARANTINED:
-            raise ExtractionConflict(f"{rid} is quarantined ({rec.state_reason}): it failed verification at "
-                                     "ingest and is not evidence; it cannot be extracted")
+            raise ExtractionConflict(
+                f"{rid} is quarantined ({rec.state_reason}): it failed verification at "
+                "ingest and is not evidence; it cannot be extracted"
+            )
         if rec.state != RecordingState.STORED:
             raise ExtractionConflict(f"{rid} is still being uploaded ({rec.state}); extract it once stored")
         try:  # frozen by a person's limitation request: kept only
@@ -269,16 +277,28 @@ def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest
             raise ExtractionInvalid("the trim must satisfy 0 <= start_s < end_s (seconds from the recording's start)")
         if start_s >= length:
             raise ExtractionInvalid(f"{trimmed.row['id']} lasts {length:.1f} s: the trim starts after its end")
-        if not any(_offset(trimmed, s) + s.duration_s > start_s and _offset(trimmed, s) < end_s
-                   for s in trimmed.segments):
-            raise ExtractionInvalid(f"{trimmed.row['id']}: {start_s} s to {end_s} s lies within segment(s) "
-                                    f"{trimmed.lost_within(start_s, end_s)} lost at the camera before hand-over: the "
-                                       "vault holds nothing of that range; choose a range covering a stored segment")
+        if not any(
+            _offset(trimmed, s) + s.duration_s > start_s and _offset(trimmed, s) < end_s for s in trimmed.segments
+        ):
+            raise ExtractionInvalid(
+                f"{trimmed.row['id']}: {start_s} s to {end_s} s lies within segment(s) "
+                f"{trimmed.lost_within(start_s, end_s)} lost at the camera before hand-over: the "
+                "vault holds nothing of that range; choose a range covering a stored segment"
+            )
     now = utcnow()
     entries = custody.journal_entries(db, tenant.id, ids)
-    plan = Plan(extraction_id=new_id(now), tenant_slug=tenant.slug, tenant_name=tenant.name,
-                actor=actor_of(user), user_id=user.id, created_at=now, request=request, recordings=recordings,
-                entries=entries, cameras=sorted({r.row["camera_id"] for r in recordings}))
+    plan = Plan(
+        extraction_id=new_id(now),
+        tenant_slug=tenant.slug,
+        tenant_name=tenant.name,
+        actor=actor_of(user),
+        user_id=user.id,
+        created_at=now,
+        request=request,
+        recordings=recordings,
+        entries=entries,
+        cameras=sorted({r.row["camera_id"] for r in recordings}),
+    )
     db.rollback()  # end the read transaction: the build may take minutes
     return plan
 
@@ -293,59 +313,96 @@ def _plan_recording(p: VaultContext, db: Session, tenant: Tenant, rec: Recording
     key = recording_key(db, envelope.manifest) if envelope else None  # the camera's key when it signed
     if key is None and axis is None:
         assert envelope is not None, "the camera's manifest is read whenever the recording did not come via Axis"
-        raise ExtractionConflict(f"{rec.id}: no key of camera {rec.device_id} was valid when its manifest was "
-                                 f"signed ({signing_time(envelope.manifest).isoformat()}): the platform cannot "
-                                   "certify it, so it cannot be extracted")
+        raise ExtractionConflict(
+            f"{rec.id}: no key of camera {rec.device_id} was valid when its manifest was "
+            f"signed ({signing_time(envelope.manifest).isoformat()}): the platform cannot "
+            "certify it, so it cannot be extracted"
+        )
     held = db.scalar(select(Hold).where(Hold.recording_id == rec.id, Hold.lifted_at.is_(None)).limit(1))
     lost = catalogue.lost_segments(rec)
     undeclared = sorted({x.index for x in lost} - set(catalogue.declared_lost(rec)))
     if undeclared:
-        raise ExtractionConflict(f"{rec.id}: segments {undeclared} are not in the vault, yet the signed receipt "
-                                 "does not declare them lost at the camera: the catalogue was altered; run "
-                                   "`temoin vault scrub` and report it. No package was made.")
+        raise ExtractionConflict(
+            f"{rec.id}: segments {undeclared} are not in the vault, yet the signed receipt "
+            "does not declare them lost at the camera: the catalogue was altered; run "
+            "`temoin vault scrub` and report it. No package was made."
+        )
     # Exactly one source describes it: the camera's signed manifest (envelope) or the Axis vault's fields.
     via_axis: dict[str, Any] = axis if axis is not None else {}
     row = {
-        "id": rec.id, "camera_id": rec.device_id, "camera_name": camera_names(db, [rec.device_id])[rec.device_id],
+        "id": rec.id,
+        "camera_id": rec.device_id,
+        "camera_name": camera_names(db, [rec.device_id])[rec.device_id],
         "agent": rec.agent_ref,
-        "started_at": rec.started_at.isoformat(), "ended_at": rec.ended_at.isoformat(), "trigger": rec.trigger,
+        "started_at": rec.started_at.isoformat(),
+        "ended_at": rec.ended_at.isoformat(),
+        "trigger": rec.trigger,
         "trigger_detail": envelope.manifest.trigger_detail if envelope else via_axis["trigger_detail"],
         "persons_informed": rec.persons_informed,
-        "not_informed_reason": rec.not_informed_reason, "outside_territory": rec.outside_territory,
-        "clock_offset_ms": rec.clock_offset_ms, "clock_drift": rec.clock_drift_flag,
+        "not_informed_reason": rec.not_informed_reason,
+        "outside_territory": rec.outside_territory,
+        "clock_offset_ms": rec.clock_offset_ms,
+        "clock_drift": rec.clock_drift_flag,
         "pre_event_buffer_s": envelope.manifest.pre_event_buffer_s if envelope else None,
         "categories": list(rec.categories or []),
         "stored_at": rec.stored_at.isoformat() if rec.stored_at else None,
         "retention_until": rec.retention_until.isoformat(),
         "hold": {"procedure": held.procedure_type, "reference": held.reference} if held else None,
-        "gps_track": [fix.model_dump(mode="json") for fix in envelope.manifest.gps_track] if envelope
+        "gps_track": [fix.model_dump(mode="json") for fix in envelope.manifest.gps_track]
+        if envelope
         else via_axis["gps_track"],
-        "device": {"public_key": b64e(key.public_key), "sha256_fingerprint": hashlib.sha256(key.public_key).hexdigest(),
-                   # As stored: the recipient's verify, not this builder, judges it.
-                   "certificate": orjson.loads(key.certificate) if key.certificate else None} if key else None,
+        "device": {
+            "public_key": b64e(key.public_key),
+            "sha256_fingerprint": hashlib.sha256(key.public_key).hexdigest(),
+            # As stored: the recipient's verify, not this builder, judges it.
+            "certificate": orjson.loads(key.certificate) if key.certificate else None,
+        }
+        if key
+        else None,
         "device_manifest": {"sha256": rec.manifest_sha256, "envelope": rec.manifest} if envelope else None,
         **({k: axis[k] for k in ("provenance", "integrity", "vault_manifest")} if axis else {}),
         "receipt": orjson.loads(rec.receipt) if rec.receipt else None,
-        "segments": [{"index": s.index, "size": s.size, "sha256": s.sha256, "chain": s.chain,
-                      "started_at": s.started_at.isoformat(), "duration_s": s.duration_s} for s in rec.segments],
+        "segments": [
+            {
+                "index": s.index,
+                "size": s.size,
+                "sha256": s.sha256,
+                "chain": s.chain,
+                "started_at": s.started_at.isoformat(),
+                "duration_s": s.duration_s,
+            }
+            for s in rec.segments
+        ],
         "chain_head": rec.chain_head,
         # What the vault's checks found, and what the person said is inaccurate (never changes the footage).
         "flags": list(rec.flags or []),
-        "declared": {"started_at": rec.declared_started_at.isoformat() if rec.declared_started_at else None,
-                     "agent": rec.declared_agent_ref},
-        "rectifications": [{"text": n.text, "rights_request": n.request_id, "written_at": n.written_at.isoformat()}
-                           for n in db.scalars(select(RecordingNote).where(RecordingNote.recording_id == rec.id)
-                                               .order_by(RecordingNote.written_at, RecordingNote.id))],
+        "declared": {
+            "started_at": rec.declared_started_at.isoformat() if rec.declared_started_at else None,
+            "agent": rec.declared_agent_ref,
+        },
+        "rectifications": [
+            {"text": n.text, "rights_request": n.request_id, "written_at": n.written_at.isoformat()}
+            for n in db.scalars(
+                select(RecordingNote)
+                .where(RecordingNote.recording_id == rec.id)
+                .order_by(RecordingNote.written_at, RecordingNote.id)
+            )
+        ],
         # Damaged on the camera before hand-over, named in the vault's signed receipt: not in this package.
-        "lost_segments": [{**x.as_dict(), "sha256": rec.segments[x.index].sha256, "reason": LOST_REASON}
-                          for x in lost],
+        "lost_segments": [{**x.as_dict(), "sha256": rec.segments[x.index].sha256, "reason": LOST_REASON} for x in lost],
     }
-    segments = [_Segment(s.index, s.size, s.sha256, s.chain, s.started_at, s.duration_s,
-                         blob_key(tenant.slug, rec.id, s.index)) for s in rec.segments]
+    segments = [
+        _Segment(s.index, s.size, s.sha256, s.chain, s.started_at, s.duration_s, blob_key(tenant.slug, rec.id, s.index))
+        for s in rec.segments
+    ]
     last = segments[-1]
     assert rec.wrapped_key is not None, "plan() refuses a recording without its data key (deleted)"
     data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
-    return _Recording(row=row, data_key=data_key, segments=[s for s, r in zip(segments, rec.segments) if r.complete],
-                      started_at=rec.started_at,
-                      length_s=(last.started_at - rec.started_at).total_seconds() + last.duration_s,
-                      lost=[s for s, r in zip(segments, rec.segments) if not r.complete])
+    return _Recording(
+        row=row,
+        data_key=data_key,
+        segments=[s for s, r in zip(segments, rec.segments) if r.complete],
+        started_at=rec.started_at,
+        length_s=(last.started_at - rec.started_at).total_seconds() + last.duration_s,
+        lost=[s for s, r in zip(segments, rec.segments) if not r.complete],
+    )

@@ -105,8 +105,13 @@ def trim(sources: list[TrimSource], start_s: float, end_s: float, dst: Path) -> 
                     if t < cut - 1e-9 or t >= end_s:
                         continue
                     # Shift the copy so that it starts at zero; same time base, so the values stay exact.
-                    shift = round((Fraction(source.offset_s).limit_denominator(1_000_000) - Fraction(cut)
-                                   .limit_denominator(1_000_000)) / tb)
+                    shift = round(
+                        (
+                            Fraction(source.offset_s).limit_denominator(1_000_000)
+                            - Fraction(cut).limit_denominator(1_000_000)
+                        )
+                        / tb
+                    )
                     packet.pts += shift
                     if packet.dts is not None:
                         packet.dts += shift

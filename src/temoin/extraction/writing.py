@@ -38,18 +38,27 @@ from temoin.vault.context import VaultContext
 
 SCHEMA = "temoin.extraction/1"
 SUMS, SIGNATURE, MANIFEST, CUSTODY_PDF, KEY_FILE, KEYS_FILE, README = (
-    "SHA256SUMS", "SHA256SUMS.sig", "manifest.json", "chain-of-custody.pdf", "platform-public-key.pem",
-    "platform-keys.json", "README.txt")
+    "SHA256SUMS",
+    "SHA256SUMS.sig",
+    "manifest.json",
+    "chain-of-custody.pdf",
+    "platform-public-key.pem",
+    "platform-keys.json",
+    "README.txt",
+)
 TIMESTAMP = "SHA256SUMS.tsr"  # RFC 3161 token over SHA256SUMS, when a TSA is configured (docs/timestamping.md)
-LOST_NOTE = ("Some segments were lost at the camera (damaged there before hand-over): each recording's lost_segments "
-             "lists them with their time ranges, as the vault's signed receipt declares them; they are not in this "
-             "package and the others are intact. / Des segments ont été perdus à la caméra (endommagés avant le "
-             "transfert) : lost_segments les liste avec leurs plages horaires, comme le déclare le reçu signé du "
-             "coffre ; ils ne sont pas dans ce paquet, les autres sont intacts.")
+LOST_NOTE = (
+    "Some segments were lost at the camera (damaged there before hand-over): each recording's lost_segments "
+    "lists them with their time ranges, as the vault's signed receipt declares them; they are not in this "
+    "package and the others are intact. / Des segments ont été perdus à la caméra (endommagés avant le "
+    "transfert) : lost_segments les liste avec leurs plages horaires, comme le déclare le reçu signé du "
+    "coffre ; ils ne sont pas dans ce paquet, les autres sont intacts."
+)
 _COPY = 1024 * 1024
 
 
 # --- writing the package -----------------------------------------------------------------------------
+
 
 class _Lane:
     """One worker thread doing queued work in order. SHA-256 and file writes release the GIL, so two lanes
@@ -178,6 +187,7 @@ class _Writer:
             with path.open("rb") as fh:
                 while chunk := fh.read(_COPY):
                     yield chunk
+
         return self.stream(name, chunks())
 
     def small(self, name: str, data: bytes, *, signed: bool = True) -> None:
@@ -211,9 +221,11 @@ def _decrypt_to(p: VaultContext, seg: _Segment, data_key: bytes, dst: Path) -> N
 
 def _check(seg: _Segment, digest: str) -> None:
     if digest != seg.sha256:
-        raise ExtractionFault(f"segment {seg.index} read from the vault hashes to {digest}, not the "
-                              f"device-signed {seg.sha256}: the vault's copy is damaged; run "
-                                   "`temoin vault scrub`. No package was made.")
+        raise ExtractionFault(
+            f"segment {seg.index} read from the vault hashes to {digest}, not the "
+            f"device-signed {seg.sha256}: the vault's copy is damaged; run "
+            "`temoin vault scrub`. No package was made."
+        )
 
 
 def _jsonable(report: Any) -> Any:
@@ -258,17 +270,34 @@ def build(p: VaultContext, plan: Plan, progress: Progress | None = None) -> Buil
                 manifest = _manifest(p, plan, sections)
                 writer.small(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
                 this = custody.CustodyEntry(
-                    seq=0, at=plan.created_at, action=Action.COMMUNICATION.value, event="extraction.created",
-                    actor=plan.actor.model_dump(), recordings=[r.row["id"] for r in plan.recordings], motive=None,
-                    recipients=[plan.request.recipient_name], details=_details(plan, None), hash=None)
-                writer.small(CUSTODY_PDF, custody.render_pdf(extraction=manifest, recordings=manifest["recordings"],
-                                                             entries=plan.entries, this_extraction=this))
+                    seq=0,
+                    at=plan.created_at,
+                    action=Action.COMMUNICATION.value,
+                    event="extraction.created",
+                    actor=plan.actor.model_dump(),
+                    recordings=[r.row["id"] for r in plan.recordings],
+                    motive=None,
+                    recipients=[plan.request.recipient_name],
+                    details=_details(plan, None),
+                    hash=None,
+                )
+                writer.small(
+                    CUSTODY_PDF,
+                    custody.render_pdf(
+                        extraction=manifest,
+                        recordings=manifest["recordings"],
+                        entries=plan.entries,
+                        this_extraction=this,
+                    ),
+                )
                 writer.small(KEY_FILE, p.keyring.public_key_pem())
                 # The platform's key history, vouched for by this package's signature: receipts signed by a
                 # key since retired verify with it once the signing key is pinned.
                 writer.small(KEYS_FILE, orjson.dumps(p.keyring.trusted.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
-                writer.small(README, readme(plan.extraction_id, plan.media_kind,
-                                            lost=any(r.lost for r in plan.recordings)).encode())
+                writer.small(
+                    README,
+                    readme(plan.extraction_id, plan.media_kind, lost=any(r.lost for r in plan.recordings)).encode(),
+                )
                 sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.digests().items())).encode()
                 writer.small(SUMS, sums, signed=False)
                 writer.small(SIGNATURE, p.keyring.signing_key.sign(sums), signed=False)
@@ -304,8 +333,9 @@ def _timestamp(p: VaultContext, plan: Plan, writer: _Writer, sums: bytes) -> Sta
     return stamp
 
 
-def _write_media(p: VaultContext, plan: Plan, rec: _Recording, writer: _Writer, work: Path,
-                 tick: Callable[[int], None]) -> dict[str, Any]:
+def _write_media(
+    p: VaultContext, plan: Plan, rec: _Recording, writer: _Writer, work: Path, tick: Callable[[int], None]
+) -> dict[str, Any]:
     rid = rec.row["id"]
     section: dict[str, Any] = {"media": [], "trim": None, "redaction": None}
     trimming = plan.request.trim if plan.request.trim and plan.request.trim.recording_id == rid else None
@@ -314,15 +344,23 @@ def _write_media(p: VaultContext, plan: Plan, rec: _Recording, writer: _Writer, 
         for seg in rec.segments:
             name = f"media/{rid}/{seg.index:05d}.mp4"
             size = writer.stream(name, _records(p, seg, rec.data_key), tick)  # checked once hashed, in build()
-            section["media"].append({"file": name, "sha256": None, "size": size, "kind": MediaKind.ORIGINAL.value,
-                                     "segment": seg.index})
+            section["media"].append(
+                {"file": name, "sha256": None, "size": size, "kind": MediaKind.ORIGINAL.value, "segment": seg.index}
+            )
         return section
     work.mkdir(parents=True, exist_ok=True, mode=0o700)
     sources: list[tuple[Path, list[dict[str, Any]]]] = []
     if trimming:
-        trim_sources = [TrimSource(s.index, (s.started_at - rec.started_at).total_seconds(), s.duration_s, s.sha256,
-                                   _sealed_opener(p, s, rec.data_key))
-                        for s in rec.segments]
+        trim_sources = [
+            TrimSource(
+                s.index,
+                (s.started_at - rec.started_at).total_seconds(),
+                s.duration_s,
+                s.sha256,
+                _sealed_opener(p, s, rec.data_key),
+            )
+            for s in rec.segments
+        ]
         out = work / f"{rid}-trimmed.mp4"
         try:
             result = trim(trim_sources, trimming.start_s, trimming.end_s, out)
@@ -347,29 +385,39 @@ def _write_media(p: VaultContext, plan: Plan, rec: _Recording, writer: _Writer, 
             try:
                 reports.append(_jsonable(redact(path, redacted)))
             except Exception as exc:  # noqa: BLE001 - the engine's own errors say what failed
-                raise ExtractionFault(f"anonymising {rid} failed ({type(exc).__name__}: {exc}); no training "
-                                      "package was made") from None
+                raise ExtractionFault(
+                    f"anonymising {rid} failed ({type(exc).__name__}: {exc}); no training package was made"
+                ) from None
             path.unlink()
             path, kind = redacted, MediaKind.REDACTED
         suffix = "trimmed" if trimming else f"{derived_from[0]['index']:05d}"
         name = f"media/{rid}/{suffix}{'-redacted' if redact else ''}.mp4"
         size = writer.file(name, path)
         path.unlink()
-        section["media"].append({"file": name, "sha256": None, "size": size, "kind": kind.value,
-                                 "derived_from": derived_from})
+        section["media"].append(
+            {"file": name, "sha256": None, "size": size, "kind": kind.value, "derived_from": derived_from}
+        )
     if redact:
-        section["redaction"] = {"engine": "temoin.rights.redaction.redact_file", "mode": "blur", "voice": True,
-                                "reason": "training copy: faces and voices anonymised (R241-13)",
-                                "reports": reports}
+        section["redaction"] = {
+            "engine": "temoin.rights.redaction.redact_file",
+            "mode": "blur",
+            "voice": True,
+            "reason": "training copy: faces and voices anonymised (R241-13)",
+            "reports": reports,
+        }
     return section
 
 
 def _details(plan: Plan, built: Built | None) -> dict[str, Any]:
     r = plan.request
     details: dict[str, Any] = {
-        "extraction_id": plan.extraction_id, "procedure_type": r.procedure_type.value,
-        "recipient_kind": r.recipient_kind.value, "reference": r.reference, "trimmed": r.trim is not None,
-        "media_kind": plan.media_kind.value}
+        "extraction_id": plan.extraction_id,
+        "procedure_type": r.procedure_type.value,
+        "recipient_kind": r.recipient_kind.value,
+        "reference": r.reference,
+        "trimmed": r.trim is not None,
+        "media_kind": plan.media_kind.value,
+    }
     if r.trim:
         details["trim"] = {"recording_id": r.trim.recording_id, "start_s": r.trim.start_s, "end_s": r.trim.end_s}
     if built:
@@ -381,17 +429,23 @@ def _details(plan: Plan, built: Built | None) -> dict[str, Any]:
 
 def _notes(kind: MediaKind) -> list[str]:
     if kind == MediaKind.ORIGINAL:
-        return ["media/ holds the original segments exactly as the camera produced them: their SHA-256 are the "
-                "device-signed ones in each recording's manifest. / media/ contient les segments originaux, "
-                "octet pour octet, tels que la caméra les a produits."]
+        return [
+            "media/ holds the original segments exactly as the camera produced them: their SHA-256 are the "
+            "device-signed ones in each recording's manifest. / media/ contient les segments originaux, "
+            "octet pour octet, tels que la caméra les a produits."
+        ]
     if kind == MediaKind.TRIMMED:
-        return ["A recording was trimmed by stream copy (no re-encoding): its original bytes are NOT in this "
-                "package; the trimmed file derives from the segments whose device-signed hashes are listed "
-                "under trim.source_segments. / Un enregistrement a été découpé par copie de flux, sans "
-                "ré-encodage : ses octets originaux ne sont pas dans ce paquet."]
-    return ["Training copy: faces and voices anonymised (R241-13). The original bytes are NOT in this package; "
-            "each file names the device-signed segments it derives from. / Copie de formation anonymisée "
-            "(visages et voix, R241-13) : les originaux ne sont pas dans ce paquet."]
+        return [
+            "A recording was trimmed by stream copy (no re-encoding): its original bytes are NOT in this "
+            "package; the trimmed file derives from the segments whose device-signed hashes are listed "
+            "under trim.source_segments. / Un enregistrement a été découpé par copie de flux, sans "
+            "ré-encodage : ses octets originaux ne sont pas dans ce paquet."
+        ]
+    return [
+        "Training copy: faces and voices anonymised (R241-13). The original bytes are NOT in this package; "
+        "each file names the device-signed segments it derives from. / Copie de formation anonymisée "
+        "(visages et voix, R241-13) : les originaux ne sont pas dans ce paquet."
+    ]
 
 
 def _manifest(p: VaultContext, plan: Plan, sections: list[dict[str, Any]]) -> dict[str, Any]:
@@ -405,9 +459,13 @@ def _manifest(p: VaultContext, plan: Plan, sections: list[dict[str, Any]]) -> di
         "extracted_by": plan.actor.model_dump(),
         "recipient": {"name": r.recipient_name, "kind": r.recipient_kind.value},
         "procedure": {"type": r.procedure_type.value, "reference": r.reference},
-        "platform_key": {"file": KEY_FILE, "id": p.keyring.public_key_id,
-                         "sha256_fingerprint": p.keyring.fingerprint,
-                         "pem_sha256": hashlib.sha256(pem).hexdigest(), "history_file": KEYS_FILE},
+        "platform_key": {
+            "file": KEY_FILE,
+            "id": p.keyring.public_key_id,
+            "sha256_fingerprint": p.keyring.fingerprint,
+            "pem_sha256": hashlib.sha256(pem).hexdigest(),
+            "history_file": KEYS_FILE,
+        },
         "media_kind": plan.media_kind.value,
         "notes": _notes(plan.media_kind) + ([LOST_NOTE] if any(rec.lost for rec in plan.recordings) else []),
         "recordings": [{**rec.row, **section} for rec, section in zip(plan.recordings, sections)],
@@ -415,32 +473,44 @@ def _manifest(p: VaultContext, plan: Plan, sections: list[dict[str, Any]]) -> di
             "journal_chain": plan.tenant_slug,
             "entries": [e.as_dict() for e in plan.entries],
             "this_extraction": "journaled as event extraction.created with this extraction_id once the package "
-                               "was written; its entry carries the zip's SHA-256",
+            "was written; its entry carries the zip's SHA-256",
         },
     }
 
 
 def readme(extraction_id: str, kind: MediaKind, lost: bool = False) -> str:
     original = kind == MediaKind.ORIGINAL
-    fr_media = ("media/ contient les segments originaux, octet pour octet." if original else
-                "Attention : les octets originaux ne sont PAS dans ce paquet (copie "
-                + ("découpée par copie de flux" if kind == MediaKind.TRIMMED else "anonymisée pour la formation")
-                + ") ; manifest.json indique de quels segments signés chaque fichier dérive.")
-    en_media = ("media/ holds the original segments, byte for byte." if original else
-                "Note: the original bytes are NOT in this package (a "
-                + ("stream-copy trim" if kind == MediaKind.TRIMMED else "training copy, anonymised")
-                + "); manifest.json names the device-signed segments each file derives from.")
+    fr_media = (
+        "media/ contient les segments originaux, octet pour octet."
+        if original
+        else "Attention : les octets originaux ne sont PAS dans ce paquet (copie "
+        + ("découpée par copie de flux" if kind == MediaKind.TRIMMED else "anonymisée pour la formation")
+        + ") ; manifest.json indique de quels segments signés chaque fichier dérive."
+    )
+    en_media = (
+        "media/ holds the original segments, byte for byte."
+        if original
+        else "Note: the original bytes are NOT in this package (a "
+        + ("stream-copy trim" if kind == MediaKind.TRIMMED else "training copy, anonymised")
+        + "); manifest.json names the device-signed segments each file derives from."
+    )
     if lost:
-        fr_media += (" Des segments ont été perdus à la caméra avant le transfert : manifest.json les liste "
-                     "(lost_segments, avec leurs horaires), comme le déclare le reçu signé du coffre.")
-        en_media += (" Some segments were lost at the camera before hand-over: manifest.json lists them "
-                     "(lost_segments, with their times), as the vault's signed receipt declares them.")
-    check = ("  sha256sum -c SHA256SUMS\n"
-             "  openssl pkeyutl -verify -pubin -inkey platform-public-key.pem -rawin -in SHA256SUMS "
-             "-sigfile SHA256SUMS.sig\n"
-             "  temoin verify . --key <clé publique de la plateforme obtenue par ailleurs / platform key obtained "
-             "independently>\n"
-             "  temoin verify . --fingerprint <empreinte SHA-256 publiée / published SHA-256 fingerprint>\n")
+        fr_media += (
+            " Des segments ont été perdus à la caméra avant le transfert : manifest.json les liste "
+            "(lost_segments, avec leurs horaires), comme le déclare le reçu signé du coffre."
+        )
+        en_media += (
+            " Some segments were lost at the camera before hand-over: manifest.json lists them "
+            "(lost_segments, with their times), as the vault's signed receipt declares them."
+        )
+    check = (
+        "  sha256sum -c SHA256SUMS\n"
+        "  openssl pkeyutl -verify -pubin -inkey platform-public-key.pem -rawin -in SHA256SUMS "
+        "-sigfile SHA256SUMS.sig\n"
+        "  temoin verify . --key <clé publique de la plateforme obtenue par ailleurs / platform key obtained "
+        "independently>\n"
+        "  temoin verify . --fingerprint <empreinte SHA-256 publiée / published SHA-256 fingerprint>\n"
+    )
     return f"""Témoin — paquet d'extraction / extraction package {extraction_id}
 
 FRANÇAIS

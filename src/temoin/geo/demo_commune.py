@@ -22,8 +22,11 @@ def territory() -> dict:
 
 def streets() -> dict[str, list[tuple[float, float]]]:
     """Street name -> its points as (lat, lon)."""
-    return {f["properties"]["name"]: [(lat, lon) for lon, lat in f["geometry"]["coordinates"]]
-            for f in commune()["features"] if f["properties"]["kind"] == "street"}
+    return {
+        f["properties"]["name"]: [(lat, lon) for lon, lat in f["geometry"]["coordinates"]]
+        for f in commune()["features"]
+        if f["properties"]["kind"] == "street"
+    }
 
 
 def walk(street: str, seconds: int, speed_m_s: float = 1.4) -> list[tuple[float, float]]:

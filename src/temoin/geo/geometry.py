@@ -61,8 +61,9 @@ def angle_diff_deg(a: float, b: float) -> float:
     return (a - b + 180.0) % 360.0 - 180.0
 
 
-def in_field_of_view(cam_lat: float, cam_lon: float, heading_deg: float, fov_deg: float, range_m: float,
-                     lat: float, lon: float) -> bool:
+def in_field_of_view(
+    cam_lat: float, cam_lon: float, heading_deg: float, fov_deg: float, range_m: float, lat: float, lon: float
+) -> bool:
     """Does a fixed camera (looking along heading_deg, horizontal field of view fov_deg, useful range range_m)
     see the point? The wedge's edges count as inside."""
     d = distance_m(cam_lat, cam_lon, lat, lon)
@@ -105,9 +106,18 @@ def zoom_for_scene(slant_m: float, fov_deg: float, max_zoom: float, scene_width_
     return max(1.0, min(max_zoom, math.tan(half) / math.tan(needed)))
 
 
-def ptz_angles(cam_lat: float, cam_lon: float, cam_height_m: float, lat: float, lon: float,
-               target_height_m: float = TARGET_HEIGHT_M, *, fov_deg: float = 60.0, max_zoom: float = 20.0,
-               scene_width_m: float = SCENE_WIDTH_M) -> PtzAngles:
+def ptz_angles(
+    cam_lat: float,
+    cam_lon: float,
+    cam_height_m: float,
+    lat: float,
+    lon: float,
+    target_height_m: float = TARGET_HEIGHT_M,
+    *,
+    fov_deg: float = 60.0,
+    max_zoom: float = 20.0,
+    scene_width_m: float = SCENE_WIDTH_M,
+) -> PtzAngles:
     """The pose that puts the target at the centre of a PTZ camera's view.
 
     pan: bearing from the camera to the target; tilt: atan2(target height - camera height, ground distance)

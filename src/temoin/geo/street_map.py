@@ -22,11 +22,20 @@ def as_geojson(geojson: dict) -> dict:
     """The streets of a GeoJSON file, kept as the basemap draws them: named lines, nothing else (a BD TOPO
     export carries dozens of properties per road)."""
     streets = parse_streets(geojson)
-    return {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"kind": "street", "name": s.name},
-         "geometry": {"type": "MultiLineString", "coordinates": [[[lon, lat] for lat, lon in line]
-                                                                 for line in s.lines]}}
-        for s in streets]}
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"kind": "street", "name": s.name},
+                "geometry": {
+                    "type": "MultiLineString",
+                    "coordinates": [[[lon, lat] for lat, lon in line] for line in s.lines],
+                },
+            }
+            for s in streets
+        ],
+    }
 
 
 def set_streets(db: Session, tenant_id: int, geojson: dict) -> int:
@@ -45,8 +54,10 @@ def streets_geojson(db: Session, tenant_id: int, demo: bool) -> dict | None:
     """The tenant's streets to draw; the demo commune's for a demo tenant that loaded none."""
     geojson = db.scalar(select(TenantStreets.geojson).where(TenantStreets.tenant_id == tenant_id))
     if geojson is None and demo:
-        return {"type": "FeatureCollection",
-                "features": [f for f in demo_commune.commune()["features"] if f["properties"].get("kind") == "street"]}
+        return {
+            "type": "FeatureCollection",
+            "features": [f for f in demo_commune.commune()["features"] if f["properties"].get("kind") == "street"],
+        }
     return geojson
 
 

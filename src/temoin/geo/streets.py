@@ -34,6 +34,7 @@ class Street:
 
     def point(self) -> tuple[float, float]:
         """A point on the street to show it by: halfway along its longest line."""
+
         def length(line: Sequence[tuple[float, float]]) -> list[float]:
             return [math.dist(a, b) for a, b in pairwise(line)]  # degrees: fine for "halfway"
 
@@ -61,9 +62,13 @@ class Place:
         return f"{self.lat:.5f}, {self.lon:.5f}"
 
     def as_dict(self) -> dict:
-        return {"lat": self.lat, "lon": self.lon, "street": self.street,
-                "distance_m": None if self.distance_m is None else round(self.distance_m, 1),
-                "coordinates": self.coordinates}
+        return {
+            "lat": self.lat,
+            "lon": self.lon,
+            "street": self.street,
+            "distance_m": None if self.distance_m is None else round(self.distance_m, 1),
+            "coordinates": self.coordinates,
+        }
 
 
 def fold(text: str) -> str:
@@ -96,8 +101,10 @@ def parse_streets(geojson: dict) -> list[Street]:
     """The named lines of a GeoJSON FeatureCollection, grouped by name (a street cut into several features is
     one street). Raises StreetsInvalid when there is none."""
     if not isinstance(geojson, dict) or geojson.get("type") != "FeatureCollection":
-        raise StreetsInvalid("the streets must be a GeoJSON FeatureCollection of LineString or MultiLineString "
-                             "features, each named by a 'name' (or 'nom', 'nom_voie') property")
+        raise StreetsInvalid(
+            "the streets must be a GeoJSON FeatureCollection of LineString or MultiLineString "
+            "features, each named by a 'name' (or 'nom', 'nom_voie') property"
+        )
     by_name: dict[str, list] = defaultdict(list)
     for feature in geojson.get("features") or []:
         if not isinstance(feature, dict):
@@ -110,11 +117,14 @@ def parse_streets(geojson: dict) -> list[Street]:
         if name and lines:
             by_name[name].extend(lines)
     if not by_name:
-        raise StreetsInvalid("no named street in the file: each street is a LineString or MultiLineString feature "
-                             "with a 'name' (or 'nom', 'nom_voie') property, coordinates in WGS 84 lon/lat")
+        raise StreetsInvalid(
+            "no named street in the file: each street is a LineString or MultiLineString feature "
+            "with a 'name' (or 'nom', 'nom_voie') property, coordinates in WGS 84 lon/lat"
+        )
     if len(by_name) > MAX_STREETS:
-        raise StreetsInvalid(f"{len(by_name)} streets is more than {MAX_STREETS}: give the streets of the "
-                             "tenant's territory only")
+        raise StreetsInvalid(
+            f"{len(by_name)} streets is more than {MAX_STREETS}: give the streets of the tenant's territory only"
+        )
     return [Street(name, tuple(lines)) for name, lines in sorted(by_name.items())]
 
 
@@ -127,8 +137,9 @@ class StreetIndex:
         self._lat0 = sum(p[0] for p in points) / len(points) if points else 0.0
         self._kx = math.radians(1) * EARTH_RADIUS_M * math.cos(math.radians(self._lat0))
         self._ky = math.radians(1) * EARTH_RADIUS_M
-        self._cells: dict[tuple[int, int], list[tuple[int, tuple[float, float], tuple[float, float]]]] = \
-            defaultdict(list)
+        self._cells: dict[tuple[int, int], list[tuple[int, tuple[float, float], tuple[float, float]]]] = defaultdict(
+            list
+        )
         for i, street in enumerate(self.streets):
             for line in street.lines:
                 for a, b in pairwise(line):

@@ -69,20 +69,40 @@ def device_actor(device: Device) -> Actor:
     return Actor(kind="device", id=device.id, name=display_name(device), function="camera")
 
 
-def create_enrolment_code(p: Context, db: Session, tenant: Tenant, *, label: str, by: Actor,
-                          valid_hours: int = 24) -> str:
+def create_enrolment_code(
+    p: Context, db: Session, tenant: Tenant, *, label: str, by: Actor, valid_hours: int = 24
+) -> str:
     code = "-".join(secrets.token_hex(3).upper() for _ in range(3))
-    db.add(EnrolmentCode(code_hash=token_hash(code), tenant_id=tenant.id, label=label, created_by=by.id,
-                         expires_at=utcnow() + timedelta(hours=valid_hours)))
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="device.enrolment_code", actor=by,
-                            details={"label": label, "valid_hours": valid_hours}), tenant)
+    db.add(
+        EnrolmentCode(
+            code_hash=token_hash(code),
+            tenant_id=tenant.id,
+            label=label,
+            created_by=by.id,
+            expires_at=utcnow() + timedelta(hours=valid_hours),
+        )
+    )
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.ADMINISTRATION,
+            event="device.enrolment_code",
+            actor=by,
+            details={"label": label, "valid_hours": valid_hours},
+        ),
+        tenant,
+    )
     db.commit()
     return code
 
 
 def active_cameras(db: Session, tenant: Tenant) -> int:
-    return db.scalar(select(func.count()).select_from(Device).where(Device.tenant_id == tenant.id,
-                                                                   Device.status == "active")) or 0
+    return (
+        db.scalar(
+            select(func.count()).select_from(Device).where(Device.tenant_id == tenant.id, Device.status == "active")
+        )
+        or 0
+    )
 
 
 def enrol(p: Context, db: Session, *, code: str, serial: str, public_key: bytes, proof: str) -> Device:
@@ -104,8 +124,10 @@ def enrol(p: Context, db: Session, *, code: str, serial: str, public_key: bytes,
     tenant = db.get(Tenant, row.tenant_id)
     assert tenant is not None
     if active_cameras(db, tenant) >= tenant.authorised_cameras:
-        raise QuotaExceeded(f"{tenant.name} already has {tenant.authorised_cameras} active cameras, the number "
-                            "the prefect authorised (R241-8): revoke one or have the authorisation amended")
+        raise QuotaExceeded(
+            f"{tenant.name} already has {tenant.authorised_cameras} active cameras, the number "
+            "the prefect authorised (R241-8): revoke one or have the authorisation amended"
+        )
     existing = db.scalar(select(Device).where(Device.tenant_id == tenant.id, Device.serial == serial))
     if existing is not None and existing.status == "active":
         raise DeviceError(f"a camera with serial {serial!r} is already enrolled: revoke it first")
@@ -117,19 +139,31 @@ def enrol(p: Context, db: Session, *, code: str, serial: str, public_key: bytes,
         existing.enrolled_at, existing.label = now, row.label or existing.label
         device = existing
     else:
-        device = Device(id=device_id, tenant_id=tenant.id, serial=serial, label=row.label, public_key=public_key,
-                        enrolled_at=now)
+        device = Device(
+            id=device_id, tenant_id=tenant.id, serial=serial, label=row.label, public_key=public_key, enrolled_at=now
+        )
         db.add(device)
     db.flush()
-    first = existing is None or db.scalar(select(func.count()).select_from(DeviceKey)
-                                          .where(DeviceKey.device_id == device_id)) == 0
+    first = (
+        existing is None
+        or db.scalar(select(func.count()).select_from(DeviceKey).where(DeviceKey.device_id == device_id)) == 0
+    )
     key = DeviceKey(device_id=device_id, public_key=public_key, enrolled_at=now, valid_from=None if first else now)
     db.add(key)
     certify(p, tenant, device, key)
     row.used_at, row.device_id = now, device_id
     db.flush()
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="device.enrolled", actor=device_actor(device),
-                            cameras=[device_id], details={"serial": serial, "label": device.label}), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.ADMINISTRATION,
+            event="device.enrolled",
+            actor=device_actor(device),
+            cameras=[device_id],
+            details={"serial": serial, "label": device.label},
+        ),
+        tenant,
+    )
     db.commit()
     return device
 
@@ -140,17 +174,26 @@ def revoke(p: Context, db: Session, device: Device, by: Actor) -> None:
     for key in db.scalars(select(DeviceKey).where(DeviceKey.device_id == device.id, DeviceKey.valid_until.is_(None))):
         key.valid_until = device.revoked_at  # what this key signs from now on is not the camera's
         certify(p, tenant, device, key)  # the new certificate ends at the revocation
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="device.revoked", actor=by, cameras=[device.id]),
-             tenant)
+    p.record(
+        db, EntryDraft(action=Action.ADMINISTRATION, event="device.revoked", actor=by, cameras=[device.id]), tenant
+    )
     db.commit()
 
 
 def certify(p: Context, tenant: Tenant, device: Device, key: DeviceKey) -> SignedCertificate:
     """Sign the certificate of a camera key as it stands (its validity, revocation included) and keep it."""
-    signed = certificates.issue(p.keyring.sign, p.keyring.public_key_id, tenant=tenant.slug, camera_id=device.id,
-                                serial=device.serial, public_key=key.public_key, valid_from=key.valid_from,
-                                valid_until=key.valid_until, revoked=key.valid_until is not None,
-                                issued_at=utcnow())
+    signed = certificates.issue(
+        p.keyring.sign,
+        p.keyring.public_key_id,
+        tenant=tenant.slug,
+        camera_id=device.id,
+        serial=device.serial,
+        public_key=key.public_key,
+        valid_from=key.valid_from,
+        valid_until=key.valid_until,
+        revoked=key.valid_until is not None,
+        issued_at=utcnow(),
+    )
     key.certificate = signed.model_dump_json(by_alias=True)
     return signed
 
@@ -164,8 +207,13 @@ def certificate_of(p: Context, db: Session, key: DeviceKey) -> SignedCertificate
     except ValueError:
         return None
     c = signed.certificate
-    if (signed.signer(p.keyring.trusted) is None or c.raw_key != key.public_key or c.camera_id != key.device_id
-            or c.valid_from != key.valid_from or c.valid_until != key.valid_until):
+    if (
+        signed.signer(p.keyring.trusted) is None
+        or c.raw_key != key.public_key
+        or c.camera_id != key.device_id
+        or c.valid_from != key.valid_from
+        or c.valid_until != key.valid_until
+    ):
         return None
     return signed
 
@@ -177,10 +225,20 @@ def certify_uncertified(p: Context, db: Session) -> int:
         device = db.get_one(Device, key.device_id)
         tenant = db.get_one(Tenant, device.tenant_id)
         signed = certify(p, tenant, device, key)
-        p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="device.key_certified",
-                                actor=Actor.system("keys"), cameras=[device.id],
-                                details={"fingerprint": signed.certificate.sha256_fingerprint,
-                                         "reason": "key enrolled before device certificates existed"}), tenant)
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.ADMINISTRATION,
+                event="device.key_certified",
+                actor=Actor.system("keys"),
+                cameras=[device.id],
+                details={
+                    "fingerprint": signed.certificate.sha256_fingerprint,
+                    "reason": "key enrolled before device certificates existed",
+                },
+            ),
+            tenant,
+        )
         count += 1
     db.commit()
     return count
@@ -188,8 +246,11 @@ def certify_uncertified(p: Context, db: Session) -> int:
 
 def keys_of(db: Session, device_id: str) -> list[DeviceKey]:
     """A camera's keys, oldest first."""
-    return list(db.scalars(select(DeviceKey).where(DeviceKey.device_id == device_id)
-                           .order_by(DeviceKey.enrolled_at, DeviceKey.id)))
+    return list(
+        db.scalars(
+            select(DeviceKey).where(DeviceKey.device_id == device_id).order_by(DeviceKey.enrolled_at, DeviceKey.id)
+        )
+    )
 
 
 def key_at(db: Session, device_id: str, at: datetime) -> DeviceKey | None:
@@ -216,16 +277,18 @@ def signing_string(method: str, path: str, ts: int, nonce: str, content: str) ->
     return f"{method.upper()}\n{path}\n{ts}\n{nonce}\n{content}".encode()
 
 
-def signed_headers(device_id: str, private_key, method: str, path: str, body: bytes = b"", *,
-                   unsigned_payload: bool = False) -> dict[str, str]:
+def signed_headers(
+    device_id: str, private_key, method: str, path: str, body: bytes = b"", *, unsigned_payload: bool = False
+) -> dict[str, str]:
     """The headers a camera sends (`Authorization`, and `Content-Digest` of `body`); the camera agent signs
     the same way (camera.offload.DeviceAuth). `unsigned_payload`: a streamed segment upload."""
     ts, nonce = int(time.time()), secrets.token_hex(16)
     content = UNSIGNED_PAYLOAD if unsigned_payload else content_digest(body)
     signature = b64e(private_key.sign(signing_string(method, path, ts, nonce, content)))
     marker = f' content="{UNSIGNED_PAYLOAD}",' if unsigned_payload else ""
-    headers = {"Authorization": f'{AUTH_SCHEME} id="{device_id}", ts="{ts}", nonce="{nonce}",{marker} '
-                                f'sig="{signature}"'}
+    headers = {
+        "Authorization": f'{AUTH_SCHEME} id="{device_id}", ts="{ts}", nonce="{nonce}",{marker} sig="{signature}"'
+    }
     if not unsigned_payload:
         headers["Content-Digest"] = content
     return headers
@@ -249,16 +312,21 @@ def _signed_content(header_params: dict[str, str], digest_header: str | None, bo
     marker = header_params.get("content")
     if body is None:
         if marker != UNSIGNED_PAYLOAD:
-            raise ValueError(f'segment uploads are streamed: sign them with content="{UNSIGNED_PAYLOAD}" in the '
-                             "Authorization header (the segment's SHA-256 in the signed manifest binds its bytes)")
+            raise ValueError(
+                f'segment uploads are streamed: sign them with content="{UNSIGNED_PAYLOAD}" in the '
+                "Authorization header (the segment's SHA-256 in the signed manifest binds its bytes)"
+            )
         return UNSIGNED_PAYLOAD
     if marker is not None:
-        raise ValueError(f'content="{UNSIGNED_PAYLOAD}" is accepted for segment uploads only: sign the body\'s '
-                         "Content-Digest")
+        raise ValueError(
+            f'content="{UNSIGNED_PAYLOAD}" is accepted for segment uploads only: sign the body\'s Content-Digest'
+        )
     if not digest_header:
-        raise ValueError("missing Content-Digest: device requests carry `Content-Digest: sha-256=:<base64>:` "
-                         "(RFC 9530), the SHA-256 of the body (of nothing for GET), covered by the signature; "
-                         "update the camera's software")
+        raise ValueError(
+            "missing Content-Digest: device requests carry `Content-Digest: sha-256=:<base64>:` "
+            "(RFC 9530), the SHA-256 of the body (of nothing for GET), covered by the signature; "
+            "update the camera's software"
+        )
     members = [m.strip() for m in digest_header.split(",")]
     sha256 = next((m for m in members if m.startswith("sha-256=")), None)
     match = _SHA256_MEMBER.match(sha256 or "")
@@ -269,19 +337,28 @@ def _signed_content(header_params: dict[str, str], digest_header: str | None, bo
     if len(declared) != hashlib.sha256().digest_size:
         raise ValueError("malformed Content-Digest: a sha-256 member `sha-256=:<base64 of 32 bytes>:` is required")
     if declared != hashlib.sha256(body).digest():
-        raise ValueError("Content-Digest does not match the body received (the body was changed after signing, "
-                         "or digested before a change): send the SHA-256 of the exact bytes sent")
+        raise ValueError(
+            "Content-Digest does not match the body received (the body was changed after signing, "
+            "or digested before a change): send the SHA-256 of the exact bytes sent"
+        )
     return content_digest(body)
 
 
-def authenticate(p: Context, db: Session, header: str | None, method: str, path: str, *,
-                 digest_header: str | None, body: bytes | None) -> Device:
+def authenticate(
+    p: Context,
+    db: Session,
+    header: str | None,
+    method: str,
+    path: str,
+    *,
+    digest_header: str | None,
+    body: bytes | None,
+) -> Device:
     """The camera that signed this request, if it did: its signature over method, path with query, time,
     nonce and the body's digest (`digest_header`, checked against `body`, the bytes received; `body` None on
     a streamed upload route, which takes an unsigned payload only)."""
     if not header or not header.startswith(AUTH_SCHEME + " "):
-        raise DeviceAuthFailure(f"device requests must carry an `Authorization: {AUTH_SCHEME} ...` "
-                                "signature header")
+        raise DeviceAuthFailure(f"device requests must carry an `Authorization: {AUTH_SCHEME} ...` signature header")
     params = dict(_PARAM.findall(header))
     try:
         device_id, ts, nonce, sig = params["id"], int(params["ts"]), params["nonce"], b64d(params["sig"])
@@ -298,9 +375,11 @@ def authenticate(p: Context, db: Session, header: str | None, method: str, path:
         raise DeviceAuthFailure(str(exc), device if device.status == "active" else None) from None
     # The signature first: an unsigned request naming a revoked camera must not flood the journal.
     if not verify(device.public_key, sig, signing_string(method, path, ts, nonce, content)):
-        raise DeviceAuthFailure("device signature invalid (forged, signed for another request or body, or "
-                                "an old-style signature without the body's digest: update the camera)",
-                                device if device.status == "active" else None)
+        raise DeviceAuthFailure(
+            "device signature invalid (forged, signed for another request or body, or "
+            "an old-style signature without the body's digest: update the camera)",
+            device if device.status == "active" else None,
+        )
     if device.status != "active":
         raise DeviceRevoked("this camera has been revoked", device)
     if abs(time.time() - ts) > p.settings.device_clock_window_s:

@@ -38,5 +38,7 @@ def who_grants(role: Role) -> str:
 def check_may_manage(actor_role: Role, tenant: object, target_role: Role, what: str = "grant") -> None:
     """Raise NotYours unless `actor_role` may grant (and so manage accounts of) `target_role`."""
     if target_role not in grantable_roles(actor_role, tenant):
-        raise NotYours(f"your role ({actor_role.value}) may not {what} the role {target_role.value}: duties apart, "
-                       f"it is granted by {who_grants(target_role)}")
+        raise NotYours(
+            f"your role ({actor_role.value}) may not {what} the role {target_role.value}: duties apart, "
+            f"it is granted by {who_grants(target_role)}"
+        )

@@ -32,12 +32,14 @@ class Ended:
 
 
 def _journal(p: Context, db: Session, event: str, by: User, details: dict) -> None:
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event=event, actor=actor_of(by), details=details),
-             db.get(Tenant, by.tenant_id))
+    p.record(
+        db,
+        EntryDraft(action=Action.ADMINISTRATION, event=event, actor=actor_of(by), details=details),
+        db.get(Tenant, by.tenant_id),
+    )
 
 
-def end_sessions_and_tokens(db: Session, user: User, keep_session: str | None = None,
-                            tokens: bool = True) -> Ended:
+def end_sessions_and_tokens(db: Session, user: User, keep_session: str | None = None, tokens: bool = True) -> Ended:
     """Delete the user's sessions (but `keep_session`, an id_hash) and revoke their tokens, now."""
     stmt = delete(WebSession).where(WebSession.user_id == user.id)
     if keep_session is not None:
@@ -45,14 +47,23 @@ def end_sessions_and_tokens(db: Session, user: User, keep_session: str | None = 
     sessions = cast("CursorResult[Any]", db.execute(stmt)).rowcount or 0
     revoked = 0
     if tokens:
-        revoked = cast("CursorResult[Any]", db.execute(update(ApiToken).where(ApiToken.user_id == user.id,
-                                                                              ApiToken.revoked_at.is_(None))
-                                                       .values(revoked_at=utcnow()))).rowcount or 0
+        revoked = (
+            cast(
+                "CursorResult[Any]",
+                db.execute(
+                    update(ApiToken)
+                    .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow())
+                ),
+            ).rowcount
+            or 0
+        )
     return Ended(sessions, revoked)
 
 
-def change_password(p: Context, db: Session, user: User, current: str, new: str,
-                    keep_session: str | None = None) -> Ended:
+def change_password(
+    p: Context, db: Session, user: User, current: str, new: str, keep_session: str | None = None
+) -> Ended:
     """The user changes their own password (the current one is asked again). Their other sessions end; tokens
     stay (scripts), and browsers remembered before become strangers for throttling."""
     if not sec.check_password(user.password_hash, current):
@@ -94,14 +105,25 @@ def reset_credentials(p: Context, db: Session, by: User, tenant: Tenant, target:
     target.must_change_password = True
     target.password_changed_at = utcnow()
     ended = end_sessions_and_tokens(db, target)
-    _journal(p, db, "user.credentials_reset", by, {"username": target.username, "role": target.role,
-                                                   "sessions_ended": ended.sessions, "tokens_revoked": ended.tokens})
+    _journal(
+        p,
+        db,
+        "user.credentials_reset",
+        by,
+        {
+            "username": target.username,
+            "role": target.role,
+            "sessions_ended": ended.sessions,
+            "tokens_revoked": ended.tokens,
+        },
+    )
     db.commit()
     return NewUser(target, password, totp_secret)
 
 
-def set_active(p: Context, db: Session, by: User, tenant: Tenant, target: User, active: bool,
-               reason: str | None = None) -> Ended:
+def set_active(
+    p: Context, db: Session, by: User, tenant: Tenant, target: User, active: bool, reason: str | None = None
+) -> Ended:
     """Deactivate (sessions end, tokens revoked, sign-in refused, at once) or reactivate an account."""
     _check(by, tenant, target, "deactivate" if not active else "reactivate")
     ended = Ended(0, 0)
@@ -111,9 +133,19 @@ def set_active(p: Context, db: Session, by: User, tenant: Tenant, target: User, 
     else:
         target.deactivated_at = utcnow()
         ended = end_sessions_and_tokens(db, target)
-    _journal(p, db, "user.deactivated" if not active else "user.reactivated", by,
-             {"username": target.username, "role": target.role, "reason": (reason or "").strip() or None,
-              "sessions_ended": ended.sessions, "tokens_revoked": ended.tokens})
+    _journal(
+        p,
+        db,
+        "user.deactivated" if not active else "user.reactivated",
+        by,
+        {
+            "username": target.username,
+            "role": target.role,
+            "reason": (reason or "").strip() or None,
+            "sessions_ended": ended.sessions,
+            "tokens_revoked": ended.tokens,
+        },
+    )
     db.commit()
     return ended
 

@@ -135,8 +135,9 @@ class DeviceKey(Base):
     certificate: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     def valid_at(self, at: datetime) -> bool:
-        return (self.valid_from is None or self.valid_from <= at) and (self.valid_until is None
-                                                                       or at <= self.valid_until)
+        return (self.valid_from is None or self.valid_from <= at) and (
+            self.valid_until is None or at <= self.valid_until
+        )
 
 
 class EnrolmentCode(Base):
@@ -162,7 +163,6 @@ class DeviceNonce(Base):
     device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-
 
 
 class ShiftAssignment(Base):

@@ -33,8 +33,11 @@ unfinished_uploads: Callable[[Session, str], list[str]] = _not_wired
 
 
 def current(db: Session, device_id: str) -> ShiftAssignment | None:
-    return db.scalar(select(ShiftAssignment).where(ShiftAssignment.device_id == device_id,
-                                                   ShiftAssignment.checked_in_at.is_(None)).limit(1))
+    return db.scalar(
+        select(ShiftAssignment)
+        .where(ShiftAssignment.device_id == device_id, ShiftAssignment.checked_in_at.is_(None))
+        .limit(1)
+    )
 
 
 def check_out(p: Context, db: Session, device: Device, agent: User, by: Actor) -> ShiftAssignment:
@@ -46,15 +49,26 @@ def check_out(p: Context, db: Session, device: Device, agent: User, by: Actor) -
         raise ShiftError(f"camera {device.id} is revoked")
     if current(db, device.id) is not None:
         raise ShiftError(f"camera {device.id} is already checked out: check it in first")
-    held = db.scalar(select(ShiftAssignment).where(ShiftAssignment.user_id == agent.id,
-                                                   ShiftAssignment.checked_in_at.is_(None)).limit(1))
+    held = db.scalar(
+        select(ShiftAssignment)
+        .where(ShiftAssignment.user_id == agent.id, ShiftAssignment.checked_in_at.is_(None))
+        .limit(1)
+    )
     if held is not None:
         raise ShiftError(f"{agent.username} already holds camera {held.device_id}")
     shift = ShiftAssignment(tenant_id=device.tenant_id, device_id=device.id, user_id=agent.id, checked_out_by=by.id)
     db.add(shift)
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="camera.checked_out", actor=by, cameras=[device.id],
-                            details={"agent": agent.agent_number, "username": agent.username}),
-             db.get(Tenant, device.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.ADMINISTRATION,
+            event="camera.checked_out",
+            actor=by,
+            cameras=[device.id],
+            details={"agent": agent.agent_number, "username": agent.username},
+        ),
+        db.get(Tenant, device.tenant_id),
+    )
     db.commit()
     return shift
 
@@ -75,19 +89,24 @@ class FootageLeft:
     def warnings(self) -> list[str]:
         out = []
         if self.reported_pending:
-            out.append(f"the camera reported {self.reported_pending} recording(s) not yet offloaded (at "
-                       f"{self.reported_at:%Y-%m-%d %H:%M} UTC): dock it and offload before it goes out again")
+            out.append(
+                f"the camera reported {self.reported_pending} recording(s) not yet offloaded (at "
+                f"{self.reported_at:%Y-%m-%d %H:%M} UTC): dock it and offload before it goes out again"
+            )
         if self.unfinished_uploads:
-            out.append(f"{len(self.unfinished_uploads)} upload(s) started but not complete "
-                       f"({', '.join(self.unfinished_uploads[:5])}): the camera still holds them; dock it to resume")
+            out.append(
+                f"{len(self.unfinished_uploads)} upload(s) started but not complete "
+                f"({', '.join(self.unfinished_uploads[:5])}): the camera still holds them; dock it to resume"
+            )
         return out
 
 
 def footage_left(db: Session, device: Device, since: datetime) -> FootageLeft:
     unfinished = unfinished_uploads(db, device.id)
     fresh = device.pending_reported_at is not None and device.pending_reported_at >= since
-    return FootageLeft(unfinished, device.pending_offload if fresh else None,
-                       device.pending_reported_at if fresh else None)
+    return FootageLeft(
+        unfinished, device.pending_offload if fresh else None, device.pending_reported_at if fresh else None
+    )
 
 
 @dataclass(frozen=True)
@@ -111,14 +130,30 @@ def check_in(p: Context, db: Session, device: Device, by: Actor) -> CheckIn:
     agent = db.get(User, shift.user_id)
     tenant = db.get(Tenant, device.tenant_id)
     left_details = {"unfinished_uploads": left.unfinished_uploads, "reported_pending": left.reported_pending}
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="camera.checked_in", actor=by, cameras=[device.id],
-                            details={"agent": agent.agent_number if agent else None, "footage_left": left_details}),
-             tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.ADMINISTRATION,
+            event="camera.checked_in",
+            actor=by,
+            cameras=[device.id],
+            details={"agent": agent.agent_number if agent else None, "footage_left": left_details},
+        ),
+        tenant,
+    )
     if left.any:
-        p.record(db, EntryDraft(action=Action.SECURITY, event="camera.footage_not_offloaded", actor=by,
-                                recordings=left.unfinished_uploads, cameras=[device.id],
-                                details={"agent": agent.agent_number if agent else None, **left_details,
-                                         "warnings": left.warnings()}), tenant)
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.SECURITY,
+                event="camera.footage_not_offloaded",
+                actor=by,
+                recordings=left.unfinished_uploads,
+                cameras=[device.id],
+                details={"agent": agent.agent_number if agent else None, **left_details, "warnings": left.warnings()},
+            ),
+            tenant,
+        )
     db.commit()
     return CheckIn(shift, left)
 

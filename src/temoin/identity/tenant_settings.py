@@ -44,16 +44,19 @@ class TenantSettings(BaseModel):
         if value is None or info.field_name in (info.context or {}).get("stored", ()):
             return value  # as stored: checked when it was set (a row may predate these rules; it must still read)
         if value.lower().startswith("http://"):
-            raise ValueError("an http:// tile URL is refused: the pages' Content-Security-Policy loads images over "
-                             "HTTPS only, so the map would stay blank; use the provider's https:// address")
+            raise ValueError(
+                "an http:// tile URL is refused: the pages' Content-Security-Policy loads images over "
+                "HTTPS only, so the map would stay blank; use the provider's https:// address"
+            )
         if not value.lower().startswith("https://"):
             raise ValueError("write the tile URL as an https:// template holding {z}, {x} and {y}")
         for placeholder in TILE_PLACEHOLDERS:
             count = value.count(placeholder)
             if count != 1:
                 found = f"lacks {placeholder}" if count == 0 else f"holds {placeholder} {count} times"
-                raise ValueError(f"the tile URL {found}: write each of {{z}}, {{x}} and {{y}} exactly "
-                                 "once (in any order)")
+                raise ValueError(
+                    f"the tile URL {found}: write each of {{z}}, {{x}} and {{y}} exactly once (in any order)"
+                )
         return value
 
     @field_validator("cctv_networks", mode="before")

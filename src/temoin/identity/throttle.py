@@ -32,8 +32,11 @@ def delay_s(failures: int, free: int, cap_s: float) -> float:
 
 def _wait(db: Session, where: list, free: int, window_s: int) -> int:
     now = utcnow()
-    n, last = db.execute(select(func.count(), func.max(LoginAttempt.at)).where(
-        *where, LoginAttempt.success.is_(False), LoginAttempt.at >= now - timedelta(seconds=window_s))).one()
+    n, last = db.execute(
+        select(func.count(), func.max(LoginAttempt.at)).where(
+            *where, LoginAttempt.success.is_(False), LoginAttempt.at >= now - timedelta(seconds=window_s)
+        )
+    ).one()
     if not n:
         return 0
     remaining = (last + timedelta(seconds=delay_s(n, free, window_s)) - now).total_seconds()
@@ -47,12 +50,13 @@ def check(p: Context, db: Session, *, account: str, address: str, device: str | 
         waits = [_wait(db, [LoginAttempt.device == device], free, window)]
     else:
         unknown = LoginAttempt.device.is_(None)
-        waits = [_wait(db, [LoginAttempt.username == account, unknown], free, window),
-                 _wait(db, [LoginAttempt.address == address, unknown], free * ADDRESS_FACTOR, window)]
+        waits = [
+            _wait(db, [LoginAttempt.username == account, unknown], free, window),
+            _wait(db, [LoginAttempt.address == address, unknown], free * ADDRESS_FACTOR, window),
+        ]
     if max(waits) > 0:
         raise Throttled(max(waits))
 
 
 def record(db: Session, *, account: str, address: str, device: str | None, factor: str, success: bool) -> None:
-    db.add(LoginAttempt(username=account[:200], address=address[:64], device=device, factor=factor,
-                        success=success))
+    db.add(LoginAttempt(username=account[:200], address=address[:64], device=device, factor=factor, success=success))

@@ -29,16 +29,44 @@ from temoin.journal.sinks import FileSink, checkpoint_line
 from temoin.keyring import Keyring
 
 
-def _record(db: Session, sink: FileSink, keyring: Keyring, chain: str, kind: str, seq: int, digest: str,
-            extra: dict | None = None, *, to_file: bool = True) -> JournalCheckpoint:
+def _record(
+    db: Session,
+    sink: FileSink,
+    keyring: Keyring,
+    chain: str,
+    kind: str,
+    seq: int,
+    digest: str,
+    extra: dict | None = None,
+    *,
+    to_file: bool = True,
+) -> JournalCheckpoint:
     link = _link(db, chain)
     at = utcnow()
-    body = canonical_bytes({"chain": chain, "kind": kind, "seq": seq, "hash": digest, "at": at.isoformat(),
-                            "platform_key_id": keyring.public_key_id, **link, **(extra or {})})
+    body = canonical_bytes(
+        {
+            "chain": chain,
+            "kind": kind,
+            "seq": seq,
+            "hash": digest,
+            "at": at.isoformat(),
+            "platform_key_id": keyring.public_key_id,
+            **link,
+            **(extra or {}),
+        }
+    )
     signature = keyring.sign(body)
     token = None  # a seal's RFC 3161 token is added by `_stamp`, once the chain's head is released
-    checkpoint = JournalCheckpoint(chain=chain, kind=kind, seq=seq, hash=digest, at=at, body=body.decode(),
-                                   signature=signature, timestamp_token=token)
+    checkpoint = JournalCheckpoint(
+        chain=chain,
+        kind=kind,
+        seq=seq,
+        hash=digest,
+        at=at,
+        body=body.decode(),
+        signature=signature,
+        timestamp_token=token,
+    )
     db.add(checkpoint)
     db.flush()
     if to_file:
@@ -53,15 +81,21 @@ def body_hash(body: bytes | str) -> str:
 def _lock_chain(db: Session, chain: str) -> None:
     """Hold the chain's head row until commit (row lock on PostgreSQL, write lock on SQLite): no entry
     can be appended meanwhile, and two checkpoints of a chain are never made at once."""
-    db.execute(update(JournalHead).where(JournalHead.chain == chain).values(seq=JournalHead.seq),
-               execution_options={"synchronize_session": False})
+    db.execute(
+        update(JournalHead).where(JournalHead.chain == chain).values(seq=JournalHead.seq),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def _link(db: Session, chain: str) -> dict:
     """`n` and `prev_checkpoint` for the chain's next checkpoint."""
     _lock_chain(db, chain)
-    last = db.scalar(select(JournalCheckpoint.body).where(JournalCheckpoint.chain == chain)
-                     .order_by(JournalCheckpoint.id.desc()).limit(1))
+    last = db.scalar(
+        select(JournalCheckpoint.body)
+        .where(JournalCheckpoint.chain == chain)
+        .order_by(JournalCheckpoint.id.desc())
+        .limit(1)
+    )
     if last is None:
         return {"n": 1, "prev_checkpoint": GENESIS}
     # Checkpoints made before they were chained have no `n`: the chain starts after them.
@@ -71,6 +105,7 @@ def _link(db: Session, chain: str) -> dict:
 def _to_file_after_commit(db: Session, sink: FileSink, chain: str, line: bytes) -> None:
     pending = db.info.setdefault("temoin.journal.checkpoints", [])
     if not pending:
+
         @event.listens_for(db, "after_commit", once=True)
         def _write(session: Session) -> None:
             by_chain: dict[str, list[bytes]] = {}
@@ -82,6 +117,7 @@ def _to_file_after_commit(db: Session, sink: FileSink, chain: str, line: bytes) 
         @event.listens_for(db, "after_rollback", once=True)
         def _drop(session: Session) -> None:
             session.info.pop("temoin.journal.checkpoints", None)
+
     pending.append((chain, line))
 
 
@@ -124,8 +160,11 @@ def _stamp(db: Session, sink: FileSink, timestamper: Timestamper, checkpoint: Jo
 
 
 def _last_sealed(db: Session, chain: str) -> int | None:
-    return db.scalar(select(func.max(JournalCheckpoint.seq)).where(JournalCheckpoint.chain == chain,
-                                                                   JournalCheckpoint.kind == "seal"))
+    return db.scalar(
+        select(func.max(JournalCheckpoint.seq)).where(
+            JournalCheckpoint.chain == chain, JournalCheckpoint.kind == "seal"
+        )
+    )
 
 
 def _not_wired(db: Session, chain: str, before: datetime) -> int | None:
@@ -146,19 +185,23 @@ def prune(db: Session, sink: FileSink, keyring: Keyring, chain: str, cutoff: dat
     stop = first_trace_of_kept(db, chain, cutoff)
     if stop is not None:
         older.append(JournalEntry.seq < stop)
-    last = db.execute(select(JournalEntry.seq, JournalEntry.hash).where(*older)
-                      .order_by(JournalEntry.seq.desc()).limit(1)).first()
+    last = db.execute(
+        select(JournalEntry.seq, JournalEntry.hash).where(*older).order_by(JournalEntry.seq.desc()).limit(1)
+    ).first()
     if last is None:
         _finish_interrupted_prune(db, sink, keyring, chain)
         return 0
     first_seq = db.scalar(select(func.min(JournalEntry.seq)).where(JournalEntry.chain == chain))
     # The checkpoint is written (both sinks) before anything is removed: a crash in between leaves
     # entries that verification simply walks past.
-    _record(db, sink, keyring, chain, "prune", last.seq, last.hash,
-            {"pruned_from": first_seq, "cutoff": cutoff.isoformat()})
+    _record(
+        db, sink, keyring, chain, "prune", last.seq, last.hash, {"pruned_from": first_seq, "cutoff": cutoff.isoformat()}
+    )
     db.commit()
-    removed = cast("CursorResult[Any]", db.execute(delete(JournalEntry).where(JournalEntry.chain == chain,
-                                                                            JournalEntry.seq <= last.seq))).rowcount
+    removed = cast(
+        "CursorResult[Any]",
+        db.execute(delete(JournalEntry).where(JournalEntry.chain == chain, JournalEntry.seq <= last.seq)),
+    ).rowcount
     db.commit()
     _drop_file_lines(sink, chain, last.seq)
     return removed
@@ -189,11 +232,15 @@ def _drop_file_lines(sink: FileSink, chain: str, upto: int) -> None:
 def _finish_interrupted_prune(db: Session, sink: FileSink, keyring: Keyring, chain: str) -> None:
     """A prune killed after the database deletion left its entries in the file: remove them now, behind
     the latest prune checkpoint the platform signed, so they do not outlive their retention."""
-    latest = db.scalar(select(JournalCheckpoint).where(JournalCheckpoint.chain == chain,
-                                                       JournalCheckpoint.kind == "prune")
-                       .order_by(JournalCheckpoint.seq.desc()).limit(1))
-    if latest is None or not keyring.trusted.verify(b64d(latest.signature), latest.body.encode(),
-                                                    key_id=orjson.loads(latest.body).get("platform_key_id")):
+    latest = db.scalar(
+        select(JournalCheckpoint)
+        .where(JournalCheckpoint.chain == chain, JournalCheckpoint.kind == "prune")
+        .order_by(JournalCheckpoint.seq.desc())
+        .limit(1)
+    )
+    if latest is None or not keyring.trusted.verify(
+        b64d(latest.signature), latest.body.encode(), key_id=orjson.loads(latest.body).get("platform_key_id")
+    ):
         return
     if orjson.loads(latest.body).get("seq") != latest.seq:
         return

@@ -51,8 +51,7 @@ class EntryDraft(BaseModel):
     details: dict[str, Any] = {}
 
 
-def entry_body(draft: EntryDraft, *, chain: str, seq: int, prev: str, at: datetime,
-               tenant: str | None) -> bytes:
+def entry_body(draft: EntryDraft, *, chain: str, seq: int, prev: str, at: datetime, tenant: str | None) -> bytes:
     body = {
         "v": 1,
         "chain": chain,

@@ -87,23 +87,32 @@ def _fill_gaps(db: Session, sink: FileSink, chain: str, result: ChainRepair) -> 
         before = (seq, line.hash)
     inserted: dict[str, list[tuple[int, bytes]]] = {}
     for after_seq, after_hash, next_seq, next_prev in gaps:
-        rows = db.execute(select(JournalEntry.seq, JournalEntry.at, JournalEntry.hash, JournalEntry.body)
-                          .where(JournalEntry.chain == chain, JournalEntry.seq > after_seq,
-                                 JournalEntry.seq < next_seq).order_by(JournalEntry.seq)).all()
+        rows = db.execute(
+            select(JournalEntry.seq, JournalEntry.at, JournalEntry.hash, JournalEntry.body)
+            .where(JournalEntry.chain == chain, JournalEntry.seq > after_seq, JournalEntry.seq < next_seq)
+            .order_by(JournalEntry.seq)
+        ).all()
         expected, prev, missing = after_seq + 1, after_hash, []
         for row in rows:
             body = row.body.encode()
             fields = orjson.loads(body)
-            if (row.seq != expected or hashlib.sha256(body).hexdigest() != row.hash
-                    or fields.get("prev") != prev or fields.get("seq") != row.seq):
+            if (
+                row.seq != expected
+                or hashlib.sha256(body).hexdigest() != row.hash
+                or fields.get("prev") != prev
+                or fields.get("seq") != row.seq
+            ):
                 break
             missing.append((row.at.strftime("%Y-%m"), row.seq, row.hash.encode() + b" " + body))
             expected, prev = row.seq + 1, row.hash
         if expected != next_seq or prev != next_prev:
-            gap = (f"entry {after_seq + 1}" if next_seq == after_seq + 2
-                   else f"entries {after_seq + 1} to {next_seq - 1}")
-            result.refused = (f"the file lacks {gap} and the database's copy does not fit between its entries "
-                              f"{after_seq} and {next_seq}: not copied; run `temoin journal verify`")
+            gap = (
+                f"entry {after_seq + 1}" if next_seq == after_seq + 2 else f"entries {after_seq + 1} to {next_seq - 1}"
+            )
+            result.refused = (
+                f"the file lacks {gap} and the database's copy does not fit between its entries "
+                f"{after_seq} and {next_seq}: not copied; run `temoin journal verify`"
+            )
             continue
         for month, seq, raw in missing:
             inserted.setdefault(month, []).append((seq, raw))
@@ -129,37 +138,45 @@ def _append_entries(db: Session, sink: FileSink, chain: str, result: ChainRepair
         return
     if seq >= head.seq:
         return
-    rows = db.execute(select(JournalEntry.seq, JournalEntry.at, JournalEntry.prev_hash, JournalEntry.hash,
-                             JournalEntry.body)
-                      .where(JournalEntry.chain == chain, JournalEntry.seq > seq, JournalEntry.seq <= head.seq)
-                      .order_by(JournalEntry.seq)).all()
+    rows = db.execute(
+        select(JournalEntry.seq, JournalEntry.at, JournalEntry.prev_hash, JournalEntry.hash, JournalEntry.body)
+        .where(JournalEntry.chain == chain, JournalEntry.seq > seq, JournalEntry.seq <= head.seq)
+        .order_by(JournalEntry.seq)
+    ).all()
     lines: list[tuple[str, str, bytes]] = []
     expected_seq, expected_prev = seq + 1, prev
     for row in rows:
         body = row.body.encode()
         fields = orjson.loads(body)
         if row.seq != expected_seq:
-            result.refused = (f"the database lacks entry {expected_seq}, which the file needs next after its entry "
-                              f"{expected_seq - 1}: nothing copied; run `temoin journal verify`")
+            result.refused = (
+                f"the database lacks entry {expected_seq}, which the file needs next after its entry "
+                f"{expected_seq - 1}: nothing copied; run `temoin journal verify`"
+            )
             return
         if hashlib.sha256(body).hexdigest() != row.hash or fields.get("seq") != row.seq:
-            result.refused = (f"the database's entry {row.seq} does not match its hash: nothing copied; "
-                              "run `temoin journal verify`")
+            result.refused = (
+                f"the database's entry {row.seq} does not match its hash: nothing copied; run `temoin journal verify`"
+            )
             return
         if fields.get("prev") != expected_prev or row.prev_hash != expected_prev:
             where = "the file's last entry" if expected_seq == seq + 1 else "the entry before it"
-            result.refused = (f"the database's entry {row.seq} does not chain onto {where} ({expected_seq - 1}): "
-                              "the sinks disagree, nothing copied; run `temoin journal verify`")
+            result.refused = (
+                f"the database's entry {row.seq} does not chain onto {where} ({expected_seq - 1}): "
+                "the sinks disagree, nothing copied; run `temoin journal verify`"
+            )
             return
         lines.append((row.at.strftime("%Y-%m"), row.hash, body))
         expected_seq, expected_prev = row.seq + 1, row.hash
     if expected_seq - 1 != head.seq:
-        result.refused = (f"the database's chain head counts {head.seq} entries but entries stop at "
-                          f"{expected_seq - 1}: nothing copied; run `temoin journal verify`")
+        result.refused = (
+            f"the database's chain head counts {head.seq} entries but entries stop at "
+            f"{expected_seq - 1}: nothing copied; run `temoin journal verify`"
+        )
         return
     for start in range(0, len(lines), _BATCH):
         by_month: dict[str, list[tuple[str, bytes]]] = {}
-        for month, digest, body in lines[start:start + _BATCH]:
+        for month, digest, body in lines[start : start + _BATCH]:
             by_month.setdefault(month, []).append((digest, body))
         for month, batch in by_month.items():
             sink.append(chain, month, batch)
@@ -168,29 +185,33 @@ def _append_entries(db: Session, sink: FileSink, chain: str, result: ChainRepair
 
 def _append_checkpoints(db: Session, sink: FileSink, chain: str, result: ChainRepair) -> None:
     in_file = sink.read_checkpoints(chain)
-    rows = db.scalars(select(JournalCheckpoint).where(JournalCheckpoint.chain == chain)
-                      .order_by(JournalCheckpoint.id)).all()
+    rows = db.scalars(
+        select(JournalCheckpoint).where(JournalCheckpoint.chain == chain).order_by(JournalCheckpoint.id)
+    ).all()
     if len(rows) <= len(in_file):
         return
     # The file must be the start of the database's list, byte for byte; only the rest is appended.
     for (body, signature), row in zip(in_file, rows):
         if body != row.body.encode() or signature != row.signature:
             if result.refused is None:
-                result.refused = ("the file's checkpoints differ from the database's: no checkpoint copied; "
-                                  "run `temoin journal verify`")
+                result.refused = (
+                    "the file's checkpoints differ from the database's: no checkpoint copied; "
+                    "run `temoin journal verify`"
+                )
             return
-    missing = rows[len(in_file):]
+    missing = rows[len(in_file) :]
     prev = body_hash(in_file[-1][0]) if in_file else None
     for row in missing:
         fields = orjson.loads(row.body)
         if "n" in fields and prev is not None and fields.get("prev_checkpoint") != prev:
             if result.refused is None:
-                result.refused = (f"the database's checkpoint {fields['n']} does not chain onto the file's last one: "
-                                  "no checkpoint copied; run `temoin journal verify`")
+                result.refused = (
+                    f"the database's checkpoint {fields['n']} does not chain onto the file's last one: "
+                    "no checkpoint copied; run `temoin journal verify`"
+                )
             return
         prev = body_hash(row.body)
-    sink.append_checkpoints(chain, [checkpoint_line(r.signature, r.body.encode(), r.timestamp_token)
-                                    for r in missing])
+    sink.append_checkpoints(chain, [checkpoint_line(r.signature, r.body.encode(), r.timestamp_token) for r in missing])
     result.checkpoints_appended = len(missing)
 
 
@@ -218,12 +239,22 @@ def repair(db: Session, journal: Journal, *, trigger: str, chains: list[str] | N
 def _journal_it(db: Session, journal: Journal, result: ChainRepair, trigger: str) -> None:
     # The tenants' table by name: identity (which owns it) sits above the journal.
     tenants = table("tenants", column("id"), column("slug"))
-    tenant = None if result.chain == PLATFORM_CHAIN else \
-        db.execute(select(tenants.c.id, tenants.c.slug).where(tenants.c.slug == result.chain)).first()
-    details = {"chain": result.chain, "trigger": trigger, "entries_appended": result.appended, "from_seq": result.from_seq,
-               "entries_put_back": result.gaps_filled,
-               "checkpoints_appended": result.checkpoints_appended, "interrupted_writes_removed": result.interrupted}
-    draft = EntryDraft(action=Action.SECURITY, event="journal.file_repaired", actor=Actor.system("journal"),
-                       details=details)
+    tenant = (
+        None
+        if result.chain == PLATFORM_CHAIN
+        else db.execute(select(tenants.c.id, tenants.c.slug).where(tenants.c.slug == result.chain)).first()
+    )
+    details = {
+        "chain": result.chain,
+        "trigger": trigger,
+        "entries_appended": result.appended,
+        "from_seq": result.from_seq,
+        "entries_put_back": result.gaps_filled,
+        "checkpoints_appended": result.checkpoints_appended,
+        "interrupted_writes_removed": result.interrupted,
+    }
+    draft = EntryDraft(
+        action=Action.SECURITY, event="journal.file_repaired", actor=Actor.system("journal"), details=details
+    )
     journal.write(db, draft, tenant_id=tenant.id if tenant else None, tenant_slug=tenant.slug if tenant else None)
     db.commit()

@@ -27,12 +27,26 @@ class Journal:
     def __init__(self, sink: FileSink) -> None:
         self.sink = sink
 
-    def write(self, db: Session, draft: EntryDraft, *, tenant_id: int | None, tenant_slug: str | None,
-              at: datetime | None = None) -> None:
+    def write(
+        self,
+        db: Session,
+        draft: EntryDraft,
+        *,
+        tenant_id: int | None,
+        tenant_slug: str | None,
+        at: datetime | None = None,
+    ) -> None:
         self.write_many(db, [draft], tenant_id=tenant_id, tenant_slug=tenant_slug, at=at)
 
-    def write_many(self, db: Session, drafts: list[EntryDraft], *, tenant_id: int | None, tenant_slug: str | None,
-                   at: datetime | None = None) -> None:
+    def write_many(
+        self,
+        db: Session,
+        drafts: list[EntryDraft],
+        *,
+        tenant_id: int | None,
+        tenant_slug: str | None,
+        at: datetime | None = None,
+    ) -> None:
         """Append entries to one chain in the caller's transaction, moving the chain head once."""
         if not drafts:
             return
@@ -44,20 +58,35 @@ class Journal:
         for draft in drafts:
             body = entry_body(draft, chain=chain, seq=seq, prev=prev, at=at, tenant=tenant_slug)
             digest = entry_hash(body)
-            rows.append({"chain": chain, "seq": seq, "at": at, "tenant_id": tenant_id, "action": draft.action.value,
-                         "event": draft.event, "body": body.decode(), "prev_hash": prev, "hash": digest})
+            rows.append(
+                {
+                    "chain": chain,
+                    "seq": seq,
+                    "at": at,
+                    "tenant_id": tenant_id,
+                    "action": draft.action.value,
+                    "event": draft.event,
+                    "body": body.decode(),
+                    "prev_hash": prev,
+                    "hash": digest,
+                }
+            )
             self._queue_for_file(db, chain, at, digest, body)
             seq, prev = seq + 1, digest
-        db.execute(update(JournalHead).where(JournalHead.chain == chain).values(hash=prev),
-                   execution_options={"synchronize_session": False})
+        db.execute(
+            update(JournalHead).where(JournalHead.chain == chain).values(hash=prev),
+            execution_options={"synchronize_session": False},
+        )
         db.execute(insert(JournalEntry), rows)
 
     def _advance_head(self, db: Session, chain: str, count: int) -> tuple[int, str]:
         """Reserve `count` sequence numbers; returns the first one and the hash to chain onto."""
         # The UPDATE comes first: it takes the row lock (PostgreSQL) or the write lock (SQLite)
         # before the head is read, so two writers can never chain onto the same entry.
-        moved = db.execute(update(JournalHead).where(JournalHead.chain == chain)
-                           .values(seq=JournalHead.seq + count), execution_options={"synchronize_session": False})
+        moved = db.execute(
+            update(JournalHead).where(JournalHead.chain == chain).values(seq=JournalHead.seq + count),
+            execution_options={"synchronize_session": False},
+        )
         if cast("CursorResult[Any]", moved).rowcount == 0:
             db.add(JournalHead(chain=chain, seq=count, hash=GENESIS))
             db.flush()
@@ -80,9 +109,13 @@ class Journal:
                     # The operation and its entry are committed in the database, the authoritative sink: the
                     # request must not fail for the copy. Verify names the gap; `temoin journal repair` (and
                     # the server's next start) writes the entries once the disk has room.
-                    log.critical("journal file not written (the database has the entries): %d entries of chain "
-                                 "%s; free space, then run `temoin journal repair`", len(items), items[0][0],
-                                 exc_info=True)
+                    log.critical(
+                        "journal file not written (the database has the entries): %d entries of chain "
+                        "%s; free space, then run `temoin journal repair`",
+                        len(items),
+                        items[0][0],
+                        exc_info=True,
+                    )
 
             @event.listens_for(db, "after_rollback", once=True)
             def _drop(session: Session) -> None:

@@ -98,8 +98,10 @@ def _append(path: Path, data: bytes, what: str) -> None:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             _, end = complete_end(path)
-            raise JournalWriteError(f"{path}: interrupted write at byte {end} (a partial line left by an earlier "
-                                    f"crash); {what} not appended after it: run `temoin journal repair`")
+            raise JournalWriteError(
+                f"{path}: interrupted write at byte {end} (a partial line left by an earlier "
+                f"crash); {what} not appended after it: run `temoin journal repair`"
+            )
         view, written = memoryview(data), 0
         try:
             while written < len(data):
@@ -113,12 +115,18 @@ def _append(path: Path, data: bytes, what: str) -> None:
                 os.ftruncate(fd, size)  # back to the line boundary: no partial line left behind
                 os.fsync(fd)
             except OSError as again:
-                raise JournalWriteError(f"{path}: {what} could not be written ({exc.strerror}) and the partial "
-                                        f"line could not be removed ({again.strerror}); once the disk is fixed, "
-                                        "run `temoin journal repair`", exc.errno) from exc
-            raise JournalWriteError(f"{path}: {what} could not be written ({exc.strerror}); nothing partial was "
-                                    "left in the file. The database holds them: free space, then run "
-                                    "`temoin journal repair` (the server does it at start-up)", exc.errno) from exc
+                raise JournalWriteError(
+                    f"{path}: {what} could not be written ({exc.strerror}) and the partial "
+                    f"line could not be removed ({again.strerror}); once the disk is fixed, "
+                    "run `temoin journal repair`",
+                    exc.errno,
+                ) from exc
+            raise JournalWriteError(
+                f"{path}: {what} could not be written ({exc.strerror}); nothing partial was "
+                "left in the file. The database holds them: free space, then run "
+                "`temoin journal repair` (the server does it at start-up)",
+                exc.errno,
+            ) from exc
     finally:
         os.close(fd)
 
@@ -202,7 +210,7 @@ class FileSink:
                     if cut >= 0 or start == 0:
                         break
                     pos = start
-            raw = tail[cut + 1:-1]
+            raw = tail[cut + 1 : -1]
             digest, _, body = raw.partition(b" ")
             return FileLine(path, 0, digest.decode("ascii", "replace"), body)
         return None
@@ -235,8 +243,9 @@ class FileSink:
     def append_checkpoints(self, chain: str, lines: list[bytes]) -> None:
         folder = self.chain_dir(chain)
         folder.mkdir(parents=True, exist_ok=True)
-        _append(self.checkpoints_path(chain), b"".join(line + b"\n" for line in lines),
-                f"{len(lines)} journal checkpoints")
+        _append(
+            self.checkpoints_path(chain), b"".join(line + b"\n" for line in lines), f"{len(lines)} journal checkpoints"
+        )
 
     def rewrite(self, path: Path, lines: list[bytes]) -> None:
         """Replace a month file atomically (used only by pruning, behind a signed checkpoint)."""

@@ -69,8 +69,15 @@ class Record:
 
     __slots__ = ("body", "column_event", "column_prev", "column_seq", "place", "stored_hash")
 
-    def __init__(self, place: tuple, stored_hash: str, body: bytes, column_seq: int | None = None,
-                 column_prev: str | None = None, column_event: str | None = None) -> None:
+    def __init__(
+        self,
+        place: tuple,
+        stored_hash: str,
+        body: bytes,
+        column_seq: int | None = None,
+        column_prev: str | None = None,
+        column_event: str | None = None,
+    ) -> None:
         self.place, self.stored_hash, self.body = place, stored_hash, body
         self.column_seq, self.column_prev, self.column_event = column_seq, column_prev, column_event
 
@@ -149,8 +156,9 @@ def _signed_by_platform(keys: bytes | KeySet, signature: str, body: bytes) -> bo
         return False
 
 
-def _signed_checkpoints(raw: list[tuple[bytes, str]], public_key: bytes | KeySet,
-                        report: ChainReport) -> list[Checkpoint]:
+def _signed_checkpoints(
+    raw: list[tuple[bytes, str]], public_key: bytes | KeySet, report: ChainReport
+) -> list[Checkpoint]:
     parsed: list[tuple[bytes, str, dict | None]] = []
     for body, signature in raw:
         try:
@@ -169,22 +177,30 @@ def _signed_checkpoints(raw: list[tuple[bytes, str]], public_key: bytes | KeySet
     found = []
     for i, (body, signature, fields) in enumerate(parsed):
         if i not in trusted and not _signature_ok(public_key, signature, body):
-            report.problems.append(Problem(report.sink, report.chain, None, "checkpoint",
-                                           "a checkpoint's platform signature is invalid: forged or altered"))
+            report.problems.append(
+                Problem(
+                    report.sink,
+                    report.chain,
+                    None,
+                    "checkpoint",
+                    "a checkpoint's platform signature is invalid: forged or altered",
+                )
+            )
             continue
         try:
             if fields is None:  # not a JSON object
                 raise ValueError
-            found.append(Checkpoint(fields["kind"], int(fields["seq"]), fields["hash"], fields["at"],
-                                    fields.get("n")))
+            found.append(Checkpoint(fields["kind"], int(fields["seq"]), fields["hash"], fields["at"], fields.get("n")))
         except (TypeError, KeyError, ValueError):
-            report.problems.append(Problem(report.sink, report.chain, None, "checkpoint",
-                                           "a signed checkpoint is unreadable"))
+            report.problems.append(
+                Problem(report.sink, report.chain, None, "checkpoint", "a signed checkpoint is unreadable")
+            )
     return found
 
 
-def _with_witness(checkpoints: list[Checkpoint], report: ChainReport,
-                  witnessed: dict[int, WitnessedCheckpoint]) -> list[Checkpoint]:
+def _with_witness(
+    checkpoints: list[Checkpoint], report: ChainReport, witnessed: dict[int, WitnessedCheckpoint]
+) -> list[Checkpoint]:
     """Name the checkpoints the witness received that this sink lacks or holds differently, and add
     them to what the entries are checked against."""
     extra = []
@@ -202,18 +218,30 @@ def _with_witness(checkpoints: list[Checkpoint], report: ChainReport,
                 here = f"{here['kind']} of entry {here['seq']}, made {here['at']}"
             except (ValueError, KeyError, TypeError):
                 here = "unreadable"
-            report.problems.append(Problem(
-                report.sink, report.chain, None, "checkpoint",
-                f"checkpoint {n} ({here}) differs from the one the witness received ({fields['kind']} of entry "
-                f"{fields['seq']}, made {fields['at']}): the checkpoint chain was rewritten"))
+            report.problems.append(
+                Problem(
+                    report.sink,
+                    report.chain,
+                    None,
+                    "checkpoint",
+                    f"checkpoint {n} ({here}) differs from the one the witness received ({fields['kind']} of entry "
+                    f"{fields['seq']}, made {fields['at']}): the checkpoint chain was rewritten",
+                )
+            )
         extra.append(Checkpoint(fields["kind"], int(fields["seq"]), fields["hash"], fields["at"], n, witnessed=True))
     for first, last in _runs(missing):
         fields = witnessed[last].fields
         which = f"checkpoint {first} (a" if first == last else f"checkpoints {first} to {last} (the last a"
-        report.problems.append(Problem(
-            report.sink, report.chain, None, "checkpoint",
-            f"{which} {fields['kind']} of entry {fields['seq']}, made {fields['at']}), received by the witness, "
-            "missing here: checkpoints were removed"))
+        report.problems.append(
+            Problem(
+                report.sink,
+                report.chain,
+                None,
+                "checkpoint",
+                f"{which} {fields['kind']} of entry {fields['seq']}, made {fields['at']}), received by the witness, "
+                "missing here: checkpoints were removed",
+            )
+        )
     return checkpoints + extra
 
 
@@ -261,23 +289,30 @@ def _walk(records: Iterable[Record], report: ChainReport, checkpoints: list[Chec
             problem(seq, "altered", f"{rec.where}: entry {seq} was altered (content does not match its hash)")
         if body.get("chain") != chain:
             problem(seq, "inserted", f"{rec.where}: entry {seq} belongs to chain {body.get('chain')!r}")
-        if rec.column_seq is not None and (rec.column_seq != seq or rec.column_prev != prev
-                                           or rec.column_event != body.get("event")):
-            problem(rec.column_seq, "altered",
-                    f"{rec.where}: indexed columns disagree with the entry's content (altered)")
+        if rec.column_seq is not None and (
+            rec.column_seq != seq or rec.column_prev != prev or rec.column_event != body.get("event")
+        ):
+            problem(
+                rec.column_seq, "altered", f"{rec.where}: indexed columns disagree with the entry's content (altered)"
+            )
         if seq in wanted:
             report.vouched[seq] = rec.stored_hash
         if seq == tail_from and tail_at is None:
             tail_at = body.get("at")
         if seq == expected_seq:
             if prev != expected_prev:
-                problem(seq, "altered", f"{rec.where}: entry {seq} does not chain onto entry {seq - 1}: "
-                                        f"entry {seq - 1} was altered or replaced")
+                problem(
+                    seq,
+                    "altered",
+                    f"{rec.where}: entry {seq} does not chain onto entry {seq - 1}: "
+                    f"entry {seq - 1} was altered or replaced",
+                )
             expected_seq, expected_prev = seq + 1, rec.stored_hash
         elif seq > expected_seq:
             gap = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq} to {seq - 1}"
-            missing[expected_seq] = Problem(sink, chain, expected_seq, "deleted",
-                                            f"{rec.where}: entry {gap} missing (deleted) before entry {seq}")
+            missing[expected_seq] = Problem(
+                sink, chain, expected_seq, "deleted", f"{rec.where}: entry {gap} missing (deleted) before entry {seq}"
+            )
             expected_seq, expected_prev = seq + 1, rec.stored_hash
         elif seq in missing:
             # A missing entry that turns up later: the entries were reordered, not deleted.
@@ -286,8 +321,11 @@ def _walk(records: Iterable[Record], report: ChainReport, checkpoints: list[Chec
                 report.problems.append(gap_problem)
             problem(seq, "reordered", f"{rec.where}: entry {seq} is out of order (after entry {seen_max})")
         else:
-            problem(seq, "inserted", f"{rec.where}: entry {seq} appears again after entry {seen_max} "
-                                     "(duplicate or inserted)")
+            problem(
+                seq,
+                "inserted",
+                f"{rec.where}: entry {seq} appears again after entry {seen_max} (duplicate or inserted)",
+            )
         seen_max = max(seen_max, seq)
     report.problems.extend(missing.values())
     report.last_seq = expected_seq - 1 if report.entries else (start.seq if start else None)
@@ -298,13 +336,17 @@ def _walk(records: Iterable[Record], report: ChainReport, checkpoints: list[Chec
     for cp in checkpoints:
         if cp.kind == "seal" and cp.seq in report.vouched and report.vouched[cp.seq] != cp.hash:
             source = "the witness's signed checkpoint" if cp.witnessed else "the platform-signed checkpoint"
-            problem(cp.seq, "altered", f"entry {cp.seq} differs from {source} of {cp.at}: "
-                                       "the chain was rewritten after it")
+            problem(
+                cp.seq, "altered", f"entry {cp.seq} differs from {source} of {cp.at}: the chain was rewritten after it"
+            )
         if cp.seq > end and (cp.witnessed not in beyond or cp.seq > beyond[cp.witnessed].seq):
             beyond[cp.witnessed] = cp
     for cp in beyond.values():  # the furthest one says it all
-        problem(end + 1, "deleted", f"{cp.name} vouches for entry {cp.seq} but the chain "
-                                    f"ends at {end}: entries were deleted at the end")
+        problem(
+            end + 1,
+            "deleted",
+            f"{cp.name} vouches for entry {cp.seq} but the chain ends at {end}: entries were deleted at the end",
+        )
     if report.entries and end >= tail_from:
         report.unsealed = end - tail_from + 1
         report.unsealed_since = _parse_time(tail_at)
@@ -320,6 +362,7 @@ def _parse_time(value: object) -> datetime | None:
 @dataclass
 class StoredCheckpoints:
     """A chain's checkpoints as each sink holds them, read once for every check: (body, signature, token)."""
+
     database: list[tuple[bytes, str, str | None]]
     file: list[tuple[bytes, str, str | None]]
 
@@ -329,8 +372,7 @@ def read_checkpoints(db: Session, sink: FileSink, chain: str) -> StoredCheckpoin
 
 
 def _db_checkpoints(db: Session, chain: str) -> list[tuple[bytes, str, str | None]]:
-    rows = db.scalars(select(JournalCheckpoint).where(JournalCheckpoint.chain == chain)
-                      .order_by(JournalCheckpoint.id))
+    rows = db.scalars(select(JournalCheckpoint).where(JournalCheckpoint.chain == chain).order_by(JournalCheckpoint.id))
     return [(r.body.encode(), r.signature, r.timestamp_token) for r in rows]
 
 
@@ -339,10 +381,12 @@ def _signed_pairs(rows: list[tuple[bytes, str, str | None]]) -> list[tuple[bytes
 
 
 def _db_records(db: Session, chain: str) -> Iterator[Record]:
-    stmt = (select(JournalEntry.seq, JournalEntry.prev_hash, JournalEntry.event, JournalEntry.hash,
-                   JournalEntry.body)
-            .where(JournalEntry.chain == chain).order_by(JournalEntry.seq)
-            .execution_options(yield_per=20_000))
+    stmt = (
+        select(JournalEntry.seq, JournalEntry.prev_hash, JournalEntry.event, JournalEntry.hash, JournalEntry.body)
+        .where(JournalEntry.chain == chain)
+        .order_by(JournalEntry.seq)
+        .execution_options(yield_per=20_000)
+    )
     for seq, prev, event, digest, body in db.connection().execute(stmt):
         yield Record(("database", seq), digest, body.encode(), seq, prev, event)
 
@@ -352,9 +396,13 @@ def _file_records(sink: FileSink, chain: str) -> Iterator[Record]:
         yield Record(("file", chain, line.path, line.lineno), line.hash, line.body)
 
 
-def verify_database(db: Session, chain: str, public_key: bytes | KeySet,
-                    witnessed: dict[int, WitnessedCheckpoint] | None = None,
-                    stored: StoredCheckpoints | None = None) -> ChainReport:
+def verify_database(
+    db: Session,
+    chain: str,
+    public_key: bytes | KeySet,
+    witnessed: dict[int, WitnessedCheckpoint] | None = None,
+    stored: StoredCheckpoints | None = None,
+) -> ChainReport:
     report = ChainReport(chain=chain, sink="database")
     rows = stored.database if stored is not None else _db_checkpoints(db, chain)
     checkpoints = _signed_checkpoints(_signed_pairs(rows), public_key, report)
@@ -364,28 +412,52 @@ def verify_database(db: Session, chain: str, public_key: bytes | KeySet,
     head = db.get(JournalHead, chain)
     end = report.last_seq if report.last_seq is not None else 0
     if head is not None and head.seq > end:
-        report.problems.append(Problem("database", chain, end + 1, "deleted",
-                                       f"the chain head counts {head.seq} entries but the last one present is "
-                                       f"{end}: entries were deleted at the end"))
+        report.problems.append(
+            Problem(
+                "database",
+                chain,
+                end + 1,
+                "deleted",
+                f"the chain head counts {head.seq} entries but the last one present is "
+                f"{end}: entries were deleted at the end",
+            )
+        )
     elif head is not None and head.seq < end:
         # Every entry is written with its head in one transaction: one beyond the head did not come from the journal.
-        report.problems.append(Problem("database", chain, head.seq + 1, "inserted",
-                                       f"the chain head counts {head.seq} entries but entries up to {end} are "
-                                       f"present: entry {head.seq + 1} onwards were inserted"))
+        report.problems.append(
+            Problem(
+                "database",
+                chain,
+                head.seq + 1,
+                "inserted",
+                f"the chain head counts {head.seq} entries but entries up to {end} are "
+                f"present: entry {head.seq + 1} onwards were inserted",
+            )
+        )
     return report
 
 
-def verify_file(sink: FileSink, chain: str, public_key: bytes | KeySet,
-                witnessed: dict[int, WitnessedCheckpoint] | None = None,
-                stored: StoredCheckpoints | None = None) -> ChainReport:
+def verify_file(
+    sink: FileSink,
+    chain: str,
+    public_key: bytes | KeySet,
+    witnessed: dict[int, WitnessedCheckpoint] | None = None,
+    stored: StoredCheckpoints | None = None,
+) -> ChainReport:
     report = ChainReport(chain=chain, sink="file")
     for found in sink.interrupted(chain):
         # A write cut short (power lost mid-line): not an entry, and not tampering either.
-        report.problems.append(Problem(
-            "file", chain, None, "interrupted",
-            f"file {chain}/{found.path.name}: interrupted write at byte {found.at} ({found.length} bytes of an "
-            "unfinished line, not read as an entry): `temoin journal repair` removes it and appends the "
-            "missing entries from the database"))
+        report.problems.append(
+            Problem(
+                "file",
+                chain,
+                None,
+                "interrupted",
+                f"file {chain}/{found.path.name}: interrupted write at byte {found.at} ({found.length} bytes of an "
+                "unfinished line, not read as an entry): `temoin journal repair` removes it and appends the "
+                "missing entries from the database",
+            )
+        )
     rows = stored.file if stored is not None else sink.read_checkpoint_lines(chain)
     checkpoints = _signed_checkpoints(_signed_pairs(rows), public_key, report)
     if witnessed:
@@ -394,16 +466,25 @@ def verify_file(sink: FileSink, chain: str, public_key: bytes | KeySet,
     return report
 
 
-def compare(db: Session, sink: FileSink, chain: str, db_report: ChainReport, file_report: ChainReport,
-            limit: int = 20) -> list[Problem]:
+def compare(
+    db: Session, sink: FileSink, chain: str, db_report: ChainReport, file_report: ChainReport, limit: int = 20
+) -> list[Problem]:
     """The two sinks must hold the same entries. Two valid chains with the same first entry and the
     same last hash are identical; only when they are not do we walk both to name the differences."""
-    if (not db_report.problems and not file_report.problems and db_report.first_seq == file_report.first_seq
-            and db_report.last_seq == file_report.last_seq and db_report.last_hash == file_report.last_hash):
+    if (
+        not db_report.problems
+        and not file_report.problems
+        and db_report.first_seq == file_report.first_seq
+        and db_report.last_seq == file_report.last_seq
+        and db_report.last_hash == file_report.last_hash
+    ):
         return []
     problems: list[Problem] = []
-    db_hashes: dict[int, str] = ({r.column_seq: r.stored_hash for r in _db_records(db, chain) if r.column_seq is not None}
-                                 if db_report.entries < 5_000_000 else {})
+    db_hashes: dict[int, str] = (
+        {r.column_seq: r.stored_hash for r in _db_records(db, chain) if r.column_seq is not None}
+        if db_report.entries < 5_000_000
+        else {}
+    )
     seen: set[int] = set()
     for rec in _file_records(sink, chain):
         try:
@@ -413,11 +494,13 @@ def compare(db: Session, sink: FileSink, chain: str, db_report: ChainReport, fil
         seen.add(seq)
         in_db = db_hashes.get(seq)
         if in_db is None:
-            problems.append(Problem("database", chain, seq, "deleted",
-                                    f"entry {seq} is in the file but not in the database"))
+            problems.append(
+                Problem("database", chain, seq, "deleted", f"entry {seq} is in the file but not in the database")
+            )
         elif in_db != rec.stored_hash:
-            problems.append(Problem("both", chain, seq, "mismatch",
-                                    f"entry {seq} differs between the database and the file"))
+            problems.append(
+                Problem("both", chain, seq, "mismatch", f"entry {seq} differs between the database and the file")
+            )
         if len(problems) >= limit:
             return problems
     for seq in sorted(set(db_hashes) - seen)[: limit - len(problems)]:
@@ -438,13 +521,23 @@ class VerifyResult:
         return not self.problems
 
 
-def verify_all(db: Session, sink: FileSink, public_key: bytes | KeySet, chains: list[str] | None = None, *,
-               witness: WitnessLog | None = None, seal_interval_s: float = 60.0,
-               now: datetime | None = None) -> VerifyResult:
+def verify_all(
+    db: Session,
+    sink: FileSink,
+    public_key: bytes | KeySet,
+    chains: list[str] | None = None,
+    *,
+    witness: WitnessLog | None = None,
+    seal_interval_s: float = 60.0,
+    now: datetime | None = None,
+) -> VerifyResult:
     if chains is None:
-        chains = sorted(set(db.scalars(select(JournalHead.chain))) | set(sink.chains())
-                        | set(db.scalars(select(JournalCheckpoint.chain).distinct()))
-                        | set(witness.chains if witness else ()))
+        chains = sorted(
+            set(db.scalars(select(JournalHead.chain)))
+            | set(sink.chains())
+            | set(db.scalars(select(JournalCheckpoint.chain).distinct()))
+            | set(witness.chains if witness else ())
+        )
     reports: list[ChainReport] = []
     problems: list[Problem] = []
     read: dict[str, StoredCheckpoints] = {}
@@ -461,15 +554,19 @@ def verify_all(db: Session, sink: FileSink, public_key: bytes | KeySet, chains: 
     if witness is not None:
         problems += [Problem("witness", "-", None, "checkpoint", c) for c in witness.conflicts]
         if witness.not_ours:
-            warnings.append(f"{witness.not_ours} lines of {witness.path} look like checkpoints but are not signed "
-                            "by this platform: ignored")
+            warnings.append(
+                f"{witness.not_ours} lines of {witness.path} look like checkpoints but are not signed "
+                "by this platform: ignored"
+            )
     now = now or utcnow()
     late = timedelta(seconds=seal_interval_s) + SEAL_MARGIN
     for r in reports:
         if r.unsealed_since is not None and now - r.unsealed_since > late:
-            warnings.append(f"[{r.chain}] {r.sink}: {r.unsealed} entries unsealed since {_utc(r.unsealed_since)}, "
-                            f"longer than the sealing interval ({seal_interval_s:g} s): is the server's sealing "
-                            "loop running? If it is, seals were removed")
+            warnings.append(
+                f"[{r.chain}] {r.sink}: {r.unsealed} entries unsealed since {_utc(r.unsealed_since)}, "
+                f"longer than the sealing interval ({seal_interval_s:g} s): is the server's sealing "
+                "loop running? If it is, seals were removed"
+            )
     return VerifyResult(reports, problems, warnings, read)
 
 
@@ -486,11 +583,17 @@ def _skipped_tails(reports: list[ChainReport]) -> list[Problem]:
         if latest is None or r.unsealed_since is None or latest[0] - r.unsealed_since <= SEAL_MARGIN:
             continue
         first = (r.last_seq or 0) - r.unsealed + 1
-        problems.append(Problem(
-            r.sink, r.chain, first, "unsealed",
-            f"entries {first} to {r.last_seq} are covered by no seal, yet the platform sealed at {_utc(latest[0])} "
-            f"(chain {latest[1]}), after entry {first} was written ({_utc(r.unsealed_since)}): the seals that "
-            "covered them were removed"))
+        problems.append(
+            Problem(
+                r.sink,
+                r.chain,
+                first,
+                "unsealed",
+                f"entries {first} to {r.last_seq} are covered by no seal, yet the platform sealed at {_utc(latest[0])} "
+                f"(chain {latest[1]}), after entry {first} was written ({_utc(r.unsealed_since)}): the seals that "
+                "covered them were removed",
+            )
+        )
     return problems
 
 
@@ -522,21 +625,21 @@ class SealStamps:
         if self.last_seq is None:
             return f"[{self.chain}] no seal yet: not timestamped"
         last = f"[{self.chain}] last seal (entry {self.last_seq}, {self.last_at})"
-        how = "verified against the CA bundle" if self.checked else \
-            "timestamp present but not checked: give --tsa-ca"
+        how = "verified against the CA bundle" if self.checked else "timestamp present but not checked: give --tsa-ca"
         if self.anchored is not None:
             return f"{last}: anchored {self.anchored.describe()} ({how})"
         if self.last_invalid:
             return f"{last}: its timestamp does not verify (see the problems below)"
         if self.latest_stamped is not None:
             seq, info = self.latest_stamped
-            return (f"{last}: not timestamped; the latest timestamped seal, entry {seq}, is anchored "
-                    f"{info.describe()} ({how})")
+            return (
+                f"{last}: not timestamped; the latest timestamped seal, entry {seq}, is anchored "
+                f"{info.describe()} ({how})"
+            )
         return f"{last}: not timestamped"
 
 
-def _seal_tokens(rows: Iterable[tuple[bytes, str, str | None]], public_key: bytes | KeySet
-                 ) -> dict[bytes, str | None]:
+def _seal_tokens(rows: Iterable[tuple[bytes, str, str | None]], public_key: bytes | KeySet) -> dict[bytes, str | None]:
     """Signed seal bodies and their token (None: none). Forged checkpoints are left to the signature check."""
     found: dict[bytes, str | None] = {}
     for body, signature, token in rows:
@@ -551,8 +654,14 @@ def _seal_tokens(rows: Iterable[tuple[bytes, str, str | None]], public_key: byte
     return found
 
 
-def verify_seal_timestamps(db: Session, sink: FileSink, chain: str, public_key: bytes | KeySet,
-                           ca_bundle_pem: bytes | None = None, stored: StoredCheckpoints | None = None) -> SealStamps:
+def verify_seal_timestamps(
+    db: Session,
+    sink: FileSink,
+    chain: str,
+    public_key: bytes | KeySet,
+    ca_bundle_pem: bytes | None = None,
+    stored: StoredCheckpoints | None = None,
+) -> SealStamps:
     """Check every seal's token: its imprint is the SHA-256 of the signed seal body, its TSA time agrees with
     the seal's, both sinks hold the same token, and with `ca_bundle_pem` its signature and chain."""
     report = SealStamps(chain=chain, checked=ca_bundle_pem is not None)
@@ -571,9 +680,16 @@ def verify_seal_timestamps(db: Session, sink: FileSink, chain: str, public_key: 
         report.last_seq, report.last_at, report.anchored, report.last_invalid = seq, at, None, False
         tokens = {name: held[body] for name, held in (("database", in_db), ("file", in_file)) if body in held}
         if len(tokens) == 2 and tokens["database"] != tokens["file"]:
-            problem("both", seq, f"the seal of entry {seq} ({at}) has "
-                                 + ("different timestamp tokens in the two sinks" if all(tokens.values()) else
-                                    "a timestamp token in one sink only: it was removed from the other"))
+            problem(
+                "both",
+                seq,
+                f"the seal of entry {seq} ({at}) has "
+                + (
+                    "different timestamp tokens in the two sinks"
+                    if all(tokens.values())
+                    else "a timestamp token in one sink only: it was removed from the other"
+                ),
+            )
         token = next((t for t in tokens.values() if t), None)
         if token is None:
             continue
@@ -582,22 +698,34 @@ def verify_seal_timestamps(db: Session, sink: FileSink, chain: str, public_key: 
             der = b64d(token)
             info = verify_token(der, body, ca_bundle_pem) if ca_bundle_pem else inspect_token(der, body)
         except (TimestampError, ValueError) as exc:
-            problem("both", seq, f"the timestamp of the seal of entry {seq} ({at}) is invalid: "
-                                 f"{getattr(exc, 'message', 'not base64')}")
+            problem(
+                "both",
+                seq,
+                f"the timestamp of the seal of entry {seq} ({at}) is invalid: {getattr(exc, 'message', 'not base64')}",
+            )
             report.last_invalid = True
             continue
         skew = abs((info.time - datetime.fromisoformat(at.replace("Z", "+00:00"))).total_seconds())
         if skew > SEAL_STAMP_SKEW_S:
-            problem("both", seq, f"the seal of entry {seq} says {at} but its timestamp is {info.describe()}: "
-                                 "the seal was made or re-made at another time than it says (or the platform's "
-                                 "clock was wrong)")
+            problem(
+                "both",
+                seq,
+                f"the seal of entry {seq} says {at} but its timestamp is {info.describe()}: "
+                "the seal was made or re-made at another time than it says (or the platform's "
+                "clock was wrong)",
+            )
         report.anchored, report.latest_stamped = info, (seq, info)
     return report
 
 
-def verify_all_seal_timestamps(db: Session, sink: FileSink, public_key: bytes | KeySet, ca_bundle_pem: bytes | None = None,
-                               chains: list[str] | None = None,
-                               checkpoints: dict[str, StoredCheckpoints] | None = None) -> list[SealStamps]:
+def verify_all_seal_timestamps(
+    db: Session,
+    sink: FileSink,
+    public_key: bytes | KeySet,
+    ca_bundle_pem: bytes | None = None,
+    chains: list[str] | None = None,
+    checkpoints: dict[str, StoredCheckpoints] | None = None,
+) -> list[SealStamps]:
     """`checkpoints`: what verify_all already read (VerifyResult.checkpoints); a chain it lacks is read here."""
     if chains is None:
         chains = sorted(set(db.scalars(select(JournalHead.chain))) | set(sink.chains()))

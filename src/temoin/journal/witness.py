@@ -80,8 +80,10 @@ def witness_from_url(url: str | None) -> SyslogWitness | None:
         return None
     parts = urlsplit(url)
     if parts.scheme != "syslog+tcp" or not parts.hostname or parts.port is None or parts.path not in ("", "/"):
-        raise WitnessConfigError(f"TEMOIN_JOURNAL_WITNESS={url!r} is not understood: give a remote syslog "
-                                 "collector as syslog+tcp://HOST:PORT (RFC 5424 over TCP, octet counting)")
+        raise WitnessConfigError(
+            f"TEMOIN_JOURNAL_WITNESS={url!r} is not understood: give a remote syslog "
+            "collector as syslog+tcp://HOST:PORT (RFC 5424 over TCP, octet counting)"
+        )
     return SyslogWitness(parts.hostname, parts.port)
 
 
@@ -89,23 +91,30 @@ def flush(db: Session, witness: SyslogWitness) -> int:
     """Send every checkpoint the witness has not had yet; returns how many were delivered.
 
     Raises WitnessUnreachable (nothing is marked sent then; the next pass sends them again)."""
-    progress = {row.chain: row for row in db.scalars(
-        select(JournalWitnessProgress).where(JournalWitnessProgress.destination == witness.destination))}
+    progress = {
+        row.chain: row
+        for row in db.scalars(
+            select(JournalWitnessProgress).where(JournalWitnessProgress.destination == witness.destination)
+        )
+    }
     chains = db.scalars(select(JournalCheckpoint.chain).distinct()).all()
     delivered = 0
     for chain in sorted(chains):
         while True:
             row = progress.get(chain)
-            batch = db.execute(select(JournalCheckpoint.id, JournalCheckpoint.signature, JournalCheckpoint.body)
-                               .where(JournalCheckpoint.chain == chain,
-                                      JournalCheckpoint.id > (row.sent_id if row else 0))
-                               .order_by(JournalCheckpoint.id).limit(_BATCH)).all()
+            batch = db.execute(
+                select(JournalCheckpoint.id, JournalCheckpoint.signature, JournalCheckpoint.body)
+                .where(JournalCheckpoint.chain == chain, JournalCheckpoint.id > (row.sent_id if row else 0))
+                .order_by(JournalCheckpoint.id)
+                .limit(_BATCH)
+            ).all()
             if not batch:
                 break
             witness.send([cp.signature.encode() + b" " + cp.body.encode() for cp in batch])
             if row is None:
-                row = progress[chain] = JournalWitnessProgress(destination=witness.destination, chain=chain,
-                                                               sent_id=0, sent_at=utcnow())
+                row = progress[chain] = JournalWitnessProgress(
+                    destination=witness.destination, chain=chain, sent_id=0, sent_at=utcnow()
+                )
                 db.add(row)
             row.sent_id, row.sent_at = batch[-1].id, utcnow()
             db.commit()
@@ -115,8 +124,12 @@ def flush(db: Session, witness: SyslogWitness) -> int:
 
 def pending(db: Session, witness: SyslogWitness) -> int:
     """Checkpoints not yet delivered to the witness."""
-    progress = {row.chain: row.sent_id for row in db.scalars(
-        select(JournalWitnessProgress).where(JournalWitnessProgress.destination == witness.destination))}
+    progress = {
+        row.chain: row.sent_id
+        for row in db.scalars(
+            select(JournalWitnessProgress).where(JournalWitnessProgress.destination == witness.destination)
+        )
+    }
     count = 0
     for chain, cp_id in db.execute(select(JournalCheckpoint.chain, JournalCheckpoint.id)).all():
         count += cp_id > progress.get(chain, 0)
@@ -124,6 +137,7 @@ def pending(db: Session, witness: SyslogWitness) -> int:
 
 
 # --- reading what the witness received ----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class WitnessedCheckpoint:
@@ -153,7 +167,7 @@ def _marked_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         for lineno, raw in enumerate(fh, start=1):
             at = raw.find(MARKER)
             if at >= 0:
-                yield lineno, raw[at + len(MARKER):].rstrip(b"\r\n")
+                yield lineno, raw[at + len(MARKER) :].rstrip(b"\r\n")
 
 
 def read_witness_log(path: Path, public_keys: list[bytes]) -> WitnessLog:
@@ -178,9 +192,11 @@ def read_witness_log(path: Path, public_keys: list[bytes]) -> WitnessLog:
         n = int(fields["n"])
         earlier = seen.get(n)
         if earlier is not None and earlier.body != body:
-            result.conflicts.append(f"the witness received two different checkpoints {n} for chain "
-                                    f"{fields['chain']!r} (lines {earlier.lineno} and {lineno}): the chain was "
-                                    "rewritten and sealed again")
+            result.conflicts.append(
+                f"the witness received two different checkpoints {n} for chain "
+                f"{fields['chain']!r} (lines {earlier.lineno} and {lineno}): the chain was "
+                "rewritten and sealed again"
+            )
             continue
         if earlier is None:
             seen[n] = WitnessedCheckpoint(body, signature.decode("ascii"), lineno)

@@ -44,30 +44,62 @@ class Permission(StrEnum):
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
-    Role.MAYOR: frozenset({
-        Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
-        Permission.RECORDINGS_HOLD, Permission.JOURNAL_READ, Permission.LIVE_VIEW,
-        Permission.RECORDINGS_EXTRACT, Permission.RIGHTS_MANAGE, Permission.REPORTS_READ,
-        Permission.PAPERWORK_READ, Permission.ADMIN_USERS,
-    }),
-    Role.CHIEF: frozenset({
-        Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
-        Permission.RECORDINGS_HOLD, Permission.LIVE_VIEW, Permission.DEVICES_ASSIGN,
-        Permission.LIVE_DISPATCH, Permission.PTZ_CONTROL, Permission.CCTV_MANAGE,
-        Permission.RECORDINGS_EXTRACT, Permission.RECORDINGS_REDACT, Permission.RIGHTS_MANAGE,
-        Permission.REPORTS_READ, Permission.ADMIN_USERS,
-    }),
-    Role.DESIGNATED_AGENT: frozenset({
-        Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW, Permission.RECORDINGS_TAG,
-        Permission.RECORDINGS_REDACT,
-    }),
+    Role.MAYOR: frozenset(
+        {
+            Permission.RECORDINGS_LIST,
+            Permission.RECORDINGS_VIEW,
+            Permission.RECORDINGS_TAG,
+            Permission.RECORDINGS_HOLD,
+            Permission.JOURNAL_READ,
+            Permission.LIVE_VIEW,
+            Permission.RECORDINGS_EXTRACT,
+            Permission.RIGHTS_MANAGE,
+            Permission.REPORTS_READ,
+            Permission.PAPERWORK_READ,
+            Permission.ADMIN_USERS,
+        }
+    ),
+    Role.CHIEF: frozenset(
+        {
+            Permission.RECORDINGS_LIST,
+            Permission.RECORDINGS_VIEW,
+            Permission.RECORDINGS_TAG,
+            Permission.RECORDINGS_HOLD,
+            Permission.LIVE_VIEW,
+            Permission.DEVICES_ASSIGN,
+            Permission.LIVE_DISPATCH,
+            Permission.PTZ_CONTROL,
+            Permission.CCTV_MANAGE,
+            Permission.RECORDINGS_EXTRACT,
+            Permission.RECORDINGS_REDACT,
+            Permission.RIGHTS_MANAGE,
+            Permission.REPORTS_READ,
+            Permission.ADMIN_USERS,
+        }
+    ),
+    Role.DESIGNATED_AGENT: frozenset(
+        {
+            Permission.RECORDINGS_LIST,
+            Permission.RECORDINGS_VIEW,
+            Permission.RECORDINGS_TAG,
+            Permission.RECORDINGS_REDACT,
+        }
+    ),
     # The wearing agent: own recordings only, and only with an R241-11 motive (see below).
     Role.AGENT: frozenset({Permission.RECORDINGS_LIST, Permission.RECORDINGS_VIEW}),
     Role.CSU_OPERATOR: frozenset({Permission.LIVE_VIEW, Permission.LIVE_DISPATCH, Permission.PTZ_CONTROL}),
-    Role.DPO: frozenset({Permission.RECORDINGS_LIST, Permission.RIGHTS_MANAGE, Permission.REPORTS_READ,
-                         Permission.PAPERWORK_READ}),
-    Role.TECH_ADMIN: frozenset({Permission.ADMIN_USERS, Permission.ADMIN_DEVICES, Permission.VAULT_OPERATE,
-                                Permission.DEVICES_ASSIGN, Permission.CCTV_MANAGE}),
+    Role.DPO: frozenset(
+        {Permission.RECORDINGS_LIST, Permission.RIGHTS_MANAGE, Permission.REPORTS_READ, Permission.PAPERWORK_READ}
+    ),
+    Role.TECH_ADMIN: frozenset(
+        {
+            Permission.ADMIN_USERS,
+            Permission.ADMIN_DEVICES,
+            Permission.VAULT_OPERATE,
+            Permission.DEVICES_ASSIGN,
+            Permission.CCTV_MANAGE,
+        }
+    ),
     Role.AUDITOR: frozenset({Permission.JOURNAL_READ}),
 }
 
@@ -99,10 +131,14 @@ class MotiveCode(StrEnum):
     REPORT_FACTS = "report_facts"
 
 
-AGENT_MOTIVES = frozenset({
-    MotiveCode.IDENTIFY_OFFENDERS, MotiveCode.PREVENT_PUBLIC_ORDER_BREACH,
-    MotiveCode.RESCUE_PERSONS, MotiveCode.REPORT_FACTS,
-})
+AGENT_MOTIVES = frozenset(
+    {
+        MotiveCode.IDENTIFY_OFFENDERS,
+        MotiveCode.PREVENT_PUBLIC_ORDER_BREACH,
+        MotiveCode.RESCUE_PERSONS,
+        MotiveCode.REPORT_FACTS,
+    }
+)
 STAFF_MOTIVES = frozenset(MotiveCode) - AGENT_MOTIVES
 # R241-13: recordings used for training are anonymised, image and sound. Under these motives the originals are
 # never shown; only an anonymised rendition may be (the training extraction makes one).

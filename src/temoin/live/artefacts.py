@@ -20,9 +20,12 @@ from temoin.vault.models import Recording, RecordingState
 
 
 def _overlaps(rec: Any):  # a SQL condition
-    return (LiveSession.tenant_id == rec.tenant_id) & (LiveSession.device_id == rec.device_id) \
-        & (LiveSession.requested_at <= rec.ended_at) \
+    return (
+        (LiveSession.tenant_id == rec.tenant_id)
+        & (LiveSession.device_id == rec.device_id)
+        & (LiveSession.requested_at <= rec.ended_at)
         & or_(LiveSession.ended_at.is_(None), LiveSession.ended_at >= rec.started_at)
+    )
 
 
 class LiveBackups:
@@ -30,8 +33,11 @@ class LiveBackups:
 
     def of_recordings(self, p: VaultContext, db: Session, rows: Sequence[Any]) -> Iterable[tuple[str, Artefact]]:
         for rec in rows:
-            for s in db.scalars(select(LiveSession).where(_overlaps(rec), LiveSession.backup_file.is_not(None))
-                                .order_by(LiveSession.requested_at)):
+            for s in db.scalars(
+                select(LiveSession)
+                .where(_overlaps(rec), LiveSession.backup_file.is_not(None))
+                .order_by(LiveSession.requested_at)
+            ):
                 yield rec.id, Artefact(LIVE_BACKUP, s.id, (s.backup_file,), ("live backup",), s.backup_sha256)
 
     def clear(self, db: Session, artefact: Artefact, now: datetime, reason: str) -> bool:
@@ -44,8 +50,11 @@ class LiveBackups:
     def stale_files(self, p: VaultContext, db: Session, older_than: float) -> list[str]:
         home, root = p.settings.home, p.settings.live_backup_dir
         backups = set(db.scalars(select(LiveSession.backup_file).where(LiveSession.backup_file.is_not(None))))
-        return [str(path.relative_to(home)) for path in (sorted(root.glob("*/*.sealed")) if root.exists() else [])
-                if str(path.relative_to(home)) not in backups and path.stat().st_mtime < older_than]
+        return [
+            str(path.relative_to(home))
+            for path in (sorted(root.glob("*/*.sealed")) if root.exists() else [])
+            if str(path.relative_to(home)) not in backups and path.stat().st_mtime < older_than
+        ]
 
     def expire(self, p: VaultContext, db: Session, now: datetime) -> int:
         """Live backups are personal data under the same period as recordings: one whose period is over goes,
@@ -57,19 +66,31 @@ class LiveBackups:
             tenant = tenants[s.tenant_id]
             if get_profile(tenant.profile).retention.deadline(s.requested_at) > now:
                 continue
-            kept = db.scalar(select(Recording.id).where(
-                Recording.tenant_id == s.tenant_id, Recording.device_id == s.device_id,
-                Recording.state != RecordingState.DELETED, Recording.started_at <= (s.ended_at or now),
-                Recording.ended_at >= s.requested_at).limit(1))
+            kept = db.scalar(
+                select(Recording.id)
+                .where(
+                    Recording.tenant_id == s.tenant_id,
+                    Recording.device_id == s.device_id,
+                    Recording.state != RecordingState.DELETED,
+                    Recording.started_at <= (s.ended_at or now),
+                    Recording.ended_at >= s.requested_at,
+                )
+                .limit(1)
+            )
             if kept is None:
                 gone.append((s, s.backup_file))
         for s, path in gone:
-            p.record(db, EntryDraft(action=Action.ERASURE, event="live.backup_deleted",
-                                    actor=Actor.system("retention"),
-                                    cameras=[s.device_id], details={"live_session": s.id, "file": path,
-                                                                    "sha256": s.backup_sha256,
-                                                                    "reason": "retention"}),
-                     tenants[s.tenant_id])
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.ERASURE,
+                    event="live.backup_deleted",
+                    actor=Actor.system("retention"),
+                    cameras=[s.device_id],
+                    details={"live_session": s.id, "file": path, "sha256": s.backup_sha256, "reason": "retention"},
+                ),
+                tenants[s.tenant_id],
+            )
             s.backup_key, s.backup_file = None, None
         db.commit()
         return remove_files(p, [path for _, path in gone])

@@ -75,8 +75,10 @@ class BackupRecorder(FrameSink):
         self.path = path
         self._file = SealedFile(path, data_key)
         self._out = av.open(self._file, "w", format="mpegts")
-        self._streams = {"video": self._out.add_stream("h264", rate=30), "audio": self._out.add_stream("libopus",
-                                                                                                   rate=48_000)}
+        self._streams = {
+            "video": self._out.add_stream("h264", rate=30),
+            "audio": self._out.add_stream("libopus", rate=48_000),
+        }
         self._streams["video"].width, self._streams["video"].height = 16, 16  # the muxer reads the real size
         for kind, stream in self._streams.items():
             stream.time_base = Fraction(1, CLOCK[kind])

@@ -33,8 +33,12 @@ class Event:
         return {"id": self.id, "type": self.type, "at": self.at, "data": self.data}
 
     def sse(self) -> bytes:
-        return (f"id: {self.id}\nevent: {self.type}\n".encode() + b"data: " +
-                orjson.dumps({"at": self.at, **self.data}) + b"\n\n")
+        return (
+            f"id: {self.id}\nevent: {self.type}\n".encode()
+            + b"data: "
+            + orjson.dumps({"at": self.at, **self.data})
+            + b"\n\n"
+        )
 
 
 class Subscription(ABC):
@@ -81,6 +85,7 @@ class _Sub(Subscription):
             if self.queue.full():  # a dashboard that does not read: it loses the oldest, and resyncs by id
                 self.queue.get_nowait()
             self.queue.put_nowait(event)
+
         try:
             self.loop.call_soon_threadsafe(put)
         except RuntimeError:  # its loop is gone

@@ -48,7 +48,6 @@ NACK_SHARE = 0.1  # retransmissions asked for: at most a tenth of the packets re
 NACK_BURST = 20  # ... with this many at once at most (a burst of losses)
 
 
-
 class UnsupportedAiortc(errors.Fault, RuntimeError):
     pass
 
@@ -195,8 +194,13 @@ class BoundedNacks:
     aiortc's receiver calls `add(packet)` for every packet (retransmissions unwrapped) and, when it returns
     True, sends one NACK for the sequence numbers in `missing`: here, those to ask for now."""
 
-    def __init__(self, useful_s: float = GAP_GIVE_UP_S, share: float = NACK_SHARE, burst: int = NACK_BURST,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        useful_s: float = GAP_GIVE_UP_S,
+        share: float = NACK_SHARE,
+        burst: int = NACK_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.useful_s, self.share, self.burst, self.clock = useful_s, share, burst, clock
         self.max_seq: int | None = None
         self.missing: set[int] = set()  # to ask for in the NACK being sent
@@ -269,15 +273,19 @@ def tap_receiver(receiver: RTCRtpReceiver, on_frame: Callable[[str, bytes, int],
     starts receiving (right after setRemoteDescription)."""
     for attr, kind in ((_QUEUE_ATTR, queue.Queue), (_JITTER_ATTR, JitterBuffer), (_MAPPER_ATTR, object)):
         if not isinstance(getattr(receiver, attr, None), kind):
-            raise UnsupportedAiortc(f"this aiortc version has no RTCRtpReceiver.{attr}: encoded forwarding must "
-                                    "be adapted to it (temoin.live.forwarding); refusing to fall back to a "
-                                    "silent transcode")
+            raise UnsupportedAiortc(
+                f"this aiortc version has no RTCRtpReceiver.{attr}: encoded forwarding must "
+                "be adapted to it (temoin.live.forwarding); refusing to fall back to a "
+                "silent transcode"
+            )
     old = getattr(receiver, _JITTER_ATTR)
     setattr(receiver, _JITTER_ATTR, EagerJitterBuffer(capacity=old.capacity, prefetch=0, is_video=old._is_video))
     setattr(receiver, _QUEUE_ATTR, _Tap(receiver, on_frame))
     if not hasattr(receiver, _NACK_ATTR):
-        raise UnsupportedAiortc(f"this aiortc version has no RTCRtpReceiver.{_NACK_ATTR}: the relay's bounded "
-                                "NACKs must be adapted to it (temoin.live.forwarding)")
+        raise UnsupportedAiortc(
+            f"this aiortc version has no RTCRtpReceiver.{_NACK_ATTR}: the relay's bounded "
+            "NACKs must be adapted to it (temoin.live.forwarding)"
+        )
     if getattr(receiver, _NACK_ATTR) is not None:  # video only: aiortc asks for no audio retransmission
         setattr(receiver, _NACK_ATTR, BoundedNacks())
 
@@ -374,4 +382,3 @@ class ForwardTrack(MediaStreamTrack):
         packet.time_base = self._time_base
         self.sent += 1
         return packet
-

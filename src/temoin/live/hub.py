@@ -75,8 +75,9 @@ class LiveHub:
     def __init__(self, p: Context, plane: MediaPlane | None = None, bus: EventBus | None = None) -> None:
         self.p = p
         # The media plane runs in its own thread and event loop: a stalled request never stalls a stream.
-        self.plane = plane or IsolatedMediaPlane(AiortcMediaPlane(p.settings.live_ice_servers,
-                                                                  p.settings.live_max_viewers))
+        self.plane = plane or IsolatedMediaPlane(
+            AiortcMediaPlane(p.settings.live_ice_servers, p.settings.live_max_viewers)
+        )
         self.bus = bus or InProcessEventBus()
         self.stall_after_s = p.settings.live_stall_after_s
         self._tenant_of: dict[str, int] = {}
@@ -121,6 +122,7 @@ class LiveHub:
             def handler(signum: int, frame: object, _previous=previous) -> None:
                 loop.call_soon_threadsafe(self.bus.close)  # not here: the bus lock may be held
                 _previous(signum, frame)
+
             self._previous_handlers[sig] = previous
             signal.signal(sig, handler)
 
@@ -133,14 +135,16 @@ class LiveHub:
         def work() -> T:
             with self.p.session() as db:
                 return fn(db, *args)
+
         return await run_in_threadpool(work)
 
     # --- sessions -------------------------------------------------------------------------------------
 
     def _ref(self, db: Session, s: LiveSession) -> _Ref:
         tenant = db.get(Tenant, s.tenant_id)
-        return _Ref(s.id, s.tenant_id, s.device_id,
-                    get_profile(tenant.profile).live_backup_recording and s.backup_file is None)
+        return _Ref(
+            s.id, s.tenant_id, s.device_id, get_profile(tenant.profile).live_backup_recording and s.backup_file is None
+        )
 
     def _device_session(self, db: Session, device_id: str, session_id: str, *, open_only: bool = True) -> LiveSession:
         s = db.get(LiveSession, session_id)
@@ -162,9 +166,11 @@ class LiveHub:
         """The live button. A camera may send its request twice at once over two connections (a packet lost on
         a mobile link then costs nothing): one at a time per camera, the second finds the session the first
         opened."""
+
         def work(db: Session) -> tuple[dict, bool, _Ref]:
             s, created = sessions.request(self.p, db, self.bus, db.get(Device, device_id), req)
             return view(s), created, self._ref(db, s)
+
         async with self._requesting.setdefault(device_id, asyncio.Lock()):
             out, created, ref = await self._db(work)
         await self._ensure_stream(ref)
@@ -194,28 +200,38 @@ class LiveHub:
         key, wrapped = backup.new_key(self.p.keyring.master_key, s.id)
         path = self.p.settings.live_backup_dir / tenant.slug / f"{s.id}.ts.sealed"
         s.backup_file, s.backup_key = str(path.relative_to(self.p.settings.home)), wrapped
-        self.p.record(db, EntryDraft(action=Action.COLLECTION, event="live.backup_started", actor=Actor.system("live"),
-                                     cameras=[s.device_id], details={"live_session": s.id, "file": s.backup_file}),
-                      tenant)
+        self.p.record(
+            db,
+            EntryDraft(
+                action=Action.COLLECTION,
+                event="live.backup_started",
+                actor=Actor.system("live"),
+                cameras=[s.device_id],
+                details={"live_session": s.id, "file": s.backup_file},
+            ),
+            tenant,
+        )
         db.commit()
 
         def stored(sha256: str, size: int) -> None:
             with self.p.session() as db2:
                 sessions.backup_stored(self.p, db2, db2.get(LiveSession, session_id), sha256, size)
+
         return backup.BackupRecorder(path, key, stored)
 
-    async def camera_view(self, device_id: str, session_id: str, known_state: str | None = None,
-                          wait_s: float = 0) -> dict:
+    async def camera_view(
+        self, device_id: str, session_id: str, known_state: str | None = None, wait_s: float = 0
+    ) -> dict:
         """The session as its camera sees it; waits up to `wait_s` for its state to leave `known_state`
         (a long poll: the acknowledgement reaches the camera as soon as it is given)."""
-        tenant_id = await self._db(lambda db: self._device_session(db, device_id, session_id,
-                                                                   open_only=False).tenant_id)
+        tenant_id = await self._db(
+            lambda db: self._device_session(db, device_id, session_id, open_only=False).tenant_id
+        )
         sub = self.bus.subscribe(tenant_id)
         try:
             deadline = time.monotonic() + max(0.0, min(wait_s, 25.0))
             while True:
-                out = await self._db(lambda db: view(self._device_session(db, device_id, session_id,
-                                                                          open_only=False)))
+                out = await self._db(lambda db: view(self._device_session(db, device_id, session_id, open_only=False)))
                 if known_state is None or out["state"] != known_state:
                     return out
                 while True:
@@ -231,8 +247,9 @@ class LiveHub:
             sub.close()
 
     async def position(self, device_id: str, session_id: str, fix: GpsFix) -> None:
-        await self._db(lambda db: sessions.update_position(db, self.bus, self._device_session(db, device_id,
-                                                                                              session_id), fix))
+        await self._db(
+            lambda db: sessions.update_position(db, self.bus, self._device_session(db, device_id, session_id), fix)
+        )
 
     # --- publishing (WHIP) ----------------------------------------------------------------------------
 
@@ -246,8 +263,15 @@ class LiveHub:
         answer = await self.plane.publish(session_id, offer, on_ended=ended)
 
         def journal(db: Session) -> None:
-            sessions.streaming(self.p, db, self.bus, self._device_session(db, device_id, session_id),
-                               db.get(Device, device_id), answer.resource_id)
+            sessions.streaming(
+                self.p,
+                db,
+                self.bus,
+                self._device_session(db, device_id, session_id),
+                db.get(Device, device_id),
+                answer.resource_id,
+            )
+
         try:
             await self._db(journal)
         except Exception:
@@ -264,9 +288,15 @@ class LiveHub:
         def open_one(db: Session) -> str:
             s = sessions.open_for_device(db, device_id)
             if s is None:
-                s, _ = sessions.request(self.p, db, self.bus, db.get(Device, device_id),
-                                        LiveRequest(reason=LiveReason.THREAT, detail=detail))
+                s, _ = sessions.request(
+                    self.p,
+                    db,
+                    self.bus,
+                    db.get(Device, device_id),
+                    LiveRequest(reason=LiveReason.THREAT, detail=detail),
+                )
             return s.id
+
         async with self._requesting.setdefault(device_id, asyncio.Lock()):
             session_id = await self._db(open_one)
         return session_id, await self.publish(device_id, session_id, offer)
@@ -277,14 +307,23 @@ class LiveHub:
             return
         self._link.pop(session_id, None)
         if reason in ("failed", "closed"):  # not ended on purpose: every gap must be provable
+
             def journal(db: Session) -> None:
                 s = db.get(LiveSession, session_id)
                 if s is not None and s.state != LiveState.ENDED.value:
-                    self.p.record(db, EntryDraft(action=Action.COMMUNICATION, event="live.stream_interrupted",
-                                                 actor=Actor.system("live"), cameras=[device_id],
-                                                 details={"live_session": session_id, "reason": reason}),
-                                  db.get(Tenant, s.tenant_id))
+                    self.p.record(
+                        db,
+                        EntryDraft(
+                            action=Action.COMMUNICATION,
+                            event="live.stream_interrupted",
+                            actor=Actor.system("live"),
+                            cameras=[device_id],
+                            details={"live_session": session_id, "reason": reason},
+                        ),
+                        db.get(Tenant, s.tenant_id),
+                    )
                     db.commit()
+
             try:
                 await self._db(journal)
             except Exception:
@@ -304,13 +343,24 @@ class LiveHub:
         def journal(db: Session) -> None:
             s = db.get(LiveSession, session_id)
             if s is not None and s.state != LiveState.ENDED.value:
-                self.p.record(db, EntryDraft(action=Action.COMMUNICATION, event="live.stream_interrupted",
-                                             actor=Actor.system("live"), cameras=[device_id],
-                                             details={"live_session": session_id, "reason": "link_lost",
-                                                      "silent_s": round(silent, 1),
-                                                      "since": (utcnow() - timedelta(seconds=silent)).isoformat()}),
-                              db.get(Tenant, s.tenant_id))
+                self.p.record(
+                    db,
+                    EntryDraft(
+                        action=Action.COMMUNICATION,
+                        event="live.stream_interrupted",
+                        actor=Actor.system("live"),
+                        cameras=[device_id],
+                        details={
+                            "live_session": session_id,
+                            "reason": "link_lost",
+                            "silent_s": round(silent, 1),
+                            "since": (utcnow() - timedelta(seconds=silent)).isoformat(),
+                        },
+                    ),
+                    db.get(Tenant, s.tenant_id),
+                )
                 db.commit()
+
         try:
             await self._db(journal)
         except Exception:
@@ -335,6 +385,7 @@ class LiveHub:
         def end(db: Session) -> None:
             s = self._device_session(db, device_id, session_id, open_only=False)
             sessions.end(self.p, db, self.bus, s, device_actor(db.get(Device, device_id)), "camera_ended")
+
         await self._db(end)
         await self._end_stream(session_id)
         return True
@@ -347,6 +398,7 @@ class LiveHub:
             if s.state == LiveState.ENDED.value:
                 raise LiveNotFound(f"live session {session_id} has ended")
             return self._ref(db, s)
+
         ref = await self._db(load)
         await self._ensure_stream(ref)
         viewer = _Viewer(session_id, user_id)
@@ -355,15 +407,26 @@ class LiveHub:
             await viewer.ready.wait()  # the start entry is written (or failed) before the end one
             self._viewers.pop(answer.resource_id, None)
             if viewer.started_at is not None:
-                await self._db(lambda db: viewing.ended(self.p, db, db.get(LiveSession, session_id),
-                                                        db.get(User, user_id), answer.resource_id,
-                                                        viewer.started_at, reason))
+                await self._db(
+                    lambda db: viewing.ended(
+                        self.p,
+                        db,
+                        db.get(LiveSession, session_id),
+                        db.get(User, user_id),
+                        answer.resource_id,
+                        viewer.started_at,
+                        reason,
+                    )
+                )
 
         answer = await self.plane.play(session_id, offer, on_ended=ended)
         self._viewers[answer.resource_id] = viewer
         try:
-            viewer.started_at = await self._db(lambda db: viewing.started(
-                self.p, db, db.get(LiveSession, session_id), db.get(User, user_id), answer.resource_id))
+            viewer.started_at = await self._db(
+                lambda db: viewing.started(
+                    self.p, db, db.get(LiveSession, session_id), db.get(User, user_id), answer.resource_id
+                )
+            )
         except BaseException:
             viewer.ready.set()
             await self.plane.end(session_id, answer.resource_id)  # no unjournaled viewing
@@ -382,11 +445,16 @@ class LiveHub:
     async def list_sessions(self, user_id: int) -> list[dict]:
         def work(db: Session) -> list[dict]:
             user = db.get(User, user_id)
-            rows = db.scalars(select(LiveSession).where(
-                LiveSession.tenant_id == user.tenant_id,
-                or_(LiveSession.state != LiveState.ENDED.value, LiveSession.requested_at > utcnow() - RECENT))
-                .order_by(LiveSession.requested_at.desc()))
+            rows = db.scalars(
+                select(LiveSession)
+                .where(
+                    LiveSession.tenant_id == user.tenant_id,
+                    or_(LiveSession.state != LiveState.ENDED.value, LiveSession.requested_at > utcnow() - RECENT),
+                )
+                .order_by(LiveSession.requested_at.desc())
+            )
             return [self._with_link(view(s)) for s in rows]
+
         return await self._db(work)
 
     def _with_link(self, out: dict) -> dict:
@@ -398,14 +466,17 @@ class LiveHub:
         return out
 
     async def get_session(self, user_id: int, session_id: str) -> dict:
-        return self._with_link(await self._db(lambda db: view(self.user_session(db, db.get(User, user_id),
-                                                                                session_id))))
+        return self._with_link(
+            await self._db(lambda db: view(self.user_session(db, db.get(User, user_id), session_id)))
+        )
 
     async def timeline(self, user_id: int, session_id: str) -> dict:
         """The incident record: the session and its journaled steps."""
+
         def work(db: Session) -> dict:
             s = self.user_session(db, db.get(User, user_id), session_id)
             return {"session": view(s), "entries": timeline.timeline(db, s)}
+
         return await self._db(work)
 
     async def acknowledge(self, user_id: int, session_id: str) -> dict:
@@ -414,6 +485,7 @@ class LiveHub:
             s = self.user_session(db, user, session_id)
             sessions.acknowledge(self.p, db, self.bus, s, actor_of(user))
             return view(s)
+
         return await self._db(work)
 
     async def reinforcements(self, user_id: int, session_id: str, note: str | None) -> dict:
@@ -422,6 +494,7 @@ class LiveHub:
             s = self.user_session(db, user, session_id)
             sessions.reinforcements(self.p, db, self.bus, s, actor_of(user), note)
             return view(s)
+
         return await self._db(work)
 
     async def end(self, user_id: int, session_id: str, reason: str) -> dict:
@@ -430,6 +503,7 @@ class LiveHub:
             s = self.user_session(db, user, session_id)
             sessions.end(self.p, db, self.bus, s, actor_of(user), reason)
             return view(s)
+
         out = await self._db(work)
         await self._end_stream(session_id)
         return out
@@ -437,6 +511,7 @@ class LiveHub:
     async def close_incident(self, user_id: int, session_id: str) -> dict:
         """The operator closes the incident: the stream ends if it had not, then the followers (reinforcement
         orders recalled) act in the same transaction: all of it is journaled, or none."""
+
         def work(db: Session) -> dict:
             user = db.get(User, user_id)
             s = self.user_session(db, user, session_id)
@@ -446,6 +521,7 @@ class LiveHub:
             db.commit()
             self.bus.publish(s.tenant_id, "session", view(s))
             return view(s)
+
         out = await self._db(work)
         await self._end_stream(session_id)
         return out
@@ -476,18 +552,28 @@ class LiveHub:
                     previous = self._link.get(stream)
                     if previous is None or previous[0] != link or now - previous[1] >= STATUS_EVERY_S:
                         self._link[stream] = (link, now)
-                        self.bus.publish(tenant_id, "stream", {
-                            "id": stream, "link": link, "publishing": status.publishing,
-                            "silent_s": status.silent_for(now), "last_packet_at": status.last_packet_at,
-                            "viewers": status.viewers, "video_frames": status.video_frames,
-                            "audio_frames": status.audio_frames})
+                        self.bus.publish(
+                            tenant_id,
+                            "stream",
+                            {
+                                "id": stream,
+                                "link": link,
+                                "publishing": status.publishing,
+                                "silent_s": status.silent_for(now),
+                                "last_packet_at": status.last_packet_at,
+                                "viewers": status.viewers,
+                                "video_frames": status.video_frames,
+                                "audio_frames": status.audio_frames,
+                            },
+                        )
             except Exception:  # the watcher must outlive a bad tick
                 log.exception("live: stream watch")
 
     # --- CCTV cameras: their RTSP streams pulled, forwarded over WHEP ----------------------------------
 
-    async def watch_cctv(self, user_id: int, tenant_id: int, camera_id: str, stream_url: str, offer: str,
-                         session_id: str | None = None) -> Answer:
+    async def watch_cctv(
+        self, user_id: int, tenant_id: int, camera_id: str, stream_url: str, offer: str, session_id: str | None = None
+    ) -> Answer:
         """A user watches a fixed CCTV camera (beside the live session `session_id`, if given). The platform
         pulls the camera's RTSP stream (one puller per camera whatever the number of viewers, see
         `live.rtsp_pull`) into the stream `cctv:{tenant_id}:{camera_id}` and forwards it, not transcoded, over
@@ -503,6 +589,7 @@ class LiveHub:
                 raise LiveNotFound("no such user in this tenant")
             if session_id is not None:
                 self.user_session(db, user, session_id)
+
         await self._db(load)
         stream = cctv_stream(tenant_id, camera_id)
         viewer = _CctvViewer(stream, user_id, tenant_id, camera_id, session_id)
@@ -554,9 +641,15 @@ class LiveHub:
         if status is None or puller is None:
             return None
         now = time.time()
-        return {"camera_id": camera_id, "link": self._link_of(status, now), "silent_s": status.silent_for(now),
-                "viewers": status.viewers, "video_frames": status.video_frames,
-                "reconnections": max(0, puller.stats.connections - 1), "error": puller.stats.last_error}
+        return {
+            "camera_id": camera_id,
+            "link": self._link_of(status, now),
+            "silent_s": status.silent_for(now),
+            "viewers": status.viewers,
+            "video_frames": status.video_frames,
+            "reconnections": max(0, puller.stats.connections - 1),
+            "error": puller.stats.last_error,
+        }
 
     def _cctv_closed(self, stream: str) -> None:
         self._tenant_of.pop(stream, None)
@@ -564,25 +657,49 @@ class LiveHub:
 
     def _announce_cctv(self, viewer: _CctvViewer) -> None:
         status = self.plane.status(viewer.stream)
-        self.bus.publish(viewer.tenant_id, "cctv", {"camera_id": viewer.camera_id, "session_id": viewer.session_id,
-                                                    "viewers": status.viewers if status else 0})
+        self.bus.publish(
+            viewer.tenant_id,
+            "cctv",
+            {
+                "camera_id": viewer.camera_id,
+                "session_id": viewer.session_id,
+                "viewers": status.viewers if status else 0,
+            },
+        )
 
-    def _journal_cctv(self, db: Session, viewer: _CctvViewer, resource_id: str,
-                      ended_reason: str | None = None) -> datetime:
+    def _journal_cctv(
+        self, db: Session, viewer: _CctvViewer, resource_id: str, ended_reason: str | None = None
+    ) -> datetime:
         """Watching a CCTV camera is a consultation of its images: the start, then the end with its duration."""
         user = db.get(User, viewer.user_id)
         at = utcnow()
-        details: dict[str, Any] = {"camera_id": viewer.camera_id, "live_session": viewer.session_id,
-                                   "resource": resource_id}
+        details: dict[str, Any] = {
+            "camera_id": viewer.camera_id,
+            "live_session": viewer.session_id,
+            "resource": resource_id,
+        }
         if ended_reason is None:
             event, details["started_at"] = "cctv.viewing_started", at.isoformat()
         else:
             assert viewer.started_at is not None
             event = "cctv.viewing_ended"
-            details.update(started_at=viewer.started_at.isoformat(), ended_at=at.isoformat(),
-                           duration_s=round((at - viewer.started_at).total_seconds(), 3), reason=ended_reason)
-        self.p.record(db, EntryDraft(action=Action.CONSULTATION, event=event, actor=actor_of(user),
-                                     cameras=[viewer.camera_id], recipients=[user.username], details=details),
-                      db.get(Tenant, viewer.tenant_id))
+            details.update(
+                started_at=viewer.started_at.isoformat(),
+                ended_at=at.isoformat(),
+                duration_s=round((at - viewer.started_at).total_seconds(), 3),
+                reason=ended_reason,
+            )
+        self.p.record(
+            db,
+            EntryDraft(
+                action=Action.CONSULTATION,
+                event=event,
+                actor=actor_of(user),
+                cameras=[viewer.camera_id],
+                recipients=[user.username],
+                details=details,
+            ),
+            db.get(Tenant, viewer.tenant_id),
+        )
         db.commit()
         return at

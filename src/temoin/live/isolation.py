@@ -134,6 +134,7 @@ class IsolatedMediaPlane(MediaPlane):
                 await call(reason)
             elif not home.is_closed():
                 await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(reason), home))
+
         return ended
 
     # --- the media plane ------------------------------------------------------------------------------
@@ -148,10 +149,12 @@ class IsolatedMediaPlane(MediaPlane):
         # Synchronous by contract (the hub checks `streams()` right after): the relay only registers the name.
         self.inner.open_stream(stream, sink)
 
-    async def attach(self, stream: str, *, on_keyframe_request: Callable[[], None] | None = None,
-                     on_ended: OnEnded | None = None) -> LocalFeed:
-        feed = await self._in_media(self.inner.attach, stream, on_keyframe_request=on_keyframe_request,
-                                    on_ended=self._back_here(on_ended))
+    async def attach(
+        self, stream: str, *, on_keyframe_request: Callable[[], None] | None = None, on_ended: OnEnded | None = None
+    ) -> LocalFeed:
+        feed = await self._in_media(
+            self.inner.attach, stream, on_keyframe_request=on_keyframe_request, on_ended=self._back_here(on_ended)
+        )
         return feed if self._loop is None else _FeedInMediaLoop(feed, self._loop)
 
     async def end(self, stream: str, resource_id: str) -> bool:

@@ -139,8 +139,9 @@ class MediaPlane(ABC):
         (once per stream) receives every frame until the stream ends, then is closed."""
 
     @abstractmethod
-    async def attach(self, stream: str, *, on_keyframe_request: Callable[[], None] | None = None,
-                     on_ended: OnEnded | None = None) -> LocalFeed:
+    async def attach(
+        self, stream: str, *, on_keyframe_request: Callable[[], None] | None = None, on_ended: OnEnded | None = None
+    ) -> LocalFeed:
         """Publish into a stream from inside the server (see `LocalFeed`), opening the stream if needed. A
         feed replaces the current publisher, as a new WHIP publication does. `on_keyframe_request` is called
         (at most every few hundred ms) when a viewer needs a keyframe: a source that cannot produce one on
@@ -186,10 +187,11 @@ def check_offer(sdp: str, *, video_required: bool = True) -> None:
         raise BadOffer("the SDP offer lacks ICE credentials or a DTLS fingerprint")
     codecs = {name.lower() for name in _RTPMAP.findall(sdp)}
     if "video" in kinds and VIDEO_CODEC.lower() not in codecs:
-        raise BadOffer("the SDP offer does not offer H.264 video: live media is forwarded as H.264, never "
-                       "transcoded")
+        raise BadOffer("the SDP offer does not offer H.264 video: live media is forwarded as H.264, never transcoded")
     if "audio" in kinds and AUDIO_CODEC not in codecs:
         raise BadOffer("the SDP offer does not offer Opus audio")
     if "\na=candidate:" not in sdp:
-        raise BadOffer("the SDP offer has no ICE candidate: this server does not take trickle ICE (PATCH); send "
-                       "the offer once ICE gathering is complete, with its candidates in the SDP")
+        raise BadOffer(
+            "the SDP offer has no ICE candidate: this server does not take trickle ICE (PATCH); send "
+            "the offer once ICE gathering is complete, with its candidates in the SDP"
+        )

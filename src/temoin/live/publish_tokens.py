@@ -28,9 +28,16 @@ PREFIX = "tmw"  # Témoin WHIP: tells it apart from a user's API token (tmn_) at
 
 
 def view(t: PublishToken) -> dict[str, Any]:
-    return {"id": t.id, "device_id": t.device_id, "label": t.label, "created_at": t.created_at.isoformat(),
-            "created_by": t.created_by, "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
-            "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None, "revoked_by": t.revoked_by}
+    return {
+        "id": t.id,
+        "device_id": t.device_id,
+        "label": t.label,
+        "created_at": t.created_at.isoformat(),
+        "created_by": t.created_by,
+        "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+        "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+        "revoked_by": t.revoked_by,
+    }
 
 
 def issue(p: Context, db: Session, by: User, device_id: str, label: str | None) -> tuple[PublishToken, str]:
@@ -40,12 +47,27 @@ def issue(p: Context, db: Session, by: User, device_id: str, label: str | None) 
     if device.status != "active":
         raise LiveConflict(f"camera {device_id} is revoked: it cannot be given a WHIP token")
     token = sec.new_token(PREFIX)
-    row = PublishToken(id=f"wt-{stdlib_secrets.token_hex(6)}", tenant_id=device.tenant_id, device_id=device.id,
-                       token_hash=sec.token_hash(token), label=label, created_at=utcnow(), created_by=by.username)
+    row = PublishToken(
+        id=f"wt-{stdlib_secrets.token_hex(6)}",
+        tenant_id=device.tenant_id,
+        device_id=device.id,
+        token_hash=sec.token_hash(token),
+        label=label,
+        created_at=utcnow(),
+        created_by=by.username,
+    )
     db.add(row)
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="live.publish_token_issued", actor=actor_of(by),
-                            cameras=[device.id], details={"token": row.id, "label": label}),
-             db.get(Tenant, device.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.ADMINISTRATION,
+            event="live.publish_token_issued",
+            actor=actor_of(by),
+            cameras=[device.id],
+            details={"token": row.id, "label": label},
+        ),
+        db.get(Tenant, device.tenant_id),
+    )
     db.commit()
     return row, token
 
@@ -56,16 +78,25 @@ def revoke(p: Context, db: Session, by: User, token_id: str) -> PublishToken:
         raise LiveNotFound(f"no WHIP token {token_id} in your tenant")
     if row.revoked_at is None:
         row.revoked_at, row.revoked_by = utcnow(), by.username
-        p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="live.publish_token_revoked",
-                                actor=actor_of(by), cameras=[row.device_id], details={"token": row.id}),
-                 db.get(Tenant, row.tenant_id))
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.ADMINISTRATION,
+                event="live.publish_token_revoked",
+                actor=actor_of(by),
+                cameras=[row.device_id],
+                details={"token": row.id},
+            ),
+            db.get(Tenant, row.tenant_id),
+        )
         db.commit()
     return row
 
 
 def listing(db: Session, tenant_id: int) -> list[dict[str, Any]]:
-    rows = db.scalars(select(PublishToken).where(PublishToken.tenant_id == tenant_id)
-                      .order_by(PublishToken.created_at.desc()))
+    rows = db.scalars(
+        select(PublishToken).where(PublishToken.tenant_id == tenant_id).order_by(PublishToken.created_at.desc())
+    )
     return [view(r) for r in rows]
 
 

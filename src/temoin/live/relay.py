@@ -130,8 +130,9 @@ class _LocalLeg(LocalFeed):
     video_receiver = None
     tracks: dict[str, ForwardTrack] = {}  # noqa: RUF012 - a publication has no outgoing tracks (never written to)
 
-    def __init__(self, stream: _Stream, on_keyframe_request: Callable[[], None] | None,
-                 on_ended: OnEnded | None) -> None:
+    def __init__(
+        self, stream: _Stream, on_keyframe_request: Callable[[], None] | None, on_ended: OnEnded | None
+    ) -> None:
         self.resource_id = secrets.token_urlsafe(12)
         self.on_ended = on_ended
         self.ended = False
@@ -200,10 +201,16 @@ class AiortcMediaPlane(MediaPlane):
         if s is None:
             return None
         publisher = s.publisher  # read once: another thread may read while the media loop replaces it
-        return StreamStatus(stream=stream, publishing=publisher is not None,
-                            publisher=publisher.resource_id if publisher else None, last_packet_at=s.last_packet_at,
-                            video_frames=s.video_frames, audio_frames=s.audio_frames, keyframes=s.keyframes,
-                            viewers=len(s.viewers))
+        return StreamStatus(
+            stream=stream,
+            publishing=publisher is not None,
+            publisher=publisher.resource_id if publisher else None,
+            last_packet_at=s.last_packet_at,
+            video_frames=s.video_frames,
+            audio_frames=s.audio_frames,
+            keyframes=s.keyframes,
+            viewers=len(s.viewers),
+        )
 
     async def _negotiate(self, pc: RTCPeerConnection, offer: str) -> None:
         try:
@@ -284,8 +291,12 @@ class AiortcMediaPlane(MediaPlane):
         await self._negotiate(pc, offer)
         if "video" in senders:
             on_keyframe_request(senders["video"].sender, s.request_keyframe)
-        leg = _Leg(secrets.token_urlsafe(12), pc, on_ended,
-                   tracks={k: t for k, t in tracks.items() if senders[k].mid is not None})
+        leg = _Leg(
+            secrets.token_urlsafe(12),
+            pc,
+            on_ended,
+            tracks={k: t for k, t in tracks.items() if senders[k].mid is not None},
+        )
         sdp = await self._answer(pc)
         if stream not in self._streams:  # ended while we negotiated
             await leg.finish("stream_ended")
@@ -295,8 +306,9 @@ class AiortcMediaPlane(MediaPlane):
         s.request_keyframe()  # the newcomer needs a keyframe now, not at the camera's next periodic one
         return Answer(leg.resource_id, sdp)
 
-    async def attach(self, stream: str, *, on_keyframe_request: Callable[[], None] | None = None,
-                     on_ended: OnEnded | None = None) -> LocalFeed:
+    async def attach(
+        self, stream: str, *, on_keyframe_request: Callable[[], None] | None = None, on_ended: OnEnded | None = None
+    ) -> LocalFeed:
         self.open_stream(stream)
         s = self._streams[stream]
         leg = _LocalLeg(s, on_keyframe_request, on_ended)

@@ -60,8 +60,10 @@ def check_stream_url(url: str | None) -> str:
     """Only network streams are pulled: FFmpeg would as readily open a local file or a device."""
     scheme = urlsplit(url or "").scheme.lower()
     if scheme not in STREAM_SCHEMES:
-        raise CctvSourceError(f"the CCTV camera's stream address {redact(url or '')!r} is not an "
-                              f"{'/'.join(STREAM_SCHEMES)} URL: correct it in the CCTV registry")
+        raise CctvSourceError(
+            f"the CCTV camera's stream address {redact(url or '')!r} is not an "
+            f"{'/'.join(STREAM_SCHEMES)} URL: correct it in the CCTV registry"
+        )
     return url  # type: ignore[return-value]
 
 
@@ -76,6 +78,7 @@ def redact(url: str) -> str:
 
 
 # --- H.264 bitstream ---------------------------------------------------------------------------------
+
 
 def split_annexb(data: bytes) -> list[bytes]:
     """The NAL units of an Annex B access unit, without start codes."""
@@ -96,11 +99,11 @@ def split_avcc(data: bytes, length_size: int) -> list[bytes]:
     """The NAL units of an AVCC access unit (each prefixed by its big-endian length)."""
     units, i = [], 0
     while i + length_size <= len(data):
-        size = int.from_bytes(data[i: i + length_size], "big")
+        size = int.from_bytes(data[i : i + length_size], "big")
         i += length_size
         if size == 0 or i + size > len(data):
             raise ValueError("a malformed AVCC access unit (NAL unit length out of bounds)")
-        units.append(data[i: i + size])
+        units.append(data[i : i + size])
         i += size
     return units
 
@@ -116,8 +119,8 @@ def parse_avcc_config(extradata: bytes) -> tuple[int, list[bytes]]:
         if table == 1:
             count, i = extradata[i], i + 1
         for _ in range(count):
-            size = int.from_bytes(extradata[i: i + 2], "big")
-            units.append(extradata[i + 2: i + 2 + size])
+            size = int.from_bytes(extradata[i : i + 2], "big")
+            units.append(extradata[i + 2 : i + 2 + size])
             i += 2 + size
     return length_size, units
 
@@ -183,6 +186,7 @@ class Clock:
 
 # --- the puller ------------------------------------------------------------------------------------
 
+
 @dataclass
 class PullStats:
     connections: int = 0  # successful opens (more than one: it reconnected)
@@ -194,9 +198,17 @@ class PullStats:
 class RtspPuller:
     """One camera's RTSP stream going into one `LocalFeed`, in a thread, until `stop()`."""
 
-    def __init__(self, url: str, feed: LocalFeed, loop: asyncio.AbstractEventLoop, *, name: str = "",
-                 open_timeout_s: float = OPEN_TIMEOUT_S, read_timeout_s: float = READ_TIMEOUT_S,
-                 backoff_s: tuple[float, float] = BACKOFF_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        feed: LocalFeed,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        name: str = "",
+        open_timeout_s: float = OPEN_TIMEOUT_S,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        backoff_s: tuple[float, float] = BACKOFF_S,
+    ) -> None:
         self.url, self.feed, self.loop = url, feed, loop
         self.name = name or redact(url)
         self.open_timeout_s, self.read_timeout_s, self.backoff_s = open_timeout_s, read_timeout_s, backoff_s
@@ -215,9 +227,11 @@ class RtspPuller:
         try:
             await asyncio.wait_for(asyncio.wrap_future(self._ready), timeout_s or self.open_timeout_s + 2)
         except TimeoutError:
-            raise CameraUnreachable(f"the CCTV camera at {redact(self.url)} did not answer within "
-                                    f"{timeout_s or self.open_timeout_s + 2:.0f} s: check that it is on and "
-                                    "reachable from the server") from None
+            raise CameraUnreachable(
+                f"the CCTV camera at {redact(self.url)} did not answer within "
+                f"{timeout_s or self.open_timeout_s + 2:.0f} s: check that it is on and "
+                "reachable from the server"
+            ) from None
 
     def stop(self) -> None:
         """Ask the thread to end (it does within a frame, or a read timeout at worst); does not block."""
@@ -262,9 +276,13 @@ class RtspPuller:
                 level = logging.DEBUG if message == self.stats.last_error else logging.WARNING
                 self.stats.last_error = message
                 log.log(level, "cctv %s: %s; retrying in %.1f s", self.name, message, delay)
-                self._settle(CameraUnreachable(f"the CCTV camera at {redact(self.url)} cannot be read ({message}): "
-                                               "check that it is on, reachable from the server, and that its RTSP "
-                                               "address in the registry is right"))
+                self._settle(
+                    CameraUnreachable(
+                        f"the CCTV camera at {redact(self.url)} cannot be read ({message}): "
+                        "check that it is on, reachable from the server, and that its RTSP "
+                        "address in the registry is right"
+                    )
+                )
                 flowed = False
             if flowed:
                 delay = self.backoff_s[0]
@@ -285,7 +303,8 @@ class RtspPuller:
             if codec != "h264":
                 raise UnsupportedCodec(
                     f"the CCTV camera at {redact(self.url)} sends {codec.upper()} video; live media is forwarded as "
-                    "H.264 and never transcoded: set the camera's stream (or its sub-stream) to H.264")
+                    "H.264 and never transcoded: set the camera's stream (or its sub-stream) to H.264"
+                )
             units = AccessUnits(bytes(stream.codec_context.extradata or b""))
             clock = Clock()
             self.stats.connections += 1
@@ -334,8 +353,9 @@ class CctvSources:
     `linger_s` after the last viewer leaves (switching the video wall back and forth is then instant), then
     stopped. Lives in the event loop; `lock(stream)` serialises opening, playing and closing one stream."""
 
-    def __init__(self, plane: MediaPlane, *, linger_s: float = CCTV_LINGER_S,
-                 on_closed: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, plane: MediaPlane, *, linger_s: float = CCTV_LINGER_S, on_closed: Callable[[str], None] | None = None
+    ) -> None:
         self.plane = plane
         self.linger_s = linger_s
         self.on_closed = on_closed

@@ -68,26 +68,44 @@ def _new_id() -> str:
 
 def view(s: LiveSession) -> dict[str, Any]:
     """What the API, the dashboards and the camera see of a session."""
+
     def t(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
+
     db = object_session(s)  # the camera's display name; its id stays as device_id
     device = db.get(Device, s.device_id) if db is not None else None
-    return {"id": s.id, "state": s.state, "device_id": s.device_id,
-            "camera": display_name(device) if device is not None else s.device_id, "agent": s.agent_id,
-            "reason": s.reason,
-            "detail": s.detail, "position": s.position, "requested_at": t(s.requested_at),
-            "streaming_at": t(s.streaming_at), "acknowledged_at": t(s.acknowledged_at),
-            "acknowledged_by": s.acknowledged_by, "reinforcements_at": t(s.reinforcements_at),
-            "reinforcements_by": s.reinforcements_by, "reinforcements_note": s.reinforcements_note,
-            "ended_at": t(s.ended_at), "ended_by": s.ended_by, "end_reason": s.end_reason,
-            "incident_closed_at": t(s.incident_closed_at), "incident_closed_by": s.incident_closed_by,
-            "backup": bool(s.backup_file)}
+    return {
+        "id": s.id,
+        "state": s.state,
+        "device_id": s.device_id,
+        "camera": display_name(device) if device is not None else s.device_id,
+        "agent": s.agent_id,
+        "reason": s.reason,
+        "detail": s.detail,
+        "position": s.position,
+        "requested_at": t(s.requested_at),
+        "streaming_at": t(s.streaming_at),
+        "acknowledged_at": t(s.acknowledged_at),
+        "acknowledged_by": s.acknowledged_by,
+        "reinforcements_at": t(s.reinforcements_at),
+        "reinforcements_by": s.reinforcements_by,
+        "reinforcements_note": s.reinforcements_note,
+        "ended_at": t(s.ended_at),
+        "ended_by": s.ended_by,
+        "end_reason": s.end_reason,
+        "incident_closed_at": t(s.incident_closed_at),
+        "incident_closed_by": s.incident_closed_by,
+        "backup": bool(s.backup_file),
+    }
 
 
 def open_for_device(db: Session, device_id: str) -> LiveSession | None:
-    return db.scalar(select(LiveSession).where(LiveSession.device_id == device_id,
-                                               LiveSession.state != LiveState.ENDED.value)
-                     .order_by(LiveSession.requested_at.desc()).limit(1))
+    return db.scalar(
+        select(LiveSession)
+        .where(LiveSession.device_id == device_id, LiveSession.state != LiveState.ENDED.value)
+        .order_by(LiveSession.requested_at.desc())
+        .limit(1)
+    )
 
 
 def request(p: Context, db: Session, bus: EventBus, device: Device, req: LiveRequest) -> tuple[LiveSession, bool]:
@@ -95,8 +113,17 @@ def request(p: Context, db: Session, bus: EventBus, device: Device, req: LiveReq
     tenant = db.get(Tenant, device.tenant_id)
     profile = get_profile(tenant.profile)
     if not profile.live_transmission_allowed:
-        p.record(db, EntryDraft(action=Action.SECURITY, event="live.refused", actor=device_actor(device),
-                                cameras=[device.id], details={"why": "legal profile", "profile": profile.id}), tenant)
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.SECURITY,
+                event="live.refused",
+                actor=device_actor(device),
+                cameras=[device.id],
+                details={"why": "legal profile", "profile": profile.id},
+            ),
+            tenant,
+        )
         db.commit()
         raise LiveNotAllowed(f"live transmission is not allowed under this tenant's legal profile ({profile.id})")
     existing = open_for_device(db, device.id)
@@ -105,25 +132,57 @@ def request(p: Context, db: Session, bus: EventBus, device: Device, req: LiveReq
     shift = shifts.current(db, device.id)
     agent = db.get(User, shift.user_id) if shift else None
     position = req.position.model_dump(mode="json") if req.position else None
-    s = LiveSession(id=_new_id(), tenant_id=tenant.id, device_id=device.id,
-                    agent_id=agent.agent_number if agent else None, agent_claimed=req.agent, reason=req.reason.value,
-                    detail=req.detail, state=LiveState.REQUESTED.value, position=position, requested_at=utcnow())
+    s = LiveSession(
+        id=_new_id(),
+        tenant_id=tenant.id,
+        device_id=device.id,
+        agent_id=agent.agent_number if agent else None,
+        agent_claimed=req.agent,
+        reason=req.reason.value,
+        detail=req.detail,
+        state=LiveState.REQUESTED.value,
+        position=position,
+        requested_at=utcnow(),
+    )
     db.add(s)
     db.flush()
-    p.record(db, EntryDraft(action=Action.COMMUNICATION, event="live.requested", actor=device_actor(device),
-                            cameras=[device.id], recipients=["csu"],
-                            details={"live_session": s.id, "reason": s.reason, "detail": s.detail,
-                                     "agent": s.agent_id, "agent_claimed": req.agent, "position": position,
-                                     "at": s.requested_at.isoformat()}), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.COMMUNICATION,
+            event="live.requested",
+            actor=device_actor(device),
+            cameras=[device.id],
+            recipients=["csu"],
+            details={
+                "live_session": s.id,
+                "reason": s.reason,
+                "detail": s.detail,
+                "agent": s.agent_id,
+                "agent_claimed": req.agent,
+                "position": position,
+                "at": s.requested_at.isoformat(),
+            },
+        ),
+        tenant,
+    )
     db.commit()
     bus.publish(tenant.id, "alert", view(s))
     return s, True
 
 
 def _journal(p: Context, db: Session, s: LiveSession, event: str, actor: Actor, **details: Any) -> None:
-    p.record(db, EntryDraft(action=Action.COMMUNICATION, event=event, actor=actor, cameras=[s.device_id],
-                            details={"live_session": s.id, "state": s.state, "agent": s.agent_id, **details}),
-             db.get(Tenant, s.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.COMMUNICATION,
+            event=event,
+            actor=actor,
+            cameras=[s.device_id],
+            details={"live_session": s.id, "state": s.state, "agent": s.agent_id, **details},
+        ),
+        db.get(Tenant, s.tenant_id),
+    )
 
 
 def _announce(bus: EventBus, s: LiveSession) -> None:
@@ -145,8 +204,15 @@ def streaming(p: Context, db: Session, bus: EventBus, s: LiveSession, device: De
         s.streaming_at = now
     if s.state == LiveState.REQUESTED.value:
         s.state = LiveState.STREAMING.value
-    _journal(p, db, s, "live.streaming" if first else "live.stream_resumed", device_actor(device),
-             resource=resource_id, at=now.isoformat())
+    _journal(
+        p,
+        db,
+        s,
+        "live.streaming" if first else "live.stream_resumed",
+        device_actor(device),
+        resource=resource_id,
+        at=now.isoformat(),
+    )
     db.commit()
     _announce(bus, s)
 
@@ -168,8 +234,9 @@ def acknowledge(p: Context, db: Session, bus: EventBus, s: LiveSession, by: Acto
 def reinforcements(p: Context, db: Session, bus: EventBus, s: LiveSession, by: Actor, note: str | None) -> None:
     _open(s)
     if s.acknowledged_at is None:
-        raise LiveConflict("acknowledge the alert before sending reinforcements: the agent must know the CSU "
-                           "has the alert")
+        raise LiveConflict(
+            "acknowledge the alert before sending reinforcements: the agent must know the CSU has the alert"
+        )
     s.reinforcements_at, s.reinforcements_by, s.reinforcements_note = utcnow(), by.id, note
     s.state = LiveState.REINFORCEMENTS_SENT.value
     _journal(p, db, s, "live.reinforcements_sent", by, note=note, at=s.reinforcements_at.isoformat())
@@ -183,8 +250,17 @@ def end(p: Context, db: Session, bus: EventBus, s: LiveSession, by: Actor, reaso
         return False
     s.ended_at, s.ended_by, s.end_reason = utcnow(), by.id, reason
     s.state = LiveState.ENDED.value
-    _journal(p, db, s, "live.ended", by, reason=reason, at=s.ended_at.isoformat(), position=s.position,
-             duration_s=round((s.ended_at - s.requested_at).total_seconds(), 3))
+    _journal(
+        p,
+        db,
+        s,
+        "live.ended",
+        by,
+        reason=reason,
+        at=s.ended_at.isoformat(),
+        position=s.position,
+        duration_s=round((s.ended_at - s.requested_at).total_seconds(), 3),
+    )
     db.commit()
     _announce(bus, s)
     return True
@@ -194,14 +270,24 @@ def close_incident(p: Context, db: Session, s: LiveSession, by: Actor) -> None:
     """The operator closes the incident: the stream ends if it had not, and the incident is over (what follows it,
     the recall of reinforcements, joins the same transaction). Not committed here."""
     if s.incident_closed_at is not None:
-        raise Conflict(f"the incident of live session {s.id} was already closed by {s.incident_closed_by}: "
-                       "nothing left to recall")
+        raise Conflict(
+            f"the incident of live session {s.id} was already closed by {s.incident_closed_by}: nothing left to recall"
+        )
     now = utcnow()
     if s.state != LiveState.ENDED.value:
         s.ended_at, s.ended_by, s.end_reason = now, by.id, "incident_closed"
         s.state = LiveState.ENDED.value
-        _journal(p, db, s, "live.ended", by, reason="incident_closed", at=now.isoformat(), position=s.position,
-                 duration_s=round((now - s.requested_at).total_seconds(), 3))
+        _journal(
+            p,
+            db,
+            s,
+            "live.ended",
+            by,
+            reason="incident_closed",
+            at=now.isoformat(),
+            position=s.position,
+            duration_s=round((now - s.requested_at).total_seconds(), 3),
+        )
     s.incident_closed_at, s.incident_closed_by = now, by.id
     _journal(p, db, s, "live.incident_closed", by, at=now.isoformat())
 
@@ -212,14 +298,22 @@ def update_position(db: Session, bus: EventBus, s: LiveSession, fix: GpsFix) -> 
     _open(s)
     s.position = fix.model_dump(mode="json")
     db.commit()
-    bus.publish(s.tenant_id, "position", {"id": s.id, "device_id": s.device_id, "agent": s.agent_id,
-                                          "position": s.position})
+    bus.publish(
+        s.tenant_id, "position", {"id": s.id, "device_id": s.device_id, "agent": s.agent_id, "position": s.position}
+    )
 
 
 def backup_stored(p: Context, db: Session, s: LiveSession, sha256: str, size: int) -> None:
     s.backup_sha256, s.backup_bytes = sha256, size
-    p.record(db, EntryDraft(action=Action.COLLECTION, event="live.backup_stored", actor=Actor.system("live"),
-                            cameras=[s.device_id], details={"live_session": s.id, "sha256": sha256, "bytes": size,
-                                                            "file": s.backup_file}),
-             db.get(Tenant, s.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.COLLECTION,
+            event="live.backup_stored",
+            actor=Actor.system("live"),
+            cameras=[s.device_id],
+            details={"live_session": s.id, "sha256": sha256, "bytes": size, "file": s.backup_file},
+        ),
+        db.get(Tenant, s.tenant_id),
+    )
     db.commit()

@@ -33,17 +33,28 @@ def timeline(db: Session, s: LiveSession) -> list[dict[str, Any]]:
     end = (s.ended_at or utcnow()) + MARGIN
     # Entries of the tenant in the session's time window (indexed by tenant and time); the session filter
     # reads the canonical body, the record itself.
-    rows = db.scalars(select(JournalEntry).where(JournalEntry.tenant_id == s.tenant_id, JournalEntry.at >= start,
-                                                 JournalEntry.at <= end).order_by(JournalEntry.chain, JournalEntry.seq))
+    rows = db.scalars(
+        select(JournalEntry)
+        .where(JournalEntry.tenant_id == s.tenant_id, JournalEntry.at >= start, JournalEntry.at <= end)
+        .order_by(JournalEntry.chain, JournalEntry.seq)
+    )
     out = []
     for row in rows:
         body = parse_body(row.body)
         if not _about(body, s.id):
             continue
         actor = body.get("actor") or {}
-        out.append({"seq": row.seq, "at": body["at"], "action": body["action"], "event": body["event"],
-                    "actor": {"kind": actor.get("kind"), "id": actor.get("id"), "name": actor.get("name")},
-                    "cameras": body.get("cameras") or [], "recipients": body.get("recipients") or [],
-                    "details": {k: v for k, v in (body.get("details") or {}).items() if k not in SESSION_KEYS},
-                    "hash": row.hash})
+        out.append(
+            {
+                "seq": row.seq,
+                "at": body["at"],
+                "action": body["action"],
+                "event": body["event"],
+                "actor": {"kind": actor.get("kind"), "id": actor.get("id"), "name": actor.get("name")},
+                "cameras": body.get("cameras") or [],
+                "recipients": body.get("recipients") or [],
+                "details": {k: v for k, v in (body.get("details") or {}).items() if k not in SESSION_KEYS},
+                "hash": row.hash,
+            }
+        )
     return out

@@ -14,8 +14,10 @@ def run() -> None:
 
         url = config.get_main_option("sqlalchemy.url")
         if url is None:
-            raise RuntimeError("no database URL for the migrations: run them through temoin (temoin.migrate), "
-                               "which sets sqlalchemy.url or passes a connection")
+            raise RuntimeError(
+                "no database URL for the migrations: run them through temoin (temoin.migrate), "
+                "which sets sqlalchemy.url or passes a connection"
+            )
         engine = make_engine(url)
         with engine.begin() as conn:
             _migrate(conn)
@@ -24,8 +26,7 @@ def run() -> None:
 
 
 def _migrate(conn) -> None:
-    context.configure(connection=conn, target_metadata=metadata, render_as_batch=True,
-                      compare_type=True)
+    context.configure(connection=conn, target_metadata=metadata, render_as_batch=True, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
 

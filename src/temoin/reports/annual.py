@@ -67,9 +67,11 @@ def scope_for(tenant: Tenant, user: User | None, commune: str | None) -> Commune
     served = [str(c) for c in tenant.communes or []] if tenant.kind == "epci" else []
     if commune not in served:
         refused = CommuneNotServed if limited is None else CommuneNotYours
-        raise refused(f"{tenant.name} serves {'the communes ' + ', '.join(served) if served else 'one commune'}"
-                      f", not {commune}: give one of its communes' INSEE codes, or none for the whole "
-                      "service")
+        raise refused(
+            f"{tenant.name} serves {'the communes ' + ', '.join(served) if served else 'one commune'}"
+            f", not {commune}: give one of its communes' INSEE codes, or none for the whole "
+            "service"
+        )
     if limited is not None and commune not in limited:
         raise CommuneNotYours(f"you read the figures of {', '.join(limited)} only, not {commune}")
     return (commune,)
@@ -177,16 +179,24 @@ class TerritoryUse:
 def territory_use(db: Session, tenant: Tenant, period: Period, communes: Communes = None) -> TerritoryUse:
     from temoin.vault.field_checks import Flag
 
-    in_period = and_(Recording.tenant_id == tenant.id, Recording.started_at >= period.start,
-                     Recording.started_at < period.end, Recording.state.in_(MADE), _of(communes))
+    in_period = and_(
+        Recording.tenant_id == tenant.id,
+        Recording.started_at >= period.start,
+        Recording.started_at < period.end,
+        Recording.state.in_(MADE),
+        _of(communes),
+    )
     use = TerritoryUse(territory_set=bool(tenant.territory))
-    rows = db.execute(select(Recording.id, Recording.started_at, Recording.agent_ref, Recording.device_id)
-                      .where(in_period, Recording.outside_territory.is_(True))
-                      .order_by(Recording.started_at, Recording.id)).all()
+    rows = db.execute(
+        select(Recording.id, Recording.started_at, Recording.agent_ref, Recording.device_id)
+        .where(in_period, Recording.outside_territory.is_(True))
+        .order_by(Recording.started_at, Recording.id)
+    ).all()
     names = camera_names(db, [camera for *_, camera in rows])  # the name people use, not the technical id
     use.outside = [OutsideRecording(rid, started, agent, names[camera]) for rid, started, agent, camera in rows]
-    use.unchecked = sum(1 for flags in db.scalars(select(Recording.flags).where(in_period))
-                        if Flag.TERRITORY_UNKNOWN in (flags or []))
+    use.unchecked = sum(
+        1 for flags in db.scalars(select(Recording.flags).where(in_period)) if Flag.TERRITORY_UNKNOWN in (flags or [])
+    )
     return use
 
 
@@ -203,18 +213,26 @@ def _count_by(db: Session, column: _Column, *where: ColumnElement) -> dict[str, 
     return {str(k): int(v) for k, v in db.execute(select(column, func.count()).where(*where).group_by(column))}
 
 
-def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False,
-            communes: Communes = None) -> Figures:
+def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False, communes: Communes = None) -> Figures:
     """`communes`: only what concerns these communes of an EPCI (their recordings, the journal entries about
     them, the holds and extractions of them, the live sessions started there, their citizens' requests)."""
     f = Figures(period)
     t0, t1 = period.start, period.end
-    in_period = and_(Recording.tenant_id == tenant.id, Recording.started_at >= t0, Recording.started_at < t1,
-                     Recording.state.in_(MADE), _of(communes))
-    row = db.execute(select(
-        func.count(), func.coalesce(func.sum(cast(_seconds(db, Recording.started_at, Recording.ended_at), Float)), 0.0),
-        func.count(func.distinct(Recording.device_id)), func.count(func.distinct(Recording.agent_ref)),
-    ).where(in_period)).one()
+    in_period = and_(
+        Recording.tenant_id == tenant.id,
+        Recording.started_at >= t0,
+        Recording.started_at < t1,
+        Recording.state.in_(MADE),
+        _of(communes),
+    )
+    row = db.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(cast(_seconds(db, Recording.started_at, Recording.ended_at), Float)), 0.0),
+            func.count(func.distinct(Recording.device_id)),
+            func.count(func.distinct(Recording.agent_ref)),
+        ).where(in_period)
+    ).one()
     f.recordings, f.seconds = int(row[0]), round(float(row[1]), 1)
     f.hours = round(f.seconds / 3600.0, 2)
     f.cameras_used, f.agents_recorded = int(row[2]), int(row[3])
@@ -223,9 +241,18 @@ def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False
         first = period.first_day
         while first <= period.last_day:
             m = Period.month(first.year, first.month)
-            f.recordings_by_month[m.label] = int(db.scalar(select(func.count()).where(
-                Recording.tenant_id == tenant.id, Recording.started_at >= m.start, Recording.started_at < m.end,
-                Recording.state.in_(MADE), _of(communes))) or 0)
+            f.recordings_by_month[m.label] = int(
+                db.scalar(
+                    select(func.count()).where(
+                        Recording.tenant_id == tenant.id,
+                        Recording.started_at >= m.start,
+                        Recording.started_at < m.end,
+                        Recording.state.in_(MADE),
+                        _of(communes),
+                    )
+                )
+                or 0
+            )
             first = add_months(first, 1)
 
     live_here = _live_sessions_in(db, tenant, period, communes)
@@ -233,44 +260,81 @@ def figures(db: Session, tenant: Tenant, period: Period, *, months: bool = False
     f.procedures = _procedures(db, tenant, period, communes)
 
     held_here = Hold.recording_id.in_(select(Recording.id).where(Recording.tenant_id == tenant.id, _of(communes)))
-    f.holds_placed = int(db.scalar(select(func.count()).where(
-        Hold.tenant_id == tenant.id, Hold.placed_at >= t0, Hold.placed_at < t1,
-        held_here if communes is not None else Hold.id.is_not(None))) or 0)
-    live = db.execute(select(func.count(), func.count(LiveSession.acknowledged_at)).where(
-        LiveSession.tenant_id == tenant.id, LiveSession.requested_at >= t0, LiveSession.requested_at < t1,
-        LiveSession.id.in_(live_here) if live_here is not None else LiveSession.id.is_not(None))).one()
+    f.holds_placed = int(
+        db.scalar(
+            select(func.count()).where(
+                Hold.tenant_id == tenant.id,
+                Hold.placed_at >= t0,
+                Hold.placed_at < t1,
+                held_here if communes is not None else Hold.id.is_not(None),
+            )
+        )
+        or 0
+    )
+    live = db.execute(
+        select(func.count(), func.count(LiveSession.acknowledged_at)).where(
+            LiveSession.tenant_id == tenant.id,
+            LiveSession.requested_at >= t0,
+            LiveSession.requested_at < t1,
+            LiveSession.id.in_(live_here) if live_here is not None else LiveSession.id.is_not(None),
+        )
+    ).one()
     f.live_sessions, f.live_acknowledged = int(live[0]), int(live[1])
 
-    asked = and_(RightsRequest.tenant_id == tenant.id, RightsRequest.received_on >= period.first_day,
-                 RightsRequest.received_on <= period.last_day,
-                 RightsRequest.commune.in_(communes) if communes is not None else RightsRequest.id.is_not(None))
+    asked = and_(
+        RightsRequest.tenant_id == tenant.id,
+        RightsRequest.received_on >= period.first_day,
+        RightsRequest.received_on <= period.last_day,
+        RightsRequest.commune.in_(communes) if communes is not None else RightsRequest.id.is_not(None),
+    )
     f.rights_by_kind = _count_by(db, RightsRequest.kind, asked)
     f.rights_by_outcome = _count_by(db, RightsRequest.status, asked)
     f.rights_requests = sum(f.rights_by_kind.values())
-    closed = db.execute(select(RightsRequest.closed_at, RightsRequest.deadline).where(
-        asked, RightsRequest.closed_at.is_not(None))).all()
+    closed = db.execute(
+        select(RightsRequest.closed_at, RightsRequest.deadline).where(asked, RightsRequest.closed_at.is_not(None))
+    ).all()
     f.rights_answered_on_time = sum(1 for c, d in closed if c is not None and c.astimezone(PARIS).date() <= d)
     today = utcnow().astimezone(PARIS).date()
-    f.rights_overdue = int(db.scalar(select(func.count()).where(
-        asked, RightsRequest.status.in_([RequestStatus.RECEIVED.value, RequestStatus.IN_PROGRESS.value]),
-        RightsRequest.deadline < today)) or 0)
+    f.rights_overdue = int(
+        db.scalar(
+            select(func.count()).where(
+                asked,
+                RightsRequest.status.in_([RequestStatus.RECEIVED.value, RequestStatus.IN_PROGRESS.value]),
+                RightsRequest.deadline < today,
+            )
+        )
+        or 0
+    )
 
-    deleted = and_(Recording.tenant_id == tenant.id, Recording.deleted_at >= t0, Recording.deleted_at < t1,
-                   _of(communes))
+    deleted = and_(
+        Recording.tenant_id == tenant.id, Recording.deleted_at >= t0, Recording.deleted_at < t1, _of(communes)
+    )
     early = func.coalesce(Recording.state_reason, "") == "rights_erasure"
     on_time = _seconds(db, Recording.retention_until, Recording.deleted_at) <= ON_TIME_GRACE.total_seconds()
-    row = db.execute(select(
-        func.count(),
-        func.sum(case((early, 1), else_=0)),
-        func.sum(case((and_(~early, on_time), 1), else_=0)),
-    ).where(deleted)).one()
+    row = db.execute(
+        select(
+            func.count(),
+            func.sum(case((early, 1), else_=0)),
+            func.sum(case((and_(~early, on_time), 1), else_=0)),
+        ).where(deleted)
+    ).one()
     f.deletions, f.deletions_early, f.deletions_on_time = int(row[0]), int(row[1] or 0), int(row[2] or 0)
     f.deletions_late = f.deletions - f.deletions_early - f.deletions_on_time
     overdue_until = min(t1, utcnow()) - ON_TIME_GRACE
     held = select(Hold.id).where(Hold.recording_id == Recording.id, Hold.lifted_at.is_(None)).exists()
-    f.deletions_overdue_pending = int(db.scalar(select(func.count()).where(
-        Recording.tenant_id == tenant.id, Recording.state == RecordingState.STORED.value,
-        Recording.retention_until >= t0, Recording.retention_until < overdue_until, ~held, _of(communes))) or 0)
+    f.deletions_overdue_pending = int(
+        db.scalar(
+            select(func.count()).where(
+                Recording.tenant_id == tenant.id,
+                Recording.state == RecordingState.STORED.value,
+                Recording.retention_until >= t0,
+                Recording.retention_until < overdue_until,
+                ~held,
+                _of(communes),
+            )
+        )
+        or 0
+    )
     return f
 
 
@@ -281,9 +345,13 @@ def _live_sessions_in(db: Session, tenant: Tenant, period: Period, communes: Com
     from temoin.geo.communes import commune_at
 
     here = set()
-    for sid, position in db.execute(select(LiveSession.id, LiveSession.position).where(
-            LiveSession.tenant_id == tenant.id, LiveSession.requested_at >= period.start,
-            LiveSession.requested_at < period.end)):
+    for sid, position in db.execute(
+        select(LiveSession.id, LiveSession.position).where(
+            LiveSession.tenant_id == tenant.id,
+            LiveSession.requested_at >= period.start,
+            LiveSession.requested_at < period.end,
+        )
+    ):
         try:
             code = commune_at(tenant.territory, float(position["lat"]), float(position["lon"])) if position else None
         except (KeyError, TypeError, ValueError):
@@ -293,15 +361,26 @@ def _live_sessions_in(db: Session, tenant: Tenant, period: Period, communes: Com
     return here
 
 
-def _journal(db: Session, tenant: Tenant, period: Period, f: Figures, communes: Communes = None,
-             live_here: set[str] | None = None) -> None:
+def _journal(
+    db: Session,
+    tenant: Tenant,
+    period: Period,
+    f: Figures,
+    communes: Communes = None,
+    live_here: set[str] | None = None,
+) -> None:
     """One pass over the period's consultations, communications and holds in the journal. With `communes`, an
     entry counts when it names a recording of them (an extraction of several communes counts in each), a live
     viewing when its session was started there."""
     consulted, extracted, viewed = "recording.consulted", "extraction.created", "live.viewing_started"
-    rows = db.execute(select(JournalEntry.event, JournalEntry.body).where(
-        JournalEntry.tenant_id == tenant.id, JournalEntry.at >= period.start, JournalEntry.at < period.end,
-        JournalEntry.event.in_((consulted, extracted, viewed)))).all()
+    rows = db.execute(
+        select(JournalEntry.event, JournalEntry.body).where(
+            JournalEntry.tenant_id == tenant.id,
+            JournalEntry.at >= period.start,
+            JournalEntry.at < period.end,
+            JournalEntry.event.in_((consulted, extracted, viewed)),
+        )
+    ).all()
     motives: Counter[str] = Counter()
     by_procedure: Counter[str] = Counter()
     by_recipient: Counter[str] = Counter()
@@ -338,9 +417,11 @@ def _procedures(db: Session, tenant: Tenant, period: Period, communes: Communes 
     motive text is free and is not matched: a procedure counts once it is recorded by an extraction or a hold."""
     found: dict[str, set[str]] = {kind: set() for kind in PROCEDURE_TYPES}
     extractions = select(Extraction.procedure_type, Extraction.reference, Extraction.recording_ids).where(
-        Extraction.tenant_id == tenant.id, Extraction.created_at >= period.start, Extraction.created_at < period.end)
+        Extraction.tenant_id == tenant.id, Extraction.created_at >= period.start, Extraction.created_at < period.end
+    )
     holds = select(Hold.procedure_type, Hold.reference, Hold.recording_id).where(
-        Hold.tenant_id == tenant.id, Hold.placed_at >= period.start, Hold.placed_at < period.end)
+        Hold.tenant_id == tenant.id, Hold.placed_at >= period.start, Hold.placed_at < period.end
+    )
     of_communes: set[str] | None = None
     if communes is not None:
         of_communes = set(db.scalars(select(Recording.id).where(Recording.tenant_id == tenant.id, _of(communes))))
@@ -355,45 +436,70 @@ def _procedures(db: Session, tenant: Tenant, period: Period, communes: Communes 
 
 def agents_who_wore_a_camera(db: Session, tenant: Tenant, period: Period) -> int:
     """Agents who had a camera checked out to them at some time in the period (not today's roster)."""
-    return int(db.scalar(select(func.count(func.distinct(ShiftAssignment.user_id))).where(
-        ShiftAssignment.tenant_id == tenant.id, ShiftAssignment.checked_out_at < period.end,
-        or_(ShiftAssignment.checked_in_at.is_(None), ShiftAssignment.checked_in_at >= period.start))) or 0)
+    return int(
+        db.scalar(
+            select(func.count(func.distinct(ShiftAssignment.user_id))).where(
+                ShiftAssignment.tenant_id == tenant.id,
+                ShiftAssignment.checked_out_at < period.end,
+                or_(ShiftAssignment.checked_in_at.is_(None), ShiftAssignment.checked_in_at >= period.start),
+            )
+        )
+        or 0
+    )
 
 
 def _keys_of_period(keys: KeySet, period: Period) -> tuple[tuple[str, str], ...]:
     out = []
     for k in keys:
-        if (k.valid_from is None or k.valid_from < period.end) and (k.valid_until is None
-                                                                     or k.valid_until >= period.start):
-            state = "en vigueur" if k.current else \
-                f"retirée le {when('fr', k.valid_until, seconds=False)}"  # type: ignore[arg-type]
+        if (k.valid_from is None or k.valid_from < period.end) and (
+            k.valid_until is None or k.valid_until >= period.start
+        ):
+            state = "en vigueur" if k.current else f"retirée le {when('fr', k.valid_until, seconds=False)}"  # type: ignore[arg-type]
             out.append((f"Empreinte SHA-256 de la clé {k.id} ({state})", k.fingerprint))
     return tuple(out)
 
 
-def annual_report(db: Session, tenant: Tenant, year: int, keys: KeySet | None = None, *,
-                  communes: Communes = None) -> AnnualReport:
+def annual_report(
+    db: Session, tenant: Tenant, year: int, keys: KeySet | None = None, *, communes: Communes = None
+) -> AnnualReport:
     """`communes` (from `scope_for`): the report of some communes of an EPCI. Cameras and the agents who wore
     them are the EPCI's, shared by its communes; designated agents count those who may see these communes."""
     period = Period.year(year)
-    active_in_year = and_(Device.tenant_id == tenant.id, Device.enrolled_at < period.end,
-                          or_(Device.revoked_at.is_(None), Device.revoked_at >= period.start))
+    active_in_year = and_(
+        Device.tenant_id == tenant.id,
+        Device.enrolled_at < period.end,
+        or_(Device.revoked_at.is_(None), Device.revoked_at >= period.start),
+    )
     users = _count_by(db, User.role, User.tenant_id == tenant.id, User.active.is_(True))
     if communes is not None:
-        users = dict(Counter(role for role, theirs in db.execute(select(User.role, User.communes).where(
-            User.tenant_id == tenant.id, User.active.is_(True))) if theirs is None or set(theirs) & set(communes)))
+        users = dict(
+            Counter(
+                role
+                for role, theirs in db.execute(
+                    select(User.role, User.communes).where(User.tenant_id == tenant.id, User.active.is_(True))
+                )
+                if theirs is None or set(theirs) & set(communes)
+            )
+        )
     return AnnualReport(
-        tenant_name=tenant.name, tenant_slug=tenant.slug, profile_title=get_profile(tenant.profile).title, year=year,
-        generated_at=utcnow(), authorised_cameras=tenant.authorised_cameras,
+        tenant_name=tenant.name,
+        tenant_slug=tenant.slug,
+        profile_title=get_profile(tenant.profile).title,
+        year=year,
+        generated_at=utcnow(),
+        authorised_cameras=tenant.authorised_cameras,
         cameras_in_service=int(db.scalar(select(func.count()).where(active_in_year)) or 0),
         authorised_agents=agents_who_wore_a_camera(db, tenant, period),
         designated_agents=users.get(Role.DESIGNATED_AGENT.value, 0),
         figures=figures(db, tenant, period, months=True, communes=communes),
         platform_keys=_keys_of_period(keys or KeySet(), period),
-        territory=territory_use(db, tenant, period, communes), communes=communes)
+        territory=territory_use(db, tenant, period, communes),
+        communes=communes,
+    )
 
 
 # --- presentation: the same rows feed the CSV, the PDF and the page ------------------------------------
+
 
 def period_rows(f: Figures, *, csv: bool = False) -> list[tuple[str, str, str]]:
     """(section, item, value) of a period's figures, in French (the report goes to the prefect). Numbers in the
@@ -404,16 +510,27 @@ def period_rows(f: Figures, *, csv: bool = False) -> list[tuple[str, str, str]]:
         ("Enregistrements", "Caméras ayant enregistré", str(f.cameras_used)),
         ("Enregistrements", "Agents ayant porté une caméra", str(f.agents_recorded)),
     ]
-    rows += [("Enregistrements par déclenchement", label("fr", "trigger", trigger), str(n)) for trigger, n in sorted(f.recordings_by_trigger.items())]
+    rows += [
+        ("Enregistrements par déclenchement", label("fr", "trigger", trigger), str(n))
+        for trigger, n in sorted(f.recordings_by_trigger.items())
+    ]
     rows += [("Enregistrements par mois", month, str(n)) for month, n in f.recordings_by_month.items()]
     procedures = "Procédures ayant nécessité une extraction ou une conservation"
     rows += [(procedures, label("fr", "report_procedure", k), str(f.procedures.get(k, 0))) for k in PROCEDURE_TYPES]
     rows.append(("Consultations", "Nombre de consultations", str(f.consultations)))
-    rows += [("Consultations par motif", label("fr", "motive", code), str(n)) for code, n in f.consultations_by_motive.items()]
+    rows += [
+        ("Consultations par motif", label("fr", "motive", code), str(n))
+        for code, n in f.consultations_by_motive.items()
+    ]
     rows.append(("Extractions", "Nombre d'extractions", str(f.extractions)))
-    rows += [("Extractions par type de procédure", label("fr", "report_procedure", k), str(n))
-             for k, n in f.extractions_by_procedure.items()]
-    rows += [("Extractions par destinataire", label("fr", "recipient", k), str(n)) for k, n in f.extractions_by_recipient.items()]
+    rows += [
+        ("Extractions par type de procédure", label("fr", "report_procedure", k), str(n))
+        for k, n in f.extractions_by_procedure.items()
+    ]
+    rows += [
+        ("Extractions par destinataire", label("fr", "recipient", k), str(n))
+        for k, n in f.extractions_by_recipient.items()
+    ]
     rows += [
         ("Conservations pour procédure", "Mises sous conservation", str(f.holds_placed)),
         ("Transmission en direct", "Déclenchements", str(f.live_sessions)),
@@ -421,8 +538,14 @@ def period_rows(f: Figures, *, csv: bool = False) -> list[tuple[str, str, str]]:
         ("Transmission en direct", "Visionnages en direct", str(f.live_viewings)),
         ("Droits des personnes", "Demandes reçues", str(f.rights_requests)),
     ]
-    rows += [("Droits des personnes par type", label("fr", "report_kind", k), str(n)) for k, n in sorted(f.rights_by_kind.items())]
-    rows += [("Droits des personnes par issue", label("fr", "report_status", k), str(n)) for k, n in sorted(f.rights_by_outcome.items())]
+    rows += [
+        ("Droits des personnes par type", label("fr", "report_kind", k), str(n))
+        for k, n in sorted(f.rights_by_kind.items())
+    ]
+    rows += [
+        ("Droits des personnes par issue", label("fr", "report_status", k), str(n))
+        for k, n in sorted(f.rights_by_outcome.items())
+    ]
     rows += [
         ("Droits des personnes", "Répondues dans le délai", str(f.rights_answered_on_time)),
         ("Droits des personnes", "En retard, sans réponse", str(f.rights_overdue)),
@@ -438,8 +561,10 @@ def period_rows(f: Figures, *, csv: bool = False) -> list[tuple[str, str, str]]:
 def scope_rows(communes: Communes) -> list[tuple[str, str, str]]:
     if communes is None:
         return []
-    return [("Service", "Communes de l'EPCI couvertes (code INSEE)", ", ".join(communes)),
-            ("Service", "Caméras et agents", "ceux de l'EPCI, partagés par ses communes")]
+    return [
+        ("Service", "Communes de l'EPCI couvertes (code INSEE)", ", ".join(communes)),
+        ("Service", "Caméras et agents", "ceux de l'EPCI, partagés par ses communes"),
+    ]
 
 
 def report_rows(r: AnnualReport, *, csv: bool = False) -> list[tuple[str, str, str]]:
@@ -466,13 +591,21 @@ def territory_rows(use: TerritoryUse | None, *, csv: bool = False) -> list[tuple
     if use is None:
         return []
     section = "Territoire (R241-8 II)"
-    rows = [(section, "Territoire autorisé défini", "oui" if use.territory_set else
-             "non : l'usage des caméras hors du territoire des communes autorisées ne peut pas être contrôlé"),
-            (section, "Enregistrements faits hors du territoire autorisé", str(len(use.outside))),
-            (section, "Enregistrements sans contrôle du territoire (territoire inconnu)", str(use.unchecked))]
-    rows += [("Enregistrements hors territoire", o.id,
-              f"{_at(o.started_at, csv)}, agent {o.agent}, caméra {o.camera}")
-             for o in use.outside]
+    rows = [
+        (
+            section,
+            "Territoire autorisé défini",
+            "oui"
+            if use.territory_set
+            else "non : l'usage des caméras hors du territoire des communes autorisées ne peut pas être contrôlé",
+        ),
+        (section, "Enregistrements faits hors du territoire autorisé", str(len(use.outside))),
+        (section, "Enregistrements sans contrôle du territoire (territoire inconnu)", str(use.unchecked)),
+    ]
+    rows += [
+        ("Enregistrements hors territoire", o.id, f"{_at(o.started_at, csv)}, agent {o.agent}, caméra {o.camera}")
+        for o in use.outside
+    ]
     return rows
 
 

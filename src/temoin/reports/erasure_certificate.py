@@ -26,19 +26,23 @@ from temoin.texts import when
 from temoin.vault.context import VaultContext
 from temoin.vault.models import DeletionCertificate
 
-VERIFY_HELP = ("Vérification : le certificat ci-dessus (JSON canonique, sur une seule ligne, sans retour final) "
-               "est signé par la clé Ed25519 de la plateforme. Enregistrez-le dans certificat.json, la signature "
-               "décodée de base64 dans signature.bin, la clé publique (/.well-known/temoin/keys.json, empreinte "
-               "ci-dessus) dans cle.pem, puis : openssl pkeyutl -verify -pubin -inkey cle.pem -rawin "
-               "-in certificat.json -sigfile signature.bin")
+VERIFY_HELP = (
+    "Vérification : le certificat ci-dessus (JSON canonique, sur une seule ligne, sans retour final) "
+    "est signé par la clé Ed25519 de la plateforme. Enregistrez-le dans certificat.json, la signature "
+    "décodée de base64 dans signature.bin, la clé publique (/.well-known/temoin/keys.json, empreinte "
+    "ci-dessus) dans cle.pem, puis : openssl pkeyutl -verify -pubin -inkey cle.pem -rawin "
+    "-in certificat.json -sigfile signature.bin"
+)
 
 
 def certificates_of(db: Session, req: RightsRequest) -> list[DeletionCertificate]:
     """The deletion certificates of the recordings erased at this request, in the order they were erased."""
     ids = [e["certificate_id"] for e in (req.erased or [])]
     if not ids:
-        raise NotFound(f"request {req.id} has erased nothing yet: its certificate exists once a second person "
-                       "has approved an erasure proposal")
+        raise NotFound(
+            f"request {req.id} has erased nothing yet: its certificate exists once a second person "
+            "has approved an erasure proposal"
+        )
     rows = {c.id: c for c in db.scalars(select(DeletionCertificate).where(DeletionCertificate.id.in_(ids)))}
     return [rows[i] for i in ids if i in rows]
 
@@ -57,34 +61,54 @@ def render(db: Session, req: RightsRequest, keys: KeySet, now: datetime) -> byte
     tenant = db.get_one(Tenant, req.tenant_id)
     certs = certificates_of(db, req)
     made = when("fr", now, seconds=False)
-    doc = Document(f"Certificat d'effacement — demande n° {req.id} — {tenant.name}",
-                   f"{tenant.name} · certificat d'effacement, demande n° {req.id} · établi le {made}")
+    doc = Document(
+        f"Certificat d'effacement — demande n° {req.id} — {tenant.name}",
+        f"{tenant.name} · certificat d'effacement, demande n° {req.id} · établi le {made}",
+    )
     doc.heading(f"Certificat d'effacement — demande n° {req.id}")
-    doc.paragraph(f"{tenant.name}. À la demande d'effacement n° {req.id} (loi n° 78-17, article 106), "
-                  f"{len(certs)} enregistrement(s) ont été effacés avant la fin de leur durée de conservation : "
-                  "leur clé de chiffrement a été détruite, puis leurs fichiers et tout ce qui en avait été tiré "
-                  "(vignettes, copies, extraits) supprimés. L'effacement est définitif. Chaque effacement est "
-                  "attesté par un certificat signé par la plateforme, reproduit ci-dessous.")
+    doc.paragraph(
+        f"{tenant.name}. À la demande d'effacement n° {req.id} (loi n° 78-17, article 106), "
+        f"{len(certs)} enregistrement(s) ont été effacés avant la fin de leur durée de conservation : "
+        "leur clé de chiffrement a été détruite, puis leurs fichiers et tout ce qui en avait été tiré "
+        "(vignettes, copies, extraits) supprimés. L'effacement est définitif. Chaque effacement est "
+        "attesté par un certificat signé par la plateforme, reproduit ci-dessous."
+    )
     names = camera_names(db, [orjson.loads(c.body)["camera_id"] for c in certs])
     for cert in certs:
         body = orjson.loads(cert.body)
         key = keys.get(body.get("platform_key_id"))
         if doc.will_page_break(60):
             doc.add_page()
-        doc.rows([
-            (f"Enregistrement {body['recording_id']} (certificat n° {cert.id})", "Caméra",
-             _camera(names, body["camera_id"])),
-            (f"Enregistrement {body['recording_id']} (certificat n° {cert.id})", "Enregistré du … au …",
-             f"{_paris(body['started_at'])} — {_paris(body['ended_at'])}"),
-            (f"Enregistrement {body['recording_id']} (certificat n° {cert.id})", "Effacé le",
-             _paris(body["deleted_at"])),
-            (f"Enregistrement {body['recording_id']} (certificat n° {cert.id})", "Éléments dérivés effacés",
-             str(len(body.get("derived") or []))),
-            (f"Enregistrement {body['recording_id']} (certificat n° {cert.id})", "Clé de signature",
-             body.get("platform_key_id") or "—"),
-        ])
-        doc.paragraph(f"Empreinte SHA-256 de la clé : {key.fingerprint if key else 'clé inconnue de ce serveur'}",
-                      8)
+        doc.rows(
+            [
+                (
+                    f"Enregistrement {body['recording_id']} (certificat n° {cert.id})",
+                    "Caméra",
+                    _camera(names, body["camera_id"]),
+                ),
+                (
+                    f"Enregistrement {body['recording_id']} (certificat n° {cert.id})",
+                    "Enregistré du … au …",
+                    f"{_paris(body['started_at'])} — {_paris(body['ended_at'])}",
+                ),
+                (
+                    f"Enregistrement {body['recording_id']} (certificat n° {cert.id})",
+                    "Effacé le",
+                    _paris(body["deleted_at"]),
+                ),
+                (
+                    f"Enregistrement {body['recording_id']} (certificat n° {cert.id})",
+                    "Éléments dérivés effacés",
+                    str(len(body.get("derived") or [])),
+                ),
+                (
+                    f"Enregistrement {body['recording_id']} (certificat n° {cert.id})",
+                    "Clé de signature",
+                    body.get("platform_key_id") or "—",
+                ),
+            ]
+        )
+        doc.paragraph(f"Empreinte SHA-256 de la clé : {key.fingerprint if key else 'clé inconnue de ce serveur'}", 8)
         doc.paragraph(f"SHA-256 du certificat : {hashlib.sha256(cert.body.encode()).hexdigest()}", 8)
         doc.paragraph(f"Certificat : {cert.body}", 7)
         doc.paragraph(f"Signature Ed25519 (base64) : {cert.signature}", 7)
@@ -102,10 +126,20 @@ def issue(p: VaultContext, db: Session, user: User, request_id: int) -> tuple[Ri
         raise NotFound(str(exc)) from None
     pdf = render(db, req, p.keyring.trusted, utcnow())
     certs = certificates_of(db, req)
-    p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.erasure.certificate_issued",
-                            actor=actor_of(user), recordings=[c.recording_id for c in certs],
-                            details={"request_id": req.id, "certificates": [c.id for c in certs],
-                                     "sha256": hashlib.sha256(pdf).hexdigest()}),
-             db.get(Tenant, req.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.CONSULTATION,
+            event="rights.erasure.certificate_issued",
+            actor=actor_of(user),
+            recordings=[c.recording_id for c in certs],
+            details={
+                "request_id": req.id,
+                "certificates": [c.id for c in certs],
+                "sha256": hashlib.sha256(pdf).hexdigest(),
+            },
+        ),
+        db.get(Tenant, req.tenant_id),
+    )
     db.commit()
     return req, pdf

@@ -26,13 +26,30 @@ def monthly(db: Session, tenant: Tenant, year: int, month: int, *, communes: Com
 
 def summary(f: Figures) -> dict:
     """The headline figures, as the API and the CLI show them."""
-    return {"month": f.period.label, "recordings": f.recordings, "hours": f.hours, "seconds": f.seconds, "cameras_used": f.cameras_used,
-            "live_sessions": f.live_sessions, "consultations": f.consultations, "extractions": f.extractions,
-            "rights_requests": f.rights_requests, "deletions": f.deletions, "deletions_on_time": f.deletions_on_time,
-            "deletions_late": f.deletions_late, "deletions_early": f.deletions_early,
-            "deletions_overdue_pending": f.deletions_overdue_pending}
+    return {
+        "month": f.period.label,
+        "recordings": f.recordings,
+        "hours": f.hours,
+        "seconds": f.seconds,
+        "cameras_used": f.cameras_used,
+        "live_sessions": f.live_sessions,
+        "consultations": f.consultations,
+        "extractions": f.extractions,
+        "rights_requests": f.rights_requests,
+        "deletions": f.deletions,
+        "deletions_on_time": f.deletions_on_time,
+        "deletions_late": f.deletions_late,
+        "deletions_early": f.deletions_early,
+        "deletions_overdue_pending": f.deletions_overdue_pending,
+    }
 
 
 def monthly_csv(tenant: Tenant, f: Figures, communes: Communes = None) -> str:
-    return to_csv([("Service", "Commune ou EPCI", tenant.name), *scope_rows(communes),
-                   ("Service", "Mois", f.period.label), *period_rows(f, csv=True)])
+    return to_csv(
+        [
+            ("Service", "Commune ou EPCI", tenant.name),
+            *scope_rows(communes),
+            ("Service", "Mois", f.period.label),
+            *period_rows(f, csv=True),
+        ]
+    )

@@ -32,8 +32,23 @@ def latin1(text: str) -> str:
             out.append(ch)
         except UnicodeEncodeError:
             plain = unicodedata.normalize("NFKD", ch).encode("latin-1", "ignore").decode("latin-1")
-            out.append(plain or {"’": "'", "‘": "'", "“": '"', "”": '"', "…": "...", "–": "-", "—": "-",
-                                 "≤": "<=", "≥": ">=", "œ": "oe", "Œ": "OE", "€": "EUR"}.get(ch, "?"))
+            out.append(
+                plain
+                or {
+                    "’": "'",
+                    "‘": "'",
+                    "“": '"',
+                    "”": '"',
+                    "…": "...",
+                    "–": "-",
+                    "—": "-",
+                    "≤": "<=",
+                    "≥": ">=",
+                    "œ": "oe",
+                    "Œ": "OE",
+                    "€": "EUR",
+                }.get(ch, "?")
+            )
     return "".join(out)
 
 
@@ -87,8 +102,7 @@ class Document(FPDF):
             self.multi_cell(width * 0.72, 5.2, self._clean(item), border="B", new_x="RIGHT", new_y="TOP")
             h = self.get_y() - y if self.get_y() > y else 5.2
             self.set_xy(self.l_margin + width * 0.72, y)
-            self.multi_cell(width * 0.28, 5.2, self._clean(value), border="B", align="R", new_x="LMARGIN",
-                            new_y="NEXT")
+            self.multi_cell(width * 0.28, 5.2, self._clean(value), border="B", align="R", new_x="LMARGIN", new_y="NEXT")
             self.set_y(max(self.get_y(), y + h))
 
     def bytes(self) -> bytes:
@@ -97,13 +111,17 @@ class Document(FPDF):
 
 def annual_pdf(report: AnnualReport) -> bytes:
     generated = when("fr", report.generated_at, seconds=False)
-    doc = Document(f"Rapport annuel {report.year} — caméras individuelles — {report.tenant_name}",
-                   f"{report.tenant_name} · rapport annuel {report.year} (CSI R241-17) · établi le {generated}")
+    doc = Document(
+        f"Rapport annuel {report.year} — caméras individuelles — {report.tenant_name}",
+        f"{report.tenant_name} · rapport annuel {report.year} (CSI R241-17) · établi le {generated}",
+    )
     doc.heading(f"Rapport annuel {report.year} au préfet")
-    doc.paragraph(f"Emploi des caméras individuelles des agents de police municipale — {report.tenant_name}. "
-                  "Article R241-17 du code de la sécurité intérieure : nombre de caméras, nombre d'agents "
-                  "autorisés, nombre de procédures judiciaires, administratives et disciplinaires pour lesquelles "
-                  "des enregistrements ont été consultés ou extraits.")
+    doc.paragraph(
+        f"Emploi des caméras individuelles des agents de police municipale — {report.tenant_name}. "
+        "Article R241-17 du code de la sécurité intérieure : nombre de caméras, nombre d'agents "
+        "autorisés, nombre de procédures judiciaires, administratives et disciplinaires pour lesquelles "
+        "des enregistrements ont été consultés ou extraits."
+    )
     doc.rows(report_rows(report))
     doc.ln(4)
     doc.heading("Appréciation des effets sur les relations avec la population", 12)

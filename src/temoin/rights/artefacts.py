@@ -28,9 +28,11 @@ class AccessCopies:
     kind = ACCESS_COPY
 
     def of_recordings(self, p: VaultContext, db: Session, rows: Sequence[Any]) -> Iterable[tuple[str, Artefact]]:
-        for copy in db.scalars(select(RedactedCopy).where(RedactedCopy.recording_id.in_([r.id for r in rows]),
-                                                          RedactedCopy.state != CopyState.DELETED.value)
-                               .order_by(RedactedCopy.id)):
+        for copy in db.scalars(
+            select(RedactedCopy)
+            .where(RedactedCopy.recording_id.in_([r.id for r in rows]), RedactedCopy.state != CopyState.DELETED.value)
+            .order_by(RedactedCopy.id)
+        ):
             yield copy.recording_id, _copy_artefact(p.settings.home, copy)
 
     def clear(self, db: Session, artefact: Artefact, now: datetime, reason: str) -> bool:
@@ -43,10 +45,19 @@ class AccessCopies:
 
     def stale_files(self, p: VaultContext, db: Session, older_than: float) -> list[str]:
         home, root = p.settings.home, p.settings.home / "rights"
-        live = {row[0] for row in db.execute(select(RedactedCopy.folder).where(
-            RedactedCopy.state != CopyState.DELETED.value, RedactedCopy.folder.is_not(None)))}
-        return [str(folder.relative_to(home)) for folder in (sorted(root.glob("*/copy-*")) if root.exists() else [])
-                if str(folder.relative_to(root)) not in live and folder.stat().st_mtime < older_than]
+        live = {
+            row[0]
+            for row in db.execute(
+                select(RedactedCopy.folder).where(
+                    RedactedCopy.state != CopyState.DELETED.value, RedactedCopy.folder.is_not(None)
+                )
+            )
+        }
+        return [
+            str(folder.relative_to(home))
+            for folder in (sorted(root.glob("*/copy-*")) if root.exists() else [])
+            if str(folder.relative_to(root)) not in live and folder.stat().st_mtime < older_than
+        ]
 
     def expire(self, p: VaultContext, db: Session, now: datetime) -> int:
         return 0  # a copy lives as long as its request's recording

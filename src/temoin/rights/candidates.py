@@ -53,8 +53,9 @@ def closest_fix_m(track: list[dict], lat: float, lon: float, start: datetime, en
     return None if found is None else found[0]
 
 
-def closest_fix(track: list[dict], lat: float, lon: float, start: datetime,
-                end: datetime) -> tuple[float, float, float] | None:
+def closest_fix(
+    track: list[dict], lat: float, lon: float, start: datetime, end: datetime
+) -> tuple[float, float, float] | None:
     """(distance in metres, lat, lon) of the fix closest to the place taken during the window (any fix if none
     was); None without a fix."""
     lo, hi = start - FIX_SLACK, end + FIX_SLACK
@@ -67,23 +68,44 @@ def closest_fix(track: list[dict], lat: float, lon: float, start: datetime,
         return at.tzinfo is not None and lo <= at <= hi
 
     fixes = [f for f in track if in_window(f)] or track
-    distances = [(ground_distance_m(lat, lon, float(f["lat"]), float(f["lon"])), float(f["lat"]), float(f["lon"]))
-                 for f in fixes if "lat" in f and "lon" in f]
+    distances = [
+        (ground_distance_m(lat, lon, float(f["lat"]), float(f["lon"])), float(f["lat"]), float(f["lon"]))
+        for f in fixes
+        if "lat" in f and "lon" in f
+    ]
     return min(distances) if distances else None
 
 
-def find_candidates(db: Session, viewer: User, start: datetime, end: datetime, *, lat: float | None = None,
-                    lon: float | None = None, radius_m: float | None = None, agent: str | None = None,
-                    limit: int = 200) -> list[Candidate]:
+def find_candidates(
+    db: Session,
+    viewer: User,
+    start: datetime,
+    end: datetime,
+    *,
+    lat: float | None = None,
+    lon: float | None = None,
+    radius_m: float | None = None,
+    agent: str | None = None,
+    limit: int = 200,
+) -> list[Candidate]:
     """Stored recordings `viewer` may know of (vault.catalogue.visible) overlapping [start, end], nearest first
     when a place is given.
 
     A recording without a GPS track is kept (nothing proves it was elsewhere), with distance None."""
     if end <= start:
         raise SearchWindowInvalid("the end of the time window is before its start")
-    stmt = visible(viewer).with_only_columns(
-        Recording.id, Recording.device_id, Recording.agent_ref, Recording.started_at, Recording.ended_at,
-        Recording.manifest).where(Recording.started_at < end, Recording.ended_at > start)
+    stmt = (
+        visible(viewer)
+        .with_only_columns(
+            Recording.id,
+            Recording.device_id,
+            Recording.agent_ref,
+            Recording.started_at,
+            Recording.ended_at,
+            Recording.manifest,
+        )
+        .where(Recording.started_at < end, Recording.ended_at > start)
+    )
     if agent:
         stmt = stmt.where(Recording.agent_ref == agent)
     rows = db.execute(stmt.order_by(Recording.started_at).limit(5000)).all()
@@ -97,15 +119,28 @@ def find_candidates(db: Session, viewer: User, start: datetime, end: datetime, *
                 distance, closest_at = closest[0], (closest[1], closest[2])
             if radius_m is not None and distance is not None and distance > radius_m:
                 continue
-        found.append(Candidate(row.id, row.device_id, row.agent_ref, row.started_at, row.ended_at,
-                               round(max(0.0, overlap), 1), None if distance is None else round(distance, 1), None,
-                               closest_at))
+        found.append(
+            Candidate(
+                row.id,
+                row.device_id,
+                row.agent_ref,
+                row.started_at,
+                row.ended_at,
+                round(max(0.0, overlap), 1),
+                None if distance is None else round(distance, 1),
+                None,
+                closest_at,
+            )
+        )
     if lat is not None and lon is not None:
         found.sort(key=lambda c: (c.distance_m is None, c.distance_m or 0.0, c.started_at))
     found = found[:limit]
     if found:
-        holds = db.execute(select(Hold.recording_id, Hold.procedure_type, Hold.reference).where(
-            Hold.recording_id.in_([c.recording_id for c in found]), Hold.lifted_at.is_(None))).all()
+        holds = db.execute(
+            select(Hold.recording_id, Hold.procedure_type, Hold.reference).where(
+                Hold.recording_id.in_([c.recording_id for c in found]), Hold.lifted_at.is_(None)
+            )
+        ).all()
         by_rec = {h.recording_id: {"procedure": h.procedure_type, "reference": h.reference} for h in holds}
         for c in found:
             c.hold = by_rec.get(c.recording_id)
@@ -124,8 +159,9 @@ class RequestCandidates:
         return bool(self.judicial_holds)
 
 
-def facts_window(req: RightsRequest, start: datetime | None = None,
-                 end: datetime | None = None) -> tuple[datetime, datetime]:
+def facts_window(
+    req: RightsRequest, start: datetime | None = None, end: datetime | None = None
+) -> tuple[datetime, datetime]:
     """The time to search: the one given, else the request's facts; one end alone is widened by FACTS_WINDOW."""
     given_start, given_end = start or req.facts_start, end or req.facts_end
     if given_start is not None:
@@ -139,13 +175,27 @@ def facts_window(req: RightsRequest, start: datetime | None = None,
     return start, end
 
 
-def candidates_for_request(db: Session, viewer: User, req: RightsRequest, start: datetime | None = None,
-                           end: datetime | None = None, lat: float | None = None, lon: float | None = None,
-                           radius_m: float | None = None, agent: str | None = None) -> RequestCandidates:
+def candidates_for_request(
+    db: Session,
+    viewer: User,
+    req: RightsRequest,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    lat: float | None = None,
+    lon: float | None = None,
+    radius_m: float | None = None,
+    agent: str | None = None,
+) -> RequestCandidates:
     """The recordings that may show the request's person: what is given here, else what the request records."""
     start, end = facts_window(req, start, end)
-    found = find_candidates(db, viewer, start, end, lat=lat if lat is not None else req.place_lat,
-                            lon=lon if lon is not None else req.place_lon,
-                            radius_m=radius_m if radius_m is not None else req.radius_m,
-                            agent=agent or req.agent_ref)
+    found = find_candidates(
+        db,
+        viewer,
+        start,
+        end,
+        lat=lat if lat is not None else req.place_lat,
+        lon=lon if lon is not None else req.place_lon,
+        radius_m=radius_m if radius_m is not None else req.radius_m,
+        agent=agent or req.agent_ref,
+    )
     return RequestCandidates(found, [c.recording_id for c in found if c.hold and c.hold["procedure"] == "judicial"])

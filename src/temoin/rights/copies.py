@@ -69,10 +69,13 @@ def engine() -> Any:
     """The redaction engine module, or EngineMissing with what to do."""
     try:
         from temoin.rights import redaction
+
         redaction.detect_tracks, redaction.redact_file, redaction.ManualRegion  # noqa: B018 - the contract
     except (ImportError, AttributeError) as exc:
-        raise EngineMissing(f"the redaction engine (temoin.rights.redaction) is not available ({exc}); redacted "
-                            "copies cannot be made on this installation until it is installed") from None
+        raise EngineMissing(
+            f"the redaction engine (temoin.rights.redaction) is not available ({exc}); redacted "
+            "copies cannot be made on this installation until it is installed"
+        ) from None
     return redaction
 
 
@@ -113,9 +116,30 @@ def decrypt_recording(p: VaultContext, db: Session, rec: Recording, work: Path) 
     listing = work / "segments.txt"
     listing.write_text("".join(f"file '{part.name}'\n" for part in parts))
     out = work / "recording.mp4"
-    done = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "concat", "-safe", "0",
-                           "-i", str(listing), "-c", "copy", "-map", "0", str(out)], cwd=work, capture_output=True,
-                          text=True, timeout=3600)
+    done = subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(listing),
+            "-c",
+            "copy",
+            "-map",
+            "0",
+            str(out),
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"joining the segments failed: {done.stderr.strip()[-500:]}")
     for part in parts:
@@ -160,6 +184,7 @@ def _open_sealed(path: Path, data_key: bytes, byte_range: tuple[int, int] | None
 
 # --- reading a copy ------------------------------------------------------------------------------------
 
+
 def _of_my_communes(db: Session, user: User, copy: RedactedCopy) -> bool:
     """A commune-limited user reaches a copy only when both its request and its recording are of their communes."""
     if user.communes is None:
@@ -174,9 +199,17 @@ def get_copy(p: VaultContext, db: Session, user: User, copy_id: int) -> Redacted
         raise CopyNotFound(f"no redacted copy {copy_id} in your commune")  # another commune of the EPCI
     if copy is None or copy.tenant_id != user.tenant_id:
         if copy is not None:
-            p.record(db, EntryDraft(action=Action.SECURITY, event="access.cross_tenant", actor=actor_of(user),
-                                    recordings=[copy.recording_id], details={"asked_for": f"redacted_copy:{copy_id}"}),
-                     db.get(Tenant, user.tenant_id))
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.SECURITY,
+                    event="access.cross_tenant",
+                    actor=actor_of(user),
+                    recordings=[copy.recording_id],
+                    details={"asked_for": f"redacted_copy:{copy_id}"},
+                ),
+                db.get(Tenant, user.tenant_id),
+            )
             db.commit()
         raise CopyNotFound(f"no redacted copy {copy_id} in your commune")
     with _jobs_lock:
@@ -196,17 +229,34 @@ def faces(p: VaultContext, db: Session, user: User, copy: RedactedCopy) -> list[
     path = _folder(p, copy) / "thumbnails.sealed"
     thumbs = orjson.loads(b"".join(_open_sealed(path, _data_key(p, copy)))) if path.exists() else {}
     req = db.get(RightsRequest, copy.request_id)
-    p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.faces_viewed", actor=actor_of(user),
-                            recordings=[copy.recording_id], motive=_motive(req),
-                            details={"copy_id": copy.id, "request_id": req.id, "tracks": len(copy.tracks or [])}),
-             db.get(Tenant, copy.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.CONSULTATION,
+            event="rights.copy.faces_viewed",
+            actor=actor_of(user),
+            recordings=[copy.recording_id],
+            motive=_motive(req),
+            details={"copy_id": copy.id, "request_id": req.id, "tracks": len(copy.tracks or [])},
+        ),
+        db.get(Tenant, copy.tenant_id),
+    )
     db.commit()
-    return [{**t, "thumbnail": f"data:image/jpeg;base64,{thumbs[str(t['id'])]}" if str(t["id"]) in thumbs else None}
-            for t in copy.tracks or []]
+    return [
+        {**t, "thumbnail": f"data:image/jpeg;base64,{thumbs[str(t['id'])]}" if str(t["id"]) in thumbs else None}
+        for t in copy.tracks or []
+    ]
 
 
-def copy_stream(p: VaultContext, db: Session, user: User, copy: RedactedCopy, *, deliver: bool,
-                byte_range: tuple[int, int] | None = None) -> Iterator[bytes]:
+def copy_stream(
+    p: VaultContext,
+    db: Session,
+    user: User,
+    copy: RedactedCopy,
+    *,
+    deliver: bool,
+    byte_range: tuple[int, int] | None = None,
+) -> Iterator[bytes]:
     """The redacted copy's bytes (or bytes [start, end) of it). deliver=False: a reviewer watching it
     (consultation; a player's later range requests, its seeks, belong to the viewing that read from byte 0 and are
     not journaled again); deliver=True: handed to the requester (communication), only once approved."""
@@ -217,24 +267,52 @@ def copy_stream(p: VaultContext, db: Session, user: User, copy: RedactedCopy, *,
             raise RightsError(f"the copy is {copy.state}: only a copy approved by a reviewer may be handed over")
         refusal = delivery_refusal(db, req, copy.recording_id)
         if refusal is not None:
-            p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.delivery_refused",
-                                    actor=actor_of(user), recordings=[copy.recording_id],
-                                    details={"copy_id": copy.id, "request_id": req.id,
-                                             "reason": "restricted" if req.status == "restricted" else "judicial_hold"}),
-                     tenant)
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.MODIFICATION,
+                    event="rights.copy.delivery_refused",
+                    actor=actor_of(user),
+                    recordings=[copy.recording_id],
+                    details={
+                        "copy_id": copy.id,
+                        "request_id": req.id,
+                        "reason": "restricted" if req.status == "restricted" else "judicial_hold",
+                    },
+                ),
+                tenant,
+            )
             db.commit()
             raise refusal
         copy.delivered_at = utcnow()
-        p.record(db, EntryDraft(action=Action.COMMUNICATION, event="rights.copy.delivered", actor=actor_of(user),
-                                recordings=[copy.recording_id], recipients=[recipient(req)],
-                                details={"copy_id": copy.id, "request_id": req.id, "sha256": copy.sha256}), tenant)
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.COMMUNICATION,
+                event="rights.copy.delivered",
+                actor=actor_of(user),
+                recordings=[copy.recording_id],
+                recipients=[recipient(req)],
+                details={"copy_id": copy.id, "request_id": req.id, "sha256": copy.sha256},
+            ),
+            tenant,
+        )
     else:
         if copy.state not in (CopyState.TO_REVIEW, CopyState.APPROVED, CopyState.REJECTED):
             raise RightsError(f"the copy is {copy.state}: there is nothing to watch yet")
         if byte_range is None or byte_range[0] == 0:
-            p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.viewed", actor=actor_of(user),
-                                    recordings=[copy.recording_id], motive=_motive(req),
-                                    details={"copy_id": copy.id, "request_id": req.id}), tenant)
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.CONSULTATION,
+                    event="rights.copy.viewed",
+                    actor=actor_of(user),
+                    recordings=[copy.recording_id],
+                    motive=_motive(req),
+                    details={"copy_id": copy.id, "request_id": req.id},
+                ),
+                tenant,
+            )
     db.commit()
     return _open_sealed(_folder(p, copy) / "copy.sealed", _data_key(p, copy), byte_range)
 
@@ -255,8 +333,7 @@ def still(p: VaultContext, db: Session, user: User, copy: RedactedCopy, at_s: fl
     import av
 
     if copy.state not in EDITABLE:
-        raise RightsError(f"the copy is {copy.state}: stills are for preparing a copy (faces found, not yet "
-                          "approved)")
+        raise RightsError(f"the copy is {copy.state}: stills are for preparing a copy (faces found, not yet approved)")
     rec = db.get(Recording, copy.recording_id)
     if rec is None or rec.state != RecordingState.STORED or rec.wrapped_key is None:
         raise CopyNotFound(f"{copy.recording_id} is not stored any more")
@@ -287,15 +364,24 @@ def still(p: VaultContext, db: Session, user: User, copy: RedactedCopy, at_s: fl
         chosen.to_image().save(buf, "JPEG", quality=88)
     req = db.get(RightsRequest, copy.request_id)
     shown = round(offset + local, 3)
-    p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.still_viewed", actor=actor_of(user),
-                            recordings=[rec.id], motive=_motive(req),
-                            details={"copy_id": copy.id, "request_id": req.id, "at_s": shown}),
-             db.get(Tenant, copy.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.CONSULTATION,
+            event="rights.copy.still_viewed",
+            actor=actor_of(user),
+            recordings=[rec.id],
+            motive=_motive(req),
+            details={"copy_id": copy.id, "request_id": req.id, "at_s": shown},
+        ),
+        db.get(Tenant, copy.tenant_id),
+    )
     db.commit()
     return Still(buf.getvalue(), round(shown * rate), rate, shown)
 
 
 # --- the steps -----------------------------------------------------------------------------------------
+
 
 def start_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, recording_id: str) -> RedactedCopy:
     """Create a copy for one recording and start finding the faces in it."""
@@ -324,18 +410,35 @@ def start_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, rec
 
 def _create_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, rec: Recording) -> RedactedCopy:
     tenant = db.get(Tenant, req.tenant_id)
-    copy = RedactedCopy(tenant_id=tenant.id, request_id=req.id, recording_id=rec.id,
-                        state=CopyState.DETECTING.value, progress=0.0, tracks=[], keep_tracks=[], add_regions=[],
-                        created_by=user.id)
+    copy = RedactedCopy(
+        tenant_id=tenant.id,
+        request_id=req.id,
+        recording_id=rec.id,
+        state=CopyState.DETECTING.value,
+        progress=0.0,
+        tracks=[],
+        keep_tracks=[],
+        add_regions=[],
+        created_by=user.id,
+    )
     db.add(copy)
     db.flush()
     copy.data_key = crypto.wrap_key(p.keyring.master_key, crypto.new_data_key(), f"rights-copy-{copy.id}")
     copy.folder = f"{tenant.slug}/copy-{copy.id}"
     lost = [x.index for x in catalogue.lost_segments(rec)]
-    p.record(db, EntryDraft(action=Action.CONSULTATION, event="rights.copy.started", actor=actor_of(user),
-                            recordings=[rec.id], cameras=[rec.device_id], motive=_motive(req),
-                            details={"copy_id": copy.id, "request_id": req.id,
-                                     **({"lost_segments": lost} if lost else {})}), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.CONSULTATION,
+            event="rights.copy.started",
+            actor=actor_of(user),
+            recordings=[rec.id],
+            cameras=[rec.device_id],
+            motive=_motive(req),
+            details={"copy_id": copy.id, "request_id": req.id, **({"lost_segments": lost} if lost else {})},
+        ),
+        tenant,
+    )
     db.commit()
     return copy
 
@@ -343,8 +446,17 @@ def _create_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, r
 EDITABLE = (CopyState.TRACKS_READY, CopyState.REJECTED, CopyState.TO_REVIEW)
 
 
-def redact(p: VaultContext, db: Session, user: User, copy: RedactedCopy, *, keep_tracks: list[int],
-           add_regions: list[dict], remove_regions: list[dict] = (), voice: bool = True) -> RedactedCopy:
+def redact(
+    p: VaultContext,
+    db: Session,
+    user: User,
+    copy: RedactedCopy,
+    *,
+    keep_tracks: list[int],
+    add_regions: list[dict],
+    remove_regions: list[dict] = (),
+    voice: bool = True,
+) -> RedactedCopy:
     """Produce the copy with these choices: tracks kept visible (the requester's), regions hidden by hand (faces
     the detector missed), regions left clear by hand (a detection there is not a face)."""
     if copy.state not in EDITABLE:
@@ -368,25 +480,46 @@ def redact(p: VaultContext, db: Session, user: User, copy: RedactedCopy, *, keep
     return copy
 
 
-def _redaction_started(p: VaultContext, db: Session, user: User, copy: RedactedCopy, keep_tracks: list[int],
-                       add_regions: list[dict], remove_regions: list[dict], voice: bool) -> None:
+def _redaction_started(
+    p: VaultContext,
+    db: Session,
+    user: User,
+    copy: RedactedCopy,
+    keep_tracks: list[int],
+    add_regions: list[dict],
+    remove_regions: list[dict],
+    voice: bool,
+) -> None:
     copy.keep_tracks, copy.add_regions = sorted(set(keep_tracks)), list(add_regions)
     copy.remove_regions = list(remove_regions)
     copy.redacted_by = user.id
     copy.state, copy.progress, copy.error = CopyState.REDACTING.value, 0.0, None
     copy.reviewed_by = copy.reviewed_at = copy.review_reason = None
     req = db.get(RightsRequest, copy.request_id)
-    p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.redaction_started", actor=actor_of(user),
-                            recordings=[copy.recording_id],
-                            details={"copy_id": copy.id, "request_id": req.id, "kept_tracks": copy.keep_tracks,
-                                     "added_regions": len(add_regions), "removed_regions": len(remove_regions),
-                                     "voice": voice}),
-             db.get(Tenant, copy.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.MODIFICATION,
+            event="rights.copy.redaction_started",
+            actor=actor_of(user),
+            recordings=[copy.recording_id],
+            details={
+                "copy_id": copy.id,
+                "request_id": req.id,
+                "kept_tracks": copy.keep_tracks,
+                "added_regions": len(add_regions),
+                "removed_regions": len(remove_regions),
+                "voice": voice,
+            },
+        ),
+        db.get(Tenant, copy.tenant_id),
+    )
     db.commit()
 
 
-def review(p: VaultContext, db: Session, user: User, copy: RedactedCopy, *, approve: bool,
-           reason: str | None = None) -> RedactedCopy:
+def review(
+    p: VaultContext, db: Session, user: User, copy: RedactedCopy, *, approve: bool, reason: str | None = None
+) -> RedactedCopy:
     """A person looked at the copy: approved, it may be handed over; rejected, it must be redacted again."""
     if copy.state != CopyState.TO_REVIEW:
         raise RightsError(f"the copy is {copy.state}: only a produced copy awaiting review can be reviewed")
@@ -394,19 +527,29 @@ def review(p: VaultContext, db: Session, user: User, copy: RedactedCopy, *, appr
     if not approve and not reason:
         raise RightsError("say what is wrong with the copy (a face left visible, a region to add...)")
     if approve and user.id in (copy.created_by, copy.redacted_by):
-        raise RightsError("four eyes: a copy is approved by someone other than its author (who started it or "
-                          "chose what to hide); ask a colleague entitled to redact to review it")
+        raise RightsError(
+            "four eyes: a copy is approved by someone other than its author (who started it or "
+            "chose what to hide); ask a colleague entitled to redact to review it"
+        )
     copy.state = (CopyState.APPROVED if approve else CopyState.REJECTED).value
     copy.reviewed_by, copy.reviewed_at, copy.review_reason = user.id, utcnow(), reason
-    p.record(db, EntryDraft(action=Action.MODIFICATION, event=f"rights.copy.{copy.state}", actor=actor_of(user),
-                            recordings=[copy.recording_id],
-                            details={"copy_id": copy.id, "request_id": copy.request_id, "reason": reason}),
-             db.get(Tenant, copy.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.MODIFICATION,
+            event=f"rights.copy.{copy.state}",
+            actor=actor_of(user),
+            recordings=[copy.recording_id],
+            details={"copy_id": copy.id, "request_id": copy.request_id, "reason": reason},
+        ),
+        db.get(Tenant, copy.tenant_id),
+    )
     db.commit()
     return copy
 
 
 # --- background jobs -----------------------------------------------------------------------------------
+
 
 def queue_of(p: VaultContext) -> JobQueue:
     """The platform's redaction queue: settings.redaction_workers at once, bounded per tenant and in all."""
@@ -457,10 +600,17 @@ def _fail(p: VaultContext, copy_id: int, actor: Actor, step: str, exc: BaseExcep
         if copy.state == CopyState.DELETED:  # failed because its recording was deleted: it stays deleted
             return
         copy.state, copy.error = CopyState.FAILED.value, f"{step} failed: {exc}"[:2000]
-        p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.failed", actor=actor,
-                                recordings=[copy.recording_id],
-                                details={"copy_id": copy.id, "step": step, "error": str(exc)[:500]}),
-                 db.get(Tenant, copy.tenant_id))
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.MODIFICATION,
+                event="rights.copy.failed",
+                actor=actor,
+                recordings=[copy.recording_id],
+                details={"copy_id": copy.id, "step": step, "error": str(exc)[:500]},
+            ),
+            db.get(Tenant, copy.tenant_id),
+        )
         db.commit()
 
 
@@ -484,8 +634,12 @@ def thumbnails(src: Path, tracks: list[Any]) -> dict[str, str]:
                 image = frame.to_image()
                 for track_id, (x, y, w, h) in wanted[index]:
                     pad_w, pad_h = w * 0.25, h * 0.25
-                    box = (max(0, int(x - pad_w)), max(0, int(y - pad_h)),
-                           min(image.width, int(x + w + pad_w)), min(image.height, int(y + h + pad_h)))
+                    box = (
+                        max(0, int(x - pad_w)),
+                        max(0, int(y - pad_h)),
+                        min(image.width, int(x + w + pad_w)),
+                        min(image.height, int(y + h + pad_h)),
+                    )
                     crop = image.crop(box) if box[2] > box[0] and box[3] > box[1] else image
                     crop.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.LANCZOS)
                     buf = io.BytesIO()
@@ -504,8 +658,12 @@ def _reviewed_tracks(p: VaultContext, copy: RedactedCopy) -> list[Any] | None:
     from temoin.rights.redaction import FaceTrack
 
     rows = orjson.loads(b"".join(_open_sealed(path, _data_key(p, copy))))
-    return [FaceTrack(int(r["id"]), {int(f): tuple(b) for f, b in r["boxes"].items()}, tuple(r["detected"]),
-                      float(r["score"])) for r in rows]
+    return [
+        FaceTrack(
+            int(r["id"]), {int(f): tuple(b) for f, b in r["boxes"].items()}, tuple(r["detected"]), float(r["score"])
+        )
+        for r in rows
+    ]
 
 
 def _largest(track: Any) -> list[int] | None:
@@ -539,24 +697,50 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
             _seal_bytes(folder / "thumbnails.sealed", data_key, orjson.dumps(thumbs))
             # The boxes themselves, so the copy applies exactly the tracks the operator reviewed (and the
             # detector does not run twice).
-            _seal_bytes(folder / "tracks.sealed", data_key, orjson.dumps(
-                [{"id": t.id, "boxes": {str(f): list(b) for f, b in t.boxes.items()}, "detected": list(t.detected),
-                  "score": t.score} for t in found]))
+            _seal_bytes(
+                folder / "tracks.sealed",
+                data_key,
+                orjson.dumps(
+                    [
+                        {
+                            "id": t.id,
+                            "boxes": {str(f): list(b) for f, b in t.boxes.items()},
+                            "detected": list(t.detected),
+                            "score": t.score,
+                        }
+                        for t in found
+                    ]
+                ),
+            )
         with p.session() as db:
             copy = db.get(RedactedCopy, copy_id)
             if copy.state == CopyState.DELETED:  # its recording was deleted meanwhile: nothing of it may stay
                 shutil.rmtree(folder, ignore_errors=True)
                 return
-            copy.tracks = [{"id": int(t.id), "frames": len(t.boxes), "first_frame": min(t.boxes, default=0),
-                            "last_frame": max(t.boxes, default=0),
-                            "start_s": round(min(t.boxes, default=0) / fps, 2),
-                            "end_s": round(max(t.boxes, default=0) / fps, 2),
-                            "box": _largest(t)} for t in found]
+            copy.tracks = [
+                {
+                    "id": int(t.id),
+                    "frames": len(t.boxes),
+                    "first_frame": min(t.boxes, default=0),
+                    "last_frame": max(t.boxes, default=0),
+                    "start_s": round(min(t.boxes, default=0) / fps, 2),
+                    "end_s": round(max(t.boxes, default=0) / fps, 2),
+                    "box": _largest(t),
+                }
+                for t in found
+            ]
             copy.state, copy.progress = CopyState.TRACKS_READY.value, 1.0
-            p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.faces_found", actor=actor,
-                                    recordings=[copy.recording_id],
-                                    details={"copy_id": copy.id, "tracks": len(found)}),
-                     db.get(Tenant, copy.tenant_id))
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.MODIFICATION,
+                    event="rights.copy.faces_found",
+                    actor=actor,
+                    recordings=[copy.recording_id],
+                    details={"copy_id": copy.id, "tracks": len(found)},
+                ),
+                db.get(Tenant, copy.tenant_id),
+            )
             db.commit()
     except Exception as exc:  # noqa: BLE001 - the copy says why; the server goes on
         _fail(p, copy_id, actor, "face detection", exc)
@@ -567,21 +751,37 @@ def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> Non
         redaction = engine()
 
         def regions(rows: list[dict] | None) -> list[Any]:
-            return [redaction.ManualRegion(int(r["start_frame"]), int(r["end_frame"]), int(r["x"]), int(r["y"]),
-                                           int(r["w"]), int(r["h"])) for r in rows or []]
+            return [
+                redaction.ManualRegion(
+                    int(r["start_frame"]), int(r["end_frame"]), int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])
+                )
+                for r in rows or []
+            ]
 
         with private_workdir(p) as work:
             with p.session() as db:  # read what the job needs; no session is held across the long work
                 copy = db.get(RedactedCopy, copy_id)
                 rec = db.get(Recording, copy.recording_id)
                 src = decrypt_recording(p, db, rec, work)
-                keep, add, remove = list(copy.keep_tracks or []), regions(copy.add_regions), regions(copy.remove_regions)
+                keep, add, remove = (
+                    list(copy.keep_tracks or []),
+                    regions(copy.add_regions),
+                    regions(copy.remove_regions),
+                )
                 tracks = _reviewed_tracks(p, copy)
                 folder, data_key = _folder(p, copy), _data_key(p, copy)
             dst = work / "redacted.mp4"
-            report = redaction.redact_file(src, dst, mode="blur", keep_tracks=keep, add_regions=add,
-                                           remove_regions=remove, voice=voice, progress=_Progress(p, copy_id),
-                                           tracks=tracks)
+            report = redaction.redact_file(
+                src,
+                dst,
+                mode="blur",
+                keep_tracks=keep,
+                add_regions=add,
+                remove_regions=remove,
+                voice=voice,
+                progress=_Progress(p, copy_id),
+                tracks=tracks,
+            )
             src.unlink(missing_ok=True)  # the clear original goes first
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             sha256, size = _seal_file(dst, folder / "copy.sealed", data_key)
@@ -592,12 +792,24 @@ def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> Non
                 return
             copy.sha256, copy.size_bytes, copy.produced_at = sha256, size, utcnow()
             copy.state, copy.progress = CopyState.TO_REVIEW.value, 1.0
-            p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.copy.produced", actor=actor,
-                                    recordings=[copy.recording_id],
-                                    details={"copy_id": copy.id, "sha256": sha256, "bytes": size,
-                                             "boxes_redacted": report.boxes_redacted,
-                                             "detections": report.detection_frames, "audio": report.audio}),
-                     db.get(Tenant, copy.tenant_id))
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.MODIFICATION,
+                    event="rights.copy.produced",
+                    actor=actor,
+                    recordings=[copy.recording_id],
+                    details={
+                        "copy_id": copy.id,
+                        "sha256": sha256,
+                        "bytes": size,
+                        "boxes_redacted": report.boxes_redacted,
+                        "detections": report.detection_frames,
+                        "audio": report.audio,
+                    },
+                ),
+                db.get(Tenant, copy.tenant_id),
+            )
             db.commit()
     except Exception as exc:  # noqa: BLE001 - the copy is marked failed with the reason; the server goes on
         _fail(p, copy_id, actor, "redaction", exc)

@@ -64,8 +64,12 @@ class JobQueue:
 
     @classmethod
     def from_settings(cls, settings: Settings, name: str) -> JobQueue:
-        return cls(workers=settings.redaction_workers, per_tenant=settings.redaction_jobs_per_tenant,
-                   total=settings.redaction_jobs_max, name=name)
+        return cls(
+            workers=settings.redaction_workers,
+            per_tenant=settings.redaction_jobs_per_tenant,
+            total=settings.redaction_jobs_max,
+            name=name,
+        )
 
     def held(self, tenant_id: int | None = None) -> int:
         with self._lock:
@@ -75,10 +79,14 @@ class JobQueue:
         with self._lock:
             mine = self._held.get(tenant_id, 0)
             if mine >= self.per_tenant:
-                raise TenantBusy(f"your commune already has {mine} redaction jobs waiting or running, the most it may "
-                                 f"have at once: retry when one is done (in about {RETRY_AFTER_S} s)")
+                raise TenantBusy(
+                    f"your commune already has {mine} redaction jobs waiting or running, the most it may "
+                    f"have at once: retry when one is done (in about {RETRY_AFTER_S} s)"
+                )
             if sum(self._held.values()) >= self.total:
-                raise QueueFull(f"the server already has {self.total} redaction jobs waiting or running: retry in "
-                                f"about {RETRY_AFTER_S} s")
+                raise QueueFull(
+                    f"the server already has {self.total} redaction jobs waiting or running: retry in "
+                    f"about {RETRY_AFTER_S} s"
+                )
             self._held[tenant_id] = mine + 1
         return Ticket(self, tenant_id)

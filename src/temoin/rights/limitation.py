@@ -40,8 +40,7 @@ def limit(p: VaultContext, db: Session, user: User, req: RightsRequest, recordin
     if req.kind != RequestKind.LIMITATION:
         raise RightsError(f"request {req.id} is a {req.kind} request: only a limitation request freezes recordings")
     recs = _stored(p, db, user, req, recording_ids)
-    already = {lim.recording_id for lim in active_limitations(db, [r.id for r in recs])
-               if lim.request_id == req.id}
+    already = {lim.recording_id for lim in active_limitations(db, [r.id for r in recs]) if lim.request_id == req.id}
     if already:
         raise RightsError(f"already frozen for request {req.id}: {', '.join(sorted(already))}; nothing was done")
     tenant = db.get(Tenant, req.tenant_id)
@@ -49,9 +48,18 @@ def limit(p: VaultContext, db: Session, user: User, req: RightsRequest, recordin
     for rec in recs:
         lim = Limitation(tenant_id=rec.tenant_id, recording_id=rec.id, request_id=req.id, placed_by=user.id)
         db.add(lim)
-        p.record(db, EntryDraft(action=Action.MODIFICATION, event="recording.limited", actor=actor_of(user),
-                                recordings=[rec.id], cameras=[rec.device_id],
-                                details={"request_id": req.id, "together_with": len(recs)}), tenant)
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.MODIFICATION,
+                event="recording.limited",
+                actor=actor_of(user),
+                recordings=[rec.id],
+                cameras=[rec.device_id],
+                details={"request_id": req.id, "together_with": len(recs)},
+            ),
+            tenant,
+        )
         made.append(lim)
     db.commit()
     return made
@@ -61,8 +69,9 @@ def lift(p: VaultContext, db: Session, user: User, req: RightsRequest, recording
     """A person lifts the request's limitation of one recording, saying why (never the system); journaled. The
     recording's retention applies again (if its period is over, the next sweep deletes it)."""
     if not allows(Role(user.role), Permission.RIGHTS_MANAGE):
-        raise RightsError(f"your role ({user.role}) may not lift a limitation: the rights officer, the chief or the "
-                          "mayor does")
+        raise RightsError(
+            f"your role ({user.role}) may not lift a limitation: the rights officer, the chief or the mayor does"
+        )
     reason = (reason or "").strip()
     if len(reason) < 3:
         raise RightsError("say why the limitation is lifted (it is journaled)")
@@ -71,18 +80,30 @@ def lift(p: VaultContext, db: Session, user: User, req: RightsRequest, recording
     if lim is None or lim.tenant_id != req.tenant_id or rec is None or not in_communes(user, rec):
         raise RightsError(f"{recording_id} is not frozen by request {req.id}")
     lim.lifted_by, lim.lifted_at, lim.lift_reason = user.id, utcnow(), reason
-    p.record(db, EntryDraft(action=Action.MODIFICATION, event="recording.limitation_lifted", actor=actor_of(user),
-                            recordings=[recording_id], cameras=[rec.device_id],
-                            details={"request_id": req.id, "reason": reason,
-                                     "still_limited": len(active_limitations(db, [recording_id])) - 1,
-                                     "retention_until": rec.retention_until.isoformat()}),
-             db.get(Tenant, req.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.MODIFICATION,
+            event="recording.limitation_lifted",
+            actor=actor_of(user),
+            recordings=[recording_id],
+            cameras=[rec.device_id],
+            details={
+                "request_id": req.id,
+                "reason": reason,
+                "still_limited": len(active_limitations(db, [recording_id])) - 1,
+                "retention_until": rec.retention_until.isoformat(),
+            },
+        ),
+        db.get(Tenant, req.tenant_id),
+    )
     db.commit()
     return lim
 
 
-def rectify(p: VaultContext, db: Session, user: User, req: RightsRequest, recording_ids: list[str],
-            text: str) -> list[RecordingNote]:
+def rectify(
+    p: VaultContext, db: Session, user: User, req: RightsRequest, recording_ids: list[str], text: str
+) -> list[RecordingNote]:
     """Attach the rectification to each named recording (the footage is never changed); journaled per recording
     with the request's id, not the note (it may name the person)."""
     if req.kind != RequestKind.RECTIFICATION:
@@ -96,17 +117,32 @@ def rectify(p: VaultContext, db: Session, user: User, req: RightsRequest, record
     tenant = db.get(Tenant, req.tenant_id)
     made = []
     for rec in recs:
-        note = RecordingNote(tenant_id=rec.tenant_id, recording_id=rec.id, request_id=req.id, text=text,
-                             written_by=user.id)
+        note = RecordingNote(
+            tenant_id=rec.tenant_id, recording_id=rec.id, request_id=req.id, text=text, written_by=user.id
+        )
         db.add(note)
-        p.record(db, EntryDraft(action=Action.MODIFICATION, event="recording.rectified", actor=actor_of(user),
-                                recordings=[rec.id], cameras=[rec.device_id],
-                                details={"request_id": req.id, "chars": len(text)}), tenant)
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.MODIFICATION,
+                event="recording.rectified",
+                actor=actor_of(user),
+                recordings=[rec.id],
+                cameras=[rec.device_id],
+                details={"request_id": req.id, "chars": len(text)},
+            ),
+            tenant,
+        )
         made.append(note)
     db.commit()
     return made
 
 
 def notes_of(db: Session, recording_id: str) -> list[RecordingNote]:
-    return list(db.scalars(select(RecordingNote).where(RecordingNote.recording_id == recording_id)
-                           .order_by(RecordingNote.written_at, RecordingNote.id)))
+    return list(
+        db.scalars(
+            select(RecordingNote)
+            .where(RecordingNote.recording_id == recording_id)
+            .order_by(RecordingNote.written_at, RecordingNote.id)
+        )
+    )

@@ -63,9 +63,7 @@ class RightsRequest(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    __table_args__ = (
-        Index("ix_rights_requests_tenant_received", "tenant_id", "received_on"),
-    )
+    __table_args__ = (Index("ix_rights_requests_tenant_received", "tenant_id", "received_on"),)
 
 
 class CopyState(StrEnum):

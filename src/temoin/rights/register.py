@@ -31,7 +31,8 @@ CNIL_INDIRECT_ROUTE = (
     "(articles 107 et 108 de la loi n° 78-17 du 6 janvier 1978, article R241-15 du code de la sécurité "
     "intérieure). Vous pouvez exercer votre droit par l'intermédiaire de la Commission nationale de "
     "l'informatique et des libertés (CNIL, 3 place de Fontenoy, TSA 80715, 75334 Paris Cedex 07, www.cnil.fr), "
-    "qui mènera les vérifications et vous indiquera qu'il y a été procédé (droit d'accès indirect).")
+    "qui mènera les vérifications et vous indiquera qu'il y a été procédé (droit d'accès indirect)."
+)
 
 FINAL = (RequestStatus.ANSWERED, RequestStatus.REFUSED, RequestStatus.RESTRICTED)
 TRANSITIONS: dict[RequestStatus, tuple[RequestStatus, ...]] = {
@@ -108,22 +109,29 @@ def commune_for(user: User, tenant: Tenant, commune: str | None) -> str | None:
     if commune is None and len(mine) == 1:
         return mine[0]  # a user of one commune registers that commune's requests
     if commune is None:
-        raise InvalidRequest(f"say which commune the requester is of (an INSEE code among {', '.join(mine)}): the "
-                             "request is handled by that commune's users")
+        raise InvalidRequest(
+            f"say which commune the requester is of (an INSEE code among {', '.join(mine)}): the "
+            "request is handled by that commune's users"
+        )
     if commune not in served:
-        raise InvalidRequest(f"{tenant.name} serves the communes {', '.join(served)}, not {commune}: give the "
-                             "requester's commune among them")
+        raise InvalidRequest(
+            f"{tenant.name} serves the communes {', '.join(served)}, not {commune}: give the "
+            "requester's commune among them"
+        )
     if commune not in mine:
-        raise InvalidRequest(f"you handle the requests of {', '.join(mine)} only, not {commune}: the request is "
-                             f"registered by a user of {commune} or of the whole EPCI")
+        raise InvalidRequest(
+            f"you handle the requests of {', '.join(mine)} only, not {commune}: the request is "
+            f"registered by a user of {commune} or of the whole EPCI"
+        )
     return commune
 
 
 def create_request(p: VaultContext, db: Session, user: User, tenant: Tenant, new: NewRequest) -> RightsRequest:
     description, contact = new.person_description.strip(), new.contact.strip()
     if len(description) < 3:
-        raise InvalidRequest("describe the person (what they wore, where and when they were) so that the "
-                             "recordings can be found")
+        raise InvalidRequest(
+            "describe the person (what they wore, where and when they were) so that the recordings can be found"
+        )
     if len(contact) < 3:
         raise InvalidRequest("give the person's contact (postal or e-mail address) to send the answer to")
     received = new.received_on or today_paris()
@@ -134,24 +142,56 @@ def create_request(p: VaultContext, db: Session, user: User, tenant: Tenant, new
     if (new.place_lat is None) != (new.place_lon is None):
         raise InvalidRequest("give both latitude and longitude of the place, or neither")
     commune = commune_for(user, tenant, new.commune)
-    req = RightsRequest(tenant_id=tenant.id, kind=RequestKind(new.kind).value, status=RequestStatus.RECEIVED.value,
-                        person_description=description, contact=contact, received_on=received,
-                        deadline=deadline_for(tenant, received), facts_start=new.facts_start,
-                        facts_end=new.facts_end, place_lat=new.place_lat, place_lon=new.place_lon,
-                        radius_m=new.radius_m, agent_ref=(new.agent_ref or "").strip() or None, erased=[],
-                        commune=commune, created_by=user.id)
+    req = RightsRequest(
+        tenant_id=tenant.id,
+        kind=RequestKind(new.kind).value,
+        status=RequestStatus.RECEIVED.value,
+        person_description=description,
+        contact=contact,
+        received_on=received,
+        deadline=deadline_for(tenant, received),
+        facts_start=new.facts_start,
+        facts_end=new.facts_end,
+        place_lat=new.place_lat,
+        place_lon=new.place_lon,
+        radius_m=new.radius_m,
+        agent_ref=(new.agent_ref or "").strip() or None,
+        erased=[],
+        commune=commune,
+        created_by=user.id,
+    )
     db.add(req)
     db.flush()
-    p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.request.created", actor=actor_of(user),
-                            details={"request_id": req.id, "kind": req.kind, "received_on": received.isoformat(),
-                                     "deadline": req.deadline.isoformat()}
-                            | ({"commune": commune} if commune else {})), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.MODIFICATION,
+            event="rights.request.created",
+            actor=actor_of(user),
+            details={
+                "request_id": req.id,
+                "kind": req.kind,
+                "received_on": received.isoformat(),
+                "deadline": req.deadline.isoformat(),
+            }
+            | ({"commune": commune} if commune else {}),
+        ),
+        tenant,
+    )
     db.commit()
     return req
 
 
-def list_requests(db: Session, tenant: Tenant, viewer: User | None, *, status: RequestStatus | None = None,
-                  overdue: bool | None = None, commune: str | None = None, limit: int = 500) -> list[RightsRequest]:
+def list_requests(
+    db: Session,
+    tenant: Tenant,
+    viewer: User | None,
+    *,
+    status: RequestStatus | None = None,
+    overdue: bool | None = None,
+    commune: str | None = None,
+    limit: int = 500,
+) -> list[RightsRequest]:
     """The register as `viewer` may see it (a commune-limited user: their communes' requests only); None is the
     server's operator at the command line (ids and dates, no personal data shown)."""
     stmt = select(RightsRequest).where(RightsRequest.tenant_id == tenant.id)
@@ -171,15 +211,29 @@ def get_request(p: VaultContext, db: Session, user: User, request_id: int) -> Ri
     req = db.get(RightsRequest, request_id)
     if req is None or req.tenant_id != user.tenant_id:
         if req is not None:  # another commune's register: refused and journaled
-            p.record(db, EntryDraft(action=Action.SECURITY, event="access.cross_tenant", actor=actor_of(user),
-                                    details={"asked_for": f"rights_request:{request_id}"}),
-                     db.get(Tenant, user.tenant_id))
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.SECURITY,
+                    event="access.cross_tenant",
+                    actor=actor_of(user),
+                    details={"asked_for": f"rights_request:{request_id}"},
+                ),
+                db.get(Tenant, user.tenant_id),
+            )
             db.commit()
         raise RequestNotFound(f"no rights request {request_id} in your register")
     if not may_see(user, req):  # another commune's request inside the EPCI: as if it did not exist, journaled
-        p.record(db, EntryDraft(action=Action.SECURITY, event="access.other_commune", actor=actor_of(user),
-                                details={"asked_for": f"rights_request:{request_id}"}),
-                 db.get(Tenant, user.tenant_id))
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.SECURITY,
+                event="access.other_commune",
+                actor=actor_of(user),
+                details={"asked_for": f"rights_request:{request_id}"},
+            ),
+            db.get(Tenant, user.tenant_id),
+        )
         db.commit()
         raise RequestNotFound(f"no rights request {request_id} in your register")
     return req
@@ -189,9 +243,16 @@ def judicial_holds(db: Session, tenant_id: int, recording_ids: list[str]) -> lis
     """Active holds of a judicial procedure on these recordings: access should then be restricted."""
     if not recording_ids:
         return []
-    return list(db.scalars(select(Hold).where(
-        Hold.tenant_id == tenant_id, Hold.recording_id.in_(recording_ids), Hold.lifted_at.is_(None),
-        Hold.procedure_type == ProcedureType.JUDICIAL.value)))
+    return list(
+        db.scalars(
+            select(Hold).where(
+                Hold.tenant_id == tenant_id,
+                Hold.recording_id.in_(recording_ids),
+                Hold.lifted_at.is_(None),
+                Hold.procedure_type == ProcedureType.JUDICIAL.value,
+            )
+        )
+    )
 
 
 class DeliveryRestricted(RightsError):
@@ -208,20 +269,30 @@ def delivery_refusal(db: Session, req: RightsRequest, recording_id: str) -> Deli
         return DeliveryRestricted(
             f"request {req.id} is restricted{ref}: no copy is handed over while the restriction stands. The person "
             f"is told of the indirect route through the CNIL (loi 78-17 arts. 107-108, CSI R241-15). "
-            f"Lift the restriction (status in_progress) once the procedure allows it. {CNIL_INDIRECT_ROUTE}")
+            f"Lift the restriction (status in_progress) once the procedure allows it. {CNIL_INDIRECT_ROUTE}"
+        )
     held = judicial_holds(db, req.tenant_id, [recording_id])
     if held:
         return DeliveryRestricted(
             f"{recording_id} is held for a judicial procedure ({held[0].reference}): handing a copy to the person "
             "could harm the procedure, so it is refused. Answer the request with a restriction (status "
             "restricted): the person then exercises the right of access indirectly through the CNIL (loi 78-17 "
-            f"arts. 107-108, CSI R241-15). {CNIL_INDIRECT_ROUTE}")
+            f"arts. 107-108, CSI R241-15). {CNIL_INDIRECT_ROUTE}"
+        )
     return None
 
 
-def set_status(p: VaultContext, db: Session, user: User, req: RightsRequest, status: RequestStatus, *,
-               decision: str | None = None, reason: str | None = None,
-               procedure_reference: str | None = None) -> RightsRequest:
+def set_status(
+    p: VaultContext,
+    db: Session,
+    user: User,
+    req: RightsRequest,
+    status: RequestStatus,
+    *,
+    decision: str | None = None,
+    reason: str | None = None,
+    procedure_reference: str | None = None,
+) -> RightsRequest:
     """Move a request along; a final status is the answer sent to the person (journaled as a communication)."""
     current, target = RequestStatus(req.status), RequestStatus(status)
     if target not in TRANSITIONS[current]:
@@ -231,8 +302,9 @@ def set_status(p: VaultContext, db: Session, user: User, req: RightsRequest, sta
     if target in (RequestStatus.ANSWERED, RequestStatus.REFUSED) and not decision:
         raise RightsError("say what was decided (the answer sent to the person)")
     if target in (RequestStatus.REFUSED, RequestStatus.RESTRICTED) and not reason:
-        raise RightsError("a refusal or a restriction must give its reason (it is told to the person and to "
-                          "the CNIL if asked)")
+        raise RightsError(
+            "a refusal or a restriction must give its reason (it is told to the person and to the CNIL if asked)"
+        )
     if target == RequestStatus.RESTRICTED:
         # The person is always told of the indirect route through the CNIL.
         decision = CNIL_INDIRECT_ROUTE if not decision else f"{decision}\n\n{CNIL_INDIRECT_ROUTE}"
@@ -249,10 +321,24 @@ def set_status(p: VaultContext, db: Session, user: User, req: RightsRequest, sta
     details = {"request_id": req.id, "kind": req.kind, "from": current.value, "to": target.value}
     if target in FINAL:
         details["on_time"] = today_paris(now) <= req.deadline
-        p.record(db, EntryDraft(action=Action.COMMUNICATION, event=f"rights.request.{target.value}",
-                                actor=actor_of(user), recipients=[recipient(req)], details=details), tenant)
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.COMMUNICATION,
+                event=f"rights.request.{target.value}",
+                actor=actor_of(user),
+                recipients=[recipient(req)],
+                details=details,
+            ),
+            tenant,
+        )
     else:
-        p.record(db, EntryDraft(action=Action.MODIFICATION, event="rights.request.status", actor=actor_of(user),
-                                details=details), tenant)
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.MODIFICATION, event="rights.request.status", actor=actor_of(user), details=details
+            ),
+            tenant,
+        )
     db.commit()
     return req

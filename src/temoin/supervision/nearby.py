@@ -51,8 +51,19 @@ class IndexedCamera:
 
     @classmethod
     def of(cls, cam: CctvCamera) -> IndexedCamera:
-        return cls(cam.id, cam.name, cam.lat, cam.lon, cam.heading_deg, cam.fov_deg, cam.range_m, cam.ptz,
-                   cam.height_m, cam.max_zoom, bool(cam.onvif_url))
+        return cls(
+            cam.id,
+            cam.name,
+            cam.lat,
+            cam.lon,
+            cam.heading_deg,
+            cam.fov_deg,
+            cam.range_m,
+            cam.ptz,
+            cam.height_m,
+            cam.max_zoom,
+            bool(cam.onvif_url),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +75,20 @@ class NearbyCamera:
 
     def as_dict(self) -> dict[str, Any]:
         c = self.camera
-        return {"id": c.id, "name": c.name, "lat": c.lat, "lon": c.lon, "ptz": c.ptz, "heading_deg": c.heading_deg,
-                "fov_deg": c.fov_deg, "range_m": c.range_m, "distance_m": round(self.distance_m, 1),
-                "bearing_from_camera": round(self.bearing_from_camera, 1), "sees": self.sees,
-                "whep_url": f"/api/v1/cctv/cameras/{c.id}/whep"}
+        return {
+            "id": c.id,
+            "name": c.name,
+            "lat": c.lat,
+            "lon": c.lon,
+            "ptz": c.ptz,
+            "heading_deg": c.heading_deg,
+            "fov_deg": c.fov_deg,
+            "range_m": c.range_m,
+            "distance_m": round(self.distance_m, 1),
+            "bearing_from_camera": round(self.bearing_from_camera, 1),
+            "sees": self.sees,
+            "whep_url": f"/api/v1/cctv/cameras/{c.id}/whep",
+        }
 
 
 class NearbyIndex:
@@ -148,9 +169,23 @@ def _indexed(db: Session, tenant_id: int) -> list[IndexedCamera]:
     # Only the columns the index needs, as plain rows: ten times faster than ORM objects for a big registry, and
     # the index never holds a URL or a credential.
     c = CctvCamera
-    rows = db.execute(select(c.id, c.name, c.lat, c.lon, c.heading_deg, c.fov_deg, c.range_m, c.ptz, c.height_m,
-                             c.max_zoom, c.onvif_url.is_not(None))
-                      .where(c.tenant_id == tenant_id, c.active.is_(True)).order_by(c.id))
+    rows = db.execute(
+        select(
+            c.id,
+            c.name,
+            c.lat,
+            c.lon,
+            c.heading_deg,
+            c.fov_deg,
+            c.range_m,
+            c.ptz,
+            c.height_m,
+            c.max_zoom,
+            c.onvif_url.is_not(None),
+        )
+        .where(c.tenant_id == tenant_id, c.active.is_(True))
+        .order_by(c.id)
+    )
     return [IndexedCamera(*r[:10], onvif=bool(r[10])) for r in rows]
 
 

@@ -24,8 +24,10 @@ from temoin.identity.tenant_settings import settings_of
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEMO_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
-HOW_TO_DECLARE = ("an administrator declares the commune's CCTV network: `temoin tenant settings SLUG "
-                  "cctv_networks=10.20.0.0/16,192.168.5.0/24`")
+HOW_TO_DECLARE = (
+    "an administrator declares the commune's CCTV network: `temoin tenant settings SLUG "
+    "cctv_networks=10.20.0.0/16,192.168.5.0/24`"
+)
 
 
 class OutsideNetwork(errors.Forbidden):
@@ -54,8 +56,10 @@ async def check_host(host: str, networks: tuple[Network, ...], *, what: str) -> 
     """Raise OutsideNetwork unless every address `host` resolves to is inside `networks`."""
     host = host.strip("[]")
     if not networks:
-        raise OutsideNetwork(f"{what}: no CCTV network is declared for this commune, so the platform connects to "
-                             f"none of its cameras; {HOW_TO_DECLARE}")
+        raise OutsideNetwork(
+            f"{what}: no CCTV network is declared for this commune, so the platform connects to "
+            f"none of its cameras; {HOW_TO_DECLARE}"
+        )
     try:
         addresses = {ipaddress.ip_address(host).compressed}
     except ValueError:
@@ -66,9 +70,11 @@ async def check_host(host: str, networks: tuple[Network, ...], *, what: str) -> 
         addresses = {str(info[4][0]) for info in infos}  # the host part: a str for IPv4 and IPv6
     outside = sorted(a for a in addresses if not _inside(a, networks))
     if outside:
-        raise OutsideNetwork(f"{what}: {host} ({', '.join(outside)}) is outside the commune's declared CCTV "
-                             f"network ({', '.join(map(str, networks))}); correct the camera's address in the "
-                             f"registry, or {HOW_TO_DECLARE}")
+        raise OutsideNetwork(
+            f"{what}: {host} ({', '.join(outside)}) is outside the commune's declared CCTV "
+            f"network ({', '.join(map(str, networks))}); correct the camera's address in the "
+            f"registry, or {HOW_TO_DECLARE}"
+        )
 
 
 async def check_url(url: str, networks: tuple[Network, ...], *, what: str) -> None:

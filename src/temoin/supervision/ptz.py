@@ -123,9 +123,13 @@ class AimResult:
     reported: Pose | None  # None when the camera's GetStatus gave no position
 
     def as_dict(self) -> dict[str, Any]:
-        return {"camera_id": self.camera_id, "target": {"lat": self.target[0], "lon": self.target[1]},
-                "distance_m": round(self.distance_m, 1), "requested": self.requested.as_dict(),
-                "reported": self.reported.as_dict() if self.reported else None}
+        return {
+            "camera_id": self.camera_id,
+            "target": {"lat": self.target[0], "lon": self.target[1]},
+            "distance_m": round(self.distance_m, 1),
+            "requested": self.requested.as_dict(),
+            "reported": self.reported.as_dict() if self.reported else None,
+        }
 
 
 def plan(cam: CctvCamera, lat: float, lon: float) -> Pose:
@@ -135,6 +139,7 @@ def plan(cam: CctvCamera, lat: float, lon: float) -> Pose:
 
 
 # --- the protocol -----------------------------------------------------------------------------------------
+
 
 def _onvif_camera_class() -> type:
     # The library calls logging.basicConfig() when imported, which would change the process's root logger;
@@ -184,17 +189,23 @@ def _translate(exc: BaseException, endpoint: OnvifEndpoint) -> PtzError:
     if isinstance(exc, PtzError):
         return exc
     if _is_auth_fault(exc):
-        return AuthRefused(f"the camera at {endpoint.where} refused the ONVIF credentials of user "
-                           f"{endpoint.username!r}: import the camera again with the right onvif_username and "
-                           "onvif_password")
+        return AuthRefused(
+            f"the camera at {endpoint.where} refused the ONVIF credentials of user "
+            f"{endpoint.username!r}: import the camera again with the right onvif_username and "
+            "onvif_password"
+        )
     if isinstance(exc, Fault):
         return CameraFault(f"the camera at {endpoint.where} answered with a fault: {exc.message}")
     if isinstance(exc, TransportError):
-        return CameraFault(f"the camera at {endpoint.where} answered HTTP {exc.status_code}: is onvif_url the "
-                           "address of its ONVIF service?")
+        return CameraFault(
+            f"the camera at {endpoint.where} answered HTTP {exc.status_code}: is onvif_url the "
+            "address of its ONVIF service?"
+        )
     if isinstance(exc, (aiohttp.ClientError, OSError)):
-        return Unreachable(f"the camera at {endpoint.where} cannot be reached ({type(exc).__name__}): check its "
-                           "network link and its onvif_url")
+        return Unreachable(
+            f"the camera at {endpoint.where} cannot be reached ({type(exc).__name__}): check its "
+            "network link and its onvif_url"
+        )
     if isinstance(exc, ONVIFError):
         cause = exc.__cause__
         if cause is not None and cause is not exc:
@@ -209,8 +220,9 @@ def _reported(status: Any) -> OnvifPosition | None:
     zoom = getattr(position, "Zoom", None)
     if pan_tilt is None or pan_tilt.x is None or pan_tilt.y is None:
         return None
-    return OnvifPosition(float(pan_tilt.x), float(pan_tilt.y), float(zoom.x) if zoom is not None and
-                         zoom.x is not None else 0.0)
+    return OnvifPosition(
+        float(pan_tilt.x), float(pan_tilt.y), float(zoom.x) if zoom is not None and zoom.x is not None else 0.0
+    )
 
 
 def _moving(status: Any) -> bool:
@@ -227,8 +239,13 @@ async def _allowed(url: str, networks: tuple[outbound.Network, ...] | None, what
         raise OutsideNetwork(exc.message) from None
 
 
-async def move(endpoint: OnvifEndpoint, position: OnvifPosition, *, timeout_s: float = TIMEOUT_S,
-               networks: tuple[outbound.Network, ...] | None = None) -> OnvifPosition | None:
+async def move(
+    endpoint: OnvifEndpoint,
+    position: OnvifPosition,
+    *,
+    timeout_s: float = TIMEOUT_S,
+    networks: tuple[outbound.Network, ...] | None = None,
+) -> OnvifPosition | None:
     """AbsoluteMove to a normalised position, then the position the camera reports (polled while it says it
     is still moving, within the deadline). Raises a PtzError saying what went wrong. With `networks`, every
     address contacted (the device service, and the service addresses the camera gives back) must lie in them:
@@ -243,20 +260,26 @@ async def move(endpoint: OnvifEndpoint, position: OnvifPosition, *, timeout_s: f
         try:
             await cam.update_xaddrs()
             for service_url in dict(getattr(cam, "xaddrs", {}) or {}).values():
-                await _allowed(str(service_url), networks,
-                               f"a service address given by the camera at {endpoint.where}")
+                await _allowed(str(service_url), networks, f"a service address given by the camera at {endpoint.where}")
             if PTZ_NAMESPACE not in cam.xaddrs:
                 raise NotPtz(f"the camera at {endpoint.where} has no ONVIF PTZ service: it cannot be aimed")
             media = await cam.create_media_service()
             profiles = await media.GetProfiles()
             token = next((p.token for p in profiles or [] if getattr(p, "PTZConfiguration", None) is not None), None)
             if token is None:
-                raise NotPtz(f"no media profile of the camera at {endpoint.where} has a PTZ configuration: "
-                             "it cannot be aimed")
+                raise NotPtz(
+                    f"no media profile of the camera at {endpoint.where} has a PTZ configuration: it cannot be aimed"
+                )
             ptz = await cam.create_ptz_service()
-            await ptz.AbsoluteMove({"ProfileToken": token, "Position": {
-                "PanTilt": {"x": position.x, "y": position.y, "space": PAN_TILT_SPACE},
-                "Zoom": {"x": position.z, "space": ZOOM_SPACE}}})
+            await ptz.AbsoluteMove(
+                {
+                    "ProfileToken": token,
+                    "Position": {
+                        "PanTilt": {"x": position.x, "y": position.y, "space": PAN_TILT_SPACE},
+                        "Zoom": {"x": position.z, "space": ZOOM_SPACE},
+                    },
+                }
+            )
             status = await ptz.GetStatus({"ProfileToken": token})
             # A real camera takes a moment to get there; report where it ends up if the deadline allows.
             while _moving(status) and time.monotonic() + STATUS_POLL_S < deadline - 0.3:
@@ -272,16 +295,25 @@ async def move(endpoint: OnvifEndpoint, position: OnvifPosition, *, timeout_s: f
     try:
         return await asyncio.wait_for(exchange(), timeout=max(0.1, deadline - time.monotonic()))
     except TimeoutError:
-        raise Unreachable(f"the camera at {endpoint.where} did not answer within {timeout_s:g} s: check its network "
-                          "link and its onvif_url") from None
+        raise Unreachable(
+            f"the camera at {endpoint.where} did not answer within {timeout_s:g} s: check its network "
+            "link and its onvif_url"
+        ) from None
     except PtzError:
         raise
     except Exception as exc:  # noqa: BLE001 - the library raises many kinds; each is translated
         raise _translate(exc, endpoint) from None
 
 
-async def aim_camera(cam: CctvCamera, password: str | None, lat: float, lon: float, *,
-                     timeout_s: float = TIMEOUT_S, networks: tuple[outbound.Network, ...] | None = None) -> AimResult:
+async def aim_camera(
+    cam: CctvCamera,
+    password: str | None,
+    lat: float,
+    lon: float,
+    *,
+    timeout_s: float = TIMEOUT_S,
+    networks: tuple[outbound.Network, ...] | None = None,
+) -> AimResult:
     """Compute the pose for the target and move the camera there (no database, no journal)."""
     if not cam.ptz:
         raise NotPtz(f"{cam.id} is a fixed camera: it cannot be aimed")
@@ -296,8 +328,19 @@ async def aim_camera(cam: CctvCamera, password: str | None, lat: float, lon: flo
 
 # --- the operation: load, aim, journal, announce --------------------------------------------------------
 
-async def aim(p: Context, tenant_id: int, camera_id: str, lat: float, lon: float, *, actor: Actor,
-              session_id: str | None = None, bus: EventBus | None = None, timeout_s: float = TIMEOUT_S) -> AimResult:
+
+async def aim(
+    p: Context,
+    tenant_id: int,
+    camera_id: str,
+    lat: float,
+    lon: float,
+    *,
+    actor: Actor,
+    session_id: str | None = None,
+    bus: EventBus | None = None,
+    timeout_s: float = TIMEOUT_S,
+) -> AimResult:
     """Aim the tenant's camera at (lat, lon): journaled (ptz.aimed / ptz.failed) and announced on the bus."""
 
     def load() -> tuple[CctvCamera, str | None, tuple[outbound.Network, ...]]:
@@ -317,18 +360,46 @@ async def aim(p: Context, tenant_id: int, camera_id: str, lat: float, lon: float
     try:
         result = await aim_camera(cam, password, lat, lon, timeout_s=timeout_s, networks=networks)
     except PtzError as exc:
-        await asyncio.to_thread(_journal, p, tenant_id, "ptz.failed", actor, {
-            "camera_id": camera_id, "target": target, "session_id": session_id, "reason": exc.reason,
-            "error": exc.message})
+        await asyncio.to_thread(
+            _journal,
+            p,
+            tenant_id,
+            "ptz.failed",
+            actor,
+            {
+                "camera_id": camera_id,
+                "target": target,
+                "session_id": session_id,
+                "reason": exc.reason,
+                "error": exc.message,
+            },
+        )
         raise
-    await asyncio.to_thread(_journal, p, tenant_id, "ptz.aimed", actor, {
-        "camera_id": camera_id, "target": target, "session_id": session_id,
-        "requested": result.requested.angles.as_dict(),
-        "reported": result.reported.angles.as_dict() if result.reported else None})
+    await asyncio.to_thread(
+        _journal,
+        p,
+        tenant_id,
+        "ptz.aimed",
+        actor,
+        {
+            "camera_id": camera_id,
+            "target": target,
+            "session_id": session_id,
+            "requested": result.requested.angles.as_dict(),
+            "reported": result.reported.angles.as_dict() if result.reported else None,
+        },
+    )
     if bus is not None:
-        bus.publish(tenant_id, "ptz", {"camera_id": camera_id, "session_id": session_id,
-                                       "requested": result.requested.angles.as_dict(),
-                                       "reported": result.reported.angles.as_dict() if result.reported else None})
+        bus.publish(
+            tenant_id,
+            "ptz",
+            {
+                "camera_id": camera_id,
+                "session_id": session_id,
+                "requested": result.requested.angles.as_dict(),
+                "reported": result.reported.angles.as_dict() if result.reported else None,
+            },
+        )
     return result
 
 

@@ -16,8 +16,9 @@ max_zoom 20. ptz reads true/false, yes/no, oui/non, 1/0.
 Credentials: an empty onvif_password leaves the stored password as it is (a list exported without secrets can be
 imported again) as long as onvif_url and onvif_username stay the same: a stored password is bound to the address
 it was given for, and a row that changes either must give the password again (else the next aim would send a
-digest of it to the new address). An empty onvif_username removes both. The password is sealed with AES-256-GCM under a key derived
-from the platform's master key, bound to its tenant and camera; it is never logged, journaled or returned.
+digest of it to the new address). An empty onvif_username removes both. The password is sealed with AES-256-GCM
+under a key derived from the platform's master key, bound to its tenant and camera; it is never logged, journaled
+or returned.
 """
 
 from __future__ import annotations
@@ -47,8 +48,22 @@ from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.supervision.models import CctvCamera, CctvRegistryVersion
 
-COLUMNS = ("id", "name", "lat", "lon", "height_m", "heading_deg", "fov_deg", "range_m", "ptz", "max_zoom",
-           "stream_url", "onvif_url", "onvif_username", "onvif_password")
+COLUMNS = (
+    "id",
+    "name",
+    "lat",
+    "lon",
+    "height_m",
+    "heading_deg",
+    "fov_deg",
+    "range_m",
+    "ptz",
+    "max_zoom",
+    "stream_url",
+    "onvif_url",
+    "onvif_username",
+    "onvif_password",
+)
 REQUIRED = ("id", "name", "lat", "lon", "heading_deg", "fov_deg", "stream_url")
 MAX_CAMERAS = 50_000  # per file: a metropolis has a few thousand
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -73,7 +88,6 @@ class RegistryError(errors.InvalidInput, ValueError):
     @property
     def extra(self) -> dict[str, object]:
         return {"problems": self.problems}
-
 
 
 class UnknownCamera(errors.NotFound, LookupError):
@@ -167,8 +181,11 @@ def _problems(where: str, exc: ValidationError) -> list[str]:
             msg = "is required"
         elif e["type"] == "extra_forbidden":
             msg = f"is not a known column (known: {', '.join(COLUMNS)})"
-        shown = "" if e["type"] in ("missing", "extra_forbidden") or field == "onvif_password" else \
-            f" (got {str(e.get('input'))[:60]!r})"
+        shown = (
+            ""
+            if e["type"] in ("missing", "extra_forbidden") or field == "onvif_password"
+            else f" (got {str(e.get('input'))[:60]!r})"
+        )
         out.append(f"{where}, field {field}: {msg}{shown}")
     return out
 
@@ -213,9 +230,14 @@ def parse_csv(text: str) -> list[CameraRow]:
     unknown = [h for h in header if h not in COLUMNS]
     missing = [c for c in REQUIRED if c not in header]
     if unknown or missing:
-        raise RegistryError("the CSV header is wrong, nothing was imported:", (
-            [f"header: unknown column {h!r}" for h in unknown] + [f"header: missing column {c!r}" for c in missing]
-            + [f"the header is: {','.join(COLUMNS)}"]))
+        raise RegistryError(
+            "the CSV header is wrong, nothing was imported:",
+            (
+                [f"header: unknown column {h!r}" for h in unknown]
+                + [f"header: missing column {c!r}" for c in missing]
+                + [f"the header is: {','.join(COLUMNS)}"]
+            ),
+        )
     reader.fieldnames = header
 
     def items() -> Iterable[tuple[str, dict[str, Any] | str]]:
@@ -224,8 +246,10 @@ def parse_csv(text: str) -> list[CameraRow]:
                 yield f"line {n}", f"more cells than the header has columns ({len(header)})"
             elif any((v or "").strip() for v in raw.values()):
                 if delimiter == ";":  # such files write decimals with a comma: 43,5561
-                    raw = {k: (v.replace(",", ".") if k in _NUMBERS and v and _DECIMAL_COMMA.match(v) else v)
-                           for k, v in raw.items()}
+                    raw = {
+                        k: (v.replace(",", ".") if k in _NUMBERS and v and _DECIMAL_COMMA.match(v) else v)
+                        for k, v in raw.items()
+                    }
                 yield f"line {n}", raw
 
     return _validate(items())
@@ -239,8 +263,7 @@ def parse_geojson(doc: dict[str, Any] | str, *, stream_base: str | None = None) 
             doc = json.loads(doc)
         except json.JSONDecodeError as exc:
             raise RegistryError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection" or not isinstance(
-            doc.get("features"), list):
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
         raise RegistryError('a GeoJSON registry is a {"type": "FeatureCollection", "features": [...]} of Points')
 
     def items() -> Iterable[tuple[str, dict[str, Any] | str]]:
@@ -250,16 +273,25 @@ def parse_geojson(doc: dict[str, Any] | str, *, stream_base: str | None = None) 
             where = f"feature {n}" + (f" ({props['id']})" if isinstance(props.get("id"), str) else "")
             geometry = feature.get("geometry") if isinstance(feature, dict) else None
             coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
-            if not isinstance(geometry, dict) or geometry.get("type") != "Point" or not isinstance(
-                    coords, list) or len(coords) < 2:
+            if (
+                not isinstance(geometry, dict)
+                or geometry.get("type") != "Point"
+                or not isinstance(coords, list)
+                or len(coords) < 2
+            ):
                 yield where, "field geometry: a Point with [lon, lat] coordinates is required"
                 continue
             props.pop("onvif", None)  # the demo's marker for a simulated ONVIF service (see demo/cctv)
             path = props.pop("stream_path", None)
             if path and not props.get("stream_url"):
                 if not stream_base:
-                    yield where, ("field stream_url: is required (a stream_path needs the stream server's base URL: "
-                                  "`temoin cctv import --stream-base rtsp://HOST:PORT`)")
+                    yield (
+                        where,
+                        (
+                            "field stream_url: is required (a stream_path needs the stream server's base URL: "
+                            "`temoin cctv import --stream-base rtsp://HOST:PORT`)"
+                        ),
+                    )
                     continue
                 props["stream_url"] = stream_base.rstrip("/") + "/" + str(path).lstrip("/")
             props.pop("lat", None)
@@ -288,6 +320,7 @@ def parse_file(name: str, data: bytes, *, stream_base: str | None = None) -> tup
 
 # --- credentials ------------------------------------------------------------------------------------------
 
+
 def _credentials_key(master_key: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"temoin-cctv-credentials-v1").derive(master_key)
 
@@ -304,11 +337,14 @@ def seal_password(master_key: bytes, tenant_id: int, camera_id: str, password: s
 
 def open_password(master_key: bytes, tenant_id: int, camera_id: str, sealed: bytes) -> str:
     try:
-        return AESGCM(_credentials_key(master_key)).decrypt(sealed[:12], sealed[12:],
-                                                            _aad(tenant_id, camera_id)).decode()
+        return (
+            AESGCM(_credentials_key(master_key)).decrypt(sealed[:12], sealed[12:], _aad(tenant_id, camera_id)).decode()
+        )
     except InvalidTag:
-        raise RegistryError(f"the stored ONVIF password of {camera_id} does not open with this master key: "
-                            "import the camera's credentials again") from None
+        raise RegistryError(
+            f"the stored ONVIF password of {camera_id} does not open with this master key: "
+            "import the camera's credentials again"
+        ) from None
 
 
 def camera_password(p: Context, cam: CctvCamera) -> str | None:
@@ -318,6 +354,7 @@ def camera_password(p: Context, cam: CctvCamera) -> str | None:
 
 
 # --- the registry -----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ImportResult:
@@ -350,20 +387,27 @@ def registry_version(db: Session, tenant_id: int) -> int:
     return version or 0
 
 
-def import_rows(p: Context, db: Session, tenant: Tenant, rows: list[CameraRow], *, actor: Actor,
-                source: str) -> ImportResult:
+def import_rows(
+    p: Context, db: Session, tenant: Tenant, rows: list[CameraRow], *, actor: Actor, source: str
+) -> ImportResult:
     """Upsert the cameras by id, in one transaction with the journal entry (committed here)."""
     existing = {c.id: c for c in db.scalars(select(CctvCamera).where(CctvCamera.tenant_id == tenant.id))}
-    moved = [row.id for row in rows if (cam := existing.get(row.id)) is not None
-             and cam.onvif_password_sealed is not None and row.onvif_username is not None
-             and row.onvif_password is None
-             and (row.onvif_url != cam.onvif_url or row.onvif_username != cam.onvif_username)]
+    moved = [
+        row.id
+        for row in rows
+        if (cam := existing.get(row.id)) is not None
+        and cam.onvif_password_sealed is not None
+        and row.onvif_username is not None
+        and row.onvif_password is None
+        and (row.onvif_url != cam.onvif_url or row.onvif_username != cam.onvif_username)
+    ]
     if moved:
-        raise RegistryError("the file was refused, nothing was imported: a stored ONVIF password is kept only for "
-                            "the address and user it was given for; give onvif_password again for each camera "
-                            "whose onvif_url or onvif_username changes:",
-                            [f"camera {cid}: onvif_url or onvif_username changed, onvif_password is empty"
-                             for cid in moved])
+        raise RegistryError(
+            "the file was refused, nothing was imported: a stored ONVIF password is kept only for "
+            "the address and user it was given for; give onvif_password again for each camera "
+            "whose onvif_url or onvif_username changes:",
+            [f"camera {cid}: onvif_url or onvif_username changed, onvif_password is empty" for cid in moved],
+        )
     created = updated = 0
     now = utcnow()
     for row in rows:
@@ -374,8 +418,20 @@ def import_rows(p: Context, db: Session, tenant: Tenant, rows: list[CameraRow], 
             created += 1
         else:
             updated += 1
-        for name in ("name", "lat", "lon", "height_m", "heading_deg", "fov_deg", "range_m", "ptz", "max_zoom",
-                     "stream_url", "onvif_url", "onvif_username"):
+        for name in (
+            "name",
+            "lat",
+            "lon",
+            "height_m",
+            "heading_deg",
+            "fov_deg",
+            "range_m",
+            "ptz",
+            "max_zoom",
+            "stream_url",
+            "onvif_url",
+            "onvif_username",
+        ):
             setattr(cam, name, getattr(row, name))
         if row.onvif_username is None:
             cam.onvif_password_sealed = None
@@ -385,14 +441,23 @@ def import_rows(p: Context, db: Session, tenant: Tenant, rows: list[CameraRow], 
         cam.updated_at = now
     result = ImportResult(created, updated, sum(1 for r in rows if r.ptz))
     version = bump_version(db, tenant.id)
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="cctv.imported", actor=actor,
-                            details={**result.as_dict(), "source": source, "registry_version": version}), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.ADMINISTRATION,
+            event="cctv.imported",
+            actor=actor,
+            details={**result.as_dict(), "source": source, "registry_version": version},
+        ),
+        tenant,
+    )
     db.commit()
     return result
 
 
-def withdraw(p: Context, db: Session, tenant: Tenant, camera_id: str, *, actor: Actor,
-             reason: str | None = None) -> CctvCamera:
+def withdraw(
+    p: Context, db: Session, tenant: Tenant, camera_id: str, *, actor: Actor, reason: str | None = None
+) -> CctvCamera:
     """Take a camera out of service (removed from the street, broken): off the map, the nearby list and the video
     wall. Its row stays, since the journal names it; importing it again puts it back. Committed here."""
     cam = camera_of(db, tenant.id, camera_id)
@@ -401,15 +466,29 @@ def withdraw(p: Context, db: Session, tenant: Tenant, camera_id: str, *, actor: 
     cam.active = False
     cam.updated_at = utcnow()
     version = bump_version(db, tenant.id)
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="cctv.withdrawn", actor=actor, cameras=[cam.id],
-                            details={"camera_id": cam.id, "name": cam.name, "reason": (reason or "").strip() or None,
-                                     "registry_version": version}), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.ADMINISTRATION,
+            event="cctv.withdrawn",
+            actor=actor,
+            cameras=[cam.id],
+            details={
+                "camera_id": cam.id,
+                "name": cam.name,
+                "reason": (reason or "").strip() or None,
+                "registry_version": version,
+            },
+        ),
+        tenant,
+    )
     db.commit()
     return cam
 
 
-def import_file(p: Context, db: Session, tenant: Tenant, name: str, data: bytes, *, actor: Actor,
-                stream_base: str | None = None) -> ImportResult:
+def import_file(
+    p: Context, db: Session, tenant: Tenant, name: str, data: bytes, *, actor: Actor, stream_base: str | None = None
+) -> ImportResult:
     rows, kind = parse_file(name, data, stream_base=stream_base)
     return import_rows(p, db, tenant, rows, actor=actor, source=kind)
 
@@ -429,12 +508,29 @@ def camera_of(db: Session, tenant_id: int, camera_id: str) -> CctvCamera | None:
 
 def public_view(cam: CctvCamera) -> dict[str, Any]:
     """What the CSU's map may show: no URL (they may carry credentials), no password."""
-    return {"id": cam.id, "name": cam.name, "ptz": cam.ptz, "heading_deg": cam.heading_deg, "fov_deg": cam.fov_deg,
-            "range_m": cam.range_m, "height_m": cam.height_m, "max_zoom": cam.max_zoom,
-            "onvif": bool(cam.onvif_url)}
+    return {
+        "id": cam.id,
+        "name": cam.name,
+        "ptz": cam.ptz,
+        "heading_deg": cam.heading_deg,
+        "fov_deg": cam.fov_deg,
+        "range_m": cam.range_m,
+        "height_m": cam.height_m,
+        "max_zoom": cam.max_zoom,
+        "onvif": bool(cam.onvif_url),
+    }
 
 
 def feature_collection(cameras: Iterable[CctvCamera]) -> dict[str, Any]:
-    return {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "id": c.id, "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
-         "properties": public_view(c)} for c in cameras]}
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "id": c.id,
+                "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
+                "properties": public_view(c),
+            }
+            for c in cameras
+        ],
+    }

@@ -65,7 +65,8 @@ class RedactedOnly(Forbidden):
             f"{recording_id}: under the motive {motive!r} only an anonymised rendition may be shown (recordings used "
             "for training are anonymised, image and sound: CSI R241-13), and the player shows originals only. "
             "Make a training extraction instead (recipient: trainer): its package holds the recording with faces "
-            "and voices anonymised. To see the original, give the motive that is the real reason for it.")
+            "and voices anonymised. To see the original, give the motive that is the real reason for it."
+        )
 
 
 class Limited(Forbidden):
@@ -76,8 +77,10 @@ class PlaceMotiveRequired(errors.InvalidInput, Forbidden):
     """Where a recording was made is recorded data (R241-10): seeing it needs a motive, journaled."""
 
     def __init__(self, what: str) -> None:
-        super().__init__(f"{what} shows where recordings were made, which is recorded data (CSI R241-10): give the "
-                         "motive (code and a few words), as for a consultation; it is written to the journal")
+        super().__init__(
+            f"{what} shows where recordings were made, which is recorded data (CSI R241-10): give the "
+            "motive (code and a few words), as for a consultation; it is written to the journal"
+        )
 
 
 LatLon = tuple[float, float]
@@ -156,12 +159,19 @@ def search(p: VaultContext, db: Session, user: User, q: SearchQuery) -> list[Rec
         check_place_motive(user, q.motive, "a search by area")
     found = _search(db, user, q)
     if q.motive is not None:
-        p.record(db, EntryDraft(
-            action=Action.CONSULTATION, event="recordings.places_consulted", actor=actor_of(user),
-            recordings=[r.id for r in found], cameras=sorted({r.device_id for r in found}),
-            motive={"code": q.motive.code.value, "text": q.motive.text},
-            details={"area": [list(c) for c in q.area] if q.area else None, "found": len(found)}),
-            db.get(Tenant, user.tenant_id))
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.CONSULTATION,
+                event="recordings.places_consulted",
+                actor=actor_of(user),
+                recordings=[r.id for r in found],
+                cameras=sorted({r.device_id for r in found}),
+                motive={"code": q.motive.code.value, "text": q.motive.text},
+                details={"area": [list(c) for c in q.area] if q.area else None, "found": len(found)},
+            ),
+            db.get(Tenant, user.tenant_id),
+        )
         db.commit()
     return found
 
@@ -215,8 +225,7 @@ def parse_area(text: str | None) -> tuple[LatLon, ...] | None:
     try:
         points = tuple((float(a), float(b)) for a, b in (pair.split(",") for pair in text.strip().split(";")))
     except ValueError:
-        raise ValueError("area: write lat,lon pairs separated by ';' (e.g. 43.55,4.07;43.56,4.07;43.56,4.08)") \
-            from None
+        raise ValueError("area: write lat,lon pairs separated by ';' (e.g. 43.55,4.07;43.56,4.07;43.56,4.08)") from None
     if not 3 <= len(points) <= 200:
         raise ValueError("area: a polygon needs 3 to 200 corners")
     if not all(-90 <= lat <= 90 and -180 <= lon <= 180 for lat, lon in points):
@@ -225,6 +234,7 @@ def parse_area(text: str | None) -> tuple[LatLon, ...] | None:
 
 
 # --- GPS tracks ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Track:
@@ -310,7 +320,7 @@ def tracks_of(db: Session, recs: Sequence[Recording]) -> dict[str, Track]:
                 out[rec.id] = found
     ids = list(missing)
     for i in range(0, len(ids), SCAN_BATCH):
-        rows = db.execute(select(Recording.id, Recording.manifest).where(Recording.id.in_(ids[i:i + SCAN_BATCH])))
+        rows = db.execute(select(Recording.id, Recording.manifest).where(Recording.id.in_(ids[i : i + SCAN_BATCH])))
         for rid, text in rows:
             out[rid] = track_from_manifest(text)
             with _TRACKS_LOCK:
@@ -327,8 +337,16 @@ def get_visible(p: VaultContext, db: Session, user: User, recording_id: str) -> 
         other = db.get(Recording, recording_id)
         tenant = db.get(Tenant, user.tenant_id)
         if other is not None and other.tenant_id != user.tenant_id:
-            p.record(db, EntryDraft(action=Action.SECURITY, event="access.cross_tenant", actor=actor_of(user),
-                                    details={"asked_for": recording_id}), tenant)
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.SECURITY,
+                    event="access.cross_tenant",
+                    actor=actor_of(user),
+                    details={"asked_for": recording_id},
+                ),
+                tenant,
+            )
             db.commit()
         raise NotFound(f"no recording {recording_id} that you may see")
     return rec
@@ -345,28 +363,61 @@ def open_consultation(p: VaultContext, db: Session, user: User, recording_id: st
         raise Forbidden(f"motive {motive.code.value!r} is not open to your role; allowed: {allowed}")
     limits = active_limitations(db, [rec.id])
     if limits:
-        p.record(db, EntryDraft(action=Action.SECURITY, event="consultation.refused", actor=actor_of(user),
-                                recordings=[rec.id], cameras=[rec.device_id],
-                                motive={"code": motive.code.value, "text": motive.text},
-                                details={"reason": "limited", "rights_request": limits[0].request_id}),
-                 db.get(Tenant, user.tenant_id))
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.SECURITY,
+                event="consultation.refused",
+                actor=actor_of(user),
+                recordings=[rec.id],
+                cameras=[rec.device_id],
+                motive={"code": motive.code.value, "text": motive.text},
+                details={"reason": "limited", "rights_request": limits[0].request_id},
+            ),
+            db.get(Tenant, user.tenant_id),
+        )
         db.commit()
         raise Limited(str(RecordingLimited(limits, "consulting it")))
     if motive.code in REDACTED_ONLY_MOTIVES:
-        p.record(db, EntryDraft(action=Action.SECURITY, event="consultation.refused", actor=actor_of(user),
-                                recordings=[rec.id], cameras=[rec.device_id],
-                                motive={"code": motive.code.value, "text": motive.text},
-                                details={"reason": "redacted_only"}), db.get(Tenant, user.tenant_id))
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.SECURITY,
+                event="consultation.refused",
+                actor=actor_of(user),
+                recordings=[rec.id],
+                cameras=[rec.device_id],
+                motive={"code": motive.code.value, "text": motive.text},
+                details={"reason": "redacted_only"},
+            ),
+            db.get(Tenant, user.tenant_id),
+        )
         db.commit()
         raise RedactedOnly(rec.id, motive.code.value)
     token = secrets.token_urlsafe(24)
-    db.add(AccessGrant(token_hash=token_hash(token), tenant_id=user.tenant_id, user_id=user.id,
-                       recording_id=rec.id, motive_code=motive.code.value, motive_text=motive.text,
-                       expires_at=utcnow() + timedelta(minutes=GRANT_MINUTES)))
-    p.record(db, EntryDraft(action=Action.CONSULTATION, event="recording.consulted", actor=actor_of(user),
-                            recordings=[rec.id], cameras=[rec.device_id],
-                            motive={"code": motive.code.value, "text": motive.text}),
-             db.get(Tenant, user.tenant_id))
+    db.add(
+        AccessGrant(
+            token_hash=token_hash(token),
+            tenant_id=user.tenant_id,
+            user_id=user.id,
+            recording_id=rec.id,
+            motive_code=motive.code.value,
+            motive_text=motive.text,
+            expires_at=utcnow() + timedelta(minutes=GRANT_MINUTES),
+        )
+    )
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.CONSULTATION,
+            event="recording.consulted",
+            actor=actor_of(user),
+            recordings=[rec.id],
+            cameras=[rec.device_id],
+            motive={"code": motive.code.value, "text": motive.text},
+        ),
+        db.get(Tenant, user.tenant_id),
+    )
     db.commit()
     return token
 
@@ -378,10 +429,18 @@ def consult_track(p: VaultContext, db: Session, user: User, recording_id: str, m
     limits = active_limitations(db, [rec.id])
     if limits:
         raise Limited(str(RecordingLimited(limits, "consulting its place")))
-    p.record(db, EntryDraft(action=Action.CONSULTATION, event="recording.place_consulted", actor=actor_of(user),
-                            recordings=[rec.id], cameras=[rec.device_id],
-                            motive={"code": motive.code.value, "text": motive.text}),
-             db.get(Tenant, user.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.CONSULTATION,
+            event="recording.place_consulted",
+            actor=actor_of(user),
+            recordings=[rec.id],
+            cameras=[rec.device_id],
+            motive={"code": motive.code.value, "text": motive.text},
+        ),
+        db.get(Tenant, user.tenant_id),
+    )
     db.commit()
     return tracks_of(db, [rec])[rec.id]
 
@@ -394,8 +453,7 @@ def track_under_grant(db: Session, user: User, rec: Recording, token: str) -> Tr
 
 def grant_for(db: Session, user: User, recording_id: str, token: str) -> AccessGrant:
     grant = db.get(AccessGrant, token_hash(token))
-    if (grant is None or grant.user_id != user.id or grant.recording_id != recording_id
-            or grant.expires_at <= utcnow()):
+    if grant is None or grant.user_id != user.id or grant.recording_id != recording_id or grant.expires_at <= utcnow():
         raise Forbidden("no open consultation for this recording: give a motive first")
     if MotiveCode(grant.motive_code) in REDACTED_ONLY_MOTIVES:  # a grant written before the rule: no original
         raise RedactedOnly(recording_id, grant.motive_code)
@@ -412,8 +470,10 @@ def read_segment(p: VaultContext, db: Session, rec: Recording, index: int) -> It
     if rec.wrapped_key is None:
         raise NotFound(f"{rec.id} was deleted")
     if not db.get_one(Segment, (rec.id, index)).complete:
-        raise SegmentLost(f"segment {index} of {rec.id} was lost on the camera before hand-over: the vault never "
-                          "held it (the other segments play)")
+        raise SegmentLost(
+            f"segment {index} of {rec.id} was lost on the camera before hand-over: the vault never "
+            "held it (the other segments play)"
+        )
     tenant = db.get_one(Tenant, rec.tenant_id)
     data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
     key = blob_key(tenant.slug, rec.id, index)
@@ -456,26 +516,40 @@ class LostSegment:
         return self.started_at + timedelta(seconds=self.duration_s)
 
     def as_dict(self) -> dict:
-        return {"index": self.index, "started_at": self.started_at.isoformat(),
-                "ended_at": self.ended_at.isoformat(), "offset_s": round(self.offset_s, 3),
-                "duration_s": self.duration_s}
+        return {
+            "index": self.index,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat(),
+            "offset_s": round(self.offset_s, 3),
+            "duration_s": self.duration_s,
+        }
 
 
 def lost_segments(rec: Recording) -> list[LostSegment]:
     """The segments of a stored recording that the vault never held (declared lost by the camera)."""
     if rec.state != RecordingState.STORED:
         return []  # while receiving, an incomplete segment is still to come
-    return [LostSegment(s.index, s.started_at, s.duration_s, (s.started_at - rec.started_at).total_seconds())
-            for s in rec.segments if not s.complete]
+    return [
+        LostSegment(s.index, s.started_at, s.duration_s, (s.started_at - rec.started_at).total_seconds())
+        for s in rec.segments
+        if not s.complete
+    ]
 
 
 def lost_indexes(db: Session, recording_ids: Sequence[str]) -> dict[str, list[int]]:
     """lost_segments' indexes for many stored recordings at once (a search's results)."""
     out: dict[str, list[int]] = {}
     for i in range(0, len(recording_ids), SCAN_BATCH):
-        rows = db.execute(select(Segment.recording_id, Segment.index).join(Recording).where(
-            Segment.recording_id.in_(recording_ids[i:i + SCAN_BATCH]), Segment.complete.is_(False),
-            Recording.state == RecordingState.STORED).order_by(Segment.recording_id, Segment.index))
+        rows = db.execute(
+            select(Segment.recording_id, Segment.index)
+            .join(Recording)
+            .where(
+                Segment.recording_id.in_(recording_ids[i : i + SCAN_BATCH]),
+                Segment.complete.is_(False),
+                Recording.state == RecordingState.STORED,
+            )
+            .order_by(Segment.recording_id, Segment.index)
+        )
         for rid, index in rows:
             out.setdefault(rid, []).append(index)
     return out
@@ -488,8 +562,10 @@ def stored_segments(rec: Recording) -> list[Segment]:
 
 def lost_phrase(lost: Sequence[LostSegment] | Sequence[int]) -> str:
     indexes = [x.index if isinstance(x, LostSegment) else x for x in lost]
-    return (f"intact except lost segments {indexes} declared by the camera (damaged there before hand-over, never "
-            "in the vault; their device-signed hashes are still in the chain)")
+    return (
+        f"intact except lost segments {indexes} declared by the camera (damaged there before hand-over, never "
+        "in the vault; their device-signed hashes are still in the chain)"
+    )
 
 
 @dataclass(frozen=True)
@@ -509,27 +585,41 @@ class Integrity:
     @property
     def verdict(self) -> str:
         """intact; intact_except_lost (segments declared lost by the camera, the rest verified); damaged."""
-        if (not (self.signature_ok and self.chain_ok) or self.undeclared
-                or (self.last_full_check and not self.last_full_check.ok)):
+        if (
+            not (self.signature_ok and self.chain_ok)
+            or self.undeclared
+            or (self.last_full_check and not self.last_full_check.ok)
+        ):
             return "damaged"
         return "intact_except_lost" if self.lost else "intact"
 
     @property
     def summary(self) -> str:
         if self.verdict == "damaged":
-            failed = [f"{what} failed" for what, ok in (
-                ("device signature" if self.proof == "device_signature" else "vault's hash record on arrival",
-                 self.signature_ok), ("segment chain", self.chain_ok),
-                ("last re-read", not self.last_full_check or self.last_full_check.ok)) if not ok]
+            failed = [
+                f"{what} failed"
+                for what, ok in (
+                    (
+                        "device signature" if self.proof == "device_signature" else "vault's hash record on arrival",
+                        self.signature_ok,
+                    ),
+                    ("segment chain", self.chain_ok),
+                    ("last re-read", not self.last_full_check or self.last_full_check.ok),
+                )
+                if not ok
+            ]
             if self.undeclared:
-                failed.append(f"segments {self.undeclared} are not in the vault and the signed receipt does not "
-                              "declare them lost")
+                failed.append(
+                    f"segments {self.undeclared} are not in the vault and the signed receipt does not declare them lost"
+                )
             return f"NOT intact: {'; '.join(failed)}"
         if self.lost:
             return lost_phrase(self.lost)
         if self.proof == "vault_hash_on_arrival":
-            return ("intact: hashes taken by the vault on arrival (Axis camera: no device signature), segment chain "
-                    "and every segment verified")
+            return (
+                "intact: hashes taken by the vault on arrival (Axis camera: no device signature), segment chain "
+                "and every segment verified"
+            )
         return "intact: device signature, segment chain and every segment verified"
 
 
@@ -551,9 +641,12 @@ def vault_proof(p: VaultContext, rec: Recording) -> tuple[bool, str | None]:
     except ValueError:
         return False, None
     key = p.keyring.trusted.get(receipt.receipt.platform_key_id)
-    ok = (hashlib.sha256(rec.manifest.encode()).hexdigest() == rec.manifest_sha256
-          == receipt.receipt.manifest_sha256 and receipt.receipt.recording_id == rec.id
-          and key is not None and receipt.verify(key.public_key))
+    ok = (
+        hashlib.sha256(rec.manifest.encode()).hexdigest() == rec.manifest_sha256 == receipt.receipt.manifest_sha256
+        and receipt.receipt.recording_id == rec.id
+        and key is not None
+        and receipt.verify(key.public_key)
+    )
     return ok, (doc.get("manifest") or {}).get("chain_head")
 
 
@@ -569,9 +662,16 @@ def integrity_of(p: VaultContext, db: Session, rec: Recording) -> Integrity:
     chain_ok = bool(links) and links[-1].hex() == rec.chain_head == head
     lost = lost_segments(rec)
     declared = set(declared_lost(rec))
-    return Integrity(rec.stored_at, signature_ok, chain_ok, utcnow(), last_full_check(db, rec),
-                     [x for x in lost if x.index in declared], [x.index for x in lost if x.index not in declared],
-                     "vault_hash_on_arrival" if is_axis(rec) else "device_signature")
+    return Integrity(
+        rec.stored_at,
+        signature_ok,
+        chain_ok,
+        utcnow(),
+        last_full_check(db, rec),
+        [x for x in lost if x.index in declared],
+        [x.index for x in lost if x.index not in declared],
+        "vault_hash_on_arrival" if is_axis(rec) else "device_signature",
+    )
 
 
 def _device_proof(p: VaultContext, db: Session, rec: Recording) -> tuple[bool, str | None]:
@@ -581,9 +681,13 @@ def _device_proof(p: VaultContext, db: Session, rec: Recording) -> tuple[bool, s
     try:
         envelope = SignedManifest.model_validate_json(rec.manifest)
         key = recording_key(db, envelope.manifest)  # the key valid when the camera signed, not today's
-        signature_ok = (key is not None and envelope.manifest.camera_id == rec.device_id
-                        and certificate_of(p, db, key) is not None
-                        and envelope.digest() == rec.manifest_sha256 and envelope.verify(key.public_key))
+        signature_ok = (
+            key is not None
+            and envelope.manifest.camera_id == rec.device_id
+            and certificate_of(p, db, key) is not None
+            and envelope.digest() == rec.manifest_sha256
+            and envelope.verify(key.public_key)
+        )
         head = envelope.manifest.chain_head
     except ValueError:
         signature_ok, head = False, None
@@ -594,31 +698,51 @@ def last_full_check(db: Session, rec: Recording) -> FullCheck | None:
     from temoin.journal.models import JournalEntry
     from temoin.journal.service import parse_body
 
-    entries = db.scalars(select(JournalEntry).where(
-        JournalEntry.tenant_id == rec.tenant_id, JournalEntry.event.in_(INTEGRITY_EVENTS),
-        JournalEntry.body.contains(f'"{rec.id}"', autoescape=True)).order_by(JournalEntry.at.desc()).limit(1))
+    entries = db.scalars(
+        select(JournalEntry)
+        .where(
+            JournalEntry.tenant_id == rec.tenant_id,
+            JournalEntry.event.in_(INTEGRITY_EVENTS),
+            JournalEntry.body.contains(f'"{rec.id}"', autoescape=True),
+        )
+        .order_by(JournalEntry.at.desc())
+        .limit(1)
+    )
     for entry in entries:
         body = parse_body(entry.body)
         details = body.get("details") or {}
         problems = [p for p in details.get("problems", []) if str(p).startswith(f"{rec.id} ")]
         ok = bool(details.get("ok")) if entry.event == "recording.verified" else not problems
-        return FullCheck(entry.at, ok, problems, (body.get("actor") or {}).get("name", "?"),
-                         list(details.get("lost_segments") or []))
+        return FullCheck(
+            entry.at, ok, problems, (body.get("actor") or {}).get("name", "?"), list(details.get("lost_segments") or [])
+        )
     return None
 
 
 def verify_stored(p: VaultContext, db: Session, user: User, rec: Recording) -> FullCheck:
     """Re-read, decrypt and re-hash every stored segment of one recording now; journaled."""
 
-
     tenant = db.get_one(Tenant, rec.tenant_id)
     problems, checked = check_recording(p, rec, tenant.slug)
     messages = [str(c) for c in problems]
     lost = [x.index for x in lost_segments(rec)]
-    p.record(db, EntryDraft(action=Action.SECURITY, event="recording.verified", actor=actor_of(user),
-                            recordings=[rec.id], cameras=[rec.device_id],
-                            details={"ok": not problems, "problems": messages[:100], "bytes": checked,
-                                     "segments": rec.segment_count,
-                                     **({"lost_segments": lost} if lost else {})}), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.SECURITY,
+            event="recording.verified",
+            actor=actor_of(user),
+            recordings=[rec.id],
+            cameras=[rec.device_id],
+            details={
+                "ok": not problems,
+                "problems": messages[:100],
+                "bytes": checked,
+                "segments": rec.segment_count,
+                **({"lost_segments": lost} if lost else {}),
+            },
+        ),
+        tenant,
+    )
     db.commit()
     return FullCheck(utcnow(), not problems, messages, user.display_name, lost)

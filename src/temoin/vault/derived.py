@@ -4,9 +4,9 @@ server-side backups of a live feed of the same camera at the same time, and extr
 
 No registry table: each kind is found from the rows that already name its recording, so nothing made later can
 be forgotten in a registry. The kinds are owned by the packages that make them (rights.artefacts, live.artefacts,
-extraction.artefacts) and registered by the platform. Deletion is two-step like the vault's: keys and paths are cleared in the deleting
-transaction (with the certificate), the files are removed once it commits; files a crash leaves behind are
-found again by `remove_orphans`.
+extraction.artefacts) and registered by the platform. Deletion is two-step like the vault's: keys and paths are
+cleared in the deleting transaction (with the certificate), the files are removed once it commits; files a crash
+leaves behind are found again by `remove_orphans`.
 """
 
 from __future__ import annotations

@@ -54,14 +54,27 @@ class FieldCheck:
 
 def shift_at(db: Session, device_id: str, moment: datetime) -> ShiftAssignment | None:
     """The shift the camera was checked out for at `moment` (the latest, should two overlap)."""
-    return db.scalar(select(ShiftAssignment).where(
-        ShiftAssignment.device_id == device_id, ShiftAssignment.checked_out_at <= moment,
-        or_(ShiftAssignment.checked_in_at.is_(None), ShiftAssignment.checked_in_at >= moment))
-        .order_by(ShiftAssignment.checked_out_at.desc()).limit(1))
+    return db.scalar(
+        select(ShiftAssignment)
+        .where(
+            ShiftAssignment.device_id == device_id,
+            ShiftAssignment.checked_out_at <= moment,
+            or_(ShiftAssignment.checked_in_at.is_(None), ShiftAssignment.checked_in_at >= moment),
+        )
+        .order_by(ShiftAssignment.checked_out_at.desc())
+        .limit(1)
+    )
 
 
-def check(db: Session, tenant: Tenant, device: Device, manifest: RecordingManifest, profile: LegalProfile,
-          now: datetime, future_tolerance_s: int) -> FieldCheck:
+def check(
+    db: Session,
+    tenant: Tenant,
+    device: Device,
+    manifest: RecordingManifest,
+    profile: LegalProfile,
+    now: datetime,
+    future_tolerance_s: int,
+) -> FieldCheck:
     offset = timedelta(milliseconds=manifest.clock_offset_ms or 0)
     started, ended = manifest.started_at - offset, manifest.ended_at - offset
     flags: list[str] = []
@@ -89,38 +102,80 @@ def check(db: Session, tenant: Tenant, device: Device, manifest: RecordingManife
 
     if tenant.territory:
         outside = manifest.outside_territory or any(
-            not contains(tenant.territory, fix.lat, fix.lon) for fix in manifest.gps_track)
+            not contains(tenant.territory, fix.lat, fix.lon) for fix in manifest.gps_track
+        )
     else:
         outside = manifest.outside_territory  # only the camera's word
         flags.append(Flag.TERRITORY_UNKNOWN)
-    return FieldCheck(started_at=started, ended_at=ended, declared_started_at=manifest.started_at,
-                      agent_ref=agent_ref, agent_user_id=agent_user_id, declared_agent_ref=manifest.agent_id,
-                      outside_territory=outside, retention_from=retention_from, flags=flags)
+    return FieldCheck(
+        started_at=started,
+        ended_at=ended,
+        declared_started_at=manifest.started_at,
+        agent_ref=agent_ref,
+        agent_user_id=agent_user_id,
+        declared_agent_ref=manifest.agent_id,
+        outside_territory=outside,
+        retention_from=retention_from,
+        flags=flags,
+    )
 
 
-def journal(p: VaultContext, db: Session, tenant: Tenant, device: Device, recording_id: str, found: FieldCheck,
-            clock_offset_ms: int | None) -> None:
+def journal(
+    p: VaultContext,
+    db: Session,
+    tenant: Tenant,
+    device: Device,
+    recording_id: str,
+    found: FieldCheck,
+    clock_offset_ms: int | None,
+) -> None:
     """A security entry for each check that failed in a way someone must look at (the caller commits)."""
     actor = device_actor(device)
     time_flags = [f for f in found.flags if f in (Flag.TIME_IN_FUTURE, Flag.TIME_BEYOND_RETENTION)]
     if time_flags:
-        p.record(db, EntryDraft(
-            action=Action.SECURITY, event="ingest.time_implausible", actor=actor, recordings=[recording_id],
-            cameras=[device.id],
-            details={"flag": time_flags[0], "declared_started_at": found.declared_started_at.isoformat(),
-                     "corrected_started_at": found.started_at.isoformat(), "clock_offset_ms": clock_offset_ms,
-                     "retention_from": found.retention_from.isoformat()}), tenant)
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.SECURITY,
+                event="ingest.time_implausible",
+                actor=actor,
+                recordings=[recording_id],
+                cameras=[device.id],
+                details={
+                    "flag": time_flags[0],
+                    "declared_started_at": found.declared_started_at.isoformat(),
+                    "corrected_started_at": found.started_at.isoformat(),
+                    "clock_offset_ms": clock_offset_ms,
+                    "retention_from": found.retention_from.isoformat(),
+                },
+            ),
+            tenant,
+        )
     if Flag.AGENT_NOT_ON_SHIFT in found.flags:
-        p.record(db, EntryDraft(
-            action=Action.SECURITY, event="ingest.agent_not_on_shift", actor=actor, recordings=[recording_id],
-            cameras=[device.id],
-            details={"declared_agent": found.declared_agent_ref, "shift_agent": found.agent_ref,
-                     "started_at": found.started_at.isoformat()}), tenant)
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.SECURITY,
+                event="ingest.agent_not_on_shift",
+                actor=actor,
+                recordings=[recording_id],
+                cameras=[device.id],
+                details={
+                    "declared_agent": found.declared_agent_ref,
+                    "shift_agent": found.agent_ref,
+                    "started_at": found.started_at.isoformat(),
+                },
+            ),
+            tenant,
+        )
 
 
-def collected_details(flags: list[str] | None, declared_started_at: datetime | None,
-                      declared_agent_ref: str | None) -> dict:
+def collected_details(
+    flags: list[str] | None, declared_started_at: datetime | None, declared_agent_ref: str | None
+) -> dict:
     """What the collection entry adds about the checks."""
-    return {"flags": list(flags or []),
-            "declared_started_at": declared_started_at.isoformat() if declared_started_at else None,
-            "declared_agent": declared_agent_ref}
+    return {
+        "flags": list(flags or []),
+        "declared_started_at": declared_started_at.isoformat() if declared_started_at else None,
+        "declared_agent": declared_agent_ref,
+    }

@@ -41,13 +41,15 @@ class HoldError(errors.Conflict, ValueError):
     pass
 
 
-def place_hold(p: VaultContext, db: Session, user: User, rec: Recording, procedure: ProcedureType,
-               reference: str) -> Hold:
+def place_hold(
+    p: VaultContext, db: Session, user: User, rec: Recording, procedure: ProcedureType, reference: str
+) -> Hold:
     return place_holds(p, db, user, [rec], procedure, reference)[0]
 
 
-def place_holds(p: VaultContext, db: Session, user: User, recs: Sequence[Recording], procedure: ProcedureType,
-                reference: str) -> list[Hold]:
+def place_holds(
+    p: VaultContext, db: Session, user: User, recs: Sequence[Recording], procedure: ProcedureType, reference: str
+) -> list[Hold]:
     """One hold, one procedure and reference, on every recording of an incident: all or nothing.
 
     Each hold is journaled on its own; the holds and their entries commit in one transaction."""
@@ -63,14 +65,26 @@ def place_holds(p: VaultContext, db: Session, user: User, recs: Sequence[Recordi
         raise HoldError(f"already on hold: {', '.join(held)}; nothing was placed (lift it first or leave it out)")
     made = []
     for rec in recs:
-        hold = Hold(tenant_id=rec.tenant_id, recording_id=rec.id, procedure_type=ProcedureType(procedure).value,
-                    reference=reference, placed_by=user.id)
+        hold = Hold(
+            tenant_id=rec.tenant_id,
+            recording_id=rec.id,
+            procedure_type=ProcedureType(procedure).value,
+            reference=reference,
+            placed_by=user.id,
+        )
         db.add(hold)
-        p.record(db, EntryDraft(action=Action.MODIFICATION, event="hold.placed", actor=actor_of(user),
-                                recordings=[rec.id], cameras=[rec.device_id],
-                                details={"procedure": hold.procedure_type, "reference": reference,
-                                         "together_with": len(recs)}),
-                 db.get(Tenant, rec.tenant_id))
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.MODIFICATION,
+                event="hold.placed",
+                actor=actor_of(user),
+                recordings=[rec.id],
+                cameras=[rec.device_id],
+                details={"procedure": hold.procedure_type, "reference": reference, "together_with": len(recs)},
+            ),
+            db.get(Tenant, rec.tenant_id),
+        )
         made.append(hold)
     db.commit()
     return made
@@ -86,15 +100,32 @@ def place_extraction_holds(p: VaultContext, db: Session, user: User, extraction:
         return []  # training: anonymised copies, nothing to keep
     made = []
     for rec in db.scalars(select(Recording).where(Recording.id.in_(list(extraction.recording_ids)))):
-        hold = Hold(tenant_id=rec.tenant_id, recording_id=rec.id, procedure_type=extraction.procedure_type,
-                    reference=extraction.reference[:200], placed_by=user.id, extraction_id=extraction.id)
+        hold = Hold(
+            tenant_id=rec.tenant_id,
+            recording_id=rec.id,
+            procedure_type=extraction.procedure_type,
+            reference=extraction.reference[:200],
+            placed_by=user.id,
+            extraction_id=extraction.id,
+        )
         db.add(hold)
-        p.record(db, EntryDraft(action=Action.MODIFICATION, event="hold.placed", actor=actor_of(user),
-                                recordings=[rec.id], cameras=[rec.device_id],
-                                details={"procedure": hold.procedure_type, "reference": hold.reference,
-                                         "extraction_id": extraction.id,
-                                         "together_with": len(extraction.recording_ids)}),
-                 db.get(Tenant, rec.tenant_id))
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.MODIFICATION,
+                event="hold.placed",
+                actor=actor_of(user),
+                recordings=[rec.id],
+                cameras=[rec.device_id],
+                details={
+                    "procedure": hold.procedure_type,
+                    "reference": hold.reference,
+                    "extraction_id": extraction.id,
+                    "together_with": len(extraction.recording_ids),
+                },
+            ),
+            db.get(Tenant, rec.tenant_id),
+        )
         made.append(hold)
     return made
 
@@ -104,13 +135,18 @@ def _describe(hold: Hold) -> str:
     return f"hold {hold.id} ({hold.procedure_type} {hold.reference}{made_by})"
 
 
-def lift_hold(p: VaultContext, db: Session, user: User, rec: Recording, reason: str, hold_id: int | None = None) -> Hold:
+def lift_hold(
+    p: VaultContext, db: Session, user: User, rec: Recording, reason: str, hold_id: int | None = None
+) -> Hold:
     """A person entitled to holds lifts one (the procedure allows it): never the system, always journaled. With
     several procedures holding the recording, say which hold: the others keep it."""
     if not allows(Role(user.role), Permission.RECORDINGS_HOLD):
         raise HoldError(f"your role ({user.role}) may not lift a hold: the service's chief or the mayor does")
-    active = list(db.scalars(select(Hold).where(Hold.recording_id == rec.id, Hold.lifted_at.is_(None))
-                             .order_by(Hold.placed_at, Hold.id)))
+    active = list(
+        db.scalars(
+            select(Hold).where(Hold.recording_id == rec.id, Hold.lifted_at.is_(None)).order_by(Hold.placed_at, Hold.id)
+        )
+    )
     if not active:
         raise HoldError(f"{rec.id} is not on hold")
     if hold_id is not None:
@@ -118,18 +154,33 @@ def lift_hold(p: VaultContext, db: Session, user: User, rec: Recording, reason: 
         if hold is None:
             raise HoldError(f"{rec.id} has no active hold {hold_id}; active: {'; '.join(map(_describe, active))}")
     elif len(active) > 1:
-        raise HoldError(f"{rec.id} is kept by {len(active)} procedures: {'; '.join(map(_describe, active))}. Name "
-                        "the hold to lift (hold_id); the others keep the recording")
+        raise HoldError(
+            f"{rec.id} is kept by {len(active)} procedures: {'; '.join(map(_describe, active))}. Name "
+            "the hold to lift (hold_id); the others keep the recording"
+        )
     else:
         hold = active[0]
     hold.lifted_by, hold.lifted_at, hold.lift_reason = user.id, utcnow(), reason.strip() or None
-    p.record(db, EntryDraft(action=Action.MODIFICATION, event="hold.lifted", actor=actor_of(user),
-                            recordings=[rec.id], cameras=[rec.device_id],
-                            details={"procedure": hold.procedure_type, "reference": hold.reference,
-                                     "hold_id": hold.id, "extraction_id": hold.extraction_id,
-                                     "still_held": len(active) - 1,
-                                     "reason": reason, "retention_until": rec.retention_until.isoformat()}),
-             db.get(Tenant, rec.tenant_id))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.MODIFICATION,
+            event="hold.lifted",
+            actor=actor_of(user),
+            recordings=[rec.id],
+            cameras=[rec.device_id],
+            details={
+                "procedure": hold.procedure_type,
+                "reference": hold.reference,
+                "hold_id": hold.id,
+                "extraction_id": hold.extraction_id,
+                "still_held": len(active) - 1,
+                "reason": reason,
+                "retention_until": rec.retention_until.isoformat(),
+            },
+        ),
+        db.get(Tenant, rec.tenant_id),
+    )
     db.commit()
     return hold
 

@@ -104,8 +104,7 @@ class UploadStatus:
     segments: list[SegmentStatus]
 
     def as_dict(self) -> dict:
-        return {"recording_id": self.recording_id, "state": self.state,
-                "segments": [s.__dict__ for s in self.segments]}
+        return {"recording_id": self.recording_id, "state": self.state, "segments": [s.__dict__ for s in self.segments]}
 
 
 def _tenant(db: Session, device: Device) -> Tenant:
@@ -116,12 +115,18 @@ def _tenant(db: Session, device: Device) -> Tenant:
 
 def unfinished_uploads(db: Session, device_id: str) -> list[str]:
     """The camera's recordings whose upload started but is not complete, oldest first (checked at check-in)."""
-    return list(db.scalars(select(Recording.id).where(
-        Recording.device_id == device_id, Recording.state == RecordingState.RECEIVING).order_by(Recording.received_at)))
+    return list(
+        db.scalars(
+            select(Recording.id)
+            .where(Recording.device_id == device_id, Recording.state == RecordingState.RECEIVING)
+            .order_by(Recording.received_at)
+        )
+    )
 
 
-def quarantine(p: VaultContext, db: Session, device: Device, recording_id: str | None, reason: str,
-               evidence: bytes | None = None) -> None:
+def quarantine(
+    p: VaultContext, db: Session, device: Device, recording_id: str | None, reason: str, evidence: bytes | None = None
+) -> None:
     """Keep a failed upload apart, with its reason, and journal it."""
     tenant = _tenant(db, device)
     evidence_path = None
@@ -131,15 +136,31 @@ def quarantine(p: VaultContext, db: Session, device: Device, recording_id: str |
         path = folder / f"{utcnow().strftime('%Y%m%dT%H%M%S%f')}-{device.id}.json"
         path.write_bytes(evidence[: p.settings.max_manifest_bytes])
         evidence_path = str(path.relative_to(p.settings.home))
-    db.add(Quarantine(tenant_id=tenant.id, device_id=device.id, recording_id=recording_id, reason=reason,
-                      evidence_path=evidence_path))
+    db.add(
+        Quarantine(
+            tenant_id=tenant.id,
+            device_id=device.id,
+            recording_id=recording_id,
+            reason=reason,
+            evidence_path=evidence_path,
+        )
+    )
     if recording_id:
         rec = db.get(Recording, recording_id)
         if rec is not None and rec.tenant_id == tenant.id and rec.state == RecordingState.RECEIVING:
             rec.state, rec.state_reason = RecordingState.QUARANTINED, reason
-    p.record(db, EntryDraft(action=Action.SECURITY, event="ingest.quarantined", actor=device_actor(device),
-                            recordings=[recording_id] if recording_id else [], cameras=[device.id],
-                            details={"reason": reason}), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.SECURITY,
+            event="ingest.quarantined",
+            actor=device_actor(device),
+            recordings=[recording_id] if recording_id else [],
+            cameras=[device.id],
+            details={"reason": reason},
+        ),
+        tenant,
+    )
     db.commit()
 
 
@@ -155,28 +176,46 @@ def open_upload(p: VaultContext, db: Session, device: Device, raw: bytes) -> Upl
         raise IngestInvalid(f"malformed manifest at {where}: {first['msg']}") from None
     manifest = envelope.manifest
     if manifest.camera_id != device.id:
-        quarantine(p, db, device, None, f"manifest names camera {manifest.camera_id!r}, "
-                                        f"signed request came from {device.id!r}", raw)
+        quarantine(
+            p,
+            db,
+            device,
+            None,
+            f"manifest names camera {manifest.camera_id!r}, signed request came from {device.id!r}",
+            raw,
+        )
         raise IngestForbidden("the manifest names another camera than the one signing the request")
     key = recording_key(db, manifest)  # the camera's key when it signed, not necessarily today's
     if key is None:
-        quarantine(p, db, device, None, f"no key of camera {device.id} was valid at "
-                                        f"{signing_time(manifest).isoformat()}, when the manifest says it was signed",
-                   raw)
-        raise IngestForbidden("no key of this camera was valid when the manifest says it was signed (before a "
-                              "re-enrolment or after a revocation): upload quarantined")
+        quarantine(
+            p,
+            db,
+            device,
+            None,
+            f"no key of camera {device.id} was valid at "
+            f"{signing_time(manifest).isoformat()}, when the manifest says it was signed",
+            raw,
+        )
+        raise IngestForbidden(
+            "no key of this camera was valid when the manifest says it was signed (before a "
+            "re-enrolment or after a revocation): upload quarantined"
+        )
     if certificate_of(p, db, key) is None:
-        quarantine(p, db, device, None, f"camera key {key.public_key.hex()[:16]} has no valid platform certificate",
-                   raw)
-        raise IngestForbidden("this camera's key has no valid certificate from the platform (added to the database "
-                              "by other means than enrolment?): upload quarantined")
+        quarantine(
+            p, db, device, None, f"camera key {key.public_key.hex()[:16]} has no valid platform certificate", raw
+        )
+        raise IngestForbidden(
+            "this camera's key has no valid certificate from the platform (added to the database "
+            "by other means than enrolment?): upload quarantined"
+        )
     if not envelope.verify(key.public_key):
         quarantine(p, db, device, None, "device signature of the manifest is invalid", raw)
         raise IngestForbidden("the manifest's device signature is invalid (forged or altered): upload quarantined")
     for seg in manifest.segments:
         if seg.size > p.settings.max_segment_bytes:
-            raise IngestTooLarge(f"segment {seg.index} declares {seg.size} bytes, more than the "
-                                 f"{p.settings.max_segment_bytes} allowed")
+            raise IngestTooLarge(
+                f"segment {seg.index} declares {seg.size} bytes, more than the {p.settings.max_segment_bytes} allowed"
+            )
     digest = envelope.digest()
     existing = db.get(Recording, manifest.recording_id)
     if existing is not None:
@@ -190,20 +229,40 @@ def open_upload(p: VaultContext, db: Session, device: Device, raw: bytes) -> Upl
     commune = commune_of(tenant.territory, ((fix.lat, fix.lon) for fix in manifest.gps_track))
     data_key = crypto.new_data_key()
     rec = Recording(
-        id=manifest.recording_id, tenant_id=tenant.id, device_id=device.id, agent_ref=checked.agent_ref,
-        agent_user_id=checked.agent_user_id, started_at=checked.started_at, ended_at=checked.ended_at,
-        flags=checked.flags, declared_started_at=checked.declared_started_at,
+        id=manifest.recording_id,
+        tenant_id=tenant.id,
+        device_id=device.id,
+        agent_ref=checked.agent_ref,
+        agent_user_id=checked.agent_user_id,
+        started_at=checked.started_at,
+        ended_at=checked.ended_at,
+        flags=checked.flags,
+        declared_started_at=checked.declared_started_at,
         declared_agent_ref=checked.declared_agent_ref,
-        trigger=manifest.trigger.value, persons_informed=manifest.persons_informed,
+        trigger=manifest.trigger.value,
+        persons_informed=manifest.persons_informed,
         not_informed_reason=manifest.not_informed_reason.value if manifest.not_informed_reason else None,
-        outside_territory=checked.outside_territory, commune=commune, clock_offset_ms=manifest.clock_offset_ms,
-        clock_drift_flag=abs(manifest.clock_offset_ms or 0) > CLOCK_DRIFT_FLAG_MS, categories=[],
-        state=RecordingState.RECEIVING, manifest=raw.decode(), manifest_sha256=digest,
-        chain_head=manifest.chain_head, segment_count=len(manifest.segments), size_bytes=manifest.total_bytes,
+        outside_territory=checked.outside_territory,
+        commune=commune,
+        clock_offset_ms=manifest.clock_offset_ms,
+        clock_drift_flag=abs(manifest.clock_offset_ms or 0) > CLOCK_DRIFT_FLAG_MS,
+        categories=[],
+        state=RecordingState.RECEIVING,
+        manifest=raw.decode(),
+        manifest_sha256=digest,
+        chain_head=manifest.chain_head,
+        segment_count=len(manifest.segments),
+        size_bytes=manifest.total_bytes,
         wrapped_key=crypto.wrap_key(p.keyring.master_key, data_key, manifest.recording_id),
-        master_key_id=p.keyring.master_key_id, retention_until=profile.retention.deadline(checked.retention_from))
-    rec.segments = [Segment(index=s.index, size=s.size, sha256=s.sha256, chain=s.chain, started_at=s.started_at,
-                            duration_s=s.duration_s) for s in manifest.segments]
+        master_key_id=p.keyring.master_key_id,
+        retention_until=profile.retention.deadline(checked.retention_from),
+    )
+    rec.segments = [
+        Segment(
+            index=s.index, size=s.size, sha256=s.sha256, chain=s.chain, started_at=s.started_at, duration_s=s.duration_s
+        )
+        for s in manifest.segments
+    ]
     db.add(rec)
     field_checks.journal(p, db, tenant, device, rec.id, checked, manifest.clock_offset_ms)
     db.commit()
@@ -224,14 +283,24 @@ def gone(p: VaultContext, db: Session, device: Device, rec: Recording) -> Record
     if cert is None:  # deleted without a certificate: cannot happen through retention or erasure
         raise IngestConflict(f"recording {rec.id} is deleted: keep the camera's copy and report this")
     reason = rec.state_reason or "deleted"
-    p.record(db, EntryDraft(action=Action.ERASURE, event="ingest.deleted_answered", actor=device_actor(device),
-                            recordings=[rec.id], cameras=[device.id],
-                            details={"certificate_id": cert.id, "reason": reason}), _tenant(db, device))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.ERASURE,
+            event="ingest.deleted_answered",
+            actor=device_actor(device),
+            recordings=[rec.id],
+            cameras=[device.id],
+            details={"certificate_id": cert.id, "reason": reason},
+        ),
+        _tenant(db, device),
+    )
     db.commit()
     return RecordingGone(
         f"recording {rec.id} was deleted by the vault ({reason}) on {cert.deleted_at.isoformat()} before its "
         "upload ended: the signed deletion certificate lets the camera delete its copy",
-        {"id": cert.id, "body": cert.body, "signature": cert.signature})
+        {"id": cert.id, "body": cert.body, "signature": cert.signature},
+    )
 
 
 def _live_recording(p: VaultContext, db: Session, device: Device, recording_id: str) -> Recording:
@@ -284,8 +353,9 @@ class SegmentUpload:
     (call `feed` from a worker thread: sealing a MiB costs milliseconds of CPU).
     """
 
-    def __init__(self, p: VaultContext, db: Session, device: Device, recording_id: str, index: int,
-                 start: int, total: int | None) -> None:
+    def __init__(
+        self, p: VaultContext, db: Session, device: Device, recording_id: str, index: int, start: int, total: int | None
+    ) -> None:
         self.p, self.db, self.device = p, db, device
         rec = _live_recording(p, db, device, recording_id)
         if rec.state != RecordingState.RECEIVING:
@@ -308,8 +378,9 @@ class SegmentUpload:
             self.data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
             state = self._resume_state()
             if start != state.received:
-                raise IngestConflict(f"segment {index}: the vault holds {state.received} bytes, resume from there",
-                                  offset=state.received)
+                raise IngestConflict(
+                    f"segment {index}: the vault holds {state.received} bytes, resume from there", offset=state.received
+                )
             self.header_to_write = None if state.file_end else state.header
             self.sealer = crypto.Sealer(self.data_key, state.header, state.records)
             self.hasher = state.hasher
@@ -341,14 +412,14 @@ class SegmentUpload:
             view, room = memoryview(chunk), crypto.RECORD_BYTES
             while view:
                 take = min(len(view), room - self.fill)
-                self.buffer[self.fill:self.fill + take] = view[:take]
+                self.buffer[self.fill : self.fill + take] = view[:take]
                 self.fill += take
                 view = view[take:]
                 if self.fill == room:
                     self._seal()
 
     def _seal(self) -> None:
-        plain = memoryview(self.buffer)[:self.fill]
+        plain = memoryview(self.buffer)[: self.fill]
         self.hasher.update(plain)
         prefix, sealed = self.sealer.seal_record(plain)
         self.p.store.append_staged(self.key, self.header_to_write, prefix, sealed)
@@ -367,18 +438,25 @@ class SegmentUpload:
                 self._seal()
             self.p.store.sync_staged(self.key)
             if self.received < self.seg.size:
-                _progress[self.key] = _Progress(self.received, self.sealer.index, self.file_end,
-                                                self.sealer.header, self.hasher.copy())
+                _progress[self.key] = _Progress(
+                    self.received, self.sealer.index, self.file_end, self.sealer.header, self.hasher.copy()
+                )
                 return SegmentStatus(self.seg.index, self.seg.size, self.received, False)
             _progress.pop(self.key, None)
             digest = self.hasher.hexdigest()
             if digest != self.seg.sha256:
                 self.db.rollback()
-                quarantine(self.p, self.db, self.device, self.rec.id,
-                           f"segment {self.seg.index}: SHA-256 {digest} does not match the manifest's "
-                           f"{self.seg.sha256} (altered, or a segment of another recording)")
-                raise IngestInvalid(f"segment {self.seg.index} does not match its hash in the manifest: "
-                                    "the recording is quarantined")
+                quarantine(
+                    self.p,
+                    self.db,
+                    self.device,
+                    self.rec.id,
+                    f"segment {self.seg.index}: SHA-256 {digest} does not match the manifest's "
+                    f"{self.seg.sha256} (altered, or a segment of another recording)",
+                )
+                raise IngestInvalid(
+                    f"segment {self.seg.index} does not match its hash in the manifest: the recording is quarantined"
+                )
             self.p.store.promote(self.key)
             self.seg.complete = True
             self.db.commit()
@@ -391,8 +469,9 @@ class SegmentUpload:
         self.lock.release()
 
 
-def complete(p: VaultContext, db: Session, device: Device, recording_id: str,
-             lost: Sequence[int] = ()) -> SignedReceipt:
+def complete(
+    p: VaultContext, db: Session, device: Device, recording_id: str, lost: Sequence[int] = ()
+) -> SignedReceipt:
     """Every segment arrived and matched: make the recording visible and sign the receipt.
 
     `lost`: segments the camera declares damaged on its side and cannot send. The others are stored and
@@ -417,8 +496,9 @@ def complete(p: VaultContext, db: Session, device: Device, recording_id: str,
     tenant = _tenant(db, device)
     for seg in rec.segments:
         if seg.index not in lost_set and not p.store.exists(blob_key(tenant.slug, rec.id, seg.index)):
-            raise IngestFault(f"segment {seg.index} is marked complete but its blob is missing: "
-                              "run `temoin vault scrub`")
+            raise IngestFault(
+                f"segment {seg.index} is marked complete but its blob is missing: run `temoin vault scrub`"
+            )
     # The hashes were verified piece by piece; the chain over them must end at the signed head.
     links = chain_links(rec.id, (bytes.fromhex(s.sha256) for s in rec.segments))
     if links[-1].hex() != rec.chain_head:
@@ -426,27 +506,53 @@ def complete(p: VaultContext, db: Session, device: Device, recording_id: str,
         raise IngestInvalid("the segment chain does not match the signed manifest: quarantined")
     with p.keyring.signing() as signer:  # stamped and signed by one key, valid then, even during a rotation
         now = utcnow()
-        receipt = Receipt(recording_id=rec.id, camera_id=device.id, tenant=tenant.slug,
-                          manifest_sha256=rec.manifest_sha256, chain_head=rec.chain_head,
-                          segment_count=rec.segment_count, total_bytes=rec.size_bytes, stored_at=now,
-                          retention_until=rec.retention_until, platform_key_id=signer.key_id,
-                          lost_segments=sorted(lost_set))
+        receipt = Receipt(
+            recording_id=rec.id,
+            camera_id=device.id,
+            tenant=tenant.slug,
+            manifest_sha256=rec.manifest_sha256,
+            chain_head=rec.chain_head,
+            segment_count=rec.segment_count,
+            total_bytes=rec.size_bytes,
+            stored_at=now,
+            retention_until=rec.retention_until,
+            platform_key_id=signer.key_id,
+            lost_segments=sorted(lost_set),
+        )
         signed = SignedReceipt(receipt=receipt, signature=signer.sign(receipt.signing_bytes()))
     rec.state, rec.stored_at, rec.receipt = RecordingState.STORED, now, signed.model_dump_json()
     if lost_set:
-        rec.state_reason = (f"segments {sorted(lost_set)} lost on the camera (damaged there before hand-over): "
-                            "not in the vault; the others are verified against the device-signed manifest")
+        rec.state_reason = (
+            f"segments {sorted(lost_set)} lost on the camera (damaged there before hand-over): "
+            "not in the vault; the others are verified against the device-signed manifest"
+        )
     manifest = orjson.loads(rec.manifest)["manifest"]
-    p.record(db, EntryDraft(
-        action=Action.COLLECTION, event="recording.ingested", actor=device_actor(device), recordings=[rec.id],
-        cameras=[device.id],
-        details={"agent": rec.agent_ref, "started_at": manifest["started_at"], "ended_at": manifest["ended_at"],
-                 "trigger": rec.trigger, "persons_informed": rec.persons_informed,
-                 "not_informed_reason": rec.not_informed_reason, "outside_territory": rec.outside_territory,
-                 "clock_drift": rec.clock_drift_flag, "bytes": rec.size_bytes, "segments": rec.segment_count,
-                 "manifest_sha256": rec.manifest_sha256, "retention_until": rec.retention_until.isoformat(),
-                 **({"lost_segments": sorted(lost_set)} if lost_set else {}),
-                 **field_checks.collected_details(rec.flags, rec.declared_started_at, rec.declared_agent_ref)}),
-        tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.COLLECTION,
+            event="recording.ingested",
+            actor=device_actor(device),
+            recordings=[rec.id],
+            cameras=[device.id],
+            details={
+                "agent": rec.agent_ref,
+                "started_at": manifest["started_at"],
+                "ended_at": manifest["ended_at"],
+                "trigger": rec.trigger,
+                "persons_informed": rec.persons_informed,
+                "not_informed_reason": rec.not_informed_reason,
+                "outside_territory": rec.outside_territory,
+                "clock_drift": rec.clock_drift_flag,
+                "bytes": rec.size_bytes,
+                "segments": rec.segment_count,
+                "manifest_sha256": rec.manifest_sha256,
+                "retention_until": rec.retention_until.isoformat(),
+                **({"lost_segments": sorted(lost_set)} if lost_set else {}),
+                **field_checks.collected_details(rec.flags, rec.declared_started_at, rec.declared_agent_ref),
+            },
+        ),
+        tenant,
+    )
     db.commit()
     return signed

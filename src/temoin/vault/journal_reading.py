@@ -32,7 +32,8 @@ def check_may_verify(user: User) -> None:
     if not may_verify(user):
         raise VerificationRefused(
             f"verifying the journal reads every entry of the EPCI, and you are limited to the communes "
-            f"{', '.join(user.communes or [])}: ask a user of the whole EPCI (the auditor or the DPO) to verify it")
+            f"{', '.join(user.communes or [])}: ask a user of the whole EPCI (the auditor or the DPO) to verify it"
+        )
 
 
 def _readable(body: dict, user: User, communes: dict[str, str | None]) -> bool:
@@ -74,8 +75,9 @@ class JournalFilter:
         return not self.recording or self.recording in [str(r) for r in body.get("recordings") or []]
 
 
-def entries_for(db: Session, user: User, tenant: Tenant, limit: int, before: int | None = None,
-                where: JournalFilter | None = None) -> list[JournalEntry]:
+def entries_for(
+    db: Session, user: User, tenant: Tenant, limit: int, before: int | None = None, where: JournalFilter | None = None
+) -> list[JournalEntry]:
     """The tenant's entries this user may read, newest first (`before`: only those with a lower sequence;
     `where`: only those matching the filter)."""
     stmt = select(JournalEntry).where(JournalEntry.chain == tenant.slug)
@@ -96,10 +98,22 @@ def entries_for(db: Session, user: User, tenant: Tenant, limit: int, before: int
             communes: dict[str, str | None] = {}
         else:
             named = {str(r) for b in bodies for r in b.get("recordings") or []}
-            communes = dict(db.execute(select(Recording.id, Recording.commune).where(
-                Recording.tenant_id == tenant.id, Recording.id.in_(named))).all()) if named else {}
-        found += [e for e, b in zip(rows, bodies, strict=True)
-                  if (user.communes is None or _readable(b, user, communes)) and (where is None or where.matches(b))]
+            communes = (
+                dict(
+                    db.execute(
+                        select(Recording.id, Recording.commune).where(
+                            Recording.tenant_id == tenant.id, Recording.id.in_(named)
+                        )
+                    ).all()
+                )
+                if named
+                else {}
+            )
+        found += [
+            e
+            for e, b in zip(rows, bodies, strict=True)
+            if (user.communes is None or _readable(b, user, communes)) and (where is None or where.matches(b))
+        ]
         before = rows[-1].seq
     return found[:limit]
 

@@ -19,16 +19,23 @@ class RecordingLimited(errors.Forbidden, PermissionError):
     def __init__(self, limits: list[Limitation], what: str) -> None:
         self.limits = limits
         names = ", ".join(f"{lim.recording_id} (rights request {lim.request_id})" for lim in limits)
-        super().__init__(f"{names}: frozen by a limitation request (loi 78-17 art. 107): only kept, {what} is not "
-                         "allowed until the person in charge of rights requests lifts the limitation")
+        super().__init__(
+            f"{names}: frozen by a limitation request (loi 78-17 art. 107): only kept, {what} is not "
+            "allowed until the person in charge of rights requests lifts the limitation"
+        )
 
 
 def active_limitations(db: Session, recording_ids: Iterable[str]) -> list[Limitation]:
     ids = list(recording_ids)
     if not ids:
         return []
-    return list(db.scalars(select(Limitation).where(Limitation.recording_id.in_(ids), Limitation.lifted_at.is_(None))
-                           .order_by(Limitation.recording_id, Limitation.id)))
+    return list(
+        db.scalars(
+            select(Limitation)
+            .where(Limitation.recording_id.in_(ids), Limitation.lifted_at.is_(None))
+            .order_by(Limitation.recording_id, Limitation.id)
+        )
+    )
 
 
 def ensure_not_limited(db: Session, recording_ids: Iterable[str], what: str) -> None:

@@ -58,8 +58,9 @@ class Recording(Base):
     declared_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     declared_agent_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
-    segments: Mapped[list[Segment]] = relationship(back_populates="recording", order_by="Segment.index",
-                                                     cascade="all, delete-orphan")
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="recording", order_by="Segment.index", cascade="all, delete-orphan"
+    )
 
     __table_args__ = (
         Index("ix_recordings_tenant_agent_started", "tenant_id", "agent_ref", "started_at"),
@@ -160,7 +161,6 @@ class Quarantine(Base):
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     evidence_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
-
 
 
 class AccessGrant(Base):

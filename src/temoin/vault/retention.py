@@ -56,17 +56,41 @@ KEPT_STATES = (RecordingState.STORED, RecordingState.QUARANTINED, RecordingState
 
 
 def due_ids(db: Session, now: datetime, limit: int) -> list[str]:
-    return list(db.scalars(select(Recording.id).where(
-        Recording.state.in_(KEPT_STATES), Recording.retention_until <= now, ~_held())
-        .order_by(Recording.retention_until).limit(limit)))
+    return list(
+        db.scalars(
+            select(Recording.id)
+            .where(Recording.state.in_(KEPT_STATES), Recording.retention_until <= now, ~_held())
+            .order_by(Recording.retention_until)
+            .limit(limit)
+        )
+    )
 
 
-_CERT_COLUMNS = (Recording.id, Recording.tenant_id, Recording.device_id, Recording.agent_ref, Recording.started_at,
-                 Recording.ended_at, Recording.manifest_sha256, Recording.chain_head, Recording.retention_until)
+_CERT_COLUMNS = (
+    Recording.id,
+    Recording.tenant_id,
+    Recording.device_id,
+    Recording.agent_ref,
+    Recording.started_at,
+    Recording.ended_at,
+    Recording.manifest_sha256,
+    Recording.chain_head,
+    Recording.retention_until,
+)
 
 
-def _erase(p: VaultContext, db: Session, rows: Sequence[Any], tenants: dict[int, Tenant], *, reason: str, actor: Actor,
-           rules: dict[int, str], now: datetime, details: dict | None = None) -> list[str]:
+def _erase(
+    p: VaultContext,
+    db: Session,
+    rows: Sequence[Any],
+    tenants: dict[int, Tenant],
+    *,
+    reason: str,
+    actor: Actor,
+    rules: dict[int, str],
+    now: datetime,
+    details: dict | None = None,
+) -> list[str]:
     """Destroy the data keys of `rows` (recordings, as _CERT_COLUMNS) and of everything made from them, sign one
     certificate each (listing those artefacts) and journal each erasure, in the caller's transaction. Batched: one
     statement per table, one head move per chain. Returns the artefacts' files, to remove once committed."""
@@ -76,24 +100,57 @@ def _erase(p: VaultContext, db: Session, rows: Sequence[Any], tenants: dict[int,
     for row in rows:
         artefacts = [a.describe() for a in made[row.id]]
         tenant, rule = tenants[row.tenant_id], rules[row.tenant_id]
-        body = canonical_bytes({
-            "schema": "temoin.deletion-certificate/1", "recording_id": row.id, "tenant": tenant.slug,
-            "camera_id": row.device_id, "agent": row.agent_ref, "started_at": row.started_at.isoformat(),
-            "ended_at": row.ended_at.isoformat(), "manifest_sha256": row.manifest_sha256,
-            "chain_head": row.chain_head, "retention_until": row.retention_until.isoformat(),
-            "deleted_at": now.isoformat(), "reason": reason, "rule": rule,
-            "platform_key_id": p.keyring.public_key_id, "derived": artefacts, **(details or {})})
-        certificates.append({"tenant_id": tenant.id, "recording_id": row.id, "deleted_at": now,
-                             "body": body.decode(), "signature": p.keyring.sign(body)})
-        by_tenant.setdefault(tenant.id, []).append(EntryDraft(
-            action=Action.ERASURE, event=f"recording.deleted.{reason}", actor=actor, recordings=[row.id],
-            cameras=[row.device_id], details={"rule": rule, "retention_until": row.retention_until.isoformat(),
-                                              "derived": [{"kind": a["kind"], "id": a["id"]} for a in artefacts],
-                                              **(details or {})}))
+        body = canonical_bytes(
+            {
+                "schema": "temoin.deletion-certificate/1",
+                "recording_id": row.id,
+                "tenant": tenant.slug,
+                "camera_id": row.device_id,
+                "agent": row.agent_ref,
+                "started_at": row.started_at.isoformat(),
+                "ended_at": row.ended_at.isoformat(),
+                "manifest_sha256": row.manifest_sha256,
+                "chain_head": row.chain_head,
+                "retention_until": row.retention_until.isoformat(),
+                "deleted_at": now.isoformat(),
+                "reason": reason,
+                "rule": rule,
+                "platform_key_id": p.keyring.public_key_id,
+                "derived": artefacts,
+                **(details or {}),
+            }
+        )
+        certificates.append(
+            {
+                "tenant_id": tenant.id,
+                "recording_id": row.id,
+                "deleted_at": now,
+                "body": body.decode(),
+                "signature": p.keyring.sign(body),
+            }
+        )
+        by_tenant.setdefault(tenant.id, []).append(
+            EntryDraft(
+                action=Action.ERASURE,
+                event=f"recording.deleted.{reason}",
+                actor=actor,
+                recordings=[row.id],
+                cameras=[row.device_id],
+                details={
+                    "rule": rule,
+                    "retention_until": row.retention_until.isoformat(),
+                    "derived": [{"kind": a["kind"], "id": a["id"]} for a in artefacts],
+                    **(details or {}),
+                },
+            )
+        )
     db.execute(insert(DeletionCertificate), certificates)
-    db.execute(update(Recording).where(Recording.id.in_([r.id for r in rows]))
-               .values(wrapped_key=None, state=RecordingState.DELETED, deleted_at=now, state_reason=reason)
-               .execution_options(synchronize_session=False))
+    db.execute(
+        update(Recording)
+        .where(Recording.id.in_([r.id for r in rows]))
+        .values(wrapped_key=None, state=RecordingState.DELETED, deleted_at=now, state_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
     for tenant_id, drafts in by_tenant.items():
         tenant = tenants[tenant_id]
         p.journal.write_many(db, drafts, tenant_id=tenant.id, tenant_slug=tenant.slug)
@@ -105,8 +162,17 @@ def _rule(tenant: Tenant) -> str:
     return f"{profile.id}: {profile.retention.describe()}"
 
 
-def delete_recording(p: VaultContext, db: Session, rec: Recording, *, reason: str, actor: Actor,
-                     rule: str | None = None, now: datetime | None = None, details: dict | None = None) -> list[str]:
+def delete_recording(
+    p: VaultContext,
+    db: Session,
+    rec: Recording,
+    *,
+    reason: str,
+    actor: Actor,
+    rule: str | None = None,
+    now: datetime | None = None,
+    details: dict | None = None,
+) -> list[str]:
     """Destroy one recording's data key and those of what was made from it, and write its certificate and journal
     entry (caller commits). Returns the files to remove once committed (`derived.remove_files`).
 
@@ -117,14 +183,28 @@ def delete_recording(p: VaultContext, db: Session, rec: Recording, *, reason: st
         raise HoldForbidsDeletion(str(RecordingLimited(active_limitations(db, [rec.id]), "deleting it")))
     tenant = db.get_one(Tenant, rec.tenant_id)
     row = db.execute(select(*_CERT_COLUMNS).where(Recording.id == rec.id)).one()
-    files = _erase(p, db, [row], {tenant.id: tenant}, reason=reason, actor=actor,
-                   rules={tenant.id: rule or _rule(tenant)}, now=now or utcnow(), details=details)
+    files = _erase(
+        p,
+        db,
+        [row],
+        {tenant.id: tenant},
+        reason=reason,
+        actor=actor,
+        rules={tenant.id: rule or _rule(tenant)},
+        now=now or utcnow(),
+        details=details,
+    )
     db.expire(rec)
     return files
 
 
-def sweep(p: VaultContext, db: Session, now: datetime | None = None,
-          progress: Callable[[int, int], None] | None = None, orphans: bool = True) -> SweepResult:
+def sweep(
+    p: VaultContext,
+    db: Session,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    orphans: bool = True,
+) -> SweepResult:
     """Delete every recording whose period is over and that no hold keeps.
 
     `orphans` also looks through the whole store for blobs left by a sweep killed after its commit.
@@ -150,8 +230,14 @@ def sweep(p: VaultContext, db: Session, now: datetime | None = None,
     result.live_backups_expired = derived.expire(p, db, now).get(derived.LIVE_BACKUP, 0)
     if orphans:
         result.orphans_removed = remove_orphans(p, db) + derived.remove_orphans(p, db)
-    result.held = db.scalar(select(func.count()).select_from(Recording).where(
-        Recording.state.in_(KEPT_STATES), Recording.retention_until <= now, _held())) or 0
+    result.held = (
+        db.scalar(
+            select(func.count())
+            .select_from(Recording)
+            .where(Recording.state.in_(KEPT_STATES), Recording.retention_until <= now, _held())
+        )
+        or 0
+    )
     return result
 
 
@@ -167,9 +253,13 @@ def first_trace_of_kept(db: Session, chain: str, before: datetime) -> int | None
         kept = kept.where(Recording.tenant_id == tenant.id)
     first: int | None = None
     for rid in db.scalars(kept):
-        seq = db.scalar(select(func.min(JournalEntry.seq)).where(
-            JournalEntry.chain == chain, JournalEntry.at < before,
-            JournalEntry.body.contains(f'"{rid}"', autoescape=True)))
+        seq = db.scalar(
+            select(func.min(JournalEntry.seq)).where(
+                JournalEntry.chain == chain,
+                JournalEntry.at < before,
+                JournalEntry.body.contains(f'"{rid}"', autoescape=True),
+            )
+        )
         if seq is not None and (first is None or seq < first):
             first = seq
     return first

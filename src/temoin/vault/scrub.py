@@ -60,8 +60,13 @@ def check_recording(p: VaultContext, rec: Recording, tenant_slug: str) -> tuple[
     for seg in rec.segments:
         if not seg.complete:  # lost on the camera before hand-over (named in the receipt): never stored
             if seg.index not in declared:
-                problems.append(Corruption(rec.id, seg.index, "not in the vault, and the signed receipt does not "
-                                                              "declare it lost at the camera"))
+                problems.append(
+                    Corruption(
+                        rec.id,
+                        seg.index,
+                        "not in the vault, and the signed receipt does not declare it lost at the camera",
+                    )
+                )
             continue
         hasher, size = hashlib.sha256(), 0
         try:
@@ -79,16 +84,16 @@ def check_recording(p: VaultContext, rec: Recording, tenant_slug: str) -> tuple[
         if size != seg.size:
             problems.append(Corruption(rec.id, seg.index, f"holds {size} bytes, the manifest says {seg.size}"))
         elif hasher.hexdigest() != seg.sha256:
-            problems.append(Corruption(rec.id, seg.index, f"SHA-256 {hasher.hexdigest()} differs from the "
-                                                          f"manifest's {seg.sha256}"))
+            problems.append(
+                Corruption(rec.id, seg.index, f"SHA-256 {hasher.hexdigest()} differs from the manifest's {seg.sha256}")
+            )
     return problems, checked
 
 
 def scrub(p: VaultContext, db: Session, progress: Callable[[int, int], None] | None = None) -> ScrubResult:
     result = ScrubResult()
     slugs = {tid: slug for tid, slug in db.execute(select(Tenant.id, Tenant.slug))}
-    ids = list(db.scalars(select(Recording.id).where(Recording.state == RecordingState.STORED)
-                          .order_by(Recording.id)))
+    ids = list(db.scalars(select(Recording.id).where(Recording.state == RecordingState.STORED).order_by(Recording.id)))
     for n, rid in enumerate(ids, start=1):
         rec = db.get(Recording, rid)
         if rec is None or rec.state != RecordingState.STORED:
@@ -108,8 +113,16 @@ def scrub(p: VaultContext, db: Session, progress: Callable[[int, int], None] | N
         rec = db.get_one(Recording, problem.recording_id)
         by_tenant.setdefault(rec.tenant_id, []).append(problem)
     for tenant_id, problems in by_tenant.items():
-        p.record(db, EntryDraft(action=Action.SECURITY, event="vault.corruption", actor=Actor.system("scrub"),
-                                recordings=sorted({c.recording_id for c in problems}),
-                                details={"problems": [str(c) for c in problems[:100]]}), db.get(Tenant, tenant_id))
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.SECURITY,
+                event="vault.corruption",
+                actor=Actor.system("scrub"),
+                recordings=sorted({c.recording_id for c in problems}),
+                details={"problems": [str(c) for c in problems[:100]]},
+            ),
+            db.get(Tenant, tenant_id),
+        )
     db.commit()
     return result

@@ -58,8 +58,10 @@ class BlobStore(Protocol):
 
 def _raise_storage(exc: OSError, what: str) -> None:
     if exc.errno == errno.ENOSPC:
-        raise StorageFull(f"disk full while {what}: free space in the vault folder, then resume the upload; "
-                          "nothing partial was kept as evidence") from exc
+        raise StorageFull(
+            f"disk full while {what}: free space in the vault folder, then resume the upload; "
+            "nothing partial was kept as evidence"
+        ) from exc
     raise StorageError(f"storage failure while {what}: {exc.strerror}") from exc
 
 

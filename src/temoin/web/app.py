@@ -104,14 +104,21 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
         except Exception:  # shutting down: say so, do not hide the shutdown
             log.exception("journaling the last refused authentications failed")
 
-    app = FastAPI(title="Témoin", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Body-worn cameras: evidence vault, live supervision, camera agent.")
+    app = FastAPI(
+        title="Témoin",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Body-worn cameras: evidence vault, live supervision, camera agent.",
+    )
     app.state.platform = p
     app.state.live = LiveHub(p)
     app.state.refusals = refusals.RefusalLog()
     # A closed incident recalls the reinforcement orders still running towards it (the end of the stream does not).
     app.state.live.on_incident_closed.append(
-        lambda db, s, by: dispatch_service.recall_for_incident(p, db, app.state.live.bus, s, by))
+        lambda db, s, by: dispatch_service.recall_for_incident(p, db, app.state.live.bus, s, by)
+    )
     # Leaflet from its Python package: the map works with no network (xstatic-leaflet).
     app.mount("/static/leaflet", StaticFiles(directory=leaflet.BASE_DIR), name="leaflet")
     # Swagger UI (Apache-2.0) and ReDoc (MIT) from the fastapi-offline package: /docs and /redoc work with no network.
@@ -120,11 +127,14 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False)
     def api_docs() -> Response:
-        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="Témoin · API",
-                                   swagger_js_url="/static/api-docs/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/api-docs/swagger-ui.css",
-                                   swagger_favicon_url="/static/favicon.svg",
-                                   oauth2_redirect_url="/docs/oauth2-redirect")
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="Témoin · API",
+            swagger_js_url="/static/api-docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/api-docs/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+        )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     def api_docs_oauth2_redirect() -> Response:
@@ -132,22 +142,56 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
 
     @app.get("/redoc", include_in_schema=False)
     def api_redoc() -> Response:
-        return get_redoc_html(openapi_url=app.openapi_url or "/openapi.json", title="Témoin · API",
-                              redoc_js_url="/static/api-docs/redoc.standalone.js",
-                              redoc_favicon_url="/static/favicon.svg", with_google_fonts=False)
-    for router in (session.router, ingest.router, recordings.router, journal.router, admin.router,
-                   admin.devices_router, shifts.router, camera.router, live.router, live.pages, cctv.router,
-                   cctv.pages, dispatch.router, dispatch.pages, extractions.router, extractions.pages, rights.router,
-                   rights.pages, erasure_certificate.router, reports.router, reports.pages, maps.router, keys.router,
-                   axis.router, axis.admin_router, pages.router, i18n.router):
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="Témoin · API",
+            redoc_js_url="/static/api-docs/redoc.standalone.js",
+            redoc_favicon_url="/static/favicon.svg",
+            with_google_fonts=False,
+        )
+
+    for router in (
+        session.router,
+        ingest.router,
+        recordings.router,
+        journal.router,
+        admin.router,
+        admin.devices_router,
+        shifts.router,
+        camera.router,
+        live.router,
+        live.pages,
+        cctv.router,
+        cctv.pages,
+        dispatch.router,
+        dispatch.pages,
+        extractions.router,
+        extractions.pages,
+        rights.router,
+        rights.pages,
+        erasure_certificate.router,
+        reports.router,
+        reports.pages,
+        maps.router,
+        keys.router,
+        axis.router,
+        axis.admin_router,
+        pages.router,
+        i18n.router,
+    ):
         app.include_router(router)
 
     @app.get("/api/v1/platform", tags=["platform"], summary="Platform public key and clock")
     def platform_info() -> dict:
         # Public: a camera checks receipts with this key and measures its clock offset.
-        return {"version": __version__, "public_key": b64e(p.keyring.public_key),
-                "public_key_id": p.keyring.public_key_id, "public_key_fingerprint": p.keyring.fingerprint,
-                "keys_url": "/.well-known/temoin/keys.json", "time": time.time()}
+        return {
+            "version": __version__,
+            "public_key": b64e(p.keyring.public_key),
+            "public_key_id": p.keyring.public_key_id,
+            "public_key_fingerprint": p.keyring.fingerprint,
+            "keys_url": "/.well-known/temoin/keys.json",
+            "time": time.time(),
+        }
 
     problems.install(app)  # domain errors and a full database: problem+json, never a bare 500
 

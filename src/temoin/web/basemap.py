@@ -34,16 +34,28 @@ def basemap(db: Session, tenant: Tenant, lang: str) -> dict[str, Any]:
     if streets:
         features += streets["features"]
     offline = not settings.tile_url
-    return {"tile_url": settings.tile_url, "attribution": settings.tile_attribution, "offline": offline,
-            # Said on the map itself: an installer sees at once why it shows no background.
-            "notice": gettext(lang, "Offline basemap: configure a tile source, see docs/deploy.md") if offline else None,
-            "overlay": {"type": "FeatureCollection", "features": features}}
+    return {
+        "tile_url": settings.tile_url,
+        "attribution": settings.tile_attribution,
+        "offline": offline,
+        # Said on the map itself: an installer sees at once why it shows no background.
+        "notice": gettext(lang, "Offline basemap: configure a tile source, see docs/deploy.md") if offline else None,
+        "overlay": {"type": "FeatureCollection", "features": features},
+    }
 
 
 def load_streets(p: Context, db: Session, tenant: Tenant, geojson: dict, by: Actor | None = None) -> int:
     """Give the tenant its street list (replacing any before): the offline basemap draws it, positions are named
     after it, the rights form searches it. Raises StreetsInvalid for a file without named lines. Journaled."""
     count = set_streets(db, tenant.id, geojson)
-    p.record(db, EntryDraft(action=Action.ADMINISTRATION, event="tenant.streets_set",
-                            actor=by or Actor.system("admin"), details={"streets": count}), tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.ADMINISTRATION,
+            event="tenant.streets_set",
+            actor=by or Actor.system("admin"),
+            details={"streets": count},
+        ),
+        tenant,
+    )
     return count

@@ -53,29 +53,38 @@ class Principal:
 async def csrf_sent(request: Request) -> str | None:
     """The CSRF token an unsafe request carries (header, or the field of a form post). Read in the event loop
     (a form body is read asynchronously), so that the principal's database checks can run off it."""
-    if (request.method in SAFE_METHODS or service.SESSION_COOKIE not in request.cookies
-            or request.headers.get("authorization", "").lower().startswith("bearer ")):
+    if (
+        request.method in SAFE_METHODS
+        or service.SESSION_COOKIE not in request.cookies
+        or request.headers.get("authorization", "").lower().startswith("bearer ")
+    ):
         return None  # only a signed-in browser's request needs one
     token = request.headers.get(CSRF_HEADER)
     if token is None and request.headers.get("content-type", "").startswith(
-            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
         token = (await request.form()).get("csrf_token")
     return token if isinstance(token, str) else None
 
 
-def current_principal(request: Request, db: Session = Depends(get_db),
-                      csrf: str | None = Depends(csrf_sent)) -> Principal:
+def current_principal(
+    request: Request, db: Session = Depends(get_db), csrf: str | None = Depends(csrf_sent)
+) -> Principal:
     """Who is asking. A plain function: FastAPI runs it in its thread pool, never in the event loop, which
     carries the live media and must not wait on the database."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         found = service.api_token_for(db, header[7:].strip())
         if found is None:
-            raise HTTPException(401, "API token unknown, expired or revoked: issue a new one",
-                                headers={"WWW-Authenticate": 'Bearer realm="temoin", error="invalid_token"'})
+            raise HTTPException(
+                401,
+                "API token unknown, expired or revoked: issue a new one",
+                headers={"WWW-Authenticate": 'Bearer realm="temoin", error="invalid_token"'},
+            )
         user, row = found
-        return _released(db, Principal(user, db.get(Tenant, user.tenant_id), None, service.token_scopes(user, row),
-                                       row.id))
+        return _released(
+            db, Principal(user, db.get(Tenant, user.tenant_id), None, service.token_scopes(user, row), row.id)
+        )
     cookie = request.cookies.get(service.SESSION_COOKIE)
     found = service.session_for(db, cookie) if cookie else None
     if found is None:
@@ -84,11 +93,15 @@ def current_principal(request: Request, db: Session = Depends(get_db),
     if not session.second_factor_ok:
         raise HTTPException(401, "second factor required: enter your authenticator code", headers=USER_CHALLENGE)
     if request.method not in SAFE_METHODS and csrf != session.csrf_token:
-        raise HTTPException(403, f"missing or wrong CSRF token: send the {CSRF_HEADER} header "
-                                 "(or the form's csrf_token field) given at sign-in")
+        raise HTTPException(
+            403,
+            f"missing or wrong CSRF token: send the {CSRF_HEADER} header "
+            "(or the form's csrf_token field) given at sign-in",
+        )
     if user.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
-        raise HTTPException(403, "your password was reset: choose a new one first (POST /api/v1/account/password, "
-                                 "or the page /account)")
+        raise HTTPException(
+            403, "your password was reset: choose a new one first (POST /api/v1/account/password, or the page /account)"
+        )
     return _released(db, Principal(user, db.get(Tenant, user.tenant_id), session))
 
 
@@ -101,8 +114,9 @@ def _released(db: Session, principal: Principal) -> Principal:
 
 
 # What a session whose password was reset may reach before choosing a new one.
-PASSWORD_CHANGE_PATHS = frozenset({"/api/v1/account/password", "/account", "/account/password", "/api/v1/session",
-                                   "/logout"})
+PASSWORD_CHANGE_PATHS = frozenset(
+    {"/api/v1/account/password", "/account", "/account/password", "/api/v1/session", "/logout"}
+)
 
 
 def sign_in_address(request: Request) -> str:
@@ -119,8 +133,9 @@ class Require:
         if not allows(principal.role, self.permission):
             raise HTTPException(403, f"your role ({principal.role.value}) does not allow {self.permission.value}")
         if principal.scopes is not None and self.permission not in principal.scopes:
-            raise HTTPException(403, f"this API token's scopes do not include {self.permission.value}: issue a "
-                                     "token with that scope")
+            raise HTTPException(
+                403, f"this API token's scopes do not include {self.permission.value}: issue a token with that scope"
+            )
         return principal
 
 
@@ -142,22 +157,34 @@ async def device_request_body(request: Request) -> bytes | None:
     return await request.body()
 
 
-def current_device(request: Request, db: Session = Depends(get_db),
-                   body: bytes | None = Depends(device_request_body)) -> Device:
+def current_device(
+    request: Request, db: Session = Depends(get_db), body: bytes | None = Depends(device_request_body)
+) -> Device:
     """Guard for camera routes: a request signed by an enrolled, active camera, over its body too (run in the
     thread pool)."""
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     try:
-        device = devices.authenticate(get_platform(request), db, request.headers.get("authorization"),
-                                      request.method, path, digest_header=request.headers.get("content-digest"),
-                                      body=body)
+        device = devices.authenticate(
+            get_platform(request),
+            db,
+            request.headers.get("authorization"),
+            request.method,
+            path,
+            digest_header=request.headers.get("content-digest"),
+            body=body,
+        )
     except devices.DeviceAuthFailure as exc:
         if exc.device is not None:  # a known camera failing its signature, or a revoked one: journaled by the
             # minute, one entry per camera and source with a count (web.refusals), never one per request
             refusals = request.app.state.refusals
-            refusals.note(tenant_id=exc.device.tenant_id, actor=devices.device_actor(exc.device),
-                          camera_id=exc.device.id, address=request.client.host if request.client else None,
-                          reason=exc.message, path=request.url.path)
+            refusals.note(
+                tenant_id=exc.device.tenant_id,
+                actor=devices.device_actor(exc.device),
+                camera_id=exc.device.id,
+                address=request.client.host if request.client else None,
+                reason=exc.message,
+                path=request.url.path,
+            )
             refusals.flush(get_platform(request), db)
         status = problems.status_of(exc)[0]
         raise HTTPException(status, exc.message, headers=_DEVICE_CHALLENGE if status == 401 else None) from None
@@ -165,17 +192,21 @@ def current_device(request: Request, db: Session = Depends(get_db),
     return device
 
 
-def whip_publisher(request: Request, db: Session = Depends(get_db),
-                   body: bytes | None = Depends(device_request_body)) -> Device:
+def whip_publisher(
+    request: Request, db: Session = Depends(get_db), body: bytes | None = Depends(device_request_body)
+) -> Device:
     """Guard for WHIP publication: the camera's signed request, or a standard encoder's bearer token for that
     camera (RFC 9725; `live.publish_tokens`), accepted here and nowhere else."""
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         device = publish_tokens.device_for(db, header[7:].strip())
         if device is None:
-            raise HTTPException(401, "WHIP token unknown, revoked, or its camera revoked: ask an administrator "
-                                     "for the camera's current token",
-                                headers={"WWW-Authenticate": f'{WHIP_CHALLENGE}, error="invalid_token"'})
+            raise HTTPException(
+                401,
+                "WHIP token unknown, revoked, or its camera revoked: ask an administrator "
+                "for the camera's current token",
+                headers={"WWW-Authenticate": f'{WHIP_CHALLENGE}, error="invalid_token"'},
+            )
         db.commit()  # when it was last used; and the connection goes back to the pool
         return device
     try:

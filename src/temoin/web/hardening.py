@@ -27,28 +27,35 @@ PROBLEM_JSON = b"application/problem+json"
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: https:; "
     "media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'")
+    "form-action 'self'; frame-ancestors 'none'"
+)
 # The interactive API documentation (/docs: Swagger UI, /redoc: ReDoc), served by the platform itself and started by
 # FastAPI's inline bootstrap script. Those pages show only the (public) OpenAPI document, never a tenant's data:
 # they get their own policy, which allows that inline script and nothing from elsewhere.
 DOCS_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; font-src 'self'; worker-src 'self' blob:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 DOCS_PATHS = ("/docs", "/redoc", "/docs/oauth2-redirect")
 HSTS = "max-age=63072000; includeSubDomains"
 
 
 def security_headers(path: str, *, tls: bool) -> dict[str, str]:
-    headers = {"Content-Security-Policy": DOCS_POLICY if path in DOCS_PATHS else CONTENT_SECURITY_POLICY,
-               "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
-               "Cross-Origin-Opener-Policy": "same-origin"}
+    headers = {
+        "Content-Security-Policy": DOCS_POLICY if path in DOCS_PATHS else CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "same-origin",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
     if tls:
         headers["Strict-Transport-Security"] = HSTS
     return headers
 
 
 # --- request body limits -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class BodyRule:
@@ -63,10 +70,15 @@ def body_rules(settings: Settings) -> list[BodyRule]:
     from temoin.supervision.registry import MAX_FILE_BYTES
 
     return [
-        BodyRule("PUT", re.compile(r"^/api/v1/ingest/recordings/[^/]+/segments/[^/]+$"), settings.max_segment_bytes,
-                 "a recording segment"),
-        BodyRule("POST", re.compile(r"^/api/v1/ingest/recordings$"), settings.max_manifest_bytes,
-                 "a recording manifest"),
+        BodyRule(
+            "PUT",
+            re.compile(r"^/api/v1/ingest/recordings/[^/]+/segments/[^/]+$"),
+            settings.max_segment_bytes,
+            "a recording segment",
+        ),
+        BodyRule(
+            "POST", re.compile(r"^/api/v1/ingest/recordings$"), settings.max_manifest_bytes, "a recording manifest"
+        ),
         BodyRule("POST", re.compile(r"^/api/v1/cctv/import$"), MAX_FILE_BYTES, "a CCTV registry file"),
         # Axis Body Worn objects (clips, trails...): streamed and sealed by the route, which applies each kind's limit.
         BodyRule("PUT", re.compile(r"^/v1/[^/]+/[^/]+/.+$"), settings.max_segment_bytes, "an Axis Body Worn object"),
@@ -78,10 +90,19 @@ class BodyTooLarge(errors.PayloadTooLarge):
 
 
 def _too_large(limit: int, what: str) -> bytes:
-    detail = (f"the request body is larger than {limit} bytes, the most this route accepts for {what}: "
-              "send less (split the data, or upload media through the ingest API)")
-    return orjson.dumps({"type": "urn:temoin:problem:too-large", "title": "Content Too Large", "status": 413,
-                         "detail": detail, "limit_bytes": limit})
+    detail = (
+        f"the request body is larger than {limit} bytes, the most this route accepts for {what}: "
+        "send less (split the data, or upload media through the ingest API)"
+    )
+    return orjson.dumps(
+        {
+            "type": "urn:temoin:problem:too-large",
+            "title": "Content Too Large",
+            "status": 413,
+            "detail": detail,
+            "limit_bytes": limit,
+        }
+    )
 
 
 class BodyLimit:
@@ -99,8 +120,17 @@ class BodyLimit:
 
     async def _refuse(self, send: Callable, limit: int, what: str) -> None:
         body = _too_large(limit, what)
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", PROBLEM_JSON), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -170,13 +200,15 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 message["headers"] = list(message.get("headers", [])) + [
-                    (k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in present]
+                    (k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in present
+                ]
             await send(message)
 
         await self.app(scope, receive, with_headers)
 
 
 # --- access log ----------------------------------------------------------------------------------------
+
 
 class NoQueryString(logging.Filter):
     """uvicorn's access log without query strings: content grants and tokens travel in them (e.g. ?grant=...)."""
@@ -203,6 +235,7 @@ def access_log_config() -> dict:
 
 # --- transport ---------------------------------------------------------------------------------------------
 
+
 def is_loopback(host: str) -> bool:
     if host.strip("[]").lower() == "localhost":
         return True
@@ -216,6 +249,8 @@ def transport_warning(host: str, *, tls: bool) -> str | None:
     """What `temoin serve` says when it would serve plain HTTP beyond this machine."""
     if tls or is_loopback(host):
         return None
-    return (f"WARNING: serving plain HTTP on {host}, beyond this machine: passwords, session cookies, content "
-            "grants and recordings would cross the network in clear. Serve TLS (`temoin serve --certfile CERT "
-            "--keyfile KEY`) or bind to 127.0.0.1 behind a reverse proxy that terminates TLS (docs/security.md).")
+    return (
+        f"WARNING: serving plain HTTP on {host}, beyond this machine: passwords, session cookies, content "
+        "grants and recordings would cross the network in clear. Serve TLS (`temoin serve --certfile CERT "
+        "--keyfile KEY`) or bind to 127.0.0.1 behind a reverse proxy that terminates TLS (docs/security.md)."
+    )

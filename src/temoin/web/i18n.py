@@ -30,8 +30,20 @@ from temoin.texts import (
     when,
 )
 
-__all__ = ["DEFAULT_LANG", "EXTRACT_KEYWORDS", "LANGS", "LOCALE_DIR", "PARIS", "TRANSLATIONS", "gettext", "install",
-           "label", "lang_of", "number", "when"]
+__all__ = [
+    "DEFAULT_LANG",
+    "EXTRACT_KEYWORDS",
+    "LANGS",
+    "LOCALE_DIR",
+    "PARIS",
+    "TRANSLATIONS",
+    "gettext",
+    "install",
+    "label",
+    "lang_of",
+    "number",
+    "when",
+]
 
 # What `pybabel extract` (and tests/test_i18n.py) look for: _("...") and pgettext("kind", "code") in templates,
 # gettext(lang, "...") in Python. label(lang, kind, code) takes codes known only at run time: not extracted.
@@ -52,6 +64,7 @@ def lang_of(request: Request) -> str:
 # --- templates: _("...") and pgettext("kind", code) in the language of the page being rendered -----------
 # The callables read `lang` from the template's context: one shared Environment serves concurrent requests in
 # different languages (installing one language's translations on it per request would race).
+
 
 @pass_context
 def _template_gettext(context, msgid: str) -> str:
@@ -83,6 +96,7 @@ def _template_number(context, value: float, digits: int = 2) -> str:
 # csu.js, review.js and the live viewer read it from an inline <script type="application/json"> (data, not code:
 # the CSP's script-src 'self' allows it) or from /i18n/<lang>.json. Built once per process from the .po files.
 
+
 @cache
 def scripts_json(lang: str) -> str:
     # Inside a <script> element "</" must not close it.
@@ -103,14 +117,19 @@ router = APIRouter(tags=["pages"])
 def scripts_catalogue(lang: str) -> Response:
     if lang not in LANGS:
         raise HTTPException(404, f"no texts in {lang!r}: ask for one of {', '.join(LANGS)}")
-    return Response(scripts_json(lang), media_type="application/json",
-                    headers={"Cache-Control": "public, max-age=3600"})
+    return Response(
+        scripts_json(lang), media_type="application/json", headers={"Cache-Control": "public, max-age=3600"}
+    )
 
 
 def install(env: Environment) -> None:
     env.add_extension("jinja2.ext.i18n")
-    env.install_gettext_callables(_template_gettext, _template_ngettext, newstyle=False,  # type: ignore[attr-defined]
-                                  pgettext=_template_pgettext)
+    env.install_gettext_callables(
+        _template_gettext,
+        _template_ngettext,
+        newstyle=False,  # type: ignore[attr-defined]
+        pgettext=_template_pgettext,
+    )
     env.filters["local_date"] = _template_date
     env.filters["local_number"] = _template_number
     env.globals["scripts_catalogue"] = _template_scripts_catalogue

@@ -48,8 +48,12 @@ class PasswordChangeRequired(Forbidden):
 class PageRequire(Require):
     """Like Require, for pages: an anonymous visitor is sent to the sign-in page."""
 
-    def __call__(self, request: Request, db: Session = Depends(get_db),  # type: ignore[override]
-                 csrf: str | None = Depends(csrf_sent)) -> Principal:
+    def __call__(
+        self,
+        request: Request,
+        db: Session = Depends(get_db),  # type: ignore[override]
+        csrf: str | None = Depends(csrf_sent),
+    ) -> Principal:
         try:
             principal = current_principal(request, db, csrf)
         except HTTPException as exc:
@@ -115,9 +119,14 @@ def login_form(request: Request, next_: str = Query("", alias="next")) -> HTMLRe
 
 
 @router.post("/login")
-def login(request: Request, username: str = Form(max_length=64), password: str = Form(max_length=256),
-          next_: str = Form("", alias="next", max_length=200),
-          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+def login(
+    request: Request,
+    username: str = Form(max_length=64),
+    password: str = Form(max_length=256),
+    next_: str = Form("", alias="next", max_length=200),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> Response:
     next_ = _back_to(next_)
     response = RedirectResponse(_totp_url(next_), 303)
     try:
@@ -142,7 +151,7 @@ def totp_qr_svg(uri: str) -> Markup:
 
 def grouped(secret: str) -> str:
     """The secret by groups of 4 characters, easier to type into an authenticator app by hand."""
-    return " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
 
 
 def _enrolment(p: Platform, db: Session, request: Request) -> dict | None:
@@ -154,22 +163,35 @@ def _enrolment(p: Platform, db: Session, request: Request) -> dict | None:
     if found is None:
         return None
     session, user = found
-    if session.second_factor_ok or not user.must_change_password or user.totp_last_step != 0 \
-            or user.totp_secret is None:
+    if (
+        session.second_factor_ok
+        or not user.must_change_password
+        or user.totp_last_step != 0
+        or user.totp_secret is None
+    ):
         return None
     secret = service.totp_secret_of(p, user)
     return {"qr": totp_qr_svg(totp_uri(secret, user.username)), "secret": grouped(secret)}
 
 
 @router.get("/login/totp")
-def totp_form(request: Request, next_: str = Query("", alias="next"), db: Session = Depends(get_db),
-              p: Platform = Depends(get_platform)) -> HTMLResponse:
+def totp_form(
+    request: Request,
+    next_: str = Query("", alias="next"),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> HTMLResponse:
     return page(request, "totp.html", next=_back_to(next_), enrolment=_enrolment(p, db, request))
 
 
 @router.post("/login/totp")
-def totp(request: Request, code: str = Form(max_length=12), next_: str = Form("", alias="next", max_length=200),
-         db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+def totp(
+    request: Request,
+    code: str = Form(max_length=12),
+    next_: str = Form("", alias="next", max_length=200),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> Response:
     next_ = _back_to(next_)
     cookie = request.cookies.get(service.SESSION_COOKIE)
     signed_in = cookie is not None and service.session_for(db, cookie) is not None
@@ -177,21 +199,33 @@ def totp(request: Request, code: str = Form(max_length=12), next_: str = Form(""
         user, session = second_factor(p, db, request, code)
     except (HTTPException, service.IdentityError) as exc:  # not a mapping: the form again, in the visitor's language
         lang = lang_of(request)
-        return page(request, "totp.html", status=exc.status_code if isinstance(exc, HTTPException)
-                    else problems.status_of(exc)[0],
-                    error=gettext(lang, "Wrong or already used code: type the current code of your authenticator.")
-                    if signed_in else gettext(lang, "Sign in with your password first."), next=next_,
-                    enrolment=_enrolment(p, db, request))
-    home = "/account" if user.must_change_password else next_ or home_for(
-        Principal(user, db.get(Tenant, user.tenant_id), session))
+        return page(
+            request,
+            "totp.html",
+            status=exc.status_code if isinstance(exc, HTTPException) else problems.status_of(exc)[0],
+            error=gettext(lang, "Wrong or already used code: type the current code of your authenticator.")
+            if signed_in
+            else gettext(lang, "Sign in with your password first."),
+            next=next_,
+            enrolment=_enrolment(p, db, request),
+        )
+    home = (
+        "/account"
+        if user.must_change_password
+        else next_ or home_for(Principal(user, db.get(Tenant, user.tenant_id), session))
+    )
     response = RedirectResponse(home, 303)
     remember_device(p, request, response, user)
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, who: Principal = Depends(current_principal),
-           db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+def logout(
+    request: Request,
+    who: Principal = Depends(current_principal),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> Response:
     sign_out(p, db, request, who)
     response = RedirectResponse("/login", 303)
     response.delete_cookie(service.SESSION_COOKIE, path="/")
@@ -199,8 +233,17 @@ def logout(request: Request, who: Principal = Depends(current_principal),
 
 
 # Suggested categories for one-click tagging (any other word may be typed in).
-CATEGORIES = ("violence", "outrage", "arrest", "refusal_to_comply", "road_accident", "public_disorder", "rescue",
-              "complaint_filed", "training")
+CATEGORIES = (
+    "violence",
+    "outrage",
+    "arrest",
+    "refusal_to_comply",
+    "road_accident",
+    "public_disorder",
+    "rescue",
+    "complaint_filed",
+    "training",
+)
 TRACK_POINTS_ON_LIST = 120  # per result, enough to draw it on the search map
 TRACK_POINTS_ON_PAGE = 5000  # the recording page: fixes for the marker that follows the video
 
@@ -216,21 +259,45 @@ def _paris_time(text: str) -> datetime | None:
 def _choices(db: Session, who: Principal) -> dict:
     base = catalogue.visible(who.user).subquery()
     names = camera_names(db, db.scalars(select(base.c.device_id).distinct()))
-    return {"agents": sorted(a for a in db.scalars(select(base.c.agent_ref).distinct()) if a),
-            "cameras": sorted(names.items(), key=lambda c: (c[1], c[0])),  # (id, display name)
-            "triggers": [t.value for t in Trigger], "states": list(catalogue.HoldState.ALL),
-            "categories": CATEGORIES}
+    return {
+        "agents": sorted(a for a in db.scalars(select(base.c.agent_ref).distinct()) if a),
+        "cameras": sorted(names.items(), key=lambda c: (c[1], c[0])),  # (id, display name)
+        "triggers": [t.value for t in Trigger],
+        "states": list(catalogue.HoldState.ALL),
+        "categories": CATEGORIES,
+    }
 
 
 @router.get("/recordings")
-def recordings(request: Request, start: str = "", end: str = "", agent: str = "", camera: str = "",
-               trigger: str = "", category: str = "", state: str = "", area: str = "", motive_code: str = "",
-               motive_text: str = "", who: Principal = Depends(PageRequire(Permission.RECORDINGS_LIST)),
-               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
+def recordings(
+    request: Request,
+    start: str = "",
+    end: str = "",
+    agent: str = "",
+    camera: str = "",
+    trigger: str = "",
+    category: str = "",
+    state: str = "",
+    area: str = "",
+    motive_code: str = "",
+    motive_text: str = "",
+    who: Principal = Depends(PageRequire(Permission.RECORDINGS_LIST)),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> HTMLResponse:
     lang = lang_of(request)
-    form = {"start": start, "end": end, "agent": agent, "camera": camera, "trigger": trigger,
-            "category": category, "state": state, "area": area, "motive_code": motive_code,
-            "motive_text": motive_text}
+    form = {
+        "start": start,
+        "end": end,
+        "agent": agent,
+        "camera": camera,
+        "trigger": trigger,
+        "category": category,
+        "state": state,
+        "area": area,
+        "motive_code": motive_code,
+        "motive_text": motive_text,
+    }
     errors = []
     try:
         since, until = _paris_time(start), _paris_time(end)
@@ -241,8 +308,11 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
         polygon = catalogue.parse_area(area)
     except ValueError:
         polygon = None
-        errors.append(gettext(lang, "Unreadable area: draw it on the map, or type at least three lat,lon points "
-                                     "separated by ';'."))
+        errors.append(
+            gettext(
+                lang, "Unreadable area: draw it on the map, or type at least three lat,lon points separated by ';'."
+            )
+        )
     motive = None
     if motive_code or motive_text.strip():
         try:
@@ -252,34 +322,80 @@ def recordings(request: Request, start: str = "", end: str = "", agent: str = ""
     found: list = []
     if not errors:
         try:  # not a mapping: the search form again, the refusal said in the visitor's language
-            found = catalogue.search(p, db, who.user, catalogue.SearchQuery(
-                start=since, end=until, agent=agent or None, camera=camera or None, trigger=trigger or None,
-                category=category.strip() or None, state=state if state in catalogue.HoldState.ALL else None,
-                area=polygon, limit=200, motive=motive))
+            found = catalogue.search(
+                p,
+                db,
+                who.user,
+                catalogue.SearchQuery(
+                    start=since,
+                    end=until,
+                    agent=agent or None,
+                    camera=camera or None,
+                    trigger=trigger or None,
+                    category=category.strip() or None,
+                    state=state if state in catalogue.HoldState.ALL else None,
+                    area=polygon,
+                    limit=200,
+                    motive=motive,
+                ),
+            )
         except catalogue.PlaceMotiveRequired:
-            errors.append(gettext(lang, "A search by area shows where recordings were made: give the motive "
-                                         "(with a few words); it is written to the journal."))
+            errors.append(
+                gettext(
+                    lang,
+                    "A search by area shows where recordings were made: give the motive "
+                    "(with a few words); it is written to the journal.",
+                )
+            )
         except catalogue.Forbidden:
             errors.append(gettext(lang, "This motive is not open to your role."))
-    held = {rid for rid in db.scalars(select(Hold.recording_id).where(
-        Hold.recording_id.in_([r.id for r in found]), Hold.lifted_at.is_(None)))} if found else set()
+    held = (
+        {
+            rid
+            for rid in db.scalars(
+                select(Hold.recording_id).where(Hold.recording_id.in_([r.id for r in found]), Hold.lifted_at.is_(None))
+            )
+        }
+        if found
+        else set()
+    )
     # The places (R241-10) are drawn only for a search given a motive, which journaled them.
     tracks = catalogue.tracks_of(db, found) if motive is not None else {}
     cameras = camera_names(db, [r.device_id for r in found])
-    mapped = [{"id": r.id, "agent": r.agent_ref, "camera": cameras[r.device_id],
-               "started": when(lang, r.started_at),
-               "points": tracks[r.id].simplified(TRACK_POINTS_ON_LIST) if r.id in tracks else []} for r in found]
+    mapped = [
+        {
+            "id": r.id,
+            "agent": r.agent_ref,
+            "camera": cameras[r.device_id],
+            "started": when(lang, r.started_at),
+            "points": tracks[r.id].simplified(TRACK_POINTS_ON_LIST) if r.id in tracks else [],
+        }
+        for r in found
+    ]
     place_motives = [(m.value, label(lang, "motive", m.value)) for m in sorted(place_motives_for(who.role))]
-    return page(request, "recordings.html", who=who, recordings=found, held=held, form=form, errors=errors,
-                searched=any(form.values()), area=[list(p) for p in polygon] if polygon else None,
-                mapped=mapped, choices=_choices(db, who), can_hold=allows(who.role, Permission.RECORDINGS_HOLD),
-                camera_names=cameras,
-                place_motives=place_motives, places_shown=motive is not None,
-                procedures=[p.value for p in holds.ProcedureType])
+    return page(
+        request,
+        "recordings.html",
+        who=who,
+        recordings=found,
+        held=held,
+        form=form,
+        errors=errors,
+        searched=any(form.values()),
+        area=[list(p) for p in polygon] if polygon else None,
+        mapped=mapped,
+        choices=_choices(db, who),
+        can_hold=allows(who.role, Permission.RECORDINGS_HOLD),
+        camera_names=cameras,
+        place_motives=place_motives,
+        places_shown=motive is not None,
+        procedures=[p.value for p in holds.ProcedureType],
+    )
 
 
-def _recording_page(request: Request, who: Principal, p: Platform, db: Session, recording_id: str,
-                    status: int = 200, **extra) -> HTMLResponse:
+def _recording_page(
+    request: Request, who: Principal, p: Platform, db: Session, recording_id: str, status: int = 200, **extra
+) -> HTMLResponse:
     try:
         rec = catalogue.get_visible(p, db, who.user, recording_id)
     except catalogue.NotFound:
@@ -291,68 +407,144 @@ def _recording_page(request: Request, who: Principal, p: Platform, db: Session, 
     track = catalogue.track_under_grant(db, who.user, rec, grant) if grant else catalogue.Track()
     step = max(1, len(track.points) // TRACK_POINTS_ON_PAGE + (len(track.points) % TRACK_POINTS_ON_PAGE > 0))
     lost = catalogue.lost_segments(rec)  # lost at the camera: a gap the player skips, said on the page
-    play = {"recording": rec.id, "start": rec.started_at.timestamp(),
-            "segments": [{"index": s.index, "start": s.started_at.timestamp(), "duration": s.duration_s,
-                          "lost": not s.complete} for s in rec.segments],
-            "track": [[t, lat, lon] for t, (lat, lon) in list(zip(track.times, track.points))[::step]]}
+    play = {
+        "recording": rec.id,
+        "start": rec.started_at.timestamp(),
+        "segments": [
+            {"index": s.index, "start": s.started_at.timestamp(), "duration": s.duration_s, "lost": not s.complete}
+            for s in rec.segments
+        ],
+        "track": [[t, lat, lon] for t, (lat, lon) in list(zip(track.times, track.points))[::step]],
+    }
     from temoin.vault.limitation import active_limitations
     from temoin.vault.models import RecordingNote
 
-    notes = list(db.scalars(select(RecordingNote).where(RecordingNote.recording_id == rec.id)
-                            .order_by(RecordingNote.written_at, RecordingNote.id)))
+    notes = list(
+        db.scalars(
+            select(RecordingNote)
+            .where(RecordingNote.recording_id == rec.id)
+            .order_by(RecordingNote.written_at, RecordingNote.id)
+        )
+    )
     extra.setdefault("limits", active_limitations(db, [rec.id]))
-    return page(request, "recording.html", status=status, who=who, rec=rec, motives=motives, play=play, notes=notes,
-                lost=lost, camera_name=camera_names(db, [rec.device_id])[rec.device_id],
-                integrity=catalogue.integrity_of(p, db, rec), holds=holds.holds_of(db, rec.id),
-                categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
-                procedures=[p.value for p in holds.ProcedureType],
-                can_view=allows(who.role, Permission.RECORDINGS_VIEW),
-                can_tag=allows(who.role, Permission.RECORDINGS_TAG),
-                can_hold=allows(who.role, Permission.RECORDINGS_HOLD),
-                can_extract=allows(who.role, Permission.RECORDINGS_EXTRACT), **extra)
+    return page(
+        request,
+        "recording.html",
+        status=status,
+        who=who,
+        rec=rec,
+        motives=motives,
+        play=play,
+        notes=notes,
+        lost=lost,
+        camera_name=camera_names(db, [rec.device_id])[rec.device_id],
+        integrity=catalogue.integrity_of(p, db, rec),
+        holds=holds.holds_of(db, rec.id),
+        categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
+        procedures=[p.value for p in holds.ProcedureType],
+        can_view=allows(who.role, Permission.RECORDINGS_VIEW),
+        can_tag=allows(who.role, Permission.RECORDINGS_TAG),
+        can_hold=allows(who.role, Permission.RECORDINGS_HOLD),
+        can_extract=allows(who.role, Permission.RECORDINGS_EXTRACT),
+        **extra,
+    )
 
 
 def not_found(request: Request, who: Principal) -> HTMLResponse:
     lang = lang_of(request)
-    return page(request, "error.html", status=404, who=who, title=gettext(lang, "Not found"),
-                error=gettext(lang, "No recording by that name that you may see."))
+    return page(
+        request,
+        "error.html",
+        status=404,
+        who=who,
+        title=gettext(lang, "Not found"),
+        error=gettext(lang, "No recording by that name that you may see."),
+    )
 
 
 @router.get("/recordings/{recording_id}")
-def recording(recording_id: str, request: Request,
-              who: Principal = Depends(PageRequire(Permission.RECORDINGS_LIST)), db: Session = Depends(get_db),
-              p: Platform = Depends(get_platform)) -> HTMLResponse:
+def recording(
+    recording_id: str,
+    request: Request,
+    who: Principal = Depends(PageRequire(Permission.RECORDINGS_LIST)),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> HTMLResponse:
     return _recording_page(request, who, p, db, recording_id)
 
 
 @router.post("/recordings/{recording_id}/consult")
-def consult(recording_id: str, request: Request, motive_code: str = Form(""), motive_text: str = Form(""),
-            who: Principal = Depends(PageRequire(Permission.RECORDINGS_VIEW)), db: Session = Depends(get_db),
-            p: Platform = Depends(get_platform)) -> HTMLResponse:
+def consult(
+    recording_id: str,
+    request: Request,
+    motive_code: str = Form(""),
+    motive_text: str = Form(""),
+    who: Principal = Depends(PageRequire(Permission.RECORDINGS_VIEW)),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> HTMLResponse:
     lang = lang_of(request)
     try:  # not a mapping: the recording's page again, the refusal said in the visitor's language
         motive = Motive(code=motive_code, text=motive_text)
         grant = catalogue.open_consultation(p, db, who.user, recording_id, motive)
     except ValidationError:
-        return _recording_page(request, who, p, db, recording_id, status=422,
-                               error=gettext(lang, "Choose a motive from the list and give a few words of detail."),
-                               motive_code=motive_code, motive_text=motive_text)
+        return _recording_page(
+            request,
+            who,
+            p,
+            db,
+            recording_id,
+            status=422,
+            error=gettext(lang, "Choose a motive from the list and give a few words of detail."),
+            motive_code=motive_code,
+            motive_text=motive_text,
+        )
     except catalogue.Limited:
-        return _recording_page(request, who, p, db, recording_id, status=403,
-                               error=gettext(lang, "This recording is frozen by a limitation request (loi 78-17 art. "
-                                                   "107): it is only kept, neither consulted nor extracted, until the "
-                                                   "limitation is lifted."),
-                               motive_code=motive_code, motive_text=motive_text)
+        return _recording_page(
+            request,
+            who,
+            p,
+            db,
+            recording_id,
+            status=403,
+            error=gettext(
+                lang,
+                "This recording is frozen by a limitation request (loi 78-17 art. "
+                "107): it is only kept, neither consulted nor extracted, until the "
+                "limitation is lifted.",
+            ),
+            motive_code=motive_code,
+            motive_text=motive_text,
+        )
     except catalogue.RedactedOnly:
-        return _recording_page(request, who, p, db, recording_id, status=403,
-                               error=gettext(lang, "For training only anonymised pictures and sound may be shown "
-                                                   "(R241-13): the original is not displayed. Make a training "
-                                                   "extraction (recipient: trainer)."),
-                               motive_code=motive_code, motive_text=motive_text)
+        return _recording_page(
+            request,
+            who,
+            p,
+            db,
+            recording_id,
+            status=403,
+            error=gettext(
+                lang,
+                "For training only anonymised pictures and sound may be shown "
+                "(R241-13): the original is not displayed. Make a training "
+                "extraction (recipient: trainer).",
+            ),
+            motive_code=motive_code,
+            motive_text=motive_text,
+        )
     except catalogue.Forbidden:  # the role may view content (guard above), so the motive is not open to it
-        return _recording_page(request, who, p, db, recording_id, status=403,
-                               error=gettext(lang, "This motive is not open to your role."),
-                               motive_code=motive_code, motive_text=motive_text)
+        return _recording_page(
+            request,
+            who,
+            p,
+            db,
+            recording_id,
+            status=403,
+            error=gettext(lang, "This motive is not open to your role."),
+            motive_code=motive_code,
+            motive_text=motive_text,
+        )
     except catalogue.NotFound:
         return not_found(request, who)
     rec = catalogue.get_visible(p, db, who.user, recording_id)
@@ -360,8 +552,10 @@ def consult(recording_id: str, request: Request, motive_code: str = Form(""), mo
     from temoin.axis.vault import is_axis
 
     play = "&play=1" if is_axis(rec) else ""  # an Axis camera may have encrypted its clips for the vault
-    urls = [None if s.index in lost else f"/api/v1/recordings/{rec.id}/segments/{s.index}?grant={grant}{play}"
-            for s in rec.segments]  # by segment index; a lost one has none
+    urls = [
+        None if s.index in lost else f"/api/v1/recordings/{rec.id}/segments/{s.index}?grant={grant}{play}"
+        for s in rec.segments
+    ]  # by segment index; a lost one has none
     return _recording_page(request, who, p, db, recording_id, segment_urls=urls, grant=grant)
 
 
@@ -369,10 +563,19 @@ JOURNAL_PAGE = 100
 
 
 @router.get("/journal")
-def journal(request: Request, verify: bool = False, start: str = "", end: str = "", event: str = "", actor: str = "",
-            recording: str = "", before: int | None = Query(None, ge=1),
-            who: Principal = Depends(PageRequire(Permission.JOURNAL_READ)),
-            db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> HTMLResponse:
+def journal(
+    request: Request,
+    verify: bool = False,
+    start: str = "",
+    end: str = "",
+    event: str = "",
+    actor: str = "",
+    recording: str = "",
+    before: int | None = Query(None, ge=1),
+    who: Principal = Depends(PageRequire(Permission.JOURNAL_READ)),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> HTMLResponse:
     from datetime import date, time, timedelta
 
     from temoin.identity.models import User
@@ -387,8 +590,9 @@ def journal(request: Request, verify: bool = False, start: str = "", end: str = 
     except ValueError:
         since = until = None
         errors.append(gettext(lang, "Unreadable date: use the picker (day/month/year)."))
-    where = reading.JournalFilter(since=since, until=until, event=event or None, actor=form["actor"] or None,
-                                  recording=form["recording"] or None)
+    where = reading.JournalFilter(
+        since=since, until=until, event=event or None, actor=form["actor"] or None, recording=form["recording"] or None
+    )
     found = [] if errors else reading.entries_for(db, who.user, who.tenant, JOURNAL_PAGE + 1, before, where)
     entries = [(e, parse_body(e.body)) for e in found[:JOURNAL_PAGE]]
     # Keyset paging: the next page starts below the last sequence shown; the filters stay in the URL.
@@ -396,10 +600,24 @@ def journal(request: Request, verify: bool = False, start: str = "", end: str = 
     older = f"/journal?{urlencode({**query, 'before': entries[-1][0].seq})}" if len(found) > JOURNAL_PAGE else None
     newest = f"/journal?{urlencode(query)}" if before is not None else None
     can_verify = reading.may_verify(who.user)  # the whole chain: EPCI-wide users only
-    result = verify_all(db, p.journal.sink, p.keyring.trusted, chains=[who.tenant.slug]) \
-        if verify and can_verify else None
+    result = (
+        verify_all(db, p.journal.sink, p.keyring.trusted, chains=[who.tenant.slug]) if verify and can_verify else None
+    )
     actors = sorted(db.scalars(select(User.username).where(User.tenant_id == who.tenant.id)))
     cameras = camera_names(db, {str(c) for _, body in entries for c in body.get("cameras") or []})
-    return page(request, "journal.html", who=who, entries=entries, result=result, can_verify=can_verify,
-                form=form, errors=errors, events=reading.event_kinds(db, who.tenant), actors=actors, older=older,
-                newest=newest, filtered=bool(query), camera_names=cameras)
+    return page(
+        request,
+        "journal.html",
+        who=who,
+        entries=entries,
+        result=result,
+        can_verify=can_verify,
+        form=form,
+        errors=errors,
+        events=reading.event_kinds(db, who.tenant),
+        actors=actors,
+        older=older,
+        newest=newest,
+        filtered=bool(query),
+        camera_names=cameras,
+    )

@@ -63,8 +63,13 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, errors.UpstreamFault):  # a device's trouble: the caller is told which
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)
         elif status_of(exc)[0] >= 500:  # the platform's own trouble: an operator must look
-            log.error("%s %s: %s", request.method, request.url.path, exc.message,
-                      exc_info=exc if isinstance(exc, errors.Fault) else None)
+            log.error(
+                "%s %s: %s",
+                request.method,
+                request.url.path,
+                exc.message,
+                exc_info=exc if isinstance(exc, errors.Fault) else None,
+            )
         return problem(exc)
 
     @app.exception_handler(DBAPIError)

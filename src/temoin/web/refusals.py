@@ -43,8 +43,9 @@ class RefusalLog:
         self._windows: dict[tuple[str, str, int], _Window] = {}
         self._lock = threading.Lock()
 
-    def note(self, *, tenant_id: int, actor: Actor, camera_id: str, address: str | None, reason: str,
-             path: str) -> None:
+    def note(
+        self, *, tenant_id: int, actor: Actor, camera_id: str, address: str | None, reason: str, path: str
+    ) -> None:
         minute = int(self.clock() // WINDOW_S)
         address = address or "unknown"
         with self._lock:
@@ -80,11 +81,24 @@ class RefusalLog:
         for w in sorted(windows, key=lambda w: (w.minute, w.camera_id, w.address)):
             start = datetime.fromtimestamp(w.minute * WINDOW_S, UTC)
             end = datetime.fromtimestamp((w.minute + 1) * WINDOW_S, UTC)
-            p.record(db, EntryDraft(action=Action.SECURITY, event="device.auth_refused", actor=w.actor,
-                                    cameras=[w.camera_id],
-                                    details={"count": w.count, "address": w.address, "from": start.isoformat(),
-                                             "until": end.isoformat(), "reasons": w.reasons, "paths": w.paths,
-                                             "reason": max(w.reasons, key=w.reasons.get)}),
-                     db.get(Tenant, w.tenant_id))
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.SECURITY,
+                    event="device.auth_refused",
+                    actor=w.actor,
+                    cameras=[w.camera_id],
+                    details={
+                        "count": w.count,
+                        "address": w.address,
+                        "from": start.isoformat(),
+                        "until": end.isoformat(),
+                        "reasons": w.reasons,
+                        "paths": w.paths,
+                        "reason": max(w.reasons, key=w.reasons.get),
+                    },
+                ),
+                db.get(Tenant, w.tenant_id),
+            )
         db.commit()
         return len(windows)

@@ -23,5 +23,4 @@ templates.env.globals["can"] = lambda who, permission: allows(who.role, Permissi
 
 def page(request: Request, name: str, status: int = 200, who: Principal | None = None, **context) -> HTMLResponse:
     lang = lang_of(request)
-    return templates.TemplateResponse(request, name, {"lang": lang, "who": who, **context},
-                                      status_code=status)
+    return templates.TemplateResponse(request, name, {"lang": lang, "who": who, **context}, status_code=status)

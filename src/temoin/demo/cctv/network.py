@@ -60,14 +60,24 @@ class CctvNetwork:
             props = feature["properties"]
             if props.get("onvif"):
                 self.onvif[props["id"]] = OnvifPtzSimulator(
-                    self.poses[props["id"]], float(props["heading_deg"]), float(props.get("max_zoom", 20)),
-                    ONVIF_USER, self.password, self.host, serial=props["id"]).start()
+                    self.poses[props["id"]],
+                    float(props["heading_deg"]),
+                    float(props.get("max_zoom", 20)),
+                    ONVIF_USER,
+                    self.password,
+                    self.host,
+                    serial=props["id"],
+                ).start()
         return self
 
     def ptz_reaches(self, lat: float, lon: float) -> bool:
         """Can a PTZ camera of this network be aimed at the point (within its range)?"""
-        return any(distance_m(lat, lon, f["geometry"]["coordinates"][1], f["geometry"]["coordinates"][0])
-                   <= float(f["properties"]["range_m"]) for f in self.features if f["properties"].get("ptz"))
+        return any(
+            distance_m(lat, lon, f["geometry"]["coordinates"][1], f["geometry"]["coordinates"][0])
+            <= float(f["properties"]["range_m"])
+            for f in self.features
+            if f["properties"].get("ptz")
+        )
 
     def register(self, p: Platform, tenant: Tenant) -> int:
         """Enter the running cameras in the tenant's registry (an upsert, journaled). Returns how many."""
@@ -81,8 +91,9 @@ class CctvNetwork:
             doc["features"].append({**feature, "properties": props})
         rows = registry.parse_geojson(doc, stream_base=f"rtsp://{self.rtsp.host}:{self.rtsp.port}")
         with p.session() as db:
-            registry.import_rows(p, db, db.get(Tenant, tenant.id), rows, actor=Actor.system("demo"),
-                                 source="demo CCTV network")
+            registry.import_rows(
+                p, db, db.get(Tenant, tenant.id), rows, actor=Actor.system("demo"), source="demo CCTV network"
+            )
         return len(rows)
 
     def stop(self) -> None:

@@ -68,15 +68,19 @@ def _not_authorized(why: str) -> _Fault:
 
 
 def _envelope(body: str) -> bytes:
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<env:Envelope xmlns:env="{ENV}" xmlns:tds="{TDS}" '
-            f'xmlns:trt="{TRT}" xmlns:tptz="{TPTZ}" xmlns:tt="{TT}" xmlns:ter="{TER}">'
-            f"<env:Body>{body}</env:Body></env:Envelope>").encode()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<env:Envelope xmlns:env="{ENV}" xmlns:tds="{TDS}" '
+        f'xmlns:trt="{TRT}" xmlns:tptz="{TPTZ}" xmlns:tt="{TT}" xmlns:ter="{TER}">'
+        f"<env:Body>{body}</env:Body></env:Envelope>"
+    ).encode()
 
 
 def _fault_body(fault: _Fault) -> str:
-    return (f"<env:Fault><env:Code><env:Value>{fault.code}</env:Value><env:Subcode><env:Value>{fault.subcode}"
-            f"</env:Value></env:Subcode></env:Code><env:Reason><env:Text xml:lang=\"en\">{escape(fault.reason)}"
-            "</env:Text></env:Reason></env:Fault>")
+    return (
+        f"<env:Fault><env:Code><env:Value>{fault.code}</env:Value><env:Subcode><env:Value>{fault.subcode}"
+        f'</env:Value></env:Subcode></env:Code><env:Reason><env:Text xml:lang="en">{escape(fault.reason)}'
+        "</env:Text></env:Reason></env:Fault>"
+    )
 
 
 def _utc_iso(t: float | None = None) -> str:
@@ -104,9 +108,20 @@ class OnvifPtzSimulator:
     """A simulated ONVIF camera on its own port. With ptz=False it is a fixed camera: no PTZ service, no
     PTZConfiguration in its profile (what a real fixed camera answers)."""
 
-    def __init__(self, pose: PtzPose, heading_deg: float, max_zoom: float, username: str, password: str,
-                 host: str = "127.0.0.1", port: int = 0, *, ptz: bool = True, name: str = "Témoin CCTV simulator",
-                 serial: str = "SIM-0001") -> None:
+    def __init__(
+        self,
+        pose: PtzPose,
+        heading_deg: float,
+        max_zoom: float,
+        username: str,
+        password: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ptz: bool = True,
+        name: str = "Témoin CCTV simulator",
+        serial: str = "SIM-0001",
+    ) -> None:
         self.pose = pose
         self.heading_deg = heading_deg
         self.max_zoom = max_zoom
@@ -134,8 +149,9 @@ class OnvifPtzSimulator:
 
             def do_POST(self) -> None:  # http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
-                status, body = sim.handle(self.path, self.rfile.read(min(length, MAX_BODY)) if length else b"",
-                                          too_big=length > MAX_BODY)
+                status, body = sim.handle(
+                    self.path, self.rfile.read(min(length, MAX_BODY)) if length else b"", too_big=length > MAX_BODY
+                )
                 self.send_response(status)
                 self.send_header("Content-Type", "application/soap+xml; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
@@ -148,8 +164,9 @@ class OnvifPtzSimulator:
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=f"onvif-sim-{self.port}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name=f"onvif-sim-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -197,8 +214,12 @@ class OnvifPtzSimulator:
             self._authenticate(root, operation)
             handler = self._operations().get((service, operation))
             if handler is None:
-                raise _Fault(500, "env:Receiver", "ter:ActionNotSupported",
-                             f"{operation} is not supported by this simulator's {service} service")
+                raise _Fault(
+                    500,
+                    "env:Receiver",
+                    "ter:ActionNotSupported",
+                    f"{operation} is not supported by this simulator's {service} service",
+                )
             out = handler(request)
             with self._lock:
                 self.requests.append(operation)
@@ -267,59 +288,71 @@ class OnvifPtzSimulator:
 
     def _date_and_time(self, _req: ET.Element) -> str:
         now = datetime.now(UTC)
-        return ("<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime><tt:DateTimeType>NTP</tt:DateTimeType>"
-                "<tt:DaylightSavings>false</tt:DaylightSavings><tt:TimeZone><tt:TZ>UTC0</tt:TZ></tt:TimeZone>"
-                f"<tt:UTCDateTime><tt:Time><tt:Hour>{now.hour}</tt:Hour><tt:Minute>{now.minute}</tt:Minute>"
-                f"<tt:Second>{now.second}</tt:Second></tt:Time><tt:Date><tt:Year>{now.year}</tt:Year>"
-                f"<tt:Month>{now.month}</tt:Month><tt:Day>{now.day}</tt:Day></tt:Date></tt:UTCDateTime>"
-                "</tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>")
+        return (
+            "<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime><tt:DateTimeType>NTP</tt:DateTimeType>"
+            "<tt:DaylightSavings>false</tt:DaylightSavings><tt:TimeZone><tt:TZ>UTC0</tt:TZ></tt:TimeZone>"
+            f"<tt:UTCDateTime><tt:Time><tt:Hour>{now.hour}</tt:Hour><tt:Minute>{now.minute}</tt:Minute>"
+            f"<tt:Second>{now.second}</tt:Second></tt:Time><tt:Date><tt:Year>{now.year}</tt:Year>"
+            f"<tt:Month>{now.month}</tt:Month><tt:Day>{now.day}</tt:Day></tt:Date></tt:UTCDateTime>"
+            "</tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>"
+        )
 
     def _capabilities(self, _req: ET.Element) -> str:
         ptz = f"<tt:PTZ><tt:XAddr>{self.base}/onvif/ptz_service</tt:XAddr></tt:PTZ>" if self.ptz else ""
-        return ("<tds:GetCapabilitiesResponse><tds:Capabilities>"
-                f"<tt:Device><tt:XAddr>{self.url}</tt:XAddr></tt:Device>"
-                f"<tt:Media><tt:XAddr>{self.base}/onvif/media_service</tt:XAddr><tt:StreamingCapabilities>"
-                "<tt:RTPMulticast>false</tt:RTPMulticast><tt:RTP_TCP>true</tt:RTP_TCP>"
-                "<tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP></tt:StreamingCapabilities></tt:Media>"
-                f"{ptz}</tds:Capabilities></tds:GetCapabilitiesResponse>")
+        return (
+            "<tds:GetCapabilitiesResponse><tds:Capabilities>"
+            f"<tt:Device><tt:XAddr>{self.url}</tt:XAddr></tt:Device>"
+            f"<tt:Media><tt:XAddr>{self.base}/onvif/media_service</tt:XAddr><tt:StreamingCapabilities>"
+            "<tt:RTPMulticast>false</tt:RTPMulticast><tt:RTP_TCP>true</tt:RTP_TCP>"
+            "<tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP></tt:StreamingCapabilities></tt:Media>"
+            f"{ptz}</tds:Capabilities></tds:GetCapabilitiesResponse>"
+        )
 
     def _services(self, _req: ET.Element) -> str:
         services = [(TDS, self.url), (TRT, f"{self.base}/onvif/media_service")]
         if self.ptz:
             services.append((TPTZ, f"{self.base}/onvif/ptz_service"))
-        items = "".join(f"<tds:Service><tds:Namespace>{ns}</tds:Namespace><tds:XAddr>{xaddr}</tds:XAddr>"
-                        "<tds:Version><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version></tds:Service>"
-                        for ns, xaddr in services)
+        items = "".join(
+            f"<tds:Service><tds:Namespace>{ns}</tds:Namespace><tds:XAddr>{xaddr}</tds:XAddr>"
+            "<tds:Version><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version></tds:Service>"
+            for ns, xaddr in services
+        )
         return f"<tds:GetServicesResponse>{items}</tds:GetServicesResponse>"
 
     def _device_information(self, _req: ET.Element) -> str:
-        return ("<tds:GetDeviceInformationResponse><tds:Manufacturer>Témoin</tds:Manufacturer>"
-                f"<tds:Model>{escape(self.name)}</tds:Model><tds:FirmwareVersion>1.0</tds:FirmwareVersion>"
-                f"<tds:SerialNumber>{escape(self.serial)}</tds:SerialNumber><tds:HardwareId>sim</tds:HardwareId>"
-                "</tds:GetDeviceInformationResponse>")
+        return (
+            "<tds:GetDeviceInformationResponse><tds:Manufacturer>Témoin</tds:Manufacturer>"
+            f"<tds:Model>{escape(self.name)}</tds:Model><tds:FirmwareVersion>1.0</tds:FirmwareVersion>"
+            f"<tds:SerialNumber>{escape(self.serial)}</tds:SerialNumber><tds:HardwareId>sim</tds:HardwareId>"
+            "</tds:GetDeviceInformationResponse>"
+        )
 
     # --- media service ----------------------------------------------------------------------------------
 
     def _ptz_configuration(self, element: str) -> str:
-        return (f'<{element} token="{PTZ_CONFIG}"><tt:Name>PTZ</tt:Name><tt:UseCount>1</tt:UseCount>'
-                f"<tt:NodeToken>{PTZ_NODE}</tt:NodeToken>"
-                f"<tt:DefaultAbsolutePantTiltPositionSpace>{PAN_TILT_SPACE}</tt:DefaultAbsolutePantTiltPositionSpace>"
-                f"<tt:DefaultAbsoluteZoomPositionSpace>{ZOOM_SPACE}</tt:DefaultAbsoluteZoomPositionSpace>"
-                "<tt:DefaultPTZTimeout>PT5S</tt:DefaultPTZTimeout>"
-                f"<tt:PanTiltLimits><tt:Range><tt:URI>{PAN_TILT_SPACE}</tt:URI>"
-                "<tt:XRange><tt:Min>-1</tt:Min><tt:Max>1</tt:Max></tt:XRange>"
-                "<tt:YRange><tt:Min>-1</tt:Min><tt:Max>1</tt:Max></tt:YRange></tt:Range></tt:PanTiltLimits>"
-                f"<tt:ZoomLimits><tt:Range><tt:URI>{ZOOM_SPACE}</tt:URI>"
-                "<tt:XRange><tt:Min>0</tt:Min><tt:Max>1</tt:Max></tt:XRange></tt:Range></tt:ZoomLimits>"
-                f"</{element}>")
+        return (
+            f'<{element} token="{PTZ_CONFIG}"><tt:Name>PTZ</tt:Name><tt:UseCount>1</tt:UseCount>'
+            f"<tt:NodeToken>{PTZ_NODE}</tt:NodeToken>"
+            f"<tt:DefaultAbsolutePantTiltPositionSpace>{PAN_TILT_SPACE}</tt:DefaultAbsolutePantTiltPositionSpace>"
+            f"<tt:DefaultAbsoluteZoomPositionSpace>{ZOOM_SPACE}</tt:DefaultAbsoluteZoomPositionSpace>"
+            "<tt:DefaultPTZTimeout>PT5S</tt:DefaultPTZTimeout>"
+            f"<tt:PanTiltLimits><tt:Range><tt:URI>{PAN_TILT_SPACE}</tt:URI>"
+            "<tt:XRange><tt:Min>-1</tt:Min><tt:Max>1</tt:Max></tt:XRange>"
+            "<tt:YRange><tt:Min>-1</tt:Min><tt:Max>1</tt:Max></tt:YRange></tt:Range></tt:PanTiltLimits>"
+            f"<tt:ZoomLimits><tt:Range><tt:URI>{ZOOM_SPACE}</tt:URI>"
+            "<tt:XRange><tt:Min>0</tt:Min><tt:Max>1</tt:Max></tt:XRange></tt:Range></tt:ZoomLimits>"
+            f"</{element}>"
+        )
 
     def _profiles(self, _req: ET.Element) -> str:
         ptz = self._ptz_configuration("tt:PTZConfiguration") if self.ptz else ""
-        return (f'<trt:GetProfilesResponse><trt:Profiles token="{PROFILE}" fixed="true"><tt:Name>main</tt:Name>'
-                '<tt:VideoSourceConfiguration token="video_source_config_1"><tt:Name>video</tt:Name>'
-                "<tt:UseCount>1</tt:UseCount><tt:SourceToken>video_source_1</tt:SourceToken>"
-                '<tt:Bounds x="0" y="0" width="1280" height="720"/></tt:VideoSourceConfiguration>'
-                f"{ptz}</trt:Profiles></trt:GetProfilesResponse>")
+        return (
+            f'<trt:GetProfilesResponse><trt:Profiles token="{PROFILE}" fixed="true"><tt:Name>main</tt:Name>'
+            '<tt:VideoSourceConfiguration token="video_source_config_1"><tt:Name>video</tt:Name>'
+            "<tt:UseCount>1</tt:UseCount><tt:SourceToken>video_source_1</tt:SourceToken>"
+            '<tt:Bounds x="0" y="0" width="1280" height="720"/></tt:VideoSourceConfiguration>'
+            f"{ptz}</trt:Profiles></trt:GetProfilesResponse>"
+        )
 
     # --- PTZ service ------------------------------------------------------------------------------------
 
@@ -337,16 +370,18 @@ class OnvifPtzSimulator:
         zoom_el = position.find(f"{{{TT}}}Zoom")
         for el, space in ((pan_tilt, PAN_TILT_SPACE), (zoom_el, ZOOM_SPACE)):
             if el is not None and el.get("space") not in (None, "", space):
-                raise _Fault(400, "env:Sender", "ter:InvalidArgVal",
-                             f"only the generic position space {space} is supported")
+                raise _Fault(
+                    400, "env:Sender", "ter:InvalidArgVal", f"only the generic position space {space} is supported"
+                )
         current = to_onvif(PtzAngles(*self.pose.snapshot()), self.heading_deg, self.max_zoom)
         x = _float_attr(pan_tilt, "x")
         y = _float_attr(pan_tilt, "y")
         z = _float_attr(zoom_el, "x")
         x, y, z = (current.x if x is None else x), (current.y if y is None else y), (current.z if z is None else z)
         if not (-1 <= x <= 1 and -1 <= y <= 1 and 0 <= z <= 1):
-            raise _Fault(400, "env:Sender", "ter:InvalidPosition",
-                         f"position out of the generic space: x={x}, y={y}, zoom={z}")
+            raise _Fault(
+                400, "env:Sender", "ter:InvalidPosition", f"position out of the generic space: x={x}, y={y}, zoom={z}"
+            )
         angles = from_onvif(OnvifPosition(x, y, z), self.heading_deg, self.max_zoom)
         self.pose.set(angles.pan_deg, angles.tilt_deg, angles.zoom)
         return "<tptz:AbsoluteMoveResponse/>"
@@ -354,12 +389,17 @@ class OnvifPtzSimulator:
     def _status(self, req: ET.Element) -> str:
         self._profile_of(req)
         at = to_onvif(PtzAngles(*self.pose.snapshot()), self.heading_deg, self.max_zoom)
-        return ("<tptz:GetStatusResponse><tptz:PTZStatus><tt:Position>"
-                f'<tt:PanTilt x="{at.x:.6f}" y="{at.y:.6f}" space="{PAN_TILT_SPACE}"/>'
-                f'<tt:Zoom x="{at.z:.6f}" space="{ZOOM_SPACE}"/></tt:Position>'
-                "<tt:MoveStatus><tt:PanTilt>IDLE</tt:PanTilt><tt:Zoom>IDLE</tt:Zoom></tt:MoveStatus>"
-                f"<tt:UtcTime>{_utc_iso()}</tt:UtcTime></tptz:PTZStatus></tptz:GetStatusResponse>")
+        return (
+            "<tptz:GetStatusResponse><tptz:PTZStatus><tt:Position>"
+            f'<tt:PanTilt x="{at.x:.6f}" y="{at.y:.6f}" space="{PAN_TILT_SPACE}"/>'
+            f'<tt:Zoom x="{at.z:.6f}" space="{ZOOM_SPACE}"/></tt:Position>'
+            "<tt:MoveStatus><tt:PanTilt>IDLE</tt:PanTilt><tt:Zoom>IDLE</tt:Zoom></tt:MoveStatus>"
+            f"<tt:UtcTime>{_utc_iso()}</tt:UtcTime></tptz:PTZStatus></tptz:GetStatusResponse>"
+        )
 
     def _configurations(self, _req: ET.Element) -> str:
-        return ("<tptz:GetConfigurationsResponse>" + self._ptz_configuration("tptz:PTZConfiguration")
-                + "</tptz:GetConfigurationsResponse>")
+        return (
+            "<tptz:GetConfigurationsResponse>"
+            + self._ptz_configuration("tptz:PTZConfiguration")
+            + "</tptz:GetConfigurationsResponse>"
+        )

@@ -64,10 +64,13 @@ class EncoderSettings:
         ctx.gop_size = fps
         kbit = self.bitrate // 1000
         ctx.options = {
-            "preset": self.preset, "tune": "zerolatency", "profile": "baseline", "forced-idr": "1",
+            "preset": self.preset,
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "forced-idr": "1",
             # A keyframe every second exactly; SPS/PPS both out of band (for the SDP) and before every IDR.
             "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0:repeat-headers=1:"
-                           f"vbv-maxrate={kbit * 3 // 2}:vbv-bufsize={kbit}",
+            f"vbv-maxrate={kbit * 3 // 2}:vbv-bufsize={kbit}",
         }
         ctx.flags |= av.codec.context.Flags.global_header
         ctx.open()
@@ -89,7 +92,7 @@ def rtp_payloads(units: Iterable[bytes], max_payload: int = MAX_PAYLOAD) -> list
         for offset in range(0, len(body), step):
             last = offset + step >= len(body)
             header = (0x80 if first else 0) | (0x40 if last else 0) | kind
-            out.append(bytes((indicator, header)) + body[offset: offset + step])
+            out.append(bytes((indicator, header)) + body[offset : offset + step])
             first = False
     return out
 
@@ -97,12 +100,23 @@ def rtp_payloads(units: Iterable[bytes], max_payload: int = MAX_PAYLOAD) -> list
 def sdp_for(path: str, host: str, sps: bytes, pps: bytes, fps: int) -> str:
     sprop = f"{base64.b64encode(sps).decode()},{base64.b64encode(pps).decode()}"
     profile = sps[1:4].hex().upper()
-    return "\r\n".join([
-        "v=0", f"o=- {random.getrandbits(32)} 1 IN IP4 {host}", f"s={path}", "c=IN IP4 0.0.0.0", "t=0 0",
-        "a=control:*", "a=range:npt=now-", f"m=video 0 RTP/AVP {PAYLOAD_TYPE}",
-        f"a=rtpmap:{PAYLOAD_TYPE} H264/{CLOCK}",
-        f"a=fmtp:{PAYLOAD_TYPE} packetization-mode=1;profile-level-id={profile};sprop-parameter-sets={sprop}",
-        f"a=framerate:{fps}", f"a=control:{TRACK}", ""])
+    return "\r\n".join(
+        [
+            "v=0",
+            f"o=- {random.getrandbits(32)} 1 IN IP4 {host}",
+            f"s={path}",
+            "c=IN IP4 0.0.0.0",
+            "t=0 0",
+            "a=control:*",
+            "a=range:npt=now-",
+            f"m=video 0 RTP/AVP {PAYLOAD_TYPE}",
+            f"a=rtpmap:{PAYLOAD_TYPE} H264/{CLOCK}",
+            f"a=fmtp:{PAYLOAD_TYPE} packetization-mode=1;profile-level-id={profile};sprop-parameter-sets={sprop}",
+            f"a=framerate:{fps}",
+            f"a=control:{TRACK}",
+            "",
+        ]
+    )
 
 
 @dataclass(eq=False)
@@ -179,8 +193,9 @@ class _Path:
         self._key_wanted.set()  # the newcomer gets a picture now, not at the next periodic keyframe
         if self._thread is None or not self._thread.is_alive() or self._stop.is_set():
             self._stop = threading.Event()  # a thread told to stop finishes its frame and goes
-            self._thread = threading.Thread(target=self._encode, args=(loop, self._stop),
-                                            name=f"cctv-encode-{self.name}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._encode, args=(loop, self._stop), name=f"cctv-encode-{self.name}", daemon=True
+            )
             self.encoder_runs += 1
             self._thread.start()
 
@@ -238,9 +253,17 @@ class _Path:
                     return
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 454: "Session Not Found",
-            455: "Method Not Valid in This State", 459: "Aggregate Operation Not Allowed",
-            461: "Unsupported Transport", 500: "Internal Server Error", 501: "Not Implemented"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    454: "Session Not Found",
+    455: "Method Not Valid in This State",
+    459: "Aggregate Operation Not Allowed",
+    461: "Unsupported Transport",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+}
 
 
 class _Connection:
@@ -310,8 +333,9 @@ class _Connection:
         return self.sessions.get(headers.get("session", "").split(";")[0].strip())
 
     def _options(self, url: str, cseq: str, headers: dict[str, str]) -> None:
-        self._reply(200, cseq, {"Public": "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, "
-                                          "SET_PARAMETER"})
+        self._reply(
+            200, cseq, {"Public": "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"}
+        )
 
     def _describe(self, url: str, cseq: str, headers: dict[str, str]) -> None:
         path, control = self._resolve(url)
@@ -320,8 +344,12 @@ class _Connection:
             return
         sps, pps = path.parameter_sets()
         base = url.rstrip("/") + "/"  # as the client named us (host names, NAT): its SETUP URLs follow
-        self._reply(200, cseq, {"Content-Base": base, "Content-Type": "application/sdp"},
-                    sdp_for(path.name, self.server.host, sps, pps, path.renderer.fps))
+        self._reply(
+            200,
+            cseq,
+            {"Content-Base": base, "Content-Type": "application/sdp"},
+            sdp_for(path.name, self.server.host, sps, pps, path.renderer.fps),
+        )
 
     def _setup(self, url: str, cseq: str, headers: dict[str, str]) -> None:
         path, control = self._resolve(url)
@@ -348,9 +376,14 @@ class _Connection:
             self._reply(459, cseq)
             return
         session.path, session.channel = path, channel
-        self._reply(200, cseq, {
-            "Transport": f"RTP/AVP/TCP;unicast;interleaved={channel}-{channel + 1};ssrc={session.ssrc:08X}",
-            "Session": f"{session.id};timeout={SESSION_TIMEOUT_S}"})
+        self._reply(
+            200,
+            cseq,
+            {
+                "Transport": f"RTP/AVP/TCP;unicast;interleaved={channel}-{channel + 1};ssrc={session.ssrc:08X}",
+                "Session": f"{session.id};timeout={SESSION_TIMEOUT_S}",
+            },
+        )
 
     def _play(self, url: str, cseq: str, headers: dict[str, str]) -> None:
         session = self._session(headers)
@@ -360,9 +393,15 @@ class _Connection:
         path = session.path
         rtptime = (session.ts_base + path.now_pts()) & 0xFFFFFFFF
         track = url.rstrip("/") if url.rstrip("/").endswith("/" + TRACK) else f"{url.rstrip('/')}/{TRACK}"
-        self._reply(200, cseq, {"Session": session.id, "Range": "npt=now-",
-                                "RTP-Info": f"url={track};seq={session.seq};"
-                                            f"rtptime={rtptime}"})
+        self._reply(
+            200,
+            cseq,
+            {
+                "Session": session.id,
+                "Range": "npt=now-",
+                "RTP-Info": f"url={track};seq={session.seq};rtptime={rtptime}",
+            },
+        )
         if not session.playing:  # the reply goes out before the first RTP packet
             session.playing = True
             path.play(session, asyncio.get_running_loop())
@@ -451,8 +490,9 @@ class CctvRtspServer:
         if not started.wait(10) or failure:
             self._thread.join(1)
             self._thread = None
-            raise RuntimeError(f"the RTSP server could not listen on {self.host}:{self.port}: "
-                               f"{failure[0] if failure else 'timed out'}")
+            raise RuntimeError(
+                f"the RTSP server could not listen on {self.host}:{self.port}: {failure[0] if failure else 'timed out'}"
+            )
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Connection(self, reader, writer)

@@ -54,8 +54,15 @@ class FixedScene:
     """A fixed camera: a street with cars and pedestrians crossing, the camera's name and the local time
     burned in. Movement depends only on the capture time, so any two renderers of one seed agree."""
 
-    def __init__(self, name: str, *, width: int = DEFAULT_SIZE[0], height: int = DEFAULT_SIZE[1],
-                 fps: int = DEFAULT_FPS, seed: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        width: int = DEFAULT_SIZE[0],
+        height: int = DEFAULT_SIZE[1],
+        fps: int = DEFAULT_FPS,
+        seed: int = 0,
+    ) -> None:
         self.name, self.width, self.height, self.fps = name, width, height, fps
         self._scene = SyntheticScene(width, height, fps, seed)
 
@@ -86,19 +93,35 @@ class PtzScene:
     the pose too ("PAN 123.4° TILT -12.0° ZOOM 2.0x"), so where the camera looks can be read off the
     picture by a person and checked by a test."""
 
-    def __init__(self, name: str, pose: PtzPose, *, width: int = DEFAULT_SIZE[0], height: int = DEFAULT_SIZE[1],
-                 fps: int = DEFAULT_FPS, seed: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        pose: PtzPose,
+        *,
+        width: int = DEFAULT_SIZE[0],
+        height: int = DEFAULT_SIZE[1],
+        fps: int = DEFAULT_FPS,
+        seed: int = 0,
+    ) -> None:
         if width < 16 or height < 16 or width % 2 or height % 2:
             raise ValueError("width and height must be even and at least 16")
         self.name, self.pose, self.width, self.height, self.fps = name, pose, width, height, fps
         self.px_per_deg = width / HFOV_WIDEST_DEG
         rng = np.random.default_rng(seed)
-        self.panorama = _panorama(round(360 * self.px_per_deg), round((SKY_DEG + GROUND_DEG) * self.px_per_deg),
-                                  self.px_per_deg, rng)
-        self._cars = [_Car(float(rng.uniform(0, 360)), float(rng.uniform(2, 6)) * float(rng.choice([-1, 1])),
-                           -float(rng.uniform(9, 16)), float(rng.uniform(3, 5)), 1.6,
-                           tuple(int(c) for c in rng.integers(30, 255, size=3)))
-                      for _ in range(8)]
+        self.panorama = _panorama(
+            round(360 * self.px_per_deg), round((SKY_DEG + GROUND_DEG) * self.px_per_deg), self.px_per_deg, rng
+        )
+        self._cars = [
+            _Car(
+                float(rng.uniform(0, 360)),
+                float(rng.uniform(2, 6)) * float(rng.choice([-1, 1])),
+                -float(rng.uniform(9, 16)),
+                float(rng.uniform(3, 5)),
+                1.6,
+                tuple(int(c) for c in rng.integers(30, 255, size=3)),
+            )
+            for _ in range(8)
+        ]
         # (pose, its view, its geometry): one attribute, so that a reader in another thread sees a whole one
         self._cached: tuple[tuple[float, float, float], np.ndarray, tuple[float, float, float, float]] | None = None
 
@@ -106,8 +129,9 @@ class PtzScene:
         """The still panorama seen at this pose (no cars, no text): read-only, cached for the last pose."""
         return self._view_of(pan_deg, tilt_deg, zoom)[0]
 
-    def _view_of(self, pan_deg: float, tilt_deg: float,
-                 zoom: float) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    def _view_of(
+        self, pan_deg: float, tilt_deg: float, zoom: float
+    ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
         key = (pan_deg, tilt_deg, zoom)
         cached = self._cached
         if cached is None or cached[0] != key:
@@ -119,8 +143,7 @@ class PtzScene:
             xs = pan_deg + (np.arange(self.width) - self.width / 2 + 0.5) * deg_per_px
             ys = centre_elev - (np.arange(self.height) - self.height / 2 + 0.5) * deg_per_px
             cols = np.floor(xs * self.px_per_deg).astype(np.int64) % self.panorama.shape[1]
-            rows = np.clip(np.floor((SKY_DEG - ys) * self.px_per_deg).astype(np.int64), 0,
-                           self.panorama.shape[0] - 1)
+            rows = np.clip(np.floor((SKY_DEG - ys) * self.px_per_deg).astype(np.int64), 0, self.panorama.shape[0] - 1)
             view = self.panorama[rows[:, None], cols[None, :]]
             view.flags.writeable = False
             cached = self._cached = (key, view, (pan_deg, centre_elev, hfov, deg_per_px))
@@ -154,8 +177,8 @@ def _crosshair(rgb: np.ndarray) -> None:
     h, w = rgb.shape[:2]
     arm = max(4, h // 30)
     cy, cx = h // 2, w // 2
-    rgb[cy - 1: cy + 1, cx - arm: cx + arm] = (255, 220, 0)
-    rgb[cy - arm: cy + arm, cx - 1: cx + 1] = (255, 220, 0)
+    rgb[cy - 1 : cy + 1, cx - arm : cx + arm] = (255, 220, 0)
+    rgb[cy - arm : cy + arm, cx - 1 : cx + 1] = (255, 220, 0)
 
 
 @lru_cache(maxsize=4)
@@ -176,7 +199,7 @@ def _panorama(width: int, height: int, px_per_deg: float, rng: np.random.Generat
         w = int(rng.integers(round(4 * px_per_deg), round(14 * px_per_deg)))
         top = horizon - int(rng.integers(round(4 * px_per_deg), round(30 * px_per_deg)))
         colour = rng.integers(60, 160, size=3)
-        block = image[top:horizon, x: x + w]
+        block = image[top:horizon, x : x + w]
         block[:] = colour
         rows, cols = np.indices(block.shape[:2])
         lit = rng.random((block.shape[0] // 10 + 1, block.shape[1] // 8 + 1)) < 0.55
@@ -194,11 +217,11 @@ def _panorama(width: int, height: int, px_per_deg: float, rng: np.random.Generat
     lane = (sidewalk + road) // 2
     dash = max(2, round(px_per_deg))
     for start in range(0, width, 4 * dash):
-        image[lane: lane + 2, start: start + 2 * dash] = (230, 230, 200)
+        image[lane : lane + 2, start : start + 2 * dash] = (230, 230, 200)
     # Bearings painted on the ground further down too, so that a camera looking down still shows its aim.
     ground_tapes = [road + round(d * px_per_deg) for d in (6, 26)]
     for row in ground_tapes:
-        image[row: row + round(2.5 * px_per_deg)] = (55, 50, 45)
+        image[row : row + round(2.5 * px_per_deg)] = (55, 50, 45)
     picture = Image.fromarray(image)
     draw = ImageDraw.Draw(picture)
     small = _label_font(max(10, round(1.3 * px_per_deg)))
@@ -211,8 +234,15 @@ def _panorama(width: int, height: int, px_per_deg: float, rng: np.random.Generat
             draw.rectangle([x0 - 1, horizon, x0 + 1, horizon + tick], fill=(255, 255, 255))
             draw.text((x0, horizon + tick + 1), f"{bearing}°", fill=(255, 255, 255), font=small, anchor="mt")
             if bearing in CARDINALS:
-                draw.text((x0, horizon - round(2 * px_per_deg)), CARDINALS[bearing], fill=(255, 240, 0), font=big,
-                          anchor="mb", stroke_width=2, stroke_fill=(0, 0, 0))
+                draw.text(
+                    (x0, horizon - round(2 * px_per_deg)),
+                    CARDINALS[bearing],
+                    fill=(255, 240, 0),
+                    font=big,
+                    anchor="mb",
+                    stroke_width=2,
+                    stroke_fill=(0, 0, 0),
+                )
             for row in ground_tapes:
                 draw.rectangle([x0 - 1, row, x0 + 1, row + tick // 2], fill=(235, 235, 235))
                 draw.text((x0 + 3, row + 1), f"{bearing}°", fill=(235, 235, 235), font=small, anchor="lt")

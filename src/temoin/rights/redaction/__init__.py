@@ -21,5 +21,14 @@ from temoin.rights.redaction.pipeline import (
 )
 from temoin.rights.redaction.tracker import FaceTrack
 
-__all__ = ["DEFAULT", "FaceTrack", "ManualRegion", "ModelUnavailable", "RedactionError", "RedactionReport",
-           "Settings", "detect_tracks", "redact_file"]
+__all__ = [
+    "DEFAULT",
+    "FaceTrack",
+    "ManualRegion",
+    "ModelUnavailable",
+    "RedactionError",
+    "RedactionReport",
+    "Settings",
+    "detect_tracks",
+    "redact_file",
+]

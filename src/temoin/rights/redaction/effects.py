@@ -31,8 +31,10 @@ class Plane:
 def frame_planes(frame: av.VideoFrame) -> list[Plane]:
     """Writable views on a YUV 4:2:0 frame's own buffers (Y, U, V), without copying."""
     names = ("y", "u", "v")
-    return [Plane(names[i], np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width], 1 if i == 0 else 2)
-            for i, p in enumerate(frame.planes[:3])]
+    return [
+        Plane(names[i], np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width], 1 if i == 0 else 2)
+        for i, p in enumerate(frame.planes[:3])
+    ]
 
 
 def pad_box(box: Box, factor: float, width: int, height: int) -> Box | None:

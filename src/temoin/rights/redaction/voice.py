@@ -39,7 +39,7 @@ def estimate_pitch(samples: np.ndarray, rate: int) -> float | None:
     count = 1 + (len(samples) - n) // hop
     frames = np.lib.stride_tricks.as_strided(samples, (count, n), (samples.strides[0] * hop, samples.strides[0]))
     frames = frames - frames.mean(axis=1, keepdims=True)
-    energy = (frames ** 2).sum(axis=1)
+    energy = (frames**2).sum(axis=1)
     loud = energy > max(1e-7 * n, 0.05 * np.median(energy[energy > 0]) if np.any(energy > 0) else 0)
     if not loud.any():
         return None
@@ -76,7 +76,7 @@ class VoiceChanger:
         harmonics = np.zeros(self.period // 2 + 1)
         harmonics[1:] = 1.0
         pulse = np.fft.irfft(harmonics, self.period)
-        self._pulse = (pulse / np.sqrt(np.mean(pulse ** 2))).astype(np.float64)
+        self._pulse = (pulse / np.sqrt(np.mean(pulse**2))).astype(np.float64)
         self._noise = np.random.default_rng(seed).standard_normal(1 << 16)
         self._window = np.hanning(self.n + 1)[:-1]
         self._norm = 1.5  # sum of squared Hann windows at a quarter-frame hop
@@ -102,7 +102,7 @@ class VoiceChanger:
         power = (np.abs(spec) ** 2).sum(axis=1, keepdims=True)
         log_mag = np.log(np.abs(spec) + 1e-9)
         cep = np.fft.irfft(log_mag, self.n, axis=1)
-        cep[:, self._lifter:self.n - self._lifter + 1] = 0
+        cep[:, self._lifter : self.n - self._lifter + 1] = 0
         envelope = np.fft.rfft(cep, axis=1).real
         lo = np.floor(self._warp).astype(int)
         hi = np.minimum(lo + 1, self.n // 2)
@@ -124,27 +124,27 @@ class VoiceChanger:
         total = np.zeros((count + 3, self.hop))
         total[:3] += self._ola.reshape(4, self.hop)[1:]
         for j in range(4):
-            total[j:j + count] += synth[:, j]
+            total[j : j + count] += synth[:, j]
         out = total[:count].ravel()
         self._ola = np.concatenate([np.zeros(self.hop), total[count:].ravel()])
         first = self._frame_start
         self._frame_start += count * self.hop
-        self._buf = self._buf[count * self.hop:]
+        self._buf = self._buf[count * self.hop :]
         # Output positions first .. first + len(out): drop the lead-in before sample 0.
-        return out[max(0, -first):] if first < 0 else out
+        return out[max(0, -first) :] if first < 0 else out
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         self._taken += len(samples)
         self._buf = np.concatenate([self._buf, np.asarray(samples, np.float64)])
         out = self._run()
-        out = out[:max(0, self._taken - self._given)]
+        out = out[: max(0, self._taken - self._given)]
         self._given += len(out)
         return out.astype(np.float32)
 
     def flush(self) -> np.ndarray:
         """The rest: the output then has exactly as many samples as the input."""
         self._buf = np.concatenate([self._buf, np.zeros(self.n)])
-        out = self._run()[:max(0, self._taken - self._given)]
+        out = self._run()[: max(0, self._taken - self._given)]
         if len(out) < self._taken - self._given:
             out = np.concatenate([out, np.zeros(self._taken - self._given - len(out))])
         self._given += len(out)

@@ -45,8 +45,14 @@ def _status(exc: BaseException) -> int:
         return 402
     if isinstance(exc, store.ChecksumMismatch):
         return 422
-    for cls, status in ((errors.StorageFull, 507), (errors.NotFound, 404), (errors.Forbidden, 403),
-                        (errors.Conflict, 403), (errors.Unavailable, 503), (errors.InvalidInput, 400)):
+    for cls, status in (
+        (errors.StorageFull, 507),
+        (errors.NotFound, 404),
+        (errors.Forbidden, 403),
+        (errors.Conflict, 403),
+        (errors.Unavailable, 503),
+        (errors.InvalidInput, 400),
+    ):
         if isinstance(exc, cls):
             return status
     return 500
@@ -80,8 +86,12 @@ def auth(request: Request, db: Session = Depends(get_db), p: Platform = Depends(
     token, _ = connection.new_token(p, conn, TOKEN_TTL_S)
     base = str(request.base_url).rstrip("/")  # same scheme and host the system controller used
     storage_url = f"{base}/v1/{connection.account_of(tenant)}"
-    headers = {"X-Auth-Token": token, "X-Storage-Token": token, "X-Storage-Url": storage_url,
-               "X-Auth-Token-Expires": str(TOKEN_TTL_S)}
+    headers = {
+        "X-Auth-Token": token,
+        "X-Storage-Token": token,
+        "X-Storage-Url": storage_url,
+        "X-Auth-Token-Expires": str(TOKEN_TTL_S),
+    }
     return Response(status_code=200, headers=headers)
 
 
@@ -103,12 +113,11 @@ def _meta_headers(kind: str, meta: dict[str, str]) -> dict[str, str]:
     return {f"X-{kind.title()}-Meta-{objects.title_case(k)}": v for k, v in meta.items()}
 
 
-@router.api_route("/v1/{account}", methods=["GET", "HEAD", "PUT", "POST", "DELETE", "COPY"],
-                  include_in_schema=False)
-@router.api_route("/v1/{account}/", methods=["GET", "HEAD", "PUT", "POST", "DELETE", "COPY"],
-                  include_in_schema=False)
-def account_root(account: str, request: Request, db: Session = Depends(get_db),
-                 p: Platform = Depends(get_platform)) -> Response:
+@router.api_route("/v1/{account}", methods=["GET", "HEAD", "PUT", "POST", "DELETE", "COPY"], include_in_schema=False)
+@router.api_route("/v1/{account}/", methods=["GET", "HEAD", "PUT", "POST", "DELETE", "COPY"], include_in_schema=False)
+def account_root(
+    account: str, request: Request, db: Session = Depends(get_db), p: Platform = Depends(get_platform)
+) -> Response:
     tenant = _authorised(request, db, p, account)
     if isinstance(tenant, Response):
         return tenant
@@ -117,10 +126,14 @@ def account_root(account: str, request: Request, db: Session = Depends(get_db),
     return _text(403, WRITE_ONLY)
 
 
-@router.api_route("/v1/{account}/{container}", methods=["GET", "HEAD", "PUT", "POST", "DELETE", "COPY"],
-                  summary="Swift container: PUT creates (201) or merges (202), POST merges (204), HEAD")
-def container_route(account: str, container: str, request: Request, db: Session = Depends(get_db),
-                    p: Platform = Depends(get_platform)) -> Response:
+@router.api_route(
+    "/v1/{account}/{container}",
+    methods=["GET", "HEAD", "PUT", "POST", "DELETE", "COPY"],
+    summary="Swift container: PUT creates (201) or merges (202), POST merges (204), HEAD",
+)
+def container_route(
+    account: str, container: str, request: Request, db: Session = Depends(get_db), p: Platform = Depends(get_platform)
+) -> Response:
     tenant = _authorised(request, db, p, account)
     if isinstance(tenant, Response):
         return tenant
@@ -138,19 +151,33 @@ def container_route(account: str, container: str, request: Request, db: Session 
         if method == "HEAD":
             found = store.find_container(db, tenant, container)
             count, used = store.container_stats(db, found)
-            return Response(status_code=204, headers={"X-Container-Object-Count": str(count),
-                                                      "X-Container-Bytes-Used": str(used),
-                                                      **_meta_headers("container", found.meta or {})})
+            return Response(
+                status_code=204,
+                headers={
+                    "X-Container-Object-Count": str(count),
+                    "X-Container-Bytes-Used": str(used),
+                    **_meta_headers("container", found.meta or {}),
+                },
+            )
         return _text(403, WRITE_ONLY)
     except _HANDLED as exc:
         db.rollback()
         return _error(exc)
 
 
-@router.api_route("/v1/{account}/{container}/{name:path}", methods=["GET", "HEAD", "PUT", "POST", "DELETE", "COPY"],
-                  summary="Swift object: PUT stores (201), POST replaces metadata (202), HEAD; GET in System/ only")
-async def object_route(account: str, container: str, name: str, request: Request, db: Session = Depends(get_db),
-                       p: Platform = Depends(get_platform)) -> Response:
+@router.api_route(
+    "/v1/{account}/{container}/{name:path}",
+    methods=["GET", "HEAD", "PUT", "POST", "DELETE", "COPY"],
+    summary="Swift object: PUT stores (201), POST replaces metadata (202), HEAD; GET in System/ only",
+)
+async def object_route(
+    account: str,
+    container: str,
+    name: str,
+    request: Request,
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> Response:
     tenant = await run_in_threadpool(_authorised, request, db, p, account)
     if isinstance(tenant, Response):
         return tenant
@@ -165,6 +192,7 @@ async def object_route(account: str, container: str, name: str, request: Request
 
             def post() -> None:
                 store.post_object(p, db, tenant, store.find_container(db, tenant, container), name, change)
+
             await run_in_threadpool(post)
             return _text(202, "accepted")
         if method in ("GET", "HEAD"):
@@ -175,14 +203,14 @@ async def object_route(account: str, container: str, name: str, request: Request
         return _error(exc)
 
 
-def _read(p: Platform, db: Session, tenant: Tenant, container: str, name: str, method: str,
-          request: Request) -> Response:
+def _read(
+    p: Platform, db: Session, tenant: Tenant, container: str, name: str, method: str, request: Request
+) -> Response:
     if container == "System" and name in store.GENERATED:
         from temoin.web.i18n import label
         from temoin.web.pages import CATEGORIES
 
-        body = store.generated_document(name, [(c, label("fr", "category", c))
-                                               for c in CATEGORIES])
+        body = store.generated_document(name, [(c, label("fr", "category", c)) for c in CATEGORIES])
         etag = store.hashlib.md5(body, usedforsecurity=False).hexdigest()
         headers = {"Etag": etag, "Content-Length": str(len(body))}
         if method == "HEAD":
@@ -190,8 +218,12 @@ def _read(p: Platform, db: Session, tenant: Tenant, container: str, name: str, m
         return Response(body, status_code=200, headers={"Etag": etag}, media_type="application/json")
     found = store.find_container(db, tenant, container)
     obj = store.find_object(db, found, name)
-    headers = {"Etag": obj.md5, "Last-Modified": formatdate(obj.received_at.timestamp(), usegmt=True),
-               "X-Timestamp": f"{obj.received_at.timestamp():.5f}", **_meta_headers("object", obj.meta or {})}
+    headers = {
+        "Etag": obj.md5,
+        "Last-Modified": formatdate(obj.received_at.timestamp(), usegmt=True),
+        "X-Timestamp": f"{obj.received_at.timestamp():.5f}",
+        **_meta_headers("object", obj.meta or {}),
+    }
     if method == "HEAD":
         return Response(status_code=200, headers={**headers, "Content-Length": str(obj.size)})
     if found.kind != "system":
@@ -200,8 +232,9 @@ def _read(p: Platform, db: Session, tenant: Tenant, container: str, name: str, m
     return Response(body, status_code=200, headers=headers, media_type="application/octet-stream")
 
 
-async def _put_object(p: Platform, db: Session, tenant: Tenant, container: str, name: str,
-                      request: Request) -> Response:
+async def _put_object(
+    p: Platform, db: Session, tenant: Tenant, container: str, name: str, request: Request
+) -> Response:
     change = store.MetaChange.from_headers(request.headers.items(), "object")
     raw_length = request.headers.get("content-length")
     if raw_length is not None and not raw_length.isdigit():
@@ -211,8 +244,16 @@ async def _put_object(p: Platform, db: Session, tenant: Tenant, container: str, 
         return _text(411, "send Content-Length or a chunked body")
 
     def begin() -> store.ObjectUpload:
-        return store.ObjectUpload(p, db, tenant, store.find_container(db, tenant, container), name, change,
-                                  length=length, etag=request.headers.get("etag"))
+        return store.ObjectUpload(
+            p,
+            db,
+            tenant,
+            store.find_container(db, tenant, container),
+            name,
+            change,
+            length=length,
+            etag=request.headers.get("etag"),
+        )
 
     upload = await run_in_threadpool(begin)
     pending: list[bytes] = []
@@ -240,24 +281,44 @@ async def _put_object(p: Platform, db: Session, tenant: Tenant, container: str, 
 
 class ConnectionFileIn(BaseModel):
     urls: list[str] = Field(min_length=1, max_length=10, description="addresses of Témoin the docking stations reach")
-    certificates: list[str] = Field(default_factory=list, max_length=10,
-                                    description="PEM certificates of Témoin's HTTPS server")
+    certificates: list[str] = Field(
+        default_factory=list, max_length=10, description="PEM certificates of Témoin's HTTPS server"
+    )
     want_encryption: bool = True
     container_type: str = "mp4"
 
 
 @admin_router.post("/connection-file", summary="Issue the connection file for AXIS Body Worn Manager (rotates)")
-def issue_connection_file(body: ConnectionFileIn, who: Principal = require(Permission.ADMIN_DEVICES),
-                          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
-    issued = connection.issue(p, db, who.tenant, urls=body.urls, by=actor_of(who.user),
-                              certificates=[c.encode() for c in body.certificates],
-                              want_encryption=body.want_encryption, container_type=body.container_type)
-    return Response(issued.json_bytes(), media_type="application/json",
-                    headers={"Content-Disposition": f'attachment; filename="temoin-axis-{who.tenant.slug}.json"',
-                             "Cache-Control": "no-store"})
+def issue_connection_file(
+    body: ConnectionFileIn,
+    who: Principal = require(Permission.ADMIN_DEVICES),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> Response:
+    issued = connection.issue(
+        p,
+        db,
+        who.tenant,
+        urls=body.urls,
+        by=actor_of(who.user),
+        certificates=[c.encode() for c in body.certificates],
+        want_encryption=body.want_encryption,
+        container_type=body.container_type,
+    )
+    return Response(
+        issued.json_bytes(),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="temoin-axis-{who.tenant.slug}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @admin_router.post("/revoke", summary="Revoke the tenant's Axis connection")
-def revoke_connection(who: Principal = require(Permission.ADMIN_DEVICES), db: Session = Depends(get_db),
-                      p: Platform = Depends(get_platform)) -> dict:
+def revoke_connection(
+    who: Principal = require(Permission.ADMIN_DEVICES),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> dict:
     return {"revoked": connection.revoke(p, db, who.tenant, by=actor_of(who.user))}

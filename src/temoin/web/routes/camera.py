@@ -32,16 +32,23 @@ class CameraConfig(BaseModel):
 
 
 @router.get("/config", response_model=CameraConfig, summary="The camera's settings, agent and the platform clock")
-def config(pending: int | None = Query(None, ge=0, le=1_000_000,
-                                      description="recordings the camera holds, not yet offloaded"),
-           device: Device = Depends(current_device), db: Session = Depends(get_db)) -> CameraConfig:
+def config(
+    pending: int | None = Query(None, ge=0, le=1_000_000, description="recordings the camera holds, not yet offloaded"),
+    device: Device = Depends(current_device),
+    db: Session = Depends(get_db),
+) -> CameraConfig:
     shifts.record_pending(db, device, pending)  # checked at check-in: footage must not stay on cameras
     db.commit()
     tenant = db.get(Tenant, device.tenant_id)
     profile = get_profile(tenant.profile)
     shift = shifts.current(db, device.id)
     agent = db.get(User, shift.user_id) if shift else None
-    return CameraConfig(device_id=device.id, tenant=tenant.slug, profile=profile.id,
-                        pre_event_buffer_s=profile.pre_event_buffer_s, territory=tenant.territory,
-                        assignment=AssignmentOut(agent_id=agent.agent_number, display_name=agent.display_name)
-                        if agent else None, platform_time=time.time())
+    return CameraConfig(
+        device_id=device.id,
+        tenant=tenant.slug,
+        profile=profile.id,
+        pre_event_buffer_s=profile.pre_event_buffer_s,
+        territory=tenant.territory,
+        assignment=AssignmentOut(agent_id=agent.agent_number, display_name=agent.display_name) if agent else None,
+        platform_time=time.time(),
+    )

@@ -37,33 +37,44 @@ def _bus(request: Request) -> EventBus:
 
 async def _db(p: Platform, fn: Callable[[Session], T]) -> T:
     """Database work in the thread pool (the long poll waits in the event loop)."""
+
     def work() -> T:
         with p.session() as db:
             return fn(db)
+
     return await run_in_threadpool(work)
 
 
 # --- the camera (device-signed) ------------------------------------------------------------------------
+
 
 class PositionIn(BaseModel):
     position: GpsFix
     status: AgentStatus = AgentStatus.PATROL
 
 
-@router.post("/camera/position", status_code=204, response_class=Response,
-             summary="The agent's position and status for the CSU's map (the last one is kept, nothing more)")
-async def camera_position(body: PositionIn, request: Request, device: Device = Depends(current_device),
-                          p: Platform = Depends(get_platform)) -> Response:
+@router.post(
+    "/camera/position",
+    status_code=204,
+    response_class=Response,
+    summary="The agent's position and status for the CSU's map (the last one is kept, nothing more)",
+)
+async def camera_position(
+    body: PositionIn, request: Request, device: Device = Depends(current_device), p: Platform = Depends(get_platform)
+) -> Response:
     bus, device_id = _bus(request), device.id
-    await _db(p, lambda db: dispatch.record_position(p, db, bus, db.get(Device, device_id), body.position,
-                                                     body.status))
+    await _db(p, lambda db: dispatch.record_position(p, db, bus, db.get(Device, device_id), body.position, body.status))
     return Response(status_code=204)
 
 
 @router.get("/camera/orders", summary="The camera's reinforcement orders (long poll: returns when they change)")
-async def camera_orders(request: Request, wait_s: float = Query(0, ge=0, le=MAX_WAIT_S),
-                        after: str | None = Query(None, max_length=64), device: Device = Depends(current_device),
-                        p: Platform = Depends(get_platform)) -> dict:
+async def camera_orders(
+    request: Request,
+    wait_s: float = Query(0, ge=0, le=MAX_WAIT_S),
+    after: str | None = Query(None, max_length=64),
+    device: Device = Depends(current_device),
+    p: Platform = Depends(get_platform),
+) -> dict:
     """Without `after`: at once if an order is open, else as soon as one is (or after `wait_s`). With `after`
     (the `cursor` of the previous answer): as soon as anything differs from that answer."""
     bus, device_id, tenant_id = _bus(request), device.id, device.tenant_id
@@ -90,7 +101,8 @@ async def camera_orders(request: Request, wait_s: float = Query(0, ge=0, le=MAX_
                 if event is None:
                     continue
                 if (event.type == "reinforcement" and event.data.get("device_id") == device_id) or (
-                        event.type == "session" and event.data.get("state") == "ended"):
+                    event.type == "session" and event.data.get("state") == "ended"
+                ):
                     break
     finally:
         gone.cancel()
@@ -103,8 +115,9 @@ async def _hung_up(request: Request) -> None:
 
 
 @router.post("/camera/orders/{order_id}/ack", summary="The camera signalled the order to its wearer")
-async def camera_ack(order_id: str, request: Request, device: Device = Depends(current_device),
-                     p: Platform = Depends(get_platform)) -> dict:
+async def camera_ack(
+    order_id: str, request: Request, device: Device = Depends(current_device), p: Platform = Depends(get_platform)
+) -> dict:
     bus, device_id = _bus(request), device.id
     view, _ = await _db(p, lambda db: dispatch.acknowledge(p, db, bus, db.get(Device, device_id), order_id))
     return view
@@ -112,20 +125,33 @@ async def camera_ack(order_id: str, request: Request, device: Device = Depends(c
 
 # --- the CSU ----------------------------------------------------------------------------------------------
 
+
 @router.get("/agents", summary="Agents on shift: last position, its age, status, availability")
-async def list_agents(request: Request, who: Principal = require(Permission.LIVE_VIEW),
-                      p: Platform = Depends(get_platform)) -> list[dict]:
+async def list_agents(
+    request: Request, who: Principal = require(Permission.LIVE_VIEW), p: Platform = Depends(get_platform)
+) -> list[dict]:
     bus, tenant_id = _bus(request), who.tenant.id
     return await _db(p, lambda db: dispatch.agents(p, db, bus, db.get(Tenant, tenant_id)))
 
 
-@router.get("/sessions/{session_id}/candidates",
-            summary="The nearest available agents for a live session, with distance and ETA estimates")
-async def candidates(session_id: str, request: Request, limit: int = Query(5, ge=1, le=dispatch.MAX_CANDIDATES),
-                     who: Principal = require(Permission.LIVE_DISPATCH), p: Platform = Depends(get_platform)) -> dict:
+@router.get(
+    "/sessions/{session_id}/candidates",
+    summary="The nearest available agents for a live session, with distance and ETA estimates",
+)
+async def candidates(
+    session_id: str,
+    request: Request,
+    limit: int = Query(5, ge=1, le=dispatch.MAX_CANDIDATES),
+    who: Principal = require(Permission.LIVE_DISPATCH),
+    p: Platform = Depends(get_platform),
+) -> dict:
     bus, user_id = _bus(request), who.user.id
-    return await _db(p, lambda db: dispatch.candidates(
-        p, db, bus, dispatch.session_for(p, db, db.get(User, user_id), session_id), limit))
+    return await _db(
+        p,
+        lambda db: dispatch.candidates(
+            p, db, bus, dispatch.session_for(p, db, db.get(User, user_id), session_id), limit
+        ),
+    )
 
 
 class ReinforcementsIn(BaseModel):
@@ -133,11 +159,18 @@ class ReinforcementsIn(BaseModel):
     note: str | None = Field(default=None, max_length=500)
 
 
-@router.post("/sessions/{session_id}/reinforcements", status_code=201,
-             summary="Send agents to the live session's position: one order each, their cameras are told")
-async def send_reinforcements(session_id: str, body: ReinforcementsIn, request: Request,
-                              who: Principal = require(Permission.LIVE_DISPATCH),
-                              p: Platform = Depends(get_platform)) -> dict:
+@router.post(
+    "/sessions/{session_id}/reinforcements",
+    status_code=201,
+    summary="Send agents to the live session's position: one order each, their cameras are told",
+)
+async def send_reinforcements(
+    session_id: str,
+    body: ReinforcementsIn,
+    request: Request,
+    who: Principal = require(Permission.LIVE_DISPATCH),
+    p: Platform = Depends(get_platform),
+) -> dict:
     bus, user_id = _bus(request), who.user.id
 
     def work(db: Session) -> dict:
@@ -145,15 +178,22 @@ async def send_reinforcements(session_id: str, body: ReinforcementsIn, request: 
         s = dispatch.session_for(p, db, user, session_id)
         orders = dispatch.send(p, db, bus, s, user, body.device_ids, body.note)
         return {"session_id": s.id, "state": s.state, "orders": orders}
+
     return await _db(p, work)
 
 
 @router.get("/sessions/{session_id}/orders", summary="A live session's reinforcement orders")
-async def session_orders(session_id: str, request: Request, who: Principal = require(Permission.LIVE_VIEW),
-                         p: Platform = Depends(get_platform)) -> list[dict]:
+async def session_orders(
+    session_id: str,
+    request: Request,
+    who: Principal = require(Permission.LIVE_VIEW),
+    p: Platform = Depends(get_platform),
+) -> list[dict]:
     bus, user_id = _bus(request), who.user.id
-    return await _db(p, lambda db: dispatch.session_orders(
-        p, db, bus, dispatch.session_for(p, db, db.get(User, user_id), session_id)))
+    return await _db(
+        p,
+        lambda db: dispatch.session_orders(p, db, bus, dispatch.session_for(p, db, db.get(User, user_id), session_id)),
+    )
 
 
 class CancelIn(BaseModel):
@@ -161,12 +201,19 @@ class CancelIn(BaseModel):
 
 
 @router.post("/orders/{order_id}/cancel", summary="Cancel a reinforcement order (the camera is told)")
-async def cancel_order(order_id: str, request: Request, body: CancelIn | None = Body(default=None),
-                       who: Principal = require(Permission.LIVE_DISPATCH), p: Platform = Depends(get_platform)) -> dict:
+async def cancel_order(
+    order_id: str,
+    request: Request,
+    body: CancelIn | None = Body(default=None),
+    who: Principal = require(Permission.LIVE_DISPATCH),
+    p: Platform = Depends(get_platform),
+) -> dict:
     bus, user_id = _bus(request), who.user.id
 
     def work(db: Session) -> dict:
         user = db.get(User, user_id)
-        return dispatch.cancel(p, db, bus, dispatch.order_for_user(p, db, user, order_id), user,
-                               body.reason if body else None)
+        return dispatch.cancel(
+            p, db, bus, dispatch.order_for_user(p, db, user, order_id), user, body.reason if body else None
+        )
+
     return await _db(p, work)

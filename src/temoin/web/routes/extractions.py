@@ -61,38 +61,79 @@ class ExtractionOut(BaseModel):
 
     @classmethod
     def of(cls, row: Extraction) -> ExtractionOut:
-        return cls(id=row.id, created_at=row.created_at, recipient_name=row.recipient_name,
-                   recipient_kind=row.recipient_kind, procedure_type=row.procedure_type, reference=row.reference,
-                   recording_ids=list(row.recording_ids), media_kind=row.media_kind, trim=row.trim,
-                   sha256=row.package_sha256, size=row.package_bytes, sums_sha256=row.sums_sha256,
-                   expires_at=row.expires_at, available=row.package_path is not None, downloads=row.downloads,
-                   download_url=f"/api/v1/extractions/{row.id}/package")
+        return cls(
+            id=row.id,
+            created_at=row.created_at,
+            recipient_name=row.recipient_name,
+            recipient_kind=row.recipient_kind,
+            procedure_type=row.procedure_type,
+            reference=row.reference,
+            recording_ids=list(row.recording_ids),
+            media_kind=row.media_kind,
+            trim=row.trim,
+            sha256=row.package_sha256,
+            size=row.package_bytes,
+            sums_sha256=row.sums_sha256,
+            expires_at=row.expires_at,
+            available=row.package_path is not None,
+            downloads=row.downloads,
+            download_url=f"/api/v1/extractions/{row.id}/package",
+        )
 
 
-@router.post("", response_model=ExtractionOut, status_code=201,
-             summary="Build a package of recordings for a named recipient and procedure (journaled)")
-def create(body: ExtractionIn, who: Principal = require(Permission.RECORDINGS_EXTRACT),
-           db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> ExtractionOut:
+@router.post(
+    "",
+    response_model=ExtractionOut,
+    status_code=201,
+    summary="Build a package of recordings for a named recipient and procedure (journaled)",
+)
+def create(
+    body: ExtractionIn,
+    who: Principal = require(Permission.RECORDINGS_EXTRACT),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> ExtractionOut:
     trim = pkg.TrimRequest(body.trim.recording_id, body.trim.start_s, body.trim.end_s) if body.trim else None
-    request = pkg.ExtractionRequest(recording_ids=body.recording_ids, recipient_name=body.recipient_name.strip(),
-                                    recipient_kind=body.recipient_kind, procedure_type=body.procedure_type,
-                                    reference=body.reference.strip(), trim=trim)
+    request = pkg.ExtractionRequest(
+        recording_ids=body.recording_ids,
+        recipient_name=body.recipient_name.strip(),
+        recipient_kind=body.recipient_kind,
+        procedure_type=body.procedure_type,
+        reference=body.reference.strip(),
+        trim=trim,
+    )
     row, _ = pkg.extract(p, db, who.user, request)
     return ExtractionOut.of(row)
 
 
 @router.get("", response_model=list[ExtractionOut], summary="Extractions of your service, newest first")
-def list_extractions(who: Principal = require(Permission.RECORDINGS_EXTRACT),
-                     db: Session = Depends(get_db)) -> list[ExtractionOut]:
-    rows = db.scalars(select(Extraction).where(Extraction.tenant_id == who.user.tenant_id)
-                      .order_by(Extraction.created_at.desc()).limit(500))
+def list_extractions(
+    who: Principal = require(Permission.RECORDINGS_EXTRACT), db: Session = Depends(get_db)
+) -> list[ExtractionOut]:
+    rows = db.scalars(
+        select(Extraction)
+        .where(Extraction.tenant_id == who.user.tenant_id)
+        .order_by(Extraction.created_at.desc())
+        .limit(500)
+    )
     return [ExtractionOut.of(r) for r in rows]
 
 
-@router.get("/{extraction_id}/package", response_class=FileResponse,
-            summary="The package (zip) for its recipient; journaled as a communication")
-def download(extraction_id: str, who: Principal = require(Permission.RECORDINGS_EXTRACT),
-             db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> FileResponse:
+@router.get(
+    "/{extraction_id}/package",
+    response_class=FileResponse,
+    summary="The package (zip) for its recipient; journaled as a communication",
+)
+def download(
+    extraction_id: str,
+    who: Principal = require(Permission.RECORDINGS_EXTRACT),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> FileResponse:
     row, path = pkg.open_package(p, db, who.user, extraction_id)
-    return FileResponse(path, media_type="application/zip", filename=f"temoin-extraction-{row.id}.zip",
-                        headers={"Cache-Control": "no-store", "X-Content-SHA256": row.package_sha256})
+    return FileResponse(
+        path,
+        media_type="application/zip",
+        filename=f"temoin-extraction-{row.id}.zip",
+        headers={"Cache-Control": "no-store", "X-Content-SHA256": row.package_sha256},
+    )

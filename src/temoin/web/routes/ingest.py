@@ -35,8 +35,10 @@ class IngestRoute(APIRoute):
             try:
                 return await handler(request)
             except ingest.IngestError as exc:
-                return problems.problem(exc, headers={OFFSET_HEADER: str(exc.offset)} if exc.offset is not None
-                                        else None)
+                return problems.problem(
+                    exc, headers={OFFSET_HEADER: str(exc.offset)} if exc.offset is not None else None
+                )
+
         return with_offset
 
 
@@ -44,8 +46,12 @@ router = APIRouter(prefix="/api/v1/ingest", tags=["ingest (cameras)"], route_cla
 
 
 @router.post("/recordings", status_code=201, summary="Send a recording's signed manifest")
-async def post_manifest(request: Request, device: Device = Depends(current_device),
-                        db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+async def post_manifest(
+    request: Request,
+    device: Device = Depends(current_device),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> Response:
     limit = p.settings.max_manifest_bytes
     if int(request.headers.get("content-length") or 0) > limit:
         raise ingest.IngestTooLarge(f"manifest larger than {limit} bytes")
@@ -59,25 +65,45 @@ async def post_manifest(request: Request, device: Device = Depends(current_devic
 
 
 @router.get("/recordings/{recording_id}", summary="What the vault holds of an upload")
-def get_upload(recording_id: str, device: Device = Depends(current_device), db: Session = Depends(get_db),
-               p: Platform = Depends(get_platform)) -> Response:
+def get_upload(
+    recording_id: str,
+    device: Device = Depends(current_device),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> Response:
     return JSONResponse(ingest.upload_status(p, db, device, recording_id).as_dict())
 
 
 @router.head("/recordings/{recording_id}/segments/{index}", summary="Bytes of a segment already received")
-def head_segment(recording_id: str, index: int, device: Device = Depends(current_device),
-                 db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+def head_segment(
+    recording_id: str,
+    index: int,
+    device: Device = Depends(current_device),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> Response:
     status = ingest.upload_status(p, db, device, recording_id)
     seg = next((s for s in status.segments if s.index == index), None)
     if seg is None:
         return Response(status_code=404)
-    return Response(headers={OFFSET_HEADER: str(seg.received), "Upload-Length": str(seg.size),
-                             "Upload-Complete": "1" if seg.complete else "0"})
+    return Response(
+        headers={
+            OFFSET_HEADER: str(seg.received),
+            "Upload-Length": str(seg.size),
+            "Upload-Complete": "1" if seg.complete else "0",
+        }
+    )
 
 
 @router.put("/recordings/{recording_id}/segments/{index}", summary="Upload a segment, or resume it")
-async def put_segment(recording_id: str, index: int, request: Request, device: Device = Depends(current_device),
-                      db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+async def put_segment(
+    recording_id: str,
+    index: int,
+    request: Request,
+    device: Device = Depends(current_device),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> Response:
     start, total = 0, None
     content_range = request.headers.get("content-range")
     if content_range:
@@ -95,8 +121,10 @@ async def put_segment(recording_id: str, index: int, request: Request, device: D
         raise
     # A full disk answers 507: nothing partial becomes evidence; the camera keeps its copy and retries.
     seg = await run_in_threadpool(upload.finish)
-    return JSONResponse({"index": seg.index, "received": seg.received, "size": seg.size, "complete": seg.complete},
-                        headers={OFFSET_HEADER: str(seg.received)})
+    return JSONResponse(
+        {"index": seg.index, "received": seg.received, "size": seg.size, "complete": seg.complete},
+        headers={OFFSET_HEADER: str(seg.received)},
+    )
 
 
 async def _receive(request: Request, upload: ingest.SegmentUpload) -> None:
@@ -118,13 +146,22 @@ async def _receive(request: Request, upload: ingest.SegmentUpload) -> None:
 
 
 class CompleteBody(BaseModel):
-    lost_segments: list[int] = Field(default_factory=list, max_length=10_000,
-                                     description="segments damaged on the camera: the others are stored")
+    lost_segments: list[int] = Field(
+        default_factory=list, max_length=10_000, description="segments damaged on the camera: the others are stored"
+    )
 
 
-@router.post("/recordings/{recording_id}/complete", response_model=SignedReceipt,
-             summary="Close the upload: verify everything and get the vault's signed receipt")
-def post_complete(recording_id: str, body: CompleteBody | None = None, device: Device = Depends(current_device),
-                  db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> Response:
+@router.post(
+    "/recordings/{recording_id}/complete",
+    response_model=SignedReceipt,
+    summary="Close the upload: verify everything and get the vault's signed receipt",
+)
+def post_complete(
+    recording_id: str,
+    body: CompleteBody | None = None,
+    device: Device = Depends(current_device),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> Response:
     receipt = ingest.complete(p, db, device, recording_id, body.lost_segments if body else ())
     return JSONResponse(receipt.model_dump(mode="json"))

@@ -22,5 +22,6 @@ def keys_json(p: Platform = Depends(get_platform)) -> JSONResponse:
 
 @router.get("/keys.pem", summary="The same keys as PEM, each with its fingerprint and validity in comments")
 def keys_pem(p: Platform = Depends(get_platform)) -> Response:
-    return Response(p.keyring.trusted.pem_bundle(), media_type="application/x-pem-file",
-                    headers={"Cache-Control": "max-age=300"})
+    return Response(
+        p.keyring.trusted.pem_bundle(), media_type="application/x-pem-file", headers={"Cache-Control": "max-age=300"}
+    )

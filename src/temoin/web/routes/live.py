@@ -68,10 +68,15 @@ def _answer(answer: Answer, location: str) -> Response:
 # every WHIP/WHEP answer carries CORS headers, and OPTIONS answers the preflight. Any origin: these routes
 # authenticate with a token or a signature the script must send itself, never with an ambient cookie
 # (no Access-Control-Allow-Credentials), so another site gains nothing it could not do without a browser.
-CORS = {"Access-Control-Allow-Origin": "*",
-        "Access-Control-Expose-Headers": "Location, ETag, Accept-Post, WWW-Authenticate, Retry-After"}
-PREFLIGHT = {**CORS, "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-             "Access-Control-Max-Age": "600"}
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, ETag, Accept-Post, WWW-Authenticate, Retry-After",
+}
+PREFLIGHT = {
+    **CORS,
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Max-Age": "600",
+}
 
 
 class MediaRoute(APIRoute):
@@ -89,14 +94,17 @@ class MediaRoute(APIRoute):
                 response = problems.problem(exc)
             response.headers.update(CORS)
             return response
+
         return with_cors
 
 
 def media(path: str, method: str, **kw):
     """Register a WHIP/WHEP route (CORS on every answer)."""
+
     def register(endpoint):
         router.add_api_route(path, endpoint, methods=[method], route_class_override=MediaRoute, **kw)
         return endpoint
+
     return register
 
 
@@ -125,6 +133,7 @@ def media_resource_options() -> Response:
 
 # --- the camera (device-signed) ------------------------------------------------------------------------
 
+
 class LiveSessionOut(BaseModel):
     id: str
     state: str
@@ -132,10 +141,15 @@ class LiveSessionOut(BaseModel):
     model_config = {"extra": "allow"}
 
 
-@router.post("/sessions", status_code=201, response_model=LiveSessionOut,
-             summary="Live button: ask for a live session (201; 200 with the open one if already live)")
-async def live_request(body: LiveRequest, response: Response, device: Device = Depends(current_device),
-                       hub: LiveHub = Depends(get_hub)) -> dict:
+@router.post(
+    "/sessions",
+    status_code=201,
+    response_model=LiveSessionOut,
+    summary="Live button: ask for a live session (201; 200 with the open one if already live)",
+)
+async def live_request(
+    body: LiveRequest, response: Response, device: Device = Depends(current_device), hub: LiveHub = Depends(get_hub)
+) -> dict:
     out, created = await hub.request(device.id, body)
     if not created:
         response.status_code = 200
@@ -143,88 +157,130 @@ async def live_request(body: LiveRequest, response: Response, device: Device = D
 
 
 @router.get("/camera/sessions/{session_id}", summary="The camera's view of its live session (long poll)")
-async def camera_session(session_id: str, known_state: str | None = None,
-                         wait_s: float = Query(0, ge=0, le=25), device: Device = Depends(current_device),
-                         hub: LiveHub = Depends(get_hub)) -> dict:
+async def camera_session(
+    session_id: str,
+    known_state: str | None = None,
+    wait_s: float = Query(0, ge=0, le=25),
+    device: Device = Depends(current_device),
+    hub: LiveHub = Depends(get_hub),
+) -> dict:
     return await hub.camera_view(device.id, session_id, known_state, wait_s)
 
 
 @router.post("/camera/sessions/{session_id}/position", status_code=204, summary="The agent's position while live")
-async def camera_position(session_id: str, fix: GpsFix, device: Device = Depends(current_device),
-                          hub: LiveHub = Depends(get_hub)) -> Response:
+async def camera_position(
+    session_id: str, fix: GpsFix, device: Device = Depends(current_device), hub: LiveHub = Depends(get_hub)
+) -> Response:
     await hub.position(device.id, session_id, fix)
     return Response(status_code=204)
 
 
-@media("/whip", "POST", status_code=201, response_class=Response,
-       summary="WHIP (RFC 9725) for standard encoders: publish the camera's live session (bearer token); opens "
-               "one, and alerts the CSU, if the camera has none open")
-async def whip_endpoint(request: Request, device: Device = Depends(whip_publisher),
-                        hub: LiveHub = Depends(get_hub)) -> Response:
+@media(
+    "/whip",
+    "POST",
+    status_code=201,
+    response_class=Response,
+    summary="WHIP (RFC 9725) for standard encoders: publish the camera's live session (bearer token); opens "
+    "one, and alerts the CSU, if the camera has none open",
+)
+async def whip_endpoint(
+    request: Request, device: Device = Depends(whip_publisher), hub: LiveHub = Depends(get_hub)
+) -> Response:
     offer = await _offer(request)
     session_id, answer = await hub.publish_as_camera(device.id, offer, "live published over WHIP")
     return _answer(answer, f"/api/v1/live/whip/{session_id}/{answer.resource_id}")
 
 
-@media("/whip/{session_id}", "POST", status_code=201, response_class=Response,
-       summary="WHIP (RFC 9725): publish the live session's media (SDP offer in, answer out)")
-async def whip(session_id: str, request: Request, device: Device = Depends(whip_publisher),
-               hub: LiveHub = Depends(get_hub)) -> Response:
+@media(
+    "/whip/{session_id}",
+    "POST",
+    status_code=201,
+    response_class=Response,
+    summary="WHIP (RFC 9725): publish the live session's media (SDP offer in, answer out)",
+)
+async def whip(
+    session_id: str, request: Request, device: Device = Depends(whip_publisher), hub: LiveHub = Depends(get_hub)
+) -> Response:
     offer = await _offer(request)
     answer = await hub.publish(device.id, session_id, offer)
     return _answer(answer, f"/api/v1/live/whip/{session_id}/{answer.resource_id}")
 
 
-@media("/whip/{session_id}/{resource_id}", "DELETE",
-       summary="End the publication, and the live session (a publication already replaced ends alone)")
-async def whip_delete(session_id: str, resource_id: str, device: Device = Depends(whip_publisher),
-                      hub: LiveHub = Depends(get_hub)) -> Response:
+@media(
+    "/whip/{session_id}/{resource_id}",
+    "DELETE",
+    summary="End the publication, and the live session (a publication already replaced ends alone)",
+)
+async def whip_delete(
+    session_id: str, resource_id: str, device: Device = Depends(whip_publisher), hub: LiveHub = Depends(get_hub)
+) -> Response:
     await hub.unpublish(device.id, session_id, resource_id)
     return Response(status_code=200)
 
 
 # --- WHIP tokens for standard encoders (ADMIN_DEVICES, own tenant) ----------------------------------------
 
+
 class PublishTokenIn(BaseModel):
     device_id: str = Field(max_length=128)
     label: str | None = Field(default=None, max_length=100)
 
 
-@router.post("/publish-tokens", status_code=201,
-             summary="A WHIP bearer token for one camera (shown once): a standard encoder publishes its live "
-                     "session with it, and can do nothing else")
-def issue_publish_token(body: PublishTokenIn, who: Principal = require(Permission.ADMIN_DEVICES),
-                        db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+@router.post(
+    "/publish-tokens",
+    status_code=201,
+    summary="A WHIP bearer token for one camera (shown once): a standard encoder publishes its live "
+    "session with it, and can do nothing else",
+)
+def issue_publish_token(
+    body: PublishTokenIn,
+    who: Principal = require(Permission.ADMIN_DEVICES),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> dict:
     row, token = publish_tokens.issue(p, db, who.user, body.device_id, body.label)
     return {**publish_tokens.view(row), "token": token, "whip_url": "/api/v1/live/whip"}
 
 
 @router.get("/publish-tokens", summary="The tenant's WHIP tokens (never their secret)")
-def list_publish_tokens(who: Principal = require(Permission.ADMIN_DEVICES),
-                        db: Session = Depends(get_db)) -> list[dict]:
+def list_publish_tokens(
+    who: Principal = require(Permission.ADMIN_DEVICES), db: Session = Depends(get_db)
+) -> list[dict]:
     return publish_tokens.listing(db, who.tenant.id)
 
 
 @router.delete("/publish-tokens/{token_id}", summary="Revoke a WHIP token: its encoder can no longer publish")
-def revoke_publish_token(token_id: str, who: Principal = require(Permission.ADMIN_DEVICES),
-                         db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+def revoke_publish_token(
+    token_id: str,
+    who: Principal = require(Permission.ADMIN_DEVICES),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> dict:
     return publish_tokens.view(publish_tokens.revoke(p, db, who.user, token_id))
 
 
 # --- the CSU (LIVE_VIEW, own tenant) --------------------------------------------------------------------
 
-@media("/whep/{session_id}", "POST", status_code=201, response_class=Response,
-       summary="WHEP: watch the live session (SDP offer in, answer out); journaled as a communication")
-async def whep(session_id: str, request: Request, who: Principal = require(Permission.LIVE_VIEW),
-               hub: LiveHub = Depends(get_hub)) -> Response:
+
+@media(
+    "/whep/{session_id}",
+    "POST",
+    status_code=201,
+    response_class=Response,
+    summary="WHEP: watch the live session (SDP offer in, answer out); journaled as a communication",
+)
+async def whep(
+    session_id: str, request: Request, who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)
+) -> Response:
     offer = await _offer(request)
     answer = await hub.play(who.user.id, session_id, offer)
     return _answer(answer, f"/api/v1/live/whep/{session_id}/{answer.resource_id}")
 
 
 @media("/whep/{session_id}/{resource_id}", "DELETE", summary="Stop watching")
-async def whep_delete(session_id: str, resource_id: str, who: Principal = require(Permission.LIVE_VIEW),
-                      hub: LiveHub = Depends(get_hub)) -> Response:
+async def whep_delete(
+    session_id: str, resource_id: str, who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)
+) -> Response:
     await hub.stop_playing(who.user.id, session_id, resource_id)
     return Response(status_code=200)
 
@@ -235,22 +291,27 @@ async def list_sessions(who: Principal = require(Permission.LIVE_VIEW), hub: Liv
 
 
 @router.get("/sessions/{session_id}", summary="A live session, with its link state")
-async def get_session(session_id: str, who: Principal = require(Permission.LIVE_VIEW),
-                      hub: LiveHub = Depends(get_hub)) -> dict:
+async def get_session(
+    session_id: str, who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)
+) -> dict:
     return await hub.get_session(who.user.id, session_id)
 
 
-@router.get("/sessions/{session_id}/timeline",
-            summary="The incident record: every journaled step of the session (request, acknowledgement, viewers, "
-                    "cameras shown, PTZ moves, reinforcements, end)")
-async def session_timeline(session_id: str, who: Principal = require(Permission.LIVE_VIEW),
-                           hub: LiveHub = Depends(get_hub)) -> dict:
+@router.get(
+    "/sessions/{session_id}/timeline",
+    summary="The incident record: every journaled step of the session (request, acknowledgement, viewers, "
+    "cameras shown, PTZ moves, reinforcements, end)",
+)
+async def session_timeline(
+    session_id: str, who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)
+) -> dict:
     return await hub.timeline(who.user.id, session_id)
 
 
 @router.post("/sessions/{session_id}/ack", summary="Acknowledge the alert: the agent's camera is told")
-async def acknowledge(session_id: str, who: Principal = require(Permission.LIVE_VIEW),
-                      hub: LiveHub = Depends(get_hub)) -> dict:
+async def acknowledge(
+    session_id: str, who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)
+) -> dict:
     return await hub.acknowledge(who.user.id, session_id)
 
 
@@ -259,34 +320,52 @@ class NoteIn(BaseModel):
 
 
 @router.post("/sessions/{session_id}/reinforcements", summary="Record that reinforcements were sent")
-async def reinforcements(session_id: str, body: NoteIn | None = Body(default=None),
-                         who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)) -> dict:
+async def reinforcements(
+    session_id: str,
+    body: NoteIn | None = Body(default=None),
+    who: Principal = require(Permission.LIVE_VIEW),
+    hub: LiveHub = Depends(get_hub),
+) -> dict:
     return await hub.reinforcements(who.user.id, session_id, body.note if body else None)
 
 
 @router.post("/sessions/{session_id}/end", summary="End a live session from the CSU")
-async def end_session(session_id: str, body: NoteIn | None = Body(default=None),
-                      who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub)) -> dict:
+async def end_session(
+    session_id: str,
+    body: NoteIn | None = Body(default=None),
+    who: Principal = require(Permission.LIVE_VIEW),
+    hub: LiveHub = Depends(get_hub),
+) -> dict:
     return await hub.end(who.user.id, session_id, (body.note if body and body.note else "ended_by_csu"))
 
 
-@router.post("/sessions/{session_id}/close", summary="Close the incident: the stream ends if it had not, and the "
-                                                     "reinforcements still engaged are recalled (journaled)")
-async def close_incident(session_id: str, who: Principal = require(Permission.LIVE_DISPATCH),
-                         hub: LiveHub = Depends(get_hub)) -> dict:
+@router.post(
+    "/sessions/{session_id}/close",
+    summary="Close the incident: the stream ends if it had not, and the "
+    "reinforcements still engaged are recalled (journaled)",
+)
+async def close_incident(
+    session_id: str, who: Principal = require(Permission.LIVE_DISPATCH), hub: LiveHub = Depends(get_hub)
+) -> dict:
     return await hub.close_incident(who.user.id, session_id)
 
 
 @router.get("/events", summary="Events channel (Server-Sent Events with Accept: text/event-stream; JSON otherwise)")
-async def events(request: Request, who: Principal = require(Permission.LIVE_VIEW), hub: LiveHub = Depends(get_hub),
-                 after: int | None = Query(None, ge=0),
-                 last_event_id: str | None = Header(None)) -> Response:
+async def events(
+    request: Request,
+    who: Principal = require(Permission.LIVE_VIEW),
+    hub: LiveHub = Depends(get_hub),
+    after: int | None = Query(None, ge=0),
+    last_event_id: str | None = Header(None),
+) -> Response:
     if last_event_id and last_event_id.isdigit():
         after = int(last_event_id)
     tenant_id = who.tenant.id
     if "text/event-stream" not in request.headers.get("accept", ""):
-        return Response(orjson.dumps({"events": [e.as_dict() for e in hub.bus.recent(tenant_id, after)]}),
-                        media_type="application/json")
+        return Response(
+            orjson.dumps({"events": [e.as_dict() for e in hub.bus.recent(tenant_id, after)]}),
+            media_type="application/json",
+        )
     sub = hub.bus.subscribe(tenant_id, after)
     snapshot = await hub.list_sessions(who.user.id)
     session_hash = who.session.id_hash if who.session else None
@@ -320,11 +399,13 @@ async def events(request: Request, who: Principal = require(Permission.LIVE_VIEW
         finally:
             sub.close()
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
 
 
 # --- the pages ----------------------------------------------------------------------------------------
+
 
 def _page(name: str, who: Principal, **values: str) -> HTMLResponse:
     text = (STATIC / name).read_text("utf-8")
@@ -354,14 +435,19 @@ async def dashboard_page(request: Request, who: Principal = Depends(PageRequire(
     _warm_up_ptz()
     # JSON inside a <script> element: "</" must not close it.
     settings = orjson.dumps(settings_of(who.tenant).model_dump()).decode().replace("</", "<\\/")
-    response = page(request, "csu.html", who=who, csrf_token=who.session.csrf_token if who.session else "",
-                    settings_json=settings)
+    response = page(
+        request, "csu.html", who=who, csrf_token=who.session.csrf_token if who.session else "", settings_json=settings
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 @pages.get("/live/{session_id}")
-async def viewer_page(session_id: str, request: Request, who: Principal = Depends(PageRequire(Permission.LIVE_VIEW)),
-                      hub: LiveHub = Depends(get_hub)) -> HTMLResponse:
+async def viewer_page(
+    session_id: str,
+    request: Request,
+    who: Principal = Depends(PageRequire(Permission.LIVE_VIEW)),
+    hub: LiveHub = Depends(get_hub),
+) -> HTMLResponse:
     await hub.get_session(who.user.id, session_id)
     return _page("live-viewer.html", who, session_id=session_id, lang=lang_of(request))

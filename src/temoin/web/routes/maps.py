@@ -37,15 +37,26 @@ def get_basemap(request: Request, who: Principal = Depends(current_principal), d
 
 
 @router.get("/place", response_model=PlaceOut, summary="A position in words: the nearest of the tenant's streets")
-def get_place(lat: float = Query(ge=-90, le=90), lon: float = Query(ge=-180, le=180),
-              who: Principal = Depends(current_principal), db: Session = Depends(get_db)) -> dict:
+def get_place(
+    lat: float = Query(ge=-90, le=90),
+    lon: float = Query(ge=-180, le=180),
+    who: Principal = Depends(current_principal),
+    db: Session = Depends(get_db),
+) -> dict:
     return place_of(street_index(db, who.tenant.id, who.tenant.demo), lat, lon).as_dict()
 
 
-@router.get("/streets", response_model=list[StreetOut],
-            summary="The tenant's streets whose name (or a word of it) starts with q: case and accents ignored")
-def search_streets(q: str = Query(min_length=1, max_length=100), limit: int = Query(10, ge=1, le=50),
-                   who: Principal = Depends(current_principal), db: Session = Depends(get_db)) -> list[dict]:
+@router.get(
+    "/streets",
+    response_model=list[StreetOut],
+    summary="The tenant's streets whose name (or a word of it) starts with q: case and accents ignored",
+)
+def search_streets(
+    q: str = Query(min_length=1, max_length=100),
+    limit: int = Query(10, ge=1, le=50),
+    who: Principal = Depends(current_principal),
+    db: Session = Depends(get_db),
+) -> list[dict]:
     index = street_index(db, who.tenant.id, who.tenant.demo)
     if index is None:
         return []

@@ -46,21 +46,37 @@ class RecordingOut(BaseModel):
     declared_started_at: datetime | None = Field(None, description="the camera's own time, before the correction")
     declared_agent: str | None = Field(None, description="the agent the camera declared (signed manifest)")
     limited: bool = Field(False, description="frozen by a limitation request: kept, not consulted (one recording)")
-    rectifications: list[dict] = Field(default_factory=list,
-                                       description="notes of rectification requests (one recording)")
-    lost_segments: list[int] = Field(default_factory=list,
-                                     description="segments lost at the camera before hand-over: never in the vault")
+    rectifications: list[dict] = Field(
+        default_factory=list, description="notes of rectification requests (one recording)"
+    )
+    lost_segments: list[int] = Field(
+        default_factory=list, description="segments lost at the camera before hand-over: never in the vault"
+    )
 
     @classmethod
     def of(cls, rec: Recording, on_hold: bool, lost: list[int] | None = None) -> RecordingOut:
-        return cls(id=rec.id, camera_id=rec.device_id, agent=rec.agent_ref, started_at=rec.started_at,
-                   ended_at=rec.ended_at, trigger=rec.trigger, persons_informed=rec.persons_informed,
-                   not_informed_reason=rec.not_informed_reason, outside_territory=rec.outside_territory,
-                   clock_drift=rec.clock_drift_flag, categories=list(rec.categories or []),
-                   segment_count=rec.segment_count, size_bytes=rec.size_bytes, stored_at=rec.stored_at,
-                   retention_until=rec.retention_until, on_hold=on_hold, flags=list(rec.flags or []),
-                   declared_started_at=rec.declared_started_at, declared_agent=rec.declared_agent_ref,
-                   lost_segments=lost if lost is not None else [x.index for x in catalogue.lost_segments(rec)])
+        return cls(
+            id=rec.id,
+            camera_id=rec.device_id,
+            agent=rec.agent_ref,
+            started_at=rec.started_at,
+            ended_at=rec.ended_at,
+            trigger=rec.trigger,
+            persons_informed=rec.persons_informed,
+            not_informed_reason=rec.not_informed_reason,
+            outside_territory=rec.outside_territory,
+            clock_drift=rec.clock_drift_flag,
+            categories=list(rec.categories or []),
+            segment_count=rec.segment_count,
+            size_bytes=rec.size_bytes,
+            stored_at=rec.stored_at,
+            retention_until=rec.retention_until,
+            on_hold=on_hold,
+            flags=list(rec.flags or []),
+            declared_started_at=rec.declared_started_at,
+            declared_agent=rec.declared_agent_ref,
+            lost_segments=lost if lost is not None else [x.index for x in catalogue.lost_segments(rec)],
+        )
 
 
 class ConsultationIn(BaseModel):
@@ -76,15 +92,21 @@ class LostOut(BaseModel):
 
     @classmethod
     def of(cls, lost: catalogue.LostSegment) -> LostOut:
-        return cls(index=lost.index, started_at=lost.started_at, ended_at=lost.ended_at,
-                   offset_s=round(lost.offset_s, 3), duration_s=lost.duration_s)
+        return cls(
+            index=lost.index,
+            started_at=lost.started_at,
+            ended_at=lost.ended_at,
+            offset_s=round(lost.offset_s, 3),
+            duration_s=lost.duration_s,
+        )
 
 
 class ConsultationOut(BaseModel):
     grant: str = Field(description="pass as ?grant= to the content URLs; valid 30 minutes")
     segments: list[str] = Field(description="the stored segments' URLs, in order (lost ones are left out)")
-    lost_segments: list[LostOut] = Field(default_factory=list,
-                                         description="segments lost at the camera: a gap in the playback")
+    lost_segments: list[LostOut] = Field(
+        default_factory=list, description="segments lost at the camera: a gap in the playback"
+    )
 
 
 class HoldIn(BaseModel):
@@ -94,7 +116,9 @@ class HoldIn(BaseModel):
 
 class LiftIn(BaseModel):
     reason: str = Field(min_length=3, max_length=1000)
-    hold_id: int | None = Field(default=None, ge=1, le=2**63 - 1, description="which hold, when several procedures keep the recording")
+    hold_id: int | None = Field(
+        default=None, ge=1, le=2**63 - 1, description="which hold, when several procedures keep the recording"
+    )
 
 
 class CategoriesIn(BaseModel):
@@ -117,28 +141,53 @@ def as_utc(moment: datetime | None) -> datetime | None:
 
 
 @router.get("", response_model=list[RecordingOut], summary="Search recordings (metadata only)")
-def search(start: datetime | None = Query(None, description="recordings still running at or after this time"),
-           end: datetime | None = Query(None, description="recordings started before this time"),
-           agent: str | None = None, camera: str | None = None, trigger: str | None = None,
-           category: str | None = None,
-           state: Literal["on_hold", "not_on_hold", "expiring"] | None = Query(
-               None, description="on_hold; not_on_hold; expiring: not on hold, deleted within 7 days"),
-           area: str | None = Query(None, max_length=8000,
-                                    description="polygon 'lat,lon;lat,lon;...': the GPS track passes inside "
-                                                "(needs a motive: the place is recorded data, R241-10)"),
-           motive_code: MotiveCode | None = Query(None, description="motive of a search by area (journaled)"),
-           motive_text: str | None = Query(None, max_length=1000, description="the motive's few words"),
-           limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
-           who: Principal = require(Permission.RECORDINGS_LIST), db: Session = Depends(get_db),
-           p: Platform = Depends(get_platform)) -> list[RecordingOut]:
+def search(
+    start: datetime | None = Query(None, description="recordings still running at or after this time"),
+    end: datetime | None = Query(None, description="recordings started before this time"),
+    agent: str | None = None,
+    camera: str | None = None,
+    trigger: str | None = None,
+    category: str | None = None,
+    state: Literal["on_hold", "not_on_hold", "expiring"] | None = Query(
+        None, description="on_hold; not_on_hold; expiring: not on hold, deleted within 7 days"
+    ),
+    area: str | None = Query(
+        None,
+        max_length=8000,
+        description="polygon 'lat,lon;lat,lon;...': the GPS track passes inside "
+        "(needs a motive: the place is recorded data, R241-10)",
+    ),
+    motive_code: MotiveCode | None = Query(None, description="motive of a search by area (journaled)"),
+    motive_text: str | None = Query(None, max_length=1000, description="the motive's few words"),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    who: Principal = require(Permission.RECORDINGS_LIST),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> list[RecordingOut]:
     try:
         polygon = catalogue.parse_area(area)
         motive = Motive(code=motive_code, text=motive_text or "") if motive_code or motive_text else None
     except ValueError as exc:  # pydantic's ValidationError too
         raise HTTPException(422, str(exc)) from None
-    found = catalogue.search(p, db, who.user, catalogue.SearchQuery(
-        start=as_utc(start), end=as_utc(end), agent=agent, camera=camera, trigger=trigger, category=category,
-        state=state, area=polygon, limit=limit, offset=offset, motive=motive))
+    found = catalogue.search(
+        p,
+        db,
+        who.user,
+        catalogue.SearchQuery(
+            start=as_utc(start),
+            end=as_utc(end),
+            agent=agent,
+            camera=camera,
+            trigger=trigger,
+            category=category,
+            state=state,
+            area=polygon,
+            limit=limit,
+            offset=offset,
+            motive=motive,
+        ),
+    )
     held = _held(db, [r.id for r in found])
     lost = catalogue.lost_indexes(db, [r.id for r in found])  # one query, not one per recording
     return [RecordingOut.of(r, r.id in held, lost.get(r.id, [])) for r in found]
@@ -151,12 +200,19 @@ class BulkHoldIn(BaseModel):
 
 
 @router.post("/holds", status_code=201, summary="Put several recordings (an incident) on hold, all or nothing")
-def place_holds(body: BulkHoldIn, who: Principal = require(Permission.RECORDINGS_HOLD),
-                db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+def place_holds(
+    body: BulkHoldIn,
+    who: Principal = require(Permission.RECORDINGS_HOLD),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> dict:
     recs = [_visible(p, db, who, rid) for rid in body.recording_ids]  # one unknown id: 404, nothing held
     made = holds.place_holds(p, db, who.user, recs, body.procedure, body.reference)
-    return {"recording_ids": [h.recording_id for h in made], "procedure": body.procedure.value,
-            "reference": made[0].reference}
+    return {
+        "recording_ids": [h.recording_id for h in made],
+        "procedure": body.procedure.value,
+        "reference": made[0].reference,
+    }
 
 
 class FixOut(BaseModel):
@@ -166,21 +222,38 @@ class FixOut(BaseModel):
 
 
 def _fixes(found: catalogue.Track) -> list[FixOut]:
-    return [FixOut(t=datetime.fromtimestamp(t, UTC), lat=lat, lon=lon)
-            for t, (lat, lon) in zip(found.times, found.points)]
+    return [
+        FixOut(t=datetime.fromtimestamp(t, UTC), lat=lat, lon=lon) for t, (lat, lon) in zip(found.times, found.points)
+    ]
 
 
-@router.post("/{recording_id}/track", response_model=list[FixOut],
-             summary="The GPS track of a recording: give the motive (journaled, the place is recorded data)")
-def track(recording_id: str, body: ConsultationIn, who: Principal = require(Permission.RECORDINGS_LIST),
-          db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> list[FixOut]:
+@router.post(
+    "/{recording_id}/track",
+    response_model=list[FixOut],
+    summary="The GPS track of a recording: give the motive (journaled, the place is recorded data)",
+)
+def track(
+    recording_id: str,
+    body: ConsultationIn,
+    who: Principal = require(Permission.RECORDINGS_LIST),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> list[FixOut]:
     return _fixes(catalogue.consult_track(p, db, who.user, recording_id, body.motive))
 
 
-@router.get("/{recording_id}/track", response_model=list[FixOut],
-            summary="The GPS track under an open consultation (?grant=); without one, POST it with a motive")
-def track_with_grant(recording_id: str, grant: str | None = None, who: Principal = require(Permission.RECORDINGS_VIEW),
-                     db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> list[FixOut]:
+@router.get(
+    "/{recording_id}/track",
+    response_model=list[FixOut],
+    summary="The GPS track under an open consultation (?grant=); without one, POST it with a motive",
+)
+def track_with_grant(
+    recording_id: str,
+    grant: str | None = None,
+    who: Principal = require(Permission.RECORDINGS_VIEW),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> list[FixOut]:
     rec = _visible(p, db, who, recording_id)
     if not grant:
         raise HTTPException(403, str(catalogue.PlaceMotiveRequired("the GPS track")))
@@ -203,57 +276,108 @@ class IntegrityOut(BaseModel):
     last_full_check: CheckOut | None
     verdict: Literal["intact", "intact_except_lost", "damaged"]
     summary: str
-    lost_segments: list[LostOut] = Field(default_factory=list,
-                                         description="declared lost by the camera in the signed receipt")
+    lost_segments: list[LostOut] = Field(
+        default_factory=list, description="declared lost by the camera in the signed receipt"
+    )
 
 
 @router.get("/{recording_id}/integrity", response_model=IntegrityOut, summary="What is known of its integrity")
-def integrity(recording_id: str, who: Principal = require(Permission.RECORDINGS_LIST),
-              db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> IntegrityOut:
+def integrity(
+    recording_id: str,
+    who: Principal = require(Permission.RECORDINGS_LIST),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> IntegrityOut:
     found = catalogue.integrity_of(p, db, _visible(p, db, who, recording_id))
     check = found.last_full_check
-    return IntegrityOut(stored_at=found.stored_at, signature_ok=found.signature_ok, chain_ok=found.chain_ok,
-                        checked_at=found.checked_at, last_full_check=CheckOut(**check.__dict__) if check else None,
-                        verdict=found.verdict, summary=found.summary,
-                        lost_segments=[LostOut.of(x) for x in found.lost])
+    return IntegrityOut(
+        stored_at=found.stored_at,
+        signature_ok=found.signature_ok,
+        chain_ok=found.chain_ok,
+        checked_at=found.checked_at,
+        last_full_check=CheckOut(**check.__dict__) if check else None,
+        verdict=found.verdict,
+        summary=found.summary,
+        lost_segments=[LostOut.of(x) for x in found.lost],
+    )
 
 
-@router.post("/{recording_id}/integrity", response_model=CheckOut,
-             summary="Re-read and re-hash the stored copy now (journaled; no content is shown)")
-def verify_now(recording_id: str, who: Principal = require(Permission.RECORDINGS_LIST),
-               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> CheckOut:
+@router.post(
+    "/{recording_id}/integrity",
+    response_model=CheckOut,
+    summary="Re-read and re-hash the stored copy now (journaled; no content is shown)",
+)
+def verify_now(
+    recording_id: str,
+    who: Principal = require(Permission.RECORDINGS_LIST),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> CheckOut:
     check = catalogue.verify_stored(p, db, who.user, _visible(p, db, who, recording_id))
     return CheckOut(**check.__dict__)
 
 
 @router.get("/{recording_id}", response_model=RecordingOut, summary="One recording's metadata")
-def get_one(recording_id: str, who: Principal = require(Permission.RECORDINGS_LIST),
-            db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RecordingOut:
+def get_one(
+    recording_id: str,
+    who: Principal = require(Permission.RECORDINGS_LIST),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> RecordingOut:
     rec = _visible(p, db, who, recording_id)
     out = RecordingOut.of(rec, bool(_held(db, [rec.id])))
     out.limited = bool(active_limitations(db, [rec.id]))
-    out.rectifications = [{"text": n.text, "rights_request": n.request_id, "written_at": n.written_at}
-                          for n in db.scalars(select(RecordingNote).where(RecordingNote.recording_id == rec.id)
-                                              .order_by(RecordingNote.written_at, RecordingNote.id))]
+    out.rectifications = [
+        {"text": n.text, "rights_request": n.request_id, "written_at": n.written_at}
+        for n in db.scalars(
+            select(RecordingNote)
+            .where(RecordingNote.recording_id == rec.id)
+            .order_by(RecordingNote.written_at, RecordingNote.id)
+        )
+    ]
     return out
 
 
-@router.post("/{recording_id}/consultations", response_model=ConsultationOut, status_code=201,
-             summary="Open a consultation: give the motive, get a grant for the content")
-def consult(recording_id: str, body: ConsultationIn, who: Principal = require(Permission.RECORDINGS_VIEW),
-            db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> ConsultationOut:
+@router.post(
+    "/{recording_id}/consultations",
+    response_model=ConsultationOut,
+    status_code=201,
+    summary="Open a consultation: give the motive, get a grant for the content",
+)
+def consult(
+    recording_id: str,
+    body: ConsultationIn,
+    who: Principal = require(Permission.RECORDINGS_VIEW),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> ConsultationOut:
     grant = catalogue.open_consultation(p, db, who.user, recording_id, body.motive)
     rec = db.get(Recording, recording_id)
-    return ConsultationOut(grant=grant, segments=[f"/api/v1/recordings/{recording_id}/segments/{s.index}?grant={grant}"
-                                                  for s in catalogue.stored_segments(rec)],
-                           lost_segments=[LostOut.of(x) for x in catalogue.lost_segments(rec)])
+    return ConsultationOut(
+        grant=grant,
+        segments=[
+            f"/api/v1/recordings/{recording_id}/segments/{s.index}?grant={grant}"
+            for s in catalogue.stored_segments(rec)
+        ],
+        lost_segments=[LostOut.of(x) for x in catalogue.lost_segments(rec)],
+    )
 
 
-@router.get("/{recording_id}/segments/{index}", summary="A segment's original bytes (needs a grant)",
-            response_class=StreamingResponse)
-def segment(recording_id: str, index: int, grant: str, request: Request, play: bool = False,
-            who: Principal = require(Permission.RECORDINGS_VIEW), db: Session = Depends(get_db),
-            p: Platform = Depends(get_platform)) -> StreamingResponse:
+@router.get(
+    "/{recording_id}/segments/{index}",
+    summary="A segment's original bytes (needs a grant)",
+    response_class=StreamingResponse,
+)
+def segment(
+    recording_id: str,
+    index: int,
+    grant: str,
+    request: Request,
+    play: bool = False,
+    who: Principal = require(Permission.RECORDINGS_VIEW),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> StreamingResponse:
     from temoin.axis.vault import playback
 
     rec = _visible(p, db, who, recording_id)
@@ -267,8 +391,9 @@ def segment(recording_id: str, index: int, grant: str, request: Request, play: b
     # Byte ranges let a paused player seek inside the segment (the review timeline); each request is checked
     # against the grant above, and the consultation was journaled once, when it was opened.
     wanted = byte_range(request.headers.get("range"), size)
-    return ranged_response(_slice(chunks, wanted) if wanted else chunks, size, wanted, "video/mp4",
-                           {"Cache-Control": "no-store"})
+    return ranged_response(
+        _slice(chunks, wanted) if wanted else chunks, size, wanted, "video/mp4", {"Cache-Control": "no-store"}
+    )
 
 
 def _slice(chunks: Iterator[bytes], wanted: tuple[int, int]) -> Iterator[bytes]:
@@ -286,29 +411,53 @@ def _slice(chunks: Iterator[bytes], wanted: tuple[int, int]) -> Iterator[bytes]:
 
 
 @router.post("/{recording_id}/holds", status_code=201, summary="Put a recording on hold for a procedure")
-def place_hold(recording_id: str, body: HoldIn, who: Principal = require(Permission.RECORDINGS_HOLD),
-               db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+def place_hold(
+    recording_id: str,
+    body: HoldIn,
+    who: Principal = require(Permission.RECORDINGS_HOLD),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> dict:
     rec = _visible(p, db, who, recording_id)
     hold = holds.place_hold(p, db, who.user, rec, body.procedure, body.reference)
     return {"recording_id": rec.id, "procedure": hold.procedure_type, "reference": hold.reference}
 
 
 @router.post("/{recording_id}/holds/lift", summary="Lift the hold: the retention rule applies again")
-def lift_hold(recording_id: str, body: LiftIn, who: Principal = require(Permission.RECORDINGS_HOLD),
-              db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> dict:
+def lift_hold(
+    recording_id: str,
+    body: LiftIn,
+    who: Principal = require(Permission.RECORDINGS_HOLD),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> dict:
     rec = _visible(p, db, who, recording_id)
     holds.lift_hold(p, db, who.user, rec, body.reason, body.hold_id)
     return {"recording_id": rec.id, "retention_until": rec.retention_until}
 
 
 @router.put("/{recording_id}/categories", response_model=RecordingOut, summary="Tag a recording")
-def set_categories(recording_id: str, body: CategoriesIn, who: Principal = require(Permission.RECORDINGS_TAG),
-                   db: Session = Depends(get_db), p: Platform = Depends(get_platform)) -> RecordingOut:
+def set_categories(
+    recording_id: str,
+    body: CategoriesIn,
+    who: Principal = require(Permission.RECORDINGS_TAG),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> RecordingOut:
     rec = _visible(p, db, who, recording_id)
     before = list(rec.categories or [])
     rec.categories = sorted({c.strip()[:64] for c in body.categories if c.strip()})
-    p.record(db, EntryDraft(action=Action.MODIFICATION, event="recording.tagged", actor=actor_of(who.user),
-                            recordings=[rec.id], cameras=[rec.device_id],
-                            details={"before": before, "after": rec.categories}), who.tenant)
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.MODIFICATION,
+            event="recording.tagged",
+            actor=actor_of(who.user),
+            recordings=[rec.id],
+            cameras=[rec.device_id],
+            details={"before": before, "after": rec.categories},
+        ),
+        who.tenant,
+    )
     db.commit()
     return RecordingOut.of(rec, bool(_held(db, [rec.id])))

@@ -35,8 +35,13 @@ class ShiftOut(BaseModel):
 
 def _out(db: Session, shift: ShiftAssignment) -> ShiftOut:
     user = db.get(User, shift.user_id)
-    return ShiftOut(device_id=shift.device_id, username=user.username, agent=user.agent_number,
-                    checked_out_at=shift.checked_out_at, checked_in_at=shift.checked_in_at)
+    return ShiftOut(
+        device_id=shift.device_id,
+        username=user.username,
+        agent=user.agent_number,
+        checked_out_at=shift.checked_out_at,
+        checked_in_at=shift.checked_in_at,
+    )
 
 
 def _device(db: Session, who: Principal, device_id: str) -> Device:
@@ -47,16 +52,24 @@ def _device(db: Session, who: Principal, device_id: str) -> Device:
 
 
 @router.get("", response_model=list[ShiftOut], summary="Cameras currently checked out")
-def current_shifts(who: Principal = require(Permission.DEVICES_ASSIGN), db: Session = Depends(get_db)) -> list[ShiftOut]:
-    rows = db.scalars(select(ShiftAssignment).where(ShiftAssignment.tenant_id == who.tenant.id,
-                                                    ShiftAssignment.checked_in_at.is_(None))
-                      .order_by(ShiftAssignment.checked_out_at))
+def current_shifts(
+    who: Principal = require(Permission.DEVICES_ASSIGN), db: Session = Depends(get_db)
+) -> list[ShiftOut]:
+    rows = db.scalars(
+        select(ShiftAssignment)
+        .where(ShiftAssignment.tenant_id == who.tenant.id, ShiftAssignment.checked_in_at.is_(None))
+        .order_by(ShiftAssignment.checked_out_at)
+    )
     return [_out(db, s) for s in rows]
 
 
 @router.post("/checkout", response_model=ShiftOut, status_code=201, summary="Check a camera out to an agent")
-def check_out(body: CheckOutIn, who: Principal = require(Permission.DEVICES_ASSIGN), db: Session = Depends(get_db),
-              p: Platform = Depends(get_platform)) -> ShiftOut:
+def check_out(
+    body: CheckOutIn,
+    who: Principal = require(Permission.DEVICES_ASSIGN),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> ShiftOut:
     device = _device(db, who, body.device_id)
     agent = db.scalar(select(User).where(User.username == body.username, User.tenant_id == who.tenant.id))
     if agent is None:
@@ -65,8 +78,12 @@ def check_out(body: CheckOutIn, who: Principal = require(Permission.DEVICES_ASSI
 
 
 @router.post("/checkin/{device_id}", response_model=ShiftOut, summary="Check a camera in at the end of a shift")
-def check_in(device_id: str, who: Principal = require(Permission.DEVICES_ASSIGN), db: Session = Depends(get_db),
-             p: Platform = Depends(get_platform)) -> ShiftOut:
+def check_in(
+    device_id: str,
+    who: Principal = require(Permission.DEVICES_ASSIGN),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> ShiftOut:
     device = _device(db, who, device_id)
     done = shifts.check_in(p, db, device, actor_of(who.user))
     return _out(db, done.shift).model_copy(update={"warnings": done.warnings})
