@@ -5,6 +5,7 @@ PostgreSQL (TEMOIN_TEST_POSTGRES_URL, default the local server). No PostgreSQL: 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from temoin.db import make_engine
+from temoin.migrate import upgrade
 from temoin.platform import Platform
 from temoin.settings import Settings
 from temoin.web.app import create_app
@@ -44,7 +47,8 @@ def cheap_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 POSTGRES_URL = os.environ.get("TEMOIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def _postgres_database() -> Iterator[str]:
+def _postgres_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database for one test: empty, or a copy of `template` (already migrated)."""
     name = f"temoin_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
@@ -55,7 +59,7 @@ def _postgres_database() -> Iterator[str]:
             pytrace=False,
         )
     with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     base = POSTGRES_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
@@ -64,8 +68,45 @@ def _postgres_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Running the migrations takes most of a second per database, and nearly every test opens one: the schema is
+# built once per test session (per xdist worker) by the real migrations, and each test gets a copy of it.
+# tests/test_migrations.py still migrates empty databases of its own.
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("schema") / "temoin.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()  # the last connection checkpoints the WAL: the one file is the whole database
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres() -> Iterator[str]:
+    databases = _postgres_database()
+    url = next(databases)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()  # a template must have no connection when it is copied
+    yield url.rsplit("/", 1)[1]
+    databases.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database at the current schema, on each engine."""
+    if request.param == "sqlite":
+        path = tmp_path / "temoin.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        yield f"sqlite:///{path}"
+    else:
+        yield from _postgres_database(template=request.getfixturevalue("migrated_postgres"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database, on each engine: for tests of the migrations themselves."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'temoin.db'}"
     else:

@@ -10,8 +10,13 @@ from temoin.demo.commune import territory
 from tests.helpers import run
 
 
-def test_admin_flow_from_a_fresh_home(tmp_path: Path, database_url: str):
-    env = {**os.environ, "TEMOIN_HOME": str(tmp_path / "home"), "TEMOIN_DATABASE_URL": database_url, "COLUMNS": "200"}
+def test_admin_flow_from_a_fresh_home(tmp_path: Path, empty_database_url: str):
+    env = {
+        **os.environ,
+        "TEMOIN_HOME": str(tmp_path / "home"),
+        "TEMOIN_DATABASE_URL": empty_database_url,
+        "COLUMNS": "200",
+    }
     shape = tmp_path / "territory.geojson"
     shape.write_text(json.dumps(territory()))
     r = run(env, "init")

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from temoin.models import metadata
+
+
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """Here the migrations run on an empty database (elsewhere tests start from a copy of a migrated one)."""
+    return empty_database_url
 
 
 def test_migrations_create_exactly_the_models_tables(platform):
