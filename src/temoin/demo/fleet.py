@@ -39,10 +39,12 @@ from pathlib import Path
 
 import httpx
 
-from temoin.camera.agent import AgentConfig, AgentState, CameraAgent, OffloadOutcome
+from temoin.camera.agent import CameraAgent
+from temoin.camera.agent_config import AgentConfig, AgentState
 from temoin.camera.clock import SimulatedClock
 from temoin.camera.device_store import Notice, StoreError
 from temoin.camera.dispatch import POSITION_EVERY_S, DispatchLink, Order
+from temoin.camera.docking import OffloadOutcome
 from temoin.camera.gps import SimulatedWalk
 from temoin.camera.media import SyntheticScene
 from temoin.camera.offload import OffloadError
