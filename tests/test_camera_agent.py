@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from temoin.camera import device_sealing, device_verify, device_writer
-from temoin.camera.agent import AgentConfig, AgentState, CameraAgent
+from temoin.camera.agent import CameraAgent
+from temoin.camera.agent_config import AgentConfig, AgentState
 from temoin.camera.buffer import PreEventBuffer, byte_budget
 from temoin.camera.clock import SimulatedClock
 from temoin.camera.device_store import (

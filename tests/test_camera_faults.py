@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
 from temoin.camera import device_store
-from temoin.camera.agent import AgentConfig, AgentState, CameraAgent
+from temoin.camera.agent import CameraAgent
+from temoin.camera.agent_config import AgentConfig, AgentState
 from temoin.camera.clock import SimulatedClock
 from temoin.camera.device_store import KEY_FILE, DeviceStore, _open, segment_file, verify_prefix
 from temoin.camera.gps import SimulatedWalk
@@ -452,7 +453,8 @@ def test_power_cut_mid_segment_the_checkpointed_prefix_reaches_the_vault(
 KILLED_CAMERA = """
 import sys
 from pathlib import Path
-from temoin.camera.agent import AgentConfig, CameraAgent
+from temoin.camera.agent import CameraAgent
+from temoin.camera.agent_config import AgentConfig
 from temoin.camera.clock import SimulatedClock
 from temoin.camera.device_store import DeviceStore
 from temoin.camera.keys import DeviceKeys

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from temoin.camera.agent import AgentState
+from temoin.camera.agent_config import AgentState
 from temoin.camera.clock import system_clock
 from temoin.camera.gps import SimulatedWalk
 from temoin.camera.media import SyntheticScene

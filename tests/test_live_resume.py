@@ -37,7 +37,7 @@ import pytest
 import uvicorn
 from sqlalchemy import select as sql_select
 
-from temoin.camera.agent import AgentState
+from temoin.camera.agent_config import AgentState
 from temoin.camera.clock import system_clock
 from temoin.camera.gps import SimulatedWalk
 from temoin.camera.media import SyntheticScene

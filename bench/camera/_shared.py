@@ -69,7 +69,8 @@ def camera(
     camera_id: str = "cam-bench",
 ):  # noqa: ANN001, ANN201
     """A camera agent on a fresh device store under `root`, with a simulated clock (it runs as fast as it can)."""
-    from temoin.camera.agent import AgentConfig, CameraAgent
+    from temoin.camera.agent import CameraAgent
+    from temoin.camera.agent_config import AgentConfig
     from temoin.camera.clock import SimulatedClock
     from temoin.camera.device_store import DeviceStore
     from temoin.camera.gps import SimulatedWalk

@@ -101,7 +101,8 @@ def main() -> int:
     total = segments * size
     sw = common.Stopwatch()
 
-    from temoin.camera.agent import AgentConfig, CameraAgent
+    from temoin.camera.agent import CameraAgent
+    from temoin.camera.agent_config import AgentConfig
     from temoin.camera.clock import SimulatedClock
     from temoin.camera.device_store import DeviceStore
     from temoin.camera.keys import DeviceKeys

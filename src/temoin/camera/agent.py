@@ -14,7 +14,7 @@ recorded from that moment, R511-28): the buffered segments become the first segm
 recording, the trigger and whether the people filmed were told (and why not) go into the signed
 header, checkpoints and manifest. Stopping finalises the manifest (`build_manifest`, signed).
 Docked, `offload` hands every finalised recording to the vault and deletes the local copy only
-once the vault's receipt verifies and matches.
+once the vault's receipt verifies and matches (`camera.docking`).
 
 Online, the agent takes its settings from the platform (`apply`, see `platform_link`): the
 wearer from the shift assignment (`UNASSIGNED` when there is none: it records anyway and says
@@ -32,7 +32,8 @@ and an entry in the device's log, `DeviceStore.events`):
 - The vault's receipt does not verify or does not match: the recording stays, the incident is logged.
 - The clock jumps (set by hand, by NTP or GPS after a long time off, or a failing RTC): a jump is
   a frame whose capture time moved by more than `clock_jump_s` beyond the time that passed on the
-  monotonic clock (with no monotonic clock, only a step back can be told from a pause). A recording
+  monotonic clock (with no monotonic clock, only a step back can be told from a pause; told by
+  `camera.clock_jumps`). A recording
   never spans two clocks: the one running is closed at the last frame before the jump (finalised,
   signed, its clock offset as measured) and continues at once, without a frame lost, as a new
   recording whose trigger detail names the first and the jump; the measured clock offset moves by the
@@ -42,6 +43,9 @@ and an entry in the device's log, `DeviceStore.events`):
 
 The wearer's API is what this class exposes: start, stop, say whether people were told, the live
 button, dock. There is no way through it to play back or delete a recording.
+
+Its configuration and states are in `camera.agent_config`; what the wearer is told of the live link in
+`camera.live_wearer`.
 """
 
 from __future__ import annotations
@@ -50,103 +54,32 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
-import httpx
-
-from temoin.camera.buffer import DEFAULT_BITRATE_BPS, DEFAULT_PRE_EVENT_S, PreEventBuffer
+from temoin.camera.agent_config import AgentConfig, AgentState
+from temoin.camera.buffer import PreEventBuffer
 from temoin.camera.clock import Clock, system_clock
-from temoin.camera.device_store import (
-    DeviceStore,
-    Notice,
-    ReceiptRejected,
-    RecordingHeader,
-    RecordingWriter,
-    StorageFull,
-    StoreError,
-    VaultDeletion,
-)
-from temoin.camera.gps import RECORDING_INTERVAL_S, STANDBY_INTERVAL_S, GpsSchedule, GpsSource
+from temoin.camera.clock_jumps import ClockJump, ClockJumpDetector
+from temoin.camera.device_store import DeviceStore, Notice, RecordingHeader, RecordingWriter, StorageFull, StoreError
+from temoin.camera.docking import OffloadOutcome, offload_pending
+from temoin.camera.gps import GpsSchedule, GpsSource
 from temoin.camera.inputs import LiveButton
+from temoin.camera.live_wearer import tell_wearer
 from temoin.camera.media import EncodedSegment, SegmentWriter
-from temoin.camera.offload import OffloadError, VaultClient
+from temoin.camera.offload import VaultClient
 from temoin.camera.platform_link import DRIFT_FLAG_MS, UNASSIGNED, CameraSettings
-from temoin.camera.signals import DEFAULT_BEEP_INTERVAL_S, Led, RecordingIndicator, Signals, TerminalSignals, Vibration
+from temoin.camera.signals import Led, RecordingIndicator, Signals, TerminalSignals, Vibration
 from temoin.camera.sources import AudioSource, VideoSource
-from temoin.evidence.manifest import GpsFix, NotInformedReason, SignedManifest, SignedReceipt, Trigger
+from temoin.evidence.manifest import GpsFix, NotInformedReason, SignedManifest, Trigger
 from temoin.geo.territory import contains
 
 if TYPE_CHECKING:  # aiortc is loaded only by a camera that has a live link
     from temoin.camera.dispatch import DispatchLink
     from temoin.camera.live_publisher import LiveEvent, LiveLink
 
-# Inputs that start a recording by themselves, and what the recording says about them.
-AUTOMATIC_INPUTS = {"taser": "Taser-type weapon armed (R511-28)"}
 ROLL_SLACK_S = 1e-6
-CLOCK_JUMP_S = 1.0  # capture time moving this much more (or less) than the monotonic clock: a jump
 STORAGE_LOW_FRACTION = 0.1  # default low-storage threshold: a tenth of the store's budget
-
-
-class AgentState(StrEnum):
-    STANDBY = "standby"
-    RECORDING = "recording"
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    camera_id: str
-    agent_id: str = UNASSIGNED  # the wearer, from the shift assignment (`apply` updates it)
-    pre_event_s: float = DEFAULT_PRE_EVENT_S
-    pre_event_audio: bool = False  # video only by default (common practice, privacy)
-    record_audio: bool = True
-    segment_s: float = 2.0
-    buffer_bitrate_bps: int = DEFAULT_BITRATE_BPS  # the pre-event buffer's memory bound: bitrate x duration
-    beep_interval_s: float = DEFAULT_BEEP_INTERVAL_S
-    gps_recording_interval_s: float = RECORDING_INTERVAL_S
-    gps_standby_interval_s: float = STANDBY_INTERVAL_S
-    # What the record button asserts unless the wearer says otherwise: agents are trained to
-    # announce the recording (L241-2). Automatic starts assert the opposite until corrected.
-    button_notice: Notice = field(default_factory=Notice.told)
-    automatic_inputs: dict[str, str] = field(default_factory=lambda: dict(AUTOMATIC_INPUTS))
-    # Under a store budget: free bytes under which the wearer is warned and the pre-event buffer is
-    # off (None: a tenth of the budget). Above it the buffer may only use what lies beyond it.
-    storage_low_bytes: int | None = None
-    clock_jump_s: float = CLOCK_JUMP_S
-
-    def __post_init__(self) -> None:
-        if self.segment_s <= 0:
-            raise ValueError("segment_s must be positive")
-        if self.clock_jump_s <= 0:
-            raise ValueError("clock_jump_s must be positive")
-
-
-@dataclass(frozen=True)
-class ClockJump:
-    at: datetime  # the capture time of the first frame after the jump (the new clock)
-    jump_s: float  # how far the clock moved beyond the time that passed (negative: backwards)
-    recording_id: str | None  # the recording it cut, if any
-    continued_as: str | None = None  # the recording that carries on after it
-
-
-@dataclass
-class OffloadOutcome:
-    sent: dict[str, SignedReceipt] = field(default_factory=dict)
-    kept: dict[str, str] = field(default_factory=dict)  # recording id -> why it stays on the camera
-    deleted: dict[str, VaultDeletion] = field(default_factory=dict)  # deleted by the vault before the upload ended
-    quarantined: dict[str, list[str]] = field(default_factory=dict)  # recording id -> damaged segment files kept
-
-    def record(self, recording_id: str, result: SignedReceipt | VaultDeletion, store: DeviceStore) -> None:
-        """File what `DeviceStore.hand_over` returned under the right heading."""
-        if isinstance(result, VaultDeletion):
-            self.deleted[recording_id] = result
-            return
-        self.sent[recording_id] = result
-        for q in store.quarantined():  # segments damaged on the camera: the others are in the vault
-            if q.recording_id == recording_id:
-                self.quarantined[recording_id] = q.files
 
 
 class CameraAgent:
@@ -199,8 +132,11 @@ class CameraAgent:
         self._outside = False  # a fix of the current recording fell outside the territory
         self._deferred: CameraSettings | None = None  # settings that wait for the recording to stop
         self._live_button = LiveButton()
-        self._monotonic = monotonic or (time.monotonic if clock is system_clock else getattr(clock, "monotonic", None))
-        self._last_frame: tuple[datetime, float | None] | None = None
+        self._clock_watch = ClockJumpDetector(
+            config.clock_jump_s,
+            monotonic or (time.monotonic if clock is system_clock else getattr(clock, "monotonic", None)),
+            video,
+        )
         self.clock_jumps: list[ClockJump] = []
         self.storage_low = False
         self._full: str | None = None  # a segment refused for want of room: the recording stops
@@ -261,7 +197,7 @@ class CameraAgent:
     def step(self) -> None:
         """Capture one frame and do whatever is due at its time."""
         frame, at = self.video.read()
-        jump = self._clock_jump(at)
+        jump = self._clock_watch.check(at)
         if jump is not None:
             self._on_clock_jump(jump, at)
         if self.live is not None:
@@ -414,24 +350,6 @@ class CameraAgent:
         return signed
 
     # --- the clock jumping ------------------------------------------------------------------
-
-    def _clock_jump(self, at: datetime) -> float | None:
-        """How far the capture clock jumped since the previous frame, if it did."""
-        mono = None
-        if self._monotonic is not None:
-            # When the frame was captured, not when this loop got to it: a loop busy for a second (a segment
-            # written to a slow disk, the process paused) is not a clock jump.
-            captured = getattr(self.video, "captured_monotonic", None) if self._monotonic is time.monotonic else None
-            mono = captured if captured is not None else self._monotonic()
-        previous, self._last_frame = self._last_frame, (at, mono)
-        if previous is None:
-            return None
-        wall = (at - previous[0]).total_seconds()
-        if mono is not None and previous[1] is not None:
-            jump = wall - (mono - previous[1])
-        else:
-            jump = min(wall, 0.0)  # a pause and a jump forward look alike without a monotonic clock
-        return jump if abs(jump) >= self.config.clock_jump_s else None
 
     def _on_clock_jump(self, jump_s: float, at: datetime) -> None:
         jump_ms = round(jump_s * 1000)
@@ -714,64 +632,18 @@ class CameraAgent:
             self.live_session_id = event.session_id
         if event.kind == "acknowledged":
             self.live_acknowledged_at = self.clock()
-            self.signals.acknowledged(f"the CSU has your live alert ({event.data.get('by') or 'CSU'})")
-            self.signals.vibrate(Vibration.ACKNOWLEDGED)
-        elif event.kind == "reinforcements_sent":
-            note = event.data.get("note")
-            self.signals.warn(f"CSU: reinforcements sent{f' ({note})' if note else ''}")
-        elif event.kind == "ended" and event.data.get("by") != "camera":
-            self.signals.warn("live transmission ended by the CSU: the camera goes on recording")
-        elif event.kind == "interrupted":
-            self.signals.warn("live link lost: reconnecting (the camera goes on recording)")
-        elif event.kind == "resumed":
-            self.signals.warn("live link restored: the CSU sees and hears you again")
-        elif event.kind == "failed":
-            self.signals.vibrate(Vibration.ATTENTION)
-            self.signals.warn(
-                f"live transmission: {event.data.get('why')}"
-                + (": the camera records; call the CSU by radio" if event.data.get("final", True) else "")
-            )
+        tell_wearer(self.signals, event)
 
     # --- docked ----------------------------------------------------------------------------
 
     def offload(self, vault: VaultClient, progress: Callable[[str, int], None] | None = None) -> OffloadOutcome:
-        """Hand every finalised recording to the vault; each local copy goes only on a valid receipt.
+        """Hand every finalised recording to the vault; each local copy goes only on a valid receipt
+        (`camera.docking`).
 
         `progress(recording_id, n)` hears of the bytes the vault holds as they arrive.
         """
-        outcome = OffloadOutcome()
         self.signals.led(Led.OFFLOADING)
-        for rid in self.store.pending():
-            send = (
-                vault.offload
-                if progress is None
-                else (
-                    lambda signed, segments, rid=rid, **kw: vault.offload(
-                        signed, segments, progress=lambda n: progress(rid, n), **kw
-                    )
-                )
-            )
-            try:
-                outcome.record(rid, self.store.hand_over(rid, send), self.store)
-            except ReceiptRejected as exc:  # not a network failure: an incident (logged by the store)
-                outcome.kept[rid] = f"{type(exc).__name__}: {exc}"
-                self.signals.warn(
-                    f"the vault's receipt for {rid} was rejected ({exc}): the recording stays on "
-                    "the camera; report this incident"
-                )
-                self.signals.vibrate(Vibration.ATTENTION)
-            except (OffloadError, StoreError, httpx.HTTPError) as exc:
-                outcome.kept[rid] = f"{type(exc).__name__}: {exc}"
-            if rid in outcome.deleted:
-                self.signals.warn(
-                    f"{rid} was deleted by the vault ({outcome.deleted[rid].reason}) before its upload "
-                    "ended: signed certificate checked, local copy deleted"
-                )
-            if rid in outcome.quarantined:
-                self.signals.warn(
-                    f"{rid}: damaged segment(s) {', '.join(outcome.quarantined[rid])} kept in the "
-                    "camera's quarantine; the other segments are in the vault"
-                )
+        outcome = offload_pending(self.store, self.signals, vault, progress)
         self._check_storage()  # room came back with every local copy deleted
         self.signals.led(
             Led.ATTENTION

@@ -33,9 +33,11 @@ from pathlib import Path
 import httpx
 
 from temoin import errors
-from temoin.camera.agent import AgentConfig, AgentState, CameraAgent, OffloadOutcome
+from temoin.camera.agent import CameraAgent
+from temoin.camera.agent_config import AgentConfig, AgentState
 from temoin.camera.clock import Clock, system_clock
 from temoin.camera.device_store import DeviceStore, StoreError
+from temoin.camera.docking import OffloadOutcome
 from temoin.camera.files import atomic_write, private_dir
 from temoin.camera.gps import GpsSource
 from temoin.camera.inputs import InputQueue, InputServer, Routes, UnknownInput, flag

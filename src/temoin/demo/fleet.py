@@ -39,10 +39,12 @@ from pathlib import Path
 
 import httpx
 
-from temoin.camera.agent import AgentConfig, AgentState, CameraAgent, OffloadOutcome
+from temoin.camera.agent import CameraAgent
+from temoin.camera.agent_config import AgentConfig, AgentState
 from temoin.camera.clock import SimulatedClock
 from temoin.camera.device_store import Notice, StoreError
 from temoin.camera.dispatch import POSITION_EVERY_S, DispatchLink, Order
+from temoin.camera.docking import OffloadOutcome
 from temoin.camera.gps import SimulatedWalk
 from temoin.camera.media import SyntheticScene
 from temoin.camera.offload import OffloadError
@@ -508,13 +510,19 @@ class Fleet:
         t = t0
         wall0 = time.monotonic()
         tick = timedelta(seconds=self.settings.tick_s)
-        live_every = self.settings.live_every_s
+        every_s = self.settings.live_every_s
+        live_every = timedelta(seconds=every_s) if every_s else None
         next_live = t0 + timedelta(seconds=self.settings.live_first_s) if live_every else None
         try:
             while (seconds is None or (t - t0).total_seconds() < seconds) and not (stop and stop.is_set()):
                 t += tick
-                if next_live is not None and t >= next_live and self._press_live(t, (t - next_live).total_seconds()):
-                    next_live += timedelta(seconds=live_every)
+                if (
+                    live_every is not None
+                    and next_live is not None
+                    and t >= next_live
+                    and self._press_live(t, (t - next_live).total_seconds())
+                ):
+                    next_live += live_every
                 for camera in self.cameras:
                     camera.advance(t)
                 if realtime:

@@ -191,7 +191,7 @@ def _passers_by(width: int, height: int, count: int, rng: np.random.Generator) -
         span = max(hi - lo, 1.0)
         speed = float(rng.uniform(0.25, 0.5)) * span * float(rng.choice([-1, 1]))
         top = float(rng.uniform(0.3, 0.4)) * height  # the head clear of the burned-in text above it
-        shirt = tuple(int(c) for c in rng.integers(30, 200, size=3))
+        red, green, blue = (int(c) for c in rng.integers(30, 200, size=3))
         people.append(
             PasserBy(
                 face,
@@ -201,7 +201,7 @@ def _passers_by(width: int, height: int, count: int, rng: np.random.Generator) -
                 top,
                 speed,
                 float(rng.uniform(1.6, 2.2)),
-                shirt,
+                (red, green, blue),
             )
         )
     return people

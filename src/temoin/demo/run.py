@@ -159,11 +159,13 @@ def ensure_cameras(p: Platform, base_url: str, count: int = CAMERAS) -> list[Dem
 def ensure_shifts(p: Platform, cameras: list[DemoCamera]) -> dict[str, str]:
     """Check camera n out to agent n (as the staff does at the start of a shift). Returns device -> matricule."""
     agents = [u for u in USERS if u[2] is Role.AGENT]
-    out = {}
+    out: dict[str, str] = {}
     with p.session() as db:
         for camera, (username, _, _, number) in zip(cameras, agents, strict=False):
-            device = db.get(Device, camera.device_id)
-            agent = db.scalar(select(User).where(User.username == username, User.tenant_id == device.tenant_id))
+            assert number is not None, "every demo agent has a matricule (USERS)"
+            device = db.get_one(Device, camera.device_id)  # enrolled by ensure_cameras
+            # Made by ensure_tenant, as every user of USERS.
+            agent = db.scalars(select(User).where(User.username == username, User.tenant_id == device.tenant_id)).one()
             current = shifts.current(db, device.id)
             if current is not None and current.user_id == agent.id:
                 out[device.id] = number
@@ -176,7 +178,7 @@ def ensure_shifts(p: Platform, cameras: list[DemoCamera]) -> dict[str, str]:
                 )
             )
             if held is not None:
-                shifts.check_in(p, db, db.get(Device, held.device_id), Actor.system("demo"))
+                shifts.check_in(p, db, db.get_one(Device, held.device_id), Actor.system("demo"))
             shifts.check_out(p, db, device, agent, Actor.system("demo"))
             out[device.id] = number
     return out
@@ -246,6 +248,7 @@ def run_demo(
         table.add_row(username, role.value, passwords[username])
     console.print(table)
     console.print(f"{len(enrolled)} cameras enrolled, {uploaded} signed recordings uploaded through the ingest API")
+    assert network.rtsp is not None, "the network was started above"
     console.print(
         f"{cctv} CCTV cameras ({len(network.onvif)} PTZ over ONVIF) stream synthetic street views over RTSP "
         f"from {network.rtsp.url('')}; the CSU sees those around an agent in danger"

@@ -38,10 +38,11 @@ class LiveBackups:
                 .where(_overlaps(rec), LiveSession.backup_file.is_not(None))
                 .order_by(LiveSession.requested_at)
             ):
+                assert s.backup_file is not None, "selected with backup_file IS NOT NULL"
                 yield rec.id, Artefact(LIVE_BACKUP, s.id, (s.backup_file,), ("live backup",), s.backup_sha256)
 
     def clear(self, db: Session, artefact: Artefact, now: datetime, reason: str) -> bool:
-        s = db.get(LiveSession, artefact.id)
+        s = db.get_one(LiveSession, artefact.id)  # the artefact was listed from this row
         if s.backup_file is None:
             return False
         s.backup_key, s.backup_file = None, None  # the hash and size stay, as proof of what was there
@@ -78,6 +79,7 @@ class LiveBackups:
                 .limit(1)
             )
             if kept is None:
+                assert s.backup_file is not None, "selected with backup_file IS NOT NULL"
                 gone.append((s, s.backup_file))
         for s, path in gone:
             p.record(

@@ -75,11 +75,9 @@ class BackupRecorder(FrameSink):
         self.path = path
         self._file = SealedFile(path, data_key)
         self._out = av.open(self._file, "w", format="mpegts")
-        self._streams = {
-            "video": self._out.add_stream("h264", rate=30),
-            "audio": self._out.add_stream("libopus", rate=48_000),
-        }
-        self._streams["video"].width, self._streams["video"].height = 16, 16  # the muxer reads the real size
+        video = self._out.add_stream("h264", rate=30)
+        video.width, video.height = 16, 16  # the muxer reads the real size
+        self._streams = {"video": video, "audio": self._out.add_stream("libopus", rate=48_000)}
         for kind, stream in self._streams.items():
             stream.time_base = Fraction(1, CLOCK[kind])
         self._t0: float | None = None

@@ -102,7 +102,7 @@ class _Sub(Subscription):
             self.closed = True
         return event
 
-    async def __aiter__(self) -> AsyncIterator[Event]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[Event]:
         while (event := await self.next()) is not None:
             yield event
 

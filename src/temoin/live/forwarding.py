@@ -29,6 +29,7 @@ import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add, uint16_gt
 
 from temoin import errors
@@ -54,7 +55,8 @@ class UnsupportedAiortc(errors.Fault, RuntimeError):
 
 def nal_types(data: bytes) -> list[int]:
     """Types of the NAL units of an Annex B access unit."""
-    types, i = [], 0
+    types: list[int] = []
+    i = 0
     while True:
         i = data.find(b"\x00\x00\x01", i)
         if i < 0 or i + 3 >= len(data):
@@ -147,7 +149,8 @@ class EagerJitterBuffer(JitterBuffer):
 
     def _head(self) -> tuple[JitterFrame | None, int | None]:
         """(the head frame if complete, else None; where a missing packet blocks it, if later ones exist)."""
-        packets: list = []
+        assert self._origin is not None, "set by the first packet added, before any frame is looked for"
+        packets: list[RtpPacket] = []
         timestamp = None
         for count in range(self.capacity):
             packet = self._packets[(self._origin + count) % self._capacity]
@@ -164,10 +167,14 @@ class EagerJitterBuffer(JitterBuffer):
         else:
             return None, None
         self.remove(len(packets))
-        return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp), None  # type: ignore[attr-defined]
+        # aiortc's receiver sets `_data` (the depayloaded payload) on each packet, outside RtpPacket's type.
+        data = b"".join(p._data for p in packets)  # type: ignore[attr-defined]  # see the line above
+        assert timestamp is not None, "a frame has at least one packet"
+        return JitterFrame(data=data, timestamp=timestamp), None
 
     def _skip(self, gap: int) -> bool:
         """Drop what precedes the first whole frame after the gap at `gap`; False if none has begun yet."""
+        assert self._highest is not None and self._origin is not None, "a gap is found after packets were added"
         last = uint16_add(self._highest, -self._origin)
         broken = None  # the timestamp of the packets right after the gap: maybe the rest of the broken frame
         for count in range(gap + 1, min(last, self.capacity - 1) + 1):

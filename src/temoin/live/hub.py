@@ -141,7 +141,7 @@ class LiveHub:
     # --- sessions -------------------------------------------------------------------------------------
 
     def _ref(self, db: Session, s: LiveSession) -> _Ref:
-        tenant = db.get(Tenant, s.tenant_id)
+        tenant = db.get_one(Tenant, s.tenant_id)  # the session's tenant: a foreign key
         return _Ref(
             s.id, s.tenant_id, s.device_id, get_profile(tenant.profile).live_backup_recording and s.backup_file is None
         )
@@ -168,7 +168,7 @@ class LiveHub:
         opened."""
 
         def work(db: Session) -> tuple[dict, bool, _Ref]:
-            s, created = sessions.request(self.p, db, self.bus, db.get(Device, device_id), req)
+            s, created = sessions.request(self.p, db, self.bus, db.get_one(Device, device_id), req)
             return view(s), created, self._ref(db, s)
 
         async with self._requesting.setdefault(device_id, asyncio.Lock()):
@@ -193,10 +193,10 @@ class LiveHub:
         self._publications.pop(session_id, None)
 
     def _start_backup(self, db: Session, session_id: str) -> backup.BackupRecorder | None:
-        s = db.get(LiveSession, session_id)
+        s = db.get_one(LiveSession, session_id)  # the session whose stream is being opened
         if s.backup_file is not None:  # one backup per session (not resumed after a server restart)
             return None
-        tenant = db.get(Tenant, s.tenant_id)
+        tenant = db.get_one(Tenant, s.tenant_id)
         key, wrapped = backup.new_key(self.p.keyring.master_key, s.id)
         path = self.p.settings.live_backup_dir / tenant.slug / f"{s.id}.ts.sealed"
         s.backup_file, s.backup_key = str(path.relative_to(self.p.settings.home)), wrapped
@@ -215,7 +215,7 @@ class LiveHub:
 
         def stored(sha256: str, size: int) -> None:
             with self.p.session() as db2:
-                sessions.backup_stored(self.p, db2, db2.get(LiveSession, session_id), sha256, size)
+                sessions.backup_stored(self.p, db2, db2.get_one(LiveSession, session_id), sha256, size)
 
         return backup.BackupRecorder(path, key, stored)
 
@@ -268,7 +268,7 @@ class LiveHub:
                 db,
                 self.bus,
                 self._device_session(db, device_id, session_id),
-                db.get(Device, device_id),
+                db.get_one(Device, device_id),
                 answer.resource_id,
             )
 
@@ -292,7 +292,7 @@ class LiveHub:
                     self.p,
                     db,
                     self.bus,
-                    db.get(Device, device_id),
+                    db.get_one(Device, device_id),
                     LiveRequest(reason=LiveReason.THREAT, detail=detail),
                 )
             return s.id
@@ -384,7 +384,7 @@ class LiveHub:
 
         def end(db: Session) -> None:
             s = self._device_session(db, device_id, session_id, open_only=False)
-            sessions.end(self.p, db, self.bus, s, device_actor(db.get(Device, device_id)), "camera_ended")
+            sessions.end(self.p, db, self.bus, s, device_actor(db.get_one(Device, device_id)), "camera_ended")
 
         await self._db(end)
         await self._end_stream(session_id)
@@ -394,7 +394,7 @@ class LiveHub:
 
     async def play(self, user_id: int, session_id: str, offer: str) -> Answer:
         def load(db: Session) -> _Ref:
-            s = self.user_session(db, db.get(User, user_id), session_id)
+            s = self.user_session(db, db.get_one(User, user_id), session_id)
             if s.state == LiveState.ENDED.value:
                 raise LiveNotFound(f"live session {session_id} has ended")
             return self._ref(db, s)
@@ -406,15 +406,16 @@ class LiveHub:
         async def ended(reason: str) -> None:
             await viewer.ready.wait()  # the start entry is written (or failed) before the end one
             self._viewers.pop(answer.resource_id, None)
-            if viewer.started_at is not None:
+            started_at = viewer.started_at
+            if started_at is not None:
                 await self._db(
                     lambda db: viewing.ended(
                         self.p,
                         db,
-                        db.get(LiveSession, session_id),
-                        db.get(User, user_id),
+                        db.get_one(LiveSession, session_id),
+                        db.get_one(User, user_id),
                         answer.resource_id,
-                        viewer.started_at,
+                        started_at,
                         reason,
                     )
                 )
@@ -424,7 +425,7 @@ class LiveHub:
         try:
             viewer.started_at = await self._db(
                 lambda db: viewing.started(
-                    self.p, db, db.get(LiveSession, session_id), db.get(User, user_id), answer.resource_id
+                    self.p, db, db.get_one(LiveSession, session_id), db.get_one(User, user_id), answer.resource_id
                 )
             )
         except BaseException:
@@ -444,7 +445,7 @@ class LiveHub:
 
     async def list_sessions(self, user_id: int) -> list[dict]:
         def work(db: Session) -> list[dict]:
-            user = db.get(User, user_id)
+            user = db.get_one(User, user_id)
             rows = db.scalars(
                 select(LiveSession)
                 .where(
@@ -467,21 +468,21 @@ class LiveHub:
 
     async def get_session(self, user_id: int, session_id: str) -> dict:
         return self._with_link(
-            await self._db(lambda db: view(self.user_session(db, db.get(User, user_id), session_id)))
+            await self._db(lambda db: view(self.user_session(db, db.get_one(User, user_id), session_id)))
         )
 
     async def timeline(self, user_id: int, session_id: str) -> dict:
         """The incident record: the session and its journaled steps."""
 
         def work(db: Session) -> dict:
-            s = self.user_session(db, db.get(User, user_id), session_id)
+            s = self.user_session(db, db.get_one(User, user_id), session_id)
             return {"session": view(s), "entries": timeline.timeline(db, s)}
 
         return await self._db(work)
 
     async def acknowledge(self, user_id: int, session_id: str) -> dict:
         def work(db: Session) -> dict:
-            user = db.get(User, user_id)
+            user = db.get_one(User, user_id)
             s = self.user_session(db, user, session_id)
             sessions.acknowledge(self.p, db, self.bus, s, actor_of(user))
             return view(s)
@@ -490,7 +491,7 @@ class LiveHub:
 
     async def reinforcements(self, user_id: int, session_id: str, note: str | None) -> dict:
         def work(db: Session) -> dict:
-            user = db.get(User, user_id)
+            user = db.get_one(User, user_id)
             s = self.user_session(db, user, session_id)
             sessions.reinforcements(self.p, db, self.bus, s, actor_of(user), note)
             return view(s)
@@ -499,7 +500,7 @@ class LiveHub:
 
     async def end(self, user_id: int, session_id: str, reason: str) -> dict:
         def work(db: Session) -> dict:
-            user = db.get(User, user_id)
+            user = db.get_one(User, user_id)
             s = self.user_session(db, user, session_id)
             sessions.end(self.p, db, self.bus, s, actor_of(user), reason)
             return view(s)
@@ -513,7 +514,7 @@ class LiveHub:
         orders recalled) act in the same transaction: all of it is journaled, or none."""
 
         def work(db: Session) -> dict:
-            user = db.get(User, user_id)
+            user = db.get_one(User, user_id)
             s = self.user_session(db, user, session_id)
             sessions.close_incident(self.p, db, s, actor_of(user))
             for hook in self.on_incident_closed:
@@ -671,7 +672,7 @@ class LiveHub:
         self, db: Session, viewer: _CctvViewer, resource_id: str, ended_reason: str | None = None
     ) -> datetime:
         """Watching a CCTV camera is a consultation of its images: the start, then the end with its duration."""
-        user = db.get(User, viewer.user_id)
+        user = db.get_one(User, viewer.user_id)  # checked by watch_cctv before the viewing began
         at = utcnow()
         details: dict[str, Any] = {
             "camera_id": viewer.camera_id,

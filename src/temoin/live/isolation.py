@@ -18,8 +18,8 @@ import concurrent.futures
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, TypeVar
 
 from temoin.live.plane import Answer, FrameSink, LocalFeed, MediaPlane, OnEnded, StreamStatus
 
@@ -110,7 +110,7 @@ class IsolatedMediaPlane(MediaPlane):
                 loop.call_soon_threadsafe(loop.stop)
                 await asyncio.to_thread(thread.join, STOP_WAIT_S)
 
-    async def _in_media(self, fn: Callable[..., Awaitable[T]], *args: object, **kwargs: object) -> T:
+    async def _in_media(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: object, **kwargs: object) -> T:
         """Run `fn(*args, **kwargs)` in the media loop and wait for it here without blocking this loop."""
         loop = self._loop
         if loop is None or loop is asyncio.get_running_loop():  # not started (or already there): run here

@@ -18,8 +18,16 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 
 from temoin.live.forwarding import ForwardTrack, ParameterSets, on_keyframe_request, request_keyframe, tap_receiver
 from temoin.live.plane import (
@@ -55,7 +63,7 @@ class _Leg:
     pc: RTCPeerConnection
     on_ended: OnEnded | None
     tracks: dict[str, ForwardTrack] = field(default_factory=dict)  # playbacks only
-    video_receiver: object | None = None  # publications only
+    video_receiver: RTCRtpReceiver | None = None  # publications only
     ended: bool = False
 
     async def finish(self, reason: str) -> None:
@@ -78,7 +86,7 @@ class _Leg:
 class _Stream:
     name: str
     sink: FrameSink | None = None
-    publisher: _Leg | None = None
+    publisher: _Leg | _LocalLeg | None = None
     viewers: dict[str, _Leg] = field(default_factory=dict)
     generation: int = 0
     params: ParameterSets = field(default_factory=ParameterSets)
@@ -89,7 +97,7 @@ class _Stream:
     last_pli: float = 0.0
 
     def on_frame(self, mime: str, data: bytes, timestamp: int) -> None:
-        kind = "video" if mime.startswith("video/") else "audio"
+        kind: Literal["audio", "video"] = "video" if mime.startswith("video/") else "audio"
         keyframe = False
         if kind == "video":
             data, keyframe = self.params.complete(data)
@@ -232,7 +240,7 @@ class AiortcMediaPlane(MediaPlane):
                 if leg is not None and not leg.ended:
                     await self._drop(stream, leg, pc.connectionState)
 
-    async def _drop(self, stream: _Stream, leg: _Leg, reason: str) -> None:
+    async def _drop(self, stream: _Stream, leg: _Leg | _LocalLeg, reason: str) -> None:
         if stream.publisher is leg:
             stream.publisher = None
         stream.viewers.pop(leg.resource_id, None)

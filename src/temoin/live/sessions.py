@@ -110,7 +110,7 @@ def open_for_device(db: Session, device_id: str) -> LiveSession | None:
 
 def request(p: Context, db: Session, bus: EventBus, device: Device, req: LiveRequest) -> tuple[LiveSession, bool]:
     """The live button. Returns (session, created); pressing again while live returns the open session."""
-    tenant = db.get(Tenant, device.tenant_id)
+    tenant = db.get_one(Tenant, device.tenant_id)  # the camera's tenant: a foreign key
     profile = get_profile(tenant.profile)
     if not profile.live_transmission_allowed:
         p.record(

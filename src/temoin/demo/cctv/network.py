@@ -15,7 +15,7 @@ from importlib import resources
 
 from temoin.demo.cctv.onvif_sim import OnvifPtzSimulator
 from temoin.demo.cctv.rtsp_server import CctvRtspServer
-from temoin.demo.cctv.scene import FixedScene, PtzScene
+from temoin.demo.cctv.scene import FixedScene, PtzScene, Renderer
 from temoin.demo.cctv.state import PtzPose
 from temoin.geo.geometry import distance_m
 from temoin.identity.models import Tenant
@@ -49,6 +49,7 @@ class CctvNetwork:
         for n, feature in enumerate(self.features):
             props = feature["properties"]
             name = props["name"]
+            renderer: Renderer
             if props.get("ptz"):
                 pose = self.poses[props["id"]] = PtzPose(pan_deg=float(props["heading_deg"]), tilt_deg=-10.0)
                 renderer = PtzScene(name, pose, width=self.width, height=self.height, fps=self.fps, seed=n)
@@ -82,17 +83,18 @@ class CctvNetwork:
     def register(self, p: Platform, tenant: Tenant) -> int:
         """Enter the running cameras in the tenant's registry (an upsert, journaled). Returns how many."""
         assert self.rtsp is not None, "start() the network first"
-        doc = {"type": "FeatureCollection", "features": []}
+        features: list[dict] = []
         for feature in self.features:
             props = dict(feature["properties"])
             sim = self.onvif.get(props["id"])
             if sim is not None:
                 props |= {"onvif_url": sim.url, "onvif_username": ONVIF_USER, "onvif_password": self.password}
-            doc["features"].append({**feature, "properties": props})
+            features.append({**feature, "properties": props})
+        doc = {"type": "FeatureCollection", "features": features}
         rows = registry.parse_geojson(doc, stream_base=f"rtsp://{self.rtsp.host}:{self.rtsp.port}")
         with p.session() as db:
             registry.import_rows(
-                p, db, db.get(Tenant, tenant.id), rows, actor=Actor.system("demo"), source="demo CCTV network"
+                p, db, db.get_one(Tenant, tenant.id), rows, actor=Actor.system("demo"), source="demo CCTV network"
             )
         return len(rows)
 

@@ -247,6 +247,7 @@ class _Path:
                 continue
             self.frames_encoded += 1
             for packet in packets:
+                assert packet.pts is not None, "every frame sent to the encoder has its pts, and so its packets"
                 try:
                     loop.call_soon_threadsafe(self._broadcast, bytes(packet), packet.pts, packet.is_keyframe)
                 except RuntimeError:  # the loop is closed: the server is stopping
@@ -519,6 +520,7 @@ class CctvRtspServer:
             tasks = [t for t in self._connections.values() if t is not None]
             if tasks:
                 await asyncio.wait(tasks, timeout=5)
+            assert self._finished is not None, "made by serve() before start() returned"
             self._finished.set()
 
         try:

@@ -84,6 +84,11 @@ class _Car:
     colour: tuple[int, int, int]
 
 
+def _colour(values: np.ndarray) -> tuple[int, int, int]:
+    red, green, blue = (int(c) for c in values)
+    return red, green, blue
+
+
 class PtzScene:
     """A PTZ camera: the window of a 360-degree panorama that its `PtzPose` points at.
 
@@ -118,7 +123,7 @@ class PtzScene:
                 -float(rng.uniform(9, 16)),
                 float(rng.uniform(3, 5)),
                 1.6,
-                tuple(int(c) for c in rng.integers(30, 255, size=3)),
+                _colour(rng.integers(30, 255, size=3)),
             )
             for _ in range(8)
         ]
