@@ -20,7 +20,7 @@ from temoin.journal.models import JournalEntry
 from temoin.journal.service import parse_body
 from temoin.law.access import Role
 from temoin.platform import Platform
-from temoin.rights import copy_files
+from temoin.rights import copies
 from temoin.rights.models import CopyState, RedactedCopy
 from temoin.vault.models import Recording
 from tests.helpers import JUSTIFIED, Commune, approve_erasure, make_commune, sign_in, upload
@@ -75,12 +75,12 @@ def make_copy(
         db.flush()
         copy.data_key = crypto.wrap_key(platform.keyring.master_key, crypto.new_data_key(), f"rights-copy-{copy.id}")
         copy.folder = f"{tenant.slug}/copy-{copy.id}"
-        folder = copy_files.copies_root(platform) / copy.folder
+        folder = copies.copies_root(platform) / copy.folder
         folder.mkdir(parents=True, mode=0o700)
         key = crypto.unwrap_key(platform.keyring.master_key, copy.data_key, f"rights-copy-{copy.id}")
-        copy_files.seal_bytes(folder / "thumbnails.sealed", key, orjson.dumps({"1": "a face, as JPEG"}))
-        copy_files.seal_bytes(folder / "tracks.sealed", key, orjson.dumps([{"id": 1, "boxes": {}}]))
-        copy.sha256, copy.size_bytes = copy_files.seal_bytes(folder / "copy.sealed", key, b"the redacted video")
+        copies._seal_bytes(folder / "thumbnails.sealed", key, orjson.dumps({"1": "a face, as JPEG"}))
+        copies._seal_bytes(folder / "tracks.sealed", key, orjson.dumps([{"id": 1, "boxes": {}}]))
+        copy.sha256, copy.size_bytes = copies._seal_bytes(folder / "copy.sealed", key, b"the redacted video")
         copy.produced_at = utcnow()
         db.commit()
         return copy.id
@@ -386,7 +386,7 @@ def test_retention_deletes_thumbnails_tracks_copies_live_backups_and_packages_wi
     with platform.session() as db:  # the procedure is over; its package is still within its pick-up week
         lift_hold(platform, db, _user(db, commune, Role.CHIEF), db.get(Recording, rid), "classement sans suite")
         zip_path = platform.settings.home / db.get(Extraction, package["id"]).package_path
-    copy_folder = copy_files.copies_root(platform) / commune.slug / f"copy-{copy_id}"
+    copy_folder = copies.copies_root(platform) / commune.slug / f"copy-{copy_id}"
     backup_file = platform.settings.live_backup_dir / commune.slug / f"{backup}.ts.sealed"
     assert len(list(copy_folder.iterdir())) == 3 and backup_file.exists() and zip_path.exists()
 
@@ -406,7 +406,7 @@ def test_retention_deletes_thumbnails_tracks_copies_live_backups_and_packages_wi
     assert result.live_backups_expired == 1  # the other camera's: its month is over and no recording covers it
     with platform.session() as db:
         assert db.get(LiveSession, elsewhere).backup_file is None
-    assert (copy_files.copies_root(platform) / commune.slug / f"copy-{other_copy}" / "copy.sealed").exists()
+    assert (copies.copies_root(platform) / commune.slug / f"copy-{other_copy}" / "copy.sealed").exists()
 
     # The certificate says what went with the recording; so does the journal.
     listed = {(d["kind"], d["id"]): d for d in _certificate(platform, rid)["derived"]}
@@ -442,7 +442,7 @@ def test_an_erasure_deletes_the_copies_and_backups_too_and_its_certificate_lists
     r = approve_erasure(platform, client, commune, r.json()["id"])
     assert r.status_code == 200, r.text
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    assert not (copy_files.copies_root(platform) / commune.slug / f"copy-{copy_id}").exists()
+    assert not (copies.copies_root(platform) / commune.slug / f"copy-{copy_id}").exists()
     assert not (platform.settings.live_backup_dir / commune.slug / f"{backup}.ts.sealed").exists()
     derived = _certificate(platform, rid)["derived"]
     assert sorted(d["kind"] for d in derived) == ["access_copy", "live_backup"]
@@ -461,7 +461,7 @@ def test_live_backups_past_their_period_go_and_files_left_by_a_crash_are_removed
     old = make_live_backup(platform, commune, camera=0, at=utcnow() - timedelta(days=40))  # no recording made
     young = make_live_backup(platform, commune, camera=0, at=utcnow() - timedelta(days=3))
     # A copy folder and a package that no row names any more (a deletion killed after its commit).
-    stray = copy_files.copies_root(platform) / commune.slug / "copy-999"
+    stray = copies.copies_root(platform) / commune.slug / "copy-999"
     stray.mkdir(parents=True)
     (stray / "thumbnails.sealed").write_bytes(b"sealed faces")
     zip_left = platform.settings.home / "extractions" / commune.slug / "ext-20260101-000000000000.zip"

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event
 
 from temoin.law.access import Role
-from temoin.rights import copy_jobs
+from temoin.rights import copies
 from temoin.settings import Settings
 from tests.helpers import make_commune, sign_in, upload
 
@@ -38,7 +38,7 @@ def test_redaction_jobs_are_bounded_per_tenant_and_in_all_and_hold_no_connection
         return []
 
     fake = SimpleNamespace(detect_tracks=detect_tracks, redact_file=lambda *a, **k: None, ManualRegion=tuple)
-    monkeypatch.setattr(copy_jobs, "engine", lambda: fake)
+    monkeypatch.setattr(copies, "engine", lambda: fake)
 
     a, b = make_commune(platform, "port-temoin", cameras=1), make_commune(platform, "autre-ville", cameras=1)
     rec_a, _ = upload(platform, client, a, duration_s=1, segment_s=1)
@@ -80,8 +80,8 @@ def test_redaction_jobs_are_bounded_per_tenant_and_in_all_and_hold_no_connection
         assert db.scalar(select(func.count()).select_from(RedactedCopy)) == 3
 
     gate.set()
-    copy_jobs.wait(first.json()["id"], 60)
-    queue = copy_jobs.queue_of(platform)
+    copies.wait(first.json()["id"], 60)
+    queue = copies.queue_of(platform)
     for _ in range(600):
         if queue.held() == 0:
             break

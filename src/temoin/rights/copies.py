@@ -7,15 +7,26 @@ folder under TEMOIN_HOME, removed as soon as the engine is done); an operator en
 job, with progress) and sealed at rest like the vault's blobs; a person reviews it (approve or reject with a
 reason); only an approved copy is handed to the requester, which is journaled as a communication to them.
 
-The steps and the reading of a copy live here; its files in `rights.copy_files`, its background jobs (and the
-lazily loaded redaction engine) in `rights.copy_jobs`.
+The redaction engine (`temoin.rights.redaction`) is imported lazily: without it, these steps answer that the
+engine is missing instead of failing the whole platform.
 """
 
 from __future__ import annotations
 
+import base64
 import io
-from collections.abc import Iterator, Sequence
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, wait as wait_futures
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import orjson
 from sqlalchemy.orm import Session
@@ -25,9 +36,11 @@ from temoin.db import utcnow
 from temoin.evidence import crypto
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
-from temoin.journal.entry import Action, EntryDraft
+from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import MotiveCode
-from temoin.rights import copy_files, copy_jobs, register
+from temoin.live.backup import SealedFile
+from temoin.rights import register
+from temoin.rights.jobs import JobQueue, Ticket
 from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
 from temoin.rights.register import RightsError, delivery_refusal, recipient
 from temoin.vault import catalogue
@@ -35,15 +48,148 @@ from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import Recording, RecordingState
 
+log = logging.getLogger("temoin.rights")
+
+THUMB_PX = 128
 RUNNING = (CopyState.DETECTING, CopyState.REDACTING)
+_jobs: dict[int, Future] = {}  # copy id -> its job, in this process
+_jobs_lock = threading.Lock()
+# id(platform) -> (that platform, the bounded queue of its redaction jobs); the platform is kept to tell a
+# reused id() apart once a platform is gone
+_queues: dict[int, tuple[VaultContext, JobQueue]] = {}
+
+
+class EngineMissing(errors.Unavailable, RuntimeError):
+    """The redaction engine cannot be loaded on this server: copies wait for an administrator to install it."""
 
 
 class CopyNotFound(errors.NotFound, LookupError):
     pass
 
 
+class CopyDeleted(errors.Gone):
+    """The copy's key or files are gone (deleted with its recording)."""
+
+
+def engine() -> Any:
+    """The redaction engine module, or EngineMissing with what to do."""
+    try:
+        from temoin.rights import redaction
+
+        redaction.detect_tracks, redaction.redact_file, redaction.ManualRegion  # noqa: B018 - the contract
+    except (ImportError, AttributeError) as exc:
+        raise EngineMissing(
+            f"the redaction engine (temoin.rights.redaction) is not available ({exc}); redacted "
+            "copies cannot be made on this installation until it is installed"
+        ) from None
+    return redaction
+
+
 def _motive(req: RightsRequest) -> dict[str, str]:
     return {"code": MotiveCode.RIGHTS_REQUEST.value, "text": f"demande d'accès n° {req.id}"}
+
+
+def copies_root(p: VaultContext) -> Path:
+    return p.settings.home / "rights"
+
+
+@contextmanager
+def private_workdir(p: VaultContext) -> Iterator[Path]:
+    """A folder only this process's user can read, under TEMOIN_HOME (never /tmp), removed afterwards."""
+    base = p.settings.home / "tmp"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    work = base / f"rights-{uuid.uuid4().hex}"
+    work.mkdir(mode=0o700)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def decrypt_recording(p: VaultContext, db: Session, rec: Recording, work: Path) -> Path:
+    """The recording's media as one MP4 in `work`: segments decrypted, then joined without re-encoding (the same
+    bytes give the same frame numbers each time, so tracks found once stay valid for the redaction). Segments lost
+    at the camera were never in the vault: the copy is made of the stored ones, back to back."""
+    parts = []
+    for seg in (s.index for s in catalogue.stored_segments(rec)):
+        path = work / f"segment-{seg:05d}.mp4"
+        with path.open("wb") as fh:
+            for chunk in catalogue.read_segment(p, db, rec, seg):
+                fh.write(chunk)
+        parts.append(path)
+    if len(parts) == 1:
+        return parts[0]
+    listing = work / "segments.txt"
+    listing.write_text("".join(f"file '{part.name}'\n" for part in parts))
+    out = work / "recording.mp4"
+    done = subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(listing),
+            "-c",
+            "copy",
+            "-map",
+            "0",
+            str(out),
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"joining the segments failed: {done.stderr.strip()[-500:]}")
+    for part in parts:
+        part.unlink()
+    return out
+
+
+def _data_key(p: VaultContext, copy: RedactedCopy) -> bytes:
+    if copy.data_key is None:  # erased with its recording: nothing of the copy can be read any more
+        raise CopyDeleted(f"copy {copy.id} cannot be read any more ({copy.error or 'its key was erased'})")
+    return crypto.unwrap_key(p.keyring.master_key, copy.data_key, f"rights-copy-{copy.id}")
+
+
+def _folder(p: VaultContext, copy: RedactedCopy) -> Path:
+    if copy.folder is None:  # set when the copy is created; only a row written by hand lacks it
+        raise CopyDeleted(f"copy {copy.id} has no folder: it holds nothing; start a new copy")
+    return copies_root(p) / copy.folder
+
+
+def _seal_bytes(path: Path, data_key: bytes, data: bytes) -> tuple[str, int]:
+    tmp = path.with_suffix(".part")
+    tmp.unlink(missing_ok=True)
+    sealed = SealedFile(tmp, data_key)
+    sealed.write(data)
+    sealed.close()
+    os.replace(tmp, path)
+    return sealed.sha256.hexdigest(), sealed.size
+
+
+def _seal_file(src: Path, path: Path, data_key: bytes) -> tuple[str, int]:
+    tmp = path.with_suffix(".part")
+    tmp.unlink(missing_ok=True)
+    sealed = SealedFile(tmp, data_key)
+    with src.open("rb") as fh:
+        while chunk := fh.read(crypto.RECORD_BYTES):
+            sealed.write(chunk)
+    sealed.close()
+    os.replace(tmp, path)
+    return sealed.sha256.hexdigest(), sealed.size
+
+
+def _open_sealed(path: Path, data_key: bytes, byte_range: tuple[int, int] | None = None) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        yield from crypto.open_range(fh, data_key, *byte_range) if byte_range else crypto.open_records(fh, data_key)
 
 
 # --- reading a copy ------------------------------------------------------------------------------------
@@ -76,7 +222,9 @@ def get_copy(p: VaultContext, db: Session, user: User, copy_id: int) -> Redacted
             )
             db.commit()
         raise CopyNotFound(f"no redacted copy {copy_id} in your commune")
-    if copy.state in RUNNING and not copy_jobs.running(copy.id):  # the job died with the process that ran it
+    with _jobs_lock:
+        alive = copy.id in _jobs and not _jobs[copy.id].done()  # waiting or running
+    if copy.state in RUNNING and not alive:  # the job died with the process that ran it
         copy.state, copy.error = CopyState.FAILED.value, "interrupted (the server stopped): start the step again"
         db.commit()
     return copy
@@ -88,8 +236,8 @@ def faces(p: VaultContext, db: Session, user: User, copy: RedactedCopy) -> list[
         raise RightsError(f"copy {copy.id} was deleted with its recording ({copy.error}): no face is left to show")
     if copy.state in (CopyState.DETECTING, CopyState.FAILED) or not copy.folder:
         raise RightsError(f"the faces are not found yet (state {copy.state})")
-    path = copy_files.folder_of(p, copy) / "thumbnails.sealed"
-    thumbs = orjson.loads(b"".join(copy_files.open_sealed(path, copy_files.data_key(p, copy)))) if path.exists() else {}
+    path = _folder(p, copy) / "thumbnails.sealed"
+    thumbs = orjson.loads(b"".join(_open_sealed(path, _data_key(p, copy)))) if path.exists() else {}
     req = db.get_one(RightsRequest, copy.request_id)
     p.record(
         db,
@@ -176,9 +324,7 @@ def copy_stream(
                 tenant,
             )
     db.commit()
-    return copy_files.open_sealed(
-        copy_files.folder_of(p, copy) / "copy.sealed", copy_files.data_key(p, copy), byte_range
-    )
+    return _open_sealed(_folder(p, copy) / "copy.sealed", _data_key(p, copy), byte_range)
 
 
 @dataclass(frozen=True)
@@ -261,15 +407,15 @@ def start_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, rec
     limits = active_limitations(db, [rec.id])
     if limits:
         raise RightsError(str(RecordingLimited(limits, "making a copy of it")))
-    copy_jobs.engine()  # refuse before anything is written when the engine is missing
-    ticket = copy_jobs.queue_of(p).reserve(req.tenant_id)  # likewise when the queue is full (429/503)
+    engine()  # refuse before anything is written when the engine is missing
+    ticket = queue_of(p).reserve(req.tenant_id)  # likewise when the queue is full (429/503)
     try:
         copy = _create_copy(p, db, user, req, rec)
     except BaseException:
         ticket.release()
         raise
     copy_id, actor = copy.id, actor_of(user)  # read here: the job runs in another thread
-    copy_jobs.spawn(ticket, copy_id, lambda: copy_jobs.detect_job(p, copy_id, actor))
+    _spawn(ticket, copy_id, lambda: _detect_job(p, copy_id, actor))
     return copy
 
 
@@ -333,15 +479,15 @@ def redact(
     for region in [*add_regions, *remove_regions]:
         if region["end_frame"] < region["start_frame"] or region["w"] <= 0 or region["h"] <= 0:
             raise RightsError(f"region {region}: give start_frame <= end_frame and a positive size")
-    copy_jobs.engine()
-    ticket = copy_jobs.queue_of(p).reserve(copy.tenant_id)
+    engine()
+    ticket = queue_of(p).reserve(copy.tenant_id)
     try:
         _redaction_started(p, db, user, copy, keep_tracks, add_regions, remove_regions, voice)
     except BaseException:
         ticket.release()
         raise
     copy_id, actor = copy.id, actor_of(user)
-    copy_jobs.spawn(ticket, copy_id, lambda: copy_jobs.redact_job(p, copy_id, actor, voice))
+    _spawn(ticket, copy_id, lambda: _redact_job(p, copy_id, actor, voice))
     return copy
 
 
@@ -411,3 +557,269 @@ def review(
     )
     db.commit()
     return copy
+
+
+# --- background jobs -----------------------------------------------------------------------------------
+
+
+def queue_of(p: VaultContext) -> JobQueue:
+    """The platform's redaction queue: settings.redaction_workers at once, bounded per tenant and in all."""
+    with _jobs_lock:
+        entry = _queues.get(id(p))
+        if entry is None or entry[0] is not p:
+            entry = _queues[id(p)] = (p, JobQueue.from_settings(p.settings, "rights-copy"))
+        return entry[1]
+
+
+def _spawn(ticket: Ticket, copy_id: int, target: Callable[[], None]) -> None:
+    with _jobs_lock:
+        _jobs[copy_id] = ticket.submit(f"rights-copy-{copy_id}", target)
+
+
+def wait(copy_id: int, timeout: float | None = None) -> None:
+    """Wait for a copy's job in this process (the CLI and tests)."""
+    with _jobs_lock:
+        job = _jobs.get(copy_id)
+    if job is not None:
+        wait_futures([job], timeout)
+
+
+class _Progress:
+    """Writes the job's progress to the copy's row, at most every 2 %."""
+
+    def __init__(self, p: VaultContext, copy_id: int) -> None:
+        self.p, self.copy_id, self.last = p, copy_id, -1.0
+
+    def __call__(self, *args: Any) -> None:
+        if len(args) < 2 or not args[1]:
+            return
+        fraction = max(0.0, min(1.0, float(args[0]) / float(args[1])))
+        if fraction - self.last < 0.02 and fraction < 1.0:
+            return
+        self.last = fraction
+        with self.p.session() as db:
+            copy = db.get_one(RedactedCopy, self.copy_id)  # copies are marked deleted, never removed
+            copy.progress = round(fraction * 0.95, 3)  # the rest is sealing
+            db.commit()
+
+
+def _fail(p: VaultContext, copy_id: int, actor: Actor, step: str, exc: BaseException) -> None:
+    log.exception("rights copy %s: %s failed", copy_id, step)
+    with p.session() as db:
+        copy = db.get_one(RedactedCopy, copy_id)
+        if copy.state == CopyState.DELETED:  # failed because its recording was deleted: it stays deleted
+            return
+        copy.state, copy.error = CopyState.FAILED.value, f"{step} failed: {exc}"[:2000]
+        p.record(
+            db,
+            EntryDraft(
+                action=Action.MODIFICATION,
+                event="rights.copy.failed",
+                actor=actor,
+                recordings=[copy.recording_id],
+                details={"copy_id": copy.id, "step": step, "error": str(exc)[:500]},
+            ),
+            db.get(Tenant, copy.tenant_id),
+        )
+        db.commit()
+
+
+def thumbnails(src: Path, tracks: list[Any]) -> dict[str, str]:
+    """One JPEG per track (base64), cut around its largest box."""
+    import av
+    from PIL import Image
+
+    wanted: dict[int, list[tuple[int, tuple]]] = {}
+    for track in tracks:
+        if track.boxes:
+            frame, box = max(track.boxes.items(), key=lambda kv: kv[1][2] * kv[1][3])
+            wanted.setdefault(int(frame), []).append((int(track.id), box))
+    out: dict[str, str] = {}
+    if not wanted:
+        return out
+    last = max(wanted)
+    with av.open(str(src)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                image = frame.to_image()
+                for track_id, (x, y, w, h) in wanted[index]:
+                    pad_w, pad_h = w * 0.25, h * 0.25
+                    box = (
+                        max(0, int(x - pad_w)),
+                        max(0, int(y - pad_h)),
+                        min(image.width, int(x + w + pad_w)),
+                        min(image.height, int(y + h + pad_h)),
+                    )
+                    crop = image.crop(box) if box[2] > box[0] and box[3] > box[1] else image
+                    crop.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.LANCZOS)
+                    buf = io.BytesIO()
+                    crop.convert("RGB").save(buf, "JPEG", quality=85)
+                    out[str(track_id)] = base64.b64encode(buf.getvalue()).decode()
+            if index >= last:
+                break
+    return out
+
+
+def _reviewed_tracks(p: VaultContext, copy: RedactedCopy) -> list[Any] | None:
+    """The tracks found for the review, box by box; None for a copy made before they were kept (detect again)."""
+    path = _folder(p, copy) / "tracks.sealed"
+    if not path.exists():
+        return None
+    from temoin.rights.redaction import FaceTrack
+
+    rows = orjson.loads(b"".join(_open_sealed(path, _data_key(p, copy))))
+    return [
+        FaceTrack(
+            int(r["id"]), {int(f): tuple(b) for f, b in r["boxes"].items()}, tuple(r["detected"]), float(r["score"])
+        )
+        for r in rows
+    ]
+
+
+def _largest(track: Any) -> list[int] | None:
+    """The track's largest box (x, y, w, h in source pixels): where the face shows best."""
+    if not track.boxes:
+        return None
+    return [int(v) for v in max(track.boxes.values(), key=lambda b: b[2] * b[3])]
+
+
+def _frame_rate(src: Path) -> float:
+    import av
+
+    with av.open(str(src)) as container:
+        rate = container.streams.video[0].average_rate
+        return float(rate) if rate else 25.0
+
+
+def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
+    try:
+        redaction = engine()
+        with private_workdir(p) as work:
+            with p.session() as db:  # read what the job needs; no session is held across the long work
+                copy = db.get_one(RedactedCopy, copy_id)
+                rec = db.get_one(Recording, copy.recording_id)  # recordings are erased, never removed
+                src = decrypt_recording(p, db, rec, work)
+                folder, data_key = _folder(p, copy), _data_key(p, copy)
+            found = redaction.detect_tracks(src, progress=_Progress(p, copy_id))
+            fps = _frame_rate(src)
+            thumbs = thumbnails(src, found)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _seal_bytes(folder / "thumbnails.sealed", data_key, orjson.dumps(thumbs))
+            # The boxes themselves, so the copy applies exactly the tracks the operator reviewed (and the
+            # detector does not run twice).
+            _seal_bytes(
+                folder / "tracks.sealed",
+                data_key,
+                orjson.dumps(
+                    [
+                        {
+                            "id": t.id,
+                            "boxes": {str(f): list(b) for f, b in t.boxes.items()},
+                            "detected": list(t.detected),
+                            "score": t.score,
+                        }
+                        for t in found
+                    ]
+                ),
+            )
+        with p.session() as db:
+            copy = db.get_one(RedactedCopy, copy_id)
+            if copy.state == CopyState.DELETED:  # its recording was deleted meanwhile: nothing of it may stay
+                shutil.rmtree(folder, ignore_errors=True)
+                return
+            copy.tracks = [
+                {
+                    "id": int(t.id),
+                    "frames": len(t.boxes),
+                    "first_frame": min(t.boxes, default=0),
+                    "last_frame": max(t.boxes, default=0),
+                    "start_s": round(min(t.boxes, default=0) / fps, 2),
+                    "end_s": round(max(t.boxes, default=0) / fps, 2),
+                    "box": _largest(t),
+                }
+                for t in found
+            ]
+            copy.state, copy.progress = CopyState.TRACKS_READY.value, 1.0
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.MODIFICATION,
+                    event="rights.copy.faces_found",
+                    actor=actor,
+                    recordings=[copy.recording_id],
+                    details={"copy_id": copy.id, "tracks": len(found)},
+                ),
+                db.get(Tenant, copy.tenant_id),
+            )
+            db.commit()
+    except Exception as exc:  # noqa: BLE001 - the copy says why; the server goes on
+        _fail(p, copy_id, actor, "face detection", exc)
+
+
+def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> None:
+    try:
+        redaction = engine()
+
+        def regions(rows: list[dict] | None) -> list[Any]:
+            return [
+                redaction.ManualRegion(
+                    int(r["start_frame"]), int(r["end_frame"]), int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])
+                )
+                for r in rows or []
+            ]
+
+        with private_workdir(p) as work:
+            with p.session() as db:  # read what the job needs; no session is held across the long work
+                copy = db.get_one(RedactedCopy, copy_id)
+                rec = db.get_one(Recording, copy.recording_id)  # recordings are erased, never removed
+                src = decrypt_recording(p, db, rec, work)
+                keep, add, remove = (
+                    list(copy.keep_tracks or []),
+                    regions(copy.add_regions),
+                    regions(copy.remove_regions),
+                )
+                tracks = _reviewed_tracks(p, copy)
+                folder, data_key = _folder(p, copy), _data_key(p, copy)
+            dst = work / "redacted.mp4"
+            report = redaction.redact_file(
+                src,
+                dst,
+                mode="blur",
+                keep_tracks=keep,
+                add_regions=add,
+                remove_regions=remove,
+                voice=voice,
+                progress=_Progress(p, copy_id),
+                tracks=tracks,
+            )
+            src.unlink(missing_ok=True)  # the clear original goes first
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            sha256, size = _seal_file(dst, folder / "copy.sealed", data_key)
+        with p.session() as db:
+            copy = db.get_one(RedactedCopy, copy_id)
+            if copy.state == CopyState.DELETED:
+                shutil.rmtree(folder, ignore_errors=True)
+                return
+            copy.sha256, copy.size_bytes, copy.produced_at = sha256, size, utcnow()
+            copy.state, copy.progress = CopyState.TO_REVIEW.value, 1.0
+            p.record(
+                db,
+                EntryDraft(
+                    action=Action.MODIFICATION,
+                    event="rights.copy.produced",
+                    actor=actor,
+                    recordings=[copy.recording_id],
+                    details={
+                        "copy_id": copy.id,
+                        "sha256": sha256,
+                        "bytes": size,
+                        "boxes_redacted": report.boxes_redacted,
+                        "detections": report.detection_frames,
+                        "audio": report.audio,
+                    },
+                ),
+                db.get(Tenant, copy.tenant_id),
+            )
+            db.commit()
+    except Exception as exc:  # noqa: BLE001 - the copy is marked failed with the reason; the server goes on
+        _fail(p, copy_id, actor, "redaction", exc)
