@@ -183,7 +183,7 @@ def decide_erasure(
 ) -> RequestOut:
     proposal = erasure.get_proposal(db, who.user, proposal_id)
     erasure.decide_erasure(p, db, who.user, proposal, approve=body.approve, reason=body.reason)
-    req = db.get(RightsRequest, proposal.request_id)
+    req = db.get_one(RightsRequest, proposal.request_id)
     db.refresh(req)
     return RequestOut.of(req)
 

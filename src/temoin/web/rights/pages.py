@@ -303,7 +303,7 @@ def copy_page(
         return _page(
             request, "error.html", who, status=404, title=gettext(lang_of(request), "Not found"), error=str(exc)
         )
-    rec = db.get(Recording, copy.recording_id)
+    rec = db.get_one(Recording, copy.recording_id)
     return _page(
         request,
         "rights_copy.html",
