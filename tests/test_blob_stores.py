@@ -182,6 +182,9 @@ def test_a_bucket_over_its_quota_refuses_clearly_and_the_upload_resumes_once_rai
             store.sync_staged(name)
     finally:
         s3_server.shell("s3.bucket.quota -name=temoin-quota -op=remove\ns3.bucket.quota.enforce -apply\n")
+    # Writable again, but what this upload sealed next would follow a gap: refused until it resumes.
+    with pytest.raises(errors.Unavailable, match="an earlier write"):
+        store.append_staged(name, None, *sealer.seal_record(b"after the gap"))
     got_header, records, received = store.staged_state(name)
     assert received == 2 * crypto.RECORD_BYTES  # what was acknowledged is there, nothing half-written
     _stage(store, name, key, None, crypto.Sealer(key, got_header, records), plain[received:])

@@ -121,6 +121,9 @@ class S3BlobStore:
             ),
         )
         self._writers: dict[str, _Writer] = {}
+        # Uploads whose write failed: later appends would follow a gap, so they fail too until the upload is
+        # resumed (staged_state with repair, which every new upload request starts with) or discarded.
+        self._failed: set[str] = set()
         self._guard = threading.Lock()
 
     # Names in the bucket.
@@ -231,9 +234,20 @@ class S3BlobStore:
                         f"(first: {failed[0].get('Key')}: {failed[0].get('Code')}): retry"
                     )
 
-    def _drop_writer(self, key: str) -> _Writer | None:
+    def _drop_writer(self, key: str, *, failed: bool | None = None) -> _Writer | None:
         with self._guard:
+            if failed:
+                self._failed.add(key)
+            elif failed is False:
+                self._failed.discard(key)
             return self._writers.pop(key, None)
+
+    def _refuse_if_failed(self, key: str) -> None:
+        if key in self._failed:
+            raise StoreUnavailable(
+                f"an earlier write of {key} to the object store ({self.url.describe()}) failed: nothing more is "
+                "appended; the upload resumes from what the store holds"
+            )
 
     def _writer(self, key: str) -> _Writer:
         with self._guard:
@@ -260,7 +274,7 @@ class S3BlobStore:
 
         repair=False only reads (a status query while the upload may be writing), as LocalBlobStore."""
         if repair:
-            self._drop_writer(key)
+            self._drop_writer(key, failed=False)
         chunks, strays = self._chunks(key)
         if repair and strays:
             self._delete(strays, "tidying a staged upload")
@@ -298,6 +312,7 @@ class S3BlobStore:
         return sum(size for _, size in self._chunks(key)[0])
 
     def append_staged(self, key: str, header: bytes | None, *parts: bytes) -> None:
+        self._refuse_if_failed(key)
         try:
             writer = self._writer(key)
             for data in (header or b"", *parts):
@@ -309,14 +324,19 @@ class S3BlobStore:
                     writer.index += 1
                     writer.dirty = bool(writer.buffer)
         except BaseException:
-            self._drop_writer(key)  # the next append starts again from what the store holds
+            self._drop_writer(key, failed=True)
             raise
 
     def sync_staged(self, key: str) -> None:
         """Write the chunk being filled: what was appended is then in the store, acknowledged or not."""
+        self._refuse_if_failed(key)
         writer = self._drop_writer(key)
         if writer is not None and writer.dirty:
-            self._put(self._chunk(key, writer.index), writer.buffer, "staging an upload")
+            try:
+                self._put(self._chunk(key, writer.index), writer.buffer, "staging an upload")
+            except BaseException:
+                self._drop_writer(key, failed=True)
+                raise
 
     def open_staged(self, key: str) -> BinaryIO:
         self.sync_staged(key)
@@ -326,7 +346,7 @@ class S3BlobStore:
         return io.BufferedReader(_Reader(self, chunks, "reading a staged upload"))
 
     def discard_staged(self, key: str) -> None:
-        self._drop_writer(key)
+        self._drop_writer(key, failed=False)
         chunks, strays = self._chunks(key)
         self._delete([name for name, _ in chunks] + strays, "discarding a staged upload")
 
@@ -417,22 +437,27 @@ class S3BlobStore:
 
     def delete_prefixes(self, prefixes: list[str]) -> int:
         """Remove every blob (and staged upload) under each `tenant/recording`. Returns what was removed, counted
-        as LocalBlobStore counts: blobs, and staged uploads (not their chunks)."""
+        as LocalBlobStore counts: blobs, and staged uploads (not their chunks). Two listings per recording, then
+        deletions by batches of a thousand objects."""
         names: list[str] = []
         removed = 0
+        staging = f"{self.url.prefix}staging/"
         for prefix in prefixes:
-            prefix = prefix.strip("/")
-            _checked(prefix)
+            prefix = _checked(prefix.strip("/"))
+            staged: set[str] = set()
             with self._errors("deleting a recording's blobs"):
                 for page in self._list(f"{self.url.prefix}blobs/{prefix}/"):
                     found = [obj["Key"] for obj in page.get("Contents", [])]
                     names += found
                     removed += len(found)
-            staged = self.staged_keys(prefix)
-            for key in staged:
-                self._drop_writer(key)
-                chunks, strays = self._chunks(key)
-                names += [name for name, _ in chunks] + strays
+                for page in self._list(f"{staging}{prefix}/"):
+                    for obj in page.get("Contents", []):
+                        names.append(obj["Key"])
+                        staged.add(obj["Key"][len(staging) :].rsplit("/", 1)[0])
+            with self._guard:
+                for key in [k for k in self._writers.keys() | self._failed if k.startswith(f"{prefix}/")]:
+                    self._writers.pop(key, None)
+                    self._failed.discard(key)
             removed += len(staged)
         self._delete(names, "deleting a recording's blobs")
         return removed
