@@ -15,6 +15,7 @@ from temoin.settings import InvalidSettings, Settings
 from temoin.vault import s3store
 from temoin.vault.s3store import S3BlobStore
 from temoin.vault.storage import BlobMissing, LocalBlobStore, blob_key
+from temoin.web.problems import status_of
 from tests.helpers import make_commune, upload
 from tests.s3_helpers import raw_objects
 
@@ -245,3 +246,98 @@ def client_s3(platform_s3):
 
     with TestClient(create_app(platform_s3, scheduler=False), base_url="http://testserver") as c:
         yield c
+
+
+def test_an_upload_cut_on_one_node_resumes_on_another_and_both_read_it(tmp_path, s3_server):
+    """Two servers sharing the database, the keys and the bucket: neither keeps a blob on its own disk."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from temoin.db import utcnow
+    from temoin.demo.samples import sample_recording
+    from temoin.platform import Platform
+    from temoin.vault import ingest
+    from temoin.vault.models import Recording, RecordingState
+    from temoin.vault.scrub import scrub
+    from temoin.web.app import create_app
+    from tests.helpers import agent_number, vault_client
+
+    shared = {"database_url": f"sqlite:///{tmp_path / 'shared.db'}", "blob_store_url": s3_server.url()}
+    a = Platform.open(Settings(home=tmp_path / "a", secure_cookies=False, **shared), init=True)
+    shutil.copytree(tmp_path / "a" / "keys", tmp_path / "b" / "keys")  # each node holds the same keys
+    b = Platform.open(Settings(home=tmp_path / "b", secure_cookies=False, **shared))
+    try:
+        commune = make_commune(a)
+        cam = commune.cameras[0]
+        signed, segments = sample_recording(
+            cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(), duration_s=4, segment_s=2
+        )
+        rid = signed.manifest.recording_id
+        data = segments[0]
+        cut = len(data) // 2 + 3
+        with TestClient(create_app(a, scheduler=False), base_url="http://testserver") as on_a:
+            vc = vault_client(a, on_a, cam)
+            vc.send_manifest(signed)
+            r = on_a.put(
+                f"/api/v1/ingest/recordings/{rid}/segments/0",
+                content=data[:cut],
+                headers={"Content-Range": f"bytes 0-{cut - 1}/{len(data)}"},
+            )
+            assert r.status_code == 200 and r.json()["received"] == cut
+        ingest._progress.clear()  # node A's memory is not node B's
+        with TestClient(create_app(b, scheduler=False), base_url="http://testserver") as on_b:
+            vc = vault_client(b, on_b, cam)
+            assert vc.received(rid, 0) == cut
+            vc.upload_segment(rid, 0, data, start=cut)
+            vc.upload_segment(rid, 1, segments[1])
+            assert vc.complete(rid).matches(signed.manifest)
+        with a.session() as db:
+            assert db.get(Recording, rid).state == RecordingState.STORED
+            result = scrub(a, db)  # node A decrypts and re-hashes what node B stored
+            assert result.ok and result.segments == 2
+        for home in (tmp_path / "a", tmp_path / "b"):
+            assert not [f for f in (home / "vault").rglob("*") if f.is_file()]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_full_object_store_answers_507_saying_what_to_do(monkeypatch):
+    """Ceph RGW, MinIO and others say `QuotaExceeded` or 507 when full; SeaweedFS cannot be made to say it, so a
+    minimal HTTP server answers as they do (the boundary is the store's reply, which we do not own)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Full(BaseHTTPRequestHandler):
+        def _full(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b"<Error><Code>QuotaExceeded</Code><Message>Quota exceeded</Message></Error>"
+            self.send_response(403)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_PUT = do_GET = do_HEAD = do_POST = _full
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Full)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+        store = S3BlobStore(f"s3://full/x?endpoint=http://127.0.0.1:{server.server_port}&region=us-east-1")
+        name = blob_key("t", "r1", 0)
+        header = crypto.new_header()
+        store._writers[name] = s3store._Writer(0)  # as if nothing were staged yet (this server lists nothing)
+        store.append_staged(name, header, *crypto.Sealer(crypto.new_data_key(), header).seal_record(b"x" * 100))
+        with pytest.raises(
+            errors.StorageFull, match="full or over its quota.*free space or raise the bucket's quota"
+        ) as full:
+            store.sync_staged(name)
+        assert status_of(full.value)[0] == 507  # what the camera is answered: retry later, keep your copy
+    finally:
+        server.shutdown()
