@@ -335,7 +335,7 @@ def test_a_full_object_store_answers_507_saying_what_to_do(monkeypatch):
         store._writers[name] = s3store._Writer(0)  # as if nothing were staged yet (this server lists nothing)
         store.append_staged(name, header, *crypto.Sealer(crypto.new_data_key(), header).seal_record(b"x" * 100))
         with pytest.raises(
-            errors.StorageFull, match="full or over its quota.*free space or raise the bucket's quota"
+            errors.StorageFull, match=r"full or over its quota.*free space or raise the bucket's quota"
         ) as full:
             store.sync_staged(name)
         assert status_of(full.value)[0] == 507  # what the camera is answered: retry later, keep your copy
