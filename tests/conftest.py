@@ -90,6 +90,19 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
                 os.environ[name] = value
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test on both blob stores runs on S3 with SQLite only: the store and the database engine do not meet, and
+    each PostgreSQL database costs seconds (the suite's time is counted)."""
+    dropped = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("blob_store_url") == "s3" and params.get("database_url") == "postgresql":
+            dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
 @pytest.fixture
 def blob_store_url(request: pytest.FixtureRequest) -> str:
     """TEMOIN_BLOB_STORE_URL: local files unless a test is parametrised over both stores (s3_helpers.BOTH_STORES);

@@ -129,7 +129,7 @@ def test_the_object_store_never_holds_plaintext(platform_s3, client_s3):
         assert b"ftyp" not in raw and b"mdat" not in raw
 
 
-def test_an_unreachable_object_store_answers_503_saying_what_to_do(tmp_path, database_url, closed_port, s3_server):
+def test_an_unreachable_object_store_answers_503_saying_what_to_do(tmp_path, closed_port, s3_server):
     from fastapi.testclient import TestClient
 
     from temoin.camera.offload import OffloadError
@@ -138,6 +138,7 @@ def test_an_unreachable_object_store_answers_503_saying_what_to_do(tmp_path, dat
     from tests.helpers import vault_client
 
     url = f"s3://temoin-test/x?endpoint=http://127.0.0.1:{closed_port}&region=us-east-1"
+    database_url = f"sqlite:///{tmp_path / 'temoin.db'}"
     settings = Settings(home=tmp_path / "home", database_url=database_url, secure_cookies=False, blob_store_url=url)
     p = Platform.open(settings, init=True)
     try:
