@@ -342,3 +342,35 @@ def test_a_full_object_store_answers_507_saying_what_to_do(monkeypatch):
         assert status_of(full.value)[0] == 507  # what the camera is answered: retry later, keep your copy
     finally:
         server.shutdown()
+
+
+def test_the_commands_find_the_store_in_the_environment(platform_s3, client_s3, tmp_path):
+    """`temoin vault scrub` and `temoin backup create` as an operator runs them: settings and credentials from the
+    environment; the backup says the blobs are not in it."""
+    import subprocess
+
+    from tests.journal_helpers import TEMOIN
+
+    upload(platform_s3, client_s3, make_commune(platform_s3), duration_s=2, segment_s=2)
+    settings = platform_s3.settings
+    env = dict(
+        os.environ,
+        TEMOIN_HOME=str(settings.home),
+        TEMOIN_DATABASE_URL=settings.database_url,
+        TEMOIN_BLOB_STORE_URL=settings.blob_store_url,
+        COLUMNS="250",
+        NO_COLOR="1",
+    )
+    scrubbed = subprocess.run([str(TEMOIN), "vault", "scrub"], env=env, capture_output=True, text=True, timeout=120)
+    assert scrubbed.returncode == 0, scrubbed.stdout + scrubbed.stderr
+    assert "1 recordings, 1 segments" in scrubbed.stdout and "no corruption" in scrubbed.stdout
+    backed = subprocess.run(
+        [str(TEMOIN), "backup", "create", str(tmp_path / "backup")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert backed.returncode == 0, backed.stdout + backed.stderr
+    assert "the recordings' blobs, in the object store s3://temoin-test/" in backed.stdout
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in backed.stdout + backed.stderr + scrubbed.stdout
