@@ -269,10 +269,11 @@ class S3BlobStore:
             self._writers[key] = writer
         return writer
 
-    def staged_state(self, key: str, *, repair: bool = True) -> tuple[bytes | None, int, int]:
+    def staged_state(self, key: str, *, repair: bool = True, _again: bool = False) -> tuple[bytes | None, int, int]:
         """(blob header, complete records, plaintext bytes) of a staged blob; cuts a torn record off.
 
-        repair=False only reads (a status query while the upload may be writing), as LocalBlobStore."""
+        repair=False only reads (a status query while the upload may be writing), as LocalBlobStore; chunks gone
+        while it reads (the upload was promoted meanwhile) make it look once more."""
         if repair:
             self._drop_writer(key, failed=False)
         chunks, strays = self._chunks(key)
@@ -283,9 +284,14 @@ class S3BlobStore:
             if repair and chunks:
                 self._delete([name for name, _ in chunks], "discarding a torn upload")
             return None, 0, 0
-        with io.BufferedReader(_Reader(self, chunks, "reading a staged upload")) as fh:
-            header = fh.read(crypto.HEADER_BYTES)
-            count, plain, end = crypto.scan_records(fh)
+        try:
+            with io.BufferedReader(_Reader(self, chunks, "reading a staged upload")) as fh:
+                header = fh.read(crypto.HEADER_BYTES)
+                count, plain, end = crypto.scan_records(fh)
+        except BlobMissing:
+            if repair or _again:
+                raise
+            return self.staged_state(key, repair=False, _again=True)  # promoted (or discarded) while read
         if repair and end != total:
             self._truncate(chunks, end)  # a record torn by a crash: the camera resends from `plain`
         return header, count, plain
