@@ -110,12 +110,14 @@ def start_seaweedfs(folder: Path) -> Iterator[S3Server]:
             "-filer",
             f"-filer.port={filer}",
             f"-filer.port.grpc={filer_grpc}",
+            f"-filer.localSocket={folder / 'filer.sock'}",
             "-s3",
             f"-s3.port={s3}",
             f"-s3.port.grpc={s3_grpc}",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.config={config}",
+            f"-s3.localSocket={folder / 's3.sock'}",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -146,6 +148,10 @@ def start_seaweedfs(folder: Path) -> Iterator[S3Server]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(2)
         log.close()
+        # weed leaves its gRPC sockets in /tmp (/tmp/seaweedfs-<part>-<port>.sock; most have no option to move them)
+        for port in (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc):
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
 
 
 # Both stores, as a test sees them: what is stored under a recording, and its raw bytes (to corrupt or inspect).
