@@ -374,3 +374,14 @@ def test_the_commands_find_the_store_in_the_environment(platform_s3, client_s3, 
     assert backed.returncode == 0, backed.stdout + backed.stderr
     assert "the recordings' blobs, in the object store s3://temoin-test/" in backed.stdout
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in backed.stdout + backed.stderr + scrubbed.stdout
+
+
+def test_missing_credentials_are_named_not_guessed(monkeypatch, tmp_path, s3_server):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to ask for, here
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    store = S3BlobStore(s3_server.url())
+    with pytest.raises(errors.Unavailable, match=r"no credentials .* set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+        store.exists("t/r/00000.seg")
