@@ -17,6 +17,7 @@ from temoin.axis.simulator import BodyWornSystem, Bookmark, sample_recording
 from temoin.journal.entry import Actor
 from temoin.vault.models import Quarantine, Recording, RecordingState
 from tests.helpers import agent_number, make_commune
+from tests.s3_helpers import BOTH_STORES, blob_names
 
 SLUG = "la-grande-motte"
 
@@ -55,6 +56,7 @@ def _enrolled(bws: BodyWornSystem, commune, serial: str = "ACCC8E000001") -> str
     return user
 
 
+@BOTH_STORES
 def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, bws):
     caps = bws.capabilities()
     for name in (
@@ -617,6 +619,7 @@ def test_technical_administrator_issues_the_connection_file_over_the_api(platfor
     assert _put(bws, "Users").status_code == 401
 
 
+@BOTH_STORES
 def test_retention_destroys_everything_the_axis_system_sent(platform, client, commune, bws):
     from datetime import timedelta
 
@@ -626,12 +629,11 @@ def test_retention_destroys_everything_the_axis_system_sent(platform, client, co
     container = bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
     with platform.session() as db:
         rec = db.scalar(select(Recording))
-        folder = platform.store.blobs / SLUG / rec.id
-        names = sorted(p.name for p in folder.iterdir())
+        names = blob_names(platform.store, f"{SLUG}/{rec.id}")
         assert len(names) == 4  # the clip (segment 0), its key file, the GNSS trail and its key file
         result = retention.sweep(platform, db, now=rec.retention_until + timedelta(days=1), orphans=False)
         assert result.deleted == [rec.id]
-    assert not folder.exists()  # clips, key files and GNSS trail go with the recording
+    assert blob_names(platform.store, f"{SLUG}/{rec.id}") == []  # clips, key files and GNSS trail go with it
     with platform.session() as db:
         assert db.get(Recording, rec.id).wrapped_key is None
     assert _put(bws, container, "late.mp4", body=b"x").status_code == 403

@@ -11,8 +11,10 @@ from temoin.demo.samples import sample_recording
 from temoin.journal.models import JournalEntry
 from temoin.vault.models import Quarantine, Recording, RecordingState
 from tests.helpers import agent_number, make_commune, upload, vault_client
+from tests.s3_helpers import BOTH_STORES, all_blobs, read_raw
 
 
+@BOTH_STORES
 def test_recording_reaches_the_vault_and_the_receipt_proves_it(platform, client):
     commune = make_commune(platform)
     rid, receipt = upload(platform, client, commune, duration_s=5, segment_s=2)
@@ -25,11 +27,12 @@ def test_recording_reaches_the_vault_and_the_receipt_proves_it(platform, client)
         entry = db.scalar(select(JournalEntry).where(JournalEntry.event == "recording.ingested"))
         assert rid in entry.body and entry.action == "collection"
     # Encrypted at rest: no stored byte sequence of the original appears in the vault.
-    blobs = list((platform.settings.vault_dir / "blobs").rglob("*.seg"))
+    blobs = [read_raw(platform.store, key) for key in all_blobs(platform.store)]
     assert len(blobs) == 3
-    assert all(b"ftyp" not in b.read_bytes() and b"mdat" not in b.read_bytes() for b in blobs)
+    assert all(b"ftyp" not in b and b"mdat" not in b for b in blobs)
 
 
+@BOTH_STORES
 def test_not_visible_before_complete_and_cut_upload_resumes(platform, client):
     commune = make_commune(platform)
     cam = commune.cameras[0]

@@ -14,7 +14,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 from sqlalchemy import select
@@ -417,11 +416,10 @@ def _clip_time(clip: AxisObject, key: str) -> datetime:
 
 def _sweep_staging(p: VaultContext, tenant: Tenant, rec_id: str) -> None:
     """Bodies cut by a crash (never an object) are left in staging: gone once the recording is stored."""
-    folder = Path(p.store.staging) / tenant.slug / rec_id
-    if folder.is_dir():
-        for part in folder.iterdir():
-            if part.name.endswith(".seg") and int(part.name.split(".")[0]) >= FIRST_SLOT:
-                part.unlink(missing_ok=True)
+    for key in p.store.staged_keys(f"{tenant.slug}/{rec_id}"):
+        name = key.rsplit("/", 1)[-1]
+        if name.endswith(".seg") and int(name.split(".")[0]) >= FIRST_SLOT:
+            p.store.discard_staged(key)
 
 
 def playback(

@@ -1,6 +1,7 @@
-"""Where sealed blobs live. One interface; the local filesystem implementation now.
+"""Where sealed blobs live. One interface, two implementations: the local filesystem (the default) and an
+S3-compatible object store (`temoin.vault.s3store`, chosen by TEMOIN_BLOB_STORE_URL).
 
-A blob is first *staged* (appended to as an upload arrives, resumable), then *promoted*: fsync,
+A blob is first *staged* (appended to as an upload arrives, resumable), then *promoted*: on the local disk fsync,
 atomic rename into place, fsync of the folder. A reader never sees a half-written blob.
 """
 
@@ -41,7 +42,7 @@ def blob_key(tenant: str, recording_id: str, segment_index: int) -> str:
 
 
 class BlobStore(Protocol):
-    """What the vault needs of a storage backend (the local filesystem now; S3-compatible next)."""
+    """What the vault needs of a storage backend (LocalBlobStore, s3store.S3BlobStore)."""
 
     def staged_state(self, key: str, *, repair: bool = True) -> tuple[bytes | None, int, int]: ...
     def staged_size(self, key: str) -> int: ...
@@ -49,9 +50,11 @@ class BlobStore(Protocol):
     def sync_staged(self, key: str) -> None: ...
     def open_staged(self, key: str) -> BinaryIO: ...
     def discard_staged(self, key: str) -> None: ...
+    def staged_keys(self, prefix: str) -> list[str]: ...
     def promote(self, key: str, final_key: str | None = None) -> None: ...
     def exists(self, key: str) -> bool: ...
     def open(self, key: str) -> BinaryIO: ...
+    def discard(self, key: str) -> None: ...
     def delete_prefixes(self, prefixes: list[str]) -> int: ...
     def prefixes(self) -> Iterator[str]: ...
 
@@ -147,6 +150,13 @@ class LocalBlobStore:
         self._close_handle(key)
         self._path(self.staging, key).unlink(missing_ok=True)
 
+    def staged_keys(self, prefix: str) -> list[str]:
+        """The keys staged under `tenant/recording` (uploads in progress or cut by a crash)."""
+        folder = self._path(self.staging, prefix.rstrip("/"))
+        if not folder.is_dir():
+            return []
+        return sorted(f"{prefix.rstrip('/')}/{part.name}" for part in folder.iterdir() if part.is_file())
+
     def truncate_staged(self, key: str, length: int) -> None:
         self._close_handle(key)
         path = self._path(self.staging, key)
@@ -226,6 +236,15 @@ class LocalBlobStore:
                 fh.close()
             except OSError:
                 pass
+
+
+def open_blob_store(url: str, root: Path) -> BlobStore:
+    """The store TEMOIN_BLOB_STORE_URL names: empty, the local folder `root`; s3://..., an object store."""
+    if not url:
+        return LocalBlobStore(root)
+    from temoin.vault.s3store import S3BlobStore  # boto3 is loaded only where an object store is used
+
+    return S3BlobStore(url)
 
 
 def _fsync_dir(path: Path) -> None:
