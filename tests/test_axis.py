@@ -568,29 +568,145 @@ def test_package_of_an_axis_recording_verifies_from_the_vaults_hashes(platform, 
     assert code != 0 and "is not the camera's original" in " ".join(output.split()), output
 
 
-@pytest.mark.slow
-def test_encrypted_axis_recording_is_refused_for_packages_with_a_reason(platform, client, commune, bws):
+def test_encrypted_axis_recording_is_packaged_decrypted_and_verifies(platform, client, commune, bws, tmp_path):
     from temoin.law.access import Role
+    from tests.extraction_helpers import _download, _extract, _pinned, _verify
     from tests.helpers import sign_in
 
     user = _enrolled(bws, commune)
-    bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    assert bws.cf["WantEncryption"] is True
+    bws.upload(rec)
     client.cookies.clear()
     with platform.session() as db:
         rid = db.scalar(select(Recording.id))
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    r = client.post(
-        "/api/v1/extractions",
-        headers={"X-CSRF-Token": csrf},
-        json={
-            "recording_ids": [rid],
-            "recipient_name": "OPJ",
-            "recipient_kind": "judicial_police",
-            "procedure_type": "judicial",
-            "reference": "PV 1",
-        },
+    out = _extract(client, csrf, [rid])
+    _, folder = _download(client, out, tmp_path)
+    row = orjson.loads((folder / "manifest.json").read_bytes())["recordings"][0]
+    assert row["provenance"] == "axis-body-worn"
+    media = sorted(p for p in (folder / "media").rglob("*") if p.is_file())
+    assert [p.read_bytes() for p in media] == [c.data for c in rec.clips]  # what was filmed, decrypted
+    document = orjson.loads(row["vault_manifest"]["document"])
+    clip_doc = next(o for o in document["axis"]["objects"] if o["kind"] == "clip")
+    assert (
+        clip_doc["encrypted_with"] and clip_doc["decrypted"]["sha256"] == hashlib.sha256(rec.clips[0].data).hexdigest()
     )
-    assert r.status_code == 409 and "encrypted by the camera" in r.text
+    code, output = _verify(folder, *_pinned(platform))
+    assert code == 0, output
+    media[0].write_bytes(media[0].read_bytes()[:-1] + b"\x00")
+    code, output = _verify(folder, *_pinned(platform))
+    assert code != 0, output
+
+
+def _foreign_key_connection(cf: dict) -> dict:
+    """The connection file a Body Worn system would hold if it encrypted for a key Témoin never issued."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return {**cf, "PublicKey": base64.b64encode(pem).decode()}
+
+
+def test_clip_encrypted_for_another_key_is_refused_journaled_and_quarantined(platform, client, commune, bws):
+    from temoin.journal.models import JournalEntry
+
+    user = _enrolled(bws, commune)
+    foreign = BodyWornSystem(_foreign_key_connection(bws.cf), http=client)
+    foreign.authenticate()
+    container = foreign.upload(sample_recording(user, "ACCC8E000001", duration_s=2), complete=False)
+    for _ in range(2):  # the Axis system retries Complete: one quarantine entry, one journal entry
+        r = foreign.request("POST", container, headers={"X-Container-Meta-Status": "Complete"})
+        assert r.status_code == 400, r.text
+        assert "could not be decrypted" in r.text and "connection file" in r.text
+    with platform.session() as db:
+        rec = db.scalar(select(Recording))
+        assert rec.state == RecordingState.RECEIVING  # nothing stored; the received bytes stay staged
+        quarantined = db.scalars(select(Quarantine)).all()
+        assert len(quarantined) == 1 and container in quarantined[0].reason
+        assert "AXIS Body Worn Manager" in quarantined[0].reason
+        events = db.scalars(select(JournalEntry.event).where(JournalEntry.event == "axis.undecryptable")).all()
+        assert len(events) == 1
+        assert not list((platform.store.blobs / SLUG).glob(f"{rec.id}/*"))  # no segment was promoted
+
+
+def test_field_checks_on_axis_recordings(platform, client, commune, bws):
+    """The checks a native recording gets at ingest (vault.field_checks) apply to what came through Axis."""
+    from datetime import timedelta
+
+    from temoin.identity import service
+    from temoin.identity.models import Device, ShiftAssignment, Tenant, User
+    from temoin.journal.models import JournalEntry
+    from temoin.law.access import Role
+    from temoin.vault.field_checks import Flag
+
+    user = _enrolled(bws, commune)
+    # Wearer: Témoin checked the camera out to another agent for the shift; the shift's agent is recorded.
+    with platform.session() as db:
+        tenant = db.scalar(select(Tenant).where(Tenant.slug == SLUG))
+        other = service.create_user(
+            platform,
+            db,
+            tenant,
+            username="agent-martin",
+            display_name="Agent Martin",
+            role=Role.AGENT,
+            password="x" * 16,
+            agent_number="LA--0002",
+        ).user
+        device = db.scalar(select(Device).where(Device.serial == "ACCC8E000001"))
+        db.add(
+            ShiftAssignment(
+                tenant_id=tenant.id,
+                device_id=device.id,
+                user_id=other.id,
+                checked_out_at=datetime.now(UTC) - timedelta(hours=2),
+                checked_out_by="test",
+            )
+        )
+        db.commit()
+    bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
+    with platform.session() as db:
+        rec = db.scalar(select(Recording))
+        assert Flag.AGENT_NOT_ON_SHIFT in rec.flags
+        assert rec.agent_ref == "LA--0002" and rec.declared_agent_ref == agent_number(commune)
+        assert rec.agent_user_id == db.scalar(select(User.id).where(User.username == "agent-martin"))
+        assert orjson.loads(rec.manifest)["manifest"]["flags"] == rec.flags
+        assert db.scalar(select(JournalEntry.id).where(JournalEntry.event == "ingest.agent_not_on_shift"))
+        db.delete(db.scalar(select(ShiftAssignment)))
+        db.commit()
+    # Time: a recording offloaded after its retention period had ended is kept a period from its reception (the
+    # Axis system measures no clock offset for Témoin: no deletion on its clock alone), flagged and journaled.
+    old = sample_recording(user, "ACCC8E000001", duration_s=2, started_at=datetime.now(UTC) - timedelta(days=800))
+    bws.upload(old)
+    with platform.session() as db:
+        late = db.scalar(select(Recording).order_by(Recording.started_at).limit(1))
+        assert Flag.TIME_BEYOND_RETENTION in late.flags and Flag.NO_SHIFT in late.flags
+        assert late.retention_until > datetime.now(UTC)
+        assert db.scalar(select(JournalEntry.id).where(JournalEntry.event == "ingest.time_implausible"))
+
+
+def test_signed_video_is_noted_and_kept_byte_for_byte(platform, client, commune):
+    """StoreSignedVideo: a clip carrying Axis signed-video SEIs is kept untouched and noted as signed."""
+    bws = BodyWornSystem(_connection_file(platform, encryption=False), http=client)
+    bws.authenticate()
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=4)
+    # An SEI "user data unregistered" NAL with the Signed Video UUID, in an MP4 `free` box (players skip it).
+    sei = b"\x00\x00\x00\x01\x06\x05\x20" + b"Signed Video...0" + bytes(16) + b"\x80"
+    rec.clips[0].data += (8 + len(sei)).to_bytes(4, "big") + b"free" + sei
+    bws.upload(rec)
+    with platform.session() as db:
+        stored = db.scalar(select(Recording))
+        clips = {o["name"]: o for o in orjson.loads(stored.manifest)["axis"]["objects"] if o["kind"] == "clip"}
+        assert [c["signed_video"] for _, c in sorted(clips.items())] == [True, False]
+        assert stored.segments[0].sha256 == hashlib.sha256(rec.clips[0].data).hexdigest()
 
 
 def test_technical_administrator_issues_the_connection_file_over_the_api(platform, client, commune):

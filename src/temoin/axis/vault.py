@@ -270,8 +270,7 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
             for i, c in enumerate(clips)
         ]
     except (InvalidInput, NotFound) as exc:
-        _undecryptable(p, db, tenant, container, rec, str(exc))
-        raise
+        raise InvalidInput(_undecryptable(p, db, tenant, container, rec, str(exc))) from exc
     categories, marks = _bookmarks(p, db, tenant, container, objects)
     meta = container.meta or {}
     first_start = _clip_time(clips[0], "StartTime")
@@ -559,18 +558,19 @@ def _decrypt_clip(
 
 def _undecryptable(
     p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, rec: Recording, why: str
-) -> None:
+) -> str:
     """The recording cannot be stored as video Témoin can read: nothing is stored (the received bytes stay staged,
     Complete may be sent again), and the refusal is journaled and quarantined once for the operator to act on."""
     db.rollback()
     reason = (
         f"Axis recording container {container.name} could not be decrypted: {why}. The Axis system encrypts for the "
         "public key of the connection file it was given: import Témoin's current connection file in AXIS Body Worn "
-        "Manager (temoin axis connection-file); clips already encrypted for a key Témoin never issued cannot be read"
+        "Manager (temoin axis connection-file); clips already encrypted for a key Témoin never issued cannot be read "
+        "by Témoin"
     )[:2000]
     where = f"axis:{container.name}"[:128]
     if db.scalar(select(Quarantine.id).where(Quarantine.device_id == where, Quarantine.reason == reason).limit(1)):
-        return
+        return reason
     db.add(Quarantine(tenant_id=tenant.id, device_id=where, recording_id=None, reason=reason, evidence_path=None))
     p.record(
         db,
@@ -584,6 +584,7 @@ def _undecryptable(
         tenant,
     )
     db.commit()
+    return reason
 
 
 def _clip_time(clip: AxisObject, key: str) -> datetime:
