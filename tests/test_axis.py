@@ -127,6 +127,7 @@ def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, b
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     page = client.get(f"/recordings/{rec_id}")
     assert page.status_code == 200 and "Axis Body Worn" in page.text
+    assert 'id="integrity-axis-encrypted"' in page.text and "déchiffrés à l&#39;arrivée" in page.text
     # Playback with a motive: the clip the camera encrypted plays as filmed.
     r = client.post(
         f"/api/v1/recordings/{rec_id}/consultations",
@@ -707,6 +708,14 @@ def test_signed_video_is_noted_and_kept_byte_for_byte(platform, client, commune)
         clips = {o["name"]: o for o in orjson.loads(stored.manifest)["axis"]["objects"] if o["kind"] == "clip"}
         assert [c["signed_video"] for _, c in sorted(clips.items())] == [True, False]
         assert stored.segments[0].sha256 == hashlib.sha256(rec.clips[0].data).hexdigest()
+        rec_id = stored.id
+    from temoin.law.access import Role
+    from tests.helpers import sign_in
+
+    client.cookies.clear()
+    sign_in(platform, client, commune.users[Role.CHIEF])
+    page = client.get(f"/recordings/{rec_id}").text
+    assert "Vidéo signée Axis : 1 clips sur 2" in page and "ne la vérifie pas" in page
 
 
 def test_technical_administrator_issues_the_connection_file_over_the_api(platform, client, commune):

@@ -627,6 +627,27 @@ def playback(
 PROVENANCE = "axis-body-worn"
 
 
+@dataclass(frozen=True)
+class MediaNotes:
+    """What review says of an Axis recording's clips, from the manifest document the vault wrote on arrival."""
+
+    clips: int
+    encrypted: int  # encrypted by the camera for Témoin, decrypted on arrival (the received bytes are kept)
+    signed_video: int  # carrying Axis signed-video SEIs (kept untouched; not verified by Témoin)
+
+
+def media_notes(rec: Recording) -> MediaNotes | None:
+    if not is_axis(rec):
+        return None
+    try:
+        clips = [o for o in orjson.loads(rec.manifest)["axis"]["objects"] if o.get("kind") == "clip"]
+    except (ValueError, KeyError, TypeError):
+        return None  # an altered document: review already says so (integrity)
+    return MediaNotes(
+        len(clips), sum(1 for c in clips if c.get("encrypted_with")), sum(1 for c in clips if c.get("signed_video"))
+    )
+
+
 def package_fields(p: VaultContext, db: Session, rec: Recording) -> dict:
     """What a package carries of an Axis recording in place of the device-signed manifest: the vault's manifest
     document (hashes on arrival, and of the decrypted clips when the camera encrypted them) that its signed receipt
