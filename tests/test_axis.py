@@ -765,3 +765,92 @@ def test_retention_destroys_everything_the_axis_system_sent(platform, client, co
     with platform.session() as db:
         assert db.get(Recording, rec.id).wrapped_key is None
     assert _put(bws, container, "late.mp4", body=b"x").status_code == 403
+
+
+def test_axis_recordings_through_reports_rights_redaction_and_erasure(platform, client, commune, bws):
+    """An Axis recording (encrypted by the camera) is a recording like any other for the annual report, a rights
+    request's candidate search, the redacted access copy, and erasure. (Packages and `temoin verify`:
+    test_encrypted_axis_recording_is_packaged_decrypted_and_verifies.)"""
+    import io
+    from datetime import timedelta
+
+    import av
+
+    from temoin.db import utcnow
+    from temoin.law.access import Role
+    from temoin.reports.annual import PARIS
+    from tests.extraction_helpers import _wait
+    from tests.helpers import approve_erasure, sign_in
+    from tests.rights_helpers import AVENUE, _create, _entries, _h
+
+    user = _enrolled(bws, commune)
+    t0 = utcnow().replace(microsecond=0) - timedelta(hours=4)
+    on_avenue = sample_recording(user, "ACCC8E000001", started_at=t0, duration_s=4, place=AVENUE)
+    later = sample_recording(user, "ACCC8E000001", started_at=t0 + timedelta(hours=3), duration_s=2, place=AVENUE)
+    bws.upload(on_avenue)
+    bws.upload(later)
+    with platform.session() as db:
+        first, second = db.scalars(select(Recording.id).order_by(Recording.started_at)).all()
+    client.cookies.clear()
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+
+    # Rights: the candidate search finds the Axis recording by the time and the place of the facts.
+    window = {
+        "facts_start": (t0 - timedelta(minutes=10)).isoformat(),
+        "facts_end": (t0 + timedelta(minutes=10)).isoformat(),
+    }
+    req = _create(client, csrf, **window)
+    url = f"/api/v1/rights/requests/{req['id']}/candidates"
+    found = client.get(url, params={"lat": AVENUE[0], "lon": AVENUE[1], "radius_m": 300}).json()["candidates"]
+    assert [c["recording_id"] for c in found] == [first], "candidate search by time and place"
+    assert found[0]["overlap_s"] == 4.0 and found[0]["distance_m"] < 50
+
+    # Redaction and access copy: from the decrypted clips (joined), faces tracked, redacted, reviewed, delivered.
+    r = client.post(f"/api/v1/rights/requests/{req['id']}/copies", headers=_h(csrf), json={"recording_id": first})
+    assert r.status_code == 202, r.text
+    copy = _wait(client, r.json()["id"])
+    assert copy["state"] == "tracks_ready", f"redaction tracks of an Axis recording: {copy}"
+    r = client.post(
+        f"/api/v1/rights/copies/{copy['id']}/redact",
+        headers=_h(csrf),
+        json={
+            "keep_tracks": [],
+            "add_regions": [{"start_frame": 0, "end_frame": 10, "x": 10, "y": 10, "w": 40, "h": 40}],
+        },
+    )
+    assert r.status_code == 202, r.text
+    copy = _wait(client, copy["id"])
+    assert copy["state"] == "to_review", f"redacted copy of an Axis recording: {copy}"
+    csrf_agent = sign_in(platform, client, commune.users[Role.DESIGNATED_AGENT])
+    r = client.post(f"/api/v1/rights/copies/{copy['id']}/review", headers=_h(csrf_agent), json={"approve": True})
+    assert r.status_code == 200, r.text
+    sign_in(platform, client, commune.users[Role.DPO])
+    got = client.get(f"/api/v1/rights/copies/{copy['id']}/download")
+    assert got.status_code == 200, "access copy delivered"
+    with av.open(io.BytesIO(got.content)) as video:
+        assert video.streams.video and video.duration and video.duration / 1e6 > 3, "the copy holds both clips"
+    assert _entries(platform, "rights.copy.delivered")[0]["recordings"] == [first]
+
+    # Erasure: proposed from the request's candidates, approved by a second person; every Axis object goes.
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    erasure = _create(client, csrf, kind="erasure", **window)
+    r = client.post(
+        f"/api/v1/rights/requests/{erasure['id']}/erasure", headers=_h(csrf), json={"recording_ids": [first]}
+    )
+    assert r.status_code == 201, r.text
+    assert approve_erasure(platform, client, commune, r.json()["id"]).status_code == 200
+    with platform.session() as db:
+        assert db.get(Recording, first).state == RecordingState.DELETED, "erasure of an Axis recording"
+        assert db.get(Recording, first).wrapped_key is None
+    assert not (platform.store.blobs / SLUG / first).exists(), "clips, received ciphertext, key files, trail erased"
+
+    # Annual report: both Axis recordings counted (one erased early), with their hours and camera.
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    year = utcnow().astimezone(PARIS).year
+    f = client.get(f"/api/v1/reports/annual/{year}").json()["figures"]
+    assert f["recordings"] == 2 and f["seconds"] == 6.0, f"annual report counts Axis recordings: {f}"
+    assert f["cameras_used"] == 1 and f["agents_recorded"] == 1
+    assert f["deletions"] == 1 and f["deletions_early"] == 1
+    assert f["rights_requests"] == 2
+    with platform.session() as db:
+        assert db.get(Recording, second).state == RecordingState.STORED, "erasure touched only the candidate"
