@@ -486,7 +486,8 @@ def test_server_killed_mid_upload_then_retried(platform, client, commune, bws):
         upload = store.ObjectUpload(
             platform, db, tenant, found, "20990101_000000_9.mp4", change, length=10**7, etag=None
         )
-        upload.feed(b"z" * (2 * 1024 * 1024))  # two records sealed to disk, then the process "dies"
+        upload.feed(b"z" * (2 * 1024 * 1024))
+        upload.stages.close()  # two records hashed and sealed to disk by the upload's stages, then the process "dies"
         upload.lock.release()
         assert len(set(debris.iterdir()) - before) == 1
     bws.complete(container)
