@@ -50,6 +50,13 @@ def in_memory(total_mib: int, base: bytes, md5: bool) -> float:
     return total_mib * MiB / (time.perf_counter() - t)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (/proc/PID/stat): less skewed by a shared machine than
+    wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def disk_rate(home: Path, total_mib: int, base: bytes) -> float:
     """Writing the same number of bytes to a file in TEMOIN_HOME with one fsync, as the vault does per object: the
     disk's floor (bytes/s)."""
@@ -134,6 +141,7 @@ def main() -> int:
             bws.request("PUT", container, expect=(201,))
             common.reset_peak_rss(server.pid)
             idle_hwm, _ = common.peak_rss_mib(server.pid)
+            server_cpu = cpu_seconds(server.pid)
             t = time.perf_counter()
             meta = {
                 "X-Object-Meta-Starttime": str(int(start.timestamp())),
@@ -147,6 +155,7 @@ def main() -> int:
             assert r.status_code == 201, r.text
             bws.complete(container)
             wall = time.perf_counter() - t
+            server_cpu = cpu_seconds(server.pid) - server_cpu
             hwm, _ = common.peak_rss_mib(server.pid)
         finally:
             server.send_signal(signal.SIGINT)
@@ -171,6 +180,12 @@ def main() -> int:
         )
         results.add(
             "ratio to SHA-256 + MD5 + AES-GCM (one thread)", f"{rate / hashing_md5:.2f}", ratio_md5=rate / hashing_md5
+        )
+        gib = total_mib / 1024
+        results.add(
+            "server CPU time (all threads) per GiB",
+            f"{server_cpu / gib:.2f} s (wall {wall / gib:.2f} s)",
+            server_cpu_s_per_gib=server_cpu / gib,
         )
         results.add("server peak RSS during the PUT", f"{hwm:.0f} MiB (idle {idle_hwm:.0f} MiB)", peak_mib=hwm)
         results.raw["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")  # a date among the figures
