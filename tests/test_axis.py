@@ -15,6 +15,7 @@ from sqlalchemy import select
 from temoin.axis import connection
 from temoin.axis.simulator import BodyWornSystem, Bookmark, sample_recording
 from temoin.journal.entry import Actor
+from temoin.vault.field_checks import Flag
 from temoin.vault.models import Quarantine, Recording, RecordingState
 from tests.helpers import agent_number, make_commune
 
@@ -594,6 +595,8 @@ def test_encrypted_axis_recording_is_packaged_decrypted_and_verifies(platform, c
     assert (
         clip_doc["encrypted_with"] and clip_doc["decrypted"]["sha256"] == hashlib.sha256(rec.clips[0].data).hexdigest()
     )
+    # The field checks' flags and the signed-video note travel in the package with the vault's document.
+    assert Flag.NO_SHIFT in document["manifest"]["flags"] and clip_doc["signed_video"] is False
     code, output = _verify(folder, *_pinned(platform))
     assert code == 0, output
     media[0].write_bytes(media[0].read_bytes()[:-1] + b"\x00")
@@ -646,7 +649,6 @@ def test_field_checks_on_axis_recordings(platform, client, commune, bws):
     from temoin.identity.models import Device, ShiftAssignment, Tenant, User
     from temoin.journal.models import JournalEntry
     from temoin.law.access import Role
-    from temoin.vault.field_checks import Flag
 
     user = _enrolled(bws, commune)
     # Wearer: Témoin checked the camera out to another agent for the shift; the shift's agent is recorded.
