@@ -641,6 +641,25 @@ def test_clip_encrypted_for_another_key_is_refused_journaled_and_quarantined(pla
         assert not list((platform.store.blobs / SLUG).glob(f"{rec.id}/*"))  # no segment was promoted
 
 
+def test_altered_encrypted_clip_is_refused_not_stored(platform, client, commune, bws):
+    """AES-CBC carries no tag: a cut ciphertext fails its padding, and the hand-over stops with the reason."""
+    from temoin.axis.models import AxisObject
+
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    container = bws.upload(rec, complete=False)
+    with platform.session() as db:
+        clip = db.scalar(select(AxisObject).where(AxisObject.kind == "clip"))
+        name, meta = clip.name, dict(clip.meta)
+    headers = {f"X-Object-Meta-{k.title()}": v for k, v in meta.items()}
+    assert _put(bws, container, name, body=b"\x17" * 1000, **headers).status_code == 201  # not whole AES blocks
+    r = bws.request("POST", container, headers={"X-Container-Meta-Status": "Complete"})
+    assert r.status_code == 400 and "truncated or altered" in r.text
+    with platform.session() as db:
+        assert db.scalar(select(Recording)).state == RecordingState.RECEIVING
+        assert len(db.scalars(select(Quarantine)).all()) == 1
+
+
 def test_field_checks_on_axis_recordings(platform, client, commune, bws):
     """The checks a native recording gets at ingest (vault.field_checks) apply to what came through Axis."""
     from datetime import timedelta
