@@ -234,7 +234,8 @@ def _bookmarks(
 def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer) -> Recording:
     """The recording container is Complete: verify what is there, store it as a recording, sign, journal, commit.
 
-    Raises InvalidInput (nothing changed) when it cannot be stored: no clip, a clip whose body never arrived."""
+    Raises InvalidInput (nothing changed) when it cannot be stored: no clip, a clip whose body never arrived, an
+    encrypted clip or trail that does not decrypt (then journaled and quarantined once, see _undecryptable)."""
     rec = db.get(Recording, container.recording_id)
     if rec is None or rec.state == RecordingState.DELETED:
         raise Forbidden(f"the recording of container {container.name!r} was deleted")
@@ -269,7 +270,7 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
             else Body(c.sha256, c.size, _signed_video(p, dk, blob_key(tenant.slug, rec.id, c.slot), final[c.name]))
             for i, c in enumerate(clips)
         ]
-    except (InvalidInput, NotFound) as exc:
+    except (e2e.Undecryptable, NotFound) as exc:  # NotFound: no private key of that PublicKeyId for the tenant
         raise InvalidInput(_undecryptable(p, db, tenant, container, rec, str(exc))) from exc
     categories, marks = _bookmarks(p, db, tenant, container, objects)
     meta = container.meta or {}
