@@ -660,6 +660,22 @@ def test_altered_encrypted_clip_is_refused_not_stored(platform, client, commune,
         assert len(db.scalars(select(Quarantine)).all()) == 1
 
 
+def test_a_clip_that_is_no_video_is_kept_and_flagged(platform, client, commune):
+    """Clips the camera encrypted whose key files never came (or anything but MP4/Matroska) are kept as received,
+    never refused, and flagged for review."""
+    bws = BodyWornSystem(_connection_file(platform, encryption=False), http=client)
+    bws.authenticate()
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    rec.clips[0].data = bytes(range(256)) * 64  # no MP4 box, no EBML header
+    bws.upload(rec)
+    with platform.session() as db:
+        stored = db.scalar(select(Recording))
+        assert stored.state == RecordingState.STORED and Flag.CLIP_NOT_VIDEO in stored.flags
+        clip_doc = next(o for o in orjson.loads(stored.manifest)["axis"]["objects"] if o["kind"] == "clip")
+        assert clip_doc["recognised_as_video"] is False
+
+
 def test_field_checks_on_axis_recordings(platform, client, commune, bws):
     """The checks a native recording gets at ingest (vault.field_checks) apply to what came through Axis."""
     from datetime import timedelta
@@ -729,6 +745,7 @@ def test_signed_video_is_noted_and_kept_byte_for_byte(platform, client, commune)
         stored = db.scalar(select(Recording))
         clips = {o["name"]: o for o in orjson.loads(stored.manifest)["axis"]["objects"] if o["kind"] == "clip"}
         assert [c["signed_video"] for _, c in sorted(clips.items())] == [True, False]
+        assert all(c["recognised_as_video"] for c in clips.values()) and Flag.CLIP_NOT_VIDEO not in stored.flags
         assert stored.segments[0].sha256 == hashlib.sha256(rec.clips[0].data).hexdigest()
         rec_id = stored.id
     from temoin.law.access import Role

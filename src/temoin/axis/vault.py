@@ -46,6 +46,7 @@ from temoin.law.profiles import get_profile
 from temoin.vault import field_checks
 from temoin.vault.catalogue import is_axis
 from temoin.vault.context import VaultContext
+from temoin.vault.field_checks import Flag
 from temoin.vault.models import Quarantine, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
 
@@ -267,7 +268,7 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
         bodies = [
             _decrypt_clip(p, db, tenant, container, dk, c, key_obj, blob_key(tenant.slug, rec.id, i))
             if (key_obj := keys[c.name]) is not None
-            else Body(c.sha256, c.size, _signed_video(p, dk, blob_key(tenant.slug, rec.id, c.slot), final[c.name]))
+            else _plain_clip(p, dk, c, blob_key(tenant.slug, rec.id, c.slot), final[c.name])
             for i, c in enumerate(clips)
         ]
     except (e2e.Undecryptable, NotFound) as exc:  # NotFound: no private key of that PublicKeyId for the tenant
@@ -399,7 +400,9 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
     rec.commune = commune_of(tenant.territory, ((f["lat"], f["lon"]) for f in track))
     # Place (R241-10): a GNSS fix outside the authorised territory flags the recording, as for native cameras.
     rec.outside_territory = checked.outside_territory
-    rec.flags = list(checked.flags)
+    # A clip that is no MP4 or Matroska file is kept as received, but flagged: for instance clips the camera
+    # encrypted whose key files never came (review says so; playback and redaction will fail on it).
+    rec.flags = list(checked.flags) + ([Flag.CLIP_NOT_VIDEO.value] if not all(b.video for b in bodies) else [])
     rec.manifest, rec.manifest_sha256 = manifest, hashlib.sha256(manifest.encode()).hexdigest()
     rec.chain_head, rec.segment_count, rec.size_bytes = links[-1].hex(), len(clips), sum(c.size for c in clips)
     rec.state_reason = "received through the Axis Body Worn system: " + PROOF
@@ -471,10 +474,12 @@ class Body:
     sha256: str
     size: int
     signed_video: bool
+    video: bool  # starts as an MP4 or Matroska file
 
     def described(self, decrypted: bool) -> dict:
         return {
             "signed_video": self.signed_video,
+            "recognised_as_video": self.video,
             **({"decrypted": {"sha256": self.sha256, "size": self.size}} if decrypted else {}),
         }
 
@@ -486,11 +491,23 @@ def _records(p: VaultContext, dk: bytes, staged: str, final: str) -> Iterator[by
         yield from crypto.open_records(fh, dk)
 
 
+_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"styp", b"moof")
+_MATROSKA = b"\x1a\x45\xdf\xa3"  # EBML header
+
+
+def _is_video(head: bytes) -> bool:
+    """The first bytes of an MP4 (a top-level box) or Matroska (EBML) file, the containers Axis cameras write."""
+    return head[4:8] in _MP4_BOXES or head.startswith(_MATROSKA)
+
+
 class _SignedVideoScan:
     def __init__(self, limit: int | None) -> None:
         self.found, self.seen, self.limit, self.tail = False, 0, limit, b""
+        self.head = b""  # the first bytes, to recognise the container
 
     def update(self, chunk: bytes) -> None:
+        if len(self.head) < 8:
+            self.head += chunk[: 8 - len(self.head)]
         if self.found or (self.limit is not None and self.seen >= self.limit):
             return
         self.found = SIGNED_VIDEO_UUID in self.tail + chunk[: len(SIGNED_VIDEO_UUID)] or SIGNED_VIDEO_UUID in chunk
@@ -498,13 +515,14 @@ class _SignedVideoScan:
         self.seen += len(chunk)
 
 
-def _signed_video(p: VaultContext, dk: bytes, staged: str, final: str) -> bool:
+def _plain_clip(p: VaultContext, dk: bytes, clip: AxisObject, staged: str, final: str) -> Body:
+    """A clip the camera did not encrypt: its hashes on arrival, what its first MiBs show."""
     scan = _SignedVideoScan(SIGNED_VIDEO_SCAN)
     for chunk in _records(p, dk, staged, final):
         scan.update(chunk)
         if scan.found or scan.seen >= SIGNED_VIDEO_SCAN:
             break
-    return scan.found
+    return Body(clip.sha256, clip.size, scan.found, _is_video(scan.head))
 
 
 def _decrypt_clip(
@@ -531,7 +549,7 @@ def _decrypt_clip(
                 sha.update(chunk)
                 scan.update(chunk)
                 size += len(chunk)
-        return Body(sha.hexdigest(), size, scan.found)
+        return Body(sha.hexdigest(), size, scan.found, _is_video(scan.head))
     p.store.discard_staged(segment)
     pending: bytes | None = crypto.new_header()  # the blob header, written with the first record
     assert pending is not None
@@ -554,7 +572,7 @@ def _decrypt_clip(
     except BaseException:
         p.store.discard_staged(segment)
         raise
-    return Body(sha.hexdigest(), size, scan.found)
+    return Body(sha.hexdigest(), size, scan.found, _is_video(scan.head))
 
 
 def _undecryptable(

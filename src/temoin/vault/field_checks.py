@@ -37,6 +37,7 @@ class Flag(StrEnum):
     AGENT_NOT_ON_SHIFT = "agent_not_on_shift"  # the camera was checked out to another agent at that time
     NO_SHIFT = "no_shift"  # the camera was checked out to nobody then: the agent is the camera's word only
     TERRITORY_UNKNOWN = "territory_unknown"  # the tenant has no territory: the place could not be checked
+    CLIP_NOT_VIDEO = "clip_not_video"  # an Axis clip is no MP4 or Matroska file (encrypted without its key file?)
 
 
 @dataclass(frozen=True)
