@@ -75,6 +75,12 @@ class Sealer:
         self.header = header
         self.index = next_index
 
+    def at(self, index: int) -> Sealer:
+        """A sealer of the same blob (same derived cipher, no key derivation) that continues at record `index`."""
+        other = Sealer.__new__(Sealer)
+        other._aead, other.header, other.index = self._aead, self.header, index
+        return other
+
     def seal_record(self, plaintext: bytes | memoryview) -> tuple[bytes, bytes]:
         """One record (at most RECORD_BYTES): its length prefix and its ciphertext, kept apart so
         that the caller writes them without concatenating a MiB."""

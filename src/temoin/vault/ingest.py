@@ -333,6 +333,8 @@ class _Progress:
     file_end: int
     header: bytes
     hasher: hashlib._Hash
+    data_key: bytes | None = None  # the unwrapped key and the blob's cipher, kept between the pieces of an upload
+    sealer: crypto.Sealer | None = None
 
 
 # After a restart (or if the staged file changed under us) the state is rebuilt from the sealed bytes.
@@ -375,14 +377,16 @@ class SegmentUpload:
             if seg.complete:
                 raise IngestConflict(f"segment {index} is already complete", offset=seg.size)
             assert rec.wrapped_key is not None  # a receiving recording holds its key
-            self.data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
-            state = self._resume_state()
+            state = self._resume_state(rec.wrapped_key)
             if start != state.received:
                 raise IngestConflict(
                     f"segment {index}: the vault holds {state.received} bytes, resume from there", offset=state.received
                 )
             self.header_to_write = None if state.file_end else state.header
-            self.sealer = crypto.Sealer(self.data_key, state.header, state.records)
+            if state.sealer is not None:  # the cipher of the previous piece: no key unwrap or derivation again
+                self.sealer = state.sealer.at(state.records)
+            else:
+                self.sealer = crypto.Sealer(self.data_key, state.header, state.records)
             self.hasher = state.hasher
             self.received, self.file_end = state.received, state.file_end
             self.buffer = bytearray(crypto.RECORD_BYTES)
@@ -392,10 +396,20 @@ class SegmentUpload:
             self.lock.release()
             raise
 
-    def _resume_state(self) -> _Progress:
+    def _resume_state(self, wrapped_key: bytes) -> _Progress:
         cached = _progress.get(self.key)
-        if cached is not None and self.p.store.staged_size(self.key) == cached.file_end:
-            return _Progress(cached.received, cached.records, cached.file_end, cached.header, cached.hasher.copy())
+        if cached is not None and cached.data_key is not None and self.p.store.staged_size(self.key) == cached.file_end:
+            self.data_key = cached.data_key
+            return _Progress(
+                cached.received,
+                cached.records,
+                cached.file_end,
+                cached.header,
+                cached.hasher.copy(),
+                cached.data_key,
+                cached.sealer,
+            )
+        self.data_key = crypto.unwrap_key(self.p.keyring.master_key, wrapped_key, self.rec.id)
         header, records, received = self.p.store.staged_state(self.key)
         hasher = hashlib.sha256()
         if header is None:
@@ -436,10 +450,16 @@ class SegmentUpload:
         try:
             if self.fill:
                 self._seal()
-            self.p.store.sync_staged(self.key)
+            synced = self.p.store.sync_staged(self.key)  # durable before the camera is told how much is held
             if self.received < self.seg.size:
                 _progress[self.key] = _Progress(
-                    self.received, self.sealer.index, self.file_end, self.sealer.header, self.hasher.copy()
+                    self.received,
+                    self.sealer.index,
+                    self.file_end,
+                    self.sealer.header,
+                    self.hasher.copy(),
+                    self.data_key,
+                    self.sealer,
                 )
                 return SegmentStatus(self.seg.index, self.seg.size, self.received, False)
             _progress.pop(self.key, None)
@@ -457,7 +477,7 @@ class SegmentUpload:
                 raise IngestInvalid(
                     f"segment {self.seg.index} does not match its hash in the manifest: the recording is quarantined"
                 )
-            self.p.store.promote(self.key)
+            self.p.store.promote(self.key, synced=synced)  # the fsync above made it durable: rename only
             self.seg.complete = True
             self.db.commit()
             return SegmentStatus(self.seg.index, self.seg.size, self.received, True)
