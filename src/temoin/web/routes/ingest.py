@@ -130,7 +130,7 @@ async def put_segment(
 
 # Records waiting between the socket reader and the sealing thread: receiving goes on while the previous records
 # are hashed, sealed and written, in bounded memory (this many records of RECORD_BYTES, plus the one being sealed).
-QUEUED_RECORDS = 4
+QUEUED_RECORDS = 2
 
 
 async def _receive(request: Request, upload: ingest.SegmentUpload) -> None:
