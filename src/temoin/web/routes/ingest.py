@@ -169,7 +169,8 @@ async def _receive(request: Request, upload: ingest.SegmentUpload) -> None:
         if pending and not failed:
             await queue.put(pending)
     finally:
-        await asyncio.shield(queue.put(None))  # the sealer ends once it has taken everything before it
+        if not sealer.done():  # it ends once it has taken everything queued before this
+            await asyncio.shield(queue.put(None))
         await asyncio.shield(sealer)
     if failed:
         raise failed[0]
