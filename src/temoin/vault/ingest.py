@@ -443,15 +443,20 @@ class SegmentUpload:
         self.fill = 0
 
     def finish(self) -> SegmentStatus:
-        """Seal what is buffered, make it durable, and verify the segment once it is whole.
+        """Seal what is buffered and, once the segment is whole, make it durable and verify it.
 
-        Called also when the camera's connection breaks: what arrived is kept for the resume.
+        Called also when the camera's connection breaks: what arrived is kept for the resume. One fsync per
+        segment, at its end, before the camera is told it is complete (an fsync per 4 MiB piece cost as much as
+        the piece's transfer). A piece answered before then survives the process (the page cache keeps it) but
+        may be lost with the machine: the vault then says how much it holds (HEAD, or 409 with Upload-Offset)
+        and the camera, which deletes nothing before the receipt, resends from there. Writeback is started
+        record by record, so that the fsync at the end waits only for the tail.
         """
         try:
             if self.fill:
                 self._seal()
-            synced = self.p.store.sync_staged(self.key)  # durable before the camera is told how much is held
             if self.received < self.seg.size:
+                self.p.store.close_staged(self.key)
                 _progress[self.key] = _Progress(
                     self.received,
                     self.sealer.index,
@@ -463,6 +468,7 @@ class SegmentUpload:
                 )
                 return SegmentStatus(self.seg.index, self.seg.size, self.received, False)
             _progress.pop(self.key, None)
+            synced = self.p.store.sync_staged(self.key)  # durable before the camera is told it is complete
             digest = self.hasher.hexdigest()
             if digest != self.seg.sha256:
                 self.db.rollback()

@@ -77,6 +77,7 @@ class BlobStore(Protocol):
     def staged_size(self, key: str) -> int: ...
     def append_staged(self, key: str, header: bytes | None, *parts: bytes) -> None: ...
     def sync_staged(self, key: str) -> bool: ...
+    def close_staged(self, key: str) -> None: ...
     def open_staged(self, key: str) -> BinaryIO: ...
     def discard_staged(self, key: str) -> None: ...
     def promote(self, key: str, final_key: str | None = None, *, synced: bool = False) -> None: ...
@@ -147,8 +148,12 @@ class LocalBlobStore:
         try:
             if fh is None:
                 path = self._path(self.staging, key)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fh = self._handles[key] = path.open("ab", buffering=0)
+                try:
+                    fh = path.open("ab", buffering=0)
+                except FileNotFoundError:  # the recording's first segment: its folder is made once, not per piece
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    fh = path.open("ab", buffering=0)
+                self._handles[key] = fh
             if header is not None:
                 fh.write(header)
             for part in parts:
@@ -172,6 +177,15 @@ class LocalBlobStore:
         finally:
             fh.close()
         return True
+
+    def close_staged(self, key: str) -> None:
+        """Close an upload's handle without an fsync: the bytes stay in the page cache, being written back."""
+        fh = self._handles.pop(key, None)
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError as exc:
+                _raise_storage(exc, "staging an upload")
 
     def open_staged(self, key: str) -> BinaryIO:
         return self._path(self.staging, key).open("rb")
