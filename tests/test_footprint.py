@@ -41,6 +41,16 @@ def test_importing_the_server_loads_no_media_or_document_library() -> None:
     assert rss_mib <= IMPORT_RSS_MIB, f"importing the server takes {rss_mib:.0f} MiB (bound {IMPORT_RSS_MIB} MiB)"
 
 
+def test_the_camera_agent_loads_no_database_or_web_library() -> None:
+    """The camera has no database: SQLAlchemy (about 20 MiB), FastAPI and aiortc stay out of its process."""
+    code = (
+        "import sys, temoin.camera.agent, temoin.camera.runner\n"
+        "print(','.join(m for m in ('sqlalchemy', 'fastapi', 'aiortc', 'fpdf') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "", f"the camera agent loaded {out.stdout.strip()}"
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_started_server_stays_under_150_mb_and_loads_no_media_library(tmp_path: Path) -> None:
     with socket.socket() as s:
