@@ -390,6 +390,7 @@ class SegmentUpload:
             self.hasher = state.hasher
             self.received, self.file_end = state.received, state.file_end
             self.buffer = bytearray(crypto.RECORD_BYTES)
+            self.sealed = bytearray(crypto.RECORD_BYTES + crypto.TAG_BYTES)
             self.fill = 0
             db.commit()  # end the read: no pooled connection is held while the body arrives (minutes on 4G)
         except BaseException:
@@ -435,7 +436,7 @@ class SegmentUpload:
     def _seal(self) -> None:
         plain = memoryview(self.buffer)[: self.fill]
         self.hasher.update(plain)
-        prefix, sealed = self.sealer.seal_record(plain)
+        prefix, sealed = self.sealer.seal_record_into(plain, self.sealed)
         self.p.store.append_staged(self.key, self.header_to_write, prefix, sealed)
         self.file_end += (len(self.header_to_write) if self.header_to_write else 0) + len(prefix) + len(sealed)
         self.header_to_write = None
