@@ -419,8 +419,8 @@ def main() -> int:
         )
         res.add(
             "in-memory SHA-256 + AES-256-GCM (1 MiB records)",
-            f"{base / 1e6:,.0f} MB/s",
-            in_memory_mb_s=base / 1e6,
+            f"{rates['sha256+aesgcm'] / 1e6:,.0f} MB/s",
+            in_memory_mb_s=rates["sha256+aesgcm"] / 1e6,
             in_memory_cpu_mb_s=rates["sha256+aesgcm_cpu"] / 1e6,
         )
         res.add(
