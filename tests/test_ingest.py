@@ -196,3 +196,22 @@ def test_disk_full_during_a_write_keeps_no_partial_blob(platform, client, monkey
     # Once space is back, the same upload goes through.
     receipt = vault_client(platform, client, cam).offload(signed, segments)
     assert receipt.verify(platform.keyring.public_key)
+
+
+def test_more_bytes_than_the_manifest_declares_are_refused_and_the_upload_resumes(platform, client):
+    commune = make_commune(platform)
+    cam = commune.cameras[0]
+    signed, segments = sample_recording(
+        cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=2
+    )
+    vc = vault_client(platform, client, cam)
+    rid = vc.send_manifest(signed)["recording_id"]
+    data = segments[0]
+    # The sealing thread refuses the excess; the socket reader stops and the answer says so.
+    r = vc.http.put(f"/api/v1/ingest/recordings/{rid}/segments/0", content=data + b"\x00" * (3 * 1024 * 1024))
+    assert r.status_code == 413 and "more bytes than" in r.json()["detail"]
+    held = vc.received(rid, 0)
+    assert held <= len(data)
+    vc.upload_segment(rid, 0, data, start=held)  # what the vault holds is the segment's own bytes: it resumes
+    receipt = vc.offload(signed, segments)
+    assert receipt.verify(platform.keyring.public_key) and receipt.matches(signed.manifest)

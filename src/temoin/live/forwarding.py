@@ -33,17 +33,15 @@ from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add, uint16_gt
 
 from temoin import errors
-from temoin.live.plane import EncodedFrame
+from temoin.live.plane import CLOCK, NAL_IDR, NAL_PPS, NAL_SPS, EncodedFrame
 
 log = logging.getLogger("temoin.live")
 
-CLOCK = {"video": 90_000, "audio": 48_000}  # RTP clock rates of H.264 and Opus
 FRAME_STEP = {"video": 3_000, "audio": 960}  # one 30 fps frame, one 20 ms Opus packet, in clock ticks
 _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _MAPPER_ATTR = "_RTCRtpReceiver__timestamp_mapper"
 _NACK_ATTR = "_RTCRtpReceiver__nack_generator"
-NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8
 GAP_GIVE_UP_S = 0.25  # a lost packet's retransmission takes one round trip (~80 ms on 4G): then give up
 NACK_SHARE = 0.1  # retransmissions asked for: at most a tenth of the packets received
 NACK_BURST = 20  # ... with this many at once at most (a burst of losses)

@@ -333,7 +333,7 @@ class S3BlobStore:
             self._drop_writer(key, failed=True)
             raise
 
-    def sync_staged(self, key: str) -> None:
+    def sync_staged(self, key: str) -> bool:
         """Write the chunk being filled: what was appended is then in the store, acknowledged or not."""
         self._refuse_if_failed(key)
         writer = self._drop_writer(key)
@@ -343,6 +343,13 @@ class S3BlobStore:
             except BaseException:
                 self._drop_writer(key, failed=True)
                 raise
+            return True
+        return False
+
+    def close_staged(self, key: str) -> None:
+        """As sync_staged: a piece's bytes must be in the store before it is answered, since the next piece may
+        reach another node, which knows only what the store holds (no page cache shared between nodes)."""
+        self.sync_staged(key)
 
     def open_staged(self, key: str) -> BinaryIO:
         self.sync_staged(key)
@@ -366,7 +373,7 @@ class S3BlobStore:
                     keys.add(obj["Key"][len(f"{self.url.prefix}staging/") :].rsplit("/", 1)[0])
         return sorted(keys)
 
-    def promote(self, key: str, final_key: str | None = None) -> None:
+    def promote(self, key: str, final_key: str | None = None, *, synced: bool = False) -> None:
         """Staged -> final (under `final_key` if given), atomically, server-side. Idempotent: repeated after a
         crash it does the same again, or nothing once the chunks are gone."""
         self.sync_staged(key)
