@@ -317,7 +317,7 @@ class S3BlobStore:
     def staged_size(self, key: str) -> int:
         return sum(size for _, size in self._chunks(key)[0])
 
-    def append_staged(self, key: str, header: bytes | None, *parts: bytes) -> None:
+    def append_staged(self, key: str, header: bytes | None, *parts: bytes | memoryview) -> None:
         self._refuse_if_failed(key)
         try:
             writer = self._writer(key)
