@@ -71,8 +71,12 @@ case "${1:-}" in
     apt_install chromium ffmpeg rsyslog openssl
     postgres_up
     shift
-    step "running the tests (pytest $*)"
-    exec .venv/bin/python -m pytest "$@"
+    # Two processes by default: much of a test's time is spent waiting (servers starting, a browser, subprocesses),
+    # so two overlap well even on two cores. A file's tests stay together, in order, in one process.
+    # TEMOIN_TEST_WORKERS=0 runs everything in this process.
+    workers=${TEMOIN_TEST_WORKERS:-2}
+    step "running the tests (pytest -n $workers --dist loadfile $*)"
+    exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
     ;;
   *)
     echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2
