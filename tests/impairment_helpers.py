@@ -267,3 +267,74 @@ class _RewriteAnswer(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class TcpDelay:
+    """A TCP forwarder that delays what it carries by `delay_ms` each way: the HTTP of WHIP and of the live
+    request over the same emulated link as the media. Delay only: a userspace forwarder cannot lose a TCP
+    segment (the kernel's TCP on each side retransmits, unseen), so the cost of a loss on the HTTP request
+    (a retransmission timeout, >= 200 ms) is not emulated here; `bench/live/netlink.py` (TUN, root) does that.
+
+        with TcpDelay("127.0.0.1", 8443, delay_ms=40) as relay:
+            relay.url  # http://127.0.0.1:<port>, to give the camera
+    """
+
+    def __init__(self, host: str, port: int, delay_ms: float) -> None:
+        import asyncio
+
+        self.target, self.delay_s = (host, port), delay_ms / 1000
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="tcp-delay")
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.target[0]}:{self.port}"
+
+    def __enter__(self) -> TcpDelay:
+        import asyncio
+
+        self._thread.start()
+        server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, self.target[0], 0), self.loop
+        ).result(10)
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self._server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+    async def _handle(self, reader, writer) -> None:
+        import asyncio
+
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+
+        async def pump(src, dst) -> None:
+            queue: asyncio.Queue = asyncio.Queue()
+
+            async def deliver() -> None:
+                while (item := await queue.get()) is not None:
+                    due, data = item
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    dst.write(data)
+                    await dst.drain()
+                await asyncio.sleep(max(0.0, self.delay_s))
+                dst.close()
+
+            sender = asyncio.ensure_future(deliver())
+            try:
+                while data := await src.read(65536):
+                    queue.put_nowait((time.monotonic() + self.delay_s, data))
+            except OSError:
+                pass
+            queue.put_nowait(None)
+            await sender
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer), return_exceptions=True)
