@@ -262,10 +262,11 @@ def scenario(args: argparse.Namespace, url: str, device: str, token: str, key: P
 
     asyncio.run(run())
     presses = [json.loads(line) for line in out.read_text().splitlines()]
-    alerts, g2g, freezes, first, heal, link = [], [], [], [], [], []
+    alerts, g2g, freezes, first, heal, link, detail = [], [], [], [], [], [], []
     for press in presses:
         seen = dashboard.sessions.get(press["session"])
         if seen is None:
+            detail.append({"session": press["session"], "seen": False})
             continue
         alerts.append((seen["alert"] - press["press"]) * 1000)
         g2g += seen["g2g_ms"]
@@ -279,6 +280,18 @@ def scenario(args: argparse.Namespace, url: str, device: str, token: str, key: P
         keys = [k for k in seen["keyframes"] if k > press["burst_end"]]
         heal.append(((keys[0] - press["burst_end"]) * 1000) if keys else float("inf"))
         link.append(press["link"])
+        detail.append(
+            {
+                "alert_ms": alerts[-1],
+                "first_picture_ms": first[-1] if frames else None,
+                "pictures": len(frames),
+                "pictures_after_burst": len([t for t in frames if t > press["burst_end"]]),
+                "keyframes": len(seen["keyframes"]),
+                "longest_freeze_ms": freezes[-1] if frames else None,
+                "burst_recovery_ms": heal[-1],
+                "whep": seen.get("whep"),
+            }
+        )
     up = "publisher→server"
     return {
         "loss": loss,
@@ -292,6 +305,7 @@ def scenario(args: argparse.Namespace, url: str, device: str, token: str, key: P
         "first_picture_ms": {"p50": pct(first, 0.5), "max": max(first, default=float("nan"))},
         "burst_recovery_ms": {"p50": pct(heal, 0.5), "max": max(heal, default=float("nan"))},
         "uplink": {m: sum(s[up][m] for s in link) for m in ("packets", "bytes", "lost", "burst_lost", "queue_drops")},
+        "per_session": detail,
         "uplink_kbit": sum(s[up]["bytes"] for s in link) * 8 / 1000 / max(1e-9, len(link) * args.seconds),
     }
 
