@@ -19,6 +19,8 @@ from aiortc.codecs import h264
 from temoin.camera.media import SyntheticScene
 from temoin.camera.offload import DeviceAuth
 from temoin.law.access import Role
+from temoin.live.forwarding import ForwardTrack
+from temoin.live.plane import EncodedFrame
 from temoin.platform import Platform
 from tests.helpers import make_commune
 from tests.impairment_helpers import Shape, UdpImpairment
@@ -158,3 +160,26 @@ def test_a_live_stream_at_5_percent_loss_keeps_flowing_and_heals_within_a_second
 
     with UdpImpairment(up, down) as link:
         asyncio.run(story(link))
+
+
+def test_a_viewer_waiting_for_a_keyframe_asks_for_one_while_pictures_flow_without():
+    """The keyframe asked for when a viewer joins can be lost (no publisher yet: a viewer joining on the alert;
+    or the keyframe lost on the uplink): the viewer's track keeps asking while it drops pictures it cannot use,
+    the stream capping the requests (one PLI per 300 ms), instead of waiting seconds for a periodic keyframe."""
+    asked: list[int] = []
+    track = ForwardTrack("video", lambda: asked.append(1))
+
+    def frame(keyframe: bool) -> EncodedFrame:
+        return EncodedFrame("video", b"\x00\x00\x00\x01\x41", 0, keyframe, 1, time.time())
+
+    async def run() -> None:
+        for _ in range(3):
+            track.push(frame(False))
+        assert len(asked) == 3 and track.sent == 0
+        track.push(frame(True))
+        track.push(frame(False))
+        assert len(asked) == 3  # a keyframe came: no more requests
+        await track.recv()
+        assert track.sent == 1
+
+    asyncio.run(run())
