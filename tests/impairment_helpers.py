@@ -347,4 +347,7 @@ class TcpDelay:
             queue.put_nowait(None)
             await sender
 
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer), return_exceptions=True)
+        try:
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer), return_exceptions=True)
+        except asyncio.CancelledError:  # the forwarder closes with the connection still open: nothing to say
+            pass
