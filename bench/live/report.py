@@ -17,6 +17,10 @@ BEGIN, END = "<!-- live-4g:begin -->", "<!-- live-4g:end -->"
 CAP_BEGIN, CAP_END = "<!-- live-capacity:begin -->", "<!-- live-capacity:end -->"
 
 
+def _s(value: float) -> str:
+    return "never" if value == float("inf") else ("–" if value != value else f"{value * 1000:,.0f} ms")
+
+
 def _ms(value: float) -> str:
     if value != value:  # NaN: nothing to measure
         return "–"
@@ -75,40 +79,49 @@ def capacity(report: dict, profile: dict | None) -> str:
         f"`bench/live/capacity.json`): {report['size']}. {report['machine']['cpus']} cores, **shared with other "
         f"engineers' work: load average {load} before the run**, so losses and latencies are pessimistic.",
         "",
-        "| streams × viewers | server CPU (of a core) | per stream | load generators' CPU (own process group) "
-        "| machine busy (cores) | frames lost video / audio | worst viewer | keyframe latency p50 / p95 "
+        "| streams × viewers | server CPU (of a core) | per stream | share of the full frame rate delivered "
+        "| per stream at the full rate | load generators' CPU (own process group) | machine busy (cores) "
+        "| frames lost video / audio | worst viewer | viewers without a picture | keyframe latency p50 / p95 "
         "| load average |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     viewers = report["size"].split(" viewers per stream")[0].rsplit(" ", 1)[-1]
     for row in raw["rows"]:
         if "failed" in row:
-            lines.append(f"| {row['streams']} × {viewers} | {row['failed']} | | | | | | | |")
+            lines.append(f"| {row['streams']} × {viewers} | {row['failed']} |" + " |" * 10)
             continue
         lines.append(
             f"| {row['streams']} × {viewers} | {row['server_cpu'] * 100:.0f} % "
-            f"| {row['server_cpu'] / row['streams'] * 100:.1f} % | {row['clients_cpu'] * 100:.0f} % "
+            f"| {row['server_cpu'] / row['streams'] * 100:.1f} % | {row['delivered'] * 100:.0f} % "
+            f"| {row['server_cpu'] / row['streams'] / max(1e-9, row['delivered']) * 100:.1f} % "
+            f"| {row['clients_cpu'] * 100:.0f} % "
             f"| {row['machine_busy']:.2f} | {max(0, row['video_loss']) * 100:.2f} % / "
             f"{max(0, row['audio_loss']) * 100:.2f} % | {row['worst_viewer_fps']:.1f} fps "
-            f"| {row['keyframe_latency_p50_s'] * 1000:.0f} / **{row['keyframe_latency_p95_s'] * 1000:.0f} ms** "
+            f"| {row['viewers_without_picture']} "
+            f"| {_s(row['keyframe_latency_p50_s'])} / **{_s(row['keyframe_latency_p95_s'])}** "
             f"| {row['loadavg'][0]:.1f} |"
         )
     if profile:
-        threads = profile["samples_per_thread"]
-        total = sum(threads.values())
+        idle = ("selectors.py:select", "threading.py:wait", "runners.py:run")  # waiting, not working
+        busy: dict[str, int] = {}
+        rows = []
+        for key, count in profile["self"]:
+            thread, where = key.split("\t", 1) if "\t" in key else key.split(" ", 1)
+            if where.endswith(idle):
+                continue
+            busy[thread] = busy.get(thread, 0) + count
+            rows.append((thread, where.split("site-packages/")[-1].split("/src/")[-1].split("python3.11/")[-1], count))
         lines += [
             "",
-            f"Where the server's time goes (`--server-profile`: {total:,} samples of every thread, "
-            f"{profile['interval_s'] * 1000:.0f} ms apart; a thread blocked in `select`/`epoll` counts as "
-            "sampled too, so compare the functions within a thread):",
+            f"Where the server's time goes (`--server-profile`, bench/live/sampled_serve.py: every thread sampled "
+            f"every {profile['interval_s'] * 1000:.0f} ms over the whole run, set-up included; samples waiting in "
+            "`select` or on a lock left out; share of the thread's busy samples):",
             "",
-            "| thread | function (innermost frame) | share of that thread's samples |",
+            "| thread | innermost function | share |",
             "| --- | --- | --- |",
         ]
-        for key, count in profile["self"][:15]:
-            thread, where = key.split(" ", 1)
-            short = where.split("site-packages/")[-1].split("/src/")[-1]
-            lines.append(f"| {thread} | `{short}` | {count / max(1, threads.get(thread, 1)) * 100:.1f} % |")
+        for thread, where, count in rows[:14]:
+            lines.append(f"| {thread} | `{where}` | {count / max(1, busy[thread]) * 100:.1f} % |")
     return "\n".join(lines)
 
 

@@ -23,25 +23,25 @@ def main() -> None:
     out = Path(args[args.index("--out") + 1])
     interval = float(args[args.index("--interval") + 1]) if "--interval" in args[:split] else 0.005
     serve_args = args[split + 1 :]
-    me = threading.get_ident()
     own: collections.Counter = collections.Counter()
     total: collections.Counter = collections.Counter()
     samples = collections.Counter()
     stop = threading.Event()
 
     def sample() -> None:
+        me = threading.get_ident()  # the sampler itself; the main thread (uvicorn's event loop) is sampled
         while not stop.wait(interval):
             names = {t.ident: t.name for t in threading.enumerate()}
             for ident, frame in sys._current_frames().items():  # noqa: SLF001 - the point of this profiler
-                if ident == me or ident == threading.get_ident():
+                if ident == me:
                     continue
-                thread = names.get(ident, "?").split("-")[0].split("_")[0]
+                thread = names.get(ident, "?").rstrip("0123456789_").rstrip("-").rstrip("0123456789_-")
                 samples[thread] += 1
                 leaf = frame
-                own[f"{thread} {leaf.f_code.co_filename}:{leaf.f_code.co_name}"] += 1
+                own[f"{thread}\t{leaf.f_code.co_filename}:{leaf.f_code.co_name}"] += 1
                 seen = set()
                 while frame is not None:
-                    key = f"{thread} {frame.f_code.co_filename}:{frame.f_code.co_name}"
+                    key = f"{thread}\t{frame.f_code.co_filename}:{frame.f_code.co_name}"
                     if key not in seen:
                         total[key] += 1
                         seen.add(key)
