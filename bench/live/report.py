@@ -27,12 +27,12 @@ def _ms(value: float) -> str:
     return "never" if value == float("inf") else f"{value:,.0f} ms"
 
 
-def table(report: dict) -> str:
+def table(report: dict, name: str = "impaired.json") -> str:
     targets = report["targets"]
     load = " / ".join(f"{x:.1f}" for x in report["loadavg_before"])
     after = " / ".join(f"{x:.1f}" for x in report["loadavg_after"])
     lines = [
-        f"Measured {report['measured_at']} (`bench/live/impaired.py`, JSON in `bench/live/impaired.json`), "
+        f"Measured {report['measured_at']} (`bench/live/impaired.py`, JSON in `bench/live/{name}`), "
         f"{report['machine']['cpus']} cores, **shared with other engineers' work: load average {load} before, "
         f"{after} after** (1 / 5 / 15 min), so latencies are pessimistic. Link: {report['link']}. Stream: "
         f"{report['stream']}. Sessions of {report['sessions_of_s']:.0f} s; in each, {report['burst']}.",
@@ -135,18 +135,19 @@ def _fill(text: str, begin: str, end: str, body: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, default=HERE / "impaired.json")
+    ap.add_argument("--json", type=Path, nargs="*", default=None, help="default: bench/live/impaired*.json")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
     text = README.read_text()
-    new = _fill(text, BEGIN, END, table(json.loads(args.json.read_text())))
+    runs = args.json or sorted(HERE.glob("impaired*.json"))
+    new = _fill(text, BEGIN, END, "\n\n".join(table(json.loads(path.read_text()), path.name) for path in runs))
     cap = HERE / "capacity.json"
     if cap.exists():
         prof = HERE / "capacity-profile.json"
         body = capacity(json.loads(cap.read_text()), json.loads(prof.read_text()) if prof.exists() else None)
         new = _fill(new, CAP_BEGIN, CAP_END, body)
     if args.check:
-        sys.exit(0 if new == text else f"{README} is not what {args.json} says: run bench/live/report.py")
+        sys.exit(0 if new == text else f"{README} is not what the JSON says: run bench/live/report.py")
     README.write_text(new)
 
 
