@@ -84,6 +84,16 @@ async def _camera(args: argparse.Namespace) -> None:
     from tests.impairment_helpers import Shape, TcpDelay, UdpImpairment
 
     key = load_pem_private_key(Path(args.key).read_bytes(), None)
+    rng = np.random.default_rng(args.seed)
+
+    def noisy(rgb: np.ndarray) -> np.ndarray:
+        """Sensor-like noise: what makes a real camera's stream costly (the synthetic scene alone compresses to
+        a few hundred kbit/s, far from the uplink's limit)."""
+        if not args.noise:
+            return rgb
+        grain = rng.integers(-args.noise, args.noise + 1, size=rgb.shape, dtype=np.int16)
+        return np.clip(rgb.astype(np.int16) + grain, 0, 255).astype(np.uint8)
+
     scene = SyntheticScene(args.width, args.height, args.fps, seed=1)
     up = Shape(delay_ms=40, jitter_ms=args.jitter_ms, loss=args.loss, kbit=3000)
     down = Shape(delay_ms=40, jitter_ms=args.jitter_ms, loss=args.loss, kbit=20000)
@@ -97,7 +107,7 @@ async def _camera(args: argparse.Namespace) -> None:
             key,  # type: ignore[arg-type]
             scene=scene,
             fps=args.fps,
-            frames=lambda i: stamp(scene.rgb(i), now_ms()),
+            frames=lambda i: stamp(noisy(scene.rgb(i)), now_ms()),
             http=http,
         )
         for n in range(args.sessions):
@@ -255,6 +265,7 @@ def scenario(args: argparse.Namespace, url: str, device: str, token: str, key: P
             "--out", str(out), "--loss", str(loss), "--sessions", str(args.sessions), "--seconds", str(args.seconds),
             "--width", str(args.width), "--height", str(args.height), "--fps", str(args.fps),
             "--jitter-ms", str(args.jitter_ms), "--seed", str(args.seed), "--pause", str(args.pause),
+            "--noise", str(args.noise),
             env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"},
         )  # fmt: skip
         await camera.wait()
@@ -331,6 +342,7 @@ def main() -> None:
     ap.add_argument("--fps", type=int, default=15)
     ap.add_argument("--jitter-ms", type=float, default=5.0)
     ap.add_argument("--pause", type=float, default=1.5)
+    ap.add_argument("--noise", type=int, default=0, help="per-pixel noise amplitude (0-255), for a costly stream")
     ap.add_argument("--role", choices=["camera"], default=None, help=argparse.SUPPRESS)
     for hidden in ("--url", "--device", "--key", "--out", "--work"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
@@ -368,7 +380,8 @@ def main() -> None:
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "link": "40 ms each way (+0-5 ms jitter), loss each way as given, 3 Mbit/s up (200 ms queue), 20 Mbit/s down",
-        "stream": f"{args.width}x{args.height} at {args.fps} fps, H.264 (aiortc, libx264) + Opus",
+        "stream": f"{args.width}x{args.height} at {args.fps} fps, H.264 (aiortc, libx264) + Opus"
+        + (f", per-pixel noise ±{args.noise}" if args.noise else ""),
         "sessions_of_s": args.seconds,
         "burst": f"whole uplink lost for {BURST_S} s, {BURST_AT_S} s into each session",
         "runs": runs,
