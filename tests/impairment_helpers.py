@@ -32,7 +32,9 @@ from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass
 
 import httpx
+import numpy as np
 
+BITS = 32
 _CANDIDATE = re.compile(r"^a=candidate:\S+ 1 udp \d+ (\d+\.\d+\.\d+\.\d+) (\d+) typ host", re.IGNORECASE)
 SDP_TYPE = "application/sdp"
 DROPPED_HEADERS = ("content-length", "content-encoding", "transfer-encoding")  # the body is rebuilt, decoded
@@ -211,6 +213,32 @@ class UdpImpairment:
                     if due is not None and to is not None:
                         order += 1
                         heapq.heappush(pending, (due, order, out, data, to))
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, on 32 bits: what a picture's stamp carries."""
+    return int(time.time() * 1000) & 0xFFFFFFFF
+
+
+def stamp(rgb: np.ndarray, value: int) -> np.ndarray:
+    """Two rows of 32 black-or-white blocks: the value, then its bits inverted (a check)."""
+    block, row = rgb.shape[1] // BITS, max(8, rgb.shape[0] // 15)
+    for n, word in ((0, value), (1, ~value & 0xFFFFFFFF)):
+        for bit in range(BITS):
+            rgb[n * row : (n + 1) * row, bit * block : (bit + 1) * block] = 255 * ((word >> (BITS - 1 - bit)) & 1)
+    return rgb
+
+
+def read_stamp(y: np.ndarray, width: int, height: int) -> int | None:
+    block, row = width // BITS, max(8, height // 15)
+    words = []
+    for n in (0, 1):
+        line = n * row + row // 2
+        word = 0
+        for bit in range(BITS):
+            word = (word << 1) | int(y[line, bit * block + block // 2] > 128)
+        words.append(word)
+    return words[0] if words[0] == (~words[1] & 0xFFFFFFFF) else None
 
 
 class _RewriteOffer(httpx.Auth):

@@ -39,33 +39,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 import common  # noqa: E402
 
-BITS = 32
+from tests.impairment_helpers import now_ms, read_stamp, stamp  # noqa: E402 - after the path set-up
+
 BURST_AT_S, BURST_S = 5.0, 0.5
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000) & 0xFFFFFFFF
-
-
-def stamp(rgb: np.ndarray, value: int) -> np.ndarray:
-    """Two rows of 32 black-or-white blocks: the value, then its bits inverted (a check)."""
-    block, row = rgb.shape[1] // BITS, max(8, rgb.shape[0] // 15)
-    for n, word in ((0, value), (1, ~value & 0xFFFFFFFF)):
-        for bit in range(BITS):
-            rgb[n * row : (n + 1) * row, bit * block : (bit + 1) * block] = 255 * ((word >> (BITS - 1 - bit)) & 1)
-    return rgb
-
-
-def read_stamp(y: np.ndarray, width: int, height: int) -> int | None:
-    block, row = width // BITS, max(8, height // 15)
-    words = []
-    for n in (0, 1):
-        line = n * row + row // 2
-        word = 0
-        for bit in range(BITS):
-            word = (word << 1) | int(y[line, bit * block + block // 2] > 128)
-        words.append(word)
-    return words[0] if words[0] == (~words[1] & 0xFFFFFFFF) else None
 
 
 # --- the camera (its own process) ----------------------------------------------------------------------
