@@ -182,16 +182,68 @@ def test_bad_input_is_refused_clearly(clip: Clip, tmp_path: Path) -> None:
     text.write_text("this is not a video\n" * 100)
     with pytest.raises(RedactionError, match="not a video file"):
         redact_file(text, out)
-    truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes(clip.path.read_bytes()[: clip.path.stat().st_size // 2])
-    with pytest.raises(RedactionError):
-        detect_tracks(truncated)
     with pytest.raises(RedactionError, match="over its source"):
         redact_file(clip.path, clip.path)
     with pytest.raises(ValueError, match="mode"):
         redact_file(clip.path, out, mode="pixelate-lightly")
     with pytest.raises(ValueError):
         ManualRegion(10, 5, 0, 0, 10, 10)
+    assert not out.exists() and not list(tmp_path.glob(".*.part"))
+
+
+def remux(src: Path, dst: Path, movflags: str) -> Path:
+    """The same packets in another MP4 layout (index at the front, at the end, or fragments)."""
+    with (
+        av.open(str(src)) as inp,
+        av.open(str(dst), "w", format="mp4", options={"movflags": movflags} if movflags else {}) as out,
+    ):
+        streams = {s.index: out.add_stream_from_template(s) for s in (inp.streams.video[0], inp.streams.audio[0])}
+        for packet in inp.demux(list(inp.streams.video) + list(inp.streams.audio)):
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    return dst
+
+
+LAYOUTS = {"faststart": "+faststart", "index at the end": "", "fragmented": "frag_keyframe+empty_moov"}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_file_cut_short_is_refused_whatever_its_layout(clip: Clip, tmp_path: Path, layout: str) -> None:
+    whole = remux(clip.path, tmp_path / "whole.mp4", LAYOUTS[layout])
+    assert len(detect_tracks(whole)) >= 6  # the complete file in this layout is accepted
+    data = whole.read_bytes()
+    out = tmp_path / "copy.mp4"
+    for fraction in (0.6, 0.97):
+        cut = tmp_path / f"cut-{fraction}.mp4"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        for redacting in (False, True):
+            with pytest.raises(RedactionError, match="cut short") as refused:
+                redact_file(cut, out, voice=False) if redacting else detect_tracks(cut)
+            message = str(refused.value)
+            if layout == "index at the end":  # the index went with the cut: no frame can be located
+                assert "0 video frames can be read" in message and "'moov' box) is missing" in message
+            else:
+                found = int(message.split(": ")[1].split(" of the ")[0])
+                assert 0 < found <= clip.frames and f"of the {clip.frames} video frames" in message, message
+            assert "Nothing was redacted" in message
+        assert not out.exists() and not list(tmp_path.glob(".*.part"))
+
+
+def test_a_cut_file_whose_box_sizes_were_patched_is_refused_on_its_frame_count(clip: Clip, tmp_path: Path) -> None:
+    """A repair tool may shrink the media box to the bytes left: the boxes look whole, the index still
+    announces every frame, and the frames found fall short of it."""
+    data = bytearray(remux(clip.path, tmp_path / "whole.mp4", "+faststart").read_bytes())
+    mdat = data.index(b"mdat") - 4
+    keep = mdat + (len(data) - mdat) * 6 // 10
+    data[mdat : mdat + 4] = (keep - mdat).to_bytes(4, "big")
+    cut = tmp_path / "patched.mp4"
+    cut.write_bytes(bytes(data[:keep]))
+    out = tmp_path / "copy.mp4"
+
+    with pytest.raises(RedactionError, match=rf"\d+ of the {clip.frames} video frames the header announces") as refused:
+        redact_file(cut, out, voice=False)
+    assert "box declares" not in str(refused.value)  # found by counting the frames, after decoding
     assert not out.exists() and not list(tmp_path.glob(".*.part"))
 
 

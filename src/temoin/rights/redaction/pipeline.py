@@ -28,9 +28,9 @@ import av
 import cv2
 import numpy as np
 
-from temoin import errors
 from temoin.rights.redaction import effects
 from temoin.rights.redaction.model import DEFAULT_THRESHOLD, FaceDetector, Input, network_input, shared_detector
+from temoin.rights.redaction.source import RedactionError, Source, open_source
 from temoin.rights.redaction.tracker import Box, FaceTrack, Tracker, face_track
 from temoin.rights.redaction.voice import VoiceChanger, estimate_pitch
 
@@ -38,10 +38,6 @@ Progress = Callable[[int, int], None]
 YUV = ("yuv420p", "yuvj420p")
 COPYABLE_AUDIO = {"aac", "mp3", "opus", "alac", "ac3", "eac3", "flac"}  # what MP4 carries as it is
 PITCH_SAMPLE_S = 30  # seconds of sound listened to before choosing the new voice
-
-
-class RedactionError(errors.Conflict, RuntimeError):
-    """The file cannot be redacted; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -119,48 +115,6 @@ DEFAULT = Settings()
 # --- input ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Source:
-    container: av.container.InputContainer
-    video: av.VideoStream
-    audio: av.AudioStream | None
-    width: int
-    height: int
-    fps: float
-    total: int  # expected frames (from the header or the duration); 0 when unknown
-
-
-def _open(src: Path) -> _Source:
-    src = Path(src)
-    if not src.is_file():
-        raise RedactionError(f"{src} does not exist or is not a file: give the path of a video recording")
-    try:
-        container = av.open(str(src))
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise RedactionError(
-            f"{src.name} is not a video file that can be read ({exc}); "
-            "check that it is the recording (MP4, MKV, MOV…) and that it is complete"
-        ) from exc
-    if not container.streams.video:
-        container.close()
-        raise RedactionError(f"{src.name} has no video track: there is nothing to redact")
-    video = container.streams.video[0]
-    video.thread_type = "AUTO"
-    width, height = video.codec_context.width, video.codec_context.height
-    if width <= 0 or height <= 0 or width % 2 or height % 2:
-        container.close()
-        raise RedactionError(
-            f"{src.name}: frame size {width}×{height} is not supported (even sizes only, as H.264 4:2:0 needs)"
-        )
-    rate = video.average_rate or video.guessed_rate or Fraction(30)
-    fps = float(rate)
-    total = int(video.frames or 0)
-    if not total and container.duration:
-        total = int(round(container.duration / av.time_base * fps))
-    audio = container.streams.audio[0] if container.streams.audio else None
-    return _Source(container, video, audio, width, height, fps, total)
-
-
 def _yuv(frame: av.VideoFrame) -> av.VideoFrame:
     return frame if frame.format.name in YUV else frame.reformat(format="yuv420p")
 
@@ -218,7 +172,7 @@ def _detect(detector: FaceDetector, planes: list[effects.Plane], net: Input, thr
 class _Detection:
     """Key frames go to the detector on a worker thread; results come back in order, into the tracker."""
 
-    def __init__(self, src: _Source, settings: Settings) -> None:
+    def __init__(self, src: Source, settings: Settings) -> None:
         self.detector = shared_detector()
         self.net = network_input(src.width, src.height, settings.long_side)
         self.width, self.height = src.width, src.height
@@ -258,16 +212,26 @@ class _Detection:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _decoded(src: _Source, name: str) -> Iterator[av.VideoFrame]:
-    index = 0
+def _decoded(src: Source, name: str) -> Iterator[av.VideoFrame]:
+    """The video frames in decoding order; refuses a file that ends before the frames its header announces."""
+    index = packets = 0
     try:
-        for frame in src.container.decode(src.video):
-            yield frame
-            index += 1
+        for packet in src.container.demux(src.video):
+            packets += 1 if packet.size else 0
+            for frame in packet.decode():
+                yield frame
+                index += 1
     except av.error.FFmpegError as exc:
-        raise RedactionError(
-            f"{name}: the video could not be decoded after frame {index} ({exc}); the file is damaged or truncated"
-        ) from exc
+        raise _undecodable(src, name, index, exc) from exc
+    src.check_complete(name, packets)
+
+
+def _undecodable(src: Source, name: str, index: int, exc: Exception) -> RedactionError:
+    announced = f" of the {src.total} announced" if src.total else ""
+    return RedactionError(
+        f"{name}: the video could not be decoded after frame {index}{announced} ({exc}); the file is damaged or "
+        "truncated. Nothing was redacted: export the recording again from the vault or the camera"
+    )
 
 
 # --- detect_tracks ------------------------------------------------------------------------------------
@@ -275,7 +239,7 @@ def _decoded(src: _Source, name: str) -> Iterator[av.VideoFrame]:
 
 def detect_tracks(src: Path, *, progress: Progress | None = None, settings: Settings = DEFAULT) -> list[FaceTrack]:
     """The faces in a recording, as tracks (ids from 1, in order of appearance), for a person to review."""
-    source = _open(src)
+    source = open_source(src)
     try:
         detection = _Detection(source, settings)
     except BaseException:  # e.g. the model is not installed
@@ -360,7 +324,7 @@ class _Audio:
     """The sound of the copy: altered through the vocoder, copied as it is, or (a codec MP4 cannot carry)
     re-encoded unaltered."""
 
-    def __init__(self, src: Path, source: _Source, out: av.container.OutputContainer, alter: bool) -> None:
+    def __init__(self, src: Path, source: Source, out: av.container.OutputContainer, alter: bool) -> None:
         self.stream_in = source.audio
         self.mode = "none"
         self.changer: VoiceChanger | None = None
@@ -534,7 +498,7 @@ class _Writer:
 
 def _feed(
     src: Path,
-    source: _Source,
+    source: Source,
     pool: _FramePool,
     writer: _Writer,
     detection: _Detection | None,
@@ -560,6 +524,7 @@ def _feed(
             progress(reported, max(source.total, reported))
 
     index = -1
+    packets = 0  # video packets with data: the frames the file holds, against the frames announced
     last_planes = None
     streams = [s for s in (source.video, source.audio) if s is not None]
     t0 = time.perf_counter()
@@ -568,6 +533,7 @@ def _feed(
             if packet.stream.type == "audio":
                 writer.put(("audio", packet))
                 continue
+            packets += 1 if packet.size else 0
             for decoded in packet.decode():
                 index += 1
                 frame, planes = pool.copy_of(_yuv(decoded))
@@ -583,10 +549,9 @@ def _feed(
                     release(index)
                 t0 = time.perf_counter()
     except av.error.FFmpegError as exc:
-        raise RedactionError(
-            f"{src.name}: the recording could not be decoded after frame {index + 1} ({exc}); "
-            "the file is damaged or truncated"
-        ) from exc
+        raise _undecodable(source, src.name, index + 1, exc) from exc
+    # Before the last frames are released: a file cut short gives no copy at all (the .part is removed).
+    source.check_complete(src.name, packets)
     if detection:
         tw = time.perf_counter()
         detection.finish(index, last_planes)
@@ -621,7 +586,7 @@ def redact_file(
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise RedactionError("the redacted copy cannot be written over its source: give another output path")
     started = time.perf_counter()
-    source = _open(src)
+    source = open_source(src)
     try:
         detection = None if tracks is not None else _Detection(source, settings)
     except BaseException:  # e.g. the model is not installed
