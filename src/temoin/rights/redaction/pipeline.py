@@ -28,8 +28,8 @@ import av
 import cv2
 import numpy as np
 
-from temoin.rights.redaction import effects
-from temoin.rights.redaction.model import DEFAULT_THRESHOLD, FaceDetector, Input, network_input, shared_detector
+from temoin.rights.redaction import detect, effects
+from temoin.rights.redaction.model import DEFAULT_THRESHOLD, Input, shared_detector
 from temoin.rights.redaction.source import RedactionError, Source, open_source
 from temoin.rights.redaction.tracker import Box, FaceTrack, Tracker, face_track
 from temoin.rights.redaction.voice import VoiceChanger, estimate_pitch
@@ -98,7 +98,10 @@ class Settings:
     """How the engine trades speed for recall. The defaults are what the tests and benchmark measure."""
 
     interval: int | None = None  # frames between detections; None: about 6 detections per second
-    long_side: int = 640  # the detector sees frames downscaled to this longer side (never upscaled)
+    long_side: int = 640  # the detector sees whole frames downscaled to this longer side (never upscaled)
+    hires_side: int = 1280  # and one tile per key frame at this size (small faces); see detect.py
+    tiles: bool = True
+    roi: bool = True  # a close look around each small track on every key frame
     threshold: float = DEFAULT_THRESHOLD
     pad: float = 0.15  # each redacted box grows by this fraction of its size on every side
     max_missed: int = 2  # detections a track may miss before it ends
@@ -149,45 +152,41 @@ class _FramePool:
 
 
 def _network_image(planes: list[effects.Plane], net: Input) -> np.ndarray:
-    """The RGB picture the detector sees, made from the YUV planes (resizing them first is cheaper than
-    converting the full frame)."""
-    y, u, v = (p.pixels for p in planes)
-    if y.shape != (net.height, net.width):
-        y = cv2.resize(y, (net.width, net.height), interpolation=cv2.INTER_AREA)
-        u = cv2.resize(u, (net.width // 2, net.height // 2), interpolation=cv2.INTER_AREA)
-        v = cv2.resize(v, (net.width // 2, net.height // 2), interpolation=cv2.INTER_AREA)
-    i420 = np.concatenate(
-        [y, np.ascontiguousarray(u).reshape(-1, net.width), np.ascontiguousarray(v).reshape(-1, net.width)]
-    )
-    return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
-
-
-def _detect(detector: FaceDetector, planes: list[effects.Plane], net: Input, threshold: float) -> np.ndarray:
-    dets = detector.detect(_network_image(planes, net), threshold)
-    dets[:, [0, 2]] *= net.sx
-    dets[:, [1, 3]] *= net.sy
-    return dets
+    """The RGB picture the whole-frame look gives the detector (the benchmark times the detector on it)."""
+    h, w = planes[0].pixels.shape
+    return detect.region_image(planes, (0, 0, w, h), net.width, net.height)
 
 
 class _Detection:
     """Key frames go to the detector on a worker thread; results come back in order, into the tracker."""
 
+    MAX_ROI = 12  # regions of interest per key frame, smallest faces first
+
     def __init__(self, src: Source, settings: Settings) -> None:
         self.detector = shared_detector()
-        self.net = network_input(src.width, src.height, settings.long_side)
+        self.planner = detect.Planner(
+            src.width, src.height, settings.long_side, settings.hires_side, settings.tiles, settings.roi
+        )
+        self.net = self.planner.net
         self.width, self.height = src.width, src.height
         self.threshold = settings.threshold
         self.interval = settings.interval_for(src.fps)
-        self.tracker = Tracker(self.interval, settings.max_missed)
+        # A small face first seen on a tile may have been there since that tile was last looked at.
+        reach = self.interval * self.planner.rounds
+        self.tracker = Tracker(self.interval, settings.max_missed, small_px=self.planner.small_px, small_reach=reach)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="temoin-face-detector")
         self.pending: deque[tuple[int, Future]] = deque()
         self.last_submitted = -1
         self.frames = 0
+        self.looks = 0
 
     def submit(self, index: int, planes: list[effects.Plane]) -> None:
-        self.pending.append((index, self.pool.submit(_detect, self.detector, planes, self.net, self.threshold)))
+        small = self.tracker.small_tracks(index) if self.planner.roi else []
+        looks = self.planner.looks(self.frames, small[: self.MAX_ROI])
+        self.pending.append((index, self.pool.submit(detect.detect, self.detector, planes, looks, self.threshold)))
         self.last_submitted = index
         self.frames += 1
+        self.looks += len(looks)
 
     def offer(self, index: int, planes: list[effects.Plane]) -> None:
         """A decoded frame; its planes must stay unchanged until the tracker has its detections."""

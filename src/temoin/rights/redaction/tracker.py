@@ -28,6 +28,7 @@ Box = tuple[int, int, int, int]  # x, y, w, h in source pixels
 GROW_PER_FRAME = 0.03
 MATCH_IOU = 0.15
 MATCH_DISTANCE = 0.8  # or centres closer than this many face widths
+MATCH_DISTANCE_NEW = 2.5  # for a track seen only once (no velocity to predict with yet)
 
 
 @dataclass
@@ -119,11 +120,15 @@ def to_xywh(box: np.ndarray, width: int, height: int) -> Box | None:
 
 
 class Tracker:
-    def __init__(self, interval: int, max_missed: int = 2) -> None:
+    def __init__(self, interval: int, max_missed: int = 2, *, small_px: float = 0.0, small_reach: int = 0) -> None:
         self.interval = max(1, interval)
         self.max_missed = max_missed
         self.extend = self.interval  # frames covered before the first and after the last sighting
-        self.settle = max_missed * self.interval + 1
+        # A small face (narrower than small_px) is seen up close only now and then (one tile in turn): it may
+        # have been there, unseen, for up to small_reach frames before its first sighting and after its last.
+        self.small_px = small_px
+        self.small_reach = max(self.interval, small_reach)
+        self.settle = max(max_missed * self.interval, self.small_reach) + 1
         self.tracks: list[_Live] = []
         self._next_id = 1
         self.detections = 0
@@ -142,7 +147,9 @@ class Tracker:
             for di, box in enumerate(boxes):
                 iou = _iou(guess, box)
                 dist = np.hypot(guess[0] - box[0], guess[1] - box[1]) / max(guess[2], box[2], 1.0)
-                if iou >= MATCH_IOU or dist <= MATCH_DISTANCE:
+                # A track seen once has no speed yet: a fast face is further from where it was.
+                reach = MATCH_DISTANCE if len(track.frames) > 1 else MATCH_DISTANCE_NEW
+                if iou >= MATCH_IOU or dist <= reach:
                     pairs.append((iou - dist, ti, di))
         pairs.sort(key=lambda p: -p[0])
         used_t: set[int] = set()
@@ -165,7 +172,7 @@ class Tracker:
         for di, box in enumerate(boxes):
             if di not in used_d:
                 track = _Live(self._next_id, [frame], [box], float(dets[di][4]))
-                track.begin = max(0, frame - self.extend)
+                track.begin = max(0, frame - self._reach(box))
                 self._next_id += 1
                 self.tracks.append(track)
 
@@ -173,9 +180,17 @@ class Tracker:
     def created(self) -> int:
         return self._next_id - 1
 
+    def _reach(self, box: np.ndarray) -> int:
+        return self.small_reach if box[2] < self.small_px else self.extend
+
+    def small_tracks(self, frame: int) -> list[np.ndarray]:
+        """Where the live small tracks are predicted on `frame` (cx, cy, w, h), smallest first."""
+        out = [t.predict(frame) for t in self.tracks if not t.ended and t.boxes[-1][2] < self.small_px]
+        return sorted(out, key=lambda b: float(b[2]))
+
     def _end(self, track: _Live) -> None:
         track.ended = True
-        track.end = track.frames[-1] + self.extend
+        track.end = track.frames[-1] + self._reach(track.boxes[-1])
         if self.finished_at is not None:
             track.end = min(track.end, self.finished_at)
 
