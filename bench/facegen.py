@@ -8,8 +8,8 @@ truth per frame: every visible face's box and the conditions it is seen in:
 
 - `street`: eight people 28 to 140 px wide crossing at 2 to 15 px per frame, two turned (squeezed sideways),
   one half hidden behind a hand;
-- `hard`: eight people 24 to 70 px wide, moving sideways at 10 to 40 px per frame with as much horizontal motion
-  blur, in dim light (a third of the brightness) with sensor noise, over a busy background;
+- `hard`: eight people 24 to 70 px wide, moving sideways at 10 to 40 px per frame (half of them with as much
+  horizontal motion blur, half sharp), in dim light (a third of the brightness) with sensor noise, over a busy background;
 - `crowd`: fourteen people 24 to 60 px wide, slowly moving, overlapping now and then.
 
 A face more than a fifth hidden by another is left out of the ground truth on that frame (it cannot be seen).
@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 Box = tuple[int, int, int, int]
+SCENES = ("street", "hard", "crowd")
 
 USED_BY_TESTS = {3, 17, 42}  # temoin.demo.passersby (tests/facesynth.py): never in the benchmark
 FACE_BOX = (0.08, 0.04, 0.84, 0.92)  # the face (brow to chin, cheek to cheek) in an LFW-subset crop
@@ -235,7 +236,7 @@ def make(
                     float(rng.uniform(-1, 1)) * s,
                     w * s,
                     w * s,
-                    blur=int(round(speed * s)),
+                    blur=int(round(speed * s)) if i % 2 else 0,  # half as with a short shutter: sharp
                 )
             )
     elif name == "crowd":

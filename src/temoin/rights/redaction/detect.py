@@ -27,7 +27,9 @@ from temoin.rights.redaction.model import NMS_IOU, FaceDetector, Input, network_
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in source pixels
 TILE_OVERLAP = 64  # network pixels shared by neighbouring tiles: a face on a border is whole in one of them
 ROI_FACES = 5  # a region of interest is this many face widths across
+ROI_FACES_NEW = 9  # around a track seen once (its speed unknown)
 ROI_MIN = 96  # source pixels, at least
+ROI_FACE_PX = 48  # a face is looked at with this many pixels across, or its full size if smaller
 SMALL = 24  # a face narrower than this at the whole-frame size is "small": found and followed up close
 
 
@@ -97,19 +99,21 @@ class Planner:
         """Key frames until every tile has been looked at once (1 without tiles)."""
         return max(1, len(self.tiles))
 
-    def looks(self, key: int, small_tracks: list[np.ndarray]) -> list[Look]:
-        """The whole frame, this key frame's tile, and a region around each small track (cx, cy, w, h)."""
+    def looks(self, key: int, small_tracks: list[tuple[np.ndarray, bool]]) -> list[Look]:
+        """The whole frame, this key frame's tile, and a region around each small track (cx, cy, w, h; and
+        whether its speed is unknown: then the region is wider)."""
         out = [self.full]
         if self.tiles:
             out.append(self.tiles[key % len(self.tiles)])
         if self.roi:
-            for cx, cy, w, _h in small_tracks:
-                side = max(ROI_MIN, ROI_FACES * w)
+            for (cx, cy, w, _h), young in small_tracks:
+                side = max(ROI_MIN, (ROI_FACES_NEW if young else ROI_FACES) * w)
                 x0 = int(max(0, min(self.width - side, cx - side / 2)))
                 y0 = int(max(0, min(self.height - side, cy - side / 2)))
                 x1, y1 = int(min(self.width, x0 + side)), int(min(self.height, y0 + side))
-                nw = max(32, _mult32((x1 - x0) * self.roi_scale))
-                nh = max(32, _mult32((y1 - y0) * self.roi_scale))
+                scale = min(self.roi_scale, ROI_FACE_PX / max(1.0, w))  # big faces need no more pixels
+                nw = max(32, _mult32((x1 - x0) * scale))
+                nh = max(32, _mult32((y1 - y0) * scale))
                 out.append(Look((x0, y0, x1, y1), nw, nh))
         return out
 

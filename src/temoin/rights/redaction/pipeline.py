@@ -25,7 +25,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
 from temoin.rights.redaction import detect, effects
@@ -37,6 +36,7 @@ from temoin.rights.redaction.voice import VoiceChanger, estimate_pitch
 Progress = Callable[[int, int], None]
 YUV = ("yuv420p", "yuvj420p")
 COPYABLE_AUDIO = {"aac", "mp3", "opus", "alac", "ac3", "eac3", "flac"}  # what MP4 carries as it is
+FAST_FACE = 20 / 1920  # a face seen once may have moved this much of the picture's width per frame
 PITCH_SAMPLE_S = 30  # seconds of sound listened to before choosing the new voice
 
 
@@ -173,7 +173,13 @@ class _Detection:
         self.interval = settings.interval_for(src.fps)
         # A small face first seen on a tile may have been there since that tile was last looked at.
         reach = self.interval * self.planner.rounds
-        self.tracker = Tracker(self.interval, settings.max_missed, small_px=self.planner.small_px, small_reach=reach)
+        self.tracker = Tracker(
+            self.interval,
+            settings.max_missed,
+            small_px=self.planner.small_px,
+            small_reach=reach,
+            speed_px=FAST_FACE * max(src.width, src.height) if self.planner.roi else 0.0,
+        )
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="temoin-face-detector")
         self.pending: deque[tuple[int, Future]] = deque()
         self.last_submitted = -1
@@ -181,7 +187,7 @@ class _Detection:
         self.looks = 0
 
     def submit(self, index: int, planes: list[effects.Plane]) -> None:
-        small = self.tracker.small_tracks(index) if self.planner.roi else []
+        small = self.tracker.to_follow(index) if self.planner.roi else []
         looks = self.planner.looks(self.frames, small[: self.MAX_ROI])
         self.pending.append((index, self.pool.submit(detect.detect, self.detector, planes, looks, self.threshold)))
         self.last_submitted = index
@@ -191,6 +197,9 @@ class _Detection:
     def offer(self, index: int, planes: list[effects.Plane]) -> None:
         """A decoded frame; its planes must stay unchanged until the tracker has its detections."""
         if index % self.interval == 0:
+            if self.planner.roi:  # the regions of interest follow the tracks as of the previous key frame
+                while self.pending:
+                    self._take()
             self.submit(index, planes)
         # At most two detections in flight: the look-ahead buffer stays short.
         while self.pending and (self.pending[0][1].done() or len(self.pending) > 2):

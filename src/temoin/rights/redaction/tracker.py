@@ -120,13 +120,16 @@ def to_xywh(box: np.ndarray, width: int, height: int) -> Box | None:
 
 
 class Tracker:
-    def __init__(self, interval: int, max_missed: int = 2, *, small_px: float = 0.0, small_reach: int = 0) -> None:
+    def __init__(
+        self, interval: int, max_missed: int = 2, *, small_px: float = 0.0, small_reach: int = 0, speed_px: float = 0.0
+    ) -> None:
         self.interval = max(1, interval)
         self.max_missed = max_missed
         self.extend = self.interval  # frames covered before the first and after the last sighting
         # A small face (narrower than small_px) is seen up close only now and then (one tile in turn): it may
         # have been there, unseen, for up to small_reach frames before its first sighting and after its last.
         self.small_px = small_px
+        self.speed_px = speed_px  # the fastest a face seen once is assumed to move, pixels per frame
         self.small_reach = max(self.interval, small_reach)
         self.settle = max(max_missed * self.interval, self.small_reach) + 1
         self.tracks: list[_Live] = []
@@ -147,8 +150,12 @@ class Tracker:
             for di, box in enumerate(boxes):
                 iou = _iou(guess, box)
                 dist = np.hypot(guess[0] - box[0], guess[1] - box[1]) / max(guess[2], box[2], 1.0)
-                # A track seen once has no speed yet: a fast face is further from where it was.
-                reach = MATCH_DISTANCE if len(track.frames) > 1 else MATCH_DISTANCE_NEW
+                # A track seen once has no speed yet: a fast face is further from where it was (and a small
+                # one many of its own widths away).
+                reach = MATCH_DISTANCE
+                if len(track.frames) == 1:
+                    gap = frame - track.frames[-1]
+                    reach = max(MATCH_DISTANCE_NEW, self.speed_px * gap / max(guess[2], box[2], 1.0))
                 if iou >= MATCH_IOU or dist <= reach:
                     pairs.append((iou - dist, ti, di))
         pairs.sort(key=lambda p: -p[0])
@@ -183,10 +190,16 @@ class Tracker:
     def _reach(self, box: np.ndarray) -> int:
         return self.small_reach if box[2] < self.small_px else self.extend
 
-    def small_tracks(self, frame: int) -> list[np.ndarray]:
-        """Where the live small tracks are predicted on `frame` (cx, cy, w, h), smallest first."""
-        out = [t.predict(frame) for t in self.tracks if not t.ended and t.boxes[-1][2] < self.small_px]
-        return sorted(out, key=lambda b: float(b[2]))
+    def to_follow(self, frame: int) -> list[tuple[np.ndarray, bool]]:
+        """Where the live tracks that need a close look are predicted on `frame` (cx, cy, w, h), smallest
+        first, each with whether its speed is still unknown (seen once: it may be further from where it was).
+        A close look: small faces, and any face the last key frame missed."""
+        out = [
+            (t.predict(frame), len(t.frames) < 2)
+            for t in self.tracks
+            if not t.ended and (t.boxes[-1][2] < self.small_px or t.missed > 0)
+        ]
+        return sorted(out, key=lambda b: float(b[0][2]))
 
     def _end(self, track: _Live) -> None:
         track.ended = True
