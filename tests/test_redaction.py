@@ -278,3 +278,48 @@ def test_tracker_bridges_a_missed_detection_and_extends_both_ends() -> None:
     assert track.first_frame == 5 and track.last_frame == 35  # one interval before and after
     x, y, w, h = track.boxes[20]  # interpolated where the detector missed it
     assert abs((x + w / 2) - 140) <= 2 and abs((y + h / 2) - 125) <= 2
+
+
+def test_small_faces_get_a_closer_look_on_every_key_frame() -> None:
+    from temoin.rights.redaction.detect import Planner
+
+    hd = Planner(1920, 1080, 640, 1280, tiles=True, roi=True)
+    assert hd.rounds == 4  # 2×2 tiles at 1280 px, one per key frame in turn
+    covered = np.zeros((1080, 1920), bool)
+    for tile in hd.tiles:
+        x0, y0, x1, y1 = tile.rect
+        covered[y0:y1, x0:x1] = True
+        assert (x1 - x0) / tile.width == pytest.approx(1.5, abs=0.05)  # a 24 px face is 16 px there
+    assert covered.all()
+    assert [hd.looks(k, [])[1] for k in range(5)] == [*hd.tiles, hd.tiles[0]]
+    small = np.array([1500.0, 900.0, 26.0, 30.0])
+    first, roi = hd.looks(0, [(small, False)])[0], hd.looks(0, [(small, False)])[-1]
+    assert first == hd.full and (first.width, first.height) == (640, 352)
+    x0, y0, x1, y1 = roi.rect
+    assert x0 < 1500 - 26 and x1 > 1500 + 26 and y0 < 900 - 30 and y1 > 900 + 30
+    assert roi.width >= x1 - x0  # full resolution around the face
+    uhd = Planner(3840, 2160, 640, 1280, tiles=True, roi=True)
+    roi = uhd.looks(0, [(small * 2, False)])[-1]
+    assert roi.width == pytest.approx((roi.rect[2] - roi.rect[0]) / 2, abs=32)  # 4K: half size, as 1080p
+    sd = Planner(640, 360, 640, 1280, tiles=True, roi=True)
+    assert sd.tiles == [] and sd.looks(3, [(small / 3, False)]) == [sd.full]  # nothing more to see up close
+
+
+def test_tracker_keeps_a_small_fast_face_and_reaches_over_the_tile_round() -> None:
+    tracker = Tracker(interval=5, max_missed=2, small_px=72, small_reach=20, speed_px=20)
+    for key in range(0, 90, 5):
+        seen = 40 <= key <= 60  # first found by a tile at key 40, followed up close until key 60
+        x = 100 + 15 * key  # 15 px per frame: 3 of its widths between two key frames
+        det = np.array([[x, 500, x + 24, 528, 0.6]], np.float32)
+        tracker.update(key, det if seen else np.empty((0, 5), np.float32))
+    tracker.finish(89)
+
+    assert tracker.created == 1  # one face, one track
+    track = face_track(tracker.tracks[0], 1920, 1080)
+    assert track.detected == (40, 45, 50, 55, 60)
+    # It may have been there since the tile last looked (20 frames) and may still be there as long.
+    assert track.first_frame == 20 and track.last_frame == 80
+    for frame in (25, 75):
+        x, _, w, _ = track.boxes[frame]
+        centre = 100 + 15 * frame + 12
+        assert x <= centre <= x + w, frame  # extended at the track's speed

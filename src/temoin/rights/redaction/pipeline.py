@@ -268,7 +268,8 @@ def detect_tracks(src: Path, *, progress: Progress | None = None, settings: Sett
         source.container.close()
     if progress:
         progress(last + 1, last + 1)
-    return [face_track(t, source.width, source.height) for t in detection.tracker.tracks]
+    interval = detection.interval
+    return [face_track(t, source.width, source.height, interval) for t in detection.tracker.tracks]
 
 
 # --- redact_file --------------------------------------------------------------------------------------

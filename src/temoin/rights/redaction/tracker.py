@@ -19,6 +19,7 @@ frame lies between two sightings, or before the first).
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +42,10 @@ class FaceTrack:
     boxes: dict[int, Box] = field(default_factory=dict)
     detected: tuple[int, ...] = ()
     score: float = 0.0  # best detector confidence
+    # Stretches a person should look at (first frame, last frame, why), in frame order: "gap" (the box was
+    # interpolated over missed detections), "reach" (the face was not seen there: the track was extended
+    # beyond its first or last sighting by more than one detection interval), "low" (the detector was unsure).
+    review: tuple[tuple[int, int, str], ...] = ()
 
     @property
     def first_frame(self) -> int:
@@ -57,6 +62,7 @@ class _Live:
     frames: list[int] = field(default_factory=list)  # key frames it was seen on, increasing
     boxes: list[np.ndarray] = field(default_factory=list)  # cx, cy, w, h at those frames
     score: float = 0.0
+    scores: list[float] = field(default_factory=list)  # at each sighting
     missed: int = 0
     ended: bool = False
     begin: int = 0  # first frame covered (after backwards extension)
@@ -170,6 +176,7 @@ class Tracker:
             track.frames.append(frame)
             track.boxes.append(boxes[di])
             track.score = max(track.score, float(dets[di][4]))
+            track.scores.append(float(dets[di][4]))
             track.missed = 0
         for ti, track in enumerate(live):
             if ti not in used_t:
@@ -178,7 +185,7 @@ class Tracker:
                     self._end(track)
         for di, box in enumerate(boxes):
             if di not in used_d:
-                track = _Live(self._next_id, [frame], [box], float(dets[di][4]))
+                track = _Live(self._next_id, [frame], [box], float(dets[di][4]), [float(dets[di][4])])
                 track.begin = max(0, frame - self._reach(box))
                 self._next_id += 1
                 self.tracks.append(track)
@@ -240,7 +247,7 @@ class Tracker:
         return gone
 
 
-def face_track(track: _Live, width: int, height: int) -> FaceTrack:
+def face_track(track: _Live, width: int, height: int, interval: int = 0) -> FaceTrack:
     """The finished track as the API gives it: a box on every frame it covers."""
     boxes: dict[int, Box] = {}
     for frame in range(track.begin, track.end + 1):
@@ -249,4 +256,43 @@ def face_track(track: _Live, width: int, height: int) -> FaceTrack:
             xywh = to_xywh(box, width, height)
             if xywh is not None:
                 boxes[frame] = xywh
-    return FaceTrack(track.id, boxes, tuple(track.frames), round(track.score, 3))
+    review = tuple(
+        (max(a, min(boxes)), min(b, max(boxes)), why)
+        for a, b, why in _review(track, interval)
+        if boxes and max(a, min(boxes)) <= min(b, max(boxes))
+    )
+    return FaceTrack(track.id, boxes, tuple(track.frames), round(track.score, 3), review)
+
+
+LOW_SCORE = 0.35  # a sighting below this confidence is worth a look (the detector keeps anything over 0.2)
+
+
+def _review(track: _Live, interval: int) -> tuple[tuple[int, int, str], ...]:
+    """The stretches of a finished track where the machine was unsure (see FaceTrack.review)."""
+    out: list[tuple[int, int, str]] = []
+    if interval and track.frames[0] - track.begin > interval:
+        out.append((track.begin, track.frames[0] - 1, "reach"))
+    for k, (f0, f1) in enumerate(itertools.pairwise(track.frames)):
+        if interval and f1 - f0 > interval:
+            out.append((f0 + 1, f1 - 1, "gap"))
+        if track.scores[k] < LOW_SCORE:
+            out.append((max(track.begin, f0 - interval // 2), min(track.end, f0 + interval // 2), "low"))
+    if track.scores and track.scores[-1] < LOW_SCORE:
+        f = track.frames[-1]
+        out.append((max(track.begin, f - interval // 2), min(track.end, f + interval // 2), "low"))
+    if interval and track.end - track.frames[-1] > interval:
+        out.append((track.frames[-1] + 1, track.end, "reach"))
+    return tuple(_merged(sorted(out)))
+
+
+def _merged(stretches: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Overlapping or touching stretches of the same kind become one."""
+    out: list[tuple[int, int, str]] = []
+    for a, b, why in stretches:
+        same = [i for i, (_, b0, w0) in enumerate(out) if w0 == why and a <= b0 + 1]
+        if same:
+            i = same[-1]
+            out[i] = (out[i][0], max(out[i][1], b), why)
+        else:
+            out.append((a, b, why))
+    return sorted(out)
