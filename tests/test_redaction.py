@@ -283,25 +283,26 @@ def test_tracker_bridges_a_missed_detection_and_extends_both_ends() -> None:
 def test_small_faces_get_a_closer_look_on_every_key_frame() -> None:
     from temoin.rights.redaction.detect import Planner
 
-    hd = Planner(1920, 1080, 640, 1280, tiles=True, roi=True)
-    assert hd.rounds == 4  # 2×2 tiles at 1280 px, one per key frame in turn
+    hd = Planner(1920, 1080, 640, 1920, tiles=True, roi=True, per_key=2)
+    assert len(hd.tiles) == 12 and hd.rounds == 6  # 4 rows of 3 tiles at full size, two per key frame in turn
     covered = np.zeros((1080, 1920), bool)
     for tile in hd.tiles:
         x0, y0, x1, y1 = tile.rect
         covered[y0:y1, x0:x1] = True
-        assert (x1 - x0) / tile.width == pytest.approx(1.5, abs=0.05)  # a 24 px face is 16 px there
+        assert (x1 - x0) / tile.width == pytest.approx(1.0, abs=0.1)  # a 24 px face is 24 px there
     assert covered.all()
-    assert [hd.looks(k, [])[1] for k in range(5)] == [*hd.tiles, hd.tiles[0]]
+    seen = [look for k in range(7) for look in hd.looks(k, [])[1:]]
+    assert seen[:12] == hd.tiles and seen[12] == hd.tiles[0]
     small = np.array([1500.0, 900.0, 26.0, 30.0])
     first, roi = hd.looks(0, [(small, False)])[0], hd.looks(0, [(small, False)])[-1]
     assert first == hd.full and (first.width, first.height) == (640, 352)
     x0, y0, x1, y1 = roi.rect
     assert x0 < 1500 - 26 and x1 > 1500 + 26 and y0 < 900 - 30 and y1 > 900 + 30
     assert roi.width >= x1 - x0  # full resolution around the face
-    uhd = Planner(3840, 2160, 640, 1280, tiles=True, roi=True)
+    uhd = Planner(3840, 2160, 640, 1920, tiles=True, roi=True)
     roi = uhd.looks(0, [(small * 2, False)])[-1]
     assert roi.width == pytest.approx((roi.rect[2] - roi.rect[0]) / 2, abs=32)  # 4K: half size, as 1080p
-    sd = Planner(640, 360, 640, 1280, tiles=True, roi=True)
+    sd = Planner(640, 360, 640, 1920, tiles=True, roi=True)
     assert sd.tiles == [] and sd.looks(3, [(small / 3, False)]) == [sd.full]  # nothing more to see up close
 
 

@@ -68,7 +68,10 @@ def region_image(planes: list[effects.Plane], rect: Rect, width: int, height: in
 class Planner:
     """The looks for each key frame of a width×height video."""
 
-    def __init__(self, width: int, height: int, long_side: int, hires_side: int, tiles: bool, roi: bool) -> None:
+    def __init__(
+        self, width: int, height: int, long_side: int, hires_side: int, tiles: bool, roi: bool, per_key: int = 1
+    ) -> None:
+        self.per_key = max(1, per_key)
         self.width, self.height = width, height
         self.net: Input = network_input(width, height, long_side)
         self.full = Look((0, 0, width, height), self.net.width, self.net.height)
@@ -97,14 +100,15 @@ class Planner:
     @property
     def rounds(self) -> int:
         """Key frames until every tile has been looked at once (1 without tiles)."""
-        return max(1, len(self.tiles))
+        return max(1, math.ceil(len(self.tiles) / self.per_key))
 
     def looks(self, key: int, small_tracks: list[tuple[np.ndarray, bool]]) -> list[Look]:
         """The whole frame, this key frame's tile, and a region around each small track (cx, cy, w, h; and
         whether its speed is unknown: then the region is wider)."""
         out = [self.full]
         if self.tiles:
-            out.append(self.tiles[key % len(self.tiles)])
+            for j in range(min(self.per_key, len(self.tiles))):
+                out.append(self.tiles[(key * self.per_key + j) % len(self.tiles)])
         if self.roi:
             for (cx, cy, w, _h), young in small_tracks:
                 side = max(ROI_MIN, (ROI_FACES_NEW if young else ROI_FACES) * w)

@@ -99,8 +99,9 @@ class Settings:
 
     interval: int | None = None  # frames between detections; None: about 6 detections per second
     long_side: int = 640  # the detector sees whole frames downscaled to this longer side (never upscaled)
-    hires_side: int = 1280  # and one tile per key frame at this size (small faces); see detect.py
+    hires_side: int = 1920  # and tiles of the frame at this size (small faces; never upscaled); see detect.py
     tiles: bool = True
+    tiles_per_key: int = 2  # tiles looked at on each key frame (the others in turn on the next ones)
     roi: bool = True  # a close look around each small track on every key frame
     threshold: float = DEFAULT_THRESHOLD
     pad: float = 0.15  # each redacted box grows by this fraction of its size on every side
@@ -165,7 +166,13 @@ class _Detection:
     def __init__(self, src: Source, settings: Settings) -> None:
         self.detector = shared_detector()
         self.planner = detect.Planner(
-            src.width, src.height, settings.long_side, settings.hires_side, settings.tiles, settings.roi
+            src.width,
+            src.height,
+            settings.long_side,
+            settings.hires_side,
+            settings.tiles,
+            settings.roi,
+            settings.tiles_per_key,
         )
         self.net = self.planner.net
         self.width, self.height = src.width, src.height

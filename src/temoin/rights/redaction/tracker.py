@@ -159,7 +159,7 @@ class Tracker:
                 # A track seen once has no speed yet: a fast face is further from where it was (and a small
                 # one many of its own widths away).
                 reach = MATCH_DISTANCE
-                if len(track.frames) == 1:
+                if len(track.frames) == 1 and self.speed_px:
                     gap = frame - track.frames[-1]
                     reach = max(MATCH_DISTANCE_NEW, self.speed_px * gap / max(guess[2], box[2], 1.0))
                 if iou >= MATCH_IOU or dist <= reach:
