@@ -1,16 +1,17 @@
 """What the detector looks at on a key frame, and the detections it returns (in source pixels).
 
 The whole frame at `long_side` (640 px by default) finds the faces of 16 px and more at that size: 48 px and more
-at 1080p. Smaller faces need more pixels, which the whole frame at a higher resolution would cost four times
-over. So each key frame also gets two cheaper looks:
+at 1080p. Smaller faces need more pixels, which the whole frame at full size would cost nine times over. So each
+key frame also gets cheaper looks:
 
-- **one tile** of the frame at `hires_side` (1280 px: a 24 px face at 1080p is 16 px there), a different tile on
-  each key frame in turn (2×2 tiles at 1080p: each part of the picture is looked at closely every 4 key frames);
-- **regions of interest** around the tracks that are small (under 24 px at `long_side`): a crop around where
-  the face is predicted to be, at full resolution (half for 4K), so that a small face found once keeps being
-  found on every key frame.
+- **tiles** of the frame at `hires_side` (1920 px: full size at 1080p, half size in 4K), each the network size
+  of the whole-frame look plus an overlap, `per_key` of them per key frame in turn (at 1080p: 12 tiles, two per
+  key frame, so each part of the picture is looked at closely every 6 key frames, one second at 30 fps);
+- **regions of interest** around the tracks that need a close look (faces under 24 px at `long_side`, and any
+  face the last key frame missed): a crop around where the face is predicted to be, at full resolution for a
+  small face (half in 4K), so that a small face found once by a tile keeps being found on every key frame.
 
-Detections from the three looks are merged (non-maximum suppression) before the tracker sees them.
+Detections from all looks are merged (non-maximum suppression) before the tracker sees them.
 """
 
 from __future__ import annotations
