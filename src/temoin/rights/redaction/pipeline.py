@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -304,7 +305,7 @@ class _Boxes:
             self.by_frame = {}
             for track in given:
                 for frame, box in track.boxes.items():
-                    self.by_frame.setdefault(int(frame), []).append((int(track.id), tuple(box)))
+                    self.by_frame.setdefault(int(frame), []).append((int(track.id), cast(Box, tuple(box))))
 
     def for_frame(self, index: int, tracker: Tracker | None) -> list[Box]:
         found = (
@@ -375,6 +376,7 @@ class _Audio:
                 out.mux(packet)
             return
         for frame in packet.decode():  # the empty last packet flushes the decoder
+            assert isinstance(frame, av.AudioFrame)  # an audio stream's packets decode to audio
             if self.changer is None:
                 self._mux(frame, out)
                 continue
@@ -395,6 +397,7 @@ class _Audio:
         self._mux(frame, out)
 
     def _mux(self, frame: av.AudioFrame | None, out: av.container.OutputContainer) -> None:
+        assert self.stream_out is not None  # callers return early when the audio is dropped
         for packet in self.stream_out.encode(frame):
             out.mux(packet)
 
@@ -551,6 +554,7 @@ def _feed(
                 continue
             packets += 1 if packet.size else 0
             for decoded in packet.decode():
+                assert isinstance(decoded, av.VideoFrame)  # only the video stream's packets get here
                 index += 1
                 frame, planes = pool.copy_of(_yuv(decoded))
                 timings["decode"] += time.perf_counter() - t0
@@ -560,7 +564,7 @@ def _feed(
                     detection.offer(index, planes)
                     timings["wait"] += time.perf_counter() - tw
                     last_planes = planes
-                    release(tracker.final_through())
+                    release(detection.tracker.final_through())
                 else:
                     release(index)
                 t0 = time.perf_counter()
