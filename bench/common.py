@@ -16,6 +16,7 @@ import platform as py_platform
 import random
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +31,10 @@ from rich.table import Table
 
 console = Console(width=None if sys.stdout.isatty() else 110)
 
-BENCH_DATE = "2026-11-23"
+
+def now_utc() -> str:
+    """The moment of a run, recorded with its figures (never a date written by hand)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -103,30 +107,43 @@ def machine() -> dict:
     }
 
 
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 @dataclass
 class Results:
+    """A bench's figures. The run's start (date, load average) is taken when this is made, which every bench does
+    before it measures; the load at the end is taken when the figures are printed or written."""
+
     bench: str
     size: str
-    rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # figure, value, target, verdict
+    rows: list[tuple[str, str, str, bool | None]] = field(default_factory=list)  # figure, value, target, met
     raw: dict = field(default_factory=dict)
+    started: str = field(default_factory=now_utc)
+    load_start: list[float] = field(default_factory=loadavg)
 
     def add(self, figure: str, value: str, target: str = "", ok: bool | None = None, **raw: float) -> None:
-        verdict = "" if ok is None else ("[green]met[/green]" if ok else "[red]NOT met[/red]")
-        self.rows.append((figure, value, target, verdict))
+        self.rows.append((figure, value, target, ok))
         self.raw.update(raw)
+
+    @staticmethod
+    def verdict(ok: bool | None) -> str:
+        return "" if ok is None else ("[green]met[/green]" if ok else "[red]NOT met[/red]")
 
     def print(self) -> None:
         m = machine()
         table = Table(title=f"{self.bench} — {self.size}", title_justify="left")
         for col in ("figure", "value", "target", ""):
             table.add_column(col, justify="right" if col == "value" else "left")
-        for row in self.rows:
-            table.add_row(*row)
+        for figure, value, target, ok in self.rows:
+            table.add_row(figure, value, target, self.verdict(ok))
         console.print(table)
-        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+        start = " / ".join(f"{x:.1f}" for x in self.load_start)
+        end = " / ".join(f"{x:.1f}" for x in os.getloadavg())
         console.print(
-            f"[dim]{BENCH_DATE} · {m['cpus']} cores {m['cpu']} · {m['memory_gib']} GiB · "
-            f"Python {m['python']} · SQLite {m['sqlite']} · load average now {load} "
+            f"[dim]{self.started} · {m['cpus']} cores {m['cpu']} · {m['memory_gib']} GiB · "
+            f"Python {m['python']} · SQLite {m['sqlite']} · load average (1/5/15 min) at start {start}, at end {end} "
             f"(other work on the machine skews wall times)[/dim]"
         )
 
@@ -138,13 +155,16 @@ class Results:
                 {
                     "bench": self.bench,
                     "size": self.size,
-                    "date": BENCH_DATE,
+                    "date": self.started,
+                    "finished": now_utc(),
                     "machine": machine(),
-                    "loadavg": os.getloadavg(),
+                    "loadavg_start": self.load_start,
+                    "loadavg": loadavg(),
                     "figures": self.raw,
-                    "rows": [r[:3] for r in self.rows],
+                    "rows": [list(r) for r in self.rows],
                 },
                 indent=2,
+                ensure_ascii=False,
             )
         )
 
@@ -189,6 +209,19 @@ def reset_peak_rss(pid: int | str = "self") -> bool:
         return True
     except OSError:
         return False
+
+
+def run_measured(cmd: list[str], **popen: object) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run a command in a fresh process: (its result, wall seconds, its peak RSS in MiB from wait4's rusage).
+    The peak is the child's own, not inflated by what this process built before."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    out = proc.stdout.read() if proc.stdout else ""  # one pipe (stderr merged): no deadlock on a full pipe
+    _, status, usage = os.wait4(proc.pid, 0)  # not proc.wait(): wait4 also gives the child's rusage
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    done = subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+    return done, wall, usage.ru_maxrss / 1024
 
 
 def timed(fn, *a, **k):  # noqa: ANN001, ANN201
