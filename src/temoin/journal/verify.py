@@ -30,7 +30,7 @@ from temoin.evidence.signing import verify as verify_signature
 from temoin.evidence.timestamp import TimestampError, TimestampInfo, inspect_token, verify_token
 from temoin.journal.entry import GENESIS
 from temoin.journal.models import JournalCheckpoint, JournalHead
-from temoin.journal.sinks import FileSink
+from temoin.journal.sinks import FileSink, complete_end
 from temoin.journal.witness import WitnessedCheckpoint, WitnessLog
 
 # A seal pass covers every entry committed before it; an entry's time is taken before its commit
@@ -423,30 +423,37 @@ def _signed_pairs(rows: list[tuple[bytes, str, str | None]]) -> list[tuple[bytes
     return [(body, signature) for body, signature, _token in rows]
 
 
-_BATCH = 20_000
-_COLUMNS = "SELECT seq, prev_hash, event, hash, body FROM journal_entries"
+_BATCH = 2_000
+# The body as bytes straight from the driver (hashed as stored; no decode into str and encode back per row).
+_COLUMNS = {
+    "sqlite": "SELECT seq, prev_hash, event, hash, CAST(body AS BLOB) FROM journal_entries",
+    "postgresql": "SELECT seq, prev_hash, event, hash, convert_to(body, 'UTF8') FROM journal_entries",
+}
 # (first batch, next batches) in the driver's own placeholder style: SQLite's ? or psycopg's %s.
-_ROWS_QMARK = (
-    f"{_COLUMNS} WHERE chain = ? ORDER BY seq LIMIT {_BATCH}",
-    f"{_COLUMNS} WHERE chain = ? AND seq > ? ORDER BY seq LIMIT {_BATCH}",
-)
-_ROWS_FORMAT = (
-    f"{_COLUMNS} WHERE chain = %s ORDER BY seq LIMIT {_BATCH}",
-    f"{_COLUMNS} WHERE chain = %s AND seq > %s ORDER BY seq LIMIT {_BATCH}",
-)
+_ROWS = {
+    "sqlite": (
+        f"{_COLUMNS['sqlite']} WHERE chain = ? ORDER BY seq LIMIT {_BATCH}",
+        f"{_COLUMNS['sqlite']} WHERE chain = ? AND seq > ? ORDER BY seq LIMIT {_BATCH}",
+    ),
+    "postgresql": (
+        f"{_COLUMNS['postgresql']} WHERE chain = %s ORDER BY seq LIMIT {_BATCH}",
+        f"{_COLUMNS['postgresql']} WHERE chain = %s AND seq > %s ORDER BY seq LIMIT {_BATCH}",
+    ),
+}
 
 
-def _db_rows(db: Session, chain: str) -> Iterator[tuple[int, str, str, str, str]]:
+def _db_rows(db: Session, chain: str) -> Iterator[tuple[int, str, str, str, bytes]]:
     """(seq, prev_hash, event, hash, body) of the chain's rows in seq order, through the driver's own cursor (no
     ORM or result wrapping per row), a batch at a time by seq ((chain, seq) is unique: no row is skipped or read
     twice), so a million rows are never all in memory."""
     conn = db.connection()
-    first, more = _ROWS_QMARK if conn.dialect.paramstyle == "qmark" else _ROWS_FORMAT
+    first, more = _ROWS[conn.dialect.name]
     cursor = conn.connection.cursor()
     try:
         cursor.execute(first, (chain,))
         while rows := cursor.fetchall():
-            yield from rows
+            for seq, prev, event, digest, body in rows:
+                yield seq, prev, event, digest, bytes(body)  # psycopg gives a memoryview for bytea
             if len(rows) < _BATCH:
                 return
             cursor.execute(more, (chain, rows[-1][0]))
@@ -455,10 +462,17 @@ def _db_rows(db: Session, chain: str) -> Iterator[tuple[int, str, str, str, str]
 
 
 def _file_lines(sink: FileSink, chain: str) -> Iterator[tuple[Path, int, str, bytes]]:
-    """(path, line number, stored hash, body) of every complete line of the chain's month files, in order (what
-    FileSink.read gives, as plain tuples)."""
-    for line in sink.read(chain):
-        yield line.path, line.lineno, line.hash, line.body
+    """(path, line number, stored hash, body) of every complete line of the chain's month files, in order: what
+    FileSink.read gives, as plain tuples from each month file read whole (a few MiB) rather than line by line."""
+    for path in sink.files(chain):
+        _, end = complete_end(path)  # a partial last line is not an entry
+        with path.open("rb") as fh:
+            data = fh.read(end)
+        lines = data.split(b"\n")
+        lines.pop()  # after the last newline: empty
+        for lineno, raw in enumerate(lines, start=1):
+            digest, _, body = raw.partition(b" ")
+            yield path, lineno, digest.decode("ascii", "replace"), body
 
 
 def _db_records(db: Session, chain: str) -> Iterator[tuple[int, str]]:
@@ -541,10 +555,9 @@ def _file_walk(
     return _Walk(report, checkpoints)
 
 
-def _feed_database(walk: _Walk, rows: Iterable[tuple[int, str, str, str, str]]) -> None:
+def _feed_database(walk: _Walk, rows: Iterable[tuple[int, str, str, str, bytes]]) -> None:
     sha256, entry = hashlib.sha256, walk.entry
-    for seq, prev, event, stored_hash, text in rows:
-        body = text.encode()
+    for seq, prev, event, stored_hash, body in rows:
         entry(_parse(body), sha256(body).hexdigest(), stored_hash, seq, 0, seq, prev, event)
 
 
@@ -562,8 +575,7 @@ def _feed_both(db_walk: _Walk, file_walk: _Walk, rows: Iterator, lines: Iterator
         if row is None:
             _feed_file(file_walk, [line])
             continue
-        seq, prev, event, stored_hash, text = row
-        body = text.encode()
+        seq, prev, event, stored_hash, body = row
         parsed, digest = _parse(body), sha256(body).hexdigest()
         db_entry(parsed, digest, stored_hash, seq, 0, seq, prev, event)
         if line is not None:
