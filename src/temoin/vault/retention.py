@@ -7,11 +7,12 @@ bytes, which the next sweep removes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from temoin import errors
@@ -23,7 +24,7 @@ from temoin.law.profiles import get_profile
 from temoin.vault import derived
 from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations, limited
-from temoin.vault.models import DeletionCertificate, Hold, Recording, RecordingState
+from temoin.vault.models import DeletionCertificate, Hold, PendingBlobDeletion, Recording, RecordingState
 
 BATCH = 500
 
@@ -207,7 +208,10 @@ def sweep(
 ) -> SweepResult:
     """Delete every recording whose period is over and that no hold keeps.
 
-    `orphans` also looks through the whole store for blobs left by a sweep killed after its commit.
+    Each batch's blob folders are recorded as pending deletions in the transaction that destroys the keys, and
+    removed (in a thread, while the next batch is erased) once it has committed; a pass first finishes what a
+    killed one left pending. `orphans` also runs the audit of the whole store (`remove_orphans`): rare, for what
+    no record names (the server runs it at start-up, then daily).
     """
     now = now or utcnow()
     result = SweepResult()
@@ -215,21 +219,31 @@ def sweep(
     total = len(due_ids(db, now, 10**9)) if progress else 0
     tenants = {t.id: t for t in db.scalars(select(Tenant))}
     rules = {tid: _rule(t) for tid, t in tenants.items()}
-    while True:
-        ids = due_ids(db, now, BATCH)
-        if not ids:
-            break
-        rows = db.execute(select(*_CERT_COLUMNS).where(Recording.id.in_(ids))).all()
-        files = _erase(p, db, rows, tenants, reason="retention", actor=actor, rules=rules, now=now)
-        db.commit()  # keys destroyed and journaled: from here the bytes are unreadable
-        result.derived_removed += derived.remove_files(p, files)
-        result.blobs_removed += p.store.delete_prefixes([f"{tenants[r.tenant_id].slug}/{r.id}" for r in rows])
-        result.deleted += [r.id for r in rows]
-        if progress:
-            progress(len(result.deleted), total)
+    result.orphans_removed = remove_pending(p, db)
+    with ThreadPoolExecutor(1, thread_name_prefix="retention-blobs") as remover:
+        removing: tuple[Future[int], list[str], list[str]] | None = None  # blobs being removed, their prefixes, files
+        while True:
+            ids = due_ids(db, now, BATCH)
+            if ids:
+                rows = db.execute(select(*_CERT_COLUMNS).where(Recording.id.in_(ids))).all()
+                files = _erase(p, db, rows, tenants, reason="retention", actor=actor, rules=rules, now=now)
+                prefixes = [f"{tenants[r.tenant_id].slug}/{r.id}" for r in rows]
+                db.execute(insert(PendingBlobDeletion), [{"prefix": x, "recorded_at": now} for x in prefixes])
+            if removing is not None:  # the previous batch's blobs: gone once this returns (or its error raised)
+                result.blobs_removed += removing[0].result()
+                result.derived_removed += derived.remove_files(p, removing[2])
+                db.execute(delete(PendingBlobDeletion).where(PendingBlobDeletion.prefix.in_(removing[1])))
+                removing = None
+            db.commit()  # keys destroyed and journaled: from here the bytes are unreadable
+            if not ids:
+                break
+            removing = (remover.submit(p.store.delete_prefixes, prefixes), prefixes, files)
+            result.deleted += [r.id for r in rows]
+            if progress:
+                progress(len(result.deleted), total)
     result.live_backups_expired = derived.expire(p, db, now).get(derived.LIVE_BACKUP, 0)
     if orphans:
-        result.orphans_removed = remove_orphans(p, db) + derived.remove_orphans(p, db)
+        result.orphans_removed += remove_orphans(p, db) + derived.remove_orphans(p, db)
     result.held = (
         db.scalar(
             select(func.count())
@@ -239,6 +253,19 @@ def sweep(
         or 0
     )
     return result
+
+
+def remove_pending(p: VaultContext, db: Session) -> int:
+    """Remove the blob folders a killed pass recorded as pending and did not remove; returns the blobs removed.
+    Only those of recordings deleted in the catalogue are touched, whatever a row says."""
+    removed = 0
+    while pending := list(db.scalars(select(PendingBlobDeletion.prefix).limit(BATCH))):
+        ids = {prefix.split("/", 1)[-1]: prefix for prefix in pending}
+        gone = db.scalars(select(Recording.id).where(Recording.id.in_(ids), Recording.state == RecordingState.DELETED))
+        removed += p.store.delete_prefixes([ids[rid] for rid in gone])
+        db.execute(delete(PendingBlobDeletion).where(PendingBlobDeletion.prefix.in_(pending)))
+        db.commit()
+    return removed
 
 
 def first_trace_of_kept(db: Session, chain: str, before: datetime) -> int | None:
@@ -265,8 +292,12 @@ def first_trace_of_kept(db: Session, chain: str, before: datetime) -> int | None
     return first
 
 
+ORPHAN_BATCH = 5000
+
+
 def remove_orphans(p: VaultContext, db: Session) -> int:
-    """Blobs of recordings already deleted (a sweep killed after its commit) are removed now."""
+    """The audit of the whole store: blobs of recordings already deleted that no pending deletion names (a folder
+    put back, a deletion from before pending deletions were recorded) are removed now. Lists every folder: rare."""
     removed = 0
     batch: list[str] = []
 
@@ -279,6 +310,6 @@ def remove_orphans(p: VaultContext, db: Session) -> int:
 
     for prefix in p.store.prefixes():
         batch.append(prefix)
-        if len(batch) >= BATCH:
+        if len(batch) >= ORPHAN_BATCH:
             removed += flush()
     return removed + (flush() if batch else 0)
