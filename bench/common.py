@@ -59,6 +59,7 @@ def bench_home(args: argparse.Namespace, name: str) -> Iterator[Path]:
     else:
         home = Path(tempfile.mkdtemp(prefix=f"temoin-bench-{name}-"))
         cleanup = not args.keep
+    run_start()
     os.environ["TEMOIN_HOME"] = str(home)
     os.environ.pop("TEMOIN_DATABASE_URL", None)
     console.print(f"[dim]TEMOIN_HOME={home}[/dim]")
@@ -111,17 +112,27 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+# When this run began (bench_home, or the first Results made): (date, load average) — recorded with the figures.
+_RUN_START: list[tuple[str, list[float]]] = []
+
+
+def run_start() -> tuple[str, list[float]]:
+    if not _RUN_START:
+        _RUN_START.append((now_utc(), loadavg()))
+    return _RUN_START[0]
+
+
 @dataclass
 class Results:
-    """A bench's figures. The run's start (date, load average) is taken when this is made, which every bench does
-    before it measures; the load at the end is taken when the figures are printed or written."""
+    """A bench's figures. The run's start (date, load average) is taken when its data folder is made (bench_home),
+    or else when this is made; the load at the end when the figures are printed or written."""
 
     bench: str
     size: str
     rows: list[tuple[str, str, str, bool | None]] = field(default_factory=list)  # figure, value, target, met
     raw: dict = field(default_factory=dict)
-    started: str = field(default_factory=now_utc)
-    load_start: list[float] = field(default_factory=loadavg)
+    started: str = field(default_factory=lambda: run_start()[0])
+    load_start: list[float] = field(default_factory=lambda: run_start()[1])
 
     def add(self, figure: str, value: str, target: str = "", ok: bool | None = None, **raw: float) -> None:
         self.rows.append((figure, value, target, ok))

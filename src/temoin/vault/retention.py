@@ -27,6 +27,10 @@ from temoin.vault.limitation import RecordingLimited, active_limitations, limite
 from temoin.vault.models import DeletionCertificate, Hold, PendingBlobDeletion, Recording, RecordingState
 
 BATCH = 500
+# Threads removing a batch's blob folders while the next batch is erased: file system calls release the GIL, and
+# a virtual disk serves several unlinks at once far faster than one after the other (≈ 0.2 against 2-5 ms a
+# folder measured here).
+REMOVERS = 4
 
 
 class HoldForbidsDeletion(errors.Conflict):
@@ -220,8 +224,9 @@ def sweep(
     tenants = {t.id: t for t in db.scalars(select(Tenant))}
     rules = {tid: _rule(t) for tid, t in tenants.items()}
     result.orphans_removed = remove_pending(p, db)
-    with ThreadPoolExecutor(1, thread_name_prefix="retention-blobs") as remover:
-        removing: tuple[Future[int], list[str], list[str]] | None = None  # blobs being removed, their prefixes, files
+    with ThreadPoolExecutor(REMOVERS, thread_name_prefix="retention-blobs") as remover:
+        # The previous batch's blobs being removed: (the removals, their prefixes, the derived files to remove).
+        removing: tuple[list[Future[int]], list[str], list[str]] | None = None
         while True:
             ids = due_ids(db, now, BATCH)
             if ids:
@@ -230,14 +235,15 @@ def sweep(
                 prefixes = [f"{tenants[r.tenant_id].slug}/{r.id}" for r in rows]
                 db.execute(insert(PendingBlobDeletion), [{"prefix": x, "recorded_at": now} for x in prefixes])
             if removing is not None:  # the previous batch's blobs: gone once this returns (or its error raised)
-                result.blobs_removed += removing[0].result()
+                result.blobs_removed += sum(f.result() for f in removing[0])
                 result.derived_removed += derived.remove_files(p, removing[2])
                 db.execute(delete(PendingBlobDeletion).where(PendingBlobDeletion.prefix.in_(removing[1])))
                 removing = None
             db.commit()  # keys destroyed and journaled: from here the bytes are unreadable
             if not ids:
                 break
-            removing = (remover.submit(p.store.delete_prefixes, prefixes), prefixes, files)
+            parts = [prefixes[i::REMOVERS] for i in range(REMOVERS)]
+            removing = ([remover.submit(p.store.delete_prefixes, part) for part in parts if part], prefixes, files)
             result.deleted += [r.id for r in rows]
             if progress:
                 progress(len(result.deleted), total)
