@@ -461,18 +461,27 @@ def _db_rows(db: Session, chain: str) -> Iterator[tuple[int, str, str, str, byte
         cursor.close()
 
 
+_READ = 8 << 20  # month files are read in pieces of this size, split into lines in one call each
+
+
 def _file_lines(sink: FileSink, chain: str) -> Iterator[tuple[Path, int, str, bytes]]:
     """(path, line number, stored hash, body) of every complete line of the chain's month files, in order: what
-    FileSink.read gives, as plain tuples from each month file read whole (a few MiB) rather than line by line."""
+    FileSink.read gives, as plain tuples, each file read in large pieces rather than line by line."""
     for path in sink.files(chain):
         _, end = complete_end(path)  # a partial last line is not an entry
+        lineno, left, rest = 0, end, b""
         with path.open("rb") as fh:
-            data = fh.read(end)
-        lines = data.split(b"\n")
-        lines.pop()  # after the last newline: empty
-        for lineno, raw in enumerate(lines, start=1):
-            digest, _, body = raw.partition(b" ")
-            yield path, lineno, digest.decode("ascii", "replace"), body
+            while left > 0:
+                piece = fh.read(min(_READ, left))
+                if not piece:
+                    break
+                left -= len(piece)
+                lines = (rest + piece).split(b"\n")
+                rest = lines.pop()  # the start of a line the next piece ends (empty at the end)
+                for raw in lines:
+                    lineno += 1
+                    digest, _, body = raw.partition(b" ")
+                    yield path, lineno, digest.decode("ascii", "replace"), body
 
 
 def _db_records(db: Session, chain: str) -> Iterator[tuple[int, str]]:
