@@ -35,7 +35,7 @@ def instrument() -> dict[str, list]:
     from sqlalchemy.orm import Session
 
     from temoin.journal.service import Journal
-    from temoin.keyring import Keyring
+    from temoin.keyring import Signer
     from temoin.vault import derived, retention
     from temoin.vault.storage import LocalBlobStore
 
@@ -59,7 +59,7 @@ def instrument() -> dict[str, list]:
     wrap(retention, "due_ids", "retention.due_ids (batch of 500)")
     wrap(retention, "_erase", "retention._erase (keys, certificates, journal)")
     wrap(derived, "of_recordings", "  derived.of_recordings")
-    wrap(Keyring, "sign", "  Keyring.sign (certificate)")
+    wrap(Signer, "sign", "  Signer.sign (certificate)")
     wrap(Journal, "write_many", "  Journal.write_many (head, entries, file sink + fsync)")
     wrap(Session, "commit", "Session.commit (per batch)")
     wrap(Future, "result", "waiting for the blob remover (main thread)")

@@ -84,6 +84,70 @@ _CERT_COLUMNS = (
 )
 
 
+def _certify(
+    row: Any,
+    made: dict[str, list[derived.Artefact]],
+    tenants: dict[int, Tenant],
+    rules: dict[int, str],
+    certificates: list[dict],
+    by_tenant: dict[int, list[EntryDraft]],
+    *,
+    key_id: str,
+    sign: Callable[[bytes], str],
+    reason: str,
+    actor: Actor,
+    now: datetime,
+    details: dict | None,
+) -> None:
+    """One recording's signed certificate and erasure entry, added to `certificates` and `by_tenant`."""
+    artefacts = [a.describe() for a in made[row.id]]
+    tenant, rule = tenants[row.tenant_id], rules[row.tenant_id]
+    body = canonical_bytes(
+        {
+            "schema": "temoin.deletion-certificate/1",
+            "recording_id": row.id,
+            "tenant": tenant.slug,
+            "camera_id": row.device_id,
+            "agent": row.agent_ref,
+            "started_at": row.started_at.isoformat(),
+            "ended_at": row.ended_at.isoformat(),
+            "manifest_sha256": row.manifest_sha256,
+            "chain_head": row.chain_head,
+            "retention_until": row.retention_until.isoformat(),
+            "deleted_at": now.isoformat(),
+            "reason": reason,
+            "rule": rule,
+            "platform_key_id": key_id,
+            "derived": artefacts,
+            **(details or {}),
+        }
+    )
+    certificates.append(
+        {
+            "tenant_id": tenant.id,
+            "recording_id": row.id,
+            "deleted_at": now,
+            "body": body.decode(),
+            "signature": sign(body),
+        }
+    )
+    by_tenant.setdefault(tenant.id, []).append(
+        EntryDraft(
+            action=Action.ERASURE,
+            event=f"recording.deleted.{reason}",
+            actor=actor,
+            recordings=[row.id],
+            cameras=[row.device_id],
+            details={
+                "rule": rule,
+                "retention_until": row.retention_until.isoformat(),
+                "derived": [{"kind": a["kind"], "id": a["id"]} for a in artefacts],
+                **(details or {}),
+            },
+        )
+    )
+
+
 def _erase(
     p: VaultContext,
     db: Session,
@@ -99,56 +163,27 @@ def _erase(
     """Destroy the data keys of `rows` (recordings, as _CERT_COLUMNS) and of everything made from them, sign one
     certificate each (listing those artefacts) and journal each erasure, in the caller's transaction. Batched: one
     statement per table, one head move per chain. Returns the artefacts' files, to remove once committed."""
-    certificates = []
+    certificates: list[dict] = []
     by_tenant: dict[int, list[EntryDraft]] = {}
     made = derived.of_recordings(p, db, rows)
-    for row in rows:
-        artefacts = [a.describe() for a in made[row.id]]
-        tenant, rule = tenants[row.tenant_id], rules[row.tenant_id]
-        body = canonical_bytes(
-            {
-                "schema": "temoin.deletion-certificate/1",
-                "recording_id": row.id,
-                "tenant": tenant.slug,
-                "camera_id": row.device_id,
-                "agent": row.agent_ref,
-                "started_at": row.started_at.isoformat(),
-                "ended_at": row.ended_at.isoformat(),
-                "manifest_sha256": row.manifest_sha256,
-                "chain_head": row.chain_head,
-                "retention_until": row.retention_until.isoformat(),
-                "deleted_at": now.isoformat(),
-                "reason": reason,
-                "rule": rule,
-                "platform_key_id": p.keyring.public_key_id,
-                "derived": artefacts,
-                **(details or {}),
-            }
-        )
-        certificates.append(
-            {
-                "tenant_id": tenant.id,
-                "recording_id": row.id,
-                "deleted_at": now,
-                "body": body.decode(),
-                "signature": p.keyring.sign(body),
-            }
-        )
-        by_tenant.setdefault(tenant.id, []).append(
-            EntryDraft(
-                action=Action.ERASURE,
-                event=f"recording.deleted.{reason}",
+    # One signing key for the batch, held still while its certificates name it (a rotation waits), read once.
+    with p.keyring.signing() as signer:
+        key_id = signer.key_id
+        for row in rows:
+            _certify(
+                row,
+                made,
+                tenants,
+                rules,
+                certificates,
+                by_tenant,
+                key_id=key_id,
+                sign=signer.sign,
+                reason=reason,
                 actor=actor,
-                recordings=[row.id],
-                cameras=[row.device_id],
-                details={
-                    "rule": rule,
-                    "retention_until": row.retention_until.isoformat(),
-                    "derived": [{"kind": a["kind"], "id": a["id"]} for a in artefacts],
-                    **(details or {}),
-                },
+                now=now,
+                details=details,
             )
-        )
     db.execute(insert(DeletionCertificate), certificates)
     db.execute(
         update(Recording)
