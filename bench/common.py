@@ -222,17 +222,31 @@ def reset_peak_rss(pid: int | str = "self") -> bool:
         return False
 
 
+# Started from a small Python rather than from the bench: a forked child's peak RSS counts the pages it shared
+# with its parent before exec (a bench that built a journal holds hundreds of MiB), so the command is started by
+# this launcher, which reports its child's peak (the command's, or one of its workers' if larger) in a file.
+_LAUNCHER = (
+    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(rc)"
+)
+
+
 def run_measured(cmd: list[str], **popen: object) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run a command in a fresh process: (its result, wall seconds, its peak RSS in MiB from wait4's rusage).
-    The peak is the child's own, not inflated by what this process built before."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-    out = proc.stdout.read() if proc.stdout else ""  # one pipe (stderr merged): no deadlock on a full pipe
-    _, status, usage = os.wait4(proc.pid, 0)  # not proc.wait(): wait4 also gives the child's rusage
-    wall = time.perf_counter() - t
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    done = subprocess.CompletedProcess(cmd, proc.returncode, out, "")
-    return done, wall, usage.ru_maxrss / 1024
+    """Run a command in a fresh process: (its result, wall seconds, its peak RSS in MiB). The peak is the
+    command's own (or its largest worker's), not inflated by what this process built before."""
+    with tempfile.NamedTemporaryFile("r", suffix=".maxrss") as report:
+        t = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, report.name, *cmd],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+            **popen,  # type: ignore[call-overload]  # the caller's env, cwd
+        )
+        wall = time.perf_counter() - t
+        peak_kib = int(report.read() or 0)
+    return done, wall, peak_kib / 1024
 
 
 def timed(fn, *a, **k):  # noqa: ANN001, ANN201

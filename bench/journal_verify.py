@@ -276,7 +276,11 @@ def main() -> int:
         )
         if t_cli is not None:
             res.add("`temoin journal verify`, whole command", f"{t_cli:.2f} s", "≤ 5 s", t_cli <= 5, cli_s=t_cli)
-            res.add("  its peak RSS (fresh process, main process)", f"{rss_cli:.0f} MiB", cli_peak_rss_mib=rss_cli)
+            res.add(
+                "  its peak RSS (fresh process; the command or a worker, the larger)",
+                f"{rss_cli:.0f} MiB",
+                cli_peak_rss_mib=rss_cli,
+            )
         res.add(
             "floor: read + SHA-256 of every file line",
             common.secs(t_floor_hash, c_floor_hash),
