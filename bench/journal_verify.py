@@ -245,7 +245,7 @@ def main() -> int:
 
         t_cli = rss_cli = None
         if not args.no_cli:
-            # A fresh process: its peak RSS is the command's own (the workers' are counted apart by the kernel).
+            # A fresh process: its peak RSS is the command's own, not this bench's (see common.run_measured).
             env = dict(os.environ, TEMOIN_HOME=str(home))
             proc, t_cli, rss_cli = common.run_measured(
                 [str(Path(sys.executable).with_name("temoin")), "journal", "verify"], env=env
