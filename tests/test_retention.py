@@ -27,7 +27,7 @@ from temoin.journal.models import JournalEntry
 from temoin.journal.verify import verify_all
 from temoin.law.profiles import get_profile
 from temoin.vault.holds import HoldError, ProcedureType, lift_hold, place_hold
-from temoin.vault.models import DeletionCertificate, Recording, RecordingState
+from temoin.vault.models import DeletionCertificate, PendingBlobDeletion, Recording, RecordingState
 from temoin.vault.retention import HoldForbidsDeletion, delete_recording, sweep
 from tests.helpers import Commune, enrol_camera, make_commune, sign_in, upload
 from tests.s3_helpers import BOTH_STORES, blob_names, read_raw, staged_anything, write_raw
@@ -267,6 +267,45 @@ def test_blobs_left_by_a_sweep_killed_after_its_commit_are_removed_next_time(pla
     assert_deleted(platform, commune.slug, rid)
     assert_kept(platform, commune.slug, other, 2)  # a live recording's blobs are never orphans
     assert len(erasures(platform, rid)) == 1
+
+
+def test_a_killed_sweep_is_finished_by_the_next_pass_without_the_store_audit(platform, client, monkeypatch):
+    """The blobs a killed sweep left are recorded as pending: the next hourly pass (no whole-store audit)
+    removes them, and the record with them."""
+    commune = make_commune(platform)
+    rid, _ = upload(platform, client, commune, started_at=days_ago(50))
+    other, _ = upload(platform, client, commune, started_at=days_ago(1))
+
+    def killed(prefixes: list[str]) -> int:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(platform.store, "delete_prefixes", killed)
+    with platform.session() as db, pytest.raises(SystemExit):
+        sweep(platform, db, orphans=False)
+    monkeypatch.undo()
+    with platform.session() as db:
+        assert db.scalars(select(PendingBlobDeletion.prefix)).all() == [f"{commune.slug}/{rid}"]
+
+    with platform.session() as db:
+        result = sweep(platform, db, orphans=False)
+    assert result.deleted == [] and result.orphans_removed == 2
+    assert_deleted(platform, commune.slug, rid)
+    assert_kept(platform, commune.slug, other, 2)
+    with platform.session() as db:
+        assert db.scalars(select(PendingBlobDeletion.prefix)).all() == []
+
+
+def test_a_pending_deletion_never_removes_a_kept_recordings_blobs(platform, client):
+    """Whatever a pending row says, only the blobs of a recording deleted in the catalogue go."""
+    commune = make_commune(platform)
+    kept, _ = upload(platform, client, commune, started_at=days_ago(1))
+    with platform.session() as db:
+        db.add(PendingBlobDeletion(prefix=f"{commune.slug}/{kept}", recorded_at=utcnow()))
+        db.commit()
+    with platform.session() as db:
+        assert sweep(platform, db, orphans=False).orphans_removed == 0
+        assert db.scalars(select(PendingBlobDeletion.prefix)).all() == []
+    assert_kept(platform, commune.slug, kept, 2)
 
 
 @BOTH_STORES
