@@ -182,18 +182,19 @@ def revoke(p: Context, db: Session, device: Device, by: Actor) -> None:
 
 def certify(p: Context, tenant: Tenant, device: Device, key: DeviceKey) -> SignedCertificate:
     """Sign the certificate of a camera key as it stands (its validity, revocation included) and keep it."""
-    signed = certificates.issue(
-        p.keyring.sign,
-        p.keyring.public_key_id,
-        tenant=tenant.slug,
-        camera_id=device.id,
-        serial=device.serial,
-        public_key=key.public_key,
-        valid_from=key.valid_from,
-        valid_until=key.valid_until,
-        revoked=key.valid_until is not None,
-        issued_at=utcnow(),
-    )
+    with p.keyring.signing() as signer:  # the key it names signs it, valid when it is issued
+        signed = certificates.issue(
+            signer.sign,
+            signer.key_id,
+            tenant=tenant.slug,
+            camera_id=device.id,
+            serial=device.serial,
+            public_key=key.public_key,
+            valid_from=key.valid_from,
+            valid_until=key.valid_until,
+            revoked=key.valid_until is not None,
+            issued_at=utcnow(),
+        )
     key.certificate = signed.model_dump_json(by_alias=True)
     return signed
 

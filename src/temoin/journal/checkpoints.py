@@ -42,20 +42,21 @@ def _record(
     to_file: bool = True,
 ) -> JournalCheckpoint:
     link = _link(db, chain)
-    at = utcnow()
-    body = canonical_bytes(
-        {
-            "chain": chain,
-            "kind": kind,
-            "seq": seq,
-            "hash": digest,
-            "at": at.isoformat(),
-            "platform_key_id": keyring.public_key_id,
-            **link,
-            **(extra or {}),
-        }
-    )
-    signature = keyring.sign(body)
+    with keyring.signing() as signer:  # the key it names signs it, even during a rotation
+        at = utcnow()
+        body = canonical_bytes(
+            {
+                "chain": chain,
+                "kind": kind,
+                "seq": seq,
+                "hash": digest,
+                "at": at.isoformat(),
+                "platform_key_id": signer.key_id,
+                **link,
+                **(extra or {}),
+            }
+        )
+        signature = signer.sign(body)
     token = None  # a seal's RFC 3161 token is added by `_stamp`, once the chain's head is released
     checkpoint = JournalCheckpoint(
         chain=chain,

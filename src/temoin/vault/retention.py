@@ -97,53 +97,57 @@ def _erase(
     certificates = []
     by_tenant: dict[int, list[EntryDraft]] = {}
     made = derived.of_recordings(p, db, rows)
-    for row in rows:
-        artefacts = [a.describe() for a in made[row.id]]
-        tenant, rule = tenants[row.tenant_id], rules[row.tenant_id]
-        body = canonical_bytes(
-            {
-                "schema": "temoin.deletion-certificate/1",
-                "recording_id": row.id,
-                "tenant": tenant.slug,
-                "camera_id": row.device_id,
-                "agent": row.agent_ref,
-                "started_at": row.started_at.isoformat(),
-                "ended_at": row.ended_at.isoformat(),
-                "manifest_sha256": row.manifest_sha256,
-                "chain_head": row.chain_head,
-                "retention_until": row.retention_until.isoformat(),
-                "deleted_at": now.isoformat(),
-                "reason": reason,
-                "rule": rule,
-                "platform_key_id": p.keyring.public_key_id,
-                "derived": artefacts,
-                **(details or {}),
-            }
-        )
-        certificates.append(
-            {
-                "tenant_id": tenant.id,
-                "recording_id": row.id,
-                "deleted_at": now,
-                "body": body.decode(),
-                "signature": p.keyring.sign(body),
-            }
-        )
-        by_tenant.setdefault(tenant.id, []).append(
-            EntryDraft(
-                action=Action.ERASURE,
-                event=f"recording.deleted.{reason}",
-                actor=actor,
-                recordings=[row.id],
-                cameras=[row.device_id],
-                details={
-                    "rule": rule,
+    # One key names and signs every certificate of the batch, a rotation waiting meanwhile; one made between the
+    # caller's `now` and here moves the deletion time to the new key's start, when that key can vouch for it.
+    with p.keyring.signing() as signer:
+        now = max(now, signer.since or now)
+        for row in rows:
+            artefacts = [a.describe() for a in made[row.id]]
+            tenant, rule = tenants[row.tenant_id], rules[row.tenant_id]
+            body = canonical_bytes(
+                {
+                    "schema": "temoin.deletion-certificate/1",
+                    "recording_id": row.id,
+                    "tenant": tenant.slug,
+                    "camera_id": row.device_id,
+                    "agent": row.agent_ref,
+                    "started_at": row.started_at.isoformat(),
+                    "ended_at": row.ended_at.isoformat(),
+                    "manifest_sha256": row.manifest_sha256,
+                    "chain_head": row.chain_head,
                     "retention_until": row.retention_until.isoformat(),
-                    "derived": [{"kind": a["kind"], "id": a["id"]} for a in artefacts],
+                    "deleted_at": now.isoformat(),
+                    "reason": reason,
+                    "rule": rule,
+                    "platform_key_id": signer.key_id,
+                    "derived": artefacts,
                     **(details or {}),
-                },
+                }
             )
-        )
+            certificates.append(
+                {
+                    "tenant_id": tenant.id,
+                    "recording_id": row.id,
+                    "deleted_at": now,
+                    "body": body.decode(),
+                    "signature": signer.sign(body),
+                }
+            )
+            by_tenant.setdefault(tenant.id, []).append(
+                EntryDraft(
+                    action=Action.ERASURE,
+                    event=f"recording.deleted.{reason}",
+                    actor=actor,
+                    recordings=[row.id],
+                    cameras=[row.device_id],
+                    details={
+                        "rule": rule,
+                        "retention_until": row.retention_until.isoformat(),
+                        "derived": [{"kind": a["kind"], "id": a["id"]} for a in artefacts],
+                        **(details or {}),
+                    },
+                )
+            )
     db.execute(insert(DeletionCertificate), certificates)
     db.execute(
         update(Recording)
