@@ -209,13 +209,12 @@ def prune(db: Session, sink: FileSink, keyring: Keyring, chain: str, cutoff: dat
 
 
 def _drop_file_lines(sink: FileSink, chain: str, upto: int) -> None:
-    interrupted = {found.path for found in sink.interrupted(chain)}
-    for path in sink.files(chain):
-        if path in interrupted:
-            continue  # left for `temoin journal repair`: rewriting would turn the partial line into an entry
+    def drop(data: bytes) -> list[bytes] | None:
+        if data and not data.endswith(b"\n"):
+            return None  # left for `temoin journal repair`: rewriting would turn the partial line into an entry
         keep: list[bytes] = []
         dropped = False
-        for raw in path.read_bytes().splitlines():
+        for raw in data.splitlines():
             if not raw.strip():
                 continue
             try:
@@ -226,8 +225,10 @@ def _drop_file_lines(sink: FileSink, chain: str, upto: int) -> None:
                 dropped = True
             else:
                 keep.append(raw)
-        if dropped:
-            sink.rewrite(path, keep)
+        return keep if dropped else None
+
+    for path in sink.files(chain):
+        sink.rewrite(path, drop)  # read and replaced under the appenders' lock: none of their entries is lost
 
 
 def _finish_interrupted_prune(db: Session, sink: FileSink, keyring: Keyring, chain: str) -> None:
