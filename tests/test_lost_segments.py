@@ -318,6 +318,40 @@ def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platfo
     assert r.status_code == 409 and "segments [2] are not in the vault" in r.json()["detail"], r.text
 
 
+def test_a_forged_receipt_declaring_lost_segments_the_camera_never_signed_fails_verification(
+    platform, client, tmp_path
+) -> None:
+    """An insider with the platform key re-signs the receipt to declare segments lost that the camera's signed
+    manifest does not have, or all of them (which the vault never stores): `temoin verify` names the contradiction.
+    (A declaration within the signed segments cannot be told from the camera's: docs/trust.md says why.)"""
+    commune = make_commune(platform, cameras=1)
+    rid, _, _ = upload_lost(platform, client, commune, (1,))
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    _, folder = _download(client, _extract(client, csrf, [rid]), tmp_path)
+    for declared, expected in (
+        ([1, 7], "declares segments [7] lost at the camera, but the camera signed only segments 0 to 3"),
+        ([0, 1, 2, 3], "declares every segment the camera signed lost"),
+    ):
+        forged_dir = tmp_path / f"forged-{len(declared)}"
+        shutil.copytree(folder, forged_dir)
+        forged = json.loads((forged_dir / "manifest.json").read_text("utf-8"))
+        rec = forged["recordings"][0]
+        receipt = SignedReceipt.model_validate(rec["receipt"])
+        r = receipt.receipt.model_copy(update={"lost_segments": declared})
+        with platform.keyring.signing() as signer:
+            rec["receipt"] = SignedReceipt(receipt=r, signature=signer.sign(r.signing_bytes())).model_dump(mode="json")
+        rec["lost_segments"] = [
+            {**rec["lost_segments"][0], "index": i, "sha256": rec["segments"][i]["sha256"]}
+            for i in declared
+            if i < len(rec["segments"])
+        ]
+        (forged_dir / "manifest.json").write_text(json.dumps(forged, indent=2))
+        _resign(platform, forged_dir)
+        code, output = _verify(forged_dir, *_pinned(platform))
+        flat = " ".join(output.split())
+        assert code == 1 and expected in flat, flat
+
+
 def test_a_trimmed_extraction_across_the_lost_segment_keeps_the_gap_and_verifies(platform, client, tmp_path) -> None:
     commune = make_commune(platform, cameras=1)
     rid, _, _ = upload_lost(platform, client, commune, (1,))

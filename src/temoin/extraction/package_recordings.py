@@ -269,6 +269,21 @@ def _check_lost(
     agree). They are stated, not silently missing; the device-signed chain still covers them."""
     lost = sorted(receipt.receipt.lost_segments) if receipt is not None else []
     listed = rec.get("lost_segments") or []
+    # What the camera signed bounds what the vault may call lost: the vault never declares a segment the camera
+    # did not sign, nor all of them (nothing would be stored); a receipt that does was not made by its ingest.
+    unsigned = sorted(set(lost) - set(signed))
+    if unsigned:
+        report.problems.append(
+            f"{where}: the vault's receipt declares segments {unsigned} lost at the camera, but the camera signed "
+            f"only segments 0 to {len(signed) - 1}: a lost declaration the camera's manifest contradicts"
+        )
+    elif lost and set(lost) == set(signed):
+        report.problems.append(
+            f"{where}: the vault's receipt declares every segment the camera signed lost: the vault never stores "
+            "such a recording, so the receipt was not made by its ingest"
+        )
+    if len(set(lost)) != len(lost):
+        report.problems.append(f"{where}: the vault's receipt declares a lost segment twice ({lost})")
     if sorted(x.get("index") for x in listed) != lost:
         report.problems.append(
             f"{where}: manifest.json lists lost segments {sorted(x.get('index') for x in listed)}"
