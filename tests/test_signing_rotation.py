@@ -135,3 +135,27 @@ def test_a_package_built_during_a_rotation_is_signed_by_the_key_it_names(platfor
     assert key is not None and key.fingerprint == named["sha256_fingerprint"]
     sums, signature = (folder / writing.SUMS).read_bytes(), (folder / writing.SIGNATURE).read_bytes()
     assert KeySet((key,)).verify(signature, sums, at=datetime.fromisoformat(manifest["created_at"]))
+
+
+def test_a_package_whose_build_straddles_a_rotation_is_refused_clearly(platform, client, monkeypatch) -> None:
+    """A rotation after the package's date (its plan) and before its signature: the new key cannot vouch for an
+    earlier date and the old one is gone, so no package is made, and the answer says to ask again."""
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=2, segment_s=1)
+    started = rotate_inside(monkeypatch, writing, "_write_media", platform.settings)  # before the signing block
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    r = client.post(
+        "/api/v1/extractions",
+        headers={"X-CSRF-Token": csrf},
+        json={
+            "recording_ids": [rid],
+            "recipient_name": "OPJ Martin",
+            "recipient_kind": "judicial_police",
+            "procedure_type": "judicial",
+            "reference": "PV 2026/7",
+        },
+    )
+    finished(started)
+    assert r.status_code == 409 and "rotated" in r.json()["detail"] and "ask for the extraction again" in r.text
+    again = _extract(client, csrf, [rid])  # asked again: made and signed by the new key
+    assert again["id"]
