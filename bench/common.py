@@ -30,7 +30,7 @@ from rich.table import Table
 
 console = Console(width=None if sys.stdout.isatty() else 110)
 
-BENCH_DATE = "2026-11-23"
+BENCH_DATE = datetime.now(timezone.utc).strftime("%Y-%m-%d")  # the day the benchmark runs
 
 
 # --- command line ---------------------------------------------------------------------------------

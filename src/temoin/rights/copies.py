@@ -529,11 +529,25 @@ def _redaction_started(
 
 
 def review(
-    p: VaultContext, db: Session, user: User, copy: RedactedCopy, *, approve: bool, reason: str | None = None
+    p: VaultContext,
+    db: Session,
+    user: User,
+    copy: RedactedCopy,
+    *,
+    approve: bool,
+    reason: str | None = None,
+    flagged_seen: bool = False,
 ) -> RedactedCopy:
-    """A person looked at the copy: approved, it may be handed over; rejected, it must be redacted again."""
+    """A person looked at the copy: approved, it may be handed over; rejected, it must be redacted again.
+    Where the machine flagged stretches as unsure, approving says that the person looked at each of them."""
     if copy.state != CopyState.TO_REVIEW:
         raise RightsError(f"the copy is {copy.state}: only a produced copy awaiting review can be reviewed")
+    flagged = flagged_stretches(copy)
+    if approve and flagged and not flagged_seen:
+        raise RightsError(
+            f"the detector was unsure on {flagged} stretch(es) of this recording (flagged beside the faces): "
+            "watch each of them in the copy, hide what is still visible, then confirm that you looked at them"
+        )
     reason = (reason or "").strip() or None
     if not approve and not reason:
         raise RightsError("say what is wrong with the copy (a face left visible, a region to add...)")
@@ -551,7 +565,13 @@ def review(
             event=f"rights.copy.{copy.state}",
             actor=actor_of(user),
             recordings=[copy.recording_id],
-            details={"copy_id": copy.id, "request_id": copy.request_id, "reason": reason},
+            details={
+                "copy_id": copy.id,
+                "request_id": copy.request_id,
+                "reason": reason,
+                "flagged_stretches": flagged,
+                "flagged_seen": bool(flagged_seen and flagged),
+            },
         ),
         db.get(Tenant, copy.tenant_id),
     )
@@ -670,10 +690,36 @@ def _reviewed_tracks(p: VaultContext, copy: RedactedCopy) -> list[Any] | None:
     rows = orjson.loads(b"".join(_open_sealed(path, _data_key(p, copy))))
     return [
         FaceTrack(
-            int(r["id"]), {int(f): tuple(b) for f, b in r["boxes"].items()}, tuple(r["detected"]), float(r["score"])
+            int(r["id"]),
+            {int(f): tuple(b) for f, b in r["boxes"].items()},
+            tuple(r["detected"]),
+            float(r["score"]),
+            tuple((int(a), int(b), str(why)) for a, b, why in r.get("review", ())),  # none before they were kept
         )
         for r in rows
     ]
+
+
+def _stretch(track: Any, first: int, last: int, why: str, fps: float) -> dict:
+    """A stretch of a track flagged for review, with the box that covers the face all along it (grown by a
+    quarter on each side): the page can hide the whole stretch in one click."""
+    boxes = [track.boxes[f] for f in range(first, last + 1) if f in track.boxes]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    gx, gy = (x1 - x0) // 4, (y1 - y0) // 4
+    return {
+        "start_frame": first,
+        "end_frame": last,
+        "start_s": round(first / fps, 2),
+        "end_s": round((last + 1) / fps, 2),
+        "why": why,
+        "box": [max(0, x0 - gx), max(0, y0 - gy), x1 - x0 + 2 * gx, y1 - y0 + 2 * gy],
+    }
+
+
+def flagged_stretches(copy: RedactedCopy) -> int:
+    """How many stretches of the copy's tracks the machine flagged for a person to look at."""
+    return sum(len(t.get("review") or []) for t in copy.tracks or [])
 
 
 def _largest(track: Any) -> list[int] | None:
@@ -717,6 +763,7 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
                             "boxes": {str(f): list(b) for f, b in t.boxes.items()},
                             "detected": list(t.detected),
                             "score": t.score,
+                            "review": [list(stretch) for stretch in t.review],
                         }
                         for t in found
                     ]
@@ -736,6 +783,8 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
                     "start_s": round(min(t.boxes, default=0) / fps, 2),
                     "end_s": round(max(t.boxes, default=0) / fps, 2),
                     "box": _largest(t),
+                    # Where the machine was unsure: the page flags these stretches for the operator.
+                    "review": [_stretch(t, a, b, why, fps) for a, b, why in t.review],
                 }
                 for t in found
             ]
@@ -747,7 +796,7 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
                     event="rights.copy.faces_found",
                     actor=actor,
                     recordings=[copy.recording_id],
-                    details={"copy_id": copy.id, "tracks": len(found)},
+                    details={"copy_id": copy.id, "tracks": len(found), "flagged_stretches": flagged_stretches(copy)},
                 ),
                 db.get(Tenant, copy.tenant_id),
             )

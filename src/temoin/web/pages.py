@@ -427,6 +427,8 @@ def _recording_page(
         )
     )
     extra.setdefault("limits", active_limitations(db, [rec.id]))
+    from temoin.axis.vault import media_notes
+
     return page(
         request,
         "recording.html",
@@ -439,6 +441,7 @@ def _recording_page(
         lost=lost,
         camera_name=camera_names(db, [rec.device_id])[rec.device_id],
         integrity=catalogue.integrity_of(p, db, rec),
+        axis_media=media_notes(rec),
         holds=holds.holds_of(db, rec.id),
         categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
         procedures=[p.value for p in holds.ProcedureType],

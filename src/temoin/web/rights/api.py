@@ -379,7 +379,7 @@ def review(
     p: Platform = Depends(get_platform),
 ) -> CopyOut:
     copy = copies_mod.get_copy(p, db, who.user, copy_id)
-    copies_mod.review(p, db, who.user, copy, approve=body.approve, reason=body.reason)
+    copies_mod.review(p, db, who.user, copy, approve=body.approve, reason=body.reason, flagged_seen=body.flagged_seen)
     return CopyOut.of(copy)
 
 
