@@ -38,9 +38,9 @@ from tests.helpers import make_commune, sign_in, upload
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-def rotate_inside(monkeypatch, owner: Any, name: str, settings) -> list[threading.Thread]:
-    """Replace owner.name by a wrapper that, at its first call, starts a rotation and gives it a second to finish
-    (it finishes unless the caller holds the rotation's lock)."""
+def rotate_inside(monkeypatch, owner: Any, name: str, settings, wait: float | None = 1.0) -> list[threading.Thread]:
+    """Replace owner.name by a wrapper that, at its first call, starts a rotation and gives it `wait` seconds to
+    finish (it finishes unless the caller holds the rotation's lock; None: wait until it has)."""
     original: Callable = getattr(owner, name)
     started: list[threading.Thread] = []
 
@@ -49,7 +49,7 @@ def rotate_inside(monkeypatch, owner: Any, name: str, settings) -> list[threadin
             rotation = threading.Thread(target=keyring_module.rotate, args=(settings,))
             started.append(rotation)
             rotation.start()
-            rotation.join(1.0)
+            rotation.join(wait)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(owner, name, wrapper)
@@ -142,7 +142,8 @@ def test_a_package_whose_build_straddles_a_rotation_is_refused_clearly(platform,
     earlier date and the old one is gone, so no package is made, and the answer says to ask again."""
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, client, commune, duration_s=2, segment_s=1)
-    started = rotate_inside(monkeypatch, writing, "_write_media", platform.settings)  # before the signing block
+    # Before the signing block: nothing holds the lock, so the rotation is waited for whole.
+    started = rotate_inside(monkeypatch, writing, "_write_media", platform.settings, wait=None)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     r = client.post(
         "/api/v1/extractions",
