@@ -497,13 +497,20 @@ class SegmentUpload:
 
 
 def complete(
-    p: VaultContext, db: Session, device: Device, recording_id: str, lost: Sequence[int] = ()
+    p: VaultContext,
+    db: Session,
+    device: Device,
+    recording_id: str,
+    lost: Sequence[int] = (),
+    *,
+    declaration: dict | None = None,
 ) -> SignedReceipt:
     """Every segment arrived and matched: make the recording visible and sign the receipt.
 
     `lost`: segments the camera declares damaged on its side and cannot send. The others are stored and
     still proven by the device-signed manifest (each hash, and the chain over all of them, which ends at
     the signed head); the lost ones are named in the receipt, the journal and the recording's state reason.
+    `declaration`: the camera's signed request saying so (evidence.device_requests), kept in the journal entry.
     """
     rec = _live_recording(p, db, device, recording_id)
     if rec.state == RecordingState.STORED and rec.receipt:
@@ -576,6 +583,8 @@ def complete(
                 "manifest_sha256": rec.manifest_sha256,
                 "retention_until": rec.retention_until.isoformat(),
                 **({"lost_segments": sorted(lost_set)} if lost_set else {}),
+                # The camera's signed request declaring them: what the receipt's loss is checked against.
+                **({"lost_declaration": declaration} if lost_set and declaration else {}),
                 **field_checks.collected_details(rec.flags, rec.declared_started_at, rec.declared_agent_ref),
             },
         ),

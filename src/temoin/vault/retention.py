@@ -166,8 +166,10 @@ def _erase(
     certificates: list[dict] = []
     by_tenant: dict[int, list[EntryDraft]] = {}
     made = derived.of_recordings(p, db, rows)
-    # One signing key for the batch, held still while its certificates name it (a rotation waits), read once.
+    # One key names and signs every certificate of the batch, a rotation waiting meanwhile; one made between the
+    # caller's `now` and here moves the deletion time to the new key's start, when that key can vouch for it.
     with p.keyring.signing() as signer:
+        now = max(now, signer.since or now)
         key_id = signer.key_id
         for row in rows:
             _certify(

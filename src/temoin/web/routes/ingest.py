@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
 from temoin.evidence.crypto import RECORD_BYTES
+from temoin.evidence.device_requests import lost_declaration
 from temoin.evidence.manifest import SignedReceipt
 from temoin.identity.models import Device
 from temoin.platform import Platform
 from temoin.vault import ingest
 from temoin.web import problems
-from temoin.web.deps import current_device, get_db, get_platform
+from temoin.web.deps import current_device, device_request_body, get_db, get_platform
 
 OFFSET_HEADER = "Upload-Offset"
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
@@ -189,10 +190,18 @@ class CompleteBody(BaseModel):
 )
 def post_complete(
     recording_id: str,
+    request: Request,
     body: CompleteBody | None = None,
+    raw: bytes | None = Depends(device_request_body),
     device: Device = Depends(current_device),
     db: Session = Depends(get_db),
     p: Platform = Depends(get_platform),
 ) -> Response:
-    receipt = ingest.complete(p, db, device, recording_id, body.lost_segments if body else ())
+    # A loss is the camera's word: its signed request (checked by current_device) is kept as the evidence of it.
+    said = (
+        lost_declaration(request.headers.get("authorization", ""), request.url.path, raw)
+        if body and body.lost_segments and raw is not None and not request.url.query
+        else None
+    )
+    receipt = ingest.complete(p, db, device, recording_id, body.lost_segments if body else (), declaration=said)
     return JSONResponse(receipt.model_dump(mode="json"))
