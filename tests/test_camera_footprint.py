@@ -16,7 +16,7 @@ NOT_IN_CAMERA = ("sqlalchemy", "fastapi", "starlette", "uvicorn", "aiortc", "fpd
 # Measured 98 MiB after importing the agent and the runner on 2026-12-07 (numpy 21, PyAV 26, httpx 14 of it).
 IMPORT_RSS_MIB = 115
 # RSS grown beyond the bytes buffered over 10 s of noisy 720p standby: 2 MiB measured with the fixed mmap
-# threshold, 15 MiB without it (and growing with the buffer). Loose enough for another libc or encoder build, tight enough to catch that.
+# threshold, 15 MiB without it (growing with the buffer). Loose for another libc or encoder; tight enough for that.
 EXCESS_MIB = 8
 
 _STANDBY = """

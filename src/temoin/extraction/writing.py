@@ -318,6 +318,7 @@ def build(p: VaultContext, plan: Plan, progress: Progress | None = None) -> Buil
             progress(min(done, total), total)
 
     hash_lane, sink_lane = _Lane("extraction-hash"), _Lane("extraction-write")
+    pdf = _Background(lambda: _custody_pdf(p, plan), "extraction-pdf")  # laid out while the media are written
     try:
         with part.open("wb") as raw:
             sink = _HashingSink(raw, sink_lane)
@@ -333,27 +334,7 @@ def build(p: VaultContext, plan: Plan, progress: Progress | None = None) -> Buil
                             _check(stored[media["segment"]], media["sha256"])
                 manifest = _manifest(p, plan, sections)
                 writer.small(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-                this = custody.CustodyEntry(
-                    seq=0,
-                    at=plan.created_at,
-                    action=Action.COMMUNICATION.value,
-                    event="extraction.created",
-                    actor=plan.actor.model_dump(),
-                    recordings=[r.row["id"] for r in plan.recordings],
-                    motive=None,
-                    recipients=[plan.request.recipient_name],
-                    details=_details(plan, None),
-                    hash=None,
-                )
-                writer.small(
-                    CUSTODY_PDF,
-                    custody.render_pdf(
-                        extraction=manifest,
-                        recordings=manifest["recordings"],
-                        entries=plan.entries,
-                        this_extraction=this,
-                    ),
-                )
+                writer.small(CUSTODY_PDF, pdf.result())
                 writer.small(KEY_FILE, p.keyring.public_key_pem())
                 # The platform's key history, vouched for by this package's signature: receipts signed by a
                 # key since retired verify with it once the signing key is pinned.
@@ -381,9 +362,57 @@ def build(p: VaultContext, plan: Plan, progress: Progress | None = None) -> Buil
         part.unlink(missing_ok=True)
         raise
     finally:
+        pdf.wait()
         hash_lane.close()
         sink_lane.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+class _Background:
+    """One call run on its own thread; `result()` waits for it and returns its value or raises its error."""
+
+    def __init__(self, fn: Callable[[], Any], name: str) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._value = fn()
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by result()
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _custody_pdf(p: VaultContext, plan: Plan) -> bytes:
+    """The chain-of-custody PDF, from the manifest's own sections. It reads the manifest's header and each
+    recording's row, never the media sections (their hashes are known only once the media are written), so it is
+    laid out from a manifest without them, beside the media's decryption and hashing."""
+    bare = _manifest(p, plan, [{"media": [], "trim": None, "redaction": None} for _ in plan.recordings])
+    this = custody.CustodyEntry(
+        seq=0,
+        at=plan.created_at,
+        action=Action.COMMUNICATION.value,
+        event="extraction.created",
+        actor=plan.actor.model_dump(),
+        recordings=[r.row["id"] for r in plan.recordings],
+        motive=None,
+        recipients=[plan.request.recipient_name],
+        details=_details(plan, None),
+        hash=None,
+    )
+    return custody.render_pdf(
+        extraction=bare, recordings=bare["recordings"], entries=plan.entries, this_extraction=this
+    )
 
 
 def _timestamp(p: VaultContext, plan: Plan, writer: _Writer, sums: bytes) -> Stamp | None:
