@@ -16,7 +16,7 @@ import struct
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -168,7 +168,7 @@ def main() -> int:
     segments = max(1, size // (args.segment_mib * MiB))
     media = Media(segments, args.segment_mib)
     sw = Stopwatch()
-    measured_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    measured_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     load_before = os.getloadavg()
     res = Results("extraction", f"{common.human_bytes(media.total)} in {segments} × {args.segment_mib} MiB")
 
