@@ -147,6 +147,8 @@ def open_records_into(fh: BinaryIO, data_key: bytes, buffer: Callable[[], bytear
         raise IntegrityError("not a Témoin blob (bad header)")
     aead = _blob_cipher(data_key, header)
     sealed_buf = bytearray(RECORD_BYTES + TAG_BYTES)
+    # typing.BinaryIO omits readinto; the stores' readers are buffered files, which have it.
+    readinto: Callable[[memoryview], int | None] = fh.readinto  # type: ignore[attr-defined]
     index, offset = 0, HEADER_BYTES
     while raw_len := fh.read(_LEN.size):
         if len(raw_len) != _LEN.size:
@@ -156,7 +158,7 @@ def open_records_into(fh: BinaryIO, data_key: bytes, buffer: Callable[[], bytear
             raise IntegrityError(f"record {index} at byte {offset}: impossible length {length}")
         sealed = memoryview(sealed_buf)[:length]
         got = 0
-        while got < length and (n := fh.readinto(sealed[got:])):
+        while got < length and (n := readinto(sealed[got:])):
             got += n
         if got != length:
             raise IntegrityError(f"record {index} at byte {offset}: truncated ({got} of {length} bytes)")
