@@ -1,6 +1,7 @@
 """Packaging an extraction: throughput of `temoin.extraction.package.extract` (decrypt from the vault, hash,
-write the zip, hash the zip, custody PDF, signature) as a ratio to the in-memory SHA-256 + AES-256-GCM
-decrypt rate measured in the same run over the same bytes. Target: ratio >= 0.5 (issue #6, for 4 GB).
+write the zip, hash the zip, custody PDF, signature) as a ratio to min(in-memory SHA-256 + AES-256-GCM
+decrypt rate, disk write + fsync rate), both measured in the same run over the same bytes. Target: ratio >= 0.8
+(issue #20, for 4 GiB). `--json bench/results/extraction-<name>.json`, then bench/extraction_table.py.
 
     .venv/bin/python bench/extraction.py               # 512 MiB
     .venv/bin/python bench/extraction.py --size 4G     # the issue's figure
@@ -15,7 +16,7 @@ import struct
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -167,6 +168,8 @@ def main() -> int:
     segments = max(1, size // (args.segment_mib * MiB))
     media = Media(segments, args.segment_mib)
     sw = Stopwatch()
+    measured_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    load_before = os.getloadavg()
     res = Results("extraction", f"{common.human_bytes(media.total)} in {segments} × {args.segment_mib} MiB")
 
     with common.bench_home(args, "extraction") as home:
@@ -214,11 +217,24 @@ def main() -> int:
             packaging_wall_s=wall,
             packaging_cpu_s=cpu,
         )
-        res.add("ratio packaging / in-memory", f"{rate / base:.2f}", ">= 0.5", rate / base >= 0.5, ratio=rate / base)
+        res.add("ratio packaging / in-memory", f"{rate / base:.2f}", ratio=rate / base)
         res.add("disk: write + fsync, same size", f"{disk / 1e6:,.0f} MB/s", disk_mb_s=disk / 1e6)
+        bound = min(base, disk)
         res.add(
-            "packaging / min(in-memory, disk)", f"{rate / min(base, disk):.2f}", ratio_to_bound=rate / min(base, disk)
+            "packaging / min(in-memory, disk)",
+            f"{rate / bound:.2f}",
+            ">= 0.8",
+            rate / bound >= 0.8,
+            ratio_to_bound=rate / bound,
         )
+        mib = media.total / MiB
+        res.add(
+            "CPU per MiB: packaging (all threads) / in-memory",
+            f"{cpu / mib * 1e3:.2f} ms / {1e3 * MiB / base_cpu:.2f} ms",
+            packaging_cpu_ms_per_mib=cpu / mib * 1e3,
+            in_memory_cpu_ms_per_mib=1e3 * MiB / base_cpu,
+        )
+        res.raw.update(measured_at=measured_at, loadavg_before=load_before)  # the date and load of this run
         res.add("zip", f"{common.human_bytes(built.size)}, SHA-256 {built.sha256[:16]}…", zip_bytes=built.size)
         if not args.no_verify:
             with sw.stage("temoin verify on the zip"):

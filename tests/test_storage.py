@@ -51,6 +51,33 @@ def test_reordered_or_altered_records_do_not_open(tmp_path):
         list(crypto.open_records(io.BytesIO(header + first + second), crypto.new_data_key()))
 
 
+def test_records_opened_into_reused_buffers_match_and_refuse_the_same_damage():
+    """The extraction's reader (`open_records_into`, pooled buffers) opens what `open_records` opens, and refuses
+    what it refuses: reordered, altered, cut short."""
+    key = crypto.new_data_key()
+    header = crypto.new_header()
+    sealer = crypto.Sealer(key, header)
+    data = os.urandom(crypto.RECORD_BYTES + 1000)
+    blob = header + sealer.seal(data)
+    pool = [bytearray(crypto.RECORD_BYTES) for _ in range(2)]
+    views = list(crypto.open_records_into(io.BufferedReader(io.BytesIO(blob)), key, pool.pop))
+    assert [len(v) for v in views] == [crypto.RECORD_BYTES, 1000]
+    assert b"".join(bytes(v) for v in views) == data == b"".join(crypto.open_records(io.BytesIO(blob), key))
+
+    def buffers():
+        return bytearray(crypto.RECORD_BYTES)
+
+    first, second = crypto.Sealer(key, header).seal(b"x" * 100), sealer.seal(b"y" * 100)
+    with pytest.raises(crypto.IntegrityError, match="record 0"):
+        list(crypto.open_records_into(io.BytesIO(header + second + first), key, buffers))
+    altered = bytearray(blob)
+    altered[len(header) + 10] ^= 1
+    with pytest.raises(crypto.IntegrityError, match="record 0 at byte 22: authentication failed"):
+        list(crypto.open_records_into(io.BytesIO(bytes(altered)), key, buffers))
+    with pytest.raises(crypto.IntegrityError, match=r"record 1 at byte \d+: truncated"):
+        list(crypto.open_records_into(io.BytesIO(blob[:-10]), key, buffers))
+
+
 def test_a_byte_range_opens_only_the_records_it_needs(tmp_path):
     key, header = crypto.new_data_key(), crypto.new_header()
     plain = os.urandom(2 * crypto.RECORD_BYTES + 12345)

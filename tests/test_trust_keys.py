@@ -231,7 +231,7 @@ def test_rotation_keeps_old_packages_receipts_and_journal_verifiable(platform, c
             published = c2.get("/.well-known/temoin/keys.json")
             pem_bundle = c2.get("/.well-known/temoin/keys.pem")
             new_zip, _ = _package(p2, c2, tmp_path / "p2", commune, [old_rid, new_rid])
-        listed = runner.invoke(cli_app, ["keys", "list"], env={**home, "COLUMNS": "250"})
+        listed = runner.invoke(cli_app, ["keys", "list"], env={**home, "COLUMNS": "80"})
         assert old.fingerprint in listed.output and p2.keyring.fingerprint in listed.output
         assert "retired" in listed.output and "current" in listed.output
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+from datetime import UTC, datetime
 
 import _shared
 from _shared import FPS, common
@@ -34,6 +35,8 @@ def main() -> int:
     ap.add_argument("--bitrate", type=int, default=4_000_000, help="the buffer's memory bound, bit/s")
     args = ap.parse_args()
     buffer_s = args.buffer_s or (20 if args.quick else 120)
+    measured_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    load_before = os.getloadavg()
     import temoin.camera.agent  # noqa: F401 - what a camera process loads
     import temoin.camera.runner  # noqa: F401
 
@@ -112,6 +115,7 @@ def main() -> int:
     )
     tunables = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")) or "none"
     res.add("glibc malloc tunables in the environment", tunables)
+    res.raw.update(measured_at=measured_at, loadavg_before=load_before)  # the date and load of this run
     res.print()
     for at, rss, held in samples[:: max(1, len(samples) // 8)]:
         console.print(f"[dim]  t = {at:5.0f} s: RSS {rss:.0f} MiB, buffer {held / 1e6:.1f} MB[/dim]")

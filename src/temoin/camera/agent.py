@@ -57,6 +57,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from temoin.camera import memory
 from temoin.camera.agent_config import AgentConfig, AgentState
 from temoin.camera.buffer import PreEventBuffer
 from temoin.camera.clock import Clock, system_clock
@@ -101,6 +102,7 @@ class CameraAgent:
     ) -> None:
         """`monotonic`: seconds on a clock that never jumps, to tell a clock jump from a pause (default:
         `time.monotonic` with the system clock, the clock's own `monotonic()` if it has one)."""
+        memory.fix_mmap_threshold()  # the encoder's and segments' large blocks go back when freed (camera.memory)
         self.config = config
         self.agent_id = config.agent_id  # the wearer now; a recording keeps the one it started with
         self.territory: dict | None = None  # the tenant's authorised territory (R241-8 II), once known

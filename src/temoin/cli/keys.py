@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from temoin.cli.context import console, err
 
@@ -29,16 +28,14 @@ def list_keys() -> None:
     except KeyError_ as exc:
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
-    table = Table("id", "status", "SHA-256 fingerprint", "valid from", "valid until")
+    # One key per paragraph, not a table: the fingerprint is what a recipient pins, so it is never cut or folded,
+    # whatever the terminal's width.
     for key in keyring.trusted:
-        table.add_row(
-            key.id,
-            "current" if key.current else "retired",
-            key.fingerprint,
-            key.valid_from.isoformat(timespec="seconds") if key.valid_from else "-",
-            key.valid_until.isoformat(timespec="seconds") if key.valid_until else "-",
-        )
-    console.print(table, soft_wrap=True)
+        since = key.valid_from.isoformat(timespec="seconds") if key.valid_from else "-"
+        until = key.valid_until.isoformat(timespec="seconds") if key.valid_until else "-"
+        status = "current" if key.current else "retired"
+        console.print(f"[bold]{escape(key.id)}[/bold]  {status}  valid from {since} until {until}", soft_wrap=True)
+        console.print(f"  SHA-256 fingerprint: {key.fingerprint}", soft_wrap=True, highlight=False)
 
 
 @keys_app.command("rotate")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -135,6 +135,42 @@ def scan_records(fh: BinaryIO) -> tuple[int, int, int]:
 def open_records(fh: BinaryIO, data_key: bytes) -> Iterator[bytes]:
     """Decrypt a blob record by record; raises IntegrityError naming the first bad record."""
     return open_range(fh, data_key, 0, sys.maxsize)  # a whole record is yielded as is, not copied
+
+
+def open_records_into(fh: BinaryIO, data_key: bytes, buffer: Callable[[], bytearray]) -> Iterator[memoryview]:
+    """`open_records` without allocating: each record is read into one reused buffer and decrypted into a
+    buffer from `buffer()` (RECORD_BYTES long at least), yielded as a view of it. The caller owns that buffer
+    from then on (hands it back to its pool when done), so views may be queued to other threads."""
+    fh.seek(0)
+    header = fh.read(HEADER_BYTES)
+    if len(header) != HEADER_BYTES or not header.startswith(MAGIC):
+        raise IntegrityError("not a Témoin blob (bad header)")
+    aead = _blob_cipher(data_key, header)
+    sealed_buf = bytearray(RECORD_BYTES + TAG_BYTES)
+    # typing.BinaryIO omits readinto; the stores' readers are buffered files, which have it.
+    readinto: Callable[[memoryview], int | None] = fh.readinto  # type: ignore[attr-defined]
+    index, offset = 0, HEADER_BYTES
+    while raw_len := fh.read(_LEN.size):
+        if len(raw_len) != _LEN.size:
+            raise IntegrityError(f"record {index} at byte {offset}: truncated length")
+        (length,) = _LEN.unpack(raw_len)
+        if length < TAG_BYTES or length > RECORD_BYTES + TAG_BYTES:
+            raise IntegrityError(f"record {index} at byte {offset}: impossible length {length}")
+        sealed = memoryview(sealed_buf)[:length]
+        got = 0
+        while got < length and (n := readinto(sealed[got:])):
+            got += n
+        if got != length:
+            raise IntegrityError(f"record {index} at byte {offset}: truncated ({got} of {length} bytes)")
+        out = buffer()
+        plain = memoryview(out)[: length - TAG_BYTES]
+        try:
+            aead.decrypt_into(_nonce(index), sealed, header, plain)
+        except InvalidTag:
+            raise IntegrityError(f"record {index} at byte {offset}: authentication failed (altered)") from None
+        yield plain
+        index += 1
+        offset += _LEN.size + length
 
 
 def open_range(fh: BinaryIO, data_key: bytes, start: int, end: int) -> Iterator[bytes]:

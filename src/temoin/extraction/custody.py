@@ -170,7 +170,8 @@ def render_pdf(
     """The chain-of-custody document: who recorded, when it was ingested, every access, this extraction.
 
     `extraction` and `recordings` are the package manifest's own sections, so the PDF never says anything
-    the signed manifest does not."""
+    the signed manifest does not. It must not read the recordings' media sections: the package lays it out while
+    the media are still being written (extraction.writing._custody_pdf)."""
     pdf = _pdf(f"Témoin — extraction {extraction['extraction_id']}", FONT_FILE.exists())
     pdf.compress = compress
     pdf.set_title(f"Chaîne de possession / Chain of custody — {extraction['extraction_id']}")
