@@ -401,7 +401,9 @@ def test_wearer_clock_and_territory_come_from_the_platform(platform, client, tmp
     settings = link.fetch()
     assert DRIFT_FLAG_MS == CLOCK_DRIFT_FLAG_MS  # the camera warns from where the vault flags
     assert settings.assignment is None and settings.agent_id == UNASSIGNED
-    assert 4500 <= settings.clock_offset_ms <= 5500 and settings.clock_drift  # RTT/2-corrected, > 2 s
+    # RTT/2-corrected: the error is at most half the round trip (long on a loaded machine), plus the clock's tick.
+    assert abs(settings.clock_offset_ms - 5000) <= settings.rtt_ms / 2 + 500, settings
+    assert settings.clock_drift  # > 2 s
     assert settings.pre_event_buffer_s == 30 and settings.territory == territory()
 
     cam = Camera(
