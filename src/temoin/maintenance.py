@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from temoin import jobs
 from temoin.db import utcnow
 from temoin.extraction.package import purge_expired
 from temoin.identity.devices import purge_nonces
@@ -83,6 +84,15 @@ def seal_journal(p: Platform) -> Sealing:
             # Kept locally and sent by the next pass; the platform goes on.
             log.warning("%s; %d checkpoints kept to send later", exc, waiting)
             return Sealing(sealed, 0, waiting)
+
+
+def register_duties(p: Platform) -> None:
+    """The periodic duties, for the workers (TEMOIN_JOBS=postgresql): each runs once per period for the whole
+    cluster; the pass and the daily orphan scan share a lock, so never two at once."""
+    interval = p.settings.retention_interval_s
+    jobs.register_periodic("periodic_pass", interval, lambda q: periodic_pass(q, orphans=False), lock="periodic_pass")
+    jobs.register_periodic("orphan_scan", 86400, lambda q: periodic_pass(q, orphans=True), lock="periodic_pass")
+    jobs.register_periodic("journal_seal", max(1.0, p.settings.journal_seal_interval_s), seal_journal)
 
 
 def certify_keys(p: Platform) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temoin.context import TenantRef
 from temoin.db import PoolLimits, make_engine, make_sessionmaker
 from temoin.evidence.timestamp import Failure, Timestamper, TimestampError
+from temoin.extraction import jobs as extraction_jobs
 from temoin.extraction.artefacts import PACKAGES
 from temoin.identity import shifts
 from temoin.identity.models import Tenant
@@ -23,6 +25,8 @@ from temoin.journal import checkpoints
 from temoin.journal.entry import Actor, EntryDraft
 from temoin.journal.service import Journal
 from temoin.journal.sinks import FileSink
+from temoin.jobs import Jobs
+from temoin.jobs.inline import InlineBackend
 from temoin.journal.witness import SyslogWitness, witness_from_url
 from temoin.keyring import Keyring
 from temoin.live.artefacts import LIVE_BACKUPS
@@ -34,6 +38,9 @@ from temoin.vault.ingest import unfinished_uploads
 from temoin.vault.retention import first_trace_of_kept
 from temoin.vault.storage import BlobStore, open_blob_store
 
+if TYPE_CHECKING:
+    from temoin.jobs.queue import QueueBackend
+
 
 def _wire() -> None:
     """Where a lower package lets a higher one act (imports go one way: docs/architecture.md)."""
@@ -42,6 +49,7 @@ def _wire() -> None:
         derived.register(kind)
     checkpoints.first_trace_of_kept = first_trace_of_kept  # a prune keeps the traces of recordings still kept
     shifts.unfinished_uploads = unfinished_uploads  # check-in warns of uploads not complete
+    assert extraction_jobs.KIND  # its job function is registered with temoin.jobs on import
 
 
 _wire()
@@ -57,6 +65,7 @@ class Platform:
     store: BlobStore
     timestamper: Timestamper | None = None  # RFC 3161 TSA client, when TEMOIN_TSA_URL is set
     witness: SyslogWitness | None = None  # where checkpoints are also sent (TEMOIN_JOURNAL_WITNESS)
+    jobs: Jobs = field(init=False)  # background jobs (TEMOIN_JOBS): in this process, or queued for the workers
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, init: bool = False) -> Platform:
@@ -86,6 +95,7 @@ class Platform:
             timestamper=timestamper,
             witness=witness_from_url(settings.journal_witness),
         )
+        platform.jobs = Jobs(platform, _job_backend(platform))
         return platform
 
     @contextmanager
@@ -108,7 +118,16 @@ class Platform:
         )
 
     def close(self) -> None:
+        self.jobs.close()
         self.engine.dispose()
+
+
+def _job_backend(p: Platform) -> InlineBackend | QueueBackend:
+    if p.settings.jobs == "postgresql":
+        from temoin.jobs.queue import QueueBackend  # procrastinate is loaded only where jobs are queued
+
+        return QueueBackend(p.settings.database_url)
+    return InlineBackend(p, p.settings.job_threads)
 
 
 def _timestamper(settings: Settings) -> Timestamper | None:

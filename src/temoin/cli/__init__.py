@@ -23,6 +23,7 @@ from temoin.cli import (
     server,
     supervision,
     vault,
+    worker,
 )
 from temoin.cli.context import CommandGroup, err
 
@@ -44,6 +45,7 @@ app.command("extract")(extraction.extract_command)
 app.command("init")(server.init)
 app.command("serve")(server.serve)
 app.command("demo")(demo.demo)
+app.command("worker")(worker.worker)
 
 
 def main() -> None:

@@ -1,0 +1,138 @@
+"""The PostgreSQL backend: procrastinate (a maintained job queue on PostgreSQL, psycopg 3).
+
+The web nodes defer jobs with a synchronous connector; `temoin worker` processes (any number, on any machine) run
+them, and the periodic duties as procrastinate periodic tasks: each period is deferred once for the whole cluster
+(procrastinate's periodic-defer table), a queueing lock keeps one waiting at most, and a lock keeps one running at
+most. A worker SIGKILLed mid-job stops sending its heartbeat; every worker looks for such stalled jobs and runs them
+again (`execute` is idempotent, and each job function makes its result whole or not at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import procrastinate
+from procrastinate import exceptions as procrastinate_errors
+from sqlalchemy.engine import make_url
+
+from temoin.errors import InvalidInput
+from temoin.jobs import Periodic, execute, periodic
+
+log = logging.getLogger("temoin.jobs")
+
+TASK = "temoin.job"  # the one task that runs any registered job function, by the job's id
+QUEUE = "temoin"
+
+_platform: Any = None  # the worker's platform, for the tasks it runs
+
+
+def conninfo(database_url: str) -> str:
+    """libpq's URL from the SQLAlchemy one (the same database as the platform's)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        raise InvalidInput(
+            f"TEMOIN_JOBS=postgresql needs a PostgreSQL database (TEMOIN_DATABASE_URL is {url.get_backend_name()}); "
+            "with SQLite leave TEMOIN_JOBS=inline"
+        )
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def cron_of(every_s: float) -> str:
+    """A cron line for 'every `every_s` seconds' (croniter's sixth field is the seconds)."""
+    s = max(1, round(every_s))
+    if s < 60:
+        return f"* * * * * */{s}"
+    minutes = max(1, s // 60)
+    if minutes < 60:
+        return f"*/{minutes} * * * *"
+    hours = minutes // 60
+    return f"0 */{hours} * * *" if hours < 24 else "0 0 * * *"
+
+
+def _app(connector: Any) -> procrastinate.App:
+    app = procrastinate.App(connector=connector)
+
+    @app.task(name=TASK, queue=QUEUE)
+    def run_job(job_id: str) -> None:
+        execute(_platform, job_id)
+
+    return app
+
+
+class QueueBackend:
+    """What a web node (or a CLI command) uses: defer and withdraw, over a synchronous connection."""
+
+    name = "postgresql"
+
+    def __init__(self, database_url: str) -> None:
+        self.app = _app(procrastinate.SyncPsycopgConnector(conninfo=conninfo(database_url)))
+        self._opened = False
+
+    def _open(self) -> procrastinate.App:
+        if not self._opened:
+            self.app.open()
+            self._opened = True
+        return self.app
+
+    def enqueue(self, job_id: str, kind: str) -> int | None:
+        return self._open().configure_task(TASK, queue=QUEUE).defer(job_id=job_id)
+
+    def withdraw(self, queue_job_id: int | None) -> bool:
+        if queue_job_id is None:
+            return False
+        return self._open().job_manager.cancel_job_by_id(queue_job_id)  # only a job not started yet
+
+    def close(self) -> None:
+        if self._opened:
+            self.app.close()
+            self._opened = False
+
+
+def run_worker(p: Any, *, concurrency: int, heartbeat_s: float, stalled_after_s: float) -> None:
+    """`temoin worker`: run jobs and the periodic duties until SIGTERM/SIGINT."""
+    asyncio.run(_work(p, concurrency=concurrency, heartbeat_s=heartbeat_s, stalled_after_s=stalled_after_s))
+
+
+async def _work(p: Any, *, concurrency: int, heartbeat_s: float, stalled_after_s: float) -> None:
+    global _platform
+    _platform = p
+    app = _app(procrastinate.PsycopgConnector(conninfo=conninfo(p.settings.database_url)))
+    for duty in periodic.values():
+        _periodic_task(app, duty)
+    async with app.open_async():
+        rescuer = asyncio.create_task(_rescue_stalled(app, heartbeat_s, stalled_after_s))
+        try:
+            await app.run_worker_async(
+                queues=[QUEUE],
+                concurrency=concurrency,
+                update_heartbeat_interval=heartbeat_s,
+                stalled_worker_timeout=stalled_after_s,
+                delete_jobs="successful",
+            )
+        finally:
+            rescuer.cancel()
+
+
+def _periodic_task(app: procrastinate.App, duty: Periodic) -> None:
+    """One job per period for the whole cluster, never two at once (procrastinate's periodic defers and locks)."""
+
+    def run(timestamp: int) -> None:
+        duty.work(_platform)
+
+    name = f"temoin.periodic.{duty.name}"
+    task = app.task(name=name, queue=QUEUE, queueing_lock=duty.name, lock=duty.lock)(run)
+    app.periodic(cron=cron_of(duty.every_s), periodic_id=duty.name)(task)
+
+
+async def _rescue_stalled(app: procrastinate.App, heartbeat_s: float, stalled_after_s: float) -> None:
+    """Run again the jobs of workers that stopped sending their heartbeat (killed, machine lost)."""
+    while True:
+        try:
+            for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after_s):
+                log.warning("job %s (%s) of a stalled worker: run again", job.id, job.task_name)
+                await app.job_manager.retry_job(job)
+        except procrastinate_errors.ProcrastinateException:
+            log.exception("looking for stalled jobs failed; trying again")
+        await asyncio.sleep(heartbeat_s)
