@@ -179,9 +179,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_on_postgresql_workers_package_survive_a_sigkill_and_cancel(database_url, tmp_path, start_worker):
-    settings = Settings(
-        home=tmp_path / "home", database_url=database_url, secure_cookies=False, jobs="postgresql"
-    )
+    settings = Settings(home=tmp_path / "home", database_url=database_url, secure_cookies=False, jobs="postgresql")
     p = Platform.open(settings, init=True)
     try:
         with TestClient(create_app(p, scheduler=False), base_url="http://testserver") as client:
@@ -254,3 +252,9 @@ def _scenario(p: Platform, client: TestClient, tmp_path: Path, start_worker) -> 
         assert all(n == distinct for n, distinct in passes.values()), passes
         failed = conn.execute("SELECT task_name FROM procrastinate_jobs WHERE status = 'failed'").fetchall()
         assert not failed, (failed, (tmp_path / "b.log").read_text())
+        # Worker A's own duties hung on its TSA too: left to the next period, never run twice.
+        assert conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing' AND task_name LIKE 'temoin.periodic.%' "
+            "AND (worker_id IS NULL OR worker_id NOT IN (SELECT id FROM procrastinate_workers "
+            "WHERE last_heartbeat > now() - interval '2 seconds'))"
+        ).fetchone() == (0,)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -21,12 +21,12 @@ from temoin.extraction import jobs as extraction_jobs
 from temoin.extraction.artefacts import PACKAGES
 from temoin.identity import shifts
 from temoin.identity.models import Tenant
+from temoin.jobs import Jobs
+from temoin.jobs.inline import InlineBackend
 from temoin.journal import checkpoints
 from temoin.journal.entry import Actor, EntryDraft
 from temoin.journal.service import Journal
 from temoin.journal.sinks import FileSink
-from temoin.jobs import Jobs
-from temoin.jobs.inline import InlineBackend
 from temoin.journal.witness import SyslogWitness, witness_from_url
 from temoin.keyring import Keyring
 from temoin.live.artefacts import LIVE_BACKUPS

@@ -24,7 +24,9 @@ def job_args(user: User, request: ExtractionRequest, extraction_id: str) -> dict
         "recipient_kind": request.recipient_kind.value,
         "procedure_type": request.procedure_type.value,
         "reference": request.reference,
-        "trim": None if trim is None else {"recording_id": trim.recording_id, "start_s": trim.start_s, "end_s": trim.end_s},
+        "trim": None
+        if trim is None
+        else {"recording_id": trim.recording_id, "start_s": trim.start_s, "end_s": trim.end_s},
     }
 
 
@@ -37,7 +39,9 @@ def _package(p: VaultContext, run: jobs.Run, args: dict[str, Any]) -> str:
             return extraction_id
         user = db.get(User, args["user_id"])
         if user is None or not user.active:
-            raise ExtractionNotFound(f"the user who asked for extraction {extraction_id} no longer exists or is disabled")
+            raise ExtractionNotFound(
+                f"the user who asked for extraction {extraction_id} no longer exists or is disabled"
+            )
         trim = args["trim"]
         request = ExtractionRequest(
             recording_ids=args["recording_ids"],

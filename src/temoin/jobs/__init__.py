@@ -81,14 +81,14 @@ class Periodic:
 
     name: str
     every_s: float
-    work: Callable[[Any], None]
+    work: Callable[[Any], object]  # what it returns is not kept
     lock: str  # duties with the same lock never run at once, on any node
 
 
 periodic: dict[str, Periodic] = {}
 
 
-def register_periodic(name: str, every_s: float, work: Callable[[Any], None], *, lock: str | None = None) -> None:
+def register_periodic(name: str, every_s: float, work: Callable[[Any], object], *, lock: str | None = None) -> None:
     periodic[name] = Periodic(name, every_s, work, lock or name)
 
 

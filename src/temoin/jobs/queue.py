@@ -15,6 +15,7 @@ from typing import Any
 
 import procrastinate
 from procrastinate import exceptions as procrastinate_errors
+from procrastinate.jobs import Status
 from sqlalchemy.engine import make_url
 
 from temoin.errors import InvalidInput
@@ -127,12 +128,18 @@ def _periodic_task(app: procrastinate.App, duty: Periodic) -> None:
 
 
 async def _rescue_stalled(app: procrastinate.App, heartbeat_s: float, stalled_after_s: float) -> None:
-    """Run again the jobs of workers that stopped sending their heartbeat (killed, machine lost)."""
+    """Run again the jobs of workers that stopped sending their heartbeat (killed, machine lost). A periodic duty
+    is not run again but marked aborted: the next period's job does its work (and may already be queued)."""
     while True:
         try:
             for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after_s):
-                log.warning("job %s (%s) of a stalled worker: run again", job.id, job.task_name)
-                await app.job_manager.retry_job(job)
+                assert job.id is not None, "a job read from the database has its id"
+                if job.task_name == TASK:
+                    log.warning("job %s (%s) of a stalled worker: run again", job.id, job.call_string)
+                    await app.job_manager.retry_job(job)
+                else:
+                    log.warning("periodic job %s of a stalled worker: left to the next period", job.call_string)
+                    await app.job_manager.finish_job_by_id_async(job.id, Status.ABORTED, delete_job=False)
         except procrastinate_errors.ProcrastinateException:
             log.exception("looking for stalled jobs failed; trying again")
         await asyncio.sleep(heartbeat_s)

@@ -46,7 +46,9 @@ def upgrade() -> None:
         from procrastinate.schema import SchemaManager
 
         # The raw psycopg connection, in the migration's transaction: no parameters, so its '%' stay as they are.
-        bind.connection.driver_connection.execute(SchemaManager.get_schema())
+        raw = bind.connection.driver_connection
+        assert raw is not None, "a migration runs on an open connection"
+        raw.execute(SchemaManager.get_schema())
 
 
 def downgrade() -> None:
