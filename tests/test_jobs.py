@@ -29,7 +29,7 @@ from temoin.platform import Platform
 from temoin.settings import Settings
 from temoin.web.app import create_app
 from tests.extraction_helpers import _download, _pinned, _verify
-from tests.helpers import TEMOIN, make_commune, sign_in, upload
+from tests.helpers import TEMOIN, make_commune, run, sign_in, upload
 
 BODY = {
     "recipient_name": "OPJ Claire Martin, commissariat de Port-Témoin",
@@ -234,6 +234,19 @@ def _scenario(p: Platform, client: TestClient, tmp_path: Path, start_worker) -> 
         assert db.get(Extraction, withdrawn["extraction_id"]) is None
         assert db.get_one(JobRecord, withdrawn["id"]).state == "cancelled"
         assert list(db.scalars(select(Extraction.id))) == [job["extraction_id"]]
+
+    # The scrub, queued from the command line, run by the worker; its outcome read back as `temoin jobs show`.
+    env = _worker_env(p.settings)
+    queued = run(env, "vault", "scrub", "--queue")
+    assert queued.returncode == 0, queued.stderr
+    scrub_id = queued.stdout.split("job ", 1)[1].split(":", 1)[0]
+    deadline = time.monotonic() + 60
+    while (shown := run(env, "jobs", "show", scrub_id)).returncode == 0 and " done " not in shown.stdout:
+        assert " failed " not in shown.stdout and time.monotonic() < deadline, shown.stdout + shown.stderr
+        time.sleep(0.2)
+    assert shown.returncode == 0 and '"recordings": 1' in shown.stdout and '"problems": []' in shown.stdout, (
+        shown.stdout + shown.stderr
+    )
 
     # The periodic pass runs as a job, one per period for the whole cluster (procrastinate's periodic defers).
     conninfo = p.settings.database_url.replace("postgresql+psycopg://", "postgresql://")

@@ -33,7 +33,7 @@ from temoin.live.artefacts import LIVE_BACKUPS
 from temoin.migrate import upgrade
 from temoin.rights.artefacts import ACCESS_COPIES
 from temoin.settings import Settings
-from temoin.vault import derived
+from temoin.vault import derived, scrub
 from temoin.vault.ingest import unfinished_uploads
 from temoin.vault.retention import first_trace_of_kept
 from temoin.vault.storage import BlobStore, open_blob_store
@@ -49,7 +49,8 @@ def _wire() -> None:
         derived.register(kind)
     checkpoints.first_trace_of_kept = first_trace_of_kept  # a prune keeps the traces of recordings still kept
     shifts.unfinished_uploads = unfinished_uploads  # check-in warns of uploads not complete
-    assert extraction_jobs.KIND  # its job function is registered with temoin.jobs on import
+    # Their job functions are registered with temoin.jobs on import: here, in every process that runs jobs.
+    assert extraction_jobs.KIND and scrub.SCRUB_JOB
 
 
 _wire()

@@ -30,13 +30,13 @@ def job_args(user: User, request: ExtractionRequest, extraction_id: str) -> dict
     }
 
 
-def _package(p: VaultContext, run: jobs.Run, args: dict[str, Any]) -> str:
+def _package(p: VaultContext, run: jobs.Run, args: dict[str, Any]) -> dict[str, str]:
     """Build the package; an attempt after a killed one finds the extraction already recorded, or builds it again
     from the start (the zip is written aside and renamed whole, the row and journal entries in one transaction)."""
     extraction_id = args["extraction_id"]
     with p.session() as db:
         if db.get(Extraction, extraction_id) is not None:
-            return extraction_id
+            return {"extraction_id": extraction_id}
         user = db.get(User, args["user_id"])
         if user is None or not user.active:
             raise ExtractionNotFound(
@@ -60,7 +60,7 @@ def _package(p: VaultContext, run: jobs.Run, args: dict[str, Any]) -> str:
                 tenant = db.get_one(Tenant, user.tenant_id)
                 (p.settings.home / "extractions" / tenant.slug / f"{extraction_id}.zip").unlink(missing_ok=True)
             raise
-        return row.id
+        return {"extraction_id": row.id}
 
 
 jobs.register(KIND, _package)

@@ -57,7 +57,7 @@ class Run:
             db.commit()
 
 
-# A job function: (the platform, the run, its arguments) -> a short JSON-able result or None.
+# A job function: (the platform, the run, its arguments) -> a short JSON-able summary (a dict) or None.
 JobFunction = Callable[[Any, Run, dict], Any]
 
 _registry: dict[str, JobFunction] = {}
@@ -129,8 +129,8 @@ def execute(p: Any, job_id: str) -> None:
         raise
     with p.session() as db:
         row = db.get_one(JobRecord, job_id)
-        if result is not None and isinstance(result, str):
-            row.subject = result
+        if isinstance(result, dict):
+            row.result = result
         _finish(db, row, JobState.DONE, None)
 
 

@@ -3,8 +3,10 @@ cancellation is asked (the running job sees it at its next progress report)."""
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -38,6 +40,7 @@ class JobRecord(Base):
     total: Mapped[int] = mapped_column(BigInteger, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the job function's summary, when done
     queue_job_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # procrastinate's job id
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -45,7 +48,7 @@ class JobRecord(Base):
     __table_args__ = (Index("ix_jobs_tenant_created", "tenant_id", "created_at"),)
 
 
-def not_the_queues(name: str | None, type_: str, parent_names: dict) -> bool:
+def not_the_queues(name: str | None, type_: Any, parent_names: MutableMapping[Any, str | None]) -> bool:
     """Alembic's include_name: procrastinate's own tables (applied by migration 0022, changed only by its release
     migrations) are not compared with our models."""
     table = name if type_ == "table" else parent_names.get("table_name")

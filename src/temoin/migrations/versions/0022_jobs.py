@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("total", sa.BigInteger(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("result", sa.JSON(), nullable=True),
         sa.Column("queue_job_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", temoin.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", temoin.db.UTCDateTime(timezone=True), nullable=False),
