@@ -29,7 +29,7 @@ from temoin.jobs.models import FINISHED, JobRecord, JobState
 log = logging.getLogger("temoin.jobs")
 
 
-class JobCancelled(TemoinError):
+class JobCancelled(Conflict):
     """Raised inside a job at a progress report once its cancellation was asked: the job stops, nothing is kept."""
 
 
