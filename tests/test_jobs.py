@@ -129,6 +129,15 @@ def test_on_sqlite_an_extraction_job_runs_in_the_process_and_can_be_cancelled(pl
     assert client.get(f"/api/v1/extractions/jobs/{busy[0].id}").status_code == 404
 
 
+def test_a_worker_needs_the_queue_and_says_so(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMOIN_")}
+    env.update(TEMOIN_HOME=str(tmp_path / "home"))
+    refused = run(env, "worker")
+    assert refused.returncode == 2 and "TEMOIN_JOBS=postgresql" in refused.stderr, refused.stderr
+    refused = run({**env, "TEMOIN_JOBS": "postgresql"}, "worker")
+    assert refused.returncode == 2 and "needs a PostgreSQL database" in refused.stderr, refused.stderr
+
+
 # --- PostgreSQL and real workers ----------------------------------------------------------------------------
 
 

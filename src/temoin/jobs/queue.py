@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import procrastinate
@@ -70,11 +71,13 @@ class QueueBackend:
     def __init__(self, database_url: str) -> None:
         self.app = _app(procrastinate.SyncPsycopgConnector(conninfo=conninfo(database_url)))
         self._opened = False
+        self._lock = threading.Lock()  # requests defer from the thread pool
 
     def _open(self) -> procrastinate.App:
-        if not self._opened:
-            self.app.open()
-            self._opened = True
+        with self._lock:  # opened on first use: a command that queues nothing never connects
+            if not self._opened:
+                self.app.open()
+                self._opened = True
         return self.app
 
     def enqueue(self, job_id: str, kind: str) -> int | None:
@@ -86,9 +89,10 @@ class QueueBackend:
         return self._open().job_manager.cancel_job_by_id(queue_job_id)  # only a job not started yet
 
     def close(self) -> None:
-        if self._opened:
-            self.app.close()
-            self._opened = False
+        with self._lock:
+            if self._opened:
+                self.app.close()
+                self._opened = False
 
 
 def run_worker(p: Any, *, concurrency: int, heartbeat_s: float, stalled_after_s: float) -> None:
