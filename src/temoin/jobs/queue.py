@@ -15,7 +15,6 @@ import threading
 from typing import Any
 
 import procrastinate
-from procrastinate import exceptions as procrastinate_errors
 from procrastinate.jobs import Status
 from sqlalchemy.engine import make_url
 
@@ -144,6 +143,6 @@ async def _rescue_stalled(app: procrastinate.App, heartbeat_s: float, stalled_af
                 else:
                     log.warning("periodic job %s of a stalled worker: left to the next period", job.call_string)
                     await app.job_manager.finish_job_by_id_async(job.id, Status.ABORTED, delete_job=False)
-        except procrastinate_errors.ProcrastinateException:
+        except Exception:  # a lost connection, a race with another worker: the next round tries again
             log.exception("looking for stalled jobs failed; trying again")
         await asyncio.sleep(heartbeat_s)
