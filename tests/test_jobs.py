@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from temoin import jobs
+from temoin import jobs, maintenance
 from temoin.errors import Conflict
 from temoin.extraction.models import Extraction
 from temoin.jobs import JobRecord
@@ -127,6 +127,17 @@ def test_on_sqlite_an_extraction_job_runs_in_the_process_and_can_be_cancelled(pl
     assert not list((platform.settings.home / "extractions").rglob(f"{waiting['extraction_id']}*"))
     # A job of another kind is not found through the extraction routes.
     assert client.get(f"/api/v1/extractions/jobs/{busy[0].id}").status_code == 404
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_sqlite_a_job_cut_short_by_a_stop_is_failed_at_the_next_start(platform):
+    with platform.session() as db:
+        db.add(JobRecord(id="job-cut-short", kind="test.slow", args={}, state="running", done=0, total=0, attempts=1))
+        db.commit()
+    maintenance.start_up(platform)
+    with platform.session() as db:
+        row = db.get_one(JobRecord, "job-cut-short")
+        assert row.state == "failed" and "ask for it again" in (row.error or "")
 
 
 def test_a_worker_needs_the_queue_and_says_so(tmp_path):

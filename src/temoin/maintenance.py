@@ -105,8 +105,12 @@ def certify_keys(p: Platform) -> None:
 
 def start_up(p: Platform) -> list[ChainRepair]:
     """The server's start-up: certify camera keys that have no certificate yet (those carried over by
-    migration 0012), bring the journal file level with the database (journaled), then seal."""
+    migration 0012), fail the in-process jobs the last stop cut short, bring the journal file level with the
+    database (journaled), then seal."""
     certify_keys(p)
+    lost = jobs.fail_unfinished_inline(p)
+    if lost:
+        log.warning("%d background jobs were cut short by the last stop: marked failed (ask for them again)", lost)
     with p.session() as db:
         repairs = repair(db, p.journal, trigger="server start-up")
     for r in repairs:

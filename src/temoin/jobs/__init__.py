@@ -141,6 +141,26 @@ def _finish(db: Session, row: JobRecord, state: JobState, error: str | None) -> 
     db.commit()
 
 
+def fail_unfinished_inline(p: Any) -> int:
+    """At a server's start on SQLite with in-process jobs: jobs left queued or running died with the last process
+    (no other process runs them), so they are marked failed, saying so. Elsewhere nothing: on PostgreSQL another
+    process may be running them (and the workers take over a dead one's jobs)."""
+    if p.settings.jobs != "inline" or not p.settings.database_url.startswith("sqlite"):
+        return 0
+    with p.session() as db:
+        result = db.execute(
+            update(JobRecord)
+            .where(JobRecord.state.in_([JobState.QUEUED.value, JobState.RUNNING.value, JobState.CANCELLING.value]))
+            .values(
+                state=JobState.FAILED.value,
+                error="the server stopped before this job finished: ask for it again",
+                updated_at=utcnow(),
+            )
+        )
+        db.commit()
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
 class Backend(Protocol):
     name: str
 
