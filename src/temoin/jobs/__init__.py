@@ -135,6 +135,9 @@ def execute(p: Any, job_id: str) -> None:
 
 
 def _finish(db: Session, row: JobRecord, state: JobState, error: str | None) -> None:
+    db.refresh(row)
+    if row.state == JobState.DONE and state != JobState.DONE:
+        return  # another attempt (a worker taken for dead that was only slow) finished it: that result stands
     row.state, row.error, row.updated_at = state.value, error, utcnow()
     if state == JobState.DONE and row.total:
         row.done = row.total
