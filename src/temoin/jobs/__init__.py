@@ -128,17 +128,16 @@ def execute(p: Any, job_id: str) -> None:
             _finish(db, db.get_one(JobRecord, job_id), JobState.FAILED, f"{type(exc).__name__}: {exc}")
         raise
     with p.session() as db:
-        row = db.get_one(JobRecord, job_id)
-        if isinstance(result, dict):
-            row.result = result
-        _finish(db, row, JobState.DONE, None)
+        _finish(db, db.get_one(JobRecord, job_id), JobState.DONE, None, result if isinstance(result, dict) else None)
 
 
-def _finish(db: Session, row: JobRecord, state: JobState, error: str | None) -> None:
+def _finish(db: Session, row: JobRecord, state: JobState, error: str | None, result: dict | None = None) -> None:
     db.refresh(row)
     if row.state == JobState.DONE and state != JobState.DONE:
         return  # another attempt (a worker taken for dead that was only slow) finished it: that result stands
     row.state, row.error, row.updated_at = state.value, error, utcnow()
+    if result is not None:
+        row.result = result
     if state == JobState.DONE and row.total:
         row.done = row.total
     db.commit()
