@@ -13,6 +13,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -21,6 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from temoin import jobs, maintenance
+from temoin.db import utcnow
 from temoin.errors import Conflict
 from temoin.extraction.models import Extraction
 from temoin.jobs import JobRecord
@@ -149,6 +151,11 @@ def test_on_sqlite_a_job_cut_short_by_a_stop_is_failed_at_the_next_start(platfor
     with platform.session() as db:
         row = db.get_one(JobRecord, "job-cut-short")
         assert row.state == "failed" and "ask for it again" in (row.error or "")
+    # The periodic pass deletes the rows of jobs finished a week ago (their arguments name people and recordings).
+    assert maintenance.periodic_pass(platform, utcnow() + timedelta(days=6), orphans=False).jobs_purged == 0
+    assert maintenance.periodic_pass(platform, utcnow() + timedelta(days=8), orphans=False).jobs_purged == 1
+    with platform.session() as db:
+        assert db.get(JobRecord, "job-cut-short") is None
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -295,6 +302,10 @@ def _scenario(p: Platform, client: TestClient, tmp_path: Path, start_worker) -> 
     assert shown.returncode == 0 and '"recordings": 1' in shown.stdout and '"problems": []' in shown.stdout, (
         shown.stdout + shown.stderr
     )
+    listed = run(env, "jobs", "list")
+    assert listed.returncode == 0 and scrub_id in listed.stdout and job["id"] in listed.stdout, listed.stdout
+    late = run(env, "jobs", "cancel", scrub_id)
+    assert late.returncode == 1 and "already done" in late.stderr, late.stdout + late.stderr
 
     # The periodic pass runs as a job, one per period for the whole cluster (procrastinate's periodic defers).
     conninfo = p.settings.database_url.replace("postgresql+psycopg://", "postgresql://")

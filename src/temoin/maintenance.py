@@ -1,10 +1,12 @@
-"""The platform's periodic duties, in one place: `periodic_pass` is what the server's scheduler runs every
-TEMOIN_RETENTION_INTERVAL_S, and what `temoin maintenance run` (and `temoin retention run`) run once.
+"""The platform's periodic duties, in one place: `periodic_pass` is what the server's scheduler (or, with
+TEMOIN_JOBS=postgresql, one `temoin worker` of the cluster) runs every TEMOIN_RETENTION_INTERVAL_S, and what
+`temoin maintenance run` (and `temoin retention run`) run once.
 
 One pass: delete the recordings whose retention is over (and the live backups past theirs), prune journal
 entries past the journal's retention (behind a signed checkpoint), delete extraction packages past their
-pick-up time, then seal the journal and send the checkpoints to the witness. Sealing alone also runs every
-TEMOIN_JOURNAL_SEAL_INTERVAL_S in the server, so no stretch of the journal stays unsealed long.
+pick-up time (and the rows of background jobs finished a week ago), then seal the journal and send the
+checkpoints to the witness. Sealing alone also runs every TEMOIN_JOURNAL_SEAL_INTERVAL_S in the server (or a
+worker), so no stretch of the journal stays unsealed long.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class PassReport:
     packages_purged: int  # extraction packages deleted at the end of their pick-up time
     sealing: Sealing
     nonces_purged: int = 0  # camera request nonces past any replay window
+    jobs_purged: int = 0  # rows of background jobs finished more than jobs.KEEP_FINISHED_DAYS ago
 
 
 def periodic_pass(
@@ -66,8 +69,9 @@ def periodic_pass(
             pruned += prune(db, p.journal.sink, p.keyring, tenant.slug, get_profile(tenant.profile).journal_cutoff(now))
         purged = purge_expired(p, db, now)  # extraction packages are plaintext copies: kept only for their pick-up time
         nonces = purge_nonces(p, db, now)
+        jobs_purged = jobs.purge_finished(db, now)
         db.commit()
-    return PassReport(result, pruned, purged, seal_journal(p), nonces)
+    return PassReport(result, pruned, purged, seal_journal(p), nonces, jobs_purged)
 
 
 def seal_journal(p: Platform) -> Sealing:

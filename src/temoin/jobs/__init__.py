@@ -17,9 +17,10 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from temoin.db import utcnow
@@ -141,6 +142,21 @@ def _finish(db: Session, row: JobRecord, state: JobState, error: str | None, res
     if state == JobState.DONE and row.total:
         row.done = row.total
     db.commit()
+
+
+KEEP_FINISHED_DAYS = 7  # a finished job's row (its arguments name recordings and recipients) is kept this long
+
+
+def purge_finished(db: Session, now: datetime) -> int:
+    """Delete the rows of jobs finished more than KEEP_FINISHED_DAYS ago (the periodic pass); what a job made keeps
+    its own record (an extraction's row, the journal)."""
+    result = db.execute(
+        delete(JobRecord).where(
+            JobRecord.state.in_([s.value for s in FINISHED]),
+            JobRecord.updated_at < now - timedelta(days=KEEP_FINISHED_DAYS),
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def fail_unfinished_inline(p: Any) -> int:
