@@ -277,7 +277,7 @@ def _scenario(p: Platform, client: TestClient, tmp_path: Path, start_worker) -> 
         hole.close()
 
     # Worker B finds the job of the dead worker and makes the whole package; the download is whole.
-    start_worker(_worker_env(p.settings), "b")
+    b = start_worker(_worker_env(p.settings), "b")
     done = _wait(client, job, lambda o: o["state"] in ("done", "failed", "cancelled"), timeout_s=90)
     assert done["state"] == "done" and done["attempts"] == 2, ((tmp_path / "b.log").read_text(), done)
     assert done["extraction"]["id"] == job["extraction_id"]
@@ -330,3 +330,28 @@ def _scenario(p: Platform, client: TestClient, tmp_path: Path, start_worker) -> 
             "AND (worker_id IS NULL OR worker_id NOT IN (SELECT id FROM procrastinate_workers "
             "WHERE last_heartbeat > now() - interval '5 seconds'))"
         ).fetchone() == (0,)
+
+    # Cancelled while a worker builds it (worker C waits on its TSA with the zip half-written): nothing is kept.
+    b.send_signal(signal.SIGTERM)
+    assert b.wait(30) == 0, (tmp_path / "b.log").read_text()
+    doomed = _ask(client, csrf, rid)
+    hole = _black_hole()
+    try:
+        port = hole.getsockname()[1]
+        c = start_worker(
+            _worker_env(p.settings, TEMOIN_TSA_URL=f"http://127.0.0.1:{port}/", TEMOIN_TSA_TIMEOUT_S="5"), "c"
+        )
+        part = p.settings.home / "extractions" / commune.slug / f"{doomed['extraction_id']}.zip.part"
+        deadline = time.monotonic() + 60
+        while not part.exists():
+            assert c.poll() is None and time.monotonic() < deadline, (tmp_path / "c.log").read_text()
+            time.sleep(0.05)
+        r = client.post(f"{doomed['status_url']}/cancel", headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 200 and r.json()["state"] == "cancelling", r.text
+        out = _wait(client, doomed, lambda o: o["state"] not in ("running", "cancelling"), timeout_s=60)
+    finally:
+        hole.close()
+    assert out["state"] == "cancelled" and out["extraction"] is None, out
+    assert not list((p.settings.home / "extractions").rglob(f"{doomed['extraction_id']}*"))
+    with p.session() as db:
+        assert db.get(Extraction, doomed["extraction_id"]) is None
