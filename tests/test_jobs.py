@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from temoin import jobs, maintenance
 from temoin.db import utcnow
-from temoin.errors import Conflict
+from temoin.errors import Conflict, Unavailable
 from temoin.extraction.models import Extraction
 from temoin.jobs import JobRecord
 from temoin.law.access import Role
@@ -173,6 +173,18 @@ def test_an_attempt_failing_after_another_finished_the_job_leaves_it_done(platfo
     with platform.session() as db:
         row = db.get_one(JobRecord, job.id)
         assert row.state == "done" and row.error is None, (row.state, row.error)
+
+
+def test_an_unreachable_queue_is_a_clear_unavailable_not_a_hang():
+    from temoin.jobs.queue import QueueBackend
+
+    backend = QueueBackend("postgresql://postgres@127.0.0.1:1/nothing", wait_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="job queue cannot be reached"):
+        backend.enqueue("job-x", "extraction.package")
+    assert time.monotonic() - started < 10
+    assert backend.withdraw(1) is False  # a cancellation then waits for the job to start and see it
+    backend.close()
 
 
 def test_a_worker_needs_the_queue_and_says_so(tmp_path):

@@ -127,7 +127,7 @@ def _job_backend(p: Platform) -> InlineBackend | QueueBackend:
     if p.settings.jobs == "postgresql":
         from temoin.jobs.queue import QueueBackend  # procrastinate is loaded only where jobs are queued
 
-        return QueueBackend(p.settings.database_url)
+        return QueueBackend(p.settings.database_url, p.settings.db_pool_timeout_s)
     return InlineBackend(p, p.settings.job_threads)
 
 

@@ -15,10 +15,13 @@ import threading
 from typing import Any
 
 import procrastinate
+import psycopg
+import psycopg_pool
+from procrastinate.exceptions import ProcrastinateException
 from procrastinate.jobs import Status
 from sqlalchemy.engine import make_url
 
-from temoin.errors import InvalidInput
+from temoin.errors import InvalidInput, Unavailable
 from temoin.jobs import Periodic, execute, periodic
 
 log = logging.getLogger("temoin.jobs")
@@ -67,30 +70,47 @@ class QueueBackend:
 
     name = "postgresql"
 
-    def __init__(self, database_url: str) -> None:
-        self.app = _app(procrastinate.SyncPsycopgConnector(conninfo=conninfo(database_url)))
+    def __init__(self, database_url: str, wait_s: float = 3.0) -> None:
+        # A small pool of its own; a request waits for it as for the platform's (TEMOIN_DB_POOL_TIMEOUT_S), then 503.
+        self._conninfo, self._wait_s = conninfo(database_url), wait_s
+        self.app = _app(procrastinate.SyncPsycopgConnector())
         self._opened = False
         self._lock = threading.Lock()  # requests defer from the thread pool
 
     def _open(self) -> procrastinate.App:
         with self._lock:  # opened on first use: a command that queues nothing never connects
             if not self._opened:
-                self.app.open()
+                # Opened without waiting for a first connection (procrastinate's own waits 30 s): a request waits
+                # `wait_s` at most for one, then answers 503.
+                pool = psycopg_pool.ConnectionPool(
+                    self._conninfo, min_size=1, max_size=4, timeout=self._wait_s, open=False
+                )
+                pool.open(wait=False)
+                self.app.open(pool)
+                self._pool = pool
                 self._opened = True
         return self.app
 
     def enqueue(self, job_id: str, kind: str) -> int | None:
-        return self._open().configure_task(TASK, queue=QUEUE).defer(job_id=job_id)
+        try:
+            return self._open().configure_task(TASK, queue=QUEUE).defer(job_id=job_id)
+        except (ProcrastinateException, psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+            raise Unavailable(f"the job queue cannot be reached ({type(exc).__name__}); try again shortly") from exc
 
     def withdraw(self, queue_job_id: int | None) -> bool:
         if queue_job_id is None:
             return False
-        return self._open().job_manager.cancel_job_by_id(queue_job_id)  # only a job not started yet
+        try:
+            return self._open().job_manager.cancel_job_by_id(queue_job_id)  # only a job not started yet
+        except (ProcrastinateException, psycopg.Error, psycopg_pool.PoolTimeout, OSError):
+            log.exception("withdrawing queued job %s failed: it will see its cancellation when it starts", queue_job_id)
+            return False
 
     def close(self) -> None:
         with self._lock:
             if self._opened:
                 self.app.close()
+                self._pool.close()  # given to procrastinate, which leaves it to its owner
                 self._opened = False
 
 
