@@ -239,7 +239,7 @@ def call(client: TestClient, info: RouteInfo, s: Scene, csrf: str | None, role: 
         kw["json"] = {"kind": "access", "person_description": "route matrix", "contact": "matrix@example.org"}
     elif key == ("POST", "/rights"):
         kw["data"] = {"kind": "access", "person_description": "route matrix", "contact": "matrix@example.org"}
-    elif key == ("POST", "/api/v1/extractions"):
+    elif key in (("POST", "/api/v1/extractions"), ("POST", "/api/v1/extractions/jobs")):
         kw["json"] = {
             "recording_ids": [s.recording_id],
             "recipient_name": "OPJ Matrix",

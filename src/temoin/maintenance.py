@@ -1,10 +1,12 @@
-"""The platform's periodic duties, in one place: `periodic_pass` is what the server's scheduler runs every
-TEMOIN_RETENTION_INTERVAL_S, and what `temoin maintenance run` (and `temoin retention run`) run once.
+"""The platform's periodic duties, in one place: `periodic_pass` is what the server's scheduler (or, with
+TEMOIN_JOBS=postgresql, one `temoin worker` of the cluster) runs every TEMOIN_RETENTION_INTERVAL_S, and what
+`temoin maintenance run` (and `temoin retention run`) run once.
 
 One pass: delete the recordings whose retention is over (and the live backups past theirs), prune journal
 entries past the journal's retention (behind a signed checkpoint), delete extraction packages past their
-pick-up time, then seal the journal and send the checkpoints to the witness. Sealing alone also runs every
-TEMOIN_JOURNAL_SEAL_INTERVAL_S in the server, so no stretch of the journal stays unsealed long.
+pick-up time (and the rows of background jobs finished a week ago), then seal the journal and send the
+checkpoints to the witness. Sealing alone also runs every TEMOIN_JOURNAL_SEAL_INTERVAL_S in the server (or a
+worker), so no stretch of the journal stays unsealed long.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from temoin import jobs
 from temoin.db import utcnow
 from temoin.extraction.package import purge_expired
 from temoin.identity.devices import purge_nonces
@@ -46,6 +49,7 @@ class PassReport:
     packages_purged: int  # extraction packages deleted at the end of their pick-up time
     sealing: Sealing
     nonces_purged: int = 0  # camera request nonces past any replay window
+    jobs_purged: int = 0  # rows of background jobs finished more than jobs.KEEP_FINISHED_DAYS ago
 
 
 def periodic_pass(
@@ -65,8 +69,9 @@ def periodic_pass(
             pruned += prune(db, p.journal.sink, p.keyring, tenant.slug, get_profile(tenant.profile).journal_cutoff(now))
         purged = purge_expired(p, db, now)  # extraction packages are plaintext copies: kept only for their pick-up time
         nonces = purge_nonces(p, db, now)
+        jobs_purged = jobs.purge_finished(db, now)
         db.commit()
-    return PassReport(result, pruned, purged, seal_journal(p), nonces)
+    return PassReport(result, pruned, purged, seal_journal(p), nonces, jobs_purged)
 
 
 def seal_journal(p: Platform) -> Sealing:
@@ -85,6 +90,15 @@ def seal_journal(p: Platform) -> Sealing:
             return Sealing(sealed, 0, waiting)
 
 
+def register_duties(p: Platform) -> None:
+    """The periodic duties, for the workers (TEMOIN_JOBS=postgresql): each runs once per period for the whole
+    cluster; the pass and the daily orphan scan share a lock, so never two at once."""
+    interval = p.settings.retention_interval_s
+    jobs.register_periodic("periodic_pass", interval, lambda q: periodic_pass(q, orphans=False), lock="periodic_pass")
+    jobs.register_periodic("orphan_scan", 86400, lambda q: periodic_pass(q, orphans=True), lock="periodic_pass")
+    jobs.register_periodic("journal_seal", max(1.0, p.settings.journal_seal_interval_s), seal_journal)
+
+
 def certify_keys(p: Platform) -> None:
     """Camera keys carried over by migration 0012 get their platform certificate (journaled)."""
     from temoin.identity.devices import certify_uncertified
@@ -95,8 +109,12 @@ def certify_keys(p: Platform) -> None:
 
 def start_up(p: Platform) -> list[ChainRepair]:
     """The server's start-up: certify camera keys that have no certificate yet (those carried over by
-    migration 0012), bring the journal file level with the database (journaled), then seal."""
+    migration 0012), fail the in-process jobs the last stop cut short, bring the journal file level with the
+    database (journaled), then seal."""
     certify_keys(p)
+    lost = jobs.fail_unfinished_inline(p)
+    if lost:
+        log.warning("%d background jobs were cut short by the last stop: marked failed (ask for them again)", lost)
     with p.session() as db:
         repairs = repair(db, p.journal, trigger="server start-up")
     for r in repairs:

@@ -5,6 +5,7 @@ from temoin.db import Base
 from temoin.extraction import models as extraction_models  # noqa: F401
 from temoin.geo import models as geo_models  # noqa: F401
 from temoin.identity import models as identity_models  # noqa: F401
+from temoin.jobs import models as jobs_models  # noqa: F401
 from temoin.journal import models as journal_models  # noqa: F401
 from temoin.live import models as live_models  # noqa: F401
 from temoin.rights import models as rights_models  # noqa: F401

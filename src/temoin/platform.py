@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -16,9 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from temoin.context import TenantRef
 from temoin.db import PoolLimits, make_engine, make_sessionmaker
 from temoin.evidence.timestamp import Failure, Timestamper, TimestampError
+from temoin.extraction import jobs as extraction_jobs
 from temoin.extraction.artefacts import PACKAGES
 from temoin.identity import shifts
 from temoin.identity.models import Tenant
+from temoin.jobs import Jobs
+from temoin.jobs.inline import InlineBackend
 from temoin.journal import checkpoints
 from temoin.journal.entry import Actor, EntryDraft
 from temoin.journal.service import Journal
@@ -29,10 +33,13 @@ from temoin.live.artefacts import LIVE_BACKUPS
 from temoin.migrate import upgrade
 from temoin.rights.artefacts import ACCESS_COPIES
 from temoin.settings import Settings
-from temoin.vault import derived
+from temoin.vault import derived, scrub
 from temoin.vault.ingest import unfinished_uploads
 from temoin.vault.retention import first_trace_of_kept
 from temoin.vault.storage import BlobStore, open_blob_store
+
+if TYPE_CHECKING:
+    from temoin.jobs.queue import QueueBackend
 
 
 def _wire() -> None:
@@ -42,6 +49,8 @@ def _wire() -> None:
         derived.register(kind)
     checkpoints.first_trace_of_kept = first_trace_of_kept  # a prune keeps the traces of recordings still kept
     shifts.unfinished_uploads = unfinished_uploads  # check-in warns of uploads not complete
+    # Their job functions are registered with temoin.jobs on import: here, in every process that runs jobs.
+    assert extraction_jobs.KIND and scrub.SCRUB_JOB
 
 
 _wire()
@@ -57,6 +66,7 @@ class Platform:
     store: BlobStore
     timestamper: Timestamper | None = None  # RFC 3161 TSA client, when TEMOIN_TSA_URL is set
     witness: SyslogWitness | None = None  # where checkpoints are also sent (TEMOIN_JOURNAL_WITNESS)
+    jobs: Jobs = field(init=False)  # background jobs (TEMOIN_JOBS): in this process, or queued for the workers
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, init: bool = False) -> Platform:
@@ -86,6 +96,7 @@ class Platform:
             timestamper=timestamper,
             witness=witness_from_url(settings.journal_witness),
         )
+        platform.jobs = Jobs(platform, _job_backend(platform))
         return platform
 
     @contextmanager
@@ -108,7 +119,16 @@ class Platform:
         )
 
     def close(self) -> None:
+        self.jobs.close()
         self.engine.dispose()
+
+
+def _job_backend(p: Platform) -> InlineBackend | QueueBackend:
+    if p.settings.jobs == "postgresql":
+        from temoin.jobs.queue import QueueBackend  # procrastinate is loaded only where jobs are queued
+
+        return QueueBackend(p.settings.database_url, p.settings.db_pool_timeout_s)
+    return InlineBackend(p, p.settings.job_threads)
 
 
 def _timestamper(settings: Settings) -> Timestamper | None:

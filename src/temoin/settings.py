@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
@@ -112,6 +112,16 @@ class Settings(BaseSettings):
         (), description="reverse proxies whose X-Forwarded-For is believed; none: the peer's address is the client's"
     )
     max_body_bytes: int = Field(1_048_576, gt=0, description="largest request body of an ordinary route (not uploads)")
+    jobs: Literal["inline", "postgresql"] = Field(
+        "inline",
+        description="who runs background jobs: inline (this process's threads) or postgresql (`temoin worker`s)",
+    )
+    job_threads: int = Field(2, gt=0, description="inline jobs running at once in one process")
+    worker_concurrency: int = Field(2, gt=0, description="jobs one `temoin worker` runs at once")
+    worker_heartbeat_s: float = Field(10.0, gt=0, description="how often a worker says it is alive")
+    worker_stalled_after_s: float = Field(
+        30.0, gt=0, description="a worker silent this long is taken for dead: its jobs run again on another"
+    )
     redaction_workers: int = Field(2, description="redaction jobs running at once (at least 1)")
     redaction_jobs_per_tenant: int = Field(4, description="redaction jobs waiting or running per tenant (at least 1)")
     redaction_jobs_max: int = Field(32, description="redaction jobs waiting or running in all (at least 1)")

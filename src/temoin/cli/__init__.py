@@ -15,6 +15,7 @@ from temoin.cli import (
     camera,
     demo,
     extraction,
+    jobs,
     journal,
     keys,
     maintenance,
@@ -23,6 +24,7 @@ from temoin.cli import (
     server,
     supervision,
     vault,
+    worker,
 )
 from temoin.cli.context import CommandGroup, err
 
@@ -39,11 +41,13 @@ app.add_typer(supervision.cctv_app, name="cctv")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(axis.axis_app, name="axis")
 app.add_typer(backup.backup_app, name="backup")
+app.add_typer(jobs.jobs_app, name="jobs")
 app.command("verify")(extraction.verify_command)
 app.command("extract")(extraction.extract_command)
 app.command("init")(server.init)
 app.command("serve")(server.serve)
 app.command("demo")(demo.demo)
+app.command("worker")(worker.worker)
 
 
 def main() -> None:

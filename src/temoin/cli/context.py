@@ -40,13 +40,14 @@ TOKEN_ENV = "TEMOIN_API_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 def open_platform(init: bool = False) -> Platform:
     """The platform of TEMOIN_HOME; missing or unreadable keys and a bad TSA or witness setting say what to do."""
+    from temoin.errors import InvalidInput
     from temoin.evidence.timestamp import TimestampError
     from temoin.journal.witness import WitnessConfigError
     from temoin.keyring import KeyError_
 
     try:
         return Platform.open(init=init)
-    except (KeyError_, TimestampError, WitnessConfigError) as exc:
+    except (KeyError_, TimestampError, WitnessConfigError, InvalidInput) as exc:
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)  # one line: the chmod to run, whole
         raise typer.Exit(EXIT_USAGE) from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from temoin.cli.context import console, open_platform, progress
+from temoin.cli.context import console, err, open_platform, progress
 from temoin.cli.journal import sealing_line as _sealing_line
 
 retention_app = typer.Typer(help="Retention of recordings.", no_args_is_help=True)
@@ -41,11 +41,25 @@ def retention_run() -> None:
 
 
 @vault_app.command("scrub")
-def vault_scrub() -> None:
+def vault_scrub(
+    queue: bool = typer.Option(
+        False,
+        "--queue",
+        help="run it as a job on a `temoin worker` (TEMOIN_JOBS=postgresql); follow it with `temoin jobs show ID`",
+    ),
+) -> None:
     """Decrypt and re-hash every stored segment against its signed manifest; report corruption."""
-    from temoin.vault.scrub import scrub
+    from temoin.vault.scrub import SCRUB_JOB, scrub
 
     p = open_platform()
+    if queue:
+        if p.settings.jobs != "postgresql":
+            err.print("[red]--queue needs the job queue (TEMOIN_JOBS=postgresql and a `temoin worker`)[/red]")
+            raise typer.Exit(2)
+        job = p.jobs.submit(SCRUB_JOB, {})
+        p.close()
+        console.print(f"scrub queued as job {job.id}: `temoin jobs show {job.id}`")
+        return
     with p.session() as db, progress() as bar:
         task = bar.add_task("scrubbing recordings", total=None)
         result = scrub(p, db, progress=lambda done, total: bar.update(task, completed=done, total=total))

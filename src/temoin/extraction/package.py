@@ -84,11 +84,17 @@ _MOTIVES = {
 
 
 def extract(
-    p: VaultContext, db: Session, user: User, request: ExtractionRequest, progress: Progress | None = None
+    p: VaultContext,
+    db: Session,
+    user: User,
+    request: ExtractionRequest,
+    progress: Progress | None = None,
+    extraction_id: str | None = None,
 ) -> tuple[Extraction, Built]:
-    """Check, build the package, then record it and journal it (one transaction) for its recipient."""
+    """Check, build the package, then record it and journal it (one transaction) for its recipient.
+    `extraction_id`: the id a queued extraction was given (the job's attempts all build that one)."""
     purge_expired(p, db)
-    plan = prepare(p, db, user, request)
+    plan = prepare(p, db, user, request, extraction_id)
     built = build(p, plan, progress)
     try:
         row = Extraction(

@@ -222,9 +222,12 @@ def new_id(now: datetime) -> str:
     return f"ext-{now:%Y%m%d}-{secrets.token_hex(6)}"
 
 
-def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest) -> Plan:
+def prepare(
+    p: VaultContext, db: Session, user: User, request: ExtractionRequest, extraction_id: str | None = None
+) -> Plan:
     """Check the right, the recordings and the request; read what the build needs. Nothing is written
-    except a SECURITY entry when another tenant's recording is asked for."""
+    except a SECURITY entry when another tenant's recording is asked for. `extraction_id`: the id a queued
+    extraction was given when asked for (each attempt of the job builds the same package)."""
     if not allows(Role(user.role), Permission.RECORDINGS_EXTRACT):
         raise ExtractionForbidden(f"your role ({user.role}) does not allow extractions")
     ids = list(dict.fromkeys(request.recording_ids))
@@ -300,7 +303,7 @@ def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest
             if said:
                 planned.row["lost_declaration"] = said
     plan = Plan(
-        extraction_id=new_id(now),
+        extraction_id=extraction_id or new_id(now),
         tenant_slug=tenant.slug,
         tenant_name=tenant.name,
         actor=actor_of(user),

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from temoin.jobs.models import not_the_queues
 from temoin.models import metadata
 
 config = context.config
@@ -26,7 +27,13 @@ def run() -> None:
 
 
 def _migrate(conn) -> None:
-    context.configure(connection=conn, target_metadata=metadata, render_as_batch=True, compare_type=True)
+    context.configure(
+        connection=conn,
+        target_metadata=metadata,
+        render_as_batch=True,
+        compare_type=True,
+        include_name=not_the_queues,  # procrastinate's tables are its own (migration 0022)
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from temoin import jobs
 from temoin.evidence import crypto
 from temoin.evidence.chain import chain_links
 from temoin.identity.models import Tenant
@@ -126,3 +127,23 @@ def scrub(p: VaultContext, db: Session, progress: Callable[[int, int], None] | N
         )
     db.commit()
     return result
+
+
+SCRUB_JOB = "vault.scrub"
+
+
+def _scrub_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
+    """The scrub as a job (`temoin vault scrub --queue`): read-only until its one closing transaction, so an
+    attempt after a killed one starts again from the first recording."""
+    with p.session() as db:
+        result = scrub(p, db, progress=run.progress)
+    return {
+        "recordings": result.recordings,
+        "segments": result.segments,
+        "bytes": result.bytes,
+        "lost": result.lost,
+        "problems": [str(c) for c in result.problems[:100]],
+    }
+
+
+jobs.register(SCRUB_JOB, _scrub_job)

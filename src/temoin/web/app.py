@@ -75,11 +75,13 @@ async def _retention_loop(p: Platform) -> None:
 
 
 async def _sealing_loop(p: Platform, refused: refusals.RefusalLog) -> None:
-    """Seal the chains whose head moved, every interval: the unsealed tail of the journal stays short."""
+    """Seal the chains whose head moved, every interval: the unsealed tail of the journal stays short. With the
+    job queue (TEMOIN_JOBS=postgresql) the workers seal, once for the cluster; each server flushes its own log."""
 
     def seal() -> None:
-        refused.flush(p)  # the refused authentications of the minutes past
-        maintenance.seal_journal(p)
+        refused.flush(p)  # the refused authentications of the minutes past (this process's memory)
+        if p.settings.jobs != "postgresql":
+            maintenance.seal_journal(p)
 
     await _every(max(0.1, p.settings.journal_seal_interval_s), seal, "journal sealing", first_at_start=False)
 
@@ -93,7 +95,9 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
                 await run_in_threadpool(maintenance.start_up, p)  # the journal file level with the database
             except Exception:  # serve anyway: verification names what is left, the next start retries
                 log.exception("journal start-up repair failed")
-            tasks = [asyncio.create_task(_retention_loop(p)), asyncio.create_task(_sealing_loop(p, app.state.refusals))]
+            tasks = [asyncio.create_task(_sealing_loop(p, app.state.refusals))]
+            if p.settings.jobs != "postgresql":  # else the workers run the pass, once per period for the cluster
+                tasks.append(asyncio.create_task(_retention_loop(p)))
         await app.state.live.start()  # the live media plane and its stream watcher
         yield
         await app.state.live.stop()

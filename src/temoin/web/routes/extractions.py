@@ -10,8 +10,9 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from temoin.extraction import package as pkg
+from temoin.extraction import jobs as extraction_jobs, package as pkg
 from temoin.extraction.models import Extraction
+from temoin.jobs import JobRecord
 from temoin.law.access import Permission
 from temoin.platform import Platform
 from temoin.web.deps import Principal, get_db, get_platform, require
@@ -93,8 +94,39 @@ def create(
     db: Session = Depends(get_db),
     p: Platform = Depends(get_platform),
 ) -> ExtractionOut:
+    row, _ = pkg.extract(p, db, who.user, _request(body))
+    return ExtractionOut.of(row)
+
+
+class ExtractionJobOut(BaseModel):
+    id: str
+    state: str = Field(description="queued, running, done, failed, cancelling, cancelled")
+    done: int = Field(description="bytes packaged so far")
+    total: int = Field(description="bytes to package (0 until the job starts)")
+    attempts: int = Field(description="runs started (more than one when a worker died and another took it over)")
+    error: str | None
+    extraction_id: str
+    extraction: ExtractionOut | None = Field(description="the package, once done")
+    status_url: str
+
+    @classmethod
+    def of(cls, job: JobRecord, row: Extraction | None) -> ExtractionJobOut:
+        return cls(
+            id=job.id,
+            state=job.state,
+            done=job.done,
+            total=job.total,
+            attempts=job.attempts,
+            error=job.error,
+            extraction_id=job.subject or "",
+            extraction=ExtractionOut.of(row) if row is not None else None,
+            status_url=f"/api/v1/extractions/jobs/{job.id}",
+        )
+
+
+def _request(body: ExtractionIn) -> pkg.ExtractionRequest:
     trim = pkg.TrimRequest(body.trim.recording_id, body.trim.start_s, body.trim.end_s) if body.trim else None
-    request = pkg.ExtractionRequest(
+    return pkg.ExtractionRequest(
         recording_ids=body.recording_ids,
         recipient_name=body.recipient_name.strip(),
         recipient_kind=body.recipient_kind,
@@ -102,8 +134,59 @@ def create(
         reference=body.reference.strip(),
         trim=trim,
     )
-    row, _ = pkg.extract(p, db, who.user, request)
-    return ExtractionOut.of(row)
+
+
+@router.post(
+    "/jobs",
+    response_model=ExtractionJobOut,
+    status_code=202,
+    summary="Ask for a package in the background: checked now, built by a job (follow it at status_url)",
+)
+def create_job(
+    body: ExtractionIn,
+    who: Principal = require(Permission.RECORDINGS_EXTRACT),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> ExtractionJobOut:
+    request = _request(body)
+    plan = pkg.prepare(p, db, who.user, request)  # refused now (right, recordings, trim), not later in a worker
+    job = p.jobs.submit(
+        extraction_jobs.KIND,
+        extraction_jobs.job_args(who.user, request, plan.extraction_id),
+        tenant_id=who.user.tenant_id,
+        created_by=who.user.id,
+        subject=plan.extraction_id,
+    )
+    return ExtractionJobOut.of(job, None)
+
+
+def _job_out(p: Platform, db: Session, job: JobRecord) -> ExtractionJobOut:
+    row = db.get(Extraction, job.subject) if job.subject else None
+    return ExtractionJobOut.of(job, row if row is not None and row.tenant_id == job.tenant_id else None)
+
+
+@router.get("/jobs/{job_id}", response_model=ExtractionJobOut, summary="A background extraction: progress, outcome")
+def get_job(
+    job_id: str,
+    who: Principal = require(Permission.RECORDINGS_EXTRACT),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> ExtractionJobOut:
+    return _job_out(p, db, p.jobs.get(db, job_id, who.user.tenant_id, extraction_jobs.KIND))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=ExtractionJobOut,
+    summary="Cancel a background extraction: a queued one never starts, a running one stops and keeps nothing",
+)
+def cancel_job(
+    job_id: str,
+    who: Principal = require(Permission.RECORDINGS_EXTRACT),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> ExtractionJobOut:
+    return _job_out(p, db, p.jobs.cancel(db, job_id, who.user.tenant_id, extraction_jobs.KIND))
 
 
 @router.get("", response_model=list[ExtractionOut], summary="Extractions of your service, newest first")

@@ -474,23 +474,43 @@
       item.className = c.ok ? "ok" : "error";
     });
 
-    // Extraction (POST /api/v1/extractions): a package for a named recipient and a procedure.
+    // Extraction: asked as a background job (POST /api/v1/extractions/jobs), followed until its package is ready.
     const extract = document.getElementById("extract-form");
     if (extract) extract.addEventListener("submit", async e => {
       e.preventDefault();
       const f = extract.elements, msg = document.getElementById("extract-msg");
+      const submit = extract.querySelector("button[type=submit]");
       const body = {recording_ids: [id], recipient_name: f.recipient_name.value, recipient_kind: f.recipient_kind.value,
                     procedure_type: f.procedure_type.value, reference: f.reference.value};
       if (f.trim.checked) body.trim = {recording_id: id, start_s: Number(f.start_s.value), end_s: Number(f.end_s.value)};
-      const res = await api("POST", "/api/v1/extractions", body);
+      const res = await api("POST", "/api/v1/extractions/jobs", body);
       if (!res.ok) { say(msg, detail(res, msg), true); return; }
-      msg.textContent = msg.dataset.done + " " + (res.body.id || "") + " ";
-      msg.classList.remove("error"); msg.classList.add("ok");
-      if (res.body.download_url) {
-        const a = document.createElement("a");
-        a.href = res.body.download_url; a.textContent = msg.dataset.download;
-        msg.appendChild(a);
+      submit.disabled = true;
+      const statusUrl = res.body.status_url;
+      const cancel = document.createElement("button");
+      cancel.type = "button"; cancel.textContent = msg.dataset.cancel;
+      cancel.addEventListener("click", async () => {
+        cancel.disabled = true;
+        const r = await api("POST", statusUrl + "/cancel");
+        if (!r.ok && r.status !== 409) { say(msg, detail(r, msg), true); cancel.disabled = false; }
+      });
+      let job = res.body;
+      while (["queued", "running", "cancelling"].includes(job.state)) {
+        const pct = job.total ? " " + Math.floor(100 * job.done / job.total) + " %" : "";
+        say(msg, msg.dataset.progress + pct + " ", false);
+        if (job.state !== "cancelling") msg.appendChild(cancel);
+        await new Promise(resolve => setTimeout(resolve, 500));
+        const r = await api("GET", statusUrl);
+        if (!r.ok) { say(msg, detail(r, msg), true); submit.disabled = false; return; }
+        job = r.body;
       }
+      submit.disabled = false;
+      if (job.state === "cancelled") { say(msg, msg.dataset.cancelled, false); return; }
+      if (job.state !== "done" || !job.extraction) { say(msg, msg.dataset.failed + " : " + (job.error || ""), true); return; }
+      say(msg, msg.dataset.done + " " + job.extraction.id + " ", false);
+      const a = document.createElement("a");
+      a.href = job.extraction.download_url; a.textContent = msg.dataset.download;
+      msg.appendChild(a);
     });
     window.temoinReview = {map, marker: () => marker, seekTo, absTime: () => (player ? absTime() : null)};
   }
