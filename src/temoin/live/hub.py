@@ -29,7 +29,8 @@ from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.live import backup, sessions, timeline, viewing
-from temoin.live.events import EventBus, InProcessEventBus
+from temoin.live.events import EventBus
+from temoin.live.events_nats import event_bus
 from temoin.live.isolation import IsolatedMediaPlane
 from temoin.live.models import LiveSession, LiveState
 from temoin.live.plane import Answer, MediaPlane, check_offer
@@ -78,7 +79,7 @@ class LiveHub:
         self.plane = plane or IsolatedMediaPlane(
             AiortcMediaPlane(p.settings.live_ice_servers, p.settings.live_max_viewers)
         )
-        self.bus = bus or InProcessEventBus()
+        self.bus = bus or event_bus(p.settings)  # in-process, or NATS JetStream across nodes (TEMOIN_EVENTS_URL)
         self.stall_after_s = p.settings.live_stall_after_s
         self._tenant_of: dict[str, int] = {}
         self._link: dict[str, tuple[str, float]] = {}  # stream -> (link state, when last announced)
