@@ -57,6 +57,23 @@ PY
   # Not reachable still: the PostgreSQL tests will fail loudly and say why.
 }
 
+nats_up() {  # the events-across-nodes tests need a NATS server with JetStream; make sure one answers
+  local url=${TEMOIN_TEST_NATS_URL:-nats://127.0.0.1:4222}
+  export TEMOIN_TEST_NATS_URL=$url
+  local hostport=${url#nats://}; hostport=${hostport%%,*}
+  local host=${hostport%%:*} port=${hostport##*:}
+  (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return 0
+  step "starting a local NATS server with JetStream for the tests"
+  command -v nats-server >/dev/null || apt_install nats-server || true
+  if command -v nats-server >/dev/null; then
+    local store=${TMPDIR:-/tmp}/temoin-test-nats
+    mkdir -p "$store"
+    nohup nats-server -js -a "$host" -p "$port" -sd "$store" >"$store/nats-server.log" 2>&1 &
+    sleep 1
+  fi
+  # Not reachable still: the events tests fail loudly and say why.
+}
+
 case "${1:-}" in
   demo)
     venv
@@ -70,6 +87,7 @@ case "${1:-}" in
     step "checking chromium ffmpeg rsyslog openssl (the browser, media, witness and timestamp tests)"
     apt_install chromium ffmpeg rsyslog openssl
     postgres_up
+    nats_up
     shift
     step "running the tests (pytest $*)"
     exec .venv/bin/python -m pytest "$@"

@@ -72,6 +72,10 @@ class EventBus(ABC):
     def close(self) -> None:
         """Ends every subscription (server shutdown)."""
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Blocks until the bus carries events between nodes (at most `timeout` s); True once it does."""
+        return True
+
 
 class _Sub(Subscription):
     def __init__(self, bus: InProcessEventBus, tenant_id: int, backlog: list[Event]) -> None:

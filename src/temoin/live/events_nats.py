@@ -136,20 +136,22 @@ class NatsEventBus(EventBus):
     async def _run(self) -> None:
         while not self._closed:
             try:
-                await self._connect()
+                await self._connect()  # tries until NATS answers (the client's own reconnection loop)
                 return
-            except Exception as exc:  # noqa: BLE001 - any failure to reach NATS: said once, retried
-                if not self._outage_logged:
-                    log.error(
-                        "NATS JetStream unreachable at %s (%s): the CSU's events reach this node's dashboards only, "
-                        "and are not shared with the other nodes, until it answers (retried every %.0f s)",
-                        ",".join(self.servers),
-                        exc,
-                        RETRY_S,
-                    )
-                    self._outage_logged = True
+            except Exception as exc:  # noqa: BLE001 - a failure past the connection (JetStream off...): said, retried
+                self._outage(f"NATS JetStream not usable at {','.join(self.servers)} ({exc})")
                 await self._drop()
                 await asyncio.sleep(RETRY_S)
+
+    def _outage(self, what: str) -> None:
+        """Said once per outage, at error level: what the CSU loses until it ends."""
+        if not self._outage_logged:
+            self._outage_logged = True
+            log.error(
+                "%s: the CSU's events reach this node's dashboards only, not the other nodes', and are not kept "
+                "for dashboards that reconnect, until it answers (trying again)",
+                what,
+            )
 
     async def _connect(self) -> None:
         from nats.js.api import DeliverPolicy, StreamConfig
@@ -157,16 +159,19 @@ class NatsEventBus(EventBus):
 
         async def disconnected() -> None:
             if not self._closed:
-                log.error(
-                    "NATS connection lost: the CSU's events reach this node's dashboards only until it is back "
-                    "(reconnecting)"
-                )
+                self._outage("NATS connection lost")
 
         async def reconnected() -> None:
+            self._outage_logged = False
             log.warning("NATS connection back: the CSU's events are shared across nodes again")
 
         async def error(exc: Exception) -> None:
-            log.warning("NATS: %s", exc)
+            if self._outage_logged:
+                log.debug("NATS: %s", exc)  # the outage is already said
+            elif not self.ready.is_set():
+                self._outage(f"NATS unreachable at {','.join(self.servers)} ({exc})")
+            else:
+                log.warning("NATS: %s", exc)
 
         self._nc = await self._nats.connect(
             self.servers,
@@ -204,8 +209,11 @@ class NatsEventBus(EventBus):
             nc, self._nc, self._js = self._nc, None, None
             try:
                 await nc.close()
-            except Exception:  # noqa: BLE001 - closing what already failed
-                pass
+            except Exception as exc:  # noqa: BLE001 - closing what already failed
+                log.debug("NATS connection closed with %s", exc)
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self.ready.wait(timeout)
 
     def _up(self) -> bool:
         return self.ready.is_set() and self._nc is not None and self._nc.is_connected

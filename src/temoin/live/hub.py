@@ -43,6 +43,7 @@ T = TypeVar("T")
 WATCH_INTERVAL_S = 0.5
 STATUS_EVERY_S = 5.0
 RECENT = timedelta(hours=24)
+READY_WAIT_S = 5.0  # at start, for the events bus to reach NATS (it goes on trying after)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class LiveHub:
     # --- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Across nodes (NATS): serve once this node reads the shared events, or say why not (the bus logs it).
+        await asyncio.to_thread(self.bus.wait_ready, READY_WAIT_S)
         await self.plane.start()
         self._monitor = asyncio.create_task(self._watch())
         self._hook_shutdown_signals()
