@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from temoin.coordination import locks_for
 from temoin.db import utcnow
 from temoin.extraction.package import purge_expired
 from temoin.identity.devices import purge_nonces
@@ -28,6 +29,8 @@ from temoin.platform import Platform
 from temoin.vault import retention
 
 log = logging.getLogger("temoin.maintenance")
+PERIODIC_LOCK = "maintenance.periodic-pass"
+SEAL_LOCK = "journal.seal"
 
 
 @dataclass
@@ -57,7 +60,15 @@ def periodic_pass(
 ) -> PassReport:
     """The server's periodic pass, once. `orphans`: also look through the whole blob store for what a killed
     sweep left (slow on a large vault: the server does it at start-up, then daily)."""
-    now = now or utcnow()
+    # One pass at a time across nodes: each due recording deleted once, each prune checkpoint written once. A node
+    # that finds a pass under way waits for it, then finds nothing left to do.
+    with locks_for(p.engine).held(PERIODIC_LOCK):
+        return _periodic_pass(p, now or utcnow(), orphans, progress)
+
+
+def _periodic_pass(
+    p: Platform, now: datetime, orphans: bool, progress: Callable[[int, int], None] | None
+) -> PassReport:
     with p.session() as db:
         result = retention.sweep(p, db, now, orphans=orphans, progress=progress)
         pruned = 0
@@ -70,8 +81,9 @@ def periodic_pass(
 
 
 def seal_journal(p: Platform) -> Sealing:
-    """Seal every chain whose head moved, then send the witness what it has not had yet."""
-    with p.session() as db:
+    """Seal every chain whose head moved, then send the witness what it has not had yet (one node at a time: each
+    head sealed once)."""
+    with locks_for(p.engine).held(SEAL_LOCK), p.session() as db:
         sealed = seal(db, p.journal.sink, p.keyring, p.timestamper)
         if p.witness is None:
             return Sealing(sealed, None)

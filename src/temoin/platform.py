@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from temoin.context import TenantRef
+from temoin.coordination import locks_for
 from temoin.db import PoolLimits, make_engine, make_sessionmaker
 from temoin.evidence.timestamp import Failure, Timestamper, TimestampError
 from temoin.extraction.artefacts import PACKAGES
@@ -108,6 +109,7 @@ class Platform:
         )
 
     def close(self) -> None:
+        locks_for(self.engine).close()  # this node's coordination locks: released
         self.engine.dispose()
 
 
