@@ -383,6 +383,9 @@ class SegmentUpload:
         if not self.lock.acquire(blocking=False):
             raise IngestConflict(f"segment {index} is already being uploaded by another request")
         try:
+            # Read again now that the lock is held: a request (on any node) that held it before may have completed
+            # the segment since it was read. Nothing is written yet: the rollback only ends the read transaction.
+            db.rollback()
             if seg.complete:
                 raise IngestConflict(f"segment {index} is already complete", offset=seg.size)
             assert rec.wrapped_key is not None  # a receiving recording holds its key
