@@ -31,6 +31,7 @@ from temoin.vault import retention
 log = logging.getLogger("temoin.maintenance")
 PERIODIC_LOCK = "maintenance.periodic-pass"
 SEAL_LOCK = "journal.seal"
+REPAIR_LOCK = "journal.repair"
 
 
 @dataclass
@@ -109,7 +110,8 @@ def start_up(p: Platform) -> list[ChainRepair]:
     """The server's start-up: certify camera keys that have no certificate yet (those carried over by
     migration 0012), bring the journal file level with the database (journaled), then seal."""
     certify_keys(p)
-    with p.session() as db:
+    # Nodes starting together on one journal folder: one repairs, the next finds the file level.
+    with locks_for(p.engine).held(REPAIR_LOCK), p.session() as db:
         repairs = repair(db, p.journal, trigger="server start-up")
     for r in repairs:
         if r.changed:
