@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
 from temoin.law.access import Role
+from temoin.live.events_nats import NatsEventBus
 from temoin.platform import Platform
 from temoin.settings import Settings
 from tests.helpers import Commune, make_commune
@@ -183,3 +188,76 @@ def test_nats_unreachable_local_dashboards_still_get_local_events(
         p.close()
     said = " ".join(r.getMessage() for r in caplog.records if r.name == "temoin.live.events")
     assert "NATS unreachable" in said and "this node's dashboards only" in said
+
+
+def _nats_server(port: int, store: Path) -> subprocess.Popen:
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(binary).exists():
+        pytest.fail("nats-server is not installed (Debian's nats-server package; ./dev.sh test installs it)")
+    server = subprocess.Popen(
+        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return server
+        time.sleep(0.05)
+    server.kill()
+    pytest.fail(f"nats-server did not start on port {port}")
+
+
+async def _until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+def test_a_nats_outage_mid_run_keeps_local_events_flowing_then_heals(
+    tmp_path: Path, closed_port: int, caplog: pytest.LogCaptureFixture
+):
+    """A NATS server of the test's own, stopped and started again under two nodes' buses."""
+    caplog.set_level(logging.WARNING, logger="temoin.live.events")
+    url, store = f"nats://127.0.0.1:{closed_port}", tmp_path / "jetstream"
+    server = _nats_server(closed_port, store)
+    a, b = NatsEventBus(url, "OUTAGE", 60), NatsEventBus(url, "OUTAGE", 60)
+    try:
+        assert a.wait_ready(10) and b.wait_ready(10)
+
+        async def story() -> None:
+            nonlocal server
+            on_a, on_b = a.subscribe(7), b.subscribe(7)
+            a.publish(7, "alert", {"n": 1})
+            first = await on_b.next(5)
+            assert first is not None and first.data == {"n": 1} and first.id
+            assert (await on_a.next(5)) == first
+
+            server.terminate()
+            server.wait(10)
+            await _until(lambda: not a._up(), 10, "node A sees the outage")
+            a.publish(7, "alert", {"n": 2})
+            during = await on_a.next(2)  # A's own dashboards: at once, never frozen
+            assert during is not None and during.data == {"n": 2} and during.id == 0
+            assert await on_b.next(1) is None  # what the outage loses: B never hears of it
+
+            server = _nats_server(closed_port, store)
+            await _until(lambda: a._up() and b._up(), 15, "both nodes back on NATS")
+            a.publish(7, "alert", {"n": 3})
+            after = await on_b.next(15)
+            assert after is not None and after.data == {"n": 3} and after.id > first.id
+            on_a.close()
+            on_b.close()
+
+        asyncio.run(story())
+    finally:
+        a.close()
+        b.close()
+        server.terminate()
+        server.wait(10)
+    said = [r.getMessage() for r in caplog.records if r.name == "temoin.live.events"]
+    assert any("NATS connection lost" in m and "this node's dashboards only" in m for m in said), said
+    assert any("back" in m for m in said), said

@@ -34,6 +34,7 @@ log = logging.getLogger("temoin.live.events")
 RETRY_S = 2.0  # between two attempts to reach NATS
 PUBLISH_TIMEOUT_S = 2.0  # JetStream's acknowledgement of one event
 BACKLOG_TIMEOUT_S = 5.0  # reading a reconnecting dashboard's backlog
+HEARTBEAT_S = 1.0  # the stream's heartbeat to this node's consumer: two missed, and it is recreated
 BACKLOG_MAX = 5000  # events read from the stream for one backlog (the newest `buffer` are kept)
 
 
@@ -126,10 +127,14 @@ class NatsEventBus(EventBus):
         self._js: Any = None
         self.ready = threading.Event()  # connected, the stream exists and this node reads it
         self._outage_logged = False
+        self._last_seq = 0  # the last event this node handed out, by stream sequence
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="temoin-events-nats", daemon=True)
         self._thread.start()
+        self._outbox: asyncio.Queue[tuple[int, str, dict[str, Any], float]] = asyncio.Queue()
+        self._failing_until = 0.0  # monotonic time until which events are not offered to NATS
         self._runner = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
+        self._sender = asyncio.run_coroutine_threadsafe(self._send(), self._loop)
 
     # --- the connection, in the bus's own loop -------------------------------------------------------------
 
@@ -186,17 +191,21 @@ class NatsEventBus(EventBus):
         )
         self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         try:
-            await self._js.stream_info(self.stream)
+            info = await self._js.stream_info(self.stream)
         except NotFoundError:
-            await self._js.add_stream(
+            info = await self._js.add_stream(
                 StreamConfig(name=self.stream, subjects=[f"{self.root}.>"], max_age=float(self.keep_s))
             )
+        self._last_seq = max(self._last_seq, info.state.last_seq)
+        # An ordered consumer: after an outage (its heartbeats missed) the client recreates it from the last event
+        # it had, so what the other nodes raised meanwhile still arrives.
         await self._js.subscribe(
             f"{self.root}.>",
             stream=self.stream,
             cb=self._received,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
+            idle_heartbeat=HEARTBEAT_S,
         )
         if self._outage_logged:
             log.warning("NATS JetStream reached at %s: the CSU's events are shared across nodes", self.servers)
@@ -225,6 +234,9 @@ class NatsEventBus(EventBus):
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("NATS: an event that is not Témoin's on %s skipped (%s)", msg.subject, exc)
             return
+        if event.id <= self._last_seq:
+            return  # had already, or older than this node's start (a consumer recreated from the stream's start)
+        self._last_seq = event.id
         self._hand_out(event)
 
     def _hand_out(self, event: Event) -> None:
@@ -234,16 +246,22 @@ class NatsEventBus(EventBus):
         for sub in subs:
             sub.deliver(event)
 
-    async def _publish(self, tenant_id: int, type: str, data: dict[str, Any], at: float) -> None:
-        if self._up():
-            payload = orjson.dumps({"tenant": tenant_id, "type": type, "data": data, "at": at})
-            try:
-                # Numbered by the stream; this node's dashboards get it back through its consumer like any other.
-                await self._js.publish(f"{self.root}.{tenant_id}.{type}", payload, stream=self.stream)
-                return
-            except Exception as exc:  # noqa: BLE001 - NATS failing here must not lose the event locally
-                log.error("NATS did not take a %s event (%s): delivered to this node's dashboards only", type, exc)
-        self._hand_out(Event(0, tenant_id, type, data, at))
+    async def _send(self) -> None:
+        """One sender, in the order the events were raised (an alert before the session's next state)."""
+        while True:
+            tenant_id, type, data, at = await self._outbox.get()
+            if self._up() and time.monotonic() >= self._failing_until:
+                payload = orjson.dumps({"tenant": tenant_id, "type": type, "data": data, "at": at})
+                try:
+                    # Numbered by the stream; this node's dashboards get it back through its consumer like any other.
+                    await self._js.publish(f"{self.root}.{tenant_id}.{type}", payload, stream=self.stream)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - NATS failing here must not lose the event locally
+                    # Connected but not storing (JetStream down, a full stream): local delivery for a while, not a
+                    # wait of PUBLISH_TIMEOUT_S per event.
+                    self._failing_until = time.monotonic() + RETRY_S
+                    log.error("NATS did not take a %s event (%s): this node's dashboards only for now", type, exc)
+            self._hand_out(Event(0, tenant_id, type, data, at))
 
     # --- the EventBus interface, from any thread ---------------------------------------------------------
 
@@ -251,7 +269,7 @@ class NatsEventBus(EventBus):
         """Sent at once, without waiting: the returned event has no number yet (the stream gives it)."""
         at = time.time()
         if not self._closed:
-            asyncio.run_coroutine_threadsafe(self._publish(tenant_id, type, data, at), self._loop)
+            self._loop.call_soon_threadsafe(self._outbox.put_nowait, (tenant_id, type, data, at))
         return Event(0, tenant_id, type, data, at)
 
     def subscribe(self, tenant_id: int, after: int | None = None) -> Subscription:
@@ -329,7 +347,13 @@ class NatsEventBus(EventBus):
 
         async def shut() -> None:
             self._runner.cancel()
+            self._sender.cancel()
             await self._drop()
+            # What the client left running (an ordered consumer's checks) ends with the loop.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         try:
             asyncio.run_coroutine_threadsafe(shut(), self._loop).result(5)
