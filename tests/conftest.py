@@ -218,7 +218,8 @@ def nats_stream() -> Iterator[tuple[str, str]]:
 
     async def connected():
         try:
-            return await nats.connect(NATS_URL, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=0)
+            # Bounded: the client's own connection loop may go on trying.
+            return await asyncio.wait_for(nats.connect(NATS_URL, connect_timeout=3, allow_reconnect=False), 10)
         except Exception as exc:  # noqa: BLE001 - any failure to connect is reported the same way
             pytest.fail(
                 f"NATS is not reachable at {NATS_URL} ({exc!r}); the events tests need a nats-server with JetStream "
