@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402 - after the path set-up above
-from common import Results, percentile  # noqa: E402 - after the path set-up above
+import common
+from common import Results, percentile
 
 
 async def _measure(publisher, reader, count: int, rate: float) -> list[float]:
