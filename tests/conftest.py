@@ -213,6 +213,7 @@ NATS_URL = os.environ.get("TEMOIN_TEST_NATS_URL", "nats://127.0.0.1:4222")
 def nats_stream() -> Iterator[tuple[str, str]]:
     """(NATS URL, a stream name of this test's own), the stream deleted afterwards. No NATS: the test fails, loudly."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     import nats
 
@@ -243,7 +244,11 @@ def nats_stream() -> Iterator[tuple[str, str]]:
         finally:
             await nc.close()
 
-    asyncio.run(check())
+    def run(coroutine) -> None:  # in a thread: a test's browser (Playwright) may hold this thread's event loop
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, coroutine).result()
+
+    run(check())
     name = f"TEMOINTEST_{uuid.uuid4().hex[:12]}"
     yield NATS_URL, name
-    asyncio.run(delete(name))
+    run(delete(name))

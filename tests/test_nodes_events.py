@@ -18,13 +18,22 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from playwright.sync_api import expect
 
 from temoin.law.access import Role
 from temoin.live.events_nats import NatsEventBus
 from temoin.platform import Platform
 from temoin.settings import Settings
 from tests.helpers import Commune, make_commune
-from tests.live_helpers import FIX, _cheap_password_hashes, running_server, signed, token_for
+from tests.live_helpers import (
+    FIX,
+    _cheap_password_hashes,
+    on_shift,
+    open_dashboard,
+    running_server,
+    signed,
+    token_for,
+)
 
 __all__ = ["_cheap_password_hashes"]  # fixture
 
@@ -261,3 +270,26 @@ def test_a_nats_outage_mid_run_keeps_local_events_flowing_then_heals(
     said = [r.getMessage() for r in caplog.records if r.name == "temoin.live.events"]
     assert any("NATS connection lost" in m and "this node's dashboards only" in m for m in said), said
     assert any("back" in m for m in said), said
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_live_button_on_node_a_alerts_a_csu_browser_on_node_b(two_nodes, browser):
+    """The issue's story in a real browser: the camera reaches node A, the CSU's Chromium is on node B; the operator
+    acknowledges on B and the camera, asking A, is told."""
+    a, b = two_nodes
+    commune = make_commune(a, cameras=1)
+    on_shift(a, commune)
+    with running_server(a) as node_a, running_server(b) as node_b:
+        context, page = open_dashboard(b, browser, node_b, commune.users[Role.CSU_OPERATOR])
+        try:
+            sid = press_live(node_a, commune, camera=0)
+            expect(page.locator("#csu-alert")).to_be_visible()
+            page.locator("#csu-ack").click()
+            expect(page.locator("#csu-alert-acked")).not_to_have_text("—")
+            path = f"/api/v1/live/camera/sessions/{sid}"
+            seen = httpx.get(f"{node_a}{path}", headers=signed(commune, "GET", path, 0))
+            assert seen.status_code == 200, seen.text
+            assert seen.json()["state"] == "acknowledged"
+        finally:
+            context.close()
