@@ -86,11 +86,19 @@ case "${1:-}" in
     # rsyslog: the journal witness tests start a real rsyslogd; openssl: the timestamp tests run a real TSA
     step "checking chromium ffmpeg rsyslog openssl (the browser, media, witness and timestamp tests)"
     apt_install chromium ffmpeg rsyslog openssl
+    # GStreamer's WebRTC stack, driven from Debian's Python: an independent WHIP publisher (tests/test_live_whip.py)
+    step "checking GStreamer's WebRTC stack (the WHIP interoperability test)"
+    apt_install python3-gi gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-bad gstreamer1.0-plugins-good \
+      gstreamer1.0-plugins-ugly gstreamer1.0-nice
     postgres_up
     nats_up
     shift
-    step "running the tests (pytest $*)"
-    exec .venv/bin/python -m pytest "$@"
+    # Two processes by default: much of a test's time is spent waiting (servers starting, a browser, subprocesses),
+    # so two overlap well even on two cores. A file's tests stay together, in order, in one process.
+    # TEMOIN_TEST_WORKERS=0 runs everything in this process.
+    workers=${TEMOIN_TEST_WORKERS:-2}
+    step "running the tests (pytest -n $workers --dist loadfile $*)"
+    exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
     ;;
   *)
     echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2

@@ -16,6 +16,7 @@ import platform as py_platform
 import random
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +31,10 @@ from rich.table import Table
 
 console = Console(width=None if sys.stdout.isatty() else 110)
 
-BENCH_DATE = "2026-11-23"
+
+def now_utc() -> str:
+    """The moment of a run, recorded with its figures (never a date written by hand)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -55,6 +59,7 @@ def bench_home(args: argparse.Namespace, name: str) -> Iterator[Path]:
     else:
         home = Path(tempfile.mkdtemp(prefix=f"temoin-bench-{name}-"))
         cleanup = not args.keep
+    run_start()
     os.environ["TEMOIN_HOME"] = str(home)
     os.environ.pop("TEMOIN_DATABASE_URL", None)
     console.print(f"[dim]TEMOIN_HOME={home}[/dim]")
@@ -103,30 +108,53 @@ def machine() -> dict:
     }
 
 
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# When this run began (bench_home, or the first Results made): (date, load average) — recorded with the figures.
+_RUN_START: list[tuple[str, list[float]]] = []
+
+
+def run_start() -> tuple[str, list[float]]:
+    if not _RUN_START:
+        _RUN_START.append((now_utc(), loadavg()))
+    return _RUN_START[0]
+
+
 @dataclass
 class Results:
+    """A bench's figures. The run's start (date, load average) is taken when its data folder is made (bench_home),
+    or else when this is made; the load at the end when the figures are printed or written."""
+
     bench: str
     size: str
-    rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # figure, value, target, verdict
+    rows: list[tuple[str, str, str, bool | None]] = field(default_factory=list)  # figure, value, target, met
     raw: dict = field(default_factory=dict)
+    started: str = field(default_factory=lambda: run_start()[0])
+    load_start: list[float] = field(default_factory=lambda: run_start()[1])
 
     def add(self, figure: str, value: str, target: str = "", ok: bool | None = None, **raw: float) -> None:
-        verdict = "" if ok is None else ("[green]met[/green]" if ok else "[red]NOT met[/red]")
-        self.rows.append((figure, value, target, verdict))
+        self.rows.append((figure, value, target, ok))
         self.raw.update(raw)
+
+    @staticmethod
+    def verdict(ok: bool | None) -> str:
+        return "" if ok is None else ("[green]met[/green]" if ok else "[red]NOT met[/red]")
 
     def print(self) -> None:
         m = machine()
         table = Table(title=f"{self.bench} — {self.size}", title_justify="left")
         for col in ("figure", "value", "target", ""):
             table.add_column(col, justify="right" if col == "value" else "left")
-        for row in self.rows:
-            table.add_row(*row)
+        for figure, value, target, ok in self.rows:
+            table.add_row(figure, value, target, self.verdict(ok))
         console.print(table)
-        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+        start = " / ".join(f"{x:.1f}" for x in self.load_start)
+        end = " / ".join(f"{x:.1f}" for x in os.getloadavg())
         console.print(
-            f"[dim]{BENCH_DATE} · {m['cpus']} cores {m['cpu']} · {m['memory_gib']} GiB · "
-            f"Python {m['python']} · SQLite {m['sqlite']} · load average now {load} "
+            f"[dim]{self.started} · {m['cpus']} cores {m['cpu']} · {m['memory_gib']} GiB · "
+            f"Python {m['python']} · SQLite {m['sqlite']} · load average (1/5/15 min) at start {start}, at end {end} "
             f"(other work on the machine skews wall times)[/dim]"
         )
 
@@ -138,13 +166,16 @@ class Results:
                 {
                     "bench": self.bench,
                     "size": self.size,
-                    "date": BENCH_DATE,
+                    "date": self.started,
+                    "finished": now_utc(),
                     "machine": machine(),
-                    "loadavg": os.getloadavg(),
+                    "loadavg_start": self.load_start,
+                    "loadavg": loadavg(),
                     "figures": self.raw,
-                    "rows": [r[:3] for r in self.rows],
+                    "rows": [list(r) for r in self.rows],
                 },
                 indent=2,
+                ensure_ascii=False,
             )
         )
 
@@ -189,6 +220,33 @@ def reset_peak_rss(pid: int | str = "self") -> bool:
         return True
     except OSError:
         return False
+
+
+# Started from a small Python rather than from the bench: a forked child's peak RSS counts the pages it shared
+# with its parent before exec (a bench that built a journal holds hundreds of MiB), so the command is started by
+# this launcher, which reports its child's peak (the command's, or one of its workers' if larger) in a file.
+_LAUNCHER = (
+    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(rc)"
+)
+
+
+def run_measured(cmd: list[str], **popen: object) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run a command in a fresh process: (its result, wall seconds, its peak RSS in MiB). The peak is the
+    command's own (or its largest worker's), not inflated by what this process built before."""
+    with tempfile.NamedTemporaryFile("r", suffix=".maxrss") as report:
+        t = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, report.name, *cmd],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+            **popen,  # type: ignore[call-overload]  # the caller's env, cwd
+        )
+        wall = time.perf_counter() - t
+        peak_kib = int(report.read() or 0)
+    return done, wall, peak_kib / 1024
 
 
 def timed(fn, *a, **k):  # noqa: ANN001, ANN201

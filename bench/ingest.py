@@ -1,5 +1,5 @@
-"""Ingest of a large recording over loopback (targets: ≥ 0.5 × the in-memory SHA-256 + AES-256-GCM rate,
-and a server peak RSS ≤ 150 MB).
+"""Ingest of a large recording over loopback (targets: ≥ 0.8 × the physical limit, min(in-memory SHA-256 +
+AES-256-GCM rate, disk write + fsync rate), both measured in the same run; a server peak RSS ≤ 150 MB).
 
 Sets up a tenant and an enrolled camera in-process (same SQLite database), then starts the real server,
 `temoin serve` (uvicorn, with TEMOIN_HOME pointing at the temporary folder), in a subprocess. The camera side
@@ -310,6 +310,7 @@ def main() -> int:
         help="run the server under cProfile and write its (event-loop thread) profile here",
     )
     args = ap.parse_args()
+    os.umask(0o077)  # `temoin serve` refuses a home that group or others may read
     segments = args.segments or (4 if args.quick else 16)
     seg_mib = args.segment_mib or (32 if args.quick else 128)
     rec = Recording(segments, seg_mib)
@@ -408,7 +409,9 @@ def main() -> int:
             proto = prototype(home, rec, args.chunk_kib * 1024)
         stored = sum(f.stat().st_size for f in (home / "vault" / "blobs").rglob("*.seg"))
 
-        base = rates["sha256+aesgcm"]
+        # The physical limit of this machine for this work: hashing + sealing in memory, or the disk, the slower.
+        base = min(rates["sha256+aesgcm"], disk["rate"])
+        limit_by = "in-memory" if base == rates["sha256+aesgcm"] else "disk"
         res = Results(
             "ingest over loopback",
             f"{segments} × {seg_mib} MiB = {common.human_bytes(rec.total)} per "
@@ -416,8 +419,8 @@ def main() -> int:
         )
         res.add(
             "in-memory SHA-256 + AES-256-GCM (1 MiB records)",
-            f"{base / 1e6:,.0f} MB/s",
-            in_memory_mb_s=base / 1e6,
+            f"{rates['sha256+aesgcm'] / 1e6:,.0f} MB/s",
+            in_memory_mb_s=rates["sha256+aesgcm"] / 1e6,
             in_memory_cpu_mb_s=rates["sha256+aesgcm_cpu"] / 1e6,
         )
         res.add(
@@ -431,6 +434,11 @@ def main() -> int:
             f"{disk['rate'] / 1e6:,.0f} MB/s",
             disk_mb_s=disk["rate"] / 1e6,
         )
+        res.add(
+            "limit = min(in-memory, disk)",
+            f"{base / 1e6:,.0f} MB/s ({limit_by})",
+            limit_mb_s=base / 1e6,
+        )
         for mode, f in figures.items():
             label = "camera (4 MiB PUTs, as VaultClient)" if mode == "camera" else "whole segment per PUT"
             res.add(
@@ -439,10 +447,10 @@ def main() -> int:
                 **{f"{mode}_mb_s": f["rate"] / 1e6, f"{mode}_s": f["wall"]},
             )
             res.add(
-                "  ratio to in-memory rate",
+                "  ratio to the limit",
                 f"{f['rate'] / base:.2f}",
-                "≥ 0.5",
-                f["rate"] / base >= 0.5,
+                "≥ 0.8",
+                f["rate"] / base >= 0.8,
                 **{f"{mode}_ratio": f["rate"] / base},
             )
             server_cpu = f["server_user"] + f["server_sys"]
@@ -476,7 +484,7 @@ def main() -> int:
             direct_s=direct["wall"],
             direct_cpu_s=direct["cpu"],
         )
-        res.add("  ratio to in-memory rate", f"{direct['rate'] / base:.2f}", direct_ratio=direct["rate"] / base)
+        res.add("  ratio to the limit", f"{direct['rate'] / base:.2f}", direct_ratio=direct["rate"] / base)
         res.add(
             "  minor page faults per MiB (pieces included)",
             f"{direct['faults'] / (rec.total / MiB):,.0f}",
@@ -489,7 +497,7 @@ def main() -> int:
             proto_cpu_s=proto["cpu"],
         )
         res.add(
-            "  ratio to in-memory rate / page faults per MiB",
+            "  ratio to the limit / page faults per MiB",
             f"{proto['rate'] / base:.2f} / {proto['faults'] / (rec.total / MiB):,.0f}",
             proto_ratio=proto["rate"] / base,
             proto_faults_per_mib=proto["faults"] / (rec.total / MiB),

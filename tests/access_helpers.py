@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from temoin.law.access import Permission, Role
-from temoin.web.deps import Require
+from temoin.web.deps import Guard, Require
 from tests.helpers import Commune
 
 # Routes FastAPI itself adds, and the static files: not ours to guard.
@@ -78,6 +78,8 @@ UNGUARDED: dict[tuple[str, str], str] = {
     ("OPTIONS", "/api/v1/live/whip/{session_id}/{resource_id}"): PUBLIC,
     ("OPTIONS", "/api/v1/live/whep/{session_id}"): PUBLIC,
     ("OPTIONS", "/api/v1/live/whep/{session_id}/{resource_id}"): PUBLIC,
+    ("PATCH", "/api/v1/live/whip/{session_id}/{resource_id}"): PUBLIC,  # always 405: no trickle ICE
+    ("PATCH", "/api/v1/live/whep/{session_id}/{resource_id}"): PUBLIC,
     ("DELETE", "/api/v1/session"): SESSION,  # sign out
     ("POST", "/api/v1/tokens"): SESSION,  # an API token for oneself
     ("GET", "/api/v1/tokens"): SESSION,  # one's own tokens
@@ -125,7 +127,7 @@ UNGUARDED: dict[tuple[str, str], str] = {
 class RouteInfo:
     method: str
     path: str
-    guards: tuple[Require, ...]
+    guards: tuple[Guard, ...]
     calls: frozenset  # every dependency callable, recursively
 
     @property
@@ -134,7 +136,7 @@ class RouteInfo:
 
     @property
     def is_page(self) -> bool:
-        return any(type(g) is not Require for g in self.guards)  # PageRequire, a subclass
+        return any(type(g) is not Require for g in self.guards)  # PageRequire, the other kind of Guard
 
 
 def _walk(dependant) -> Iterator:
@@ -168,7 +170,7 @@ def inventory(app: FastAPI) -> list[RouteInfo]:
             continue
         assert isinstance(route, APIRoute), f"unexpected kind of route {type(route).__name__} at {path}"
         calls = frozenset(_walk(dependant))
-        guards = tuple(c for c in calls if isinstance(c, Require))
+        guards = tuple(c for c in calls if isinstance(c, Guard))
         assert len({g.permission for g in guards}) <= 1, f"{path} carries several permissions: {guards}"
         for method in sorted(methods):
             routes.append(RouteInfo(method, path, guards, calls))

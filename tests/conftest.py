@@ -19,6 +19,7 @@ from temoin.migrate import upgrade
 from temoin.platform import Platform
 from temoin.settings import Settings
 from temoin.web.app import create_app
+from tests.s3_helpers import ACCESS_KEY, SECRET_KEY, S3Server, start_seaweedfs
 from tests.tsa import closed_port, tsa  # fixtures: a real OpenSSL timestamp authority
 
 
@@ -113,9 +114,50 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         yield from _postgres_database()
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) for the session; its credentials in the environment, where the platform (and
+    any `temoin` it starts) finds them, as a deployment gives them."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_EC2_METADATA_DISABLED="true")
+    try:
+        yield from start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test on both blob stores runs on S3 with SQLite only: the store and the database engine do not meet, and
+    each PostgreSQL database costs seconds (the suite's time is counted)."""
+    dropped = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("blob_store_url") == "s3" and params.get("database_url") == "postgresql":
+            dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(home=tmp_path / "home", database_url=database_url, secure_cookies=False)
+def blob_store_url(request: pytest.FixtureRequest) -> str:
+    """TEMOIN_BLOB_STORE_URL: local files unless a test is parametrised over both stores (s3_helpers.BOTH_STORES);
+    on S3 each test has its own prefix in the session's bucket."""
+    if getattr(request, "param", "local") == "local":
+        return ""
+    return request.getfixturevalue("s3_server").url()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, blob_store_url: str) -> Settings:
+    return Settings(
+        home=tmp_path / "home", database_url=database_url, secure_cookies=False, blob_store_url=blob_store_url
+    )
 
 
 @pytest.fixture

@@ -15,8 +15,10 @@ from sqlalchemy import select
 from temoin.axis import connection
 from temoin.axis.simulator import BodyWornSystem, Bookmark, sample_recording
 from temoin.journal.entry import Actor
+from temoin.vault.field_checks import Flag
 from temoin.vault.models import Quarantine, Recording, RecordingState
 from tests.helpers import agent_number, make_commune
+from tests.s3_helpers import BOTH_STORES, blob_names
 
 SLUG = "la-grande-motte"
 
@@ -55,6 +57,7 @@ def _enrolled(bws: BodyWornSystem, commune, serial: str = "ACCC8E000001") -> str
     return user
 
 
+@BOTH_STORES
 def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, bws):
     caps = bws.capabilities()
     for name in (
@@ -100,11 +103,15 @@ def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, b
         assert hashlib.sha256(stored.manifest.encode()).hexdigest() == stored.manifest_sha256
         assert stored.agent_user_id is not None  # matched to the Témoin agent by matricule
         assert stored.outside_territory is True  # GNSS fixes in Paris: outside the commune's territory
-        # Encrypted by the camera for Témoin: the received bytes are the evidence; they decrypt to the clip.
-        from temoin.axis.vault import clip_plaintext
-
-        assert clip_plaintext(platform, db, stored, 0) == rec.clips[0].data
-        assert stored.segments[0].sha256 != hashlib.sha256(rec.clips[0].data).hexdigest()
+        # Encrypted by the camera for Témoin: decrypted once on Complete with the connection's private key, the
+        # segments are what was filmed; the received ciphertext and its hashes on arrival stay in the document.
+        assert [s.sha256 for s in stored.segments] == [hashlib.sha256(c.data).hexdigest() for c in rec.clips]
+        received = {o["name"]: o for o in doc["axis"]["objects"] if o["kind"] == "clip"}
+        assert len(received) == len(rec.clips)
+        for clip_doc in received.values():
+            assert clip_doc["encrypted_with"].endswith(".key")
+            assert clip_doc["sha256"] != clip_doc["decrypted"]["sha256"]  # received ciphertext vs what was filmed
+            assert clip_doc["decrypted"]["sha256"] in {s.sha256 for s in stored.segments}
         # Review: provenance shown, integrity intact from the vault's hashes; a full re-read finds nothing wrong.
         from temoin.vault import catalogue
         from temoin.vault.scrub import check_recording
@@ -123,7 +130,8 @@ def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, b
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     page = client.get(f"/recordings/{rec_id}")
     assert page.status_code == 200 and "Axis Body Worn" in page.text
-    # Playback with a motive: the encrypted clip plays decrypted; the original (received) bytes stay available.
+    assert 'id="integrity-axis-encrypted"' in page.text and "déchiffrés à l&#39;arrivée" in page.text
+    # Playback with a motive: the clip the camera encrypted plays as filmed.
     r = client.post(
         f"/api/v1/recordings/{rec_id}/consultations",
         headers={"X-CSRF-Token": csrf},
@@ -134,7 +142,7 @@ def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, b
     played = client.get(f"/api/v1/recordings/{rec_id}/segments/0", params={"grant": grant, "play": 1})
     assert played.status_code == 200 and played.content == rec.clips[0].data
     original = client.get(f"/api/v1/recordings/{rec_id}/segments/0", params={"grant": grant})
-    assert original.content != rec.clips[0].data and len(original.content) % 16 == 0
+    assert original.content == rec.clips[0].data
 
 
 def _put(bws, container, name=None, body=b"", **headers):
@@ -481,7 +489,8 @@ def test_server_killed_mid_upload_then_retried(platform, client, commune, bws):
         upload = store.ObjectUpload(
             platform, db, tenant, found, "20990101_000000_9.mp4", change, length=10**7, etag=None
         )
-        upload.feed(b"z" * (2 * 1024 * 1024))  # two records sealed to disk, then the process "dies"
+        upload.feed(b"z" * (2 * 1024 * 1024))
+        upload.stages.close()  # two records hashed and sealed to disk by the upload's stages, then the process "dies"
         upload.lock.release()
         assert len(set(debris.iterdir()) - before) == 1
     bws.complete(container)
@@ -564,29 +573,190 @@ def test_package_of_an_axis_recording_verifies_from_the_vaults_hashes(platform, 
     assert code != 0 and "is not the camera's original" in " ".join(output.split()), output
 
 
-@pytest.mark.slow
-def test_encrypted_axis_recording_is_refused_for_packages_with_a_reason(platform, client, commune, bws):
+def test_encrypted_axis_recording_is_packaged_decrypted_and_verifies(platform, client, commune, bws, tmp_path):
     from temoin.law.access import Role
+    from tests.extraction_helpers import _download, _extract, _pinned, _verify
     from tests.helpers import sign_in
 
     user = _enrolled(bws, commune)
-    bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    assert bws.cf["WantEncryption"] is True
+    bws.upload(rec)
     client.cookies.clear()
     with platform.session() as db:
         rid = db.scalar(select(Recording.id))
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    r = client.post(
-        "/api/v1/extractions",
-        headers={"X-CSRF-Token": csrf},
-        json={
-            "recording_ids": [rid],
-            "recipient_name": "OPJ",
-            "recipient_kind": "judicial_police",
-            "procedure_type": "judicial",
-            "reference": "PV 1",
-        },
+    out = _extract(client, csrf, [rid])
+    _, folder = _download(client, out, tmp_path)
+    row = orjson.loads((folder / "manifest.json").read_bytes())["recordings"][0]
+    assert row["provenance"] == "axis-body-worn"
+    media = sorted(p for p in (folder / "media").rglob("*") if p.is_file())
+    assert [p.read_bytes() for p in media] == [c.data for c in rec.clips]  # what was filmed, decrypted
+    document = orjson.loads(row["vault_manifest"]["document"])
+    clip_doc = next(o for o in document["axis"]["objects"] if o["kind"] == "clip")
+    assert (
+        clip_doc["encrypted_with"] and clip_doc["decrypted"]["sha256"] == hashlib.sha256(rec.clips[0].data).hexdigest()
     )
-    assert r.status_code == 409 and "encrypted by the camera" in r.text
+    # The field checks' flags and the signed-video note travel in the package with the vault's document.
+    assert Flag.NO_SHIFT in document["manifest"]["flags"] and clip_doc["signed_video"] is False
+    code, output = _verify(folder, *_pinned(platform))
+    assert code == 0, output
+    media[0].write_bytes(media[0].read_bytes()[:-1] + b"\x00")
+    code, output = _verify(folder, *_pinned(platform))
+    assert code != 0, output
+
+
+def _foreign_key_connection(cf: dict) -> dict:
+    """The connection file a Body Worn system would hold if it encrypted for a key Témoin never issued."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return {**cf, "PublicKey": base64.b64encode(pem).decode()}
+
+
+def test_clip_encrypted_for_another_key_is_refused_journaled_and_quarantined(platform, client, commune, bws):
+    from temoin.journal.models import JournalEntry
+
+    user = _enrolled(bws, commune)
+    foreign = BodyWornSystem(_foreign_key_connection(bws.cf), http=client)
+    foreign.authenticate()
+    container = foreign.upload(sample_recording(user, "ACCC8E000001", duration_s=2), complete=False)
+    for _ in range(2):  # the Axis system retries Complete: one quarantine entry, one journal entry
+        r = foreign.request("POST", container, headers={"X-Container-Meta-Status": "Complete"})
+        assert r.status_code == 400, r.text
+        assert "could not be decrypted" in r.text and "connection file" in r.text
+    with platform.session() as db:
+        rec = db.scalar(select(Recording))
+        assert rec.state == RecordingState.RECEIVING  # nothing stored; the received bytes stay staged
+        quarantined = db.scalars(select(Quarantine)).all()
+        assert len(quarantined) == 1 and container in quarantined[0].reason
+        assert "AXIS Body Worn Manager" in quarantined[0].reason
+        events = db.scalars(select(JournalEntry.event).where(JournalEntry.event == "axis.undecryptable")).all()
+        assert len(events) == 1
+        assert not list((platform.store.blobs / SLUG).glob(f"{rec.id}/*"))  # no segment was promoted
+
+
+def test_altered_encrypted_clip_is_refused_not_stored(platform, client, commune, bws):
+    """AES-CBC carries no tag: a cut ciphertext fails its padding, and the hand-over stops with the reason."""
+    from temoin.axis.models import AxisObject
+
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    container = bws.upload(rec, complete=False)
+    with platform.session() as db:
+        clip = db.scalar(select(AxisObject).where(AxisObject.kind == "clip"))
+        name, meta = clip.name, dict(clip.meta)
+    headers = {f"X-Object-Meta-{k.title()}": v for k, v in meta.items()}
+    assert _put(bws, container, name, body=b"\x17" * 1000, **headers).status_code == 201  # not whole AES blocks
+    r = bws.request("POST", container, headers={"X-Container-Meta-Status": "Complete"})
+    assert r.status_code == 400 and "truncated or altered" in r.text
+    with platform.session() as db:
+        assert db.scalar(select(Recording)).state == RecordingState.RECEIVING
+        assert len(db.scalars(select(Quarantine)).all()) == 1
+
+
+def test_a_clip_that_is_no_video_is_kept_and_flagged(platform, client, commune):
+    """Clips the camera encrypted whose key files never came (or anything but MP4/Matroska) are kept as received,
+    never refused, and flagged for review."""
+    bws = BodyWornSystem(_connection_file(platform, encryption=False), http=client)
+    bws.authenticate()
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    rec.clips[0].data = bytes(range(256)) * 64  # no MP4 box, no EBML header
+    bws.upload(rec)
+    with platform.session() as db:
+        stored = db.scalar(select(Recording))
+        assert stored.state == RecordingState.STORED and Flag.CLIP_NOT_VIDEO in stored.flags
+        clip_doc = next(o for o in orjson.loads(stored.manifest)["axis"]["objects"] if o["kind"] == "clip")
+        assert clip_doc["recognised_as_video"] is False
+
+
+def test_field_checks_on_axis_recordings(platform, client, commune, bws):
+    """The checks a native recording gets at ingest (vault.field_checks) apply to what came through Axis."""
+    from datetime import timedelta
+
+    from temoin.identity import service
+    from temoin.identity.models import Device, ShiftAssignment, Tenant, User
+    from temoin.journal.models import JournalEntry
+    from temoin.law.access import Role
+
+    user = _enrolled(bws, commune)
+    # Wearer: Témoin checked the camera out to another agent for the shift; the shift's agent is recorded.
+    with platform.session() as db:
+        tenant = db.scalar(select(Tenant).where(Tenant.slug == SLUG))
+        other = service.create_user(
+            platform,
+            db,
+            tenant,
+            username="agent-martin",
+            display_name="Agent Martin",
+            role=Role.AGENT,
+            password="x" * 16,
+            agent_number="LA--0002",
+        ).user
+        device = db.scalar(select(Device).where(Device.serial == "ACCC8E000001"))
+        db.add(
+            ShiftAssignment(
+                tenant_id=tenant.id,
+                device_id=device.id,
+                user_id=other.id,
+                checked_out_at=datetime.now(UTC) - timedelta(hours=2),
+                checked_out_by="test",
+            )
+        )
+        db.commit()
+    bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
+    with platform.session() as db:
+        rec = db.scalar(select(Recording))
+        assert Flag.AGENT_NOT_ON_SHIFT in rec.flags
+        assert rec.agent_ref == "LA--0002" and rec.declared_agent_ref == agent_number(commune)
+        assert rec.agent_user_id == db.scalar(select(User.id).where(User.username == "agent-martin"))
+        assert orjson.loads(rec.manifest)["manifest"]["flags"] == rec.flags
+        assert db.scalar(select(JournalEntry.id).where(JournalEntry.event == "ingest.agent_not_on_shift"))
+        db.delete(db.scalar(select(ShiftAssignment)))
+        db.commit()
+    # Time: a recording offloaded after its retention period had ended is kept a period from its reception (the
+    # Axis system measures no clock offset for Témoin: no deletion on its clock alone), flagged and journaled.
+    old = sample_recording(user, "ACCC8E000001", duration_s=2, started_at=datetime.now(UTC) - timedelta(days=800))
+    bws.upload(old)
+    with platform.session() as db:
+        late = db.scalar(select(Recording).order_by(Recording.started_at).limit(1))
+        assert Flag.TIME_BEYOND_RETENTION in late.flags and Flag.NO_SHIFT in late.flags
+        assert late.retention_until > datetime.now(UTC)
+        assert db.scalar(select(JournalEntry.id).where(JournalEntry.event == "ingest.time_implausible"))
+
+
+def test_signed_video_is_noted_and_kept_byte_for_byte(platform, client, commune):
+    """StoreSignedVideo: a clip carrying Axis signed-video SEIs is kept untouched and noted as signed."""
+    bws = BodyWornSystem(_connection_file(platform, encryption=False), http=client)
+    bws.authenticate()
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=4)
+    # An SEI "user data unregistered" NAL with the Signed Video UUID, in an MP4 `free` box (players skip it).
+    sei = b"\x00\x00\x00\x01\x06\x05\x20" + b"Signed Video...0" + bytes(16) + b"\x80"
+    rec.clips[0].data += (8 + len(sei)).to_bytes(4, "big") + b"free" + sei
+    bws.upload(rec)
+    with platform.session() as db:
+        stored = db.scalar(select(Recording))
+        clips = {o["name"]: o for o in orjson.loads(stored.manifest)["axis"]["objects"] if o["kind"] == "clip"}
+        assert [c["signed_video"] for _, c in sorted(clips.items())] == [True, False]
+        assert all(c["recognised_as_video"] for c in clips.values()) and Flag.CLIP_NOT_VIDEO not in stored.flags
+        assert stored.segments[0].sha256 == hashlib.sha256(rec.clips[0].data).hexdigest()
+        rec_id = stored.id
+    from temoin.law.access import Role
+    from tests.helpers import sign_in
+
+    client.cookies.clear()
+    sign_in(platform, client, commune.users[Role.CHIEF])
+    page = client.get(f"/recordings/{rec_id}").text
+    assert "Vidéo signée Axis : 1 clips sur 2" in page and "ne la vérifie pas" in page
 
 
 def test_technical_administrator_issues_the_connection_file_over_the_api(platform, client, commune):
@@ -617,6 +787,7 @@ def test_technical_administrator_issues_the_connection_file_over_the_api(platfor
     assert _put(bws, "Users").status_code == 401
 
 
+@BOTH_STORES
 def test_retention_destroys_everything_the_axis_system_sent(platform, client, commune, bws):
     from datetime import timedelta
 
@@ -626,12 +797,101 @@ def test_retention_destroys_everything_the_axis_system_sent(platform, client, co
     container = bws.upload(sample_recording(user, "ACCC8E000001", duration_s=2))
     with platform.session() as db:
         rec = db.scalar(select(Recording))
-        folder = platform.store.blobs / SLUG / rec.id
-        names = sorted(p.name for p in folder.iterdir())
-        assert len(names) == 4  # the clip (segment 0), its key file, the GNSS trail and its key file
+        names = blob_names(platform.store, f"{SLUG}/{rec.id}")
+        # the decrypted clip (segment 0), the clip as received, its key file, the GNSS trail and its key file
+        assert len(names) == 5
         result = retention.sweep(platform, db, now=rec.retention_until + timedelta(days=1), orphans=False)
         assert result.deleted == [rec.id]
-    assert not folder.exists()  # clips, key files and GNSS trail go with the recording
+    assert blob_names(platform.store, f"{SLUG}/{rec.id}") == []  # clips, key files and GNSS trail go with it
     with platform.session() as db:
         assert db.get(Recording, rec.id).wrapped_key is None
     assert _put(bws, container, "late.mp4", body=b"x").status_code == 403
+
+
+def test_axis_recordings_through_reports_rights_redaction_and_erasure(platform, client, commune, bws):
+    """An Axis recording (encrypted by the camera) is a recording like any other for the annual report, a rights
+    request's candidate search, the redacted access copy, and erasure. (Packages and `temoin verify`:
+    test_encrypted_axis_recording_is_packaged_decrypted_and_verifies.)"""
+    import io
+    from datetime import timedelta
+
+    import av
+
+    from temoin.db import utcnow
+    from temoin.law.access import Role
+    from temoin.reports.annual import PARIS
+    from tests.extraction_helpers import _wait
+    from tests.helpers import approve_erasure, sign_in
+    from tests.rights_helpers import AVENUE, _create, _entries, _h
+
+    user = _enrolled(bws, commune)
+    t0 = utcnow().replace(microsecond=0) - timedelta(hours=4)
+    on_avenue = sample_recording(user, "ACCC8E000001", started_at=t0, duration_s=4, place=AVENUE)
+    later = sample_recording(user, "ACCC8E000001", started_at=t0 + timedelta(hours=3), duration_s=2, place=AVENUE)
+    bws.upload(on_avenue)
+    bws.upload(later)
+    with platform.session() as db:
+        first, second = db.scalars(select(Recording.id).order_by(Recording.started_at)).all()
+    client.cookies.clear()
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+
+    # Rights: the candidate search finds the Axis recording by the time and the place of the facts.
+    window = {
+        "facts_start": (t0 - timedelta(minutes=10)).isoformat(),
+        "facts_end": (t0 + timedelta(minutes=10)).isoformat(),
+    }
+    req = _create(client, csrf, **window)
+    url = f"/api/v1/rights/requests/{req['id']}/candidates"
+    found = client.get(url, params={"lat": AVENUE[0], "lon": AVENUE[1], "radius_m": 300}).json()["candidates"]
+    assert [c["recording_id"] for c in found] == [first], "candidate search by time and place"
+    assert found[0]["overlap_s"] == 4.0 and found[0]["distance_m"] < 50
+
+    # Redaction and access copy: from the decrypted clips (joined), faces tracked, redacted, reviewed, delivered.
+    r = client.post(f"/api/v1/rights/requests/{req['id']}/copies", headers=_h(csrf), json={"recording_id": first})
+    assert r.status_code == 202, r.text
+    copy = _wait(client, r.json()["id"])
+    assert copy["state"] == "tracks_ready", f"redaction tracks of an Axis recording: {copy}"
+    r = client.post(
+        f"/api/v1/rights/copies/{copy['id']}/redact",
+        headers=_h(csrf),
+        json={
+            "keep_tracks": [],
+            "add_regions": [{"start_frame": 0, "end_frame": 10, "x": 10, "y": 10, "w": 40, "h": 40}],
+        },
+    )
+    assert r.status_code == 202, r.text
+    copy = _wait(client, copy["id"])
+    assert copy["state"] == "to_review", f"redacted copy of an Axis recording: {copy}"
+    csrf_agent = sign_in(platform, client, commune.users[Role.DESIGNATED_AGENT])
+    r = client.post(f"/api/v1/rights/copies/{copy['id']}/review", headers=_h(csrf_agent), json={"approve": True})
+    assert r.status_code == 200, r.text
+    sign_in(platform, client, commune.users[Role.DPO])
+    got = client.get(f"/api/v1/rights/copies/{copy['id']}/download")
+    assert got.status_code == 200, "access copy delivered"
+    with av.open(io.BytesIO(got.content)) as video:
+        assert video.streams.video and video.duration and video.duration / 1e6 > 3, "the copy holds both clips"
+    assert _entries(platform, "rights.copy.delivered")[0]["recordings"] == [first]
+
+    # Erasure: proposed from the request's candidates, approved by a second person; every Axis object goes.
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    erasure = _create(client, csrf, kind="erasure", **window)
+    r = client.post(
+        f"/api/v1/rights/requests/{erasure['id']}/erasure", headers=_h(csrf), json={"recording_ids": [first]}
+    )
+    assert r.status_code == 201, r.text
+    assert approve_erasure(platform, client, commune, r.json()["id"]).status_code == 200
+    with platform.session() as db:
+        assert db.get(Recording, first).state == RecordingState.DELETED, "erasure of an Axis recording"
+        assert db.get(Recording, first).wrapped_key is None
+    assert not (platform.store.blobs / SLUG / first).exists(), "clips, received ciphertext, key files, trail erased"
+
+    # Annual report: both Axis recordings counted (one erased early), with their hours and camera.
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    year = utcnow().astimezone(PARIS).year
+    f = client.get(f"/api/v1/reports/annual/{year}").json()["figures"]
+    assert f["recordings"] == 2 and f["seconds"] == 6.0, f"annual report counts Axis recordings: {f}"
+    assert f["cameras_used"] == 1 and f["agents_recorded"] == 1
+    assert f["deletions"] == 1 and f["deletions_early"] == 1
+    assert f["rights_requests"] == 2
+    with platform.session() as db:
+        assert db.get(Recording, second).state == RecordingState.STORED, "erasure touched only the candidate"

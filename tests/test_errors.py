@@ -235,3 +235,10 @@ def test_domain_errors_keep_their_older_catch_behaviour() -> None:
     assert issubclass(catalogue.NotFound, LookupError) and issubclass(catalogue.Forbidden, PermissionError)
     # a catalogue refusal that needs a motive is the caller's to fix (422), not a refusal of the person (403)
     assert problems.status_of(catalogue.PlaceMotiveRequired("the GPS track"))[0] == 422
+
+
+def test_a_database_pool_timeout_reads_as_busy() -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    found = errors.from_database(PoolTimeout("QueuePool limit reached"))
+    assert isinstance(found, errors.Unavailable) and found.message == errors.DATABASE_BUSY

@@ -109,3 +109,35 @@ def test_the_rights_register_shows_labels_not_codes_in_both_languages(platform, 
     english = client.get("/rights?lang=en").text
     assert "Rights requests" in english and "<td>erasure</td>" in english and "<td>in progress</td>" in english
     assert "in_progress" not in english.split('id="rights-requests"')[1].split("</table>")[0]
+
+
+def test_the_supervision_page_is_served_in_the_visitors_language(platform, client) -> None:
+    """The CSU page's own texts come from the server in the visitor's language: an English operator never sees
+    French first (the script used to swap the French built into the page once loaded)."""
+    import re
+
+    commune = make_commune(platform, cameras=0)
+    sign_in(platform, client, commune.users[Role.CSU_OPERATOR])
+
+    def page(lang: str) -> str:  # the page's elements, without the scripts' catalogue (inlined JSON)
+        return client.get(f"/live?lang={lang}").text.split("<body", 1)[1].split("<script", 1)[0]
+
+    english = page("en")
+    for text in (
+        "Supervision centre",
+        "Connecting to the events channel…",
+        "Acknowledge",
+        "Reinforcements",
+        "No live transmission.",
+        "Session expired: sign in again",
+        'aria-label="Picture wall"',
+    ):
+        assert text in english, text
+    for text in ("Centre de supervision", "Accuser réception", "Renforts", "Aucune transmission", "Mur d'images"):
+        assert text not in english, text
+    french = page("fr")
+    for text in ("Centre de supervision", "Accuser réception", "Renforts", "Aucune transmission en cours."):
+        assert text in french, text
+    # Every text of the page is the catalogue's: nothing left in French in the English page's elements.
+    words = " ".join(re.findall(r">([^<>{}]+)<", english))
+    assert not re.search(r"[éèàêç]", words.replace("Témoin", "").replace("Français", "")), words

@@ -11,8 +11,10 @@ from temoin.demo.samples import sample_recording
 from temoin.journal.models import JournalEntry
 from temoin.vault.models import Quarantine, Recording, RecordingState
 from tests.helpers import agent_number, make_commune, upload, vault_client
+from tests.s3_helpers import BOTH_STORES, all_blobs, read_raw
 
 
+@BOTH_STORES
 def test_recording_reaches_the_vault_and_the_receipt_proves_it(platform, client):
     commune = make_commune(platform)
     rid, receipt = upload(platform, client, commune, duration_s=5, segment_s=2)
@@ -25,11 +27,12 @@ def test_recording_reaches_the_vault_and_the_receipt_proves_it(platform, client)
         entry = db.scalar(select(JournalEntry).where(JournalEntry.event == "recording.ingested"))
         assert rid in entry.body and entry.action == "collection"
     # Encrypted at rest: no stored byte sequence of the original appears in the vault.
-    blobs = list((platform.settings.vault_dir / "blobs").rglob("*.seg"))
+    blobs = [read_raw(platform.store, key) for key in all_blobs(platform.store)]
     assert len(blobs) == 3
-    assert all(b"ftyp" not in b.read_bytes() and b"mdat" not in b.read_bytes() for b in blobs)
+    assert all(b"ftyp" not in b and b"mdat" not in b for b in blobs)
 
 
+@BOTH_STORES
 def test_not_visible_before_complete_and_cut_upload_resumes(platform, client):
     commune = make_commune(platform)
     cam = commune.cameras[0]
@@ -193,3 +196,22 @@ def test_disk_full_during_a_write_keeps_no_partial_blob(platform, client, monkey
     # Once space is back, the same upload goes through.
     receipt = vault_client(platform, client, cam).offload(signed, segments)
     assert receipt.verify(platform.keyring.public_key)
+
+
+def test_more_bytes_than_the_manifest_declares_are_refused_and_the_upload_resumes(platform, client):
+    commune = make_commune(platform)
+    cam = commune.cameras[0]
+    signed, segments = sample_recording(
+        cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=2
+    )
+    vc = vault_client(platform, client, cam)
+    rid = vc.send_manifest(signed)["recording_id"]
+    data = segments[0]
+    # The sealing thread refuses the excess; the socket reader stops and the answer says so.
+    r = vc.http.put(f"/api/v1/ingest/recordings/{rid}/segments/0", content=data + b"\x00" * (3 * 1024 * 1024))
+    assert r.status_code == 413 and "more bytes than" in r.json()["detail"]
+    held = vc.received(rid, 0)
+    assert held <= len(data)
+    vc.upload_segment(rid, 0, data, start=held)  # what the vault holds is the segment's own bytes: it resumes
+    receipt = vc.offload(signed, segments)
+    assert receipt.verify(platform.keyring.public_key) and receipt.matches(signed.manifest)

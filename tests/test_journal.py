@@ -19,6 +19,7 @@ from temoin.identity import service
 from temoin.journal import checkpoints
 from temoin.journal.entry import GENESIS, PLATFORM_CHAIN
 from temoin.journal.models import JournalCheckpoint
+from temoin.journal.verify import verify_all
 from temoin.law.profiles import get_profile
 from tests.journal_helpers import (
     AGENT,
@@ -582,3 +583,41 @@ def test_cli_journal_verify_names_the_chain_of_each_problem(journal):
     bad = cli(journal, "journal", "verify")
     assert bad.returncode == 1
     assert f"[{CHAIN}] database: database entry 3: entry 3 was altered" in bad.stdout
+
+
+def test_chains_verified_in_worker_processes_find_what_one_process_finds(journal):
+    """A large journal is verified one chain per process: the same problems, named the same way."""
+    other = "vieux-bourg"
+    with journal.session() as db:
+        service.create_tenant(
+            journal,
+            db,
+            slug=other,
+            name="Vieux-Bourg",
+            profile="fr-police-municipale",
+            authorised_cameras=2,
+            territory=territory(),
+        )
+        db.commit()
+    write(journal, 4, slug=other)
+    with journal.session() as db:
+        chains = verify_all(db, journal.journal.sink, journal.keyring.public_key, workers=2)
+    assert chains.ok and {r.chain for r in chains.reports} == {CHAIN, other}
+    sql(
+        journal,
+        "UPDATE journal_entries SET body = replace(body, 'PV 2026/0001', 'PV 2026/0666') WHERE chain = :c AND seq = 3",
+        c=CHAIN,
+    )
+
+    def edit(lines):
+        return [*lines[:1], *lines[2:]]  # the file of the other chain loses its second line
+
+    edit_file(journal, edit, chain=other)
+    with journal.session() as db:
+        alone = verify_all(db, journal.journal.sink, journal.keyring.public_key, workers=1)
+        side_by_side = verify_all(db, journal.journal.sink, journal.keyring.public_key, workers=2)
+    assert ("database", "altered", 3) in named(side_by_side) and ("file", "deleted", 2) in named(side_by_side)
+    assert [str(p) for p in side_by_side.problems] == [str(p) for p in alone.problems]
+    assert [(r.chain, r.sink, r.entries, r.last_seq) for r in side_by_side.reports] == [
+        (r.chain, r.sink, r.entries, r.last_seq) for r in alone.reports
+    ]

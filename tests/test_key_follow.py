@@ -128,12 +128,14 @@ def test_every_process_switches_and_a_half_written_rotation_changes_nothing(sett
     new_history = history.read_bytes()
 
     write_private(history, old_history)  # as if caught between the two writes
-    assert first.public_key_id == old_id and first.sign(b"x")
+    with first.signing() as signer:
+        assert signer.key_id == old_id and signer.sign(b"x")
     assert history.read_bytes() == old_history
     write_private(history, new_history)  # the second write
     for keyring in (first, second):
         assert keyring.public_key_id == new.id and keyring.history.current == new
-        assert keyring.trusted.verify(b64d(keyring.sign(b"x")), b"x", at=utcnow())
+        with keyring.signing() as signer:
+            assert keyring.trusted.verify(b64d(signer.sign(b"x")), b"x", key_id=signer.key_id, at=utcnow())
 
 
 def test_a_receipt_made_during_a_rotation_is_valid_when_stamped(platform: Platform, client, monkeypatch) -> None:

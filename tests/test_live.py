@@ -366,6 +366,26 @@ def test_refusals(platform: Platform, client):
     assert [e["event"] for e in entries(platform, "caserne")] == ["live.refused"]
 
 
+def test_trickle_ice_and_ice_restart_through_patch_are_refused_with_405_and_why(client):
+    """RFC 9725 section 4.3: a server without trickle ICE or ICE restart answers PATCH with 405. Offers must carry
+    their candidates (one without is refused with 400: tests/test_live_whip.py); a restart is a new POST."""
+    for path in ("/api/v1/live/whip/some-session/some-resource", "/api/v1/live/whep/some-session/some-resource"):
+        r = client.patch(
+            path,
+            content=b"a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n"
+            b"a=candidate:1 1 udp 1 192.0.2.1 9 typ host\r\n",
+            headers={"Content-Type": "application/trickle-ice-sdpfrag", "Origin": "https://encoder.example"},
+        )
+        assert r.status_code == 405, r.text
+        assert "trickle ICE" in r.json()["detail"] and "POST a new offer" in r.json()["detail"]
+        assert r.headers["allow"] == "DELETE, OPTIONS"
+        assert r.headers["access-control-allow-origin"] == "*"  # a browser publisher can read why
+        pre = client.options(
+            path, headers={"Origin": "https://encoder.example", "Access-Control-Request-Method": "PATCH"}
+        )
+        assert "PATCH" not in pre.headers["access-control-allow-methods"]
+
+
 def test_camera_session_view_and_position(platform: Platform, client):
     commune = make_commune(platform, cameras=2)
     path = "/api/v1/live/sessions"

@@ -15,9 +15,12 @@ import concurrent.futures
 import contextlib
 import fractions
 import http.server
+import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
@@ -359,3 +362,64 @@ def test_chromium_publishes_over_whip_from_another_origin_and_a_whep_viewer_rece
             browser.close()
     names = [e["event"] for e in entries(platform, commune.slug)]
     assert names.index("live.requested") < names.index("live.streaming") < names.index("live.ended"), names
+
+
+# --- GStreamer's WebRTC stack publishing (webrtcbin, libnice, x264, Opus) -------------------------------------
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with GStreamer's introspection bindings
+
+
+def test_a_gstreamer_webrtcbin_publisher_is_relayed_to_a_whep_viewer(platform: Platform, server: str):
+    """A publisher on GStreamer's WebRTC stack (tests/gst_whip_helpers.py: webrtcbin, libnice, OpenSSL DTLS,
+    libsrtp, x264, Opus; only the RFC 9725 HTTP is ours) publishes with a bearer token; the CSU is alerted, a WHEP
+    viewer decodes its 320x240 picture and its sound, and its DELETE ends the session."""
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstWebRTC', '1.0'); from gi.repository import GstWebRTC"],
+        capture_output=True,
+    )
+    if probe.returncode != 0:
+        pytest.fail(
+            "GStreamer's WebRTC bindings are missing: apt-get install python3-gi gir1.2-gst-plugins-bad-1.0 "
+            "gstreamer1.0-plugins-bad gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-nice "
+            "(./dev.sh test does)",
+            pytrace=False,
+        )
+    commune = make_commune(platform, cameras=1)
+    on_shift(platform, commune)
+    operator = token_for(platform, commune.users[Role.CSU_OPERATOR])
+    admin = token_for(platform, commune.users[Role.TECH_ADMIN])
+    device_id = commune.cameras[0][0]
+    token = issue_token(server, admin, device_id)["token"]
+    helper = str(Path(__file__).parent / "gst_whip_helpers.py")
+
+    async def story() -> tuple[dict, tuple[int, int], int]:
+        async with Events(server, operator) as events:
+            encoder = await asyncio.create_subprocess_exec(
+                SYSTEM_PYTHON, helper, f"{server}/api/v1/live/whip", token, "10",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                alert = await events.wait_for("alert", device_id=device_id, timeout=20)
+                viewer = Viewer(server, operator)
+                r = await viewer.watch(alert["id"])
+                assert r.status_code == 201, r.text
+                try:
+                    await viewer.wait_frames(video=20, audio=20, timeout=20)
+                except AssertionError as exc:
+                    if encoder.returncode is None:
+                        encoder.kill()
+                    _, err = await encoder.communicate()
+                    raise AssertionError(f"{exc}; the encoder said: {err.decode(errors='replace')[-6000:]}") from None
+                picture = viewer.frames["video"][-1][1]
+                await viewer.close()
+                out, err = await asyncio.wait_for(encoder.communicate(), 60)
+            finally:
+                if encoder.returncode is None:
+                    encoder.kill()
+            assert encoder.returncode == 0, err.decode(errors="replace")[-2000:]
+            await events.wait_for("session", id=alert["id"], state="ended", timeout=10)
+            return json.loads(out.decode().strip().splitlines()[-1]), (picture.width, picture.height), 0
+
+    result, size, _ = asyncio.run(story())
+    assert result["status"] == 201 and result["deleted"] == 200, result
+    assert size == (320, 240)

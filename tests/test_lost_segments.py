@@ -318,6 +318,78 @@ def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platfo
     assert r.status_code == 409 and "segments [2] are not in the vault" in r.json()["detail"], r.text
 
 
+def test_a_forged_receipt_declaring_lost_segments_the_camera_never_signed_fails_verification(
+    platform, client, tmp_path
+) -> None:
+    """An insider with the platform key re-signs the receipt to declare lost segments the camera did not: beyond
+    its signed manifest, all of them (which the vault never stores), or within them but not in the camera's own
+    signed declaration of the loss (its `complete` request, kept at ingest): `temoin verify` names each."""
+    commune = make_commune(platform, cameras=1)
+    rid, _, _ = upload_lost(platform, client, commune, (1,))
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    _, folder = _download(client, _extract(client, csrf, [rid]), tmp_path)
+    code, output = _verify(folder, *_pinned(platform))
+    assert code == 0 and "the camera itself declared segments [1] lost, signed with its key" in " ".join(
+        output.split()
+    ), output
+    for declared, expected in (
+        ([1, 7], "declares segments [7] lost at the camera, but the camera signed only segments 0 to 3"),
+        ([0, 1, 2, 3], "declares every segment the camera signed lost"),
+        ([1, 2], "declares segments [2] lost at the camera, but the camera's signed declaration names only [1]"),
+    ):
+        forged_dir = tmp_path / f"forged-{'-'.join(map(str, declared))}"
+        shutil.copytree(folder, forged_dir)
+        forged = json.loads((forged_dir / "manifest.json").read_text("utf-8"))
+        rec = forged["recordings"][0]
+        receipt = SignedReceipt.model_validate(rec["receipt"])
+        r = receipt.receipt.model_copy(update={"lost_segments": declared})
+        with platform.keyring.signing() as signer:
+            rec["receipt"] = SignedReceipt(receipt=r, signature=signer.sign(r.signing_bytes())).model_dump(mode="json")
+        rec["lost_segments"] = [
+            {**rec["lost_segments"][0], "index": i, "sha256": rec["segments"][i]["sha256"]}
+            for i in declared
+            if i < len(rec["segments"])
+        ]
+        (forged_dir / "manifest.json").write_text(json.dumps(forged, indent=2))
+        _resign(platform, forged_dir)
+        code, output = _verify(forged_dir, *_pinned(platform))
+        flat = " ".join(output.split())
+        assert code == 1 and expected in flat, flat
+
+    # Nor can the camera's declaration be made to say more: its signature covers the body.
+    forged_dir = tmp_path / "forged-declaration"
+    shutil.copytree(folder, forged_dir)
+    forged = json.loads((forged_dir / "manifest.json").read_text("utf-8"))
+    said = forged["recordings"][0]["lost_declaration"]
+    said["body"] = said["body"].replace("[1]", "[1,2]")
+    (forged_dir / "manifest.json").write_text(json.dumps(forged, indent=2))
+    _resign(platform, forged_dir)
+    code, output = _verify(forged_dir, *_pinned(platform))
+    assert code == 1 and "not signed by the camera's key" in " ".join(output.split()), output
+
+
+def test_review_names_a_loss_the_receipt_declares_and_the_camera_did_not(platform, client) -> None:
+    """Root with the platform key removes segment 2 and re-signs the receipt declaring it lost too: the camera's
+    signed declaration (kept at ingest) names only segment 1, so the integrity check says so, API and page."""
+    commune = make_commune(platform, cameras=1)
+    rid, receipt, _ = upload_lost(platform, client, commune, (1,))
+    sign_in(platform, client, commune.users[Role.CHIEF])
+    assert client.get(f"/api/v1/recordings/{rid}/integrity").json()["verdict"] == "intact_except_lost"
+    forged = receipt.receipt.model_copy(update={"lost_segments": [1, 2]})
+    with platform.session() as db:
+        with platform.keyring.signing() as signer:
+            signed = SignedReceipt(receipt=forged, signature=signer.sign(forged.signing_bytes()))
+        db.get(Recording, rid).receipt = signed.model_dump_json()
+        db.get(Segment, (rid, 2)).complete = False
+        db.commit()
+    known = client.get(f"/api/v1/recordings/{rid}/integrity").json()
+    assert known["verdict"] == "damaged", known
+    assert "declares segments [2] lost, but the camera's signed declaration does not" in known["summary"], known
+    page = client.get(f"/recordings/{rid}", headers={"Accept-Language": "fr-FR"}).text
+    assert 'id="integrity-not-by-camera"' in page
+    assert "ANOMALIE : le reçu signé déclare perdus les segments [2]" in page
+
+
 def test_a_trimmed_extraction_across_the_lost_segment_keeps_the_gap_and_verifies(platform, client, tmp_path) -> None:
     commune = make_commune(platform, cameras=1)
     rid, _, _ = upload_lost(platform, client, commune, (1,))

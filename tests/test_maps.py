@@ -87,6 +87,28 @@ def test_the_offline_basemap_draws_the_named_streets_and_says_tiles_can_be_confi
     assert b["offline"] is False and b["notice"] is None and b["tile_url"].startswith("https://tiles.example/")
 
 
+def test_the_basemap_is_sent_again_only_when_it_changed(platform: Platform, client, commune) -> None:
+    """Each map load asks for the basemap (the whole street list): the browser keeps it and revalidates it."""
+    sign_in(platform, client, commune.users[Role.CSU_OPERATOR])
+    first = client.get("/api/v1/map/basemap", headers={"Accept-Language": "fr-FR"})
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and etag and "no-cache" in first.headers["Cache-Control"]
+    assert "private" in first.headers["Cache-Control"]  # the tenant's, behind its session: no shared cache
+    again = client.get("/api/v1/map/basemap", headers={"Accept-Language": "fr-FR", "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
+    # Another language (its notice) or a changed setting: a new body, a new tag.
+    english = client.get("/api/v1/map/basemap", headers={"Accept-Language": "en", "If-None-Match": etag})
+    assert english.status_code == 200 and english.headers["ETag"] != etag
+    with platform.session() as db:
+        tenant = db.scalar(select(Tenant).where(Tenant.slug == commune.slug))
+        service.update_settings(platform, db, tenant, {"tile_url": "https://tiles.example/{z}/{x}/{y}.png"})
+        db.commit()
+    changed = client.get("/api/v1/map/basemap", headers={"Accept-Language": "fr-FR", "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.json()["tile_url"].startswith("https://tiles.example/")
+    client.cookies.clear()
+    assert client.get("/api/v1/map/basemap", headers={"If-None-Match": etag}).status_code == 401
+
+
 def test_a_streets_file_without_named_lines_is_refused_and_a_load_is_journaled(platform: Platform, commune) -> None:
     with platform.session() as db:
         tenant = platform.tenant(db, commune.slug)

@@ -182,16 +182,68 @@ def test_bad_input_is_refused_clearly(clip: Clip, tmp_path: Path) -> None:
     text.write_text("this is not a video\n" * 100)
     with pytest.raises(RedactionError, match="not a video file"):
         redact_file(text, out)
-    truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes(clip.path.read_bytes()[: clip.path.stat().st_size // 2])
-    with pytest.raises(RedactionError):
-        detect_tracks(truncated)
     with pytest.raises(RedactionError, match="over its source"):
         redact_file(clip.path, clip.path)
     with pytest.raises(ValueError, match="mode"):
         redact_file(clip.path, out, mode="pixelate-lightly")
     with pytest.raises(ValueError):
         ManualRegion(10, 5, 0, 0, 10, 10)
+    assert not out.exists() and not list(tmp_path.glob(".*.part"))
+
+
+def remux(src: Path, dst: Path, movflags: str) -> Path:
+    """The same packets in another MP4 layout (index at the front, at the end, or fragments)."""
+    with (
+        av.open(str(src)) as inp,
+        av.open(str(dst), "w", format="mp4", options={"movflags": movflags} if movflags else {}) as out,
+    ):
+        streams = {s.index: out.add_stream_from_template(s) for s in (inp.streams.video[0], inp.streams.audio[0])}
+        for packet in inp.demux(list(inp.streams.video) + list(inp.streams.audio)):
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    return dst
+
+
+LAYOUTS = {"faststart": "+faststart", "index at the end": "", "fragmented": "frag_keyframe+empty_moov"}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_file_cut_short_is_refused_whatever_its_layout(clip: Clip, tmp_path: Path, layout: str) -> None:
+    whole = remux(clip.path, tmp_path / "whole.mp4", LAYOUTS[layout])
+    assert len(detect_tracks(whole)) >= 6  # the complete file in this layout is accepted
+    data = whole.read_bytes()
+    out = tmp_path / "copy.mp4"
+    for fraction in (0.6, 0.97):
+        cut = tmp_path / f"cut-{fraction}.mp4"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        for redacting in (False, True):
+            with pytest.raises(RedactionError, match="cut short") as refused:
+                redact_file(cut, out, voice=False) if redacting else detect_tracks(cut)
+            message = str(refused.value)
+            if layout == "index at the end":  # the index went with the cut: no frame can be located
+                assert "0 video frames can be read" in message and "'moov' box) is missing" in message
+            else:
+                found = int(message.split(": ")[1].split(" of the ")[0])
+                assert 0 < found <= clip.frames and f"of the {clip.frames} video frames" in message, message
+            assert "Nothing was redacted" in message
+        assert not out.exists() and not list(tmp_path.glob(".*.part"))
+
+
+def test_a_cut_file_whose_box_sizes_were_patched_is_refused_on_its_frame_count(clip: Clip, tmp_path: Path) -> None:
+    """A repair tool may shrink the media box to the bytes left: the boxes look whole, the index still
+    announces every frame, and the frames found fall short of it."""
+    data = bytearray(remux(clip.path, tmp_path / "whole.mp4", "+faststart").read_bytes())
+    mdat = data.index(b"mdat") - 4
+    keep = mdat + (len(data) - mdat) * 6 // 10
+    data[mdat : mdat + 4] = (keep - mdat).to_bytes(4, "big")
+    cut = tmp_path / "patched.mp4"
+    cut.write_bytes(bytes(data[:keep]))
+    out = tmp_path / "copy.mp4"
+
+    with pytest.raises(RedactionError, match=rf"\d+ of the {clip.frames} video frames the header announces") as refused:
+        redact_file(cut, out, voice=False)
+    assert "box declares" not in str(refused.value)  # found by counting the frames, after decoding
     assert not out.exists() and not list(tmp_path.glob(".*.part"))
 
 
@@ -226,3 +278,49 @@ def test_tracker_bridges_a_missed_detection_and_extends_both_ends() -> None:
     assert track.first_frame == 5 and track.last_frame == 35  # one interval before and after
     x, y, w, h = track.boxes[20]  # interpolated where the detector missed it
     assert abs((x + w / 2) - 140) <= 2 and abs((y + h / 2) - 125) <= 2
+
+
+def test_small_faces_get_a_closer_look_on_every_key_frame() -> None:
+    from temoin.rights.redaction.detect import Planner
+
+    hd = Planner(1920, 1080, 640, 1920, tiles=True, roi=True, per_key=2)
+    assert len(hd.tiles) == 12 and hd.rounds == 6  # 4 rows of 3 tiles at full size, two per key frame in turn
+    covered = np.zeros((1080, 1920), bool)
+    for tile in hd.tiles:
+        x0, y0, x1, y1 = tile.rect
+        covered[y0:y1, x0:x1] = True
+        assert (x1 - x0) / tile.width == pytest.approx(1.0, abs=0.1)  # a 24 px face is 24 px there
+    assert covered.all()
+    seen = [look for k in range(7) for look in hd.looks(k, [])[1:]]
+    assert seen[:12] == hd.tiles and seen[12] == hd.tiles[0]
+    small = np.array([1500.0, 900.0, 26.0, 30.0])
+    first, roi = hd.looks(0, [(small, False)])[0], hd.looks(0, [(small, False)])[-1]
+    assert first == hd.full and (first.width, first.height) == (640, 352)
+    x0, y0, x1, y1 = roi.rect
+    assert x0 < 1500 - 26 and x1 > 1500 + 26 and y0 < 900 - 30 and y1 > 900 + 30
+    assert roi.width >= x1 - x0  # full resolution around the face
+    uhd = Planner(3840, 2160, 640, 1920, tiles=True, roi=True)
+    roi = uhd.looks(0, [(small * 2, False)])[-1]
+    assert roi.width == pytest.approx((roi.rect[2] - roi.rect[0]) / 2, abs=32)  # 4K: half size, as 1080p
+    sd = Planner(640, 360, 640, 1920, tiles=True, roi=True)
+    assert sd.tiles == [] and sd.looks(3, [(small / 3, False)]) == [sd.full]  # nothing more to see up close
+
+
+def test_tracker_keeps_a_small_fast_face_and_reaches_over_the_tile_round() -> None:
+    tracker = Tracker(interval=5, max_missed=2, small_px=72, small_reach=20, speed_px=20)
+    for key in range(0, 90, 5):
+        seen = 40 <= key <= 60  # first found by a tile at key 40, followed up close until key 60
+        x = 100 + 15 * key  # 15 px per frame: 3 of its widths between two key frames
+        det = np.array([[x, 500, x + 24, 528, 0.6]], np.float32)
+        tracker.update(key, det if seen else np.empty((0, 5), np.float32))
+    tracker.finish(89)
+
+    assert tracker.created == 1  # one face, one track
+    track = face_track(tracker.tracks[0], 1920, 1080)
+    assert track.detected == (40, 45, 50, 55, 60)
+    # It may have been there since the tile last looked (20 frames) and may still be there as long.
+    assert track.first_frame == 20 and track.last_frame == 80
+    for frame in (25, 75):
+        x, _, w, _ = track.boxes[frame]
+        centre = 100 + 15 * frame + 12
+        assert x <= centre <= x + w, frame  # extended at the track's speed

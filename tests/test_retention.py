@@ -27,9 +27,10 @@ from temoin.journal.models import JournalEntry
 from temoin.journal.verify import verify_all
 from temoin.law.profiles import get_profile
 from temoin.vault.holds import HoldError, ProcedureType, lift_hold, place_hold
-from temoin.vault.models import DeletionCertificate, Recording, RecordingState
+from temoin.vault.models import DeletionCertificate, PendingBlobDeletion, Recording, RecordingState
 from temoin.vault.retention import HoldForbidsDeletion, delete_recording, sweep
 from tests.helpers import Commune, enrol_camera, make_commune, sign_in, upload
+from tests.s3_helpers import BOTH_STORES, blob_names, read_raw, staged_anything, write_raw
 
 SECOND = timedelta(seconds=1)
 TEMOIN = Path(sys.executable).with_name("temoin")
@@ -42,10 +43,6 @@ def days_ago(n: float) -> datetime:
 def recording(platform, rid: str) -> Recording:
     with platform.session() as db:
         return db.get(Recording, rid)
-
-
-def blob_dir(platform, slug: str, rid: str) -> Path:
-    return platform.settings.vault_dir / "blobs" / slug / rid
 
 
 def run_sweep(platform, now: datetime | None = None):
@@ -82,19 +79,20 @@ def cli(platform, *args: str) -> subprocess.CompletedProcess:
 def assert_deleted(platform, slug: str, rid: str) -> None:
     rec = recording(platform, rid)
     assert rec.state == RecordingState.DELETED and rec.wrapped_key is None and rec.deleted_at is not None
-    assert not blob_dir(platform, slug, rid).exists()
-    assert not (platform.settings.vault_dir / "staging" / slug / rid).exists()
+    assert blob_names(platform.store, f"{slug}/{rid}") == []
+    assert platform.store.staged_keys(f"{slug}/{rid}") == []
 
 
 def assert_kept(platform, slug: str, rid: str, segments: int) -> None:
     rec = recording(platform, rid)
     assert rec.state == RecordingState.STORED and rec.wrapped_key is not None and rec.deleted_at is None
-    assert len(list(blob_dir(platform, slug, rid).glob("*.seg"))) == segments
+    assert len(blob_names(platform.store, f"{slug}/{rid}")) == segments
 
 
 # --- the deadline -----------------------------------------------------------------------------------
 
 
+@BOTH_STORES
 def test_deleted_once_the_deadline_passed_and_not_a_second_before(platform, client):
     commune = make_commune(platform)
     started = days_ago(70)
@@ -247,6 +245,7 @@ def test_a_tenant_under_the_2019_rules_keeps_six_months(platform, client):
 # --- crash safety -----------------------------------------------------------------------------------
 
 
+@BOTH_STORES
 def test_blobs_left_by_a_sweep_killed_after_its_commit_are_removed_next_time(platform, client, monkeypatch):
     commune = make_commune(platform)
     rid, _ = upload(platform, client, commune, started_at=days_ago(50))
@@ -261,7 +260,7 @@ def test_blobs_left_by_a_sweep_killed_after_its_commit_are_removed_next_time(pla
     monkeypatch.undo()
     rec = recording(platform, rid)
     assert rec.state == RecordingState.DELETED and rec.wrapped_key is None  # the commit happened
-    assert len(list(blob_dir(platform, commune.slug, rid).glob("*.seg"))) == 2  # the blobs did not go
+    assert len(blob_names(platform.store, f"{commune.slug}/{rid}")) == 2  # the blobs did not go
 
     result = run_sweep(platform)
     assert result.deleted == [] and result.orphans_removed == 2
@@ -270,18 +269,57 @@ def test_blobs_left_by_a_sweep_killed_after_its_commit_are_removed_next_time(pla
     assert len(erasures(platform, rid)) == 1
 
 
+def test_a_killed_sweep_is_finished_by_the_next_pass_without_the_store_audit(platform, client, monkeypatch):
+    """The blobs a killed sweep left are recorded as pending: the next hourly pass (no whole-store audit)
+    removes them, and the record with them."""
+    commune = make_commune(platform)
+    rid, _ = upload(platform, client, commune, started_at=days_ago(50))
+    other, _ = upload(platform, client, commune, started_at=days_ago(1))
+
+    def killed(prefixes: list[str]) -> int:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(platform.store, "delete_prefixes", killed)
+    with platform.session() as db, pytest.raises(SystemExit):
+        sweep(platform, db, orphans=False)
+    monkeypatch.undo()
+    with platform.session() as db:
+        assert db.scalars(select(PendingBlobDeletion.prefix)).all() == [f"{commune.slug}/{rid}"]
+
+    with platform.session() as db:
+        result = sweep(platform, db, orphans=False)
+    assert result.deleted == [] and result.orphans_removed == 2
+    assert_deleted(platform, commune.slug, rid)
+    assert_kept(platform, commune.slug, other, 2)
+    with platform.session() as db:
+        assert db.scalars(select(PendingBlobDeletion.prefix)).all() == []
+
+
+def test_a_pending_deletion_never_removes_a_kept_recordings_blobs(platform, client):
+    """Whatever a pending row says, only the blobs of a recording deleted in the catalogue go."""
+    commune = make_commune(platform)
+    kept, _ = upload(platform, client, commune, started_at=days_ago(1))
+    with platform.session() as db:
+        db.add(PendingBlobDeletion(prefix=f"{commune.slug}/{kept}", recorded_at=utcnow()))
+        db.commit()
+    with platform.session() as db:
+        assert sweep(platform, db, orphans=False).orphans_removed == 0
+        assert db.scalars(select(PendingBlobDeletion.prefix)).all() == []
+    assert_kept(platform, commune.slug, kept, 2)
+
+
+@BOTH_STORES
 def test_blob_folder_reappearing_for_a_deleted_recording_is_removed(platform, client):
     commune = make_commune(platform)
     rid, _ = upload(platform, client, commune, started_at=days_ago(50))
-    folder = blob_dir(platform, commune.slug, rid)
-    saved = {p.name: p.read_bytes() for p in folder.glob("*.seg")}
+    prefix = f"{commune.slug}/{rid}"
+    saved = {name: read_raw(platform.store, f"{prefix}/{name}") for name in blob_names(platform.store, prefix)}
     run_sweep(platform)
-    assert not folder.exists()
-    folder.mkdir(parents=True)
-    for name, data in saved.items():
-        (folder / name).write_bytes(data)
+    assert blob_names(platform.store, prefix) == []
+    for name, data in saved.items():  # restored from an old backup of the folder, or of the bucket
+        write_raw(platform.store, f"{prefix}/{name}", data)
     assert run_sweep(platform).orphans_removed == len(saved) == 2
-    assert not folder.exists()
+    assert blob_names(platform.store, prefix) == []
 
 
 # --- what users see ---------------------------------------------------------------------------------
@@ -318,6 +356,7 @@ def test_cli_retention_run_prints_the_count(platform, client):
     assert again.returncode == 0 and "0 recordings deleted" in again.stdout
 
 
+@BOTH_STORES
 def test_quarantined_and_abandoned_uploads_are_deleted_on_time_too(platform, client):
     """A forged or never-finished upload still holds images of people: the same period applies."""
     from datetime import timedelta
@@ -349,4 +388,4 @@ def test_quarantined_and_abandoned_uploads_are_deleted_on_time_too(platform, cli
         assert signed.manifest.recording_id in result.deleted
         rec = db.get(Recording, signed.manifest.recording_id)
         assert rec.state == RecordingState.DELETED and rec.wrapped_key is None
-    assert not any((platform.settings.vault_dir / "staging").rglob("*.seg"))
+    assert not staged_anything(platform.store)

@@ -341,12 +341,14 @@ def test_without_the_redaction_engine_copies_are_refused_with_a_clear_message(pl
     req = _create(client, csrf)
     r = client.post(f"/api/v1/rights/requests/{req['id']}/copies", headers=_h(csrf), json={"recording_id": rid})
     assert r.status_code == 503 and "redaction engine" in r.json()["detail"]
+    api_retry = r.headers.get("Retry-After")
     assert client.get(f"/api/v1/rights/requests/{req['id']}/copies").json() == []
     # The page answers as the API does: unavailable for now, not a conflict with the request.
     r = client.post(
         f"/rights/{req['id']}/copies", data={"recording_id": rid, "csrf_token": csrf}, follow_redirects=False
     )
     assert r.status_code == 503 and "redaction engine" in r.text
+    assert r.headers["Retry-After"] == api_retry == "30"  # as the API's answer: the page may be asked again later
     assert client.get(f"/api/v1/rights/requests/{req['id']}/copies").json() == []
 
 

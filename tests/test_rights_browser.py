@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from temoin.db import utcnow
 from temoin.journal.models import JournalEntry
+from temoin.journal.service import parse_body
 from temoin.law.access import Role
 from temoin.rights.register import PARIS
 from tests.facesynth import Actor, clear, clipped, luma_frames, make_clip, redacted
@@ -260,3 +261,63 @@ def test_the_copy_page_speaks_english_and_refuses_another_commune(platform, api,
         context.close()
     with platform.session() as db:
         assert db.scalar(select(JournalEntry).where(JournalEntry.event == "access.cross_tenant")) is not None
+
+
+def test_stretches_the_detector_was_unsure_of_are_flagged_hidden_in_a_click_and_confirmed(
+    platform, api, page, tmp_path: Path
+):
+    # The passer-by steps out of sight for a third of a second (behind a van, say) and back to the same place:
+    # the detector misses them on a key frame, the tracker bridges the gap with a guessed box.
+    actors = [
+        Actor(0, 0, FRAMES - 1, 170, 170, 0.0, 0.0, 95, 95),
+        Actor(1, 0, 40, 470, 160, 0.0, 0.0, 90, 90),
+        Actor(1, 50, FRAMES - 1, 470, 160, 0.0, 0.0, 90, 90),
+    ]
+    clip = make_clip(tmp_path / "street.mp4", fps=FPS, seconds=SECONDS, actors=actors)
+    commune = make_commune(platform, cameras=1)
+    started = utcnow() - timedelta(minutes=20)
+    rid = upload_media(
+        platform, api, commune, clip.path.read_bytes(), duration_s=SECONDS, started_at=started, place=PLACE
+    )
+    sign_in_page(page, platform, commune.users[Role.CHIEF])
+    register_access_request(page, started, "veste bleue, à gauche", place=PLACE)
+    page.locator(f"tr[data-recording='{rid}']").get_by_role("button", name="Préparer une copie masquée").click()
+    expect(page).to_have_url(re.compile(r"/rights/copies/\d+$"))
+    copy_id = int(page.url.rsplit("/", 1)[1])
+    expect(page.locator("#copy-state")).to_have_attribute("data-state", "tracks_ready", timeout=120_000)
+
+    copy = page.request.get(f"/api/v1/rights/copies/{copy_id}").json()
+    passer = next(t for t in copy["tracks"] if t["box"][0] + t["box"][2] / 2 >= 320)
+    gap = next(r for r in passer["review"] if r["why"] == "gap")
+    assert gap["start_frame"] <= 45 <= gap["end_frame"], passer["review"]  # the key frame it was missed on
+    card = page.locator(f".face[data-track='{passer['id']}']")
+    flag = card.locator(".flags li.gap")
+    expect(flag).to_contain_text("visage manqué, position estimée")
+    # One click hides the whole stretch, over a box that covers the face all along it.
+    flag.get_by_role("button", name="Masquer ce passage").click()
+    expect(page.locator("#regions li.add")).to_have_count(1)
+    page.get_by_role("button", name="Produire la copie").click()
+    expect(page.locator("#copy-state")).to_have_attribute("data-state", "to_review", timeout=120_000)
+
+    # The reviewer must say they looked at the flagged stretches before approving.
+    copy_url = page.url
+    sign_in_page(page, platform, commune.users[Role.DESIGNATED_AGENT])
+    page.goto(copy_url)
+    expect(page.locator("#flagged-box")).to_be_visible()
+    flagged = int(page.locator("#flagged-count").inner_text())
+    assert flagged >= 1
+    page.get_by_role("button", name="Approuver pour remise").click()
+    expect(page.locator("#copy-error")).to_contain_text("unsure")
+    expect(page.locator("#copy-state")).to_have_attribute("data-state", "to_review")
+    page.get_by_label("J'ai regardé dans la copie chaque passage signalé comme incertain").check()
+    page.get_by_role("button", name="Approuver pour remise").click()
+    expect(page.locator("#copy-state")).to_have_attribute("data-state", "approved")
+
+    copy = page.request.get(f"/api/v1/rights/copies/{copy_id}").json()
+    [region] = copy["add_regions"]
+    assert (region["start_frame"], region["end_frame"]) == (gap["start_frame"], gap["end_frame"])
+    with platform.session() as db:
+        approved = parse_body(
+            db.scalars(select(JournalEntry).where(JournalEntry.event == "rights.copy.approved")).one().body
+        )
+    assert approved["details"]["flagged_stretches"] == flagged and approved["details"]["flagged_seen"] is True

@@ -12,6 +12,7 @@ from temoin.vault.models import Recording
 from temoin.vault.scrub import scrub
 from temoin.vault.storage import LocalBlobStore, StorageError, blob_key
 from tests.helpers import make_commune, upload
+from tests.s3_helpers import BOTH_STORES, read_raw, remove_raw, write_raw
 
 
 def test_records_resume_after_a_torn_write(tmp_path):
@@ -104,6 +105,7 @@ def test_master_key_is_never_in_the_database(platform, client):
         assert platform.keyring.master_key not in rec.wrapped_key
 
 
+@BOTH_STORES
 def test_scrub_names_each_corrupted_segment(platform, client):
     commune = make_commune(platform)
     good, _ = upload(platform, client, commune, duration_s=4, segment_s=2)
@@ -111,11 +113,10 @@ def test_scrub_names_each_corrupted_segment(platform, client):
     gone, _ = upload(platform, client, commune, duration_s=2, segment_s=2)
     with platform.session() as db:
         assert scrub(platform, db).ok
-    blob = platform.store.blobs / blob_key(commune.slug, bad, 1)
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0x40  # one bit flipped on disk
-    blob.write_bytes(bytes(data))
-    (platform.store.blobs / blob_key(commune.slug, gone, 0)).unlink()
+    data = bytearray(read_raw(platform.store, blob_key(commune.slug, bad, 1)))
+    data[len(data) // 2] ^= 0x40  # one bit flipped on disk, or in the bucket
+    write_raw(platform.store, blob_key(commune.slug, bad, 1), bytes(data))
+    remove_raw(platform.store, blob_key(commune.slug, gone, 0))
     with platform.session() as db:
         result = scrub(platform, db)
     problems = sorted(str(p) for p in result.problems)

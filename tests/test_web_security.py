@@ -249,6 +249,26 @@ def test_the_access_log_drops_query_strings() -> None:
     assert "SECRET" not in line and "/api/v1/recordings/r1/media" in line
 
 
+def test_the_demo_server_access_log_drops_query_strings_too(platform: Platform, capsys) -> None:
+    """`temoin demo` serves through BackgroundServer: its access log, once turned on, leaves grants out too."""
+    import httpx
+
+    from temoin.demo.server import BackgroundServer
+    from temoin.web.app import create_app
+
+    access = logging.getLogger("uvicorn.access")
+    with BackgroundServer(create_app(platform, scheduler=False)) as server:
+        level = access.level
+        access.setLevel(logging.INFO)  # the demo logs warnings only; an operator may turn the access log on
+        try:
+            httpx.get(f"{server.url}/api/v1/platform?grant=SECRET-GRANT", timeout=10)
+        finally:
+            access.setLevel(level)
+    out = capsys.readouterr()
+    logged = out.out + out.err
+    assert "/api/v1/platform?" in logged and "SECRET-GRANT" not in logged, logged
+
+
 # --- refused authentications, journaled by the minute ------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ WIDTH, HEIGHT, FPS = 320, 240, 10
 
 def setup(home: Path) -> tuple[str, str]:
     """A tenant, an agent, a CSU operator's API token, and a one-time enrolment code for the camera."""
+    from temoin.demo.commune import territory
     from temoin.identity import devices, service
     from temoin.journal.entry import Actor
     from temoin.law.access import Role
@@ -43,7 +44,13 @@ def setup(home: Path) -> tuple[str, str]:
     p = common.open_platform(home)
     with p.session() as db:
         tenant = service.create_tenant(
-            p, db, slug="bench-live", name="Bench", profile="fr-police-municipale", authorised_cameras=2
+            p,
+            db,
+            slug="bench-live",
+            name="Bench",
+            profile="fr-police-municipale",
+            authorised_cameras=2,
+            territory=territory(),  # the French profile requires the authorised territory (R241-8 II)
         )
         operator = service.create_user(
             p,
@@ -250,6 +257,7 @@ def main() -> None:
     ap = common.parser(__doc__.splitlines()[0])
     ap.add_argument("--presses", type=int, default=None)
     args = ap.parse_args()
+    os.umask(0o077)  # `temoin serve` refuses a home whose files others may read
     count = args.presses or (8 if args.quick else 30)
     results = Results(
         "live button", f"{count} presses, camera agent at {WIDTH}x{HEIGHT}, {FPS} fps, H.264 + Opus, loopback"

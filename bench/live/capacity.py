@@ -40,7 +40,8 @@ from common import Results  # noqa: E402
 PROFILES = {"small": (320, 240, 15, 300_000), "720p": (1280, 720, 25, 2_000_000)}
 PROFILE_ENV = "TEMOIN_BENCH_LIVE_PROFILE"
 WIDTH, HEIGHT, FPS, BITRATE = PROFILES[os.environ.get(PROFILE_ENV, "small")]
-VIEWERS = 2
+VIEWERS_ENV = "TEMOIN_BENCH_LIVE_VIEWERS"
+VIEWERS = int(os.environ.get(VIEWERS_ENV, "2"))
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -112,6 +113,7 @@ def worker(
     done,  # noqa: ANN001
     results,
 ) -> None:
+    os.setpgid(0, 0)  # the load generators: a process group of their own, their CPU counted apart from the server's
     asyncio.run(_worker(url, token, cameras, media, ready, measure, done, results))
 
 
@@ -189,6 +191,7 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                 video = pc.addTransceiver("video", direction="recvonly")
                 audio = pc.addTransceiver("audio", direction="recvonly")
                 await pc.setLocalDescription(await pc.createOffer())
+                asked = time.monotonic()
                 r = await http.post(
                     f"/api/v1/live/whep/{s['sid']}",
                     content=pc.localDescription.sdp.encode(),
@@ -196,12 +199,15 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                 )
                 r.raise_for_status()
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
-                counts = {"video": 0, "audio": 0, "keyframes": 0}
+                counts = {"video": 0, "audio": 0, "keyframes": 0, "asked": asked, "first_key_s": None}
 
                 def on_frame(mime: str, data: bytes, ts: int, counts=counts) -> None:  # noqa: ANN001
                     if mime.startswith("video"):
                         counts["video"] += 1
-                        counts["keyframes"] += b"\x00\x00\x01\x65" in data or b"\x00\x00\x01\x25" in data
+                        key = b"\x00\x00\x01\x65" in data or b"\x00\x00\x01\x25" in data
+                        counts["keyframes"] += key
+                        if key and counts["first_key_s"] is None:  # WHEP POST -> first keyframe received
+                            counts["first_key_s"] = time.monotonic() - counts["asked"]
                     else:
                         counts["audio"] += 1
 
@@ -231,6 +237,7 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                 "audio_got": sum(e["audio"] - s["audio"] for s, e in zip(start, end, strict=True)),
                 "worst_viewer_video": min((e["video"] - s["video"]) for s, e in zip(start, end, strict=True)),
                 "cpu_s": cpu1.user + cpu1.system - cpu0.user - cpu0.system,
+                "keyframe_s": [v["first_key_s"] for v in viewers],
             }
         )
         for s in streams:
@@ -243,6 +250,7 @@ def setup(home: Path, cameras: int) -> tuple[str, list[tuple[str, bytes]]]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+    from temoin.demo.commune import territory
     from temoin.evidence.canonical import b64e
     from temoin.evidence.signing import public_key_bytes
     from temoin.identity import devices, service
@@ -253,7 +261,13 @@ def setup(home: Path, cameras: int) -> tuple[str, list[tuple[str, bytes]]]:
     out = []
     with p.session() as db:
         tenant = service.create_tenant(
-            p, db, slug="bench-live", name="Bench", profile="fr-police-municipale", authorised_cameras=cameras + 1
+            p,
+            db,
+            slug="bench-live",
+            name="Bench",
+            profile="fr-police-municipale",
+            authorised_cameras=cameras + 1,
+            territory=territory(),  # the French profile requires the authorised territory (R241-8 II)
         )
         operator = service.create_user(
             p,
@@ -311,6 +325,7 @@ def step(url: str, token: str, cameras: list, media, workers: int, window_s: flo
         proc.join(60)
     wall = wall1 - wall0
     total = {k: sum(p[k] for p in parts) for k in ("video_sent", "audio_sent", "video_got", "audio_got", "cpu_s")}
+    keys = sorted(k if k is not None else float("inf") for p in parts for k in p["keyframe_s"])
     return {
         "streams": len(cameras),
         "viewers_without_picture": silent,
@@ -321,12 +336,28 @@ def step(url: str, token: str, cameras: list, media, workers: int, window_s: flo
         "video_loss": 1 - total["video_got"] / max(1, total["video_sent"]),
         "audio_loss": 1 - total["audio_got"] / max(1, total["audio_sent"]),
         "worst_viewer_fps": min(p["worst_viewer_video"] for p in parts) / wall,
+        # Nearest rank (a viewer without a keyframe counts as infinitely late, never interpolated).
+        "keyframe_latency_p50_s": keys[max(0, -(-len(keys) * 50 // 100) - 1)] if keys else float("nan"),
+        "keyframe_latency_p95_s": keys[max(0, -(-len(keys) * 95 // 100) - 1)] if keys else float("nan"),
+        # What the viewers received of what a full rate would give: on a machine busy with other work the
+        # cameras (and the server) run slower; the server's CPU per stream at the full rate is scaled by it.
+        "delivered": total["video_got"] / max(1.0, len(cameras) * VIEWERS * FPS * wall),
+        "loadavg": os.getloadavg(),
     }
 
 
 def main() -> None:
+    global WIDTH, HEIGHT, FPS, BITRATE, VIEWERS
     ap = common.parser(__doc__.splitlines()[0])
     ap.add_argument("--steps", default=None, help="stream counts, e.g. 1,4,8,16")
+    ap.add_argument("--streams", type=int, default=None, help="one step of this many streams (as --steps N)")
+    ap.add_argument("--viewers", type=int, default=VIEWERS, help="viewers per stream (2)")
+    ap.add_argument(
+        "--server-profile",
+        type=Path,
+        default=None,
+        help="sample every thread of the server (bench/live/sampled_serve.py) and write the profile here (JSON)",
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument(
         "--profile",
@@ -335,8 +366,13 @@ def main() -> None:
         help="720p: 1280x720 at 25 fps, 2 Mbit/s (the issue's figure); small: 320x240, 15 fps, 300 kbit/s",
     )
     args = ap.parse_args()
-    global WIDTH, HEIGHT, FPS, BITRATE
     os.environ[PROFILE_ENV] = args.profile
+    os.environ[VIEWERS_ENV] = str(args.viewers)
+    VIEWERS = args.viewers
+    if args.streams:
+        args.steps = str(args.streams)
+    os.umask(0o077)  # `temoin serve` refuses a home whose files others may read
+    load_before = os.getloadavg()
     WIDTH, HEIGHT, FPS, BITRATE = PROFILES[args.profile]
     steps = [int(s) for s in (args.steps or ("1,4,8" if args.quick else "1,4,8,16,24")).split(",")]
     window = 6.0 if args.quick else 15.0
@@ -357,8 +393,12 @@ def main() -> None:
         import httpx
 
         server_log = open(home / "server.log", "wb")  # noqa: SIM115
+        serve = [sys.executable, "-m", "temoin", "serve", "--port", str(port)]
+        if args.server_profile:
+            serve = [sys.executable, str(Path(__file__).parent / "sampled_serve.py"), "--out"]
+            serve += [str(args.server_profile.resolve()), "--", "--port", str(port)]
         server = subprocess.Popen(
-            [sys.executable, "-m", "temoin", "serve", "--port", str(port)],
+            serve,
             env=env,
             stdout=server_log,
             stderr=subprocess.STDOUT,
@@ -403,12 +443,16 @@ def main() -> None:
             results.add(f"{row['streams']} streams × {VIEWERS} viewers", row["failed"])
             continue
         per = (row["server_cpu"] - idle) / row["streams"]
+        per_full = per / max(1e-9, row["delivered"])
         results.add(
             f"{row['streams']} streams × {VIEWERS} viewers",
             f"server {row['server_cpu'] * 100:.0f} % of a core ({per * 100:.1f} % per stream); "
             f"lost: video {max(0, row['video_loss']) * 100:.2f} %, audio {max(0, row['audio_loss']) * 100:.2f} %; "
-            f"worst viewer {row['worst_viewer_fps']:.1f} fps; clients {row['clients_cpu'] * 100:.0f} %; "
-            f"machine {row['machine_busy']:.2f} of {os.cpu_count()} cores busy"
+            f"worst viewer {row['worst_viewer_fps']:.1f} fps; {row['delivered'] * 100:.0f} % of the full rate "
+            f"delivered, so {per_full * 100:.1f} % of a core per stream at the full rate; clients {row['clients_cpu'] * 100:.0f} %; "
+            f"machine {row['machine_busy']:.2f} of {os.cpu_count()} cores busy; keyframe latency (WHEP POST → "
+            f"first keyframe) p50 {row['keyframe_latency_p50_s'] * 1000:.0f} ms, "
+            f"p95 {row['keyframe_latency_p95_s'] * 1000:.0f} ms; load average {row['loadavg'][0]:.1f}"
             + (
                 f"; {row['viewers_without_picture']} viewers without a picture"
                 if row["viewers_without_picture"]
@@ -421,6 +465,8 @@ def main() -> None:
             },
         )
     results.raw["rows"] = rows
+    results.raw["loadavg_before"] = load_before
+    results.raw["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results.print()
     results.write_json(args.json)
 

@@ -93,6 +93,7 @@ def setup(home: Path) -> tuple[str, object, str]:
     """A tenant, an enrolled camera (device id, key) and a CSU operator's API token."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from temoin.demo.commune import territory
     from temoin.evidence.canonical import b64e
     from temoin.evidence.signing import public_key_bytes
     from temoin.identity import devices, service
@@ -102,7 +103,13 @@ def setup(home: Path) -> tuple[str, object, str]:
     p = common.open_platform(home)
     with p.session() as db:
         tenant = service.create_tenant(
-            p, db, slug="bench-live", name="Bench", profile="fr-police-municipale", authorised_cameras=2
+            p,
+            db,
+            slug="bench-live",
+            name="Bench",
+            profile="fr-police-municipale",
+            authorised_cameras=2,
+            territory=territory(),  # the French profile requires the authorised territory (R241-8 II)
         )
         operator = service.create_user(
             p,
@@ -168,7 +175,8 @@ async def direct(seconds: float) -> Measure:
     """Camera → viewer without the server: the baseline."""
     from aiortc import RTCConfiguration, RTCPeerConnection
 
-    from temoin.camera.live_publisher import CameraAudioTrack, CameraVideoTrack, _Paced, prefer
+    from temoin.camera.live_media import CameraAudioTrack, CameraVideoTrack, _Paced
+    from temoin.camera.live_whip import prefer
     from temoin.camera.media import SyntheticScene
 
     scene = SyntheticScene(WIDTH, HEIGHT, FPS)
@@ -219,6 +227,7 @@ def summary(results: Results, name: str, m: Measure, seconds: float) -> float:
 def main() -> None:
     ap = common.parser(__doc__.splitlines()[0])
     args = ap.parse_args()
+    os.umask(0o077)  # `temoin serve` refuses a home whose files others may read
     seconds = 6.0 if args.quick else 20.0
     results = Results("live latency", f"{WIDTH}x{HEIGHT} at {FPS} fps, H.264 + Opus, {seconds:.0f} s per measure")
     with common.bench_home(args, "live") as home:

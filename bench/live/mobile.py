@@ -199,16 +199,23 @@ async def _dashboard(args: argparse.Namespace) -> None:
 
 
 def setup(home: Path) -> tuple[str, str]:
+    import common
+
+    from temoin.demo.commune import territory
     from temoin.identity import devices, service
     from temoin.journal.entry import Actor
     from temoin.law.access import Role
 
-    import common
-
     p = common.open_platform(home)
     with p.session() as db:
         tenant = service.create_tenant(
-            p, db, slug="bench-4g", name="Bench", profile="fr-police-municipale", authorised_cameras=2
+            p,
+            db,
+            slug="bench-4g",
+            name="Bench",
+            profile="fr-police-municipale",
+            authorised_cameras=2,
+            territory=territory(),  # the French profile requires the authorised territory (R241-8 II)
         )
         operator = service.create_user(
             p,
@@ -258,6 +265,7 @@ def main() -> None:  # noqa: PLR0915
     ap.add_argument("--camera-home", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    os.umask(0o077)  # `temoin serve` refuses a home whose files others may read
     if args.role == "camera":
         return camera_role(args)
     if args.role == "dashboard":

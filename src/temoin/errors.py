@@ -8,8 +8,7 @@ each kind to its status in one table (temoin.web.problems); the CLI prints the m
 from __future__ import annotations
 
 import sqlite3
-
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+import sys
 
 SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # another connection holds the lock beyond the busy timeout
 SQLITE_FULL = 13  # "database or disk is full" (also raised when PRAGMA max_page_count is reached)
@@ -128,7 +127,10 @@ def from_database(exc: BaseException) -> TemoinError | None:
 
     Accepts SQLAlchemy's wrapper (its `.orig` is the driver's error), its pool timeout, or the driver's error.
     """
-    if isinstance(exc, PoolTimeout):
+    # SQLAlchemy's pool timeout, looked up only if SQLAlchemy is loaded (it is whenever one can be raised): a process
+    # without a database, the camera agent, does not import it (about 20 MiB) for this check.
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.TimeoutError):
         return Unavailable(DATABASE_BUSY)
     orig = getattr(exc, "orig", None) or exc
     if isinstance(orig, sqlite3.Error):

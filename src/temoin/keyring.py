@@ -24,7 +24,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -89,13 +89,41 @@ def _rotation_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Signer:
-    """The current signing key, held still while a statement naming it and its time is made and signed."""
+    """One view of the current signing key: the key, its id and the history naming it, taken together by
+    `Keyring.signing`. A statement names `key_id` and is signed by `sign` of the same Signer, so the id it names
+    is always the key that signed it, whatever rotates meanwhile."""
 
     key: Ed25519PrivateKey
+    history: KeySet = field(default_factory=KeySet)
+
+    @property
+    def public_key(self) -> bytes:
+        return public_key_bytes(self.key)
 
     @property
     def key_id(self) -> str:
-        return key_id(public_key_bytes(self.key))
+        return key_id(self.public_key)
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.public_key).hexdigest()
+
+    @property
+    def since(self) -> datetime | None:
+        """When this key became current (None: since the beginning, or no history)."""
+        known = self.history.by_raw(self.public_key)
+        return known.valid_from if known is not None else None
+
+    @property
+    def trusted(self) -> KeySet:
+        return self.history if self.history else KeySet.of_raw(self.public_key, "the platform's signing key")
+
+    def public_key_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     def sign(self, message: bytes) -> str:
         return b64e(self.key.sign(message))
@@ -219,18 +247,19 @@ class Keyring:
             else KeySet.of_raw(public_key_bytes(keys.signing_key), "the platform's signing key")
         )
 
-    def sign(self, message: bytes) -> str:
-        return b64e(self.signing_key.sign(message))
-
     @contextmanager
     def signing(self) -> Iterator[Signer]:
-        """The current key for a statement stamped with the time inside the block: a rotation waits for the block
-        to end, so the key is valid at that time whoever rotates, in whatever process."""
+        """The current key, its id and history, taken at once, for a statement naming the key and stamped with the
+        time inside the block: a rotation waits for the block to end, so the statement names the key that signs it
+        and that key is valid at that time, whoever rotates, in whatever process. Every platform signature is made
+        through it (receipts, certificates, journal checkpoints, deletion certificates, extraction packages)."""
         if self._dir is None:
-            yield Signer(self._keys.signing_key)
+            keys = self._keys
+            yield Signer(keys.signing_key, keys.history)
             return
         with _rotation_lock(self._dir, exclusive=False):
-            yield Signer(self._current().signing_key)
+            keys = self._current()
+            yield Signer(keys.signing_key, keys.history)
 
     def public_key_pem(self) -> bytes:
         from cryptography.hazmat.primitives import serialization
@@ -365,7 +394,7 @@ def rotate(settings: Settings) -> tuple[PlatformKey, PlatformKey]:
         assert old is not None
         new_key, now = Ed25519PrivateKey.generate(), _now()
         raw = public_key_bytes(new_key)
-        endorsement = keyring.sign(endorsement_bytes(PlatformKey(raw).id, raw, now))
+        endorsement = Signer(keyring.signing_key).sign(endorsement_bytes(PlatformKey(raw).id, raw, now))
         new = PlatformKey(raw, valid_from=now, endorsed_by=old.id, endorsement=endorsement)
         retired = replace(old, valid_until=now)
         history = KeySet(tuple(retired if k.public_key == old.public_key else k for k in keyring.history) + (new,))

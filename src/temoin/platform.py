@@ -33,7 +33,7 @@ from temoin.settings import Settings
 from temoin.vault import derived
 from temoin.vault.ingest import unfinished_uploads
 from temoin.vault.retention import first_trace_of_kept
-from temoin.vault.storage import LocalBlobStore
+from temoin.vault.storage import BlobStore, open_blob_store
 
 
 def _wire() -> None:
@@ -55,7 +55,7 @@ class Platform:
     sessions: sessionmaker
     keyring: Keyring
     journal: Journal
-    store: LocalBlobStore
+    store: BlobStore
     timestamper: Timestamper | None = None  # RFC 3161 TSA client, when TEMOIN_TSA_URL is set
     witness: SyslogWitness | None = None  # where checkpoints are also sent (TEMOIN_JOURNAL_WITNESS)
 
@@ -83,7 +83,7 @@ class Platform:
             sessions=make_sessionmaker(engine),
             keyring=keyring,
             journal=Journal(FileSink(settings.journal_dir)),
-            store=LocalBlobStore(settings.vault_dir),
+            store=open_blob_store(settings.blob_store_url, settings.vault_dir),
             timestamper=timestamper,
             witness=witness_from_url(settings.journal_witness),
         )

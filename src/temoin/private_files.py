@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import make_url
-
 if TYPE_CHECKING:  # the camera writes its files with write_private and has no platform settings
     from temoin.settings import Settings
 
@@ -67,6 +65,8 @@ def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:
 
 
 def sqlite_files(database_url: str) -> list[Path]:
+    from sqlalchemy.engine import make_url  # here: the camera agent uses this module and has no database
+
     url = make_url(database_url)
     if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
         return []

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path("./var"), description="data folder: database, vault, journal files, keys")
     database_url: str = Field("", description="SQLAlchemy URL of the database; empty: SQLite in the data folder")
+    blob_store_url: str = Field(
+        "",
+        description="where the sealed blobs live: empty, HOME/vault; s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME], "
+        "an S3-compatible object store (credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+    )
     master_key_file: Path | None = Field(None, description="file of the master key (default: HOME/keys/master.key)")
     master_key_env: str | None = Field(None, repr=False, description="the master key itself, base64 of 32 bytes")
     secure_cookies: bool = Field(True, description="cookies marked Secure (TEMOIN_INSECURE_COOKIES=1: plain HTTP)")
@@ -160,6 +165,18 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, url: str) -> str:
         return url.strip()
+
+    @field_validator("blob_store_url")
+    @classmethod
+    def _object_store(cls, url: str) -> str:
+        url = url.strip()
+        if url and not url.startswith("s3://"):
+            raise ValueError("the blob store must be empty (local files) or an s3://BUCKET[/PREFIX] URL")
+        if "@" in url.split("?", 1)[0]:
+            raise ValueError(
+                "credentials never go in the blob store URL: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+        return url
 
     @field_validator("live_ice_servers", mode="before")
     @classmethod
@@ -246,7 +263,9 @@ def explain(exc: ValidationError) -> str:
             continue
         problem = error["msg"].removeprefix("Value error, ")
         value = (
-            "" if error["type"] == "missing" or name in ("master_key_env", "tsa_password") else f"={error['input']!r}"
+            ""
+            if error["type"] == "missing" or name in ("master_key_env", "tsa_password", "blob_store_url")
+            else f"={error['input']!r}"
         )  # secrets are never printed
         expected = "" if error["type"] == "value_error" else f"; expected {_expected(field)}"  # it says the form
         lines.append(f"{variable(name)}{value}: {problem[:1].lower() + problem[1:]}{expected}")

@@ -20,6 +20,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from temoin.errors import InvalidInput
 
+
+class Undecryptable(InvalidInput):
+    """An encrypted object Témoin cannot open: a key file it cannot read, a key it does not hold, a cut ciphertext."""
+
+
 _OAEP = asym.OAEP(mgf=asym.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303 - RSA-OAEP with SHA-1 is what Axis cameras use; OAEP-SHA1 is not broken
 
 
@@ -31,11 +36,11 @@ class KeyFile:
             self.iv = base64.b64decode(doc["ContentEncryptionIV"], validate=True)
             self.public_key_id = str(doc.get("PublicKeyId") or "")
         except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error):
-            raise InvalidInput(
+            raise Undecryptable(
                 "the key file is not the JSON the Body Worn system writes (EncryptedKey, ContentEncryptionIV)"
             ) from None
         if len(self.iv) != 16:
-            raise InvalidInput("the key file's ContentEncryptionIV is not 16 bytes")
+            raise Undecryptable("the key file's ContentEncryptionIV is not 16 bytes")
 
 
 def decrypt(private_key: RSAPrivateKey, key_file: KeyFile, ciphertext: Iterable[bytes]) -> Iterator[bytes]:
@@ -43,7 +48,7 @@ def decrypt(private_key: RSAPrivateKey, key_file: KeyFile, ciphertext: Iterable[
     try:
         content_key = private_key.decrypt(key_file.encrypted_key, _OAEP)
     except ValueError:
-        raise InvalidInput(
+        raise Undecryptable(
             f"the clip's content key does not open with Témoin's private key {key_file.public_key_id!r}"
         ) from None
     decryptor = Cipher(algorithms.AES(content_key), modes.CBC(key_file.iv)).decryptor()
@@ -55,7 +60,7 @@ def decrypt(private_key: RSAPrivateKey, key_file: KeyFile, ciphertext: Iterable[
     try:
         yield unpadder.update(decryptor.finalize()) + unpadder.finalize()
     except ValueError:
-        raise InvalidInput("the encrypted clip is truncated or altered (bad padding)") from None
+        raise Undecryptable("the encrypted clip is truncated or altered (bad padding)") from None
 
 
 def encrypt(public_key: RSAPublicKey, public_key_id: str, plaintext: bytes) -> tuple[bytes, bytes]:

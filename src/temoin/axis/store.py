@@ -13,9 +13,11 @@ Metadata keys are compared case-insensitively; values are kept exactly as receiv
 from __future__ import annotations
 
 import hashlib
+import queue
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -398,6 +400,47 @@ def _lock(container_id: int, name: str) -> threading.Lock:
         return _locks.setdefault((container_id, name), threading.Lock())
 
 
+class _Stages:
+    """Each record of a body through every stage, each stage in its own thread, in order; at most DEPTH records
+    waiting per stage (memory stays bounded whatever the size). SHA-256, MD5 and sealing + writing release the GIL,
+    so they run side by side and beside the request's receiving, instead of one after the other."""
+
+    DEPTH = 4
+
+    def __init__(self, *stages: Callable[[bytes], None]) -> None:
+        self.error: BaseException | None = None
+        self.queues: list[queue.Queue[bytes | None]] = [queue.Queue(maxsize=self.DEPTH) for _ in stages]
+        self.threads = [
+            threading.Thread(target=self._run, args=(q, stage), name="axis-upload", daemon=True)
+            for q, stage in zip(self.queues, stages, strict=True)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self, q: queue.Queue[bytes | None], stage: Callable[[bytes], None]) -> None:
+        while (record := q.get()) is not None:
+            if self.error is None:  # after a failure, drain (a producer never blocks on a dead stage)
+                try:
+                    stage(record)
+                except BaseException as exc:  # noqa: BLE001 - handed to the request's thread, raised there
+                    self.error = exc
+
+    def put(self, record: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        for q in self.queues:
+            q.put(record)
+
+    def close(self) -> None:
+        """Wait until every stage has done every record; raise the first stage failure."""
+        for q in self.queues:
+            q.put(None)
+        for thread in self.threads:
+            thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 class ObjectUpload:
     """One object PUT: checks everything it can before the body, then seals the body as it arrives.
 
@@ -462,41 +505,45 @@ class ObjectUpload:
             self.header_pending = True
             self.sealer = crypto.Sealer(self.data_key, self.header)
             self.sha256, self.md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-            self.buffer, self.fill, self.received = bytearray(crypto.RECORD_BYTES), 0, 0
+            self.pieces: list[bytes] = []  # what arrived since the last whole record
+            self.fill, self.received = 0, 0
+            self.stages = _Stages(self.sha256.update, self.md5.update, self._write)
         except BaseException:
             self.lock.release()
             raise
 
     def feed(self, *chunks: bytes) -> None:
+        """Take the next bytes of the body: checked against the limits here, hashed and sealed by the stages
+        (this blocks only while they are DEPTH records behind)."""
         for chunk in chunks:
             if self.received + self.fill + len(chunk) > self.limit:
                 raise InvalidInput(f"object larger than the {self.limit} bytes Témoin accepts for a {self.kind}")
             if self.length is not None and self.received + self.fill + len(chunk) > self.length:
                 raise InvalidInput("more bytes than Content-Length announced")
-            view = memoryview(chunk)
-            while view:
-                take = min(len(view), crypto.RECORD_BYTES - self.fill)
-                self.buffer[self.fill : self.fill + take] = view[:take]
-                self.fill += take
-                view = view[take:]
-                if self.fill == crypto.RECORD_BYTES:
-                    self._seal()
+            self.pieces.append(chunk)
+            self.fill += len(chunk)
+            while self.fill >= crypto.RECORD_BYTES:
+                joined = b"".join(self.pieces)
+                rest = joined[crypto.RECORD_BYTES :]
+                self._record(joined[: crypto.RECORD_BYTES] if rest else joined)
+                self.pieces, self.fill = ([rest] if rest else []), len(rest)
 
-    def _seal(self) -> None:
-        plain = memoryview(self.buffer)[: self.fill]
-        self.sha256.update(plain)
-        self.md5.update(plain)
-        prefix, sealed = self.sealer.seal_record(plain)
+    def _record(self, record: bytes) -> None:
+        self.stages.put(record)
+        self.received += len(record)
+
+    def _write(self, record: bytes) -> None:
+        prefix, sealed = self.sealer.seal_record(record)
         self.p.store.append_staged(self.key, self.header if self.header_pending else None, prefix, sealed)
         self.header_pending = False
-        self.received += self.fill
-        self.fill = 0
 
     def finish(self) -> AxisObject:
         """Seal the rest, make it durable, then make this version the object (the previous one is dropped)."""
         try:
             if self.fill:
-                self._seal()
+                self._record(b"".join(self.pieces))
+                self.pieces, self.fill = [], 0
+            self.stages.close()
             if self.header_pending:  # an empty object: a blob with its header and no record
                 self.p.store.append_staged(self.key, self.header)
             self.p.store.sync_staged(self.key)
@@ -534,14 +581,23 @@ class ObjectUpload:
                 _drop_slot(self.p, self.tenant, container, replaced)
             return obj
         except BaseException:
+            self._stop()
             self.db.rollback()
             self.p.store.discard_staged(self.key)
             raise
         finally:
             self.lock.release()
 
+    def _stop(self) -> None:
+        """The stages finished (nothing writes the staged blob any more), their failure, if any, dropped."""
+        try:
+            self.stages.close()
+        except BaseException:  # noqa: BLE001, S110 - the upload is being dropped: its cause is raised already
+            pass
+
     def abort(self) -> None:
         try:
+            self._stop()
             self.p.store.discard_staged(self.key)
         finally:
             self.lock.release()

@@ -13,8 +13,8 @@ import hashlib
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 from sqlalchemy import select
@@ -23,17 +23,26 @@ from sqlalchemy.orm import Session
 from temoin.axis import e2e
 from temoin.axis.connection import private_key
 from temoin.axis.models import AxisContainer, AxisObject
-from temoin.axis.objects import FIRST_SLOT, device_public_key, epoch, read_object, recording_metadata, text
+from temoin.axis.objects import (
+    FIRST_SLOT,
+    data_key,
+    device_public_key,
+    epoch,
+    read_object,
+    recording_metadata,
+    text,
+)
 from temoin.db import utcnow
-from temoin.errors import Conflict, Forbidden, InvalidInput
+from temoin.errors import Forbidden, InvalidInput, NotFound
+from temoin.evidence import crypto
 from temoin.evidence.chain import chain_links
 from temoin.evidence.manifest import Receipt, SignedReceipt
 from temoin.geo.communes import commune_of
-from temoin.geo.territory import contains
 from temoin.identity.devices import device_actor
 from temoin.identity.models import Device, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
+from temoin.vault import field_checks
 from temoin.vault.catalogue import is_axis
 from temoin.vault.context import VaultContext
 from temoin.vault.field_checks import Flag
@@ -225,7 +234,8 @@ def _bookmarks(
 def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer) -> Recording:
     """The recording container is Complete: verify what is there, store it as a recording, sign, journal, commit.
 
-    Raises InvalidInput (nothing changed) when it cannot be stored: no clip, a clip whose body never arrived."""
+    Raises InvalidInput (nothing changed) when it cannot be stored: no clip, a clip whose body never arrived, an
+    encrypted clip or trail that does not decrypt (then journaled and quarantined once, see _undecryptable)."""
     rec = db.get(Recording, container.recording_id)
     if rec is None or rec.state == RecordingState.DELETED:
         raise Forbidden(f"the recording of container {container.name!r} was deleted")
@@ -239,30 +249,35 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
         raise InvalidInput(f"recording container {container.name!r} is Complete but holds no clip: nothing to store")
     device = db.get(Device, rec.device_id)
     assert device is not None
-    track = _track(p, db, tenant, container, objects)
+    # Every staged body must be whole on disk before anything moves (a blob lost to a crash is named here).
+    keys = {c.name: key_object_for(c.name, objects) for c in clips}
+    final = {c.name: blob_key(tenant.slug, rec.id, i) for i, c in enumerate(clips) if keys[c.name] is None}
+    for obj in objects.values():
+        key = blob_key(tenant.slug, container.storage_id, obj.slot)
+        # Promoted already by an earlier try that died before its commit: the move is idempotent.
+        if p.store.staged_size(key) == 0 and not p.store.exists(final.get(obj.name, key)):
+            raise InvalidInput(
+                f"object {obj.name!r} has no stored body (lost in a crash?): upload it again, then set Status Complete"
+            )
+    dk = data_key(p, db, container)
+    try:
+        track = _track(p, db, tenant, container, objects)
+        # The segments are what was filmed: clips the camera encrypted are decrypted once, here, with the key the
+        # connection file gave the Axis system; the received bytes stay as evidence beside them.
+        bodies = [
+            _decrypt_clip(p, db, tenant, container, dk, c, key_obj, blob_key(tenant.slug, rec.id, i))
+            if (key_obj := keys[c.name]) is not None
+            else _plain_clip(p, dk, c, blob_key(tenant.slug, rec.id, c.slot), final[c.name])
+            for i, c in enumerate(clips)
+        ]
+    except (e2e.Undecryptable, NotFound) as exc:  # NotFound: no private key of that PublicKeyId for the tenant
+        raise InvalidInput(_undecryptable(p, db, tenant, container, rec, str(exc))) from exc
     categories, marks = _bookmarks(p, db, tenant, container, objects)
     meta = container.meta or {}
     first_start = _clip_time(clips[0], "StartTime")
     last_stop = max(_clip_time(c, "StopTime") for c in clips)
     started = epoch(meta, "StartTime") or first_start
     ended = epoch(meta, "StopTime") or last_stop
-    hashes = [bytes.fromhex(c.sha256) for c in clips]
-    links = chain_links(rec.id, hashes)
-    now = utcnow()
-
-    def describe(o: AxisObject) -> dict:
-        key_obj = key_object_for(o.name, objects) if o.kind in ("clip", "gnss") else None
-        return {
-            "name": o.name,
-            "kind": o.kind,
-            "size": o.size,
-            "sha256": o.sha256,
-            "md5": o.md5,
-            "received_at": o.received_at.isoformat(),
-            "metadata": recording_metadata(o.meta),
-            **({"encrypted_with": key_obj.name} if key_obj else {}),
-        }
-
     user_obj = db.scalar(
         select(AxisObject)
         .join(AxisContainer)
@@ -280,6 +295,43 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
             .where(AxisContainer.tenant_id == tenant.id, AxisContainer.kind == "system")
         )
     ]
+    hashes = [bytes.fromhex(b.sha256) for b in bodies]
+    links = chain_links(rec.id, hashes)
+    now = utcnow()
+    body_of = {c.name: b for c, b in zip(clips, bodies, strict=True)}
+    agent_ref = (text(user_obj.meta, "UserID") if user_obj else None) or rec.agent_ref
+    # The checks a native recording gets at ingest (vault.field_checks): the Axis system measures no clock offset
+    # for Témoin, so its times are its word (never deleted on it alone); the wearer against Témoin's shifts.
+    checked = field_checks.check_declared(
+        db,
+        tenant,
+        device,
+        field_checks.Declared(
+            started_at=started,
+            ended_at=ended,
+            clock_offset_ms=None,
+            agent_id=agent_ref,
+            fixes=[(f["lat"], f["lon"]) for f in track],
+        ),
+        get_profile(tenant.profile),
+        now,
+        p.settings.device_clock_window_s,
+    )
+
+    def describe(o: AxisObject) -> dict:
+        key_obj = key_object_for(o.name, objects) if o.kind in ("clip", "gnss") else None
+        return {
+            "name": o.name,
+            "kind": o.kind,
+            "size": o.size,
+            "sha256": o.sha256,
+            "md5": o.md5,
+            "received_at": o.received_at.isoformat(),
+            "metadata": recording_metadata(o.meta),
+            **({"encrypted_with": key_obj.name} if key_obj else {}),
+            **(body_of[o.name].described(key_obj is not None) if o.name in body_of else {}),
+        }
+
     doc = {
         "axis": {
             "container": container.name,
@@ -296,15 +348,17 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
         "manifest": {
             "recording_id": rec.id,
             "camera_id": device.id,
-            "agent_id": rec.agent_ref,
+            "agent_id": checked.agent_ref,
+            "declared_agent_id": agent_ref,
             "started_at": started.isoformat(),
             "ended_at": ended.isoformat(),
+            "flags": checked.flags,
             "gps_track": track,
             "segments": [
                 {
                     "index": i,
-                    "sha256": c.sha256,
-                    "size": c.size,
+                    "sha256": body_of[c.name].sha256,
+                    "size": body_of[c.name].size,
                     "chain": links[i].hex(),
                     "started_at": _clip_time(c, "StartTime").isoformat(),
                     "duration_s": (_clip_time(c, "StopTime") - _clip_time(c, "StartTime")).total_seconds(),
@@ -315,25 +369,17 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
         },
     }
     manifest = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
-    # Every staged body must be whole on disk before anything moves (a blob lost to a crash is named here).
-    final = {c.name: blob_key(tenant.slug, rec.id, i) for i, c in enumerate(clips)}
+    for clip in clips:  # the clips become the recording's segments, in time order
+        if clip.name in final:
+            p.store.promote(blob_key(tenant.slug, rec.id, clip.slot), final[clip.name])
     for obj in objects.values():
-        key = blob_key(tenant.slug, container.storage_id, obj.slot)
-        # Promoted already by an earlier try that died before its commit: the move is idempotent.
-        if p.store.staged_size(key) == 0 and not p.store.exists(final.get(obj.name, key)):
-            raise InvalidInput(
-                f"object {obj.name!r} has no stored body (lost in a crash?): upload it again, then set Status Complete"
-            )
-    for index, clip in enumerate(clips):  # the clips become the recording's segments, in time order
-        p.store.promote(blob_key(tenant.slug, rec.id, clip.slot), blob_key(tenant.slug, rec.id, index))
-    for obj in objects.values():
-        if obj.kind != "clip":
+        if obj.name not in final:  # key files, trails, bookmarks, and the received bytes of encrypted clips
             p.store.promote(blob_key(tenant.slug, rec.id, obj.slot))
     rec.segments = [
         Segment(
             index=i,
-            size=c.size,
-            sha256=c.sha256,
+            size=body_of[c.name].size,
+            sha256=body_of[c.name].sha256,
             chain=links[i].hex(),
             started_at=_clip_time(c, "StartTime"),
             duration_s=(_clip_time(c, "StopTime") - _clip_time(c, "StartTime")).total_seconds(),
@@ -342,18 +388,20 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
         for i, c in enumerate(clips)
     ]
     for i, clip in enumerate(clips):
-        clip.slot = i  # its blob now lives at the segment's index
+        if clip.name in final:
+            clip.slot = i  # its blob now lives at the segment's index
     profile = get_profile(tenant.profile)
-    rec.started_at, rec.ended_at = started, ended
-    rec.retention_until = profile.retention.deadline(started)
+    rec.started_at, rec.ended_at = checked.started_at, checked.ended_at
+    rec.declared_started_at, rec.declared_agent_ref = checked.declared_started_at, checked.declared_agent_ref
+    rec.agent_ref, rec.agent_user_id = checked.agent_ref, checked.agent_user_id
+    rec.retention_until = profile.retention.deadline(checked.retention_from)
     rec.categories = categories
     rec.commune = commune_of(tenant.territory, ((f["lat"], f["lon"]) for f in track))
     # Place (R241-10): a GNSS fix outside the authorised territory flags the recording, as for native cameras.
-    rec.outside_territory = bool(tenant.territory) and any(
-        not contains(tenant.territory, f["lat"], f["lon"]) for f in track
-    )
-    if not tenant.territory:
-        rec.flags = [Flag.TERRITORY_UNKNOWN.value]
+    rec.outside_territory = checked.outside_territory
+    # A clip that is no MP4 or Matroska file is kept as received, but flagged: for instance clips the camera
+    # encrypted whose key files never came (review says so; playback and redaction will fail on it).
+    rec.flags = list(checked.flags) + ([Flag.CLIP_NOT_VIDEO.value] if not all(b.video for b in bodies) else [])
     rec.manifest, rec.manifest_sha256 = manifest, hashlib.sha256(manifest.encode()).hexdigest()
     rec.chain_head, rec.segment_count, rec.size_bytes = links[-1].hex(), len(clips), sum(c.size for c in clips)
     rec.state_reason = "received through the Axis Body Worn system: " + PROOF
@@ -373,7 +421,8 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
         signed = SignedReceipt(receipt=receipt, signature=signer.sign(receipt.signing_bytes()))
     rec.state, rec.stored_at, rec.receipt = RecordingState.STORED, now, signed.model_dump_json()
     container.completed_at = now
-    encrypted = any(key_object_for(c.name, objects) for c in clips)
+    encrypted = any(keys.values())
+    field_checks.journal(p, db, tenant, device, rec.id, checked, None)
     p.record(
         db,
         EntryDraft(
@@ -398,7 +447,9 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
                 "gnss_fixes": len(track),
                 "bookmarks": len(marks),
                 "outside_territory": rec.outside_territory,
+                "signed_video": sum(b.signed_video for b in bodies),
                 "integrity": PROOF,
+                **field_checks.collected_details(rec.flags, rec.declared_started_at, rec.declared_agent_ref),
             },
         ),
         tenant,
@@ -406,6 +457,152 @@ def complete(p: VaultContext, db: Session, tenant: Tenant, container: AxisContai
     db.commit()
     _sweep_staging(p, tenant, rec.id)
     return rec
+
+
+# Axis Signed Video (StoreSignedVideo): the camera signs its H.264/H.265 stream in SEI "user data unregistered"
+# messages carrying this UUID (Axis's signed-video-framework). Témoin notes their presence; it does not verify them.
+SIGNED_VIDEO_UUID = b"Signed Video...0"
+SIGNED_VIDEO_SCAN = 8 * 1024 * 1024  # signatures come every GOP: a signed clip shows one in its first MiBs
+
+
+@dataclass(frozen=True)
+class Body:
+    """A clip as it becomes a segment: the SHA-256 and size of what was filmed (decrypted if the camera encrypted
+    it), and whether it carries Axis signed-video SEIs."""
+
+    sha256: str
+    size: int
+    signed_video: bool
+    video: bool  # starts as an MP4 or Matroska file
+
+    def described(self, decrypted: bool) -> dict:
+        return {
+            "signed_video": self.signed_video,
+            "recognised_as_video": self.video,
+            **({"decrypted": {"sha256": self.sha256, "size": self.size}} if decrypted else {}),
+        }
+
+
+def _records(p: VaultContext, dk: bytes, staged: str, final: str) -> Iterator[bytes]:
+    """A body's plaintext records, from where it is now (staged, or promoted by an earlier try cut by a crash)."""
+    opener = p.store.open if p.store.exists(final) else p.store.open_staged
+    with opener(final if p.store.exists(final) else staged) as fh:
+        yield from crypto.open_records(fh, dk)
+
+
+_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"styp", b"moof")
+_MATROSKA = b"\x1a\x45\xdf\xa3"  # EBML header
+
+
+def _is_video(head: bytes) -> bool:
+    """The first bytes of an MP4 (a top-level box) or Matroska (EBML) file, the containers Axis cameras write."""
+    return head[4:8] in _MP4_BOXES or head.startswith(_MATROSKA)
+
+
+class _SignedVideoScan:
+    def __init__(self, limit: int | None) -> None:
+        self.found, self.seen, self.limit, self.tail = False, 0, limit, b""
+        self.head = b""  # the first bytes, to recognise the container
+
+    def update(self, chunk: bytes) -> None:
+        if len(self.head) < 8:
+            self.head += chunk[: 8 - len(self.head)]
+        if self.found or (self.limit is not None and self.seen >= self.limit):
+            return
+        self.found = SIGNED_VIDEO_UUID in self.tail + chunk[: len(SIGNED_VIDEO_UUID)] or SIGNED_VIDEO_UUID in chunk
+        self.tail = chunk[-len(SIGNED_VIDEO_UUID) :]
+        self.seen += len(chunk)
+
+
+def _plain_clip(p: VaultContext, dk: bytes, clip: AxisObject, staged: str, final: str) -> Body:
+    """A clip the camera did not encrypt: its hashes on arrival, what its first MiBs show."""
+    scan = _SignedVideoScan(SIGNED_VIDEO_SCAN)
+    for chunk in _records(p, dk, staged, final):
+        scan.update(chunk)
+        if scan.found or scan.seen >= SIGNED_VIDEO_SCAN:
+            break
+    return Body(clip.sha256, clip.size, scan.found, _is_video(scan.head))
+
+
+def _decrypt_clip(
+    p: VaultContext,
+    db: Session,
+    tenant: Tenant,
+    container: AxisContainer,
+    dk: bytes,
+    clip: AxisObject,
+    key_obj: AxisObject,
+    segment: str,
+) -> Body:
+    """Decrypt a clip the camera encrypted into its segment blob (sealed like any other), streamed, and hash it.
+
+    AES-CBC has no authentication: what proves the bytes is the ETag (MD5) checked on upload and the SHA-256 taken on
+    arrival; the padding check here catches a truncated or foreign ciphertext."""
+    key_file = e2e.KeyFile(read_object(p, db, tenant, container, key_obj))
+    private = private_key(p, db, tenant.id, key_file.public_key_id)
+    received = blob_key(tenant.slug, container.storage_id, clip.slot)
+    sha, size, scan = hashlib.sha256(), 0, _SignedVideoScan(None)
+    if p.store.exists(segment):  # decrypted and promoted by an earlier try cut before its commit
+        with p.store.open(segment) as fh:
+            for chunk in crypto.open_records(fh, dk):
+                sha.update(chunk)
+                scan.update(chunk)
+                size += len(chunk)
+        return Body(sha.hexdigest(), size, scan.found, _is_video(scan.head))
+    p.store.discard_staged(segment)
+    pending: bytes | None = crypto.new_header()  # the blob header, written with the first record
+    assert pending is not None
+    sealer = crypto.Sealer(dk, pending)
+    buffer = bytearray()
+    try:
+        for plain in e2e.decrypt(private, key_file, _records(p, dk, received, received)):
+            sha.update(plain)
+            scan.update(plain)
+            size += len(plain)
+            buffer += plain
+            while len(buffer) >= crypto.RECORD_BYTES:
+                p.store.append_staged(segment, pending, *sealer.seal_record(bytes(buffer[: crypto.RECORD_BYTES])))
+                pending = None
+                del buffer[: crypto.RECORD_BYTES]
+        if buffer or pending is not None:
+            p.store.append_staged(segment, pending, *(sealer.seal_record(bytes(buffer)) if buffer else ()))
+        p.store.sync_staged(segment)
+        p.store.promote(segment)
+    except BaseException:
+        p.store.discard_staged(segment)
+        raise
+    return Body(sha.hexdigest(), size, scan.found, _is_video(scan.head))
+
+
+def _undecryptable(
+    p: VaultContext, db: Session, tenant: Tenant, container: AxisContainer, rec: Recording, why: str
+) -> str:
+    """The recording cannot be stored as video Témoin can read: nothing is stored (the received bytes stay staged,
+    Complete may be sent again), and the refusal is journaled and quarantined once for the operator to act on."""
+    db.rollback()
+    reason = (
+        f"Axis recording container {container.name} could not be decrypted: {why}. The Axis system encrypts for the "
+        "public key of the connection file it was given: import Témoin's current connection file in AXIS Body Worn "
+        "Manager (temoin axis connection-file); clips already encrypted for a key Témoin never issued cannot be read "
+        "by Témoin"
+    )[:2000]
+    where = f"axis:{container.name}"[:128]
+    if db.scalar(select(Quarantine.id).where(Quarantine.device_id == where, Quarantine.reason == reason).limit(1)):
+        return reason
+    db.add(Quarantine(tenant_id=tenant.id, device_id=where, recording_id=None, reason=reason, evidence_path=None))
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.SECURITY,
+            event="axis.undecryptable",
+            actor=Actor(kind="system", id="axis-body-worn", name="Axis Body Worn system", function="content source"),
+            recordings=[rec.id],
+            details={"container": container.name, "reason": why[:500]},
+        ),
+        tenant,
+    )
+    db.commit()
+    return reason
 
 
 def _clip_time(clip: AxisObject, key: str) -> datetime:
@@ -417,17 +614,18 @@ def _clip_time(clip: AxisObject, key: str) -> datetime:
 
 def _sweep_staging(p: VaultContext, tenant: Tenant, rec_id: str) -> None:
     """Bodies cut by a crash (never an object) are left in staging: gone once the recording is stored."""
-    folder = Path(p.store.staging) / tenant.slug / rec_id
-    if folder.is_dir():
-        for part in folder.iterdir():
-            if part.name.endswith(".seg") and int(part.name.split(".")[0]) >= FIRST_SLOT:
-                part.unlink(missing_ok=True)
+    for key in p.store.staged_keys(f"{tenant.slug}/{rec_id}"):
+        name = key.rsplit("/", 1)[-1]
+        if name.endswith(".seg") and int(name.split(".")[0]) >= FIRST_SLOT:
+            p.store.discard_staged(key)
 
 
 def playback(
     p: VaultContext, db: Session, rec: Recording, index: int, original: Iterator[bytes]
 ) -> Iterator[bytes] | None:
-    """The clip decrypted on the fly from its original bytes, when the camera encrypted it; None otherwise."""
+    """The clip decrypted on the fly from its original bytes, for a recording stored before clips were decrypted
+    at ingest (its segment is still the received ciphertext); None otherwise (since then, a segment is what was
+    filmed, and the encrypted clip's slot is no segment index)."""
     if not is_axis(rec):
         return None
     container = db.scalar(select(AxisContainer).where(AxisContainer.recording_id == rec.id))
@@ -443,46 +641,35 @@ def playback(
     return e2e.decrypt(private_key(p, db, tenant.id, key_file.public_key_id), key_file, original)
 
 
-def clip_plaintext(p: VaultContext, db: Session, rec: Recording, index: int) -> bytes | None:
-    """For playback of a clip the camera encrypted: its plaintext (None if it was not encrypted)."""
-    container = db.scalar(select(AxisContainer).where(AxisContainer.recording_id == rec.id))
-    if container is None:
-        return None
-    tenant = db.get_one(Tenant, rec.tenant_id)
-    objects = {o.name: o for o in db.scalars(select(AxisObject).where(AxisObject.container_id == container.id))}
-    clip = next((o for o in objects.values() if o.kind == "clip" and o.slot == index), None)
-    key_obj = key_object_for(clip.name, objects) if clip else None
-    if clip is None or key_obj is None:
-        return None
-    from temoin.evidence import crypto
-
-    key_file = e2e.KeyFile(read_object(p, db, tenant, container, key_obj))
-    assert rec.wrapped_key is not None, "an Axis recording gets its data key when its container opens (store)"
-    dk = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
-    with p.store.open(blob_key(tenant.slug, rec.id, index)) as fh:
-        return b"".join(
-            e2e.decrypt(private_key(p, db, tenant.id, key_file.public_key_id), key_file, crypto.open_records(fh, dk))
-        )
-
-
 PROVENANCE = "axis-body-worn"
+
+
+@dataclass(frozen=True)
+class MediaNotes:
+    """What review says of an Axis recording's clips, from the manifest document the vault wrote on arrival."""
+
+    clips: int
+    encrypted: int  # encrypted by the camera for Témoin, decrypted on arrival (the received bytes are kept)
+    signed_video: int  # carrying Axis signed-video SEIs (kept untouched; not verified by Témoin)
+
+
+def media_notes(rec: Recording) -> MediaNotes | None:
+    if not is_axis(rec):
+        return None
+    try:
+        clips = [o for o in orjson.loads(rec.manifest)["axis"]["objects"] if o.get("kind") == "clip"]
+    except (ValueError, KeyError, TypeError):
+        return None  # an altered document: review already says so (integrity)
+    return MediaNotes(
+        len(clips), sum(1 for c in clips if c.get("encrypted_with")), sum(1 for c in clips if c.get("signed_video"))
+    )
 
 
 def package_fields(p: VaultContext, db: Session, rec: Recording) -> dict:
     """What a package carries of an Axis recording in place of the device-signed manifest: the vault's manifest
-    document (hashes on arrival) that its signed receipt states. Refused for clips the camera encrypted."""
+    document (hashes on arrival, and of the decrypted clips when the camera encrypted them) that its signed receipt
+    states. The package carries the decrypted clips (the segments): the received ciphertext stays in the vault."""
     container = db.scalar(select(AxisContainer).where(AxisContainer.recording_id == rec.id))
-    if (
-        container is not None
-        and db.scalar(
-            select(AxisObject.id).where(AxisObject.container_id == container.id, AxisObject.kind == "key").limit(1)
-        )
-        is not None
-    ):
-        raise Conflict(
-            f"{rec.id} came through the Axis Body Worn system with clips encrypted by the "
-            "camera: packages of such recordings are not supported yet"
-        )
     doc = orjson.loads(rec.manifest)
     return {
         "provenance": PROVENANCE,

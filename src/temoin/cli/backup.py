@@ -43,6 +43,13 @@ def backup_create(folder: Path = typer.Argument(..., help="a new or empty folder
         soft_wrap=True,
     )
     console.print(f"not in the backup, keep them apart: {', '.join(done.kept_apart)}", soft_wrap=True)
+    if p.settings.blob_store_url:
+        bucket = p.settings.blob_store_url.split("?", 1)[0]
+        console.print(
+            f"not in the backup either: the recordings' blobs, in the object store {escape(bucket)}; copy the "
+            "bucket with the store's own means (docs/deploy.md)",
+            soft_wrap=True,
+        )
 
 
 @backup_app.command("restore")

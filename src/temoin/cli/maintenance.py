@@ -17,9 +17,9 @@ def maintenance_run(
     orphans: bool = typer.Option(
         True,
         "--orphans/--no-orphans",
-        help="also look through the whole blob store for what an interrupted "
-        "deletion left (slow on a large vault; the server does it at "
-        "start-up, then daily)",
+        help="also audit the whole blob store for folders of deleted recordings that no pending deletion "
+        "names (slow on a large vault; the server does it at start-up, then daily); what an interrupted "
+        "pass left pending is finished by every pass",
     ),
 ) -> None:
     """Run once the pass the server runs every TEMOIN_RETENTION_INTERVAL_S, the same function: delete the

@@ -10,6 +10,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from temoin.web.hardening import access_log_config
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -24,7 +26,14 @@ class BackgroundServer:
         self.host, self.port = host, port or free_port(host)
         self.server = uvicorn.Server(
             uvicorn.Config(
-                app, host=host, port=self.port, log_level="warning", timeout_graceful_shutdown=3, proxy_headers=False
+                app,
+                host=host,
+                port=self.port,
+                log_level="warning",
+                timeout_graceful_shutdown=3,
+                proxy_headers=False,
+                # As `temoin serve`: content grants and tokens travel in query strings, never in the access log.
+                log_config=access_log_config(),
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="temoin-server")

@@ -75,12 +75,28 @@ class Sealer:
         self.header = header
         self.index = next_index
 
+    def at(self, index: int) -> Sealer:
+        """A sealer of the same blob (same derived cipher, no key derivation) that continues at record `index`."""
+        other = Sealer.__new__(Sealer)
+        other._aead, other.header, other.index = self._aead, self.header, index
+        return other
+
     def seal_record(self, plaintext: bytes | memoryview) -> tuple[bytes, bytes]:
         """One record (at most RECORD_BYTES): its length prefix and its ciphertext, kept apart so
         that the caller writes them without concatenating a MiB."""
         if len(plaintext) > RECORD_BYTES:
             raise ValueError(f"a record holds at most {RECORD_BYTES} bytes")
         sealed = self._aead.encrypt(_nonce(self.index), plaintext, self.header)
+        self.index += 1
+        return _LEN.pack(len(sealed)), sealed
+
+    def seal_record_into(self, plaintext: bytes | memoryview, out: bytearray) -> tuple[bytes, memoryview]:
+        """`seal_record`, the ciphertext written into `out` (RECORD_BYTES + TAG_BYTES long, reused record after
+        record) instead of a new MiB each time: no allocation, no page faults, no heap growth per record."""
+        if len(plaintext) > RECORD_BYTES:
+            raise ValueError(f"a record holds at most {RECORD_BYTES} bytes")
+        sealed = memoryview(out)[: len(plaintext) + TAG_BYTES]
+        self._aead.encrypt_into(_nonce(self.index), plaintext, self.header, sealed)
         self.index += 1
         return _LEN.pack(len(sealed)), sealed
 

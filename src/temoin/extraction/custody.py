@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from fpdf import FPDF
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -123,29 +122,35 @@ def _summary(entry: CustodyEntry) -> str:
     return "; ".join(str(p) for p in parts)
 
 
-class _Pdf(FPDF):
-    def __init__(self, footer_text: str, unicode_font: bool) -> None:
-        super().__init__(orientation="P", unit="mm", format="A4")
-        self.footer_text, self.unicode_font = footer_text, unicode_font
-        if unicode_font:
-            self.add_font("DejaVu", fname=str(FONT_FILE))
-        self.set_auto_page_break(auto=True, margin=15)
-        self.set_margins(15, 15, 15)
+def _pdf(footer_text: str, unicode_font: bool) -> Any:  # an fpdf2 FPDF subclass, defined here
+    """The document, with fpdf2 imported now: a server that never packages does not load it (about 20 MiB)."""
+    from fpdf import FPDF
 
-    def font(self, size: float) -> None:
-        self.set_font("DejaVu" if self.unicode_font else "Helvetica", size=size)
+    class _Pdf(FPDF):
+        def __init__(self, footer_text: str, unicode_font: bool) -> None:
+            super().__init__(orientation="P", unit="mm", format="A4")
+            self.footer_text, self.unicode_font = footer_text, unicode_font
+            if unicode_font:
+                self.add_font("DejaVu", fname=str(FONT_FILE))
+            self.set_auto_page_break(auto=True, margin=15)
+            self.set_margins(15, 15, 15)
 
-    def text_of(self, text: str) -> str:
-        return text if self.unicode_font else _ascii(text)
+        def font(self, size: float) -> None:
+            self.set_font("DejaVu" if self.unicode_font else "Helvetica", size=size)
 
-    def line_of(self, text: str, size: float = 9, height: float = 4.6) -> None:
-        self.font(size)
-        self.multi_cell(0, height, self.text_of(text), new_x="LMARGIN", new_y="NEXT")
+        def text_of(self, text: str) -> str:
+            return text if self.unicode_font else _ascii(text)
 
-    def footer(self) -> None:
-        self.set_y(-12)
-        self.font(7)
-        self.cell(0, 5, self.text_of(f"{self.footer_text} — page {self.page_no()}/{{nb}}"), align="C")
+        def line_of(self, text: str, size: float = 9, height: float = 4.6) -> None:
+            self.font(size)
+            self.multi_cell(0, height, self.text_of(text), new_x="LMARGIN", new_y="NEXT")
+
+        def footer(self) -> None:
+            self.set_y(-12)
+            self.font(7)
+            self.cell(0, 5, self.text_of(f"{self.footer_text} — page {self.page_no()}/{{nb}}"), align="C")
+
+    return _Pdf(footer_text, unicode_font)
 
 
 def _camera(rec: dict[str, Any]) -> str:
@@ -166,7 +171,7 @@ def render_pdf(
 
     `extraction` and `recordings` are the package manifest's own sections, so the PDF never says anything
     the signed manifest does not."""
-    pdf = _Pdf(f"Témoin — extraction {extraction['extraction_id']}", FONT_FILE.exists())
+    pdf = _pdf(f"Témoin — extraction {extraction['extraction_id']}", FONT_FILE.exists())
     pdf.compress = compress
     pdf.set_title(f"Chaîne de possession / Chain of custody — {extraction['extraction_id']}")
     pdf.set_author("Témoin")

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from temoin.evidence.canonical import b64d
 from temoin.evidence.certificates import SignedCertificate
 from temoin.evidence.chain import chain_links
+from temoin.evidence.device_requests import camera_declared_lost
 from temoin.evidence.keys import KeySet, fingerprint as raw_fingerprint
 from temoin.evidence.manifest import SignedManifest, SignedReceipt
 from temoin.extraction.package_report import Report
@@ -89,6 +90,7 @@ def _check_recording(
         report.problems.append(f"{where}: the GPS track differs from the device-signed one")
     receipt = _check_receipt(rec, envelope, keys, where, report)
     lost = _check_lost(rec, receipt, signed, where, report)
+    _check_declared(rec, lost, device_key, where, report)
     return _check_media(rec, actual, signed, lost, where, report)
 
 
@@ -262,6 +264,30 @@ def _check_device_key(
         )
 
 
+def _check_declared(rec: dict[str, Any], lost: list[int], device_key: bytes, where: str, report: Report) -> None:
+    """The loss the receipt declares, against the camera's own signed declaration (evidence.device_requests):
+    the platform cannot call lost a segment the camera did not."""
+    if not lost:
+        return
+    declaration = rec.get("lost_declaration")
+    if declaration is None:
+        report.notes.append(
+            f"{where}: the camera's signed declaration of its lost segments is not in this package (the vault "
+            "kept none before this was recorded): the loss rests on the vault's receipt alone"
+        )
+        return
+    said = camera_declared_lost(declaration, device_key, rec["id"])
+    if isinstance(said, str):
+        report.problems.append(f"{where}: {said}")
+    elif not set(lost) <= set(said):
+        report.problems.append(
+            f"{where}: the vault's receipt declares segments {sorted(set(lost) - set(said))} lost at the camera, "
+            f"but the camera's signed declaration names only {said}: the platform declared them lost, not the camera"
+        )
+    else:
+        report.checked.append(f"{where}: the camera itself declared segments {said} lost, signed with its key")
+
+
 def _check_lost(
     rec: dict[str, Any], receipt: SignedReceipt | None, signed: dict[int, Any], where: str, report: Report
 ) -> list[int]:
@@ -269,6 +295,21 @@ def _check_lost(
     agree). They are stated, not silently missing; the device-signed chain still covers them."""
     lost = sorted(receipt.receipt.lost_segments) if receipt is not None else []
     listed = rec.get("lost_segments") or []
+    # What the camera signed bounds what the vault may call lost: the vault never declares a segment the camera
+    # did not sign, nor all of them (nothing would be stored); a receipt that does was not made by its ingest.
+    unsigned = sorted(set(lost) - set(signed))
+    if unsigned:
+        report.problems.append(
+            f"{where}: the vault's receipt declares segments {unsigned} lost at the camera, but the camera signed "
+            f"only segments 0 to {len(signed) - 1}: a lost declaration the camera's manifest contradicts"
+        )
+    elif lost and set(lost) == set(signed):
+        report.problems.append(
+            f"{where}: the vault's receipt declares every segment the camera signed lost: the vault never stores "
+            "such a recording, so the receipt was not made by its ingest"
+        )
+    if len(set(lost)) != len(lost):
+        report.problems.append(f"{where}: the vault's receipt declares a lost segment twice ({lost})")
     if sorted(x.get("index") for x in listed) != lost:
         report.problems.append(
             f"{where}: manifest.json lists lost segments {sorted(x.get('index') for x in listed)}"

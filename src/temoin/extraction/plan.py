@@ -287,6 +287,18 @@ def prepare(p: VaultContext, db: Session, user: User, request: ExtractionRequest
             )
     now = utcnow()
     entries = custody.journal_entries(db, tenant.id, ids)
+    for planned in recordings:  # the camera's signed declaration of its lost segments, kept at ingest
+        if planned.lost:
+            said = next(
+                (
+                    e.details.get("lost_declaration")
+                    for e in entries
+                    if e.event == "recording.ingested" and planned.row["id"] in e.recordings
+                ),
+                None,
+            )
+            if said:
+                planned.row["lost_declaration"] = said
     plan = Plan(
         extraction_id=new_id(now),
         tenant_slug=tenant.slug,

@@ -12,15 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
-
-import av
+from typing import TYPE_CHECKING, BinaryIO
 
 from temoin import errors
 
 # The same timestamp policy as the camera's segments (temoin.camera.media.FMP4_OPTIONS); a plain MP4
 # with its index at the front, so that any player opens it.
 OUTPUT_OPTIONS = {"movflags": "faststart", "avoid_negative_ts": "disabled"}
+
+
+if TYPE_CHECKING:
+    import av
 
 
 class TrimError(errors.InvalidInput, ValueError):
@@ -61,6 +63,8 @@ class TrimResult:
 def _keyframe_at_or_before(source: TrimSource, start_s: float) -> float:
     """Time (in the recording) of the last video keyframe at or before start_s in this segment."""
     best: float | None = None
+    import av  # PyAV (about 30 MiB) loaded by the first trim, not at server start
+
     with source.open() as fh, av.open(fh, mode="r") as container:
         video = container.streams.video[0]
         assert video.time_base is not None, "a demuxed input stream has its time base"
@@ -88,6 +92,8 @@ def trim(sources: list[TrimSource], start_s: float, end_s: float, dst: Path) -> 
     first = max((s for s in chosen if s.offset_s <= start_s), key=lambda s: s.offset_s, default=chosen[0])
     cut = _keyframe_at_or_before(first, max(start_s, first.offset_s))
     result = TrimResult(start_s, end_s, cut, cut, chosen, {})
+    import av  # as above: loaded when first needed
+
     out_streams: dict[int, av.stream.Stream] = {}
     last_dts: dict[int, int] = {}  # per output stream: segments overlap by the audio codec's priming
     with av.open(str(dst), mode="w", format="mp4", options=OUTPUT_OPTIONS) as output:

@@ -24,6 +24,7 @@ from temoin.evidence.timestamp import Stamp
 from temoin.extraction import custody
 from temoin.extraction.models import MediaKind
 from temoin.extraction.plan import (
+    ExtractionConflict,
     ExtractionFault,
     ExtractionInvalid,
     Plan,
@@ -34,6 +35,7 @@ from temoin.extraction.plan import (
 )
 from temoin.extraction.trim import TrimError, TrimSource, trim
 from temoin.journal.entry import Action
+from temoin.keyring import Signer
 from temoin.vault.context import VaultContext
 
 SCHEMA = "temoin.extraction/1"
@@ -55,6 +57,10 @@ LOST_NOTE = (
     "coffre ; ils ne sont pas dans ce paquet, les autres sont intacts."
 )
 _COPY = 1024 * 1024
+
+
+class KeyRotatedDuringBuild(ExtractionConflict):
+    """The platform key was rotated while the package was being built; asking again makes it under the new key."""
 
 
 # --- writing the package -----------------------------------------------------------------------------
@@ -267,40 +273,43 @@ def build(p: VaultContext, plan: Plan, progress: Progress | None = None) -> Buil
                         media["sha256"] = digests[media["file"]]
                         if media["kind"] == MediaKind.ORIGINAL:
                             _check(stored[media["segment"]], media["sha256"])
-                manifest = _manifest(p, plan, sections)
-                writer.small(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-                this = custody.CustodyEntry(
-                    seq=0,
-                    at=plan.created_at,
-                    action=Action.COMMUNICATION.value,
-                    event="extraction.created",
-                    actor=plan.actor.model_dump(),
-                    recordings=[r.row["id"] for r in plan.recordings],
-                    motive=None,
-                    recipients=[plan.request.recipient_name],
-                    details=_details(plan, None),
-                    hash=None,
-                )
-                writer.small(
-                    CUSTODY_PDF,
-                    custody.render_pdf(
-                        extraction=manifest,
-                        recordings=manifest["recordings"],
-                        entries=plan.entries,
-                        this_extraction=this,
-                    ),
-                )
-                writer.small(KEY_FILE, p.keyring.public_key_pem())
-                # The platform's key history, vouched for by this package's signature: receipts signed by a
-                # key since retired verify with it once the signing key is pinned.
-                writer.small(KEYS_FILE, orjson.dumps(p.keyring.trusted.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
-                writer.small(
-                    README,
-                    readme(plan.extraction_id, plan.media_kind, lost=any(r.lost for r in plan.recordings)).encode(),
-                )
-                sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.digests().items())).encode()
-                writer.small(SUMS, sums, signed=False)
-                writer.small(SIGNATURE, p.keyring.signing_key.sign(sums), signed=False)
+                # One key, taken at once, is named, published and signs: a rotation waits for the signature.
+                with p.keyring.signing() as signer:
+                    _check_key(signer, plan)
+                    manifest = _manifest(signer, plan, sections)
+                    writer.small(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+                    this = custody.CustodyEntry(
+                        seq=0,
+                        at=plan.created_at,
+                        action=Action.COMMUNICATION.value,
+                        event="extraction.created",
+                        actor=plan.actor.model_dump(),
+                        recordings=[r.row["id"] for r in plan.recordings],
+                        motive=None,
+                        recipients=[plan.request.recipient_name],
+                        details=_details(plan, None),
+                        hash=None,
+                    )
+                    writer.small(
+                        CUSTODY_PDF,
+                        custody.render_pdf(
+                            extraction=manifest,
+                            recordings=manifest["recordings"],
+                            entries=plan.entries,
+                            this_extraction=this,
+                        ),
+                    )
+                    writer.small(KEY_FILE, signer.public_key_pem())
+                    # The platform's key history, vouched for by this package's signature: receipts signed by a
+                    # key since retired verify with it once the signing key is pinned.
+                    writer.small(KEYS_FILE, orjson.dumps(signer.trusted.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
+                    writer.small(
+                        README,
+                        readme(plan.extraction_id, plan.media_kind, lost=any(r.lost for r in plan.recordings)).encode(),
+                    )
+                    sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.digests().items())).encode()
+                    writer.small(SUMS, sums, signed=False)
+                    writer.small(SIGNATURE, signer.key.sign(sums), signed=False)
                 stamp = _timestamp(p, plan, writer, sums)
             sink_lane.drain()
             raw.flush()
@@ -448,9 +457,20 @@ def _notes(kind: MediaKind) -> list[str]:
     ]
 
 
-def _manifest(p: VaultContext, plan: Plan, sections: list[dict[str, Any]]) -> dict[str, Any]:
+def _check_key(signer: Signer, plan: Plan) -> None:
+    """The package says it was made at plan.created_at: a key made after that (a rotation during the build) cannot
+    vouch for it, and the key before is gone."""
+    if signer.since is not None and signer.since > plan.created_at:
+        raise KeyRotatedDuringBuild(
+            f"the platform signing key was rotated at {signer.since.isoformat()}, while package "
+            f"{plan.extraction_id} (made at {plan.created_at.isoformat()}) was being built: the new key cannot sign "
+            "a package dated before it; ask for the extraction again"
+        )
+
+
+def _manifest(signer: Signer, plan: Plan, sections: list[dict[str, Any]]) -> dict[str, Any]:
     r = plan.request
-    pem = p.keyring.public_key_pem()
+    pem = signer.public_key_pem()
     return {
         "schema": SCHEMA,
         "extraction_id": plan.extraction_id,
@@ -461,8 +481,8 @@ def _manifest(p: VaultContext, plan: Plan, sections: list[dict[str, Any]]) -> di
         "procedure": {"type": r.procedure_type.value, "reference": r.reference},
         "platform_key": {
             "file": KEY_FILE,
-            "id": p.keyring.public_key_id,
-            "sha256_fingerprint": p.keyring.fingerprint,
+            "id": signer.key_id,
+            "sha256_fingerprint": signer.fingerprint,
             "pem_sha256": hashlib.sha256(pem).hexdigest(),
             "history_file": KEYS_FILE,
         },

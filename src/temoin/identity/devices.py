@@ -30,6 +30,9 @@ from temoin.db import utcnow
 from temoin.evidence import certificates
 from temoin.evidence.canonical import b64d, b64e
 from temoin.evidence.certificates import SignedCertificate
+
+# The request signature format lives with the evidence: the camera's signed `complete` request is kept as one.
+from temoin.evidence.device_requests import content_digest, signing_string
 from temoin.evidence.manifest import RecordingManifest
 from temoin.evidence.signing import verify
 from temoin.identity.models import Device, DeviceKey, DeviceNonce, EnrolmentCode, Tenant
@@ -182,18 +185,19 @@ def revoke(p: Context, db: Session, device: Device, by: Actor) -> None:
 
 def certify(p: Context, tenant: Tenant, device: Device, key: DeviceKey) -> SignedCertificate:
     """Sign the certificate of a camera key as it stands (its validity, revocation included) and keep it."""
-    signed = certificates.issue(
-        p.keyring.sign,
-        p.keyring.public_key_id,
-        tenant=tenant.slug,
-        camera_id=device.id,
-        serial=device.serial,
-        public_key=key.public_key,
-        valid_from=key.valid_from,
-        valid_until=key.valid_until,
-        revoked=key.valid_until is not None,
-        issued_at=utcnow(),
-    )
+    with p.keyring.signing() as signer:  # the key it names signs it, valid when it is issued
+        signed = certificates.issue(
+            signer.sign,
+            signer.key_id,
+            tenant=tenant.slug,
+            camera_id=device.id,
+            serial=device.serial,
+            public_key=key.public_key,
+            valid_from=key.valid_from,
+            valid_until=key.valid_until,
+            revoked=key.valid_until is not None,
+            issued_at=utcnow(),
+        )
     key.certificate = signed.model_dump_json(by_alias=True)
     return signed
 
@@ -265,16 +269,6 @@ def signing_time(manifest: RecordingManifest) -> datetime:
 
 def recording_key(db: Session, manifest: RecordingManifest) -> DeviceKey | None:
     return key_at(db, manifest.camera_id, signing_time(manifest))
-
-
-def content_digest(body: bytes) -> str:
-    """The `Content-Digest` value of a body (RFC 9530, SHA-256): what the signature covers of it."""
-    return f"sha-256=:{b64e(hashlib.sha256(body).digest())}:"
-
-
-def signing_string(method: str, path: str, ts: int, nonce: str, content: str) -> bytes:
-    """`path` with its query string; `content`: `content_digest(body)`, or UNSIGNED_PAYLOAD."""
-    return f"{method.upper()}\n{path}\n{ts}\n{nonce}\n{content}".encode()
 
 
 def signed_headers(

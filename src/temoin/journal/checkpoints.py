@@ -42,20 +42,21 @@ def _record(
     to_file: bool = True,
 ) -> JournalCheckpoint:
     link = _link(db, chain)
-    at = utcnow()
-    body = canonical_bytes(
-        {
-            "chain": chain,
-            "kind": kind,
-            "seq": seq,
-            "hash": digest,
-            "at": at.isoformat(),
-            "platform_key_id": keyring.public_key_id,
-            **link,
-            **(extra or {}),
-        }
-    )
-    signature = keyring.sign(body)
+    with keyring.signing() as signer:  # the key it names signs it, even during a rotation
+        at = utcnow()
+        body = canonical_bytes(
+            {
+                "chain": chain,
+                "kind": kind,
+                "seq": seq,
+                "hash": digest,
+                "at": at.isoformat(),
+                "platform_key_id": signer.key_id,
+                **link,
+                **(extra or {}),
+            }
+        )
+        signature = signer.sign(body)
     token = None  # a seal's RFC 3161 token is added by `_stamp`, once the chain's head is released
     checkpoint = JournalCheckpoint(
         chain=chain,
@@ -208,13 +209,12 @@ def prune(db: Session, sink: FileSink, keyring: Keyring, chain: str, cutoff: dat
 
 
 def _drop_file_lines(sink: FileSink, chain: str, upto: int) -> None:
-    interrupted = {found.path for found in sink.interrupted(chain)}
-    for path in sink.files(chain):
-        if path in interrupted:
-            continue  # left for `temoin journal repair`: rewriting would turn the partial line into an entry
+    def drop(data: bytes) -> list[bytes] | None:
+        if data and not data.endswith(b"\n"):
+            return None  # left for `temoin journal repair`: rewriting would turn the partial line into an entry
         keep: list[bytes] = []
         dropped = False
-        for raw in path.read_bytes().splitlines():
+        for raw in data.splitlines():
             if not raw.strip():
                 continue
             try:
@@ -225,8 +225,10 @@ def _drop_file_lines(sink: FileSink, chain: str, upto: int) -> None:
                 dropped = True
             else:
                 keep.append(raw)
-        if dropped:
-            sink.rewrite(path, keep)
+        return keep if dropped else None
+
+    for path in sink.files(chain):
+        sink.rewrite(path, drop)  # read and replaced under the appenders' lock: none of their entries is lost
 
 
 def _finish_interrupted_prune(db: Session, sink: FileSink, keyring: Keyring, chain: str) -> None:

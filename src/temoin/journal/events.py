@@ -13,6 +13,7 @@ EVENTS: tuple[str, ...] = (
     "axis.connection_revoked",
     "axis.container_created",
     "axis.rejected_content",
+    "axis.undecryptable",
     "camera.checked_in",
     "camera.checked_out",
     "camera.footage_not_offloaded",

@@ -117,14 +117,17 @@ def _fill_gaps(db: Session, sink: FileSink, chain: str, result: ChainRepair) -> 
         for month, seq, raw in missing:
             inserted.setdefault(month, []).append((seq, raw))
     for month, new in inserted.items():
-        path = sink.chain_dir(chain) / f"{month}.jsonl"
-        existing = []
-        if path.exists():
-            for raw in path.read_bytes().splitlines():
-                existing.append((int(orjson.loads(raw.partition(b" ")[2])["seq"]), raw))
-        merged = sorted(existing + new, key=lambda item: item[0])
-        sink.rewrite(path, [raw for _, raw in merged])
-        result.gaps_filled += len(new)
+
+        def merge(data: bytes, new: list[tuple[int, bytes]] = new) -> list[bytes] | None:
+            if data and not data.endswith(b"\n"):
+                return None  # a partial line appeared: the next repair cuts it first
+            existing = [(int(orjson.loads(raw.partition(b" ")[2])["seq"]), raw) for raw in data.splitlines()]
+            have = {seq for seq, _ in existing}
+            return [raw for _, raw in sorted(existing + [(s, r) for s, r in new if s not in have], key=lambda i: i[0])]
+
+        # Read and replaced under the appenders' lock: an entry the running server appends meanwhile is kept.
+        if sink.rewrite(sink.chain_dir(chain) / f"{month}.jsonl", merge):
+            result.gaps_filled += len(new)
 
 
 def _append_entries(db: Session, sink: FileSink, chain: str, result: ChainRepair) -> None:

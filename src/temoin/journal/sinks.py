@@ -9,6 +9,10 @@ there is one, is a third field (a body always ends with `}`, a base64 token neve
 An append either lands whole or not at all: a short write is continued, and a failed one (disk
 full...) is cut back to the line boundary it started from. A partial last line found anyway (power
 lost mid-write) is an interrupted write, reported as such and removed only by `temoin journal repair`.
+
+Every writer of a file, in any process, holds its exclusive `flock` (appends, the cut of a partial line, and the
+rewrites of `temoin journal repair` and of pruning). A rewrite replaces the file (a new inode) while holding the
+old one's lock, so a writer checks once locked that it still holds the file at that path, and opens it again if not.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import errno
 import fcntl
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,11 +94,27 @@ def complete_end(path: Path) -> tuple[int, int]:
         return size, 0
 
 
+def _open_locked(path: Path, flags: int) -> int:
+    """A descriptor of the file now at `path` (created if missing), holding its exclusive lock. A rewrite replaced
+    or removed the file while this one waited: the lock was on the old file, so open the new one."""
+    while True:
+        fd = os.open(path, flags | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass  # removed meanwhile: created again at the next turn
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
 def _append(path: Path, data: bytes, what: str) -> None:
     """Append `data` (whole lines) and fsync, under an exclusive lock; all of it or none of it."""
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+    fd = _open_locked(path, os.O_RDWR | os.O_APPEND)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             _, end = complete_end(path)
@@ -247,14 +267,31 @@ class FileSink:
             self.checkpoints_path(chain), b"".join(line + b"\n" for line in lines), f"{len(lines)} journal checkpoints"
         )
 
-    def rewrite(self, path: Path, lines: list[bytes]) -> None:
-        """Replace a month file atomically (used only by pruning, behind a signed checkpoint)."""
-        if not lines:
-            path.unlink(missing_ok=True)
-            return
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            fh.write(b"".join(line + b"\n" for line in lines))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+    def rewrite(self, path: Path, change: Callable[[bytes], list[bytes] | None]) -> bool:
+        """Replace a month file atomically by `change(its content)` (its lines; None: leave the file as it is), read
+        and replaced under the appenders' lock: an entry appended meanwhile, by this process or another (the running
+        server), is in what `change` reads, never lost by the replacement. Used by pruning (behind a signed
+        checkpoint) and by `temoin journal repair`'s gap fill. Returns whether the file changed."""
+        fd = _open_locked(path, os.O_RDWR)
+        try:
+            size = os.fstat(fd).st_size
+            lines = change(os.pread(fd, size, 0) if size else b"")
+            if lines is None and size:
+                return False
+            if not lines:  # nothing left (or an empty file this call created): no file
+                path.unlink(missing_ok=True)
+                return bool(size)
+            tmp = path.with_suffix(".tmp")
+            with tmp.open("wb") as fh:
+                fh.write(b"".join(line + b"\n" for line in lines))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            folder = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+            return True
+        finally:
+            os.close(fd)

@@ -10,12 +10,17 @@ is not sealed yet. Verification only reads: it never repairs a sink.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import zip_longest
+from pathlib import Path
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from temoin.db import utcnow
@@ -24,8 +29,8 @@ from temoin.evidence.keys import KeySet
 from temoin.evidence.signing import verify as verify_signature
 from temoin.evidence.timestamp import TimestampError, TimestampInfo, inspect_token, verify_token
 from temoin.journal.entry import GENESIS
-from temoin.journal.models import JournalCheckpoint, JournalEntry, JournalHead
-from temoin.journal.sinks import FileSink
+from temoin.journal.models import JournalCheckpoint, JournalHead
+from temoin.journal.sinks import FileSink, complete_end
 from temoin.journal.witness import WitnessedCheckpoint, WitnessLog
 
 # A seal pass covers every entry committed before it; an entry's time is taken before its commit
@@ -61,31 +66,6 @@ class ChainReport:
     last_seal: Checkpoint | None = None
     unsealed: int = 0  # entries after the last seal
     unsealed_since: datetime | None = None  # time of the oldest of them
-
-
-class Record:
-    """One entry as a sink holds it. `place` names where, formatted only when a problem is reported
-    (a million f-strings would cost more than the hashing)."""
-
-    __slots__ = ("body", "column_event", "column_prev", "column_seq", "place", "stored_hash")
-
-    def __init__(
-        self,
-        place: tuple,
-        stored_hash: str,
-        body: bytes,
-        column_seq: int | None = None,
-        column_prev: str | None = None,
-        column_event: str | None = None,
-    ) -> None:
-        self.place, self.stored_hash, self.body = place, stored_hash, body
-        self.column_seq, self.column_prev, self.column_event = column_seq, column_prev, column_event
-
-    @property
-    def where(self) -> str:
-        if self.place[0] == "database":
-            return f"database entry {self.place[1]}"
-        return f"file {self.place[1]}/{self.place[2].name} line {self.place[3]}"
 
 
 @dataclass(frozen=True)
@@ -256,100 +236,163 @@ def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
         yield run[0], run[-1]
 
 
-def _walk(records: Iterable[Record], report: ChainReport, checkpoints: list[Checkpoint]) -> None:
-    prunes = [cp for cp in checkpoints if cp.kind == "prune"]
-    start = max(prunes, key=lambda cp: cp.seq) if prunes else None
-    expected_seq, expected_prev = (start.seq + 1, start.hash) if start else (1, GENESIS)
-    wanted = {cp.seq for cp in checkpoints}
-    seals = [cp for cp in checkpoints if cp.kind == "seal"]
-    report.last_seal = max(seals, key=lambda cp: (cp.seq, cp.n or 0)) if seals else None
-    # The first entry no seal covers: its time is the age of the unsealed tail.
-    tail_from = max(report.last_seal.seq if report.last_seal else 0, start.seq if start else 0) + 1
-    tail_at = None
-    seen_max = expected_seq - 1
-    missing: dict[int, Problem] = {}
-    sink, chain = report.sink, report.chain
+def _where(sink: str, chain: str, place: object, lineno: int) -> str:
+    """Where an entry is, formatted only when a problem is reported (a million f-strings would cost more than
+    the hashing): a database entry by its seq, a file line by its file and number."""
+    if sink == "database":
+        return f"database entry {place}"
+    return f"file {chain}/{getattr(place, 'name', place)} line {lineno}"
 
-    def problem(seq: int | None, kind: str, message: str) -> None:
-        report.problems.append(Problem(sink, chain, seq, kind, message))
 
-    for rec in records:
+def _parse(body: bytes) -> tuple[dict, int, str] | None:
+    """(fields, seq, prev) of an entry body, or None when it is unreadable."""
+    try:
+        fields = orjson.loads(body)
+        return fields, int(fields["seq"]), str(fields["prev"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class _Walk:
+    """One sink's walk along a chain, fed one entry at a time: the two sinks are walked side by side, so an
+    entry both hold alike is parsed and hashed once for both."""
+
+    def __init__(self, report: ChainReport, checkpoints: list[Checkpoint]) -> None:
+        self.report, self.checkpoints = report, checkpoints
+        prunes = [cp for cp in checkpoints if cp.kind == "prune"]
+        self.start = start = max(prunes, key=lambda cp: cp.seq) if prunes else None
+        self.expected_seq, self.expected_prev = (start.seq + 1, start.hash) if start else (1, GENESIS)
+        self.pruned_to = start.seq if start else 0
+        self.wanted = {cp.seq for cp in checkpoints}
+        seals = [cp for cp in checkpoints if cp.kind == "seal"]
+        report.last_seal = max(seals, key=lambda cp: (cp.seq, cp.n or 0)) if seals else None
+        # The first entry no seal covers: its time is the age of the unsealed tail.
+        self.tail_from = max(report.last_seal.seq if report.last_seal else 0, self.pruned_to) + 1
+        self.tail_at: object = None
+        self.seen_max = self.expected_seq - 1
+        self.missing: dict[int, Problem] = {}
+        self.sink, self.chain = report.sink, report.chain
+
+    def problem(self, seq: int | None, kind: str, message: str) -> None:
+        self.report.problems.append(Problem(self.sink, self.chain, seq, kind, message))
+
+    def entry(
+        self,
+        parsed: tuple[dict, int, str] | None,
+        digest: str,
+        stored_hash: str,
+        place: object,
+        lineno: int = 0,
+        column_seq: int | None = None,
+        column_prev: str | None = None,
+        column_event: str | None = None,
+    ) -> None:
+        """One entry: `parsed` its body (None: unreadable), `digest` the SHA-256 of its body, `stored_hash` the hash
+        the sink keeps beside it, `place` (and `lineno`) where it is, the `column_*` the database's indexed columns."""
+        report = self.report
         report.entries += 1
-        try:
-            body = orjson.loads(rec.body)
-            seq, prev = int(body["seq"]), str(body["prev"])
-        except (ValueError, KeyError, TypeError):
-            problem(rec.column_seq, "altered", f"{rec.where}: entry unreadable (altered)")
-            continue
-        if start is not None and seq <= start.seq:
-            continue  # pruned behind the checkpoint; removal was interrupted
+        if parsed is None:
+            self.problem(
+                column_seq, "altered", f"{_where(self.sink, self.chain, place, lineno)}: entry unreadable (altered)"
+            )
+            return
+        body, seq, prev = parsed
+        if seq <= self.pruned_to and self.start is not None:
+            return  # pruned behind the checkpoint; removal was interrupted
         if report.first_seq is None:
             report.first_seq = seq
-        if hashlib.sha256(rec.body).hexdigest() != rec.stored_hash:
-            problem(seq, "altered", f"{rec.where}: entry {seq} was altered (content does not match its hash)")
-        if body.get("chain") != chain:
-            problem(seq, "inserted", f"{rec.where}: entry {seq} belongs to chain {body.get('chain')!r}")
-        if rec.column_seq is not None and (
-            rec.column_seq != seq or rec.column_prev != prev or rec.column_event != body.get("event")
-        ):
-            problem(
-                rec.column_seq, "altered", f"{rec.where}: indexed columns disagree with the entry's content (altered)"
+        if digest != stored_hash:
+            self.problem(
+                seq,
+                "altered",
+                f"{_where(self.sink, self.chain, place, lineno)}: entry {seq} was altered (content does not match its "
+                "hash)",
             )
-        if seq in wanted:
-            report.vouched[seq] = rec.stored_hash
-        if seq == tail_from and tail_at is None:
-            tail_at = body.get("at")
-        if seq == expected_seq:
-            if prev != expected_prev:
-                problem(
-                    seq,
-                    "altered",
-                    f"{rec.where}: entry {seq} does not chain onto entry {seq - 1}: "
-                    f"entry {seq - 1} was altered or replaced",
-                )
-            expected_seq, expected_prev = seq + 1, rec.stored_hash
-        elif seq > expected_seq:
-            gap = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq} to {seq - 1}"
-            missing[expected_seq] = Problem(
-                sink, chain, expected_seq, "deleted", f"{rec.where}: entry {gap} missing (deleted) before entry {seq}"
-            )
-            expected_seq, expected_prev = seq + 1, rec.stored_hash
-        elif seq in missing:
-            # A missing entry that turns up later: the entries were reordered, not deleted.
-            gap_problem = missing.pop(seq)
-            if f"entry {seq} missing" not in gap_problem.message:
-                report.problems.append(gap_problem)
-            problem(seq, "reordered", f"{rec.where}: entry {seq} is out of order (after entry {seen_max})")
-        else:
-            problem(
+        if body.get("chain") != self.chain:
+            self.problem(
                 seq,
                 "inserted",
-                f"{rec.where}: entry {seq} appears again after entry {seen_max} (duplicate or inserted)",
+                f"{_where(self.sink, self.chain, place, lineno)}: entry {seq} belongs to chain {body.get('chain')!r}",
             )
-        seen_max = max(seen_max, seq)
-    report.problems.extend(missing.values())
-    report.last_seq = expected_seq - 1 if report.entries else (start.seq if start else None)
-    report.last_hash = expected_prev
-    # A chain left with no entry at all ends at 0: a checkpoint beyond that means entries were deleted.
-    end = report.last_seq if report.last_seq is not None else 0
-    beyond: dict[bool, Checkpoint] = {}
-    for cp in checkpoints:
-        if cp.kind == "seal" and cp.seq in report.vouched and report.vouched[cp.seq] != cp.hash:
-            source = "the witness's signed checkpoint" if cp.witnessed else "the platform-signed checkpoint"
-            problem(
-                cp.seq, "altered", f"entry {cp.seq} differs from {source} of {cp.at}: the chain was rewritten after it"
+        if column_seq is not None and (column_seq != seq or column_prev != prev or column_event != body.get("event")):
+            self.problem(
+                column_seq,
+                "altered",
+                f"{_where(self.sink, self.chain, place, lineno)}: indexed columns disagree with the entry's content "
+                "(altered)",
             )
-        if cp.seq > end and (cp.witnessed not in beyond or cp.seq > beyond[cp.witnessed].seq):
-            beyond[cp.witnessed] = cp
-    for cp in beyond.values():  # the furthest one says it all
-        problem(
-            end + 1,
-            "deleted",
-            f"{cp.name} vouches for entry {cp.seq} but the chain ends at {end}: entries were deleted at the end",
-        )
-    if report.entries and end >= tail_from:
-        report.unsealed = end - tail_from + 1
-        report.unsealed_since = _parse_time(tail_at)
+        if seq in self.wanted:
+            report.vouched[seq] = stored_hash
+        if seq == self.tail_from and self.tail_at is None:
+            self.tail_at = body.get("at")
+        expected_seq = self.expected_seq
+        if seq == expected_seq:
+            if prev != self.expected_prev:
+                self.problem(
+                    seq,
+                    "altered",
+                    f"{_where(self.sink, self.chain, place, lineno)}: entry {seq} does not chain onto entry {seq - 1}: "
+                    f"entry {seq - 1} was altered or replaced",
+                )
+            self.expected_seq, self.expected_prev = seq + 1, stored_hash
+        elif seq > expected_seq:
+            gap = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq} to {seq - 1}"
+            self.missing[expected_seq] = Problem(
+                self.sink,
+                self.chain,
+                expected_seq,
+                "deleted",
+                f"{_where(self.sink, self.chain, place, lineno)}: entry {gap} missing (deleted) before entry {seq}",
+            )
+            self.expected_seq, self.expected_prev = seq + 1, stored_hash
+        elif seq in self.missing:
+            # A missing entry that turns up later: the entries were reordered, not deleted.
+            gap_problem = self.missing.pop(seq)
+            if f"entry {seq} missing" not in gap_problem.message:
+                report.problems.append(gap_problem)
+            self.problem(
+                seq,
+                "reordered",
+                f"{_where(self.sink, self.chain, place, lineno)}: entry {seq} is out of order (after entry "
+                f"{self.seen_max})",
+            )
+        else:
+            self.problem(
+                seq,
+                "inserted",
+                f"{_where(self.sink, self.chain, place, lineno)}: entry {seq} appears again after entry "
+                f"{self.seen_max} (duplicate or inserted)",
+            )
+        if seq > self.seen_max:
+            self.seen_max = seq
+
+    def finish(self) -> None:
+        report, start = self.report, self.start
+        report.problems.extend(self.missing.values())
+        report.last_seq = self.expected_seq - 1 if report.entries else (start.seq if start else None)
+        report.last_hash = self.expected_prev
+        # A chain left with no entry at all ends at 0: a checkpoint beyond that means entries were deleted.
+        end = report.last_seq if report.last_seq is not None else 0
+        beyond: dict[bool, Checkpoint] = {}
+        for cp in self.checkpoints:
+            if cp.kind == "seal" and cp.seq in report.vouched and report.vouched[cp.seq] != cp.hash:
+                source = "the witness's signed checkpoint" if cp.witnessed else "the platform-signed checkpoint"
+                self.problem(
+                    cp.seq,
+                    "altered",
+                    f"entry {cp.seq} differs from {source} of {cp.at}: the chain was rewritten after it",
+                )
+            if cp.seq > end and (cp.witnessed not in beyond or cp.seq > beyond[cp.witnessed].seq):
+                beyond[cp.witnessed] = cp
+        for cp in beyond.values():  # the furthest one says it all
+            self.problem(
+                end + 1,
+                "deleted",
+                f"{cp.name} vouches for entry {cp.seq} but the chain ends at {end}: entries were deleted at the end",
+            )
+        if report.entries and end >= self.tail_from:
+            report.unsealed = end - self.tail_from + 1
+            report.unsealed_since = _parse_time(self.tail_at)
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -380,35 +423,91 @@ def _signed_pairs(rows: list[tuple[bytes, str, str | None]]) -> list[tuple[bytes
     return [(body, signature) for body, signature, _token in rows]
 
 
-def _db_records(db: Session, chain: str) -> Iterator[Record]:
-    stmt = (
-        select(JournalEntry.seq, JournalEntry.prev_hash, JournalEntry.event, JournalEntry.hash, JournalEntry.body)
-        .where(JournalEntry.chain == chain)
-        .order_by(JournalEntry.seq)
-        .execution_options(yield_per=20_000)
-    )
-    for seq, prev, event, digest, body in db.connection().execute(stmt):
-        yield Record(("database", seq), digest, body.encode(), seq, prev, event)
+_BATCH = 2_000
+# The body as bytes straight from the driver (hashed as stored; no decode into str and encode back per row).
+_COLUMNS = {
+    "sqlite": "SELECT seq, prev_hash, event, hash, CAST(body AS BLOB) FROM journal_entries",
+    "postgresql": "SELECT seq, prev_hash, event, hash, convert_to(body, 'UTF8') FROM journal_entries",
+}
+# (first batch, next batches) in the driver's own placeholder style: SQLite's ? or psycopg's %s.
+_ROWS = {
+    "sqlite": (
+        f"{_COLUMNS['sqlite']} WHERE chain = ? ORDER BY seq LIMIT {_BATCH}",
+        f"{_COLUMNS['sqlite']} WHERE chain = ? AND seq > ? ORDER BY seq LIMIT {_BATCH}",
+    ),
+    "postgresql": (
+        f"{_COLUMNS['postgresql']} WHERE chain = %s ORDER BY seq LIMIT {_BATCH}",
+        f"{_COLUMNS['postgresql']} WHERE chain = %s AND seq > %s ORDER BY seq LIMIT {_BATCH}",
+    ),
+}
 
 
-def _file_records(sink: FileSink, chain: str) -> Iterator[Record]:
-    for line in sink.read(chain):
-        yield Record(("file", chain, line.path, line.lineno), line.hash, line.body)
+def _db_rows(db: Session, chain: str) -> Iterator[tuple[int, str, str, str, bytes]]:
+    """(seq, prev_hash, event, hash, body) of the chain's rows in seq order, through the driver's own cursor (no
+    ORM or result wrapping per row), a batch at a time by seq ((chain, seq) is unique: no row is skipped or read
+    twice), so a million rows are never all in memory."""
+    conn = db.connection()
+    first, more = _ROWS[conn.dialect.name]
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(first, (chain,))
+        while rows := cursor.fetchall():
+            for seq, prev, event, digest, body in rows:
+                yield seq, prev, event, digest, bytes(body)  # psycopg gives a memoryview for bytea
+            if len(rows) < _BATCH:
+                return
+            cursor.execute(more, (chain, rows[-1][0]))
+    finally:
+        cursor.close()
 
 
-def verify_database(
+_READ = 8 << 20  # month files are read in pieces of this size, split into lines in one call each
+
+
+def _file_lines(sink: FileSink, chain: str) -> Iterator[tuple[Path, int, str, bytes]]:
+    """(path, line number, stored hash, body) of every complete line of the chain's month files, in order: what
+    FileSink.read gives, as plain tuples, each file read in large pieces rather than line by line."""
+    for path in sink.files(chain):
+        _, end = complete_end(path)  # a partial last line is not an entry
+        lineno, left, rest = 0, end, b""
+        with path.open("rb") as fh:
+            while left > 0:
+                piece = fh.read(min(_READ, left))
+                if not piece:
+                    break
+                left -= len(piece)
+                lines = (rest + piece).split(b"\n")
+                rest = lines.pop()  # the start of a line the next piece ends (empty at the end)
+                for raw in lines:
+                    lineno += 1
+                    digest, _, body = raw.partition(b" ")
+                    yield path, lineno, digest.decode("ascii", "replace"), body
+
+
+def _db_records(db: Session, chain: str) -> Iterator[tuple[int, str]]:
+    """(seq, stored hash) of the chain's database rows: to name the differences between the sinks."""
+    for seq, _prev, _event, digest, _body in _db_rows(db, chain):
+        yield seq, digest
+
+
+def _database_walk(
     db: Session,
     chain: str,
     public_key: bytes | KeySet,
-    witnessed: dict[int, WitnessedCheckpoint] | None = None,
-    stored: StoredCheckpoints | None = None,
-) -> ChainReport:
+    witnessed: dict[int, WitnessedCheckpoint] | None,
+    stored: StoredCheckpoints | None,
+) -> _Walk:
     report = ChainReport(chain=chain, sink="database")
     rows = stored.database if stored is not None else _db_checkpoints(db, chain)
     checkpoints = _signed_checkpoints(_signed_pairs(rows), public_key, report)
     if witnessed:
         checkpoints = _with_witness(checkpoints, report, witnessed)
-    _walk(_db_records(db, chain), report, checkpoints)
+    return _Walk(report, checkpoints)
+
+
+def _database_end(db: Session, walk: _Walk) -> ChainReport:
+    walk.finish()
+    report, chain = walk.report, walk.chain
     head = db.get(JournalHead, chain)
     end = report.last_seq if report.last_seq is not None else 0
     if head is not None and head.seq > end:
@@ -437,13 +536,13 @@ def verify_database(
     return report
 
 
-def verify_file(
+def _file_walk(
     sink: FileSink,
     chain: str,
     public_key: bytes | KeySet,
-    witnessed: dict[int, WitnessedCheckpoint] | None = None,
-    stored: StoredCheckpoints | None = None,
-) -> ChainReport:
+    witnessed: dict[int, WitnessedCheckpoint] | None,
+    stored: StoredCheckpoints | None,
+) -> _Walk:
     report = ChainReport(chain=chain, sink="file")
     for found in sink.interrupted(chain):
         # A write cut short (power lost mid-line): not an entry, and not tampering either.
@@ -462,8 +561,79 @@ def verify_file(
     checkpoints = _signed_checkpoints(_signed_pairs(rows), public_key, report)
     if witnessed:
         checkpoints = _with_witness(checkpoints, report, witnessed)
-    _walk(_file_records(sink, chain), report, checkpoints)
-    return report
+    return _Walk(report, checkpoints)
+
+
+def _feed_database(walk: _Walk, rows: Iterable[tuple[int, str, str, str, bytes]]) -> None:
+    sha256, entry = hashlib.sha256, walk.entry
+    for seq, prev, event, stored_hash, body in rows:
+        entry(_parse(body), sha256(body).hexdigest(), stored_hash, seq, 0, seq, prev, event)
+
+
+def _feed_file(walk: _Walk, lines: Iterable[tuple[Path, int, str, bytes]]) -> None:
+    sha256, entry = hashlib.sha256, walk.entry
+    for path, lineno, stored_hash, body in lines:
+        entry(_parse(body), sha256(body).hexdigest(), stored_hash, path, lineno)
+
+
+def _feed_both(db_walk: _Walk, file_walk: _Walk, rows: Iterator, lines: Iterator) -> None:
+    """One pass along both sinks, entry beside entry: a body both sinks hold byte for byte alike (every entry of
+    an intact journal) is parsed and hashed once; each sink's walk still judges its own copy."""
+    sha256, db_entry, file_entry = hashlib.sha256, db_walk.entry, file_walk.entry
+    for row, line in zip_longest(rows, lines):
+        if row is None:
+            _feed_file(file_walk, [line])
+            continue
+        seq, prev, event, stored_hash, body = row
+        parsed, digest = _parse(body), sha256(body).hexdigest()
+        db_entry(parsed, digest, stored_hash, seq, 0, seq, prev, event)
+        if line is not None:
+            path, lineno, file_hash, file_body = line
+            if file_body != body:
+                parsed, digest = _parse(file_body), sha256(file_body).hexdigest()
+            file_entry(parsed, digest, file_hash, path, lineno)
+
+
+def verify_database(
+    db: Session,
+    chain: str,
+    public_key: bytes | KeySet,
+    witnessed: dict[int, WitnessedCheckpoint] | None = None,
+    stored: StoredCheckpoints | None = None,
+) -> ChainReport:
+    walk = _database_walk(db, chain, public_key, witnessed, stored)
+    _feed_database(walk, _db_rows(db, chain))
+    return _database_end(db, walk)
+
+
+def verify_file(
+    sink: FileSink,
+    chain: str,
+    public_key: bytes | KeySet,
+    witnessed: dict[int, WitnessedCheckpoint] | None = None,
+    stored: StoredCheckpoints | None = None,
+) -> ChainReport:
+    walk = _file_walk(sink, chain, public_key, witnessed, stored)
+    _feed_file(walk, _file_lines(sink, chain))
+    walk.finish()
+    return walk.report
+
+
+def verify_chain(
+    db: Session,
+    sink: FileSink,
+    chain: str,
+    public_key: bytes | KeySet,
+    witnessed: dict[int, WitnessedCheckpoint] | None = None,
+    stored: StoredCheckpoints | None = None,
+) -> tuple[ChainReport, ChainReport, list[Problem]]:
+    """Both sinks of one chain in one pass: (database report, file report, differences between them)."""
+    db_walk = _database_walk(db, chain, public_key, witnessed, stored)
+    file_walk = _file_walk(sink, chain, public_key, witnessed, stored)
+    _feed_both(db_walk, file_walk, _db_rows(db, chain), _file_lines(sink, chain))
+    db_report = _database_end(db, db_walk)
+    file_walk.finish()
+    return db_report, file_walk.report, compare(db, sink, chain, db_report, file_walk.report)
 
 
 def compare(
@@ -480,15 +650,11 @@ def compare(
     ):
         return []
     problems: list[Problem] = []
-    db_hashes: dict[int, str] = (
-        {r.column_seq: r.stored_hash for r in _db_records(db, chain) if r.column_seq is not None}
-        if db_report.entries < 5_000_000
-        else {}
-    )
+    db_hashes: dict[int, str] = dict(_db_records(db, chain)) if db_report.entries < 5_000_000 else {}
     seen: set[int] = set()
-    for rec in _file_records(sink, chain):
+    for _path, _lineno, stored_hash, body in _file_lines(sink, chain):
         try:
-            seq = int(orjson.loads(rec.body)["seq"])
+            seq = int(orjson.loads(body)["seq"])
         except (ValueError, KeyError, TypeError):
             continue
         seen.add(seq)
@@ -497,7 +663,7 @@ def compare(
             problems.append(
                 Problem("database", chain, seq, "deleted", f"entry {seq} is in the file but not in the database")
             )
-        elif in_db != rec.stored_hash:
+        elif in_db != stored_hash:
             problems.append(
                 Problem("both", chain, seq, "mismatch", f"entry {seq} differs between the database and the file")
             )
@@ -506,6 +672,43 @@ def compare(
     for seq in sorted(set(db_hashes) - seen)[: limit - len(problems)]:
         problems.append(Problem("file", chain, seq, "deleted", f"entry {seq} is in the database but not in the file"))
     return problems
+
+
+# Chains verified in parallel (one process each, forked) once the journal holds this many entries: below it,
+# starting processes costs more than it saves.
+PARALLEL_FROM = 100_000
+
+# What forked workers inherit (no pickling: a KeySet holds key objects): set just before the pool starts.
+_JOB: dict = {}
+
+
+def _chain_in_worker(chain: str) -> tuple[ChainReport, ChainReport, list[Problem]]:
+    from sqlalchemy.orm import Session as PlainSession
+
+    from temoin.db import make_engine
+
+    job = _JOB
+    engine = make_engine(job["url"])
+    try:
+        with PlainSession(engine) as db:
+            return verify_chain(db, job["sink"], chain, job["key"], job["witnessed"].get(chain), job["stored"][chain])
+    finally:
+        engine.dispose()
+
+
+def _workers(db: Session, chains: list[str], asked: int | None) -> int:
+    if asked is not None:
+        return max(1, min(asked, len(chains)))
+    if len(chains) < 2 or not hasattr(os, "fork"):
+        return 1
+    url = db.connection().engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return 1  # another process would not see this database
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < 2:
+        return 1
+    total = db.scalar(select(func.sum(JournalHead.seq)).where(JournalHead.chain.in_(chains))) or 0
+    return min(cores, len(chains)) if total >= PARALLEL_FROM else 1
 
 
 @dataclass
@@ -530,7 +733,10 @@ def verify_all(
     witness: WitnessLog | None = None,
     seal_interval_s: float = 60.0,
     now: datetime | None = None,
+    workers: int | None = None,
 ) -> VerifyResult:
+    """Every chain, both sinks, checkpoints (and the witness's log). `workers`: processes verifying chains side by
+    side (default: one per core for a large journal of several chains, else this process alone)."""
     if chains is None:
         chains = sorted(
             set(db.scalars(select(JournalHead.chain)))
@@ -540,15 +746,28 @@ def verify_all(
         )
     reports: list[ChainReport] = []
     problems: list[Problem] = []
-    read: dict[str, StoredCheckpoints] = {}
-    for chain in chains:
-        witnessed = witness.of(chain) if witness else None
-        read[chain] = stored = read_checkpoints(db, sink, chain)
-        db_report = verify_database(db, chain, public_key, witnessed, stored)
-        file_report = verify_file(sink, chain, public_key, witnessed, stored)
+    read = {chain: read_checkpoints(db, sink, chain) for chain in chains}
+    witnessed = {chain: witness.of(chain) for chain in chains} if witness else {}
+    count = _workers(db, chains, workers)
+    if count > 1:
+        # Chains are independent: one process per core (the GIL keeps threads from parsing in parallel).
+        _JOB.update(
+            url=db.connection().engine.url.render_as_string(hide_password=False),
+            sink=sink,
+            key=public_key,
+            witnessed=witnessed,
+            stored=read,
+        )
+        try:
+            with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork")) as pool:
+                done = list(pool.map(_chain_in_worker, chains))
+        finally:
+            _JOB.clear()
+    else:
+        done = [verify_chain(db, sink, chain, public_key, witnessed.get(chain), read[chain]) for chain in chains]
+    for db_report, file_report, differences in done:
         reports += [db_report, file_report]
-        problems += db_report.problems + file_report.problems
-        problems += compare(db, sink, chain, db_report, file_report)
+        problems += db_report.problems + file_report.problems + differences
     problems += _skipped_tails(reports)
     warnings = []
     if witness is not None:

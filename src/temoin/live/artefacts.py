@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.identity.models import Tenant
@@ -19,27 +19,34 @@ from temoin.vault.derived import LIVE_BACKUP, Artefact, remove_files
 from temoin.vault.models import Recording, RecordingState
 
 
-def _overlaps(rec: Any):  # a SQL condition
-    return (
-        (LiveSession.tenant_id == rec.tenant_id)
-        & (LiveSession.device_id == rec.device_id)
-        & (LiveSession.requested_at <= rec.ended_at)
-        & or_(LiveSession.ended_at.is_(None), LiveSession.ended_at >= rec.started_at)
-    )
-
-
 class LiveBackups:
     kind = LIVE_BACKUP
 
     def of_recordings(self, p: VaultContext, db: Session, rows: Sequence[Any]) -> Iterable[tuple[str, Artefact]]:
-        for rec in rows:
-            for s in db.scalars(
+        # One query for the batch (the sweep erases 500 recordings at a time; backups are few): the cameras'
+        # sessions with a backup, matched here to each recording's camera and time (the backup overlaps it).
+        sessions = list(
+            db.scalars(
                 select(LiveSession)
-                .where(_overlaps(rec), LiveSession.backup_file.is_not(None))
+                .where(
+                    LiveSession.device_id.in_({rec.device_id for rec in rows}),
+                    LiveSession.backup_file.is_not(None),
+                )
                 .order_by(LiveSession.requested_at)
-            ):
-                assert s.backup_file is not None, "selected with backup_file IS NOT NULL"
-                yield rec.id, Artefact(LIVE_BACKUP, s.id, (s.backup_file,), ("live backup",), s.backup_sha256)
+            )
+        )
+        if not sessions:
+            return
+        for rec in rows:
+            for s in sessions:
+                if (
+                    s.tenant_id == rec.tenant_id
+                    and s.device_id == rec.device_id
+                    and s.requested_at <= rec.ended_at
+                    and (s.ended_at is None or s.ended_at >= rec.started_at)
+                ):
+                    assert s.backup_file is not None, "selected with backup_file IS NOT NULL"
+                    yield rec.id, Artefact(LIVE_BACKUP, s.id, (s.backup_file,), ("live backup",), s.backup_sha256)
 
     def clear(self, db: Session, artefact: Artefact, now: datetime, reason: str) -> bool:
         s = db.get_one(LiveSession, artefact.id)  # the artefact was listed from this row

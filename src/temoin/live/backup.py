@@ -17,11 +17,8 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
-import av
-
 from temoin.evidence.crypto import Sealer, new_data_key, new_header, open_records, unwrap_key, wrap_key
-from temoin.live.forwarding import CLOCK
-from temoin.live.plane import EncodedFrame, FrameSink
+from temoin.live.plane import CLOCK, EncodedFrame, FrameSink
 
 log = logging.getLogger("temoin.live")
 FLUSH_BYTES = 256 * 1024
@@ -74,6 +71,8 @@ class BackupRecorder(FrameSink):
     def __init__(self, path: Path, data_key: bytes, on_closed: Callable[[str, int], None] | None = None) -> None:
         self.path = path
         self._file = SealedFile(path, data_key)
+        import av  # PyAV loaded by the first stream that needs it, not at server start
+
         self._out = av.open(self._file, "w", format="mpegts")
         video = self._out.add_stream("h264", rate=30)
         video.width, video.height = 16, 16  # the muxer reads the real size
@@ -111,6 +110,8 @@ class BackupRecorder(FrameSink):
         if last is not None and pts <= last:
             pts = last + 1
         self._last[frame.kind] = pts
+        import av  # PyAV loaded by the first stream that needs it, not at server start
+
         packet = av.Packet(frame.data)
         packet.pts = packet.dts = pts
         packet.time_base = Fraction(1, clock)

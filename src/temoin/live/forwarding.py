@@ -33,17 +33,15 @@ from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add, uint16_gt
 
 from temoin import errors
-from temoin.live.plane import EncodedFrame
+from temoin.live.plane import CLOCK, NAL_IDR, NAL_PPS, NAL_SPS, EncodedFrame
 
 log = logging.getLogger("temoin.live")
 
-CLOCK = {"video": 90_000, "audio": 48_000}  # RTP clock rates of H.264 and Opus
 FRAME_STEP = {"video": 3_000, "audio": 960}  # one 30 fps frame, one 20 ms Opus packet, in clock ticks
 _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _MAPPER_ATTR = "_RTCRtpReceiver__timestamp_mapper"
 _NACK_ATTR = "_RTCRtpReceiver__nack_generator"
-NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8
 GAP_GIVE_UP_S = 0.25  # a lost packet's retransmission takes one round trip (~80 ms on 4G): then give up
 NACK_SHARE = 0.1  # retransmissions asked for: at most a tenth of the packets received
 NACK_BURST = 20  # ... with this many at once at most (a burst of losses)
@@ -297,6 +295,39 @@ def tap_receiver(receiver: RTCRtpReceiver, on_frame: Callable[[str, bytes, int],
         setattr(receiver, _NACK_ATTR, BoundedNacks())
 
 
+# aiortc's DTLS offers ECDHE-ECDSA suites only. A peer with an RSA certificate (GStreamer's webrtcbin: its
+# whipsink, Meetecho's simple-whip-client, most encoders built on GStreamer) then fails the handshake with
+# "no shared cipher" whenever the relay is the DTLS client, which it always is as the answerer (setup:active).
+# The relay also offers the ECDHE-RSA suites (AEAD first); its own certificate stays ECDSA.
+DTLS_CIPHERS = (
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:"
+    b"ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:"
+    b"ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA"
+)
+
+
+def accept_rsa_dtls_peers() -> None:
+    """Let aiortc's DTLS (in this process) negotiate with peers whose certificate is RSA. Idempotent."""
+    from aiortc.rtcdtlstransport import RTCCertificate
+
+    original = getattr(RTCCertificate, "_create_ssl_context", None)
+    if original is None:
+        raise UnsupportedAiortc(
+            "this aiortc version has no RTCCertificate._create_ssl_context: the relay's DTLS cipher list "
+            "(temoin.live.forwarding.accept_rsa_dtls_peers) must be adapted to it"
+        )
+    if getattr(original, "temoin_rsa", False):
+        return
+
+    def create(self, srtp_profiles):
+        context = original(self, srtp_profiles)
+        context.set_cipher_list(DTLS_CIPHERS)
+        return context
+
+    create.temoin_rsa = True  # type: ignore[attr-defined]  # a marker: patched once only
+    RTCCertificate._create_ssl_context = create  # type: ignore[method-assign]  # on purpose: see DTLS_CIPHERS
+
+
 async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
     """Send a PLI (RFC 4585) to the publisher for every video source it sends."""
     sources = receiver.getSynchronizationSources()
@@ -334,8 +365,9 @@ class Continuity:
 class ForwardTrack(MediaStreamTrack):
     """The outgoing track of one viewer: yields encoded packets that its sender only re-packetizes.
 
-    Video starts at a keyframe; output timestamps stay monotonic across publisher reconnections; when
-    the viewer cannot keep up the backlog is dropped and video waits for the next keyframe (asking for one).
+    Video starts at a keyframe (asked for as long as pictures arrive without one); output timestamps stay
+    monotonic across publisher reconnections; when the viewer cannot keep up the backlog is dropped and video
+    waits for the next keyframe (asking for one).
     """
 
     def __init__(self, kind: str, need_keyframe: Callable[[], None], max_queue: int = 120) -> None:
@@ -357,6 +389,12 @@ class ForwardTrack(MediaStreamTrack):
             return
         if self._waiting_key:
             if not frame.keyframe:
+                # Ask again while pictures flow without one (the stream caps PLIs at one per 300 ms): the
+                # request made when this viewer joined may have reached no publisher yet (a viewer joining on
+                # the alert, before the camera's media), or its keyframe may have been lost on the uplink.
+                # Without this, the viewer would wait for the camera's next periodic keyframe (measured: 4-6 s
+                # at 5 % loss, bench/live/impaired.py).
+                self._need_keyframe()
                 return
             self._waiting_key = False
         if self._queue.full():

@@ -33,8 +33,7 @@ from temoin.live.events import EventBus
 from temoin.live.events_nats import event_bus
 from temoin.live.isolation import IsolatedMediaPlane
 from temoin.live.models import LiveSession, LiveState
-from temoin.live.plane import Answer, MediaPlane, check_offer
-from temoin.live.relay import AiortcMediaPlane
+from temoin.live.plane import Answer, LazyMediaPlane, MediaPlane, check_offer
 from temoin.live.rtsp_pull import CctvSources, cctv_stream, check_stream_url
 from temoin.live.sessions import LiveNotFound, LiveReason, LiveRequest, view
 
@@ -73,13 +72,17 @@ class _CctvViewer:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+def _relay(p: Context) -> MediaPlane:
+    from temoin.live.relay import AiortcMediaPlane  # aiortc and PyAV: loaded by the first stream, not at start
+
+    return AiortcMediaPlane(p.settings.live_ice_servers, p.settings.live_max_viewers)
+
+
 class LiveHub:
     def __init__(self, p: Context, plane: MediaPlane | None = None, bus: EventBus | None = None) -> None:
         self.p = p
         # The media plane runs in its own thread and event loop: a stalled request never stalls a stream.
-        self.plane = plane or IsolatedMediaPlane(
-            AiortcMediaPlane(p.settings.live_ice_servers, p.settings.live_max_viewers)
-        )
+        self.plane = plane or IsolatedMediaPlane(LazyMediaPlane(lambda: _relay(p)))
         self.bus = bus or event_bus(p.settings)  # in-process, or NATS JetStream across nodes (TEMOIN_EVENTS_URL)
         self.stall_after_s = p.settings.live_stall_after_s
         self._tenant_of: dict[str, int] = {}

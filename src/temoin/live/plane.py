@@ -22,6 +22,11 @@ from typing import Literal
 
 from temoin import errors
 
+# RTP clock rates of H.264 and Opus, and the H.264 NAL unit types the relay and the pullers look for: here, with no
+# media library, so that modules needing only these (backup, rtsp_pull) do not load aiortc.
+CLOCK = {"video": 90_000, "audio": 48_000}
+NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8
+
 MAX_SDP_BYTES = 64 * 1024
 VIDEO_CODEC = "H264"
 AUDIO_CODEC = "opus"
@@ -160,6 +165,64 @@ class MediaPlane(ABC):
 
     @abstractmethod
     def streams(self) -> list[str]: ...
+
+
+class LazyMediaPlane(MediaPlane):
+    """A media plane built on first use: the relay imports aiortc and PyAV (about 80 MiB), which a server that
+    nobody streams to should not load. Before that, there is no stream: `streams` is empty, `status` None.
+    `build`'s plane must not need `start` before `open_stream` (the relay's `start` does nothing)."""
+
+    def __init__(self, build: Callable[[], MediaPlane]) -> None:
+        self._build = build
+        self._inner: MediaPlane | None = None
+        self._started = False
+
+    def _plane(self) -> MediaPlane:
+        if self._inner is None:
+            self._inner = self._build()
+        return self._inner
+
+    async def _ready(self) -> MediaPlane:
+        plane = self._plane()
+        if not self._started:
+            self._started = True
+            await plane.start()
+        return plane
+
+    async def start(self) -> None:
+        pass  # the real plane starts when first used
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+    async def publish(self, stream: str, offer: str, *, on_ended: OnEnded | None = None) -> Answer:
+        return await (await self._ready()).publish(stream, offer, on_ended=on_ended)
+
+    async def play(self, stream: str, offer: str, *, on_ended: OnEnded | None = None) -> Answer:
+        return await (await self._ready()).play(stream, offer, on_ended=on_ended)
+
+    def open_stream(self, stream: str, sink: FrameSink | None = None) -> None:
+        self._plane().open_stream(stream, sink)
+
+    async def attach(
+        self, stream: str, *, on_keyframe_request: Callable[[], None] | None = None, on_ended: OnEnded | None = None
+    ) -> LocalFeed:
+        plane = await self._ready()
+        return await plane.attach(stream, on_keyframe_request=on_keyframe_request, on_ended=on_ended)
+
+    async def end(self, stream: str, resource_id: str) -> bool:
+        return False if self._inner is None else await self._inner.end(stream, resource_id)
+
+    async def end_stream(self, stream: str, reason: str = "stream_ended") -> None:
+        if self._inner is not None:
+            await self._inner.end_stream(stream, reason)
+
+    def status(self, stream: str) -> StreamStatus | None:
+        return None if self._inner is None else self._inner.status(stream)
+
+    def streams(self) -> list[str]:
+        return [] if self._inner is None else self._inner.streams()
 
 
 _MEDIA = re.compile(r"^m=(audio|video) \d+ [A-Z/]+ [\d ]+$", re.MULTILINE)

@@ -29,7 +29,14 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from temoin.live.forwarding import ForwardTrack, ParameterSets, on_keyframe_request, request_keyframe, tap_receiver
+from temoin.live.forwarding import (
+    ForwardTrack,
+    ParameterSets,
+    accept_rsa_dtls_peers,
+    on_keyframe_request,
+    request_keyframe,
+    tap_receiver,
+)
 from temoin.live.plane import (
     Answer,
     BadOffer,
@@ -184,6 +191,7 @@ class AiortcMediaPlane(MediaPlane):
         # An explicit empty list: without it aiortc would reach out to a public Google STUN server.
         self.ice_servers = [RTCIceServer(url) for url in ice_servers]
         self.max_viewers = max_viewers
+        accept_rsa_dtls_peers()  # GStreamer-based publishers have RSA certificates
         self._streams: dict[str, _Stream] = {}
 
     def _pc(self) -> RTCPeerConnection:

@@ -26,11 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-import av
-
 from temoin import errors
-from temoin.live.forwarding import NAL_IDR, NAL_PPS, NAL_SPS
-from temoin.live.plane import LocalFeed, MediaPlane, MediaPlaneError
+from temoin.live.plane import NAL_IDR, NAL_PPS, NAL_SPS, LocalFeed, MediaPlane, MediaPlaneError
 
 log = logging.getLogger("temoin.live.cctv")
 
@@ -294,6 +291,8 @@ class RtspPuller:
     def _session(self) -> bool:
         """One connection, until the stream ends or fails; True if media flowed."""
         flowed = False
+        import av  # PyAV loaded by the first stream that needs it, not at server start
+
         container = av.open(self.url, options=OPEN_OPTIONS, timeout=(self.open_timeout_s, self.read_timeout_s))
         try:
             if not container.streams.video:

@@ -19,7 +19,6 @@ from temoin.identity.devices import camera_names
 from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, EntryDraft
-from temoin.reports.pdf import Document
 from temoin.rights import register
 from temoin.rights.models import RightsRequest
 from temoin.texts import when
@@ -61,6 +60,8 @@ def render(db: Session, req: RightsRequest, keys: KeySet, now: datetime) -> byte
     tenant = db.get_one(Tenant, req.tenant_id)
     certs = certificates_of(db, req)
     made = when("fr", now, seconds=False)
+    from temoin.reports.pdf import Document  # fpdf2 loaded by the first certificate, not at start
+
     doc = Document(
         f"Certificat d'effacement — demande n° {req.id} — {tenant.name}",
         f"{tenant.name} · certificat d'effacement, demande n° {req.id} · établi le {made}",

@@ -36,7 +36,7 @@ class AccessCopies:
             yield copy.recording_id, _copy_artefact(p.settings.home, copy)
 
     def clear(self, db: Session, artefact: Artefact, now: datetime, reason: str) -> bool:
-        copy = db.get(RedactedCopy, int(artefact.id))
+        copy = db.get_one(RedactedCopy, int(artefact.id))  # listed from this row
         if copy.state == CopyState.DELETED.value:
             return False
         copy.state, copy.data_key = CopyState.DELETED.value, None

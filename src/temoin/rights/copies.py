@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, wait as wait_futures
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,7 +54,9 @@ THUMB_PX = 128
 RUNNING = (CopyState.DETECTING, CopyState.REDACTING)
 _jobs: dict[int, Future] = {}  # copy id -> its job, in this process
 _jobs_lock = threading.Lock()
-_queues: dict[int, JobQueue] = {}  # id(platform) -> the bounded queue of its redaction jobs
+# id(platform) -> (that platform, the bounded queue of its redaction jobs); the platform is kept to tell a
+# reused id() apart once a platform is gone
+_queues: dict[int, tuple[VaultContext, JobQueue]] = {}
 
 
 class EngineMissing(errors.Unavailable, RuntimeError):
@@ -63,6 +65,10 @@ class EngineMissing(errors.Unavailable, RuntimeError):
 
 class CopyNotFound(errors.NotFound, LookupError):
     pass
+
+
+class CopyDeleted(errors.Gone):
+    """The copy's key or files are gone (deleted with its recording)."""
 
 
 def engine() -> Any:
@@ -148,10 +154,14 @@ def decrypt_recording(p: VaultContext, db: Session, rec: Recording, work: Path) 
 
 
 def _data_key(p: VaultContext, copy: RedactedCopy) -> bytes:
+    if copy.data_key is None:  # erased with its recording: nothing of the copy can be read any more
+        raise CopyDeleted(f"copy {copy.id} cannot be read any more ({copy.error or 'its key was erased'})")
     return crypto.unwrap_key(p.keyring.master_key, copy.data_key, f"rights-copy-{copy.id}")
 
 
 def _folder(p: VaultContext, copy: RedactedCopy) -> Path:
+    if copy.folder is None:  # set when the copy is created; only a row written by hand lacks it
+        raise CopyDeleted(f"copy {copy.id} has no folder: it holds nothing; start a new copy")
     return copies_root(p) / copy.folder
 
 
@@ -228,7 +238,7 @@ def faces(p: VaultContext, db: Session, user: User, copy: RedactedCopy) -> list[
         raise RightsError(f"the faces are not found yet (state {copy.state})")
     path = _folder(p, copy) / "thumbnails.sealed"
     thumbs = orjson.loads(b"".join(_open_sealed(path, _data_key(p, copy)))) if path.exists() else {}
-    req = db.get(RightsRequest, copy.request_id)
+    req = db.get_one(RightsRequest, copy.request_id)
     p.record(
         db,
         EntryDraft(
@@ -260,8 +270,8 @@ def copy_stream(
     """The redacted copy's bytes (or bytes [start, end) of it). deliver=False: a reviewer watching it
     (consultation; a player's later range requests, its seeks, belong to the viewing that read from byte 0 and are
     not journaled again); deliver=True: handed to the requester (communication), only once approved."""
-    req = db.get(RightsRequest, copy.request_id)
-    tenant = db.get(Tenant, copy.tenant_id)
+    req = db.get_one(RightsRequest, copy.request_id)
+    tenant = db.get_one(Tenant, copy.tenant_id)
     if deliver:
         if copy.state != CopyState.APPROVED:
             raise RightsError(f"the copy is {copy.state}: only a copy approved by a reviewer may be handed over")
@@ -347,22 +357,23 @@ def still(p: VaultContext, db: Session, user: User, copy: RedactedCopy, at_s: fl
         offset += segment.duration_s
     # Decoded from memory: one segment of plaintext, never written to disk.
     media = io.BytesIO(b"".join(catalogue.read_segment(p, db, rec, segment.index)))
-    with av.open(media) as container:
+    with av.open(media, mode="r") as container:
         stream = container.streams.video[0]
         rate = float(stream.average_rate) if stream.average_rate else 25.0
-        start, chosen = None, None
+        start: float | None = None
+        chosen = None
         for frame in container.decode(stream):
             t = float(frame.time or 0.0)
             start = t if start is None else start
             chosen = frame
             if t - start + 0.5 / rate >= at_s - offset:
                 break
-        if chosen is None:
+        if chosen is None or start is None:  # both set by the first frame
             raise RightsError(f"segment {segment.index} of {rec.id} holds no picture")
         local = float(chosen.time or 0.0) - start
         buf = io.BytesIO()
         chosen.to_image().save(buf, "JPEG", quality=88)
-    req = db.get(RightsRequest, copy.request_id)
+    req = db.get_one(RightsRequest, copy.request_id)
     shown = round(offset + local, 3)
     p.record(
         db,
@@ -409,7 +420,7 @@ def start_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, rec
 
 
 def _create_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, rec: Recording) -> RedactedCopy:
-    tenant = db.get(Tenant, req.tenant_id)
+    tenant = db.get_one(Tenant, req.tenant_id)
     copy = RedactedCopy(
         tenant_id=tenant.id,
         request_id=req.id,
@@ -454,7 +465,7 @@ def redact(
     *,
     keep_tracks: list[int],
     add_regions: list[dict],
-    remove_regions: list[dict] = (),
+    remove_regions: Sequence[dict] = (),
     voice: bool = True,
 ) -> RedactedCopy:
     """Produce the copy with these choices: tracks kept visible (the requester's), regions hidden by hand (faces
@@ -487,7 +498,7 @@ def _redaction_started(
     copy: RedactedCopy,
     keep_tracks: list[int],
     add_regions: list[dict],
-    remove_regions: list[dict],
+    remove_regions: Sequence[dict],
     voice: bool,
 ) -> None:
     copy.keep_tracks, copy.add_regions = sorted(set(keep_tracks)), list(add_regions)
@@ -495,7 +506,7 @@ def _redaction_started(
     copy.redacted_by = user.id
     copy.state, copy.progress, copy.error = CopyState.REDACTING.value, 0.0, None
     copy.reviewed_by = copy.reviewed_at = copy.review_reason = None
-    req = db.get(RightsRequest, copy.request_id)
+    req = db.get_one(RightsRequest, copy.request_id)
     p.record(
         db,
         EntryDraft(
@@ -518,11 +529,25 @@ def _redaction_started(
 
 
 def review(
-    p: VaultContext, db: Session, user: User, copy: RedactedCopy, *, approve: bool, reason: str | None = None
+    p: VaultContext,
+    db: Session,
+    user: User,
+    copy: RedactedCopy,
+    *,
+    approve: bool,
+    reason: str | None = None,
+    flagged_seen: bool = False,
 ) -> RedactedCopy:
-    """A person looked at the copy: approved, it may be handed over; rejected, it must be redacted again."""
+    """A person looked at the copy: approved, it may be handed over; rejected, it must be redacted again.
+    Where the machine flagged stretches as unsure, approving says that the person looked at each of them."""
     if copy.state != CopyState.TO_REVIEW:
         raise RightsError(f"the copy is {copy.state}: only a produced copy awaiting review can be reviewed")
+    flagged = flagged_stretches(copy)
+    if approve and flagged and not flagged_seen:
+        raise RightsError(
+            f"the detector was unsure on {flagged} stretch(es) of this recording (flagged beside the faces): "
+            "watch each of them in the copy, hide what is still visible, then confirm that you looked at them"
+        )
     reason = (reason or "").strip() or None
     if not approve and not reason:
         raise RightsError("say what is wrong with the copy (a face left visible, a region to add...)")
@@ -540,7 +565,13 @@ def review(
             event=f"rights.copy.{copy.state}",
             actor=actor_of(user),
             recordings=[copy.recording_id],
-            details={"copy_id": copy.id, "request_id": copy.request_id, "reason": reason},
+            details={
+                "copy_id": copy.id,
+                "request_id": copy.request_id,
+                "reason": reason,
+                "flagged_stretches": flagged,
+                "flagged_seen": bool(flagged_seen and flagged),
+            },
         ),
         db.get(Tenant, copy.tenant_id),
     )
@@ -554,11 +585,10 @@ def review(
 def queue_of(p: VaultContext) -> JobQueue:
     """The platform's redaction queue: settings.redaction_workers at once, bounded per tenant and in all."""
     with _jobs_lock:
-        queue = _queues.get(id(p))
-        if queue is None or getattr(queue, "platform", None) is not p:
-            queue = _queues[id(p)] = JobQueue.from_settings(p.settings, "rights-copy")
-            queue.platform = p  # type: ignore[attr-defined] - id() values are reused once a platform is gone
-        return queue
+        entry = _queues.get(id(p))
+        if entry is None or entry[0] is not p:
+            entry = _queues[id(p)] = (p, JobQueue.from_settings(p.settings, "rights-copy"))
+        return entry[1]
 
 
 def _spawn(ticket: Ticket, copy_id: int, target: Callable[[], None]) -> None:
@@ -588,7 +618,7 @@ class _Progress:
             return
         self.last = fraction
         with self.p.session() as db:
-            copy = db.get(RedactedCopy, self.copy_id)
+            copy = db.get_one(RedactedCopy, self.copy_id)  # copies are marked deleted, never removed
             copy.progress = round(fraction * 0.95, 3)  # the rest is sealing
             db.commit()
 
@@ -596,7 +626,7 @@ class _Progress:
 def _fail(p: VaultContext, copy_id: int, actor: Actor, step: str, exc: BaseException) -> None:
     log.exception("rights copy %s: %s failed", copy_id, step)
     with p.session() as db:
-        copy = db.get(RedactedCopy, copy_id)
+        copy = db.get_one(RedactedCopy, copy_id)
         if copy.state == CopyState.DELETED:  # failed because its recording was deleted: it stays deleted
             return
         copy.state, copy.error = CopyState.FAILED.value, f"{step} failed: {exc}"[:2000]
@@ -660,10 +690,36 @@ def _reviewed_tracks(p: VaultContext, copy: RedactedCopy) -> list[Any] | None:
     rows = orjson.loads(b"".join(_open_sealed(path, _data_key(p, copy))))
     return [
         FaceTrack(
-            int(r["id"]), {int(f): tuple(b) for f, b in r["boxes"].items()}, tuple(r["detected"]), float(r["score"])
+            int(r["id"]),
+            {int(f): tuple(b) for f, b in r["boxes"].items()},
+            tuple(r["detected"]),
+            float(r["score"]),
+            tuple((int(a), int(b), str(why)) for a, b, why in r.get("review", ())),  # none before they were kept
         )
         for r in rows
     ]
+
+
+def _stretch(track: Any, first: int, last: int, why: str, fps: float) -> dict:
+    """A stretch of a track flagged for review, with the box that covers the face all along it (grown by a
+    quarter on each side): the page can hide the whole stretch in one click."""
+    boxes = [track.boxes[f] for f in range(first, last + 1) if f in track.boxes]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    gx, gy = (x1 - x0) // 4, (y1 - y0) // 4
+    return {
+        "start_frame": first,
+        "end_frame": last,
+        "start_s": round(first / fps, 2),
+        "end_s": round((last + 1) / fps, 2),
+        "why": why,
+        "box": [max(0, x0 - gx), max(0, y0 - gy), x1 - x0 + 2 * gx, y1 - y0 + 2 * gy],
+    }
+
+
+def flagged_stretches(copy: RedactedCopy) -> int:
+    """How many stretches of the copy's tracks the machine flagged for a person to look at."""
+    return sum(len(t.get("review") or []) for t in copy.tracks or [])
 
 
 def _largest(track: Any) -> list[int] | None:
@@ -686,8 +742,8 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
         redaction = engine()
         with private_workdir(p) as work:
             with p.session() as db:  # read what the job needs; no session is held across the long work
-                copy = db.get(RedactedCopy, copy_id)
-                rec = db.get(Recording, copy.recording_id)
+                copy = db.get_one(RedactedCopy, copy_id)
+                rec = db.get_one(Recording, copy.recording_id)  # recordings are erased, never removed
                 src = decrypt_recording(p, db, rec, work)
                 folder, data_key = _folder(p, copy), _data_key(p, copy)
             found = redaction.detect_tracks(src, progress=_Progress(p, copy_id))
@@ -707,13 +763,14 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
                             "boxes": {str(f): list(b) for f, b in t.boxes.items()},
                             "detected": list(t.detected),
                             "score": t.score,
+                            "review": [list(stretch) for stretch in t.review],
                         }
                         for t in found
                     ]
                 ),
             )
         with p.session() as db:
-            copy = db.get(RedactedCopy, copy_id)
+            copy = db.get_one(RedactedCopy, copy_id)
             if copy.state == CopyState.DELETED:  # its recording was deleted meanwhile: nothing of it may stay
                 shutil.rmtree(folder, ignore_errors=True)
                 return
@@ -726,6 +783,8 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
                     "start_s": round(min(t.boxes, default=0) / fps, 2),
                     "end_s": round(max(t.boxes, default=0) / fps, 2),
                     "box": _largest(t),
+                    # Where the machine was unsure: the page flags these stretches for the operator.
+                    "review": [_stretch(t, a, b, why, fps) for a, b, why in t.review],
                 }
                 for t in found
             ]
@@ -737,7 +796,7 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
                     event="rights.copy.faces_found",
                     actor=actor,
                     recordings=[copy.recording_id],
-                    details={"copy_id": copy.id, "tracks": len(found)},
+                    details={"copy_id": copy.id, "tracks": len(found), "flagged_stretches": flagged_stretches(copy)},
                 ),
                 db.get(Tenant, copy.tenant_id),
             )
@@ -760,8 +819,8 @@ def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> Non
 
         with private_workdir(p) as work:
             with p.session() as db:  # read what the job needs; no session is held across the long work
-                copy = db.get(RedactedCopy, copy_id)
-                rec = db.get(Recording, copy.recording_id)
+                copy = db.get_one(RedactedCopy, copy_id)
+                rec = db.get_one(Recording, copy.recording_id)  # recordings are erased, never removed
                 src = decrypt_recording(p, db, rec, work)
                 keep, add, remove = (
                     list(copy.keep_tracks or []),
@@ -786,7 +845,7 @@ def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> Non
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             sha256, size = _seal_file(dst, folder / "copy.sealed", data_key)
         with p.session() as db:
-            copy = db.get(RedactedCopy, copy_id)
+            copy = db.get_one(RedactedCopy, copy_id)
             if copy.state == CopyState.DELETED:
                 shutil.rmtree(folder, ignore_errors=True)
                 return

@@ -145,9 +145,9 @@ def decide_erasure(
         raise RightsError(f"erasure proposal {proposal.id} is already {proposal.state}")
     if proposal.proposed_by == user.id:
         raise RightsError("four eyes: a second person approves an erasure, not the one who proposed it")
-    req = db.get(RightsRequest, proposal.request_id)
-    tenant = db.get(Tenant, proposal.tenant_id)
-    proposer = db.get(User, proposal.proposed_by)
+    req = db.get_one(RightsRequest, proposal.request_id)
+    tenant = db.get_one(Tenant, proposal.tenant_id)
+    proposer = db.get_one(User, proposal.proposed_by)
     reason = (reason or "").strip() or None
     if not approve:
         if not reason:
@@ -180,7 +180,7 @@ def stored_recordings(
 ) -> tuple[Tenant, list]:
     """The request's tenant and the named recordings still stored in the user's communes; any missing one is
     refused (all or none), and one of another tenant journaled."""
-    tenant = db.get(Tenant, req.tenant_id)
+    tenant = db.get_one(Tenant, req.tenant_id)
     recs = list(
         db.scalars(
             select(Recording).where(

@@ -581,6 +581,8 @@ class Integrity:
     # What signature_ok stands for: the camera's signature of its manifest, or (a recording that came through the
     # Axis Body Worn system, whose cameras sign nothing for Témoin) the vault's own record of its hash on arrival.
     proof: str = "device_signature"
+    # Declared lost by the receipt, yet not in the camera's own signed declaration kept at ingest (a forged loss).
+    not_by_camera: list[int] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -588,6 +590,7 @@ class Integrity:
         if (
             not (self.signature_ok and self.chain_ok)
             or self.undeclared
+            or self.not_by_camera
             or (self.last_full_check and not self.last_full_check.ok)
         ):
             return "damaged"
@@ -611,6 +614,11 @@ class Integrity:
             if self.undeclared:
                 failed.append(
                     f"segments {self.undeclared} are not in the vault and the signed receipt does not declare them lost"
+                )
+            if self.not_by_camera:
+                failed.append(
+                    f"the signed receipt declares segments {self.not_by_camera} lost, but the camera's signed "
+                    "declaration does not"
                 )
             return f"NOT intact: {'; '.join(failed)}"
         if self.lost:
@@ -671,7 +679,34 @@ def integrity_of(p: VaultContext, db: Session, rec: Recording) -> Integrity:
         [x for x in lost if x.index in declared],
         [x.index for x in lost if x.index not in declared],
         "vault_hash_on_arrival" if is_axis(rec) else "device_signature",
+        [] if is_axis(rec) or not declared else _not_by_camera(db, rec, sorted(declared)),
     )
+
+
+def _not_by_camera(db: Session, rec: Recording, declared: list[int]) -> list[int]:
+    """The segments the receipt declares lost that the camera's signed `complete` request, kept in the
+    `recording.ingested` entry, does not (all of them when that request is there but not the camera's). None
+    when no request was kept (a recording stored before it was): the receipt is then the only record."""
+    from temoin.evidence.device_requests import camera_declared_lost
+    from temoin.identity.devices import keys_of
+    from temoin.journal.models import JournalEntry
+    from temoin.journal.service import parse_body
+
+    entry = db.scalar(
+        select(JournalEntry).where(
+            JournalEntry.tenant_id == rec.tenant_id,
+            JournalEntry.event == "recording.ingested",
+            JournalEntry.body.contains(f'"{rec.id}"', autoescape=True),
+        )
+    )
+    said = ((parse_body(entry.body).get("details") or {}) if entry else {}).get("lost_declaration")
+    if said is None:
+        return []
+    for key in keys_of(db, rec.device_id):  # the camera's key when it handed over: one of its keys
+        lost = camera_declared_lost(said, key.public_key, rec.id)
+        if not isinstance(lost, str):
+            return [i for i in declared if i not in lost]
+    return declared
 
 
 def _device_proof(p: VaultContext, db: Session, rec: Recording) -> tuple[bool, str | None]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from temoin.context import Context
-from temoin.vault.storage import LocalBlobStore
+from temoin.vault.storage import BlobStore
 
 
 class VaultContext(Context, Protocol):
-    store: LocalBlobStore
+    store: BlobStore

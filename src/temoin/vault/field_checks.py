@@ -37,6 +37,7 @@ class Flag(StrEnum):
     AGENT_NOT_ON_SHIFT = "agent_not_on_shift"  # the camera was checked out to another agent at that time
     NO_SHIFT = "no_shift"  # the camera was checked out to nobody then: the agent is the camera's word only
     TERRITORY_UNKNOWN = "territory_unknown"  # the tenant has no territory: the place could not be checked
+    CLIP_NOT_VIDEO = "clip_not_video"  # an Axis clip is no MP4 or Matroska file (encrypted without its key file?)
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,47 @@ def check(
     now: datetime,
     future_tolerance_s: int,
 ) -> FieldCheck:
-    offset = timedelta(milliseconds=manifest.clock_offset_ms or 0)
-    started, ended = manifest.started_at - offset, manifest.ended_at - offset
+    return check_declared(
+        db,
+        tenant,
+        device,
+        Declared(
+            started_at=manifest.started_at,
+            ended_at=manifest.ended_at,
+            clock_offset_ms=manifest.clock_offset_ms,
+            agent_id=manifest.agent_id,
+            fixes=[(fix.lat, fix.lon) for fix in manifest.gps_track],
+            outside_territory=manifest.outside_territory,
+        ),
+        profile,
+        now,
+        future_tolerance_s,
+    )
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a camera said of a recording: a native camera's signed manifest, or an Axis recording's metadata."""
+
+    started_at: datetime
+    ended_at: datetime
+    clock_offset_ms: int | None  # camera minus platform; None when never measured (always so for Axis)
+    agent_id: str
+    fixes: list[tuple[float, float]]  # (lat, lon)
+    outside_territory: bool = False  # the camera's own word, when it says so
+
+
+def check_declared(
+    db: Session,
+    tenant: Tenant,
+    device: Device,
+    declared: Declared,
+    profile: LegalProfile,
+    now: datetime,
+    future_tolerance_s: int,
+) -> FieldCheck:
+    offset = timedelta(milliseconds=declared.clock_offset_ms or 0)
+    started, ended = declared.started_at - offset, declared.ended_at - offset
     flags: list[str] = []
     retention_from = started
     if ended > now + timedelta(seconds=future_tolerance_s):
@@ -84,10 +124,10 @@ def check(
         retention_from = now  # it was recorded before it arrived: never kept longer than from today
     elif profile.retention.deadline(started) <= now:
         flags.append(Flag.TIME_BEYOND_RETENTION)
-        if manifest.clock_offset_ms is None:
+        if declared.clock_offset_ms is None:
             retention_from = now  # a clock never measured (reset to 1970?): no deletion on its word alone
 
-    agent_ref = manifest.agent_id
+    agent_ref = declared.agent_id
     shift = shift_at(db, device.id, started)
     worn_by = db.get(User, shift.user_id) if shift else None
     if worn_by is None:
@@ -96,24 +136,24 @@ def check(
         agent_user_id = agent.id if agent else None
     else:
         agent_user_id = worn_by.id
-        if worn_by.agent_number != manifest.agent_id:
+        if worn_by.agent_number != declared.agent_id:
             flags.append(Flag.AGENT_NOT_ON_SHIFT)
             agent_ref = worn_by.agent_number or worn_by.username
 
     if tenant.territory:
-        outside = manifest.outside_territory or any(
-            not contains(tenant.territory, fix.lat, fix.lon) for fix in manifest.gps_track
+        outside = declared.outside_territory or any(
+            not contains(tenant.territory, lat, lon) for lat, lon in declared.fixes
         )
     else:
-        outside = manifest.outside_territory  # only the camera's word
+        outside = declared.outside_territory  # only the camera's word
         flags.append(Flag.TERRITORY_UNKNOWN)
     return FieldCheck(
         started_at=started,
         ended_at=ended,
-        declared_started_at=manifest.started_at,
+        declared_started_at=declared.started_at,
         agent_ref=agent_ref,
         agent_user_id=agent_user_id,
-        declared_agent_ref=manifest.agent_id,
+        declared_agent_ref=declared.agent_id,
         outside_territory=outside,
         retention_from=retention_from,
         flags=flags,

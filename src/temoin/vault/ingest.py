@@ -333,6 +333,8 @@ class _Progress:
     file_end: int
     header: bytes
     hasher: hashlib._Hash
+    data_key: bytes | None = None  # the unwrapped key and the blob's cipher, kept between the pieces of an upload
+    sealer: crypto.Sealer | None = None
 
 
 # After a restart (or if the staged file changed under us) the state is rebuilt from the sealed bytes.
@@ -389,27 +391,40 @@ class SegmentUpload:
             if seg.complete:
                 raise IngestConflict(f"segment {index} is already complete", offset=seg.size)
             assert rec.wrapped_key is not None  # a receiving recording holds its key
-            self.data_key = crypto.unwrap_key(p.keyring.master_key, rec.wrapped_key, rec.id)
-            state = self._resume_state()
+            state = self._resume_state(rec.wrapped_key)
             if start != state.received:
                 raise IngestConflict(
                     f"segment {index}: the vault holds {state.received} bytes, resume from there", offset=state.received
                 )
             self.header_to_write = None if state.file_end else state.header
-            self.sealer = crypto.Sealer(self.data_key, state.header, state.records)
+            if state.sealer is not None:  # the cipher of the previous piece: no key unwrap or derivation again
+                self.sealer = state.sealer.at(state.records)
+            else:
+                self.sealer = crypto.Sealer(self.data_key, state.header, state.records)
             self.hasher = state.hasher
             self.received, self.file_end = state.received, state.file_end
             self.buffer = bytearray(crypto.RECORD_BYTES)
+            self.sealed = bytearray(crypto.RECORD_BYTES + crypto.TAG_BYTES)
             self.fill = 0
             db.commit()  # end the read: no pooled connection is held while the body arrives (minutes on 4G)
         except BaseException:
             self.lock.release()
             raise
 
-    def _resume_state(self) -> _Progress:
+    def _resume_state(self, wrapped_key: bytes) -> _Progress:
         cached = _progress.get(self.key)
-        if cached is not None and self.p.store.staged_size(self.key) == cached.file_end:
-            return _Progress(cached.received, cached.records, cached.file_end, cached.header, cached.hasher.copy())
+        if cached is not None and cached.data_key is not None and self.p.store.staged_size(self.key) == cached.file_end:
+            self.data_key = cached.data_key
+            return _Progress(
+                cached.received,
+                cached.records,
+                cached.file_end,
+                cached.header,
+                cached.hasher.copy(),
+                cached.data_key,
+                cached.sealer,
+            )
+        self.data_key = crypto.unwrap_key(self.p.keyring.master_key, wrapped_key, self.rec.id)
         header, records, received = self.p.store.staged_state(self.key)
         hasher = hashlib.sha256()
         if header is None:
@@ -435,7 +450,7 @@ class SegmentUpload:
     def _seal(self) -> None:
         plain = memoryview(self.buffer)[: self.fill]
         self.hasher.update(plain)
-        prefix, sealed = self.sealer.seal_record(plain)
+        prefix, sealed = self.sealer.seal_record_into(plain, self.sealed)
         self.p.store.append_staged(self.key, self.header_to_write, prefix, sealed)
         self.file_end += (len(self.header_to_write) if self.header_to_write else 0) + len(prefix) + len(sealed)
         self.header_to_write = None
@@ -443,20 +458,32 @@ class SegmentUpload:
         self.fill = 0
 
     def finish(self) -> SegmentStatus:
-        """Seal what is buffered, make it durable, and verify the segment once it is whole.
+        """Seal what is buffered and, once the segment is whole, make it durable and verify it.
 
-        Called also when the camera's connection breaks: what arrived is kept for the resume.
+        Called also when the camera's connection breaks: what arrived is kept for the resume. One fsync per
+        segment, at its end, before the camera is told it is complete (an fsync per 4 MiB piece cost as much as
+        the piece's transfer). A piece answered before then survives the process (the page cache keeps it) but
+        may be lost with the machine: the vault then says how much it holds (HEAD, or 409 with Upload-Offset)
+        and the camera, which deletes nothing before the receipt, resends from there. Writeback is started
+        record by record, so that the fsync at the end waits only for the tail.
         """
         try:
             if self.fill:
                 self._seal()
-            self.p.store.sync_staged(self.key)
             if self.received < self.seg.size:
+                self.p.store.close_staged(self.key)
                 _progress[self.key] = _Progress(
-                    self.received, self.sealer.index, self.file_end, self.sealer.header, self.hasher.copy()
+                    self.received,
+                    self.sealer.index,
+                    self.file_end,
+                    self.sealer.header,
+                    self.hasher.copy(),
+                    self.data_key,
+                    self.sealer,
                 )
                 return SegmentStatus(self.seg.index, self.seg.size, self.received, False)
             _progress.pop(self.key, None)
+            synced = self.p.store.sync_staged(self.key)  # durable before the camera is told it is complete
             digest = self.hasher.hexdigest()
             if digest != self.seg.sha256:
                 self.db.rollback()
@@ -471,7 +498,7 @@ class SegmentUpload:
                 raise IngestInvalid(
                     f"segment {self.seg.index} does not match its hash in the manifest: the recording is quarantined"
                 )
-            self.p.store.promote(self.key)
+            self.p.store.promote(self.key, synced=synced)  # the fsync above made it durable: rename only
             self.seg.complete = True
             self.db.commit()
             return SegmentStatus(self.seg.index, self.seg.size, self.received, True)
@@ -484,13 +511,20 @@ class SegmentUpload:
 
 
 def complete(
-    p: VaultContext, db: Session, device: Device, recording_id: str, lost: Sequence[int] = ()
+    p: VaultContext,
+    db: Session,
+    device: Device,
+    recording_id: str,
+    lost: Sequence[int] = (),
+    *,
+    declaration: dict | None = None,
 ) -> SignedReceipt:
     """Every segment arrived and matched: make the recording visible and sign the receipt.
 
     `lost`: segments the camera declares damaged on its side and cannot send. The others are stored and
     still proven by the device-signed manifest (each hash, and the chain over all of them, which ends at
     the signed head); the lost ones are named in the receipt, the journal and the recording's state reason.
+    `declaration`: the camera's signed request saying so (evidence.device_requests), kept in the journal entry.
     """
     rec = _live_recording(p, db, device, recording_id)
     if rec.state == RecordingState.STORED and rec.receipt:
@@ -563,6 +597,8 @@ def complete(
                 "manifest_sha256": rec.manifest_sha256,
                 "retention_until": rec.retention_until.isoformat(),
                 **({"lost_segments": sorted(lost_set)} if lost_set else {}),
+                # The camera's signed request declaring them: what the receipt's loss is checked against.
+                **({"lost_declaration": declaration} if lost_set and declaration else {}),
                 **field_checks.collected_details(rec.flags, rec.declared_started_at, rec.declared_agent_ref),
             },
         ),

@@ -149,6 +149,16 @@ class DeletionCertificate(Base):
     signature: Mapped[str] = mapped_column(String(128))
 
 
+class PendingBlobDeletion(Base):
+    """A recording's blob folder whose removal was decided (key destroyed, in the same transaction) and not yet
+    done: the next pass removes it, so no pass has to list the whole store to find what a killed one left."""
+
+    __tablename__ = "pending_blob_deletions"
+
+    prefix: Mapped[str] = mapped_column(String(300), primary_key=True)  # tenant/recording
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Quarantine(Base):
     """An upload that failed verification, kept apart with the reason, for investigation."""
 

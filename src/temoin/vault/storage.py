@@ -1,21 +1,52 @@
-"""Where sealed blobs live. One interface; the local filesystem implementation now.
+"""Where sealed blobs live. One interface, two implementations: the local filesystem (the default) and an
+S3-compatible object store (`temoin.vault.s3store`, chosen by TEMOIN_BLOB_STORE_URL).
 
-A blob is first *staged* (appended to as an upload arrives, resumable), then *promoted*: fsync,
+A blob is first *staged* (appended to as an upload arrives, resumable), then *promoted*: on the local disk fsync,
 atomic rename into place, fsync of the folder. A reader never sees a half-written blob.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from temoin import errors
 from temoin.evidence import crypto
+
+# Linux sync_file_range(2): start writing a file's dirty pages back without waiting for them. An upload calls it
+# after each record, so the disk works while the next bytes arrive and the fsync before the answer only waits
+# for the tail. Elsewhere (or without libc) the fsync does all the work, as before.
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _writeback_starter() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _writeback_starter()
+
+
+def start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing `fd`'s dirty pages to disk now (not a durability point: fsync is)."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # a failure only means the fsync does the work
+
 
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -41,17 +72,20 @@ def blob_key(tenant: str, recording_id: str, segment_index: int) -> str:
 
 
 class BlobStore(Protocol):
-    """What the vault needs of a storage backend (the local filesystem now; S3-compatible next)."""
+    """What the vault needs of a storage backend (LocalBlobStore, s3store.S3BlobStore)."""
 
     def staged_state(self, key: str, *, repair: bool = True) -> tuple[bytes | None, int, int]: ...
     def staged_size(self, key: str) -> int: ...
-    def append_staged(self, key: str, header: bytes | None, *parts: bytes) -> None: ...
-    def sync_staged(self, key: str) -> None: ...
+    def append_staged(self, key: str, header: bytes | None, *parts: bytes | memoryview) -> None: ...
+    def sync_staged(self, key: str) -> bool: ...
+    def close_staged(self, key: str) -> None: ...
     def open_staged(self, key: str) -> BinaryIO: ...
     def discard_staged(self, key: str) -> None: ...
-    def promote(self, key: str, final_key: str | None = None) -> None: ...
+    def staged_keys(self, prefix: str) -> list[str]: ...
+    def promote(self, key: str, final_key: str | None = None, *, synced: bool = False) -> None: ...
     def exists(self, key: str) -> bool: ...
     def open(self, key: str) -> BinaryIO: ...
+    def discard(self, key: str) -> None: ...
     def delete_prefixes(self, prefixes: list[str]) -> int: ...
     def prefixes(self) -> Iterator[str]: ...
 
@@ -73,12 +107,16 @@ class LocalBlobStore:
         self.blobs = root / "blobs"
         self.staging = root / "staging"
         self._handles: dict[str, BinaryIO] = {}
+        # Resolved once (the vault's root may be reached through a link); keys are then checked by their text.
+        self._bases = {self.blobs: self.blobs.resolve(), self.staging: self.staging.resolve()}
 
     def _path(self, base: Path, key: str) -> Path:
-        path = (base / key).resolve()
-        if base.resolve() not in path.parents:
+        """`key` under `base`. A key is relative, of plain names (no empty part, no `.` or `..`): checked on its
+        text, with no resolve() per call (two system calls per path part). Links inside the store are not
+        followed out of it by anything the platform writes: it makes none."""
+        if not key or key[0] == "/" or "\0" in key or any(part in ("", ".", "..") for part in key.split("/")):
             raise StorageError(f"blob key {key!r} leaves the store")
-        return path
+        return self._bases[base] / key
 
     # Staging: resumable, append-only.
 
@@ -112,26 +150,32 @@ class LocalBlobStore:
         except FileNotFoundError:
             return 0
 
-    def append_staged(self, key: str, header: bytes | None, *parts: bytes) -> None:
+    def append_staged(self, key: str, header: bytes | None, *parts: bytes | memoryview) -> None:
         fh = self._handles.get(key)
         try:
             if fh is None:
                 path = self._path(self.staging, key)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fh = self._handles[key] = path.open("ab", buffering=0)
+                try:
+                    fh = path.open("ab", buffering=0)
+                except FileNotFoundError:  # the recording's first segment: its folder is made once, not per piece
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    fh = path.open("ab", buffering=0)
+                self._handles[key] = fh
             if header is not None:
                 fh.write(header)
             for part in parts:
                 fh.write(part)
+            start_writeback(fh.fileno())
         except OSError as exc:
             self._close_handle(key)
             _raise_storage(exc, "staging an upload")
 
-    def sync_staged(self, key: str) -> None:
-        """Make what was appended durable before it is acknowledged to the camera."""
+    def sync_staged(self, key: str) -> bool:
+        """Make what was appended durable before it is acknowledged to the camera. False: nothing was appended
+        since the last sync (nothing done)."""
         fh = self._handles.pop(key, None)
         if fh is None:
-            return
+            return False
         try:
             fh.flush()
             os.fsync(fh.fileno())
@@ -139,6 +183,16 @@ class LocalBlobStore:
             _raise_storage(exc, "syncing an upload")
         finally:
             fh.close()
+        return True
+
+    def close_staged(self, key: str) -> None:
+        """Close an upload's handle without an fsync: the bytes stay in the page cache, being written back."""
+        fh = self._handles.pop(key, None)
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError as exc:
+                _raise_storage(exc, "staging an upload")
 
     def open_staged(self, key: str) -> BinaryIO:
         return self._path(self.staging, key).open("rb")
@@ -147,15 +201,22 @@ class LocalBlobStore:
         self._close_handle(key)
         self._path(self.staging, key).unlink(missing_ok=True)
 
+    def staged_keys(self, prefix: str) -> list[str]:
+        """The keys staged under `tenant/recording` (uploads in progress or cut by a crash)."""
+        folder = self._path(self.staging, prefix.rstrip("/"))
+        if not folder.is_dir():
+            return []
+        return sorted(f"{prefix.rstrip('/')}/{part.name}" for part in folder.iterdir() if part.is_file())
+
     def truncate_staged(self, key: str, length: int) -> None:
         self._close_handle(key)
         path = self._path(self.staging, key)
         if path.exists():
             os.truncate(path, length)
 
-    def promote(self, key: str, final_key: str | None = None) -> None:
+    def promote(self, key: str, final_key: str | None = None, *, synced: bool = False) -> None:
         """Staged -> final (under `final_key` if given), atomically. Idempotent: a promote repeated after a
-        crash does nothing."""
+        crash does nothing. `synced`: the caller has just fsynced the staged file (sync_staged), no second fsync."""
         src, dst = self._path(self.staging, key), self._path(self.blobs, final_key or key)
         if not src.exists():
             if dst.exists():
@@ -163,8 +224,9 @@ class LocalBlobStore:
             raise BlobMissing(f"nothing staged for {key}")
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            with src.open("rb") as fh:
-                os.fsync(fh.fileno())
+            if not synced:
+                with src.open("rb") as fh:
+                    os.fsync(fh.fileno())
             os.replace(src, dst)
             _fsync_dir(dst.parent)
         except OSError as exc:
@@ -200,24 +262,26 @@ class LocalBlobStore:
             for base in (self.blobs, self.staging):
                 folder = self._path(base, prefix.rstrip("/"))
                 try:
-                    removed += len(os.listdir(folder))
+                    removed += _remove_folder(folder)
                 except FileNotFoundError:
                     continue
-                shutil.rmtree(folder)
                 parents.add(folder.parent)
         for parent in parents:
             _fsync_dir(parent)
         return removed
 
     def prefixes(self) -> Iterator[str]:
-        """Every `tenant/recording` folder holding blobs (to find orphans)."""
-        if not self.blobs.is_dir():
+        """Every `tenant/recording` folder holding blobs (to find orphans), in no particular order."""
+        try:
+            tenants = list(os.scandir(self.blobs))
+        except FileNotFoundError:
             return
-        for tenant in sorted(self.blobs.iterdir()):
-            if tenant.is_dir():
-                for rec in sorted(tenant.iterdir()):
-                    if rec.is_dir():
-                        yield f"{tenant.name}/{rec.name}"
+        for tenant in tenants:
+            if tenant.is_dir(follow_symlinks=False):
+                with os.scandir(tenant.path) as recordings:
+                    for rec in recordings:
+                        if rec.is_dir(follow_symlinks=False):
+                            yield f"{tenant.name}/{rec.name}"
 
     def _close_handle(self, key: str) -> None:
         fh = self._handles.pop(key, None)
@@ -226,6 +290,29 @@ class LocalBlobStore:
                 fh.close()
             except OSError:
                 pass
+
+
+def open_blob_store(url: str, root: Path) -> BlobStore:
+    """The store TEMOIN_BLOB_STORE_URL names: empty, the local folder `root`; s3://..., an object store."""
+    if not url:
+        return LocalBlobStore(root)
+    from temoin.vault.s3store import S3BlobStore  # boto3 is loaded only where an object store is used
+
+    return S3BlobStore(url)
+
+
+def _remove_folder(folder: Path) -> int:
+    """Remove a recording's folder (plain files, maybe a subfolder); returns the entries it held. Raises
+    FileNotFoundError if there is none. Cheaper than shutil.rmtree for the usual flat folder."""
+    with os.scandir(folder) as it:
+        entries = list(it)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    os.rmdir(folder)
+    return len(entries)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -63,8 +63,9 @@ async def csrf_sent(request: Request) -> str | None:
     if token is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
-        token = (await request.form()).get("csrf_token")
-    return token if isinstance(token, str) else None
+        field = (await request.form()).get("csrf_token")
+        token = field if isinstance(field, str) else None  # an uploaded file is no token
+    return token
 
 
 def current_principal(
@@ -74,22 +75,22 @@ def current_principal(
     carries the live media and must not wait on the database."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        found = service.api_token_for(db, header[7:].strip())
-        if found is None:
+        by_token = service.api_token_for(db, header[7:].strip())
+        if by_token is None:
             raise HTTPException(
                 401,
                 "API token unknown, expired or revoked: issue a new one",
                 headers={"WWW-Authenticate": 'Bearer realm="temoin", error="invalid_token"'},
             )
-        user, row = found
+        user, row = by_token
         return _released(
-            db, Principal(user, db.get(Tenant, user.tenant_id), None, service.token_scopes(user, row), row.id)
+            db, Principal(user, db.get_one(Tenant, user.tenant_id), None, service.token_scopes(user, row), row.id)
         )
     cookie = request.cookies.get(service.SESSION_COOKIE)
-    found = service.session_for(db, cookie) if cookie else None
-    if found is None:
+    by_session = service.session_for(db, cookie) if cookie else None
+    if by_session is None:
         raise HTTPException(401, "sign in first", headers=USER_CHALLENGE)
-    session, user = found
+    session, user = by_session
     if not session.second_factor_ok:
         raise HTTPException(401, "second factor required: enter your authenticator code", headers=USER_CHALLENGE)
     if request.method not in SAFE_METHODS and csrf != session.csrf_token:
@@ -102,7 +103,7 @@ def current_principal(
         raise HTTPException(
             403, "your password was reset: choose a new one first (POST /api/v1/account/password, or the page /account)"
         )
-    return _released(db, Principal(user, db.get(Tenant, user.tenant_id), session))
+    return _released(db, Principal(user, db.get_one(Tenant, user.tenant_id), session))
 
 
 def _released(db: Session, principal: Principal) -> Principal:
@@ -123,13 +124,16 @@ def sign_in_address(request: Request) -> str:
     return client_address(request, get_platform(request).settings.trusted_proxies)
 
 
-class Require:
-    """Guard: the signed-in user's role must grant `permission` (law.access.GRANTS)."""
+class Guard:
+    """What every permission guard checks: the signed-in user's role must grant `permission`
+    (law.access.GRANTS), and an API token's scopes must include it. Each kind of guard is a FastAPI
+    dependency whose `__call__` says what it needs from the request (the route-by-role test finds them by
+    this class)."""
 
     def __init__(self, permission: Permission) -> None:
         self.permission = permission
 
-    def __call__(self, principal: Principal = Depends(current_principal)) -> Principal:
+    def check(self, principal: Principal) -> Principal:
         if not allows(principal.role, self.permission):
             raise HTTPException(403, f"your role ({principal.role.value}) does not allow {self.permission.value}")
         if principal.scopes is not None and self.permission not in principal.scopes:
@@ -137,6 +141,13 @@ class Require:
                 403, f"this API token's scopes do not include {self.permission.value}: issue a token with that scope"
             )
         return principal
+
+
+class Require(Guard):
+    """Guard for the API: the signed-in user (or API token) must hold `permission`."""
+
+    def __call__(self, principal: Principal = Depends(current_principal)) -> Principal:
+        return self.check(principal)
 
 
 def require(permission: Permission) -> Principal:

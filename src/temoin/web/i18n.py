@@ -124,10 +124,11 @@ def scripts_catalogue(lang: str) -> Response:
 
 def install(env: Environment) -> None:
     env.add_extension("jinja2.ext.i18n")
-    env.install_gettext_callables(
+    # The i18n extension adds this method to the environment at run time; jinja2's types do not declare it.
+    env.install_gettext_callables(  # type: ignore[attr-defined]
         _template_gettext,
         _template_ngettext,
-        newstyle=False,  # type: ignore[attr-defined]
+        newstyle=False,
         pgettext=_template_pgettext,
     )
     env.filters["local_date"] = _template_date

@@ -28,7 +28,7 @@ from temoin.platform import Platform
 from temoin.vault import catalogue, holds
 from temoin.vault.models import Hold
 from temoin.web import problems
-from temoin.web.deps import Principal, Require, csrf_sent, current_principal, get_db, get_platform
+from temoin.web.deps import Guard, Principal, csrf_sent, current_principal, get_db, get_platform
 from temoin.web.i18n import LANGS, gettext, label, lang_of, when
 from temoin.web.routes.session import pages as account_pages, remember_device, second_factor, sign_in, sign_out
 from temoin.web.templating import page
@@ -45,13 +45,13 @@ class PasswordChangeRequired(Forbidden):
     """A page asked before the user chose their own password (created or reset by someone else)."""
 
 
-class PageRequire(Require):
+class PageRequire(Guard):
     """Like Require, for pages: an anonymous visitor is sent to the sign-in page."""
 
     def __call__(
         self,
         request: Request,
-        db: Session = Depends(get_db),  # type: ignore[override]
+        db: Session = Depends(get_db),
         csrf: str | None = Depends(csrf_sent),
     ) -> Principal:
         try:
@@ -62,7 +62,7 @@ class PageRequire(Require):
             if exc.status_code == 403 and _must_change_password(request, db):
                 raise PasswordChangeRequired() from None
             raise
-        return super().__call__(principal)
+        return self.check(principal)
 
 
 def _must_change_password(request: Request, db: Session) -> bool:
@@ -212,7 +212,7 @@ def totp(
     home = (
         "/account"
         if user.must_change_password
-        else next_ or home_for(Principal(user, db.get(Tenant, user.tenant_id), session))
+        else next_ or home_for(Principal(user, db.get_one(Tenant, user.tenant_id), session))
     )
     response = RedirectResponse(home, 303)
     remember_device(p, request, response, user)
@@ -427,6 +427,8 @@ def _recording_page(
         )
     )
     extra.setdefault("limits", active_limitations(db, [rec.id]))
+    from temoin.axis.vault import media_notes
+
     return page(
         request,
         "recording.html",
@@ -439,6 +441,7 @@ def _recording_page(
         lost=lost,
         camera_name=camera_names(db, [rec.device_id])[rec.device_id],
         integrity=catalogue.integrity_of(p, db, rec),
+        axis_media=media_notes(rec),
         holds=holds.holds_of(db, rec.id),
         categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
         procedures=[p.value for p in holds.ProcedureType],

@@ -46,14 +46,19 @@ def status_of(exc: errors.TemoinError) -> tuple[int, str, str]:
     return next((STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), _UNKNOWN)
 
 
+def retry_headers(exc: errors.TemoinError) -> dict[str, str]:
+    """`Retry-After` for an error that passes (its own delay, else 30 s for a 429 or 503); pages send it too."""
+    if exc.retry_after_s is not None:
+        return {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    return {"Retry-After": "30"} if status_of(exc)[0] in (429, 503) else {}
+
+
 def problem(exc: errors.TemoinError, *, extra: dict | None = None, headers: dict | None = None) -> JSONResponse:
     status, title, kind = status_of(exc)
     # `detail` also keeps the shape every other error of the API has ({"detail": ...}).
     body = {"type": kind, "title": title, "status": status, "detail": exc.message, **exc.extra, **(extra or {})}
-    if exc.retry_after_s is not None:
-        headers = {"Retry-After": str(max(1, round(exc.retry_after_s))), **(headers or {})}
-    elif status in (429, 503):
-        headers = {"Retry-After": "30", **(headers or {})}
+    if retry := retry_headers(exc):
+        headers = {**retry, **(headers or {})}
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 

@@ -95,7 +95,7 @@ class RefusalLog:
                         "until": end.isoformat(),
                         "reasons": w.reasons,
                         "paths": w.paths,
-                        "reason": max(w.reasons, key=w.reasons.get),
+                        "reason": max(w.reasons, key=w.reasons.__getitem__),
                     },
                 ),
                 db.get(Tenant, w.tenant_id),

@@ -32,7 +32,8 @@ def frame_planes(frame: av.VideoFrame) -> list[Plane]:
     """Writable views on a YUV 4:2:0 frame's own buffers (Y, U, V), without copying."""
     names = ("y", "u", "v")
     return [
-        Plane(names[i], np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width], 1 if i == 0 else 2)
+        # a VideoPlane is a writable buffer (PEP 688) that PyAV's type hints do not declare
+        Plane(names[i], np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width], 1 if i == 0 else 2)  # type: ignore[call-overload]
         for i, p in enumerate(frame.planes[:3])
     ]
 

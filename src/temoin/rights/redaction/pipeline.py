@@ -23,25 +23,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
-import cv2
 import numpy as np
 
-from temoin import errors
-from temoin.rights.redaction import effects
-from temoin.rights.redaction.model import DEFAULT_THRESHOLD, FaceDetector, Input, network_input, shared_detector
+from temoin.rights.redaction import detect, effects
+from temoin.rights.redaction.model import DEFAULT_THRESHOLD, Input, shared_detector
+from temoin.rights.redaction.source import RedactionError, Source, open_source
 from temoin.rights.redaction.tracker import Box, FaceTrack, Tracker, face_track
 from temoin.rights.redaction.voice import VoiceChanger, estimate_pitch
 
 Progress = Callable[[int, int], None]
 YUV = ("yuv420p", "yuvj420p")
 COPYABLE_AUDIO = {"aac", "mp3", "opus", "alac", "ac3", "eac3", "flac"}  # what MP4 carries as it is
+FAST_FACE = 20 / 1920  # a face seen once may have moved this much of the picture's width per frame
 PITCH_SAMPLE_S = 30  # seconds of sound listened to before choosing the new voice
-
-
-class RedactionError(errors.Conflict, RuntimeError):
-    """The file cannot be redacted; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,11 @@ class Settings:
     """How the engine trades speed for recall. The defaults are what the tests and benchmark measure."""
 
     interval: int | None = None  # frames between detections; None: about 6 detections per second
-    long_side: int = 640  # the detector sees frames downscaled to this longer side (never upscaled)
+    long_side: int = 640  # the detector sees whole frames downscaled to this longer side (never upscaled)
+    hires_side: int = 1920  # and tiles of the frame at this size (small faces; never upscaled); see detect.py
+    tiles: bool = True
+    tiles_per_key: int = 2  # tiles looked at on each key frame (the others in turn on the next ones)
+    roi: bool = True  # a close look around each small track on every key frame
     threshold: float = DEFAULT_THRESHOLD
     pad: float = 0.15  # each redacted box grows by this fraction of its size on every side
     max_missed: int = 2  # detections a track may miss before it ends
@@ -117,48 +118,6 @@ DEFAULT = Settings()
 
 
 # --- input ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Source:
-    container: av.container.InputContainer
-    video: av.VideoStream
-    audio: av.AudioStream | None
-    width: int
-    height: int
-    fps: float
-    total: int  # expected frames (from the header or the duration); 0 when unknown
-
-
-def _open(src: Path) -> _Source:
-    src = Path(src)
-    if not src.is_file():
-        raise RedactionError(f"{src} does not exist or is not a file: give the path of a video recording")
-    try:
-        container = av.open(str(src))
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise RedactionError(
-            f"{src.name} is not a video file that can be read ({exc}); "
-            "check that it is the recording (MP4, MKV, MOV…) and that it is complete"
-        ) from exc
-    if not container.streams.video:
-        container.close()
-        raise RedactionError(f"{src.name} has no video track: there is nothing to redact")
-    video = container.streams.video[0]
-    video.thread_type = "AUTO"
-    width, height = video.codec_context.width, video.codec_context.height
-    if width <= 0 or height <= 0 or width % 2 or height % 2:
-        container.close()
-        raise RedactionError(
-            f"{src.name}: frame size {width}×{height} is not supported (even sizes only, as H.264 4:2:0 needs)"
-        )
-    rate = video.average_rate or video.guessed_rate or Fraction(30)
-    fps = float(rate)
-    total = int(video.frames or 0)
-    if not total and container.duration:
-        total = int(round(container.duration / av.time_base * fps))
-    audio = container.streams.audio[0] if container.streams.audio else None
-    return _Source(container, video, audio, width, height, fps, total)
 
 
 def _yuv(frame: av.VideoFrame) -> av.VideoFrame:
@@ -195,49 +154,60 @@ class _FramePool:
 
 
 def _network_image(planes: list[effects.Plane], net: Input) -> np.ndarray:
-    """The RGB picture the detector sees, made from the YUV planes (resizing them first is cheaper than
-    converting the full frame)."""
-    y, u, v = (p.pixels for p in planes)
-    if y.shape != (net.height, net.width):
-        y = cv2.resize(y, (net.width, net.height), interpolation=cv2.INTER_AREA)
-        u = cv2.resize(u, (net.width // 2, net.height // 2), interpolation=cv2.INTER_AREA)
-        v = cv2.resize(v, (net.width // 2, net.height // 2), interpolation=cv2.INTER_AREA)
-    i420 = np.concatenate(
-        [y, np.ascontiguousarray(u).reshape(-1, net.width), np.ascontiguousarray(v).reshape(-1, net.width)]
-    )
-    return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
-
-
-def _detect(detector: FaceDetector, planes: list[effects.Plane], net: Input, threshold: float) -> np.ndarray:
-    dets = detector.detect(_network_image(planes, net), threshold)
-    dets[:, [0, 2]] *= net.sx
-    dets[:, [1, 3]] *= net.sy
-    return dets
+    """The RGB picture the whole-frame look gives the detector (the benchmark times the detector on it)."""
+    h, w = planes[0].pixels.shape
+    return detect.region_image(planes, (0, 0, w, h), net.width, net.height)
 
 
 class _Detection:
     """Key frames go to the detector on a worker thread; results come back in order, into the tracker."""
 
-    def __init__(self, src: _Source, settings: Settings) -> None:
+    MAX_ROI = 12  # regions of interest per key frame, smallest faces first
+
+    def __init__(self, src: Source, settings: Settings) -> None:
         self.detector = shared_detector()
-        self.net = network_input(src.width, src.height, settings.long_side)
+        self.planner = detect.Planner(
+            src.width,
+            src.height,
+            settings.long_side,
+            settings.hires_side,
+            settings.tiles,
+            settings.roi,
+            settings.tiles_per_key,
+        )
+        self.net = self.planner.net
         self.width, self.height = src.width, src.height
         self.threshold = settings.threshold
         self.interval = settings.interval_for(src.fps)
-        self.tracker = Tracker(self.interval, settings.max_missed)
+        # A small face first seen on a tile may have been there since that tile was last looked at.
+        reach = self.interval * self.planner.rounds
+        self.tracker = Tracker(
+            self.interval,
+            settings.max_missed,
+            small_px=self.planner.small_px,
+            small_reach=reach,
+            speed_px=FAST_FACE * max(src.width, src.height) if self.planner.roi else 0.0,
+        )
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="temoin-face-detector")
         self.pending: deque[tuple[int, Future]] = deque()
         self.last_submitted = -1
         self.frames = 0
+        self.looks = 0
 
     def submit(self, index: int, planes: list[effects.Plane]) -> None:
-        self.pending.append((index, self.pool.submit(_detect, self.detector, planes, self.net, self.threshold)))
+        small = self.tracker.to_follow(index) if self.planner.roi else []
+        looks = self.planner.looks(self.frames, small[: self.MAX_ROI])
+        self.pending.append((index, self.pool.submit(detect.detect, self.detector, planes, looks, self.threshold)))
         self.last_submitted = index
         self.frames += 1
+        self.looks += len(looks)
 
     def offer(self, index: int, planes: list[effects.Plane]) -> None:
         """A decoded frame; its planes must stay unchanged until the tracker has its detections."""
         if index % self.interval == 0:
+            if self.planner.roi:  # the regions of interest follow the tracks as of the previous key frame
+                while self.pending:
+                    self._take()
             self.submit(index, planes)
         # At most two detections in flight: the look-ahead buffer stays short.
         while self.pending and (self.pending[0][1].done() or len(self.pending) > 2):
@@ -258,16 +228,26 @@ class _Detection:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _decoded(src: _Source, name: str) -> Iterator[av.VideoFrame]:
-    index = 0
+def _decoded(src: Source, name: str) -> Iterator[av.VideoFrame]:
+    """The video frames in decoding order; refuses a file that ends before the frames its header announces."""
+    index = packets = 0
     try:
-        for frame in src.container.decode(src.video):
-            yield frame
-            index += 1
+        for packet in src.container.demux(src.video):
+            packets += 1 if packet.size else 0
+            for frame in packet.decode():
+                yield frame
+                index += 1
     except av.error.FFmpegError as exc:
-        raise RedactionError(
-            f"{name}: the video could not be decoded after frame {index} ({exc}); the file is damaged or truncated"
-        ) from exc
+        raise _undecodable(src, name, index, exc) from exc
+    src.check_complete(name, packets)
+
+
+def _undecodable(src: Source, name: str, index: int, exc: Exception) -> RedactionError:
+    announced = f" of the {src.total} announced" if src.total else ""
+    return RedactionError(
+        f"{name}: the video could not be decoded after frame {index}{announced} ({exc}); the file is damaged or "
+        "truncated. Nothing was redacted: export the recording again from the vault or the camera"
+    )
 
 
 # --- detect_tracks ------------------------------------------------------------------------------------
@@ -275,7 +255,7 @@ def _decoded(src: _Source, name: str) -> Iterator[av.VideoFrame]:
 
 def detect_tracks(src: Path, *, progress: Progress | None = None, settings: Settings = DEFAULT) -> list[FaceTrack]:
     """The faces in a recording, as tracks (ids from 1, in order of appearance), for a person to review."""
-    source = _open(src)
+    source = open_source(src)
     try:
         detection = _Detection(source, settings)
     except BaseException:  # e.g. the model is not installed
@@ -296,7 +276,8 @@ def detect_tracks(src: Path, *, progress: Progress | None = None, settings: Sett
         source.container.close()
     if progress:
         progress(last + 1, last + 1)
-    return [face_track(t, source.width, source.height) for t in detection.tracker.tracks]
+    interval = detection.interval
+    return [face_track(t, source.width, source.height, interval) for t in detection.tracker.tracks]
 
 
 # --- redact_file --------------------------------------------------------------------------------------
@@ -324,7 +305,7 @@ class _Boxes:
             self.by_frame = {}
             for track in given:
                 for frame, box in track.boxes.items():
-                    self.by_frame.setdefault(int(frame), []).append((int(track.id), tuple(box)))
+                    self.by_frame.setdefault(int(frame), []).append((int(track.id), cast(Box, tuple(box))))
 
     def for_frame(self, index: int, tracker: Tracker | None) -> list[Box]:
         found = (
@@ -360,7 +341,7 @@ class _Audio:
     """The sound of the copy: altered through the vocoder, copied as it is, or (a codec MP4 cannot carry)
     re-encoded unaltered."""
 
-    def __init__(self, src: Path, source: _Source, out: av.container.OutputContainer, alter: bool) -> None:
+    def __init__(self, src: Path, source: Source, out: av.container.OutputContainer, alter: bool) -> None:
         self.stream_in = source.audio
         self.mode = "none"
         self.changer: VoiceChanger | None = None
@@ -395,6 +376,7 @@ class _Audio:
                 out.mux(packet)
             return
         for frame in packet.decode():  # the empty last packet flushes the decoder
+            assert isinstance(frame, av.AudioFrame)  # an audio stream's packets decode to audio
             if self.changer is None:
                 self._mux(frame, out)
                 continue
@@ -415,6 +397,7 @@ class _Audio:
         self._mux(frame, out)
 
     def _mux(self, frame: av.AudioFrame | None, out: av.container.OutputContainer) -> None:
+        assert self.stream_out is not None  # callers return early when the audio is dropped
         for packet in self.stream_out.encode(frame):
             out.mux(packet)
 
@@ -534,7 +517,7 @@ class _Writer:
 
 def _feed(
     src: Path,
-    source: _Source,
+    source: Source,
     pool: _FramePool,
     writer: _Writer,
     detection: _Detection | None,
@@ -560,6 +543,7 @@ def _feed(
             progress(reported, max(source.total, reported))
 
     index = -1
+    packets = 0  # video packets with data: the frames the file holds, against the frames announced
     last_planes = None
     streams = [s for s in (source.video, source.audio) if s is not None]
     t0 = time.perf_counter()
@@ -568,7 +552,9 @@ def _feed(
             if packet.stream.type == "audio":
                 writer.put(("audio", packet))
                 continue
+            packets += 1 if packet.size else 0
             for decoded in packet.decode():
+                assert isinstance(decoded, av.VideoFrame)  # only the video stream's packets get here
                 index += 1
                 frame, planes = pool.copy_of(_yuv(decoded))
                 timings["decode"] += time.perf_counter() - t0
@@ -578,15 +564,14 @@ def _feed(
                     detection.offer(index, planes)
                     timings["wait"] += time.perf_counter() - tw
                     last_planes = planes
-                    release(tracker.final_through())
+                    release(detection.tracker.final_through())
                 else:
                     release(index)
                 t0 = time.perf_counter()
     except av.error.FFmpegError as exc:
-        raise RedactionError(
-            f"{src.name}: the recording could not be decoded after frame {index + 1} ({exc}); "
-            "the file is damaged or truncated"
-        ) from exc
+        raise _undecodable(source, src.name, index + 1, exc) from exc
+    # Before the last frames are released: a file cut short gives no copy at all (the .part is removed).
+    source.check_complete(src.name, packets)
     if detection:
         tw = time.perf_counter()
         detection.finish(index, last_planes)
@@ -621,7 +606,7 @@ def redact_file(
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise RedactionError("the redacted copy cannot be written over its source: give another output path")
     started = time.perf_counter()
-    source = _open(src)
+    source = open_source(src)
     try:
         detection = None if tracks is not None else _Detection(source, settings)
     except BaseException:  # e.g. the model is not installed

@@ -19,6 +19,7 @@ frame lies between two sightings, or before the first).
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,7 @@ Box = tuple[int, int, int, int]  # x, y, w, h in source pixels
 GROW_PER_FRAME = 0.03
 MATCH_IOU = 0.15
 MATCH_DISTANCE = 0.8  # or centres closer than this many face widths
+MATCH_DISTANCE_NEW = 2.5  # for a track seen only once (no velocity to predict with yet)
 
 
 @dataclass
@@ -40,6 +42,10 @@ class FaceTrack:
     boxes: dict[int, Box] = field(default_factory=dict)
     detected: tuple[int, ...] = ()
     score: float = 0.0  # best detector confidence
+    # Stretches a person should look at (first frame, last frame, why), in frame order: "gap" (the box was
+    # interpolated over missed detections), "reach" (the face was not seen there: the track was extended
+    # beyond its first or last sighting by more than one detection interval), "low" (the detector was unsure).
+    review: tuple[tuple[int, int, str], ...] = ()
 
     @property
     def first_frame(self) -> int:
@@ -56,6 +62,7 @@ class _Live:
     frames: list[int] = field(default_factory=list)  # key frames it was seen on, increasing
     boxes: list[np.ndarray] = field(default_factory=list)  # cx, cy, w, h at those frames
     score: float = 0.0
+    scores: list[float] = field(default_factory=list)  # at each sighting
     missed: int = 0
     ended: bool = False
     begin: int = 0  # first frame covered (after backwards extension)
@@ -119,11 +126,18 @@ def to_xywh(box: np.ndarray, width: int, height: int) -> Box | None:
 
 
 class Tracker:
-    def __init__(self, interval: int, max_missed: int = 2) -> None:
+    def __init__(
+        self, interval: int, max_missed: int = 2, *, small_px: float = 0.0, small_reach: int = 0, speed_px: float = 0.0
+    ) -> None:
         self.interval = max(1, interval)
         self.max_missed = max_missed
         self.extend = self.interval  # frames covered before the first and after the last sighting
-        self.settle = max_missed * self.interval + 1
+        # A small face (narrower than small_px) is seen up close only now and then (one tile in turn): it may
+        # have been there, unseen, for up to small_reach frames before its first sighting and after its last.
+        self.small_px = small_px
+        self.speed_px = speed_px  # the fastest a face seen once is assumed to move, pixels per frame
+        self.small_reach = max(self.interval, small_reach)
+        self.settle = max(max_missed * self.interval, self.small_reach) + 1
         self.tracks: list[_Live] = []
         self._next_id = 1
         self.detections = 0
@@ -142,7 +156,13 @@ class Tracker:
             for di, box in enumerate(boxes):
                 iou = _iou(guess, box)
                 dist = np.hypot(guess[0] - box[0], guess[1] - box[1]) / max(guess[2], box[2], 1.0)
-                if iou >= MATCH_IOU or dist <= MATCH_DISTANCE:
+                # A track seen once has no speed yet: a fast face is further from where it was (and a small
+                # one many of its own widths away).
+                reach = MATCH_DISTANCE
+                if len(track.frames) == 1 and self.speed_px:
+                    gap = frame - track.frames[-1]
+                    reach = max(MATCH_DISTANCE_NEW, self.speed_px * gap / max(guess[2], box[2], 1.0))
+                if iou >= MATCH_IOU or dist <= reach:
                     pairs.append((iou - dist, ti, di))
         pairs.sort(key=lambda p: -p[0])
         used_t: set[int] = set()
@@ -156,6 +176,7 @@ class Tracker:
             track.frames.append(frame)
             track.boxes.append(boxes[di])
             track.score = max(track.score, float(dets[di][4]))
+            track.scores.append(float(dets[di][4]))
             track.missed = 0
         for ti, track in enumerate(live):
             if ti not in used_t:
@@ -164,8 +185,8 @@ class Tracker:
                     self._end(track)
         for di, box in enumerate(boxes):
             if di not in used_d:
-                track = _Live(self._next_id, [frame], [box], float(dets[di][4]))
-                track.begin = max(0, frame - self.extend)
+                track = _Live(self._next_id, [frame], [box], float(dets[di][4]), [float(dets[di][4])])
+                track.begin = max(0, frame - self._reach(box))
                 self._next_id += 1
                 self.tracks.append(track)
 
@@ -173,9 +194,23 @@ class Tracker:
     def created(self) -> int:
         return self._next_id - 1
 
+    def _reach(self, box: np.ndarray) -> int:
+        return self.small_reach if box[2] < self.small_px else self.extend
+
+    def to_follow(self, frame: int) -> list[tuple[np.ndarray, bool]]:
+        """Where the live tracks that need a close look are predicted on `frame` (cx, cy, w, h), smallest
+        first, each with whether its speed is still unknown (seen once: it may be further from where it was).
+        A close look: small faces, and any face the last key frame missed."""
+        out = [
+            (t.predict(frame), len(t.frames) < 2)
+            for t in self.tracks
+            if not t.ended and (t.boxes[-1][2] < self.small_px or t.missed > 0)
+        ]
+        return sorted(out, key=lambda b: float(b[0][2]))
+
     def _end(self, track: _Live) -> None:
         track.ended = True
-        track.end = track.frames[-1] + self.extend
+        track.end = track.frames[-1] + self._reach(track.boxes[-1])
         if self.finished_at is not None:
             track.end = min(track.end, self.finished_at)
 
@@ -212,7 +247,7 @@ class Tracker:
         return gone
 
 
-def face_track(track: _Live, width: int, height: int) -> FaceTrack:
+def face_track(track: _Live, width: int, height: int, interval: int = 0) -> FaceTrack:
     """The finished track as the API gives it: a box on every frame it covers."""
     boxes: dict[int, Box] = {}
     for frame in range(track.begin, track.end + 1):
@@ -221,4 +256,43 @@ def face_track(track: _Live, width: int, height: int) -> FaceTrack:
             xywh = to_xywh(box, width, height)
             if xywh is not None:
                 boxes[frame] = xywh
-    return FaceTrack(track.id, boxes, tuple(track.frames), round(track.score, 3))
+    review = tuple(
+        (max(a, min(boxes)), min(b, max(boxes)), why)
+        for a, b, why in _review(track, interval)
+        if boxes and max(a, min(boxes)) <= min(b, max(boxes))
+    )
+    return FaceTrack(track.id, boxes, tuple(track.frames), round(track.score, 3), review)
+
+
+LOW_SCORE = 0.35  # a sighting below this confidence is worth a look (the detector keeps anything over 0.2)
+
+
+def _review(track: _Live, interval: int) -> tuple[tuple[int, int, str], ...]:
+    """The stretches of a finished track where the machine was unsure (see FaceTrack.review)."""
+    out: list[tuple[int, int, str]] = []
+    if interval and track.frames[0] - track.begin > interval:
+        out.append((track.begin, track.frames[0] - 1, "reach"))
+    for k, (f0, f1) in enumerate(itertools.pairwise(track.frames)):
+        if interval and f1 - f0 > interval:
+            out.append((f0 + 1, f1 - 1, "gap"))
+        if track.scores[k] < LOW_SCORE:
+            out.append((max(track.begin, f0 - interval // 2), min(track.end, f0 + interval // 2), "low"))
+    if track.scores and track.scores[-1] < LOW_SCORE:
+        f = track.frames[-1]
+        out.append((max(track.begin, f - interval // 2), min(track.end, f + interval // 2), "low"))
+    if interval and track.end - track.frames[-1] > interval:
+        out.append((track.frames[-1] + 1, track.end, "reach"))
+    return tuple(_merged(sorted(out)))
+
+
+def _merged(stretches: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Overlapping or touching stretches of the same kind become one."""
+    out: list[tuple[int, int, str]] = []
+    for a, b, why in stretches:
+        same = [i for i, (_, b0, w0) in enumerate(out) if w0 == why and a <= b0 + 1]
+        if same:
+            i = same[-1]
+            out[i] = (out[i][0], max(out[i][1], b), why)
+        else:
+            out.append((a, b, why))
+    return sorted(out)

@@ -183,7 +183,7 @@ def decide_erasure(
 ) -> RequestOut:
     proposal = erasure.get_proposal(db, who.user, proposal_id)
     erasure.decide_erasure(p, db, who.user, proposal, approve=body.approve, reason=body.reason)
-    req = db.get(RightsRequest, proposal.request_id)
+    req = db.get_one(RightsRequest, proposal.request_id)
     db.refresh(req)
     return RequestOut.of(req)
 
@@ -379,7 +379,7 @@ def review(
     p: Platform = Depends(get_platform),
 ) -> CopyOut:
     copy = copies_mod.get_copy(p, db, who.user, copy_id)
-    copies_mod.review(p, db, who.user, copy, approve=body.approve, reason=body.reason)
+    copies_mod.review(p, db, who.user, copy, approve=body.approve, reason=body.reason, flagged_seen=body.flagged_seen)
     return CopyOut.of(copy)
 
 

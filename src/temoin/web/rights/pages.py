@@ -277,8 +277,8 @@ def request_copy(
         copy = copies_mod.start_copy(p, db, who.user, req, recording_id)
     except (register.RequestNotFound, copies_mod.CopyNotFound, register.RightsError, copies_mod.EngineMissing) as exc:
         # Not the request's page: a role that may redact need not be one that reads the register. The API's
-        # status (a missing engine: 503), from the one table.
-        return _page(
+        # status (a missing engine: 503, with its Retry-After), from the one table.
+        response = _page(
             request,
             "error.html",
             who,
@@ -286,6 +286,8 @@ def request_copy(
             title=gettext(lang_of(request), "Error"),
             error=str(exc),
         )
+        response.headers.update(problems.retry_headers(exc))
+        return response
     return RedirectResponse(f"/rights/copies/{copy.id}", 303)
 
 
@@ -303,7 +305,7 @@ def copy_page(
         return _page(
             request, "error.html", who, status=404, title=gettext(lang_of(request), "Not found"), error=str(exc)
         )
-    rec = db.get(Recording, copy.recording_id)
+    rec = db.get_one(Recording, copy.recording_id)
     return _page(
         request,
         "rights_copy.html",

@@ -184,6 +184,9 @@ class RedactIn(BaseModel):
 class ReviewIn(BaseModel):
     approve: bool
     reason: str | None = Field(default=None, max_length=2000)
+    flagged_seen: bool = Field(
+        default=False, description="the reviewer looked at every stretch the detector flagged as unsure"
+    )
 
 
 class CopyOut(BaseModel):

@@ -223,6 +223,6 @@ def enrol(body: EnrolIn, db: Session = Depends(get_db), p: Platform = Depends(ge
     device = devices.enrol(p, db, code=body.code, serial=body.serial, public_key=public_key, proof=body.proof)
     return EnrolOut(
         device_id=device.id,
-        tenant=db.get(Tenant, device.tenant_id).slug,
+        tenant=db.get_one(Tenant, device.tenant_id).slug,
         platform_public_key=b64e(p.keyring.public_key),
     )

@@ -82,7 +82,7 @@ def auth(request: Request, db: Session = Depends(get_db), p: Platform = Depends(
     conn = connection.authenticate(db, user, key) if user and key else None
     if conn is None:
         return _text(401, "unknown user or key, or a revoked connection: import a new connection file")
-    tenant = db.get(Tenant, conn.tenant_id)
+    tenant = db.get_one(Tenant, conn.tenant_id)
     token, _ = connection.new_token(p, conn, TOKEN_TTL_S)
     base = str(request.base_url).rstrip("/")  # same scheme and host the system controller used
     storage_url = f"{base}/v1/{connection.account_of(tenant)}"
@@ -100,7 +100,7 @@ def _authorised(request: Request, db: Session, p: Platform, account: str) -> Ten
     conn = connection.check_token(p, db, token)
     if conn is None:
         return _text(401, "missing, expired or invalid token: authenticate again at /auth/v1.0")
-    tenant = db.get(Tenant, conn.tenant_id)
+    tenant = db.get_one(Tenant, conn.tenant_id)
     if tenant is None or account != connection.account_of(tenant):
         return _text(403, "this token is for another account")
     raw = request.scope.get("raw_path") or b""

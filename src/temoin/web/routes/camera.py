@@ -39,7 +39,7 @@ def config(
 ) -> CameraConfig:
     shifts.record_pending(db, device, pending)  # checked at check-in: footage must not stay on cameras
     db.commit()
-    tenant = db.get(Tenant, device.tenant_id)
+    tenant = db.get_one(Tenant, device.tenant_id)
     profile = get_profile(tenant.profile)
     shift = shifts.current(db, device.id)
     agent = db.get(User, shift.user_id) if shift else None

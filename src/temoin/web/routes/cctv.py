@@ -87,7 +87,7 @@ async def import_cameras(
             return import_rows(
                 p,
                 db,
-                db.get(Tenant, who.tenant.id),
+                db.get_one(Tenant, who.tenant.id),
                 rows,
                 actor=actor_of(who.user),
                 source="csv" if ctype in CSV_TYPES else "geojson",
@@ -120,7 +120,7 @@ async def withdraw_camera(
 ) -> Response:
     def work() -> None:
         with p.session() as db:
-            withdraw(p, db, db.get(Tenant, who.tenant.id), camera_id, actor=actor_of(who.user), reason=reason)
+            withdraw(p, db, db.get_one(Tenant, who.tenant.id), camera_id, actor=actor_of(who.user), reason=reason)
 
     await run_in_threadpool(work)
     hub = getattr(request.app.state, "live", None)

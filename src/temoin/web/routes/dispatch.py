@@ -63,7 +63,9 @@ async def camera_position(
     body: PositionIn, request: Request, device: Device = Depends(current_device), p: Platform = Depends(get_platform)
 ) -> Response:
     bus, device_id = _bus(request), device.id
-    await _db(p, lambda db: dispatch.record_position(p, db, bus, db.get(Device, device_id), body.position, body.status))
+    await _db(
+        p, lambda db: dispatch.record_position(p, db, bus, db.get_one(Device, device_id), body.position, body.status)
+    )
     return Response(status_code=204)
 
 
@@ -85,12 +87,13 @@ async def camera_orders(
     try:
         deadline = time.monotonic() + wait_s
         while True:
-            out = await _db(p, lambda db: dispatch.camera_orders(p, db, bus, db.get(Device, device_id)))
+            out = await _db(p, lambda db: dispatch.camera_orders(p, db, bus, db.get_one(Device, device_id)))
             if (out["cursor"] != after) if after is not None else bool(out["orders"]):
                 return out
             while True:  # until something that may concern this camera happens
                 left = deadline - time.monotonic()
-                if left <= 0 or sub.closed:
+                # Declared by every subscription but not by live.events.Subscription (another branch's module).
+                if left <= 0 or sub.closed:  # type: ignore[attr-defined]
                     return out
                 heard = asyncio.ensure_future(sub.next(left))
                 await asyncio.wait({heard, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -119,7 +122,7 @@ async def camera_ack(
     order_id: str, request: Request, device: Device = Depends(current_device), p: Platform = Depends(get_platform)
 ) -> dict:
     bus, device_id = _bus(request), device.id
-    view, _ = await _db(p, lambda db: dispatch.acknowledge(p, db, bus, db.get(Device, device_id), order_id))
+    view, _ = await _db(p, lambda db: dispatch.acknowledge(p, db, bus, db.get_one(Device, device_id), order_id))
     return view
 
 
@@ -131,7 +134,7 @@ async def list_agents(
     request: Request, who: Principal = require(Permission.LIVE_VIEW), p: Platform = Depends(get_platform)
 ) -> list[dict]:
     bus, tenant_id = _bus(request), who.tenant.id
-    return await _db(p, lambda db: dispatch.agents(p, db, bus, db.get(Tenant, tenant_id)))
+    return await _db(p, lambda db: dispatch.agents(p, db, bus, db.get_one(Tenant, tenant_id)))
 
 
 @router.get(
@@ -149,7 +152,7 @@ async def candidates(
     return await _db(
         p,
         lambda db: dispatch.candidates(
-            p, db, bus, dispatch.session_for(p, db, db.get(User, user_id), session_id), limit
+            p, db, bus, dispatch.session_for(p, db, db.get_one(User, user_id), session_id), limit
         ),
     )
 
@@ -174,7 +177,7 @@ async def send_reinforcements(
     bus, user_id = _bus(request), who.user.id
 
     def work(db: Session) -> dict:
-        user = db.get(User, user_id)
+        user = db.get_one(User, user_id)
         s = dispatch.session_for(p, db, user, session_id)
         orders = dispatch.send(p, db, bus, s, user, body.device_ids, body.note)
         return {"session_id": s.id, "state": s.state, "orders": orders}
@@ -192,7 +195,9 @@ async def session_orders(
     bus, user_id = _bus(request), who.user.id
     return await _db(
         p,
-        lambda db: dispatch.session_orders(p, db, bus, dispatch.session_for(p, db, db.get(User, user_id), session_id)),
+        lambda db: dispatch.session_orders(
+            p, db, bus, dispatch.session_for(p, db, db.get_one(User, user_id), session_id)
+        ),
     )
 
 
@@ -211,7 +216,7 @@ async def cancel_order(
     bus, user_id = _bus(request), who.user.id
 
     def work(db: Session) -> dict:
-        user = db.get(User, user_id)
+        user = db.get_one(User, user_id)
         return dispatch.cancel(
             p, db, bus, dispatch.order_for_user(p, db, user, order_id), user, body.reason if body else None
         )

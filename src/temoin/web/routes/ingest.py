@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -13,12 +14,13 @@ from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
 from temoin.evidence.crypto import RECORD_BYTES
+from temoin.evidence.device_requests import lost_declaration
 from temoin.evidence.manifest import SignedReceipt
 from temoin.identity.models import Device
 from temoin.platform import Platform
 from temoin.vault import ingest
 from temoin.web import problems
-from temoin.web.deps import current_device, get_db, get_platform
+from temoin.web.deps import current_device, device_request_body, get_db, get_platform
 
 OFFSET_HEADER = "Upload-Offset"
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
@@ -127,22 +129,52 @@ async def put_segment(
     )
 
 
+# Records waiting between the socket reader and the sealing thread: receiving goes on while the previous records
+# are hashed, sealed and written, in bounded memory (this many records of RECORD_BYTES, plus the one being sealed).
+QUEUED_RECORDS = 2
+
+
 async def _receive(request: Request, upload: ingest.SegmentUpload) -> None:
-    """Gather what the socket gives until a record is full, then hash and seal it off the event loop."""
-    pending: list[bytes] = []
-    size = 0
+    """Read the body on the event loop while a worker thread hashes, seals and writes what came before.
+
+    The socket reader gathers a record's worth of chunks and queues it; the sealer takes them in order. A sealing
+    error (too many bytes, a full disk) stops the reading and is raised here; a camera that goes away keeps what
+    arrived (it resumes from there). Either way the sealer has stopped when this returns: `finish` never runs
+    beside a `feed`."""
+    queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(maxsize=QUEUED_RECORDS)
+    failed: list[BaseException] = []
+
+    async def seal() -> None:
+        while (batch := await queue.get()) is not None:
+            if not failed:  # after a failure, drain: the reader must never wait on a full queue
+                try:
+                    await run_in_threadpool(upload.feed, *batch)
+                except Exception as exc:  # noqa: BLE001 - not swallowed: handed to the reader, which raises it
+                    failed.append(exc)
+
+    sealer = asyncio.create_task(seal())
     try:
-        async for chunk in request.stream():
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= RECORD_BYTES:
-                await run_in_threadpool(upload.feed, *pending)
-                pending.clear()
-                size = 0
-    except ClientDisconnect:
-        pass  # the camera went away: keep what arrived, it resumes from there
-    if pending:
-        await run_in_threadpool(upload.feed, *pending)
+        pending: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= RECORD_BYTES:
+                    await queue.put(pending)
+                    pending, size = [], 0
+                    if failed:
+                        break
+        except ClientDisconnect:
+            pass  # the camera went away: keep what arrived, it resumes from there
+        if pending and not failed:
+            await queue.put(pending)
+    finally:
+        if not sealer.done():  # it ends once it has taken everything queued before this
+            await asyncio.shield(queue.put(None))
+        await asyncio.shield(sealer)
+    if failed:
+        raise failed[0]
 
 
 class CompleteBody(BaseModel):
@@ -158,10 +190,18 @@ class CompleteBody(BaseModel):
 )
 def post_complete(
     recording_id: str,
+    request: Request,
     body: CompleteBody | None = None,
+    raw: bytes | None = Depends(device_request_body),
     device: Device = Depends(current_device),
     db: Session = Depends(get_db),
     p: Platform = Depends(get_platform),
 ) -> Response:
-    receipt = ingest.complete(p, db, device, recording_id, body.lost_segments if body else ())
+    # A loss is the camera's word: its signed request (checked by current_device) is kept as the evidence of it.
+    said = (
+        lost_declaration(request.headers.get("authorization", ""), request.url.path, raw)
+        if body and body.lost_segments and raw is not None and not request.url.query
+        else None
+    )
+    receipt = ingest.complete(p, db, device, recording_id, body.lost_segments if body else (), declaration=said)
     return JSONResponse(receipt.model_dump(mode="json"))

@@ -131,6 +131,22 @@ def media_resource_options() -> Response:
     return _preflight("DELETE, OPTIONS", endpoint=False)
 
 
+NO_TRICKLE = (
+    "this server takes neither trickle ICE nor ICE restarts (PATCH, RFC 9725 section 4.3): send the offer once "
+    "ICE gathering is complete, with its candidates in the SDP; to restart, POST a new offer to the endpoint "
+    "(the new publication replaces this one, its viewers stay attached)"
+)
+
+
+@media("/whip/{session_id}/{resource_id}", "PATCH", include_in_schema=False)
+@media("/whep/{session_id}/{resource_id}", "PATCH", include_in_schema=False)
+def media_resource_patch() -> Response:
+    """RFC 9725 section 4.3: a server without trickle ICE or ICE restart answers a PATCH with 405. Said in words
+    (not Starlette's bare "Method Not Allowed"), with the CORS headers a browser client needs to read it. No
+    authentication: the answer is the same for anyone and reveals nothing."""
+    raise HTTPException(405, NO_TRICKLE, headers={"Allow": "DELETE, OPTIONS"})
+
+
 # --- the camera (device-signed) ------------------------------------------------------------------------
 
 

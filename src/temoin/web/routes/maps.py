@@ -4,7 +4,10 @@ no content."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+import hashlib
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -31,9 +34,24 @@ class StreetOut(BaseModel):
     lon: float
 
 
-@router.get("/basemap", summary="The tenant's basemap: a tile URL, or the offline overlay (territory, named streets)")
-def get_basemap(request: Request, who: Principal = Depends(current_principal), db: Session = Depends(get_db)) -> dict:
-    return basemap(db, who.tenant, lang_of(request))
+@router.get(
+    "/basemap",
+    summary="The tenant's basemap: a tile URL, or the offline overlay (territory, named streets)",
+    description="Sent with an ETag (the body's SHA-256); `If-None-Match` with it answers 304 without the body: "
+    "the street list is sent again only when it (or the language, or the tile settings) changed.",
+    responses={200: {"content": {"application/json": {}}}, 304: {"description": "unchanged since the ETag given"}},
+)
+def get_basemap(
+    request: Request, who: Principal = Depends(current_principal), db: Session = Depends(get_db)
+) -> Response:
+    body = orjson.dumps(basemap(db, who.tenant, lang_of(request)))
+    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    # Private: the tenant's own, behind its session; no-cache: the browser keeps it and asks whether it changed.
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Accept-Language, Cookie"}
+    given = {tag.strip().removeprefix("W/") for tag in request.headers.get("if-none-match", "").split(",")}
+    if etag in given or "*" in given:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get("/place", response_model=PlaceOut, summary="A position in words: the nearest of the tenant's streets")

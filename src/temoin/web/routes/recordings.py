@@ -352,7 +352,7 @@ def consult(
     p: Platform = Depends(get_platform),
 ) -> ConsultationOut:
     grant = catalogue.open_consultation(p, db, who.user, recording_id, body.motive)
-    rec = db.get(Recording, recording_id)
+    rec = db.get_one(Recording, recording_id)  # open_consultation found it
     return ConsultationOut(
         grant=grant,
         segments=[

@@ -10,7 +10,6 @@ from temoin.db import utcnow
 from temoin.evidence.keys import KeySet
 from temoin.law.access import Permission, allows
 from temoin.reports import annual, monthly, notice, paperwork
-from temoin.reports.pdf import annual_pdf
 from temoin.web import problems
 from temoin.web.deps import Principal, get_db, require
 from temoin.web.i18n import gettext, lang_of
@@ -67,6 +66,8 @@ def annual_as_pdf(
 ) -> Response:
     communes = _scope(who, commune)
     report = annual.annual_report(db, who.tenant, year, keys, communes=communes)
+    from temoin.reports.pdf import annual_pdf  # fpdf2 loaded by the first PDF, not at start
+
     return _file(
         annual_pdf(report), "application/pdf", f"rapport-annuel-{who.tenant.slug}{_suffix(communes)}-{year}.pdf"
     )

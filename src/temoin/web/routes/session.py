@@ -143,7 +143,7 @@ def post_session(
     return SessionOut(
         username=user.username,
         role=user.role,
-        tenant=db.get(Tenant, user.tenant_id).slug,
+        tenant=db.get_one(Tenant, user.tenant_id).slug,
         second_factor_ok=False,
         csrf_token=session.csrf_token,
     )
@@ -162,7 +162,7 @@ def post_totp(
     return SessionOut(
         username=user.username,
         role=user.role,
-        tenant=db.get(Tenant, user.tenant_id).slug,
+        tenant=db.get_one(Tenant, user.tenant_id).slug,
         second_factor_ok=True,
         csrf_token=session.csrf_token,
         must_change_password=user.must_change_password,

@@ -34,7 +34,7 @@ class ShiftOut(BaseModel):
 
 
 def _out(db: Session, shift: ShiftAssignment) -> ShiftOut:
-    user = db.get(User, shift.user_id)
+    user = db.get_one(User, shift.user_id)
     return ShiftOut(
         device_id=shift.device_id,
         username=user.username,

@@ -42,10 +42,7 @@
     confirm_close_incident: T("Close the incident? The reinforcements engaged will be recalled."),
     confirm_end: T("Close the transmission? The incident stays open: the reinforcements engaged keep going.")};
   const fmt = (text, values) => text.replace(/\{(\w+)\}/g, (_, k) => String(values[k]));
-  for (const el of document.querySelectorAll("[data-i18n]")) {
-    const text = TEXT[el.dataset.i18n];
-    if (typeof text === "string") el.textContent = text;
-  }
+  // The page's own texts are rendered by the server in the visitor's language (csu.html): nothing to swap here.
 
   // --- state ---------------------------------------------------------------------------------------------
   const state = window.temoinCsu = {

@@ -57,6 +57,9 @@
     const produced = ["to_review", "approved", "rejected"].includes(copy.state);
     $("review-copy").hidden = !produced;
     $("review-actions").hidden = copy.state !== "to_review";
+    const flagged = (copy.tracks || []).reduce((n, t) => n + (t.review || []).length, 0);
+    $("flagged-box").hidden = !flagged;
+    $("flagged-count").textContent = flagged;
     if (produced && videoFor !== copy.produced_at) {
       videoFor = copy.produced_at;  // a copy produced again is watched again
       $("copy-video").src = api + "/video?v=" + encodeURIComponent(copy.produced_at || "");
@@ -94,6 +97,29 @@
       label.append(box2, " " + root.dataset.keep);
       caption.append(document.createElement("br"), label);
       card.append(caption);
+      // Stretches where the detector was unsure: each can be hidden whole in one click.
+      if ((face.review || []).length) {
+        const flags = document.createElement("ul");
+        flags.className = "flags";
+        flags.append(root.dataset.flagged);
+        for (const r of face.review) {
+          const li = document.createElement("li");
+          li.className = "flag " + r.why;
+          li.append(r.start_s + "–" + r.end_s + " s · " + (root.dataset["why" + r.why[0].toUpperCase() + r.why.slice(1)] || r.why) + " ");
+          const hide = document.createElement("button");
+          hide.type = "button"; hide.className = "hide-stretch"; hide.textContent = root.dataset.flagHide;
+          hide.addEventListener("click", () => {
+            const [x, y, w, h] = r.box;
+            regions.push({mode: "add", start_frame: r.start_frame, end_frame: r.end_frame, x, y, w, h});
+            hide.disabled = true;
+            listRegions();
+            paint();
+          });
+          li.append(hide);
+          flags.append(li);
+        }
+        card.append(flags);
+      }
       box.append(card);
     }
   }
@@ -214,7 +240,9 @@
   async function reviewed(approve) {
     say("");
     try {
-      render(await call("POST", "/review", {approve, reason: $("reject-reason").value || null}));
+      render(await call("POST", "/review", {
+        approve, reason: $("reject-reason").value || null, flagged_seen: $("flagged-seen").checked,
+      }));
     } catch (e) { say(e.message); }
   }
 
