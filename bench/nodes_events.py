@@ -7,17 +7,15 @@ acknowledgement, the node's consumer, the hand-out to a subscription), not HTTP 
 
     .venv/bin/python bench/nodes_events.py                  # 2,000 events at 200 per second
     .venv/bin/python bench/nodes_events.py --quick          # 200 events
-    .venv/bin/python bench/nodes_events.py --nats nats://10.0.0.5:4222 --json out.json
+    .venv/bin/python bench/nodes_events.py --json bench/results/nodes_events.json   # the README's table
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -53,6 +51,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200.0, help="events per second")
     args = ap.parse_args()
     count = args.events or (200 if args.quick else 2000)
+    common.run_start()  # the date and load average at the start, recorded with the figures
 
     from temoin.live.events import InProcessEventBus
     from temoin.live.events_nats import NatsEventBus
@@ -82,10 +81,6 @@ def main() -> None:
         )
     results.print()
     results.write_json(args.json)
-    if args.json is not None:  # common.BENCH_DATE is the suite's date: this figure's own time beside it
-        document = json.loads(args.json.read_text())
-        document["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        args.json.write_text(json.dumps(document, indent=2))
 
 
 async def _drop_stream(url: str, stream: str) -> None:
