@@ -159,7 +159,7 @@ class NatsEventBus(EventBus):
             )
 
     async def _connect(self) -> None:
-        from nats.js.api import DeliverPolicy, StreamConfig
+        from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
         from nats.js.errors import NotFoundError
 
         async def disconnected() -> None:
@@ -197,14 +197,15 @@ class NatsEventBus(EventBus):
                 StreamConfig(name=self.stream, subjects=[f"{self.root}.>"], max_age=float(self.keep_s))
             )
         self._last_seq = max(self._last_seq, info.state.last_seq)
-        # An ordered consumer: after an outage (its heartbeats missed) the client recreates it from the last event
-        # it had, so what the other nodes raised meanwhile still arrives.
+        # An ordered consumer from the event after the last one known (nothing raised meanwhile is missed); after an
+        # outage (its heartbeats missed) the client recreates it from the last event it had, so what the other
+        # nodes raised meanwhile still arrives.
         await self._js.subscribe(
             f"{self.root}.>",
             stream=self.stream,
             cb=self._received,
             ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self._last_seq + 1),
             idle_heartbeat=HEARTBEAT_S,
         )
         if self._outage_logged:
