@@ -57,6 +57,23 @@ PY
   # Not reachable still: the PostgreSQL tests will fail loudly and say why.
 }
 
+nats_up() {  # the events-across-nodes tests need a NATS server with JetStream; make sure one answers
+  local url=${TEMOIN_TEST_NATS_URL:-nats://127.0.0.1:4222}
+  export TEMOIN_TEST_NATS_URL=$url
+  local hostport=${url#nats://}; hostport=${hostport%%,*}
+  local host=${hostport%%:*} port=${hostport##*:}
+  (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null && return 0
+  step "starting a local NATS server with JetStream for the tests"
+  command -v nats-server >/dev/null || apt_install nats-server || true
+  if command -v nats-server >/dev/null; then
+    local store=${TMPDIR:-/tmp}/temoin-test-nats
+    mkdir -p "$store"
+    nohup nats-server -js -a "$host" -p "$port" -sd "$store" >"$store/nats-server.log" 2>&1 &
+    sleep 1
+  fi
+  # Not reachable still: the events tests fail loudly and say why.
+}
+
 case "${1:-}" in
   demo)
     venv
@@ -74,6 +91,7 @@ case "${1:-}" in
     apt_install python3-gi gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-bad gstreamer1.0-plugins-good \
       gstreamer1.0-plugins-ugly gstreamer1.0-nice
     postgres_up
+    nats_up
     shift
     # Two processes by default: much of a test's time is spent waiting (servers starting, a browser, subprocesses),
     # so two overlap well even on two cores. A file's tests stay together, in order, in one process.

@@ -244,3 +244,53 @@ def server_url(platform: Platform) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+# --- NATS JetStream, for the events across nodes ---------------------------------------------------------
+
+NATS_URL = os.environ.get("TEMOIN_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+@pytest.fixture
+def nats_stream() -> Iterator[tuple[str, str]]:
+    """(NATS URL, a stream name of this test's own), the stream deleted afterwards. No NATS: the test fails, loudly."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import nats
+
+    async def connected():
+        try:
+            # Bounded: the client's own connection loop may go on trying.
+            return await asyncio.wait_for(nats.connect(NATS_URL, connect_timeout=3, allow_reconnect=False), 10)
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is reported the same way
+            pytest.fail(
+                f"NATS is not reachable at {NATS_URL} ({exc!r}); the events tests need a nats-server with JetStream "
+                "(-js): `./dev.sh test` starts one, or set TEMOIN_TEST_NATS_URL",
+                pytrace=False,
+            )
+
+    async def check() -> None:
+        nc = await connected()
+        try:
+            await nc.jetstream().account_info()
+        finally:
+            await nc.close()
+
+    async def delete(name: str) -> None:
+        nc = await connected()
+        try:
+            await nc.jetstream().delete_stream(name)
+        except nats.js.errors.NotFoundError:
+            pass
+        finally:
+            await nc.close()
+
+    def run(coroutine) -> None:  # in a thread: a test's browser (Playwright) may hold this thread's event loop
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, coroutine).result()
+
+    run(check())
+    name = f"TEMOINTEST_{uuid.uuid4().hex[:12]}"
+    yield NATS_URL, name
+    run(delete(name))

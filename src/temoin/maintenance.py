@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from temoin import jobs
+from temoin.coordination import locks_for
 from temoin.db import utcnow
 from temoin.extraction.package import purge_expired
 from temoin.identity.devices import purge_nonces
@@ -31,6 +32,9 @@ from temoin.platform import Platform
 from temoin.vault import retention
 
 log = logging.getLogger("temoin.maintenance")
+PERIODIC_LOCK = "maintenance.periodic-pass"
+SEAL_LOCK = "journal.seal"
+REPAIR_LOCK = "journal.repair"
 
 
 @dataclass
@@ -61,7 +65,15 @@ def periodic_pass(
 ) -> PassReport:
     """The server's periodic pass, once. `orphans`: also look through the whole blob store for what a killed
     sweep left (slow on a large vault: the server does it at start-up, then daily)."""
-    now = now or utcnow()
+    # One pass at a time across nodes: each due recording deleted once, each prune checkpoint written once. A node
+    # that finds a pass under way waits for it, then finds nothing left to do.
+    with locks_for(p.engine).held(PERIODIC_LOCK):
+        return _periodic_pass(p, now or utcnow(), orphans, progress)
+
+
+def _periodic_pass(
+    p: Platform, now: datetime, orphans: bool, progress: Callable[[int, int], None] | None
+) -> PassReport:
     with p.session() as db:
         result = retention.sweep(p, db, now, orphans=orphans, progress=progress)
         pruned = 0
@@ -75,8 +87,9 @@ def periodic_pass(
 
 
 def seal_journal(p: Platform) -> Sealing:
-    """Seal every chain whose head moved, then send the witness what it has not had yet."""
-    with p.session() as db:
+    """Seal every chain whose head moved, then send the witness what it has not had yet (one node at a time: each
+    head sealed once)."""
+    with locks_for(p.engine).held(SEAL_LOCK), p.session() as db:
         sealed = seal(db, p.journal.sink, p.keyring, p.timestamper)
         if p.witness is None:
             return Sealing(sealed, None)
@@ -115,7 +128,8 @@ def start_up(p: Platform) -> list[ChainRepair]:
     lost = jobs.fail_unfinished_inline(p)
     if lost:
         log.warning("%d background jobs were cut short by the last stop: marked failed (ask for them again)", lost)
-    with p.session() as db:
+    # Nodes starting together on one journal folder: one repairs, the next finds the file level.
+    with locks_for(p.engine).held(REPAIR_LOCK), p.session() as db:
         repairs = repair(db, p.journal, trigger="server start-up")
     for r in repairs:
         if r.changed:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from temoin.context import TenantRef
+from temoin.coordination import locks_for
 from temoin.db import PoolLimits, make_engine, make_sessionmaker
 from temoin.evidence.timestamp import Failure, Timestamper, TimestampError
 from temoin.extraction import jobs as extraction_jobs
@@ -120,6 +121,7 @@ class Platform:
 
     def close(self) -> None:
         self.jobs.close()
+        locks_for(self.engine).close()  # this node's coordination locks: released
         self.engine.dispose()
 
 

@@ -125,6 +125,16 @@ class Settings(BaseSettings):
     redaction_workers: int = Field(2, description="redaction jobs running at once (at least 1)")
     redaction_jobs_per_tenant: int = Field(4, description="redaction jobs waiting or running per tenant (at least 1)")
     redaction_jobs_max: int = Field(32, description="redaction jobs waiting or running in all (at least 1)")
+    events_url: str = Field(
+        "",
+        description="nats://HOST:PORT[,...] of a NATS JetStream carrying the CSU's events between nodes; empty: none",
+    )
+    events_stream: str = Field(
+        "TEMOIN", pattern=r"^[A-Za-z0-9_-]+$", description="JetStream stream (and subject prefix) of the events"
+    )
+    events_keep_s: int = Field(
+        86400, gt=0, description="how long JetStream keeps the events (a dashboard catches up within it)"
+    )
     # Database waits are bounded, so that a burst of requests is answered 503 instead of freezing the server.
     db_pool_size: int = Field(10, gt=0, description="database connections kept per process")
     db_pool_overflow: int = Field(10, ge=0, description="database connections opened beyond the pool under load")

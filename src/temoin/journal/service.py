@@ -7,6 +7,7 @@ lost to a crash is appended later by `journal.repair`, never silently by an ordi
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any, cast
 
@@ -20,6 +21,8 @@ from temoin.journal.models import JournalEntry, JournalHead
 from temoin.journal.sinks import FileSink
 
 log = logging.getLogger("temoin.journal")
+APPEND_WAIT_S = 2.0  # longest wait for the entry before one's own to reach the file (its writer committed first)
+IN_FLIGHT_MAX = 256  # a file further behind than this is not waiting for writers in flight, but for repair
 _PENDING = "temoin.journal.pending"
 
 
@@ -128,7 +131,23 @@ class Journal:
         for chain, month, digest, body in items:
             grouped.setdefault((chain, month), []).append((digest, body))
         for (chain, month), lines in grouped.items():
+            self._wait_turn(chain, parse_body(lines[0][1])["seq"])
             self.sink.append(chain, month, lines)
+
+    def _wait_turn(self, chain: str, seq: int) -> None:
+        """Let the file receive the entries in sequence order. The head's row lock orders the transactions, but each
+        appends to the file after its commit: the writer of the entry just before (another thread, or another node
+        on the same journal folder) may not have appended yet. Wait briefly for it; a predecessor that never comes
+        (its process died between commit and append) is `journal repair`'s, as before."""
+        deadline = time.monotonic() + APPEND_WAIT_S
+        while True:
+            last = self.sink.last_line(chain)
+            if last is None:
+                return  # no file yet, or one only repair can bring level
+            behind = seq - 1 - parse_body(last.body)["seq"]
+            if behind <= 0 or behind > IN_FLIGHT_MAX or time.monotonic() >= deadline:
+                return
+            time.sleep(0.002)
 
 
 def parse_body(body: str | bytes) -> dict:

@@ -1,6 +1,6 @@
 """The events channel of the CSU's dashboards: alerts, acknowledgements, positions, session states and
 stream health, per tenant. `EventBus` is the interface; `InProcessEventBus` serves one server process
-(a multi-process deployment would put Redis or PostgreSQL LISTEN/NOTIFY behind the same interface).
+(`live.events_nats.NatsEventBus` carries them across nodes through NATS JetStream: TEMOIN_EVENTS_URL).
 
 Events are numbered; a dashboard that reconnects sends the last number it saw (SSE `Last-Event-ID`)
 and gets what it missed, as far as the ring buffer reaches.
@@ -33,8 +33,10 @@ class Event:
         return {"id": self.id, "type": self.type, "at": self.at, "data": self.data}
 
     def sse(self) -> bytes:
+        # Number 0: an event not numbered (NATS unreachable, live.events_nats): the dashboard keeps its last id.
         return (
-            f"id: {self.id}\nevent: {self.type}\n".encode()
+            (f"id: {self.id}\n" if self.id else "").encode()
+            + f"event: {self.type}\n".encode()
             + b"data: "
             + orjson.dumps({"at": self.at, **self.data})
             + b"\n\n"
@@ -69,6 +71,10 @@ class EventBus(ABC):
     @abstractmethod
     def close(self) -> None:
         """Ends every subscription (server shutdown)."""
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Blocks until the bus carries events between nodes (at most `timeout` s); True once it does."""
+        return True
 
 
 class _Sub(Subscription):

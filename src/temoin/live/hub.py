@@ -29,7 +29,8 @@ from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.live import backup, sessions, timeline, viewing
-from temoin.live.events import EventBus, InProcessEventBus
+from temoin.live.events import EventBus
+from temoin.live.events_nats import event_bus
 from temoin.live.isolation import IsolatedMediaPlane
 from temoin.live.models import LiveSession, LiveState
 from temoin.live.plane import Answer, LazyMediaPlane, MediaPlane, check_offer
@@ -41,6 +42,7 @@ T = TypeVar("T")
 WATCH_INTERVAL_S = 0.5
 STATUS_EVERY_S = 5.0
 RECENT = timedelta(hours=24)
+READY_WAIT_S = 5.0  # at start, for the events bus to reach NATS (it goes on trying after)
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class LiveHub:
         self.p = p
         # The media plane runs in its own thread and event loop: a stalled request never stalls a stream.
         self.plane = plane or IsolatedMediaPlane(LazyMediaPlane(lambda: _relay(p)))
-        self.bus = bus or InProcessEventBus()
+        self.bus = bus or event_bus(p.settings)  # in-process, or NATS JetStream across nodes (TEMOIN_EVENTS_URL)
         self.stall_after_s = p.settings.live_stall_after_s
         self._tenant_of: dict[str, int] = {}
         self._link: dict[str, tuple[str, float]] = {}  # stream -> (link state, when last announced)
@@ -98,6 +100,8 @@ class LiveHub:
     # --- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Across nodes (NATS): serve once this node reads the shared events, or say why not (the bus logs it).
+        await asyncio.to_thread(self.bus.wait_ready, READY_WAIT_S)
         await self.plane.start()
         self._monitor = asyncio.create_task(self._watch())
         self._hook_shutdown_signals()

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, object_session
 
 from temoin import errors
 from temoin.context import Context
+from temoin.coordination import xact_lock
 from temoin.db import utcnow
 from temoin.errors import Conflict
 from temoin.evidence.manifest import GpsFix
@@ -126,6 +127,8 @@ def request(p: Context, db: Session, bus: EventBus, device: Device, req: LiveReq
         )
         db.commit()
         raise LiveNotAllowed(f"live transmission is not allowed under this tenant's legal profile ({profile.id})")
+    # One button press, one session, whichever nodes get the request (held until this transaction ends).
+    xact_lock(db, f"live.request:{device.id}")
     existing = open_for_device(db, device.id)
     if existing is not None:
         return existing, False

@@ -12,7 +12,6 @@ Protocol (documented in docs/ingest.md):
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin import errors
+from temoin.coordination import locks_for
 from temoin.db import utcnow
 from temoin.evidence import crypto
 from temoin.evidence.chain import chain_links
@@ -339,13 +339,24 @@ class _Progress:
 
 # After a restart (or if the staged file changed under us) the state is rebuilt from the sealed bytes.
 _progress: dict[str, _Progress] = {}
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
 
 
-def _lock(key: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
+class _UploadLock:
+    """One segment's upload at a time, across requests and nodes (temoin.coordination)."""
+
+    def __init__(self, db: Session, key: str) -> None:
+        self.locks, self.name = locks_for(db), f"upload:{key}"
+
+    def acquire(self, blocking: bool = False) -> bool:
+        assert not blocking  # an upload never waits for another: the camera is told to retry
+        return self.locks.try_acquire(self.name)
+
+    def release(self) -> None:
+        self.locks.release(self.name)
+
+
+def _lock(db: Session, key: str) -> _UploadLock:
+    return _UploadLock(db, key)
 
 
 class SegmentUpload:
@@ -370,10 +381,13 @@ class SegmentUpload:
         self.rec, self.seg = rec, seg
         self.tenant = _tenant(db, device)
         self.key = blob_key(self.tenant.slug, rec.id, index)
-        self.lock = _lock(self.key)
+        self.lock = _lock(db, self.key)
         if not self.lock.acquire(blocking=False):
             raise IngestConflict(f"segment {index} is already being uploaded by another request")
         try:
+            # Read again now that the lock is held: a request (on any node) that held it before may have completed
+            # the segment since it was read. Nothing is written yet: the rollback only ends the read transaction.
+            db.rollback()
             if seg.complete:
                 raise IngestConflict(f"segment {index} is already complete", offset=seg.size)
             assert rec.wrapped_key is not None  # a receiving recording holds its key

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin import jobs
+from temoin.coordination import locks_for
 from temoin.evidence import crypto
 from temoin.evidence.chain import chain_links
 from temoin.identity.models import Tenant
@@ -92,6 +93,12 @@ def check_recording(p: VaultContext, rec: Recording, tenant_slug: str) -> tuple[
 
 
 def scrub(p: VaultContext, db: Session, progress: Callable[[int, int], None] | None = None) -> ScrubResult:
+    """Check every stored recording; one scrub at a time across nodes (each corruption journaled once)."""
+    with locks_for(db).held("vault.scrub"):
+        return _scrub(p, db, progress)
+
+
+def _scrub(p: VaultContext, db: Session, progress: Callable[[int, int], None] | None) -> ScrubResult:
     result = ScrubResult()
     slugs = {tid: slug for tid, slug in db.execute(select(Tenant.id, Tenant.slug))}
     ids = list(db.scalars(select(Recording.id).where(Recording.state == RecordingState.STORED).order_by(Recording.id)))

@@ -379,7 +379,7 @@ async def events(
     tenant_id = who.tenant.id
     if "text/event-stream" not in request.headers.get("accept", ""):
         return Response(
-            orjson.dumps({"events": [e.as_dict() for e in hub.bus.recent(tenant_id, after)]}),
+            orjson.dumps({"events": [e.as_dict() for e in await run_in_threadpool(hub.bus.recent, tenant_id, after)]}),
             media_type="application/json",
         )
     sub = hub.bus.subscribe(tenant_id, after)
