@@ -215,3 +215,60 @@ def test_more_bytes_than_the_manifest_declares_are_refused_and_the_upload_resume
     vc.upload_segment(rid, 0, data, start=held)  # what the vault holds is the segment's own bytes: it resumes
     receipt = vc.offload(signed, segments)
     assert receipt.verify(platform.keyring.public_key) and receipt.matches(signed.manifest)
+
+
+def test_a_record_refused_by_a_full_disk_is_sealed_once_when_retried(platform, client, monkeypatch):
+    """The disk is full for one write, in the middle of a segment: the upload answers 507 and, when the camera
+    resumes, the segment is stored and matches its hash (the refused record was neither hashed twice nor sealed
+    at the next record's place), not quarantined."""
+    import errno
+    import os
+    import uuid
+    from pathlib import Path
+
+    from temoin.camera.offload import SegmentFile, build_manifest
+    from temoin.evidence import crypto
+    from temoin.evidence.manifest import SignedManifest, Trigger
+
+    commune = make_commune(platform, cameras=1)
+    cam = commune.cameras[0]
+    data = os.urandom(3 * crypto.RECORD_BYTES + 1000)
+    manifest = build_manifest(
+        recording_id=f"rec-full-{uuid.uuid4().hex[:12]}",
+        camera_id=cam[0],
+        agent_id=agent_number(commune),
+        segments=[SegmentFile(data, utcnow(), 60.0)],
+        trigger=Trigger.INCIDENT,
+        persons_informed=True,
+    )
+    signed = SignedManifest.sign(manifest, cam[1])
+    vc = vault_client(platform, client, cam)
+    rid = vc.send_manifest(signed)["recording_id"]
+    real_open = Path.open
+    writes = {"n": 0}
+
+    def opener(self, mode="r", *args, **kwargs):
+        fh = real_open(self, mode, *args, **kwargs)
+        if "a" not in mode:
+            return fh
+
+        class OnceFull:  # the OS boundary: the second record's first write finds no space, once
+            def write(self, chunk):
+                writes["n"] += 1
+                if writes["n"] == 4:  # header, prefix, record 0; then record 1's prefix
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return fh.write(chunk)
+
+            def __getattr__(self, name):
+                return getattr(fh, name)
+
+        return OnceFull()
+
+    monkeypatch.setattr(Path, "open", opener)
+    r = vc.http.put(f"/api/v1/ingest/recordings/{rid}/segments/0", content=data)
+    assert r.status_code == 507, r.text
+    monkeypatch.setattr(Path, "open", real_open)
+    vc.upload_segment(rid, 0, data, start=vc.received(rid, 0))
+    assert vc.complete(rid).matches(signed.manifest)
+    with platform.session() as db:
+        assert db.get(Recording, rid).state == RecordingState.STORED

@@ -435,9 +435,15 @@ class SegmentUpload:
 
     def _seal(self) -> None:
         plain = memoryview(self.buffer)[: self.fill]
-        self.hasher.update(plain)
+        index = self.sealer.index
         prefix, sealed = self.sealer.seal_record_into(plain, self.sealed)
-        self.p.store.append_staged(self.key, self.header_to_write, prefix, sealed)
+        try:
+            self.p.store.append_staged(self.key, self.header_to_write, prefix, sealed)
+        except BaseException:
+            # Not stored: `finish` seals it again at the same place (same nonce, same bytes), hashed once.
+            self.sealer.index = index
+            raise
+        self.hasher.update(plain)
         self.file_end += (len(self.header_to_write) if self.header_to_write else 0) + len(prefix) + len(sealed)
         self.header_to_write = None
         self.received += self.fill
