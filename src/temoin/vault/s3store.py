@@ -314,6 +314,11 @@ class S3BlobStore:
                     body = self._client.get_object(Bucket=self.bucket, Key=name, Range=f"bytes=0-{length - start - 1}")
                     self._put(name, body["Body"].read(), "cutting a torn upload")
 
+    def truncate_staged(self, key: str, length: int) -> None:
+        """Cut a staged upload to `length` bytes (a record found damaged when it was resumed)."""
+        self._drop_writer(key, failed=False)
+        self._truncate(self._chunks(key)[0], length)
+
     def staged_size(self, key: str) -> int:
         return sum(size for _, size in self._chunks(key)[0])
 
