@@ -67,7 +67,8 @@ class StoreUrl:
         form = "s3://BUCKET[/PREFIX][?endpoint=https://HOST:PORT&region=NAME]"
         if parts.scheme != "s3":
             raise InvalidStoreUrl(f"the blob store URL must start with s3:// ({form})")
-        if "@" in parts.netloc:
+        given_endpoint = parse_qs(parts.query).get("endpoint", [""])[-1]
+        if "@" in parts.netloc or "@" in urlsplit(given_endpoint).netloc:  # the endpoint is in every error message
             raise InvalidStoreUrl(
                 "the blob store URL must not hold credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                 f"in the environment instead ({form})"
