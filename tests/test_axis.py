@@ -895,3 +895,26 @@ def test_axis_recordings_through_reports_rights_redaction_and_erasure(platform, 
     assert f["rights_requests"] == 2
     with platform.session() as db:
         assert db.get(Recording, second).state == RecordingState.STORED, "erasure touched only the candidate"
+
+
+def test_an_undecryptable_container_is_quarantined_for_each_tenant_whose_system_sent_it(platform):
+    """The refusal is recorded once per tenant: another tenant's container of the same name (Axis systems name
+    them) never keeps this tenant's quarantine and journal entry from being written."""
+    from types import SimpleNamespace
+
+    from temoin.axis.vault import _undecryptable
+    from temoin.identity.models import Tenant
+    from temoin.journal.models import JournalEntry
+
+    make_commune(platform, slug="port-a")
+    make_commune(platform, slug="port-b")
+    container = SimpleNamespace(name="20261207_000001_ACCC8E000001")
+    for slug in ("port-a", "port-b", "port-b"):  # the system retries Complete: still one each
+        with platform.session() as db:
+            tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
+            _undecryptable(platform, db, tenant, container, SimpleNamespace(id=f"rec-{slug}"), "no key")
+    with platform.session() as db:
+        rows = db.execute(select(Tenant.slug).join(Quarantine, Quarantine.tenant_id == Tenant.id)).scalars().all()
+        assert sorted(rows) == ["port-a", "port-b"]
+        events = db.scalars(select(JournalEntry.tenant_id).where(JournalEntry.event == "axis.undecryptable")).all()
+        assert len(events) == 2 and len(set(events)) == 2

@@ -201,6 +201,12 @@ def test_the_store_url_is_checked_and_never_printed(monkeypatch):
         Settings.from_env({"TEMOIN_BLOB_STORE_URL": "s3://AKIA:hunter2@bucket/x"})
     assert "TEMOIN_BLOB_STORE_URL" in str(bad.value) and "hunter2" not in str(bad.value)
     assert "AWS_ACCESS_KEY_ID" in str(bad.value)
+    # Nor in the endpoint, which every error of the store names (answers to cameras and users included).
+    with pytest.raises(InvalidSettings) as bad:
+        Settings.from_env({"TEMOIN_BLOB_STORE_URL": "s3://bucket/x?endpoint=http://AKIA:hunter2@127.0.0.1:9"})
+    assert "hunter2" not in str(bad.value) and "AWS_ACCESS_KEY_ID" in str(bad.value)
+    with pytest.raises(errors.InvalidInput, match="must not hold credentials"):
+        S3BlobStore("s3://bucket/x?endpoint=http://AKIA:hunter2@127.0.0.1:9")
     with pytest.raises(InvalidSettings, match="s3://BUCKET"):
         Settings.from_env({"TEMOIN_BLOB_STORE_URL": "ftp://bucket"})
     with pytest.raises(errors.InvalidInput, match="no valid bucket"):

@@ -215,3 +215,114 @@ def test_more_bytes_than_the_manifest_declares_are_refused_and_the_upload_resume
     vc.upload_segment(rid, 0, data, start=held)  # what the vault holds is the segment's own bytes: it resumes
     receipt = vc.offload(signed, segments)
     assert receipt.verify(platform.keyring.public_key) and receipt.matches(signed.manifest)
+
+
+def test_a_record_refused_by_a_full_disk_is_sealed_once_when_retried(platform, client, monkeypatch):
+    """The disk is full for one write, in the middle of a segment: the upload answers 507 and, when the camera
+    resumes, the segment is stored and matches its hash (the refused record was neither hashed twice nor sealed
+    at the next record's place), not quarantined."""
+    import errno
+    import os
+    import uuid
+    from pathlib import Path
+
+    from temoin.camera.offload import SegmentFile, build_manifest
+    from temoin.evidence import crypto
+    from temoin.evidence.manifest import SignedManifest, Trigger
+
+    commune = make_commune(platform, cameras=1)
+    cam = commune.cameras[0]
+    data = os.urandom(3 * crypto.RECORD_BYTES + 1000)
+    manifest = build_manifest(
+        recording_id=f"rec-full-{uuid.uuid4().hex[:12]}",
+        camera_id=cam[0],
+        agent_id=agent_number(commune),
+        segments=[SegmentFile(data, utcnow(), 60.0)],
+        trigger=Trigger.INCIDENT,
+        persons_informed=True,
+    )
+    signed = SignedManifest.sign(manifest, cam[1])
+    vc = vault_client(platform, client, cam)
+    rid = vc.send_manifest(signed)["recording_id"]
+    real_open = Path.open
+    writes = {"n": 0}
+
+    def opener(self, mode="r", *args, **kwargs):
+        fh = real_open(self, mode, *args, **kwargs)
+        if "a" not in mode:
+            return fh
+
+        class OnceFull:  # the OS boundary: the second record's first write finds no space, once
+            def write(self, chunk):
+                writes["n"] += 1
+                if writes["n"] == 4:  # header, prefix, record 0; then record 1's prefix
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return fh.write(chunk)
+
+            def __getattr__(self, name):
+                return getattr(fh, name)
+
+        return OnceFull()
+
+    monkeypatch.setattr(Path, "open", opener)
+    r = vc.http.put(f"/api/v1/ingest/recordings/{rid}/segments/0", content=data)
+    assert r.status_code == 507, r.text
+    monkeypatch.setattr(Path, "open", real_open)
+    vc.upload_segment(rid, 0, data, start=vc.received(rid, 0))
+    assert vc.complete(rid).matches(signed.manifest)
+    with platform.session() as db:
+        assert db.get(Recording, rid).state == RecordingState.STORED
+
+
+@BOTH_STORES
+def test_a_record_damaged_by_a_machine_crash_is_cut_and_resent(platform, client):
+    """Pieces are answered before their fsync (one per segment): a machine crash may leave a staged record whose
+    pages did not all reach the disk (written back out of order). The resumed upload cuts the staged blob at that
+    record and the camera resends from there (409 with the offset), instead of failing on it at every resume."""
+    import os
+    import uuid
+
+    from temoin.camera.offload import SegmentFile, build_manifest
+    from temoin.evidence import crypto
+    from temoin.evidence.manifest import SignedManifest, Trigger
+    from temoin.vault import ingest
+    from temoin.vault.storage import blob_key
+
+    commune = make_commune(platform, cameras=1)
+    cam = commune.cameras[0]
+    data = os.urandom(3 * crypto.RECORD_BYTES + 1000)
+    manifest = build_manifest(
+        recording_id=f"rec-torn-{uuid.uuid4().hex[:12]}",
+        camera_id=cam[0],
+        agent_id=agent_number(commune),
+        segments=[SegmentFile(data, utcnow(), 60.0)],
+        trigger=Trigger.INCIDENT,
+        persons_informed=True,
+    )
+    signed = SignedManifest.sign(manifest, cam[1])
+    vc = vault_client(platform, client, cam)
+    rid = vc.send_manifest(signed)["recording_id"]
+    first = 2 * crypto.RECORD_BYTES
+    r = vc.http.put(
+        f"/api/v1/ingest/recordings/{rid}/segments/0",
+        content=data[:first],
+        headers={"Content-Range": f"bytes 0-{first - 1}/{len(data)}"},
+    )
+    assert r.status_code == 200 and r.json()["received"] == first, r.text
+    # The machine crashed: the process's state is gone, and a page inside the second record never reached the disk.
+    ingest._progress.clear()
+    store, key = platform.store, blob_key(commune.slug, rid, 0)
+    at = crypto.HEADER_BYTES + 2 * crypto.PREFIX_BYTES + crypto.RECORD_BYTES + crypto.TAG_BYTES + 4096
+    if hasattr(store, "bucket"):  # an object store writes whole chunks: one damaged behind the vault's back
+        name = store._chunk(key, 0)
+        body = bytearray(store._client.get_object(Bucket=store.bucket, Key=name)["Body"].read())
+        body[at : at + 4096] = bytes(4096)
+        store._client.put_object(Bucket=store.bucket, Key=name, Body=bytes(body))
+    else:
+        with (store.staging / key).open("r+b") as fh:
+            fh.seek(at)
+            fh.write(bytes(4096))
+    vc.upload_segment(rid, 0, data, start=vc.received(rid, 0))
+    assert vc.complete(rid).matches(signed.manifest)
+    with platform.session() as db:
+        assert db.get(Recording, rid).state == RecordingState.STORED

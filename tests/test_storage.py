@@ -151,3 +151,61 @@ def test_scrub_names_each_corrupted_segment(platform, client):
     assert any(p.startswith(f"{bad} segment 1: record 0 at byte") and "authentication failed" in p for p in problems)
     assert any(p == f"{gone} segment 0: blob missing from the store" for p in problems)
     assert not any(good in p for p in problems)
+
+
+class _FillingDisk:
+    """The OS boundary of a disk filling up: the first write stores only the first half of what it is given (a short
+    write, as Linux answers when space runs out mid-write), the next `fail` writes raise ENOSPC; afterwards the disk
+    has room again (the retention sweep freed some). One state for every file opened."""
+
+    def __init__(self, fail: int) -> None:
+        self.fail, self.short_done = fail, False
+
+    def wrap(self, fh):
+        disk = self
+
+        class Handle:
+            def write(self, data):
+                import errno
+
+                if not disk.short_done:
+                    disk.short_done = True
+                    return fh.write(memoryview(data)[: len(data) // 2])
+                if disk.fail:
+                    disk.fail -= 1
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return fh.write(data)
+
+            def __getattr__(self, name):
+                return getattr(fh, name)
+
+        return Handle()
+
+
+@pytest.mark.parametrize("fail", [0, 1])
+def test_an_append_is_whole_or_absent_when_the_disk_fills(tmp_path, monkeypatch, fail):
+    """A short write is continued, and a write that fails leaves no partial record: otherwise a retry's record would
+    follow half a record, and the promoted blob would not open there although every hash matched."""
+    from pathlib import Path
+
+    key = crypto.new_data_key()
+    store = LocalBlobStore(tmp_path)
+    name = blob_key("t", "r1", 0)
+    header = crypto.new_header()
+    sealer = crypto.Sealer(key, header)
+    store.append_staged(name, header, sealer.seal(b"a" * 1000))
+    store.sync_staged(name)
+    real_open = Path.open
+    disk = _FillingDisk(fail)
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: disk.wrap(real_open(self, *a, **k)))
+    record = sealer.seal(b"b" * 5000)
+    if fail:
+        with pytest.raises(StorageError):
+            store.append_staged(name, None, record[:4], record[4:])
+        assert store.staged_size(name) == len(header) + 4 + 1000 + crypto.TAG_BYTES  # as before the failed call
+    store.append_staged(name, None, record[:4], record[4:])
+    monkeypatch.setattr(Path, "open", real_open)
+    store.sync_staged(name)
+    store.promote(name)
+    with store.open(name) as fh:
+        assert b"".join(crypto.open_records(fh, key)) == b"a" * 1000 + b"b" * 5000

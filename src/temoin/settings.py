@@ -182,7 +182,7 @@ class Settings(BaseSettings):
         url = url.strip()
         if url and not url.startswith("s3://"):
             raise ValueError("the blob store must be empty (local files) or an s3://BUCKET[/PREFIX] URL")
-        if "@" in url.split("?", 1)[0]:
+        if "@" in url:  # nor in its endpoint: the store's error messages name it
             raise ValueError(
                 "credentials never go in the blob store URL: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             )

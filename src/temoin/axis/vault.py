@@ -587,7 +587,8 @@ def _undecryptable(
         "by Témoin"
     )[:2000]
     where = f"axis:{container.name}"[:128]
-    if db.scalar(select(Quarantine.id).where(Quarantine.device_id == where, Quarantine.reason == reason).limit(1)):
+    same = (Quarantine.tenant_id == tenant.id, Quarantine.device_id == where, Quarantine.reason == reason)
+    if db.scalar(select(Quarantine.id).where(*same).limit(1)):  # this tenant's: another's never hides it
         return reason
     db.add(Quarantine(tenant_id=tenant.id, device_id=where, recording_id=None, reason=reason, evidence_path=None))
     p.record(

@@ -30,6 +30,7 @@ HEADER_BYTES = len(MAGIC) + SALT_BYTES
 RECORD_BYTES = 1024 * 1024
 TAG_BYTES = 16
 _LEN = struct.Struct(">I")
+PREFIX_BYTES = _LEN.size  # a sealed record's length prefix
 
 
 class IntegrityError(errors.Fault):

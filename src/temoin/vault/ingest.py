@@ -429,9 +429,18 @@ class SegmentUpload:
         hasher = hashlib.sha256()
         if header is None:
             return _Progress(0, 0, 0, crypto.new_header(), hasher)
-        with self.p.store.open_staged(self.key) as fh:
-            for plain in crypto.open_records(fh, self.data_key):
-                hasher.update(plain)
+        count, plain_bytes, end = 0, 0, crypto.HEADER_BYTES
+        try:
+            with self.p.store.open_staged(self.key) as fh:
+                for plain in crypto.open_records(fh, self.data_key):
+                    hasher.update(plain)
+                    count, plain_bytes = count + 1, plain_bytes + len(plain)
+                    end += crypto.PREFIX_BYTES + len(plain) + crypto.TAG_BYTES
+        except crypto.IntegrityError:
+            # A record whose pages did not all reach the disk before a machine crash (pieces are answered before
+            # the segment's fsync): cut there; the camera resends from it (409 with the offset).
+            self.p.store.truncate_staged(self.key, end)
+            return _Progress(plain_bytes, count, end, header, hasher)
         return _Progress(received, records, self.p.store.staged_size(self.key), header, hasher)
 
     def feed(self, *chunks: bytes) -> None:
@@ -449,9 +458,15 @@ class SegmentUpload:
 
     def _seal(self) -> None:
         plain = memoryview(self.buffer)[: self.fill]
-        self.hasher.update(plain)
+        index = self.sealer.index
         prefix, sealed = self.sealer.seal_record_into(plain, self.sealed)
-        self.p.store.append_staged(self.key, self.header_to_write, prefix, sealed)
+        try:
+            self.p.store.append_staged(self.key, self.header_to_write, prefix, sealed)
+        except BaseException:
+            # Not stored: `finish` seals it again at the same place (same nonce, same bytes), hashed once.
+            self.sealer.index = index
+            raise
+        self.hasher.update(plain)
         self.file_end += (len(self.header_to_write) if self.header_to_write else 0) + len(prefix) + len(sealed)
         self.header_to_write = None
         self.received += self.fill

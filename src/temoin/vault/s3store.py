@@ -67,7 +67,8 @@ class StoreUrl:
         form = "s3://BUCKET[/PREFIX][?endpoint=https://HOST:PORT&region=NAME]"
         if parts.scheme != "s3":
             raise InvalidStoreUrl(f"the blob store URL must start with s3:// ({form})")
-        if "@" in parts.netloc:
+        given_endpoint = parse_qs(parts.query).get("endpoint", [""])[-1]
+        if "@" in parts.netloc or "@" in urlsplit(given_endpoint).netloc:  # the endpoint is in every error message
             raise InvalidStoreUrl(
                 "the blob store URL must not hold credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                 f"in the environment instead ({form})"
@@ -313,6 +314,11 @@ class S3BlobStore:
                 with self._errors("cutting a torn upload"):
                     body = self._client.get_object(Bucket=self.bucket, Key=name, Range=f"bytes=0-{length - start - 1}")
                     self._put(name, body["Body"].read(), "cutting a torn upload")
+
+    def truncate_staged(self, key: str, length: int) -> None:
+        """Cut a staged upload to `length` bytes (a record found damaged when it was resumed)."""
+        self._drop_writer(key, failed=False)
+        self._truncate(self._chunks(key)[0], length)
 
     def staged_size(self, key: str) -> int:
         return sum(size for _, size in self._chunks(key)[0])

@@ -7,6 +7,7 @@ atomic rename into place, fsync of the folder. A reader never sees a half-writte
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -82,6 +83,7 @@ class BlobStore(Protocol):
     def open_staged(self, key: str) -> BinaryIO: ...
     def discard_staged(self, key: str) -> None: ...
     def staged_keys(self, prefix: str) -> list[str]: ...
+    def truncate_staged(self, key: str, length: int) -> None: ...
     def promote(self, key: str, final_key: str | None = None, *, synced: bool = False) -> None: ...
     def exists(self, key: str) -> bool: ...
     def open(self, key: str) -> BinaryIO: ...
@@ -152,6 +154,7 @@ class LocalBlobStore:
 
     def append_staged(self, key: str, header: bytes | None, *parts: bytes | memoryview) -> None:
         fh = self._handles.get(key)
+        start: int | None = None
         try:
             if fh is None:
                 path = self._path(self.staging, key)
@@ -161,12 +164,19 @@ class LocalBlobStore:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     fh = path.open("ab", buffering=0)
                 self._handles[key] = fh
-            if header is not None:
-                fh.write(header)
-            for part in parts:
-                fh.write(part)
+            start = os.fstat(fh.fileno()).st_size
+            for part in (header, *parts) if header is not None else parts:
+                view = memoryview(part)
+                while view:  # an unbuffered write may be short (a disk filling up): the rest, or the error
+                    written = fh.write(view)
+                    if not written:
+                        raise OSError(errno.EIO, "a write to the staging folder made no progress")
+                    view = view[written:]
             start_writeback(fh.fileno())
         except OSError as exc:
+            if start is not None and fh is not None:  # all or nothing: no partial record before a retry's bytes
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fh.fileno(), start)
             self._close_handle(key)
             _raise_storage(exc, "staging an upload")
 
