@@ -158,8 +158,14 @@ def test_a_camera_agent_receives_signals_and_acknowledges_an_order(platform: Pla
             with platform.session() as db:
                 order = db.get(ReinforcementOrder, oid)
                 assert order.state == "acknowledged" and order.acknowledged_at is not None
-            events = http.get("/api/v1/live/events").json()["events"]
-            assert [e["data"]["state"] for e in events if e["type"] == "reinforcement"] == ["sent", "acknowledged"]
+
+            # The CSU's events channel says so too (published just after the commit: a loaded machine may lag).
+            def reinforcement_states() -> list[str]:
+                events = http.get("/api/v1/live/events").json()["events"]
+                return [e["data"]["state"] for e in events if e["type"] == "reinforcement"]
+
+            wait_until(lambda: len(reinforcement_states()) >= 2, 10, "the acknowledgement on the events channel")
+            assert reinforcement_states() == ["sent", "acknowledged"]
 
             # The operator closes the incident: the order is recalled, and the wearer told.
             assert http.post(f"/api/v1/live/sessions/{sid}/close").status_code == 200
