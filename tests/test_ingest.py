@@ -326,3 +326,23 @@ def test_a_record_damaged_by_a_machine_crash_is_cut_and_resent(platform, client)
     assert vc.complete(rid).matches(signed.manifest)
     with platform.session() as db:
         assert db.get(Recording, rid).state == RecordingState.STORED
+
+
+def test_uploads_in_progress_are_forgotten_when_idle_too_many_or_quarantined(monkeypatch):
+    """Each upload in progress keeps its unwrapped data key between pieces: bounded in number and idle time, and
+    dropped when its recording is quarantined, so an abandoned upload never keeps a key for the process's life."""
+    from temoin.vault import ingest
+
+    clock = [1000.0]
+    monkeypatch.setattr(ingest.time, "monotonic", lambda: clock[0])
+    cache = ingest._ProgressCache(limit=2, idle_s=60)
+    entry = object()
+    for key in ("t/r1/00000.seg", "t/r2/00000.seg", "t/r3/00000.seg"):
+        cache[key] = entry  # type: ignore[assignment]
+    assert cache.get("t/r1/00000.seg") is None and cache.get("t/r3/00000.seg") is entry  # the oldest went
+    clock[0] += 61
+    assert cache.get("t/r3/00000.seg") is None and len(cache) == 0  # idle for a minute: forgotten
+    cache["t/r4/00000.seg"] = entry  # type: ignore[assignment]
+    cache["t/r5/00001.seg"] = entry  # type: ignore[assignment]
+    cache.drop_recording("t", "r4")
+    assert cache.get("t/r4/00000.seg") is None and cache.get("t/r5/00001.seg") is entry

@@ -12,6 +12,9 @@ Protocol (documented in docs/ingest.md):
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -149,6 +152,7 @@ def quarantine(
         rec = db.get(Recording, recording_id)
         if rec is not None and rec.tenant_id == tenant.id and rec.state == RecordingState.RECEIVING:
             rec.state, rec.state_reason = RecordingState.QUARANTINED, reason
+        _progress.drop_recording(tenant.slug, recording_id)  # its unwrapped key is not kept in memory
     p.record(
         db,
         EntryDraft(
@@ -337,8 +341,61 @@ class _Progress:
     sealer: crypto.Sealer | None = None
 
 
+class _ProgressCache:
+    """Uploads in progress, by staged key: bounded in number and idle time, since each entry holds an unwrapped
+    data key (an abandoned or quarantined upload must not keep its key in memory for the process's life). A
+    missing entry costs only a re-read of what is staged."""
+
+    def __init__(self, limit: int = 256, idle_s: float = 900.0) -> None:
+        self.limit, self.idle_s = limit, idle_s
+        self._entries: OrderedDict[str, tuple[float, _Progress]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> _Progress | None:
+        with self._lock:
+            self._expire(time.monotonic())
+            found = self._entries.get(key)
+            return found[1] if found else None
+
+    def __setitem__(self, key: str, value: _Progress) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._entries[key] = (now, value)
+            self._entries.move_to_end(key)
+            self._expire(now)
+            while len(self._entries) > self.limit:
+                self._entries.popitem(last=False)
+
+    def pop(self, key: str, default: None = None) -> _Progress | None:
+        with self._lock:
+            found = self._entries.pop(key, None)
+            return found[1] if found else default
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Forget everything, as a restart does."""
+        with self._lock:
+            self._entries.clear()
+
+    def drop_recording(self, tenant: str, recording_id: str) -> None:
+        """Forget every segment of a recording (quarantined: its key is not needed any more)."""
+        prefix = f"{tenant}/{recording_id}/"
+        with self._lock:
+            for key in [k for k in self._entries if k.startswith(prefix)]:
+                del self._entries[key]
+
+    def _expire(self, now: float) -> None:
+        while self._entries:
+            at, _ = next(iter(self._entries.values()))
+            if now - at <= self.idle_s:
+                break
+            self._entries.popitem(last=False)
+
+
 # After a restart (or if the staged file changed under us) the state is rebuilt from the sealed bytes.
-_progress: dict[str, _Progress] = {}
+_progress = _ProgressCache()
 
 
 class _UploadLock:
