@@ -549,3 +549,25 @@ def test_an_access_copy_is_made_of_the_stored_segments(platform, client) -> None
     with platform.session() as db:
         started = db.scalars(select(JournalEntry.body).where(JournalEntry.event == "rights.copy.started")).one()
     assert '"lost_segments":[1]' in started
+
+
+def test_a_loss_declared_with_a_query_string_is_refused_and_can_be_sent_again_plainly(platform, client):
+    """The camera's signed completion is kept as the proof of a loss: one that could not be kept whole (a query
+    string the declaration does not hold) is refused, nothing is stored, and the plain request then works."""
+    commune = make_commune(platform)
+    cam = commune.cameras[0]
+    signed, segments = sample_recording(
+        cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow() - timedelta(minutes=10)
+    )
+    vc = vault_client(platform, client, cam)
+    rid = signed.manifest.recording_id
+    vc.send_manifest(signed)
+    for index, data in enumerate(segments):
+        if index != 1:
+            vc.upload_segment(rid, index, data)
+    r = vc.http.post(f"/api/v1/ingest/recordings/{rid}/complete?note=x", json={"lost_segments": [1]})
+    assert r.status_code == 422 and "query string" in r.json()["detail"], r.text
+    with platform.session() as db:
+        assert db.get(Recording, rid).state == "receiving"  # nothing was concluded
+    receipt = vc.complete(rid, lost=[1])
+    assert receipt.receipt.lost_segments == [1]

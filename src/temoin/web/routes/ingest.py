@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
+from temoin import errors
 from temoin.evidence.crypto import RECORD_BYTES
 from temoin.evidence.device_requests import lost_declaration
 from temoin.evidence.manifest import SignedReceipt
@@ -197,10 +198,16 @@ def post_complete(
     db: Session = Depends(get_db),
     p: Platform = Depends(get_platform),
 ) -> Response:
-    # A loss is the camera's word: its signed request (checked by current_device) is kept as the evidence of it.
+    # A loss is the camera's word: its signed request (checked by current_device) is kept as the evidence of it,
+    # so a declaration must be one that can be kept whole (path and body: no query string, which it would not hold).
+    if body and body.lost_segments and request.url.query:
+        raise errors.InvalidInput(
+            "a completion that declares lost segments takes no query string: send it to "
+            f"/api/v1/recordings/{recording_id}/complete with the segments in the signed body"
+        )
     said = (
         lost_declaration(request.headers.get("authorization", ""), request.url.path, raw)
-        if body and body.lost_segments and raw is not None and not request.url.query
+        if body and body.lost_segments and raw is not None
         else None
     )
     receipt = ingest.complete(p, db, device, recording_id, body.lost_segments if body else (), declaration=said)
