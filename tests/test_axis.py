@@ -500,6 +500,28 @@ def test_server_killed_mid_upload_then_retried(platform, client, commune, bws):
     assert not debris.exists() or list(debris.iterdir()) == []
 
 
+def test_an_upload_aborted_twice_releases_its_object_once(platform, client, commune, bws):
+    """An error handler may abort an upload its inner handler already aborted: the second does nothing (before,
+    it released the object's lock a second time: a RuntimeError, a 500), and the object can be written again."""
+    from temoin.axis import store
+    from temoin.axis.models import AxisContainer
+
+    user = _enrolled(bws, commune)
+    rec = sample_recording(user, "ACCC8E000001", duration_s=2)
+    container = bws.upload(rec, complete=False)
+    with platform.session() as db:
+        found = db.scalar(select(AxisContainer).where(AxisContainer.name == container))
+        tenant = platform.tenant(db, SLUG)
+        t = str(int(rec.clips[0].started_at.timestamp()))
+        change = store.MetaChange({"starttime": t, "stoptime": str(int(t) + 2)}, frozenset())
+        name = "20990101_000000_9.mp4"
+        upload = store.ObjectUpload(platform, db, tenant, found, name, change, length=10, etag=None)
+        upload.abort()
+        upload.abort()
+        again = store.ObjectUpload(platform, db, tenant, found, name, change, length=10, etag=None)
+        again.abort()
+
+
 def test_cli_connection_file(platform, commune, tmp_path, monkeypatch):
     import os
     import stat

@@ -486,6 +486,7 @@ class ObjectUpload:
             )
         self.length, self.etag = length, (etag or "").strip('"').lower() or None
         self.lock = _lock(container.id, name)
+        self._aborted = False
         if not self.lock.acquire(timeout=60):
             raise Unavailable(f"object {name[:80]!r} is being written by another request: try again shortly")
         try:
@@ -596,6 +597,11 @@ class ObjectUpload:
             pass
 
     def abort(self) -> None:
+        """Drop what was staged and let the object go. Idempotent: a failing abort inside an error handler may be
+        followed by another, which must not release the lock twice (a RuntimeError, a 500)."""
+        if self._aborted:
+            return
+        self._aborted = True
         try:
             self._stop()
             self.p.store.discard_staged(self.key)

@@ -704,6 +704,9 @@ def _stretch(track: Any, first: int, last: int, why: str, fps: float) -> dict:
     """A stretch of a track flagged for review, with the box that covers the face all along it (grown by a
     quarter on each side): the page can hide the whole stretch in one click."""
     boxes = [track.boxes[f] for f in range(first, last + 1) if f in track.boxes]
+    if not boxes:  # a stretch between two of the track's boxes: those on either side frame it
+        near = sorted(track.boxes, key=lambda f: min(abs(f - first), abs(f - last)))[:2]
+        boxes = [track.boxes[f] for f in near]
     x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
     x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
     gx, gy = (x1 - x0) // 4, (y1 - y0) // 4
