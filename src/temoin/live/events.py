@@ -44,6 +44,8 @@ class Event:
 
 
 class Subscription(ABC):
+    closed: bool = False  # ended: closed by its reader, or its bus or loop gone
+
     @abstractmethod
     def __aiter__(self) -> AsyncIterator[Event]: ...
 
@@ -53,6 +55,38 @@ class Subscription(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+class QueuedSubscription(Subscription):
+    """A subscription its reader takes from an asyncio queue, which its bus fills from any thread (`deliver`);
+    None in the queue ends it. Each bus's subscription says how events are delivered."""
+
+    bus: Any  # the bus that feeds it: forgets it on close (`_remove`)
+    queue: asyncio.Queue[Event | None]
+
+    @abstractmethod
+    def deliver(self, event: Event | None) -> None: ...
+
+    async def next(self, timeout: float | None = None) -> Event | None:
+        if self.closed and self.queue.empty():
+            return None
+        try:
+            event = await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+        if event is None:
+            self.closed = True
+        return event
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while (event := await self.next()) is not None:
+            yield event
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.bus._remove(self)
+            self.deliver(None)
 
 
 class EventBus(ABC):
@@ -77,7 +111,7 @@ class EventBus(ABC):
         return True
 
 
-class _Sub(Subscription):
+class _Sub(QueuedSubscription):
     def __init__(self, bus: InProcessEventBus, tenant_id: int, backlog: list[Event]) -> None:
         self.bus, self.tenant_id = bus, tenant_id
         self.loop = asyncio.get_running_loop()
@@ -96,27 +130,6 @@ class _Sub(Subscription):
             self.loop.call_soon_threadsafe(put)
         except RuntimeError:  # its loop is gone
             self.closed = True
-
-    async def next(self, timeout: float | None = None) -> Event | None:
-        if self.closed and self.queue.empty():
-            return None
-        try:
-            event = await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            return None
-        if event is None:
-            self.closed = True
-        return event
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while (event := await self.next()) is not None:
-            yield event
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.bus._remove(self)
-            self.deliver(None)
 
 
 class InProcessEventBus(EventBus):

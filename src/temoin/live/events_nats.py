@@ -21,13 +21,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from typing import Any
 
 import orjson
 
-from temoin.live.events import Event, EventBus, InProcessEventBus, Subscription
+from temoin.live.events import Event, EventBus, InProcessEventBus, QueuedSubscription, Subscription
 from temoin.settings import Settings
 
 log = logging.getLogger("temoin.live.events")
@@ -45,7 +44,7 @@ def event_bus(settings: Settings) -> EventBus:
     return NatsEventBus(settings.events_url, settings.events_stream, settings.events_keep_s)
 
 
-class _Sub(Subscription):
+class _Sub(QueuedSubscription):
     """One dashboard's events. While its backlog is read from the stream, live events are held back, then
     delivered after it in order, each once (the two overlap)."""
 
@@ -88,27 +87,6 @@ class _Sub(Subscription):
         self.queue.put_nowait(event)
         if event is not None and event.id:
             self.last = event.id
-
-    async def next(self, timeout: float | None = None) -> Event | None:
-        if self.closed and self.queue.empty():
-            return None
-        try:
-            event = await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            return None
-        if event is None:
-            self.closed = True
-        return event
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while (event := await self.next()) is not None:
-            yield event
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.bus._remove(self)
-            self.deliver(None)
 
 
 class NatsEventBus(EventBus):

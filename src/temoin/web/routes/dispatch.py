@@ -93,7 +93,7 @@ async def camera_orders(
             while True:  # until something that may concern this camera happens
                 left = deadline - time.monotonic()
                 # Declared by every subscription but not by live.events.Subscription (another branch's module).
-                if left <= 0 or sub.closed:  # type: ignore[attr-defined]
+                if left <= 0 or sub.closed:
                     return out
                 heard = asyncio.ensure_future(sub.next(left))
                 await asyncio.wait({heard, gone}, return_when=asyncio.FIRST_COMPLETED)
