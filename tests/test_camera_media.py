@@ -281,3 +281,38 @@ def test_ffprobe_reads_a_segment_alone(segments: list[EncodedSegment], tmp_path)
         assert codecs["video"] == "h264"
         assert codecs["audio"] in {"aac", "opus"}
         assert result.stderr == ""
+
+
+def test_the_live_feed_takes_sound_while_the_csu_ends_and_restarts_the_session():
+    """The capture loop hands sound to the live feed while the live link closes and opens it from another thread
+    (the CSU ends a session, the wearer presses live again): no error ever reaches the capture loop (one once
+    killed its thread, and with it the recording)."""
+    import threading
+
+    import av
+    import numpy as np
+
+    from temoin.camera.live_media import LiveFeed
+
+    feed = LiveFeed(64, 48, 10)
+    stop = threading.Event()
+
+    def toggle() -> None:
+        while not stop.is_set():
+            feed.open()
+            feed.close()
+
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono")
+    frame.sample_rate = 48_000
+    toggler = threading.Thread(target=toggle, daemon=True)
+    toggler.start()
+    try:
+        for _ in range(3000):
+            feed.put_audio(frame)
+            feed.put_video(np.zeros((48, 64, 3), np.uint8))
+    finally:
+        stop.set()
+        toggler.join(5)
+    feed.open()
+    feed.put_audio(frame)  # a session opened afterwards hears the microphone again
+    assert len(feed._audio) > 0

@@ -50,6 +50,7 @@ Its configuration and states are in `camera.agent_config`; what the wearer is to
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import deque
@@ -78,6 +79,8 @@ from temoin.geo.territory import contains
 if TYPE_CHECKING:  # aiortc is loaded only by a camera that has a live link
     from temoin.camera.dispatch import DispatchLink
     from temoin.camera.live_publisher import LiveEvent, LiveLink
+
+log = logging.getLogger(__name__)
 
 ROLL_SLACK_S = 1e-6
 STORAGE_LOW_FRACTION = 0.1  # default low-storage threshold: a tenth of the store's budget
@@ -258,7 +261,10 @@ class CameraAgent:
         chunk = self.audio.read(until)
         if chunk is not None:
             if self.live is not None:
-                self.live.feed.put_audio(chunk)  # the live stream's sound (a no-op when not live)
+                try:
+                    self.live.feed.put_audio(chunk)  # the live stream's sound (a no-op when not live)
+                except Exception:  # a fault of the live stream never stops the recording
+                    log.exception("live sound dropped; the recording goes on")
             self._writer.add_audio(chunk)
 
     def _close_writer(self) -> EncodedSegment:
@@ -624,7 +630,10 @@ class CameraAgent:
         live = self.live
         assert live is not None
         if live.feed.active:
-            live.feed.put_video(frame)
+            try:
+                live.feed.put_video(frame)
+            except Exception:  # a fault of the live stream never stops the recording
+                log.exception("live picture dropped; the recording goes on")
             live.position = self.last_fix
         for event in live.events():
             self._live_event(event)

@@ -182,6 +182,8 @@ class LiveFeed:
         else:
             rgb = rgb.copy()  # the recording burns its overlay into the agent's array afterwards
         with self._lock:
+            if not self.active:
+                return  # closed meanwhile
             self._video.append(rgb)
             self._video_gaps.tick()
             self.stats["pictures_in"] += 1
@@ -190,16 +192,22 @@ class LiveFeed:
                 self.stats["dropped"] += 1
 
     def put_audio(self, frame: av.AudioFrame) -> None:
-        if not self.active:
-            return
-        if self._resampler is None:
-            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+        # The capture loop calls this while the live link may close the feed from another thread: the resampler
+        # is taken under the lock, and what it gives is kept only if the same session is still open.
+        with self._lock:
+            if not self.active:
+                return
+            if self._resampler is None:
+                self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+            resampler = self._resampler
         copy = av.AudioFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name, layout=frame.layout.name)
         copy.sample_rate = frame.sample_rate  # a copy: the recording's encoder sets the original's pts
-        parts = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(copy)]
+        parts = [f.to_ndarray().reshape(-1) for f in resampler.resample(copy)]
         if not parts:
             return
         with self._lock:
+            if not self.active or self._resampler is not resampler:
+                return  # closed (or closed and opened again) meanwhile
             self._audio = np.concatenate([self._audio, *parts])
             self._audio_gaps.tick()
             cap = int(self.MAX_DELAY_S * self.sample_rate)
