@@ -346,15 +346,15 @@ def test_a_dim_face_is_found_once_the_detector_input_is_lifted() -> None:
     before = [p.pixels.copy() for p in planes]
     look = [Look((0, 0, width, height), 640, 352)]
 
-    def found(lift: bool) -> bool:
+    def found(lift: float) -> bool:
         dets = detect(shared_detector(), planes, look, DEFAULT_THRESHOLD, lift)
         x, y, w, h = face
         return any(d[0] < x + w and d[2] > x and d[1] < y + h and d[3] > y for d in dets)
 
-    assert not found(lift=False)
-    assert found(lift=True)
+    assert not found(lift=0.0)
+    assert found(lift=120.0)
     assert all(np.array_equal(p.pixels, b) for p, b in zip(planes, before, strict=True))  # input only
-    assert lift_table(120.0) is None  # a picture in normal light goes to the detector as it is
+    assert lift_table(120.0, 120.0) is None  # a picture in normal light goes to the detector as it is
 
 
 def test_a_weak_detection_continues_a_track_but_never_starts_one() -> None:

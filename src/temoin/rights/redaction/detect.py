@@ -32,10 +32,9 @@ ROI_FACES_NEW = 9  # around a track seen once (its speed unknown)
 ROI_MIN = 96  # source pixels, at least
 ROI_FACE_PX = 48  # a face is looked at with this many pixels across, or its full size if smaller
 SMALL = 24  # a face narrower than this at the whole-frame size is "small": found and followed up close
-# A look whose mean luma is under DIM_LUMA is lifted by a gamma curve that brings its mean to LIFT_TO before the
-# detector sees it (its input only; the output is never touched): the network misses dim, low-contrast faces.
+# With a lift, a look whose mean luma is under DIM_LUMA is lifted by a gamma curve that brings its mean to the
+# lift's target before the detector sees it (its input only; the output is never touched).
 DIM_LUMA = 90.0
-LIFT_TO = 120.0
 
 
 @dataclass(frozen=True)
@@ -47,18 +46,19 @@ class Look:
     height: int
 
 
-def lift_table(mean: float) -> np.ndarray | None:
-    """The 256-entry luma table that brings a look of this mean luma to LIFT_TO, or None if it is bright enough."""
-    if mean >= DIM_LUMA:
+def lift_table(mean: float, to: float) -> np.ndarray | None:
+    """The 256-entry luma table that brings a look of this mean luma to `to`, or None if it is bright enough."""
+    if mean >= DIM_LUMA or mean >= to:
         return None
     m = max(mean, 8.0) / 255.0
-    gamma = math.log(LIFT_TO / 255.0) / math.log(m)
+    gamma = math.log(to / 255.0) / math.log(m)
     return np.clip(255.0 * (np.arange(256) / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
 
 
-def region_image(planes: list[effects.Plane], rect: Rect, width: int, height: int, lift: bool = False) -> np.ndarray:
+def region_image(planes: list[effects.Plane], rect: Rect, width: int, height: int, lift: float = 0.0) -> np.ndarray:
     """The RGB picture of `rect` at width×height, made from the YUV 4:2:0 planes (cropped and resized before
-    the colour conversion, which is the cheaper order); with `lift`, a dim picture's luma is lifted first."""
+    the colour conversion, which is the cheaper order); with a `lift` (a mean luma), a dim picture's luma is lifted
+    to it first (see DIM_LUMA)."""
     x0, y0, x1, y1 = (v & ~1 for v in rect)
     y = planes[0].pixels[y0:y1, x0:x1]
     u = planes[1].pixels[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
@@ -70,7 +70,7 @@ def region_image(planes: list[effects.Plane], rect: Rect, width: int, height: in
         u = cv2.resize(u, (width // 2, height // 2), interpolation=how)
         v = cv2.resize(v, (width // 2, height // 2), interpolation=how)
     if lift:
-        table = lift_table(float(cv2.mean(y)[0]))
+        table = lift_table(float(cv2.mean(y)[0]), lift)
         if table is not None:
             y = cv2.LUT(y, table)  # a copy: the source planes stay as they are
     i420 = np.concatenate(
@@ -145,10 +145,10 @@ def _mult32(v: float) -> int:
 
 
 def detect(
-    detector: FaceDetector, planes: list[effects.Plane], looks: list[Look], threshold: float, lift: bool = False
+    detector: FaceDetector, planes: list[effects.Plane], looks: list[Look], threshold: float, lift: float = 0.0
 ) -> np.ndarray:
     """Every look through the detector; the detections in source pixels, merged: (N, 5) x1, y1, x2, y2, score.
-    With `lift`, a dim look's luma is lifted before the detector sees it (see DIM_LUMA)."""
+    With a `lift` (a mean luma), a dim look's luma is lifted to it before the detector sees it (see DIM_LUMA)."""
     found = []
     height, width = planes[0].pixels.shape
     for n, look in enumerate(looks):
