@@ -15,6 +15,7 @@ deface's output (1920×1088 for a 1080p input) is scaled back to the source size
 
     .venv/bin/python bench/redaction.py --json bench/redaction.json --readme   # 4 s per clip, deface full size
     .venv/bin/python bench/redaction.py --quick                                # 1.5 s per clip, no deface
+    .venv/bin/python bench/redaction.py --variant "no weak:track_threshold=0.2"  # also this engine, same run
 """
 
 from __future__ import annotations
