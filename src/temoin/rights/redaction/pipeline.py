@@ -105,7 +105,7 @@ class Settings:
     tiles_per_key: int = 2  # tiles looked at on each key frame (the others in turn on the next ones)
     roi: bool = True  # a close look around each small track on every key frame
     threshold: float = DEFAULT_THRESHOLD
-    track_threshold: float = 0.05  # a detection this sure may continue a live track; only `threshold` starts one
+    track_threshold: float = 0.1  # a detection this sure may continue a live track; only `threshold` starts one
     lift: float = 0.0  # lift a dim look's mean luma to this before detection (detector input only; 0: off)
     pad: float = 0.15  # each redacted box grows by this fraction of its size on every side
     max_missed: int = 2  # detections a track may miss before it ends

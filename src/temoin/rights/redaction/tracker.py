@@ -172,6 +172,8 @@ class Tracker:
                 if len(track.frames) == 1 and self.speed_px:
                     gap = frame - track.frames[-1]
                     reach = max(MATCH_DISTANCE_NEW, self.speed_px * gap / max(guess[2], box[2], 1.0))
+                if dets[di][4] < self.start_score and iou < MATCH_IOU:
+                    continue  # a weak detection must overlap where the track is expected, not just be near it
                 if iou >= MATCH_IOU or dist <= reach:
                     pairs.append((iou - dist, ti, di))
         pairs.sort(key=lambda p: -p[0])
