@@ -371,3 +371,15 @@ def test_a_weak_detection_continues_a_track_but_never_starts_one() -> None:
     track = face_track(tracker.tracks[0], 640, 360)
     assert track.detected == tuple(range(0, 50, 5))  # kept through the weak sightings (max_missed is 1)
     assert any(why == "low" for _, _, why in track.review)  # and flagged for the operator
+
+
+def test_a_weak_detection_beside_a_track_does_not_carry_it_away() -> None:
+    tracker = Tracker(interval=5, max_missed=1, start_score=0.2)
+    face = np.array([[100, 100, 140, 150, 0.9]], np.float32)
+    beside = np.array([[130, 100, 170, 150, 0.12]], np.float32)  # 0.75 widths away, overlap 0.14: a strong one matches
+    for key in range(0, 30, 5):
+        tracker.update(key, face if key <= 10 else beside)
+    tracker.finish(29)
+
+    assert tracker.created == 1
+    assert face_track(tracker.tracks[0], 640, 360).detected == (0, 5, 10)  # ended: weak and not where expected
