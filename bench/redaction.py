@@ -15,6 +15,7 @@ deface's output (1920×1088 for a 1080p input) is scaled back to the source size
 
     .venv/bin/python bench/redaction.py --json bench/redaction.json --readme   # 4 s per clip, deface full size
     .venv/bin/python bench/redaction.py --quick                                # 1.5 s per clip, no deface
+    .venv/bin/python bench/redaction.py --variant "no weak:track_threshold=0.2"  # also this engine, same run
 """
 
 from __future__ import annotations
@@ -269,6 +270,18 @@ def write_readme(data: dict) -> None:
     readme.write_text(text)
 
 
+def _value(text: str) -> bool | int | float | str:
+    """A Settings field's value from the command line: true/false, a number, or a string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main() -> int:
     ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="length of each clip")
@@ -278,6 +291,13 @@ def main() -> int:
     ap.add_argument("--no-deface", action="store_true")
     ap.add_argument("--no-baseline", action="store_true", help="skip the engine with its former settings")
     ap.add_argument("--readme", action="store_true", help="rewrite the table in bench/README.md from this run")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:FIELD=VALUE,...",
+        help="also run the engine with these Settings fields changed, under this name (same clips, same run)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.no_deface = 1.5, True
@@ -285,6 +305,11 @@ def main() -> int:
     load_start = [round(x, 2) for x in os.getloadavg()]
     settings = Settings()
     engines = {"ours": settings}
+    for spec in args.variant:
+        name, _, fields = spec.partition(":")
+        engines[f"ours, {name}"] = Settings(
+            **{k: _value(v) for k, _, v in (f.partition("=") for f in fields.split(","))}
+        )
     if not args.no_baseline:
         engines["ours, former settings"] = Settings(**BASELINE)  # type: ignore[arg-type]
     work = Path(tempfile.mkdtemp(prefix="temoin-bench-redaction-"))

@@ -324,3 +324,62 @@ def test_tracker_keeps_a_small_fast_face_and_reaches_over_the_tile_round() -> No
         x, _, w, _ = track.boxes[frame]
         centre = 100 + 15 * frame + 12
         assert x <= centre <= x + w, frame  # extended at the track's speed
+
+
+def test_a_dim_face_is_found_once_the_detector_input_is_lifted() -> None:
+    """Night footage: a face at a twelfth of daylight, with sensor noise, is below the detector's threshold
+    as it is, and found once its look's luma is lifted; the picture itself is not changed."""
+    from temoin.demo.passersby import face_images, paste_face
+    from temoin.rights.redaction import effects
+    from temoin.rights.redaction.detect import Look, detect, lift_table
+    from temoin.rights.redaction.model import DEFAULT_THRESHOLD
+    from temoin.rights.redaction.pipeline import shared_detector
+    from tests.facesynth import background
+
+    width, height, face = 1280, 720, (600, 300, 48, 58)
+    img = background(width, height)
+    paste_face(img, face_images()[5], face)
+    noise = np.random.default_rng(1).normal(0, 3, (height, width, 1))
+    dim = np.clip(img.astype(np.float32) * 0.08 + noise, 0, 255).astype(np.uint8)
+    frame = av.VideoFrame.from_ndarray(dim, format="rgb24").reformat(format="yuv420p")
+    planes = effects.frame_planes(frame)
+    before = [p.pixels.copy() for p in planes]
+    look = [Look((0, 0, width, height), 640, 352)]
+
+    def found(lift: float) -> bool:
+        dets = detect(shared_detector(), planes, look, DEFAULT_THRESHOLD, lift)
+        x, y, w, h = face
+        return any(d[0] < x + w and d[2] > x and d[1] < y + h and d[3] > y for d in dets)
+
+    assert not found(lift=0.0)
+    assert found(lift=120.0)
+    assert all(np.array_equal(p.pixels, b) for p, b in zip(planes, before, strict=True))  # input only
+    assert lift_table(120.0, 120.0) is None  # a picture in normal light goes to the detector as it is
+
+
+def test_a_weak_detection_continues_a_track_but_never_starts_one() -> None:
+    tracker = Tracker(interval=5, max_missed=1, start_score=0.2)
+    face = np.array([[100, 100, 140, 150, 0.9]], np.float32)
+    weak = np.array([[100, 100, 140, 150, 0.12]], np.float32)
+    elsewhere = np.array([[400, 100, 440, 150, 0.15]], np.float32)
+    for key in range(0, 50, 5):
+        dets = face if key <= 10 else weak  # the face turns away or the light drops: the detector is unsure
+        tracker.update(key, np.concatenate([dets, elsewhere]))
+    tracker.finish(49)
+
+    assert tracker.created == 1  # the weak response away from any track started nothing
+    track = face_track(tracker.tracks[0], 640, 360)
+    assert track.detected == tuple(range(0, 50, 5))  # kept through the weak sightings (max_missed is 1)
+    assert any(why == "low" for _, _, why in track.review)  # and flagged for the operator
+
+
+def test_a_weak_detection_beside_a_track_does_not_carry_it_away() -> None:
+    tracker = Tracker(interval=5, max_missed=1, start_score=0.2)
+    face = np.array([[100, 100, 140, 150, 0.9]], np.float32)
+    beside = np.array([[130, 100, 170, 150, 0.12]], np.float32)  # 0.75 widths away, overlap 0.14: a strong one matches
+    for key in range(0, 30, 5):
+        tracker.update(key, face if key <= 10 else beside)
+    tracker.finish(29)
+
+    assert tracker.created == 1
+    assert face_track(tracker.tracks[0], 640, 360).detected == (0, 5, 10)  # ended: weak and not where expected

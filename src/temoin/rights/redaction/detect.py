@@ -32,6 +32,9 @@ ROI_FACES_NEW = 9  # around a track seen once (its speed unknown)
 ROI_MIN = 96  # source pixels, at least
 ROI_FACE_PX = 48  # a face is looked at with this many pixels across, or its full size if smaller
 SMALL = 24  # a face narrower than this at the whole-frame size is "small": found and followed up close
+# With a lift, a look whose mean luma is under DIM_LUMA is lifted by a gamma curve that brings its mean to the
+# lift's target before the detector sees it (its input only; the output is never touched).
+DIM_LUMA = 90.0
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,19 @@ class Look:
     height: int
 
 
-def region_image(planes: list[effects.Plane], rect: Rect, width: int, height: int) -> np.ndarray:
+def lift_table(mean: float, to: float) -> np.ndarray | None:
+    """The 256-entry luma table that brings a look of this mean luma to `to`, or None if it is bright enough."""
+    if mean >= DIM_LUMA or mean >= to:
+        return None
+    m = max(mean, 8.0) / 255.0
+    gamma = math.log(to / 255.0) / math.log(m)
+    return np.clip(255.0 * (np.arange(256) / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
+
+
+def region_image(planes: list[effects.Plane], rect: Rect, width: int, height: int, lift: float = 0.0) -> np.ndarray:
     """The RGB picture of `rect` at width×height, made from the YUV 4:2:0 planes (cropped and resized before
-    the colour conversion, which is the cheaper order)."""
+    the colour conversion, which is the cheaper order); with a `lift` (a mean luma), a dim picture's luma is lifted
+    to it first (see DIM_LUMA)."""
     x0, y0, x1, y1 = (v & ~1 for v in rect)
     y = planes[0].pixels[y0:y1, x0:x1]
     u = planes[1].pixels[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
@@ -56,6 +69,10 @@ def region_image(planes: list[effects.Plane], rect: Rect, width: int, height: in
         y = cv2.resize(y, (width, height), interpolation=how)
         u = cv2.resize(u, (width // 2, height // 2), interpolation=how)
         v = cv2.resize(v, (width // 2, height // 2), interpolation=how)
+    if lift:
+        table = lift_table(float(cv2.mean(y)[0]), lift)
+        if table is not None:
+            y = cv2.LUT(y, table)  # a copy: the source planes stay as they are
     i420 = np.concatenate(
         [
             np.ascontiguousarray(y),
@@ -127,13 +144,16 @@ def _mult32(v: float) -> int:
     return max(32, int(math.ceil(v / 32)) * 32)
 
 
-def detect(detector: FaceDetector, planes: list[effects.Plane], looks: list[Look], threshold: float) -> np.ndarray:
-    """Every look through the detector; the detections in source pixels, merged: (N, 5) x1, y1, x2, y2, score."""
+def detect(
+    detector: FaceDetector, planes: list[effects.Plane], looks: list[Look], threshold: float, lift: float = 0.0
+) -> np.ndarray:
+    """Every look through the detector; the detections in source pixels, merged: (N, 5) x1, y1, x2, y2, score.
+    With a `lift` (a mean luma), a dim look's luma is lifted to it before the detector sees it (see DIM_LUMA)."""
     found = []
     height, width = planes[0].pixels.shape
     for n, look in enumerate(looks):
         x0, y0, x1, y1 = (v & ~1 for v in look.rect)
-        dets = detector.detect(region_image(planes, look.rect, look.width, look.height), threshold)
+        dets = detector.detect(region_image(planes, look.rect, look.width, look.height, lift), threshold)
         dets[:, [0, 2]] = dets[:, [0, 2]] * ((x1 - x0) / look.width) + x0
         dets[:, [1, 3]] = dets[:, [1, 3]] * ((y1 - y0) / look.height) + y0
         if n:  # a face cut by the edge of a tile or region (not the frame's): another look has it whole

@@ -105,6 +105,8 @@ class Settings:
     tiles_per_key: int = 2  # tiles looked at on each key frame (the others in turn on the next ones)
     roi: bool = True  # a close look around each small track on every key frame
     threshold: float = DEFAULT_THRESHOLD
+    track_threshold: float = 0.1  # a detection this sure may continue a live track; only `threshold` starts one
+    lift: float = 0.0  # lift a dim look's mean luma to this before detection (detector input only; 0: off)
     pad: float = 0.15  # each redacted box grows by this fraction of its size on every side
     max_missed: int = 2  # detections a track may miss before it ends
     preset: str = "superfast"  # libx264
@@ -177,7 +179,9 @@ class _Detection:
         )
         self.net = self.planner.net
         self.width, self.height = src.width, src.height
-        self.threshold = settings.threshold
+        # The detector keeps the weaker responses too; the tracker lets them only continue a live track.
+        self.threshold = min(settings.threshold, settings.track_threshold)
+        self.lift = settings.lift
         self.interval = settings.interval_for(src.fps)
         # A small face first seen on a tile may have been there since that tile was last looked at.
         reach = self.interval * self.planner.rounds
@@ -187,6 +191,7 @@ class _Detection:
             small_px=self.planner.small_px,
             small_reach=reach,
             speed_px=FAST_FACE * max(src.width, src.height) if self.planner.roi else 0.0,
+            start_score=settings.threshold,
         )
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="temoin-face-detector")
         self.pending: deque[tuple[int, Future]] = deque()
@@ -197,7 +202,9 @@ class _Detection:
     def submit(self, index: int, planes: list[effects.Plane]) -> None:
         small = self.tracker.to_follow(index) if self.planner.roi else []
         looks = self.planner.looks(self.frames, small[: self.MAX_ROI])
-        self.pending.append((index, self.pool.submit(detect.detect, self.detector, planes, looks, self.threshold)))
+        self.pending.append(
+            (index, self.pool.submit(detect.detect, self.detector, planes, looks, self.threshold, self.lift))
+        )
         self.last_submitted = index
         self.frames += 1
         self.looks += len(looks)

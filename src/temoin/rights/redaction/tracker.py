@@ -127,9 +127,19 @@ def to_xywh(box: np.ndarray, width: int, height: int) -> Box | None:
 
 class Tracker:
     def __init__(
-        self, interval: int, max_missed: int = 2, *, small_px: float = 0.0, small_reach: int = 0, speed_px: float = 0.0
+        self,
+        interval: int,
+        max_missed: int = 2,
+        *,
+        small_px: float = 0.0,
+        small_reach: int = 0,
+        speed_px: float = 0.0,
+        start_score: float = 0.0,
     ) -> None:
         self.interval = max(1, interval)
+        # A detection less sure than this may continue a live track but never starts one: near a face already
+        # followed, a weak response is most likely that face (dim, blurred, turned), elsewhere a false alarm.
+        self.start_score = start_score
         self.max_missed = max_missed
         self.extend = self.interval  # frames covered before the first and after the last sighting
         # A small face (narrower than small_px) is seen up close only now and then (one tile in turn): it may
@@ -162,6 +172,8 @@ class Tracker:
                 if len(track.frames) == 1 and self.speed_px:
                     gap = frame - track.frames[-1]
                     reach = max(MATCH_DISTANCE_NEW, self.speed_px * gap / max(guess[2], box[2], 1.0))
+                if dets[di][4] < self.start_score and iou < MATCH_IOU:
+                    continue  # a weak detection must overlap where the track is expected, not just be near it
                 if iou >= MATCH_IOU or dist <= reach:
                     pairs.append((iou - dist, ti, di))
         pairs.sort(key=lambda p: -p[0])
@@ -184,7 +196,7 @@ class Tracker:
                 if track.missed > self.max_missed:
                     self._end(track)
         for di, box in enumerate(boxes):
-            if di not in used_d:
+            if di not in used_d and dets[di][4] >= self.start_score:
                 track = _Live(self._next_id, [frame], [box], float(dets[di][4]), [float(dets[di][4])])
                 track.begin = max(0, frame - self._reach(box))
                 self._next_id += 1
