@@ -37,7 +37,8 @@ from temoin.settings import Settings
 from temoin.vault import derived, scrub
 from temoin.vault.ingest import unfinished_uploads
 from temoin.vault.retention import first_trace_of_kept
-from temoin.vault.storage import BlobStore, open_blob_store
+from temoin.vault.storage import BlobStore
+from temoin.vault.stores import open_blob_store
 
 if TYPE_CHECKING:
     from temoin.jobs.queue import QueueBackend

@@ -302,15 +302,6 @@ class LocalBlobStore:
                 pass
 
 
-def open_blob_store(url: str, root: Path) -> BlobStore:
-    """The store TEMOIN_BLOB_STORE_URL names: empty, the local folder `root`; s3://..., an object store."""
-    if not url:
-        return LocalBlobStore(root)
-    from temoin.vault.s3store import S3BlobStore  # boto3 is loaded only where an object store is used
-
-    return S3BlobStore(url)
-
-
 def _remove_folder(folder: Path) -> int:
     """Remove a recording's folder (plain files, maybe a subfolder); returns the entries it held. Raises
     FileNotFoundError if there is none. Cheaper than shutil.rmtree for the usual flat folder."""
