@@ -688,6 +688,9 @@ def _chain_in_worker(chain: str) -> tuple[ChainReport, ChainReport, list[Problem
     from temoin.db import make_engine
 
     job = _JOB
+    # The parent's pooled connections came with the fork: forget them here without closing them (SQLAlchemy's
+    # rule for forked processes), so that this child can never talk on the parent's sockets.
+    job["parent"].dispose(close=False)
     engine = make_engine(job["url"])
     try:
         with PlainSession(engine) as db:
@@ -753,6 +756,7 @@ def verify_all(
         # Chains are independent: one process per core (the GIL keeps threads from parsing in parallel).
         _JOB.update(
             url=db.connection().engine.url.render_as_string(hide_password=False),
+            parent=db.connection().engine,
             sink=sink,
             key=public_key,
             witnessed=witnessed,
