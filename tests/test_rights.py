@@ -429,3 +429,39 @@ def test_access_copy_from_face_tracks_to_the_requesters_download(platform, clien
         e["event"] for e in _entries(platform, "rights.copy.started") + _entries(platform, "rights.copy.faces_viewed")
     }
     assert events == {"rights.copy.started", "rights.copy.faces_viewed"}
+
+
+def test_an_erasure_cut_before_its_files_are_removed_leaves_them_to_the_next_pass(platform, client, monkeypatch):
+    """The keys are destroyed with the certificate; the folders are removed after the commit. A failure (or a
+    crash) in between leaves them recorded as pending, and the next periodic pass removes them (not only the daily
+    store audit); the erasure itself is done and said so."""
+    from sqlalchemy import select
+
+    from temoin.vault.models import PendingBlobDeletion
+    from temoin.vault.retention import sweep
+
+    commune, t0, avenue, _quay, _later = _scene(platform, client)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    window = {
+        "facts_start": (t0 - timedelta(minutes=10)).isoformat(),
+        "facts_end": (t0 + timedelta(minutes=10)).isoformat(),
+    }
+    req = _create(client, csrf, kind="erasure", **window)
+    r = client.post(f"/api/v1/rights/requests/{req['id']}/erasure", headers=_h(csrf), json={"recording_ids": [avenue]})
+    assert r.status_code == 201, r.text
+
+    def failing(prefixes: list[str]) -> int:
+        raise OSError(5, "Input/output error")  # the disk fails, or the process dies, after the commit
+
+    monkeypatch.setattr(platform.store, "delete_prefixes", failing)
+    assert approve_erasure(platform, client, commune, r.json()["id"]).status_code == 200  # the erasure is done
+    monkeypatch.undo()
+    folder = platform.settings.vault_dir / "blobs" / commune.slug / avenue
+    with platform.session() as db:
+        assert db.get(Recording, avenue).state == "deleted"  # the keys went with the certificate
+        assert db.scalars(select(PendingBlobDeletion.prefix)).all() == [f"{commune.slug}/{avenue}"]
+    assert folder.exists()
+    with platform.session() as db:
+        sweep(platform, db, orphans=False)
+        assert db.scalars(select(PendingBlobDeletion.prefix)).all() == []
+    assert not folder.exists()

@@ -7,7 +7,9 @@ from the facts recorded on the request) or recordings the proposer justifies one
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import logging
+
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from temoin import errors
@@ -22,8 +24,10 @@ from temoin.vault import derived
 from temoin.vault.catalogue import in_communes
 from temoin.vault.context import VaultContext
 from temoin.vault.limitation import active_limitations
-from temoin.vault.models import DeletionCertificate, Hold, Recording, RecordingState
+from temoin.vault.models import DeletionCertificate, Hold, PendingBlobDeletion, Recording, RecordingState
 from temoin.vault.retention import delete_recording
+
+log = logging.getLogger(__name__)
 
 
 class ErasureRefused(errors.Conflict):
@@ -315,7 +319,17 @@ def _erase(
         ),
         tenant,
     )
+    prefixes = [f"{tenant.slug}/{rid}" for rid in ids]
+    # Recorded with the keys' destruction: a crash before the folders are removed leaves them to the next pass.
+    now = utcnow()
+    db.execute(insert(PendingBlobDeletion), [{"prefix": x, "recorded_at": now} for x in prefixes])
     db.commit()  # keys destroyed and journaled: from here the bytes are unreadable
-    p.store.delete_prefixes([f"{tenant.slug}/{rid}" for rid in ids])
+    try:
+        p.store.delete_prefixes(prefixes)
+    except (errors.TemoinError, OSError) as exc:  # the erasure is done (keys gone): the files wait for the next pass
+        log.warning("erasure %s: the recordings' files are left to the next pass: %s", proposal.id, exc)
+    else:
+        db.execute(delete(PendingBlobDeletion).where(PendingBlobDeletion.prefix.in_(prefixes)))
+        db.commit()
     derived.remove_files(p, files)  # thumbnails, tracks, copies, live backups, packages: gone with them
     return done
