@@ -6,12 +6,7 @@
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
-
-HERE = Path(__file__).parent
-START, END = "<!-- axis-results -->", "<!-- /axis-results -->"
+from tables import load_change, runs, write_marked
 
 
 def table() -> str:
@@ -20,15 +15,12 @@ def table() -> str:
         "ratio (goal ≥ 0.5) | server CPU per GiB | peak RSS (idle) |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for path in sorted((HERE / "results").glob("axis-*.json")):
-        doc = json.loads(path.read_text())
+    for name, doc in runs("axis-*.json"):
         f = doc["figures"]
         rows = {r[0]: r[1] for r in doc["rows"]}
-        before = f.get("loadavg_before")
-        load = f"{before[0]:.1f} → {doc['loadavg'][0]:.1f}" if before else f"{doc['loadavg'][0]:.1f}"
         cpu = f"{f['server_cpu_s_per_gib']:.2f} s" if "server_cpu_s_per_gib" in f else "—"
         lines.append(
-            f"| {path.stem} | {f.get('measured_at', doc['date'])} | {load} | {doc['size']} | "
+            f"| {name} | {f.get('measured_at', doc['date'])} | {load_change(doc)} | {doc['size']} | "
             f"{f['rate_mb_s']:.0f} MB/s | {f['hash_mb_s']:.0f} MB/s | {f['disk_mb_s']:.0f} MB/s | "
             f"{f['ratio']:.2f} | {cpu} | {rows['server peak RSS during the PUT']} |"
         )
@@ -36,11 +28,7 @@ def table() -> str:
 
 
 def main() -> None:
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    block = f"{START}\n{table()}\n{END}"
-    new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    readme.write_text(new)
+    write_marked("axis-results", table())
 
 
 if __name__ == "__main__":

@@ -59,6 +59,28 @@ def table(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- the run-by-run tables (before/after pairs: bench/axis_table.py, extraction_table.py, camera/rss_table.py) ---
+
+
+def runs(pattern: str, results: Path = HERE / "results") -> list[tuple[str, dict]]:
+    """(name, JSON) of every run whose file matches `pattern`, in name order."""
+    return [(path.stem, json.loads(path.read_text())) for path in sorted(results.glob(pattern))]
+
+
+def load_change(doc: dict) -> str:
+    """The 1-minute load average at the start → at the end of a run (the end alone if the start was not kept)."""
+    before = doc["figures"].get("loadavg_before")
+    return f"{before[0]:.1f} → {doc['loadavg'][0]:.1f}" if before else f"{doc['loadavg'][0]:.1f}"
+
+
+def write_marked(marker: str, body: str, readme: Path = HERE / "README.md") -> None:
+    """Replace what stands between `<!-- marker -->` and `<!-- /marker -->` in README.md by `body`."""
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    text = readme.read_text()
+    block = f"{start}\n{body}\n{end}"
+    readme.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S))
+
+
 def render(readme: str, results: Path) -> str:
     def replace(m: re.Match) -> str:
         path = results / f"{m['name']}.json"

@@ -6,12 +6,12 @@ between its `<!-- camera-rss-results -->` markers: the figures are never typed b
 
 from __future__ import annotations
 
-import json
-import re
+import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1]
-START, END = "<!-- camera-rss-results -->", "<!-- /camera-rss-results -->"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: the shared table helpers
+from tables import load_change, runs, write_marked
+
 MB = 1024 * 1024 / 1e6  # MB per MiB
 
 
@@ -21,13 +21,11 @@ def table() -> str:
         "full (goal ≤ 150 MB) | peak (VmHWM) | the same less the buffer and the bench's noise |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for path in sorted((BENCH / "results").glob("camera-rss-*.json")):
-        doc = json.loads(path.read_text())
+    for name, doc in runs("camera-rss-*.json"):
         f = doc["figures"]
-        before = f.get("loadavg_before")
-        load = f"{before[0]:.1f} → {doc['loadavg'][0]:.1f}" if before else f"{doc['loadavg'][0]:.1f}"
         lines.append(
-            f"| {path.stem} | {f.get('measured_at', '—')} | {load} | {f['buffer_mb']:.1f} MB = {f['buffer_s']:.0f} s | "
+            f"| {name} | {f.get('measured_at', '—')} | {load_change(doc)} | "
+            f"{f['buffer_mb']:.1f} MB = {f['buffer_s']:.0f} s | "
             f"{f['rss_imports_mib']:.0f} MiB | {f['rss_standby_mib']:.0f} MiB = **{f['rss_standby_mib'] * MB:.0f} MB** "
             f"| {f['hwm_after_mib'] * MB:.0f} MB | {f['rss_without_buffer_mib']:.0f} MiB |"
         )
@@ -35,11 +33,7 @@ def table() -> str:
 
 
 def main() -> None:
-    readme = BENCH / "README.md"
-    text = readme.read_text()
-    block = f"{START}\n{table()}\n{END}"
-    new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    readme.write_text(new)
+    write_marked("camera-rss-results", table())
 
 
 if __name__ == "__main__":
