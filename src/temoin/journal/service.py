@@ -29,6 +29,9 @@ _PENDING = "temoin.journal.pending"
 class Journal:
     def __init__(self, sink: FileSink) -> None:
         self.sink = sink
+        # The last seq this process appended to each chain's file: an entry that follows it needs no look at the
+        # file before its own append (the usual case), only one whose predecessor another writer holds.
+        self._appended: dict[str, int] = {}
 
     def write(
         self,
@@ -74,7 +77,7 @@ class Journal:
                     "hash": digest,
                 }
             )
-            self._queue_for_file(db, chain, at, digest, body)
+            self._queue_for_file(db, chain, at, seq, digest, body)
             seq, prev = seq + 1, digest
         db.execute(
             update(JournalHead).where(JournalHead.chain == chain).values(hash=prev),
@@ -97,7 +100,7 @@ class Journal:
         head = db.execute(select(JournalHead.seq, JournalHead.hash).where(JournalHead.chain == chain)).one()
         return head.seq - count + 1, head.hash
 
-    def _queue_for_file(self, db: Session, chain: str, at: datetime, digest: str, body: bytes) -> None:
+    def _queue_for_file(self, db: Session, chain: str, at: datetime, seq: int, digest: str, body: bytes) -> None:
         pending = db.info.get(_PENDING)
         if pending is None:
             pending = db.info[_PENDING] = []
@@ -124,21 +127,24 @@ class Journal:
             def _drop(session: Session) -> None:
                 session.info.pop(_PENDING, None)
 
-        pending.append((chain, at.strftime("%Y-%m"), digest, body))
+        pending.append((chain, at.strftime("%Y-%m"), seq, digest, body))
 
-    def _append_file(self, items: list[tuple[str, str, str, bytes]]) -> None:
-        grouped: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
-        for chain, month, digest, body in items:
-            grouped.setdefault((chain, month), []).append((digest, body))
-        for (chain, month), lines in grouped.items():
-            self._wait_turn(chain, parse_body(lines[0][1])["seq"])
-            self.sink.append(chain, month, lines)
+    def _append_file(self, items: list[tuple[str, str, int, str, bytes]]) -> None:
+        grouped: dict[tuple[str, str], list[tuple[int, str, bytes]]] = {}
+        for chain, month, seq, digest, body in items:
+            grouped.setdefault((chain, month), []).append((seq, digest, body))
+        for (chain, month), entries in grouped.items():
+            self._wait_turn(chain, entries[0][0])
+            self.sink.append(chain, month, [(digest, body) for _, digest, body in entries])
+            self._appended[chain] = max(self._appended.get(chain, 0), entries[-1][0])
 
     def _wait_turn(self, chain: str, seq: int) -> None:
         """Let the file receive the entries in sequence order. The head's row lock orders the transactions, but each
         appends to the file after its commit: the writer of the entry just before (another thread, or another node
         on the same journal folder) may not have appended yet. Wait briefly for it; a predecessor that never comes
         (its process died between commit and append) is `journal repair`'s, as before."""
+        if self._appended.get(chain, 0) >= seq - 1:
+            return  # this process appended the predecessor itself
         deadline = time.monotonic() + APPEND_WAIT_S
         while True:
             last = self.sink.last_line(chain)
