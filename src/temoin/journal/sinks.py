@@ -177,19 +177,14 @@ class FileSink:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir())
 
     def read(self, chain: str) -> Iterator[FileLine]:
-        """The complete lines of every month file, in order; a partial last line is not an entry."""
+        """The complete lines of every month file, in order; a partial last line is not an entry. Read without the
+        appenders' lock: a line another process is writing meanwhile is partial when reached, and ends the file."""
         for path in self.files(chain):
-            size, end = complete_end(path)
             with path.open("rb") as fh:
-                if end == size:
-                    for lineno, raw in enumerate(fh, start=1):
-                        digest, _, body = raw.rstrip(b"\n").partition(b" ")
-                        yield FileLine(path, lineno, digest.decode("ascii", "replace"), body)
-                    continue
                 for lineno, raw in enumerate(fh, start=1):
                     if not raw.endswith(b"\n"):
                         break
-                    digest, _, body = raw.rstrip(b"\n").partition(b" ")
+                    digest, _, body = raw[:-1].partition(b" ")
                     yield FileLine(path, lineno, digest.decode("ascii", "replace"), body)
 
     def interrupted(self, chain: str) -> list[Interrupted]:
