@@ -683,6 +683,9 @@ def integrity_of(p: VaultContext, db: Session, rec: Recording) -> Integrity:
     )
 
 
+_INGEST_ENTRY_SLACK = timedelta(hours=1)  # a server clock stepped by NTP meanwhile
+
+
 def _not_by_camera(db: Session, rec: Recording, declared: list[int]) -> list[int]:
     """The segments the receipt declares lost that the camera's signed `complete` request, kept in the
     `recording.ingested` entry, does not (all of them when that request is there but not the camera's). None
@@ -692,9 +695,14 @@ def _not_by_camera(db: Session, rec: Recording, declared: list[int]) -> list[int
     from temoin.journal.models import JournalEntry
     from temoin.journal.service import parse_body
 
+    # The entry was written when the vault stored the recording: the (tenant, time) index narrows the search to
+    # that hour before the body is matched (a LIKE over the tenant's whole journal otherwise).
+    stored = rec.stored_at or rec.received_at
     entry = db.scalar(
         select(JournalEntry).where(
             JournalEntry.tenant_id == rec.tenant_id,
+            JournalEntry.at >= rec.received_at - _INGEST_ENTRY_SLACK,
+            JournalEntry.at <= stored + _INGEST_ENTRY_SLACK,
             JournalEntry.event == "recording.ingested",
             JournalEntry.body.contains(f'"{rec.id}"', autoescape=True),
         )
