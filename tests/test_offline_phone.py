@@ -3,6 +3,7 @@ against a real server."""
 
 from __future__ import annotations
 
+import warnings
 from urllib.parse import urlsplit
 
 import httpx
@@ -112,3 +113,14 @@ def test_the_dashboard_and_navigation_fit_a_phone(platform: Platform, server: st
         _no_horizontal_scroll(page)
     finally:
         context.close()
+
+
+def test_each_operation_of_the_api_document_has_its_own_id(client) -> None:
+    """Client generators name their functions after the operation ids: two operations with one id collide."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Duplicate Operation ID")
+        document = client.get("/openapi.json").json()
+    ids = [op["operationId"] for item in document["paths"].values() for op in item.values() if "operationId" in op]
+    assert len(ids) == len(set(ids)) > 50
+    swift = document["paths"]["/v1/{account}/{container}/{name}"]
+    assert set(swift) == {"put", "post", "head", "get"}  # deleting and copying evidence are refused, not offered
