@@ -16,6 +16,7 @@ from temoin.axis import connection
 from temoin.axis.simulator import BodyWornSystem, Bookmark, sample_recording
 from temoin.journal.entry import Actor
 from temoin.vault.field_checks import Flag
+from temoin.vault.integrity import integrity_of
 from temoin.vault.models import Quarantine, Recording, RecordingState
 from tests.helpers import agent_number, make_commune
 from tests.s3_helpers import BOTH_STORES, blob_names
@@ -113,16 +114,15 @@ def test_whole_hand_over_becomes_a_stored_recording(platform, client, commune, b
             assert clip_doc["sha256"] != clip_doc["decrypted"]["sha256"]  # received ciphertext vs what was filmed
             assert clip_doc["decrypted"]["sha256"] in {s.sha256 for s in stored.segments}
         # Review: provenance shown, integrity intact from the vault's hashes; a full re-read finds nothing wrong.
-        from temoin.vault import catalogue
         from temoin.vault.scrub import check_recording
 
-        integrity = catalogue.integrity_of(platform, db, stored)
+        integrity = integrity_of(platform, db, stored)
         assert integrity.verdict == "intact" and integrity.proof == "vault_hash_on_arrival"
         assert check_recording(platform, stored, SLUG)[0] == []
         rec_id = stored.id
         # Altering the manifest document the vault wrote on arrival is detected.
         stored.manifest = stored.manifest.replace('"violence"', '"x"').replace(rec.serial, "ACCC8E999999")
-        assert catalogue.integrity_of(platform, db, stored).verdict == "damaged"
+        assert integrity_of(platform, db, stored).verdict == "damaged"
         db.rollback()
     from temoin.law.access import Role
     from tests.helpers import sign_in

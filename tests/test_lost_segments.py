@@ -32,7 +32,7 @@ from temoin.extraction import package as pkg
 from temoin.journal.models import JournalEntry
 from temoin.law.access import Role
 from temoin.platform import Platform
-from temoin.vault import catalogue, retention, scrub
+from temoin.vault import integrity, retention, scrub
 from temoin.vault.models import DeletionCertificate, Recording, Segment
 from tests.extraction_helpers import _download, _extract, _pinned, _verify
 from tests.helpers import JUSTIFIED, agent_number, approve_erasure, make_commune, sign_in, vault_client
@@ -487,7 +487,7 @@ def test_scrub_skips_the_lost_segments_and_retention_and_erasure_delete_everythi
             rec = db.get(Recording, rid)
             assert rec.state == "deleted" and rec.wrapped_key is None
             assert db.scalar(select(DeletionCertificate).where(DeletionCertificate.recording_id == rid))
-            assert catalogue.lost_segments(rec) == []
+            assert integrity.lost_segments(rec) == []
     assert not (blobs / kept).exists()
     with platform.session() as db:
         assert scrub.scrub(platform, db).ok

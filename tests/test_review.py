@@ -20,8 +20,8 @@ from temoin.journal.service import parse_body
 from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.vault import retention
-from temoin.vault.catalogue import Track
 from temoin.vault.models import Hold, Recording, RecordingState
+from temoin.vault.tracks import Track
 from tests.helpers import Commune, make_commune, sign_in, upload
 
 RUE_DU_PORT = streets()["Rue du Port"][0]  # (lat, lon) where the walks along these streets start

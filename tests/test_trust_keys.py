@@ -37,7 +37,7 @@ from temoin.keyring import KeyError_, Keyring
 from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.reports import annual
-from temoin.vault import catalogue
+from temoin.vault import integrity
 from temoin.vault.models import Quarantine, Recording
 from temoin.web.app import create_app
 from tests.extraction_helpers import _download, _extract, _pdf_text, verify_with_env as _verify
@@ -139,7 +139,7 @@ def test_a_camera_key_swapped_in_the_database_is_refused(platform, client, tmp_p
         key.public_key = public_key_bytes(insider)
         db.get(Device, rec.device_id).public_key = public_key_bytes(insider)
         db.commit()
-        assert catalogue.integrity_of(platform, db, db.get(Recording, rid)).signature_ok is False
+        assert integrity.integrity_of(platform, db, db.get(Recording, rid)).signature_ok is False
     real = tmp_path / "real.pem"
     real.write_bytes(platform.keyring.public_key_pem())
     _, folder = _package(platform, client, tmp_path, commune, [rid])
@@ -171,7 +171,7 @@ def test_re_enrolment_keeps_old_recordings_verifiable_and_the_old_key_dies_at_re
         assert history[0].valid_until is not None and history[1].valid_until is None
         revoked_at = history[0].valid_until
         for rid in (before, after):  # review: each checked against the key valid when it was signed
-            assert catalogue.integrity_of(platform, db, db.get(Recording, rid)).signature_ok, rid
+            assert integrity.integrity_of(platform, db, db.get(Recording, rid)).signature_ok, rid
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
     assert client.get(f"/api/v1/recordings/{before}/integrity").json()["signature_ok"] is True
     out = _extract(client, csrf, [before, after])

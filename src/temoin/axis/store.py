@@ -41,8 +41,8 @@ from temoin.identity.devices import active_cameras
 from temoin.identity.models import Device, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
-from temoin.vault.catalogue import AXIS_TRIGGER
 from temoin.vault.context import VaultContext
+from temoin.vault.integrity import AXIS_TRIGGER
 from temoin.vault.models import Recording, RecordingState
 from temoin.vault.storage import blob_key
 

@@ -43,9 +43,9 @@ from temoin.identity.models import Device, Tenant, User
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.vault import field_checks
-from temoin.vault.catalogue import is_axis
 from temoin.vault.context import VaultContext
 from temoin.vault.field_checks import Flag
+from temoin.vault.integrity import is_axis
 from temoin.vault.models import Quarantine, Recording, RecordingState, Segment
 from temoin.vault.storage import blob_key
 

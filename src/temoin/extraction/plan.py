@@ -31,10 +31,11 @@ from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Actor
 from temoin.law.access import Permission, Role, allows
-from temoin.vault import catalogue
+from temoin.vault import catalogue, integrity
 from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, ensure_not_limited
 from temoin.vault.models import Hold, Recording, RecordingNote, RecordingState
+from temoin.vault.receipts import declared_lost
 from temoin.vault.storage import blob_key
 
 MAX_RECORDINGS = 50
@@ -334,8 +335,8 @@ def _plan_recording(p: VaultContext, db: Session, tenant: Tenant, rec: Recording
             "certify it, so it cannot be extracted"
         )
     held = db.scalar(select(Hold).where(Hold.recording_id == rec.id, Hold.lifted_at.is_(None)).limit(1))
-    lost = catalogue.lost_segments(rec)
-    undeclared = sorted({x.index for x in lost} - set(catalogue.declared_lost(rec)))
+    lost = integrity.lost_segments(rec)
+    undeclared = sorted({x.index for x in lost} - set(declared_lost(rec)))
     if undeclared:
         raise ExtractionConflict(
             f"{rec.id}: segments {undeclared} are not in the vault, yet the signed receipt "

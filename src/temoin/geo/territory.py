@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from temoin.geo.geometry import in_ring
+
 Ring = Sequence[Sequence[float]]
-
-
-def _in_ring(lon: float, lat: float, ring: Ring) -> bool:
-    inside = False
-    j = len(ring) - 1
-    for i in range(len(ring)):
-        xi, yi = ring[i][0], ring[i][1]
-        xj, yj = ring[j][0], ring[j][1]
-        if (yi > lat) != (yj > lat) and lon < (xj - xi) * (lat - yi) / (yj - yi) + xi:
-            inside = not inside
-        j = i
-    return inside
 
 
 def _in_polygon(lon: float, lat: float, rings: Sequence[Ring]) -> bool:
     # First ring is the outline, the others are holes.
-    return bool(rings) and _in_ring(lon, lat, rings[0]) and not any(_in_ring(lon, lat, h) for h in rings[1:])
+    return bool(rings) and in_ring(lon, lat, rings[0]) and not any(in_ring(lon, lat, h) for h in rings[1:])
 
 
 def _polygons(geojson: dict) -> list[Sequence[Ring]]:

@@ -43,7 +43,7 @@ from temoin.rights import register
 from temoin.rights.jobs import JobQueue, Ticket
 from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
 from temoin.rights.register import RightsError, delivery_refusal, recipient
-from temoin.vault import catalogue
+from temoin.vault import catalogue, integrity
 from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import Recording, RecordingState
@@ -111,7 +111,7 @@ def decrypt_recording(p: VaultContext, db: Session, rec: Recording, work: Path) 
     bytes give the same frame numbers each time, so tracks found once stay valid for the redaction). Segments lost
     at the camera were never in the vault: the copy is made of the stored ones, back to back."""
     parts = []
-    for seg in (s.index for s in catalogue.stored_segments(rec)):
+    for seg in (s.index for s in integrity.stored_segments(rec)):
         path = work / f"segment-{seg:05d}.mp4"
         with path.open("wb") as fh:
             for chunk in catalogue.read_segment(p, db, rec, seg):
@@ -347,7 +347,7 @@ def still(p: VaultContext, db: Session, user: User, copy: RedactedCopy, at_s: fl
     rec = db.get(Recording, copy.recording_id)
     if rec is None or rec.state != RecordingState.STORED or rec.wrapped_key is None:
         raise CopyNotFound(f"{copy.recording_id} is not stored any more")
-    segments = catalogue.stored_segments(rec)  # in index order; the copy's timeline leaves lost ones out
+    segments = integrity.stored_segments(rec)  # in index order; the copy's timeline leaves lost ones out
     duration = sum(s.duration_s for s in segments)
     at_s = max(0.0, min(float(at_s), duration))
     offset = 0.0
@@ -436,7 +436,7 @@ def _create_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, r
     db.flush()
     copy.data_key = crypto.wrap_key(p.keyring.master_key, crypto.new_data_key(), f"rights-copy-{copy.id}")
     copy.folder = f"{tenant.slug}/copy-{copy.id}"
-    lost = [x.index for x in catalogue.lost_segments(rec)]
+    lost = [x.index for x in integrity.lost_segments(rec)]
     p.record(
         db,
         EntryDraft(

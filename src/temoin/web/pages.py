@@ -26,7 +26,9 @@ from temoin.law.access import Motive, Permission, allows, motives_for, place_mot
 from temoin.law.legal_time import PARIS
 from temoin.platform import Platform
 from temoin.vault import catalogue, holds
+from temoin.vault.integrity import integrity_of, lost_segments
 from temoin.vault.models import Hold
+from temoin.vault.tracks import Track, parse_area, tracks_of
 from temoin.web import problems
 from temoin.web.deps import Guard, Principal, csrf_sent, current_principal, get_db, get_platform
 from temoin.web.i18n import LANGS, gettext, label, lang_of, when
@@ -305,7 +307,7 @@ def recordings(
         since = until = None
         errors.append(gettext(lang, "Unreadable date or time: use the picker."))
     try:
-        polygon = catalogue.parse_area(area)
+        polygon = parse_area(area)
     except ValueError:
         polygon = None
         errors.append(
@@ -360,7 +362,7 @@ def recordings(
         else set()
     )
     # The places (R241-10) are drawn only for a search given a motive, which journaled them.
-    tracks = catalogue.tracks_of(db, found) if motive is not None else {}
+    tracks = tracks_of(db, found) if motive is not None else {}
     cameras = camera_names(db, [r.device_id for r in found])
     mapped = [
         {
@@ -404,9 +406,9 @@ def _recording_page(
     motives = [(m.value, label(lang, "motive", m.value)) for m in sorted(motives_for(who.role))]
     # The place (R241-10) is shown with the content, once a consultation is opened with a motive (journaled).
     grant = extra.pop("grant", None)
-    track = catalogue.track_under_grant(db, who.user, rec, grant) if grant else catalogue.Track()
+    track = catalogue.track_under_grant(db, who.user, rec, grant) if grant else Track()
     step = max(1, len(track.points) // TRACK_POINTS_ON_PAGE + (len(track.points) % TRACK_POINTS_ON_PAGE > 0))
-    lost = catalogue.lost_segments(rec)  # lost at the camera: a gap the player skips, said on the page
+    lost = lost_segments(rec)  # lost at the camera: a gap the player skips, said on the page
     play = {
         "recording": rec.id,
         "start": rec.started_at.timestamp(),
@@ -440,7 +442,7 @@ def _recording_page(
         notes=notes,
         lost=lost,
         camera_name=camera_names(db, [rec.device_id])[rec.device_id],
-        integrity=catalogue.integrity_of(p, db, rec),
+        integrity=integrity_of(p, db, rec),
         axis_media=media_notes(rec),
         holds=holds.holds_of(db, rec.id),
         categories=sorted(set(CATEGORIES) | set(rec.categories or [])),
@@ -551,7 +553,7 @@ def consult(
     except catalogue.NotFound:
         return not_found(request, who)
     rec = catalogue.get_visible(p, db, who.user, recording_id)
-    lost = {x.index for x in catalogue.lost_segments(rec)}
+    lost = {x.index for x in lost_segments(rec)}
     from temoin.axis.vault import is_axis
 
     play = "&play=1" if is_axis(rec) else ""  # an Axis camera may have encrypted its clips for the vault

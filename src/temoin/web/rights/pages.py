@@ -19,7 +19,7 @@ from temoin.rights import copies as copies_mod, erasure, register
 from temoin.rights.candidates import SearchWindowInvalid, candidates_for_request
 from temoin.rights.erasure import ErasureRefused, RecordingsNotFound
 from temoin.rights.models import RedactedCopy, RequestKind, RequestStatus
-from temoin.vault import catalogue
+from temoin.vault import integrity
 from temoin.vault.models import Recording
 from temoin.web import problems
 from temoin.web.deps import Principal, get_db, get_platform
@@ -312,7 +312,7 @@ def copy_page(
         who,
         copy=copy,
         rec=rec,
-        duration_s=round(sum(s.duration_s for s in catalogue.stored_segments(rec)), 3),
+        duration_s=round(sum(s.duration_s for s in integrity.stored_segments(rec)), 3),
         can_deliver=allows(who.role, Permission.RIGHTS_MANAGE),
         can_see_request=allows(who.role, Permission.RIGHTS_MANAGE),
     )

@@ -17,8 +17,17 @@ from temoin.journal.entry import Action, EntryDraft
 from temoin.law.access import Motive, MotiveCode, Permission
 from temoin.platform import Platform
 from temoin.vault import catalogue, holds
+from temoin.vault.integrity import (
+    LostSegment,
+    integrity_of,
+    lost_indexes,
+    lost_segments,
+    stored_segments,
+    verify_stored,
+)
 from temoin.vault.limitation import active_limitations
 from temoin.vault.models import Hold, Recording, RecordingNote
+from temoin.vault.tracks import Track, parse_area
 from temoin.web.byte_ranges import byte_range, ranged_response
 from temoin.web.deps import Principal, get_db, get_platform, require
 
@@ -75,7 +84,7 @@ class RecordingOut(BaseModel):
             flags=list(rec.flags or []),
             declared_started_at=rec.declared_started_at,
             declared_agent=rec.declared_agent_ref,
-            lost_segments=lost if lost is not None else [x.index for x in catalogue.lost_segments(rec)],
+            lost_segments=lost if lost is not None else [x.index for x in lost_segments(rec)],
         )
 
 
@@ -91,7 +100,7 @@ class LostOut(BaseModel):
     duration_s: float
 
     @classmethod
-    def of(cls, lost: catalogue.LostSegment) -> LostOut:
+    def of(cls, lost: LostSegment) -> LostOut:
         return cls(
             index=lost.index,
             started_at=lost.started_at,
@@ -166,7 +175,7 @@ def search(
     p: Platform = Depends(get_platform),
 ) -> list[RecordingOut]:
     try:
-        polygon = catalogue.parse_area(area)
+        polygon = parse_area(area)
         motive = Motive(code=motive_code, text=motive_text or "") if motive_code or motive_text else None
     except ValueError as exc:  # pydantic's ValidationError too
         raise HTTPException(422, str(exc)) from None
@@ -189,7 +198,7 @@ def search(
         ),
     )
     held = _held(db, [r.id for r in found])
-    lost = catalogue.lost_indexes(db, [r.id for r in found])  # one query, not one per recording
+    lost = lost_indexes(db, [r.id for r in found])  # one query, not one per recording
     return [RecordingOut.of(r, r.id in held, lost.get(r.id, [])) for r in found]
 
 
@@ -221,7 +230,7 @@ class FixOut(BaseModel):
     lon: float
 
 
-def _fixes(found: catalogue.Track) -> list[FixOut]:
+def _fixes(found: Track) -> list[FixOut]:
     return [
         FixOut(t=datetime.fromtimestamp(t, UTC), lat=lat, lon=lon) for t, (lat, lon) in zip(found.times, found.points)
     ]
@@ -288,7 +297,7 @@ def integrity(
     db: Session = Depends(get_db),
     p: Platform = Depends(get_platform),
 ) -> IntegrityOut:
-    found = catalogue.integrity_of(p, db, _visible(p, db, who, recording_id))
+    found = integrity_of(p, db, _visible(p, db, who, recording_id))
     check = found.last_full_check
     return IntegrityOut(
         stored_at=found.stored_at,
@@ -313,7 +322,7 @@ def verify_now(
     db: Session = Depends(get_db),
     p: Platform = Depends(get_platform),
 ) -> CheckOut:
-    check = catalogue.verify_stored(p, db, who.user, _visible(p, db, who, recording_id))
+    check = verify_stored(p, db, who.user, _visible(p, db, who, recording_id))
     return CheckOut(**check.__dict__)
 
 
@@ -355,11 +364,8 @@ def consult(
     rec = db.get_one(Recording, recording_id)  # open_consultation found it
     return ConsultationOut(
         grant=grant,
-        segments=[
-            f"/api/v1/recordings/{recording_id}/segments/{s.index}?grant={grant}"
-            for s in catalogue.stored_segments(rec)
-        ],
-        lost_segments=[LostOut.of(x) for x in catalogue.lost_segments(rec)],
+        segments=[f"/api/v1/recordings/{recording_id}/segments/{s.index}?grant={grant}" for s in stored_segments(rec)],
+        lost_segments=[LostOut.of(x) for x in lost_segments(rec)],
     )
 
 
