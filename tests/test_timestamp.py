@@ -27,9 +27,10 @@ from temoin.cli import app as cli_app
 from temoin.evidence.timestamp import Failure, Timestamper, TimestampError, request_token, verify_token
 from temoin.journal import checkpoints
 from temoin.journal.models import JournalCheckpoint, JournalEntry
+from temoin.journal.seal_timestamps import verify_all_seal_timestamps
 from temoin.journal.service import parse_body
 from temoin.journal.sinks import split_checkpoint_line
-from temoin.journal.verify import verify_all, verify_all_seal_timestamps
+from temoin.journal.verify import verify_all
 from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.settings import Settings

@@ -39,7 +39,8 @@ def journal_verify(
     """Verify both sinks of every chain, and that they agree; say what the last seal covers and what is
     not sealed yet, and when the seals were timestamped. Only reads. Exit 1 and name each problem if not intact."""
     from temoin.db import utcnow
-    from temoin.journal.verify import verify_all, verify_all_seal_timestamps
+    from temoin.journal.seal_timestamps import verify_all_seal_timestamps
+    from temoin.journal.verify import verify_all
     from temoin.journal.witness import read_witness_log
 
     bundle = None
