@@ -303,7 +303,7 @@ def explain(exc: ValidationError) -> str:
         problem = error["msg"].removeprefix("Value error, ")
         value = (
             ""
-            if error["type"] == "missing" or name in ("master_key_env", "tsa_password", "blob_store_url")
+            if error["type"] == "missing" or Settings.model_fields[name].repr is False or name == "blob_store_url"
             else f"={error['input']!r}"
         )  # secrets are never printed
         expected = "" if error["type"] == "value_error" else f"; expected {_expected(field)}"  # it says the form
