@@ -21,11 +21,15 @@ import orjson
 import pytest
 
 from temoin.camera.live_whip import LivePublisher
+from temoin.demo.cctv.rtsp_server import CctvRtspServer
+from temoin.demo.cctv.scene import FixedScene
+from temoin.identity.service import update_settings
 from temoin.law.access import Role
 from temoin.live import nodes
 from temoin.live.models import LiveMediaOwner
 from temoin.platform import Platform
 from temoin.settings import Settings
+from temoin.supervision.models import CctvCamera
 from tests.helpers import agent_number, make_commune
 from tests.live_helpers import (
     FIX,
@@ -203,6 +207,98 @@ def test_forwards_are_refused_unless_signed_fresh_once_and_unauthorised_viewers_
             assert replay.status_code == 401 and "replay" in replay.json()["detail"]
 
     asyncio.run(story())
+
+
+# --- CCTV cameras: each node pulls the RTSP itself; a viewing's DELETE and a withdrawal reach its node ----------
+
+
+def _cctv_camera(p: Platform, slug: str, stream_url: str) -> None:
+    with p.session() as db:
+        tenant = p.tenant(db, slug)
+        update_settings(p, db, tenant, {"cctv_networks": ["127.0.0.0/8"]})  # the simulated camera is on loopback
+        db.add(
+            CctvCamera(
+                tenant_id=tenant.id,
+                id="rue-mairie",
+                name="Rue de la Mairie",
+                lat=FIX.lat,
+                lon=FIX.lon,
+                heading_deg=0.0,
+                fov_deg=60.0,
+                stream_url=stream_url,
+            )
+        )
+        db.commit()
+
+
+async def _watch_cctv(url: str, token: str) -> tuple[Viewer, str]:
+    from aiortc import RTCSessionDescription
+
+    viewer = Viewer(url, token)
+    viewer.pc.addTransceiver("video", direction="recvonly")
+
+    @viewer.pc.on("track")
+    def _track(track) -> None:
+        async def consume() -> None:
+            while True:
+                try:
+                    frame = await track.recv()
+                except Exception:  # noqa: BLE001 - the track ended
+                    viewer.ended.add(track.kind)
+                    return
+                viewer.frames[track.kind].append((time.monotonic(), frame))
+
+        asyncio.ensure_future(consume())  # noqa: RUF006 - the reader lives as long as the connection
+
+    await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        r = await http.post(
+            "/api/v1/cctv/cameras/rue-mairie/whep",
+            content=viewer.pc.localDescription.sdp.encode(),
+            headers={"Content-Type": "application/sdp", **viewer.auth},
+        )
+    assert r.status_code == 201, r.text
+    await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+    return viewer, r.headers["location"]
+
+
+def test_a_cctv_viewing_ends_through_any_node_and_a_withdrawal_reaches_every_node(two_nodes):
+    node_a, node_b, a = two_nodes
+    commune = make_commune(a, cameras=0)
+    operator = token_for(a, commune.users[Role.CSU_OPERATOR])
+    admin = token_for(a, commune.users[Role.TECH_ADMIN])
+    server = CctvRtspServer()
+    server.add("rue-mairie", FixedScene("Rue de la Mairie", width=320, height=180, fps=10, seed=1))
+    server.start()
+    try:
+        _cctv_camera(a, commune.slug, server.url("rue-mairie"))
+
+        async def story() -> None:
+            first, location = await _watch_cctv(node_a, operator)
+            await until(lambda: len(first.frames["video"]) >= 5, 15, "CCTV pictures through A")
+            # Its DELETE reaches B: B hands it to A, where the viewing is.
+            async with httpx.AsyncClient(base_url=node_b, headers=first.auth) as http:
+                assert (await http.delete(location)).status_code == 200
+                assert (await http.delete(location)).status_code == 404  # gone now, whichever node is asked
+            await until(lambda: "video" in first.ended, 10, "the viewing ended on A")
+            await first.close()
+
+            second, _ = await _watch_cctv(node_a, operator)
+            await until(lambda: len(second.frames["video"]) >= 5, 15, "CCTV pictures through A again")
+            # The camera is withdrawn through B: A's viewing of it ends too.
+            async with httpx.AsyncClient(base_url=node_b, headers={"Authorization": f"Bearer {admin}"}) as http:
+                r = await http.delete("/api/v1/cctv/cameras/rue-mairie", params={"reason": "vandalised"})
+                assert r.status_code == 204, r.text
+            await until(lambda: "video" in second.ended, 10, "A's viewing ended by the withdrawal through B")
+            await second.close()
+            await until(lambda: server.players("rue-mairie") == 0, 15, "no node pulling the withdrawn camera")
+
+        asyncio.run(story())
+    finally:
+        server.stop()
+    time.sleep(0.3)
+    ended = entries(a, commune.slug, "cctv.viewing_ended")
+    assert sorted(e["details"]["reason"] for e in ended) == ["deleted", "withdrawn"], ended
 
 
 # --- the owner killed -------------------------------------------------------------------------------------

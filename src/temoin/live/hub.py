@@ -34,7 +34,7 @@ from temoin.live.events import EventBus
 from temoin.live.events_nats import event_bus
 from temoin.live.isolation import IsolatedMediaPlane
 from temoin.live.models import LiveSession, LiveState
-from temoin.live.nodes import Nodes
+from temoin.live.nodes import Nodes, cctv_viewer
 from temoin.live.plane import Answer, LazyMediaPlane, MediaPlane, check_offer
 from temoin.live.rtsp_pull import CctvSources, cctv_stream, check_stream_url
 from temoin.live.sessions import LiveNotFound, LiveReason, LiveRequest, view
@@ -240,8 +240,6 @@ class LiveHub:
         """A request another node authorised and forwarded here, the owner (its signature checked by the caller):
         done as if it had reached this node, never forwarded again."""
         op, sid = message.get("op"), message.get("session_id")
-        if not isinstance(sid, str):
-            raise errors.Malformed("a forward names its live session")
 
         def text(key: str) -> str:
             value = message.get(key)
@@ -255,6 +253,15 @@ class LiveHub:
                 raise errors.Malformed(f"a {op} forward carries {key}")
             return value
 
+        if op == "stop_cctv":
+            tenant_id, camera_id = number("tenant_id"), text("camera_id")
+            await self.stop_cctv(number("user_id"), tenant_id, camera_id, text("resource_id"), forwarded=True)
+            return {}
+        if op == "withdraw_cctv":
+            await self.withdraw_cctv(number("tenant_id"), text("camera_id"), forwarded=True)
+            return {}
+        if not isinstance(sid, str):
+            raise errors.Malformed("a forward names its live session")
         if op == "play":
             answer = await self.play(number("user_id"), sid, text("offer"), forwarded=True)
             return {"resource_id": answer.resource_id, "sdp": answer.sdp}
@@ -670,6 +677,7 @@ class LiveHub:
         self._renewed_at = time.monotonic()
         try:
             mine = [s for s in self.plane.streams() if not s.startswith("cctv:")]
+            mine += [cctv_viewer(v.tenant_id, v.camera_id, rid) for rid, v in list(self._cctv_viewers.items())]
             for stream in await self._db(self.nodes.renew, mine):
                 log.info("live: stream %s ends on this node (session ended, or owned by another node)", stream)
                 await self._end_stream(stream)
@@ -707,6 +715,8 @@ class LiveHub:
             try:
                 if viewer.started_at is not None:
                     await self._db(lambda db: self._journal_cctv(db, viewer, answer.resource_id, reason))
+                if self.nodes.enabled:
+                    await self._db(self.nodes.release, cctv_viewer(tenant_id, camera_id, answer.resource_id))
             finally:
                 self._announce_cctv(viewer)
                 self.cctv.idle(stream)
@@ -722,6 +732,8 @@ class LiveHub:
         self._cctv_viewers[answer.resource_id] = viewer
         try:
             viewer.started_at = await self._db(lambda db: self._journal_cctv(db, viewer, answer.resource_id))
+            if self.nodes.enabled:  # its DELETE, or the camera's withdrawal, may reach another node: told here
+                await self._db(self.nodes.claim, cctv_viewer(tenant_id, camera_id, answer.resource_id))
         except BaseException:
             viewer.ready.set()
             await self.plane.end(stream, answer.resource_id)  # no unjournaled viewing
@@ -730,16 +742,37 @@ class LiveHub:
         self._announce_cctv(viewer)
         return answer
 
-    async def stop_cctv(self, user_id: int, tenant_id: int, camera_id: str, resource_id: str) -> None:
-        """The viewer DELETEs its WHEP resource; the puller stops after the linger if it was the last one."""
+    async def stop_cctv(
+        self, user_id: int, tenant_id: int, camera_id: str, resource_id: str, *, forwarded: bool = False
+    ) -> None:
+        """The viewer DELETEs its WHEP resource; the puller stops after the linger if it was the last one. Several
+        nodes: a viewing another node answered is ended there."""
         viewer = self._cctv_viewers.get(resource_id)
+        if viewer is None and self.nodes.enabled and not forwarded:
+            key = cctv_viewer(tenant_id, camera_id, resource_id)
+            held = await self._db(self.nodes.owner_of, key)
+            if held is not None and held[0] != self.nodes.url:
+                message = {"op": "stop_cctv", "user_id": user_id, "tenant_id": tenant_id, "camera_id": camera_id}
+                left = (held[1] - utcnow()).total_seconds()
+                await self.nodes.forward(held[0], left, {**message, "resource_id": resource_id})
+                return
         if viewer is None or (viewer.user_id, viewer.tenant_id, viewer.camera_id) != (user_id, tenant_id, camera_id):
             raise LiveNotFound(f"no CCTV viewing {resource_id} of yours on camera {camera_id}")
         await self.plane.end(viewer.stream, resource_id)
 
-    async def withdraw_cctv(self, tenant_id: int, camera_id: str) -> None:
-        """The camera left the registry: stop pulling it; its viewings end (journaled, reason "withdrawn")."""
+    async def withdraw_cctv(self, tenant_id: int, camera_id: str, *, forwarded: bool = False) -> None:
+        """The camera left the registry: stop pulling it; its viewings end (journaled, reason "withdrawn"), on
+        every node that has some."""
         await self.cctv.close(cctv_stream(tenant_id, camera_id), "withdrawn")
+        if not self.nodes.enabled or forwarded:
+            return
+        others = await self._db(self.nodes.others_with, cctv_viewer(tenant_id, camera_id))
+        for node, until in others.items():
+            try:
+                message = {"op": "withdraw_cctv", "tenant_id": tenant_id, "camera_id": camera_id}
+                await self.nodes.forward(node, (until - utcnow()).total_seconds(), message)
+            except errors.TemoinError:  # that node is down: its viewings died with it
+                log.warning("live: CCTV camera %s withdrawn, but node %s was not told", camera_id, node)
 
     def cctv_status(self, tenant_id: int, camera_id: str) -> dict | None:
         """The camera's feed as the dashboard shows it, None when it is not being pulled."""

@@ -43,6 +43,7 @@ PATH = "/api/v1/live/nodes/forward"
 HEADER = "X-Temoin-Node-Auth"
 FORWARD_TTL_S = 10  # a forward is good for this long after it was signed (the nodes' clocks agree within it)
 CONNECT_TIMEOUT_S = 2.0  # an owner that does not take the connection by then is taken for down
+CCTV_VIEWER = "cctv-viewer:"
 ANSWER_TIMEOUT_S = 20.0  # the owner gathers its ICE candidates before answering (a loaded machine: seconds)
 
 # What the owner's refusal was, by kind, raised again on the node that forwarded (its client gets the same answer).
@@ -65,6 +66,11 @@ KINDS: dict[str, type[errors.TemoinError]] = {
         errors.Fault,
     )
 }
+
+
+def cctv_viewer(tenant_id: int, camera_id: str, resource_id: str = "") -> str:
+    """The ownership key of a CCTV viewing (without `resource_id`: the prefix of all the camera's viewings)."""
+    return f"{CCTV_VIEWER}{tenant_id}:{camera_id}:{resource_id}"
 
 
 class ForwardRefused(errors.Unauthenticated):
@@ -125,28 +131,28 @@ class Nodes:
 
     # --- ownership (database; called in the thread pool) ---------------------------------------------------
 
-    def claim(self, db: Session, session_id: str) -> str | None:
+    def claim(self, db: Session, stream: str) -> str | None:
         """Take the stream for this node, or keep it; None when this node owns it now, else the owner's URL."""
-        xact_lock(db, f"live-owner:{session_id}")  # one claim at a time per stream, whichever nodes
+        xact_lock(db, f"live-owner:{stream}")  # one claim at a time per stream, whichever nodes
         now = utcnow()
-        row = db.get(LiveMediaOwner, session_id, with_for_update=True)
+        row = db.get(LiveMediaOwner, stream, with_for_update=True)
         if row is not None and row.node_url != self.url and row.expires_at > now:
             owner = row.node_url
             db.rollback()
             return owner
         if row is None:
-            row = LiveMediaOwner(session_id=session_id, node_url=self.url, claimed_at=now)
+            row = LiveMediaOwner(stream=stream, node_url=self.url, claimed_at=now)
             db.add(row)
         elif row.node_url != self.url:
-            log.warning("live: stream %s taken over from %s, whose lease lapsed", session_id, row.node_url)
+            log.warning("live: stream %s taken over from %s, whose lease lapsed", stream, row.node_url)
             row.node_url, row.claimed_at = self.url, now
         row.expires_at = now + timedelta(seconds=self.lease_s)
         db.commit()
         return None
 
-    def owner_of(self, db: Session, session_id: str) -> tuple[str, datetime] | None:
+    def owner_of(self, db: Session, stream: str) -> tuple[str, datetime] | None:
         """(the owner's URL, its lease's end) while a lease holds, else None."""
-        row = db.get(LiveMediaOwner, session_id)
+        row = db.get(LiveMediaOwner, stream)
         if row is None or row.expires_at <= utcnow():
             return None
         return row.node_url, row.expires_at
@@ -157,8 +163,8 @@ class Nodes:
         if not streams:
             return []
         now = utcnow()
-        owned = db.scalars(select(LiveMediaOwner).where(LiveMediaOwner.session_id.in_(streams)))
-        rows = {r.session_id: r for r in owned}
+        owned = db.scalars(select(LiveMediaOwner).where(LiveMediaOwner.stream.in_(streams)))
+        rows = {r.stream: r for r in owned}
         ended = set(
             db.scalars(
                 select(LiveSession.id).where(LiveSession.id.in_(streams), LiveSession.state == LiveState.ENDED.value)
@@ -168,7 +174,8 @@ class Nodes:
         for sid in streams:
             row = rows.get(sid)
             if row is None or row.node_url != self.url:
-                drop.append(sid)
+                if not sid.startswith(CCTV_VIEWER):  # a CCTV viewing stays here whatever its row says
+                    drop.append(sid)
             elif sid in ended:
                 db.delete(row)
                 drop.append(sid)
@@ -177,13 +184,27 @@ class Nodes:
         db.commit()
         return drop
 
-    def release(self, db: Session, session_id: str | None = None) -> None:
+    def release(self, db: Session, stream: str | None = None) -> None:
         """Give up one stream (ended), or all of this node's (it stops)."""
         q = delete(LiveMediaOwner).where(LiveMediaOwner.node_url == self.url)
-        if session_id is not None:
-            q = q.where(LiveMediaOwner.session_id == session_id)
+        if stream is not None:
+            q = q.where(LiveMediaOwner.stream == stream)
         db.execute(q)
         db.commit()
+
+    def others_with(self, db: Session, prefix: str) -> dict[str, datetime]:
+        """The other nodes holding a live lease on a stream named `prefix...`, with their leases' ends."""
+        rows = db.execute(
+            select(LiveMediaOwner.node_url, LiveMediaOwner.expires_at).where(
+                LiveMediaOwner.stream.startswith(prefix, autoescape=True),
+                LiveMediaOwner.node_url != self.url,
+                LiveMediaOwner.expires_at > utcnow(),
+            )
+        )
+        out: dict[str, datetime] = {}
+        for url, until in rows:
+            out[url] = max(until, out.get(url, until))
+        return out
 
     # --- forwards --------------------------------------------------------------------------------------------
 
@@ -224,7 +245,7 @@ class Nodes:
                 headers={"Content-Type": "application/json", HEADER: sign(self._secret, owner, body)},
             )
         except httpx.HTTPError as exc:
-            log.warning("live: the owner %s of stream %s does not answer: %r", owner, message.get("session_id"), exc)
+            log.warning("live: node %s does not answer a %s forward: %r", owner, message.get("op"), exc)
             err = OwnerUnreachable(
                 "the node carrying this live stream does not answer; try again shortly (if that node is down, "
                 "another takes the stream once its lease has passed, and the camera publishes there)"

@@ -1,4 +1,4 @@
-"""Live media across nodes: which node owns each live stream, under a lease
+"""Live media across nodes: which node owns each live stream (and CCTV viewing), under a lease
 
 Revision ID: 0024
 Revises: 0023
@@ -19,17 +19,11 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "live_media_owners",
-        sa.Column("session_id", sa.String(length=32), nullable=False),
+        sa.Column("stream", sa.String(length=160), nullable=False),
         sa.Column("node_url", sa.String(length=255), nullable=False),
         sa.Column("claimed_at", temoin.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", temoin.db.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["session_id"],
-            ["live_sessions.id"],
-            name=op.f("fk_live_media_owners_session_id_live_sessions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("session_id", name=op.f("pk_live_media_owners")),
+        sa.PrimaryKeyConstraint("stream", name=op.f("pk_live_media_owners")),
     )
     with op.batch_alter_table("live_media_owners", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_live_media_owners_node_url"), ["node_url"], unique=False)
