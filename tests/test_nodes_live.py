@@ -401,3 +401,12 @@ def test_the_owner_killed_viewers_get_a_quick_503_and_the_camera_publishes_again
             await camera.aclose()
 
         asyncio.run(story())
+
+
+def test_a_single_node_takes_no_forwards(client):
+    """TEMOIN_NODE_URL unset (the default): the forward endpoint refuses everything, whatever it is signed with."""
+    body = orjson.dumps({"op": "withdraw_cctv", "tenant_id": 1, "camera_id": "x"})
+    r = client.post(
+        nodes.PATH, content=body, headers={"Content-Type": "application/json", nodes.HEADER: nodes.sign("", "", body)}
+    )
+    assert r.status_code == 401 and "TEMOIN_NODE_URL is not set" in r.json()["detail"]
