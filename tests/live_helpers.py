@@ -54,10 +54,11 @@ def settings(settings: Settings) -> Settings:
 
 
 @contextmanager
-def running_server(platform: Platform) -> Iterator[str]:
+def running_server(platform: Platform, port: int = 0) -> Iterator[str]:
+    """The platform's app served by uvicorn in a thread, on `port` (0: any free one)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(

@@ -115,3 +115,17 @@ def test_the_server_does_not_start_on_a_bad_variable_and_says_which(tmp_path, co
 def test_the_readme_lists_every_variable():
     documented = set(re.findall(r"`(TEMOIN_[A-Z0-9_]+)`", README.read_text()))
     assert {variable(name) for name in Settings.model_fields} <= documented
+
+
+def test_several_nodes_need_a_shared_secret_long_enough_and_never_print_it():
+    with pytest.raises(InvalidSettings) as caught:
+        Settings.from_env({"TEMOIN_NODE_URL": "http://10.0.0.5:8000"})
+    assert "TEMOIN_NODE_SECRET" in str(caught.value) and "32 characters" in str(caught.value)
+    with pytest.raises(InvalidSettings) as caught:
+        Settings.from_env({"TEMOIN_NODE_URL": "http://10.0.0.5:8000", "TEMOIN_NODE_SECRET": "too-short"})
+    assert "TEMOIN_NODE_SECRET" in str(caught.value) and "too-short" not in str(caught.value)
+    with pytest.raises(InvalidSettings, match="TEMOIN_NODE_URL"):
+        Settings.from_env({"TEMOIN_NODE_URL": "10.0.0.5:8000", "TEMOIN_NODE_SECRET": "s" * 32})
+    node = Settings.from_env({"TEMOIN_NODE_URL": "http://10.0.0.5:8000/", "TEMOIN_NODE_SECRET": "s" * 32})
+    assert node.node_url == "http://10.0.0.5:8000" and "s" * 32 not in repr(node)
+    assert Settings.from_env({}).node_url == ""  # one node: nothing to share

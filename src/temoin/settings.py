@@ -99,6 +99,17 @@ class Settings(BaseSettings):
     )
     live_max_viewers: int = Field(8, gt=0, description="viewers per live stream")
     live_stall_after_s: float = Field(2.0, gt=0, description="silence after which a live stream is shown link lost")
+    node_url: str = Field(
+        "",
+        description="this node's own base URL as the other nodes reach it (http://10.0.0.5:8000): live media crosses "
+        "nodes (WHIP/WHEP on any node, media on the node that owns the stream); empty: one node",
+    )
+    node_secret: str | None = Field(
+        None, repr=False, description="secret shared by the nodes (at least 32 characters) signing live forwards"
+    )
+    live_owner_lease_s: float = Field(
+        10.0, ge=1, description="a node silent this long loses the live streams it owned (another takes them)"
+    )
     tsa_url: str = Field("", description="RFC 3161 timestamp authority (docs/timestamping.md); empty: no timestamps")
     tsa_ca_bundle: Path | None = Field(None, description="PEM of the TSA's CA certificates: replies checked against it")
     tsa_timeout_s: float = Field(10.0, gt=0, description="longest wait for the TSA's connection, then for its answer")
@@ -188,6 +199,24 @@ class Settings(BaseSettings):
             )
         return url
 
+    @field_validator("node_url")
+    @classmethod
+    def _node_url(cls, url: str) -> str:
+        url = url.strip().rstrip("/")
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("the node URL must be http://HOST:PORT or https://HOST:PORT, as the other nodes reach it")
+        return url
+
+    @field_validator("node_secret")
+    @classmethod
+    def _node_secret(cls, secret: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("node_url") and (secret is None or len(secret) < 32):
+            raise ValueError(
+                "with TEMOIN_NODE_URL set, give every node the same TEMOIN_NODE_SECRET of at least 32 characters "
+                "(e.g. `openssl rand -base64 32`): it signs the live requests one node forwards to another"
+            )
+        return secret
+
     @field_validator("live_ice_servers", mode="before")
     @classmethod
     def _servers(cls, value: Any) -> Any:
@@ -274,7 +303,7 @@ def explain(exc: ValidationError) -> str:
         problem = error["msg"].removeprefix("Value error, ")
         value = (
             ""
-            if error["type"] == "missing" or name in ("master_key_env", "tsa_password", "blob_store_url")
+            if error["type"] == "missing" or Settings.model_fields[name].repr is False or name == "blob_store_url"
             else f"={error['input']!r}"
         )  # secrets are never printed
         expected = "" if error["type"] == "value_error" else f"; expected {_expected(field)}"  # it says the form

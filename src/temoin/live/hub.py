@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from temoin import errors
 from temoin.context import Context
 from temoin.db import utcnow
 from temoin.evidence.manifest import GpsFix
@@ -33,6 +34,7 @@ from temoin.live.events import EventBus
 from temoin.live.events_nats import event_bus
 from temoin.live.isolation import IsolatedMediaPlane
 from temoin.live.models import LiveSession, LiveState
+from temoin.live.nodes import Nodes, cctv_viewer
 from temoin.live.plane import Answer, LazyMediaPlane, MediaPlane, check_offer
 from temoin.live.rtsp_pull import CctvSources, cctv_stream, check_stream_url
 from temoin.live.sessions import LiveNotFound, LiveReason, LiveRequest, view
@@ -96,6 +98,9 @@ class LiveHub:
         self._cctv_viewers: dict[str, _CctvViewer] = {}
         # What closing an incident sets off (the recall of its reinforcements), in the closing transaction.
         self.on_incident_closed: list[Callable[[Session, LiveSession, Actor], None]] = []
+        # Several nodes (TEMOIN_NODE_URL): a stream's media stays on the node that owns it, the others forward.
+        self.nodes = Nodes(p)
+        self._renewed_at = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -113,6 +118,12 @@ class LiveHub:
         self.bus.close()
         await self.cctv.close_all()
         await self.plane.close()
+        if self.nodes.enabled:  # a node that stops gives its streams up at once (one that dies: at its lease's end)
+            try:
+                await self._db(self.nodes.release)
+            except Exception:
+                log.exception("live: releasing this node's streams")
+        await self.nodes.close()
 
     def _hook_shutdown_signals(self) -> None:
         """A server waits for open responses before it shuts down, and the events channel never ends by
@@ -183,21 +194,86 @@ class LiveHub:
         await self._ensure_stream(ref)
         return out, created
 
-    async def _ensure_stream(self, ref: _Ref) -> None:
+    async def _ensure_stream(self, ref: _Ref, *, forwarded: bool = False) -> str | None:
+        """Open the session's stream here, or say which node owns it (its URL; several nodes only). A request
+        forwarded by another node is never forwarded again: the stream moved meanwhile, the client tries again."""
         async with self._opening:  # one stream, and one backup recording, per session
             if ref.id in self.plane.streams():
-                return
+                return None
+            if self.nodes.enabled:
+                owner = await self._db(self.nodes.claim, ref.id)
+                if owner is not None:
+                    if forwarded:
+                        err = errors.Unavailable("this live stream has just moved to another node: try again")
+                        err.retry_after_s = 1
+                        raise err
+                    return owner
             self._tenant_of[ref.id] = ref.tenant_id
             sink = None
             if ref.backup:
                 sink = await self._db(self._start_backup, ref.id)
             self.plane.open_stream(ref.id, sink)
+            return None
 
     async def _end_stream(self, session_id: str) -> None:
         await self.plane.end_stream(session_id)
         self._tenant_of.pop(session_id, None)
         self._link.pop(session_id, None)
         self._publications.pop(session_id, None)
+        if self.nodes.enabled:
+            await self._db(self.nodes.release, session_id)
+
+    async def _forward(self, session_id: str, owner: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Hand a WHIP/WHEP request, already authorised here, to the node that owns the stream."""
+        held = await self._db(self.nodes.owner_of, session_id)
+        left = (held[1] - utcnow()).total_seconds() if held else 1.0
+        return await self.nodes.forward(owner, left, {**message, "session_id": session_id})
+
+    async def _remote_owner(self, session_id: str) -> str | None:
+        """The node, other than this one, whose lease on the stream holds (several nodes only)."""
+        if not self.nodes.enabled or session_id in self.plane.streams():
+            return None
+        held = await self._db(self.nodes.owner_of, session_id)
+        return held[0] if held and held[0] != self.nodes.url else None
+
+    async def forwarded(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A request another node authorised and forwarded here, the owner (its signature checked by the caller):
+        done as if it had reached this node, never forwarded again."""
+        op, sid = message.get("op"), message.get("session_id")
+
+        def text(key: str) -> str:
+            value = message.get(key)
+            if not isinstance(value, str):
+                raise errors.Malformed(f"a {op} forward carries {key}")
+            return value
+
+        def number(key: str) -> int:
+            value = message.get(key)
+            if not isinstance(value, int):
+                raise errors.Malformed(f"a {op} forward carries {key}")
+            return value
+
+        if op == "stop_cctv":
+            tenant_id, camera_id = number("tenant_id"), text("camera_id")
+            await self.stop_cctv(number("user_id"), tenant_id, camera_id, text("resource_id"), forwarded=True)
+            return {}
+        if op == "withdraw_cctv":
+            await self.withdraw_cctv(number("tenant_id"), text("camera_id"), forwarded=True)
+            return {}
+        if not isinstance(sid, str):
+            raise errors.Malformed("a forward names its live session")
+        if op == "play":
+            answer = await self.play(number("user_id"), sid, text("offer"), forwarded=True)
+            return {"resource_id": answer.resource_id, "sdp": answer.sdp}
+        if op == "stop_playing":
+            await self.stop_playing(number("user_id"), sid, text("resource_id"), forwarded=True)
+            return {}
+        if op == "publish":
+            answer = await self.publish(text("device_id"), sid, text("offer"), forwarded=True)
+            return {"resource_id": answer.resource_id, "sdp": answer.sdp}
+        if op == "unpublish":
+            return {"ended": await self.unpublish(text("device_id"), sid, text("resource_id"), forwarded=True)}
+        raise errors.Malformed(f"no such forward: {op!r}")
 
     def _start_backup(self, db: Session, session_id: str) -> backup.BackupRecorder | None:
         s = db.get_one(LiveSession, session_id)  # the session whose stream is being opened
@@ -260,9 +336,13 @@ class LiveHub:
 
     # --- publishing (WHIP) ----------------------------------------------------------------------------
 
-    async def publish(self, device_id: str, session_id: str, offer: str) -> Answer:
+    async def publish(self, device_id: str, session_id: str, offer: str, *, forwarded: bool = False) -> Answer:
         ref = await self._db(lambda db: self._ref(db, self._device_session(db, device_id, session_id)))
-        await self._ensure_stream(ref)
+        owner = await self._ensure_stream(ref, forwarded=forwarded)
+        if owner is not None:  # the camera's media goes to the owner's addresses, in its answer
+            check_offer(offer)
+            out = await self._forward(session_id, owner, {"op": "publish", "device_id": device_id, "offer": offer})
+            return Answer(str(out["resource_id"]), str(out["sdp"]))
 
         async def ended(reason: str) -> None:
             await self._publication_ended(device_id, session_id, reason)
@@ -373,12 +453,17 @@ class LiveHub:
         except Exception:
             log.exception("live: journaling an interrupted stream")
 
-    async def unpublish(self, device_id: str, session_id: str, resource_id: str) -> bool:
+    async def unpublish(self, device_id: str, session_id: str, resource_id: str, *, forwarded: bool = False) -> bool:
         """The camera DELETEs its WHIP resource. Its current publication, or any when none is left (the link
         died): the live session ends. One that a newer publication replaced while that one carries the media
         (the encoder reconnected, the old connection's DELETE came late): that resource alone is gone, the
         session and its current publisher carry on. Returns whether the session ended."""
         await self._db(lambda db: self._device_session(db, device_id, session_id, open_only=False))
+        if not forwarded and (owner := await self._remote_owner(session_id)) is not None:
+            out = await self._forward(
+                session_id, owner, {"op": "unpublish", "device_id": device_id, "resource_id": resource_id}
+            )
+            return bool(out.get("ended"))
         if resource_id not in self._publications.get(session_id, ()):
             raise LiveNotFound(f"no WHIP session {resource_id} on live session {session_id}")
         status = self.plane.status(session_id)
@@ -399,7 +484,7 @@ class LiveHub:
 
     # --- watching (WHEP) ------------------------------------------------------------------------------
 
-    async def play(self, user_id: int, session_id: str, offer: str) -> Answer:
+    async def play(self, user_id: int, session_id: str, offer: str, *, forwarded: bool = False) -> Answer:
         def load(db: Session) -> _Ref:
             s = self.user_session(db, db.get_one(User, user_id), session_id)
             if s.state == LiveState.ENDED.value:
@@ -407,7 +492,11 @@ class LiveHub:
             return self._ref(db, s)
 
         ref = await self._db(load)
-        await self._ensure_stream(ref)
+        owner = await self._ensure_stream(ref, forwarded=forwarded)
+        if owner is not None:  # the viewer's media comes from the owner's addresses, in its answer
+            check_offer(offer)
+            out = await self._forward(session_id, owner, {"op": "play", "user_id": user_id, "offer": offer})
+            return Answer(str(out["resource_id"]), str(out["sdp"]))
         viewer = _Viewer(session_id, user_id)
 
         async def ended(reason: str) -> None:
@@ -442,8 +531,12 @@ class LiveHub:
         viewer.ready.set()
         return answer
 
-    async def stop_playing(self, user_id: int, session_id: str, resource_id: str) -> None:
+    async def stop_playing(self, user_id: int, session_id: str, resource_id: str, *, forwarded: bool = False) -> None:
         viewer = self._viewers.get(resource_id)
+        if viewer is None and not forwarded and (owner := await self._remote_owner(session_id)) is not None:
+            message = {"op": "stop_playing", "user_id": user_id, "resource_id": resource_id}
+            await self._forward(session_id, owner, message)
+            return
         if viewer is None or viewer.session_id != session_id or viewer.user_id != user_id:
             raise LiveNotFound(f"no WHEP session {resource_id} of yours on live session {session_id}")
         await self.plane.end(session_id, resource_id)
@@ -549,6 +642,8 @@ class LiveHub:
         a frozen picture is never shown as live."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL_S)
+            if self.nodes.enabled and time.monotonic() - self._renewed_at >= min(1.0, self.nodes.lease_s / 4):
+                await self._renew_leases()
             try:
                 now = time.time()
                 for stream in self.plane.streams():
@@ -576,6 +671,18 @@ class LiveHub:
                         )
             except Exception:  # the watcher must outlive a bad tick
                 log.exception("live: stream watch")
+
+    async def _renew_leases(self) -> None:
+        """Keep this node's streams its own, and end those it lost or whose session ended on another node."""
+        self._renewed_at = time.monotonic()
+        try:
+            mine = [s for s in self.plane.streams() if not s.startswith("cctv:")]
+            mine += [cctv_viewer(v.tenant_id, v.camera_id, rid) for rid, v in list(self._cctv_viewers.items())]
+            for stream in await self._db(self.nodes.renew, mine):
+                log.info("live: stream %s ends on this node (session ended, or owned by another node)", stream)
+                await self._end_stream(stream)
+        except Exception:  # the watcher must outlive a database outage; the leases lapse meanwhile
+            log.exception("live: renewing this node's live streams")
 
     # --- CCTV cameras: their RTSP streams pulled, forwarded over WHEP ----------------------------------
 
@@ -608,6 +715,8 @@ class LiveHub:
             try:
                 if viewer.started_at is not None:
                     await self._db(lambda db: self._journal_cctv(db, viewer, answer.resource_id, reason))
+                if self.nodes.enabled:
+                    await self._db(self.nodes.release, cctv_viewer(tenant_id, camera_id, answer.resource_id))
             finally:
                 self._announce_cctv(viewer)
                 self.cctv.idle(stream)
@@ -623,6 +732,8 @@ class LiveHub:
         self._cctv_viewers[answer.resource_id] = viewer
         try:
             viewer.started_at = await self._db(lambda db: self._journal_cctv(db, viewer, answer.resource_id))
+            if self.nodes.enabled:  # its DELETE, or the camera's withdrawal, may reach another node: told here
+                await self._db(self.nodes.claim, cctv_viewer(tenant_id, camera_id, answer.resource_id))
         except BaseException:
             viewer.ready.set()
             await self.plane.end(stream, answer.resource_id)  # no unjournaled viewing
@@ -631,16 +742,37 @@ class LiveHub:
         self._announce_cctv(viewer)
         return answer
 
-    async def stop_cctv(self, user_id: int, tenant_id: int, camera_id: str, resource_id: str) -> None:
-        """The viewer DELETEs its WHEP resource; the puller stops after the linger if it was the last one."""
+    async def stop_cctv(
+        self, user_id: int, tenant_id: int, camera_id: str, resource_id: str, *, forwarded: bool = False
+    ) -> None:
+        """The viewer DELETEs its WHEP resource; the puller stops after the linger if it was the last one. Several
+        nodes: a viewing another node answered is ended there."""
         viewer = self._cctv_viewers.get(resource_id)
+        if viewer is None and self.nodes.enabled and not forwarded:
+            key = cctv_viewer(tenant_id, camera_id, resource_id)
+            held = await self._db(self.nodes.owner_of, key)
+            if held is not None and held[0] != self.nodes.url:
+                message = {"op": "stop_cctv", "user_id": user_id, "tenant_id": tenant_id, "camera_id": camera_id}
+                left = (held[1] - utcnow()).total_seconds()
+                await self.nodes.forward(held[0], left, {**message, "resource_id": resource_id})
+                return
         if viewer is None or (viewer.user_id, viewer.tenant_id, viewer.camera_id) != (user_id, tenant_id, camera_id):
             raise LiveNotFound(f"no CCTV viewing {resource_id} of yours on camera {camera_id}")
         await self.plane.end(viewer.stream, resource_id)
 
-    async def withdraw_cctv(self, tenant_id: int, camera_id: str) -> None:
-        """The camera left the registry: stop pulling it; its viewings end (journaled, reason "withdrawn")."""
+    async def withdraw_cctv(self, tenant_id: int, camera_id: str, *, forwarded: bool = False) -> None:
+        """The camera left the registry: stop pulling it; its viewings end (journaled, reason "withdrawn"), on
+        every node that has some."""
         await self.cctv.close(cctv_stream(tenant_id, camera_id), "withdrawn")
+        if not self.nodes.enabled or forwarded:
+            return
+        others = await self._db(self.nodes.others_with, cctv_viewer(tenant_id, camera_id))
+        for node, until in others.items():
+            try:
+                message = {"op": "withdraw_cctv", "tenant_id": tenant_id, "camera_id": camera_id}
+                await self.nodes.forward(node, (until - utcnow()).total_seconds(), message)
+            except errors.TemoinError:  # that node is down: its viewings died with it
+                log.warning("live: CCTV camera %s withdrawn, but node %s was not told", camera_id, node)
 
     def cctv_status(self, tenant_id: int, camera_id: str) -> dict | None:
         """The camera's feed as the dashboard shows it, None when it is not being pulled."""

@@ -71,3 +71,18 @@ class PublishToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class LiveMediaOwner(Base):
+    """Which node carries a live stream's media, or a CCTV viewing (TEMOIN_NODE_URL set): WHIP and WHEP requests
+    reaching another node are forwarded to it. The owner renews `expires_at`; a node that died stops renewing, and
+    once it has passed, another node may take the stream."""
+
+    __tablename__ = "live_media_owners"
+
+    # A live session's id (its stream), or `cctv-viewer:TENANT:CAMERA:RESOURCE` (a CCTV viewing, which stays on the
+    # node that answered it: its DELETE and the camera's withdrawal are forwarded there).
+    stream: Mapped[str] = mapped_column(String(160), primary_key=True)
+    node_url: Mapped[str] = mapped_column(String(255), index=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -23,7 +23,7 @@ from temoin.evidence.manifest import GpsFix
 from temoin.identity.models import Device, WebSession
 from temoin.identity.tenant_settings import settings_of
 from temoin.law.access import Permission
-from temoin.live import publish_tokens
+from temoin.live import nodes, publish_tokens
 from temoin.live.hub import LiveHub
 from temoin.live.plane import MAX_SDP_BYTES, Answer
 from temoin.live.sessions import LiveRequest
@@ -232,6 +232,27 @@ async def whip_delete(
 ) -> Response:
     await hub.unpublish(device.id, session_id, resource_id)
     return Response(status_code=200)
+
+
+# --- between nodes (TEMOIN_NODE_URL): a WHIP/WHEP request authorised by another node, for the stream owned here --
+
+
+@router.post("/nodes/forward", include_in_schema=False)
+async def node_forward(request: Request, hub: LiveHub = Depends(get_hub)) -> Response:
+    """Signed by the forwarding node with the nodes' shared secret (live.nodes): anything else is refused, 401.
+    The owner's own refusal travels back in the body, by kind, for the forwarding node to answer its client."""
+    body = await request.body()
+    hub.nodes.verify(request.headers.get(nodes.HEADER, ""), body)
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise HTTPException(400, "a forward's body is JSON") from None
+    if not isinstance(message, dict):
+        raise HTTPException(400, "a forward's body is a JSON object")
+    try:
+        return JSONResponse({"ok": await hub.forwarded(message)})
+    except TemoinError as exc:
+        return JSONResponse({"error": nodes.error_view(exc)})
 
 
 # --- WHIP tokens for standard encoders (ADMIN_DEVICES, own tenant) ----------------------------------------
