@@ -54,6 +54,7 @@ class SealedWriter:
         self._sealer = crypto.Sealer(data_key, header)
         store.append_staged(blob_key, header)  # staged from the start: what a killed writer leaves can be found
         self._pending = bytearray()
+        self._sealed = bytearray(crypto.RECORD_BYTES + crypto.TAG_BYTES)
         self.sha256 = hashlib.sha256() if hashed else None  # None: the caller hashes what it writes itself
         self.size = 0
         self._done = False
@@ -75,8 +76,9 @@ class SealedWriter:
     def _flush(self) -> None:
         if self._pending:
             with memoryview(self._pending) as plain:  # released before the buffer is cleared
-                length, sealed = self._sealer.seal_record(plain)
-            self.store.append_staged(self.key, None, length, sealed)
+                # Into one reused buffer: the stores copy or write it before append_staged returns.
+                length, sealed = self._sealer.seal_record_into(plain, self._sealed)
+                self.store.append_staged(self.key, None, length, sealed)
             self._pending.clear()
 
     def flush(self) -> None:
