@@ -26,13 +26,15 @@ from temoin.cli import app as cli_app
 from temoin.db import utcnow
 from temoin.extraction import package as pkg
 from temoin.extraction.models import Extraction
+from temoin.extraction.writing import PACKAGE_FILE
 from temoin.journal.entry import Actor
 from temoin.journal.models import JournalEntry
 from temoin.journal.service import parse_body
 from temoin.law.access import Role
-from temoin.vault import catalogue
+from temoin.vault import artefact_blobs, catalogue
 from temoin.vault.models import Recording
 from temoin.vault.retention import delete_recording
+from tests.artefact_helpers import artefact_keys
 from tests.extraction_helpers import _download, _extract, _pdf_text, _pinned, _verify, runner
 from tests.helpers import PASSWORD, make_commune, sign_in, totp_code, upload
 
@@ -398,17 +400,20 @@ def test_refusals_tenants_apart_and_the_package_life(platform, client, tmp_path)
         )
         assert r.status_code == 403
 
-    # The zip is plaintext: it lives PACKAGE_DAYS days, then goes; the row and the journal stay.
+    # The zip lives PACKAGE_DAYS days, sealed in the blob store (nothing of it on the disk), then goes; the row
+    # and the journal stay.
     csrf = sign_in(platform, client, a.users[Role.CHIEF])
     out = _extract(client, csrf, [rid_a])
-    zip_path = platform.settings.home / "extractions" / "aval" / f"{out['id']}.zip"
-    assert zip_path.exists()
-    assert not list((platform.settings.home / "extractions" / "aval").glob(".build-*"))
+    name = f"extractions/aval/{out['id']}.zip"
+    assert artefact_keys(platform.store, name) == [artefact_blobs.key(name, PACKAGE_FILE)]
+    assert not (platform.settings.home / "extractions" / "aval").exists() or not any(
+        (platform.settings.home / "extractions" / "aval").iterdir()
+    )
     with platform.session() as db:
         row = db.get(Extraction, out["id"])
         assert row.expires_at - row.created_at == timedelta(days=pkg.PACKAGE_DAYS)
         assert pkg.purge_expired(platform, db, now=utcnow() + timedelta(days=pkg.PACKAGE_DAYS, seconds=1)) >= 1
-    assert not zip_path.exists()
+    assert artefact_keys(platform.store, name) == []
     r = client.get(out["download_url"])
     assert r.status_code == 410 and "make a new extraction" in r.json()["detail"]
     listed = {x["id"]: x for x in client.get("/api/v1/extractions").json()}

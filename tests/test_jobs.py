@@ -24,12 +24,16 @@ from sqlalchemy import select
 from temoin import jobs, maintenance
 from temoin.db import utcnow
 from temoin.errors import Conflict, Unavailable
+from temoin.extraction import package as pkg
 from temoin.extraction.models import Extraction
+from temoin.extraction.writing import package_name
 from temoin.jobs import JobRecord
 from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.settings import Settings
+from temoin.vault import artefact_blobs
 from temoin.web.app import create_app
+from tests.artefact_helpers import staged_artefacts
 from tests.extraction_helpers import _download, _pinned, _verify
 from tests.helpers import TEMOIN, make_commune, run, sign_in, upload
 
@@ -95,7 +99,7 @@ def _whole(client: TestClient, p: Platform, done: dict, tmp_path: Path) -> None:
     key, *more = _pinned(p)
     code, output = _verify(zpath, key, *more)
     assert code == 0, output
-    assert not list((p.settings.home / "extractions").rglob("*.part")), "a half-written package was left"
+    assert not staged_artefacts(p.store), "a half-written package was left"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -137,7 +141,7 @@ def test_on_sqlite_an_extraction_job_runs_in_the_process_and_can_be_cancelled(pl
                 break
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert not list((platform.settings.home / "extractions").rglob(f"{waiting['extraction_id']}*"))
+    assert not [k for k, _ in platform.store.listing(f"{artefact_blobs.ROOT}/") if waiting["extraction_id"] in k]
     # A job of another kind is not found through the extraction routes.
     assert client.get(f"/api/v1/extractions/jobs/{busy[0].id}").status_code == 404
 
@@ -274,10 +278,9 @@ def _scenario(p: Platform, client: TestClient, tmp_path: Path, start_worker) -> 
         a = start_worker(
             _worker_env(p.settings, TEMOIN_TSA_URL=f"http://127.0.0.1:{port}/", TEMOIN_TSA_TIMEOUT_S="120"), "a"
         )
-        folder = p.settings.home / "extractions" / commune.slug
-        part = folder / f"{job['extraction_id']}.zip.part"
+        name = package_name(commune.slug, job["extraction_id"])
         deadline = time.monotonic() + 60
-        while not part.exists():
+        while not p.store.staged_keys(artefact_blobs.prefix(name)):  # being written, sealed, into the store
             assert a.poll() is None, (tmp_path / "a.log").read_text()
             assert time.monotonic() < deadline, (tmp_path / "a.log").read_text()
             time.sleep(0.05)
@@ -296,7 +299,8 @@ def _scenario(p: Platform, client: TestClient, tmp_path: Path, start_worker) -> 
     _whole(client, p, done, tmp_path)
     with p.session() as db:
         row = db.get_one(Extraction, job["extraction_id"])
-        assert hashlib.sha256((p.settings.home / row.package_path).read_bytes()).hexdigest() == row.package_sha256
+        pkg.copy_package(p, row, tmp_path / "again.zip")
+        assert hashlib.sha256((tmp_path / "again.zip").read_bytes()).hexdigest() == row.package_sha256
         # The withdrawn job never ran.
         assert db.get(Extraction, withdrawn["extraction_id"]) is None
         assert db.get_one(JobRecord, withdrawn["id"]).state == "cancelled"
@@ -353,9 +357,9 @@ def _scenario(p: Platform, client: TestClient, tmp_path: Path, start_worker) -> 
         c = start_worker(
             _worker_env(p.settings, TEMOIN_TSA_URL=f"http://127.0.0.1:{port}/", TEMOIN_TSA_TIMEOUT_S="5"), "c"
         )
-        part = p.settings.home / "extractions" / commune.slug / f"{doomed['extraction_id']}.zip.part"
+        name = package_name(commune.slug, doomed["extraction_id"])
         deadline = time.monotonic() + 60
-        while not part.exists():
+        while not p.store.staged_keys(artefact_blobs.prefix(name)):
             assert c.poll() is None and time.monotonic() < deadline, (tmp_path / "c.log").read_text()
             time.sleep(0.05)
         r = client.post(f"{doomed['status_url']}/cancel", headers={"X-CSRF-Token": csrf})
@@ -364,6 +368,6 @@ def _scenario(p: Platform, client: TestClient, tmp_path: Path, start_worker) -> 
     finally:
         hole.close()
     assert out["state"] == "cancelled" and out["extraction"] is None, out
-    assert not list((p.settings.home / "extractions").rglob(f"{doomed['extraction_id']}*"))
+    assert not list(p.store.listing(artefact_blobs.prefix(name) + "/"))
     with p.session() as db:
         assert db.get(Extraction, doomed["extraction_id"]) is None

@@ -22,7 +22,9 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.rights import copies
 from temoin.rights.models import CopyState, RedactedCopy
+from temoin.vault import artefact_blobs
 from temoin.vault.models import Recording
+from tests.artefact_helpers import artefact_keys
 from tests.helpers import JUSTIFIED, Commune, approve_erasure, make_commune, sign_in, upload
 
 
@@ -75,12 +77,11 @@ def make_copy(
         db.flush()
         copy.data_key = crypto.wrap_key(platform.keyring.master_key, crypto.new_data_key(), f"rights-copy-{copy.id}")
         copy.folder = f"{tenant.slug}/copy-{copy.id}"
-        folder = copies.copies_root(platform) / copy.folder
-        folder.mkdir(parents=True, mode=0o700)
+        folder = f"rights/{copy.folder}"
         key = crypto.unwrap_key(platform.keyring.master_key, copy.data_key, f"rights-copy-{copy.id}")
-        copies._seal_bytes(folder / "thumbnails.sealed", key, orjson.dumps({"1": "a face, as JPEG"}))
-        copies._seal_bytes(folder / "tracks.sealed", key, orjson.dumps([{"id": 1, "boxes": {}}]))
-        copy.sha256, copy.size_bytes = copies._seal_bytes(folder / "copy.sealed", key, b"the redacted video")
+        copies._seal_bytes(platform, folder, "thumbnails.sealed", key, orjson.dumps({"1": "a face, as JPEG"}))
+        copies._seal_bytes(platform, folder, "tracks.sealed", key, orjson.dumps([{"id": 1, "boxes": {}}]))
+        copy.sha256, copy.size_bytes = copies._seal_bytes(platform, folder, "copy.sealed", key, b"the redacted video")
         copy.produced_at = utcnow()
         db.commit()
         return copy.id
@@ -331,10 +332,10 @@ def make_live_backup(platform: Platform, commune: Commune, *, camera: int, at, s
     with platform.session() as db:
         tenant = db.scalar(select(Tenant).where(Tenant.slug == commune.slug))
         key, wrapped = backup.new_key(platform.keyring.master_key, sid)
-        path = platform.settings.live_backup_dir / tenant.slug / f"{sid}.ts.sealed"
-        sealed = backup.SealedFile(path, key)
-        sealed.write(b"live video of the scene")
-        sealed.close()
+        name = backup.backup_name(tenant.slug, sid)
+        sha256, size = artefact_blobs.write_bytes(
+            platform.store, artefact_blobs.key(name, backup.BACKUP_FILE), key, b"live video of the scene"
+        )
         db.add(
             LiveSession(
                 id=sid,
@@ -344,10 +345,10 @@ def make_live_backup(platform: Platform, commune: Commune, *, camera: int, at, s
                 state="ended",
                 requested_at=at,
                 ended_at=at + timedelta(seconds=seconds),
-                backup_file=str(path.relative_to(platform.settings.home)),
+                backup_file=name,
                 backup_key=wrapped,
-                backup_sha256=sealed.sha256.hexdigest(),
-                backup_bytes=sealed.size,
+                backup_sha256=sha256,
+                backup_bytes=size,
             )
         )
         db.commit()
@@ -385,15 +386,19 @@ def test_retention_deletes_thumbnails_tracks_copies_live_backups_and_packages_wi
     package = _extract(client, csrf, [rid])
     with platform.session() as db:  # the procedure is over; its package is still within its pick-up week
         lift_hold(platform, db, _user(db, commune, Role.CHIEF), db.get(Recording, rid), "classement sans suite")
-        zip_path = platform.settings.home / db.get(Extraction, package["id"]).package_path
-    copy_folder = copies.copies_root(platform) / commune.slug / f"copy-{copy_id}"
-    backup_file = platform.settings.live_backup_dir / commune.slug / f"{backup}.ts.sealed"
-    assert len(list(copy_folder.iterdir())) == 3 and backup_file.exists() and zip_path.exists()
+        zip_name = db.get(Extraction, package["id"]).package_path
+    copy_folder = f"rights/{commune.slug}/copy-{copy_id}"
+    backup_file = f"live-backup/{commune.slug}/{backup}.ts.sealed"
+    store = platform.store
+    assert len(artefact_keys(store, copy_folder)) == 3 and artefact_keys(store, backup_file)
+    assert artefact_keys(store, zip_name)
 
     with platform.session() as db:
         result = sweep(platform, db)
     assert result.deleted == [rid] and result.derived_removed == 3
-    assert not copy_folder.exists() and not backup_file.exists() and not zip_path.exists()
+    assert (
+        artefact_keys(store, copy_folder) == artefact_keys(store, backup_file) == artefact_keys(store, zip_name) == []
+    )
     with platform.session() as db:
         copy = db.get(RedactedCopy, copy_id)
         assert copy.state == "deleted" and copy.data_key is None
@@ -406,7 +411,7 @@ def test_retention_deletes_thumbnails_tracks_copies_live_backups_and_packages_wi
     assert result.live_backups_expired == 1  # the other camera's: its month is over and no recording covers it
     with platform.session() as db:
         assert db.get(LiveSession, elsewhere).backup_file is None
-    assert (copies.copies_root(platform) / commune.slug / f"copy-{other_copy}" / "copy.sealed").exists()
+    assert artefact_keys(store, f"rights/{commune.slug}/copy-{other_copy}")
 
     # The certificate says what went with the recording; so does the journal.
     listed = {(d["kind"], d["id"]): d for d in _certificate(platform, rid)["derived"]}
@@ -442,8 +447,8 @@ def test_an_erasure_deletes_the_copies_and_backups_too_and_its_certificate_lists
     r = approve_erasure(platform, client, commune, r.json()["id"])
     assert r.status_code == 200, r.text
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
-    assert not (copies.copies_root(platform) / commune.slug / f"copy-{copy_id}").exists()
-    assert not (platform.settings.live_backup_dir / commune.slug / f"{backup}.ts.sealed").exists()
+    assert artefact_keys(platform.store, f"rights/{commune.slug}/copy-{copy_id}") == []
+    assert artefact_keys(platform.store, f"live-backup/{commune.slug}/{backup}.ts.sealed") == []
     derived = _certificate(platform, rid)["derived"]
     assert sorted(d["kind"] for d in derived) == ["access_copy", "live_backup"]
     assert [d["what"] for d in derived if d["kind"] == "access_copy"] == [
@@ -460,7 +465,8 @@ def test_live_backups_past_their_period_go_and_files_left_by_a_crash_are_removed
     commune = make_commune(platform, cameras=1)
     old = make_live_backup(platform, commune, camera=0, at=utcnow() - timedelta(days=40))  # no recording made
     young = make_live_backup(platform, commune, camera=0, at=utcnow() - timedelta(days=3))
-    # A copy folder and a package that no row names any more (a deletion killed after its commit).
+    # A copy folder and a package that no row names any more (a deletion killed after its commit), on the disk
+    # as they were before artefacts went to the blob store, and one package in the store.
     stray = copies.copies_root(platform) / commune.slug / "copy-999"
     stray.mkdir(parents=True)
     (stray / "thumbnails.sealed").write_bytes(b"sealed faces")
@@ -469,17 +475,22 @@ def test_live_backups_past_their_period_go_and_files_left_by_a_crash_are_removed
     zip_left.write_bytes(b"PK plaintext package")
     fresh = zip_left.with_name("ext-20260102-000000000000.zip")  # being recorded right now: left alone
     fresh.write_bytes(b"PK")
+    stored = f"extractions/{commune.slug}/ext-20260103-000000000000.zip"
+    blob = artefact_blobs.key(stored, "package.zip.sealed")
+    artefact_blobs.write_bytes(platform.store, blob, crypto.new_data_key(), b"PK sealed package")
     hour_ago = utcnow().timestamp() - 7200
-    for path in (stray, zip_left):
+    for path in (stray, zip_left, platform.store.blobs / blob):
         os.utime(path, (hour_ago, hour_ago))
 
     with platform.session() as db:
         result = sweep(platform, db)
-    assert result.live_backups_expired == 1 and result.orphans_removed == 2
-    assert not stray.exists() and not zip_left.exists() and fresh.exists()
+    assert result.live_backups_expired == 1 and result.orphans_removed == 3
+    assert (
+        not stray.exists() and not zip_left.exists() and fresh.exists() and artefact_keys(platform.store, stored) == []
+    )
     with platform.session() as db:
         assert db.get(LiveSession, old).backup_file is None and db.get(LiveSession, young).backup_file
-    assert not (platform.settings.live_backup_dir / commune.slug / f"{old}.ts.sealed").exists()
+    assert artefact_keys(platform.store, f"live-backup/{commune.slug}/{old}.ts.sealed") == []
     (gone,) = _entries(platform, "live.backup_deleted")
     assert gone["action"] == "erasure" and gone["details"]["live_session"] == old
 

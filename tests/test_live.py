@@ -28,6 +28,7 @@ from temoin.law.profiles import get_profile
 from temoin.live import backup, hub as live_hub
 from temoin.live.models import LiveSession
 from temoin.platform import Platform
+from tests.artefact_helpers import artefact_raw
 from tests.helpers import agent_number, enrol_camera, make_commune, sign_in
 from tests.live_helpers import (
     FIX,
@@ -229,10 +230,12 @@ def test_backup_recording_when_the_profile_allows_it(platform: Platform, server:
                 break
         time.sleep(0.1)
     assert s.backup_sha256, "the backup was not stored"
-    sealed = (platform.settings.home / s.backup_file).read_bytes()
+    (sealed,) = artefact_raw(platform.store, s.backup_file)  # in the blob store, sealed
     assert sealed.startswith(b"TMNB1") and b"\x47\x40\x00" not in sealed[:4096]  # no MPEG-TS in clear
     plain = b"".join(
-        backup.read_backup(platform.settings.home / s.backup_file, platform.keyring.master_key, s.backup_key, sid)
+        backup.read_backup(
+            platform.store, platform.settings.home, s.backup_file, platform.keyring.master_key, s.backup_key, sid
+        )
     )
     assert len(plain) == s.backup_bytes
     assert hashlib.sha256(plain).hexdigest() == s.backup_sha256

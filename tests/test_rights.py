@@ -15,6 +15,7 @@ from temoin.law.access import Role
 from temoin.rights import register
 from temoin.rights.register import CNIL_INDIRECT_ROUTE, deadline_for
 from temoin.vault.models import DeletionCertificate, Recording
+from tests.artefact_helpers import artefact_raw
 from tests.extraction_helpers import _wait
 from tests.helpers import JUSTIFIED, approve_erasure, make_commune, sign_in, upload
 from tests.rights_helpers import AVENUE, _create, _entries, _h, _scene
@@ -417,8 +418,9 @@ def test_access_copy_from_face_tracks_to_the_requesters_download(platform, clien
     with av.open(io.BytesIO(got.content)) as container:
         assert container.streams.video and container.duration
     # The copy is sealed at rest; no clear media is left behind.
-    sealed = next((platform.settings.home / "rights").rglob("copy.sealed"))
-    assert got.content[:64] not in sealed.read_bytes()
+    stored = artefact_raw(platform.store, f"rights/{commune.slug}/copy-{copy['id']}")
+    assert len(stored) == 3 and all(got.content[:64] not in raw for raw in stored)  # in the blob store, sealed
+    assert not (platform.settings.home / "rights").exists()
     assert not any((platform.settings.home / "tmp").iterdir())
     produced = _entries(platform, "rights.copy.produced")
     assert produced[0]["details"]["detections"] == 0  # the reviewed tracks were applied, not detected again

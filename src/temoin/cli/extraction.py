@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import typer
@@ -163,7 +162,7 @@ def extract_command(
                 err.print(f"[red]{escape(exc.message)}[/red]")
                 raise typer.Exit(1) from None
     console.print(
-        f"extraction [bold]{row.id}[/bold] for {escape(row.recipient_name)}: {built.path}\n"
+        f"extraction [bold]{row.id}[/bold] for {escape(row.recipient_name)}: {built.name} (in the blob store)\n"
         f"  {built.size:,} bytes, SHA-256 {built.sha256}\n"
         f"  kept until {row.expires_at:%Y-%m-%d %H:%M} UTC, then deleted (the journal keeps its trace)",
         soft_wrap=True,
@@ -173,8 +172,8 @@ def extract_command(
     elif built.timestamp is not None:
         console.print(f"  [yellow]not timestamped[/yellow]: {escape(built.timestamp.failure or '')}", soft_wrap=True)
     if out is not None:
-        target = out / built.path.name if out.is_dir() else out
-        shutil.copyfile(built.path, target)
+        target = out / f"temoin-extraction-{row.id}.zip" if out.is_dir() else out
+        pkg.copy_package(p, row, target)
         console.print(f"  copied to {target}")
 
 

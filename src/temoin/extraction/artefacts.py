@@ -1,4 +1,4 @@
-"""Extraction packages as artefacts of their recordings (vault.derived): a plaintext zip goes with the originals."""
+"""Extraction packages as artefacts of their recordings (vault.derived): a package goes with the originals."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.extraction.models import Extraction
+from temoin.vault import artefact_blobs
 from temoin.vault.context import VaultContext
 from temoin.vault.derived import EXTRACTION_PACKAGE, Artefact
 
@@ -42,17 +43,13 @@ class Packages:
         ext = db.get_one(Extraction, artefact.id)  # the artefact was listed from this row
         if ext.package_path is None:
             return False
-        ext.package_path, ext.package_deleted_at = None, now
+        ext.package_path, ext.package_key, ext.package_deleted_at = None, None, now
         return True
 
     def stale_files(self, p: VaultContext, db: Session, older_than: float) -> list[str]:
-        home, root = p.settings.home, p.settings.home / "extractions"
         packages = set(db.scalars(select(Extraction.package_path).where(Extraction.package_path.is_not(None))))
-        return [
-            str(path.relative_to(home))
-            for path in (sorted(root.glob("*/*.zip")) if root.exists() else [])
-            if str(path.relative_to(home)) not in packages and path.stat().st_mtime < older_than
-        ]
+        found = artefact_blobs.names_older_than(p.store, p.settings.home, "extractions", "*/*.zip", older_than)
+        return sorted(found - packages)
 
     def expire(self, p: VaultContext, db: Session, now: datetime) -> int:
         return 0  # packages have their own pick-up period: extraction.package.purge_expired, run by maintenance

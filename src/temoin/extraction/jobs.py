@@ -8,7 +8,9 @@ from temoin import jobs
 from temoin.extraction.models import Extraction, ProcedureType, RecipientKind
 from temoin.extraction.package import ExtractionRequest, TrimRequest, extract
 from temoin.extraction.plan import ExtractionNotFound
+from temoin.extraction.writing import package_name
 from temoin.identity.models import Tenant, User
+from temoin.vault import artefact_blobs
 from temoin.vault.context import VaultContext
 
 KIND = "extraction.package"
@@ -32,7 +34,8 @@ def job_args(user: User, request: ExtractionRequest, extraction_id: str) -> dict
 
 def _package(p: VaultContext, run: jobs.Run, args: dict[str, Any]) -> dict[str, str]:
     """Build the package; an attempt after a killed one finds the extraction already recorded, or builds it again
-    from the start (the zip is written aside and renamed whole, the row and journal entries in one transaction)."""
+    from the start (the zip is staged in the store and promoted whole, the row and journal entries in one
+    transaction)."""
     extraction_id = args["extraction_id"]
     with p.session() as db:
         if db.get(Extraction, extraction_id) is not None:
@@ -54,11 +57,11 @@ def _package(p: VaultContext, run: jobs.Run, args: dict[str, Any]) -> dict[str, 
         try:
             row, _ = extract(p, db, user, request, progress=run.progress, extraction_id=extraction_id)
         except jobs.JobCancelled:
-            # Cancelled at the last report, after the zip was renamed into place: no row names it, remove it.
+            # Cancelled at the last report, after the zip was promoted in the store: no row names it, remove it.
             db.rollback()
             if db.get(Extraction, extraction_id) is None:
                 tenant = db.get_one(Tenant, user.tenant_id)
-                (p.settings.home / "extractions" / tenant.slug / f"{extraction_id}.zip").unlink(missing_ok=True)
+                artefact_blobs.remove(p.store, p.settings.home, [package_name(tenant.slug, extraction_id)])
             raise
         return {"extraction_id": row.id}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from temoin.db import Base, UTCDateTime, utcnow
@@ -50,8 +50,11 @@ class Extraction(Base):
     recording_ids: Mapped[list] = mapped_column(JSON, default=list)
     trim: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # requested and kept ranges
     media_kind: Mapped[str] = mapped_column(String(16))  # original | trimmed | redacted
-    # The zip, relative to TEMOIN_HOME; NULL once deleted (expiry). Its hash stays, as does the journal.
+    # The zip's name (vault.artefact_blobs: sealed in the blob store; a package made before is a file of that path
+    # under TEMOIN_HOME); NULL once deleted (expiry). Its hash stays, as does the journal.
     package_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # The data key sealing the zip in the store, wrapped by the master key (NULL: made before, or deleted).
+    package_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     package_sha256: Mapped[str] = mapped_column(String(64))
     package_bytes: Mapped[int] = mapped_column(BigInteger)
     sums_sha256: Mapped[str] = mapped_column(String(64))  # SHA-256 of the signed SHA256SUMS

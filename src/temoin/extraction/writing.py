@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import queue
 import shutil
 import threading
@@ -36,6 +35,7 @@ from temoin.extraction.plan import (
 from temoin.extraction.trim import TrimError, TrimSource, trim
 from temoin.journal.entry import Action
 from temoin.keyring import Signer
+from temoin.vault import artefact_blobs
 from temoin.vault.context import VaultContext
 
 SCHEMA = "temoin.extraction/1"
@@ -149,15 +149,12 @@ class _Loan:
 
 
 class _HashingSink(io.RawIOBase):
-    """The zip's output: hashes every byte on its way to the file (in its lane). Not seekable, so zipfile
+    """The zip's output: hashes every byte on its way to the sealed blob (in its lane). Not seekable, so zipfile
     writes each entry once (sizes in data descriptors) and the zip's SHA-256 needs no second read."""
 
-    _WRITEBACK = 32 * 1024 * 1024
-
-    def __init__(self, fh: BinaryIO, lane: _Lane) -> None:
+    def __init__(self, fh: artefact_blobs.SealedWriter, lane: _Lane) -> None:
         super().__init__()
         self.fh, self.lane, self.sha256, self.size = fh, lane, hashlib.sha256(), 0
-        self._written = self._advised = 0
         self._lent: Callable[[], None] | None = None
 
     def lend(self, done: Callable[[], None]) -> None:
@@ -169,16 +166,7 @@ class _HashingSink(io.RawIOBase):
 
     def _write(self, data: bytes) -> None:
         self.sha256.update(data)
-        self.fh.write(data)
-        self._written += len(data)
-        if self._written - self._advised >= 2 * self._WRITEBACK and hasattr(os, "posix_fadvise"):
-            # Start writing back what is behind us, and let its pages go once written: the disk works while
-            # we decrypt instead of in one long fsync at the end, and gigabytes of plaintext do not sit in
-            # the page cache.
-            self.fh.flush()
-            end = self._written - self._WRITEBACK
-            os.posix_fadvise(self.fh.fileno(), self._advised, end - self._advised, os.POSIX_FADV_DONTNEED)
-            self._advised = end
+        self.fh.write(data)  # sealed record by record (the writer copies what it keeps)
 
     def write(self, data: Any) -> int:
         done, self._lent = self._lent, None
@@ -193,13 +181,13 @@ class _HashingSink(io.RawIOBase):
 
     def flush(self) -> None:
         self.lane.drain()
-        self.fh.flush()
 
 
 @dataclass
 class Built:
-    path: Path
-    sha256: str
+    name: str  # the package's name (vault.artefact_blobs): sealed in the blob store under it
+    wrapped_key: bytes  # its data key, wrapped by the master key
+    sha256: str  # of the plaintext zip, as its recipient gets it
     size: int
     sums_sha256: str
     manifest: dict[str, Any]
@@ -309,12 +297,27 @@ def _jsonable(report: Any) -> Any:
     return str(report)
 
 
+def package_name(tenant_slug: str, extraction_id: str) -> str:
+    """The package's name in the blob store (vault.artefact_blobs), and its path under TEMOIN_HOME before."""
+    return f"extractions/{tenant_slug}/{extraction_id}.zip"
+
+
+PACKAGE_FILE = "package.zip.sealed"
+
+
+def key_context(extraction_id: str) -> str:
+    """What a package's wrapped data key is bound to: moved to another extraction, it does not open."""
+    return f"extraction-package-{extraction_id}"
+
+
 def build(p: VaultContext, plan: Plan, progress: Progress | None = None) -> Built:
-    """Write the package's zip under TEMOIN_HOME/extractions/<tenant>/ (atomically: .part, fsync, rename)."""
+    """Write the package's zip sealed into the blob store (staged, then promoted whole), under a data key of its
+    own wrapped by the master key: the store never sees the plaintext, any node can serve it."""
     folder = p.settings.home / "extractions" / plan.tenant_slug
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    final, part = folder / f"{plan.extraction_id}.zip", folder / f"{plan.extraction_id}.zip.part"
+    name = package_name(plan.tenant_slug, plan.extraction_id)
     work = folder / f".build-{plan.extraction_id}"  # trimmed / redacted intermediates, removed below
+    data_key = crypto.new_data_key()
+    wrapped = crypto.wrap_key(p.keyring.master_key, data_key, key_context(plan.extraction_id))
     total, done = plan.total_bytes, 0
 
     def tick(n: int) -> None:
@@ -324,70 +327,65 @@ def build(p: VaultContext, plan: Plan, progress: Progress | None = None) -> Buil
             progress(min(done, total), total)
 
     hash_lane, sink_lane = _Lane("extraction-hash"), _Lane("extraction-write")
+    raw = artefact_blobs.SealedWriter(p.store, artefact_blobs.key(name, PACKAGE_FILE), data_key, hashed=False)
     try:
-        with part.open("wb") as raw:
-            sink = _HashingSink(raw, sink_lane)
-            with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-                writer = _Writer(zf, sink, f"temoin-extraction-{plan.extraction_id}/", plan.created_at, hash_lane)
-                sections = [_write_media(p, plan, rec, writer, work, tick) for rec in plan.recordings]
-                digests = writer.digests()
-                for rec, section in zip(plan.recordings, sections):
-                    stored = {s.index: s for s in rec.segments}
-                    for media in section["media"]:
-                        media["sha256"] = digests[media["file"]]
-                        if media["kind"] == MediaKind.ORIGINAL:
-                            _check(stored[media["segment"]], media["sha256"])
-                # One key, taken at once, is named, published and signs: a rotation waits for the signature.
-                with p.keyring.signing() as signer:
-                    _check_key(signer, plan)
-                    manifest = _manifest(signer, plan, sections)
-                    writer.small(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-                    this = custody.CustodyEntry(
-                        seq=0,
-                        at=plan.created_at,
-                        action=Action.COMMUNICATION.value,
-                        event="extraction.created",
-                        actor=plan.actor.model_dump(),
-                        recordings=[r.row["id"] for r in plan.recordings],
-                        motive=None,
-                        recipients=[plan.request.recipient_name],
-                        details=_details(plan, None),
-                        hash=None,
-                    )
-                    writer.small(
-                        CUSTODY_PDF,
-                        custody.render_pdf(
-                            extraction=manifest,
-                            recordings=manifest["recordings"],
-                            entries=plan.entries,
-                            this_extraction=this,
-                        ),
-                    )
-                    writer.small(KEY_FILE, signer.public_key_pem())
-                    # The platform's key history, vouched for by this package's signature: receipts signed by a
-                    # key since retired verify with it once the signing key is pinned.
-                    writer.small(KEYS_FILE, orjson.dumps(signer.trusted.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
-                    writer.small(
-                        README,
-                        readme(plan.extraction_id, plan.media_kind, lost=any(r.lost for r in plan.recordings)).encode(),
-                    )
-                    sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.digests().items())).encode()
-                    writer.small(SUMS, sums, signed=False)
-                    writer.small(SIGNATURE, signer.key.sign(sums), signed=False)
-                stamp = _timestamp(p, plan, writer, sums)
-            sink_lane.drain()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(part, final)
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sink = _HashingSink(raw, sink_lane)
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            writer = _Writer(zf, sink, f"temoin-extraction-{plan.extraction_id}/", plan.created_at, hash_lane)
+            sections = [_write_media(p, plan, rec, writer, work, tick) for rec in plan.recordings]
+            digests = writer.digests()
+            for rec, section in zip(plan.recordings, sections):
+                stored = {s.index: s for s in rec.segments}
+                for media in section["media"]:
+                    media["sha256"] = digests[media["file"]]
+                    if media["kind"] == MediaKind.ORIGINAL:
+                        _check(stored[media["segment"]], media["sha256"])
+            # One key, taken at once, is named, published and signs: a rotation waits for the signature.
+            with p.keyring.signing() as signer:
+                _check_key(signer, plan)
+                manifest = _manifest(signer, plan, sections)
+                writer.small(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+                this = custody.CustodyEntry(
+                    seq=0,
+                    at=plan.created_at,
+                    action=Action.COMMUNICATION.value,
+                    event="extraction.created",
+                    actor=plan.actor.model_dump(),
+                    recordings=[r.row["id"] for r in plan.recordings],
+                    motive=None,
+                    recipients=[plan.request.recipient_name],
+                    details=_details(plan, None),
+                    hash=None,
+                )
+                writer.small(
+                    CUSTODY_PDF,
+                    custody.render_pdf(
+                        extraction=manifest,
+                        recordings=manifest["recordings"],
+                        entries=plan.entries,
+                        this_extraction=this,
+                    ),
+                )
+                writer.small(KEY_FILE, signer.public_key_pem())
+                # The platform's key history, vouched for by this package's signature: receipts signed by a
+                # key since retired verify with it once the signing key is pinned.
+                writer.small(KEYS_FILE, orjson.dumps(signer.trusted.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
+                writer.small(
+                    README,
+                    readme(plan.extraction_id, plan.media_kind, lost=any(r.lost for r in plan.recordings)).encode(),
+                )
+                sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(writer.digests().items())).encode()
+                writer.small(SUMS, sums, signed=False)
+                writer.small(SIGNATURE, signer.key.sign(sums), signed=False)
+            stamp = _timestamp(p, plan, writer, sums)
+        sink_lane.drain()
+        raw.close()  # promoted: readable whole by every node
         tick(0)
-        return Built(final, sink.sha256.hexdigest(), sink.size, hashlib.sha256(sums).hexdigest(), manifest, stamp)
+        return Built(
+            name, wrapped, sink.sha256.hexdigest(), sink.size, hashlib.sha256(sums).hexdigest(), manifest, stamp
+        )
     except BaseException:
-        part.unlink(missing_ok=True)
+        raw.abort()
         raise
     finally:
         hash_lane.close()

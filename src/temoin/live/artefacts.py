@@ -14,6 +14,7 @@ from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.profiles import get_profile
 from temoin.live.models import LiveSession
+from temoin.vault import artefact_blobs
 from temoin.vault.context import VaultContext
 from temoin.vault.derived import LIVE_BACKUP, Artefact, remove_files
 from temoin.vault.models import Recording, RecordingState
@@ -56,13 +57,10 @@ class LiveBackups:
         return True
 
     def stale_files(self, p: VaultContext, db: Session, older_than: float) -> list[str]:
-        home, root = p.settings.home, p.settings.live_backup_dir
         backups = set(db.scalars(select(LiveSession.backup_file).where(LiveSession.backup_file.is_not(None))))
-        return [
-            str(path.relative_to(home))
-            for path in (sorted(root.glob("*/*.sealed")) if root.exists() else [])
-            if str(path.relative_to(home)) not in backups and path.stat().st_mtime < older_than
-        ]
+        top = str(p.settings.live_backup_dir.relative_to(p.settings.home))
+        found = artefact_blobs.names_older_than(p.store, p.settings.home, top, "*/*.sealed", older_than)
+        return sorted(found - backups)
 
     def expire(self, p: VaultContext, db: Session, now: datetime) -> int:
         """Live backups are personal data under the same period as recordings: one whose period is over goes,

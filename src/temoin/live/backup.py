@@ -3,74 +3,96 @@
 national police may not, R241-4). The camera's own recording remains the evidence.
 
 The encoded H.264 and Opus frames are remuxed as they arrive into MPEG-TS (no decoding), and the bytes
-are sealed on the fly with the vault's record format (AES-256-GCM, a data key wrapped by the master key):
-no plaintext ever reaches the disk. The plaintext's SHA-256 and size are kept for the journal.
+are sealed on the fly with the vault's record format (AES-256-GCM, a data key wrapped by the master key) into
+the platform's blob store (vault.artefact_blobs: staged while the stream lasts, promoted when it ends): no
+plaintext ever reaches the disk or the store. The plaintext's SHA-256 and size are kept for the journal.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
-import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
-from temoin.evidence.crypto import Sealer, new_data_key, new_header, open_records, unwrap_key, wrap_key
+from temoin.evidence.crypto import new_data_key, unwrap_key, wrap_key
 from temoin.live.plane import CLOCK, EncodedFrame, FrameSink
+from temoin.vault import artefact_blobs
+from temoin.vault.storage import BlobStore
 
 log = logging.getLogger("temoin.live")
-FLUSH_BYTES = 256 * 1024
 
 
-class SealedFile(io.RawIOBase):
-    """A write-only file that seals what it is given in records and hashes the plaintext."""
+def backup_name(tenant_slug: str, session_id: str) -> str:
+    """The backup's name (vault.artefact_blobs): sealed in the blob store under it (one made before is the file of
+    that path under TEMOIN_HOME)."""
+    return f"live-backup/{tenant_slug}/{session_id}.ts.sealed"
 
-    def __init__(self, path: Path, data_key: bytes) -> None:
+
+BACKUP_FILE = "backup.ts.sealed"
+
+
+class _Behind(io.RawIOBase):
+    """The muxer's output, handed to a thread that seals it into the store: the media plane's loop, which muxes,
+    never waits on the store (an object store takes a PUT per chunk). Bounded: a store slower than the stream
+    makes the muxer wait once QUEUED writes are pending, rather than memory grow."""
+
+    QUEUED = 256
+
+    def __init__(self, out: artefact_blobs.SealedWriter) -> None:
         super().__init__()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        header = new_header()
-        self._fh = open(path, "xb")  # noqa: SIM115 - closed in close()
-        self._fh.write(header)
-        self._sealer = Sealer(data_key, header)
-        self._pending = bytearray()
-        self.sha256 = hashlib.sha256()
-        self.size = 0
+        self.out = out
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=self.QUEUED)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="live-backup", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.out.write(data)
+                except BaseException as exc:  # noqa: BLE001 - told at close, which drops the backup
+                    self.error = exc
 
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:
-        data = bytes(data)
-        self._pending += data
-        self.sha256.update(data)
-        self.size += len(data)
-        if len(self._pending) >= FLUSH_BYTES:
-            self._flush_records()
+    def write(self, data: Any) -> int:
+        data = bytes(data)  # the muxer reuses its buffer
+        self._queue.put(data)
         return len(data)
 
-    def _flush_records(self) -> None:
-        if self._pending:
-            self._fh.write(self._sealer.seal(bytes(self._pending)))
-            self._pending.clear()
+    def __del__(self) -> None:
+        if not self.closed:  # dropped without close(): the thread ends, nothing half-written is promoted
+            self._queue.put(None)
 
     def close(self) -> None:
-        if not self.closed:
-            self._flush_records()
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
+        if self.closed:
+            return
+        self._queue.put(None)
+        self._thread.join()
         super().close()
+        if self.error is not None:
+            self.out.abort()
+            raise self.error
+        self.out.close()
 
 
 class BackupRecorder(FrameSink):
     """Remuxes a live stream into sealed MPEG-TS. `on_closed(sha256, size)` is called once, from the thread
     that closes it."""
 
-    def __init__(self, path: Path, data_key: bytes, on_closed: Callable[[str, int], None] | None = None) -> None:
-        self.path = path
-        self._file = SealedFile(path, data_key)
+    def __init__(
+        self, store: BlobStore, name: str, data_key: bytes, on_closed: Callable[[str, int], None] | None = None
+    ) -> None:
+        self.name = name
+        self._sealed = artefact_blobs.SealedWriter(store, artefact_blobs.key(name, BACKUP_FILE), data_key)
+        self._file = _Behind(self._sealed)
         import av  # PyAV loaded by the first stream that needs it, not at server start
 
         self._out = av.open(self._file, "w", format="mpegts")
@@ -130,7 +152,8 @@ class BackupRecorder(FrameSink):
         finally:
             self._file.close()
         if self._on_closed is not None:
-            self._on_closed(self._file.sha256.hexdigest(), self._file.size)
+            assert self._sealed.sha256 is not None, "hashed"
+            self._on_closed(self._sealed.sha256.hexdigest(), self._sealed.size)
 
 
 def new_key(master_key: bytes, session_id: str) -> tuple[bytes, bytes]:
@@ -139,7 +162,9 @@ def new_key(master_key: bytes, session_id: str) -> tuple[bytes, bytes]:
     return key, wrap_key(master_key, key, f"live:{session_id}")
 
 
-def read_backup(path: Path, master_key: bytes, wrapped: bytes, session_id: str) -> Iterator[bytes]:
+def read_backup(
+    store: BlobStore, home: Path, name: str, master_key: bytes, wrapped: bytes, session_id: str
+) -> Iterator[bytes]:
+    """The backup's plaintext, decrypted as it is read: from the blob store, or from TEMOIN_HOME if made before."""
     data_key = unwrap_key(master_key, wrapped, f"live:{session_id}")
-    with open(path, "rb") as fh:
-        yield from open_records(fh, data_key)
+    return artefact_blobs.read(store, artefact_blobs.key(name, BACKUP_FILE), data_key, legacy=home / name)

@@ -38,6 +38,7 @@ from temoin.live.nodes import Nodes, cctv_viewer
 from temoin.live.plane import Answer, LazyMediaPlane, MediaPlane, check_offer
 from temoin.live.rtsp_pull import CctvSources, cctv_stream, check_stream_url
 from temoin.live.sessions import LiveNotFound, LiveReason, LiveRequest, view
+from temoin.vault.context import VaultContext
 
 log = logging.getLogger("temoin.live")
 T = TypeVar("T")
@@ -81,7 +82,7 @@ def _relay(p: Context) -> MediaPlane:
 
 
 class LiveHub:
-    def __init__(self, p: Context, plane: MediaPlane | None = None, bus: EventBus | None = None) -> None:
+    def __init__(self, p: VaultContext, plane: MediaPlane | None = None, bus: EventBus | None = None) -> None:
         self.p = p
         # The media plane runs in its own thread and event loop: a stalled request never stalls a stream.
         self.plane = plane or IsolatedMediaPlane(LazyMediaPlane(lambda: _relay(p)))
@@ -281,8 +282,8 @@ class LiveHub:
             return None
         tenant = db.get_one(Tenant, s.tenant_id)
         key, wrapped = backup.new_key(self.p.keyring.master_key, s.id)
-        path = self.p.settings.live_backup_dir / tenant.slug / f"{s.id}.ts.sealed"
-        s.backup_file, s.backup_key = str(path.relative_to(self.p.settings.home)), wrapped
+        name = backup.backup_name(tenant.slug, s.id)
+        s.backup_file, s.backup_key = name, wrapped
         self.p.record(
             db,
             EntryDraft(
@@ -300,7 +301,7 @@ class LiveHub:
             with self.p.session() as db2:
                 sessions.backup_stored(self.p, db2, db2.get_one(LiveSession, session_id), sha256, size)
 
-        return backup.BackupRecorder(path, key, stored)
+        return backup.BackupRecorder(self.p.store, name, key, stored)
 
     async def camera_view(
         self, device_id: str, session_id: str, known_state: str | None = None, wait_s: float = 0

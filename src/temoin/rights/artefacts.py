@@ -5,23 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from temoin.rights.models import CopyState, RedactedCopy
+from temoin.vault import artefact_blobs
 from temoin.vault.context import VaultContext
 from temoin.vault.derived import ACCESS_COPY, Artefact
 
 COPY_FILES = {"thumbnails.sealed": "face thumbnails", "tracks.sealed": "face tracks", "copy.sealed": "redacted copy"}
 
 
-def _copy_artefact(home: Path, copy: RedactedCopy) -> Artefact:
-    folder = Path("rights") / (copy.folder or f"missing-copy-{copy.id}")
-    present = [name for name in COPY_FILES if (home / folder / name).exists()]
-    return Artefact(ACCESS_COPY, str(copy.id), (str(folder),), tuple(COPY_FILES[n] for n in present), copy.sha256)
+def _copy_artefact(p: VaultContext, copy: RedactedCopy) -> Artefact:
+    folder = f"rights/{copy.folder or f'missing-copy-{copy.id}'}"
+    present = [
+        name
+        for name in COPY_FILES
+        if artefact_blobs.exists(p.store, artefact_blobs.key(folder, name), p.settings.home / folder / name)
+    ]
+    return Artefact(ACCESS_COPY, str(copy.id), (folder,), tuple(COPY_FILES[n] for n in present), copy.sha256)
 
 
 class AccessCopies:
@@ -33,7 +37,7 @@ class AccessCopies:
             .where(RedactedCopy.recording_id.in_([r.id for r in rows]), RedactedCopy.state != CopyState.DELETED.value)
             .order_by(RedactedCopy.id)
         ):
-            yield copy.recording_id, _copy_artefact(p.settings.home, copy)
+            yield copy.recording_id, _copy_artefact(p, copy)
 
     def clear(self, db: Session, artefact: Artefact, now: datetime, reason: str) -> bool:
         copy = db.get_one(RedactedCopy, int(artefact.id))  # listed from this row
@@ -44,20 +48,16 @@ class AccessCopies:
         return True
 
     def stale_files(self, p: VaultContext, db: Session, older_than: float) -> list[str]:
-        home, root = p.settings.home, p.settings.home / "rights"
         live = {
-            row[0]
+            f"rights/{row[0]}"
             for row in db.execute(
                 select(RedactedCopy.folder).where(
                     RedactedCopy.state != CopyState.DELETED.value, RedactedCopy.folder.is_not(None)
                 )
             )
         }
-        return [
-            str(folder.relative_to(home))
-            for folder in (sorted(root.glob("*/copy-*")) if root.exists() else [])
-            if str(folder.relative_to(root)) not in live and folder.stat().st_mtime < older_than
-        ]
+        found = artefact_blobs.names_older_than(p.store, p.settings.home, "rights", "*/copy-*", older_than)
+        return sorted(found - live)
 
     def expire(self, p: VaultContext, db: Session, now: datetime) -> int:
         return 0  # a copy lives as long as its request's recording

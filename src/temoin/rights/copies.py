@@ -4,7 +4,8 @@ other people filmed have rights too).
 Steps, each journaled: the faces are found (a background job: the recording is decrypted into a private
 folder under TEMOIN_HOME, removed as soon as the engine is done); an operator entitled to see faces
 (RECORDINGS_REDACT) picks the requester's track(s) and marks extra regions; the copy is produced (a background
-job, with progress) and sealed at rest like the vault's blobs; a person reviews it (approve or reject with a
+job, with progress) and sealed at rest like the vault's blobs, in the platform's blob store (vault.artefact_blobs:
+any node serves it); a person reviews it (approve or reject with a
 reason); only an approved copy is handed to the requester, which is journaled as a communication to them.
 
 The redaction engine (`temoin.rights.redaction`) is imported lazily: without it, these steps answer that the
@@ -16,7 +17,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
 import shutil
 import subprocess
 import threading
@@ -38,15 +38,15 @@ from temoin.identity.models import Tenant, User
 from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import MotiveCode
-from temoin.live.backup import SealedFile
 from temoin.rights import register
 from temoin.rights.jobs import JobQueue, Ticket
 from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
 from temoin.rights.register import RightsError, delivery_refusal, recipient
-from temoin.vault import catalogue, integrity
+from temoin.vault import artefact_blobs, catalogue, integrity
 from temoin.vault.context import VaultContext
 from temoin.vault.limitation import RecordingLimited, active_limitations
 from temoin.vault.models import Recording, RecordingState
+from temoin.vault.storage import BlobMissing
 
 log = logging.getLogger("temoin.rights")
 
@@ -159,37 +159,36 @@ def _data_key(p: VaultContext, copy: RedactedCopy) -> bytes:
     return crypto.unwrap_key(p.keyring.master_key, copy.data_key, f"rights-copy-{copy.id}")
 
 
-def _folder(p: VaultContext, copy: RedactedCopy) -> Path:
+def _folder(copy: RedactedCopy) -> str:
+    """The copy's name (vault.artefact_blobs): its files are sealed in the blob store under it (a copy made before
+    has them in that folder under TEMOIN_HOME)."""
     if copy.folder is None:  # set when the copy is created; only a row written by hand lacks it
         raise CopyDeleted(f"copy {copy.id} has no folder: it holds nothing; start a new copy")
-    return copies_root(p) / copy.folder
+    return f"rights/{copy.folder}"
 
 
-def _seal_bytes(path: Path, data_key: bytes, data: bytes) -> tuple[str, int]:
-    tmp = path.with_suffix(".part")
-    tmp.unlink(missing_ok=True)
-    sealed = SealedFile(tmp, data_key)
-    sealed.write(data)
-    sealed.close()
-    os.replace(tmp, path)
-    return sealed.sha256.hexdigest(), sealed.size
+def _seal_bytes(p: VaultContext, folder: str, file: str, data_key: bytes, data: bytes) -> tuple[str, int]:
+    return artefact_blobs.write_bytes(p.store, artefact_blobs.key(folder, file), data_key, data)
 
 
-def _seal_file(src: Path, path: Path, data_key: bytes) -> tuple[str, int]:
-    tmp = path.with_suffix(".part")
-    tmp.unlink(missing_ok=True)
-    sealed = SealedFile(tmp, data_key)
-    with src.open("rb") as fh:
-        while chunk := fh.read(crypto.RECORD_BYTES):
-            sealed.write(chunk)
-    sealed.close()
-    os.replace(tmp, path)
-    return sealed.sha256.hexdigest(), sealed.size
+def _seal_file(p: VaultContext, src: Path, folder: str, file: str, data_key: bytes) -> tuple[str, int]:
+    return artefact_blobs.write_file(p.store, artefact_blobs.key(folder, file), data_key, src)
 
 
-def _open_sealed(path: Path, data_key: bytes, byte_range: tuple[int, int] | None = None) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        yield from crypto.open_range(fh, data_key, *byte_range) if byte_range else crypto.open_records(fh, data_key)
+def _has(p: VaultContext, folder: str, file: str) -> bool:
+    return artefact_blobs.exists(p.store, artefact_blobs.key(folder, file), p.settings.home / folder / file)
+
+
+def _open_sealed(
+    p: VaultContext, folder: str, file: str, data_key: bytes, byte_range: tuple[int, int] | None = None
+) -> Iterator[bytes]:
+    """A sealed file of the copy, decrypted as it is read: from the store, or from TEMOIN_HOME if made before."""
+    try:
+        return artefact_blobs.read(
+            p.store, artefact_blobs.key(folder, file), data_key, byte_range, legacy=p.settings.home / folder / file
+        )
+    except BlobMissing:
+        raise CopyDeleted(f"the file {file} of copy {folder} is missing from the store: start a new copy") from None
 
 
 # --- reading a copy ------------------------------------------------------------------------------------
@@ -236,8 +235,12 @@ def faces(p: VaultContext, db: Session, user: User, copy: RedactedCopy) -> list[
         raise RightsError(f"copy {copy.id} was deleted with its recording ({copy.error}): no face is left to show")
     if copy.state in (CopyState.DETECTING, CopyState.FAILED) or not copy.folder:
         raise RightsError(f"the faces are not found yet (state {copy.state})")
-    path = _folder(p, copy) / "thumbnails.sealed"
-    thumbs = orjson.loads(b"".join(_open_sealed(path, _data_key(p, copy)))) if path.exists() else {}
+    folder = _folder(copy)
+    thumbs = (
+        orjson.loads(b"".join(_open_sealed(p, folder, "thumbnails.sealed", _data_key(p, copy))))
+        if _has(p, folder, "thumbnails.sealed")
+        else {}
+    )
     req = db.get_one(RightsRequest, copy.request_id)
     p.record(
         db,
@@ -324,7 +327,7 @@ def copy_stream(
                 tenant,
             )
     db.commit()
-    return _open_sealed(_folder(p, copy) / "copy.sealed", _data_key(p, copy), byte_range)
+    return _open_sealed(p, _folder(copy), "copy.sealed", _data_key(p, copy), byte_range)
 
 
 @dataclass(frozen=True)
@@ -682,12 +685,12 @@ def thumbnails(src: Path, tracks: list[Any]) -> dict[str, str]:
 
 def _reviewed_tracks(p: VaultContext, copy: RedactedCopy) -> list[Any] | None:
     """The tracks found for the review, box by box; None for a copy made before they were kept (detect again)."""
-    path = _folder(p, copy) / "tracks.sealed"
-    if not path.exists():
+    folder = _folder(copy)
+    if not _has(p, folder, "tracks.sealed"):
         return None
     from temoin.rights.redaction import FaceTrack
 
-    rows = orjson.loads(b"".join(_open_sealed(path, _data_key(p, copy))))
+    rows = orjson.loads(b"".join(_open_sealed(p, folder, "tracks.sealed", _data_key(p, copy))))
     return [
         FaceTrack(
             int(r["id"]),
@@ -748,16 +751,17 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
                 copy = db.get_one(RedactedCopy, copy_id)
                 rec = db.get_one(Recording, copy.recording_id)  # recordings are erased, never removed
                 src = decrypt_recording(p, db, rec, work)
-                folder, data_key = _folder(p, copy), _data_key(p, copy)
+                folder, data_key = _folder(copy), _data_key(p, copy)
             found = redaction.detect_tracks(src, progress=_Progress(p, copy_id))
             fps = _frame_rate(src)
             thumbs = thumbnails(src, found)
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _seal_bytes(folder / "thumbnails.sealed", data_key, orjson.dumps(thumbs))
+            _seal_bytes(p, folder, "thumbnails.sealed", data_key, orjson.dumps(thumbs))
             # The boxes themselves, so the copy applies exactly the tracks the operator reviewed (and the
             # detector does not run twice).
             _seal_bytes(
-                folder / "tracks.sealed",
+                p,
+                folder,
+                "tracks.sealed",
                 data_key,
                 orjson.dumps(
                     [
@@ -775,7 +779,7 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
         with p.session() as db:
             copy = db.get_one(RedactedCopy, copy_id)
             if copy.state == CopyState.DELETED:  # its recording was deleted meanwhile: nothing of it may stay
-                shutil.rmtree(folder, ignore_errors=True)
+                artefact_blobs.remove(p.store, p.settings.home, [folder])
                 return
             copy.tracks = [
                 {
@@ -831,7 +835,7 @@ def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> Non
                     regions(copy.remove_regions),
                 )
                 tracks = _reviewed_tracks(p, copy)
-                folder, data_key = _folder(p, copy), _data_key(p, copy)
+                folder, data_key = _folder(copy), _data_key(p, copy)
             dst = work / "redacted.mp4"
             report = redaction.redact_file(
                 src,
@@ -845,12 +849,11 @@ def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> Non
                 tracks=tracks,
             )
             src.unlink(missing_ok=True)  # the clear original goes first
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            sha256, size = _seal_file(dst, folder / "copy.sealed", data_key)
+            sha256, size = _seal_file(p, dst, folder, "copy.sealed", data_key)
         with p.session() as db:
             copy = db.get_one(RedactedCopy, copy_id)
             if copy.state == CopyState.DELETED:
-                shutil.rmtree(folder, ignore_errors=True)
+                artefact_blobs.remove(p.store, p.settings.home, [folder])
                 return
             copy.sha256, copy.size_bytes, copy.produced_at = sha256, size, utcnow()
             copy.state, copy.progress = CopyState.TO_REVIEW.value, 1.0

@@ -1,6 +1,7 @@
-"""What is made from a recording outside the vault's blobs, and goes with it (L241-2, R241-13: the images are
-deleted, not only the original): access copies (the face thumbnails, the face tracks and the redacted copy),
-server-side backups of a live feed of the same camera at the same time, and extraction packages.
+"""What is made from a recording besides its own blobs (kept in the blob store too: vault.artefact_blobs), and goes
+with it (L241-2, R241-13: the images are deleted, not only the original): access copies (the face thumbnails, the
+face tracks and the redacted copy), server-side backups of a live feed of the same camera at the same time, and
+extraction packages.
 
 No registry table: each kind is found from the rows that already name its recording, so nothing made later can
 be forgotten in a registry. The kinds are owned by the packages that make them (rights.artefacts, live.artefacts,
@@ -11,7 +12,6 @@ leaves behind are found again by `remove_orphans`.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from temoin.vault import artefact_blobs
 from temoin.vault.context import VaultContext
 
 ORPHAN_AGE_S = 3600  # a file younger than this may belong to a row not committed yet (a package being recorded)
@@ -30,7 +31,7 @@ ACCESS_COPY, LIVE_BACKUP, EXTRACTION_PACKAGE = "access_copy", "live_backup", "ex
 class Artefact:
     kind: str
     id: str
-    paths: tuple[str, ...]  # relative to TEMOIN_HOME: what is removed from the disk
+    paths: tuple[str, ...]  # names (vault.artefact_blobs): removed from the store, and from TEMOIN_HOME if made before
     what: tuple[str, ...]  # in words, for the certificate
     sha256: str | None = None
 
@@ -55,7 +56,8 @@ class ArtefactKind(Protocol):
         ...
 
     def stale_files(self, p: VaultContext, db: Session, older_than: float) -> list[str]:
-        """Its files (relative to TEMOIN_HOME) older than `older_than` (a time.time()) that no row points to."""
+        """Its artefacts' names (in the store, or under TEMOIN_HOME if made before) older than `older_than` (a
+        time.time()) that no row points to."""
         ...
 
     def expire(self, p: VaultContext, db: Session, now: datetime) -> int:
@@ -97,20 +99,9 @@ def destroy(db: Session, artefacts: Iterable[Artefact], now: datetime, reason: s
 
 
 def remove_files(p: VaultContext, paths: Iterable[str]) -> int:
-    """Remove these files or folders under TEMOIN_HOME (after the commit that cleared them). Returns how many."""
-    home = p.settings.home.resolve()
-    removed = 0
-    for rel in paths:
-        path = (home / rel).resolve()
-        if home not in path.parents:  # never outside TEMOIN_HOME, whatever a row says
-            continue
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-        elif path.exists():
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    """Remove these artefacts (after the commit that cleared them), from the blob store and, for those made before
+    artefacts went to the store, from under TEMOIN_HOME. Returns how many files or folders went."""
+    return artefact_blobs.remove(p.store, p.settings.home, paths)
 
 
 def expire(p: VaultContext, db: Session, now: datetime) -> dict[str, int]:

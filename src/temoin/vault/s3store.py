@@ -485,11 +485,33 @@ class S3BlobStore:
         """Every `tenant/recording` holding blobs (to find orphans)."""
         base = f"{self.url.prefix}blobs/"
         with self._errors("listing the blobs"):
-            tenants = [p["Prefix"] for page in self._list(base, "/") for p in page.get("CommonPrefixes", [])]
+            tenants = [
+                p["Prefix"]
+                for page in self._list(base, "/")
+                for p in page.get("CommonPrefixes", [])
+                # `_artefacts` (vault.artefact_blobs) is no tenant: a slug starts with a letter or digit.
+                if not p["Prefix"][len(base) :].startswith("_")
+            ]
             for tenant in tenants:
                 for page in self._list(tenant, "/"):
                     for rec in page.get("CommonPrefixes", []):
                         yield rec["Prefix"][len(base) :].rstrip("/")
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """(key, modification time) of every blob and staged upload whose key starts with `prefix` (a folder,
+        ending with "/"); a staged upload once, with its newest chunk's time."""
+        prefix = _checked(prefix.strip("/")) + "/"
+        staging = f"{self.url.prefix}staging/"
+        staged: dict[str, float] = {}
+        with self._errors("listing the blobs"):
+            for page in self._list(f"{self.url.prefix}blobs/{prefix}"):
+                for obj in page.get("Contents", []):
+                    yield obj["Key"][len(self.url.prefix) + len("blobs/") :], obj["LastModified"].timestamp()
+            for page in self._list(f"{staging}{prefix}"):
+                for obj in page.get("Contents", []):
+                    name = obj["Key"][len(staging) :].rsplit("/", 1)[0]
+                    staged[name] = max(staged.get(name, 0.0), obj["LastModified"].timestamp())
+        yield from staged.items()
 
 
 def _checked(key: str) -> str:

@@ -90,6 +90,7 @@ class BlobStore(Protocol):
     def discard(self, key: str) -> None: ...
     def delete_prefixes(self, prefixes: list[str]) -> int: ...
     def prefixes(self) -> Iterator[str]: ...
+    def listing(self, prefix: str) -> Iterator[tuple[str, float]]: ...
 
 
 def _raise_storage(exc: OSError, what: str) -> None:
@@ -287,11 +288,23 @@ class LocalBlobStore:
         except FileNotFoundError:
             return
         for tenant in tenants:
-            if tenant.is_dir(follow_symlinks=False):
+            # `_artefacts` (vault.artefact_blobs) is no tenant: a slug starts with a letter or digit.
+            if tenant.is_dir(follow_symlinks=False) and not tenant.name.startswith("_"):
                 with os.scandir(tenant.path) as recordings:
                     for rec in recordings:
                         if rec.is_dir(follow_symlinks=False):
                             yield f"{tenant.name}/{rec.name}"
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """(key, modification time) of every blob and staged upload whose key starts with `prefix` (a folder,
+        ending with "/"), in no particular order."""
+        for base in (self.blobs, self.staging):
+            folder = self._path(base, prefix.rstrip("/"))
+            if folder.is_dir():
+                for path in folder.rglob("*"):
+                    with contextlib.suppress(FileNotFoundError):  # removed while listed
+                        if path.is_file():
+                            yield str(path.relative_to(self._bases[base])), path.stat().st_mtime
 
     def _close_handle(self, key: str) -> None:
         fh = self._handles.pop(key, None)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +15,7 @@ from temoin.extraction.models import Extraction
 from temoin.jobs import JobRecord
 from temoin.law.access import Permission
 from temoin.platform import Platform
+from temoin.web.byte_ranges import byte_range, ranged_response
 from temoin.web.deps import Principal, get_db, get_platform, require
 
 router = APIRouter(prefix="/api/v1/extractions", tags=["extractions"])
@@ -204,19 +205,27 @@ def list_extractions(
 
 @router.get(
     "/{extraction_id}/package",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     summary="The package (zip) for its recipient; journaled as a communication",
 )
 def download(
     extraction_id: str,
+    request: Request,
     who: Principal = require(Permission.RECORDINGS_EXTRACT),
     db: Session = Depends(get_db),
     p: Platform = Depends(get_platform),
-) -> FileResponse:
-    row, path = pkg.open_package(p, db, who.user, extraction_id)
-    return FileResponse(
-        path,
-        media_type="application/zip",
-        filename=f"temoin-extraction-{row.id}.zip",
-        headers={"Cache-Control": "no-store", "X-Content-SHA256": row.package_sha256},
+) -> StreamingResponse:
+    size = pkg.get_own(p, db, who.user, extraction_id).package_bytes
+    wanted = byte_range(request.headers.get("range"), size)
+    row, chunks = pkg.open_package(p, db, who.user, extraction_id, wanted)
+    return ranged_response(
+        chunks,
+        size,
+        wanted,
+        "application/zip",
+        {
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="temoin-extraction-{row.id}.zip"',
+            "X-Content-SHA256": row.package_sha256,
+        },
     )
