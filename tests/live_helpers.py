@@ -186,8 +186,14 @@ class Viewer:
         self.joined_at = 0.0
 
     async def watch(self, session_id: str, *, auth: dict | None = None) -> httpx.Response:
-        self.pc.addTransceiver("video", direction="recvonly")
-        self.pc.addTransceiver("audio", direction="recvonly")
+        return await self.watch_at(f"/api/v1/live/whep/{session_id}", auth=auth)
+
+    async def watch_at(
+        self, path: str, *, kinds: tuple[str, ...] = ("video", "audio"), auth: dict | None = None
+    ) -> httpx.Response:
+        """Ask to watch at the WHEP endpoint `path` (a live session's, a CCTV camera's), receiving `kinds`."""
+        for kind in kinds:
+            self.pc.addTransceiver(kind, direction="recvonly")
 
         @self.pc.on("track")
         def _track(track) -> None:
@@ -206,7 +212,7 @@ class Viewer:
         self.joined_at = time.monotonic()
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as http:
             r = await http.post(
-                f"/api/v1/live/whep/{session_id}",
+                path,
                 content=self.pc.localDescription.sdp.encode(),
                 headers={"Content-Type": "application/sdp", **(auth or self.auth)},
             )

@@ -232,33 +232,9 @@ def _cctv_camera(p: Platform, slug: str, stream_url: str) -> None:
 
 
 async def _watch_cctv(url: str, token: str) -> tuple[Viewer, str]:
-    from aiortc import RTCSessionDescription
-
     viewer = Viewer(url, token)
-    viewer.pc.addTransceiver("video", direction="recvonly")
-
-    @viewer.pc.on("track")
-    def _track(track) -> None:
-        async def consume() -> None:
-            while True:
-                try:
-                    frame = await track.recv()
-                except Exception:  # noqa: BLE001 - the track ended
-                    viewer.ended.add(track.kind)
-                    return
-                viewer.frames[track.kind].append((time.monotonic(), frame))
-
-        asyncio.ensure_future(consume())  # noqa: RUF006 - the reader lives as long as the connection
-
-    await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        r = await http.post(
-            "/api/v1/cctv/cameras/rue-mairie/whep",
-            content=viewer.pc.localDescription.sdp.encode(),
-            headers={"Content-Type": "application/sdp", **viewer.auth},
-        )
+    r = await viewer.watch_at("/api/v1/cctv/cameras/rue-mairie/whep", kinds=("video",))
     assert r.status_code == 201, r.text
-    await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
     return viewer, r.headers["location"]
 
 
