@@ -103,24 +103,20 @@ class SealedWriter:
 
 def write_bytes(store: BlobStore, blob_key: str, data_key: bytes, data: bytes) -> tuple[str, int]:
     """Seal `data` as the blob `blob_key`; (plaintext SHA-256, size)."""
-    out = SealedWriter(store, blob_key, data_key)
-    try:
-        out.write(data)
-        out.close()
-    except BaseException:
-        out.abort()
-        raise
-    assert out.sha256 is not None, "hashed"
-    return out.sha256.hexdigest(), out.size
+    return _write(store, blob_key, data_key, [data])
 
 
 def write_file(store: BlobStore, blob_key: str, data_key: bytes, src: Path) -> tuple[str, int]:
     """Seal the file `src` as the blob `blob_key`, record by record; (plaintext SHA-256, size)."""
+    with src.open("rb") as fh:
+        return _write(store, blob_key, data_key, iter(lambda: fh.read(_FLUSH), b""))
+
+
+def _write(store: BlobStore, blob_key: str, data_key: bytes, chunks: Iterable[bytes]) -> tuple[str, int]:
     out = SealedWriter(store, blob_key, data_key)
     try:
-        with src.open("rb") as fh:
-            while chunk := fh.read(_FLUSH):
-                out.write(chunk)
+        for chunk in chunks:
+            out.write(chunk)
         out.close()
     except BaseException:
         out.abort()
