@@ -24,7 +24,9 @@ from temoin.settings import Settings
 DETECT = "rights.detect"  # find the faces of a copy's recording
 REDACT = "rights.redact"  # produce the redacted copy
 KINDS = (DETECT, REDACT)
-ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.CANCELLING.value)
+# A job being cancelled no longer counts: it stops at its next progress report, and `temoin jobs cancel` thus frees
+# the place of one that will never report again (left running by an in-process server that died, on PostgreSQL).
+ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 RETRY_AFTER_S = 30
 LOCK = "rights.copy-jobs"
 
