@@ -150,3 +150,48 @@ def test_a_copy_step_is_cancelled_waiting_or_running_and_the_copy_says_so(platfo
     # Each failure is journaled.
     failed = _entries(platform, "rights.copy.failed")
     assert sorted(e["details"]["copy_id"] for e in failed) == sorted([first["id"], second["id"]]), failed
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_admission_waits_for_another_node_admitting_at_the_same_moment(platform, client, monkeypatch) -> None:
+    """Another node inside its admission (holding the advisory lock, its job rows not yet committed): this node's
+    request waits, then counts the other's jobs and refuses. Without the lock both would be admitted."""
+    from sqlalchemy import text
+
+    from temoin.coordination import lock_key
+    from temoin.jobs import JobRecord
+
+    fake = SimpleNamespace(detect_tracks=lambda src, progress=None: [], redact_file=None, ManualRegion=tuple)
+    monkeypatch.setattr(copies, "engine", lambda: fake)
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    r = client.post(
+        "/api/v1/rights/requests",
+        headers={"X-CSRF-Token": csrf},
+        json={"kind": "access", "person_description": "veste rouge", "contact": "x@example.org"},
+    )
+    req_id = r.json()["id"]
+    answers: list = []
+    with platform.session() as other:
+        tenant_id = platform.tenant(other, commune.slug).id
+        other.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(rights_jobs.LOCK)})
+        asking = threading.Thread(
+            target=lambda: answers.append(
+                client.post(
+                    f"/api/v1/rights/requests/{req_id}/copies",
+                    headers={"X-CSRF-Token": csrf},
+                    json={"recording_id": rid},
+                )
+            )
+        )
+        asking.start()
+        asking.join(1.5)
+        assert asking.is_alive() and not answers, "the request went on while another node was admitting"
+        for n in range(2):  # the other node's two admitted jobs: this tenant's share
+            other.add(JobRecord(id=f"job-other-{n}", kind=rights_jobs.DETECT, args={}, tenant_id=tenant_id))
+        other.commit()
+    asking.join(30)
+    (answer,) = answers
+    assert answer.status_code == 429, answer.text
+    assert client.get(f"/api/v1/rights/requests/{req_id}/copies").json() == []
