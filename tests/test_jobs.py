@@ -30,6 +30,7 @@ from temoin.extraction.writing import package_name
 from temoin.jobs import JobRecord
 from temoin.law.access import Role
 from temoin.platform import Platform
+from temoin.rights import jobs as rights_jobs
 from temoin.settings import Settings
 from temoin.vault import artefact_blobs
 from temoin.web.app import create_app
@@ -371,3 +372,107 @@ def _scenario(p: Platform, client: TestClient, tmp_path: Path, start_worker) -> 
     assert not list(p.store.listing(artefact_blobs.prefix(name) + "/"))
     with p.session() as db:
         assert db.get(Extraction, doomed["extraction_id"]) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_a_worker_makes_a_redacted_copy_and_survives_a_sigkill(database_url, tmp_path, start_worker):
+    """A redacted copy asked for through the web API: its face detection, admitted against the `jobs` table, is
+    run by a `temoin worker`; that worker is SIGKILLed midway (with the clear media decrypted on disk), another
+    takes the job over and finishes it whole; the redaction is then run by a worker too."""
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        secure_cookies=False,
+        jobs="postgresql",
+        redaction_jobs_per_tenant=1,
+    )
+    p = Platform.open(settings, init=True)
+    try:
+        with TestClient(create_app(p, scheduler=False), base_url="http://testserver") as client:
+            _redaction_scenario(p, client, tmp_path, start_worker)
+    finally:
+        p.close()
+
+
+def _copy_job(p: Platform, copy_id: int) -> JobRecord:
+    with p.session() as db:
+        job = rights_jobs.latest(db, copy_id)
+        assert job is not None, f"copy {copy_id} has no job"
+        db.expunge(job)
+        return job
+
+
+def _wait_copy(client: TestClient, copy_id: int, log: Path, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while (copy := client.get(f"/api/v1/rights/copies/{copy_id}").json())["state"] in ("detecting", "redacting"):
+        assert time.monotonic() < deadline, (copy, log.read_text())
+        time.sleep(0.2)
+    return copy
+
+
+def _redaction_scenario(p: Platform, client: TestClient, tmp_path: Path, start_worker) -> None:
+    commune = make_commune(p, cameras=1)
+    rid, _ = upload(p, client, commune, duration_s=2, segment_s=2)
+    csrf = sign_in(p, client, commune.users[Role.CHIEF])
+    h = {"X-CSRF-Token": csrf}
+    req = client.post(
+        "/api/v1/rights/requests",
+        headers=h,
+        json={"kind": "access", "person_description": "veste rouge", "contact": "x@example.org"},
+    )
+    assert req.status_code == 201, req.text
+    asked = client.post(f"/api/v1/rights/requests/{req.json()['id']}/copies", headers=h, json={"recording_id": rid})
+    assert asked.status_code == 202, asked.text
+    copy_id = asked.json()["id"]
+    # No worker yet: the job waits in the queue, and holds the commune's one place (counted in the jobs table).
+    assert _copy_job(p, copy_id).state == "queued"
+    busy = client.post(f"/api/v1/rights/requests/{req.json()['id']}/copies", headers=h, json={"recording_id": rid})
+    assert busy.status_code == 429 and busy.headers["retry-after"] == "30", busy.text
+    assert len(client.get(f"/api/v1/rights/requests/{req.json()['id']}/copies").json()) == 1  # nothing half made
+    assert client.get(f"/api/v1/rights/copies/{copy_id}").json()["state"] == "detecting"
+
+    # Worker A decrypts the recording and starts detecting; its first progress write waits on the copy's row,
+    # which the test holds: SIGKILLed there, it leaves the clear media in its private folder.
+    conninfo = p.settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo) as holder:
+        holder.execute("SELECT id FROM redacted_copies WHERE id = %s FOR UPDATE", (copy_id,))
+        a = start_worker(_worker_env(p.settings, TEMOIN_DB_LOCK_TIMEOUT_S="300"), "ra")
+        deadline = time.monotonic() + 120
+        while (job := _copy_job(p, copy_id)).done == 0:
+            assert a.poll() is None and time.monotonic() < deadline, (job.state, (tmp_path / "ra.log").read_text())
+            time.sleep(0.05)
+        assert job.state == "running" and job.attempts == 1, job
+        leftovers = list((p.settings.home / "tmp").glob(f"rights-copy-{copy_id}-*/*.mp4"))
+        assert leftovers, "the attempt decrypted the recording into its private folder"
+        a.send_signal(signal.SIGKILL)
+        a.wait(10)
+        holder.rollback()
+    assert client.get(f"/api/v1/rights/copies/{copy_id}").json()["state"] == "detecting"  # not failed: retried
+
+    # Worker B takes over the dead worker's job: the faces are found once, the killed attempt's files are gone.
+    b = start_worker(_worker_env(p.settings), "rb")
+    copy = _wait_copy(client, copy_id, tmp_path / "rb.log")
+    assert copy["state"] == "tracks_ready" and copy["progress"] == 1.0, (copy, (tmp_path / "rb.log").read_text())
+    job = _copy_job(p, copy_id)
+    assert (job.state, job.attempts) == ("done", 2), job
+    assert not [x for x in leftovers if x.exists()], "the killed attempt's clear media was removed"
+    faces = client.get(f"/api/v1/rights/copies/{copy_id}/faces")
+    assert faces.status_code == 200, faces.text
+    with p.session() as db:
+        found = db.scalars(select(JobRecord).where(JobRecord.subject == str(copy_id))).all()
+        assert [(j.kind, j.state) for j in found] == [(rights_jobs.DETECT, "done")]
+        assert rights_jobs.held(db) == 0
+
+    # The redaction, by the worker too: the sealed copy is whole and can be watched for review.
+    r = client.post(f"/api/v1/rights/copies/{copy_id}/redact", headers=h, json={"keep_tracks": [], "add_regions": []})
+    assert r.status_code == 202 and r.json()["state"] == "redacting", r.text
+    copy = _wait_copy(client, copy_id, tmp_path / "rb.log")
+    assert copy["state"] == "to_review", (copy, (tmp_path / "rb.log").read_text())
+    assert _copy_job(p, copy_id).kind == rights_jobs.REDACT
+    video = client.get(f"/api/v1/rights/copies/{copy_id}/video")
+    assert video.status_code == 200 and len(video.content) == copy["size_bytes"]
+    assert hashlib.sha256(video.content).hexdigest() == copy["sha256"]
+    assert not list((p.settings.home / "tmp").glob("rights-copy-*")), "no clear media left behind"
+    b.send_signal(signal.SIGTERM)
+    assert b.wait(30) == 0, (tmp_path / "rb.log").read_text()

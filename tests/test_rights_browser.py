@@ -321,3 +321,44 @@ def test_stretches_the_detector_was_unsure_of_are_flagged_hidden_in_a_click_and_
             db.scalars(select(JournalEntry).where(JournalEntry.event == "rights.copy.approved")).one().body
         )
     assert approved["details"]["flagged_stretches"] == flagged and approved["details"]["flagged_seen"] is True
+
+
+def test_a_step_under_way_is_cancelled_from_the_copy_page(platform, api, page, tmp_path: Path, monkeypatch):
+    """The detector is replaced by one that reports progress until it is stopped (its run time is the boundary we
+    do not own); the page shows the step with its progress and a button that stops it."""
+    import threading
+    from types import SimpleNamespace
+
+    from temoin.rights import copies
+
+    stop = threading.Event()
+
+    def detect_tracks(src, progress=None):
+        done = 0
+        while not stop.wait(0.1):
+            done = min(done + 1, 9)
+            progress(done, 10)  # where the cancellation is seen
+        return []
+
+    monkeypatch.setattr(
+        copies, "engine", lambda: SimpleNamespace(detect_tracks=detect_tracks, redact_file=None, ManualRegion=tuple)
+    )
+    clip = make_clip(tmp_path / "street.mp4", fps=FPS, seconds=1.0, audio=False)
+    commune = make_commune(platform, cameras=1)
+    started = utcnow() - timedelta(minutes=5)
+    rid = upload_media(platform, api, commune, clip.path.read_bytes(), duration_s=1.0, started_at=started, place=PLACE)
+    try:
+        sign_in_page(page, platform, commune.users[Role.CHIEF])
+        register_access_request(page, started, "veste rouge", place=PLACE)
+        page.locator(f"tr[data-recording='{rid}']").get_by_role("button", name="Préparer une copie masquée").click()
+        expect(page.locator("#copy-state")).to_have_attribute("data-state", "detecting")
+        expect(page.locator("#copy-progress")).to_be_visible()
+        page.get_by_role("button", name="Annuler cette étape").click()
+        expect(page.locator("#copy-state")).to_have_attribute("data-state", "failed")
+        expect(page.locator("#copy-error")).to_contain_text("cancelled")
+        expect(page.get_by_role("button", name="Annuler cette étape")).to_be_hidden()
+    finally:
+        stop.set()
+    with platform.session() as db:
+        failed = db.scalar(select(JournalEntry).where(JournalEntry.event == "rights.copy.failed"))
+        assert failed is not None and parse_body(failed.body)["details"]["error"] == "cancelled"

@@ -34,8 +34,8 @@ def test_the_defaults_run_a_demo_from_a_data_folder_under_the_current_one(tmp_pa
         settings.session_hours,
         settings.tsa_url,
         settings.trusted_proxies,
-        settings.redaction_workers,
-    ) == (True, 10, "", (), 2)
+        settings.redaction_jobs_per_tenant,
+    ) == (True, 10, "", (), 4)
 
 
 def test_each_variable_sets_its_setting():
@@ -49,7 +49,7 @@ def test_each_variable_sets_its_setting():
             "TEMOIN_LIVE_ICE_SERVERS": "stun:stun.example.org, turn:turn.example.org,",
             "TEMOIN_TSA_URL": " http://tsa/ ",
             "TEMOIN_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/24",
-            "TEMOIN_REDACTION_WORKERS": "0",
+            "TEMOIN_REDACTION_JOBS_PER_TENANT": "0",
             "TEMOIN_DB_POOL_TIMEOUT_S": "1.5",
             "TEMOIN_TSA_USERNAME": "",
             "TEMOIN_UNRELATED": "ignored",
@@ -61,7 +61,7 @@ def test_each_variable_sets_its_setting():
     assert settings.live_ice_servers == ("stun:stun.example.org", "turn:turn.example.org")
     assert settings.tsa_url == "http://tsa/" and settings.tsa_username is None
     assert settings.trusted_proxies == ("127.0.0.1/32", "10.0.0.0/24")
-    assert settings.redaction_workers == 1  # at least one worker, whatever is asked
+    assert settings.redaction_jobs_per_tenant == 1  # at least one job, whatever is asked
     assert settings.db_pool_timeout_s == 1.5
     assert "a2V5" not in repr(settings)
 

@@ -133,7 +133,6 @@ class Settings(BaseSettings):
     worker_stalled_after_s: float = Field(
         30.0, gt=0, description="a worker silent this long is taken for dead: its jobs run again on another"
     )
-    redaction_workers: int = Field(2, description="redaction jobs running at once (at least 1)")
     redaction_jobs_per_tenant: int = Field(4, description="redaction jobs waiting or running per tenant (at least 1)")
     redaction_jobs_max: int = Field(32, description="redaction jobs waiting or running in all (at least 1)")
     events_url: str = Field(
@@ -236,7 +235,7 @@ class Settings(BaseSettings):
                 ) from None
         return tuple(out)
 
-    @field_validator("redaction_workers", "redaction_jobs_per_tenant", "redaction_jobs_max")
+    @field_validator("redaction_jobs_per_tenant", "redaction_jobs_max")
     @classmethod
     def _at_least_one(cls, value: int) -> int:
         return max(1, value)

@@ -9,7 +9,9 @@ from sqlalchemy import select
 
 from temoin.cli.context import console, err, open_platform
 
-jobs_app = typer.Typer(help="Background jobs: extraction packages, scrubs.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="Background jobs: extraction packages, redacted copies (faces, redaction), scrubs.", no_args_is_help=True
+)
 
 
 def _line(row) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, inspect, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from temoin.db import utcnow
@@ -209,16 +209,34 @@ class Jobs:
         created_by: int | None = None,
         subject: str | None = None,
     ) -> JobRecord:
-        function(kind)  # a name with no function is refused now, not in the worker
-        job_id = new_id()
         with self._p.session() as db:
-            row = JobRecord(
-                id=job_id, kind=kind, args=args, tenant_id=tenant_id, created_by=created_by, subject=subject
-            )
-            db.add(row)
+            row = self.add(db, kind, args, tenant_id=tenant_id, created_by=created_by, subject=subject)
             db.commit()
             db.refresh(row)
             db.expunge(row)  # as it was asked for: the answer says "queued" even if a thread starts it at once
+        return self.start(row)
+
+    def add(
+        self,
+        db: Session,
+        kind: str,
+        args: dict,
+        *,
+        tenant_id: int | None = None,
+        created_by: int | None = None,
+        subject: str | None = None,
+    ) -> JobRecord:
+        """The job's row, added to `db`'s transaction (with what it works on, and an admission check under the same
+        lock): the caller commits, then `start`s it. A row committed and never started is failed by `start`."""
+        function(kind)  # a name with no function is refused now, not in the worker
+        row = JobRecord(id=new_id(), kind=kind, args=args, tenant_id=tenant_id, created_by=created_by, subject=subject)
+        db.add(row)
+        db.flush()
+        return row
+
+    def start(self, row: JobRecord) -> JobRecord:
+        """Hand a committed job row over to the backend."""
+        job_id, kind = row.id, row.kind
         try:
             queue_id = self.backend.enqueue(job_id, kind)
         except Exception as exc:
@@ -229,7 +247,8 @@ class Jobs:
             with self._p.session() as db:
                 db.execute(update(JobRecord).where(JobRecord.id == job_id).values(queue_job_id=queue_id))
                 db.commit()
-            row.queue_job_id = queue_id
+            if inspect(row).detached:  # a row of the caller's session is left to it (its next read has it)
+                row.queue_job_id = queue_id
         return row
 
     def get(self, db: Session, job_id: str, tenant_id: int | None, kind: str | None = None) -> JobRecord:

@@ -19,19 +19,17 @@ import io
 import logging
 import shutil
 import subprocess
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, wait as wait_futures
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy.orm import Session
 
-from temoin import errors
+from temoin import errors, jobs
 from temoin.db import utcnow
 from temoin.evidence import crypto
 from temoin.identity.models import Tenant, User
@@ -39,7 +37,7 @@ from temoin.identity.service import actor_of
 from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import MotiveCode
 from temoin.rights import register
-from temoin.rights.jobs import JobQueue, Ticket
+from temoin.rights.jobs import DETECT, REDACT, admission, latest
 from temoin.rights.models import CopyState, RedactedCopy, RequestKind, RightsRequest
 from temoin.rights.register import RightsError, delivery_refusal, recipient
 from temoin.vault import artefact_blobs, catalogue, integrity
@@ -52,11 +50,12 @@ log = logging.getLogger("temoin.rights")
 
 THUMB_PX = 128
 RUNNING = (CopyState.DETECTING, CopyState.REDACTING)
-_jobs: dict[int, Future] = {}  # copy id -> its job, in this process
-_jobs_lock = threading.Lock()
-# id(platform) -> (that platform, the bounded queue of its redaction jobs); the platform is kept to tell a
-# reused id() apart once a platform is gone
-_queues: dict[int, tuple[VaultContext, JobQueue]] = {}
+
+
+class CopyContext(VaultContext, Protocol):
+    """The platform as the steps that start a job see it."""
+
+    jobs: jobs.Jobs
 
 
 class EngineMissing(errors.Unavailable, RuntimeError):
@@ -94,11 +93,14 @@ def copies_root(p: VaultContext) -> Path:
 
 
 @contextmanager
-def private_workdir(p: VaultContext) -> Iterator[Path]:
-    """A folder only this process's user can read, under TEMOIN_HOME (never /tmp), removed afterwards."""
+def private_workdir(p: VaultContext, copy_id: int) -> Iterator[Path]:
+    """A folder only this process's user can read, under TEMOIN_HOME (never /tmp), removed afterwards. What an
+    attempt killed midway left for the same copy (clear media) is removed first."""
     base = p.settings.home / "tmp"
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    work = base / f"rights-{uuid.uuid4().hex}"
+    for stale in base.glob(f"rights-copy-{copy_id}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    work = base / f"rights-copy-{copy_id}-{uuid.uuid4().hex}"
     work.mkdir(mode=0o700)
     try:
         yield work
@@ -221,11 +223,59 @@ def get_copy(p: VaultContext, db: Session, user: User, copy_id: int) -> Redacted
             )
             db.commit()
         raise CopyNotFound(f"no redacted copy {copy_id} in your commune")
-    with _jobs_lock:
-        alive = copy.id in _jobs and not _jobs[copy.id].done()  # waiting or running
-    if copy.state in RUNNING and not alive:  # the job died with the process that ran it
-        copy.state, copy.error = CopyState.FAILED.value, "interrupted (the server stopped): start the step again"
-        db.commit()
+    if copy.state in RUNNING:
+        _settle(p, db, copy)
+    return copy
+
+
+def _settle(p: VaultContext, db: Session, copy: RedactedCopy) -> None:
+    """A copy whose step's job ended without finishing it (failed before it could say so, cancelled before it
+    started, or died with the server on SQLite) is marked failed, with the job's reason, and journaled."""
+    job = latest(db, copy.id)
+    if job is not None and job.state not in jobs.FINISHED:
+        return  # waiting or running
+    state = copy.state
+    db.refresh(copy)  # read after the job: a job that just finished has written the copy before its own row
+    if copy.state != state:
+        return
+    if job is not None and job.state == jobs.JobState.CANCELLED:
+        why = "cancelled before it started: start the step again"
+    elif job is not None and job.error:
+        why = job.error
+    else:
+        why = "interrupted (the server stopped): start the step again"
+    copy.state, copy.error = CopyState.FAILED.value, why[:2000]
+    p.record(
+        db,
+        EntryDraft(
+            action=Action.MODIFICATION,
+            event="rights.copy.failed",
+            actor=Actor.system("rights"),
+            recordings=[copy.recording_id],
+            details={"copy_id": copy.id, "step": _STEPS[CopyState(state)], "error": why[:500]},
+        ),
+        db.get(Tenant, copy.tenant_id),
+    )
+    db.commit()
+
+
+_STEPS = {CopyState.DETECTING: "face detection", CopyState.REDACTING: "redaction"}
+
+
+def cancel(p: CopyContext, db: Session, user: User, copy: RedactedCopy) -> RedactedCopy:
+    """Stop the step under way: a waiting job never starts, a running one stops at its next progress report and
+    keeps nothing; either way the copy is failed ("cancelled") and journaled; a new copy starts over."""
+    if copy.state not in RUNNING:
+        raise RightsError(f"the copy is {copy.state}: no step is under way to cancel")
+    job = latest(db, copy.id)
+    if job is not None and job.state not in jobs.FINISHED:
+        try:
+            p.jobs.cancel(db, job.id, copy.tenant_id)
+        except errors.Conflict:
+            pass  # it ended meanwhile: what it left is settled below
+    db.refresh(copy)
+    if copy.state in RUNNING:
+        _settle(p, db, copy)
     return copy
 
 
@@ -397,7 +447,7 @@ def still(p: VaultContext, db: Session, user: User, copy: RedactedCopy, at_s: fl
 # --- the steps -----------------------------------------------------------------------------------------
 
 
-def start_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, recording_id: str) -> RedactedCopy:
+def start_copy(p: CopyContext, db: Session, user: User, req: RightsRequest, recording_id: str) -> RedactedCopy:
     """Create a copy for one recording and start finding the faces in it."""
     if req.kind != RequestKind.ACCESS:
         raise RightsError(f"request {req.id} is a {req.kind} request: redacted copies answer access requests")
@@ -411,15 +461,17 @@ def start_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, rec
     if limits:
         raise RightsError(str(RecordingLimited(limits, "making a copy of it")))
     engine()  # refuse before anything is written when the engine is missing
-    ticket = queue_of(p).reserve(req.tenant_id)  # likewise when the queue is full (429/503)
-    try:
+    with admission(db, p.settings, req.tenant_id):  # likewise when too many jobs wait (429/503)
         copy = _create_copy(p, db, user, req, rec)
-    except BaseException:
-        ticket.release()
-        raise
-    copy_id, actor = copy.id, actor_of(user)  # read here: the job runs in another thread
-    _spawn(ticket, copy_id, lambda: _detect_job(p, copy_id, actor))
+        job = _add_job(p, db, user, copy, DETECT)
+        db.commit()
+    p.jobs.start(job)
     return copy
+
+
+def _add_job(p: CopyContext, db: Session, user: User, copy: RedactedCopy, kind: str, **more: Any) -> jobs.JobRecord:
+    args = {"copy_id": copy.id, "actor": actor_of(user).model_dump(), **more}
+    return p.jobs.add(db, kind, args, tenant_id=copy.tenant_id, created_by=user.id, subject=str(copy.id))
 
 
 def _create_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, rec: Recording) -> RedactedCopy:
@@ -453,7 +505,6 @@ def _create_copy(p: VaultContext, db: Session, user: User, req: RightsRequest, r
         ),
         tenant,
     )
-    db.commit()
     return copy
 
 
@@ -461,7 +512,7 @@ EDITABLE = (CopyState.TRACKS_READY, CopyState.REJECTED, CopyState.TO_REVIEW)
 
 
 def redact(
-    p: VaultContext,
+    p: CopyContext,
     db: Session,
     user: User,
     copy: RedactedCopy,
@@ -483,14 +534,14 @@ def redact(
         if region["end_frame"] < region["start_frame"] or region["w"] <= 0 or region["h"] <= 0:
             raise RightsError(f"region {region}: give start_frame <= end_frame and a positive size")
     engine()
-    ticket = queue_of(p).reserve(copy.tenant_id)
-    try:
+    with admission(db, p.settings, copy.tenant_id):
+        db.refresh(copy)  # read again under the lock: two requests do not both start it
+        if copy.state not in EDITABLE:
+            raise RightsError(f"the copy is {copy.state}: wait for the step under way")
         _redaction_started(p, db, user, copy, keep_tracks, add_regions, remove_regions, voice)
-    except BaseException:
-        ticket.release()
-        raise
-    copy_id, actor = copy.id, actor_of(user)
-    _spawn(ticket, copy_id, lambda: _redact_job(p, copy_id, actor, voice))
+        job = _add_job(p, db, user, copy, REDACT, voice=voice)
+        db.commit()
+    p.jobs.start(job)
     return copy
 
 
@@ -528,7 +579,6 @@ def _redaction_started(
         ),
         db.get(Tenant, copy.tenant_id),
     )
-    db.commit()
 
 
 def review(
@@ -585,37 +635,17 @@ def review(
 # --- background jobs -----------------------------------------------------------------------------------
 
 
-def queue_of(p: VaultContext) -> JobQueue:
-    """The platform's redaction queue: settings.redaction_workers at once, bounded per tenant and in all."""
-    with _jobs_lock:
-        entry = _queues.get(id(p))
-        if entry is None or entry[0] is not p:
-            entry = _queues[id(p)] = (p, JobQueue.from_settings(p.settings, "rights-copy"))
-        return entry[1]
-
-
-def _spawn(ticket: Ticket, copy_id: int, target: Callable[[], None]) -> None:
-    with _jobs_lock:
-        _jobs[copy_id] = ticket.submit(f"rights-copy-{copy_id}", target)
-
-
-def wait(copy_id: int, timeout: float | None = None) -> None:
-    """Wait for a copy's job in this process (the CLI and tests)."""
-    with _jobs_lock:
-        job = _jobs.get(copy_id)
-    if job is not None:
-        wait_futures([job], timeout)
-
-
 class _Progress:
-    """Writes the job's progress to the copy's row, at most every 2 %."""
+    """Writes the job's progress to the copy's row, at most every 2 % (and to the job's row, where a cancellation
+    is seen: JobCancelled then stops the engine)."""
 
-    def __init__(self, p: VaultContext, copy_id: int) -> None:
-        self.p, self.copy_id, self.last = p, copy_id, -1.0
+    def __init__(self, p: VaultContext, run: jobs.Run, copy_id: int) -> None:
+        self.p, self.run, self.copy_id, self.last = p, run, copy_id, -1.0
 
     def __call__(self, *args: Any) -> None:
         if len(args) < 2 or not args[1]:
             return
+        self.run.progress(int(args[0]), int(args[1]))
         fraction = max(0.0, min(1.0, float(args[0]) / float(args[1])))
         if fraction - self.last < 0.02 and fraction < 1.0:
             return
@@ -626,11 +656,11 @@ class _Progress:
             db.commit()
 
 
-def _fail(p: VaultContext, copy_id: int, actor: Actor, step: str, exc: BaseException) -> None:
-    log.exception("rights copy %s: %s failed", copy_id, step)
+def _fail(p: VaultContext, copy_id: int, actor: Actor, step: str, exc: BaseException | str) -> None:
+    log.warning("rights copy %s: %s failed: %s", copy_id, step, exc)
     with p.session() as db:
         copy = db.get_one(RedactedCopy, copy_id)
-        if copy.state == CopyState.DELETED:  # failed because its recording was deleted: it stays deleted
+        if copy.state not in RUNNING:  # deleted with its recording (it stays so), or finished by another attempt
             return
         copy.state, copy.error = CopyState.FAILED.value, f"{step} failed: {exc}"[:2000]
         p.record(
@@ -743,16 +773,40 @@ def _frame_rate(src: Path) -> float:
         return float(rate) if rate else 25.0
 
 
-def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
+def _step(p: VaultContext, args: dict, state: CopyState) -> tuple[int, Actor] | None:
+    """The copy and actor of a job; None when there is nothing to do (an earlier attempt of a job run again after
+    its worker died finished the step, or the copy was deleted or failed meanwhile)."""
+    copy_id = int(args["copy_id"])
+    with p.session() as db:
+        copy = db.get(RedactedCopy, copy_id)
+        if copy is None or copy.state != state:
+            return None
+    return copy_id, Actor.model_validate(args["actor"])
+
+
+def _ended_elsewhere(p: VaultContext, copy: RedactedCopy, state: CopyState, folder: str) -> bool:
+    """At the end of a step: the copy was deleted meanwhile (nothing of it may stay), or another attempt finished
+    the step (its result stands)."""
+    if copy.state == CopyState.DELETED:
+        artefact_blobs.remove(p.store, p.settings.home, [folder])
+    return copy.state != state
+
+
+def _detect_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
+    """Find the faces. Run again after a killed attempt, it starts over; its files are replaced whole."""
+    begun = _step(p, args, CopyState.DETECTING)
+    if begun is None:
+        return {"copy_id": args["copy_id"]}
+    copy_id, actor = begun
     try:
         redaction = engine()
-        with private_workdir(p) as work:
+        with private_workdir(p, copy_id) as work:
             with p.session() as db:  # read what the job needs; no session is held across the long work
                 copy = db.get_one(RedactedCopy, copy_id)
                 rec = db.get_one(Recording, copy.recording_id)  # recordings are erased, never removed
                 src = decrypt_recording(p, db, rec, work)
                 folder, data_key = _folder(copy), _data_key(p, copy)
-            found = redaction.detect_tracks(src, progress=_Progress(p, copy_id))
+            found = redaction.detect_tracks(src, progress=_Progress(p, run, copy_id))
             fps = _frame_rate(src)
             thumbs = thumbnails(src, found)
             _seal_bytes(p, folder, "thumbnails.sealed", data_key, orjson.dumps(thumbs))
@@ -778,9 +832,8 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
             )
         with p.session() as db:
             copy = db.get_one(RedactedCopy, copy_id)
-            if copy.state == CopyState.DELETED:  # its recording was deleted meanwhile: nothing of it may stay
-                artefact_blobs.remove(p.store, p.settings.home, [folder])
-                return
+            if _ended_elsewhere(p, copy, CopyState.DETECTING, folder):
+                return {"copy_id": copy_id}
             copy.tracks = [
                 {
                     "id": int(t.id),
@@ -808,11 +861,21 @@ def _detect_job(p: VaultContext, copy_id: int, actor: Actor) -> None:
                 db.get(Tenant, copy.tenant_id),
             )
             db.commit()
-    except Exception as exc:  # noqa: BLE001 - the copy says why; the server goes on
+    except jobs.JobCancelled:
+        _fail(p, copy_id, actor, "face detection", "cancelled")
+        raise
+    except Exception as exc:  # the copy says why, then the job (and the worker's log)
         _fail(p, copy_id, actor, "face detection", exc)
+        raise
+    return {"copy_id": copy_id}
 
 
-def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> None:
+def _redact_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
+    """Produce the copy. Run again after a killed attempt, it starts over; the sealed copy is replaced whole."""
+    begun = _step(p, args, CopyState.REDACTING)
+    if begun is None:
+        return {"copy_id": args["copy_id"]}
+    (copy_id, actor), voice = begun, bool(args.get("voice", True))
     try:
         redaction = engine()
 
@@ -824,7 +887,7 @@ def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> Non
                 for r in rows or []
             ]
 
-        with private_workdir(p) as work:
+        with private_workdir(p, copy_id) as work:
             with p.session() as db:  # read what the job needs; no session is held across the long work
                 copy = db.get_one(RedactedCopy, copy_id)
                 rec = db.get_one(Recording, copy.recording_id)  # recordings are erased, never removed
@@ -845,16 +908,15 @@ def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> Non
                 add_regions=add,
                 remove_regions=remove,
                 voice=voice,
-                progress=_Progress(p, copy_id),
+                progress=_Progress(p, run, copy_id),
                 tracks=tracks,
             )
             src.unlink(missing_ok=True)  # the clear original goes first
             sha256, size = _seal_file(p, dst, folder, "copy.sealed", data_key)
         with p.session() as db:
             copy = db.get_one(RedactedCopy, copy_id)
-            if copy.state == CopyState.DELETED:
-                artefact_blobs.remove(p.store, p.settings.home, [folder])
-                return
+            if _ended_elsewhere(p, copy, CopyState.REDACTING, folder):
+                return {"copy_id": copy_id}
             copy.sha256, copy.size_bytes, copy.produced_at = sha256, size, utcnow()
             copy.state, copy.progress = CopyState.TO_REVIEW.value, 1.0
             p.record(
@@ -876,5 +938,14 @@ def _redact_job(p: VaultContext, copy_id: int, actor: Actor, voice: bool) -> Non
                 db.get(Tenant, copy.tenant_id),
             )
             db.commit()
-    except Exception as exc:  # noqa: BLE001 - the copy is marked failed with the reason; the server goes on
+    except jobs.JobCancelled:
+        _fail(p, copy_id, actor, "redaction", "cancelled")
+        raise
+    except Exception as exc:  # the copy says why, then the job (and the worker's log)
         _fail(p, copy_id, actor, "redaction", exc)
+        raise
+    return {"copy_id": copy_id}
+
+
+jobs.register(DETECT, _detect_job)
+jobs.register(REDACT, _redact_job)

@@ -1,21 +1,36 @@
-"""A bounded queue for long background jobs (face detection, redaction): a fixed number of workers, and at most so
-many jobs waiting or running per tenant and in all. A job is admitted before anything is written for it, so a
-refusal leaves nothing half made; a burst of requests cannot start unbounded threads nor exhaust the database pool.
+"""Admission of the redacted-copy jobs (face detection, redaction) to the one job mechanism (`temoin.jobs`).
 
-Refusals are domain errors: one tenant over its share -> TenantBusy (429), the whole queue full -> QueueFull (503);
-both say when to retry.
+At most so many jobs waiting or running per tenant and in all, counted in the `jobs` table so the bound holds
+across every node and worker sharing the database: the count and the new job's row (with the copy's change it
+works on) are one transaction, under a lock (a PostgreSQL advisory lock, and this process's own). A refusal
+comes before anything is written, so it leaves nothing half made. One tenant over its share -> TenantBusy (429),
+the whole ceiling reached -> QueueFull (503); both say when to retry.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from temoin import errors
+from temoin.coordination import xact_lock
+from temoin.jobs import JobRecord, JobState
 from temoin.settings import Settings
 
+DETECT = "rights.detect"  # find the faces of a copy's recording
+REDACT = "rights.redact"  # produce the redacted copy
+KINDS = (DETECT, REDACT)
+# A job being cancelled no longer counts: it stops at its next progress report, and `temoin jobs cancel` thus frees
+# the place of one that will never report again (left running by an in-process server that died, on PostgreSQL).
+ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
 RETRY_AFTER_S = 30
+LOCK = "rights.copy-jobs"
+
+_local = threading.Lock()  # with SQLite (no advisory lock) this serialises the check-then-insert of one process
 
 
 class TenantBusy(errors.TooManyRequests):
@@ -26,67 +41,42 @@ class QueueFull(errors.Unavailable):
     pass
 
 
-class Ticket:
-    """A place in the queue, held from admission until its job ends (or `release` if it is never submitted)."""
+def held(db: Session, tenant_id: int | None = None) -> int:
+    """Redacted-copy jobs waiting or running: of one tenant, or in all."""
+    query = select(func.count()).select_from(JobRecord).where(JobRecord.kind.in_(KINDS), JobRecord.state.in_(ACTIVE))
+    if tenant_id is not None:
+        query = query.where(JobRecord.tenant_id == tenant_id)
+    return int(db.scalar(query) or 0)
 
-    def __init__(self, queue: JobQueue, tenant_id: int) -> None:
-        self.queue, self.tenant_id, self._done = queue, tenant_id, False
 
-    def submit(self, name: str, job: Callable[[], None]) -> Future:
-        def run() -> None:
-            try:
-                job()
-            finally:
-                self.release()
-
+@contextmanager
+def admission(db: Session, settings: Settings, tenant_id: int) -> Iterator[None]:
+    """Check the bounds, then let the caller add its job row (and what it works on) and commit inside the block;
+    the lock is held until then. Raises TenantBusy or QueueFull before anything is written."""
+    with _local:
         try:
-            return self.queue._executor.submit(run)
-        except RuntimeError:  # shut down
-            self.release()
-            raise
-
-    def release(self) -> None:
-        with self.queue._lock:
-            if self._done:
-                return
-            self._done = True
-            self.queue._held[self.tenant_id] -= 1
-            if not self.queue._held[self.tenant_id]:
-                del self.queue._held[self.tenant_id]
-
-
-class JobQueue:
-    def __init__(self, *, workers: int, per_tenant: int, total: int, name: str = "job") -> None:
-        self.workers, self.per_tenant, self.total = workers, per_tenant, total
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-        self._held: dict[int, int] = {}
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, name: str) -> JobQueue:
-        return cls(
-            workers=settings.redaction_workers,
-            per_tenant=settings.redaction_jobs_per_tenant,
-            total=settings.redaction_jobs_max,
-            name=name,
-        )
-
-    def held(self, tenant_id: int | None = None) -> int:
-        with self._lock:
-            return sum(self._held.values()) if tenant_id is None else self._held.get(tenant_id, 0)
-
-    def reserve(self, tenant_id: int) -> Ticket:
-        with self._lock:
-            mine = self._held.get(tenant_id, 0)
-            if mine >= self.per_tenant:
+            xact_lock(db, LOCK)
+            mine = held(db, tenant_id)
+            if mine >= settings.redaction_jobs_per_tenant:
                 raise TenantBusy(
                     f"your commune already has {mine} redaction jobs waiting or running, the most it may "
                     f"have at once: retry when one is done (in about {RETRY_AFTER_S} s)"
                 )
-            if sum(self._held.values()) >= self.total:
+            if held(db) >= settings.redaction_jobs_max:
                 raise QueueFull(
-                    f"the server already has {self.total} redaction jobs waiting or running: retry in "
-                    f"about {RETRY_AFTER_S} s"
+                    f"the server already has {settings.redaction_jobs_max} redaction jobs waiting or running: "
+                    f"retry in about {RETRY_AFTER_S} s"
                 )
-            self._held[tenant_id] = mine + 1
-        return Ticket(self, tenant_id)
+            yield
+        finally:
+            db.rollback()  # after the caller's commit, nothing; on a refusal or an error, the lock goes with it
+
+
+def latest(db: Session, copy_id: int) -> JobRecord | None:
+    """The copy's newest job (its row is kept KEEP_FINISHED_DAYS after it ended)."""
+    return db.scalar(
+        select(JobRecord)
+        .where(JobRecord.kind.in_(KINDS), JobRecord.subject == str(copy_id))
+        .order_by(JobRecord.created_at.desc())
+        .limit(1)
+    )

@@ -322,6 +322,20 @@ def redact(
     return CopyOut.of(copy)
 
 
+@router.post(
+    "/copies/{copy_id}/cancel",
+    response_model=CopyOut,
+    summary="Stop the face detection or redaction under way: the copy is failed, nothing of the step is kept",
+)
+def cancel_copy(
+    copy_id: RowId,
+    who: Principal = require(Permission.RECORDINGS_REDACT),
+    db: Session = Depends(get_db),
+    p: Platform = Depends(get_platform),
+) -> CopyOut:
+    return CopyOut.of(copies_mod.cancel(p, db, who.user, copies_mod.get_copy(p, db, who.user, copy_id)))
+
+
 @router.get(
     "/copies/{copy_id}/still",
     summary="A frame of the original, to draw regions over (JPEG; journaled: shows faces)",

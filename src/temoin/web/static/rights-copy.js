@@ -43,6 +43,7 @@
     const bar = $("copy-progress");
     bar.hidden = !running;
     bar.value = copy.progress || 0;
+    $("cancel-step").hidden = !running;
     if (copy.state === "failed") say(copy.error);
     const editable = ["tracks_ready", "rejected", "to_review"].includes(copy.state);
     $("prepare").hidden = !editable;
@@ -251,6 +252,10 @@
   $("produce").addEventListener("click", produce);
   $("approve").addEventListener("click", () => reviewed(true));
   $("reject").addEventListener("click", () => reviewed(false));
+  $("cancel-step").addEventListener("click", async () => {
+    $("cancel-step").disabled = true;  // the poll under way shows the copy failed, "cancelled"
+    try { await call("POST", "/cancel"); } catch (e) { say(e.message); $("cancel-step").disabled = false; }
+  });
   pointer();
   poll();
 })();
