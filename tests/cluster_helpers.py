@@ -11,10 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 
 import httpx
 from sqlalchemy.orm import Session
@@ -47,9 +47,10 @@ class Cluster:
     events_url: str
     events_stream: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    shared_home: bool = False  # one data folder for every node (a network share), as docs/deploy.md has it today
 
     def home(self, name: str) -> Path:
-        return self.root / name / "home"
+        return self.root / ("shared" if self.shared_home else name) / "home"
 
     def env(self, name: str, **more: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEMOIN_")}
@@ -73,6 +74,8 @@ class Cluster:
     def give_keys(self, source: str, *names: str) -> None:
         """Each node's own data folder, with the keys of the first (the master key and the signing key must be the
         same on every node: docs/deploy.md)."""
+        if self.shared_home:
+            return
         keys = self.home(source) / "keys"
         for name in names:
             home = self.home(name)
@@ -116,7 +119,7 @@ class Process:
         self.name = name
         self.port = port
         self.url = f"http://127.0.0.1:{port}" if port else ""
-        self.log = cluster.root / name / f"{args[0]}-{time.monotonic_ns()}.log"
+        self.log = cluster.root / f"{name}-{args[0]}-{time.monotonic_ns()}.log"
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [*temoin_command(), *args],
