@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 import common  # noqa: E402
 from common import Results, Stopwatch, console, percentile  # noqa: E402
 
-LOST_AFTER_S = 15.0  # an alert not on B by then is counted as lost
+LOST_AFTER_S = 10.0  # an alert not on B by then is counted as lost
+STALLED_AFTER = 5  # that many lost in a row: B's channel has stopped, the presses end there (said in the results)
 seen: list[str] = []  # the events channel's lines, for the error message when an alert does not come
 
 
@@ -70,7 +71,7 @@ def _sse(url: str, token: str, arrived: dict[str, float], changed: threading.Con
 
 
 def alert_latency(
-    a_url: str, b_url: str, camera, token: str, presses: int, lost: list[str]
+    a_url: str, b_url: str, camera, token: str, presses: int, lost: list[str], stalled: list[str]
 ) -> tuple[list[float], list[float]]:
     """(press → alert on B, press → A's answer), seconds, sorted; the alerts that never came are added to `lost`."""
     import httpx
@@ -88,6 +89,7 @@ def alert_latency(
             raise RuntimeError(f"node B's events channel did not open ({b_url})")
     path = "/api/v1/live/sessions"
     latencies, answers = [], []
+    sids: list[str] = []
     with httpx.Client(base_url=a_url, timeout=30) as cam, httpx.Client(base_url=b_url, timeout=30) as csu:
         for _ in range(presses):
             fix = {"t": datetime.now(UTC).isoformat(), "lat": 43.5585, "lon": 4.0845, "accuracy_m": 6}
@@ -105,6 +107,14 @@ def alert_latency(
                 else:  # counted and reported, not hidden in the percentiles
                     lost.append(sid)
                     console.print(f"[red]alert {sid} not on B within {LOST_AFTER_S:g} s[/red]; last lines {seen[-6:]}")
+            if len(lost) >= STALLED_AFTER and all(s in lost for s in sids[-STALLED_AFTER:] + [sid]):
+                # B's channel has stopped: is the alert in the stream (B's JSON form reads it back from NATS)?
+                back = csu.get("/api/v1/live/events", params={"after": 0}, headers={"Authorization": f"Bearer {token}"})
+                kept = [e["data"].get("id") for e in back.json().get("events", []) if e.get("type") == "alert"]
+                stalled.append(f"after {len(sids) + 1} presses; the last alert read back on B: {sid in kept}")
+                console.print(f"[red]B's events channel stalled {stalled[-1]}[/red]")
+                break
+            sids.append(sid)
             answers.append(answered - t0)
             ended = csu.post(f"/api/v1/live/sessions/{sid}/end", headers={"Authorization": f"Bearer {token}"})
             if ended.status_code != 200:
@@ -178,7 +188,8 @@ def run_layout(args, shared: bool, presses: int, rec, digests: list[bytes], sw: 
         a, b = nodes
         with sw.stage(f"[{layout}] (a) {presses} live button presses on A, alerts read on B"):
             lost: list[str] = []
-            latencies, answers = alert_latency(a.url, b.url, cameras[2], token, presses, lost)
+            stalled: list[str] = []
+            latencies, answers = alert_latency(a.url, b.url, cameras[2], token, presses, lost, stalled)
         walls: dict[str, list[float]] = {"one": [], "two": []}
         for n in range(args.rounds):
             for nodes_used, urls in (("one", [a.url, a.url]), ("two", [a.url, b.url])):
@@ -196,7 +207,7 @@ def run_layout(args, shared: bool, presses: int, rec, digests: list[bytes], sw: 
             console.print(f"[dim]kept {root}[/dim]")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    return {"latencies": latencies, "answers": answers, "walls": walls, "lost": lost}
+    return {"latencies": latencies, "answers": answers, "walls": walls, "lost": lost, "stalled": stalled}
 
 
 def main() -> None:
@@ -256,11 +267,12 @@ def main() -> None:
         )
         results.add(
             f"{layout}: alerts not on B within {LOST_AFTER_S:g} s",
-            f"{len(run['lost'])} of {presses}",
+            f"{len(run['lost'])} of {len(run['latencies']) + len(run['lost'])}"
+            + (f" (B's channel stalled {run['stalled'][0]})" if run["stalled"] else ""),
             **{f"{key}_alerts_lost": len(run["lost"])},
         )
         results.add(
-            f"{layout}: of which A's answer to the press, p50 / p99",
+            f"{layout}: A's answer to the press, p50 / p99",
             f"{a50:.1f} / {a99:.1f} ms",
             **{f"{key}_press_p50_ms": a50, f"{key}_press_p99_ms": a99},
         )

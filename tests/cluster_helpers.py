@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy.orm import Session
 
+import temoin
 from temoin.db import make_engine
 from temoin.identity.secrets import current_totp
 
@@ -66,6 +67,8 @@ class Cluster:
             TEMOIN_WORKER_STALLED_AFTER_S="10",
             TEMOIN_RETENTION_INTERVAL_S="3600",  # the test triggers the pass itself
             PYTHONUNBUFFERED="1",
+            # The nodes run the same sources as this process (a worktree's, not whatever the venv installed).
+            PYTHONPATH=os.pathsep.join([str(Path(temoin.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
             **self.extra_env,
             **more,
         )
