@@ -1,5 +1,5 @@
 """Two `temoin serve` nodes on this machine, sharing one PostgreSQL database, one S3 store (SeaweedFS) and NATS
-JetStream, each node with its own data folder (tests/cluster_helpers.py, as tests/test_cluster.py runs them).
+JetStream, each node with its own data folder and one shared journal folder (tests/cluster_helpers.py, as tests/test_cluster.py runs them).
 
 (a) Alert latency across nodes over HTTP: a camera's live button pressed on node A (`POST /api/v1/live/sessions`,
     signed by the camera) until the alert arrives on the CSU's events channel (SSE `/api/v1/live/events`) opened on
@@ -149,7 +149,7 @@ def run_layout(args, shared: bool, presses: int, rec, digests: list[bytes], sw: 
     from temoin.settings import Settings
     from tests.cluster_helpers import Cluster, serve, wait_up
 
-    layout = "one shared data folder" if shared else "a data folder per node"
+    layout = "one shared data folder" if shared else "a data folder per node, one journal folder"
     name = f"temoin_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(args.postgres, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -257,7 +257,7 @@ def main() -> None:
     )
     total = 2 * rec.total
     for shared, run in runs.items():
-        layout, key = ("one shared data folder", "shared") if shared else ("a data folder per node", "own")
+        layout, key = ("one shared data folder", "shared") if shared else ("a data folder per node, one journal folder", "own")
         p50, p95, p99 = (percentile(run["latencies"], q) * 1000 for q in (0.5, 0.95, 0.99))
         a50, a99 = (percentile(run["answers"], q) * 1000 for q in (0.5, 0.99))
         results.add(

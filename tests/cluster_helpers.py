@@ -1,6 +1,7 @@
 """A cluster on this machine, of real processes: `temoin serve` nodes and `temoin worker`s on one PostgreSQL
 database, one S3 store and one NATS, each node with a data folder of its own (as separate machines have), the keys
-copied into each as docs/deploy.md says. Shared by tests/test_cluster.py and bench/cluster.py."""
+copied into each and the journal's folder shared (TEMOIN_JOURNAL_FOLDER, a network share) as docs/deploy.md says.
+Shared by tests/test_cluster.py and bench/cluster.py."""
 
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ class Cluster:
             TEMOIN_WORKER_STALLED_AFTER_S="10",
             TEMOIN_RETENTION_INTERVAL_S="3600",  # the test triggers the pass itself
             PYTHONUNBUFFERED="1",
+            # One journal file for the cluster, as a network share gives (a node's own data folder holds the rest).
+            **({} if self.shared_home else {"TEMOIN_JOURNAL_FOLDER": str(self.root / "journal")}),
             # The nodes run the same sources as this process (a worktree's, not whatever the venv installed).
             PYTHONPATH=os.pathsep.join([str(Path(temoin.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
             **self.extra_env,

@@ -113,6 +113,7 @@ def test_the_units_start_a_cluster_node_and_a_worker_and_stop_in_time(
         "TEMOIN_EVENTS_URL": events_url,
         "TEMOIN_BLOB_STORE_URL": s3_server.url(),
         "TEMOIN_NODE_URL": f"http://127.0.0.1:{port}",
+        "TEMOIN_JOURNAL_FOLDER": str(tmp_path / "mnt-temoin-journal"),
     }
     from tests.s3_helpers import ACCESS_KEY, SECRET_KEY
 

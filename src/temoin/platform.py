@@ -32,6 +32,7 @@ from temoin.journal.witness import SyslogWitness, witness_from_url
 from temoin.keyring import Keyring
 from temoin.live.artefacts import LIVE_BACKUPS
 from temoin.migrate import upgrade
+from temoin.private_files import private_folder
 from temoin.rights import copies as rights_copies
 from temoin.rights.artefacts import ACCESS_COPIES
 from temoin.settings import Settings
@@ -94,7 +95,10 @@ class Platform:
             engine=engine,
             sessions=make_sessionmaker(engine),
             keyring=keyring,
-            journal=Journal(FileSink(settings.journal_dir)),
+            # A journal folder outside the data folder (several nodes share one) is made private as the data folder is.
+            journal=Journal(
+                FileSink(private_folder(settings.journal_dir) if settings.journal_folder else settings.journal_dir)
+            ),
             store=open_blob_store(settings.blob_store_url, settings.vault_dir),
             timestamper=timestamper,
             witness=witness_from_url(settings.journal_witness),

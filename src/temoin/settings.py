@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         60.0, gt=0, description="the server seals every chain whose head moved this often"
     )
     journal_witness: str | None = Field(None, description="syslog+tcp://HOST:PORT receiving every journal checkpoint")
+    journal_folder: Path | None = Field(
+        None,
+        description="folder of the journal's files (default: HOME/journal); several nodes share this one folder "
+        "(a network share with working flock), each keeping the rest of its data folder to itself",
+    )
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="reverse proxies whose X-Forwarded-For is believed; none: the peer's address is the client's"
     )
@@ -246,7 +251,7 @@ class Settings(BaseSettings):
 
     @property
     def journal_dir(self) -> Path:
-        return self.home / "journal"
+        return self.journal_folder if self.journal_folder is not None else self.home / "journal"
 
     @property
     def keys_dir(self) -> Path:
