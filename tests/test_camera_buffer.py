@@ -5,6 +5,7 @@ anyone can read, nor altered footage that passes for the camera's."""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from datetime import timedelta
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from temoin.camera import buffer_ring
 from temoin.camera.agent import CameraAgent
 from temoin.camera.agent_config import AgentConfig
 from temoin.camera.buffer import RING_FOLDER, PreEventBuffer
@@ -159,3 +161,25 @@ def test_without_storage_for_its_file_the_buffer_keeps_working_in_memory(tmp_pat
     buffer.push(EncodedSegment(0, b"x" * 1000, now, SEGMENT_S), now)
     assert buffer.in_memory_bytes == 1000
     assert [s.read().data for s in buffer.take(now)] == [b"x" * 1000]
+
+
+def test_a_failing_storage_moves_the_buffer_to_memory_and_standby_goes_on(tmp_path: Path, monkeypatch) -> None:
+    agent, _ = _camera(tmp_path)
+    agent.run_for(5)
+    on_file = list(agent.buffer)
+    assert on_file and agent.buffer.in_memory_bytes == 0
+
+    def eio(*_args: object) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(buffer_ring.os, "pwrite", eio)  # the flash fails under the ring file
+    agent.run_for(4)  # standby does not stop
+    monkeypatch.undo()
+    assert agent.buffer.in_memory_bytes > 0
+    pressed = agent.clock()
+    agent.press_record()
+    agent.run_for(2)
+    starts = [s.started_at for s in agent.press_record().manifest.segments]
+    pre = [at for at in starts if at < pressed]
+    assert on_file[-1].started_at in pre and len(pre) >= 3  # what the file held and what memory took since
+    assert not agent.errors

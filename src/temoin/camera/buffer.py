@@ -78,6 +78,7 @@ class PreEventBuffer:
         self.cap_bytes: int | None = None  # set by `limit` (storage running low), None: no cap
         self.folder = folder
         self._ring: SealedRing | None = None  # opened with the first segment worth keeping
+        self._ring_failed = False  # a write to it failed: in memory from then on
         self._segments: deque[BufferedSegment] = deque()
         self._bytes = 0
         self._sealed = 0  # bytes of the ring file the held segments take
@@ -128,27 +129,39 @@ class PreEventBuffer:
             self.evicted += 1  # larger than all the buffer may hold: dropped at once
             return
         ring = self._open_ring()
-        if ring is None:
+        held: BufferedSegment | None = None
+        if ring is not None:
+            held = self._write(ring, segment)
+        if held is None:
             held = BufferedSegment(
                 segment.index, segment.started_at, segment.duration_s, segment.size, _constant(segment.data)
             )
-        else:
-            sealed = ring.sealed_size(segment.size)
-            while self._segments and self._sealed + sealed > ring.capacity:  # never write over a held segment
-                self._evict()
-            aead, seq, offset = ring.write(segment.data)
-            size = segment.size  # (the closure must not keep the segment's bytes alive)
-            held = BufferedSegment(
-                segment.index,
-                segment.started_at,
-                segment.duration_s,
-                size,
-                lambda: ring.read(aead, seq, offset, size),
-                sealed,
-            )
-            self._sealed += sealed
         self._segments.append(held)
         self._bytes += segment.size
+
+    def _write(self, ring: SealedRing, segment: EncodedSegment) -> BufferedSegment | None:
+        """The segment sealed into the ring; None when the storage fails (it is then kept in memory, and what
+        follows too: standby goes on, and what the ring already holds is still read back when it can be)."""
+        sealed = ring.sealed_size(segment.size)
+        while self._segments and self._sealed + sealed > ring.capacity:  # never write over a held segment
+            self._evict()
+        try:
+            aead, seq, offset = ring.write(segment.data)
+        except OSError as exc:
+            log.warning("pre-event buffer kept in memory from now on: its file failed (%s)", exc)
+            self._ring_failed = True
+            return None
+        size = segment.size  # (the closure must not keep the segment's bytes alive)
+        held = BufferedSegment(
+            segment.index,
+            segment.started_at,
+            segment.duration_s,
+            size,
+            lambda: ring.read(aead, seq, offset, size),
+            sealed,
+        )
+        self._sealed += sealed
+        return held
 
     def take(self, now: datetime) -> list[BufferedSegment]:
         """Hand over what covers the last `seconds` before `now` and empty the buffer. Read each one back
@@ -177,6 +190,8 @@ class PreEventBuffer:
         self._bytes = self._sealed = 0
 
     def _open_ring(self) -> SealedRing | None:
+        if self._ring_failed:
+            return None
         if self._ring is None and self.folder is not None:
             try:
                 self._ring = SealedRing(self.folder / RING_FOLDER, ring_capacity(self.max_bytes))
