@@ -5,7 +5,8 @@ The real agent in standby at 720p30, its pre-event buffer set to 120 s with a 4 
 about 4.5 Mbit/s, so that the buffer really fills to its bound. The clock is simulated (the agent runs as
 fast as it can). The process's VmRSS and VmHWM (peak) are read from /proc: after the imports, once the
 buffer is full (and steady: 10 s more), then after the record button hands the whole buffer to the
-encrypted device store (the moment the most is held at once).
+encrypted device store (the moment the most is held at once). The buffer's bytes lie in a sealed ring file
+on the camera's storage (`camera.buffer_ring`), not in the process's memory.
 
     .venv/bin/python bench/camera/buffer_rss.py            # 120 s buffer, 130 s of standby
     .venv/bin/python bench/camera/buffer_rss.py --quick    # 20 s buffer (not the target's size)
@@ -57,6 +58,7 @@ def main() -> int:
         wall = time.perf_counter() - t
         hwm_standby, rss_standby = _shared.rss_mib()
         buffered, seconds, bound = agent.buffer.bytes, agent.buffer.duration_s, agent.buffer.max_bytes
+        in_memory = agent.buffer.in_memory_bytes  # 0: the buffer lies in its ring file (camera.buffer_ring)
         bitrate = buffered * 8 / seconds if seconds else 0.0
         with console.status("record: the buffer goes to the device store…"):
             rid = agent.press_record()
@@ -109,9 +111,14 @@ def main() -> int:
         stored_mb=stored / 1e6,
     )
     res.add(
-        "RSS in standby less the buffer and the bench's noise",
-        mb(rss_standby - (buffered + pool) / MiB),
-        rss_without_buffer_mib=rss_standby - (buffered + pool) / MiB,
+        "  of which in the process's memory",
+        f"{in_memory / 1e6:.1f} MB" + ("" if in_memory else " (in the sealed ring file on the camera's storage)"),
+        buffer_in_memory_mb=in_memory / 1e6,
+    )
+    res.add(
+        "RSS in standby less the buffer in memory and the bench's noise",
+        mb(rss_standby - (in_memory + pool) / MiB),
+        rss_without_buffer_mib=rss_standby - (in_memory + pool) / MiB,
     )
     tunables = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")) or "none"
     res.add("glibc malloc tunables in the environment", tunables)

@@ -17,15 +17,18 @@ MB = 1024 * 1024 / 1e6  # MB per MiB
 
 def table() -> str:
     lines = [
-        "| run | measured (UTC) | load before → after | buffer held | RSS after imports | RSS in standby, buffer "
-        "full (goal ≤ 150 MB) | peak (VmHWM) | the same less the buffer and the bench's noise |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| run | measured (UTC) | load before → after | buffer held | of which in memory | RSS after imports | RSS in "
+        "standby, buffer full (goal ≤ 150 MB) | peak (VmHWM) | the same less the buffer in memory and the bench's "
+        "noise |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, doc in runs("camera-rss-*.json"):
         f = doc["figures"]
         lines.append(
             f"| {name} | {f.get('measured_at', '—')} | {load_change(doc)} | "
             f"{f['buffer_mb']:.1f} MB = {f['buffer_s']:.0f} s | "
+            # Runs before the ring file (camera.buffer_ring) held the whole buffer in memory.
+            f"{f.get('buffer_in_memory_mb', f['buffer_mb']):.1f} MB | "
             f"{f['rss_imports_mib']:.0f} MiB | {f['rss_standby_mib']:.0f} MiB = **{f['rss_standby_mib'] * MB:.0f} MB** "
             f"| {f['hwm_after_mib'] * MB:.0f} MB | {f['rss_without_buffer_mib']:.0f} MiB |"
         )

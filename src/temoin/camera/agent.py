@@ -4,8 +4,9 @@ One frame at a time (`step`): the agent reads the sensor, asks for a GPS fix whe
 (every second while recording, every 15 s otherwise), keeps the recording light and beep going,
 and encodes into short keyframe-aligned segments:
 
-- in standby, video only by default, into the in-memory pre-event buffer (nothing touches the
-  disk; with a 0 s buffer nothing is encoded at all);
+- in standby, video only by default, into the pre-event buffer (a ring file on the camera's storage,
+  sealed under a key that never leaves the process: `camera.buffer_ring`; with a 0 s buffer nothing
+  is encoded at all);
 - while recording, with sound, into the device store: each segment sealed, chained and
   checkpointed as soon as it closes.
 
@@ -60,7 +61,8 @@ from typing import TYPE_CHECKING
 
 from temoin.camera import memory
 from temoin.camera.agent_config import AgentConfig, AgentState
-from temoin.camera.buffer import PreEventBuffer
+from temoin.camera.buffer import BufferedSegment, PreEventBuffer
+from temoin.camera.buffer_ring import RingDamaged
 from temoin.camera.clock import Clock, system_clock
 from temoin.camera.clock_jumps import ClockJump, ClockJumpDetector
 from temoin.camera.device_store import DeviceStore, Notice, RecordingHeader, RecordingWriter, StorageFull, StoreError
@@ -121,7 +123,8 @@ class CameraAgent:
         self.gps = gps
         self.signals: Signals = signals or TerminalSignals()
         self.clock = clock
-        self.buffer = PreEventBuffer(config.pre_event_s, bitrate_bps=config.buffer_bitrate_bps)
+        # The buffer's bytes lie in a sealed ring file on the camera's storage, not in memory (camera.buffer_ring).
+        self.buffer = PreEventBuffer(config.pre_event_s, bitrate_bps=config.buffer_bitrate_bps, folder=store.root)
         self.state = AgentState.STANDBY
         self.clock_offset_ms: int | None = None  # set by a clock check against the platform
         self.last_fix: GpsFix | None = None
@@ -185,7 +188,10 @@ class CameraAgent:
                 self._writer = None
             self.buffer.clear()
         if resize:
-            self.buffer = PreEventBuffer(settings.pre_event_buffer_s, bitrate_bps=self.config.buffer_bitrate_bps)
+            self.buffer.close()
+            self.buffer = PreEventBuffer(
+                settings.pre_event_buffer_s, bitrate_bps=self.config.buffer_bitrate_bps, folder=self.store.root
+            )
             self._check_storage()
         self.agent_id = settings.agent_id
         if changed and settings.assignment is not None:
@@ -513,11 +519,25 @@ class CameraAgent:
         )
         if self.agent_id == UNASSIGNED:
             self.signals.warn("recording as UNASSIGNED: no agent is checked out with this camera")
-        for segment in pre_event:
+        for held in pre_event:  # read back one at a time: the whole buffer is never in memory at once
+            try:
+                segment = held.read()
+            except (RingDamaged, OSError) as exc:
+                self._unreadable(held, exc)
+                continue
             self._store(segment)
         if self._full is not None:
             self._stop_when_full(now)
         return header.recording_id
+
+    def _unreadable(self, held: BufferedSegment, exc: Exception) -> None:
+        """A pre-event segment that does not come back from the buffer's file: the recording goes on without it,
+        the wearer is warned and the device's log keeps it."""
+        self.errors.append(f"pre-event segment at {held.started_at.isoformat()} lost: {exc}")
+        self.store.log_event(
+            "buffer.unreadable", recording=self.recording_id, started_at=held.started_at, size=held.size, error=str(exc)
+        )
+        self.signals.warn(f"a pre-event segment ({held.started_at:%H:%M:%S}) could not be read back: {exc}")
 
     def inform(self, notice: Notice) -> None:
         """The wearer says whether the people filmed were told (kept from the next checkpoint on)."""

@@ -420,6 +420,7 @@ class CameraRuntime:
             self.dispatch.close()
         self.link.close()
         self._held.close()
+        self.agent.buffer.close()  # the ring file goes (its key never left the process)
 
     def _maybe_refresh(self) -> None:
         if self._refreshing or self.clock() < self._next_refresh:
