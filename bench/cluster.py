@@ -257,7 +257,9 @@ def main() -> None:
     )
     total = 2 * rec.total
     for shared, run in runs.items():
-        layout, key = ("one shared data folder", "shared") if shared else ("a data folder per node, one journal folder", "own")
+        layout, key = (
+            ("one shared data folder", "shared") if shared else ("a data folder per node, one journal folder", "own")
+        )
         p50, p95, p99 = (percentile(run["latencies"], q) * 1000 for q in (0.5, 0.95, 0.99))
         a50, a99 = (percentile(run["answers"], q) * 1000 for q in (0.5, 0.99))
         results.add(
