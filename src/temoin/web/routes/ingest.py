@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -11,16 +10,15 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
-from starlette.requests import ClientDisconnect
 
 from temoin import errors
-from temoin.evidence.crypto import RECORD_BYTES
 from temoin.evidence.device_requests import lost_declaration
 from temoin.evidence.manifest import SignedReceipt
 from temoin.identity.models import Device
 from temoin.platform import Platform
 from temoin.vault import ingest
 from temoin.web import problems
+from temoin.web.body_pipe import pipe_body
 from temoin.web.deps import current_device, device_request_body, get_db, get_platform
 
 OFFSET_HEADER = "Upload-Offset"
@@ -118,7 +116,7 @@ async def put_segment(
             raise ingest.IngestMalformed("Content-Range end must lie between start and total - 1")
     upload = await run_in_threadpool(ingest.SegmentUpload, p, db, device, recording_id, index, start, total)
     try:
-        await _receive(request, upload)
+        await pipe_body(request, upload.feed)  # a camera that goes away keeps what arrived: it resumes from there
     except BaseException:  # not a mapping: the upload is finished (what arrived is kept), then the error answers
         await run_in_threadpool(upload.finish)
         raise
@@ -128,54 +126,6 @@ async def put_segment(
         {"index": seg.index, "received": seg.received, "size": seg.size, "complete": seg.complete},
         headers={OFFSET_HEADER: str(seg.received)},
     )
-
-
-# Records waiting between the socket reader and the sealing thread: receiving goes on while the previous records
-# are hashed, sealed and written, in bounded memory (this many records of RECORD_BYTES, plus the one being sealed).
-QUEUED_RECORDS = 2
-
-
-async def _receive(request: Request, upload: ingest.SegmentUpload) -> None:
-    """Read the body on the event loop while a worker thread hashes, seals and writes what came before.
-
-    The socket reader gathers a record's worth of chunks and queues it; the sealer takes them in order. A sealing
-    error (too many bytes, a full disk) stops the reading and is raised here; a camera that goes away keeps what
-    arrived (it resumes from there). Either way the sealer has stopped when this returns: `finish` never runs
-    beside a `feed`."""
-    queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(maxsize=QUEUED_RECORDS)
-    failed: list[BaseException] = []
-
-    async def seal() -> None:
-        while (batch := await queue.get()) is not None:
-            if not failed:  # after a failure, drain: the reader must never wait on a full queue
-                try:
-                    await run_in_threadpool(upload.feed, *batch)
-                except Exception as exc:  # noqa: BLE001 - not swallowed: handed to the reader, which raises it
-                    failed.append(exc)
-
-    sealer = asyncio.create_task(seal())
-    try:
-        pending: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in request.stream():
-                pending.append(chunk)
-                size += len(chunk)
-                if size >= RECORD_BYTES:
-                    await queue.put(pending)
-                    pending, size = [], 0
-                    if failed:
-                        break
-        except ClientDisconnect:
-            pass  # the camera went away: keep what arrived, it resumes from there
-        if pending and not failed:
-            await queue.put(pending)
-    finally:
-        if not sealer.done():  # it ends once it has taken everything queued before this
-            await asyncio.shield(queue.put(None))
-        await asyncio.shield(sealer)
-    if failed:
-        raise failed[0]
 
 
 class CompleteBody(BaseModel):
