@@ -19,8 +19,11 @@ from temoin.evidence.crypto import RECORD_BYTES
 QUEUED_RECORDS = 2
 
 
-async def pipe_body(request: Request, feed: Callable[..., None]) -> bool:
+async def pipe_body(request: Request, feed: Callable[..., None], *, begin: Callable[[], None] | None = None) -> bool:
     """Read the body on the event loop while a worker thread runs `feed(*chunks)` on what came before.
+
+    `begin`, if given, runs in the worker thread before the first `feed`, while the first records are received
+    (at most QUEUED_RECORDS wait for it); if it fails, nothing is fed and its error is raised here.
 
     The socket reader gathers a record's worth of chunks and queues it; the sealer takes them in order. A `feed`
     error (too many bytes, a full disk) stops the reading and is raised here. Returns False when the client went
@@ -31,6 +34,11 @@ async def pipe_body(request: Request, feed: Callable[..., None]) -> bool:
     whole = True
 
     async def seal() -> None:
+        if begin is not None:
+            try:
+                await run_in_threadpool(begin)
+            except Exception as exc:  # noqa: BLE001 - not swallowed: handed to the reader, which raises it
+                failed.append(exc)
         while (batch := await queue.get()) is not None:
             if not failed:  # after a failure, drain: the reader must never wait on a full queue
                 try:

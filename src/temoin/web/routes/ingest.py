@@ -105,27 +105,49 @@ async def put_segment(
     db: Session = Depends(get_db),
     p: Platform = Depends(get_platform),
 ) -> Response:
-    start, total = 0, None
-    content_range = request.headers.get("content-range")
-    if content_range:
-        match = _RANGE.match(content_range.strip())
-        if not match:
-            raise ingest.IngestMalformed("Content-Range must read `bytes START-END/TOTAL`")
-        start, end, total = (int(g) for g in match.groups())
-        if end < start or end >= total:
-            raise ingest.IngestMalformed("Content-Range end must lie between start and total - 1")
-    upload = await run_in_threadpool(ingest.SegmentUpload, p, db, device, recording_id, index, start, total)
     try:
-        await pipe_body(request, upload.feed)  # a camera that goes away keeps what arrived: it resumes from there
-    except BaseException:  # not a mapping: the upload is finished (what arrived is kept), then the error answers
-        await run_in_threadpool(upload.finish)
+        start, total = _content_range(request)
+    except ingest.IngestMalformed:
+        await run_in_threadpool(db.commit)  # the nonce is spent even though the request is refused
         raise
+    uploads: list[ingest.SegmentUpload] = []
+
+    def begin() -> None:
+        # current_device flushed the nonce (a replay is refused there) and left it to commit here: its fsync runs
+        # while the first records of the body arrive, instead of before the first byte is read.
+        db.commit()
+        uploads.append(ingest.SegmentUpload(p, db, device, recording_id, index, start, total))
+
+    def feed(*chunks: bytes) -> None:
+        uploads[0].feed(*chunks)
+
+    try:
+        await pipe_body(request, feed, begin=begin)  # a camera that goes away keeps what arrived: it resumes
+    except BaseException:  # not a mapping: the upload is finished (what arrived is kept), then the error answers
+        if uploads:
+            await run_in_threadpool(uploads[0].finish)
+        raise
+    upload = uploads[0]
     # A full disk answers 507: nothing partial becomes evidence; the camera keeps its copy and retries.
     seg = await run_in_threadpool(upload.finish)
     return JSONResponse(
         {"index": seg.index, "received": seg.received, "size": seg.size, "complete": seg.complete},
         headers={OFFSET_HEADER: str(seg.received)},
     )
+
+
+def _content_range(request: Request) -> tuple[int, int | None]:
+    """(start, total) of a piece: (0, None) for a whole segment sent without Content-Range."""
+    content_range = request.headers.get("content-range")
+    if not content_range:
+        return 0, None
+    match = _RANGE.match(content_range.strip())
+    if not match:
+        raise ingest.IngestMalformed("Content-Range must read `bytes START-END/TOTAL`")
+    start, end, total = (int(g) for g in match.groups())
+    if end < start or end >= total:
+        raise ingest.IngestMalformed("Content-Range end must lie between start and total - 1")
+    return start, total
 
 
 class CompleteBody(BaseModel):
