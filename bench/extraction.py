@@ -117,9 +117,14 @@ def ingest(p, media: Media, camera) -> str:  # noqa: ANN001
     return rid
 
 
-def in_memory_rate(media: Media, limit: int) -> tuple[float, float]:
+def in_memory_rate(media: Media, limit: int, package_work: bool = False) -> tuple[float, float]:
     """SHA-256 + AES-256-GCM decryption of 1 MiB records (the vault's key derivation, nonces and AAD) over
-    the same bytes, from memory: (bytes per second wall, per CPU second). Sealing is not timed."""
+    the same bytes, from memory: (bytes per second wall, per CPU second). Sealing is not timed.
+
+    `package_work`: what a package needs per byte instead, one thread: decryption, the file's SHA-256, the zip's
+    SHA-256 (the same bytes inside the zip: the format needs both) and the zip entry's CRC-32."""
+    import zlib
+
     from temoin.evidence import crypto
 
     key, header = crypto.new_data_key(), crypto.new_header()
@@ -127,13 +132,18 @@ def in_memory_rate(media: Media, limit: int) -> tuple[float, float]:
     aead = crypto._blob_cipher(key, header)
     wall = cpu = 0.0
     done = 0
+    zip_hasher, crc = hashlib.sha256(), 0
     for seg in range(media.segments):
         hasher = hashlib.sha256()
         for block in media.blocks(seg):
             index = sealer.index
             _, sealed = sealer.seal_record(block)
             c, t = time.process_time(), time.perf_counter()
-            hasher.update(aead.decrypt(crypto._nonce(index), sealed, header))
+            plain = aead.decrypt(crypto._nonce(index), sealed, header)
+            hasher.update(plain)
+            if package_work:
+                zip_hasher.update(plain)
+                crc = zlib.crc32(plain, crc)
             wall += time.perf_counter() - t
             cpu += time.process_time() - c
             done += len(block)
@@ -182,6 +192,8 @@ def main() -> int:
             rid = ingest(p, media, camera)
         with sw.stage("in-memory SHA-256 + AES-256-GCM decrypt (same bytes)"):
             base, base_cpu = in_memory_rate(media, media.total)
+        with sw.stage("in-memory, the package's work: decrypt, two SHA-256, CRC-32 (same bytes)"):
+            work, work_cpu = in_memory_rate(media, media.total, package_work=True)
 
         with sw.stage("disk: write + fsync of the same number of bytes"):
             disk = disk_rate(home, media)
@@ -226,6 +238,21 @@ def main() -> int:
             ">= 0.8",
             rate / bound >= 0.8,
             ratio_to_bound=rate / bound,
+        )
+        # The package's own work, one thread, and what two cores could make of it at best: on this 2-core machine
+        # the goal's denominator (one SHA-256 + decrypt) is out of reach when the CPU, not the disk, is the limit.
+        cores = os.cpu_count() or 1
+        ceiling = min(cores * work_cpu, disk) / bound
+        res.add(
+            "in-memory, the package's work (decrypt + 2 × SHA-256 + CRC-32, 1 thread)",
+            f"{work / 1e6:,.0f} MB/s (CPU {work_cpu / 1e6:,.0f})",
+            package_work_mb_s=work / 1e6,
+            package_work_cpu_mb_s=work_cpu / 1e6,
+        )
+        res.add(
+            f"  best ratio {cores} cores allow: min({cores} × its CPU rate, disk) / min(in-memory, disk)",
+            f"{ceiling:.2f}",
+            ceiling_ratio=ceiling,
         )
         mib = media.total / MiB
         res.add(

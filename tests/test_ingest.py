@@ -8,6 +8,7 @@ from sqlalchemy import select
 from temoin.camera.offload import OffloadError
 from temoin.db import utcnow
 from temoin.demo.samples import sample_recording
+from temoin.identity import devices
 from temoin.journal.models import JournalEntry
 from temoin.vault.models import Quarantine, Recording, RecordingState
 from tests.helpers import agent_number, make_commune, upload, vault_client
@@ -61,6 +62,36 @@ def test_not_visible_before_complete_and_cut_upload_resumes(platform, client):
     assert receipt.matches(signed.manifest)
     with platform.session() as db:
         assert db.get(Recording, rid).state == RecordingState.STORED
+
+
+def test_a_segment_piece_spends_its_nonce_whether_it_is_stored_or_refused(platform, client):
+    # The piece's nonce is committed while its body arrives (web.routes.ingest): a replay is still refused after a
+    # piece that was stored, one refused for its Content-Range, and one refused for its offset.
+    commune = make_commune(platform)
+    cam = commune.cameras[0]
+    signed, segments = sample_recording(
+        cam[1], camera_id=cam[0], agent_id=agent_number(commune), started_at=utcnow(), duration_s=2, segment_s=2
+    )
+    rid = vault_client(platform, client, cam).send_manifest(signed)["recording_id"]
+    client.auth = None
+    data, url = segments[0], f"/api/v1/ingest/recordings/{rid}/segments/0"
+    cut = len(data) // 2
+    pieces = [
+        ({"Content-Range": "bytes 0-oops"}, data[:cut], 400),
+        ({"Content-Range": f"bytes 0-{cut - 1}/{len(data)}"}, data[:cut], 200),
+        ({"Content-Range": f"bytes 1-{cut}/{len(data)}"}, data[1 : cut + 1], 409),
+    ]
+    for extra, body, status in pieces:
+        headers = {**devices.signed_headers(cam[0], cam[1], "PUT", url, unsigned_payload=True), **extra}
+        assert client.put(url, content=body, headers=headers).status_code == status
+        r = client.put(url, content=body, headers=headers)
+        assert r.status_code == 401 and "replayed" in r.json()["detail"]
+    with platform.session() as db:
+        assert db.get(Recording, rid).state == RecordingState.RECEIVING
+    vc = vault_client(platform, client, cam)
+    assert vc.received(rid, 0) == cut  # the replays changed nothing: the upload resumes where the piece ended
+    vc.upload_segment(rid, 0, data, start=cut)
+    assert vc.complete(rid).matches(signed.manifest)
 
 
 def test_forged_manifest_signature_is_quarantined_and_journaled(platform, client):

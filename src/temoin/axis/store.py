@@ -505,8 +505,9 @@ class ObjectUpload:
             self.header = crypto.new_header()
             self.header_pending = True
             self.sealer = crypto.Sealer(self.data_key, self.header)
+            self._sealed = bytearray(crypto.RECORD_BYTES + crypto.TAG_BYTES)
             self.sha256, self.md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-            self.pieces: list[bytes] = []  # what arrived since the last whole record
+            self.pieces: list[bytes | memoryview] = []  # what arrived since the last whole record
             self.fill, self.received = 0, 0
             self.stages = _Stages(self.sha256.update, self.md5.update, self._write)
         except BaseException:
@@ -521,20 +522,26 @@ class ObjectUpload:
                 raise InvalidInput(f"object larger than the {self.limit} bytes Témoin accepts for a {self.kind}")
             if self.length is not None and self.received + self.fill + len(chunk) > self.length:
                 raise InvalidInput("more bytes than Content-Length announced")
-            self.pieces.append(chunk)
-            self.fill += len(chunk)
-            while self.fill >= crypto.RECORD_BYTES:
-                joined = b"".join(self.pieces)
-                rest = joined[crypto.RECORD_BYTES :]
-                self._record(joined[: crypto.RECORD_BYTES] if rest else joined)
-                self.pieces, self.fill = ([rest] if rest else []), len(rest)
+            view = memoryview(chunk)
+            while view:
+                take = min(len(view), crypto.RECORD_BYTES - self.fill)
+                # A chunk that is a whole record goes as is; otherwise the record is made in one copy (the
+                # stages hold it while the next is received, so it cannot be a reused buffer).
+                self.pieces.append(chunk if take == len(chunk) else view[:take])
+                self.fill += take
+                view = view[take:]
+                if self.fill == crypto.RECORD_BYTES:
+                    pieces, self.pieces, self.fill = self.pieces, [], 0
+                    self._record(pieces[0] if len(pieces) == 1 and isinstance(pieces[0], bytes) else b"".join(pieces))
 
     def _record(self, record: bytes) -> None:
         self.stages.put(record)
         self.received += len(record)
 
     def _write(self, record: bytes) -> None:
-        prefix, sealed = self.sealer.seal_record(record)
+        # Sealed into one buffer reused record after record (only this stage's thread writes it): no MiB
+        # allocated and faulted in per record.
+        prefix, sealed = self.sealer.seal_record_into(record, self._sealed)
         self.p.store.append_staged(self.key, self.header if self.header_pending else None, prefix, sealed)
         self.header_pending = False
 

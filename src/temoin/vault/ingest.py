@@ -12,10 +12,12 @@ Protocol (documented in docs/ingest.md):
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import orjson
@@ -416,11 +418,18 @@ def _lock(db: Session, key: str) -> _UploadLock:
     return _UploadLock(db, key)
 
 
+# SHA-256 of stored records, beside the sealing and writing of the next record (hashlib releases the GIL): the
+# hash is most of the work per byte, and it cannot be split (one sequential SHA-256 per segment).
+_hashing = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="ingest-hash")
+
+
 class SegmentUpload:
     """Receives one piece of one segment: hashes and seals bytes as they arrive (bounded memory).
 
-    Bytes are copied once, into a one-record buffer; each full record is hashed and sealed from it
-    (call `feed` from a worker thread: sealing a MiB costs milliseconds of CPU).
+    Bytes are copied once, into one of two record buffers; each full record is sealed and written from it, then
+    hashed in another thread while the next record is filled, sealed and written from the other buffer (call
+    `feed` from a worker thread: sealing a MiB costs milliseconds of CPU). A record is hashed only once stored,
+    so the hash always covers exactly the bytes the staged blob holds.
     """
 
     def __init__(
@@ -460,7 +469,9 @@ class SegmentUpload:
                 self.sealer = crypto.Sealer(self.data_key, state.header, state.records)
             self.hasher = state.hasher
             self.received, self.file_end = state.received, state.file_end
-            self.buffer = bytearray(crypto.RECORD_BYTES)
+            self.buffers = (bytearray(crypto.RECORD_BYTES), bytearray(crypto.RECORD_BYTES))
+            self.buffer = self.buffers[0]
+            self.hashing: Future[None] | None = None  # the stored record being hashed, from the other buffer
             self.sealed = bytearray(crypto.RECORD_BYTES + crypto.TAG_BYTES)
             self.fill = 0
             db.commit()  # end the read: no pooled connection is held while the body arrives (minutes on 4G)
@@ -523,11 +534,19 @@ class SegmentUpload:
             # Not stored: `finish` seals it again at the same place (same nonce, same bytes), hashed once.
             self.sealer.index = index
             raise
-        self.hasher.update(plain)
+        self._settle()  # the previous record is hashed: its buffer is free, and the hash goes on in order
+        self.hashing = _hashing.submit(self.hasher.update, plain)
+        self.buffer = self.buffers[1] if self.buffer is self.buffers[0] else self.buffers[0]
         self.file_end += (len(self.header_to_write) if self.header_to_write else 0) + len(prefix) + len(sealed)
         self.header_to_write = None
         self.received += self.fill
         self.fill = 0
+
+    def _settle(self) -> None:
+        """Wait until every stored record is hashed."""
+        if self.hashing is not None:
+            hashing, self.hashing = self.hashing, None
+            hashing.result()
 
     def finish(self) -> SegmentStatus:
         """Seal what is buffered and, once the segment is whole, make it durable and verify it.
@@ -542,6 +561,7 @@ class SegmentUpload:
         try:
             if self.fill:
                 self._seal()
+            self._settle()
             if self.received < self.seg.size:
                 self.p.store.close_staged(self.key)
                 _progress[self.key] = _Progress(
@@ -579,7 +599,10 @@ class SegmentUpload:
 
     def abort(self) -> None:
         _progress.pop(self.key, None)
-        self.lock.release()
+        try:
+            self._settle()  # nothing may read the buffers once the caller lets go of them
+        finally:
+            self.lock.release()
 
 
 def complete(

@@ -14,16 +14,15 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from starlette.requests import ClientDisconnect
 
 from temoin import errors
 from temoin.axis import connection, objects, store
-from temoin.evidence.crypto import RECORD_BYTES
 from temoin.identity.models import Tenant
 from temoin.identity.service import actor_of
 from temoin.law.access import Permission
 from temoin.platform import Platform
 from temoin.vault.storage import StorageError
+from temoin.web.body_pipe import pipe_body
 from temoin.web.deps import Principal, get_db, get_platform, require
 
 log = logging.getLogger("temoin.axis")
@@ -275,22 +274,11 @@ async def _put_object(
         )
 
     upload = await run_in_threadpool(begin)
-    pending: list[bytes] = []
-    size = 0
     try:
-        try:
-            async for chunk in request.stream():
-                pending.append(chunk)
-                size += len(chunk)
-                if size >= RECORD_BYTES:
-                    await run_in_threadpool(upload.feed, *pending)
-                    pending.clear()
-                    size = 0
-        except ClientDisconnect:  # cut mid-way: nothing is kept (a previous version stays), the system retries
+        # Receiving overlaps hashing and sealing (bounded queue); a cut upload keeps nothing, the system retries.
+        if not await pipe_body(request, upload.feed):
             await run_in_threadpool(upload.abort)
             return _text(400, "upload cut before its end: nothing was kept")
-        if pending:
-            await run_in_threadpool(upload.feed, *pending)
     except BaseException:
         await run_in_threadpool(upload.abort)
         raise

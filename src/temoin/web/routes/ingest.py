@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -11,16 +10,15 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
-from starlette.requests import ClientDisconnect
 
 from temoin import errors
-from temoin.evidence.crypto import RECORD_BYTES
 from temoin.evidence.device_requests import lost_declaration
 from temoin.evidence.manifest import SignedReceipt
 from temoin.identity.models import Device
 from temoin.platform import Platform
 from temoin.vault import ingest
 from temoin.web import problems
+from temoin.web.body_pipe import pipe_body
 from temoin.web.deps import current_device, device_request_body, get_db, get_platform
 
 OFFSET_HEADER = "Upload-Offset"
@@ -107,21 +105,29 @@ async def put_segment(
     db: Session = Depends(get_db),
     p: Platform = Depends(get_platform),
 ) -> Response:
-    start, total = 0, None
-    content_range = request.headers.get("content-range")
-    if content_range:
-        match = _RANGE.match(content_range.strip())
-        if not match:
-            raise ingest.IngestMalformed("Content-Range must read `bytes START-END/TOTAL`")
-        start, end, total = (int(g) for g in match.groups())
-        if end < start or end >= total:
-            raise ingest.IngestMalformed("Content-Range end must lie between start and total - 1")
-    upload = await run_in_threadpool(ingest.SegmentUpload, p, db, device, recording_id, index, start, total)
     try:
-        await _receive(request, upload)
-    except BaseException:  # not a mapping: the upload is finished (what arrived is kept), then the error answers
-        await run_in_threadpool(upload.finish)
+        start, total = _content_range(request)
+    except ingest.IngestMalformed:
+        await run_in_threadpool(db.commit)  # the nonce is spent even though the request is refused
         raise
+    uploads: list[ingest.SegmentUpload] = []
+
+    def begin() -> None:
+        # current_device flushed the nonce (a replay is refused there) and left it to commit here: its fsync runs
+        # while the first records of the body arrive, instead of before the first byte is read.
+        db.commit()
+        uploads.append(ingest.SegmentUpload(p, db, device, recording_id, index, start, total))
+
+    def feed(*chunks: bytes) -> None:
+        uploads[0].feed(*chunks)
+
+    try:
+        await pipe_body(request, feed, begin=begin)  # a camera that goes away keeps what arrived: it resumes
+    except BaseException:  # not a mapping: the upload is finished (what arrived is kept), then the error answers
+        if uploads:
+            await run_in_threadpool(uploads[0].finish)
+        raise
+    upload = uploads[0]
     # A full disk answers 507: nothing partial becomes evidence; the camera keeps its copy and retries.
     seg = await run_in_threadpool(upload.finish)
     return JSONResponse(
@@ -130,52 +136,18 @@ async def put_segment(
     )
 
 
-# Records waiting between the socket reader and the sealing thread: receiving goes on while the previous records
-# are hashed, sealed and written, in bounded memory (this many records of RECORD_BYTES, plus the one being sealed).
-QUEUED_RECORDS = 2
-
-
-async def _receive(request: Request, upload: ingest.SegmentUpload) -> None:
-    """Read the body on the event loop while a worker thread hashes, seals and writes what came before.
-
-    The socket reader gathers a record's worth of chunks and queues it; the sealer takes them in order. A sealing
-    error (too many bytes, a full disk) stops the reading and is raised here; a camera that goes away keeps what
-    arrived (it resumes from there). Either way the sealer has stopped when this returns: `finish` never runs
-    beside a `feed`."""
-    queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(maxsize=QUEUED_RECORDS)
-    failed: list[BaseException] = []
-
-    async def seal() -> None:
-        while (batch := await queue.get()) is not None:
-            if not failed:  # after a failure, drain: the reader must never wait on a full queue
-                try:
-                    await run_in_threadpool(upload.feed, *batch)
-                except Exception as exc:  # noqa: BLE001 - not swallowed: handed to the reader, which raises it
-                    failed.append(exc)
-
-    sealer = asyncio.create_task(seal())
-    try:
-        pending: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in request.stream():
-                pending.append(chunk)
-                size += len(chunk)
-                if size >= RECORD_BYTES:
-                    await queue.put(pending)
-                    pending, size = [], 0
-                    if failed:
-                        break
-        except ClientDisconnect:
-            pass  # the camera went away: keep what arrived, it resumes from there
-        if pending and not failed:
-            await queue.put(pending)
-    finally:
-        if not sealer.done():  # it ends once it has taken everything queued before this
-            await asyncio.shield(queue.put(None))
-        await asyncio.shield(sealer)
-    if failed:
-        raise failed[0]
+def _content_range(request: Request) -> tuple[int, int | None]:
+    """(start, total) of a piece: (0, None) for a whole segment sent without Content-Range."""
+    content_range = request.headers.get("content-range")
+    if not content_range:
+        return 0, None
+    match = _RANGE.match(content_range.strip())
+    if not match:
+        raise ingest.IngestMalformed("Content-Range must read `bytes START-END/TOTAL`")
+    start, end, total = (int(g) for g in match.groups())
+    if end < start or end >= total:
+        raise ingest.IngestMalformed("Content-Range end must lie between start and total - 1")
+    return start, total
 
 
 class CompleteBody(BaseModel):
