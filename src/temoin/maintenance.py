@@ -28,6 +28,7 @@ from temoin.journal.checkpoints import prune, seal
 from temoin.journal.repair import ChainRepair, repair
 from temoin.journal.witness import WitnessUnreachable, flush, pending
 from temoin.law.profiles import get_profile
+from temoin.live import backup_recovery
 from temoin.platform import Platform
 from temoin.vault import retention
 
@@ -74,6 +75,7 @@ def periodic_pass(
 def _periodic_pass(
     p: Platform, now: datetime, orphans: bool, progress: Callable[[int, int], None] | None
 ) -> PassReport:
+    _recover_backups(p, at_start=False)  # several nodes: what a dead node left staged
     with p.session() as db:
         result = retention.sweep(p, db, now, orphans=orphans, progress=progress)
         pruned = 0
@@ -120,10 +122,18 @@ def certify_keys(p: Platform) -> None:
         certify_uncertified(p, db)
 
 
+def _recover_backups(p: Platform, *, at_start: bool) -> None:
+    try:
+        with locks_for(p.engine).held(backup_recovery.LOCK):
+            backup_recovery.recover(p, at_start=at_start)
+    except Exception:  # the store or the database failing now: the next pass (or start) tries again
+        log.exception("live backups left by a crash not recovered this time")
+
+
 def start_up(p: Platform) -> list[ChainRepair]:
     """The server's start-up: certify camera keys that have no certificate yet (those carried over by
     migration 0012), fail the in-process jobs the last stop cut short, bring the journal file level with the
-    database (journaled), then seal."""
+    database (journaled), recover the live backups a killed server left staged (journaled), then seal."""
     certify_keys(p)
     lost = jobs.fail_unfinished_inline(p)
     if lost:
@@ -145,5 +155,7 @@ def start_up(p: Platform) -> list[ChainRepair]:
             )
         if r.refused:
             log.error("journal %s: file not repaired: %s", r.chain, r.refused)
+    # Live backups a killed server left staged: readable again (before this node records any of its own).
+    _recover_backups(p, at_start=True)
     seal_journal(p)
     return repairs

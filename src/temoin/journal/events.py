@@ -45,6 +45,7 @@ EVENTS: tuple[str, ...] = (
     "journal.file_repaired",
     "live.acknowledged",
     "live.backup_deleted",
+    "live.backup_recovered",
     "live.backup_started",
     "live.backup_stored",
     "live.ended",

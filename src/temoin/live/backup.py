@@ -6,6 +6,11 @@ The encoded H.264 and Opus frames are remuxed as they arrive into MPEG-TS (no de
 are sealed on the fly with the vault's record format (AES-256-GCM, a data key wrapped by the master key) into
 the platform's blob store (vault.artefact_blobs: staged while the stream lasts, promoted when it ends): no
 plaintext ever reaches the disk or the store. The plaintext's SHA-256 and size are kept for the journal.
+
+A crash (SIGKILL, power) loses at most the last CHECKPOINT_S seconds: every CHECKPOINT_S the writer seals what it
+holds as a record and the store keeps it (the local file is fdatasync'ed; on S3 the chunk being filled is PUT).
+What a dead server left staged is cut to its last authenticated record and promoted at the next start-up or
+periodic pass (live.backup_recovery), so it plays and expires like any backup.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import io
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -42,6 +48,7 @@ class _Behind(io.RawIOBase):
     makes the muxer wait once QUEUED writes are pending, rather than memory grow."""
 
     QUEUED = 256
+    CHECKPOINT_S = 3.0  # what a crash may lose (at 4 Mbit/s: 1.5 MB)
 
     def __init__(self, out: artefact_blobs.SealedWriter) -> None:
         super().__init__()
@@ -52,12 +59,25 @@ class _Behind(io.RawIOBase):
         self._thread.start()
 
     def _run(self) -> None:
-        while (data := self._queue.get()) is not None:
-            if self.error is None:
-                try:
+        last, written = time.monotonic(), False
+        while True:
+            try:
+                data = self._queue.get(timeout=self.CHECKPOINT_S)
+            except queue.Empty:
+                data = b""  # no media for a while (a publisher reconnecting): what came before is kept all the same
+            if data is None:
+                return
+            if self.error is not None:
+                continue
+            try:
+                if data:
                     self.out.write(data)
-                except BaseException as exc:  # noqa: BLE001 - told at close, which drops the backup
-                    self.error = exc
+                    written = True
+                if written and time.monotonic() - last >= self.CHECKPOINT_S:
+                    self.out.checkpoint()
+                    last, written = time.monotonic(), False
+            except BaseException as exc:  # noqa: BLE001 - told at close, which drops the backup
+                self.error = exc
 
     def writable(self) -> bool:
         return True
@@ -168,3 +188,67 @@ def read_backup(
     """The backup's plaintext, decrypted as it is read: from the blob store, or from TEMOIN_HOME if made before."""
     data_key = unwrap_key(master_key, wrapped, f"live:{session_id}")
     return artefact_blobs.read(store, artefact_blobs.key(name, BACKUP_FILE), data_key, legacy=home / name)
+
+
+def salvage(store: BlobStore, name: str, data_key: bytes) -> tuple[str, int, float | None] | None:
+    """A backup its server left staged (killed mid-stream): cut to its last authenticated record and promoted
+    (vault.artefact_blobs.salvage). (SHA-256, bytes, seconds of media it holds, None if unreadable as MPEG-TS), or
+    None when the store holds nothing of it."""
+    import av  # PyAV loaded only when a backup is recovered
+
+    pipe = _Pipe()
+    span: list[float] = []
+
+    def demux() -> None:
+        # The media's extent, read while the bytes go by (the backup is decrypted once): first and last time stamp.
+        try:
+            with av.open(pipe, "r", format="mpegts") as ts:
+                for packet in ts.demux():
+                    if packet.pts is not None and packet.time_base is not None:
+                        t = float(packet.pts * packet.time_base)
+                        span[:] = [min(span[0], t), max(span[1], t)] if span else [t, t]
+        except av.error.FFmpegError as exc:
+            log.warning("live backup %s: its media could not be read whole: %s", name, exc)
+        finally:
+            pipe.drain()
+
+    reader = threading.Thread(target=demux, name="live-backup-salvage", daemon=True)
+    reader.start()
+    try:
+        found = artefact_blobs.salvage(store, artefact_blobs.key(name, BACKUP_FILE), data_key, pipe.chunks.put)
+    finally:
+        pipe.chunks.put(None)
+        reader.join()
+    if found is None:
+        return None
+    return found[0], found[1], round(span[1] - span[0], 3) if span else None
+
+
+class _Pipe(io.RawIOBase):
+    """The plaintext `salvage` hands over, read by the demuxer; bounded (a few records in memory)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._rest = memoryview(b"")
+        self._ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._rest and not self._ended:
+            got = self.chunks.get()
+            if got is None:
+                self._ended = True
+            else:
+                self._rest = memoryview(got)
+        n = min(len(buffer), len(self._rest))
+        buffer[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
+
+    def drain(self) -> None:
+        """The demuxer is done (or stopped early): take what is still handed over, so the writer never waits."""
+        while not self._ended:
+            self._ended = self.chunks.get() is None

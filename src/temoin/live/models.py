@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from temoin.db import Base, UTCDateTime, utcnow
@@ -53,6 +53,9 @@ class LiveSession(Base):
     backup_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     backup_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     backup_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The server recording it died mid-stream: the backup was cut at its last authenticated record and promoted
+    # at the next start-up (live.backup_recovery); it holds what was received up to about the crash.
+    backup_cut_short: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class PublishToken(Base):

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,16 @@ class SealedWriter:
             self._pending.clear()
 
     def flush(self) -> None:
-        """Records are sealed whole: a partial one waits until it fills or the file is closed."""
+        """Records are sealed whole: a partial one waits until it fills, the file is closed or `checkpoint()`."""
+
+    def checkpoint(self) -> None:
+        """Seal what is pending as a (short) record and have the store keep everything sealed so far while the
+        writing goes on: what a killed process leaves staged then holds all of it, in authenticated records
+        (`salvage`). Called every few seconds by a live backup."""
+        if self._done:
+            return
+        self._flush()
+        self.store.checkpoint_staged(self.key)
 
     def close(self) -> None:
         """Seal the rest and promote the blob: from here it is readable, whole, by every node."""
@@ -99,6 +108,39 @@ class SealedWriter:
             self._done = True
             with contextlib.suppress(Exception):  # the store's own failure may be why we abort
                 self.store.discard_staged(self.key)
+
+
+def salvage(
+    store: BlobStore, blob_key: str, data_key: bytes, sink: Callable[[bytes], None] | None = None
+) -> tuple[str, int] | None:
+    """A sealed file its writer left staged (killed mid-way): cut after its last complete record that authenticates,
+    and promoted, so it reads like any other. Found promoted already (killed after the promotion), it is only read.
+    Returns (plaintext SHA-256, size), size 0 when nothing of it authenticates (then nothing is kept), or None when
+    the store holds nothing of it. `sink` is handed the plaintext as it is read."""
+    staged = not store.exists(blob_key)
+    try:
+        fh = store.open_staged(blob_key) if staged else store.open(blob_key)
+    except (BlobMissing, FileNotFoundError):
+        return None
+    digest, size, end = hashlib.sha256(), 0, crypto.HEADER_BYTES
+    with fh:
+        try:
+            for plain in crypto.open_records(fh, data_key):
+                digest.update(plain)
+                size += len(plain)
+                end += crypto.PREFIX_BYTES + len(plain) + crypto.TAG_BYTES
+                if sink is not None:
+                    sink(plain)
+        except crypto.IntegrityError as exc:  # torn by the kill (or altered): what follows is not kept
+            log.info("%s: kept up to byte %d (%s)", blob_key, end, exc)
+    if staged:
+        if size == 0:
+            store.discard_staged(blob_key)
+        else:
+            if store.staged_size(blob_key) > end:
+                store.truncate_staged(blob_key, end)
+            store.promote(blob_key)
+    return digest.hexdigest(), size
 
 
 def write_bytes(store: BlobStore, blob_key: str, data_key: bytes, data: bytes) -> tuple[str, int]:

@@ -9,13 +9,13 @@ Layout under PREFIX:
   blobs/<tenant>/<recording>/<index>.seg              a promoted blob, one object, read-only
   staging/<tenant>/<recording>/<index>.seg/<n:06d>    an upload in progress, as numbered chunks
 
-A staged blob is the concatenation of its chunks 0..n: every chunk but the last holds exactly CHUNK_BYTES, the
-last one fewer. S3 cannot read back the parts of an unfinished multipart upload, and a resumed upload (on this node
-after a restart, or on another node) must read what was staged to hash it again: so staging uses ordinary objects,
-each written whole by one PUT (atomic), and promotion turns them into one object server-side: CopyObject for one
-chunk, a multipart upload of UploadPartCopy parts for several (every part but the last >= 5 MiB, as S3 requires),
-completed atomically: a reader never sees a half-written blob. Memory per upload in progress is bounded by one
-chunk plus one record.
+A staged blob is the concatenation of its chunks 0..n: every chunk but the last holds CHUNK_BYTES (or, for a writer
+that checkpoints, at least CHECKPOINT_CHUNK_BYTES), the last one fewer. S3 cannot read back the parts of an unfinished
+multipart upload, and a resumed upload (on this node after a restart, or on another node) must read what was staged to
+hash it again: so staging uses ordinary objects, each written whole by one PUT (atomic), and promotion turns them into
+one object server-side: CopyObject for one chunk, a multipart upload of UploadPartCopy parts for several (every part
+but the last >= 5 MiB, as S3 requires), completed atomically: a reader never sees a half-written blob. Memory per
+upload in progress is bounded by one chunk plus one record.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ from temoin.evidence import crypto
 from temoin.vault.storage import BlobMissing, StorageError, StorageFull
 
 CHUNK_BYTES = 8 * 1024 * 1024  # a staged chunk, and a part at promotion (S3's minimum part is 5 MiB)
+# A checkpoint (a live backup's, every few seconds) PUTs the chunk being filled again, and starts the next chunk
+# once this one holds S3's minimum part: promotion stays server-side, and each re-PUT stays under 5 MiB plus one
+# checkpoint's bytes.
+CHECKPOINT_CHUNK_BYTES = 5 * 1024 * 1024
 _SKIP_BYTES = 4 * 1024 * 1024  # a reader skips forward this far on its open stream rather than asking again
 _DELETE_BATCH = 1000  # S3's limit per DeleteObjects request
 _CHUNK = re.compile(r"^\d{6}$")
@@ -351,6 +355,26 @@ class S3BlobStore:
                 raise
             return True
         return False
+
+    def checkpoint_staged(self, key: str) -> None:
+        """Put what was appended in the store while the writer goes on (a live backup, every few seconds): the
+        chunk being filled is PUT again (atomic: the store holds the previous one or this one), and once it holds
+        CHECKPOINT_CHUNK_BYTES it is closed and the next begins (chunks of 5 to 8 MiB, not thousands of tiny
+        objects). A process killed between two checkpoints loses only what came since the last."""
+        self._refuse_if_failed(key)
+        with self._guard:
+            writer = self._writers.get(key)
+        if writer is None or not writer.dirty:
+            return
+        try:
+            self._put(self._chunk(key, writer.index), writer.buffer, "staging")
+        except BaseException:
+            self._drop_writer(key, failed=True)
+            raise
+        writer.dirty = False
+        if len(writer.buffer) >= CHECKPOINT_CHUNK_BYTES:
+            writer.buffer.clear()
+            writer.index += 1
 
     def close_staged(self, key: str) -> None:
         """As sync_staged: a piece's bytes must be in the store before it is answered, since the next piece may
