@@ -112,7 +112,9 @@ class Settings:
     lift: float = 0.0  # lift a dim look's mean luma to this before detection (detector input only; 0: off)
     pad: float = 0.15  # each redacted box grows by this fraction of its size on every side
     max_missed: int = 2  # detections a track may miss before it ends
-    tentative: bool = True  # a weak detection of a small face starts a track drawn once seen again (tracker.py)
+    # A weak detection of a small face starts a track drawn once seen again (tracker.py). Off: in the benchmark
+    # of 06:09 UTC it recovered dark small faces but lost one face of each `crowd` clip entirely (to be found).
+    tentative: bool = False
     fast_face: float = FAST_FACE  # how fast a face seen once may move (share of the picture's width per frame)
     fast_roi: bool = True  # the close look around a face seen once reaches as far as it may have moved
     preset: str = "superfast"  # libx264
