@@ -140,3 +140,28 @@ def test_a_node_refuses_a_newer_schema_past_a_contract_migration(
     with pytest.raises(SchemaMismatch):
         upgrade(engine)  # `temoin init` of this release neither
     engine.dispose()
+
+
+@pytest.mark.parametrize("empty_database_url", ["postgresql"], indirect=True)
+def test_two_inits_at_once_on_postgresql_do_not_race(empty_database_url: str) -> None:
+    """Two machines run `temoin init` at the same moment: one migrates, the other waits, then finds nothing to do."""
+    import threading
+
+    engines = [make_engine(empty_database_url) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def init(engine) -> None:  # type: ignore[no-untyped-def]
+        try:
+            upgrade(engine)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=init, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert all(schema_state(engine).current for engine in engines)
+    for engine in engines:
+        engine.dispose()
