@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from temoin import migrate
 from temoin.context import TenantRef
 from temoin.coordination import locks_for
 from temoin.db import PoolLimits, make_engine, make_sessionmaker
@@ -31,7 +32,6 @@ from temoin.journal.sinks import FileSink
 from temoin.journal.witness import SyslogWitness, witness_from_url
 from temoin.keyring import Keyring
 from temoin.live.artefacts import LIVE_BACKUPS
-from temoin.migrate import upgrade
 from temoin.private_files import private_folder
 from temoin.rights import copies as rights_copies
 from temoin.rights.artefacts import ACCESS_COPIES
@@ -73,8 +73,18 @@ class Platform:
     jobs: Jobs = field(init=False)  # background jobs (TEMOIN_JOBS): in this process, or queued for the workers
 
     @classmethod
-    def open(cls, settings: Settings | None = None, *, init: bool = False) -> Platform:
-        """Open the platform; with init=True create the data folder, keys and schema if missing."""
+    def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        init: bool = False,
+        schema: Literal["upgrade", "start", "check"] | None = None,
+    ) -> Platform:
+        """Open the platform; with init=True create the data folder and keys if missing, and migrate the schema.
+
+        `schema` (by default "upgrade" with init, else "check"): "check" refuses a schema this code cannot run on
+        (temoin.migrate: none, older, or newer past a contract migration); "start" (`temoin serve`) creates it in an
+        empty database, else checks; "upgrade" migrates, as init does."""
         settings = settings or Settings.from_env()
         if init:
             settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: see temoin.private_files
@@ -86,8 +96,17 @@ class Platform:
                 settings.db_pool_size, settings.db_pool_overflow, settings.db_pool_timeout_s, settings.db_lock_timeout_s
             ),
         )
-        if init:
-            upgrade(engine)
+        try:
+            mode = schema or ("upgrade" if init else "check")
+            if mode == "upgrade":
+                migrate.upgrade(engine)
+            elif mode == "start":
+                migrate.start(engine)
+            else:
+                migrate.check(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         # Nothing is repaired here: a command must see the journal as it is (`temoin serve` start-up and
         # `temoin journal repair` bring the file level with the database).
         platform = cls(

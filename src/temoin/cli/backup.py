@@ -75,7 +75,7 @@ def backup_restore(
         soft_wrap=True,
     )
     console.print(
-        "now check it: `temoin journal verify` and `temoin vault scrub`; `temoin serve` upgrades the "
-        "schema if this version is newer",
+        "now run `temoin init` (it migrates the schema if this version is newer), then check it: "
+        "`temoin journal verify` and `temoin vault scrub`",
         soft_wrap=True,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from rich.console import Console
@@ -38,15 +38,16 @@ EXIT_USAGE = 2  # the command cannot run as given: bad input, missing configurat
 TOKEN_ENV = "TEMOIN_API_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 
-def open_platform(init: bool = False) -> Platform:
-    """The platform of TEMOIN_HOME; missing or unreadable keys and a bad TSA or witness setting say what to do."""
+def open_platform(init: bool = False, schema: Literal["upgrade", "start", "check"] | None = None) -> Platform:
+    """The platform of TEMOIN_HOME; missing or unreadable keys, a bad TSA or witness setting and a database schema
+    this version cannot run on (Platform.open) say what to do."""
     from temoin.errors import InvalidInput
     from temoin.evidence.timestamp import TimestampError
     from temoin.journal.witness import WitnessConfigError
     from temoin.keyring import KeyError_
 
     try:
-        return Platform.open(init=init)
+        return Platform.open(init=init, schema=schema)
     except (KeyError_, TimestampError, WitnessConfigError, InvalidInput) as exc:
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)  # one line: the chmod to run, whole
         raise typer.Exit(EXIT_USAGE) from None

@@ -11,11 +11,19 @@ from temoin.cli.context import console, err, open_platform
 
 
 def init() -> None:
-    """Create the data folder, the keys and the database schema (idempotent)."""
+    """Create the data folder and the keys, and create or migrate the database schema (idempotent). On a cluster,
+    run it once from one machine before restarting the nodes on the new version (docs/deploy.md, "Upgrades")."""
     from temoin.maintenance import certify_keys
+    from temoin.migrate import schema_state
 
     p = open_platform(init=True)
     certify_keys(p)
+    state = schema_state(p.engine)
+    if state.ahead:  # a node of the previous release, after the migration: nothing to do
+        console.print(
+            f"the database schema ({state.database}) is newer than this version ({state.code}) and compatible with "
+            "it (expand migrations only): left as it is"
+        )
     console.print(f"Témoin ready in [bold]{p.settings.home}[/bold] ({p.engine.url.render_as_string()})")
 
 
@@ -43,7 +51,9 @@ def serve(
         if path is not None and not path.is_file():
             err.print(f"[red]{escape(str(path))}: no such file[/red]")
             raise typer.Exit(2)
-    p = open_platform(init=True)
+    # The schema is created in an empty database (a first start) but never migrated here: `temoin init` does it,
+    # once for the cluster; a node refuses a schema older than its code, or newer past a contract migration.
+    p = open_platform(init=True, schema="start")
     found = private_files.too_open(p.settings)
     if found:
         err.print(f"[red]{escape(private_files.explain(found))}[/red]", soft_wrap=True)

@@ -33,6 +33,9 @@ def _migrate(conn) -> None:
         render_as_batch=True,
         compare_type=True,
         include_name=not_the_queues,  # procrastinate's tables are its own (migration 0022)
+        # temoin.migrate.upgrade: each revision commits alone, so that its locks are held briefly on a running
+        # cluster and it may leave its transaction to build an index CONCURRENTLY (autocommit_block).
+        transaction_per_migration=bool(config.attributes.get("transaction_per_migration")),
     )
     with context.begin_transaction():
         context.run_migrations()
