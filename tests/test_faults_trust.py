@@ -39,6 +39,7 @@ from temoin.web.app import create_app
 from tests.access_helpers import (
     AXIS,
     DEVICE,
+    NODE,
     PUBLIC,
     PUBLISHER,
     SESSION,
@@ -323,7 +324,7 @@ def _sweep_call(client: TestClient, info: RouteInfo, s: Scene, sessions: dict, a
     if kind in (DEVICE, PUBLISHER):  # a WHIP publisher may also be the camera's signed request
         path = fill(info.path, s)
         return client.request(info.method, path, headers=as_camera(info.method, path)).status_code
-    if kind == PUBLIC:
+    if kind in (PUBLIC, NODE):  # another node's forward, unsigned here: refused before any write
         client.cookies.clear()
         return call(client, info, s, None, Role.AGENT)
     role = Role.AGENT if kind == SESSION else next(r for r in Role if allows(r, info.permission))
