@@ -15,7 +15,7 @@ import pytest
 
 # Never in a camera process: no database, no web server, no document or detection engine.
 NOT_IN_CAMERA = ("sqlalchemy", "fastapi", "starlette", "uvicorn", "aiortc", "fpdf", "onnxruntime", "cv2", "argon2")
-# Measured 98 MiB after importing the agent and the runner on 2026-12-07 (numpy 21, PyAV 26, httpx 14 of it).
+# Measured 95 MiB after importing the agent and the runner on 2026-12-07 (numpy 21, PyAV 30, httpx 10 of it).
 IMPORT_RSS_MIB = 115
 # RSS grown over 10 s of noisy 720p standby while the buffer takes about 5 MiB more: 2 MiB beyond the bytes buffered
 # when they were in memory with the fixed mmap threshold, 15 MiB without it; with the ring file, the bytes buffered
