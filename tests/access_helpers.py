@@ -83,7 +83,7 @@ UNGUARDED: dict[tuple[str, str], str] = {
     ("OPTIONS", "/api/v1/live/whep/{session_id}/{resource_id}"): PUBLIC,
     ("PATCH", "/api/v1/live/whip/{session_id}/{resource_id}"): PUBLIC,  # always 405: no trickle ICE
     ("PATCH", "/api/v1/live/whep/{session_id}/{resource_id}"): PUBLIC,
-    ("POST", "/api/v1/live/nodes/forward"): NODE,  # a WHIP/WHEP request another node authorised, for a stream owned here
+    ("POST", "/api/v1/live/nodes/forward"): NODE,  # a WHIP/WHEP request another node authorised
     ("DELETE", "/api/v1/session"): SESSION,  # sign out
     ("POST", "/api/v1/tokens"): SESSION,  # an API token for oneself
     ("GET", "/api/v1/tokens"): SESSION,  # one's own tokens
