@@ -24,7 +24,7 @@ from temoin.law.access import Role
 from temoin.live import backup
 from temoin.live.models import LiveSession
 from temoin.platform import Platform
-from temoin.rights import copies
+from temoin.rights import copy_storage
 from temoin.rights.models import CopyState, RedactedCopy
 from temoin.settings import Settings
 from temoin.vault import artefact_blobs, derived
@@ -160,9 +160,9 @@ def _copy_with_files(platform: Platform, commune, rid: str, request_id: int) -> 
         key = crypto.unwrap_key(platform.keyring.master_key, copy.data_key, f"rights-copy-{copy.id}")
         folder = f"rights/{copy.folder}"
         video = b"REDACTED-VIDEO-MARKER " * 100_000  # two records and more
-        copies._seal_bytes(platform, folder, "thumbnails.sealed", key, orjson.dumps({"1": "FACE-MARKER"}))
-        copies._seal_bytes(platform, folder, "tracks.sealed", key, orjson.dumps([{"id": 1, "boxes": {}}]))
-        copy.sha256, copy.size_bytes = copies._seal_bytes(platform, folder, "copy.sealed", key, video)
+        copy_storage.seal_bytes(platform, folder, "thumbnails.sealed", key, orjson.dumps({"1": "FACE-MARKER"}))
+        copy_storage.seal_bytes(platform, folder, "tracks.sealed", key, orjson.dumps([{"id": 1, "boxes": {}}]))
+        copy.sha256, copy.size_bytes = copy_storage.seal_bytes(platform, folder, "copy.sealed", key, video)
         copy.produced_at = utcnow()
         db.commit()
         return copy.id, folder, video

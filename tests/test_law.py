@@ -20,7 +20,7 @@ from temoin.journal.models import JournalEntry
 from temoin.journal.service import parse_body
 from temoin.law.access import Role
 from temoin.platform import Platform
-from temoin.rights import copies
+from temoin.rights import copy_storage
 from temoin.rights.models import CopyState, RedactedCopy
 from temoin.vault import artefact_blobs
 from temoin.vault.models import Recording
@@ -79,9 +79,10 @@ def make_copy(
         copy.folder = f"{tenant.slug}/copy-{copy.id}"
         folder = f"rights/{copy.folder}"
         key = crypto.unwrap_key(platform.keyring.master_key, copy.data_key, f"rights-copy-{copy.id}")
-        copies._seal_bytes(platform, folder, "thumbnails.sealed", key, orjson.dumps({"1": "a face, as JPEG"}))
-        copies._seal_bytes(platform, folder, "tracks.sealed", key, orjson.dumps([{"id": 1, "boxes": {}}]))
-        copy.sha256, copy.size_bytes = copies._seal_bytes(platform, folder, "copy.sealed", key, b"the redacted video")
+        copy_storage.seal_bytes(platform, folder, "thumbnails.sealed", key, orjson.dumps({"1": "a face, as JPEG"}))
+        copy_storage.seal_bytes(platform, folder, "tracks.sealed", key, orjson.dumps([{"id": 1, "boxes": {}}]))
+        video = b"the redacted video"
+        copy.sha256, copy.size_bytes = copy_storage.seal_bytes(platform, folder, "copy.sealed", key, video)
         copy.produced_at = utcnow()
         db.commit()
         return copy.id
@@ -467,7 +468,7 @@ def test_live_backups_past_their_period_go_and_files_left_by_a_crash_are_removed
     young = make_live_backup(platform, commune, camera=0, at=utcnow() - timedelta(days=3))
     # A copy folder and a package that no row names any more (a deletion killed after its commit), on the disk
     # as they were before artefacts went to the blob store, and one package in the store.
-    stray = copies.copies_root(platform) / commune.slug / "copy-999"
+    stray = copy_storage.copies_root(platform) / commune.slug / "copy-999"
     stray.mkdir(parents=True)
     (stray / "thumbnails.sealed").write_bytes(b"sealed faces")
     zip_left = platform.settings.home / "extractions" / commune.slug / "ext-20260101-000000000000.zip"

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event
 
 from temoin.law.access import Role
-from temoin.rights import copies, jobs as rights_jobs
+from temoin.rights import copy_jobs, jobs as rights_jobs
 from temoin.settings import Settings
 from tests.helpers import make_commune, sign_in, upload
 from tests.rights_helpers import _entries
@@ -40,7 +40,7 @@ def test_redaction_jobs_are_bounded_per_tenant_and_in_all_and_hold_no_connection
         return []
 
     fake = SimpleNamespace(detect_tracks=detect_tracks, redact_file=lambda *a, **k: None, ManualRegion=tuple)
-    monkeypatch.setattr(copies, "engine", lambda: fake)
+    monkeypatch.setattr(copy_jobs, "engine", lambda: fake)
 
     a, b = make_commune(platform, "port-temoin", cameras=1), make_commune(platform, "autre-ville", cameras=1)
     rec_a, _ = upload(platform, client, a, duration_s=1, segment_s=1)
@@ -114,7 +114,7 @@ def test_a_copy_step_is_cancelled_waiting_or_running_and_the_copy_says_so(platfo
         return []
 
     fake = SimpleNamespace(detect_tracks=detect_tracks, redact_file=lambda *a, **k: None, ManualRegion=tuple)
-    monkeypatch.setattr(copies, "engine", lambda: fake)
+    monkeypatch.setattr(copy_jobs, "engine", lambda: fake)
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])
@@ -162,7 +162,7 @@ def test_admission_waits_for_another_node_admitting_at_the_same_moment(platform,
     from temoin.jobs import JobRecord
 
     fake = SimpleNamespace(detect_tracks=lambda src, progress=None: [], redact_file=None, ManualRegion=tuple)
-    monkeypatch.setattr(copies, "engine", lambda: fake)
+    monkeypatch.setattr(copy_jobs, "engine", lambda: fake)
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])

@@ -330,12 +330,12 @@ def test_a_role_that_redacts_but_does_not_read_the_register_sees_no_request(plat
 
 
 def test_without_the_redaction_engine_copies_are_refused_with_a_clear_message(platform, client, monkeypatch):
-    from temoin.rights import copies
+    from temoin.rights import copy_jobs
 
     def missing():
-        raise copies.EngineMissing("the redaction engine (temoin.rights.redaction) is not available")
+        raise copy_jobs.EngineMissing("the redaction engine (temoin.rights.redaction) is not available")
 
-    monkeypatch.setattr(copies, "engine", missing)
+    monkeypatch.setattr(copy_jobs, "engine", missing)
     commune = make_commune(platform, cameras=1)
     rid, _ = upload(platform, client, commune, duration_s=1, segment_s=1)
     csrf = sign_in(platform, client, commune.users[Role.CHIEF])

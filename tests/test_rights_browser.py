@@ -329,7 +329,7 @@ def test_a_step_under_way_is_cancelled_from_the_copy_page(platform, api, page, t
     import threading
     from types import SimpleNamespace
 
-    from temoin.rights import copies
+    from temoin.rights import copy_jobs
 
     stop = threading.Event()
 
@@ -341,7 +341,7 @@ def test_a_step_under_way_is_cancelled_from_the_copy_page(platform, api, page, t
         return []
 
     monkeypatch.setattr(
-        copies, "engine", lambda: SimpleNamespace(detect_tracks=detect_tracks, redact_file=None, ManualRegion=tuple)
+        copy_jobs, "engine", lambda: SimpleNamespace(detect_tracks=detect_tracks, redact_file=None, ManualRegion=tuple)
     )
     clip = make_clip(tmp_path / "street.mp4", fps=FPS, seconds=1.0, audio=False)
     commune = make_commune(platform, cameras=1)

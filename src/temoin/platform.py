@@ -33,7 +33,7 @@ from temoin.journal.witness import SyslogWitness, witness_from_url
 from temoin.keyring import Keyring
 from temoin.live.artefacts import LIVE_BACKUPS
 from temoin.private_files import private_folder
-from temoin.rights import copies as rights_copies
+from temoin.rights import copy_jobs as rights_copy_jobs
 from temoin.rights.artefacts import ACCESS_COPIES
 from temoin.settings import Settings
 from temoin.vault import derived, scrub
@@ -54,7 +54,7 @@ def _wire() -> None:
     checkpoints.first_trace_of_kept = first_trace_of_kept  # a prune keeps the traces of recordings still kept
     shifts.unfinished_uploads = unfinished_uploads  # check-in warns of uploads not complete
     # Their job functions are registered with temoin.jobs on import: here, in every process that runs jobs.
-    assert extraction_jobs.KIND and scrub.SCRUB_JOB and rights_copies.DETECT and rights_copies.REDACT
+    assert extraction_jobs.KIND and scrub.SCRUB_JOB and rights_copy_jobs.DETECT and rights_copy_jobs.REDACT
 
 
 _wire()

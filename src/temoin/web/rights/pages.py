@@ -15,7 +15,7 @@ from temoin.geo.street_map import street_index
 from temoin.geo.streets import place_of
 from temoin.law.access import Permission, allows
 from temoin.platform import Platform
-from temoin.rights import copies as copies_mod, erasure, register
+from temoin.rights import copies as copies_mod, copy_jobs, erasure, register
 from temoin.rights.candidates import SearchWindowInvalid, candidates_for_request
 from temoin.rights.erasure import ErasureRefused, RecordingsNotFound
 from temoin.rights.models import RedactedCopy, RequestKind, RequestStatus
@@ -275,7 +275,7 @@ def request_copy(
     try:
         req = register.get_request(p, db, who.user, request_id)
         copy = copies_mod.start_copy(p, db, who.user, req, recording_id)
-    except (register.RequestNotFound, copies_mod.CopyNotFound, register.RightsError, copies_mod.EngineMissing) as exc:
+    except (register.RequestNotFound, copies_mod.CopyNotFound, register.RightsError, copy_jobs.EngineMissing) as exc:
         # Not the request's page: a role that may redact need not be one that reads the register. The API's
         # status (a missing engine: 503, with its Retry-After), from the one table.
         response = _page(
