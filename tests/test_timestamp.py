@@ -415,13 +415,13 @@ def test_journal_verify_reads_each_chains_checkpoints_once(stamped, tsa, tmp_pat
     """The integrity check and the timestamp check share one reading of each sink (a journal of years is long)."""
     from collections import Counter
 
-    from temoin.journal import verify as verify_module
+    from temoin.journal import checkpoint_check
     from temoin.journal.sinks import FileSink
 
     make_commune(stamped, cameras=0)
     assert _seal(stamped) >= 1
     reads: Counter[tuple[str, str]] = Counter()
-    from_file, from_db = FileSink.read_checkpoint_lines, verify_module._db_checkpoints
+    from_file, from_db = FileSink.read_checkpoint_lines, checkpoint_check.db_checkpoints
 
     def file_read(self: FileSink, chain: str) -> list:
         reads["file", chain] += 1
@@ -432,7 +432,7 @@ def test_journal_verify_reads_each_chains_checkpoints_once(stamped, tsa, tmp_pat
         return from_db(db, chain)
 
     monkeypatch.setattr(FileSink, "read_checkpoint_lines", file_read)
-    monkeypatch.setattr(verify_module, "_db_checkpoints", db_read)
+    monkeypatch.setattr(checkpoint_check, "db_checkpoints", db_read)
     code, output = _journal_cli(stamped, "--tsa-ca", str(tsa.write_ca(tmp_path / "tsa-ca.pem")))
     assert code == 0 and "verified against the CA bundle" in output, output
     assert ("file", "port-temoin") in reads and set(reads.values()) == {1}, reads

@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 from temoin.evidence.canonical import b64d
 from temoin.evidence.keys import KeySet
 from temoin.evidence.timestamp import TimestampError, TimestampInfo, inspect_token, verify_token
+from temoin.journal.checkpoint_check import StoredCheckpoints, read_checkpoints, signed_by_platform
+from temoin.journal.findings import Problem
 from temoin.journal.models import JournalHead
 from temoin.journal.sinks import FileSink
-from temoin.journal.verify import Problem, StoredCheckpoints, read_checkpoints, signed_by_platform
 
 SEAL_STAMP_SKEW_S = 600  # a seal is stamped as it is signed: a TSA time further from its `at` was made later
 
