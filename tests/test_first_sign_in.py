@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from temoin.identity.secrets import totp_uri
 from temoin.law.access import Role
-from temoin.web.pages import grouped, totp_qr_svg
+from temoin.web.routes.sign_in import grouped, totp_qr_svg
 from tests.helpers import make_commune, sign_in
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ from temoin.vault.catalogue import HoldState
 from temoin.vault.field_checks import Flag
 from temoin.vault.holds import ProcedureType
 from temoin.web import i18n
-from temoin.web.pages import CATEGORIES
+from temoin.web.routes.recording_pages import CATEGORIES
 from tests.helpers import make_commune, sign_in
 
 SRC = Path(i18n.__file__).parents[1]  # src/temoin

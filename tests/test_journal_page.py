@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from temoin.db import utcnow
 from temoin.law.access import Role
 from temoin.law.legal_time import PARIS
-from temoin.web import pages
+from temoin.web.routes import journal as journal_routes
 from tests.helpers import make_commune, sign_in, upload
 
 ROW = re.compile(r"<tr[^>]*><td>(\d+)</td>.*?</tr>", re.S)
@@ -66,7 +66,7 @@ def test_the_auditor_filters_the_journal_and_pages_through_it(platform, client, 
     assert bad.status_code == 200 and "Date illisible" in bad.text
 
     # Paged: with two entries a page, "older" goes on below the last one shown and keeps the filters.
-    monkeypatch.setattr(pages, "JOURNAL_PAGE", 2)
+    monkeypatch.setattr(journal_routes, "JOURNAL_PAGE", 2)
     seen: list[int] = []
     url = "/journal?event=recording.consulted"
     while url:

@@ -68,7 +68,7 @@ def _h(csrf: str) -> dict:
 
 
 def test_review_plays_the_stored_segments_and_names_the_lost_ones_with_their_times(platform, client) -> None:
-    from temoin.web.pages import PARIS
+    from temoin.law.legal_time import PARIS
 
     commune = make_commune(platform, cameras=1)
     rid, _, originals = upload_lost(platform, client, commune, (1,))

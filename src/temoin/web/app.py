@@ -37,10 +37,12 @@ from temoin.web.routes import (
     keys,
     live,
     maps,
+    recording_pages,
     recordings,
     reports,
     session,
     shifts,
+    sign_in,
 )
 
 API_DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
@@ -180,7 +182,10 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
         keys.router,
         axis.router,
         axis.admin_router,
-        pages.router,
+        session.pages,  # /account: password, API tokens
+        sign_in.pages,
+        recording_pages.pages,
+        journal.pages,
         i18n.router,
     ):
         app.include_router(router)

@@ -226,7 +226,7 @@ def _read(
 ) -> Response:
     if container == "System" and name in store.GENERATED:
         from temoin.web.i18n import label
-        from temoin.web.pages import CATEGORIES
+        from temoin.web.routes.recording_pages import CATEGORIES
 
         body = store.generated_document(name, [(c, label("fr", "category", c)) for c in CATEGORIES])
         etag = store.hashlib.md5(body, usedforsecurity=False).hexdigest()

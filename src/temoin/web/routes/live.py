@@ -31,7 +31,8 @@ from temoin.platform import Platform
 from temoin.web import problems
 from temoin.web.deps import Principal, current_device, get_db, get_platform, require, whip_publisher
 from temoin.web.i18n import lang_of
-from temoin.web.pages import PageRequire, page
+from temoin.web.pages import PageRequire
+from temoin.web.templating import page
 
 router = APIRouter(prefix="/api/v1/live", tags=["live"])
 pages = APIRouter(include_in_schema=False)

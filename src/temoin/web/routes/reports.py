@@ -13,7 +13,8 @@ from temoin.reports import annual, monthly, notice, paperwork
 from temoin.web import problems
 from temoin.web.deps import Principal, get_db, require
 from temoin.web.i18n import gettext, lang_of
-from temoin.web.pages import PageRequire, page
+from temoin.web.pages import PageRequire
+from temoin.web.templating import page
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 pages = APIRouter(include_in_schema=False)
