@@ -129,3 +129,39 @@ def test_several_nodes_need_a_shared_secret_long_enough_and_never_print_it():
     node = Settings.from_env({"TEMOIN_NODE_URL": "http://10.0.0.5:8000/", "TEMOIN_NODE_SECRET": "s" * 32})
     assert node.node_url == "http://10.0.0.5:8000" and "s" * 32 not in repr(node)
     assert Settings.from_env({}).node_url == ""  # one node: nothing to share
+
+
+def test_a_variable_no_part_of_temoin_reads_is_named_at_start_with_what_was_meant(tmp_path):
+    """A typo or a removed setting would otherwise be ignored without a word, and the deployment would run with the
+    default instead of what its administrator set."""
+    r = _temoin(
+        tmp_path,
+        "init",
+        TEMOIN_SESION_HOURS="1",
+        TEMOIN_REDACTION_WORKERS="2",
+        TEMOIN_API_TOKEN="read by the CLI, not a setting",
+        TEMOIN_TEST_WORKERS="0",
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "TEMOIN_SESION_HOURS is not a Témoin setting and is ignored (did you mean TEMOIN_SESSION_HOURS?)" in (
+        r.stderr
+    )
+    assert "TEMOIN_REDACTION_WORKERS is no longer a setting and is ignored" in r.stderr
+    assert "TEMOIN_WORKER_CONCURRENCY" in r.stderr
+    assert "TEMOIN_API_TOKEN" not in r.stderr and "TEMOIN_TEST_WORKERS" not in r.stderr
+
+
+def test_every_variable_read_outside_the_settings_is_known_to_the_check():
+    """A variable read elsewhere (the CLI's token, the demo, a tool) must not be reported as unknown."""
+    from temoin.settings import OTHER_PREFIXES, OTHER_VARIABLES, REMOVED
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    read = {
+        name
+        for path in src.rglob("*.py")
+        for name in re.findall(r"[\"'](TEMOIN_[A-Z0-9_]+)[\"']", path.read_text())
+        if not name.endswith("_")
+    }
+    settings = {variable(name) for name in Settings.model_fields}
+    unknown = {n for n in read - settings - OTHER_VARIABLES - set(REMOVED) if not n.startswith(OTHER_PREFIXES)}
+    assert not unknown, f"read in src/ but reported as unknown at start: {sorted(unknown)}"

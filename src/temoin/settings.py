@@ -10,7 +10,9 @@ the `temoin` command prints it and exits 2.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import logging
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -26,6 +28,20 @@ from temoin.errors import InvalidInput
 PREFIX = "TEMOIN_"
 # Fields whose variable is not PREFIX + the field's name (older names, kept for existing deployments).
 VARIABLES = {"master_key_env": "TEMOIN_MASTER_KEY", "secure_cookies": "TEMOIN_INSECURE_COOKIES"}
+
+# TEMOIN_* variables that are not settings but are read elsewhere: the CLI's token, the camera and verify tools,
+# the demo, the redaction engine's threads, the test command.
+OTHER_VARIABLES = frozenset(
+    {"TEMOIN_API_TOKEN", "TEMOIN_TRUST_STORE", "TEMOIN_DEMO_LIVE_EVERY_S", "TEMOIN_REDACTION_THREADS"}
+)
+OTHER_PREFIXES = ("TEMOIN_TEST_",)
+# Settings that were removed, and what replaces them: a deployment that still sets one is told so at start.
+REMOVED = {
+    "TEMOIN_REDACTION_WORKERS": "redacted copies run as background jobs: TEMOIN_JOB_THREADS (inline) or "
+    "TEMOIN_WORKER_CONCURRENCY (temoin worker) set how many run at once",
+}
+
+log = logging.getLogger("temoin.settings")
 
 # The environment Settings() reads, set by from_env only: Settings(...) takes what it is given and the defaults, as
 # tests and tools expect whatever the shell exports; from_env(env) reads `env` instead of os.environ.
@@ -264,11 +280,31 @@ class Settings(BaseSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """The settings from `env` (default: the process's environment) alone."""
-        token = _environ.set(os.environ if env is None else env)
+        environ = os.environ if env is None else env
+        for warning in unknown_variables(environ):
+            log.warning("%s", warning)
+        token = _environ.set(environ)
         try:
             return cls()
         finally:
             _environ.reset(token)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """What to tell of TEMOIN_* variables that no part of Témoin reads (a typo, or a removed setting): each is
+    ignored, so a deployment that relies on one would otherwise never learn that it has no effect."""
+    known = {variable(name) for name in Settings.model_fields} | OTHER_VARIABLES
+    said = []
+    for name in sorted(environ):
+        if not name.startswith(PREFIX) or name in known or name.startswith(OTHER_PREFIXES):
+            continue
+        if name in REMOVED:
+            said.append(f"{name} is no longer a setting and is ignored: {REMOVED[name]}")
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        said.append(f"{name} is not a Témoin setting and is ignored{hint}; the README lists the settings")
+    return said
 
 
 def _expected(field: FieldInfo) -> str:
