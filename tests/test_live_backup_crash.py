@@ -24,7 +24,7 @@ from sqlalchemy import select
 from temoin.db import utcnow
 from temoin.evidence import crypto
 from temoin.identity.models import Tenant
-from temoin.live import backup, backup_recovery
+from temoin.live import backup, backup_recovery, sessions
 from temoin.live.models import LiveMediaOwner, LiveSession
 from temoin.platform import Platform
 from temoin.settings import Settings
@@ -129,6 +129,7 @@ def test_a_backup_cut_by_a_sigkill_is_recovered_at_the_next_start(platform: Plat
     with platform.session() as db:
         s = db.get_one(LiveSession, sid)
         assert s.backup_cut_short and s.backup_sha256 and s.backup_bytes and s.backup_file == name
+        assert sessions.view(s)["backup_cut_short"] is True  # what the CSU's sessions API says of it
         wrapped, sha256, size = s.backup_key, s.backup_sha256, s.backup_bytes
     assert artefact_keys(platform.store, name) == [key] and not staged_artefacts(platform.store)
     plain = b"".join(

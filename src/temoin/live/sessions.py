@@ -97,6 +97,8 @@ def view(s: LiveSession) -> dict[str, Any]:
         "incident_closed_at": t(s.incident_closed_at),
         "incident_closed_by": s.incident_closed_by,
         "backup": bool(s.backup_file),
+        # Recovered after a server crash: the backup ends at its last checkpoint, a few seconds before the stream did.
+        "backup_cut_short": s.backup_cut_short,
     }
 
 
