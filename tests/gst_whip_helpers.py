@@ -24,7 +24,7 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstWebRTC", "1.0")
 gi.require_version("GstSdp", "1.0")
-from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402
+from gi.repository import GLib, Gst, GstSdp, GstWebRTC  # noqa: E402 - only after gi.require_version
 
 PIPELINE = (
     "webrtcbin name=pub bundle-policy=max-bundle "
@@ -43,7 +43,7 @@ def request(method: str, url: str, token: str, body: bytes | None = None) -> tup
         headers["Content-Type"] = "application/sdp"
     req = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 - a test's own URL
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - a test's own URL
             return r.status, dict(r.headers), r.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read().decode()

@@ -578,7 +578,10 @@ def test_a_video_file_loops_as_a_source_and_records(tmp_path: Path) -> None:
 
 def test_a_microphone_is_read_in_the_background_and_resampled() -> None:
     # FFmpeg's generated input, paced in real time, stands in for an ALSA or PulseAudio microphone.
-    mic = DeviceAudio("lavfi", "sine=frequency=440:sample_rate=44100,arealtime")  # type: ignore[arg-type]
+    mic = DeviceAudio(
+        "lavfi",  # type: ignore[arg-type]  # stands in for alsa or pulse
+        "sine=frequency=440:sample_rate=44100,arealtime",
+    )
     mic.start(utcnow())
     try:
         time.sleep(0.4)

@@ -60,7 +60,9 @@ def test_the_recording_starts_with_the_buffered_footage_byte_for_byte_and_in_ord
     agent, keys = _camera(tmp_path)
     pushed: list[EncodedSegment] = []
     push = agent.buffer.push
-    agent.buffer.push = lambda segment, now: (pushed.append(segment), push(segment, now))[1]  # type: ignore[method-assign]
+    agent.buffer.push = (  # type: ignore[method-assign]  # a spy on push
+        lambda segment, now: (pushed.append(segment), push(segment, now))[1]
+    )
     agent.run_for(31)  # the 8 s buffer goes round its file several times
     assert agent.buffer.in_memory_bytes == 0 and agent.buffer.bytes > 0  # held on the storage, not in memory
     pressed = agent.clock()
@@ -80,7 +82,9 @@ def test_the_ring_file_has_no_name_is_private_and_holds_no_plaintext(tmp_path: P
     agent, _ = _camera(tmp_path)
     pushed: list[EncodedSegment] = []
     push = agent.buffer.push
-    agent.buffer.push = lambda segment, now: (pushed.append(segment), push(segment, now))[1]  # type: ignore[method-assign]
+    agent.buffer.push = (  # type: ignore[method-assign]  # a spy on push
+        lambda segment, now: (pushed.append(segment), push(segment, now))[1]
+    )
     agent.run_for(12)
     ring = agent.buffer._ring
     assert ring is not None

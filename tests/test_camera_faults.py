@@ -180,7 +180,7 @@ class Network(httpx.BaseTransport):
         if kind == "down":
             raise httpx.ConnectError("vault unreachable (simulated)", request=request)
         if kind == "cut":
-            body = body[: int(arg)]  # type: ignore[call-overload]
+            body = body[: int(arg)]  # type: ignore[call-overload]  # a cut's arg is its byte count
             headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
             request = httpx.Request(request.method, request.url, headers=headers, content=body)
         self.sent.append((request.method, request.url.path, request.headers.get("content-range"), len(body)))
@@ -191,7 +191,7 @@ class Network(httpx.BaseTransport):
         if kind == "lose":
             raise httpx.ReadError("connection lost before the answer (simulated)", request=request)
         if kind == "swap":
-            content = arg(content)  # type: ignore[operator]
+            content = arg(content)  # type: ignore[operator]  # a swap's arg is the forging function
             headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-length"]
             return httpx.Response(response.status_code, headers=headers, content=content, request=request)
         return httpx.Response(response.status_code, headers=response.headers, content=content, request=request)
@@ -625,7 +625,7 @@ def test_a_copy_that_cannot_be_read_back_is_kept_and_says_why(tmp_path: Path) ->
     damaged[-1] ^= 1
     wrapped[0].write_bytes(bytes(damaged))
     wrapped[1].write_bytes(wrap_key(cam.keys.storage_key, new_data_key(), rids[1]))
-    outcome = cam.agent.offload(ReadingVault())  # type: ignore[arg-type]
+    outcome = cam.agent.offload(ReadingVault())  # type: ignore[arg-type]  # a stand-in with the one method used
     assert not outcome.sent and set(outcome.kept) == set(rids)
     assert "cannot be unwrapped" in outcome.kept[rids[0]] and "cannot be read back" in outcome.kept[rids[1]]
     assert all(outcome.kept[r].startswith("StoreError") for r in rids)

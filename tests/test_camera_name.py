@@ -15,7 +15,7 @@ from temoin.identity.models import Device
 from temoin.law.access import Role
 from temoin.platform import Platform
 from tests.helpers import make_commune, upload
-from tests.live_helpers import (  # noqa: F401
+from tests.live_helpers import (  # noqa: F401 - fixtures, which pytest finds by name
     FIX,
     _cheap_password_hashes,
     on_shift,

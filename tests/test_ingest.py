@@ -369,11 +369,11 @@ def test_uploads_in_progress_are_forgotten_when_idle_too_many_or_quarantined(mon
     cache = ingest._ProgressCache(limit=2, idle_s=60)
     entry = object()
     for key in ("t/r1/00000.seg", "t/r2/00000.seg", "t/r3/00000.seg"):
-        cache[key] = entry  # type: ignore[assignment]
+        cache[key] = entry  # type: ignore[assignment]  # a stand-in: the cache never looks inside
     assert cache.get("t/r1/00000.seg") is None and cache.get("t/r3/00000.seg") is entry  # the oldest went
     clock[0] += 61
     assert cache.get("t/r3/00000.seg") is None and len(cache) == 0  # idle for a minute: forgotten
-    cache["t/r4/00000.seg"] = entry  # type: ignore[assignment]
-    cache["t/r5/00001.seg"] = entry  # type: ignore[assignment]
+    cache["t/r4/00000.seg"] = entry  # type: ignore[assignment]  # the same stand-in
+    cache["t/r5/00001.seg"] = entry  # type: ignore[assignment]  # the same stand-in
     cache.drop_recording("t", "r4")
     assert cache.get("t/r4/00000.seg") is None and cache.get("t/r5/00001.seg") is entry

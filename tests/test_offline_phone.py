@@ -14,7 +14,15 @@ from playwright.sync_api import expect
 from temoin.law.access import Role
 from temoin.platform import Platform
 from tests.helpers import make_commune
-from tests.live_helpers import FIX, _cheap_password_hashes, on_shift, server, settings, sign_in_context, signed  # noqa: F401
+from tests.live_helpers import (  # noqa: F401 - fixtures, which pytest finds by name
+    FIX,
+    _cheap_password_hashes,
+    on_shift,
+    server,
+    settings,
+    sign_in_context,
+    signed,
+)
 
 pytestmark = pytest.mark.slow
 

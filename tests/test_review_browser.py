@@ -290,7 +290,10 @@ def test_the_player_has_one_timeline_across_the_segments_and_seeks_anywhere(page
       return Array.from(c.getContext('2d').getImageData(0, 0, 64, 36).data.filter((_, i) => i % 4 === 0)); }""")
     same = page.evaluate(FRAME_JS, [url, at])
     other = page.evaluate(FRAME_JS, [url.replace("/segments/3?", "/segments/0?"), at])
-    differ = lambda a, b: sum(abs(x - y) for x, y in zip(a, b)) / len(a)  # noqa: E731
+
+    def differ(a: list[int], b: list[int]) -> float:
+        return sum(abs(x - y) for x, y in zip(a, b)) / len(a)
+
     assert differ(shown, same) < 3 < differ(shown, other)
 
     # Seeking loads segments under the one consultation: the journal holds one viewing.

@@ -11,6 +11,7 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from temoin.cli import app as cli_app
@@ -45,7 +46,7 @@ def test_a_node_refuses_a_schema_older_than_its_code_until_init_migrates_it(
     settings = _settings(tmp_path, empty_database_url)
     for how in ({"init": True, "schema": "start"}, {}):  # `temoin serve`; `temoin worker` and the other commands
         with pytest.raises(SchemaMismatch) as refused:
-            Platform.open(settings, **how)  # type: ignore[arg-type]
+            Platform.open(settings, **how)  # type: ignore[arg-type]  # mypy joins the dicts' values to object
         assert f"at revision {previous}" in refused.value.message
         assert f"needs {head()}" in refused.value.message
         assert "run `temoin init` first" in refused.value.message
@@ -150,7 +151,7 @@ def test_two_inits_at_once_on_postgresql_do_not_race(empty_database_url: str) ->
     engines = [make_engine(empty_database_url) for _ in range(2)]
     errors: list[BaseException] = []
 
-    def init(engine) -> None:  # type: ignore[no-untyped-def]
+    def init(engine: Engine) -> None:
         try:
             upgrade(engine)
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below

@@ -73,7 +73,7 @@ def test_settings_are_frozen_and_copied_with_changes(tmp_path, monkeypatch):
     faster = settings.model_copy(update={"live_stall_after_s": 0.5})
     assert (faster.live_stall_after_s, settings.live_stall_after_s, faster.home) == (0.5, 2.0, tmp_path.resolve())
     with pytest.raises(ValueError):
-        settings.session_hours = 1  # type: ignore[misc]
+        settings.session_hours = 1  # type: ignore[misc]  # the refusal under test
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_a_bad_value_is_one_error_naming_the_variable_and_the_expected_form(name
 
 def test_a_secret_with_a_bad_value_is_not_printed():
     with pytest.raises(InvalidSettings) as caught:
-        Settings(tsa_password=["s3cret"])  # type: ignore[arg-type]
+        Settings(tsa_password=["s3cret"])  # type: ignore[arg-type]  # the bad value under test
     assert "TEMOIN_TSA_PASSWORD" in str(caught.value) and "s3cret" not in str(caught.value)
 
 

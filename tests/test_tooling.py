@@ -1,8 +1,10 @@
 """The static checks are part of the suite: ruff (lint and format) and mypy, configured in pyproject.toml, find
-nothing. A finding fails here with the tools' own output, so the fix is the same as running them by hand."""
+nothing. A finding fails here with the tools' own output, so the fix is the same as running them by hand. Every
+`noqa` and `type: ignore` left in the code says why on its own line."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +52,22 @@ def test_mypy_finds_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
     cache = tmp_path_factory.getbasetemp().parent / "temoin-mypy-cache"
     result = _run("mypy", "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(cache))
     assert result.returncode == 0, f"mypy (the [tool.mypy] packages of pyproject.toml):\n{result.stdout}{result.stderr}"
+
+
+# A suppression, then what follows it on the line: its reason, at least one word of three letters or more.
+_SUPPRESSION = re.compile(r"#\s*(noqa(?::\s*[A-Z0-9, ]+)?|type:\s*ignore(?:\[[a-z0-9_,\- ]+\])?)(.*)$")
+_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def test_every_noqa_and_type_ignore_says_why() -> None:
+    bare = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for folder in ("src", "tests")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for n, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if (found := _SUPPRESSION.search(line)) and not _WORD.search(found.group(2))
+    ]
+    assert not bare, (
+        "a noqa or type: ignore without its reason (write why on the same line, e.g. "
+        "`# noqa: S310 - a test's own URL`), or fix the code so it needs none:\n" + "\n".join(bare)
+    )

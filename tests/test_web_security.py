@@ -69,7 +69,7 @@ def page(browser, server_url: str):
     pg = context.new_page()
     console: list[str] = []
     pg.on("console", lambda m: console.append(m.text))
-    pg.console_messages = console  # type: ignore[attr-defined]
+    pg.console_messages = console  # type: ignore[attr-defined]  # carried for the tests to read
     yield pg
     context.close()
 

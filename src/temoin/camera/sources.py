@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 import av
 import numpy as np
@@ -391,9 +391,9 @@ def parse_audio(spec: str) -> tuple[AudioKind, str | None]:
     kind, _, device = spec.strip().partition(":")
     kind = kind.lower()
     if kind in ("synthetic", "none") and not device:
-        return kind, None  # type: ignore[return-value]
+        return cast(AudioKind, kind), None
     if kind in ("alsa", "pulse"):
-        return kind, device or "default"  # type: ignore[return-value]
+        return cast(AudioKind, kind), device or "default"
     raise ValueError(f"unknown audio source {spec!r}: expected synthetic, alsa:DEVICE, pulse:DEVICE or none")
 
 

@@ -12,11 +12,11 @@ from temoin.cli.context import EXIT_FAILED, console, err
 backup_app = typer.Typer(help="Backups of the data (the keys are kept apart).", no_args_is_help=True)
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1024
     return f"{n} B"
 
 

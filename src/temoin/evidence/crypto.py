@@ -148,8 +148,8 @@ def open_records_into(fh: BinaryIO, data_key: bytes, buffer: Callable[[], bytear
         raise IntegrityError("not a Témoin blob (bad header)")
     aead = _blob_cipher(data_key, header)
     sealed_buf = bytearray(RECORD_BYTES + TAG_BYTES)
-    # typing.BinaryIO omits readinto; the stores' readers are buffered files, which have it.
-    readinto: Callable[[memoryview], int | None] = fh.readinto  # type: ignore[attr-defined]
+    readinto: Callable[[memoryview], int | None]
+    readinto = fh.readinto  # type: ignore[attr-defined]  # BinaryIO omits it; the stores' buffered files have it
     index, offset = 0, HEADER_BYTES
     while raw_len := fh.read(_LEN.size):
         if len(raw_len) != _LEN.size:

@@ -338,7 +338,7 @@ async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """A viewer's PLI/FIR reaches `callback` (forwarded to the publisher) instead of a local encoder."""
-    sender._send_keyframe = callback  # type: ignore[method-assign]
+    sender._send_keyframe = callback  # type: ignore[method-assign]  # on purpose: the publisher makes the keyframes
 
 
 class Continuity:

@@ -56,12 +56,12 @@ class CameraUnreachable(errors.UpstreamTimeout, CctvSourceError):
 def check_stream_url(url: str | None) -> str:
     """Only network streams are pulled: FFmpeg would as readily open a local file or a device."""
     scheme = urlsplit(url or "").scheme.lower()
-    if scheme not in STREAM_SCHEMES:
+    if url is None or scheme not in STREAM_SCHEMES:
         raise CctvSourceError(
             f"the CCTV camera's stream address {redact(url or '')!r} is not an "
             f"{'/'.join(STREAM_SCHEMES)} URL: correct it in the CCTV registry"
         )
-    return url  # type: ignore[return-value]
+    return url
 
 
 def redact(url: str) -> str:

@@ -152,10 +152,10 @@ class AnnualReport:
     authorised_agents: int  # agents who wore a camera during the year (shift assignments overlapping it)
     designated_agents: int  # individually designated to consult (R241-12)
     figures: Figures
+    territory: TerritoryUse
     # (label, full SHA-256 fingerprint) of the platform keys that could sign during the year: what recipients
     # of extractions pin (`temoin verify --fingerprint`).
     platform_keys: tuple[tuple[str, str], ...] = ()
-    territory: TerritoryUse = None  # type: ignore[assignment]
     communes: Communes = None  # the report of some communes of an EPCI; None: the whole service
 
 
@@ -454,7 +454,7 @@ def _keys_of_period(keys: KeySet, period: Period) -> tuple[tuple[str, str], ...]
         if (k.valid_from is None or k.valid_from < period.end) and (
             k.valid_until is None or k.valid_until >= period.start
         ):
-            state = "en vigueur" if k.current else f"retirée le {when('fr', k.valid_until, seconds=False)}"  # type: ignore[arg-type]
+            state = "en vigueur" if k.valid_until is None else f"retirée le {when('fr', k.valid_until, seconds=False)}"
             out.append((f"Empreinte SHA-256 de la clé {k.id} ({state})", k.fingerprint))
     return tuple(out)
 

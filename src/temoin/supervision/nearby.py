@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from temoin.geo.geometry import EARTH_RADIUS_M, SAME_PLACE_M, angle_diff_deg, bearing_deg, distance_m
@@ -146,7 +146,7 @@ class NearbyIndex:
 
 # --- one index per tenant and database, rebuilt when the registry moved -------------------------------------
 
-_indexes: weakref.WeakKeyDictionary[Engine, dict[int, NearbyIndex]] = weakref.WeakKeyDictionary()
+_indexes: weakref.WeakKeyDictionary[Engine | Connection, dict[int, NearbyIndex]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -154,14 +154,14 @@ def index_for(db: Session, tenant_id: int) -> NearbyIndex:
     engine = db.get_bind()
     version = registry_version(db, tenant_id)
     with _lock:
-        current = _indexes.get(engine, {}).get(tenant_id)  # type: ignore[arg-type]
+        current = _indexes.get(engine, {}).get(tenant_id)
     if current is not None and current.version == version:
         return current
     # Read the rows and the version they belong to in one snapshot-consistent pass; a change committed meanwhile
     # bumps the version again and the next query rebuilds.
     index = NearbyIndex(_indexed(db, tenant_id), version=version)
     with _lock:
-        _indexes.setdefault(engine, {})[tenant_id] = index  # type: ignore[arg-type]
+        _indexes.setdefault(engine, {})[tenant_id] = index
     return index
 
 

@@ -94,9 +94,7 @@ class UnknownCamera(errors.NotFound, LookupError):
     pass
 
 
-def _url(value: str | None, schemes: tuple[str, ...], field: str) -> str | None:
-    if value is None:
-        return None
+def _url(value: str, schemes: tuple[str, ...], field: str) -> str:
     parts = urlsplit(value)
     if parts.scheme.lower() not in schemes or not parts.hostname:
         raise ValueError(f"{field} must be a {' or '.join(s + '://' for s in schemes)} URL with a host")
@@ -149,12 +147,12 @@ class CameraRow(BaseModel):
     @field_validator("stream_url")
     @classmethod
     def _stream(cls, value: str) -> str:
-        return _url(value, ("rtsp", "rtsps", "http", "https"), "stream_url")  # type: ignore[return-value]
+        return _url(value, ("rtsp", "rtsps", "http", "https"), "stream_url")
 
     @field_validator("onvif_url")
     @classmethod
     def _onvif(cls, value: str | None) -> str | None:
-        return _url(value or None, ("http", "https"), "onvif_url")
+        return _url(value, ("http", "https"), "onvif_url") if value else None
 
     @field_validator("onvif_username", "onvif_password", mode="before")
     @classmethod

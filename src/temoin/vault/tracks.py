@@ -58,7 +58,8 @@ class Track:
         """True if a fix lies inside the polygon, or the straight line between two fixes crosses it."""
         if not self.points or len(area) < 3:
             return False
-        s, w, n, e = self.bbox  # type: ignore[misc]
+        assert self.bbox is not None  # set whenever there are points (Track.of)
+        s, w, n, e = self.bbox
         lats, lons = [p[0] for p in area], [p[1] for p in area]
         if s > max(lats) or n < min(lats) or w > max(lons) or e < min(lons):
             return False  # the cheap pre-filter: boxes apart

@@ -124,8 +124,7 @@ def scripts_catalogue(lang: str) -> Response:
 
 def install(env: Environment) -> None:
     env.add_extension("jinja2.ext.i18n")
-    # The i18n extension adds this method to the environment at run time; jinja2's types do not declare it.
-    env.install_gettext_callables(  # type: ignore[attr-defined]
+    env.install_gettext_callables(  # type: ignore[attr-defined]  # added at run time by the i18n extension
         _template_gettext,
         _template_ngettext,
         newstyle=False,

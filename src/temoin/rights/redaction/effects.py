@@ -32,8 +32,13 @@ def frame_planes(frame: av.VideoFrame) -> list[Plane]:
     """Writable views on a YUV 4:2:0 frame's own buffers (Y, U, V), without copying."""
     names = ("y", "u", "v")
     return [
-        # a VideoPlane is a writable buffer (PEP 688) that PyAV's type hints do not declare
-        Plane(names[i], np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width], 1 if i == 0 else 2)  # type: ignore[call-overload]
+        # a VideoPlane is a writable buffer (PEP 688); numpy's hints for frombuffer name the buffer types they
+        # take, memoryview among them
+        Plane(
+            names[i],
+            np.frombuffer(memoryview(p), np.uint8).reshape(p.height, p.line_size)[:, : p.width],
+            1 if i == 0 else 2,
+        )
         for i, p in enumerate(frame.planes[:3])
     ]
 
