@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,20 +21,15 @@ from sqlalchemy.orm import Session
 import temoin
 from temoin.db import make_engine
 from temoin.identity.secrets import current_totp
+from tests.serve_helpers import ServerProcess, answers, free_port, installed_temoin
 
 PASSWORD = "correct horse battery staple"
 
 
 def temoin_command() -> list[str]:
-    """The installed `temoin` next to the interpreter, or the module."""
-    script = Path(sys.executable).with_name("temoin")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "temoin"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """The installed `temoin` next to the interpreter, or the module (the nodes' PYTHONPATH names these sources)."""
+    script = installed_temoin()
+    return [str(script)] if script else [sys.executable, "-m", "temoin"]
 
 
 @dataclass
@@ -118,41 +111,23 @@ class Cluster:
             engine.dispose()
 
 
-class Process:
+class Process(ServerProcess):
     """`temoin serve` (a node) or `temoin worker`, in its own process, its output in a log file."""
 
     def __init__(self, cluster: Cluster, name: str, *args: str, port: int | None = None) -> None:
-        self.name = name
         self.port = port
-        self.url = f"http://127.0.0.1:{port}" if port else ""
-        self.log = cluster.root / f"{name}-{args[0]}-{time.monotonic_ns()}.log"
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [*temoin_command(), *args],
-                env=cluster.env(name),
-                cwd=cluster.home(name),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        super().__init__(
+            name,
+            [*temoin_command(), *args],
+            env=cluster.env(name),
+            cwd=cluster.home(name),
+            log=cluster.root / f"{name}-{args[0]}-{time.monotonic_ns()}.log",
+            url=f"http://127.0.0.1:{port}" if port else "",
+            grace_s=30,
+        )
 
-    def tail(self) -> str:
-        return f"--- {self.name} ({self.log.name}) ---\n{self.log.read_text(errors='replace')[-4000:]}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: the machine lost, no clean-up of any kind."""
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    def tail(self, chars: int = 4000) -> str:
+        return f"--- {self.name} ({self.log.name}) ---\n{super().tail(chars)}"
 
 
 def serve(cluster: Cluster, name: str) -> Process:
@@ -172,11 +147,8 @@ def wait_up(*nodes: Process, timeout: float = 90) -> None:
         for node in list(waiting):
             if not node.alive():
                 raise AssertionError(f"{node.name} exited ({node.proc.returncode}):\n{node.tail()}")
-            try:
-                if httpx.get(f"{node.url}/api/v1/platform", timeout=2).status_code == 200:
-                    waiting.remove(node)
-            except httpx.TransportError:
-                pass
+            if answers(node.url, timeout=2):
+                waiting.remove(node)
         if waiting and time.monotonic() > deadline:
             raise AssertionError(f"not up within {timeout} s:\n" + "\n".join(n.tail() for n in waiting))
         time.sleep(0.1)

@@ -7,9 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -45,17 +43,9 @@ from temoin.vault.scrub import check_recording
 from temoin.vault.storage import blob_key
 from temoin.web.app import create_app
 from tests.helpers import PASSWORD, agent_number, make_commune, upload, vault_client
+from tests.serve_helpers import ServerProcess, base_env, free_port, temoin
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _temoin() -> str:
-    for candidate in (Path(sys.executable).parent / "temoin", ROOT / ".venv" / "bin" / "temoin"):
-        if candidate.exists():
-            return str(candidate)
-    pytest.fail("the `temoin` command is not installed next to the test interpreter", pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -66,74 +56,34 @@ def _cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMOIN_")}
-    env.update(
-        TEMOIN_HOME=str(settings.home),
-        TEMOIN_DATABASE_URL=settings.database_url,
-        TEMOIN_INSECURE_COOKIES="1",
-        TEMOIN_RETENTION_INTERVAL_S="3600",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return base_env(settings, TEMOIN_RETENTION_INTERVAL_S="3600")
 
 
 def _cli(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [_temoin(), *args], env=_env(settings), cwd=settings.home, capture_output=True, text=True, timeout=timeout
+        [temoin(), *args], env=_env(settings), cwd=settings.home, capture_output=True, text=True, timeout=timeout
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`temoin serve` in its own process."""
-
-    def __init__(self, settings: Settings, log: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [_temoin(), "serve", "--port", str(self.port)],
-                env=_env(settings),
-                cwd=settings.home,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 45
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the server exited ({self.proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/platform", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the server did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+def _serve(settings: Settings, log: Path) -> ServerProcess:
+    """`temoin serve` in its own process, answering."""
+    port = free_port()
+    server = ServerProcess(
+        "the server",
+        [temoin(), "serve", "--port", str(port)],
+        env=_env(settings),
+        cwd=settings.home,
+        log=log,
+        url=f"http://127.0.0.1:{port}",
+        grace_s=15,
+    )
+    server.wait_answering(45)
+    return server
 
 
 @pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    started: list[Server] = []
+def servers() -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
     yield started
     for server in started:
         server.stop()
@@ -186,7 +136,7 @@ def test_server_killed_during_an_upload_resumes_and_stores_it_intact(settings, s
     signed = SignedManifest.sign(manifest, cam_key)
     url = f"/api/v1/ingest/recordings/{rid}/segments/0"
 
-    servers.append(Server(settings, tmp_path / "server-1.log"))
+    servers.append(_serve(settings, tmp_path / "server-1.log"))
     camera = VaultClient(servers[0].url, cam_id, cam_key, public_key)
     watcher = VaultClient(servers[0].url, cam_id, cam_key, public_key)
     status = camera.send_manifest(signed)
@@ -231,7 +181,7 @@ def test_server_killed_during_an_upload_resumes_and_stores_it_intact(settings, s
     assert "error" in outcome, f"the upload finished before the kill: {outcome}"
     assert sent < len(data)
 
-    servers.append(Server(settings, tmp_path / "server-2.log"))
+    servers.append(_serve(settings, tmp_path / "server-2.log"))
     camera = VaultClient(servers[1].url, cam_id, cam_key, public_key)
     offset = camera.received(rid, 0)
     # Every byte the vault had before the kill is still there; nothing it never got is claimed.
@@ -300,7 +250,7 @@ def test_retention_sweep_killed_midway_leaves_each_recording_whole_or_gone(setti
 
     # Kill the sweep as soon as it is seen at work: the first recording's blobs going away.
     proc = subprocess.Popen(
-        [_temoin(), "retention", "run"],
+        [temoin(), "retention", "run"],
         env=_env(settings),
         cwd=settings.home,
         stdout=subprocess.DEVNULL,

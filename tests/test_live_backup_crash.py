@@ -8,16 +8,12 @@ import asyncio
 import hashlib
 import io
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import av
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -34,6 +30,7 @@ from tests.artefact_helpers import artefact_keys, staged_artefacts
 from tests.helpers import make_commune
 from tests.live_helpers import FIX, entries, publisher
 from tests.s3_helpers import BOTH_STORES
+from tests.serve_helpers import ServerProcess, base_env, free_port
 
 # `temoin serve` itself, with the tenant's legal profile allowing backups (no shipped profile does yet).
 SERVE = """
@@ -48,54 +45,29 @@ main()
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(settings: Settings, port: int, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMOIN_")}
-    env.update(
-        TEMOIN_HOME=str(settings.home),
-        TEMOIN_DATABASE_URL=settings.database_url,
-        TEMOIN_BLOB_STORE_URL=settings.blob_store_url or "",
-        TEMOIN_INSECURE_COOKIES="1",
-        PYTHONUNBUFFERED="1",
+def _serve(settings: Settings, port: int, log: Path) -> ServerProcess:
+    """SERVE in its own process, answering. Every end here is a SIGKILL (a start that fails too: grace 0)."""
+    server = ServerProcess(
+        "the server",
+        [sys.executable, "-c", SERVE, str(port)],
+        env=base_env(settings, TEMOIN_BLOB_STORE_URL=settings.blob_store_url or ""),
+        cwd=settings.home,
+        log=log,
+        url=f"http://127.0.0.1:{port}",
+        grace_s=0,
     )
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(port)], env=env, cwd=settings.home, stdout=out, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/platform", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the server did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(10)
+    server.wait_answering(60)
+    return server
 
 
 @pytest.mark.slow
 @BOTH_STORES
 def test_a_backup_cut_by_a_sigkill_is_recovered_at_the_next_start(platform: Platform, settings: Settings, tmp_path):
     commune = make_commune(platform, cameras=1)
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
-    proc = _serve(settings, port, log)
+    server = _serve(settings, port, log)
     try:
 
         async def story() -> tuple[str, float]:
@@ -107,14 +79,13 @@ def test_a_backup_cut_by_a_sigkill_is_recovered_at_the_next_start(platform: Plat
                 await asyncio.sleep(0.2)
             assert staged_artefacts(platform.store), "nothing of the backup reached the store while it streamed"
             streamed = time.monotonic() - started
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+            server.kill()
             await camera.aclose()
             return sid, streamed
 
         sid, streamed = asyncio.run(story())
     finally:
-        _stop(proc)
+        server.kill()
 
     with platform.session() as db:
         s = db.get_one(LiveSession, sid)
@@ -123,8 +94,7 @@ def test_a_backup_cut_by_a_sigkill_is_recovered_at_the_next_start(platform: Plat
     key = artefact_blobs.key(name, backup.BACKUP_FILE)
     assert not platform.store.exists(key) and staged_artefacts(platform.store)  # unreadable until recovered
 
-    proc = _serve(settings, port, log)  # the start-up recovers it before the server answers
-    _stop(proc)
+    _serve(settings, port, log).kill()  # the start-up recovers it before the server answers
 
     with platform.session() as db:
         s = db.get_one(LiveSession, sid)

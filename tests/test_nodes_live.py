@@ -6,11 +6,6 @@ owner. Two nodes on one PostgreSQL and one NATS, real aiortc publishers and view
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -43,6 +38,7 @@ from tests.live_helpers import (
     token_for,
     until,
 )
+from tests.serve_helpers import ServerProcess, base_env, free_port, temoin
 
 __all__ = ["_cheap_password_hashes"]  # fixture
 
@@ -51,14 +47,8 @@ SECRET = "a-secret-the-nodes-share-0123456789abcdef"
 LEASE_S = 3.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _node(shared: Settings) -> tuple[Settings, int]:
-    port = _free_port()
+    port = free_port()
     return shared.model_copy(update={"node_url": f"http://127.0.0.1:{port}"}), port
 
 
@@ -280,44 +270,26 @@ def test_a_cctv_viewing_ends_through_any_node_and_a_withdrawal_reaches_every_nod
 # --- the owner killed -------------------------------------------------------------------------------------
 
 
-def _temoin() -> str:
-    candidate = Path(sys.executable).parent / "temoin"
-    if not candidate.exists():
-        pytest.fail("the `temoin` command is not installed next to the test interpreter", pytrace=False)
-    return str(candidate)
-
-
-def _serve(settings: Settings, port: int, log: Path) -> subprocess.Popen:
-    """`temoin serve` in its own process: node A, to be SIGKILLed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMOIN_")}
-    env.update(
-        TEMOIN_HOME=str(settings.home),
-        TEMOIN_DATABASE_URL=settings.database_url,
-        TEMOIN_INSECURE_COOKIES="1",
-        TEMOIN_EVENTS_URL=settings.events_url,
-        TEMOIN_EVENTS_STREAM=settings.events_stream,
-        TEMOIN_NODE_URL=settings.node_url,
-        TEMOIN_NODE_SECRET=SECRET,
-        TEMOIN_LIVE_OWNER_LEASE_S=str(settings.live_owner_lease_s),
-        PYTHONUNBUFFERED="1",
+def _serve(settings: Settings, port: int, log: Path) -> ServerProcess:
+    """`temoin serve` in its own process, answering: node A, to be SIGKILLed (a start that fails too: grace 0)."""
+    server = ServerProcess(
+        "node A",
+        [temoin(), "serve", "--port", str(port)],
+        env=base_env(
+            settings,
+            TEMOIN_EVENTS_URL=settings.events_url,
+            TEMOIN_EVENTS_STREAM=settings.events_stream,
+            TEMOIN_NODE_URL=settings.node_url,
+            TEMOIN_NODE_SECRET=SECRET,
+            TEMOIN_LIVE_OWNER_LEASE_S=str(settings.live_owner_lease_s),
+        ),
+        cwd=settings.home,
+        log=log,
+        url=settings.node_url,
+        grace_s=0,
     )
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [_temoin(), "serve", "--port", str(port)], env=env, cwd=settings.home, stdout=out, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 45
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"node A exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{settings.node_url}/api/v1/platform", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"node A did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
+    server.wait_answering(45)
+    return server
 
 
 @pytest.mark.slow
@@ -331,14 +303,8 @@ def test_the_owner_killed_viewers_get_a_quick_503_and_the_camera_publishes_again
     with ExitStack() as stack:
         stack.callback(b.close)
         node_b = stack.enter_context(running_server(b, pb))
-        proc = _serve(sa, pa, tmp_path / "node-a.log")
-
-        def stop_a() -> None:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-
-        stack.callback(stop_a)
+        node_a = _serve(sa, pa, tmp_path / "node-a.log")
+        stack.callback(node_a.kill)
 
         async def story() -> None:
             camera = publisher(sa.node_url, commune)
@@ -348,8 +314,7 @@ def test_the_owner_killed_viewers_get_a_quick_503_and_the_camera_publishes_again
             await viewer.wait_frames(video=10, audio=10, timeout=15)
             await viewer.close()
 
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+            node_a.kill()
             late = Viewer(node_b, token)
             t0 = time.monotonic()
             r = await late.watch(sid)

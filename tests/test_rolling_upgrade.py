@@ -7,7 +7,6 @@ The next release is a copy of this code with one more migration in its versions 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from temoin.platform import Platform
 from temoin.settings import Settings
 from tests.helpers import make_commune, sign_in, upload
 from tests.migration_helpers import head, migration_source
+from tests.serve_helpers import ServerProcess, base_env, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -56,62 +56,23 @@ def next_release(tmp_path: Path) -> Path:
 
 
 def _env(settings: Settings, code: Path, **more: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMOIN_")}
-    env.update(
-        PYTHONPATH=str(code),
-        TEMOIN_HOME=str(settings.home),
-        TEMOIN_DATABASE_URL=settings.database_url,
-        TEMOIN_INSECURE_COOKIES="1",
-        PYTHONUNBUFFERED="1",
-        **more,
+    return base_env(settings, PYTHONPATH=str(code), **more)
+
+
+def _node(settings: Settings, code: Path, log: Path) -> ServerProcess:
+    """`temoin serve` of one release (its code on PYTHONPATH) in its own process, answering."""
+    port = free_port()
+    node = ServerProcess(
+        "the node",
+        [sys.executable, "-m", "temoin", "serve", "--port", str(port)],
+        env=_env(settings, code),
+        cwd=settings.home,
+        log=log,
+        url=f"http://127.0.0.1:{port}",
+        grace_s=20,
     )
-    return env
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Node:
-    """`temoin serve` of one release in its own process."""
-
-    def __init__(self, settings: Settings, code: Path, log: Path) -> None:
-        self.url = f"http://127.0.0.1:{_free_port()}"
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "temoin", "serve", "--port", self.url.rsplit(":", 1)[1]],
-                env=_env(settings, code),
-                cwd=settings.home,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the node exited ({self.proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/platform", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the node did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+    node.wait_answering(60)
+    return node
 
 
 def _revision(url: str) -> str:
@@ -149,7 +110,7 @@ def test_a_node_serves_while_the_next_release_migrates_then_gives_way_to_it(
     chief = commune.users[Role.CHIEF]
     before = head()
     with ExitStack() as stack:
-        a = Node(settings, this_release, tmp_path / "node-a.log")
+        a = _node(settings, this_release, tmp_path / "node-a.log")
         stack.callback(a.stop)
 
         with (tmp_path / "init.log").open("wb") as out:  # `temoin init` of the next release, from anywhere
@@ -182,7 +143,7 @@ def test_a_node_serves_while_the_next_release_migrates_then_gives_way_to_it(
         with httpx.Client(base_url=a.url, timeout=20) as client:
             sign_in(platform, client, chief)
             after, _ = upload(platform, client, commune)
-        a2 = Node(settings, next_release, tmp_path / "node-a2.log")
+        a2 = _node(settings, next_release, tmp_path / "node-a2.log")
         stack.callback(a2.stop)
         with httpx.Client(base_url=a2.url, timeout=20) as client:
             sign_in(platform, client, chief)
