@@ -621,3 +621,35 @@ def test_chains_verified_in_worker_processes_find_what_one_process_finds(journal
     assert [(r.chain, r.sink, r.entries, r.last_seq) for r in side_by_side.reports] == [
         (r.chain, r.sink, r.entries, r.last_seq) for r in alone.reports
     ]
+
+
+def test_a_node_with_a_journal_folder_of_its_own_is_told_loudly(journal, tmp_path, monkeypatch, caplog):
+    """Two nodes, one database, each with its own journal folder (a misconfiguration: TEMOIN_JOURNAL_FOLDER must be
+    shared). The other node's entries never reach this node's file, so each of this node's entries waits for them
+    after its commit: the log says why and what to do, once, not at every entry."""
+    import logging
+    import time
+
+    from temoin.journal import service as journal_service
+    from temoin.journal.service import Journal
+    from temoin.journal.sinks import FileSink
+
+    platform = journal
+    monkeypatch.setattr(journal_service, "APPEND_WAIT_S", 0.2)
+    other = Journal(FileSink(tmp_path / "other-node-journal"))
+    caplog.set_level(logging.ERROR, logger="temoin.journal")
+    for n in (90, 92):
+        with platform.session() as db:  # the other node journals an entry of the same chain...
+            other.write(db, draft(n), tenant_id=platform.tenant(db, CHAIN).id, tenant_slug=CHAIN)
+            db.commit()
+        began = time.monotonic()
+        write(platform, 1, start=n + 1)  # ...then this node: its predecessor never reaches this node's file
+        assert time.monotonic() - began >= 0.2
+    told = [r.getMessage() for r in caplog.records if "TEMOIN_JOURNAL_FOLDER" in r.getMessage()]
+    here = [m for m in told if str(platform.journal.sink.root) in m]
+    assert len(here) == 1, told  # this node waited twice, and says it once
+    assert f"entry 8 of chain {CHAIN}" in here[0]
+    assert len([m for m in told if str(other.sink.root) in m]) == 1  # the other node, whose file lacks 8, too
+    # The database has every entry; this node's file lacks the other node's, which verify names.
+    assert [r.seq for r in db_rows(platform)][-4:] == [7, 8, 9, 10]
+    assert {("file", "deleted", 7), ("file", "deleted", 9)} <= named(verify(platform))

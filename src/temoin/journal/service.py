@@ -22,6 +22,7 @@ from temoin.journal.sinks import FileSink
 
 log = logging.getLogger("temoin.journal")
 APPEND_WAIT_S = 2.0  # longest wait for the entry before one's own to reach the file (its writer committed first)
+WARN_EVERY_S = 600.0  # a chain whose predecessors keep not coming is told of at most this often
 IN_FLIGHT_MAX = 256  # a file further behind than this is not waiting for writers in flight, but for repair
 _PENDING = "temoin.journal.pending"
 
@@ -32,6 +33,7 @@ class Journal:
         # The last seq this process appended to each chain's file: an entry that follows it needs no look at the
         # file before its own append (the usual case), only one whose predecessor another writer holds.
         self._appended: dict[str, int] = {}
+        self._warned: dict[str, float] = {}  # chain -> when a wait that ran out was last told of
 
     def write(
         self,
@@ -151,9 +153,32 @@ class Journal:
             if last is None:
                 return  # no file yet, or one only repair can bring level
             behind = seq - 1 - parse_body(last.body)["seq"]
-            if behind <= 0 or behind > IN_FLIGHT_MAX or time.monotonic() >= deadline:
+            if behind <= 0 or behind > IN_FLIGHT_MAX:
+                return
+            if time.monotonic() >= deadline:
+                self._waited_in_vain(chain, seq, behind)
                 return
             time.sleep(0.002)
+
+    def _waited_in_vain(self, chain: str, seq: int, behind: int) -> None:
+        """Each entry of this chain now waits APPEND_WAIT_S after its commit: say why, loudly but not per entry. The
+        usual cause is several nodes each with a journal folder of its own (another node's entries never reach this
+        file); a writer that died between its commit and its append is the other."""
+        now = time.monotonic()
+        if now - self._warned.get(chain, -WARN_EVERY_S) < WARN_EVERY_S:
+            return
+        self._warned[chain] = now
+        log.error(
+            "journal: entry %d of chain %s waited %.0f s for the %d entr%s before it, committed but not in %s: "
+            "with several nodes, every node must use the same journal folder (TEMOIN_JOURNAL_FOLDER), or each of "
+            "their entries costs this wait; otherwise run `temoin journal repair`",
+            seq,
+            chain,
+            APPEND_WAIT_S,
+            behind,
+            "y" if behind == 1 else "ies",
+            self.sink.root,
+        )
 
 
 def parse_body(body: str | bytes) -> dict:
