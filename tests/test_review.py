@@ -342,3 +342,50 @@ def test_a_segment_is_served_by_byte_ranges_under_the_grant(platform, client) ->
     assert part.headers["content-range"] == f"bytes 100-1099/{len(whole.content)}"
     assert client.get(url, headers={"Range": f"bytes={len(whole.content)}-"}).status_code == 416
     assert client.get(url.split("?")[0] + "?grant=forged", headers={"Range": "bytes=0-9"}).status_code == 403
+
+
+@pytest.mark.parametrize("what", ["segment", "package"])
+def test_a_body_being_streamed_holds_no_database_connection(platform, client, server_url, monkeypatch, what) -> None:
+    """A paused player keeps its segment request open for as long as it likes, a recipient's slow link its package
+    download: each one holding a database connection would drain the pool (every other request then waits, then
+    503) with a few reviewers watching."""
+    import threading
+
+    import httpx
+
+    from tests.extraction_helpers import _extract
+
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=2)
+    reading, go_on = threading.Event(), threading.Event()
+    real_open = type(platform.store).open
+
+    def slow_open(store, key):  # the blob's first read waits until the test has looked at the pool
+        fh = real_open(store, key)
+        read = fh.read
+
+        def held_read(*args):
+            reading.set()
+            go_on.wait(10)
+            return read(*args)
+
+        fh.read = held_read
+        return fh
+
+    with httpx.Client(base_url=server_url, timeout=30) as http:
+        csrf = sign_in(platform, http, commune.users[Role.CHIEF])
+        r = http.post(
+            f"/api/v1/recordings/{rid}/consultations",
+            headers={"X-CSRF-Token": csrf},
+            json={"motive": {"code": "judicial_procedure", "text": "réquisition du parquet n° 4512"}},
+        )
+        url = r.json()["segments"][0] if what == "segment" else _extract(http, csrf, [rid])["download_url"]
+        monkeypatch.setattr(type(platform.store), "open", slow_open)
+        with http.stream("GET", url) as streaming:
+            assert streaming.status_code == 200
+            assert reading.wait(10), f"the {what} was not being read"
+            held = platform.engine.pool.checkedout()
+            go_on.set()
+            body = streaming.read()
+    assert held == 0, f"{held} database connection(s) held while the {what} streamed"
+    assert len(body) > 1000

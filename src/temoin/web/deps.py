@@ -37,6 +37,13 @@ def get_db(request: Request) -> Iterator[Session]:
         yield db
 
 
+def before_streaming(db: Session) -> None:
+    """End the request's transaction before its body is streamed: the session lives until the response is sent,
+    and a slow reader (a paused player keeps its request open) must not hold a database connection meanwhile.
+    Read what the response needs from the database first: an attribute read after this opens a new transaction."""
+    db.commit()
+
+
 @dataclass
 class Principal:
     user: User

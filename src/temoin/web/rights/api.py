@@ -17,7 +17,7 @@ from temoin.rights import copies as copies_mod, erasure, limitation, register
 from temoin.rights.candidates import candidates_for_request
 from temoin.rights.models import RedactedCopy, RequestStatus, RightsRequest
 from temoin.web.byte_ranges import byte_range, ranged_response
-from temoin.web.deps import Principal, get_db, get_platform, require
+from temoin.web.deps import Principal, before_streaming, get_db, get_platform, require
 from temoin.web.rights.schemas import (
     CandidatesOut,
     CopyIn,
@@ -377,6 +377,7 @@ def review_video(
     size = copy.size_bytes or 0
     wanted = byte_range(request.headers.get("range"), size)
     chunks = copies_mod.copy_stream(p, db, who.user, copy, deliver=False, byte_range=wanted)
+    before_streaming(db)
     return ranged_response(chunks, size, wanted, "video/mp4", {"Cache-Control": "no-store"})
 
 
@@ -409,12 +410,11 @@ def download(
     p: Platform = Depends(get_platform),
 ) -> StreamingResponse:
     copy = copies_mod.get_copy(p, db, who.user, copy_id)
+    name = f"copie-demande-{copy.request_id}-{copy.id}.mp4"
     chunks = copies_mod.copy_stream(p, db, who.user, copy, deliver=True)
+    before_streaming(db)
     return StreamingResponse(
         chunks,
         media_type="video/mp4",
-        headers={
-            "Cache-Control": "no-store",
-            "Content-Disposition": f'attachment; filename="copie-demande-{copy.request_id}-{copy.id}.mp4"',
-        },
+        headers={"Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="{name}"'},
     )

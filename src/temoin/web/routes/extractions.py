@@ -16,7 +16,7 @@ from temoin.jobs import JobRecord
 from temoin.law.access import Permission
 from temoin.platform import Platform
 from temoin.web.byte_ranges import byte_range, ranged_response
-from temoin.web.deps import Principal, get_db, get_platform, require
+from temoin.web.deps import Principal, before_streaming, get_db, get_platform, require
 
 router = APIRouter(prefix="/api/v1/extractions", tags=["extractions"])
 pages = APIRouter(include_in_schema=False)
@@ -218,14 +218,16 @@ def download(
     size = pkg.get_own(p, db, who.user, extraction_id).package_bytes
     wanted = byte_range(request.headers.get("range"), size)
     row, chunks = pkg.open_package(p, db, who.user, extraction_id, wanted)
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="temoin-extraction-{row.id}.zip"',
+        "X-Content-SHA256": row.package_sha256,
+    }
+    before_streaming(db)
     return ranged_response(
         chunks,
         size,
         wanted,
         "application/zip",
-        {
-            "Cache-Control": "no-store",
-            "Content-Disposition": f'attachment; filename="temoin-extraction-{row.id}.zip"',
-            "X-Content-SHA256": row.package_sha256,
-        },
+        headers,
     )

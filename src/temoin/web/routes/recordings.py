@@ -29,7 +29,7 @@ from temoin.vault.limitation import active_limitations
 from temoin.vault.models import Hold, Recording, RecordingNote
 from temoin.vault.tracks import Track, parse_area
 from temoin.web.byte_ranges import byte_range, ranged_response
-from temoin.web.deps import Principal, get_db, get_platform, require
+from temoin.web.deps import Principal, before_streaming, get_db, get_platform, require
 
 router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
 
@@ -392,11 +392,13 @@ def segment(
     # play=1: a clip an Axis camera encrypted for the vault is decrypted for the player (the original stays).
     plain = playback(p, db, rec, index, chunks) if play else None
     if plain is not None:
+        before_streaming(db)
         return StreamingResponse(plain, media_type="video/mp4", headers={"Cache-Control": "no-store"})
     size = next(s.size for s in rec.segments if s.index == index)
     # Byte ranges let a paused player seek inside the segment (the review timeline); each request is checked
     # against the grant above, and the consultation was journaled once, when it was opened.
     wanted = byte_range(request.headers.get("range"), size)
+    before_streaming(db)
     return ranged_response(
         _slice(chunks, wanted) if wanted else chunks, size, wanted, "video/mp4", {"Cache-Control": "no-store"}
     )
