@@ -37,6 +37,7 @@ from temoin.web.app import create_app
 from tests.artefact_helpers import staged_artefacts
 from tests.extraction_helpers import _download, _pinned, _verify
 from tests.helpers import TEMOIN, make_commune, run, sign_in, upload
+from tests.serve_helpers import base_env
 
 BODY = {
     "recipient_name": "OPJ Claire Martin, commissariat de Port-Témoin",
@@ -213,18 +214,14 @@ def _black_hole() -> socket.socket:
 
 
 def _worker_env(settings: Settings, **more: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMOIN_")}
-    env.update(
-        TEMOIN_HOME=str(settings.home),
-        TEMOIN_DATABASE_URL=settings.database_url,
+    return base_env(
+        settings,
         TEMOIN_JOBS="postgresql",
         TEMOIN_WORKER_HEARTBEAT_S="0.5",
         TEMOIN_WORKER_STALLED_AFTER_S="5",  # generous: the machine is shared, a busy worker is not a dead one
         TEMOIN_RETENTION_INTERVAL_S="2",
-        PYTHONUNBUFFERED="1",
         **more,
     )
-    return env
 
 
 @pytest.fixture

@@ -49,13 +49,6 @@ class _Hub(Protocol):
 
     def _link_of(self, status: Any, now: float) -> str: ...
 
-    # Its own, below: named here for the methods that call each other through `self`.
-    def _announce_cctv(self, viewer: CctvViewer) -> None: ...
-
-    def _journal_cctv(
-        self, db: Session, viewer: CctvViewer, resource_id: str, ended_reason: str | None = None
-    ) -> datetime: ...
-
 
 @dataclass
 class CctvViewer:
@@ -105,11 +98,11 @@ class CctvViewings:
             self._cctv_viewers.pop(answer.resource_id, None)
             try:
                 if viewer.started_at is not None:
-                    await self._db(lambda db: self._journal_cctv(db, viewer, answer.resource_id, reason))
+                    await self._db(lambda db: _journal(self, db, viewer, answer.resource_id, reason))
                 if self.nodes.enabled:
                     await self._db(self.nodes.release, cctv_viewer(tenant_id, camera_id, answer.resource_id))
             finally:
-                self._announce_cctv(viewer)
+                _announce(self, viewer)
                 self.cctv.idle(stream)
 
         async with self.cctv.lock(stream):
@@ -122,7 +115,7 @@ class CctvViewings:
                 raise
         self._cctv_viewers[answer.resource_id] = viewer
         try:
-            viewer.started_at = await self._db(lambda db: self._journal_cctv(db, viewer, answer.resource_id))
+            viewer.started_at = await self._db(lambda db: _journal(self, db, viewer, answer.resource_id))
             if self.nodes.enabled:  # its DELETE, or the camera's withdrawal, may reach another node: told here
                 await self._db(self.nodes.claim, cctv_viewer(tenant_id, camera_id, answer.resource_id))
         except BaseException:
@@ -130,7 +123,7 @@ class CctvViewings:
             await self.plane.end(stream, answer.resource_id)  # no unjournaled viewing
             raise
         viewer.ready.set()
-        self._announce_cctv(viewer)
+        _announce(self, viewer)
         return answer
 
     async def stop_cctv(
@@ -186,51 +179,51 @@ class CctvViewings:
         self._tenant_of.pop(stream, None)
         self._link.pop(stream, None)
 
-    def _announce_cctv(self: _Hub, viewer: CctvViewer) -> None:
-        status = self.plane.status(viewer.stream)
-        self.bus.publish(
-            viewer.tenant_id,
-            "cctv",
-            {
-                "camera_id": viewer.camera_id,
-                "session_id": viewer.session_id,
-                "viewers": status.viewers if status else 0,
-            },
-        )
 
-    def _journal_cctv(
-        self: _Hub, db: Session, viewer: CctvViewer, resource_id: str, ended_reason: str | None = None
-    ) -> datetime:
-        """Watching a CCTV camera is a consultation of its images: the start, then the end with its duration."""
-        user = db.get_one(User, viewer.user_id)  # checked by watch_cctv before the viewing began
-        at = utcnow()
-        details: dict[str, Any] = {
+def _announce(hub: _Hub, viewer: CctvViewer) -> None:
+    status = hub.plane.status(viewer.stream)
+    hub.bus.publish(
+        viewer.tenant_id,
+        "cctv",
+        {
             "camera_id": viewer.camera_id,
-            "live_session": viewer.session_id,
-            "resource": resource_id,
-        }
-        if ended_reason is None:
-            event, details["started_at"] = "cctv.viewing_started", at.isoformat()
-        else:
-            assert viewer.started_at is not None
-            event = "cctv.viewing_ended"
-            details.update(
-                started_at=viewer.started_at.isoformat(),
-                ended_at=at.isoformat(),
-                duration_s=round((at - viewer.started_at).total_seconds(), 3),
-                reason=ended_reason,
-            )
-        self.p.record(
-            db,
-            EntryDraft(
-                action=Action.CONSULTATION,
-                event=event,
-                actor=actor_of(user),
-                cameras=[viewer.camera_id],
-                recipients=[user.username],
-                details=details,
-            ),
-            db.get(Tenant, viewer.tenant_id),
+            "session_id": viewer.session_id,
+            "viewers": status.viewers if status else 0,
+        },
+    )
+
+
+def _journal(hub: _Hub, db: Session, viewer: CctvViewer, resource_id: str, ended_reason: str | None = None) -> datetime:
+    """Watching a CCTV camera is a consultation of its images: the start, then the end with its duration."""
+    user = db.get_one(User, viewer.user_id)  # checked by watch_cctv before the viewing began
+    at = utcnow()
+    details: dict[str, Any] = {
+        "camera_id": viewer.camera_id,
+        "live_session": viewer.session_id,
+        "resource": resource_id,
+    }
+    if ended_reason is None:
+        event, details["started_at"] = "cctv.viewing_started", at.isoformat()
+    else:
+        assert viewer.started_at is not None
+        event = "cctv.viewing_ended"
+        details.update(
+            started_at=viewer.started_at.isoformat(),
+            ended_at=at.isoformat(),
+            duration_s=round((at - viewer.started_at).total_seconds(), 3),
+            reason=ended_reason,
         )
-        db.commit()
-        return at
+    hub.p.record(
+        db,
+        EntryDraft(
+            action=Action.CONSULTATION,
+            event=event,
+            actor=actor_of(user),
+            cameras=[viewer.camera_id],
+            recipients=[user.username],
+            details=details,
+        ),
+        db.get(Tenant, viewer.tenant_id),
+    )
+    db.commit()
+    return at
