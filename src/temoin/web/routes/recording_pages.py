@@ -283,67 +283,47 @@ def consult(
     p: Platform = Depends(get_platform),
 ) -> HTMLResponse:
     lang = lang_of(request)
-    try:  # not a mapping: the recording's page again, the refusal said in the visitor's language
-        motive = Motive(code=motive_code, text=motive_text)
-        grant = catalogue.open_consultation(p, db, who.user, recording_id, motive)
-    except ValidationError:
+
+    def refused(status: int, error: str) -> HTMLResponse:  # the recording's page again, the refusal said in words
         return _recording_page(
             request,
             who,
             p,
             db,
             recording_id,
-            status=422,
-            error=gettext(lang, "Choose a motive from the list and give a few words of detail."),
+            status=status,
+            error=error,
             motive_code=motive_code,
             motive_text=motive_text,
         )
+
+    try:  # not a mapping: the refusal said in the visitor's language
+        motive = Motive(code=motive_code, text=motive_text)
+        grant = catalogue.open_consultation(p, db, who.user, recording_id, motive)
+    except ValidationError:
+        return refused(422, gettext(lang, "Choose a motive from the list and give a few words of detail."))
     except catalogue.Limited:
-        return _recording_page(
-            request,
-            who,
-            p,
-            db,
-            recording_id,
-            status=403,
-            error=gettext(
+        return refused(
+            403,
+            gettext(
                 lang,
                 "This recording is frozen by a limitation request (loi 78-17 art. "
                 "107): it is only kept, neither consulted nor extracted, until the "
                 "limitation is lifted.",
             ),
-            motive_code=motive_code,
-            motive_text=motive_text,
         )
     except catalogue.RedactedOnly:
-        return _recording_page(
-            request,
-            who,
-            p,
-            db,
-            recording_id,
-            status=403,
-            error=gettext(
+        return refused(
+            403,
+            gettext(
                 lang,
                 "For training only anonymised pictures and sound may be shown "
                 "(R241-13): the original is not displayed. Make a training "
                 "extraction (recipient: trainer).",
             ),
-            motive_code=motive_code,
-            motive_text=motive_text,
         )
     except catalogue.Forbidden:  # the role may view content (guard above), so the motive is not open to it
-        return _recording_page(
-            request,
-            who,
-            p,
-            db,
-            recording_id,
-            status=403,
-            error=gettext(lang, "This motive is not open to your role."),
-            motive_code=motive_code,
-            motive_text=motive_text,
-        )
+        return refused(403, gettext(lang, "This motive is not open to your role."))
     except catalogue.NotFound:
         return not_found(request, who)
     rec = catalogue.get_visible(p, db, who.user, recording_id)
