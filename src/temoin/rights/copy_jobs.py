@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,20 @@ def _fail(p: VaultContext, copy_id: int, actor: Actor, step: str, exc: BaseExcep
             db.get(Tenant, copy.tenant_id),
         )
         db.commit()
+
+
+@contextmanager
+def _failing_the_copy(p: VaultContext, copy_id: int, actor: Actor, step: str) -> Iterator[None]:
+    """Whatever stops a step fails the copy, saying why (cancelled, or the error), then goes on to the job (and the
+    worker's log)."""
+    try:
+        yield
+    except jobs.JobCancelled:
+        _fail(p, copy_id, actor, step, "cancelled")
+        raise
+    except Exception as exc:
+        _fail(p, copy_id, actor, step, exc)
+        raise
 
 
 def thumbnails(src: Path, tracks: list[Any]) -> dict[str, str]:
@@ -224,7 +240,7 @@ def _detect_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
     if begun is None:
         return {"copy_id": args["copy_id"]}
     copy_id, actor = begun
-    try:
+    with _failing_the_copy(p, copy_id, actor, "face detection"):
         redaction = engine()
         with private_workdir(p, copy_id) as work:
             with p.session() as db:  # read what the job needs; no session is held across the long work
@@ -287,12 +303,6 @@ def _detect_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
                 db.get(Tenant, copy.tenant_id),
             )
             db.commit()
-    except jobs.JobCancelled:
-        _fail(p, copy_id, actor, "face detection", "cancelled")
-        raise
-    except Exception as exc:  # the copy says why, then the job (and the worker's log)
-        _fail(p, copy_id, actor, "face detection", exc)
-        raise
     return {"copy_id": copy_id}
 
 
@@ -302,7 +312,7 @@ def _redact_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
     if begun is None:
         return {"copy_id": args["copy_id"]}
     (copy_id, actor), voice = begun, bool(args.get("voice", True))
-    try:
+    with _failing_the_copy(p, copy_id, actor, "redaction"):
         redaction = engine()
 
         def regions(rows: list[dict] | None) -> list[Any]:
@@ -364,12 +374,6 @@ def _redact_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
                 db.get(Tenant, copy.tenant_id),
             )
             db.commit()
-    except jobs.JobCancelled:
-        _fail(p, copy_id, actor, "redaction", "cancelled")
-        raise
-    except Exception as exc:  # the copy says why, then the job (and the worker's log)
-        _fail(p, copy_id, actor, "redaction", exc)
-        raise
     return {"copy_id": copy_id}
 
 
