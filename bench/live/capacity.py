@@ -100,6 +100,29 @@ def encode_media(seconds: float = 4.0) -> tuple[list[tuple[bytes, bool]], list[b
     return pictures, sounds
 
 
+# A picture's send time rides in an SEI (user data unregistered) put before it: ASCII digits, so no byte
+# sequence needs H.264's emulation prevention.
+SEI_UUID = b"temoin-bench-sei"
+
+
+def stamp(picture: bytes) -> bytes:
+    payload = SEI_UUID + b"%.6f" % time.time()
+    return b"\x00\x00\x00\x01\x06\x05" + bytes([len(payload)]) + payload + b"\x80" + picture
+
+
+def stamped(data: bytes) -> float | None:
+    at = data.find(b"\x06\x05" + bytes([len(SEI_UUID) + 17]) + SEI_UUID)
+    if at < 0:
+        return None
+    start = at + 3 + len(SEI_UUID)
+    return float(data[start : start + 17])
+
+
+def rank(values: list[float], percent: int) -> float:
+    """Nearest rank of sorted values (never interpolated); NaN when there are none."""
+    return values[max(0, -(-len(values) * percent // 100) - 1)] if values else float("nan")
+
+
 # --- the worker processes --------------------------------------------------------------------------
 
 
@@ -148,7 +171,8 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
             if delay > 0:
                 await asyncio.sleep(delay)
             item = self.items[self.i % len(self.items)]
-            packet = av.Packet(item[0] if isinstance(item, tuple) else item)
+            # A picture carries its send time (an SEI the relay forwards untouched): the viewer's latency per picture.
+            packet = av.Packet(stamp(item[0]) if isinstance(item, tuple) else item)
             packet.pts = packet.dts = self.i * self.ticks
             packet.time_base = self.time_base
             self.i += 1
@@ -199,13 +223,24 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                 )
                 r.raise_for_status()
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
-                counts = {"video": 0, "audio": 0, "keyframes": 0, "asked": asked, "first_key_s": None}
+                counts = {
+                    "video": 0,
+                    "audio": 0,
+                    "keyframes": 0,
+                    "asked": asked,
+                    "first_key_s": None,
+                    "delays": [],  # (keyframe, seconds from the camera's send to this viewer), in the window
+                    "measuring": False,
+                }
 
                 def on_frame(mime: str, data: bytes, ts: int, counts=counts) -> None:  # noqa: ANN001
                     if mime.startswith("video"):
                         counts["video"] += 1
                         key = b"\x00\x00\x01\x65" in data or b"\x00\x00\x01\x25" in data
                         counts["keyframes"] += key
+                        sent = stamped(data)
+                        if counts["measuring"] and sent is not None:
+                            counts["delays"].append((key, time.time() - sent))
                         if key and counts["first_key_s"] is None:  # WHEP POST -> first keyframe received
                             counts["first_key_s"] = time.monotonic() - counts["asked"]
                     else:
@@ -221,6 +256,8 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
         ready.put(sum(v["video"] == 0 for v in viewers))
         while not measure.is_set():
             await asyncio.sleep(0.01)
+        for v in viewers:
+            v["measuring"] = True
         start = [dict(v) for v in viewers]
         sent0 = [(t[0].sent, t[1].sent) for t in (s["tracks"] for s in streams)]
         cpu0 = os.times()
@@ -238,6 +275,9 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                 "worst_viewer_video": min((e["video"] - s["video"]) for s, e in zip(start, end, strict=True)),
                 "cpu_s": cpu1.user + cpu1.system - cpu0.user - cpu0.system,
                 "keyframe_s": [v["first_key_s"] for v in viewers],
+                "delays": [d for v in viewers for d in v["delays"]],
+                "per_viewer_video": [e["video"] - s["video"] for s, e in zip(start, end, strict=True)],
+                "per_camera_sent": [b[0] - a[0] for a, b in zip(sent0, sent1, strict=True)],
             }
         )
         for s in streams:
@@ -326,6 +366,9 @@ def step(url: str, token: str, cameras: list, media, workers: int, window_s: flo
     wall = wall1 - wall0
     total = {k: sum(p[k] for p in parts) for k in ("video_sent", "audio_sent", "video_got", "audio_got", "cpu_s")}
     keys = sorted(k if k is not None else float("inf") for p in parts for k in p["keyframe_s"])
+    delays = [d for p in parts for d in p["delays"]]
+    key_delays = sorted(s for key, s in delays if key)
+    all_delays = sorted(s for _, s in delays)
     return {
         "streams": len(cameras),
         "viewers_without_picture": silent,
@@ -337,12 +380,22 @@ def step(url: str, token: str, cameras: list, media, workers: int, window_s: flo
         "audio_loss": 1 - total["audio_got"] / max(1, total["audio_sent"]),
         "worst_viewer_fps": min(p["worst_viewer_video"] for p in parts) / wall,
         # Nearest rank (a viewer without a keyframe counts as infinitely late, never interpolated).
-        "keyframe_latency_p50_s": keys[max(0, -(-len(keys) * 50 // 100) - 1)] if keys else float("nan"),
-        "keyframe_latency_p95_s": keys[max(0, -(-len(keys) * 95 // 100) - 1)] if keys else float("nan"),
+        "join_keyframe_p50_s": rank(keys, 50),
+        "join_keyframe_p95_s": rank(keys, 95),
+        # A keyframe's latency: the camera hands it to its sender -> a viewer holds it whole (every viewer,
+        # every keyframe of the window). The relay's own delay, set-up excluded.
+        "keyframe_latency_p50_s": rank(key_delays, 50),
+        "keyframe_latency_p95_s": rank(key_delays, 95),
+        "keyframe_latency_max_s": key_delays[-1] if key_delays else float("nan"),
+        "keyframes_timed": len(key_delays),
+        "picture_latency_p50_s": rank(all_delays, 50),
+        "picture_latency_p95_s": rank(all_delays, 95),
         # What the viewers received of what a full rate would give: on a machine busy with other work the
         # cameras (and the server) run slower; the server's CPU per stream at the full rate is scaled by it.
         "delivered": total["video_got"] / max(1.0, len(cameras) * VIEWERS * FPS * wall),
         "loadavg": os.getloadavg(),
+        "per_viewer_video": [n for p in parts for n in p["per_viewer_video"]],
+        "per_camera_sent": [n for p in parts for n in p["per_camera_sent"]],
     }
 
 
@@ -450,9 +503,10 @@ def main() -> None:
             f"lost: video {max(0, row['video_loss']) * 100:.2f} %, audio {max(0, row['audio_loss']) * 100:.2f} %; "
             f"worst viewer {row['worst_viewer_fps']:.1f} fps; {row['delivered'] * 100:.0f} % of the full rate "
             f"delivered, so {per_full * 100:.1f} % of a core per stream at the full rate; clients {row['clients_cpu'] * 100:.0f} %; "
-            f"machine {row['machine_busy']:.2f} of {os.cpu_count()} cores busy; keyframe latency (WHEP POST → "
-            f"first keyframe) p50 {row['keyframe_latency_p50_s'] * 1000:.0f} ms, "
-            f"p95 {row['keyframe_latency_p95_s'] * 1000:.0f} ms; load average {row['loadavg'][0]:.1f}"
+            f"machine {row['machine_busy']:.2f} of {os.cpu_count()} cores busy; keyframe latency (sent → held by a "
+            f"viewer) p50 {row['keyframe_latency_p50_s'] * 1000:.0f} ms, "
+            f"p95 {row['keyframe_latency_p95_s'] * 1000:.0f} ms; joining (WHEP POST → first keyframe) "
+            f"p95 {row['join_keyframe_p95_s'] * 1000:.0f} ms; load average {row['loadavg'][0]:.1f}"
             + (
                 f"; {row['viewers_without_picture']} viewers without a picture"
                 if row["viewers_without_picture"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -71,24 +72,39 @@ def table(report: dict, name: str = "impaired.json") -> str:
     return "\n".join([*lines, "", *met])
 
 
+def _when(at: float | str | None) -> str:
+    if isinstance(at, (int, float)):
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+    return at or "?"
+
+
 def capacity(report: dict, profile: dict | None) -> str:
     raw = report["figures"]
     load = " / ".join(f"{x:.1f}" for x in raw.get("loadavg_before", report["loadavg"]))
     lines = [
         f"Measured {raw.get('measured_at', report['date'])} (`bench/live/capacity.py`, JSON in "
-        f"`bench/live/capacity.json`): {report['size']}. {report['machine']['cpus']} cores, **shared with other "
-        f"engineers' work: load average {load} before the run**, so losses and latencies are pessimistic.",
+        f"`bench/live/capacity.json`): {report['size']}. {report['machine']['cpus']} cores, "
+        + (
+            f"load average {load} before the run (a quiet machine)."
+            if raw.get("loadavg_before", report["loadavg"])[0] < 1.5
+            else f"**shared with other work: load average {load} before the run**, so losses and latencies are "
+            "pessimistic."
+        ),
+        "",
+        "Keyframe latency: from the camera handing a keyframe to its sender to a viewer holding it whole (every "
+        "keyframe of the window at every viewer; the send time rides in the picture). Joining: a viewer's WHEP "
+        "POST to its first keyframe, ICE and DTLS set-up included.",
         "",
         "| streams × viewers | server CPU (of a core) | per stream | share of the full frame rate delivered "
         "| per stream at the full rate | load generators' CPU (own process group) | machine busy (cores) "
-        "| frames lost video / audio | worst viewer | viewers without a picture | keyframe latency p50 / p95 "
-        "| load average |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| frames lost video / audio | worst viewer | viewers without a picture | keyframe latency p50 / p95 / max "
+        "| picture latency p50 / p95 | joining p50 / p95 | load average |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     viewers = report["size"].split(" viewers per stream")[0].rsplit(" ", 1)[-1]
     for row in raw["rows"]:
         if "failed" in row:
-            lines.append(f"| {row['streams']} × {viewers} | {row['failed']} |" + " |" * 10)
+            lines.append(f"| {row['streams']} × {viewers} | {row['failed']} |" + " |" * 12)
             continue
         lines.append(
             f"| {row['streams']} × {viewers} | {row['server_cpu'] * 100:.0f} % "
@@ -98,11 +114,15 @@ def capacity(report: dict, profile: dict | None) -> str:
             f"| {row['machine_busy']:.2f} | {max(0, row['video_loss']) * 100:.2f} % / "
             f"{max(0, row['audio_loss']) * 100:.2f} % | {row['worst_viewer_fps']:.1f} fps "
             f"| {row['viewers_without_picture']} "
-            f"| {_s(row['keyframe_latency_p50_s'])} / **{_s(row['keyframe_latency_p95_s'])}** "
+            f"| {_s(row['keyframe_latency_p50_s'])} / **{_s(row['keyframe_latency_p95_s'])}** / "
+            f"{_s(row['keyframe_latency_max_s'])} ({row['keyframes_timed']} timed) "
+            f"| {_s(row['picture_latency_p50_s'])} / {_s(row['picture_latency_p95_s'])} "
+            f"| {_s(row['join_keyframe_p50_s'])} / {_s(row['join_keyframe_p95_s'])} "
             f"| {row['loadavg'][0]:.1f} |"
         )
     if profile:
-        idle = ("selectors.py:select", "threading.py:wait", "runners.py:run")  # waiting, not working
+        # Waiting, not working (a pool's idle worker waits in C inside `_worker`).
+        idle = ("selectors.py:select", "threading.py:wait", "runners.py:run", "concurrent/futures/thread.py:_worker")
         busy: dict[str, int] = {}
         rows = []
         for key, count in profile["self"]:
@@ -113,7 +133,8 @@ def capacity(report: dict, profile: dict | None) -> str:
             rows.append((thread, where.split("site-packages/")[-1].split("/src/")[-1].split("python3.11/")[-1], count))
         lines += [
             "",
-            f"Where the server's time goes (`--server-profile`, bench/live/sampled_serve.py: every thread sampled "
+            f"Where the server's time goes (`--server-profile`, bench/live/sampled_serve.py, written "
+            f"{_when(profile.get('written_at'))}: every thread sampled "
             f"every {profile['interval_s'] * 1000:.0f} ms over the whole run, set-up included; samples waiting in "
             "`select` or on a lock left out; share of the thread's busy samples):",
             "",

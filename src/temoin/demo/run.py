@@ -217,6 +217,93 @@ def upload_samples(p: Platform, base_url: str, cameras: list[DemoCamera], count:
     return done
 
 
+@dataclass
+class DemoWorld:
+    """What the demo runs beside the server: the CCTV network and the fleet of simulated cameras."""
+
+    network: CctvNetwork
+    fleet: Fleet | None
+    stop: threading.Event
+    thread: threading.Thread | None = None
+
+    def start_fleet(self) -> None:
+        if self.fleet is not None:
+            self.thread = threading.Thread(
+                target=self.fleet.run, kwargs={"realtime": True, "stop": self.stop}, daemon=True, name="demo-fleet"
+            )
+            self.thread.start()
+
+    def close(self, console: Console | None = None) -> None:
+        if self.thread is not None:
+            if console is not None:
+                console.print("docking the cameras: offloading what they recorded…")
+            self.stop.set()
+            self.thread.join(120)
+        self.network.stop()
+
+
+def populate(
+    p: Platform,
+    base_url: str,
+    recordings: int,
+    console: Console,
+    cameras: int = CAMERAS,
+    live_every: float | None = None,
+    passwords: dict[str, str] | None = None,
+) -> DemoWorld:
+    """Everything around the server at `base_url` (this process's or another's, on the same home): CCTV,
+    cameras enrolled over HTTP, sample recordings, an Axis hand-over, shifts, and the fleet (not yet started)."""
+    network = CctvNetwork().start()
+    with p.session() as db:
+        cctv = network.register(p, p.tenant(db, TENANT))
+    enrolled = ensure_cameras(p, base_url, max(cameras, 1))
+    uploaded = upload_samples(p, base_url, enrolled, recordings, console)
+    from temoin.demo.axis_sample import hand_over  # an Axis Body Worn camera's recording, through the Swift API
+
+    hand_over(p, base_url, TENANT, "PM-0101", console)
+    fleet_cameras = enrolled[:cameras]
+    assigned = ensure_shifts(p, fleet_cameras)
+    if passwords is not None:
+        table = Table("user", "role", "password", title="Demo users (TOTP: `temoin admin user totp USER`)")
+        for username, _, role, _ in USERS:
+            table.add_row(username, role.value, passwords[username])
+        console.print(table)
+    console.print(f"{len(enrolled)} cameras enrolled, {uploaded} signed recordings uploaded through the ingest API")
+    assert network.rtsp is not None, "the network was started above"
+    console.print(
+        f"{cctv} CCTV cameras ({len(network.onvif)} PTZ over ONVIF) stream synthetic street views over RTSP "
+        f"from {network.rtsp.url('')}; the CSU sees those around an agent in danger"
+    )
+    world = DemoWorld(network, None, threading.Event())
+    if fleet_cameras:
+
+        def report(label: str, what: str) -> None:
+            console.print(f"[dim]{utcnow():%H:%M:%S}[/dim] [bold]{label}[/bold] {what}", highlight=False)
+
+        first_live = min(LIVE_FIRST_S, live_every or LIVE_FIRST_S)
+        world.fleet = Fleet.build(
+            [c.home for c in fleet_cameras],
+            base_url,
+            start=utcnow(),
+            settings=FleetSettings(
+                shift_s=SHIFT_S, live_every_s=live_every, live_first_s=first_live, live_where=network.ptz_reaches
+            ),
+            report=report,
+        )
+        console.print(
+            f"{len(fleet_cameras)} simulated cameras on patrol, checked out to "
+            f"{', '.join(sorted(assigned.values()))}: they record now and then and dock every "
+            f"{SHIFT_S / 60:.0f} min (320x240, 10 fps, real time)"
+        )
+        if live_every:
+            console.print(
+                f"live button: one camera presses it about {first_live:.0f} s from now, then every "
+                f"{live_every:.0f} s ({LIVE_ENV}): sign in as [bold]csu[/bold] on {base_url}/live to "
+                "see the alert, watch the feed and acknowledge (the camera reports it)"
+            )
+    return world
+
+
 def run_demo(
     host: str, port: int, recordings: int, console: Console, cameras: int = CAMERAS, live_every: float | None = None
 ) -> None:
@@ -233,66 +320,12 @@ def run_demo(
     except RuntimeError as exc:
         raise SystemExit(str(exc)) from None
     base_url = server.url
-    network = CctvNetwork().start()
-    with p.session() as db:
-        cctv = network.register(p, p.tenant(db, TENANT))
-    enrolled = ensure_cameras(p, base_url, max(cameras, 1))
-    uploaded = upload_samples(p, base_url, enrolled, recordings, console)
-    from temoin.demo.axis_sample import hand_over  # an Axis Body Worn camera's recording, through the Swift API
-
-    hand_over(p, base_url, TENANT, "PM-0101", console)
-    fleet_cameras = enrolled[:cameras]
-    assigned = ensure_shifts(p, fleet_cameras)
-    table = Table("user", "role", "password", title="Demo users (TOTP: `temoin admin user totp USER`)")
-    for username, _, role, _ in USERS:
-        table.add_row(username, role.value, passwords[username])
-    console.print(table)
-    console.print(f"{len(enrolled)} cameras enrolled, {uploaded} signed recordings uploaded through the ingest API")
-    assert network.rtsp is not None, "the network was started above"
-    console.print(
-        f"{cctv} CCTV cameras ({len(network.onvif)} PTZ over ONVIF) stream synthetic street views over RTSP "
-        f"from {network.rtsp.url('')}; the CSU sees those around an agent in danger"
-    )
-    stop = threading.Event()
-    fleet_thread = None
-    if fleet_cameras:
-
-        def report(label: str, what: str) -> None:
-            console.print(f"[dim]{utcnow():%H:%M:%S}[/dim] [bold]{label}[/bold] {what}", highlight=False)
-
-        first_live = min(LIVE_FIRST_S, live_every or LIVE_FIRST_S)
-        fleet = Fleet.build(
-            [c.home for c in fleet_cameras],
-            base_url,
-            start=utcnow(),
-            settings=FleetSettings(
-                shift_s=SHIFT_S, live_every_s=live_every, live_first_s=first_live, live_where=network.ptz_reaches
-            ),
-            report=report,
-        )
-        fleet_thread = threading.Thread(
-            target=fleet.run, kwargs={"realtime": True, "stop": stop}, daemon=True, name="demo-fleet"
-        )
-        fleet_thread.start()
-        console.print(
-            f"{len(fleet_cameras)} simulated cameras on patrol, checked out to "
-            f"{', '.join(sorted(assigned.values()))}: they record now and then and dock every "
-            f"{SHIFT_S / 60:.0f} min (320x240, 10 fps, real time)"
-        )
-        if live_every:
-            console.print(
-                f"live button: one camera presses it about {first_live:.0f} s from now, then every "
-                f"{live_every:.0f} s ({LIVE_ENV}): sign in as [bold]csu[/bold] on {base_url}/live to "
-                "see the alert, watch the feed and acknowledge (the camera reports it)"
-            )
+    world = populate(p, base_url, recordings, console, cameras, live_every, passwords)
+    world.start_fleet()
     console.print(f"[bold]Témoin demo running on {base_url}[/bold]  (API docs: {base_url}/docs)  Ctrl-C to stop")
     try:
         while server.thread.is_alive():
             server.thread.join(0.5)
     except KeyboardInterrupt:
-        if fleet_thread is not None:
-            console.print("docking the cameras: offloading what they recorded…")
-            stop.set()
-            fleet_thread.join(120)
+        world.close(console)
         server.stop()
-        network.stop()

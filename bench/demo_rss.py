@@ -1,0 +1,164 @@
+"""The server's memory through a demo hour: `temoin serve` alone in its process, the demo's world around it.
+
+`temoin demo` runs the server, six camera agents (each with its encoders), twelve RTSP CCTV simulators and the Axis
+simulator in one process, whose RSS says nothing of the server's. Here the server is the real `temoin serve` in a
+subprocess on the demo's home, and this process runs what the demo runs around it (`temoin.demo.run.populate`):
+the CCTV network, the cameras enrolled over HTTP, the sample recordings, the Axis hand-over, then the fleet on
+patrol for the whole duration (recording, docking every 4 min to offload, a live button press every 3 min:
+alert, WHIP stream, live backup). The server's RSS (VmRSS) is read every 5 s and its peak (VmHWM) at the end.
+
+    .venv/bin/python bench/demo_rss.py                      # one hour (the issue's figure)
+    .venv/bin/python bench/demo_rss.py --minutes 10 --json F
+    .venv/bin/python bench/demo_rss.py --quick              # 3 minutes, 2 recordings
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
+from common import Results
+
+GOAL_MB = 150.0
+MB = 1e6
+
+
+def rss_bytes(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process, bytes."""
+    rss = hwm = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+        elif line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) * 1024
+    return rss, hwm
+
+
+def main() -> None:
+    ap = common.parser(__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=None, help="how long the fleet runs (default 60; --quick 3)")
+    ap.add_argument("--cameras", type=int, default=6, help="simulated cameras on patrol (the demo's 6)")
+    ap.add_argument("--live-every", type=float, default=180.0, help="seconds between live presses (the demo's)")
+    args = ap.parse_args()
+    minutes = args.minutes or (3.0 if args.quick else 60.0)
+    recordings = 2 if args.quick else 4
+    os.umask(0o077)  # `temoin serve` refuses a home whose files others may read
+    results = Results(
+        "server RSS through a demo hour",
+        f"temoin serve alone, {args.cameras} simulated cameras on patrol for {minutes:.0f} min, "
+        f"{recordings} sample recordings, live every {args.live_every:.0f} s, SQLite",
+    )
+    from rich.console import Console
+
+    from temoin.demo.run import ensure_tenant, populate
+    from temoin.demo.server import free_port
+
+    with common.bench_home(args, "demo-rss") as home:
+        p = common.open_platform(home)
+        ensure_tenant(p)
+        port = free_port()
+        env = {**os.environ, "TEMOIN_HOME": str(home), "TEMOIN_INSECURE_COOKIES": "1"}
+        log = open(home / "server.log", "wb")  # noqa: SIM115 - closed with the server below
+        server = subprocess.Popen(
+            [sys.executable, "-m", "temoin", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        samples: list[tuple[float, int]] = []
+        world = None
+        try:
+            import httpx
+
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/api/v1/platform", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit(f"the server did not start: {(home / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.2)
+            time.sleep(2)
+            started_rss, _ = rss_bytes(server.pid)
+            quiet = Console(quiet=True)  # the fleet's messages would drown the bench's
+            world = populate(p, url, recordings, quiet, args.cameras, args.live_every or None)
+            after_setup, _ = rss_bytes(server.pid)
+            world.start_fleet()
+            t0 = time.monotonic()
+            end = t0 + minutes * 60
+            next_print = t0
+            while time.monotonic() < end:
+                if server.poll() is not None:
+                    raise SystemExit(f"the server died: {(home / 'server.log').read_text()[-3000:]}")
+                rss, _ = rss_bytes(server.pid)
+                samples.append((time.monotonic() - t0, rss))
+                if time.monotonic() >= next_print:
+                    common.console.print(
+                        f"[dim]{(time.monotonic() - t0) / 60:5.1f} min: server RSS {rss / MB:.0f} MB "
+                        f"(max so far {max(s for _, s in samples) / MB:.0f} MB)[/dim]"
+                    )
+                    next_print += 300
+                time.sleep(5)
+            final_rss, hwm = rss_bytes(server.pid)
+            from sqlalchemy import func, select
+
+            from temoin.live.models import LiveSession
+            from temoin.vault.models import Recording
+
+            with p.session() as db:  # what the world did: the figures are only worth what it did
+                recordings_stored = db.scalar(select(func.count()).select_from(Recording)) or 0
+                live_sessions = db.scalar(select(func.count()).select_from(LiveSession)) or 0
+        finally:
+            if world is not None:
+                world.close()
+            server.terminate()
+            server.wait(30)
+            log.close()
+            p.close()
+    last = [rss for t, rss in samples if t >= minutes * 60 - 300] or [final_rss]
+    results.add("server RSS once started, before the demo's world", f"{started_rss / MB:.0f} MB", f"≤ {GOAL_MB:.0f}")
+    results.add(
+        "after set-up (cameras enrolled, samples and the Axis recording uploaded)",
+        f"{after_setup / MB:.0f} MB",
+        f"≤ {GOAL_MB:.0f}",
+        after_setup / MB <= GOAL_MB,
+    )
+    results.add(
+        f"at the end of {minutes:.0f} min (the last 5 minutes' mean)",
+        f"{sum(last) / len(last) / MB:.0f} MB (now {final_rss / MB:.0f} MB)",
+        f"≤ {GOAL_MB:.0f}",
+        final_rss / MB <= GOAL_MB,
+        end_rss_mb=final_rss / MB,
+    )
+    results.add(
+        "peak over the run (VmHWM)",
+        f"{hwm / MB:.0f} MB (sampled max {max(s for _, s in samples) / MB:.0f} MB)",
+        f"≤ {GOAL_MB:.0f}",
+        hwm / MB <= GOAL_MB,
+        peak_rss_mb=hwm / MB,
+    )
+    results.add("recordings stored / live sessions during the run", f"{recordings_stored} / {live_sessions}")
+    results.raw.update(
+        {
+            "recordings": recordings_stored,
+            "live_sessions": live_sessions,
+            "started_rss_mb": started_rss / MB,
+            "after_setup_rss_mb": after_setup / MB,
+            "minutes": minutes,
+            "samples": [(round(t), round(r / MB, 1)) for t, r in samples[::12]],  # one a minute
+        }
+    )
+    results.print()
+    results.write_json(args.json)
+
+
+if __name__ == "__main__":
+    common.main_guard(main)
