@@ -17,7 +17,7 @@ failed=()
 # Each path under bench/, without .py; the figures are printed, and written as JSON.
 for bench in ingest axis retention journal_verify search camera/realtime camera/offload camera/buffer_rss \
              live/latency live/button live/mobile live/capacity cctv_nearby csu/dashboard extraction \
-             redaction annual_report; do
+             redaction annual_report demo_rss; do
     echo "== $bench $* ($(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg))"
     "$PY" "bench/$bench.py" "$@" --json "$OUT/${bench//\//-}.json" || failed+=("$bench")
 done

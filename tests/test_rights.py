@@ -4,15 +4,20 @@ and the access copy from face tracks to the requester's download."""
 
 from __future__ import annotations
 
+import time
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import func, select
 
+from temoin.coordination import locks_for
 from temoin.evidence.canonical import b64d
 from temoin.evidence.signing import verify
 from temoin.identity.models import Tenant
 from temoin.law.access import Role
-from temoin.rights import register
+from temoin.rights import jobs as rights_jobs, register
+from temoin.rights.copy_jobs import copy_lock
+from temoin.rights.models import CopyState, RedactedCopy
 from temoin.rights.register import CNIL_INDIRECT_ROUTE, deadline_for
 from temoin.vault.models import DeletionCertificate, Recording
 from tests.artefact_helpers import artefact_raw
@@ -467,3 +472,50 @@ def test_an_erasure_cut_before_its_files_are_removed_leaves_them_to_the_next_pas
         sweep(platform, db, orphans=False)
         assert db.scalars(select(PendingBlobDeletion.prefix)).all() == []
     assert not folder.exists()
+
+
+def test_a_second_attempt_at_a_copy_step_waits_for_the_first_then_finds_it_done(platform, client):
+    """Two attempts of one step (a worker taken for dead while it was only slow) would decrypt into the same private
+    folder and stage the same sealed files: the second waits for the first, on every node, then does nothing."""
+    commune = make_commune(platform, cameras=1)
+    rid, _ = upload(platform, client, commune, duration_s=2, segment_s=2)
+    csrf = sign_in(platform, client, commune.users[Role.CHIEF])
+    req = _create(client, csrf)
+    with platform.session() as db:
+        copy_id = (db.scalar(select(func.max(RedactedCopy.id))) or 0) + 1
+    locks = locks_for(platform.engine)
+    locks.acquire(copy_lock(copy_id))  # the first attempt, running
+    try:
+        r = client.post(f"/api/v1/rights/requests/{req['id']}/copies", headers=_h(csrf), json={"recording_id": rid})
+        assert r.status_code == 202 and r.json()["id"] == copy_id, r.text
+        deadline = time.monotonic() + 30
+        while True:  # the second attempt has started, and waits
+            with platform.session() as db:
+                job = rights_jobs.latest(db, copy_id)
+                if job is not None and job.state == "running":
+                    break
+            assert time.monotonic() < deadline, "the copy's job never started"
+            time.sleep(0.1)
+        time.sleep(2)
+        copy = client.get(f"/api/v1/rights/copies/{copy_id}").json()
+        assert (copy["state"], copy["progress"]) == ("detecting", 0), copy
+        assert not list((platform.settings.home / "tmp").glob(f"rights-copy-{copy_id}-*")), "nothing decrypted"
+        with platform.session() as db:  # the first attempt finds no face and ends its step
+            row = db.get_one(RedactedCopy, copy_id)
+            row.state, row.progress, row.tracks = CopyState.TRACKS_READY.value, 1.0, []
+            db.commit()
+    finally:
+        locks.release(copy_lock(copy_id))
+    deadline = time.monotonic() + 30
+    while True:
+        with platform.session() as db:
+            job = rights_jobs.latest(db, copy_id)
+            assert job is not None
+            if job.state != "running":
+                break
+        assert time.monotonic() < deadline, "the waiting attempt never ended"
+        time.sleep(0.1)
+    assert job.state == "done", job.error
+    # It did nothing of its own: no detection journaled, the first attempt's result stands.
+    assert not [e for e in _entries(platform, "rights.copy.faces_found") if e["details"]["copy_id"] == copy_id]
+    assert client.get(f"/api/v1/rights/copies/{copy_id}").json()["state"] == "tracks_ready"

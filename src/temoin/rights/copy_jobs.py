@@ -7,9 +7,10 @@ engine is missing instead of failing the whole platform."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from temoin import errors, jobs
+from temoin.coordination import locks_for
 from temoin.db import utcnow
 from temoin.identity.models import Tenant
 from temoin.journal.entry import Action, Actor, EntryDraft
@@ -215,6 +217,26 @@ def _frame_rate(src: Path) -> float:
         return float(rate) if rate else 25.0
 
 
+def copy_lock(copy_id: int) -> str:
+    """The coordination lock an attempt at a copy's step holds for as long as it runs."""
+    return f"rights.copy:{copy_id}"
+
+
+def _one_attempt_at_a_time(job: Callable[[VaultContext, jobs.Run, dict], dict]) -> Callable[..., dict]:
+    """A second attempt of a step (its worker taken for dead while it was only slow) would decrypt into the same
+    private folder and stage the same sealed files as the first: it waits for the first here, on every node, then
+    finds the step done (`_step`) and does nothing."""
+
+    @functools.wraps(job)
+    def attempt(p: VaultContext, run: jobs.Run, args: dict) -> dict:
+        with p.session() as db:
+            locks = locks_for(db)
+        with locks.held(copy_lock(int(args["copy_id"]))):
+            return job(p, run, args)
+
+    return attempt
+
+
 def _step(p: VaultContext, args: dict, state: CopyState) -> tuple[int, Actor] | None:
     """The copy and actor of a job; None when there is nothing to do (an earlier attempt of a job run again after
     its worker died finished the step, or the copy was deleted or failed meanwhile)."""
@@ -234,6 +256,7 @@ def _ended_elsewhere(p: VaultContext, copy: RedactedCopy, state: CopyState, fold
     return copy.state != state
 
 
+@_one_attempt_at_a_time
 def _detect_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
     """Find the faces. Run again after a killed attempt, it starts over; its files are replaced whole."""
     begun = _step(p, args, CopyState.DETECTING)
@@ -306,6 +329,7 @@ def _detect_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
     return {"copy_id": copy_id}
 
 
+@_one_attempt_at_a_time
 def _redact_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
     """Produce the copy. Run again after a killed attempt, it starts over; the sealed copy is replaced whole."""
     begun = _step(p, args, CopyState.REDACTING)
