@@ -143,6 +143,9 @@ def capacity(report: dict, profile: dict | None) -> str:
         ]
         for thread, where, count in rows[:14]:
             lines.append(f"| {thread} | `{where}` | {count / max(1, busy[thread]) * 100:.1f} % |")
+        if profile.get("cpu_s_per_thread"):
+            spent = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in profile["cpu_s_per_thread"].items())
+            lines += ["", f"CPU time per thread over that run (from /proc, the sampler's own included): {spent}."]
     return "\n".join(lines)
 
 

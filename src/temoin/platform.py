@@ -140,6 +140,8 @@ class Platform:
         return tenant
 
     def record(self, db: Session, draft: EntryDraft, tenant: TenantRef | None) -> None:
+        """Journal `draft` in the tenant's chain, or the platform's with None (platform-wide events only: a
+        tenant's row is read with `db.get_one`, so one that is missing fails rather than lands here)."""
         self.journal.write(
             db, draft, tenant_id=tenant.id if tenant else None, tenant_slug=tenant.slug if tenant else None
         )

@@ -148,7 +148,7 @@ def extract(
                 details=_details(plan, built),
                 motive={"code": _MOTIVES[request.procedure_type], "text": request.reference},
             ),
-            db.get(Tenant, user.tenant_id),
+            db.get_one(Tenant, user.tenant_id),
         )
         db.commit()
     except BaseException:
@@ -171,7 +171,7 @@ def get_own(p: VaultContext, db: Session, user: User, extraction_id: str) -> Ext
                     actor=actor_of(user),
                     details={"asked_for": extraction_id, "what": "extraction"},
                 ),
-                db.get(Tenant, user.tenant_id),
+                db.get_one(Tenant, user.tenant_id),
             )
             db.commit()
         raise ExtractionNotFound(f"no extraction {extraction_id} in your service")
@@ -210,7 +210,7 @@ def open_package(
                 "download": row.downloads,
             },
         ),
-        db.get(Tenant, user.tenant_id),
+        db.get_one(Tenant, user.tenant_id),
     )
     db.commit()
     return row, chunks
@@ -286,7 +286,7 @@ def purge_expired(p: VaultContext, db: Session, now: datetime | None = None) -> 
                 recipients=[row.recipient_name],
                 details={"extraction_id": row.id, "package_sha256": row.package_sha256, "kept_days": PACKAGE_DAYS},
             ),
-            db.get(Tenant, row.tenant_id),
+            db.get_one(Tenant, row.tenant_id),
         )
     db.commit()
     artefact_blobs.remove(p.store, p.settings.home, names)

@@ -124,8 +124,7 @@ def enrol(p: Context, db: Session, *, code: str, serial: str, public_key: bytes,
         proof_ok = False
     if not proof_ok:
         raise DeviceError("the enrolment proof is not a valid signature by the submitted public key")
-    tenant = db.get(Tenant, row.tenant_id)
-    assert tenant is not None
+    tenant = db.get_one(Tenant, row.tenant_id)
     if active_cameras(db, tenant) >= tenant.authorised_cameras:
         raise QuotaExceeded(
             f"{tenant.name} already has {tenant.authorised_cameras} active cameras, the number "

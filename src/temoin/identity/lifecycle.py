@@ -35,7 +35,7 @@ def _journal(p: Context, db: Session, event: str, by: User, details: dict) -> No
     p.record(
         db,
         EntryDraft(action=Action.ADMINISTRATION, event=event, actor=actor_of(by), details=details),
-        db.get(Tenant, by.tenant_id),
+        db.get_one(Tenant, by.tenant_id),
     )
 
 

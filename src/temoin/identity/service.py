@@ -267,7 +267,7 @@ def check_password(
     throttle.record(db, account=account, address=address, device=device, factor="password", success=ok)
     if not ok:
         if user is not None:
-            tenant_row = db.get(Tenant, user.tenant_id)
+            tenant_row = db.get_one(Tenant, user.tenant_id)
             p.record(
                 db,
                 EntryDraft(
@@ -347,7 +347,7 @@ def close_session(db: Session, token: str, p: Context | None = None) -> None:
         p.record(
             db,
             EntryDraft(action=Action.SECURITY, event="signout", actor=actor_of(user), details={}),
-            db.get(Tenant, user.tenant_id),
+            db.get_one(Tenant, user.tenant_id),
         )
     db.execute(delete(WebSession).where(WebSession.id_hash == sec.token_hash(token)))
     db.commit()
@@ -391,7 +391,7 @@ def issue_api_token(
     )
     db.add(row)
     db.flush()
-    tenant = db.get(Tenant, user.tenant_id)
+    tenant = db.get_one(Tenant, user.tenant_id)
     p.record(
         db,
         EntryDraft(

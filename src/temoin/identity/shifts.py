@@ -67,7 +67,7 @@ def check_out(p: Context, db: Session, device: Device, agent: User, by: Actor) -
             cameras=[device.id],
             details={"agent": agent.agent_number, "username": agent.username},
         ),
-        db.get(Tenant, device.tenant_id),
+        db.get_one(Tenant, device.tenant_id),
     )
     db.commit()
     return shift
@@ -128,7 +128,7 @@ def check_in(p: Context, db: Session, device: Device, by: Actor) -> CheckIn:
     left = footage_left(db, device, shift.checked_out_at)
     shift.checked_in_at, shift.checked_in_by = utcnow(), by.id
     agent = db.get(User, shift.user_id)
-    tenant = db.get(Tenant, device.tenant_id)
+    tenant = db.get_one(Tenant, device.tenant_id)
     left_details = {"unfinished_uploads": left.unfinished_uploads, "reported_pending": left.reported_pending}
     p.record(
         db,

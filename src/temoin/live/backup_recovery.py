@@ -100,7 +100,7 @@ def _recover_one(p: VaultContext, db: Session, s: LiveSession) -> int:
                 "reason": "the server recording it stopped mid-stream; kept up to its last complete record",
             },
         ),
-        db.get(Tenant, s.tenant_id),
+        db.get_one(Tenant, s.tenant_id),
     )
     db.commit()
     log.warning("live backup %s recovered after a crash: %d bytes, %s s", name, size, seconds)

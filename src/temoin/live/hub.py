@@ -398,7 +398,7 @@ class LiveHub(CctvViewings):
                             cameras=[device_id],
                             details={"live_session": session_id, "reason": reason},
                         ),
-                        db.get(Tenant, s.tenant_id),
+                        db.get_one(Tenant, s.tenant_id),
                     )
                     db.commit()
 
@@ -435,7 +435,7 @@ class LiveHub(CctvViewings):
                             "since": (utcnow() - timedelta(seconds=silent)).isoformat(),
                         },
                     ),
-                    db.get(Tenant, s.tenant_id),
+                    db.get_one(Tenant, s.tenant_id),
                 )
                 db.commit()
 

@@ -223,7 +223,7 @@ def _journal(hub: _Hub, db: Session, viewer: CctvViewer, resource_id: str, ended
             recipients=[user.username],
             details=details,
         ),
-        db.get(Tenant, viewer.tenant_id),
+        db.get_one(Tenant, viewer.tenant_id),
     )
     db.commit()
     return at

@@ -66,7 +66,7 @@ def issue(p: Context, db: Session, by: User, device_id: str, label: str | None) 
             cameras=[device.id],
             details={"token": row.id, "label": label},
         ),
-        db.get(Tenant, device.tenant_id),
+        db.get_one(Tenant, device.tenant_id),
     )
     db.commit()
     return row, token
@@ -87,7 +87,7 @@ def revoke(p: Context, db: Session, by: User, token_id: str) -> PublishToken:
                 cameras=[row.device_id],
                 details={"token": row.id},
             ),
-            db.get(Tenant, row.tenant_id),
+            db.get_one(Tenant, row.tenant_id),
         )
         db.commit()
     return row

@@ -186,7 +186,7 @@ def _journal(p: Context, db: Session, s: LiveSession, event: str, actor: Actor, 
             cameras=[s.device_id],
             details={"live_session": s.id, "state": s.state, "agent": s.agent_id, **details},
         ),
-        db.get(Tenant, s.tenant_id),
+        db.get_one(Tenant, s.tenant_id),
     )
 
 
@@ -319,6 +319,6 @@ def backup_stored(p: Context, db: Session, s: LiveSession, sha256: str, size: in
             cameras=[s.device_id],
             details={"live_session": s.id, "sha256": sha256, "bytes": size, "file": s.backup_file},
         ),
-        db.get(Tenant, s.tenant_id),
+        db.get_one(Tenant, s.tenant_id),
     )
     db.commit()

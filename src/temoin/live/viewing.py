@@ -28,7 +28,7 @@ def started(p: Context, db: Session, s: LiveSession, viewer: User, resource_id: 
             recipients=[viewer.username],
             details={"live_session": s.id, "agent": s.agent_id, "viewing": resource_id, "started_at": at.isoformat()},
         ),
-        db.get(Tenant, s.tenant_id),
+        db.get_one(Tenant, s.tenant_id),
     )
     db.commit()
     return at
@@ -56,7 +56,7 @@ def ended(
                 "reason": reason,
             },
         ),
-        db.get(Tenant, s.tenant_id),
+        db.get_one(Tenant, s.tenant_id),
     )
     db.commit()
 
@@ -72,6 +72,6 @@ def refused(p: Context, db: Session, viewer: User, session_id: str, why: str) ->
             actor=actor_of(viewer),
             details={"live_session": session_id, "why": why},
         ),
-        db.get(Tenant, viewer.tenant_id),
+        db.get_one(Tenant, viewer.tenant_id),
     )
     db.commit()

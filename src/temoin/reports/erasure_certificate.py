@@ -140,7 +140,7 @@ def issue(p: VaultContext, db: Session, user: User, request_id: int) -> tuple[Ri
                 "sha256": hashlib.sha256(pdf).hexdigest(),
             },
         ),
-        db.get(Tenant, req.tenant_id),
+        db.get_one(Tenant, req.tenant_id),
     )
     db.commit()
     return req, pdf

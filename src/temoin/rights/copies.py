@@ -84,7 +84,7 @@ def get_copy(p: VaultContext, db: Session, user: User, copy_id: int) -> Redacted
                     recordings=[copy.recording_id],
                     details={"asked_for": f"redacted_copy:{copy_id}"},
                 ),
-                db.get(Tenant, user.tenant_id),
+                db.get_one(Tenant, user.tenant_id),
             )
             db.commit()
         raise CopyNotFound(f"no redacted copy {copy_id} in your commune")
@@ -119,7 +119,7 @@ def _settle(p: VaultContext, db: Session, copy: RedactedCopy) -> None:
             recordings=[copy.recording_id],
             details={"copy_id": copy.id, "step": _STEPS[CopyState(state)], "error": why[:500]},
         ),
-        db.get(Tenant, copy.tenant_id),
+        db.get_one(Tenant, copy.tenant_id),
     )
     db.commit()
 
@@ -167,7 +167,7 @@ def faces(p: VaultContext, db: Session, user: User, copy: RedactedCopy) -> list[
             motive=_motive(req),
             details={"copy_id": copy.id, "request_id": req.id, "tracks": len(copy.tracks or [])},
         ),
-        db.get(Tenant, copy.tenant_id),
+        db.get_one(Tenant, copy.tenant_id),
     )
     db.commit()
     return [
@@ -303,7 +303,7 @@ def still(p: VaultContext, db: Session, user: User, copy: RedactedCopy, at_s: fl
             motive=_motive(req),
             details={"copy_id": copy.id, "request_id": req.id, "at_s": shown},
         ),
-        db.get(Tenant, copy.tenant_id),
+        db.get_one(Tenant, copy.tenant_id),
     )
     db.commit()
     return Still(buf.getvalue(), round(shown * rate), rate, shown)
@@ -442,7 +442,7 @@ def _redaction_started(
                 "voice": voice,
             },
         ),
-        db.get(Tenant, copy.tenant_id),
+        db.get_one(Tenant, copy.tenant_id),
     )
 
 
@@ -491,7 +491,7 @@ def review(
                 "flagged_seen": bool(flagged_seen and flagged),
             },
         ),
-        db.get(Tenant, copy.tenant_id),
+        db.get_one(Tenant, copy.tenant_id),
     )
     db.commit()
     return copy

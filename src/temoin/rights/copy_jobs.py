@@ -102,7 +102,7 @@ def _fail(p: VaultContext, copy_id: int, actor: Actor, step: str, exc: BaseExcep
                 recordings=[copy.recording_id],
                 details={"copy_id": copy.id, "step": step, "error": str(exc)[:500]},
             ),
-            db.get(Tenant, copy.tenant_id),
+            db.get_one(Tenant, copy.tenant_id),
         )
         db.commit()
 
@@ -323,7 +323,7 @@ def _detect_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
                     recordings=[copy.recording_id],
                     details={"copy_id": copy.id, "tracks": len(found), "flagged_stretches": flagged_stretches(copy)},
                 ),
-                db.get(Tenant, copy.tenant_id),
+                db.get_one(Tenant, copy.tenant_id),
             )
             db.commit()
     return {"copy_id": copy_id}
@@ -395,7 +395,7 @@ def _redact_job(p: VaultContext, run: jobs.Run, args: dict) -> dict:
                         "audio": report.audio,
                     },
                 ),
-                db.get(Tenant, copy.tenant_id),
+                db.get_one(Tenant, copy.tenant_id),
             )
             db.commit()
     return {"copy_id": copy_id}

@@ -43,7 +43,7 @@ def limit(p: VaultContext, db: Session, user: User, req: RightsRequest, recordin
     already = {lim.recording_id for lim in active_limitations(db, [r.id for r in recs]) if lim.request_id == req.id}
     if already:
         raise RightsError(f"already frozen for request {req.id}: {', '.join(sorted(already))}; nothing was done")
-    tenant = db.get(Tenant, req.tenant_id)
+    tenant = db.get_one(Tenant, req.tenant_id)
     made = []
     for rec in recs:
         lim = Limitation(tenant_id=rec.tenant_id, recording_id=rec.id, request_id=req.id, placed_by=user.id)
@@ -95,7 +95,7 @@ def lift(p: VaultContext, db: Session, user: User, req: RightsRequest, recording
                 "retention_until": rec.retention_until.isoformat(),
             },
         ),
-        db.get(Tenant, req.tenant_id),
+        db.get_one(Tenant, req.tenant_id),
     )
     db.commit()
     return lim
@@ -114,7 +114,7 @@ def rectify(
     if len(text) > MAX_NOTE:
         raise RightsError(f"the rectification is longer than {MAX_NOTE} characters")
     recs = _stored(p, db, user, req, recording_ids)
-    tenant = db.get(Tenant, req.tenant_id)
+    tenant = db.get_one(Tenant, req.tenant_id)
     made = []
     for rec in recs:
         note = RecordingNote(

@@ -219,7 +219,7 @@ def get_request(p: VaultContext, db: Session, user: User, request_id: int) -> Ri
                     actor=actor_of(user),
                     details={"asked_for": f"rights_request:{request_id}"},
                 ),
-                db.get(Tenant, user.tenant_id),
+                db.get_one(Tenant, user.tenant_id),
             )
             db.commit()
         raise RequestNotFound(f"no rights request {request_id} in your register")
@@ -232,7 +232,7 @@ def get_request(p: VaultContext, db: Session, user: User, request_id: int) -> Ri
                 actor=actor_of(user),
                 details={"asked_for": f"rights_request:{request_id}"},
             ),
-            db.get(Tenant, user.tenant_id),
+            db.get_one(Tenant, user.tenant_id),
         )
         db.commit()
         raise RequestNotFound(f"no rights request {request_id} in your register")
@@ -317,7 +317,7 @@ def set_status(
     now = utcnow()
     req.updated_at = now
     req.closed_at = now if target in FINAL else None
-    tenant = db.get(Tenant, req.tenant_id)
+    tenant = db.get_one(Tenant, req.tenant_id)
     details = {"request_id": req.id, "kind": req.kind, "from": current.value, "to": target.value}
     if target in FINAL:
         details["on_time"] = today_paris(now) <= req.deadline

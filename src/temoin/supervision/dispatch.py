@@ -292,7 +292,7 @@ def _arrivals(p: Context, db: Session, device: Device, row: AgentPosition, now: 
                     "travel_s": round((now - order.sent_at).total_seconds(), 1),
                 },
             ),
-            db.get(Tenant, order.tenant_id),
+            db.get_one(Tenant, order.tenant_id),
         )
         out.append(order)
     return out
@@ -346,7 +346,7 @@ def session_for(p: Context, db: Session, user: User, session_id: str) -> LiveSes
                     actor=actor_of(user),
                     details={"why": "another tenant's live session", "asked_for": session_id},
                 ),
-                db.get(Tenant, user.tenant_id),
+                db.get_one(Tenant, user.tenant_id),
             )
             db.commit()
         raise DispatchNotFound(f"no live session {session_id} in your tenant")
@@ -414,7 +414,7 @@ def order_view(db: Session, o: ReinforcementOrder) -> dict[str, Any]:
     """An order as the dashboards, the journal's readers and the camera see it ("reinforcement" events)."""
     s = db.get(LiveSession, o.session_id)
     user = db.get(User, o.user_id) if o.user_id else None
-    tenant = db.get(Tenant, o.tenant_id)
+    tenant = db.get_one(Tenant, o.tenant_id)
     return {
         "order_id": o.id,
         "session_id": o.session_id,
@@ -563,7 +563,7 @@ def order_for_user(p: Context, db: Session, user: User, order_id: str) -> Reinfo
                     actor=actor_of(user),
                     details={"why": "another tenant's reinforcement order", "asked_for": order_id},
                 ),
-                db.get(Tenant, user.tenant_id),
+                db.get_one(Tenant, user.tenant_id),
             )
             db.commit()
         raise DispatchNotFound(f"no reinforcement order {order_id} in your tenant")
@@ -597,7 +597,7 @@ def _cancel(p: Context, db: Session, o: ReinforcementOrder, by: Actor, reason: s
                 "at": _iso(o.cancelled_at),
             },
         ),  # set by _transition
-        db.get(Tenant, o.tenant_id),
+        db.get_one(Tenant, o.tenant_id),
     )
     return True
 
@@ -687,7 +687,7 @@ def acknowledge(p: Context, db: Session, bus: EventBus, device: Device, order_id
                 "at": _iso(o.acknowledged_at),
             },
         ),  # set by _transition (refreshed)
-        db.get(Tenant, o.tenant_id),
+        db.get_one(Tenant, o.tenant_id),
     )
     db.commit()
     view = order_view(db, o)

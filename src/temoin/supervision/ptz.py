@@ -349,7 +349,7 @@ async def aim(
             if cam is None:
                 raise NoSuchCamera(f"no CCTV camera {camera_id} in your commune's registry")
             db.expunge(cam)
-            networks = outbound.declared_networks(db.get(Tenant, tenant_id))
+            networks = outbound.declared_networks(db.get_one(Tenant, tenant_id))
             try:
                 return cam, camera_password(p, cam), networks
             except RegistryError as exc:

@@ -161,7 +161,7 @@ def search(p: VaultContext, db: Session, user: User, q: SearchQuery) -> list[Rec
                 motive={"code": q.motive.code.value, "text": q.motive.text},
                 details={"area": [list(c) for c in q.area] if q.area else None, "found": len(found)},
             ),
-            db.get(Tenant, user.tenant_id),
+            db.get_one(Tenant, user.tenant_id),
         )
         db.commit()
     return found
@@ -214,7 +214,7 @@ def get_visible(p: VaultContext, db: Session, user: User, recording_id: str) -> 
     rec = db.scalar(visible(user).where(Recording.id == recording_id))
     if rec is None:
         other = db.get(Recording, recording_id)
-        tenant = db.get(Tenant, user.tenant_id)
+        tenant = db.get_one(Tenant, user.tenant_id)
         if other is not None and other.tenant_id != user.tenant_id:
             p.record(
                 db,
@@ -253,7 +253,7 @@ def open_consultation(p: VaultContext, db: Session, user: User, recording_id: st
                 motive={"code": motive.code.value, "text": motive.text},
                 details={"reason": "limited", "rights_request": limits[0].request_id},
             ),
-            db.get(Tenant, user.tenant_id),
+            db.get_one(Tenant, user.tenant_id),
         )
         db.commit()
         raise Limited(str(RecordingLimited(limits, "consulting it")))
@@ -269,7 +269,7 @@ def open_consultation(p: VaultContext, db: Session, user: User, recording_id: st
                 motive={"code": motive.code.value, "text": motive.text},
                 details={"reason": "redacted_only"},
             ),
-            db.get(Tenant, user.tenant_id),
+            db.get_one(Tenant, user.tenant_id),
         )
         db.commit()
         raise RedactedOnly(rec.id, motive.code.value)
@@ -295,7 +295,7 @@ def open_consultation(p: VaultContext, db: Session, user: User, recording_id: st
             cameras=[rec.device_id],
             motive={"code": motive.code.value, "text": motive.text},
         ),
-        db.get(Tenant, user.tenant_id),
+        db.get_one(Tenant, user.tenant_id),
     )
     db.commit()
     return token
@@ -318,7 +318,7 @@ def consult_track(p: VaultContext, db: Session, user: User, recording_id: str, m
             cameras=[rec.device_id],
             motive={"code": motive.code.value, "text": motive.text},
         ),
-        db.get(Tenant, user.tenant_id),
+        db.get_one(Tenant, user.tenant_id),
     )
     db.commit()
     return tracks_of(db, [rec])[rec.id]

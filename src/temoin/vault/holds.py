@@ -83,7 +83,7 @@ def place_holds(
                 cameras=[rec.device_id],
                 details={"procedure": hold.procedure_type, "reference": reference, "together_with": len(recs)},
             ),
-            db.get(Tenant, rec.tenant_id),
+            db.get_one(Tenant, rec.tenant_id),
         )
         made.append(hold)
     db.commit()
@@ -124,7 +124,7 @@ def place_extraction_holds(p: VaultContext, db: Session, user: User, extraction:
                     "together_with": len(extraction.recording_ids),
                 },
             ),
-            db.get(Tenant, rec.tenant_id),
+            db.get_one(Tenant, rec.tenant_id),
         )
         made.append(hold)
     return made
@@ -179,7 +179,7 @@ def lift_hold(
                 "retention_until": rec.retention_until.isoformat(),
             },
         ),
-        db.get(Tenant, rec.tenant_id),
+        db.get_one(Tenant, rec.tenant_id),
     )
     db.commit()
     return hold

@@ -113,9 +113,7 @@ class UploadStatus:
 
 
 def _tenant(db: Session, device: Device) -> Tenant:
-    tenant = db.get(Tenant, device.tenant_id)
-    assert tenant is not None
-    return tenant
+    return db.get_one(Tenant, device.tenant_id)
 
 
 def unfinished_uploads(db: Session, device_id: str) -> list[str]:

@@ -130,7 +130,7 @@ def _scrub(p: VaultContext, db: Session, progress: Callable[[int, int], None] | 
                 recordings=sorted({c.recording_id for c in problems}),
                 details={"problems": [str(c) for c in problems[:100]]},
             ),
-            db.get(Tenant, tenant_id),
+            db.get_one(Tenant, tenant_id),
         )
     db.commit()
     return result

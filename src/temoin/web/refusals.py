@@ -98,7 +98,7 @@ class RefusalLog:
                         "reason": max(w.reasons, key=w.reasons.__getitem__),
                     },
                 ),
-                db.get(Tenant, w.tenant_id),
+                db.get_one(Tenant, w.tenant_id),
             )
         db.commit()
         return len(windows)

@@ -100,7 +100,7 @@ def _authorised(request: Request, db: Session, p: Platform, account: str) -> Ten
     if conn is None:
         return _text(401, "missing, expired or invalid token: authenticate again at /auth/v1.0")
     tenant = db.get_one(Tenant, conn.tenant_id)
-    if tenant is None or account != connection.account_of(tenant):
+    if account != connection.account_of(tenant):
         return _text(403, "this token is for another account")
     raw = request.scope.get("raw_path") or b""
     if b"%2f" in raw.lower() or b"%5c" in raw.lower():
