@@ -42,9 +42,12 @@ _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _MAPPER_ATTR = "_RTCRtpReceiver__timestamp_mapper"
 _NACK_ATTR = "_RTCRtpReceiver__nack_generator"
+_REMB_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
 GAP_GIVE_UP_S = 0.25  # a lost packet's retransmission takes one round trip (~80 ms on 4G): then give up
 NACK_SHARE = 0.1  # retransmissions asked for: at most a tenth of the packets received
 NACK_BURST = 20  # ... with this many at once at most (a burst of losses)
+REMB_INTERVAL_S = 0.2  # one bandwidth estimate to the camera per this long (libwebrtc's pace), ...
+REMB_DROP = 0.03  # ... or at once when it falls by more than this share
 
 
 class UnsupportedAiortc(errors.Fault, RuntimeError):
@@ -246,6 +249,41 @@ class BoundedNacks:
         return bool(self.missing)
 
 
+class ThrottledRemb:
+    """Stands in front of aiortc's receive-side bandwidth estimator in the relay's video receivers. aiortc sends
+    the camera a REMB (its estimate of the uplink) after every packet for as long as its overuse detector says
+    "overusing", which a loaded server or a jittery link makes it say often: hundreds of RTCP packets a second
+    per stream, each encrypted and sent, for the same figure. This passes on one estimate per `interval_s`, and
+    one that falls by more than `drop` at once (a congested uplink must slow the camera's encoder down now).
+
+    aiortc's receiver calls `add(...)` for every video packet and sends a REMB when it returns one."""
+
+    def __init__(
+        self,
+        inner,  # aiortc's RemoteBitrateEstimator
+        interval_s: float = REMB_INTERVAL_S,
+        drop: float = REMB_DROP,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inner, self.interval_s, self.drop, self.clock = inner, interval_s, drop, clock
+        self._sent: tuple[float, int] | None = None  # (when, bitrate) of the last estimate passed on
+        self.passed = self.held = 0
+
+    def add(self, **packet):  # aiortc's keyword arguments; returns its (bitrate, ssrcs) or None
+        estimate = self.inner.add(**packet)
+        if estimate is None:
+            return None
+        now, bitrate = self.clock(), estimate[0]
+        if self._sent is not None:
+            at, last = self._sent
+            if now - at < self.interval_s and bitrate >= last * (1 - self.drop):
+                self.held += 1
+                return None
+        self._sent = (now, bitrate)
+        self.passed += 1
+        return estimate
+
+
 class _Tap(queue.Queue):
     """Stands in for a receiver's decoder queue: encoded frames go to `on_frame`, only the end-of-stream
     marker (None) reaches the decoder thread, which then stops. After each frame it drains the frames the
@@ -293,6 +331,13 @@ def tap_receiver(receiver: RTCRtpReceiver, on_frame: Callable[[str, bytes, int],
         )
     if getattr(receiver, _NACK_ATTR) is not None:  # video only: aiortc asks for no audio retransmission
         setattr(receiver, _NACK_ATTR, BoundedNacks())
+    if not hasattr(receiver, _REMB_ATTR):
+        raise UnsupportedAiortc(
+            f"this aiortc version has no RTCRtpReceiver.{_REMB_ATTR}: the relay's paced bandwidth "
+            "estimates must be adapted to it (temoin.live.forwarding)"
+        )
+    if getattr(receiver, _REMB_ATTR) is not None:  # video only, as the NACKs
+        setattr(receiver, _REMB_ATTR, ThrottledRemb(getattr(receiver, _REMB_ATTR)))
 
 
 # aiortc's DTLS offers ECDHE-ECDSA suites only. A peer with an RSA certificate (GStreamer's webrtcbin: its
