@@ -184,6 +184,22 @@ class Viewer:
         self.location: str | None = None
         self.ended: set[str] = set()
         self.joined_at = 0.0
+        self.answered_at = 0.0  # the WHEP answer received
+        self.connected_at = 0.0  # ICE and DTLS done: media can flow
+
+        @self.pc.on("connectionstatechange")
+        def _state() -> None:
+            if self.pc.connectionState == "connected" and not self.connected_at:
+                self.connected_at = time.monotonic()
+
+    def timeline(self) -> str:
+        """Where a slow first picture spent its time, from the WHEP POST (for a failing assertion's message)."""
+
+        def since(t: float) -> str:
+            return f"{t - self.joined_at:.2f} s" if t else "never"
+
+        first = self.frames["video"][0][0] if self.frames["video"] else 0.0
+        return f"answer {since(self.answered_at)}, connected {since(self.connected_at)}, first picture {since(first)}"
 
     async def watch(self, session_id: str, *, auth: dict | None = None) -> httpx.Response:
         return await self.watch_at(f"/api/v1/live/whep/{session_id}", auth=auth)
@@ -216,6 +232,7 @@ class Viewer:
                 content=self.pc.localDescription.sdp.encode(),
                 headers={"Content-Type": "application/sdp", **(auth or self.auth)},
             )
+        self.answered_at = time.monotonic()
         if r.status_code == 201:
             self.location = r.headers["location"]
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
