@@ -11,7 +11,7 @@ that must happen once whichever node does it (one live session per button press)
 lock and the in-process locks of the callers serialise the same work.
 
 Used by: uploads of one segment (`vault.ingest`), the live button (`live.sessions.request`), the periodic pass,
-journal sealing and scrub (`maintenance`, `vault.scrub`).
+journal sealing and scrub (`maintenance`, `vault.scrub`), the steps of an access copy (`rights.copy_jobs`).
 """
 
 from __future__ import annotations
