@@ -29,15 +29,10 @@ GOAL_MB = 150.0
 MB = 1e6
 
 
-def rss_bytes(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of a process, bytes."""
-    rss = hwm = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) * 1024
-        elif line.startswith("VmHWM:"):
-            hwm = int(line.split()[1]) * 1024
-    return rss, hwm
+def rss_bytes(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process, bytes (read by `common.peak_rss_mib`)."""
+    hwm, rss = common.peak_rss_mib(pid)
+    return rss * (1 << 20), hwm * (1 << 20)
 
 
 def main() -> None:
@@ -80,7 +75,7 @@ def main() -> None:
             log=home / "server.log",
             url=url,
         )
-        samples: list[tuple[float, int]] = []
+        samples: list[tuple[float, float]] = []
         world = None
         try:
             server.wait_answering(60)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -222,8 +222,8 @@ class DemoWorld:
     """What the demo runs beside the server: the CCTV network and the fleet of simulated cameras."""
 
     network: CctvNetwork
-    fleet: Fleet | None
-    stop: threading.Event
+    fleet: Fleet | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
     def start_fleet(self) -> None:
@@ -274,7 +274,7 @@ def populate(
         f"{cctv} CCTV cameras ({len(network.onvif)} PTZ over ONVIF) stream synthetic street views over RTSP "
         f"from {network.rtsp.url('')}; the CSU sees those around an agent in danger"
     )
-    world = DemoWorld(network, None, threading.Event())
+    world = DemoWorld(network)
     if fleet_cameras:
 
         def report(label: str, what: str) -> None:

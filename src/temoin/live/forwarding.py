@@ -267,7 +267,6 @@ class ThrottledRemb:
     ) -> None:
         self.inner, self.interval_s, self.drop, self.clock = inner, interval_s, drop, clock
         self._sent: tuple[float, int] | None = None  # (when, bitrate) of the last estimate passed on
-        self.passed = self.held = 0
 
     def add(self, **packet):  # aiortc's keyword arguments; returns its (bitrate, ssrcs) or None
         estimate = self.inner.add(**packet)
@@ -277,10 +276,8 @@ class ThrottledRemb:
         if self._sent is not None:
             at, last = self._sent
             if now - at < self.interval_s and bitrate >= last * (1 - self.drop):
-                self.held += 1
                 return None
         self._sent = (now, bitrate)
-        self.passed += 1
         return estimate
 
 
@@ -324,20 +321,18 @@ def tap_receiver(receiver: RTCRtpReceiver, on_frame: Callable[[str, bytes, int],
     old = getattr(receiver, _JITTER_ATTR)
     setattr(receiver, _JITTER_ATTR, EagerJitterBuffer(capacity=old.capacity, prefetch=0, is_video=old._is_video))
     setattr(receiver, _QUEUE_ATTR, _Tap(receiver, on_frame))
-    if not hasattr(receiver, _NACK_ATTR):
-        raise UnsupportedAiortc(
-            f"this aiortc version has no RTCRtpReceiver.{_NACK_ATTR}: the relay's bounded "
-            "NACKs must be adapted to it (temoin.live.forwarding)"
-        )
-    if getattr(receiver, _NACK_ATTR) is not None:  # video only: aiortc asks for no audio retransmission
-        setattr(receiver, _NACK_ATTR, BoundedNacks())
-    if not hasattr(receiver, _REMB_ATTR):
-        raise UnsupportedAiortc(
-            f"this aiortc version has no RTCRtpReceiver.{_REMB_ATTR}: the relay's paced bandwidth "
-            "estimates must be adapted to it (temoin.live.forwarding)"
-        )
-    if getattr(receiver, _REMB_ATTR) is not None:  # video only, as the NACKs
-        setattr(receiver, _REMB_ATTR, ThrottledRemb(getattr(receiver, _REMB_ATTR)))
+    # Video receivers only (aiortc gives audio ones neither): bounded NACKs, paced bandwidth estimates.
+    for attr, what, stand_in in (
+        (_NACK_ATTR, "bounded NACKs", lambda _aiortcs: BoundedNacks()),
+        (_REMB_ATTR, "paced bandwidth estimates", ThrottledRemb),
+    ):
+        if not hasattr(receiver, attr):
+            raise UnsupportedAiortc(
+                f"this aiortc version has no RTCRtpReceiver.{attr}: the relay's {what} must be adapted to it "
+                "(temoin.live.forwarding)"
+            )
+        if getattr(receiver, attr) is not None:
+            setattr(receiver, attr, stand_in(getattr(receiver, attr)))
 
 
 # aiortc's DTLS offers ECDHE-ECDSA suites only. A peer with an RSA certificate (GStreamer's webrtcbin: its
