@@ -16,6 +16,7 @@ import orjson
 import pytest
 import uvicorn
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs import h264 as aiortc_h264
 from argon2 import PasswordHasher
 from playwright.sync_api import expect
 from sqlalchemy import select
@@ -260,6 +261,26 @@ class Viewer:
 
     async def close(self) -> None:
         await self.pc.close()
+
+
+def count_h264_work(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts of aiortc's H.264 `encode` (a camera encoding) and `_packetize` (a camera packetizing what it
+    encoded, or the relay packetizing what it forwards) while the test runs."""
+    calls = {"encode": 0, "_packetize": 0}
+    original_encode = aiortc_h264.H264Encoder.encode
+    original_packetize = aiortc_h264.H264Encoder._packetize  # a classmethod, bound to the class here
+
+    def encode(self, *a, **kw):
+        calls["encode"] += 1
+        return original_encode(self, *a, **kw)
+
+    def packetize(cls, *a, **kw):
+        calls["_packetize"] += 1
+        return original_packetize(*a, **kw)
+
+    monkeypatch.setattr(aiortc_h264.H264Encoder, "encode", encode)
+    monkeypatch.setattr(aiortc_h264.H264Encoder, "_packetize", classmethod(packetize))
+    return calls
 
 
 async def until(predicate, timeout: float = 10, what: str = "condition") -> None:

@@ -20,7 +20,6 @@ import numpy as np
 import orjson
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.codecs import h264 as aiortc_h264
 from sqlalchemy import select
 
 from temoin.demo.cctv.rtsp_server import CctvRtspServer, rtp_payloads
@@ -45,6 +44,7 @@ from temoin.live.rtsp_pull import (
 from temoin.platform import Platform
 from temoin.settings import Settings
 from tests.helpers import make_commune
+from tests.live_helpers import count_h264_work
 
 W, H, FPS = 320, 180, 10
 AT = datetime(2025, 6, 1, 14, 0, tzinfo=UTC)
@@ -337,16 +337,8 @@ def test_cctv_watched_through_the_hub(platform: Platform, cameras, monkeypatch: 
     with platform.session() as db:
         operator = db.scalar(select(User).where(User.username == commune.users[Role.CSU_OPERATOR]))
         uid, tid = operator.id, operator.tenant_id
-    # The platform must only re-packetize (pack) the camera's H.264, never encode.
-    calls = {"encode": 0, "pack": 0}
-    for name in calls:
-        original = getattr(aiortc_h264.H264Encoder, name)
-
-        def counted(self, *a, _original=original, _name=name, **kw):
-            calls[_name] += 1
-            return _original(self, *a, **kw)
-
-        monkeypatch.setattr(aiortc_h264.H264Encoder, name, counted)
+    # The platform must only packetize the camera's H.264 (live.forwarding.packetize), never encode.
+    calls = count_h264_work(monkeypatch)
     ptz_url = server.url("port/ptz-1")
     stream = cctv_stream(tid, "ptz-1")
 
@@ -369,7 +361,7 @@ def test_cctv_watched_through_the_hub(platform: Platform, cameras, monkeypatch: 
             status = hub.plane.status(stream)
             assert status.viewers == 2 and status.publishing and status.audio_frames == 0
             assert hub.cctv_status(tid, "ptz-1")["link"] == "live"
-            assert calls["encode"] == 0 and calls["pack"] > 0
+            assert calls["encode"] == 0 and calls["_packetize"] > 0
             assert status.video_frames <= puller.stats.packets  # every frame came from the camera, as is
 
             # The PTZ camera turns: the picture the viewer decodes follows.

@@ -15,7 +15,6 @@ import time
 import av
 import httpx
 import pytest
-from aiortc.codecs import h264 as aiortc_h264
 from sqlalchemy import select
 
 from temoin.camera.offload import DeviceAuth
@@ -36,6 +35,7 @@ from tests.live_helpers import (
     Viewer,
     _cheap_password_hashes,
     as_camera,
+    count_h264_work,
     entries,
     on_shift,
     publisher,
@@ -55,16 +55,9 @@ def test_live_button_to_csu_and_back(platform: Platform, server: str, monkeypatc
     on_shift(platform, commune)
     operator = commune.users[Role.CSU_OPERATOR]
     token = token_for(platform, operator)
-    # Count what the H.264 encoder does: the camera encodes; the platform must only re-packetize (pack).
-    calls = {"encode": 0, "pack": 0}
-    for name in calls:
-        original = getattr(aiortc_h264.H264Encoder, name)
-
-        def counted(self, *a, _original=original, _name=name, **kw):
-            calls[_name] += 1
-            return _original(self, *a, **kw)
-
-        monkeypatch.setattr(aiortc_h264.H264Encoder, name, counted)
+    # Count what the H.264 encoder does: the camera encodes (and packetizes what it encoded); the platform must
+    # only packetize the camera's access units again (live.forwarding.packetize), never encode.
+    calls = count_h264_work(monkeypatch)
 
     async def story() -> str:
         camera = publisher(server, commune)
@@ -93,8 +86,8 @@ def test_live_button_to_csu_and_back(platform: Platform, server: str, monkeypatc
             assert (picture.width, picture.height) == (160, 120)
             sound = viewer.frames["audio"][-1][1]
             assert sound.sample_rate == 48_000 and sound.samples == 960
-            # Forwarded, not transcoded: the relay packed the camera's H.264, it encoded nothing itself.
-            assert calls["pack"] > 0
+            # Forwarded, not transcoded: the relay packetized the camera's H.264, it encoded nothing itself.
+            assert calls["_packetize"] > calls["encode"], calls
             video_sent = camera.pc.getTransceivers()[0].sender.track.index
             assert calls["encode"] <= video_sent + 2, (calls, video_sent)
 
@@ -437,7 +430,7 @@ def test_aiortc_still_has_the_hook_forwarding_needs():
     receiver = RTCRtpReceiver("video", type("Transport", (), {"state": "new"})())
     got = []
     forwarding.tap_receiver(receiver, lambda mime, data, ts: got.append((mime, data, ts)))
-    codec = type("Codec", (), {"mimeType": "video/H264"})()
+    codec = type("Codec", (), {"mimeType": "video/H264", "payloadType": 102})()
     getattr(receiver, forwarding._QUEUE_ATTR).put((codec, type("F", (), {"data": b"x", "timestamp": 3})()))
     assert got == [("video/h264", b"x", 3)]
     assert forwarding.nal_types(b"\x00\x00\x00\x01\x67ab\x00\x00\x01\x68cd\x00\x00\x01\x65ef") == [7, 8, 5]
@@ -464,3 +457,16 @@ def test_aiortc_still_has_the_hook_forwarding_needs():
     sets.complete(b"\x00\x00\x00\x01\x67sps\x00\x00\x00\x01\x68pps\x00\x00\x00\x01\x65idr")
     data, key = sets.complete(b"\x00\x00\x00\x01\x65idr2")
     assert key and forwarding.nal_types(data) == [7, 8, 5]
+
+    # A viewer's sender takes the relay's RTP loop (ForwardTrack.bind) only if aiortc still has what it uses.
+    from aiortc import RTCPeerConnection
+
+    async def bind() -> None:
+        pc = RTCPeerConnection()
+        track = forwarding.ForwardTrack("video", lambda: None)
+        sender = pc.addTransceiver(track, direction="sendonly").sender
+        await pc.setLocalDescription(await pc.createOffer())
+        track.bind(sender)
+        await pc.close()
+
+    asyncio.run(bind())

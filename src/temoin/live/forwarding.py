@@ -2,17 +2,15 @@
 
 aiortc's public API decodes everything it receives (`RTCRtpReceiver` runs a decoder thread that turns
 RTP into `av.VideoFrame`/`av.AudioFrame`), and `MediaRelay` fans out those *decoded* frames, which the
-viewers' senders then re-encode: a full transcode per viewer. Two aiortc facts make real forwarding
-possible instead:
+viewers' senders then re-encode: a full transcode per viewer. Real forwarding instead:
 
-- a sender packs an `av.Packet` returned by its track as is (`Encoder.pack`: H.264 NAL units are only
-  re-packetized into RTP, Opus packets are copied), no encoder involved;
-- a receiver hands each re-assembled encoded frame (depayloaded H.264 access unit in Annex B, or one
-  Opus packet) to its decoder through a queue.
+- `tap_receiver` replaces a receiver's decoder queue by one that passes the re-assembled encoded frames
+  (depayloaded H.264 access units in Annex B, or Opus packets) to the relay and never to the decoder, which
+  then idles, and its jitter buffer by one that releases a frame as soon as it is complete;
+- `ForwardTrack.bind` replaces a viewer's sender loop by one that writes each frame's RTP packets (packetized
+  once per stream, as aiortc's encoders pack them) straight to the viewer's SRTP session and ICE pair.
 
-`tap_receiver` replaces that queue by one that passes the encoded frames to the relay and never to the
-decoder, which then idles, and the receiver's jitter buffer by one that releases a frame as soon as it is
-complete. This uses private attributes of aiortc (checked when tapping, and by the tests): pin aiortc,
+This uses private attributes of aiortc (checked when tapping and binding, and by the tests): pin aiortc,
 and re-check on upgrade.
 """
 
@@ -21,19 +19,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import random
 import time
 from collections.abc import Callable
-from fractions import Fraction
+from struct import pack, unpack_from
 
-import av
+from aioice.ice import StunProtocol
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs.h264 import H264Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtp import RtpPacket
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtp import RtpPacket, pack_header_extensions
 from aiortc.utils import uint16_add, uint16_gt
 
 from temoin import errors
-from temoin.live.plane import CLOCK, NAL_IDR, NAL_PPS, NAL_SPS, EncodedFrame
+from temoin.live.plane import NAL_IDR, NAL_PPS, NAL_SPS, EncodedFrame
 
 log = logging.getLogger("temoin.live")
 
@@ -291,13 +292,14 @@ class _Tap(queue.Queue):
         super().__init__()
         self._receiver = receiver
         self._on_frame = on_frame
+        self._mimes: dict[int, str] = {}  # aiortc builds `mimeType` anew at each call
 
     def put(self, item, block: bool = True, timeout: float | None = None) -> None:
         if item is None:
             super().put(None, block, timeout)
             return
         codec, frame = item
-        mime = codec.mimeType.lower()
+        mime = self._mimes.get(codec.payloadType) or self._mimes.setdefault(codec.payloadType, codec.mimeType.lower())
         try:
             self._on_frame(mime, frame.data, frame.timestamp)
             buffer = getattr(self._receiver, _JITTER_ATTR)
@@ -402,29 +404,61 @@ class Continuity:
         return ts
 
 
-class ForwardTrack(MediaStreamTrack):
-    """The outgoing track of one viewer: yields encoded packets that its sender only re-packetizes.
+def packetize(kind: str, data: bytes) -> list[bytes]:
+    """RTP payloads of one encoded frame, as aiortc's encoders pack them (H.264: single NAL units, STAP-A and
+    FU-A, RFC 6184; Opus: the packet as is). Done once per frame for all the viewers of a stream."""
+    if kind == "video":
+        return H264Encoder._packetize(H264Encoder._split_bitstream(data))
+    return [data]
 
-    Video starts at a keyframe (asked for as long as pictures arrive without one); output timestamps stay
-    monotonic across publisher reconnections; when the viewer cannot keep up the backlog is dropped and video
-    waits for the next keyframe (asking for one).
+
+def ntp_now() -> int:
+    """The wall clock as a 64-bit NTP timestamp (as aiortc's `clock.current_ntp_time`, without its datetimes)."""
+    return int((time.time() + NTP_UNIX_OFFSET) * (1 << 32))
+
+
+class ForwardTrack(MediaStreamTrack):
+    """The outgoing track of one viewer: aiortc negotiates it like any track, then `bind` gives its sender a
+    lighter loop. aiortc's own pulls each frame from `recv` through a queue and a task switch, packs it again for
+    every viewer, builds a packet object per RTP packet and sends it down four coroutines: most of the relay's
+    CPU (profiled, bench/live). Once bound, `push` writes the frame's RTP packets (packetized once per stream,
+    `packetize`) straight to this viewer's SRTP session and ICE pair, from the relay's receive path. aiortc's
+    sender still answers the viewer's RTCP: its NACKs from this track's history (RTX when negotiated), its
+    PLI/FIR through `on_keyframe_request`, and its sender reports from the counts kept here.
+
+    Video starts at a keyframe (asked for as long as pictures arrive without one); what arrives before the
+    connection is up is held from the last keyframe on and sent at once when it is; output timestamps stay
+    monotonic across publisher reconnections; when the viewer's socket cannot take more, video is dropped
+    until the next keyframe (asked for) and audio until it drains.
     """
 
     def __init__(self, kind: str, need_keyframe: Callable[[], None], max_queue: int = 120) -> None:
         super().__init__()
         self.kind = kind
         self._need_keyframe = need_keyframe
-        self._queue: asyncio.Queue[EncodedFrame | None] = asyncio.Queue(maxsize=max_queue)
+        self._max_queue = max_queue
+        self._held: list[EncodedFrame] = []  # before the connection is up
         self._waiting_key = kind == "video"
         self._clock = Continuity(kind)
-        self._time_base = Fraction(1, CLOCK[kind])
-        self.sent = 0
+        self._out: _RtpOut | None = None  # once the viewer's connection is up
+        self.sent = 0  # frames sent
+        self.dropped = 0  # frames dropped because the viewer's socket was full
+
+    def bind(self, sender: RTCRtpSender) -> None:
+        """Take over `sender`'s RTP loop (call after setRemoteDescription, before the connection starts)."""
+        _RtpOut.check(sender)
+        sender._run_rtp = lambda codec: self._run(sender, codec)  # type: ignore[method-assign]  # see the class
+
+    @property
+    def held(self) -> int:
+        """Frames held until the viewer's connection is up."""
+        return len(self._held)
 
     def restart(self) -> None:
         """A new publisher took over: video waits for its first keyframe."""
         self._waiting_key = self.kind == "video"
 
-    def push(self, frame: EncodedFrame) -> None:
+    def push(self, frame: EncodedFrame, payloads: list[bytes] | None = None) -> None:
         if self.readyState != "live":
             return
         if self._waiting_key:
@@ -432,38 +466,199 @@ class ForwardTrack(MediaStreamTrack):
                 # Ask again while pictures flow without one (the stream caps PLIs at one per 300 ms): the
                 # request made when this viewer joined may have reached no publisher yet (a viewer joining on
                 # the alert, before the camera's media), or its keyframe may have been lost on the uplink.
-                # Without this, the viewer would wait for the camera's next periodic keyframe (measured: 4-6 s
+                # Without this, the viewer would wait for the camera's next periodic one (measured: 4-6 s
                 # at 5 % loss, bench/live/impaired.py).
                 self._need_keyframe()
                 return
             self._waiting_key = False
-        if self._queue.full():
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            if self.kind == "video":
-                self._waiting_key = True
-                self._need_keyframe()
-                if not frame.keyframe:
+        out = self._out
+        if out is None:  # not connected yet: keep from the last keyframe on, within bounds
+            if len(self._held) >= self._max_queue:
+                self._held.clear()
+                if not self._skip_to_keyframe(frame):
                     return
-                self._waiting_key = False
-        self._queue.put_nowait(frame)
+            self._held.append(frame)
+            return
+        if out.congested():
+            self.dropped += 1
+            if not self._skip_to_keyframe(frame):
+                return
+        out.send(self._clock.map(frame), payloads if payloads is not None else packetize(self.kind, frame.data))
+        self.sent += 1
+
+    def _skip_to_keyframe(self, frame: EncodedFrame) -> bool:
+        """Frames were dropped: video waits for a keyframe (asked for). True if `frame` may still go."""
+        if self.kind != "video":
+            return True
+        self._need_keyframe()
+        self._waiting_key = not frame.keyframe
+        return frame.keyframe
 
     def finish(self) -> None:
-        try:
-            self._queue.put_nowait(None)
-        except asyncio.QueueFull:
-            self._queue.get_nowait()
-            self._queue.put_nowait(None)
+        self.stop()
 
-    async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        frame = await self._queue.get()
-        if frame is None:
+    async def recv(self):  # never called once bound: the sender's loop is `_run`
+        raise MediaStreamError
+
+    async def _run(self, sender: RTCRtpSender, codec) -> None:
+        started, exited = getattr(sender, _RTP_STARTED), getattr(sender, _RTP_EXITED)
+        started.set()
+        try:
+            self._out = _RtpOut(sender, codec)
+            held, self._held = self._held, []
+            for frame in held:
+                self.push(frame)
+            ended = asyncio.get_running_loop().create_future()
+
+            def end() -> None:
+                if not ended.done():
+                    ended.set_result(None)
+
+            self.on("ended", end)
+            if self.readyState == "live":
+                await ended
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # as aiortc's loop: `RTCRtpSender.stop` waits for the exit, so never skip it
+            log.exception("live relay: a viewer's RTP sender")
+        finally:
+            self._out = None
             self.stop()
-            raise MediaStreamError
-        packet = av.Packet(frame.data)
-        packet.pts = packet.dts = self._clock.map(frame)
-        packet.time_base = self._time_base
-        self.sent += 1
-        return packet
+            exited.set()
+
+
+_RTP_STARTED = "_RTCRtpSender__rtp_started"
+_RTP_EXITED = "_RTCRtpSender__rtp_exited"
+_SENDER_ATTRS = (
+    _RTP_STARTED,
+    _RTP_EXITED,
+    "_RTCRtpSender__mid",
+    "_RTCRtpSender__rtp_header_extensions_map",
+    "_RTCRtpSender__rtx_payload_type",
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__octet_count",
+    "_RTCRtpSender__packet_count",
+    "_ssrc",
+    "_rtx_ssrc",
+    "_retransmit",
+)
+NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
+CONGESTED_BYTES = 512 * 1024  # datagrams the viewer's socket could not take yet, waiting in asyncio's buffer
+HISTORY = 512  # RTP packets kept per viewer for retransmission (about 2 s of 720p at 2 Mbit/s)
+
+
+def header_extension(mid: tuple[int, bytes] | None, abs_send_time_id: int | None, ntp: int) -> bytes:
+    """The RTP header extension block (RFC 8285) aiortc's senders put on every packet: the MID (BUNDLE) and the
+    abs-send-time (the viewer's bandwidth estimator reads it), whichever the viewer negotiated."""
+    elements = [mid] if mid else []
+    if abs_send_time_id:
+        elements.append((abs_send_time_id, pack("!L", (ntp >> 14) & 0xFFFFFF)[1:]))
+    profile, value = pack_header_extensions(elements)
+    return pack("!HH", profile, len(value) // 4) + value if profile else b""
+
+
+def rtp_packet(pt: int, marker: bool, seq: int, timestamp: int, ssrc: int, extension: bytes, payload: bytes) -> bytes:
+    """One RTP packet (RFC 3550), unencrypted: version 2, no padding, no CSRC; X set when `extension` is given."""
+    first = 0x90 if extension else 0x80
+    return pack("!BBHII", first, (0x80 if marker else 0) | pt, seq, timestamp, ssrc) + extension + payload
+
+
+def rtx_packet(packet: bytes, head: int, rtx_pt: int, rtx_seq: int, rtx_ssrc: int) -> bytes:
+    """The retransmission of `packet` (whose header is `head` bytes long) on the RTX stream (RFC 4588): same
+    timestamp, marker and extensions, then the original sequence number before the original payload."""
+    seq, timestamp = unpack_from("!HI", packet, 2)
+    return (
+        pack("!BBHII", packet[0], (packet[1] & 0x80) | rtx_pt, rtx_seq, timestamp, rtx_ssrc)
+        + packet[12:head]
+        + pack("!H", seq)
+        + packet[head:]
+    )
+
+
+class _RtpOut:
+    """One viewer's RTP stream, written to its DTLS transport's SRTP session and its ICE pair directly."""
+
+    @staticmethod
+    def check(sender: RTCRtpSender) -> None:
+        missing = [a for a in _SENDER_ATTRS if not hasattr(sender, a)]
+        dtls = sender.transport
+        missing += [f"transport.{a}" for a in ("_state", "_tx_srtp") if not hasattr(dtls, a)]
+        if not hasattr(getattr(getattr(dtls, "transport", None), "_connection", None), "_nominated"):
+            missing.append("transport.transport._connection._nominated")
+        if missing:
+            raise UnsupportedAiortc(
+                f"this aiortc version has no RTCRtpSender.{', '.join(missing)}: the relay's RTP sending must be "
+                "adapted to it (temoin.live.forwarding.ForwardTrack)"
+            )
+
+    def __init__(self, sender: RTCRtpSender, codec) -> None:
+        self.sender = sender
+        dtls = sender.transport
+        self.dtls = dtls
+        self.srtp = dtls._tx_srtp
+        self.connection = dtls.transport._connection  # aioice's
+        self.ssrc, self.rtx_ssrc = sender._ssrc, sender._rtx_ssrc
+        self.pt = codec.payloadType
+        self.rtx_pt = sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]  # checked: `check`
+        ids = sender._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+        mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
+        self.mid = (ids.mid, mid.encode()) if ids.mid and mid else None
+        self.abs_send_time_id = ids.abs_send_time
+        self.seq = random.getrandbits(16)
+        self.rtx_seq = random.getrandbits(16)
+        self.ts_origin = random.getrandbits(32)
+        self.history: list[tuple[int, bytes, int] | None] = [None] * HISTORY  # (seq, packet, its header's length)
+        self.retransmitted = 0
+        sender._retransmit = self.retransmit  # type: ignore[method-assign]  # the viewer's NACKs: from here
+
+    def congested(self) -> bool:
+        pair = self.connection._nominated.get(1)
+        transport = getattr(pair.protocol, "transport", None) if pair else None
+        return transport is not None and transport.get_write_buffer_size() > CONGESTED_BYTES
+
+    def send(self, timestamp: int, payloads: list[bytes]) -> None:
+        if self.dtls._state is not DtlsState.CONNECTED:  # not `.state`: it formats an enum at each call
+            return
+        pair = self.connection._nominated.get(1)
+        if pair is None:
+            return
+        ntp = ntp_now()
+        extension = header_extension(self.mid, self.abs_send_time_id, ntp)
+        timestamp = (self.ts_origin + timestamp) & 0xFFFFFFFF
+        seq, last, octets = self.seq, len(payloads) - 1, 0
+        write = self._writer(pair)
+        for i, payload in enumerate(payloads):
+            packet = rtp_packet(self.pt, i == last, seq, timestamp, self.ssrc, extension, payload)
+            self.history[seq % HISTORY] = (seq, packet, 12 + len(extension))
+            write(self.srtp.protect(packet))
+            seq = (seq + 1) & 0xFFFF
+            octets += len(payload)
+        self.seq = seq
+        # What aiortc's sender reports in its RTCP sender reports (lip sync, statistics).
+        s = self.sender
+        s._RTCRtpSender__ntp_timestamp, s._RTCRtpSender__rtp_timestamp = ntp, timestamp  # type: ignore[attr-defined]
+        s._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
+        s._RTCRtpSender__packet_count += len(payloads)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _writer(pair) -> Callable[[bytes], None]:
+        protocol, address = pair.protocol, pair.remote_addr
+        if type(protocol) is StunProtocol:  # a UDP pair: aioice's `send_data` is this one call
+            transport = protocol.transport
+            return lambda data: transport.sendto(data, address)
+        return lambda data: asyncio.ensure_future(protocol.send_data(data, address))  # TURN: let aioice wrap it
+
+    async def retransmit(self, sequence_number: int) -> None:
+        seq = sequence_number
+        kept = self.history[seq % HISTORY]
+        if kept is None or kept[0] != seq or self.dtls._state is not DtlsState.CONNECTED:
+            return
+        _, packet, head = kept
+        if self.rtx_pt is not None:
+            packet = rtx_packet(packet, head, self.rtx_pt, self.rtx_seq, self.rtx_ssrc)
+            self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+        self.retransmitted += 1
+        pair = self.connection._nominated.get(1)
+        if pair is not None:
+            self._writer(pair)(self.srtp.protect(packet))

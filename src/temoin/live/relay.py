@@ -34,6 +34,7 @@ from temoin.live.forwarding import (
     ParameterSets,
     accept_rsa_dtls_peers,
     on_keyframe_request,
+    packetize,
     request_keyframe,
     tap_receiver,
 )
@@ -120,10 +121,13 @@ class _Stream:
             except Exception:  # a failing backup must never cut the live feed
                 log.exception("live backup: dropping the recording of %s", self.name)
                 self.sink = None
+        payloads = None  # packetized once for all the viewers
         for viewer in self.viewers.values():
             track = viewer.tracks.get(kind)
             if track is not None:
-                track.push(frame)
+                if payloads is None:
+                    payloads = packetize(kind, data)
+                track.push(frame, payloads)
 
     def request_keyframe(self) -> None:
         now = time.monotonic()
@@ -307,6 +311,8 @@ class AiortcMediaPlane(MediaPlane):
         await self._negotiate(pc, offer)
         if "video" in senders:
             on_keyframe_request(senders["video"].sender, s.request_keyframe)
+        for kind, track in tracks.items():
+            track.bind(senders[kind].sender)
         leg = _Leg(
             secrets.token_urlsafe(12),
             pc,
