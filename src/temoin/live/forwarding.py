@@ -122,20 +122,37 @@ class EagerJitterBuffer(JitterBuffer):
         self._highest: int | None = None  # the highest sequence number received
         self._stalled_at: float | None = None
         self._want_keyframe = False
+        self._last: tuple[int, int] | None = None  # (sequence number, timestamp) of the last packet added
+        self._scan = True  # whether a frame may have completed since the last look
         self.skipped = 0  # frames given up
 
     def add(self, packet):  # (PLI wanted, complete frame), as aiortc's
-        if self._highest is None or uint16_gt(packet.sequence_number, self._highest):
-            self._highest = packet.sequence_number
+        seq = packet.sequence_number
+        if self._highest is None or uint16_gt(seq, self._highest):
+            self._highest = seq
+        # A video packet that only continues the frame in progress (next in sequence, same timestamp, no marker)
+        # completes nothing: the buffer is not looked through again (it was, for every packet: 30 % of the
+        # relay's receive path at 720p).
+        last, self._last = self._last, (seq, packet.timestamp)
+        self._scan = (
+            not self._is_video
+            or packet.marker
+            or last is None
+            or packet.timestamp != last[1]
+            or seq != uint16_add(last[0], 1)
+        )
         pli, frame = super().add(packet)
         if self._want_keyframe:
             self._want_keyframe, pli = False, True
         return pli, frame
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        if not self._scan and self._stalled_at is None:
+            return None
         frame, gap = self._head()
         if frame is not None or gap is None:
             self._stalled_at = None
+            self._scan = frame is not None  # another may be complete behind it (`_Tap` asks again)
             return frame
         # The head frame waits for a packet that is missing while later ones have arrived.
         now = time.monotonic()
@@ -220,8 +237,15 @@ class BoundedNacks:
         self.abandoned = 0  # missing packets never asked for: no budget left within their useful life
 
     def add(self, packet) -> bool:  # an aiortc RtpPacket
-        now = self.clock()
         seq = packet.sequence_number
+        if not self._waiting and not self._asked and self.max_seq is not None and seq == uint16_add(self.max_seq, 1):
+            # The usual packet: the next one, nothing missing. The same as below, without the bookkeeping.
+            self._tokens = min(float(self.burst), self._tokens + self.share)
+            self.max_seq = seq
+            if self.missing:
+                self.missing = set()
+            return False
+        now = self.clock()
         self._tokens = min(float(self.burst), self._tokens + self.share)
         if self.max_seq is None:
             self.max_seq = seq
