@@ -3,9 +3,9 @@ viewers (WHEP), at a small resolution; frames lost on the way, and the server's 
 
 The server is the real one (`temoin serve`, in a subprocess; its CPU is read from /proc). To leave the
 machine's cores to it, the clients spend as little as they can: each camera replays H.264 + Opus packets
-encoded once beforehand (the synthetic scene, 320x240 at 15 fps, about 300 kbit/s, a keyframe every second;
-aiortc only packetizes them), and each viewer counts the frames it receives without decoding them (the
-relay's own tap on aiortc's receiver). Clients run in worker processes, one per core by default. Everything
+encoded once beforehand (the synthetic scene, 320x240 at 15 fps, about 300 kbit/s, a keyframe every second),
+packetized and sent through the relay's own RTP writer (`ForwardTrack`, as the relay sends to its viewers), and
+each viewer counts the frames it receives without decoding them (the relay's own tap on aiortc's receiver). Clients run in worker processes, one per core by default. Everything
 is on this machine, over loopback: no network limit, only CPU.
 
 Per step of N streams: all cameras publish, all viewers join; after a warm-up, every viewer's frames are
@@ -141,46 +141,43 @@ def worker(
 
 
 async def _worker(url, token, cameras, media, ready, measure, done, results) -> None:  # noqa: ANN001
-    import av
     import httpx
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from temoin.camera.live_publisher import prefer
     from temoin.camera.offload import DeviceAuth
-    from temoin.live.forwarding import tap_receiver
+    from temoin.live.forwarding import _REMB_ATTR, ForwardTrack, tap_receiver
+    from temoin.live.plane import EncodedFrame
 
     pictures, sounds = media
 
-    class Replay(MediaStreamTrack):
-        def __init__(self, kind: str, items: list, step_s: float, clock: int, ticks: int) -> None:
-            super().__init__()
+    class Replay:
+        """A camera replaying pre-encoded media at its pace through the relay's own RTP writer (`ForwardTrack`,
+        bound to the publication's sender like a viewer's): as little CPU per packet as Python allows here, so that
+        the machine's cores go to the server. A real camera packetizes in its encoder's firmware."""
+
+        def __init__(self, kind: str, items: list, step_s: float, ticks: int) -> None:
             self.kind, self.items, self.step_s, self.ticks = kind, items, step_s, ticks
-            self.time_base = fractions.Fraction(1, clock)
-            self.i = 0
-            self.t0: float | None = None
+            self.track = ForwardTrack(kind, lambda: None)  # pre-encoded: a keyframe request cannot be answered
             self.sent = 0
 
-        async def recv(self) -> av.Packet:
-            if self.readyState != "live":
-                raise MediaStreamError
-            if self.t0 is None:
-                self.t0 = time.monotonic()
-            delay = self.t0 + self.i * self.step_s - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            item = self.items[self.i % len(self.items)]
-            # A picture carries its send time (an SEI the relay forwards untouched): the viewer's latency per picture.
-            packet = av.Packet(stamp(item[0]) if isinstance(item, tuple) else item)
-            packet.pts = packet.dts = self.i * self.ticks
-            packet.time_base = self.time_base
-            self.i += 1
-            self.sent += 1
-            return packet
+        async def run(self) -> None:
+            t0, i = time.monotonic(), 0
+            while self.track.readyState == "live":
+                delay = t0 + i * self.step_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                item = self.items[i % len(self.items)]
+                # A picture carries its send time (an SEI the relay forwards untouched): the latency per picture.
+                data, key = (stamp(item[0]), item[1]) if isinstance(item, tuple) else (item, False)
+                self.track.push(EncodedFrame(self.kind, data, i * self.ticks, key, 1, time.time()))
+                i += 1
+                self.sent += 1
 
     viewers: list[dict] = []
     pcs: list = []
+    running: list[asyncio.Future] = []
     streams = []
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         bearer = {"Authorization": f"Bearer {token}"}
@@ -190,15 +187,13 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
             r.raise_for_status()
             sid = r.json()["id"]
             pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            tracks = [
-                Replay("video", pictures, 1 / FPS, 90_000, 90_000 // FPS),
-                Replay("audio", sounds, 0.02, 48_000, 960),
-            ]
-            for track in tracks:
-                pc.addTransceiver(track, direction="sendonly")
+            tracks = [Replay("video", pictures, 1 / FPS, 90_000 // FPS), Replay("audio", sounds, 0.02, 960)]
+            senders = [pc.addTransceiver(track.track, direction="sendonly").sender for track in tracks]
             prefer(pc, "video", "video/h264")
             prefer(pc, "audio", "audio/opus")
             await pc.setLocalDescription(await pc.createOffer())
+            for track, sender in zip(tracks, senders, strict=True):
+                track.track.bind(sender)
             r = await http.post(
                 f"/api/v1/live/whip/{sid}",
                 content=pc.localDescription.sdp.encode(),
@@ -207,6 +202,8 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
             )
             r.raise_for_status()
             await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+            for track in tracks:
+                running.append(asyncio.ensure_future(track.run()))
             pcs.append(pc)
             streams.append({"sid": sid, "auth": auth, "resource": r.headers["location"], "tracks": tracks})
         for s in streams:
@@ -248,6 +245,9 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
 
                 for transceiver in (video, audio):
                     tap_receiver(transceiver.receiver, on_frame)
+                # A viewer that estimates no bandwidth (as one doing transport-wide congestion control instead):
+                # aiortc's receive-side estimator runs on every packet, and this viewer's figure would go nowhere.
+                setattr(video.receiver, _REMB_ATTR, None)
                 pcs.append(pc)
                 viewers.append(counts)
         deadline = time.monotonic() + 30
@@ -282,6 +282,8 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
         )
         for s in streams:
             await http.delete(s["resource"], auth=s["auth"])
+    for task in running:
+        task.cancel()
     for pc in pcs:
         await pc.close()
 
