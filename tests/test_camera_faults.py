@@ -34,6 +34,7 @@ from fastapi.testclient import TestClient
 from temoin.camera import device_store
 from temoin.camera.agent import CameraAgent
 from temoin.camera.agent_config import AgentConfig, AgentState
+from temoin.camera.buffer_ring import SLACK_BYTES
 from temoin.camera.clock import SimulatedClock
 from temoin.camera.device_store import KEY_FILE, DeviceStore, _open, segment_file, verify_prefix
 from temoin.camera.gps import SimulatedWalk
@@ -301,14 +302,20 @@ def test_vault_unreachable_for_days_storage_runs_low_then_out(platform, client, 
     m1 = store.manifest(first).manifest
     assert m1.pre_event_buffer_s > 20  # plenty of room: the whole buffer
     assert not agent.storage_low
-    # Day 2: the free budget beyond the low threshold is smaller than the buffer: the buffer gives way.
-    spare = store.usage().free_bytes - low
+    # Day 2: the free budget beyond the low threshold is smaller than the buffer: the buffer gives way. On disk it
+    # takes its bound twice when a recording starts (its ring file with the tags' slack, and the copy it hands
+    # over): half of what lies beyond the threshold, the ring's own room counted as free.
+    spare = (store.usage().free_bytes + agent.buffer.disk_bytes - low - SLACK_BYTES) // 2
     assert 0 < spare < natural
     cam.frames(32)
     assert agent.buffer.bound == spare and 0 < agent.buffer.bytes <= spare
+    # The ring file lies on the same storage: sized to the bound, and counted by the budget (a budget the size of
+    # the card must never let the card fill first).
+    assert agent.buffer.disk_bytes == spare + SLACK_BYTES
+    assert store.usage().used_bytes == store._scan() + agent.buffer.disk_bytes  # recordings, receipts, the ring
     assert agent.buffer.duration_s < m1.pre_event_buffer_s - 4  # it gave up its oldest seconds
     second = agent.press_record()
-    cam.frames(4)
+    cam.frames(20)
     agent.press_record()
     m2 = store.manifest(second).manifest
     assert m2.pre_event_buffer_s < m1.pre_event_buffer_s
@@ -361,10 +368,12 @@ def test_vault_unreachable_for_days_storage_runs_low_then_out(platform, client, 
         assert vault_copy(platform, rid)[1] == plain[rid]
     usage = store.usage()
     assert usage.used_bytes < 10_000  # receipts, and the trace of the empty attempt
-    assert not agent.storage_low and agent.buffer.enabled and agent.buffer.bound == usage.free_bytes - low
+    room = (usage.free_bytes + agent.buffer.disk_bytes - low - SLACK_BYTES) // 2
+    assert not agent.storage_low and agent.buffer.enabled and agent.buffer.bound == room
     assert cam.signals.current_led is Led.STANDBY
     cam.frames(6)
     assert len(agent.buffer) >= 2
+    assert agent.buffer.disk_bytes == room + SLACK_BYTES  # its ring file made again at the size room allows
     assert store.events()[-1]["event"] == "storage.ok"
 
 

@@ -26,10 +26,12 @@ Faults the agent copes with, and how the wearer learns of them (`signals.warn`, 
 and an entry in the device's log, `DeviceStore.events`):
 
 - Storage (`DeviceStore(budget_bytes=...)`): the pre-event buffer may never take what the store will
-  need; it shrinks as the free budget approaches `storage_low_bytes`, and is off below it (the wearer
-  is warned then). A recording still starts when storage is low (safety first), but nothing is ever
-  deleted or overwritten to make room: when a segment no longer fits, the recording stops there,
-  finalised and signed, with a warning.
+  need; its ring file counts against the budget (`DeviceStore.also_counts`) and is sized to what the buffer
+  may hold, which is half of what lies beyond `storage_low_bytes` (a recording's start copies the buffer out
+  of the ring, so it takes its room twice then); it shrinks as the free budget approaches the threshold, and
+  is off below it (the wearer is warned then). A recording still starts when storage is low (safety
+  first), but nothing is ever deleted or overwritten to make room: when a segment no longer fits, the
+  recording stops there, finalised and signed, with a warning.
 - The vault's receipt does not verify or does not match: the recording stays, the incident is logged.
 - The clock jumps (set by hand, by NTP or GPS after a long time off, or a failing RTC): a jump is
   a frame whose capture time moved by more than `clock_jump_s` beyond the time that passed on the
@@ -62,7 +64,7 @@ from typing import TYPE_CHECKING
 from temoin.camera import memory
 from temoin.camera.agent_config import AgentConfig, AgentState
 from temoin.camera.buffer import BufferedSegment, PreEventBuffer
-from temoin.camera.buffer_ring import RingDamaged
+from temoin.camera.buffer_ring import SLACK_BYTES, RingDamaged
 from temoin.camera.clock import Clock, system_clock
 from temoin.camera.clock_jumps import ClockJump, ClockJumpDetector
 from temoin.camera.device_store import DeviceStore, Notice, RecordingHeader, RecordingWriter, StorageFull, StoreError
@@ -86,6 +88,14 @@ log = logging.getLogger(__name__)
 
 ROLL_SLACK_S = 1e-6
 STORAGE_LOW_FRACTION = 0.1  # default low-storage threshold: a tenth of the store's budget
+
+
+def buffer_room(spare: int, *, on_disk: bool, natural: int) -> int | None:
+    """The pre-event buffer's cap when `spare` bytes of the store's budget lie beyond the low threshold (None: no
+    cap below its natural size). On disk the buffer takes its bound twice when a recording starts: its ring file
+    (the bound and the tags' slack) and the copy of what it held into the recording."""
+    room = max(0, (spare - SLACK_BYTES) // 2) if on_disk else max(0, spare)
+    return room if room < natural else None
 
 
 class CameraAgent:
@@ -125,6 +135,7 @@ class CameraAgent:
         self.clock = clock
         # The buffer's bytes lie in a sealed ring file on the camera's storage, not in memory (camera.buffer_ring).
         self.buffer = PreEventBuffer(config.pre_event_s, bitrate_bps=config.buffer_bitrate_bps, folder=store.root)
+        store.also_counts(lambda: self.buffer.disk_bytes)  # its ring file lies on the store's storage
         self.state = AgentState.STANDBY
         self.clock_offset_ms: int | None = None  # set by a clock check against the platform
         self.last_fix: GpsFix | None = None
@@ -314,15 +325,14 @@ class CameraAgent:
         usage = self.store.usage()
         if usage.budget_bytes is None:
             return
-        free = usage.free_bytes
-        assert free is not None
+        assert usage.free_bytes is not None
+        free = usage.free_bytes + self.buffer.disk_bytes  # the ring file gives its room back first
         low = (
             self.config.storage_low_bytes
             if self.config.storage_low_bytes is not None
             else int(usage.budget_bytes * STORAGE_LOW_FRACTION)
         )
-        spare = max(0, free - low)
-        self.buffer.limit(spare if spare < self.buffer.max_bytes else None)
+        self.buffer.limit(buffer_room(free - low, on_disk=self.buffer.on_disk, natural=self.buffer.max_bytes))
         if not self.buffer.enabled and self.state is AgentState.STANDBY and self._writer is not None:
             self._writer.abort()  # standby footage that has nowhere to go
             self._writer = None

@@ -95,15 +95,32 @@ class PreEventBuffer:
         return self.max_bytes if self.cap_bytes is None else min(self.max_bytes, self.cap_bytes)
 
     @property
+    def disk_bytes(self) -> int:
+        """The bytes its ring file takes on the camera's storage (preallocated to the bound once opened)."""
+        return self._ring.capacity if self._ring is not None else 0
+
+    @property
     def in_memory_bytes(self) -> int:
         """The bytes of segments held in the process's memory (0 with a ring file)."""
         return sum(s.size for s in self._segments if not s.sealed_size)
 
+    @property
+    def on_disk(self) -> bool:
+        """Its segments go to a ring file (False: in memory, by choice or after the storage failed)."""
+        return self.folder is not None and not self._ring_failed
+
     def limit(self, cap_bytes: int | None) -> int:
-        """Hold at most `cap_bytes` from now on (None lifts the cap); returns the segments dropped now."""
+        """Hold at most `cap_bytes` from now on (None lifts the cap); returns the segments dropped now. The ring
+        file follows the bound: given back when it shrinks (storage running low: its room goes to recordings, and
+        what it held with it), made again at the larger size, with the next segment, when it grows by a tenth."""
         self.cap_bytes = None if cap_bytes is None else max(0, cap_bytes)
         before = self.evicted
         self._trim(None)
+        if self._ring is not None:
+            wanted = ring_capacity(self.bound)
+            if self.bound == 0 or wanted < self._ring.capacity or wanted > self._ring.capacity * 1.1:
+                self.evicted += len(self._segments)
+                self.close()
         return self.evicted - before
 
     @property
@@ -194,7 +211,7 @@ class PreEventBuffer:
             return None
         if self._ring is None and self.folder is not None:
             try:
-                self._ring = SealedRing(self.folder / RING_FOLDER, ring_capacity(self.max_bytes))
+                self._ring = SealedRing(self.folder / RING_FOLDER, ring_capacity(self.bound))
             except OSError as exc:  # no room or no storage for it: the buffer still works, in memory
                 log.warning("pre-event buffer kept in memory: its file could not be made in %s (%s)", self.folder, exc)
                 self.folder = None

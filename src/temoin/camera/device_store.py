@@ -24,7 +24,8 @@ way out is `hand_over`, which gives the segments to a sender (the vault client) 
 local copy only once the vault's receipt verifies under the pinned platform key and matches the
 manifest.
 
-Storage budget: a store may be given `budget_bytes`, the most its recordings and receipts may take.
+Storage budget: a store may be given `budget_bytes`, the most its recordings and receipts may take, together with
+what else the camera keeps in the store's folder (`also_counts`: the pre-event buffer's preallocated ring file).
 A segment that would not fit (with room kept for its checkpoint and the recording's manifest) is
 refused with `StorageFull` before anything is written: nothing is ever deleted or overwritten to
 make room. Headers, checkpoints and manifests are small and are always written, so that what was
@@ -158,6 +159,7 @@ class DeviceStore:
         self.receipts_dir = private_dir(self.root / "receipts")
         self._open: set[str] = set()
         self._used = 0
+        self._elsewhere: Callable[[], int] = lambda: 0  # bytes of the folder that are not recordings or receipts
         self._sweep()
         self._used = self._scan()
         if self.platform_keys is not None and self.platform_keys.on_follow is None:
@@ -175,14 +177,21 @@ class DeviceStore:
 
     # --- room on the device ---------------------------------------------------------------------
 
+    def also_counts(self, size: Callable[[], int]) -> None:
+        """Count `size()` bytes against the budget besides the recordings and receipts: what else the camera keeps
+        on the same storage (the agent's pre-event ring file, preallocated to its bound). Without it a budget set to
+        the card's free space would let the card fill that much before the store said so."""
+        self._elsewhere = size
+
     def usage(self) -> StorageUsage:
-        return StorageUsage(self.budget_bytes, self._used)
+        return StorageUsage(self.budget_bytes, self._used + self._elsewhere())
 
     def reserve(self, size: int, *, what: str = "write") -> None:
         """Raise `StorageFull` unless `size` more bytes fit in the budget (nothing is written here)."""
-        if self.budget_bytes is not None and self._used + size > self.budget_bytes:
+        used = self._used + self._elsewhere()
+        if self.budget_bytes is not None and used + size > self.budget_bytes:
             raise StorageFull(
-                f"{what} needs {size} bytes, {max(0, self.budget_bytes - self._used)} left of the "
+                f"{what} needs {size} bytes, {max(0, self.budget_bytes - used)} left of the "
                 f"{self.budget_bytes}-byte budget: kept what is stored, deleted nothing"
             )
 
