@@ -105,8 +105,9 @@ def encode_media(seconds: float = 4.0) -> tuple[list[tuple[bytes, bool]], list[b
 SEI_UUID = b"temoin-bench-sei"
 
 
-def stamp(picture: bytes) -> bytes:
-    payload = SEI_UUID + b"%.6f" % time.time()
+def stamp(picture: bytes, at: bytes) -> bytes:
+    """`picture` with its send time `at` (b"%.6f" of time.time()) in an SEI before it."""
+    payload = SEI_UUID + at
     return b"\x00\x00\x00\x01\x06\x05" + bytes([len(payload)]) + payload + b"\x80" + picture
 
 
@@ -161,6 +162,7 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
             self.kind, self.items, self.step_s, self.ticks = kind, items, step_s, ticks
             self.track = ForwardTrack(kind, lambda: None)  # pre-encoded: a keyframe request cannot be answered
             self.sent = 0
+            self.stamps: list[float] = []  # send times of the pictures sent while measuring
 
         async def run(self) -> None:
             t0, i = time.monotonic(), 0
@@ -170,7 +172,13 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                     await asyncio.sleep(delay)
                 item = self.items[i % len(self.items)]
                 # A picture carries its send time (an SEI the relay forwards untouched): the latency per picture.
-                data, key = (stamp(item[0]), item[1]) if isinstance(item, tuple) else (item, False)
+                if isinstance(item, tuple):
+                    at = b"%.6f" % time.time()
+                    data, key = stamp(item[0], at), item[1]
+                    if measuring["on"]:
+                        self.stamps.append(float(at))
+                else:
+                    data, key = item, False
                 self.track.push(EncodedFrame(self.kind, data, i * self.ticks, key, 1, time.time()))
                 i += 1
                 self.sent += 1
@@ -178,6 +186,7 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
     viewers: list[dict] = []
     pcs: list = []
     running: list[asyncio.Future] = []
+    measuring = {"on": False}
     streams = []
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         bearer = {"Authorization": f"Bearer {token}"}
@@ -206,7 +215,9 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                 running.append(asyncio.ensure_future(track.run()))
             pcs.append(pc)
             streams.append({"sid": sid, "auth": auth, "resource": r.headers["location"], "tracks": tracks})
+        streams_watched: list[dict] = []
         for s in streams:
+            streams_watched.append(s)
             for _ in range(VIEWERS):
                 pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
                 video = pc.addTransceiver("video", direction="recvonly")
@@ -228,6 +239,8 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                     "first_key_s": None,
                     "delays": [],  # (keyframe, seconds from the camera's send to this viewer), in the window
                     "measuring": False,
+                    "camera": len(streams_watched) - 1,  # its camera's index in `streams`
+                    "stamps": set(),  # send times of the pictures received, from the window's start on
                 }
 
                 def on_frame(mime: str, data: bytes, ts: int, counts=counts) -> None:  # noqa: ANN001
@@ -238,6 +251,7 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                         sent = stamped(data)
                         if counts["measuring"] and sent is not None:
                             counts["delays"].append((key, time.time() - sent))
+                            counts["stamps"].add(sent)
                         if key and counts["first_key_s"] is None:  # WHEP POST -> first keyframe received
                             counts["first_key_s"] = time.monotonic() - counts["asked"]
                     else:
@@ -258,12 +272,18 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
             await asyncio.sleep(0.01)
         for v in viewers:
             v["measuring"] = True
+        measuring["on"] = True
         start = [dict(v) for v in viewers]
         sent0 = [(t[0].sent, t[1].sent) for t in (s["tracks"] for s in streams)]
         cpu0 = os.times()
         while not done.is_set():
             await asyncio.sleep(0.01)
         end = [dict(v) for v in viewers]
+        measuring["on"] = False
+        # Every picture sent from the window's start to a second before its end, against those its viewers
+        # received by the end (a picture a second late counts as lost): exact, unlike the frame counts' edges.
+        sent_pictures = [{t for t in s["tracks"][0].stamps if t <= time.time() - 1.0} for s in streams]
+        missing = sum(len(sent_pictures[v["camera"]] - v["stamps"]) for v in viewers)
         sent1 = [(t[0].sent, t[1].sent) for t in (s["tracks"] for s in streams)]
         cpu1 = os.times()
         results.put(
@@ -278,6 +298,8 @@ async def _worker(url, token, cameras, media, ready, measure, done, results) -> 
                 "delays": [d for v in viewers for d in v["delays"]],
                 "per_viewer_video": [e["video"] - s["video"] for s, e in zip(start, end, strict=True)],
                 "per_camera_sent": [b[0] - a[0] for a, b in zip(sent0, sent1, strict=True)],
+                "pictures_sent": sum(len(sent) for sent in sent_pictures) * VIEWERS,
+                "pictures_missing": missing,
             }
         )
         for s in streams:
@@ -366,7 +388,10 @@ def step(url: str, token: str, cameras: list, media, workers: int, window_s: flo
     for proc in procs:
         proc.join(60)
     wall = wall1 - wall0
-    total = {k: sum(p[k] for p in parts) for k in ("video_sent", "audio_sent", "video_got", "audio_got", "cpu_s")}
+    total = {
+        k: sum(p[k] for p in parts)
+        for k in ("video_sent", "audio_sent", "video_got", "audio_got", "cpu_s", "pictures_sent", "pictures_missing")
+    }
     keys = sorted(k if k is not None else float("inf") for p in parts for k in p["keyframe_s"])
     delays = [d for p in parts for d in p["delays"]]
     key_delays = sorted(s for key, s in delays if key)
@@ -380,6 +405,9 @@ def step(url: str, token: str, cameras: list, media, workers: int, window_s: flo
         "machine_busy": (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) * (os.cpu_count() or 1),
         "video_loss": 1 - total["video_got"] / max(1, total["video_sent"]),
         "audio_loss": 1 - total["audio_got"] / max(1, total["audio_sent"]),
+        # Exact, picture by picture (each carries its send time): sent to each viewer, and not received.
+        "pictures_sent": total["pictures_sent"],
+        "pictures_missing": total["pictures_missing"],
         "worst_viewer_fps": min(p["worst_viewer_video"] for p in parts) / wall,
         # Nearest rank (a viewer without a keyframe counts as infinitely late, never interpolated).
         "join_keyframe_p50_s": rank(keys, 50),
@@ -484,7 +512,8 @@ def main() -> None:
                     common.console.print(f"[red]{n} streams: {row['failed']}: stopping here[/red]")
                     break
                 common.console.print(
-                    f"[dim]{n} streams: server {row['server_cpu'] * 100:.0f} % of a core, loss "
+                    f"[dim]{n} streams: server {row['server_cpu'] * 100:.0f} % of a core, pictures lost "
+                    f"{row['pictures_missing']} of {row['pictures_sent']}, frame counts: "
                     f"video {row['video_loss'] * 100:.2f} % audio {row['audio_loss'] * 100:.2f} %, "
                     f"machine {row['machine_busy']:.2f} cores busy[/dim]"
                 )
@@ -502,7 +531,8 @@ def main() -> None:
         results.add(
             f"{row['streams']} streams × {VIEWERS} viewers",
             f"server {row['server_cpu'] * 100:.0f} % of a core ({per * 100:.1f} % per stream); "
-            f"lost: video {max(0, row['video_loss']) * 100:.2f} %, audio {max(0, row['audio_loss']) * 100:.2f} %; "
+            f"pictures lost {row['pictures_missing']} of {row['pictures_sent']} sent to viewers; frame counts: video "
+            f"{max(0, row['video_loss']) * 100:.2f} %, audio {max(0, row['audio_loss']) * 100:.2f} %; "
             f"worst viewer {row['worst_viewer_fps']:.1f} fps; {row['delivered'] * 100:.0f} % of the full rate "
             f"delivered, so {per_full * 100:.1f} % of a core per stream at the full rate; clients {row['clients_cpu'] * 100:.0f} %; "
             f"machine {row['machine_busy']:.2f} of {os.cpu_count()} cores busy; keyframe latency (sent → held by a "
@@ -517,6 +547,7 @@ def main() -> None:
             **{
                 f"s{row['streams']}_server_cpu": row["server_cpu"],
                 f"s{row['streams']}_video_loss": row["video_loss"],
+                f"s{row['streams']}_pictures_missing": row["pictures_missing"],
                 f"s{row['streams']}_audio_loss": row["audio_loss"],
             },
         )

@@ -28,6 +28,13 @@ def _ms(value: float) -> str:
     return "never" if value == float("inf") else f"{value:,.0f} ms"
 
 
+def _lost(row: dict) -> str:
+    """Pictures sent to viewers and not received (each carries its send time), where the run counted them."""
+    if "pictures_sent" not in row:
+        return "–"
+    return f"**{row['pictures_missing']}** of {row['pictures_sent']:,}"
+
+
 def table(report: dict, name: str = "impaired.json") -> str:
     targets = report["targets"]
     load = " / ".join(f"{x:.1f}" for x in report["loadavg_before"])
@@ -97,21 +104,22 @@ def capacity(report: dict, profile: dict | None) -> str:
         "",
         "| streams × viewers | server CPU (of a core) | per stream | share of the full frame rate delivered "
         "| per stream at the full rate | load generators' CPU (own process group) | machine busy (cores) "
-        "| frames lost video / audio | worst viewer | viewers without a picture | keyframe latency p50 / p95 / max "
+        "| pictures lost (exact) | frames lost video / audio (counts) | worst viewer | viewers without a picture "
+        "| keyframe latency p50 / p95 / max "
         "| picture latency p50 / p95 | joining p50 / p95 | load average |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     viewers = report["size"].split(" viewers per stream")[0].rsplit(" ", 1)[-1]
     for row in raw["rows"]:
         if "failed" in row:
-            lines.append(f"| {row['streams']} × {viewers} | {row['failed']} |" + " |" * 12)
+            lines.append(f"| {row['streams']} × {viewers} | {row['failed']} |" + " |" * 13)
             continue
         lines.append(
             f"| {row['streams']} × {viewers} | {row['server_cpu'] * 100:.0f} % "
             f"| {row['server_cpu'] / row['streams'] * 100:.1f} % | {row['delivered'] * 100:.0f} % "
             f"| {row['server_cpu'] / row['streams'] / max(1e-9, row['delivered']) * 100:.1f} % "
             f"| {row['clients_cpu'] * 100:.0f} % "
-            f"| {row['machine_busy']:.2f} | {max(0, row['video_loss']) * 100:.2f} % / "
+            f"| {row['machine_busy']:.2f} | {_lost(row)} | {max(0, row['video_loss']) * 100:.2f} % / "
             f"{max(0, row['audio_loss']) * 100:.2f} % | {row['worst_viewer_fps']:.1f} fps "
             f"| {row['viewers_without_picture']} "
             f"| {_s(row['keyframe_latency_p50_s'])} / **{_s(row['keyframe_latency_p95_s'])}** / "
