@@ -15,6 +15,7 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
 
 from temoin.law.access import Role
 from temoin.live import forwarding
+from temoin.live.plane import EncodedFrame
 from temoin.platform import Platform
 from tests.helpers import make_commune
 from tests.live_helpers import (
@@ -174,3 +175,45 @@ def test_the_relays_jitter_buffer_releases_every_frame_in_order_whatever_the_arr
             assert len(out) == whole, "a frame whole, and all before it, must leave at once"
         assert [f.data for f in out] == [b"".join(parts) for parts in frames]
         assert [f.timestamp for f in out] == [f * 3000 for f in range(30)]
+
+
+def test_a_viewer_whose_socket_is_full_gets_nothing_more_then_resumes_at_a_keyframe():
+    """When asyncio's buffer for the viewer's socket is over its bound (a viewer on a link slower than the
+    stream), no frame is added to it, sound included; video then resumes at a keyframe, which is asked for."""
+
+    class Out:  # the viewer's RTP stream, as `_RtpOut` (congested, send)
+        def __init__(self) -> None:
+            self.full, self.sent = False, []
+
+        def congested(self) -> bool:
+            return self.full
+
+        def send(self, timestamp: int, payloads: list[bytes]) -> None:
+            self.sent.append(payloads)
+
+    asked: list[int] = []
+    video = forwarding.ForwardTrack("video", lambda: asked.append(1))
+    audio = forwarding.ForwardTrack("audio", lambda: None)
+    out_video, out_audio = Out(), Out()
+    video._out, audio._out = out_video, out_audio
+
+    def frame(kind: str, keyframe: bool = False) -> EncodedFrame:
+        data = b"\x00\x00\x00\x01\x65key" if keyframe else b"\x00\x00\x00\x01\x41delta"
+        return EncodedFrame(kind, data if kind == "video" else b"opus", 0, keyframe, 1, time.time())
+
+    video.push(frame("video", keyframe=True))
+    video.push(frame("video"))
+    audio.push(frame("audio"))
+    assert len(out_video.sent) == 2 and len(out_audio.sent) == 1
+    out_video.full = out_audio.full = True
+    video.push(frame("video"))
+    video.push(frame("video", keyframe=True))  # not even a keyframe goes into a full socket
+    audio.push(frame("audio"))
+    assert len(out_video.sent) == 2 and len(out_audio.sent) == 1 and asked
+    out_video.full = out_audio.full = False
+    video.push(frame("video"))  # drained: pictures that need the ones dropped are of no use
+    audio.push(frame("audio"))
+    assert len(out_video.sent) == 2 and len(out_audio.sent) == 2
+    video.push(frame("video", keyframe=True))
+    video.push(frame("video"))
+    assert len(out_video.sent) == 4 and video.dropped == 2

@@ -533,24 +533,20 @@ class ForwardTrack(MediaStreamTrack):
         if out is None:  # not connected yet: keep from the last keyframe on, within bounds
             if len(self._held) >= self._max_queue:
                 self._held.clear()
-                if not self._skip_to_keyframe(frame):
+                if self.kind == "video" and not frame.keyframe:
+                    self._waiting_key = True
+                    self._need_keyframe()
                     return
             self._held.append(frame)
             return
-        if out.congested():
+        if out.congested():  # nothing more into a full socket: video then resumes at a keyframe (asked for)
             self.dropped += 1
-            if not self._skip_to_keyframe(frame):
-                return
+            if self.kind == "video" and not self._waiting_key:
+                self._waiting_key = True
+                self._need_keyframe()
+            return
         out.send(self._clock.map(frame), payloads if payloads is not None else packetize(self.kind, frame.data))
         self.sent += 1
-
-    def _skip_to_keyframe(self, frame: EncodedFrame) -> bool:
-        """Frames were dropped: video waits for a keyframe (asked for). True if `frame` may still go."""
-        if self.kind != "video":
-            return True
-        self._need_keyframe()
-        self._waiting_key = not frame.keyframe
-        return frame.keyframe
 
     def finish(self) -> None:
         self.stop()
