@@ -29,10 +29,10 @@ from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rate import BURST_DELTA_THRESHOLD_MS, INTER_ARRIVAL_SHIFT, TIMESTAMP_GROUP_LENGTH_MS, TIMESTAMP_TO_MS
+from aiortc.rate import INTER_ARRIVAL_SHIFT, TIMESTAMP_GROUP_LENGTH_MS, TIMESTAMP_TO_MS, InterArrival
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import RtpPacket, pack_header_extensions
-from aiortc.utils import uint16_add, uint16_gt, uint32_gt
+from aiortc.utils import uint16_add, uint16_gt
 
 from temoin import errors
 from temoin.live.plane import NAL_IDR, NAL_PPS, NAL_SPS, EncodedFrame
@@ -299,23 +299,23 @@ class ThrottledRemb:
     ) -> None:
         self.inner, self.interval_s, self.drop, self.clock = inner, interval_s, drop, clock
         self._sent: tuple[float, int] | None = None  # (when, bitrate) of the last estimate passed on
-        # The burst being gathered: [first send time, last send time, last arrival (ms), bytes, ssrc]; send times
-        # are aiortc's (abs-send-time << 8, 32 bits).
-        self._group: list[int] | None = None
+        # aiortc's own grouping (`InterArrival`, the webrtc.org rule: sent within 5 ms, or arriving as a burst), run
+        # here to know when a burst is over; the estimator then gets it as one packet.
+        self._groups = InterArrival(GROUP_LENGTH, TIMESTAMP_TO_MS)
 
     def add(self, *, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int):
         """aiortc's keyword arguments; returns its (bitrate, ssrcs) or None."""
-        timestamp, group = (abs_send_time << 8) & 0xFFFFFFFF, self._group
-        if group is not None and not _new_group(group, timestamp, arrival_time_ms):
-            if uint32_gt(timestamp, group[1]):
-                group[1] = timestamp
-            group[2], group[3] = arrival_time_ms, group[3] + payload_size
+        gathering = self._groups.current_group
+        self._groups.compute_deltas(abs_send_time << 8, arrival_time_ms, payload_size)
+        if gathering is None or self._groups.current_group is gathering:
             return None
-        self._group = [timestamp, timestamp, arrival_time_ms, payload_size, ssrc]
-        if group is None:
-            return None
+        # `gathering` is over (this packet began the next): send times in aiortc's units (abs-send-time << 8).
+        assert gathering.last_timestamp is not None and gathering.arrival_time is not None, "it had packets"
         estimate = self.inner.add(
-            arrival_time_ms=group[2], abs_send_time=group[1] >> 8, payload_size=group[3], ssrc=group[4]
+            arrival_time_ms=gathering.arrival_time,
+            abs_send_time=gathering.last_timestamp >> 8,
+            payload_size=gathering.size,
+            ssrc=ssrc,
         )
         if estimate is None:
             return None
@@ -326,18 +326,6 @@ class ThrottledRemb:
                 return None
         self._sent = (now, bitrate)
         return estimate
-
-
-def _new_group(group: list[int], timestamp: int, arrival_ms: int) -> bool:
-    """Whether a packet sent at `timestamp` and arrived at `arrival_ms` begins a new group after `group`: aiortc's
-    `InterArrival.new_timestamp_group` (not a burst, and sent over 5 ms after the group's first packet); a packet
-    sent before the group began (out of order) stays in it."""
-    sent_ms = round(TIMESTAMP_TO_MS * ((timestamp - group[1]) & 0xFFFFFFFF))
-    arrived_ms = arrival_ms - group[2]
-    if sent_ms == 0 or (arrived_ms - sent_ms < 0 and arrived_ms <= BURST_DELTA_THRESHOLD_MS):
-        return False
-    since_first = (timestamp - group[0]) & 0xFFFFFFFF
-    return GROUP_LENGTH < since_first < 0x80000000
 
 
 class _Tap(queue.Queue):
@@ -663,7 +651,6 @@ class _RtpOut:
         self.rtx_seq = random.getrandbits(16)
         self.ts_origin = random.getrandbits(32)
         self.history: list[tuple[int, bytes, int] | None] = [None] * HISTORY  # (seq, packet, its header's length)
-        self.retransmitted = 0
         sender._retransmit = self.retransmit  # type: ignore[method-assign]  # the viewer's NACKs: from here
 
     def congested(self) -> bool:
@@ -712,7 +699,6 @@ class _RtpOut:
         if self.rtx_pt is not None:
             packet = rtx_packet(packet, head, self.rtx_pt, self.rtx_seq, self.rtx_ssrc)
             self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
-        self.retransmitted += 1
         pair = self.connection._nominated.get(1)
         if pair is not None:
             self._writer(pair)(self.srtp.protect(packet))
