@@ -64,8 +64,9 @@ def _pdf_text(data: bytes) -> str:
     """The text of an fpdf2 PDF written with one embedded TrueType font: the content streams' glyph codes
     mapped back through the font's ToUnicode CMap (no PDF reader is installed here)."""
     streams = []
-    for m in re.finditer(rb"<<(.*?)>>\s*stream\r?\n(.*?)\r?\nendstream", data, re.S):
-        raw = m.group(2)
+    # Each stream is read by its declared /Length: compressed bytes may themselves end in CR or hold "endstream".
+    for m in re.finditer(rb"<<((?:(?!>>).)*?/Length (\d+)(?:(?!>>).)*?)>>\s*stream\r?\n", data, re.S):
+        raw = data[m.end() : m.end() + int(m.group(2))]
         streams.append(zlib.decompress(raw) if b"FlateDecode" in m.group(1) else raw)
     cmap: dict[int, str] = {}
     for s in streams:
