@@ -11,22 +11,23 @@ schema older than its code ("run `temoin init`") or one that a contract migratio
 
 from __future__ import annotations
 
+import ast
 import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from temoin.coordination import lock_key
 from temoin.errors import Conflict
+
+if TYPE_CHECKING:  # Alembic (10 MiB) is loaded only to migrate or compare: a server on a current schema never needs it
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = "schema-migration"  # one `temoin init` at a time on a shared database
@@ -39,6 +40,8 @@ class SchemaMismatch(Conflict):
 
 
 def alembic_config(url: str | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if url:
@@ -72,6 +75,8 @@ def _revisions(cfg: Config | None) -> tuple[str, frozenset[str]]:
     """This code's head and every revision it knows."""
     if cfg is None:
         return _our_revisions()
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(cfg)
     head = script.get_current_head()
     assert head is not None, "the migrations have one head"
@@ -80,7 +85,25 @@ def _revisions(cfg: Config | None) -> tuple[str, frozenset[str]]:
 
 @functools.cache
 def _our_revisions() -> tuple[str, frozenset[str]]:
-    return _revisions(alembic_config())
+    """This code's head and revisions, read from the migration files' `revision` and `down_revision` lines (as
+    Alembic reads them, without importing it; tests/test_migrations.py checks both agree)."""
+    links: dict[str, tuple[str, ...]] = {}
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        found: dict[str, Any] = {}
+        for node in ast.parse(path.read_text("utf-8")).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                        found[target.id] = ast.literal_eval(node.value) if node.value is not None else None
+        if "revision" in found:
+            down = found.get("down_revision")
+            links[found["revision"]] = tuple(down) if isinstance(down, tuple | list) else (down,) if down else ()
+    pointed = {d for downs in links.values() for d in downs}
+    heads = sorted(set(links) - pointed)
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations must have one head, found {heads}: merge the branches (alembic merge)")
+    return heads[0], frozenset(links)
 
 
 def _revision(conn: Connection) -> str | None:
@@ -210,6 +233,8 @@ def upgrade(engine: Engine, cfg: Config | None = None) -> SchemaState:
         with engine.connect() as conn:
             cfg.attributes["connection"] = conn
             cfg.attributes["transaction_per_migration"] = True
+            from alembic import command
+
             command.upgrade(cfg, "head")
     return schema_state(engine, cfg)
 

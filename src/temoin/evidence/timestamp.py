@@ -19,21 +19,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from cryptography import x509
-from rfc3161_client import (
-    HashAlgorithm,
-    PKIStatus,
-    TimestampRequestBuilder,
-    TimeStampResponse,
-    VerificationError,
-    VerifierBuilder,
-    decode_timestamp_response,
-)
 
 from temoin import errors
+
+if TYPE_CHECKING:  # both loaded when a token is first asked for or read (10 MiB a server without a TSA never needs)
+    import httpx
+    from rfc3161_client import TimeStampResponse
 
 log = logging.getLogger("temoin.timestamp")
 
@@ -117,6 +112,8 @@ def request_token(
     The reply is checked before it is returned: granted, answering this request (nonce), for these bytes
     (imprint), and with `ca_bundle_pem`, signed by a timestamping certificate the bundle vouches for. The whole
     exchange takes at most about `timeout` seconds. Raises TimestampError saying what failed."""
+    from rfc3161_client import HashAlgorithm, TimestampRequestBuilder
+
     request = (
         TimestampRequestBuilder()
         .data(data)
@@ -145,6 +142,8 @@ def request_token(
 def _post(
     url: str, where: str, query: bytes, timeout: float, auth: tuple[str, str] | None, http: httpx.Client | None
 ) -> bytes:
+    import httpx
+
     deadline = time.monotonic() + timeout
     client = http or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
     try:
@@ -193,6 +192,8 @@ def _post(
 
 
 def _parse(token: bytes, message: str) -> TimeStampResponse:
+    from rfc3161_client import decode_timestamp_response
+
     try:
         response = decode_timestamp_response(token)
         response.status  # noqa: B018 - parsed lazily: read now, to fail here
@@ -203,6 +204,8 @@ def _parse(token: bytes, message: str) -> TimeStampResponse:
 
 def _granted(response: TimeStampResponse, refusal: str, message: str) -> None:
     """A granted reply, every field it must have readable (the parser reads the token's parts lazily)."""
+    from rfc3161_client import PKIStatus
+
     if response.status != PKIStatus.GRANTED:
         raise TimestampError(Failure.REJECTED, f"{refusal}: {_status(response)}")
     try:
@@ -214,6 +217,8 @@ def _granted(response: TimeStampResponse, refusal: str, message: str) -> None:
 
 
 def _status(response: TimeStampResponse) -> str:
+    from rfc3161_client import PKIStatus
+
     try:
         name = PKIStatus(response.status).name.lower()
     except ValueError:
@@ -334,6 +339,8 @@ def verify_token(token: bytes, data: bytes, ca_bundle_pem: bytes, *, nonce: int 
     _check_imprint(response, data)
     signer = _signer(response, bundle)
     _check_timestamping(signer)
+    from rfc3161_client import VerificationError, VerifierBuilder
+
     builder = VerifierBuilder(roots=list(bundle))  # the bundle's certificates are the trust anchors
     if nonce is not None:
         builder = builder.nonce(nonce)

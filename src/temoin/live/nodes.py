@@ -25,9 +25,8 @@ import secrets
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -37,6 +36,9 @@ from temoin.context import Context
 from temoin.coordination import xact_lock
 from temoin.db import utcnow
 from temoin.live.models import LiveMediaOwner, LiveSession, LiveState
+
+if TYPE_CHECKING:  # loaded by the first forward to another node: a single node never needs it
+    import httpx
 
 log = logging.getLogger("temoin.live.nodes")
 PATH = "/api/v1/live/nodes/forward"
@@ -233,6 +235,8 @@ class Nodes:
 
     async def forward(self, owner: str, retry_after_s: float, message: dict[str, Any]) -> dict[str, Any]:
         """Send `message` to the owner's forward endpoint; its result, or its refusal raised again here."""
+        import httpx
+
         body = orjson.dumps(message)
         if self._http is None:
             self._http = httpx.AsyncClient(

@@ -1,4 +1,4 @@
-"""Aim a PTZ CCTV camera at an incident over ONVIF, with the real client library (onvif-zeep-async).
+"""Aim a PTZ CCTV camera at an incident over ONVIF (the requests: temoin.supervision.onvif_ptz).
 
 The steps are those of any ONVIF client: the device service's addresses (GetServices, or GetCapabilities on older
 cameras), the media profile that carries a PTZ configuration (GetProfiles), AbsoluteMove in the normalised generic
@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.orm import Session
 
@@ -32,13 +32,11 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.live.events import EventBus
 from temoin.supervision import outbound
 from temoin.supervision.models import CctvCamera
+from temoin.supervision.onvif_ptz import TPTZ, TRT, OnvifClient, OnvifFailure
 from temoin.supervision.registry import RegistryError, camera_of, camera_password
 
 log = logging.getLogger("temoin.supervision.ptz")
 TIMEOUT_S = 3.0
-PAN_TILT_SPACE = "http://www.onvif.org/ver10/tptz/PanTiltSpaces/PositionGenericSpace"
-ZOOM_SPACE = "http://www.onvif.org/ver10/tptz/ZoomSpaces/PositionGenericSpace"
-PTZ_NAMESPACE = "http://www.onvif.org/ver20/ptz/wsdl"
 STATUS_POLL_S = 0.2
 
 
@@ -79,17 +77,16 @@ class OutsideNetwork(errors.Forbidden, PtzError):
 
 @dataclass(frozen=True)
 class OnvifEndpoint:
-    """Where and how to reach a camera's ONVIF device service. The library always asks for the standard path
-    /onvif/device_service on that host and port (the path of onvif_url is not used); the other services' addresses
-    come from the camera itself (GetServices)."""
+    """Where and how to reach a camera's ONVIF device service: onvif_url as given, or the standard path
+    /onvif/device_service when it names only the host. The other services' addresses come from the camera itself
+    (GetServices)."""
 
-    host: str  # "http://host" or "https://host": the library builds http(s)://host:port/onvif/device_service
-    port: int
+    url: str
     username: str | None
     password: str | None = None
 
     def __repr__(self) -> str:  # never print the password
-        return f"OnvifEndpoint({self.host}:{self.port}, user={self.username!r})"
+        return f"OnvifEndpoint({self.url}, user={self.username!r})"
 
     @classmethod
     def from_url(cls, url: str, username: str | None, password: str | None) -> OnvifEndpoint:
@@ -97,12 +94,13 @@ class OnvifEndpoint:
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
             raise NotPtz(f"the ONVIF address {url!r} is not an http(s) URL: correct the camera's onvif_url")
-        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        return cls(f"{scheme}://{host}", parts.port or (443 if scheme == "https" else 80), username, password)
+        path = parts.path if parts.path not in ("", "/") else "/onvif/device_service"
+        return cls(urlunsplit((scheme, parts.netloc, path, parts.query, "")), username, password)
 
     @property
     def where(self) -> str:
-        return f"{self.host}:{self.port}"
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"  # never the user part of a URL
 
 
 @dataclass(frozen=True)
@@ -141,93 +139,23 @@ def plan(cam: CctvCamera, lat: float, lon: float) -> Pose:
 # --- the protocol -----------------------------------------------------------------------------------------
 
 
-def _onvif_camera_class() -> type:
-    # The library calls logging.basicConfig() when imported, which would change the process's root logger;
-    # keep the root logger as the application configured it.
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    from onvif import ONVIFCamera
-
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    return ONVIFCamera
-
-
-async def warm_up() -> None:
-    """Parse the ONVIF WSDL files the aim needs (about a second of CPU, once per process), so that the first aim's
-    deadline is spent on the camera, not on local parsing. Uses the library's own document cache."""
-    _onvif_camera_class()
-    try:
-        from pathlib import Path
-
-        import onvif
-        from onvif.client import _cached_document  # the library's cache: what ONVIFCamera itself reads
-    except ImportError:  # another version of the library: the first aim pays the parsing
-        return
-    folder = Path(onvif.__file__).parent / "wsdl"
-    for name in ("devicemgmt.wsdl", "media.wsdl", "ptz.wsdl"):
-        await _cached_document(str(folder / name))
-
-
-def _is_auth_fault(exc: BaseException) -> bool:
-    from zeep.exceptions import Fault, TransportError
-
-    if isinstance(exc, TransportError):
-        return exc.status_code in (401, 403)
-    if isinstance(exc, Fault):
-        subcodes = " ".join(str(getattr(s, "localname", s)) for s in (exc.subcodes or []))
-        text = f"{exc.code} {subcodes} {exc.message}".lower()
-        return "notauthorized" in text or "not authorized" in text or "unauthorized" in text
-    return False
-
-
-def _translate(exc: BaseException, endpoint: OnvifEndpoint) -> PtzError:
-    import aiohttp
-    from onvif.exceptions import ONVIFError
-    from zeep.exceptions import Fault, TransportError
-
-    if isinstance(exc, PtzError):
-        return exc
-    if _is_auth_fault(exc):
+def _translate(failure: OnvifFailure, endpoint: OnvifEndpoint) -> PtzError:
+    if failure.kind == "auth":
         return AuthRefused(
             f"the camera at {endpoint.where} refused the ONVIF credentials of user "
-            f"{endpoint.username!r}: import the camera again with the right onvif_username and "
+            f"{endpoint.username!r} ({failure.message}): import the camera again with the right onvif_username and "
             "onvif_password"
         )
-    if isinstance(exc, Fault):
-        return CameraFault(f"the camera at {endpoint.where} answered with a fault: {exc.message}")
-    if isinstance(exc, TransportError):
-        return CameraFault(
-            f"the camera at {endpoint.where} answered HTTP {exc.status_code}: is onvif_url the "
-            "address of its ONVIF service?"
-        )
-    if isinstance(exc, (aiohttp.ClientError, OSError)):
+    if failure.kind == "unreachable":
         return Unreachable(
-            f"the camera at {endpoint.where} cannot be reached ({type(exc).__name__}): check its "
-            "network link and its onvif_url"
+            f"the camera at {endpoint.where} cannot be reached ({failure.message}): check its network link and its "
+            "onvif_url"
         )
-    if isinstance(exc, ONVIFError):
-        cause = exc.__cause__
-        if cause is not None and cause is not exc:
-            return _translate(cause, endpoint)
-        return CameraFault(f"ONVIF error with the camera at {endpoint.where}: {exc}")
-    return CameraFault(f"unexpected error with the camera at {endpoint.where}: {type(exc).__name__}: {exc}")
-
-
-def _reported(status: Any) -> OnvifPosition | None:
-    position = getattr(status, "Position", None)
-    pan_tilt = getattr(position, "PanTilt", None)
-    zoom = getattr(position, "Zoom", None)
-    if pan_tilt is None or pan_tilt.x is None or pan_tilt.y is None:
-        return None
-    return OnvifPosition(
-        float(pan_tilt.x), float(pan_tilt.y), float(zoom.x) if zoom is not None and zoom.x is not None else 0.0
+    if failure.kind == "fault":
+        return CameraFault(f"the camera at {endpoint.where} answered with a fault: {failure.message}")
+    return CameraFault(
+        f"the camera at {endpoint.where} answered {failure.message}: is onvif_url the address of its ONVIF service?"
     )
-
-
-def _moving(status: Any) -> bool:
-    move = getattr(status, "MoveStatus", None)
-    return any(str(getattr(move, axis, "") or "").upper() == "MOVING" for axis in ("PanTilt", "Zoom"))
 
 
 async def _allowed(url: str, networks: tuple[outbound.Network, ...] | None, what: str) -> None:
@@ -250,59 +178,53 @@ async def move(
     is still moving, within the deadline). Raises a PtzError saying what went wrong. With `networks`, every
     address contacted (the device service, and the service addresses the camera gives back) must lie in them:
     the credentials go nowhere else."""
-    onvif_camera = _onvif_camera_class()
-    await warm_up()
+    import httpx
+
     deadline = time.monotonic() + timeout_s
-    await _allowed(f"{endpoint.host}:{endpoint.port}", networks, f"the ONVIF address {endpoint.where}")
 
-    async def exchange() -> OnvifPosition | None:
-        cam = onvif_camera(endpoint.host, endpoint.port, endpoint.username, endpoint.password, no_cache=True)
-        try:
-            await cam.update_xaddrs()
-            for service_url in dict(getattr(cam, "xaddrs", {}) or {}).values():
-                await _allowed(str(service_url), networks, f"a service address given by the camera at {endpoint.where}")
-            if PTZ_NAMESPACE not in cam.xaddrs:
-                raise NotPtz(f"the camera at {endpoint.where} has no ONVIF PTZ service: it cannot be aimed")
-            media = await cam.create_media_service()
-            profiles = await media.GetProfiles()
-            token = next((p.token for p in profiles or [] if getattr(p, "PTZConfiguration", None) is not None), None)
-            if token is None:
-                raise NotPtz(
-                    f"no media profile of the camera at {endpoint.where} has a PTZ configuration: it cannot be aimed"
-                )
-            ptz = await cam.create_ptz_service()
-            await ptz.AbsoluteMove(
-                {
-                    "ProfileToken": token,
-                    "Position": {
-                        "PanTilt": {"x": position.x, "y": position.y, "space": PAN_TILT_SPACE},
-                        "Zoom": {"x": position.z, "space": ZOOM_SPACE},
-                    },
-                }
+    async def check(address: str) -> None:
+        own = address == endpoint.url
+        what = (
+            f"the ONVIF address {endpoint.where}"
+            if own
+            else f"a service address given by the camera at {endpoint.where}"
+        )
+        await _allowed(address, networks, what)
+
+    async def exchange(http: httpx.AsyncClient) -> OnvifPosition | None:
+        client = OnvifClient(http, endpoint.url, endpoint.username, endpoint.password, check)
+        services = await client.discover()
+        if TPTZ not in services:
+            raise NotPtz(f"the camera at {endpoint.where} has no ONVIF PTZ service: it cannot be aimed")
+        if TRT not in services:
+            raise CameraFault(f"the camera at {endpoint.where} gives no media service address: it cannot be aimed")
+        token = await client.ptz_profile()
+        if token is None:
+            raise NotPtz(
+                f"no media profile of the camera at {endpoint.where} has a PTZ configuration: it cannot be aimed"
             )
-            status = await ptz.GetStatus({"ProfileToken": token})
-            # A real camera takes a moment to get there; report where it ends up if the deadline allows.
-            while _moving(status) and time.monotonic() + STATUS_POLL_S < deadline - 0.3:
-                await asyncio.sleep(STATUS_POLL_S)
-                status = await ptz.GetStatus({"ProfileToken": token})
-            return _reported(status)
-        finally:
-            try:
-                await cam.close()
-            except Exception:  # closing a dead connection must not hide the real error
-                log.debug("closing the ONVIF client failed", exc_info=True)
+        await client.absolute_move(token, position.x, position.y, position.z)
+        status = await client.status(token)
+        # A real camera takes a moment to get there; report where it ends up if the deadline allows.
+        while status.moving and time.monotonic() + STATUS_POLL_S < deadline - 0.3:
+            await asyncio.sleep(STATUS_POLL_S)
+            status = await client.status(token)
+        if status.x is None or status.y is None:
+            return None
+        return OnvifPosition(status.x, status.y, status.zoom if status.zoom is not None else 0.0)
 
-    try:
-        return await asyncio.wait_for(exchange(), timeout=max(0.1, deadline - time.monotonic()))
-    except TimeoutError:
-        raise Unreachable(
-            f"the camera at {endpoint.where} did not answer within {timeout_s:g} s: check its network "
-            "link and its onvif_url"
-        ) from None
-    except PtzError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the library raises many kinds; each is translated
-        raise _translate(exc, endpoint) from None
+    auth = httpx.DigestAuth(endpoint.username, endpoint.password or "") if endpoint.username else None
+    # No proxy from the environment: the camera is on the CCTV network, and the credentials go to it alone.
+    async with httpx.AsyncClient(auth=auth, trust_env=False, follow_redirects=False, timeout=timeout_s) as http:
+        try:
+            return await asyncio.wait_for(exchange(http), timeout=max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            raise Unreachable(
+                f"the camera at {endpoint.where} did not answer within {timeout_s:g} s: check its network "
+                "link and its onvif_url"
+            ) from None
+        except OnvifFailure as exc:
+            raise _translate(exc, endpoint) from None
 
 
 async def aim_camera(

@@ -121,6 +121,8 @@ class OnvifPtzSimulator:
         ptz: bool = True,
         name: str = "Témoin CCTV simulator",
         serial: str = "SIM-0001",
+        clock_offset_s: float = 0.0,
+        get_services: bool = True,
     ) -> None:
         self.pose = pose
         self.heading_deg = heading_deg
@@ -132,6 +134,8 @@ class OnvifPtzSimulator:
         self.ptz = ptz
         self.name = name
         self.serial = serial
+        self.clock_offset_s = clock_offset_s  # a camera whose clock is wrong (many are: no NTP on the CCTV network)
+        self.get_services = get_services  # False: an older camera that knows only GetCapabilities
         self.requests: list[str] = []  # operations served, in order (the tests read it)
         self.refused = 0  # requests refused for authentication
         self._nonces: OrderedDict[str, float] = OrderedDict()
@@ -213,6 +217,8 @@ class OnvifPtzSimulator:
             operation = request.tag.rsplit("}", 1)[-1]
             self._authenticate(root, operation)
             handler = self._operations().get((service, operation))
+            if operation == "GetServices" and not self.get_services:
+                handler = None
             if handler is None:
                 raise _Fault(
                     500,
@@ -260,7 +266,7 @@ class OnvifPtzSimulator:
             except ValueError:
                 self._refuse()
                 raise _not_authorized("malformed nonce or created time") from None
-            if abs(time.time() - created_at) > MAX_CLOCK_SKEW_S:
+            if abs(self.now() - created_at) > MAX_CLOCK_SKEW_S:
                 self._refuse()
                 raise _not_authorized("created time too far from the camera's clock")
             expected = base64.b64encode(hashlib.sha1(nonce + created.encode() + self.password.encode()).digest())  # noqa: S324 - WS-Security PasswordDigest is defined over SHA-1
@@ -286,8 +292,11 @@ class OnvifPtzSimulator:
 
     # --- device service ---------------------------------------------------------------------------------
 
+    def now(self) -> float:
+        return time.time() + self.clock_offset_s
+
     def _date_and_time(self, _req: ET.Element) -> str:
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self.now(), UTC)
         return (
             "<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime><tt:DateTimeType>NTP</tt:DateTimeType>"
             "<tt:DaylightSavings>false</tt:DaylightSavings><tt:TimeZone><tt:TZ>UTC0</tt:TZ></tt:TimeZone>"

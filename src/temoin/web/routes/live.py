@@ -4,7 +4,6 @@ bearer token), WHEP viewing, the CSU's acknowledgement and dispatch, and the eve
 
 from __future__ import annotations
 
-import asyncio
 import html
 import time
 from pathlib import Path
@@ -453,24 +452,9 @@ def _page(name: str, who: Principal, **values: str) -> HTMLResponse:
     return HTMLResponse(text, headers={"Cache-Control": "no-store"})
 
 
-_ptz_warm: asyncio.Task | None = None
-
-
-def _warm_up_ptz() -> None:
-    """The ONVIF client parses its WSDL files once per process (seconds of CPU): do it when an operator opens the
-    dashboard, not when the first alert needs the PTZ cameras to turn."""
-    global _ptz_warm
-    if _ptz_warm is None:
-        from temoin.supervision import ptz
-
-        _ptz_warm = asyncio.ensure_future(ptz.warm_up())
-        _ptz_warm.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-
 @pages.get("/live")
 async def dashboard_page(request: Request, who: Principal = Depends(PageRequire(Permission.LIVE_VIEW))) -> HTMLResponse:
     """The CSU dashboard: map, alerts, video wall, PTZ, reinforcements, incident record."""
-    _warm_up_ptz()
     # JSON inside a <script> element: "</" must not close it.
     settings = orjson.dumps(settings_of(who.tenant).model_dump()).decode().replace("</", "<\\/")
     response = page(
