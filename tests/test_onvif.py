@@ -57,7 +57,7 @@ def sim() -> Iterator[OnvifPtzSimulator]:
         yield s
 
 
-def test_aiming_a_simulated_ptz_camera_with_the_real_client(sim: OnvifPtzSimulator):
+def test_aiming_a_simulated_ptz_camera_over_onvif(sim: OnvifPtzSimulator):
     cam = camera(sim.url)
     target = point(350.0, 80.0)
     result = asyncio.run(ptz.aim_camera(cam, PASSWORD, *target))
