@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape, quoteattr
 
+from temoin import errors
+
 if TYPE_CHECKING:
     import httpx
 
@@ -48,12 +50,13 @@ MAX_ANSWER_BYTES = 1024 * 1024  # a profile list with many profiles is tens of k
 SKEW_TOLERATED_S = 5.0  # a camera clock off by more than this gets tokens dated by its own clock
 
 
-class OnvifFailure(Exception):
-    """What went wrong, in the caller's terms: `kind` is "unreachable", "auth", "fault" or "http"."""
+class OnvifFailure(errors.UpstreamFault):
+    """What went wrong with the camera: `kind` is "unreachable", "auth", "fault" or "http" (supervision.ptz turns it
+    into the PtzError the CSU is shown)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
-        self.kind, self.message = kind, message
+        self.kind = kind
 
 
 @dataclass(frozen=True)
