@@ -264,3 +264,47 @@ def test_the_orphan_sweep_removes_what_no_row_names_in_the_store_and_leaves_the_
     assert client.get(out["download_url"]).status_code == 200
     # The recordings' own orphan audit never takes the artefacts' folder for a tenant's recordings.
     assert all(not prefix.startswith("_") for prefix in platform.store.prefixes())
+
+
+def test_a_stalled_store_never_holds_up_the_live_stream(platform, monkeypatch):
+    """The muxer writes a packet at a time (about 75 writes a second) from the media plane's loop: a store that
+    holds an fsync or a PUT for seconds must not stall the live stream the CSU watches. The backup's writer falls
+    behind up to a bound in bytes, then drops what the store cannot take, says how much when it is stored, and
+    keeps whole what came before and after."""
+    import threading
+    import time
+
+    monkeypatch.setattr(backup._Behind, "MAX_PENDING", 64 * 1024)
+    sid = uuid.uuid4().hex
+    key, _ = backup.new_key(platform.keyring.master_key, sid)
+    sealed = artefact_blobs.SealedWriter(platform.store, artefact_blobs.key(f"live-backup/t/{sid}", "b"), key)
+    gate = threading.Event()
+    write = sealed.write
+
+    def stalled(data: bytes) -> None:
+        gate.wait(30)  # the store holds its first write (an fsync on a loaded disk, a slow PUT)
+        write(data)
+
+    monkeypatch.setattr(sealed, "write", stalled)
+    out = backup._Behind(sealed)
+    slowest, kept, accepted = 0.0, bytearray(), []
+    for i in range(2000):  # 2000 writes of 1,316 bytes: 2.6 MB, 40 times the bound
+        chunk = (b"\x47" + i.to_bytes(4, "big") + bytes(183)) * 7
+        dropped, t = out.dropped, time.perf_counter()
+        out.write(chunk)
+        slowest = max(slowest, time.perf_counter() - t)
+        if out.dropped == dropped:
+            kept += chunk
+            accepted.append(i)
+        if i == 1500:
+            gate.set()  # the store comes back
+        if i >= 1500:
+            time.sleep(0.001)  # a stream's pace (about 10 Mbit/s), which the store keeps up with again
+    assert slowest < 0.05, f"a write waited {slowest:.3f} s on the stalled store: the live stream would freeze"
+    out.close()
+    before = [i for i in accepted if i < 1500]
+    assert before == list(range(len(before))), "what came before the store stalled is kept, in order"
+    assert 45 <= len(before) <= 50  # the bound: 64 KiB of 1,316-byte writes
+    assert sum(1 for i in accepted if i > 1500) >= 490, "once the store is back, the backup goes on"
+    assert out.dropped == 2000 * 1316 - len(kept) > 0
+    assert sealed.size == len(kept) and sealed.sha256.hexdigest() == hashlib.sha256(kept).hexdigest()

@@ -44,16 +44,24 @@ BACKUP_FILE = "backup.ts.sealed"
 
 class _Behind(io.RawIOBase):
     """The muxer's output, handed to a thread that seals it into the store: the media plane's loop, which muxes,
-    never waits on the store (an object store takes a PUT per chunk). Bounded: a store slower than the stream
-    makes the muxer wait once QUEUED writes are pending, rather than memory grow."""
+    never waits on the store (an object store takes a PUT per chunk, a loaded disk may hold an fsync for seconds).
 
-    QUEUED = 256
+    The muxer writes once per packet (about 75 writes a second for 25 pictures and 50 sound packets), so a bound in
+    writes would stall the live stream after a few seconds of a slow store. The bound is in bytes (MAX_PENDING, about
+    half a minute at 4 Mbit/s): a store slower than that for longer loses backup bytes, counted in `dropped` and told
+    when the backup is stored, but the live stream the CSU watches never waits on it."""
+
+    MAX_PENDING = 16 * 1024 * 1024
     CHECKPOINT_S = 3.0  # what a crash may lose (at 4 Mbit/s: 1.5 MB)
 
     def __init__(self, out: artefact_blobs.SealedWriter) -> None:
         super().__init__()
         self.out = out
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=self.QUEUED)
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.pending = 0  # bytes written by the muxer, not yet by the store
+        self.dropped = 0  # bytes the store fell too far behind to take
+        self._resume_below = 0  # once behind: drop until the store has caught up to half the bound
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="live-backup", daemon=True)
         self._thread.start()
@@ -67,25 +75,40 @@ class _Behind(io.RawIOBase):
                 data = b""  # no media for a while (a publisher reconnecting): what came before is kept all the same
             if data is None:
                 return
-            if self.error is not None:
-                continue
             try:
-                if data:
+                if data and self.error is None:
                     self.out.write(data)
                     written = True
-                if written and time.monotonic() - last >= self.CHECKPOINT_S:
+                if written and self.error is None and time.monotonic() - last >= self.CHECKPOINT_S:
                     self.out.checkpoint()
                     last, written = time.monotonic(), False
             except BaseException as exc:  # noqa: BLE001 - told at close, which drops the backup
                 self.error = exc
+            finally:
+                with self._lock:
+                    self.pending -= len(data)
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        data = bytes(data)  # the muxer reuses its buffer
-        self._queue.put(data)
-        return len(data)
+        size = len(data)
+        with self._lock:
+            behind = self._resume_below and self.pending > self._resume_below
+            if behind or self.pending + size > self.MAX_PENDING:
+                if not self.dropped:
+                    log.warning(
+                        "live backup: the store is more than %d MB behind the stream: backup bytes are dropped "
+                        "until it catches up (the live stream goes on)",
+                        self.MAX_PENDING // 1_000_000,
+                    )
+                self.dropped += size
+                self._resume_below = self.MAX_PENDING // 2
+                return size
+            self._resume_below = 0
+            self.pending += size
+        self._queue.put(bytes(data))  # the muxer reuses its buffer
+        return size
 
     def __del__(self) -> None:
         if not self.closed:  # dropped without close(): the thread ends, nothing half-written is promoted
@@ -104,11 +127,11 @@ class _Behind(io.RawIOBase):
 
 
 class BackupRecorder(FrameSink):
-    """Remuxes a live stream into sealed MPEG-TS. `on_closed(sha256, size)` is called once, from the thread
-    that closes it."""
+    """Remuxes a live stream into sealed MPEG-TS. `on_closed(sha256, size, dropped)` is called once, from the thread
+    that closes it; `dropped` counts the bytes a store too slow for the stream could not take (0 when whole)."""
 
     def __init__(
-        self, store: BlobStore, name: str, data_key: bytes, on_closed: Callable[[str, int], None] | None = None
+        self, store: BlobStore, name: str, data_key: bytes, on_closed: Callable[[str, int, int], None] | None = None
     ) -> None:
         self.name = name
         self._sealed = artefact_blobs.SealedWriter(store, artefact_blobs.key(name, BACKUP_FILE), data_key)
@@ -173,7 +196,7 @@ class BackupRecorder(FrameSink):
             self._file.close()
         if self._on_closed is not None:
             assert self._sealed.sha256 is not None, "hashed"
-            self._on_closed(self._sealed.sha256.hexdigest(), self._sealed.size)
+            self._on_closed(self._sealed.sha256.hexdigest(), self._sealed.size, self._file.dropped)
 
 
 def new_key(master_key: bytes, session_id: str) -> tuple[bytes, bytes]:

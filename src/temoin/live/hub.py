@@ -287,9 +287,9 @@ class LiveHub(CctvViewings):
         )
         db.commit()
 
-        def stored(sha256: str, size: int) -> None:
+        def stored(sha256: str, size: int, dropped: int) -> None:
             with self.p.session() as db2:
-                sessions.backup_stored(self.p, db2, db2.get_one(LiveSession, session_id), sha256, size)
+                sessions.backup_stored(self.p, db2, db2.get_one(LiveSession, session_id), sha256, size, dropped)
 
         return backup.BackupRecorder(self.p.store, name, key, stored)
 

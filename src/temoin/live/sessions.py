@@ -308,8 +308,13 @@ def update_position(db: Session, bus: EventBus, s: LiveSession, fix: GpsFix) -> 
     )
 
 
-def backup_stored(p: Context, db: Session, s: LiveSession, sha256: str, size: int) -> None:
+def backup_stored(p: Context, db: Session, s: LiveSession, sha256: str, size: int, dropped: int = 0) -> None:
+    """The backup is in the store; `dropped`: bytes of the stream a store too slow for it could not take (the
+    journal says so: the backup then has holes, the camera's own recording does not)."""
     s.backup_sha256, s.backup_bytes = sha256, size
+    details: dict[str, object] = {"live_session": s.id, "sha256": sha256, "bytes": size, "file": s.backup_file}
+    if dropped:
+        details["dropped_bytes"] = dropped
     p.record(
         db,
         EntryDraft(
@@ -317,7 +322,7 @@ def backup_stored(p: Context, db: Session, s: LiveSession, sha256: str, size: in
             event="live.backup_stored",
             actor=Actor.system("live"),
             cameras=[s.device_id],
-            details={"live_session": s.id, "sha256": sha256, "bytes": size, "file": s.backup_file},
+            details=details,
         ),
         db.get_one(Tenant, s.tenant_id),
     )
