@@ -5,7 +5,10 @@ simulator in one process, whose RSS says nothing of the server's. Here the serve
 subprocess on the demo's home, and this process runs what the demo runs around it (`temoin.demo.run.populate`):
 the CCTV network, the cameras enrolled over HTTP, the sample recordings, the Axis hand-over, then the fleet on
 patrol for the whole duration (recording, docking every 4 min to offload, a live button press every 3 min:
-alert, WHIP stream, live backup). The server's RSS (VmRSS) is read every 5 s and its peak (VmHWM) at the end.
+alert, WHIP stream, live backup). A CSU operator signed in does what the dashboard does with the demo's PTZ
+auto-aim: opens /live, and aims every PTZ camera in range at each live alert (`/api/v1/cctv/aim-all`, over ONVIF to
+the demo's simulated cameras); `--no-csu` leaves that out. The server's RSS (VmRSS) is read every 5 s and its peak
+(VmHWM) at the end.
 
     .venv/bin/python bench/demo_rss.py                      # one hour (the issue's figure)
     .venv/bin/python bench/demo_rss.py --minutes 10 --json F
@@ -29,6 +32,70 @@ GOAL_MB = 150.0
 MB = 1e6
 
 
+class CsuOperator:
+    """The CSU's dashboard with PTZ auto-aim on, as csu.js does it: signed in, /live opened once, then each live
+    session with a position has every PTZ camera in range aimed at it once."""
+
+    def __init__(self, p, url: str, password: str) -> None:
+        import threading
+
+        self.p, self.url, self.password = p, url, password
+        self.aimed = self.failed = self.sessions = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="csu-operator", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _sign_in(self, http) -> str:
+        from sqlalchemy import select
+
+        from temoin.identity import service
+        from temoin.identity.models import User
+        from temoin.identity.secrets import current_totp
+
+        r = http.post("/api/v1/session", json={"username": "csu", "password": self.password})
+        r.raise_for_status()
+        with self.p.session() as db:
+            code = current_totp(service.totp_secret_of(self.p, db.scalar(select(User).where(User.username == "csu"))))
+        r = http.post("/api/v1/session/totp", json={"code": code})
+        r.raise_for_status()
+        return r.json()["csrf_token"]
+
+    def _run(self) -> None:
+        import httpx
+
+        done: set[str] = set()
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            try:
+                csrf = self._sign_in(http)
+                http.get("/live").raise_for_status()
+            except httpx.HTTPError as exc:
+                self.errors.append(f"sign-in: {exc}")
+                return
+            while not self._stop.wait(5):
+                try:
+                    sessions = http.get("/api/v1/live/sessions").json()
+                    for s in sessions if isinstance(sessions, list) else sessions.get("sessions", []):
+                        if s["id"] in done or s.get("state") == "ended" or not (s.get("position") or {}).get("lat"):
+                            continue
+                        done.add(s["id"])
+                        self.sessions += 1
+                        r = http.post(
+                            "/api/v1/cctv/aim-all", json={"session_id": s["id"]}, headers={"X-CSRF-Token": csrf}
+                        )
+                        r.raise_for_status()
+                        self.aimed += r.json()["aimed"]
+                        self.failed += r.json()["failed"]
+                except (httpx.HTTPError, KeyError, ValueError) as exc:
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+
+
 def rss_bytes(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) of a process, bytes (read by `common.peak_rss_mib`)."""
     hwm, rss = common.peak_rss_mib(pid)
@@ -47,6 +114,7 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="environment of the server (repeatable), e.g. MALLOC_ARENA_MAX=2",
     )
+    ap.add_argument("--no-csu", action="store_true", help="no CSU operator (no dashboard, no PTZ aiming)")
     args = ap.parse_args()
     minutes = args.minutes or (3.0 if args.quick else 60.0)
     recordings = 2 if args.quick else 4
@@ -55,6 +123,7 @@ def main() -> None:
         "server RSS through a demo hour",
         f"temoin serve alone, {args.cameras} simulated cameras on patrol for {minutes:.0f} min, "
         f"{recordings} sample recordings, live every {args.live_every:.0f} s, SQLite"
+        + ("" if args.no_csu else ", a CSU operator aiming the PTZ cameras in range at each live alert")
         + (f"; server environment {' '.join(args.server_env)}" if args.server_env else ""),
     )
     from rich.console import Console
@@ -63,7 +132,7 @@ def main() -> None:
 
     with common.bench_home(args, "demo-rss") as home:
         p = common.open_platform(home)
-        ensure_tenant(p)
+        passwords = ensure_tenant(p)
         url = f"http://127.0.0.1:{free_port()}"
         env = {**os.environ, "TEMOIN_HOME": str(home), "TEMOIN_INSECURE_COOKIES": "1"}
         env.update(item.split("=", 1) for item in args.server_env)
@@ -77,6 +146,7 @@ def main() -> None:
         )
         samples: list[tuple[float, float]] = []
         world = None
+        operator = None if args.no_csu else CsuOperator(p, url, passwords["csu"])
         try:
             server.wait_answering(60)
             time.sleep(2)
@@ -85,6 +155,8 @@ def main() -> None:
             world = populate(p, url, recordings, quiet, args.cameras, args.live_every or None)
             after_setup, _ = rss_bytes(server.proc.pid)
             world.start_fleet()
+            if operator is not None:
+                operator.start()
             t0 = time.monotonic()
             end = t0 + minutes * 60
             next_print = t0
@@ -110,6 +182,8 @@ def main() -> None:
                 recordings_stored = db.scalar(select(func.count()).select_from(Recording)) or 0
                 live_sessions = db.scalar(select(func.count()).select_from(LiveSession)) or 0
         finally:
+            if operator is not None:
+                operator.close()
             if world is not None:
                 world.close()
             server.stop()
@@ -142,6 +216,15 @@ def main() -> None:
         peak_rss_mb=hwm / MB,
     )
     results.add("recordings stored / live sessions during the run", f"{recordings_stored} / {live_sessions}")
+    if operator is not None:
+        results.add(
+            "CSU operator: live alerts aimed at / PTZ aims that moved a camera / failed",
+            f"{operator.sessions} / {operator.aimed} / {operator.failed}"
+            + (f" ({len(operator.errors)} errors, first: {operator.errors[0]})" if operator.errors else ""),
+        )
+        results.raw.update(
+            {"ptz_aimed": operator.aimed, "ptz_failed": operator.failed, "csu_errors": operator.errors[:5]}
+        )
     results.raw.update(
         {
             "recordings": recordings_stored,

@@ -92,3 +92,26 @@ def test_a_started_server_stays_under_150_mb_and_loads_no_media_library(tmp_path
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_a_burst_of_sign_ins_holds_at_most_two_password_hashes_in_memory() -> None:
+    """Each argon2id check holds 64 MiB while it runs; twelve at once (many addresses, many usernames: the throttle
+    counts per account and per address) must not take 12 × 64 MiB of the server: two run at a time."""
+    code = (
+        "import threading\n"
+        "from temoin.identity import secrets as sec\n"
+        "stored = sec.hash_password('a long enough password')\n"
+        "def hwm():\n"
+        "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024\n"
+        "before = hwm()\n"
+        "results = []\n"
+        "def sign_in():\n"
+        "    results.append(sec.check_password(stored, 'a long enough password'))\n"
+        "threads = [threading.Thread(target=sign_in) for _ in range(12)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(all(results) and len(results) == 12, round(hwm() - before))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    ok, grown = out.stdout.split()
+    assert ok == "True", out.stdout
+    assert int(grown) <= 2 * 64 + 40, f"twelve sign-ins at once took {grown} MiB more: at most two hashes at a time"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
 import time
 from functools import cache
 
@@ -15,7 +16,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from temoin import errors
 
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters (RFC 9106: 64 MiB, t=3, p=4)
+# Each hash holds 64 MiB while it runs: at most two at a time, so that a burst of sign-ins (many addresses, many
+# usernames: the throttle counts per account and per address) cannot take the server's memory (the thread pool
+# alone would run 40 at once, 2.5 GiB). The others wait their turn, a few tens of milliseconds each.
+_hashing = threading.BoundedSemaphore(2)
 
 MIN_PASSWORD_LENGTH = 12
 
@@ -27,12 +32,14 @@ class WeakPassword(errors.InvalidInput, ValueError):
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
-    return _hasher.hash(password)
+    with _hashing:
+        return _hasher.hash(password)
 
 
 def check_password(stored: str, password: str) -> bool:
     try:
-        return _hasher.verify(stored, password)
+        with _hashing:
+            return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -40,7 +47,8 @@ def check_password(stored: str, password: str) -> bool:
 @cache
 def _dummy_hash() -> str:
     # Made on first use, not at import: argon2 takes 64 MiB while hashing, which every process would pay.
-    return _hasher.hash("temoin-dummy-password-for-timing")
+    with _hashing:
+        return _hasher.hash("temoin-dummy-password-for-timing")
 
 
 def burn_time(password: str) -> None:
