@@ -150,7 +150,7 @@ def fault_of(root: Element | None) -> tuple[str, str] | None:
         return None
     codes = " ".join((v.text or "").strip().rsplit(":", 1)[-1] for v in first.iter(f"{{{ENV}}}Value"))
     reason = " ".join((t.text or "").strip() for t in first.iter(f"{{{ENV}}}Text")) or codes
-    return codes, reason
+    return codes, reason[:300]  # the camera's words go to the journal and the CSU: bounded
 
 
 def services_of(answer: Element) -> dict[str, str]:
