@@ -73,9 +73,14 @@ def created_at(t: float) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
+def password_digest(nonce: bytes, stamp: str, password: str) -> str:
+    """WS-Security's PasswordDigest: Base64(SHA-1(nonce + Created text + password))."""
+    return base64.b64encode(hashlib.sha1(nonce + stamp.encode() + password.encode()).digest()).decode()  # noqa: S324 - WS-Security PasswordDigest is defined over SHA-1
+
+
 def username_token(username: str, password: str, stamp: str, nonce: bytes) -> str:
     """The WS-Security header's UsernameToken, with its PasswordDigest over the Created text `stamp`."""
-    digest = base64.b64encode(hashlib.sha1(nonce + stamp.encode() + password.encode()).digest()).decode()  # noqa: S324 - WS-Security PasswordDigest is defined over SHA-1
+    digest = password_digest(nonce, stamp, password)
     return (
         f'<wsse:Security xmlns:wsse="{WSSE}" xmlns:wsu="{WSU}"><wsse:UsernameToken>'
         f"<wsse:Username>{escape(username)}</wsse:Username>"

@@ -24,7 +24,6 @@ heading, tilt y over -90..90 degrees, zoom z over 1..max_zoom. GetStatus convert
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import threading
 import time
@@ -37,17 +36,20 @@ from xml.sax.saxutils import escape
 
 from temoin.demo.cctv.state import PtzPose
 from temoin.geo.geometry import OnvifPosition, PtzAngles, from_onvif, to_onvif
+from temoin.supervision.onvif_ptz import (
+    ENV,
+    PAN_TILT_SPACE,
+    TDS,
+    TPTZ,
+    TRT,
+    TT,
+    WSSE,
+    WSU,
+    ZOOM_SPACE,
+    password_digest,
+)
 
-ENV = "http://www.w3.org/2003/05/soap-envelope"
-TDS = "http://www.onvif.org/ver10/device/wsdl"
-TRT = "http://www.onvif.org/ver10/media/wsdl"
-TPTZ = "http://www.onvif.org/ver20/ptz/wsdl"
-TT = "http://www.onvif.org/ver10/schema"
 TER = "http://www.onvif.org/ver10/error"
-WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
-WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
-PAN_TILT_SPACE = "http://www.onvif.org/ver10/tptz/PanTiltSpaces/PositionGenericSpace"
-ZOOM_SPACE = "http://www.onvif.org/ver10/tptz/ZoomSpaces/PositionGenericSpace"
 PRE_AUTH = {"GetSystemDateAndTime", "GetCapabilities", "GetServices"}
 PROFILE = "profile_1"
 PTZ_CONFIG = "ptz_config_1"
@@ -269,7 +271,7 @@ class OnvifPtzSimulator:
             if abs(self.now() - created_at) > MAX_CLOCK_SKEW_S:
                 self._refuse()
                 raise _not_authorized("created time too far from the camera's clock")
-            expected = base64.b64encode(hashlib.sha1(nonce + created.encode() + self.password.encode()).digest())  # noqa: S324 - WS-Security PasswordDigest is defined over SHA-1
+            expected = password_digest(nonce, created, self.password).encode()
             ok = hmac.compare_digest(expected, given.strip().encode())
             with self._lock:
                 replayed = nonce_b64 in self._nonces
