@@ -53,17 +53,11 @@ class CsuOperator:
         self._thread.join(30)
 
     def _sign_in(self, http) -> str:
-        from sqlalchemy import select
-
-        from temoin.identity import service
-        from temoin.identity.models import User
-        from temoin.identity.secrets import current_totp
+        from tests.helpers import totp_code
 
         r = http.post("/api/v1/session", json={"username": "csu", "password": self.password})
         r.raise_for_status()
-        with self.p.session() as db:
-            code = current_totp(service.totp_secret_of(self.p, db.scalar(select(User).where(User.username == "csu"))))
-        r = http.post("/api/v1/session/totp", json={"code": code})
+        r = http.post("/api/v1/session/totp", json={"code": totp_code(self.p, "csu")})
         r.raise_for_status()
         return r.json()["csrf_token"]
 
