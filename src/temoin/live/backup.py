@@ -61,7 +61,7 @@ class _Behind(io.RawIOBase):
         self._lock = threading.Lock()
         self.pending = 0  # bytes written by the muxer, not yet by the store
         self.dropped = 0  # bytes the store fell too far behind to take
-        self._resume_below = 0  # once behind: drop until the store has caught up to half the bound
+        self._behind = False  # once behind: drop until the store has caught up to half the bound
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="live-backup", daemon=True)
         self._thread.start()
@@ -94,8 +94,7 @@ class _Behind(io.RawIOBase):
     def write(self, data: Any) -> int:
         size = len(data)
         with self._lock:
-            behind = self._resume_below and self.pending > self._resume_below
-            if behind or self.pending + size > self.MAX_PENDING:
+            if (self._behind and self.pending > self.MAX_PENDING // 2) or self.pending + size > self.MAX_PENDING:
                 if not self.dropped:
                     log.warning(
                         "live backup: the store is more than %d MB behind the stream: backup bytes are dropped "
@@ -103,9 +102,9 @@ class _Behind(io.RawIOBase):
                         self.MAX_PENDING // 1_000_000,
                     )
                 self.dropped += size
-                self._resume_below = self.MAX_PENDING // 2
+                self._behind = True
                 return size
-            self._resume_below = 0
+            self._behind = False
             self.pending += size
         self._queue.put(bytes(data))  # the muxer reuses its buffer
         return size
