@@ -1,13 +1,11 @@
 """Shared by the extraction and trust tests: a package made through the API, downloaded, checked by `temoin
-verify`; the text of its PDFs; a redacted copy waited for; a finalised recording stored directly."""
+verify`; a redacted copy waited for; a finalised recording stored directly."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 import zipfile
-import zlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -58,32 +56,6 @@ def _verify(path: Path, key: Path | None = None, *more: str) -> tuple[int, str]:
 def _pinned(platform) -> tuple[None, str, str]:
     """`temoin verify` arguments pinning the platform's key by its full fingerprint."""
     return None, "--fingerprint", platform.keyring.fingerprint
-
-
-def _pdf_text(data: bytes) -> str:
-    """The text of an fpdf2 PDF written with one embedded TrueType font: the content streams' glyph codes
-    mapped back through the font's ToUnicode CMap (no PDF reader is installed here)."""
-    streams = []
-    # Each stream is read by its declared /Length: compressed bytes may themselves end in CR or hold "endstream".
-    for m in re.finditer(rb"<<((?:(?!>>).)*?/Length (\d+)(?:(?!>>).)*?)>>\s*stream\r?\n", data, re.S):
-        raw = data[m.end() : m.end() + int(m.group(2))]
-        streams.append(zlib.decompress(raw) if b"FlateDecode" in m.group(1) else raw)
-    cmap: dict[int, str] = {}
-    for s in streams:
-        for block in re.findall(rb"beginbfchar(.*?)endbfchar", s, re.S):
-            for src, dst in re.findall(rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", block):
-                cmap[int(src, 16)] = bytes.fromhex(dst.decode()).decode("utf-16-be")
-    text = []
-    for s in streams:
-        for lit in re.findall(rb"\(((?:\\.|[^\\)])*)\)\s*Tj", s, re.S):
-            raw = re.sub(rb"\\([nrtbf()\\]|[0-7]{1,3})", lambda m: _unescape(m.group(1)), lit)
-            text.append("".join(cmap.get(int.from_bytes(raw[i : i + 2], "big"), "?") for i in range(0, len(raw), 2)))
-    return "\n".join(text)
-
-
-def _unescape(code: bytes) -> bytes:
-    simple = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f", b"(": b"(", b")": b")", b"\\": b"\\"}
-    return simple.get(code) or bytes([int(code, 8)])
 
 
 def _wait(client, copy_id: int, timeout: float = 240) -> dict:

@@ -35,8 +35,8 @@ from temoin.vault import artefact_blobs, catalogue
 from temoin.vault.models import Recording
 from temoin.vault.retention import delete_recording
 from tests.artefact_helpers import artefact_keys
-from tests.extraction_helpers import _download, _extract, _pdf_text, _pinned, _verify, runner
-from tests.helpers import PASSWORD, make_commune, sign_in, totp_code, upload
+from tests.extraction_helpers import _download, _extract, _pinned, _verify, runner
+from tests.helpers import PASSWORD, make_commune, pdf_text, sign_in, totp_code, upload
 
 
 def _tool(name: str) -> str:
@@ -145,7 +145,7 @@ def test_a_package_verifies_with_sha256sum_openssl_ffprobe_and_temoin_verify(pla
     assert "package intact" not in output
 
     # The chain of custody, from the journal, times in Europe/Paris.
-    text = _pdf_text((folder / "chain-of-custody.pdf").read_bytes())
+    text = pdf_text((folder / "chain-of-custody.pdf").read_bytes())
     assert "Chaîne de possession" in text and out["id"] in text
     assert "recording.ingested" in text and "recording.consulted" in text and "hold.placed" in text
     assert "réquisition du parquet n° 4512" in text and "extraction.created" in text

@@ -3,11 +3,8 @@ page and the annual report PDF (the prefect's copy). The CSV keeps ISO dates and
 
 from __future__ import annotations
 
-import io
 import re
 from datetime import UTC, datetime, timedelta
-
-from pypdf import PdfReader
 
 from temoin.db import utcnow
 from temoin.evidence.manifest import Trigger
@@ -15,12 +12,7 @@ from temoin.journal.entry import Action, Actor, EntryDraft
 from temoin.law.access import Role
 from temoin.reports.annual import PARIS, Figures, Period, period_rows
 from temoin.texts import number, when
-from tests.helpers import make_commune, sign_in, upload
-
-
-def _pdf_text(data: bytes) -> str:
-    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
-
+from tests.helpers import make_commune, pdf_text, sign_in, upload
 
 ISO_DATE = re.compile(r"\b\d{4}-\d\d-\d\d\b")
 FRENCH_MOMENT = re.compile(r"\b\d\d/\d\d/\d{4} \d\d:\d\d:\d\d\b")
@@ -93,7 +85,7 @@ def test_the_annual_report_pdf_reads_french_labels_and_numbers(platform, client)
         )
         db.commit()
     year = now.astimezone(PARIS).year
-    text = _pdf_text(client.get(f"/api/v1/reports/annual/{year}.pdf").content)
+    text = pdf_text(client.get(f"/api/v1/reports/annual/{year}.pdf").content)
     assert "officier ou agent de police judiciaire" in text and "judicial_police" not in text
     assert "flagrant délit" in text.lower() and "flagrant_offence" not in text
     assert "Procédure judiciaire" in text and "judicial_procedure" not in text
@@ -110,7 +102,7 @@ def test_the_custody_pdf_names_the_events_recipient_and_procedure_in_french(plat
     rid, _ = upload(platform, client, commune, duration_s=2, segment_s=1, trigger=Trigger.FLAGRANT_OFFENCE)
     out = _extract(client, sign_in(platform, client, commune.users[Role.CHIEF]), [rid])
     _zip, folder = _download(client, out, tmp_path)
-    text = " ".join(_pdf_text((folder / "chain-of-custody.pdf").read_bytes()).split())  # lines joined
+    text = pdf_text((folder / "chain-of-custody.pdf").read_bytes())
     assert "Collecte : enregistrement versé au coffre" in text  # the event's sentence (its code beside it)
     assert "officier ou agent de police judiciaire" in text and "(judicial_police)" not in text
     assert "judiciaire — PV 2026/004512" in text and "flagrant délit" in text and "trigger flagrant_offence" not in text

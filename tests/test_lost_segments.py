@@ -35,7 +35,15 @@ from temoin.platform import Platform
 from temoin.vault import integrity, retention, scrub
 from temoin.vault.models import DeletionCertificate, Recording, Segment
 from tests.extraction_helpers import _download, _extract, _pinned, _verify
-from tests.helpers import JUSTIFIED, agent_number, approve_erasure, make_commune, sign_in, vault_client
+from tests.helpers import (
+    JUSTIFIED,
+    agent_number,
+    approve_erasure,
+    make_commune,
+    pdf_text,
+    sign_in,
+    vault_client,
+)
 
 PARIS_FMT = "%d/%m/%Y %H:%M:%S"
 
@@ -294,9 +302,7 @@ def test_a_package_holds_the_stored_originals_names_the_lost_and_verifies(platfo
     ), output
 
     # The chain-of-custody PDF names the lost segment too.
-    from tests.extraction_helpers import _pdf_text
-
-    assert "Segment 1 perdu à la caméra / lost at the camera" in _pdf_text(
+    assert "Segment 1 perdu à la caméra / lost at the camera" in pdf_text(
         (folder / "chain-of-custody.pdf").read_bytes()
     )
 

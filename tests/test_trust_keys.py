@@ -40,8 +40,8 @@ from temoin.reports import annual
 from temoin.vault import integrity
 from temoin.vault.models import Quarantine, Recording
 from temoin.web.app import create_app
-from tests.extraction_helpers import _download, _extract, _pdf_text, verify_with_env as _verify
-from tests.helpers import agent_number, enrol_camera, make_commune, sign_in, upload
+from tests.extraction_helpers import _download, _extract, verify_with_env as _verify
+from tests.helpers import agent_number, enrol_camera, make_commune, pdf_text, sign_in, upload
 
 runner = CliRunner()
 
@@ -273,7 +273,7 @@ def test_rotation_keeps_old_packages_receipts_and_journal_verifiable(platform, c
 def test_custody_pdf_and_annual_report_carry_the_full_fingerprint(platform, client, tmp_path):
     commune = make_commune(platform, cameras=1)
     _, folder = _package(platform, client, tmp_path, commune)
-    assert platform.keyring.fingerprint in _pdf_text((folder / "chain-of-custody.pdf").read_bytes())
+    assert platform.keyring.fingerprint in pdf_text((folder / "chain-of-custody.pdf").read_bytes())
     year = utcnow().year
     csv = client.get(f"/api/v1/reports/annual/{year}.csv").text
     assert platform.keyring.fingerprint in csv and "Clés de signature de la plateforme" in csv
