@@ -234,6 +234,18 @@ def serve_in_thread(app) -> tuple[str, object, object, object]:
         time.sleep(0.05)
 
 
+def stop_served(server, thread, sock=None, timeout: float = 15) -> None:
+    """Stop a server of serve_in_thread as `temoin serve` stops on SIGTERM: the event streams end first (a server in
+    a thread has no signal handler to end them), so open long polls close instead of being cancelled mid-response."""
+    live = getattr(getattr(server.config.app, "state", None), "live", None)
+    if live is not None:
+        live.bus.close()
+    server.should_exit = True
+    thread.join(timeout)
+    if sock is not None:
+        sock.close()
+
+
 @pytest.fixture
 def server_url(platform: Platform) -> Iterator[str]:
     """The platform served by a real uvicorn in a thread (retention scheduler off)."""
@@ -241,9 +253,7 @@ def server_url(platform: Platform) -> Iterator[str]:
     try:
         yield url
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+        stop_served(server, thread, sock)
 
 
 # --- NATS JetStream, for the events across nodes ---------------------------------------------------------

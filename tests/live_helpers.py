@@ -35,6 +35,7 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.settings import Settings
 from temoin.web.app import create_app
+from tests.conftest import stop_served
 from tests.helpers import PASSWORD, Commune
 
 FIX = GpsFix(t=datetime(2025, 6, 1, 14, 0, tzinfo=UTC), lat=43.5585, lon=4.0845, accuracy_m=6)
@@ -82,9 +83,7 @@ def running_server(platform: Platform, port: int = 0) -> Iterator[str]:
     try:
         yield url
     finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+        stop_served(server, thread, sock)
 
 
 @pytest.fixture

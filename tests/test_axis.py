@@ -18,6 +18,7 @@ from temoin.journal.entry import Actor
 from temoin.vault.field_checks import Flag
 from temoin.vault.integrity import integrity_of
 from temoin.vault.models import Quarantine, Recording, RecordingState
+from tests.conftest import stop_served
 from tests.helpers import agent_number, make_commune
 from tests.s3_helpers import BOTH_STORES, blob_names
 
@@ -415,9 +416,7 @@ def tls_server(platform, tmp_path):
         assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.05)
     yield f"https://127.0.0.1:{port}", cert_pem
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    stop_served(server, thread, sock, 10)
 
 
 @pytest.mark.slow

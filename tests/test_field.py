@@ -493,7 +493,7 @@ def test_the_running_server_deletes_a_due_recording_and_seals_the_journal_by_its
     from temoin.journal.models import JournalCheckpoint
     from temoin.vault.models import DeletionCertificate
     from temoin.web.app import create_app
-    from tests.conftest import serve_in_thread
+    from tests.conftest import serve_in_thread, stop_served
 
     p = Platform.open(settings.model_copy(update={"retention_interval_s": 1}), init=True)
     url, server, thread, sock = serve_in_thread(create_app(p, scheduler=True))
@@ -529,7 +529,5 @@ def test_the_running_server_deletes_a_due_recording_and_seals_the_journal_by_its
                 time.sleep(0.2)
                 db.expire_all()
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+        stop_served(server, thread, sock, 10)
         p.close()

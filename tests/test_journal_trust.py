@@ -31,7 +31,7 @@ from temoin.journal.sinks import JournalWriteError
 from temoin.journal.witness import read_witness_log
 from temoin.maintenance import seal_journal
 from temoin.platform import Platform
-from tests.conftest import serve_in_thread
+from tests.conftest import serve_in_thread, stop_served
 from tests.journal_helpers import CHAIN, cli, db_rows, draft, edit_file, file_lines, line_seq, named, sql, verify, write
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
@@ -634,9 +634,7 @@ def test_the_server_seals_within_the_interval_while_entries_are_written(journal)
             time.sleep(0.25)
         time.sleep(1.5)
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+        stop_served(server, thread, sock, 10)
         p.close()
     seals = [(cp.seq, cp.at) for cp in local_checkpoints(journal) if cp.kind == "seal"]
     assert len(seals) >= 3  # more than the start-up seal: the loop ran while entries came
@@ -651,9 +649,7 @@ def test_the_server_repairs_the_file_at_start_up_journaled(journal):
 
     edit_file(journal, lambda lines: lines[:-1])
     _url, server, thread, sock = serve_in_thread(create_app(journal))
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    stop_served(server, thread, sock, 10)
     events = [orjson.loads(r.body) for r in db_rows(journal)]
     assert events[-1]["event"] == "journal.file_repaired" and events[-1]["details"]["trigger"] == "server start-up"
     assert verify(journal).ok

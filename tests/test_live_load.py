@@ -278,7 +278,7 @@ def test_a_stalled_web_event_loop_does_not_stall_the_live_streams(platform: Plat
     """Whatever holds the server's event loop (a handler doing something slow in it, a burst of work) holds
     the web requests, not the live media: the relay runs in its own thread and event loop."""
     from temoin.web.app import create_app
-    from tests.conftest import serve_in_thread
+    from tests.conftest import serve_in_thread, stop_served
 
     commune = make_commune(platform)
     on_shift(platform, commune)
@@ -288,9 +288,7 @@ def test_a_stalled_web_event_loop_does_not_stall_the_live_streams(platform: Plat
     try:
         gap, frames = asyncio.run(_stall_web_loop(url, commune, token, app.state.live))
     finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+        stop_served(server, thread, sock)
     assert gap < MAX_FRAME_GAP_S, (
         f"the viewer went {gap:.2f} s without a picture while the web event loop was "
         f"held ({frames} frames): live media runs in the web requests' loop"

@@ -52,6 +52,7 @@ from temoin.law.access import Role
 from temoin.platform import Platform
 from temoin.settings import Settings
 from temoin.web.app import create_app
+from tests.conftest import stop_served
 from tests.helpers import make_commune
 from tests.live_helpers import Events, Viewer, entries, token_for, until
 
@@ -214,9 +215,7 @@ def serving(p: Platform, host: str, port: int = 0) -> Iterator[str]:
     try:
         yield url
     finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+        stop_served(server, thread, sock)
 
 
 # --- the camera ----------------------------------------------------------------------------------------
