@@ -36,6 +36,9 @@ def test_totp_codes_are_used_once_and_tolerate_one_step_of_skew():
     assert sec.totp_step_if_valid(secret, totp.at(now), last_step=step, now=now) is None  # replay
     assert sec.totp_step_if_valid(secret, totp.at(now - 30), last_step=0, now=now) is not None  # skew
     assert sec.totp_step_if_valid(secret, totp.at(now - 90), last_step=0, now=now) is None
+    # Whatever is typed is a wrong code, not an error: letters, other scripts' digits, emoji.
+    for typed in ("", "abcdef", "١٢٣٤٥٦", "12345é", "🔑" * 6, totp.at(now) + "x"):
+        assert sec.totp_step_if_valid(secret, typed, last_step=0, now=now) is None, typed
 
 
 def test_totp_secrets_are_sealed_with_the_master_key():

@@ -159,6 +159,17 @@ def test_a_totp_code_is_consumed_once_even_by_concurrent_sessions(platform):
             service.check_second_factor(platform, second, b, code)
 
 
+def test_a_code_typed_in_another_script_is_a_wrong_code_not_a_server_error(platform, client):
+    """Found by fuzzing the API: a code with a non-ASCII character made the comparison raise (a 500)."""
+    commune = make_commune(platform, cameras=0)
+    assert client.post("/api/v1/session", json={"username": commune.users[Role.CHIEF], "password": PASSWORD}).is_success
+    for typed in ("12345é", "١٢٣٤٥٦"):
+        r = client.post("/api/v1/session/totp", json={"code": typed})
+        assert r.status_code == 401, r.text
+    r = client.post("/api/v1/session/totp", json={"code": totp_code(platform, commune.users[Role.CHIEF])})
+    assert r.status_code == 200 and r.json()["second_factor_ok"]
+
+
 # --- usernames per tenant -----------------------------------------------------------------------------------
 
 

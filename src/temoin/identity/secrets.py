@@ -97,6 +97,8 @@ def totp_step_if_valid(secret: str, code: str, last_step: int, now: float | None
     now = time.time() if now is None else now
     totp = pyotp.TOTP(secret)
     code = code.strip().replace(" ", "")
+    if not (code.isascii() and code.isdigit()):  # a wrong code; compare_digest raises on non-ASCII text
+        return None
     for delta in (0, -1, 1):
         step = int(now // totp.interval) + delta
         if step > last_step and secrets.compare_digest(totp.generate_otp(step), code):
