@@ -23,7 +23,7 @@ from temoin.evidence.canonical import b64e
 from temoin.live.hub import LiveHub
 from temoin.platform import Platform
 from temoin.supervision import dispatch as dispatch_service
-from temoin.web import hardening, i18n, pages, problems, refusals, rights
+from temoin.web import hardening, i18n, page_errors, pages, problems, refusals, rights
 from temoin.web.routes import (
     admin,
     axis,
@@ -211,6 +211,8 @@ def create_app(p: Platform, *, scheduler: bool = True) -> FastAPI:
     @app.exception_handler(pages.PasswordChangeRequired)
     async def _to_account(request: Request, exc: pages.PasswordChangeRequired) -> Response:
         return RedirectResponse("/account", 303)  # the only page open until the password is the user's own
+
+    page_errors.install(app)  # last: every error handler above answers a browser's page request with a page
 
     # Outermost last: the body limit acts before anything reads the body; every answer, a 413 included, carries
     # the security headers (content security policy, HSTS on TLS).

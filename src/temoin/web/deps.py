@@ -28,6 +28,10 @@ _DEVICE_CHALLENGE = {"WWW-Authenticate": f'{devices.AUTH_SCHEME} realm="temoin"'
 WHIP_CHALLENGE = 'Bearer realm="temoin-whip"'
 
 
+class CsrfRefused(HTTPException):
+    """An unsafe request without the session's CSRF token (on a page: a form left open past its session)."""
+
+
 def get_platform(request: Request) -> Platform:
     return request.app.state.platform
 
@@ -101,7 +105,7 @@ def current_principal(
     if not session.second_factor_ok:
         raise HTTPException(401, "second factor required: enter your authenticator code", headers=USER_CHALLENGE)
     if request.method not in SAFE_METHODS and csrf != session.csrf_token:
-        raise HTTPException(
+        raise CsrfRefused(
             403,
             f"missing or wrong CSRF token: send the {CSRF_HEADER} header "
             "(or the form's csrf_token field) given at sign-in",
