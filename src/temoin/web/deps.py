@@ -26,10 +26,10 @@ CSRF_HEADER = "X-CSRF-Token"
 USER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="temoin"'}
 _DEVICE_CHALLENGE = {"WWW-Authenticate": f'{devices.AUTH_SCHEME} realm="temoin"'}
 WHIP_CHALLENGE = 'Bearer realm="temoin-whip"'
-
-
-class CsrfRefused(HTTPException):
-    """An unsafe request without the session's CSRF token (on a page: a form left open past its session)."""
+# An unsafe request without the session's CSRF token (on a page: a form left open past its session).
+CSRF_REFUSED = (
+    f"missing or wrong CSRF token: send the {CSRF_HEADER} header (or the form's csrf_token field) given at sign-in"
+)
 
 
 def get_platform(request: Request) -> Platform:
@@ -105,11 +105,7 @@ def current_principal(
     if not session.second_factor_ok:
         raise HTTPException(401, "second factor required: enter your authenticator code", headers=USER_CHALLENGE)
     if request.method not in SAFE_METHODS and csrf != session.csrf_token:
-        raise CsrfRefused(
-            403,
-            f"missing or wrong CSRF token: send the {CSRF_HEADER} header "
-            "(or the form's csrf_token field) given at sign-in",
-        )
+        raise HTTPException(403, CSRF_REFUSED)
     if user.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
         raise HTTPException(
             403, "your password was reset: choose a new one first (POST /api/v1/account/password, or the page /account)"

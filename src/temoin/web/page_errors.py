@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import WebSocketRequestValidationError
 from fastapi.responses import Response
 
-from temoin.web.deps import CsrfRefused
+from temoin.web.deps import CSRF_REFUSED
 from temoin.web.i18n import gettext, label, lang_of
 from temoin.web.templating import page
 
@@ -44,7 +44,7 @@ def wants_page(request: Request) -> bool:
 
 def error_page(request: Request, status: int, exc: Exception, headers: dict[str, str]) -> Response:
     lang = lang_of(request)
-    advice = FORM_EXPIRED if isinstance(exc, CsrfRefused) else ADVICE.get(status, OTHER)
+    advice = FORM_EXPIRED if getattr(exc, "detail", None) == CSRF_REFUSED else ADVICE.get(status, OTHER)
     title = label(lang, "problem", str(status))
     response = page(
         request,
