@@ -74,8 +74,7 @@ class CsuOperator:
                 return
             while not self._stop.wait(5):
                 try:
-                    sessions = http.get("/api/v1/live/sessions").json()
-                    for s in sessions if isinstance(sessions, list) else sessions.get("sessions", []):
+                    for s in http.get("/api/v1/live/sessions").json():  # a list of session dicts
                         if s["id"] in done or s.get("state") == "ended" or not (s.get("position") or {}).get("lat"):
                             continue
                         done.add(s["id"])
